@@ -1,0 +1,83 @@
+# mobilenet-serverless: `make demo` runs the whole stack on localhost, `make test` runs every test.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+PORT ?= 8000
+HOST ?= 127.0.0.1
+RUNTIME ?= inprocess
+
+# Weights: torchvision's own download unless a local state_dict is named. The shared offline copy is used
+# when it exists and nothing else was asked, so a machine without internet still builds the real model.
+SHARED_WEIGHTS := ../shared/weights/mobilenet_v2_imagenet.pth
+MODEL_WEIGHTS ?= $(if $(wildcard $(SHARED_WEIGHTS)),$(abspath $(SHARED_WEIGHTS)),)
+export MODEL_WEIGHTS
+
+MODEL := model/dist/model.tar.gz
+# onnxruntime for the SageMaker container (Python 3.12, x86_64): vendored into the artifact, never installed
+# at start. Keep in step with requirements.txt.
+ORT_VERSION := 1.31.1
+ORT_STAMP := model/dist/wheels/.onnxruntime-$(ORT_VERSION)
+
+.PHONY: help venv model test test-fast lint bench demo loadtest chromium clean
+
+help:
+	@echo "make demo      the whole stack on http://$(HOST):$(PORT) (PORT=, RUNTIME=inprocess|torchserve)"
+	@echo "make test      every test (installs venv, model, chromium when missing)"
+	@echo "make model     build $(MODEL) (MODEL_WEIGHTS=file.pth for a local state_dict)"
+	@echo "make lint      ruff"
+	@echo "make bench     benchmarks (prints the README table)"
+	@echo "make loadtest  load and fault harness against the local stack"
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --disable-pip-version-check -q --upgrade pip wheel
+	$(PIP) install --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+$(ORT_STAMP): | $(VENV)/.installed
+	mkdir -p $(dir $@)
+	$(PIP) download --disable-pip-version-check -q --no-deps --only-binary=:all: --python-version 3.12 \
+	  --platform manylinux_2_28_x86_64 -d $(dir $@) onnxruntime==$(ORT_VERSION) \
+	  && touch $@ \
+	  || echo "warning: could not download the onnxruntime wheel; the container will serve TorchScript" >&2
+
+# Always asks the builder: it compares a fingerprint of every input and rebuilds only when one changed.
+model: $(VENV)/.installed $(ORT_STAMP)
+	$(PY) -m model.package
+
+$(MODEL):
+	$(MAKE) model
+
+chromium:
+	@command -v chromium >/dev/null || { \
+	  echo "installing Debian chromium for the browser tests"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }
+
+test: venv model chromium
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Unit tests only: no browser, no TorchServe, no local stack.
+test-fast: venv model
+	$(PY) -m pytest -m "not browser and not container and not integration" $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+bench: venv model
+	$(PY) -m bench
+
+demo: venv model
+	$(PY) -m local --host $(HOST) --port $(PORT) --runtime $(RUNTIME)
+
+loadtest: venv model
+	$(PY) -m bench.loadtest
+
+clean:
+	rm -rf model/dist test-artifacts .pytest_cache

@@ -1,0 +1,169 @@
+"""Post-deploy smoke check: one real inference through the endpoint.
+
+The PyTorch container answers /ping with 200 even when model_fn failed, so an InService endpoint
+proves nothing; only a well-formed top-k reply does. A failure fails `pulumi up` and names the
+endpoint's log group, where the container's traceback is.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
+
+# A 32x32 JPEG (a dark disc on orange), small enough to embed and a real decode for the model.
+PROBE_JPEG = base64.b64decode(
+    "/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAoHBwgHBgoICAgLCgoLDhgQDg0NDh0VFhEYIx8lJCIfIiEmKzcvJik0KSEiMEExNDk7"
+    "Pj4+JS5ESUM8SDc9Pjv/2wBDAQoLCw4NDhwQEBw7KCIoOzs7Ozs7Ozs7Ozs7Ozs7Ozs7Ozs7Ozs7Ozs7Ozs7Ozs7Ozs7Ozs7Ozs7"
+    "Ozs7Ozs7Ozv/wAARCAAgACADASIAAhEBAxEB/8QAHwAAAQUBAQEBAQEAAAAAAAAAAAECAwQFBgcICQoL/8QAtRAAAgEDAwIEAwUF"
+    "BAQAAAF9AQIDAAQRBRIhMUEGE1FhByJxFDKBkaEII0KxwRVS0fAkM2JyggkKFhcYGRolJicoKSo0NTY3ODk6Q0RFRkdISUpTVFVW"
+    "V1hZWmNkZWZnaGlqc3R1dnd4eXqDhIWGh4iJipKTlJWWl5iZmqKjpKWmp6ipqrKztLW2t7i5usLDxMXGx8jJytLT1NXW19jZ2uHi"
+    "4+Tl5ufo6erx8vP09fb3+Pn6/8QAHwEAAwEBAQEBAQEBAQAAAAAAAAECAwQFBgcICQoL/8QAtREAAgECBAQDBAcFBAQAAQJ3AAEC"
+    "AxEEBSExBhJBUQdhcRMiMoEIFEKRobHBCSMzUvAVYnLRChYkNOEl8RcYGRomJygpKjU2Nzg5OkNERUZHSElKU1RVVldYWVpjZGVm"
+    "Z2hpanN0dXZ3eHl6goOEhYaHiImKkpOUlZaXmJmaoqOkpaanqKmqsrO0tba3uLm6wsPExcbHyMnK0tPU1dbX2Nna4uPk5ebn6Onq"
+    "8vP09fb3+Pn6/9oADAMBAAIRAxEAPwCeqt5qVnYY+03Cxk9F5J+uBzjjrRqV59g0+a5xuKL8ox3PAz7ZNefzzy3MzzTOXkc5Zj3r"
+    "x8Ph/a6vY9nEYj2Wi3O+tNXsL6Ty7e5Vn/ukFSfoD16dquV5mrMjh0YqynIIOCDXd6FqD6lpqyy/61GKOcYBI7/kR+OaeIw3s1zR"
+    "2Fh8T7V8slqS6vaPfaXPbxn52XK+5ByB+OMV5+ysjlHUqynBBGCDXplZ2oaFY6lJ5sqskvGXjOCQPXt/XijDYhU/dlsGJw7q2lHc"
+    "4Ou58O2UtlpQWYFXlcyFCMFc4AH5DP40WXh3T7KYTKryupBUyHO0+wAH61qVWJxKqLljsThsM6b5pbn/2Q=="
+)
+PROBE_TOP_K = 5
+MAX_TOP_K = 20
+# A serverless cold start (image pull + model load) can take most of the 60 s invocation limit.
+READ_TIMEOUT_S = 70
+
+
+class SmokeCheckError(RuntimeError):
+    """The deployed endpoint did not answer the probe with top-k JSON."""
+
+
+def parse_topk_reply(body: bytes) -> list[dict[str, Any]]:
+    """Return the predictions of a valid reply; raise ValueError saying what is wrong otherwise."""
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"reply is not JSON: {body[:200]!r}") from exc
+    predictions = document.get("predictions") if isinstance(document, dict) else None
+    if not isinstance(predictions, list) or not 1 <= len(predictions) <= MAX_TOP_K:
+        raise ValueError(f"reply has no 'predictions' list of 1..{MAX_TOP_K} entries: {str(document)[:200]}")
+    for item in predictions:
+        label, prob = (item.get("label"), item.get("prob")) if isinstance(item, dict) else (None, None)
+        if (
+            not isinstance(label, str)
+            or not label
+            or isinstance(prob, bool)
+            or not isinstance(prob, int | float)
+            or not 0.0 <= prob <= 1.0
+        ):
+            raise ValueError(f"prediction {item!r} is not {{label: str, prob: 0..1}}")
+    return predictions
+
+
+def failure_message(endpoint_name: str, log_group: str, region: str, reason: str) -> str:
+    return (
+        f"smoke check of SageMaker endpoint {endpoint_name!r} failed: {reason}. "
+        f"The container's logs are in CloudWatch log group {log_group} (region {region}); "
+        f"`aws logs tail {log_group} --region {region} --since 30m` shows model_fn errors. "
+        "Set mobilenet-serverless:smokeCheck false to deploy anyway."
+    )
+
+
+def _error_reason(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        original = response.get("OriginalMessage")
+        status = response.get("OriginalStatusCode")
+        code = response.get("Error", {}).get("Code")
+        if original is not None:
+            # The real container puts a whole traceback here; its last line is the useful one.
+            last = str(original).strip().splitlines()[-1:] or [""]
+            return f"{code} (container status {status}): {last[0][:300]}"
+        return f"{code}: {response.get('Error', {}).get('Message', exc)}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def run_smoke_check(client: Any, endpoint_name: str, log_group: str, region: str) -> dict[str, Any]:
+    """Invoke once and validate; `client` is a sagemaker-runtime client (a moto or stubbed one in tests)."""
+    try:
+        reply = client.invoke_endpoint(
+            EndpointName=endpoint_name,
+            ContentType="image/jpeg",
+            Accept=f"application/json;top_k={PROBE_TOP_K}",
+            Body=PROBE_JPEG,
+        )
+        body = reply["Body"].read()
+    except Exception as exc:  # any failure to get a reply fails the deploy the same way
+        raise SmokeCheckError(failure_message(endpoint_name, log_group, region, _error_reason(exc))) from exc
+    try:
+        predictions = parse_topk_reply(body)
+    except ValueError as exc:
+        raise SmokeCheckError(failure_message(endpoint_name, log_group, region, str(exc))) from exc
+    return {"top_label": predictions[0]["label"], "prediction_count": len(predictions)}
+
+
+def diff_smoke_check(olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+    """Re-run only when what is deployed behind the endpoint changes (its config name or artifact)."""
+    keys = ("endpoint_name", "region", "log_group", "trigger")
+    changed = [k for k in keys if olds.get(k) != news.get(k)]
+    return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
+
+
+class SmokeCheckProvider(ResourceProvider):
+    def _check(self, props: dict[str, Any]) -> dict[str, Any]:
+        import boto3
+        from botocore.config import Config
+
+        for field in ("endpoint_name", "region", "log_group"):
+            if not props.get(field):
+                raise SmokeCheckError(f"{field} is required, got {props.get(field)!r}")
+        client = boto3.client(
+            "sagemaker-runtime",
+            region_name=props["region"],
+            config=Config(read_timeout=READ_TIMEOUT_S, retries={"max_attempts": 3, "mode": "standard"}),
+        )
+        result = run_smoke_check(client, props["endpoint_name"], props["log_group"], props["region"])
+        keep = {k: props.get(k) for k in ("endpoint_name", "region", "log_group", "trigger")}
+        return {**keep, **result}
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        outs = self._check(props)
+        return CreateResult(id_=f"smoke-{outs['endpoint_name']}", outs=outs)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        return diff_smoke_check(olds, news)
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(outs=self._check(news))
+
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        return None
+
+
+class EndpointSmokeCheck(Resource):
+    top_label: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        endpoint_name: pulumi.Input[str],
+        region: pulumi.Input[str],
+        log_group: pulumi.Input[str],
+        trigger: pulumi.Input[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(
+            SmokeCheckProvider(),
+            name,
+            {
+                "endpoint_name": endpoint_name,
+                "region": region,
+                "log_group": log_group,
+                "trigger": trigger,
+                "top_label": None,
+                "prediction_count": None,
+            },
+            opts,
+        )

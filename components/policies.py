@@ -1,0 +1,396 @@
+"""Pure builders for everything the components declare: IAM documents, CSP, CORS origins, content
+types, hashes, names and ARNs.
+
+The components only wire these into resources (via Output.all(...).apply(fn) where an input is an
+Output), so every security-relevant string is unit-tested here without the Pulumi engine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+# AWS managed CloudFront cache policies (global, stable IDs; see "Use managed cache policies").
+CACHING_OPTIMIZED_POLICY_ID = "658327ea-f89d-4fab-a63d-7e88639e58f6"
+CACHING_DISABLED_POLICY_ID = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
+
+DLC_REPOSITORY = "pytorch-inference"
+CONFIG_JS_KEY = "config.js"
+INVALIDATION_PATHS = ("/*",)
+
+# Extension -> Content-Type for what the site ships. An unknown extension is an error, not
+# application/octet-stream: a mislabelled script or stylesheet silently breaks under nosniff.
+CONTENT_TYPES: dict[str, str] = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "application/javascript; charset=utf-8",
+    ".mjs": "application/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".json": "application/json",
+    ".txt": "text/plain; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".ico": "image/x-icon",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".webp": "image/webp",
+    ".webmanifest": "application/manifest+json",
+}
+
+
+class PolicyInputError(ValueError):
+    """An input to a pure builder is malformed; the message names the field."""
+
+
+def _json(document: Mapping[str, Any]) -> str:
+    return json.dumps(document, indent=2, sort_keys=True)
+
+
+def _require(field: str, value: Any) -> str:
+    if not isinstance(value, str) or not value or "*" in value:
+        raise PolicyInputError(f"{field} must be a non-empty string without wildcards, got {value!r}")
+    return value
+
+
+# ---------------------------------------------------------------------------------------- names/ARNs
+
+
+def endpoint_log_group_name(endpoint_name: str) -> str:
+    """The log group SageMaker writes an endpoint's container logs to (fixed by the service)."""
+    return f"/aws/sagemaker/Endpoints/{_require('endpoint_name', endpoint_name)}"
+
+
+def lambda_log_group_name(function_name: str) -> str:
+    return f"/aws/lambda/{_require('function_name', function_name)}"
+
+
+def log_group_arn(partition: str, region: str, account_id: str, name: str) -> str:
+    return f"arn:{partition}:logs:{region}:{account_id}:log-group:{name}"
+
+
+def ecr_repository_arn(partition: str, region: str, registry_id: str, repository: str) -> str:
+    return f"arn:{partition}:ecr:{region}:{registry_id}:repository/{repository}"
+
+
+def s3_object_arn(partition: str, bucket: str, key: str) -> str:
+    return f"arn:{partition}:s3:::{_require('bucket', bucket)}/{_require('key', key)}"
+
+
+def origin_of(url: str) -> str:
+    """scheme://host[:port] of a URL: what CORS and CSP compare against."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise PolicyInputError(f"url must be absolute http(s), got {url!r}")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+# ------------------------------------------------------------------------------------------------ IAM
+
+
+def assume_role_policy(service: str) -> str:
+    return _json(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Service": service},
+                    "Action": "sts:AssumeRole",
+                }
+            ],
+        }
+    )
+
+
+def _log_statement(sid: str, group_arn: str, actions: list[str]) -> dict[str, Any]:
+    # The bare group ARN covers group-level calls; ":*" covers its streams.
+    return {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": [group_arn, f"{group_arn}:*"]}
+
+
+def _kms_statement(kms_key_arn: str | None) -> list[dict[str, Any]]:
+    if not kms_key_arn:
+        return []
+    return [{"Sid": "DecryptWithStackKey", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": kms_key_arn}]
+
+
+def sagemaker_execution_policy(
+    *,
+    partition: str,
+    region: str,
+    account_id: str,
+    registry_id: str,
+    repository: str,
+    bucket: str,
+    key: str,
+    endpoint_name: str,
+    kms_key_arn: str | None = None,
+) -> str:
+    """What the serverless endpoint's container needs, and nothing else."""
+    statements: list[dict[str, Any]] = [
+        # GetAuthorizationToken has no resource-level permissions: "*" is the only valid resource.
+        {"Sid": "EcrToken", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
+        {
+            "Sid": "PullInferenceImage",
+            "Effect": "Allow",
+            "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+            "Resource": ecr_repository_arn(partition, region, registry_id, _require("repository", repository)),
+        },
+        {
+            "Sid": "ReadModelArtifact",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": s3_object_arn(partition, bucket, key),
+        },
+        _log_statement(
+            "EndpointLogs",
+            log_group_arn(partition, region, account_id, endpoint_log_group_name(endpoint_name)),
+            ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
+        ),
+        *_kms_statement(kms_key_arn),
+    ]
+    return _json({"Version": "2012-10-17", "Statement": statements})
+
+
+def lambda_execution_policy(
+    *,
+    partition: str,
+    region: str,
+    account_id: str,
+    log_group_name: str,
+    endpoint_arn: str,
+    kms_key_arn: str | None = None,
+) -> str:
+    """Logs to its own group and InvokeEndpoint on exactly one endpoint."""
+    statements: list[dict[str, Any]] = [
+        _log_statement(
+            "FunctionLogs",
+            log_group_arn(partition, region, account_id, _require("log_group_name", log_group_name)),
+            ["logs:CreateLogStream", "logs:PutLogEvents"],
+        ),
+        {
+            "Sid": "InvokeModelEndpoint",
+            "Effect": "Allow",
+            "Action": "sagemaker:InvokeEndpoint",
+            "Resource": _require("endpoint_arn", endpoint_arn),
+        },
+        *_kms_statement(kms_key_arn),
+    ]
+    return _json({"Version": "2012-10-17", "Statement": statements})
+
+
+def _deny_insecure_transport(bucket_arn: str) -> dict[str, Any]:
+    return {
+        "Sid": "DenyInsecureTransport",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [bucket_arn, f"{bucket_arn}/*"],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+
+
+def private_bucket_policy(bucket_arn: str) -> str:
+    """The model bucket: no public grant at all, only TLS access by principals IAM already allows."""
+    return _json({"Version": "2012-10-17", "Statement": [_deny_insecure_transport(_require("bucket_arn", bucket_arn))]})
+
+
+def site_bucket_policy(bucket_arn: str, distribution_arn: str) -> str:
+    """Reads of site objects by CloudFront on behalf of this one distribution (OAC), over TLS only."""
+    bucket_arn = _require("bucket_arn", bucket_arn)
+    return _json(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "CloudFrontReadsSite",
+                    "Effect": "Allow",
+                    "Principal": {"Service": "cloudfront.amazonaws.com"},
+                    "Action": "s3:GetObject",
+                    "Resource": f"{bucket_arn}/*",
+                    "Condition": {"StringEquals": {"AWS:SourceArn": _require("distribution_arn", distribution_arn)}},
+                },
+                _deny_insecure_transport(bucket_arn),
+            ],
+        }
+    )
+
+
+def invoke_permission_source_arn(execution_arn: str) -> str:
+    """Only POST /predict on any stage of this one API may invoke the function."""
+    return f"{_require('execution_arn', execution_arn)}/*/POST/predict"
+
+
+# ------------------------------------------------------------------------------------- web security
+
+
+def content_security_policy(api_url: str) -> str:
+    """CSP for the UI: everything same-origin except fetch() to the API origin."""
+    api_origin = origin_of(api_url)
+    directives = [
+        ("default-src", "'self'"),
+        ("img-src", "'self' data: blob:"),
+        ("connect-src", api_origin),
+        ("style-src", "'self'"),
+        ("script-src", "'self'"),
+        ("frame-ancestors", "'none'"),
+        ("base-uri", "'self'"),
+        ("form-action", "'self'"),
+        ("object-src", "'none'"),
+    ]
+    return "; ".join(f"{name} {value}" for name, value in directives)
+
+
+def cors_allowed_origins(site_origins: Iterable[str], extra_origins: Iterable[str]) -> list[str]:
+    """The site's own origin(s) first, then configured extras, without duplicates or wildcards."""
+    out: list[str] = []
+    for origin in [*site_origins, *extra_origins]:
+        if not origin or "*" in origin or origin != origin_of(origin):
+            raise PolicyInputError(f"allowed origin must be scheme://host[:port], got {origin!r}")
+        if origin not in out:
+            out.append(origin)
+    return out
+
+
+def site_origins(distribution_domain: str, custom_domain: str | None) -> list[str]:
+    origins = [f"https://{_require('distribution_domain', distribution_domain)}"]
+    if custom_domain:
+        origins.insert(0, f"https://{custom_domain}")
+    return origins
+
+
+def access_log_format() -> str:
+    """API Gateway HTTP API access log line: one JSON object of $context variables."""
+    fields = {
+        "requestId": "$context.requestId",
+        "ip": "$context.identity.sourceIp",
+        "requestTime": "$context.requestTime",
+        "httpMethod": "$context.httpMethod",
+        "routeKey": "$context.routeKey",
+        "status": "$context.status",
+        "protocol": "$context.protocol",
+        "responseLength": "$context.responseLength",
+        "integrationErrorMessage": "$context.integrationErrorMessage",
+        "integrationLatency": "$context.integrationLatency",
+    }
+    return json.dumps(fields, separators=(",", ":"))
+
+
+# ----------------------------------------------------------------------------------- site content
+
+
+def content_type_for(path: str) -> str:
+    suffix = PurePosixPath(path).suffix.lower()
+    if suffix not in CONTENT_TYPES:
+        raise PolicyInputError(
+            f"www file {path!r} has no known content type (extension {suffix!r}); "
+            f"known: {', '.join(sorted(CONTENT_TYPES))}"
+        )
+    return CONTENT_TYPES[suffix]
+
+
+def site_files(www_dir: Path) -> dict[str, Path]:
+    """Every file to upload, keyed by its S3 key (posix relative path), sorted.
+
+    A config.js left in www/ by the local stack is skipped: the deployed one is rendered from the API
+    URL. Dotfiles (editor droppings, .DS_Store) are never published.
+    """
+    if not www_dir.is_dir():
+        raise PolicyInputError(f"www_dir {www_dir} is not a directory")
+    files: dict[str, Path] = {}
+    for path in sorted(www_dir.rglob("*")):
+        rel = path.relative_to(www_dir).as_posix()
+        if not path.is_file() or rel == CONFIG_JS_KEY or any(p.startswith(".") for p in rel.split("/")):
+            continue
+        content_type_for(rel)  # fail at program time, not as a broken page
+        files[rel] = path
+    return files
+
+
+def site_content_hash(files: Mapping[str, bytes], config_js: str) -> str:
+    """sha256 over every (key, bytes) pair plus the rendered config.js.
+
+    Lengths are framed in so that moving bytes between a name and its content cannot collide.
+    """
+    digest = hashlib.sha256()
+    entries = {**files, CONFIG_JS_KEY: config_js.encode("utf-8")}
+    for key in sorted(entries):
+        data = entries[key]
+        name = key.encode("utf-8")
+        digest.update(len(name).to_bytes(8, "big") + name + len(data).to_bytes(8, "big") + data)
+    return digest.hexdigest()
+
+
+def read_site_files(files: Mapping[str, Path]) -> dict[str, bytes]:
+    return {key: path.read_bytes() for key, path in files.items()}
+
+
+# ------------------------------------------------------------------------------------------ model
+
+
+class ArtifactMissingError(FileNotFoundError):
+    """The model artifact has not been built."""
+
+
+def file_sha256(path: Path) -> str:
+    if not path.is_file():
+        raise ArtifactMissingError(f"model artifact {path} does not exist; run `make model` first")
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def artifact_key(sha256: str) -> str:
+    """Content-addressed key: a new artifact is a new object, hence a new Model and EndpointConfig."""
+    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        raise PolicyInputError(f"sha256 must be 64 lower-case hex digits, got {sha256!r}")
+    return f"models/{sha256}/model.tar.gz"
+
+
+def sagemaker_container_env(region: str) -> dict[str, str]:
+    """Environment for the PyTorch DLC's sagemaker-inference toolkit.
+
+    One worker: a serverless endpoint's memory is shared by all TorchServe workers, and every extra
+    worker holds its own copy of the model. OMP_NUM_THREADS is left unset: vCPUs scale with the
+    configured memory and torch already sizes its pool to the vCPUs the microVM exposes.
+    """
+    return {
+        "SAGEMAKER_PROGRAM": "inference.py",
+        "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+        "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+        "SAGEMAKER_REGION": _require("region", region),
+        "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+        "TS_DEFAULT_WORKERS_PER_MODEL": "1",
+    }
+
+
+# ----------------------------------------------------------------------------------------- CORS/cache
+
+CORS_ALLOW_METHODS = ("POST", "OPTIONS")
+CORS_ALLOW_HEADERS = ("content-type",)
+CORS_MAX_AGE_S = 3600
+
+
+def http_api_cors(origins: Iterable[str]) -> dict[str, Any]:
+    """apigatewayv2 CorsConfiguration (boto3 casing) for the browser's POST /predict."""
+    allowed = cors_allowed_origins(origins, [])
+    if not allowed:
+        raise PolicyInputError("origins must name at least one allowed origin")
+    return {
+        "AllowOrigins": allowed,
+        "AllowMethods": list(CORS_ALLOW_METHODS),
+        "AllowHeaders": list(CORS_ALLOW_HEADERS),
+        "MaxAge": CORS_MAX_AGE_S,
+        "AllowCredentials": False,
+    }
+
+
+def cache_control_for(key: str) -> str:
+    """HTML is revalidated on every load so a deploy shows at once; other assets may be reused briefly."""
+    if key == CONFIG_JS_KEY:
+        raise PolicyInputError("config.js has its own no-cache policy (site_config.CONFIG_JS_CACHE_CONTROL)")
+    return "no-cache" if key.endswith(".html") else "public, max-age=3600"

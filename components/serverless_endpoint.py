@@ -1,0 +1,225 @@
+"""ServerlessEndpoint: MobileNet V2 on SageMaker Serverless Inference, from our model.tar.gz."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+
+from components import policies
+from components.dynamic.smoke_check import EndpointSmokeCheck
+from components.settings import LOG_RETENTION_DAYS, MAX_CONCURRENCY_RANGE, MEMORY_SIZES_MB
+
+_ENDPOINT_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ServerlessEndpointArgsError(ValueError):
+    """ServerlessEndpointArgs holds a bad value; the message names the field."""
+
+
+@dataclass(frozen=True)
+class ServerlessEndpointArgs:
+    endpoint_name: str
+    artifact_path: Path
+    artifact_sha256: str
+    image_tag: str
+    memory_size_mb: int = 2048
+    max_concurrency: int = 5
+    provisioned_concurrency: int = 0
+    log_retention_days: int = 14
+    kms_key_arn: str | None = None
+    smoke_check: bool = True
+
+    def validate(self) -> None:
+        def fail(field: str, allowed: str) -> ServerlessEndpointArgsError:
+            return ServerlessEndpointArgsError(
+                f"ServerlessEndpointArgs.{field} = {getattr(self, field)!r} is invalid: {allowed}"
+            )
+
+        if not _ENDPOINT_NAME_RE.match(self.endpoint_name or ""):
+            raise fail("endpoint_name", "1..63 chars of [a-zA-Z0-9-]")
+        if not _SHA256_RE.match(self.artifact_sha256 or ""):
+            raise fail("artifact_sha256", "64 lower-case hex digits")
+        if not Path(self.artifact_path).is_file():
+            raise fail("artifact_path", "an existing model.tar.gz (run `make model`)")
+        if not self.image_tag:
+            raise fail("image_tag", "a pytorch-inference image tag")
+        if self.memory_size_mb not in MEMORY_SIZES_MB:
+            raise fail("memory_size_mb", f"one of {MEMORY_SIZES_MB}")
+        lo, hi = MAX_CONCURRENCY_RANGE
+        if not lo <= self.max_concurrency <= hi:
+            raise fail("max_concurrency", f"{lo}..{hi}")
+        if not 0 <= self.provisioned_concurrency <= self.max_concurrency:
+            raise fail("provisioned_concurrency", "0..max_concurrency")
+        if self.log_retention_days not in LOG_RETENTION_DAYS:
+            raise fail("log_retention_days", "a CloudWatch retention value")
+
+
+class ServerlessEndpoint(pulumi.ComponentResource):
+    endpoint_name: pulumi.Output[str]
+    endpoint_arn: pulumi.Output[str]
+    bucket_name: pulumi.Output[str]
+    model_artifact_uri: pulumi.Output[str]
+    log_group_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ServerlessEndpointArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mobilenet-serverless:index:ServerlessEndpoint", name, None, opts)
+        args.validate()
+        child = pulumi.ResourceOptions(parent=self)
+        invoke = pulumi.InvokeOptions(parent=self)
+
+        region = aws.get_region_output(opts=invoke).region
+        partition = aws.get_partition_output(opts=invoke).partition
+        account_id = aws.get_caller_identity_output(opts=invoke).account_id
+        # Region-aware lookup of the AWS Deep Learning Container; its account differs per region.
+        image = aws.sagemaker.get_prebuilt_ecr_image_output(
+            repository_name=policies.DLC_REPOSITORY, image_tag=args.image_tag, opts=invoke
+        )
+
+        bucket = aws.s3.Bucket(f"{name}-bucket", force_destroy=True, opts=child)
+        public_access = aws.s3.BucketPublicAccessBlock(
+            f"{name}-bucket-public-access",
+            bucket=bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=child,
+        )
+        aws.s3.BucketOwnershipControls(
+            f"{name}-bucket-ownership",
+            bucket=bucket.id,
+            rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
+            opts=child,
+        )
+        encryption = aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-bucket-encryption",
+            bucket=bucket.id,
+            rules=[
+                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                        sse_algorithm="aws:kms" if args.kms_key_arn else "AES256",
+                        kms_master_key_id=args.kms_key_arn,
+                    ),
+                    bucket_key_enabled=bool(args.kms_key_arn),
+                )
+            ],
+            opts=child,
+        )
+        aws.s3.BucketPolicy(
+            f"{name}-bucket-policy",
+            bucket=bucket.id,
+            policy=bucket.arn.apply(policies.private_bucket_policy),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[public_access]),
+        )
+
+        key = policies.artifact_key(args.artifact_sha256)
+        artifact = aws.s3.BucketObjectv2(
+            f"{name}-artifact",
+            bucket=bucket.id,
+            key=key,
+            source=pulumi.FileAsset(str(args.artifact_path)),
+            content_type="application/gzip",
+            server_side_encryption="aws:kms" if args.kms_key_arn else "AES256",
+            kms_key_id=args.kms_key_arn,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[encryption]),
+        )
+        model_data_url = pulumi.Output.concat("s3://", bucket.bucket, "/", key)
+
+        # SageMaker writes here itself; declaring it gives it a retention and lets destroy remove it.
+        log_group_name = policies.endpoint_log_group_name(args.endpoint_name)
+        log_group = aws.cloudwatch.LogGroup(
+            f"{name}-log-group",
+            name=log_group_name,
+            retention_in_days=args.log_retention_days,
+            opts=child,
+        )
+
+        role = aws.iam.Role(
+            f"{name}-role",
+            assume_role_policy=policies.assume_role_policy("sagemaker.amazonaws.com"),
+            description=f"SageMaker execution role of endpoint {args.endpoint_name}",
+            opts=child,
+        )
+        role_policy = aws.iam.RolePolicy(
+            f"{name}-role-policy",
+            role=role.id,
+            policy=pulumi.Output.all(partition, region, account_id, image.registry_id, bucket.bucket).apply(
+                lambda v: policies.sagemaker_execution_policy(
+                    partition=v[0],
+                    region=v[1],
+                    account_id=v[2],
+                    registry_id=v[3],
+                    repository=policies.DLC_REPOSITORY,
+                    bucket=v[4],
+                    key=key,
+                    endpoint_name=args.endpoint_name,
+                    kms_key_arn=args.kms_key_arn,
+                )
+            ),
+            opts=child,
+        )
+
+        # Model and EndpointConfiguration are auto-named: a new artifact key replaces both
+        # (create-before-delete) while the explicitly named Endpoint is updated in place.
+        model = aws.sagemaker.Model(
+            f"{name}-model",
+            execution_role_arn=role.arn,
+            primary_container=aws.sagemaker.ModelPrimaryContainerArgs(
+                image=image.registry_path,
+                model_data_url=model_data_url,
+                environment=region.apply(policies.sagemaker_container_env),
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy, artifact]),
+        )
+        config = aws.sagemaker.EndpointConfiguration(
+            f"{name}-config",
+            production_variants=[
+                aws.sagemaker.EndpointConfigurationProductionVariantArgs(
+                    variant_name="AllTraffic",
+                    model_name=model.name,
+                    serverless_config=aws.sagemaker.EndpointConfigurationProductionVariantServerlessConfigArgs(
+                        memory_size_in_mb=args.memory_size_mb,
+                        max_concurrency=args.max_concurrency,
+                        # The API's minimum is 1; "none" is expressed by leaving it out.
+                        provisioned_concurrency=args.provisioned_concurrency or None,
+                    ),
+                )
+            ],
+            opts=child,
+        )
+        endpoint = aws.sagemaker.Endpoint(
+            f"{name}-endpoint",
+            name=args.endpoint_name,
+            endpoint_config_name=config.name,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group]),
+        )
+
+        if args.smoke_check:
+            EndpointSmokeCheck(
+                f"{name}-smoke-check",
+                endpoint_name=endpoint.name,
+                region=region,
+                log_group=log_group.name,
+                trigger=config.name,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[endpoint]),
+            )
+
+        self.endpoint_name = endpoint.name
+        self.endpoint_arn = endpoint.arn
+        self.bucket_name = bucket.bucket
+        self.model_artifact_uri = model_data_url
+        self.log_group_name = log_group.name
+        self.register_outputs(
+            {
+                "endpoint_name": self.endpoint_name,
+                "endpoint_arn": self.endpoint_arn,
+                "bucket_name": self.bucket_name,
+                "model_artifact_uri": self.model_artifact_uri,
+                "log_group_name": self.log_group_name,
+            }
+        )

@@ -1,0 +1,278 @@
+"""Stack settings: one pure validator shared by the Pulumi program and the local stack.
+
+Every bad value is rejected here, before the program declares a single resource, so a typo in
+Pulumi.<stack>.yaml costs a second instead of a half-created SageMaker endpoint. Values may arrive
+as native YAML types (load_stack_file) or as the strings Pulumi config hands out (__main__), so each
+field is coerced from both.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+PROJECT = "mobilenet-serverless"
+NAMESPACE = f"{PROJECT}:"
+
+MEMORY_SIZES_MB = (1024, 2048, 3072, 4096, 5120, 6144)
+MAX_CONCURRENCY_RANGE = (1, 200)
+# HTTP API account defaults are 10,000 rps steady and 5,000 burst; a stage cannot exceed them.
+THROTTLE_RATE_RANGE = (1, 10_000)
+THROTTLE_BURST_RANGE = (1, 5_000)
+LOG_RETENTION_DAYS = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
+    1096, 1827, 2192, 2557, 2922, 3288, 3653,
+)  # fmt: skip
+PRICE_CLASSES = ("PriceClass_100", "PriceClass_200", "PriceClass_All")
+LAMBDA_ARCHITECTURES = ("arm64", "x86_64")
+
+# Serverless Inference has no GPUs, so only CPU images of the PyTorch DLC make sense.
+_IMAGE_TAG_RE = re.compile(r"^\d+\.\d+(\.\d+)?-cpu-py3\d+([-.][A-Za-z0-9.]+)*$")
+# SageMaker endpoint names: 1..63 chars, alphanumerics and single or repeated hyphens inside.
+_ENDPOINT_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+_HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+# CloudFront only accepts ACM certificates from us-east-1.
+_CERT_ARN_RE = re.compile(r"^arn:aws[a-z-]*:acm:us-east-1:\d{12}:certificate/[A-Za-z0-9-]+$")
+_KMS_KEY_ARN_RE = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+class SettingsError(ValueError):
+    """A stack setting is missing, unknown or out of range; the message names key and value."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    memory_size_mb: int = 2048
+    max_concurrency: int = 5
+    provisioned_concurrency: int = 0
+    inference_image_tag: str = "2.6.0-cpu-py312"
+    lambda_architecture: str = "arm64"
+    api_throttle_rate_limit: int = 10
+    api_throttle_burst_limit: int = 20
+    cors_extra_origins: tuple[str, ...] = ()
+    log_retention_days: int = 14
+    price_class: str = "PriceClass_100"
+    custom_domain: str | None = None
+    certificate_arn: str | None = None
+    kms_key_arn: str | None = None
+    smoke_check: bool = True
+    endpoint_name: str | None = None
+    model_artifact: str = "model/dist/model.tar.gz"
+
+
+# Config key (camelCase, as in Pulumi.<stack>.yaml) -> Settings field.
+CONFIG_KEYS: dict[str, str] = {
+    "memorySizeMb": "memory_size_mb",
+    "maxConcurrency": "max_concurrency",
+    "provisionedConcurrency": "provisioned_concurrency",
+    "inferenceImageTag": "inference_image_tag",
+    "lambdaArchitecture": "lambda_architecture",
+    "apiThrottleRateLimit": "api_throttle_rate_limit",
+    "apiThrottleBurstLimit": "api_throttle_burst_limit",
+    "corsExtraOrigins": "cors_extra_origins",
+    "logRetentionDays": "log_retention_days",
+    "priceClass": "price_class",
+    "customDomain": "custom_domain",
+    "certificateArn": "certificate_arn",
+    "kmsKeyArn": "kms_key_arn",
+    "smokeCheck": "smoke_check",
+    "endpointName": "endpoint_name",
+    "modelArtifact": "model_artifact",
+}
+
+
+def _fail(key: str, value: Any, allowed: str) -> SettingsError:
+    return SettingsError(f"{NAMESPACE}{key} = {value!r} is invalid: allowed {allowed}")
+
+
+def _as_int(key: str, value: Any, allowed: str) -> int:
+    # bool is an int subclass; `true` for a memory size is a typo, not 1.
+    if isinstance(value, bool):
+        raise _fail(key, value, allowed)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
+        return int(value)
+    raise _fail(key, value, allowed)
+
+
+def _int_in_range(key: str, value: Any, lo: int, hi: int) -> int:
+    allowed = f"an integer in {lo}..{hi}"
+    number = _as_int(key, value, allowed)
+    if not lo <= number <= hi:
+        raise _fail(key, value, allowed)
+    return number
+
+
+def _as_bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise _fail(key, value, "true or false")
+
+
+def _as_choice(key: str, value: Any, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise _fail(key, value, "one of " + ", ".join(choices))
+    return value
+
+
+def _optional_str(value: Any) -> Any:
+    # Pulumi config reports an unset key as None; an empty string in YAML means the same.
+    return None if value is None or value == "" else value
+
+
+def validate_origin(key: str, origin: Any) -> str:
+    """An origin is scheme://host[:port] with nothing after it; http only for loopback hosts."""
+    allowed = "https://host[:port] origins (http only for localhost), no path, no wildcard"
+    if not isinstance(origin, str) or "*" in origin:
+        raise _fail(key, origin, allowed)
+    parts = urlsplit(origin)
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a malformed port
+        host = parts.hostname
+    except ValueError:
+        host = None
+    if (
+        not host
+        or parts.path
+        or parts.query
+        or parts.fragment
+        or parts.username
+        or parts.scheme not in ("https", "http")
+        or (parts.scheme == "http" and host not in _LOCAL_HOSTS)
+        or origin != origin.strip()
+    ):
+        raise _fail(key, origin, allowed)
+    return origin
+
+
+def _origins(key: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        # Pulumi config returns structured values as JSON text.
+        try:
+            value = json.loads(value) if value.strip() else []
+        except json.JSONDecodeError:
+            raise _fail(key, value, "a list of origins") from None
+    if not isinstance(value, list | tuple):
+        raise _fail(key, value, "a list of origins")
+    origins = tuple(validate_origin(key, item) for item in value)
+    if len(set(origins)) != len(origins):
+        raise _fail(key, value, "a list of distinct origins")
+    return origins
+
+
+def validate_settings(raw: Mapping[str, Any]) -> Settings:
+    """Validate un-prefixed config keys into Settings; raise SettingsError naming key, value, range."""
+    unknown = sorted(set(raw) - set(CONFIG_KEYS))
+    if unknown:
+        raise SettingsError(
+            f"unknown config key(s) {', '.join(NAMESPACE + k for k in unknown)}; allowed keys: {', '.join(CONFIG_KEYS)}"
+        )
+    values = {k: v for k, v in raw.items() if _optional_str(v) is not None}
+    defaults = Settings()
+    out: dict[str, Any] = {}
+
+    def get(key: str) -> Any:
+        return values.get(key, getattr(defaults, CONFIG_KEYS[key]))
+
+    memory = _as_int("memorySizeMb", get("memorySizeMb"), "one of " + ", ".join(map(str, MEMORY_SIZES_MB)))
+    if memory not in MEMORY_SIZES_MB:
+        raise _fail("memorySizeMb", get("memorySizeMb"), "one of " + ", ".join(map(str, MEMORY_SIZES_MB)))
+    out["memory_size_mb"] = memory
+    out["max_concurrency"] = _int_in_range("maxConcurrency", get("maxConcurrency"), *MAX_CONCURRENCY_RANGE)
+    out["provisioned_concurrency"] = _int_in_range(
+        "provisionedConcurrency", get("provisionedConcurrency"), 0, out["max_concurrency"]
+    )
+
+    tag = get("inferenceImageTag")
+    if not isinstance(tag, str) or not _IMAGE_TAG_RE.match(tag):
+        raise _fail("inferenceImageTag", tag, "a pytorch-inference CPU tag like 2.6.0-cpu-py312")
+    out["inference_image_tag"] = tag
+    out["lambda_architecture"] = _as_choice("lambdaArchitecture", get("lambdaArchitecture"), LAMBDA_ARCHITECTURES)
+    out["api_throttle_rate_limit"] = _int_in_range(
+        "apiThrottleRateLimit", get("apiThrottleRateLimit"), *THROTTLE_RATE_RANGE
+    )
+    out["api_throttle_burst_limit"] = _int_in_range(
+        "apiThrottleBurstLimit", get("apiThrottleBurstLimit"), *THROTTLE_BURST_RANGE
+    )
+    out["cors_extra_origins"] = _origins("corsExtraOrigins", get("corsExtraOrigins"))
+
+    retention_allowed = "one of " + ", ".join(map(str, LOG_RETENTION_DAYS))
+    retention = _as_int("logRetentionDays", get("logRetentionDays"), retention_allowed)
+    if retention not in LOG_RETENTION_DAYS:
+        raise _fail("logRetentionDays", get("logRetentionDays"), retention_allowed)
+    out["log_retention_days"] = retention
+    out["price_class"] = _as_choice("priceClass", get("priceClass"), PRICE_CLASSES)
+
+    domain = values.get("customDomain")
+    if domain is not None and (not isinstance(domain, str) or not _HOSTNAME_RE.match(domain)):
+        raise _fail("customDomain", domain, "a lower-case DNS name like demo.example.com")
+    cert = values.get("certificateArn")
+    if cert is not None and (not isinstance(cert, str) or not _CERT_ARN_RE.match(cert)):
+        raise _fail("certificateArn", cert, "an ACM certificate ARN in us-east-1 (CloudFront requires it)")
+    if domain is not None and cert is None:
+        raise _fail("certificateArn", cert, "a us-east-1 ACM certificate ARN whenever customDomain is set")
+    if cert is not None and domain is None:
+        raise _fail("customDomain", domain, "a DNS name whenever certificateArn is set")
+    out["custom_domain"], out["certificate_arn"] = domain, cert
+
+    kms = values.get("kmsKeyArn")
+    if kms is not None and (not isinstance(kms, str) or not _KMS_KEY_ARN_RE.match(kms)):
+        raise _fail("kmsKeyArn", kms, "a KMS key ARN arn:aws:kms:<region>:<account>:key/<id> (not an alias)")
+    out["kms_key_arn"] = kms
+    out["smoke_check"] = _as_bool("smokeCheck", get("smokeCheck"))
+
+    name = values.get("endpointName")
+    if name is not None and (not isinstance(name, str) or not _ENDPOINT_NAME_RE.match(name)):
+        raise _fail("endpointName", name, "1..63 chars of [a-zA-Z0-9-], alphanumeric at both ends")
+    out["endpoint_name"] = name
+
+    artifact = get("modelArtifact")
+    if not isinstance(artifact, str) or not artifact.strip():
+        raise _fail("modelArtifact", artifact, "a path to model.tar.gz")
+    out["model_artifact"] = artifact
+    return Settings(**out)
+
+
+def default_endpoint_name(project: str, stack: str) -> str:
+    """A deterministic endpoint name, so the role's log-group ARN is known before the endpoint exists."""
+    cleaned = re.sub(r"[^a-zA-Z0-9-]+", "-", f"{project}-{stack}").strip("-")
+    cleaned = cleaned[:63].rstrip("-")
+    if not cleaned or not _ENDPOINT_NAME_RE.match(cleaned):
+        raise SettingsError(f"cannot derive an endpoint name from project {project!r} and stack {stack!r}")
+    return cleaned
+
+
+def strip_namespace(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Keep this project's keys of a stack file's `config:` block, without the namespace prefix."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if key.startswith(NAMESPACE):
+            if isinstance(value, Mapping) and "secure" in value:
+                raise SettingsError(f"{key} is a Pulumi secret; this program has no secret settings")
+            out[key.removeprefix(NAMESPACE)] = value
+    return out
+
+
+def load_stack_file(path: str | Path) -> Settings:
+    """Read a Pulumi.<stack>.yaml without the Pulumi CLI and validate it like the program does."""
+    import yaml  # deferred: only the local stack and tests read YAML stack files
+
+    text = Path(path).read_text(encoding="utf-8")
+    document = yaml.safe_load(text) or {}
+    if not isinstance(document, Mapping):
+        raise SettingsError(f"{path}: expected a mapping at the top level")
+    config = document.get("config") or {}
+    if not isinstance(config, Mapping):
+        raise SettingsError(f"{path}: `config:` must be a mapping")
+    return validate_settings(strip_namespace(config))

@@ -1,0 +1,28 @@
+"""`config.js`: the one place the web UI learns the API URL.
+
+The CDN component uploads it built from the API URL stack output; the local stack serves it from
+this same function, so both tiers give the browser exactly the same shape.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlsplit
+
+CONFIG_JS_CONTENT_TYPE = "application/javascript; charset=utf-8"
+# config.js changes on every deploy while the rest of the site is content-addressed by CloudFront:
+# it must never be cached by the browser or an edge.
+CONFIG_JS_CACHE_CONTROL = "no-cache, no-store, must-revalidate"
+
+
+def render_config_js(api_url: str) -> str:
+    """Render config.js for an API base URL (no trailing slash; the UI appends /predict)."""
+    parts = urlsplit(api_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"api_url must be an absolute http(s) URL, got {api_url!r}")
+    if parts.query or parts.fragment:
+        raise ValueError(f"api_url must not carry a query or fragment, got {api_url!r}")
+    config = {"apiUrl": api_url.rstrip("/")}
+    # json.dumps output is a valid JS literal; "</" is escaped so the file is safe even if inlined.
+    body = json.dumps(config, sort_keys=True).replace("</", "<\\/")
+    return f"window.APP_CONFIG = Object.freeze({body});\n"

@@ -1,0 +1,586 @@
+"""Pure core of the inference proxy: request validation, error table, error mapping, responses.
+
+Nothing here touches AWS, the clock or the environment, so every rule is unit-testable; the Lambda adapter
+(handlers/inference_proxy.py) only wires these functions to Powertools and the sagemaker-runtime client.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError
+
+# SageMaker Serverless Inference rejects request payloads above 4 MB, so a bigger image can never succeed.
+SAGEMAKER_SERVERLESS_MAX_BYTES = 4 * 1024 * 1024
+DEFAULT_TOP_K = 5
+MAX_TOP_K = 20
+# Room for the JSON wrapper, the data: URL prefix, top_k and a little whitespace around a base64 image.
+JSON_ENVELOPE_SLACK_BYTES = 8 * 1024
+# The model's first error line is shown to users; anything longer is not a one-line reason any more.
+MODEL_MESSAGE_MAX_CHARS = 200
+ROUTE_PATH = "/predict"
+ALLOWED_METHODS = "POST, OPTIONS"
+# Seconds a client should wait. Throttling clears fast; a serverless cold start takes 10-20 s, but the UI
+# retries several times with backoff, so a shorter hint gets the first success sooner.
+THROTTLED_RETRY_AFTER_S = 2
+NOT_READY_RETRY_AFTER_S = 5
+
+JPEG = "image/jpeg"
+PNG = "image/png"
+WEBP = "image/webp"
+SUPPORTED_IMAGE_TYPES = (JPEG, PNG, WEBP)
+# Declared types that carry raw image bytes; the magic number decides what they really are.
+GENERIC_IMAGE_TYPES = ("application/x-image", "application/octet-stream")
+# Non-standard spellings browsers and tools still emit for JPEG.
+IMAGE_TYPE_ALIASES = {"image/jpg": JPEG, "image/pjpeg": JPEG}
+JSON_TYPE = "application/json"
+
+
+@dataclass(frozen=True)
+class ErrorSpec:
+    status: int
+    message: str
+    retry_after: int | None = None
+
+
+# The one error table (mirrored in the README). "message" is the default text; a few errors carry a more
+# specific message naming the field. invalid_image is 400 by default, 422 when the model says 422.
+ERRORS: dict[str, ErrorSpec] = {
+    "bad_request": ErrorSpec(400, "The request is malformed; see the API documentation for POST /predict."),
+    "invalid_image": ErrorSpec(400, "The model could not read this image; send a valid JPEG, PNG or WebP."),
+    "not_found": ErrorSpec(404, "Unknown route; use POST /predict."),
+    "method_not_allowed": ErrorSpec(405, "Method not allowed; use POST /predict."),
+    "payload_too_large": ErrorSpec(413, "The image is too large; send a smaller one."),
+    "unsupported_media_type": ErrorSpec(415, "Unsupported content type; send a JPEG, PNG or WebP image."),
+    "throttled": ErrorSpec(429, "The model is busy; retry after a short wait.", THROTTLED_RETRY_AFTER_S),
+    "internal_error": ErrorSpec(500, "Internal error; retry, and report the request id if it persists."),
+    "model_error": ErrorSpec(502, "The model failed to answer; retry, and report the request id if it persists."),
+    "model_not_ready": ErrorSpec(503, "The model is warming up; retry shortly.", NOT_READY_RETRY_AFTER_S),
+    "endpoint_timeout": ErrorSpec(504, "The model did not answer in time; retry."),
+}
+
+
+class ApiError(Exception):
+    """An answer for the client. `detail` is for the logs only and never reaches the response."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str | None = None,
+        *,
+        status: int | None = None,
+        detail: str | None = None,
+    ) -> None:
+        spec = ERRORS[code]
+        self.code = code
+        self.status = status if status is not None else spec.status
+        self.message = message if message is not None else spec.message
+        self.retry_after = spec.retry_after
+        self.detail = detail
+        super().__init__(f"{self.status} {code}: {self.message}")
+
+    def body(self) -> dict[str, str]:
+        return {"error": self.code, "message": self.message}
+
+    def headers(self) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        if self.retry_after is not None:
+            headers["retry-after"] = str(self.retry_after)
+        if self.code == "method_not_allowed":
+            headers["allow"] = ALLOWED_METHODS
+        return headers
+
+
+def too_large(limit: int, what: str = "The image") -> ApiError:
+    return ApiError("payload_too_large", f"{what} is too large; send at most {limit} bytes.")
+
+
+class ConfigError(RuntimeError):
+    """The function's environment is wrong; raised at import so Lambda reports it as an init error."""
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    endpoint_name: str
+    allowed_origins: frozenset[str]
+    max_image_bytes: int = SAGEMAKER_SERVERLESS_MAX_BYTES
+
+    @property
+    def max_json_bytes(self) -> int:
+        return json_body_cap(self.max_image_bytes)
+
+
+def json_body_cap(max_image_bytes: int) -> int:
+    """Largest JSON body worth parsing: the biggest allowed image, base64'd, plus the envelope."""
+    return base64_len(max_image_bytes) + JSON_ENVELOPE_SLACK_BYTES
+
+
+def base64_len(n: int) -> int:
+    return 4 * math.ceil(n / 3)
+
+
+def normalize_origin(origin: str) -> str:
+    # Browsers send Origin as scheme://host[:port] with no path; config values often carry a trailing slash.
+    return origin.strip().rstrip("/").lower()
+
+
+def parse_allowed_origins(raw: str | None) -> frozenset[str]:
+    origins = set()
+    for item in (raw or "").split(","):
+        origin = normalize_origin(item)
+        if not origin:
+            continue
+        if not re.fullmatch(r"https?://[^/\s]+", origin):
+            raise ConfigError(
+                f"ALLOWED_ORIGINS entry {item.strip()!r} is not an origin; use scheme://host[:port], "
+                "comma-separated"
+            )
+        origins.add(origin)
+    return frozenset(origins)
+
+
+def load_config(environ: Mapping[str, str]) -> ProxyConfig:
+    endpoint_name = (environ.get("ENDPOINT_NAME") or "").strip()
+    if not endpoint_name:
+        raise ConfigError("ENDPOINT_NAME is not set; it must name the SageMaker endpoint to invoke")
+    if not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", endpoint_name):
+        raise ConfigError(f"ENDPOINT_NAME {endpoint_name!r} is not a valid SageMaker endpoint name")
+    raw_max = (environ.get("MAX_IMAGE_BYTES") or "").strip()
+    max_image_bytes = SAGEMAKER_SERVERLESS_MAX_BYTES
+    if raw_max:
+        if not raw_max.isdigit() or not 1 <= int(raw_max) <= SAGEMAKER_SERVERLESS_MAX_BYTES:
+            raise ConfigError(
+                f"MAX_IMAGE_BYTES {raw_max!r} must be an integer from 1 to {SAGEMAKER_SERVERLESS_MAX_BYTES} "
+                "(the SageMaker Serverless request limit)"
+            )
+        max_image_bytes = int(raw_max)
+    return ProxyConfig(
+        endpoint_name=endpoint_name,
+        allowed_origins=parse_allowed_origins(environ.get("ALLOWED_ORIGINS")),
+        max_image_bytes=max_image_bytes,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Request parsing
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    image: bytes
+    content_type: str  # the sniffed real type, one of SUPPORTED_IMAGE_TYPES
+    top_k: int
+
+    def __repr__(self) -> str:
+        # Never let a stray log line or assertion message print the image.
+        return f"PredictRequest(image=<{len(self.image)} bytes>, content_type={self.content_type!r}, top_k={self.top_k})"
+
+
+def parse_media_type(header: str | None) -> str | None:
+    """`Application/JSON; charset=utf-8` -> `application/json`; None when absent or blank."""
+    if header is None:
+        return None
+    media_type = header.split(";", 1)[0].strip().lower()
+    return media_type or None
+
+
+_UNSUPPORTED_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"%PDF-", "PDF"),
+    (b"\x00\x00\x01\x00", "ICO"),
+)
+
+
+def sniff_image_type(data: bytes) -> str | None:
+    """The supported image type the magic number proves, else None."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return JPEG
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return PNG
+    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return WEBP
+    return None
+
+
+def describe_unsupported(data: bytes) -> str:
+    """A human name for bytes we refuse, so the 415 message says what was actually sent."""
+    for signature, name in _UNSUPPORTED_SIGNATURES:
+        if data.startswith(signature):
+            return f"a {name} image"
+    if len(data) >= 12 and data[4:8] == b"ftyp":
+        brand = data[8:12]
+        if brand in (b"heic", b"heix", b"mif1", b"msf1", b"avif"):
+            return "a HEIC/AVIF image"
+    head = data[:256].lstrip().lower()
+    if head.startswith((b"<?xml", b"<svg")) or b"<svg" in head:
+        return "an SVG image"
+    return "not a recognizable image"
+
+
+def decode_base64(text: str, field: str) -> bytes:
+    """Strict standard base64; line breaks (MIME-style wrapping) are tolerated, anything else is not."""
+    compact = re.sub(r"[ \t\r\n]+", "", text)
+    if not compact:
+        raise ApiError("bad_request", f"{field} is empty; send the image as base64.")
+    try:
+        return base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError):
+        raise ApiError(
+            "bad_request", f"{field} is not valid base64 (standard alphabet, padded with '=')."
+        ) from None
+
+
+_DATA_URL = re.compile(r"data:(?P<type>[^;,]*)(?P<params>(;[^;,]*)*),", re.IGNORECASE)
+
+
+def split_data_url(value: str) -> tuple[str | None, str]:
+    """'data:image/png;base64,AAAA' -> ('image/png', 'AAAA'); a bare base64 string -> (None, value)."""
+    if not value[:5].lower() == "data:":
+        return None, value
+    match = _DATA_URL.match(value)
+    if match is None:
+        raise ApiError("bad_request", "image is a data: URL without a ',' before the data.")
+    params = [p.strip().lower() for p in match.group("params").split(";") if p.strip()]
+    if "base64" not in params:
+        raise ApiError("bad_request", "image data: URL must be base64-encoded (data:image/jpeg;base64,...).")
+    declared = match.group("type").strip().lower() or None
+    return declared, value[match.end() :]
+
+
+def parse_top_k(value: Any, source: str) -> int:
+    """JSON: an integer (not bool/float/string); query string: decimal digits. Range 1..MAX_TOP_K."""
+    if source == "query":
+        if not isinstance(value, str) or not re.fullmatch(r"[0-9]{1,6}", value.strip()):
+            raise ApiError("bad_request", f"top_k query parameter must be an integer from 1 to {MAX_TOP_K}.")
+        number = int(value.strip())
+    else:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ApiError("bad_request", f"top_k must be an integer from 1 to {MAX_TOP_K}.")
+        number = value
+    if not 1 <= number <= MAX_TOP_K:
+        raise ApiError("bad_request", f"top_k must be between 1 and {MAX_TOP_K}; got {number}.")
+    return number
+
+
+def check_image(data: bytes, declared: str | None, max_image_bytes: int) -> str:
+    """Size and magic-number checks shared by raw and JSON bodies; returns the sniffed type."""
+    if not data:
+        raise ApiError("bad_request", "The image is empty.")
+    if len(data) > max_image_bytes:
+        raise too_large(max_image_bytes)
+    sniffed = sniff_image_type(data)
+    if sniffed is None:
+        raise ApiError(
+            "unsupported_media_type",
+            f"The image is {describe_unsupported(data)}; send a JPEG, PNG or WebP image.",
+        )
+    if declared in SUPPORTED_IMAGE_TYPES and declared != sniffed:
+        raise ApiError(
+            "bad_request", f"The image was declared as {declared} but its bytes are {sniffed}; fix the type."
+        )
+    return sniffed
+
+
+def _declared_image_type(media_type: str | None) -> str | None:
+    if media_type is None:
+        return None
+    return IMAGE_TYPE_ALIASES.get(media_type, media_type)
+
+
+def _check_declared(declared: str | None, where: str) -> None:
+    if declared is not None and declared not in SUPPORTED_IMAGE_TYPES + GENERIC_IMAGE_TYPES:
+        raise ApiError(
+            "unsupported_media_type",
+            f"{where} {declared} is not supported; send image/jpeg, image/png or image/webp.",
+        )
+
+
+def _event_body_bytes(body: str | None, is_base64: bool, cap: int) -> bytes:
+    """The request body as bytes, refusing (413) anything over `cap` before decoding it."""
+    if body is None or body == "":
+        raise ApiError("bad_request", "The request body is empty; send an image.")
+    if is_base64:
+        if len(body) > base64_len(cap):
+            raise too_large(cap, "The request body")
+        try:
+            data = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise ApiError("bad_request", "The request body is not valid base64 (isBase64Encoded).") from None
+    else:
+        # API Gateway only passes text bodies un-encoded; UTF-8 is what it decoded them from.
+        data = body.encode("utf-8", "surrogateescape")
+    if len(data) > cap:
+        raise too_large(cap, "The request body")
+    if not data:
+        raise ApiError("bad_request", "The request body is empty; send an image.")
+    return data
+
+
+def _parse_json_object(data: bytes) -> dict[str, Any]:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ApiError("bad_request", "The JSON body is not UTF-8.") from None
+    try:
+        document = json.loads(text)
+    except RecursionError:
+        raise ApiError("bad_request", "The JSON body is nested too deeply.") from None
+    except ValueError:  # JSONDecodeError, and int() refusing a 5000-digit number
+        raise ApiError("bad_request", "The body is not valid JSON.") from None
+    if not isinstance(document, dict):
+        raise ApiError("bad_request", 'The JSON body must be an object: {"image": "<base64>", "top_k": 5}.')
+    return document
+
+
+def parse_predict_request(
+    *,
+    body: str | None,
+    is_base64: bool,
+    content_type: str | None,
+    query: Mapping[str, str],
+    max_image_bytes: int,
+) -> PredictRequest:
+    """Validate a POST /predict request completely, before any AWS call.
+
+    Raw bodies: image/jpeg, image/png, image/webp (or application/x-image / octet-stream); JSON bodies:
+    {"image": "<base64 or data: URL>", "top_k": N}. Unknown JSON fields are ignored so clients can add
+    their own metadata. top_k may also come as ?top_k=N; if both are given they must agree.
+    """
+    query_top_k = parse_top_k(query["top_k"], "query") if "top_k" in query else None
+    media_type = parse_media_type(content_type)
+    if media_type is None:
+        raise ApiError(
+            "unsupported_media_type",
+            "Content-Type is missing; send image/jpeg, image/png, image/webp or application/json.",
+        )
+
+    if media_type == JSON_TYPE or media_type.endswith("+json"):
+        data = _event_body_bytes(body, is_base64, json_body_cap(max_image_bytes))
+        document = _parse_json_object(data)
+        if "image" not in document or document["image"] is None:
+            raise ApiError("bad_request", 'JSON field "image" is required (base64 or a data: URL).')
+        if not isinstance(document["image"], str):
+            raise ApiError("bad_request", 'JSON field "image" must be a string (base64 or a data: URL).')
+        declared, encoded = split_data_url(document["image"])
+        declared = _declared_image_type(declared)
+        _check_declared(declared, "The data: URL type")
+        image = decode_base64(encoded, "image")
+        sniffed = check_image(image, declared, max_image_bytes)
+        top_k = query_top_k if query_top_k is not None else DEFAULT_TOP_K
+        if "top_k" in document:
+            body_top_k = parse_top_k(document["top_k"], "json")
+            if query_top_k is not None and query_top_k != body_top_k:
+                raise ApiError("bad_request", "top_k differs between the query string and the JSON body.")
+            top_k = body_top_k
+        return PredictRequest(image=image, content_type=sniffed, top_k=top_k)
+
+    declared = _declared_image_type(media_type)
+    _check_declared(declared, "Content-Type")
+    image = _event_body_bytes(body, is_base64, max_image_bytes)
+    sniffed = check_image(image, declared, max_image_bytes)
+    return PredictRequest(image=image, content_type=sniffed, top_k=query_top_k or DEFAULT_TOP_K)
+
+
+def endpoint_accept(top_k: int) -> str:
+    # The model's output_fn reads top_k from the Accept media-type parameters (shared contract).
+    return f"{JSON_TYPE};top_k={top_k}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Endpoint answers
+
+
+def parse_endpoint_body(raw: bytes, top_k: int) -> tuple[list[dict[str, Any]], str]:
+    """Check the model's success body and keep only what the API promises; a surprise is a model error."""
+    try:
+        document = json.loads(raw)
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        raise ApiError("model_error", detail="endpoint answered 2xx with a body that is not JSON") from None
+    predictions = document.get("predictions") if isinstance(document, dict) else None
+    if not isinstance(predictions, list) or not predictions:
+        raise ApiError("model_error", detail="endpoint answer has no non-empty 'predictions' list")
+    cleaned = []
+    for item in predictions[:top_k]:
+        label = item.get("label") if isinstance(item, dict) else None
+        prob = item.get("prob") if isinstance(item, dict) else None
+        if (
+            not isinstance(label, str)
+            or isinstance(prob, bool)
+            or not isinstance(prob, int | float)
+            or not 0.0 <= prob <= 1.0
+        ):
+            raise ApiError("model_error", detail="endpoint prediction is not {label: str, prob: 0..1}")
+        cleaned.append({"label": label, "prob": float(prob)})
+    model = document.get("model")
+    return cleaned, model if isinstance(model, str) else "unknown"
+
+
+_ARN = re.compile(r"arn:aws[a-z-]*:\S*", re.IGNORECASE)
+_ACCOUNT_ID = re.compile(r"(?<!\d)\d{12}(?!\d)")
+# An absolute path with at least one segment, not preceded by a word char (so "image/jpeg" survives).
+_PATH = re.compile(r"(?<![\w.])(?:[A-Za-z]:)?(?:[/\\][\w.@+~-]+)+[/\\]?")
+_REDACTED = "[...]"
+
+
+def sanitize_model_message(text: Any) -> str | None:
+    """The first line of a container error body, safe to show: no traceback, path, ARN or account id.
+
+    None when nothing useful is left, so the caller falls back to the table's generic message.
+    """
+    if not isinstance(text, str):
+        return None
+    first = text.strip().splitlines()[0].strip() if text.strip() else ""
+    if not first or first.lower().startswith("traceback") or 'file "' in first.lower():
+        return None
+    first = _ARN.sub(_REDACTED, first)
+    first = _ACCOUNT_ID.sub(_REDACTED, first)
+    first = _PATH.sub(_REDACTED, first)
+    if len(first) > MODEL_MESSAGE_MAX_CHARS:
+        first = first[: MODEL_MESSAGE_MAX_CHARS - 3].rstrip() + "..."
+    if not re.search(r"[A-Za-z]{3}", first.replace(_REDACTED, "")):
+        return None
+    return first
+
+
+THROTTLING_CODES = frozenset(
+    {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
+)
+_SIZE_WORDS = re.compile(r"\b(length|size|too large|exceed\w*|bytes)\b", re.IGNORECASE)
+
+
+def map_client_error(error_code: str, http_status: int | None, response_dict: Mapping[str, Any]) -> ApiError:
+    """Map a sagemaker-runtime ClientError to the client-facing error. `response_dict` is the parsed
+    botocore response (ModelError carries OriginalStatusCode / OriginalMessage at its top level).
+
+    Match on the error code, never the HTTP status alone: SageMaker reports ThrottlingException as HTTP 400.
+    """
+    aws_message = str((response_dict.get("Error") or {}).get("Message") or response_dict.get("Message") or "")
+    detail = f"{error_code} (HTTP {http_status}): {aws_message}"[:1000]
+    if error_code in THROTTLING_CODES:
+        return ApiError("throttled", detail=detail)
+    if error_code in ("ModelNotReadyException", "ServiceUnavailable"):
+        return ApiError("model_not_ready", detail=detail)
+    if error_code == "ModelError":
+        return _map_model_error(response_dict, detail)
+    if error_code == "ValidationError":
+        if _SIZE_WORDS.search(aws_message):
+            return ApiError("payload_too_large", "The image is too large for the model endpoint.", detail=detail)
+        return ApiError("model_error", "The model endpoint is misconfigured; the operator has been told.", detail=detail)
+    return ApiError("model_error", detail=detail)
+
+
+def _map_model_error(response_dict: Mapping[str, Any], detail: str) -> ApiError:
+    status = response_dict.get("OriginalStatusCode")
+    if isinstance(status, str) and status.isdigit():
+        status = int(status)
+    message = sanitize_model_message(response_dict.get("OriginalMessage"))
+    detail = f"{detail}; container status {status}"
+    if status in (400, 422):
+        return ApiError("invalid_image", message, status=status, detail=detail)
+    if status == 413:
+        return ApiError("payload_too_large", message or "The image is too large for the model.", detail=detail)
+    if status == 415:
+        return ApiError("unsupported_media_type", message, detail=detail)
+    # 406 means our Accept contract with the model broke; 5xx and anything else are the model's fault.
+    return ApiError("model_error", detail=detail)
+
+
+def map_transport_error(exc: Exception) -> ApiError:
+    """botocore transport failures (after its retries): a timeout is 504, an unreachable endpoint 503."""
+    detail = f"{type(exc).__name__}: {exc}"[:1000]
+    if isinstance(exc, ReadTimeoutError | ConnectTimeoutError):
+        return ApiError("endpoint_timeout", detail=detail)
+    if isinstance(exc, EndpointConnectionError):
+        return ApiError("model_not_ready", detail=detail)
+    return ApiError("model_error", detail=detail)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Time budget
+#
+# API Gateway cuts every integration at 30 s and the Lambda timeout is 29 s, so InvokeEndpoint, retries
+# included, must be over well before that. Per attempt: connect <= 2 s + read <= 10 s = 12 s. Two attempts
+# in botocore's adaptive mode. Between them botocore sleeps rand() x 1 s after throttling (x 0.05 s after
+# other errors), up to 5 s more if a response carries x-amz-retry-after, and the adaptive rate limiter may
+# wait up to 2 s per attempt for a token (its floor is 0.5 requests/s). Unguarded that adds up to
+# 12 + 6 + 2 + 2 + 12 = 34 s, too much, so a before-send hook starts an attempt only if a full attempt
+# still fits before the deadline = min(handler start + 25 s, Lambda end - 2 s). Worst case: InvokeEndpoint
+# returns <= 25 s after the handler started, >= 4 s before the Lambda timeout and 5 s before API Gateway's.
+# The common slow case (one read timeout, short backoff, a second attempt) is 12 + 0.05 + 12 = 24.05 s, so
+# the guard does not cut it. A serverless cold start (10-20 s) keeps going on SageMaker's side after the
+# first attempt times out, so the second attempt usually meets a warm container.
+
+CONNECT_TIMEOUT_S = 2.0
+READ_TIMEOUT_S = 10.0
+TOTAL_MAX_ATTEMPTS = 2
+INVOKE_BUDGET_S = 25.0
+LAMBDA_SAFETY_MARGIN_S = 2.0
+API_GATEWAY_LIMIT_S = 30.0
+LAMBDA_TIMEOUT_S = 29.0
+
+
+def invoke_deadline(start: float, remaining_ms: int | None) -> float:
+    """Monotonic-clock deadline for the whole InvokeEndpoint call, retries included."""
+    deadline = start + INVOKE_BUDGET_S
+    if remaining_ms is not None:
+        deadline = min(deadline, start + remaining_ms / 1000.0 - LAMBDA_SAFETY_MARGIN_S)
+    return deadline
+
+
+def attempt_fits(now: float, deadline: float, attempt_s: float) -> bool:
+    return now + attempt_s <= deadline
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Responses
+
+
+def cors_headers(origin: str | None, allowed: frozenset[str]) -> dict[str, str]:
+    """CORS for an allowed Origin; `vary: origin` always, so caches never mix answers for two origins."""
+    headers = {"vary": "origin"}
+    if origin and normalize_origin(origin) in allowed:
+        headers.update(
+            {
+                "access-control-allow-origin": origin.strip(),
+                "access-control-allow-methods": ALLOWED_METHODS,
+                "access-control-allow-headers": "content-type",
+                "access-control-expose-headers": "x-request-id, retry-after",
+                "access-control-max-age": "600",
+            }
+        )
+    return headers
+
+
+def base_headers(request_id: str, origin: str | None, allowed: frozenset[str]) -> dict[str, str]:
+    return {
+        "content-type": "application/json",
+        "cache-control": "no-store",
+        "x-content-type-options": "nosniff",
+        "x-request-id": request_id,
+        **cors_headers(origin, allowed),
+    }
+
+
+def http_response(status: int, payload: Mapping[str, Any] | None, headers: Mapping[str, str]) -> dict[str, Any]:
+    """An API Gateway payload-2.0 response; payload None means no body (204)."""
+    return {
+        "statusCode": status,
+        "headers": dict(headers),
+        "body": "" if payload is None else json.dumps(payload, separators=(",", ":")),
+        "isBase64Encoded": False,
+    }
+
+
+def error_response(error: ApiError, headers: Mapping[str, str]) -> dict[str, Any]:
+    return http_response(error.status, error.body(), {**headers, **error.headers()})

@@ -1,0 +1,498 @@
+"""SageMaker inference handlers for MobileNet V2 (the sagemaker-pytorch-inference-toolkit contract).
+
+The toolkit calls ``model_fn`` once per worker, then ``input_fn -> predict_fn -> output_fn`` per request.
+Everything the model needs (weights, labels, preprocessing) comes from the artifact's ``metadata.json``;
+nothing is downloaded or installed at start.
+
+Backends, fastest first: ONNX Runtime when ``model.onnx`` is in the artifact and ``onnxruntime`` imports
+(the package vendors it under ``code/``), else frozen TorchScript built from ``model.pth``. Preprocessing is
+Pillow + numpy for every backend, so torch is only imported when TorchScript serves.
+
+Runs in AWS's PyTorch inference image (torch 2.6 CPU, Python 3.12): only torch, torchvision, Pillow, numpy
+and the standard library.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import logging
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+logger = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------------------------------------------------
+# Content types and limits
+JSON = "application/json"
+JPEG = "image/jpeg"
+PNG = "image/png"
+WEBP = "image/webp"
+X_IMAGE = "application/x-image"
+ANY = "*/*"
+
+IMAGE_CONTENT_TYPES = (JPEG, PNG, WEBP, X_IMAGE)
+ACCEPTED_FORMATS = {"JPEG": JPEG, "PNG": PNG, "WEBP": WEBP}
+
+DEFAULT_TOP_K = 5
+MAX_TOP_K = 20
+# A 48-megapixel phone photo passes; a decompression bomb (e.g. 30000x30000 in a few KB) does not.
+MAX_PIXELS = 50_000_000
+# Keep Pillow's own bomb check in line with ours so it raises instead of warning.
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+METADATA_FILE = "metadata.json"
+WEIGHTS_FILE = "model.pth"
+ONNX_FILE = "model.onnx"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Named errors. In AWS's container only BaseInferenceToolkitError subclasses keep their HTTP status (anything
+# else is a 500 with a traceback), so derive from the toolkit's class when it imports; it always does there.
+try:
+    from sagemaker_inference.errors import GenericInferenceToolkitError as _ToolkitError
+except ImportError:  # local stack, tests, benchmarks
+
+    class _ToolkitError(Exception):  # type: ignore[no-redef]
+        def __init__(self, status_code: int, message: str | None = None, phrase: str | None = None):
+            self.status_code = status_code
+            self.message = message or "Invalid Request"
+            self.phrase = phrase or self.message
+            super().__init__(status_code, self.message, self.phrase)
+
+
+class InferenceError(_ToolkitError):
+    """A request the model cannot serve; carries the HTTP status the container answers with."""
+
+    status = 400
+
+    def __init__(self, message: str):
+        # One short line: the toolkit appends a traceback after the first line, proxies keep only line one.
+        message = " ".join(message.split())[:300]
+        super().__init__(self.status, message, message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidRequestError(InferenceError):
+    status = 400
+
+
+class InvalidImageError(InferenceError):
+    status = 400
+
+
+class UnsupportedAcceptError(InferenceError):
+    status = 406
+
+
+class ImageTooLargeError(InferenceError):
+    status = 413
+
+
+class UnsupportedContentTypeError(InferenceError):
+    status = 415
+
+
+class ModelLoadError(RuntimeError):
+    """model_fn could not build the model; the message names the path it tried."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Model
+@dataclass(frozen=True)
+class Preprocessing:
+    resize: int
+    crop: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+@dataclass
+class Classifier:
+    """What model_fn returns: a backend callable on NCHW float32 batches plus what the handlers need."""
+
+    run: Any  # Callable[[np.ndarray], np.ndarray] -> logits (N, classes)
+    backend: str
+    labels: list[str]
+    preprocessing: Preprocessing
+    model_name: str
+    weights_id: str
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    batch: np.ndarray  # (1, 3, crop, crop) float32
+    top_k: int | None
+
+
+@dataclass(frozen=True)
+class Prediction:
+    probs: np.ndarray  # (classes,) float32
+    top_k: int | None
+    model: Classifier
+
+
+def _threads() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def load_metadata(model_dir: str) -> dict[str, Any]:
+    path = os.path.join(model_dir, METADATA_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except OSError as e:
+        raise ModelLoadError(f"cannot read model metadata at {path}: {e.strerror}") from e
+    except ValueError as e:
+        raise ModelLoadError(f"model metadata at {path} is not valid JSON: {e}") from e
+    missing = {"model", "weights", "labels", "preprocessing"} - meta.keys()
+    if missing:
+        raise ModelLoadError(f"model metadata at {path} lacks {sorted(missing)}")
+    return meta
+
+
+def _add_vendored_packages() -> None:
+    """Put code/vendor/cpXY (model.package unpacks the onnxruntime wheel there) on sys.path for this Python."""
+    vendor = os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "vendor", f"cp{sys.version_info[0]}{sys.version_info[1]}"
+    )
+    if os.path.isdir(vendor) and vendor not in sys.path:
+        sys.path.insert(0, vendor)
+
+
+def _onnxruntime_backend(onnx_path: str):
+    _add_vendored_packages()
+    import onnxruntime as ort  # absent or not loadable -> ImportError -> TorchScript fallback
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = _threads()
+    opts.inter_op_num_threads = 1
+    # Idle spinning threads steal the next request's CPU on small serverless instances.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(onnx_path, sess_options=opts, providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        return session.run(None, {input_name: batch})[0]
+
+    return run, f"onnxruntime-{ort.__version__}"
+
+
+def _torchscript_backend(weights_path: str, num_classes: int):
+    import torch
+    import torchvision
+
+    torch.set_num_threads(_threads())
+    model = torchvision.models.mobilenet_v2(weights=None, num_classes=num_classes)
+    try:
+        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as e:
+        raise ModelLoadError(f"model weights not found at {weights_path}") from e
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0]
+        raise ModelLoadError(f"weights at {weights_path} do not fit mobilenet_v2: {first}") from e
+    model.eval()
+    with torch.inference_mode():
+        frozen = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.script(model)))
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return frozen(torch.from_numpy(batch)).numpy()
+
+    return run, f"torchscript-{torch.__version__}"
+
+
+def load_classifier(model_dir: str) -> Classifier:
+    """Load the classifier from an extracted model.tar.gz and warm it up. Fails loudly, naming the path."""
+    started = time.perf_counter()
+    if not os.path.isdir(model_dir):
+        raise ModelLoadError(f"model directory {model_dir} does not exist")
+    meta = load_metadata(model_dir)
+    labels = list(meta["labels"])
+    pre = meta["preprocessing"]
+    preprocessing = Preprocessing(
+        resize=int(pre["resize"]), crop=int(pre["crop"]), mean=tuple(pre["mean"]), std=tuple(pre["std"])
+    )
+    weights_path = os.path.join(model_dir, WEIGHTS_FILE)
+    onnx_path = os.path.join(model_dir, ONNX_FILE)
+    backend_choice = os.environ.get("MODEL_BACKEND", "auto")  # auto | onnxruntime | torchscript
+
+    run = backend = None
+    if backend_choice in ("auto", "onnxruntime") and os.path.isfile(onnx_path):
+        try:
+            run, backend = _onnxruntime_backend(onnx_path)
+        except ImportError as e:
+            if backend_choice == "onnxruntime":
+                raise ModelLoadError(f"onnxruntime requested but cannot import: {e}") from e
+            logger.warning("onnxruntime unavailable (%s); falling back to TorchScript", e)
+    if run is None:
+        if not os.path.isfile(weights_path):
+            raise ModelLoadError(f"model weights not found at {weights_path}")
+        run, backend = _torchscript_backend(weights_path, len(labels))
+
+    classifier = Classifier(
+        run=run,
+        backend=backend,
+        labels=labels,
+        preprocessing=preprocessing,
+        model_name=meta["model"],
+        weights_id=meta["weights"],
+    )
+    # Warm-up so the first request is not the slow one (allocations, kernel selection, lazy init).
+    warm = np.zeros((1, 3, preprocessing.crop, preprocessing.crop), dtype=np.float32)
+    logits = classifier.run(warm)
+    if logits.shape != (1, len(labels)):
+        raise ModelLoadError(f"model in {model_dir} gave shape {logits.shape}, expected (1, {len(labels)})")
+    logger.info(
+        "model_fn: serving %s (%s) with %s in %.0f ms",
+        classifier.model_name,
+        classifier.weights_id,
+        backend,
+        (time.perf_counter() - started) * 1000,
+    )
+    return classifier
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Decoding and preprocessing (pure functions)
+def parse_media_type(value: str | None) -> tuple[str, dict[str, str]]:
+    """'Application/JSON; charset=utf-8' -> ('application/json', {'charset': 'utf-8'})."""
+    if not value:
+        return "", {}
+    main, *params = value.split(";")
+    parsed = {}
+    for param in params:
+        key, sep, val = param.partition("=")
+        if sep:
+            parsed[key.strip().lower()] = val.strip().strip('"')
+    return main.strip().lower(), parsed
+
+
+def parse_top_k(value: Any, source: str) -> int:
+    # bool is an int subclass; 1e9 arrives as float; both are refused, as are strings like "5".
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TOP_K:
+        raise InvalidRequestError(f"{source} must be an integer from 1 to {MAX_TOP_K}, got {value!r:.40}")
+    return value
+
+
+def decode_base64_image(text: str) -> bytes:
+    """Decode a bare base64 string or a data: URL of an accepted image type."""
+    if text.startswith("data:"):
+        header, sep, text = text.partition(",")
+        media_type, _ = parse_media_type(header[5:].removesuffix(";base64"))
+        if not sep or not header.endswith(";base64"):
+            raise InvalidRequestError("data: URL must be base64 encoded ('data:image/jpeg;base64,...')")
+        if media_type not in (JPEG, PNG, WEBP):
+            raise UnsupportedContentTypeError(
+                f"data: URL media type {media_type or '(none)'!r} is not image/jpeg, image/png or image/webp"
+            )
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise InvalidRequestError("'image' is not valid base64") from e
+
+
+def decode_json_request(body: str | bytes) -> tuple[bytes, int | None]:
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError) as e:
+        raise InvalidRequestError("request body is not valid JSON") from e
+    if not isinstance(payload, dict):
+        raise InvalidRequestError('JSON body must be an object like {"image": "<base64>", "top_k": 5}')
+    image = payload.get("image")
+    if not isinstance(image, str) or not image:
+        raise InvalidRequestError("JSON field 'image' must be a non-empty base64 string or data: URL")
+    top_k = parse_top_k(payload["top_k"], "top_k") if "top_k" in payload else None
+    return decode_base64_image(image), top_k
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # 16-bit greyscale: scale to 8 bits (Pillow's own convert clips at 255 instead).
+        arr = np.asarray(img, dtype=np.float32) / 257.0
+        return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "L").convert("RGB")
+    if img.mode == "F":
+        return Image.fromarray(np.clip(np.asarray(img), 0, 255).astype(np.uint8), "L").convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def decode_image(data: bytes, draft_to: int | None = None) -> Image.Image:
+    """Bytes -> upright RGB Pillow image; refuses non-images, truncated files and decompression bombs."""
+    if not data:
+        raise InvalidImageError("empty body: send a JPEG, PNG or WebP image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageTooLargeError(f"image has too many pixels (limit {MAX_PIXELS:,})") from e
+    except UnidentifiedImageError as e:
+        raise InvalidImageError("body is not a readable JPEG, PNG or WebP image") from e
+    except (OSError, ValueError, SyntaxError) as e:
+        raise InvalidImageError("body is not a readable JPEG, PNG or WebP image") from e
+    if img.format not in ACCEPTED_FORMATS:
+        raise UnsupportedContentTypeError(f"{img.format} images are not accepted; send JPEG, PNG or WebP")
+    width, height = img.size
+    if width * height > MAX_PIXELS:
+        raise ImageTooLargeError(f"image is {width}x{height}; the limit is {MAX_PIXELS:,} pixels")
+    if draft_to and img.format == "JPEG":
+        # DCT-domain downscale while decoding: a 12 MP photo decodes at 1/4 or 1/8 size, several times faster.
+        img.draft("RGB", (draft_to, draft_to))
+    try:
+        img.load()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        raise InvalidImageError("image data is truncated or corrupt") from e
+    try:
+        img = ImageOps.exif_transpose(img) or img
+    except Exception:  # a broken EXIF block must not fail an otherwise good image
+        logger.info("ignoring unreadable EXIF orientation")
+    return _to_rgb(img)
+
+
+def preprocess(img: Image.Image, pre: Preprocessing) -> np.ndarray:
+    """Resize (shorter side), centre-crop and normalise like torchvision's ImageClassification transform.
+
+    The crop is resampled straight from its box in the source image: the same pixels as resize-then-crop,
+    without materialising the full resized image (an extreme aspect ratio cannot blow up memory).
+    """
+    width, height = img.size
+    short, long = (width, height) if width <= height else (height, width)
+    new_short, new_long = pre.resize, int(pre.resize * long / short)
+    new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
+    crop_w, crop_h = min(pre.crop, new_w), min(pre.crop, new_h)
+    left, top = round((new_w - crop_w) / 2.0), round((new_h - crop_h) / 2.0)
+    sx, sy = width / new_w, height / new_h
+    box = (left * sx, top * sy, (left + crop_w) * sx, (top + crop_h) * sy)
+    img = img.resize((crop_w, crop_h), Image.Resampling.BILINEAR, box=box)
+    if (crop_w, crop_h) != (pre.crop, pre.crop):  # image smaller than the crop: pad like center_crop does
+        padded = Image.new("RGB", (pre.crop, pre.crop))
+        padded.paste(img, ((pre.crop - crop_w) // 2, (pre.crop - crop_h) // 2))
+        img = padded
+    arr = np.asarray(img, dtype=np.float32)
+    scale = 1.0 / (255.0 * np.asarray(pre.std, dtype=np.float32))
+    bias = -np.asarray(pre.mean, dtype=np.float32) / np.asarray(pre.std, dtype=np.float32)
+    arr = arr * scale + bias
+    return np.ascontiguousarray(arr.transpose(2, 0, 1)[None])
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def top_k_predictions(probs: np.ndarray, labels: list[str], k: int) -> list[dict[str, Any]]:
+    k = min(k, probs.shape[-1])
+    idx = np.argpartition(-probs, k - 1)[:k]
+    idx = idx[np.argsort(-probs[idx], kind="stable")]
+    return [{"label": labels[i], "prob": round(float(probs[i]), 6)} for i in idx]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The toolkit's four functions (one model per worker process).
+_model: Classifier | None = None
+
+
+def _raw_image(body: bytes | bytearray | str) -> tuple[bytes, None]:
+    if isinstance(body, str):  # the toolkit only decodes UTF-8 types to str; be safe anyway
+        body = body.encode("latin-1")
+    return bytes(body), None
+
+
+INPUT_DECODERS = {
+    JSON: decode_json_request,
+    JPEG: _raw_image,
+    PNG: _raw_image,
+    WEBP: _raw_image,
+    X_IMAGE: _raw_image,
+}
+
+
+def model_fn(model_dir: str) -> Classifier:
+    """Load the model once per worker; input_fn needs its preprocessing, which the toolkit won't pass."""
+    global _model
+    _model = load_classifier(model_dir)
+    return _model
+
+
+def input_fn(request_body: bytes | bytearray | str, request_content_type: str | None) -> ModelInput:
+    """Request body -> normalised (1, 3, 224, 224) batch plus the top_k the request asked for."""
+    media_type, _ = parse_media_type(request_content_type)
+    decoder = INPUT_DECODERS.get(media_type)
+    if decoder is None:
+        raise UnsupportedContentTypeError(
+            f"content type {media_type or '(none)'!r} is not one of: {', '.join(INPUT_DECODERS)}"
+        )
+    if _model is None:
+        raise ModelLoadError("input_fn called before model_fn")
+    data, top_k = decoder(request_body)
+    pre = _model.preprocessing
+    # Draft only to twice the target, so the bilinear resize still does the final, antialiased step.
+    img = decode_image(data, draft_to=2 * pre.resize)
+    return ModelInput(batch=preprocess(img, pre), top_k=top_k)
+
+
+def predict_fn(input_data: ModelInput, model: Classifier) -> Prediction:
+    """Softmax probabilities for one image (the backends never build autograd graphs)."""
+    logits = model.run(input_data.batch)
+    return Prediction(probs=softmax(logits[0].astype(np.float32)), top_k=input_data.top_k, model=model)
+
+
+def _accept_top_k(accept: str | None) -> int | None:
+    """'application/json;top_k=3' -> 3; accept lists ('text/html, application/json') are honoured."""
+    if not accept:
+        return None
+    for candidate in accept.split(","):
+        media_type, params = parse_media_type(candidate)
+        if media_type in (JSON, ANY, "application/*"):
+            if "top_k" not in params:
+                return None
+            try:
+                value = int(params["top_k"])
+            except ValueError:
+                raise InvalidRequestError(
+                    f"Accept parameter top_k must be an integer, got {params['top_k']!r:.20}"
+                ) from None
+            return parse_top_k(value, "Accept parameter top_k")
+    raise UnsupportedAcceptError(f"Accept {accept!r:.60} is not supported; ask for application/json")
+
+
+OUTPUT_ENCODERS = {JSON: json.dumps, ANY: json.dumps}
+
+
+def output_fn(prediction: Prediction, accept: str | None) -> tuple[str, str]:
+    """Top-k JSON; returns (body, content type) so the response carries a clean media type."""
+    accept_top_k = _accept_top_k(accept)
+    k = prediction.top_k or accept_top_k or DEFAULT_TOP_K
+    model = prediction.model
+    body = {
+        "predictions": top_k_predictions(prediction.probs, model.labels, k),
+        "model": model.model_name,
+        "weights": model.weights_id,
+        "backend": model.backend,
+    }
+    return OUTPUT_ENCODERS[JSON](body), JSON

@@ -1,0 +1,331 @@
+"""Build model/dist/model.tar.gz: MobileNet V2 weights + code/inference.py + metadata, reproducibly.
+
+    python -m model.package                      # torchvision's IMAGENET1K_V2 download (cached in TORCH_HOME)
+    python -m model.package --weights FILE.pth   # a local torchvision-format state_dict (or MODEL_WEIGHTS=FILE)
+
+The same inputs give a byte-identical tarball (sorted entries, fixed mtimes and owner, gzip mtime 0), so its
+sha256 identifies the model: the infrastructure keys the S3 object by it and a changed model rolls the endpoint.
+A build whose inputs are unchanged is skipped (the fingerprint is stored beside the tarball).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import io
+import json
+import os
+import sys
+import tarfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+CODE_DIR = ROOT / "code"
+DEFAULT_OUT = ROOT / "dist" / "model.tar.gz"
+WHEEL_DIR = ROOT / "dist" / "wheels"
+# AWS's PyTorch inference image (2.6 CPU) runs Python 3.12 on x86_64 and ships no onnxruntime.
+CONTAINER_PYTHON = "cp312"
+ONNX_OPSET = 17
+# Parts of the onnxruntime wheel that inference never imports (training/quantisation/transformer tools).
+ORT_SKIP = (
+    "onnxruntime/tools/",
+    "onnxruntime/transformers/",
+    "onnxruntime/quantization/",
+    "onnxruntime/datasets/",
+)
+MODEL_NAME = "mobilenet_v2"
+BUILD_FORMAT = 1  # bump when the artifact layout changes, so old fingerprints no longer match
+
+# Preprocessing that matches each weights recipe (torchvision's published transforms).
+PRESETS = {
+    "IMAGENET1K_V1": {"resize": 256, "crop": 224},
+    "IMAGENET1K_V2": {"resize": 232, "crop": 224},
+}
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class WeightsError(ValueError):
+    """A weights file that does not load strictly into torchvision's mobilenet_v2."""
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    path: Path | None  # None: torchvision's own download of the preset
+    preset: str
+
+    @property
+    def weights_id(self) -> str:
+        if self.path is None:
+            return f"torchvision:MobileNet_V2_Weights.{self.preset}"
+        return f"file:{self.path.name}@sha256:{sha256_file(self.path)[:16]}"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_state_dict(source: WeightsSource):
+    """Return a float32 state_dict that loads strictly into mobilenet_v2, or raise WeightsError."""
+    import torch
+    import torchvision
+
+    model = torchvision.models.mobilenet_v2(weights=None)
+    if source.path is None:
+        weights = torchvision.models.MobileNet_V2_Weights[source.preset]
+        state = weights.get_state_dict(progress=False, check_hash=True)
+    else:
+        try:
+            state = torch.load(source.path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise WeightsError(f"weights file {source.path} does not exist") from None
+        except Exception as e:
+            raise WeightsError(f"weights file {source.path} is not a loadable state_dict: {e}") from None
+        if not isinstance(state, dict):
+            raise WeightsError(f"weights file {source.path} holds a {type(state).__name__}, not a state_dict")
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = sorted(
+        k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape)
+    )
+    if missing or unexpected or mismatched:
+
+        def show(keys):
+            return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
+
+        problems = []
+        if missing:
+            problems.append(f"missing keys: {show(missing)}")
+        if unexpected:
+            problems.append(f"unexpected keys: {show(unexpected)}")
+        if mismatched:
+            problems.append(f"shape mismatch: {show(mismatched)}")
+        raise WeightsError(
+            f"weights file {source.path or source.preset} does not load strictly into torchvision "
+            f"mobilenet_v2: {'; '.join(problems)}"
+        )
+    model.load_state_dict(state, strict=True)
+    # Re-serialise in the model's own key order, float32, contiguous: the bytes depend only on the values.
+    return {k: v.detach().to(torch.float32).contiguous().clone() for k, v in model.state_dict().items()}
+
+
+def metadata(source: WeightsSource) -> dict:
+    import torchvision
+
+    labels = list(torchvision.models.MobileNet_V2_Weights[source.preset].meta["categories"])
+    return {
+        "model": MODEL_NAME,
+        "weights": source.weights_id,
+        "weights_preset": source.preset,
+        "labels": labels,
+        "preprocessing": {
+            **PRESETS[source.preset],
+            "mean": list(IMAGENET_MEAN),
+            "std": list(IMAGENET_STD),
+            "interpolation": "bilinear",
+        },
+    }
+
+
+def serialize_state_dict(state) -> bytes:
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return buf.getvalue()
+
+
+def export_onnx(state) -> bytes:
+    """The same weights as an ONNX graph (batch axis dynamic); the export is deterministic."""
+    import torch
+    import torchvision
+
+    model = torchvision.models.mobilenet_v2(weights=None)
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    buf = io.BytesIO()
+    torch.onnx.export(
+        model,
+        (torch.zeros(1, 3, 224, 224),),
+        buf,
+        dynamo=False,
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+        opset_version=ONNX_OPSET,
+    )
+    return buf.getvalue()
+
+
+def find_ort_wheel() -> Path | None:
+    wheels = sorted(
+        WHEEL_DIR.glob(f"onnxruntime-*-{CONTAINER_PYTHON}-{CONTAINER_PYTHON}-manylinux*_x86_64.whl")
+    )
+    return wheels[-1] if wheels else None
+
+
+def vendored_ort_files(wheel: Path) -> dict[str, bytes]:
+    """Unpack the onnxruntime wheel under code/vendor/<python tag>/: importable, nothing installed at start."""
+    prefix = f"code/vendor/{CONTAINER_PYTHON}/"
+    files = {}
+    with zipfile.ZipFile(wheel) as zf:
+        for name in zf.namelist():
+            if name.endswith("/") or name.startswith(ORT_SKIP) or "__pycache__" in name:
+                continue
+            files[prefix + name] = zf.read(name)
+    if not any(name.endswith(".so") for name in files):
+        raise WeightsError(f"{wheel} holds no native library; is it a manylinux x86_64 wheel?")
+    return files
+
+
+def code_files() -> dict[str, bytes]:
+    """Every file under model/code (no caches), keyed by its path in the tarball."""
+    files = {}
+    for path in sorted(CODE_DIR.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+            files[f"code/{path.relative_to(CODE_DIR).as_posix()}"] = path.read_bytes()
+    if "code/requirements.txt" in files:
+        raise SystemExit("model/code/requirements.txt must not exist: nothing is pip-installed at start")
+    return files
+
+
+def write_tarball(members: dict[str, bytes], out: Path) -> None:
+    """Deterministic tar.gz: sorted names, mtime 0, root owner, fixed modes, gzip header without time/name."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        dirs = sorted({str(parent) for name in members for parent in Path(name).parents} - {"."})
+        for name in dirs:
+            info = tarfile.TarInfo(name)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(_normalise(info))
+        for name in sorted(members):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(members[name]), 0o644
+            tar.addfile(_normalise(info), io.BytesIO(members[name]))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    with (
+        open(tmp, "wb") as f,
+        gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0, compresslevel=9) as gz,
+    ):
+        gz.write(raw.getvalue())
+    tmp.replace(out)
+
+
+def _normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "root", "root"
+    return info
+
+
+def fingerprint(source: WeightsSource, onnx: bool, ort_wheel: Path | None) -> str:
+    """Hash of every input of the build: weights, preset, code, builder, ONNX choice, vendored wheel."""
+    digest = hashlib.sha256(f"{BUILD_FORMAT}|{source.weights_id}|{source.preset}|onnx={onnx}".encode())
+    if source.path is None:  # the download is pinned by torchvision's URL/hash; the id names the preset
+        digest.update(b"torchvision-download")
+    if ort_wheel is not None:
+        digest.update(f"|ort={ort_wheel.name}:{sha256_file(ort_wheel)}".encode())
+    for name, data in sorted(code_files().items()):
+        digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
+    digest.update(Path(__file__).read_bytes())
+    return digest.hexdigest()
+
+
+def build(
+    source: WeightsSource,
+    out: Path = DEFAULT_OUT,
+    *,
+    onnx: bool = True,
+    ort_wheel: Path | None = None,
+    force: bool = False,
+) -> tuple[Path, bool]:
+    """Build the tarball; returns (path, built). Skips the work when the fingerprint is unchanged."""
+    stamp = out.with_name(out.name + ".inputs")
+    fp = fingerprint(source, onnx, ort_wheel)
+    print(
+        f"inputs: weights={source.weights_id} preset={source.preset} onnx={onnx} "
+        f"onnxruntime={'vendored ' + ort_wheel.name if ort_wheel else 'not vendored'}"
+    )
+    if not force and out.exists() and stamp.exists() and stamp.read_text().strip() == fp:
+        print("up to date, not rebuilt")
+        return out, False
+    state = load_state_dict(source)
+    members = {
+        "model.pth": serialize_state_dict(state),
+        "metadata.json": (json.dumps(metadata(source), indent=1, sort_keys=True) + "\n").encode(),
+        **code_files(),
+    }
+    if onnx:
+        members["model.onnx"] = export_onnx(state)
+    if ort_wheel is not None:
+        members.update(vendored_ort_files(ort_wheel))
+    write_tarball(members, out)
+    stamp.write_text(fp + "\n")
+    out.with_name(out.name + ".sha256").write_text(f"{sha256_file(out)}  {out.name}\n")
+    return out, True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m model.package", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--weights",
+        type=Path,
+        default=os.environ.get("MODEL_WEIGHTS") or None,
+        help="local torchvision-format mobilenet_v2 state_dict (default: torchvision's download; env MODEL_WEIGHTS)",
+    )
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="weights recipe, which fixes labels and preprocessing "
+        "(default: IMAGENET1K_V2 for the download, IMAGENET1K_V1 (resize 256) for a local file)",
+    )
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument(
+        "--no-onnx", dest="onnx", action="store_false", help="ship model.pth only (TorchScript)"
+    )
+    parser.add_argument(
+        "--onnxruntime-wheel",
+        type=Path,
+        help=f"{CONTAINER_PYTHON} manylinux x86_64 onnxruntime wheel to vendor under code/ "
+        f"(default: the newest in {WHEEL_DIR.relative_to(ROOT.parent)}, if any)",
+    )
+    parser.add_argument("--force", action="store_true", help="rebuild even if the inputs are unchanged")
+    args = parser.parse_args(argv)
+    weights = Path(args.weights).resolve() if args.weights else None
+    preset = args.preset or ("IMAGENET1K_V1" if weights else "IMAGENET1K_V2")
+    wheel = args.onnxruntime_wheel or (find_ort_wheel() if args.onnx else None)
+    try:
+        if weights is not None and not weights.is_file():
+            raise WeightsError(f"weights file {weights} does not exist")
+        if wheel is not None and not wheel.is_file():
+            raise WeightsError(f"onnxruntime wheel {wheel} does not exist")
+        if wheel is not None and not args.onnx:
+            raise WeightsError("--onnxruntime-wheel needs the ONNX graph; drop --no-onnx")
+        out, _ = build(
+            WeightsSource(weights, preset),
+            args.out.resolve(),
+            onnx=args.onnx,
+            ort_wheel=wheel,
+            force=args.force,
+        )
+    except WeightsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.onnx and wheel is None:
+        print(
+            "note: no onnxruntime wheel vendored; the SageMaker container will serve TorchScript",
+            file=sys.stderr,
+        )
+    print(f"artifact: {out}\nsize: {out.stat().st_size:,} bytes\nsha256: {sha256_file(out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

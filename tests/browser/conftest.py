@@ -1,0 +1,441 @@
+"""Fixtures for the browser tests: headless Debian Chromium through Playwright, a stub stack, a UI driver.
+
+The stub stack mirrors the deployed shape on purpose: the site and the API are two origins (CloudFront vs
+API Gateway), so CORS preflight and exposed headers are exercised, and the site is served with the CDN's
+Content-Security-Policy, so an inline script or style in www/ fails here rather than in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from PIL import Image
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from components.site_config import CONFIG_JS_CACHE_CONTROL, CONFIG_JS_CONTENT_TYPE, render_config_js
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+WWW = PROJECT_ROOT / "www"
+SAMPLES = WWW / "samples"
+ARTIFACTS = PROJECT_ROOT / "test-artifacts"
+
+# The CloudFront response-headers policy, with connect-src filled in with the API origin.
+CSP_TEMPLATE = (
+    "default-src 'self'; img-src 'self' data: blob:; connect-src {api}; style-src 'self'; "
+    "script-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'; object-src 'none'"
+)
+
+# Deliberately not ImageNet classes: nothing the stub answers may pass for a model's opinion.
+STUB_PREDICTIONS = [
+    {"label": "stub label one", "prob": 0.62},
+    {"label": "stub label two", "prob": 0.21},
+    {"label": "stub label three", "prob": 0.11},
+    {"label": "stub label four", "prob": 0.04},
+    {"label": "stub label five", "prob": 0.02},
+]
+
+
+# --------------------------------------------------------------------------------------------------
+# Chromium / Playwright
+
+
+def _require_chromium() -> None:
+    if CHROMIUM.exists():
+        return
+    reason = f"{CHROMIUM} not found (apt-get install chromium); browser tests need Debian's Chromium"
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}. CI must install it.", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    _require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@dataclass
+class ConsoleLog:
+    """Console errors and uncaught page errors, so a test can assert the page ran clean."""
+
+    errors: list[str] = field(default_factory=list)
+
+
+@pytest.fixture
+def console() -> ConsoleLog:
+    return ConsoleLog()
+
+
+@pytest.fixture
+def page(browser: Any, console: ConsoleLog) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1100, "height": 900}, device_scale_factor=1)
+    new_page = context.new_page()
+    new_page.set_default_timeout(5_000)
+    new_page.on("console", lambda msg: console.errors.append(msg.text) if msg.type == "error" else None)
+    new_page.on("pageerror", lambda exc: console.errors.append(f"pageerror: {exc}"))
+    try:
+        yield new_page
+    finally:
+        context.close()
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
+
+
+# --------------------------------------------------------------------------------------------------
+# Stub stack
+
+
+@dataclass
+class Scripted:
+    """One canned answer for POST /predict. `gate`, when given, holds the answer until the test sets it."""
+
+    status: int = 200
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    gate: threading.Event | None = None
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class StubStack:
+    """Site origin (www/ + config.js) and API origin (fake /predict) on two loopback ports."""
+
+    real_model = False  # the real-model tests skip their class assertions on this stack
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queue: deque[Scripted] = deque()
+        self._requests: list[RecordedRequest] = []
+        self._servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+        site_sock, api_sock = _bind_loopback(), _bind_loopback()
+        self.url = f"http://127.0.0.1:{site_sock.getsockname()[1]}"
+        self.api_url = f"http://127.0.0.1:{api_sock.getsockname()[1]}"
+        self._serve(self._site_app(), site_sock)
+        self._serve(self._api_app(), api_sock)
+
+    # -- test-facing API
+    def script(self, *answers: Scripted) -> None:
+        with self._lock:
+            self._queue.extend(answers)
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    def predict_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.method == "POST"]
+
+    def reset(self) -> None:
+        with self._lock:
+            self._queue.clear()
+            self._requests.clear()
+
+    def close(self) -> None:
+        for server, thread in self._servers:
+            server.should_exit = True
+            thread.join(timeout=10)
+
+    # -- apps
+    def _site_app(self) -> Starlette:
+        csp = CSP_TEMPLATE.format(api=self.api_url)
+
+        async def config_js(_: Request) -> Response:
+            return Response(
+                render_config_js(self.api_url),
+                media_type=CONFIG_JS_CONTENT_TYPE,
+                headers={"Cache-Control": CONFIG_JS_CACHE_CONTROL},
+            )
+
+        return Starlette(
+            routes=[
+                Route("/config.js", config_js),
+                Mount("/", app=StaticFiles(directory=WWW, html=True)),
+            ],
+            middleware=[
+                Middleware(
+                    _AddHeaders,
+                    headers={"content-security-policy": csp, "x-content-type-options": "nosniff"},
+                )
+            ],
+        )
+
+    def _api_app(self) -> Starlette:
+        async def predict(request: Request) -> Response:
+            body = await request.body()
+            with self._lock:
+                self._requests.append(
+                    RecordedRequest(
+                        request.method, request.url.path, request.url.query, dict(request.headers), body
+                    )
+                )
+                answer = self._queue.popleft() if self._queue else Scripted()
+                number = len(self._requests)
+            if answer.gate is not None:
+                await asyncio.to_thread(answer.gate.wait, 30)
+            headers = {"x-request-id": f"stub-req-{number}", **answer.headers}
+            if answer.body is None and answer.status == 200:
+                payload: Any = {
+                    "predictions": STUB_PREDICTIONS,
+                    "model": "mobilenet_v2",
+                    "latency_ms": {"total": 41.2, "endpoint": 35.0},
+                }
+            else:
+                payload = answer.body
+            if isinstance(payload, str):
+                return Response(payload, status_code=answer.status, headers=headers, media_type="text/plain")
+            return JSONResponse(payload, status_code=answer.status, headers=headers)
+
+        return Starlette(
+            routes=[Route("/predict", predict, methods=["POST"])],
+            middleware=[
+                Middleware(
+                    CORSMiddleware,
+                    allow_origins=[self.url],
+                    allow_methods=["POST"],
+                    allow_headers=["content-type"],
+                    expose_headers=["retry-after", "x-request-id"],
+                    max_age=600,
+                )
+            ],
+        )
+
+    def _serve(self, app: Starlette, sock: socket.socket) -> None:
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while thread.is_alive() and not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not server.started:
+            raise RuntimeError("stub uvicorn server did not start")
+        self._servers.append((server, thread))
+
+
+class _AddHeaders:
+    """ASGI middleware stamping fixed headers on every response, as the CDN's headers policy does."""
+
+    def __init__(self, app: Any, headers: dict[str, str]) -> None:
+        self.app = app
+        self.raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *self.raw]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _bind_loopback() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    return sock
+
+
+@pytest.fixture(scope="session")
+def _stub_servers() -> Iterator[StubStack]:
+    stack = StubStack()
+    try:
+        yield stack
+    finally:
+        stack.close()
+
+
+@pytest.fixture
+def stub_stack(_stub_servers: StubStack) -> Iterator[StubStack]:
+    _stub_servers.reset()
+    yield _stub_servers
+    _stub_servers.reset()
+
+
+# ==================================================================================================
+# TEMPORARY ALIAS - LEAD: DELETE THIS FIXTURE once tests/conftest.py provides the real `live_stack`
+# (a closer conftest wins, so leaving it here would keep shadowing the real one). With the stub behind
+# it the real-model tests still drive the whole page flow but skip their class assertions.
+@pytest.fixture
+def live_stack(stub_stack: StubStack) -> StubStack:
+    return stub_stack
+
+
+# ==================================================================================================
+# UI driver
+
+
+class UiDriver:
+    """The page's moves as the tests need them; selectors live here, not in every test."""
+
+    STATUS = "#status"
+    MESSAGE = "#status-message"
+
+    def __init__(self, page: Any, stack: Any, timeout_ms: int) -> None:
+        self.page = page
+        self.stack = stack
+        self.timeout_ms = timeout_ms
+        page.set_default_timeout(timeout_ms)
+
+    def open(self) -> UiDriver:
+        self.page.goto(f"{self.stack.url.rstrip('/')}/")
+        self.page.wait_for_selector("html[data-ready='true'], #status[data-state='error']")
+        return self
+
+    def upload(self, path: Path) -> None:
+        self.page.set_input_files("#file-input", str(path))
+
+    def upload_bytes(self, name: str, mime: str, data: bytes) -> None:
+        self.page.set_input_files("#file-input", files=[{"name": name, "mimeType": mime, "buffer": data}])
+
+    def _data_transfer(self, name: str, mime: str, data: bytes) -> Any:
+        return self.page.evaluate_handle(
+            """([b64, name, type]) => {
+                const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                const dt = new DataTransfer();
+                dt.items.add(new File([bytes], name, { type }));
+                return dt;
+            }""",
+            [base64.b64encode(data).decode("ascii"), name, mime],
+        )
+
+    def drop(self, path: Path, mime: str = "image/jpeg") -> None:
+        dt = self._data_transfer(path.name, mime, path.read_bytes())
+        self.page.dispatch_event("#drop-zone", "dragenter", {"dataTransfer": dt})
+        self.page.dispatch_event("#drop-zone", "dragover", {"dataTransfer": dt})
+        self.page.dispatch_event("#drop-zone", "drop", {"dataTransfer": dt})
+
+    def paste(self, path: Path, mime: str = "image/jpeg") -> None:
+        dt = self._data_transfer(path.name, mime, path.read_bytes())
+        self.page.evaluate(
+            """(dt) => document.dispatchEvent(
+                new ClipboardEvent("paste", { clipboardData: dt, bubbles: true, cancelable: true }))""",
+            dt,
+        )
+
+    def click_sample(self, name: str) -> None:
+        self.page.click(f"button.sample[data-src='samples/{name}.jpg']")
+
+    def wait_state(self, *states: str) -> str:
+        selector = ", ".join(f"{self.STATUS}[data-state='{s}']" for s in states)
+        self.page.wait_for_selector(selector)
+        return self.page.get_attribute(self.STATUS, "data-state") or ""
+
+    def wait_done(self) -> None:
+        state = self.wait_state("done", "error")
+        assert state == "done", f"expected results, page shows error: {self.status_text()!r}"
+
+    def wait_error(self) -> str:
+        state = self.wait_state("done", "error")
+        assert state == "error", "expected an error, page shows results"
+        return self.status_text()
+
+    def status_text(self) -> str:
+        return " ".join(self.page.inner_text(self.STATUS).split())
+
+    def labels(self) -> list[str]:
+        return self.page.locator("#predictions .prediction-label").all_inner_texts()
+
+    def percents(self) -> list[str]:
+        return self.page.locator("#predictions .prediction-value").all_inner_texts()
+
+    def controls_disabled(self) -> list[bool]:
+        return self.page.eval_on_selector_all(
+            "#file-input, #classify-button, button.sample", "(els) => els.map((e) => e.disabled)"
+        )
+
+    def require_real_model(self) -> None:
+        """Skip what only a real model can answer; the page flow before this call has been checked."""
+        if not getattr(self.stack, "real_model", True):
+            pytest.skip("live_stack is the stub alias: class assertions need the lead's real local stack")
+
+    @staticmethod
+    def jpeg_size(data: bytes) -> tuple[int, int]:
+        with Image.open(BytesIO(data)) as im:
+            assert im.format == "JPEG", f"body is {im.format}, not JPEG"
+            return im.size
+
+    def screenshot(self, path: Path) -> Path:
+        self.page.screenshot(path=str(path), full_page=True)
+        return path
+
+
+@pytest.fixture
+def stub_ui(page: Any, stub_stack: StubStack) -> UiDriver:
+    return UiDriver(page, stub_stack, timeout_ms=5_000)
+
+
+@pytest.fixture
+def live_ui(page: Any, live_stack: Any) -> UiDriver:
+    # The real stack runs the model on CPU and may cold-start; bounded, but generous.
+    return UiDriver(page, live_stack, timeout_ms=30_000)
+
+
+@pytest.fixture(scope="session")
+def photo_12mp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 4000x3000 JPEG like a phone's (several MB): chelsea upscaled, with sensor-like noise."""
+    with Image.open(SAMPLES / "chelsea.jpg") as src:
+        big = src.convert("RGB").resize((4000, 3000), Image.Resampling.BICUBIC)
+    noise = Image.effect_noise((4000, 3000), 40).convert("RGB")
+    photo = Image.blend(big, noise, 0.12)
+    path = tmp_path_factory.mktemp("photos") / "phone-12mp.jpg"
+    photo.save(path, "JPEG", quality=95)
+    return path
+
+
+@pytest.fixture(scope="session")
+def not_an_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("files") / "notes.jpg"  # an image name, so only decoding can tell
+    path.write_text("this is not a JPEG, just text pretending\n" * 20)
+    return path

@@ -1,0 +1,453 @@
+// Web UI for the MobileNet V2 classifier. No framework, no build step: an ES module served as is.
+// The top half is pure functions (exported so the browser tests can check them in a real engine);
+// the bottom half is the thin DOM adapter that wires them to the page.
+
+// Shorter side of the upload in px. MobileNet resizes to 256 then centre-crops 224, so anything larger is
+// bytes on the wire that the model throws away.
+export const TARGET_SHORT_SIDE = 256;
+// Bounds a panorama's long side so even a 1:20 strip stays far below the 4 MB SageMaker request limit.
+export const MAX_LONG_SIDE = 2048;
+export const JPEG_QUALITY = 0.9;
+export const TOP_K = 5;
+// Attempts in total (the first try plus retries) for 429/503, so a cold endpoint cannot spin forever.
+export const MAX_ATTEMPTS = 4;
+export const MAX_RETRY_DELAY_MS = 8000;
+// Decoding a huge file can freeze a phone; no real photo is this big.
+export const MAX_INPUT_BYTES = 50 * 1024 * 1024;
+// API Gateway gives up after 30 s; a little more so its own 504 reaches us rather than our abort.
+export const REQUEST_TIMEOUT_MS = 35000;
+
+export const NOT_AN_IMAGE_MESSAGE = "This file is not an image we can read (JPEG, PNG or WebP).";
+
+/** Size to draw at so the shorter side is `shortSide` px; never upscales, keeps the aspect ratio. */
+export function downscaledSize(width, height, shortSide = TARGET_SHORT_SIDE, maxLongSide = MAX_LONG_SIDE) {
+  if (!(width > 0 && height > 0)) {
+    throw new RangeError(`image size must be positive, got ${width}x${height}`);
+  }
+  const scale = Math.min(1, shortSide / Math.min(width, height), maxLongSide / Math.max(width, height));
+  return {
+    width: Math.max(1, Math.round(width * scale)),
+    height: Math.max(1, Math.round(height * scale)),
+  };
+}
+
+/** Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), or null when absent/garbled. */
+export function parseRetryAfter(value, nowMs = Date.now()) {
+  if (value === null || value === undefined) return null;
+  const text = String(value).trim();
+  if (/^\d+$/.test(text)) return Number(text);
+  const date = Date.parse(text);
+  if (Number.isNaN(date)) return null;
+  return Math.max(0, Math.ceil((date - nowMs) / 1000));
+}
+
+/**
+ * Delay before retry number `attempt` (1 = first retry): at least what the server asked for, doubling
+ * from 1 s otherwise, capped, plus up to 20% jitter so many clients woken by one cold start spread out.
+ */
+export function retryDelayMs(attempt, retryAfterSeconds = null, random = Math.random) {
+  const exponential = 1000 * 2 ** Math.max(0, attempt - 1);
+  const asked = retryAfterSeconds === null ? 0 : retryAfterSeconds * 1000;
+  const base = Math.min(MAX_RETRY_DELAY_MS, Math.max(asked, exponential));
+  return Math.round(base + base * 0.2 * random());
+}
+
+export function formatPercent(prob) {
+  const pct = Math.min(100, Math.max(0, prob * 100));
+  return `${pct.toFixed(pct >= 1 ? 1 : 2)}%`;
+}
+
+export function formatMs(ms) {
+  return ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${Math.round(ms)} ms`;
+}
+
+export function formatBytes(bytes) {
+  return bytes >= 1024 * 1024
+    ? `${(bytes / (1024 * 1024)).toFixed(1)} MB`
+    : `${(bytes / 1024).toFixed(1)} KB`;
+}
+
+export class BadResponseError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "BadResponseError";
+  }
+}
+
+/** The predictions of a 200 body, validated, so a malformed answer is an error instead of a blank list. */
+export function parsePredictions(body) {
+  if (!body || !Array.isArray(body.predictions)) {
+    throw new BadResponseError("the answer has no 'predictions' list");
+  }
+  return body.predictions.map((p, i) => {
+    if (!p || typeof p.label !== "string" || typeof p.prob !== "number" || !Number.isFinite(p.prob)) {
+      throw new BadResponseError(`predictions[${i}] needs a string 'label' and a number 'prob'`);
+    }
+    return { label: p.label, prob: p.prob };
+  });
+}
+
+/** "Round trip 120 ms · server 41 ms (model 35 ms)"; parts the server did not send are left out. */
+export function describeTiming(roundTripMs, latency) {
+  const parts = [`Round trip ${formatMs(roundTripMs)}`];
+  if (latency && typeof latency.total === "number") {
+    let server = `server ${formatMs(latency.total)}`;
+    if (typeof latency.endpoint === "number") server += ` (model endpoint ${formatMs(latency.endpoint)})`;
+    parts.push(server);
+  }
+  return parts.join(" · ");
+}
+
+/**
+ * What to tell the user about a non-2xx answer. `retry` is true for the statuses that heal by waiting;
+ * for those `message(seconds)` builds the "retrying in Ns" text.
+ */
+export function describeFailure(status, body) {
+  const serverMessage = body && typeof body.message === "string" ? body.message : "";
+  const code = body && typeof body.error === "string" ? body.error : "";
+  const withServer = (text) => (serverMessage ? `${text}: ${serverMessage}` : `${text}.`);
+  switch (status) {
+    case 429:
+      return {
+        retry: true,
+        message: (s) => `The model is busy, retrying in ${s} s…`,
+        giveUp: "The model is still busy after several tries. Please try again in a minute.",
+      };
+    case 503:
+      return {
+        retry: true,
+        message: (s) => `The model is warming up, retrying in ${s} s…`,
+        giveUp: "The model is still warming up after several tries. Please try again in a minute.",
+      };
+    case 413:
+      return { retry: false, message: "Image too large for the API, even after shrinking. Try a smaller photo." };
+    case 415:
+      return { retry: false, message: NOT_AN_IMAGE_MESSAGE };
+    case 400:
+    case 422:
+      if (code === "invalid_image" || status === 422) return { retry: false, message: NOT_AN_IMAGE_MESSAGE };
+      return { retry: false, message: withServer("The API rejected the request") };
+    case 502:
+      return { retry: false, message: withServer("The model failed on this image") };
+    case 504:
+      return { retry: false, message: withServer("The model took too long to answer") };
+    case 500:
+      return { retry: false, message: withServer("The server hit an internal error") };
+    default:
+      return { retry: false, message: withServer(`Unexpected answer from the API (HTTP ${status})`) };
+  }
+}
+
+/** `${apiUrl}/predict?top_k=N` from config.js's apiUrl; throws naming the field when it is unusable. */
+export function predictUrl(config, topK = TOP_K) {
+  if (!config || typeof config.apiUrl !== "string" || config.apiUrl === "") {
+    throw new TypeError("window.APP_CONFIG.apiUrl is missing: config.js did not load or is empty");
+  }
+  let base;
+  try {
+    base = new URL(config.apiUrl);
+  } catch {
+    throw new TypeError(`window.APP_CONFIG.apiUrl is not a URL: ${config.apiUrl}`);
+  }
+  const url = new URL(`${base.href.replace(/\/+$/, "")}/predict`);
+  url.searchParams.set("top_k", String(topK));
+  return url.href;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// DOM adapter.
+
+class NotAnImageError extends Error {}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Decodes with EXIF orientation applied; the <img> fallback is for engines without createImageBitmap. */
+async function decodeBlob(blob) {
+  if (typeof createImageBitmap === "function") {
+    try {
+      return await createImageBitmap(blob, { imageOrientation: "from-image" });
+    } catch {
+      throw new NotAnImageError();
+    }
+  }
+  const url = URL.createObjectURL(blob);
+  try {
+    return await decodeUrl(url);
+  } finally {
+    URL.revokeObjectURL(url);
+  }
+}
+
+// Samples load as images, not with fetch(): the CDN's CSP allows img-src 'self' but connect-src only
+// the API origin. Browsers apply EXIF orientation to <img> by default.
+async function decodeUrl(url) {
+  const img = new Image();
+  img.src = url;
+  try {
+    await img.decode();
+  } catch {
+    throw new NotAnImageError();
+  }
+  return img;
+}
+
+async function downscaleToJpeg(source) {
+  // An <img> reports its layout size in .width; the pixels are in naturalWidth.
+  const { width, height } = downscaledSize(
+    source.naturalWidth || source.width,
+    source.naturalHeight || source.height,
+  );
+  const canvas = document.createElement("canvas");
+  canvas.width = width;
+  canvas.height = height;
+  const ctx = canvas.getContext("2d");
+  ctx.imageSmoothingEnabled = true;
+  ctx.imageSmoothingQuality = "high";
+  // JPEG has no alpha: a transparent PNG would otherwise turn black where it is see-through.
+  ctx.fillStyle = "#fff";
+  ctx.fillRect(0, 0, width, height);
+  ctx.drawImage(source, 0, 0, width, height);
+  if (typeof source.close === "function") source.close();
+  const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", JPEG_QUALITY));
+  if (!blob) throw new NotAnImageError();
+  return { blob, width, height };
+}
+
+function init() {
+  const el = {
+    form: document.getElementById("classify-form"),
+    fileInput: document.getElementById("file-input"),
+    dropZone: document.getElementById("drop-zone"),
+    classifyButton: document.getElementById("classify-button"),
+    samples: Array.from(document.querySelectorAll("button.sample")),
+    status: document.getElementById("status"),
+    statusMessage: document.getElementById("status-message"),
+    statusDetail: document.getElementById("status-detail"),
+    results: document.getElementById("results"),
+    previewImage: document.getElementById("preview-image"),
+    previewCaption: document.getElementById("preview-caption"),
+    predictions: document.getElementById("predictions"),
+    timing: document.getElementById("timing"),
+  };
+  const controls = [el.fileInput, el.classifyButton, ...el.samples];
+
+  let busy = false;
+  // What the Classify button re-sends: {name, size (bytes, or null when unknown), decode()}.
+  let current = null;
+  let previewUrl = null;
+
+  function setStatus(state, message, detail = "") {
+    el.status.dataset.state = state;
+    el.statusMessage.textContent = message;
+    el.statusDetail.textContent = detail;
+    el.statusDetail.hidden = detail === "";
+  }
+
+  function showError(message, requestId = null) {
+    setStatus("error", message, requestId ? `Request id (for support): ${requestId}` : "");
+  }
+
+  function setBusy(value) {
+    busy = value;
+    for (const control of controls) control.disabled = value;
+    if (!value) el.classifyButton.disabled = current === null;
+    el.form.setAttribute("aria-busy", String(value));
+    el.results.setAttribute("aria-busy", String(value));
+  }
+
+  let url;
+  try {
+    url = predictUrl(window.APP_CONFIG);
+  } catch (err) {
+    showError(`The page is not configured: ${err.message}.`);
+    for (const control of controls) control.disabled = true;
+    return;
+  }
+
+  function showPreview(blob, width, height, originalBytes) {
+    const original = originalBytes === null ? "" : ` (your file: ${formatBytes(originalBytes)})`;
+    if (previewUrl) URL.revokeObjectURL(previewUrl);
+    previewUrl = URL.createObjectURL(blob);
+    el.previewImage.src = previewUrl;
+    el.previewCaption.textContent =
+      `Sent ${width}×${height} JPEG, ${formatBytes(blob.size)}${original}`;
+    el.predictions.replaceChildren();
+    el.timing.textContent = "";
+    el.results.hidden = false;
+  }
+
+  function renderPredictions(predictions) {
+    const items = predictions.map((p) => {
+      const pct = formatPercent(p.prob);
+      const li = document.createElement("li");
+      li.className = "prediction";
+      const label = document.createElement("span");
+      label.className = "prediction-label";
+      label.textContent = p.label;
+      const value = document.createElement("span");
+      value.className = "prediction-value";
+      value.textContent = pct;
+      const bar = document.createElement("div");
+      bar.className = "bar";
+      bar.setAttribute("role", "meter");
+      bar.setAttribute("aria-label", p.label);
+      bar.setAttribute("aria-valuemin", "0");
+      bar.setAttribute("aria-valuemax", "100");
+      bar.setAttribute("aria-valuenow", (Math.min(1, Math.max(0, p.prob)) * 100).toFixed(1));
+      bar.setAttribute("aria-valuetext", pct);
+      const fill = document.createElement("div");
+      fill.className = "bar-fill";
+      fill.style.width = `${Math.min(100, Math.max(0, p.prob * 100))}%`;
+      bar.append(fill);
+      li.append(label, value, bar);
+      return li;
+    });
+    el.predictions.replaceChildren(...items);
+  }
+
+  async function readBody(response) {
+    const text = await response.text().catch(() => "");
+    try {
+      return JSON.parse(text);
+    } catch {
+      return text ? { message: text.slice(0, 300) } : null;
+    }
+  }
+
+  async function send(blob) {
+    for (let attempt = 1; ; attempt += 1) {
+      setStatus("busy", attempt === 1 ? "Classifying…" : `Classifying (try ${attempt} of ${MAX_ATTEMPTS})…`);
+      const started = performance.now();
+      let response;
+      try {
+        response = await fetch(url, {
+          method: "POST",
+          headers: { "Content-Type": "image/jpeg", Accept: "application/json" },
+          body: blob,
+          signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+        });
+      } catch (err) {
+        if (err && err.name === "TimeoutError") {
+          showError(`The API did not answer within ${REQUEST_TIMEOUT_MS / 1000} s. Please try again.`);
+        } else {
+          showError(`Cannot reach the API at ${new URL(url).origin}. Check your connection and try again.`);
+        }
+        return;
+      }
+      // x-request-id and Retry-After are only readable cross-origin if the API exposes them (CORS).
+      const requestId = response.headers.get("x-request-id");
+      const body = await readBody(response);
+      const roundTrip = performance.now() - started;
+
+      if (response.ok) {
+        let predictions;
+        try {
+          predictions = parsePredictions(body);
+        } catch (err) {
+          showError(`The API sent an answer we could not read: ${err.message}.`, requestId);
+          return;
+        }
+        renderPredictions(predictions);
+        el.timing.textContent = describeTiming(roundTrip, body.latency_ms);
+        const top = predictions[0];
+        setStatus("done", top ? `Done: most likely ${top.label} (${formatPercent(top.prob)}).` : "Done.");
+        return;
+      }
+
+      const failure = describeFailure(response.status, body);
+      const requestIdShown = requestId || (body && body.request_id) || null;
+      if (!failure.retry) {
+        showError(failure.message, requestIdShown);
+        return;
+      }
+      if (attempt >= MAX_ATTEMPTS) {
+        showError(failure.giveUp, requestIdShown);
+        return;
+      }
+      const delay = retryDelayMs(attempt, parseRetryAfter(response.headers.get("retry-after")));
+      setStatus("retrying", failure.message(Math.ceil(delay / 1000)));
+      await sleep(delay);
+    }
+  }
+
+  const fromFile = (file) => ({ name: file.name, size: file.size, decode: () => decodeBlob(file) });
+
+  async function classify(input) {
+    if (busy) return;
+    setBusy(true);
+    try {
+      if (input.size !== null && input.size > MAX_INPUT_BYTES) {
+        showError(`This file is too big to read here (${formatBytes(input.size)}; the limit is 50 MB).`);
+        return;
+      }
+      current = input;
+      setStatus("busy", "Shrinking the photo…");
+      let shrunk;
+      try {
+        shrunk = await downscaleToJpeg(await input.decode());
+      } catch (err) {
+        if (!(err instanceof NotAnImageError)) throw err;
+        current = null;
+        el.results.hidden = true;
+        showError(NOT_AN_IMAGE_MESSAGE);
+        return;
+      }
+      showPreview(shrunk.blob, shrunk.width, shrunk.height, input.size);
+      await send(shrunk.blob);
+    } catch (err) {
+      showError(`Something went wrong in the page: ${err && err.message ? err.message : err}`);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  el.form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (current) classify(current);
+  });
+
+  el.fileInput.addEventListener("change", () => {
+    const file = el.fileInput.files && el.fileInput.files[0];
+    if (file) classify(fromFile(file));
+  });
+
+  for (const button of el.samples) {
+    button.addEventListener("click", () => {
+      const src = button.dataset.src;
+      classify({ name: src.split("/").pop(), size: null, decode: () => decodeUrl(src) });
+    });
+  }
+
+  // Without these, a file dropped a few pixels off target makes the browser navigate away to it.
+  for (const type of ["dragover", "drop"]) {
+    window.addEventListener(type, (event) => event.preventDefault());
+  }
+  el.dropZone.addEventListener("dragenter", () => el.dropZone.classList.add("dragging"));
+  el.dropZone.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    if (event.dataTransfer) event.dataTransfer.dropEffect = "copy";
+    el.dropZone.classList.add("dragging");
+  });
+  el.dropZone.addEventListener("dragleave", (event) => {
+    if (!el.dropZone.contains(event.relatedTarget)) el.dropZone.classList.remove("dragging");
+  });
+  el.dropZone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    el.dropZone.classList.remove("dragging");
+    const file = event.dataTransfer && event.dataTransfer.files[0];
+    if (file) classify(fromFile(file));
+  });
+
+  document.addEventListener("paste", (event) => {
+    const files = event.clipboardData ? Array.from(event.clipboardData.files) : [];
+    if (files.length === 0) return; // plain text paste: not ours to handle
+    event.preventDefault();
+    const image = files.find((f) => f.type.startsWith("image/"));
+    if (image) classify(fromFile(image));
+    else if (!busy) showError(NOT_AN_IMAGE_MESSAGE);
+  });
+
+  document.documentElement.dataset.ready = "true";
+}
+
+init();
