@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import tarfile
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,16 +153,19 @@ def export_onnx(state) -> bytes:
     model.load_state_dict(state, strict=True)
     model.eval()
     buf = io.BytesIO()
-    torch.onnx.export(
+    # The TorchScript-based exporter is deprecated but needs no onnxscript and gives byte-stable output.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
         model,
-        (torch.zeros(1, 3, 224, 224),),
-        buf,
-        dynamo=False,
-        input_names=["input"],
-        output_names=["logits"],
-        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-        opset_version=ONNX_OPSET,
-    )
+            (torch.zeros(1, 3, 224, 224),),
+            buf,
+            dynamo=False,
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=ONNX_OPSET,
+        )
     return buf.getvalue()
 
 

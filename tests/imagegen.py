@@ -1,0 +1,66 @@
+"""Images made in code for tests: every mode, hostile files, the real photos.
+
+Shared by the model, handler, local-stack and hostile-input tests so each case is built one way only.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+from PIL import Image
+
+PHOTOS = Path(__file__).parent / "fixtures" / "images"
+CAT_LABELS = {"Egyptian cat", "tabby", "tiger cat"}
+
+
+def photo_bytes(name: str) -> bytes:
+    return (PHOTOS / name).read_bytes()
+
+
+def photo(name: str) -> Image.Image:
+    with Image.open(PHOTOS / name) as img:
+        return img.convert("RGB")
+
+
+def encode(img: Image.Image, fmt: str, **params) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **params)
+    return buf.getvalue()
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def bomb_png(width: int = 30_000, height: int = 30_000) -> bytes:
+    """A valid 1-bit PNG of width x height pixels that compresses to a few KB (a decompression bomb)."""
+    row = b"\x00" + b"\x00" * ((width + 7) // 8)
+    compressor = zlib.compressobj(9)
+    idat = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+
+
+def animated_gif() -> bytes:
+    frames = [Image.new("RGB", (32, 32), color) for color in ("red", "green", "blue")]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    return buf.getvalue()
+
+
+def with_exif_orientation(img: Image.Image, orientation: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return encode(img, "JPEG", quality=90, exif=exif.tobytes())
+
+
+def polyglot() -> bytes:
+    """Starts like a JPEG, is really HTML/JS: must never be treated as an image."""
+    return b"\xff\xd8\xff\xe0<html><script>alert(1)</script></html>" + b"\x00" * 64
+
+
+def truncated(data: bytes, keep: float = 0.5) -> bytes:
+    return data[: max(16, int(len(data) * keep))]

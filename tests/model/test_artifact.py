@@ -1,0 +1,144 @@
+"""The model.tar.gz layout, its reproducibility, incremental builds and strict weight loading."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+
+import pytest
+import torch
+import torchvision
+
+from model import package
+
+REQUIRED = {"model.pth", "model.onnx", "metadata.json", "code/inference.py"}
+
+
+def test_layout_at_root(artifact):
+    with tarfile.open(artifact) as tar:
+        names = set(tar.getnames())
+        members = tar.getmembers()
+    assert names >= REQUIRED
+    assert "code/requirements.txt" not in names, "nothing may be pip-installed at container start"
+    assert all(not n.startswith(("/", "./", "..")) for n in names)
+    assert {(m.mtime, m.uid, m.gid) for m in members} == {(0, 0, 0)}
+    assert [m.name for m in members if m.isfile()] == sorted(m.name for m in members if m.isfile())
+
+
+def test_weights_load_strictly_with_weights_only(model_dir):
+    state = torch.load(model_dir / "model.pth", weights_only=True)
+    model = torchvision.models.mobilenet_v2()
+    model.load_state_dict(state, strict=True)
+    assert all(t.dtype == torch.float32 for t in state.values() if t.is_floating_point())
+
+
+def test_metadata_records_what_inference_needs(model_dir):
+    meta = json.loads((model_dir / "metadata.json").read_text())
+    assert meta["model"] == "mobilenet_v2"
+    assert len(meta["labels"]) == 1000 and meta["labels"][285] == "Egyptian cat"
+    pre = meta["preprocessing"]
+    assert pre["crop"] == 224 and pre["mean"] == [0.485, 0.456, 0.406] and pre["std"] == [0.229, 0.224, 0.225]
+    # The preset decides the resize: V1 (and the shared offline file) 256, V2 232.
+    assert pre["resize"] == package.PRESETS[meta["weights_preset"]]["resize"]
+    assert meta["weights"]
+
+
+def test_presets_match_torchvision_transforms():
+    for preset, values in package.PRESETS.items():
+        transforms = torchvision.models.MobileNet_V2_Weights[preset].transforms()
+        assert (transforms.resize_size, transforms.crop_size) == ([values["resize"]], [values["crop"]])
+
+
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory):
+    """A valid local weights file (random init is enough for layout and reproducibility)."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("w") / "weights.pth"
+    torch.save(torchvision.models.mobilenet_v2().state_dict(), path)
+    return path
+
+
+@pytest.mark.slow
+def test_same_inputs_give_byte_identical_tarball(weights_file, tmp_path):
+    source = package.WeightsSource(weights_file, "IMAGENET1K_V1")
+    first, _ = package.build(source, tmp_path / "a" / "model.tar.gz", force=True)
+    second, _ = package.build(source, tmp_path / "b" / "model.tar.gz", force=True)
+    digest = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (first, second)]
+    assert digest[0] == digest[1]
+    assert (tmp_path / "a" / "model.tar.gz.sha256").read_text().split()[0] == digest[0]
+
+
+def test_unchanged_inputs_skip_the_build_and_a_code_change_rebuilds(weights_file, tmp_path, monkeypatch):
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "inference.py").write_text("# v1\n")
+    monkeypatch.setattr(package, "CODE_DIR", code)
+    source = package.WeightsSource(weights_file, "IMAGENET1K_V1")
+    out = tmp_path / "dist" / "model.tar.gz"
+    assert package.build(source, out, onnx=False)[1] is True
+    assert package.build(source, out, onnx=False)[1] is False
+    (code / "inference.py").write_text("# v2\n")
+    assert package.build(source, out, onnx=False)[1] is True
+    with tarfile.open(out) as tar:
+        assert tar.extractfile("code/inference.py").read() == b"# v2\n"
+
+
+def test_requirements_txt_in_code_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "requirements.txt").write_text("requests\n")
+    monkeypatch.setattr(package, "CODE_DIR", tmp_path)
+    with pytest.raises(SystemExit, match=r"requirements\.txt"):
+        package.code_files()
+
+
+def _save(tmp_path, state, name="bad.pth"):
+    path = tmp_path / name
+    torch.save(state, path)
+    return path
+
+
+def test_missing_and_unexpected_keys_are_named(tmp_path):
+    state = torchvision.models.mobilenet_v2().state_dict()
+    state.pop("classifier.1.weight")
+    state["extra.weight"] = torch.zeros(1)
+    path = _save(tmp_path, state)
+    with pytest.raises(package.WeightsError) as err:
+        package.load_state_dict(package.WeightsSource(path, "IMAGENET1K_V1"))
+    message = str(err.value)
+    assert str(path) in message and "classifier.1.weight" in message and "extra.weight" in message
+
+
+def test_shape_mismatch_is_named(tmp_path):
+    path = _save(tmp_path, torchvision.models.mobilenet_v2(num_classes=10).state_dict())
+    with pytest.raises(package.WeightsError, match=r"shape mismatch: classifier\.1\.bias"):
+        package.load_state_dict(package.WeightsSource(path, "IMAGENET1K_V1"))
+
+
+def test_not_a_state_dict_is_refused(tmp_path):
+    path = tmp_path / "junk.pth"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(package.WeightsError, match=r"junk\.pth"):
+        package.load_state_dict(package.WeightsSource(path, "IMAGENET1K_V1"))
+
+
+def test_cli_reports_a_missing_weights_file(tmp_path, capsys):
+    assert package.main(["--weights", str(tmp_path / "nope.pth"), "--out", str(tmp_path / "m.tar.gz")]) == 2
+    assert "nope.pth does not exist" in capsys.readouterr().err
+
+
+def test_default_weights_source_is_torchvision_download():
+    source = package.WeightsSource(None, "IMAGENET1K_V2")
+    assert source.weights_id == "torchvision:MobileNet_V2_Weights.IMAGENET1K_V2"
+    # The real loader is torchvision's own: the URL and hash come from its registry, not from us.
+    assert torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V2.url.startswith("https://download.pytorch.org/")
+
+
+def test_vendored_onnxruntime_is_for_the_container_python(artifact):
+    with tarfile.open(artifact) as tar:
+        names = [m.name for m in tar.getmembers() if m.isfile()]
+    vendored = [n for n in names if n.startswith("code/vendor/")]
+    if not vendored:
+        pytest.skip("no onnxruntime wheel was vendored (offline build): the container serves TorchScript")
+    assert all(n.startswith(f"code/vendor/{package.CONTAINER_PYTHON}/") for n in vendored)
+    assert any(n.endswith(".so") and "cpython-312-x86_64" in n for n in vendored)
+    assert not any("/onnxruntime/tools/" in n or "/onnxruntime/transformers/" in n for n in vendored)

@@ -1,0 +1,286 @@
+"""code/inference.py: model_fn, every content type and image mode, EXIF, named errors, the real photos."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.imagegen import (
+    CAT_LABELS,
+    animated_gif,
+    bomb_png,
+    encode,
+    photo,
+    photo_bytes,
+    polyglot,
+    truncated,
+    with_exif_orientation,
+)
+
+
+def classify(inference, classifier, body, content_type="image/jpeg", accept="application/json"):
+    data = inference.input_fn(body, content_type)
+    body, content_type = inference.output_fn(inference.predict_fn(data, classifier), accept)
+    assert content_type == "application/json"
+    return json.loads(body)
+
+
+def top1(result):
+    return result["predictions"][0]["label"]
+
+
+# --- model_fn ------------------------------------------------------------------------------------------
+def test_model_fn_serves_the_fast_backend(classifier):
+    assert classifier.backend.startswith("onnxruntime")
+    assert len(classifier.labels) == 1000 and classifier.model_name == "mobilenet_v2"
+
+
+def test_model_fn_torchscript_fallback(inference, model_dir, monkeypatch):
+    monkeypatch.setenv("MODEL_BACKEND", "torchscript")
+    ts = inference.load_classifier(str(model_dir))
+    assert ts.backend.startswith("torchscript")
+    assert top1(classify(inference, ts, photo_bytes("coffee.jpg"))) == "espresso"
+
+
+def test_model_fn_names_the_missing_directory(inference, tmp_path):
+    with pytest.raises(inference.ModelLoadError, match=str(tmp_path / "nope")):
+        inference.load_classifier(str(tmp_path / "nope"))
+
+
+def test_model_fn_names_the_missing_metadata(inference, tmp_path):
+    with pytest.raises(inference.ModelLoadError, match=str(tmp_path / "metadata.json")):
+        inference.load_classifier(str(tmp_path))
+
+
+def test_model_fn_names_the_missing_weights(inference, model_dir, tmp_path, monkeypatch):
+    (tmp_path / "metadata.json").write_bytes((model_dir / "metadata.json").read_bytes())
+    monkeypatch.setenv("MODEL_BACKEND", "torchscript")
+    with pytest.raises(inference.ModelLoadError, match=str(tmp_path / "model.pth")):
+        inference.load_classifier(str(tmp_path))
+
+
+def test_model_fn_refuses_weights_that_do_not_fit(inference, model_dir, tmp_path, monkeypatch):
+    import torch
+    import torchvision
+
+    (tmp_path / "metadata.json").write_bytes((model_dir / "metadata.json").read_bytes())
+    torch.save(torchvision.models.mobilenet_v2(num_classes=3).state_dict(), tmp_path / "model.pth")
+    monkeypatch.setenv("MODEL_BACKEND", "torchscript")
+    with pytest.raises(inference.ModelLoadError, match=r"do not fit mobilenet_v2"):
+        inference.load_classifier(str(tmp_path))
+
+
+# --- the real photos -----------------------------------------------------------------------------------
+def test_cat_photo_is_a_cat(inference, classifier):
+    result = classify(inference, classifier, photo_bytes("chelsea.jpg"))
+    assert top1(result) in CAT_LABELS
+    assert len(result["predictions"]) == 5
+    probs = [p["prob"] for p in result["predictions"]]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
+
+
+def test_espresso_photo_is_espresso(inference, classifier):
+    result = classify(inference, classifier, photo_bytes("coffee.jpg"))
+    assert top1(result) == "espresso" and result["predictions"][0]["prob"] > 0.9
+    assert result["model"] == "mobilenet_v2" and result["backend"] == classifier.backend
+
+
+# --- content types --------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("fmt", "content_type"),
+    [
+        ("JPEG", "image/jpeg"),
+        ("PNG", "image/png"),
+        ("WEBP", "image/webp"),
+        ("JPEG", "application/x-image"),
+        ("PNG", "application/x-image"),
+        ("JPEG", "Image/JPEG; charset=binary"),
+    ],
+)
+def test_raw_image_content_types(inference, classifier, fmt, content_type):
+    body = encode(photo("chelsea.jpg"), fmt, **({"quality": 95} if fmt != "PNG" else {}))
+    assert top1(classify(inference, classifier, body, content_type)) in CAT_LABELS
+
+
+@pytest.mark.parametrize("as_str", [True, False])
+@pytest.mark.parametrize("data_url", [True, False])
+def test_json_base64_and_data_url(inference, classifier, as_str, data_url):
+    b64 = base64.b64encode(photo_bytes("coffee.jpg")).decode()
+    image = f"data:image/jpeg;base64,{b64}" if data_url else b64
+    body = json.dumps({"image": image, "top_k": 3})
+    result = classify(inference, classifier, body if as_str else body.encode(), "application/json; charset=utf-8")
+    assert top1(result) == "espresso" and len(result["predictions"]) == 3
+
+
+def test_top_k_from_accept_parameter_and_default(inference, classifier):
+    body = photo_bytes("coffee.jpg")
+    assert len(classify(inference, classifier, body, accept="application/json;top_k=20")["predictions"]) == 20
+    assert len(classify(inference, classifier, body, accept="*/*")["predictions"]) == 5
+    assert len(classify(inference, classifier, body, accept=None)["predictions"]) == 5
+    assert len(classify(inference, classifier, body, accept="text/html, application/json;top_k=2")["predictions"]) == 2
+
+
+# --- image modes and orientation -------------------------------------------------------------------------
+def _mode(img: Image.Image, mode: str) -> Image.Image:
+    if mode == "P":
+        return img.convert("P", palette=Image.Palette.ADAPTIVE, colors=256)
+    if mode == "I;16":
+        return Image.fromarray(np.asarray(img.convert("L"), dtype=np.uint16) * 257)
+    return img.convert(mode)
+
+
+@pytest.mark.parametrize(
+    ("mode", "fmt"),
+    [("RGB", "PNG"), ("RGBA", "PNG"), ("LA", "PNG"), ("P", "PNG"), ("L", "PNG"), ("I;16", "PNG"), ("1", "PNG"),
+     ("CMYK", "JPEG"), ("L", "JPEG"), ("RGBA", "WEBP")],
+)
+def test_every_mode_becomes_rgb(inference, classifier, mode, fmt):
+    img = _mode(photo("chelsea.jpg"), mode)
+    body = encode(img, fmt)
+    with Image.open(__import__("io").BytesIO(body)) as reread:
+        # Pillow reads 16-bit PNGs back as "I" or "I;16", and WebP as RGB(A).
+        assert reread.mode == mode or (mode, reread.mode) in {("I;16", "I"), ("RGBA", "RGB")}
+    decoded = inference.decode_image(body)
+    assert decoded.mode == "RGB" and decoded.size == img.size
+    result = classify(inference, classifier, body, f"image/{fmt.lower()}")
+    if mode in ("RGB", "RGBA", "P", "CMYK"):
+        assert top1(result) in CAT_LABELS
+
+
+def test_sixteen_bit_grey_keeps_its_range(inference):
+    img = Image.fromarray(np.full((8, 8), 65535, dtype=np.uint16))
+    assert inference.decode_image(encode(img, "PNG")).getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_transparent_pixels_become_white(inference):
+    img = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
+    assert inference.decode_image(encode(img, "PNG")).getpixel((0, 0)) == (255, 255, 255)
+
+
+@pytest.mark.parametrize(("orientation", "rotate"), [(6, 90), (8, 270), (3, 180)])
+def test_exif_orientation_is_applied(inference, classifier, orientation, rotate):
+    upright = photo("chelsea.jpg")  # landscape 451x300
+    stored = upright.rotate(rotate, expand=True)  # what a camera writes before tagging the orientation
+    body = with_exif_orientation(stored, orientation)
+    decoded = inference.decode_image(body)
+    assert decoded.size == upright.size
+    assert top1(classify(inference, classifier, body)) in CAT_LABELS
+
+
+def test_bogus_exif_orientation_is_ignored(inference):
+    body = with_exif_orientation(photo("chelsea.jpg"), 42)
+    assert inference.decode_image(body).size == (451, 300)
+
+
+def test_big_jpeg_is_drafted_and_still_correct(inference, classifier):
+    big = photo("chelsea.jpg").resize((4000, 2660), Image.Resampling.BICUBIC)
+    result = classify(inference, classifier, encode(big, "JPEG", quality=90))
+    assert top1(result) in CAT_LABELS
+
+
+def test_preprocessing_matches_torchvision_on_the_photos(inference, classifier):
+    import torchvision
+
+    transform = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1.transforms()
+    for name in ("chelsea.jpg", "coffee.jpg", "astronaut.jpg", "rocket.jpg"):
+        ours = inference.preprocess(inference.decode_image(photo_bytes(name)), classifier.preprocessing)
+        reference = transform(photo(name)).numpy()[None]
+        # Identical up to one 8-bit rounding step in a few pixels (the crop box is resampled directly).
+        assert ours.shape == reference.shape == (1, 3, 224, 224)
+        assert np.abs(ours - reference).max() < 0.02
+        assert np.abs(ours - reference).mean() < 1e-3
+
+
+def test_extreme_aspect_ratio_is_cheap(inference, classifier):
+    body = encode(Image.new("RGB", (20_000, 1), "white"), "PNG")
+    assert classify(inference, classifier, body, "image/png")["predictions"]
+
+
+def test_tiny_image_is_served(inference, classifier):
+    assert classify(inference, classifier, encode(Image.new("RGB", (1, 1), "red"), "PNG"), "image/png")
+
+
+# --- named errors --------------------------------------------------------------------------------------
+def _raises(inference, error, status, body, content_type="image/jpeg"):
+    with pytest.raises(getattr(inference, error)) as info:
+        inference.input_fn(body, content_type)
+    err = info.value
+    assert err.status_code == status
+    assert "\n" not in err.message and 0 < len(err.message) <= 300
+    return err.message
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "error", "status", "words"),
+    [
+        (b"", "image/jpeg", "InvalidImageError", 400, "empty"),
+        (b"hello, world", "image/png", "InvalidImageError", 400, "not a readable"),
+        (polyglot(), "image/jpeg", "InvalidImageError", 400, ""),
+        (truncated(photo_bytes("coffee.jpg")), "image/jpeg", "InvalidImageError", 400, "truncated"),
+        (truncated(encode(photo("coffee.jpg"), "PNG")), "image/png", "InvalidImageError", 400, ""),
+        (animated_gif(), "image/jpeg", "UnsupportedContentTypeError", 415, "GIF"),
+        (encode(Image.new("RGB", (8, 8)), "BMP"), "image/png", "UnsupportedContentTypeError", 415, "BMP"),
+        (bomb_png(), "image/png", "ImageTooLargeError", 413, "pixels"),
+        (photo_bytes("coffee.jpg"), "text/plain", "UnsupportedContentTypeError", 415, "text/plain"),
+        (photo_bytes("coffee.jpg"), "multipart/form-data", "UnsupportedContentTypeError", 415, "multipart"),
+        (photo_bytes("coffee.jpg"), None, "UnsupportedContentTypeError", 415, "(none)"),
+        ("{not json", "application/json", "InvalidRequestError", 400, "not valid JSON"),
+        ("[1, 2]", "application/json", "InvalidRequestError", 400, "object"),
+        ('{"img": "x"}', "application/json", "InvalidRequestError", 400, "'image'"),
+        ('{"image": 5}', "application/json", "InvalidRequestError", 400, "'image'"),
+        ('{"image": "@@@notbase64"}', "application/json", "InvalidRequestError", 400, "base64"),
+        ('{"image": "aGVsbG8="}', "application/json", "InvalidImageError", 400, ""),
+        ('{"image": "data:text/plain;base64,aGVsbG8="}', "application/json", "UnsupportedContentTypeError", 415, ""),
+        ('{"image": "data:image/png,raw"}', "application/json", "InvalidRequestError", 400, "base64"),
+        ("[" * 100_000 + "]" * 100_000, "application/json", "InvalidRequestError", 400, "JSON"),
+    ],
+)
+def test_bad_input_raises_its_named_error(inference, classifier, body, content_type, error, status, words):
+    assert words in _raises(inference, error, status, body, content_type)
+
+
+@pytest.mark.parametrize("top_k", [0, -1, 21, 1e9, 2.5, "abc", "5", None, True])
+def test_top_k_out_of_range_is_refused(inference, classifier, top_k):
+    body = json.dumps({"image": base64.b64encode(photo_bytes("coffee.jpg")).decode(), "top_k": top_k})
+    assert "top_k" in _raises(inference, "InvalidRequestError", 400, body, "application/json")
+
+
+@pytest.mark.parametrize(
+    ("accept", "error", "status"),
+    [("text/csv", "UnsupportedAcceptError", 406), ("application/json;top_k=99", "InvalidRequestError", 400),
+     ("application/json;top_k=abc", "InvalidRequestError", 400)],
+)
+def test_bad_accept_is_refused(inference, classifier, accept, error, status):
+    prediction = inference.predict_fn(inference.input_fn(photo_bytes("coffee.jpg"), "image/jpeg"), classifier)
+    with pytest.raises(getattr(inference, error)) as info:
+        inference.output_fn(prediction, accept)
+    assert info.value.status_code == status
+
+
+def test_errors_keep_their_status_in_aws_toolkit(inference):
+    from sagemaker_inference.errors import BaseInferenceToolkitError
+
+    for name in ("InvalidImageError", "InvalidRequestError", "UnsupportedContentTypeError",
+                 "UnsupportedAcceptError", "ImageTooLargeError"):
+        assert issubclass(getattr(inference, name), BaseInferenceToolkitError), name
+
+
+# --- numerics: the served backend against eager torchvision -------------------------------------------------
+def test_backend_agrees_with_eager_torchvision(inference, classifier, model_dir):
+    import torch
+    import torchvision
+
+    eager = torchvision.models.mobilenet_v2()
+    eager.load_state_dict(torch.load(model_dir / "model.pth", weights_only=True))
+    eager.eval()
+    for name in ("chelsea.jpg", "coffee.jpg", "astronaut.jpg", "rocket.jpg"):
+        batch = inference.preprocess(inference.decode_image(photo_bytes(name)), classifier.preprocessing)
+        with torch.inference_mode():
+            reference = torch.softmax(eager(torch.from_numpy(batch)), 1).numpy()[0]
+        served = inference.softmax(classifier.run(batch))[0]
+        assert list(np.argsort(-served)[:5]) == list(np.argsort(-reference)[:5]), name
+        assert np.abs(served - reference).max() < 1e-4, name
