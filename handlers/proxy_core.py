@@ -180,7 +180,10 @@ class PredictRequest:
 
     def __repr__(self) -> str:
         # Never let a stray log line or assertion message print the image.
-        return f"PredictRequest(image=<{len(self.image)} bytes>, content_type={self.content_type!r}, top_k={self.top_k})"
+        return (
+            f"PredictRequest(image=<{len(self.image)} bytes>, content_type={self.content_type!r}, "
+            f"top_k={self.top_k})"
+        )
 
 
 def parse_media_type(header: str | None) -> str | None:
@@ -246,7 +249,7 @@ _DATA_URL = re.compile(r"data:(?P<type>[^;,]*)(?P<params>(;[^;,]*)*),", re.IGNOR
 
 def split_data_url(value: str) -> tuple[str | None, str]:
     """'data:image/png;base64,AAAA' -> ('image/png', 'AAAA'); a bare base64 string -> (None, value)."""
-    if not value[:5].lower() == "data:":
+    if value[:5].lower() != "data:":
         return None, value
     match = _DATA_URL.match(value)
     if match is None:
@@ -476,7 +479,9 @@ def map_client_error(error_code: str, http_status: int | None, response_dict: Ma
     if error_code == "ValidationError":
         if _SIZE_WORDS.search(aws_message):
             return ApiError("payload_too_large", "The image is too large for the model endpoint.", detail=detail)
-        return ApiError("model_error", "The model endpoint is misconfigured; the operator has been told.", detail=detail)
+        return ApiError(
+            "model_error", "The model endpoint is misconfigured; the operator has been told.", detail=detail
+        )
     return ApiError("model_error", detail=detail)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 import tarfile
@@ -10,18 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from local.runtime import load_inference_module
+
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACT = ROOT / "model" / "dist" / "model.tar.gz"
 SHARED_WEIGHTS = ROOT.parent / "shared" / "weights" / "mobilenet_v2_imagenet.pth"
-
-
-def load_inference_module(code_dir: Path, name: str = "mobilenet_inference"):
-    """Import an artifact's code/inference.py under a private name, as the toolkit imports the user module."""
-    spec = importlib.util.spec_from_file_location(name, code_dir / "inference.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +43,83 @@ def inference(model_dir):
 @pytest.fixture(scope="session")
 def classifier(inference, model_dir):
     return inference.model_fn(str(model_dir))
+
+
+# --- the local stack ---------------------------------------------------------------------------------------
+class LocalStack:
+    """`python -m local` in a child process on a free loopback port (what `make demo` runs)."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None):
+        import subprocess
+        import tempfile
+
+        self.log = tempfile.NamedTemporaryFile(prefix="local-stack-", suffix=".log", delete=False)  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "local", "--port", "0", *args],
+            cwd=ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            start_new_session=True,
+        )
+        self.url = self._wait_for_url()
+        self.endpoint_name = "mobilenet-local"
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text(errors="replace")
+
+    def _wait_for_url(self, timeout: float = 120.0) -> str:
+        import re
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = re.search(r"site\s+(http://\S+?)/\s", self.output())
+            if match:
+                return match.group(1)
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"local stack exited with {self.proc.returncode}:\n{self.output()}")
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"local stack did not start within {timeout} s:\n{self.output()}")
+
+    def set_faults(self, **faults) -> None:
+        import httpx
+
+        response = httpx.post(f"{self.url}/__local/faults", json=faults, timeout=5)
+        response.raise_for_status()
+
+    def clear_faults(self) -> None:
+        import httpx
+
+        httpx.delete(f"{self.url}/__local/faults", timeout=5).raise_for_status()
+
+    def stop(self) -> None:
+        import signal
+        import subprocess
+
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        Path(self.log.name).unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def live_stack(artifact):
+    """The whole local stack with the real model and fault injection enabled; faults cleared after each use."""
+    stack = LocalStack("--fault-injection")
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+def stack(live_stack):
+    """live_stack for one test, with any injected fault removed afterwards."""
+    yield live_stack
+    live_stack.clear_faults()

@@ -227,6 +227,7 @@ function init() {
     previewImage: document.getElementById("preview-image"),
     previewCaption: document.getElementById("preview-caption"),
     predictions: document.getElementById("predictions"),
+    predictionsWrap: document.getElementById("predictions-wrap"),
     timing: document.getElementById("timing"),
   };
   const controls = [el.fileInput, el.classifyButton, ...el.samples];
@@ -245,6 +246,8 @@ function init() {
 
   function showError(message, requestId = null) {
     setStatus("error", message, requestId ? `Request id (for support): ${requestId}` : "");
+    // On a phone the status region may be a screen away from the button that was tapped.
+    el.status.scrollIntoView({ block: "nearest" });
   }
 
   function setBusy(value) {
@@ -272,6 +275,7 @@ function init() {
     el.previewCaption.textContent =
       `Sent ${width}×${height} JPEG, ${formatBytes(blob.size)}${original}`;
     el.predictions.replaceChildren();
+    el.predictionsWrap.hidden = true;
     el.timing.textContent = "";
     el.results.hidden = false;
   }
@@ -303,6 +307,7 @@ function init() {
       return li;
     });
     el.predictions.replaceChildren(...items);
+    el.predictionsWrap.hidden = false;
   }
 
   async function readBody(response) {
@@ -348,6 +353,7 @@ function init() {
           return;
         }
         renderPredictions(predictions);
+        el.results.scrollIntoView({ block: "nearest" });
         el.timing.textContent = describeTiming(roundTrip, body.latency_ms);
         const top = predictions[0];
         setStatus("done", top ? `Done: most likely ${top.label} (${formatPercent(top.prob)}).` : "Done.");
@@ -365,7 +371,7 @@ function init() {
         return;
       }
       const delay = retryDelayMs(attempt, parseRetryAfter(response.headers.get("retry-after")));
-      setStatus("retrying", failure.message(Math.ceil(delay / 1000)));
+      setStatus("retrying", failure.message(Math.max(1, Math.round(delay / 1000))));
       await sleep(delay);
     }
   }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import re
 import socket
 import threading
 import time
@@ -148,6 +149,7 @@ class StubStack:
     """Site origin (www/ + config.js) and API origin (fake /predict) on two loopback ports."""
 
     real_model = False  # the real-model tests skip their class assertions on this stack
+    default_predictions = STUB_PREDICTIONS
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -161,9 +163,11 @@ class StubStack:
         self._serve(self._api_app(), api_sock)
 
     # -- test-facing API
-    def script(self, *answers: Scripted) -> None:
+    def script(self, *answers: Scripted | dict[str, Any]) -> None:
+        """Queue answers for the next POST /predict calls (dicts are Scripted's fields); then the default."""
+        queued = [a if isinstance(a, Scripted) else Scripted(**a) for a in answers]
         with self._lock:
-            self._queue.extend(answers)
+            self._queue.extend(queued)
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -304,14 +308,6 @@ def stub_stack(_stub_servers: StubStack) -> Iterator[StubStack]:
 
 
 # ==================================================================================================
-# TEMPORARY ALIAS - LEAD: DELETE THIS FIXTURE once tests/conftest.py provides the real `live_stack`
-# (a closer conftest wins, so leaving it here would keep shadowing the real one). With the stub behind
-# it the real-model tests still drive the whole page flow but skip their class assertions.
-@pytest.fixture
-def live_stack(stub_stack: StubStack) -> StubStack:
-    return stub_stack
-
-
 # ==================================================================================================
 # UI driver
 
@@ -332,6 +328,22 @@ class UiDriver:
         self.page.goto(f"{self.stack.url.rstrip('/')}/")
         self.page.wait_for_selector("html[data-ready='true'], #status[data-state='error']")
         return self
+
+    def capture_uploads(self) -> list[bytes]:
+        """Bodies of the POST /predict requests as the browser sends them.
+
+        Through page.route because Chromium does not report a fetch() Blob body in request events
+        (request.post_data_buffer is None there); the interception layer does see the bytes.
+        """
+        bodies: list[bytes] = []
+
+        def record(route: Any) -> None:
+            if route.request.method == "POST":
+                bodies.append(route.request.post_data_buffer or b"")
+            route.continue_()
+
+        self.page.route(re.compile(r"/predict(\?|$)"), record)
+        return bodies
 
     def upload(self, path: Path) -> None:
         self.page.set_input_files("#file-input", str(path))
@@ -409,6 +421,25 @@ class UiDriver:
     def screenshot(self, path: Path) -> Path:
         self.page.screenshot(path=str(path), full_page=True)
         return path
+
+
+@pytest.fixture
+def make_ui(browser: Any, console: ConsoleLog) -> Iterator[Any]:
+    """Factory for a driver on its own browser context, e.g. a 360 px phone viewport."""
+    contexts: list[Any] = []
+
+    def make(stack: Any, width: int = 1100, height: int = 900, timeout_ms: int = 5_000) -> UiDriver:
+        context = browser.new_context(viewport={"width": width, "height": height}, device_scale_factor=1)
+        contexts.append(context)
+        new_page = context.new_page()
+        new_page.on("pageerror", lambda exc: console.errors.append(f"pageerror: {exc}"))
+        return UiDriver(new_page, stack, timeout_ms=timeout_ms)
+
+    try:
+        yield make
+    finally:
+        for context in contexts:
+            context.close()
 
 
 @pytest.fixture

@@ -1,0 +1,81 @@
+"""mobilenet-serverless: read and validate config, compose the three components, export outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pulumi
+
+from components import policies
+from components.inference_api import InferenceApi, InferenceApiArgs
+from components.lambda_bundle import lambda_asset_files
+from components.serverless_endpoint import ServerlessEndpoint, ServerlessEndpointArgs
+from components.settings import CONFIG_KEYS, default_endpoint_name, function_name_for, validate_settings
+from components.static_site import StaticSite, StaticSiteArgs
+
+ROOT = Path(__file__).resolve().parent
+
+# Everything that can be wrong with the config or the local build fails here, before any resource.
+config = pulumi.Config()
+settings = validate_settings({key: config.get(key) for key in CONFIG_KEYS})
+endpoint_name = settings.endpoint_name or default_endpoint_name(pulumi.get_project(), pulumi.get_stack())
+artifact_path = Path(settings.model_artifact)
+artifact_path = artifact_path if artifact_path.is_absolute() else ROOT / artifact_path
+artifact_sha256 = policies.file_sha256(artifact_path)
+code_files = lambda_asset_files(ROOT / "handlers")
+
+model = ServerlessEndpoint(
+    "model",
+    ServerlessEndpointArgs(
+        endpoint_name=endpoint_name,
+        artifact_path=artifact_path,
+        artifact_sha256=artifact_sha256,
+        image_tag=settings.inference_image_tag,
+        memory_size_mb=settings.memory_size_mb,
+        max_concurrency=settings.max_concurrency,
+        provisioned_concurrency=settings.provisioned_concurrency,
+        log_retention_days=settings.log_retention_days,
+        kms_key_arn=settings.kms_key_arn,
+        smoke_check=settings.smoke_check,
+    ),
+)
+
+# The API's CORS needs the site origin and the site's CSP needs the API origin; the site origin is
+# handed to the API as a deferred output (the resources themselves stay acyclic, see http_api_cors).
+site_origins, resolve_site_origins = pulumi.deferred_output()
+api = InferenceApi(
+    "api",
+    InferenceApiArgs(
+        function_name=function_name_for(endpoint_name),
+        endpoint_name=model.endpoint_name,
+        endpoint_arn=model.endpoint_arn,
+        code_files=code_files,
+        site_origins=site_origins,
+        extra_origins=settings.cors_extra_origins,
+        architecture=settings.lambda_architecture,
+        throttle_rate_limit=settings.api_throttle_rate_limit,
+        throttle_burst_limit=settings.api_throttle_burst_limit,
+        log_retention_days=settings.log_retention_days,
+        kms_key_arn=settings.kms_key_arn,
+    ),
+)
+site = StaticSite(
+    "site",
+    StaticSiteArgs(
+        api_url=api.api_url,
+        www_dir=ROOT / "www",
+        price_class=settings.price_class,
+        custom_domain=settings.custom_domain,
+        certificate_arn=settings.certificate_arn,
+    ),
+)
+resolve_site_origins(site.site_origins)
+
+pulumi.export("site_url", site.site_url)
+pulumi.export("api_url", api.api_url)
+pulumi.export("endpoint_name", model.endpoint_name)
+pulumi.export("endpoint_log_group", model.log_group_name)
+pulumi.export("model_artifact_uri", model.model_artifact_uri)
+pulumi.export("distribution_id", site.distribution_id)
+pulumi.export("site_bucket_name", site.bucket_name)
+pulumi.export("model_bucket_name", model.bucket_name)

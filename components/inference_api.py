@@ -1,0 +1,235 @@
+"""InferenceApi: HTTP API `POST /predict` -> Python Lambda proxy -> SageMaker InvokeEndpoint."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+
+from components import policies
+from components.dynamic.http_api_cors import HttpApiCors
+from components.settings import (
+    LAMBDA_ARCHITECTURES,
+    LOG_RETENTION_DAYS,
+    THROTTLE_BURST_RANGE,
+    THROTTLE_RATE_RANGE,
+)
+
+_FUNCTION_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+HANDLER = "handlers.inference_proxy.handler"
+RUNTIME = "python3.13"
+# API Gateway's integration timeout is capped at 29 s (HTTP APIs allow 30 s); the function gives up
+# at the same moment, so a cold endpoint surfaces as one clean 504 rather than a dangling call.
+TIMEOUT_S = 29
+# SageMaker Serverless Inference rejects request payloads above 4 MB.
+MAX_IMAGE_BYTES = 4 * 1024 * 1024
+
+
+class InferenceApiArgsError(ValueError):
+    """InferenceApiArgs holds a bad value; the message names the field."""
+
+
+@dataclass(frozen=True)
+class InferenceApiArgs:
+    function_name: str
+    endpoint_name: pulumi.Input[str]
+    endpoint_arn: pulumi.Input[str]
+    # Archive-relative path -> file: handlers/ plus the bundled Powertools (lambda_bundle.py).
+    code_files: Mapping[str, Path]
+    # The site's own origin(s); an Output that may resolve after this component is declared.
+    site_origins: pulumi.Input[Sequence[str]]
+    extra_origins: tuple[str, ...] = ()
+    architecture: str = "arm64"
+    memory_size_mb: int = 256
+    throttle_rate_limit: int = 10
+    throttle_burst_limit: int = 20
+    log_retention_days: int = 14
+    kms_key_arn: str | None = None
+    log_level: str = "INFO"
+
+    def validate(self) -> None:
+        def fail(name: str, allowed: str) -> InferenceApiArgsError:
+            return InferenceApiArgsError(f"InferenceApiArgs.{name} = {getattr(self, name)!r} is invalid: {allowed}")
+
+        if not _FUNCTION_NAME_RE.match(self.function_name or ""):
+            raise fail("function_name", "1..64 chars of [A-Za-z0-9_-]")
+        if not self.code_files:
+            raise fail("code_files", "a non-empty mapping of archive path -> file")
+        handler_file = HANDLER.rsplit(".", 1)[0].replace(".", "/") + ".py"
+        if handler_file not in self.code_files:
+            raise fail("code_files", f"must contain the handler module {handler_file}")
+        missing = sorted(k for k, p in self.code_files.items() if not Path(p).is_file())
+        if missing:
+            raise fail("code_files", f"entries must be existing files; missing: {missing[:5]}")
+        if self.architecture not in LAMBDA_ARCHITECTURES:
+            raise fail("architecture", f"one of {LAMBDA_ARCHITECTURES}")
+        if not 128 <= self.memory_size_mb <= 10240:
+            raise fail("memory_size_mb", "128..10240")
+        if not THROTTLE_RATE_RANGE[0] <= self.throttle_rate_limit <= THROTTLE_RATE_RANGE[1]:
+            raise fail("throttle_rate_limit", f"{THROTTLE_RATE_RANGE[0]}..{THROTTLE_RATE_RANGE[1]}")
+        if not THROTTLE_BURST_RANGE[0] <= self.throttle_burst_limit <= THROTTLE_BURST_RANGE[1]:
+            raise fail("throttle_burst_limit", f"{THROTTLE_BURST_RANGE[0]}..{THROTTLE_BURST_RANGE[1]}")
+        if self.log_retention_days not in LOG_RETENTION_DAYS:
+            raise fail("log_retention_days", "a CloudWatch retention value")
+        if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise fail("log_level", "DEBUG, INFO, WARNING or ERROR")
+        try:
+            policies.cors_allowed_origins([], self.extra_origins)
+        except policies.PolicyInputError as exc:
+            raise fail("extra_origins", str(exc)) from None
+
+
+class InferenceApi(pulumi.ComponentResource):
+    api_url: pulumi.Output[str]
+    api_id: pulumi.Output[str]
+    function_name: pulumi.Output[str]
+    allowed_origins: pulumi.Output[list[str]]
+
+    def __init__(self, name: str, args: InferenceApiArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mobilenet-serverless:index:InferenceApi", name, None, opts)
+        args.validate()
+        child = pulumi.ResourceOptions(parent=self)
+        invoke = pulumi.InvokeOptions(parent=self)
+
+        region = aws.get_region_output(opts=invoke).region
+        partition = aws.get_partition_output(opts=invoke).partition
+        account_id = aws.get_caller_identity_output(opts=invoke).account_id
+
+        allowed_origins = pulumi.Output.from_input(args.site_origins).apply(
+            lambda site: policies.cors_allowed_origins(site, args.extra_origins)
+        )
+
+        log_group_name = policies.lambda_log_group_name(args.function_name)
+        log_group = aws.cloudwatch.LogGroup(
+            f"{name}-log-group",
+            name=log_group_name,
+            retention_in_days=args.log_retention_days,
+            opts=child,
+        )
+        role = aws.iam.Role(
+            f"{name}-role",
+            assume_role_policy=policies.assume_role_policy("lambda.amazonaws.com"),
+            description=f"Execution role of Lambda {args.function_name}",
+            opts=child,
+        )
+        role_policy = aws.iam.RolePolicy(
+            f"{name}-role-policy",
+            role=role.id,
+            policy=pulumi.Output.all(partition, region, account_id, args.endpoint_arn).apply(
+                lambda v: policies.lambda_execution_policy(
+                    partition=v[0],
+                    region=v[1],
+                    account_id=v[2],
+                    log_group_name=log_group_name,
+                    endpoint_arn=v[3],
+                    kms_key_arn=args.kms_key_arn,
+                )
+            ),
+            opts=child,
+        )
+
+        code = pulumi.AssetArchive(
+            {archive_path: pulumi.FileAsset(str(path)) for archive_path, path in sorted(args.code_files.items())}
+        )
+        function = aws.lambda_.Function(
+            f"{name}-function",
+            name=args.function_name,
+            role=role.arn,
+            runtime=RUNTIME,
+            handler=HANDLER,
+            architectures=[args.architecture],
+            memory_size=args.memory_size_mb,
+            timeout=TIMEOUT_S,
+            code=code,
+            kms_key_arn=args.kms_key_arn,
+            environment=aws.lambda_.FunctionEnvironmentArgs(
+                variables={
+                    "ENDPOINT_NAME": args.endpoint_name,
+                    "ALLOWED_ORIGINS": allowed_origins.apply(",".join),
+                    "MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES),
+                    "POWERTOOLS_SERVICE_NAME": "inference-proxy",
+                    "POWERTOOLS_METRICS_NAMESPACE": "MobilenetServerless",
+                    "LOG_LEVEL": args.log_level,
+                }
+            ),
+            # The group must exist (with its retention) before the first invocation creates it bare.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group, role_policy]),
+        )
+
+        api = aws.apigatewayv2.Api(
+            f"{name}-http-api",
+            protocol_type="HTTP",
+            description="MobileNet V2 classifier: POST /predict",
+            # CORS is set by HttpApiCors below, once the site origin exists (see that module).
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["corsConfiguration"]),
+        )
+        HttpApiCors(
+            f"{name}-cors",
+            api_id=api.id,
+            region=region,
+            origins=allowed_origins,
+            opts=child,
+        )
+        integration = aws.apigatewayv2.Integration(
+            f"{name}-integration",
+            api_id=api.id,
+            integration_type="AWS_PROXY",
+            integration_method="POST",
+            integration_uri=function.invoke_arn,
+            payload_format_version="2.0",
+            timeout_milliseconds=TIMEOUT_S * 1000,
+            opts=child,
+        )
+        aws.apigatewayv2.Route(
+            f"{name}-route",
+            api_id=api.id,
+            route_key="POST /predict",
+            target=integration.id.apply(lambda integration_id: f"integrations/{integration_id}"),
+            opts=child,
+        )
+        access_logs = aws.cloudwatch.LogGroup(
+            f"{name}-access-logs",
+            name=f"/aws/apigateway/{args.function_name}-access",
+            retention_in_days=args.log_retention_days,
+            opts=child,
+        )
+        aws.apigatewayv2.Stage(
+            f"{name}-stage",
+            api_id=api.id,
+            name="$default",
+            auto_deploy=True,
+            default_route_settings=aws.apigatewayv2.StageDefaultRouteSettingsArgs(
+                throttling_rate_limit=args.throttle_rate_limit,
+                throttling_burst_limit=args.throttle_burst_limit,
+            ),
+            access_log_settings=aws.apigatewayv2.StageAccessLogSettingsArgs(
+                destination_arn=access_logs.arn,
+                format=policies.access_log_format(),
+            ),
+            opts=child,
+        )
+        aws.lambda_.Permission(
+            f"{name}-invoke-permission",
+            action="lambda:InvokeFunction",
+            function=function.name,
+            principal="apigateway.amazonaws.com",
+            source_arn=api.execution_arn.apply(policies.invoke_permission_source_arn),
+            opts=child,
+        )
+
+        self.api_url = api.api_endpoint
+        self.api_id = api.id
+        self.function_name = function.name
+        self.allowed_origins = allowed_origins
+        self.register_outputs(
+            {
+                "api_url": self.api_url,
+                "api_id": self.api_id,
+                "function_name": self.function_name,
+                "allowed_origins": self.allowed_origins,
+            }
+        )

@@ -1,0 +1,108 @@
+"""What goes into the inference proxy's Lambda asset: handlers/ plus the installed Powertools.
+
+The deploy has no network (no pip install at `pulumi up`), so the libraries the handler needs are copied from
+the installed distributions, found through importlib.metadata RECORD files. Pure: it only reads the file
+system and returns archive-path -> file; the Pulumi component turns that into an AssetArchive.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as metadata
+import re
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
+
+from packaging.requirements import InvalidRequirement, Requirement
+
+HANDLER_PACKAGE = "handlers"
+# Already in the Lambda Python runtime; bundling them would only pin an older copy over AWS's.
+RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "urllib3", "six", "python-dateutil"})
+# Compiled extensions built for this machine would not load on Lambda's arm64/x86_64 Python 3.13.
+_NATIVE_SUFFIXES = (".so", ".pyd", ".dylib")
+
+
+class BundleError(RuntimeError):
+    """The asset cannot be built as asked; the message names the distribution or file."""
+
+
+def canonical_name(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _skipped(parts: Iterable[str]) -> bool:
+    parts = list(parts)
+    return "__pycache__" in parts or parts[-1].endswith((".pyc", ".pyo"))
+
+
+def _runtime_requirements(dist: metadata.Distribution) -> list[str]:
+    """Names of a distribution's unconditional requirements (extras off, markers for this interpreter)."""
+    names = []
+    for line in dist.requires or []:
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement as exc:
+            raise BundleError(f"{dist.metadata['Name']}: cannot parse requirement {line!r}: {exc}") from exc
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+            continue
+        names.append(requirement.name)
+    return names
+
+
+def resolve_distributions(names: Iterable[str]) -> list[metadata.Distribution]:
+    """The named distributions and, transitively, their runtime requirements, minus the runtime-provided."""
+    found: dict[str, metadata.Distribution] = {}
+    pending = [canonical_name(n) for n in names]
+    while pending:
+        name = pending.pop()
+        if name in found or name in RUNTIME_PROVIDED:
+            continue
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            raise BundleError(f"distribution {name!r} is not installed; install it into the deploy venv") from None
+        found[name] = dist
+        pending.extend(canonical_name(r) for r in _runtime_requirements(dist))
+    return [found[k] for k in sorted(found)]
+
+
+def _add(files: dict[str, Path], arcname: str, source: Path) -> None:
+    previous = files.get(arcname)
+    if previous is not None and previous != source:
+        raise BundleError(f"two files want archive path {arcname!r}: {previous} and {source}")
+    files[arcname] = source
+
+
+def lambda_asset_files(
+    handler_dir: Path, distributions: Iterable[str] = ("aws-lambda-powertools",)
+) -> dict[str, Path]:
+    """Map archive-relative POSIX path -> absolute file for the Lambda asset.
+
+    handlers/ goes under "handlers/" (the Lambda handler is "handlers.inference_proxy.handler"); each
+    distribution's files go at the archive root so `import aws_lambda_powertools` works. Byte code, caches
+    and files a RECORD places outside site-packages (console scripts) are left out.
+    """
+    handler_dir = Path(handler_dir).resolve()
+    if not (handler_dir / "__init__.py").is_file():
+        raise BundleError(f"{handler_dir} is not a Python package (no __init__.py)")
+    files: dict[str, Path] = {}
+    for path in sorted(handler_dir.rglob("*")):
+        relative = path.relative_to(handler_dir)
+        if not path.is_file() or _skipped(relative.parts) or relative.parts[-1].startswith("."):
+            continue
+        _add(files, f"{HANDLER_PACKAGE}/{relative.as_posix()}", path)
+
+    for dist in resolve_distributions(distributions):
+        for record_path in dist.files or []:
+            posix = PurePosixPath(str(record_path).replace("\\", "/"))
+            if posix.is_absolute() or ".." in posix.parts or _skipped(posix.parts):
+                continue
+            source = Path(str(dist.locate_file(record_path))).resolve()
+            if not source.is_file():
+                continue  # RECORD may list files an installer later removed
+            if source.name.endswith(_NATIVE_SUFFIXES) or ".cpython-" in source.name:
+                raise BundleError(
+                    f"{dist.metadata['Name']} ships a compiled extension ({posix}); it would not match the "
+                    "Lambda runtime - build the asset with pip --platform instead"
+                )
+            _add(files, posix.as_posix(), source)
+    return files

@@ -1,0 +1,245 @@
+"""StaticSite: the web UI from www/ on a private S3 bucket behind CloudFront (Origin Access Control)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+
+from components import policies
+from components.dynamic.invalidation import CloudFrontInvalidation
+from components.settings import PRICE_CLASSES
+from components.site_config import CONFIG_JS_CACHE_CONTROL, CONFIG_JS_CONTENT_TYPE, render_config_js
+
+_ORIGIN_ID = "site-bucket"
+_CERT_ARN_RE = re.compile(r"^arn:aws[a-z-]*:acm:us-east-1:\d{12}:certificate/[A-Za-z0-9-]+$")
+
+
+class StaticSiteArgsError(ValueError):
+    """StaticSiteArgs holds a bad value; the message names the field."""
+
+
+@dataclass(frozen=True)
+class StaticSiteArgs:
+    api_url: pulumi.Input[str]
+    www_dir: Path
+    price_class: str = "PriceClass_100"
+    custom_domain: str | None = None
+    certificate_arn: str | None = None
+
+    def validate(self) -> None:
+        def fail(name: str, allowed: str) -> StaticSiteArgsError:
+            return StaticSiteArgsError(f"StaticSiteArgs.{name} = {getattr(self, name)!r} is invalid: {allowed}")
+
+        if not Path(self.www_dir).is_dir():
+            raise fail("www_dir", "an existing directory")
+        if self.price_class not in PRICE_CLASSES:
+            raise fail("price_class", f"one of {PRICE_CLASSES}")
+        if bool(self.custom_domain) != bool(self.certificate_arn):
+            raise fail("certificate_arn", "set exactly when custom_domain is set")
+        if self.certificate_arn and not _CERT_ARN_RE.match(self.certificate_arn):
+            raise fail("certificate_arn", "an ACM certificate ARN in us-east-1")
+
+
+def _object_name(prefix: str, key: str) -> str:
+    return f"{prefix}-file-{key}"
+
+
+class StaticSite(pulumi.ComponentResource):
+    bucket_name: pulumi.Output[str]
+    distribution_id: pulumi.Output[str]
+    site_url: pulumi.Output[str]
+    site_origins: pulumi.Output[list[str]]
+    content_hash: pulumi.Output[str]
+
+    def __init__(self, name: str, args: StaticSiteArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("mobilenet-serverless:index:StaticSite", name, None, opts)
+        args.validate()
+        child = pulumi.ResourceOptions(parent=self)
+        files = policies.site_files(Path(args.www_dir))  # walks www/ at program time; fails on odd files
+        api_url = pulumi.Output.from_input(args.api_url)
+
+        bucket = aws.s3.Bucket(f"{name}-bucket", force_destroy=True, opts=child)
+        public_access = aws.s3.BucketPublicAccessBlock(
+            f"{name}-bucket-public-access",
+            bucket=bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=child,
+        )
+        aws.s3.BucketOwnershipControls(
+            f"{name}-bucket-ownership",
+            bucket=bucket.id,
+            rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
+            opts=child,
+        )
+        # SSE-S3, not the stack's KMS key: the content is public through CloudFront anyway, and OAC
+        # reading SSE-KMS objects needs a statement in the key's policy, which this program does not own.
+        encryption = aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-bucket-encryption",
+            bucket=bucket.id,
+            rules=[
+                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                        sse_algorithm="AES256",
+                    ),
+                )
+            ],
+            opts=child,
+        )
+
+        oac = aws.cloudfront.OriginAccessControl(
+            f"{name}-oac",
+            name=bucket.bucket.apply(lambda b: f"{b}-oac"[:64]),
+            description="CloudFront reads the private site bucket",
+            origin_access_control_origin_type="s3",
+            signing_behavior="always",
+            signing_protocol="sigv4",
+            opts=child,
+        )
+        headers = aws.cloudfront.ResponseHeadersPolicy(
+            f"{name}-headers",
+            name=bucket.bucket.apply(lambda b: f"{b}-headers"[:128]),
+            comment="HSTS, CSP (connect-src = the API origin only), nosniff, no framing",
+            security_headers_config=aws.cloudfront.ResponseHeadersPolicySecurityHeadersConfigArgs(
+                content_security_policy=aws.cloudfront.ResponseHeadersPolicySecurityHeadersConfigContentSecurityPolicyArgs(
+                    content_security_policy=api_url.apply(policies.content_security_policy),
+                    override=True,
+                ),
+                strict_transport_security=aws.cloudfront.ResponseHeadersPolicySecurityHeadersConfigStrictTransportSecurityArgs(
+                    access_control_max_age_sec=63072000,
+                    include_subdomains=True,
+                    preload=True,
+                    override=True,
+                ),
+                content_type_options=aws.cloudfront.ResponseHeadersPolicySecurityHeadersConfigContentTypeOptionsArgs(
+                    override=True
+                ),
+                frame_options=aws.cloudfront.ResponseHeadersPolicySecurityHeadersConfigFrameOptionsArgs(
+                    frame_option="DENY", override=True
+                ),
+                referrer_policy=aws.cloudfront.ResponseHeadersPolicySecurityHeadersConfigReferrerPolicyArgs(
+                    referrer_policy="strict-origin-when-cross-origin", override=True
+                ),
+            ),
+            opts=child,
+        )
+
+        if args.custom_domain:
+            viewer_certificate = aws.cloudfront.DistributionViewerCertificateArgs(
+                acm_certificate_arn=args.certificate_arn,
+                ssl_support_method="sni-only",
+                minimum_protocol_version="TLSv1.2_2021",
+            )
+        else:
+            viewer_certificate = aws.cloudfront.DistributionViewerCertificateArgs(cloudfront_default_certificate=True)
+        distribution = aws.cloudfront.Distribution(
+            f"{name}-cdn",
+            enabled=True,
+            is_ipv6_enabled=True,
+            http_version="http2and3",
+            default_root_object="index.html",
+            price_class=args.price_class,
+            aliases=[args.custom_domain] if args.custom_domain else None,
+            comment="mobilenet-serverless web UI",
+            origins=[
+                aws.cloudfront.DistributionOriginArgs(
+                    origin_id=_ORIGIN_ID,
+                    domain_name=bucket.bucket_regional_domain_name,
+                    origin_access_control_id=oac.id,
+                )
+            ],
+            default_cache_behavior=aws.cloudfront.DistributionDefaultCacheBehaviorArgs(
+                target_origin_id=_ORIGIN_ID,
+                viewer_protocol_policy="redirect-to-https",
+                allowed_methods=["GET", "HEAD"],
+                cached_methods=["GET", "HEAD"],
+                compress=True,
+                cache_policy_id=policies.CACHING_OPTIMIZED_POLICY_ID,
+                response_headers_policy_id=headers.id,
+            ),
+            ordered_cache_behaviors=[
+                # config.js carries the API URL and changes with every deploy: never cached at the edge.
+                aws.cloudfront.DistributionOrderedCacheBehaviorArgs(
+                    path_pattern=f"/{policies.CONFIG_JS_KEY}",
+                    target_origin_id=_ORIGIN_ID,
+                    viewer_protocol_policy="redirect-to-https",
+                    allowed_methods=["GET", "HEAD"],
+                    cached_methods=["GET", "HEAD"],
+                    compress=True,
+                    cache_policy_id=policies.CACHING_DISABLED_POLICY_ID,
+                    response_headers_policy_id=headers.id,
+                )
+            ],
+            restrictions=aws.cloudfront.DistributionRestrictionsArgs(
+                geo_restriction=aws.cloudfront.DistributionRestrictionsGeoRestrictionArgs(restriction_type="none")
+            ),
+            viewer_certificate=viewer_certificate,
+            opts=child,
+        )
+        aws.s3.BucketPolicy(
+            f"{name}-bucket-policy",
+            bucket=bucket.id,
+            policy=pulumi.Output.all(bucket.arn, distribution.arn).apply(
+                lambda v: policies.site_bucket_policy(v[0], v[1])
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[public_access]),
+        )
+
+        object_opts = pulumi.ResourceOptions(parent=self, depends_on=[encryption])
+        objects: list[pulumi.Resource] = [
+            aws.s3.BucketObjectv2(
+                _object_name(name, key),
+                bucket=bucket.id,
+                key=key,
+                source=pulumi.FileAsset(str(path)),
+                content_type=policies.content_type_for(key),
+                cache_control=policies.cache_control_for(key),
+                opts=object_opts,
+            )
+            for key, path in files.items()
+        ]
+        config_js = api_url.apply(render_config_js)
+        objects.append(
+            aws.s3.BucketObjectv2(
+                _object_name(name, policies.CONFIG_JS_KEY),
+                bucket=bucket.id,
+                key=policies.CONFIG_JS_KEY,
+                content=config_js,
+                content_type=CONFIG_JS_CONTENT_TYPE,
+                cache_control=CONFIG_JS_CACHE_CONTROL,
+                opts=object_opts,
+            )
+        )
+
+        site_bytes = policies.read_site_files(files)
+        content_hash = config_js.apply(lambda js: policies.site_content_hash(site_bytes, js))
+        CloudFrontInvalidation(
+            f"{name}-invalidation",
+            distribution_id=distribution.id,
+            content_hash=content_hash,
+            paths=list(policies.INVALIDATION_PATHS),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=objects),
+        )
+
+        self.bucket_name = bucket.bucket
+        self.distribution_id = distribution.id
+        self.site_origins = distribution.domain_name.apply(
+            lambda domain: policies.site_origins(domain, args.custom_domain)
+        )
+        self.site_url = self.site_origins.apply(lambda origins: origins[0])
+        self.content_hash = content_hash
+        self.register_outputs(
+            {
+                "bucket_name": self.bucket_name,
+                "distribution_id": self.distribution_id,
+                "site_url": self.site_url,
+                "site_origins": self.site_origins,
+                "content_hash": self.content_hash,
+            }
+        )

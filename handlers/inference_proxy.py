@@ -1,0 +1,228 @@
+"""Lambda proxy: API Gateway HTTP API (payload 2.0) POST /predict -> SageMaker InvokeEndpoint.
+
+Thin adapter over handlers.proxy_core (all rules live there). Routing is a small hand-written check rather
+than Powertools' APIGatewayHttpResolver: the resolver answers unknown methods with 404 instead of 405 + Allow,
+and keeping every answer (errors, preflight, 404) flowing through one error table and one header builder is
+simpler without it. Powertools supplies the event data class, the JSON Logger and EMF Metrics.
+
+Module scope runs once per Lambda container: configuration from the environment (a bad one fails init with
+a message naming the variable) and the sagemaker-runtime client, reused across invocations.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import time
+import uuid
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Metrics, single_metric
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from handlers.proxy_core import (
+    CONNECT_TIMEOUT_S,
+    READ_TIMEOUT_S,
+    ROUTE_PATH,
+    TOTAL_MAX_ATTEMPTS,
+    ApiError,
+    PredictRequest,
+    attempt_fits,
+    base_headers,
+    endpoint_accept,
+    error_response,
+    http_response,
+    invoke_deadline,
+    load_config,
+    map_client_error,
+    map_transport_error,
+    parse_endpoint_body,
+    parse_predict_request,
+)
+
+CONFIG = load_config(os.environ)
+
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "inference-proxy"
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "MobilenetServerless", service=SERVICE)
+
+# The per-invocation deadline, read by the before-send hook that botocore runs before every attempt.
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("invoke_deadline", default=None)
+
+
+class InvokeBudgetExceeded(Exception):
+    """Raised by the before-send hook: another attempt would not finish before the deadline.
+
+    Deliberately not a botocore ConnectionError/HTTPClientError, so botocore does not retry it.
+    """
+
+
+def build_client(
+    *,
+    connect_timeout: float = CONNECT_TIMEOUT_S,
+    read_timeout: float = READ_TIMEOUT_S,
+    total_max_attempts: int = TOTAL_MAX_ATTEMPTS,
+) -> Any:
+    """A sagemaker-runtime client whose every attempt must fit the current invocation's deadline.
+
+    The endpoint URL honours AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME (boto3 reads it), which the local stack sets.
+    """
+    client = boto3.client(
+        "sagemaker-runtime",
+        config=Config(
+            retries={"mode": "adaptive", "total_max_attempts": total_max_attempts},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+        ),
+    )
+    attempt_s = connect_timeout + read_timeout
+
+    def guard_attempt(**_: Any) -> None:
+        deadline = _DEADLINE.get()
+        if deadline is not None and not attempt_fits(time.monotonic(), deadline, attempt_s):
+            raise InvokeBudgetExceeded(f"an attempt needs {attempt_s:.1f} s and the deadline is closer")
+
+    client.meta.events.register("before-send.sagemaker-runtime.InvokeEndpoint", guard_attempt)
+    return client
+
+
+CLIENT = build_client()
+
+
+def _remaining_ms(context: Any) -> int | None:
+    getter = getattr(context, "get_remaining_time_in_millis", None)
+    return getter() if callable(getter) else None
+
+
+def _request_id(event: dict[str, Any], context: Any) -> str:
+    request_context = event.get("requestContext") if isinstance(event, dict) else None
+    request_id = request_context.get("requestId") if isinstance(request_context, dict) else None
+    return str(request_id or getattr(context, "aws_request_id", None) or uuid.uuid4())
+
+
+def _origin(event: dict[str, Any]) -> str | None:
+    headers = event.get("headers") if isinstance(event, dict) else None
+    if not isinstance(headers, dict):
+        return None
+    # Payload 2.0 lower-cases header names, but tests and other callers may not.
+    for name, value in headers.items():
+        if name.lower() == "origin" and isinstance(value, str):
+            return value
+    return None
+
+
+def _invoke(request: PredictRequest, start: float, context: Any) -> tuple[bytes, float]:
+    """Call the endpoint; returns (body, endpoint milliseconds). Raises ApiError for every failure."""
+    token = _DEADLINE.set(invoke_deadline(start, _remaining_ms(context)))
+    began = time.perf_counter()
+    try:
+        response = CLIENT.invoke_endpoint(
+            EndpointName=CONFIG.endpoint_name,
+            Body=request.image,
+            ContentType=request.content_type,
+            Accept=endpoint_accept(request.top_k),
+        )
+        body = response["Body"].read()
+    except ClientError as exc:
+        error = exc.response.get("Error") or {}
+        status = (exc.response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+        raise map_client_error(str(error.get("Code") or ""), status, exc.response) from None
+    except InvokeBudgetExceeded as exc:
+        raise ApiError("endpoint_timeout", detail=str(exc)) from None
+    except BotoCoreError as exc:
+        raise map_transport_error(exc) from None
+    finally:
+        endpoint_ms = (time.perf_counter() - began) * 1000.0
+        metrics.add_metric(name="EndpointLatency", unit=MetricUnit.Milliseconds, value=endpoint_ms)
+        _DEADLINE.reset(token)
+    return body, endpoint_ms
+
+
+def _path(event: APIGatewayProxyEventV2) -> str:
+    # A named stage prefixes rawPath ("/prod/predict"); the $default stage does not.
+    raw_path = event.get("rawPath") or ""
+    stage = (event.get("requestContext") or {}).get("stage") or "$default"
+    if stage != "$default" and raw_path.startswith(f"/{stage}/"):
+        return raw_path[len(stage) + 1 :]
+    return raw_path
+
+
+def _route(event: APIGatewayProxyEventV2, headers: dict[str, str], start: float, context: Any) -> dict[str, Any]:
+    if _path(event).rstrip("/") != ROUTE_PATH:
+        raise ApiError("not_found")
+    method = (event.http_method or "").upper()
+    if method == "OPTIONS":
+        preflight = {k: v for k, v in headers.items() if k != "content-type"}
+        return http_response(204, None, preflight)
+    if method != "POST":
+        raise ApiError("method_not_allowed")
+
+    request = parse_predict_request(
+        body=event.body,
+        is_base64=bool(event.is_base64_encoded),
+        content_type=event.headers.get("content-type"),
+        query=event.query_string_parameters,
+        max_image_bytes=CONFIG.max_image_bytes,
+    )
+    logger.append_keys(image_bytes=len(request.image), image_type=request.content_type, top_k=request.top_k)
+    raw, endpoint_ms = _invoke(request, start, context)
+    predictions, model = parse_endpoint_body(raw, request.top_k)
+    total_ms = (time.monotonic() - start) * 1000.0
+    payload = {
+        "predictions": predictions,
+        "model": model,
+        "latency_ms": {"total": round(total_ms, 1), "endpoint": round(endpoint_ms, 1)},
+    }
+    return http_response(200, payload, headers)
+
+
+def _count_error(code: str) -> None:
+    # A separate EMF document so the ErrorCode dimension does not attach to EndpointLatency.
+    with single_metric(
+        name="Errors",
+        unit=MetricUnit.Count,
+        value=1,
+        namespace=metrics.namespace,
+        default_dimensions={"service": SERVICE},
+    ) as metric:
+        metric.add_dimension(name="ErrorCode", value=code)
+
+
+def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    start = time.monotonic()
+    # Counted on every invocation, which also means the EMF flush always has a metric to publish.
+    metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
+    request_id = _request_id(event, context)
+    headers = base_headers(request_id, _origin(event), CONFIG.allowed_origins)
+    logger.append_keys(request_id=request_id)
+    try:
+        response = _route(APIGatewayProxyEventV2(event), headers, start, context)
+    except ApiError as error:
+        response = error_response(error, headers)
+        _count_error(error.code)
+        logger.info(
+            "request failed",
+            extra={"status": error.status, "error": error.code, "detail": error.detail},
+        )
+        return response
+    except Exception:
+        # Log the traceback for us; the client gets the generic JSON answer and the request id.
+        logger.exception("unhandled error")
+        _count_error("internal_error")
+        return error_response(ApiError("internal_error"), headers)
+    logger.info("request done", extra={"status": response["statusCode"]})
+    return response
+
+
+# log_event=False explicitly: POWERTOOLS_LOGGER_LOG_EVENT=true must never put an image into the logs.
+handler = logger.inject_lambda_context(
+    metrics.log_metrics(_handle, raise_on_empty_metrics=False),
+    log_event=False,
+    correlation_id_path=correlation_paths.API_GATEWAY_HTTP,
+    clear_state=True,
+)

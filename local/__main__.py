@@ -1,0 +1,109 @@
+"""`python -m local` (what `make demo` runs): serve the whole stack on one loopback port until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from components.policies import cors_allowed_origins
+from components.settings import SettingsError, load_stack_file
+from local.runtime import InProcessContainer, ModelStartError, SageMakerRuntime, TorchServeContainer
+from local.server import (
+    DEFAULT_ENDPOINT_NAME,
+    ROOT,
+    StackInfo,
+    bind,
+    create_app,
+    import_handler,
+    is_loopback,
+    stack_region,
+)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m local", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    parser.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a non-loopback --host: the stack has no authentication, anyone who reaches it can use it",
+    )
+    parser.add_argument("--runtime", choices=("inprocess", "torchserve"), default="inprocess")
+    parser.add_argument("--stack-config", type=Path, default=ROOT / "Pulumi.dev.yaml")
+    parser.add_argument("--artifact", type=Path, help="model.tar.gz (default: the stack config's modelArtifact)")
+    parser.add_argument("--fault-injection", action="store_true", help="enable POST/DELETE /__local/faults (tests)")
+    parser.add_argument("--log-level", default="warning")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not is_loopback(args.host) and not args.allow_remote:
+        print(
+            f"error: refusing to bind {args.host}: the local stack has no authentication. "
+            "Pass --allow-remote to expose it beyond this machine.",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        settings = load_stack_file(args.stack_config)
+    except (OSError, SettingsError) as e:
+        print(f"error: stack config {args.stack_config}: {e}", file=sys.stderr)
+        return 2
+    artifact = (args.artifact or ROOT / settings.model_artifact).resolve()
+    if not artifact.is_file():
+        print(f"error: model artifact {artifact} not found; run `make model`", file=sys.stderr)
+        return 2
+    try:
+        sock = bind(args.host, args.port)
+    except OSError as e:
+        print(f"error: cannot listen on {args.host}:{args.port}: {e.strerror}; try PORT=<other>", file=sys.stderr)
+        return 2
+    host, port = sock.getsockname()[:2]
+    shown_host = f"[{host}]" if ":" in host else host
+    base_url = f"http://{shown_host}:{port}"
+    origins = [base_url]
+    if is_loopback(host):  # the same page opened as localhost or 127.0.0.1
+        origins.append(f"http://localhost:{port}")
+    stack = StackInfo(
+        base_url=base_url,
+        endpoint_name=settings.endpoint_name or DEFAULT_ENDPOINT_NAME,
+        settings=settings,
+        allowed_origins=cors_allowed_origins(origins, settings.cors_extra_origins),
+    )
+    print(f"loading {artifact.name} into the {args.runtime} runtime tier ...", flush=True)
+    try:
+        container = (TorchServeContainer if args.runtime == "torchserve" else InProcessContainer)(artifact)
+    except ModelStartError as e:
+        print(f"error: the model endpoint cannot start: {e}", file=sys.stderr)
+        sock.close()
+        return 1
+    try:
+        region = stack_region(args.stack_config)
+        runtime = SageMakerRuntime(container, stack.endpoint_name, settings.max_concurrency, region=region)
+        app = create_app(stack, runtime, import_handler(stack, region), fault_injection=args.fault_injection)
+        import uvicorn
+
+        print(
+            f"\nmobilenet-serverless local stack (config {args.stack_config.name}, model backend {container.backend})\n"
+            f"  site      {base_url}/\n"
+            f"  api       POST {base_url}/predict\n"
+            f"  runtime   POST {base_url}/endpoints/{stack.endpoint_name}/invocations "
+            f"(MaxConcurrency {settings.max_concurrency}, serverless memory {settings.memory_size_mb} MB)\n"
+            f"  listening on {host} only{'' if is_loopback(host) else ' (REMOTE ACCESS ENABLED)'}; Ctrl-C stops\n",
+            flush=True,
+        )
+        config = uvicorn.Config(app, log_level=args.log_level, access_log=False, timeout_graceful_shutdown=5)
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        container.close()
+        sock.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""API Gateway HTTP API emulation: the payload-2.0 event the Lambda receives, and its response back to HTTP.
+
+Pure functions, so the event shape is tested without a server. What AWS documents and this mirrors:
+header names lower-cased and repeated headers comma-joined; `rawPath`/`rawQueryString`; `requestContext.http`;
+a request id; `isBase64Encoded` true for bodies that are not text; 10 MB request cap; 30 s integration timeout.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import parse_qsl
+
+MAX_BODY_BYTES = 10 * 1024 * 1024
+INTEGRATION_TIMEOUT_S = 30.0
+# The gateway's own answers, in its own shape ({"message": ...}), for what never reaches the Lambda.
+GATEWAY_ERRORS = {
+    404: "Not Found",
+    413: "Request Entity Too Large",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+_TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript", "application/x-www-form")
+
+
+def is_text_body(content_type: str | None, body: bytes) -> bool:
+    """Text-like media types with valid UTF-8 pass as text; everything else is base64-encoded."""
+    media = (content_type or "").split(";")[0].strip().lower()
+    if not (media.startswith(_TEXT_TYPES) or media.endswith(("+json", "+xml"))):
+        return False
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def build_event(
+    *,
+    method: str,
+    path: str,
+    query_string: str,
+    headers: Iterable[tuple[str, str]],
+    body: bytes,
+    source_ip: str,
+    route_key: str,
+    request_id: str | None = None,
+    stage: str = "$default",
+    api_id: str = "local",
+    now: float | None = None,
+) -> dict:
+    """The event API Gateway HTTP API (payload format 2.0) hands to a Lambda proxy integration."""
+    joined: dict[str, str] = {}
+    cookies: list[str] = []
+    for name, value in headers:
+        name = name.lower()
+        if name == "cookie":
+            cookies.extend(c.strip() for c in value.split(";") if c.strip())
+            continue
+        joined[name] = f"{joined[name]},{value}" if name in joined else value
+    query: dict[str, str] = {}
+    for key, value in parse_qsl(query_string, keep_blank_values=True):
+        query[key] = f"{query[key]},{value}" if key in query else value
+    now = time.time() if now is None else now
+    request_id = request_id or uuid.uuid4().hex[:16]
+    text = is_text_body(joined.get("content-type"), body)
+    event = {
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": path,
+        "rawQueryString": query_string,
+        "headers": joined,
+        "requestContext": {
+            "accountId": "000000000000",
+            "apiId": api_id,
+            "domainName": joined.get("host", "localhost"),
+            "domainPrefix": joined.get("host", "localhost").split(".")[0],
+            "http": {
+                "method": method.upper(),
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": source_ip,
+                "userAgent": joined.get("user-agent", ""),
+            },
+            "requestId": request_id,
+            "routeKey": route_key,
+            "stage": stage,
+            "time": datetime.fromtimestamp(now, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "timeEpoch": int(now * 1000),
+        },
+        "isBase64Encoded": bool(body) and not text,
+    }
+    if cookies:
+        event["cookies"] = cookies
+    if query:
+        event["queryStringParameters"] = query
+    if body:
+        event["body"] = body.decode("utf-8") if text else base64.b64encode(body).decode("ascii")
+    return event
+
+
+@dataclass
+class HttpResponse:
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+
+def response_from_lambda(result: object) -> HttpResponse:
+    """Turn a Lambda proxy result (payload 2.0) into the HTTP response API Gateway sends."""
+    if not isinstance(result, dict) or "statusCode" not in result:
+        # Payload 2.0 infers a 200 JSON answer from anything else; our handler never relies on it.
+        return HttpResponse(200, [("content-type", "application/json")], json.dumps(result).encode())
+    body = result.get("body") or ""
+    raw = base64.b64decode(body) if result.get("isBase64Encoded") else str(body).encode("utf-8")
+    headers = [(k.lower(), str(v)) for k, v in (result.get("headers") or {}).items()]
+    for name, values in (result.get("multiValueHeaders") or {}).items():
+        headers.extend((name.lower(), str(v)) for v in values)
+    headers.extend(("set-cookie", c) for c in result.get("cookies") or [])
+    return HttpResponse(int(result["statusCode"]), headers, raw)
+
+
+def gateway_error(status: int) -> HttpResponse:
+    body = json.dumps({"message": GATEWAY_ERRORS[status]}).encode()
+    return HttpResponse(status, [("content-type", "application/json")], body)
+
+
+@dataclass
+class LambdaContext:
+    """The attributes of Lambda's context object that the handler and Powertools read."""
+
+    aws_request_id: str
+    function_name: str = "mobilenet-local-proxy"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 256
+    timeout_s: float = 29.0
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:mobilenet-local-proxy"
+    log_group_name: str = "/aws/lambda/mobilenet-local-proxy"
+    log_stream_name: str = "local"
+    started: float = field(default_factory=time.monotonic)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.timeout_s - (time.monotonic() - self.started)) * 1000))

@@ -1,0 +1,292 @@
+"""SageMaker Runtime emulation: `POST /endpoints/{name}/invocations` in front of a model container.
+
+Two layers, like AWS:
+- a *container* runs the artifact's own ``code/inference.py`` the way the PyTorch inference toolkit does
+  (``model_fn`` once, then ``input_fn -> predict_fn -> output_fn``; an error keeps its status only if it is a
+  toolkit error, and its body is the message followed by the traceback, as the toolkit writes it);
+- the *front* behaves like a serverless endpoint: unknown endpoint name -> ValidationError, 4 MB request cap,
+  MaxConcurrency (excess -> ThrottlingException, HTTP 400), 60 s invocation timeout, and any non-2xx answer
+  of the container wrapped as ``ModelError`` (HTTP 424) with ``OriginalStatusCode`` / ``OriginalMessage``.
+The wire format is what botocore parses (``x-amzn-ErrorType`` + JSON body), so boto3 and the AWS CLI work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import shutil
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+ACCOUNT = "000000000000"
+MAX_PAYLOAD_BYTES = 4 * 1024 * 1024  # SageMaker Serverless Inference request limit
+INVOCATION_TIMEOUT_S = 60.0
+DEFAULT_ACCEPT = "application/json"  # the toolkit's SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT default
+UTF8_TYPES = ("application/json", "text/csv", "application/jsonlines")  # the toolkit decodes these to str
+
+
+class ModelStartError(RuntimeError):
+    """The container could not load the model; the message names the cause."""
+
+
+@dataclass
+class ContainerResponse:
+    status: int
+    content_type: str
+    body: bytes
+
+
+class Container(Protocol):
+    name: str
+
+    def invoke(self, body: bytes, content_type: str, accept: str) -> ContainerResponse: ...
+
+    def close(self) -> None: ...
+
+
+def load_inference_module(code_dir: Path, name: str = "mobilenet_inference"):
+    """Import an artifact's code/inference.py as the toolkit imports SAGEMAKER_PROGRAM (code/ on sys.path)."""
+    if str(code_dir) not in sys.path:
+        sys.path.insert(0, str(code_dir))
+    spec = importlib.util.spec_from_file_location(name, code_dir / "inference.py")
+    if spec is None or spec.loader is None:
+        raise ModelStartError(f"no inference script at {code_dir / 'inference.py'}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def extract_artifact(artifact: Path, target: Path) -> Path:
+    model_dir = target / "model"
+    model_dir.mkdir(parents=True)
+    try:
+        with tarfile.open(artifact) as tar:
+            tar.extractall(model_dir, filter="data")
+    except (OSError, tarfile.TarError) as e:
+        raise ModelStartError(f"cannot extract model artifact {artifact}: {e}") from e
+    return model_dir
+
+
+def _toolkit_error_types(module) -> tuple[type[BaseException], ...]:
+    try:
+        from sagemaker_inference.errors import BaseInferenceToolkitError
+
+        return (BaseInferenceToolkitError,)
+    except ImportError:  # without the toolkit, the script's own base plays its part
+        return (module.InferenceError,)
+
+
+class InProcessContainer:
+    """The artifact's inference script served in this process, as the toolkit's transformer serves it."""
+
+    name = "inprocess"
+
+    def __init__(self, artifact: Path):
+        self._tmp = Path(tempfile.mkdtemp(prefix="mobilenet-model-"))
+        try:
+            self.model_dir = extract_artifact(Path(artifact), self._tmp)
+            code_dir = self.model_dir / "code"
+            if not (code_dir / "inference.py").is_file():
+                raise ModelStartError(f"{artifact} has no code/inference.py")
+            self.module = load_inference_module(code_dir)
+            self._toolkit_errors = _toolkit_error_types(self.module)
+            try:
+                self.model = self.module.model_fn(str(self.model_dir))
+            except Exception as e:
+                first = (str(e).splitlines() or [type(e).__name__])[0]
+                raise ModelStartError(f"model_fn failed for {artifact}: {type(e).__name__}: {first}") from e
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def backend(self) -> str:
+        return getattr(self.model, "backend", "unknown")
+
+    def invoke(self, body: bytes, content_type: str, accept: str) -> ContainerResponse:
+        m = self.module
+        try:
+            data: bytes | str = body
+            if (content_type or "").split(";")[0].strip().lower() in UTF8_TYPES:
+                data = body.decode("utf-8")
+            if not accept or accept == "*/*":
+                accept = DEFAULT_ACCEPT
+            result = m.output_fn(m.predict_fn(m.input_fn(data, content_type), self.model), accept)
+            payload, response_type = result if isinstance(result, tuple) else (result, accept)
+            if isinstance(payload, str):
+                payload = payload.encode("utf-8")
+            return ContainerResponse(200, response_type, bytes(payload))
+        except Exception as e:
+            # The toolkit's own error body: the message, a newline, then the full traceback.
+            trace = traceback.format_exc()
+            if isinstance(e, self._toolkit_errors):
+                status, message = e.status_code, e.message
+            else:
+                status, message = 500, str(e)
+            return ContainerResponse(status, "text/plain", f"{message}\n{trace}".encode())
+
+    def close(self) -> None:
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+class TorchServeContainer:
+    """AWS's toolkit + TorchServe serving the artifact in a child process group (RUNTIME=torchserve)."""
+
+    name = "torchserve"
+    backend = "torchserve"
+
+    def __init__(self, artifact: Path, startup_timeout: float = 180.0):
+        from local.torchserve import TorchServeEndpoint
+
+        self._endpoint = TorchServeEndpoint(Path(artifact), startup_timeout=startup_timeout)
+        try:
+            self._endpoint.start()
+            self._endpoint.wait_ready()
+        except Exception as e:
+            self._endpoint.stop()
+            raise ModelStartError(f"TorchServe could not serve {artifact}: {e}") from e
+
+    def invoke(self, body: bytes, content_type: str, accept: str) -> ContainerResponse:
+        status, headers, payload = self._endpoint.invoke(body, content_type, accept or DEFAULT_ACCEPT)
+        lowered = {k.lower(): v for k, v in dict(headers).items()}
+        return ContainerResponse(status, lowered.get("content-type", "application/json"), payload)
+
+    def close(self) -> None:
+        self._endpoint.stop()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The SageMaker front
+@dataclass
+class RuntimeAnswer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def aws_error(status: int, code: str, message: str, **fields) -> RuntimeAnswer:
+    """An error as SageMaker Runtime puts it on the wire (rest-json: x-amzn-ErrorType + JSON body)."""
+    body = {"message": message, **fields}
+    headers = {"content-type": "application/x-amz-json-1.1", "x-amzn-errortype": code}
+    return RuntimeAnswer(status, headers, json.dumps(body).encode())
+
+
+def model_error(endpoint: str, region: str, original_status: int, original_body: bytes) -> RuntimeAnswer:
+    """ModelError (424) wrapping a container's non-2xx answer, with the fields botocore exposes."""
+    original = original_body.decode("utf-8", "replace")
+    kind = "client" if 400 <= original_status < 500 else "server"
+    log_group = f"/aws/sagemaker/Endpoints/{endpoint}"
+    return aws_error(
+        424,
+        "ModelError",
+        f'Received {kind} error ({original_status}) from primary with message "{original}". See '
+        f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#logEventViewer:"
+        f"group={log_group} in account {ACCOUNT} for more information.",
+        ErrorCode=f"{kind.upper()}_ERROR_FROM_MODEL",
+        OriginalStatusCode=original_status,
+        OriginalMessage=original,
+        LogStreamArn=f"arn:aws:logs:{region}:{ACCOUNT}:log-group:{log_group}",
+    )
+
+
+@dataclass
+class Faults:
+    """Faults injected into the runtime tier by tests and `make loadtest` (only with --fault-injection)."""
+
+    delay_s: float = 0.0  # a slow model: wait this long before answering
+    model_status: int = 0  # a failing model: answer with this container status ...
+    model_message: str = "injected model failure"  # ... and this first line (a traceback follows it)
+    throttle: int = 0  # the next N invocations are throttled
+    down: bool = False  # the endpoint's infrastructure is unavailable (503 ServiceUnavailable)
+
+    @classmethod
+    def from_json(cls, data: dict) -> Faults:
+        known = cls.__dataclass_fields__
+        unknown = set(data) - set(known)
+        if unknown:
+            raise ValueError(f"unknown fault fields: {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**data)
+
+
+@dataclass
+class SageMakerRuntime:
+    container: Container
+    endpoint_name: str
+    max_concurrency: int
+    region: str = "us-east-1"
+    max_payload_bytes: int = MAX_PAYLOAD_BYTES
+    invocation_timeout_s: float = INVOCATION_TIMEOUT_S
+    faults: Faults = field(default_factory=Faults)
+    in_flight: int = 0
+    peak_in_flight: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _admit(self) -> bool:
+        with self._lock:
+            if self.in_flight >= self.max_concurrency:
+                return False
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+            return True
+
+    def _release(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
+
+    def payload_too_large(self) -> RuntimeAnswer:
+        return aws_error(
+            400, "ValidationError", f"Request payload exceeds the serverless limit of {self.max_payload_bytes} bytes."
+        )
+
+    async def invoke(self, name: str, body: bytes, content_type: str, accept: str) -> RuntimeAnswer:
+        if name != self.endpoint_name:
+            return aws_error(400, "ValidationError", f"Endpoint {name} of account {ACCOUNT} not found.")
+        if len(body) > self.max_payload_bytes:
+            return self.payload_too_large()
+        faults = self.faults
+        if faults.down:
+            return aws_error(503, "ServiceUnavailable", "The service is unavailable. Please try again later.")
+        if faults.throttle > 0:
+            faults.throttle -= 1
+            return aws_error(400, "ThrottlingException", "Rate exceeded")
+        if not self._admit():
+            return aws_error(400, "ThrottlingException", "Rate exceeded")
+        started = time.perf_counter()
+        try:
+            if faults.delay_s:
+                await asyncio.sleep(min(faults.delay_s, self.invocation_timeout_s))
+            if faults.model_status:
+                trace = 'Traceback (most recent call last):\n  File "/opt/ml/model/code/inference.py", line 1'
+                answer = ContainerResponse(
+                    faults.model_status, "text/plain", f"{faults.model_message}\n{trace}".encode()
+                )
+            else:
+                answer = await asyncio.wait_for(
+                    asyncio.to_thread(self.container.invoke, body, content_type, accept),
+                    timeout=max(0.001, self.invocation_timeout_s - (time.perf_counter() - started)),
+                )
+        except TimeoutError:
+            return model_error(self.endpoint_name, self.region, 504, b"Invocation timed out after 60 seconds.")
+        finally:
+            self._release()
+        model_ms = (time.perf_counter() - started) * 1000
+        if not 200 <= answer.status < 300:
+            return model_error(self.endpoint_name, self.region, answer.status, answer.body)
+        return RuntimeAnswer(
+            200,
+            {
+                "content-type": answer.content_type,
+                "x-amzn-invoked-production-variant": "AllTraffic",
+                "server-timing": f"model;dur={model_ms:.1f}",
+            },
+            answer.body,
+        )

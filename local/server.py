@@ -1,0 +1,252 @@
+"""The local stack: site, API Gateway and SageMaker Runtime tiers in one starlette app on one port.
+
+    python -m local [--host 127.0.0.1] [--port 8000] [--runtime inprocess|torchserve]
+
+- Site: ``www/`` with the CDN's content types and security headers, and ``/config.js`` rendered by the
+  same function the StaticSite component uploads, served no-cache.
+- API: ``POST /predict`` becomes a payload-2.0 event for the unmodified ``handlers.inference_proxy.handler``.
+- Runtime: ``POST /endpoints/{name}/invocations`` serves the built model.tar.gz; the handler reaches it through
+  boto3 via ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME`` with dummy credentials, so the AWS CLI works against it too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from components.policies import CONTENT_TYPES, cache_control_for, content_security_policy, http_api_cors
+from components.settings import Settings
+from components.site_config import CONFIG_JS_CACHE_CONTROL, CONFIG_JS_CONTENT_TYPE, render_config_js
+from local import gateway
+from local.runtime import Faults, SageMakerRuntime
+
+ROOT = Path(__file__).resolve().parent.parent
+WWW = ROOT / "www"
+DEFAULT_ENDPOINT_NAME = "mobilenet-local"
+log = logging.getLogger("local")
+
+# What CloudFront's response headers policy adds in the cloud (the CSP is built per API origin).
+SECURITY_HEADERS = {
+    "strict-transport-security": "max-age=63072000; includeSubDomains; preload",
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "strict-origin-when-cross-origin",
+}
+
+
+@dataclass
+class StackInfo:
+    base_url: str
+    endpoint_name: str
+    settings: Settings
+    allowed_origins: list[str]
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def read_capped(request: Request, limit: int) -> bytes | None:
+    """The request body, or None as soon as it exceeds `limit` (nothing more is buffered)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _respond(answer: gateway.HttpResponse) -> Response:
+    response = Response(answer.body, status_code=answer.status)
+    for name, value in answer.headers:
+        response.headers.append(name, value)
+    return response
+
+
+def create_app(stack: StackInfo, runtime: SageMakerRuntime, handler, *, fault_injection: bool = False) -> Starlette:
+    cors = http_api_cors(stack.allowed_origins)
+    csp = content_security_policy(stack.base_url)
+
+    def cors_headers(origin: str | None) -> dict[str, str]:
+        # API Gateway answers CORS itself for an API with a CORS configuration, for every response.
+        if not origin or origin not in cors["AllowOrigins"]:
+            return {}
+        return {
+            "access-control-allow-origin": origin,
+            "access-control-expose-headers": ", ".join(cors.get("ExposeHeaders", ["retry-after", "x-request-id"])),
+            "vary": "origin",
+        }
+
+    async def predict(request: Request) -> Response:
+        origin = request.headers.get("origin")
+        if request.method == "OPTIONS":
+            preflight = cors_headers(origin)
+            if preflight:
+                preflight.update(
+                    {
+                        "access-control-allow-methods": ", ".join(cors["AllowMethods"]),
+                        "access-control-allow-headers": ", ".join(cors["AllowHeaders"]),
+                        "access-control-max-age": str(cors["MaxAge"]),
+                    }
+                )
+            return Response(status_code=204, headers=preflight)
+        if request.method != "POST":  # the cloud API has only the POST /predict route
+            return _respond(gateway.gateway_error(404))
+        started = time.perf_counter()
+        body = await read_capped(request, gateway.MAX_BODY_BYTES)
+        if body is None:
+            return _respond(gateway.gateway_error(413))
+        request_id = uuid.uuid4().hex[:16]
+        event = gateway.build_event(
+            method=request.method,
+            path=request.url.path,
+            query_string=request.url.query,
+            headers=request.headers.items(),
+            body=body,
+            source_ip=request.client.host if request.client else "127.0.0.1",
+            route_key="POST /predict",
+            request_id=request_id,
+        )
+        built = time.perf_counter()
+        context = gateway.LambdaContext(aws_request_id=str(uuid.uuid4()))
+        try:
+            result = await asyncio.wait_for(
+                asyncio.to_thread(handler, event, context), timeout=gateway.INTEGRATION_TIMEOUT_S
+            )
+            answer = gateway.response_from_lambda(result)
+        except TimeoutError:
+            answer = gateway.gateway_error(503)
+        except Exception:
+            log.exception("the Lambda handler raised (API Gateway answers 500)")
+            answer = gateway.gateway_error(500)
+        done = time.perf_counter()
+        answer.headers = [(k, v) for k, v in answer.headers if not k.startswith("access-control-")]
+        answer.headers.extend(cors_headers(origin).items())
+        answer.headers.append(("apigw-requestid", request_id))
+        answer.headers.append(
+            (
+                "server-timing",
+                f"event;dur={(built - started) * 1000:.2f}, handler;dur={(done - built) * 1000:.2f}",
+            )
+        )
+        return _respond(answer)
+
+    async def invocations(request: Request) -> Response:
+        body = await read_capped(request, runtime.max_payload_bytes)
+        if body is None:
+            answer = runtime.payload_too_large()
+            return Response(answer.body, status_code=answer.status, headers=answer.headers)
+        answer = await runtime.invoke(
+            request.path_params["name"],
+            body,
+            request.headers.get("content-type", ""),
+            request.headers.get("accept", ""),
+        )
+        return Response(answer.body, status_code=answer.status, headers=answer.headers)
+
+    async def ping(request: Request) -> Response:
+        return Response(status_code=200)
+
+    async def config_js(request: Request) -> Response:
+        return Response(
+            render_config_js(stack.base_url),
+            headers={"content-type": CONFIG_JS_CONTENT_TYPE, "cache-control": CONFIG_JS_CACHE_CONTROL},
+        )
+
+    async def site(request: Request) -> Response:
+        relative = request.path_params.get("path", "") or "index.html"
+        path = (WWW / relative).resolve()
+        content_type = CONTENT_TYPES.get(path.suffix.lower())
+        if not path.is_relative_to(WWW) or not path.is_file() or content_type is None:
+            return Response("Not Found", status_code=404, media_type="text/plain")
+        headers = {
+            **SECURITY_HEADERS,
+            "content-security-policy": csp,
+            "content-type": content_type,
+            "cache-control": cache_control_for(path.relative_to(WWW).as_posix()),
+        }
+        return Response(path.read_bytes(), headers=headers)
+
+    async def faults(request: Request) -> Response:
+        if request.method == "DELETE":
+            runtime.faults = Faults()
+        else:
+            try:
+                runtime.faults = Faults.from_json(json.loads(await request.body()))
+            except (ValueError, TypeError) as e:
+                return JSONResponse({"message": str(e)}, status_code=400)
+        return JSONResponse({"faults": runtime.faults.__dict__, "peak_in_flight": runtime.peak_in_flight})
+
+    routes = [
+        Route("/predict", predict, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),
+        Route("/endpoints/{name}/invocations", invocations, methods=["POST"]),
+        Route("/ping", ping, methods=["GET"]),
+        Route("/config.js", config_js, methods=["GET"]),
+    ]
+    if fault_injection:
+        routes.append(Route("/__local/faults", faults, methods=["POST", "DELETE"]))
+    routes.append(Route("/{path:path}", site, methods=["GET", "HEAD"]))
+    return Starlette(routes=routes)
+
+
+def import_handler(stack: StackInfo, region: str):
+    """Import the unmodified Lambda handler with the environment the InferenceApi component gives it."""
+    os.environ.update(
+        {
+            "ENDPOINT_NAME": stack.endpoint_name,
+            "ALLOWED_ORIGINS": ",".join(stack.allowed_origins),
+            "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": stack.base_url,
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_DEFAULT_REGION": region,
+            "AWS_REGION": region,
+            "POWERTOOLS_SERVICE_NAME": "inference-proxy",
+            "POWERTOOLS_METRICS_NAMESPACE": "MobilenetServerless/local",
+        }
+    )
+    os.environ.pop("AWS_PROFILE", None)
+    from handlers import inference_proxy
+
+    return inference_proxy.handler
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def stack_region(stack_file: Path) -> str:
+    import yaml
+
+    try:
+        config = (yaml.safe_load(stack_file.read_text()) or {}).get("config") or {}
+    except OSError:
+        return "us-east-1"
+    return str(config.get("aws:region") or "us-east-1")

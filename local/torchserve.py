@@ -1,0 +1,289 @@
+"""Serve a model.tar.gz through AWS's own serving stack: sagemaker-pytorch-inference + TorchServe, on loopback.
+
+This is the software inside the SageMaker PyTorch container, run without the container: the toolkit's
+`serve` entry (`serving.main()`), its TorchServe config, its handler service calling our model_fn/input_fn/
+predict_fn/output_fn. Everything lives in one temp dir (SAGEMAKER_BASE_DIR=<tmp>, model at <tmp>/model) and
+every listener binds 127.0.0.1. Two deliberate changes to the toolkit, both made in `_ENTRY` below:
+its config file goes into the temp dir (it hard-codes /etc), and it looks for "its" TorchServe only in its
+own process group (it scans every process on the machine and refuses to start beside any other TorchServe,
+including a stale one from a crashed run).
+
+    python -m local.torchserve model/dist/model.tar.gz [--port 8080]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import weakref
+from pathlib import Path
+
+_ENTRY = r"""
+import os, signal, sys, threading, time
+import psutil
+from sagemaker_pytorch_serving_container import serving, torchserve
+
+torchserve.TS_CONFIG_FILE, launcher = sys.argv[1], int(sys.argv[2])
+
+def own_ts_server_process():
+    for _ in range(150):
+        for proc in psutil.process_iter(["cmdline", "status"]):
+            try:
+                if (torchserve.TS_NAMESPACE in (proc.info["cmdline"] or []) and proc.info["status"] != "zombie"
+                        and os.getpgid(proc.pid) == os.getpgid(0)):
+                    return proc
+            except (psutil.Error, OSError):
+                pass
+        time.sleep(0.2)
+    raise RuntimeError("TorchServe's java frontend did not start (see the lines above)")
+
+def watch_launcher():  # the launcher died without stop(): take the whole group down rather than leak java
+    while os.getppid() == launcher:
+        time.sleep(1)
+    os.killpg(0, signal.SIGTERM)
+    time.sleep(10)
+    os.killpg(0, signal.SIGKILL)
+
+torchserve._retrieve_ts_server_process = own_ts_server_process
+threading.Thread(target=watch_launcher, daemon=True).start()
+serving.main()
+"""
+
+# Failures a worker logs while loading the model: "...ModelLoadError: cannot read model metadata at /x".
+_ERROR_LINE = re.compile(r"\b([A-Z]\w*(?:Error|Exception)): (.+)$")
+
+
+class TorchServeError(RuntimeError):
+    """The stack did not start or did not become ready; the message carries the cause and the log tail."""
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports (all held open until every one is picked, so none repeats)."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def serving_env(base: Path, port: int, metrics_port: int, grpc_ports: tuple[int, int]) -> dict[str, str]:
+    """What the toolkit and TorchServe read: every path under `base`, every listener on 127.0.0.1."""
+    tmp, logs = base / "tmp", base / "logs"
+    return {
+        "SAGEMAKER_BASE_DIR": str(base),  # the toolkit serves <base>/model
+        "SAGEMAKER_PROGRAM": "inference.py",
+        "SAGEMAKER_BIND_TO_PORT": str(port),
+        "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+        # The toolkit writes 0.0.0.0 listeners; its config sets enable_envvars_config=true, so TS_* env wins.
+        "TS_INFERENCE_ADDRESS": f"http://127.0.0.1:{port}",
+        "TS_MANAGEMENT_ADDRESS": f"http://127.0.0.1:{port}",
+        "TS_METRICS_ADDRESS": f"http://127.0.0.1:{metrics_port}",
+        "TS_GRPC_INFERENCE_ADDRESS": "127.0.0.1",
+        "TS_GRPC_MANAGEMENT_ADDRESS": "127.0.0.1",
+        "TS_GRPC_INFERENCE_PORT": str(grpc_ports[0]),
+        "TS_GRPC_MANAGEMENT_PORT": str(grpc_ports[1]),
+        "TS_DISABLE_SYSTEM_METRICS": "true",  # a psutil sweep every minute buys nothing here
+        # TorchServe's pid file, worker sockets and the JVM's tmpdir follow these.
+        "TMPDIR": str(tmp),
+        "TEMP": str(tmp),
+        "TMP": str(tmp),
+        "LOG_LOCATION": str(logs),
+        "METRICS_LOCATION": str(logs),
+        # The JVM ignores cgroups here (-XX:-UseContainerSupport) and would size its heap from the host.
+        "JAVA_TOOL_OPTIONS": "-Xmx512m",
+        "OMP_NUM_THREADS": "2",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def failure_cause(log_lines: list[str]) -> str | None:
+    """The last 'SomeError: message' a worker logged, e.g. model_fn's ModelLoadError naming the path."""
+    for line in reversed(log_lines):
+        match = _ERROR_LINE.search(line)
+        if match:
+            return f"{match.group(1)}: {match.group(2).strip()}"
+    return None
+
+
+def _warmup_jpeg() -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), (128, 96, 64)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def _group_alive(pgid: int) -> bool:
+    import psutil  # a dependency of the toolkit and TorchServe
+
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.pid) == pgid:
+                return True
+        except (psutil.Error, OSError):
+            pass
+    return False
+
+
+def _stop(proc: subprocess.Popen, base: Path, grace: float = 15) -> None:
+    """SIGTERM exactly the group we started (java, its workers, the toolkit), SIGKILL it after `grace`."""
+    deadline = time.monotonic() + grace
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        while _group_alive(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+            proc.poll()  # reap the toolkit's process so it stops counting
+        if _group_alive(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+class TorchServeEndpoint:
+    """One SageMaker-style endpoint (/ping, /invocations) for `artifact`, as a context manager."""
+
+    def __init__(
+        self, artifact: Path, *, port: int | None = None, startup_timeout: float = 120, env: dict | None = None
+    ):
+        self.artifact = Path(artifact)
+        self.port = port
+        self.startup_timeout = startup_timeout
+        self.extra_env = dict(env or {})
+        self.base: Path | None = None
+        self._proc: subprocess.Popen | None = None
+        self._finalizer = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> TorchServeEndpoint:
+        if self._proc is not None:
+            raise TorchServeError("endpoint already started")
+        if not shutil.which("java"):
+            raise TorchServeError("java not found on PATH: TorchServe needs a Java 17 runtime")
+        self.base = Path(tempfile.mkdtemp(prefix="torchserve-"))
+        for sub in ("model", "tmp", "logs"):
+            (self.base / sub).mkdir()
+        with tarfile.open(self.artifact) as tar:
+            tar.extractall(self.base / "model", filter="data")
+        ports = free_ports(4)
+        self.port = self.port or ports[0]
+        env = {**os.environ, **serving_env(self.base, self.port, ports[1], (ports[2], ports[3])), **self.extra_env}
+        # The toolkit runs the `torchserve` script by name: find the one installed beside this Python.
+        env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
+        config = self.base / "sagemaker-ts.properties"
+        with open(self.base / "serve.log", "wb") as log:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-c", _ENTRY, str(config), str(os.getpid())],
+                cwd=self.base,  # the toolkit's model store is <cwd>/.sagemaker/ts/models
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: stop() signals exactly this group
+            )
+        self._finalizer = weakref.finalize(self, _stop, self._proc, self.base)
+        return self
+
+    def wait_ready(self) -> None:
+        """Bounded: /ping 200, then a warm-up invocation that only a worker with a loaded model answers 200."""
+        deadline = time.monotonic() + self.startup_timeout
+        jpeg = _warmup_jpeg()
+        while True:
+            if self._proc.poll() is not None:
+                self._fail(f"the serving stack exited with code {self._proc.returncode} before it was ready")
+            if self._request("GET", "/ping")[0] == 200:
+                status, _, body = self.invoke(jpeg, "image/jpeg")
+                if status == 200:
+                    return
+                if status != 503:  # 503: no worker yet; anything else: the worker could not load the model
+                    self._fail(f"warm-up invocation got {status} {body[:200]!r}; model_fn failed")
+            if time.monotonic() > deadline:
+                self._fail(f"not ready after {self.startup_timeout:.0f} s")
+            time.sleep(0.25)
+
+    def _fail(self, what: str) -> None:
+        tail = self.log_tail(40)
+        cause = failure_cause(tail.splitlines())
+        raise TorchServeError(f"{what}{f' - {cause}' if cause else ''}\n--- log tail ({self.base}) ---\n{tail}")
+
+    def invoke(
+        self, body: bytes, content_type: str, accept: str = "application/json"
+    ) -> tuple[int, dict[str, str], bytes]:
+        return self._request("POST", "/invocations", body, {"Content-Type": content_type, "Accept": accept})
+
+    def _request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+        req = urllib.request.Request(self.url + path, data=body, headers=headers or {}, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:  # noqa: S310 (our own loopback URL)
+                return resp.status, dict(resp.headers), resp.read()
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), e.read()
+        except OSError:  # not listening yet, or reset while starting
+            return 0, {}, b""
+
+    def log_tail(self, n: int = 40) -> str:
+        try:
+            lines = (self.base / "serve.log").read_text(errors="replace").splitlines()
+        except (OSError, TypeError):
+            return ""
+        return "\n".join(lines[-n:])
+
+    def stop(self) -> None:
+        if self._finalizer is not None:
+            self._finalizer()  # runs once; also runs at interpreter exit if nobody called stop()
+
+    def __enter__(self) -> TorchServeEndpoint:
+        self.start()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("artifact", type=Path)
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--startup-timeout", type=float, default=120)
+    args = parser.parse_args(argv)
+    try:
+        with TorchServeEndpoint(args.artifact, port=args.port, startup_timeout=args.startup_timeout) as endpoint:
+            print(f"serving {args.artifact} at {endpoint.url}/invocations (ping: {endpoint.url}/ping); Ctrl-C stops")
+            print(f"logs: {endpoint.base}/serve.log")
+            while endpoint._proc.poll() is None:
+                time.sleep(1)
+            print(endpoint.log_tail(), file=sys.stderr)
+            return 1
+    except TorchServeError as e:
+        print(e, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""The web UI against `live_stack`: the real local stack with the real MobileNet V2 behind it.
+
+Every test drives the whole page flow first; the class assertions (is it a cat?) run only when the stack
+has a real model (see UiDriver.require_real_model) and are skipped on the temporary stub alias.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+SAMPLES = Path(__file__).resolve().parents[2] / "www" / "samples"
+CHELSEA = SAMPLES / "chelsea.jpg"
+# ImageNet's domestic and wild cat classes; which one MobileNet picks for Chelsea varies with resizing.
+CAT_WORDS = ("cat", "tabby", "lynx", "persian", "siamese")
+
+
+def is_cat(label: str) -> bool:
+    return any(word in label.lower() for word in CAT_WORDS)
+
+
+def test_upload_cat_photo_top_result_is_a_cat(live_ui: Any, artifacts_dir: Path) -> None:
+    ui = live_ui.open()
+    ui.upload(CHELSEA)
+    ui.wait_done()
+    labels = ui.labels()
+    assert len(labels) == 5
+    assert "Round trip" in ui.page.inner_text("#timing")
+    ui.screenshot(artifacts_dir / "ui-result.png")
+    ui.require_real_model()
+    assert is_cat(labels[0]), f"top result for the cat photo is {labels[0]!r}; all: {labels}"
+
+
+def test_result_on_a_360px_phone(make_ui: Any, live_stack: Any, artifacts_dir: Path) -> None:
+    ui = make_ui(live_stack, width=360, height=740, timeout_ms=30_000).open()
+    ui.click_sample("chelsea")
+    ui.wait_done()
+    width = ui.page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= 360, f"page is {width}px wide on a 360px screen"
+    ui.screenshot(artifacts_dir / "ui-result-360.png")
+    ui.require_real_model()
+    assert is_cat(ui.labels()[0])
+
+
+def test_espresso_sample_button_shows_espresso(live_ui: Any) -> None:
+    ui = live_ui.open()
+    ui.click_sample("coffee")
+    ui.wait_done()
+    labels = ui.labels()
+    assert len(labels) == 5
+    ui.require_real_model()
+    # Top 3, not top 1: "cup" and "coffee mug" are fair neighbours for a cup seen from above.
+    assert any("espresso" in label.lower() for label in labels[:3]), labels
+
+
+def test_drag_and_drop_cat_photo(live_ui: Any) -> None:
+    ui = live_ui.open()
+    ui.drop(CHELSEA)
+    ui.wait_done()
+    labels = ui.labels()
+    assert len(labels) == 5
+    ui.require_real_model()
+    assert is_cat(labels[0]), labels
+
+
+def test_non_image_file_shows_error_and_sends_nothing(live_ui: Any, not_an_image: Path) -> None:
+    ui = live_ui.open()
+    sent = ui.capture_uploads()
+    ui.upload(not_an_image)
+    assert "not an image we can read" in ui.wait_error()
+    assert sent == []
+
+
+def test_12mp_photo_sends_at_most_60kb_and_still_classifies(live_ui: Any, photo_12mp: Path) -> None:
+    assert photo_12mp.stat().st_size > 1_000_000, "the fixture must really be a heavy phone photo"
+    ui = live_ui.open()
+    sent = ui.capture_uploads()
+    ui.upload(photo_12mp)
+    ui.wait_done()
+    [body] = sent
+    assert len(body) <= 60 * 1024, f"sent {len(body)} bytes for a 12-MP photo"
+    assert min(ui.jpeg_size(body)) == 256
+    ui.require_real_model()
+    assert is_cat(ui.labels()[0]), ui.labels()

@@ -1,0 +1,427 @@
+"""The web UI against the stub stack: request shape, every error path, retries, accessibility, CSP.
+
+The stub's answers are canned, so nothing here says anything about the model; these tests pin down what the
+page does with each answer. The real-model checks are in test_ui_live.py.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from email.utils import formatdate
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+WWW = Path(__file__).resolve().parents[2] / "www"
+CHELSEA = WWW / "samples" / "chelsea.jpg"
+NOT_AN_IMAGE = "not an image we can read"
+
+
+def expect_status(ui: Any, text: str) -> None:
+    """Waits until the live region shows `text`; the page's transient states are only seen this way."""
+    ui.page.wait_for_function(
+        "(t) => document.getElementById('status').innerText.toLowerCase().includes(t)", arg=text.lower()
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Happy path and request shape
+
+
+def test_upload_sends_downscaled_jpeg_and_renders_top5(stub_ui: Any, stub_stack: Any) -> None:
+    ui = stub_ui.open()
+    sent = ui.capture_uploads()
+    ui.upload(CHELSEA)
+    ui.wait_done()
+
+    [request] = stub_stack.predict_requests()
+    assert request.query == "top_k=5"
+    assert request.headers["content-type"] == "image/jpeg"
+    assert request.body.startswith(b"\xff\xd8\xff"), "raw JPEG bytes, not base64 or multipart"
+    # chelsea is 451x300: the shorter side must come out at 256, aspect ratio kept.
+    assert ui.jpeg_size(request.body) == (385, 256)
+    assert sent == [request.body], "what the browser sent is what the API received"
+
+    expected = stub_stack.default_predictions
+    assert ui.labels() == [p["label"] for p in expected]
+    assert ui.percents() == ["62.0%", "21.0%", "11.0%", "4.0%", "2.0%"]
+    meters = ui.page.eval_on_selector_all(
+        "#predictions [role='meter']", "(els) => els.map((e) => e.getAttribute('aria-valuenow'))"
+    )
+    assert meters == ["62.0", "21.0", "11.0", "4.0", "2.0"]
+    timing = ui.page.inner_text("#timing")
+    assert "Round trip" in timing
+    assert "server 41 ms" in timing
+    assert "model endpoint 35 ms" in timing
+    assert "385×256" in ui.page.inner_text("#preview-caption")
+    assert ui.page.is_visible("#predictions-wrap")
+
+
+def test_never_upscales_a_small_image(stub_ui: Any, stub_stack: Any, tmp_path: Path) -> None:
+    from PIL import Image
+
+    small = tmp_path / "small.png"
+    Image.new("RGB", (120, 90), (200, 30, 30)).save(small)
+    ui = stub_ui.open()
+    ui.upload(small)
+    ui.wait_done()
+    [request] = stub_stack.predict_requests()
+    assert ui.jpeg_size(request.body) == (120, 90)
+    assert request.headers["content-type"] == "image/jpeg", "PNG input is re-encoded as JPEG"
+
+
+def test_12mp_photo_is_sent_small(stub_ui: Any, stub_stack: Any, photo_12mp: Path) -> None:
+    assert photo_12mp.stat().st_size > 1_000_000, "the fixture must really be a heavy phone photo"
+    ui = stub_ui.open()
+    sent = ui.capture_uploads()
+    ui.upload(photo_12mp)
+    ui.wait_done()
+    [body] = sent
+    assert len(body) <= 60 * 1024
+    assert ui.jpeg_size(body) == (341, 256)
+
+
+def test_sample_button_classifies_the_sample(stub_ui: Any, stub_stack: Any) -> None:
+    ui = stub_ui.open()
+    ui.click_sample("coffee")
+    ui.wait_done()
+    [request] = stub_stack.predict_requests()
+    assert ui.jpeg_size(request.body) == (384, 256), "coffee sample is 480x320"
+    assert ui.labels()[0] == stub_stack.default_predictions[0]["label"]
+
+
+def test_drag_and_drop_classifies(stub_ui: Any, stub_stack: Any) -> None:
+    ui = stub_ui.open()
+    ui.drop(CHELSEA)
+    ui.wait_done()
+    [request] = stub_stack.predict_requests()
+    assert ui.jpeg_size(request.body) == (385, 256)
+    assert not ui.page.eval_on_selector("#drop-zone", "(e) => e.classList.contains('dragging')")
+
+
+def test_paste_classifies(stub_ui: Any, stub_stack: Any) -> None:
+    ui = stub_ui.open()
+    ui.paste(CHELSEA)
+    ui.wait_done()
+    assert len(stub_stack.predict_requests()) == 1
+
+
+def test_classify_button_resends_the_current_photo(stub_ui: Any, stub_stack: Any) -> None:
+    ui = stub_ui.open()
+    assert ui.page.is_disabled("#classify-button"), "nothing to classify yet"
+    ui.upload(CHELSEA)
+    ui.wait_done()
+    ui.page.click("#classify-button")
+    ui.page.wait_for_function("() => document.getElementById('classify-button').disabled === false")
+    ui.wait_done()
+    bodies = [r.body for r in stub_stack.predict_requests()]
+    assert len(bodies) == 2
+    assert ui.jpeg_size(bodies[1]) == (385, 256)
+
+
+# --------------------------------------------------------------------------------------------------
+# Errors
+
+
+def test_non_image_file_is_refused_in_the_browser(stub_ui: Any, stub_stack: Any, not_an_image: Path) -> None:
+    ui = stub_ui.open()
+    ui.upload(not_an_image)
+    assert NOT_AN_IMAGE in ui.wait_error()
+    assert stub_stack.predict_requests() == [], "garbage must not be uploaded"
+    assert ui.page.is_hidden("#results")
+    assert ui.page.is_disabled("#classify-button")
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (413, {"error": "payload_too_large", "message": "max 4194304 bytes"}, "image too large"),
+        (415, {"error": "unsupported_media_type", "message": "expected an image"}, NOT_AN_IMAGE),
+        (400, {"error": "invalid_image", "message": "cannot decode"}, NOT_AN_IMAGE),
+        (422, {"error": "invalid_image", "message": "cannot decode"}, NOT_AN_IMAGE),
+        (502, {"error": "model_error", "message": "model crashed on input"}, "model crashed on input"),
+        (504, {"error": "endpoint_timeout", "message": "no answer in 30 s"}, "took too long"),
+        (500, {"error": "internal_error", "message": "boom id 7"}, "boom id 7"),
+        (400, {"error": "bad_request", "message": "top_k must be 1..20"}, "top_k must be 1..20"),
+        (418, "teapot text body", "HTTP 418"),
+    ],
+)
+def test_error_status_shows_specific_message_and_request_id(
+    stub_ui: Any, stub_stack: Any, status: int, body: Any, expected: str
+) -> None:
+    stub_stack.script({"status": status, "body": body, "headers": {"x-request-id": "req-abc-123"}})
+    ui = stub_ui.open()
+    ui.upload(CHELSEA)
+    text = ui.wait_error()
+    assert expected.lower() in text.lower()
+    assert "req-abc-123" in text, "the request id is shown for support (needs CORS expose-headers)"
+    assert len(stub_stack.predict_requests()) == 1, f"{status} is not retried"
+    assert ui.page.is_hidden("#predictions-wrap"), "no stale or empty result list beside an error"
+    assert ui.controls_disabled() == [False] * 6, "controls restored after an error"
+
+
+def test_429_retries_with_busy_message_then_succeeds(stub_ui: Any, stub_stack: Any) -> None:
+    throttled = {"status": 429, "body": {"error": "throttled", "message": "slow down"}}
+    stub_stack.script(
+        {**throttled, "headers": {"Retry-After": "1"}},
+        {**throttled, "headers": {"Retry-After": "1"}},
+    )
+    ui = stub_ui.open()
+    ui.page.set_default_timeout(10_000)  # backoffs of about 1 and 2 s
+    ui.upload(CHELSEA)
+    expect_status(ui, "busy, retrying")
+    ui.wait_done()
+    requests = stub_stack.predict_requests()
+    assert len(requests) == 3
+    assert len({r.body for r in requests}) == 1, "each retry resends the same image"
+    assert ui.labels()[0] == stub_stack.default_predictions[0]["label"]
+
+
+def test_503_retries_with_warming_up_message_then_succeeds(stub_ui: Any, stub_stack: Any) -> None:
+    # An HTTP-date Retry-After must work as well as delta-seconds.
+    stub_stack.script(
+        {
+            "status": 503,
+            "body": {"error": "model_not_ready", "message": "cold start"},
+            "headers": {"Retry-After": formatdate(usegmt=True)},
+        }
+    )
+    ui = stub_ui.open()
+    ui.upload(CHELSEA)
+    expect_status(ui, "warming up, retrying")
+    ui.wait_done()
+    assert len(stub_stack.predict_requests()) == 2
+
+
+@pytest.mark.slow
+def test_retries_are_bounded(stub_ui: Any, stub_stack: Any) -> None:
+    busy = {"status": 429, "body": {"error": "throttled", "message": "x"}, "headers": {"Retry-After": "0"}}
+    stub_stack.script(*[busy] * 10)
+    ui = stub_ui.open()
+    ui.page.set_default_timeout(20_000)  # three backoffs of about 1, 2 and 4 s
+    ui.upload(CHELSEA)
+    text = ui.wait_error()
+    assert "still busy" in text
+    assert len(stub_stack.predict_requests()) == 4
+    assert ui.controls_disabled() == [False] * 6
+
+
+def test_network_failure_says_api_unreachable(stub_ui: Any, stub_stack: Any) -> None:
+    ui = stub_ui.open()
+    ui.page.route("**/predict*", lambda route: route.abort("internetdisconnected"))
+    ui.upload(CHELSEA)
+    text = ui.wait_error()
+    assert "Cannot reach the API" in text
+    assert stub_stack.api_url in text
+    assert ui.page.is_enabled("#classify-button"), "the user can retry the same photo"
+
+
+def test_malformed_success_body_is_an_error(stub_ui: Any, stub_stack: Any) -> None:
+    stub_stack.script({"status": 200, "body": {"predictions": [{"label": 3, "prob": "high"}]}})
+    ui = stub_ui.open()
+    ui.upload(CHELSEA)
+    text = ui.wait_error()
+    assert "could not read" in text
+    assert "predictions[0]" in text
+
+
+def test_labels_are_rendered_as_text_not_html(stub_ui: Any, stub_stack: Any) -> None:
+    hostile = '<img src=x onerror="window.__owned = 1">'
+    stub_stack.script({"status": 200, "body": {"predictions": [{"label": hostile, "prob": 0.9}]}})
+    ui = stub_ui.open()
+    ui.upload(CHELSEA)
+    ui.wait_done()
+    assert ui.labels() == [hostile]
+    assert ui.page.locator("#predictions img").count() == 0
+    assert ui.page.evaluate("() => window.__owned") is None
+
+
+def test_missing_config_is_reported_and_controls_disabled(page: Any, stub_ui: Any) -> None:
+    page.route("**/config.js", lambda route: route.fulfill(status=200, body="", content_type="text/javascript"))
+    ui = stub_ui.open()
+    assert ui.page.get_attribute("#status", "data-state") == "error"
+    assert "apiUrl is missing" in ui.status_text()
+    assert ui.controls_disabled() == [True] * 6
+
+
+# --------------------------------------------------------------------------------------------------
+# Busy state, keyboard, layout, CSP
+
+
+def test_controls_disabled_while_busy_and_restored_after(stub_ui: Any, stub_stack: Any) -> None:
+    gate = threading.Event()
+    stub_stack.script({"status": 200, "gate": gate})
+    ui = stub_ui.open()
+    try:
+        ui.click_sample("chelsea")
+        ui.page.wait_for_function("() => document.getElementById('status').dataset.state === 'busy'")
+        ui.page.wait_for_function("() => document.getElementById('status-message').innerText === 'Classifying…'")
+        assert ui.controls_disabled() == [True] * 6
+        assert ui.page.get_attribute("#classify-form", "aria-busy") == "true"
+    finally:
+        gate.set()
+    ui.wait_done()
+    assert ui.controls_disabled() == [False] * 6
+    assert ui.page.get_attribute("#classify-form", "aria-busy") == "false"
+
+
+def test_keyboard_reaches_every_control_and_enter_classifies(stub_ui: Any, stub_stack: Any) -> None:
+    ui = stub_ui.open()
+    focused = []
+    for _ in range(8):
+        ui.page.keyboard.press("Tab")
+        focused.append(
+            ui.page.evaluate("() => document.activeElement.id || document.activeElement.dataset.src || ''")
+        )
+    assert "file-input" in focused
+    samples = [f"samples/{n}.jpg" for n in ("chelsea", "coffee", "astronaut", "rocket")]
+    assert [f for f in focused if f.startswith("samples/")][:4] == samples
+    ui.page.focus("button.sample[data-src='samples/rocket.jpg']")
+    ui.page.keyboard.press("Enter")
+    ui.wait_done()
+    assert ui.jpeg_size(stub_stack.predict_requests()[0].body) == (384, 256), "rocket sample is 480x320"
+
+
+def test_status_region_is_live_and_labels_exist(stub_ui: Any) -> None:
+    ui = stub_ui.open()
+    assert ui.page.get_attribute("#status", "aria-live") == "polite"
+    assert ui.page.get_attribute("#status", "role") == "status"
+    assert ui.page.locator("label[for='file-input']").count() == 1
+    alts = ui.page.eval_on_selector_all("button.sample img", "(els) => els.map((e) => e.alt)")
+    assert len(alts) == 4
+    assert all(alts), "every sample image has alt text"
+
+
+def test_narrow_phone_layout_has_no_horizontal_scroll(
+    make_ui: Any, stub_stack: Any, artifacts_dir: Path
+) -> None:
+    ui = make_ui(stub_stack, width=360, height=740).open()
+    ui.click_sample("chelsea")
+    ui.wait_done()
+    width = ui.page.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= 360, f"page is {width}px wide on a 360px screen"
+    ui.screenshot(artifacts_dir / "ui-stub-360.png")
+
+
+def test_page_runs_clean_under_the_cdn_csp(stub_ui: Any, stub_stack: Any, console: Any) -> None:
+    ui = stub_ui
+    response = ui.page.goto(f"{stub_stack.url}/")
+    csp = response.headers["content-security-policy"]
+    assert "script-src 'self'" in csp, "the stub must really enforce the CDN's CSP"
+    ui.page.wait_for_selector("html[data-ready='true']")
+    ui.click_sample("astronaut")
+    ui.wait_done()
+    assert console.errors == []
+    styled = ui.page.eval_on_selector_all("[style]", "(els) => els.map((e) => e.className)")
+    assert set(styled) == {"bar-fill"}, "only the bar widths, set through CSSOM, carry a style"
+
+
+def test_index_html_has_no_inline_script_or_style() -> None:
+    html = (WWW / "index.html").read_text()
+    assert "<style" not in html
+    assert " style=" not in html
+    assert "<script>" not in html
+    assert not re.search(r"\son[a-z]+\s*=", html), "no inline event handlers"
+
+
+# --------------------------------------------------------------------------------------------------
+# Pure functions of script.js, run in the real engine (import() returns the page's own module).
+
+
+def run_js(ui: Any, body: str) -> Any:
+    return ui.page.evaluate(f"async () => {{ const m = await import('./script.js'); {body} }}")
+
+
+def test_downscaled_size(stub_ui: Any) -> None:
+    ui = stub_ui.open()
+    got = run_js(
+        ui,
+        """return [m.downscaledSize(4000, 3000), m.downscaledSize(3000, 4000), m.downscaledSize(200, 100),
+                   m.downscaledSize(100000, 1000), m.downscaledSize(256, 256)];""",
+    )
+    assert got == [
+        {"width": 341, "height": 256},
+        {"width": 256, "height": 341},
+        {"width": 200, "height": 100},
+        {"width": 2048, "height": 20},
+        {"width": 256, "height": 256},
+    ]
+    error = run_js(ui, "try { m.downscaledSize(0, 10); return null; } catch (e) { return e.name; }")
+    assert error == "RangeError"
+
+
+def test_retry_delay_respects_retry_after_cap_and_jitter(stub_ui: Any) -> None:
+    ui = stub_ui.open()
+    got = run_js(
+        ui,
+        """const none = () => 0, most = () => 0.999;
+        return [m.retryDelayMs(1, null, none), m.retryDelayMs(2, null, none), m.retryDelayMs(3, null, none),
+                m.retryDelayMs(10, null, none), m.retryDelayMs(1, 3, none), m.retryDelayMs(1, 60, none),
+                m.retryDelayMs(10, 60, most), m.retryDelayMs(1, null, most)];""",
+    )
+    assert got[:6] == [1000, 2000, 4000, 8000, 3000, 8000]
+    assert got[6] <= 8000 * 1.2, "jitter on top of the cap stays bounded"
+    assert 1000 < got[7] <= 1200
+
+
+def test_parse_retry_after(stub_ui: Any) -> None:
+    ui = stub_ui.open()
+    got = run_js(
+        ui,
+        """const now = Date.parse("Tue, 25 Nov 2025 10:00:00 GMT");
+        return [m.parseRetryAfter("3", now), m.parseRetryAfter(" 12 ", now), m.parseRetryAfter(null, now),
+                m.parseRetryAfter("soon", now), m.parseRetryAfter("Tue, 25 Nov 2025 10:00:05 GMT", now),
+                m.parseRetryAfter("Tue, 25 Nov 2025 09:00:00 GMT", now)];""",
+    )
+    assert got == [3, 12, None, None, 5, 0]
+
+
+def test_formatters_and_predict_url(stub_ui: Any) -> None:
+    ui = stub_ui.open()
+    got = run_js(
+        ui,
+        """return [m.formatPercent(0.7312), m.formatPercent(0.0042), m.formatPercent(1.2), m.formatMs(41.2),
+                m.formatMs(1234), m.formatBytes(27116),
+                m.predictUrl({apiUrl: "https://abc.execute-api.eu-west-1.amazonaws.com/"}),
+                m.predictUrl({apiUrl: "http://127.0.0.1:9000/prod"}, 3)];""",
+    )
+    assert got == [
+        "73.1%",
+        "0.42%",
+        "100.0%",
+        "41 ms",
+        "1.23 s",
+        "26.5 KB",
+        "https://abc.execute-api.eu-west-1.amazonaws.com/predict?top_k=5",
+        "http://127.0.0.1:9000/prod/predict?top_k=3",
+    ]
+    errors = run_js(
+        ui,
+        """const out = [];
+        for (const c of [undefined, {}, {apiUrl: ""}, {apiUrl: "not a url"}]) {
+          try { m.predictUrl(c); out.push(null); } catch (e) { out.push(e.message); }
+        }
+        return out;""",
+    )
+    assert all(e and "apiUrl" in e for e in errors), errors
+
+
+def test_describe_failure_table(stub_ui: Any) -> None:
+    ui = stub_ui.open()
+    got = run_js(
+        ui,
+        """const d = (s, b) => { const f = m.describeFailure(s, b);
+            return [f.retry, typeof f.message === "function" ? f.message(3) : f.message]; };
+        return [d(429, null), d(503, {}), d(413, null), d(502, {message: "bad"}), d(502, null)];""",
+    )
+    assert got == [
+        [True, "The model is busy, retrying in 3 s…"],
+        [True, "The model is warming up, retrying in 3 s…"],
+        [False, "Image too large for the API, even after shrinking. Try a smaller photo."],
+        [False, "The model failed on this image: bad"],
+        [False, "The model failed on this image."],
+    ]

@@ -1,0 +1,140 @@
+"""The handler against an in-process fake sagemaker-runtime over real HTTP: the real botocore client with its
+wire format, error parsing, adaptive retries, timeouts and the per-attempt deadline guard."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+from .conftest import (
+    ENDPOINT,
+    JPEG,
+    PNG,
+    FakeLambdaContext,
+    Reply,
+    aws_error_reply,
+    b64,
+    json_event,
+    load_proxy,
+    make_event,
+    model_error_reply,
+    response_json,
+)
+
+SUCCESS = Reply(200, json.dumps({
+    "predictions": [{"label": "Egyptian cat", "prob": 0.73}, {"label": "tabby", "prob": 0.1}],
+    "model": "mobilenet_v2", "weights": "IMAGENET1K_V2", "backend": "torchscript",
+}).encode())
+TRACEBACK = (
+    "Traceback (most recent call last):\n"
+    '  File "/opt/conda/lib/python3.12/site-packages/sagemaker_inference/transformer.py", line 142, in transform\n'
+    "ValueError: bad"
+)
+
+
+def call(proxy, event, context=None):
+    return proxy.handler(event, context or FakeLambdaContext())
+
+
+def test_raw_bytes_content_type_and_accept_reach_the_endpoint(runtime_proxy, fake_runtime):
+    fake_runtime.script(SUCCESS)
+    response = call(runtime_proxy, json_event({"image": f"data:image/png;base64,{b64(PNG)}", "top_k": 2}))
+    assert response["statusCode"] == 200, response["body"]
+    assert response_json(response)["predictions"][0] == {"label": "Egyptian cat", "prob": 0.73}
+    [seen] = fake_runtime.seen
+    assert seen.path == f"/endpoints/{ENDPOINT}/invocations"
+    assert seen.body == PNG  # raw, not base64: no 4/3 inflation on the way to SageMaker
+    assert seen.headers["content-type"] == "image/png"
+    assert seen.headers["accept"] == "application/json;top_k=2"
+
+
+def test_throttling_as_http_400_is_retried_then_answered_429(runtime_proxy, fake_runtime):
+    throttled = aws_error_reply(400, "ThrottlingException", "Rate exceeded")
+    fake_runtime.script(throttled, throttled)
+    response = call(runtime_proxy, make_event(body=JPEG))
+    assert response["statusCode"] == 429, response["body"]
+    assert response["headers"]["retry-after"]
+    assert len(fake_runtime.seen) == 2  # botocore retried once (total_max_attempts=2)
+
+
+def test_throttling_then_success_is_200(runtime_proxy, fake_runtime):
+    fake_runtime.script(aws_error_reply(400, "ThrottlingException", "Rate exceeded"), SUCCESS)
+    assert call(runtime_proxy, make_event(body=JPEG))["statusCode"] == 200
+
+
+def test_model_error_wire_format_maps_from_original_status_code(runtime_proxy, fake_runtime):
+    fake_runtime.script(model_error_reply(400, "Image could not be decoded\n" + TRACEBACK))
+    response = call(runtime_proxy, make_event(body=JPEG))
+    assert response["statusCode"] == 400
+    assert response_json(response) == {"error": "invalid_image", "message": "Image could not be decoded"}
+    for leaked in ("Traceback", "/opt/", "arn:aws", "123456789012", "cloudwatch"):
+        assert leaked not in response["body"]
+
+
+def test_model_error_from_a_crash_is_502(runtime_proxy, fake_runtime):
+    fake_runtime.script(model_error_reply(500, "RuntimeError: weights missing\n" + TRACEBACK))
+    response = call(runtime_proxy, make_event(body=JPEG))
+    assert response["statusCode"] == 502
+    assert "weights missing" not in response["body"]
+
+
+def test_model_not_ready_is_503(runtime_proxy, fake_runtime):
+    fake_runtime.script(aws_error_reply(429, "ModelNotReadyException", "Model not ready"))
+    response = call(runtime_proxy, make_event(body=JPEG))
+    assert response["statusCode"] == 503
+    assert response["headers"]["retry-after"]
+
+
+def test_internal_failure_is_retried_then_502(runtime_proxy, fake_runtime):
+    failure = aws_error_reply(500, "InternalFailure", "An internal error occurred")
+    fake_runtime.script(failure, failure)
+    response = call(runtime_proxy, make_event(body=JPEG))
+    assert response["statusCode"] == 502
+    assert len(fake_runtime.seen) == 2
+
+
+def test_read_timeout_is_504(runtime_proxy, fake_runtime, monkeypatch):
+    monkeypatch.setattr(runtime_proxy, "CLIENT", runtime_proxy.build_client(connect_timeout=1.0, read_timeout=0.3))
+    slow = Reply(200, SUCCESS.body, delay_s=1.0)
+    fake_runtime.script(slow, slow)
+    response = call(runtime_proxy, make_event(body=JPEG))
+    assert response["statusCode"] == 504, response["body"]
+    assert response_json(response)["error"] == "endpoint_timeout"
+
+
+def test_connection_refused_is_503(proxy_env, capsys):
+    with socket.socket() as sock:  # a port nobody listens on once this closes
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proxy_env.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", f"http://127.0.0.1:{port}")
+    proxy = load_proxy()
+    response = call(proxy, make_event(body=JPEG))
+    assert response["statusCode"] == 503, response["body"]
+    assert response_json(response)["error"] == "model_not_ready"
+
+
+def test_deadline_guard_skips_an_attempt_that_cannot_finish(runtime_proxy, fake_runtime, monkeypatch):
+    # Attempts need 0.2 + 0.3 = 0.5 s; 2.4 s left in Lambda leaves 0.4 s after the safety margin.
+    monkeypatch.setattr(runtime_proxy, "CLIENT", runtime_proxy.build_client(connect_timeout=0.2, read_timeout=0.3))
+    fake_runtime.script(SUCCESS)
+    response = call(runtime_proxy, make_event(body=JPEG), FakeLambdaContext(remaining_ms=2_400))
+    assert response["statusCode"] == 504
+    assert fake_runtime.seen == []
+
+
+def test_deadline_guard_stops_the_retry_but_not_the_first_attempt(runtime_proxy, fake_runtime, monkeypatch):
+    # Attempts need 0.2 + 1.0 = 1.2 s and the deadline is 2.0 s away: the first attempt fits, but after its
+    # read timeout (>= 1.0 s) a second one cannot, so botocore's retry must not be sent.
+    monkeypatch.setattr(runtime_proxy, "CLIENT", runtime_proxy.build_client(connect_timeout=0.2, read_timeout=1.0))
+    slow = Reply(200, SUCCESS.body, delay_s=2.0)
+    fake_runtime.script(slow, slow)
+    response = call(runtime_proxy, make_event(body=JPEG), FakeLambdaContext(remaining_ms=4_000))
+    assert response["statusCode"] == 504
+    assert len(fake_runtime.seen) == 1
+
+
+def test_default_budget_allows_the_retry(runtime_proxy, fake_runtime):
+    fake_runtime.script(aws_error_reply(500, "InternalFailure", "oops"), SUCCESS)
+    response = call(runtime_proxy, make_event(body=JPEG), FakeLambdaContext(remaining_ms=29_000))
+    assert response["statusCode"] == 200
+    assert len(fake_runtime.seen) == 2

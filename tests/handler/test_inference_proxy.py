@@ -1,0 +1,431 @@
+"""The Lambda handler end to end with a botocore Stubber in place of SageMaker: routing, validation before
+any AWS call, error mapping, headers, logging hygiene and metrics."""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+
+import pytest
+from botocore.response import StreamingBody
+from botocore.stub import Stubber
+
+from .conftest import (
+    ENDPOINT,
+    GIF,
+    JPEG,
+    PIXELS,
+    PNG,
+    SITE,
+    WEBP,
+    FakeLambdaContext,
+    NoCallClient,
+    b64,
+    json_event,
+    load_proxy,
+    make_event,
+    response_json,
+)
+
+PREDICTIONS = [
+    {"label": "tabby", "prob": 0.5},
+    {"label": "tiger cat", "prob": 0.2},
+    {"label": "Egyptian cat", "prob": 0.1},
+    {"label": "lynx", "prob": 0.05},
+    {"label": "Persian cat", "prob": 0.01},
+]
+MODEL_BODY = {"predictions": PREDICTIONS, "model": "mobilenet_v2", "weights": "IMAGENET1K_V2", "backend": "eager"}
+TRACEBACK = (
+    "Traceback (most recent call last):\n"
+    '  File "/opt/conda/lib/python3.12/site-packages/sagemaker_inference/transformer.py", line 142\n'
+    "PIL.UnidentifiedImageError: cannot identify image file"
+)
+
+
+def endpoint_answer(document=MODEL_BODY):
+    raw = json.dumps(document).encode()
+    return {"Body": StreamingBody(io.BytesIO(raw), len(raw)), "ContentType": "application/json"}
+
+
+@pytest.fixture
+def stub(proxy):
+    with Stubber(proxy.CLIENT) as stubber:
+        yield stubber
+        stubber.assert_no_pending_responses()
+
+
+@pytest.fixture
+def no_call(proxy, monkeypatch):
+    client = NoCallClient()
+    monkeypatch.setattr(proxy, "CLIENT", client)
+    return client
+
+
+def call(proxy, event, context=None):
+    return proxy.handler(event, context or FakeLambdaContext())
+
+
+def assert_common_headers(response, request_id="req-abc-123"):
+    headers = response["headers"]
+    assert headers["x-request-id"] == request_id
+    assert headers["access-control-allow-origin"] == SITE
+    assert headers["vary"] == "origin"
+    assert headers["cache-control"] == "no-store"
+    assert headers["x-content-type-options"] == "nosniff"
+    assert "x-request-id" in headers["access-control-expose-headers"]
+
+
+def assert_error(response, status, code):
+    assert response["statusCode"] == status, response["body"]
+    body = response_json(response)
+    assert set(body) == {"error", "message"} and body["error"] == code and body["message"]
+    assert response["headers"]["content-type"] == "application/json"
+    assert_common_headers(response)
+    return body
+
+
+# ---- success ----------------------------------------------------------------------------------------------
+
+
+def test_raw_jpeg_body_is_forwarded_as_raw_bytes(proxy, stub):
+    stub.add_response(
+        "invoke_endpoint",
+        endpoint_answer(),
+        {"EndpointName": ENDPOINT, "Body": JPEG, "ContentType": "image/jpeg", "Accept": "application/json;top_k=3"},
+    )
+    response = call(proxy, make_event(body=JPEG, query={"top_k": "3"}))
+    assert response["statusCode"] == 200, response["body"]
+    body = response_json(response)
+    assert body["predictions"] == PREDICTIONS[:3]
+    assert body["model"] == "mobilenet_v2"
+    assert set(body["latency_ms"]) == {"total", "endpoint"}
+    assert body["latency_ms"]["total"] >= body["latency_ms"]["endpoint"] >= 0
+    assert response["headers"]["content-type"] == "application/json"
+    assert response["isBase64Encoded"] is False
+    assert_common_headers(response)
+
+
+def test_json_data_url_png_is_decoded_once_and_sent_with_the_sniffed_type(proxy, stub):
+    stub.add_response(
+        "invoke_endpoint",
+        endpoint_answer(),
+        {"EndpointName": ENDPOINT, "Body": PNG, "ContentType": "image/png", "Accept": "application/json;top_k=5"},
+    )
+    response = call(proxy, json_event({"image": f"data:image/png;base64,{b64(PNG)}"}))
+    assert response["statusCode"] == 200, response["body"]
+    assert response_json(response)["predictions"] == PREDICTIONS
+
+
+def test_json_bare_base64_webp_with_top_k_in_body(proxy, stub):
+    stub.add_response(
+        "invoke_endpoint",
+        endpoint_answer(),
+        {"EndpointName": ENDPOINT, "Body": WEBP, "ContentType": "image/webp", "Accept": "application/json;top_k=20"},
+    )
+    event = json_event({"image": b64(WEBP), "top_k": 20}, content_type="application/json; charset=utf-8")
+    response = call(proxy, event)
+    assert response["statusCode"] == 200, response["body"]
+
+
+def test_json_body_that_api_gateway_base64_encoded(proxy, stub):
+    stub.add_response("invoke_endpoint", endpoint_answer(),
+                      {"EndpointName": ENDPOINT, "Body": JPEG, "ContentType": "image/jpeg",
+                       "Accept": "application/json;top_k=2"})
+    event = make_event(body=json.dumps({"image": b64(JPEG), "top_k": 2}).encode(), content_type="application/json")
+    assert event["isBase64Encoded"] is True
+    assert call(proxy, event)["statusCode"] == 200
+
+
+def test_named_stage_prefix_is_routed(proxy, stub):
+    stub.add_response("invoke_endpoint", endpoint_answer())
+    assert call(proxy, make_event(body=JPEG, stage="prod"))["statusCode"] == 200
+
+
+def test_request_id_falls_back_to_the_lambda_request_id(proxy, stub):
+    stub.add_response("invoke_endpoint", endpoint_answer())
+    response = call(proxy, make_event(body=JPEG, request_id=None), FakeLambdaContext(aws_request_id="lambda-1"))
+    assert response["headers"]["x-request-id"] == "lambda-1"
+
+
+def test_the_local_origin_from_allowed_origins_is_echoed(proxy, stub):
+    stub.add_response("invoke_endpoint", endpoint_answer())
+    response = call(proxy, make_event(body=JPEG, origin="http://127.0.0.1:8080"))
+    assert response["headers"]["access-control-allow-origin"] == "http://127.0.0.1:8080"
+
+
+# ---- errors decided before any AWS call -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("event", "status", "code"),
+    [
+        (make_event(body=b"plain text, definitely not pixels"), 415, "unsupported_media_type"),
+        (make_event(body=GIF, content_type="image/gif"), 415, "unsupported_media_type"),
+        (make_event(body=GIF), 415, "unsupported_media_type"),
+        (make_event(body=JPEG, content_type="text/plain"), 415, "unsupported_media_type"),
+        (make_event(body=JPEG, content_type=None), 415, "unsupported_media_type"),
+        (make_event(body=None), 400, "bad_request"),
+        (make_event(body=b""), 400, "bad_request"),
+        (make_event(body="@@not base64@@", base64_body=True), 400, "bad_request"),
+        (json_event({"image": "***not base64***"}), 400, "bad_request"),
+        (json_event({"image": f"data:image/png;base64,{b64(JPEG)}"}), 400, "bad_request"),
+        (json_event({"image": f"data:image/gif;base64,{b64(GIF)}"}), 415, "unsupported_media_type"),
+        (json_event([1, 2, 3]), 400, "bad_request"),
+        (make_event(body="[" * 50_000, content_type="application/json"), 400, "bad_request"),
+        (make_event(body=JPEG, query={"top_k": "0"}), 400, "bad_request"),
+        (make_event(body=JPEG, query={"top_k": "21"}), 400, "bad_request"),
+        (json_event({"image": b64(JPEG), "top_k": 21}), 400, "bad_request"),
+        (json_event({"image": b64(JPEG), "top_k": True}), 400, "bad_request"),
+        (json_event({"image": b64(JPEG), "top_k": 1e9}), 400, "bad_request"),
+        (make_event(path="/other", body=JPEG), 404, "not_found"),
+        (make_event(path="/", method="GET", body=None), 404, "not_found"),
+        (make_event(method="GET", body=None), 405, "method_not_allowed"),
+        (make_event(method="PUT", body=JPEG), 405, "method_not_allowed"),
+    ],
+    ids=lambda value: value if isinstance(value, int | str) else "",
+)
+def test_rejected_before_any_aws_call(proxy, no_call, event, status, code):
+    response = call(proxy, event)
+    assert_error(response, status, code)
+    assert no_call.calls == 0
+
+
+def test_405_carries_allow(proxy, no_call):
+    response = call(proxy, make_event(method="DELETE", body=None))
+    assert response["headers"]["allow"] == "POST, OPTIONS"
+
+
+def test_top_k_errors_name_the_field(proxy, no_call):
+    body = assert_error(call(proxy, json_event({"image": b64(JPEG), "top_k": "five"})), 400, "bad_request")
+    assert "top_k" in body["message"]
+
+
+def test_oversize_raw_body_is_413_with_the_default_4mb_cap(proxy, no_call):
+    big = JPEG + b"\x00" * (4 * 1024 * 1024)
+    body = assert_error(call(proxy, make_event(body=big)), 413, "payload_too_large")
+    assert "4194304" in body["message"]
+
+
+def test_oversize_json_body_is_413(proxy, no_call):
+    big = JPEG + b"\x00" * (4 * 1024 * 1024)
+    assert_error(call(proxy, json_event({"image": b64(big)})), 413, "payload_too_large")
+
+
+def test_max_image_bytes_env_lowers_the_cap(proxy_env, capsys, monkeypatch):
+    proxy_env.setenv("MAX_IMAGE_BYTES", "1000")
+    proxy = load_proxy()
+    monkeypatch.setattr(proxy, "CLIENT", NoCallClient())
+    body = assert_error(call(proxy, make_event(body=JPEG + b"\x00" * 1000)), 413, "payload_too_large")
+    assert "1000 bytes" in body["message"]
+
+
+# ---- preflight and CORS -----------------------------------------------------------------------------------
+
+
+def test_preflight_from_an_allowed_origin(proxy, no_call):
+    response = call(proxy, make_event(method="OPTIONS", body=None, content_type=None))
+    assert response["statusCode"] == 204 and response["body"] == ""
+    headers = response["headers"]
+    assert headers["access-control-allow-origin"] == SITE
+    assert "POST" in headers["access-control-allow-methods"]
+    assert "content-type" in headers["access-control-allow-headers"]
+    assert headers["x-request-id"] == "req-abc-123"
+
+
+def test_preflight_from_another_origin_gets_no_cors_grant(proxy, no_call):
+    response = call(proxy, make_event(method="OPTIONS", body=None, origin="https://evil.example"))
+    assert response["statusCode"] == 204
+    assert "access-control-allow-origin" not in response["headers"]
+
+
+def test_errors_for_other_origins_carry_no_cors_grant(proxy, no_call):
+    response = call(proxy, make_event(body=GIF, origin="https://evil.example"))
+    assert response["statusCode"] == 415
+    assert "access-control-allow-origin" not in response["headers"]
+    assert response["headers"]["vary"] == "origin"
+    assert response["headers"]["x-request-id"] == "req-abc-123"
+
+
+# ---- endpoint errors (Stubber) ----------------------------------------------------------------------------
+
+
+def test_throttling_exception_reported_as_http_400_is_429_with_retry_after(proxy, stub):
+    stub.add_client_error("invoke_endpoint", "ThrottlingException", "Rate exceeded", http_status_code=400)
+    response = call(proxy, make_event(body=JPEG))
+    assert_error(response, 429, "throttled")
+    assert int(response["headers"]["retry-after"]) >= 1
+
+
+def test_model_not_ready_is_503_with_retry_after(proxy, stub):
+    stub.add_client_error("invoke_endpoint", "ModelNotReadyException", "Model is not ready", http_status_code=429)
+    response = call(proxy, make_event(body=JPEG))
+    assert_error(response, 503, "model_not_ready")
+    assert int(response["headers"]["retry-after"]) >= 1
+
+
+def test_model_error_passes_only_the_models_first_line(proxy, stub):
+    stub.add_client_error(
+        "invoke_endpoint",
+        "ModelError",
+        "Received client error (400) from primary with message ... in account 123456789012",
+        http_status_code=424,
+        modeled_fields={
+            "OriginalStatusCode": 400,
+            "OriginalMessage": "Image could not be decoded: truncated file\n" + TRACEBACK,
+            "LogStreamArn": "arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/Endpoints/x",
+        },
+    )
+    response = call(proxy, make_event(body=JPEG))
+    body = assert_error(response, 400, "invalid_image")
+    assert body["message"] == "Image could not be decoded: truncated file"
+    for leaked in ("Traceback", "/opt/", "arn:aws", "123456789012"):
+        assert leaked not in response["body"]
+
+
+def test_model_crash_is_502_with_a_generic_message(proxy, stub):
+    stub.add_client_error(
+        "invoke_endpoint", "ModelError", "Received server error (500)", http_status_code=424,
+        modeled_fields={"OriginalStatusCode": 500, "OriginalMessage": "RuntimeError: boom\n" + TRACEBACK},
+    )
+    response = call(proxy, make_event(body=JPEG))
+    body = assert_error(response, 502, "model_error")
+    assert "boom" not in body["message"] and "Traceback" not in response["body"]
+
+
+def test_unknown_endpoint_is_502_and_hides_the_account(proxy, stub):
+    stub.add_client_error("invoke_endpoint", "ValidationError",
+                          f"Endpoint {ENDPOINT} of account 123456789012 not found.", http_status_code=400)
+    response = call(proxy, make_event(body=JPEG))
+    assert_error(response, 502, "model_error")
+    assert "123456789012" not in response["body"] and ENDPOINT not in response["body"]
+
+
+def test_endpoint_answer_that_breaks_the_contract_is_502(proxy, stub):
+    stub.add_response("invoke_endpoint", endpoint_answer({"unexpected": True}))
+    assert_error(call(proxy, make_event(body=JPEG)), 502, "model_error")
+
+
+# ---- transport failures and crashes (fake client) ---------------------------------------------------------
+
+
+class RaisingClient:
+    def __init__(self, exc):
+        self.exc = exc
+
+    def invoke_endpoint(self, **_):
+        raise self.exc
+
+
+def test_read_timeout_is_504(proxy, monkeypatch):
+    from botocore.exceptions import ReadTimeoutError
+
+    monkeypatch.setattr(proxy, "CLIENT", RaisingClient(ReadTimeoutError(endpoint_url="https://runtime/x")))
+    assert_error(call(proxy, make_event(body=JPEG)), 504, "endpoint_timeout")
+
+
+def test_unexpected_exception_is_a_json_500_without_traceback(proxy, monkeypatch, capsys):
+    monkeypatch.setattr(proxy, "CLIENT", RaisingClient(KeyError("/var/task/handlers/secret.py")))
+    response = call(proxy, make_event(body=JPEG))
+    body = assert_error(response, 500, "internal_error")
+    assert "/var/task" not in response["body"] and "Traceback" not in body["message"]
+    assert "Traceback" in capsys.readouterr().out  # ...but the operator gets it in the logs
+
+
+def test_event_without_a_path_is_404(proxy, no_call):
+    assert call(proxy, {"not": "an api gateway event"})["statusCode"] == 404
+
+
+def test_malformed_event_is_a_json_500(proxy, no_call):
+    response = call(proxy, {"rawPath": "/predict"})
+    assert response["statusCode"] == 500
+    assert response_json(response)["error"] == "internal_error"
+    assert response["headers"]["x-request-id"] == "lambda-req-789"
+
+
+# ---- configuration at import ------------------------------------------------------------------------------
+
+
+def test_missing_endpoint_name_fails_the_import_with_a_clear_error(proxy_env, capsys):
+    proxy_env.delenv("ENDPOINT_NAME")
+    from handlers.proxy_core import ConfigError
+
+    with pytest.raises(ConfigError, match="ENDPOINT_NAME"):
+        load_proxy()
+
+
+def test_client_is_built_once_at_import_and_reused(proxy, stub):
+    client = proxy.CLIENT
+    stub.add_response("invoke_endpoint", endpoint_answer())
+    stub.add_response("invoke_endpoint", endpoint_answer())
+    call(proxy, make_event(body=JPEG))
+    call(proxy, make_event(body=JPEG))
+    assert proxy.CLIENT is client
+
+
+def test_client_retry_and_timeout_settings(proxy):
+    config = proxy.CLIENT.meta.config
+    assert config.retries["mode"] == "adaptive"
+    assert config.retries["total_max_attempts"] == 2
+    assert (config.connect_timeout, config.read_timeout) == (2.0, 10.0)
+
+
+# ---- logs and metrics -------------------------------------------------------------------------------------
+
+
+def _log_lines(text):
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def _assert_no_payload(text, *payloads):
+    assert PIXELS.decode() not in text
+    for payload in payloads:
+        encoded = b64(payload)
+        # Any 40-character window of the base64 would do; check a few.
+        for start in (0, len(encoded) // 3, len(encoded) - 41):
+            assert encoded[start : start + 40] not in text
+
+
+def test_logs_carry_the_request_id_and_never_the_payload(proxy, stub, capsys, monkeypatch):
+    monkeypatch.setenv("POWERTOOLS_LOGGER_LOG_EVENT", "true")  # must not make the handler log the event
+    stub.add_response("invoke_endpoint", endpoint_answer())
+    stub.add_client_error("invoke_endpoint", "ThrottlingException", "Rate exceeded", http_status_code=400)
+    call(proxy, make_event(body=JPEG))
+    call(proxy, json_event({"image": f"data:image/png;base64,{b64(PNG)}"}))
+    call(proxy, json_event({"image": b64(GIF)}))
+    call(proxy, json_event({"image": f"data:image/jpeg;base64,{b64(PNG)}"}))
+    out = capsys.readouterr().out
+    _assert_no_payload(out, JPEG, PNG, GIF)
+    logs = [line for line in _log_lines(out) if "level" in line]
+    assert logs, out
+    assert all(line.get("correlation_id") == "req-abc-123" for line in logs)
+    assert {line.get("status") for line in logs} >= {200, 429, 415, 400}
+
+
+def test_unhandled_error_logs_do_not_contain_the_payload(proxy, monkeypatch, capsys):
+    monkeypatch.setattr(proxy, "CLIENT", RaisingClient(RuntimeError("boom")))
+    call(proxy, make_event(body=JPEG))
+    _assert_no_payload(capsys.readouterr().out, JPEG)
+
+
+def test_metrics_report_endpoint_latency_and_errors_by_code(proxy, stub, capsys):
+    stub.add_response("invoke_endpoint", endpoint_answer())
+    stub.add_client_error("invoke_endpoint", "ThrottlingException", "Rate exceeded", http_status_code=400)
+    call(proxy, make_event(body=JPEG))
+    call(proxy, make_event(body=JPEG))
+    emf = [line for line in _log_lines(capsys.readouterr().out) if "_aws" in line]
+    latency = [doc for doc in emf if "EndpointLatency" in doc]
+    assert len(latency) == 2
+    assert latency[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "MobilenetServerlessTest"
+    errors = [doc for doc in emf if "Errors" in doc]
+    assert [doc["ErrorCode"] for doc in errors] == ["throttled"]
+    assert ["ErrorCode", "service"] in [sorted(d) for d in errors[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"]]
+
+
+def test_every_invocation_publishes_a_request_count_so_the_flush_is_never_empty(proxy, no_call, capsys):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Powertools warns (not fails) on an empty flush; we want neither
+        response = call(proxy, make_event(method="OPTIONS", body=None))
+    assert response["statusCode"] == 204
+    emf = [line for line in _log_lines(capsys.readouterr().out) if "_aws" in line]
+    assert [doc["Requests"] for doc in emf] == [[1.0]]

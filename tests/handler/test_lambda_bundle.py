@@ -1,0 +1,116 @@
+"""components.lambda_bundle: the Lambda asset holds handlers/ and Powertools with its runtime dependencies."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import zipfile
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from components.lambda_bundle import BundleError, canonical_name, lambda_asset_files, resolve_distributions
+
+from .conftest import REPO_ROOT
+
+HANDLERS = REPO_ROOT / "handlers"
+
+
+@pytest.fixture(scope="module")
+def files() -> dict[str, Path]:
+    return lambda_asset_files(HANDLERS)
+
+
+def test_handler_package_is_included_under_handlers(files):
+    assert files["handlers/inference_proxy.py"] == (HANDLERS / "inference_proxy.py").resolve()
+    assert "handlers/__init__.py" in files
+    assert "handlers/proxy_core.py" in files
+
+
+def test_powertools_and_its_runtime_requirements_are_at_the_root(files):
+    assert "aws_lambda_powertools/__init__.py" in files
+    assert "aws_lambda_powertools/logging/logger.py" in files
+    assert "jmespath/__init__.py" in files
+    assert "typing_extensions.py" in files
+    assert any(name.startswith("aws_lambda_powertools-") and ".dist-info/" in name for name in files)
+
+
+def test_runtime_provided_and_optional_extras_are_left_out(files):
+    tops = {PurePosixPath(name).parts[0] for name in files}
+    for provided in ("boto3", "botocore", "s3transfer", "urllib3", "six.py", "dateutil"):
+        assert provided not in tops
+    for extra in ("pydantic", "aws_xray_sdk", "fastjsonschema", "cryptography"):  # installed, but extras only
+        assert extra not in tops
+
+
+def test_paths_are_relative_posix_without_bytecode(files):
+    assert files
+    for name, source in files.items():
+        path = PurePosixPath(name)
+        assert not path.is_absolute() and ".." not in path.parts and "\\" not in name
+        assert "__pycache__" not in path.parts and not name.endswith((".pyc", ".pyo"))
+        assert source.is_absolute() and source.is_file()
+
+
+def test_bytecode_and_caches_in_handlers_are_skipped(tmp_path):
+    package = tmp_path / "handlers"
+    (package / "__pycache__").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "inference_proxy.py").write_text("handler = None\n")
+    (package / "__pycache__" / "inference_proxy.cpython-311.pyc").write_bytes(b"\x00")
+    (package / "stale.pyc").write_bytes(b"\x00")
+    (package / ".DS_Store").write_bytes(b"\x00")
+    files = lambda_asset_files(package, distributions=())
+    assert sorted(files) == ["handlers/__init__.py", "handlers/inference_proxy.py"]
+
+
+def test_not_a_package_is_an_error(tmp_path):
+    with pytest.raises(BundleError, match=r"__init__\.py"):
+        lambda_asset_files(tmp_path, distributions=())
+
+
+def test_missing_distribution_is_named(tmp_path):
+    (tmp_path / "__init__.py").write_text("")
+    with pytest.raises(BundleError, match="no-such-dist-xyz"):
+        lambda_asset_files(tmp_path, distributions=("no-such-dist-xyz",))
+
+
+def test_resolution_is_transitive_and_skips_the_runtime(files):
+    names = {canonical_name(d.metadata["Name"]) for d in resolve_distributions(["aws-lambda-powertools", "boto3"])}
+    assert names == {"aws-lambda-powertools", "jmespath", "typing-extensions"}
+
+
+def test_compiled_extensions_are_refused():
+    with pytest.raises(BundleError, match="compiled extension"):
+        lambda_asset_files(HANDLERS, distributions=("pyyaml",))
+
+
+def test_the_bundle_imports_the_handler_in_a_clean_interpreter(files, tmp_path):
+    """Zip the asset as Lambda would unpack it, then import the handler in an interpreter without
+    site-packages: only the zip and what the Lambda runtime provides (boto3 and its dependencies)."""
+    archive = tmp_path / "asset.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for name, source in files.items():
+            bundle.write(source, name)
+    runtime = tmp_path / "lambda-runtime"
+    runtime.mkdir()
+    for module in ("boto3", "botocore", "s3transfer", "urllib3", "dateutil", "six", "jmespath"):
+        spec = importlib.util.find_spec(module)
+        origin = Path(spec.origin)
+        source = origin.parent if origin.name == "__init__.py" else origin
+        (runtime / source.name).symlink_to(source)
+    code = (
+        "import sys; sys.path[:0] = sys.argv[1:]; "
+        "import handlers.inference_proxy as m, aws_lambda_powertools, typing_extensions; "
+        "assert aws_lambda_powertools.__file__.startswith(sys.argv[1]), aws_lambda_powertools.__file__; "
+        "assert typing_extensions.__file__.startswith(sys.argv[1]), typing_extensions.__file__; "
+        "print(callable(m.handler))"
+    )
+    env = {"ENDPOINT_NAME": "mobilenet-test", "AWS_DEFAULT_REGION": "us-east-1", "PYTHONDONTWRITEBYTECODE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code, str(archive), str(runtime)],
+        capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "True"

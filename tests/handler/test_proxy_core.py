@@ -1,0 +1,546 @@
+"""Pure rules of the proxy: request validation, error table and mapping, headers, config, time budget."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from botocore.exceptions import (
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from handlers import proxy_core as core
+from handlers.proxy_core import ApiError, ConfigError, parse_predict_request
+
+from .conftest import GIF, JPEG, PNG, WEBP, b64
+
+MAX = core.SAGEMAKER_SERVERLESS_MAX_BYTES
+
+
+def parse(body, content_type="image/jpeg", *, is_base64=True, query=None, max_image_bytes=MAX):
+    if isinstance(body, bytes):
+        body = b64(body) if is_base64 else body.decode()
+    return parse_predict_request(
+        body=body, is_base64=is_base64, content_type=content_type, query=query or {},
+        max_image_bytes=max_image_bytes,
+    )
+
+
+def parse_json(document, *, query=None, max_image_bytes=MAX, content_type="application/json"):
+    return parse(json.dumps(document), content_type, is_base64=False, query=query, max_image_bytes=max_image_bytes)
+
+
+def rejects(code, status, fn, *args, **kwargs) -> ApiError:
+    with pytest.raises(ApiError) as info:
+        fn(*args, **kwargs)
+    assert (info.value.code, info.value.status) == (code, status), info.value
+    return info.value
+
+
+# ---- the error table --------------------------------------------------------------------------------------
+
+
+def test_error_table_statuses_are_the_agreed_ones():
+    assert {code: spec.status for code, spec in core.ERRORS.items()} == {
+        "bad_request": 400, "invalid_image": 400, "not_found": 404, "method_not_allowed": 405,
+        "payload_too_large": 413, "unsupported_media_type": 415, "throttled": 429, "internal_error": 500,
+        "model_error": 502, "model_not_ready": 503, "endpoint_timeout": 504,
+    }
+
+
+def test_retry_after_only_on_throttled_and_not_ready():
+    with_retry_after = {code for code in core.ERRORS if "retry-after" in ApiError(code).headers()}
+    assert with_retry_after == {"throttled", "model_not_ready"}
+    assert int(ApiError("throttled").headers()["retry-after"]) >= 1
+    assert ApiError("method_not_allowed").headers()["allow"] == "POST, OPTIONS"
+
+
+def test_error_body_is_code_and_message_without_detail():
+    error = ApiError("model_error", detail="arn:aws:sagemaker:us-east-1:123456789012:endpoint/x")
+    assert error.body() == {"error": "model_error", "message": core.ERRORS["model_error"].message}
+
+
+# ---- sniffing ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("data", "kind"), [(JPEG, "image/jpeg"), (PNG, "image/png"), (WEBP, "image/webp")])
+def test_sniff_supported_types(data, kind):
+    assert core.sniff_image_type(data) == kind
+
+
+@pytest.mark.parametrize(
+    ("data", "name"),
+    [
+        (GIF, "GIF"), (b"BM\x36\x00\x00\x00", "BMP"), (b"II*\x00\x08\x00", "TIFF"), (b"MM\x00*\x00\x08", "TIFF"),
+        (b"%PDF-1.7\n", "PDF"), (b'<?xml version="1.0"?><svg xmlns="x"/>', "SVG"), (b"  <svg>", "SVG"),
+        (b"\x00\x00\x00\x18ftypheic\x00\x00", "HEIC"), (b"hello world", "not a recognizable image"),
+        (b"RIFF\x00\x00\x00\x00WAVEfmt ", "not a recognizable image"), (b"\xff\xd8", "not a recognizable image"),
+    ],
+)
+def test_unsupported_bytes_are_not_sniffed_and_are_named(data, name):
+    assert core.sniff_image_type(data) is None
+    assert name in core.describe_unsupported(data)
+
+
+# ---- raw bodies -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("data", "declared"), [(JPEG, "image/jpeg"), (PNG, "image/png"), (WEBP, "image/webp"),
+                                               (JPEG, "image/jpg"), (PNG, "application/x-image"),
+                                               (WEBP, "application/octet-stream")])
+def test_raw_body_keeps_bytes_and_uses_sniffed_type(data, declared):
+    request = parse(data, declared)
+    assert request.image == data
+    assert request.content_type == core.sniff_image_type(data)
+    assert request.top_k == core.DEFAULT_TOP_K
+
+
+def test_content_type_parameters_and_case_are_ignored():
+    assert parse(PNG, "IMAGE/PNG; charset=binary").content_type == "image/png"
+
+
+def test_raw_declared_type_must_match_bytes():
+    error = rejects("bad_request", 400, parse, PNG, "image/jpeg")
+    assert "image/jpeg" in error.message and "image/png" in error.message
+
+
+@pytest.mark.parametrize("declared", ["image/gif", "image/svg+xml", "text/plain", "multipart/form-data"])
+def test_unsupported_declared_type_is_415(declared):
+    rejects("unsupported_media_type", 415, parse, JPEG, declared)
+
+
+def test_missing_content_type_is_415_and_says_so():
+    assert "Content-Type" in rejects("unsupported_media_type", 415, parse, JPEG, None).message
+
+
+@pytest.mark.parametrize("data", [GIF, b"%PDF-1.4 not an image", b"just some text bytes"])
+def test_non_image_bytes_never_pass_even_when_declared_jpeg(data):
+    rejects("unsupported_media_type", 415, parse, data, "image/jpeg")
+
+
+@pytest.mark.parametrize("body", [None, ""])
+def test_empty_body_is_400(body):
+    rejects("bad_request", 400, parse_predict_request, body=body, is_base64=True, content_type="image/jpeg",
+            query={}, max_image_bytes=MAX)
+
+
+def test_raw_body_over_the_cap_is_413():
+    error = rejects("payload_too_large", 413, parse, JPEG + b"x" * 100, max_image_bytes=100)
+    assert "100 bytes" in error.message
+    assert parse(JPEG[:100], max_image_bytes=100).image == JPEG[:100]
+
+
+def test_oversized_base64_body_is_413_before_decoding():
+    # Not valid base64 at all: only a size check that runs first can answer 413 rather than 400.
+    rejects("payload_too_large", 413, parse, "!" * 1000, is_base64=True, max_image_bytes=100)
+
+
+def test_invalid_event_base64_is_400():
+    rejects("bad_request", 400, parse, "not*base64", is_base64=True)
+
+
+def test_top_k_from_query():
+    assert parse(JPEG, query={"top_k": "20"}).top_k == 20
+    assert parse(JPEG, query={"top_k": "1"}).top_k == 1
+
+
+@pytest.mark.parametrize("value", ["0", "21", "-1", "abc", "", "3,5", "1e3", "5.0", "9999999999"])
+def test_bad_query_top_k_is_400_naming_top_k(value):
+    assert "top_k" in rejects("bad_request", 400, parse, JPEG, query={"top_k": value}).message
+
+
+# ---- JSON bodies ------------------------------------------------------------------------------------------
+
+
+def test_json_bare_base64():
+    request = parse_json({"image": b64(PNG), "top_k": 3})
+    assert (request.image, request.content_type, request.top_k) == (PNG, "image/png", 3)
+
+
+@pytest.mark.parametrize(("data", "media"), [(JPEG, "image/jpeg"), (PNG, "image/png"), (WEBP, "image/webp"),
+                                             (JPEG, "IMAGE/JPG")])
+def test_json_data_url(data, media):
+    request = parse_json({"image": f"data:{media};base64,{b64(data)}"})
+    assert request.image == data and request.content_type == core.sniff_image_type(data)
+
+
+def test_json_data_url_with_extra_parameters_and_wrapped_base64():
+    encoded = b64(JPEG)
+    wrapped = "\r\n".join(encoded[i : i + 76] for i in range(0, len(encoded), 76))
+    assert parse_json({"image": f"data:image/jpeg;name=cat.jpg;base64,{wrapped}"}).image == JPEG
+
+
+def test_json_content_type_with_charset_and_base64_event_body():
+    document = json.dumps({"image": b64(WEBP)}).encode()
+    request = parse(document, "application/json; charset=UTF-8", is_base64=True)
+    assert request.content_type == "image/webp"
+
+
+def test_json_data_url_declared_type_must_match_bytes():
+    error = rejects("bad_request", 400, parse_json, {"image": f"data:image/png;base64,{b64(JPEG)}"})
+    assert "image/png" in error.message
+
+
+@pytest.mark.parametrize("media", ["image/gif", "text/plain", "image/svg+xml"])
+def test_json_data_url_unsupported_type_is_415(media):
+    rejects("unsupported_media_type", 415, parse_json, {"image": f"data:{media};base64,{b64(GIF)}"})
+
+
+def test_json_data_url_must_be_base64():
+    assert "base64" in rejects("bad_request", 400, parse_json, {"image": "data:image/png,rawtext"}).message
+    rejects("bad_request", 400, parse_json, {"image": "data:image/png;base64"})
+
+
+@pytest.mark.parametrize("image", ["***", "QUJ", "Q===", b64(JPEG)[:-2] + "-_", "QU JD\x00"])
+def test_json_bad_base64_is_400_naming_image(image):
+    assert "image" in rejects("bad_request", 400, parse_json, {"image": image}).message
+
+
+def test_json_gif_image_is_415():
+    rejects("unsupported_media_type", 415, parse_json, {"image": b64(GIF)})
+
+
+def test_json_non_image_is_415():
+    rejects("unsupported_media_type", 415, parse_json, {"image": b64(b"plain text, not pixels")})
+
+
+@pytest.mark.parametrize("document", [{}, {"image": None}, {"top_k": 5}])
+def test_json_missing_image_is_400_naming_image(document):
+    assert '"image"' in rejects("bad_request", 400, parse_json, document).message
+
+
+@pytest.mark.parametrize("image", [123, ["a"], {"b": 1}, True])
+def test_json_image_must_be_a_string(image):
+    assert '"image"' in rejects("bad_request", 400, parse_json, {"image": image}).message
+
+
+@pytest.mark.parametrize("image", ["", "data:image/jpeg;base64,", "  \n "])
+def test_json_empty_image_is_400(image):
+    rejects("bad_request", 400, parse_json, {"image": image})
+
+
+@pytest.mark.parametrize("document", [[1, 2], "image", 5, None])
+def test_json_must_be_an_object(document):
+    assert "object" in rejects("bad_request", 400, parse_json, document).message
+
+
+@pytest.mark.parametrize(
+    "text", ["{", "{'image': 1}", "\x00", '{"image": "a"}garbage', '{"top_k": 1' + "0" * 5000 + "}"]
+)
+def test_json_syntax_errors_are_400(text):
+    rejects("bad_request", 400, parse, text, "application/json", is_base64=False)
+
+
+def test_json_not_utf8_is_400():
+    rejects("bad_request", 400, parse, b'{"image": "\xff\xfe"}', "application/json", is_base64=True)
+
+
+def test_deeply_nested_json_is_400_not_a_crash():
+    rejects("bad_request", 400, parse, "[" * 100_000 + "]" * 100_000, "application/json", is_base64=False)
+
+
+def test_unknown_json_fields_are_ignored():
+    assert parse_json({"image": b64(JPEG), "filename": "cat.jpg", "extra": {"a": [1]}}).image == JPEG
+
+
+@pytest.mark.parametrize("top_k", [1, 7, 20])
+def test_json_top_k_in_range(top_k):
+    assert parse_json({"image": b64(JPEG), "top_k": top_k}).top_k == top_k
+
+
+@pytest.mark.parametrize("top_k", [0, 21, -1, True, False, 5.0, 1e9, "5", None, [5], 10**30])
+def test_json_top_k_out_of_range_or_wrong_type_is_400_naming_top_k(top_k):
+    assert "top_k" in rejects("bad_request", 400, parse_json, {"image": b64(JPEG), "top_k": top_k}).message
+
+
+def test_json_top_k_nan_and_infinity_are_400():
+    for literal in ("NaN", "Infinity", "1e999"):
+        text = f'{{"image": "{b64(JPEG)}", "top_k": {literal}}}'
+        rejects("bad_request", 400, parse, text, "application/json", is_base64=False)
+
+
+def test_query_top_k_applies_to_json_and_must_agree_with_body():
+    assert parse_json({"image": b64(JPEG)}, query={"top_k": "4"}).top_k == 4
+    assert parse_json({"image": b64(JPEG), "top_k": 4}, query={"top_k": "4"}).top_k == 4
+    assert "top_k" in rejects("bad_request", 400, parse_json, {"image": b64(JPEG), "top_k": 3},
+                              query={"top_k": "4"}).message
+
+
+def test_json_image_over_cap_is_413_and_body_over_json_cap_is_413_before_parsing():
+    rejects("payload_too_large", 413, parse_json, {"image": b64(JPEG + b"x" * 200)}, max_image_bytes=200)
+    huge = "x" * (core.json_body_cap(200) + 1)  # not even JSON: only the size check can answer 413
+    rejects("payload_too_large", 413, parse, huge, "application/json", is_base64=False, max_image_bytes=200)
+
+
+def test_json_cap_admits_the_largest_allowed_image_as_a_data_url():
+    prefix = '{"image": "data:image/jpeg;base64,'
+    suffix = '", "top_k": 20, "filename": "some-long-file-name-from-a-phone-camera.jpg"}'
+    assert len(prefix) + core.base64_len(MAX) + len(suffix) <= core.json_body_cap(MAX)
+    assert core.json_body_cap(MAX) < MAX * 4 // 3 + 64 * 1024  # "small slack", not a second image
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=64), declared=st.sampled_from(["image/jpeg", "image/png", "application/x-image"]))
+def test_property_anything_accepted_was_sniffed_as_a_supported_image(data, declared):
+    try:
+        request = parse(data, declared)
+    except ApiError as error:
+        assert error.status in (400, 413, 415)
+        return
+    assert request.image == data
+    assert core.sniff_image_type(data) == request.content_type in core.SUPPORTED_IMAGE_TYPES
+
+
+def test_request_repr_never_shows_the_image():
+    assert "SECRET" not in repr(parse(JPEG)) and "SECRET" not in str(parse(JPEG))
+
+
+def test_endpoint_accept_carries_top_k_as_media_type_parameter():
+    assert core.endpoint_accept(7) == "application/json;top_k=7"
+
+
+# ---- endpoint answers -------------------------------------------------------------------------------------
+
+
+def test_parse_endpoint_body_keeps_contract_fields_and_top_k():
+    raw = json.dumps({
+        "predictions": [{"label": "tabby", "prob": 0.5, "index": 281}, {"label": "tiger cat", "prob": 0.25},
+                        {"label": "Egyptian cat", "prob": 0.125}],
+        "model": "mobilenet_v2", "weights": "IMAGENET1K_V2", "backend": "torchscript",
+    }).encode()
+    predictions, model = core.parse_endpoint_body(raw, 2)
+    assert predictions == [{"label": "tabby", "prob": 0.5}, {"label": "tiger cat", "prob": 0.25}]
+    assert model == "mobilenet_v2"
+
+
+@pytest.mark.parametrize("raw", [b"not json", b"[]", b'{"predictions": []}', b'{"predictions": [{"label": 1}]}',
+                                 b'{"predictions": [{"label": "a", "prob": 1.5}]}',
+                                 b'{"predictions": [{"label": "a", "prob": true}]}', b"\xff"])
+def test_unexpected_endpoint_body_is_model_error(raw):
+    rejects("model_error", 502, core.parse_endpoint_body, raw, 5)
+
+
+# ---- model message sanitizing and error mapping -----------------------------------------------------------
+
+TRACEBACK = (
+    "Traceback (most recent call last):\n"
+    '  File "/opt/conda/lib/python3.12/site-packages/sagemaker_inference/transformer.py", line 142, in transform\n'
+    "    result = self._run_handler_function(\n"
+    "ValueError: boom"
+)
+
+
+def test_sanitize_keeps_a_plain_first_line():
+    text = "cannot identify image file: truncated JPEG\n" + TRACEBACK
+    assert core.sanitize_model_message(text) == "cannot identify image file: truncated JPEG"
+
+
+def test_sanitize_drops_tracebacks_and_redacts_paths_arns_and_accounts():
+    assert core.sanitize_model_message(TRACEBACK) is None
+    assert core.sanitize_model_message('  File "/opt/ml/model/code/inference.py", line 3') is None
+    line = ("bad image at /opt/ml/model/code/inference.py for arn:aws:sagemaker:us-east-1:123456789012:endpoint/x"
+            " account 123456789012 type image/jpeg")
+    cleaned = core.sanitize_model_message(line)
+    assert cleaned is not None and cleaned.startswith("bad image at")
+    for leaked in ("/opt", "inference.py", "arn:aws", "123456789012"):
+        assert leaked not in cleaned
+    assert "image/jpeg" in cleaned  # a media type is not a path
+
+
+def test_sanitize_caps_length_and_rejects_non_text():
+    assert len(core.sanitize_model_message("x" * 5000)) <= core.MODEL_MESSAGE_MAX_CHARS
+    assert core.sanitize_model_message(None) is None
+    assert core.sanitize_model_message(42) is None
+    assert core.sanitize_model_message("   ") is None
+    assert core.sanitize_model_message("/opt/ml/model") is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(prefix=st.text(max_size=80), suffix=st.text(max_size=80))
+def test_property_sanitized_messages_never_leak(prefix, suffix):
+    leaks = "/opt/ml/model/code/inference.py arn:aws:iam::123456789012:role/x 123456789012"
+    text = f"{prefix} {leaks} {suffix}\n{TRACEBACK}"
+    cleaned = core.sanitize_model_message(text)
+    if cleaned is not None:
+        assert "\n" not in cleaned and len(cleaned) <= core.MODEL_MESSAGE_MAX_CHARS
+        assert "/opt/ml" not in cleaned and "arn:aws:iam" not in cleaned and "123456789012" not in cleaned
+        assert "Traceback" not in cleaned
+
+
+def model_error(status, message):
+    return {
+        "Error": {"Code": "ModelError", "Message": "Received client error in account 123456789012"},
+        "ResponseMetadata": {"HTTPStatusCode": 424},
+        "OriginalStatusCode": status,
+        "OriginalMessage": message,
+        "LogStreamArn": "arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/Endpoints/x",
+    }
+
+
+def test_throttling_is_matched_by_code_even_with_http_400():
+    error = core.map_client_error("ThrottlingException", 400, {"Error": {"Code": "ThrottlingException"}})
+    assert (error.status, error.code, "retry-after" in error.headers()) == (429, "throttled", True)
+
+
+@pytest.mark.parametrize("code", ["ModelNotReadyException", "ServiceUnavailable"])
+def test_not_ready_is_503_with_retry_after(code):
+    error = core.map_client_error(code, 429, {"Error": {"Code": code}})
+    assert (error.status, error.code) == (503, "model_not_ready") and "retry-after" in error.headers()
+
+
+def test_model_error_400_passes_the_first_line_only():
+    error = core.map_client_error("ModelError", 424, model_error(400, "image is not decodable\n" + TRACEBACK))
+    assert (error.status, error.code, error.message) == (400, "invalid_image", "image is not decodable")
+
+
+def test_model_error_422_keeps_422():
+    error = core.map_client_error("ModelError", 424, model_error(422, "image too small"))
+    assert (error.status, error.code, error.message) == (422, "invalid_image", "image too small")
+
+
+def test_model_error_400_whose_first_line_is_a_traceback_gets_the_generic_message():
+    error = core.map_client_error("ModelError", 424, model_error(400, TRACEBACK))
+    assert (error.status, error.message) == (400, core.ERRORS["invalid_image"].message)
+
+
+@pytest.mark.parametrize(("status", "expected"), [(413, (413, "payload_too_large")),
+                                                  (415, (415, "unsupported_media_type")),
+                                                  (406, (502, "model_error")), (500, (502, "model_error")),
+                                                  (503, (502, "model_error")), (404, (502, "model_error")),
+                                                  (None, (502, "model_error")), ("400", (400, "invalid_image"))])
+def test_model_error_status_mapping(status, expected):
+    error = core.map_client_error("ModelError", 424, model_error(status, "something\n" + TRACEBACK))
+    assert (error.status, error.code) == expected
+
+
+def test_model_error_5xx_never_passes_the_model_text():
+    error = core.map_client_error("ModelError", 424, model_error(500, "CUDA out of memory at /opt/x.py"))
+    assert error.message == core.ERRORS["model_error"].message
+
+
+def test_validation_error_about_size_is_413_else_502_without_details():
+    too_big = {"Error": {"Code": "ValidationError", "Message": "Request payload length exceeds the limit"}}
+    assert core.map_client_error("ValidationError", 400, too_big).status == 413
+    missing = {"Error": {"Code": "ValidationError",
+                         "Message": "Endpoint mobilenet of account 123456789012 not found."}}
+    error = core.map_client_error("ValidationError", 400, missing)
+    assert (error.status, error.code) == (502, "model_error")
+    assert "123456789012" not in json.dumps(error.body()) and "123456789012" in error.detail
+
+
+@pytest.mark.parametrize("code", ["InternalFailure", "InternalDependencyException", "AccessDeniedException", ""])
+def test_other_client_errors_are_502(code):
+    assert core.map_client_error(code, 500, {"Error": {"Code": code}}).status == 502
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (ReadTimeoutError(endpoint_url="https://runtime/x"), (504, "endpoint_timeout")),
+        (ConnectTimeoutError(endpoint_url="https://runtime/x"), (504, "endpoint_timeout")),
+        (EndpointConnectionError(endpoint_url="https://runtime/x"), (503, "model_not_ready")),
+        (ConnectionClosedError(endpoint_url="https://runtime/x"), (502, "model_error")),
+    ],
+)
+def test_transport_errors(exc, expected):
+    error = core.map_transport_error(exc)
+    assert (error.status, error.code) == expected
+    assert "runtime/x" not in json.dumps(error.body())
+
+
+# ---- headers ----------------------------------------------------------------------------------------------
+
+ALLOWED = frozenset({"https://site.example", "http://127.0.0.1:8080"})
+
+
+def test_cors_echoes_an_allowed_origin():
+    headers = core.cors_headers("https://site.example", ALLOWED)
+    assert headers["access-control-allow-origin"] == "https://site.example"
+    assert headers["vary"] == "origin"
+    assert headers["access-control-allow-methods"] == "POST, OPTIONS"
+    assert headers["access-control-allow-headers"] == "content-type"
+    assert set(re.split(r",\s*", headers["access-control-expose-headers"])) == {"x-request-id", "retry-after"}
+
+
+@pytest.mark.parametrize("origin", [None, "", "https://evil.example", "https://site.example.evil.com", "null"])
+def test_cors_refuses_other_origins_but_still_varies(origin):
+    assert core.cors_headers(origin, ALLOWED) == {"vary": "origin"}
+
+
+def test_base_headers():
+    headers = core.base_headers("rid-1", None, ALLOWED)
+    assert headers["x-request-id"] == "rid-1"
+    assert headers["content-type"] == "application/json"
+    assert headers["cache-control"] == "no-store"
+    assert headers["x-content-type-options"] == "nosniff"
+
+
+# ---- configuration ----------------------------------------------------------------------------------------
+
+
+def test_load_config_defaults_and_origin_normalization():
+    config = core.load_config({"ENDPOINT_NAME": "mobilenet-local",
+                               "ALLOWED_ORIGINS": " https://Site.Example/ ,http://127.0.0.1:8080,, "})
+    assert config.endpoint_name == "mobilenet-local"
+    assert config.max_image_bytes == MAX
+    assert config.allowed_origins == ALLOWED
+
+
+@pytest.mark.parametrize("env", [{}, {"ENDPOINT_NAME": ""}, {"ENDPOINT_NAME": "   "}])
+def test_missing_endpoint_name_is_a_clear_config_error(env):
+    with pytest.raises(ConfigError, match="ENDPOINT_NAME"):
+        core.load_config(env)
+    assert issubclass(ConfigError, RuntimeError)
+
+
+def test_invalid_endpoint_name_is_a_config_error():
+    with pytest.raises(ConfigError, match="ENDPOINT_NAME"):
+        core.load_config({"ENDPOINT_NAME": "bad/name"})
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "abc", "4194305", "1.5"])
+def test_max_image_bytes_must_be_within_the_sagemaker_limit(value):
+    with pytest.raises(ConfigError, match="MAX_IMAGE_BYTES"):
+        core.load_config({"ENDPOINT_NAME": "e", "MAX_IMAGE_BYTES": value})
+
+
+def test_max_image_bytes_can_be_lowered():
+    assert core.load_config({"ENDPOINT_NAME": "e", "MAX_IMAGE_BYTES": "1048576"}).max_image_bytes == 1048576
+
+
+@pytest.mark.parametrize("value", ["site.example", "ftp://x.example", "https://x.example/path"])
+def test_allowed_origins_must_be_origins(value):
+    with pytest.raises(ConfigError, match="ALLOWED_ORIGINS"):
+        core.load_config({"ENDPOINT_NAME": "e", "ALLOWED_ORIGINS": value})
+
+
+# ---- time budget ------------------------------------------------------------------------------------------
+
+
+def test_invoke_budget_ends_well_before_lambda_and_api_gateway_limits():
+    assert core.INVOKE_BUDGET_S + 2 <= core.LAMBDA_TIMEOUT_S < core.API_GATEWAY_LIMIT_S
+    assert core.invoke_deadline(100.0, None) == 100.0 + core.INVOKE_BUDGET_S
+    assert core.invoke_deadline(100.0, 29_000) <= 100.0 + core.LAMBDA_TIMEOUT_S - 2
+
+
+def test_invoke_deadline_respects_a_short_remaining_lambda_time():
+    assert core.invoke_deadline(10.0, 5_000) == pytest.approx(10.0 + 5.0 - core.LAMBDA_SAFETY_MARGIN_S)
+
+
+def test_the_common_retry_case_fits_the_budget_so_the_guard_does_not_cut_it():
+    attempt = core.CONNECT_TIMEOUT_S + core.READ_TIMEOUT_S
+    non_throttle_backoff = 0.05
+    assert core.TOTAL_MAX_ATTEMPTS >= 2
+    assert attempt + non_throttle_backoff + attempt <= core.INVOKE_BUDGET_S
+    assert core.attempt_fits(now=attempt + non_throttle_backoff, deadline=core.INVOKE_BUDGET_S, attempt_s=attempt)
+
+
+def test_attempt_fits():
+    assert core.attempt_fits(0.0, 12.0, 12.0)
+    assert not core.attempt_fits(0.1, 12.0, 12.0)

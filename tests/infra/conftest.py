@@ -1,0 +1,250 @@
+"""Pulumi mocks for the infra tests.
+
+set_mocks runs at import time, before any test module imports the components, and again per test
+(fresh registry). Resources are recorded as (type, name) -> inputs, camelCase as the engine sees them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import runpy
+import sys
+import tarfile
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+DLC_ACCOUNT = "763104351884"
+API_ID = "abc123defg"
+API_ENDPOINT = f"https://{API_ID}.execute-api.{REGION}.amazonaws.com"
+EXECUTION_ARN = f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{API_ID}"
+CF_DOMAIN = "d111111abcdef8.cloudfront.net"
+DYNAMIC = "pulumi-python:dynamic:Resource"
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    def __init__(self) -> None:
+        self.resources: dict[tuple[str, str], dict[str, Any]] = {}
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        self.resources[(args.typ, args.name)] = dict(args.inputs)
+        outs = dict(args.inputs)
+        name = args.inputs.get("name") or f"{args.name}-a1b2c3"
+        rid = f"{args.name}-id"
+        typ = args.typ
+        if typ == "aws:s3/bucket:Bucket":
+            bucket = f"{args.name}-a1b2c3"
+            outs.update(
+                bucket=bucket,
+                arn=f"arn:aws:s3:::{bucket}",
+                bucketRegionalDomainName=f"{bucket}.s3.{REGION}.amazonaws.com",
+            )
+            rid = bucket
+        elif typ == "aws:iam/role:Role":
+            outs.update(arn=f"arn:aws:iam::{ACCOUNT}:role/{name}", name=name)
+            rid = name
+        elif typ == "aws:cloudwatch/logGroup:LogGroup":
+            outs.update(arn=f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{name}", name=name)
+        elif typ in ("aws:sagemaker/model:Model", "aws:sagemaker/endpointConfiguration:EndpointConfiguration"):
+            outs.update(name=name)
+        elif typ == "aws:sagemaker/endpoint:Endpoint":
+            outs.update(arn=f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{name.lower()}", name=name)
+        elif typ == "aws:lambda/function:Function":
+            arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
+            outs.update(
+                arn=arn,
+                name=name,
+                invokeArn=f"arn:aws:apigateway:{REGION}:lambda:path/2015-03-31/functions/{arn}/invocations",
+            )
+        elif typ == "aws:apigatewayv2/api:Api":
+            outs.update(apiEndpoint=API_ENDPOINT, executionArn=EXECUTION_ARN)
+            rid = API_ID
+        elif typ == "aws:cloudfront/distribution:Distribution":
+            rid = "E2EXAMPLE"
+            outs.update(domainName=CF_DOMAIN, arn=f"arn:aws:cloudfront::{ACCOUNT}:distribution/{rid}")
+        elif typ == DYNAMIC:
+            outs.pop("__provider", None)
+        return rid, outs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        self.calls.append((args.token, dict(args.args)))
+        if args.token == "aws:index/getRegion:getRegion":
+            return {"name": REGION, "region": REGION, "id": REGION}, []
+        if args.token == "aws:index/getPartition:getPartition":
+            return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}, []
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {
+                "accountId": ACCOUNT,
+                "arn": f"arn:aws:iam::{ACCOUNT}:user/test",
+                "userId": "AIDTEST",
+                "id": ACCOUNT,
+            }, []
+        if args.token == "aws:sagemaker/getPrebuiltEcrImage:getPrebuiltEcrImage":
+            repo, tag = args.args["repositoryName"], args.args.get("imageTag", "latest")
+            return {
+                "registryId": DLC_ACCOUNT,
+                "registryPath": f"{DLC_ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{repo}:{tag}",
+                "repositoryName": repo,
+                "imageTag": tag,
+                "id": DLC_ACCOUNT,
+            }, []
+        raise AssertionError(f"unexpected invoke {args.token}")
+
+    # ---- lookups used by the tests
+    def of_type(self, typ: str) -> dict[str, dict[str, Any]]:
+        return {name: inputs for (t, name), inputs in self.resources.items() if t == typ}
+
+    def one(self, typ: str, name: str | None = None) -> dict[str, Any]:
+        found = self.of_type(typ)
+        if name is not None:
+            return found[name]
+        assert len(found) == 1, f"expected one {typ}, got {sorted(found)}"
+        return next(iter(found.values()))
+
+
+def _install(project: str = "mobilenet-serverless", stack: str = "dev") -> RecordingMocks:
+    mocks = RecordingMocks()
+    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False)
+    return mocks
+
+
+_install()
+
+# pulumi_aws loads its submodules lazily, each import emitting DeprecationWarnings for resources we do
+# not use; load the ones the components use once, quietly, so test output shows only our warnings.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import pulumi_aws
+
+    for _module, _cls in (
+        ("s3", "Bucket"),
+        ("lambda_", "Function"),
+        ("cloudfront", "Distribution"),
+        ("sagemaker", "Model"),
+        ("apigatewayv2", "Api"),
+        ("iam", "Role"),
+        ("cloudwatch", "LogGroup"),
+    ):
+        getattr(getattr(pulumi_aws, _module), _cls)
+
+
+@pytest.fixture
+def mocks() -> RecordingMocks:
+    pulumi.runtime.set_all_config({})
+    return _install()
+
+
+# pulumi_aws loads its submodules lazily, each import emitting DeprecationWarnings for resources we do
+# not use; load the ones the components use once, quietly, so test output shows only our warnings.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import pulumi_aws
+
+    for _module, _cls in (
+        ("s3", "Bucket"),
+        ("lambda_", "Function"),
+        ("cloudfront", "Distribution"),
+        ("sagemaker", "Model"),
+        ("apigatewayv2", "Api"),
+        ("iam", "Role"),
+        ("cloudwatch", "LogGroup"),
+    ):
+        getattr(getattr(pulumi_aws, _module), _cls)
+
+
+def settle(declare: Callable[[], Any]) -> Any:
+    """Run `declare` in the Pulumi mock engine, wait for every registration, return its resolved value.
+
+    The returned Output is awaited (so it is never vacuous) and its value handed back; the caller then
+    asserts on both the value and the recorded resource inputs, which are complete by then.
+    """
+    box: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def _run() -> pulumi.Output[Any]:
+        return pulumi.Output.from_input(declare()).apply(lambda value: box.setdefault("value", value))
+
+    _run()
+    assert "value" in box, "the declared Output never resolved"
+    return box["value"]
+
+
+def make_artifact(directory: Path) -> tuple[Path, str]:
+    """A tiny real model.tar.gz stand-in and its sha256."""
+    directory.mkdir(parents=True, exist_ok=True)
+    code = directory / "inference.py"
+    code.write_text("def model_fn(model_dir):\n    return None\n")
+    artifact = directory / "model.tar.gz"
+    with tarfile.open(artifact, "w:gz") as tar:
+        tar.add(code, arcname="code/inference.py")
+    return artifact, hashlib.sha256(artifact.read_bytes()).hexdigest()
+
+
+def make_www(directory: Path, files: dict[str, bytes] | None = None) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    content = files or {
+        "index.html": b"<!doctype html><title>t</title>",
+        "script.js": b"console.log(1);",
+        "style.css": b"body{}",
+        "samples/cat.jpg": b"\xff\xd8\xff\xe0fakejpeg",
+    }
+    for rel, data in content.items():
+        path = directory / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return directory
+
+
+def run_main(mocks: RecordingMocks, monkeypatch: pytest.MonkeyPatch, config: dict[str, Any]) -> dict[str, Any]:
+    """Run __main__.py under the mocks with `config` (un-prefixed keys), return the resolved exports."""
+    import json
+
+    flat = {
+        f"mobilenet-serverless:{k}": (json.dumps(v) if isinstance(v, list | bool) else str(v))
+        for k, v in config.items()
+    }
+    flat["aws:region"] = REGION
+    pulumi.runtime.set_all_config(flat)
+    exports: dict[str, Any] = {}
+    monkeypatch.setattr(pulumi, "export", lambda name, value: exports.__setitem__(name, value))
+
+    def declare() -> pulumi.Output[dict[str, Any]]:
+        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+        return pulumi.Output.all(**exports)
+
+    return settle(declare)
+
+
+def fake_lambda_asset_files(
+    handler_dir: Path, distributions: tuple[str, ...] = ("aws-lambda-powertools",)
+) -> dict[str, Path]:
+    """Stand-in for components.lambda_bundle: the handler sources only (no Powertools walk)."""
+    return {f"handlers/{p.relative_to(handler_dir).as_posix()}": p for p in sorted(handler_dir.rglob("*.py"))}
+
+
+@pytest.fixture
+def program(mocks: RecordingMocks, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., dict[str, Any]]:
+    """Run __main__.py with a fake artifact and the given config; returns the resolved exports."""
+    import types
+
+    stub = types.ModuleType("components.lambda_bundle")
+    stub.lambda_asset_files = fake_lambda_asset_files  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "components.lambda_bundle", stub)
+    artifact, _ = make_artifact(tmp_path / "model")
+
+    def run(**config: Any) -> dict[str, Any]:
+        config.setdefault("modelArtifact", str(artifact))
+        return run_main(mocks, monkeypatch, config)
+
+    return run

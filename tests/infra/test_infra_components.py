@@ -1,0 +1,484 @@
+"""The three components under Pulumi mocks: every resource and its key inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+
+from components import policies
+from components.inference_api import InferenceApi, InferenceApiArgs, InferenceApiArgsError
+from components.serverless_endpoint import ServerlessEndpoint, ServerlessEndpointArgs, ServerlessEndpointArgsError
+from components.site_config import CONFIG_JS_CACHE_CONTROL, render_config_js
+from components.static_site import StaticSite, StaticSiteArgs, StaticSiteArgsError
+from tests.infra.conftest import (
+    ACCOUNT,
+    API_ENDPOINT,
+    CF_DOMAIN,
+    DLC_ACCOUNT,
+    DYNAMIC,
+    EXECUTION_ARN,
+    REGION,
+    ROOT,
+    RecordingMocks,
+    fake_lambda_asset_files,
+    make_artifact,
+    make_www,
+    settle,
+)
+
+KMS = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+CERT = "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-0000-1111-2222-333344445555"
+ENDPOINT_ARN = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/mobilenet-test"
+
+
+def endpoint_args(tmp_path: Path, **overrides: Any) -> ServerlessEndpointArgs:
+    artifact, sha = make_artifact(tmp_path / "model")
+    base = {
+        "endpoint_name": "mobilenet-test",
+        "artifact_path": artifact,
+        "artifact_sha256": sha,
+        "image_tag": "2.6.0-cpu-py312",
+    }
+    return ServerlessEndpointArgs(**{**base, **overrides})
+
+
+def api_args(**overrides: Any) -> InferenceApiArgs:
+    base = {
+        "function_name": "mobilenet-test-proxy",
+        "endpoint_name": "mobilenet-test",
+        "endpoint_arn": ENDPOINT_ARN,
+        "code_files": fake_lambda_asset_files(ROOT / "handlers"),
+        "site_origins": ["https://d1.cloudfront.net"],
+        "extra_origins": ("http://localhost:8000",),
+    }
+    return InferenceApiArgs(**{**base, **overrides})
+
+
+# ------------------------------------------------------------------------------ ServerlessEndpoint
+
+
+def test_serverless_endpoint_resources(mocks: RecordingMocks, tmp_path: Path) -> None:
+    args = endpoint_args(tmp_path)
+    outputs = settle(
+        lambda: pulumi.Output.all(
+            (c := ServerlessEndpoint("model", args)).endpoint_name,
+            c.model_artifact_uri,
+            c.log_group_name,
+            c.endpoint_arn,
+        )
+    )
+    key = f"models/{args.artifact_sha256}/model.tar.gz"
+    assert outputs == [
+        "mobilenet-test",
+        f"s3://model-bucket-a1b2c3/{key}",
+        "/aws/sagemaker/Endpoints/mobilenet-test",
+        ENDPOINT_ARN,
+    ]
+
+    bucket = mocks.one("aws:s3/bucket:Bucket")
+    assert bucket["forceDestroy"] is True
+    pab = mocks.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
+    assert all(
+        pab[k] is True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+    )
+    own = mocks.one("aws:s3/bucketOwnershipControls:BucketOwnershipControls")
+    assert own["rule"] == {"objectOwnership": "BucketOwnerEnforced"}
+    sse = mocks.one("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
+    assert sse["rules"][0]["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "AES256"}
+
+    obj = mocks.one("aws:s3/bucketObjectv2:BucketObjectv2")
+    assert obj["key"] == key
+    assert Path(obj["source"].path) == args.artifact_path
+
+    model = mocks.one("aws:sagemaker/model:Model")
+    container = model["primaryContainer"]
+    assert container["image"] == f"{DLC_ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/pytorch-inference:2.6.0-cpu-py312"
+    assert container["modelDataUrl"] == f"s3://model-bucket-a1b2c3/{key}"
+    assert container["environment"] == policies.sagemaker_container_env(REGION)
+    assert model["executionRoleArn"].startswith(f"arn:aws:iam::{ACCOUNT}:role/model-role")
+    assert (
+        "aws:sagemaker/getPrebuiltEcrImage:getPrebuiltEcrImage",
+        {"repositoryName": "pytorch-inference", "imageTag": "2.6.0-cpu-py312"},
+    ) in [(t, {k: v for k, v in a.items() if k in ("repositoryName", "imageTag")}) for t, a in mocks.calls]
+
+    variant = mocks.one("aws:sagemaker/endpointConfiguration:EndpointConfiguration")["productionVariants"]
+    assert variant == [
+        {
+            "variantName": "AllTraffic",
+            "modelName": "model-model-a1b2c3",
+            "serverlessConfig": {"memorySizeInMb": 2048, "maxConcurrency": 5},
+        }
+    ]
+    endpoint = mocks.one("aws:sagemaker/endpoint:Endpoint")
+    assert endpoint == {"name": "mobilenet-test", "endpointConfigName": "model-config-a1b2c3"}
+    log_group = mocks.one("aws:cloudwatch/logGroup:LogGroup")
+    assert log_group == {"name": "/aws/sagemaker/Endpoints/mobilenet-test", "retentionInDays": 14}
+
+    role = mocks.one("aws:iam/role:Role")
+    assert json.loads(role["assumeRolePolicy"])["Statement"][0]["Principal"] == {"Service": "sagemaker.amazonaws.com"}
+    assert "managedPolicyArns" not in role
+    policy = json.loads(mocks.one("aws:iam/rolePolicy:RolePolicy")["policy"])
+    assert policy == json.loads(
+        policies.sagemaker_execution_policy(
+            partition="aws",
+            region=REGION,
+            account_id=ACCOUNT,
+            registry_id=DLC_ACCOUNT,
+            repository="pytorch-inference",
+            bucket="model-bucket-a1b2c3",
+            key=key,
+            endpoint_name="mobilenet-test",
+        )
+    )
+
+    smoke = mocks.one(DYNAMIC, "model-smoke-check")
+    assert smoke["endpoint_name"] == "mobilenet-test"
+    assert smoke["log_group"] == "/aws/sagemaker/Endpoints/mobilenet-test"
+    assert smoke["trigger"] == "model-config-a1b2c3"
+    assert smoke["region"] == REGION
+
+
+def test_serverless_endpoint_prod_options(mocks: RecordingMocks, tmp_path: Path) -> None:
+    args = endpoint_args(
+        tmp_path, memory_size_mb=6144, max_concurrency=10, provisioned_concurrency=3, kms_key_arn=KMS, smoke_check=False
+    )
+    settle(lambda: ServerlessEndpoint("model", args).endpoint_name)
+    serverless = mocks.one("aws:sagemaker/endpointConfiguration:EndpointConfiguration")["productionVariants"][0]
+    assert serverless["serverlessConfig"] == {"memorySizeInMb": 6144, "maxConcurrency": 10, "provisionedConcurrency": 3}
+    sse = mocks.one("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
+    assert sse["rules"][0]["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "aws:kms", "kmsMasterKeyId": KMS}
+    assert sse["rules"][0]["bucketKeyEnabled"] is True
+    obj = mocks.one("aws:s3/bucketObjectv2:BucketObjectv2")
+    assert (obj["serverSideEncryption"], obj["kmsKeyId"]) == ("aws:kms", KMS)
+    policy = json.loads(mocks.one("aws:iam/rolePolicy:RolePolicy")["policy"])
+    assert {"Sid": "DecryptWithStackKey", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": KMS} in policy[
+        "Statement"
+    ]
+    assert (DYNAMIC, "model-smoke-check") not in mocks.resources
+
+
+def test_new_artifact_gives_new_model_inputs_but_same_endpoint_name(mocks: RecordingMocks, tmp_path: Path) -> None:
+    first = endpoint_args(tmp_path / "a")
+    settle(lambda: ServerlessEndpoint("model", first).endpoint_name)
+    url_a = mocks.one("aws:sagemaker/model:Model")["primaryContainer"]["modelDataUrl"]
+    second_artifact = tmp_path / "b.tar.gz"
+    second_artifact.write_bytes(first.artifact_path.read_bytes() + b"\0")
+    import hashlib
+
+    second = endpoint_args(
+        tmp_path / "a",
+        artifact_path=second_artifact,
+        artifact_sha256=hashlib.sha256(second_artifact.read_bytes()).hexdigest(),
+    )
+    fresh = RecordingMocks()
+    pulumi.runtime.set_mocks(fresh, project="mobilenet-serverless", stack="dev", preview=False)
+    settle(lambda: ServerlessEndpoint("model", second).endpoint_name)
+    url_b = fresh.one("aws:sagemaker/model:Model")["primaryContainer"]["modelDataUrl"]
+    assert url_a != url_b  # ModelDataUrl is a replace-trigger of aws.sagemaker.Model
+    assert fresh.one("aws:sagemaker/endpoint:Endpoint")["name"] == "mobilenet-test"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"endpoint_name": "bad_name"}, "endpoint_name"),
+        ({"artifact_sha256": "xyz"}, "artifact_sha256"),
+        ({"artifact_path": Path("/nonexistent/model.tar.gz")}, "artifact_path"),
+        ({"memory_size_mb": 1500}, "memory_size_mb"),
+        ({"max_concurrency": 0}, "max_concurrency"),
+        ({"provisioned_concurrency": 6}, "provisioned_concurrency"),
+        ({"log_retention_days": 2}, "log_retention_days"),
+    ],
+)
+def test_serverless_endpoint_args_are_validated(tmp_path: Path, overrides: dict[str, Any], field: str) -> None:
+    with pytest.raises(ServerlessEndpointArgsError, match=rf"ServerlessEndpointArgs\.{field} = "):
+        endpoint_args(tmp_path, **overrides).validate()
+
+
+# ---------------------------------------------------------------------------------- InferenceApi
+
+
+def test_inference_api_resources(mocks: RecordingMocks) -> None:
+    args = api_args()
+    api_url, origins = settle(lambda: pulumi.Output.all((a := InferenceApi("api", args)).api_url, a.allowed_origins))
+    assert api_url == API_ENDPOINT
+    assert origins == ["https://d1.cloudfront.net", "http://localhost:8000"]
+
+    fn = mocks.one("aws:lambda/function:Function")
+    assert fn["name"] == "mobilenet-test-proxy"
+    assert fn["runtime"] == "python3.13"
+    assert fn["architectures"] == ["arm64"]
+    assert fn["memorySize"] == 256 and fn["timeout"] == 29
+    assert fn["handler"] == "handlers.inference_proxy.handler"
+    assert fn["environment"]["variables"] == {
+        "ENDPOINT_NAME": "mobilenet-test",
+        "ALLOWED_ORIGINS": "https://d1.cloudfront.net,http://localhost:8000",
+        "MAX_IMAGE_BYTES": "4194304",
+        "POWERTOOLS_SERVICE_NAME": "inference-proxy",
+        "POWERTOOLS_METRICS_NAMESPACE": "MobilenetServerless",
+        "LOG_LEVEL": "INFO",
+    }
+    assert "kmsKeyArn" not in fn
+    archive = fn["code"]
+    assert set(archive.assets) == set(args.code_files)
+    assert "handlers/inference_proxy.py" in archive.assets
+    assert all(Path(asset.path).is_file() for asset in archive.assets.values())
+
+    groups = mocks.of_type("aws:cloudwatch/logGroup:LogGroup")
+    assert groups["api-log-group"] == {"name": "/aws/lambda/mobilenet-test-proxy", "retentionInDays": 14}
+    assert groups["api-access-logs"]["retentionInDays"] == 14
+
+    role = mocks.one("aws:iam/role:Role")
+    assert json.loads(role["assumeRolePolicy"])["Statement"][0]["Principal"] == {"Service": "lambda.amazonaws.com"}
+    policy = json.loads(mocks.one("aws:iam/rolePolicy:RolePolicy")["policy"])
+    invoke = [s for s in policy["Statement"] if s["Action"] == "sagemaker:InvokeEndpoint"]
+    assert invoke == [
+        {
+            "Sid": "InvokeModelEndpoint",
+            "Effect": "Allow",
+            "Action": "sagemaker:InvokeEndpoint",
+            "Resource": ENDPOINT_ARN,
+        }
+    ]
+    logs = next(s for s in policy["Statement"] if s["Sid"] == "FunctionLogs")
+    assert logs["Resource"][0] == f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/mobilenet-test-proxy"
+
+    api = mocks.one("aws:apigatewayv2/api:Api")
+    assert api["protocolType"] == "HTTP"
+    assert "corsConfiguration" not in api
+    cors = mocks.one(DYNAMIC, "api-cors")
+    assert (cors["api_id"], cors["region"], cors["origins"]) == (
+        "abc123defg",
+        REGION,
+        ["https://d1.cloudfront.net", "http://localhost:8000"],
+    )
+
+    integration = mocks.one("aws:apigatewayv2/integration:Integration")
+    assert integration["integrationType"] == "AWS_PROXY"
+    assert integration["payloadFormatVersion"] == "2.0"
+    assert integration["timeoutMilliseconds"] == 29000
+    assert integration["integrationUri"].endswith(":function:mobilenet-test-proxy/invocations")
+    route = mocks.one("aws:apigatewayv2/route:Route")
+    assert route["routeKey"] == "POST /predict"
+    assert route["target"] == "integrations/api-integration-id"
+
+    stage = mocks.one("aws:apigatewayv2/stage:Stage")
+    assert stage["name"] == "$default" and stage["autoDeploy"] is True
+    assert stage["defaultRouteSettings"] == {"throttlingRateLimit": 10, "throttlingBurstLimit": 20}
+    assert stage["accessLogSettings"]["destinationArn"] == (
+        f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/apigateway/mobilenet-test-proxy-access"
+    )
+    assert json.loads(stage["accessLogSettings"]["format"]) == json.loads(policies.access_log_format())
+
+    permission = mocks.one("aws:lambda/permission:Permission")
+    assert permission == {
+        "action": "lambda:InvokeFunction",
+        "function": "mobilenet-test-proxy",
+        "principal": "apigateway.amazonaws.com",
+        "sourceArn": f"{EXECUTION_ARN}/*/POST/predict",
+    }
+
+
+def test_inference_api_with_kms_and_x86(mocks: RecordingMocks) -> None:
+    settle(
+        lambda: InferenceApi("api", api_args(kms_key_arn=KMS, architecture="x86_64", throttle_rate_limit=50)).api_url
+    )
+    fn = mocks.one("aws:lambda/function:Function")
+    assert fn["kmsKeyArn"] == KMS and fn["architectures"] == ["x86_64"]
+    policy = json.loads(mocks.one("aws:iam/rolePolicy:RolePolicy")["policy"])
+    assert {"Sid": "DecryptWithStackKey", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": KMS} in policy[
+        "Statement"
+    ]
+    assert mocks.one("aws:apigatewayv2/stage:Stage")["defaultRouteSettings"]["throttlingRateLimit"] == 50
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"function_name": "x" * 65}, "function_name"),
+        ({"code_files": {}}, "code_files"),
+        ({"code_files": {"handlers/other.py": ROOT / "handlers" / "__init__.py"}}, "code_files"),
+        ({"code_files": {"handlers/inference_proxy.py": Path("/nonexistent.py")}}, "code_files"),
+        ({"architecture": "arm"}, "architecture"),
+        ({"throttle_rate_limit": 0}, "throttle_rate_limit"),
+        ({"throttle_burst_limit": 9999}, "throttle_burst_limit"),
+        ({"extra_origins": ("*",)}, "extra_origins"),
+        ({"log_level": "TRACE"}, "log_level"),
+    ],
+)
+def test_inference_api_args_are_validated(overrides: dict[str, Any], field: str) -> None:
+    with pytest.raises(InferenceApiArgsError, match=rf"InferenceApiArgs\.{field} = "):
+        api_args(**overrides).validate()
+
+
+# ------------------------------------------------------------------------------------ StaticSite
+
+
+def test_static_site_resources(mocks: RecordingMocks, tmp_path: Path) -> None:
+    www = make_www(tmp_path / "www")
+    (www / "config.js").write_text("window.APP_CONFIG = {};")  # a local leftover must not be uploaded
+    args = StaticSiteArgs(api_url=API_ENDPOINT, www_dir=www)
+    site_url, origins, dist_id, content_hash = settle(
+        lambda: pulumi.Output.all(
+            (s := StaticSite("site", args)).site_url, s.site_origins, s.distribution_id, s.content_hash
+        )
+    )
+    assert site_url == f"https://{CF_DOMAIN}"
+    assert origins == [f"https://{CF_DOMAIN}"]
+    assert dist_id == "E2EXAMPLE"
+
+    bucket = mocks.one("aws:s3/bucket:Bucket")
+    assert bucket["forceDestroy"] is True
+    pab = mocks.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
+    assert all(
+        pab[k] is True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+    )
+    assert mocks.one("aws:s3/bucketOwnershipControls:BucketOwnershipControls")["rule"] == {
+        "objectOwnership": "BucketOwnerEnforced"
+    }
+    sse = mocks.one("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
+    assert sse["rules"][0]["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "AES256"
+
+    oac = mocks.one("aws:cloudfront/originAccessControl:OriginAccessControl")
+    assert (oac["originAccessControlOriginType"], oac["signingBehavior"], oac["signingProtocol"]) == (
+        "s3",
+        "always",
+        "sigv4",
+    )
+
+    headers = mocks.one("aws:cloudfront/responseHeadersPolicy:ResponseHeadersPolicy")["securityHeadersConfig"]
+    assert headers["contentSecurityPolicy"] == {
+        "contentSecurityPolicy": policies.content_security_policy(API_ENDPOINT),
+        "override": True,
+    }
+    assert (
+        "connect-src https://abc123defg.execute-api.us-east-1.amazonaws.com;"
+        in headers["contentSecurityPolicy"]["contentSecurityPolicy"]
+    )
+    assert headers["strictTransportSecurity"] == {
+        "accessControlMaxAgeSec": 63072000,
+        "includeSubdomains": True,
+        "preload": True,
+        "override": True,
+    }
+    assert headers["contentTypeOptions"] == {"override": True}
+    assert headers["frameOptions"] == {"frameOption": "DENY", "override": True}
+    assert headers["referrerPolicy"] == {"referrerPolicy": "strict-origin-when-cross-origin", "override": True}
+
+    dist = mocks.one("aws:cloudfront/distribution:Distribution")
+    assert dist["httpVersion"] == "http2and3"
+    assert dist["defaultRootObject"] == "index.html"
+    assert dist["priceClass"] == "PriceClass_100"
+    assert dist["isIpv6Enabled"] is True and dist["enabled"] is True
+    assert dist["viewerCertificate"] == {"cloudfrontDefaultCertificate": True}
+    assert "aliases" not in dist
+    assert dist["origins"] == [
+        {
+            "originId": "site-bucket",
+            "domainName": f"site-bucket-a1b2c3.s3.{REGION}.amazonaws.com",
+            "originAccessControlId": "site-oac-id",
+        }
+    ]
+    default = dist["defaultCacheBehavior"]
+    assert default["viewerProtocolPolicy"] == "redirect-to-https"
+    assert default["compress"] is True
+    assert default["cachePolicyId"] == "658327ea-f89d-4fab-a63d-7e88639e58f6"  # Managed-CachingOptimized
+    assert default["responseHeadersPolicyId"] == "site-headers-id"
+    [config_behavior] = dist["orderedCacheBehaviors"]
+    assert config_behavior["pathPattern"] == "/config.js"
+    assert config_behavior["cachePolicyId"] == "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"  # Managed-CachingDisabled
+    assert config_behavior["viewerProtocolPolicy"] == "redirect-to-https"
+    assert config_behavior["responseHeadersPolicyId"] == "site-headers-id"
+
+    policy = json.loads(mocks.one("aws:s3/bucketPolicy:BucketPolicy")["policy"])
+    assert policy == json.loads(
+        policies.site_bucket_policy(
+            "arn:aws:s3:::site-bucket-a1b2c3", f"arn:aws:cloudfront::{ACCOUNT}:distribution/E2EXAMPLE"
+        )
+    )
+
+    objects = {o["key"]: o for o in mocks.of_type("aws:s3/bucketObjectv2:BucketObjectv2").values()}
+    assert set(objects) == {"index.html", "script.js", "style.css", "samples/cat.jpg", "config.js"}
+    assert objects["index.html"]["contentType"] == "text/html; charset=utf-8"
+    assert objects["script.js"]["contentType"] == "application/javascript; charset=utf-8"
+    assert objects["style.css"]["contentType"] == "text/css; charset=utf-8"
+    assert objects["samples/cat.jpg"]["contentType"] == "image/jpeg"
+    assert Path(objects["index.html"]["source"].path) == www / "index.html"
+    config_js = objects["config.js"]
+    assert config_js["content"] == render_config_js(API_ENDPOINT)
+    assert config_js["cacheControl"] == CONFIG_JS_CACHE_CONTROL
+    assert "source" not in config_js
+
+    invalidation = mocks.one(DYNAMIC, "site-invalidation")
+    assert invalidation["distribution_id"] == "E2EXAMPLE"
+    assert invalidation["paths"] == ["/*"]
+    expected_hash = policies.site_content_hash(
+        policies.read_site_files(policies.site_files(www)), render_config_js(API_ENDPOINT)
+    )
+    assert invalidation["content_hash"] == content_hash == expected_hash
+
+
+def test_static_site_custom_domain(mocks: RecordingMocks, tmp_path: Path) -> None:
+    args = StaticSiteArgs(
+        api_url=API_ENDPOINT,
+        www_dir=make_www(tmp_path / "www"),
+        price_class="PriceClass_All",
+        custom_domain="classify.example.com",
+        certificate_arn=CERT,
+    )
+    site_url, origins = settle(lambda: pulumi.Output.all((s := StaticSite("site", args)).site_url, s.site_origins))
+    assert site_url == "https://classify.example.com"
+    assert origins == ["https://classify.example.com", f"https://{CF_DOMAIN}"]
+    dist = mocks.one("aws:cloudfront/distribution:Distribution")
+    assert dist["aliases"] == ["classify.example.com"]
+    assert dist["priceClass"] == "PriceClass_All"
+    assert dist["viewerCertificate"] == {
+        "acmCertificateArn": CERT,
+        "sslSupportMethod": "sni-only",
+        "minimumProtocolVersion": "TLSv1.2_2021",
+    }
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"www_dir": Path("/nonexistent-www")}, "www_dir"),
+        ({"price_class": "PriceClass_1"}, "price_class"),
+        ({"custom_domain": "a.example.com"}, "certificate_arn"),
+        (
+            {"custom_domain": "a.example.com", "certificate_arn": CERT.replace("us-east-1", "eu-west-1")},
+            "certificate_arn",
+        ),
+    ],
+)
+def test_static_site_args_are_validated(tmp_path: Path, overrides: dict[str, Any], field: str) -> None:
+    base = {"api_url": API_ENDPOINT, "www_dir": make_www(tmp_path / "www")}
+    with pytest.raises(StaticSiteArgsError, match=rf"StaticSiteArgs\.{field} = "):
+        StaticSiteArgs(**{**base, **overrides}).validate()
+
+
+def _invalidation_hash(
+    tmp_path: Path, files: dict[str, bytes], api_url: str, price_class: str = "PriceClass_100"
+) -> str:
+    mocks = RecordingMocks()
+    pulumi.runtime.set_mocks(mocks, project="mobilenet-serverless", stack="dev", preview=False)
+    www = tmp_path / f"www-{len(list(tmp_path.iterdir()))}"
+    make_www(www, files)
+    settle(lambda: StaticSite("site", StaticSiteArgs(api_url=api_url, www_dir=www, price_class=price_class)).site_url)
+    return mocks.one(DYNAMIC, "site-invalidation")["content_hash"]
+
+
+def test_invalidation_trigger_changes_exactly_when_content_changes(tmp_path: Path) -> None:
+    files = {"index.html": b"<p>v1</p>", "script.js": b"run()"}
+    base = _invalidation_hash(tmp_path, files, API_ENDPOINT)
+    # Same content (fresh directory, other settings): same trigger, so no invalidation on `pulumi up`.
+    assert _invalidation_hash(tmp_path, files, API_ENDPOINT) == base
+    assert _invalidation_hash(tmp_path, files, API_ENDPOINT, price_class="PriceClass_All") == base
+    # Any content change: a new trigger.
+    assert _invalidation_hash(tmp_path, {**files, "index.html": b"<p>v2</p>"}, API_ENDPOINT) != base
+    assert _invalidation_hash(tmp_path, {**files, "new.css": b""}, API_ENDPOINT) != base
+    assert _invalidation_hash(tmp_path, files, "https://other.execute-api.us-east-1.amazonaws.com") != base

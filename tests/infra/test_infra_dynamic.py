@@ -1,0 +1,302 @@
+"""Dynamic providers' create/diff/update/delete against moto (botocore Stubber where moto cannot)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+import requests
+from botocore.stub import Stubber
+from moto import mock_aws
+from PIL import Image
+from pulumi.dynamic.dynamic import serialize_provider
+
+from components.dynamic.http_api_cors import HttpApiCorsError, HttpApiCorsProvider, diff_cors
+from components.dynamic.invalidation import InvalidationInputError, InvalidationProvider, diff_invalidation
+from components.dynamic.smoke_check import (
+    PROBE_JPEG,
+    SmokeCheckError,
+    SmokeCheckProvider,
+    diff_smoke_check,
+    parse_topk_reply,
+    run_smoke_check,
+)
+from tests.infra.conftest import ACCOUNT, REGION, ROOT
+
+GOOD_REPLY = {
+    "predictions": [{"label": "Egyptian cat", "prob": 0.73}, {"label": "tabby", "prob": 0.2}],
+    "model": "mobilenet_v2",
+    "weights": "w",
+    "backend": "torchscript",
+}
+SMOKE_PROPS = {
+    "endpoint_name": "mobilenet-test",
+    "region": REGION,
+    "log_group": "/aws/sagemaker/Endpoints/mobilenet-test",
+    "trigger": "config-1",
+}
+
+
+@pytest.fixture
+def text_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto 5.2's InvokeEndpoint decodes the request body as UTF-8 and chokes on a JPEG; the exact binary
+    request is checked with botocore's Stubber in test_smoke_check_sends_the_contracted_request."""
+    monkeypatch.setattr("components.dynamic.smoke_check.PROBE_JPEG", b"probe-bytes")
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with mock_aws():
+        yield
+
+
+def queue_endpoint_results(*bodies: str) -> None:
+    """moto's documented way to script sagemaker-runtime InvokeEndpoint replies."""
+    response = requests.post(
+        "http://motoapi.amazonaws.com/moto-api/static/sagemaker/endpoint-results",
+        json={
+            "account_id": ACCOUNT,
+            "region": REGION,
+            "results": [
+                {
+                    "Body": body,
+                    "ContentType": "application/json",
+                    "InvokedProductionVariant": "AllTraffic",
+                    "CustomAttributes": "",
+                }
+                for body in bodies
+            ],
+        },
+        timeout=10,
+    )
+    response.raise_for_status()
+
+
+# ------------------------------------------------------------------------------------ smoke check
+
+
+def test_probe_is_a_real_small_jpeg() -> None:
+    image = Image.open(io.BytesIO(PROBE_JPEG))
+    assert image.format == "JPEG" and image.size == (32, 32)
+    assert len(PROBE_JPEG) < 4096
+
+
+def test_smoke_check_create_update_delete(aws: None, text_probe: None) -> None:
+    queue_endpoint_results(json.dumps(GOOD_REPLY), json.dumps(GOOD_REPLY))
+    provider = SmokeCheckProvider()
+    created = provider.create(dict(SMOKE_PROPS))
+    assert created.id == "smoke-mobilenet-test"
+    assert created.outs["top_label"] == "Egyptian cat" and created.outs["prediction_count"] == 2
+    assert created.outs["trigger"] == "config-1"
+    updated = provider.update(created.id, created.outs, {**SMOKE_PROPS, "trigger": "config-2"})
+    assert updated.outs["trigger"] == "config-2" and updated.outs["top_label"] == "Egyptian cat"
+    assert provider.delete(created.id, updated.outs) is None
+
+
+def test_smoke_check_fails_with_log_group_pointer_on_bad_reply(aws: None, text_probe: None) -> None:
+    queue_endpoint_results("<html>hello</html>")
+    with pytest.raises(SmokeCheckError) as err:
+        SmokeCheckProvider().create(dict(SMOKE_PROPS))
+    message = str(err.value)
+    assert "mobilenet-test" in message and "not JSON" in message
+    assert "/aws/sagemaker/Endpoints/mobilenet-test" in message and "smokeCheck false" in message
+
+
+def test_smoke_check_model_error_reports_the_traceback_tail() -> None:
+    # moto cannot produce a ModelError (HTTP 424); botocore's Stubber can, with the modeled fields.
+    client = boto3.client("sagemaker-runtime", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    with Stubber(client) as stub:
+        stub.add_client_error(
+            "invoke_endpoint",
+            service_error_code="ModelError",
+            service_message="Received server error (500) from primary",
+            http_status_code=424,
+            modeled_fields={
+                "OriginalStatusCode": 500,
+                "OriginalMessage": "Traceback (most recent call last):\n  File x\nFileNotFoundError: model.pt missing",
+                "LogStreamArn": "arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/Endpoints/e",
+            },
+        )
+        with pytest.raises(SmokeCheckError) as err:
+            run_smoke_check(client, "e", "/aws/sagemaker/Endpoints/e", REGION)
+    message = str(err.value)
+    assert "ModelError (container status 500): FileNotFoundError: model.pt missing" in message
+    assert "/aws/sagemaker/Endpoints/e" in message
+
+
+def test_smoke_check_sends_the_contracted_request() -> None:
+    client = boto3.client("sagemaker-runtime", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    from botocore.response import StreamingBody
+
+    body = json.dumps(GOOD_REPLY).encode()
+    with Stubber(client) as stub:
+        stub.add_response(
+            "invoke_endpoint",
+            {"Body": StreamingBody(io.BytesIO(body), len(body)), "ContentType": "application/json"},
+            expected_params={
+                "EndpointName": "e",
+                "ContentType": "image/jpeg",
+                "Accept": "application/json;top_k=5",
+                "Body": PROBE_JPEG,
+            },
+        )
+        assert run_smoke_check(client, "e", "/g", REGION) == {"top_label": "Egyptian cat", "prediction_count": 2}
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"not json", "not JSON"),
+        (b"[]", "'predictions' list"),
+        (json.dumps({"predictions": []}).encode(), "1..20"),
+        (json.dumps({"predictions": [{"label": "x", "prob": 1}] * 21}).encode(), "1..20"),
+        (json.dumps({"predictions": [{"label": "", "prob": 0.5}]}).encode(), "label"),
+        (json.dumps({"predictions": [{"label": "x", "prob": 1.5}]}).encode(), "prob"),
+        (json.dumps({"predictions": [{"label": "x", "prob": True}]}).encode(), "prob"),
+        (json.dumps({"predictions": ["x"]}).encode(), "label"),
+    ],
+)
+def test_parse_topk_reply_rejects(body: bytes, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        parse_topk_reply(body)
+
+
+def test_smoke_check_diff_reruns_only_when_the_deployment_changes() -> None:
+    assert diff_smoke_check(SMOKE_PROPS, dict(SMOKE_PROPS)).changes is False
+    changed = diff_smoke_check(SMOKE_PROPS, {**SMOKE_PROPS, "trigger": "config-2"})
+    assert changed.changes is True and changed.replaces == []
+
+
+def test_smoke_check_requires_inputs(aws: None) -> None:
+    with pytest.raises(SmokeCheckError, match="endpoint_name is required"):
+        SmokeCheckProvider().create({**SMOKE_PROPS, "endpoint_name": ""})
+
+
+# ----------------------------------------------------------------------------------- invalidation
+
+
+def _distribution() -> str:
+    client = boto3.client("cloudfront")
+    config = {
+        "CallerReference": "test",
+        "Comment": "test",
+        "Enabled": True,
+        "Origins": {
+            "Quantity": 1,
+            "Items": [{"Id": "o", "DomainName": "b.s3.amazonaws.com", "S3OriginConfig": {"OriginAccessIdentity": ""}}],
+        },
+        "DefaultCacheBehavior": {
+            "TargetOriginId": "o",
+            "ViewerProtocolPolicy": "redirect-to-https",
+            "CachePolicyId": "658327ea-f89d-4fab-a63d-7e88639e58f6",
+        },
+    }
+    return client.create_distribution(DistributionConfig=config)["Distribution"]["Id"]
+
+
+def _invalidations(distribution_id: str) -> list[dict[str, Any]]:
+    client = boto3.client("cloudfront")
+    summaries = client.list_invalidations(DistributionId=distribution_id)["InvalidationList"].get("Items", [])
+    return [client.get_invalidation(DistributionId=distribution_id, Id=s["Id"])["Invalidation"] for s in summaries]
+
+
+def test_invalidation_create_update_delete(aws: None) -> None:
+    dist = _distribution()
+    provider = InvalidationProvider()
+    props = {"distribution_id": dist, "content_hash": "a" * 64, "paths": ["/*"]}
+    created = provider.create(dict(props))
+    assert created.outs["invalidation_id"]
+    [first] = _invalidations(dist)
+    assert first["InvalidationBatch"]["Paths"] == {"Quantity": 1, "Items": ["/*"]}
+    assert first["InvalidationBatch"]["CallerReference"].startswith("a" * 32)
+
+    updated = provider.update(created.id, created.outs, {**props, "content_hash": "b" * 64})
+    assert updated.outs["content_hash"] == "b" * 64
+    assert updated.outs["invalidation_id"] != created.outs["invalidation_id"]
+    assert len(_invalidations(dist)) == 2
+
+    assert provider.delete(created.id, updated.outs) is None
+    assert len(_invalidations(dist)) == 2  # invalidations are events; delete creates nothing
+
+
+def test_invalidation_diff_only_on_hash_or_target_change() -> None:
+    old = {"distribution_id": "E1", "content_hash": "h1", "paths": ["/*"], "invalidation_id": "I1"}
+    same = diff_invalidation(old, {"distribution_id": "E1", "content_hash": "h1", "paths": ["/*"]})
+    assert same.changes is False
+    new_hash = diff_invalidation(old, {**old, "content_hash": "h2"})
+    assert new_hash.changes is True and new_hash.replaces == []
+    new_dist = diff_invalidation(old, {**old, "distribution_id": "E2"})
+    assert new_dist.changes is True and new_dist.replaces == ["distribution_id"]
+
+
+def test_invalidation_requires_inputs(aws: None) -> None:
+    with pytest.raises(InvalidationInputError, match="content_hash is required"):
+        InvalidationProvider().create({"distribution_id": "E1", "content_hash": ""})
+
+
+# ------------------------------------------------------------------------------------- API CORS
+
+
+def test_http_api_cors_create_update_delete(aws: None) -> None:
+    client = boto3.client("apigatewayv2")
+    api_id = client.create_api(Name="t", ProtocolType="HTTP")["ApiId"]
+    provider = HttpApiCorsProvider()
+    props = {"api_id": api_id, "region": REGION, "origins": ["https://d1.cloudfront.net"]}
+    created = provider.create(dict(props))
+    cors = client.get_api(ApiId=api_id)["CorsConfiguration"]
+    assert cors["AllowOrigins"] == ["https://d1.cloudfront.net"]
+    assert cors["AllowMethods"] == ["POST", "OPTIONS"] and cors["AllowHeaders"] == ["content-type"]
+
+    news = {**props, "origins": ["https://d1.cloudfront.net", "http://localhost:8000"]}
+    assert diff_cors(created.outs, news).changes is True
+    assert diff_cors(created.outs, dict(props)).changes is False
+    provider.update(created.id, created.outs, news)
+    assert client.get_api(ApiId=api_id)["CorsConfiguration"]["AllowOrigins"] == news["origins"]
+
+    provider.delete(created.id, news)
+    assert "CorsConfiguration" not in client.get_api(ApiId=api_id)
+    client.delete_api(ApiId=api_id)
+    provider.delete(created.id, news)  # the API is already gone: still not an error
+
+
+def test_http_api_cors_requires_api_id(aws: None) -> None:
+    with pytest.raises(HttpApiCorsError, match="api_id is required"):
+        HttpApiCorsProvider().create({"api_id": "", "region": REGION, "origins": ["https://a.example.com"]})
+
+
+# ------------------------------------------------------------------------------------- pickling
+
+
+def test_providers_survive_pulumis_serialization_in_a_fresh_process() -> None:
+    """Pulumi dill-pickles the provider; the dynamic-provider host unpickles it from the project root."""
+    blobs = [serialize_provider(p) for p in (InvalidationProvider(), SmokeCheckProvider(), HttpApiCorsProvider())]
+    script = (
+        "import base64, sys, dill\n"
+        "for blob in sys.argv[1:]:\n"
+        "    provider = dill.loads(base64.b64decode(blob))\n"
+        "    print(type(provider).__module__ + '.' + type(provider).__name__)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, *blobs], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
+    )
+    assert result.stdout.split() == [
+        "components.dynamic.invalidation.InvalidationProvider",
+        "components.dynamic.smoke_check.SmokeCheckProvider",
+        "components.dynamic.http_api_cors.HttpApiCorsProvider",
+    ]
+    assert all(base64.b64decode(b) for b in blobs)

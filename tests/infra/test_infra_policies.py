@@ -1,0 +1,284 @@
+"""components/policies.py: the exact IAM documents, CSP, CORS, content types and hashes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components import policies
+from components.policies import PolicyInputError
+
+KMS = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+SHA = "ab" * 32
+
+
+def assert_least_privilege(document: dict[str, Any]) -> None:
+    """No Allow on Resource "*" except ecr:GetAuthorizationToken; wildcards only as a log-stream suffix."""
+    for statement in document["Statement"]:
+        if statement["Effect"] != "Allow":
+            continue
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert all("*" not in a for a in actions), statement
+        for resource in resources:
+            if resource == "*":
+                assert actions == ["ecr:GetAuthorizationToken"], statement
+            else:
+                assert "*" not in resource.removesuffix(":*"), statement
+
+
+def sagemaker_doc(**overrides: Any) -> dict[str, Any]:
+    kwargs = {
+        "partition": "aws",
+        "region": "eu-west-1",
+        "account_id": "123456789012",
+        "registry_id": "763104351884",
+        "repository": "pytorch-inference",
+        "bucket": "model-bucket-1",
+        "key": f"models/{SHA}/model.tar.gz",
+        "endpoint_name": "mobilenet-dev",
+    }
+    return json.loads(policies.sagemaker_execution_policy(**{**kwargs, **overrides}))
+
+
+def test_sagemaker_execution_policy_is_exact() -> None:
+    doc = sagemaker_doc()
+    by_sid = {s["Sid"]: s for s in doc["Statement"]}
+    assert by_sid == {
+        "EcrToken": {"Sid": "EcrToken", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
+        "PullInferenceImage": {
+            "Sid": "PullInferenceImage",
+            "Effect": "Allow",
+            "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+            "Resource": "arn:aws:ecr:eu-west-1:763104351884:repository/pytorch-inference",
+        },
+        "ReadModelArtifact": {
+            "Sid": "ReadModelArtifact",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": f"arn:aws:s3:::model-bucket-1/models/{SHA}/model.tar.gz",
+        },
+        "EndpointLogs": {
+            "Sid": "EndpointLogs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
+            "Resource": [
+                "arn:aws:logs:eu-west-1:123456789012:log-group:/aws/sagemaker/Endpoints/mobilenet-dev",
+                "arn:aws:logs:eu-west-1:123456789012:log-group:/aws/sagemaker/Endpoints/mobilenet-dev:*",
+            ],
+        },
+    }
+    assert_least_privilege(doc)
+
+
+def test_kms_decrypt_is_added_only_for_the_given_key() -> None:
+    assert not any("kms" in json.dumps(s) for s in sagemaker_doc()["Statement"])
+    with_key = sagemaker_doc(kms_key_arn=KMS)
+    kms = [s for s in with_key["Statement"] if s["Sid"] == "DecryptWithStackKey"]
+    assert kms == [{"Sid": "DecryptWithStackKey", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": KMS}]
+    assert_least_privilege(with_key)
+
+
+def test_partition_flows_into_every_arn() -> None:
+    doc = sagemaker_doc(partition="aws-cn", region="cn-north-1")
+    arns = [r for s in doc["Statement"] for r in ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"])]
+    assert all(a == "*" or a.startswith("arn:aws-cn:") for a in arns)
+
+
+def test_lambda_execution_policy_is_exact() -> None:
+    endpoint_arn = "arn:aws:sagemaker:us-east-1:123456789012:endpoint/mobilenet-dev"
+    doc = json.loads(
+        policies.lambda_execution_policy(
+            partition="aws",
+            region="us-east-1",
+            account_id="123456789012",
+            log_group_name="/aws/lambda/mobilenet-dev-proxy",
+            endpoint_arn=endpoint_arn,
+            kms_key_arn=KMS,
+        )
+    )
+    group = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/mobilenet-dev-proxy"
+    assert doc["Statement"] == [
+        {
+            "Sid": "FunctionLogs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": [group, f"{group}:*"],
+        },
+        {
+            "Sid": "InvokeModelEndpoint",
+            "Effect": "Allow",
+            "Action": "sagemaker:InvokeEndpoint",
+            "Resource": endpoint_arn,
+        },
+        {"Sid": "DecryptWithStackKey", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": KMS},
+    ]
+    assert_least_privilege(doc)
+
+
+def test_builders_refuse_wildcards_in_resources() -> None:
+    with pytest.raises(PolicyInputError, match="endpoint_arn"):
+        policies.lambda_execution_policy(
+            partition="aws", region="r", account_id="1", log_group_name="/g", endpoint_arn="arn:*"
+        )
+    with pytest.raises(PolicyInputError, match="bucket"):
+        sagemaker_doc(bucket="*")
+
+
+def test_assume_role_policy_names_only_the_service() -> None:
+    doc = json.loads(policies.assume_role_policy("sagemaker.amazonaws.com"))
+    assert doc["Statement"] == [
+        {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    ]
+
+
+def test_site_bucket_policy_allows_only_the_distribution() -> None:
+    dist = "arn:aws:cloudfront::123456789012:distribution/E2EXAMPLE"
+    doc = json.loads(policies.site_bucket_policy("arn:aws:s3:::site-b", dist))
+    allow, deny = doc["Statement"]
+    assert allow == {
+        "Sid": "CloudFrontReadsSite",
+        "Effect": "Allow",
+        "Principal": {"Service": "cloudfront.amazonaws.com"},
+        "Action": "s3:GetObject",
+        "Resource": "arn:aws:s3:::site-b/*",
+        "Condition": {"StringEquals": {"AWS:SourceArn": dist}},
+    }
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert deny["Resource"] == ["arn:aws:s3:::site-b", "arn:aws:s3:::site-b/*"]
+
+
+def test_model_bucket_policy_grants_nothing() -> None:
+    doc = json.loads(policies.private_bucket_policy("arn:aws:s3:::model-b"))
+    assert [s["Effect"] for s in doc["Statement"]] == ["Deny"]
+
+
+def test_invoke_permission_is_scoped_to_post_predict() -> None:
+    arn = "arn:aws:execute-api:us-east-1:123456789012:abc123"
+    assert policies.invoke_permission_source_arn(arn) == f"{arn}/*/POST/predict"
+
+
+def test_csp_allows_only_the_api_origin_for_fetch() -> None:
+    csp = policies.content_security_policy("https://abc.execute-api.us-east-1.amazonaws.com/")
+    assert csp == (
+        "default-src 'self'; img-src 'self' data: blob:; "
+        "connect-src https://abc.execute-api.us-east-1.amazonaws.com; style-src 'self'; script-src 'self'; "
+        "frame-ancestors 'none'; base-uri 'self'; form-action 'self'; object-src 'none'"
+    )
+    assert "unsafe" not in csp
+    with pytest.raises(PolicyInputError, match="url"):
+        policies.content_security_policy("abc.execute-api.us-east-1.amazonaws.com")
+
+
+def test_cors_origins_site_first_deduplicated_and_validated() -> None:
+    assert policies.cors_allowed_origins(
+        ["https://d1.cloudfront.net"], ["http://localhost:8000", "https://d1.cloudfront.net"]
+    ) == ["https://d1.cloudfront.net", "http://localhost:8000"]
+    for bad in ("*", "https://x.example.com/path", ""):
+        with pytest.raises(PolicyInputError, match="allowed origin"):
+            policies.cors_allowed_origins([], [bad])
+
+
+def test_site_origins_put_the_custom_domain_first() -> None:
+    assert policies.site_origins("d1.cloudfront.net", None) == ["https://d1.cloudfront.net"]
+    assert policies.site_origins("d1.cloudfront.net", "demo.example.com") == [
+        "https://demo.example.com",
+        "https://d1.cloudfront.net",
+    ]
+
+
+def test_http_api_cors_document() -> None:
+    assert policies.http_api_cors(["https://d1.cloudfront.net"]) == {
+        "AllowOrigins": ["https://d1.cloudfront.net"],
+        "AllowMethods": ["POST", "OPTIONS"],
+        "AllowHeaders": ["content-type"],
+        "MaxAge": 3600,
+        "AllowCredentials": False,
+    }
+    with pytest.raises(PolicyInputError, match="at least one"):
+        policies.http_api_cors([])
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("index.html", "text/html; charset=utf-8"),
+        ("script.js", "application/javascript; charset=utf-8"),
+        ("style.css", "text/css; charset=utf-8"),
+        ("samples/Cat.JPG", "image/jpeg"),
+        ("a/b.png", "image/png"),
+        ("x.webp", "image/webp"),
+        ("icon.svg", "image/svg+xml"),
+        ("favicon.ico", "image/x-icon"),
+        ("data.json", "application/json"),
+        ("robots.txt", "text/plain; charset=utf-8"),
+        ("samples/ATTRIBUTION.md", "text/markdown; charset=utf-8"),
+    ],
+)
+def test_content_types(path: str, expected: str) -> None:
+    assert policies.content_type_for(path) == expected
+
+
+def test_unknown_extension_is_an_error_naming_the_file() -> None:
+    with pytest.raises(PolicyInputError, match=r"'tool\.exe'"):
+        policies.content_type_for("tool.exe")
+
+
+def test_site_files_skip_config_js_and_dotfiles(tmp_path: Path) -> None:
+    for rel in ("index.html", "config.js", ".DS_Store", "samples/a.jpg", ".git/x.txt"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    assert list(policies.site_files(tmp_path)) == ["index.html", "samples/a.jpg"]
+    (tmp_path / "notes.docx").write_bytes(b"x")
+    with pytest.raises(PolicyInputError, match=r"notes\.docx"):
+        policies.site_files(tmp_path)
+
+
+def test_site_content_hash_changes_exactly_with_content() -> None:
+    files = {"index.html": b"<p>hi</p>", "script.js": b"1"}
+    base = policies.site_content_hash(files, "cfg")
+    assert policies.site_content_hash(dict(reversed(files.items())), "cfg") == base  # order-independent
+    assert policies.site_content_hash({**files, "script.js": b"2"}, "cfg") != base
+    assert policies.site_content_hash(files, "cfg2") != base
+    assert policies.site_content_hash({**files, "new.css": b""}, "cfg") != base
+    assert policies.site_content_hash({"index.html": b"<p>hi</p>"}, "cfg") != base
+    # Framing: shifting bytes between a name and its content is a different site.
+    assert policies.site_content_hash({"ab": b"c"}, "") != policies.site_content_hash({"a": b"bc"}, "")
+
+
+def test_artifact_key_is_content_addressed(tmp_path: Path) -> None:
+    assert policies.artifact_key(SHA) == f"models/{SHA}/model.tar.gz"
+    with pytest.raises(PolicyInputError, match="sha256"):
+        policies.artifact_key("ABC")
+    artifact = tmp_path / "model.tar.gz"
+    artifact.write_bytes(b"abc")
+    assert policies.file_sha256(artifact) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    with pytest.raises(policies.ArtifactMissingError, match="make model"):
+        policies.file_sha256(tmp_path / "missing.tar.gz")
+
+
+def test_container_env_runs_inference_py_with_one_worker() -> None:
+    env = policies.sagemaker_container_env("eu-west-1")
+    assert env["SAGEMAKER_PROGRAM"] == "inference.py"
+    assert env["SAGEMAKER_SUBMIT_DIRECTORY"] == "/opt/ml/model/code"
+    assert env["SAGEMAKER_REGION"] == "eu-west-1"
+    assert env["SAGEMAKER_MODEL_SERVER_WORKERS"] == env["TS_DEFAULT_WORKERS_PER_MODEL"] == "1"
+
+
+def test_access_log_format_is_json_with_the_required_fields() -> None:
+    fields = json.loads(policies.access_log_format())
+    assert set(fields) == {
+        "requestId", "ip", "requestTime", "httpMethod", "routeKey", "status",
+        "protocol", "responseLength", "integrationErrorMessage", "integrationLatency",
+    }  # fmt: skip
+    assert all(v.startswith("$context.") for v in fields.values())
+
+
+def test_cache_control() -> None:
+    assert policies.cache_control_for("index.html") == "no-cache"
+    assert policies.cache_control_for("samples/a.jpg") == "public, max-age=3600"
+    with pytest.raises(PolicyInputError, match=r"config\.js"):
+        policies.cache_control_for("config.js")

@@ -1,0 +1,160 @@
+"""__main__.py under mocks: dev and prod-like stacks, outputs, fail-fast config, real asset paths."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components import policies
+from components.settings import SettingsError, strip_namespace
+from tests.infra.conftest import API_ENDPOINT, CF_DOMAIN, DYNAMIC, ROOT, RecordingMocks, run_main
+from tests.infra.test_infra_policies import assert_least_privilege
+
+CERT = "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-0000-1111-2222-333344445555"
+KMS = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+EXPORTS = {
+    "site_url",
+    "api_url",
+    "endpoint_name",
+    "endpoint_log_group",
+    "model_artifact_uri",
+    "distribution_id",
+    "site_bucket_name",
+    "model_bucket_name",
+}
+
+
+def dev_config() -> dict[str, Any]:
+    document = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    return strip_namespace(document["config"])
+
+
+def test_dev_stack(program: Any, mocks: RecordingMocks) -> None:
+    outputs = program(**dev_config())
+    assert set(outputs) == EXPORTS
+    assert outputs["site_url"] == f"https://{CF_DOMAIN}"
+    assert outputs["api_url"] == API_ENDPOINT
+    assert outputs["endpoint_name"] == "mobilenet-serverless-dev"
+    assert outputs["endpoint_log_group"] == "/aws/sagemaker/Endpoints/mobilenet-serverless-dev"
+    assert outputs["model_artifact_uri"].startswith("s3://model-bucket-a1b2c3/models/")
+    assert outputs["distribution_id"] == "E2EXAMPLE"
+    assert (outputs["site_bucket_name"], outputs["model_bucket_name"]) == ("site-bucket-a1b2c3", "model-bucket-a1b2c3")
+
+    components = {name: typ for (typ, name) in mocks.resources if typ.startswith("mobilenet-serverless:index:")}
+    assert components == {
+        "model": "mobilenet-serverless:index:ServerlessEndpoint",
+        "api": "mobilenet-serverless:index:InferenceApi",
+        "site": "mobilenet-serverless:index:StaticSite",
+    }
+    fn = mocks.one("aws:lambda/function:Function")
+    assert fn["name"] == "mobilenet-serverless-dev-proxy"
+    assert fn["environment"]["variables"]["ALLOWED_ORIGINS"] == f"https://{CF_DOMAIN},http://localhost:8000"
+    assert fn["environment"]["variables"]["ENDPOINT_NAME"] == "mobilenet-serverless-dev"
+    assert mocks.one(DYNAMIC, "api-cors")["origins"] == [f"https://{CF_DOMAIN}", "http://localhost:8000"]
+    assert (DYNAMIC, "model-smoke-check") in mocks.resources
+    # Every IAM document the program declares is least-privilege.
+    for inputs in mocks.of_type("aws:iam/rolePolicy:RolePolicy").values():
+        assert_least_privilege(json.loads(inputs["policy"]))
+    assert all("managedPolicyArns" not in r for r in mocks.of_type("aws:iam/role:Role").values())
+
+
+def test_prod_like_stack(program: Any, mocks: RecordingMocks) -> None:
+    outputs = program(
+        memorySizeMb=4096,
+        maxConcurrency=10,
+        provisionedConcurrency=2,
+        lambdaArchitecture="x86_64",
+        apiThrottleRateLimit=100,
+        apiThrottleBurstLimit=200,
+        corsExtraOrigins=["https://admin.example.com"],
+        logRetentionDays=90,
+        priceClass="PriceClass_All",
+        customDomain="classify.example.com",
+        certificateArn=CERT,
+        kmsKeyArn=KMS,
+        smokeCheck=False,
+        endpointName="mobilenet-prod",
+    )
+    assert outputs["site_url"] == "https://classify.example.com"
+    assert outputs["endpoint_name"] == "mobilenet-prod"
+    variant = mocks.one("aws:sagemaker/endpointConfiguration:EndpointConfiguration")["productionVariants"][0]
+    assert variant["serverlessConfig"] == {"memorySizeInMb": 4096, "maxConcurrency": 10, "provisionedConcurrency": 2}
+    fn = mocks.one("aws:lambda/function:Function")
+    assert fn["architectures"] == ["x86_64"] and fn["kmsKeyArn"] == KMS
+    assert fn["environment"]["variables"]["ALLOWED_ORIGINS"] == (
+        f"https://classify.example.com,https://{CF_DOMAIN},https://admin.example.com"
+    )
+    stage = mocks.one("aws:apigatewayv2/stage:Stage")
+    assert stage["defaultRouteSettings"] == {"throttlingRateLimit": 100, "throttlingBurstLimit": 200}
+    assert {g["retentionInDays"] for g in mocks.of_type("aws:cloudwatch/logGroup:LogGroup").values()} == {90}
+    dist = mocks.one("aws:cloudfront/distribution:Distribution")
+    assert dist["aliases"] == ["classify.example.com"] and dist["priceClass"] == "PriceClass_All"
+    assert (DYNAMIC, "model-smoke-check") not in mocks.resources
+    for inputs in mocks.of_type("aws:iam/rolePolicy:RolePolicy").values():
+        document = json.loads(inputs["policy"])
+        assert_least_privilege(document)
+        assert any(s.get("Action") == "kms:Decrypt" and s["Resource"] == KMS for s in document["Statement"])
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"memorySizeMb": 1000}, "mobilenet-serverless:memorySizeMb = '1000' is invalid"),
+        (
+            {"provisionedConcurrency": 9},
+            "mobilenet-serverless:provisionedConcurrency = '9' is invalid: allowed an integer in 0..5",
+        ),
+        ({"corsExtraOrigins": ["*"]}, "mobilenet-serverless:corsExtraOrigins = '*' is invalid"),
+        ({"customDomain": "classify.example.com"}, "mobilenet-serverless:certificateArn = None is invalid"),
+    ],
+)
+def test_invalid_config_fails_before_any_resource(
+    program: Any, mocks: RecordingMocks, config: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(SettingsError) as err:
+        program(**config)
+    assert message in str(err.value)
+    assert mocks.resources == {}
+
+
+def test_missing_artifact_says_make_model(program: Any, mocks: RecordingMocks, tmp_path: Path) -> None:
+    with pytest.raises(policies.ArtifactMissingError, match="run `make model` first"):
+        program(modelArtifact=str(tmp_path / "nope.tar.gz"))
+    assert mocks.resources == {}
+
+
+def test_relative_artifact_path_resolves_against_the_project_root(
+    mocks: RecordingMocks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(policies.ArtifactMissingError) as err:
+        run_main(mocks, monkeypatch, {"modelArtifact": "model/dist/does-not-exist.tar.gz"})
+    assert str(ROOT / "model/dist/does-not-exist.tar.gz") in str(err.value)
+
+
+def test_every_real_asset_path_exists(program: Any, mocks: RecordingMocks) -> None:
+    program()
+    sources = [
+        o["source"].path for o in mocks.of_type("aws:s3/bucketObjectv2:BucketObjectv2").values() if "source" in o
+    ]
+    code = mocks.one("aws:lambda/function:Function")["code"].assets
+    paths = [*sources, *(asset.path for asset in code.values())]
+    assert len(sources) >= 4 and code
+    missing = [p for p in paths if not Path(p).is_file()]
+    assert missing == []
+    # The real www/ tree is uploaded in full (minus config.js, which is rendered).
+    keys = {o["key"] for o in mocks.of_type("aws:s3/bucketObjectv2:BucketObjectv2").values()}
+    assert set(policies.site_files(ROOT / "www")) | {"config.js"} <= keys
+    assert {"index.html", "script.js", "style.css"} <= keys
+
+
+def test_real_lambda_bundle_when_present() -> None:
+    """With components/lambda_bundle.py in place, the bundle has the handler and Powertools, all files real."""
+    bundle = pytest.importorskip("components.lambda_bundle")
+    files = bundle.lambda_asset_files(ROOT / "handlers")
+    assert "handlers/inference_proxy.py" in files
+    assert any(k.startswith("aws_lambda_powertools/") for k in files)
+    assert all(Path(p).is_file() for p in files.values())

@@ -1,0 +1,202 @@
+"""components/settings.py: defaults, coercion from Pulumi's strings, and every rejection message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.settings import (
+    CONFIG_KEYS,
+    Settings,
+    SettingsError,
+    default_endpoint_name,
+    function_name_for,
+    load_stack_file,
+    validate_settings,
+)
+from tests.infra.conftest import ROOT
+
+CERT = "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-0000-1111-2222-333344445555"
+KMS = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+def test_empty_config_gives_documented_defaults() -> None:
+    assert validate_settings({}) == Settings(
+        memory_size_mb=2048,
+        max_concurrency=5,
+        provisioned_concurrency=0,
+        inference_image_tag="2.6.0-cpu-py312",
+        lambda_architecture="arm64",
+        api_throttle_rate_limit=10,
+        api_throttle_burst_limit=20,
+        cors_extra_origins=(),
+        log_retention_days=14,
+        price_class="PriceClass_100",
+        custom_domain=None,
+        certificate_arn=None,
+        kms_key_arn=None,
+        smoke_check=True,
+        endpoint_name=None,
+        model_artifact="model/dist/model.tar.gz",
+    )
+
+
+def test_pulumi_config_strings_are_coerced() -> None:
+    # pulumi.Config().get returns text; arrays arrive as JSON.
+    settings = validate_settings(
+        {
+            "memorySizeMb": "4096",
+            "maxConcurrency": "10",
+            "provisionedConcurrency": "2",
+            "smokeCheck": "false",
+            "corsExtraOrigins": '["https://app.example.com", "http://localhost:8000"]',
+            "logRetentionDays": "30",
+            "customDomain": None,  # unset keys come back as None
+        }
+    )
+    assert (settings.memory_size_mb, settings.max_concurrency, settings.provisioned_concurrency) == (4096, 10, 2)
+    assert settings.smoke_check is False
+    assert settings.cors_extra_origins == ("https://app.example.com", "http://localhost:8000")
+    assert settings.log_retention_days == 30
+
+
+def test_prod_like_config_is_accepted() -> None:
+    settings = validate_settings(
+        {
+            "memorySizeMb": 6144,
+            "maxConcurrency": 200,
+            "provisionedConcurrency": 200,
+            "inferenceImageTag": "2.5.1-cpu-py311-ubuntu22.04-sagemaker",
+            "lambdaArchitecture": "x86_64",
+            "apiThrottleRateLimit": 10000,
+            "apiThrottleBurstLimit": 5000,
+            "priceClass": "PriceClass_All",
+            "customDomain": "classify.example.com",
+            "certificateArn": CERT,
+            "kmsKeyArn": KMS,
+            "smokeCheck": False,
+            "endpointName": "mobilenet-prod",
+            "logRetentionDays": 3653,
+        }
+    )
+    assert settings.custom_domain == "classify.example.com"
+    assert settings.certificate_arn == CERT
+    assert settings.kms_key_arn == KMS
+    assert settings.endpoint_name == "mobilenet-prod"
+
+
+INVALID = [
+    ("memorySizeMb", 1000, "one of 1024, 2048, 3072, 4096, 5120, 6144"),
+    ("memorySizeMb", 7168, "one of 1024"),
+    ("memorySizeMb", "2gb", "one of 1024"),
+    ("memorySizeMb", True, "one of 1024"),
+    ("maxConcurrency", 0, "an integer in 1..200"),
+    ("maxConcurrency", 201, "an integer in 1..200"),
+    ("maxConcurrency", 2.5, "an integer in 1..200"),
+    ("provisionedConcurrency", -1, "an integer in 0..5"),
+    ("provisionedConcurrency", 6, "an integer in 0..5"),
+    ("inferenceImageTag", "2.6.0-gpu-py312-cu124", "CPU tag"),
+    ("inferenceImageTag", "latest", "CPU tag"),
+    ("lambdaArchitecture", "arm", "one of arm64, x86_64"),
+    ("apiThrottleRateLimit", 0, "1..10000"),
+    ("apiThrottleRateLimit", 10001, "1..10000"),
+    ("apiThrottleBurstLimit", 0, "1..5000"),
+    ("apiThrottleBurstLimit", 5001, "1..5000"),
+    ("corsExtraOrigins", ["*"], "no wildcard"),
+    ("corsExtraOrigins", ["https://app.example.com/"], "no path"),
+    ("corsExtraOrigins", ["http://app.example.com"], "http only for localhost"),
+    ("corsExtraOrigins", ["app.example.com"], "https://host"),
+    ("corsExtraOrigins", "not json", "a list of origins"),
+    ("corsExtraOrigins", ["https://a.example.com", "https://a.example.com"], "distinct"),
+    ("logRetentionDays", 10, "one of 1, 3, 5, 7, 14"),
+    ("priceClass", "PriceClass_300", "PriceClass_100, PriceClass_200, PriceClass_All"),
+    ("customDomain", "Not A Domain", "DNS name"),
+    ("certificateArn", CERT.replace("us-east-1", "eu-west-1"), "us-east-1"),
+    ("kmsKeyArn", "alias/my-key", "KMS key ARN"),
+    ("smokeCheck", "yes", "true or false"),
+    ("endpointName", "bad_name", "[a-zA-Z0-9-]"),
+    ("endpointName", "x" * 64, "1..63"),
+    ("modelArtifact", "   ", "a path to model.tar.gz"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "allowed"), INVALID, ids=[f"{k}={v!r}"[:40] for k, v, _ in INVALID])
+def test_each_invalid_value_is_rejected_naming_key_value_and_range(key: str, value: object, allowed: str) -> None:
+    raw = {key: value}
+    if key == "certificateArn":
+        raw["customDomain"] = "classify.example.com"
+    with pytest.raises(SettingsError) as err:
+        validate_settings(raw)
+    message = str(err.value)
+    assert f"mobilenet-serverless:{key}" in message
+    assert repr(value if not isinstance(value, list) else value[-1])[:30] in message or repr(value)[:30] in message
+    assert allowed in message
+
+
+def test_custom_domain_requires_certificate_and_vice_versa() -> None:
+    with pytest.raises(SettingsError, match=r"certificateArn = None .*whenever customDomain is set"):
+        validate_settings({"customDomain": "classify.example.com"})
+    with pytest.raises(SettingsError, match=r"customDomain = None .*whenever certificateArn is set"):
+        validate_settings({"certificateArn": CERT})
+
+
+def test_unknown_key_is_rejected_with_the_known_keys() -> None:
+    with pytest.raises(SettingsError, match=r"unknown config key\(s\) mobilenet-serverless:memorySizeMB; allowed"):
+        validate_settings({"memorySizeMB": 2048})
+
+
+def test_default_endpoint_name_is_valid_and_bounded() -> None:
+    assert default_endpoint_name("mobilenet-serverless", "dev") == "mobilenet-serverless-dev"
+    long = default_endpoint_name("mobilenet-serverless", "feature_" + "x" * 80)
+    assert len(long) <= 63 and not long.endswith("-") and "_" not in long
+    with pytest.raises(SettingsError, match="cannot derive"):
+        default_endpoint_name("___", "___")
+
+
+def test_function_name_fits_lambda_limit() -> None:
+    assert function_name_for("mobilenet-serverless-dev") == "mobilenet-serverless-dev-proxy"
+    assert len(function_name_for("a" * 63)) == 64
+
+
+def test_dev_stack_file_loads(tmp_path: Path) -> None:
+    settings = load_stack_file(ROOT / "Pulumi.dev.yaml")
+    assert settings.lambda_architecture == "arm64"
+    assert settings.cors_extra_origins == ("http://localhost:8000",)
+    document = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    assert document["config"]["aws:region"]
+    assert set(document["config"]["aws:defaultTags"]["tags"]) == {"project", "stack"}
+
+
+def test_stack_file_errors_name_the_key(tmp_path: Path) -> None:
+    stack = tmp_path / "Pulumi.bad.yaml"
+    stack.write_text("config:\n  aws:region: us-east-1\n  mobilenet-serverless:maxConcurrency: 500\n")
+    with pytest.raises(SettingsError, match=r"mobilenet-serverless:maxConcurrency = 500 .*1\.\.200"):
+        load_stack_file(stack)
+    stack.write_text("config:\n  mobilenet-serverless:kmsKeyArn:\n    secure: AAABAC==\n")
+    with pytest.raises(SettingsError, match="secret"):
+        load_stack_file(stack)
+
+
+def test_project_schema_matches_the_validator() -> None:
+    """Pulumi.yaml documents every key with a type and description, with the validator's defaults."""
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    assert project["name"] == "mobilenet-serverless"
+    assert project["runtime"]["name"] == "python"
+    assert project["runtime"]["options"]["virtualenv"] == "venv"
+    assert project["description"]
+    schema = project["config"]
+    assert set(schema) == set(CONFIG_KEYS)
+    defaults = Settings()
+    for key, field in CONFIG_KEYS.items():
+        entry = schema[key]
+        assert entry["type"] in ("integer", "string", "boolean", "array"), key
+        assert entry["description"].strip(), key
+        expected = getattr(defaults, field)
+        if expected is None:
+            assert "default" not in entry, key
+        else:
+            assert entry["default"] == (list(expected) if isinstance(expected, tuple) else expected), key
+    # The project defaults themselves pass validation.
+    validate_settings({k: v["default"] for k, v in schema.items() if "default" in v})

@@ -1,0 +1,73 @@
+"""The payload-2.0 event the local API tier builds, and the Lambda result it turns back into HTTP."""
+
+from __future__ import annotations
+
+import base64
+
+from local import gateway
+
+
+def _event(**overrides):
+    params = {
+        "method": "post",
+        "path": "/predict",
+        "query_string": "top_k=3&x=1&x=2",
+        "headers": [("Content-Type", "image/jpeg"), ("X-Multi", "a"), ("x-multi", "b"), ("Cookie", "a=1; b=2")],
+        "body": b"\xff\xd8\xff\x00binary",
+        "source_ip": "127.0.0.1",
+        "route_key": "POST /predict",
+        "request_id": "req-1",
+        "now": 1_700_000_000.0,
+    }
+    return gateway.build_event(**{**params, **overrides})
+
+
+def test_event_has_the_payload_2_shape():
+    event = _event()
+    assert event["version"] == "2.0" and event["routeKey"] == "POST /predict"
+    assert event["rawPath"] == "/predict" and event["rawQueryString"] == "top_k=3&x=1&x=2"
+    assert event["headers"] == {"content-type": "image/jpeg", "x-multi": "a,b"}
+    assert event["cookies"] == ["a=1", "b=2"]
+    assert event["queryStringParameters"] == {"top_k": "3", "x": "1,2"}
+    http = event["requestContext"]["http"]
+    assert http == {"method": "POST", "path": "/predict", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1",
+                    "userAgent": ""}
+    assert event["requestContext"]["requestId"] == "req-1"
+    assert event["requestContext"]["timeEpoch"] == 1_700_000_000_000
+    assert event["requestContext"]["stage"] == "$default"
+
+
+def test_binary_bodies_are_base64_and_text_bodies_are_not():
+    binary = _event()
+    assert binary["isBase64Encoded"] is True
+    assert base64.b64decode(binary["body"]) == b"\xff\xd8\xff\x00binary"
+    text = _event(headers=[("content-type", "application/json; charset=utf-8")], body=b'{"image": "x"}')
+    assert text["isBase64Encoded"] is False and text["body"] == '{"image": "x"}'
+    not_utf8 = _event(headers=[("content-type", "application/json")], body=b"\xff\xfe")
+    assert not_utf8["isBase64Encoded"] is True
+
+
+def test_empty_body_and_no_query_are_omitted():
+    event = _event(body=b"", query_string="", headers=[])
+    assert "body" not in event and "queryStringParameters" not in event and "cookies" not in event
+    assert event["isBase64Encoded"] is False
+
+
+def test_lambda_result_becomes_http():
+    result = {"statusCode": 429, "headers": {"Retry-After": "2"}, "body": '{"error": "throttled"}',
+              "cookies": ["c=1"]}
+    answer = gateway.response_from_lambda(result)
+    assert answer.status == 429 and answer.body == b'{"error": "throttled"}'
+    assert ("retry-after", "2") in answer.headers and ("set-cookie", "c=1") in answer.headers
+    encoded = gateway.response_from_lambda({"statusCode": 200, "body": "aGk=", "isBase64Encoded": True})
+    assert encoded.body == b"hi"
+
+
+def test_gateway_errors_use_the_gateway_shape():
+    answer = gateway.gateway_error(413)
+    assert answer.status == 413 and answer.body == b'{"message": "Request Entity Too Large"}'
+
+
+def test_lambda_context_counts_down():
+    context = gateway.LambdaContext(aws_request_id="r", timeout_s=29.0)
+    assert 28_000 < context.get_remaining_time_in_millis() <= 29_000

@@ -1,0 +1,227 @@
+"""The whole local stack over HTTP: site, API Gateway + the real handler, and the SageMaker Runtime tier."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import boto3
+import httpx
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from tests.conftest import ROOT, LocalStack
+from tests.imagegen import CAT_LABELS, encode, photo, photo_bytes
+
+pytestmark = pytest.mark.integration
+
+
+def predict(stack, body: bytes, content_type: str = "image/jpeg", query: str = "", **kw) -> httpx.Response:
+    return httpx.post(f"{stack.url}/predict{query}", content=body, headers={"content-type": content_type, **kw},
+                      timeout=40)
+
+
+def runtime_client(stack, attempts: int = 1):
+    return boto3.client(
+        "sagemaker-runtime",
+        endpoint_url=stack.url,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+        config=Config(retries={"mode": "standard", "total_max_attempts": attempts}),
+    )
+
+
+# --- the API tier with the real model ---------------------------------------------------------------------
+@pytest.mark.parametrize(("name", "expected"), [("chelsea.jpg", CAT_LABELS), ("coffee.jpg", {"espresso"})])
+def test_real_photos_over_http(stack, name, expected):
+    response = predict(stack, photo_bytes(name))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["predictions"][0]["label"] in expected
+    assert len(body["predictions"]) == 5 and body["model"] == "mobilenet_v2"
+    assert body["latency_ms"]["total"] >= body["latency_ms"]["endpoint"] > 0
+    assert response.headers["x-request-id"]
+
+
+def test_json_body_data_url_and_top_k(stack):
+    image = "data:image/png;base64," + base64.b64encode(encode(photo("coffee.jpg"), "PNG")).decode()
+    response = predict(stack, json.dumps({"image": image, "top_k": 3}).encode(), "application/json")
+    assert response.status_code == 200, response.text
+    assert [p["label"] for p in response.json()["predictions"]][:1] == ["espresso"]
+    assert len(response.json()["predictions"]) == 3
+    assert len(predict(stack, photo_bytes("coffee.jpg"), query="?top_k=7").json()["predictions"]) == 7
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "error"),
+    [
+        (b"not an image at all", "image/jpeg", 415, "unsupported_media_type"),
+        (b"hello", "text/plain", 415, "unsupported_media_type"),
+        (b"{broken", "application/json", 400, "bad_request"),
+        (b'{"image": "***"}', "application/json", 400, "bad_request"),
+        (b"\xff\xd8\xff" + b"\x00" * (5 * 1024 * 1024), "image/jpeg", 413, "payload_too_large"),
+        (b"", "image/jpeg", 400, "bad_request"),
+    ],
+)
+def test_handler_errors_over_http(stack, body, content_type, status, error):
+    response = predict(stack, body, content_type)
+    assert response.status_code == status, response.text
+    assert response.json()["error"] == error and response.json()["message"]
+    assert "Traceback" not in response.text and "/opt/ml" not in response.text
+
+
+def test_truncated_jpeg_is_rejected_by_the_model_with_its_message(stack):
+    response = predict(stack, photo_bytes("coffee.jpg")[:3000])
+    assert response.status_code in (400, 422)
+    assert response.json()["error"] == "invalid_image"
+    assert "truncated" in response.json()["message"] and "Traceback" not in response.text
+
+
+def test_gateway_limits_and_routes(stack):
+    assert predict(stack, b"\xff\xd8\xff" + b"\x00" * (11 * 1024 * 1024)).status_code == 413
+    assert httpx.get(f"{stack.url}/predict").status_code == 404
+    assert httpx.put(f"{stack.url}/predict", content=b"x").status_code == 404
+    missing = httpx.post(f"{stack.url}/nope", content=b"x")
+    assert missing.status_code in (404, 405)
+
+
+def test_cors_for_the_site_origin_only(stack):
+    ok = predict(stack, photo_bytes("coffee.jpg"), origin=stack.url)
+    assert ok.headers["access-control-allow-origin"] == stack.url
+    bad = predict(stack, b"nope", "text/plain", origin="https://evil.example")
+    assert bad.status_code == 415 and "access-control-allow-origin" not in bad.headers
+    preflight = httpx.options(f"{stack.url}/predict", headers={
+        "origin": stack.url, "access-control-request-method": "POST",
+        "access-control-request-headers": "content-type"})
+    assert preflight.status_code == 204 and "POST" in preflight.headers["access-control-allow-methods"]
+
+
+# --- the site tier ---------------------------------------------------------------------------------------
+def test_config_js_points_at_the_local_api_and_is_not_cached(stack):
+    response = httpx.get(f"{stack.url}/config.js")
+    assert response.status_code == 200
+    assert response.text == f'window.APP_CONFIG = Object.freeze({{"apiUrl": "{stack.url}"}});\n'
+    assert response.headers["content-type"].startswith("application/javascript")
+    assert "no-cache" in response.headers["cache-control"] and "no-store" in response.headers["cache-control"]
+
+
+@pytest.mark.parametrize(("path", "content_type"), [("/", "text/html"), ("/script.js", "application/javascript"),
+                                                     ("/style.css", "text/css")])
+def test_site_files_with_content_types_and_security_headers(stack, path, content_type):
+    response = httpx.get(f"{stack.url}{path}")
+    assert response.status_code == 200 and response.headers["content-type"].startswith(content_type)
+    assert f"connect-src {stack.url}" in response.headers["content-security-policy"]
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_site_refuses_path_traversal(stack):
+    assert httpx.get(f"{stack.url}/..%2f..%2fetc/passwd").status_code == 404
+    assert httpx.get(f"{stack.url}/../Makefile").status_code == 404
+
+
+# --- the runtime tier through boto3 and the AWS CLI ---------------------------------------------------------
+def test_boto3_invoke_endpoint(stack):
+    response = runtime_client(stack).invoke_endpoint(
+        EndpointName="mobilenet-local", Body=photo_bytes("chelsea.jpg"), ContentType="image/jpeg",
+        Accept="application/json;top_k=2")
+    body = json.loads(response["Body"].read())
+    assert body["predictions"][0]["label"] in CAT_LABELS and len(body["predictions"]) == 2
+    assert response["ContentType"] == "application/json"
+
+
+def test_boto3_unknown_endpoint_is_a_validation_error(stack):
+    with pytest.raises(ClientError) as err:
+        runtime_client(stack).invoke_endpoint(EndpointName="nope", Body=b"x", ContentType="image/jpeg")
+    assert err.value.response["Error"]["Code"] == "ValidationError"
+    assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+def test_boto3_model_error_carries_the_container_status_and_traceback(stack):
+    with pytest.raises(ClientError) as err:
+        runtime_client(stack).invoke_endpoint(EndpointName="mobilenet-local", Body=b"junk", ContentType="image/jpeg")
+    response = err.value.response
+    assert response["Error"]["Code"] == "ModelError"
+    assert response["OriginalStatusCode"] == 400
+    first, _, rest = response["OriginalMessage"].partition("\n")
+    assert "not a readable" in first and "Traceback" in rest  # the toolkit's shape, which the proxy trims
+
+
+def test_boto3_oversize_payload(stack):
+    with pytest.raises(ClientError) as err:
+        runtime_client(stack).invoke_endpoint(EndpointName="mobilenet-local", Body=b"\0" * (4 * 1024 * 1024 + 1),
+                                              ContentType="image/jpeg")
+    assert err.value.response["Error"]["Code"] == "ValidationError"
+
+
+def test_aws_cli_invoke_endpoint(stack, tmp_path):
+    aws = ROOT / "venv" / "bin" / "aws"
+    if not aws.exists():
+        pytest.skip("AWS CLI not installed in the venv")
+    out = tmp_path / "out.json"
+    result = subprocess.run(
+        [str(aws), "sagemaker-runtime", "invoke-endpoint", "--endpoint-url", stack.url, "--region", "us-east-1",
+         "--endpoint-name", "mobilenet-local", "--content-type", "image/jpeg",
+         "--body", f"fileb://{ROOT / 'tests/fixtures/images/coffee.jpg'}", str(out)],
+        capture_output=True, text=True, timeout=60,
+        env={"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(out.read_text())["predictions"][0]["label"] == "espresso"
+
+
+def test_throttling_beyond_max_concurrency(stack):
+    stack.set_faults(delay_s=1.5)  # hold every slot long enough for the requests to overlap
+    client = runtime_client(stack)
+
+    def call(_):
+        try:
+            client.invoke_endpoint(EndpointName="mobilenet-local", Body=photo_bytes("coffee.jpg"),
+                                   ContentType="image/jpeg")
+            return "ok"
+        except ClientError as e:
+            return (e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"])
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(call, range(8)))
+    assert results.count("ok") == 5  # Pulumi.dev.yaml maxConcurrency
+    assert results.count(("ThrottlingException", 400)) == 3
+
+
+def test_throttling_reaches_the_browser_as_429_with_retry_after(stack):
+    stack.set_faults(throttle=100)
+    response = predict(stack, photo_bytes("coffee.jpg"))
+    assert response.status_code == 429 and response.json()["error"] == "throttled"
+    assert int(response.headers["retry-after"]) >= 1
+    stack.clear_faults()
+    assert predict(stack, photo_bytes("coffee.jpg")).status_code == 200
+
+
+# --- start-up guards ----------------------------------------------------------------------------------------
+def test_refuses_a_non_loopback_bind_without_the_flag():
+    result = subprocess.run([sys.executable, "-m", "local", "--host", "0.0.0.0", "--port", "0"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "--allow-remote" in result.stderr
+
+
+def test_refuses_to_start_when_model_fn_fails(artifact, tmp_path):
+    import tarfile
+
+    broken = tmp_path / "broken.tar.gz"
+    with tarfile.open(artifact) as src, tarfile.open(broken, "w:gz") as dst:
+        for member in src.getmembers():
+            if member.name == "metadata.json":
+                data = b'{"model": "mobilenet_v2"}'
+                member.size = len(data)
+                dst.addfile(member, __import__("io").BytesIO(data))
+            elif member.isfile():
+                dst.addfile(member, src.extractfile(member))
+            else:
+                dst.addfile(member)
+    with pytest.raises(RuntimeError) as err:
+        LocalStack("--artifact", str(broken))
+    assert "model_fn failed" in str(err.value) and "metadata.json" in str(err.value)
