@@ -221,7 +221,7 @@ def site_bucket_policy(bucket_arn: str, distribution_arn: str) -> str:
 
 def invoke_permission_source_arn(execution_arn: str) -> str:
     """Only POST /predict on any stage of this one API may invoke the function."""
-    return f"{execution_arn}/*"
+    return f"{_require('execution_arn', execution_arn)}/*/POST/predict"
 
 
 # ------------------------------------------------------------------------------------- web security

@@ -386,14 +386,16 @@ def _assert_no_payload(text, *payloads):
             assert encoded[start : start + 40] not in text
 
 
-def test_logs_carry_the_request_id_and_never_the_payload(proxy, stub, capsys, monkeypatch):
-    monkeypatch.setenv("POWERTOOLS_LOGGER_LOG_EVENT", "true")  # must not make the handler log the event
-    stub.add_response("invoke_endpoint", endpoint_answer())
-    stub.add_client_error("invoke_endpoint", "ThrottlingException", "Rate exceeded", http_status_code=400)
-    call(proxy, make_event(body=JPEG))
-    call(proxy, json_event({"image": f"data:image/png;base64,{b64(PNG)}"}))
-    call(proxy, json_event({"image": b64(GIF)}))
-    call(proxy, json_event({"image": f"data:image/jpeg;base64,{b64(PNG)}"}))
+def test_logs_carry_the_request_id_and_never_the_payload(proxy_env, capsys):
+    proxy_env.setenv("POWERTOOLS_LOGGER_LOG_EVENT", "true")  # must not make the handler log the event
+    proxy = load_proxy()
+    with Stubber(proxy.CLIENT) as stub:
+        stub.add_response("invoke_endpoint", endpoint_answer())
+        stub.add_client_error("invoke_endpoint", "ThrottlingException", "Rate exceeded", http_status_code=400)
+        call(proxy, make_event(body=JPEG))
+        call(proxy, json_event({"image": f"data:image/png;base64,{b64(PNG)}"}))
+        call(proxy, json_event({"image": b64(GIF)}))
+        call(proxy, json_event({"image": f"data:image/jpeg;base64,{b64(PNG)}"}))
     out = capsys.readouterr().out
     _assert_no_payload(out, JPEG, PNG, GIF)
     logs = [line for line in _log_lines(out) if "level" in line]
