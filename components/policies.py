@@ -373,6 +373,9 @@ def sagemaker_container_env(region: str) -> dict[str, str]:
 
 CORS_ALLOW_METHODS = ("POST", "OPTIONS")
 CORS_ALLOW_HEADERS = ("content-type",)
+# API Gateway replaces the Lambda's CORS headers with its own, so the headers the UI reads cross-origin
+# (Retry-After for its backoff, the request id it shows for support) must be exposed here.
+CORS_EXPOSE_HEADERS = ("retry-after", "x-request-id")
 CORS_MAX_AGE_S = 3600
 
 
@@ -385,6 +388,7 @@ def http_api_cors(origins: Iterable[str]) -> dict[str, Any]:
         "AllowOrigins": allowed,
         "AllowMethods": list(CORS_ALLOW_METHODS),
         "AllowHeaders": list(CORS_ALLOW_HEADERS),
+        "ExposeHeaders": list(CORS_EXPOSE_HEADERS),
         "MaxAge": CORS_MAX_AGE_S,
         "AllowCredentials": False,
     }

@@ -61,8 +61,10 @@ threading.Thread(target=watch_launcher, daemon=True).start()
 serving.main()
 """
 
-# Failures a worker logs while loading the model: "...ModelLoadError: cannot read model metadata at /x".
+# The last line of a Python traceback: "inference.ModelLoadError: cannot read model metadata at /x".
 _ERROR_LINE = re.compile(r"\b([A-Z]\w*(?:Error|Exception)): (.+)$")
+# What TorchServe's Python worker logs when it exits, e.g. because model_fn raised.
+WORKER_DIED = "Backend worker process died."
 
 
 class TorchServeError(RuntimeError):
@@ -111,12 +113,20 @@ def serving_env(base: Path, port: int, metrics_port: int, grpc_ports: tuple[int,
     }
 
 
-def failure_cause(log_lines: list[str]) -> str | None:
-    """The last 'SomeError: message' a worker logged, e.g. model_fn's ModelLoadError naming the path."""
+def last_error(log_lines: list[str]) -> str | None:
+    """The last 'SomeError: message' in the log, without the log prefix."""
     for line in reversed(log_lines):
         match = _ERROR_LINE.search(line)
         if match:
             return f"{match.group(1)}: {match.group(2).strip()}"
+    return None
+
+
+def worker_death_cause(log_lines: list[str]) -> str | None:
+    """Why the first worker died (e.g. model_fn's ModelLoadError naming the path); None while none has died."""
+    for i, line in enumerate(log_lines):
+        if WORKER_DIED in line:
+            return last_error(log_lines[:i]) or "the worker died without logging an error"
     return None
 
 
@@ -204,48 +214,61 @@ class TorchServeEndpoint:
         return self
 
     def wait_ready(self) -> None:
-        """Bounded: /ping 200, then a warm-up invocation that only a worker with a loaded model answers 200."""
+        """Bounded: /ping 200 and a warm-up invocation answered 200, i.e. a worker has run model_fn.
+
+        /ping says Healthy even when every worker dies in model_fn, and a request queued behind a dying worker
+        waits for its next restart (back-off grows to minutes), so the log is read for a dead worker as well.
+        """
         deadline = time.monotonic() + self.startup_timeout
         jpeg = _warmup_jpeg()
         while True:
             if self._proc.poll() is not None:
                 self._fail(f"the serving stack exited with code {self._proc.returncode} before it was ready")
-            if self._request("GET", "/ping")[0] == 200:
-                status, _, body = self.invoke(jpeg, "image/jpeg")
+            cause = worker_death_cause(self._log_lines())
+            if cause:
+                self._fail(f"the model server worker died loading the model (model_fn failed): {cause}", cause=False)
+            if self._request("GET", "/ping", timeout=2)[0] == 200:
+                status, _, body = self._request(
+                    "POST", "/invocations", jpeg, {"Content-Type": "image/jpeg", "Accept": "application/json"}, 5
+                )
                 if status == 200:
                     return
-                if status != 503:  # 503: no worker yet; anything else: the worker could not load the model
-                    self._fail(f"warm-up invocation got {status} {body[:200]!r}; model_fn failed")
+                if status not in (0, 503):  # 0: still queued behind the loading worker; 503: no worker yet
+                    self._fail(f"warm-up invocation got {status}: {body[:200]!r}")
             if time.monotonic() > deadline:
                 self._fail(f"not ready after {self.startup_timeout:.0f} s")
             time.sleep(0.25)
 
-    def _fail(self, what: str) -> None:
-        tail = self.log_tail(40)
-        cause = failure_cause(tail.splitlines())
-        raise TorchServeError(f"{what}{f' - {cause}' if cause else ''}\n--- log tail ({self.base}) ---\n{tail}")
+    def _fail(self, what: str, cause: bool = True) -> None:
+        error = last_error(self._log_lines()) if cause else None
+        raise TorchServeError(
+            f"{what}{f' (last error logged: {error})' if error else ''}\n"
+            f"--- last lines of {self.base}/serve.log ---\n{self.log_tail(40)}"
+        )
 
     def invoke(
         self, body: bytes, content_type: str, accept: str = "application/json"
     ) -> tuple[int, dict[str, str], bytes]:
         return self._request("POST", "/invocations", body, {"Content-Type": content_type, "Accept": accept})
 
-    def _request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+    def _request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None, timeout=60):
         req = urllib.request.Request(self.url + path, data=body, headers=headers or {}, method=method)
         try:
-            with urllib.request.urlopen(req, timeout=60) as resp:  # noqa: S310 (our own loopback URL)
+            with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (our own loopback URL)
                 return resp.status, dict(resp.headers), resp.read()
         except urllib.error.HTTPError as e:
             return e.code, dict(e.headers), e.read()
         except OSError:  # not listening yet, or reset while starting
             return 0, {}, b""
 
-    def log_tail(self, n: int = 40) -> str:
+    def _log_lines(self) -> list[str]:
         try:
-            lines = (self.base / "serve.log").read_text(errors="replace").splitlines()
-        except (OSError, TypeError):
-            return ""
-        return "\n".join(lines[-n:])
+            return (self.base / "serve.log").read_text(errors="replace").splitlines()
+        except (OSError, TypeError):  # TypeError: not started, no base dir
+            return []
+
+    def log_tail(self, n: int = 40) -> str:
+        return "\n".join(self._log_lines()[-n:])
 
     def stop(self) -> None:
         if self._finalizer is not None:

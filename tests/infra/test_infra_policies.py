@@ -195,6 +195,7 @@ def test_http_api_cors_document() -> None:
         "AllowOrigins": ["https://d1.cloudfront.net"],
         "AllowMethods": ["POST", "OPTIONS"],
         "AllowHeaders": ["content-type"],
+        "ExposeHeaders": ["retry-after", "x-request-id"],
         "MaxAge": 3600,
         "AllowCredentials": False,
     }
