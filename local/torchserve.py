@@ -31,7 +31,7 @@ import weakref
 from pathlib import Path
 
 _ENTRY = r"""
-import os, signal, sys, threading, time
+import os, shutil, signal, sys, threading, time
 import psutil
 from sagemaker_pytorch_serving_container import serving, torchserve
 
@@ -58,7 +58,11 @@ def watch_launcher():  # the launcher died without stop(): take the whole group 
 
 torchserve._retrieve_ts_server_process = own_ts_server_process
 threading.Thread(target=watch_launcher, daemon=True).start()
-serving.main()
+try:
+    serving.main()
+finally:
+    if os.getppid() != launcher:  # orphaned: nobody else will remove the temp dir
+        shutil.rmtree(os.getcwd(), ignore_errors=True)
 """
 
 # The last line of a Python traceback: "inference.ModelLoadError: cannot read model metadata at /x".
@@ -81,6 +85,15 @@ def free_ports(count: int) -> list[int]:
     finally:
         for sock in socks:
             sock.close()
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def serving_env(base: Path, port: int, metrics_port: int, grpc_ports: tuple[int, int]) -> dict[str, str]:
@@ -187,13 +200,19 @@ class TorchServeEndpoint:
     def start(self) -> TorchServeEndpoint:
         if self._proc is not None:
             raise TorchServeError("endpoint already started")
-        if not shutil.which("java"):
-            raise TorchServeError("java not found on PATH: TorchServe needs a Java 17 runtime")
+        if not shutil.which("java") and not os.environ.get("JAVA_HOME"):  # TorchServe honours either
+            raise TorchServeError("java not found on PATH (nor JAVA_HOME): TorchServe needs a Java 17 runtime")
+        if self.port and not _port_free(self.port):
+            raise TorchServeError(f"port {self.port} on 127.0.0.1 is in use")
         self.base = Path(tempfile.mkdtemp(prefix="torchserve-"))
-        for sub in ("model", "tmp", "logs"):
-            (self.base / sub).mkdir()
-        with tarfile.open(self.artifact) as tar:
-            tar.extractall(self.base / "model", filter="data")
+        try:
+            for sub in ("model", "tmp", "logs"):
+                (self.base / sub).mkdir()
+            with tarfile.open(self.artifact) as tar:
+                tar.extractall(self.base / "model", filter="data")
+        except (OSError, tarfile.TarError) as e:
+            shutil.rmtree(self.base, ignore_errors=True)
+            raise TorchServeError(f"cannot unpack the model artifact {self.artifact}: {e}") from e
         ports = free_ports(4)
         self.port = self.port or ports[0]
         env = {**os.environ, **serving_env(self.base, self.port, ports[1], (ports[2], ports[3])), **self.extra_env}
@@ -226,7 +245,7 @@ class TorchServeEndpoint:
                 self._fail(f"the serving stack exited with code {self._proc.returncode} before it was ready")
             cause = worker_death_cause(self._log_lines())
             if cause:
-                self._fail(f"the model server worker died loading the model (model_fn failed): {cause}", cause=False)
+                self._fail(f"the model server worker died loading the model (model_fn failed): {cause}", False)
             if self._request("GET", "/ping", timeout=2)[0] == 200:
                 status, _, body = self._request(
                     "POST", "/invocations", jpeg, {"Content-Type": "image/jpeg", "Accept": "application/json"}, 5
@@ -239,8 +258,8 @@ class TorchServeEndpoint:
                 self._fail(f"not ready after {self.startup_timeout:.0f} s")
             time.sleep(0.25)
 
-    def _fail(self, what: str, cause: bool = True) -> None:
-        error = last_error(self._log_lines()) if cause else None
+    def _fail(self, what: str, add_last_error: bool = True) -> None:
+        error = last_error(self._log_lines()) if add_last_error else None
         raise TorchServeError(
             f"{what}{f' (last error logged: {error})' if error else ''}\n"
             f"--- last lines of {self.base}/serve.log ---\n{self.log_tail(40)}"
@@ -252,9 +271,10 @@ class TorchServeEndpoint:
         return self._request("POST", "/invocations", body, {"Content-Type": content_type, "Accept": accept})
 
     def _request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None, timeout=60):
-        req = urllib.request.Request(self.url + path, data=body, headers=headers or {}, method=method)
+        # Our own loopback http URL, never user input.
+        req = urllib.request.Request(self.url + path, data=body, headers=headers or {}, method=method)  # noqa: S310
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (our own loopback URL)
+            with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
                 return resp.status, dict(resp.headers), resp.read()
         except urllib.error.HTTPError as e:
             return e.code, dict(e.headers), e.read()

@@ -81,7 +81,13 @@ def load_state_dict(source: WeightsSource):
     model = torchvision.models.mobilenet_v2(weights=None)
     if source.path is None:
         weights = torchvision.models.MobileNet_V2_Weights[source.preset]
-        state = weights.get_state_dict(progress=False, check_hash=True)
+        try:
+            state = weights.get_state_dict(progress=False, check_hash=True)
+        except OSError as e:  # URLError, timeouts, hash mismatch: no traceback, say what to do instead
+            raise WeightsError(
+                f"could not download {weights.url} ({getattr(e, 'reason', e)}); offline, pass a local "
+                "state_dict with --weights FILE or MODEL_WEIGHTS=FILE"
+            ) from None
     else:
         try:
             state = torch.load(source.path, map_location="cpu", weights_only=True)

@@ -1,0 +1,48 @@
+"""Shared by the container tests: is the serving stack runnable here, and the endpoint lifecycle."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from local.torchserve import TorchServeEndpoint
+
+# Endpoints these tests started and have not stopped: two must never run at once (CPU, and AWS's toolkit
+# refuses a second TorchServe on the machine unless the launcher scopes its search, which it does).
+_live: list[TorchServeEndpoint] = []
+
+
+def require_serving_stack() -> None:
+    """Skip with the reason when java or the toolkit is missing; under CI that is a failure instead."""
+    missing = []
+    if not shutil.which("java"):
+        missing.append("java (a Java 17 runtime, e.g. apt-get install openjdk-17-jre-headless)")
+    for module in ("sagemaker_pytorch_serving_container", "ts"):
+        if importlib.util.find_spec(module) is None:
+            missing.append(f"python module {module} (pip install -r requirements-dev.txt)")
+    if not missing:
+        return
+    reason = "TorchServe container tests need " + " and ".join(missing)
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}; CI must provide it (.ci/run installs Java)", pytrace=False)
+    pytest.skip(reason)
+
+
+@contextlib.contextmanager
+def endpoint(artifact: Path) -> Iterator[TorchServeEndpoint]:
+    """A started (not yet ready) endpoint, stopped on exit; refuses to overlap another one."""
+    require_serving_stack()
+    assert not _live, f"an endpoint from an earlier module is still running at {_live[0].url}"
+    ep = TorchServeEndpoint(artifact, startup_timeout=120).start()
+    _live.append(ep)
+    try:
+        yield ep
+    finally:
+        ep.stop()
+        _live.remove(ep)

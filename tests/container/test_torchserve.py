@@ -1,0 +1,157 @@
+"""model.tar.gz served by AWS's own stack (sagemaker-pytorch-inference toolkit + TorchServe), as in the container.
+
+What a mock cannot prove: the artifact layout the toolkit expects, the SAGEMAKER_PROGRAM wiring, the
+model_fn/input_fn/predict_fn/output_fn contract as the toolkit calls it, and the status codes errors really get.
+One endpoint serves the whole module (starting one costs ~10 s).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from PIL import Image
+
+from handlers.proxy_core import map_client_error
+from tests.container.conftest import endpoint
+from tests.imagegen import CAT_LABELS, bomb_png, encode, photo, photo_bytes
+
+pytestmark = [pytest.mark.container, pytest.mark.slow]
+
+JSON = "application/json"
+
+
+@pytest.fixture(scope="module")
+def served(artifact):
+    with endpoint(artifact) as ep:
+        ep.wait_ready()
+        yield ep
+
+
+def predict(ep, body: bytes, content_type: str, accept: str = JSON) -> dict:
+    status, headers, raw = ep.invoke(body, content_type, accept)
+    assert status == 200, raw[:300]
+    assert headers["content-type"] == JSON
+    return json.loads(raw)
+
+
+def top_label(result: dict) -> str:
+    return result["predictions"][0]["label"]
+
+
+def test_cat_photo_is_a_cat_class(served):
+    assert top_label(predict(served, photo_bytes("chelsea.jpg"), "image/jpeg")) in CAT_LABELS
+
+
+def test_espresso_photo_is_espresso(served):
+    assert top_label(predict(served, photo_bytes("coffee.jpg"), "image/jpeg")) == "espresso"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "fmt"),
+    [("image/jpeg", "JPEG"), ("image/png", "PNG"), ("image/webp", "WEBP"), ("application/x-image", "JPEG")],
+)
+def test_each_image_content_type(served, content_type, fmt):
+    result = predict(served, encode(photo("chelsea.jpg"), fmt), content_type)
+    assert top_label(result) in CAT_LABELS
+    assert len(result["predictions"]) == 5
+
+
+@pytest.mark.parametrize("as_data_url", [False, True], ids=["base64", "data-url"])
+def test_json_body_with_base64_image(served, as_data_url):
+    b64 = base64.b64encode(photo_bytes("chelsea.jpg")).decode()
+    image = f"data:image/jpeg;base64,{b64}" if as_data_url else b64
+    result = predict(served, json.dumps({"image": image, "top_k": 2}).encode(), JSON)
+    assert top_label(result) in CAT_LABELS
+    assert len(result["predictions"]) == 2
+
+
+def test_accept_top_k_parameter_is_honoured(served):
+    # The Lambda proxy sends exactly this Accept; the toolkit must pass the parameter through to output_fn.
+    result = predict(served, photo_bytes("chelsea.jpg"), "image/jpeg", accept="application/json;top_k=3")
+    assert len(result["predictions"]) == 3
+    probs = [p["prob"] for p in result["predictions"]]
+    assert probs == sorted(probs, reverse=True)
+
+
+def test_success_body_names_model_weights_and_backend(served):
+    result = predict(served, photo_bytes("chelsea.jpg"), "image/jpeg")
+    assert result["model"] == "mobilenet_v2"
+    assert result["weights"]
+    # On this Python 3.11 venv the artifact's cp312 onnxruntime is skipped and the venv's own one serves.
+    assert result["backend"].startswith("onnxruntime-")
+
+
+def test_missing_accept_gets_json(served):
+    # The toolkit substitutes its default accept (application/json) for a missing or */* Accept.
+    status, headers, raw = served.invoke(photo_bytes("chelsea.jpg"), "image/jpeg", accept="")
+    assert status == 200
+    assert headers["content-type"] == JSON
+    assert top_label(json.loads(raw)) in CAT_LABELS
+
+
+def error(ep, body: bytes, content_type: str, accept: str = JSON) -> tuple[int, list[str]]:
+    status, _, raw = ep.invoke(body, content_type, accept)
+    return status, raw.decode().splitlines()
+
+
+def test_non_image_is_400_with_a_one_line_message_then_a_traceback(served):
+    status, lines = error(served, b"this is not an image at all", "image/jpeg")
+    assert status == 400
+    assert lines[0] == "body is not a readable JPEG, PNG or WebP image"
+    # The toolkit appends the whole traceback (paths included) after the message ...
+    assert lines[1].startswith("Traceback (most recent call last)")
+    assert any("inference.py" in line for line in lines[2:])
+
+
+def test_proxy_keeps_only_the_first_line_of_a_real_container_error(served):
+    # ... and what keeps it from users is the proxy's "first line only" rule, applied to this real body.
+    _, _, raw = served.invoke(b"this is not an image at all", "image/jpeg")
+    mapped = map_client_error("ModelError", 424, {"OriginalStatusCode": 400, "OriginalMessage": raw.decode()})
+    assert mapped.status == 400
+    assert mapped.message == "body is not a readable JPEG, PNG or WebP image"
+    assert "Traceback" not in json.dumps(mapped.body())
+
+
+def test_truncated_jpeg_is_400(served):
+    status, lines = error(served, photo_bytes("chelsea.jpg")[:2000], "image/jpeg")
+    assert status == 400
+    assert "truncated or corrupt" in lines[0] or "not a readable" in lines[0]
+
+
+def test_bad_json_is_400(served):
+    status, lines = error(served, b'{"image": ', JSON)
+    assert status == 400
+    assert lines[0] == "request body is not valid JSON"
+
+
+def test_unsupported_content_type_is_415(served):
+    status, lines = error(served, b"hello", "text/plain")
+    assert status == 415
+    assert lines[0].startswith("content type 'text/plain' is not one of")
+
+
+def test_unsupported_accept_is_406(served):
+    status, lines = error(served, photo_bytes("chelsea.jpg"), "image/jpeg", accept="text/html")
+    assert status == 406
+    assert "ask for application/json" in lines[0]
+
+
+def test_decompression_bomb_is_413(served):
+    status, lines = error(served, bomb_png(), "image/png")
+    assert status == 413
+    assert "too many pixels" in lines[0] or "the limit is" in lines[0]
+
+
+def test_gif_is_415_even_when_declared_as_an_image(served):
+    gif = encode(Image.new("RGB", (32, 32), "red"), "GIF")
+    status, lines = error(served, gif, "image/jpeg")
+    assert status == 415
+    assert lines[0].startswith("GIF images are not accepted")
+
+
+def test_ping_is_healthy(served):
+    status, _, raw = served._request("GET", "/ping")
+    assert status == 200
+    assert json.loads(raw)["status"] == "Healthy"

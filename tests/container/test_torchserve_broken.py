@@ -1,0 +1,76 @@
+"""A broken artifact through the same stack: model_fn raises, and only an invocation shows it.
+
+Runs after test_torchserve.py (file order), whose module-scoped endpoint is stopped by then; conftest refuses
+to start this one while another is live.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import time
+
+import pytest
+
+from local.torchserve import TorchServeError, _warmup_jpeg
+from tests.container.conftest import endpoint
+
+pytestmark = [pytest.mark.container, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def broken_artifact(artifact, tmp_path_factory):
+    """The good tarball with metadata.json replaced by invalid JSON: model_fn raises ModelLoadError."""
+    target = tmp_path_factory.mktemp("broken") / "model.tar.gz"
+    with tarfile.open(artifact) as src, tarfile.open(target, "w:gz", compresslevel=1) as dst:
+        for member in src.getmembers():
+            if member.name == "metadata.json":
+                data = b"{not json"
+                member.size = len(data)
+                dst.addfile(member, io.BytesIO(data))
+            else:
+                dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+    return target
+
+
+@pytest.fixture(scope="module")
+def broken(broken_artifact):
+    """What a client sees, in order: /ping, the first invocation, the launcher's readiness verdict, /ping again."""
+    with endpoint(broken_artifact) as ep:
+        deadline = time.monotonic() + 60
+        while (ping := ep._request("GET", "/ping", timeout=2))[0] != 200 and time.monotonic() < deadline:
+            time.sleep(0.25)
+        # Queued before the first worker finishes loading, so the first worker's death answers it.
+        invocation = ep.invoke(_warmup_jpeg(), "image/jpeg")
+        with pytest.raises(TorchServeError) as readiness:
+            ep.wait_ready()
+        yield {
+            "ping_before": ping,
+            "invocation": invocation,
+            "readiness": str(readiness.value),
+            "ping_after": ep._request("GET", "/ping", timeout=5),
+        }
+
+
+def test_ping_says_healthy_although_the_model_cannot_load(broken):
+    for key in ("ping_before", "ping_after"):
+        status, _, raw = broken[key]
+        assert status == 200, key
+        assert json.loads(raw)["status"] == "Healthy"
+
+
+def test_an_invocation_gets_500_worker_died(broken):
+    # Exactly what TorchServe answers when the worker dies in model_fn: a JSON 500, not our one-line text.
+    status, _, raw = broken["invocation"]
+    assert status == 500
+    assert json.loads(raw) == {"code": 500, "type": "InternalServerException", "message": "Worker died."}
+
+
+def test_readiness_wait_names_the_cause_instead_of_hanging(broken):
+    message = broken["readiness"]
+    first_line = message.splitlines()[0]
+    assert "model_fn failed" in first_line
+    assert "ModelLoadError" in first_line
+    assert "metadata.json is not valid JSON" in first_line
+    assert "serve.log" in message  # the log tail follows for everything else

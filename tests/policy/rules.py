@@ -1,0 +1,625 @@
+"""Policy rules over the resource graph, in the spirit of Pulumi's AWSGuard pack.
+
+Each rule is a pure function `(resources, ...) -> list[str]` over every resource of the relevant type,
+so a bucket, role or distribution added later is covered without touching the rule. A violation
+names the resource (URN) and the property, so a failing CI run says what to fix. test_guard.py asserts
+each rule returns [] for the real program and a non-empty list for a deliberately bad resource.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from tests.policy.graph import Res, of_type
+
+BUCKET_TYPES = ("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2")
+PUBLIC_ACCESS_BLOCK = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
+OWNERSHIP = "aws:s3/bucketOwnershipControls:BucketOwnershipControls"
+ENCRYPTION_TYPES = (
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+    "aws:s3/bucketServerSideEncryptionConfigurationV2:BucketServerSideEncryptionConfigurationV2",
+)
+ACL_TYPES = ("aws:s3/bucketAcl:BucketAcl", "aws:s3/bucketAclV2:BucketAclV2")
+OBJECT_TYPES = ("aws:s3/bucketObjectv2:BucketObjectv2", "aws:s3/bucketObject:BucketObject", "aws:s3/objectCopy:ObjectCopy")
+BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
+DISTRIBUTION = "aws:cloudfront/distribution:Distribution"
+OAC = "aws:cloudfront/originAccessControl:OriginAccessControl"
+OAI = "aws:cloudfront/originAccessIdentity:OriginAccessIdentity"
+HEADERS_POLICY = "aws:cloudfront/responseHeadersPolicy:ResponseHeadersPolicy"
+ROLE = "aws:iam/role:Role"
+ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+POLICY = "aws:iam/policy:Policy"
+ATTACHMENT_TYPES = (
+    "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+    "aws:iam/policyAttachment:PolicyAttachment",
+    "aws:iam/rolePolicyAttachmentsExclusive:RolePolicyAttachmentsExclusive",
+)
+LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+FUNCTION = "aws:lambda/function:Function"
+PERMISSION = "aws:lambda/permission:Permission"
+FUNCTION_URL = "aws:lambda/functionUrl:FunctionUrl"
+SM_MODEL = "aws:sagemaker/model:Model"
+SM_ENDPOINT = "aws:sagemaker/endpoint:Endpoint"
+SM_ENDPOINT_CONFIG = "aws:sagemaker/endpointConfiguration:EndpointConfiguration"
+HTTP_API = "aws:apigatewayv2/api:Api"
+STAGE = "aws:apigatewayv2/stage:Stage"
+DYNAMIC = "pulumi-python:dynamic:Resource"
+
+PUBLIC_ACCESS_FLAGS = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+PUBLIC_GRANTEE_URIS = ("http://acs.amazonaws.com/groups/global/AllUsers", "http://acs.amazonaws.com/groups/global/AuthenticatedUsers")
+SSE_ALGORITHMS = ("AES256", "aws:kms", "aws:kms:dsse")
+# GetAuthorizationToken has no resource-level permissions: "*" is its only valid resource.
+STAR_RESOURCE_ACTIONS = frozenset({"ecr:GetAuthorizationToken"})
+BROAD_MANAGED_POLICIES = (
+    "AdministratorAccess",
+    "PowerUserAccess",
+    "IAMFullAccess",
+    "AmazonS3FullAccess",
+    "AmazonSageMakerFullAccess",
+    "AWSLambda_FullAccess",
+    "CloudWatchLogsFullAccess",
+    "AmazonAPIGatewayAdministrator",
+    "CloudFrontFullAccess",
+)
+# Which service may assume a role is decided by what the role is used for.
+ROLE_USERS: dict[str, tuple[str, str]] = {
+    SM_MODEL: ("executionRoleArn", "sagemaker.amazonaws.com"),
+    FUNCTION: ("role", "lambda.amazonaws.com"),
+}
+HTTPS_VIEWER_POLICIES = ("redirect-to-https", "https-only")
+MIN_TLS = "TLSv1.2_2021"
+HSTS_MIN_AGE_S = 365 * 24 * 3600
+SAFE_REFERRER_POLICIES = ("no-referrer", "same-origin", "strict-origin", "strict-origin-when-cross-origin")
+PREDICT_SOURCE_SUFFIX = "/*/POST/predict"
+CORS_METHODS = frozenset({"POST", "OPTIONS"})
+CORS_EXPOSED = frozenset({"retry-after", "x-request-id"})
+_KMS_ARN = re.compile(r"arn:aws[a-z-]*:kms:[^\"\\\s,]+")
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _document(res: Res, prop: str, problems: list[str]) -> dict[str, Any] | None:
+    raw = res.inputs.get(prop)
+    try:
+        document = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        problems.append(f"{res.label()}: {prop} is not JSON")
+        return None
+    if not isinstance(document, Mapping):
+        problems.append(f"{res.label()}: {prop} is missing or not a policy document, got {raw!r}")
+        return None
+    return dict(document)
+
+
+def _statements(document: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [dict(s) for s in _as_list(document.get("Statement"))]
+
+
+def _attached(resources: Sequence[Res], types: Iterable[str], bucket: Res) -> list[Res]:
+    """Sub-resources of a bucket: their `bucket` input is the bucket's id (its name)."""
+    wanted = tuple(types)
+    return [r for r in resources if r.type in wanted and r.inputs.get("bucket") == bucket.id]
+
+
+def _buckets(resources: Sequence[Res]) -> list[Res]:
+    return [r for r in resources if r.type in BUCKET_TYPES]
+
+
+# ------------------------------------------------------------------------------------------ 1. S3
+
+
+def public_access_block_violations(resources: Sequence[Res]) -> list[str]:
+    """Rule 1: every bucket has a BucketPublicAccessBlock with all four flags true."""
+    problems = []
+    for bucket in _buckets(resources):
+        blocks = _attached(resources, [PUBLIC_ACCESS_BLOCK], bucket)
+        if not blocks:
+            problems.append(f"{bucket.label()}: no BucketPublicAccessBlock for bucket {bucket.id!r}")
+        for block in blocks:
+            problems += [
+                f"{block.label()}: {flag} = {block.inputs.get(flag)!r}, must be true"
+                for flag in PUBLIC_ACCESS_FLAGS
+                if block.inputs.get(flag) is not True
+            ]
+    return problems
+
+
+def acl_violations(resources: Sequence[Res]) -> list[str]:
+    """Rule 2: no ACL grants anything (ACLs disabled: BucketOwnerEnforced on every bucket)."""
+    problems = []
+    for res in resources:
+        acl = res.inputs.get("acl")
+        if res.type in (*BUCKET_TYPES, *ACL_TYPES, *OBJECT_TYPES) and acl not in (None, "private"):
+            problems.append(f"{res.label()}: acl = {acl!r}, only 'private' (or unset) is allowed")
+        if res.type in (*BUCKET_TYPES, *ACL_TYPES):
+            grants = _as_list(res.inputs.get("grants")) + _as_list(
+                (res.inputs.get("accessControlPolicy") or {}).get("grants")
+            )
+            for grant in grants:
+                text = json.dumps(grant, default=str)
+                if any(uri in text for uri in PUBLIC_GRANTEE_URIS):
+                    problems.append(f"{res.label()}: grants has a public grantee: {text}")
+        if res.type in OBJECT_TYPES:
+            for prop in ("grantRead", "grantFullControl", "grantReadAcp"):
+                if res.inputs.get(prop):
+                    problems.append(f"{res.label()}: {prop} = {res.inputs[prop]!r}, object ACL grants are not allowed")
+    for bucket in _buckets(resources):
+        controls = _attached(resources, [OWNERSHIP], bucket)
+        if not controls:
+            problems.append(f"{bucket.label()}: no BucketOwnershipControls (ACLs stay enabled)")
+        for control in controls:
+            ownership = (control.inputs.get("rule") or {}).get("objectOwnership")
+            if ownership != "BucketOwnerEnforced":
+                problems.append(f"{control.label()}: rule.objectOwnership = {ownership!r}, must be BucketOwnerEnforced")
+    return problems
+
+
+def encryption_violations(
+    resources: Sequence[Res], kms_key_arn: str | None, sse_s3_allowed: Mapping[str, str] | None = None
+) -> list[str]:
+    """Rule 3: every bucket encrypts at rest; with a stack KMS key, with that key.
+
+    `sse_s3_allowed` maps bucket logical names to the documented reason they keep SSE-S3 even when a
+    KMS key is configured (the site bucket: OAC reading SSE-KMS objects needs the key policy to trust
+    CloudFront, and this program does not own the key policy - see components/static_site.py).
+    """
+    exempt = sse_s3_allowed or {}
+    problems = []
+    for bucket in _buckets(resources):
+        configs = _attached(resources, ENCRYPTION_TYPES, bucket)
+        if not configs:
+            problems.append(f"{bucket.label()}: no server-side encryption configuration")
+        for config in configs:
+            rules = _as_list(config.inputs.get("rules"))
+            if not rules:
+                problems.append(f"{config.label()}: rules is empty")
+            for rule in rules:
+                default = rule.get("applyServerSideEncryptionByDefault") or {}
+                algorithm, key = default.get("sseAlgorithm"), default.get("kmsMasterKeyId")
+                where = f"{config.label()}: rules[].applyServerSideEncryptionByDefault"
+                if algorithm not in SSE_ALGORITHMS:
+                    problems.append(f"{where}.sseAlgorithm = {algorithm!r}, must be one of {SSE_ALGORITHMS}")
+                elif kms_key_arn and bucket.name not in exempt:
+                    if algorithm != "aws:kms" or key != kms_key_arn:
+                        problems.append(
+                            f"{where} = ({algorithm!r}, kmsMasterKeyId={key!r}), must be aws:kms with {kms_key_arn}"
+                        )
+                elif algorithm.startswith("aws:kms") and key and key != kms_key_arn:
+                    problems.append(f"{where}.kmsMasterKeyId = {key!r} is not the stack key {kms_key_arn!r}")
+    # An object may override the bucket default; it must not downgrade or switch keys.
+    buckets_by_id = {b.id: b for b in _buckets(resources)}
+    for obj in (r for r in resources if r.type in OBJECT_TYPES):
+        algorithm, key = obj.inputs.get("serverSideEncryption"), obj.inputs.get("kmsKeyId")
+        bucket = buckets_by_id.get(obj.inputs.get("bucket"))
+        if algorithm is None:
+            continue
+        if algorithm not in SSE_ALGORITHMS:
+            problems.append(f"{obj.label()}: serverSideEncryption = {algorithm!r}")
+        elif kms_key_arn and bucket is not None and bucket.name not in exempt and key != kms_key_arn:
+            problems.append(f"{obj.label()}: kmsKeyId = {key!r}, must be {kms_key_arn}")
+    return problems
+
+
+def bucket_policy_violations(resources: Sequence[Res]) -> list[str]:
+    """Rule 4: Allow only to CloudFront for one of our distributions (OAC); deny non-TLS on every bucket."""
+    distribution_arns = {d.outputs.get("arn") for d in of_type(resources, DISTRIBUTION)} - {None}
+    problems = []
+    for bucket in _buckets(resources):
+        policies = _attached(resources, [BUCKET_POLICY], bucket)
+        if not policies:
+            problems.append(f"{bucket.label()}: no BucketPolicy (non-TLS access is not denied)")
+        denies_plain_http = False
+        for policy in policies:
+            document = _document(policy, "policy", problems)
+            for i, statement in enumerate(_statements(document or {})):
+                where = f"{policy.label()}: policy.Statement[{i}]"
+                principal, condition = statement.get("Principal"), statement.get("Condition") or {}
+                if statement.get("Effect") == "Deny":
+                    secure = (condition.get("Bool") or {}).get("aws:SecureTransport")
+                    denies_plain_http |= str(secure).lower() == "false"
+                    if principal == "*" and not condition:
+                        problems.append(f"{where}: Deny to '*' without a Condition denies everyone")
+                    continue
+                if "NotPrincipal" in statement or "NotAction" in statement:
+                    problems.append(f"{where}: Allow with NotPrincipal/NotAction")
+                if principal != {"Service": "cloudfront.amazonaws.com"}:
+                    problems.append(f"{where}: Principal = {principal!r}, only the CloudFront service (OAC) may read")
+                source = (condition.get("StringEquals") or {}).get("AWS:SourceArn")
+                if source not in distribution_arns:
+                    problems.append(
+                        f"{where}: Condition.StringEquals.AWS:SourceArn = {source!r}, "
+                        f"must be one of this stack's distributions {sorted(distribution_arns)}"
+                    )
+        if policies and not denies_plain_http:
+            problems.append(f"{bucket.label()}: no Deny statement on aws:SecureTransport = false")
+    return problems
+
+
+# ---------------------------------------------------------------------------------- 5. CloudFront
+
+
+def cloudfront_https_violations(resources: Sequence[Res]) -> list[str]:
+    """Rule 5: viewers on HTTPS only, TLS 1.2_2021 with a custom certificate, S3 origins through OAC."""
+    oac_ids = {o.id for o in of_type(resources, OAC)}
+    problems = [f"{r.label()}: legacy Origin Access Identity; use Origin Access Control" for r in of_type(resources, OAI)]
+    for oac in of_type(resources, OAC):
+        for prop, want in (("signingBehavior", "always"), ("signingProtocol", "sigv4")):
+            if oac.inputs.get(prop) != want:
+                problems.append(f"{oac.label()}: {prop} = {oac.inputs.get(prop)!r}, must be {want!r}")
+    for dist in of_type(resources, DISTRIBUTION):
+        behaviors = [("defaultCacheBehavior", dist.inputs.get("defaultCacheBehavior") or {})]
+        behaviors += [
+            (f"orderedCacheBehaviors[{i}]", b) for i, b in enumerate(_as_list(dist.inputs.get("orderedCacheBehaviors")))
+        ]
+        for where, behavior in behaviors:
+            policy = behavior.get("viewerProtocolPolicy")
+            if policy not in HTTPS_VIEWER_POLICIES:
+                problems.append(f"{dist.label()}: {where}.viewerProtocolPolicy = {policy!r}")
+        cert = dist.inputs.get("viewerCertificate") or {}
+        if cert.get("acmCertificateArn") or cert.get("iamCertificateId"):
+            if cert.get("minimumProtocolVersion") != MIN_TLS:
+                problems.append(
+                    f"{dist.label()}: viewerCertificate.minimumProtocolVersion = "
+                    f"{cert.get('minimumProtocolVersion')!r}, must be {MIN_TLS}"
+                )
+            if cert.get("sslSupportMethod") != "sni-only":
+                problems.append(f"{dist.label()}: viewerCertificate.sslSupportMethod = {cert.get('sslSupportMethod')!r}")
+        elif not cert.get("cloudfrontDefaultCertificate"):
+            problems.append(f"{dist.label()}: viewerCertificate names no certificate")
+        origins = _as_list(dist.inputs.get("origins"))
+        if not origins:
+            problems.append(f"{dist.label()}: origins is empty")
+        for i, origin in enumerate(origins):
+            where = f"{dist.label()}: origins[{i}]"
+            custom = origin.get("customOriginConfig")
+            if custom is not None:
+                if custom.get("originProtocolPolicy") != "https-only":
+                    problems.append(f"{where}.customOriginConfig.originProtocolPolicy = {custom.get('originProtocolPolicy')!r}")
+                continue
+            if (origin.get("s3OriginConfig") or {}).get("originAccessIdentity"):
+                problems.append(f"{where}.s3OriginConfig.originAccessIdentity is set (legacy OAI)")
+            if origin.get("originAccessControlId") not in oac_ids:
+                problems.append(
+                    f"{where}.originAccessControlId = {origin.get('originAccessControlId')!r}, "
+                    f"must be an OriginAccessControl of this stack"
+                )
+    return problems
+
+
+# ----------------------------------------------------------------------------------------- 6. IAM
+
+
+def _policy_documents(resources: Sequence[Res], problems: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    documents = []
+    for res in resources:
+        if res.type in (ROLE_POLICY, POLICY):
+            doc = _document(res, "policy", problems)
+            if doc is not None:
+                documents.append((f"{res.label()}: policy", doc))
+        elif res.type == ROLE:
+            for i, inline in enumerate(_as_list(res.inputs.get("inlinePolicies"))):
+                doc = _document(Res(res.type, res.name, inline, urn=res.urn), "policy", problems)
+                if doc is not None:
+                    documents.append((f"{res.label()}: inlinePolicies[{i}].policy", doc))
+    return documents
+
+
+def iam_violations(resources: Sequence[Res]) -> list[str]:
+    """Rule 6: least privilege on every identity policy, no broad managed policy, narrow trust."""
+    problems: list[str] = []
+    for where, document in _policy_documents(resources, problems):
+        for i, statement in enumerate(_statements(document)):
+            if statement.get("Effect") != "Allow":
+                continue
+            at = f"{where}.Statement[{i}]"
+            if "NotAction" in statement or "NotResource" in statement:
+                problems.append(f"{at}: Allow with NotAction/NotResource")
+            actions = [str(a) for a in _as_list(statement.get("Action"))]
+            resources_ = [str(r) for r in _as_list(statement.get("Resource"))]
+            wild = [a for a in actions if a == "*" or a.endswith(":*")]
+            if wild:
+                problems.append(f"{at}: Action wildcard {wild}")
+            if "*" in resources_ and not set(actions) <= STAR_RESOURCE_ACTIONS:
+                problems.append(
+                    f"{at}: Resource '*' with {sorted(set(actions) - STAR_RESOURCE_ACTIONS)}; "
+                    f"only {sorted(STAR_RESOURCE_ACTIONS)} may use '*'"
+                )
+            # A wildcard inside an ARN is allowed only as a log group's ":*" stream suffix.
+            partial = [r for r in resources_ if r != "*" and "*" in r.removesuffix(":*")]
+            if partial:
+                problems.append(f"{at}: Resource wildcard {partial}")
+    managed = [
+        (res, arn)
+        for res in resources
+        if res.type in (ROLE, *ATTACHMENT_TYPES)
+        for prop in ("managedPolicyArns", "policyArn", "policyArns")
+        for arn in _as_list(res.inputs.get(prop))
+    ]
+    for res, arn in managed:
+        if str(arn).rsplit("/", 1)[-1] in BROAD_MANAGED_POLICIES or str(arn).startswith("arn:aws:iam::aws:policy/"):
+            problems.append(f"{res.label()}: attaches AWS managed policy {arn}; grant exactly what is needed inline")
+    roles_by_arn = {r.outputs.get("arn"): r for r in of_type(resources, ROLE)}
+    expected: dict[str, set[str]] = {}
+    for typ, (prop, service) in ROLE_USERS.items():
+        for user in of_type(resources, typ):
+            role = roles_by_arn.get(user.inputs.get(prop))
+            if role is None:
+                problems.append(f"{user.label()}: {prop} = {user.inputs.get(prop)!r} is not a role of this stack")
+            else:
+                expected.setdefault(role.name, set()).add(service)
+    for role in of_type(resources, ROLE):
+        document = _document(role, "assumeRolePolicy", problems)
+        want = expected.get(role.name)
+        if not want:
+            problems.append(f"{role.label()}: no SageMaker model or Lambda function uses this role")
+        for i, statement in enumerate(_statements(document or {})):
+            if statement.get("Effect") != "Allow":
+                continue
+            at = f"{role.label()}: assumeRolePolicy.Statement[{i}]"
+            principal = statement.get("Principal")
+            services = _as_list(principal.get("Service")) if isinstance(principal, Mapping) else []
+            if not isinstance(principal, Mapping) or set(principal) != {"Service"}:
+                problems.append(f"{at}: Principal = {principal!r}, only a service principal may assume the role")
+            elif want and set(services) != want:
+                problems.append(f"{at}: trusts {sorted(services)}, the role is used by {sorted(want)}")
+            if _as_list(statement.get("Action")) != ["sts:AssumeRole"]:
+                problems.append(f"{at}: Action = {statement.get('Action')!r}, must be sts:AssumeRole")
+    return problems
+
+
+# --------------------------------------------------------------------------------------- 7. logs
+
+
+def log_retention_violations(resources: Sequence[Res], retention_days: int) -> list[str]:
+    """Rule 7: every log group expires (the configured retention); every writer's group is declared.
+
+    Lambda and SageMaker create their log group on first write with no retention when it does not
+    exist, so each function and endpoint must have its group declared here.
+    """
+    groups = list(of_type(resources, LOG_GROUP))
+    problems = [
+        f"{g.label()}: retentionInDays = {g.inputs.get('retentionInDays')!r}, must be {retention_days}"
+        for g in groups
+        if g.inputs.get("retentionInDays") is None or g.inputs["retentionInDays"] != retention_days
+    ]
+    names = {g.inputs.get("name") for g in groups}
+    for fn in of_type(resources, FUNCTION):
+        logging_group = (fn.inputs.get("loggingConfig") or {}).get("logGroup")
+        want = logging_group or f"/aws/lambda/{fn.inputs.get('name') or fn.outputs.get('name')}"
+        if want not in names:
+            problems.append(f"{fn.label()}: its log group {want!r} is not declared (it would never expire)")
+    for endpoint in of_type(resources, SM_ENDPOINT):
+        want = f"/aws/sagemaker/Endpoints/{endpoint.inputs.get('name') or endpoint.outputs.get('name')}"
+        if want not in names:
+            problems.append(f"{endpoint.label()}: its log group {want!r} is not declared (it would never expire)")
+    return problems
+
+
+# --------------------------------------------------------------------------------------- 8-10. API
+
+
+def stage_violations(resources: Sequence[Res], rate_limit: float, burst_limit: float) -> list[str]:
+    """Rule 8: every HTTP API has a stage, throttled as configured, with access logs to a declared group."""
+    group_arns = {g.outputs.get("arn") for g in of_type(resources, LOG_GROUP)}
+    stages = list(of_type(resources, STAGE))
+    problems = [
+        f"{api.label()}: no Stage for API {api.id!r}"
+        for api in of_type(resources, HTTP_API)
+        if not any(s.inputs.get("apiId") == api.id for s in stages)
+    ]
+    for stage in stages:
+        settings = stage.inputs.get("defaultRouteSettings") or {}
+        for prop, want in (("throttlingRateLimit", rate_limit), ("throttlingBurstLimit", burst_limit)):
+            value = settings.get(prop)
+            if not value or value <= 0 or value != want:
+                problems.append(f"{stage.label()}: defaultRouteSettings.{prop} = {value!r}, must be {want}")
+        for i, route in enumerate(_as_list(stage.inputs.get("routeSettings"))):
+            for prop in ("throttlingRateLimit", "throttlingBurstLimit"):
+                if prop in route and not route[prop] > 0:
+                    problems.append(f"{stage.label()}: routeSettings[{i}].{prop} = {route[prop]!r}")
+        logs = stage.inputs.get("accessLogSettings") or {}
+        if logs.get("destinationArn") not in group_arns:
+            problems.append(
+                f"{stage.label()}: accessLogSettings.destinationArn = {logs.get('destinationArn')!r}, "
+                "must be a log group of this stack"
+            )
+        if not logs.get("format"):
+            problems.append(f"{stage.label()}: accessLogSettings.format is empty")
+    return problems
+
+
+def invoke_permission_violations(resources: Sequence[Res]) -> list[str]:
+    """Rule 9: only API Gateway, only POST /predict of our API, may invoke a function; no function URL."""
+    execution_arns = {a.outputs.get("executionArn") for a in of_type(resources, HTTP_API)}
+    problems = [
+        f"{u.label()}: function URL with authorizationType = {u.inputs.get('authorizationType')!r} bypasses the API"
+        for u in of_type(resources, FUNCTION_URL)
+    ]
+    for perm in of_type(resources, PERMISSION):
+        source = str(perm.inputs.get("sourceArn") or "")
+        if perm.inputs.get("principal") != "apigateway.amazonaws.com":
+            problems.append(f"{perm.label()}: principal = {perm.inputs.get('principal')!r}")
+        if not source.endswith(PREDICT_SOURCE_SUFFIX) or source.removesuffix(PREDICT_SOURCE_SUFFIX) not in execution_arns:
+            problems.append(
+                f"{perm.label()}: sourceArn = {source!r}, must be <this API's execution ARN>{PREDICT_SOURCE_SUFFIX}"
+            )
+    return problems
+
+
+def cors_documents(resources: Sequence[Res], render: Callable[[list[str]], Mapping[str, Any]]) -> list[tuple[Res, Any]]:
+    """Every CORS configuration the program sets: on an Api itself, or through the HttpApiCors resource.
+
+    `render` turns the dynamic resource's recorded origins into the CorsConfiguration its provider
+    sends to UpdateApi (test_guard passes the provider's own code path).
+    """
+    found: list[tuple[Res, Any]] = []
+    for api in of_type(resources, HTTP_API):
+        if api.inputs.get("corsConfiguration"):
+            config = api.inputs["corsConfiguration"]
+            found.append(
+                (
+                    api,
+                    {
+                        "AllowOrigins": config.get("allowOrigins"),
+                        "AllowMethods": config.get("allowMethods"),
+                        "ExposeHeaders": config.get("exposeHeaders"),
+                        "AllowHeaders": config.get("allowHeaders"),
+                        "AllowCredentials": config.get("allowCredentials"),
+                    },
+                )
+            )
+    for res in of_type(resources, DYNAMIC):
+        if "api_id" in res.inputs and "origins" in res.inputs:
+            found.append((res, render(list(res.inputs["origins"]))))
+    return found
+
+
+def cors_violations(configs: Sequence[tuple[Res, Mapping[str, Any]]], apis: Sequence[Res], allowed: Sequence[str]) -> list[str]:
+    """Rule 10: each API's CORS allows exactly the site origin(s) + configured extras, POST/OPTIONS,
+    exposes retry-after and x-request-id, no credentials and no "*"."""
+    problems = []
+    covered = {res.inputs.get("api_id") or res.id for res, _ in configs}
+    problems += [f"{api.label()}: no CORS configuration (browsers cannot call it)" for api in apis if api.id not in covered]
+    for res, config in configs:
+        origins = [str(o) for o in _as_list(config.get("AllowOrigins"))]
+        if any("*" in o for o in origins) or set(origins) != set(allowed):
+            problems.append(f"{res.label()}: AllowOrigins = {origins}, must be exactly {sorted(allowed)}")
+        methods = {str(m).upper() for m in _as_list(config.get("AllowMethods"))}
+        if methods != CORS_METHODS:
+            problems.append(f"{res.label()}: AllowMethods = {sorted(methods)}, must be {sorted(CORS_METHODS)}")
+        headers = [str(h) for h in _as_list(config.get("AllowHeaders"))]
+        if "*" in headers:
+            problems.append(f"{res.label()}: AllowHeaders = {headers} allows any header")
+        exposed = {str(h).lower() for h in _as_list(config.get("ExposeHeaders"))}
+        if not CORS_EXPOSED <= exposed:
+            problems.append(f"{res.label()}: ExposeHeaders = {sorted(exposed)}, must include {sorted(CORS_EXPOSED)}")
+        if config.get("AllowCredentials"):
+            problems.append(f"{res.label()}: AllowCredentials = true, the UI sends no credentials")
+    return problems
+
+
+def site_origins(resources: Sequence[Res]) -> list[str]:
+    """https://<alias> and https://<distribution domain> of every distribution."""
+    origins = []
+    for dist in of_type(resources, DISTRIBUTION):
+        origins += [f"https://{alias}" for alias in _as_list(dist.inputs.get("aliases"))]
+        origins.append(f"https://{dist.outputs.get('domainName')}")
+    return origins
+
+
+# ----------------------------------------------------------------------------- 11. response headers
+
+
+def parse_csp(policy: str) -> dict[str, list[str]]:
+    directives: dict[str, list[str]] = {}
+    for part in policy.split(";"):
+        tokens = part.split()
+        if tokens:
+            directives[tokens[0].lower()] = tokens[1:]
+    return directives
+
+
+def csp_problems(policy: str, api_origin: str) -> list[str]:
+    """What is wrong with a CSP for the UI (shared by the CloudFront rule and the local-stack check)."""
+    csp = parse_csp(policy)
+    problems = []
+    if csp.get("connect-src") != [api_origin]:
+        problems.append(f"connect-src = {csp.get('connect-src')}, must be exactly [{api_origin!r}]")
+    for name, want in (("frame-ancestors", ["'none'"]), ("object-src", ["'none'"]), ("default-src", ["'self'"])):
+        if csp.get(name) != want:
+            problems.append(f"{name} = {csp.get(name)}, must be {want}")
+    for name, sources in csp.items():
+        bad = [s for s in sources if s in ("*", "'unsafe-inline'", "'unsafe-eval'", "http:", "https:")]
+        if bad:
+            problems.append(f"{name} allows {bad}")
+    return problems
+
+
+def headers_policy_violations(resources: Sequence[Res], api_origin: str) -> list[str]:
+    """Rule 11: every cache behaviour serves HSTS, nosniff, DENY framing, a safe referrer policy and a
+    CSP whose connect-src is only the API origin."""
+    policies = {p.id: p for p in of_type(resources, HEADERS_POLICY)}
+    problems = []
+    for dist in of_type(resources, DISTRIBUTION):
+        behaviors = [dist.inputs.get("defaultCacheBehavior") or {}, *_as_list(dist.inputs.get("orderedCacheBehaviors"))]
+        for behavior in behaviors:
+            if behavior.get("responseHeadersPolicyId") not in policies:
+                problems.append(
+                    f"{dist.label()}: cache behaviour {behavior.get('pathPattern', 'default')!r} has "
+                    f"responseHeadersPolicyId = {behavior.get('responseHeadersPolicyId')!r}, not a policy of this stack"
+                )
+    for policy in policies.values():
+        config = policy.inputs.get("securityHeadersConfig") or {}
+        at = f"{policy.label()}: securityHeadersConfig"
+        hsts = config.get("strictTransportSecurity") or {}
+        if not (hsts.get("accessControlMaxAgeSec") or 0) >= HSTS_MIN_AGE_S or hsts.get("includeSubdomains") is not True:
+            problems.append(f"{at}.strictTransportSecurity = {hsts}, needs max age >= 1 year and includeSubdomains")
+        if not config.get("contentTypeOptions"):
+            problems.append(f"{at}.contentTypeOptions is not set (nosniff)")
+        if (config.get("frameOptions") or {}).get("frameOption") != "DENY":
+            problems.append(f"{at}.frameOptions = {config.get('frameOptions')}, must be DENY")
+        referrer = (config.get("referrerPolicy") or {}).get("referrerPolicy")
+        if referrer not in SAFE_REFERRER_POLICIES:
+            problems.append(f"{at}.referrerPolicy = {referrer!r}, must be one of {SAFE_REFERRER_POLICIES}")
+        csp = (config.get("contentSecurityPolicy") or {}).get("contentSecurityPolicy")
+        if not csp:
+            problems.append(f"{at}.contentSecurityPolicy is not set")
+        else:
+            problems += [f"{at}.contentSecurityPolicy: {p}" for p in csp_problems(csp, api_origin)]
+        for name in ("strictTransportSecurity", "contentTypeOptions", "frameOptions", "referrerPolicy", "contentSecurityPolicy"):
+            if (config.get(name) or {}).get("override") is not True:
+                problems.append(f"{at}.{name}.override is not true (an origin header could replace it)")
+    return problems
+
+
+# --------------------------------------------------------------------------------------- 12. KMS
+
+
+def kms_violations(resources: Sequence[Res], kms_key_arn: str | None) -> list[str]:
+    """Rule 12: with a stack key, the Lambda environment uses it and every role may decrypt with it;
+    no resource names any other key. (Bucket encryption with the key is rule 3.)
+
+    The SageMaker EndpointConfiguration does not set kmsKeyArn in this program: a serverless variant
+    has no ML storage volume for it to encrypt. If it is ever set, it must be the stack key.
+    """
+    problems = []
+    for fn in of_type(resources, FUNCTION):
+        if fn.inputs.get("kmsKeyArn") != kms_key_arn:
+            problems.append(f"{fn.label()}: kmsKeyArn = {fn.inputs.get('kmsKeyArn')!r}, must be {kms_key_arn!r}")
+    for config in of_type(resources, SM_ENDPOINT_CONFIG):
+        key = config.inputs.get("kmsKeyArn")
+        if key is not None and key != kms_key_arn:
+            problems.append(f"{config.label()}: kmsKeyArn = {key!r}, must be the stack key {kms_key_arn!r}")
+    if kms_key_arn:
+        granted: dict[str, bool] = {}
+        for policy in of_type(resources, ROLE_POLICY):
+            doc = json.loads(policy.inputs.get("policy") or "{}")
+            ok = any(
+                s.get("Effect") == "Allow"
+                and "kms:Decrypt" in _as_list(s.get("Action"))
+                and _as_list(s.get("Resource")) == [kms_key_arn]
+                for s in _statements(doc)
+            )
+            granted[str(policy.inputs.get("role"))] = granted.get(str(policy.inputs.get("role")), False) or ok
+        for role in of_type(resources, ROLE):
+            if not granted.get(role.id):
+                problems.append(f"{role.label()}: no inline policy allows kms:Decrypt on {kms_key_arn}")
+    # Any KMS key ARN anywhere in the inputs must be the configured one.
+    for res in resources:
+        for key in sorted(set(_KMS_ARN.findall(json.dumps(dict(res.inputs), default=str)))):
+            if key != kms_key_arn:
+                problems.append(f"{res.label()}: references KMS key {key!r}, not the stack key {kms_key_arn!r}")
+    return problems
+
+
+def api_origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"

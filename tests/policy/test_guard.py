@@ -1,0 +1,336 @@
+"""Policy-as-code over the mocked resource graph: one rule per test, for the dev and a prod-like stack.
+
+Each rule (tests/policy/rules.py) is checked twice: it returns [] for the real program, and it reports
+the resource and property when one resource of that same graph is made deliberately bad - so a rule
+that silently stopped looking would fail here, not pass forever.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from components.dynamic.http_api_cors import HttpApiCorsProvider
+from tests.policy import rules
+from tests.policy.graph import KMS_KEY_ARN, Graph, Res
+
+# The site bucket keeps SSE-S3 with a stack KMS key; components/static_site.py says why (OAC reading
+# SSE-KMS objects needs a key-policy statement for CloudFront, and the program does not own the key).
+SSE_S3_EXEMPT = {"site-bucket": "OAC + SSE-KMS needs the key policy to trust CloudFront (static_site.py)"}
+OTHER_KEY = "arn:aws:kms:us-east-1:123456789012:key/ffffffff-0000-0000-0000-000000000000"
+
+
+def provider_cors(origins: list[str]) -> dict[str, Any]:
+    """The CorsConfiguration HttpApiCorsProvider really sends to UpdateApi for these origins."""
+    sent: dict[str, Any] = {}
+
+    class Client:
+        def update_api(self, **kwargs: Any) -> None:
+            sent.update(kwargs)
+
+    provider = HttpApiCorsProvider()
+    provider._client = lambda region: Client()  # type: ignore[method-assign]
+    provider.create({"api_id": "abc123defg", "region": "us-east-1", "origins": origins})
+    return sent["CorsConfiguration"]
+
+
+def allowed_origins(graph: Graph) -> list[str]:
+    return [*rules.site_origins(graph.resources), *graph.config.get("corsExtraOrigins", [])]
+
+
+def the_api_origin(graph: Graph) -> str:
+    [api] = graph.of_type(rules.HTTP_API)
+    return rules.api_origin(api.outputs["apiEndpoint"])
+
+
+# Each rule as the tests call it: (resources, graph) -> violations.
+RULES: dict[str, Callable[[tuple[Res, ...], Graph], list[str]]] = {
+    "public_access_block": lambda rs, g: rules.public_access_block_violations(rs),
+    "acl": lambda rs, g: rules.acl_violations(rs),
+    "encryption": lambda rs, g: rules.encryption_violations(rs, g.config.get("kmsKeyArn"), SSE_S3_EXEMPT),
+    "bucket_policy": lambda rs, g: rules.bucket_policy_violations(rs),
+    "cloudfront_https": lambda rs, g: rules.cloudfront_https_violations(rs),
+    "iam": lambda rs, g: rules.iam_violations(rs),
+    "log_retention": lambda rs, g: rules.log_retention_violations(rs, g.config["logRetentionDays"]),
+    "stage": lambda rs, g: rules.stage_violations(
+        rs, g.config["apiThrottleRateLimit"], g.config["apiThrottleBurstLimit"]
+    ),
+    "invoke_permission": lambda rs, g: rules.invoke_permission_violations(rs),
+    "cors": lambda rs, g: rules.cors_violations(
+        rules.cors_documents(rs, provider_cors), list(Graph("", {}, rs, {}).of_type(rules.HTTP_API)), allowed_origins(g)
+    ),
+    "headers_policy": lambda rs, g: rules.headers_policy_violations(rs, the_api_origin(g)),
+    "kms": lambda rs, g: rules.kms_violations(rs, g.config.get("kmsKeyArn")),
+}
+
+
+def check(rule: str, graph: Graph) -> None:
+    violations = RULES[rule](graph.resources, graph)
+    assert violations == [], f"[{graph.stack}] rule {rule}:\n" + "\n".join(violations)
+
+
+# ----------------------------------------------------------------------------- the real program
+
+
+def test_graph_is_the_whole_program(graph: Graph) -> None:
+    """Guards the rules against passing vacuously on an empty or partial graph."""
+    counts = {t: len(graph.of_type(t)) for t in (rules.BUCKET_TYPES[0], rules.ROLE, rules.LOG_GROUP, rules.DISTRIBUTION)}
+    assert counts == {rules.BUCKET_TYPES[0]: 2, rules.ROLE: 2, rules.LOG_GROUP: 3, rules.DISTRIBUTION: 1}
+    assert len(graph.of_type(rules.STAGE)) == 1 and len(graph.of_type(rules.PERMISSION)) == 1
+
+
+def test_rule_01_every_bucket_blocks_public_access(graph: Graph) -> None:
+    check("public_access_block", graph)
+
+
+def test_rule_02_no_public_acl_and_acls_disabled(graph: Graph) -> None:
+    check("acl", graph)
+
+
+def test_rule_03_every_bucket_encrypted_at_rest(graph: Graph) -> None:
+    check("encryption", graph)
+
+
+def test_rule_04_bucket_policies_grant_only_cloudfront_oac_and_deny_plain_http(graph: Graph) -> None:
+    check("bucket_policy", graph)
+
+
+def test_rule_05_cloudfront_https_only_and_oac_origins(graph: Graph) -> None:
+    check("cloudfront_https", graph)
+
+
+def test_rule_06_iam_least_privilege_and_narrow_trust(graph: Graph) -> None:
+    check("iam", graph)
+
+
+def test_rule_07_every_log_group_has_the_configured_retention(graph: Graph) -> None:
+    check("log_retention", graph)
+
+
+def test_rule_08_api_stage_throttled_and_access_logged(graph: Graph) -> None:
+    check("stage", graph)
+
+
+def test_rule_09_lambda_invocable_only_by_post_predict(graph: Graph) -> None:
+    check("invoke_permission", graph)
+
+
+def test_rule_10_api_cors_only_site_and_configured_origins(graph: Graph) -> None:
+    check("cors", graph)
+    # Both stacks really exercise the origin list: dev has the localhost extra, prod the custom domain.
+    expected = {"dev": 2, "prod": 3}[graph.stack]
+    assert len(allowed_origins(graph)) == expected
+
+
+def test_rule_11_cloudfront_security_headers_and_csp(graph: Graph) -> None:
+    check("headers_policy", graph)
+
+
+def test_rule_12_kms_key_used_where_configured(graph: Graph) -> None:
+    check("kms", graph)
+    if graph.stack == "prod":
+        [fn] = graph.of_type(rules.FUNCTION)
+        assert fn.inputs["kmsKeyArn"] == KMS_KEY_ARN
+
+
+# ----------------------------------------------------------------------------------- each rule can fail
+
+
+def mutate(graph: Graph, typ: str, name: str, change: Callable[[dict[str, Any]], None]) -> tuple[Res, ...]:
+    """The graph with one resource's inputs edited by `change`."""
+    out, hit = [], False
+    for res in graph.resources:
+        if (res.type, res.name) == (typ, name):
+            inputs = json.loads(json.dumps(dict(res.inputs), default=str))
+            change(inputs)
+            res, hit = replace(res, inputs=inputs), True
+        out.append(res)
+    assert hit, f"no {typ} {name} in the graph"
+    return tuple(out)
+
+
+def with_policy(statements_edit: Callable[[list[dict[str, Any]]], None]) -> Callable[[dict[str, Any]], None]:
+    def change(inputs: dict[str, Any]) -> None:
+        document = json.loads(inputs["policy"])
+        statements_edit(document["Statement"])
+        inputs["policy"] = json.dumps(document)
+
+    return change
+
+
+def set_path(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    """Set inputs[a][b]... = value ("a.b.0.c"; a missing leaf is created, None deletes it)."""
+
+    def change(inputs: dict[str, Any]) -> None:
+        node: Any = inputs
+        *parents, leaf = path.split(".")
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        key: Any = int(leaf) if isinstance(node, list) else leaf
+        if value is None:
+            del node[key]
+        else:
+            node[key] = value
+
+    return change
+
+
+def _trust_principal(principal: Any) -> Callable[[dict[str, Any]], None]:
+    def change(inputs: dict[str, Any]) -> None:
+        document = json.loads(inputs["assumeRolePolicy"])
+        document["Statement"][0]["Principal"] = principal
+        inputs["assumeRolePolicy"] = json.dumps(document)
+
+    return change
+
+
+def add(graph: Graph, *extra: Res) -> tuple[Res, ...]:
+    return (*graph.resources, *extra)
+
+
+S3 = "aws:s3/"
+BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] = [
+    # (id, stack, rule, bad graph, text the violation must contain)
+    ("pab-flag-false", "dev", "public_access_block",
+     lambda g: mutate(g, rules.PUBLIC_ACCESS_BLOCK, "model-bucket-public-access", set_path("restrictPublicBuckets", False)),
+     "model-bucket-public-access: restrictPublicBuckets = False"),
+    ("new-bucket-without-pab", "dev", "public_access_block",
+     lambda g: add(g, Res(rules.BUCKET_TYPES[0], "logs-bucket", {}, "logs-bucket-x", urn="urn:logs-bucket")),
+     "urn:logs-bucket: no BucketPublicAccessBlock"),
+    ("public-read-object", "dev", "acl",
+     lambda g: mutate(g, S3 + "bucketObjectv2:BucketObjectv2", "site-file-index.html", set_path("acl", "public-read")),
+     "site-file-index.html: acl = 'public-read'"),
+    ("bucket-acl-resource", "dev", "acl",
+     lambda g: add(g, Res(rules.ACL_TYPES[0], "site-acl", {"bucket": "site-bucket-a1b2c3", "acl": "public-read"})),
+     "site-acl: acl = 'public-read'"),
+    ("ownership-preferred", "dev", "acl",
+     lambda g: mutate(g, rules.OWNERSHIP, "site-bucket-ownership", set_path("rule.objectOwnership", "BucketOwnerPreferred")),
+     "rule.objectOwnership = 'BucketOwnerPreferred'"),
+    ("no-sse", "dev", "encryption",
+     lambda g: mutate(g, rules.ENCRYPTION_TYPES[0], "model-bucket-encryption",
+                      set_path("rules.0.applyServerSideEncryptionByDefault.sseAlgorithm", "none")),
+     "sseAlgorithm = 'none'"),
+    ("kms-bucket-downgraded-to-sse-s3", "prod", "encryption",
+     lambda g: mutate(g, rules.ENCRYPTION_TYPES[0], "model-bucket-encryption",
+                      set_path("rules.0.applyServerSideEncryptionByDefault", {"sseAlgorithm": "AES256"})),
+     "must be aws:kms with " + KMS_KEY_ARN),
+    ("object-other-key", "prod", "encryption",
+     lambda g: mutate(g, S3 + "bucketObjectv2:BucketObjectv2", "model-artifact", set_path("kmsKeyId", OTHER_KEY)),
+     "model-artifact: kmsKeyId = "),
+    ("public-principal", "dev", "bucket_policy",
+     lambda g: mutate(g, rules.BUCKET_POLICY, "site-bucket-policy",
+                      with_policy(lambda st: st[0].update(Principal="*", Condition=None))),
+     "site-bucket-policy: policy.Statement[0]: Principal = '*'"),
+    ("other-distribution", "dev", "bucket_policy",
+     lambda g: mutate(g, rules.BUCKET_POLICY, "site-bucket-policy",
+                      with_policy(lambda st: st[0]["Condition"]["StringEquals"].update(
+                          {"AWS:SourceArn": "arn:aws:cloudfront::999999999999:distribution/EOTHER"}))),
+     "AWS:SourceArn = 'arn:aws:cloudfront::999999999999:distribution/EOTHER'"),
+    ("no-tls-deny", "dev", "bucket_policy",
+     lambda g: mutate(g, rules.BUCKET_POLICY, "model-bucket-policy", with_policy(lambda st: st.clear())),
+     "no Deny statement on aws:SecureTransport"),
+    ("allow-all-viewer-protocol", "dev", "cloudfront_https",
+     lambda g: mutate(g, rules.DISTRIBUTION, "site-cdn", set_path("orderedCacheBehaviors.0.viewerProtocolPolicy", "allow-all")),
+     "orderedCacheBehaviors[0].viewerProtocolPolicy = 'allow-all'"),
+    ("old-tls", "prod", "cloudfront_https",
+     lambda g: mutate(g, rules.DISTRIBUTION, "site-cdn", set_path("viewerCertificate.minimumProtocolVersion", "TLSv1")),
+     "viewerCertificate.minimumProtocolVersion = 'TLSv1'"),
+    ("origin-without-oac", "dev", "cloudfront_https",
+     lambda g: mutate(g, rules.DISTRIBUTION, "site-cdn", set_path("origins.0.originAccessControlId", None)),
+     "origins[0].originAccessControlId = None"),
+    ("http-custom-origin", "dev", "cloudfront_https",
+     lambda g: mutate(g, rules.DISTRIBUTION, "site-cdn",
+                      set_path("origins.0.customOriginConfig", {"originProtocolPolicy": "http-only"})),
+     "customOriginConfig.originProtocolPolicy = 'http-only'"),
+    ("star-resource", "dev", "iam",
+     lambda g: mutate(g, rules.ROLE_POLICY, "api-role-policy", with_policy(lambda st: st[1].update(Resource="*"))),
+     "api-role-policy: policy.Statement[1]: Resource '*' with ['sagemaker:InvokeEndpoint']"),
+    ("service-wildcard-action", "dev", "iam",
+     lambda g: mutate(g, rules.ROLE_POLICY, "model-role-policy", with_policy(lambda st: st[2].update(Action="s3:*"))),
+     "Action wildcard ['s3:*']"),
+    ("managed-full-access", "dev", "iam",
+     lambda g: add(g, Res("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "model-s3-full",
+                          {"role": "model-role-a1b2c3", "policyArn": "arn:aws:iam::aws:policy/AmazonS3FullAccess"})),
+     "attaches AWS managed policy arn:aws:iam::aws:policy/AmazonS3FullAccess"),
+    ("wrong-trust", "dev", "iam",
+     lambda g: mutate(g, rules.ROLE, "api-role", _trust_principal({"Service": "sagemaker.amazonaws.com"})),
+     "api-role: assumeRolePolicy.Statement[0]: trusts ['sagemaker.amazonaws.com']"),
+    ("trust-any-account", "dev", "iam",
+     lambda g: mutate(g, rules.ROLE, "model-role", _trust_principal({"AWS": "*"})),
+     "model-role: assumeRolePolicy.Statement[0]: Principal = {'AWS': '*'}"),
+    ("retention-unset", "dev", "log_retention",
+     lambda g: mutate(g, rules.LOG_GROUP, "api-access-logs", set_path("retentionInDays", None)),
+     "api-access-logs: retentionInDays = None"),
+    ("retention-not-config", "prod", "log_retention",
+     lambda g: mutate(g, rules.LOG_GROUP, "model-log-group", set_path("retentionInDays", 14)),
+     "model-log-group: retentionInDays = 14, must be 90"),
+    ("function-group-missing", "dev", "log_retention",
+     lambda g: mutate(g, rules.LOG_GROUP, "api-log-group", set_path("name", "/aws/lambda/something-else")),
+     "its log group '/aws/lambda/mobilenet-serverless-dev-proxy' is not declared"),
+    ("no-throttle", "dev", "stage",
+     lambda g: mutate(g, rules.STAGE, "api-stage", set_path("defaultRouteSettings", None)),
+     "defaultRouteSettings.throttlingRateLimit = None"),
+    ("no-access-log", "dev", "stage",
+     lambda g: mutate(g, rules.STAGE, "api-stage", set_path("accessLogSettings", None)),
+     "accessLogSettings.destinationArn = None"),
+    ("any-route", "dev", "invoke_permission",
+     lambda g: mutate(g, rules.PERMISSION, "api-invoke-permission",
+                      set_path("sourceArn", "arn:aws:execute-api:us-east-1:123456789012:abc123defg/*")),
+     "sourceArn = 'arn:aws:execute-api:us-east-1:123456789012:abc123defg/*'"),
+    ("function-url", "dev", "invoke_permission",
+     lambda g: add(g, Res(rules.FUNCTION_URL, "open-url", {"authorizationType": "NONE"})),
+     "open-url: function URL with authorizationType = 'NONE'"),
+    ("cors-star", "dev", "cors",
+     lambda g: mutate(g, rules.DYNAMIC, "api-cors", set_path("origins", ["https://evil.example.com"])),
+     "AllowOrigins = ['https://evil.example.com']"),
+    ("cors-on-api-star", "dev", "cors",
+     lambda g: mutate(g, rules.HTTP_API, "api-http-api",
+                      set_path("corsConfiguration", {"allowOrigins": ["*"], "allowMethods": ["*"]})),
+     "api-http-api: AllowOrigins = ['*']"),
+    ("cors-missing", "dev", "cors",
+     lambda g: tuple(r for r in g.resources if r.name != "api-cors"),
+     "api-http-api: no CORS configuration"),
+    ("csp-connect-any", "dev", "headers_policy",
+     lambda g: mutate(g, rules.HEADERS_POLICY, "site-headers",
+                      set_path("securityHeadersConfig.contentSecurityPolicy.contentSecurityPolicy",
+                               "default-src 'self'; connect-src *; frame-ancestors 'none'; object-src 'none'")),
+     "connect-src = ['*']"),
+    ("frame-sameorigin", "dev", "headers_policy",
+     lambda g: mutate(g, rules.HEADERS_POLICY, "site-headers",
+                      set_path("securityHeadersConfig.frameOptions.frameOption", "SAMEORIGIN")),
+     "frameOptions = {'override': True, 'frameOption': 'SAMEORIGIN'}"),
+    ("short-hsts", "dev", "headers_policy",
+     lambda g: mutate(g, rules.HEADERS_POLICY, "site-headers",
+                      set_path("securityHeadersConfig.strictTransportSecurity.accessControlMaxAgeSec", 86400)),
+     "strictTransportSecurity = "),
+    ("behaviour-without-headers", "dev", "headers_policy",
+     lambda g: mutate(g, rules.DISTRIBUTION, "site-cdn", set_path("orderedCacheBehaviors.0.responseHeadersPolicyId", None)),
+     "cache behaviour '/config.js' has responseHeadersPolicyId = None"),
+    ("lambda-without-key", "prod", "kms",
+     lambda g: mutate(g, rules.FUNCTION, "api-function", set_path("kmsKeyArn", None)),
+     "api-function: kmsKeyArn = None"),
+    ("role-cannot-decrypt", "prod", "kms",
+     lambda g: mutate(g, rules.ROLE_POLICY, "model-role-policy", with_policy(lambda st: st.pop())),
+     "model-role: no inline policy allows kms:Decrypt"),
+    ("foreign-key", "prod", "kms",
+     lambda g: mutate(g, rules.SM_ENDPOINT_CONFIG, "model-config", set_path("kmsKeyArn", OTHER_KEY)),
+     "model-config: kmsKeyArn = "),
+]
+
+
+@pytest.mark.parametrize(("stack", "rule", "bad", "expected"), [c[1:] for c in BAD_CASES], ids=[c[0] for c in BAD_CASES])
+def test_rule_reports_a_bad_resource(
+    graphs: Mapping[str, Graph], stack: str, rule: str, bad: Callable[[Graph], tuple[Res, ...]], expected: str
+) -> None:
+    graph = graphs[stack]
+    assert RULES[rule](graph.resources, graph) == []  # the good baseline, so the hit below is the edit's
+    violations = RULES[rule](bad(graph), graph)
+    assert any(expected in v for v in violations), f"{rule} missed the bad resource; it said {violations}"
+
+
+def test_every_rule_has_a_bad_case() -> None:
+    assert {c[2] for c in BAD_CASES} == set(RULES)

@@ -1,0 +1,139 @@
+"""No secrets in config.js, in the function's environment, in the repository, or in the handler's logs."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from components.site_config import render_config_js
+from tests.handler.conftest import JPEG, FakeLambdaContext, FakeRuntime, load_proxy, make_event, model_error_reply
+from tests.infra.conftest import ROOT
+from tests.policy import rules
+from tests.policy.graph import Graph
+from tests.policy.secrets_scan import find_secrets, read_text_or_none, repository_files
+
+CONFIG_JS = re.compile(r"^window\.APP_CONFIG = Object\.freeze\((?P<body>\{.*\})\);\n$", re.DOTALL)
+
+
+def config_js_keys(text: str) -> dict[str, Any]:
+    match = CONFIG_JS.match(text)
+    assert match, f"config.js has an unexpected shape: {text!r}"
+    return json.loads(match.group("body"))
+
+
+# ------------------------------------------------------------------------------------------ config.js
+
+
+@pytest.mark.parametrize(
+    "api_url", ["https://abc123defg.execute-api.us-east-1.amazonaws.com", "http://127.0.0.1:8000/"]
+)
+def test_config_js_holds_only_the_api_url(api_url: str) -> None:
+    assert config_js_keys(render_config_js(api_url)) == {"apiUrl": api_url.rstrip("/")}
+
+
+def test_deployed_config_js_holds_only_the_api_url(graph: Graph) -> None:
+    [obj] = [r for r in graph.resources if r.type in rules.OBJECT_TYPES and r.inputs.get("key") == "config.js"]
+    assert config_js_keys(obj.inputs["content"]) == {"apiUrl": graph.exports["api_url"]}
+
+
+def test_function_environment_carries_no_credentials(graph: Graph) -> None:
+    """Credentials come from the execution role, never from variables (Lambda and the model container)."""
+    environments = [(f.label(), (f.inputs.get("environment") or {}).get("variables") or {}) for f in graph.of_type(rules.FUNCTION)]
+    environments += [
+        (m.label(), (m.inputs.get("primaryContainer") or {}).get("environment") or {}) for m in graph.of_type(rules.SM_MODEL)
+    ]
+    assert len(environments) == 2
+    for label, variables in environments:
+        assert not [k for k in variables if re.search(r"(?i)secret|password|token|access_key", k)], (label, variables)
+        assert find_secrets("\n".join(f"{k}={v}" for k, v in variables.items())) == [], label
+
+
+# ----------------------------------------------------------------------------------------- repository
+
+FAKE_KEY_ID = "AKIA" + "Q3EXAMPLEQ3EXAMP"  # split so this file does not trip its own scan
+FAKE_SECRET = "Zm9vYmFy" * 5
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        (f"key = '{FAKE_KEY_ID}'", "AWS access key id"),
+        ("ASIA" + "ABCDEFGHIJKLMNOP in a log line", "AWS access key id"),
+        (f"aws_secret_access_key = {FAKE_SECRET}", "AWS secret access key"),
+        (f'"AWS_SECRET_ACCESS_KEY": "{FAKE_SECRET}"', "AWS secret access key"),
+        ("-----BEGIN " + "RSA PRIVATE KEY-----", "private key"),
+        ("-----BEGIN " + "OPENSSH PRIVATE KEY-----", "private key"),
+        ("db_url?pass" + "word=hunter2", "password"),
+        ('{"pass' + 'word": "s3cr3t!"}', "password"),
+    ],
+)
+def test_scanner_finds_planted_secrets(text: str, kind: str) -> None:
+    assert [f.kind for f in find_secrets(f"first line\n{text}\n")] == [kind]
+    assert find_secrets(f"first line\n{text}\n")[0].line == 2
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'aws_secret_access_key="local"',
+        "pass" + "word=local",
+        "PASS" + "WORD: test",
+        "AKIA" + "short",
+        "the password field is not shown",  # prose, no assignment
+    ],
+)
+def test_scanner_allows_the_documented_dummies(text: str) -> None:
+    assert find_secrets(text) == []
+
+
+def test_repository_has_no_secrets() -> None:
+    files = repository_files(ROOT)
+    assert any(p.name == "__main__.py" for p in files) and len(files) > 20
+    findings = {}
+    for path in files:
+        text = read_text_or_none(path)
+        if text is not None and (found := find_secrets(text)):
+            findings[str(path.relative_to(ROOT))] = [str(f) for f in found]
+    assert findings == {}
+
+
+# ------------------------------------------------------------------------------------------ handler logs
+
+SECRET_ACCESS_KEY = "Q2hlY2tMb2dzRm9yQ3JlZGVudGlhbHMwMTIzNDU2"  # 40 chars, as AWS secret keys are
+SESSION_TOKEN = "IQoJb3JpZ2luX2VjEFAKE" + "x" * 120
+
+
+@pytest.mark.parametrize("log_level", ["INFO", "DEBUG"])
+@pytest.mark.parametrize(
+    ("status", "message"), [(400, "Image could not be decoded"), (500, "RuntimeError: boom\nTraceback (most recent call last)")]
+)
+def test_model_error_logs_carry_no_credentials(
+    proxy_env: pytest.MonkeyPatch,
+    fake_runtime: FakeRuntime,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    log_level: str,
+    status: int,
+    message: str,
+) -> None:
+    """A request the model rejects (ModelError) is logged with its error; the credentials never are."""
+    proxy_env.setenv("AWS_ACCESS_KEY_ID", FAKE_KEY_ID)
+    proxy_env.setenv("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
+    proxy_env.setenv("AWS_SESSION_TOKEN", SESSION_TOKEN)
+    proxy_env.setenv("LOG_LEVEL", log_level)
+    proxy = load_proxy()  # builds its boto3 client from the environment above
+    fake_runtime.script(model_error_reply(status, message))
+    response = proxy.handler(make_event(body=JPEG), FakeLambdaContext())
+
+    assert response["statusCode"] in (400, 502) and len(fake_runtime.seen) == 1
+    # The request really was signed with these credentials, so they were in the process to leak.
+    assert f"Credential={FAKE_KEY_ID}/" in fake_runtime.seen[0].headers["authorization"]
+    out = capsys.readouterr()
+    logs = out.out + out.err + caplog.text
+    assert "request failed" in logs  # the failure itself is logged...
+    for value in (SECRET_ACCESS_KEY, SESSION_TOKEN, SESSION_TOKEN[:32], FAKE_KEY_ID):
+        assert value not in logs  # ...without any credential
+        assert value not in response["body"]

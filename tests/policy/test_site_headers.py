@@ -1,0 +1,70 @@
+"""The security headers the browser gets: the local stack's match CloudFront's response headers policy."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from local.server import SECURITY_HEADERS
+from tests.policy import rules
+from tests.policy.graph import Graph
+
+ONE_YEAR_S = 365 * 24 * 3600
+
+
+def cloudfront_headers(config: dict) -> dict[str, str]:
+    """The header values CloudFront emits for a ResponseHeadersPolicy securityHeadersConfig."""
+    hsts = config["strictTransportSecurity"]
+    value = f"max-age={int(hsts['accessControlMaxAgeSec'])}"
+    value += "; includeSubDomains" if hsts.get("includeSubdomains") else ""
+    value += "; preload" if hsts.get("preload") else ""
+    return {
+        "strict-transport-security": value,
+        "x-content-type-options": "nosniff",
+        "x-frame-options": config["frameOptions"]["frameOption"],
+        "referrer-policy": config["referrerPolicy"]["referrerPolicy"],
+    }
+
+
+def test_local_stack_adds_the_same_headers_as_cloudfront(graph: Graph) -> None:
+    [policy] = graph.of_type(rules.HEADERS_POLICY)
+    assert SECURITY_HEADERS == cloudfront_headers(dict(policy.inputs["securityHeadersConfig"]))
+
+
+def test_csp_checker_rejects_weak_policies() -> None:
+    api = "https://abc.execute-api.us-east-1.amazonaws.com"
+    good = f"default-src 'self'; connect-src {api}; frame-ancestors 'none'; object-src 'none'"
+    assert rules.csp_problems(good, api) == []
+    assert rules.csp_problems(good.replace(f"connect-src {api}", f"connect-src {api} https:"), api)
+    assert rules.csp_problems(good.replace("frame-ancestors 'none'", "frame-ancestors *"), api)
+    assert rules.csp_problems(good + "; script-src 'self' 'unsafe-inline'", api)
+
+
+def hsts_max_age(value: str) -> int:
+    match = re.search(r"max-age=(\d+)", value)
+    assert match, value
+    return int(match.group(1))
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("path", ["/", "/index.html", "/script.js", "/style.css"])
+def test_local_site_responses_carry_the_security_headers(live_stack, path: str) -> None:
+    response = httpx.get(f"{live_stack.url}{path}", timeout=10)
+    assert response.status_code == 200
+    headers = response.headers
+    assert headers.get("x-frame-options") == "DENY", path
+    assert headers.get("referrer-policy") in rules.SAFE_REFERRER_POLICIES, path
+    hsts = headers.get("strict-transport-security", "")
+    assert hsts_max_age(hsts) >= ONE_YEAR_S and "includesubdomains" in hsts.lower(), path
+    # connect-src is exactly the local API origin (the site and the API share it locally).
+    assert rules.csp_problems(headers.get("content-security-policy", ""), live_stack.url) == [], path
+
+
+@pytest.mark.integration
+def test_local_config_js_carries_the_security_headers(live_stack) -> None:
+    """CloudFront applies the headers policy to /config.js too (its cache behaviour names it)."""
+    headers = httpx.get(f"{live_stack.url}/config.js", timeout=10).headers
+    missing = [name for name in SECURITY_HEADERS if name not in headers]
+    assert missing == [], f"/config.js lacks {missing}"
