@@ -72,8 +72,15 @@ class Report:
     notes: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
-    def add(self, figure: str, ours: str, baseline: str = "", ratio: float | None = None, target: str = "",
-            ok: bool | None = None) -> None:
+    def add(
+        self,
+        figure: str,
+        ours: str,
+        baseline: str = "",
+        ratio: float | None = None,
+        target: str = "",
+        ok: bool | None = None,
+    ) -> None:
         verdict = "" if ok is None else (" ✅" if ok else " ❌")
         self.rows.append((figure, ours, baseline, "" if ratio is None else f"{ratio:.2f}x", target + verdict))
         if ok is False:
@@ -156,32 +163,54 @@ def bench_latency(report: Report, model_dir: Path, repeats: int) -> dict:
         with torch.no_grad():
             probs = torch.softmax(eager(transform(img).unsqueeze(0)), 1)[0]
         top = torch.topk(probs, 5)
-        json.dumps([{"label": meta["labels"][i], "prob": float(p)} for p, i in zip(top.values, top.indices)])
+        json.dumps(
+            [{"label": meta["labels"][i], "prob": float(p)} for p, i in zip(top.values, top.indices, strict=True)]
+        )
 
     def served_path():
-        inference.output_fn(inference.predict_fn(inference.input_fn(small_jpeg, "image/jpeg"), classifier),
-                            "application/json")
+        inference.output_fn(
+            inference.predict_fn(inference.input_fn(small_jpeg, "image/jpeg"), classifier), "application/json"
+        )
 
     eager_ms = median_ms(naive_model, repeats)
     naive_path_ms = median_ms(naive_path, repeats)
     ts_ms = median_ms(lambda: scripted.run(batch), repeats)
     ort_ms = median_ms(lambda: classifier.run(batch), repeats * 2)
     served_ms = median_ms(served_path, repeats * 2)
-    pre_ms = median_ms(lambda: inference.preprocess(inference.decode_image(small_jpeg), classifier.preprocessing),
-                       repeats * 2)
+    pre_ms = median_ms(
+        lambda: inference.preprocess(inference.decode_image(small_jpeg), classifier.preprocessing), repeats * 2
+    )
 
     report.add("1 image, model only: naive eager torchvision", f"{eager_ms:.1f} ms")
-    report.add("1 image, model only: frozen TorchScript (fallback)", f"{ts_ms:.1f} ms", f"{eager_ms:.1f} ms eager",
-               eager_ms / ts_ms)
-    report.add("1 image, model only: ONNX Runtime fp32", f"{ort_ms:.1f} ms", f"{eager_ms:.1f} ms eager",
-               eager_ms / ort_ms)
-    report.add("served path (input_fn+predict_fn+output_fn, 256 px JPEG) vs ORT fp32 model only",
-               f"{served_ms:.1f} ms", f"{ort_ms:.1f} ms", served_ms / ort_ms, "<= 1.2x", served_ms <= 1.2 * ort_ms)
-    report.add("served path vs naive eager path (PIL + torchvision transforms + eager + top-5)",
-               f"{served_ms:.1f} ms", f"{naive_path_ms:.1f} ms", naive_path_ms / served_ms, ">= 3x faster",
-               naive_path_ms >= 3 * served_ms)
-    report.notes.append(f"served path on a 256 px JPEG: {pre_ms:.2f} ms decode+preprocess, "
-                        f"{ort_ms:.2f} ms ONNX Runtime, the rest softmax/top-k/JSON; backend {classifier.backend}")
+    report.add(
+        "1 image, model only: frozen TorchScript (fallback)",
+        f"{ts_ms:.1f} ms",
+        f"{eager_ms:.1f} ms eager",
+        eager_ms / ts_ms,
+    )
+    report.add(
+        "1 image, model only: ONNX Runtime fp32", f"{ort_ms:.1f} ms", f"{eager_ms:.1f} ms eager", eager_ms / ort_ms
+    )
+    report.add(
+        "served path (input_fn+predict_fn+output_fn, 256 px JPEG) vs ORT fp32 model only",
+        f"{served_ms:.1f} ms",
+        f"{ort_ms:.1f} ms",
+        served_ms / ort_ms,
+        "<= 1.2x",
+        served_ms <= 1.2 * ort_ms,
+    )
+    report.add(
+        "served path vs naive eager path (PIL + torchvision transforms + eager + top-5)",
+        f"{served_ms:.1f} ms",
+        f"{naive_path_ms:.1f} ms",
+        naive_path_ms / served_ms,
+        ">= 3x faster",
+        naive_path_ms >= 3 * served_ms,
+    )
+    report.notes.append(
+        f"served path on a 256 px JPEG: {pre_ms:.2f} ms decode+preprocess, "
+        f"{ort_ms:.2f} ms ONNX Runtime, the rest softmax/top-k/JSON; backend {classifier.backend}"
+    )
 
     # fp32 agreement with the eager reference on every sample photo (same top-5 order, probs within 1e-4).
     worst, same_order = 0.0, True
@@ -192,11 +221,54 @@ def bench_latency(report: Report, model_dir: Path, repeats: int) -> dict:
         got = inference.softmax(classifier.run(b))[0]
         worst = max(worst, float(np.abs(ref - got).max()))
         same_order &= list(np.argsort(-ref)[:5]) == list(np.argsort(-got)[:5])
-    report.add("fp32 agreement with eager on the 4 sample photos", f"max |dp| {worst:.1e}, top-5 order "
-               f"{'same' if same_order else 'DIFFERENT'}", target="< 1e-4, same order",
-               ok=worst < 1e-4 and same_order)
-    return {"served_ms": served_ms, "small_jpeg": small_jpeg, "inference": inference, "classifier": classifier,
-            "transform": transform, "eager": eager}
+    report.add(
+        "fp32 agreement with eager on the 4 sample photos",
+        f"max |dp| {worst:.1e}, top-5 order {'same' if same_order else 'DIFFERENT'}",
+        target="< 1e-4, same order",
+        ok=worst < 1e-4 and same_order,
+    )
+    bench_int8(report, model_dir, meta, classifier, inference, ort_ms, repeats)
+    return {
+        "served_ms": served_ms,
+        "small_jpeg": small_jpeg,
+        "inference": inference,
+        "classifier": classifier,
+        "transform": transform,
+        "eager": eager,
+    }
+
+
+def bench_int8(report: Report, model_dir: Path, meta: dict, classifier, inference, ort_ms: float, repeats: int):
+    """The opt-in int8 graph (`model.package --int8`): its speed and its agreement with fp32 on the real photos."""
+    import numpy as np
+    import onnxruntime as ort
+
+    sys.path.insert(0, str(ROOT))
+    from model import package
+
+    photos = sorted(PHOTOS.glob("*.jpg"))
+    int8 = package.quantize_int8((model_dir / "model.onnx").read_bytes(), meta, photos)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = THREADS
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(int8, sess_options=opts, providers=["CPUExecutionProvider"])
+    top1 = top5 = 0
+    for path in photos:
+        batch = inference.preprocess(inference.decode_image(path.read_bytes()), classifier.preprocessing)
+        fp32 = np.argsort(-classifier.run(batch)[0])[:5]
+        q = np.argsort(-session.run(None, {"input": batch})[0][0])[:5]
+        top1 += int(fp32[0] == q[0])
+        top5 += len(set(fp32) & set(q))
+    batch = inference.preprocess(inference.decode_image(photos[0].read_bytes()), classifier.preprocessing)
+    int8_ms = median_ms(lambda: session.run(None, {"input": batch}), repeats * 2)
+    report.add(
+        "opt-in int8 static QDQ (ORT), model only", f"{int8_ms:.1f} ms", f"{ort_ms:.1f} ms fp32", ort_ms / int8_ms
+    )
+    report.add(
+        "  int8 agreement with fp32 on the real photos",
+        f"top-1 {top1}/{len(photos)}, top-5 overlap {top5}/{5 * len(photos)}",
+        target="opt-in only",
+    )
 
 
 COLD_NAIVE = """
@@ -236,8 +308,13 @@ def cold_runs(script: str, runs: int) -> dict:
     samples = []
     for _ in range(runs):
         started = time.perf_counter()
-        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                             env={**os.environ, "OMP_NUM_THREADS": str(THREADS)})
+        out = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "OMP_NUM_THREADS": str(THREADS)},
+        )
         wall = time.perf_counter() - started
         if out.returncode != 0:
             raise RuntimeError(out.stderr)
@@ -258,13 +335,26 @@ def bench_cold_start(report: Report, model_dir: Path, runs: int) -> None:
     def breakdown(s):
         return f"{s['imports']:.2f} + {s['load']:.2f} + {s['first']:.2f} s"
 
-    report.add("cold start in process (imports + build/load + 1st prediction)",
-               f"{in_process['served']:.2f} s ({breakdown(served)})",
-               f"{in_process['naive']:.2f} s ({breakdown(naive)})", ratio, "<= 0.5x", ratio <= 0.5)
-    report.add("cold start, whole fresh process (wall, incl. interpreter)", f"{served['wall']:.2f} s",
-               f"{naive['wall']:.2f} s", served["wall"] / naive["wall"])
-    report.add("peak RSS of that process", f"{served['rss_mb']:.0f} MB", f"{naive['rss_mb']:.0f} MB",
-               served["rss_mb"] / naive["rss_mb"])
+    report.add(
+        "cold start in process (imports + build/load + 1st prediction)",
+        f"{in_process['served']:.2f} s ({breakdown(served)})",
+        f"{in_process['naive']:.2f} s ({breakdown(naive)})",
+        ratio,
+        "<= 0.5x",
+        ratio <= 0.5,
+    )
+    report.add(
+        "cold start, whole fresh process (wall, incl. interpreter)",
+        f"{served['wall']:.2f} s",
+        f"{naive['wall']:.2f} s",
+        served["wall"] / naive["wall"],
+    )
+    report.add(
+        "peak RSS of that process",
+        f"{served['rss_mb']:.0f} MB",
+        f"{naive['rss_mb']:.0f} MB",
+        served["rss_mb"] / naive["rss_mb"],
+    )
     report.notes.append(
         f"cold start: medians of {runs} fresh processes each; served backend {served['backend']}. Serverless "
         f"memory: the served process peaks at {served['rss_mb']:.0f} MB; the container adds TorchServe's JVM "
@@ -283,21 +373,33 @@ def bench_preprocessing(report: Report, ctx: dict, repeats: int) -> None:
         return transform(Image.open(io.BytesIO(data)).convert("RGB")).unsqueeze(0).numpy()
 
     def ours(data):
-        return inference.preprocess(inference.decode_image(data, draft_to=2 * classifier.preprocessing.resize),
-                                    classifier.preprocessing)
+        return inference.preprocess(
+            inference.decode_image(data, draft_to=2 * classifier.preprocessing.resize), classifier.preprocessing
+        )
 
     tv_big, ours_big = median_ms(lambda: tv(big), repeats, 1), median_ms(lambda: ours(big), repeats, 1)
     small = ctx["small_jpeg"]
     tv_small, ours_small = median_ms(lambda: tv(small), repeats * 2), median_ms(lambda: ours(small), repeats * 2)
     top_tv = int(classifier.run(tv(big)).argmax())
     top_ours = int(classifier.run(ours(big)).argmax())
-    report.add(f"preprocess a 4000x3000 JPEG ({len(big) / 1e6:.1f} MB) to the input tensor",
-               f"{ours_big:.1f} ms", f"{tv_big:.1f} ms torchvision", tv_big / ours_big, ">= 4x faster",
-               tv_big >= 4 * ours_big)
-    report.add("  top-1 on that photo, ours vs torchvision", f"{classifier.labels[top_ours]}",
-               f"{classifier.labels[top_tv]}", target="unchanged", ok=top_ours == top_tv)
-    report.add("preprocess a 256 px JPEG", f"{ours_small:.2f} ms", f"{tv_small:.2f} ms torchvision",
-               tv_small / ours_small)
+    report.add(
+        f"preprocess a 4000x3000 JPEG ({len(big) / 1e6:.1f} MB) to the input tensor",
+        f"{ours_big:.1f} ms",
+        f"{tv_big:.1f} ms torchvision",
+        tv_big / ours_big,
+        ">= 4x faster",
+        tv_big >= 4 * ours_big,
+    )
+    report.add(
+        "  top-1 on that photo, ours vs torchvision",
+        f"{classifier.labels[top_ours]}",
+        f"{classifier.labels[top_tv]}",
+        target="unchanged",
+        ok=top_ours == top_tv,
+    )
+    report.add(
+        "preprocess a 256 px JPEG", f"{ours_small:.2f} ms", f"{tv_small:.2f} ms torchvision", tv_small / ours_small
+    )
     ctx["big"] = big
 
 
@@ -308,11 +410,18 @@ def bench_payload(report: Report, ctx: dict) -> None:
     original = len(json.dumps({"image": base64.b64encode(big).decode()}))
     with Image.open(io.BytesIO(big)) as img:
         sent = len(jpeg(short_side(img.convert("RGB"), 256), quality=90))
-    report.add("payload for a 12 MP photo: browser-downscaled JPEG vs base64 JSON of the file",
-               f"{sent / 1024:.1f} KB", f"{original / 1024:.0f} KB", original / sent, "<= 60 KB",
-               sent <= 60 * 1024)
-    report.notes.append("payload: the browser test (tests/browser) asserts <= 60 KB on the request the page "
-                        "actually sends; this row is Pillow's equivalent of the page's canvas (shorter side 256, q0.9)")
+    report.add(
+        "payload for a 12 MP photo: browser-downscaled JPEG vs base64 JSON of the file",
+        f"{sent / 1024:.1f} KB",
+        f"{original / 1024:.0f} KB",
+        original / sent,
+        "<= 60 KB",
+        sent <= 60 * 1024,
+    )
+    report.notes.append(
+        "payload: the browser test (tests/browser) asserts <= 60 KB on the request the page "
+        "actually sends; this row is Pillow's equivalent of the page's canvas (shorter side 256, q0.9)"
+    )
 
 
 def bench_local_stack(report: Report, ctx: dict, repeats: int) -> None:
@@ -323,8 +432,12 @@ def bench_local_stack(report: Report, ctx: dict, repeats: int) -> None:
 
     body = ctx["small_jpeg"]
     inference, classifier = ctx["inference"], ctx["classifier"]
-    in_process = median_ms(lambda: inference.output_fn(
-        inference.predict_fn(inference.input_fn(body, "image/jpeg"), classifier), "application/json"), repeats * 2)
+    in_process = median_ms(
+        lambda: inference.output_fn(
+            inference.predict_fn(inference.input_fn(body, "image/jpeg"), classifier), "application/json"
+        ),
+        repeats * 2,
+    )
     stack = LocalStack()
     try:
         client = httpx.Client(timeout=30)
@@ -336,19 +449,30 @@ def bench_local_stack(report: Report, ctx: dict, repeats: int) -> None:
             rtt = (time.perf_counter() - started) * 1000
             assert r.status_code == 200, r.text
             server = dict(part.strip().split(";dur=") for part in r.headers["server-timing"].split(","))
-            timings.append((rtt, float(server["event"]), float(server["handler"]),
-                            r.json()["latency_ms"]["total"], r.json()["latency_ms"]["endpoint"]))
+            timings.append(
+                (
+                    rtt,
+                    float(server["event"]),
+                    float(server["handler"]),
+                    r.json()["latency_ms"]["total"],
+                    r.json()["latency_ms"]["endpoint"],
+                )
+            )
 
         for _ in range(5):
             once()
         timings.clear()
         for _ in range(repeats * 3):
             once()
-        rtt, event, handler, handler_inner, endpoint = (statistics.median(col) for col in zip(*timings))
+        rtt, event, handler, _total, endpoint = (statistics.median(col) for col in zip(*timings, strict=True))
         overhead = rtt - in_process
-        report.add("local stack: HTTP round trip through /predict minus in-process path",
-                   f"{overhead:.1f} ms", f"{rtt:.1f} ms RTT, {in_process:.1f} ms in process",
-                   target="<= 15 ms", ok=overhead <= 15)
+        report.add(
+            "local stack: HTTP round trip through /predict minus in-process path",
+            f"{overhead:.1f} ms",
+            f"{rtt:.1f} ms RTT, {in_process:.1f} ms in process",
+            target="<= 15 ms",
+            ok=overhead <= 15,
+        )
         report.notes.append(
             f"where the time goes (medians): client->server HTTP + ASGI {rtt - handler - event:.1f} ms, "
             f"event build {event:.2f} ms, handler thread {handler:.1f} ms (of which its own parsing/"
@@ -371,9 +495,12 @@ def bench_local_stack(report: Report, ctx: dict, repeats: int) -> None:
             with ThreadPoolExecutor(clients) as pool:
                 list(pool.map(worker, [count // clients] * clients))
             elapsed = time.perf_counter() - started
-            report.add(f"throughput through the local stack, {clients} client(s)",
-                       f"{len(latencies) / elapsed:.1f} req/s", f"p50 {statistics.median(latencies):.1f} ms",
-                       target=f"{len(latencies)}/{count} ok")
+            report.add(
+                f"throughput through the local stack, {clients} client(s)",
+                f"{len(latencies) / elapsed:.1f} req/s",
+                f"p50 {statistics.median(latencies):.1f} ms",
+                target=f"{len(latencies)}/{count} ok",
+            )
     finally:
         stack.stop()
 
@@ -395,8 +522,7 @@ def main(argv: list[str] | None = None) -> int:
     bench_preprocessing(report, ctx, max(5, repeats // 4))
     bench_payload(report, ctx)
     bench_local_stack(report, ctx, repeats)
-    header = (f"Benchmark ({time.strftime('%Y-%m-%d')}, {machine()}; medians; "
-              f"{time.perf_counter() - started:.0f} s run)")
+    header = f"Benchmark ({time.strftime('%Y-%m-%d')}, {machine()}; medians; {time.perf_counter() - started:.0f} s run)"
     text = report.markdown(header)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)

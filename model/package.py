@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import tarfile
+import tempfile
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 CODE_DIR = ROOT / "code"
 DEFAULT_OUT = ROOT / "dist" / "model.tar.gz"
+CALIBRATION_DIR = ROOT.parent / "tests" / "fixtures" / "images"
 WHEEL_DIR = ROOT / "dist" / "wheels"
 # AWS's PyTorch inference image (2.6 CPU) runs Python 3.12 on x86_64 and ships no onnxruntime.
 CONTAINER_PYTHON = "cp312"
@@ -100,9 +102,7 @@ def load_state_dict(source: WeightsSource):
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    mismatched = sorted(
-        k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape)
-    )
+    mismatched = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
     if missing or unexpected or mismatched:
 
         def show(keys):
@@ -163,7 +163,7 @@ def export_onnx(state) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
-        model,
+            model,
             (torch.zeros(1, 3, 224, 224),),
             buf,
             dynamo=False,
@@ -175,10 +175,70 @@ def export_onnx(state) -> bytes:
     return buf.getvalue()
 
 
+def _inference_module():
+    """model/code/inference.py, for its preprocessing (calibration must see exactly what serving sees)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_package_inference", CODE_DIR / "inference.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is created
+    spec.loader.exec_module(module)
+    return module
+
+
+def calibration_batches(meta: dict, photos: list[Path], per_photo: int = 16):
+    """Random crops and flips of real photos, preprocessed as input_fn does, for static int8 calibration."""
+    import numpy as np
+    from PIL import Image
+
+    inference = _inference_module()
+    pre = inference.Preprocessing(**{k: meta["preprocessing"][k] for k in ("resize", "crop", "mean", "std")})
+    rng = np.random.default_rng(0)
+    for path in photos:
+        img = inference.decode_image(path.read_bytes())
+        width, height = img.size
+        for i in range(per_photo):
+            scale = rng.uniform(0.6, 1.0)
+            w, h = int(width * scale), int(height * scale)
+            x, y = rng.integers(0, width - w + 1), rng.integers(0, height - h + 1)
+            crop = img.crop((x, y, x + w, y + h))
+            yield inference.preprocess(crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if i % 2 else crop, pre)
+
+
+def quantize_int8(onnx_model: bytes, meta: dict, photos: list[Path]) -> bytes:
+    """Static int8 QDQ quantisation (per-channel weights), calibrated on real photos. Opt-in: check agreement."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if not photos:
+        raise WeightsError(f"int8 calibration needs photos in {CALIBRATION_DIR}")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self._batches = calibration_batches(meta, photos)
+
+        def get_next(self):
+            batch = next(self._batches, None)
+            return None if batch is None else {"input": batch}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32, prepared, int8 = (Path(tmp) / name for name in ("fp32.onnx", "pre.onnx", "int8.onnx"))
+        fp32.write_bytes(onnx_model)
+        quant_pre_process(str(fp32), str(prepared))
+        quantize_static(
+            str(prepared),
+            str(int8),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            activation_type=QuantType.QUInt8,
+        )
+        return int8.read_bytes()
+
+
 def find_ort_wheel() -> Path | None:
-    wheels = sorted(
-        WHEEL_DIR.glob(f"onnxruntime-*-{CONTAINER_PYTHON}-{CONTAINER_PYTHON}-manylinux*_x86_64.whl")
-    )
+    wheels = sorted(WHEEL_DIR.glob(f"onnxruntime-*-{CONTAINER_PYTHON}-{CONTAINER_PYTHON}-manylinux*_x86_64.whl"))
     return wheels[-1] if wheels else None
 
 
@@ -235,9 +295,12 @@ def _normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
     return info
 
 
-def fingerprint(source: WeightsSource, onnx: bool, ort_wheel: Path | None) -> str:
+def fingerprint(source: WeightsSource, onnx: bool, ort_wheel: Path | None, int8: bool = False) -> str:
     """Hash of every input of the build: weights, preset, code, builder, ONNX choice, vendored wheel."""
-    digest = hashlib.sha256(f"{BUILD_FORMAT}|{source.weights_id}|{source.preset}|onnx={onnx}".encode())
+    digest = hashlib.sha256(f"{BUILD_FORMAT}|{source.weights_id}|{source.preset}|onnx={onnx}|int8={int8}".encode())
+    if int8:
+        for photo in sorted(CALIBRATION_DIR.glob("*.jpg")):
+            digest.update(photo.name.encode() + sha256_file(photo).encode())
     if source.path is None:  # the download is pinned by torchvision's URL/hash; the id names the preset
         digest.update(b"torchvision-download")
     if ort_wheel is not None:
@@ -254,11 +317,12 @@ def build(
     *,
     onnx: bool = True,
     ort_wheel: Path | None = None,
+    int8: bool = False,
     force: bool = False,
 ) -> tuple[Path, bool]:
     """Build the tarball; returns (path, built). Skips the work when the fingerprint is unchanged."""
     stamp = out.with_name(out.name + ".inputs")
-    fp = fingerprint(source, onnx, ort_wheel)
+    fp = fingerprint(source, onnx, ort_wheel, int8)
     print(
         f"inputs: weights={source.weights_id} preset={source.preset} onnx={onnx} "
         f"onnxruntime={'vendored ' + ort_wheel.name if ort_wheel else 'not vendored'}"
@@ -267,13 +331,16 @@ def build(
         print("up to date, not rebuilt")
         return out, False
     state = load_state_dict(source)
+    meta = {**metadata(source), "precision": "int8" if int8 else "fp32"}
     members = {
         "model.pth": serialize_state_dict(state),
-        "metadata.json": (json.dumps(metadata(source), indent=1, sort_keys=True) + "\n").encode(),
+        "metadata.json": (json.dumps(meta, indent=1, sort_keys=True) + "\n").encode(),
         **code_files(),
     }
     if onnx:
         members["model.onnx"] = export_onnx(state)
+    if int8:
+        members["model.onnx"] = quantize_int8(members["model.onnx"], meta, sorted(CALIBRATION_DIR.glob("*.jpg")))
     if ort_wheel is not None:
         members.update(vendored_ort_files(ort_wheel))
     write_tarball(members, out)
@@ -297,14 +364,18 @@ def main(argv: list[str] | None = None) -> int:
         "(default: IMAGENET1K_V2 for the download, IMAGENET1K_V1 (resize 256) for a local file)",
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument(
-        "--no-onnx", dest="onnx", action="store_false", help="ship model.pth only (TorchScript)"
-    )
+    parser.add_argument("--no-onnx", dest="onnx", action="store_false", help="ship model.pth only (TorchScript)")
     parser.add_argument(
         "--onnxruntime-wheel",
         type=Path,
         help=f"{CONTAINER_PYTHON} manylinux x86_64 onnxruntime wheel to vendor under code/ "
         f"(default: the newest in {WHEEL_DIR.relative_to(ROOT.parent)}, if any)",
+    )
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="opt-in: ship a static int8 (QDQ) ONNX graph calibrated on the test photos; "
+        "check its agreement with `make bench` first",
     )
     parser.add_argument("--force", action="store_true", help="rebuild even if the inputs are unchanged")
     args = parser.parse_args(argv)
@@ -316,8 +387,8 @@ def main(argv: list[str] | None = None) -> int:
             raise WeightsError(f"weights file {weights} does not exist")
         if wheel is not None and not wheel.is_file():
             raise WeightsError(f"onnxruntime wheel {wheel} does not exist")
-        if wheel is not None and not args.onnx:
-            raise WeightsError("--onnxruntime-wheel needs the ONNX graph; drop --no-onnx")
+        if (wheel is not None or args.int8) and not args.onnx:
+            raise WeightsError("--onnxruntime-wheel and --int8 need the ONNX graph; drop --no-onnx")
         out, _ = build(
             WeightsSource(weights, preset),
             args.out.resolve(),

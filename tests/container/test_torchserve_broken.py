@@ -36,19 +36,22 @@ def broken_artifact(artifact, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def broken(broken_artifact):
-    """What a client sees, in order: /ping, the first invocation, the launcher's readiness verdict, /ping again."""
+    """What a client sees, in order: /ping, the launcher's readiness verdict, an invocation, /ping again."""
     with endpoint(broken_artifact) as ep:
         deadline = time.monotonic() + 60
         while (ping := ep._request("GET", "/ping", timeout=2))[0] != 200 and time.monotonic() < deadline:
             time.sleep(0.25)
-        # Queued before the first worker finishes loading, so the first worker's death answers it.
-        invocation = ep.invoke(_warmup_jpeg(), "image/jpeg")
         with pytest.raises(TorchServeError) as readiness:
             ep.wait_ready()
+        # TorchServe keeps restarting the worker (back-off 1, 1, 2, 3, 5, 8 ... s); a queued request is failed
+        # by whichever restart happens to pick it up before that worker dies, usually the first or second.
+        invocation = ep._request(
+            "POST", "/invocations", _warmup_jpeg(), {"Content-Type": "image/jpeg", "Accept": "application/json"}, 120
+        )
         yield {
             "ping_before": ping,
-            "invocation": invocation,
             "readiness": str(readiness.value),
+            "invocation": invocation,
             "ping_after": ep._request("GET", "/ping", timeout=5),
         }
 

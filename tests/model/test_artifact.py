@@ -142,3 +142,24 @@ def test_vendored_onnxruntime_is_for_the_container_python(artifact):
     assert all(n.startswith(f"code/vendor/{package.CONTAINER_PYTHON}/") for n in vendored)
     assert any(n.endswith(".so") and "cpython-312-x86_64" in n for n in vendored)
     assert not any("/onnxruntime/tools/" in n or "/onnxruntime/transformers/" in n for n in vendored)
+
+
+@pytest.mark.slow
+def test_int8_is_opt_in_and_agrees_on_the_photos(model_dir):
+    import numpy as np
+    import onnxruntime as ort
+
+    from tests.conftest import load_inference_module
+
+    meta = json.loads((model_dir / "metadata.json").read_text())
+    assert meta["precision"] == "fp32"  # the default build never ships int8
+    photos = sorted(package.CALIBRATION_DIR.glob("*.jpg"))
+    session = ort.InferenceSession(
+        package.quantize_int8((model_dir / "model.onnx").read_bytes(), meta, photos),
+        providers=["CPUExecutionProvider"],
+    )
+    inference = load_inference_module(model_dir / "code", "int8_check_inference")
+    classifier = inference.load_classifier(str(model_dir))
+    for photo in photos:
+        batch = inference.preprocess(inference.decode_image(photo.read_bytes()), classifier.preprocessing)
+        assert np.argmax(session.run(None, {"input": batch})[0]) == np.argmax(classifier.run(batch)), photo.name

@@ -125,8 +125,9 @@ def run_program(stack: str, config: Mapping[str, Any], workdir: Path) -> Graph:
 
 
 def dev_config() -> dict[str, Any]:
-    from components.settings import strip_namespace
     import yaml
+
+    from components.settings import strip_namespace
 
     document = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
     return strip_namespace(document["config"])

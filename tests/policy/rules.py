@@ -24,7 +24,11 @@ ENCRYPTION_TYPES = (
     "aws:s3/bucketServerSideEncryptionConfigurationV2:BucketServerSideEncryptionConfigurationV2",
 )
 ACL_TYPES = ("aws:s3/bucketAcl:BucketAcl", "aws:s3/bucketAclV2:BucketAclV2")
-OBJECT_TYPES = ("aws:s3/bucketObjectv2:BucketObjectv2", "aws:s3/bucketObject:BucketObject", "aws:s3/objectCopy:ObjectCopy")
+OBJECT_TYPES = (
+    "aws:s3/bucketObjectv2:BucketObjectv2",
+    "aws:s3/bucketObject:BucketObject",
+    "aws:s3/objectCopy:ObjectCopy",
+)
 BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
 DISTRIBUTION = "aws:cloudfront/distribution:Distribution"
 OAC = "aws:cloudfront/originAccessControl:OriginAccessControl"
@@ -50,7 +54,10 @@ STAGE = "aws:apigatewayv2/stage:Stage"
 DYNAMIC = "pulumi-python:dynamic:Resource"
 
 PUBLIC_ACCESS_FLAGS = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
-PUBLIC_GRANTEE_URIS = ("http://acs.amazonaws.com/groups/global/AllUsers", "http://acs.amazonaws.com/groups/global/AuthenticatedUsers")
+PUBLIC_GRANTEE_URIS = (
+    "http://acs.amazonaws.com/groups/global/AllUsers",
+    "http://acs.amazonaws.com/groups/global/AuthenticatedUsers",
+)
 SSE_ALGORITHMS = ("AES256", "aws:kms", "aws:kms:dsse")
 # GetAuthorizationToken has no resource-level permissions: "*" is its only valid resource.
 STAR_RESOURCE_ACTIONS = frozenset({"ecr:GetAuthorizationToken"})
@@ -249,7 +256,9 @@ def bucket_policy_violations(resources: Sequence[Res]) -> list[str]:
 def cloudfront_https_violations(resources: Sequence[Res]) -> list[str]:
     """Rule 5: viewers on HTTPS only, TLS 1.2_2021 with a custom certificate, S3 origins through OAC."""
     oac_ids = {o.id for o in of_type(resources, OAC)}
-    problems = [f"{r.label()}: legacy Origin Access Identity; use Origin Access Control" for r in of_type(resources, OAI)]
+    problems = [
+        f"{r.label()}: legacy Origin Access Identity; use Origin Access Control" for r in of_type(resources, OAI)
+    ]
     for oac in of_type(resources, OAC):
         for prop, want in (("signingBehavior", "always"), ("signingProtocol", "sigv4")):
             if oac.inputs.get(prop) != want:
@@ -271,7 +280,9 @@ def cloudfront_https_violations(resources: Sequence[Res]) -> list[str]:
                     f"{cert.get('minimumProtocolVersion')!r}, must be {MIN_TLS}"
                 )
             if cert.get("sslSupportMethod") != "sni-only":
-                problems.append(f"{dist.label()}: viewerCertificate.sslSupportMethod = {cert.get('sslSupportMethod')!r}")
+                problems.append(
+                    f"{dist.label()}: viewerCertificate.sslSupportMethod = {cert.get('sslSupportMethod')!r}"
+                )
         elif not cert.get("cloudfrontDefaultCertificate"):
             problems.append(f"{dist.label()}: viewerCertificate names no certificate")
         origins = _as_list(dist.inputs.get("origins"))
@@ -282,7 +293,9 @@ def cloudfront_https_violations(resources: Sequence[Res]) -> list[str]:
             custom = origin.get("customOriginConfig")
             if custom is not None:
                 if custom.get("originProtocolPolicy") != "https-only":
-                    problems.append(f"{where}.customOriginConfig.originProtocolPolicy = {custom.get('originProtocolPolicy')!r}")
+                    problems.append(
+                        f"{where}.customOriginConfig.originProtocolPolicy = {custom.get('originProtocolPolicy')!r}"
+                    )
                 continue
             if (origin.get("s3OriginConfig") or {}).get("originAccessIdentity"):
                 problems.append(f"{where}.s3OriginConfig.originAccessIdentity is set (legacy OAI)")
@@ -447,7 +460,10 @@ def invoke_permission_violations(resources: Sequence[Res]) -> list[str]:
         source = str(perm.inputs.get("sourceArn") or "")
         if perm.inputs.get("principal") != "apigateway.amazonaws.com":
             problems.append(f"{perm.label()}: principal = {perm.inputs.get('principal')!r}")
-        if not source.endswith(PREDICT_SOURCE_SUFFIX) or source.removesuffix(PREDICT_SOURCE_SUFFIX) not in execution_arns:
+        if (
+            not source.endswith(PREDICT_SOURCE_SUFFIX)
+            or source.removesuffix(PREDICT_SOURCE_SUFFIX) not in execution_arns
+        ):
             problems.append(
                 f"{perm.label()}: sourceArn = {source!r}, must be <this API's execution ARN>{PREDICT_SOURCE_SUFFIX}"
             )
@@ -482,12 +498,16 @@ def cors_documents(resources: Sequence[Res], render: Callable[[list[str]], Mappi
     return found
 
 
-def cors_violations(configs: Sequence[tuple[Res, Mapping[str, Any]]], apis: Sequence[Res], allowed: Sequence[str]) -> list[str]:
+def cors_violations(
+    configs: Sequence[tuple[Res, Mapping[str, Any]]], apis: Sequence[Res], allowed: Sequence[str]
+) -> list[str]:
     """Rule 10: each API's CORS allows exactly the site origin(s) + configured extras, POST/OPTIONS,
     exposes retry-after and x-request-id, no credentials and no "*"."""
     problems = []
     covered = {res.inputs.get("api_id") or res.id for res, _ in configs}
-    problems += [f"{api.label()}: no CORS configuration (browsers cannot call it)" for api in apis if api.id not in covered]
+    problems += [
+        f"{api.label()}: no CORS configuration (browsers cannot call it)" for api in apis if api.id not in covered
+    ]
     for res, config in configs:
         origins = [str(o) for o in _as_list(config.get("AllowOrigins"))]
         if any("*" in o for o in origins) or set(origins) != set(allowed):
@@ -499,7 +519,7 @@ def cors_violations(configs: Sequence[tuple[Res, Mapping[str, Any]]], apis: Sequ
         if "*" in headers:
             problems.append(f"{res.label()}: AllowHeaders = {headers} allows any header")
         exposed = {str(h).lower() for h in _as_list(config.get("ExposeHeaders"))}
-        if not CORS_EXPOSED <= exposed:
+        if not exposed >= CORS_EXPOSED:
             problems.append(f"{res.label()}: ExposeHeaders = {sorted(exposed)}, must include {sorted(CORS_EXPOSED)}")
         if config.get("AllowCredentials"):
             problems.append(f"{res.label()}: AllowCredentials = true, the UI sends no credentials")
@@ -574,7 +594,13 @@ def headers_policy_violations(resources: Sequence[Res], api_origin: str) -> list
             problems.append(f"{at}.contentSecurityPolicy is not set")
         else:
             problems += [f"{at}.contentSecurityPolicy: {p}" for p in csp_problems(csp, api_origin)]
-        for name in ("strictTransportSecurity", "contentTypeOptions", "frameOptions", "referrerPolicy", "contentSecurityPolicy"):
+        for name in (
+            "strictTransportSecurity",
+            "contentTypeOptions",
+            "frameOptions",
+            "referrerPolicy",
+            "contentSecurityPolicy",
+        ):
             if (config.get(name) or {}).get("override") is not True:
                 problems.append(f"{at}.{name}.override is not true (an origin header could replace it)")
     return problems

@@ -15,7 +15,7 @@ SECRET_ACCESS_KEY = re.compile(
     r"(?i)aws_?secret_?access_?key[\"']?\s*[:=,]\s*[\"']?(?P<value>[A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])"
 )
 PRIVATE_KEY = re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")
-PASSWORD = re.compile(r"(?i)\b(?:password|passwd|pwd)[\"']?\s*[:=]\s*[\"']?(?P<value>[^\s\"',;&)}]+)")
+PASSWORD_ASSIGNMENT = re.compile(r"(?i)\b(?:password|passwd|pwd)[\"']?\s*[:=]\s*[\"']?(?P<value>[^\s\"',;&)}]+)")
 
 
 @dataclass(frozen=True)
@@ -38,12 +38,13 @@ def find_secrets(text: str) -> list[Finding]:
     for number, line in enumerate(text.splitlines(), start=1):
         findings += [Finding(number, "AWS access key id", _redact(m.group(0))) for m in ACCESS_KEY_ID.finditer(line)]
         findings += [
-            Finding(number, "AWS secret access key", _redact(m.group("value"))) for m in SECRET_ACCESS_KEY.finditer(line)
+            Finding(number, "AWS secret access key", _redact(m.group("value")))
+            for m in SECRET_ACCESS_KEY.finditer(line)
         ]
         findings += [Finding(number, "private key", m.group(0)) for m in PRIVATE_KEY.finditer(line)]
         findings += [
             Finding(number, "password", _redact(m.group("value")))
-            for m in PASSWORD.finditer(line)
+            for m in PASSWORD_ASSIGNMENT.finditer(line)
             if m.group("value") not in ALLOWED_DUMMY_VALUES
         ]
     return findings

@@ -77,10 +77,23 @@ def check(rule: str, graph: Graph) -> None:
 
 
 def test_graph_is_the_whole_program(graph: Graph) -> None:
-    """Guards the rules against passing vacuously on an empty or partial graph."""
-    counts = {t: len(graph.of_type(t)) for t in (rules.BUCKET_TYPES[0], rules.ROLE, rules.LOG_GROUP, rules.DISTRIBUTION)}
-    assert counts == {rules.BUCKET_TYPES[0]: 2, rules.ROLE: 2, rules.LOG_GROUP: 3, rules.DISTRIBUTION: 1}
-    assert len(graph.of_type(rules.STAGE)) == 1 and len(graph.of_type(rules.PERMISSION)) == 1
+    """Guards the rules against passing vacuously on an empty or partial graph (at least what the program
+    declares today; more is fine, the rules iterate over whatever is there)."""
+    minimum = {
+        rules.BUCKET_TYPES[0]: 2,
+        rules.PUBLIC_ACCESS_BLOCK: 2,
+        rules.BUCKET_POLICY: 2,
+        rules.ROLE: 2,
+        rules.ROLE_POLICY: 2,
+        rules.LOG_GROUP: 3,
+        rules.DISTRIBUTION: 1,
+        rules.HEADERS_POLICY: 1,
+        rules.FUNCTION: 1,
+        rules.STAGE: 1,
+        rules.PERMISSION: 1,
+    }
+    short = {t: len(graph.of_type(t)) for t, n in minimum.items() if len(graph.of_type(t)) < n}
+    assert short == {}, f"graph has fewer resources than the program declares: {short}"
 
 
 def test_rule_01_every_bucket_blocks_public_access(graph: Graph) -> None:
@@ -195,134 +208,349 @@ def add(graph: Graph, *extra: Res) -> tuple[Res, ...]:
 S3 = "aws:s3/"
 BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] = [
     # (id, stack, rule, bad graph, text the violation must contain)
-    ("pab-flag-false", "dev", "public_access_block",
-     lambda g: mutate(g, rules.PUBLIC_ACCESS_BLOCK, "model-bucket-public-access", set_path("restrictPublicBuckets", False)),
-     "model-bucket-public-access: restrictPublicBuckets = False"),
-    ("new-bucket-without-pab", "dev", "public_access_block",
-     lambda g: add(g, Res(rules.BUCKET_TYPES[0], "logs-bucket", {}, "logs-bucket-x", urn="urn:logs-bucket")),
-     "urn:logs-bucket: no BucketPublicAccessBlock"),
-    ("public-read-object", "dev", "acl",
-     lambda g: mutate(g, S3 + "bucketObjectv2:BucketObjectv2", "site-file-index.html", set_path("acl", "public-read")),
-     "site-file-index.html: acl = 'public-read'"),
-    ("bucket-acl-resource", "dev", "acl",
-     lambda g: add(g, Res(rules.ACL_TYPES[0], "site-acl", {"bucket": "site-bucket-a1b2c3", "acl": "public-read"})),
-     "site-acl: acl = 'public-read'"),
-    ("ownership-preferred", "dev", "acl",
-     lambda g: mutate(g, rules.OWNERSHIP, "site-bucket-ownership", set_path("rule.objectOwnership", "BucketOwnerPreferred")),
-     "rule.objectOwnership = 'BucketOwnerPreferred'"),
-    ("no-sse", "dev", "encryption",
-     lambda g: mutate(g, rules.ENCRYPTION_TYPES[0], "model-bucket-encryption",
-                      set_path("rules.0.applyServerSideEncryptionByDefault.sseAlgorithm", "none")),
-     "sseAlgorithm = 'none'"),
-    ("kms-bucket-downgraded-to-sse-s3", "prod", "encryption",
-     lambda g: mutate(g, rules.ENCRYPTION_TYPES[0], "model-bucket-encryption",
-                      set_path("rules.0.applyServerSideEncryptionByDefault", {"sseAlgorithm": "AES256"})),
-     "must be aws:kms with " + KMS_KEY_ARN),
-    ("object-other-key", "prod", "encryption",
-     lambda g: mutate(g, S3 + "bucketObjectv2:BucketObjectv2", "model-artifact", set_path("kmsKeyId", OTHER_KEY)),
-     "model-artifact: kmsKeyId = "),
-    ("public-principal", "dev", "bucket_policy",
-     lambda g: mutate(g, rules.BUCKET_POLICY, "site-bucket-policy",
-                      with_policy(lambda st: st[0].update(Principal="*", Condition=None))),
-     "site-bucket-policy: policy.Statement[0]: Principal = '*'"),
-    ("other-distribution", "dev", "bucket_policy",
-     lambda g: mutate(g, rules.BUCKET_POLICY, "site-bucket-policy",
-                      with_policy(lambda st: st[0]["Condition"]["StringEquals"].update(
-                          {"AWS:SourceArn": "arn:aws:cloudfront::999999999999:distribution/EOTHER"}))),
-     "AWS:SourceArn = 'arn:aws:cloudfront::999999999999:distribution/EOTHER'"),
-    ("no-tls-deny", "dev", "bucket_policy",
-     lambda g: mutate(g, rules.BUCKET_POLICY, "model-bucket-policy", with_policy(lambda st: st.clear())),
-     "no Deny statement on aws:SecureTransport"),
-    ("allow-all-viewer-protocol", "dev", "cloudfront_https",
-     lambda g: mutate(g, rules.DISTRIBUTION, "site-cdn", set_path("orderedCacheBehaviors.0.viewerProtocolPolicy", "allow-all")),
-     "orderedCacheBehaviors[0].viewerProtocolPolicy = 'allow-all'"),
-    ("old-tls", "prod", "cloudfront_https",
-     lambda g: mutate(g, rules.DISTRIBUTION, "site-cdn", set_path("viewerCertificate.minimumProtocolVersion", "TLSv1")),
-     "viewerCertificate.minimumProtocolVersion = 'TLSv1'"),
-    ("origin-without-oac", "dev", "cloudfront_https",
-     lambda g: mutate(g, rules.DISTRIBUTION, "site-cdn", set_path("origins.0.originAccessControlId", None)),
-     "origins[0].originAccessControlId = None"),
-    ("http-custom-origin", "dev", "cloudfront_https",
-     lambda g: mutate(g, rules.DISTRIBUTION, "site-cdn",
-                      set_path("origins.0.customOriginConfig", {"originProtocolPolicy": "http-only"})),
-     "customOriginConfig.originProtocolPolicy = 'http-only'"),
-    ("star-resource", "dev", "iam",
-     lambda g: mutate(g, rules.ROLE_POLICY, "api-role-policy", with_policy(lambda st: st[1].update(Resource="*"))),
-     "api-role-policy: policy.Statement[1]: Resource '*' with ['sagemaker:InvokeEndpoint']"),
-    ("service-wildcard-action", "dev", "iam",
-     lambda g: mutate(g, rules.ROLE_POLICY, "model-role-policy", with_policy(lambda st: st[2].update(Action="s3:*"))),
-     "Action wildcard ['s3:*']"),
-    ("managed-full-access", "dev", "iam",
-     lambda g: add(g, Res("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "model-s3-full",
-                          {"role": "model-role-a1b2c3", "policyArn": "arn:aws:iam::aws:policy/AmazonS3FullAccess"})),
-     "attaches AWS managed policy arn:aws:iam::aws:policy/AmazonS3FullAccess"),
-    ("wrong-trust", "dev", "iam",
-     lambda g: mutate(g, rules.ROLE, "api-role", _trust_principal({"Service": "sagemaker.amazonaws.com"})),
-     "api-role: assumeRolePolicy.Statement[0]: trusts ['sagemaker.amazonaws.com']"),
-    ("trust-any-account", "dev", "iam",
-     lambda g: mutate(g, rules.ROLE, "model-role", _trust_principal({"AWS": "*"})),
-     "model-role: assumeRolePolicy.Statement[0]: Principal = {'AWS': '*'}"),
-    ("retention-unset", "dev", "log_retention",
-     lambda g: mutate(g, rules.LOG_GROUP, "api-access-logs", set_path("retentionInDays", None)),
-     "api-access-logs: retentionInDays = None"),
-    ("retention-not-config", "prod", "log_retention",
-     lambda g: mutate(g, rules.LOG_GROUP, "model-log-group", set_path("retentionInDays", 14)),
-     "model-log-group: retentionInDays = 14, must be 90"),
-    ("function-group-missing", "dev", "log_retention",
-     lambda g: mutate(g, rules.LOG_GROUP, "api-log-group", set_path("name", "/aws/lambda/something-else")),
-     "its log group '/aws/lambda/mobilenet-serverless-dev-proxy' is not declared"),
-    ("no-throttle", "dev", "stage",
-     lambda g: mutate(g, rules.STAGE, "api-stage", set_path("defaultRouteSettings", None)),
-     "defaultRouteSettings.throttlingRateLimit = None"),
-    ("no-access-log", "dev", "stage",
-     lambda g: mutate(g, rules.STAGE, "api-stage", set_path("accessLogSettings", None)),
-     "accessLogSettings.destinationArn = None"),
-    ("any-route", "dev", "invoke_permission",
-     lambda g: mutate(g, rules.PERMISSION, "api-invoke-permission",
-                      set_path("sourceArn", "arn:aws:execute-api:us-east-1:123456789012:abc123defg/*")),
-     "sourceArn = 'arn:aws:execute-api:us-east-1:123456789012:abc123defg/*'"),
-    ("function-url", "dev", "invoke_permission",
-     lambda g: add(g, Res(rules.FUNCTION_URL, "open-url", {"authorizationType": "NONE"})),
-     "open-url: function URL with authorizationType = 'NONE'"),
-    ("cors-star", "dev", "cors",
-     lambda g: mutate(g, rules.DYNAMIC, "api-cors", set_path("origins", ["https://evil.example.com"])),
-     "AllowOrigins = ['https://evil.example.com']"),
-    ("cors-on-api-star", "dev", "cors",
-     lambda g: mutate(g, rules.HTTP_API, "api-http-api",
-                      set_path("corsConfiguration", {"allowOrigins": ["*"], "allowMethods": ["*"]})),
-     "api-http-api: AllowOrigins = ['*']"),
-    ("cors-missing", "dev", "cors",
-     lambda g: tuple(r for r in g.resources if r.name != "api-cors"),
-     "api-http-api: no CORS configuration"),
-    ("csp-connect-any", "dev", "headers_policy",
-     lambda g: mutate(g, rules.HEADERS_POLICY, "site-headers",
-                      set_path("securityHeadersConfig.contentSecurityPolicy.contentSecurityPolicy",
-                               "default-src 'self'; connect-src *; frame-ancestors 'none'; object-src 'none'")),
-     "connect-src = ['*']"),
-    ("frame-sameorigin", "dev", "headers_policy",
-     lambda g: mutate(g, rules.HEADERS_POLICY, "site-headers",
-                      set_path("securityHeadersConfig.frameOptions.frameOption", "SAMEORIGIN")),
-     "frameOptions = {'override': True, 'frameOption': 'SAMEORIGIN'}"),
-    ("short-hsts", "dev", "headers_policy",
-     lambda g: mutate(g, rules.HEADERS_POLICY, "site-headers",
-                      set_path("securityHeadersConfig.strictTransportSecurity.accessControlMaxAgeSec", 86400)),
-     "strictTransportSecurity = "),
-    ("behaviour-without-headers", "dev", "headers_policy",
-     lambda g: mutate(g, rules.DISTRIBUTION, "site-cdn", set_path("orderedCacheBehaviors.0.responseHeadersPolicyId", None)),
-     "cache behaviour '/config.js' has responseHeadersPolicyId = None"),
-    ("lambda-without-key", "prod", "kms",
-     lambda g: mutate(g, rules.FUNCTION, "api-function", set_path("kmsKeyArn", None)),
-     "api-function: kmsKeyArn = None"),
-    ("role-cannot-decrypt", "prod", "kms",
-     lambda g: mutate(g, rules.ROLE_POLICY, "model-role-policy", with_policy(lambda st: st.pop())),
-     "model-role: no inline policy allows kms:Decrypt"),
-    ("foreign-key", "prod", "kms",
-     lambda g: mutate(g, rules.SM_ENDPOINT_CONFIG, "model-config", set_path("kmsKeyArn", OTHER_KEY)),
-     "model-config: kmsKeyArn = "),
+    (
+        "pab-flag-false",
+        "dev",
+        "public_access_block",
+        lambda g: mutate(
+            g, rules.PUBLIC_ACCESS_BLOCK, "model-bucket-public-access", set_path("restrictPublicBuckets", False)
+        ),
+        "model-bucket-public-access: restrictPublicBuckets = False",
+    ),
+    (
+        "new-bucket-without-pab",
+        "dev",
+        "public_access_block",
+        lambda g: add(g, Res(rules.BUCKET_TYPES[0], "logs-bucket", {}, "logs-bucket-x", urn="urn:logs-bucket")),
+        "urn:logs-bucket: no BucketPublicAccessBlock",
+    ),
+    (
+        "public-read-object",
+        "dev",
+        "acl",
+        lambda g: mutate(
+            g, S3 + "bucketObjectv2:BucketObjectv2", "site-file-index.html", set_path("acl", "public-read")
+        ),
+        "site-file-index.html: acl = 'public-read'",
+    ),
+    (
+        "bucket-acl-resource",
+        "dev",
+        "acl",
+        lambda g: add(g, Res(rules.ACL_TYPES[0], "site-acl", {"bucket": "site-bucket-a1b2c3", "acl": "public-read"})),
+        "site-acl: acl = 'public-read'",
+    ),
+    (
+        "ownership-preferred",
+        "dev",
+        "acl",
+        lambda g: mutate(
+            g, rules.OWNERSHIP, "site-bucket-ownership", set_path("rule.objectOwnership", "BucketOwnerPreferred")
+        ),
+        "rule.objectOwnership = 'BucketOwnerPreferred'",
+    ),
+    (
+        "no-sse",
+        "dev",
+        "encryption",
+        lambda g: mutate(
+            g,
+            rules.ENCRYPTION_TYPES[0],
+            "model-bucket-encryption",
+            set_path("rules.0.applyServerSideEncryptionByDefault.sseAlgorithm", "none"),
+        ),
+        "sseAlgorithm = 'none'",
+    ),
+    (
+        "kms-bucket-downgraded-to-sse-s3",
+        "prod",
+        "encryption",
+        lambda g: mutate(
+            g,
+            rules.ENCRYPTION_TYPES[0],
+            "model-bucket-encryption",
+            set_path("rules.0.applyServerSideEncryptionByDefault", {"sseAlgorithm": "AES256"}),
+        ),
+        "must be aws:kms with " + KMS_KEY_ARN,
+    ),
+    (
+        "object-other-key",
+        "prod",
+        "encryption",
+        lambda g: mutate(g, S3 + "bucketObjectv2:BucketObjectv2", "model-artifact", set_path("kmsKeyId", OTHER_KEY)),
+        "model-artifact: kmsKeyId = ",
+    ),
+    (
+        "public-principal",
+        "dev",
+        "bucket_policy",
+        lambda g: mutate(
+            g,
+            rules.BUCKET_POLICY,
+            "site-bucket-policy",
+            with_policy(lambda st: st[0].update(Principal="*", Condition=None)),
+        ),
+        "site-bucket-policy: policy.Statement[0]: Principal = '*'",
+    ),
+    (
+        "other-distribution",
+        "dev",
+        "bucket_policy",
+        lambda g: mutate(
+            g,
+            rules.BUCKET_POLICY,
+            "site-bucket-policy",
+            with_policy(
+                lambda st: st[0]["Condition"]["StringEquals"].update(
+                    {"AWS:SourceArn": "arn:aws:cloudfront::999999999999:distribution/EOTHER"}
+                )
+            ),
+        ),
+        "AWS:SourceArn = 'arn:aws:cloudfront::999999999999:distribution/EOTHER'",
+    ),
+    (
+        "no-tls-deny",
+        "dev",
+        "bucket_policy",
+        lambda g: mutate(g, rules.BUCKET_POLICY, "model-bucket-policy", with_policy(lambda st: st.clear())),
+        "no Deny statement on aws:SecureTransport",
+    ),
+    (
+        "allow-all-viewer-protocol",
+        "dev",
+        "cloudfront_https",
+        lambda g: mutate(
+            g, rules.DISTRIBUTION, "site-cdn", set_path("orderedCacheBehaviors.0.viewerProtocolPolicy", "allow-all")
+        ),
+        "orderedCacheBehaviors[0].viewerProtocolPolicy = 'allow-all'",
+    ),
+    (
+        "old-tls",
+        "prod",
+        "cloudfront_https",
+        lambda g: mutate(
+            g, rules.DISTRIBUTION, "site-cdn", set_path("viewerCertificate.minimumProtocolVersion", "TLSv1")
+        ),
+        "viewerCertificate.minimumProtocolVersion = 'TLSv1'",
+    ),
+    (
+        "origin-without-oac",
+        "dev",
+        "cloudfront_https",
+        lambda g: mutate(g, rules.DISTRIBUTION, "site-cdn", set_path("origins.0.originAccessControlId", None)),
+        "origins[0].originAccessControlId = None",
+    ),
+    (
+        "http-custom-origin",
+        "dev",
+        "cloudfront_https",
+        lambda g: mutate(
+            g,
+            rules.DISTRIBUTION,
+            "site-cdn",
+            set_path("origins.0.customOriginConfig", {"originProtocolPolicy": "http-only"}),
+        ),
+        "customOriginConfig.originProtocolPolicy = 'http-only'",
+    ),
+    (
+        "star-resource",
+        "dev",
+        "iam",
+        lambda g: mutate(g, rules.ROLE_POLICY, "api-role-policy", with_policy(lambda st: st[1].update(Resource="*"))),
+        "api-role-policy: policy.Statement[1]: Resource '*' with ['sagemaker:InvokeEndpoint']",
+    ),
+    (
+        "service-wildcard-action",
+        "dev",
+        "iam",
+        lambda g: mutate(
+            g, rules.ROLE_POLICY, "model-role-policy", with_policy(lambda st: st[2].update(Action="s3:*"))
+        ),
+        "Action wildcard ['s3:*']",
+    ),
+    (
+        "managed-full-access",
+        "dev",
+        "iam",
+        lambda g: add(
+            g,
+            Res(
+                "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+                "model-s3-full",
+                {"role": "model-role-a1b2c3", "policyArn": "arn:aws:iam::aws:policy/AmazonS3FullAccess"},
+            ),
+        ),
+        "attaches AWS managed policy arn:aws:iam::aws:policy/AmazonS3FullAccess",
+    ),
+    (
+        "wrong-trust",
+        "dev",
+        "iam",
+        lambda g: mutate(g, rules.ROLE, "api-role", _trust_principal({"Service": "sagemaker.amazonaws.com"})),
+        "api-role: assumeRolePolicy.Statement[0]: trusts ['sagemaker.amazonaws.com']",
+    ),
+    (
+        "trust-any-account",
+        "dev",
+        "iam",
+        lambda g: mutate(g, rules.ROLE, "model-role", _trust_principal({"AWS": "*"})),
+        "model-role: assumeRolePolicy.Statement[0]: Principal = {'AWS': '*'}",
+    ),
+    (
+        "retention-unset",
+        "dev",
+        "log_retention",
+        lambda g: mutate(g, rules.LOG_GROUP, "api-access-logs", set_path("retentionInDays", None)),
+        "api-access-logs: retentionInDays = None",
+    ),
+    (
+        "retention-not-config",
+        "prod",
+        "log_retention",
+        lambda g: mutate(g, rules.LOG_GROUP, "model-log-group", set_path("retentionInDays", 14)),
+        "model-log-group: retentionInDays = 14, must be 90",
+    ),
+    (
+        "function-group-missing",
+        "dev",
+        "log_retention",
+        lambda g: mutate(g, rules.LOG_GROUP, "api-log-group", set_path("name", "/aws/lambda/something-else")),
+        "its log group '/aws/lambda/mobilenet-serverless-dev-proxy' is not declared",
+    ),
+    (
+        "no-throttle",
+        "dev",
+        "stage",
+        lambda g: mutate(g, rules.STAGE, "api-stage", set_path("defaultRouteSettings", None)),
+        "defaultRouteSettings.throttlingRateLimit = None",
+    ),
+    (
+        "no-access-log",
+        "dev",
+        "stage",
+        lambda g: mutate(g, rules.STAGE, "api-stage", set_path("accessLogSettings", None)),
+        "accessLogSettings.destinationArn = None",
+    ),
+    (
+        "any-route",
+        "dev",
+        "invoke_permission",
+        lambda g: mutate(
+            g,
+            rules.PERMISSION,
+            "api-invoke-permission",
+            set_path("sourceArn", "arn:aws:execute-api:us-east-1:123456789012:abc123defg/*"),
+        ),
+        "sourceArn = 'arn:aws:execute-api:us-east-1:123456789012:abc123defg/*'",
+    ),
+    (
+        "function-url",
+        "dev",
+        "invoke_permission",
+        lambda g: add(g, Res(rules.FUNCTION_URL, "open-url", {"authorizationType": "NONE"})),
+        "open-url: function URL with authorizationType = 'NONE'",
+    ),
+    (
+        "cors-foreign-origin",
+        "dev",
+        "cors",
+        lambda g: mutate(g, rules.DYNAMIC, "api-cors", set_path("origins", ["https://evil.example.com"])),
+        "AllowOrigins = ['https://evil.example.com']",
+    ),
+    (
+        "cors-on-api-star",
+        "dev",
+        "cors",
+        lambda g: mutate(
+            g,
+            rules.HTTP_API,
+            "api-http-api",
+            set_path("corsConfiguration", {"allowOrigins": ["*"], "allowMethods": ["*"]}),
+        ),
+        "api-http-api: AllowOrigins = ['*']",
+    ),
+    (
+        "cors-missing",
+        "dev",
+        "cors",
+        lambda g: tuple(r for r in g.resources if r.name != "api-cors"),
+        "api-http-api: no CORS configuration",
+    ),
+    (
+        "csp-connect-any",
+        "dev",
+        "headers_policy",
+        lambda g: mutate(
+            g,
+            rules.HEADERS_POLICY,
+            "site-headers",
+            set_path(
+                "securityHeadersConfig.contentSecurityPolicy.contentSecurityPolicy",
+                "default-src 'self'; connect-src *; frame-ancestors 'none'; object-src 'none'",
+            ),
+        ),
+        "connect-src = ['*']",
+    ),
+    (
+        "frame-sameorigin",
+        "dev",
+        "headers_policy",
+        lambda g: mutate(
+            g,
+            rules.HEADERS_POLICY,
+            "site-headers",
+            set_path("securityHeadersConfig.frameOptions.frameOption", "SAMEORIGIN"),
+        ),
+        "'frameOption': 'SAMEORIGIN'",
+    ),
+    (
+        "short-hsts",
+        "dev",
+        "headers_policy",
+        lambda g: mutate(
+            g,
+            rules.HEADERS_POLICY,
+            "site-headers",
+            set_path("securityHeadersConfig.strictTransportSecurity.accessControlMaxAgeSec", 86400),
+        ),
+        "strictTransportSecurity = ",
+    ),
+    (
+        "behaviour-without-headers",
+        "dev",
+        "headers_policy",
+        lambda g: mutate(
+            g, rules.DISTRIBUTION, "site-cdn", set_path("orderedCacheBehaviors.0.responseHeadersPolicyId", None)
+        ),
+        "cache behaviour '/config.js' has responseHeadersPolicyId = None",
+    ),
+    (
+        "lambda-without-key",
+        "prod",
+        "kms",
+        lambda g: mutate(g, rules.FUNCTION, "api-function", set_path("kmsKeyArn", None)),
+        "api-function: kmsKeyArn = None",
+    ),
+    (
+        "role-cannot-decrypt",
+        "prod",
+        "kms",
+        lambda g: mutate(g, rules.ROLE_POLICY, "model-role-policy", with_policy(lambda st: st.pop())),
+        "model-role: no inline policy allows kms:Decrypt",
+    ),
+    (
+        "foreign-key",
+        "prod",
+        "kms",
+        lambda g: mutate(g, rules.SM_ENDPOINT_CONFIG, "model-config", set_path("kmsKeyArn", OTHER_KEY)),
+        "model-config: kmsKeyArn = ",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("stack", "rule", "bad", "expected"), [c[1:] for c in BAD_CASES], ids=[c[0] for c in BAD_CASES])
+@pytest.mark.parametrize(
+    ("stack", "rule", "bad", "expected"), [c[1:] for c in BAD_CASES], ids=[c[0] for c in BAD_CASES]
+)
 def test_rule_reports_a_bad_resource(
     graphs: Mapping[str, Graph], stack: str, rule: str, bad: Callable[[Graph], tuple[Res, ...]], expected: str
 ) -> None:

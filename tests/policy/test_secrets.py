@@ -6,6 +6,7 @@ import json
 import re
 from typing import Any
 
+import boto3
 import pytest
 
 from components.site_config import render_config_js
@@ -41,9 +42,12 @@ def test_deployed_config_js_holds_only_the_api_url(graph: Graph) -> None:
 
 def test_function_environment_carries_no_credentials(graph: Graph) -> None:
     """Credentials come from the execution role, never from variables (Lambda and the model container)."""
-    environments = [(f.label(), (f.inputs.get("environment") or {}).get("variables") or {}) for f in graph.of_type(rules.FUNCTION)]
+    environments = [
+        (f.label(), (f.inputs.get("environment") or {}).get("variables") or {}) for f in graph.of_type(rules.FUNCTION)
+    ]
     environments += [
-        (m.label(), (m.inputs.get("primaryContainer") or {}).get("environment") or {}) for m in graph.of_type(rules.SM_MODEL)
+        (m.label(), (m.inputs.get("primaryContainer") or {}).get("environment") or {})
+        for m in graph.of_type(rules.SM_MODEL)
     ]
     assert len(environments) == 2
     for label, variables in environments:
@@ -108,7 +112,8 @@ SESSION_TOKEN = "IQoJb3JpZ2luX2VjEFAKE" + "x" * 120
 
 @pytest.mark.parametrize("log_level", ["INFO", "DEBUG"])
 @pytest.mark.parametrize(
-    ("status", "message"), [(400, "Image could not be decoded"), (500, "RuntimeError: boom\nTraceback (most recent call last)")]
+    ("status", "message"),
+    [(400, "Image could not be decoded"), (500, "RuntimeError: boom\nTraceback (most recent call last)")],
 )
 def test_model_error_logs_carry_no_credentials(
     proxy_env: pytest.MonkeyPatch,
@@ -124,7 +129,10 @@ def test_model_error_logs_carry_no_credentials(
     proxy_env.setenv("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
     proxy_env.setenv("AWS_SESSION_TOKEN", SESSION_TOKEN)
     proxy_env.setenv("LOG_LEVEL", log_level)
-    proxy = load_proxy()  # builds its boto3 client from the environment above
+    # boto3's default session caches the credentials it resolved first (in an earlier test); start a
+    # fresh one so the client really is built from the environment above.
+    proxy_env.setattr(boto3, "DEFAULT_SESSION", None)
+    proxy = load_proxy()
     fake_runtime.script(model_error_reply(status, message))
     response = proxy.handler(make_event(body=JPEG), FakeLambdaContext())
 

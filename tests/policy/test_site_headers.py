@@ -30,7 +30,7 @@ def cloudfront_headers(config: dict) -> dict[str, str]:
 
 def test_local_stack_adds_the_same_headers_as_cloudfront(graph: Graph) -> None:
     [policy] = graph.of_type(rules.HEADERS_POLICY)
-    assert SECURITY_HEADERS == cloudfront_headers(dict(policy.inputs["securityHeadersConfig"]))
+    assert cloudfront_headers(dict(policy.inputs["securityHeadersConfig"])) == SECURITY_HEADERS
 
 
 def test_csp_checker_rejects_weak_policies() -> None:
