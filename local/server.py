@@ -172,7 +172,11 @@ def create_app(stack: StackInfo, runtime: SageMakerRuntime, handler, *, fault_in
     async def config_js(request: Request) -> Response:
         return Response(
             render_config_js(stack.base_url),
-            headers={"content-type": CONFIG_JS_CONTENT_TYPE, "cache-control": CONFIG_JS_CACHE_CONTROL},
+            headers={
+                **SECURITY_HEADERS,
+                "content-type": CONFIG_JS_CONTENT_TYPE,
+                "cache-control": CONFIG_JS_CACHE_CONTROL,
+            },
         )
 
     async def site(request: Request) -> Response:
