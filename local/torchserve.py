@@ -67,7 +67,9 @@ finally:
 
 # The last line of a Python traceback: "inference.ModelLoadError: cannot read model metadata at /x".
 _ERROR_LINE = re.compile(r"\b([A-Z]\w*(?:Error|Exception)): (.+)$")
-# What TorchServe's Python worker logs when it exits, e.g. because model_fn raised.
+# What TorchServe's Python worker logs when model_fn raised a RuntimeError (ModelLoadError is one) ...
+_FAILED_LOAD = re.compile(r"Failed to load model \S+, exception (.+)$")
+# ... and, for any exception, when it exits.
 WORKER_DIED = "Backend worker process died."
 
 
@@ -138,6 +140,11 @@ def last_error(log_lines: list[str]) -> str | None:
 def worker_death_cause(log_lines: list[str]) -> str | None:
     """Why the first worker died (e.g. model_fn's ModelLoadError naming the path); None while none has died."""
     for i, line in enumerate(log_lines):
+        failed = _FAILED_LOAD.search(line)
+        if failed:  # the message itself; the traceback with the class name may still be on its way
+            message = failed.group(1).strip()
+            named = [m.group(0) for m in map(_ERROR_LINE.search, log_lines[i:]) if m and m.group(2).strip() == message]
+            return named[0] if named else message
         if WORKER_DIED in line:
             return last_error(log_lines[:i]) or "the worker died without logging an error"
     return None
@@ -243,9 +250,7 @@ class TorchServeEndpoint:
         while True:
             if self._proc.poll() is not None:
                 self._fail(f"the serving stack exited with code {self._proc.returncode} before it was ready")
-            cause = worker_death_cause(self._log_lines())
-            if cause:
-                self._fail(f"the model server worker died loading the model (model_fn failed): {cause}", False)
+            self._await_worker_death(deadline=0)
             if self._request("GET", "/ping", timeout=2)[0] == 200:
                 status, _, body = self._request(
                     "POST", "/invocations", jpeg, {"Content-Type": "image/jpeg", "Accept": "application/json"}, 5
@@ -253,10 +258,21 @@ class TorchServeEndpoint:
                 if status == 200:
                     return
                 if status not in (0, 503):  # 0: still queued behind the loading worker; 503: no worker yet
+                    self._await_worker_death(deadline=time.monotonic() + 5)  # the worker's log lags its death
                     self._fail(f"warm-up invocation got {status}: {body[:200]!r}")
             if time.monotonic() > deadline:
                 self._fail(f"not ready after {self.startup_timeout:.0f} s")
             time.sleep(0.25)
+
+    def _await_worker_death(self, deadline: float) -> None:
+        """Raise naming the cause once the log shows a worker died (checks once when the deadline has passed)."""
+        while True:
+            cause = worker_death_cause(self._log_lines())
+            if cause:
+                self._fail(f"the model server worker died loading the model (model_fn failed): {cause}", False)
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.2)
 
     def _fail(self, what: str, add_last_error: bool = True) -> None:
         error = last_error(self._log_lines()) if add_last_error else None

@@ -69,6 +69,15 @@ def test_worker_death_is_named_by_the_last_error_before_it():
     )
 
 
+def test_a_failed_load_is_named_by_its_message_with_the_class_when_logged():
+    failed = "x MODEL_LOG - Failed to load model model, exception model metadata at /m/metadata.json lacks ['labels']"
+    error = "x MODEL_LOG - inference.ModelLoadError: model metadata at /m/metadata.json lacks ['labels']"
+    assert worker_death_cause([failed]) == "model metadata at /m/metadata.json lacks ['labels']"
+    assert worker_death_cause([failed, "x MODEL_LOG - Traceback", error]) == (
+        "ModelLoadError: model metadata at /m/metadata.json lacks ['labels']"
+    )
+
+
 def test_no_worker_death_no_cause():
     assert worker_death_cause(LOG[:4]) is None
     assert worker_death_cause([]) is None

@@ -10,6 +10,7 @@ import io
 import json
 import tarfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -36,24 +37,32 @@ def broken_artifact(artifact, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def broken(broken_artifact):
-    """What a client sees, in order: /ping, the launcher's readiness verdict, an invocation, /ping again."""
+    """What a client sees: /ping, an invocation, the launcher's readiness verdict, /ping again."""
     with endpoint(broken_artifact) as ep:
         deadline = time.monotonic() + 60
         while (ping := ep._request("GET", "/ping", timeout=2))[0] != 200 and time.monotonic() < deadline:
             time.sleep(0.25)
-        with pytest.raises(TorchServeError) as readiness:
-            ep.wait_ready()
-        # TorchServe keeps restarting the worker (back-off 1, 1, 2, 3, 5, 8 ... s); a queued request is failed
-        # by whichever restart happens to pick it up before that worker dies, usually the first or second.
-        invocation = ep._request(
-            "POST", "/invocations", _warmup_jpeg(), {"Content-Type": "image/jpeg", "Accept": "application/json"}, 120
-        )
-        yield {
-            "ping_before": ping,
-            "readiness": str(readiness.value),
-            "invocation": invocation,
-            "ping_after": ep._request("GET", "/ping", timeout=5),
-        }
+        # Queued before the first worker has loaded. TorchServe restarts the dying worker with back-off
+        # (1, 1, 2, 3, 5, 8 ... s) and fails a queued request with whichever restart picks it up before dying:
+        # usually the first, sometimes a later one, so this waits in the background while readiness is checked.
+        with ThreadPoolExecutor(1) as pool:
+            invocation = pool.submit(
+                ep._request,
+                "POST",
+                "/invocations",
+                _warmup_jpeg(),
+                {"Content-Type": "image/jpeg", "Accept": "application/json"},
+                45,
+            )
+            with pytest.raises(TorchServeError) as readiness:
+                ep.wait_ready()
+            yield {
+                "ping_before": ping,
+                "readiness": str(readiness.value),
+                "invocation": invocation.result(),
+                "ping_after": ep._request("GET", "/ping", timeout=5),
+                "log": ep.log_tail(100_000),
+            }
 
 
 def test_ping_says_healthy_although_the_model_cannot_load(broken):
@@ -63,9 +72,14 @@ def test_ping_says_healthy_although_the_model_cannot_load(broken):
         assert json.loads(raw)["status"] == "Healthy"
 
 
-def test_an_invocation_gets_500_worker_died(broken):
+def test_an_invocation_gets_500_worker_died_or_waits_while_workers_keep_dying(broken):
     # Exactly what TorchServe answers when the worker dies in model_fn: a JSON 500, not our one-line text.
+    # Which restart fails a queued request is a race inside TorchServe; until one does, it waits (on SageMaker
+    # the 60 s invocation timeout ends that wait with a ModelError). It is never served.
     status, _, raw = broken["invocation"]
+    if status == 0:
+        assert broken["log"].count("Retry worker:") >= 2, "no answer in 45 s, yet the worker did not keep dying"
+        return
     assert status == 500
     assert json.loads(raw) == {"code": 500, "type": "InternalServerException", "message": "Worker died."}
 
@@ -74,6 +88,5 @@ def test_readiness_wait_names_the_cause_instead_of_hanging(broken):
     message = broken["readiness"]
     first_line = message.splitlines()[0]
     assert "model_fn failed" in first_line
-    assert "ModelLoadError" in first_line
-    assert "metadata.json is not valid JSON" in first_line
+    assert "metadata.json is not valid JSON" in first_line  # model_fn's ModelLoadError message, with the path
     assert "serve.log" in message  # the log tail follows for everything else

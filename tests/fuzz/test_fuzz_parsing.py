@@ -352,3 +352,14 @@ def test_output_fn_raises_only_inference_errors(model, a_prediction, accept):
     assert content_type == "application/json"
     predictions = json.loads(body)["predictions"]
     assert 1 <= len(predictions) <= model.MAX_TOP_K
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=UnicodeEncodeError,
+    reason="inference._raw_image encodes a str body as latin-1, so a non-latin-1 str under an image type raises "
+    "UnicodeEncodeError (the toolkit passes bytes for image types, so this is defensive code that is not safe)",
+)
+def test_input_fn_str_body_under_an_image_type_is_an_inference_error(model):
+    with pytest.raises(model.InferenceError):
+        model.input_fn("\u0101 not latin-1", "image/jpeg")

@@ -174,8 +174,8 @@ ECHO_BUG = (
     "with newlines and escape codes); it should be cut to a short, printable excerpt (see report)"
 )
 HEADER_BUG = (
-    "uvicorn refuses the request before the app sees it and answers 400 text/plain 'Invalid HTTP request "
-    "received.', not JSON; API Gateway caps headers at 10 KB and answers in its JSON shape (see report)"
+    "uvicorn refuses the request before the app sees it: 400 text/plain 'Invalid HTTP request received.' or a "
+    "connection reset, not JSON; API Gateway caps headers at 10 KB and answers in its JSON shape (see report)"
 )
 
 

@@ -26,7 +26,10 @@ def leaks(text: str) -> list[str]:
 
 def send(url: str, case: Case) -> httpx.Response:
     with httpx.Client(timeout=60) as client:
-        return client.request(case.method, f"{url}{case.path}", content=case.build_body(), headers=case.headers)
+        try:
+            return client.request(case.method, f"{url}{case.path}", content=case.build_body(), headers=case.headers)
+        except httpx.TransportError as exc:  # a reset instead of an answer breaks the contract too
+            raise AssertionError(f"{case.id}: no HTTP answer: {type(exc).__name__}: {exc}") from exc
 
 
 def params() -> list:

@@ -37,7 +37,7 @@ def image() -> bytes:
 
 def test_concurrent_load_answers_only_200_or_429(stack, image):
     runtime_state(stack.url)  # reset the peak in-flight counter's view: it only grows, we compare after
-    samples, wall = run_load(stack.url, image, requests=200, concurrency=8, duration_cap_s=150)
+    samples, wall = run_load(stack.url, image, requests=200, concurrency=8, duration_cap_s=90)
     summary = summarize(samples, wall, concurrency=8)
     assert summary.requests == 200, f"only {summary.requests} answers within the cap"
     assert set(summary.statuses) <= LOAD_OK, f"{summary.statuses} {summary.errors}"
