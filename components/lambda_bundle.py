@@ -72,9 +72,7 @@ def _add(files: dict[str, Path], arcname: str, source: Path) -> None:
     files[arcname] = source
 
 
-def lambda_asset_files(
-    handler_dir: Path, distributions: Iterable[str] = ("aws-lambda-powertools",)
-) -> dict[str, Path]:
+def lambda_asset_files(handler_dir: Path, distributions: Iterable[str] = ("aws-lambda-powertools",)) -> dict[str, Path]:
     """Map archive-relative POSIX path -> absolute file for the Lambda asset.
 
     handlers/ goes under "handlers/" (the Lambda handler is "handlers.inference_proxy.handler"); each

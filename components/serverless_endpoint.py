@@ -11,6 +11,7 @@ import pulumi_aws as aws
 
 from components import policies
 from components.dynamic.smoke_check import EndpointSmokeCheck
+from components.private_bucket import private_bucket
 from components.settings import LOG_RETENTION_DAYS, MAX_CONCURRENCY_RANGE, MEMORY_SIZES_MB
 
 _ENDPOINT_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
@@ -80,36 +81,8 @@ class ServerlessEndpoint(pulumi.ComponentResource):
             repository_name=policies.DLC_REPOSITORY, image_tag=args.image_tag, opts=invoke
         )
 
-        bucket = aws.s3.Bucket(f"{name}-bucket", force_destroy=True, opts=child)
-        public_access = aws.s3.BucketPublicAccessBlock(
-            f"{name}-bucket-public-access",
-            bucket=bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=child,
-        )
-        aws.s3.BucketOwnershipControls(
-            f"{name}-bucket-ownership",
-            bucket=bucket.id,
-            rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
-            opts=child,
-        )
-        encryption = aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-bucket-encryption",
-            bucket=bucket.id,
-            rules=[
-                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                        sse_algorithm="aws:kms" if args.kms_key_arn else "AES256",
-                        kms_master_key_id=args.kms_key_arn,
-                    ),
-                    bucket_key_enabled=bool(args.kms_key_arn),
-                )
-            ],
-            opts=child,
-        )
+        private = private_bucket(name, child, args.kms_key_arn)
+        bucket, public_access, encryption = private.bucket, private.public_access, private.encryption
         aws.s3.BucketPolicy(
             f"{name}-bucket-policy",
             bucket=bucket.id,

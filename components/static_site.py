@@ -11,6 +11,7 @@ import pulumi_aws as aws
 
 from components import policies
 from components.dynamic.invalidation import CloudFrontInvalidation
+from components.private_bucket import private_bucket
 from components.settings import PRICE_CLASSES
 from components.site_config import CONFIG_JS_CACHE_CONTROL, CONFIG_JS_CONTENT_TYPE, render_config_js
 
@@ -62,36 +63,10 @@ class StaticSite(pulumi.ComponentResource):
         files = policies.site_files(Path(args.www_dir))  # walks www/ at program time; fails on odd files
         api_url = pulumi.Output.from_input(args.api_url)
 
-        bucket = aws.s3.Bucket(f"{name}-bucket", force_destroy=True, opts=child)
-        public_access = aws.s3.BucketPublicAccessBlock(
-            f"{name}-bucket-public-access",
-            bucket=bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=child,
-        )
-        aws.s3.BucketOwnershipControls(
-            f"{name}-bucket-ownership",
-            bucket=bucket.id,
-            rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
-            opts=child,
-        )
         # SSE-S3, not the stack's KMS key: the content is public through CloudFront anyway, and OAC
         # reading SSE-KMS objects needs a statement in the key's policy, which this program does not own.
-        encryption = aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-bucket-encryption",
-            bucket=bucket.id,
-            rules=[
-                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                        sse_algorithm="AES256",
-                    ),
-                )
-            ],
-            opts=child,
-        )
+        private = private_bucket(name, child)
+        bucket, public_access, encryption = private.bucket, private.public_access, private.encryption
 
         oac = aws.cloudfront.OriginAccessControl(
             f"{name}-oac",
