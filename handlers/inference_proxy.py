@@ -91,7 +91,7 @@ def build_client(
     return client
 
 
-CLIENT = build_client()
+CLIENT = build_client(read_timeout=CONFIG.read_timeout_s)
 
 
 def _remaining_ms(context: Any) -> int | None:

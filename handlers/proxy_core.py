@@ -111,6 +111,7 @@ class ProxyConfig:
     endpoint_name: str
     allowed_origins: frozenset[str]
     max_image_bytes: int = SAGEMAKER_SERVERLESS_MAX_BYTES
+    read_timeout_s: float = 10.0  # see "Time budget"; only ever lowered (the local stack's fault tests)
 
     @property
     def max_json_bytes(self) -> int:
@@ -139,8 +140,7 @@ def parse_allowed_origins(raw: str | None) -> frozenset[str]:
             continue
         if not re.fullmatch(r"https?://[^/\s]+", origin):
             raise ConfigError(
-                f"ALLOWED_ORIGINS entry {item.strip()!r} is not an origin; use scheme://host[:port], "
-                "comma-separated"
+                f"ALLOWED_ORIGINS entry {item.strip()!r} is not an origin; use scheme://host[:port], comma-separated"
             )
         origins.add(origin)
     return frozenset(origins)
@@ -161,10 +161,23 @@ def load_config(environ: Mapping[str, str]) -> ProxyConfig:
                 "(the SageMaker Serverless request limit)"
             )
         max_image_bytes = int(raw_max)
+    raw_read = (environ.get("ENDPOINT_READ_TIMEOUT_S") or "").strip()
+    read_timeout_s = READ_TIMEOUT_S
+    if raw_read:
+        try:
+            read_timeout_s = float(raw_read)
+        except ValueError:
+            read_timeout_s = -1.0
+        if not 0.1 <= read_timeout_s <= READ_TIMEOUT_S:
+            raise ConfigError(
+                f"ENDPOINT_READ_TIMEOUT_S {raw_read!r} must be a number of seconds from 0.1 to {READ_TIMEOUT_S:g} "
+                "(the time budget below API Gateway's 30 s is computed for the maximum)"
+            )
     return ProxyConfig(
         endpoint_name=endpoint_name,
         allowed_origins=parse_allowed_origins(environ.get("ALLOWED_ORIGINS")),
         max_image_bytes=max_image_bytes,
+        read_timeout_s=read_timeout_s,
     )
 
 
@@ -181,8 +194,7 @@ class PredictRequest:
     def __repr__(self) -> str:
         # Never let a stray log line or assertion message print the image.
         return (
-            f"PredictRequest(image=<{len(self.image)} bytes>, content_type={self.content_type!r}, "
-            f"top_k={self.top_k})"
+            f"PredictRequest(image=<{len(self.image)} bytes>, content_type={self.content_type!r}, top_k={self.top_k})"
         )
 
 
@@ -239,9 +251,7 @@ def decode_base64(text: str, field: str) -> bytes:
     try:
         return base64.b64decode(compact, validate=True)
     except (binascii.Error, ValueError):
-        raise ApiError(
-            "bad_request", f"{field} is not valid base64 (standard alphabet, padded with '=')."
-        ) from None
+        raise ApiError("bad_request", f"{field} is not valid base64 (standard alphabet, padded with '=').") from None
 
 
 _DATA_URL = re.compile(r"data:(?P<type>[^;,]*)(?P<params>(;[^;,]*)*),", re.IGNORECASE)
@@ -301,11 +311,17 @@ def _declared_image_type(media_type: str | None) -> str | None:
     return IMAGE_TYPE_ALIASES.get(media_type, media_type)
 
 
+def printable_excerpt(value: str, limit: int = 60) -> str:
+    """Client text quoted back in a message: printable ASCII only, and short."""
+    cleaned = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in value[: limit + 1])
+    return cleaned[:limit] + "..." if len(cleaned) > limit else cleaned
+
+
 def _check_declared(declared: str | None, where: str) -> None:
     if declared is not None and declared not in SUPPORTED_IMAGE_TYPES + GENERIC_IMAGE_TYPES:
         raise ApiError(
             "unsupported_media_type",
-            f"{where} {declared} is not supported; send image/jpeg, image/png or image/webp.",
+            f"{where} {printable_excerpt(declared)} is not supported; send image/jpeg, image/png or image/webp.",
         )
 
 
@@ -456,9 +472,7 @@ def sanitize_model_message(text: Any) -> str | None:
     return first
 
 
-THROTTLING_CODES = frozenset(
-    {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
-)
+THROTTLING_CODES = frozenset({"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"})
 _SIZE_WORDS = re.compile(r"\b(length|size|too large|exceed\w*|bytes)\b", re.IGNORECASE)
 
 
@@ -487,7 +501,7 @@ def map_client_error(error_code: str, http_status: int | None, response_dict: Ma
 
 def _map_model_error(response_dict: Mapping[str, Any], detail: str) -> ApiError:
     status = response_dict.get("OriginalStatusCode")
-    if isinstance(status, str) and status.isdigit():
+    if isinstance(status, str) and status.isdecimal() and status.isascii():
         status = int(status)
     message = sanitize_model_message(response_dict.get("OriginalMessage"))
     detail = f"{detail}; container status {status}"

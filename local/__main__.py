@@ -82,9 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: the model endpoint cannot start: {e}", file=sys.stderr)
         sock.close()
         return 1
+    region = stack_region(args.stack_config)
+    runtime = SageMakerRuntime(container, stack.endpoint_name, settings.max_concurrency, region=region)
     try:
-        region = stack_region(args.stack_config)
-        runtime = SageMakerRuntime(container, stack.endpoint_name, settings.max_concurrency, region=region)
         app = create_app(stack, runtime, import_handler(stack, region), fault_injection=args.fault_injection)
         import uvicorn
 
@@ -97,10 +97,18 @@ def main(argv: list[str] | None = None) -> int:
             f"  listening on {host} only{'' if is_loopback(host) else ' (REMOTE ACCESS ENABLED)'}; Ctrl-C stops\n",
             flush=True,
         )
-        config = uvicorn.Config(app, log_level=args.log_level, access_log=False, timeout_graceful_shutdown=5)
+        config = uvicorn.Config(
+            app,
+            log_level=args.log_level,
+            access_log=False,
+            timeout_graceful_shutdown=5,
+            http="h11",
+            # Let oversized headers reach the gateway tier, which answers them in JSON as API Gateway would.
+            h11_max_incomplete_event_size=4 * 1024 * 1024,
+        )
         uvicorn.Server(config).run(sockets=[sock])
     finally:
-        container.close()
+        runtime.close()
         sock.close()
     return 0
 

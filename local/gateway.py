@@ -17,11 +17,13 @@ from datetime import UTC, datetime
 from urllib.parse import parse_qsl
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
+MAX_HEADER_BYTES = 10 * 1024  # request line + headers
 INTEGRATION_TIMEOUT_S = 30.0
 # The gateway's own answers, in its own shape ({"message": ...}), for what never reaches the Lambda.
 GATEWAY_ERRORS = {
     404: "Not Found",
     413: "Request Entity Too Large",
+    431: "Request Header Fields Too Large",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }

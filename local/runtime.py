@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -229,6 +230,16 @@ class SageMakerRuntime:
     in_flight: int = 0
     peak_in_flight: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # The model gets threads of its own, one per admitted invocation: sharing asyncio's default pool with the
+    # API tier's handler threads (which wait on this very tier) deadlocks once clients outnumber that pool.
+    _pool: ThreadPoolExecutor | None = None
+
+    def __post_init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="model")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.container.close()
 
     def _admit(self) -> bool:
         with self._lock:
@@ -270,8 +281,11 @@ class SageMakerRuntime:
                     faults.model_status, "text/plain", f"{faults.model_message}\n{trace}".encode()
                 )
             else:
+                call = asyncio.get_running_loop().run_in_executor(
+                    self._pool, self.container.invoke, body, content_type, accept
+                )
                 answer = await asyncio.wait_for(
-                    asyncio.to_thread(self.container.invoke, body, content_type, accept),
+                    call,
                     timeout=max(0.001, self.invocation_timeout_s - (time.perf_counter() - started)),
                 )
         except TimeoutError:

@@ -19,6 +19,7 @@ import os
 import socket
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from local.runtime import Faults, SageMakerRuntime
 ROOT = Path(__file__).resolve().parent.parent
 WWW = ROOT / "www"
 DEFAULT_ENDPOINT_NAME = "mobilenet-local"
+LAMBDA_CONCURRENCY = 64  # concurrent handler invocations (Lambda's own limit is far higher; laptops are not)
 log = logging.getLogger("local")
 
 # What CloudFront's response headers policy adds in the cloud (the CSP is built per API origin).
@@ -88,6 +90,8 @@ def _respond(answer: gateway.HttpResponse) -> Response:
 def create_app(stack: StackInfo, runtime: SageMakerRuntime, handler, *, fault_injection: bool = False) -> Starlette:
     cors = http_api_cors(stack.allowed_origins)
     csp = content_security_policy(stack.base_url)
+    # Lambda runs each concurrent invocation in its own sandbox; here each gets a thread of its own pool.
+    lambdas = ThreadPoolExecutor(max_workers=LAMBDA_CONCURRENCY, thread_name_prefix="lambda")
 
     def cors_headers(origin: str | None) -> dict[str, str]:
         # API Gateway answers CORS itself for an API with a CORS configuration, for every response.
@@ -114,6 +118,8 @@ def create_app(stack: StackInfo, runtime: SageMakerRuntime, handler, *, fault_in
             return Response(status_code=204, headers=preflight)
         if request.method != "POST":  # the cloud API has only the POST /predict route
             return _respond(gateway.gateway_error(404))
+        if header_bytes(request) > gateway.MAX_HEADER_BYTES:
+            return _respond(gateway.gateway_error(431))
         started = time.perf_counter()
         body = await read_capped(request, gateway.MAX_BODY_BYTES)
         if body is None:
@@ -132,9 +138,8 @@ def create_app(stack: StackInfo, runtime: SageMakerRuntime, handler, *, fault_in
         built = time.perf_counter()
         context = gateway.LambdaContext(aws_request_id=str(uuid.uuid4()))
         try:
-            result = await asyncio.wait_for(
-                asyncio.to_thread(handler, event, context), timeout=gateway.INTEGRATION_TIMEOUT_S
-            )
+            invocation = asyncio.get_running_loop().run_in_executor(lambdas, handler, event, context)
+            result = await asyncio.wait_for(invocation, timeout=gateway.INTEGRATION_TIMEOUT_S)
             answer = gateway.response_from_lambda(result)
         except TimeoutError:
             answer = gateway.gateway_error(503)
@@ -183,8 +188,9 @@ def create_app(stack: StackInfo, runtime: SageMakerRuntime, handler, *, fault_in
         relative = request.path_params.get("path", "") or "index.html"
         path = (WWW / relative).resolve()
         content_type = CONTENT_TYPES.get(path.suffix.lower())
-        if not path.is_relative_to(WWW) or not path.is_file() or content_type is None:
-            return Response("Not Found", status_code=404, media_type="text/plain")
+        missing = not path.is_relative_to(WWW) or not path.is_file() or content_type is None
+        if missing or request.method not in ("GET", "HEAD"):  # any other route: what API Gateway answers
+            return _respond(gateway.gateway_error(404))
         headers = {
             **SECURITY_HEADERS,
             "content-security-policy": csp,
@@ -211,8 +217,14 @@ def create_app(stack: StackInfo, runtime: SageMakerRuntime, handler, *, fault_in
     ]
     if fault_injection:
         routes.append(Route("/__local/faults", faults, methods=["POST", "DELETE"]))
-    routes.append(Route("/{path:path}", site, methods=["GET", "HEAD"]))
+    routes.append(Route("/{path:path}", site, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]))
     return Starlette(routes=routes)
+
+
+def header_bytes(request: Request) -> int:
+    """Request line plus headers, as API Gateway counts them against its 10 KB limit."""
+    line = len(request.method) + len(request.url.path) + len(request.url.query) + 12
+    return line + sum(len(k) + len(v) + 4 for k, v in request.headers.raw)
 
 
 def import_handler(stack: StackInfo, region: str):

@@ -424,8 +424,8 @@ _model: Classifier | None = None
 
 
 def _raw_image(body: bytes | bytearray | str) -> tuple[bytes, None]:
-    if isinstance(body, str):  # the toolkit only decodes UTF-8 types to str; be safe anyway
-        body = body.encode("latin-1")
+    if isinstance(body, str):  # the toolkit only decodes UTF-8 types to str; anything odd fails as a bad image
+        body = body.encode("latin-1", "replace")
     return bytes(body), None
 
 

@@ -235,11 +235,6 @@ def test_map_client_error_always_answers_from_the_table(code, http_status, messa
     assert "Traceback" not in error.message and "arn:aws" not in error.message and "/opt/ml" not in error.message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="proxy_core._check_declared echoes the client's Content-Type / data: URL type verbatim and unbounded",
-)
 @pytest.mark.parametrize(
     ("content_type", "body"),
     [
@@ -262,11 +257,6 @@ def test_error_messages_stay_one_short_line(content_type, body):
     assert len(message) <= 300 and not any(ord(c) < 32 for c in message), message[:120]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="proxy_core._map_model_error: str.isdigit() accepts '²', then int() raises ValueError (-> 500)",
-)
 def test_model_error_with_a_superscript_digit_status_is_still_mapped():
     error = core.map_client_error("ModelError", 424, {"OriginalStatusCode": "²", "OriginalMessage": "x"})
     assert error.code == "model_error"
@@ -354,12 +344,6 @@ def test_output_fn_raises_only_inference_errors(model, a_prediction, accept):
     assert 1 <= len(predictions) <= model.MAX_TOP_K
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeEncodeError,
-    reason="inference._raw_image encodes a str body as latin-1, so a non-latin-1 str under an image type raises "
-    "UnicodeEncodeError (the toolkit passes bytes for image types, so this is defensive code that is not safe)",
-)
 def test_input_fn_str_body_under_an_image_type_is_an_inference_error(model):
     with pytest.raises(model.InferenceError):
         model.input_fn("\u0101 not latin-1", "image/jpeg")
