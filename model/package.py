@@ -40,7 +40,7 @@ ORT_SKIP = (
     "onnxruntime/datasets/",
 )
 MODEL_NAME = "mobilenet_v2"
-BUILD_FORMAT = 1  # bump when the artifact layout changes, so old fingerprints no longer match
+BUILD_FORMAT = 2  # bump when the artifact layout changes, so old fingerprints no longer match
 
 # Preprocessing that matches each weights recipe (torchvision's published transforms).
 PRESETS = {
@@ -133,6 +133,7 @@ def metadata(source: WeightsSource) -> dict:
         "weights": source.weights_id,
         "weights_preset": source.preset,
         "labels": labels,
+        "input": {"dtype": "uint8", "layout": "NHWC", "channels": "RGB"},
         "preprocessing": {
             **PRESETS[source.preset],
             "mean": list(IMAGENET_MEAN),
@@ -150,21 +151,28 @@ def serialize_state_dict(state) -> bytes:
     return buf.getvalue()
 
 
-def export_onnx(state) -> bytes:
-    """The same weights as an ONNX graph (batch axis dynamic); the export is deterministic."""
+def export_onnx(state, meta: dict) -> bytes:
+    """The same weights as an ONNX graph taking uint8 NHWC pixels (normalisation inside, batch axis dynamic).
+
+    The export is deterministic. Normalising inside the graph lets ONNX Runtime do the float work with its own
+    vectorised kernels; the request path only decodes and crops.
+    """
     import torch
     import torchvision
 
-    model = torchvision.models.mobilenet_v2(weights=None)
-    model.load_state_dict(state, strict=True)
-    model.eval()
+    inference = _inference_module()
+    pre = inference.Preprocessing(**{k: meta["preprocessing"][k] for k in ("resize", "crop", "mean", "std")})
+    net = torchvision.models.mobilenet_v2(weights=None)
+    net.load_state_dict(state, strict=True)
+    model = inference.with_normalisation(net.eval(), pre)
+    crop = pre.crop
     buf = io.BytesIO()
     # The TorchScript-based exporter is deprecated but needs no onnxscript and gives byte-stable output.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
             model,
-            (torch.zeros(1, 3, 224, 224),),
+            (torch.zeros((1, crop, crop, 3), dtype=torch.uint8),),
             buf,
             dynamo=False,
             input_names=["input"],
@@ -338,7 +346,7 @@ def build(
         **code_files(),
     }
     if onnx:
-        members["model.onnx"] = export_onnx(state)
+        members["model.onnx"] = export_onnx(state, meta)
     if int8:
         members["model.onnx"] = quantize_int8(members["model.onnx"], meta, sorted(CALIBRATION_DIR.glob("*.jpg")))
     if ort_wheel is not None:

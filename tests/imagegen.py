@@ -64,3 +64,13 @@ def polyglot() -> bytes:
 
 def truncated(data: bytes, keep: float = 0.5) -> bytes:
     return data[: max(16, int(len(data) * keep))]
+
+
+def normalize(batch, pre):
+    """The model's own input normalisation in numpy ((1, H, W, 3) uint8 -> (1, 3, H, W) float32), to compare
+    against torchvision's transforms and to feed eager reference models."""
+    import numpy as np
+
+    std = np.asarray(pre.std, dtype=np.float32)[:, None, None]
+    mean = np.asarray(pre.mean, dtype=np.float32)[:, None, None]
+    return ((batch[0].transpose(2, 0, 1).astype(np.float32) / 255.0 - mean) / std)[None]

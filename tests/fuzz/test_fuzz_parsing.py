@@ -304,7 +304,7 @@ def test_input_fn_raises_only_inference_errors(model, data, content_type, as_tex
     except model.InferenceError as error:
         assert 400 <= error.status_code < 500 and error.message and "\n" not in error.message
         return
-    assert result.batch.shape == (1, 3, 224, 224) and str(result.batch.dtype) == "float32"
+    assert result.batch.shape == (1, 224, 224, 3) and str(result.batch.dtype) == "uint8"
     assert result.top_k is None or 1 <= result.top_k <= model.MAX_TOP_K
 
 

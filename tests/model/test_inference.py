@@ -14,6 +14,7 @@ from tests.imagegen import (
     animated_gif,
     bomb_png,
     encode,
+    normalize,
     photo,
     photo_bytes,
     polyglot,
@@ -187,7 +188,9 @@ def test_preprocessing_matches_torchvision_on_the_photos(inference, classifier):
 
     transform = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1.transforms()
     for name in ("chelsea.jpg", "coffee.jpg", "astronaut.jpg", "rocket.jpg"):
-        ours = inference.preprocess(inference.decode_image(photo_bytes(name)), classifier.preprocessing)
+        pixels = inference.preprocess(inference.decode_image(photo_bytes(name)), classifier.preprocessing)
+        assert pixels.shape == (1, 224, 224, 3) and pixels.dtype == np.uint8
+        ours = normalize(pixels, classifier.preprocessing)
         reference = transform(photo(name)).numpy()[None]
         # Identical up to one 8-bit rounding step in a few pixels (the crop box is resampled directly).
         assert ours.shape == reference.shape == (1, 3, 224, 224)
@@ -280,7 +283,8 @@ def test_backend_agrees_with_eager_torchvision(inference, classifier, model_dir)
     for name in ("chelsea.jpg", "coffee.jpg", "astronaut.jpg", "rocket.jpg"):
         batch = inference.preprocess(inference.decode_image(photo_bytes(name)), classifier.preprocessing)
         with torch.inference_mode():
-            reference = torch.softmax(eager(torch.from_numpy(batch)), 1).numpy()[0]
+            reference = torch.softmax(eager(torch.from_numpy(normalize(batch, classifier.preprocessing))), 1)[0]
+        reference = reference.numpy()
         served = inference.softmax(classifier.run(batch))[0]
         assert list(np.argsort(-served)[:5]) == list(np.argsort(-reference)[:5]), name
         assert np.abs(served - reference).max() < 1e-4, name
