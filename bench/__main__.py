@@ -406,7 +406,7 @@ def bench_preprocessing(report: Report, ctx: dict, repeats: int) -> None:
 
     def ours(data):
         return inference.preprocess(
-            inference.decode_image(data, draft_to=2 * classifier.preprocessing.resize), classifier.preprocessing
+            inference.decode_image(data, draft_to=classifier.preprocessing.resize), classifier.preprocessing
         )
 
     tv_big, ours_big = median_ms(lambda: tv(big), repeats, 1), median_ms(lambda: ours(big), repeats, 1)
