@@ -145,24 +145,6 @@ def mocks() -> RecordingMocks:
     return _install()
 
 
-# pulumi_aws loads its submodules lazily, each import emitting DeprecationWarnings for resources we do
-# not use; load the ones the components use once, quietly, so test output shows only our warnings.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import pulumi_aws
-
-    for _module, _cls in (
-        ("s3", "Bucket"),
-        ("lambda_", "Function"),
-        ("cloudfront", "Distribution"),
-        ("sagemaker", "Model"),
-        ("apigatewayv2", "Api"),
-        ("iam", "Role"),
-        ("cloudwatch", "LogGroup"),
-    ):
-        getattr(getattr(pulumi_aws, _module), _cls)
-
-
 def settle(declare: Callable[[], Any]) -> Any:
     """Run `declare` in the Pulumi mock engine, wait for every registration, return its resolved value.
 
