@@ -9,6 +9,8 @@ PIP := $(VENV)/bin/pip
 PORT ?= 8000
 HOST ?= 127.0.0.1
 RUNTIME ?= inprocess
+# Loopback only unless asked: `make demo HOST=0.0.0.0 ALLOW_REMOTE=1` exposes the demo beyond this machine.
+ALLOW_REMOTE ?=
 
 # Weights: torchvision's own download unless a local state_dict is named. The shared offline copy is used
 # when it exists and nothing else was asked, so a machine without internet still builds the real model.
@@ -25,7 +27,7 @@ ORT_STAMP := model/dist/wheels/.onnxruntime-$(ORT_VERSION)
 .PHONY: help venv model test test-fast lint bench demo loadtest chromium clean
 
 help:
-	@echo "make demo      the whole stack on http://$(HOST):$(PORT) (PORT=, RUNTIME=inprocess|torchserve)"
+	@echo "make demo      the whole stack on http://$(HOST):$(PORT) (PORT=, RUNTIME=inprocess|torchserve, HOST= ALLOW_REMOTE=1)"
 	@echo "make test      every test (installs venv, model, chromium when missing)"
 	@echo "make model     build $(MODEL) (MODEL_WEIGHTS=file.pth for a local state_dict)"
 	@echo "make lint      ruff"
@@ -75,7 +77,7 @@ bench: venv model
 	$(PY) -m bench
 
 demo: venv model
-	$(PY) -m local --host $(HOST) --port $(PORT) --runtime $(RUNTIME)
+	$(PY) -m local --host $(HOST) --port $(PORT) --runtime $(RUNTIME) $(if $(ALLOW_REMOTE),--allow-remote)
 
 loadtest: venv model
 	$(PY) -m bench.loadtest

@@ -338,7 +338,7 @@ def build(
     stamp = out.with_name(out.name + ".inputs")
     fp = fingerprint(source, onnx, ort_wheel, int8)
     print(
-        f"inputs: weights={source.weights_id} preset={source.preset} onnx={onnx} "
+        f"inputs: weights={source.weights_id} preset={source.preset} onnx={onnx} int8={int8} "
         f"onnxruntime={'vendored ' + ort_wheel.name if ort_wheel else 'not vendored'}"
     )
     if not force and out.exists() and stamp.exists() and stamp.read_text().strip() == fp:
@@ -408,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
             args.out.resolve(),
             onnx=args.onnx,
             ort_wheel=wheel,
+            int8=args.int8,
             force=args.force,
         )
     except WeightsError as e:

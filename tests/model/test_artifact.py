@@ -126,6 +126,25 @@ def test_cli_reports_a_missing_weights_file(tmp_path, capsys):
     assert "nope.pth does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flags, int8", [([], False), (["--int8"], True)])
+def test_cli_hands_every_option_to_the_builder(tmp_path, monkeypatch, flags, int8):
+    weights = _save(tmp_path, torchvision.models.mobilenet_v2().state_dict())
+    out = tmp_path / "m.tar.gz"
+    seen = {}
+
+    def fake_build(source, out_path, **kwargs):
+        seen.update(kwargs, source=source, out=out_path)
+        out_path.write_bytes(b"x")
+        return out_path, True
+
+    monkeypatch.setattr(package, "build", fake_build)
+    assert package.main(["--weights", str(weights), "--out", str(out), "--force", *flags]) == 0
+    assert seen["int8"] is int8
+    assert seen["force"] is True
+    assert seen["out"] == out.resolve()
+    assert seen["source"].preset == "IMAGENET1K_V1"
+
+
 def test_default_weights_source_is_torchvision_download():
     source = package.WeightsSource(None, "IMAGENET1K_V2")
     assert source.weights_id == "torchvision:MobileNet_V2_Weights.IMAGENET1K_V2"
