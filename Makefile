@@ -64,6 +64,7 @@ chromium:
 
 test: venv model chromium
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Unit tests only: no browser, no TorchServe, no local stack.
@@ -72,6 +73,7 @@ test-fast: venv model
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 bench: venv model
 	$(PY) -m bench

@@ -218,9 +218,7 @@ class StubStack:
             body = await request.body()
             with self._lock:
                 self._requests.append(
-                    RecordedRequest(
-                        request.method, request.url.path, request.url.query, dict(request.headers), body
-                    )
+                    RecordedRequest(request.method, request.url.path, request.url.query, dict(request.headers), body)
                 )
                 answer = self._queue.popleft() if self._queue else Scripted()
                 number = len(self._requests)

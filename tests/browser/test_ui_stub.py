@@ -274,9 +274,7 @@ def test_keyboard_reaches_every_control_and_enter_classifies(stub_ui: Any, stub_
     focused = []
     for _ in range(8):
         ui.page.keyboard.press("Tab")
-        focused.append(
-            ui.page.evaluate("() => document.activeElement.id || document.activeElement.dataset.src || ''")
-        )
+        focused.append(ui.page.evaluate("() => document.activeElement.id || document.activeElement.dataset.src || ''"))
     assert "file-input" in focused
     samples = [f"samples/{n}.jpg" for n in ("chelsea", "coffee", "astronaut", "rocket")]
     assert [f for f in focused if f.startswith("samples/")][:4] == samples
@@ -296,9 +294,7 @@ def test_status_region_is_live_and_labels_exist(stub_ui: Any) -> None:
     assert all(alts), "every sample image has alt text"
 
 
-def test_narrow_phone_layout_has_no_horizontal_scroll(
-    make_ui: Any, stub_stack: Any, artifacts_dir: Path
-) -> None:
+def test_narrow_phone_layout_has_no_horizontal_scroll(make_ui: Any, stub_stack: Any, artifacts_dir: Path) -> None:
     ui = make_ui(stub_stack, width=360, height=740).open()
     ui.click_sample("chelsea")
     ui.wait_done()

@@ -51,13 +51,22 @@ def test_vendored_onnxruntime_serves_on_python_312(artifact, tmp_path):
         pytest.skip("no Python 3.12 on this machine")
     venv = tmp_path / "py312"
     subprocess.run([interpreter, "-m", "venv", str(venv)], check=True, timeout=120)
-    install = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
-                              "numpy", "Pillow"], capture_output=True, text=True, timeout=600)
+    install = subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", "numpy", "Pillow"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if install.returncode != 0:
         pytest.skip(f"cannot install numpy and Pillow for Python 3.12: {install.stderr.strip()[-300:]}")
     photo = Path(__file__).resolve().parents[1] / "fixtures" / "images" / "chelsea.jpg"
-    run = subprocess.run([str(venv / "bin" / "python"), "-c", SCRIPT, str(tmp_path / "model"), str(photo)],
-                         capture_output=True, text=True, timeout=300, env={"PATH": os.environ["PATH"]})
+    run = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", SCRIPT, str(tmp_path / "model"), str(photo)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": os.environ["PATH"]},
+    )
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout.strip().splitlines()[-1])
     assert report["backend"].startswith("onnxruntime"), report

@@ -68,7 +68,11 @@ def make_event(
         "apiId": "abc123",
         "domainName": "api.example.com",
         "http": {
-            "method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1", "userAgent": "pytest",
+            "method": method,
+            "path": path,
+            "protocol": "HTTP/1.1",
+            "sourceIp": "192.0.2.1",
+            "userAgent": "pytest",
         },
         "routeKey": "POST /predict",
         "stage": stage,
@@ -123,8 +127,15 @@ def lambda_context() -> FakeLambdaContext:
 @pytest.fixture
 def proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """The Lambda's environment with dummy credentials; nothing can reach AWS."""
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "MAX_IMAGE_BYTES",
-                 "POWERTOOLS_LOGGER_LOG_EVENT", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+    for name in (
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME",
+        "MAX_IMAGE_BYTES",
+        "POWERTOOLS_LOGGER_LOG_EVENT",
+        "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")

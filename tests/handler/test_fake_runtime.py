@@ -21,10 +21,17 @@ from .conftest import (
     response_json,
 )
 
-SUCCESS = Reply(200, json.dumps({
-    "predictions": [{"label": "Egyptian cat", "prob": 0.73}, {"label": "tabby", "prob": 0.1}],
-    "model": "mobilenet_v2", "weights": "IMAGENET1K_V2", "backend": "torchscript",
-}).encode())
+SUCCESS = Reply(
+    200,
+    json.dumps(
+        {
+            "predictions": [{"label": "Egyptian cat", "prob": 0.73}, {"label": "tabby", "prob": 0.1}],
+            "model": "mobilenet_v2",
+            "weights": "IMAGENET1K_V2",
+            "backend": "torchscript",
+        }
+    ).encode(),
+)
 TRACEBACK = (
     "Traceback (most recent call last):\n"
     '  File "/opt/conda/lib/python3.12/site-packages/sagemaker_inference/transformer.py", line 142, in transform\n'

@@ -129,9 +129,11 @@ def test_json_bare_base64_webp_with_top_k_in_body(proxy, stub):
 
 
 def test_json_body_that_api_gateway_base64_encoded(proxy, stub):
-    stub.add_response("invoke_endpoint", endpoint_answer(),
-                      {"EndpointName": ENDPOINT, "Body": JPEG, "ContentType": "image/jpeg",
-                       "Accept": "application/json;top_k=2"})
+    stub.add_response(
+        "invoke_endpoint",
+        endpoint_answer(),
+        {"EndpointName": ENDPOINT, "Body": JPEG, "ContentType": "image/jpeg", "Accept": "application/json;top_k=2"},
+    )
     event = make_event(body=json.dumps({"image": b64(JPEG), "top_k": 2}).encode(), content_type="application/json")
     assert event["isBase64Encoded"] is True
     assert call(proxy, event)["statusCode"] == 200
@@ -285,7 +287,10 @@ def test_model_error_passes_only_the_models_first_line(proxy, stub):
 
 def test_model_crash_is_502_with_a_generic_message(proxy, stub):
     stub.add_client_error(
-        "invoke_endpoint", "ModelError", "Received server error (500)", http_status_code=424,
+        "invoke_endpoint",
+        "ModelError",
+        "Received server error (500)",
+        http_status_code=424,
         modeled_fields={"OriginalStatusCode": 500, "OriginalMessage": "RuntimeError: boom\n" + TRACEBACK},
     )
     response = call(proxy, make_event(body=JPEG))
@@ -294,8 +299,12 @@ def test_model_crash_is_502_with_a_generic_message(proxy, stub):
 
 
 def test_unknown_endpoint_is_502_and_hides_the_account(proxy, stub):
-    stub.add_client_error("invoke_endpoint", "ValidationError",
-                          f"Endpoint {ENDPOINT} of account 123456789012 not found.", http_status_code=400)
+    stub.add_client_error(
+        "invoke_endpoint",
+        "ValidationError",
+        f"Endpoint {ENDPOINT} of account 123456789012 not found.",
+        http_status_code=400,
+    )
     response = call(proxy, make_event(body=JPEG))
     assert_error(response, 502, "model_error")
     assert "123456789012" not in response["body"] and ENDPOINT not in response["body"]

@@ -110,7 +110,12 @@ def test_the_bundle_imports_the_handler_in_a_clean_interpreter(files, tmp_path):
     env = {"ENDPOINT_NAME": "mobilenet-test", "AWS_DEFAULT_REGION": "us-east-1", "PYTHONDONTWRITEBYTECODE": "1"}
     result = subprocess.run(
         [sys.executable, "-I", "-S", "-c", code, str(archive), str(runtime)],
-        capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=tmp_path,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "True"

@@ -27,7 +27,10 @@ def parse(body, content_type="image/jpeg", *, is_base64=True, query=None, max_im
     if isinstance(body, bytes):
         body = b64(body) if is_base64 else body.decode()
     return parse_predict_request(
-        body=body, is_base64=is_base64, content_type=content_type, query=query or {},
+        body=body,
+        is_base64=is_base64,
+        content_type=content_type,
+        query=query or {},
         max_image_bytes=max_image_bytes,
     )
 
@@ -48,9 +51,17 @@ def rejects(code, status, fn, *args, **kwargs) -> ApiError:
 
 def test_error_table_statuses_are_the_agreed_ones():
     assert {code: spec.status for code, spec in core.ERRORS.items()} == {
-        "bad_request": 400, "invalid_image": 400, "not_found": 404, "method_not_allowed": 405,
-        "payload_too_large": 413, "unsupported_media_type": 415, "throttled": 429, "internal_error": 500,
-        "model_error": 502, "model_not_ready": 503, "endpoint_timeout": 504,
+        "bad_request": 400,
+        "invalid_image": 400,
+        "not_found": 404,
+        "method_not_allowed": 405,
+        "payload_too_large": 413,
+        "unsupported_media_type": 415,
+        "throttled": 429,
+        "internal_error": 500,
+        "model_error": 502,
+        "model_not_ready": 503,
+        "endpoint_timeout": 504,
     }
 
 
@@ -77,10 +88,17 @@ def test_sniff_supported_types(data, kind):
 @pytest.mark.parametrize(
     ("data", "name"),
     [
-        (GIF, "GIF"), (b"BM\x36\x00\x00\x00", "BMP"), (b"II*\x00\x08\x00", "TIFF"), (b"MM\x00*\x00\x08", "TIFF"),
-        (b"%PDF-1.7\n", "PDF"), (b'<?xml version="1.0"?><svg xmlns="x"/>', "SVG"), (b"  <svg>", "SVG"),
-        (b"\x00\x00\x00\x18ftypheic\x00\x00", "HEIC"), (b"hello world", "not a recognizable image"),
-        (b"RIFF\x00\x00\x00\x00WAVEfmt ", "not a recognizable image"), (b"\xff\xd8", "not a recognizable image"),
+        (GIF, "GIF"),
+        (b"BM\x36\x00\x00\x00", "BMP"),
+        (b"II*\x00\x08\x00", "TIFF"),
+        (b"MM\x00*\x00\x08", "TIFF"),
+        (b"%PDF-1.7\n", "PDF"),
+        (b'<?xml version="1.0"?><svg xmlns="x"/>', "SVG"),
+        (b"  <svg>", "SVG"),
+        (b"\x00\x00\x00\x18ftypheic\x00\x00", "HEIC"),
+        (b"hello world", "not a recognizable image"),
+        (b"RIFF\x00\x00\x00\x00WAVEfmt ", "not a recognizable image"),
+        (b"\xff\xd8", "not a recognizable image"),
     ],
 )
 def test_unsupported_bytes_are_not_sniffed_and_are_named(data, name):
@@ -91,9 +109,17 @@ def test_unsupported_bytes_are_not_sniffed_and_are_named(data, name):
 # ---- raw bodies -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("data", "declared"), [(JPEG, "image/jpeg"), (PNG, "image/png"), (WEBP, "image/webp"),
-                                               (JPEG, "image/jpg"), (PNG, "application/x-image"),
-                                               (WEBP, "application/octet-stream")])
+@pytest.mark.parametrize(
+    ("data", "declared"),
+    [
+        (JPEG, "image/jpeg"),
+        (PNG, "image/png"),
+        (WEBP, "image/webp"),
+        (JPEG, "image/jpg"),
+        (PNG, "application/x-image"),
+        (WEBP, "application/octet-stream"),
+    ],
+)
 def test_raw_body_keeps_bytes_and_uses_sniffed_type(data, declared):
     request = parse(data, declared)
     assert request.image == data
@@ -126,8 +152,16 @@ def test_non_image_bytes_never_pass_even_when_declared_jpeg(data):
 
 @pytest.mark.parametrize("body", [None, ""])
 def test_empty_body_is_400(body):
-    rejects("bad_request", 400, parse_predict_request, body=body, is_base64=True, content_type="image/jpeg",
-            query={}, max_image_bytes=MAX)
+    rejects(
+        "bad_request",
+        400,
+        parse_predict_request,
+        body=body,
+        is_base64=True,
+        content_type="image/jpeg",
+        query={},
+        max_image_bytes=MAX,
+    )
 
 
 def test_raw_body_over_the_cap_is_413():
@@ -163,8 +197,9 @@ def test_json_bare_base64():
     assert (request.image, request.content_type, request.top_k) == (PNG, "image/png", 3)
 
 
-@pytest.mark.parametrize(("data", "media"), [(JPEG, "image/jpeg"), (PNG, "image/png"), (WEBP, "image/webp"),
-                                             (JPEG, "IMAGE/JPG")])
+@pytest.mark.parametrize(
+    ("data", "media"), [(JPEG, "image/jpeg"), (PNG, "image/png"), (WEBP, "image/webp"), (JPEG, "IMAGE/JPG")]
+)
 def test_json_data_url(data, media):
     request = parse_json({"image": f"data:{media};base64,{b64(data)}"})
     assert request.image == data and request.content_type == core.sniff_image_type(data)
@@ -268,8 +303,10 @@ def test_json_top_k_nan_and_infinity_are_400():
 def test_query_top_k_applies_to_json_and_must_agree_with_body():
     assert parse_json({"image": b64(JPEG)}, query={"top_k": "4"}).top_k == 4
     assert parse_json({"image": b64(JPEG), "top_k": 4}, query={"top_k": "4"}).top_k == 4
-    assert "top_k" in rejects("bad_request", 400, parse_json, {"image": b64(JPEG), "top_k": 3},
-                              query={"top_k": "4"}).message
+    assert (
+        "top_k"
+        in rejects("bad_request", 400, parse_json, {"image": b64(JPEG), "top_k": 3}, query={"top_k": "4"}).message
+    )
 
 
 def test_json_image_over_cap_is_413_and_body_over_json_cap_is_413_before_parsing():
@@ -309,19 +346,35 @@ def test_endpoint_accept_carries_top_k_as_media_type_parameter():
 
 
 def test_parse_endpoint_body_keeps_contract_fields_and_top_k():
-    raw = json.dumps({
-        "predictions": [{"label": "tabby", "prob": 0.5, "index": 281}, {"label": "tiger cat", "prob": 0.25},
-                        {"label": "Egyptian cat", "prob": 0.125}],
-        "model": "mobilenet_v2", "weights": "IMAGENET1K_V2", "backend": "torchscript",
-    }).encode()
+    raw = json.dumps(
+        {
+            "predictions": [
+                {"label": "tabby", "prob": 0.5, "index": 281},
+                {"label": "tiger cat", "prob": 0.25},
+                {"label": "Egyptian cat", "prob": 0.125},
+            ],
+            "model": "mobilenet_v2",
+            "weights": "IMAGENET1K_V2",
+            "backend": "torchscript",
+        }
+    ).encode()
     predictions, model = core.parse_endpoint_body(raw, 2)
     assert predictions == [{"label": "tabby", "prob": 0.5}, {"label": "tiger cat", "prob": 0.25}]
     assert model == "mobilenet_v2"
 
 
-@pytest.mark.parametrize("raw", [b"not json", b"[]", b'{"predictions": []}', b'{"predictions": [{"label": 1}]}',
-                                 b'{"predictions": [{"label": "a", "prob": 1.5}]}',
-                                 b'{"predictions": [{"label": "a", "prob": true}]}', b"\xff"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"not json",
+        b"[]",
+        b'{"predictions": []}',
+        b'{"predictions": [{"label": 1}]}',
+        b'{"predictions": [{"label": "a", "prob": 1.5}]}',
+        b'{"predictions": [{"label": "a", "prob": true}]}',
+        b"\xff",
+    ],
+)
 def test_unexpected_endpoint_body_is_model_error(raw):
     rejects("model_error", 502, core.parse_endpoint_body, raw, 5)
 
@@ -344,8 +397,10 @@ def test_sanitize_keeps_a_plain_first_line():
 def test_sanitize_drops_tracebacks_and_redacts_paths_arns_and_accounts():
     assert core.sanitize_model_message(TRACEBACK) is None
     assert core.sanitize_model_message('  File "/opt/ml/model/code/inference.py", line 3') is None
-    line = ("bad image at /opt/ml/model/code/inference.py for arn:aws:sagemaker:us-east-1:123456789012:endpoint/x"
-            " account 123456789012 type image/jpeg")
+    line = (
+        "bad image at /opt/ml/model/code/inference.py for arn:aws:sagemaker:us-east-1:123456789012:endpoint/x"
+        " account 123456789012 type image/jpeg"
+    )
     cleaned = core.sanitize_model_message(line)
     assert cleaned is not None and cleaned.startswith("bad image at")
     for leaked in ("/opt", "inference.py", "arn:aws", "123456789012"):
@@ -409,11 +464,19 @@ def test_model_error_400_whose_first_line_is_a_traceback_gets_the_generic_messag
     assert (error.status, error.message) == (400, core.ERRORS["invalid_image"].message)
 
 
-@pytest.mark.parametrize(("status", "expected"), [(413, (413, "payload_too_large")),
-                                                  (415, (415, "unsupported_media_type")),
-                                                  (406, (502, "model_error")), (500, (502, "model_error")),
-                                                  (503, (502, "model_error")), (404, (502, "model_error")),
-                                                  (None, (502, "model_error")), ("400", (400, "invalid_image"))])
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (413, (413, "payload_too_large")),
+        (415, (415, "unsupported_media_type")),
+        (406, (502, "model_error")),
+        (500, (502, "model_error")),
+        (503, (502, "model_error")),
+        (404, (502, "model_error")),
+        (None, (502, "model_error")),
+        ("400", (400, "invalid_image")),
+    ],
+)
 def test_model_error_status_mapping(status, expected):
     error = core.map_client_error("ModelError", 424, model_error(status, "something\n" + TRACEBACK))
     assert (error.status, error.code) == expected
@@ -427,8 +490,7 @@ def test_model_error_5xx_never_passes_the_model_text():
 def test_validation_error_about_size_is_413_else_502_without_details():
     too_big = {"Error": {"Code": "ValidationError", "Message": "Request payload length exceeds the limit"}}
     assert core.map_client_error("ValidationError", 400, too_big).status == 413
-    missing = {"Error": {"Code": "ValidationError",
-                         "Message": "Endpoint mobilenet of account 123456789012 not found."}}
+    missing = {"Error": {"Code": "ValidationError", "Message": "Endpoint mobilenet of account 123456789012 not found."}}
     error = core.map_client_error("ValidationError", 400, missing)
     assert (error.status, error.code) == (502, "model_error")
     assert "123456789012" not in json.dumps(error.body()) and "123456789012" in error.detail
@@ -485,8 +547,9 @@ def test_base_headers():
 
 
 def test_load_config_defaults_and_origin_normalization():
-    config = core.load_config({"ENDPOINT_NAME": "mobilenet-local",
-                               "ALLOWED_ORIGINS": " https://Site.Example/ ,http://127.0.0.1:8080,, "})
+    config = core.load_config(
+        {"ENDPOINT_NAME": "mobilenet-local", "ALLOWED_ORIGINS": " https://Site.Example/ ,http://127.0.0.1:8080,, "}
+    )
     assert config.endpoint_name == "mobilenet-local"
     assert config.max_image_bytes == MAX
     assert config.allowed_origins == ALLOWED

@@ -30,8 +30,13 @@ def test_event_has_the_payload_2_shape():
     assert event["cookies"] == ["a=1", "b=2"]
     assert event["queryStringParameters"] == {"top_k": "3", "x": "1,2"}
     http = event["requestContext"]["http"]
-    assert http == {"method": "POST", "path": "/predict", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1",
-                    "userAgent": ""}
+    assert http == {
+        "method": "POST",
+        "path": "/predict",
+        "protocol": "HTTP/1.1",
+        "sourceIp": "127.0.0.1",
+        "userAgent": "",
+    }
     assert event["requestContext"]["requestId"] == "req-1"
     assert event["requestContext"]["timeEpoch"] == 1_700_000_000_000
     assert event["requestContext"]["stage"] == "$default"
@@ -54,8 +59,7 @@ def test_empty_body_and_no_query_are_omitted():
 
 
 def test_lambda_result_becomes_http():
-    result = {"statusCode": 429, "headers": {"Retry-After": "2"}, "body": '{"error": "throttled"}',
-              "cookies": ["c=1"]}
+    result = {"statusCode": 429, "headers": {"Retry-After": "2"}, "body": '{"error": "throttled"}', "cookies": ["c=1"]}
     answer = gateway.response_from_lambda(result)
     assert answer.status == 429 and answer.body == b'{"error": "throttled"}'
     assert ("retry-after", "2") in answer.headers and ("set-cookie", "c=1") in answer.headers

@@ -21,8 +21,9 @@ pytestmark = pytest.mark.integration
 
 
 def predict(stack, body: bytes, content_type: str = "image/jpeg", query: str = "", **kw) -> httpx.Response:
-    return httpx.post(f"{stack.url}/predict{query}", content=body, headers={"content-type": content_type, **kw},
-                      timeout=40)
+    return httpx.post(
+        f"{stack.url}/predict{query}", content=body, headers={"content-type": content_type, **kw}, timeout=40
+    )
 
 
 def runtime_client(stack, attempts: int = 1):
@@ -95,9 +96,14 @@ def test_cors_for_the_site_origin_only(stack):
     assert ok.headers["access-control-allow-origin"] == stack.url
     bad = predict(stack, b"nope", "text/plain", origin="https://evil.example")
     assert bad.status_code == 415 and "access-control-allow-origin" not in bad.headers
-    preflight = httpx.options(f"{stack.url}/predict", headers={
-        "origin": stack.url, "access-control-request-method": "POST",
-        "access-control-request-headers": "content-type"})
+    preflight = httpx.options(
+        f"{stack.url}/predict",
+        headers={
+            "origin": stack.url,
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "content-type",
+        },
+    )
     assert preflight.status_code == 204 and "POST" in preflight.headers["access-control-allow-methods"]
 
 
@@ -110,8 +116,9 @@ def test_config_js_points_at_the_local_api_and_is_not_cached(stack):
     assert "no-cache" in response.headers["cache-control"] and "no-store" in response.headers["cache-control"]
 
 
-@pytest.mark.parametrize(("path", "content_type"), [("/", "text/html"), ("/script.js", "application/javascript"),
-                                                     ("/style.css", "text/css")])
+@pytest.mark.parametrize(
+    ("path", "content_type"), [("/", "text/html"), ("/script.js", "application/javascript"), ("/style.css", "text/css")]
+)
 def test_site_files_with_content_types_and_security_headers(stack, path, content_type):
     response = httpx.get(f"{stack.url}{path}")
     assert response.status_code == 200 and response.headers["content-type"].startswith(content_type)
@@ -127,8 +134,11 @@ def test_site_refuses_path_traversal(stack):
 # --- the runtime tier through boto3 and the AWS CLI ---------------------------------------------------------
 def test_boto3_invoke_endpoint(stack):
     response = runtime_client(stack).invoke_endpoint(
-        EndpointName="mobilenet-local", Body=photo_bytes("chelsea.jpg"), ContentType="image/jpeg",
-        Accept="application/json;top_k=2")
+        EndpointName="mobilenet-local",
+        Body=photo_bytes("chelsea.jpg"),
+        ContentType="image/jpeg",
+        Accept="application/json;top_k=2",
+    )
     body = json.loads(response["Body"].read())
     assert body["predictions"][0]["label"] in CAT_LABELS and len(body["predictions"]) == 2
     assert response["ContentType"] == "application/json"
@@ -153,8 +163,9 @@ def test_boto3_model_error_carries_the_container_status_and_traceback(stack):
 
 def test_boto3_oversize_payload(stack):
     with pytest.raises(ClientError) as err:
-        runtime_client(stack).invoke_endpoint(EndpointName="mobilenet-local", Body=b"\0" * (4 * 1024 * 1024 + 1),
-                                              ContentType="image/jpeg")
+        runtime_client(stack).invoke_endpoint(
+            EndpointName="mobilenet-local", Body=b"\0" * (4 * 1024 * 1024 + 1), ContentType="image/jpeg"
+        )
     assert err.value.response["Error"]["Code"] == "ValidationError"
 
 
@@ -164,10 +175,25 @@ def test_aws_cli_invoke_endpoint(stack, tmp_path):
         pytest.skip("AWS CLI not installed in the venv")
     out = tmp_path / "out.json"
     result = subprocess.run(
-        [str(aws), "sagemaker-runtime", "invoke-endpoint", "--endpoint-url", stack.url, "--region", "us-east-1",
-         "--endpoint-name", "mobilenet-local", "--content-type", "image/jpeg",
-         "--body", f"fileb://{ROOT / 'tests/fixtures/images/coffee.jpg'}", str(out)],
-        capture_output=True, text=True, timeout=60,
+        [
+            str(aws),
+            "sagemaker-runtime",
+            "invoke-endpoint",
+            "--endpoint-url",
+            stack.url,
+            "--region",
+            "us-east-1",
+            "--endpoint-name",
+            "mobilenet-local",
+            "--content-type",
+            "image/jpeg",
+            "--body",
+            f"fileb://{ROOT / 'tests/fixtures/images/coffee.jpg'}",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 0, result.stderr
@@ -180,8 +206,9 @@ def test_throttling_beyond_max_concurrency(stack):
 
     def call(_):
         try:
-            client.invoke_endpoint(EndpointName="mobilenet-local", Body=photo_bytes("coffee.jpg"),
-                                   ContentType="image/jpeg")
+            client.invoke_endpoint(
+                EndpointName="mobilenet-local", Body=photo_bytes("coffee.jpg"), ContentType="image/jpeg"
+            )
             return "ok"
         except ClientError as e:
             return (e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"])
@@ -203,8 +230,13 @@ def test_throttling_reaches_the_browser_as_429_with_retry_after(stack):
 
 # --- start-up guards ----------------------------------------------------------------------------------------
 def test_refuses_a_non_loopback_bind_without_the_flag():
-    result = subprocess.run([sys.executable, "-m", "local", "--host", "0.0.0.0", "--port", "0"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "local", "--host", "0.0.0.0", "--port", "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2 and "--allow-remote" in result.stderr
 
 

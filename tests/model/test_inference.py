@@ -136,8 +136,18 @@ def _mode(img: Image.Image, mode: str) -> Image.Image:
 
 @pytest.mark.parametrize(
     ("mode", "fmt"),
-    [("RGB", "PNG"), ("RGBA", "PNG"), ("LA", "PNG"), ("P", "PNG"), ("L", "PNG"), ("I;16", "PNG"), ("1", "PNG"),
-     ("CMYK", "JPEG"), ("L", "JPEG"), ("RGBA", "WEBP")],
+    [
+        ("RGB", "PNG"),
+        ("RGBA", "PNG"),
+        ("LA", "PNG"),
+        ("P", "PNG"),
+        ("L", "PNG"),
+        ("I;16", "PNG"),
+        ("1", "PNG"),
+        ("CMYK", "JPEG"),
+        ("L", "JPEG"),
+        ("RGBA", "WEBP"),
+    ],
 )
 def test_every_mode_becomes_rgb(inference, classifier, mode, fmt):
     img = _mode(photo("chelsea.jpg"), mode)
@@ -254,8 +264,11 @@ def test_top_k_out_of_range_is_refused(inference, classifier, top_k):
 
 @pytest.mark.parametrize(
     ("accept", "error", "status"),
-    [("text/csv", "UnsupportedAcceptError", 406), ("application/json;top_k=99", "InvalidRequestError", 400),
-     ("application/json;top_k=abc", "InvalidRequestError", 400)],
+    [
+        ("text/csv", "UnsupportedAcceptError", 406),
+        ("application/json;top_k=99", "InvalidRequestError", 400),
+        ("application/json;top_k=abc", "InvalidRequestError", 400),
+    ],
 )
 def test_bad_accept_is_refused(inference, classifier, accept, error, status):
     prediction = inference.predict_fn(inference.input_fn(photo_bytes("coffee.jpg"), "image/jpeg"), classifier)
@@ -267,8 +280,13 @@ def test_bad_accept_is_refused(inference, classifier, accept, error, status):
 def test_errors_keep_their_status_in_aws_toolkit(inference):
     from sagemaker_inference.errors import BaseInferenceToolkitError
 
-    for name in ("InvalidImageError", "InvalidRequestError", "UnsupportedContentTypeError",
-                 "UnsupportedAcceptError", "ImageTooLargeError"):
+    for name in (
+        "InvalidImageError",
+        "InvalidRequestError",
+        "UnsupportedContentTypeError",
+        "UnsupportedAcceptError",
+        "ImageTooLargeError",
+    ):
         assert issubclass(getattr(inference, name), BaseInferenceToolkitError), name
 
 
