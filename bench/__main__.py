@@ -392,12 +392,64 @@ def bench_cold_start(report: Report, model_dir: Path, runs: int) -> None:
         f"{naive['rss_mb']:.0f} MB",
         served["rss_mb"] / naive["rss_mb"],
     )
-    report.notes.append(
-        f"cold start: medians of {runs} fresh processes each; served backend {served['backend']}. Serverless "
-        f"memory: the served process peaks at {served['rss_mb']:.0f} MB; the container adds TorchServe's JVM "
-        "and the toolkit (python + torch imported by the toolkit itself), so 2048 MB leaves ample headroom; "
-        "1024 MB is the floor SageMaker allows and is tight once the JVM is counted."
+    report.notes.append(f"cold start: medians of {runs} fresh processes each; served backend {served['backend']}")
+
+
+STACK_MEMORY = "serving stack peak memory (toolkit + TorchServe JVM + worker, PSS)"
+SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
+
+
+def recommend_memory_mb(peak_mb: float, headroom: float = 1.5) -> int:
+    """Smallest serverless memory size that holds the measured peak with headroom (allocator, page cache)."""
+    return next((size for size in SERVERLESS_MEMORY_MB if size >= peak_mb * headroom), SERVERLESS_MEMORY_MB[-1])
+
+
+def bench_container_memory(report: Report, ctx: dict) -> None:
+    """Peak memory of the whole serving stack the container runs (the toolkit's launcher, TorchServe's JVM and
+    a Python worker that imports torch before our model), under 3 MB photos, summed over its process group:
+    what the memory size has to hold, which the served process alone understates. Conservative here: this
+    venv's torch is a CUDA build, larger in memory than the container's CPU build."""
+    import shutil
+
+    from local.torchserve import TorchServeEndpoint, TorchServeError
+
+    if not shutil.which("java"):
+        report.add(STACK_MEMORY, "skipped: no java on PATH")
+        return
+
+    import threading
+
+    samples: list[float] = []
+    done = threading.Event()
+    try:
+        with TorchServeEndpoint(ARTIFACT) as endpoint:  # started and ready (model_fn + a warm-up run)
+
+            def sample() -> None:  # during the requests, not between them: decoding is the transient peak
+                while not done.is_set():
+                    samples.append(endpoint.memory_mb())
+                    done.wait(0.02)
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            try:
+                for body in [ctx["big"]] * 10 + [ctx["small_jpeg"]] * 10:
+                    status, _, _ = endpoint.invoke(body, "image/jpeg")
+                    if status != 200:
+                        raise TorchServeError(f"invocation answered {status}")
+            finally:
+                done.set()
+                sampler.join()
+    except TorchServeError as e:
+        report.add(STACK_MEMORY, f"failed: {str(e).splitlines()[0]}")
+        return
+    peak = max(samples)
+    size = recommend_memory_mb(peak)
+    report.add(
+        f"{STACK_MEMORY}, 3 MB photos",
+        f"{peak:.0f} MB",
+        target=f"memorySizeMb >= 1.5x peak: {size}",
     )
+    ctx["recommended_memory_mb"] = size
 
 
 def bench_preprocessing(report: Report, ctx: dict, repeats: int) -> None:
@@ -562,6 +614,7 @@ def main(argv: list[str] | None = None) -> int:
     bench_preprocessing(report, ctx, max(5, repeats // 2))
     bench_payload(report, ctx)
     bench_local_stack(report, ctx, repeats)
+    bench_container_memory(report, ctx)
     header = f"Benchmark ({time.strftime('%Y-%m-%d')}, {machine()}; medians; {time.perf_counter() - started:.0f} s run)"
     text = report.markdown(header)
     print(text)

@@ -281,6 +281,24 @@ class TorchServeEndpoint:
             f"--- last lines of {self.base}/serve.log ---\n{self.log_tail(40)}"
         )
 
+    def memory_mb(self) -> float:
+        """Memory of the whole serving stack (toolkit launcher, JVM, worker): its process group's PSS summed.
+
+        PSS, not RSS: the launcher and the worker map the same torch libraries, which RSS would count twice.
+        """
+        import psutil  # a dependency of the toolkit and TorchServe
+
+        if self._proc is None:
+            raise TorchServeError("endpoint not started")
+        total = 0
+        for proc in psutil.process_iter():
+            try:
+                if os.getpgid(proc.pid) == self._proc.pid:  # start_new_session: the launcher leads the group
+                    total += proc.memory_full_info().pss
+            except (psutil.Error, ProcessLookupError):
+                continue
+        return total / 2**20
+
     def invoke(
         self, body: bytes, content_type: str, accept: str = "application/json"
     ) -> tuple[int, dict[str, str], bytes]:

@@ -102,6 +102,11 @@ def test_stop_before_start_is_a_no_op_and_log_tail_is_empty():
     assert ep.log_tail() == ""
 
 
+def test_memory_before_start_is_refused():
+    with pytest.raises(TorchServeError, match="not started"):
+        TorchServeEndpoint(Path("missing.tar.gz")).memory_mb()
+
+
 def test_missing_java_is_named(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     monkeypatch.delenv("JAVA_HOME", raising=False)
