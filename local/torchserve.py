@@ -158,16 +158,22 @@ def _warmup_jpeg() -> bytes:
     return buf.getvalue()
 
 
-def _group_alive(pgid: int) -> bool:
+def _group_processes(pgid: int) -> list:
+    """The live (non-zombie) processes of process group `pgid`: the toolkit, java and its workers."""
     import psutil  # a dependency of the toolkit and TorchServe
 
+    members = []
     for proc in psutil.process_iter(["status"]):
         try:
             if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.pid) == pgid:
-                return True
+                members.append(proc)
         except (psutil.Error, OSError):
             pass
-    return False
+    return members
+
+
+def _group_alive(pgid: int) -> bool:
+    return bool(_group_processes(pgid))
 
 
 def _stop(proc: subprocess.Popen, base: Path, grace: float = 15) -> None:
@@ -281,21 +287,24 @@ class TorchServeEndpoint:
             f"--- last lines of {self.base}/serve.log ---\n{self.log_tail(40)}"
         )
 
+    def processes(self) -> list:
+        """The serving stack's live processes (toolkit launcher, JVM, worker): the group it was started in."""
+        if self._proc is None:
+            raise TorchServeError("endpoint not started")
+        return _group_processes(self._proc.pid)  # start_new_session: the launcher leads the group
+
     def memory_mb(self) -> float:
-        """Memory of the whole serving stack (toolkit launcher, JVM, worker): its process group's PSS summed.
+        """Memory of the whole serving stack: its processes' PSS summed.
 
         PSS, not RSS: the launcher and the worker map the same torch libraries, which RSS would count twice.
         """
-        import psutil  # a dependency of the toolkit and TorchServe
+        import psutil
 
-        if self._proc is None:
-            raise TorchServeError("endpoint not started")
         total = 0
-        for proc in psutil.process_iter():
+        for proc in self.processes():
             try:
-                if os.getpgid(proc.pid) == self._proc.pid:  # start_new_session: the launcher leads the group
-                    total += proc.memory_full_info().pss
-            except (psutil.Error, ProcessLookupError):
+                total += proc.memory_full_info().pss
+            except (psutil.Error, OSError):  # exited since it was listed
                 continue
         return total / 2**20
 

@@ -158,21 +158,10 @@ def test_ping_is_healthy(served):
 
 
 def test_memory_counts_the_whole_serving_stack(served):
-    import psutil
-
     # The worker that imported torch and loaded the model is one process of several (launcher, JVM, worker):
     # the group's total must exceed the largest single member's own pages.
     total = served.memory_mb()
-    members = [p for p in psutil.process_iter() if _in_group(p, served._proc.pid)]
+    members = served.processes()
     assert len(members) >= 3
     largest_uss = max(p.memory_full_info().uss for p in members) / 2**20
     assert total > largest_uss > 50
-
-
-def _in_group(proc, pgid: int) -> bool:
-    import os
-
-    try:
-        return os.getpgid(proc.pid) == pgid
-    except (ProcessLookupError, PermissionError):
-        return False
