@@ -5,19 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import pulumi
+from pulumi.runtime import config as runtime_config
 
 from components import policies
 from components.inference_api import InferenceApi, InferenceApiArgs
 from components.lambda_bundle import lambda_asset_files
 from components.serverless_endpoint import ServerlessEndpoint, ServerlessEndpointArgs
-from components.settings import CONFIG_KEYS, default_endpoint_name, function_name_for, validate_settings
+from components.settings import default_endpoint_name, function_name_for, strip_namespace, validate_settings
 from components.static_site import StaticSite, StaticSiteArgs
 
 ROOT = Path(__file__).resolve().parent
 
 # Everything that can be wrong with the config or the local build fails here, before any resource.
-config = pulumi.Config()
-settings = validate_settings({key: config.get(key) for key in CONFIG_KEYS})
+# The whole config bag (the engine's PULUMI_CONFIG, overridden by set values), so that unknown keys fail too.
+config_bag = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+settings = validate_settings(strip_namespace(config_bag), region=pulumi.Config("aws").get("region"))
 endpoint_name = settings.endpoint_name or default_endpoint_name(pulumi.get_project(), pulumi.get_stack())
 artifact_path = Path(settings.model_artifact)
 artifact_path = artifact_path if artifact_path.is_absolute() else ROOT / artifact_path
@@ -73,6 +75,7 @@ resolve_site_origins(site.site_origins)
 
 pulumi.export("site_url", site.site_url)
 pulumi.export("api_url", api.api_url)
+pulumi.export("proxy_function_name", api.function_name)
 pulumi.export("endpoint_name", model.endpoint_name)
 pulumi.export("endpoint_log_group", model.log_group_name)
 pulumi.export("model_artifact_uri", model.model_artifact_uri)

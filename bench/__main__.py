@@ -398,6 +398,49 @@ def bench_cold_start(report: Report, model_dir: Path, runs: int) -> None:
     report.notes.append(f"cold start: medians of {runs} fresh processes each; served backend {served['backend']}")
 
 
+BOMB_MEMORY = """
+import json, sys
+sys.path.insert(0, {code!r})
+import inference
+def peak_rss_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+body = open({png!r}, "rb").read()
+pre = inference.Preprocessing(256, 224, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+before = peak_rss_mb()
+inference.preprocess(inference.decode_image(body, 256), pre)
+print(json.dumps({{"before": before, "after": peak_rss_mb()}}))
+"""
+
+
+def bench_hostile_image_memory(report: Report, model_dir: Path) -> None:
+    """A 49 MP transparent PNG is ~200 KB on the wire (the 4 MB request cap does not bound pixels): what its
+    decode adds to a worker's memory has to fit beside the serving stack. Decoded in a fresh process."""
+    from PIL import Image
+
+    img = Image.new("RGBA", (7000, 7000), (0, 0, 0, 0))
+    img.paste((200, 30, 30, 255), (1000, 1000, 6000, 6000))
+    png = model_dir / "bench-transparent.png"
+    img.save(png, "PNG")
+    del img
+    out = subprocess.run(
+        [sys.executable, "-c", BOMB_MEMORY.format(code=str(model_dir / "code"), png=str(png))],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if out.returncode != 0:
+        report.add("decode a 7000x7000 transparent PNG", f"failed: {out.stderr.strip().splitlines()[-1]}")
+        return
+    sample = json.loads(out.stdout.strip().splitlines()[-1])
+    report.add(
+        f"decode a 7000x7000 transparent PNG ({png.stat().st_size / 1024:.0f} KB): memory it adds to a worker",
+        f"+{sample['after'] - sample['before']:.0f} MB",
+        target="within the memory size's headroom over the stack",
+    )
+
+
 STACK_MEMORY = "serving stack peak memory (toolkit + TorchServe JVM + worker, PSS)"
 SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
 MEMORY_HEADROOM = 1.5
@@ -611,6 +654,7 @@ def main(argv: list[str] | None = None) -> int:
     ctx = bench_latency(report, model_dir, repeats)
     bench_cold_start(report, model_dir, runs)
     bench_preprocessing(report, ctx, max(5, repeats // 2))
+    bench_hostile_image_memory(report, model_dir)
     bench_payload(report, ctx)
     bench_local_stack(report, ctx, repeats)
     bench_container_memory(report, ctx)

@@ -18,13 +18,15 @@ from components.settings import (
     THROTTLE_BURST_RANGE,
     THROTTLE_RATE_RANGE,
 )
+from handlers.proxy_core import LAMBDA_TIMEOUT_S
 
 _FUNCTION_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 HANDLER = "handlers.inference_proxy.handler"
 RUNTIME = "python3.13"
-# API Gateway's integration timeout is capped at 29 s (HTTP APIs allow 30 s); the function gives up
-# at the same moment, so a cold endpoint surfaces as one clean 504 rather than a dangling call.
-TIMEOUT_S = 29
+# The function and the API's integration give up at the same moment (29 s, under the HTTP API's 30 s cap),
+# so a cold endpoint surfaces as one clean 504 rather than a dangling call; the handler budgets its
+# SageMaker attempts from the same constant.
+TIMEOUT_S = LAMBDA_TIMEOUT_S
 # SageMaker Serverless Inference rejects request payloads above 4 MB.
 MAX_IMAGE_BYTES = 4 * 1024 * 1024
 
@@ -85,13 +87,11 @@ class InferenceApiArgs:
 
 class InferenceApi(pulumi.ComponentResource):
     api_url: pulumi.Output[str]
-    api_id: pulumi.Output[str]
     function_name: pulumi.Output[str]
-    allowed_origins: pulumi.Output[list[str]]
 
     def __init__(self, name: str, args: InferenceApiArgs, opts: pulumi.ResourceOptions | None = None):
+        args.validate()  # before registering: bad args leave nothing half-declared
         super().__init__("mobilenet-serverless:index:InferenceApi", name, None, opts)
-        args.validate()
         child = pulumi.ResourceOptions(parent=self)
         invoke = pulumi.InvokeOptions(parent=self)
 
@@ -222,14 +222,5 @@ class InferenceApi(pulumi.ComponentResource):
         )
 
         self.api_url = api.api_endpoint
-        self.api_id = api.id
-        self.function_name = function.name
-        self.allowed_origins = allowed_origins
-        self.register_outputs(
-            {
-                "api_url": self.api_url,
-                "api_id": self.api_id,
-                "function_name": self.function_name,
-                "allowed_origins": self.allowed_origins,
-            }
-        )
+        self.function_name = function.name  # for `aws logs tail /aws/lambda/<name>` and the README's checks
+        self.register_outputs({"api_url": self.api_url, "function_name": self.function_name})

@@ -68,8 +68,8 @@ class ServerlessEndpoint(pulumi.ComponentResource):
     log_group_name: pulumi.Output[str]
 
     def __init__(self, name: str, args: ServerlessEndpointArgs, opts: pulumi.ResourceOptions | None = None):
+        args.validate()  # before registering: bad args leave nothing half-declared
         super().__init__("mobilenet-serverless:index:ServerlessEndpoint", name, None, opts)
-        args.validate()
         child = pulumi.ResourceOptions(parent=self)
         invoke = pulumi.InvokeOptions(parent=self)
 

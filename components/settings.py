@@ -171,8 +171,11 @@ def _origins(key: str, value: Any) -> tuple[str, ...]:
     return origins
 
 
-def validate_settings(raw: Mapping[str, Any]) -> Settings:
-    """Validate un-prefixed config keys into Settings; raise SettingsError naming key, value, range."""
+def validate_settings(raw: Mapping[str, Any], region: str | None = None) -> Settings:
+    """Validate un-prefixed config keys into Settings; raise SettingsError naming key, value, range.
+
+    region: the stack's aws:region, when known; a KMS key must live there (S3 and Lambda refuse others).
+    """
     unknown = sorted(set(raw) - set(CONFIG_KEYS))
     if unknown:
         raise SettingsError(
@@ -229,6 +232,8 @@ def validate_settings(raw: Mapping[str, Any]) -> Settings:
     kms = values.get("kmsKeyArn")
     if kms is not None and (not isinstance(kms, str) or not _KMS_KEY_ARN_RE.match(kms)):
         raise _fail("kmsKeyArn", kms, "a KMS key ARN arn:aws:kms:<region>:<account>:key/<id> (not an alias)")
+    if kms is not None and region and kms.split(":")[3] != region:
+        raise _fail("kmsKeyArn", kms, f"a KMS key in the stack's region {region} (S3 and Lambda need one there)")
     out["kms_key_arn"] = kms
     out["smoke_check"] = _as_bool("smokeCheck", get("smokeCheck"))
 
@@ -254,7 +259,9 @@ def default_endpoint_name(project: str, stack: str) -> str:
 
 
 def strip_namespace(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Keep this project's keys of a stack file's `config:` block, without the namespace prefix."""
+    """Keep this project's keys of a stack's config (a stack file's `config:` block, or the program's whole
+    config bag), without the namespace prefix. All of them, known or not: validate_settings refuses a
+    misspelt key (memorySizeMB) instead of letting the default deploy."""
     out: dict[str, Any] = {}
     for key, value in config.items():
         if key.startswith(NAMESPACE):
@@ -275,7 +282,8 @@ def load_stack_file(path: str | Path) -> Settings:
     config = document.get("config") or {}
     if not isinstance(config, Mapping):
         raise SettingsError(f"{path}: `config:` must be a mapping")
-    return validate_settings(strip_namespace(config))
+    region = config.get("aws:region")
+    return validate_settings(strip_namespace(config), region=region if isinstance(region, str) else None)
 
 
 def function_name_for(endpoint_name: str) -> str:

@@ -54,11 +54,10 @@ class StaticSite(pulumi.ComponentResource):
     distribution_id: pulumi.Output[str]
     site_url: pulumi.Output[str]
     site_origins: pulumi.Output[list[str]]
-    content_hash: pulumi.Output[str]
 
     def __init__(self, name: str, args: StaticSiteArgs, opts: pulumi.ResourceOptions | None = None):
+        args.validate()  # before registering: bad args leave nothing half-declared
         super().__init__("mobilenet-serverless:index:StaticSite", name, None, opts)
-        args.validate()
         child = pulumi.ResourceOptions(parent=self)
         files = policies.site_files(Path(args.www_dir))  # walks www/ at program time; fails on odd files
         api_url = pulumi.Output.from_input(args.api_url)
@@ -208,13 +207,11 @@ class StaticSite(pulumi.ComponentResource):
             lambda domain: policies.site_origins(domain, args.custom_domain)
         )
         self.site_url = self.site_origins.apply(lambda origins: origins[0])
-        self.content_hash = content_hash
         self.register_outputs(
             {
                 "bucket_name": self.bucket_name,
                 "distribution_id": self.distribution_id,
                 "site_url": self.site_url,
                 "site_origins": self.site_origins,
-                "content_hash": self.content_hash,
             }
         )

@@ -12,6 +12,7 @@ a message naming the variable) and the sagemaker-runtime client, reused across i
 from __future__ import annotations
 
 import contextvars
+import logging
 import os
 import time
 import uuid
@@ -46,6 +47,12 @@ from handlers.proxy_core import (
 )
 
 CONFIG = load_config(os.environ)
+
+# botocore logs every request's parameters at DEBUG, the image included: a DEBUG root logger (or Lambda's
+# application log level) must never put payloads into the logs.
+for _name in ("botocore", "urllib3"):
+    _library_logger = logging.getLogger(_name)
+    _library_logger.setLevel(max(logging.INFO, _library_logger.level))
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "inference-proxy"
 logger = Logger(service=SERVICE)
@@ -205,7 +212,9 @@ def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
     except ApiError as error:
         response = error_response(error, headers)
         _count_error(error.code)
-        logger.info(
+        # 5xx is ours or the model's to fix (alarm on it); 4xx is the caller's and stays at INFO.
+        log = logger.warning if error.status >= 500 else logger.info
+        log(
             "request failed",
             extra={"status": error.status, "error": error.code, "detail": error.detail},
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import sys
 from pathlib import Path
@@ -39,6 +40,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def listening(host: str, port: int, any_interface: bool) -> str:
+    if any_interface:
+        return f"every interface (REMOTE ACCESS ENABLED: open http://<this machine's address>:{port}/)"
+    return f"{host} only{'' if is_loopback(host) else ' (REMOTE ACCESS ENABLED)'}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -64,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot listen on {args.host}:{args.port}: {e.strerror}; try PORT=<other>", file=sys.stderr)
         return 2
     host, port = sock.getsockname()[:2]
+    any_interface = ipaddress.ip_address(host).is_unspecified
+    if any_interface:  # 0.0.0.0 or ::: reach ourselves over loopback, tell browsers per request
+        host = "::1" if ":" in host else "127.0.0.1"
     shown_host = f"[{host}]" if ":" in host else host
     base_url = f"http://{shown_host}:{port}"
     origins = [base_url]
@@ -74,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         endpoint_name=settings.endpoint_name or DEFAULT_ENDPOINT_NAME,
         settings=settings,
         allowed_origins=cors_allowed_origins(origins, settings.cors_extra_origins),
+        any_interface=any_interface,
     )
     print(f"loading {artifact.name} into the {args.runtime} runtime tier ...", flush=True)
     try:
@@ -94,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             f"  api       POST {base_url}/predict\n"
             f"  runtime   POST {base_url}/endpoints/{stack.endpoint_name}/invocations "
             f"(MaxConcurrency {settings.max_concurrency}, serverless memory {settings.memory_size_mb} MB)\n"
-            f"  listening on {host} only{'' if is_loopback(host) else ' (REMOTE ACCESS ENABLED)'}; Ctrl-C stops\n",
+            f"  listening on {listening(host, port, any_interface)}; Ctrl-C stops\n",
             flush=True,
         )
         config = uvicorn.Config(

@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl
 
+from handlers.proxy_core import LAMBDA_TIMEOUT_S
+
 MAX_BODY_BYTES = 10 * 1024 * 1024
 MAX_HEADER_BYTES = 10 * 1024  # request line + headers
-INTEGRATION_TIMEOUT_S = 30.0
+INTEGRATION_TIMEOUT_S = float(LAMBDA_TIMEOUT_S)  # what components.inference_api configures on the integration
 # The gateway's own answers, in its own shape ({"message": ...}), for what never reaches the Lambda.
 GATEWAY_ERRORS = {
     404: "Not Found",

@@ -16,6 +16,7 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import socket
 import time
 import uuid
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -51,10 +52,24 @@ SECURITY_HEADERS = {
 
 @dataclass
 class StackInfo:
-    base_url: str
+    base_url: str  # how the stack reaches itself (loopback when bound to every interface)
     endpoint_name: str
     settings: Settings
     allowed_origins: list[str]
+    # Bound to 0.0.0.0/::, the address browsers use is not known up front: the page is told to call the API
+    # at the origin it was loaded from.
+    any_interface: bool = False
+
+
+# host[:port] as a browser sends it in Host: a name or IPv4 address, or a bracketed IPv6 address.
+_HOST_HEADER = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?")
+
+
+def origin_from_host(scheme: str, host: str | None) -> str | None:
+    """http://<Host header> when it is a plain host[:port], else None (a forged or garbled Host)."""
+    if not host or not _HOST_HEADER.fullmatch(host):
+        return None
+    return f"{scheme}://{host.lower()}"
 
 
 def is_loopback(host: str) -> bool:
@@ -67,16 +82,23 @@ def is_loopback(host: str) -> bool:
 
 
 async def read_capped(request: Request, limit: int) -> bytes | None:
-    """The request body, or None as soon as it exceeds `limit` (nothing more is buffered)."""
+    """The request body, or None as soon as it exceeds `limit` (nothing more is buffered).
+
+    A client that hangs up mid-body gets the same None: it cannot read any answer, and an unhandled
+    ClientDisconnect would only print an ASGI traceback.
+    """
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         return None
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+    except ClientDisconnect:
+        return None
     return b"".join(chunks)
 
 
@@ -89,7 +111,14 @@ def _respond(answer: gateway.HttpResponse) -> Response:
 
 def create_app(stack: StackInfo, runtime: SageMakerRuntime, handler, *, fault_injection: bool = False) -> Starlette:
     cors = http_api_cors(stack.allowed_origins)
-    csp = content_security_policy(stack.base_url)
+    fixed_csp = content_security_policy(stack.base_url)
+
+    def page_origin(request: Request) -> str | None:
+        """Where the page should send /predict: this server as the browser addressed it."""
+        if not stack.any_interface:
+            return stack.base_url
+        return origin_from_host(request.url.scheme, request.headers.get("host"))
+
     # Lambda runs each concurrent invocation in its own sandbox; here each gets a thread of its own pool.
     lambdas = ThreadPoolExecutor(max_workers=LAMBDA_CONCURRENCY, thread_name_prefix="lambda")
 
@@ -175,8 +204,11 @@ def create_app(stack: StackInfo, runtime: SageMakerRuntime, handler, *, fault_in
         return Response(status_code=200)
 
     async def config_js(request: Request) -> Response:
+        origin = page_origin(request)
+        if origin is None:
+            return JSONResponse({"message": "Host header is not a host[:port]"}, status_code=400)
         return Response(
-            render_config_js(stack.base_url),
+            render_config_js(origin),
             headers={
                 **SECURITY_HEADERS,
                 "content-type": CONFIG_JS_CONTENT_TYPE,
@@ -191,9 +223,12 @@ def create_app(stack: StackInfo, runtime: SageMakerRuntime, handler, *, fault_in
         missing = not path.is_relative_to(WWW) or not path.is_file() or content_type is None
         if missing or request.method not in ("GET", "HEAD"):  # any other route: what API Gateway answers
             return _respond(gateway.gateway_error(404))
+        origin = page_origin(request)
+        if origin is None:
+            return JSONResponse({"message": "Host header is not a host[:port]"}, status_code=400)
         headers = {
             **SECURITY_HEADERS,
-            "content-security-policy": csp,
+            "content-security-policy": fixed_csp if origin == stack.base_url else content_security_policy(origin),
             "content-type": content_type,
             "cache-control": cache_control_for(path.relative_to(WWW).as_posix()),
         }

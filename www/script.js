@@ -18,6 +18,9 @@ export const MAX_INPUT_BYTES = 50 * 1024 * 1024;
 export const REQUEST_TIMEOUT_MS = 35000;
 
 export const NOT_AN_IMAGE_MESSAGE = "This file is not an image we can read (JPEG, PNG or WebP).";
+// The browser cannot tell a broken file from one with more pixels than it will decode: say both.
+export const CANNOT_DECODE_MESSAGE =
+  "This browser could not open the file: it is not a JPEG, PNG or WebP image, or it has too many pixels.";
 
 /** Size to draw at so the shorter side is `shortSide` px; never upscales, keeps the aspect ratio. */
 export function downscaledSize(width, height, shortSide = TARGET_SHORT_SIDE, maxLongSide = MAX_LONG_SIDE) {
@@ -76,15 +79,30 @@ export class BadResponseError extends Error {
 
 /** The predictions of a 200 body, validated, so a malformed answer is an error instead of a blank list. */
 export function parsePredictions(body) {
-  if (!body || !Array.isArray(body.predictions)) {
+  if (!body || !Array.isArray(body.predictions) || body.predictions.length === 0) {
     throw new BadResponseError("the answer has no 'predictions' list");
   }
   return body.predictions.map((p, i) => {
-    if (!p || typeof p.label !== "string" || typeof p.prob !== "number" || !Number.isFinite(p.prob)) {
-      throw new BadResponseError(`predictions[${i}] needs a string 'label' and a number 'prob'`);
+    if (!p || typeof p.label !== "string" || typeof p.prob !== "number" || !(p.prob >= 0 && p.prob <= 1)) {
+      throw new BadResponseError(`predictions[${i}] needs a string 'label' and a 'prob' from 0 to 1`);
     }
     return { label: p.label, prob: p.prob };
   });
+}
+
+/** An error body as the API or a proxy sent it: JSON as is, plain text as the message, markup dropped. */
+export function parseErrorBody(text, contentType) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    const plain = /^text\/plain\b/i.test(contentType || "");
+    return plain && text.trim() ? { message: text.trim().slice(0, 300) } : null;
+  }
+}
+
+/** "50.1 MB": rounded up, so a file just over a limit never reads as the limit itself. */
+export function formatMegabytesUp(bytes) {
+  return `${(Math.ceil((bytes / (1024 * 1024)) * 10) / 10).toFixed(1)} MB`;
 }
 
 /** "Round trip 120 ms · server 41 ms (model 35 ms)"; parts the server did not send are left out. */
@@ -312,11 +330,7 @@ function init() {
 
   async function readBody(response) {
     const text = await response.text().catch(() => "");
-    try {
-      return JSON.parse(text);
-    } catch {
-      return text ? { message: text.slice(0, 300) } : null;
-    }
+    return parseErrorBody(text, response.headers.get("content-type"));
   }
 
   async function send(blob) {
@@ -378,12 +392,26 @@ function init() {
 
   const fromFile = (file) => ({ name: file.name, size: file.size, decode: () => decodeBlob(file) });
 
+  /** A file the page cannot use: forget it, so Classify cannot re-send an older photo beside the error. */
+  function refuse(message) {
+    current = null;
+    el.results.hidden = true;
+    el.fileInput.value = "";
+    showError(message);
+  }
+
   async function classify(input) {
-    if (busy) return;
+    if (busy) {
+      // Controls are disabled while busy; only a drop or a paste gets here.
+      setStatus("busy", "Still classifying the previous photo; drop or paste this one again when it is done.");
+      return;
+    }
+    // Disabling the focused control drops keyboard focus to <body>; it goes back when the work is done.
+    const focused = document.activeElement;
     setBusy(true);
     try {
       if (input.size !== null && input.size > MAX_INPUT_BYTES) {
-        showError(`This file is too big to read here (${formatBytes(input.size)}; the limit is 50 MB).`);
+        refuse(`This file is too big to read here (${formatMegabytesUp(input.size)}; the limit is 50 MB).`);
         return;
       }
       current = input;
@@ -393,9 +421,7 @@ function init() {
         shrunk = await downscaleToJpeg(await input.decode());
       } catch (err) {
         if (!(err instanceof NotAnImageError)) throw err;
-        current = null;
-        el.results.hidden = true;
-        showError(NOT_AN_IMAGE_MESSAGE);
+        refuse(CANNOT_DECODE_MESSAGE);
         return;
       }
       showPreview(shrunk.blob, shrunk.width, shrunk.height, input.size);
@@ -404,7 +430,14 @@ function init() {
       showError(`Something went wrong in the page: ${err && err.message ? err.message : err}`);
     } finally {
       setBusy(false);
+      restoreFocus(focused);
     }
+  }
+
+  function restoreFocus(previous) {
+    if (document.activeElement && document.activeElement !== document.body) return; // the user moved on
+    const target = previous && controls.includes(previous) && !previous.disabled ? previous : el.fileInput;
+    if (previous && previous !== document.body) target.focus();
   }
 
   el.form.addEventListener("submit", (event) => {

@@ -362,18 +362,26 @@ def decode_json_request(body: str | bytes) -> tuple[bytes, int | None]:
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
+    """Any decoded mode -> RGB. Written for memory: a 190 KB PNG can hold 49 MP, so no full-size float or
+    RGBA temporaries beyond the one Pillow already decoded (a 7000x7000 RGBA PNG peaks ~0.5 GB, not ~1 GB)."""
     if img.mode == "RGB":
         return img
     if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        # 16-bit greyscale: scale to 8 bits (Pillow's own convert clips at 255 instead).
-        arr = np.asarray(img, dtype=np.float32) / 257.0
-        return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "L").convert("RGB")
+        # 16-bit greyscale: scale to 8 bits (Pillow's own convert clips at 255 instead). Row blocks keep the
+        # integer temporaries small; x // 257 is what float division then truncation gave.
+        grey = np.empty((img.height, img.width), dtype=np.uint8)
+        for top in range(0, img.height, 512):
+            block = np.asarray(img.crop((0, top, img.width, min(top + 512, img.height))), dtype=np.int64)
+            grey[top : top + block.shape[0]] = np.clip(block // 257, 0, 255)
+        return Image.fromarray(grey, "L").convert("RGB")
     if img.mode == "F":
         return Image.fromarray(np.clip(np.asarray(img), 0, 255).astype(np.uint8), "L").convert("RGB")
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
+        # Composite over white by pasting through the image's own alpha: one RGB buffer, not three RGBA ones.
+        rgba = img if img.mode == "RGBA" else img.convert("RGBA")
+        white = Image.new("RGB", rgba.size, (255, 255, 255))
+        white.paste(rgba, (0, 0), rgba)
+        return white
     return img.convert("RGB")
 
 
@@ -398,7 +406,8 @@ def decode_image(data: bytes, draft_to: int | None = None) -> Image.Image:
     width, height = img.size
     if width * height > MAX_PIXELS:
         raise ImageTooLargeError(f"image is {width}x{height}; the limit is {MAX_PIXELS:,} pixels")
-    if draft_to and img.format == "JPEG" and min(width, height) >= DRAFT_MIN_FACTOR * draft_to:
+    # MPO: the multi-picture JPEG many phones write (Pillow names it apart; it decodes the first picture).
+    if draft_to and img.format in ("JPEG", "MPO") and min(width, height) >= DRAFT_MIN_FACTOR * draft_to:
         # DCT-domain downscale while decoding: a 12 MP photo decodes at 1/8 size, several times faster. Only for
         # images at least 4x the target, so the decoded size stays >= the target and the antialiased bilinear
         # resize still does the last step (drafting a 512 px image straight to 256 visibly changes results).

@@ -136,6 +136,7 @@ class Scripted:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     gate: threading.Event | None = None
+    media_type: str = "text/plain"  # for a str body (a proxy's HTML error page is text/html)
 
 
 @dataclass(frozen=True)
@@ -145,12 +146,12 @@ class RecordedRequest:
     query: str
     headers: dict[str, str]
     body: bytes
+    at: float  # time.monotonic() when it arrived
 
 
 class StubStack:
     """Site origin (www/ + config.js) and API origin (fake /predict) on two loopback ports."""
 
-    real_model = False  # the real-model tests skip their class assertions on this stack
     default_predictions = STUB_PREDICTIONS
 
     def __init__(self) -> None:
@@ -218,7 +219,14 @@ class StubStack:
             body = await request.body()
             with self._lock:
                 self._requests.append(
-                    RecordedRequest(request.method, request.url.path, request.url.query, dict(request.headers), body)
+                    RecordedRequest(
+                        request.method,
+                        request.url.path,
+                        request.url.query,
+                        dict(request.headers),
+                        body,
+                        time.monotonic(),
+                    )
                 )
                 answer = self._queue.popleft() if self._queue else Scripted()
                 number = len(self._requests)
@@ -234,7 +242,7 @@ class StubStack:
             else:
                 payload = answer.body
             if isinstance(payload, str):
-                return Response(payload, status_code=answer.status, headers=headers, media_type="text/plain")
+                return Response(payload, status_code=answer.status, headers=headers, media_type=answer.media_type)
             return JSONResponse(payload, status_code=answer.status, headers=headers)
 
         return Starlette(
@@ -406,11 +414,6 @@ class UiDriver:
         return self.page.eval_on_selector_all(
             "#file-input, #classify-button, button.sample", "(els) => els.map((e) => e.disabled)"
         )
-
-    def require_real_model(self) -> None:
-        """Skip what only a real model can answer; the page flow before this call has been checked."""
-        if not getattr(self.stack, "real_model", True):
-            pytest.skip("live_stack is the stub alias: class assertions need the lead's real local stack")
 
     @staticmethod
     def jpeg_size(data: bytes) -> tuple[int, int]:

@@ -145,3 +145,14 @@ def test_default_budget_allows_the_retry(runtime_proxy, fake_runtime):
     response = call(runtime_proxy, make_event(body=JPEG), FakeLambdaContext(remaining_ms=29_000))
     assert response["statusCode"] == 200
     assert len(fake_runtime.seen) == 2
+
+
+def test_debug_logging_never_records_the_image(runtime_proxy, fake_runtime, caplog):
+    import logging
+
+    fake_runtime.script(SUCCESS)
+    with caplog.at_level(logging.DEBUG):  # root at DEBUG, as LOG_LEVEL=DEBUG or Lambda's log level would set
+        response = call(runtime_proxy, make_event(body=JPEG))
+    assert response["statusCode"] == 200, response["body"]
+    text = "\n".join(record.getMessage() for record in caplog.records)
+    assert JPEG[:16] not in text.encode("latin-1", "replace") and repr(JPEG[:16])[2:-1] not in text

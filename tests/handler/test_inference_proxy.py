@@ -156,6 +156,14 @@ def test_the_local_origin_from_allowed_origins_is_echoed(proxy, stub):
     assert response["headers"]["access-control-allow-origin"] == "http://127.0.0.1:8080"
 
 
+def test_origin_header_name_is_matched_case_insensitively(proxy, stub):
+    # Payload 2.0 lower-cases header names; a hand-built or test event may not.
+    stub.add_response("invoke_endpoint", endpoint_answer())
+    event = make_event(body=JPEG, origin=None, headers={"Origin": "http://127.0.0.1:8080"})
+    response = call(proxy, event)
+    assert response["headers"]["access-control-allow-origin"] == "http://127.0.0.1:8080"
+
+
 # ---- errors decided before any AWS call -------------------------------------------------------------------
 
 
@@ -411,6 +419,23 @@ def test_logs_carry_the_request_id_and_never_the_payload(proxy_env, capsys):
     assert logs, out
     assert all(line.get("correlation_id") == "req-abc-123" for line in logs)
     assert {line.get("status") for line in logs} >= {200, 429, 415, 400}
+
+
+def test_each_invocation_logs_only_its_own_keys_and_5xx_at_warning(proxy_env, capsys):
+    proxy = load_proxy()
+    with Stubber(proxy.CLIENT) as stub:
+        stub.add_response("invoke_endpoint", endpoint_answer())
+        stub.add_client_error("invoke_endpoint", "ModelError", "boom", http_status_code=424)
+        call(proxy, make_event(body=JPEG, request_id="first"))
+        call(proxy, make_event(body=b"GIF89a not accepted", content_type="image/gif", request_id="second"))
+        call(proxy, make_event(body=JPEG, request_id="third"))
+    lines = {line["correlation_id"]: line for line in _log_lines(capsys.readouterr().out) if "status" in line}
+    first, second, third = lines["first"], lines["second"], lines["third"]
+    assert (first["level"], first["status"], first["image_bytes"]) == ("INFO", 200, len(JPEG))
+    # The 415 is refused before parsing: no image keys, and none left over from the previous invocation.
+    assert (second["level"], second["status"]) == ("INFO", 415) and "image_bytes" not in second
+    assert (third["level"], third["status"], third["error"]) == ("WARNING", 502, "model_error")
+    assert third["detail"].startswith("ModelError"), "the operator's detail is logged (never sent to the client)"
 
 
 def test_unhandled_error_logs_do_not_contain_the_payload(proxy, monkeypatch, capsys):

@@ -438,8 +438,11 @@ def model_error(status, message):
     }
 
 
-def test_throttling_is_matched_by_code_even_with_http_400():
-    error = core.map_client_error("ThrottlingException", 400, {"Error": {"Code": "ThrottlingException"}})
+@pytest.mark.parametrize(
+    "code", ["ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"]
+)
+def test_throttling_is_matched_by_code_even_with_http_400(code):
+    error = core.map_client_error(code, 400, {"Error": {"Code": code}})
     assert (error.status, error.code, "retry-after" in error.headers()) == (429, "throttled", True)
 
 

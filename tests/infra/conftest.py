@@ -188,8 +188,16 @@ def make_www(directory: Path, files: dict[str, bytes] | None = None) -> Path:
     return directory
 
 
-def run_main(mocks: RecordingMocks, monkeypatch: pytest.MonkeyPatch, config: dict[str, Any]) -> dict[str, Any]:
-    """Run __main__.py under the mocks with `config` (un-prefixed keys), return the resolved exports."""
+def run_main(
+    mocks: RecordingMocks,
+    monkeypatch: pytest.MonkeyPatch,
+    config: dict[str, Any],
+    transformation: Callable[[pulumi.ResourceTransformationArgs], None] | None = None,
+) -> dict[str, Any]:
+    """Run __main__.py under the mocks with `config` (un-prefixed keys), return the resolved exports.
+
+    transformation: sees every resource's options (parent, depends_on, ignore_changes), which mocks never get.
+    """
     import json
 
     flat = {
@@ -202,6 +210,8 @@ def run_main(mocks: RecordingMocks, monkeypatch: pytest.MonkeyPatch, config: dic
     monkeypatch.setattr(pulumi, "export", lambda name, value: exports.__setitem__(name, value))
 
     def declare() -> pulumi.Output[dict[str, Any]]:
+        if transformation is not None:
+            pulumi.runtime.register_stack_transformation(transformation)
         runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
         return pulumi.Output.all(**exports)
 
@@ -225,8 +235,8 @@ def program(mocks: RecordingMocks, monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     monkeypatch.setitem(sys.modules, "components.lambda_bundle", stub)
     artifact, _ = make_artifact(tmp_path / "model")
 
-    def run(**config: Any) -> dict[str, Any]:
+    def run(transformation: Any = None, **config: Any) -> dict[str, Any]:
         config.setdefault("modelArtifact", str(artifact))
-        return run_main(mocks, monkeypatch, config)
+        return run_main(mocks, monkeypatch, config, transformation)
 
     return run

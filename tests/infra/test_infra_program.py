@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pulumi
 import pytest
 import yaml
 
@@ -19,6 +20,7 @@ KMS = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890
 EXPORTS = {
     "site_url",
     "api_url",
+    "proxy_function_name",
     "endpoint_name",
     "endpoint_log_group",
     "model_artifact_uri",
@@ -38,6 +40,7 @@ def test_dev_stack(program: Any, mocks: RecordingMocks) -> None:
     assert set(outputs) == EXPORTS
     assert outputs["site_url"] == f"https://{CF_DOMAIN}"
     assert outputs["api_url"] == API_ENDPOINT
+    assert outputs["proxy_function_name"] == "mobilenet-serverless-dev-proxy"
     assert outputs["endpoint_name"] == "mobilenet-serverless-dev"
     assert outputs["endpoint_log_group"] == "/aws/sagemaker/Endpoints/mobilenet-serverless-dev"
     assert outputs["model_artifact_uri"].startswith("s3://model-bucket-a1b2c3/models/")
@@ -121,6 +124,19 @@ def test_invalid_config_fails_before_any_resource(
     assert mocks.resources == {}
 
 
+def test_misspelt_key_in_the_stack_fails_instead_of_deploying_the_default(program: Any, mocks: RecordingMocks) -> None:
+    with pytest.raises(SettingsError, match=r"unknown config key\(s\) mobilenet-serverless:memorySizeMB"):
+        program(memorySizeMB=4096)
+    assert mocks.resources == {}
+
+
+def test_kms_key_from_another_region_fails_before_any_resource(program: Any, mocks: RecordingMocks) -> None:
+    key = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    with pytest.raises(SettingsError, match="kmsKeyArn"):
+        program(kmsKeyArn=key)
+    assert mocks.resources == {}
+
+
 def test_missing_artifact_says_make_model(program: Any, mocks: RecordingMocks, tmp_path: Path) -> None:
     with pytest.raises(policies.ArtifactMissingError, match="run `make model` first"):
         program(modelArtifact=str(tmp_path / "nope.tar.gz"))
@@ -158,3 +174,46 @@ def test_real_lambda_bundle_when_present() -> None:
     assert "handlers/inference_proxy.py" in files
     assert any(k.startswith("aws_lambda_powertools/") for k in files)
     assert all(Path(p).is_file() for p in files.values())
+
+
+def test_resource_options_order_the_deploy_and_parent_every_child(program: Any, mocks: RecordingMocks) -> None:
+    """Options the mocks never see (parent, depends_on, ignore_changes), read through a stack transformation.
+
+    Each depends_on below orders something AWS would otherwise race: an endpoint writing logs before its log
+    group exists (AWS would create one without retention), a model or function created before its role's
+    policy is attached, objects uploaded before the bucket's encryption, a bucket policy before the public
+    access block, an invalidation before the new files.
+    """
+    seen: dict[str, tuple[str, str | None, set[str], list[str] | None]] = {}
+
+    def record(args: pulumi.ResourceTransformationArgs) -> None:
+        opts = args.opts
+        deps = (opts.depends_on or []) if opts else []
+        deps = deps if isinstance(deps, list) else [deps]
+        parent = opts.parent._name if opts and opts.parent else None  # type: ignore[attr-defined]
+        names = {d._name for d in deps}  # type: ignore[attr-defined]
+        seen[args.name] = (args.type_, parent, names, opts.ignore_changes if opts else None)
+
+    program(transformation=record)
+    components = {name for name, (typ, *_) in seen.items() if typ.startswith("mobilenet-serverless:index:")}
+    assert components == {"model", "api", "site"}
+    for name, (_, parent, _, _) in seen.items():
+        if name not in components:
+            assert parent in components and name.startswith(f"{parent}-"), f"{name} is not a child of its component"
+
+    def deps(name: str) -> set[str]:
+        return seen[name][2]
+
+    assert deps("model-endpoint") >= {"model-log-group"}
+    assert deps("model-model") >= {"model-artifact", "model-role-policy"}
+    assert deps("model-artifact") >= {"model-bucket-encryption"}
+    assert deps("model-bucket-policy") >= {"model-bucket-public-access"}
+    assert deps("model-smoke-check") >= {"model-endpoint"}
+    assert deps("api-function") >= {"api-log-group", "api-role-policy"}
+    assert deps("site-bucket-policy") >= {"site-bucket-public-access"}
+    files = {name for name in seen if name.startswith("site-file-")}
+    assert "site-file-config.js" in files and "site-file-index.html" in files
+    assert all(deps(name) >= {"site-bucket-encryption"} for name in files)
+    assert deps("site-invalidation") >= files
+    # The CORS rules are applied by the api-cors dynamic resource; without this a refresh would wipe them.
+    assert seen["api-http-api"][3] == ["corsConfiguration"]

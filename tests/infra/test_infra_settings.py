@@ -142,6 +142,13 @@ def test_custom_domain_requires_certificate_and_vice_versa() -> None:
         validate_settings({"certificateArn": CERT})
 
 
+def test_kms_key_must_be_in_the_stack_region() -> None:
+    key = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    assert validate_settings({"kmsKeyArn": key}, region="eu-west-1").kms_key_arn == key
+    with pytest.raises(SettingsError, match=r"kmsKeyArn = .* a KMS key in the stack's region us-east-1"):
+        validate_settings({"kmsKeyArn": key}, region="us-east-1")
+
+
 def test_unknown_key_is_rejected_with_the_known_keys() -> None:
     with pytest.raises(SettingsError, match=r"unknown config key\(s\) mobilenet-serverless:memorySizeMB; allowed"):
         validate_settings({"memorySizeMB": 2048})
@@ -195,7 +202,8 @@ def test_project_schema_matches_the_validator() -> None:
         assert entry["description"].strip(), key
         expected = getattr(defaults, field)
         if expected is None:
-            assert "default" not in entry, key
+            # The CLI makes a typed key without a default required in every stack; "" means unset.
+            assert entry["default"] == "", key
         else:
             assert entry["default"] == (list(expected) if isinstance(expected, tuple) else expected), key
     # The project defaults themselves pass validation.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 
 from local import gateway
+from local.server import origin_from_host
 
 
 def _event(**overrides):
@@ -75,3 +76,11 @@ def test_gateway_errors_use_the_gateway_shape():
 def test_lambda_context_counts_down():
     context = gateway.LambdaContext(aws_request_id="r", timeout_s=29.0)
     assert 28_000 < context.get_remaining_time_in_millis() <= 29_000
+
+
+def test_origin_from_host_accepts_only_host_and_port():
+    assert origin_from_host("http", "192.0.2.2:8000") == "http://192.0.2.2:8000"
+    assert origin_from_host("http", "Demo.LAN") == "http://demo.lan"
+    assert origin_from_host("http", "[2001:db8::1]:8000") == "http://[2001:db8::1]:8000"
+    for bad in (None, "", "evil.example/x", "a b", "host:port", "x:1:2", '"><script>', "user@host"):
+        assert origin_from_host("http", bad) is None, bad

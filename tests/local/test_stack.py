@@ -257,3 +257,37 @@ def test_refuses_to_start_when_model_fn_fails(artifact, tmp_path):
     with pytest.raises(RuntimeError) as err:
         LocalStack("--artifact", str(broken))
     assert "model_fn failed" in str(err.value) and "metadata.json" in str(err.value)
+
+
+def test_bound_to_every_interface_the_page_calls_the_address_it_was_loaded_from():
+    stack = LocalStack("--host", "0.0.0.0", "--allow-remote")
+    try:
+        assert stack.url.startswith("http://127.0.0.1:")  # the banner's own link still works on this machine
+        assert "every interface (REMOTE ACCESS ENABLED" in stack.output()
+        port = stack.url.rsplit(":", 1)[1]
+        lan = {"host": f"192.0.2.2:{port}"}  # how a browser on another machine addresses us
+        config = httpx.get(f"{stack.url}/config.js", headers=lan, timeout=10)
+        assert config.status_code == 200 and f'"apiUrl": "http://192.0.2.2:{port}"' in config.text
+        page = httpx.get(f"{stack.url}/", headers=lan, timeout=10)
+        assert f"connect-src http://192.0.2.2:{port};" in page.headers["content-security-policy"]
+        forged = httpx.get(f"{stack.url}/config.js", headers={"host": "evil.example/x"}, timeout=10)
+        assert forged.status_code == 400 and "apiUrl" not in forged.text
+        assert predict(stack, photo_bytes("coffee.jpg")).json()["predictions"][0]["label"] == "espresso"
+    finally:
+        stack.stop()
+
+
+def test_client_hanging_up_mid_body_leaves_no_traceback(stack):
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    url = urlsplit(stack.url)
+    seen = len(stack.output())  # earlier tests log model tracebacks on purpose
+    with socket.create_connection((url.hostname, url.port), timeout=5) as sock:
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\n")
+        sock.sendall(b"\xff\xd8\xff" + b"\x00" * 100)
+    time.sleep(0.5)  # let the server notice the hang-up
+    assert predict(stack, photo_bytes("coffee.jpg")).status_code == 200
+    after = stack.output()[seen:]
+    assert "Traceback" not in after and "ClientDisconnect" not in after, after

@@ -193,6 +193,17 @@ def test_big_jpeg_is_drafted_and_still_correct(inference, classifier):
     assert top1(result) in CAT_LABELS
 
 
+@pytest.mark.parametrize("fmt", ["JPEG", "MPO"])
+def test_big_jpeg_decodes_at_a_fraction_of_its_size(inference, fmt):
+    # MPO is the multi-picture JPEG many phones write; Pillow reports it as its own format.
+    big = photo("chelsea.jpg").resize((4000, 2660), Image.Resampling.BICUBIC)
+    buf = __import__("io").BytesIO()
+    big.save(buf, fmt, quality=90, **({"save_all": True, "append_images": [big]} if fmt == "MPO" else {}))
+    assert Image.open(buf).format == fmt
+    decoded = inference.decode_image(buf.getvalue(), draft_to=256)
+    assert decoded.size == (500, 333), "drafted in the DCT domain to 1/8 (still >= 256 on the short side)"
+
+
 def test_preprocessing_matches_torchvision_on_the_photos(inference, classifier):
     import torchvision
 

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from local.server import SECURITY_HEADERS
+from tests.conftest import ROOT
 from tests.policy import rules
 from tests.policy.graph import Graph
 
@@ -68,3 +69,12 @@ def test_local_config_js_carries_the_security_headers(live_stack) -> None:
     headers = httpx.get(f"{live_stack.url}/config.js", timeout=10).headers
     missing = [name for name in SECURITY_HEADERS if name not in headers]
     assert missing == [], f"/config.js lacks {missing}"
+
+
+# The CDN CSP has no unsafe-inline: anything inline in the page would be blocked.
+def test_index_html_has_no_inline_script_or_style() -> None:
+    html = (ROOT / "www" / "index.html").read_text()
+    assert "<style" not in html
+    assert " style=" not in html
+    assert "<script>" not in html
+    assert not re.search(r"\son[a-z]+\s*=", html), "no inline event handlers"
