@@ -76,8 +76,19 @@ def ecr_repository_arn(partition: str, region: str, registry_id: str, repository
     return f"arn:{partition}:ecr:{region}:{registry_id}:repository/{repository}"
 
 
+# Everything under it is a model.tar.gz of this stack (the model bucket holds nothing else).
+ARTIFACT_PREFIX = "models/"
+
+
 def s3_object_arn(partition: str, bucket: str, key: str) -> str:
     return f"arn:{partition}:s3:::{_require('bucket', bucket)}/{_require('key', key)}"
+
+
+def s3_prefix_arn(partition: str, bucket: str, prefix: str) -> str:
+    """Every object under a key prefix (never the whole bucket: the prefix must name a folder)."""
+    if not _require("prefix", prefix).endswith("/") or prefix.startswith("/"):
+        raise PolicyInputError(f"prefix must be a folder like 'models/', got {prefix!r}")
+    return f"arn:{partition}:s3:::{_require('bucket', bucket)}/{prefix}*"
 
 
 def origin_of(url: str) -> str:
@@ -125,11 +136,15 @@ def sagemaker_execution_policy(
     registry_id: str,
     repository: str,
     bucket: str,
-    key: str,
     endpoint_name: str,
     kms_key_arn: str | None = None,
 ) -> str:
-    """What the serverless endpoint's container needs, and nothing else."""
+    """What the serverless endpoint's container needs, and nothing else.
+
+    The artifact grant covers the stack's own model prefix, not the current key: a serverless endpoint
+    downloads its artifact again on every cold start, and while an update rolls out (or rolls back) the previous
+    EndpointConfig still starts instances from the previous key, after this policy has moved to the new one.
+    """
     statements: list[dict[str, Any]] = [
         # GetAuthorizationToken has no resource-level permissions: "*" is the only valid resource.
         {"Sid": "EcrToken", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
@@ -143,7 +158,7 @@ def sagemaker_execution_policy(
             "Sid": "ReadModelArtifact",
             "Effect": "Allow",
             "Action": "s3:GetObject",
-            "Resource": s3_object_arn(partition, bucket, key),
+            "Resource": s3_prefix_arn(partition, bucket, ARTIFACT_PREFIX),
         },
         _log_statement(
             "EndpointLogs",
@@ -349,7 +364,7 @@ def artifact_key(sha256: str) -> str:
     """Content-addressed key: a new artifact is a new object, hence a new Model and EndpointConfig."""
     if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
         raise PolicyInputError(f"sha256 must be 64 lower-case hex digits, got {sha256!r}")
-    return f"models/{sha256}/model.tar.gz"
+    return f"{ARTIFACT_PREFIX}{sha256}/model.tar.gz"
 
 
 def sagemaker_container_env(region: str) -> dict[str, str]:

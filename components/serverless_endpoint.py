@@ -129,7 +129,6 @@ class ServerlessEndpoint(pulumi.ComponentResource):
                     registry_id=v[3],
                     repository=policies.DLC_REPOSITORY,
                     bucket=v[4],
-                    key=key,
                     endpoint_name=args.endpoint_name,
                     kms_key_arn=args.kms_key_arn,
                 )

@@ -122,6 +122,9 @@ def test_serverless_endpoint_resources(mocks: RecordingMocks, tmp_path: Path) ->
     assert json.loads(role["assumeRolePolicy"])["Statement"][0]["Principal"] == {"Service": "sagemaker.amazonaws.com"}
     assert "managedPolicyArns" not in role
     policy = json.loads(mocks.one("aws:iam/rolePolicy:RolePolicy")["policy"])
+    # The current artifact and the previous one (an update's old config still cold-starts from it) are readable.
+    [read] = [s for s in policy["Statement"] if s["Sid"] == "ReadModelArtifact"]
+    assert read["Resource"] == "arn:aws:s3:::model-bucket-a1b2c3/models/*" and key.startswith("models/")
     assert policy == json.loads(
         policies.sagemaker_execution_policy(
             partition="aws",
@@ -130,7 +133,6 @@ def test_serverless_endpoint_resources(mocks: RecordingMocks, tmp_path: Path) ->
             registry_id=DLC_ACCOUNT,
             repository="pytorch-inference",
             bucket="model-bucket-a1b2c3",
-            key=key,
             endpoint_name="mobilenet-test",
         )
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,8 @@ SHA = "ab" * 32
 
 
 def assert_least_privilege(document: dict[str, Any]) -> None:
-    """No Allow on Resource "*" except ecr:GetAuthorizationToken; wildcards only as a log-stream suffix."""
+    """No Allow on Resource "*" except ecr:GetAuthorizationToken; wildcards only as a log-stream suffix or
+    ending an S3 key prefix below the bucket (bucket/models/*, never bucket/*)."""
     for statement in document["Statement"]:
         if statement["Effect"] != "Allow":
             continue
@@ -26,6 +28,8 @@ def assert_least_privilege(document: dict[str, Any]) -> None:
         for resource in resources:
             if resource == "*":
                 assert actions == ["ecr:GetAuthorizationToken"], statement
+            elif re.match(r"^arn:aws[a-z-]*:s3:::[^/*]+/[^*]+/\*$", resource):
+                continue
             else:
                 assert "*" not in resource.removesuffix(":*"), statement
 
@@ -38,7 +42,6 @@ def sagemaker_doc(**overrides: Any) -> dict[str, Any]:
         "registry_id": "763104351884",
         "repository": "pytorch-inference",
         "bucket": "model-bucket-1",
-        "key": f"models/{SHA}/model.tar.gz",
         "endpoint_name": "mobilenet-dev",
     }
     return json.loads(policies.sagemaker_execution_policy(**{**kwargs, **overrides}))
@@ -59,7 +62,7 @@ def test_sagemaker_execution_policy_is_exact() -> None:
             "Sid": "ReadModelArtifact",
             "Effect": "Allow",
             "Action": "s3:GetObject",
-            "Resource": f"arn:aws:s3:::model-bucket-1/models/{SHA}/model.tar.gz",
+            "Resource": "arn:aws:s3:::model-bucket-1/models/*",
         },
         "EndpointLogs": {
             "Sid": "EndpointLogs",
@@ -283,3 +286,10 @@ def test_cache_control() -> None:
     assert policies.cache_control_for("samples/a.jpg") == "public, max-age=3600"
     with pytest.raises(PolicyInputError, match=r"config\.js"):
         policies.cache_control_for("config.js")
+
+
+def test_s3_prefix_arn_names_a_folder_never_the_whole_bucket() -> None:
+    assert policies.s3_prefix_arn("aws", "b", "models/") == "arn:aws:s3:::b/models/*"
+    for bad in ("", "models", "/models/", "*/", "models/*"):
+        with pytest.raises(policies.PolicyInputError):
+            policies.s3_prefix_arn("aws", "b", bad)

@@ -325,6 +325,15 @@ def _policy_documents(resources: Sequence[Res], problems: list[str]) -> list[tup
     return documents
 
 
+_S3_PREFIX_WILDCARD = re.compile(r"^arn:aws[a-z-]*:s3:::[^/*]+/[^*]+/\*$")
+
+
+def _allowed_suffix_removed(resource: str) -> str:
+    if _S3_PREFIX_WILDCARD.match(resource):
+        return resource.removesuffix("*")
+    return resource.removesuffix(":*")
+
+
 def iam_violations(resources: Sequence[Res]) -> list[str]:
     """Rule 6: least privilege on every identity policy, no broad managed policy, narrow trust."""
     problems: list[str] = []
@@ -345,8 +354,9 @@ def iam_violations(resources: Sequence[Res]) -> list[str]:
                     f"{at}: Resource '*' with {sorted(set(actions) - STAR_RESOURCE_ACTIONS)}; "
                     f"only {sorted(STAR_RESOURCE_ACTIONS)} may use '*'"
                 )
-            # A wildcard inside an ARN is allowed only as a log group's ":*" stream suffix.
-            partial = [r for r in resources_ if r != "*" and "*" in r.removesuffix(":*")]
+            # A wildcard inside an ARN is allowed only as a log group's ":*" stream suffix, or ending an S3 key
+            # prefix below the bucket (bucket/models/*; never bucket/*).
+            partial = [r for r in resources_ if r != "*" and "*" in _allowed_suffix_removed(r)]
             if partial:
                 problems.append(f"{at}: Resource wildcard {partial}")
     managed = [

@@ -369,6 +369,18 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "Action wildcard ['s3:*']",
     ),
     (
+        "whole-bucket-wildcard",
+        "dev",
+        "iam",
+        lambda g: mutate(
+            g,
+            rules.ROLE_POLICY,
+            "model-role-policy",
+            with_policy(lambda st: st[2].update(Resource="arn:aws:s3:::model-bucket-a1b2c3/*")),
+        ),
+        "Resource wildcard ['arn:aws:s3:::model-bucket-a1b2c3/*']",
+    ),
+    (
         "managed-full-access",
         "dev",
         "iam",
