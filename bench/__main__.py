@@ -609,7 +609,7 @@ def bench_local_stack(report: Report, ctx: dict, repeats: int) -> None:
         )
         report.notes.append(
             f"where the time goes (medians): client->server HTTP + ASGI {rtt - handler - event:.1f} ms, "
-            f"event build {event:.2f} ms, handler thread {handler:.1f} ms (of which its own parsing/"
+            f"event build {event:.2f} ms, handler sandbox {handler:.1f} ms (of which its own parsing/"
             f"validation/logging {handler - endpoint:.1f} ms), boto3 InvokeEndpoint incl. HTTP to the runtime tier "
             f"{endpoint - in_process:.1f} ms, model path in the runtime tier ~{in_process:.1f} ms"
         )

@@ -6,7 +6,8 @@
 1. Load: `--requests` POST /predict of a real JPEG from `--concurrency` clients on loopback, bounded by count
    and by `--duration-cap` seconds. Every answer must be 200 or the designed 429 (MaxConcurrency stays at its
    configured value, so concurrency above it exercises throttling). Reports throughput, p50/p95/p99, status
-   counts, the runtime tier's peak in-flight invocations and the server's peak RSS (children included).
+   counts, the runtime tier's peak in-flight invocations and the server's peak memory (PSS, sandboxes
+   included).
 2. Faults, injected into the runtime tier through POST /__local/faults: slow model, model errors, a throttling
    burst (plus a client that retries with backoff as the UI does), endpoint down. After each one the fault is
    cleared and normal requests must succeed again.
@@ -46,7 +47,7 @@ ARTIFACT = ROOT / "model" / "dist" / "model.tar.gz"
 LOAD_OK = frozenset({200, 429})
 CLIENT_TIMEOUT_S = 40.0  # above API Gateway's 30 s, so a hung request shows as the gateway's answer
 STARTUP_TIMEOUT_S = 180.0
-RSS_SAMPLE_S = 0.05
+MEMORY_SAMPLE_S = 0.05
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -72,7 +73,7 @@ class LoadSummary:
     statuses: dict[int, int]
     errors: dict[str, int]
     unexpected: int
-    peak_rss_mb: float | None = None
+    peak_memory_mb: float | None = None
     peak_in_flight: int | None = None
     max_concurrency: int | None = None
 
@@ -204,7 +205,7 @@ def fault_specs(read_timeout_s: float) -> list[FaultSpec]:
 def render_markdown(summary: LoadSummary, faults: list[FaultOutcome], machine: str) -> str:
     statuses = ", ".join(f"{status}: {n}" for status, n in summary.statuses.items())
     errors = ", ".join(f"{code}: {n}" for code, n in summary.errors.items()) or "none"
-    rss = f"{summary.peak_rss_mb:.0f} MB" if summary.peak_rss_mb is not None else "n/a"
+    memory = f"{summary.peak_memory_mb:.0f} MB" if summary.peak_memory_mb is not None else "n/a"
     in_flight = "n/a" if summary.peak_in_flight is None else str(summary.peak_in_flight)
     if summary.max_concurrency is not None:
         in_flight += f" (MaxConcurrency {summary.max_concurrency})"
@@ -222,7 +223,7 @@ def render_markdown(summary: LoadSummary, faults: list[FaultOutcome], machine: s
         f"| error codes | {errors} |",
         f"| answers outside 200/429 | {summary.unexpected} |",
         f"| runtime tier peak in-flight | {in_flight} |",
-        f"| server peak RSS | {rss} |",
+        f"| server peak memory (PSS, sandboxes included) | {memory} |",
     ]
     if faults:
         lines += [
@@ -253,7 +254,7 @@ def machine_description() -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Adapters: the stack process, the RSS sampler, HTTP
+# Adapters: the stack process, the memory sampler, HTTP
 class StackProcess:
     """`python -m local` in its own process group on a free loopback port."""
 
@@ -301,8 +302,9 @@ class StackProcess:
         self.log.unlink(missing_ok=True)
 
 
-class RssSampler(threading.Thread):
-    """Peak resident memory of a process and all its children, sampled every RSS_SAMPLE_S seconds."""
+class MemorySampler(threading.Thread):
+    """Peak memory of a process and all its children (PSS summed: forked sandboxes share most of their pages,
+    which RSS would count once per process), sampled every MEMORY_SAMPLE_S seconds."""
 
     def __init__(self, pid: int):
         super().__init__(daemon=True)
@@ -318,7 +320,7 @@ class RssSampler(threading.Thread):
         try:
             for proc in [self._root, *self._root.children(recursive=True)]:
                 with contextlib.suppress(self._psutil.Error):  # a child may exit between the two calls
-                    total += proc.memory_info().rss
+                    total += proc.memory_full_info().pss
         except self._psutil.Error:
             return 0
         return total
@@ -326,7 +328,7 @@ class RssSampler(threading.Thread):
     def run(self) -> None:
         while not self._halt.is_set():
             self.peak_bytes = max(self.peak_bytes, self.sample())
-            self._halt.wait(RSS_SAMPLE_S)
+            self._halt.wait(MEMORY_SAMPLE_S)
 
     def stop(self) -> float:
         self._halt.set()
@@ -491,7 +493,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--duration-cap", type=float, default=120.0, help="seconds; the load stops there")
     parser.add_argument("--url", help="an already running local stack (started with --fault-injection)")
-    parser.add_argument("--pid", type=int, help="with --url: the server's pid, for the RSS figure")
+    parser.add_argument("--pid", type=int, help="with --url: the server's pid, for the memory figure")
     parser.add_argument("--skip-faults", action="store_true")
     parser.add_argument("--skip-broken-artifact", action="store_true")
     parser.add_argument("--artifact", type=Path, default=ARTIFACT)
@@ -521,18 +523,18 @@ def main(argv: list[str] | None = None) -> int:
         if not normal_ok:
             print(f"error: the stack does not answer normal requests: {note}", file=sys.stderr)
             return 1
-        sampler = RssSampler(pid) if pid else None
+        sampler = MemorySampler(pid) if pid else None
         if sampler:
             sampler.start()
         print(f"load: {args.requests} requests, {args.concurrency} clients, cap {args.duration_cap:.0f} s", flush=True)
         samples, wall = run_load(url, image, args.requests, args.concurrency, args.duration_cap)
         summary = summarize(samples, wall, args.concurrency)
         state = runtime_state(url)
-        peak_rss = sampler.stop() if sampler else None
+        peak_memory = sampler.stop() if sampler else None
         summary = LoadSummary(
             **{
                 **summary.__dict__,
-                "peak_rss_mb": peak_rss,
+                "peak_memory_mb": peak_memory,
                 "peak_in_flight": state.get("peak_in_flight"),
                 "max_concurrency": max_concurrency,
             }

@@ -48,11 +48,11 @@ from handlers.proxy_core import (
 
 CONFIG = load_config(os.environ)
 
-# botocore logs every request's parameters at DEBUG, the image included: a DEBUG root logger (or Lambda's
-# application log level) must never put payloads into the logs.
-for _name in ("botocore", "urllib3"):
-    _library_logger = logging.getLogger(_name)
-    _library_logger.setLevel(max(logging.INFO, _library_logger.level))
+# botocore's endpoint logs each request's parameters at DEBUG (the image included) and its parsers the response
+# body: a DEBUG root logger (or Lambda's application log level) must never put payloads into the logs. Only
+# these two are held at INFO; the rest of botocore follows the root logger.
+for _name in ("botocore.endpoint", "botocore.parsers"):
+    logging.getLogger(_name).setLevel(logging.INFO)
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "inference-proxy"
 logger = Logger(service=SERVICE)

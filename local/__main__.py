@@ -17,9 +17,9 @@ from local.server import (
     StackInfo,
     bind,
     create_app,
-    import_handler,
     is_loopback,
     stack_region,
+    start_sandboxes,
 )
 
 
@@ -95,8 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     region = stack_region(args.stack_config)
     runtime = SageMakerRuntime(container, stack.endpoint_name, settings.max_concurrency, region=region)
+    sandboxes = None
     try:
-        app = create_app(stack, runtime, import_handler(stack, region), fault_injection=args.fault_injection)
+        sandboxes = start_sandboxes(stack, region)
+        app = create_app(stack, runtime, sandboxes, fault_injection=args.fault_injection)
         import uvicorn
 
         print(
@@ -119,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         uvicorn.Server(config).run(sockets=[sock])
     finally:
+        if sandboxes is not None:
+            sandboxes.shutdown()
         runtime.close()
         sock.close()
     return 0

@@ -230,8 +230,8 @@ class SageMakerRuntime:
     in_flight: int = 0
     peak_in_flight: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    # The model gets threads of its own, one per admitted invocation: sharing asyncio's default pool with the
-    # API tier's handler threads (which wait on this very tier) deadlocks once clients outnumber that pool.
+    # The model gets threads of its own, one per admitted invocation, so that the concurrency SageMaker would
+    # admit is exactly what runs (asyncio's shared default pool is sized for other work).
     _pool: ThreadPoolExecutor | None = None
 
     def __post_init__(self) -> None:

@@ -20,7 +20,6 @@ import re
 import socket
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,11 +33,14 @@ from components.settings import Settings
 from components.site_config import CONFIG_JS_CACHE_CONTROL, CONFIG_JS_CONTENT_TYPE, render_config_js
 from local import gateway
 from local.runtime import Faults, SageMakerRuntime
+from local.sandboxes import LambdaSandboxes
 
 ROOT = Path(__file__).resolve().parent.parent
 WWW = ROOT / "www"
 DEFAULT_ENDPOINT_NAME = "mobilenet-local"
-LAMBDA_CONCURRENCY = 64  # concurrent handler invocations (Lambda's own limit is far higher; laptops are not)
+# Concurrent handler invocations, one sandbox process each. Lambda's own limit is far higher, but the runtime
+# tier's MaxConcurrency throttles long before this many are in flight; more wait for a free sandbox.
+LAMBDA_SANDBOXES = 16
 log = logging.getLogger("local")
 
 # What CloudFront's response headers policy adds in the cloud (the CSP is built per API origin).
@@ -109,7 +111,9 @@ def _respond(answer: gateway.HttpResponse) -> Response:
     return response
 
 
-def create_app(stack: StackInfo, runtime: SageMakerRuntime, handler, *, fault_injection: bool = False) -> Starlette:
+def create_app(
+    stack: StackInfo, runtime: SageMakerRuntime, sandboxes: LambdaSandboxes, *, fault_injection: bool = False
+) -> Starlette:
     cors = http_api_cors(stack.allowed_origins)
     fixed_csp = content_security_policy(stack.base_url)
 
@@ -118,9 +122,6 @@ def create_app(stack: StackInfo, runtime: SageMakerRuntime, handler, *, fault_in
         if not stack.any_interface:
             return stack.base_url
         return origin_from_host(request.url.scheme, request.headers.get("host"))
-
-    # Lambda runs each concurrent invocation in its own sandbox; here each gets a thread of its own pool.
-    lambdas = ThreadPoolExecutor(max_workers=LAMBDA_CONCURRENCY, thread_name_prefix="lambda")
 
     def cors_headers(origin: str | None) -> dict[str, str]:
         # API Gateway answers CORS itself for an API with a CORS configuration, for every response.
@@ -167,7 +168,7 @@ def create_app(stack: StackInfo, runtime: SageMakerRuntime, handler, *, fault_in
         built = time.perf_counter()
         context = gateway.LambdaContext(aws_request_id=str(uuid.uuid4()))
         try:
-            invocation = asyncio.get_running_loop().run_in_executor(lambdas, handler, event, context)
+            invocation = asyncio.wrap_future(sandboxes.submit(event, context))
             result = await asyncio.wait_for(invocation, timeout=gateway.INTEGRATION_TIMEOUT_S)
             answer = gateway.response_from_lambda(result)
         except TimeoutError:
@@ -262,8 +263,11 @@ def header_bytes(request: Request) -> int:
     return line + sum(len(k) + len(v) + 4 for k, v in request.headers.raw)
 
 
-def import_handler(stack: StackInfo, region: str):
-    """Import the unmodified Lambda handler with the environment the InferenceApi component gives it."""
+def start_sandboxes(stack: StackInfo, region: str) -> LambdaSandboxes:
+    """Sandboxes running the unmodified Lambda handler with the environment the InferenceApi component gives it.
+
+    The handler is imported here too, so that a configuration it refuses stops the stack at start with its
+    own message."""
     os.environ.update(
         {
             "ENDPOINT_NAME": stack.endpoint_name,
@@ -278,9 +282,11 @@ def import_handler(stack: StackInfo, region: str):
         }
     )
     os.environ.pop("AWS_PROFILE", None)
-    from handlers import inference_proxy
+    from handlers import inference_proxy  # noqa: F401
 
-    return inference_proxy.handler
+    sandboxes = LambdaSandboxes(LAMBDA_SANDBOXES)
+    sandboxes.warm()
+    return sandboxes
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -291,3 +291,37 @@ def test_client_hanging_up_mid_body_leaves_no_traceback(stack):
     assert predict(stack, photo_bytes("coffee.jpg")).status_code == 200
     after = stack.output()[seen:]
     assert "Traceback" not in after and "ClientDisconnect" not in after, after
+
+
+def test_concurrent_requests_keep_their_own_log_keys_and_metrics(stack):
+    """Each invocation runs in a sandbox of its own, as in Lambda: Powertools' process-wide Logger and Metrics
+    state never mixes two requests (on shared threads it did: a 415 logged another request's image_bytes)."""
+    jpeg, gif = photo_bytes("coffee.jpg"), b"GIF89a" + b"\x00" * 64
+    bodies = [(jpeg, "image/jpeg") if i % 2 else (gif, "image/gif") for i in range(24)]
+    seen = len(stack.output())
+
+    def send(item):
+        body, content_type = item
+        response = predict(stack, body, content_type)
+        return response.headers["apigw-requestid"], response.status_code
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        answers = dict(pool.map(send, bodies))
+    assert sorted(answers.values()) == [200] * 12 + [415] * 12
+
+    lines = [json.loads(line) for line in stack.output()[seen:].splitlines() if line.startswith("{")]
+    finals = [line for line in lines if line.get("message") in ("request done", "request failed")]
+    by_request = {}
+    for line in finals:
+        assert line["correlation_id"] not in by_request, f"two final lines for {line['correlation_id']}"
+        by_request[line["correlation_id"]] = line
+    assert set(by_request) == set(answers)
+    for request_id, status in answers.items():
+        line = by_request[request_id]
+        assert line["status"] == status
+        if status == 200:
+            assert line["image_bytes"] == len(jpeg)
+        else:
+            assert "image_bytes" not in line, f"a 415 logged another request's keys: {line}"
+    requests_metric = [line["Requests"] for line in lines if "_aws" in line and "Requests" in line]
+    assert requests_metric == [[1.0]] * 24, "one Requests count per invocation, none merged"
