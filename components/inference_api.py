@@ -24,8 +24,8 @@ _FUNCTION_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 HANDLER = "handlers.inference_proxy.handler"
 RUNTIME = "python3.13"
 # The function and the API's integration give up at the same moment (29 s, under the HTTP API's 30 s cap),
-# so a cold endpoint surfaces as one clean 504 rather than a dangling call; the handler budgets its
-# SageMaker attempts from the same constant.
+# so a cold endpoint surfaces as one clean 504 rather than a dangling call. The handler budgets its SageMaker
+# attempts from the time Lambda says is left; the local stack's gateway and Lambda context use this constant.
 TIMEOUT_S = LAMBDA_TIMEOUT_S
 # SageMaker Serverless Inference rejects request payloads above 4 MB.
 MAX_IMAGE_BYTES = 4 * 1024 * 1024

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -119,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             # Let oversized headers reach the gateway tier, which answers them in JSON as API Gateway would.
             h11_max_incomplete_event_size=4 * 1024 * 1024,
         )
+        # uvicorn re-raises SIGTERM after its graceful shutdown; exit through `finally` so the sandboxes stop too.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         if sandboxes is not None:

@@ -142,7 +142,7 @@ class LambdaContext:
     function_name: str = "mobilenet-local-proxy"
     function_version: str = "$LATEST"
     memory_limit_in_mb: int = 256
-    timeout_s: float = 29.0
+    timeout_s: float = float(LAMBDA_TIMEOUT_S)
     invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:mobilenet-local-proxy"
     log_group_name: str = "/aws/lambda/mobilenet-local-proxy"
     log_stream_name: str = "local"

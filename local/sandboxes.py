@@ -10,7 +10,11 @@ metrics. So each sandbox here is a process, forked from a server process that ha
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
+import sys
+import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -18,9 +22,25 @@ from typing import Any
 HANDLER_MODULE = "handlers.inference_proxy"
 
 
-def _sandbox_init() -> None:
+def _sandbox_init(server_pid: int) -> None:
     # Ctrl-C on `make demo` reaches the whole process group; the server shuts the sandboxes down itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # One write() per log line: sandboxes share the server's stdout, and PYTHONUNBUFFERED would otherwise
+    # write each JSON line and its newline separately, letting two sandboxes' lines interleave.
+    sys.stdout.reconfigure(line_buffering=True, write_through=False)  # type: ignore[union-attr]
+    threading.Thread(target=_exit_with_server, args=(server_pid,), daemon=True).start()
+
+
+def _exit_with_server(server_pid: int) -> None:
+    """A killed server (SIGKILL, or no chance to shut down) must not leave its sandboxes behind."""
+    while True:
+        time.sleep(1)
+        try:
+            os.kill(server_pid, 0)
+        except ProcessLookupError:
+            os._exit(0)
+        except PermissionError:  # the pid was reused by another user's process: ours is gone
+            os._exit(0)
 
 
 def _invoke(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -43,7 +63,9 @@ class LambdaSandboxes:
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=self._max, mp_context=self._context, initializer=_sandbox_init)
+        return ProcessPoolExecutor(
+            max_workers=self._max, mp_context=self._context, initializer=_sandbox_init, initargs=(os.getpid(),)
+        )
 
     def warm(self) -> None:
         """Start the fork server and one sandbox now, so the first request does not wait for them."""

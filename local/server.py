@@ -38,9 +38,9 @@ from local.sandboxes import LambdaSandboxes
 ROOT = Path(__file__).resolve().parent.parent
 WWW = ROOT / "www"
 DEFAULT_ENDPOINT_NAME = "mobilenet-local"
-# Concurrent handler invocations, one sandbox process each. Lambda's own limit is far higher, but the runtime
-# tier's MaxConcurrency throttles long before this many are in flight; more wait for a free sandbox.
-LAMBDA_SANDBOXES = 16
+# Concurrent handler invocations, one sandbox process each, started on demand (Lambda's own limit is far
+# higher; beyond this many, invocations wait for a free sandbox).
+LAMBDA_SANDBOXES = 64
 log = logging.getLogger("local")
 
 # What CloudFront's response headers policy adds in the cloud (the CSP is built per API origin).
@@ -71,6 +71,11 @@ def origin_from_host(scheme: str, host: str | None) -> str | None:
     """http://<Host header> when it is a plain host[:port], else None (a forged or garbled Host)."""
     if not host or not _HOST_HEADER.fullmatch(host):
         return None
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1 : host.index("]")])
+        except ValueError:
+            return None
     return f"{scheme}://{host.lower()}"
 
 
@@ -121,7 +126,8 @@ def create_app(
         """Where the page should send /predict: this server as the browser addressed it."""
         if not stack.any_interface:
             return stack.base_url
-        return origin_from_host(request.url.scheme, request.headers.get("host"))
+        # scope, not request.url: building the URL parses Host, and a garbled one would raise there.
+        return origin_from_host(request.scope["scheme"], request.headers.get("host"))
 
     def cors_headers(origin: str | None) -> dict[str, str]:
         # API Gateway answers CORS itself for an API with a CORS configuration, for every response.
@@ -157,8 +163,8 @@ def create_app(
         request_id = uuid.uuid4().hex[:16]
         event = gateway.build_event(
             method=request.method,
-            path=request.url.path,
-            query_string=request.url.query,
+            path=request.scope["path"],
+            query_string=request.scope["query_string"].decode("latin-1"),
             headers=request.headers.items(),
             body=body,
             source_ip=request.client.host if request.client else "127.0.0.1",
@@ -259,7 +265,7 @@ def create_app(
 
 def header_bytes(request: Request) -> int:
     """Request line plus headers, as API Gateway counts them against its 10 KB limit."""
-    line = len(request.method) + len(request.url.path) + len(request.url.query) + 12
+    line = len(request.method) + len(request.scope["path"]) + len(request.scope["query_string"]) + 12
     return line + sum(len(k) + len(v) + 4 for k, v in request.headers.raw)
 
 

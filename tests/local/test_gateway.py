@@ -82,5 +82,15 @@ def test_origin_from_host_accepts_only_host_and_port():
     assert origin_from_host("http", "192.0.2.2:8000") == "http://192.0.2.2:8000"
     assert origin_from_host("http", "Demo.LAN") == "http://demo.lan"
     assert origin_from_host("http", "[2001:db8::1]:8000") == "http://[2001:db8::1]:8000"
-    for bad in (None, "", "evil.example/x", "a b", "host:port", "x:1:2", '"><script>', "user@host"):
+    bad_hosts = (
+        "evil.example/x",
+        "a b",
+        "host:port",
+        "x:1:2",
+        '"><script>',
+        "user@host",
+        "[:::]",
+        "[1:2:3:4:5:6:7:8:9]",
+    )
+    for bad in (None, "", *bad_hosts):
         assert origin_from_host("http", bad) is None, bad

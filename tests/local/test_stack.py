@@ -270,8 +270,12 @@ def test_bound_to_every_interface_the_page_calls_the_address_it_was_loaded_from(
         assert config.status_code == 200 and f'"apiUrl": "http://192.0.2.2:{port}"' in config.text
         page = httpx.get(f"{stack.url}/", headers=lan, timeout=10)
         assert f"connect-src http://192.0.2.2:{port};" in page.headers["content-security-policy"]
-        forged = httpx.get(f"{stack.url}/config.js", headers={"host": "evil.example/x"}, timeout=10)
-        assert forged.status_code == 400 and "apiUrl" not in forged.text
+        for host in ("evil.example/x", "[:::]:80"):
+            forged = httpx.get(f"{stack.url}/config.js", headers={"host": host}, timeout=10)
+            assert forged.status_code == 400 and "apiUrl" not in forged.text, host
+        garbled = predict(stack, photo_bytes("coffee.jpg"), host="[:::]:80")
+        assert garbled.status_code == 200, "a Host the site cannot use does not matter to the API"
+        assert "Traceback" not in stack.output()
         assert predict(stack, photo_bytes("coffee.jpg")).json()["predictions"][0]["label"] == "espresso"
     finally:
         stack.stop()
@@ -325,3 +329,37 @@ def test_concurrent_requests_keep_their_own_log_keys_and_metrics(stack):
             assert "image_bytes" not in line, f"a 415 logged another request's keys: {line}"
     requests_metric = [line["Requests"] for line in lines if "_aws" in line and "Requests" in line]
     assert requests_metric == [[1.0]] * 24, "one Requests count per invocation, none merged"
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL"])
+def test_sandboxes_exit_with_the_server_even_when_it_is_killed(sig):
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    own = LocalStack()
+    try:
+        assert predict(own, photo_bytes("coffee.jpg")).status_code == 200  # a sandbox is running now
+        group = own.proc.pid  # start_new_session: the server leads its own process group
+
+        def members() -> list[int]:
+            alive = []
+            for proc in psutil.process_iter(["pid"]):
+                try:
+                    if os.getpgid(proc.pid) == group and proc.status() != psutil.STATUS_ZOMBIE:
+                        alive.append(proc.pid)
+                except (ProcessLookupError, psutil.Error):
+                    continue
+            return alive
+
+        assert len(members()) >= 3, "server, fork server and at least one sandbox"
+        os.kill(own.proc.pid, getattr(signal, sig))  # the server alone, not its group
+        own.proc.wait(timeout=15)
+        deadline = time.monotonic() + 10
+        while members() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert members() == [], f"left behind after {sig}: {members()}"
+    finally:
+        own.stop()
