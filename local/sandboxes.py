@@ -37,10 +37,12 @@ def _exit_with_server(server_pid: int) -> None:
         time.sleep(1)
         try:
             os.kill(server_pid, 0)
-        except ProcessLookupError:
+        except (ProcessLookupError, PermissionError):  # gone (PermissionError: the pid now is someone else's)
             os._exit(0)
-        except PermissionError:  # the pid was reused by another user's process: ours is gone
-            os._exit(0)
+
+
+def _import_handler() -> None:
+    import handlers.inference_proxy  # noqa: F401  (the fork server's preload swallows import errors)
 
 
 def _invoke(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -68,8 +70,9 @@ class LambdaSandboxes:
         )
 
     def warm(self) -> None:
-        """Start the fork server and one sandbox now, so the first request does not wait for them."""
-        self._pool.submit(int).result(timeout=120)
+        """Start the fork server and one sandbox now, so the first request does not wait for them; a
+        configuration the handler refuses at import stops the stack here, with the handler's own error."""
+        self._pool.submit(_import_handler).result(timeout=120)
 
     def submit(self, event: dict[str, Any], context: Any) -> Future:
         try:

@@ -120,7 +120,6 @@ def create_app(
     stack: StackInfo, runtime: SageMakerRuntime, sandboxes: LambdaSandboxes, *, fault_injection: bool = False
 ) -> Starlette:
     cors = http_api_cors(stack.allowed_origins)
-    fixed_csp = content_security_policy(stack.base_url)
 
     def page_origin(request: Request) -> str | None:
         """Where the page should send /predict: this server as the browser addressed it."""
@@ -235,7 +234,7 @@ def create_app(
             return JSONResponse({"message": "Host header is not a host[:port]"}, status_code=400)
         headers = {
             **SECURITY_HEADERS,
-            "content-security-policy": fixed_csp if origin == stack.base_url else content_security_policy(origin),
+            "content-security-policy": content_security_policy(origin),
             "content-type": content_type,
             "cache-control": cache_control_for(path.relative_to(WWW).as_posix()),
         }
@@ -270,10 +269,7 @@ def header_bytes(request: Request) -> int:
 
 
 def start_sandboxes(stack: StackInfo, region: str) -> LambdaSandboxes:
-    """Sandboxes running the unmodified Lambda handler with the environment the InferenceApi component gives it.
-
-    The handler is imported here too, so that a configuration it refuses stops the stack at start with its
-    own message."""
+    """Sandboxes running the unmodified Lambda handler with the environment the InferenceApi component gives it."""
     os.environ.update(
         {
             "ENDPOINT_NAME": stack.endpoint_name,
@@ -288,8 +284,6 @@ def start_sandboxes(stack: StackInfo, region: str) -> LambdaSandboxes:
         }
     )
     os.environ.pop("AWS_PROFILE", None)
-    from handlers import inference_proxy  # noqa: F401
-
     sandboxes = LambdaSandboxes(LAMBDA_SANDBOXES)
     sandboxes.warm()
     return sandboxes
