@@ -15,6 +15,8 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -54,33 +56,129 @@ def _invoke(event: dict[str, Any], context: Any) -> dict[str, Any]:
 class LambdaSandboxes:
     """Up to `max_sandboxes` concurrent invocations; more wait for a free sandbox (Lambda would add one).
 
+    Each sandbox is an executor of its own with one worker process, so a sandbox that dies (killed, out of
+    memory) fails only the invocation it was running, as in Lambda (Runtime.ExitError), and is replaced; one
+    shared process pool would mark itself broken and fail every invocation in flight.
+
     The handler reads its configuration from os.environ at import, so set the environment before the first
-    `submit` (which starts the fork server).
+    `submit` (which starts the fork server). `target` and `preload` exist for tests: the function each
+    invocation runs, and the module the fork server imports once for every sandbox.
     """
 
-    def __init__(self, max_sandboxes: int):
+    def __init__(self, max_sandboxes: int, target: Callable[[Any, Any], Any] = _invoke, preload: str = HANDLER_MODULE):
+        if max_sandboxes < 1:
+            raise ValueError(f"max_sandboxes must be at least 1, got {max_sandboxes}")
         self._context = multiprocessing.get_context("forkserver")
-        self._context.set_forkserver_preload([HANDLER_MODULE])
+        self._context.set_forkserver_preload([preload])
         self._max = max_sandboxes
-        self._pool = self._new_pool()
+        self._target = target
+        self._lock = threading.Lock()
+        self._sandboxes: set[ProcessPoolExecutor] = set()  # every live sandbox, idle or busy
+        self._idle: list[ProcessPoolExecutor] = []  # a stack: the most recently used sandbox serves next, as in Lambda
+        self._waiting: deque[tuple[Future, Any, Any]] = deque()
+        self._closed = False
 
-    def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            max_workers=self._max, mp_context=self._context, initializer=_sandbox_init, initargs=(os.getpid(),)
+    @property
+    def size(self) -> int:
+        """How many sandboxes are alive (idle or busy)."""
+        with self._lock:
+            return len(self._sandboxes)
+
+    def _new_sandbox(self) -> ProcessPoolExecutor:
+        sandbox = ProcessPoolExecutor(
+            max_workers=1, mp_context=self._context, initializer=_sandbox_init, initargs=(os.getpid(),)
         )
+        self._sandboxes.add(sandbox)
+        return sandbox
+
+    def _take(self) -> ProcessPoolExecutor | None:
+        if self._idle:
+            return self._idle.pop()
+        if len(self._sandboxes) < self._max:
+            return self._new_sandbox()
+        return None
 
     def warm(self) -> None:
         """Start the fork server and one sandbox now, so the first request does not wait for them; a
         configuration the handler refuses at import stops the stack here, with the handler's own error."""
-        self._pool.submit(_import_handler).result(timeout=120)
-
-    def submit(self, event: dict[str, Any], context: Any) -> Future:
+        with self._lock:
+            sandbox = self._take()
+        assert sandbox is not None  # max_sandboxes >= 1 and nothing runs yet
         try:
-            return self._pool.submit(_invoke, event, context)
-        except BrokenProcessPool:  # a sandbox died (killed, out of memory): Lambda replaces it, so do we
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = self._new_pool()
-            return self._pool.submit(_invoke, event, context)
+            sandbox.submit(_import_handler).result(timeout=120)
+        finally:
+            self._release(sandbox)
+
+    def submit(self, event: Any, context: Any) -> Future:
+        """Run the handler in a free sandbox; the future fails with BrokenProcessPool if that sandbox dies."""
+        result: Future = Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the sandboxes are shut down")
+            sandbox = self._take()
+            if sandbox is None:
+                self._waiting.append((result, event, context))
+                return result
+        self._start(sandbox, result, event, context)
+        return result
+
+    def _start(self, sandbox: ProcessPoolExecutor, result: Future, event: Any, context: Any) -> None:
+        if not result.set_running_or_notify_cancel():  # the caller gave up while it waited for a sandbox
+            self._release(sandbox)
+            return
+        try:
+            inner = sandbox.submit(self._target, event, context)
+        except BrokenProcessPool:  # it died while idle: Lambda never hands a request to a dead sandbox
+            with self._lock:
+                self._sandboxes.discard(sandbox)  # a broken executor has already shut itself down
+                sandbox = self._new_sandbox()
+            inner = sandbox.submit(self._target, event, context)
+        except RuntimeError as e:  # shut down meanwhile
+            result.set_exception(e)
+            return
+        inner.add_done_callback(lambda done: self._finished(sandbox, done, result))
+
+    def _finished(self, sandbox: ProcessPoolExecutor, done: Future, result: Future) -> None:
+        if done.cancelled():  # only shutdown() cancels, before the sandbox took the invocation
+            self._release(sandbox)
+            result.set_exception(RuntimeError("the sandboxes are shut down"))
+            return
+        error = done.exception()
+        if isinstance(error, BrokenProcessPool):  # the sandbox died mid-invocation: Lambda starts a new one
+            with self._lock:
+                self._sandboxes.discard(sandbox)  # a broken executor has already shut itself down
+            self._release(None)
+        else:
+            self._release(sandbox)
+        if error is not None:
+            result.set_exception(error)
+        else:
+            result.set_result(done.result())
+
+    def _release(self, sandbox: ProcessPoolExecutor | None) -> None:
+        """Hand a sandbox that became free (or the room a dead one left) to the invocations waiting for one."""
+        starts = []
+        with self._lock:
+            if sandbox is not None:
+                if self._closed:
+                    sandbox.shutdown(wait=False, cancel_futures=True)
+                else:
+                    self._idle.append(sandbox)
+            while self._waiting and not self._closed:
+                free = self._take()
+                if free is None:
+                    break
+                starts.append((free, *self._waiting.popleft()))
+        for free, result, event, context in starts:
+            self._start(free, result, event, context)
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            self._closed = True
+            waiting, self._waiting = self._waiting, deque()
+            sandboxes, self._idle = list(self._sandboxes), []
+            self._sandboxes.clear()
+        for result, _, _ in waiting:
+            result.cancel()
+        for sandbox in sandboxes:
+            sandbox.shutdown(wait=False, cancel_futures=True)

@@ -20,6 +20,7 @@ import re
 import socket
 import time
 import uuid
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,6 +179,9 @@ def create_app(
             answer = gateway.response_from_lambda(result)
         except TimeoutError:
             answer = gateway.gateway_error(503)
+        except BrokenProcessPool:  # Lambda's Runtime.ExitError: only this invocation fails; a new sandbox serves next
+            log.error("the Lambda sandbox exited mid-invocation (API Gateway answers 500); it will be replaced")
+            answer = gateway.gateway_error(500)
         except Exception:
             log.exception("the Lambda handler raised (API Gateway answers 500)")
             answer = gateway.gateway_error(500)

@@ -363,3 +363,41 @@ def test_sandboxes_exit_with_the_server_even_when_it_is_killed(sig):
         assert members() == [], f"left behind after {sig}: {members()}"
     finally:
         own.stop()
+
+
+def test_a_sandbox_killed_mid_request_fails_only_that_request():
+    """As in Lambda (Runtime.ExitError): the request whose sandbox died gets API Gateway's 500, the requests in
+    other sandboxes finish, and the next request gets a new sandbox."""
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    own = LocalStack("--fault-injection")
+    try:
+        own.set_faults(delay_s=3.0)  # holds each invocation in its sandbox long enough to kill one
+        forkserver = next(
+            child for child in psutil.Process(own.proc.pid).children() if "forkserver" in " ".join(child.cmdline())
+        )
+        seen = len(own.output())
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            answers = [pool.submit(predict, own, photo_bytes("coffee.jpg")) for _ in range(3)]
+            deadline = time.monotonic() + 20
+            while len(forkserver.children()) < 3 and time.monotonic() < deadline:  # the warm sandbox + 2 new
+                time.sleep(0.05)
+            sandboxes = forkserver.children()
+            assert len(sandboxes) == 3, "one sandbox per concurrent request"
+            time.sleep(0.5)  # every sandbox is inside its invocation now
+            os.kill(sandboxes[0].pid, signal.SIGKILL)
+            responses = [answer.result() for answer in answers]
+        assert sorted(r.status_code for r in responses) == [200, 200, 500]
+        failed = next(r for r in responses if r.status_code == 500)
+        assert failed.json() == {"message": "Internal Server Error"}
+        own.clear_faults()
+        assert predict(own, photo_bytes("coffee.jpg")).status_code == 200
+        after = own.output()[seen:]
+        assert "exited mid-invocation" in after
+        assert "Traceback" not in after, after
+    finally:
+        own.stop()
