@@ -3,3 +3,31 @@
 Pulumi pickles a provider instance by reference to its module-level class, and the dynamic-provider
 host imports it again from the project root; keep these classes module-level and stateless.
 """
+
+from __future__ import annotations
+
+from typing import Any
+
+from pulumi.dynamic import ConfigureRequest, ResourceProvider
+
+
+class AwsProvider(ResourceProvider):
+    """A provider that calls AWS as the same identity as the stack's aws resources.
+
+    The aws provider honours `aws:profile`; boto3 would not see it. Pulumi calls `configure` with the stack's
+    configuration when the provider host loads the provider, before any create, update or delete, so a
+    profile renamed before `pulumi destroy` is the one destroy uses. Without one, boto3's default chain.
+    """
+
+    profile: str | None = None  # set in the provider host only, never pickled with the program's instance
+
+    def configure(self, req: ConfigureRequest) -> None:
+        self.profile = req.config.get("aws:profile") or None
+
+    def session(self) -> Any:
+        import boto3  # deferred so the program process never builds a client it does not use
+
+        return boto3.session.Session(profile_name=self.profile)  # a missing profile: ProfileNotFound
+
+    def client(self, service: str, region: str | None = None, **kwargs: Any) -> Any:
+        return self.session().client(service, region_name=region, **kwargs)

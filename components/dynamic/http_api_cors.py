@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
+from pulumi.dynamic import CreateResult, DiffResult, Resource, UpdateResult
 
+from components.dynamic import AwsProvider
 from components.policies import http_api_cors
 
 
@@ -25,11 +26,9 @@ def diff_cors(olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
     return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=False)
 
 
-class HttpApiCorsProvider(ResourceProvider):
+class HttpApiCorsProvider(AwsProvider):
     def _client(self, region: str) -> Any:
-        import boto3
-
-        return boto3.client("apigatewayv2", region_name=region)
+        return self.client("apigatewayv2", region=region)
 
     def _apply(self, props: dict[str, Any]) -> dict[str, Any]:
         for field in ("api_id", "region"):

@@ -7,7 +7,9 @@ import uuid
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
+from pulumi.dynamic import CreateResult, DiffResult, Resource, UpdateResult
+
+from components.dynamic import AwsProvider
 
 DEFAULT_PATHS = ("/*",)
 
@@ -29,17 +31,15 @@ def diff_invalidation(olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
     return DiffResult(changes=bool(replaces or updates), replaces=replaces, delete_before_replace=False)
 
 
-class InvalidationProvider(ResourceProvider):
+class InvalidationProvider(AwsProvider):
     def _invalidate(self, props: dict[str, Any]) -> dict[str, Any]:
-        import boto3  # deferred so the program process never builds a client it does not use
-
         for field in ("distribution_id", "content_hash"):
             if not props.get(field):
                 raise InvalidationInputError(f"{field} is required, got {props.get(field)!r}")
         paths = list(props.get("paths") or DEFAULT_PATHS)
         # The hash plus a nonce: CloudFront rejects a reused CallerReference with a different batch.
         reference = f"{props['content_hash'][:32]}-{uuid.uuid4().hex[:12]}"
-        client = boto3.client("cloudfront")
+        client = self.client("cloudfront")
         reply = client.create_invalidation(
             DistributionId=props["distribution_id"], InvalidationBatch=invalidation_batch(paths, reference)
         )

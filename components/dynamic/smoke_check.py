@@ -12,7 +12,9 @@ import json
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
+from pulumi.dynamic import CreateResult, DiffResult, Resource, UpdateResult
+
+from components.dynamic import AwsProvider
 
 # A 32x32 JPEG (a dark disc on orange), small enough to embed and a real decode for the model.
 PROBE_JPEG = base64.b64decode(
@@ -110,17 +112,16 @@ def diff_smoke_check(olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
     return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
 
 
-class SmokeCheckProvider(ResourceProvider):
+class SmokeCheckProvider(AwsProvider):
     def _check(self, props: dict[str, Any]) -> dict[str, Any]:
-        import boto3
         from botocore.config import Config
 
         for field in ("endpoint_name", "region", "log_group"):
             if not props.get(field):
                 raise SmokeCheckError(f"{field} is required, got {props.get(field)!r}")
-        client = boto3.client(
+        client = self.client(
             "sagemaker-runtime",
-            region_name=props["region"],
+            region=props["region"],
             config=Config(read_timeout=READ_TIMEOUT_S, retries={"max_attempts": 3, "mode": "standard"}),
         )
         result = run_smoke_check(client, props["endpoint_name"], props["log_group"], props["region"])

@@ -13,11 +13,15 @@ from typing import Any
 import boto3
 import pytest
 import requests
+from botocore.exceptions import ProfileNotFound
 from botocore.stub import Stubber
 from moto import mock_aws
 from PIL import Image
+from pulumi.dynamic import ConfigureRequest
+from pulumi.dynamic.config import Config
 from pulumi.dynamic.dynamic import serialize_provider
 
+from components.dynamic import AwsProvider
 from components.dynamic.http_api_cors import HttpApiCorsError, HttpApiCorsProvider, diff_cors
 from components.dynamic.invalidation import InvalidationInputError, InvalidationProvider, diff_invalidation
 from components.dynamic.smoke_check import (
@@ -280,24 +284,78 @@ def test_http_api_cors_requires_api_id(aws: None) -> None:
         HttpApiCorsProvider().create({"api_id": "", "region": REGION, "origins": ["https://a.example.com"]})
 
 
+# ------------------------------------------------------------------------------------- credentials
+
+
+def configured(provider: AwsProvider, **config: str) -> AwsProvider:
+    """What the provider host does after unpickling a provider: configure it with the stack's configuration."""
+    provider.configure(ConfigureRequest(Config(config, "mobilenet-serverless")))
+    return provider
+
+
+@pytest.fixture
+def deploy_profile(tmp_path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A named profile in private config files, beside credentials in the environment."""
+    (tmp_path / "credentials").write_text(
+        "[deploy]\naws_access_key_id = deploy-profile-key\naws_secret_access_key = deploy-secret\n"
+    )
+    (tmp_path / "config").write_text(f"[profile deploy]\nregion = {REGION}\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    return "deploy"
+
+
+def test_the_stacks_aws_profile_wins_over_the_environments_credentials(
+    deploy_profile: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "environment-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "environment-secret")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+    def access_key(provider: AwsProvider) -> str:
+        return provider.session().get_credentials().access_key
+
+    assert access_key(configured(InvalidationProvider(), **{"aws:profile": deploy_profile})) == "deploy-profile-key"
+    assert access_key(configured(InvalidationProvider())) == "environment-key"  # boto3's default chain
+    assert access_key(InvalidationProvider()) == "environment-key"  # not configured (tests, older engines)
+
+
+def test_every_provider_calls_aws_with_the_stacks_profile(aws: None, deploy_profile: str, text_probe: None) -> None:
+    client = boto3.client("apigatewayv2")
+    api_id = client.create_api(Name="t", ProtocolType="HTTP")["ApiId"]
+    calls = {
+        HttpApiCorsProvider: {"api_id": api_id, "region": REGION, "origins": ["https://d1.cloudfront.net"]},
+        InvalidationProvider: {"distribution_id": _distribution(), "content_hash": "a" * 64, "paths": ["/*"]},
+        SmokeCheckProvider: SMOKE_PROPS,
+    }
+    queue_endpoint_results(json.dumps(GOOD_REPLY))
+    for provider_class, props in calls.items():
+        with pytest.raises(ProfileNotFound, match="gone"):
+            configured(provider_class(), **{"aws:profile": "gone"}).create(dict(props))
+        assert configured(provider_class(), **{"aws:profile": deploy_profile}).create(dict(props)).outs
+
+
 # ------------------------------------------------------------------------------------- pickling
 
 
 def test_providers_survive_pulumis_serialization_in_a_fresh_process() -> None:
     """Pulumi dill-pickles the provider; the dynamic-provider host unpickles it from the project root."""
     blobs = [serialize_provider(p) for p in (InvalidationProvider(), SmokeCheckProvider(), HttpApiCorsProvider())]
-    script = (
+    script = (  # the calls pulumi.dynamic.__main__.get_provider makes (that module starts a server on import)
         "import base64, sys, dill\n"
+        "from pulumi.dynamic import ConfigureRequest\n"
+        "from pulumi.dynamic.config import Config\n"
         "for blob in sys.argv[1:]:\n"
         "    provider = dill.loads(base64.b64decode(blob))\n"
-        "    print(type(provider).__module__ + '.' + type(provider).__name__)\n"
+        "    provider.configure(ConfigureRequest(Config({'aws:profile': 'deploy'}, 'mobilenet-serverless')))\n"
+        "    print(type(provider).__module__ + '.' + type(provider).__name__, provider.profile)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", script, *blobs], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
     )
-    assert result.stdout.split() == [
-        "components.dynamic.invalidation.InvalidationProvider",
-        "components.dynamic.smoke_check.SmokeCheckProvider",
-        "components.dynamic.http_api_cors.HttpApiCorsProvider",
+    assert result.stdout.splitlines() == [
+        "components.dynamic.invalidation.InvalidationProvider deploy",
+        "components.dynamic.smoke_check.SmokeCheckProvider deploy",
+        "components.dynamic.http_api_cors.HttpApiCorsProvider deploy",
     ]
     assert all(base64.b64decode(b) for b in blobs)
