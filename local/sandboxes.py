@@ -9,6 +9,7 @@ metrics. So each sandbox here is a process, forked from a server process that ha
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -58,7 +59,9 @@ class LambdaSandboxes:
 
     Each sandbox is an executor of its own with one worker process, so a sandbox that dies (killed, out of
     memory) fails only the invocation it was running, as in Lambda (Runtime.ExitError), and is replaced; one
-    shared process pool would mark itself broken and fail every invocation in flight.
+    shared process pool would mark itself broken and fail every invocation in flight. A sandbox that dies
+    while idle is replaced as soon as its executor notices (milliseconds); a request that races that window
+    gets the same 500 as a crash.
 
     The handler reads its configuration from os.environ at import, so set the environment before the first
     `submit` (which starts the fork server). `target` and `preload` exist for tests: the function each
@@ -84,7 +87,10 @@ class LambdaSandboxes:
         with self._lock:
             return len(self._sandboxes)
 
+    # --- called with self._lock held ---------------------------------------------------------------------
     def _new_sandbox(self) -> ProcessPoolExecutor:
+        if self._closed:
+            raise RuntimeError("the sandboxes are shut down")
         sandbox = ProcessPoolExecutor(
             max_workers=1, mp_context=self._context, initializer=_sandbox_init, initargs=(os.getpid(),)
         )
@@ -98,6 +104,24 @@ class LambdaSandboxes:
             return self._new_sandbox()
         return None
 
+    def _dispatch(self) -> list[tuple[ProcessPoolExecutor, Future, Any, Any]]:
+        """Pair free sandboxes with waiting invocations; the ones their callers gave up on are dropped."""
+        starts = []
+        while self._waiting and not self._closed:
+            if self._waiting[0][0].cancelled():
+                self._waiting.popleft()
+                continue
+            free = self._take()
+            if free is None:
+                break
+            result, event, context = self._waiting.popleft()
+            if result.set_running_or_notify_cancel():  # runs no callbacks, so safe under the lock
+                starts.append((free, result, event, context))
+            else:
+                self._idle.append(free)
+        return starts
+
+    # --- called without the lock -------------------------------------------------------------------------
     def warm(self) -> None:
         """Start the fork server and one sandbox now, so the first request does not wait for them; a
         configuration the handler refuses at import stops the stack here, with the handler's own error."""
@@ -119,58 +143,68 @@ class LambdaSandboxes:
             if sandbox is None:
                 self._waiting.append((result, event, context))
                 return result
-        self._start(sandbox, result, event, context)
+            result.set_running_or_notify_cancel()  # nobody else has seen it yet
+        if not self._start(sandbox, result, event, context):
+            self._release(None)
         return result
 
-    def _start(self, sandbox: ProcessPoolExecutor, result: Future, event: Any, context: Any) -> None:
-        if not result.set_running_or_notify_cancel():  # the caller gave up while it waited for a sandbox
-            self._release(sandbox)
-            return
+    def _start(self, sandbox: ProcessPoolExecutor, result: Future, event: Any, context: Any) -> bool:
+        """Hand a running `result` to `sandbox`; False when that failed and the sandbox's slot is free again."""
         try:
-            inner = sandbox.submit(self._target, event, context)
-        except BrokenProcessPool:  # it died while idle: Lambda never hands a request to a dead sandbox
-            with self._lock:
-                self._sandboxes.discard(sandbox)  # a broken executor has already shut itself down
-                sandbox = self._new_sandbox()
-            inner = sandbox.submit(self._target, event, context)
-        except RuntimeError as e:  # shut down meanwhile
-            result.set_exception(e)
-            return
+            try:
+                inner = sandbox.submit(self._target, event, context)
+            except BrokenProcessPool:  # it died while idle and its executor noticed: Lambda would use a new one
+                self._discard(sandbox)
+                with self._lock:
+                    sandbox = self._new_sandbox()
+                inner = sandbox.submit(self._target, event, context)
+        except BaseException as error:  # shut down meanwhile, or the OS refused a process (EMFILE, ENOMEM)
+            self._discard(sandbox)
+            result.set_exception(error)
+            return False
         inner.add_done_callback(lambda done: self._finished(sandbox, done, result))
+        return True
 
     def _finished(self, sandbox: ProcessPoolExecutor, done: Future, result: Future) -> None:
-        if done.cancelled():  # only shutdown() cancels, before the sandbox took the invocation
-            self._release(sandbox)
-            result.set_exception(RuntimeError("the sandboxes are shut down"))
-            return
-        error = done.exception()
-        if isinstance(error, BrokenProcessPool):  # the sandbox died mid-invocation: Lambda starts a new one
-            with self._lock:
-                self._sandboxes.discard(sandbox)  # a broken executor has already shut itself down
-            self._release(None)
-        else:
-            self._release(sandbox)
-        if error is not None:
-            result.set_exception(error)
-        else:
-            result.set_result(done.result())
+        gone = done.cancelled() or isinstance(done.exception(), BrokenProcessPool)
+        error = RuntimeError("the sandboxes are shut down") if done.cancelled() else done.exception()
+        try:
+            if gone:  # it died mid-invocation (or was shut down): Lambda starts a new one for the next request
+                self._discard(sandbox)
+                self._release(None)
+            else:  # the handler returned or raised: the sandbox lives on, as Lambda's does
+                self._release(sandbox)
+        finally:
+            if error is not None:
+                result.set_exception(error)
+            else:
+                result.set_result(done.result())
+
+    def _discard(self, sandbox: ProcessPoolExecutor) -> None:
+        with self._lock:
+            self._sandboxes.discard(sandbox)
+        with contextlib.suppress(OSError):  # a broken executor may be closing its wakeup pipe right now
+            sandbox.shutdown(wait=False, cancel_futures=True)
 
     def _release(self, sandbox: ProcessPoolExecutor | None) -> None:
-        """Hand a sandbox that became free (or the room a dead one left) to the invocations waiting for one."""
-        starts = []
+        """Give back a sandbox that became free (None: the slot a discarded one left) and start waiting
+        invocations on whatever is free. A loop, not recursion: thousands may wait after an overload."""
+        closing = None
         with self._lock:
             if sandbox is not None:
                 if self._closed:
-                    sandbox.shutdown(wait=False, cancel_futures=True)
+                    closing = sandbox
                 else:
                     self._idle.append(sandbox)
-            while self._waiting and not self._closed:
-                free = self._take()
-                if free is None:
-                    break
-                starts.append((free, *self._waiting.popleft()))
-        for free, result, event, context in starts:
-            self._start(free, result, event, context)
+            starts = self._dispatch()
+        if closing is not None:
+            closing.shutdown(wait=False, cancel_futures=True)
+        while starts:
+            freed = [start for start in starts if not self._start(*start)]
+            if not freed:
+                return
+            with self._lock:
+                starts = self._dispatch()
 
     def shutdown(self) -> None:
         with self._lock:

@@ -15,8 +15,8 @@ class AwsProvider(ResourceProvider):
     """A provider that calls AWS as the same identity as the stack's aws resources.
 
     The aws provider honours `aws:profile`; boto3 would not see it. Pulumi calls `configure` with the stack's
-    configuration when the provider host loads the provider, before any create, update or delete, so a
-    profile renamed before `pulumi destroy` is the one destroy uses. Without one, boto3's default chain.
+    configuration when the provider host loads the provider, before any create, update or delete. Without a
+    profile, boto3's default chain (environment, AWS_PROFILE, SSO, instance role), as the aws provider.
     """
 
     profile: str | None = None  # set in the provider host only, never pickled with the program's instance

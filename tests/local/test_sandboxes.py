@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import signal
 import time
-from concurrent.futures import wait
+from concurrent.futures import ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 
 import psutil
 import pytest
@@ -14,79 +15,132 @@ import pytest
 from local.sandboxes import LambdaSandboxes
 
 
-def work(event, context):
-    """A stand-in handler (the fork server imports this module by name): sleep, then report the sandbox's pid."""
-    action, seconds = event
-    time.sleep(seconds)
-    if action == "die":
+def work(event: dict, context) -> int:
+    """A stand-in handler (the fork server imports this module by name); returns the sandbox's pid."""
+    time.sleep(event.get("sleep", 0.0))
+    if "touch" in event:
+        Path(event["touch"]).write_text("ran")
+    if event.get("die"):
         os.kill(os.getpid(), signal.SIGKILL)  # what the OOM killer does to a Lambda sandbox
+    if "raise" in event:
+        raise RuntimeError(event["raise"])
     return os.getpid()
 
 
+def sandboxes(limit: int) -> LambdaSandboxes:
+    return LambdaSandboxes(limit, target=work, preload=__name__)
+
+
 @pytest.fixture
-def sandboxes():
-    pool = LambdaSandboxes(3, target=work, preload=__name__)
+def three():
+    pool = sandboxes(3)
     yield pool
     pool.shutdown()
 
 
-def wait_until_gone(pid: int, timeout: float = 10.0) -> None:
+@pytest.fixture
+def one():
+    pool = sandboxes(1)
+    yield pool
+    pool.shutdown()
+
+
+def wait_until(condition, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
-    while psutil.pid_exists(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not psutil.pid_exists(pid), f"sandbox {pid} still exists"
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert condition()
 
 
-def test_a_sandbox_dying_mid_invocation_fails_only_that_invocation(sandboxes):
-    slow = [sandboxes.submit(("sleep", 2.0), None) for _ in range(2)]
-    dying = sandboxes.submit(("die", 0.3), None)
+def test_a_sandbox_dying_mid_invocation_fails_only_that_invocation(three):
+    slow = [three.submit({"sleep": 2.0}, None) for _ in range(2)]
+    dying = three.submit({"sleep": 0.3, "die": True}, None)
     wait([*slow, dying], timeout=60)
     with pytest.raises(BrokenProcessPool):
         dying.result()
     survivors = {future.result() for future in slow}  # a shared process pool failed these two as well
     assert len(survivors) == 2
-    after = sandboxes.submit(("sleep", 0.0), None).result(timeout=60)
-    assert psutil.pid_exists(after)
-    assert sandboxes.size <= 3
+    assert three.size == 2, "the dead sandbox no longer counts"
+    overlapping = [three.submit({"sleep": 0.5}, None) for _ in range(3)]
+    pids = {future.result(timeout=60) for future in overlapping}
+    assert len(pids) == 3 and survivors < pids, "its slot went to a new sandbox"
+    assert all(psutil.pid_exists(pid) for pid in pids)
+    assert three.size == 3
 
 
-def test_invocations_beyond_the_limit_wait_for_a_free_sandbox(sandboxes):
-    futures = [sandboxes.submit(("sleep", 0.3), None) for _ in range(7)]
+def test_a_handler_exception_keeps_its_sandbox(one):
+    first = one.submit({}, None).result(timeout=60)
+    with pytest.raises(RuntimeError, match="handler bug"):
+        one.submit({"raise": "handler bug"}, None).result(timeout=60)
+    assert one.submit({}, None).result(timeout=60) == first
+    assert one.size == 1
+
+
+def test_invocations_beyond_the_limit_wait_for_a_free_sandbox(three):
+    futures = [three.submit({"sleep": 0.3}, None) for _ in range(7)]
     pids = [future.result(timeout=60) for future in futures]
     assert len(set(pids)) <= 3
-    assert sandboxes.size == 3
+    assert three.size == 3
 
 
-def test_a_sandbox_that_died_while_idle_is_replaced_before_it_gets_a_request(sandboxes):
-    first = sandboxes.submit(("sleep", 0.0), None).result(timeout=60)
+def test_a_sandbox_that_died_while_idle_is_replaced_before_it_gets_a_request(one):
+    first = one.submit({}, None).result(timeout=60)
+    [idle] = one._idle
     os.kill(first, signal.SIGKILL)
-    wait_until_gone(first)  # reaped only once its executor has marked itself broken
-    second = sandboxes.submit(("sleep", 0.0), None).result(timeout=60)
+    # Until its executor notices (milliseconds), a request would still be sent to the dead one and get a 500.
+    wait_until(lambda: idle._broken)
+    second = one.submit({}, None).result(timeout=60)
     assert second != first
-    assert sandboxes.size == 1
+    assert one.size == 1
 
 
-def test_a_waiting_invocation_the_caller_cancelled_never_runs():
-    pool = LambdaSandboxes(1, target=work, preload=__name__)
-    try:
-        busy = pool.submit(("sleep", 0.5), None)
-        given_up = pool.submit(("sleep", 0.0), None)
-        assert given_up.cancel()
-        assert busy.result(timeout=60)
-        assert pool.submit(("sleep", 0.0), None).result(timeout=60) == busy.result()  # the same sandbox again
-    finally:
-        pool.shutdown()
+def test_a_waiting_invocation_the_caller_cancelled_never_runs(one, tmp_path):
+    busy = one.submit({"sleep": 0.5}, None)
+    given_up = one.submit({"touch": str(tmp_path / "ran")}, None)
+    assert given_up.cancel()
+    pid = busy.result(timeout=60)
+    assert one.submit({}, None).result(timeout=60) == pid  # the same sandbox again
+    assert not (tmp_path / "ran").exists()
 
 
-def test_shutdown_cancels_waiting_invocations_and_refuses_new_ones():
-    pool = LambdaSandboxes(1, target=work, preload=__name__)
-    busy = pool.submit(("sleep", 0.5), None)
-    waiting = pool.submit(("sleep", 0.0), None)
+def test_thousands_of_abandoned_waiters_do_not_wedge_the_sandboxes(one):
+    """What a long overload leaves behind (each timed-out request cancels its waiter)."""
+    busy = one.submit({"sleep": 1.0}, None)
+    abandoned = [one.submit({}, None) for _ in range(3000)]
+    assert all(future.cancel() for future in abandoned)
+    assert busy.result(timeout=60)
+    assert one.submit({}, None).result(timeout=60)
+    assert one.size == 1
+
+
+def test_a_sandbox_the_os_refuses_to_start_fails_its_invocation_and_frees_its_slot(one, monkeypatch):
+    real_submit = ProcessPoolExecutor.submit
+    refused = []
+
+    def refuse_once(self, fn, *args, **kwargs):
+        if fn is work and not refused:
+            refused.append(fn)
+            raise OSError(24, "Too many open files")
+        return real_submit(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(ProcessPoolExecutor, "submit", refuse_once)
+    with pytest.raises(OSError, match="Too many open files"):
+        one.submit({}, None).result(timeout=60)
+    assert one.size == 0
+    assert one.submit({}, None).result(timeout=60)
+    assert one.size == 1
+
+
+def test_shutdown_cancels_waiting_invocations_and_refuses_new_ones(tmp_path):
+    pool = sandboxes(1)
+    busy = pool.submit({"sleep": 0.5}, None)
+    waiting = pool.submit({"touch": str(tmp_path / "ran")}, None)
     pool.shutdown()
     assert waiting.cancelled()
     with pytest.raises(RuntimeError, match="shut down"):
-        pool.submit(("sleep", 0.0), None)
+        pool.submit({}, None)
     busy.exception(timeout=60)  # it ends either way (finished or cancelled with the executor); it never hangs
+    assert not (tmp_path / "ran").exists()
 
 
 def test_max_sandboxes_must_be_positive():
