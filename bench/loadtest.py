@@ -199,6 +199,13 @@ def fault_specs(read_timeout_s: float) -> list[FaultSpec]:
         ),
         FaultSpec("throttling burst", {"throttle": 50}, frozenset({429}), "throttled", needs_retry_after=True),
         FaultSpec("endpoint down", {"down": True}, frozenset({503}), "model_not_ready", needs_retry_after=True),
+        FaultSpec(
+            "Lambda sandbox dies (killed, out of memory)",
+            {"sandbox_crash": 1},
+            frozenset({500}),
+            None,
+            message_must_be="Internal Server Error",
+        ),
     ]
 
 

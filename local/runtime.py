@@ -201,13 +201,15 @@ def model_error(endpoint: str, region: str, original_status: int, original_body:
 
 @dataclass
 class Faults:
-    """Faults injected into the runtime tier by tests and `make loadtest` (only with --fault-injection)."""
+    """Faults injected by tests and `make loadtest` (only with --fault-injection): the runtime tier's, and one
+    in the API tier's Lambda sandboxes."""
 
     delay_s: float = 0.0  # a slow model: wait this long before answering
     model_status: int = 0  # a failing model: answer with this container status ...
     model_message: str = "injected model failure"  # ... and this first line (a traceback follows it)
     throttle: int = 0  # the next N invocations are throttled
     down: bool = False  # the endpoint's infrastructure is unavailable (503 ServiceUnavailable)
+    sandbox_crash: int = 0  # the next N Lambda invocations die in their sandbox (SIGKILL, as out of memory)
 
     @classmethod
     def from_json(cls, data: dict) -> Faults:

@@ -48,6 +48,11 @@ def _import_handler() -> None:
     import handlers.inference_proxy  # noqa: F401  (the fork server's preload swallows import errors)
 
 
+def _crash() -> None:
+    """Fault injection: end the sandbox the way the OOM killer ends a Lambda sandbox."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _invoke(event: dict[str, Any], context: Any) -> dict[str, Any]:
     from handlers.inference_proxy import handler  # imported by the fork server already: no cost
 
@@ -78,7 +83,7 @@ class LambdaSandboxes:
         self._lock = threading.Lock()
         self._sandboxes: set[ProcessPoolExecutor] = set()  # every live sandbox, idle or busy
         self._idle: list[ProcessPoolExecutor] = []  # a stack: the most recently used sandbox serves next, as in Lambda
-        self._waiting: deque[tuple[Future, Any, Any]] = deque()
+        self._waiting: deque[tuple[Future, Callable[..., Any], tuple]] = deque()
         self._closed = False
 
     @property
@@ -104,7 +109,7 @@ class LambdaSandboxes:
             return self._new_sandbox()
         return None
 
-    def _dispatch(self) -> list[tuple[ProcessPoolExecutor, Future, Any, Any]]:
+    def _dispatch(self) -> list[tuple[ProcessPoolExecutor, Future, Callable[..., Any], tuple]]:
         """Pair free sandboxes with waiting invocations; the ones their callers gave up on are dropped."""
         starts = []
         while self._waiting and not self._closed:
@@ -114,9 +119,9 @@ class LambdaSandboxes:
             free = self._take()
             if free is None:
                 break
-            result, event, context = self._waiting.popleft()
+            result, fn, args = self._waiting.popleft()
             if result.set_running_or_notify_cancel():  # runs no callbacks, so safe under the lock
-                starts.append((free, result, event, context))
+                starts.append((free, result, fn, args))
             else:
                 self._idle.append(free)
         return starts
@@ -133,31 +138,33 @@ class LambdaSandboxes:
         finally:
             self._release(sandbox)
 
-    def submit(self, event: Any, context: Any) -> Future:
-        """Run the handler in a free sandbox; the future fails with BrokenProcessPool if that sandbox dies."""
+    def submit(self, event: Any, context: Any, *, crash: bool = False) -> Future:
+        """Run the handler in a free sandbox; the future fails with BrokenProcessPool if that sandbox dies
+        (`crash`: fault injection, the sandbox dies instead)."""
+        fn, args = (_crash, ()) if crash else (self._target, (event, context))
         result: Future = Future()
         with self._lock:
             if self._closed:
                 raise RuntimeError("the sandboxes are shut down")
             sandbox = self._take()
             if sandbox is None:
-                self._waiting.append((result, event, context))
+                self._waiting.append((result, fn, args))
                 return result
             result.set_running_or_notify_cancel()  # nobody else has seen it yet
-        if not self._start(sandbox, result, event, context):
+        if not self._start(sandbox, result, fn, args):
             self._release(None)
         return result
 
-    def _start(self, sandbox: ProcessPoolExecutor, result: Future, event: Any, context: Any) -> bool:
+    def _start(self, sandbox: ProcessPoolExecutor, result: Future, fn: Callable[..., Any], args: tuple) -> bool:
         """Hand a running `result` to `sandbox`; False when that failed and the sandbox's slot is free again."""
         try:
             try:
-                inner = sandbox.submit(self._target, event, context)
+                inner = sandbox.submit(fn, *args)
             except BrokenProcessPool:  # it died while idle and its executor noticed: Lambda would use a new one
                 self._discard(sandbox)
                 with self._lock:
                     sandbox = self._new_sandbox()
-                inner = sandbox.submit(self._target, event, context)
+                inner = sandbox.submit(fn, *args)
         except BaseException as error:  # shut down meanwhile, or the OS refused a process (EMFILE, ENOMEM)
             self._discard(sandbox)
             result.set_exception(error)

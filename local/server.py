@@ -174,7 +174,10 @@ def create_app(
         built = time.perf_counter()
         context = gateway.LambdaContext(aws_request_id=str(uuid.uuid4()))
         try:
-            invocation = asyncio.wrap_future(sandboxes.submit(event, context))
+            crash = runtime.faults.sandbox_crash > 0
+            if crash:
+                runtime.faults.sandbox_crash -= 1
+            invocation = asyncio.wrap_future(sandboxes.submit(event, context, crash=crash))
             result = await asyncio.wait_for(invocation, timeout=gateway.INTEGRATION_TIMEOUT_S)
             answer = gateway.response_from_lambda(result)
         except TimeoutError:

@@ -46,7 +46,7 @@ def test_concurrent_load_answers_only_200_or_429(stack, image):
     assert normal_requests_succeed(stack.url, image)[0]
 
 
-@pytest.mark.parametrize("name", ["throttling burst", "endpoint down"])
+@pytest.mark.parametrize("name", ["throttling burst", "endpoint down", "Lambda sandbox dies"])
 def test_fault_gets_its_designed_answer_and_the_stack_recovers(stack, image, name):
     outcome = run_fault(stack.url, image, SPECS[name])
     assert outcome.ok, (

@@ -146,3 +146,11 @@ def test_shutdown_cancels_waiting_invocations_and_refuses_new_ones(tmp_path):
 def test_max_sandboxes_must_be_positive():
     with pytest.raises(ValueError, match="max_sandboxes"):
         LambdaSandboxes(0)
+
+
+def test_an_injected_crash_kills_the_sandbox_it_lands_on(one):
+    first = one.submit({}, None).result(timeout=60)
+    with pytest.raises(BrokenProcessPool):
+        one.submit({"touch": "/nonexistent/never-written"}, None, crash=True).result(timeout=60)
+    assert not psutil.pid_exists(first) or psutil.Process(first).status() == psutil.STATUS_ZOMBIE
+    assert one.submit({}, None).result(timeout=60) != first
