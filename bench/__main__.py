@@ -690,16 +690,19 @@ def main(argv: list[str] | None = None) -> int:
         print("model/dist/model.tar.gz is missing: run `make model`", file=sys.stderr)
         return 2
     repeats, runs = (10, 2) if args.quick else (40, 5)
-    model_dir = extract(ARTIFACT)
+    model_dir = extract(ARTIFACT)  # ~85 MB per run: removed however the run ends
     report = Report()
     started = time.perf_counter()
-    ctx = bench_latency(report, model_dir, repeats)
-    bench_cold_start(report, model_dir, runs)
-    bench_preprocessing(report, ctx, max(5, repeats // 2))
-    bench_hostile_image_memory(report, model_dir)
-    bench_payload(report, ctx)
-    bench_local_stack(report, ctx, repeats)
-    bench_container_memory(report, ctx)
+    try:
+        ctx = bench_latency(report, model_dir, repeats)
+        bench_cold_start(report, model_dir, runs)
+        bench_preprocessing(report, ctx, max(5, repeats // 2))
+        bench_hostile_image_memory(report, model_dir)
+        bench_payload(report, ctx)
+        bench_local_stack(report, ctx, repeats)
+        bench_container_memory(report, ctx)
+    finally:
+        shutil.rmtree(model_dir, ignore_errors=True)
     header = f"Benchmark ({time.strftime('%Y-%m-%d')}, {machine()}; medians; {time.perf_counter() - started:.0f} s run)"
     text = report.markdown(header)
     print(text)

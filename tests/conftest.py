@@ -62,7 +62,11 @@ class LocalStack:
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
             start_new_session=True,
         )
-        self.url = self._wait_for_url()
+        try:
+            self.url = self._wait_for_url()
+        except BaseException:  # the error carries the output; the caller never gets an object to stop()
+            Path(self.log.name).unlink(missing_ok=True)
+            raise
         self.endpoint_name = "mobilenet-local"
 
     def output(self) -> str:
@@ -80,8 +84,9 @@ class LocalStack:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"local stack exited with {self.proc.returncode}:\n{self.output()}")
             time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"local stack did not start within {timeout} s:\n{self.output()}")
+        output = self.output()
+        self.stop()  # removes the log
+        raise RuntimeError(f"local stack did not start within {timeout} s:\n{output}")
 
     def set_faults(self, **faults) -> None:
         import httpx
