@@ -120,9 +120,13 @@ def main(argv: list[str] | None = None) -> int:
             # Let oversized headers reach the gateway tier, which answers them in JSON as API Gateway would.
             h11_max_incomplete_event_size=4 * 1024 * 1024,
         )
-        # uvicorn re-raises SIGTERM after its graceful shutdown; exit through `finally` so the sandboxes stop too.
+        # uvicorn re-raises SIGTERM and SIGINT after its graceful shutdown; exit through `finally` so the
+        # sandboxes stop too, and without a KeyboardInterrupt traceback for the Ctrl-C that ends `make demo`.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        uvicorn.Server(config).run(sockets=[sock])
+        try:
+            uvicorn.Server(config).run(sockets=[sock])
+        except KeyboardInterrupt:
+            print("stopped", flush=True)
     finally:
         if sandboxes is not None:
             sandboxes.shutdown()

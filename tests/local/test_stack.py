@@ -331,6 +331,23 @@ def test_concurrent_requests_keep_their_own_log_keys_and_metrics(stack):
     assert requests_metric == [[1.0]] * 24, "one Requests count per invocation, none merged"
 
 
+def test_ctrl_c_stops_the_stack_cleanly():
+    """Ctrl-C on `make demo` reaches the whole process group: a clean exit, no traceback."""
+    import os
+    import signal
+
+    own = LocalStack()
+    try:
+        assert predict(own, photo_bytes("coffee.jpg")).status_code == 200
+        os.killpg(own.proc.pid, signal.SIGINT)
+        assert own.proc.wait(timeout=20) == 0
+        output = own.output()
+        assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
+        assert output.rstrip().endswith("stopped")
+    finally:
+        own.stop()
+
+
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL"])
 def test_sandboxes_exit_with_the_server_even_when_it_is_killed(sig):
     import glob
