@@ -173,8 +173,8 @@ class LambdaSandboxes:
         return True
 
     def _finished(self, sandbox: ProcessPoolExecutor, done: Future, result: Future) -> None:
-        gone = done.cancelled() or isinstance(done.exception(), BrokenProcessPool)
         error = RuntimeError("the sandboxes are shut down") if done.cancelled() else done.exception()
+        gone = done.cancelled() or isinstance(error, BrokenProcessPool)
         try:
             if gone:  # it died mid-invocation (or was shut down): Lambda starts a new one for the next request
                 self._discard(sandbox)
@@ -205,7 +205,7 @@ class LambdaSandboxes:
                     self._idle.append(sandbox)
             starts = self._dispatch()
         if closing is not None:
-            closing.shutdown(wait=False, cancel_futures=True)
+            self._discard(closing)
         while starts:
             freed = [start for start in starts if not self._start(*start)]
             if not freed:
