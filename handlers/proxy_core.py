@@ -150,7 +150,7 @@ def load_config(environ: Mapping[str, str]) -> ProxyConfig:
     endpoint_name = (environ.get("ENDPOINT_NAME") or "").strip()
     if not endpoint_name:
         raise ConfigError("ENDPOINT_NAME is not set; it must name the SageMaker endpoint to invoke")
-    if not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", endpoint_name):
+    if not re.fullmatch(r"(?=.{1,63}$)[a-zA-Z0-9](-*[a-zA-Z0-9])*", endpoint_name):
         raise ConfigError(f"ENDPOINT_NAME {endpoint_name!r} is not a valid SageMaker endpoint name")
     raw_max = (environ.get("MAX_IMAGE_BYTES") or "").strip()
     max_image_bytes = SAGEMAKER_SERVERLESS_MAX_BYTES
@@ -505,6 +505,10 @@ def _map_model_error(response_dict: Mapping[str, Any], detail: str) -> ApiError:
         status = int(status)
     message = sanitize_model_message(response_dict.get("OriginalMessage"))
     detail = f"{detail}; container status {status}"
+    if status == 0:
+        # SageMaker's own 60 s limit ran out ("Received server error (0) ... Your invocation timed out while
+        # waiting for a response from container"), typically a cold start: a timeout, worth a retry.
+        return ApiError("endpoint_timeout", detail=detail)
     if status in (400, 422):
         return ApiError("invalid_image", message, status=status, detail=detail)
     if status == 413:

@@ -30,6 +30,10 @@ from typing import Protocol
 ACCOUNT = "000000000000"
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024  # SageMaker Serverless Inference request limit
 INVOCATION_TIMEOUT_S = 60.0
+INVOCATION_TIMEOUT_MESSAGE = (
+    b"Your invocation timed out while waiting for a response from container primary. Review the latency metrics "
+    b"for each container in Amazon CloudWatch, resolve the issue, and try again."
+)
 DEFAULT_ACCEPT = "application/json"  # the toolkit's SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT default
 UTF8_TYPES = ("application/json", "text/csv", "application/jsonlines")  # the toolkit decodes these to str
 
@@ -291,7 +295,8 @@ class SageMakerRuntime:
                     timeout=max(0.001, self.invocation_timeout_s - (time.perf_counter() - started)),
                 )
         except TimeoutError:
-            return model_error(self.endpoint_name, self.region, 504, b"Invocation timed out after 60 seconds.")
+            # SageMaker's words and its status 0: no container answer exists to wrap.
+            return model_error(self.endpoint_name, self.region, 0, INVOCATION_TIMEOUT_MESSAGE)
         finally:
             self._release()
         model_ms = (time.perf_counter() - started) * 1000

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import json
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pulumi
@@ -35,6 +37,12 @@ PROBE_TOP_K = 5
 MAX_TOP_K = 20
 # A serverless cold start (image pull + model load) can take most of the 60 s invocation limit.
 READ_TIMEOUT_S = 70
+# A first invocation whose cold start outlasts that limit fails (ModelError with status 0, or ModelNotReady)
+# while the container goes on starting; a healthy endpoint must not fail `pulumi up` for it, so the probe is
+# sent again. At most about 5 minutes: 4 attempts of up to 60 s, 15 s apart.
+COLD_START_ATTEMPTS = 4
+COLD_START_PAUSE_S = 15.0
+_NOT_READY_CODES = frozenset({"ModelNotReadyException", "ServiceUnavailable"})
 
 
 class SmokeCheckError(RuntimeError):
@@ -86,18 +94,45 @@ def _error_reason(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def run_smoke_check(client: Any, endpoint_name: str, log_group: str, region: str) -> dict[str, Any]:
-    """Invoke once and validate; `client` is a sagemaker-runtime client (a moto or stubbed one in tests)."""
-    try:
-        reply = client.invoke_endpoint(
-            EndpointName=endpoint_name,
-            ContentType="image/jpeg",
-            Accept=f"application/json;top_k={PROBE_TOP_K}",
-            Body=PROBE_JPEG,
-        )
-        body = reply["Body"].read()
-    except Exception as exc:  # any failure to get a reply fails the deploy the same way
-        raise SmokeCheckError(failure_message(endpoint_name, log_group, region, _error_reason(exc))) from exc
+def is_cold_start(exc: Exception) -> bool:
+    """Did the endpoint fail to answer because it is still starting (as opposed to a model that answered badly)?"""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return False  # transport errors: botocore has already retried them
+    code = response.get("Error", {}).get("Code")
+    # SageMaker's own timeout has no container answer behind it: "Received server error (0) ... timed out".
+    return code in _NOT_READY_CODES or (code == "ModelError" and str(response.get("OriginalStatusCode")) == "0")
+
+
+def run_smoke_check(
+    client: Any,
+    endpoint_name: str,
+    log_group: str,
+    region: str,
+    attempts: int = COLD_START_ATTEMPTS,
+    pause_s: float = COLD_START_PAUSE_S,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Invoke and validate, asking again while a cold start is in the way; `client` is a sagemaker-runtime
+    client (a moto or stubbed one in tests)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            reply = client.invoke_endpoint(
+                EndpointName=endpoint_name,
+                ContentType="image/jpeg",
+                Accept=f"application/json;top_k={PROBE_TOP_K}",
+                Body=PROBE_JPEG,
+            )
+            body = reply["Body"].read()
+            break
+        except Exception as exc:  # any failure to get a reply fails the deploy the same way
+            if attempt < attempts and is_cold_start(exc):
+                sleep(pause_s)
+                continue
+            reason = _error_reason(exc)
+            if is_cold_start(exc):
+                reason = f"still not answering after {attempts} attempts {pause_s:.0f} s apart: {reason}"
+            raise SmokeCheckError(failure_message(endpoint_name, log_group, region, reason)) from exc
     try:
         predictions = parse_topk_reply(body)
     except ValueError as exc:

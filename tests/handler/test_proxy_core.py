@@ -478,6 +478,8 @@ def test_model_error_400_whose_first_line_is_a_traceback_gets_the_generic_messag
         (404, (502, "model_error")),
         (None, (502, "model_error")),
         ("400", (400, "invalid_image")),
+        (0, (504, "endpoint_timeout")),  # SageMaker's 60 s invocation limit, not the container's answer
+        ("0", (504, "endpoint_timeout")),
     ],
 )
 def test_model_error_status_mapping(status, expected):
@@ -565,9 +567,15 @@ def test_missing_endpoint_name_is_a_clear_config_error(env):
     assert issubclass(ConfigError, RuntimeError)
 
 
-def test_invalid_endpoint_name_is_a_config_error():
+@pytest.mark.parametrize("name", ["bad/name", "-lead", "trail-", "a" + "-b" * 40, "x" * 64])
+def test_invalid_endpoint_name_is_a_config_error(name):
     with pytest.raises(ConfigError, match="ENDPOINT_NAME"):
-        core.load_config({"ENDPOINT_NAME": "bad/name"})
+        core.load_config({"ENDPOINT_NAME": name})
+
+
+@pytest.mark.parametrize("name", ["e", "a--b", "a" + "-" * 61 + "b", "x" * 63])
+def test_valid_endpoint_names_up_to_63_chars_are_accepted(name):
+    assert core.load_config({"ENDPOINT_NAME": name}).endpoint_name == name
 
 
 @pytest.mark.parametrize("value", ["0", "-5", "abc", "4194305", "1.5"])

@@ -188,6 +188,7 @@ def test_new_artifact_gives_new_model_inputs_but_same_endpoint_name(mocks: Recor
     ("overrides", "field"),
     [
         ({"endpoint_name": "bad_name"}, "endpoint_name"),
+        ({"endpoint_name": "a" + "-b" * 40}, "endpoint_name"),
         ({"artifact_sha256": "xyz"}, "artifact_sha256"),
         ({"artifact_path": Path("/nonexistent/model.tar.gz")}, "artifact_path"),
         ({"memory_size_mb": 1500}, "memory_size_mb"),

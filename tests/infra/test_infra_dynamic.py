@@ -136,11 +136,58 @@ def test_smoke_check_model_error_reports_the_traceback_tail() -> None:
                 "LogStreamArn": "arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/Endpoints/e",
             },
         )
+        pauses: list[float] = []
         with pytest.raises(SmokeCheckError) as err:
-            run_smoke_check(client, "e", "/aws/sagemaker/Endpoints/e", REGION)
+            run_smoke_check(client, "e", "/aws/sagemaker/Endpoints/e", REGION, sleep=pauses.append)
     message = str(err.value)
     assert "ModelError (container status 500): FileNotFoundError: model.pt missing" in message
     assert "/aws/sagemaker/Endpoints/e" in message
+    assert pauses == []  # a model that answered with an error is not asked again
+
+
+def _add_cold_start_error(stub: Stubber, kind: str) -> None:
+    if kind == "timeout":  # SageMaker's 60 s limit, as it words it: no container status behind it
+        stub.add_client_error(
+            "invoke_endpoint",
+            service_error_code="ModelError",
+            service_message='Received server error (0) from primary with message "Your invocation timed out while '
+            'waiting for a response from container primary."',
+            http_status_code=424,
+            modeled_fields={"OriginalStatusCode": 0, "OriginalMessage": "Your invocation timed out"},
+        )
+    else:
+        stub.add_client_error("invoke_endpoint", service_error_code="ModelNotReadyException", http_status_code=429)
+
+
+def test_smoke_check_asks_again_while_a_cold_start_is_in_the_way() -> None:
+    from botocore.response import StreamingBody
+
+    client = boto3.client("sagemaker-runtime", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    body = json.dumps(GOOD_REPLY).encode()
+    pauses: list[float] = []
+    with Stubber(client) as stub:
+        _add_cold_start_error(stub, "timeout")
+        _add_cold_start_error(stub, "not ready")
+        stub.add_response("invoke_endpoint", {"Body": StreamingBody(io.BytesIO(body), len(body))})
+        result = run_smoke_check(client, "e", "/g", REGION, pause_s=7, sleep=pauses.append)
+        stub.assert_no_pending_responses()
+    assert result == {"top_label": "Egyptian cat", "prediction_count": 2}
+    assert pauses == [7, 7]
+
+
+def test_smoke_check_gives_up_on_a_cold_start_that_never_ends() -> None:
+    client = boto3.client("sagemaker-runtime", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    pauses: list[float] = []
+    with Stubber(client) as stub:
+        for _ in range(3):
+            _add_cold_start_error(stub, "timeout")
+        with pytest.raises(SmokeCheckError) as err:
+            run_smoke_check(client, "e", "/aws/sagemaker/Endpoints/e", REGION, attempts=3, sleep=pauses.append)
+        stub.assert_no_pending_responses()
+    assert pauses == [15.0, 15.0]
+    message = str(err.value)
+    assert "still not answering after 3 attempts 15 s apart" in message and "container status 0" in message
+    assert "aws logs tail /aws/sagemaker/Endpoints/e" in message
 
 
 def test_smoke_check_sends_the_contracted_request() -> None:

@@ -118,6 +118,8 @@ INVALID = [
     ("smokeCheck", "yes", "true or false"),
     ("endpointName", "bad_name", "[a-zA-Z0-9-]"),
     ("endpointName", "x" * 64, "1..63"),
+    ("endpointName", "a" + "-b" * 40, "1..63"),  # hyphens once slipped past the length bound
+    ("endpointName", "a" + "-" * 62 + "b", "1..63"),
     ("modelArtifact", "   ", "a path to model.tar.gz"),
 ]
 
@@ -160,6 +162,12 @@ def test_default_endpoint_name_is_valid_and_bounded() -> None:
     assert len(long) <= 63 and not long.endswith("-") and "_" not in long
     with pytest.raises(SettingsError, match="cannot derive"):
         default_endpoint_name("___", "___")
+
+
+def test_endpoint_name_of_63_chars_with_hyphens_is_accepted() -> None:
+    name = "a" + "-" * 30 + "b" * 32
+    assert len(name) == 63
+    assert validate_settings({"endpointName": name}).endpoint_name == name
 
 
 def test_function_name_fits_lambda_limit() -> None:
