@@ -242,13 +242,17 @@ def invoke_permission_source_arn(execution_arn: str) -> str:
 # ------------------------------------------------------------------------------------- web security
 
 
-def content_security_policy(api_url: str) -> str:
-    """CSP for the UI: everything same-origin except fetch() to the API origin."""
+def content_security_policy(api_url: str, site_origin: str | None = None) -> str:
+    """CSP for the UI: everything same-origin except fetch() to the API origin.
+
+    An API on the site's own origin is `'self'`: CSP has no syntax for IPv6 literals, so a stack reached at
+    http://[::1]:8000 could not name itself, and browsers would drop the source and block every fetch.
+    """
     api_origin = origin_of(api_url)
     directives = [
         ("default-src", "'self'"),
         ("img-src", "'self' data: blob:"),
-        ("connect-src", api_origin),
+        ("connect-src", "'self'" if site_origin is not None and api_origin == origin_of(site_origin) else api_origin),
         ("style-src", "'self'"),
         ("script-src", "'self'"),
         ("frame-ancestors", "'none'"),

@@ -241,7 +241,7 @@ def create_app(
             return JSONResponse({"message": "Host header is not a host[:port]"}, status_code=400)
         headers = {
             **SECURITY_HEADERS,
-            "content-security-policy": content_security_policy(origin),
+            "content-security-policy": content_security_policy(origin, site_origin=origin),  # config.js: same
             "content-type": content_type,
             "cache-control": cache_control_for(path.relative_to(WWW).as_posix()),
         }

@@ -5,10 +5,13 @@ Every test drives the whole page flow, then checks what only the real model can 
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.conftest import LocalStack
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -80,3 +83,26 @@ def test_12mp_photo_sends_at_most_60kb_and_still_classifies(live_ui: Any, photo_
     assert len(body) <= 60 * 1024, f"sent {len(body)} bytes for a 12-MP photo"
     assert min(ui.jpeg_size(body)) == 256
     assert is_cat(ui.labels()[0]), ui.labels()
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="this machine has no IPv6 loopback")
+def test_the_page_classifies_when_reached_at_an_ipv6_address(make_ui: Any, artifact: Any) -> None:
+    # An IPv6 literal cannot appear in a CSP source list; a page that named its own API by address was blocked.
+    stack = LocalStack("--host", "::1")
+    try:
+        assert stack.url.startswith("http://[::1]:")
+        ui = make_ui(stack, timeout_ms=30_000).open()
+        ui.click_sample("chelsea")
+        ui.wait_done()
+        assert is_cat(ui.labels()[0])
+    finally:
+        stack.stop()

@@ -176,6 +176,14 @@ def test_csp_allows_only_the_api_origin_for_fetch() -> None:
         policies.content_security_policy("abc.execute-api.us-east-1.amazonaws.com")
 
 
+def test_csp_names_a_same_origin_api_self_which_also_covers_ipv6_literals() -> None:
+    for origin in ("http://[::1]:8775", "http://127.0.0.1:8000"):
+        csp = policies.content_security_policy(origin + "/", site_origin=origin)
+        assert "connect-src 'self';" in csp and "[" not in csp
+    cross = policies.content_security_policy("https://api.example.com", site_origin="https://d1.cloudfront.net")
+    assert "connect-src https://api.example.com;" in cross
+
+
 def test_cors_origins_site_first_deduplicated_and_validated() -> None:
     assert policies.cors_allowed_origins(
         ["https://d1.cloudfront.net"], ["http://localhost:8000", "https://d1.cloudfront.net"]
