@@ -394,7 +394,8 @@ CORS_ALLOW_METHODS = ("POST", "OPTIONS")
 CORS_ALLOW_HEADERS = ("content-type",)
 # API Gateway replaces the Lambda's CORS headers with its own, so the headers the UI reads cross-origin
 # (Retry-After for its backoff, the request id it shows for support) must be exposed here.
-CORS_EXPOSE_HEADERS = ("retry-after", "x-request-id")
+# API Gateway's own answers (a crashed function's 500, a 413 over 10 MB) carry only apigw-requestid: the same id.
+CORS_EXPOSE_HEADERS = ("retry-after", "x-request-id", "apigw-requestid")
 CORS_MAX_AGE_S = 3600
 
 

@@ -353,8 +353,9 @@ function init() {
         }
         return;
       }
-      // x-request-id and Retry-After are only readable cross-origin if the API exposes them (CORS).
-      const requestId = response.headers.get("x-request-id");
+      // x-request-id and Retry-After are only readable cross-origin if the API exposes them (CORS). API
+      // Gateway's own errors (the function crashed, the body is over 10 MB) carry the same id as apigw-requestid.
+      const requestId = response.headers.get("x-request-id") || response.headers.get("apigw-requestid");
       const body = await readBody(response);
       const roundTrip = performance.now() - started;
 

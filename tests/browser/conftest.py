@@ -32,6 +32,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from components.policies import CORS_EXPOSE_HEADERS
 from components.site_config import CONFIG_JS_CACHE_CONTROL, CONFIG_JS_CONTENT_TYPE, render_config_js
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -232,7 +233,9 @@ class StubStack:
                 number = len(self._requests)
             if answer.gate is not None:
                 await asyncio.to_thread(answer.gate.wait, 30)
+            # A scripted None removes a header (API Gateway's own errors have no x-request-id).
             headers = {"x-request-id": f"stub-req-{number}", **answer.headers}
+            headers = {name: value for name, value in headers.items() if value is not None}
             if answer.body is None and answer.status == 200:
                 payload: Any = {
                     "predictions": STUB_PREDICTIONS,
@@ -253,7 +256,7 @@ class StubStack:
                     allow_origins=[self.url],
                     allow_methods=["POST"],
                     allow_headers=["content-type"],
-                    expose_headers=["retry-after", "x-request-id"],
+                    expose_headers=list(CORS_EXPOSE_HEADERS),  # what the deployed API exposes
                     max_age=600,
                 )
             ],

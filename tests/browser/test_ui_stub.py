@@ -176,6 +176,21 @@ def test_transparent_png_is_flattened_on_white(stub_ui: Any, stub_stack: Any, tm
         assert max(rgb.getpixel((rgb.width // 2, rgb.height // 2))) < 15
 
 
+def test_a_gateway_error_shows_the_gateways_request_id(stub_ui: Any, stub_stack: Any) -> None:
+    # What API Gateway answers itself when the function crashes: no x-request-id, the id as apigw-requestid.
+    stub_stack.script(
+        {
+            "status": 500,
+            "body": {"message": "Internal Server Error"},
+            "headers": {"x-request-id": None, "apigw-requestid": "gw-req-9"},
+        }
+    )
+    ui = stub_ui.open()
+    ui.upload(CHELSEA)
+    text = ui.wait_error()
+    assert "gw-req-9" in text, "API Gateway's request id is shown for support (needs CORS expose-headers)"
+
+
 @pytest.mark.parametrize(
     ("status", "body", "expected"),
     [

@@ -312,7 +312,7 @@ def test_http_api_cors_create_update_delete(aws: None) -> None:
     cors = client.get_api(ApiId=api_id)["CorsConfiguration"]
     assert cors["AllowOrigins"] == ["https://d1.cloudfront.net"]
     assert cors["AllowMethods"] == ["POST", "OPTIONS"] and cors["AllowHeaders"] == ["content-type"]
-    assert cors["ExposeHeaders"] == ["retry-after", "x-request-id"]
+    assert cors["ExposeHeaders"] == ["retry-after", "x-request-id", "apigw-requestid"]
 
     news = {**props, "origins": ["https://d1.cloudfront.net", "http://localhost:8000"]}
     assert diff_cors(created.outs, news).changes is True

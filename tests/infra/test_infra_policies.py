@@ -206,7 +206,7 @@ def test_http_api_cors_document() -> None:
         "AllowOrigins": ["https://d1.cloudfront.net"],
         "AllowMethods": ["POST", "OPTIONS"],
         "AllowHeaders": ["content-type"],
-        "ExposeHeaders": ["retry-after", "x-request-id"],
+        "ExposeHeaders": ["retry-after", "x-request-id", "apigw-requestid"],
         "MaxAge": 3600,
         "AllowCredentials": False,
     }
