@@ -23,11 +23,23 @@ from local.server import (
     start_sandboxes,
 )
 
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+def port_number(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port: use 1-65535, or 0 for a free one")
+    return port
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m local", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    parser.add_argument("--port", type=port_number, default=8000, help="0 picks a free port")
     parser.add_argument(
         "--allow-remote",
         action="store_true",
@@ -37,7 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--stack-config", type=Path, default=ROOT / "Pulumi.dev.yaml")
     parser.add_argument("--artifact", type=Path, help="model.tar.gz (default: the stack config's modelArtifact)")
     parser.add_argument("--fault-injection", action="store_true", help="enable POST/DELETE /__local/faults (tests)")
-    parser.add_argument("--log-level", default="warning")
+    parser.add_argument("--log-level", type=str.lower, choices=LOG_LEVELS, default="warning")
     return parser.parse_args(argv)
 
 
@@ -94,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: the model endpoint cannot start: {e}", file=sys.stderr)
         sock.close()
         return 1
+    except KeyboardInterrupt:  # Ctrl-C while the model loads: the same clean stop as once it serves
+        sock.close()
+        print("stopped", flush=True)
+        return 0
     region = stack_region(args.stack_config)
     runtime = SageMakerRuntime(container, stack.endpoint_name, settings.max_concurrency, region=region)
     sandboxes = None

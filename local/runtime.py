@@ -156,9 +156,11 @@ class TorchServeContainer:
         try:
             self._endpoint.start()
             self._endpoint.wait_ready()
-        except Exception as e:
+        except BaseException as e:  # Ctrl-C while it starts, too: never leave the JVM behind
             self._endpoint.stop()
-            raise ModelStartError(f"TorchServe could not serve {artifact}: {e}") from e
+            if isinstance(e, Exception):
+                raise ModelStartError(f"TorchServe could not serve {artifact}: {e}") from e
+            raise
 
     def invoke(self, body: bytes, content_type: str, accept: str) -> ContainerResponse:
         status, headers, payload = self._endpoint.invoke(body, content_type, accept or DEFAULT_ACCEPT)

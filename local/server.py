@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -115,6 +116,35 @@ def _respond(answer: gateway.HttpResponse) -> Response:
     for name, value in answer.headers:
         response.headers.append(name, value)
     return response
+
+
+class ShutdownGuard:
+    """Requests still running when Ctrl-C's grace period ends are cancelled by uvicorn; answer them in the
+    gateway's JSON (503) instead of uvicorn's traceback and plain-text 500."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        started = False
+
+        async def tracked_send(message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked_send)
+        except asyncio.CancelledError:
+            if scope["type"] != "http" or started:
+                return
+            answer = gateway.gateway_error(503)
+            headers = [(k.encode(), v.encode()) for k, v in answer.headers]
+            try:
+                await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+                await send({"type": "http.response.body", "body": answer.body})
+            except Exception:  # the connection is already gone: nothing left to tell
+                log.debug("could not answer a request cancelled at shutdown")
 
 
 def create_app(
@@ -266,7 +296,7 @@ def create_app(
     if fault_injection:
         routes.append(Route("/__local/faults", faults, methods=["POST", "DELETE"]))
     routes.append(Route("/{path:path}", site, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]))
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, middleware=[Middleware(ShutdownGuard)])
 
 
 def header_bytes(request: Request) -> int:

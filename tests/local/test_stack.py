@@ -242,6 +242,34 @@ def test_refuses_a_non_loopback_bind_without_the_flag():
     assert result.returncode == 2 and "--allow-remote" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--port", "70000"], "70000 is not a port"),
+        (["--port", "-1"], "-1 is not a port"),
+        (["--port", "http"], "'http' is not a port number"),
+        (["--log-level", "verbose"], "invalid choice: 'verbose'"),
+    ],
+)
+def test_bad_command_line_values_are_usage_errors_not_tracebacks(args, says):
+    result = subprocess.run(
+        [sys.executable, "-m", "local", *args], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2 and says in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_ctrl_c_while_the_model_loads_stops_cleanly(monkeypatch, capsys, artifact):
+    from local import __main__ as cli
+
+    def interrupted(_artifact):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "InProcessContainer", interrupted)
+    assert cli.main(["--port", "0"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("stopped")
+
+
 def test_refuses_to_start_when_model_fn_fails(artifact, tmp_path):
     import tarfile
 
@@ -427,5 +455,37 @@ def test_a_sandbox_killed_mid_request_fails_only_that_request():
         after = own.output()[seen:]
         assert "exited mid-invocation" in after
         assert "Traceback" not in after, after
+    finally:
+        own.stop()
+
+
+def test_ctrl_c_with_a_request_in_flight_answers_it_in_json_without_a_traceback():
+    """Past the 5 s grace period uvicorn cancels what still runs; that request gets the gateway's JSON 503."""
+    import os
+    import signal
+    import threading
+    import time
+
+    own = LocalStack("--fault-injection")
+    answers: list[httpx.Response | Exception] = []
+
+    def slow_request() -> None:
+        try:
+            answers.append(predict(own, photo_bytes("coffee.jpg")))
+        except Exception as e:  # reported by the assertion below
+            answers.append(e)
+
+    try:
+        own.set_faults(delay_s=30)
+        client = threading.Thread(target=slow_request)
+        client.start()
+        time.sleep(1.0)
+        os.killpg(own.proc.pid, signal.SIGINT)
+        assert own.proc.wait(timeout=30) == 0
+        client.join(timeout=10)
+        output = own.output()
+        assert "Traceback" not in output and "Exception in ASGI application" not in output, output
+        assert len(answers) == 1 and isinstance(answers[0], httpx.Response), answers
+        assert answers[0].status_code == 503 and answers[0].json() == {"message": "Service Unavailable"}
     finally:
         own.stop()
