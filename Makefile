@@ -30,7 +30,7 @@ help:
 	@echo "make demo      the whole stack on http://$(HOST):$(PORT) (PORT=, RUNTIME=inprocess|torchserve, HOST= ALLOW_REMOTE=1)"
 	@echo "make test      every test (installs venv, model, chromium when missing)"
 	@echo "make test-fast unit tests only: no browser, no TorchServe, no local stack"
-	@echo "make model     build $(MODEL) (MODEL_WEIGHTS=file.pth for a local state_dict)"
+	@echo "make model     build $(MODEL) (MODEL_WEIGHTS=file.pth for a local state_dict, INT8=1 for int8)"
 	@echo "make venv      create venv/ and install requirements*.txt"
 	@echo "make chromium  install Debian chromium for the browser tests (root or sudo)"
 	@echo "make lint      ruff check + ruff format --check"
@@ -55,7 +55,7 @@ $(ORT_STAMP): | $(VENV)/.installed
 
 # Always asks the builder: it compares a fingerprint of every input and rebuilds only when one changed.
 model: $(VENV)/.installed $(ORT_STAMP)
-	$(PY) -m model.package
+	$(PY) -m model.package $(if $(INT8),--int8)
 
 $(MODEL):
 	$(MAKE) model

@@ -317,11 +317,10 @@ def printable_excerpt(value: str, limit: int = 60) -> str:
     return cleaned[:limit] + "..." if len(cleaned) > limit else cleaned
 
 
-def _check_declared(declared: str | None, where: str) -> None:
+def _check_declared(declared: str | None, where: str, accepted: str = "image/jpeg, image/png or image/webp") -> None:
     if declared is not None and declared not in SUPPORTED_IMAGE_TYPES + GENERIC_IMAGE_TYPES:
         raise ApiError(
-            "unsupported_media_type",
-            f"{where} {printable_excerpt(declared)} is not supported; send image/jpeg, image/png or image/webp.",
+            "unsupported_media_type", f"{where} {printable_excerpt(declared)} is not supported; send {accepted}."
         )
 
 
@@ -405,7 +404,7 @@ def parse_predict_request(
         return PredictRequest(image=image, content_type=sniffed, top_k=top_k)
 
     declared = _declared_image_type(media_type)
-    _check_declared(declared, "Content-Type")
+    _check_declared(declared, "Content-Type", "image/jpeg, image/png, image/webp or application/json")
     image = _event_body_bytes(body, is_base64, max_image_bytes)
     sniffed = check_image(image, declared, max_image_bytes)
     return PredictRequest(image=image, content_type=sniffed, top_k=query_top_k or DEFAULT_TOP_K)

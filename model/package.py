@@ -96,7 +96,10 @@ def load_state_dict(source: WeightsSource):
         except FileNotFoundError:
             raise WeightsError(f"weights file {source.path} does not exist") from None
         except Exception as e:
-            raise WeightsError(f"weights file {source.path} is not a loadable state_dict: {e}") from None
+            raise WeightsError(
+                f"weights file {source.path} is not a torch.save() state_dict (a torchvision-format .pth): "
+                f"{type(e).__name__}: {e}"
+            ) from None
         if not isinstance(state, dict):
             raise WeightsError(f"weights file {source.path} holds a {type(state).__name__}, not a state_dict")
     expected = model.state_dict()
