@@ -48,11 +48,10 @@ from handlers.proxy_core import (
 
 CONFIG = load_config(os.environ)
 
-# botocore's endpoint logs each request's parameters at DEBUG (the image included) and its parsers the response
-# body: a DEBUG root logger (or Lambda's application log level) must never put payloads into the logs. Only
-# these two are held at INFO; the rest of botocore follows the root logger.
-for _name in ("botocore.endpoint", "botocore.parsers"):
-    logging.getLogger(_name).setLevel(logging.INFO)
+# At DEBUG botocore logs each request's parameters (the image included), the response bodies, and the signed
+# canonical request (the session token included): a DEBUG root logger (or Lambda's application log level) must
+# never put payloads or credentials into the logs, so all of botocore is held at INFO.
+logging.getLogger("botocore").setLevel(logging.INFO)
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "inference-proxy"
 logger = Logger(service=SERVICE)
@@ -94,7 +93,10 @@ def build_client(
         if deadline is not None and not attempt_fits(time.monotonic(), deadline, attempt_s):
             raise InvokeBudgetExceeded(f"an attempt needs {attempt_s:.1f} s and the deadline is closer")
 
-    client.meta.events.register("before-send.sagemaker-runtime.InvokeEndpoint", guard_attempt)
+    # On the generic event, registered after the adaptive mode's rate limiter: botocore runs handlers of a more
+    # specific event name first, which would approve an attempt before the limiter's wait (up to 2 s) was spent.
+    # The client only ever calls InvokeEndpoint.
+    client.meta.events.register("before-send", guard_attempt)
     return client
 
 

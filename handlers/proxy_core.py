@@ -472,7 +472,8 @@ def sanitize_model_message(text: Any) -> str | None:
 
 
 THROTTLING_CODES = frozenset({"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"})
-_SIZE_WORDS = re.compile(r"\b(length|size|too large|exceed\w*|bytes)\b", re.IGNORECASE)
+# Substrings, not words: SageMaker says "Request <id> has oversize body." for a serverless payload over its limit.
+_SIZE_WORDS = re.compile(r"length|size|too large|exceed|bytes", re.IGNORECASE)
 
 
 def map_client_error(error_code: str, http_status: int | None, response_dict: Mapping[str, Any]) -> ApiError:
@@ -485,6 +486,8 @@ def map_client_error(error_code: str, http_status: int | None, response_dict: Ma
     detail = f"{error_code} (HTTP {http_status}): {aws_message}"[:1000]
     if error_code in THROTTLING_CODES:
         return ApiError("throttled", detail=detail)
+    if http_status == 413:  # SageMaker's front end: a bare "HTTP content length exceeded ... bytes."
+        return ApiError("payload_too_large", "The image is too large for the model endpoint.", detail=detail)
     if error_code in ("ModelNotReadyException", "ServiceUnavailable"):
         return ApiError("model_not_ready", detail=detail)
     if error_code == "ModelError":

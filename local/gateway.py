@@ -19,6 +19,10 @@ from urllib.parse import parse_qsl
 from handlers.proxy_core import LAMBDA_TIMEOUT_S
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
+# Lambda refuses a synchronous invocation whose event (JSON) exceeds this many bytes, and API Gateway then answers
+# 413 itself: a raw image body is base64-encoded into the event, so from about 4.7 MB it never reaches the function,
+# though API Gateway accepts 10 MB.
+LAMBDA_MAX_EVENT_BYTES = 6 * 1024 * 1024
 MAX_HEADER_BYTES = 10 * 1024  # request line + headers
 INTEGRATION_TIMEOUT_S = float(LAMBDA_TIMEOUT_S)  # what components.inference_api configures on the integration
 # The gateway's own answers, in its own shape ({"message": ...}), for what never reaches the Lambda.
@@ -127,6 +131,13 @@ def response_from_lambda(result: object) -> HttpResponse:
         headers.extend((name.lower(), str(v)) for v in values)
     headers.extend(("set-cookie", c) for c in result.get("cookies") or [])
     return HttpResponse(int(result["statusCode"]), headers, raw)
+
+
+def event_too_large(event: dict) -> bool:
+    body = event.get("body") or ""
+    if len(body) < LAMBDA_MAX_EVENT_BYTES - 64 * 1024:  # headers are capped at 10 KB: no need to serialise
+        return False
+    return len(json.dumps(event, separators=(",", ":")).encode()) > LAMBDA_MAX_EVENT_BYTES
 
 
 def gateway_error(status: int) -> HttpResponse:

@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 import traceback
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -263,7 +264,9 @@ class SageMakerRuntime:
 
     def payload_too_large(self) -> RuntimeAnswer:
         return aws_error(
-            400, "ValidationError", f"Request payload exceeds the serverless limit of {self.max_payload_bytes} bytes."
+            400,
+            "ValidationError",
+            f"Request {uuid.uuid4()} has oversize body.",  # SageMaker's words
         )
 
     async def invoke(self, name: str, body: bytes, content_type: str, accept: str) -> RuntimeAnswer:

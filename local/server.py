@@ -203,21 +203,24 @@ def create_app(
         )
         built = time.perf_counter()
         context = gateway.LambdaContext(aws_request_id=str(uuid.uuid4()))
-        try:
-            crash = runtime.faults.sandbox_crash > 0
-            if crash:
-                runtime.faults.sandbox_crash -= 1
-            invocation = asyncio.wrap_future(sandboxes.submit(event, context, crash=crash))
-            result = await asyncio.wait_for(invocation, timeout=gateway.INTEGRATION_TIMEOUT_S)
-            answer = gateway.response_from_lambda(result)
-        except TimeoutError:
-            answer = gateway.gateway_error(503)
-        except BrokenProcessPool:  # Lambda's Runtime.ExitError: only this invocation fails; a new sandbox serves next
-            log.error("the Lambda sandbox exited mid-invocation (API Gateway answers 500); it will be replaced")
-            answer = gateway.gateway_error(500)
-        except Exception:
-            log.exception("the Lambda handler raised (API Gateway answers 500)")
-            answer = gateway.gateway_error(500)
+        if gateway.event_too_large(event):  # Lambda's RequestEntityTooLarge: the function never runs
+            answer = gateway.gateway_error(413)
+        else:
+            try:
+                crash = runtime.faults.sandbox_crash > 0
+                if crash:
+                    runtime.faults.sandbox_crash -= 1
+                invocation = asyncio.wrap_future(sandboxes.submit(event, context, crash=crash))
+                result = await asyncio.wait_for(invocation, timeout=gateway.INTEGRATION_TIMEOUT_S)
+                answer = gateway.response_from_lambda(result)
+            except TimeoutError:
+                answer = gateway.gateway_error(503)
+            except BrokenProcessPool:  # Lambda's Runtime.ExitError: this invocation fails, a new sandbox serves next
+                log.error("the Lambda sandbox exited mid-invocation (API Gateway answers 500); it will be replaced")
+                answer = gateway.gateway_error(500)
+            except Exception:
+                log.exception("the Lambda handler raised (API Gateway answers 500)")
+                answer = gateway.gateway_error(500)
         done = time.perf_counter()
         answer.headers = [(k, v) for k, v in answer.headers if not k.startswith("access-control-")]
         answer.headers.extend(cors_headers(origin).items())
@@ -271,7 +274,11 @@ def create_app(
             return JSONResponse({"message": "Host header is not a host[:port]"}, status_code=400)
         headers = {
             **SECURITY_HEADERS,
-            "content-security-policy": content_security_policy(origin, site_origin=origin),  # config.js: same
+            # 'self' when config.js names the origin the browser used; the API's origin when it does not (the
+            # page opened as localhost, the API bound to 127.0.0.1).
+            "content-security-policy": content_security_policy(
+                origin, site_origin=origin_from_host(request.scope["scheme"], request.headers.get("host"))
+            ),
             "content-type": content_type,
             "cache-control": cache_control_for(path.relative_to(WWW).as_posix()),
         }

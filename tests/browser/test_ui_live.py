@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -92,6 +93,15 @@ def _ipv6_loopback() -> bool:
         return True
     except OSError:
         return False
+
+
+def test_the_page_classifies_when_opened_as_localhost(make_ui: Any, live_stack: Any) -> None:
+    # The API stays at 127.0.0.1, another origin than the page's: the CSP must name it, not 'self'.
+    page_url = live_stack.url.replace("127.0.0.1", "localhost")
+    ui = make_ui(SimpleNamespace(url=page_url), timeout_ms=30_000).open()
+    ui.click_sample("chelsea")
+    ui.wait_done()
+    assert is_cat(ui.labels()[0])
 
 
 @pytest.mark.skipif(not _ipv6_loopback(), reason="this machine has no IPv6 loopback")

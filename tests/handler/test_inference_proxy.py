@@ -387,6 +387,15 @@ def test_client_retry_and_timeout_settings(proxy):
     assert (config.connect_timeout, config.read_timeout) == (2.0, 10.0)
 
 
+def test_the_deadline_guard_runs_after_the_adaptive_rate_limiters_wait(proxy):
+    """The limiter may sleep up to 2 s before an attempt: the guard must judge the attempt after that sleep."""
+    handlers = proxy.CLIENT.meta.events._emitter._handlers.prefix_search("before-send.sagemaker-runtime.InvokeEndpoint")
+    names = [getattr(h, "__qualname__", repr(h)) for h in handlers]
+    limiter = names.index("ClientRateLimiter.on_sending_request")
+    guard = next(i for i, name in enumerate(names) if name.endswith("guard_attempt"))
+    assert limiter < guard, names
+
+
 # ---- logs and metrics -------------------------------------------------------------------------------------
 
 

@@ -495,6 +495,21 @@ def test_model_error_5xx_never_passes_the_model_text():
     assert error.message == core.ERRORS["model_error"].message
 
 
+@pytest.mark.parametrize(
+    ("code", "status", "message"),
+    [
+        ("ValidationError", 400, "Request payload length exceeds the limit"),
+        # What SageMaker really answers for a serverless payload over its limit, and what its front end
+        # answers without an error code (botocore then names the error by the status).
+        ("ValidationError", 400, "Request 6b0c1f0e-5e8e-4b7e-9a11-2f4d6c7e8a11 has oversize body."),
+        ("413", 413, "HTTP content length exceeded 5246976 bytes."),
+    ],
+)
+def test_endpoint_size_refusals_are_413(code, status, message):
+    error = core.map_client_error(code, status, {"Error": {"Code": code, "Message": message}})
+    assert (error.status, error.code) == (413, "payload_too_large")
+
+
 def test_validation_error_about_size_is_413_else_502_without_details():
     too_big = {"Error": {"Code": "ValidationError", "Message": "Request payload length exceeds the limit"}}
     assert core.map_client_error("ValidationError", 400, too_big).status == 413

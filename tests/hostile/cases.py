@@ -124,6 +124,8 @@ GENERATORS: dict[str, Callable[[], bytes]] = {
     "svg": lambda: b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"/>',
     "html": lambda: b"<!doctype html><script>alert(1)</script>",
     "header_only_jpeg": lambda: b"\xff\xd8\xff",
+    "body_4_25mb": lambda: b"\xff\xd8\xff\xe0" + b"\x00" * (4 * MB + MB // 4),
+    "json_5_5mb": lambda: json_body(image=b64(b"\xff\xd8\xff\xe0" + b"\x00" * (4 * MB + 64 * 1024))),
     "body_5mb": lambda: b"\xff\xd8\xff\xe0" + b"\x00" * (5 * MB),
     "body_12mb": lambda: b"\xff\xd8\xff\xe0" + b"\x00" * (12 * MB),
     "json_6mb": lambda: json_body(image=b64(b"\xff\xd8\xff\xe0" + b"\x00" * (4 * MB + 512 * 1024))),
@@ -421,12 +423,23 @@ def build_cases() -> list[Case]:
             headers={"content-type": "IMAGE/JPEG; charset=binary"},
         ),
         # --- sizes
-        Case("body_5mb", "a 5 MB body (over the 4 MB endpoint limit)", 413, "payload_too_large", "body_5mb"),
+        Case("body_4_25mb", "a 4.25 MB body (over the 4 MB endpoint limit)", 413, "payload_too_large", "body_4_25mb"),
         Case(
-            "json_6mb",
-            "a 6 MB JSON body (image over 4 MB once decoded)",
+            "json_5_5mb",
+            "a 5.5 MB JSON body (image over 4 MB once decoded)",
             413,
             "payload_too_large",
+            "json_5_5mb",
+            headers=dict(JSON_CT),
+        ),
+        # API Gateway base64-encodes a raw body into the event, and Lambda refuses events over 6 MiB: the
+        # function never runs, and API Gateway answers 413 itself.
+        Case("body_5mb", "a 5 MB body (over Lambda's 6 MiB event once base64-encoded)", 413, None, "body_5mb"),
+        Case(
+            "json_6mb",
+            "a 6 MB JSON body (over Lambda's 6 MiB event)",
+            413,
+            None,
             "json_6mb",
             headers=dict(JSON_CT),
         ),

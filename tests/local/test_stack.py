@@ -126,6 +126,10 @@ def test_site_files_with_content_types_and_security_headers(stack, path, content
     assert "connect-src 'self';" in response.headers["content-security-policy"]
     assert f'"apiUrl": "{stack.url}"' in httpx.get(f"{stack.url}/config.js").text
     assert response.headers["x-content-type-options"] == "nosniff"
+    # Opened as localhost, the page still calls 127.0.0.1 (config.js), another origin: the CSP names it.
+    port = stack.url.rsplit(":", 1)[1]
+    as_localhost = httpx.get(f"{stack.url}{path}", headers={"host": f"localhost:{port}"})
+    assert f"connect-src {stack.url};" in as_localhost.headers["content-security-policy"]
 
 
 def test_site_refuses_path_traversal(stack):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import Any
 
@@ -110,7 +111,12 @@ SECRET_ACCESS_KEY = "Q2hlY2tMb2dzRm9yQ3JlZGVudGlhbHMwMTIzNDU2"  # 40 chars, as A
 SESSION_TOKEN = "IQoJb3JpZ2luX2VjEFAKE" + "x" * 120
 
 
-@pytest.mark.parametrize("log_level", ["INFO", "DEBUG"])
+@pytest.mark.parametrize(
+    ("log_level", "root_debug"),
+    # The root logger at DEBUG is what Lambda's application log level DEBUG sets: botocore then logs the
+    # signed canonical request, session token included, unless the handler holds it back.
+    [("INFO", False), ("DEBUG", False), ("DEBUG", True)],
+)
 @pytest.mark.parametrize(
     ("status", "message"),
     [(400, "Image could not be decoded"), (500, "RuntimeError: boom\nTraceback (most recent call last)")],
@@ -121,10 +127,13 @@ def test_model_error_logs_carry_no_credentials(
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
     log_level: str,
+    root_debug: bool,
     status: int,
     message: str,
 ) -> None:
     """A request the model rejects (ModelError) is logged with its error; the credentials never are."""
+    if root_debug:
+        caplog.set_level(logging.DEBUG)
     proxy_env.setenv("AWS_ACCESS_KEY_ID", FAKE_KEY_ID)
     proxy_env.setenv("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
     proxy_env.setenv("AWS_SESSION_TOKEN", SESSION_TOKEN)
