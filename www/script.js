@@ -47,10 +47,13 @@ export function parseRetryAfter(value, nowMs = Date.now()) {
 /**
  * Delay before retry number `attempt` (1 = first retry): at least what the server asked for, doubling
  * from 1 s otherwise, capped, plus up to 20% jitter so many clients woken by one cold start spread out.
+ * null when the server asks for more than the cap: a sooner retry would disregard it, and a page kept busy
+ * that long is worse than saying when to come back.
  */
 export function retryDelayMs(attempt, retryAfterSeconds = null, random = Math.random) {
   const exponential = 1000 * 2 ** Math.max(0, attempt - 1);
   const asked = retryAfterSeconds === null ? 0 : retryAfterSeconds * 1000;
+  if (asked > MAX_RETRY_DELAY_MS) return null;
   const base = Math.min(MAX_RETRY_DELAY_MS, Math.max(asked, exponential));
   return Math.round(base + base * 0.2 * random());
 }
@@ -130,12 +133,14 @@ export function describeFailure(status, body) {
         retry: true,
         message: (s) => `The model is busy, retrying in ${s} s…`,
         giveUp: "The model is still busy after several tries. Please try again in a minute.",
+        later: (s) => `The model is busy and asks for ${s} s before another try. Please try again then.`,
       };
     case 503:
       return {
         retry: true,
         message: (s) => `The model is warming up, retrying in ${s} s…`,
         giveUp: "The model is still warming up after several tries. Please try again in a minute.",
+        later: (s) => `The model is warming up and asks for ${s} s before another try. Please try again then.`,
       };
     case 413:
       return { retry: false, message: "Image too large for the API, even after shrinking. Try a smaller photo." };
@@ -146,7 +151,8 @@ export function describeFailure(status, body) {
       if (code === "invalid_image" || status === 422) return { retry: false, message: NOT_AN_IMAGE_MESSAGE };
       return { retry: false, message: withServer("The API rejected the request") };
     case 502:
-      return { retry: false, message: withServer("The model failed on this image") };
+      // The model endpoint failed (or a proxy did): not a verdict on the photo, which a 400/422 would be.
+      return { retry: false, message: withServer("The model could not answer") };
     case 504:
       return { retry: false, message: withServer("The model took too long to answer") };
     case 500:
@@ -385,7 +391,12 @@ function init() {
         showError(failure.giveUp, requestIdShown);
         return;
       }
-      const delay = retryDelayMs(attempt, parseRetryAfter(response.headers.get("retry-after")));
+      const retryAfter = parseRetryAfter(response.headers.get("retry-after"));
+      const delay = retryDelayMs(attempt, retryAfter);
+      if (delay === null) {
+        showError(failure.later(retryAfter), requestIdShown);
+        return;
+      }
       setStatus("retrying", failure.message(Math.max(1, Math.round(delay / 1000))));
       await sleep(delay);
     }
@@ -438,7 +449,9 @@ function init() {
   function restoreFocus(previous) {
     if (document.activeElement && document.activeElement !== document.body) return; // the user moved on
     const target = previous && controls.includes(previous) && !previous.disabled ? previous : el.fileInput;
-    if (previous && previous !== document.body) target.focus();
+    // Without preventScroll the browser scrolls the control back into view, undoing the scroll that just
+    // brought the results or the error into view.
+    if (previous && previous !== document.body) target.focus({ preventScroll: true });
   }
 
   el.form.addEventListener("submit", (event) => {
@@ -454,6 +467,7 @@ function init() {
   for (const button of el.samples) {
     button.addEventListener("click", () => {
       const src = button.dataset.src;
+      el.fileInput.value = ""; // the form must not go on naming a file that Classify would not send
       classify({ name: src.split("/").pop(), size: null, decode: () => decodeUrl(src) });
     });
   }
@@ -475,6 +489,7 @@ function init() {
     event.preventDefault();
     el.dropZone.classList.remove("dragging");
     const file = event.dataTransfer && event.dataTransfer.files[0];
+    if (file && !busy) el.fileInput.value = "";
     if (file) classify(fromFile(file));
   });
 
@@ -483,6 +498,7 @@ function init() {
     if (files.length === 0) return; // plain text paste: not ours to handle
     event.preventDefault();
     const image = files.find((f) => f.type.startsWith("image/"));
+    if (image && !busy) el.fileInput.value = "";
     if (image) classify(fromFile(image));
     else if (!busy) showError(NOT_AN_IMAGE_MESSAGE);
   });
