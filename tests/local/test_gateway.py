@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from unittest import mock
 
 from local import gateway
 from local.server import origin_from_host
@@ -74,8 +75,11 @@ def test_gateway_errors_use_the_gateway_shape():
 
 
 def test_lambda_context_counts_down():
-    context = gateway.LambdaContext(aws_request_id="r", timeout_s=29.0)
-    assert 28_000 < context.get_remaining_time_in_millis() <= 29_000
+    context = gateway.LambdaContext(aws_request_id="r", timeout_s=29.0, started=1000.0)
+    with mock.patch.object(gateway.time, "monotonic", return_value=1003.5):
+        assert context.get_remaining_time_in_millis() == 25_500
+    with mock.patch.object(gateway.time, "monotonic", return_value=1040.0):
+        assert context.get_remaining_time_in_millis() == 0  # never negative
 
 
 def test_origin_from_host_accepts_only_host_and_port():
