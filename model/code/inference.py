@@ -53,6 +53,7 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 DRAFT_MIN_FACTOR = 4
 
+BACKEND_CHOICES = ("auto", "onnxruntime", "torchscript")
 METADATA_FILE = "metadata.json"
 WEIGHTS_FILE = "model.pth"
 ONNX_FILE = "model.onnx"
@@ -198,6 +199,9 @@ def ort_session_options(ort, threads: int | None = None):
 
 def _onnxruntime_backend(onnx_path: str):
     _add_vendored_packages()
+    # ONNX Runtime's telemetry is on by default on Linux (its Privacy.md): it would write a device id under
+    # $HOME and try to reach Microsoft from inside the endpoint. An operator may still turn it on explicitly.
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     import onnxruntime as ort  # absent or not loadable -> ImportError -> TorchScript fallback
 
     opts = ort_session_options(ort)
@@ -270,7 +274,11 @@ def load_classifier(model_dir: str) -> Classifier:
     )
     weights_path = os.path.join(model_dir, WEIGHTS_FILE)
     onnx_path = os.path.join(model_dir, ONNX_FILE)
-    backend_choice = os.environ.get("MODEL_BACKEND", "auto")  # auto | onnxruntime | torchscript
+    backend_choice = os.environ.get("MODEL_BACKEND", "auto").strip().lower() or "auto"
+    if backend_choice not in BACKEND_CHOICES:
+        raise ModelLoadError(f"MODEL_BACKEND={backend_choice!r} is not one of {', '.join(BACKEND_CHOICES)}")
+    if backend_choice == "onnxruntime" and not os.path.isfile(onnx_path):
+        raise ModelLoadError(f"MODEL_BACKEND=onnxruntime but there is no ONNX graph at {onnx_path}")
 
     run = backend = None
     if backend_choice in ("auto", "onnxruntime") and os.path.isfile(onnx_path):
@@ -332,22 +340,26 @@ def parse_top_k(value: Any, source: str) -> int:
 
 def decode_base64_image(text: str) -> bytes:
     """Decode a bare base64 string or a data: URL of an accepted image type."""
-    if text.startswith("data:"):
+    if text[:5].lower() == "data:":
         header, sep, text = text.partition(",")
-        media_type, _ = parse_media_type(header[5:].removesuffix(";base64"))
-        if not sep or not header.endswith(";base64"):
+        is_base64 = header.lower().endswith(";base64")
+        media_type, _ = parse_media_type(header[5 : -len(";base64")] if is_base64 else header[5:])
+        if not sep or not is_base64:
             raise InvalidRequestError("data: URL must be base64 encoded ('data:image/jpeg;base64,...')")
         if media_type not in (JPEG, PNG, WEBP):
             raise UnsupportedContentTypeError(
                 f"data: URL media type {media_type or '(none)'!r} is not image/jpeg, image/png or image/webp"
             )
     try:
-        return base64.b64decode(text, validate=True)
+        # Line breaks and spaces are allowed, as in MIME (76-column) base64 and `base64` CLI output.
+        return base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError) as e:
         raise InvalidRequestError("'image' is not valid base64") from e
 
 
 def decode_json_request(body: str | bytes) -> tuple[bytes, int | None]:
+    if isinstance(body, str):  # the toolkit decoded it as UTF-8; a byte-order mark survives that
+        body = body.removeprefix("\ufeff")
     try:
         payload = json.loads(body)
     except (ValueError, RecursionError) as e:
@@ -523,22 +535,33 @@ def predict_fn(input_data: ModelInput, model: Classifier) -> Prediction:
 
 
 def _accept_top_k(accept: str | None) -> int | None:
-    """'application/json;top_k=3' -> 3; accept lists ('text/html, application/json') are honoured."""
+    """'application/json;top_k=3' -> 3; accept lists ('text/html, application/json') are honoured, a range
+    refused with q=0 is not acceptable, and a top_k on any acceptable range counts ('*/*, application/json;top_k=2')."""
     if not accept:
         return None
+    acceptable = False
     for candidate in accept.split(","):
         media_type, params = parse_media_type(candidate)
-        if media_type in (JSON, ANY, "application/*"):
-            if "top_k" not in params:
-                return None
-            try:
-                value = int(params["top_k"])
-            except ValueError:
-                raise InvalidRequestError(
-                    f"Accept parameter top_k must be an integer, got {params['top_k']!r:.20}"
-                ) from None
-            return parse_top_k(value, "Accept parameter top_k")
+        if media_type not in (JSON, ANY, "application/*") or _is_refused(params.get("q")):
+            continue
+        acceptable = True
+        if "top_k" in params:
+            raw = params["top_k"]
+            # int() would also take "1_0" and non-ASCII digits.
+            if not (raw.isascii() and raw.isdigit()):
+                raise InvalidRequestError(f"Accept parameter top_k must be an integer, got {raw!r:.20}")
+            return parse_top_k(int(raw), "Accept parameter top_k")
+    if acceptable:
+        return None
     raise UnsupportedAcceptError(f"Accept {accept!r:.60} is not supported; ask for application/json")
+
+
+def _is_refused(q: str | None) -> bool:
+    """q=0 (RFC 9110: 'not acceptable'); a garbled q is ignored rather than refused."""
+    try:
+        return q is not None and float(q) == 0.0
+    except ValueError:
+        return False
 
 
 OUTPUT_ENCODERS = {JSON: json.dumps, ANY: json.dumps}

@@ -47,6 +47,39 @@ def test_model_fn_torchscript_fallback(inference, model_dir, monkeypatch):
     assert top1(classify(inference, ts, photo_bytes("coffee.jpg"))) == "espresso"
 
 
+@pytest.mark.parametrize("value", ["ORT", "onnx", "torch script"])
+def test_an_unknown_model_backend_is_refused(inference, model_dir, monkeypatch, value):
+    monkeypatch.setenv("MODEL_BACKEND", value)
+    expected = r"MODEL_BACKEND=.* is not one of auto, onnxruntime, torchscript"
+    with pytest.raises(inference.ModelLoadError, match=expected):
+        inference.load_classifier(str(model_dir))
+
+
+def test_a_forced_onnxruntime_without_the_graph_names_the_path(inference, model_dir, tmp_path, monkeypatch):
+    for name in ("metadata.json", "model.pth"):
+        (tmp_path / name).write_bytes((model_dir / name).read_bytes())
+    monkeypatch.setenv("MODEL_BACKEND", "OnnxRuntime")  # case does not matter; the value must be a known one
+    with pytest.raises(inference.ModelLoadError, match=str(tmp_path / "model.onnx")):
+        inference.load_classifier(str(tmp_path))
+
+
+def test_onnxruntime_telemetry_is_off_in_the_served_process(model_dir, tmp_path):
+    # ONNX Runtime's defaults write a device id and an event database under $HOME (and try to send them).
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, numpy as np; sys.path.insert(0, sys.argv[1] + '/code'); import inference\n"
+        "m = inference.model_fn(sys.argv[1]); m.run(np.zeros((1, 224, 224, 3), np.uint8)); print(m.backend)"
+    )
+    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(model_dir)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert out.returncode == 0 and out.stdout.startswith("onnxruntime"), out.stderr[-2000:]
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == []
+
+
 def test_model_fn_names_the_missing_directory(inference, tmp_path):
     with pytest.raises(inference.ModelLoadError, match=str(tmp_path / "nope")):
         inference.load_classifier(str(tmp_path / "nope"))
@@ -123,6 +156,21 @@ def test_top_k_from_accept_parameter_and_default(inference, classifier):
     assert len(classify(inference, classifier, body, accept="*/*")["predictions"]) == 5
     assert len(classify(inference, classifier, body, accept=None)["predictions"]) == 5
     assert len(classify(inference, classifier, body, accept="text/html, application/json;top_k=2")["predictions"]) == 2
+    # A top_k on any acceptable range counts, not only on the first one.
+    assert len(classify(inference, classifier, body, accept="*/*, application/json;top_k=2")["predictions"]) == 2
+    assert len(classify(inference, classifier, body, accept="application/json;q=0.5;top_k=3")["predictions"]) == 3
+
+
+@pytest.mark.parametrize("image", ["mime", "data_upper", "bom"])
+def test_json_that_the_proxy_accepts_the_endpoint_accepts_too(inference, classifier, image):
+    raw = photo_bytes("coffee.jpg")
+    if image == "mime":  # 76-column lines, as base64.encodebytes and the `base64` CLI write them
+        body = json.dumps({"image": base64.encodebytes(raw).decode()})
+    elif image == "data_upper":
+        body = json.dumps({"image": "data:image/jpeg;BASE64," + base64.b64encode(raw).decode()})
+    else:  # a UTF-8 byte-order mark, as the toolkit hands the decoded body over
+        body = "\ufeff" + json.dumps({"image": base64.b64encode(raw).decode()})
+    assert top1(classify(inference, classifier, body, "application/json")) == "espresso"
 
 
 # --- image modes and orientation -------------------------------------------------------------------------
@@ -279,6 +327,10 @@ def test_top_k_out_of_range_is_refused(inference, classifier, top_k):
         ("text/csv", "UnsupportedAcceptError", 406),
         ("application/json;top_k=99", "InvalidRequestError", 400),
         ("application/json;top_k=abc", "InvalidRequestError", 400),
+        ("application/json;top_k=1_0", "InvalidRequestError", 400),  # int() would read 10
+        ("application/json;top_k=\u0663", "InvalidRequestError", 400),  # an Arabic-Indic 3
+        ("application/json;q=0", "UnsupportedAcceptError", 406),  # q=0: explicitly not acceptable
+        ("text/html, */*;q=0", "UnsupportedAcceptError", 406),
     ],
 )
 def test_bad_accept_is_refused(inference, classifier, accept, error, status):
