@@ -14,7 +14,7 @@ from components.dynamic.smoke_check import EndpointSmokeCheck
 from components.private_bucket import private_bucket
 from components.settings import LOG_RETENTION_DAYS, MAX_CONCURRENCY_RANGE, MEMORY_SIZES_MB
 
-_ENDPOINT_NAME_RE = re.compile(r"^(?=.{1,63}$)[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
+_ENDPOINT_NAME_RE = re.compile(r"^(?=.{1,63}\Z)[a-zA-Z0-9](-*[a-zA-Z0-9])*\Z")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 

@@ -119,8 +119,10 @@ class ProxyConfig:
 
 
 def json_body_cap(max_image_bytes: int) -> int:
-    """Largest JSON body worth parsing: the biggest allowed image, base64'd, plus the envelope."""
-    return base64_len(max_image_bytes) + JSON_ENVELOPE_SLACK_BYTES
+    """Largest JSON body worth parsing: the biggest allowed image, base64'd, plus the envelope, plus the line
+    breaks of MIME-wrapped base64 (a CRLF every 76 characters, 4 characters once escaped in JSON)."""
+    encoded = base64_len(max_image_bytes)
+    return encoded + 4 * math.ceil(encoded / 76) + JSON_ENVELOPE_SLACK_BYTES
 
 
 def base64_len(n: int) -> int:

@@ -20,6 +20,7 @@ import io
 import json
 import logging
 import os
+import re
 import sys
 import time
 import warnings
@@ -352,7 +353,7 @@ def decode_base64_image(text: str) -> bytes:
             )
     try:
         # Line breaks and spaces are allowed, as in MIME (76-column) base64 and `base64` CLI output.
-        return base64.b64decode("".join(text.split()), validate=True)
+        return base64.b64decode(re.sub(r"[ \t\r\n]+", "", text), validate=True)
     except (binascii.Error, ValueError) as e:
         raise InvalidRequestError("'image' is not valid base64") from e
 
@@ -536,24 +537,22 @@ def predict_fn(input_data: ModelInput, model: Classifier) -> Prediction:
 
 def _accept_top_k(accept: str | None) -> int | None:
     """'application/json;top_k=3' -> 3; accept lists ('text/html, application/json') are honoured, a range
-    refused with q=0 is not acceptable, and a top_k on any acceptable range counts ('*/*, application/json;top_k=2')."""
+    refused with q=0 is not acceptable (the most specific range that matches JSON decides, as RFC 9110 says),
+    and a top_k on any range that matches counts ('*/*, application/json;top_k=2')."""
     if not accept:
         return None
-    acceptable = False
-    for candidate in accept.split(","):
-        media_type, params = parse_media_type(candidate)
-        if media_type not in (JSON, ANY, "application/*") or _is_refused(params.get("q")):
-            continue
-        acceptable = True
-        if "top_k" in params:
+    matching = [parse_media_type(candidate) for candidate in accept.split(",")]
+    matching = [(media_type, params) for media_type, params in matching if media_type in JSON_RANGES]
+    if not matching or _is_refused(min(matching, key=lambda m: JSON_RANGES.index(m[0]))[1].get("q")):
+        raise UnsupportedAcceptError(f"Accept {accept!r:.60} is not supported; ask for application/json")
+    for _, params in matching:
+        if "top_k" in params and not _is_refused(params.get("q")):
             raw = params["top_k"]
-            # int() would also take "1_0" and non-ASCII digits.
+            # int() would also take "1_0", non-ASCII digits, and refuse (ValueError) over 4300 digits.
             if not (raw.isascii() and raw.isdigit()):
                 raise InvalidRequestError(f"Accept parameter top_k must be an integer, got {raw!r:.20}")
-            return parse_top_k(int(raw), "Accept parameter top_k")
-    if acceptable:
-        return None
-    raise UnsupportedAcceptError(f"Accept {accept!r:.60} is not supported; ask for application/json")
+            return parse_top_k(int(raw) if len(raw) <= 6 else MAX_TOP_K + 1, "Accept parameter top_k")
+    return None
 
 
 def _is_refused(q: str | None) -> bool:
@@ -564,6 +563,8 @@ def _is_refused(q: str | None) -> bool:
         return False
 
 
+# The ranges that accept JSON, most specific first.
+JSON_RANGES = (JSON, "application/*", ANY)
 OUTPUT_ENCODERS = {JSON: json.dumps, ANY: json.dumps}
 
 

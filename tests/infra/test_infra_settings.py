@@ -120,6 +120,7 @@ INVALID = [
     ("endpointName", "x" * 64, "1..63"),
     ("endpointName", "a" + "-b" * 40, "1..63"),  # hyphens once slipped past the length bound
     ("endpointName", "a" + "-" * 62 + "b", "1..63"),
+    ("endpointName", "abc\n", "1..63"),  # `$` alone would let a trailing newline through
     ("modelArtifact", "   ", "a path to model.tar.gz"),
 ]
 

@@ -98,3 +98,14 @@ def test_origin_from_host_accepts_only_host_and_port():
     )
     for bad in (None, "", *bad_hosts):
         assert origin_from_host("http", bad) is None, bad
+
+
+def test_lambdas_event_limit_counts_the_serialised_event():
+    limit = gateway.LAMBDA_MAX_EVENT_BYTES
+    assert not gateway.event_too_large({"body": "A" * (limit - 1024), "isBase64Encoded": True})
+    assert gateway.event_too_large({"body": "A" * limit, "isBase64Encoded": True})
+    # A newline is two bytes once escaped: 3.2 M of them are over the limit although the body is half of it.
+    assert gateway.event_too_large({"body": "\n" * 3_200_000, "isBase64Encoded": False})
+    # Headers count too (their 10 KB quota is checked before the event is built, on raw bytes).
+    headers = {"user-agent": "\xff" * 9000}
+    assert gateway.event_too_large({"body": "A" * (limit - 12_000), "headers": headers, "isBase64Encoded": True})

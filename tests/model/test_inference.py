@@ -330,6 +330,8 @@ def test_top_k_out_of_range_is_refused(inference, classifier, top_k):
         ("application/json;top_k=1_0", "InvalidRequestError", 400),  # int() would read 10
         ("application/json;top_k=\u0663", "InvalidRequestError", 400),  # an Arabic-Indic 3
         ("application/json;q=0", "UnsupportedAcceptError", 406),  # q=0: explicitly not acceptable
+        ("application/json;q=0, */*", "UnsupportedAcceptError", 406),  # the specific range wins over */*
+        ("application/json;top_k=" + "1" * 5000, "InvalidRequestError", 400),  # int() raises past 4300 digits
         ("text/html, */*;q=0", "UnsupportedAcceptError", 406),
     ],
 )
