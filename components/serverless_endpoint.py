@@ -12,9 +12,8 @@ import pulumi_aws as aws
 from components import policies
 from components.dynamic.smoke_check import EndpointSmokeCheck
 from components.private_bucket import private_bucket
-from components.settings import LOG_RETENTION_DAYS, MAX_CONCURRENCY_RANGE, MEMORY_SIZES_MB
+from components.settings import ENDPOINT_NAME_RE, LOG_RETENTION_DAYS, MAX_CONCURRENCY_RANGE, MEMORY_SIZES_MB
 
-_ENDPOINT_NAME_RE = re.compile(r"^(?=.{1,63}\Z)[a-zA-Z0-9](-*[a-zA-Z0-9])*\Z")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -41,7 +40,7 @@ class ServerlessEndpointArgs:
                 f"ServerlessEndpointArgs.{field} = {getattr(self, field)!r} is invalid: {allowed}"
             )
 
-        if not _ENDPOINT_NAME_RE.match(self.endpoint_name or ""):
+        if not ENDPOINT_NAME_RE.match(self.endpoint_name or ""):
             raise fail("endpoint_name", "1..63 chars of [a-zA-Z0-9-]")
         if not _SHA256_RE.match(self.artifact_sha256 or ""):
             raise fail("artifact_sha256", "64 lower-case hex digits")

@@ -35,7 +35,7 @@ LAMBDA_ARCHITECTURES = ("arm64", "x86_64")
 _IMAGE_TAG_RE = re.compile(r"^\d+\.\d+(\.\d+)?-cpu-py3\d+([-.][A-Za-z0-9.]+)*$")
 # SageMaker endpoint names: 1..63 chars (the lookahead: the repeat alone would not bound `a--...--b`),
 # alphanumerics and single or repeated hyphens inside.
-_ENDPOINT_NAME_RE = re.compile(r"^(?=.{1,63}\Z)[a-zA-Z0-9](-*[a-zA-Z0-9])*\Z")
+ENDPOINT_NAME_RE = re.compile(r"^(?=.{1,63}\Z)[a-zA-Z0-9](-*[a-zA-Z0-9])*\Z")
 _HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 # CloudFront only accepts ACM certificates from us-east-1.
 _CERT_ARN_RE = re.compile(r"^arn:aws[a-z-]*:acm:us-east-1:\d{12}:certificate/[A-Za-z0-9-]+$")
@@ -239,7 +239,7 @@ def validate_settings(raw: Mapping[str, Any], region: str | None = None) -> Sett
     out["smoke_check"] = _as_bool("smokeCheck", get("smokeCheck"))
 
     name = values.get("endpointName")
-    if name is not None and (not isinstance(name, str) or not _ENDPOINT_NAME_RE.match(name)):
+    if name is not None and (not isinstance(name, str) or not ENDPOINT_NAME_RE.match(name)):
         raise _fail("endpointName", name, "1..63 chars of [a-zA-Z0-9-], alphanumeric at both ends")
     out["endpoint_name"] = name
 
@@ -254,7 +254,7 @@ def default_endpoint_name(project: str, stack: str) -> str:
     """A deterministic endpoint name, so the role's log-group ARN is known before the endpoint exists."""
     cleaned = re.sub(r"[^a-zA-Z0-9-]+", "-", f"{project}-{stack}").strip("-")
     cleaned = cleaned[:63].rstrip("-")
-    if not cleaned or not _ENDPOINT_NAME_RE.match(cleaned):
+    if not cleaned or not ENDPOINT_NAME_RE.match(cleaned):
         raise SettingsError(f"cannot derive an endpoint name from project {project!r} and stack {stack!r}")
     return cleaned
 

@@ -402,7 +402,7 @@ function init() {
     }
   }
 
-  const fromFile = (file) => ({ name: file.name, size: file.size, decode: () => decodeBlob(file) });
+  const fromFile = (file) => ({ name: file.name, size: file.size, file, decode: () => decodeBlob(file) });
 
   /** A file the page cannot use: forget it, so Classify cannot re-send an older photo beside the error. */
   function refuse(message) {
@@ -418,6 +418,8 @@ function init() {
       setStatus("busy", "Still classifying the previous photo; drop or paste this one again when it is done.");
       return;
     }
+    // A sample, a drop or a paste: the form must not go on naming a file that Classify would not send.
+    if (!el.fileInput.files || !input.file || el.fileInput.files[0] !== input.file) el.fileInput.value = "";
     // Disabling the focused control drops keyboard focus to <body>; it goes back when the work is done.
     const focused = document.activeElement;
     setBusy(true);
@@ -467,7 +469,6 @@ function init() {
   for (const button of el.samples) {
     button.addEventListener("click", () => {
       const src = button.dataset.src;
-      el.fileInput.value = ""; // the form must not go on naming a file that Classify would not send
       classify({ name: src.split("/").pop(), size: null, decode: () => decodeUrl(src) });
     });
   }
@@ -489,7 +490,6 @@ function init() {
     event.preventDefault();
     el.dropZone.classList.remove("dragging");
     const file = event.dataTransfer && event.dataTransfer.files[0];
-    if (file && !busy) el.fileInput.value = "";
     if (file) classify(fromFile(file));
   });
 
@@ -498,7 +498,6 @@ function init() {
     if (files.length === 0) return; // plain text paste: not ours to handle
     event.preventDefault();
     const image = files.find((f) => f.type.startsWith("image/"));
-    if (image && !busy) el.fileInput.value = "";
     if (image) classify(fromFile(image));
     else if (!busy) showError(NOT_AN_IMAGE_MESSAGE);
   });

@@ -126,11 +126,12 @@ def run_smoke_check(
             body = reply["Body"].read()
             break
         except Exception as exc:  # any failure to get a reply fails the deploy the same way
-            if attempt < attempts and is_cold_start(exc):
+            cold_start = is_cold_start(exc)
+            if cold_start and attempt < attempts:
                 sleep(pause_s)
                 continue
             reason = _error_reason(exc)
-            if is_cold_start(exc):
+            if cold_start:
                 reason = f"still not answering after {attempts} attempts {pause_s:.0f} s apart: {reason}"
             raise SmokeCheckError(failure_message(endpoint_name, log_group, region, reason)) from exc
     try:
