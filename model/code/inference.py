@@ -53,6 +53,9 @@ Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 DRAFT_MIN_FACTOR = 4
+# Up to 8:1 the resized image is at most 256x2048 (1.5 MB) and torchvision's pixels come out exactly; beyond it
+# the crop is resampled from its box so a 20000x1 image cannot blow up memory.
+MAX_RESIZED_SIDE_FACTOR = 8
 
 BACKEND_CHOICES = ("auto", "onnxruntime", "torchscript")
 METADATA_FILE = "metadata.json"
@@ -451,8 +454,9 @@ def _other_image_format(data: bytes) -> str | None:
 def preprocess(img: Image.Image, pre: Preprocessing) -> np.ndarray:
     """Resize (shorter side) and centre-crop like torchvision's ImageClassification transform -> (1, H, W, 3) uint8.
 
-    The crop is resampled straight from its box in the source image: the same pixels as resize-then-crop,
-    without materialising the full resized image (an extreme aspect ratio cannot blow up memory).
+    Resize-then-crop gives torchvision's pixels exactly. Only when the resized image would be very long (an
+    extreme aspect ratio) is the crop resampled straight from its box in the source image instead: the same pixels
+    up to one rounding step, without materialising a huge resized image.
     """
     width, height = img.size
     short, long = (width, height) if width <= height else (height, width)
@@ -460,11 +464,14 @@ def preprocess(img: Image.Image, pre: Preprocessing) -> np.ndarray:
     new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
     crop_w, crop_h = min(pre.crop, new_w), min(pre.crop, new_h)
     left, top = round((new_w - crop_w) / 2.0), round((new_h - crop_h) / 2.0)
-    sx, sy = width / new_w, height / new_h
-    box = (left * sx, top * sy, (left + crop_w) * sx, (top + crop_h) * sy)
+    crop = (left, top, left + crop_w, top + crop_h)
     if (new_w, new_h) == (width, height):  # already at the target size (the web UI sends exactly that): crop only
-        img = img.crop((left, top, left + crop_w, top + crop_h))
+        img = img.crop(crop)
+    elif new_long <= MAX_RESIZED_SIDE_FACTOR * new_short:
+        img = img.resize((new_w, new_h), Image.Resampling.BILINEAR).crop(crop)
     else:
+        sx, sy = width / new_w, height / new_h
+        box = (left * sx, top * sy, (left + crop_w) * sx, (top + crop_h) * sy)
         img = img.resize((crop_w, crop_h), Image.Resampling.BILINEAR, box=box)
     if (crop_w, crop_h) != (pre.crop, pre.crop):  # image smaller than the crop: pad like center_crop does
         padded = Image.new("RGB", (pre.crop, pre.crop))

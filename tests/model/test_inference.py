@@ -14,7 +14,6 @@ from tests.imagegen import (
     animated_gif,
     bomb_png,
     encode,
-    normalize,
     photo,
     photo_bytes,
     polyglot,
@@ -252,19 +251,31 @@ def test_big_jpeg_decodes_at_a_fraction_of_its_size(inference, fmt):
     assert decoded.size == (500, 333), "drafted in the DCT domain to 1/8 (still >= 256 on the short side)"
 
 
-def test_preprocessing_matches_torchvision_on_the_photos(inference, classifier):
-    import torchvision
+def _torchvision_crop(img: Image.Image) -> np.ndarray:
+    import torchvision.transforms as T
 
-    transform = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1.transforms()
+    return np.asarray(T.Compose([T.Resize(256), T.CenterCrop(224)])(img), dtype=np.uint8)[None]
+
+
+def test_preprocessing_matches_torchvision_on_the_photos(inference, classifier):
     for name in ("chelsea.jpg", "coffee.jpg", "astronaut.jpg", "rocket.jpg"):
         pixels = inference.preprocess(inference.decode_image(photo_bytes(name)), classifier.preprocessing)
         assert pixels.shape == (1, 224, 224, 3) and pixels.dtype == np.uint8
-        ours = normalize(pixels, classifier.preprocessing)
-        reference = transform(photo(name)).numpy()[None]
-        # Identical up to one 8-bit rounding step in a few pixels (the crop box is resampled directly).
-        assert ours.shape == reference.shape == (1, 3, 224, 224)
-        assert np.abs(ours - reference).max() < 0.02
-        assert np.abs(ours - reference).mean() < 1e-3
+        np.testing.assert_array_equal(pixels, _torchvision_crop(photo(name)), err_msg=name)
+
+
+@pytest.mark.parametrize("size", [(1000, 300), (300, 1000), (2400, 300), (300, 2400), (200, 150), (100, 300)])
+def test_preprocessing_matches_torchvision_on_other_shapes(inference, classifier, size):
+    img = photo("chelsea.jpg").resize(size, Image.Resampling.BICUBIC)
+    ours = inference.preprocess(img, classifier.preprocessing)
+    np.testing.assert_array_equal(ours, _torchvision_crop(img))
+
+
+def test_preprocessing_of_an_extreme_aspect_ratio_stays_close(inference, classifier):
+    # Beyond 8:1 the crop is resampled from its box (no 256x3000 intermediate): one rounding step at most.
+    img = photo("chelsea.jpg").resize((4000, 300), Image.Resampling.BICUBIC)
+    ours = inference.preprocess(img, classifier.preprocessing).astype(int)
+    assert np.abs(ours - _torchvision_crop(img)).max() <= 1
 
 
 def test_extreme_aspect_ratio_is_cheap(inference, classifier):
@@ -357,20 +368,21 @@ def test_errors_keep_their_status_in_aws_toolkit(inference):
 
 # --- numerics: the served backend against eager torchvision -------------------------------------------------
 def test_backend_agrees_with_eager_torchvision(inference, classifier, model_dir):
+    """End to end: the bytes a client sends, served, against torchvision's own transforms + the eager model."""
     import torch
     import torchvision
 
     eager = torchvision.models.mobilenet_v2()
     eager.load_state_dict(torch.load(model_dir / "model.pth", weights_only=True))
     eager.eval()
+    transform = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1.transforms()
     for name in ("chelsea.jpg", "coffee.jpg", "astronaut.jpg", "rocket.jpg"):
-        batch = inference.preprocess(inference.decode_image(photo_bytes(name)), classifier.preprocessing)
         with torch.inference_mode():
-            reference = torch.softmax(eager(torch.from_numpy(normalize(batch, classifier.preprocessing))), 1)[0]
-        reference = reference.numpy()
-        served = inference.softmax(classifier.run(batch))[0]
-        assert list(np.argsort(-served)[:5]) == list(np.argsort(-reference)[:5]), name
-        assert np.abs(served - reference).max() < 1e-4, name
+            reference = torch.softmax(eager(transform(photo(name))[None]), 1)[0].numpy()
+        served = inference.predict_fn(inference.input_fn(photo_bytes(name), "image/jpeg"), classifier)
+        probs = np.asarray(served.probs).reshape(-1)
+        assert list(np.argsort(-probs)[:5]) == list(np.argsort(-reference)[:5]), name
+        assert np.abs(probs - reference).max() < 1e-4, name
 
 
 IDLE_CPU_SCRIPT = """
