@@ -122,10 +122,23 @@ def _log_statement(sid: str, group_arn: str, actions: list[str]) -> dict[str, An
     return {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": [group_arn, f"{group_arn}:*"]}
 
 
-def _kms_statement(kms_key_arn: str | None) -> list[dict[str, Any]]:
+def _kms_statement(kms_key_arn: str | None, via_service: str | None = None) -> list[dict[str, Any]]:
     if not kms_key_arn:
         return []
-    return [{"Sid": "DecryptWithStackKey", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": kms_key_arn}]
+    statement: dict[str, Any] = {
+        "Sid": "DecryptWithStackKey",
+        "Effect": "Allow",
+        "Action": "kms:Decrypt",
+        "Resource": kms_key_arn,
+    }
+    if via_service:  # the key may be used only through that service, never called directly with the role
+        statement["Condition"] = {"StringEquals": {"kms:ViaService": via_service}}
+    return [statement]
+
+
+def s3_service_endpoint(partition: str, region: str) -> str:
+    """S3's regional endpoint host, the value S3 puts in kms:ViaService when it decrypts for a caller."""
+    return f"s3.{region}.{'amazonaws.com.cn' if partition == 'aws-cn' else 'amazonaws.com'}"
 
 
 def sagemaker_execution_policy(
@@ -165,7 +178,8 @@ def sagemaker_execution_policy(
             log_group_arn(partition, region, account_id, endpoint_log_group_name(endpoint_name)),
             ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
         ),
-        *_kms_statement(kms_key_arn),
+        # The key only encrypts the model bucket: SageMaker reads the artifact through S3.
+        *_kms_statement(kms_key_arn, via_service=s3_service_endpoint(partition, region)),
     ]
     return _json({"Version": "2012-10-17", "Statement": statements})
 

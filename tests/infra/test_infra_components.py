@@ -157,9 +157,9 @@ def test_serverless_endpoint_prod_options(mocks: RecordingMocks, tmp_path: Path)
     obj = mocks.one("aws:s3/bucketObjectv2:BucketObjectv2")
     assert (obj["serverSideEncryption"], obj["kmsKeyId"]) == ("aws:kms", KMS)
     policy = json.loads(mocks.one("aws:iam/rolePolicy:RolePolicy")["policy"])
-    assert {"Sid": "DecryptWithStackKey", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": KMS} in policy[
-        "Statement"
-    ]
+    (kms,) = (st for st in policy["Statement"] if st["Sid"] == "DecryptWithStackKey")
+    assert (kms["Action"], kms["Resource"]) == ("kms:Decrypt", KMS)
+    assert kms["Condition"] == {"StringEquals": {"kms:ViaService": "s3.us-east-1.amazonaws.com"}}
     assert (DYNAMIC, "model-smoke-check") not in mocks.resources
 
 

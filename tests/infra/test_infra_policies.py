@@ -81,8 +81,20 @@ def test_kms_decrypt_is_added_only_for_the_given_key() -> None:
     assert not any("kms" in json.dumps(s) for s in sagemaker_doc()["Statement"])
     with_key = sagemaker_doc(kms_key_arn=KMS)
     kms = [s for s in with_key["Statement"] if s["Sid"] == "DecryptWithStackKey"]
-    assert kms == [{"Sid": "DecryptWithStackKey", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": KMS}]
+    assert kms == [
+        {
+            "Sid": "DecryptWithStackKey",
+            "Effect": "Allow",
+            "Action": "kms:Decrypt",
+            "Resource": KMS,
+            # Only through S3 (the key encrypts the model bucket), never a direct kms:Decrypt with the role.
+            "Condition": {"StringEquals": {"kms:ViaService": "s3.eu-west-1.amazonaws.com"}},
+        }
+    ]
     assert_least_privilege(with_key)
+    china = sagemaker_doc(partition="aws-cn", region="cn-north-1", kms_key_arn=KMS)
+    (statement,) = (s for s in china["Statement"] if s["Sid"] == "DecryptWithStackKey")
+    assert statement["Condition"]["StringEquals"]["kms:ViaService"] == "s3.cn-north-1.amazonaws.com.cn"
 
 
 def test_partition_flows_into_every_arn() -> None:

@@ -202,8 +202,13 @@ def test_project_schema_matches_the_validator() -> None:
     assert project["runtime"]["name"] == "python"
     assert project["runtime"]["options"]["virtualenv"] == "venv"
     assert project["description"]
-    schema = project["config"]
+    schema = {key: entry for key, entry in project["config"].items() if ":" not in key}
     assert set(schema) == set(CONFIG_KEYS)
+    # Provider settings for every stack: only values (the CLI refuses a schema for another namespace's keys).
+    provider = {key: entry for key, entry in project["config"].items() if ":" in key}
+    assert provider == {"aws:defaultTags": {"value": {"tags": {"project": "mobilenet-serverless"}}}}
+    dev = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]["aws:defaultTags"]["tags"]
+    assert dev["project"] == "mobilenet-serverless", "a stack's own defaultTags replace the project's: keep the tag"
     defaults = Settings()
     for key, field in CONFIG_KEYS.items():
         entry = schema[key]
