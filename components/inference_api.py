@@ -13,6 +13,7 @@ import pulumi_aws as aws
 from components import policies
 from components.dynamic.http_api_cors import HttpApiCors
 from components.settings import (
+    KMS_KEY_ARN_RE,
     LAMBDA_ARCHITECTURES,
     LOG_RETENTION_DAYS,
     THROTTLE_BURST_RANGE,
@@ -23,12 +24,6 @@ from handlers.proxy_core import LAMBDA_TIMEOUT_S
 _FUNCTION_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 HANDLER = "handlers.inference_proxy.handler"
 RUNTIME = "python3.13"
-# The function and the API's integration give up at the same moment (29 s, under the HTTP API's 30 s cap),
-# so a cold endpoint surfaces as one clean 504 rather than a dangling call. The handler budgets its SageMaker
-# attempts from the time Lambda says is left; the local stack's gateway and Lambda context use this constant.
-TIMEOUT_S = LAMBDA_TIMEOUT_S
-# SageMaker Serverless Inference rejects request payloads above 4 MB.
-MAX_IMAGE_BYTES = 4 * 1024 * 1024
 
 
 class InferenceApiArgsError(ValueError):
@@ -79,6 +74,8 @@ class InferenceApiArgs:
             raise fail("log_retention_days", "a CloudWatch retention value")
         if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise fail("log_level", "DEBUG, INFO, WARNING or ERROR")
+        if self.kms_key_arn is not None and not KMS_KEY_ARN_RE.match(self.kms_key_arn):
+            raise fail("kms_key_arn", "a KMS key ARN (not an alias), or None")
         try:
             policies.cors_allowed_origins([], self.extra_origins)
         except policies.PolicyInputError as exc:
@@ -143,18 +140,16 @@ class InferenceApi(pulumi.ComponentResource):
             handler=HANDLER,
             architectures=[args.architecture],
             memory_size=args.memory_size_mb,
-            timeout=TIMEOUT_S,
+            # The function and the API's integration give up at the same moment (29 s, under the HTTP API's 30 s
+            # cap), so a cold endpoint surfaces as one clean 504 rather than a dangling call; the handler budgets
+            # its SageMaker attempts from the time Lambda says is left.
+            timeout=LAMBDA_TIMEOUT_S,
             code=code,
             kms_key_arn=args.kms_key_arn,
             environment=aws.lambda_.FunctionEnvironmentArgs(
-                variables={
-                    "ENDPOINT_NAME": args.endpoint_name,
-                    "ALLOWED_ORIGINS": allowed_origins.apply(",".join),
-                    "MAX_IMAGE_BYTES": str(MAX_IMAGE_BYTES),
-                    "POWERTOOLS_SERVICE_NAME": "inference-proxy",
-                    "POWERTOOLS_METRICS_NAMESPACE": "MobilenetServerless",
-                    "LOG_LEVEL": args.log_level,
-                }
+                variables=pulumi.Output.all(args.endpoint_name, allowed_origins).apply(
+                    lambda v: policies.proxy_function_env(v[0], v[1], args.log_level)
+                )
             ),
             # The group must exist (with its retention) before the first invocation creates it bare.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group, role_policy]),
@@ -181,7 +176,7 @@ class InferenceApi(pulumi.ComponentResource):
             integration_method="POST",
             integration_uri=function.invoke_arn,
             payload_format_version="2.0",
-            timeout_milliseconds=TIMEOUT_S * 1000,
+            timeout_milliseconds=LAMBDA_TIMEOUT_S * 1000,
             opts=child,
         )
         aws.apigatewayv2.Route(

@@ -1,5 +1,5 @@
 """Pure builders for everything the components declare: IAM documents, CSP, CORS origins, content
-types, hashes, names and ARNs.
+types, hashes, names and ARNs (the site-file helpers at the end also read www/ from disk).
 
 The components only wire these into resources (via Output.all(...).apply(fn) where an input is an
 Output), so every security-relevant string is unit-tested here without the Pulumi engine.
@@ -13,6 +13,14 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
+
+from handlers.proxy_core import (
+    CORS_ALLOW_HEADERS,
+    CORS_ALLOW_METHODS,
+    CORS_EXPOSE_HEADERS,
+    CORS_MAX_AGE_S,
+    SAGEMAKER_SERVERLESS_MAX_BYTES,
+)
 
 # AWS managed CloudFront cache policies (global, stable IDs; see "Use managed cache policies").
 CACHING_OPTIMIZED_POLICY_ID = "658327ea-f89d-4fab-a63d-7e88639e58f6"
@@ -78,10 +86,6 @@ def ecr_repository_arn(partition: str, region: str, registry_id: str, repository
 
 # Everything under it is a model.tar.gz of this stack (the model bucket holds nothing else).
 ARTIFACT_PREFIX = "models/"
-
-
-def s3_object_arn(partition: str, bucket: str, key: str) -> str:
-    return f"arn:{partition}:s3:::{_require('bucket', bucket)}/{_require('key', key)}"
 
 
 def s3_prefix_arn(partition: str, bucket: str, prefix: str) -> str:
@@ -402,19 +406,32 @@ def sagemaker_container_env(region: str) -> dict[str, str]:
     }
 
 
-# ----------------------------------------------------------------------------------------- CORS/cache
+def proxy_function_env(
+    endpoint_name: str,
+    allowed_origins: Iterable[str],
+    log_level: str = "INFO",
+    metrics_namespace: str = "MobilenetServerless",
+) -> dict[str, str]:
+    """The Lambda proxy's environment, as handlers.proxy_core.load_config and Powertools read it: one builder for
+    the deployed function and the local stack's sandboxes."""
+    return {
+        "ENDPOINT_NAME": _require("endpoint_name", endpoint_name),
+        "ALLOWED_ORIGINS": ",".join(allowed_origins),
+        "MAX_IMAGE_BYTES": str(SAGEMAKER_SERVERLESS_MAX_BYTES),
+        "POWERTOOLS_SERVICE_NAME": "inference-proxy",
+        "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace,
+        "LOG_LEVEL": log_level,
+    }
 
-CORS_ALLOW_METHODS = ("POST", "OPTIONS")
-CORS_ALLOW_HEADERS = ("content-type",)
-# API Gateway replaces the Lambda's CORS headers with its own, so the headers the UI reads cross-origin
-# (Retry-After for its backoff, the request id it shows for support) must be exposed here.
-# API Gateway's own answers (a crashed function's 500, a 413 over 10 MB) carry only apigw-requestid: the same id.
-CORS_EXPOSE_HEADERS = ("retry-after", "x-request-id", "apigw-requestid")
-CORS_MAX_AGE_S = 3600
+
+# ----------------------------------------------------------------------------------------- CORS/cache
 
 
 def http_api_cors(origins: Iterable[str]) -> dict[str, Any]:
-    """apigatewayv2 CorsConfiguration (boto3 casing) for the browser's POST /predict."""
+    """apigatewayv2 CorsConfiguration (boto3 casing) for the browser's POST /predict.
+
+    API Gateway replaces the function's CORS headers with these, so they must expose what the UI reads.
+    """
     allowed = cors_allowed_origins(origins, [])
     if not allowed:
         raise PolicyInputError("origins must name at least one allowed origin")

@@ -12,7 +12,13 @@ import pulumi_aws as aws
 from components import policies
 from components.dynamic.smoke_check import EndpointSmokeCheck
 from components.private_bucket import private_bucket
-from components.settings import ENDPOINT_NAME_RE, LOG_RETENTION_DAYS, MAX_CONCURRENCY_RANGE, MEMORY_SIZES_MB
+from components.settings import (
+    ENDPOINT_NAME_RE,
+    KMS_KEY_ARN_RE,
+    LOG_RETENTION_DAYS,
+    MAX_CONCURRENCY_RANGE,
+    MEMORY_SIZES_MB,
+)
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -57,6 +63,8 @@ class ServerlessEndpointArgs:
             raise fail("provisioned_concurrency", "0..max_concurrency")
         if self.log_retention_days not in LOG_RETENTION_DAYS:
             raise fail("log_retention_days", "a CloudWatch retention value")
+        if self.kms_key_arn is not None and not KMS_KEY_ARN_RE.match(self.kms_key_arn):
+            raise fail("kms_key_arn", "a KMS key ARN (not an alias), or None")
 
 
 class ServerlessEndpoint(pulumi.ComponentResource):

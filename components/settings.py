@@ -36,10 +36,10 @@ _IMAGE_TAG_RE = re.compile(r"^\d+\.\d+(\.\d+)?-cpu-py3\d+([-.][A-Za-z0-9.]+)*$")
 # SageMaker endpoint names: 1..63 chars (the lookahead: the repeat alone would not bound `a--...--b`),
 # alphanumerics and single or repeated hyphens inside.
 ENDPOINT_NAME_RE = re.compile(r"^(?=.{1,63}\Z)[a-zA-Z0-9](-*[a-zA-Z0-9])*\Z")
-_HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 # CloudFront only accepts ACM certificates from us-east-1.
-_CERT_ARN_RE = re.compile(r"^arn:aws[a-z-]*:acm:us-east-1:\d{12}:certificate/[A-Za-z0-9-]+$")
-_KMS_KEY_ARN_RE = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
+CERT_ARN_RE = re.compile(r"^arn:aws[a-z-]*:acm:us-east-1:\d{12}:certificate/[A-Za-z0-9-]+$")
+KMS_KEY_ARN_RE = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
@@ -219,10 +219,10 @@ def validate_settings(raw: Mapping[str, Any], region: str | None = None) -> Sett
     out["price_class"] = _as_choice("priceClass", get("priceClass"), PRICE_CLASSES)
 
     domain = values.get("customDomain")
-    if domain is not None and (not isinstance(domain, str) or not _HOSTNAME_RE.match(domain)):
+    if domain is not None and (not isinstance(domain, str) or not HOSTNAME_RE.match(domain)):
         raise _fail("customDomain", domain, "a lower-case DNS name like demo.example.com")
     cert = values.get("certificateArn")
-    if cert is not None and (not isinstance(cert, str) or not _CERT_ARN_RE.match(cert)):
+    if cert is not None and (not isinstance(cert, str) or not CERT_ARN_RE.match(cert)):
         raise _fail("certificateArn", cert, "an ACM certificate ARN in us-east-1 (CloudFront requires it)")
     if domain is not None and cert is None:
         raise _fail("certificateArn", cert, "a us-east-1 ACM certificate ARN whenever customDomain is set")
@@ -231,7 +231,7 @@ def validate_settings(raw: Mapping[str, Any], region: str | None = None) -> Sett
     out["custom_domain"], out["certificate_arn"] = domain, cert
 
     kms = values.get("kmsKeyArn")
-    if kms is not None and (not isinstance(kms, str) or not _KMS_KEY_ARN_RE.match(kms)):
+    if kms is not None and (not isinstance(kms, str) or not KMS_KEY_ARN_RE.match(kms)):
         raise _fail("kmsKeyArn", kms, "a KMS key ARN arn:aws:kms:<region>:<account>:key/<id> (not an alias)")
     if kms is not None and region and kms.split(":")[3] != region:
         raise _fail("kmsKeyArn", kms, f"a KMS key in the stack's region {region} (S3 and Lambda need one there)")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,11 +11,10 @@ import pulumi_aws as aws
 from components import policies
 from components.dynamic.invalidation import CloudFrontInvalidation
 from components.private_bucket import private_bucket
-from components.settings import PRICE_CLASSES
+from components.settings import CERT_ARN_RE, HOSTNAME_RE, PRICE_CLASSES
 from components.site_config import CONFIG_JS_CACHE_CONTROL, CONFIG_JS_CONTENT_TYPE, render_config_js
 
 _ORIGIN_ID = "site-bucket"
-_CERT_ARN_RE = re.compile(r"^arn:aws[a-z-]*:acm:us-east-1:\d{12}:certificate/[A-Za-z0-9-]+$")
 
 
 class StaticSiteArgsError(ValueError):
@@ -41,8 +39,10 @@ class StaticSiteArgs:
             raise fail("price_class", f"one of {PRICE_CLASSES}")
         if bool(self.custom_domain) != bool(self.certificate_arn):
             raise fail("certificate_arn", "set exactly when custom_domain is set")
-        if self.certificate_arn and not _CERT_ARN_RE.match(self.certificate_arn):
+        if self.certificate_arn and not CERT_ARN_RE.match(self.certificate_arn):
             raise fail("certificate_arn", "an ACM certificate ARN in us-east-1")
+        if self.custom_domain and not HOSTNAME_RE.match(self.custom_domain):
+            raise fail("custom_domain", "a lower-case DNS name")
 
 
 def _object_name(prefix: str, key: str) -> str:

@@ -26,7 +26,14 @@ JSON_ENVELOPE_SLACK_BYTES = 8 * 1024
 # The model's first error line is shown to users; anything longer is not a one-line reason any more.
 MODEL_MESSAGE_MAX_CHARS = 200
 ROUTE_PATH = "/predict"
-ALLOWED_METHODS = "POST, OPTIONS"
+# CORS for the browser's POST /predict: one definition for the handler's own headers and the HTTP API's
+# CorsConfiguration (components.policies), which replaces them in the cloud. The UI reads Retry-After for its
+# backoff and shows the request id; API Gateway's own answers (a crashed function's 500) carry only apigw-requestid.
+CORS_ALLOW_METHODS = ("POST", "OPTIONS")
+CORS_ALLOW_HEADERS = ("content-type",)
+CORS_EXPOSE_HEADERS = ("retry-after", "x-request-id", "apigw-requestid")
+CORS_MAX_AGE_S = 3600
+ALLOWED_METHODS = ", ".join(CORS_ALLOW_METHODS)
 # Seconds a client should wait. Throttling clears fast; a serverless cold start takes 10-20 s, but the UI
 # retries several times with backoff, so a shorter hint gets the first success sooner.
 THROTTLED_RETRY_AFTER_S = 2
@@ -582,9 +589,9 @@ def cors_headers(origin: str | None, allowed: frozenset[str]) -> dict[str, str]:
             {
                 "access-control-allow-origin": origin.strip(),
                 "access-control-allow-methods": ALLOWED_METHODS,
-                "access-control-allow-headers": "content-type",
-                "access-control-expose-headers": "x-request-id, retry-after",
-                "access-control-max-age": "600",
+                "access-control-allow-headers": ", ".join(CORS_ALLOW_HEADERS),
+                "access-control-expose-headers": ", ".join(CORS_EXPOSE_HEADERS),
+                "access-control-max-age": str(CORS_MAX_AGE_S),
             }
         )
     return headers

@@ -108,7 +108,7 @@ export function formatMegabytesUp(bytes) {
   return `${(Math.ceil((bytes / (1024 * 1024)) * 10) / 10).toFixed(1)} MB`;
 }
 
-/** "Round trip 120 ms · server 41 ms (model 35 ms)"; parts the server did not send are left out. */
+/** "Round trip 120 ms · server 41 ms (model endpoint 35 ms)"; parts the server did not send are left out. */
 export function describeTiming(roundTripMs, latency) {
   const parts = [`Round trip ${formatMs(roundTripMs)}`];
   if (latency && typeof latency.total === "number") {
@@ -382,7 +382,7 @@ function init() {
       }
 
       const failure = describeFailure(response.status, body);
-      const requestIdShown = requestId || (body && body.request_id) || null;
+      const requestIdShown = requestId || null;
       if (!failure.retry) {
         showError(failure.message, requestIdShown);
         return;

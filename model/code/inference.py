@@ -41,7 +41,6 @@ WEBP = "image/webp"
 X_IMAGE = "application/x-image"
 ANY = "*/*"
 
-IMAGE_CONTENT_TYPES = (JPEG, PNG, WEBP, X_IMAGE)
 ACCEPTED_FORMATS = {"JPEG": JPEG, "PNG": PNG, "WEBP": WEBP}
 
 DEFAULT_TOP_K = 5
@@ -572,7 +571,8 @@ def _is_refused(q: str | None) -> bool:
 
 # The ranges that accept JSON, most specific first.
 JSON_RANGES = (JSON, "application/*", ANY)
-OUTPUT_ENCODERS = {JSON: json.dumps, ANY: json.dumps}
+# Every accepted range is answered in JSON (an Accept that refuses JSON is a 406 before this).
+OUTPUT_ENCODERS = {JSON: json.dumps}
 
 
 def output_fn(prediction: Prediction, accept: str | None) -> tuple[str, str]:

@@ -562,7 +562,20 @@ def test_cors_echoes_an_allowed_origin():
     assert headers["vary"] == "origin"
     assert headers["access-control-allow-methods"] == "POST, OPTIONS"
     assert headers["access-control-allow-headers"] == "content-type"
-    assert set(re.split(r",\s*", headers["access-control-expose-headers"])) == {"x-request-id", "retry-after"}
+    exposed = set(re.split(r",\s*", headers["access-control-expose-headers"]))
+    assert exposed == {"x-request-id", "retry-after", "apigw-requestid"}
+
+
+def test_the_handler_and_the_http_api_agree_on_cors():
+    """API Gateway replaces the handler's CORS headers with its CorsConfiguration: both must say the same."""
+    from components.policies import http_api_cors
+
+    api = http_api_cors(sorted(ALLOWED))
+    headers = core.cors_headers("https://site.example", ALLOWED)
+    assert headers["access-control-allow-methods"] == ", ".join(api["AllowMethods"])
+    assert headers["access-control-allow-headers"] == ", ".join(api["AllowHeaders"])
+    assert headers["access-control-expose-headers"] == ", ".join(api["ExposeHeaders"])
+    assert headers["access-control-max-age"] == str(api["MaxAge"])
 
 
 @pytest.mark.parametrize("origin", [None, "", "https://evil.example", "https://site.example.evil.com", "null"])

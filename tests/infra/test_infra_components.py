@@ -195,6 +195,7 @@ def test_new_artifact_gives_new_model_inputs_but_same_endpoint_name(mocks: Recor
         ({"max_concurrency": 0}, "max_concurrency"),
         ({"provisioned_concurrency": 6}, "provisioned_concurrency"),
         ({"log_retention_days": 2}, "log_retention_days"),
+        ({"kms_key_arn": "alias/my-key"}, "kms_key_arn"),
     ],
 )
 def test_serverless_endpoint_args_are_validated(tmp_path: Path, overrides: dict[str, Any], field: str) -> None:
@@ -312,6 +313,7 @@ def test_inference_api_with_kms_and_x86(mocks: RecordingMocks) -> None:
         ({"throttle_burst_limit": 9999}, "throttle_burst_limit"),
         ({"extra_origins": ("*",)}, "extra_origins"),
         ({"log_level": "TRACE"}, "log_level"),
+        ({"kms_key_arn": "arn:aws:kms:us-east-1:123456789012:alias/my-key"}, "kms_key_arn"),
     ],
 )
 def test_inference_api_args_are_validated(overrides: dict[str, Any], field: str) -> None:
@@ -455,6 +457,8 @@ def test_static_site_custom_domain(mocks: RecordingMocks, tmp_path: Path) -> Non
             {"custom_domain": "a.example.com", "certificate_arn": CERT.replace("us-east-1", "eu-west-1")},
             "certificate_arn",
         ),
+        ({"custom_domain": "App.Example.com", "certificate_arn": CERT}, "custom_domain"),
+        ({"custom_domain": "https://a.example.com", "certificate_arn": CERT}, "custom_domain"),
     ],
 )
 def test_static_site_args_are_validated(tmp_path: Path, overrides: dict[str, Any], field: str) -> None:

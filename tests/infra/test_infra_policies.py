@@ -313,3 +313,22 @@ def test_s3_prefix_arn_names_a_folder_never_the_whole_bucket() -> None:
     for bad in ("", "models", "/models/", "*/", "models/*"):
         with pytest.raises(policies.PolicyInputError):
             policies.s3_prefix_arn("aws", "b", bad)
+
+
+def test_proxy_function_env_is_what_the_handler_reads() -> None:
+    """One environment for the deployed function and the local sandboxes; the handler's own parser accepts it."""
+    from handlers.proxy_core import SAGEMAKER_SERVERLESS_MAX_BYTES, load_config
+
+    env = policies.proxy_function_env("mobilenet-dev", ["https://a.example", "http://localhost:8000"], "WARNING")
+    assert env == {
+        "ENDPOINT_NAME": "mobilenet-dev",
+        "ALLOWED_ORIGINS": "https://a.example,http://localhost:8000",
+        "MAX_IMAGE_BYTES": str(SAGEMAKER_SERVERLESS_MAX_BYTES),
+        "POWERTOOLS_SERVICE_NAME": "inference-proxy",
+        "POWERTOOLS_METRICS_NAMESPACE": "MobilenetServerless",
+        "LOG_LEVEL": "WARNING",
+    }
+    config = load_config(env)
+    assert config.endpoint_name == "mobilenet-dev" and config.max_image_bytes == SAGEMAKER_SERVERLESS_MAX_BYTES
+    with pytest.raises(PolicyInputError, match="endpoint_name"):
+        policies.proxy_function_env("", [])
