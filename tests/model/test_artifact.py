@@ -181,6 +181,14 @@ def test_int8_is_opt_in_and_agrees_on_the_photos(model_dir):
     )
     inference = load_inference_module(model_dir / "code", "int8_check_inference")
     classifier = inference.load_classifier(str(model_dir))
+    top1 = top5 = 0
     for photo in photos:
         batch = inference.preprocess(inference.decode_image(photo.read_bytes()), classifier.preprocessing)
-        assert np.argmax(session.run(None, {"input": batch})[0]) == np.argmax(classifier.run(batch)), photo.name
+        q = np.argsort(-session.run(None, {"input": batch})[0][0])[:5]
+        f = np.argsort(-classifier.run(batch)[0])[:5]
+        top1 += int(q[0] == f[0])
+        top5 += len(set(q) & set(f))
+    # int8 is opt-in and its agreement is reported, not promised: the rocket photo's fp32 top-1 leads by only
+    # 0.30 to 0.21, inside int8's error, and whether it flips depends on the calibration crops (it does for 2
+    # of 8 seeds tried). A broken quantisation agrees on far fewer.
+    assert top1 >= len(photos) - 1 and top5 >= 4 * len(photos), (top1, top5)
