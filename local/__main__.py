@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import logging
 import signal
@@ -14,7 +15,9 @@ from components.settings import SettingsError, load_stack_file
 from local.runtime import InProcessContainer, ModelStartError, SageMakerRuntime, TorchServeContainer
 from local.server import (
     DEFAULT_ENDPOINT_NAME,
+    MAX_HEAD_BUFFER_BYTES,
     ROOT,
+    HeadDeadlineProtocol,
     StackInfo,
     bind,
     create_app,
@@ -99,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         allowed_origins=cors_allowed_origins(origins, settings.cors_extra_origins),
         any_interface=any_interface,
     )
+    raise_open_file_limit()
+    # SIGTERM and SIGHUP (a closed terminal, a dropped ssh session) unwind like Ctrl-C, through every `finally`:
+    # the unpacked model, the sandboxes and TorchServe's JVM go with the process, even while the model loads.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *_: sys.exit(0))
     print(f"loading {artifact.name} into the {args.runtime} runtime tier ...", flush=True)
     try:
         container = (TorchServeContainer if args.runtime == "torchserve" else InProcessContainer)(artifact)
@@ -106,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: the model endpoint cannot start: {e}", file=sys.stderr)
         sock.close()
         return 1
-    except KeyboardInterrupt:  # Ctrl-C while the model loads: the same clean stop as once it serves
+    except (KeyboardInterrupt, SystemExit):  # stopped while the model loads: the same clean stop as once it serves
         sock.close()
         print("stopped", flush=True)
         return 0
@@ -132,23 +140,42 @@ def main(argv: list[str] | None = None) -> int:
             log_level=args.log_level,
             access_log=False,
             timeout_graceful_shutdown=5,
-            http="h11",
+            http=HeadDeadlineProtocol,
             # Let oversized headers reach the gateway tier, which answers them in JSON as API Gateway would.
-            h11_max_incomplete_event_size=4 * 1024 * 1024,
+            h11_max_incomplete_event_size=MAX_HEAD_BUFFER_BYTES,
         )
-        # uvicorn re-raises SIGTERM and SIGINT after its graceful shutdown; exit through `finally` so the
-        # sandboxes stop too, and without a KeyboardInterrupt traceback for the Ctrl-C that ends `make demo`.
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        try:
-            uvicorn.Server(config).run(sockets=[sock])
-        except KeyboardInterrupt:
-            print("stopped", flush=True)
+        server = uvicorn.Server(config)
+        # uvicorn shuts down gracefully on SIGINT and SIGTERM, then re-raises them: exit through `finally` so
+        # the sandboxes stop too, without a KeyboardInterrupt traceback for the Ctrl-C that ends `make demo`.
+        # It does not handle SIGHUP: give it the same graceful shutdown.
+        signal.signal(signal.SIGHUP, server.handle_exit)
+        with contextlib.suppress(KeyboardInterrupt, SystemExit):
+            server.run(sockets=[sock])
+        print("stopped", flush=True)
+    except (KeyboardInterrupt, SystemExit):  # stopped while the sandboxes start
+        print("stopped", flush=True)
     finally:
+        # A second Ctrl-C (or signal) must not cut the cleanup short and leave the JVM or the model behind.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
         if sandboxes is not None:
             sandboxes.shutdown()
         runtime.close()
         sock.close()
     return 0
+
+
+def raise_open_file_limit() -> None:
+    """Every connection holds a descriptor: take the hard limit rather than a desktop's usual 1024."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = 65536 if hard == resource.RLIM_INFINITY else hard
+        with contextlib.suppress(ValueError, OSError):  # e.g. macOS caps it below the reported hard limit
+            resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, target), hard))
 
 
 if __name__ == "__main__":

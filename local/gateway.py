@@ -28,6 +28,7 @@ INTEGRATION_TIMEOUT_S = float(LAMBDA_TIMEOUT_S)  # what components.inference_api
 # The gateway's own answers, in its own shape ({"message": ...}), for what never reaches the Lambda.
 GATEWAY_ERRORS = {
     404: "Not Found",
+    408: "Request Timeout",
     413: "Request Entity Too Large",
     431: "Request Header Fields Too Large",
     500: "Internal Server Error",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import os
 import shutil
 import sys
 import tarfile
@@ -23,6 +24,7 @@ import threading
 import time
 import traceback
 import uuid
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,7 +79,8 @@ def extract_artifact(artifact: Path, target: Path) -> Path:
     try:
         with tarfile.open(artifact) as tar:
             tar.extractall(model_dir, filter="data")
-    except (OSError, tarfile.TarError) as e:
+    # A truncated gzip raises EOFError, a corrupt one zlib.error: neither is an OSError or a TarError.
+    except (OSError, EOFError, zlib.error, tarfile.TarError) as e:
         raise ModelStartError(f"cannot extract model artifact {artifact}: {e}") from e
     return model_dir
 
@@ -91,13 +94,39 @@ def _toolkit_error_types(module) -> tuple[type[BaseException], ...]:
         return (module.InferenceError,)
 
 
+MODEL_DIR_PREFIX = "mobilenet-model-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, and someone else's
+        return True
+    return True
+
+
+def sweep_orphaned_model_dirs(tmp_root: Path | None = None) -> list[Path]:
+    """Remove the unpacked models of stacks that were killed outright (kill -9 runs no cleanup): each directory
+    is named after its owner's pid, and one whose owner is gone is nobody's. Returns what was removed."""
+    removed = []
+    for path in Path(tmp_root or tempfile.gettempdir()).glob(f"{MODEL_DIR_PREFIX}*-*"):
+        pid = path.name[len(MODEL_DIR_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and path.is_dir() and not _pid_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
 class InProcessContainer:
     """The artifact's inference script served in this process, as the toolkit's transformer serves it."""
 
     name = "inprocess"
 
     def __init__(self, artifact: Path):
-        self._tmp = Path(tempfile.mkdtemp(prefix="mobilenet-model-"))
+        sweep_orphaned_model_dirs()
+        self._tmp = Path(tempfile.mkdtemp(prefix=f"{MODEL_DIR_PREFIX}{os.getpid()}-"))
         try:
             self.model_dir = extract_artifact(Path(artifact), self._tmp)
             code_dir = self.model_dir / "code"
@@ -144,27 +173,35 @@ class InProcessContainer:
         shutil.rmtree(self._tmp, ignore_errors=True)
 
 
+class ContainerUnavailable(RuntimeError):
+    """No container can serve right now (its model server died and is being replaced)."""
+
+
 class TorchServeContainer:
-    """AWS's toolkit + TorchServe serving the artifact in a child process group (RUNTIME=torchserve)."""
+    """AWS's toolkit + TorchServe serving the artifact in a child process group (RUNTIME=torchserve).
+
+    If TorchServe dies it is replaced, as a serverless endpoint replaces a dead instance; meanwhile invoke()
+    raises ContainerUnavailable, which the front answers as SageMaker does (ModelNotReadyException).
+    """
 
     name = "torchserve"
     backend = "torchserve"
 
     def __init__(self, artifact: Path, startup_timeout: float = 180.0):
-        from local.torchserve import TorchServeEndpoint
+        from local.torchserve import ManagedEndpoint, TorchServeDown
 
-        self._endpoint = TorchServeEndpoint(Path(artifact), startup_timeout=startup_timeout)
+        self._down = TorchServeDown
+        self._endpoint = ManagedEndpoint(Path(artifact), startup_timeout=startup_timeout)
         try:
-            self._endpoint.start()
-            self._endpoint.wait_ready()
-        except BaseException as e:  # Ctrl-C while it starts, too: never leave the JVM behind
-            self._endpoint.stop()
-            if isinstance(e, Exception):
-                raise ModelStartError(f"TorchServe could not serve {artifact}: {e}") from e
-            raise
+            self._endpoint.start()  # stops what it started if this fails, Ctrl-C included
+        except Exception as e:
+            raise ModelStartError(f"TorchServe could not serve {artifact}: {e}") from e
 
     def invoke(self, body: bytes, content_type: str, accept: str) -> ContainerResponse:
-        status, headers, payload = self._endpoint.invoke(body, content_type, accept or DEFAULT_ACCEPT)
+        try:
+            status, headers, payload = self._endpoint.invoke(body, content_type, accept or DEFAULT_ACCEPT)
+        except self._down as e:
+            raise ContainerUnavailable(str(e)) from e
         lowered = {k.lower(): v for k, v in dict(headers).items()}
         return ContainerResponse(status, lowered.get("content-type", "application/json"), payload)
 
@@ -302,6 +339,9 @@ class SageMakerRuntime:
         except TimeoutError:
             # SageMaker's words and its status 0: no container answer exists to wrap.
             return model_error(self.endpoint_name, self.region, 0, INVOCATION_TIMEOUT_MESSAGE)
+        except ContainerUnavailable:
+            # A serverless endpoint replacing a dead instance: "not ready, retry", never a ModelError or timeout.
+            return aws_error(429, "ModelNotReadyException", f"Endpoint {name} is not ready yet. Try again later.")
         finally:
             self._release()
         model_ms = (time.perf_counter() - started) * 1000

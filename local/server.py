@@ -29,8 +29,15 @@ from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from components.policies import CONTENT_TYPES, cache_control_for, content_security_policy, http_api_cors
+from components.policies import (
+    CONTENT_TYPES,
+    cache_control_for,
+    content_security_policy,
+    http_api_cors,
+    proxy_function_env,
+)
 from components.settings import Settings
 from components.site_config import CONFIG_JS_CACHE_CONTROL, CONFIG_JS_CONTENT_TYPE, render_config_js
 from local import gateway
@@ -43,6 +50,14 @@ DEFAULT_ENDPOINT_NAME = "mobilenet-local"
 # Concurrent handler invocations, one sandbox process each, started on demand (Lambda's own limit is far
 # higher; beyond this many, invocations wait for a free sandbox).
 LAMBDA_SANDBOXES = 64
+# Slow clients: a connection must finish each request head within HEAD_TIMEOUT_S and its body within
+# BODY_TIMEOUT_S, or it is dropped (head) or answered 408 (body). Without them, a few hundred stalled
+# connections hold the server's file descriptors (and their buffers) for as long as they like.
+HEAD_TIMEOUT_S = 10.0
+BODY_TIMEOUT_S = 60.0
+# How much of an unfinished request head is buffered: heads up to this size reach the gateway tier, which
+# answers over 10 KB with API Gateway's JSON 431; beyond it uvicorn answers 400 and closes.
+MAX_HEAD_BUFFER_BYTES = 2 * 1024 * 1024
 log = logging.getLogger("local")
 
 # What CloudFront's response headers policy adds in the cloud (the CSP is built per API origin).
@@ -90,25 +105,70 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-async def read_capped(request: Request, limit: int) -> bytes | None:
+class BodyTimeout(Exception):
+    """The client did not send its whole body within BODY_TIMEOUT_S."""
+
+
+async def read_capped(request: Request, limit: int, timeout: float | None = None) -> bytes | None:
     """The request body, or None as soon as it exceeds `limit` (nothing more is buffered).
 
     A client that hangs up mid-body gets the same None: it cannot read any answer, and an unhandled
-    ClientDisconnect would only print an ASGI traceback.
+    ClientDisconnect would only print an ASGI traceback. One that stalls raises BodyTimeout.
     """
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         return None
     chunks, size = [], 0
     try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                return None
-            chunks.append(chunk)
+        async with asyncio.timeout(BODY_TIMEOUT_S if timeout is None else timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    return None
+                chunks.append(chunk)
     except ClientDisconnect:
         return None
+    except TimeoutError:
+        raise BodyTimeout from None
     return b"".join(chunks)
+
+
+class HeadDeadlineProtocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with a deadline on every request head.
+
+    uvicorn times a connection out only between requests (keep-alive, after a response): one that connects and
+    sends nothing, or half a head, would be held forever. This one is closed if the head of its next request
+    is not complete HEAD_TIMEOUT_S after the connection opened or after that request's first bytes arrived.
+    """
+
+    head_timeout = HEAD_TIMEOUT_S
+    _head_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._head_deadline = self.loop.call_later(self.head_timeout, self._head_too_slow)
+
+    def data_received(self, data: bytes) -> None:
+        if self._head_deadline is None and self._between_requests():
+            self._head_deadline = self.loop.call_later(self.head_timeout, self._head_too_slow)
+        super().data_received(data)
+        if self._head_deadline is not None and not self._between_requests():  # the head is complete
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+        super().connection_lost(exc)
+
+    def _between_requests(self) -> bool:
+        return self.cycle is None or self.cycle.response_complete
+
+    def _head_too_slow(self) -> None:
+        self._head_deadline = None
+        if self._between_requests() and not self.transport.is_closing():
+            self.transport.close()
 
 
 def _respond(answer: gateway.HttpResponse) -> Response:
@@ -187,7 +247,10 @@ def create_app(
         if header_bytes(request) > gateway.MAX_HEADER_BYTES:
             return _respond(gateway.gateway_error(431))
         started = time.perf_counter()
-        body = await read_capped(request, gateway.MAX_BODY_BYTES)
+        try:
+            body = await read_capped(request, gateway.MAX_BODY_BYTES)
+        except BodyTimeout:
+            return _respond(gateway.gateway_error(408))
         if body is None:
             return _respond(gateway.gateway_error(413))
         request_id = uuid.uuid4().hex[:16]
@@ -234,7 +297,10 @@ def create_app(
         return _respond(answer)
 
     async def invocations(request: Request) -> Response:
-        body = await read_capped(request, runtime.max_payload_bytes)
+        try:
+            body = await read_capped(request, runtime.max_payload_bytes)
+        except BodyTimeout:
+            return _respond(gateway.gateway_error(408))
         if body is None:
             answer = runtime.payload_too_large()
             return Response(answer.body, status_code=answer.status, headers=answer.headers)
@@ -316,15 +382,14 @@ def start_sandboxes(stack: StackInfo, region: str) -> LambdaSandboxes:
     """Sandboxes running the unmodified Lambda handler with the environment the InferenceApi component gives it."""
     os.environ.update(
         {
-            "ENDPOINT_NAME": stack.endpoint_name,
-            "ALLOWED_ORIGINS": ",".join(stack.allowed_origins),
+            **proxy_function_env(
+                stack.endpoint_name, stack.allowed_origins, metrics_namespace="MobilenetServerless/local"
+            ),
             "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": stack.base_url,
             "AWS_ACCESS_KEY_ID": "local",
             "AWS_SECRET_ACCESS_KEY": "local",
             "AWS_DEFAULT_REGION": region,
             "AWS_REGION": region,
-            "POWERTOOLS_SERVICE_NAME": "inference-proxy",
-            "POWERTOOLS_METRICS_NAMESPACE": "MobilenetServerless/local",
         }
     )
     os.environ.pop("AWS_PROFILE", None)

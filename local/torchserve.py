@@ -14,7 +14,9 @@ including a stale one from a crashed run).
 from __future__ import annotations
 
 import argparse
+import http.client
 import io
+import logging
 import os
 import re
 import shutil
@@ -24,10 +26,12 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 import weakref
+import zlib
 from pathlib import Path
 
 _ENTRY = r"""
@@ -65,6 +69,8 @@ finally:
         shutil.rmtree(os.getcwd(), ignore_errors=True)
 """
 
+log = logging.getLogger("local.torchserve")
+
 # The last line of a Python traceback: "inference.ModelLoadError: cannot read model metadata at /x".
 _ERROR_LINE = re.compile(r"\b([A-Z]\w*(?:Error|Exception)): (.+)$")
 # What TorchServe's Python worker logs when model_fn raised a RuntimeError (ModelLoadError is one) ...
@@ -75,6 +81,10 @@ WORKER_DIED = "Backend worker process died."
 
 class TorchServeError(RuntimeError):
     """The stack did not start or did not become ready; the message carries the cause and the log tail."""
+
+
+class TorchServeDown(TorchServeError):
+    """A started stack stopped serving (its JVM died) or is being replaced: retryable, and not a timeout."""
 
 
 def free_ports(count: int) -> list[int]:
@@ -150,6 +160,26 @@ def worker_death_cause(log_lines: list[str]) -> str | None:
     return None
 
 
+def connection_lost(error: Exception) -> bool:
+    """Refused or dropped (nothing listens any more: the JVM died), as opposed to timed out.
+
+    urllib wraps a failed connect in URLError(reason=...); a connection dropped mid-answer surfaces as
+    RemoteDisconnected / ConnectionResetError (ConnectionErrors both), or IncompleteRead mid-body.
+    """
+    reason = error.reason if isinstance(error, urllib.error.URLError) else error
+    return isinstance(reason, ConnectionError | http.client.HTTPException)
+
+
+def describe_exit(code: int) -> str:
+    """'exited with code 1' or 'was killed by SIGKILL', from a Popen returncode."""
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            pass
+    return f"exited with code {code}"
+
+
 def _warmup_jpeg() -> bytes:
     from PIL import Image
 
@@ -223,7 +253,7 @@ class TorchServeEndpoint:
                 (self.base / sub).mkdir()
             with tarfile.open(self.artifact) as tar:
                 tar.extractall(self.base / "model", filter="data")
-        except (OSError, tarfile.TarError) as e:
+        except (OSError, EOFError, zlib.error, tarfile.TarError) as e:  # EOFError: truncated gzip
             shutil.rmtree(self.base, ignore_errors=True)
             raise TorchServeError(f"cannot unpack the model artifact {self.artifact}: {e}") from e
         ports = free_ports(4)
@@ -311,9 +341,23 @@ class TorchServeEndpoint:
     def invoke(
         self, body: bytes, content_type: str, accept: str = "application/json"
     ) -> tuple[int, dict[str, str], bytes]:
-        return self._request("POST", "/invocations", body, {"Content-Type": content_type, "Accept": accept})
+        """The answer, status 0 for a timeout; raises TorchServeDown when the connection is refused or dropped."""
+        headers = {"Content-Type": content_type, "Accept": accept}
+        return self._request("POST", "/invocations", body, headers, down_raises=True)
 
-    def _request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None, timeout=60):
+    def exit_code(self) -> int | None:
+        """The toolkit process's exit code (it exits when the JVM does), None while it runs; reaps it."""
+        return self._proc.poll() if self._proc is not None else None
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict | None = None,
+        timeout=60,
+        down_raises: bool = False,
+    ):
         # Our own loopback http URL, never user input.
         req = urllib.request.Request(self.url + path, data=body, headers=headers or {}, method=method)  # noqa: S310
         try:
@@ -321,7 +365,9 @@ class TorchServeEndpoint:
                 return resp.status, dict(resp.headers), resp.read()
         except urllib.error.HTTPError as e:
             return e.code, dict(e.headers), e.read()
-        except OSError:  # not listening yet, or reset while starting
+        except (OSError, http.client.HTTPException) as e:  # not listening yet, reset while starting, or a timeout
+            if down_raises and connection_lost(e):  # once it served, a refusal means the JVM is gone
+                raise TorchServeDown(f"TorchServe's JVM no longer answers at {self.url}: {e}") from e
             return 0, {}, b""
 
     def _log_lines(self) -> list[str]:
@@ -348,6 +394,126 @@ class TorchServeEndpoint:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class ManagedEndpoint:
+    """A TorchServeEndpoint replaced when it dies, as a serverless endpoint replaces a dead instance.
+
+    A dead stack (the toolkit exited, or nothing answers) is noticed by the invocation that meets it: one ERROR
+    with the log tail, then a background thread reaps the dead process group, removes its temp dir and starts
+    a fresh stack. Until that one is ready, invoke() raises TorchServeDown at once (the caller answers a
+    retryable "not ready", not a timeout); a failed replacement is logged and tried again by an invocation
+    `retry_s` later. Thread-safe: invocations run concurrently.
+    """
+
+    def __init__(self, artifact: Path, *, startup_timeout: float = 120, retry_s: float = 10):
+        self.artifact = Path(artifact)
+        self.startup_timeout = startup_timeout
+        self.retry_s = retry_s
+        self._lock = threading.Lock()
+        self._current: TorchServeEndpoint | None = None  # None while down
+        self._starting: TorchServeEndpoint | None = None  # so that close() can stop it
+        self._replacer: threading.Thread | None = None
+        self._next_try = 0.0
+        self._closed = False
+
+    def start(self) -> ManagedEndpoint:
+        """The first stack, started and awaited in the caller's thread: its failure is the caller's."""
+        self._current = self._launch()
+        return self
+
+    def invoke(
+        self, body: bytes, content_type: str, accept: str = "application/json"
+    ) -> tuple[int, dict[str, str], bytes]:
+        endpoint = self._current
+        if endpoint is None:
+            self._replace(None)  # after a failed replacement, once retry_s has passed
+            raise TorchServeDown("TorchServe is being replaced")
+        code = endpoint.exit_code()
+        if code is not None:
+            self._lost(endpoint, f"the toolkit process {describe_exit(code)} (it exits when TorchServe's JVM does)")
+            raise TorchServeDown("TorchServe died; it is being replaced")
+        try:
+            return endpoint.invoke(body, content_type, accept)
+        except TorchServeDown as e:
+            self._lost(endpoint, str(e))
+            raise
+
+    def _lost(self, endpoint: TorchServeEndpoint, why: str) -> None:
+        with self._lock:
+            if self._current is not endpoint:  # closed, or another invocation met the dead stack first
+                return
+            self._current = None
+        log.error(
+            "TorchServe stopped serving (%s); starting a new one (invocations get 'not ready' meanwhile)\n"
+            "--- last lines of %s/serve.log ---\n%s",
+            why,
+            endpoint.base,
+            endpoint.log_tail(20),
+        )
+        self._replace(endpoint)
+
+    def _replace(self, dead: TorchServeEndpoint | None) -> None:
+        with self._lock:
+            waiting = dead is None and time.monotonic() < self._next_try
+            if self._closed or self._replacer is not None or waiting:
+                return
+            # A daemon: an exit without stop() must not wait for a start; the group watches its launcher anyway.
+            self._replacer = threading.Thread(
+                target=self._replacement, args=(dead,), name="torchserve-replace", daemon=True
+            )
+            self._replacer.start()
+
+    def _replacement(self, dead: TorchServeEndpoint | None) -> None:
+        fresh = None
+        try:
+            if dead is not None:
+                dead.stop()  # reap its group and remove its temp dir before another JVM starts
+            fresh = self._launch()
+        except Exception as e:  # never escapes the thread: invocations keep getting "not ready"; say why
+            if not self._closed:
+                log.error(
+                    "TorchServe could not be restarted (an invocation %.0f s on tries again): %s", self.retry_s, e
+                )
+        with self._lock:
+            self._replacer = None
+            if fresh is None:
+                self._next_try = time.monotonic() + self.retry_s
+            elif not self._closed:
+                self._current, fresh = fresh, None
+                log.warning("TorchServe is serving again at %s", self._current.url)
+        if fresh is not None:  # closed while it started
+            fresh.stop()
+
+    def _launch(self) -> TorchServeEndpoint:
+        endpoint = TorchServeEndpoint(self.artifact, startup_timeout=self.startup_timeout)
+        with self._lock:
+            if self._closed:
+                raise TorchServeDown("the endpoint is closed")
+            self._starting = endpoint
+        try:
+            endpoint.start()
+            if self._closed:  # close() ran while the process was being created and found nothing to stop
+                raise TorchServeDown("the endpoint is closed")
+            endpoint.wait_ready()  # fails fast if close() stops it meanwhile
+            return endpoint
+        except BaseException:  # Ctrl-C while it starts, too: never leave the JVM behind
+            endpoint.stop()
+            raise
+        finally:
+            with self._lock:
+                self._starting = None
+
+    def stop(self) -> None:
+        with self._lock:
+            self._closed = True
+            endpoints, replacer = (self._current, self._starting), self._replacer
+            self._current = None
+        for endpoint in endpoints:
+            if endpoint is not None:
+                endpoint.stop()
+        if replacer is not None:
+            replacer.join(timeout=30)  # it is stopping the dead stack, or giving up on the one close() stopped
 
 
 def main(argv: list[str] | None = None) -> int:

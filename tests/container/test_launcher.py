@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import http.client
+import logging
 import socket
 import tempfile
+import time
+import urllib.error
 from pathlib import Path
 
 import pytest
 
 from local.torchserve import (
     WORKER_DIED,
+    ManagedEndpoint,
+    TorchServeDown,
     TorchServeEndpoint,
     TorchServeError,
+    connection_lost,
+    describe_exit,
     free_ports,
     last_error,
     serving_env,
@@ -132,3 +140,90 @@ def test_a_busy_port_is_named(monkeypatch):
         port = sock.getsockname()[1]
         with pytest.raises(TorchServeError, match=f"port {port} on 127.0.0.1 is in use"):
             TorchServeEndpoint(Path("missing.tar.gz"), port=port).start()
+
+
+@pytest.mark.parametrize(
+    ("error", "lost"),
+    [
+        (urllib.error.URLError(ConnectionRefusedError(111, "Connection refused")), True),  # nothing listens
+        (http.client.RemoteDisconnected("Remote end closed connection without response"), True),
+        (ConnectionResetError(104, "Connection reset by peer"), True),
+        (http.client.IncompleteRead(b"{"), True),  # dropped mid-body
+        (TimeoutError("timed out"), False),  # a slow answer is a timeout, not a dead server
+        (urllib.error.URLError(TimeoutError("timed out")), False),
+    ],
+)
+def test_a_refused_or_dropped_connection_is_lost_and_a_timeout_is_not(error, lost):
+    assert connection_lost(error) is lost
+
+
+def test_a_refused_invocation_is_down_not_status_0():
+    # Status 0 means a timeout (SageMaker's "invocation timed out", the proxy's 504); a refusal must not look so.
+    endpoint = TorchServeEndpoint(Path("missing.tar.gz"), port=free_ports(1)[0])
+    with pytest.raises(TorchServeDown, match="no longer answers"):
+        endpoint.invoke(b"jpeg", "image/jpeg")
+    assert endpoint._request("GET", "/ping", timeout=2) == (0, {}, b"")  # readiness polling still waits
+
+
+def test_an_exit_is_described_by_code_or_signal():
+    assert describe_exit(0) == "exited with code 0"
+    assert describe_exit(1) == "exited with code 1"
+    assert describe_exit(-9) == "was killed by SIGKILL"
+    assert describe_exit(-200) == "exited with code -200"
+
+
+class FakeStack:
+    """What ManagedEndpoint uses of a TorchServeEndpoint."""
+
+    def __init__(self, name: str, exit_code: int | None = None):
+        self.url = self.base = name
+        self.code = exit_code
+        self.stopped = False
+
+    def exit_code(self):
+        return self.code
+
+    def invoke(self, body, content_type, accept):
+        return 200, {"Content-Type": "application/json"}, self.url.encode()
+
+    def log_tail(self, n):
+        return f"last lines of {self.url}"
+
+    def stop(self):
+        self.stopped = True
+
+
+def test_a_failed_replacement_keeps_answering_down_and_is_tried_again(monkeypatch, caplog):
+    dead, fresh = FakeStack("dead", exit_code=-9), FakeStack("fresh")
+    launches = iter([TorchServeError("java exploded"), fresh])
+
+    def launch():
+        outcome = next(launches)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    managed = ManagedEndpoint(Path("model.tar.gz"), retry_s=1)
+    monkeypatch.setattr(managed, "_launch", launch)
+    managed._current = dead
+    with pytest.raises(TorchServeDown):
+        managed.invoke(b"x", "image/jpeg")
+    deadline = time.monotonic() + 5
+    while managed._replacer is not None and time.monotonic() < deadline:  # the failed attempt
+        time.sleep(0.01)
+    assert dead.stopped
+    with pytest.raises(TorchServeDown):  # too early for another attempt: still down
+        managed.invoke(b"x", "image/jpeg")
+    assert managed._replacer is None
+    time.sleep(1.05)
+    with pytest.raises(TorchServeDown):  # this one starts the second attempt
+        managed.invoke(b"x", "image/jpeg")
+    while managed._current is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert managed.invoke(b"x", "image/jpeg")[2] == b"fresh"
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 2, errors
+    assert "was killed by SIGKILL" in errors[0] and "last lines of dead" in errors[0]
+    assert "could not be restarted" in errors[1] and "java exploded" in errors[1]
+    managed.stop()
+    assert fresh.stopped

@@ -505,3 +505,83 @@ def test_ctrl_c_with_a_request_in_flight_answers_it_in_json_without_a_traceback(
         assert answers[0].status_code == 503 and answers[0].json() == {"message": "Service Unavailable"}
     finally:
         own.stop()
+
+
+def test_a_client_that_never_sends_its_request_is_dropped(stack):
+    """The real server applies the head deadline: a connection that sends nothing does not hold a descriptor."""
+    import socket
+    import time
+
+    from local.server import HEAD_TIMEOUT_S
+
+    host, port = stack.url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=HEAD_TIMEOUT_S + 10) as conn:
+        started = time.monotonic()
+        conn.sendall(b"POST /predict HTTP/1.1\r\nhost: x\r\n")  # half a head, then nothing
+        assert conn.recv(1024) == b"", "the server closes it"
+        assert time.monotonic() - started < HEAD_TIMEOUT_S + 10
+    assert predict(stack, photo_bytes("coffee.jpg")).status_code == 200
+
+
+@pytest.mark.parametrize("sig", ["SIGHUP", "SIGTERM"])
+def test_hangup_or_terminate_leaves_nothing_behind(sig, tmp_path):
+    """A closed terminal (SIGHUP) or a SIGTERM, while serving or while the model loads, stops cleanly and takes
+    the unpacked model with it."""
+    import os
+    import signal
+    import time
+
+    for phase in ("loading", "serving"):
+        tmp = tmp_path / phase
+        tmp.mkdir()
+        log = tmp_path / f"{phase}.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "local", "--port", "0"],
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(tmp)},
+                start_new_session=True,
+            )
+        try:
+            marker = "loading " if phase == "loading" else "Ctrl-C stops"
+            deadline = time.monotonic() + 120
+            while marker not in log.read_text() and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if phase == "loading":
+                assert list(tmp.glob("mobilenet-model-*")) or "Ctrl-C stops" not in log.read_text()
+            os.kill(proc.pid, getattr(signal, sig))
+            assert proc.wait(timeout=30) == 0, log.read_text()
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        output = log.read_text()
+        assert output.rstrip().endswith("stopped") and "Traceback" not in output, output
+        assert not list(tmp.glob("mobilenet-model-*")), f"{phase}: the unpacked model was left behind"
+
+
+def test_model_dirs_of_killed_stacks_are_swept(tmp_path):
+    """kill -9 runs no cleanup: the next stack removes directories whose owner process is gone, and only those."""
+    from local.runtime import sweep_orphaned_model_dirs
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    orphan = tmp_path / f"mobilenet-model-{gone.pid}-abc123"
+    (orphan / "model").mkdir(parents=True)
+    live = tmp_path / f"mobilenet-model-{__import__('os').getpid()}-def456"
+    live.mkdir()
+    other = tmp_path / "mobilenet-modelling-notes"
+    other.mkdir()
+    assert sweep_orphaned_model_dirs(tmp_path) == [orphan]
+    assert not orphan.exists() and live.exists() and other.exists()
+
+
+def test_a_truncated_artifact_is_refused_without_a_traceback(artifact, tmp_path):
+    truncated = tmp_path / "truncated.tar.gz"
+    truncated.write_bytes(artifact.read_bytes()[: artifact.stat().st_size // 2])
+    with pytest.raises(RuntimeError) as err:
+        LocalStack("--artifact", str(truncated), env={"TMPDIR": str(tmp_path)})
+    assert "cannot extract model artifact" in str(err.value) and "Traceback" not in str(err.value)
+    assert not list(tmp_path.glob("mobilenet-model-*"))

@@ -1,0 +1,125 @@
+"""Slow and stalled clients cannot hold the local stack's connections: a deadline on each request head (the
+server's protocol) and on each body (read_capped), with deadlines shortened so the tests run in seconds."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from local import server
+
+HEAD_TIMEOUT_S = 0.5
+BODY_TIMEOUT_S = 2.0
+
+
+class ShortHeadDeadline(server.HeadDeadlineProtocol):
+    head_timeout = HEAD_TIMEOUT_S
+
+
+async def echo(request: Request) -> JSONResponse:
+    try:
+        body = await server.read_capped(request, 1024, timeout=BODY_TIMEOUT_S)
+    except server.BodyTimeout:
+        return JSONResponse({"message": "Request Timeout"}, status_code=408)
+    return JSONResponse({"size": None if body is None else len(body)})
+
+
+@pytest.fixture(scope="module")
+def url():
+    sock = server.bind("127.0.0.1", 0)
+    config = uvicorn.Config(
+        Starlette(routes=[Route("/echo", echo, methods=["POST"])]), http=ShortHeadDeadline, log_level="error"
+    )
+    instance = uvicorn.Server(config)
+    thread = threading.Thread(target=instance.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not instance.started:
+        time.sleep(0.02)
+    host, port = sock.getsockname()[:2]
+    yield host, port
+    instance.should_exit = True
+    thread.join(timeout=10)
+
+
+def connect(url) -> socket.socket:
+    conn = socket.create_connection(url, timeout=10)
+    return conn
+
+
+def closed_by_server(conn: socket.socket, within: float) -> bool:
+    """True when the server closes the connection (recv gives b"" or a reset) within `within` seconds."""
+    conn.settimeout(within)
+    try:
+        while True:
+            data = conn.recv(65536)
+            if not data:
+                return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except TimeoutError:
+        return False
+
+
+def request_head(length: int) -> bytes:
+    return f"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-type: text/plain\r\ncontent-length: {length}\r\n\r\n".encode()
+
+
+def read_response(conn: socket.socket) -> bytes:
+    conn.settimeout(10)
+    data = b""
+    while b"\r\n\r\n" not in data or not data.rstrip().endswith(b"}"):
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_a_connection_that_sends_nothing_is_closed(url):
+    with connect(url) as conn:
+        assert closed_by_server(conn, within=HEAD_TIMEOUT_S + 5)
+
+
+def test_a_connection_that_sends_half_a_head_is_closed(url):
+    with connect(url) as conn:
+        conn.sendall(b"POST /echo HTTP/1.1\r\nhost: x\r\nx-slow: ")
+        assert closed_by_server(conn, within=HEAD_TIMEOUT_S + 5)
+
+
+def test_the_head_deadline_does_not_cut_a_complete_request_or_its_body(url):
+    """Once the head is in, only the body deadline applies; and a kept-alive connection serves a second request."""
+    with connect(url) as conn:
+        conn.sendall(request_head(4))
+        time.sleep(HEAD_TIMEOUT_S * 0.6)
+        conn.sendall(b"ab")
+        time.sleep(HEAD_TIMEOUT_S * 0.6)  # over the head deadline in total, within the body deadline
+        conn.sendall(b"cd")
+        first = read_response(conn)
+        assert first.startswith(b"HTTP/1.1 200") and first.endswith(b'{"size":4}'), first
+        conn.sendall(request_head(2) + b"ok")
+        second = read_response(conn)
+        assert second.startswith(b"HTTP/1.1 200") and second.endswith(b'{"size":2}'), second
+
+
+def test_a_slow_second_head_on_a_kept_alive_connection_is_closed(url):
+    with connect(url) as conn:
+        conn.sendall(request_head(2) + b"ok")
+        assert read_response(conn).startswith(b"HTTP/1.1 200")
+        conn.sendall(b"POST /echo HTTP/1.1\r\nho")
+        assert closed_by_server(conn, within=HEAD_TIMEOUT_S + 5)
+
+
+def test_a_stalled_body_gets_a_json_408(url):
+    with connect(url) as conn:
+        conn.sendall(request_head(1000) + b"abc")
+        response = read_response(conn)
+        assert response.startswith(b"HTTP/1.1 408"), response
+        assert response.endswith(b'{"message":"Request Timeout"}'), response
