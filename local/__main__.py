@@ -27,6 +27,7 @@ from local.server import (
 )
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def port_number(value: str) -> int:
@@ -102,12 +103,28 @@ def main(argv: list[str] | None = None) -> int:
         allowed_origins=cors_allowed_origins(origins, settings.cors_extra_origins),
         any_interface=any_interface,
     )
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    try:
+        return serve(args, settings, artifact, sock, stack, listening(host, port, any_interface))
+    finally:
+        for sig, handler in previous.items():  # main() may run inside a longer-lived process (the tests)
+            signal.signal(sig, handler)
+
+
+def say(message: str) -> None:
+    """Print to a terminal that may be gone (after SIGHUP, writing to it fails with EIO)."""
+    with contextlib.suppress(OSError):
+        print(message, flush=True)
+
+
+def serve(args: argparse.Namespace, settings, artifact: Path, sock, stack: StackInfo, where: str) -> int:
+    """Load the model, start the sandboxes and serve until stopped; every exit path cleans up."""
     raise_open_file_limit()
     # SIGTERM and SIGHUP (a closed terminal, a dropped ssh session) unwind like Ctrl-C, through every `finally`:
     # the unpacked model, the sandboxes and TorchServe's JVM go with the process, even while the model loads.
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: sys.exit(0))
-    print(f"loading {artifact.name} into the {args.runtime} runtime tier ...", flush=True)
+    say(f"loading {artifact.name} into the {args.runtime} runtime tier ...")
     try:
         container = (TorchServeContainer if args.runtime == "torchserve" else InProcessContainer)(artifact)
     except ModelStartError as e:
@@ -116,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except (KeyboardInterrupt, SystemExit):  # stopped while the model loads: the same clean stop as once it serves
         sock.close()
-        print("stopped", flush=True)
+        say("stopped")
         return 0
     region = stack_region(args.stack_config)
     runtime = SageMakerRuntime(container, stack.endpoint_name, settings.max_concurrency, region=region)
@@ -126,14 +143,14 @@ def main(argv: list[str] | None = None) -> int:
         app = create_app(stack, runtime, sandboxes, fault_injection=args.fault_injection)
         import uvicorn
 
-        print(
+        base_url = stack.base_url
+        say(
             f"\nmobilenet-serverless local stack (config {args.stack_config.name}, model backend {container.backend})\n"
             f"  site      {base_url}/\n"
             f"  api       POST {base_url}/predict\n"
             f"  runtime   POST {base_url}/endpoints/{stack.endpoint_name}/invocations "
             f"(MaxConcurrency {settings.max_concurrency}, serverless memory {settings.memory_size_mb} MB)\n"
-            f"  listening on {listening(host, port, any_interface)}; Ctrl-C stops\n",
-            flush=True,
+            f"  listening on {where}; Ctrl-C stops\n"
         )
         config = uvicorn.Config(
             app,
@@ -151,13 +168,14 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGHUP, server.handle_exit)
         with contextlib.suppress(KeyboardInterrupt, SystemExit):
             server.run(sockets=[sock])
-        print("stopped", flush=True)
+        say("stopped")
     except (KeyboardInterrupt, SystemExit):  # stopped while the sandboxes start
-        print("stopped", flush=True)
+        say("stopped")
     finally:
-        # A second Ctrl-C (or signal) must not cut the cleanup short and leave the JVM or the model behind.
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_IGN)
+        # A second Ctrl-C (or signal) must not cut the cleanup short and leave the JVM or the model behind. A
+        # do-nothing handler, not SIG_IGN: an ignored signal would stay ignored in any process started meanwhile.
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, lambda *_: None)
         if sandboxes is not None:
             sandboxes.shutdown()
         runtime.close()

@@ -13,10 +13,12 @@ The wire format is what botocore parses (``x-amzn-ErrorType`` + JSON body), so b
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import importlib.util
 import json
 import os
 import shutil
+import stat
 import sys
 import tarfile
 import tempfile
@@ -95,6 +97,9 @@ def _toolkit_error_types(module) -> tuple[type[BaseException], ...]:
 
 
 MODEL_DIR_PREFIX = "mobilenet-model-"
+# Held (flock) by the stack that unpacked the model for as long as it lives: the kernel drops the lock when the
+# process dies, however it dies, and in any pid namespace that shares the directory.
+OWNER_LOCK = ".owner.lock"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -107,15 +112,45 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def hold_owner_lock(directory: Path) -> int:
+    """Lock `directory` as ours until the returned descriptor is closed (or the process ends)."""
+    pending = directory / f"{OWNER_LOCK}.new"
+    fd = os.open(pending, os.O_CREAT | os.O_RDWR, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.rename(pending, directory / OWNER_LOCK)  # a sweeper never sees the lock file unlocked
+    return fd
+
+
+def _owner_gone(directory: Path) -> bool:
+    try:
+        fd = os.open(directory / OWNER_LOCK, os.O_RDWR)
+    except FileNotFoundError:  # its owner has not locked it yet: trust the pid in the name
+        pid = directory.name[len(MODEL_DIR_PREFIX) :].split("-", 1)[0]
+        return pid.isdigit() and not _pid_alive(int(pid))
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # held: its owner is alive
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
 def sweep_orphaned_model_dirs(tmp_root: Path | None = None) -> list[Path]:
-    """Remove the unpacked models of stacks that were killed outright (kill -9 runs no cleanup): each directory
-    is named after its owner's pid, and one whose owner is gone is nobody's. Returns what was removed."""
+    """Remove the unpacked models of stacks that were killed outright (kill -9 runs no cleanup), and only
+    those: our own directories (not symlinks, not another user's) whose owner lock is free. Returns them."""
     removed = []
     for path in Path(tmp_root or tempfile.gettempdir()).glob(f"{MODEL_DIR_PREFIX}*-*"):
-        pid = path.name[len(MODEL_DIR_PREFIX) :].split("-", 1)[0]
-        if pid.isdigit() and path.is_dir() and not _pid_alive(int(pid)):
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
+        try:
+            info = path.lstat()
+        except OSError:
+            continue
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or not _owner_gone(path):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
     return removed
 
 
@@ -127,7 +162,9 @@ class InProcessContainer:
     def __init__(self, artifact: Path):
         sweep_orphaned_model_dirs()
         self._tmp = Path(tempfile.mkdtemp(prefix=f"{MODEL_DIR_PREFIX}{os.getpid()}-"))
+        self._lock_fd: int | None = None
         try:
+            self._lock_fd = hold_owner_lock(self._tmp)
             self.model_dir = extract_artifact(Path(artifact), self._tmp)
             code_dir = self.model_dir / "code"
             if not (code_dir / "inference.py").is_file():
@@ -171,6 +208,9 @@ class InProcessContainer:
 
     def close(self) -> None:
         shutil.rmtree(self._tmp, ignore_errors=True)
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
 
 class ContainerUnavailable(RuntimeError):

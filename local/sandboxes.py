@@ -20,14 +20,17 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import forkserver
 from typing import Any
 
 HANDLER_MODULE = "handlers.inference_proxy"
 
 
 def _sandbox_init(server_pid: int) -> None:
-    # Ctrl-C on `make demo` reaches the whole process group; the server shuts the sandboxes down itself.
+    # Ctrl-C on `make demo`, or a closed terminal's SIGHUP, reaches the whole process group; the server shuts the
+    # sandboxes down itself once its requests are answered. (SIGTERM stays fatal: the pool's terminate() uses it.)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     # One write() per log line: sandboxes share the server's stdout, and PYTHONUNBUFFERED would otherwise
     # write each JSON line and its newline separately, letting two sandboxes' lines interleave.
     sys.stdout.reconfigure(line_buffering=True, write_through=False)  # type: ignore[union-attr]
@@ -130,6 +133,14 @@ class LambdaSandboxes:
     def warm(self) -> None:
         """Start the fork server and one sandbox now, so the first request does not wait for them; a
         configuration the handler refuses at import stops the stack here, with the handler's own error."""
+        # The fork server and the resource tracker are exec'd helpers: started with SIGHUP blocked, they keep it
+        # blocked, so a closed terminal does not kill them under the running sandboxes. Blocked, not ignored, in
+        # this process: a SIGHUP meanwhile is delivered to the server as soon as they are up.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+        try:
+            forkserver.ensure_running()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         with self._lock:
             sandbox = self._take()
         assert sandbox is not None  # max_sandboxes >= 1 and nothing runs yet

@@ -41,7 +41,7 @@ from components.policies import (
 from components.settings import Settings
 from components.site_config import CONFIG_JS_CACHE_CONTROL, CONFIG_JS_CONTENT_TYPE, render_config_js
 from local import gateway
-from local.runtime import Faults, SageMakerRuntime
+from local.runtime import Faults, SageMakerRuntime, aws_error
 from local.sandboxes import LambdaSandboxes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,6 +55,9 @@ LAMBDA_SANDBOXES = 64
 # connections hold the server's file descriptors (and their buffers) for as long as they like.
 HEAD_TIMEOUT_S = 10.0
 BODY_TIMEOUT_S = 60.0
+# And one that stops reading its answers (e.g. pipelines requests and never reads) is dropped once writing to
+# it has been blocked this long.
+WRITE_STALL_TIMEOUT_S = 30.0
 # How much of an unfinished request head is buffered: heads up to this size reach the gateway tier, which
 # answers over 10 KB with API Gateway's JSON 431; beyond it uvicorn answers 400 and closes.
 MAX_HEAD_BUFFER_BYTES = 2 * 1024 * 1024
@@ -142,7 +145,9 @@ class HeadDeadlineProtocol(H11Protocol):
     """
 
     head_timeout = HEAD_TIMEOUT_S
+    write_stall_timeout = WRITE_STALL_TIMEOUT_S
     _head_deadline: asyncio.TimerHandle | None = None
+    _write_deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -157,10 +162,26 @@ class HeadDeadlineProtocol(H11Protocol):
             self._head_deadline = None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._head_deadline is not None:
-            self._head_deadline.cancel()
-            self._head_deadline = None
+        for deadline in (self._head_deadline, self._write_deadline):
+            if deadline is not None:
+                deadline.cancel()
+        self._head_deadline = self._write_deadline = None
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:  # the client's receive window is full
+        super().pause_writing()
+        if self._write_deadline is None:
+            self._write_deadline = self.loop.call_later(self.write_stall_timeout, self._write_stalled)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._write_deadline is not None:
+            self._write_deadline.cancel()
+            self._write_deadline = None
+
+    def _write_stalled(self) -> None:
+        self._write_deadline = None
+        self.transport.abort()  # close() would wait for the buffered answer to drain, which is the problem
 
     def _between_requests(self) -> bool:
         return self.cycle is None or self.cycle.response_complete
@@ -300,7 +321,8 @@ def create_app(
         try:
             body = await read_capped(request, runtime.max_payload_bytes)
         except BodyTimeout:
-            return _respond(gateway.gateway_error(408))
+            answer = aws_error(408, "RequestTimeoutException", "The request body did not arrive in time.")
+            return Response(answer.body, status_code=answer.status, headers=answer.headers)
         if body is None:
             answer = runtime.payload_too_large()
             return Response(answer.body, status_code=answer.status, headers=answer.headers)
@@ -383,7 +405,10 @@ def start_sandboxes(stack: StackInfo, region: str) -> LambdaSandboxes:
     os.environ.update(
         {
             **proxy_function_env(
-                stack.endpoint_name, stack.allowed_origins, metrics_namespace="MobilenetServerless/local"
+                stack.endpoint_name,
+                stack.allowed_origins,
+                log_level=os.environ.get("LOG_LEVEL") or "INFO",  # LOG_LEVEL=DEBUG still reaches the handler
+                metrics_namespace="MobilenetServerless/local",
             ),
             "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": stack.base_url,
             "AWS_ACCESS_KEY_ID": "local",

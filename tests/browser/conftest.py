@@ -32,7 +32,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from components.policies import CORS_EXPOSE_HEADERS
+from components.policies import CORS_EXPOSE_HEADERS, CORS_MAX_AGE_S
 from components.site_config import CONFIG_JS_CACHE_CONTROL, CONFIG_JS_CONTENT_TYPE, render_config_js
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -257,7 +257,7 @@ class StubStack:
                     allow_methods=["POST"],
                     allow_headers=["content-type"],
                     expose_headers=list(CORS_EXPOSE_HEADERS),  # what the deployed API exposes
-                    max_age=600,
+                    max_age=CORS_MAX_AGE_S,
                 )
             ],
         )

@@ -11,7 +11,7 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from local import server
@@ -20,8 +20,17 @@ HEAD_TIMEOUT_S = 0.5
 BODY_TIMEOUT_S = 2.0
 
 
+WRITE_STALL_TIMEOUT_S = 0.5
+BIG = 16 * 1024 * 1024  # far more than the socket buffers on both sides can hold
+
+
 class ShortHeadDeadline(server.HeadDeadlineProtocol):
     head_timeout = HEAD_TIMEOUT_S
+    write_stall_timeout = WRITE_STALL_TIMEOUT_S
+
+
+async def big(request: Request) -> Response:
+    return Response(b"x" * BIG, media_type="application/octet-stream")
 
 
 async def echo(request: Request) -> JSONResponse:
@@ -35,9 +44,8 @@ async def echo(request: Request) -> JSONResponse:
 @pytest.fixture(scope="module")
 def url():
     sock = server.bind("127.0.0.1", 0)
-    config = uvicorn.Config(
-        Starlette(routes=[Route("/echo", echo, methods=["POST"])]), http=ShortHeadDeadline, log_level="error"
-    )
+    app = Starlette(routes=[Route("/echo", echo, methods=["POST"]), Route("/big", big)])
+    config = uvicorn.Config(app, http=ShortHeadDeadline, log_level="error")
     instance = uvicorn.Server(config)
     thread = threading.Thread(target=instance.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -123,3 +131,31 @@ def test_a_stalled_body_gets_a_json_408(url):
         response = read_response(conn)
         assert response.startswith(b"HTTP/1.1 408"), response
         assert response.endswith(b'{"message":"Request Timeout"}'), response
+
+
+def download(conn: socket.socket) -> int:
+    """Bytes received until the server closes or resets the connection."""
+    conn.settimeout(10)
+    total = 0
+    try:
+        while chunk := conn.recv(1 << 20):
+            total += len(chunk)
+    except (ConnectionResetError, TimeoutError):
+        pass
+    return total
+
+
+def test_a_client_that_stops_reading_is_dropped(url):
+    conn = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small receive window
+    with conn:
+        conn.connect(url)
+        conn.sendall(b"GET /big HTTP/1.1\r\nhost: x\r\n\r\n")
+        time.sleep(WRITE_STALL_TIMEOUT_S + 2)  # reads nothing while the server's writes are blocked
+        assert download(conn) < BIG, "the server gave up on the stalled answer"
+
+
+def test_a_client_that_reads_gets_the_whole_answer(url):
+    with connect(url) as conn:
+        conn.sendall(b"GET /big HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        assert download(conn) > BIG  # head + body: a reader that keeps up is never cut

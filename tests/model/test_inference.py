@@ -251,31 +251,32 @@ def test_big_jpeg_decodes_at_a_fraction_of_its_size(inference, fmt):
     assert decoded.size == (500, 333), "drafted in the DCT domain to 1/8 (still >= 256 on the short side)"
 
 
-def _torchvision_crop(img: Image.Image) -> np.ndarray:
+def _torchvision_crop(img: Image.Image, pre) -> np.ndarray:
+    """torchvision's own resize + centre crop for the artifact's preset (V1: 256, V2 as downloaded: 232)."""
     import torchvision.transforms as T
 
-    return np.asarray(T.Compose([T.Resize(256), T.CenterCrop(224)])(img), dtype=np.uint8)[None]
+    return np.asarray(T.Compose([T.Resize(pre.resize), T.CenterCrop(pre.crop)])(img), dtype=np.uint8)[None]
 
 
 def test_preprocessing_matches_torchvision_on_the_photos(inference, classifier):
     for name in ("chelsea.jpg", "coffee.jpg", "astronaut.jpg", "rocket.jpg"):
         pixels = inference.preprocess(inference.decode_image(photo_bytes(name)), classifier.preprocessing)
         assert pixels.shape == (1, 224, 224, 3) and pixels.dtype == np.uint8
-        np.testing.assert_array_equal(pixels, _torchvision_crop(photo(name)), err_msg=name)
+        np.testing.assert_array_equal(pixels, _torchvision_crop(photo(name), classifier.preprocessing), err_msg=name)
 
 
 @pytest.mark.parametrize("size", [(1000, 300), (300, 1000), (2400, 300), (300, 2400), (200, 150), (100, 300)])
 def test_preprocessing_matches_torchvision_on_other_shapes(inference, classifier, size):
     img = photo("chelsea.jpg").resize(size, Image.Resampling.BICUBIC)
     ours = inference.preprocess(img, classifier.preprocessing)
-    np.testing.assert_array_equal(ours, _torchvision_crop(img))
+    np.testing.assert_array_equal(ours, _torchvision_crop(img, classifier.preprocessing))
 
 
 def test_preprocessing_of_an_extreme_aspect_ratio_stays_close(inference, classifier):
     # Beyond 8:1 the crop is resampled from its box (no 256x3000 intermediate): one rounding step at most.
     img = photo("chelsea.jpg").resize((4000, 300), Image.Resampling.BICUBIC)
     ours = inference.preprocess(img, classifier.preprocessing).astype(int)
-    assert np.abs(ours - _torchvision_crop(img)).max() <= 1
+    assert np.abs(ours - _torchvision_crop(img, classifier.preprocessing)).max() <= 1
 
 
 def test_extreme_aspect_ratio_is_cheap(inference, classifier):
@@ -375,7 +376,8 @@ def test_backend_agrees_with_eager_torchvision(inference, classifier, model_dir)
     eager = torchvision.models.mobilenet_v2()
     eager.load_state_dict(torch.load(model_dir / "model.pth", weights_only=True))
     eager.eval()
-    transform = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1.transforms()
+    preset = json.loads((model_dir / "metadata.json").read_text())["weights_preset"]
+    transform = torchvision.models.MobileNet_V2_Weights[preset].transforms()
     for name in ("chelsea.jpg", "coffee.jpg", "astronaut.jpg", "rocket.jpg"):
         with torch.inference_mode():
             reference = torch.softmax(eager(transform(photo(name))[None]), 1)[0].numpy()
