@@ -7,11 +7,12 @@ import contextlib
 import ipaddress
 import logging
 import signal
+import socket
 import sys
 from pathlib import Path
 
 from components.policies import cors_allowed_origins
-from components.settings import SettingsError, load_stack_file
+from components.settings import Settings, SettingsError, load_stack_file
 from local.runtime import InProcessContainer, ModelStartError, SageMakerRuntime, TorchServeContainer
 from local.server import (
     DEFAULT_ENDPOINT_NAME,
@@ -117,7 +118,9 @@ def say(message: str) -> None:
         print(message, flush=True)
 
 
-def serve(args: argparse.Namespace, settings, artifact: Path, sock, stack: StackInfo, where: str) -> int:
+def serve(
+    args: argparse.Namespace, settings: Settings, artifact: Path, sock: socket.socket, stack: StackInfo, where: str
+) -> int:
     """Load the model, start the sandboxes and serve until stopped; every exit path cleans up."""
     raise_open_file_limit()
     # SIGTERM and SIGHUP (a closed terminal, a dropped ssh session) unwind like Ctrl-C, through every `finally`:
