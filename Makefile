@@ -48,6 +48,8 @@ venv: $(VENV)/.installed
 
 $(ORT_STAMP): | $(VENV)/.installed
 	mkdir -p $(dir $@)
+	# Only the pinned version stays: a wheel left from another ORT_VERSION would be vendored instead.
+	rm -f $(dir $@)onnxruntime-*.whl $(dir $@).onnxruntime-*
 	$(PIP) download --disable-pip-version-check -q --no-deps --only-binary=:all: --python-version 3.12 \
 	  --platform manylinux_2_28_x86_64 -d $(dir $@) onnxruntime==$(ORT_VERSION) \
 	  && touch $@ \
@@ -91,5 +93,8 @@ demo: venv model
 loadtest: venv model
 	$(PY) -m bench.loadtest
 
+# Keeps model/dist/wheels (the downloaded onnxruntime wheel): an offline `make model` after `make clean` still
+# vendors it. `rm -rf model/dist` removes that too.
 clean:
-	rm -rf model/dist test-artifacts .pytest_cache
+	find model/dist -mindepth 1 -maxdepth 1 ! -name wheels -exec rm -rf {} + 2>/dev/null || true
+	rm -rf test-artifacts .pytest_cache

@@ -24,6 +24,9 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from packaging.version import Version
+
 ROOT = Path(__file__).resolve().parent
 CODE_DIR = ROOT / "code"
 DEFAULT_OUT = ROOT / "dist" / "model.tar.gz"
@@ -99,9 +102,10 @@ def load_state_dict(source: WeightsSource):
         except FileNotFoundError:
             raise WeightsError(f"weights file {source.path} does not exist") from None
         except Exception as e:
+            first = (str(e).strip().splitlines() or [""])[0][:200]  # torch's own explanation runs to many lines
             raise WeightsError(
-                f"weights file {source.path} is not a torch.save() state_dict (a torchvision-format .pth): "
-                f"{type(e).__name__}: {e}"
+                f"weights file {source.path} is not a torch.save() state_dict (a torchvision-format .pth; save "
+                f"model.state_dict(), not the model): {type(e).__name__}: {first}"
             ) from None
         if not isinstance(state, dict):
             raise WeightsError(f"weights file {source.path} holds a {type(state).__name__}, not a state_dict")
@@ -257,22 +261,46 @@ def quantize_int8(onnx_model: bytes, meta: dict, photos: list[Path]) -> bytes:
         return int8.read_bytes()
 
 
+def check_ort_wheel_name(wheel: Path) -> Version:
+    """The wheel's version, if its name says onnxruntime for the container (cpXY, manylinux x86_64)."""
+    try:
+        name, version, _, tags = parse_wheel_filename(wheel.name)
+    except InvalidWheelFilename as e:
+        raise WeightsError(f"{wheel.name} is not a wheel file name: {e}") from None
+    fits = any(
+        t.interpreter == CONTAINER_PYTHON and t.platform.startswith("manylinux") and t.platform.endswith("_x86_64")
+        for t in tags
+    )
+    if name != "onnxruntime" or not fits:
+        raise WeightsError(
+            f"{wheel.name} is not an onnxruntime wheel for the container ({CONTAINER_PYTHON}, manylinux x86_64)"
+        )
+    return version
+
+
 def find_ort_wheel() -> Path | None:
-    wheels = sorted(WHEEL_DIR.glob(f"onnxruntime-*-{CONTAINER_PYTHON}-{CONTAINER_PYTHON}-manylinux*_x86_64.whl"))
-    return wheels[-1] if wheels else None
+    """The newest (by version, not by name) container onnxruntime wheel in WHEEL_DIR, if any."""
+    wheels = WHEEL_DIR.glob(f"onnxruntime-*-{CONTAINER_PYTHON}-{CONTAINER_PYTHON}-manylinux*_x86_64.whl")
+    return max(wheels, key=check_ort_wheel_name, default=None)
 
 
 def vendored_ort_files(wheel: Path) -> dict[str, bytes]:
     """Unpack the onnxruntime wheel under code/vendor/<python tag>/: importable, nothing installed at start."""
+    check_ort_wheel_name(wheel)
     prefix = f"code/vendor/{CONTAINER_PYTHON}/"
     files = {}
-    with zipfile.ZipFile(wheel) as zf:
-        for name in zf.namelist():
-            if name.endswith("/") or name.startswith(ORT_SKIP) or "__pycache__" in name:
-                continue
-            files[prefix + name] = zf.read(name)
-    if not any(name.endswith(".so") for name in files):
-        raise WeightsError(f"{wheel} holds no native library; is it a manylinux x86_64 wheel?")
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            for name in zf.namelist():
+                if name.endswith("/") or name.startswith(ORT_SKIP) or "__pycache__" in name:
+                    continue
+                files[prefix + name] = zf.read(name)
+    except zipfile.BadZipFile as e:
+        raise WeightsError(f"onnxruntime wheel {wheel} is not a readable zip: {e}") from None
+    # The extension module must be built for the container's Python on Linux x86_64, whatever the name says.
+    abi = f"cpython-{CONTAINER_PYTHON[2:]}-x86_64-linux-gnu.so"
+    if not any(name.endswith(abi) for name in files):
+        raise WeightsError(f"{wheel} holds no {abi} extension module: not a {CONTAINER_PYTHON} Linux x86_64 build")
     return files
 
 
@@ -301,13 +329,22 @@ def write_tarball(members: dict[str, bytes], out: Path) -> None:
             info.size, info.mode = len(members[name]), 0o644
             tar.addfile(_normalise(info), io.BytesIO(members[name]))
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    with (
-        open(tmp, "wb") as f,
-        gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0, compresslevel=9) as gz,
-    ):
-        gz.write(raw.getvalue())
-    tmp.replace(out)
+    # A temp file of its own beside the target, renamed over it: a failed or interrupted build (or two at once)
+    # never leaves a half-written artifact, and the temp file goes with the failure.
+    with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp", delete=False) as f:
+        tmp = Path(f.name)
+        try:
+            with gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0, compresslevel=9) as gz:
+                gz.write(raw.getvalue())
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    try:
+        os.chmod(tmp, 0o644)  # NamedTemporaryFile creates 0600; the artifact is not a secret
+        tmp.replace(out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
@@ -328,6 +365,12 @@ def fingerprint(source: WeightsSource, onnx: bool, ort_wheel: Path | None, int8:
     for name, data in sorted(code_files().items()):
         digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
     digest.update(Path(__file__).read_bytes())
+    # The exporters are inputs too: another torch or onnx can write another graph from the same weights.
+    import onnx
+    import torch
+    import torchvision
+
+    digest.update(f"|torch={torch.__version__}|torchvision={torchvision.__version__}|onnx={onnx.__version__}".encode())
     return digest.hexdigest()
 
 
@@ -347,7 +390,7 @@ def build(
         f"inputs: weights={source.weights_id} preset={source.preset} onnx={onnx} int8={int8} "
         f"onnxruntime={'vendored ' + ort_wheel.name if ort_wheel else 'not vendored'}"
     )
-    if not force and out.exists() and stamp.exists() and stamp.read_text().strip() == fp:
+    if not force and _intact(out) and stamp.exists() and stamp.read_text().strip() == fp:
         print("up to date, not rebuilt")
         return out, False
     state = load_state_dict(source)
@@ -367,6 +410,14 @@ def build(
     stamp.write_text(fp + "\n")
     out.with_name(out.name + ".sha256").write_text(f"{sha256_file(out)}  {out.name}\n")
     return out, True
+
+
+def _intact(out: Path) -> bool:
+    """The artifact is there and still the file its .sha256 names (a truncated or edited one is rebuilt)."""
+    recorded = out.with_name(out.name + ".sha256")
+    if not (out.is_file() and recorded.is_file()):
+        return False
+    return recorded.read_text().split(maxsplit=1)[:1] == [sha256_file(out)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -403,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
     preset = args.preset or ("IMAGENET1K_V1" if weights else "IMAGENET1K_V2")
     wheel = args.onnxruntime_wheel or (find_ort_wheel() if args.onnx else None)
     try:
+        if weights is not None and weights.exists() and not weights.is_file():
+            raise WeightsError(f"weights file {weights} is not a regular file")
         if weights is not None and not weights.is_file():
             raise WeightsError(f"weights file {weights} does not exist")
         if wheel is not None and not wheel.is_file():
@@ -420,6 +473,12 @@ def main(argv: list[str] | None = None) -> int:
     except WeightsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # an unwritable or odd --out, a full disk: say which file, no traceback
+        print(f"error: {e.strerror or e}: {e.filename or args.out}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # the previous artifact, if any, is untouched
+        print("interrupted: nothing was written", file=sys.stderr)
+        return 130
     if args.onnx and wheel is None:
         print(
             "note: no onnxruntime wheel vendored; the SageMaker container will serve TorchScript",

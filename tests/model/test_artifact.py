@@ -192,3 +192,92 @@ def test_int8_is_opt_in_and_agrees_on_the_photos(model_dir):
     # 0.30 to 0.21, inside int8's error, and whether it flips depends on the calibration crops (it does for 2
     # of 8 seeds tried). A broken quantisation agrees on far fewer.
     assert top1 >= len(photos) - 1 and top5 >= 4 * len(photos), (top1, top5)
+
+
+# --- failures leave nothing half-done, and say what went wrong in one line ---------------------------------
+def test_an_interrupted_write_keeps_the_old_artifact_and_leaves_no_temp_file(tmp_path, monkeypatch):
+    out = tmp_path / "model.tar.gz"
+    package.write_tarball({"a.txt": b"old"}, out)
+    before = out.read_bytes()
+
+    def interrupted(self, data):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(package.gzip.GzipFile, "write", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        package.write_tarball({"a.txt": b"new"}, out)
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.tar.gz"]
+
+
+def test_a_damaged_artifact_is_rebuilt_though_its_inputs_are_unchanged(weights_file, tmp_path, monkeypatch):
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "inference.py").write_text("# v1\n")
+    monkeypatch.setattr(package, "CODE_DIR", code)
+    source = package.WeightsSource(weights_file, "IMAGENET1K_V1")
+    out = tmp_path / "dist" / "model.tar.gz"
+    assert package.build(source, out, onnx=False)[1] is True
+    good = out.read_bytes()
+    out.write_bytes(good[:1000])  # truncated (a full disk, a killed copy)
+    assert package.build(source, out, onnx=False)[1] is True
+    assert out.read_bytes() == good
+
+
+def _wheel(path, members: dict[str, bytes]):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+LINUX_SO = "onnxruntime/capi/onnxruntime_pybind11_state.cpython-312-x86_64-linux-gnu.so"
+
+
+@pytest.mark.parametrize(
+    ("name", "members", "says"),
+    [
+        ("onnxruntime-1.31.1-cp311-cp311-macosx_14_0_arm64.whl", {LINUX_SO: b"x"}, "not an onnxruntime wheel for"),
+        ("onnxruntime-1.31.1-cp311-cp311-manylinux_2_28_x86_64.whl", {LINUX_SO: b"x"}, "not an onnxruntime wheel"),
+        ("numpy-2.0.0-cp312-cp312-manylinux_2_28_x86_64.whl", {LINUX_SO: b"x"}, "not an onnxruntime wheel"),
+        (
+            "onnxruntime-1.31.1-cp312-cp312-manylinux_2_28_x86_64.whl",
+            {"onnxruntime/capi/onnxruntime_pybind11_state.cpython-311-darwin.so": b"x"},
+            "no cpython-312-x86_64-linux-gnu.so extension",
+        ),
+        ("not-a-wheel.whl", {LINUX_SO: b"x"}, "is not a wheel file name"),
+    ],
+)
+def test_a_wheel_that_cannot_serve_in_the_container_is_refused(tmp_path, name, members, says):
+    with pytest.raises(package.WeightsError, match=says):
+        package.vendored_ort_files(_wheel(tmp_path / name, members))
+
+
+def test_a_wheel_that_is_not_a_zip_is_one_error_line(tmp_path, capsys, weights_file):
+    wheel = tmp_path / "onnxruntime-1.31.1-cp312-cp312-manylinux_2_28_x86_64.whl"
+    wheel.write_text("not a zip")
+    argv = ["--weights", str(weights_file), "--onnxruntime-wheel", str(wheel), "--out", str(tmp_path / "m.tar.gz")]
+    assert package.main([*argv, "--force"]) == 2
+    err = capsys.readouterr().err
+    assert "is not a readable zip" in err and "Traceback" not in err
+    assert not list(tmp_path.glob("*.tar.gz")) and not list(tmp_path.glob(".*tmp"))
+
+
+def test_the_newest_wheel_is_chosen_by_version_not_by_name(tmp_path, monkeypatch):
+    monkeypatch.setattr(package, "WHEEL_DIR", tmp_path)
+    for version in ("1.9.0", "1.31.1", "1.4.2"):
+        (tmp_path / f"onnxruntime-{version}-cp312-cp312-manylinux_2_28_x86_64.whl").write_bytes(b"")
+    assert package.find_ort_wheel().name.startswith("onnxruntime-1.31.1-")
+
+
+def test_cli_errors_on_files_are_one_line(tmp_path, capsys, weights_file):
+    assert package.main(["--weights", str(tmp_path), "--out", str(tmp_path / "m.tar.gz")]) == 2
+    assert "is not a regular file" in capsys.readouterr().err
+    unwritable = tmp_path / "file"
+    unwritable.write_text("")
+    out = unwritable / "m.tar.gz"  # a path under a regular file cannot be created
+    assert package.main(["--weights", str(weights_file), "--no-onnx", "--out", str(out), "--force"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err and len(err.strip().splitlines()) == 1
