@@ -69,13 +69,18 @@ def test_same_inputs_give_byte_identical_tarball(weights_file, tmp_path):
     assert (tmp_path / "a" / "model.tar.gz.sha256").read_text().split()[0] == digest[0]
 
 
-def test_unchanged_inputs_skip_the_build_and_a_code_change_rebuilds(weights_file, tmp_path, monkeypatch):
+@pytest.fixture
+def small_build(weights_file, tmp_path, monkeypatch):
+    """(code dir, weights source, artifact path) for quick builds: a one-file code/ and no ONNX graph."""
     code = tmp_path / "code"
     code.mkdir()
     (code / "inference.py").write_text("# v1\n")
     monkeypatch.setattr(package, "CODE_DIR", code)
-    source = package.WeightsSource(weights_file, "IMAGENET1K_V1")
-    out = tmp_path / "dist" / "model.tar.gz"
+    return code, package.WeightsSource(weights_file, "IMAGENET1K_V1"), tmp_path / "dist" / "model.tar.gz"
+
+
+def test_unchanged_inputs_skip_the_build_and_a_code_change_rebuilds(small_build):
+    code, source, out = small_build
     assert package.build(source, out, onnx=False)[1] is True
     assert package.build(source, out, onnx=False)[1] is False
     (code / "inference.py").write_text("# v2\n")
@@ -210,13 +215,8 @@ def test_an_interrupted_write_keeps_the_old_artifact_and_leaves_no_temp_file(tmp
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.tar.gz"]
 
 
-def test_a_damaged_artifact_is_rebuilt_though_its_inputs_are_unchanged(weights_file, tmp_path, monkeypatch):
-    code = tmp_path / "code"
-    code.mkdir()
-    (code / "inference.py").write_text("# v1\n")
-    monkeypatch.setattr(package, "CODE_DIR", code)
-    source = package.WeightsSource(weights_file, "IMAGENET1K_V1")
-    out = tmp_path / "dist" / "model.tar.gz"
+def test_a_damaged_artifact_is_rebuilt_though_its_inputs_are_unchanged(small_build):
+    _, source, out = small_build
     assert package.build(source, out, onnx=False)[1] is True
     good = out.read_bytes()
     out.write_bytes(good[:1000])  # truncated (a full disk, a killed copy)
