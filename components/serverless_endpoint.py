@@ -106,7 +106,12 @@ class ServerlessEndpoint(pulumi.ComponentResource):
             content_type="application/gzip",
             server_side_encryption="aws:kms" if args.kms_key_arn else "AES256",
             kms_key_id=args.kms_key_arn,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[encryption]),
+            # A new model replaces this object (new key); the previous one is kept. When SageMaker rolls an update
+            # back, the endpoint keeps running on the previous Model, which Pulumi deletes as a pending delete
+            # at the start of the next `pulumi up`; its artifact must stay readable for the endpoint's cold
+            # starts (see policies.sagemaker_execution_policy). `pulumi destroy` still removes it: the bucket is
+            # force_destroy. Each rollout leaves one more ~20 MB object under models/.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[encryption], retain_on_delete=True),
         )
         model_data_url = pulumi.Output.concat("s3://", bucket.bucket, "/", key)
 

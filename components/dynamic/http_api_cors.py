@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import CreateResult, DiffResult, Resource, UpdateResult
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 
 from components.dynamic import AwsProvider
 from components.policies import http_api_cors
@@ -47,6 +47,17 @@ class HttpApiCorsProvider(AwsProvider):
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         return UpdateResult(outs=self._apply(news))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        """`pulumi refresh`: the origins the API allows now, so a console edit or removal shows as drift and the
+        next `pulumi up` puts the program's origins back (the Api resource ignores corsConfiguration)."""
+        client = self._client(props["region"])
+        try:
+            api = client.get_api(ApiId=props["api_id"])
+        except client.exceptions.NotFoundException:
+            return ReadResult(id_="", outs={})  # the API is gone: so is this resource
+        origins = list((api.get("CorsConfiguration") or {}).get("AllowOrigins") or [])
+        return ReadResult(id_=id_, outs={**props, "origins": origins})
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         client = self._client(props["region"])

@@ -3,6 +3,12 @@
 The PyTorch container answers /ping with 200 even when model_fn failed, so an InService endpoint
 proves nothing; only a well-formed top-k reply does. A failure fails `pulumi up` and names the
 endpoint's log group, where the container's traceback is.
+
+Before probing, it checks that the endpoint really serves the endpoint configuration this deployment created:
+when a new configuration fails to start, SageMaker rolls the update back and the endpoint returns to InService on
+the previous configuration with a FailureReason (DescribeEndpoint), and the aws provider's update reports success
+(terraform-provider-aws #46663, #48997). Probing then would pass against the old model, and Pulumi would go on to
+delete the old Model and EndpointConfiguration the endpoint still runs on.
 """
 
 from __future__ import annotations
@@ -141,6 +147,29 @@ def run_smoke_check(
     return {"top_label": predictions[0]["label"], "prediction_count": len(predictions)}
 
 
+def rollout_failure_message(endpoint_name: str, expected_config: str, description: dict[str, Any]) -> str:
+    actual = description.get("EndpointConfigName")
+    status = description.get("EndpointStatus")
+    reason = description.get("FailureReason") or "SageMaker gave no FailureReason"
+    return (
+        f"SageMaker endpoint {endpoint_name!r} is {status} on endpoint configuration {actual!r}, not on "
+        f"{expected_config!r} that this deployment created: the update did not take effect ({reason}). "
+        "The endpoint still serves the previous model. Pulumi keeps the previous Model and EndpointConfiguration "
+        "as pending deletes and removes them at the start of the next `pulumi up`; fix the cause (see the "
+        "endpoint's log group) before running it again."
+    )
+
+
+def check_rollout(client: Any, endpoint_name: str, expected_config: str | None) -> dict[str, Any]:
+    """DescribeEndpoint: the endpoint must be InService on `expected_config` (when given); `client` is a sagemaker
+    client. Returns the description."""
+    description = client.describe_endpoint(EndpointName=endpoint_name)
+    on_expected = not expected_config or description.get("EndpointConfigName") == expected_config
+    if description.get("EndpointStatus") != "InService" or not on_expected:
+        raise SmokeCheckError(rollout_failure_message(endpoint_name, expected_config or "", description))
+    return description
+
+
 def diff_smoke_check(olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
     """Re-run only when what is deployed behind the endpoint changes (its config name or artifact)."""
     keys = ("endpoint_name", "region", "log_group", "trigger")
@@ -155,6 +184,8 @@ class SmokeCheckProvider(AwsProvider):
         for field in ("endpoint_name", "region", "log_group"):
             if not props.get(field):
                 raise SmokeCheckError(f"{field} is required, got {props.get(field)!r}")
+        # `trigger` is the name of the EndpointConfiguration the endpoint was just updated to.
+        check_rollout(self.client("sagemaker", region=props["region"]), props["endpoint_name"], props.get("trigger"))
         client = self.client(
             "sagemaker-runtime",
             region=props["region"],

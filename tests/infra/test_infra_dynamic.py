@@ -28,6 +28,7 @@ from components.dynamic.smoke_check import (
     PROBE_JPEG,
     SmokeCheckError,
     SmokeCheckProvider,
+    check_rollout,
     diff_smoke_check,
     parse_topk_reply,
     run_smoke_check,
@@ -91,6 +92,33 @@ def queue_endpoint_results(*bodies: str) -> None:
     response.raise_for_status()
 
 
+def serve_config(endpoint_name: str, config_name: str) -> None:
+    """Make moto's endpoint `endpoint_name` InService on endpoint configuration `config_name` (moto has no
+    UpdateEndpoint: the endpoint is re-created)."""
+    client = boto3.client("sagemaker", region_name=REGION)
+    image = f"763104351884.dkr.ecr.{REGION}.amazonaws.com/pytorch-inference:2.6.0-cpu-py312"
+    model = f"model-{config_name}"
+    if model not in [m["ModelName"] for m in client.list_models()["Models"]]:
+        client.create_model(
+            ModelName=model,
+            ExecutionRoleArn=f"arn:aws:iam::{ACCOUNT}:role/sm",
+            PrimaryContainer={"Image": image, "ModelDataUrl": "s3://b/models/x/model.tar.gz"},
+        )
+        client.create_endpoint_config(
+            EndpointConfigName=config_name,
+            ProductionVariants=[
+                {
+                    "VariantName": "AllTraffic",
+                    "ModelName": model,
+                    "ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": 5},
+                }
+            ],
+        )
+    if endpoint_name in [e["EndpointName"] for e in client.list_endpoints()["Endpoints"]]:
+        client.delete_endpoint(EndpointName=endpoint_name)
+    client.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=config_name)
+
+
 # ------------------------------------------------------------------------------------ smoke check
 
 
@@ -102,11 +130,13 @@ def test_probe_is_a_real_small_jpeg() -> None:
 
 def test_smoke_check_create_update_delete(aws: None, text_probe: None) -> None:
     queue_endpoint_results(json.dumps(GOOD_REPLY), json.dumps(GOOD_REPLY))
+    serve_config("mobilenet-test", "config-1")
     provider = SmokeCheckProvider()
     created = provider.create(dict(SMOKE_PROPS))
     assert created.id == "smoke-mobilenet-test"
     assert created.outs["top_label"] == "Egyptian cat" and created.outs["prediction_count"] == 2
     assert created.outs["trigger"] == "config-1"
+    serve_config("mobilenet-test", "config-2")
     updated = provider.update(created.id, created.outs, {**SMOKE_PROPS, "trigger": "config-2"})
     assert updated.outs["trigger"] == "config-2" and updated.outs["top_label"] == "Egyptian cat"
     assert provider.delete(created.id, updated.outs) is None
@@ -114,11 +144,50 @@ def test_smoke_check_create_update_delete(aws: None, text_probe: None) -> None:
 
 def test_smoke_check_fails_with_log_group_pointer_on_bad_reply(aws: None, text_probe: None) -> None:
     queue_endpoint_results("<html>hello</html>")
+    serve_config("mobilenet-test", "config-1")
     with pytest.raises(SmokeCheckError) as err:
         SmokeCheckProvider().create(dict(SMOKE_PROPS))
     message = str(err.value)
     assert "mobilenet-test" in message and "not JSON" in message
     assert "/aws/sagemaker/Endpoints/mobilenet-test" in message and "smokeCheck false" in message
+
+
+def test_smoke_check_fails_when_sagemaker_rolled_the_update_back(aws: None, text_probe: None) -> None:
+    """A new EndpointConfiguration that fails to start: SageMaker puts the endpoint back InService on the old one and
+    the aws provider reports the update as done. The probe would pass against the old model; the check must fail
+    the deployment before Pulumi deletes the old Model and EndpointConfiguration the endpoint still runs on."""
+    queue_endpoint_results(json.dumps(GOOD_REPLY), json.dumps(GOOD_REPLY))
+    serve_config("mobilenet-test", "config-1")
+    provider = SmokeCheckProvider()
+    created = provider.create(dict(SMOKE_PROPS))
+    with pytest.raises(SmokeCheckError) as err:
+        provider.update(created.id, created.outs, {**SMOKE_PROPS, "trigger": "config-2"})
+    message = str(err.value)
+    assert "'config-1'" in message and "'config-2'" in message and "did not take effect" in message
+
+
+def test_rollout_check_reports_sagemakers_failure_reason() -> None:
+    client = boto3.client("sagemaker", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    description = {
+        "EndpointName": "mobilenet-test",
+        "EndpointArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/mobilenet-test",
+        "EndpointConfigName": "config-1",
+        "EndpointStatus": "InService",
+        "FailureReason": "The primary container for production variant AllTraffic did not pass the ping health check.",
+        "CreationTime": "2026-01-01T00:00:00Z",
+        "LastModifiedTime": "2026-01-01T00:00:00Z",
+    }
+    with Stubber(client) as stub:
+        stub.add_response("describe_endpoint", description, {"EndpointName": "mobilenet-test"})
+        stub.add_response("describe_endpoint", description, {"EndpointName": "mobilenet-test"})
+        stub.add_response(
+            "describe_endpoint", {**description, "EndpointStatus": "Updating"}, {"EndpointName": "mobilenet-test"}
+        )
+        with pytest.raises(SmokeCheckError, match="did not pass the ping health check"):
+            check_rollout(client, "mobilenet-test", "config-2")
+        assert check_rollout(client, "mobilenet-test", "config-1")["EndpointConfigName"] == "config-1"
+        with pytest.raises(SmokeCheckError, match="is Updating"):
+            check_rollout(client, "mobilenet-test", "config-1")
 
 
 def test_smoke_check_model_error_reports_the_traceback_tail() -> None:
@@ -326,6 +395,21 @@ def test_http_api_cors_create_update_delete(aws: None) -> None:
     provider.delete(created.id, news)  # the API is already gone: still not an error
 
 
+def test_http_api_cors_refresh_sees_a_console_edit_and_up_restores_it(aws: None) -> None:
+    client = boto3.client("apigatewayv2")
+    api_id = client.create_api(Name="t", ProtocolType="HTTP")["ApiId"]
+    props = {"api_id": api_id, "region": REGION, "origins": ["https://d1.cloudfront.net"]}
+    provider = HttpApiCorsProvider()
+    created = provider.create(dict(props))
+    assert provider.read(created.id, created.outs).outs["origins"] == ["https://d1.cloudfront.net"]
+    client.delete_cors_configuration(ApiId=api_id)  # someone clears CORS in the console
+    refreshed = provider.read(created.id, created.outs)
+    assert refreshed.id == created.id and refreshed.outs["origins"] == []
+    assert diff_cors(refreshed.outs, props).changes is True  # so the next `pulumi up` re-applies it
+    client.delete_api(ApiId=api_id)
+    assert provider.read(created.id, created.outs).id == ""  # the API is gone: refresh drops the resource
+
+
 def test_http_api_cors_requires_api_id(aws: None) -> None:
     with pytest.raises(HttpApiCorsError, match="api_id is required"):
         HttpApiCorsProvider().create({"api_id": "", "region": REGION, "origins": ["https://a.example.com"]})
@@ -376,6 +460,7 @@ def test_every_provider_calls_aws_with_the_stacks_profile(aws: None, deploy_prof
         SmokeCheckProvider: SMOKE_PROPS,
     }
     queue_endpoint_results(json.dumps(GOOD_REPLY))
+    serve_config("mobilenet-test", "config-1")
     for provider_class, props in calls.items():
         with pytest.raises(ProfileNotFound, match="gone"):
             configured(provider_class(), **{"aws:profile": "gone"}).create(dict(props))

@@ -217,3 +217,19 @@ def test_resource_options_order_the_deploy_and_parent_every_child(program: Any, 
     assert deps("site-invalidation") >= files
     # The CORS rules are applied by the api-cors dynamic resource; without this a refresh would wipe them.
     assert seen["api-http-api"][3] == ["corsConfiguration"]
+
+
+def test_a_replaced_model_artifact_is_kept_in_the_bucket(program: Any, mocks: RecordingMocks) -> None:
+    """A rolled-back SageMaker update leaves the endpoint on the previous Model; Pulumi deletes that Model as a
+    pending delete at the start of the next `pulumi up`, and with it the artifact the endpoint cold-starts from,
+    unless the object is retained (the force_destroy bucket still removes it on `pulumi destroy`)."""
+    retained: dict[str, bool] = {}
+
+    def record(args: pulumi.ResourceTransformationArgs) -> None:
+        retained[args.name] = bool(args.opts and args.opts.retain_on_delete)
+
+    program(transformation=record)
+    assert retained["model-artifact"] is True
+    assert mocks.one("aws:s3/bucket:Bucket", "model-bucket")["forceDestroy"] is True
+    # Everything else is deleted by `pulumi destroy`.
+    assert [name for name, keep in retained.items() if keep] == ["model-artifact"]
