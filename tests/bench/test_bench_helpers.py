@@ -65,3 +65,39 @@ def test_served_path_breakdown_times_each_call_after_what_the_served_path_runs_b
         "model", "predict_fn", "output_fn",
     ]  # fmt: skip
     assert calls[-3:] == ["model", "predict_fn", "output_fn"]
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs", "bound", "at_most", "ok"),
+    [
+        (3.6, 3.0, 1.2, True, True),  # exactly 1.2x: "at most 1.2x" is met (3.6 <= 1.2 * 3.0 is False in floats)
+        (2.4, 2.0, 1.2, True, True),
+        (3.612, 3.0, 1.2, True, False),  # 1.204x
+        (3.0, 9.0, 3.0, False, True),  # exactly 3x faster
+        (3.0, 8.99, 3.0, False, False),  # 2.997x
+        (25.0, 100.0, 4.0, False, True),
+        (25.0, 99.9, 4.0, False, False),
+        (1.5, 3.0, 0.5, True, True),
+    ],
+)
+def test_target_verdict_is_inclusive_and_the_printed_ratio_never_contradicts_it(ours, theirs, bound, at_most, ok):
+    from bench.__main__ import Report
+
+    report = Report()
+    ratio = ours / theirs if at_most else theirs / ours
+    report.check("row", f"{ours} ms", f"{theirs} ms", ratio, bound, "target", at_most=at_most)
+    printed = float(report.rows[0][3].rstrip("x"))
+    assert report.rows[0][4].endswith("✅" if ok else "❌")
+    assert bool(report.failures) is not ok
+    # whoever reads the table can redo the verdict from the printed ratio
+    assert (printed <= bound if at_most else printed >= bound) is ok
+
+
+@pytest.mark.parametrize(
+    ("value", "bound", "at_most", "text"),
+    [(15.04, 15, True, "15.04"), (14.96, 15, True, "15.0"), (15.0, 15, True, "15.0"), (12.3, 15, True, "12.3")],
+)
+def test_a_figure_judged_against_a_bound_is_printed_on_the_side_of_its_verdict(value, bound, at_most, text):
+    from bench.__main__ import shown
+
+    assert shown(value, bound, at_most, digits=1) == text
