@@ -45,6 +45,10 @@ ROOT = Path(__file__).resolve().parent.parent
 IMAGE = ROOT / "tests" / "fixtures" / "images" / "coffee.jpg"
 ARTIFACT = ROOT / "model" / "dist" / "model.tar.gz"
 LOAD_OK = frozenset({200, 429})
+# 429 is the designed answer above MaxConcurrency, not a way to pass: at least this share must be classified
+# (the handler retries throttles, so a healthy stack answers nearly all with 200; a stack that throttles
+# everything would otherwise pass with 0 req/s).
+MIN_OK_SHARE = 0.5
 CLIENT_TIMEOUT_S = 40.0  # above API Gateway's 30 s, so a hung request shows as the gateway's answer
 STARTUP_TIMEOUT_S = 180.0
 MEMORY_SAMPLE_S = 0.05
@@ -107,6 +111,29 @@ def summarize(samples: list[Sample], wall_s: float, concurrency: int) -> LoadSum
         errors=dict(sorted(errors.items())),
         unexpected=unexpected,
     )
+
+
+def load_failures(summary: LoadSummary, requested: int, duration_cap_s: float) -> list[str]:
+    """Why the load phase failed (empty when it passed): answers outside 200/429, too few 200s, requests left
+    unsent at the cap, or more invocations in flight at once than MaxConcurrency admits."""
+    failures = []
+    if summary.unexpected:
+        failures.append(f"{summary.unexpected} load answers outside 200/429: {summary.statuses} {summary.errors}")
+    ok = summary.statuses.get(200, 0)
+    if ok < MIN_OK_SHARE * summary.requests or not ok:
+        failures.append(f"only {ok} of {summary.requests} load answers were 200: {summary.statuses} {summary.errors}")
+    if summary.requests < requested:
+        failures.append(f"only {summary.requests} of {requested} requests within {duration_cap_s:.0f} s")
+    if (
+        summary.peak_in_flight is not None
+        and summary.max_concurrency is not None
+        and summary.peak_in_flight > summary.max_concurrency
+    ):
+        failures.append(
+            f"runtime tier had {summary.peak_in_flight} invocations in flight, MaxConcurrency is "
+            f"{summary.max_concurrency}"
+        )
+    return failures
 
 
 def parse_site_url(output: str) -> str | None:
@@ -266,8 +293,9 @@ class StackProcess:
     """`python -m local` in its own process group on a free loopback port."""
 
     def __init__(self, *args: str, timeout: float = STARTUP_TIMEOUT_S):
-        self.log = Path(tempfile.mkstemp(prefix="loadtest-stack-", suffix=".log")[1])
-        with self.log.open("wb") as out:
+        fd, log = tempfile.mkstemp(prefix="loadtest-stack-", suffix=".log")
+        self.log = Path(log)
+        with os.fdopen(fd, "wb") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "local", "--port", "0", *args],
                 cwd=ROOT,
@@ -276,7 +304,13 @@ class StackProcess:
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
                 start_new_session=True,
             )
-        self.url = self._wait(timeout)
+        try:
+            self.url = self._wait(timeout)
+        except BaseException:
+            # Ctrl-C while waiting: the stack is in its own session, so the terminal's SIGINT never reached it,
+            # and the caller gets no object to stop().
+            self.stop()
+            raise
 
     @property
     def pid(self) -> int:
@@ -295,8 +329,9 @@ class StackProcess:
             if self.proc.poll() is not None:
                 return None
             time.sleep(0.1)
+        output = self.output()  # before stop(), which removes the log
         self.stop()
-        raise RuntimeError(f"local stack did not start within {timeout:.0f} s:\n{self.output()}")
+        raise RuntimeError(f"local stack did not start within {timeout:g} s:\n{output}")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -522,6 +557,7 @@ def main(argv: list[str] | None = None) -> int:
         stack = StackProcess("--fault-injection")
         if stack.url is None:
             print(f"error: the local stack did not start:\n{stack.output()}", file=sys.stderr)
+            stack.stop()  # removes its log
             return 1
         url, pid = stack.url, stack.pid
     try:
@@ -561,11 +597,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     print(render_markdown(summary, faults, machine_description()))
-    failures = []
-    if summary.unexpected:
-        failures.append(f"{summary.unexpected} load answers outside 200/429: {summary.statuses} {summary.errors}")
-    if summary.requests < args.requests:
-        failures.append(f"only {summary.requests} of {args.requests} requests within {args.duration_cap:.0f} s")
+    failures = load_failures(summary, args.requests, args.duration_cap)
     failures += [f"fault '{f.name}': {f.note}" for f in faults if not f.ok]
     for failure in failures:
         print(f"FAIL: {failure}", file=sys.stderr)

@@ -65,7 +65,7 @@ class LocalStack:
         try:
             self.url = self._wait_for_url()
         except BaseException:  # the error carries the output; the caller never gets an object to stop()
-            Path(self.log.name).unlink(missing_ok=True)
+            self.stop()  # Ctrl-C while waiting: the stack is in its own session and would outlive us
             raise
         self.endpoint_name = "mobilenet-local"
 

@@ -82,3 +82,84 @@ def test_markdown_table_has_the_load_figures_and_one_row_per_fault():
     assert "| statuses | 200: 3, 429: 1 |" in table and "| answers outside 200/429 | 0 |" in table
     assert "| slow model | 504 endpoint_timeout | 504 endpoint_timeout | - | 20.0 s | yes | ok |" in table
     assert "FAIL: status 502" in table
+
+
+def run_main_on_a_fake_stack(monkeypatch, samples, peak_in_flight=1) -> int:
+    """bench.loadtest.main() against --url, its HTTP calls replaced: the exit status for these load answers."""
+    import bench.loadtest as lt
+
+    monkeypatch.setattr(lt, "runtime_state", lambda url: {"peak_in_flight": peak_in_flight})
+    monkeypatch.setattr(lt, "normal_requests_succeed", lambda url, image, count=3: (True, ""))
+    monkeypatch.setattr(lt, "run_load", lambda url, image, requests, concurrency, cap: (samples, 2.0))
+    return lt.main(["--url", "http://127.0.0.1:9", "--requests", "20", "--skip-faults", "--skip-broken-artifact"])
+
+
+def test_a_stack_that_throttles_every_request_fails_the_load(monkeypatch):
+    assert run_main_on_a_fake_stack(monkeypatch, [Sample(200, 0.01)] * 19 + [Sample(429, 0.5, "throttled")]) == 0
+    assert run_main_on_a_fake_stack(monkeypatch, [Sample(429, 4.0, "throttled")] * 20) == 1  # 0 req/s served
+
+
+def test_more_invocations_in_flight_than_max_concurrency_fails_the_load(monkeypatch):
+    from components.settings import load_stack_file
+    from tests.conftest import ROOT
+
+    cap = load_stack_file(ROOT / "Pulumi.dev.yaml").max_concurrency
+    assert run_main_on_a_fake_stack(monkeypatch, [Sample(200, 0.01)] * 20, peak_in_flight=cap) == 0
+    assert run_main_on_a_fake_stack(monkeypatch, [Sample(200, 0.01)] * 20, peak_in_flight=cap + 1) == 1
+
+
+@pytest.fixture
+def interrupted_startup(monkeypatch, tmp_path):
+    """`python -m local` replaced by a process that never prints its banner; Ctrl-C arrives while we wait."""
+    import subprocess
+    import sys
+    import tempfile
+
+    logs = tmp_path / "tmp"
+    logs.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(logs))  # the harness's log files land here
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\nexec sleep 60\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(fake))
+    started: list[subprocess.Popen] = []
+    real_popen = subprocess.Popen
+
+    def popen(*args, **kwargs):
+        started.append(real_popen(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    yield started, interrupted, logs
+    for proc in started:  # whatever the code under test left behind
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_ctrl_c_while_the_loadtest_stack_starts_leaves_no_process_or_log(monkeypatch, interrupted_startup):
+    from bench.loadtest import StackProcess
+
+    started, interrupted, logs = interrupted_startup
+    monkeypatch.setattr(StackProcess, "_wait", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        StackProcess("--fault-injection")
+    (proc,) = started
+    assert proc.poll() is not None, "the stack outlives the interrupted harness (own session: no SIGINT reached it)"
+    assert not list(logs.iterdir()), "its log is left behind"
+
+
+def test_ctrl_c_while_the_bench_stack_starts_leaves_no_process_or_log(monkeypatch, interrupted_startup):
+    from tests.conftest import LocalStack
+
+    started, interrupted, logs = interrupted_startup
+    monkeypatch.setattr(LocalStack, "_wait_for_url", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        LocalStack()
+    (proc,) = started
+    assert proc.poll() is not None, "the stack outlives the interrupted harness (own session: no SIGINT reached it)"
+    assert not list(logs.iterdir()), "its log is left behind"
