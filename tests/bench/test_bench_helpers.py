@@ -101,3 +101,29 @@ def test_a_figure_judged_against_a_bound_is_printed_on_the_side_of_its_verdict(v
     from bench.__main__ import shown
 
     assert shown(value, bound, at_most, digits=1) == text
+
+
+def test_cold_start_is_the_median_total_of_alternated_fresh_processes(monkeypatch):
+    import json
+    import subprocess
+    from types import SimpleNamespace
+
+    import bench.__main__ as bench
+
+    # three served processes: one slow import, one slow load, one normal; sums 2.0, 6.0, 6.0 s -> median 6.0,
+    # while the sum of the per-part medians would say 2.0 s, a cold start no run had
+    served = iter([(1.0, 1.0), (1.0, 5.0), (5.0, 1.0)])
+    order: list[str] = []
+
+    def run(cmd, **kwargs):
+        script = cmd[-1]
+        order.append(script)
+        imports, load = next(served) if script == "served" else (3.0, 3.0)
+        sample = {"imports": imports, "load": load, "first": 0.0, "rss_mb": 100.0, "backend": script}
+        return SimpleNamespace(returncode=0, stdout=json.dumps(sample) + "\n", stderr="")
+
+    monkeypatch.setattr(bench.subprocess, "run", run)
+    medians = bench.cold_runs({"naive": "naive", "served": "served"}, runs=3)
+    assert order == ["naive", "served"] * 3  # side by side, not all of one then all of the other
+    assert medians["served"]["in_process"] == 6.0 and medians["naive"]["in_process"] == 6.0
+    assert subprocess.run is run
