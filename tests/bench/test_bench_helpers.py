@@ -127,3 +127,21 @@ def test_cold_start_is_the_median_total_of_alternated_fresh_processes(monkeypatc
     assert order == ["naive", "served"] * 3  # side by side, not all of one then all of the other
     assert medians["served"]["in_process"] == 6.0 and medians["naive"]["in_process"] == 6.0
     assert subprocess.run is run
+
+
+def test_medians_are_medians_of_the_measured_calls_only(monkeypatch):
+    import bench.__main__ as bench
+
+    clock = [0.0]
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
+
+    def takes(*durations_ms):
+        left = list(durations_ms)
+        return lambda: clock.__setitem__(0, clock[0] + left.pop(0) / 1000)
+
+    # one warm-up of 500 ms, then 1, 1, 10 ms: median 1 (the mean would be 4; with the warm-up, 1 or 128)
+    assert bench.median_ms(takes(500, 1, 1, 10), repeats=3, warmup=1) == pytest.approx(1.0)
+    medians = bench.interleaved_medians(
+        {"a": takes(500, 2, 2, 20), "b": takes(900, 3, 30, 3)}, rounds=3, warmup=1, settle=0
+    )
+    assert medians == pytest.approx({"a": 2.0, "b": 3.0})
