@@ -47,6 +47,7 @@ def test_site_url_from_the_banner():
 
 THROTTLED = FaultSpec("burst", {"throttle": 9}, frozenset({429}), "throttled", needs_retry_after=True)
 MODEL_400 = FaultSpec("400", {}, frozenset({400}), "invalid_image", message_must_be="injected: bad")
+CRASH = FaultSpec("crash", {}, frozenset({500}), None, message_must_be="Internal Server Error")
 MODEL_500 = FaultSpec("500", {}, frozenset({502}), "model_error", message_must_not_contain="injected")
 
 
@@ -56,6 +57,11 @@ MODEL_500 = FaultSpec("500", {}, frozenset({502}), "model_error", message_must_n
         (THROTTLED, 429, {"error": "throttled", "message": "busy"}, "2", True),
         (THROTTLED, 429, {"error": "throttled", "message": "busy"}, None, False),
         (THROTTLED, 503, {"error": "model_not_ready", "message": "warming"}, "5", False),
+        (THROTTLED, 429, {"error": "model_not_ready", "message": "warming"}, "5", False),  # right status, wrong code
+        (THROTTLED, 429, {"error": "throttled", "message": "busy"}, "1.5", False),  # not whole seconds
+        (THROTTLED, 429, {"error": "throttled", "message": ""}, "2", False),
+        (CRASH, 500, {"message": "Internal Server Error"}, None, True),
+        (CRASH, 500, {"message": "Lambda died: SIGKILL"}, None, False),
         (MODEL_400, 400, {"error": "invalid_image", "message": "injected: bad"}, None, True),
         (MODEL_400, 400, {"error": "invalid_image", "message": "something else"}, None, False),
         (MODEL_500, 502, {"error": "model_error", "message": "The model failed"}, None, True),
