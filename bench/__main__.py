@@ -768,6 +768,13 @@ def main(argv: list[str] | None = None) -> int:
     if not ARTIFACT.exists():
         print("model/dist/model.tar.gz is missing: run `make model`", file=sys.stderr)
         return 2
+    try:  # before minutes of measuring, not after
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(args.out.parent, os.W_OK) or args.out.is_dir():
+            raise PermissionError(f"cannot write {args.out}")
+    except OSError as e:
+        print(f"error: --out {args.out}: {e.strerror or e}", file=sys.stderr)
+        return 2
     repeats, runs = (10, 2) if args.quick else (40, 5)
     model_dir = extract(ARTIFACT)  # ~85 MB per run: removed however the run ends
     report = Report()
@@ -785,12 +792,15 @@ def main(argv: list[str] | None = None) -> int:
     header = f"Benchmark ({time.strftime('%Y-%m-%d')}, {machine()}; medians; {time.perf_counter() - started:.0f} s run)"
     text = report.markdown(header)
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n")
+    written = True
+    try:
+        args.out.write_text(text + "\n")
+    except OSError as e:
+        print(f"error: could not write {args.out}: {e.strerror or e}", file=sys.stderr)
+        written = False
     if report.failures:
         print("\nmissed targets:\n  " + "\n  ".join(report.failures), file=sys.stderr)
-        return 1
-    return 0
+    return 2 if not written else 1 if report.failures else 0
 
 
 if __name__ == "__main__":

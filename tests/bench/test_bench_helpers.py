@@ -145,3 +145,15 @@ def test_medians_are_medians_of_the_measured_calls_only(monkeypatch):
         {"a": takes(500, 2, 2, 20), "b": takes(900, 3, 30, 3)}, rounds=3, warmup=1, settle=0
     )
     assert medians == pytest.approx({"a": 2.0, "b": 3.0})
+
+
+def test_an_unwritable_results_path_is_refused_before_measuring(monkeypatch, tmp_path, capsys):
+    import bench.__main__ as bench
+
+    measured: list[str] = []
+    monkeypatch.setattr(bench, "bench_latency", lambda *a: measured.append("latency") or {})
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    assert bench.main(["--quick", "--out", str(not_a_dir / "latest.md")]) == 2
+    assert measured == []  # refused up front, not after minutes of measuring
+    assert "error: --out" in capsys.readouterr().err
