@@ -149,7 +149,8 @@ class Report:
 
     def markdown(self, header: str) -> str:
         lines = [header, "", "| figure | ours | baseline | ratio | target |", "|---|---|---|---|---|"]
-        lines += [f"| {' | '.join(row)} |" for row in self.rows]
+        # A "|" inside a cell ("max |dp|") would end it: the row would get 7 cells and Markdown drop the verdict.
+        lines += [f"| {' | '.join(cell.replace('|', chr(92) + '|') for cell in row)} |" for row in self.rows]
         if self.notes:
             lines += ["", *[f"- {note}" for note in self.notes]]
         return "\n".join(lines)

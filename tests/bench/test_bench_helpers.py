@@ -157,3 +157,15 @@ def test_an_unwritable_results_path_is_refused_before_measuring(monkeypatch, tmp
     assert bench.main(["--quick", "--out", str(not_a_dir / "latest.md")]) == 2
     assert measured == []  # refused up front, not after minutes of measuring
     assert "error: --out" in capsys.readouterr().err
+
+
+def test_a_pipe_inside_a_cell_does_not_split_the_markdown_row():
+    import re
+
+    from bench.__main__ import Report
+
+    report = Report()
+    report.add("fp32 agreement", "max |dp| 1.2e-06, top-5 order same", target="< 1e-4, same order", ok=True)
+    row = report.markdown("h").splitlines()[-1]
+    cells = re.split(r"(?<!\\)\|", row)[1:-1]  # how Markdown tables split: on unescaped pipes
+    assert len(cells) == 5 and cells[-1].strip() == "< 1e-4, same order ✅"
