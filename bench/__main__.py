@@ -114,6 +114,22 @@ def shown(value: float, bound: float, at_most: bool, digits: int = 2) -> str:
     return repr(value)
 
 
+CONTENTION_FACTOR = 1.5
+
+
+def disturbed(pair_ms: float, again_ms: float) -> str | None:
+    """Why a ratio cannot be trusted: the same model, measured twice in this run, differs by more than
+    CONTENTION_FACTOR. A neighbour's job adds time to both sides of served/ORT alike and pulls the ratio
+    towards 1, so a contended machine passes "<= 1.2x" that a quiet one misses (seen: ORT 8.5 ms in the pair,
+    2.4 ms in the breakdown, ratio 1.13x "met" while the breakdown said ~1.4x)."""
+    if max(pair_ms, again_ms) <= CONTENTION_FACTOR * min(pair_ms, again_ms):
+        return None
+    return (
+        f"the machine was contended: ORT took {pair_ms:.1f} ms in the pair and {again_ms:.1f} ms measured again "
+        "in this run; rerun on a quieter machine"
+    )
+
+
 @dataclass
 class Report:
     rows: list[tuple[str, str, str, str, str]] = field(default_factory=list)  # figure, ours, baseline, ratio, target
@@ -134,14 +150,25 @@ class Report:
         self._record(figure, ours, baseline, target, ok)
 
     def check(
-        self, figure: str, ours: str, baseline: str, ratio: float, bound: float, target: str, at_most: bool = True
+        self,
+        figure: str,
+        ours: str,
+        baseline: str,
+        ratio: float,
+        bound: float,
+        target: str,
+        at_most: bool = True,
+        unreliable: str | None = None,
     ) -> None:
-        """A row whose verdict is its ratio against the bound, the ratio printed as precisely as the verdict needs."""
+        """A row whose verdict is its ratio against the bound, the ratio printed as precisely as the verdict needs.
+        unreliable: why this run's measurement cannot decide the target (then it is neither met nor passed)."""
         ok = meets(ratio, bound, at_most)
-        self.rows.append(
-            (figure, ours, baseline, f"{shown(ratio, bound, at_most)}x", target + (" ✅" if ok else " ❌"))
-        )
-        self._record(figure, ours, baseline, target, ok)
+        verdict = " ⚠️ unreliable" if unreliable else (" ✅" if ok else " ❌")
+        self.rows.append((figure, ours, baseline, f"{shown(ratio, bound, at_most)}x", target + verdict))
+        if unreliable:
+            self.failures.append(f"{figure}: {ours} vs {baseline} ({target}) not decided: {unreliable}")
+        else:
+            self._record(figure, ours, baseline, target, ok)
 
     def _record(self, figure: str, ours: str, baseline: str, target: str, ok: bool | None) -> None:
         if ok is False:
@@ -260,6 +287,7 @@ def bench_latency(report: Report, model_dir: Path, repeats: int) -> dict:
     report.add(
         "1 image, model only: ONNX Runtime fp32", f"{ort_ms:.1f} ms", f"{eager_ms:.1f} ms eager", eager_ms / ort_ms
     )
+    parts = served_path_by_cache_state(inference, small_jpeg, classifier, repeats * 5)
     report.check(
         "served path (input_fn+predict_fn+output_fn, 256 px JPEG) vs ORT fp32 model only",
         f"{served_ms:.1f} ms",
@@ -267,6 +295,7 @@ def bench_latency(report: Report, model_dir: Path, repeats: int) -> dict:
         served_ms / ort_ms,
         1.2,
         "<= 1.2x",
+        unreliable=disturbed(ort_ms, parts["model alone"]),
     )
     report.check(
         "served path vs naive eager path (PIL + torchvision transforms + eager + top-5)",
@@ -277,7 +306,6 @@ def bench_latency(report: Report, model_dir: Path, repeats: int) -> dict:
         ">= 3x faster",
         at_most=False,
     )
-    parts = served_path_by_cache_state(inference, small_jpeg, classifier, repeats * 5)
     report.notes.append(
         f"inside the served path (medians): input_fn {parts['input_fn']:.2f} ms + predict_fn "
         f"{parts['predict_fn']:.2f} ms (the model alone, run after itself: {parts['model alone']:.2f} ms) + "

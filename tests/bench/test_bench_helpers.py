@@ -169,3 +169,14 @@ def test_a_pipe_inside_a_cell_does_not_split_the_markdown_row():
     row = report.markdown("h").splitlines()[-1]
     cells = re.split(r"(?<!\\)\|", row)[1:-1]  # how Markdown tables split: on unescaped pipes
     assert len(cells) == 5 and cells[-1].strip() == "< 1e-4, same order ✅"
+
+
+def test_a_ratio_measured_on_a_contended_machine_is_neither_met_nor_passed():
+    from bench.__main__ import Report, disturbed
+
+    # the run of 2026-12-01 22:12: served 9.6 vs ORT 8.5 ms in the pair (1.13x), the model alone 2.40 ms after
+    assert disturbed(2.6, 2.4) is None
+    report = Report()
+    report.check("served vs ORT", "9.6 ms", "8.5 ms", 9.6 / 8.5, 1.2, "<= 1.2x", unreliable=disturbed(8.5, 2.40))
+    assert "✅" not in report.rows[0][4] and "unreliable" in report.rows[0][4]
+    assert report.failures and "contended" in report.failures[0]
