@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.loadtest import percentile
 from components.settings import load_stack_file
 from tests.imagegen import normalize
 
@@ -542,7 +543,7 @@ print(json.dumps({{"before": before, "after": peak_rss_mb()}}))
 """
 
 
-def bench_hostile_image_memory(report: Report, model_dir: Path) -> None:
+def bench_hostile_image_memory(report: Report, model_dir: Path, ctx: dict) -> None:
     """A 49 MP transparent PNG is ~200 KB on the wire (the 4 MB request cap does not bound pixels): what its
     decode adds to a worker's memory has to fit beside the serving stack. Decoded in a fresh process."""
     from PIL import Image
@@ -562,10 +563,11 @@ def bench_hostile_image_memory(report: Report, model_dir: Path) -> None:
         report.add("decode a 7000x7000 transparent PNG", f"failed: {out.stderr.strip().splitlines()[-1]}")
         return
     sample = json.loads(out.stdout.strip().splitlines()[-1])
+    ctx["bomb_mb"] = sample["after"] - sample["before"]
     report.add(
-        f"decode a 7000x7000 transparent PNG ({png.stat().st_size / 1024:.0f} KB): memory it adds to a worker",
-        f"+{sample['after'] - sample['before']:.0f} MB",
-        target="within the memory size's headroom over the stack",
+        f"decode a 7000x7000 transparent PNG ({png.stat().st_size / 1024:.0f} KB): memory it adds to a worker "
+        "(judged with the serving stack's peak below)",
+        f"+{ctx['bomb_mb']:.0f} MB",
     )
 
 
@@ -615,11 +617,20 @@ def bench_container_memory(report: Report, ctx: dict) -> None:
         return
     peak = max(samples)
     size = recommend_memory_mb(peak)
+    configured = load_stack_file(ROOT / "Pulumi.dev.yaml").memory_size_mb
     report.add(
         f"{STACK_MEMORY}, 3 MB photos",
         f"{peak:.0f} MB",
-        target=f"memorySizeMb >= {MEMORY_HEADROOM}x peak: {size}",
+        target=f"memorySizeMb >= {MEMORY_HEADROOM}x peak: {size}; Pulumi.dev.yaml has {configured}",
+        ok=configured >= size,
     )
+    if "bomb_mb" in ctx:  # the worker decoding that PNG at the stack's peak: the worst case the size must hold
+        report.add(
+            "  serving stack peak + the transparent PNG's decode",
+            f"{peak + ctx['bomb_mb']:.0f} MB",
+            target=f"<= memorySizeMb {configured} (Pulumi.dev.yaml)",
+            ok=peak + ctx["bomb_mb"] <= configured,
+        )
 
 
 def bench_preprocessing(report: Report, ctx: dict, repeats: int) -> None:
@@ -782,8 +793,10 @@ def bench_local_stack(report: Report, ctx: dict, repeats: int) -> None:
                 f"throughput through the local stack, {clients} client(s), MaxConcurrency {max_concurrency} "
                 f"(Pulumi.dev.yaml), median of {len(rates[clients])} passes",
                 f"{statistics.median(rates[clients]):.1f} req/s ({min(rates[clients]):.0f}-{max(rates[clients]):.0f})",
-                f"p50 {statistics.median(lat):.1f} ms, p99 {lat[int(0.99 * (len(lat) - 1))]:.1f} ms",
-                target=f"{oks[clients]}/{sent[clients]} ok",
+                f"p50 {percentile(lat, 50):.1f} ms, p99 {percentile(lat, 99):.1f} ms",
+                # At or below MaxConcurrency nothing may be throttled or fail: every answer a 200.
+                target=f"all 200: {oks[clients]}/{sent[clients]}",
+                ok=oks[clients] == sent[clients] if clients <= max_concurrency else None,
             )
     finally:
         stack.stop()
@@ -812,7 +825,7 @@ def main(argv: list[str] | None = None) -> int:
         ctx = bench_latency(report, model_dir, repeats)
         bench_cold_start(report, model_dir, runs)
         bench_preprocessing(report, ctx, max(5, repeats // 2))
-        bench_hostile_image_memory(report, model_dir)
+        bench_hostile_image_memory(report, model_dir, ctx)
         bench_payload(report, ctx)
         bench_local_stack(report, ctx, repeats)
         bench_container_memory(report, ctx)
