@@ -8,6 +8,10 @@ export const TARGET_SHORT_SIDE = 256;
 // Bounds a panorama's long side so even a 1:20 strip stays far below the 4 MB SageMaker request limit.
 export const MAX_LONG_SIDE = 2048;
 export const JPEG_QUALITY = 0.9;
+// What one upload may weigh: a 12 MP photo of any shape. A panorama keeps its 2048 px long side (four times the
+// pixels of a 4:3 photo's 341x256) and is re-encoded at the next lower quality until it fits.
+export const MAX_UPLOAD_BYTES = 60 * 1024;
+export const FALLBACK_JPEG_QUALITIES = [0.8, 0.7, 0.6, 0.5];
 export const TOP_K = 5;
 // Attempts in total (the first try plus retries) for 429/503, so a cold endpoint cannot spin forever.
 export const MAX_ATTEMPTS = 4;
@@ -232,8 +236,12 @@ async function downscaleToJpeg(source) {
   ctx.fillRect(0, 0, width, height);
   ctx.drawImage(source, 0, 0, width, height);
   if (typeof source.close === "function") source.close();
-  const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", JPEG_QUALITY));
-  if (!blob) throw new NotAnImageError();
+  let blob = null;
+  for (const quality of [JPEG_QUALITY, ...FALLBACK_JPEG_QUALITIES]) {
+    blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", quality));
+    if (!blob) throw new NotAnImageError();
+    if (blob.size <= MAX_UPLOAD_BYTES) break;
+  }
   return { blob, width, height };
 }
 

@@ -459,16 +459,27 @@ def live_ui(page: Any, live_stack: Any) -> UiDriver:
     return UiDriver(page, live_stack, timeout_ms=30_000)
 
 
-@pytest.fixture(scope="session")
-def photo_12mp(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 4000x3000 JPEG like a phone's (several MB): chelsea upscaled, with sensor-like noise."""
+def _noisy_photo(tmp_path_factory: pytest.TempPathFactory, size: tuple[int, int], name: str) -> Path:
+    """chelsea upscaled to `size`, with sensor-like noise: as heavy to encode as a real phone photo."""
     with Image.open(SAMPLES / "chelsea.jpg") as src:
-        big = src.convert("RGB").resize((4000, 3000), Image.Resampling.BICUBIC)
-    noise = Image.effect_noise((4000, 3000), 40).convert("RGB")
+        big = src.convert("RGB").resize(size, Image.Resampling.BICUBIC)
+    noise = Image.effect_noise(size, 40).convert("RGB")
     photo = Image.blend(big, noise, 0.12)
-    path = tmp_path_factory.mktemp("photos") / "phone-12mp.jpg"
+    path = tmp_path_factory.mktemp("photos") / name
     photo.save(path, "JPEG", quality=95)
     return path
+
+
+@pytest.fixture(scope="session")
+def photo_12mp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 4000x3000 JPEG like a phone's (several MB)."""
+    return _noisy_photo(tmp_path_factory, (4000, 3000), "phone-12mp.jpg")
+
+
+@pytest.fixture(scope="session")
+def panorama_12mp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 12 MP 8:1 phone panorama (9800x1225): downscaled to 2048x256, four times the pixels of a 4:3 photo."""
+    return _noisy_photo(tmp_path_factory, (9800, 1225), "panorama-12mp.jpg")
 
 
 @pytest.fixture(scope="session")
