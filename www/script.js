@@ -323,14 +323,10 @@ function init() {
       const value = document.createElement("span");
       value.className = "prediction-value";
       value.textContent = pct;
+      // The label and percentage are text already: a meter would make screen readers say each line twice.
       const bar = document.createElement("div");
       bar.className = "bar";
-      bar.setAttribute("role", "meter");
-      bar.setAttribute("aria-label", p.label);
-      bar.setAttribute("aria-valuemin", "0");
-      bar.setAttribute("aria-valuemax", "100");
-      bar.setAttribute("aria-valuenow", (Math.min(1, Math.max(0, p.prob)) * 100).toFixed(1));
-      bar.setAttribute("aria-valuetext", pct);
+      bar.setAttribute("aria-hidden", "true");
       const fill = document.createElement("div");
       fill.className = "bar-fill";
       fill.style.width = `${Math.min(100, Math.max(0, p.prob * 100))}%`;

@@ -434,8 +434,13 @@ def make_ui(browser: Any, console: ConsoleLog) -> Iterator[Any]:
     """Factory for a driver on its own browser context, e.g. a 360 px phone viewport."""
     contexts: list[Any] = []
 
-    def make(stack: Any, width: int = 1100, height: int = 900, timeout_ms: int = 5_000) -> UiDriver:
-        context = browser.new_context(viewport={"width": width, "height": height}, device_scale_factor=1)
+    def make(
+        stack: Any, width: int = 1100, height: int = 900, timeout_ms: int = 5_000, **context_options: Any
+    ) -> UiDriver:
+        """`context_options` go to new_context as they are, e.g. color_scheme="dark", forced_colors="active"."""
+        context = browser.new_context(
+            viewport={"width": width, "height": height}, device_scale_factor=1, **context_options
+        )
         contexts.append(context)
         new_page = context.new_page()
         new_page.on("pageerror", lambda exc: console.errors.append(f"pageerror: {exc}"))

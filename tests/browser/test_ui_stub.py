@@ -51,10 +51,8 @@ def test_upload_sends_downscaled_jpeg_and_renders_top5(stub_ui: Any, stub_stack:
     expected = stub_stack.default_predictions
     assert ui.labels() == [p["label"] for p in expected]
     assert ui.percents() == ["62.0%", "21.0%", "11.0%", "4.0%", "2.0%"]
-    meters = ui.page.eval_on_selector_all(
-        "#predictions [role='meter']", "(els) => els.map((e) => e.getAttribute('aria-valuenow'))"
-    )
-    assert meters == ["62.0", "21.0", "11.0", "4.0", "2.0"]
+    bars = ui.page.eval_on_selector_all("#predictions .bar", "(els) => els.map((e) => e.firstChild.style.width)")
+    assert bars == ["62%", "21%", "11%", "4%", "2%"]
     timing = ui.page.inner_text("#timing")
     assert "Round trip" in timing
     assert "server 41 ms" in timing
@@ -449,6 +447,63 @@ def test_status_region_is_live_and_labels_exist(stub_ui: Any) -> None:
         button = ui.page.get_by_role("button", name=name, exact=True)
         assert button.count() == 1, name
         assert button.get_attribute("title")
+
+
+def test_each_prediction_is_announced_once(stub_ui: Any, stub_stack: Any) -> None:
+    # Label and percentage are text; a meter beside them named by the label made a screen reader say
+    # "stub label one 62.0% meter stub label one 62.0%" for every line.
+    ui = stub_ui.open()
+    ui.click_sample("chelsea")
+    ui.wait_done()
+    tree = ui.page.locator("#predictions").aria_snapshot()
+    for p in stub_stack.default_predictions:
+        assert tree.count(p["label"]) == 1, tree
+    assert ui.page.locator("#predictions").get_by_role("listitem").count() == 5
+    assert ui.page.locator("#predictions").get_by_text("62.0%").count() == 1
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_bars_contrast_with_their_track(make_ui: Any, stub_stack: Any, scheme: str) -> None:
+    # WCAG 1.4.11: 3:1 for the fill against the track, the top (green) bar included.
+    ui = make_ui(stub_stack, color_scheme=scheme).open()
+    ui.click_sample("chelsea")
+    ui.wait_done()
+    ratios = ui.page.evaluate(
+        """() => {
+            const rgb = (c) => c.match(/\\d+/g).slice(0, 3).map(Number);
+            const lum = (c) => { const [r, g, b] = rgb(c).map((v) => { v /= 255;
+                return v <= 0.04045 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+                return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+            const ratio = (a, b) => { const [x, y] = [lum(a), lum(b)].sort((p, q) => q - p);
+                return (x + 0.05) / (y + 0.05); };
+            return [...document.querySelectorAll('#predictions .bar')].slice(0, 2).map((bar) =>
+                ratio(getComputedStyle(bar.firstChild).backgroundColor, getComputedStyle(bar).backgroundColor));
+        }"""
+    )
+    assert all(r >= 3.0 for r in ratios), ratios
+
+
+def test_buttons_and_bars_survive_forced_colors(make_ui: Any, stub_stack: Any, artifacts_dir: Path) -> None:
+    # Windows' contrast themes replace every background: a button drawn only by its background lost its edge,
+    # and the bars their fill.
+    from io import BytesIO
+
+    from PIL import Image
+
+    ui = make_ui(stub_stack, forced_colors="active").open()
+    ui.click_sample("chelsea")
+    ui.wait_done()
+    ui.screenshot(artifacts_dir / "ui-stub-forced-colors.png")
+    for selector in ("#classify-button", "#file-input"):
+        pseudo = "::file-selector-button" if selector == "#file-input" else None
+        width = ui.page.eval_on_selector(selector, "(e, p) => getComputedStyle(e, p).borderTopWidth", pseudo)
+        assert width != "0px", f"{selector} has no edge in forced colours"
+    bar = ui.page.locator("#predictions .bar").first  # 62% filled
+    with Image.open(BytesIO(bar.screenshot())) as shot:
+        rgb = shot.convert("RGB")
+        middle = rgb.height // 2
+        filled, empty = rgb.getpixel((rgb.width // 4, middle)), rgb.getpixel((rgb.width * 9 // 10, middle))
+    assert filled != empty, "the bar's fill is invisible in forced colours"
 
 
 def test_narrow_phone_layout_has_no_horizontal_scroll(make_ui: Any, stub_stack: Any, artifacts_dir: Path) -> None:
