@@ -25,6 +25,24 @@ export const NOT_AN_IMAGE_MESSAGE = "This file is not an image we can read (JPEG
 // The browser cannot tell a broken file from one with more pixels than it will decode: say both.
 export const CANNOT_DECODE_MESSAGE =
   "This browser could not open the file: it is not a JPEG, PNG or WebP image, or it has too many pixels.";
+export const NO_FILE_DROPPED_MESSAGE =
+  "What was dropped holds no file (a link or text?). Drop a photo file, or save the image first.";
+
+/** The refusal for a file the browser could not decode, naming its format when the file says which it is. */
+export function cannotDecodeMessage(name = "", type = "") {
+  const ext = (/\.([a-z0-9]+)$/i.exec(String(name)) || ["", ""])[1].toLowerCase();
+  const mime = String(type).toLowerCase();
+  if (/^image\/hei[cf]/.test(mime) || ext === "heic" || ext === "heif") {
+    return "This browser cannot open HEIC/HEIF photos (the iPhone's format). Please use a JPEG, PNG or WebP copy.";
+  }
+  if (mime === "image/tiff" || ext === "tif" || ext === "tiff") {
+    return "This browser cannot open TIFF images. Please use a JPEG, PNG or WebP copy.";
+  }
+  if (mime === "image/svg+xml" || ext === "svg") {
+    return "SVG drawings cannot be classified here. Please use a photo: JPEG, PNG or WebP.";
+  }
+  return CANNOT_DECODE_MESSAGE;
+}
 
 /** Size to draw at so the shorter side is `shortSide` px; never upscales, keeps the aspect ratio. */
 export function downscaledSize(width, height, shortSide = TARGET_SHORT_SIDE, maxLongSide = MAX_LONG_SIDE) {
@@ -439,7 +457,7 @@ function init() {
         shrunk = await downscaleToJpeg(await input.decode());
       } catch (err) {
         if (!(err instanceof NotAnImageError)) throw err;
-        refuse(CANNOT_DECODE_MESSAGE);
+        refuse(cannotDecodeMessage(input.name, input.file ? input.file.type : ""));
         return;
       }
       showPreview(shrunk.blob, shrunk.width, shrunk.height, input.size);
@@ -477,24 +495,23 @@ function init() {
     });
   }
 
-  // Without these, a file dropped a few pixels off target makes the browser navigate away to it.
-  for (const type of ["dragover", "drop"]) {
-    window.addEventListener(type, (event) => event.preventDefault());
-  }
-  el.dropZone.addEventListener("dragenter", () => el.dropZone.classList.add("dragging"));
-  el.dropZone.addEventListener("dragover", (event) => {
+  // Drops are taken anywhere on the page: a photo dropped a few pixels off the zone is still meant for us, and
+  // without preventDefault the browser would navigate away to it.
+  window.addEventListener("dragover", (event) => {
     event.preventDefault();
     if (event.dataTransfer) event.dataTransfer.dropEffect = "copy";
-    el.dropZone.classList.add("dragging");
   });
-  el.dropZone.addEventListener("dragleave", (event) => {
-    if (!el.dropZone.contains(event.relatedTarget)) el.dropZone.classList.remove("dragging");
-  });
-  el.dropZone.addEventListener("drop", (event) => {
+  window.addEventListener("drop", (event) => {
     event.preventDefault();
     el.dropZone.classList.remove("dragging");
     const file = event.dataTransfer && event.dataTransfer.files[0];
     if (file) classify(fromFile(file));
+    else if (!busy) showError(NO_FILE_DROPPED_MESSAGE);
+  });
+  el.dropZone.addEventListener("dragenter", () => el.dropZone.classList.add("dragging"));
+  el.dropZone.addEventListener("dragover", () => el.dropZone.classList.add("dragging"));
+  el.dropZone.addEventListener("dragleave", (event) => {
+    if (!el.dropZone.contains(event.relatedTarget)) el.dropZone.classList.remove("dragging");
   });
 
   document.addEventListener("paste", (event) => {

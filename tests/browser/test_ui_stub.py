@@ -115,6 +115,29 @@ def test_drag_and_drop_classifies(stub_ui: Any, stub_stack: Any) -> None:
     assert not ui.page.eval_on_selector("#drop-zone", "(e) => e.classList.contains('dragging')")
 
 
+def test_a_photo_dropped_beside_the_drop_zone_is_still_classified(stub_ui: Any, stub_stack: Any) -> None:
+    # The page swallows drops everywhere (else the browser navigates to the file): it must use them too.
+    ui = stub_ui.open()
+    dt = ui._data_transfer("chelsea.jpg", "image/jpeg", CHELSEA.read_bytes())
+    for event in ("dragenter", "dragover", "drop"):
+        ui.page.dispatch_event("section[aria-labelledby='samples-heading']", event, {"dataTransfer": dt})
+    ui.wait_done()
+    assert ui.jpeg_size(stub_stack.predict_requests()[0].body) == (385, 256)
+
+
+def test_a_drop_without_a_file_says_so(stub_ui: Any, stub_stack: Any) -> None:
+    # A link or text dragged from another page: no file to read. Silence looked like a broken page.
+    ui = stub_ui.open()
+    dt = ui.page.evaluate_handle(
+        """() => { const dt = new DataTransfer(); dt.setData("text/uri-list", "https://example.com/cat.jpg");
+                   return dt; }"""
+    )
+    for event in ("dragenter", "dragover", "drop"):
+        ui.page.dispatch_event("#drop-zone", event, {"dataTransfer": dt})
+    assert "no file" in ui.wait_error().lower()
+    assert stub_stack.predict_requests() == []
+
+
 def test_paste_classifies(stub_ui: Any, stub_stack: Any) -> None:
     ui = stub_ui.open()
     ui.paste(CHELSEA)
@@ -146,6 +169,26 @@ def test_non_image_file_is_refused_in_the_browser(stub_ui: Any, stub_stack: Any,
     assert stub_stack.predict_requests() == [], "garbage must not be uploaded"
     assert ui.page.is_hidden("#results")
     assert ui.page.is_disabled("#classify-button")
+
+
+@pytest.mark.parametrize(
+    ("name", "mime", "data", "expected"),
+    [
+        ("IMG_0001.HEIC", "image/heic", b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(2000), "HEIC"),
+        ("scan.tif", "image/tiff", b"II*\x00\x08\x00\x00\x00" + bytes(200), "TIFF"),
+        ("logo.svg", "image/svg+xml", b'<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"/>', "SVG"),
+    ],
+)
+def test_a_format_the_browser_cannot_open_is_named(
+    stub_ui: Any, stub_stack: Any, name: str, mime: str, data: bytes, expected: str
+) -> None:
+    # "not a JPEG, PNG or WebP image, or it has too many pixels" sent an iPhone user looking for a pixel count.
+    ui = stub_ui.open()
+    ui.upload_bytes(name, mime, data)
+    text = ui.wait_error()
+    assert expected in text
+    assert "too many pixels" not in text
+    assert stub_stack.predict_requests() == []
 
 
 def test_file_over_the_size_limit_is_refused_and_forgets_the_previous_photo(
