@@ -5,11 +5,13 @@
 // Shorter side of the upload in px. MobileNet resizes to 256 then centre-crops 224, so anything larger is
 // bytes on the wire that the model throws away.
 export const TARGET_SHORT_SIDE = 256;
-// Bounds a panorama's long side so even a 1:20 strip stays far below the 4 MB SageMaker request limit.
-export const MAX_LONG_SIDE = 2048;
+// The model reads only the centre 224 px square, so a panorama's far ends are bytes it throws away too: the
+// page sends at most this many times the shorter side along the longer one, centred. That keeps every 12 MP
+// shape as light as a 4:3 photo, and a 1:20 strip keeps its 256 px shorter side instead of shrinking to fit.
+export const MAX_ASPECT = 2;
 export const JPEG_QUALITY = 0.9;
-// What one upload may weigh: a 12 MP photo of any shape. A panorama keeps its 2048 px long side (four times the
-// pixels of a 4:3 photo's 341x256) and is re-encoded at the next lower quality until it fits.
+// What one upload may weigh. Only unusually busy pixels exceed it at q0.9; they are re-encoded at the next lower
+// quality until they fit.
 export const MAX_UPLOAD_BYTES = 60 * 1024;
 export const FALLBACK_JPEG_QUALITIES = [0.8, 0.7, 0.6, 0.5];
 export const TOP_K = 5;
@@ -44,15 +46,29 @@ export function cannotDecodeMessage(name = "", type = "") {
   return CANNOT_DECODE_MESSAGE;
 }
 
-/** Size to draw at so the shorter side is `shortSide` px; never upscales, keeps the aspect ratio. */
-export function downscaledSize(width, height, shortSide = TARGET_SHORT_SIDE, maxLongSide = MAX_LONG_SIDE) {
+/**
+ * What to send for a width x height image: the canvas size (shorter side `shortSide`, never upscaled, aspect
+ * ratio kept up to `maxAspect`) and the centred source rectangle drawn into it. The server resizes the shorter
+ * side to 256 and classifies the centre 224 px square; cutting the same number of pixels off both ends leaves that
+ * square where it was. That number is kept even: the server rounds a half-pixel centre offset to even, as
+ * torchvision does, and an odd shift would move the square by one pixel.
+ */
+export function uploadGeometry(width, height, shortSide = TARGET_SHORT_SIDE, maxAspect = MAX_ASPECT) {
   if (!(width > 0 && height > 0)) {
     throw new RangeError(`image size must be positive, got ${width}x${height}`);
   }
-  const scale = Math.min(1, shortSide / Math.min(width, height), maxLongSide / Math.max(width, height));
+  const scale = Math.min(1, shortSide / Math.min(width, height));
+  const full = { width: Math.max(1, Math.round(width * scale)), height: Math.max(1, Math.round(height * scale)) };
+  const limit = Math.floor(maxAspect * Math.min(full.width, full.height));
+  const keep = (side) => (side <= limit ? side : side - 4 * Math.ceil((side - limit) / 4));
+  const out = { width: keep(full.width), height: keep(full.height) };
+  const sw = (out.width * width) / full.width;
+  const sh = (out.height * height) / full.height;
   return {
-    width: Math.max(1, Math.round(width * scale)),
-    height: Math.max(1, Math.round(height * scale)),
+    width: out.width,
+    height: out.height,
+    source: { x: (width - sw) / 2, y: (height - sh) / 2, width: sw, height: sh },
+    cropped: out.width !== full.width || out.height !== full.height,
   };
 }
 
@@ -239,7 +255,7 @@ async function decodeUrl(url) {
 
 async function downscaleToJpeg(source) {
   // An <img> reports its layout size in .width; the pixels are in naturalWidth.
-  const { width, height } = downscaledSize(
+  const { width, height, source: from, cropped } = uploadGeometry(
     source.naturalWidth || source.width,
     source.naturalHeight || source.height,
   );
@@ -252,7 +268,7 @@ async function downscaleToJpeg(source) {
   // JPEG has no alpha: a transparent PNG would otherwise turn black where it is see-through.
   ctx.fillStyle = "#fff";
   ctx.fillRect(0, 0, width, height);
-  ctx.drawImage(source, 0, 0, width, height);
+  ctx.drawImage(source, from.x, from.y, from.width, from.height, 0, 0, width, height);
   if (typeof source.close === "function") source.close();
   let blob = null;
   for (const quality of [JPEG_QUALITY, ...FALLBACK_JPEG_QUALITIES]) {
@@ -260,7 +276,7 @@ async function downscaleToJpeg(source) {
     if (!blob) throw new NotAnImageError();
     if (blob.size <= MAX_UPLOAD_BYTES) break;
   }
-  return { blob, width, height };
+  return { blob, width, height, cropped };
 }
 
 function init() {
@@ -317,13 +333,14 @@ function init() {
     return;
   }
 
-  function showPreview(blob, width, height, originalBytes) {
+  function showPreview(blob, width, height, cropped, originalBytes) {
     const original = originalBytes === null ? "" : ` (your file: ${formatBytes(originalBytes)})`;
+    const part = cropped ? " (the centre: the model reads only that)" : "";
     if (previewUrl) URL.revokeObjectURL(previewUrl);
     previewUrl = URL.createObjectURL(blob);
     el.previewImage.src = previewUrl;
     el.previewCaption.textContent =
-      `Sent ${width}×${height} JPEG, ${formatBytes(blob.size)}${original}`;
+      `Sent ${width}×${height} JPEG${part}, ${formatBytes(blob.size)}${original}`;
     el.predictions.replaceChildren();
     el.predictionsWrap.hidden = true;
     el.timing.textContent = "";
@@ -460,7 +477,7 @@ function init() {
         refuse(cannotDecodeMessage(input.name, input.file ? input.file.type : ""));
         return;
       }
-      showPreview(shrunk.blob, shrunk.width, shrunk.height, input.size);
+      showPreview(shrunk.blob, shrunk.width, shrunk.height, shrunk.cropped, input.size);
       await send(shrunk.blob);
     } catch (err) {
       showError(`Something went wrong in the page: ${err && err.message ? err.message : err}`);

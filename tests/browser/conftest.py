@@ -483,7 +483,7 @@ def photo_12mp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def panorama_12mp(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 12 MP 8:1 phone panorama (9800x1225): downscaled to 2048x256, four times the pixels of a 4:3 photo."""
+    """A 12 MP 8:1 phone panorama (9800x1225): 2048x256 whole at the upload size, four times a 4:3 photo."""
     return _noisy_photo(tmp_path_factory, (9800, 1225), "panorama-12mp.jpg")
 
 

@@ -86,15 +86,32 @@ def test_12mp_photo_is_sent_small(stub_ui: Any, stub_stack: Any, photo_12mp: Pat
 
 
 def test_12mp_panorama_is_sent_small_too(stub_ui: Any, stub_stack: Any, panorama_12mp: Path) -> None:
-    # 2048x256 is four times the pixels of a 4:3 photo's 341x256: at q0.9 that was 89 KB. The byte budget
-    # holds for every 12 MP shape, not only the 4:3 one.
+    # The whole 9800x1225 panorama at a 256 px shorter side is 2048x256: 89 KB at q0.9. The model reads only the
+    # centre, so the page sends that (2:1 at most), at full quality.
     ui = stub_ui.open()
     sent = ui.capture_uploads()
     ui.upload(panorama_12mp)
     ui.wait_done()
     [body] = sent
-    assert ui.jpeg_size(body) == (2048, 256), "still the full panorama, shorter side 256"
+    assert ui.jpeg_size(body) == (512, 256), "the centre of the panorama, shorter side 256"
     assert len(body) <= 60 * 1024, f"sent {len(body)} bytes for a 12 MP panorama"
+    assert "the centre" in ui.page.locator("#preview-caption").inner_text()
+
+
+def test_busy_pixels_are_reencoded_until_they_fit(stub_ui: Any, stub_stack: Any, tmp_path: Path) -> None:
+    # Pure noise at the full 2:1 upload size is about 120 KB at q0.9: the page steps the quality down instead.
+    import numpy as np
+    from PIL import Image
+
+    noise = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (256, 512, 3), dtype=np.uint8)).save(noise)
+    ui = stub_ui.open()
+    sent = ui.capture_uploads()
+    ui.upload(noise)
+    ui.wait_done()
+    [body] = sent
+    assert ui.jpeg_size(body) == (512, 256)
+    assert 40 * 1024 < len(body) <= 60 * 1024, f"sent {len(body)} bytes"
 
 
 def test_sample_button_classifies_the_sample(stub_ui: Any, stub_stack: Any) -> None:
@@ -579,22 +596,63 @@ def run_js(ui: Any, body: str) -> Any:
     return ui.page.evaluate(f"async () => {{ const m = await import('./script.js'); {body} }}")
 
 
-def test_downscaled_size(stub_ui: Any) -> None:
+def test_upload_geometry(stub_ui: Any) -> None:
     ui = stub_ui.open()
     got = run_js(
         ui,
-        """return [m.downscaledSize(4000, 3000), m.downscaledSize(3000, 4000), m.downscaledSize(200, 100),
-                   m.downscaledSize(100000, 1000), m.downscaledSize(256, 256)];""",
+        """return [[4000, 3000], [3000, 4000], [200, 100], [100000, 1000], [256, 256], [9800, 1225], [1000, 3000]]
+                  .map(([w, h]) => m.uploadGeometry(w, h));""",
     )
-    assert got == [
-        {"width": 341, "height": 256},
-        {"width": 256, "height": 341},
-        {"width": 200, "height": 100},
-        {"width": 2048, "height": 20},
-        {"width": 256, "height": 256},
+    full = [
+        {"width": w, "height": h, "source": {"x": 0, "y": 0, "width": w, "height": h}, "cropped": False}
+        for w, h in [(4000, 3000), (3000, 4000), (200, 100), (256, 256)]
     ]
-    error = run_js(ui, "try { m.downscaledSize(0, 10); return null; } catch (e) { return e.name; }")
+    assert got[0] == {**full[0], "width": 341, "height": 256}
+    assert got[1] == {**full[1], "width": 256, "height": 341}
+    assert got[2] == full[2], "exactly 2:1 and smaller than 256: sent whole, never upscaled"
+    assert got[4] == full[3]
+    # 1:100 keeps its 256 px shorter side: the centre 512x256 of the 25600x256 it would be.
+    assert got[3] == {
+        "width": 512,
+        "height": 256,
+        "source": {"x": 49000, "y": 0, "width": 2000, "height": 1000},
+        "cropped": True,
+    }
+    assert got[5] == {
+        "width": 512,
+        "height": 256,
+        "source": {"x": 3675, "y": 0, "width": 2450, "height": 1225},
+        "cropped": True,
+    }
+    # 1:3 at 256 px is 256x768: 768 - 512 = 256 pixels cut, 128 off each end.
+    assert got[6] == {
+        "width": 256,
+        "height": 512,
+        "source": {"x": 0, "y": 500, "width": 1000, "height": 2000},
+        "cropped": True,
+    }
+    error = run_js(ui, "try { m.uploadGeometry(0, 10); return null; } catch (e) { return e.name; }")
     assert error == "RangeError"
+
+
+def test_the_centre_the_page_sends_is_what_the_server_classifies(stub_ui: Any, inference: Any) -> None:
+    """For every long side at a 256 px shorter side, the server's 224 px crop of the page's centre cut is the same
+    pixels as its crop of the whole image (the cut keeps the centre, including the server's round-half-to-even)."""
+    import numpy as np
+    from PIL import Image
+
+    ui = stub_ui.open()
+    longs = list(range(513, 800))
+    got = run_js(ui, f"return {longs}.map((w) => m.uploadGeometry(w, 256));")
+    pre = inference.Preprocessing(resize=256, crop=224, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    rng = np.random.default_rng(0)
+    for long, geometry in zip(longs, got, strict=True):
+        assert geometry["height"] == 256 and geometry["width"] <= 512
+        whole = Image.fromarray(rng.integers(0, 256, (256, long, 3), dtype=np.uint8))
+        x = geometry["source"]["x"]
+        assert x == int(x), f"{long}: the cut must be whole pixels at this size, got x={x}"
+        cut = whole.crop((int(x), 0, int(x) + geometry["width"], 256))
+        assert np.array_equal(inference.preprocess(cut, pre), inference.preprocess(whole, pre)), f"long side {long}"
 
 
 def test_retry_delay_respects_retry_after_cap_and_jitter(stub_ui: Any) -> None:
