@@ -60,7 +60,13 @@ export function uploadGeometry(width, height, shortSide = TARGET_SHORT_SIDE, max
   const scale = Math.min(1, shortSide / Math.min(width, height));
   const full = { width: Math.max(1, Math.round(width * scale)), height: Math.max(1, Math.round(height * scale)) };
   const limit = Math.floor(maxAspect * Math.min(full.width, full.height));
-  const keep = (side) => (side <= limit ? side : side - 4 * Math.ceil((side - limit) / 4));
+  const keep = (side) => {
+    if (side <= limit) return side;
+    const even = side - 4 * Math.ceil((side - limit) / 4);
+    // With a 1 or 2 px shorter side, cutting whole fours can leave no pixels at all (a 1x100 image became a 1x0
+    // canvas, refused as undecodable); any centred cut will do there, the server upscales such a sliver 128x anyway.
+    return even >= limit / 2 ? even : limit - ((side - limit) % 2);
+  };
   const out = { width: keep(full.width), height: keep(full.height) };
   const sw = (out.width * width) / full.width;
   const sh = (out.height * height) / full.height;

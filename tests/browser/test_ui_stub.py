@@ -635,6 +635,32 @@ def test_upload_geometry(stub_ui: Any) -> None:
     assert error == "RangeError"
 
 
+def test_upload_geometry_of_a_one_pixel_strip_keeps_pixels(stub_ui: Any) -> None:
+    # A 1 or 2 px shorter side leaves no room for the even cut: it must still send a centred, non-empty rectangle.
+    ui = stub_ui.open()
+    got = run_js(ui, "return [[1, 100], [1, 103], [10000, 1], [2, 9]].map(([w, h]) => m.uploadGeometry(w, h));")
+    assert [(g["width"], g["height"]) for g in got] == [(1, 2), (1, 1), (2, 1), (2, 3)]
+    assert [g["source"] for g in got] == [
+        {"x": 0, "y": 49, "width": 1, "height": 2},
+        {"x": 0, "y": 51, "width": 1, "height": 1},
+        {"x": 4999, "y": 0, "width": 2, "height": 1},
+        {"x": 0, "y": 3, "width": 2, "height": 3},
+    ]
+
+
+def test_a_one_pixel_wide_image_is_sent(stub_ui: Any, stub_stack: Any, tmp_path: Path) -> None:
+    from PIL import Image
+
+    strip = tmp_path / "strip.png"
+    Image.new("RGB", (1, 100), (200, 30, 30)).save(strip)
+    ui = stub_ui.open()
+    sent = ui.capture_uploads()
+    ui.upload(strip)
+    ui.wait_done()
+    [body] = sent
+    assert ui.jpeg_size(body) == (1, 2)
+
+
 def test_the_centre_the_page_sends_is_what_the_server_classifies(stub_ui: Any, inference: Any) -> None:
     """For every long side at a 256 px shorter side, the server's 224 px crop of the page's centre cut is the same
     pixels as its crop of the whole image (the cut keeps the centre, including the server's round-half-to-even)."""
