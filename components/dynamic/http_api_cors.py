@@ -20,9 +20,27 @@ class HttpApiCorsError(ValueError):
     """A required input of the CORS resource is missing."""
 
 
+def cors_rules(cors: dict[str, Any]) -> dict[str, Any]:
+    """The CORS rules besides the origins, as a refresh compares them: names case-insensitive and unordered, since
+    header and method names are."""
+    return {
+        "methods": sorted({m.upper() for m in cors.get("AllowMethods") or []}),
+        "headers": sorted({h.lower() for h in cors.get("AllowHeaders") or []}),
+        "expose": sorted({h.lower() for h in cors.get("ExposeHeaders") or []}),
+        "max_age": cors.get("MaxAge"),
+        "credentials": bool(cors.get("AllowCredentials")),
+    }
+
+
+# The rules do not depend on the origins; any valid one builds them.
+PROGRAM_RULES = cors_rules(http_api_cors(["https://example.com"]))
+
+
 def diff_cors(olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
     replaces = [k for k in ("api_id", "region") if olds.get(k) != news.get(k)]
-    changed = replaces or list(olds.get("origins") or []) != list(news.get("origins") or [])
+    # A state from before the rules were recorded has no "rules": nothing to compare, not drift.
+    drifted = olds.get("rules") not in (None, PROGRAM_RULES)
+    changed = replaces or drifted or list(olds.get("origins") or []) != list(news.get("origins") or [])
     return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=False)
 
 
@@ -36,7 +54,12 @@ class HttpApiCorsProvider(AwsProvider):
                 raise HttpApiCorsError(f"{field} is required, got {props.get(field)!r}")
         cors = http_api_cors(props.get("origins") or [])
         self._client(props["region"]).update_api(ApiId=props["api_id"], CorsConfiguration=cors)
-        return {"api_id": props["api_id"], "region": props["region"], "origins": cors["AllowOrigins"]}
+        return {
+            "api_id": props["api_id"],
+            "region": props["region"],
+            "origins": cors["AllowOrigins"],
+            "rules": cors_rules(cors),
+        }
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         outs = self._apply(props)
@@ -49,15 +72,16 @@ class HttpApiCorsProvider(AwsProvider):
         return UpdateResult(outs=self._apply(news))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        """`pulumi refresh`: the origins the API allows now, so a console edit or removal shows as drift and the
-        next `pulumi up` puts the program's origins back (the Api resource ignores corsConfiguration)."""
+        """`pulumi refresh`: the CORS the API has now, so a console edit or removal shows as drift and the next
+        `pulumi up` puts the program's CORS back (the Api resource ignores corsConfiguration)."""
         client = self._client(props["region"])
         try:
             api = client.get_api(ApiId=props["api_id"])
         except client.exceptions.NotFoundException:
             return ReadResult(id_="", outs={})  # the API is gone: so is this resource
-        origins = list((api.get("CorsConfiguration") or {}).get("AllowOrigins") or [])
-        return ReadResult(id_=id_, outs={**props, "origins": origins})
+        live = api.get("CorsConfiguration") or {}
+        origins = list(live.get("AllowOrigins") or [])
+        return ReadResult(id_=id_, outs={**props, "origins": origins, "rules": cors_rules(live)})
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         client = self._client(props["region"])
