@@ -51,7 +51,9 @@ export function cannotDecodeMessage(name = "", type = "") {
  * ratio kept up to `maxAspect`) and the centred source rectangle drawn into it. The server resizes the shorter
  * side to 256 and classifies the centre 224 px square; cutting the same number of pixels off both ends leaves that
  * square where it was. That number is kept even: the server rounds a half-pixel centre offset to even, as
- * torchvision does, and an odd shift would move the square by one pixel.
+ * torchvision does, and an odd shift would move the square by one pixel. That holds for images sent at a 256 px
+ * shorter side; a smaller one is upscaled by the server, the cut scales with it, and the square moves by up to
+ * a pixel (255x1000, 120x400).
  */
 export function uploadGeometry(width, height, shortSide = TARGET_SHORT_SIDE, maxAspect = MAX_ASPECT) {
   if (!(width > 0 && height > 0)) {
