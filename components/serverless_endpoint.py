@@ -10,6 +10,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components import policies
+from components.dynamic.endpoint_version import EndpointVersion
 from components.dynamic.smoke_check import EndpointSmokeCheck
 from components.private_bucket import private_bucket
 from components.settings import (
@@ -107,10 +108,10 @@ class ServerlessEndpoint(pulumi.ComponentResource):
             server_side_encryption="aws:kms" if args.kms_key_arn else "AES256",
             kms_key_id=args.kms_key_arn,
             # A new model replaces this object (new key); the previous one is kept. When SageMaker rolls an update
-            # back, the endpoint keeps running on the previous Model, which Pulumi deletes as a pending delete
-            # at the start of the next `pulumi up`; its artifact must stay readable for the endpoint's cold
-            # starts (see policies.sagemaker_execution_policy). `pulumi destroy` still removes it: the bucket is
-            # force_destroy. Each rollout leaves one more ~20 MB object under models/.
+            # back, the endpoint keeps running on the previous Model (EndpointVersion keeps that too), and its
+            # artifact must stay readable for the endpoint's cold starts (see policies.sagemaker_execution_policy).
+            # `pulumi destroy` still removes it: the bucket is force_destroy. Each rollout leaves one more ~20 MB
+            # object under models/.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[encryption], retain_on_delete=True),
         )
         model_data_url = pulumi.Output.concat("s3://", bucket.bucket, "/", key)
@@ -149,7 +150,9 @@ class ServerlessEndpoint(pulumi.ComponentResource):
         )
 
         # Model and EndpointConfiguration are auto-named: a new artifact key replaces both
-        # (create-before-delete) while the explicitly named Endpoint is updated in place.
+        # (create-before-delete) while the explicitly named Endpoint is updated in place. Pulumi never deletes
+        # them itself (retain_on_delete): EndpointVersion does, once the endpoint no longer runs on them, because
+        # after a rolled-back update it still does (see components/dynamic/endpoint_version.py).
         model = aws.sagemaker.Model(
             f"{name}-model",
             execution_role_arn=role.arn,
@@ -158,7 +161,7 @@ class ServerlessEndpoint(pulumi.ComponentResource):
                 model_data_url=model_data_url,
                 environment=region.apply(policies.sagemaker_container_env),
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy, artifact]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[role_policy, artifact], retain_on_delete=True),
         )
         config = aws.sagemaker.EndpointConfiguration(
             f"{name}-config",
@@ -174,13 +177,22 @@ class ServerlessEndpoint(pulumi.ComponentResource):
                     ),
                 )
             ],
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
+        )
+        version = EndpointVersion(
+            f"{name}-version",
+            endpoint_name=args.endpoint_name,
+            region=region,
+            config_name=config.name,
+            model_name=model.name,
             opts=child,
         )
         endpoint = aws.sagemaker.Endpoint(
             f"{name}-endpoint",
             name=args.endpoint_name,
             endpoint_config_name=config.name,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group]),
+            # Deleted before the version: `pulumi destroy` then retires the configuration and model it ran on.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group, version]),
         )
 
         if args.smoke_check:

@@ -7,8 +7,8 @@ endpoint's log group, where the container's traceback is.
 Before probing, it checks that the endpoint really serves the endpoint configuration this deployment created:
 when a new configuration fails to start, SageMaker rolls the update back and the endpoint returns to InService on
 the previous configuration with a FailureReason (DescribeEndpoint), and the aws provider's update reports success
-(terraform-provider-aws #46663, #48997). Probing then would pass against the old model, and Pulumi would go on to
-delete the old Model and EndpointConfiguration the endpoint still runs on.
+(terraform-provider-aws #46663, #48997). Probing then would pass against the old model and `pulumi up` would
+report a rollout that did not happen.
 """
 
 from __future__ import annotations
@@ -154,9 +154,11 @@ def rollout_failure_message(endpoint_name: str, expected_config: str, descriptio
     return (
         f"SageMaker endpoint {endpoint_name!r} is {status} on endpoint configuration {actual!r}, not on "
         f"{expected_config!r} that this deployment created: the update did not take effect ({reason}). "
-        "The endpoint still serves the previous model. Pulumi keeps the previous Model and EndpointConfiguration "
-        "as pending deletes and removes them at the start of the next `pulumi up`; fix the cause (see the "
-        "endpoint's log group) before running it again."
+        "The endpoint still serves the previous model, which stays: the program deletes an EndpointConfiguration "
+        "and its Model only once the endpoint runs on another one. Fix the cause (see the endpoint's log group) and "
+        f"run `pulumi up` again. After that rollout, {actual!r} and its Model are no longer tracked: delete them "
+        f"with `aws sagemaker delete-endpoint-config --endpoint-config-name {actual}` and `aws sagemaker "
+        "delete-model` on the ModelName that `describe-endpoint-config` shows."
     )
 
 

@@ -22,6 +22,12 @@ from pulumi.dynamic.config import Config
 from pulumi.dynamic.dynamic import serialize_provider
 
 from components.dynamic import AwsProvider
+from components.dynamic.endpoint_version import (
+    EndpointVersionError,
+    EndpointVersionProvider,
+    diff_endpoint_version,
+    what_to_retire,
+)
 from components.dynamic.http_api_cors import HttpApiCorsError, HttpApiCorsProvider, diff_cors
 from components.dynamic.invalidation import InvalidationInputError, InvalidationProvider, diff_invalidation
 from components.dynamic.smoke_check import (
@@ -155,7 +161,7 @@ def test_smoke_check_fails_with_log_group_pointer_on_bad_reply(aws: None, text_p
 def test_smoke_check_fails_when_sagemaker_rolled_the_update_back(aws: None, text_probe: None) -> None:
     """A new EndpointConfiguration that fails to start: SageMaker puts the endpoint back InService on the old one and
     the aws provider reports the update as done. The probe would pass against the old model; the check must fail
-    the deployment before Pulumi deletes the old Model and EndpointConfiguration the endpoint still runs on."""
+    the deployment, and say how to delete the configuration the endpoint fell back on once it is no longer used."""
     queue_endpoint_results(json.dumps(GOOD_REPLY), json.dumps(GOOD_REPLY))
     serve_config("mobilenet-test", "config-1")
     provider = SmokeCheckProvider()
@@ -164,6 +170,7 @@ def test_smoke_check_fails_when_sagemaker_rolled_the_update_back(aws: None, text
         provider.update(created.id, created.outs, {**SMOKE_PROPS, "trigger": "config-2"})
     message = str(err.value)
     assert "'config-1'" in message and "'config-2'" in message and "did not take effect" in message
+    assert "delete-endpoint-config --endpoint-config-name config-1" in message
 
 
 def test_rollout_check_reports_sagemakers_failure_reason() -> None:
@@ -438,6 +445,99 @@ def test_http_api_cors_requires_api_id(aws: None) -> None:
         HttpApiCorsProvider().create({"api_id": "", "region": REGION, "origins": ["https://a.example.com"]})
 
 
+# ------------------------------------------------------------------------------------- endpoint version
+
+
+def _sagemaker_names() -> tuple[set[str], set[str]]:
+    client = boto3.client("sagemaker", region_name=REGION)
+    configs = {c["EndpointConfigName"] for c in client.list_endpoint_configs()["EndpointConfigs"]}
+    return configs, {m["ModelName"] for m in client.list_models()["Models"]}
+
+
+def _version(config: str, model: str | None = None) -> dict[str, str]:
+    return {
+        "endpoint_name": "mobilenet-test",
+        "region": REGION,
+        "config_name": config,
+        "model_name": model or f"model-{config}",
+    }
+
+
+def test_a_version_the_endpoint_moved_off_is_retired(aws: None) -> None:
+    serve_config("mobilenet-test", "config-1")
+    serve_config("mobilenet-test", "config-2")  # the rollout succeeded
+    provider = EndpointVersionProvider()
+    provider.delete("config-1", _version("config-1"))
+    assert _sagemaker_names() == ({"config-2"}, {"model-config-2"})
+    provider.delete("config-1", _version("config-1"))  # a retried delete finds nothing left: no error
+
+
+def test_a_version_the_endpoint_fell_back_on_is_kept(aws: None) -> None:
+    """SageMaker rolled the update to config-2 back: the endpoint still runs on config-1, whose version Pulumi
+    deletes at the start of the next `pulumi up`. Deleting config-1 would break every later UpdateEndpoint."""
+    serve_config("mobilenet-test", "config-2")  # created, then given up on
+    serve_config("mobilenet-test", "config-1")
+    EndpointVersionProvider().delete("config-1", _version("config-1"))
+    assert _sagemaker_names() == ({"config-1", "config-2"}, {"model-config-1", "model-config-2"})
+
+
+def test_a_memory_change_retires_the_configuration_but_keeps_the_shared_model(aws: None) -> None:
+    client = boto3.client("sagemaker", region_name=REGION)
+    serve_config("mobilenet-test", "config-1")
+    client.create_endpoint_config(  # a new configuration on the same Model (MemorySizeInMB changed)
+        EndpointConfigName="config-2",
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": "model-config-1",
+                "ServerlessConfig": {"MemorySizeInMB": 3072, "MaxConcurrency": 5},
+            }
+        ],
+    )
+    client.delete_endpoint(EndpointName="mobilenet-test")
+    client.create_endpoint(EndpointName="mobilenet-test", EndpointConfigName="config-2")
+    EndpointVersionProvider().delete("config-1", _version("config-1"))
+    assert _sagemaker_names() == ({"config-2"}, {"model-config-1"})
+
+
+def test_destroy_retires_the_last_version_after_the_endpoint(aws: None) -> None:
+    serve_config("mobilenet-test", "config-1")
+    boto3.client("sagemaker", region_name=REGION).delete_endpoint(EndpointName="mobilenet-test")
+    EndpointVersionProvider().delete("config-1", _version("config-1"))
+    assert _sagemaker_names() == (set(), set())
+
+
+@pytest.mark.parametrize(
+    ("running", "expected"),
+    [
+        (None, (True, True)),
+        (("InService", "config-2", "model-2"), (True, True)),
+        (("InService", "config-2", "model-1"), (True, False)),
+        (("InService", "config-1", "model-1"), (False, False)),
+        (("Updating", "config-2", "model-2"), (False, False)),
+        (("RollingBack", "config-2", "model-2"), (False, False)),
+        (("Failed", "config-2", "model-2"), (True, True)),
+    ],
+)
+def test_what_to_retire(running: Any, expected: tuple[bool, bool]) -> None:
+    assert what_to_retire("config-1", "model-1", running) == expected
+
+
+def test_endpoint_version_diff_replaces_only_for_a_new_configuration_or_model() -> None:
+    old = _version("config-1")
+    assert diff_endpoint_version(old, dict(old)).changes is False
+    assert diff_endpoint_version(old, {**old, "config_name": "config-2"}).replaces == ["config_name"]
+    assert diff_endpoint_version(old, {**old, "model_name": "m2"}).replaces == ["model_name"]
+    renamed = diff_endpoint_version(old, {**old, "endpoint_name": "renamed"})
+    assert renamed.changes is True and renamed.replaces == []
+
+
+def test_endpoint_version_requires_inputs() -> None:
+    with pytest.raises(EndpointVersionError, match="model_name is required"):
+        EndpointVersionProvider().create({**_version("config-1"), "model_name": ""})
+    assert EndpointVersionProvider().create(_version("config-1")).id == "config-1"
+
+
 # ------------------------------------------------------------------------------------- credentials
 
 
@@ -488,6 +588,10 @@ def test_every_provider_calls_aws_with_the_stacks_profile(aws: None, deploy_prof
         with pytest.raises(ProfileNotFound, match="gone"):
             configured(provider_class(), **{"aws:profile": "gone"}).create(dict(props))
         assert configured(provider_class(), **{"aws:profile": deploy_profile}).create(dict(props)).outs
+    # The version resource calls AWS only when it retires a configuration.
+    with pytest.raises(ProfileNotFound, match="gone"):
+        configured(EndpointVersionProvider(), **{"aws:profile": "gone"}).delete("config-1", _version("config-1"))
+    configured(EndpointVersionProvider(), **{"aws:profile": deploy_profile}).delete("config-1", _version("config-1"))
 
 
 # ------------------------------------------------------------------------------------- pickling
@@ -495,7 +599,8 @@ def test_every_provider_calls_aws_with_the_stacks_profile(aws: None, deploy_prof
 
 def test_providers_survive_pulumis_serialization_in_a_fresh_process() -> None:
     """Pulumi dill-pickles the provider; the dynamic-provider host unpickles it from the project root."""
-    blobs = [serialize_provider(p) for p in (InvalidationProvider(), SmokeCheckProvider(), HttpApiCorsProvider())]
+    providers = (InvalidationProvider(), SmokeCheckProvider(), HttpApiCorsProvider(), EndpointVersionProvider())
+    blobs = [serialize_provider(p) for p in providers]
     script = (  # the calls pulumi.dynamic.__main__.get_provider makes (that module starts a server on import)
         "import base64, sys, dill\n"
         "from pulumi.dynamic import ConfigureRequest\n"
@@ -512,5 +617,6 @@ def test_providers_survive_pulumis_serialization_in_a_fresh_process() -> None:
         "components.dynamic.invalidation.InvalidationProvider deploy",
         "components.dynamic.smoke_check.SmokeCheckProvider deploy",
         "components.dynamic.http_api_cors.HttpApiCorsProvider deploy",
+        "components.dynamic.endpoint_version.EndpointVersionProvider deploy",
     ]
     assert all(base64.b64decode(b) for b in blobs)

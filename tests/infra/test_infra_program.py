@@ -12,7 +12,7 @@ import yaml
 
 from components import policies
 from components.settings import SettingsError, strip_namespace
-from tests.infra.conftest import API_ENDPOINT, CF_DOMAIN, DYNAMIC, ROOT, RecordingMocks, run_main
+from tests.infra.conftest import API_ENDPOINT, CF_DOMAIN, DYNAMIC, REGION, ROOT, RecordingMocks, run_main
 from tests.infra.test_infra_policies import assert_least_privilege
 
 CERT = "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-0000-1111-2222-333344445555"
@@ -204,7 +204,7 @@ def test_resource_options_order_the_deploy_and_parent_every_child(program: Any, 
     def deps(name: str) -> set[str]:
         return seen[name][2]
 
-    assert deps("model-endpoint") >= {"model-log-group"}
+    assert deps("model-endpoint") >= {"model-log-group", "model-version"}
     assert deps("model-model") >= {"model-artifact", "model-role-policy"}
     assert deps("model-artifact") >= {"model-bucket-encryption"}
     assert deps("model-bucket-policy") >= {"model-bucket-public-access"}
@@ -219,17 +219,20 @@ def test_resource_options_order_the_deploy_and_parent_every_child(program: Any, 
     assert seen["api-http-api"][3] == ["corsConfiguration"]
 
 
-def test_a_replaced_model_artifact_is_kept_in_the_bucket(program: Any, mocks: RecordingMocks) -> None:
-    """A rolled-back SageMaker update leaves the endpoint on the previous Model; Pulumi deletes that Model as a
-    pending delete at the start of the next `pulumi up`, and with it the artifact the endpoint cold-starts from,
-    unless the object is retained (the force_destroy bucket still removes it on `pulumi destroy`)."""
+def test_pulumi_never_deletes_what_a_rolled_back_endpoint_may_still_run_on(program: Any, mocks: RecordingMocks) -> None:
+    """After SageMaker rolls an update back, the endpoint runs on the previous Model, EndpointConfiguration and
+    artifact, which Pulumi would delete (at the end of the update, or the start of the next). So Pulumi never
+    deletes them itself: the version resource retires the Model and configuration once unused, and the
+    force_destroy bucket takes the artifacts on `pulumi destroy`."""
     retained: dict[str, bool] = {}
 
     def record(args: pulumi.ResourceTransformationArgs) -> None:
         retained[args.name] = bool(args.opts and args.opts.retain_on_delete)
 
     program(transformation=record)
-    assert retained["model-artifact"] is True
+    assert {name for name, keep in retained.items() if keep} == {"model-artifact", "model-model", "model-config"}
     assert mocks.one("aws:s3/bucket:Bucket", "model-bucket")["forceDestroy"] is True
-    # Everything else is deleted by `pulumi destroy`.
-    assert [name for name, keep in retained.items() if keep] == ["model-artifact"]
+    version = mocks.one("pulumi-python:dynamic:Resource", "model-version")
+    assert version["endpoint_name"] == mocks.one("aws:sagemaker/endpoint:Endpoint", "model-endpoint")["name"]
+    assert version["config_name"] == "model-config-a1b2c3" and version["model_name"] == "model-model-a1b2c3"
+    assert version["region"] == REGION

@@ -1,0 +1,127 @@
+"""Retires a superseded SageMaker EndpointConfiguration and Model, but only once no endpoint runs on them.
+
+Pulumi deletes what a rollout replaced at the end of the update, or, when the update failed, at the start of the
+next one. After SageMaker rolled an update back (the new configuration failed to start), the endpoint still runs on
+the previous configuration; deleting it then breaks every later UpdateEndpoint ("Could not find endpoint
+configuration", terraform-provider-aws #40048, #48997), and only replacing the endpoint (downtime) recovers.
+
+So the Model and EndpointConfiguration are declared with `retain_on_delete` and one of these resources is replaced
+with them: its delete asks SageMaker what the endpoint runs on first. It deletes the configuration unless the
+endpoint is on it (or between states), and the model unless the endpoint's configuration still uses it (a memory
+or concurrency change keeps the Model). The Endpoint depends on it, so `pulumi destroy` deletes the endpoint first
+and then both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import CreateResult, DiffResult, Resource, UpdateResult
+
+from components.dynamic import AwsProvider
+
+# Any other status means the endpoint may still switch to, or fall back on, the configuration.
+SETTLED_STATUSES = frozenset({"InService", "Failed", "OutOfService"})
+REQUIRED = ("endpoint_name", "region", "config_name", "model_name")
+
+
+class EndpointVersionError(ValueError):
+    """A required input of the endpoint version resource is missing."""
+
+
+def _not_found(error: Exception) -> bool:
+    """SageMaker answers a missing endpoint, configuration or model with a ValidationException "Could not find"."""
+    response = getattr(error, "response", None) or {}
+    code = response.get("Error", {}).get("Code")
+    return code == "ValidationException" and "could not find" in response.get("Error", {}).get("Message", "").lower()
+
+
+def what_to_retire(
+    config_name: str, model_name: str, running: tuple[str, str | None, str | None] | None
+) -> tuple[bool, bool]:
+    """(delete the configuration?, delete the model?) given what the endpoint runs: None when it does not exist,
+    else (status, configuration name, that configuration's model name)."""
+    if running is None:
+        return True, True
+    status, running_config, running_model = running
+    if status not in SETTLED_STATUSES or running_config == config_name:
+        return False, False
+    return True, model_name != running_model
+
+
+def diff_endpoint_version(olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+    """A new configuration or model is a new version (the old one retired after the update); a renamed endpoint
+    or another region is the same version, recorded in place, so retiring never looks at an endpoint that is gone
+    while the new one still runs on this configuration."""
+    replaces = [k for k in ("config_name", "model_name") if olds.get(k) != news.get(k)]
+    updates = [k for k in ("endpoint_name", "region") if olds.get(k) != news.get(k)]
+    return DiffResult(changes=bool(replaces or updates), replaces=replaces, delete_before_replace=False)
+
+
+class EndpointVersionProvider(AwsProvider):
+    def _outs(self, props: dict[str, Any]) -> dict[str, Any]:
+        for field in REQUIRED:
+            if not props.get(field):
+                raise EndpointVersionError(f"{field} is required, got {props.get(field)!r}")
+        return {k: props[k] for k in REQUIRED}
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        outs = self._outs(props)
+        return CreateResult(id_=outs["config_name"], outs=outs)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        return diff_endpoint_version(olds, news)
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(outs=self._outs(news))
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        client = self.client("sagemaker", region=props["region"])
+        try:
+            endpoint = client.describe_endpoint(EndpointName=props["endpoint_name"])
+        except client.exceptions.ClientError as e:
+            if not _not_found(e):
+                raise
+            running = None
+        else:
+            running_config = endpoint.get("EndpointConfigName")
+            running_model = None
+            if running_config and running_config != props["config_name"]:
+                variants = client.describe_endpoint_config(EndpointConfigName=running_config)["ProductionVariants"]
+                running_model = variants[0]["ModelName"] if variants else None
+            running = (endpoint.get("EndpointStatus"), running_config, running_model)
+        delete_config, delete_model = what_to_retire(props["config_name"], props["model_name"], running)
+        calls = [
+            (delete_config, client.delete_endpoint_config, {"EndpointConfigName": props["config_name"]}),
+            (delete_model, client.delete_model, {"ModelName": props["model_name"]}),
+        ]
+        for wanted, call, kwargs in calls:
+            if not wanted:
+                continue
+            try:
+                call(**kwargs)
+            except client.exceptions.ClientError as e:
+                if not _not_found(e):  # already gone (deleted by hand, or a retried destroy): nothing to do
+                    raise
+
+
+class EndpointVersion(Resource):
+    """The EndpointConfiguration and Model one rollout deployed; deleting it retires them when unused."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        endpoint_name: pulumi.Input[str],
+        region: pulumi.Input[str],
+        config_name: pulumi.Input[str],
+        model_name: pulumi.Input[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(
+            EndpointVersionProvider(),
+            name,
+            {"endpoint_name": endpoint_name, "region": region, "config_name": config_name, "model_name": model_name},
+            opts,
+        )
