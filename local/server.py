@@ -23,6 +23,7 @@ import uuid
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -106,6 +107,17 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def names_this_machine(host: str | None) -> bool:
+    """Whether a Host header addresses a loopback stack as a browser on this machine would: localhost (or a
+    name under .localhost, which browsers resolve to loopback themselves), or a loopback address; any port,
+    for ssh -L and other forwards. A name that merely resolves to 127.0.0.1 is what DNS rebinding sends."""
+    if not host or not _HOST_HEADER.fullmatch(host):
+        return False
+    name = host[1 : host.index("]")] if host.startswith("[") else host.split(":")[0]
+    name = name.lower().removesuffix(".")
+    return name.endswith(".localhost") or is_loopback(name)
 
 
 class BodyTimeout(Exception):
@@ -199,6 +211,29 @@ def _respond(answer: gateway.HttpResponse) -> Response:
     return response
 
 
+class LoopbackHostGuard:
+    """DNS rebinding: a page on attacker.example whose name is then re-pointed at 127.0.0.1 is same-origin with
+    this server, so CORS stops nothing and it can drive /predict and the runtime (and read its tracebacks).
+    Bound to loopback, only requests whose Host names this machine are served; a rebound page still sends its
+    own name. (Bound to other interfaces with --allow-remote, the stack is open by choice and Host is free.)"""
+
+    def __init__(self, app, *, enabled: bool) -> None:
+        self.app = app
+        self.enabled = enabled
+
+    async def __call__(self, scope, receive, send) -> None:
+        if self.enabled and scope["type"] == "http":
+            hosts = [v.decode("latin-1") for k, v in scope["headers"] if k == b"host"]
+            # HTTP/1.0 without Host is no browser; HTTP/1.1 without one never gets here (h11 refuses it).
+            if len(hosts) > 1 or (hosts and not names_this_machine(hosts[0])):
+                body = json.dumps({"message": "Forbidden: the Host header does not name this machine"}).encode()
+                headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+                await send({"type": "http.response.start", "status": 403, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
 class ShutdownGuard:
     """Requests still running when Ctrl-C's grace period ends are cancelled by uvicorn; answer them in the
     gateway's JSON (503) instead of uvicorn's traceback and plain-text 500."""
@@ -232,6 +267,7 @@ def create_app(
     stack: StackInfo, runtime: SageMakerRuntime, sandboxes: LambdaSandboxes, *, fault_injection: bool = False
 ) -> Starlette:
     cors = http_api_cors(stack.allowed_origins)
+    bound_to_loopback = not stack.any_interface and is_loopback(urlsplit(stack.base_url).hostname or "")
 
     def page_origin(request: Request) -> str | None:
         """Where the page should send /predict: this server as the browser addressed it."""
@@ -391,7 +427,10 @@ def create_app(
     if fault_injection:
         routes.append(Route("/__local/faults", faults, methods=["POST", "DELETE"]))
     routes.append(Route("/{path:path}", site, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]))
-    return Starlette(routes=routes, middleware=[Middleware(ShutdownGuard)])
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(LoopbackHostGuard, enabled=bound_to_loopback), Middleware(ShutdownGuard)],
+    )
 
 
 def header_bytes(request: Request) -> int:

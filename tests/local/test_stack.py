@@ -150,6 +150,36 @@ def test_site_refuses_path_traversal(stack, path):
     assert response.json() == {"message": "Not Found"} and "mobilenet-serverless" not in response.text
 
 
+@pytest.mark.parametrize(
+    "host", ["rebind.attacker.example", "127.0.0.1.nip.io", "localhost.attacker.example", "0.0.0.0"]
+)
+def test_loopback_stack_refuses_a_foreign_host_header_dns_rebinding(stack, host):
+    """DNS rebinding: a page on attacker.example re-pointed at 127.0.0.1 is same-origin with the stack, so CORS
+    does not stop it; its requests still carry its own name in Host, and a loopback stack refuses them."""
+    port = stack.url.rsplit(":", 1)[1]
+    rebound = {"host": f"{host}:{port}", "origin": f"http://{host}:{port}"}
+    assert httpx.get(f"{stack.url}/", headers=rebound).status_code == 403
+    assert httpx.get(f"{stack.url}/config.js", headers=rebound).status_code == 403
+    answer = predict(stack, photo_bytes("coffee.jpg"), **rebound)
+    assert answer.status_code == 403 and "predictions" not in answer.text
+    runtime = httpx.post(
+        f"{stack.url}/endpoints/mobilenet-local/invocations",
+        content=b"junk",
+        headers={**rebound, "content-type": "image/jpeg"},
+        timeout=30,
+    )
+    assert runtime.status_code == 403 and "Traceback" not in runtime.text and "/tmp" not in runtime.text
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "LOCALHOST", "app.localhost", "127.0.0.2", "[::1]"])
+def test_loopback_stack_serves_hosts_that_name_this_machine(stack, host):
+    port = stack.url.rsplit(":", 1)[1]
+    for hostport in (f"{host}:{port}", f"{host}:9000"):  # any port: ssh -L and other forwards keep the name
+        assert httpx.get(f"{stack.url}/", headers={"host": hostport}).status_code == 200, hostport
+        answer = predict(stack, photo_bytes("coffee.jpg"), host=hostport)
+        assert answer.status_code == 200, (hostport, answer.text)
+
+
 # --- the runtime tier through boto3 and the AWS CLI ---------------------------------------------------------
 def test_boto3_invoke_endpoint(stack):
     response = runtime_client(stack).invoke_endpoint(
@@ -341,7 +371,9 @@ def test_client_hanging_up_mid_body_leaves_no_traceback(stack):
     url = urlsplit(stack.url)
     seen = len(stack.output())  # earlier tests log model tracebacks on purpose
     with socket.create_connection((url.hostname, url.port), timeout=5) as sock:
-        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: 100000\r\n\r\n")
+        # A Host that names this machine: the loopback stack refuses any other before reading the body.
+        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n")
+        sock.sendall(b"Content-Length: 100000\r\n\r\n")
         sock.sendall(b"\xff\xd8\xff" + b"\x00" * 100)
     time.sleep(0.5)  # let the server notice the hang-up
     assert predict(stack, photo_bytes("coffee.jpg")).status_code == 200
@@ -523,7 +555,7 @@ def test_a_client_that_never_sends_its_request_is_dropped(stack):
     host, port = stack.url.removeprefix("http://").rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=HEAD_TIMEOUT_S + 10) as conn:
         started = time.monotonic()
-        conn.sendall(b"POST /predict HTTP/1.1\r\nhost: x\r\n")  # half a head, then nothing
+        conn.sendall(b"POST /predict HTTP/1.1\r\nhost: 127.0.0.1\r\n")  # half a head, then nothing
         assert conn.recv(1024) == b"", "the server closes it"
         assert time.monotonic() - started < HEAD_TIMEOUT_S + 10
     assert predict(stack, photo_bytes("coffee.jpg")).status_code == 200
