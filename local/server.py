@@ -388,10 +388,18 @@ def create_app(
 
     async def site(request: Request) -> Response:
         relative = request.path_params.get("path", "") or "index.html"
-        path = (WWW / relative).resolve()
-        content_type = CONTENT_TYPES.get(path.suffix.lower())
-        missing = not path.is_relative_to(WWW) or not path.is_file() or content_type is None
-        if missing or request.method not in ("GET", "HEAD"):  # any other route: what API Gateway answers
+        # Dotfiles are never published (components.policies.site_files), so they are not served either.
+        hidden = any(part.startswith(".") for part in relative.split("/"))
+        try:
+            path = (WWW / relative).resolve()
+            content_type = CONTENT_TYPES.get(path.suffix.lower())
+            missing = hidden or not path.is_relative_to(WWW) or not path.is_file() or content_type is None
+            if missing or request.method not in ("GET", "HEAD"):  # any other route: what API Gateway answers
+                return _respond(gateway.gateway_error(404))
+            body = path.read_bytes()
+        # A NUL byte (ValueError), a name too long for the file system or an unreadable file (OSError): it is
+        # not a file this site serves, not an unhandled 500 with a traceback in the log.
+        except (OSError, ValueError):
             return _respond(gateway.gateway_error(404))
         origin = page_origin(request)
         if origin is None:
@@ -406,7 +414,7 @@ def create_app(
             "content-type": content_type,
             "cache-control": cache_control_for(path.relative_to(WWW).as_posix()),
         }
-        return Response(path.read_bytes(), headers=headers)
+        return Response(body, headers=headers)
 
     async def faults(request: Request) -> Response:
         if request.method == "DELETE":

@@ -151,6 +151,43 @@ def test_site_refuses_path_traversal(stack, path):
 
 
 @pytest.mark.parametrize(
+    "path",
+    [
+        "/index.html%00.png",  # a NUL byte: ValueError in the file system calls
+        "/%00",
+        "/" + "a" * 300 + ".html",  # a name too long for the file system: OSError (ENAMETOOLONG)
+        "/" + "a/" * 2100 + "x.html",  # a path too long for it
+    ],
+)
+def test_site_answers_odd_paths_404_without_a_traceback(stack, path):
+    seen = len(stack.output())
+    response = httpx.get(f"{stack.url}{path}")
+    assert response.status_code == 404 and response.json() == {"message": "Not Found"}, path[:40]
+    after = stack.output()[seen:]
+    assert "Traceback" not in after and "Exception in ASGI application" not in after, after[-2000:]
+
+
+def test_site_does_not_serve_dotfiles(stack):
+    """The deployed site never publishes dotfiles (policies.site_files); the local one must not serve them."""
+    hidden = ROOT / "www" / ".local-stack-test-secret.json"
+    hidden_dir = ROOT / "www" / ".local-stack-test-dir"
+    try:
+        hidden.write_text('{"token": "not for the browser"}')
+        hidden_dir.mkdir(exist_ok=True)
+        (hidden_dir / "notes.txt").write_text("private")
+        for path in (f"/{hidden.name}", f"/{hidden_dir.name}/notes.txt", f"/samples/..%2f{hidden.name}"):
+            response = httpx.get(f"{stack.url}{path}")
+            assert response.status_code == 404, path
+            assert "not for the browser" not in response.text and "private" not in response.text
+        assert httpx.get(f"{stack.url}/samples/ATTRIBUTION.md").status_code == 200
+    finally:
+        hidden.unlink(missing_ok=True)
+        (hidden_dir / "notes.txt").unlink(missing_ok=True)
+        if hidden_dir.exists():
+            hidden_dir.rmdir()
+
+
+@pytest.mark.parametrize(
     "host", ["rebind.attacker.example", "127.0.0.1.nip.io", "localhost.attacker.example", "0.0.0.0"]
 )
 def test_loopback_stack_refuses_a_foreign_host_header_dns_rebinding(stack, host):
