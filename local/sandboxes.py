@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import forkserver
@@ -47,6 +47,22 @@ def _exit_with_server(server_pid: int) -> None:
             os._exit(0)
 
 
+@contextlib.contextmanager
+def _environment(env: Mapping[str, str] | None) -> Iterator[None]:
+    """os.environ is exactly `env` inside the block (None: left alone), and as it was afterwards."""
+    if env is None:
+        yield
+        return
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def _import_handler() -> None:
     import handlers.inference_proxy  # noqa: F401  (the fork server's preload swallows import errors)
 
@@ -72,7 +88,8 @@ class LambdaSandboxes:
     gets the same 500 as a crash.
 
     The handler reads its configuration from os.environ at import, so set the environment before the first
-    `submit` (which starts the fork server). `target` and `preload` exist for tests: the function each
+    `submit` (which starts the fork server), or pass it to `warm` (which must then start the fork server: it is
+    one per process). `target` and `preload` exist for tests: the function each
     invocation runs, and the module the fork server imports once for every sandbox.
     """
 
@@ -130,15 +147,20 @@ class LambdaSandboxes:
         return starts
 
     # --- called without the lock -------------------------------------------------------------------------
-    def warm(self) -> None:
+    def warm(self, env: Mapping[str, str] | None = None) -> None:
         """Start the fork server and one sandbox now, so the first request does not wait for them; a
-        configuration the handler refuses at import stops the stack here, with the handler's own error."""
+        configuration the handler refuses at import stops the stack here, with the handler's own error.
+
+        `env`: the sandboxes' whole environment (as a Lambda function has only its own), instead of this
+        process's. The fork server imports the handler, which reads it at import, so it is set from the start.
+        """
         # The fork server and the resource tracker are exec'd helpers: started with SIGHUP blocked, they keep it
         # blocked, so a closed terminal does not kill them under the running sandboxes. Blocked, not ignored, in
         # this process: a SIGHUP meanwhile is delivered to the server as soon as they are up.
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
         try:
-            forkserver.ensure_running()
+            with _environment(env):  # multiprocessing execs the fork server with this process's environment
+                forkserver.ensure_running()
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         with self._lock:

@@ -20,6 +20,7 @@ import re
 import socket
 import time
 import uuid
+from collections.abc import Mapping
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -447,14 +448,34 @@ def header_bytes(request: Request) -> int:
     return line + sum(len(k) + len(v) + 4 for k, v in request.headers.raw)
 
 
-def start_sandboxes(stack: StackInfo, region: str) -> LambdaSandboxes:
-    """Sandboxes running the unmodified Lambda handler with the environment the InferenceApi component gives it."""
-    os.environ.update(
+# What the sandboxes take from this process's environment; everything else (the developer's tokens, a real
+# AWS_SESSION_TOKEN, AWS_IGNORE_CONFIGURED_ENDPOINT_URLS, ...) stays out, as a Lambda function gets only its own.
+SANDBOX_ENV_PASSTHROUGH = (
+    "PATH",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "PYTHONPATH",
+    "PYTHONUNBUFFERED",
+    "PYTHONDONTWRITEBYTECODE",
+    "PYTHONWARNINGS",
+    "VIRTUAL_ENV",
+    "LD_LIBRARY_PATH",
+)
+
+
+def sandbox_environment(stack: StackInfo, region: str, parent: Mapping[str, str]) -> dict[str, str]:
+    """The Lambda sandboxes' whole environment: what the InferenceApi component gives the function, dummy
+    credentials and the local runtime's URL, and only the process basics of `parent` (plus POWERTOOLS_*)."""
+    env = {k: v for k, v in parent.items() if k in SANDBOX_ENV_PASSTHROUGH or k.startswith("POWERTOOLS_")}
+    env.update(
         {
             **proxy_function_env(
                 stack.endpoint_name,
                 stack.allowed_origins,
-                log_level=os.environ.get("LOG_LEVEL") or "INFO",  # LOG_LEVEL=DEBUG still reaches the handler
+                log_level=parent.get("LOG_LEVEL") or "INFO",  # LOG_LEVEL=DEBUG still reaches the handler
                 metrics_namespace="MobilenetServerless/local",
             ),
             "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": stack.base_url,
@@ -462,11 +483,18 @@ def start_sandboxes(stack: StackInfo, region: str) -> LambdaSandboxes:
             "AWS_SECRET_ACCESS_KEY": "local",
             "AWS_DEFAULT_REGION": region,
             "AWS_REGION": region,
+            # No ~/.aws either: its profile could name other credentials or ignore the endpoint URL above.
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
         }
     )
-    os.environ.pop("AWS_PROFILE", None)
+    return env
+
+
+def start_sandboxes(stack: StackInfo, region: str) -> LambdaSandboxes:
+    """Sandboxes running the unmodified Lambda handler with the environment the InferenceApi component gives it."""
     sandboxes = LambdaSandboxes(LAMBDA_SANDBOXES)
-    sandboxes.warm()
+    sandboxes.warm(env=sandbox_environment(stack, region, os.environ))
     return sandboxes
 
 

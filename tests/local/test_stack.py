@@ -400,6 +400,38 @@ def test_bound_to_every_interface_the_page_calls_the_address_it_was_loaded_from(
         stack.stop()
 
 
+def test_sandboxes_get_the_functions_environment_not_the_developers():
+    """A Lambda function sees only its own environment. The sandboxes used to inherit the shell's: its tokens,
+    a real AWS_SESSION_TOKEN (sent with the dummy key to the runtime), and AWS_IGNORE_CONFIGURED_ENDPOINT_URLS,
+    which sent every image to the real SageMaker endpoint instead of the local one."""
+    import psutil
+
+    shell = {
+        "AWS_SESSION_TOKEN": "the-developers-real-session-token",
+        "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "true",
+        "LOCAL_STACK_TEST_SECRET": "ghp_not_for_the_sandbox",
+        "POWERTOOLS_LOGGER_SAMPLE_RATE": "0",  # Powertools settings still reach the handler
+    }
+    own = LocalStack(env=shell)
+    try:
+        answer = predict(own, photo_bytes("coffee.jpg"))
+        assert answer.status_code == 200, answer.text
+        forkserver = next(
+            child for child in psutil.Process(own.proc.pid).children() if "forkserver" in " ".join(child.cmdline())
+        )
+        sandboxes = forkserver.children()
+        assert sandboxes
+        for process in [forkserver, *sandboxes]:
+            env = process.environ()
+            leaked = {k for k in ("AWS_SESSION_TOKEN", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS") if k in env}
+            assert not leaked and "ghp_not_for_the_sandbox" not in env.values(), leaked
+            assert env["ENDPOINT_NAME"] == "mobilenet-local" and env["AWS_ACCESS_KEY_ID"] == "local"
+            assert env["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] == own.url
+            assert env["POWERTOOLS_LOGGER_SAMPLE_RATE"] == "0" and env["PATH"]
+    finally:
+        own.stop()
+
+
 def test_client_hanging_up_mid_body_leaves_no_traceback(stack):
     import socket
     import time
