@@ -463,6 +463,7 @@ SANDBOX_ENV_PASSTHROUGH = (
     "PYTHONWARNINGS",
     "VIRTUAL_ENV",
     "LD_LIBRARY_PATH",
+    "ENDPOINT_READ_TIMEOUT_S",  # the handler's own tunable, which a function's environment may set too
 )
 
 
