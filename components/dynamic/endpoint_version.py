@@ -88,7 +88,14 @@ class EndpointVersionProvider(AwsProvider):
             running_config = endpoint.get("EndpointConfigName")
             running_model = None
             if running_config and running_config != props["config_name"]:
-                variants = client.describe_endpoint_config(EndpointConfigName=running_config)["ProductionVariants"]
+                try:
+                    variants = client.describe_endpoint_config(EndpointConfigName=running_config)["ProductionVariants"]
+                except client.exceptions.ClientError as e:
+                    # The endpoint runs on a configuration someone deleted (by hand, or as in #40048): which
+                    # Model it runs is unknown, so the model stays; failing here would fail every later up.
+                    if not _not_found(e):
+                        raise
+                    variants = [{"ModelName": props["model_name"]}]
                 running_model = variants[0]["ModelName"] if variants else None
             running = (endpoint.get("EndpointStatus"), running_config, running_model)
         delete_config, delete_model = what_to_retire(props["config_name"], props["model_name"], running)

@@ -507,6 +507,18 @@ def test_destroy_retires_the_last_version_after_the_endpoint(aws: None) -> None:
     assert _sagemaker_names() == (set(), set())
 
 
+def test_a_version_still_retires_when_the_running_configuration_is_already_gone(aws: None) -> None:
+    """The endpoint runs on a configuration that no longer exists (deleted by hand, or by the program before
+    EndpointVersion: terraform-provider-aws #40048). DescribeEndpointConfig on it answers ValidationException
+    'Could not find endpoint configuration'; the version's delete must not fail on it (a pending delete that fails
+    aborts every later `pulumi up` at its start), and, not knowing which Model the endpoint runs, keeps the Model."""
+    serve_config("mobilenet-test", "config-2")  # config-2: the version being retired
+    serve_config("mobilenet-test", "config-1")  # the endpoint runs on config-1 ...
+    boto3.client("sagemaker", region_name=REGION).delete_endpoint_config(EndpointConfigName="config-1")  # ... gone
+    EndpointVersionProvider().delete("config-2", _version("config-2"))
+    assert _sagemaker_names() == (set(), {"model-config-1", "model-config-2"})
+
+
 @pytest.mark.parametrize(
     ("running", "expected"),
     [
