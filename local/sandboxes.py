@@ -10,6 +10,7 @@ metrics. So each sandbox here is a process, forked from a server process that ha
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing
 import os
 import signal
@@ -17,7 +18,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import forkserver
@@ -45,22 +46,6 @@ def _exit_with_server(server_pid: int) -> None:
             os.kill(server_pid, 0)
         except (ProcessLookupError, PermissionError):  # gone (PermissionError: the pid now is someone else's)
             os._exit(0)
-
-
-@contextlib.contextmanager
-def _environment(env: Mapping[str, str] | None) -> Iterator[None]:
-    """os.environ is exactly `env` inside the block (None: left alone), and as it was afterwards."""
-    if env is None:
-        yield
-        return
-    saved = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def _import_handler() -> None:
@@ -97,6 +82,7 @@ class LambdaSandboxes:
         if max_sandboxes < 1:
             raise ValueError(f"max_sandboxes must be at least 1, got {max_sandboxes}")
         self._context = multiprocessing.get_context("forkserver")
+        self._preload = preload
         self._context.set_forkserver_preload([preload])
         self._max = max_sandboxes
         self._target = target
@@ -157,10 +143,17 @@ class LambdaSandboxes:
         # The fork server and the resource tracker are exec'd helpers: started with SIGHUP blocked, they keep it
         # blocked, so a closed terminal does not kill them under the running sandboxes. Blocked, not ignored, in
         # this process: a SIGHUP meanwhile is delivered to the server as soon as they are up.
+        if env is not None:
+            # multiprocessing execs the fork server with this process's environment, again by itself whenever
+            # it has died: local.sandbox_env, imported first there, re-execs it with exactly `env` each time.
+            # (Clearing os.environ around ensure_running covered only the first start, and raced other threads.)
+            from local import sandbox_env
+
+            os.environ[sandbox_env.VARIABLE] = json.dumps(dict(env))
+            self._context.set_forkserver_preload([sandbox_env.__name__, self._preload])
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
         try:
-            with _environment(env):  # multiprocessing execs the fork server with this process's environment
-                forkserver.ensure_running()
+            forkserver.ensure_running()
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         with self._lock:

@@ -154,3 +154,70 @@ def test_an_injected_crash_kills_the_sandbox_it_lands_on(one):
         one.submit({"touch": "/nonexistent/never-written"}, None, crash=True).result(timeout=60)
     assert not psutil.pid_exists(first) or psutil.Process(first).status() == psutil.STATUS_ZOMBIE
     assert one.submit({}, None).result(timeout=60) != first
+
+
+def shown_env(event: dict, context) -> dict:
+    """A stand-in handler: what the sandbox's environment holds of the keys asked for."""
+    return {k: os.environ.get(k) for k in event["keys"]}
+
+
+_RESTART_SCRIPT = """
+import json, os, signal, sys, time
+from multiprocessing import forkserver
+from local.sandboxes import LambdaSandboxes
+from tests.local.test_sandboxes import shown_env
+
+def main():
+    os.environ["SHELL_SECRET"] = "ghp_from_the_shell"
+    env = {"PATH": os.environ["PATH"], "FUNCTION_ONLY": "yes", "ENDPOINT_NAME": "mobilenet-local",
+           "AWS_DEFAULT_REGION": "us-east-1"}
+    sandboxes = LambdaSandboxes(1, target=shown_env, preload="tests.local.test_sandboxes")
+    sandboxes.warm(env=env)
+    keys = {"keys": ["SHELL_SECRET", "FUNCTION_ONLY"]}
+    seen = [sandboxes.submit(keys, None).result(timeout=60)]
+    first = forkserver._forkserver._forkserver_pid
+    os.kill(first, signal.SIGKILL)
+    while True:  # reaped by ensure_running's waitpid, or still a zombie: either way it serves no more
+        try:
+            os.kill(first, 0)
+            if open(f"/proc/{first}/stat").read().split()[2] == "Z":
+                break
+        except (ProcessLookupError, FileNotFoundError):
+            break
+        time.sleep(0.05)
+    try:  # the idle sandbox outlives its fork server: retire it so that the next invocation needs a new one
+        sandboxes.submit(keys, None, crash=True).result(timeout=60)
+    except Exception:
+        pass
+    seen.append(sandboxes.submit(keys, None).result(timeout=60))
+    sandboxes.shutdown()
+    print(json.dumps(seen))
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_a_fork_server_started_again_still_gives_the_sandboxes_only_the_functions_environment(tmp_path):
+    """multiprocessing starts a dead fork server again on its own, for the next new sandbox (ensure_running in
+    connect_to_new_process), with this process's environment: the sandboxes then had the developer's shell and
+    none of the function's environment."""
+    import json
+    import subprocess
+    import sys
+
+    script = tmp_path / "restart.py"
+    script.write_text(_RESTART_SCRIPT)
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    before, after = json.loads(done.stdout.strip().splitlines()[-1])
+    assert before == {"SHELL_SECRET": None, "FUNCTION_ONLY": "yes"}
+    assert after == before
