@@ -146,15 +146,6 @@ def serve(
         app = create_app(stack, runtime, sandboxes, fault_injection=args.fault_injection)
         import uvicorn
 
-        base_url = stack.base_url
-        say(
-            f"\nmobilenet-serverless local stack (config {args.stack_config.name}, model backend {container.backend})\n"
-            f"  site      {base_url}/\n"
-            f"  api       POST {base_url}/predict\n"
-            f"  runtime   POST {base_url}/endpoints/{stack.endpoint_name}/invocations "
-            f"(MaxConcurrency {settings.max_concurrency}, serverless memory {settings.memory_size_mb} MB)\n"
-            f"  listening on {where}; Ctrl-C stops\n"
-        )
         config = uvicorn.Config(
             app,
             log_level=args.log_level,
@@ -165,10 +156,22 @@ def serve(
             h11_max_incomplete_event_size=MAX_HEAD_BUFFER_BYTES,
         )
         server = uvicorn.Server(config)
-        # uvicorn shuts down gracefully on SIGINT and SIGTERM, then re-raises them: exit through `finally` so
-        # the sandboxes stop too, without a KeyboardInterrupt traceback for the Ctrl-C that ends `make demo`.
-        # It does not handle SIGHUP: give it the same graceful shutdown.
-        signal.signal(signal.SIGHUP, server.handle_exit)
+        # uvicorn shuts down gracefully on SIGINT and SIGTERM while it serves, then raises them again with these
+        # handlers back: exit through `finally` so the sandboxes stop too, without a KeyboardInterrupt traceback
+        # for the Ctrl-C that ends `make demo`. It does not handle SIGHUP: give it the same graceful shutdown.
+        # Installed before it runs: a signal that lands while it builds its event loop only asks it to stop
+        # (raising there left a half-built loop, whose __del__ printed a traceback).
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, server.handle_exit)
+        base_url = stack.base_url
+        say(
+            f"\nmobilenet-serverless local stack (config {args.stack_config.name}, model backend {container.backend})\n"
+            f"  site      {base_url}/\n"
+            f"  api       POST {base_url}/predict\n"
+            f"  runtime   POST {base_url}/endpoints/{stack.endpoint_name}/invocations "
+            f"(MaxConcurrency {settings.max_concurrency}, serverless memory {settings.memory_size_mb} MB)\n"
+            f"  listening on {where}; Ctrl-C stops\n"
+        )
         with contextlib.suppress(KeyboardInterrupt, SystemExit):
             server.run(sockets=[sock])
         say("stopped")

@@ -1,10 +1,12 @@
 """Imported first by the Lambda sandboxes' fork server: gives it, and so every sandbox, only the function's environment.
 
 The server puts that environment in LOCAL_SANDBOX_ENVIRONMENT (JSON) and never changes its own otherwise.
-multiprocessing execs the fork server with the server's environment, at the first sandbox and again, on its own,
-whenever the fork server has died (ForkServer.ensure_running, called for every new process). Here, before the
-handler is imported, the fork server execs itself once more with exactly the function's environment: same pid,
-same command line, its listening socket and pipe inherited, and /proc/<pid>/environ clean too.
+multiprocessing starts the fork server with the server's environment, at the first sandbox and again, on its own,
+whenever the fork server has died (ForkServer.ensure_running, called for every new process). Imported there before
+the handler, which reads its configuration at import, this replaces the fork server's environment with exactly the
+function's, and every sandbox forked from it inherits that. The fork server is single-threaded while it preloads,
+so replacing os.environ there races nothing. (The initial environment block the kernel shows in /proc/<pid>/environ
+is not rewritten: Python code in a sandbox, boto3 included, sees only the function's environment.)
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ def _is_fork_server() -> bool:
     return "-c" in argv and "from multiprocessing.forkserver import main" in argv[-1]
 
 
-def _reexec_with_function_environment() -> None:
+def _adopt_function_environment() -> None:
     wanted = os.environ.get(VARIABLE)
-    if wanted is None or not _is_fork_server():  # already re-exec'd, or imported anywhere else: nothing to do
+    if wanted is None or not _is_fork_server():  # imported anywhere else (the server, tests): leave it alone
         return
-    os.execve(sys.executable, sys.orig_argv, json.loads(wanted))  # noqa: S606 (the same command, not a shell)
+    os.environ.clear()
+    os.environ.update(json.loads(wanted))
 
 
-_reexec_with_function_environment()
+_adopt_function_environment()

@@ -140,17 +140,17 @@ class LambdaSandboxes:
         `env`: the sandboxes' whole environment (as a Lambda function has only its own), instead of this
         process's. The fork server imports the handler, which reads it at import, so it is set from the start.
         """
-        # The fork server and the resource tracker are exec'd helpers: started with SIGHUP blocked, they keep it
-        # blocked, so a closed terminal does not kill them under the running sandboxes. Blocked, not ignored, in
-        # this process: a SIGHUP meanwhile is delivered to the server as soon as they are up.
         if env is not None:
             # multiprocessing execs the fork server with this process's environment, again by itself whenever
-            # it has died: local.sandbox_env, imported first there, re-execs it with exactly `env` each time.
+            # it has died: local.sandbox_env, imported first there, gives it exactly `env` each time.
             # (Clearing os.environ around ensure_running covered only the first start, and raced other threads.)
             from local import sandbox_env
 
             os.environ[sandbox_env.VARIABLE] = json.dumps(dict(env))
             self._context.set_forkserver_preload([sandbox_env.__name__, self._preload])
+        # The fork server and the resource tracker are exec'd helpers: started with SIGHUP blocked, they keep it
+        # blocked, so a closed terminal does not kill them under the running sandboxes. Blocked, not ignored, in
+        # this process: a SIGHUP meanwhile is delivered to the server as soon as they are up.
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
         try:
             forkserver.ensure_running()

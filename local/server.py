@@ -227,7 +227,11 @@ class LoopbackHostGuard:
             hosts = [v.decode("latin-1") for k, v in scope["headers"] if k == b"host"]
             # HTTP/1.0 without Host is no browser; HTTP/1.1 without one never gets here (h11 refuses it).
             if len(hosts) > 1 or (hosts and not names_this_machine(hosts[0])):
-                body = json.dumps({"message": "Forbidden: the Host header does not name this machine"}).encode()
+                message = (
+                    "Forbidden: the Host header does not name this machine (a DNS rebinding guard). Behind a "
+                    "forwarder that keeps its own Host, start the stack with HOST=0.0.0.0 ALLOW_REMOTE=1."
+                )
+                body = json.dumps({"message": message}).encode()
                 headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
                 await send({"type": "http.response.start", "status": 403, "headers": headers})
                 await send({"type": "http.response.body", "body": body})
