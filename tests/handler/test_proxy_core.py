@@ -96,6 +96,8 @@ def test_sniff_supported_types(data, kind):
         (b'<?xml version="1.0"?><svg xmlns="x"/>', "SVG"),
         (b"  <svg>", "SVG"),
         (b"\x00\x00\x00\x18ftypheic\x00\x00", "HEIC"),
+        (b"\x00\x00\x00\x1cftypavif\x00\x00", "HEIC/AVIF"),  # what phones and browsers save as .avif
+        (b"\x00\x00\x00\x18ftypmif1\x00\x00", "HEIC/AVIF"),
         (b"hello world", "not a recognizable image"),
         (b"RIFF\x00\x00\x00\x00WAVEfmt ", "not a recognizable image"),
         (b"\xff\xd8", "not a recognizable image"),
@@ -143,6 +145,12 @@ def test_unsupported_declared_type_is_415(declared):
     assert "image/jpeg, image/png, image/webp or application/json" in message
 
 
+def test_a_huge_declared_type_is_quoted_back_truncated():
+    message = rejects("unsupported_media_type", 415, parse, JPEG, "image/" + "x" * 5000).message
+    assert "image/xxx" in message and "..." in message
+    assert len(message) < 200
+
+
 def test_missing_content_type_is_415_and_says_so():
     assert "Content-Type" in rejects("unsupported_media_type", 415, parse, JPEG, None).message
 
@@ -186,7 +194,11 @@ def test_top_k_from_query():
     assert parse(JPEG, query={"top_k": "1"}).top_k == 1
 
 
-@pytest.mark.parametrize("value", ["0", "21", "-1", "abc", "", "3,5", "1e3", "5.0", "9999999999"])
+@pytest.mark.parametrize(
+    "value",
+    # "\u0663" is an Arabic-Indic 3 (int() takes it); 5000 digits is past int()'s limit, which raises ValueError.
+    ["0", "21", "-1", "abc", "", "3,5", "1e3", "5.0", "9999999999", "\u0663", "1" * 5000],
+)
 def test_bad_query_top_k_is_400_naming_top_k(value):
     assert "top_k" in rejects("bad_request", 400, parse, JPEG, query={"top_k": value}).message
 
@@ -213,6 +225,26 @@ def test_json_data_url_with_extra_parameters_and_wrapped_base64():
     assert parse_json({"image": f"data:image/jpeg;name=cat.jpg;base64,{wrapped}"}).image == JPEG
 
 
+def test_data_url_scheme_and_base64_marker_are_case_insensitive():
+    assert parse_json({"image": f"DATA:image/png;BASE64,{b64(PNG)}"}).image == PNG
+
+
+@pytest.mark.parametrize("content_type", ["application/vnd.api+json", "application/merge-patch+json"])
+def test_json_suffix_media_types_are_json(content_type):
+    assert parse_json({"image": b64(PNG)}, content_type=content_type).image == PNG
+
+
+def test_json_with_a_utf8_bom_is_accepted():
+    body = "\ufeff" + json.dumps({"image": b64(JPEG)})
+    assert parse(body, "application/json", is_base64=False).image == JPEG
+
+
+def test_text_json_body_with_non_ascii_metadata_is_accepted():
+    # API Gateway passes a UTF-8 JSON body as text (isBase64Encoded false); clients' own fields may be any language.
+    body = json.dumps({"image": b64(JPEG), "filename": "chat-été-🐈.jpg"}, ensure_ascii=False)
+    assert parse(body, "application/json", is_base64=False).image == JPEG
+
+
 def test_json_content_type_with_charset_and_base64_event_body():
     document = json.dumps({"image": b64(WEBP)}).encode()
     request = parse(document, "application/json; charset=UTF-8", is_base64=True)
@@ -232,6 +264,8 @@ def test_json_data_url_unsupported_type_is_415(media):
 
 def test_json_data_url_must_be_base64():
     assert "base64" in rejects("bad_request", 400, parse_json, {"image": "data:image/png,rawtext"}).message
+    # Even when the data happens to be valid base64: without ";base64" a data: URL is percent-encoded text.
+    assert "base64" in rejects("bad_request", 400, parse_json, {"image": f"data:image/png,{b64(PNG)}"}).message
     rejects("bad_request", 400, parse_json, {"image": "data:image/png;base64"})
 
 
@@ -629,6 +663,27 @@ def test_max_image_bytes_must_be_within_the_sagemaker_limit(value):
 
 def test_max_image_bytes_can_be_lowered():
     assert core.load_config({"ENDPOINT_NAME": "e", "MAX_IMAGE_BYTES": "1048576"}).max_image_bytes == 1048576
+
+
+@pytest.mark.parametrize("value", ["1", str(MAX)])
+def test_max_image_bytes_accepts_both_ends_of_the_range(value):
+    assert core.load_config({"ENDPOINT_NAME": "e", "MAX_IMAGE_BYTES": value}).max_image_bytes == int(value)
+
+
+def test_endpoint_read_timeout_defaults_to_the_budgeted_maximum():
+    assert core.load_config({"ENDPOINT_NAME": "e"}).read_timeout_s == core.READ_TIMEOUT_S
+
+
+@pytest.mark.parametrize("value", ["0.1", "3", " 10 ", "10.0"])
+def test_endpoint_read_timeout_can_be_lowered(value):
+    assert core.load_config({"ENDPOINT_NAME": "e", "ENDPOINT_READ_TIMEOUT_S": value}).read_timeout_s == float(value)
+
+
+@pytest.mark.parametrize("value", ["0", "0.05", "-1", "10.5", "60", "inf", "nan", "abc"])
+def test_endpoint_read_timeout_outside_the_budget_is_a_config_error(value):
+    # Above READ_TIMEOUT_S two attempts no longer fit before API Gateway's 30 s.
+    with pytest.raises(ConfigError, match="ENDPOINT_READ_TIMEOUT_S"):
+        core.load_config({"ENDPOINT_NAME": "e", "ENDPOINT_READ_TIMEOUT_S": value})
 
 
 @pytest.mark.parametrize("value", ["site.example", "ftp://x.example", "https://x.example/path"])
