@@ -203,6 +203,15 @@ def test_cors_origins_site_first_deduplicated_and_validated() -> None:
     for bad in ("*", "https://x.example.com/path", ""):
         with pytest.raises(PolicyInputError, match="allowed origin"):
             policies.cors_allowed_origins([], [bad])
+    for bad in ("ftp://x.example.com", "ws://x.example.com", "x.example.com"):
+        with pytest.raises(PolicyInputError, match="http"):
+            policies.cors_allowed_origins([], [bad])
+
+
+@pytest.mark.parametrize("url", ["ftp://api.example.com", "file:///etc/passwd", "//api.example.com", "api.example.com"])
+def test_csp_refuses_an_api_url_that_is_not_absolute_http(url: str) -> None:
+    with pytest.raises(PolicyInputError, match="http"):
+        policies.content_security_policy(url)
 
 
 def test_site_origins_put_the_custom_domain_first() -> None:
@@ -240,6 +249,7 @@ def test_http_api_cors_document() -> None:
         ("data.json", "application/json"),
         ("robots.txt", "text/plain; charset=utf-8"),
         ("samples/ATTRIBUTION.md", "text/markdown; charset=utf-8"),
+        ("site.webmanifest", "application/manifest+json"),
     ],
 )
 def test_content_types(path: str, expected: str) -> None:
@@ -252,13 +262,28 @@ def test_unknown_extension_is_an_error_naming_the_file() -> None:
 
 
 def test_site_files_skip_config_js_and_dotfiles(tmp_path: Path) -> None:
-    for rel in ("index.html", "config.js", ".DS_Store", "samples/a.jpg", ".git/x.txt"):
+    # Finder and editors drop dotfiles in every folder, not only at the top (._a.jpg is AppleDouble metadata).
+    for rel in (
+        "index.html",
+        "config.js",
+        ".DS_Store",
+        "samples/a.jpg",
+        ".git/x.txt",
+        "samples/._a.jpg",
+        "samples/.x.swp",
+    ):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"x")
     assert list(policies.site_files(tmp_path)) == ["index.html", "samples/a.jpg"]
     (tmp_path / "notes.docx").write_bytes(b"x")
     with pytest.raises(PolicyInputError, match=r"notes\.docx"):
         policies.site_files(tmp_path)
+
+
+def test_site_files_refuse_a_missing_www_dir(tmp_path: Path) -> None:
+    # Not an empty site: a wrong path must fail the program rather than publish nothing.
+    with pytest.raises(PolicyInputError, match="www_dir"):
+        policies.site_files(tmp_path / "missing")
 
 
 def test_site_content_hash_changes_exactly_with_content() -> None:
@@ -277,6 +302,9 @@ def test_artifact_key_is_content_addressed(tmp_path: Path) -> None:
     assert policies.artifact_key(SHA) == f"models/{SHA}/model.tar.gz"
     with pytest.raises(PolicyInputError, match="sha256"):
         policies.artifact_key("ABC")
+    for bad in (SHA.upper(), "g" * 64, "ab" * 31 + "a/"):  # right length, not lower-case hex
+        with pytest.raises(PolicyInputError, match="sha256"):
+            policies.artifact_key(bad)
     artifact = tmp_path / "model.tar.gz"
     artifact.write_bytes(b"abc")
     assert policies.file_sha256(artifact) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
