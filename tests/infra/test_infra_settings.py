@@ -62,6 +62,16 @@ def test_pulumi_config_strings_are_coerced() -> None:
     assert settings.log_retention_days == 30
 
 
+@pytest.mark.parametrize(("text", "expected"), [("True", True), ("TRUE", True), (" true ", True), ("False", False)])
+def test_boolean_strings_are_case_insensitive(text: str, expected: bool) -> None:
+    assert validate_settings({"smokeCheck": text}).smoke_check is expected
+
+
+def test_loopback_origins_may_use_http() -> None:
+    origins = ["http://localhost:8000", "http://127.0.0.1:8000", "http://[::1]:8000"]
+    assert validate_settings({"corsExtraOrigins": origins}).cors_extra_origins == tuple(origins)
+
+
 def test_prod_like_config_is_accepted() -> None:
     settings = validate_settings(
         {
@@ -95,16 +105,23 @@ INVALID = [
     ("maxConcurrency", 0, "an integer in 1..200"),
     ("maxConcurrency", 201, "an integer in 1..200"),
     ("maxConcurrency", 2.5, "an integer in 1..200"),
+    ("maxConcurrency", True, "an integer in 1..200"),  # YAML `yes`/`true` is a typo, not 1
+    ("maxConcurrency", "+-5", "an integer in 1..200"),
     ("provisionedConcurrency", -1, "an integer in 0..5"),
     ("provisionedConcurrency", 6, "an integer in 0..5"),
     ("inferenceImageTag", "2.6.0-gpu-py312-cu124", "CPU tag"),
     ("inferenceImageTag", "latest", "CPU tag"),
     ("lambdaArchitecture", "arm", "one of arm64, x86_64"),
+    ("lambdaArchitecture", "ARM64", "one of arm64, x86_64"),  # Lambda itself refuses any other spelling
     ("apiThrottleRateLimit", 0, "1..10000"),
     ("apiThrottleRateLimit", 10001, "1..10000"),
     ("apiThrottleBurstLimit", 0, "1..5000"),
     ("apiThrottleBurstLimit", 5001, "1..5000"),
     ("corsExtraOrigins", ["*"], "no wildcard"),
+    ("corsExtraOrigins", ["https://*.example.com"], "no wildcard"),
+    ("corsExtraOrigins", ["https://app.example.com?x=1"], "no path"),
+    ("corsExtraOrigins", ["https://user@app.example.com"], "https://host"),
+    ("corsExtraOrigins", [" https://app.example.com"], "https://host"),  # never equals a browser's Origin
     ("corsExtraOrigins", ["https://app.example.com/"], "no path"),
     ("corsExtraOrigins", ["http://app.example.com"], "http only for localhost"),
     ("corsExtraOrigins", ["app.example.com"], "https://host"),
@@ -113,8 +130,10 @@ INVALID = [
     ("logRetentionDays", 10, "one of 1, 3, 5, 7, 14"),
     ("priceClass", "PriceClass_300", "PriceClass_100, PriceClass_200, PriceClass_All"),
     ("customDomain", "Not A Domain", "DNS name"),
+    ("customDomain", "Classify.example.com", "lower-case DNS name"),  # browsers send the Origin lower-cased
     ("certificateArn", CERT.replace("us-east-1", "eu-west-1"), "us-east-1"),
     ("kmsKeyArn", "alias/my-key", "KMS key ARN"),
+    ("kmsKeyArn", "arn:aws:kms:eu-west-1:123456789012:alias/my-key", "not an alias"),
     ("smokeCheck", "yes", "true or false"),
     ("endpointName", "bad_name", "[a-zA-Z0-9-]"),
     ("endpointName", "x" * 64, "1..63"),
@@ -163,6 +182,9 @@ def test_default_endpoint_name_is_valid_and_bounded() -> None:
     assert len(long) <= 63 and not long.endswith("-") and "_" not in long
     with pytest.raises(SettingsError, match="cannot derive"):
         default_endpoint_name("___", "___")
+    # The cut at 63 characters lands on a hyphen: it is dropped rather than failing the derivation.
+    cut = default_endpoint_name("mobilenet-serverless", "a" * 41 + "-" + "b" * 10)
+    assert cut == "mobilenet-serverless-" + "a" * 41
 
 
 def test_endpoint_name_of_63_chars_with_hyphens_is_accepted() -> None:
@@ -190,6 +212,9 @@ def test_stack_file_errors_name_the_key(tmp_path: Path) -> None:
     stack.write_text("config:\n  aws:region: us-east-1\n  mobilenet-serverless:maxConcurrency: 500\n")
     with pytest.raises(SettingsError, match=r"mobilenet-serverless:maxConcurrency = 500 .*1\.\.200"):
         load_stack_file(stack)
+    stack.write_text(f"config:\n  aws:region: us-east-1\n  mobilenet-serverless:kmsKeyArn: {KMS}\n")
+    with pytest.raises(SettingsError, match=r"kmsKeyArn = .* region us-east-1"):
+        load_stack_file(stack)  # the stack file's aws:region is the one the key must live in
     stack.write_text("config:\n  mobilenet-serverless:kmsKeyArn:\n    secure: AAABAC==\n")
     with pytest.raises(SettingsError, match="secret"):
         load_stack_file(stack)
