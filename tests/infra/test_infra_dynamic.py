@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 import pytest
 import requests
-from botocore.exceptions import ProfileNotFound
+from botocore.exceptions import ClientError, ProfileNotFound
 from botocore.stub import Stubber
 from moto import mock_aws
 from PIL import Image
@@ -195,6 +195,8 @@ def test_rollout_check_reports_sagemakers_failure_reason() -> None:
         assert check_rollout(client, "mobilenet-test", "config-1")["EndpointConfigName"] == "config-1"
         with pytest.raises(SmokeCheckError, match="is Updating"):
             check_rollout(client, "mobilenet-test", "config-1")
+        stub.add_response("describe_endpoint", description, {"EndpointName": "mobilenet-test"})
+        assert check_rollout(client, "mobilenet-test", None)["EndpointStatus"] == "InService"  # no config to match
 
 
 def test_smoke_check_model_error_reports_the_traceback_tail() -> None:
@@ -251,6 +253,33 @@ def test_smoke_check_asks_again_while_a_cold_start_is_in_the_way() -> None:
     assert pauses == [7, 7]
 
 
+def test_smoke_check_asks_again_while_the_service_is_unavailable() -> None:
+    from botocore.response import StreamingBody
+
+    client = boto3.client("sagemaker-runtime", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    body = json.dumps(GOOD_REPLY).encode()
+    pauses: list[float] = []
+    with Stubber(client) as stub:
+        stub.add_client_error("invoke_endpoint", service_error_code="ServiceUnavailable", http_status_code=503)
+        stub.add_response("invoke_endpoint", {"Body": StreamingBody(io.BytesIO(body), len(body))})
+        assert run_smoke_check(client, "e", "/g", REGION, sleep=pauses.append)["prediction_count"] == 2
+    assert pauses == [15.0]
+
+
+def test_smoke_check_failure_quotes_the_aws_error_message() -> None:
+    client = boto3.client("sagemaker-runtime", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    with Stubber(client) as stub:
+        stub.add_client_error(
+            "invoke_endpoint",
+            service_error_code="AccessDeniedException",
+            service_message="User is not authorized to perform: sagemaker:InvokeEndpoint",
+            http_status_code=400,
+        )
+        with pytest.raises(SmokeCheckError) as err:
+            run_smoke_check(client, "e", "/g", REGION, sleep=lambda _s: None)
+    assert "AccessDeniedException: User is not authorized to perform: sagemaker:InvokeEndpoint" in str(err.value)
+
+
 def test_smoke_check_gives_up_on_a_cold_start_that_never_ends() -> None:
     client = boto3.client("sagemaker-runtime", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
     pauses: list[float] = []
@@ -289,6 +318,7 @@ def test_smoke_check_sends_the_contracted_request() -> None:
     ("body", "reason"),
     [
         (b"not json", "not JSON"),
+        (b"\xff\xfe\xfd not UTF-8", "not JSON"),  # a ValueError naming the reply, not a bare UnicodeDecodeError
         (b"[]", "'predictions' list"),
         (json.dumps({"predictions": []}).encode(), "1..20"),
         (json.dumps({"predictions": [{"label": "x", "prob": 1}] * 21}).encode(), "1..20"),
@@ -542,12 +572,94 @@ def test_endpoint_version_diff_replaces_only_for_a_new_configuration_or_model() 
     assert diff_endpoint_version(old, {**old, "model_name": "m2"}).replaces == ["model_name"]
     renamed = diff_endpoint_version(old, {**old, "endpoint_name": "renamed"})
     assert renamed.changes is True and renamed.replaces == []
+    # The old version is deleted after the endpoint moved to the new one; deleted first, it would find the endpoint
+    # still on it and keep it for good.
+    assert diff_endpoint_version(old, {**old, "config_name": "config-2"}).delete_before_replace is False
 
 
 def test_endpoint_version_requires_inputs() -> None:
     with pytest.raises(EndpointVersionError, match="model_name is required"):
         EndpointVersionProvider().create({**_version("config-1"), "model_name": ""})
     assert EndpointVersionProvider().create(_version("config-1")).id == "config-1"
+    with pytest.raises(EndpointVersionError, match="region is required"):
+        EndpointVersionProvider().update("config-1", _version("config-1"), {**_version("config-1"), "region": ""})
+
+
+def _stubbed_version_provider(monkeypatch: pytest.MonkeyPatch) -> tuple[EndpointVersionProvider, Stubber]:
+    client = boto3.client("sagemaker", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    provider = EndpointVersionProvider()
+    monkeypatch.setattr(provider, "client", lambda *_args, **_kwargs: client)
+    return provider, Stubber(client)
+
+
+def _endpoint(config: str, status: str = "InService") -> dict[str, Any]:
+    return {
+        "EndpointName": "mobilenet-test",
+        "EndpointArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/mobilenet-test",
+        "EndpointConfigName": config,
+        "EndpointStatus": status,
+        "CreationTime": "2026-01-01T00:00:00Z",
+        "LastModifiedTime": "2026-01-01T00:00:00Z",
+    }
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("ThrottlingException", "Rate exceeded"),
+        ("AccessDeniedException", "not authorized to perform: sagemaker:DescribeEndpoint"),
+        ("ValidationException", "1 validation error detected"),  # not "Could not find": the endpoint may exist
+        ("ResourceNotFound", "Could not find the account"),  # the right words under another code
+    ],
+)
+def test_a_version_is_kept_when_the_endpoint_cannot_be_described(
+    monkeypatch: pytest.MonkeyPatch, code: str, message: str
+) -> None:
+    """Only "the endpoint does not exist" lets a version retire without knowing what it runs on; any other
+    failure must fail the delete (Pulumi retries it) rather than delete a configuration the endpoint may use."""
+    provider, stub = _stubbed_version_provider(monkeypatch)
+    with stub:
+        stub.add_client_error("describe_endpoint", service_error_code=code, service_message=message)
+        with pytest.raises(ClientError, match=code):
+            provider.delete("config-1", _version("config-1"))
+        stub.assert_no_pending_responses()  # and nothing was deleted (an unstubbed delete would fail the stub)
+
+
+def test_a_version_is_kept_when_the_running_configuration_cannot_be_described(monkeypatch: pytest.MonkeyPatch) -> None:
+    provider, stub = _stubbed_version_provider(monkeypatch)
+    with stub:
+        stub.add_response("describe_endpoint", _endpoint("config-2"), {"EndpointName": "mobilenet-test"})
+        stub.add_client_error("describe_endpoint_config", service_error_code="ThrottlingException")
+        with pytest.raises(ClientError, match="ThrottlingException"):
+            provider.delete("config-1", _version("config-1"))
+
+
+@pytest.mark.parametrize("status", ["Updating", "SystemUpdating", "RollingBack", "Creating"])
+def test_a_version_is_kept_while_the_endpoint_is_between_states(monkeypatch: pytest.MonkeyPatch, status: str) -> None:
+    provider, stub = _stubbed_version_provider(monkeypatch)
+    with stub:
+        stub.add_response("describe_endpoint", _endpoint("config-2", status), {"EndpointName": "mobilenet-test"})
+        stub.add_response(
+            "describe_endpoint_config",
+            {
+                "EndpointConfigName": "config-2",
+                "EndpointConfigArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint-config/config-2",
+                "ProductionVariants": [{"VariantName": "AllTraffic", "ModelName": "model-config-2"}],
+                "CreationTime": "2026-01-01T00:00:00Z",
+            },
+        )
+        provider.delete("config-1", _version("config-1"))  # an unstubbed delete call would raise here
+        stub.assert_no_pending_responses()
+
+
+def test_a_failing_retirement_fails_the_delete(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only "already gone" is success; any other refusal must surface, or Pulumi forgets a version it never deleted."""
+    provider, stub = _stubbed_version_provider(monkeypatch)
+    with stub:
+        stub.add_client_error("describe_endpoint", "ValidationException", "Could not find endpoint mobilenet-test.")
+        stub.add_client_error("delete_endpoint_config", "AccessDeniedException", "not authorized")
+        with pytest.raises(ClientError, match="AccessDeniedException"):
+            provider.delete("config-1", _version("config-1"))
 
 
 # ------------------------------------------------------------------------------------- credentials
