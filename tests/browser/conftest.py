@@ -359,6 +359,14 @@ class UiDriver:
     def upload(self, path: Path) -> None:
         self.page.set_input_files("#file-input", str(path))
 
+    def sent_for(self, path: Path) -> bytes:
+        """Upload `path`, wait for the result and return the one request body the page sent for it."""
+        sent = self.capture_uploads()
+        self.upload(path)
+        self.wait_done()
+        [body] = sent
+        return body
+
     def upload_bytes(self, name: str, mime: str, data: bytes) -> None:
         self.page.set_input_files("#file-input", files=[{"name": name, "mimeType": mime, "buffer": data}])
 

@@ -77,10 +77,7 @@ def test_non_image_file_shows_error_and_sends_nothing(live_ui: Any, not_an_image
 def test_12mp_photo_sends_at_most_60kb_and_still_classifies(live_ui: Any, photo_12mp: Path) -> None:
     assert photo_12mp.stat().st_size > 1_000_000, "the fixture must really be a heavy phone photo"
     ui = live_ui.open()
-    sent = ui.capture_uploads()
-    ui.upload(photo_12mp)
-    ui.wait_done()
-    [body] = sent
+    body = ui.sent_for(photo_12mp)
     assert len(body) <= 60 * 1024, f"sent {len(body)} bytes for a 12-MP photo"
     assert min(ui.jpeg_size(body)) == 256
     assert is_cat(ui.labels()[0]), ui.labels()

@@ -77,10 +77,7 @@ def test_never_upscales_a_small_image(stub_ui: Any, stub_stack: Any, tmp_path: P
 def test_12mp_photo_is_sent_small(stub_ui: Any, stub_stack: Any, photo_12mp: Path) -> None:
     assert photo_12mp.stat().st_size > 1_000_000, "the fixture must really be a heavy phone photo"
     ui = stub_ui.open()
-    sent = ui.capture_uploads()
-    ui.upload(photo_12mp)
-    ui.wait_done()
-    [body] = sent
+    body = ui.sent_for(photo_12mp)
     assert len(body) <= 60 * 1024
     assert ui.jpeg_size(body) == (341, 256)
 
@@ -89,10 +86,7 @@ def test_12mp_panorama_is_sent_small_too(stub_ui: Any, stub_stack: Any, panorama
     # The whole 9800x1225 panorama at a 256 px shorter side is 2048x256: 89 KB at q0.9. The model reads only the
     # centre, so the page sends that (2:1 at most), at full quality.
     ui = stub_ui.open()
-    sent = ui.capture_uploads()
-    ui.upload(panorama_12mp)
-    ui.wait_done()
-    [body] = sent
+    body = ui.sent_for(panorama_12mp)
     assert ui.jpeg_size(body) == (512, 256), "the centre of the panorama, shorter side 256"
     assert len(body) <= 60 * 1024, f"sent {len(body)} bytes for a 12 MP panorama"
     assert "the centre" in ui.page.locator("#preview-caption").inner_text()
@@ -106,10 +100,7 @@ def test_busy_pixels_are_reencoded_until_they_fit(stub_ui: Any, stub_stack: Any,
     noise = tmp_path / "noise.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (256, 512, 3), dtype=np.uint8)).save(noise)
     ui = stub_ui.open()
-    sent = ui.capture_uploads()
-    ui.upload(noise)
-    ui.wait_done()
-    [body] = sent
+    body = ui.sent_for(noise)
     assert ui.jpeg_size(body) == (512, 256)
     assert 40 * 1024 < len(body) <= 60 * 1024, f"sent {len(body)} bytes"
 
@@ -654,10 +645,7 @@ def test_a_one_pixel_wide_image_is_sent(stub_ui: Any, stub_stack: Any, tmp_path:
     strip = tmp_path / "strip.png"
     Image.new("RGB", (1, 100), (200, 30, 30)).save(strip)
     ui = stub_ui.open()
-    sent = ui.capture_uploads()
-    ui.upload(strip)
-    ui.wait_done()
-    [body] = sent
+    body = ui.sent_for(strip)
     assert ui.jpeg_size(body) == (1, 2)
 
 

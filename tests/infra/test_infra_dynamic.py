@@ -76,6 +76,11 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         yield
 
 
+def stub_client(service: str) -> Any:
+    """A client for botocore's Stubber: fixed dummy credentials, never the environment's."""
+    return boto3.client(service, region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+
+
 def queue_endpoint_results(*bodies: str) -> None:
     """moto's documented way to script sagemaker-runtime InvokeEndpoint replies."""
     response = requests.post(
@@ -174,7 +179,7 @@ def test_smoke_check_fails_when_sagemaker_rolled_the_update_back(aws: None, text
 
 
 def test_rollout_check_reports_sagemakers_failure_reason() -> None:
-    client = boto3.client("sagemaker", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    client = stub_client("sagemaker")
     description = {
         "EndpointName": "mobilenet-test",
         "EndpointArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/mobilenet-test",
@@ -201,7 +206,7 @@ def test_rollout_check_reports_sagemakers_failure_reason() -> None:
 
 def test_smoke_check_model_error_reports_the_traceback_tail() -> None:
     # moto cannot produce a ModelError (HTTP 424); botocore's Stubber can, with the modeled fields.
-    client = boto3.client("sagemaker-runtime", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    client = stub_client("sagemaker-runtime")
     with Stubber(client) as stub:
         stub.add_client_error(
             "invoke_endpoint",
@@ -240,7 +245,7 @@ def _add_cold_start_error(stub: Stubber, kind: str) -> None:
 def test_smoke_check_asks_again_while_a_cold_start_is_in_the_way() -> None:
     from botocore.response import StreamingBody
 
-    client = boto3.client("sagemaker-runtime", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    client = stub_client("sagemaker-runtime")
     body = json.dumps(GOOD_REPLY).encode()
     pauses: list[float] = []
     with Stubber(client) as stub:
@@ -256,7 +261,7 @@ def test_smoke_check_asks_again_while_a_cold_start_is_in_the_way() -> None:
 def test_smoke_check_asks_again_while_the_service_is_unavailable() -> None:
     from botocore.response import StreamingBody
 
-    client = boto3.client("sagemaker-runtime", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    client = stub_client("sagemaker-runtime")
     body = json.dumps(GOOD_REPLY).encode()
     pauses: list[float] = []
     with Stubber(client) as stub:
@@ -267,7 +272,7 @@ def test_smoke_check_asks_again_while_the_service_is_unavailable() -> None:
 
 
 def test_smoke_check_failure_quotes_the_aws_error_message() -> None:
-    client = boto3.client("sagemaker-runtime", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    client = stub_client("sagemaker-runtime")
     with Stubber(client) as stub:
         stub.add_client_error(
             "invoke_endpoint",
@@ -281,7 +286,7 @@ def test_smoke_check_failure_quotes_the_aws_error_message() -> None:
 
 
 def test_smoke_check_gives_up_on_a_cold_start_that_never_ends() -> None:
-    client = boto3.client("sagemaker-runtime", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    client = stub_client("sagemaker-runtime")
     pauses: list[float] = []
     with Stubber(client) as stub:
         for _ in range(3):
@@ -296,7 +301,7 @@ def test_smoke_check_gives_up_on_a_cold_start_that_never_ends() -> None:
 
 
 def test_smoke_check_sends_the_contracted_request() -> None:
-    client = boto3.client("sagemaker-runtime", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    client = stub_client("sagemaker-runtime")
     from botocore.response import StreamingBody
 
     body = json.dumps(GOOD_REPLY).encode()
@@ -586,7 +591,7 @@ def test_endpoint_version_requires_inputs() -> None:
 
 
 def _stubbed_version_provider(monkeypatch: pytest.MonkeyPatch) -> tuple[EndpointVersionProvider, Stubber]:
-    client = boto3.client("sagemaker", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    client = stub_client("sagemaker")
     provider = EndpointVersionProvider()
     monkeypatch.setattr(provider, "client", lambda *_args, **_kwargs: client)
     return provider, Stubber(client)
