@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import re
 import socket
 import threading
@@ -34,6 +33,7 @@ from starlette.staticfiles import StaticFiles
 
 from components.policies import CORS_EXPOSE_HEADERS, CORS_MAX_AGE_S
 from components.site_config import CONFIG_JS_CACHE_CONTROL, CONFIG_JS_CONTENT_TYPE, render_config_js
+from tests.ci import skip_or_fail
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -73,10 +73,10 @@ STUB_PREDICTIONS = [
 def _require_chromium() -> None:
     if CHROMIUM.exists():
         return
-    reason = f"{CHROMIUM} not found (apt-get install chromium); browser tests need Debian's Chromium"
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}. CI must install it.", pytrace=False)
-    pytest.skip(reason)
+    skip_or_fail(
+        f"{CHROMIUM} not found (apt-get install chromium); browser tests need Debian's Chromium",
+        "CI must install it (.ci/run does)",
+    )
 
 
 # Module scope, not session: Playwright's sync API keeps its asyncio loop marked as running on the main

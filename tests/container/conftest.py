@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from local.torchserve import TorchServeEndpoint
+from tests.ci import skip_or_fail
 
 # Endpoints these tests started and have not stopped: two must never run at once (CPU, and AWS's toolkit
 # refuses a second TorchServe on the machine unless the launcher scopes its search, which it does).
@@ -28,10 +26,9 @@ def require_serving_stack() -> None:
             missing.append(f"python module {module} (pip install -r requirements-dev.txt)")
     if not missing:
         return
-    reason = "TorchServe container tests need " + " and ".join(missing)
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}; CI must provide it (.ci/run installs Java)", pytrace=False)
-    pytest.skip(reason)
+    skip_or_fail(
+        "TorchServe container tests need " + " and ".join(missing), "CI must provide it (.ci/run installs Java)"
+    )
 
 
 @contextlib.contextmanager
