@@ -10,7 +10,7 @@ import pulumi
 import pytest
 import yaml
 
-from components import policies
+from components import lambda_bundle, policies
 from components.settings import SettingsError, strip_namespace
 from tests.infra.conftest import API_ENDPOINT, CF_DOMAIN, DYNAMIC, REGION, ROOT, RecordingMocks, run_main
 from tests.infra.test_infra_policies import assert_least_privilege
@@ -167,10 +167,9 @@ def test_every_real_asset_path_exists(program: Any, mocks: RecordingMocks) -> No
     assert {"index.html", "script.js", "style.css"} <= keys
 
 
-def test_real_lambda_bundle_when_present() -> None:
-    """With components/lambda_bundle.py in place, the bundle has the handler and Powertools, all files real."""
-    bundle = pytest.importorskip("components.lambda_bundle")
-    files = bundle.lambda_asset_files(ROOT / "handlers")
+def test_real_lambda_bundle() -> None:
+    """The bundle the program ships has the handler and Powertools, all files real."""
+    files = lambda_bundle.lambda_asset_files(ROOT / "handlers")
     assert "handlers/inference_proxy.py" in files
     assert any(k.startswith("aws_lambda_powertools/") for k in files)
     assert all(Path(p).is_file() for p in files.values())
