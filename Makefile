@@ -39,6 +39,8 @@ help:
 	@echo "make clean     remove the built model and test artifacts"
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+	  echo "error: this project needs Python 3.11 or newer, and $(PYTHON) is not (make PYTHON=python3.11 ...)" >&2; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --disable-pip-version-check -q --upgrade pip wheel
 	$(PIP) install --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
@@ -63,7 +65,7 @@ $(MODEL):
 	$(MAKE) model
 
 chromium:
-	@command -v chromium >/dev/null || { \
+	@test -x /usr/bin/chromium || { \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; else \
 	    echo "warning: chromium is missing and neither root nor sudo can install it: the browser tests will be skipped" >&2; \
 	    if [ -n "$$CI" ]; then exit 1; fi; exit 0; fi; \

@@ -1,0 +1,27 @@
+"""The Makefile's own guards, run against a copy of it (nothing is installed)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+from tests.conftest import ROOT
+
+
+def test_venv_refuses_a_python_older_than_311(tmp_path):
+    for name in ("Makefile", "requirements.txt", "requirements-dev.txt"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    old_python = tmp_path / "python3.10"
+    old_python.write_text(
+        "#!/bin/sh\n"
+        # Answers the version probe as Python 3.10 would; anything else it is asked would be a venv attempt.
+        'case "$*" in *version_info*) exit 1;; *) touch "$(dirname "$0")/was-used"; exit 0;; esac\n'
+    )
+    old_python.chmod(0o755)
+    run = subprocess.run(
+        ["make", "venv", f"PYTHON={old_python}"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode != 0
+    assert f"this project needs Python 3.11 or newer, and {old_python} is not" in run.stderr
+    assert not (tmp_path / "was-used").exists()
+    assert not (tmp_path / "venv").exists()
