@@ -127,9 +127,8 @@ def response_from_lambda(result: object) -> HttpResponse:
         return HttpResponse(200, [("content-type", "application/json")], json.dumps(result).encode())
     body = result.get("body") or ""
     raw = base64.b64decode(body) if result.get("isBase64Encoded") else str(body).encode("utf-8")
+    # Format 2.0 has no multiValueHeaders (repeated values go comma-joined in headers, cookies in cookies).
     headers = [(k.lower(), str(v)) for k, v in (result.get("headers") or {}).items()]
-    for name, values in (result.get("multiValueHeaders") or {}).items():
-        headers.extend((name.lower(), str(v)) for v in values)
     headers.extend(("set-cookie", c) for c in result.get("cookies") or [])
     return HttpResponse(int(result["statusCode"]), headers, raw)
 

@@ -109,3 +109,9 @@ def test_lambdas_event_limit_counts_the_serialised_event():
     # Headers count too (their 10 KB quota is checked before the event is built, on raw bytes).
     headers = {"user-agent": "\xff" * 9000}
     assert gateway.event_too_large({"body": "A" * (limit - 12_000), "headers": headers, "isBase64Encoded": True})
+
+
+def test_multi_value_headers_are_not_part_of_payload_2():
+    # Format 2.0 has no multiValueHeaders; the cloud drops them, so a handler relying on them must not work here.
+    result = {"statusCode": 200, "headers": {"X-One": "1"}, "multiValueHeaders": {"X-Two": ["a", "b"]}, "body": ""}
+    assert gateway.response_from_lambda(result).headers == [("x-one", "1")]
