@@ -1,0 +1,397 @@
+"""The local stack's HTTP tiers in process: create_app with a stand-in model container and stand-in Lambda
+sandboxes, so the gateway's and the runtime's own answers (the event the function gets, limits, CORS, the Host
+guard, the site's headers) are checked in milliseconds, without a model or a fork server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
+
+import httpx
+import pytest
+
+from components.policies import cors_allowed_origins
+from components.settings import load_stack_file
+from local import gateway, server
+from local.__main__ import parse_args, port_number
+from local.runtime import ContainerResponse, ContainerUnavailable, SageMakerRuntime
+from local.server import StackInfo, create_app, names_this_machine
+from tests.conftest import ROOT
+
+BASE_URL = "http://127.0.0.1:8000"
+CLIENT = ("192.0.2.7", 4321)  # the peer address the app sees
+SITE_ORIGIN = BASE_URL
+ENDPOINT = "mobilenet-local"
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256))
+
+
+class Sandboxes:
+    """Stands in for LambdaSandboxes: records each event and answers with `result` (the event itself, echoed,
+    by default; an exception to raise; or NEVER for an invocation that does not finish)."""
+
+    NEVER = object()
+
+    def __init__(self) -> None:
+        self.events: list[dict] = []
+        self.result: object = None
+
+    def submit(self, event: dict, context, *, crash: bool = False) -> Future:
+        self.events.append(event)
+        future: Future = Future()
+        if isinstance(self.result, BaseException):
+            future.set_exception(self.result)
+        elif self.result is not self.NEVER:
+            echo = {"statusCode": 200, "headers": {"content-type": "application/json"}, "body": json.dumps(event)}
+            future.set_result(self.result or echo)
+        return future
+
+
+class Container:
+    """Stands in for the model container: answers `reply` (or raises it) and records what it was given."""
+
+    name = "stand-in"
+
+    def __init__(self) -> None:
+        self.reply: ContainerResponse | Exception = ContainerResponse(200, "application/json", b'{"ok": true}')
+        self.seen: list[tuple[bytes, str, str]] = []
+
+    def invoke(self, body: bytes, content_type: str, accept: str) -> ContainerResponse:
+        self.seen.append((body, content_type, accept))
+        if isinstance(self.reply, Exception):
+            raise self.reply
+        return self.reply
+
+    def close(self) -> None:
+        pass
+
+
+class InProcessStack:
+    def __init__(self, *, any_interface: bool = False, max_payload_bytes: int = 64) -> None:
+        info = StackInfo(
+            base_url=BASE_URL,
+            endpoint_name=ENDPOINT,
+            settings=load_stack_file(ROOT / "Pulumi.dev.yaml"),
+            allowed_origins=cors_allowed_origins([BASE_URL, "http://localhost:8000"], []),
+            any_interface=any_interface,
+        )
+        self.container = Container()
+        self.runtime = SageMakerRuntime(self.container, ENDPOINT, 2, max_payload_bytes=max_payload_bytes)
+        self.sandboxes = Sandboxes()
+        self.app = create_app(info, self.runtime, self.sandboxes)
+
+    def request(self, method: str, path: str, **kwargs) -> httpx.Response:
+        async def send() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self.app, client=CLIENT)
+            async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+                return await client.request(method, path, **kwargs)
+
+        return asyncio.run(send())
+
+    def predict(self, body=JPEG, headers=(), **kwargs) -> httpx.Response:
+        return self.request("POST", "/predict", content=body, headers=with_type(headers), **kwargs)
+
+    def invoke(self, body, headers=(), **kwargs) -> httpx.Response:
+        path = f"/endpoints/{ENDPOINT}/invocations"
+        return self.request("POST", path, content=body, headers=with_type(headers), **kwargs)
+
+
+def with_type(headers) -> list[tuple[str, str]]:
+    """`headers` (a dict or pairs, repeats allowed) with Content-Type image/jpeg unless they name one."""
+    pairs = list(headers.items() if isinstance(headers, dict) else headers)
+    return pairs if any(k.lower() == "content-type" for k, _ in pairs) else [("content-type", "image/jpeg"), *pairs]
+
+
+@pytest.fixture
+def tiers():
+    own = InProcessStack()
+    yield own
+    own.runtime.close()
+
+
+async def stalled_body():
+    """A body whose first bytes arrive and whose rest never does."""
+    yield b"\xff\xd8\xff"
+    await asyncio.Event().wait()
+
+
+# --- the API tier: what the function is handed ------------------------------------------------------------------
+def test_the_function_gets_the_request_as_an_http_api_event(tiers):
+    response = tiers.predict(
+        headers=[
+            ("content-type", "image/jpeg"),
+            ("X-Multi", "a"),
+            ("x-multi", "b"),
+            ("User-Agent", "probe/1.0"),
+            ("Cookie", "a=1; b=2"),
+        ],
+        params=[("top_k", "3"), ("flag", ""), ("x", "1"), ("x", "2")],
+    )
+    assert response.status_code == 200, response.text
+    [event] = tiers.sandboxes.events
+    assert response.json() == event
+    assert event["routeKey"] == "POST /predict" and event["rawPath"] == "/predict"
+    assert event["rawQueryString"] == "top_k=3&flag=&x=1&x=2"
+    assert event["queryStringParameters"] == {"top_k": "3", "flag": "", "x": "1,2"}
+    assert event["headers"]["x-multi"] == "a,b" and event["headers"]["host"] == "127.0.0.1:8000"
+    assert event["cookies"] == ["a=1", "b=2"] and "cookie" not in event["headers"]
+    context = event["requestContext"]
+    assert context["http"] == {
+        "method": "POST",
+        "path": "/predict",
+        "protocol": "HTTP/1.1",
+        "sourceIp": CLIENT[0],
+        "userAgent": "probe/1.0",
+    }
+    assert context["routeKey"] == "POST /predict" and context["domainName"] == "127.0.0.1:8000"
+    # The id the client sees is the one the function logs as its correlation id.
+    assert response.headers["apigw-requestid"] == context["requestId"]
+    assert event["isBase64Encoded"] is True
+
+
+@pytest.mark.timeout(60)  # without its own deadline the request would wait for ever
+def test_an_integration_that_does_not_answer_in_time_is_api_gateways_503(tiers, monkeypatch):
+    monkeypatch.setattr(gateway, "INTEGRATION_TIMEOUT_S", 0.05)
+    tiers.sandboxes.result = Sandboxes.NEVER
+    response = tiers.predict()
+    assert response.status_code == 503 and response.json() == {"message": "Service Unavailable"}
+
+
+@pytest.mark.parametrize(
+    "failure", [BrokenProcessPool("the sandbox died"), RuntimeError("handler bug")], ids=["sandbox_died", "raised"]
+)
+def test_a_function_that_dies_or_raises_is_api_gateways_500(tiers, failure):
+    tiers.sandboxes.result = failure
+    response = tiers.predict()
+    assert response.status_code == 500 and response.json() == {"message": "Internal Server Error"}
+    assert response.headers["content-type"] == "application/json" and response.headers["apigw-requestid"]
+
+
+def test_a_body_that_stalls_is_a_json_408_on_both_tiers(tiers, monkeypatch):
+    monkeypatch.setattr(server, "BODY_TIMEOUT_S", 0.05)
+    api = tiers.predict(body=stalled_body())
+    assert api.status_code == 408 and api.json() == {"message": "Request Timeout"}
+    runtime = tiers.invoke(stalled_body())
+    assert runtime.status_code == 408 and runtime.headers["x-amzn-errortype"] == "RequestTimeoutException"
+    assert tiers.sandboxes.events == [] and tiers.container.seen == []
+
+
+# --- CORS, which API Gateway answers itself --------------------------------------------------------------------
+def test_cors_headers_are_the_gateways_not_the_functions(tiers):
+    tiers.sandboxes.result = {
+        "statusCode": 200,
+        "headers": {"access-control-allow-origin": "*", "access-control-max-age": "1"},
+        "body": "{}",
+    }
+    response = tiers.predict(headers={"origin": SITE_ORIGIN})
+    cors = {k: v for k, v in response.headers.items() if k.startswith("access-control-")}
+    assert cors == {
+        "access-control-allow-origin": SITE_ORIGIN,
+        "access-control-expose-headers": "retry-after, x-request-id, apigw-requestid",
+    }
+    assert response.headers["vary"] == "origin"
+    foreign = tiers.predict(headers={"origin": "https://evil.example"})
+    assert not [k for k in foreign.headers if k.startswith("access-control-")] and "vary" not in foreign.headers
+
+
+def test_a_preflight_from_the_site_is_allowed_and_from_elsewhere_is_not(tiers):
+    ask = {"access-control-request-method": "POST", "access-control-request-headers": "content-type"}
+    allowed = tiers.request("OPTIONS", "/predict", headers={"origin": "http://localhost:8000", **ask})
+    assert allowed.status_code == 204
+    assert allowed.headers["access-control-allow-origin"] == "http://localhost:8000"
+    assert allowed.headers["access-control-allow-methods"] == "POST, OPTIONS"
+    assert allowed.headers["access-control-allow-headers"] == "content-type"
+    assert allowed.headers["access-control-max-age"] == "3600"
+    refused = tiers.request("OPTIONS", "/predict", headers={"origin": "https://evil.example", **ask})
+    assert refused.status_code == 204 and not [k for k in refused.headers if k.startswith("access-control-")]
+    assert tiers.sandboxes.events == [], "a preflight never reaches the function"
+
+
+# --- the runtime tier over HTTP --------------------------------------------------------------------------------
+def test_the_runtime_takes_a_body_of_exactly_its_limit_declared_or_streamed(tiers):
+    async def streamed(size: int):  # chunked: no Content-Length, so only the streaming count can refuse it
+        yield b"x" * size
+
+    limit = tiers.runtime.max_payload_bytes
+    assert tiers.invoke(b"x" * limit).status_code == 200
+    assert tiers.invoke(streamed(limit)).status_code == 200
+    for over in (b"x" * (limit + 1), streamed(limit + 1)):
+        refused = tiers.invoke(over)
+        assert refused.status_code == 400 and refused.headers["x-amzn-errortype"] == "ValidationError"
+        assert refused.json()["message"].endswith("has oversize body.")
+    assert [len(body) for body, _, _ in tiers.container.seen] == [limit, limit]
+
+
+def test_the_runtime_passes_content_type_and_accept_through_and_names_the_variant(tiers):
+    tiers.container.reply = ContainerResponse(200, "text/csv", b"a,b\n")
+    response = tiers.invoke(b"x", headers={"content-type": "application/json", "accept": "text/csv"})
+    assert response.status_code == 200 and response.content == b"a,b\n"
+    assert response.headers["content-type"] == "text/csv"
+    assert response.headers["x-amzn-invoked-production-variant"] == "AllTraffic"
+    assert tiers.container.seen == [(b"x", "application/json", "text/csv")]
+
+
+def test_a_container_being_replaced_is_model_not_ready(tiers):
+    tiers.container.reply = ContainerUnavailable("TorchServe died")
+    response = tiers.invoke(b"x")
+    assert response.status_code == 429 and response.headers["x-amzn-errortype"] == "ModelNotReadyException"
+    assert tiers.runtime.in_flight == 0
+
+
+# --- the site tier ---------------------------------------------------------------------------------------------
+OUTSIDE = "outside.md"  # beside the site's directory, of a type the site serves
+
+
+@pytest.fixture
+def www(tmp_path, monkeypatch):
+    site = tmp_path / "www"
+    (site / "deep" / ".git").mkdir(parents=True)
+    (site / "index.html").write_text("<!doctype html>")
+    (site / "app.js").write_text("1")
+    (site / "notes.xyz").write_text("no known content type")
+    (site / "deep" / ".git" / "config.txt").write_text("secret")
+    (tmp_path / OUTSIDE).write_text("secret")
+    (site / "link.md").symlink_to(tmp_path / OUTSIDE)
+    monkeypatch.setattr(server, "WWW", site)
+    return site
+
+
+# What the response headers policy in components/static_site.py has CloudFront add to every site answer.
+CDN_SECURITY_HEADERS = {
+    "strict-transport-security": "max-age=63072000; includeSubDomains; preload",
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "strict-origin-when-cross-origin",
+}
+
+
+def test_site_files_get_their_cache_policy_and_head_is_served(tiers, www):
+    page = tiers.request("GET", "/")
+    assert page.status_code == 200 and page.headers["cache-control"] == "no-cache"
+    assert CDN_SECURITY_HEADERS.items() <= page.headers.items()
+    script = tiers.request("GET", "/app.js")
+    assert script.headers["cache-control"] == "public, max-age=3600"
+    head = tiers.request("HEAD", "/app.js")
+    assert head.status_code == 200 and head.headers["content-type"].startswith("application/javascript")
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/notes.xyz"),  # a type the CDN would not publish
+        ("GET", "/deep/.git/config.txt"),  # a dotted directory below the top
+        ("GET", "/app.js%00.png"),  # a NUL byte
+        ("POST", "/app.js"),
+        ("DELETE", "/"),
+    ],
+)
+def test_what_the_site_does_not_publish_is_a_json_404(tiers, www, method, path):
+    response = tiers.request(method, path)
+    assert response.status_code == 404 and response.json() == {"message": "Not Found"}, path
+
+
+def test_only_containment_stops_an_absolute_path_or_a_symlink_out_of_the_site(tiers, www):
+    # Neither has a dotted segment for the dotfile rule to catch: "//abs/path" joins to the absolute path.
+    for path in ("/" + str(www.parent / OUTSIDE), "/link.md"):
+        response = tiers.request("GET", path)
+        assert response.status_code == 404 and "secret" not in response.text, path
+
+
+def test_config_js_carries_the_security_headers_and_is_never_cached(tiers):
+    response = tiers.request("GET", "/config.js")
+    assert response.status_code == 200 and f'"apiUrl": "{BASE_URL}"' in response.text
+    assert response.headers["cache-control"] == "no-cache, no-store, must-revalidate"
+    assert CDN_SECURITY_HEADERS.items() <= response.headers.items()
+
+
+def test_bound_to_every_interface_any_host_is_served_and_a_garbled_one_gets_a_json_400():
+    own = InProcessStack(any_interface=True)
+    try:
+        lan = own.request("GET", "/config.js", headers={"host": "192.0.2.2:8000"})
+        assert lan.status_code == 200 and '"apiUrl": "http://192.0.2.2:8000"' in lan.text
+        for path in ("/config.js", "/"):
+            response = own.request("GET", path, headers={"host": "[:::]:80"})
+            assert response.status_code == 400, path
+            assert response.json() == {"message": "Host header is not a host[:port]"}
+    finally:
+        own.runtime.close()
+
+
+# --- the Host guard (DNS rebinding) ------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("host", "ours"),
+    [
+        ("localhost.", True),  # the fully qualified spelling, trailing dot and all
+        ("LOCALHOST.:8000", True),
+        ("app.localhost:3000", True),
+        ("[::1]:8000", True),
+        ("127.1.2.3", True),
+        ("evillocalhost", False),  # not under .localhost
+        ("127.0.0.1:123456", False),  # not a port
+        ("localhost:80:80", False),
+        (None, False),
+    ],
+)
+def test_names_this_machine(host, ours):
+    assert names_this_machine(host) is ours
+
+
+def test_the_host_guard_answers_in_json_and_refuses_two_hosts(tiers):
+    refused = tiers.request("GET", "/config.js", headers={"host": "rebind.example:8000"})
+    assert refused.status_code == 403 and refused.headers["content-type"] == "application/json"
+    assert "DNS rebinding" in refused.json()["message"]
+
+    async def raw(headers: list[tuple[bytes, bytes]]) -> int:
+        sent = []
+
+        async def receive():
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "http_version": "1.0",
+            "method": "GET",
+            "scheme": "http",
+            "path": "/config.js",
+            "raw_path": b"/config.js",
+            "query_string": b"",
+            "root_path": "",
+            "headers": headers,
+            "client": CLIENT,
+            "server": ("127.0.0.1", 8000),
+        }
+        await tiers.app(scope, receive, send)
+        return sent[0]["status"]
+
+    assert asyncio.run(raw([(b"host", b"127.0.0.1:8000"), (b"host", b"rebind.example")])) == 403
+    assert asyncio.run(raw([])) == 200, "HTTP/1.0 without Host is served"
+
+
+# --- the command line --------------------------------------------------------------------------------------------
+def test_port_range_and_log_level_spelling():
+    assert port_number("65535") == 65535 and port_number("0") == 0
+    assert parse_args(["--log-level", "DEBUG"]).log_level == "debug"
+
+
+def test_the_region_comes_from_the_stack_file(tmp_path):
+    stack_file = tmp_path / "Pulumi.x.yaml"
+    stack_file.write_text("config:\n  aws:region: eu-west-1\n")
+    assert server.stack_region(stack_file) == "eu-west-1"
+    stack_file.write_text("encryptionsalt: x\n")
+    assert server.stack_region(stack_file) == "us-east-1"
+    assert server.stack_region(tmp_path / "missing.yaml") == "us-east-1"
+
+
+def test_an_ipv6_host_is_bound_as_ipv6():
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError as e:
+        pytest.skip(f"no IPv6 loopback on this machine: {e}")
+    with server.bind("::1", 0) as sock:
+        assert sock.family == socket.AF_INET6 and sock.getsockname()[0] == "::1"
