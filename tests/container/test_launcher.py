@@ -101,6 +101,11 @@ def test_last_error_strips_module_and_log_prefix():
         "FileNotFoundError: [Errno 2] No such file or directory: 'torchserve'"
     )
     assert last_error(["all fine", "Model server started."]) is None
+    # TorchServe's frontend is Java: its failures are Exceptions (a port taken by another process, say).
+    bound = (
+        "2024-05-01T10:00:00,000 [ERROR] main org.pytorch.serve.ModelServer - java.net.BindException: Address in use"
+    )
+    assert last_error(["Model server started.", bound]) == "BindException: Address in use"
 
 
 def test_stop_before_start_is_a_no_op_and_log_tail_is_empty():

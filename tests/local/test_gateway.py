@@ -111,7 +111,51 @@ def test_lambdas_event_limit_counts_the_serialised_event():
     assert gateway.event_too_large({"body": "A" * (limit - 12_000), "headers": headers, "isBase64Encoded": True})
 
 
+def test_text_is_told_from_binary_by_media_type_case_and_suffix():
+    for text_type in ("text/plain; charset=utf-8", "Application/JSON", "application/problem+json", "image/svg+xml"):
+        event = _event(headers=[("content-type", text_type)], body=b"{}")
+        assert event["isBase64Encoded"] is False and event["body"] == "{}", text_type
+    for binary_type in ("image/jpeg", "application/octet-stream", "", "image/png; charset=utf-8"):
+        assert gateway.is_text_body(binary_type, b"{}") is False, binary_type
+
+
+def test_event_carries_the_path_callers_address_host_agent_and_blank_query_values():
+    event = _event(
+        query_string="flag&empty=&x=1",
+        headers=[("Host", "api.example.com"), ("User-Agent", "probe/1.0")],
+        source_ip="192.0.2.7",
+        path="/v2/predict",
+    )
+    assert event["rawPath"] == event["requestContext"]["http"]["path"] == "/v2/predict"
+    assert event["queryStringParameters"] == {"flag": "", "empty": "", "x": "1"}
+    context = event["requestContext"]
+    assert context["http"]["sourceIp"] == "192.0.2.7" and context["http"]["userAgent"] == "probe/1.0"
+    assert (context["domainName"], context["domainPrefix"]) == ("api.example.com", "api")
+
+
+def test_a_result_without_status_code_is_inferred_as_a_200_json_body():
+    # Payload 2.0: API Gateway takes any other valid JSON as the body of a 200 application/json answer.
+    answer = gateway.response_from_lambda({"predictions": []})
+    assert (answer.status, answer.headers, answer.body) == (
+        200,
+        [("content-type", "application/json")],
+        b'{"predictions": []}',
+    )
+
+
 def test_multi_value_headers_are_not_part_of_payload_2():
     # Format 2.0 has no multiValueHeaders; the cloud drops them, so a handler relying on them must not work here.
     result = {"statusCode": 200, "headers": {"X-One": "1"}, "multiValueHeaders": {"X-Two": ["a", "b"]}, "body": ""}
     assert gateway.response_from_lambda(result).headers == [("x-one", "1")]
+
+
+def test_lambdas_event_limit_is_inclusive_and_counts_compact_json():
+    envelope = len('{"body":""}')
+    assert not gateway.event_too_large({"body": "A" * (gateway.LAMBDA_MAX_EVENT_BYTES - envelope)})
+    assert gateway.event_too_large({"body": "A" * (gateway.LAMBDA_MAX_EVENT_BYTES - envelope + 1)})
+
+
+def test_the_integration_timeout_is_the_functions_and_within_http_apis_maximum():
+    from handlers.proxy_core import LAMBDA_TIMEOUT_S
+
+    assert gateway.INTEGRATION_TIMEOUT_S == LAMBDA_TIMEOUT_S <= 30

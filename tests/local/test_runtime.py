@@ -7,7 +7,7 @@ import json
 import time
 
 from handlers import proxy_core
-from local.runtime import ContainerResponse, SageMakerRuntime
+from local.runtime import ContainerResponse, ContainerUnavailable, Faults, SageMakerRuntime, model_error
 
 
 class SlowContainer:
@@ -40,3 +40,128 @@ def test_an_invocation_past_the_limit_is_sagemakers_status_0_model_error_and_a_5
     parsed = {"Error": {"Code": "ModelError", "Message": body["message"]}, **body}
     error = proxy_core.map_client_error("ModelError", 424, parsed)
     assert (error.status, error.code) == (504, "endpoint_timeout")
+
+
+class FixedContainer:
+    name = "fixed"
+
+    def __init__(self, reply: ContainerResponse | Exception | None = None) -> None:
+        self.reply = reply or ContainerResponse(200, "application/json", b"{}")
+
+    def invoke(self, body: bytes, content_type: str, accept: str) -> ContainerResponse:
+        if isinstance(self.reply, Exception):
+            raise self.reply
+        return self.reply
+
+    def close(self) -> None:
+        pass
+
+
+def invoke(runtime: SageMakerRuntime, body: bytes = b"x", name: str = "e"):
+    try:
+        return asyncio.run(runtime.invoke(name, body, "image/jpeg", "application/json"))
+    finally:
+        runtime.close()
+
+
+def test_error_statuses_are_the_ones_botocores_model_gives_their_codes() -> None:
+    import botocore.session
+
+    operation = botocore.session.get_session().get_service_model("sagemaker-runtime").operation_model("InvokeEndpoint")
+    modelled = {shape.name: shape.metadata["error"]["httpStatusCode"] for shape in operation.error_shapes}
+    answers = [
+        invoke(SageMakerRuntime(FixedContainer(), "e", 1), name="other"),  # unknown endpoint
+        invoke(SageMakerRuntime(FixedContainer(), "e", 1, max_payload_bytes=1), b"xx"),  # oversize
+        invoke(SageMakerRuntime(FixedContainer(), "e", 1, faults=Faults(down=True))),
+        invoke(SageMakerRuntime(FixedContainer(ContainerUnavailable("replacing")), "e", 1)),
+        invoke(SageMakerRuntime(FixedContainer(ContainerResponse(400, "text/plain", b"bad")), "e", 1)),
+    ]
+    codes = [answer.headers["x-amzn-errortype"] for answer in answers]
+    assert codes == ["ValidationError", "ValidationError", "ServiceUnavailable", "ModelNotReadyException", "ModelError"]
+    assert [answer.status for answer in answers] == [modelled[code] for code in codes]
+    # Not in botocore's model: SageMaker documents serverless throttling as ThrottlingException over HTTP 400.
+    throttled = invoke(SageMakerRuntime(FixedContainer(), "e", 1, faults=Faults(throttle=1)))
+    assert (throttled.status, throttled.headers["x-amzn-errortype"]) == (400, "ThrottlingException")
+
+
+def test_a_payload_of_exactly_the_limit_is_served() -> None:
+    # The proxy lets through images of exactly MAX_IMAGE_BYTES (4 MiB); the endpoint must take them.
+    assert invoke(SageMakerRuntime(FixedContainer(), "e", 1, max_payload_bytes=4), b"four").status == 200
+
+
+def test_a_model_error_names_a_client_or_server_error_by_the_containers_status() -> None:
+    for status, kind in ((400, "client"), (499, "client"), (500, "server"), (503, "server")):
+        answer = model_error("e", "eu-west-1", status, b"first line\nTraceback ...")
+        body = json.loads(answer.body)
+        assert body["message"].startswith(f'Received {kind} error ({status}) from primary with message "first line')
+        assert body["ErrorCode"] == f"{kind.upper()}_ERROR_FROM_MODEL" and body["OriginalStatusCode"] == status
+        assert body["LogStreamArn"].startswith("arn:aws:logs:eu-west-1:")
+
+
+def test_injected_throttling_lasts_for_the_number_of_invocations_asked() -> None:
+    runtime = SageMakerRuntime(FixedContainer(), "e", 1, faults=Faults(throttle=2))
+
+    async def three():
+        return [(await runtime.invoke("e", b"x", "image/jpeg", "")).status for _ in range(3)]
+
+    try:
+        assert asyncio.run(three()) == [400, 400, 200]
+    finally:
+        runtime.close()
+
+
+STUB_INFERENCE = """
+try:
+    from sagemaker_inference.errors import GenericInferenceToolkitError as InferenceError
+except ImportError:
+    class InferenceError(Exception):
+        def __init__(self, status_code, message):
+            self.status_code, self.message = status_code, message
+
+def model_fn(model_dir):
+    return "stub"
+
+def input_fn(data, content_type):
+    if content_type == "image/x-refused":
+        raise InferenceError(415, "not this type")
+    if content_type == "image/x-crash":
+        raise RuntimeError("stub crashed")
+    return type(data).__name__
+
+def predict_fn(data, model):
+    return data
+
+def output_fn(prediction, accept):
+    return f"{prediction} {accept}"  # no content type of its own: the toolkit answers in the accept type
+"""
+
+
+def test_the_in_process_container_calls_the_script_as_the_toolkit_does(tmp_path, monkeypatch) -> None:
+    import io
+    import sys
+    import tarfile
+
+    from local.runtime import InProcessContainer
+
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the container puts the script's code/ first, as the toolkit
+    monkeypatch.delitem(sys.modules, "mobilenet_inference", raising=False)
+    artifact = tmp_path / "model.tar.gz"
+    with tarfile.open(artifact, "w:gz") as tar:
+        script = STUB_INFERENCE.encode()
+        member = tarfile.TarInfo("code/inference.py")
+        member.size = len(script)
+        tar.addfile(member, io.BytesIO(script))
+    container = InProcessContainer(artifact)
+    try:
+        # UTF-8 types reach input_fn decoded, others as bytes; no Accept (or */*) is the toolkit's default, JSON.
+        assert container.invoke(b"{}", "application/json", "") == ContainerResponse(
+            200, "application/json", b"str application/json"
+        )
+        assert container.invoke(b"\xff", "image/jpeg", "*/*").body == b"bytes application/json"
+        assert container.invoke(b"a,b", "text/csv", "text/csv") == ContainerResponse(200, "text/csv", b"str text/csv")
+        refused = container.invoke(b"x", "image/x-refused", "")
+        assert refused.status == 415 and refused.body.startswith(b"not this type\nTraceback (most recent call last)")
+        crashed = container.invoke(b"x", "image/x-crash", "")
+        assert crashed.status == 500 and crashed.body.startswith(b"stub crashed\nTraceback (most recent call last)")
+    finally:
+        container.close()

@@ -18,6 +18,8 @@ from local.sandboxes import LambdaSandboxes
 def work(event: dict, context) -> int:
     """A stand-in handler (the fork server imports this module by name); returns the sandbox's pid."""
     time.sleep(event.get("sleep", 0.0))
+    while "wait_for" in event and not Path(event["wait_for"]).exists():
+        time.sleep(0.01)
     if "touch" in event:
         Path(event["touch"]).write_text("ran")
     if event.get("die"):
@@ -81,6 +83,17 @@ def test_invocations_beyond_the_limit_wait_for_a_free_sandbox(three):
     pids = [future.result(timeout=60) for future in futures]
     assert len(set(pids)) <= 3
     assert three.size == 3
+
+
+def test_the_sandbox_freed_last_serves_next(three, tmp_path):
+    """As in Lambda, the warmest sandbox (the one that finished most recently) takes the next invocation."""
+    go = tmp_path / "go"
+    later = three.submit({"wait_for": str(go)}, None)
+    earlier = three.submit({}, None).result(timeout=60)
+    go.touch()
+    last = later.result(timeout=60)
+    assert earlier != last
+    assert three.submit({}, None).result(timeout=60) == last
 
 
 def test_a_sandbox_that_died_while_idle_is_replaced_before_it_gets_a_request(one):
@@ -221,3 +234,22 @@ def test_a_fork_server_started_again_still_gives_the_sandboxes_only_the_function
     before, after = json.loads(done.stdout.strip().splitlines()[-1])
     assert before == {"SHELL_SECRET": None, "FUNCTION_ONLY": "yes"}
     assert after == before
+
+
+def test_only_the_fork_server_adopts_the_functions_environment():
+    """Imported anywhere else (the server, a test), local.sandbox_env leaves the environment alone."""
+    import json
+    import subprocess
+    import sys
+
+    from local import sandbox_env
+
+    script = (
+        "import json, os; from local import sandbox_env; "
+        "print(json.dumps([os.environ.get('ONLY'), os.environ.get('SHELL_VALUE')]))"
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "SHELL_VALUE": "kept", sandbox_env.VARIABLE: json.dumps({"ONLY": "function"})}
+    done = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [None, "kept"]

@@ -108,6 +108,10 @@ def test_cors_for_the_site_origin_only(stack):
         },
     )
     assert preflight.status_code == 204 and "POST" in preflight.headers["access-control-allow-methods"]
+    # The same page opened as localhost calls the API at 127.0.0.1 (config.js): a cross-origin call it must allow.
+    as_localhost = f"http://localhost:{stack.url.rsplit(':', 1)[1]}"
+    allowed = predict(stack, photo_bytes("coffee.jpg"), origin=as_localhost)
+    assert allowed.headers["access-control-allow-origin"] == as_localhost
 
 
 # --- the site tier ---------------------------------------------------------------------------------------
@@ -138,7 +142,7 @@ def test_site_files_with_content_types_and_security_headers(stack, path, content
 @pytest.mark.parametrize(
     "path",
     [
-        "/..%2fREADME.md",  # a real file one level above www/, of a type the site serves: only containment stops it
+        "/..%2fREADME.md",  # a real file above www/ of a type the site serves ("..": a dot segment, refused as such)
         "/..%2fmodel%2fcode%2f..%2f..%2fREADME.md",
         "/samples%2f..%2f..%2fREADME.md",
         "/..%2f..%2fetc/passwd",
@@ -426,10 +430,12 @@ def test_the_sandbox_environment_is_the_functions_not_the_developers():
         settings=load_stack_file(ROOT / "Pulumi.dev.yaml"),
         allowed_origins=["http://127.0.0.1:8000"],
     )
-    env = sandbox_environment(stack, "eu-west-1", {**SHELL, "PATH": "/usr/bin", "HOME": "/root"})
+    env = sandbox_environment(stack, "eu-west-1", {**SHELL, "PATH": "/usr/bin", "HOME": "/root", "LOG_LEVEL": "DEBUG"})
     assert not {"AWS_SESSION_TOKEN", "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "LOCAL_STACK_TEST_SECRET"} & set(env)
     assert env["ENDPOINT_NAME"] == "mobilenet-local" and env["AWS_ACCESS_KEY_ID"] == "local"
-    assert env["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] == "http://127.0.0.1:8000" and env["AWS_REGION"] == "eu-west-1"
+    assert env["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] == "http://127.0.0.1:8000"
+    assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == "eu-west-1"
+    assert env["LOG_LEVEL"] == "DEBUG", "LOG_LEVEL=DEBUG make demo reaches the handler"
     assert env["AWS_CONFIG_FILE"] == env["AWS_SHARED_CREDENTIALS_FILE"] == os.devnull
     assert env["POWERTOOLS_LOGGER_SAMPLE_RATE"] == "0" and env["ENDPOINT_READ_TIMEOUT_S"] == "3"
     assert env["PATH"] == "/usr/bin" and "HOME" not in env
