@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NoReturn
 
 import pulumi
 from pulumi.runtime import config as runtime_config
@@ -15,6 +16,11 @@ from components.settings import default_endpoint_name, function_name_for, strip_
 from components.static_site import StaticSite, StaticSiteArgs
 
 ROOT = Path(__file__).resolve().parent
+
+
+def _reraise(error: BaseException) -> NoReturn:
+    raise error
+
 
 # Everything that can be wrong with the config or the local build fails here, before any resource.
 # The whole config bag (the engine's PULUMI_CONFIG, overridden by set values), so that unknown keys fail too.
@@ -45,32 +51,39 @@ model = ServerlessEndpoint(
 # The API's CORS needs the site origin and the site's CSP needs the API origin; the site origin is
 # handed to the API as a deferred output (the resources themselves stay acyclic, see http_api_cors).
 site_origins, resolve_site_origins = pulumi.deferred_output()
-api = InferenceApi(
-    "api",
-    InferenceApiArgs(
-        function_name=function_name_for(endpoint_name),
-        endpoint_name=model.endpoint_name,
-        endpoint_arn=model.endpoint_arn,
-        code_files=code_files,
-        site_origins=site_origins,
-        extra_origins=settings.cors_extra_origins,
-        architecture=settings.lambda_architecture,
-        throttle_rate_limit=settings.api_throttle_rate_limit,
-        throttle_burst_limit=settings.api_throttle_burst_limit,
-        log_retention_days=settings.log_retention_days,
-        kms_key_arn=settings.kms_key_arn,
-    ),
-)
-site = StaticSite(
-    "site",
-    StaticSiteArgs(
-        api_url=api.api_url,
-        www_dir=ROOT / "www",
-        price_class=settings.price_class,
-        custom_domain=settings.custom_domain,
-        certificate_arn=settings.certificate_arn,
-    ),
-)
+try:
+    api = InferenceApi(
+        "api",
+        InferenceApiArgs(
+            function_name=function_name_for(endpoint_name),
+            endpoint_name=model.endpoint_name,
+            endpoint_arn=model.endpoint_arn,
+            code_files=code_files,
+            site_origins=site_origins,
+            extra_origins=settings.cors_extra_origins,
+            architecture=settings.lambda_architecture,
+            throttle_rate_limit=settings.api_throttle_rate_limit,
+            throttle_burst_limit=settings.api_throttle_burst_limit,
+            log_retention_days=settings.log_retention_days,
+            kms_key_arn=settings.kms_key_arn,
+        ),
+    )
+    site = StaticSite(
+        "site",
+        StaticSiteArgs(
+            api_url=api.api_url,
+            www_dir=ROOT / "www",
+            price_class=settings.price_class,
+            custom_domain=settings.custom_domain,
+            certificate_arn=settings.certificate_arn,
+        ),
+    )
+except BaseException as error:
+    # The engine waits for every pending registration before it reports a program error, and the function's
+    # environment and the CORS resource wait on these origins: left unresolved, `pulumi up` would hang instead of
+    # failing. Resolving them with the same error fails those registrations and lets the error be reported.
+    resolve_site_origins(pulumi.Output.from_input(error).apply(_reraise))
+    raise
 resolve_site_origins(site.site_origins)
 
 pulumi.export("site_url", site.site_url)

@@ -124,6 +124,14 @@ def test_invalid_config_fails_before_any_resource(
     assert mocks.resources == {}
 
 
+def test_a_site_file_error_fails_the_program_instead_of_hanging(program: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """StaticSite walks www/ after the API's function and CORS already wait on the site's origins (a deferred
+    output): an error there must fail the program with its message, not leave the engine waiting forever."""
+    monkeypatch.delitem(policies.CONTENT_TYPES, ".css")  # as if www/ held a file of a type the site cannot serve
+    with pytest.raises(policies.PolicyInputError, match=r"'style\.css' has no known content type"):
+        program()
+
+
 def test_misspelt_key_in_the_stack_fails_instead_of_deploying_the_default(program: Any, mocks: RecordingMocks) -> None:
     with pytest.raises(SettingsError, match=r"unknown config key\(s\) mobilenet-serverless:memorySizeMB"):
         program(memorySizeMB=4096)
