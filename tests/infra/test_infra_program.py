@@ -138,6 +138,16 @@ def test_misspelt_key_in_the_stack_fails_instead_of_deploying_the_default(progra
     assert mocks.resources == {}
 
 
+def test_misspelt_key_only_in_the_engines_config_env_fails_too(
+    program: Any, mocks: RecordingMocks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Config may reach the program only as the PULUMI_CONFIG bag; pulumi.Config reads it there, so must the check.
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps({"mobilenet-serverless:memorySizeMB": "4096"}))
+    with pytest.raises(SettingsError, match=r"unknown config key\(s\) mobilenet-serverless:memorySizeMB"):
+        program()
+    assert mocks.resources == {}
+
+
 def test_kms_key_from_another_region_fails_before_any_resource(program: Any, mocks: RecordingMocks) -> None:
     key = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
     with pytest.raises(SettingsError, match="kmsKeyArn"):
