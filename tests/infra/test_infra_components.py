@@ -264,6 +264,7 @@ def test_inference_api_resources(mocks: RecordingMocks) -> None:
 
     integration = mocks.one("aws:apigatewayv2/integration:Integration")
     assert integration["integrationType"] == "AWS_PROXY"
+    assert integration["integrationMethod"] == "POST"  # Lambda's Invoke API; any other method fails every call
     assert integration["payloadFormatVersion"] == "2.0"
     assert integration["timeoutMilliseconds"] == 29000
     assert integration["integrationUri"].endswith(":function:mobilenet-test-proxy/invocations")
@@ -289,11 +290,13 @@ def test_inference_api_resources(mocks: RecordingMocks) -> None:
 
 
 def test_inference_api_with_kms_and_x86(mocks: RecordingMocks) -> None:
-    settle(
-        lambda: InferenceApi("api", api_args(kms_key_arn=KMS, architecture="x86_64", throttle_rate_limit=50)).api_url
+    args = api_args(
+        kms_key_arn=KMS, architecture="x86_64", throttle_rate_limit=50, memory_size_mb=1024, log_level="ERROR"
     )
+    settle(lambda: InferenceApi("api", args).api_url)
     fn = mocks.one("aws:lambda/function:Function")
     assert fn["kmsKeyArn"] == KMS and fn["architectures"] == ["x86_64"]
+    assert fn["memorySize"] == 1024 and fn["environment"]["variables"]["LOG_LEVEL"] == "ERROR"
     policy = json.loads(mocks.one("aws:iam/rolePolicy:RolePolicy")["policy"])
     assert {"Sid": "DecryptWithStackKey", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": KMS} in policy[
         "Statement"
@@ -309,6 +312,9 @@ def test_inference_api_with_kms_and_x86(mocks: RecordingMocks) -> None:
         ({"code_files": {"handlers/other.py": ROOT / "handlers" / "__init__.py"}}, "code_files"),
         ({"code_files": {"handlers/inference_proxy.py": Path("/nonexistent.py")}}, "code_files"),
         ({"architecture": "arm"}, "architecture"),
+        ({"memory_size_mb": 127}, "memory_size_mb"),
+        ({"memory_size_mb": 10241}, "memory_size_mb"),
+        ({"log_retention_days": 2}, "log_retention_days"),
         ({"throttle_rate_limit": 0}, "throttle_rate_limit"),
         ({"throttle_burst_limit": 9999}, "throttle_burst_limit"),
         ({"extra_origins": ("*",)}, "extra_origins"),
@@ -387,8 +393,11 @@ def test_static_site_resources(mocks: RecordingMocks, tmp_path: Path) -> None:
             "originAccessControlId": "site-oac-id",
         }
     ]
+    assert dist["restrictions"] == {"geoRestriction": {"restrictionType": "none"}}
     default = dist["defaultCacheBehavior"]
     assert default["viewerProtocolPolicy"] == "redirect-to-https"
+    # GET/HEAD only: the site takes no writes, and any other method would be forwarded, OAC-signed, to the bucket.
+    assert default["allowedMethods"] == default["cachedMethods"] == ["GET", "HEAD"]
     assert default["compress"] is True
     assert default["cachePolicyId"] == "658327ea-f89d-4fab-a63d-7e88639e58f6"  # Managed-CachingOptimized
     assert default["responseHeadersPolicyId"] == "site-headers-id"
@@ -397,6 +406,7 @@ def test_static_site_resources(mocks: RecordingMocks, tmp_path: Path) -> None:
     assert config_behavior["cachePolicyId"] == "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"  # Managed-CachingDisabled
     assert config_behavior["viewerProtocolPolicy"] == "redirect-to-https"
     assert config_behavior["responseHeadersPolicyId"] == "site-headers-id"
+    assert config_behavior["allowedMethods"] == config_behavior["cachedMethods"] == ["GET", "HEAD"]
 
     policy = json.loads(mocks.one("aws:s3/bucketPolicy:BucketPolicy")["policy"])
     assert policy == json.loads(
@@ -411,10 +421,17 @@ def test_static_site_resources(mocks: RecordingMocks, tmp_path: Path) -> None:
     assert objects["script.js"]["contentType"] == "application/javascript; charset=utf-8"
     assert objects["style.css"]["contentType"] == "text/css; charset=utf-8"
     assert objects["samples/cat.jpg"]["contentType"] == "image/jpeg"
+    # HTML is revalidated on every load, so a deploy shows at once; the rest may be reused for an hour.
+    assert objects["index.html"]["cacheControl"] == "no-cache"
+    for key in ("script.js", "style.css", "samples/cat.jpg"):
+        assert objects[key]["cacheControl"] == "public, max-age=3600", key
     assert Path(objects["index.html"]["source"].path) == www / "index.html"
     config_js = objects["config.js"]
     assert config_js["content"] == render_config_js(API_ENDPOINT)
     assert config_js["cacheControl"] == CONFIG_JS_CACHE_CONTROL
+    # Spelt out rather than read from site_config: the script must run under nosniff and never be cached.
+    assert config_js["contentType"] == "application/javascript; charset=utf-8"
+    assert {"no-cache", "no-store"} <= {d.strip() for d in config_js["cacheControl"].split(",")}
     assert "source" not in config_js
 
     invalidation = mocks.one(DYNAMIC, "site-invalidation")
@@ -488,6 +505,31 @@ def test_invalidation_trigger_changes_exactly_when_content_changes(tmp_path: Pat
     assert _invalidation_hash(tmp_path, {**files, "index.html": b"<p>v2</p>"}, API_ENDPOINT) != base
     assert _invalidation_hash(tmp_path, {**files, "new.css": b""}, API_ENDPOINT) != base
     assert _invalidation_hash(tmp_path, files, "https://other.execute-api.us-east-1.amazonaws.com") != base
+
+
+class OtherRegionMocks(RecordingMocks):
+    """The mocks with the stack in eu-west-1 (getRegion's answer; resource ARNs keep the default region)."""
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        if args.token == "aws:index/getRegion:getRegion":
+            self.calls.append((args.token, dict(args.args)))
+            return {"name": "eu-west-1", "region": "eu-west-1", "id": "eu-west-1"}, []
+        return super().call(args)
+
+
+def test_regional_inputs_follow_the_stacks_region(tmp_path: Path) -> None:
+    """The dynamic providers build their boto3 clients for the region they are handed, and the model container
+    is told its region: none of them may take the mocks' default region for granted."""
+    mocks = OtherRegionMocks()
+    pulumi.runtime.set_mocks(mocks, project="mobilenet-serverless", stack="dev", preview=False)
+    settle(
+        lambda: pulumi.Output.all(
+            ServerlessEndpoint("model", endpoint_args(tmp_path)).endpoint_name, InferenceApi("api", api_args()).api_url
+        )
+    )
+    regions = {name: mocks.one(DYNAMIC, name)["region"] for name in ("api-cors", "model-version", "model-smoke-check")}
+    assert regions == dict.fromkeys(regions, "eu-west-1")
+    assert mocks.one("aws:sagemaker/model:Model")["primaryContainer"]["environment"]["SAGEMAKER_REGION"] == "eu-west-1"
 
 
 @pytest.mark.parametrize("component", ["endpoint", "api", "site"])
