@@ -36,6 +36,29 @@ def test_config_js_holds_only_the_api_url(api_url: str) -> None:
     assert config_js_keys(render_config_js(api_url)) == {"apiUrl": api_url.rstrip("/")}
 
 
+def test_config_js_escapes_a_closing_tag_and_keeps_the_url() -> None:
+    """The closing-tag sequence is escaped, so the file stays harmless even if inlined; JSON reads it back."""
+    url = "https://api.example.com/</script><script>alert(1)"
+    text = render_config_js(url)
+    assert "</" not in text
+    assert config_js_keys(text) == {"apiUrl": url}
+
+
+@pytest.mark.parametrize(
+    "api_url",
+    [
+        "ftp://api.example.com",
+        "javascript:alert(1)",
+        "//api.example.com",
+        "https://api.example.com/?stage=prod",
+        "https://api.example.com/#predict",
+    ],
+)
+def test_config_js_refuses_an_api_url_the_ui_cannot_append_predict_to(api_url: str) -> None:
+    with pytest.raises(ValueError, match="api_url must"):
+        render_config_js(api_url)
+
+
 def test_deployed_config_js_holds_only_the_api_url(graph: Graph) -> None:
     [obj] = [r for r in graph.resources if r.type in rules.OBJECT_TYPES and r.inputs.get("key") == "config.js"]
     assert config_js_keys(obj.inputs["content"]) == {"apiUrl": graph.exports["api_url"]}
