@@ -119,3 +119,31 @@ def test_the_bundle_imports_the_handler_in_a_clean_interpreter(files, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "True"
+
+
+def fake_distribution(site: Path, name: str, files: dict[str, str | None]) -> None:
+    """An installed distribution in `site`: each RECORD path -> its text, or None for a path RECORD lists but the
+    file system no longer has."""
+    info = site / f"{name.replace('-', '_')}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (info / "RECORD").write_text("".join(f"{path},,\n" for path in [*files, f"{info.name}/RECORD"]))
+    for path, text in files.items():
+        if text is not None:
+            (site / path).parent.mkdir(parents=True, exist_ok=True)
+            (site / path).write_text(text)
+
+
+def test_files_a_record_lists_but_the_install_lacks_are_left_out(tmp_path, monkeypatch):
+    fake_distribution(tmp_path / "site", "leftover-dist", {"leftover/__init__.py": "", "leftover/gone.py": None})
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    files = lambda_asset_files(HANDLERS, distributions=("leftover-dist",))
+    assert "leftover/__init__.py" in files
+    assert "leftover/gone.py" not in files  # the function's code_files must all exist, or the deploy fails
+
+
+def test_a_distribution_shadowing_the_handler_package_is_refused(tmp_path, monkeypatch):
+    fake_distribution(tmp_path / "site", "shadow-dist", {"handlers/__init__.py": "raise SystemExit\n"})
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    with pytest.raises(BundleError, match=r"two files want archive path 'handlers/__init__\.py'"):
+        lambda_asset_files(HANDLERS, distributions=("shadow-dist",))
