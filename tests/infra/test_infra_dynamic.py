@@ -29,7 +29,12 @@ from components.dynamic.endpoint_version import (
     what_to_retire,
 )
 from components.dynamic.http_api_cors import HttpApiCorsError, HttpApiCorsProvider, diff_cors
-from components.dynamic.invalidation import InvalidationInputError, InvalidationProvider, diff_invalidation
+from components.dynamic.invalidation import (
+    InvalidationInputError,
+    InvalidationProvider,
+    diff_invalidation,
+    invalidation_batch,
+)
 from components.dynamic.smoke_check import (
     PROBE_JPEG,
     SmokeCheckError,
@@ -396,6 +401,35 @@ def test_invalidation_create_update_delete(aws: None) -> None:
     assert len(_invalidations(dist)) == 2  # invalidations are events; delete creates nothing
 
 
+def test_invalidation_of_new_paths_for_unchanged_content_is_a_new_batch(aws: None) -> None:
+    # CloudFront refuses a CallerReference it has seen with a different batch (InvalidationBatchAlreadyExists): the
+    # same content hash must not give the same reference.
+    dist = _distribution()
+    provider = InvalidationProvider()
+    props = {"distribution_id": dist, "content_hash": "a" * 64, "paths": ["/*"]}
+    created = provider.create(dict(props))
+    news = {**props, "paths": ["/index.html", "/config.js"]}
+    assert diff_invalidation(created.outs, news).changes is True
+    updated = provider.update(created.id, created.outs, news)
+    assert updated.outs["paths"] == news["paths"]
+    batches = {i["Id"]: i["InvalidationBatch"] for i in _invalidations(dist)}
+    first, second = batches[created.outs["invalidation_id"]], batches[updated.outs["invalidation_id"]]
+    assert second["Paths"] == {"Quantity": 2, "Items": ["/index.html", "/config.js"]}
+    assert first["CallerReference"] != second["CallerReference"]
+
+
+def test_invalidation_batch_counts_its_paths() -> None:
+    # CloudFront rejects a batch whose Quantity disagrees with its Items (moto does not check).
+    batch = invalidation_batch(["/index.html", "/config.js"], "ref")
+    assert batch == {"Paths": {"Quantity": 2, "Items": ["/index.html", "/config.js"]}, "CallerReference": "ref"}
+
+
+@pytest.mark.parametrize("paths", [[], ["index.html"], ["/*", ""]])
+def test_invalidation_refuses_paths_cloudfront_would_reject(paths: list[str]) -> None:
+    with pytest.raises(InvalidationInputError, match="absolute paths"):
+        invalidation_batch(paths, "ref")
+
+
 def test_invalidation_diff_only_on_hash_or_target_change() -> None:
     old = {"distribution_id": "E1", "content_hash": "h1", "paths": ["/*"], "invalidation_id": "I1"}
     same = diff_invalidation(old, {"distribution_id": "E1", "content_hash": "h1", "paths": ["/*"]})
@@ -406,9 +440,10 @@ def test_invalidation_diff_only_on_hash_or_target_change() -> None:
     assert new_dist.changes is True and new_dist.replaces == ["distribution_id"]
 
 
-def test_invalidation_requires_inputs(aws: None) -> None:
-    with pytest.raises(InvalidationInputError, match="content_hash is required"):
-        InvalidationProvider().create({"distribution_id": "E1", "content_hash": ""})
+@pytest.mark.parametrize("missing", ["distribution_id", "content_hash"])
+def test_invalidation_requires_inputs(aws: None, missing: str) -> None:
+    with pytest.raises(InvalidationInputError, match=f"{missing} is required"):
+        InvalidationProvider().create({"distribution_id": "E1", "content_hash": "a" * 64, missing: ""})
 
 
 # ------------------------------------------------------------------------------------- API CORS
@@ -462,8 +497,14 @@ def test_http_api_cors_refresh_sees_a_console_edit_of_the_other_rules(aws: None)
     created = provider.create(dict(props))
     assert diff_cors(provider.read(created.id, created.outs).outs, props).changes is False
     live = client.get_api(ApiId=api_id)["CorsConfiguration"]
-    client.update_api(ApiId=api_id, CorsConfiguration={**live, "ExposeHeaders": ["retry-after"]})
-    assert diff_cors(provider.read(created.id, created.outs).outs, props).changes is True
+    for edit in (
+        {"ExposeHeaders": ["retry-after"]},
+        {"AllowHeaders": ["content-type", "authorization"]},
+        {"MaxAge": live["MaxAge"] + 1},
+        {"AllowCredentials": True},
+    ):
+        client.update_api(ApiId=api_id, CorsConfiguration={**live, **edit})
+        assert diff_cors(provider.read(created.id, created.outs).outs, props).changes is True, edit
     # Names as API Gateway may spell them back (other case, other order) are not drift.
     client.update_api(
         ApiId=api_id,
@@ -475,9 +516,11 @@ def test_http_api_cors_refresh_sees_a_console_edit_of_the_other_rules(aws: None)
     assert diff_cors(legacy, props).changes is False
 
 
-def test_http_api_cors_requires_api_id(aws: None) -> None:
-    with pytest.raises(HttpApiCorsError, match="api_id is required"):
-        HttpApiCorsProvider().create({"api_id": "", "region": REGION, "origins": ["https://a.example.com"]})
+@pytest.mark.parametrize("missing", ["api_id", "region"])
+def test_http_api_cors_requires_api_id_and_region(aws: None, missing: str) -> None:
+    props = {"api_id": "abc123", "region": REGION, "origins": ["https://a.example.com"]}
+    with pytest.raises(HttpApiCorsError, match=f"{missing} is required"):
+        HttpApiCorsProvider().create({**props, missing: ""})
 
 
 # ------------------------------------------------------------------------------------- endpoint version
