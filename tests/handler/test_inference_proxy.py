@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import warnings
+from types import SimpleNamespace
 
 import pytest
 from botocore.response import StreamingBody
@@ -104,6 +105,25 @@ def test_raw_jpeg_body_is_forwarded_as_raw_bytes(proxy, stub):
     assert response["headers"]["content-type"] == "application/json"
     assert response["isBase64Encoded"] is False
     assert_common_headers(response)
+
+
+def test_total_latency_is_the_whole_invocation_and_endpoint_latency_the_call(proxy, stub, monkeypatch):
+    # A fake clock: the handler's invocation clock steps 1 s per reading, the endpoint call's 0.1 s.
+    readings = {"monotonic": 0.0, "perf_counter": 0.0}
+
+    def clock(name, step):
+        def read():
+            readings[name] += step
+            return readings[name]
+
+        return read
+
+    fake_time = SimpleNamespace(monotonic=clock("monotonic", 1.0), perf_counter=clock("perf_counter", 0.1))
+    monkeypatch.setattr(proxy, "time", fake_time)
+    stub.add_response("invoke_endpoint", endpoint_answer())
+    latency = response_json(call(proxy, make_event(body=JPEG)))["latency_ms"]
+    assert latency["endpoint"] == pytest.approx(100.0)
+    assert latency["total"] >= 1000.0
 
 
 def test_json_data_url_png_is_decoded_once_and_sent_with_the_sniffed_type(proxy, stub):
@@ -318,6 +338,12 @@ def test_unknown_endpoint_is_502_and_hides_the_account(proxy, stub):
     assert "123456789012" not in response["body"] and ENDPOINT not in response["body"]
 
 
+def test_sagemaker_front_end_413_is_413(proxy, stub):
+    # SageMaker's front end refuses an oversize body with a bare 413 and no error code: only the status tells.
+    stub.add_client_error("invoke_endpoint", "", "HTTP content length exceeded 6291456 bytes.", http_status_code=413)
+    assert_error(call(proxy, make_event(body=JPEG)), 413, "payload_too_large")
+
+
 def test_endpoint_answer_that_breaks_the_contract_is_502(proxy, stub):
     stub.add_response("invoke_endpoint", endpoint_answer({"unexpected": True}))
     assert_error(call(proxy, make_event(body=JPEG)), 502, "model_error")
@@ -346,7 +372,10 @@ def test_unexpected_exception_is_a_json_500_without_traceback(proxy, monkeypatch
     response = call(proxy, make_event(body=JPEG))
     body = assert_error(response, 500, "internal_error")
     assert "/var/task" not in response["body"] and "Traceback" not in body["message"]
-    assert "Traceback" in capsys.readouterr().out  # ...but the operator gets it in the logs
+    out = capsys.readouterr().out
+    assert "Traceback" in out  # ...but the operator gets it in the logs
+    # ...and the Errors metric counts it, so an alarm on Errors sees a crashing handler too.
+    assert [doc["ErrorCode"] for doc in _log_lines(out) if "Errors" in doc] == ["internal_error"]
 
 
 def test_event_without_a_path_is_404(proxy, no_call):
@@ -385,6 +414,11 @@ def test_client_retry_and_timeout_settings(proxy):
     assert config.retries["mode"] == "adaptive"
     assert config.retries["total_max_attempts"] == 2
     assert (config.connect_timeout, config.read_timeout) == (2.0, 10.0)
+
+
+def test_read_timeout_env_lowers_the_clients_read_timeout(proxy_env, capsys):
+    proxy_env.setenv("ENDPOINT_READ_TIMEOUT_S", "1.5")  # what the local stack's fault tests set
+    assert load_proxy().CLIENT.meta.config.read_timeout == 1.5
 
 
 def test_the_deadline_guard_runs_after_the_adaptive_rate_limiters_wait(proxy):
@@ -428,6 +462,16 @@ def test_logs_carry_the_request_id_and_never_the_payload(proxy_env, capsys):
     assert logs, out
     assert all(line.get("correlation_id") == "req-abc-123" for line in logs)
     assert {line.get("status") for line in logs} >= {200, 429, 415, 400}
+
+
+def test_logs_name_the_request_id_the_client_was_given(proxy, stub, capsys):
+    # Without API Gateway's request id the correlation id is empty and the client is given Lambda's request id:
+    # the log line must carry that same id, or a user's x-request-id finds nothing in CloudWatch.
+    stub.add_response("invoke_endpoint", endpoint_answer())
+    response = call(proxy, make_event(body=JPEG, request_id=None), FakeLambdaContext(aws_request_id="lambda-1"))
+    assert response["headers"]["x-request-id"] == "lambda-1"
+    [done] = [line for line in _log_lines(capsys.readouterr().out) if line.get("message") == "request done"]
+    assert done["request_id"] == "lambda-1"
 
 
 def test_each_invocation_logs_only_its_own_keys_and_5xx_at_warning(proxy_env, capsys):
