@@ -382,13 +382,20 @@ class UiDriver:
         )
 
     def drop(self, path: Path, mime: str = "image/jpeg") -> None:
-        dt = self._data_transfer(path.name, mime, path.read_bytes())
+        self.drop_bytes(path.name, mime, path.read_bytes())
+
+    def drop_bytes(self, name: str, mime: str, data: bytes) -> None:
+        """Unlike set_input_files, which fills in a type from the name, keeps an empty `mime` empty."""
+        dt = self._data_transfer(name, mime, data)
         self.page.dispatch_event("#drop-zone", "dragenter", {"dataTransfer": dt})
         self.page.dispatch_event("#drop-zone", "dragover", {"dataTransfer": dt})
         self.page.dispatch_event("#drop-zone", "drop", {"dataTransfer": dt})
 
     def paste(self, path: Path, mime: str = "image/jpeg") -> None:
-        dt = self._data_transfer(path.name, mime, path.read_bytes())
+        self.paste_bytes(path.name, mime, path.read_bytes())
+
+    def paste_bytes(self, name: str, mime: str, data: bytes) -> None:
+        dt = self._data_transfer(name, mime, data)
         self.page.evaluate(
             """(dt) => document.dispatchEvent(
                 new ClipboardEvent("paste", { clipboardData: dt, bubbles: true, cancelable: true }))""",
@@ -431,6 +438,19 @@ class UiDriver:
         with Image.open(BytesIO(data)) as im:
             assert im.format == "JPEG", f"body is {im.format}, not JPEG"
             return im.size
+
+    @staticmethod
+    def jpeg_quality(data: bytes) -> int | None:
+        """The libjpeg quality (1-100) whose quantization tables `data` carries; None for non-standard tables."""
+        with Image.open(BytesIO(data)) as im:
+            tables = im.quantization
+        for quality in range(100, 0, -1):
+            reference = BytesIO()
+            Image.new("RGB", (8, 8)).save(reference, "JPEG", quality=quality)
+            with Image.open(reference) as ref:
+                if ref.quantization == tables:
+                    return quality
+        return None
 
     def screenshot(self, path: Path) -> Path:
         self.page.screenshot(path=str(path), full_page=True)
