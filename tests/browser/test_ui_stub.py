@@ -881,8 +881,12 @@ def test_upload_geometry(stub_ui: Any) -> None:
         "source": {"x": 0, "y": 500, "width": 1000, "height": 2000},
         "cropped": True,
     }
-    error = run_js(ui, "try { m.uploadGeometry(0, 10); return null; } catch (e) { return e.name; }")
-    assert error == "RangeError"
+    errors = run_js(
+        ui,
+        """return [[0, 10], [10, 0]].map(([w, h]) => {
+            try { m.uploadGeometry(w, h); return null; } catch (e) { return e.name; } });""",
+    )
+    assert errors == ["RangeError", "RangeError"]
 
 
 def test_upload_geometry_of_a_one_pixel_strip_keeps_pixels(stub_ui: Any) -> None:
@@ -949,9 +953,11 @@ def test_parse_retry_after(stub_ui: Any) -> None:
         """const now = Date.parse("Tue, 25 Nov 2025 10:00:00 GMT");
         return [m.parseRetryAfter("3", now), m.parseRetryAfter(" 12 ", now), m.parseRetryAfter(null, now),
                 m.parseRetryAfter("soon", now), m.parseRetryAfter("Tue, 25 Nov 2025 10:00:05 GMT", now),
-                m.parseRetryAfter("Tue, 25 Nov 2025 09:00:00 GMT", now)];""",
+                m.parseRetryAfter("Tue, 25 Nov 2025 09:00:00 GMT", now),
+                m.parseRetryAfter("Tue, 25 Nov 2025 10:00:05 GMT", now + 500)];""",
     )
-    assert got == [3, 12, None, None, 5, 0]
+    # Half a second before the date is still 5 s away in whole seconds: 4 would retry before the server asked.
+    assert got == [3, 12, None, None, 5, 0, 5]
 
 
 def test_formatters_and_predict_url(stub_ui: Any) -> None:
@@ -982,6 +988,8 @@ def test_formatters_and_predict_url(stub_ui: Any) -> None:
         return out;""",
     )
     assert all(e and "apiUrl" in e for e in errors), errors
+    timings = run_js(ui, "return [m.describeTiming(120, {total: 41}), m.describeTiming(120, null)];")
+    assert timings == ["Round trip 120 ms · server 41 ms", "Round trip 120 ms"], "parts not sent are left out"
 
 
 def test_describe_failure_table(stub_ui: Any) -> None:
@@ -990,7 +998,8 @@ def test_describe_failure_table(stub_ui: Any) -> None:
         ui,
         """const d = (s, b) => { const f = m.describeFailure(s, b);
             return [f.retry, typeof f.message === "function" ? f.message(3) : f.message]; };
-        return [d(429, null), d(503, {}), d(413, null), d(502, {message: "bad"}), d(502, null)];""",
+        return [d(429, null), d(503, {}), d(413, null), d(502, {message: "bad"}), d(502, null),
+                d(502, {message: {detail: "x"}})];""",
     )
     assert got == [
         [True, "The model is busy, retrying in 3 s…"],
@@ -998,4 +1007,5 @@ def test_describe_failure_table(stub_ui: Any) -> None:
         [False, "Image too large for the API, even after shrinking. Try a smaller photo."],
         [False, "The model could not answer: bad"],
         [False, "The model could not answer."],
+        [False, "The model could not answer."],  # not "[object Object]"
     ]
