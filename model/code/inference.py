@@ -379,7 +379,7 @@ def decode_json_request(body: str | bytes) -> tuple[bytes, int | None]:
 def _to_rgb(img: Image.Image) -> Image.Image:
     """Any decoded mode -> RGB. Written for memory: a 190 KB PNG can hold 49 MP, so no full-size float or
     RGBA temporaries beyond the one Pillow already decoded (a 7000x7000 RGBA PNG peaks ~0.5 GB, not ~1 GB)."""
-    if img.mode == "RGB":
+    if img.mode == "RGB" and "transparency" not in img.info:
         return img
     if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         # 16-bit greyscale: scale to 8 bits (Pillow's own convert clips at 255 instead). Row blocks keep the
@@ -391,7 +391,8 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         return Image.fromarray(grey, "L").convert("RGB")
     if img.mode == "F":
         return Image.fromarray(np.clip(np.asarray(img), 0, 255).astype(np.uint8), "L").convert("RGB")
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (img.mode == "P" and "transparency" in img.info):
+    # "transparency" is a PNG tRNS chunk: palette alpha, or one colour key of an RGB or greyscale image.
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
         # Composite over white by pasting through the image's own alpha: one RGB buffer, not three RGBA ones.
         rgba = img if img.mode == "RGBA" else img.convert("RGBA")
         white = Image.new("RGB", rgba.size, (255, 255, 255))

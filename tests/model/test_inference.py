@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 
 import numpy as np
@@ -214,9 +215,23 @@ def test_sixteen_bit_grey_keeps_its_range(inference):
     assert inference.decode_image(encode(img, "PNG")).getpixel((0, 0)) == (255, 255, 255)
 
 
-def test_transparent_pixels_become_white(inference):
-    img = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
-    assert inference.decode_image(encode(img, "PNG")).getpixel((0, 0)) == (255, 255, 255)
+def _transparent(mode: str) -> tuple[Image.Image, dict]:
+    """A 4x4 image whose pixels are all fully transparent black, in `mode`, and the PNG save options for it."""
+    if mode == "P":
+        img = Image.new("P", (4, 4), 0)
+        img.putpalette([0, 0, 0, 255, 0, 0])
+        return img, {"transparency": 0}
+    if mode in ("RGB", "L"):  # a tRNS colour key: no alpha channel, one colour is transparent
+        return Image.new(mode, (4, 4)), {"transparency": (0, 0, 0) if mode == "RGB" else 0}
+    return Image.new(mode, (4, 4)), {}
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P", "RGB", "L"])
+def test_transparent_pixels_become_white(inference, mode):
+    img, params = _transparent(mode)
+    body = encode(img, "PNG", **params)
+    assert Image.open(io.BytesIO(body)).mode == mode
+    assert inference.decode_image(body).getpixel((0, 0)) == (255, 255, 255)
 
 
 @pytest.mark.parametrize(("orientation", "rotate"), [(6, 90), (8, 270), (3, 180)])
