@@ -104,19 +104,21 @@ export function retryDelayMs(attempt, retryAfterSeconds = null, random = Math.ra
   return Math.round(base + base * 0.2 * random());
 }
 
+// The precision or unit is chosen after rounding: 0.9996% read "1.00%" beside "1.0%", 999.6 ms "1000 ms" and
+// 1048575 bytes "1024.0 KB".
 export function formatPercent(prob) {
   const pct = Math.min(100, Math.max(0, prob * 100));
-  return `${pct.toFixed(pct >= 1 ? 1 : 2)}%`;
+  const fine = pct.toFixed(2);
+  return Number(fine) >= 1 ? `${pct.toFixed(1)}%` : `${fine}%`;
 }
 
 export function formatMs(ms) {
-  return ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${Math.round(ms)} ms`;
+  return Math.round(ms) >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${Math.round(ms)} ms`;
 }
 
 export function formatBytes(bytes) {
-  return bytes >= 1024 * 1024
-    ? `${(bytes / (1024 * 1024)).toFixed(1)} MB`
-    : `${(bytes / 1024).toFixed(1)} KB`;
+  const kb = (bytes / 1024).toFixed(1);
+  return Number(kb) >= 1024 ? `${(bytes / (1024 * 1024)).toFixed(1)} MB` : `${kb} KB`;
 }
 
 export class BadResponseError extends Error {

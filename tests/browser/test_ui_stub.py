@@ -965,7 +965,8 @@ def test_formatters_and_predict_url(stub_ui: Any) -> None:
     got = run_js(
         ui,
         """return [m.formatPercent(0.7312), m.formatPercent(0.0042), m.formatPercent(1.2), m.formatMs(41.2),
-                m.formatMs(1234), m.formatBytes(27116),
+                m.formatMs(1234), m.formatBytes(27116), m.formatPercent(0.009996), m.formatPercent(0.0099),
+                m.formatMs(999.6), m.formatMs(999.4), m.formatBytes(1048575), m.formatBytes(3407872),
                 m.predictUrl({apiUrl: "https://abc.execute-api.eu-west-1.amazonaws.com/"}),
                 m.predictUrl({apiUrl: "http://127.0.0.1:9000/prod"}, 3)];""",
     )
@@ -976,6 +977,12 @@ def test_formatters_and_predict_url(stub_ui: Any) -> None:
         "41 ms",
         "1.23 s",
         "26.5 KB",
+        "1.0%",  # 0.9996%: rounded to two places it is 1, and 1% reads "1.0%"
+        "0.99%",
+        "1.00 s",
+        "999 ms",
+        "1.0 MB",
+        "3.3 MB",
         "https://abc.execute-api.eu-west-1.amazonaws.com/predict?top_k=5",
         "http://127.0.0.1:9000/prod/predict?top_k=3",
     ]
