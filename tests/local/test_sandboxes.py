@@ -108,19 +108,24 @@ def test_a_sandbox_that_died_while_idle_is_replaced_before_it_gets_a_request(one
 
 
 def test_a_waiting_invocation_the_caller_cancelled_never_runs(one, tmp_path):
-    busy = one.submit({"sleep": 0.5}, None)
+    go = tmp_path / "go"
+    busy = one.submit({"wait_for": str(go)}, None)
     given_up = one.submit({"touch": str(tmp_path / "ran")}, None)
     assert given_up.cancel()
+    go.touch()
     pid = busy.result(timeout=60)
     assert one.submit({}, None).result(timeout=60) == pid  # the same sandbox again
     assert not (tmp_path / "ran").exists()
 
 
-def test_thousands_of_abandoned_waiters_do_not_wedge_the_sandboxes(one):
+def test_thousands_of_abandoned_waiters_do_not_wedge_the_sandboxes(one, tmp_path):
     """What a long overload leaves behind (each timed-out request cancels its waiter)."""
-    busy = one.submit({"sleep": 1.0}, None)
+    # A gate, not a sleep: on a loaded CI machine 3000 submits outlasted a 1 s sleep and one waiter got the sandbox.
+    go = tmp_path / "go"
+    busy = one.submit({"wait_for": str(go)}, None)
     abandoned = [one.submit({}, None) for _ in range(3000)]
     assert all(future.cancel() for future in abandoned)
+    go.touch()
     assert busy.result(timeout=60)
     assert one.submit({}, None).result(timeout=60)
     assert one.size == 1
@@ -146,12 +151,14 @@ def test_a_sandbox_the_os_refuses_to_start_fails_its_invocation_and_frees_its_sl
 
 def test_shutdown_cancels_waiting_invocations_and_refuses_new_ones(tmp_path):
     pool = sandboxes(1)
-    busy = pool.submit({"sleep": 0.5}, None)
+    go = tmp_path / "go"
+    busy = pool.submit({"wait_for": str(go)}, None)
     waiting = pool.submit({"touch": str(tmp_path / "ran")}, None)
     pool.shutdown()
     assert waiting.cancelled()
     with pytest.raises(RuntimeError, match="shut down"):
         pool.submit({}, None)
+    go.touch()
     busy.exception(timeout=60)  # it ends either way (finished or cancelled with the executor); it never hangs
     assert not (tmp_path / "ran").exists()
 
