@@ -62,6 +62,8 @@ try:
             site_origins=site_origins,
             extra_origins=settings.cors_extra_origins,
             architecture=settings.lambda_architecture,
+            memory_size_mb=settings.proxy_memory_size_mb,
+            log_level=settings.proxy_log_level,
             throttle_rate_limit=settings.api_throttle_rate_limit,
             throttle_burst_limit=settings.api_throttle_burst_limit,
             log_retention_days=settings.log_retention_days,

@@ -15,7 +15,9 @@ from components.dynamic.http_api_cors import HttpApiCors
 from components.settings import (
     KMS_KEY_ARN_RE,
     LAMBDA_ARCHITECTURES,
+    LAMBDA_MEMORY_RANGE,
     LOG_RETENTION_DAYS,
+    PROXY_LOG_LEVELS,
     THROTTLE_BURST_RANGE,
     THROTTLE_RATE_RANGE,
 )
@@ -64,16 +66,16 @@ class InferenceApiArgs:
             raise fail("code_files", f"entries must be existing files; missing: {missing[:5]}")
         if self.architecture not in LAMBDA_ARCHITECTURES:
             raise fail("architecture", f"one of {LAMBDA_ARCHITECTURES}")
-        if not 128 <= self.memory_size_mb <= 10240:
-            raise fail("memory_size_mb", "128..10240")
+        if not LAMBDA_MEMORY_RANGE[0] <= self.memory_size_mb <= LAMBDA_MEMORY_RANGE[1]:
+            raise fail("memory_size_mb", f"{LAMBDA_MEMORY_RANGE[0]}..{LAMBDA_MEMORY_RANGE[1]}")
         if not THROTTLE_RATE_RANGE[0] <= self.throttle_rate_limit <= THROTTLE_RATE_RANGE[1]:
             raise fail("throttle_rate_limit", f"{THROTTLE_RATE_RANGE[0]}..{THROTTLE_RATE_RANGE[1]}")
         if not THROTTLE_BURST_RANGE[0] <= self.throttle_burst_limit <= THROTTLE_BURST_RANGE[1]:
             raise fail("throttle_burst_limit", f"{THROTTLE_BURST_RANGE[0]}..{THROTTLE_BURST_RANGE[1]}")
         if self.log_retention_days not in LOG_RETENTION_DAYS:
             raise fail("log_retention_days", "a CloudWatch retention value")
-        if self.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            raise fail("log_level", "DEBUG, INFO, WARNING or ERROR")
+        if self.log_level not in PROXY_LOG_LEVELS:
+            raise fail("log_level", "one of " + ", ".join(PROXY_LOG_LEVELS))
         if self.kms_key_arn is not None and not KMS_KEY_ARN_RE.match(self.kms_key_arn):
             raise fail("kms_key_arn", "a KMS key ARN (not an alias), or None")
         try:

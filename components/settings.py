@@ -30,6 +30,9 @@ LOG_RETENTION_DAYS = (
 )  # fmt: skip
 PRICE_CLASSES = ("PriceClass_100", "PriceClass_200", "PriceClass_All")
 LAMBDA_ARCHITECTURES = ("arm64", "x86_64")
+LAMBDA_MEMORY_RANGE = (128, 10_240)
+# The levels the proxy's Powertools logger is given as LOG_LEVEL (upper case, as Lambda's own log-level setting).
+PROXY_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 # Serverless Inference has no GPUs, so only CPU images of the PyTorch DLC make sense.
 _IMAGE_TAG_RE = re.compile(r"^\d+\.\d+(\.\d+)?-cpu-py3\d+([-.][A-Za-z0-9.]+)*$")
@@ -54,6 +57,10 @@ class Settings:
     provisioned_concurrency: int = 0
     inference_image_tag: str = "2.6.0-cpu-py312"
     lambda_architecture: str = "arm64"
+    # 256 MB: the proxy decodes nothing (it forwards bytes); a 4 MB image peaks it at ~70 MB RSS
+    # (handler + boto3 + Powertools, measured in one process).
+    proxy_memory_size_mb: int = 256
+    proxy_log_level: str = "INFO"
     api_throttle_rate_limit: int = 10
     api_throttle_burst_limit: int = 20
     cors_extra_origins: tuple[str, ...] = ()
@@ -74,6 +81,8 @@ CONFIG_KEYS: dict[str, str] = {
     "provisionedConcurrency": "provisioned_concurrency",
     "inferenceImageTag": "inference_image_tag",
     "lambdaArchitecture": "lambda_architecture",
+    "proxyMemorySizeMb": "proxy_memory_size_mb",
+    "proxyLogLevel": "proxy_log_level",
     "apiThrottleRateLimit": "api_throttle_rate_limit",
     "apiThrottleBurstLimit": "api_throttle_burst_limit",
     "corsExtraOrigins": "cors_extra_origins",
@@ -203,6 +212,8 @@ def validate_settings(raw: Mapping[str, Any], region: str | None = None) -> Sett
         raise _fail("inferenceImageTag", tag, "a pytorch-inference CPU tag like 2.6.0-cpu-py312")
     out["inference_image_tag"] = tag
     out["lambda_architecture"] = _as_choice("lambdaArchitecture", get("lambdaArchitecture"), LAMBDA_ARCHITECTURES)
+    out["proxy_memory_size_mb"] = _int_in_range("proxyMemorySizeMb", get("proxyMemorySizeMb"), *LAMBDA_MEMORY_RANGE)
+    out["proxy_log_level"] = _as_choice("proxyLogLevel", get("proxyLogLevel"), PROXY_LOG_LEVELS)
     out["api_throttle_rate_limit"] = _int_in_range(
         "apiThrottleRateLimit", get("apiThrottleRateLimit"), *THROTTLE_RATE_RANGE
     )

@@ -480,7 +480,8 @@ def sandbox_environment(stack: StackInfo, region: str, parent: Mapping[str, str]
             **proxy_function_env(
                 stack.endpoint_name,
                 stack.allowed_origins,
-                log_level=parent.get("LOG_LEVEL") or "INFO",  # LOG_LEVEL=DEBUG still reaches the handler
+                # The stack's proxyLogLevel, unless LOG_LEVEL=DEBUG make demo asks for more for this run.
+                log_level=parent.get("LOG_LEVEL") or stack.settings.proxy_log_level,
                 metrics_namespace="MobilenetServerless/local",
             ),
             "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": stack.base_url,

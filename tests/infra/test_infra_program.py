@@ -55,6 +55,7 @@ def test_dev_stack(program: Any, mocks: RecordingMocks) -> None:
     }
     fn = mocks.one("aws:lambda/function:Function")
     assert fn["name"] == "mobilenet-serverless-dev-proxy"
+    assert fn["memorySize"] == 256 and fn["environment"]["variables"]["LOG_LEVEL"] == "INFO"
     assert fn["environment"]["variables"]["ALLOWED_ORIGINS"] == f"https://{CF_DOMAIN},http://localhost:8000"
     assert fn["environment"]["variables"]["ENDPOINT_NAME"] == "mobilenet-serverless-dev"
     assert mocks.one(DYNAMIC, "api-cors")["origins"] == [f"https://{CF_DOMAIN}", "http://localhost:8000"]
@@ -71,6 +72,8 @@ def test_prod_like_stack(program: Any, mocks: RecordingMocks) -> None:
         maxConcurrency=10,
         provisionedConcurrency=2,
         lambdaArchitecture="x86_64",
+        proxyMemorySizeMb=512,
+        proxyLogLevel="WARNING",
         apiThrottleRateLimit=100,
         apiThrottleBurstLimit=200,
         corsExtraOrigins=["https://admin.example.com"],
@@ -88,6 +91,7 @@ def test_prod_like_stack(program: Any, mocks: RecordingMocks) -> None:
     assert variant["serverlessConfig"] == {"memorySizeInMb": 4096, "maxConcurrency": 10, "provisionedConcurrency": 2}
     fn = mocks.one("aws:lambda/function:Function")
     assert fn["architectures"] == ["x86_64"] and fn["kmsKeyArn"] == KMS
+    assert fn["memorySize"] == 512 and fn["environment"]["variables"]["LOG_LEVEL"] == "WARNING"
     assert fn["environment"]["variables"]["ALLOWED_ORIGINS"] == (
         f"https://classify.example.com,https://{CF_DOMAIN},https://admin.example.com"
     )
@@ -112,6 +116,7 @@ def test_prod_like_stack(program: Any, mocks: RecordingMocks) -> None:
             "mobilenet-serverless:provisionedConcurrency = '9' is invalid: allowed an integer in 0..5",
         ),
         ({"corsExtraOrigins": ["*"]}, "mobilenet-serverless:corsExtraOrigins = '*' is invalid"),
+        ({"proxyMemorySizeMb": 64}, "mobilenet-serverless:proxyMemorySizeMb = '64' is invalid"),
         ({"customDomain": "classify.example.com"}, "mobilenet-serverless:certificateArn = None is invalid"),
     ],
 )

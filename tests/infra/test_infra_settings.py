@@ -29,6 +29,8 @@ def test_empty_config_gives_documented_defaults() -> None:
         provisioned_concurrency=0,
         inference_image_tag="2.6.0-cpu-py312",
         lambda_architecture="arm64",
+        proxy_memory_size_mb=256,
+        proxy_log_level="INFO",
         api_throttle_rate_limit=10,
         api_throttle_burst_limit=20,
         cors_extra_origins=(),
@@ -53,9 +55,11 @@ def test_pulumi_config_strings_are_coerced() -> None:
             "smokeCheck": "false",
             "corsExtraOrigins": '["https://app.example.com", "http://localhost:8000"]',
             "logRetentionDays": "30",
+            "proxyMemorySizeMb": "1024",
             "customDomain": None,  # unset keys come back as None
         }
     )
+    assert settings.proxy_memory_size_mb == 1024
     assert (settings.memory_size_mb, settings.max_concurrency, settings.provisioned_concurrency) == (4096, 10, 2)
     assert settings.smoke_check is False
     assert settings.cors_extra_origins == ("https://app.example.com", "http://localhost:8000")
@@ -80,6 +84,8 @@ def test_prod_like_config_is_accepted() -> None:
             "provisionedConcurrency": 200,
             "inferenceImageTag": "2.5.1-cpu-py311-ubuntu22.04-sagemaker",
             "lambdaArchitecture": "x86_64",
+            "proxyMemorySizeMb": 10240,
+            "proxyLogLevel": "DEBUG",
             "apiThrottleRateLimit": 10000,
             "apiThrottleBurstLimit": 5000,
             "priceClass": "PriceClass_All",
@@ -95,6 +101,12 @@ def test_prod_like_config_is_accepted() -> None:
     assert settings.certificate_arn == CERT
     assert settings.kms_key_arn == KMS
     assert settings.endpoint_name == "mobilenet-prod"
+    assert (settings.proxy_memory_size_mb, settings.proxy_log_level) == (10240, "DEBUG")
+
+
+def test_proxy_memory_bounds_are_lambdas_own() -> None:
+    assert validate_settings({"proxyMemorySizeMb": 128}).proxy_memory_size_mb == 128
+    assert validate_settings({"proxyMemorySizeMb": 10240}).proxy_memory_size_mb == 10240
 
 
 INVALID = [
@@ -113,6 +125,11 @@ INVALID = [
     ("inferenceImageTag", "latest", "CPU tag"),
     ("lambdaArchitecture", "arm", "one of arm64, x86_64"),
     ("lambdaArchitecture", "ARM64", "one of arm64, x86_64"),  # Lambda itself refuses any other spelling
+    ("proxyMemorySizeMb", 127, "an integer in 128..10240"),
+    ("proxyMemorySizeMb", 10241, "an integer in 128..10240"),
+    ("proxyMemorySizeMb", "256MB", "an integer in 128..10240"),
+    ("proxyLogLevel", "info", "one of DEBUG, INFO, WARNING, ERROR"),  # Powertools would take it; keep one spelling
+    ("proxyLogLevel", "TRACE", "one of DEBUG, INFO, WARNING, ERROR"),
     ("apiThrottleRateLimit", 0, "1..10000"),
     ("apiThrottleRateLimit", 10001, "1..10000"),
     ("apiThrottleBurstLimit", 0, "1..5000"),
@@ -201,6 +218,7 @@ def test_function_name_fits_lambda_limit() -> None:
 def test_dev_stack_file_loads(tmp_path: Path) -> None:
     settings = load_stack_file(ROOT / "Pulumi.dev.yaml")
     assert settings.lambda_architecture == "arm64"
+    assert (settings.proxy_memory_size_mb, settings.proxy_log_level) == (256, "INFO")
     assert settings.cors_extra_origins == ("http://localhost:8000",)
     document = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
     assert document["config"]["aws:region"]
@@ -247,3 +265,15 @@ def test_project_schema_matches_the_validator() -> None:
             assert entry["default"] == (list(expected) if isinstance(expected, tuple) else expected), key
     # The project defaults themselves pass validation.
     validate_settings({k: v["default"] for k, v in schema.items() if "default" in v})
+
+
+def test_readme_config_table_lists_every_key_with_its_default() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = text.split("| Key (`mobilenet-serverless:`) |", 1)[1].split("\n\n", 1)[0]
+    rows = {cells[1].strip("` "): cells[3].strip() for cells in (line.split("|") for line in table.splitlines()[2:])}
+    assert set(rows) == set(CONFIG_KEYS)
+    defaults = Settings()
+    for key, field in CONFIG_KEYS.items():
+        value = getattr(defaults, field)
+        if isinstance(value, int | str) and not isinstance(value, bool) and key != "endpointName":
+            assert rows[key].strip("`") == str(value), key

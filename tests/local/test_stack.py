@@ -441,6 +441,19 @@ def test_the_sandbox_environment_is_the_functions_not_the_developers():
     assert env["PATH"] == "/usr/bin" and "HOME" not in env
 
 
+def test_the_sandboxes_log_at_the_stacks_proxy_log_level_unless_the_shell_asks():
+    import dataclasses
+
+    from components.settings import load_stack_file
+    from local.server import StackInfo, sandbox_environment
+
+    settings = dataclasses.replace(load_stack_file(ROOT / "Pulumi.dev.yaml"), proxy_log_level="WARNING")
+    stack = StackInfo("http://127.0.0.1:8000", "mobilenet-local", settings, ["http://127.0.0.1:8000"])
+    assert sandbox_environment(stack, "eu-west-1", {"PATH": "/usr/bin"})["LOG_LEVEL"] == "WARNING"
+    assert sandbox_environment(stack, "eu-west-1", {"LOG_LEVEL": ""})["LOG_LEVEL"] == "WARNING"
+    assert sandbox_environment(stack, "eu-west-1", {"LOG_LEVEL": "DEBUG"})["LOG_LEVEL"] == "DEBUG"
+
+
 def test_a_stack_started_from_a_shell_with_real_credentials_still_serves_locally():
     """With the shell's AWS_IGNORE_CONFIGURED_ENDPOINT_URLS the handler sent the image to the real SageMaker
     endpoint (a 503 here); the sandboxes must not see it. (What Python in a sandbox sees, also after its fork
