@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
+import threading
 
 from handlers import proxy_core
 from local.runtime import ContainerResponse, ContainerUnavailable, Faults, SageMakerRuntime, model_error
 
 
-class SlowContainer:
-    name = "slow"
+class StuckContainer:
+    """Answers only once the test releases it: whatever the machine's load, it outlasts the invocation limit
+    (a container that merely slept longer than the limit could answer first on a starved event loop)."""
 
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
+    name = "stuck"
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
 
     def invoke(self, body: bytes, content_type: str, accept: str) -> ContainerResponse:
-        time.sleep(self.seconds)
+        self.release.wait(timeout=60)
         return ContainerResponse(200, "application/json", b"{}")
 
     def close(self) -> None:
@@ -25,10 +28,12 @@ class SlowContainer:
 
 
 def test_an_invocation_past_the_limit_is_sagemakers_status_0_model_error_and_a_504_at_the_proxy() -> None:
-    runtime = SageMakerRuntime(SlowContainer(0.5), "e", max_concurrency=1, invocation_timeout_s=0.05)
+    container = StuckContainer()
+    runtime = SageMakerRuntime(container, "e", max_concurrency=1, invocation_timeout_s=0.05)
     try:
         answer = asyncio.run(runtime.invoke("e", b"x", "image/jpeg", "application/json"))
     finally:
+        container.release.set()
         runtime.close()
     body = json.loads(answer.body)
     assert (answer.status, answer.headers["x-amzn-errortype"]) == (424, "ModelError")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
-from concurrent.futures import ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -17,7 +17,6 @@ from local.sandboxes import LambdaSandboxes
 
 def work(event: dict, context) -> int:
     """A stand-in handler (the fork server imports this module by name); returns the sandbox's pid."""
-    time.sleep(event.get("sleep", 0.0))
     while "wait_for" in event and not Path(event["wait_for"]).exists():
         time.sleep(0.01)
     if "touch" in event:
@@ -47,23 +46,28 @@ def one():
     pool.shutdown()
 
 
-def wait_until(condition, timeout: float = 10.0) -> None:
+def wait_until(condition, timeout: float = 60.0) -> None:
+    """Polls `condition`; the timeout only ends a hang (on a loaded machine milliseconds can become seconds)."""
     deadline = time.monotonic() + timeout
     while not condition() and time.monotonic() < deadline:
         time.sleep(0.01)
     assert condition()
 
 
-def test_a_sandbox_dying_mid_invocation_fails_only_that_invocation(three):
-    slow = [three.submit({"sleep": 2.0}, None) for _ in range(2)]
-    dying = three.submit({"sleep": 0.3, "die": True}, None)
-    wait([*slow, dying], timeout=60)
+def test_a_sandbox_dying_mid_invocation_fails_only_that_invocation(three, tmp_path):
+    # Gates, not sleeps: the two others are certainly mid-invocation when the sandbox dies, and the three after
+    # it certainly overlap (one that finished early would serve the next and leave a slot unused).
+    running, overlap = tmp_path / "running", tmp_path / "overlap"
+    slow = [three.submit({"wait_for": str(running)}, None) for _ in range(2)]
+    dying = three.submit({"die": True}, None)
     with pytest.raises(BrokenProcessPool):
-        dying.result()
-    survivors = {future.result() for future in slow}  # a shared process pool failed these two as well
+        dying.result(timeout=60)
+    running.touch()
+    survivors = {future.result(timeout=60) for future in slow}  # a shared process pool failed these two as well
     assert len(survivors) == 2
     assert three.size == 2, "the dead sandbox no longer counts"
-    overlapping = [three.submit({"sleep": 0.5}, None) for _ in range(3)]
+    overlapping = [three.submit({"wait_for": str(overlap)}, None) for _ in range(3)]
+    overlap.touch()
     pids = {future.result(timeout=60) for future in overlapping}
     assert len(pids) == 3 and survivors < pids, "its slot went to a new sandbox"
     assert all(psutil.pid_exists(pid) for pid in pids)
@@ -78,8 +82,10 @@ def test_a_handler_exception_keeps_its_sandbox(one):
     assert one.size == 1
 
 
-def test_invocations_beyond_the_limit_wait_for_a_free_sandbox(three):
-    futures = [three.submit({"sleep": 0.3}, None) for _ in range(7)]
+def test_invocations_beyond_the_limit_wait_for_a_free_sandbox(three, tmp_path):
+    go = tmp_path / "go"  # all seven are submitted before any finishes, so the first three start a sandbox each
+    futures = [three.submit({"wait_for": str(go)}, None) for _ in range(7)]
+    go.touch()
     pids = [future.result(timeout=60) for future in futures]
     assert len(set(pids)) <= 3
     assert three.size == 3
@@ -168,11 +174,20 @@ def test_max_sandboxes_must_be_positive():
         LambdaSandboxes(0)
 
 
+def dead(pid: int) -> bool:
+    """Gone or a zombie. The fork server reaps its children whenever it gets to it, so the pid can vanish
+    between two looks at it: one lookup, and its disappearance counts as dead."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def test_an_injected_crash_kills_the_sandbox_it_lands_on(one):
     first = one.submit({}, None).result(timeout=60)
     with pytest.raises(BrokenProcessPool):
         one.submit({"touch": "/nonexistent/never-written"}, None, crash=True).result(timeout=60)
-    assert not psutil.pid_exists(first) or psutil.Process(first).status() == psutil.STATUS_ZOMBIE
+    assert dead(first)
     assert one.submit({}, None).result(timeout=60) != first
 
 
