@@ -9,9 +9,11 @@ import tempfile
 import time
 import urllib.error
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from local import torchserve
 from local.torchserve import (
     WORKER_DIED,
     ManagedEndpoint,
@@ -164,10 +166,13 @@ def test_a_refused_or_dropped_connection_is_lost_and_a_timeout_is_not(error, los
 
 def test_a_refused_invocation_is_down_not_status_0():
     # Status 0 means a timeout (SageMaker's "invocation timed out", the proxy's 504); a refusal must not look so.
-    endpoint = TorchServeEndpoint(Path("missing.tar.gz"), port=free_ports(1)[0])
-    with pytest.raises(TorchServeDown, match="no longer answers"):
-        endpoint.invoke(b"jpeg", "image/jpeg")
-    assert endpoint._request("GET", "/ping", timeout=2) == (0, {}, b"")  # readiness polling still waits
+    # Bound but not listening: refused for certain, where a port freed again could be taken by then.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        endpoint = TorchServeEndpoint(Path("missing.tar.gz"), port=sock.getsockname()[1])
+        with pytest.raises(TorchServeDown, match="no longer answers"):
+            endpoint.invoke(b"jpeg", "image/jpeg")
+        assert endpoint._request("GET", "/ping", timeout=2) == (0, {}, b"")  # readiness polling still waits
 
 
 def test_an_exit_is_described_by_code_or_signal():
@@ -198,6 +203,13 @@ class FakeStack:
         self.stopped = True
 
 
+def wait_until(condition) -> None:
+    deadline = time.monotonic() + 60  # only ends a hang
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert condition()
+
+
 def test_a_failed_replacement_keeps_answering_down_and_is_tried_again(monkeypatch, caplog):
     dead, fresh = FakeStack("dead", exit_code=-9), FakeStack("fresh")
     launches = iter([TorchServeError("java exploded"), fresh])
@@ -208,23 +220,24 @@ def test_a_failed_replacement_keeps_answering_down_and_is_tried_again(monkeypatc
             raise outcome
         return outcome
 
+    # The launcher's clock, moved by the test: with the real one, a loaded machine could let retry_s pass
+    # before the "too early" invocation below, which would then start the second attempt itself.
+    now = [1000.0]
+    monkeypatch.setattr(torchserve, "time", SimpleNamespace(monotonic=lambda: now[0]))
     managed = ManagedEndpoint(Path("model.tar.gz"), retry_s=1)
     monkeypatch.setattr(managed, "_launch", launch)
     managed._current = dead
     with pytest.raises(TorchServeDown):
         managed.invoke(b"x", "image/jpeg")
-    deadline = time.monotonic() + 5
-    while managed._replacer is not None and time.monotonic() < deadline:  # the failed attempt
-        time.sleep(0.01)
+    wait_until(lambda: managed._replacer is None)  # the failed attempt
     assert dead.stopped
     with pytest.raises(TorchServeDown):  # too early for another attempt: still down
         managed.invoke(b"x", "image/jpeg")
     assert managed._replacer is None
-    time.sleep(1.05)
+    now[0] += 1.05
     with pytest.raises(TorchServeDown):  # this one starts the second attempt
         managed.invoke(b"x", "image/jpeg")
-    while managed._current is None and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: managed._current is not None)
     assert managed.invoke(b"x", "image/jpeg")[2] == b"fresh"
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 2, errors

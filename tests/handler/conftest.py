@@ -9,7 +9,6 @@ import json
 import queue
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -196,7 +195,9 @@ class Reply:
     status: int = 200
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "application/json"})
-    delay_s: float = 0.0
+    # Sent only when the test ends: a reply that outlasts any read timeout, however loaded the machine (one that
+    # was merely late could still arrive before a starved client noticed its timeout).
+    held: bool = False
 
 
 @dataclass
@@ -233,6 +234,7 @@ class FakeRuntime:
     def __init__(self) -> None:
         self.replies: queue.Queue[Reply] = queue.Queue()
         self.seen: list[Seen] = []
+        self.release = threading.Event()  # sends the held replies
         runtime = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -244,8 +246,8 @@ class FakeRuntime:
                     reply = runtime.replies.get_nowait()
                 except queue.Empty:
                     reply = Reply(500, b'{"message": "fake runtime: no scripted reply"}')
-                if reply.delay_s:
-                    time.sleep(reply.delay_s)
+                if reply.held:
+                    runtime.release.wait(timeout=60)
                 try:
                     self.send_response(reply.status)
                     for name, value in reply.headers.items():
@@ -275,6 +277,7 @@ def fake_runtime(proxy_env: pytest.MonkeyPatch) -> Iterator[FakeRuntime]:
     runtime.thread.start()
     proxy_env.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", runtime.url)
     yield runtime
+    runtime.release.set()
     runtime.server.shutdown()
     runtime.server.server_close()
 

@@ -102,20 +102,22 @@ def test_internal_failure_is_retried_then_502(runtime_proxy, fake_runtime):
 
 def test_read_timeout_is_504(runtime_proxy, fake_runtime, monkeypatch):
     monkeypatch.setattr(runtime_proxy, "CLIENT", runtime_proxy.build_client(connect_timeout=1.0, read_timeout=0.3))
-    slow = Reply(200, SUCCESS.body, delay_s=1.0)
-    fake_runtime.script(slow, slow)
+    held = Reply(200, SUCCESS.body, held=True)
+    fake_runtime.script(held, held)
     response = call(runtime_proxy, make_event(body=JPEG))
     assert response["statusCode"] == 504, response["body"]
     assert response_json(response)["error"] == "endpoint_timeout"
 
 
 def test_connection_refused_is_503(proxy_env, capsys):
-    with socket.socket() as sock:  # a port nobody listens on once this closes
+    # Bound but not listening: connections are refused, and no other process can take the port meanwhile (a port
+    # closed again before the call could be listened on by then).
+    with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    proxy_env.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", f"http://127.0.0.1:{port}")
-    proxy = load_proxy()
-    response = call(proxy, make_event(body=JPEG))
+        proxy_env.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", f"http://127.0.0.1:{port}")
+        proxy = load_proxy()
+        response = call(proxy, make_event(body=JPEG))
     assert response["statusCode"] == 503, response["body"]
     assert response_json(response)["error"] == "model_not_ready"
 
@@ -133,8 +135,8 @@ def test_deadline_guard_stops_the_retry_but_not_the_first_attempt(runtime_proxy,
     # Attempts need 0.2 + 1.0 = 1.2 s and the deadline is 2.0 s away: the first attempt fits, but after its
     # read timeout (>= 1.0 s) a second one cannot, so botocore's retry must not be sent.
     monkeypatch.setattr(runtime_proxy, "CLIENT", runtime_proxy.build_client(connect_timeout=0.2, read_timeout=1.0))
-    slow = Reply(200, SUCCESS.body, delay_s=2.0)
-    fake_runtime.script(slow, slow)
+    held = Reply(200, SUCCESS.body, held=True)
+    fake_runtime.script(held, held)
     response = call(runtime_proxy, make_event(body=JPEG), FakeLambdaContext(remaining_ms=4_000))
     assert response["statusCode"] == 504
     assert len(fake_runtime.seen) == 1
