@@ -91,13 +91,14 @@ class LocalStack:
     def set_faults(self, **faults) -> None:
         import httpx
 
-        response = httpx.post(f"{self.url}/__local/faults", json=faults, timeout=5)
+        # Generous: a hang guard for a request to a stack that shares a loaded machine, not a speed check.
+        response = httpx.post(f"{self.url}/__local/faults", json=faults, timeout=60)
         response.raise_for_status()
 
     def clear_faults(self) -> None:
         import httpx
 
-        httpx.delete(f"{self.url}/__local/faults", timeout=5).raise_for_status()
+        httpx.delete(f"{self.url}/__local/faults", timeout=60).raise_for_status()
 
     def stop(self) -> None:
         import signal

@@ -52,7 +52,7 @@ def hsts_max_age(value: str) -> int:
 @pytest.mark.integration
 @pytest.mark.parametrize("path", ["/", "/index.html", "/script.js", "/style.css"])
 def test_local_site_responses_carry_the_security_headers(live_stack, path: str) -> None:
-    response = httpx.get(f"{live_stack.url}{path}", timeout=10)
+    response = httpx.get(f"{live_stack.url}{path}", timeout=60)
     assert response.status_code == 200
     headers = response.headers
     assert headers.get("x-frame-options") == "DENY", path
@@ -67,7 +67,7 @@ def test_local_site_responses_carry_the_security_headers(live_stack, path: str) 
 @pytest.mark.integration
 def test_local_config_js_carries_the_security_headers(live_stack) -> None:
     """CloudFront applies the headers policy to /config.js too (its cache behaviour names it)."""
-    headers = httpx.get(f"{live_stack.url}/config.js", timeout=10).headers
+    headers = httpx.get(f"{live_stack.url}/config.js", timeout=60).headers
     missing = [name for name in SECURITY_HEADERS if name not in headers]
     assert missing == [], f"/config.js lacks {missing}"
 
