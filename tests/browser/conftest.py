@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
@@ -49,6 +49,10 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 WWW = PROJECT_ROOT / "www"
 SAMPLES = WWW / "samples"
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
+# How long Playwright (and the stub's gates) wait for what must happen. Only a hang guard, never the thing
+# tested: with 5 s, a loaded machine failed a test whose page took longer than that to classify a sample against
+# the instantly answering stub. No test relies on a wait running out.
+WAIT_MS = 60_000
 
 # The CloudFront response-headers policy, with connect-src filled in with the API origin.
 CSP_TEMPLATE = (
@@ -110,7 +114,7 @@ def console() -> ConsoleLog:
 def page(browser: Any, console: ConsoleLog) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1100, "height": 900}, device_scale_factor=1)
     new_page = context.new_page()
-    new_page.set_default_timeout(5_000)
+    new_page.set_default_timeout(WAIT_MS)
     new_page.on("console", lambda msg: console.errors.append(msg.text) if msg.type == "error" else None)
     new_page.on("pageerror", lambda exc: console.errors.append(f"pageerror: {exc}"))
     try:
@@ -135,7 +139,8 @@ class Scripted:
 
     status: int = 200
     body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
+    # A callable value is called when the answer is sent (e.g. an HTTP-date relative to that moment).
+    headers: dict[str, str | Callable[[], str] | None] = field(default_factory=dict)
     gate: threading.Event | None = None
     media_type: str = "text/plain"  # for a str body (a proxy's HTML error page is text/html)
 
@@ -232,9 +237,10 @@ class StubStack:
                 answer = self._queue.popleft() if self._queue else Scripted()
                 number = len(self._requests)
             if answer.gate is not None:
-                await asyncio.to_thread(answer.gate.wait, 30)
+                await asyncio.to_thread(answer.gate.wait, WAIT_MS / 1000)
             # A scripted None removes a header (API Gateway's own errors have no x-request-id).
             headers = {"x-request-id": f"stub-req-{number}", **answer.headers}
+            headers = {name: value() if callable(value) else value for name, value in headers.items()}
             headers = {name: value for name, value in headers.items() if value is not None}
             if answer.body is None and answer.status == 200:
                 payload: Any = {
@@ -266,7 +272,7 @@ class StubStack:
         server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
         thread.start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + WAIT_MS / 1000
         while thread.is_alive() and not server.started and time.monotonic() < deadline:
             time.sleep(0.02)
         if not server.started:
@@ -463,7 +469,7 @@ def make_ui(browser: Any, console: ConsoleLog) -> Iterator[Any]:
     contexts: list[Any] = []
 
     def make(
-        stack: Any, width: int = 1100, height: int = 900, timeout_ms: int = 5_000, **context_options: Any
+        stack: Any, width: int = 1100, height: int = 900, timeout_ms: int = WAIT_MS, **context_options: Any
     ) -> UiDriver:
         """`context_options` go to new_context as they are, e.g. color_scheme="dark", forced_colors="active"."""
         context = browser.new_context(
@@ -483,13 +489,12 @@ def make_ui(browser: Any, console: ConsoleLog) -> Iterator[Any]:
 
 @pytest.fixture
 def stub_ui(page: Any, stub_stack: StubStack) -> UiDriver:
-    return UiDriver(page, stub_stack, timeout_ms=5_000)
+    return UiDriver(page, stub_stack, timeout_ms=WAIT_MS)
 
 
 @pytest.fixture
 def live_ui(page: Any, live_stack: Any) -> UiDriver:
-    # The real stack runs the model on CPU and may cold-start; bounded, but generous.
-    return UiDriver(page, live_stack, timeout_ms=30_000)
+    return UiDriver(page, live_stack, timeout_ms=WAIT_MS)
 
 
 def _noisy_photo(tmp_path_factory: pytest.TempPathFactory, size: tuple[int, int], name: str) -> Path:

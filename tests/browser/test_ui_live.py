@@ -38,7 +38,7 @@ def test_upload_cat_photo_top_result_is_a_cat(live_ui: Any, artifacts_dir: Path)
 
 
 def test_result_on_a_360px_phone(make_ui: Any, live_stack: Any, artifacts_dir: Path) -> None:
-    ui = make_ui(live_stack, width=360, height=740, timeout_ms=30_000).open()
+    ui = make_ui(live_stack, width=360, height=740).open()
     ui.click_sample("chelsea")
     ui.wait_done()
     width = ui.page.evaluate("() => document.documentElement.scrollWidth")
@@ -95,7 +95,7 @@ def _ipv6_loopback() -> bool:
 def test_the_page_classifies_when_opened_as_localhost(make_ui: Any, live_stack: Any) -> None:
     # The API stays at 127.0.0.1, another origin than the page's: the CSP must name it, not 'self'.
     page_url = live_stack.url.replace("127.0.0.1", "localhost")
-    ui = make_ui(SimpleNamespace(url=page_url), timeout_ms=30_000).open()
+    ui = make_ui(SimpleNamespace(url=page_url)).open()
     ui.click_sample("chelsea")
     ui.wait_done()
     assert is_cat(ui.labels()[0])
@@ -107,7 +107,7 @@ def test_the_page_classifies_when_reached_at_an_ipv6_address(make_ui: Any, artif
     stack = LocalStack("--host", "::1")
     try:
         assert stack.url.startswith("http://[::1]:")
-        ui = make_ui(stack, timeout_ms=30_000).open()
+        ui = make_ui(stack).open()
         ui.click_sample("chelsea")
         ui.wait_done()
         assert is_cat(ui.labels()[0])
