@@ -60,14 +60,37 @@ def weights_file(tmp_path_factory):
     return path
 
 
-@pytest.mark.slow
-def test_same_inputs_give_byte_identical_tarball(weights_file, tmp_path):
+@pytest.fixture(scope="module")
+def full_build(weights_file, tmp_path_factory):
+    """A complete build (ONNX graph included) from the local weights file, into a fresh directory."""
     source = package.WeightsSource(weights_file, "IMAGENET1K_V1")
-    first, _ = package.build(source, tmp_path / "a" / "model.tar.gz", force=True)
+    return package.build(source, tmp_path_factory.mktemp("a") / "model.tar.gz", force=True)[0]
+
+
+@pytest.mark.slow
+def test_same_inputs_give_byte_identical_tarball(weights_file, full_build, tmp_path):
+    source = package.WeightsSource(weights_file, "IMAGENET1K_V1")
     second, _ = package.build(source, tmp_path / "b" / "model.tar.gz", force=True)
-    digest = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (first, second)]
+    digest = [hashlib.sha256(p.read_bytes()).hexdigest() for p in (full_build, second)]
     assert digest[0] == digest[1]
-    assert (tmp_path / "a" / "model.tar.gz.sha256").read_text().split()[0] == digest[0]
+    assert full_build.with_name("model.tar.gz.sha256").read_text().split()[0] == digest[0]
+
+
+@pytest.mark.slow
+def test_the_graph_is_the_weights_behind_normalisation_for_any_batch_size(weights_file, full_build):
+    import numpy as np
+    import onnxruntime as ort
+
+    with tarfile.open(full_build) as tar:
+        session = ort.InferenceSession(tar.extractfile("model.onnx").read(), providers=["CPUExecutionProvider"])
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
+    (logits,) = session.run(None, {"input": pixels})
+    net = torchvision.models.mobilenet_v2()
+    net.load_state_dict(torch.load(weights_file, weights_only=True))
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (package.IMAGENET_MEAN, package.IMAGENET_STD))
+    with torch.no_grad():
+        expected = net.eval()((torch.from_numpy(pixels).permute(0, 3, 1, 2) / 255.0 - mean) / std).numpy()
+    np.testing.assert_allclose(logits, expected, rtol=1e-3, atol=1e-4)
 
 
 @pytest.fixture
@@ -184,10 +207,9 @@ def test_int8_is_opt_in_and_agrees_on_the_photos(model_dir):
     meta = json.loads((model_dir / "metadata.json").read_text())
     assert meta["precision"] == "fp32"  # the default build never ships int8
     photos = sorted(package.CALIBRATION_DIR.glob("*.jpg"))
-    session = ort.InferenceSession(
-        package.quantize_int8((model_dir / "model.onnx").read_bytes(), meta, photos),
-        providers=["CPUExecutionProvider"],
-    )
+    int8 = package.quantize_int8((model_dir / "model.onnx").read_bytes(), meta, photos)
+    _assert_float_normalisation_and_per_channel_weights(int8)
+    session = ort.InferenceSession(int8, providers=["CPUExecutionProvider"])
     inference = load_inference_module(model_dir / "code", "int8_check_inference")
     classifier = inference.load_classifier(str(model_dir))
     top1 = top5 = 0
@@ -201,6 +223,32 @@ def test_int8_is_opt_in_and_agrees_on_the_photos(model_dir):
     # 0.30 to 0.21, inside int8's error, and whether it flips depends on the calibration crops (it does for 2
     # of 8 seeds tried). A broken quantisation agrees on far fewer.
     assert top1 >= len(photos) - 1 and top5 >= 4 * len(photos), (top1, top5)
+
+
+def _assert_float_normalisation_and_per_channel_weights(int8: bytes) -> None:
+    import onnx
+
+    graph = onnx.load_from_string(int8).graph
+    consumers = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    # The normalisation in front of the first Conv stays float (quantised, the graph is slower than fp32): the
+    # first QuantizeLinear on the way from the input is the one that feeds that Conv.
+    tensor, before = "input", []
+    while (node := consumers[tensor][0]).op_type != "QuantizeLinear":
+        before.append(node.op_type)
+        tensor = node.output[0]
+    [dequantize] = consumers[node.output[0]]
+    assert [n.op_type for n in consumers[dequantize.output[0]]] == ["Conv"], before
+    # One scale per output channel for every Conv weight, as quantize_int8 asks for.
+    initializers = {i.name: i for i in graph.initializer}
+    scales = [
+        initializers[n.input[1]]
+        for n in graph.node
+        if n.op_type == "DequantizeLinear" and len(getattr(initializers.get(n.input[0]), "dims", ())) == 4
+    ]
+    assert scales and all(len(s.dims) == 1 and s.dims[0] > 1 for s in scales)
 
 
 # --- failures leave nothing half-done, and say what went wrong in one line ---------------------------------

@@ -1,0 +1,459 @@
+"""model/package.py piece by piece: tarball bytes, fingerprint inputs, wheel vetting, weights errors, the CLI.
+
+test_artifact.py checks the built model.tar.gz; these call the builder's functions on small inputs, so each
+promise fails on its own and none needs an ONNX export.
+"""
+
+from __future__ import annotations
+
+import gzip
+import stat
+import tarfile
+import urllib.error
+import zipfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torchvision
+
+from model import package
+
+WHEEL = "onnxruntime-1.31.1-cp312-cp312-manylinux_2_28_x86_64.whl"
+LINUX_SO = "onnxruntime/capi/onnxruntime_pybind11_state.cpython-312-x86_64-linux-gnu.so"
+
+
+def _wheel(path: Path, names) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name in names:
+            zf.writestr(name, b"" if name.endswith("/") else name.encode())
+    return path
+
+
+def _listing(tarball: Path) -> list[tuple]:
+    with tarfile.open(tarball) as tar:
+        return [(m.name, m.type, m.mode, m.mtime, m.uid, m.gid, m.uname, m.gname) for m in tar.getmembers()]
+
+
+def _read(tarball: Path, name: str) -> bytes:
+    with tarfile.open(tarball) as tar:
+        return tar.extractfile(name).read()
+
+
+# --- write_tarball: the bytes depend on the members only ------------------------------------------------------
+MEMBERS = {
+    "model.pth": b"weights",
+    "code/inference.py": b"code",
+    "code/vendor/cp312/onnxruntime/__init__.py": b"",
+}
+
+
+def test_tarball_bytes_do_not_depend_on_member_order_or_where_it_is_written(tmp_path):
+    first, second = tmp_path / "a" / "model.tar.gz", tmp_path / "b" / "other.tar.gz"
+    package.write_tarball(MEMBERS, first)
+    package.write_tarball(dict(reversed(MEMBERS.items())), second)
+    assert first.read_bytes() == second.read_bytes()
+    # gzip header: MTIME 0 and no FNAME flag, or the build time and the temp file's name would be in the bytes
+    header = first.read_bytes()[:10]
+    assert header[4:8] == b"\0\0\0\0" and not header[3] & gzip.FNAME
+
+
+def test_tarball_entries_are_sorted_dirs_then_files_root_owned_fixed_modes(tmp_path):
+    out = tmp_path / "model.tar.gz"
+    package.write_tarball(MEMBERS, out)
+    d, f = tarfile.DIRTYPE, tarfile.REGTYPE
+    assert _listing(out) == [
+        ("code", d, 0o755, 0, 0, 0, "root", "root"),
+        ("code/vendor", d, 0o755, 0, 0, 0, "root", "root"),
+        ("code/vendor/cp312", d, 0o755, 0, 0, 0, "root", "root"),
+        ("code/vendor/cp312/onnxruntime", d, 0o755, 0, 0, 0, "root", "root"),
+        ("code/inference.py", f, 0o644, 0, 0, 0, "root", "root"),
+        ("code/vendor/cp312/onnxruntime/__init__.py", f, 0o644, 0, 0, 0, "root", "root"),
+        ("model.pth", f, 0o644, 0, 0, 0, "root", "root"),
+    ]
+    assert _read(out, "model.pth") == b"weights"
+    # Readable by whoever uploads or serves it, whatever the umask (the temp file it was renamed from was 0600)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o644
+
+
+def test_a_failed_rename_leaves_no_temp_file(tmp_path):
+    out = tmp_path / "model.tar.gz"
+    out.mkdir()  # a directory where the artifact should go: the rename over it fails
+    with pytest.raises(IsADirectoryError):
+        package.write_tarball(MEMBERS, out)
+    assert [p.name for p in tmp_path.iterdir()] == ["model.tar.gz"]
+
+
+# --- fingerprint: every input of the build is in it ------------------------------------------------------------
+@pytest.fixture
+def inputs(tmp_path, monkeypatch):
+    """A one-file code/, one calibration photo, a weights file and a wheel, all as small as possible."""
+    code, photos = tmp_path / "code", tmp_path / "photos"
+    code.mkdir()
+    photos.mkdir()
+    (code / "inference.py").write_text("# v1\n")
+    (photos / "cat.jpg").write_bytes(b"cat v1")
+    monkeypatch.setattr(package, "CODE_DIR", code)
+    monkeypatch.setattr(package, "CALIBRATION_DIR", photos)
+    weights = tmp_path / "weights.pth"
+    weights.write_bytes(b"weights v1")
+    wheel = _wheel(tmp_path / WHEEL, [LINUX_SO, "onnxruntime/__init__.py"])
+    return SimpleNamespace(code=code, photos=photos, weights=weights, wheel=wheel, tmp=tmp_path)
+
+
+def _fp(inputs, preset="IMAGENET1K_V1", onnx=True, wheel="default", int8=False):
+    wheel = inputs.wheel if wheel == "default" else wheel
+    return package.fingerprint(package.WeightsSource(inputs.weights, preset), onnx, wheel, int8)
+
+
+def _change_builder(inputs, monkeypatch):
+    edited = inputs.tmp / "package.py"
+    edited.write_text(Path(package.__file__).read_text() + "# edited\n")
+    monkeypatch.setattr(package, "__file__", str(edited))
+
+
+CHANGES = {
+    "weights bytes, same file name": lambda i, m: i.weights.write_bytes(b"weights v2"),
+    "a code file's bytes": lambda i, m: (i.code / "inference.py").write_text("# v2\n"),
+    "a code file's name": lambda i, m: (i.code / "inference.py").rename(i.code / "handler.py"),
+    "the wheel's bytes": lambda i, m: _wheel(i.wheel, [LINUX_SO]),
+    "the builder itself": _change_builder,
+    "the installed torch": lambda i, m: m.setattr(package.importlib.metadata, "version", lambda dist: "0.0"),
+}
+
+
+@pytest.mark.parametrize("change", CHANGES.values(), ids=CHANGES.keys())
+def test_a_changed_input_changes_the_fingerprint(inputs, monkeypatch, change):
+    before = _fp(inputs)
+    assert _fp(inputs) == before
+    change(inputs, monkeypatch)
+    assert _fp(inputs) != before
+
+
+@pytest.mark.parametrize(
+    "option", [{"preset": "IMAGENET1K_V2"}, {"onnx": False}, {"wheel": None}, {"int8": True}], ids=str
+)
+def test_each_build_option_changes_the_fingerprint(inputs, option):
+    assert _fp(inputs, **option) != _fp(inputs)
+
+
+def test_calibration_photos_are_an_input_of_int8_builds_only(inputs):
+    fp32, int8 = _fp(inputs), _fp(inputs, int8=True)
+    (inputs.photos / "cat.jpg").write_bytes(b"cat v2")
+    assert _fp(inputs) == fp32
+    assert _fp(inputs, int8=True) != int8
+    # With no photos at all the int8 flag alone must still tell the two builds apart.
+    (inputs.photos / "cat.jpg").unlink()
+    assert _fp(inputs, int8=True) != _fp(inputs)
+
+
+# --- build: what goes in, and when it is skipped ---------------------------------------------------------------
+@pytest.fixture
+def stub_build(inputs, monkeypatch):
+    """build() with the expensive steps replaced: fake weights, a fake graph, a quantiser that marks its input."""
+    seen = {}
+
+    def quantize(graph, meta, photos):
+        seen["photos"] = photos
+        return b"int8 of " + graph
+
+    monkeypatch.setattr(package, "load_state_dict", lambda source: {})
+    monkeypatch.setattr(package, "export_onnx", lambda state, meta: b"fp32 graph")
+    monkeypatch.setattr(package, "quantize_int8", quantize)
+    inputs.seen = seen
+    inputs.source = package.WeightsSource(inputs.weights, "IMAGENET1K_V1")
+    inputs.out = inputs.tmp / "dist" / "model.tar.gz"
+    return inputs
+
+
+def test_build_ships_what_the_options_ask_for(stub_build):
+    b = stub_build
+    package.build(b.source, b.out, onnx=True, ort_wheel=b.wheel, int8=True)
+    assert _read(b.out, "model.onnx") == b"int8 of fp32 graph"
+    assert b'"precision": "int8"' in _read(b.out, "metadata.json")
+    assert b.seen["photos"] == [b.photos / "cat.jpg"]
+    assert _read(b.out, f"code/vendor/cp312/{LINUX_SO}") == LINUX_SO.encode()
+
+    package.build(b.source, b.out, onnx=True)
+    assert _read(b.out, "model.onnx") == b"fp32 graph"
+    assert b'"precision": "fp32"' in _read(b.out, "metadata.json")
+    assert not any(name.startswith("code/vendor/") for name, *_ in _listing(b.out))
+
+    package.build(b.source, b.out, onnx=False)
+    assert "model.onnx" not in {name for name, *_ in _listing(b.out)}
+
+
+@pytest.mark.parametrize("lost", ["model.tar.gz.inputs", "model.tar.gz.sha256"])
+def test_a_lost_stamp_or_checksum_rebuilds(stub_build, lost):
+    b = stub_build
+    assert package.build(b.source, b.out, onnx=False)[1] is True
+    (b.out.parent / lost).unlink()
+    assert package.build(b.source, b.out, onnx=False)[1] is True
+    assert package.build(b.source, b.out, onnx=False)[1] is False
+
+
+def test_a_failed_build_does_not_make_the_next_one_skip(stub_build, monkeypatch):
+    b = stub_build
+    package.build(b.source, b.out, onnx=False)
+    (b.code / "inference.py").write_text("# v2\n")
+    with monkeypatch.context() as m:
+        m.setattr(package, "write_tarball", lambda members, out: (_ for _ in ()).throw(OSError("disk full")))
+        with pytest.raises(OSError, match="disk full"):
+            package.build(b.source, b.out, onnx=False)
+    assert package.build(b.source, b.out, onnx=False)[1] is True
+    assert _read(b.out, "code/inference.py") == b"# v2\n"
+
+
+# --- weights ---------------------------------------------------------------------------------------------------
+def test_weights_id_names_the_file_and_its_contents(tmp_path):
+    path = tmp_path / "w.pth"
+    path.write_bytes(b"one")
+    first = package.WeightsSource(path, "IMAGENET1K_V1").weights_id
+    path.write_bytes(b"two")
+    second = package.WeightsSource(path, "IMAGENET1K_V1").weights_id
+    assert first.startswith("file:w.pth@sha256:") and second.startswith("file:w.pth@sha256:") and first != second
+
+
+def test_state_dict_bytes_depend_only_on_the_values(tmp_path):
+    """A float64 file with its keys in another order packages to the same model.pth as the float32 original."""
+    torch.manual_seed(0)
+    state = torchvision.models.mobilenet_v2().state_dict()
+    plain, shuffled = tmp_path / "plain.pth", tmp_path / "shuffled.pth"
+    torch.save(state, plain)
+    torch.save({k: v.double() if v.is_floating_point() else v for k, v in reversed(state.items())}, shuffled)
+    loaded = [package.load_state_dict(package.WeightsSource(p, "IMAGENET1K_V1")) for p in (plain, shuffled)]
+    assert list(loaded[1]) == list(state)
+    assert all(v.dtype == torch.float32 for v in loaded[1].values() if v.is_floating_point())
+    assert package.serialize_state_dict(loaded[0]) == package.serialize_state_dict(loaded[1])
+
+
+def _load(path: Path):
+    return package.load_state_dict(package.WeightsSource(path, "IMAGENET1K_V1"))
+
+
+def test_a_missing_weights_file_is_named(tmp_path):
+    with pytest.raises(package.WeightsError, match=r"weights file .*nope\.pth does not exist$"):
+        _load(tmp_path / "nope.pth")
+
+
+def test_a_saved_model_instead_of_its_state_dict_is_one_line_naming_the_mistake(tmp_path):
+    path = tmp_path / "whole_model.pth"
+    torch.save(torchvision.models.mobilenet_v2(), path)  # the usual mistake: the model, not .state_dict()
+    with pytest.raises(package.WeightsError) as err:
+        _load(path)
+    message = str(err.value)
+    assert str(path) in message and "not the model" in message and "\n" not in message
+    # torch's explanation runs to many lines; the one kept is its first, which says what failed
+    assert "UnpicklingError: Weights only load failed" in message
+
+
+def test_a_saved_list_is_not_a_state_dict(tmp_path):
+    path = tmp_path / "list.pth"
+    torch.save([torch.zeros(1)], path)
+    with pytest.raises(package.WeightsError, match=r"list\.pth holds a list, not a state_dict"):
+        _load(path)
+
+
+def test_key_problems_are_labelled_and_long_lists_cut_short(tmp_path):
+    state = torchvision.models.mobilenet_v2().state_dict()
+    gone = sorted(state)[:6]
+    for key in gone:
+        del state[key]
+    state["extra.weight"] = torch.zeros(1)
+    path = tmp_path / "bad.pth"
+    torch.save(state, path)
+    with pytest.raises(package.WeightsError) as err:
+        _load(path)
+    message = str(err.value)
+    assert f"missing keys: {', '.join(gone[:5])} (+1 more); unexpected keys: extra.weight" in message
+    assert gone[5] not in message
+
+
+def test_a_failed_download_says_how_to_build_offline(monkeypatch):
+    def offline(self, *args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torchvision.models.MobileNet_V2_Weights, "get_state_dict", offline)
+    with pytest.raises(package.WeightsError) as err:
+        package.load_state_dict(package.WeightsSource(None, "IMAGENET1K_V2"))
+    message = str(err.value)
+    url = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V2.url
+    assert f"could not download {url} (no network)" in message and "--weights FILE" in message
+
+
+def test_metadata_follows_the_preset():
+    meta = package.metadata(package.WeightsSource(None, "IMAGENET1K_V2"))
+    assert meta["weights"] == "torchvision:MobileNet_V2_Weights.IMAGENET1K_V2"
+    assert meta["weights_preset"] == "IMAGENET1K_V2"
+    assert meta["input"] == {"dtype": "uint8", "layout": "NHWC", "channels": "RGB"}
+    assert meta["preprocessing"] == {
+        "resize": 232,
+        "crop": 224,
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+        "interpolation": "bilinear",
+    }
+
+
+def test_int8_without_calibration_photos_is_refused():
+    with pytest.raises(package.WeightsError, match=f"int8 calibration needs photos in {package.CALIBRATION_DIR}"):
+        package.quantize_int8(b"", {}, [])
+
+
+# --- the onnxruntime wheel -------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "name",
+    [
+        "onnxruntime-1.31.1-cp312-cp312-musllinux_1_2_x86_64.whl",  # Alpine's libc, not the container's glibc
+        "onnxruntime-1.31.1-cp312-cp312-manylinux_2_28_aarch64.whl",  # Graviton
+    ],
+)
+def test_a_wheel_name_for_another_platform_is_refused_by_name(tmp_path, name):
+    with pytest.raises(package.WeightsError, match=f"^{name} is not an onnxruntime wheel for the container"):
+        package.check_ort_wheel_name(tmp_path / name)
+
+
+def test_the_wheel_version_comes_from_its_name(tmp_path):
+    assert str(package.check_ort_wheel_name(tmp_path / WHEEL)) == "1.31.1"
+
+
+def test_find_ort_wheel_ignores_other_pythons_and_finds_none_in_an_empty_dir(tmp_path, monkeypatch):
+    monkeypatch.setattr(package, "WHEEL_DIR", tmp_path)
+    assert package.find_ort_wheel() is None
+    (tmp_path / "onnxruntime-1.40.0-cp311-cp311-manylinux_2_28_x86_64.whl").write_bytes(b"")
+    (tmp_path / WHEEL).write_bytes(b"")
+    assert package.find_ort_wheel() == tmp_path / WHEEL
+
+
+def test_vendored_files_are_the_runtime_only_under_the_python_tag(tmp_path):
+    wheel = _wheel(
+        tmp_path / WHEEL,
+        [
+            "onnxruntime/",
+            "onnxruntime/__init__.py",
+            "onnxruntime/__pycache__/__init__.cpython-312.pyc",
+            LINUX_SO,
+            "onnxruntime/capi/libonnxruntime.so",
+            "onnxruntime/tools/convert.py",
+            "onnxruntime/transformers/optimizer.py",
+            "onnxruntime/quantization/quantize.py",
+            "onnxruntime/datasets/sigmoid.onnx",
+            "onnxruntime-1.31.1.dist-info/METADATA",
+        ],
+    )
+    files = package.vendored_ort_files(wheel)
+    assert sorted(files) == [
+        "code/vendor/cp312/onnxruntime-1.31.1.dist-info/METADATA",
+        "code/vendor/cp312/onnxruntime/__init__.py",
+        f"code/vendor/cp312/{LINUX_SO}",
+    ]
+    assert files[f"code/vendor/cp312/{LINUX_SO}"] == LINUX_SO.encode()
+
+
+def test_code_files_skip_directories_and_caches(tmp_path, monkeypatch):
+    (tmp_path / "sub" / "__pycache__").mkdir(parents=True)
+    (tmp_path / "inference.py").write_text("a")
+    (tmp_path / "sub" / "helper.py").write_text("b")
+    (tmp_path / "sub" / "__pycache__" / "helper.cpython-312.pyc").write_text("c")
+    (tmp_path / "sub" / "__pycache__" / "helper.cpython-312.pyc.140012361725952").write_text("e")  # a crash's temp
+    (tmp_path / "stale.pyc").write_text("d")
+    monkeypatch.setattr(package, "CODE_DIR", tmp_path)
+    assert package.code_files() == {"code/inference.py": b"a", "code/sub/helper.py": b"b"}
+
+
+# --- main(): the options it hands on, and how it fails ---------------------------------------------------------
+@pytest.fixture
+def cli(tmp_path, monkeypatch):
+    """main() with build() recorded instead of run, no MODEL_WEIGHTS and no wheel in model/dist/wheels."""
+    state = SimpleNamespace(found=None)
+    monkeypatch.setattr(package, "find_ort_wheel", lambda: state.found)
+    monkeypatch.delenv("MODEL_WEIGHTS", raising=False)
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"w")
+    calls = []
+
+    def fake_build(source, out, **kwargs):
+        calls.append(SimpleNamespace(source=source, out=out, **kwargs))
+        out.write_bytes(b"x")
+        return out, True
+
+    monkeypatch.setattr(package, "build", fake_build)
+    out = ["--out", str(tmp_path / "m.tar.gz")]
+    state.__dict__.update(calls=calls, weights=weights, out=out, tmp=tmp_path)
+    return state
+
+
+def test_cli_defaults_to_the_v2_download(cli):
+    assert package.main(cli.out) == 0
+    assert cli.calls[0].source == package.WeightsSource(None, "IMAGENET1K_V2")
+
+
+@pytest.mark.parametrize("value", ["", "file"])
+def test_cli_reads_model_weights_from_the_environment(cli, monkeypatch, value):
+    monkeypatch.setenv("MODEL_WEIGHTS", str(cli.weights) if value else "")
+    assert package.main(cli.out) == 0
+    expected = (cli.weights.resolve(), "IMAGENET1K_V1") if value else (None, "IMAGENET1K_V2")
+    assert (cli.calls[0].source.path, cli.calls[0].source.preset) == expected
+
+
+def test_cli_preset_overrides_the_default_for_a_file(cli):
+    assert package.main(["--weights", str(cli.weights), "--preset", "IMAGENET1K_V2", *cli.out]) == 0
+    assert cli.calls[0].source.preset == "IMAGENET1K_V2"
+
+
+def test_cli_vendors_the_wheel_it_finds_unless_told_no_onnx(cli, capsys):
+    cli.found = wheel = _wheel(cli.tmp / WHEEL, [LINUX_SO])
+    assert package.main(cli.out) == 0
+    assert (cli.calls[-1].onnx, cli.calls[-1].ort_wheel) == (True, wheel)
+    assert package.main(["--no-onnx", *cli.out]) == 0
+    assert (cli.calls[-1].onnx, cli.calls[-1].ort_wheel) == (False, None)
+    assert "note:" not in capsys.readouterr().err
+
+
+def test_cli_notes_when_the_container_will_serve_torchscript(cli, capsys):
+    assert package.main(cli.out) == 0
+    assert "no onnxruntime wheel vendored" in capsys.readouterr().err
+
+
+NEEDS_ONNX = "--onnxruntime-wheel and --int8 need the ONNX graph; drop --no-onnx"
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (["--onnxruntime-wheel", "{tmp}/nope/" + WHEEL], "onnxruntime wheel {tmp}/nope/" + WHEEL + " does not exist"),
+        (["--no-onnx", "--int8"], NEEDS_ONNX),
+        (["--no-onnx", "--onnxruntime-wheel", "{tmp}/" + WHEEL], NEEDS_ONNX),
+    ],
+)
+def test_cli_refuses_options_that_cannot_build(cli, capsys, flags, says):
+    cli.found = _wheel(cli.tmp / WHEEL, [LINUX_SO])
+    argv = [f.format(tmp=cli.tmp) for f in flags]
+    assert package.main([*argv, *cli.out]) == 2
+    assert capsys.readouterr().err == f"error: {says.format(tmp=cli.tmp)}\n"
+    assert not cli.calls
+
+
+def test_cli_interrupted_says_nothing_was_written(cli, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(package, "build", interrupted)
+    assert package.main(cli.out) == 130
+    assert capsys.readouterr().err == "interrupted: nothing was written\n"
+
+
+def test_cli_file_error_names_the_file(cli, monkeypatch, capsys):
+    blocker = cli.tmp / "file"
+    blocker.write_text("")
+    monkeypatch.setattr(package, "build", lambda source, out, **kwargs: out.parent.mkdir())
+    assert package.main(["--out", str(blocker / "m.tar.gz")]) == 2
+    assert capsys.readouterr().err == f"error: File exists: {blocker}\n"
+
+
+def test_cli_builds_and_reports_a_relative_out_as_an_absolute_path(cli, monkeypatch, capsys):
+    monkeypatch.chdir(cli.tmp)
+    assert package.main(["--out", "rel.tar.gz"]) == 0
+    assert cli.calls[0].out == cli.tmp.resolve() / "rel.tar.gz"
+    assert f"artifact: {cli.tmp.resolve() / 'rel.tar.gz'}\n" in capsys.readouterr().out
