@@ -451,8 +451,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     weights = Path(args.weights).resolve() if args.weights else None
     preset = args.preset or ("IMAGENET1K_V1" if weights else "IMAGENET1K_V2")
-    wheel = args.onnxruntime_wheel or (find_ort_wheel() if args.onnx else None)
     try:
+        # Inside the try: a misnamed file in the wheel directory is an error line, not a traceback.
+        wheel = args.onnxruntime_wheel or (find_ort_wheel() if args.onnx else None)
         if weights is not None and weights.exists() and not weights.is_file():
             raise WeightsError(f"weights file {weights} is not a regular file")
         if weights is not None and not weights.is_file():

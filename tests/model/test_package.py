@@ -457,3 +457,17 @@ def test_cli_builds_and_reports_a_relative_out_as_an_absolute_path(cli, monkeypa
     assert package.main(["--out", "rel.tar.gz"]) == 0
     assert cli.calls[0].out == cli.tmp.resolve() / "rel.tar.gz"
     assert f"artifact: {cli.tmp.resolve() / 'rel.tar.gz'}\n" in capsys.readouterr().out
+
+
+def test_cli_a_misnamed_file_in_the_wheel_dir_is_one_error_line(tmp_path, monkeypatch, capsys):
+    # A layout like the repo's (the help text names the wheel dir relative to the project root)
+    monkeypatch.delenv("MODEL_WEIGHTS", raising=False)
+    monkeypatch.setattr(package, "ROOT", tmp_path / "model")
+    monkeypatch.setattr(package, "WHEEL_DIR", tmp_path / "model" / "dist" / "wheels")
+    package.WHEEL_DIR.mkdir(parents=True)
+    bad = "onnxruntime-latest-cp312-cp312-manylinux_2_28_x86_64.whl"  # renamed by hand: no version
+    (package.WHEEL_DIR / bad).write_bytes(b"")
+    monkeypatch.setattr(package, "build", lambda *args, **kwargs: pytest.fail("built with an unusable wheel"))
+    assert package.main(["--out", str(tmp_path / "m.tar.gz")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {bad} is not a wheel file name") and len(err.splitlines()) == 1
