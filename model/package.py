@@ -354,7 +354,7 @@ def _normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
 
 
 def fingerprint(source: WeightsSource, onnx: bool, ort_wheel: Path | None, int8: bool = False) -> str:
-    """Hash of every input of the build: weights, preset, code, builder, ONNX choice, vendored wheel."""
+    """Hash of every input of the build: weights, preset, code, builder, options, vendored wheel, libraries."""
     digest = hashlib.sha256(f"{BUILD_FORMAT}|{source.weights_id}|{source.preset}|onnx={onnx}|int8={int8}".encode())
     if int8:
         for photo in sorted(CALIBRATION_DIR.glob("*.jpg")):
@@ -368,7 +368,10 @@ def fingerprint(source: WeightsSource, onnx: bool, ort_wheel: Path | None, int8:
     digest.update(Path(__file__).read_bytes())
     # The exporters are inputs too: another torch or onnx can write another graph from the same weights. Read from
     # the installed metadata: importing torch would add seconds to every up-to-date `make model`.
-    for dist in ("torch", "torchvision", "onnx"):
+    dists = ("torch", "torchvision", "onnx")
+    if int8:  # the quantiser, and the decoding and random crops of the calibration photos, set the int8 scales
+        dists += ("onnxruntime", "pillow", "numpy")
+    for dist in dists:
         digest.update(f"|{dist}={importlib.metadata.version(dist)}".encode())
     return digest.hexdigest()
 

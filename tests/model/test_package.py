@@ -148,6 +148,15 @@ def test_calibration_photos_are_an_input_of_int8_builds_only(inputs):
     assert _fp(inputs, int8=True) != _fp(inputs)
 
 
+@pytest.mark.parametrize("dist", ["onnxruntime", "pillow", "numpy"])
+def test_the_quantiser_and_calibration_libraries_are_inputs_of_int8_builds_only(inputs, monkeypatch, dist):
+    fp32, int8 = _fp(inputs), _fp(inputs, int8=True)
+    installed = package.importlib.metadata.version
+    monkeypatch.setattr(package.importlib.metadata, "version", lambda d: "0.0" if d == dist else installed(d))
+    assert _fp(inputs) == fp32
+    assert _fp(inputs, int8=True) != int8
+
+
 # --- build: what goes in, and when it is skipped ---------------------------------------------------------------
 @pytest.fixture
 def stub_build(inputs, monkeypatch):
