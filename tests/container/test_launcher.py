@@ -6,7 +6,6 @@ import http.client
 import logging
 import socket
 import tempfile
-import time
 import urllib.error
 from pathlib import Path
 from types import SimpleNamespace
@@ -27,6 +26,7 @@ from local.torchserve import (
     serving_env,
     worker_death_cause,
 )
+from tests.waiting import wait_until
 
 BASE = Path("/tmp/torchserve-x")
 
@@ -201,13 +201,6 @@ class FakeStack:
 
     def stop(self):
         self.stopped = True
-
-
-def wait_until(condition) -> None:
-    deadline = time.monotonic() + 60  # only ends a hang
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert condition()
 
 
 def test_a_failed_replacement_keeps_answering_down_and_is_tried_again(monkeypatch, caplog):

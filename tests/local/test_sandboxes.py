@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from local.sandboxes import LambdaSandboxes
+from tests.waiting import wait_until
 
 
 def work(event: dict, context) -> int:
@@ -44,14 +45,6 @@ def one():
     pool = sandboxes(1)
     yield pool
     pool.shutdown()
-
-
-def wait_until(condition, timeout: float = 60.0) -> None:
-    """Polls `condition`; the timeout only ends a hang (on a loaded machine milliseconds can become seconds)."""
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert condition()
 
 
 def test_a_sandbox_dying_mid_invocation_fails_only_that_invocation(three, tmp_path):

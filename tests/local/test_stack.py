@@ -21,11 +21,9 @@ from components.settings import load_stack_file
 from tests.ci import skip_or_fail
 from tests.conftest import ROOT, LocalStack
 from tests.imagegen import CAT_LABELS, encode, photo, photo_bytes
+from tests.waiting import HANG_GUARD_S, wait_until
 
 pytestmark = pytest.mark.integration
-# How long a client waits for an answer or an event that must come: a hang guard, never the thing tested (the
-# stack shares a loaded CI machine, where milliseconds can become seconds).
-HANG_GUARD_S = 60
 
 
 def predict(stack, body: bytes, content_type: str = "image/jpeg", query: str = "", **kw) -> httpx.Response:
@@ -40,13 +38,6 @@ def peak_in_flight(stack, **faults) -> int:
     response = httpx.post(f"{stack.url}/__local/faults", json=faults, timeout=HANG_GUARD_S)
     response.raise_for_status()
     return response.json()["peak_in_flight"]
-
-
-def wait_for(condition, what: str) -> None:
-    deadline = time.monotonic() + HANG_GUARD_S
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {HANG_GUARD_S} s: {what}"
-        time.sleep(0.02)
 
 
 def runtime_client(stack, attempts: int = 1):
@@ -624,14 +615,14 @@ def test_a_sandbox_killed_mid_request_fails_only_that_request():
         port = int(own.url.rsplit(":", 1)[1])
         with ThreadPoolExecutor(max_workers=3) as pool:
             answers = [pool.submit(predict, own, photo_bytes("coffee.jpg")) for _ in range(3)]
-            wait_for(lambda: len(forkserver.children()) >= 3, "a sandbox per request")  # the warm one + 2 new
+            wait_until(lambda: len(forkserver.children()) >= 3, "a sandbox per request")  # the warm one + 2 new
             sandboxes = forkserver.children()
             assert len(sandboxes) == 3, "one sandbox per concurrent request"
             # The newest got the last request. Killed once its handler has called the runtime tier, it is inside
             # its invocation for certain: the slow model holds that call for 3 s. (After a fixed pause instead,
             # the first request's invocation could be over on a loaded machine, and nothing would fail.)
             newest = max(sandboxes, key=lambda sandbox: (sandbox.create_time(), sandbox.pid))
-            wait_for(
+            wait_until(
                 lambda: any(c.raddr and c.raddr.port == port for c in newest.net_connections("tcp")),
                 "the newest sandbox calling the runtime",
             )
@@ -669,7 +660,7 @@ def test_ctrl_c_with_a_request_in_flight_answers_it_in_json_without_a_traceback(
         client.start()
         # Ctrl-C only once the request is in (a fresh stack's peak starts at 0): sent after a fixed pause it could
         # reach a server that has not accepted the request yet, and the client would get a refused connection.
-        wait_for(lambda: peak_in_flight(own, delay_s=30) >= 1, "the request in flight")
+        wait_until(lambda: peak_in_flight(own, delay_s=30) >= 1, "the request in flight")
         os.killpg(own.proc.pid, signal.SIGINT)
         assert own.proc.wait(timeout=HANG_GUARD_S) == 0
         client.join(timeout=HANG_GUARD_S)
@@ -817,7 +808,7 @@ def test_closing_the_terminal_answers_the_request_in_flight_and_stops_cleanly():
         request.start()
         # The request is in its sandbox, waiting on the slow model (a fresh stack's peak starts at 0). After a
         # fixed pause instead, a loaded machine could deliver the hangup before the request, which is refused.
-        wait_for(lambda: peak_in_flight(own, delay_s=1.5) >= 1, "the request in flight")
+        wait_until(lambda: peak_in_flight(own, delay_s=1.5) >= 1, "the request in flight")
         os.killpg(own.proc.pid, signal.SIGHUP)
         request.join(timeout=HANG_GUARD_S)
         assert [a.status_code for a in answers] == [200], [a.text for a in answers]
