@@ -57,8 +57,9 @@ LAMBDA_SANDBOXES = 64
 # connections hold the server's file descriptors (and their buffers) for as long as they like.
 HEAD_TIMEOUT_S = 10.0
 BODY_TIMEOUT_S = 60.0
-# And one that stops reading its answers (e.g. pipelines requests and never reads) is dropped once writing to
-# it has been blocked this long.
+# And one that stops reading its answers (e.g. pipelines requests and never reads) is dropped once its answer
+# has not moved for this long (nginx's send_timeout: between two writes, not for the whole answer, so a slow
+# but steady reader of a large answer is never cut).
 WRITE_STALL_TIMEOUT_S = 30.0
 # How much of an unfinished request head is buffered: heads up to this size reach the gateway tier, which
 # answers over 10 KB with API Gateway's JSON 431; beyond it uvicorn answers 400 and closes.
@@ -161,6 +162,7 @@ class HeadDeadlineProtocol(H11Protocol):
     write_stall_timeout = WRITE_STALL_TIMEOUT_S
     _head_deadline: asyncio.TimerHandle | None = None
     _write_deadline: asyncio.TimerHandle | None = None
+    _write_buffered = 0  # bytes waiting in the transport when the write deadline was last armed
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -184,13 +186,26 @@ class HeadDeadlineProtocol(H11Protocol):
     def pause_writing(self) -> None:  # the client's receive window is full
         super().pause_writing()
         if self._write_deadline is None:
-            self._write_deadline = self.loop.call_later(self.write_stall_timeout, self._write_stalled)
+            self._arm_write_deadline()
 
     def resume_writing(self) -> None:
         super().resume_writing()
         if self._write_deadline is not None:
             self._write_deadline.cancel()
             self._write_deadline = None
+
+    def _arm_write_deadline(self) -> None:
+        self._write_buffered = self.transport.get_write_buffer_size()
+        self._write_deadline = self.loop.call_later(self.write_stall_timeout, self._write_deadline_passed)
+
+    def _write_deadline_passed(self) -> None:
+        # Writes stay paused until the buffer drains below the low-water mark, which a large answer to a slow
+        # reader takes longer than the deadline to do: what counts is whether the client took any of it. (While
+        # paused, uvicorn writes nothing more, so a smaller buffer means bytes went out.)
+        if self.transport.get_write_buffer_size() < self._write_buffered:
+            self._arm_write_deadline()
+        else:
+            self._write_stalled()
 
     def _write_stalled(self) -> None:
         self._write_deadline = None

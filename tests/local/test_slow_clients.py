@@ -29,6 +29,18 @@ class ShortHeadDeadline(server.HeadDeadlineProtocol):
     head_timeout = HEAD_TIMEOUT_S
     write_stall_timeout = WRITE_STALL_TIMEOUT_S
     stalled = threading.Event()  # set when the server drops a connection whose writes stalled
+    paused = threading.Event()  # set when writing to a client first has to wait for it
+    moved_on = threading.Event()  # set when the write deadline passes and finds the answer has moved
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self.paused.set()
+
+    def _write_deadline_passed(self) -> None:
+        progressed = self.transport.get_write_buffer_size() < self._write_buffered
+        super()._write_deadline_passed()
+        if progressed:
+            self.moved_on.set()
 
     def _write_stalled(self) -> None:
         super()._write_stalled()
@@ -176,3 +188,35 @@ def test_a_client_that_reads_gets_the_whole_answer(url, monkeypatch):
     with connect(url) as conn:
         conn.sendall(b"GET /big HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
         assert download(conn) > BIG  # head + body: a reader that keeps up is never cut
+
+
+def receive(conn: socket.socket, size: int) -> int:
+    """Reads at least `size` bytes (fewer if the server closes first); returns how many."""
+    conn.settimeout(HANG_GUARD_S)
+    got = 0
+    while got < size and (chunk := conn.recv(1 << 20)):
+        got += len(chunk)
+    return got
+
+
+def test_a_slow_reader_of_a_large_answer_is_not_cut(url, monkeypatch):
+    # The deadline is on progress, not on the whole transfer: this client takes part of the answer within the
+    # deadline, then nothing until the deadline has passed (and seen that progress), then the rest. Cutting
+    # it would need the deadline to count from the first full buffer, which is what used to happen.
+    for name in ("stalled", "paused", "moved_on"):
+        monkeypatch.setattr(ShortHeadDeadline, name, threading.Event())
+    # Long enough that taking 6 MB over loopback never misses it; it is waited out once.
+    monkeypatch.setattr(ShortHeadDeadline, "write_stall_timeout", 2.0)
+    conn = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    with conn:
+        conn.connect(url)
+        conn.sendall(b"GET /big HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        assert ShortHeadDeadline.paused.wait(HANG_GUARD_S), "the answer never filled the buffers"
+        # More than the server's socket send buffer can hold (Linux caps it at 4 MB by default), so the
+        # server's own buffer has to shrink.
+        first = receive(conn, 6 << 20)
+        assert ShortHeadDeadline.moved_on.wait(HANG_GUARD_S), "the deadline did not see the answer move"
+        assert not ShortHeadDeadline.stalled.is_set()
+        assert first + download(conn) > BIG  # head + body
+    assert not ShortHeadDeadline.stalled.is_set()
