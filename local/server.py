@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import h11
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
@@ -210,6 +211,20 @@ class HeadDeadlineProtocol(H11Protocol):
     def _write_stalled(self) -> None:
         self._write_deadline = None
         self.transport.abort()  # close() would wait for the buffered answer to drain, which is the problem
+
+    def send_400_response(self, msg: str) -> None:
+        """What is not HTTP/1.1 at all (a garbled head, a bad Content-Length) gets JSON like every other error,
+        not uvicorn's plain text; the connection closes, as nothing after the error can be trusted to parse."""
+        body = json.dumps({"message": "Bad Request: not a valid HTTP/1.1 request"}).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
+        for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"), h11.Data(data=body)):
+            self.transport.write(self.conn.send(event))
+        self.transport.write(self.conn.send(h11.EndOfMessage()))
+        self.transport.close()
 
     def _between_requests(self) -> bool:
         return self.cycle is None or self.cycle.response_complete

@@ -3,6 +3,7 @@ server's protocol) and on each body (read_capped), with deadlines shortened so t
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -154,6 +155,27 @@ def test_a_stalled_body_gets_a_json_408(url):
         response = read_response(conn)
         assert response.startswith(b"HTTP/1.1 408"), response
         assert response.endswith(b'{"message":"Request Timeout"}'), response
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: ten\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",  # a TLS hello on the plain port
+        b"GET / HTTP/1.1\r\nbad header\r\n\r\n",
+    ],
+    ids=["bad-length", "two-lengths", "tls", "header-without-colon"],
+)
+def test_what_is_not_http_gets_a_json_400_and_a_closed_connection(url, raw):
+    with connect(url) as conn:
+        conn.sendall(raw)
+        response = read_response(conn)
+        head, _, body = response.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 "), response
+        assert b"content-type: application/json" in head.lower(), response
+        assert json.loads(body) == {"message": "Bad Request: not a valid HTTP/1.1 request"}
+        assert closed_by_server(conn, within=HANG_GUARD_S)
 
 
 def download(conn: socket.socket) -> int:
