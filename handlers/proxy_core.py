@@ -106,7 +106,10 @@ class ApiError(Exception):
 
 
 def too_large(limit: int, what: str = "The image") -> ApiError:
-    return ApiError("payload_too_large", f"{what} is too large; send at most {limit} bytes.")
+    """413 naming the limit in bytes and, for a limit of 1 MiB or more, in MiB: "4,194,304 bytes (4 MiB)"."""
+    mib = f"{limit / 1048576:.1f}".removesuffix(".0")
+    size = f"{limit:,} bytes" + (f" ({mib} MiB)" if limit >= 1048576 else "")
+    return ApiError("payload_too_large", f"{what} is too large; send at most {size}.")
 
 
 class ConfigError(RuntimeError):
@@ -237,6 +240,9 @@ def sniff_image_type(data: bytes) -> str | None:
     return None
 
 
+NOT_RECOGNIZED = "not a recognizable image"
+
+
 def describe_unsupported(data: bytes) -> str:
     """A human name for bytes we refuse, so the 415 message says what was actually sent."""
     for signature, name in _UNSUPPORTED_SIGNATURES:
@@ -249,7 +255,7 @@ def describe_unsupported(data: bytes) -> str:
     head = data[:256].lstrip().lower()
     if head.startswith((b"<?xml", b"<svg")) or b"<svg" in head:
         return "an SVG image"
-    return "not a recognizable image"
+    return NOT_RECOGNIZED
 
 
 def decode_base64(text: str, field: str) -> bytes:
@@ -303,10 +309,10 @@ def check_image(data: bytes, declared: str | None, max_image_bytes: int) -> str:
         raise too_large(max_image_bytes)
     sniffed = sniff_image_type(data)
     if sniffed is None:
-        raise ApiError(
-            "unsupported_media_type",
-            f"The image is {describe_unsupported(data)}; send a JPEG, PNG or WebP image.",
-        )
+        what = describe_unsupported(data)
+        # "The image is a GIF image", but not "The image is not a recognizable image".
+        sent = "The data sent is" if what == NOT_RECOGNIZED else "The image is"
+        raise ApiError("unsupported_media_type", f"{sent} {what}; send a JPEG, PNG or WebP image.")
     if declared in SUPPORTED_IMAGE_TYPES and declared != sniffed:
         raise ApiError(
             "bad_request", f"The image was declared as {declared} but its bytes are {sniffed}; fix the type."

@@ -234,7 +234,7 @@ def test_top_k_errors_name_the_field(proxy, no_call):
 def test_oversize_raw_body_is_413_with_the_default_4mb_cap(proxy, no_call):
     big = JPEG + b"\x00" * (4 * 1024 * 1024)
     body = assert_error(call(proxy, make_event(body=big)), 413, "payload_too_large")
-    assert "4194304" in body["message"]
+    assert "4,194,304 bytes (4 MiB)" in body["message"]
 
 
 def test_oversize_json_body_is_413(proxy, no_call):
@@ -247,7 +247,7 @@ def test_max_image_bytes_env_lowers_the_cap(proxy_env, capsys, monkeypatch):
     proxy = load_proxy()
     monkeypatch.setattr(proxy, "CLIENT", NoCallClient())
     body = assert_error(call(proxy, make_event(body=JPEG + b"\x00" * 1000)), 413, "payload_too_large")
-    assert "1000 bytes" in body["message"]
+    assert "1,000 bytes" in body["message"]
 
 
 # ---- preflight and CORS -----------------------------------------------------------------------------------

@@ -160,6 +160,12 @@ def test_non_image_bytes_never_pass_even_when_declared_jpeg(data):
     rejects("unsupported_media_type", 415, parse, data, "image/jpeg")
 
 
+def test_the_415_for_unknown_bytes_reads_as_a_sentence():
+    message = rejects("unsupported_media_type", 415, parse, b"just some text bytes", "image/jpeg").message
+    assert message == "The data sent is not a recognizable image; send a JPEG, PNG or WebP image."
+    assert rejects("unsupported_media_type", 415, parse, GIF, "image/jpeg").message.startswith("The image is a GIF")
+
+
 @pytest.mark.parametrize("body", [None, ""])
 def test_empty_body_is_400(body):
     rejects(
@@ -176,8 +182,14 @@ def test_empty_body_is_400(body):
 
 def test_raw_body_over_the_cap_is_413():
     error = rejects("payload_too_large", 413, parse, JPEG + b"x" * 100, max_image_bytes=100)
-    assert "100 bytes" in error.message
+    assert "send at most 100 bytes." in error.message
     assert parse(JPEG[:100], max_image_bytes=100).image == JPEG[:100]
+
+
+def test_the_413_names_a_large_limit_in_mib_too():
+    error = core.too_large(4 * 1024 * 1024, "The request body")
+    assert error.message == "The request body is too large; send at most 4,194,304 bytes (4 MiB)."
+    assert "(1.5 MiB)" in core.too_large(1572864).message
 
 
 def test_oversized_base64_body_is_413_before_decoding():
