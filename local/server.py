@@ -334,18 +334,26 @@ def create_app(
                     }
                 )
             return Response(status_code=204, headers=preflight)
+        request_id = uuid.uuid4().hex[:16]
+
+        def refused(status: int) -> Response:
+            """API Gateway's own answer before any invocation: its id and CORS headers, as on every answer."""
+            answer = gateway.gateway_error(status)
+            answer.headers.extend(cors_headers(origin).items())
+            answer.headers.append(("apigw-requestid", request_id))
+            return _respond(answer)
+
         if request.method != "POST":  # the cloud API has only the POST /predict route
-            return _respond(gateway.gateway_error(404))
+            return refused(404)
         if header_bytes(request) > gateway.MAX_HEADER_BYTES:
-            return _respond(gateway.gateway_error(431))
+            return refused(431)
         started = time.perf_counter()
         try:
             body = await read_capped(request, gateway.MAX_BODY_BYTES)
         except BodyTimeout:
-            return _respond(gateway.gateway_error(408))
+            return refused(408)
         if body is None:
-            return _respond(gateway.gateway_error(413))
-        request_id = uuid.uuid4().hex[:16]
+            return refused(413)
         event = gateway.build_event(
             method=request.method,
             path=request.scope["path"],

@@ -178,6 +178,22 @@ def test_a_body_that_stalls_is_a_json_408_on_both_tiers(tiers, monkeypatch):
     assert tiers.sandboxes.events == [] and tiers.container.seen == []
 
 
+def test_the_gateways_own_refusals_carry_its_request_id_and_cors(tiers, monkeypatch):
+    # API Gateway answers these before any invocation, with its id (which the UI shows) and CORS, as on any answer.
+    monkeypatch.setattr(gateway, "MAX_BODY_BYTES", 100)
+    site = {"origin": SITE_ORIGIN}
+    answers = {
+        413: tiers.predict(body=JPEG + b"x" * 100, headers=site),
+        431: tiers.predict(headers={**site, "x-big": "a" * (gateway.MAX_HEADER_BYTES + 1)}),
+        404: tiers.request("GET", "/predict", headers=site),
+    }
+    for status, response in answers.items():
+        assert response.status_code == status and set(response.json()) == {"message"}, response.text
+        assert len(response.headers["apigw-requestid"]) == 16, status
+        assert response.headers["access-control-allow-origin"] == SITE_ORIGIN, status
+    assert tiers.sandboxes.events == []
+
+
 # --- CORS, which API Gateway answers itself --------------------------------------------------------------------
 def test_cors_headers_are_the_gateways_not_the_functions(tiers):
     tiers.sandboxes.result = {
