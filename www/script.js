@@ -105,7 +105,7 @@ export function retryDelayMs(attempt, retryAfterSeconds = null, random = Math.ra
 }
 
 // The precision or unit is chosen after rounding: 0.9996% read "1.00%" beside "1.0%", 999.6 ms "1000 ms" and
-// 1048575 bytes "1024.0 KB".
+// 1048575 bytes "1024.0 KB"; under 1 KB the size is in bytes.
 export function formatPercent(prob) {
   const pct = Math.min(100, Math.max(0, prob * 100));
   const fine = pct.toFixed(2);
@@ -117,6 +117,8 @@ export function formatMs(ms) {
 }
 
 export function formatBytes(bytes) {
+  // A tiny file read "0.0 KB".
+  if (bytes < 1024) return bytes === 1 ? "1 byte" : `${bytes} bytes`;
   const kb = (bytes / 1024).toFixed(1);
   return Number(kb) >= 1024 ? `${(bytes / (1024 * 1024)).toFixed(1)} MB` : `${kb} KB`;
 }

@@ -965,6 +965,7 @@ def test_formatters_and_predict_url(stub_ui: Any) -> None:
         """return [m.formatPercent(0.7312), m.formatPercent(0.0042), m.formatPercent(1.2), m.formatMs(41.2),
                 m.formatMs(1234), m.formatBytes(27116), m.formatPercent(0.009996), m.formatPercent(0.0099),
                 m.formatMs(999.6), m.formatMs(999.4), m.formatBytes(1048575), m.formatBytes(3407872),
+                m.formatBytes(43), m.formatBytes(1023), m.formatBytes(1024),
                 m.predictUrl({apiUrl: "https://abc.execute-api.eu-west-1.amazonaws.com/"}),
                 m.predictUrl({apiUrl: "http://127.0.0.1:9000/prod"}, 3)];""",
     )
@@ -981,6 +982,9 @@ def test_formatters_and_predict_url(stub_ui: Any) -> None:
         "999 ms",
         "1.0 MB",
         "3.3 MB",
+        "43 bytes",  # a tiny file, not "0.0 KB"
+        "1023 bytes",
+        "1.0 KB",
         "https://abc.execute-api.eu-west-1.amazonaws.com/predict?top_k=5",
         "http://127.0.0.1:9000/prod/predict?top_k=3",
     ]
