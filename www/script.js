@@ -346,13 +346,14 @@ function init() {
   }
 
   function showPreview(blob, width, height, cropped, originalBytes) {
-    const original = originalBytes === null ? "" : ` (your file: ${formatBytes(originalBytes)})`;
+    // A no-break space keeps each size whole: the centred caption wrapped "78.1" and "KB" onto two lines.
+    const size = (bytes) => formatBytes(bytes).replace(" ", "\u00a0");
+    const original = originalBytes === null ? "" : ` (your file: ${size(originalBytes)})`;
     const part = cropped ? " (the centre: the model reads only that)" : "";
     if (previewUrl) URL.revokeObjectURL(previewUrl);
     previewUrl = URL.createObjectURL(blob);
     el.previewImage.src = previewUrl;
-    el.previewCaption.textContent =
-      `Sent ${width}×${height} JPEG${part}, ${formatBytes(blob.size)}${original}`;
+    el.previewCaption.textContent = `Sent ${width}×${height} JPEG${part}, ${size(blob.size)}${original}`;
     el.predictions.replaceChildren();
     el.predictionsWrap.hidden = true;
     el.timing.textContent = "";

@@ -62,7 +62,8 @@ def test_upload_sends_downscaled_jpeg_and_renders_top5(stub_ui: Any, stub_stack:
     assert "model endpoint 35 ms" in timing
     caption = ui.page.inner_text("#preview-caption")
     assert "385×256" in caption
-    assert f"(your file: {CHELSEA.stat().st_size / 1024:.1f} KB)" in caption
+    # A no-break space: the centred caption must not wrap between a size and its unit.
+    assert f"(your file: {CHELSEA.stat().st_size / 1024:.1f}\u00a0KB)" in caption
     assert ui.page.is_visible("#predictions-wrap")
     # The live region is what a screen reader announces: it must name the top answer, not another line.
     assert ui.status_text() == "Done: most likely stub label one (62.0%)."
@@ -88,7 +89,7 @@ def test_12mp_photo_is_sent_small(stub_ui: Any, stub_stack: Any, photo_12mp: Pat
     assert len(body) <= 60 * 1024
     assert ui.jpeg_size(body) == (341, 256)
     megabytes = photo_12mp.stat().st_size / (1024 * 1024)
-    assert f"(your file: {megabytes:.1f} MB)" in ui.page.inner_text("#preview-caption")
+    assert f"(your file: {megabytes:.1f}\u00a0MB)" in ui.page.inner_text("#preview-caption")
 
 
 def test_12mp_panorama_is_sent_small_too(stub_ui: Any, stub_stack: Any, panorama_12mp: Path) -> None:
