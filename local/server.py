@@ -337,9 +337,10 @@ def create_app(
         request_id = uuid.uuid4().hex[:16]
 
         def refused(status: int) -> Response:
-            """API Gateway's own answer before any invocation: its id and CORS headers, as on every answer."""
+            """API Gateway's own answer before any invocation: its id, as on every answer, but no CORS headers
+            (AWS adds those "to the response from an integration", and there is none; a browser page sees a
+            network error, as it would in the cloud)."""
             answer = gateway.gateway_error(status)
-            answer.headers.extend(cors_headers(origin).items())
             answer.headers.append(("apigw-requestid", request_id))
             return _respond(answer)
 
