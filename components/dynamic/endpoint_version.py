@@ -9,7 +9,8 @@ So the Model and EndpointConfiguration are declared with `retain_on_delete` and 
 with them: its delete asks SageMaker what the endpoint runs on first. It deletes the configuration unless the
 endpoint is on it (or between states), and the model unless the endpoint's configuration still uses it (a memory
 or concurrency change keeps the Model). The Endpoint depends on it, so `pulumi destroy` deletes the endpoint first
-and then both.
+and then both. When the endpoint is gone (destroy, or a rename in the same update), it keeps whatever another
+endpoint of the region still runs on.
 """
 
 from __future__ import annotations
@@ -76,32 +77,58 @@ class EndpointVersionProvider(AwsProvider):
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         return UpdateResult(outs=self._outs(news))
 
+    @staticmethod
+    def _running(client: Any, endpoint: dict[str, Any], config_name: str, model_name: str) -> tuple[str, str, str]:
+        """(status, configuration, model) an endpoint runs, from its DescribeEndpoint answer."""
+        running_config = endpoint.get("EndpointConfigName")
+        running_model = None
+        if running_config and running_config != config_name:
+            try:
+                variants = client.describe_endpoint_config(EndpointConfigName=running_config)["ProductionVariants"]
+            except client.exceptions.ClientError as e:
+                # The endpoint runs on a configuration someone deleted (by hand, or as in #40048): which
+                # Model it runs is unknown, so the model stays; failing here would fail every later up.
+                if not _not_found(e):
+                    raise
+                variants = [{"ModelName": model_name}]
+            running_model = variants[0]["ModelName"] if variants else None
+        return endpoint.get("EndpointStatus"), running_config, running_model
+
+    def _used_elsewhere(self, client: Any, config_name: str, model_name: str) -> tuple[bool, bool]:
+        """(does any endpoint run the configuration?, the model?): asked when this version's endpoint is gone. It
+        is gone on `pulumi destroy`, and also when the endpoint was renamed in the same update that replaced this
+        version (endpointName and memorySizeMb changed together): the renamed endpoint, created first, may run a
+        new configuration on this very Model."""
+        used_config = used_model = False
+        for page in client.get_paginator("list_endpoints").paginate():
+            for summary in page.get("Endpoints", []):
+                try:
+                    endpoint = client.describe_endpoint(EndpointName=summary["EndpointName"])
+                except client.exceptions.ClientError as e:
+                    if not _not_found(e):  # deleted since the listing: it runs nothing
+                        raise
+                    continue
+                _status, running_config, running_model = self._running(client, endpoint, config_name, model_name)
+                used_config = used_config or running_config == config_name
+                used_model = used_model or running_config == config_name or running_model == model_name
+        return used_config, used_model
+
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         client = self.client("sagemaker", region=props["region"])
+        config_name, model_name = props["config_name"], props["model_name"]
         try:
             endpoint = client.describe_endpoint(EndpointName=props["endpoint_name"])
         except client.exceptions.ClientError as e:
             if not _not_found(e):
                 raise
-            running = None
+            used_config, used_model = self._used_elsewhere(client, config_name, model_name)
+            delete_config, delete_model = not used_config, not used_model
         else:
-            running_config = endpoint.get("EndpointConfigName")
-            running_model = None
-            if running_config and running_config != props["config_name"]:
-                try:
-                    variants = client.describe_endpoint_config(EndpointConfigName=running_config)["ProductionVariants"]
-                except client.exceptions.ClientError as e:
-                    # The endpoint runs on a configuration someone deleted (by hand, or as in #40048): which
-                    # Model it runs is unknown, so the model stays; failing here would fail every later up.
-                    if not _not_found(e):
-                        raise
-                    variants = [{"ModelName": props["model_name"]}]
-                running_model = variants[0]["ModelName"] if variants else None
-            running = (endpoint.get("EndpointStatus"), running_config, running_model)
-        delete_config, delete_model = what_to_retire(props["config_name"], props["model_name"], running)
+            running = self._running(client, endpoint, config_name, model_name)
+            delete_config, delete_model = what_to_retire(config_name, model_name, running)
         calls = [
-            (delete_config, client.delete_endpoint_config, {"EndpointConfigName": props["config_name"]}),
-            (delete_model, client.delete_model, {"ModelName": props["model_name"]}),
+            (delete_config, client.delete_endpoint_config, {"EndpointConfigName": config_name}),
+            (delete_model, client.delete_model, {"ModelName": model_name}),
         ]
         for wanted, call, kwargs in calls:
             if not wanted:

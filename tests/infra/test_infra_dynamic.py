@@ -578,6 +578,35 @@ def test_a_memory_change_retires_the_configuration_but_keeps_the_shared_model(aw
     assert _sagemaker_names() == ({"config-2"}, {"model-config-1"})
 
 
+def test_a_rename_with_a_memory_change_keeps_the_model_the_renamed_endpoint_runs(aws: None) -> None:
+    """endpointName and memorySizeMb changed in one `pulumi up`: the Endpoint is replaced (new name, on config-2,
+    which keeps the Model) and so is the version (new configuration). The old endpoint is deleted first, so the old
+    version finds no endpoint under its name; the Model is still the renamed endpoint's, and deleting it would
+    break every later configuration built on it (CreateEndpointConfig: 'Could not find model')."""
+    client = boto3.client("sagemaker", region_name=REGION)
+    serve_config("mobilenet-test", "config-1")
+    client.create_endpoint_config(
+        EndpointConfigName="config-2",
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": "model-config-1",
+                "ServerlessConfig": {"MemorySizeInMB": 3072, "MaxConcurrency": 5},
+            }
+        ],
+    )
+    client.create_endpoint(EndpointName="mobilenet-renamed", EndpointConfigName="config-2")
+    client.delete_endpoint(EndpointName="mobilenet-test")
+    EndpointVersionProvider().delete("config-1", _version("config-1"))
+    assert _sagemaker_names() == ({"config-2"}, {"model-config-1"})
+
+
+def test_a_gone_endpoint_keeps_what_another_endpoint_runs_on(aws: None) -> None:
+    serve_config("other", "config-1")  # another endpoint (by hand) on this very configuration
+    EndpointVersionProvider().delete("config-1", _version("config-1"))  # mobilenet-test does not exist
+    assert _sagemaker_names() == ({"config-1"}, {"model-config-1"})
+
+
 def test_destroy_retires_the_last_version_after_the_endpoint(aws: None) -> None:
     serve_config("mobilenet-test", "config-1")
     boto3.client("sagemaker", region_name=REGION).delete_endpoint(EndpointName="mobilenet-test")
@@ -705,9 +734,21 @@ def test_a_failing_retirement_fails_the_delete(monkeypatch: pytest.MonkeyPatch) 
     provider, stub = _stubbed_version_provider(monkeypatch)
     with stub:
         stub.add_client_error("describe_endpoint", "ValidationException", "Could not find endpoint mobilenet-test.")
+        stub.add_response("list_endpoints", {"Endpoints": []})
         stub.add_client_error("delete_endpoint_config", "AccessDeniedException", "not authorized")
         with pytest.raises(ClientError, match="AccessDeniedException"):
             provider.delete("config-1", _version("config-1"))
+
+
+def test_a_gone_endpoint_whose_region_cannot_be_listed_keeps_the_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not knowing whether a renamed endpoint runs on them, nothing is deleted: the delete fails (Pulumi retries)."""
+    provider, stub = _stubbed_version_provider(monkeypatch)
+    with stub:
+        stub.add_client_error("describe_endpoint", "ValidationException", "Could not find endpoint mobilenet-test.")
+        stub.add_client_error("list_endpoints", "AccessDeniedException", "not authorized")
+        with pytest.raises(ClientError, match="AccessDeniedException"):
+            provider.delete("config-1", _version("config-1"))
+        stub.assert_no_pending_responses()
 
 
 # ------------------------------------------------------------------------------------- credentials
