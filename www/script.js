@@ -112,6 +112,20 @@ export function formatPercent(prob) {
   return Number(fine) >= 1 ? `${pct.toFixed(1)}%` : `${fine}%`;
 }
 
+// Below this the top answer is a guess: the model knows only ImageNet's 1000 categories, and a photo of none
+// of them (a blank wall, a diagram) still gets its "best" one, often at a few percent.
+export const LOW_CONFIDENCE = 0.25;
+
+/** The status line once predictions arrive: a confident answer is stated, a low one is called a guess. */
+export function describeTopPrediction(predictions, lowConfidence = LOW_CONFIDENCE) {
+  const top = predictions[0];
+  if (!top) return "Done.";
+  const answer = `${top.label} (${formatPercent(top.prob)})`;
+  return top.prob < lowConfidence
+    ? `Done, but the model is not sure: its best guess is ${answer}. It knows only 1000 kinds of object.`
+    : `Done: most likely ${answer}.`;
+}
+
 export function formatMs(ms) {
   return Math.round(ms) >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${Math.round(ms)} ms`;
 }
@@ -428,8 +442,7 @@ function init() {
         renderPredictions(predictions);
         el.results.scrollIntoView({ block: "nearest" });
         el.timing.textContent = describeTiming(roundTrip, body.latency_ms);
-        const top = predictions[0];
-        setStatus("done", top ? `Done: most likely ${top.label} (${formatPercent(top.prob)}).` : "Done.");
+        setStatus("done", describeTopPrediction(predictions));
         return;
       }
 
@@ -515,7 +528,16 @@ function init() {
 
   el.fileInput.addEventListener("change", () => {
     const file = el.fileInput.files && el.fileInput.files[0];
-    if (file) classify(fromFile(file));
+    if (file) {
+      classify(fromFile(file));
+    } else if (!busy) {
+      // The picker was emptied (a cancelled dialog does that in some browsers): Classify must not go on
+      // sending a photo the form no longer names.
+      current = null;
+      el.results.hidden = true;
+      el.classifyButton.disabled = true;
+      setStatus("idle", "Pick a photo to start.");
+    }
   });
 
   for (const button of el.samples) {

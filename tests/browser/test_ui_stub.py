@@ -21,6 +21,7 @@ pytestmark = pytest.mark.browser
 
 WWW = Path(__file__).resolve().parents[2] / "www"
 CHELSEA = WWW / "samples" / "chelsea.jpg"
+COFFEE = WWW / "samples" / "coffee.jpg"
 NOT_AN_IMAGE = "not an image we can read"
 CANNOT_DECODE = "could not open the file"
 
@@ -314,6 +315,28 @@ def test_classify_button_resends_the_current_photo(stub_ui: Any, stub_stack: Any
     bodies = [r.body for r in stub_stack.predict_requests()]
     assert len(bodies) == 2
     assert ui.jpeg_size(bodies[1]) == (385, 256)
+
+
+def test_an_emptied_file_picker_forgets_the_photo(stub_ui: Any, stub_stack: Any) -> None:
+    ui = stub_ui.open()
+    ui.upload(CHELSEA)
+    ui.wait_done()
+    ui.page.set_input_files("#file-input", [])  # what a cancelled dialog leaves in some browsers: no file
+    assert ui.page.is_disabled("#classify-button"), "Classify would send a photo the form no longer names"
+    assert ui.page.is_hidden("#results")
+    assert ui.status_text() == "Pick a photo to start."
+    ui.page.dispatch_event("#classify-form", "submit")  # Enter in the form: still nothing to send
+    ui.upload(COFFEE)
+    ui.wait_done()
+    assert len(stub_stack.predict_requests()) == 2, "the form sent the forgotten photo"
+
+
+def test_touch_screens_are_not_offered_drop_and_paste(make_ui: Any, stub_stack: Any) -> None:
+    phone = make_ui(stub_stack, width=375, height=667, has_touch=True, is_mobile=True).open()
+    assert phone.page.inner_text("label[for=file-input]").strip() == "Choose a photo"
+    desktop = make_ui(stub_stack).open()
+    label = " ".join(desktop.page.inner_text("label[for=file-input]").split())
+    assert label == "Choose a photo, drop one here, or paste one (Ctrl+V)"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1000,6 +1023,26 @@ def test_formatters_and_predict_url(stub_ui: Any) -> None:
     assert all(e and "apiUrl" in e for e in errors), errors
     timings = run_js(ui, "return [m.describeTiming(120, {total: 41}), m.describeTiming(120, null)];")
     assert timings == ["Round trip 120 ms · server 41 ms", "Round trip 120 ms"], "parts not sent are left out"
+
+
+def test_a_low_confidence_answer_is_called_a_guess(stub_ui: Any) -> None:
+    ui = stub_ui.open()
+    got = run_js(
+        ui,
+        """const p = (label, prob) => [{label, prob}];
+           return [m.describeTopPrediction([]), m.describeTopPrediction(p("espresso", 0.81)),
+                   m.describeTopPrediction(p("bobsled", 0.25)), m.describeTopPrediction(p("can opener", 0.017)),
+                   m.describeTopPrediction(p("bobsled", 0.2)), m.LOW_CONFIDENCE];""",
+    )
+    guess = "Done, but the model is not sure: its best guess is {}. It knows only 1000 kinds of object."
+    assert got == [
+        "Done.",
+        "Done: most likely espresso (81.0%).",
+        "Done: most likely bobsled (25.0%).",  # the bound itself is not a guess
+        guess.format("can opener (1.7%)"),
+        guess.format("bobsled (20.0%)"),
+        0.25,
+    ]
 
 
 def test_describe_failure_table(stub_ui: Any) -> None:
