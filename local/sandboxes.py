@@ -27,7 +27,12 @@ from typing import Any
 HANDLER_MODULE = "handlers.inference_proxy"
 
 
-def _sandbox_init(server_pid: int) -> None:
+_begun: Any = None  # in a sandbox: its shared count of invocations begun (see LambdaSandboxes._finished)
+
+
+def _sandbox_init(server_pid: int, begun: Any = None) -> None:
+    global _begun
+    _begun = begun
     # Ctrl-C on `make demo`, or a closed terminal's SIGHUP, reaches the whole process group; the server shuts the
     # sandboxes down itself once its requests are answered. (SIGTERM stays fatal: the pool's terminate() uses it.)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -46,6 +51,14 @@ def _exit_with_server(server_pid: int) -> None:
             os.kill(server_pid, 0)
         except (ProcessLookupError, PermissionError):  # gone (PermissionError: the pid now is someone else's)
             os._exit(0)
+
+
+def _begin(fn: Callable[..., Any], *args: Any) -> Any:
+    """Every call a sandbox runs: counted before it starts, so the server knows whether a sandbox that died
+    had begun it."""
+    if _begun is not None:
+        _begun.value += 1
+    return fn(*args)
 
 
 def _import_handler() -> None:
@@ -69,8 +82,8 @@ class LambdaSandboxes:
     Each sandbox is an executor of its own with one worker process, so a sandbox that dies (killed, out of
     memory) fails only the invocation it was running, as in Lambda (Runtime.ExitError), and is replaced; one
     shared process pool would mark itself broken and fail every invocation in flight. A sandbox that dies
-    while idle is replaced as soon as its executor notices (milliseconds); a request that races that window
-    gets the same 500 as a crash.
+    while idle is replaced as soon as its executor notices (milliseconds); an invocation sent to it in that
+    window, which it never began, runs in a new sandbox instead, as Lambda would run it.
 
     The handler reads its configuration from os.environ at import, so set the environment before the first
     `submit` (which starts the fork server), or pass it to `warm` (which must then start the fork server: it is
@@ -88,6 +101,7 @@ class LambdaSandboxes:
         self._target = target
         self._lock = threading.Lock()
         self._sandboxes: set[ProcessPoolExecutor] = set()  # every live sandbox, idle or busy
+        self._begun: dict[ProcessPoolExecutor, Any] = {}  # each sandbox's count of invocations begun
         self._idle: list[ProcessPoolExecutor] = []  # a stack: the most recently used sandbox serves next, as in Lambda
         self._waiting: deque[tuple[Future, Callable[..., Any], tuple]] = deque()
         self._closed = False
@@ -102,10 +116,12 @@ class LambdaSandboxes:
     def _new_sandbox(self) -> ProcessPoolExecutor:
         if self._closed:
             raise RuntimeError("the sandboxes are shut down")
+        begun = self._context.RawValue("Q", 0)  # shared memory: readable after the sandbox has died
         sandbox = ProcessPoolExecutor(
-            max_workers=1, mp_context=self._context, initializer=_sandbox_init, initargs=(os.getpid(),)
+            max_workers=1, mp_context=self._context, initializer=_sandbox_init, initargs=(os.getpid(), begun)
         )
         self._sandboxes.add(sandbox)
+        self._begun[sandbox] = begun
         return sandbox
 
     def _take(self) -> ProcessPoolExecutor | None:
@@ -181,26 +197,57 @@ class LambdaSandboxes:
             self._release(None)
         return result
 
-    def _start(self, sandbox: ProcessPoolExecutor, result: Future, fn: Callable[..., Any], args: tuple) -> bool:
-        """Hand a running `result` to `sandbox`; False when that failed and the sandbox's slot is free again."""
+    def _start(
+        self, sandbox: ProcessPoolExecutor, result: Future, fn: Callable[..., Any], args: tuple, retry: bool = True
+    ) -> bool:
+        """Hand a running `result` to `sandbox`; False when that failed and the sandbox's slot is free again.
+        `retry`: whether a sandbox found dead before it began the invocation may be replaced to run it."""
         try:
             try:
-                inner = sandbox.submit(fn, *args)
+                begun = self._begun.get(sandbox)
+                if begun is None:  # shutdown() let go of it meanwhile
+                    raise RuntimeError("the sandboxes are shut down")
+                before = begun.value
+                inner = sandbox.submit(_begin, fn, *args)
             except BrokenProcessPool:  # it died while idle and its executor noticed: Lambda would use a new one
                 self._discard(sandbox)
                 with self._lock:
                     sandbox = self._new_sandbox()
-                inner = sandbox.submit(fn, *args)
+                    begun = self._begun[sandbox]
+                before = begun.value
+                inner = sandbox.submit(_begin, fn, *args)
         except BaseException as error:  # shut down meanwhile, or the OS refused a process (EMFILE, ENOMEM)
             self._discard(sandbox)
             result.set_exception(error)
             return False
-        inner.add_done_callback(lambda done: self._finished(sandbox, done, result))
+        chosen = sandbox
+        # Whether the sandbox began this invocation, asked if it dies: its count moved past `before`.
+        never_begun = (lambda: begun.value == before) if retry else (lambda: False)
+        inner.add_done_callback(lambda done: self._finished(chosen, done, result, fn, args, never_begun))
         return True
 
-    def _finished(self, sandbox: ProcessPoolExecutor, done: Future, result: Future) -> None:
+    def _finished(
+        self,
+        sandbox: ProcessPoolExecutor,
+        done: Future,
+        result: Future,
+        fn: Callable[..., Any],
+        args: tuple,
+        never_begun: Callable[[], bool],
+    ) -> None:
         error = RuntimeError("the sandboxes are shut down") if done.cancelled() else done.exception()
         gone = done.cancelled() or isinstance(error, BrokenProcessPool)
+        if isinstance(error, BrokenProcessPool) and never_begun():
+            # It died while idle, and the invocation reached it before its executor noticed: the handler never
+            # ran, so a new sandbox runs it (once: a sandbox that cannot even start would otherwise loop).
+            self._discard(sandbox)
+            with self._lock:
+                closed = self._closed
+                replacement = None if closed else self._new_sandbox()
+            if replacement is not None:
+                if not self._start(replacement, result, fn, args, retry=False):
+                    self._release(None)
+                return
         try:
             if gone:  # it died mid-invocation (or was shut down): Lambda starts a new one for the next request
                 self._discard(sandbox)
@@ -216,6 +263,7 @@ class LambdaSandboxes:
     def _discard(self, sandbox: ProcessPoolExecutor) -> None:
         with self._lock:
             self._sandboxes.discard(sandbox)
+            self._begun.pop(sandbox, None)
         with contextlib.suppress(OSError):  # a broken executor may be closing its wakeup pipe right now
             sandbox.shutdown(wait=False, cancel_futures=True)
 
@@ -245,6 +293,7 @@ class LambdaSandboxes:
             waiting, self._waiting = self._waiting, deque()
             sandboxes, self._idle = list(self._sandboxes), []
             self._sandboxes.clear()
+            self._begun.clear()
         for result, _, _ in waiting:
             result.cancel()
         for sandbox in sandboxes:

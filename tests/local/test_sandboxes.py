@@ -106,6 +106,30 @@ def test_a_sandbox_that_died_while_idle_is_replaced_before_it_gets_a_request(one
     assert one.size == 1
 
 
+def test_an_invocation_sent_to_a_sandbox_that_died_unnoticed_runs_in_a_new_one(one, tmp_path):
+    first = one.submit({}, None).result(timeout=60)
+    os.kill(first, signal.SIGSTOP)  # it cannot take the next call, and its executor sees nothing wrong yet
+    try:
+        ran = tmp_path / "ran"
+        invocation = one.submit({"touch": str(ran)}, None)
+    finally:
+        os.kill(first, signal.SIGKILL)  # it dies with the call unread, as if it had died just before it came
+    second = invocation.result(timeout=60)  # Lambda would have run it in a new sandbox: no 500
+    assert second != first and ran.read_text() == "ran"
+    assert one.size == 1
+    assert one.submit({}, None).result(timeout=60) == second
+
+
+def test_an_invocation_a_sandbox_began_is_not_run_again_when_it_dies(one, tmp_path):
+    ran = tmp_path / "ran"
+    with pytest.raises(BrokenProcessPool):
+        one.submit({"touch": str(ran), "die": True}, None).result(timeout=60)
+    assert ran.read_text() == "ran"
+    ran.unlink()
+    one.submit({}, None).result(timeout=60)
+    assert not ran.exists(), "the invocation that died mid-way ran a second time"
+
+
 def test_a_waiting_invocation_the_caller_cancelled_never_runs(one, tmp_path):
     go = tmp_path / "go"
     busy = one.submit({"wait_for": str(go)}, None)
@@ -135,7 +159,7 @@ def test_a_sandbox_the_os_refuses_to_start_fails_its_invocation_and_frees_its_sl
     refused = []
 
     def refuse_once(self, fn, *args, **kwargs):
-        if fn is work and not refused:
+        if work in (fn, *args[:1]) and not refused:  # the handler, as such or as what the sandbox is to run
             refused.append(fn)
             raise OSError(24, "Too many open files")
         return real_submit(self, fn, *args, **kwargs)
