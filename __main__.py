@@ -45,6 +45,8 @@ model = ServerlessEndpoint(
         log_retention_days=settings.log_retention_days,
         kms_key_arn=settings.kms_key_arn,
         smoke_check=settings.smoke_check,
+        alarms=settings.alarms,
+        alarm_topic_arn=settings.alarm_topic_arn,
     ),
 )
 
@@ -68,6 +70,8 @@ try:
             throttle_burst_limit=settings.api_throttle_burst_limit,
             log_retention_days=settings.log_retention_days,
             kms_key_arn=settings.kms_key_arn,
+            alarms=settings.alarms,
+            alarm_topic_arn=settings.alarm_topic_arn,
         ),
     )
     site = StaticSite(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
-from components import policies
+from components import alarms, policies
 from components.dynamic.http_api_cors import HttpApiCors
 from components.settings import (
     KMS_KEY_ARN_RE,
@@ -20,6 +20,7 @@ from components.settings import (
     PROXY_LOG_LEVELS,
     THROTTLE_BURST_RANGE,
     THROTTLE_RATE_RANGE,
+    sns_topic_arn_problem,
 )
 from handlers.proxy_core import LAMBDA_TIMEOUT_S
 
@@ -49,6 +50,10 @@ class InferenceApiArgs:
     log_retention_days: int = 14
     kms_key_arn: str | None = None
     log_level: str = "INFO"
+    # CloudWatch alarms on the stage's 5xx and the function's errors and throttles (components/alarms.py).
+    alarms: bool = True
+    # An existing SNS topic told when an alarm fires and when it clears; None: the alarms only show in the console.
+    alarm_topic_arn: str | None = None
 
     def validate(self) -> None:
         def fail(name: str, allowed: str) -> InferenceApiArgsError:
@@ -82,6 +87,12 @@ class InferenceApiArgs:
             policies.cors_allowed_origins([], self.extra_origins)
         except policies.PolicyInputError as exc:
             raise fail("extra_origins", str(exc)) from None
+        if not isinstance(self.alarms, bool):
+            raise fail("alarms", "True or False")
+        if self.alarm_topic_arn is not None and (problem := sns_topic_arn_problem(self.alarm_topic_arn)):
+            raise fail("alarm_topic_arn", f"{problem}, or None")
+        if self.alarm_topic_arn is not None and not self.alarms:
+            raise fail("alarm_topic_arn", "None whenever alarms is False")
 
 
 class InferenceApi(pulumi.ComponentResource):
@@ -188,13 +199,14 @@ class InferenceApi(pulumi.ComponentResource):
             target=integration.id.apply(lambda integration_id: f"integrations/{integration_id}"),
             opts=child,
         )
+        access_log_group_name = f"/aws/apigateway/{args.function_name}-access"
         access_logs = aws.cloudwatch.LogGroup(
             f"{name}-access-logs",
-            name=f"/aws/apigateway/{args.function_name}-access",
+            name=access_log_group_name,
             retention_in_days=args.log_retention_days,
             opts=child,
         )
-        aws.apigatewayv2.Stage(
+        stage = aws.apigatewayv2.Stage(
             f"{name}-stage",
             api_id=api.id,
             name="$default",
@@ -217,6 +229,22 @@ class InferenceApi(pulumi.ComponentResource):
             source_arn=api.execution_arn.apply(policies.invoke_permission_source_arn),
             opts=child,
         )
+
+        if args.alarms:
+            specs = alarms.inference_api_alarms(args.function_name, access_log_group_name, log_group_name)
+            dimensions = {
+                "ApiId": api.id,
+                "Stage": stage.name,
+                "FunctionName": function.name,
+            }
+            for spec in specs:
+                aws.cloudwatch.MetricAlarm(
+                    f"{name}-alarm-{spec.key}",
+                    **alarms.metric_alarm_args(
+                        spec, {d: dimensions[d] for d in spec.dimension_names}, args.alarm_topic_arn
+                    ),
+                    opts=child,
+                )
 
         self.api_url = api.api_endpoint
         self.function_name = function.name  # for `aws logs tail /aws/lambda/<name>` and the README's checks

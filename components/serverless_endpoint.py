@@ -9,7 +9,7 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
-from components import policies
+from components import alarms, policies
 from components.dynamic.endpoint_version import EndpointVersion
 from components.dynamic.smoke_check import EndpointSmokeCheck
 from components.private_bucket import private_bucket
@@ -19,6 +19,7 @@ from components.settings import (
     LOG_RETENTION_DAYS,
     MAX_CONCURRENCY_RANGE,
     MEMORY_SIZES_MB,
+    sns_topic_arn_problem,
 )
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -40,6 +41,10 @@ class ServerlessEndpointArgs:
     log_retention_days: int = 14
     kms_key_arn: str | None = None
     smoke_check: bool = True
+    # CloudWatch alarms on the endpoint's 5xx answers and its model latency (components/alarms.py).
+    alarms: bool = True
+    # An existing SNS topic told when an alarm fires and when it clears; None: the alarms only show in the console.
+    alarm_topic_arn: str | None = None
 
     def validate(self) -> None:
         def fail(field: str, allowed: str) -> ServerlessEndpointArgsError:
@@ -66,6 +71,12 @@ class ServerlessEndpointArgs:
             raise fail("log_retention_days", "a CloudWatch retention value")
         if self.kms_key_arn is not None and not KMS_KEY_ARN_RE.match(self.kms_key_arn):
             raise fail("kms_key_arn", "a KMS key ARN (not an alias), or None")
+        if not isinstance(self.alarms, bool):
+            raise fail("alarms", "True or False")
+        if self.alarm_topic_arn is not None and (problem := sns_topic_arn_problem(self.alarm_topic_arn)):
+            raise fail("alarm_topic_arn", f"{problem}, or None")
+        if self.alarm_topic_arn is not None and not self.alarms:
+            raise fail("alarm_topic_arn", "None whenever alarms is False")
 
 
 class ServerlessEndpoint(pulumi.ComponentResource):
@@ -204,6 +215,19 @@ class ServerlessEndpoint(pulumi.ComponentResource):
                 trigger=config.name,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[endpoint]),
             )
+
+        if args.alarms:
+            dimensions = {
+                "EndpointName": endpoint.name,
+                # The variant the endpoint actually runs, read back from its configuration.
+                "VariantName": config.production_variants.apply(lambda variants: variants[0].variant_name),
+            }
+            for spec in alarms.serverless_endpoint_alarms(args.endpoint_name, log_group_name):
+                aws.cloudwatch.MetricAlarm(
+                    f"{name}-alarm-{spec.key}",
+                    **alarms.metric_alarm_args(spec, dimensions, args.alarm_topic_arn),
+                    opts=child,
+                )
 
         self.endpoint_name = endpoint.name
         self.endpoint_arn = endpoint.arn

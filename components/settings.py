@@ -43,6 +43,11 @@ HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+
 # CloudFront only accepts ACM certificates from us-east-1.
 CERT_ARN_RE = re.compile(r"^arn:aws[a-z-]*:acm:us-east-1:\d{12}:certificate/[A-Za-z0-9-]+$")
 KMS_KEY_ARN_RE = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+$")
+# An SNS topic: partition, region, account, name (1..256 of [A-Za-z0-9_-]; a FIFO topic's ends in .fifo).
+SNS_TOPIC_ARN_RE = re.compile(
+    r"^arn:(?P<partition>aws|aws-cn|aws-us-gov):sns:(?P<region>[a-z]{2}(?:-[a-z]+)+-\d+):\d{12}:"
+    r"(?P<name>[A-Za-z0-9_-]{1,256}|[A-Za-z0-9_-]{1,251}\.fifo)\Z"
+)
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
@@ -72,6 +77,8 @@ class Settings:
     smoke_check: bool = True
     endpoint_name: str | None = None
     model_artifact: str = "model/dist/model.tar.gz"
+    alarms: bool = True
+    alarm_topic_arn: str | None = None
 
 
 # Config key (camelCase, as in Pulumi.<stack>.yaml) -> Settings field.
@@ -94,7 +101,36 @@ CONFIG_KEYS: dict[str, str] = {
     "smokeCheck": "smoke_check",
     "endpointName": "endpoint_name",
     "modelArtifact": "model_artifact",
+    "alarms": "alarms",
+    "alarmTopicArn": "alarm_topic_arn",
 }
+
+
+def partition_for_region(region: str) -> str:
+    """The AWS partition a region belongs to (China and GovCloud have their own)."""
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return "aws"
+
+
+def sns_topic_arn_problem(arn: Any, region: str | None = None) -> str | None:
+    """Why `arn` cannot take CloudWatch alarm notifications (None when it can): not a topic ARN, a partition its own
+    region is not in, a FIFO topic (it delivers to SQS queues only, never to an operator), or, given the stack's
+    region, a topic in another one (an alarm notifies topics of its own region)."""
+    match = SNS_TOPIC_ARN_RE.match(arn) if isinstance(arn, str) else None
+    if match is None:
+        return "an SNS topic ARN arn:<aws|aws-cn|aws-us-gov>:sns:<region>:<account>:<topic>"
+    if partition_for_region(match["region"]) != match["partition"]:
+        return (
+            f"an ARN whose partition is its region's ({match['region']} is in {partition_for_region(match['region'])})"
+        )
+    if match["name"].endswith(".fifo"):
+        return "a standard SNS topic (a FIFO topic delivers to SQS queues only)"
+    if region and match["region"] != region:
+        return f"an SNS topic in the stack's region {region} (alarms notify topics of their own region)"
+    return None
 
 
 def _fail(key: str, value: Any, allowed: str) -> SettingsError:
@@ -184,7 +220,8 @@ def _origins(key: str, value: Any) -> tuple[str, ...]:
 def validate_settings(raw: Mapping[str, Any], region: str | None = None) -> Settings:
     """Validate un-prefixed config keys into Settings; raise SettingsError naming key, value, range.
 
-    region: the stack's aws:region, when known; a KMS key must live there (S3 and Lambda refuse others).
+    region: the stack's aws:region, when known; a KMS key must live there (S3 and Lambda refuse others), and so must
+    the alarms' SNS topic.
     """
     unknown = sorted(set(raw) - set(CONFIG_KEYS))
     if unknown:
@@ -258,6 +295,14 @@ def validate_settings(raw: Mapping[str, Any], region: str | None = None) -> Sett
     if not isinstance(artifact, str) or not artifact.strip():
         raise _fail("modelArtifact", artifact, "a path to model.tar.gz")
     out["model_artifact"] = artifact
+
+    out["alarms"] = _as_bool("alarms", get("alarms"))
+    topic = values.get("alarmTopicArn")
+    if topic is not None and (problem := sns_topic_arn_problem(topic, region)):
+        raise _fail("alarmTopicArn", topic, problem)
+    if topic is not None and not out["alarms"]:
+        raise _fail("alarmTopicArn", topic, "unset whenever alarms is false (there are no alarms to notify it)")
+    out["alarm_topic_arn"] = topic
     return Settings(**out)
 
 

@@ -17,6 +17,7 @@ from tests.infra.test_infra_policies import assert_least_privilege
 
 CERT = "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-0000-1111-2222-333344445555"
 KMS = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+TOPIC = "arn:aws:sns:us-east-1:123456789012:ops-alerts"
 EXPORTS = {
     "site_url",
     "api_url",
@@ -84,6 +85,7 @@ def test_prod_like_stack(program: Any, mocks: RecordingMocks) -> None:
         kmsKeyArn=KMS,
         smokeCheck=False,
         endpointName="mobilenet-prod",
+        alarmTopicArn=TOPIC,
     )
     assert outputs["site_url"] == "https://classify.example.com"
     assert outputs["endpoint_name"] == "mobilenet-prod"
@@ -101,6 +103,9 @@ def test_prod_like_stack(program: Any, mocks: RecordingMocks) -> None:
     dist = mocks.one("aws:cloudfront/distribution:Distribution")
     assert dist["aliases"] == ["classify.example.com"] and dist["priceClass"] == "PriceClass_All"
     assert (DYNAMIC, "model-smoke-check") not in mocks.resources
+    alarms = mocks.of_type("aws:cloudwatch/metricAlarm:MetricAlarm").values()
+    assert len(alarms) == 5 and all(a["alarmActions"] == a["okActions"] == [TOPIC] for a in alarms)
+    assert "mobilenet-prod-invocation-5xx" in {a["name"] for a in alarms}
     for inputs in mocks.of_type("aws:iam/rolePolicy:RolePolicy").values():
         document = json.loads(inputs["policy"])
         assert_least_privilege(document)
@@ -118,6 +123,7 @@ def test_prod_like_stack(program: Any, mocks: RecordingMocks) -> None:
         ({"corsExtraOrigins": ["*"]}, "mobilenet-serverless:corsExtraOrigins = '*' is invalid"),
         ({"proxyMemorySizeMb": 64}, "mobilenet-serverless:proxyMemorySizeMb = '64' is invalid"),
         ({"customDomain": "classify.example.com"}, "mobilenet-serverless:certificateArn = None is invalid"),
+        ({"alarmTopicArn": "ops-alerts"}, "mobilenet-serverless:alarmTopicArn = 'ops-alerts' is invalid"),
     ],
 )
 def test_invalid_config_fails_before_any_resource(

@@ -42,6 +42,8 @@ def test_empty_config_gives_documented_defaults() -> None:
         smoke_check=True,
         endpoint_name=None,
         model_artifact="model/dist/model.tar.gz",
+        alarms=True,
+        alarm_topic_arn=None,
     )
 
 
@@ -95,12 +97,14 @@ def test_prod_like_config_is_accepted() -> None:
             "smokeCheck": False,
             "endpointName": "mobilenet-prod",
             "logRetentionDays": 3653,
+            "alarmTopicArn": "arn:aws:sns:eu-west-1:123456789012:ops-alerts",
         }
     )
     assert settings.custom_domain == "classify.example.com"
     assert settings.certificate_arn == CERT
     assert settings.kms_key_arn == KMS
     assert settings.endpoint_name == "mobilenet-prod"
+    assert settings.alarm_topic_arn == "arn:aws:sns:eu-west-1:123456789012:ops-alerts"
     assert (settings.proxy_memory_size_mb, settings.proxy_log_level) == (10240, "DEBUG")
 
 
@@ -158,6 +162,9 @@ INVALID = [
     ("endpointName", "a" + "-" * 62 + "b", "1..63"),
     ("endpointName", "abc\n", "1..63"),  # `$` alone would let a trailing newline through
     ("modelArtifact", "   ", "a path to model.tar.gz"),
+    ("alarms", "on", "true or false"),
+    ("alarmTopicArn", "arn:aws:sqs:us-east-1:123456789012:q", "an SNS topic ARN"),
+    ("alarmTopicArn", "arn:aws:sns:us-east-1:123456789012:q.fifo", "a standard SNS topic"),
 ]
 
 

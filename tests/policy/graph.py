@@ -30,6 +30,7 @@ CERT_ARN = "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-0000-1111-22
 KMS_KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 CUSTOM_DOMAIN = "classify.example.com"
 EXTRA_ORIGIN = "https://admin.example.com"
+ALARM_TOPIC_ARN = "arn:aws:sns:us-east-1:123456789012:ops-alerts"
 
 # A production-shaped stack: every optional security knob turned on, numbers away from the defaults so
 # a rule that compares against the configured value cannot pass by matching a hard-coded default.
@@ -48,6 +49,7 @@ PROD_CONFIG: dict[str, Any] = {
     "kmsKeyArn": KMS_KEY_ARN,
     "smokeCheck": False,
     "endpointName": "mobilenet-prod",
+    "alarmTopicArn": ALARM_TOPIC_ARN,
 }
 
 

@@ -51,6 +51,7 @@ SM_ENDPOINT = "aws:sagemaker/endpoint:Endpoint"
 SM_ENDPOINT_CONFIG = "aws:sagemaker/endpointConfiguration:EndpointConfiguration"
 HTTP_API = "aws:apigatewayv2/api:Api"
 STAGE = "aws:apigatewayv2/stage:Stage"
+METRIC_ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 DYNAMIC = "pulumi-python:dynamic:Resource"
 
 PUBLIC_ACCESS_FLAGS = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
@@ -653,6 +654,45 @@ def kms_violations(resources: Sequence[Res], kms_key_arn: str | None) -> list[st
         for key in sorted(set(_KMS_ARN.findall(json.dumps(dict(res.inputs), default=str)))):
             if key != kms_key_arn:
                 problems.append(f"{res.label()}: references KMS key {key!r}, not the stack key {kms_key_arn!r}")
+    return problems
+
+
+# ------------------------------------------------------------------------------------ 13. alarms
+
+# What must be watched, per resource type: (namespace, the dimension naming it, where its value is read).
+WATCHED: tuple[tuple[str, str, str, Callable[[Res], Any]], ...] = (
+    (FUNCTION, "AWS/Lambda", "FunctionName", lambda r: r.outputs.get("name") or r.inputs.get("name")),
+    (STAGE, "AWS/ApiGateway", "ApiId", lambda r: r.inputs.get("apiId")),
+    (SM_ENDPOINT, "AWS/SageMaker", "EndpointName", lambda r: r.outputs.get("name") or r.inputs.get("name")),
+)
+
+
+def alarm_violations(resources: Sequence[Res], enabled: bool, topic_arn: str | None) -> list[str]:
+    """Rule 13: every alarm says how to treat missing data (notBreaching: an idle stack must stay OK) and notifies
+    exactly the configured topic, on ALARM and on OK; with alarms on, every function, API stage and endpoint has
+    an alarm on its own metrics; with alarms off there are none."""
+    alarms = list(of_type(resources, METRIC_ALARM))
+    if not enabled:
+        return [f"{a.label()}: an alarm although alarms is false" for a in alarms]
+    want = [topic_arn] if topic_arn else None
+    problems = []
+    for alarm in alarms:
+        if alarm.inputs.get("treatMissingData") != "notBreaching":
+            problems.append(
+                f"{alarm.label()}: treatMissingData = {alarm.inputs.get('treatMissingData')!r}, must be 'notBreaching'"
+            )
+        for prop in ("alarmActions", "okActions"):
+            if (alarm.inputs.get(prop) or None) != want:
+                problems.append(f"{alarm.label()}: {prop} = {alarm.inputs.get(prop)!r}, must be {want!r}")
+    watched = {
+        (a.inputs.get("namespace"), name, value)
+        for a in alarms
+        for name, value in (a.inputs.get("dimensions") or {}).items()
+    }
+    for typ, namespace, dimension, value_of in WATCHED:
+        for res in of_type(resources, typ):
+            if (namespace, dimension, value_of(res)) not in watched:
+                problems.append(f"{res.label()}: no alarm on {namespace} {dimension} = {value_of(res)!r}")
     return problems
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from components.dynamic.http_api_cors import HttpApiCorsProvider
 from tests.policy import rules
-from tests.policy.graph import KMS_KEY_ARN, Graph, Res
+from tests.policy.graph import ALARM_TOPIC_ARN, KMS_KEY_ARN, Graph, Res
 
 # The site bucket keeps SSE-S3 with a stack KMS key; components/static_site.py says why (OAC reading
 # SSE-KMS objects needs a key-policy statement for CloudFront, and the program does not own the key).
@@ -65,6 +65,9 @@ RULES: dict[str, Callable[[tuple[Res, ...], Graph], list[str]]] = {
     ),
     "headers_policy": lambda rs, g: rules.headers_policy_violations(rs, the_api_origin(g)),
     "kms": lambda rs, g: rules.kms_violations(rs, g.config.get("kmsKeyArn")),
+    "alarms": lambda rs, g: rules.alarm_violations(
+        rs, g.config.get("alarms", True) not in (False, "false"), g.config.get("alarmTopicArn")
+    ),
 }
 
 
@@ -91,6 +94,7 @@ def test_graph_is_the_whole_program(graph: Graph) -> None:
         rules.FUNCTION: 1,
         rules.STAGE: 1,
         rules.PERMISSION: 1,
+        rules.METRIC_ALARM: 5,
     }
     short = {t: len(graph.of_type(t)) for t, n in minimum.items() if len(graph.of_type(t)) < n}
     assert short == {}, f"graph has fewer resources than the program declares: {short}"
@@ -141,6 +145,13 @@ def test_rule_10_api_cors_only_site_and_configured_origins(graph: Graph) -> None
 
 def test_rule_11_cloudfront_security_headers_and_csp(graph: Graph) -> None:
     check("headers_policy", graph)
+
+
+def test_rule_13_alarms_watch_every_function_stage_and_endpoint(graph: Graph) -> None:
+    check("alarms", graph)
+    # Both stacks exercise the actions: dev has none, prod notifies its topic.
+    actions = {str(a.inputs.get("alarmActions")) for a in graph.of_type(rules.METRIC_ALARM)}
+    assert actions == {"None" if graph.stack == "dev" else str([ALARM_TOPIC_ARN])}
 
 
 def test_rule_12_kms_key_used_where_configured(graph: Graph) -> None:
@@ -556,6 +567,46 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "kms",
         lambda g: mutate(g, rules.SM_ENDPOINT_CONFIG, "model-config", set_path("kmsKeyArn", OTHER_KEY)),
         "model-config: kmsKeyArn = ",
+    ),
+    (
+        "alarm-missing-data-breaching",
+        "dev",
+        "alarms",
+        lambda g: mutate(g, rules.METRIC_ALARM, "api-alarm-5xx", set_path("treatMissingData", "breaching")),
+        "api-alarm-5xx: treatMissingData = 'breaching'",
+    ),
+    (
+        "alarm-without-ok-action",
+        "prod",
+        "alarms",
+        lambda g: mutate(g, rules.METRIC_ALARM, "model-alarm-latency", set_path("okActions", None)),
+        "model-alarm-latency: okActions = None",
+    ),
+    (
+        "function-not-watched",
+        "dev",
+        "alarms",
+        lambda g: tuple(
+            r for r in g.resources if not (r.type == rules.METRIC_ALARM and r.name.startswith("api-alarm-"))
+        ),
+        "api-function: no alarm on AWS/Lambda FunctionName = 'mobilenet-serverless-dev-proxy'",
+    ),
+    (
+        "endpoint-alarms-on-another-endpoint",
+        "prod",
+        "alarms",
+        lambda g: mutate(
+            replace(
+                g,
+                resources=mutate(
+                    g, rules.METRIC_ALARM, "model-alarm-5xx", set_path("dimensions.EndpointName", "someone-elses")
+                ),
+            ),
+            rules.METRIC_ALARM,
+            "model-alarm-latency",
+            set_path("dimensions.EndpointName", "someone-elses"),
+        ),
+        "model-endpoint: no alarm on AWS/SageMaker EndpointName = 'mobilenet-prod'",
     ),
 ]
 

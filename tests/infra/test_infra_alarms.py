@@ -1,0 +1,314 @@
+"""CloudWatch alarms: the pure specs (components/alarms.py), the components' MetricAlarm children under mocks, and
+the alarms / alarmTopicArn settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+
+from components import alarms
+from components.inference_api import InferenceApi, InferenceApiArgsError
+from components.serverless_endpoint import ServerlessEndpoint, ServerlessEndpointArgsError
+from components.settings import SettingsError, validate_settings
+from tests.infra.conftest import API_ID, REGION, RecordingMocks, settle
+from tests.infra.test_infra_components import api_args, endpoint_args
+
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+TOPIC = f"arn:aws:sns:{REGION}:123456789012:ops-alerts"
+
+
+def by_name(mocks: RecordingMocks) -> dict[str, dict[str, Any]]:
+    return mocks.of_type(ALARM)
+
+
+# ------------------------------------------------------------------------------------------ pure specs
+
+
+def test_inference_api_specs() -> None:
+    specs = {
+        s.key: s
+        for s in alarms.inference_api_alarms("fn-proxy", "/aws/apigateway/fn-proxy-access", "/aws/lambda/fn-proxy")
+    }
+    assert set(specs) == {"5xx", "errors", "throttles"}
+    api = specs["5xx"]
+    assert (api.namespace, api.metric_name, api.dimension_names) == ("AWS/ApiGateway", "5xx", ("ApiId", "Stage"))
+    assert (api.statistic, api.period_s, api.evaluation_periods, api.datapoints_to_alarm, api.threshold) == (
+        "Sum",
+        300,
+        3,
+        2,
+        5,
+    )
+    for key in ("errors", "throttles"):
+        spec = specs[key]
+        assert (spec.namespace, spec.dimension_names, spec.statistic) == ("AWS/Lambda", ("FunctionName",), "Sum")
+        assert (spec.period_s, spec.evaluation_periods, spec.datapoints_to_alarm, spec.threshold) == (300, 1, 1, 1)
+    assert (specs["errors"].metric_name, specs["throttles"].metric_name) == ("Errors", "Throttles")
+    assert [s.alarm_name for s in specs.values()] == ["fn-proxy-api-5xx", "fn-proxy-errors", "fn-proxy-throttles"]
+    # The operator is told where to look: the log groups and the README's runbook.
+    assert "/aws/apigateway/fn-proxy-access" in api.description and "/aws/lambda/fn-proxy" in api.description
+    assert all("/aws/lambda/fn-proxy" in s.description or "quota" in s.description for s in specs.values())
+    assert all("README.md, section 'Alarms'" in s.description for s in specs.values())
+
+
+def test_serverless_endpoint_specs() -> None:
+    specs = {s.key: s for s in alarms.serverless_endpoint_alarms("ep", "/aws/sagemaker/Endpoints/ep")}
+    assert set(specs) == {"5xx", "latency"}
+    errors, latency = specs["5xx"], specs["latency"]
+    assert (errors.namespace, errors.metric_name, errors.statistic, errors.threshold) == (
+        "AWS/SageMaker",
+        "Invocation5XXErrors",
+        "Sum",
+        3,
+    )
+    assert (errors.period_s, errors.evaluation_periods, errors.datapoints_to_alarm) == (300, 1, 1)
+    assert (latency.namespace, latency.metric_name, latency.statistic) == ("AWS/SageMaker", "ModelLatency", "Average")
+    # ModelLatency is in microseconds: 1 s, for three 5-minute periods in a row.
+    assert latency.threshold == 1_000_000
+    assert (latency.period_s, latency.evaluation_periods, latency.datapoints_to_alarm) == (300, 3, 3)
+    assert errors.dimension_names == latency.dimension_names == ("EndpointName", "VariantName")
+    assert (errors.alarm_name, latency.alarm_name) == ("ep-invocation-5xx", "ep-model-latency")
+    assert all("/aws/sagemaker/Endpoints/ep" in s.description for s in specs.values())
+
+
+def test_every_spec_treats_missing_data_as_not_breaching_and_fits_cloudwatch() -> None:
+    specs = [
+        *alarms.inference_api_alarms("f" * 64, "/aws/apigateway/x-access", "/aws/lambda/x"),
+        *alarms.serverless_endpoint_alarms("e" * 63, "/aws/sagemaker/Endpoints/x"),
+    ]
+    for spec in specs:
+        assert spec.treat_missing_data == "notBreaching", spec.key
+        assert spec.comparison_operator == "GreaterThanOrEqualToThreshold", spec.key
+        assert spec.datapoints_to_alarm <= spec.evaluation_periods, spec.key
+        assert spec.period_s % 60 == 0 and spec.period_s * spec.evaluation_periods <= 86_400, spec.key
+        assert len(spec.alarm_name) <= 255 and len(spec.description) <= 1024, spec.key  # PutMetricAlarm limits
+
+
+def test_metric_alarm_args() -> None:
+    [spec] = [s for s in alarms.serverless_endpoint_alarms("ep", "/g") if s.key == "5xx"]
+    dims = {"EndpointName": "ep", "VariantName": "AllTraffic"}
+    quiet = alarms.metric_alarm_args(spec, dims, None)
+    assert quiet["alarm_actions"] is None and quiet["ok_actions"] is None
+    assert quiet["dimensions"] == dims and quiet["treat_missing_data"] == "notBreaching"
+    loud = alarms.metric_alarm_args(spec, dims, TOPIC)
+    assert loud["alarm_actions"] == loud["ok_actions"] == [TOPIC]
+    with pytest.raises(alarms.AlarmSpecError, match="expected"):
+        alarms.metric_alarm_args(spec, {"EndpointName": "ep"}, None)
+    with pytest.raises(alarms.AlarmSpecError, match="SNS topic ARN"):
+        alarms.metric_alarm_args(spec, dims, "arn:aws:sqs:us-east-1:123456789012:queue")
+
+
+# ------------------------------------------------------------------------------------ components
+
+
+def test_inference_api_alarms(mocks: RecordingMocks) -> None:
+    settle(lambda: InferenceApi("api", api_args()).api_url)
+    found = by_name(mocks)
+    assert set(found) == {"api-alarm-5xx", "api-alarm-errors", "api-alarm-throttles"}
+    api = found["api-alarm-5xx"]
+    assert api["name"] == "mobilenet-test-proxy-api-5xx"
+    assert (api["namespace"], api["metricName"], api["dimensions"]) == (
+        "AWS/ApiGateway",
+        "5xx",
+        {"ApiId": API_ID, "Stage": "$default"},
+    )
+    assert (api["statistic"], api["period"], api["evaluationPeriods"], api["datapointsToAlarm"]) == ("Sum", 300, 3, 2)
+    assert api["threshold"] == 5.0 and api["comparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    for key, metric in (("errors", "Errors"), ("throttles", "Throttles")):
+        alarm = found[f"api-alarm-{key}"]
+        assert (alarm["namespace"], alarm["metricName"]) == ("AWS/Lambda", metric)
+        assert alarm["dimensions"] == {"FunctionName": "mobilenet-test-proxy"}
+        assert (alarm["threshold"], alarm["period"], alarm["evaluationPeriods"]) == (1.0, 300, 1)
+    for alarm in found.values():
+        assert alarm["treatMissingData"] == "notBreaching"
+        assert "alarmActions" not in alarm and "okActions" not in alarm
+        assert "README.md" in alarm["alarmDescription"]
+
+
+def test_serverless_endpoint_alarms(mocks: RecordingMocks, tmp_path: Path) -> None:
+    settle(lambda: ServerlessEndpoint("model", endpoint_args(tmp_path)).endpoint_name)
+    found = by_name(mocks)
+    assert set(found) == {"model-alarm-5xx", "model-alarm-latency"}
+    errors, latency = found["model-alarm-5xx"], found["model-alarm-latency"]
+    assert errors["name"] == "mobilenet-test-invocation-5xx"
+    assert latency["name"] == "mobilenet-test-model-latency"
+    assert (errors["namespace"], errors["metricName"], errors["statistic"], errors["threshold"]) == (
+        "AWS/SageMaker",
+        "Invocation5XXErrors",
+        "Sum",
+        3.0,
+    )
+    assert (latency["metricName"], latency["statistic"], latency["threshold"]) == ("ModelLatency", "Average", 1e6)
+    assert (latency["evaluationPeriods"], latency["datapointsToAlarm"]) == (3, 3)
+    for alarm in (errors, latency):
+        assert alarm["dimensions"] == {"EndpointName": "mobilenet-test", "VariantName": "AllTraffic"}
+        assert alarm["treatMissingData"] == "notBreaching"
+        assert "/aws/sagemaker/Endpoints/mobilenet-test" in alarm["alarmDescription"]
+        assert "alarmActions" not in alarm and "okActions" not in alarm
+
+
+class RenamingMocks(RecordingMocks):
+    """Resources whose outputs differ from their inputs: the alarms must watch what AWS reports, not what was asked."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        rid, outs = super().new_resource(args)
+        if args.typ == "aws:lambda/function:Function":
+            outs["name"] = "fn-as-created"
+        elif args.typ == "aws:apigatewayv2/stage:Stage":
+            outs["name"] = "stage-as-created"
+        elif args.typ == "aws:sagemaker/endpoint:Endpoint":
+            outs["name"] = "endpoint-as-created"
+        elif args.typ == "aws:sagemaker/endpointConfiguration:EndpointConfiguration":
+            outs["productionVariants"] = [{**outs["productionVariants"][0], "variantName": "variant-as-created"}]
+        return rid, outs
+
+
+def test_dimension_values_are_the_resources_outputs(tmp_path: Path) -> None:
+    mocks = RenamingMocks()
+    pulumi.runtime.set_mocks(mocks, project="mobilenet-serverless", stack="dev", preview=False)
+    settle(
+        lambda: pulumi.Output.all(
+            ServerlessEndpoint("model", endpoint_args(tmp_path)).endpoint_name, InferenceApi("api", api_args()).api_url
+        )
+    )
+    dims = {name: alarm["dimensions"] for name, alarm in by_name(mocks).items()}
+    assert dims == {
+        "api-alarm-5xx": {"ApiId": API_ID, "Stage": "stage-as-created"},
+        "api-alarm-errors": {"FunctionName": "fn-as-created"},
+        "api-alarm-throttles": {"FunctionName": "fn-as-created"},
+        "model-alarm-5xx": {"EndpointName": "endpoint-as-created", "VariantName": "variant-as-created"},
+        "model-alarm-latency": {"EndpointName": "endpoint-as-created", "VariantName": "variant-as-created"},
+    }
+
+
+def test_topic_gets_alarm_and_ok_actions(mocks: RecordingMocks, tmp_path: Path) -> None:
+    settle(
+        lambda: pulumi.Output.all(
+            ServerlessEndpoint("model", endpoint_args(tmp_path, alarm_topic_arn=TOPIC)).endpoint_name,
+            InferenceApi("api", api_args(alarm_topic_arn=TOPIC)).api_url,
+        )
+    )
+    found = by_name(mocks)
+    assert len(found) == 5
+    for name, alarm in found.items():
+        assert alarm["alarmActions"] == [TOPIC] and alarm["okActions"] == [TOPIC], name
+        assert "insufficientDataActions" not in alarm, name
+
+
+def test_alarms_off_creates_none(mocks: RecordingMocks, tmp_path: Path) -> None:
+    settle(
+        lambda: pulumi.Output.all(
+            ServerlessEndpoint("model", endpoint_args(tmp_path, alarms=False)).endpoint_name,
+            InferenceApi("api", api_args(alarms=False)).api_url,
+        )
+    )
+    assert by_name(mocks) == {}
+    assert mocks.of_type("aws:lambda/function:Function") and mocks.of_type("aws:sagemaker/endpoint:Endpoint")
+
+
+BAD_TOPICS = [
+    "arn:aws:sqs:us-east-1:123456789012:queue",
+    "arn:aws:sns:us-east-1:123456789012",
+    "arn:aws:sns:us-east-1:12345:topic",
+    "arn:aws:sns:us-east-1:123456789012:bad.name",
+    "arn:aws:sns:us-east-1:123456789012:" + "t" * 257,
+    "arn:aws-cn:sns:us-east-1:123456789012:topic",  # the China partition has no us-east-1
+    "arn:aws:sns:cn-north-1:123456789012:topic",
+    "arn:aws:sns:us-east-1:123456789012:topic.fifo",
+    "arn:aws:sns:us-east-1:123456789012:topic\n",
+    "ops-alerts",
+]
+
+
+@pytest.mark.parametrize("topic", BAD_TOPICS)
+def test_component_args_refuse_a_bad_topic(tmp_path: Path, topic: str) -> None:
+    with pytest.raises(InferenceApiArgsError, match=r"InferenceApiArgs\.alarm_topic_arn = "):
+        api_args(alarm_topic_arn=topic).validate()
+    with pytest.raises(ServerlessEndpointArgsError, match=r"ServerlessEndpointArgs\.alarm_topic_arn = "):
+        endpoint_args(tmp_path, alarm_topic_arn=topic).validate()
+
+
+def test_component_args_refuse_a_topic_without_alarms(tmp_path: Path) -> None:
+    with pytest.raises(InferenceApiArgsError, match=r"alarm_topic_arn = .*None whenever alarms is False"):
+        api_args(alarms=False, alarm_topic_arn=TOPIC).validate()
+    with pytest.raises(ServerlessEndpointArgsError, match=r"alarm_topic_arn = .*None whenever alarms is False"):
+        endpoint_args(tmp_path, alarms=False, alarm_topic_arn=TOPIC).validate()
+    with pytest.raises(InferenceApiArgsError, match=r"InferenceApiArgs\.alarms = "):
+        api_args(alarms="false").validate()
+
+
+# ------------------------------------------------------------------------------------------ settings
+
+
+def test_settings_defaults_and_accepted_topics() -> None:
+    assert (validate_settings({}).alarms, validate_settings({}).alarm_topic_arn) == (True, None)
+    assert validate_settings({"alarms": "false"}).alarms is False
+    assert validate_settings({"alarmTopicArn": ""}).alarm_topic_arn is None  # Pulumi.yaml's default means unset
+    for region, topic in (
+        ("us-east-1", TOPIC),
+        ("eu-west-1", "arn:aws:sns:eu-west-1:123456789012:Ops_Alerts-1"),
+        ("cn-north-1", "arn:aws-cn:sns:cn-north-1:123456789012:ops"),
+        ("us-gov-west-1", "arn:aws-us-gov:sns:us-gov-west-1:123456789012:ops"),
+        ("us-east-1", "arn:aws:sns:us-east-1:123456789012:" + "t" * 256),
+    ):
+        assert validate_settings({"alarmTopicArn": topic}, region=region).alarm_topic_arn == topic
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "allowed"),
+    [
+        *(({"alarmTopicArn": t}, None, "") for t in BAD_TOPICS),
+        ({"alarmTopicArn": "arn:aws:sns:eu-west-1:123456789012:ops"}, "us-east-1", "in the stack's region us-east-1"),
+        ({"alarmTopicArn": "arn:aws:sns:us-east-1:123456789012:t.fifo"}, None, "a standard SNS topic"),
+        ({"alarmTopicArn": "arn:aws:sns:cn-north-1:123456789012:t"}, None, "cn-north-1 is in aws-cn"),
+        ({"alarmTopicArn": TOPIC, "alarms": False}, None, "unset whenever alarms is false"),
+        ({"alarmTopicArn": 42}, None, "an SNS topic ARN"),
+        ({"alarms": "yes"}, None, "true or false"),
+    ],
+    ids=lambda v: repr(v)[:50] if not isinstance(v, dict) else "-".join(f"{k}={v[k]!r}"[:40] for k in v),
+)
+def test_bad_alarm_settings_are_refused_naming_the_key(raw: dict[str, Any], region: str | None, allowed: str) -> None:
+    with pytest.raises(SettingsError) as err:
+        validate_settings(raw, region=region)
+    key = "alarms" if "alarmTopicArn" not in raw else "alarmTopicArn"
+    message = str(err.value)
+    assert f"mobilenet-serverless:{key} = {raw[key]!r} is invalid" in message
+    assert allowed in message
+
+
+# --------------------------------------------------------------------------------------- the program
+
+
+def test_program_default_has_five_quiet_alarms(program: Any, mocks: RecordingMocks) -> None:
+    program()
+    found = by_name(mocks)
+    assert {a["name"] for a in found.values()} == {
+        "mobilenet-serverless-dev-proxy-api-5xx",
+        "mobilenet-serverless-dev-proxy-errors",
+        "mobilenet-serverless-dev-proxy-throttles",
+        "mobilenet-serverless-dev-invocation-5xx",
+        "mobilenet-serverless-dev-model-latency",
+    }
+    assert all("alarmActions" not in a for a in found.values())
+
+
+def test_program_passes_the_topic_to_every_alarm(program: Any, mocks: RecordingMocks) -> None:
+    program(alarmTopicArn=TOPIC)
+    found = by_name(mocks)
+    assert len(found) == 5
+    assert all(a["alarmActions"] == a["okActions"] == [TOPIC] for a in found.values())
+
+
+def test_program_alarms_false_creates_none(program: Any, mocks: RecordingMocks) -> None:
+    program(alarms=False)
+    assert by_name(mocks) == {}
+    assert mocks.of_type("aws:sagemaker/endpoint:Endpoint")
+
+
+def test_program_refuses_a_topic_in_another_region_before_any_resource(program: Any, mocks: RecordingMocks) -> None:
+    with pytest.raises(SettingsError, match=r"mobilenet-serverless:alarmTopicArn = .*stack's region us-east-1"):
+        program(alarmTopicArn="arn:aws:sns:eu-west-1:123456789012:ops")
+    assert mocks.resources == {}
