@@ -2,8 +2,9 @@
 
 Every metric name, namespace and dimension below is the one AWS documents for the resource it watches:
 
-- HTTP API: namespace AWS/ApiGateway, metric `5xx` (HTTP APIs spell it so; REST APIs publish `5XXError`), dimensions
-  ApiId + Stage. https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-metrics.html
+- HTTP API: namespace AWS/ApiGateway, metric `5xx` (HTTP APIs spell it so; REST APIs publish `5XXError`), dimension
+  ApiId: the API has one stage, and the value `$default` takes as a Stage dimension is not documented.
+  https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-metrics.html
 - Lambda: namespace AWS/Lambda, `Errors` and `Throttles` (view with Sum), dimension FunctionName (all versions).
   https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics-types.html
 - Serverless endpoint: namespace AWS/SageMaker, `Invocation5XXErrors` (1 per InvokeEndpoint the model answered 5xx)
@@ -74,7 +75,7 @@ def inference_api_alarms(function_name: str, access_log_group: str, function_log
             alarm_name=f"{function_name}-api-5xx",
             namespace="AWS/ApiGateway",
             metric_name="5xx",
-            dimension_names=("ApiId", "Stage"),
+            dimension_names=("ApiId",),
             statistic="Sum",
             period_s=FIVE_MINUTES_S,
             evaluation_periods=3,

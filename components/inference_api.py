@@ -206,7 +206,7 @@ class InferenceApi(pulumi.ComponentResource):
             retention_in_days=args.log_retention_days,
             opts=child,
         )
-        stage = aws.apigatewayv2.Stage(
+        aws.apigatewayv2.Stage(
             f"{name}-stage",
             api_id=api.id,
             name="$default",
@@ -234,7 +234,6 @@ class InferenceApi(pulumi.ComponentResource):
             specs = alarms.inference_api_alarms(args.function_name, access_log_group_name, log_group_name)
             dimensions = {
                 "ApiId": api.id,
-                "Stage": stage.name,
                 "FunctionName": function.name,
             }
             for spec in specs:

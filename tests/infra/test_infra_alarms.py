@@ -34,7 +34,7 @@ def test_inference_api_specs() -> None:
     }
     assert set(specs) == {"5xx", "errors", "throttles"}
     api = specs["5xx"]
-    assert (api.namespace, api.metric_name, api.dimension_names) == ("AWS/ApiGateway", "5xx", ("ApiId", "Stage"))
+    assert (api.namespace, api.metric_name, api.dimension_names) == ("AWS/ApiGateway", "5xx", ("ApiId",))
     assert (api.statistic, api.period_s, api.evaluation_periods, api.datapoints_to_alarm, api.threshold) == (
         "Sum",
         300,
@@ -113,7 +113,7 @@ def test_inference_api_alarms(mocks: RecordingMocks) -> None:
     assert (api["namespace"], api["metricName"], api["dimensions"]) == (
         "AWS/ApiGateway",
         "5xx",
-        {"ApiId": API_ID, "Stage": "$default"},
+        {"ApiId": API_ID},
     )
     assert (api["statistic"], api["period"], api["evaluationPeriods"], api["datapointsToAlarm"]) == ("Sum", 300, 3, 2)
     assert api["threshold"] == 5.0 and api["comparisonOperator"] == "GreaterThanOrEqualToThreshold"
@@ -176,7 +176,7 @@ def test_dimension_values_are_the_resources_outputs(tmp_path: Path) -> None:
     )
     dims = {name: alarm["dimensions"] for name, alarm in by_name(mocks).items()}
     assert dims == {
-        "api-alarm-5xx": {"ApiId": API_ID, "Stage": "stage-as-created"},
+        "api-alarm-5xx": {"ApiId": API_ID},
         "api-alarm-errors": {"FunctionName": "fn-as-created"},
         "api-alarm-throttles": {"FunctionName": "fn-as-created"},
         "model-alarm-5xx": {"EndpointName": "endpoint-as-created", "VariantName": "variant-as-created"},
