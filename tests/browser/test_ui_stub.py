@@ -773,9 +773,9 @@ def test_status_region_is_live_and_labels_exist(stub_ui: Any) -> None:
     assert ui.page.get_by_label("Choose a photo").get_attribute("id") == "file-input"
     # The file picker offers what the hint promises.
     accept = (ui.page.get_attribute("#file-input", "accept") or "").split(",")
-    assert "image/*" in accept or {"image/jpeg", "image/png", "image/webp"} <= set(accept), accept
+    assert "image/*" in accept, accept  # any image the browser opens: the page re-encodes it as JPEG
     hint = ui.page.get_attribute("#file-input", "aria-describedby")
-    assert hint and ui.page.locator(f"#{hint}").inner_text().startswith("JPEG, PNG or WebP")
+    assert hint and ui.page.locator(f"#{hint}").inner_text().startswith("Any photo this browser can open")
     # Each sample is named by its one visible word (the thumbnail is decorative) and described by its title.
     for name in ("Cat", "Coffee", "Astronaut", "Rocket"):
         button = ui.page.get_by_role("button", name=name, exact=True)
