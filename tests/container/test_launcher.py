@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import http.server
+import io
 import logging
+import os
+import random
+import re
+import signal
 import socket
+import subprocess
+import sys
+import tarfile
 import tempfile
+import threading
 import urllib.error
+import zlib
 from pathlib import Path
 from types import SimpleNamespace
+from typing import ClassVar
 
+import psutil
 import pytest
 
 from local import torchserve
@@ -26,7 +40,8 @@ from local.torchserve import (
     serving_env,
     worker_death_cause,
 )
-from tests.waiting import wait_until
+from tests.conftest import ROOT
+from tests.waiting import HANG_GUARD_S, wait_until
 
 BASE = Path("/tmp/torchserve-x")
 
@@ -54,6 +69,8 @@ def test_one_worker_modest_heap_and_threads():
     assert "-Xmx" in env["JAVA_TOOL_OPTIONS"]
     assert env["OMP_NUM_THREADS"] == "2"
     assert env["SAGEMAKER_PROGRAM"] == "inference.py"
+    # Its output reaches serve.log as written (readiness reads a worker's death there), and no psutil sweep.
+    assert env["PYTHONUNBUFFERED"] == "1" and env["TS_DISABLE_SYSTEM_METRICS"] == "true"
 
 
 def test_free_ports_are_distinct_unprivileged_ports():
@@ -238,3 +255,505 @@ def test_a_failed_replacement_keeps_answering_down_and_is_tried_again(monkeypatc
     assert "could not be restarted" in errors[1] and "java exploded" in errors[1]
     managed.stop()
     assert fresh.stopped
+
+
+def test_an_error_line_is_named_without_the_log_prefix_or_trailing_blanks():
+    assert last_error(["x MODEL_LOG - ValueError: bad value   "]) == "ValueError: bad value"
+    failed = "x MODEL_LOG - Failed to load model model, exception no labels  "
+    unrelated = "x MODEL_LOG - OSError: something else entirely"
+    named = "x MODEL_LOG - inference.ModelLoadError: no labels"
+    assert worker_death_cause([failed]) == "no labels"
+    # The error line whose message is the failed load's, not whichever error comes first after it.
+    assert worker_death_cause([failed, unrelated, named]) == "ModelLoadError: no labels"
+
+
+def test_an_exit_by_sighup_is_a_signal_too():
+    assert describe_exit(-1) == "was killed by SIGHUP"
+
+
+# --- starting and stopping a process group, with a stand-in for the toolkit --------------------------------------
+def model_tarball(path: Path, members: dict[str, bytes]) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+class Launched:
+    """Stands in for subprocess.Popen in start(): records what the toolkit would be given and runs, with the same
+    options, a process that just waits to be signalled (so stop() acts on a real process group)."""
+
+    calls: ClassVar[list] = []
+    popen = subprocess.Popen
+
+    def __new__(cls, args, **kwargs):
+        cls.calls.append((args, kwargs))
+        return cls.popen([sys.executable, "-c", "import time; time.sleep(600)"], **kwargs)
+
+
+@pytest.fixture
+def launched(monkeypatch, tmp_path):
+    monkeypatch.setenv("JAVA_HOME", "/opt/any-jre")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(Launched, "calls", [])
+    monkeypatch.setattr(torchserve.subprocess, "Popen", Launched)
+    return Launched.calls
+
+
+@pytest.mark.timeout(60)  # a process left outside its own group would make stop() wait for ever
+def test_start_runs_the_toolkit_in_its_own_group_with_the_serving_env_and_stop_removes_everything(launched, tmp_path):
+    artifact = model_tarball(tmp_path / "model.tar.gz", {"inference.py": b"# code", "metadata.json": b"{}"})
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ep = TorchServeEndpoint(artifact, port=port, env={"OMP_NUM_THREADS": "1", "EXTRA": "x"}).start()
+    try:
+        [(args, kwargs)] = launched
+        base = ep.base
+        assert ep.port == port and ep.url == f"http://127.0.0.1:{port}"
+        assert args == [
+            sys.executable,
+            "-c",
+            torchserve._ENTRY,
+            str(base / "sagemaker-ts.properties"),
+            str(os.getpid()),
+        ]
+        assert kwargs["cwd"] == base and kwargs["start_new_session"] is True
+        assert kwargs["stdin"] == subprocess.DEVNULL and kwargs["stderr"] == subprocess.STDOUT
+        assert kwargs["stdout"].name == str(base / "serve.log")
+        env = kwargs["env"]
+        assert env["SAGEMAKER_BIND_TO_PORT"] == str(port) and env["SAGEMAKER_BASE_DIR"] == str(base)
+        assert env["OMP_NUM_THREADS"] == "1" and env["EXTRA"] == "x", "the caller's env wins"
+        assert env["PATH"].split(os.pathsep)[0] == os.path.dirname(sys.executable)
+        assert (base / "model" / "inference.py").read_bytes() == b"# code"
+        assert (base / "tmp").is_dir() and (base / "logs").is_dir()
+        with pytest.raises(TorchServeError, match="already started"):
+            ep.start()
+        assert len(launched) == 1
+        [proc] = ep.processes()
+        assert proc.pid == ep._proc.pid and ep.exit_code() is None
+    finally:
+        ep.stop()
+    assert ep.exit_code() == -signal.SIGTERM
+    assert not base.exists()
+
+
+def test_java_on_path_is_enough_without_java_home(launched, tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "java").write_text("#!/bin/sh\n")
+    (bin_dir / "java").chmod(0o755)
+    monkeypatch.delenv("JAVA_HOME")
+    monkeypatch.setenv("PATH", str(bin_dir))
+    with pytest.raises(TorchServeError, match="cannot unpack"):  # past the java check
+        TorchServeEndpoint(tmp_path / "missing.tar.gz").start()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "corrupt", "escapes"])
+def test_a_damaged_or_escaping_artifact_is_named_and_leaves_nothing(launched, tmp_path, monkeypatch, damage):
+    artifact = model_tarball(tmp_path / "model.tar.gz", {"inference.py": random.Random(0).randbytes(100_000)})
+    if damage == "truncated":  # a download cut short: gzip ends early (EOFError)
+        artifact.write_bytes(artifact.read_bytes()[:50_000])
+    elif damage == "corrupt":  # deflate data that does not decode (zlib.error), as a bad disk or copy gives
+
+        def undecodable(*args, **kwargs):
+            raise zlib.error("Error -3 while decompressing data: invalid distance too far back")
+
+        monkeypatch.setattr(tarfile.TarFile, "extractall", undecodable)
+    else:  # a member outside the model dir
+        artifact = model_tarball(tmp_path / "model.tar.gz", {"../escaped.py": b"# not ours"})
+    with pytest.raises(TorchServeError, match="cannot unpack the model artifact"):
+        TorchServeEndpoint(artifact).start()
+    assert launched == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.tar.gz"]
+
+
+def group_of_stubborn_processes(tmp_path: Path) -> subprocess.Popen:
+    """A process group like the serving stack's: a leader, a child that ignores SIGTERM and a zombie child."""
+    ready = tmp_path / "ready"
+    script = (
+        "import os, signal, subprocess, sys, time\n"
+        "zombie = subprocess.Popen([sys.executable, '-c', 'import sys'])\n"  # exits at once, never reaped
+        "child = subprocess.Popen([sys.executable, '-c', 'import signal, sys, time; "
+        'signal.signal(signal.SIGTERM, signal.SIG_IGN); sys.stdout.write("x"); sys.stdout.flush(); '
+        "time.sleep(600)'], stdout=subprocess.PIPE)\n"
+        "child.stdout.read(1)\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        f"open({str(ready)!r}, 'w').close()\n"
+        "time.sleep(600)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    wait_until(ready.exists, "the group to be set up")
+    return proc
+
+
+@pytest.mark.timeout(60)
+def test_stop_kills_a_group_that_ignores_sigterm_reaps_it_and_removes_its_dir(tmp_path):
+    proc = group_of_stubborn_processes(tmp_path)
+    base = tmp_path / "torchserve-x"
+    base.mkdir()
+    try:
+        wait_until(lambda: len(torchserve._group_processes(proc.pid)) == 2, "the zombie to be left out")
+        assert proc.pid in {p.pid for p in torchserve._group_processes(proc.pid)}
+        torchserve._stop(proc, base, grace=0)
+        assert proc.returncode == -signal.SIGKILL, "reaped"
+        wait_until(lambda: not torchserve._group_processes(proc.pid), "the group to be gone")
+        assert not base.exists()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+# --- readiness, with the toolkit's answers scripted ---------------------------------------------------------------
+class Toolkit:
+    """Stands in for the launched process (poll/returncode)."""
+
+    def __init__(self, returncode=None):
+        self.returncode = returncode
+
+    def poll(self):
+        return self.returncode
+
+
+def scripted(tmp_path: Path, answers: dict, *, returncode=None, log=(), startup_timeout: float = 60):
+    """An endpoint whose toolkit is `returncode` (None: running), whose serve.log holds `log`, and whose /ping
+    and /invocations answer the next status of answers["GET"] / answers["POST"] (the last one repeats)."""
+    ep = TorchServeEndpoint(Path("model.tar.gz"), port=1, startup_timeout=startup_timeout)
+    ep.base = tmp_path
+    (tmp_path / "serve.log").write_text("".join(f"{line}\n" for line in log))
+    ep._proc = Toolkit(returncode)
+    ep.asked = []
+
+    def request(method, path, body=None, headers=None, timeout=60, down_raises=False):
+        ep.asked.append((method, path, headers))
+        statuses = answers[method]
+        status = statuses.pop(0) if len(statuses) > 1 else statuses[0]
+        return status, {}, b'{"code": %d}' % status
+
+    ep._request = request
+    return ep
+
+
+def test_ready_once_a_warm_up_is_answered_after_no_worker_yet(tmp_path):
+    ep = scripted(tmp_path, {"GET": [0, 200], "POST": [0, 503, 200]})
+    ep.wait_ready()
+    posts = [asked for asked in ep.asked if asked[0] == "POST"]
+    assert len(posts) == 3 and posts[0][2] == {"Content-Type": "image/jpeg", "Accept": "application/json"}
+
+
+def test_a_toolkit_that_exited_fails_readiness_with_its_code_last_error_and_log(tmp_path):
+    log = ["Traceback (most recent call last):", "FileNotFoundError: no torchserve", "the last line"]
+    ep = scripted(tmp_path, {"GET": [0], "POST": [0]}, returncode=3, log=log, startup_timeout=0)
+    with pytest.raises(TorchServeError) as failed:
+        ep.wait_ready()
+    first, *rest = str(failed.value).splitlines()
+    assert first == (
+        "the serving stack exited with code 3 before it was ready (last error logged: FileNotFoundError: no torchserve)"
+    )
+    assert rest[-3:] == log and "serve.log" in rest[0]
+
+
+def test_a_dead_worker_fails_readiness_at_once_even_before_ping(tmp_path):
+    log = ["inference.ModelLoadError: bad metadata", WORKER_DIED]
+    ep = scripted(tmp_path, {"GET": [0], "POST": [0]}, log=log, startup_timeout=0)
+    with pytest.raises(TorchServeError, match=r"model_fn failed\): ModelLoadError: bad metadata"):
+        ep.wait_ready()
+
+
+@pytest.mark.timeout(60)  # a missed deadline would poll for ever
+def test_no_answer_until_the_deadline_fails_readiness(tmp_path):
+    ep = scripted(tmp_path, {"GET": [0], "POST": [0]}, startup_timeout=0)
+    with pytest.raises(TorchServeError, match="not ready after 0 s"):
+        ep.wait_ready()
+
+
+def test_a_failed_warm_up_waits_for_the_worker_death_its_log_shows_late(tmp_path):
+    ep = scripted(tmp_path, {"GET": [200], "POST": [500]})
+    reads = []
+
+    def log_lines():  # the death is written after the 500 was answered: the second look finds it
+        reads.append(1)
+        return ["inference.ModelLoadError: bad weights", WORKER_DIED] if len(reads) > 2 else []
+
+    ep._log_lines = log_lines
+    with pytest.raises(TorchServeError, match=r"model_fn failed\): ModelLoadError: bad weights"):
+        ep.wait_ready()
+
+
+def test_a_failed_warm_up_without_a_death_is_named_by_its_status(tmp_path):
+    ep = scripted(tmp_path, {"GET": [200], "POST": [500]}, startup_timeout=0)
+    ep._await_worker_death = lambda deadline: None  # the worker's log never shows a death
+    with pytest.raises(TorchServeError, match=re.escape("""warm-up invocation got 500: b'{"code": 500}'""")):
+        ep.wait_ready()
+
+
+def test_with_stops_the_endpoint_when_it_does_not_become_ready_and_on_exit(monkeypatch):
+    events = []
+    monkeypatch.setattr(TorchServeEndpoint, "start", lambda self: events.append("start"))
+    monkeypatch.setattr(TorchServeEndpoint, "stop", lambda self: events.append("stop"))
+    monkeypatch.setattr(TorchServeEndpoint, "wait_ready", lambda self: events.append("ready"))
+    with TorchServeEndpoint(Path("model.tar.gz")):
+        assert events == ["start", "ready"]
+    assert events == ["start", "ready", "stop"]
+
+    def not_ready(self):
+        raise TorchServeError("not ready")
+
+    events.clear()
+    monkeypatch.setattr(TorchServeEndpoint, "wait_ready", not_ready)
+    with pytest.raises(TorchServeError, match="not ready"), TorchServeEndpoint(Path("model.tar.gz")):
+        pass
+    assert events == ["start", "stop"]
+
+
+def test_an_http_error_is_its_status_and_body_and_accept_is_sent():
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            seen.append(self.headers["Accept"])
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = b"content type 'text/plain' is not one of ..."
+            self.send_response(415)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        try:
+            endpoint = TorchServeEndpoint(Path("model.tar.gz"), port=httpd.server_address[1])
+            status, headers, body = endpoint.invoke(b"hello", "text/plain", accept="text/csv")
+        finally:
+            httpd.shutdown()
+    assert (status, body) == (415, b"content type 'text/plain' is not one of ...")
+    assert headers["Content-Length"] == str(len(body)) and seen == ["text/csv"]
+
+
+def test_memory_sums_the_pss_of_the_processes_still_there(monkeypatch):
+    class Proc:
+        def __init__(self, pss):
+            self.pss = pss
+
+        def memory_full_info(self):
+            if self.pss is None:
+                raise psutil.NoSuchProcess(1)
+            return SimpleNamespace(pss=self.pss, rss=10 * 2**30)
+
+    ep = TorchServeEndpoint(Path("model.tar.gz"))
+    monkeypatch.setattr(ep, "processes", lambda: [Proc(3 * 2**20), Proc(None), Proc(2**19)])
+    assert ep.memory_mb() == 3.5
+
+
+def test_main_serves_until_the_stack_exits_and_names_failures(monkeypatch, capsys, tmp_path):
+    opened = []
+
+    class Endpoint:
+        url, base = "http://127.0.0.1:1", tmp_path
+
+        def __init__(self, artifact, *, port, startup_timeout):
+            opened.append((artifact, port, startup_timeout))
+            self._proc = Toolkit(returncode=1)
+
+        def __enter__(self):
+            if opened[-1][1] == 2:
+                raise TorchServeError("warm-up invocation got 500")
+            if opened[-1][1] == 3:
+                raise KeyboardInterrupt
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+        def log_tail(self):
+            return "the JVM died"
+
+    monkeypatch.setattr(torchserve, "TorchServeEndpoint", Endpoint)
+    assert torchserve.main(["m.tar.gz", "--port", "1", "--startup-timeout", "7"]) == 1
+    assert opened == [(Path("m.tar.gz"), 1, 7.0)]
+    assert "the JVM died" in capsys.readouterr().err
+    assert torchserve.main(["m.tar.gz", "--port", "2"]) == 1
+    assert "warm-up invocation got 500" in capsys.readouterr().err
+    assert torchserve.main(["m.tar.gz", "--port", "3"]) == 0
+
+
+# --- ManagedEndpoint: replacing a dead stack ------------------------------------------------------------------
+class DownStack(FakeStack):
+    """A stack whose process still runs but whose JVM no longer answers."""
+
+    def invoke(self, body, content_type, accept):
+        raise TorchServeDown(f"TorchServe's JVM no longer answers at {self.url}")
+
+
+def test_an_invocation_that_finds_the_jvm_gone_has_the_stack_replaced_once(monkeypatch, caplog):
+    gate = threading.Event()
+    launches = []
+
+    def launch():
+        launches.append(1)
+        gate.wait(HANG_GUARD_S)
+        return FakeStack("fresh")
+
+    dead = DownStack("dead")
+    managed = ManagedEndpoint(Path("model.tar.gz"))
+    monkeypatch.setattr(managed, "_launch", launch)
+    managed._current = dead
+    with pytest.raises(TorchServeDown, match="no longer answers"):
+        managed.invoke(b"x", "image/jpeg")
+    replacer = managed._replacer
+    assert replacer is not None, "a replacement was started"
+    wait_until(lambda: launches, "the replacement to start")
+    # Meanwhile: invocations get "not ready" at once, and one that met the same dead stack starts nothing.
+    with pytest.raises(TorchServeDown, match="being replaced"):
+        managed.invoke(b"x", "image/jpeg")
+    managed._lost(dead, "met it too")
+    managed._next_try = 0.0  # even past any retry time: one replacement at a time
+    with pytest.raises(TorchServeDown):
+        managed.invoke(b"x", "image/jpeg")
+    gate.set()
+    replacer.join(HANG_GUARD_S)
+    assert managed.invoke(b"x", "image/jpeg")[2] == b"fresh"
+    assert launches == [1] and dead.stopped
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "no longer answers" in errors[0], errors
+    managed.stop()
+
+
+def test_a_replacement_in_a_daemon_thread_does_not_hold_up_the_interpreters_exit():
+    script = (
+        "import threading, time\n"
+        "from pathlib import Path\n"
+        "from local.torchserve import ManagedEndpoint, TorchServeDown\n"
+        "managed = ManagedEndpoint(Path('model.tar.gz'))\n"
+        "started = threading.Event()\n"
+        "def launch():\n"
+        "    started.set()\n"
+        "    threading.Event().wait()\n"  # a start that never finishes
+        "managed._launch = launch\n"
+        "try:\n"
+        "    managed.invoke(b'x', 'image/jpeg')\n"
+        "except TorchServeDown:\n"
+        "    pass\n"
+        "started.wait(60)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, timeout=HANG_GUARD_S, capture_output=True)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.timeout(60)
+def test_a_replacement_that_finishes_after_stop_is_stopped_not_served(monkeypatch):
+    fresh = FakeStack("fresh")
+    managed = ManagedEndpoint(Path("model.tar.gz"))
+
+    def launch():  # finishes only once stop() has begun
+        wait_until(lambda: managed._closed, "stop() to begin")
+        return fresh
+
+    monkeypatch.setattr(managed, "_launch", launch)
+    managed._current = FakeStack("dead", exit_code=1)
+    with pytest.raises(TorchServeDown):
+        managed.invoke(b"x", "image/jpeg")
+    managed.stop()  # returns once the replacement has given up
+    assert fresh.stopped and managed._current is None
+
+
+def test_after_stop_nothing_is_started_again(monkeypatch):
+    launches = []
+    managed = ManagedEndpoint(Path("model.tar.gz"))
+    monkeypatch.setattr(managed, "_launch", lambda: launches.append(1))
+    live = FakeStack("live")
+    managed._current = live
+    managed.stop()
+    assert live.stopped
+    with pytest.raises(TorchServeDown):
+        managed.invoke(b"x", "image/jpeg")
+    assert managed._replacer is None and launches == []
+
+
+class LaunchedStack:
+    """Stands in for the TorchServeEndpoint that ManagedEndpoint._launch creates; its hooks act mid-start."""
+
+    made: ClassVar[list] = []
+    on_start = on_ready = None
+
+    def __init__(self, artifact, *, startup_timeout):
+        self.startup_timeout = startup_timeout
+        self.started = self.stopped = False
+        self.made.append(self)
+
+    def start(self):
+        if self.on_start:
+            self.on_start()
+        self.started = True  # stop() before this point finds no process to stop
+
+    def wait_ready(self):
+        if self.on_ready:
+            self.on_ready()
+        if self.stopped:
+            raise TorchServeError("stopped while it started")
+
+    def stop(self):
+        self.stopped = self.started
+
+
+@pytest.fixture
+def launching(monkeypatch):
+    monkeypatch.setattr(LaunchedStack, "made", [])
+    monkeypatch.setattr(torchserve, "TorchServeEndpoint", LaunchedStack)
+    return LaunchedStack
+
+
+def test_launch_passes_the_startup_timeout_and_returns_the_ready_stack(launching):
+    managed = ManagedEndpoint(Path("model.tar.gz"), startup_timeout=7)
+    stack = managed._launch()
+    assert launching.made == [stack] and stack.startup_timeout == 7 and stack.started and not stack.stopped
+
+
+def test_a_launch_that_fails_stops_what_it_started(launching, monkeypatch):
+    def fail():
+        raise TorchServeError("warm-up invocation got 500")
+
+    monkeypatch.setattr(launching, "on_ready", staticmethod(fail))
+    with pytest.raises(TorchServeError, match="warm-up"):
+        ManagedEndpoint(Path("model.tar.gz"))._launch()
+    [stack] = launching.made
+    assert stack.stopped
+
+
+@pytest.mark.parametrize("when", ["on_start", "on_ready"])
+def test_stop_during_a_launch_stops_the_stack_being_started(launching, monkeypatch, when):
+    managed = ManagedEndpoint(Path("model.tar.gz"))
+    monkeypatch.setattr(launching, when, staticmethod(managed.stop))
+    with pytest.raises(TorchServeError):
+        managed._launch()
+    [stack] = launching.made
+    assert stack.started and stack.stopped
+    with pytest.raises(TorchServeDown, match="closed"):  # and none is started after it
+        managed._launch()
+    assert len(launching.made) == 2 and not launching.made[1].started
+
+
+def test_stopping_a_stack_that_is_already_gone_only_removes_its_dir(tmp_path):
+    # The replacement path: exit_code() has reaped the dead toolkit, and no process of its group is left.
+    proc = subprocess.Popen([sys.executable, "-c", "pass"], start_new_session=True)
+    proc.wait()
+    base = tmp_path / "torchserve-x"
+    base.mkdir()
+    torchserve._stop(proc, base)
+    assert not base.exists()
+
+
+def test_an_invocation_that_times_out_is_status_0_not_down():
+    # Status 0 is the caller's "invocation timed out"; only a refused or dropped connection means the JVM is gone.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()  # the connection is made (queued), the answer never comes
+        endpoint = TorchServeEndpoint(Path("missing.tar.gz"), port=sock.getsockname()[1])
+        answer = endpoint._request("POST", "/invocations", b"jpeg", {}, timeout=0.01, down_raises=True)
+    assert answer == (0, {}, b"")

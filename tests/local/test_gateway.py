@@ -86,7 +86,10 @@ def test_origin_from_host_accepts_only_host_and_port():
     assert origin_from_host("http", "192.0.2.2:8000") == "http://192.0.2.2:8000"
     assert origin_from_host("http", "Demo.LAN") == "http://demo.lan"
     assert origin_from_host("http", "[2001:db8::1]:8000") == "http://[2001:db8::1]:8000"
+    longest = ".".join(["a" * 63] * 3 + ["b" * 61])  # 253 characters: DNS's longest name
+    assert origin_from_host("http", f"{longest}:8000") == f"http://{longest}:8000"
     bad_hosts = (
+        longest + "c",
         "evil.example/x",
         "a b",
         "host:port",

@@ -9,9 +9,13 @@ import json
 import socket
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
+from types import SimpleNamespace
 
 import httpx
 import pytest
+import uvicorn
+from starlette.requests import Request
+from uvicorn.server import ServerState
 
 from components.policies import cors_allowed_origins
 from components.settings import load_stack_file
@@ -20,6 +24,7 @@ from local.__main__ import parse_args, port_number
 from local.runtime import ContainerResponse, ContainerUnavailable, SageMakerRuntime
 from local.server import StackInfo, create_app, names_this_machine
 from tests.conftest import ROOT
+from tests.waiting import HANG_GUARD_S
 
 BASE_URL = "http://127.0.0.1:8000"
 CLIENT = ("192.0.2.7", 4321)  # the peer address the app sees
@@ -33,15 +38,20 @@ class Sandboxes:
     by default; an exception to raise; or NEVER for an invocation that does not finish)."""
 
     NEVER = object()
+    CANCELLED = object()
 
     def __init__(self) -> None:
         self.events: list[dict] = []
+        self.crashes: list[bool] = []
         self.result: object = None
 
     def submit(self, event: dict, context, *, crash: bool = False) -> Future:
         self.events.append(event)
+        self.crashes.append(crash)
         future: Future = Future()
-        if isinstance(self.result, BaseException):
+        if self.result is self.CANCELLED:
+            future.cancel()
+        elif isinstance(self.result, BaseException):
             future.set_exception(self.result)
         elif self.result is not self.NEVER:
             echo = {"statusCode": 200, "headers": {"content-type": "application/json"}, "body": json.dumps(event)}
@@ -69,9 +79,16 @@ class Container:
 
 
 class InProcessStack:
-    def __init__(self, *, any_interface: bool = False, max_payload_bytes: int = 64) -> None:
+    def __init__(
+        self,
+        *,
+        any_interface: bool = False,
+        max_payload_bytes: int = 64,
+        base_url: str = BASE_URL,
+        fault_injection: bool = False,
+    ) -> None:
         info = StackInfo(
-            base_url=BASE_URL,
+            base_url=base_url,
             endpoint_name=ENDPOINT,
             settings=load_stack_file(ROOT / "Pulumi.dev.yaml"),
             allowed_origins=cors_allowed_origins([BASE_URL, "http://localhost:8000"], []),
@@ -80,7 +97,7 @@ class InProcessStack:
         self.container = Container()
         self.runtime = SageMakerRuntime(self.container, ENDPOINT, 2, max_payload_bytes=max_payload_bytes)
         self.sandboxes = Sandboxes()
-        self.app = create_app(info, self.runtime, self.sandboxes)
+        self.app = create_app(info, self.runtime, self.sandboxes, fault_injection=fault_injection)
 
     def request(self, method: str, path: str, **kwargs) -> httpx.Response:
         async def send() -> httpx.Response:
@@ -109,6 +126,33 @@ def tiers():
     own = InProcessStack()
     yield own
     own.runtime.close()
+
+
+def asgi(app, method: str, path: str, headers: list[tuple[bytes, bytes]], query: bytes = b"") -> list[dict]:
+    """The messages `app` sends for one HTTP/1.1 request with exactly `headers` and an empty body."""
+    sent: list[dict] = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "root_path": "",
+        "headers": headers,
+        "client": CLIENT,
+        "server": ("127.0.0.1", 8000),
+    }
+    asyncio.run(app(scope, receive, send))
+    return sent
 
 
 async def stalled_body():
@@ -412,3 +456,318 @@ def test_an_ipv6_host_is_bound_as_ipv6():
         pytest.skip(f"no IPv6 loopback on this machine: {e}")
     with server.bind("::1", 0) as sock:
         assert sock.family == socket.AF_INET6 and sock.getsockname()[0] == "::1"
+
+
+# --- read_capped: the body, its limits and its deadline ------------------------------------------------------------
+def body_request(messages: list[dict], headers: list[tuple[bytes, bytes]] = ()) -> Request:
+    """A request whose body arrives as `messages` (ASGI receive events); after them, receive never returns."""
+    pending = list(messages)
+
+    async def receive() -> dict:
+        if pending:
+            return pending.pop(0)
+        await asyncio.Event().wait()
+
+    scope = {"type": "http", "method": "POST", "path": "/", "query_string": b"", "headers": list(headers)}
+    return Request(scope, receive)
+
+
+def test_a_body_declared_over_the_limit_is_refused_before_any_of_it_is_read():
+    # Nothing of it ever arrives: refusing it must not wait for the body (or its deadline).
+    request = body_request([], [(b"content-length", b"11")])
+    assert asyncio.run(server.read_capped(request, 10, timeout=HANG_GUARD_S)) is None
+
+
+def test_a_client_that_hangs_up_mid_body_gets_none_not_what_it_sent():
+    request = body_request([{"type": "http.request", "body": b"abc", "more_body": True}, {"type": "http.disconnect"}])
+    assert asyncio.run(server.read_capped(request, 10)) is None
+
+
+@pytest.mark.timeout(60)  # the default deadline, were it used, is far longer than this hang guard
+def test_the_callers_body_deadline_overrides_the_default(monkeypatch):
+    monkeypatch.setattr(server, "BODY_TIMEOUT_S", 3600.0)
+    request = body_request([{"type": "http.request", "body": b"abc", "more_body": True}])
+    with pytest.raises(server.BodyTimeout):
+        asyncio.run(server.read_capped(request, 10, timeout=0.01))
+
+
+# --- the shutdown guard: requests cancelled when Ctrl-C's grace period ends -----------------------------------
+def run_guarded(app, send_fails: bool = False) -> list[dict]:
+    """What server.ShutdownGuard sends for `app` on an HTTP request (its own send raising when `send_fails`)."""
+    sent: list[dict] = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        if send_fails:
+            raise OSError("the connection is gone")
+        sent.append(message)
+
+    asyncio.run(server.ShutdownGuard(app)({"type": "http"}, receive, send))
+    return sent
+
+
+def test_a_request_cancelled_before_it_answered_gets_the_gateways_json_503():
+    async def cancelled(scope, receive, send):
+        raise asyncio.CancelledError
+
+    start, body = run_guarded(cancelled)
+    assert start["status"] == 503 and (b"content-type", b"application/json") in start["headers"]
+    assert json.loads(body["body"]) == {"message": "Service Unavailable"}
+
+
+def test_a_request_cancelled_mid_answer_gets_no_second_answer():
+    async def half_answered(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"part", "more_body": True})
+        raise asyncio.CancelledError
+
+    assert [m["type"] for m in run_guarded(half_answered)] == ["http.response.start", "http.response.body"]
+
+
+def test_a_cancelled_request_whose_client_is_gone_ends_quietly():
+    async def cancelled(scope, receive, send):
+        raise asyncio.CancelledError
+
+    assert run_guarded(cancelled, send_fails=True) == []  # no exception escapes into uvicorn's log
+
+
+def test_a_function_result_with_several_cookies_sets_each_one(tiers):
+    tiers.sandboxes.result = {"statusCode": 200, "cookies": ["a=1; Path=/", "b=2"], "body": "{}"}
+    response = tiers.predict()
+    assert response.status_code == 200 and response.headers.get_list("set-cookie") == ["a=1; Path=/", "b=2"]
+
+
+# --- the API tier's own answers ---------------------------------------------------------------------------------
+def test_only_post_reaches_the_function(tiers):
+    for method in ("GET", "PUT", "DELETE"):
+        response = tiers.request(method, "/predict")
+        assert response.status_code == 404 and response.json() == {"message": "Not Found"}, method
+    assert tiers.sandboxes.events == []
+
+
+def test_a_request_head_of_exactly_the_limit_is_served_and_one_byte_more_is_431(tiers):
+    """API Gateway's 10 KB: the request line counts method, path and query plus 12 (two spaces, HTTP/1.1, CRLF),
+    each header its name and value plus 4 (': ', CRLF)."""
+
+    def status(pad: int) -> int:
+        headers = [(b"host", b"127.0.0.1:8000"), (b"content-type", b"image/jpeg"), (b"x-pad", b"p" * pad)]
+        sent = asgi(tiers.app, "POST", "/predict", headers, query=b"top_k=3")
+        return sent[0]["status"]
+
+    fixed = len("POST") + len("/predict") + len("top_k=3") + 12
+    fixed += (4 + 14 + 4) + (12 + 10 + 4) + (5 + 4)
+    assert status(gateway.MAX_HEADER_BYTES - fixed) == 200
+    assert status(gateway.MAX_HEADER_BYTES - fixed + 1) == 431
+    assert len(tiers.sandboxes.events) == 1
+
+
+def test_a_body_over_the_gateways_limit_is_413_before_the_function(tiers, monkeypatch):
+    monkeypatch.setattr(gateway, "MAX_BODY_BYTES", 16)
+    assert tiers.predict(b"x" * 16).status_code == 200
+    response = tiers.predict(b"x" * 17)
+    assert response.status_code == 413 and response.json() == {"message": "Request Entity Too Large"}
+    assert len(tiers.sandboxes.events) == 1
+
+
+def test_an_event_over_lambdas_limit_is_413_and_the_function_never_runs(tiers, monkeypatch):
+    monkeypatch.setattr(gateway, "LAMBDA_MAX_EVENT_BYTES", 1000)  # a small body, base64-encoded into the event
+    response = tiers.predict(b"x" * 1000)
+    assert response.status_code == 413 and response.json() == {"message": "Request Entity Too Large"}
+    assert response.headers["apigw-requestid"] and tiers.sandboxes.events == []
+
+
+def test_an_injected_sandbox_crash_hits_exactly_that_many_invocations(tiers):
+    tiers.runtime.faults.sandbox_crash = 1
+    tiers.predict()
+    tiers.predict()
+    assert tiers.sandboxes.crashes == [True, False] and tiers.runtime.faults.sandbox_crash == 0
+
+
+def test_server_timing_names_the_gateways_time_and_the_functions(tiers, monkeypatch):
+    clock = iter([10.0, 10.25, 12.0])  # started, event built, function answered
+    monkeypatch.setattr(server, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
+    response = tiers.predict()
+    assert response.headers["server-timing"] == "event;dur=250.00, handler;dur=1750.00"
+
+
+def test_a_request_cancelled_while_the_function_runs_is_answered_503_in_json(tiers):
+    tiers.sandboxes.result = Sandboxes.CANCELLED  # what uvicorn does to requests still running at shutdown
+    response = tiers.predict()
+    assert response.status_code == 503 and response.json() == {"message": "Service Unavailable"}
+
+
+# --- the runtime tier and the odd routes ---------------------------------------------------------------------
+def test_the_runtime_refuses_an_endpoint_it_does_not_serve(tiers):
+    response = tiers.request("POST", "/endpoints/other/invocations", content=b"x", headers=with_type({}))
+    assert response.status_code == 400 and response.headers["x-amzn-errortype"] == "ValidationError"
+    assert "other" in response.json()["message"] and tiers.container.seen == []
+
+
+def test_ping_is_200_as_the_containers(tiers):
+    assert tiers.request("GET", "/ping").status_code == 200
+
+
+def test_fault_injection_is_served_only_when_asked_for():
+    assert InProcessStack().request("POST", "/__local/faults", json={"throttle": 1}).status_code == 404
+    own = InProcessStack(fault_injection=True)
+    try:
+        set_ = own.request("POST", "/__local/faults", json={"sandbox_crash": 2})
+        assert set_.status_code == 200 and set_.json()["faults"]["sandbox_crash"] == 2
+        assert own.runtime.faults.sandbox_crash == 2
+        cleared = own.request("DELETE", "/__local/faults")
+        assert cleared.status_code == 200 and cleared.json()["faults"]["sandbox_crash"] == 0
+        for bad in (b"1", b"[1]", b'{"nope": 1}', b"not json"):
+            refused = own.request("POST", "/__local/faults", content=bad)
+            assert refused.status_code == 400 and refused.json()["message"], bad
+    finally:
+        own.runtime.close()
+
+
+# --- the site tier: odd names, and the page's CSP ------------------------------------------------------------------
+def test_an_upper_case_extension_has_its_content_type_and_a_name_too_long_is_a_json_404(tiers, www):
+    (www / "SHOUT.JS").write_text("1")
+    shout = tiers.request("GET", "/SHOUT.JS")
+    assert shout.status_code == 200 and shout.headers["content-type"].startswith("application/javascript")
+    too_long = tiers.request("GET", "/" + "a" * 300 + ".html")  # the file system refuses the name (OSError)
+    assert too_long.status_code == 404 and too_long.json() == {"message": "Not Found"}
+
+
+def test_the_page_may_call_its_own_origin_as_self_and_the_api_by_name_from_another(tiers, www):
+    same = tiers.request("GET", "/")
+    assert "connect-src 'self';" in same.headers["content-security-policy"]
+    other = tiers.request("GET", "/", headers={"host": "localhost:8000"})  # the API stays at 127.0.0.1
+    assert f"connect-src {BASE_URL};" in other.headers["content-security-policy"]
+
+
+def test_config_js_is_javascript():
+    own = InProcessStack()
+    try:
+        response = own.request("GET", "/config.js")
+        assert response.headers["content-type"].startswith("application/javascript")
+    finally:
+        own.runtime.close()
+
+
+def test_bound_to_one_lan_address_its_own_host_is_served():
+    # --allow-remote on one interface: the Host guard is for loopback binds, where rebinding is the threat.
+    own = InProcessStack(base_url="http://192.0.2.2:8000")
+    try:
+        response = own.request("GET", "/config.js", headers={"host": "192.0.2.2:8000"})
+        assert response.status_code == 200 and '"apiUrl": "http://192.0.2.2:8000"' in response.text
+    finally:
+        own.runtime.close()
+
+
+# --- the protocol's deadlines: none left running once met or once the connection is gone -------------------------
+class Transport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = False
+
+    def get_extra_info(self, name, default=None):
+        return {"peername": CLIENT, "sockname": ("127.0.0.1", 8000)}.get(name, default)
+
+    def write(self, data) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+class TimerLog:
+    """The running loop, with a record of the timers the protocol starts."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.timers: list[tuple[str, asyncio.TimerHandle]] = []
+
+    def call_later(self, delay, callback, *args):
+        handle = self.loop.call_later(delay, callback, *args)
+        self.timers.append((callback.__name__, handle))
+        return handle
+
+    def pending(self) -> list[str]:
+        return [name for name, handle in self.timers if not handle.cancelled()]
+
+    def __getattr__(self, name):
+        return getattr(self.loop, name)
+
+
+def test_the_protocols_deadlines_stop_once_met_and_when_the_connection_is_lost():
+    async def scenario() -> None:
+        answer = asyncio.Event()
+
+        async def app(scope, receive, send):
+            await answer.wait()
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+        loop = TimerLog(asyncio.get_running_loop())
+        config = uvicorn.Config(app, lifespan="off", log_level="error")
+        protocol = server.HeadDeadlineProtocol(config, ServerState(), app_state={}, _loop=loop)
+        protocol.connection_made(Transport())
+        assert loop.pending() == ["_head_too_slow"]
+        protocol.data_received(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        assert loop.pending() == [], "a complete head leaves no head deadline running"
+        protocol.pause_writing()
+        assert loop.pending() == ["_write_stalled"]
+        protocol.resume_writing()
+        assert loop.pending() == [], "writing again leaves no write deadline running"
+        answer.set()
+        async with asyncio.timeout(HANG_GUARD_S):
+            while not protocol.cycle.response_complete:
+                await asyncio.sleep(0)
+        protocol.data_received(b"GET / HTTP/1.1\r\n")  # the next request's first bytes
+        protocol.pause_writing()
+        assert loop.pending() == ["_head_too_slow", "_write_stalled"]
+        protocol.connection_lost(None)
+        assert loop.pending() == [], "a lost connection leaves no deadline running"
+
+    asyncio.run(scenario())
+
+
+# --- the listening socket and the stack file ------------------------------------------------------------------
+def test_accepted_connections_send_at_once_and_a_restart_can_rebind_at_once():
+    async def nodelay_of_an_accepted_connection(sock: socket.socket) -> int:
+        accepted = asyncio.get_running_loop().create_future()
+
+        def on_connect(reader, writer):
+            accepted.set_result(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        listener = await asyncio.start_server(on_connect, sock=sock)
+        async with listener:
+            _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+            async with asyncio.timeout(HANG_GUARD_S):
+                nodelay = await accepted
+            writer.close()
+        return nodelay
+
+    sock = server.bind("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    # No ~40 ms wait for the client's delayed ACK: asyncio sets TCP_NODELAY on what this socket accepts.
+    assert asyncio.run(nodelay_of_an_accepted_connection(sock)) != 0
+    # The server closed first, so its side of that connection lingers in TIME_WAIT; a restart binds anyway.
+    server.bind("127.0.0.1", port).close()
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "config:\n", "config:\n  aws:region:\n", "config:\n  aws:region: ''\n"],
+    ids=["empty", "null", "blank", "quoted"],
+)
+def test_a_stack_file_without_a_region_means_us_east_1(tmp_path, text):
+    stack_file = tmp_path / "Pulumi.x.yaml"
+    stack_file.write_text(text)
+    assert server.stack_region(stack_file) == "us-east-1"
