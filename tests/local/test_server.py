@@ -672,6 +672,9 @@ class Transport(asyncio.Transport):
     def write(self, data) -> None:
         pass
 
+    def get_write_buffer_size(self) -> int:
+        return 0
+
     def is_closing(self) -> bool:
         return self.closed
 
@@ -716,23 +719,32 @@ def test_the_protocols_deadlines_stop_once_met_and_when_the_connection_is_lost()
         loop = TimerLog(asyncio.get_running_loop())
         config = uvicorn.Config(app, lifespan="off", log_level="error")
         protocol = server.HeadDeadlineProtocol(config, ServerState(), app_state={}, _loop=loop)
-        protocol.connection_made(Transport())
-        assert loop.pending() == ["_head_too_slow"]
-        protocol.data_received(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
-        assert loop.pending() == [], "a complete head leaves no head deadline running"
-        protocol.pause_writing()
-        assert loop.pending() == ["_write_stalled"]
-        protocol.resume_writing()
-        assert loop.pending() == [], "writing again leaves no write deadline running"
-        answer.set()
-        async with asyncio.timeout(HANG_GUARD_S):
-            while not protocol.cycle.response_complete:
-                await asyncio.sleep(0)
-        protocol.data_received(b"GET / HTTP/1.1\r\n")  # the next request's first bytes
-        protocol.pause_writing()
-        assert loop.pending() == ["_head_too_slow", "_write_stalled"]
-        protocol.connection_lost(None)
-        assert loop.pending() == [], "a lost connection leaves no deadline running"
+        lost = False
+        try:
+            protocol.connection_made(Transport())
+            assert loop.pending() == ["_head_too_slow"]
+            protocol.data_received(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            assert loop.pending() == [], "a complete head leaves no head deadline running"
+            protocol.pause_writing()
+            assert loop.pending() == ["_write_deadline_passed"]
+            protocol.resume_writing()
+            assert loop.pending() == [], "writing again leaves no write deadline running"
+            answer.set()
+            async with asyncio.timeout(HANG_GUARD_S):
+                while not protocol.cycle.response_complete:
+                    await asyncio.sleep(0)
+            protocol.data_received(b"GET / HTTP/1.1\r\n")  # the next request's first bytes
+            protocol.pause_writing()
+            assert loop.pending() == ["_head_too_slow", "_write_deadline_passed"]
+            protocol.connection_lost(None)
+            lost = True
+            assert loop.pending() == [], "a lost connection leaves no deadline running"
+        finally:
+            # A failed check must not leave the app waiting for its answer or for paused writes to drain: the
+            # loop's shutdown would wait for it, and the test would hang instead of failing.
+            answer.set()
+            if not lost:
+                protocol.connection_lost(None)
 
     asyncio.run(scenario())
 
