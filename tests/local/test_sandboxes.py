@@ -22,6 +22,9 @@ def work(event: dict, context) -> int:
         time.sleep(0.01)
     if "touch" in event:
         Path(event["touch"]).write_text("ran")
+    if "count" in event:  # one line per run: a second run shows
+        with Path(event["count"]).open("a") as runs:
+            runs.write("ran\n")
     if event.get("die"):
         os.kill(os.getpid(), signal.SIGKILL)  # what the OOM killer does to a Lambda sandbox
     if "raise" in event:
@@ -121,13 +124,12 @@ def test_an_invocation_sent_to_a_sandbox_that_died_unnoticed_runs_in_a_new_one(o
 
 
 def test_an_invocation_a_sandbox_began_is_not_run_again_when_it_dies(one, tmp_path):
-    ran = tmp_path / "ran"
+    # Counted, not touched: a rerun would fail too (it dies again) and only its second line would show it.
+    runs = tmp_path / "runs"
     with pytest.raises(BrokenProcessPool):
-        one.submit({"touch": str(ran), "die": True}, None).result(timeout=60)
-    assert ran.read_text() == "ran"
-    ran.unlink()
+        one.submit({"count": str(runs), "die": True}, None).result(timeout=60)
     one.submit({}, None).result(timeout=60)
-    assert not ran.exists(), "the invocation that died mid-way ran a second time"
+    assert runs.read_text() == "ran\n", "the invocation that died mid-way ran a second time"
 
 
 def test_a_waiting_invocation_the_caller_cancelled_never_runs(one, tmp_path):
