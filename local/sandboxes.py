@@ -210,10 +210,7 @@ class LambdaSandboxes:
                 before = begun.value
                 inner = sandbox.submit(_begin, fn, *args)
             except BrokenProcessPool:  # it died while idle and its executor noticed: Lambda would use a new one
-                self._discard(sandbox)
-                with self._lock:
-                    sandbox = self._new_sandbox()
-                    begun = self._begun[sandbox]
+                sandbox, begun = self._replace(sandbox)
                 before = begun.value
                 inner = sandbox.submit(_begin, fn, *args)
         except BaseException as error:  # shut down meanwhile, or the OS refused a process (EMFILE, ENOMEM)
@@ -240,10 +237,9 @@ class LambdaSandboxes:
         if isinstance(error, BrokenProcessPool) and never_begun():
             # It died while idle, and the invocation reached it before its executor noticed: the handler never
             # ran, so a new sandbox runs it (once: a sandbox that cannot even start would otherwise loop).
-            self._discard(sandbox)
-            with self._lock:
-                closed = self._closed
-                replacement = None if closed else self._new_sandbox()
+            replacement = None
+            with contextlib.suppress(Exception):  # shut down meanwhile, or the OS refused a process: it fails below
+                replacement, _ = self._replace(sandbox)
             if replacement is not None:
                 if not self._start(replacement, result, fn, args, retry=False):
                     self._release(None)
@@ -259,6 +255,19 @@ class LambdaSandboxes:
                 result.set_exception(error)
             else:
                 result.set_result(done.result())
+
+    def _replace(self, dead: ProcessPoolExecutor) -> tuple[ProcessPoolExecutor, Any]:
+        """A new sandbox (and its count) in a dead one's slot, in one step: a slot freed first could be taken by
+        another invocation meanwhile, and there would be more sandboxes than the limit. If none can start (shut
+        down, or the OS refused), this raises with the slot free."""
+        try:
+            with self._lock:
+                self._sandboxes.discard(dead)
+                self._begun.pop(dead, None)
+                sandbox = self._new_sandbox()
+                return sandbox, self._begun[sandbox]
+        finally:
+            self._discard(dead)
 
     def _discard(self, sandbox: ProcessPoolExecutor) -> None:
         with self._lock:

@@ -132,6 +132,51 @@ def test_an_invocation_a_sandbox_began_is_not_run_again_when_it_dies(one, tmp_pa
     assert runs.read_text() == "ran\n", "the invocation that died mid-way ran a second time"
 
 
+def test_a_rerun_keeps_the_dead_sandboxs_slot_from_other_invocations(one, monkeypatch):
+    first = one.submit({}, None).result(timeout=60)
+    real_shutdown = ProcessPoolExecutor.shutdown
+    arrived: list = []
+
+    def shutdown(self, *args, **kwargs):  # the dead sandbox's executor is shut down: a request arrives right then
+        if not arrived:
+            arrived.append(one.submit({}, None))
+        return real_shutdown(self, *args, **kwargs)
+
+    os.kill(first, signal.SIGSTOP)
+    try:
+        invocation = one.submit({}, None)
+        monkeypatch.setattr(ProcessPoolExecutor, "shutdown", shutdown)
+    finally:
+        os.kill(first, signal.SIGKILL)
+    second = invocation.result(timeout=60)
+    assert arrived[0].result(timeout=60) == second, "the request that arrived meanwhile waited for the one slot"
+    assert one.size == 1
+
+
+def test_a_rerun_the_os_refuses_a_sandbox_for_fails_and_frees_its_slot(one, tmp_path, monkeypatch):
+    first = one.submit({}, None).result(timeout=60)
+    os.kill(first, signal.SIGSTOP)
+    try:
+        invocation = one.submit({}, None)
+        waiting = one.submit({}, None)  # for the only slot
+        real_new = one._new_sandbox
+        refused: list = []
+
+        def refuse_once():
+            if not refused:
+                refused.append(True)
+                raise OSError(24, "Too many open files")
+            return real_new()
+
+        monkeypatch.setattr(one, "_new_sandbox", refuse_once)
+    finally:
+        os.kill(first, signal.SIGKILL)
+    with pytest.raises(BrokenProcessPool):  # as if it had not been rerun; it must not hang
+        invocation.result(timeout=60)
+    assert refused and waiting.result(timeout=60) != first, "the freed slot went to the waiting invocation"
+    assert one.size == 1
+
+
 def test_a_waiting_invocation_the_caller_cancelled_never_runs(one, tmp_path):
     go = tmp_path / "go"
     busy = one.submit({"wait_for": str(go)}, None)
