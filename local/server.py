@@ -215,6 +215,11 @@ class HeadDeadlineProtocol(H11Protocol):
     def send_400_response(self, msg: str) -> None:
         """What is not HTTP/1.1 at all (a garbled head, a bad Content-Length) gets JSON like every other error,
         not uvicorn's plain text; the connection closes, as nothing after the error can be trusted to parse."""
+        if self.conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            # An answer has begun (garbage after a body the app did not read): no 400 can follow it, and
+            # h11 would raise LocalProtocolError out of data_received (asyncio's "Fatal error" traceback).
+            self.transport.close()
+            return
         body = json.dumps({"message": "Bad Request: not a valid HTTP/1.1 request"}).encode()
         headers = [
             (b"content-type", b"application/json"),

@@ -4,6 +4,7 @@ server's protocol) and on each body (read_capped), with deadlines shortened so t
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import threading
 import time
@@ -176,6 +177,18 @@ def test_what_is_not_http_gets_a_json_400_and_a_closed_connection(url, raw):
         assert b"content-type: application/json" in head.lower(), response
         assert json.loads(body) == {"message": "Bad Request: not a valid HTTP/1.1 request"}
         assert closed_by_server(conn, within=HANG_GUARD_S)
+
+
+def test_garbage_after_an_answer_closes_the_connection_quietly(url, caplog):
+    # /echo answers a body over its cap before reading the rest; h11 then finds the rest is no chunked body.
+    # An answer has been sent, so no 400 can follow it: sending one raised in data_received, and asyncio logged
+    # the failure as a fatal error with its traceback.
+    with connect(url) as conn:
+        conn.sendall(b"POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n800\r\n" + b"a" * 2048)
+        assert read_response(conn).endswith(b'{"size":null}')
+        conn.sendall(b"\r\nnot a chunk size\r\n")
+        assert closed_by_server(conn, within=HANG_GUARD_S)  # asyncio logs before it closes
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 
 
 def download(conn: socket.socket) -> int:
