@@ -131,22 +131,31 @@ class LambdaSandboxes:
             return self._new_sandbox()
         return None
 
-    def _dispatch(self) -> list[tuple[ProcessPoolExecutor, Future, Callable[..., Any], tuple]]:
-        """Pair free sandboxes with waiting invocations; the ones their callers gave up on are dropped."""
-        starts = []
+    def _dispatch(self) -> tuple[list[tuple[ProcessPoolExecutor, Future, Callable[..., Any], tuple]], list]:
+        """Pair free sandboxes with waiting invocations; the ones their callers gave up on are dropped. Returns
+        what to start, and the (invocation, error) pairs to fail once the lock is released: when the OS refuses a
+        new sandbox (EMFILE, ENOMEM), the invocation that needed it fails, as in `submit`, instead of waiting
+        for a release that may never come."""
+        starts, refused = [], []
         while self._waiting and not self._closed:
             if self._waiting[0][0].cancelled():
                 self._waiting.popleft()
                 continue
-            free = self._take()
+            try:
+                free = self._take()
+            except OSError as error:
+                result, _, _ = self._waiting.popleft()
+                if result.set_running_or_notify_cancel():  # runs no callbacks, so safe under the lock
+                    refused.append((result, error))
+                continue
             if free is None:
                 break
             result, fn, args = self._waiting.popleft()
-            if result.set_running_or_notify_cancel():  # runs no callbacks, so safe under the lock
+            if result.set_running_or_notify_cancel():
                 starts.append((free, result, fn, args))
             else:
                 self._idle.append(free)
-        return starts
+        return starts, refused
 
     # --- called without the lock -------------------------------------------------------------------------
     def warm(self, env: Mapping[str, str] | None = None) -> None:
@@ -286,15 +295,17 @@ class LambdaSandboxes:
                     closing = sandbox
                 else:
                     self._idle.append(sandbox)
-            starts = self._dispatch()
+            starts, refused = self._dispatch()
         if closing is not None:
             self._discard(closing)
-        while starts:
+        while starts or refused:
+            for result, error in refused:
+                result.set_exception(error)
             freed = [start for start in starts if not self._start(*start)]
             if not freed:
                 return
             with self._lock:
-                starts = self._dispatch()
+                starts, refused = self._dispatch()
 
     def shutdown(self) -> None:
         with self._lock:

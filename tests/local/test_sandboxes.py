@@ -219,6 +219,26 @@ def test_a_sandbox_the_os_refuses_to_start_fails_its_invocation_and_frees_its_sl
     assert one.size == 1
 
 
+def test_a_waiting_invocation_fails_when_the_os_refuses_the_sandbox_it_needs(one, tmp_path, monkeypatch):
+    go = tmp_path / "go"
+    dying = one.submit({"wait_for": str(go), "die": True}, None)  # holds the only sandbox, then frees its slot
+    waiting = one.submit({}, None)
+    real_new_sandbox = LambdaSandboxes._new_sandbox
+
+    def refuse(self):
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(LambdaSandboxes, "_new_sandbox", refuse)
+    go.touch()
+    with pytest.raises(BrokenProcessPool):
+        dying.result(timeout=60)
+    with pytest.raises(OSError, match="Too many open files"):  # it waited for that slot: no hang
+        waiting.result(timeout=60)
+    monkeypatch.setattr(LambdaSandboxes, "_new_sandbox", real_new_sandbox)
+    assert one.submit({}, None).result(timeout=60)
+    assert one.size == 1
+
+
 def test_shutdown_cancels_waiting_invocations_and_refuses_new_ones(tmp_path):
     pool = sandboxes(1)
     go = tmp_path / "go"
