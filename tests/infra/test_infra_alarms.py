@@ -157,8 +157,6 @@ class RenamingMocks(RecordingMocks):
         rid, outs = super().new_resource(args)
         if args.typ == "aws:lambda/function:Function":
             outs["name"] = "fn-as-created"
-        elif args.typ == "aws:apigatewayv2/stage:Stage":
-            outs["name"] = "stage-as-created"
         elif args.typ == "aws:sagemaker/endpoint:Endpoint":
             outs["name"] = "endpoint-as-created"
         elif args.typ == "aws:sagemaker/endpointConfiguration:EndpointConfiguration":
