@@ -168,6 +168,17 @@ def serverless_endpoint_alarms(endpoint_name: str, log_group: str) -> list[Alarm
     ]
 
 
+def alarm_inputs_problem(alarms: Any, topic_arn: str | None) -> tuple[str, str] | None:
+    """(field, what it must be) when a component's `alarms` / `alarm_topic_arn` inputs are wrong, else None."""
+    if not isinstance(alarms, bool):
+        return "alarms", "True or False"
+    if topic_arn is not None and (problem := sns_topic_arn_problem(topic_arn)):
+        return "alarm_topic_arn", f"{problem}, or None"
+    if topic_arn is not None and not alarms:
+        return "alarm_topic_arn", "None whenever alarms is False"
+    return None
+
+
 def metric_alarm_args(spec: AlarmSpec, dimensions: Mapping[str, Any], topic_arn: str | None) -> dict[str, Any]:
     """Keyword arguments of aws.cloudwatch.MetricAlarm for `spec`; `dimensions` maps each of the spec's dimension
     names to its value (a resource output). With a topic, it is told both when the alarm fires and when it clears."""

@@ -20,7 +20,6 @@ from components.settings import (
     PROXY_LOG_LEVELS,
     THROTTLE_BURST_RANGE,
     THROTTLE_RATE_RANGE,
-    sns_topic_arn_problem,
 )
 from handlers.proxy_core import LAMBDA_TIMEOUT_S
 
@@ -87,12 +86,8 @@ class InferenceApiArgs:
             policies.cors_allowed_origins([], self.extra_origins)
         except policies.PolicyInputError as exc:
             raise fail("extra_origins", str(exc)) from None
-        if not isinstance(self.alarms, bool):
-            raise fail("alarms", "True or False")
-        if self.alarm_topic_arn is not None and (problem := sns_topic_arn_problem(self.alarm_topic_arn)):
-            raise fail("alarm_topic_arn", f"{problem}, or None")
-        if self.alarm_topic_arn is not None and not self.alarms:
-            raise fail("alarm_topic_arn", "None whenever alarms is False")
+        if wrong := alarms.alarm_inputs_problem(self.alarms, self.alarm_topic_arn):
+            raise fail(*wrong)
 
 
 class InferenceApi(pulumi.ComponentResource):

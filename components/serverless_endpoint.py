@@ -19,7 +19,6 @@ from components.settings import (
     LOG_RETENTION_DAYS,
     MAX_CONCURRENCY_RANGE,
     MEMORY_SIZES_MB,
-    sns_topic_arn_problem,
 )
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -71,12 +70,8 @@ class ServerlessEndpointArgs:
             raise fail("log_retention_days", "a CloudWatch retention value")
         if self.kms_key_arn is not None and not KMS_KEY_ARN_RE.match(self.kms_key_arn):
             raise fail("kms_key_arn", "a KMS key ARN (not an alias), or None")
-        if not isinstance(self.alarms, bool):
-            raise fail("alarms", "True or False")
-        if self.alarm_topic_arn is not None and (problem := sns_topic_arn_problem(self.alarm_topic_arn)):
-            raise fail("alarm_topic_arn", f"{problem}, or None")
-        if self.alarm_topic_arn is not None and not self.alarms:
-            raise fail("alarm_topic_arn", "None whenever alarms is False")
+        if wrong := alarms.alarm_inputs_problem(self.alarms, self.alarm_topic_arn):
+            raise fail(*wrong)
 
 
 class ServerlessEndpoint(pulumi.ComponentResource):

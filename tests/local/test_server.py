@@ -128,8 +128,10 @@ def tiers():
     own.runtime.close()
 
 
-def asgi(app, method: str, path: str, headers: list[tuple[bytes, bytes]], query: bytes = b"") -> list[dict]:
-    """The messages `app` sends for one HTTP/1.1 request with exactly `headers` and an empty body."""
+def asgi(
+    app, method: str, path: str, headers: list[tuple[bytes, bytes]], query: bytes = b"", http_version: str = "1.1"
+) -> list[dict]:
+    """The messages `app` sends for one request with exactly `headers` and an empty body."""
     sent: list[dict] = []
 
     async def receive():
@@ -140,7 +142,7 @@ def asgi(app, method: str, path: str, headers: list[tuple[bytes, bytes]], query:
 
     scope = {
         "type": "http",
-        "http_version": "1.1",
+        "http_version": http_version,
         "method": method,
         "scheme": "http",
         "path": path,
@@ -404,33 +406,11 @@ def test_the_host_guard_answers_in_json_and_refuses_two_hosts(tiers):
     assert refused.status_code == 403 and refused.headers["content-type"] == "application/json"
     assert "DNS rebinding" in refused.json()["message"]
 
-    async def raw(headers: list[tuple[bytes, bytes]]) -> int:
-        sent = []
+    def raw(headers: list[tuple[bytes, bytes]]) -> int:
+        return asgi(tiers.app, "GET", "/config.js", headers, http_version="1.0")[0]["status"]
 
-        async def receive():
-            return {"type": "http.request", "body": b"", "more_body": False}
-
-        async def send(message):
-            sent.append(message)
-
-        scope = {
-            "type": "http",
-            "http_version": "1.0",
-            "method": "GET",
-            "scheme": "http",
-            "path": "/config.js",
-            "raw_path": b"/config.js",
-            "query_string": b"",
-            "root_path": "",
-            "headers": headers,
-            "client": CLIENT,
-            "server": ("127.0.0.1", 8000),
-        }
-        await tiers.app(scope, receive, send)
-        return sent[0]["status"]
-
-    assert asyncio.run(raw([(b"host", b"127.0.0.1:8000"), (b"host", b"rebind.example")])) == 403
-    assert asyncio.run(raw([])) == 200, "HTTP/1.0 without Host is served"
+    assert raw([(b"host", b"127.0.0.1:8000"), (b"host", b"rebind.example")]) == 403
+    assert raw([]) == 200, "HTTP/1.0 without Host is served"
 
 
 # --- the command line --------------------------------------------------------------------------------------------
