@@ -100,8 +100,8 @@ class LambdaSandboxes:
         self._max = max_sandboxes
         self._target = target
         self._lock = threading.Lock()
-        self._sandboxes: set[ProcessPoolExecutor] = set()  # every live sandbox, idle or busy
-        self._begun: dict[ProcessPoolExecutor, Any] = {}  # each sandbox's count of invocations begun
+        # Every live sandbox, idle or busy, with its shared count of invocations begun.
+        self._sandboxes: dict[ProcessPoolExecutor, Any] = {}
         self._idle: list[ProcessPoolExecutor] = []  # a stack: the most recently used sandbox serves next, as in Lambda
         self._waiting: deque[tuple[Future, Callable[..., Any], tuple]] = deque()
         self._closed = False
@@ -120,8 +120,7 @@ class LambdaSandboxes:
         sandbox = ProcessPoolExecutor(
             max_workers=1, mp_context=self._context, initializer=_sandbox_init, initargs=(os.getpid(), begun)
         )
-        self._sandboxes.add(sandbox)
-        self._begun[sandbox] = begun
+        self._sandboxes[sandbox] = begun
         return sandbox
 
     def _take(self) -> ProcessPoolExecutor | None:
@@ -213,7 +212,7 @@ class LambdaSandboxes:
         `retry`: whether a sandbox found dead before it began the invocation may be replaced to run it."""
         try:
             try:
-                begun = self._begun.get(sandbox)
+                begun = self._sandboxes.get(sandbox)
                 if begun is None:  # shutdown() let go of it meanwhile
                     raise RuntimeError("the sandboxes are shut down")
                 before = begun.value
@@ -271,17 +270,15 @@ class LambdaSandboxes:
         down, or the OS refused), this raises with the slot free."""
         try:
             with self._lock:
-                self._sandboxes.discard(dead)
-                self._begun.pop(dead, None)
+                self._sandboxes.pop(dead, None)
                 sandbox = self._new_sandbox()
-                return sandbox, self._begun[sandbox]
+                return sandbox, self._sandboxes[sandbox]
         finally:
             self._discard(dead)
 
     def _discard(self, sandbox: ProcessPoolExecutor) -> None:
         with self._lock:
-            self._sandboxes.discard(sandbox)
-            self._begun.pop(sandbox, None)
+            self._sandboxes.pop(sandbox, None)
         with contextlib.suppress(OSError):  # a broken executor may be closing its wakeup pipe right now
             sandbox.shutdown(wait=False, cancel_futures=True)
 
@@ -313,7 +310,6 @@ class LambdaSandboxes:
             waiting, self._waiting = self._waiting, deque()
             sandboxes, self._idle = list(self._sandboxes), []
             self._sandboxes.clear()
-            self._begun.clear()
         for result, _, _ in waiting:
             result.cancel()
         for sandbox in sandboxes:
