@@ -39,7 +39,9 @@ CONTENT_TYPES: dict[str, str] = {
     ".css": "text/css; charset=utf-8",
     ".json": "application/json",
     ".txt": "text/plain; charset=utf-8",
-    ".md": "text/markdown; charset=utf-8",
+    # Markdown (the photo credits) as plain text: browsers show text/plain inline, while some offer a
+    # text/markdown file as a download instead of displaying it.
+    ".md": "text/plain; charset=utf-8",
     ".svg": "image/svg+xml",
     ".ico": "image/x-icon",
     ".png": "image/png",

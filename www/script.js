@@ -226,6 +226,11 @@ export function describeFailure(status, body) {
   }
 }
 
+/** The paste shortcut's modifier key as the keyboard labels it: Cmd on Apple platforms, Ctrl elsewhere. */
+export function pasteModifier(platform) {
+  return /^(mac|iphone|ipad|ipod)/i.test(String(platform || "")) ? "Cmd" : "Ctrl";
+}
+
 /** `${apiUrl}/predict?top_k=N` from config.js's apiUrl; throws naming the field when it is unusable. */
 export function predictUrl(config, topK = TOP_K) {
   if (!config || typeof config.apiUrl !== "string" || config.apiUrl === "") {
@@ -321,6 +326,7 @@ function init() {
     predictions: document.getElementById("predictions"),
     predictionsWrap: document.getElementById("predictions-wrap"),
     timing: document.getElementById("timing"),
+    pasteKey: document.getElementById("paste-key"),
   };
   const controls = [el.fileInput, el.classifyButton, ...el.samples];
 
@@ -573,6 +579,13 @@ function init() {
     const image = files.find((f) => f.type.startsWith("image/"));
     if (image) classify(fromFile(image));
     else if (!busy) showError(NOT_AN_IMAGE_MESSAGE);
+  });
+
+  el.pasteKey.textContent = pasteModifier(navigator.userAgentData?.platform || navigator.platform);
+  // A touch screen hides the drop and paste hint (style.css), but a tablet with a keyboard attached can paste:
+  // the first key press (there is no text field, so it comes from a physical keyboard) brings the hint back.
+  document.addEventListener("keydown", () => document.documentElement.classList.add("has-keyboard"), {
+    once: true,
   });
 
   document.documentElement.dataset.ready = "true";

@@ -339,6 +339,32 @@ def test_touch_screens_are_not_offered_drop_and_paste(make_ui: Any, stub_stack: 
     assert label == "Choose a photo, drop one here, or paste one (Ctrl+V)"
 
 
+def test_a_tablet_with_a_keyboard_is_offered_paste_after_a_key_press(make_ui: Any, stub_stack: Any) -> None:
+    tablet = make_ui(stub_stack, width=820, height=1180, has_touch=True, is_mobile=True).open()
+    assert tablet.page.inner_text("label[for=file-input]").strip() == "Choose a photo"
+    tablet.page.keyboard.press("Tab")  # no text field on the page: a key press means a keyboard is attached
+    label = " ".join(tablet.page.inner_text("label[for=file-input]").split())
+    assert label == "Choose a photo, drop one here, or paste one (Ctrl+V)"
+
+
+def test_apple_platforms_are_told_cmd_v(make_ui: Any, stub_stack: Any) -> None:
+    mac = make_ui(stub_stack)
+    # What Safari and Chrome on a Mac report; Chromium here reports Linux.
+    mac.page.add_init_script(
+        """Object.defineProperty(Navigator.prototype, "userAgentData", {get: () => undefined});
+           Object.defineProperty(Navigator.prototype, "platform", {get: () => "MacIntel"});"""
+    )
+    label = " ".join(mac.open().page.inner_text("label[for=file-input]").split())
+    assert label == "Choose a photo, drop one here, or paste one (Cmd+V)"
+    got = run_js(
+        mac,
+        """return [m.pasteModifier("macOS"), m.pasteModifier("MacIntel"), m.pasteModifier("iPad"),
+                m.pasteModifier("iPhone"), m.pasteModifier("Linux x86_64"), m.pasteModifier("Windows"),
+                m.pasteModifier(""), m.pasteModifier(undefined)];""",
+    )
+    assert got == ["Cmd", "Cmd", "Cmd", "Cmd", "Ctrl", "Ctrl", "Ctrl", "Ctrl"]
+
+
 # --------------------------------------------------------------------------------------------------
 # Errors
 

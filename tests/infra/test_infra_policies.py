@@ -248,7 +248,7 @@ def test_http_api_cors_document() -> None:
         ("favicon.ico", "image/x-icon"),
         ("data.json", "application/json"),
         ("robots.txt", "text/plain; charset=utf-8"),
-        ("samples/ATTRIBUTION.md", "text/markdown; charset=utf-8"),
+        ("samples/ATTRIBUTION.md", "text/plain; charset=utf-8"),
         ("site.webmanifest", "application/manifest+json"),
     ],
 )
