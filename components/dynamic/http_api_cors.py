@@ -3,10 +3,18 @@
 The API's CORS needs the site origin (the distribution's domain) while the distribution's CSP needs
 the API origin: declaring CORS on the Api resource would be a dependency cycle. The Api resource
 ignores corsConfiguration and this resource sets it with apigatewayv2 UpdateApi instead.
+
+API Gateway takes one change to an API at a time and refuses another one meanwhile with ConflictException
+"Unable to complete operation due to concurrent modification. Please try again later." The aws provider retries
+that answer on every apigatewayv2 call (terraform-provider-aws internal/service/apigatewayv2/service_package.go);
+botocore does not. `pulumi destroy` deletes this resource in the same wave as the API's stage and route (nothing
+depends on any of them), so its calls retry that answer too.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pulumi
@@ -18,6 +26,38 @@ from components.policies import http_api_cors
 
 class HttpApiCorsError(ValueError):
     """A required input of the CORS resource is missing."""
+
+
+# About a minute in all: another change to the API (a stage or route deletion, an auto-deploy) takes seconds.
+CONFLICT_ATTEMPTS = 8
+CONFLICT_PAUSE_S = 2.0
+CONFLICT_PAUSE_MAX_S = 15.0
+
+
+def is_concurrent_modification(error: Exception) -> bool:
+    """API Gateway's "another change to this API is under way, try again later" (HTTP 409)."""
+    response = getattr(error, "response", None) or {}
+    code = response.get("Error", {}).get("Code")
+    return code == "ConflictException" and "try again later" in response.get("Error", {}).get("Message", "").lower()
+
+
+def call_retrying_conflicts(
+    call: Callable[..., Any],
+    attempts: int = CONFLICT_ATTEMPTS,
+    pause_s: float = CONFLICT_PAUSE_S,
+    sleep: Callable[[float], None] = time.sleep,
+    **kwargs: Any,
+) -> Any:
+    """`call(**kwargs)`, asked again (pauses doubling up to CONFLICT_PAUSE_MAX_S) while API Gateway answers that
+    another change to the API is under way; any other error, or that one on the last attempt, is raised."""
+    for attempt in range(1, attempts):
+        try:
+            return call(**kwargs)
+        except Exception as exc:
+            if not is_concurrent_modification(exc):
+                raise
+            sleep(min(pause_s * 2 ** (attempt - 1), CONFLICT_PAUSE_MAX_S))
+    return call(**kwargs)
 
 
 def cors_rules(cors: dict[str, Any]) -> dict[str, Any]:
@@ -45,6 +85,8 @@ def diff_cors(olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
 
 
 class HttpApiCorsProvider(AwsProvider):
+    pause = staticmethod(time.sleep)  # between attempts refused as concurrent modifications (tests record it)
+
     def _client(self, region: str) -> Any:
         return self.client("apigatewayv2", region=region)
 
@@ -53,7 +95,8 @@ class HttpApiCorsProvider(AwsProvider):
             if not props.get(field):
                 raise HttpApiCorsError(f"{field} is required, got {props.get(field)!r}")
         cors = http_api_cors(props.get("origins") or [])
-        self._client(props["region"]).update_api(ApiId=props["api_id"], CorsConfiguration=cors)
+        client = self._client(props["region"])
+        call_retrying_conflicts(client.update_api, sleep=self.pause, ApiId=props["api_id"], CorsConfiguration=cors)
         return {
             "api_id": props["api_id"],
             "region": props["region"],
@@ -86,7 +129,7 @@ class HttpApiCorsProvider(AwsProvider):
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         client = self._client(props["region"])
         try:
-            client.delete_cors_configuration(ApiId=props["api_id"])
+            call_retrying_conflicts(client.delete_cors_configuration, sleep=self.pause, ApiId=props["api_id"])
         except client.exceptions.NotFoundException:
             # The API itself is already gone (destroy order or manual cleanup): nothing left to undo.
             return

@@ -14,7 +14,7 @@ import boto3
 import pytest
 import requests
 from botocore.exceptions import ClientError, ProfileNotFound
-from botocore.stub import Stubber
+from botocore.stub import ANY, Stubber
 from moto import mock_aws
 from PIL import Image
 from pulumi.dynamic import ConfigureRequest
@@ -28,7 +28,12 @@ from components.dynamic.endpoint_version import (
     diff_endpoint_version,
     what_to_retire,
 )
-from components.dynamic.http_api_cors import HttpApiCorsError, HttpApiCorsProvider, diff_cors
+from components.dynamic.http_api_cors import (
+    CONFLICT_ATTEMPTS,
+    HttpApiCorsError,
+    HttpApiCorsProvider,
+    diff_cors,
+)
 from components.dynamic.invalidation import (
     InvalidationInputError,
     InvalidationProvider,
@@ -514,6 +519,77 @@ def test_http_api_cors_refresh_sees_a_console_edit_of_the_other_rules(aws: None)
     # A state written before the rules were recorded is not drift either.
     legacy = {k: v for k, v in created.outs.items() if k != "rules"}
     assert diff_cors(legacy, props).changes is False
+
+
+# API Gateway's answer to a second change to one API while another is under way (HTTP 409).
+CONCURRENT_MODIFICATION = "Unable to complete operation due to concurrent modification. Please try again later."
+
+
+def _stubbed_cors_provider(monkeypatch: pytest.MonkeyPatch) -> tuple[HttpApiCorsProvider, Stubber, list[float]]:
+    client = stub_client("apigatewayv2")
+    provider = HttpApiCorsProvider()
+    pauses: list[float] = []
+    monkeypatch.setattr(provider, "_client", lambda _region: client)
+    monkeypatch.setattr(provider, "pause", pauses.append, raising=False)
+    return provider, Stubber(client), pauses
+
+
+def _add_conflict(stub: Stubber, operation: str, message: str = CONCURRENT_MODIFICATION) -> None:
+    stub.add_client_error(
+        operation, service_error_code="ConflictException", service_message=message, http_status_code=409
+    )
+
+
+def test_http_api_cors_waits_out_a_concurrent_change_to_the_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`pulumi destroy` deletes this resource together with the API's stage and route (nothing depends on any of
+    them), and API Gateway refuses a second change to one API while another is under way: the aws provider retries
+    that ConflictException on every apigatewayv2 call, and so must this provider (botocore does not)."""
+    provider, stub, pauses = _stubbed_cors_provider(monkeypatch)
+    props = {"api_id": "abc123", "region": REGION, "origins": ["https://d1.cloudfront.net"]}
+    with stub:
+        _add_conflict(stub, "update_api")
+        _add_conflict(stub, "update_api")
+        stub.add_response("update_api", {}, {"ApiId": "abc123", "CorsConfiguration": ANY})
+        created = provider.create(dict(props))
+        _add_conflict(stub, "delete_cors_configuration")
+        stub.add_response("delete_cors_configuration", {}, {"ApiId": "abc123"})
+        provider.delete(created.id, created.outs)
+        stub.assert_no_pending_responses()
+    assert created.outs["origins"] == ["https://d1.cloudfront.net"]
+    assert len(pauses) == 3
+
+
+def test_http_api_cors_gives_up_on_an_api_that_stays_busy(monkeypatch: pytest.MonkeyPatch) -> None:
+    provider, stub, pauses = _stubbed_cors_provider(monkeypatch)
+    props = {"api_id": "abc123", "region": REGION, "origins": ["https://d1.cloudfront.net"]}
+    with stub:
+        for _ in range(CONFLICT_ATTEMPTS):
+            _add_conflict(stub, "update_api")
+        with pytest.raises(ClientError, match="ConflictException"):
+            provider.create(dict(props))
+        stub.assert_no_pending_responses()
+    assert len(pauses) == CONFLICT_ATTEMPTS - 1
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("ConflictException", "An API with that name already exists"),  # a conflict that waiting does not end
+        ("BadRequestException", "Invalid CORS origin"),
+        ("TooManyRequestsException", CONCURRENT_MODIFICATION),  # the right words under another code
+    ],
+)
+def test_http_api_cors_does_not_ask_again_after_other_errors(
+    monkeypatch: pytest.MonkeyPatch, code: str, message: str
+) -> None:
+    provider, stub, pauses = _stubbed_cors_provider(monkeypatch)
+    props = {"api_id": "abc123", "region": REGION, "origins": ["https://d1.cloudfront.net"]}
+    with stub:
+        stub.add_client_error("update_api", service_error_code=code, service_message=message, http_status_code=400)
+        with pytest.raises(ClientError, match=code):
+            provider.update("abc123-cors", dict(props), dict(props))
+        stub.assert_no_pending_responses()
+    assert pauses == []
 
 
 @pytest.mark.parametrize("missing", ["api_id", "region"])
