@@ -194,7 +194,7 @@ class InferenceApi(pulumi.ComponentResource):
             target=integration.id.apply(lambda integration_id: f"integrations/{integration_id}"),
             opts=child,
         )
-        access_log_group_name = f"/aws/apigateway/{args.function_name}-access"
+        access_log_group_name = policies.api_access_log_group_name(args.function_name)
         access_logs = aws.cloudwatch.LogGroup(
             f"{name}-access-logs",
             name=access_log_group_name,

@@ -78,6 +78,13 @@ def lambda_log_group_name(function_name: str) -> str:
     return f"/aws/lambda/{_require('function_name', function_name)}"
 
 
+def api_access_log_group_name(function_name: str) -> str:
+    # HTTP API access logs are delivered as vended logs, which CloudWatch Logs authorises through the region's
+    # one resource policy (5,120 characters). Names under /aws/vendedlogs/ share a single entry there, so this
+    # stack's stage cannot be the one that fills the policy up and fails with "Insufficient permissions".
+    return f"/aws/vendedlogs/apigateway/{_require('function_name', function_name)}-access"
+
+
 def log_group_arn(partition: str, region: str, account_id: str, name: str) -> str:
     return f"arn:{partition}:logs:{region}:{account_id}:log-group:{name}"
 

@@ -276,7 +276,7 @@ def test_inference_api_resources(mocks: RecordingMocks) -> None:
     assert stage["name"] == "$default" and stage["autoDeploy"] is True
     assert stage["defaultRouteSettings"] == {"throttlingRateLimit": 10, "throttlingBurstLimit": 20}
     assert stage["accessLogSettings"]["destinationArn"] == (
-        f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/apigateway/mobilenet-test-proxy-access"
+        f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/vendedlogs/apigateway/mobilenet-test-proxy-access"
     )
     assert json.loads(stage["accessLogSettings"]["format"]) == json.loads(policies.access_log_format())
 

@@ -360,3 +360,10 @@ def test_proxy_function_env_is_what_the_handler_reads() -> None:
     assert config.endpoint_name == "mobilenet-dev" and config.max_image_bytes == SAGEMAKER_SERVERLESS_MAX_BYTES
     with pytest.raises(PolicyInputError, match="endpoint_name"):
         policies.proxy_function_env("", [])
+
+
+def test_api_access_logs_are_named_as_vended_logs() -> None:
+    # Outside /aws/vendedlogs/ each group adds its own entry to the region's size-capped log resource policy.
+    assert policies.api_access_log_group_name("fn-proxy") == "/aws/vendedlogs/apigateway/fn-proxy-access"
+    with pytest.raises(PolicyInputError, match="function_name"):
+        policies.api_access_log_group_name("")
