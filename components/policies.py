@@ -357,16 +357,19 @@ def site_files(www_dir: Path) -> dict[str, Path]:
 
 
 def site_content_hash(files: Mapping[str, bytes], config_js: str) -> str:
-    """sha256 over every (key, bytes) pair plus the rendered config.js.
+    """sha256 over every (key, headers, bytes) of the site plus the rendered config.js.
 
-    Lengths are framed in so that moving bytes between a name and its content cannot collide.
+    The Content-Type and Cache-Control each file is uploaded with are part of it: edge caches keep a file's old
+    headers as well as its old bytes, so a changed header alone needs the invalidation too. (config.js is never
+    cached at the edge.) Lengths are framed in so that moving bytes between fields cannot collide.
     """
     digest = hashlib.sha256()
-    entries = {**files, CONFIG_JS_KEY: config_js.encode("utf-8")}
+    entries = {key: (f"{content_type_for(key)}\n{cache_control_for(key)}", data) for key, data in files.items()}
+    entries[CONFIG_JS_KEY] = ("", config_js.encode("utf-8"))
     for key in sorted(entries):
-        data = entries[key]
-        name = key.encode("utf-8")
-        digest.update(len(name).to_bytes(8, "big") + name + len(data).to_bytes(8, "big") + data)
+        headers, data = entries[key]
+        for field in (key.encode("utf-8"), headers.encode("utf-8"), data):
+            digest.update(len(field).to_bytes(8, "big") + field)
     return digest.hexdigest()
 
 

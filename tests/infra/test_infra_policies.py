@@ -294,8 +294,20 @@ def test_site_content_hash_changes_exactly_with_content() -> None:
     assert policies.site_content_hash(files, "cfg2") != base
     assert policies.site_content_hash({**files, "new.css": b""}, "cfg") != base
     assert policies.site_content_hash({"index.html": b"<p>hi</p>"}, "cfg") != base
-    # Framing: shifting bytes between a name and its content is a different site.
-    assert policies.site_content_hash({"ab": b"c"}, "") != policies.site_content_hash({"a": b"bc"}, "")
+    # Framing: moving bytes from one file to the next is a different site.
+    moved = policies.site_content_hash({"a.js": b"1", "b.js": b"2"}, "")
+    assert policies.site_content_hash({"a.js": b"12", "b.js": b""}, "") != moved
+
+
+def test_site_content_hash_changes_with_a_header_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Edge caches keep the old Content-Type or Cache-Control with the old bytes: a new header needs invalidating.
+    files = {"samples/ATTRIBUTION.md": b"# Credits", "script.js": b"1"}
+    base = policies.site_content_hash(files, "cfg")
+    monkeypatch.setitem(policies.CONTENT_TYPES, ".md", "text/markdown; charset=utf-8")
+    changed_type = policies.site_content_hash(files, "cfg")
+    assert changed_type != base
+    monkeypatch.setattr(policies, "cache_control_for", lambda key: "no-cache")
+    assert policies.site_content_hash(files, "cfg") not in (base, changed_type)
 
 
 def test_artifact_key_is_content_addressed(tmp_path: Path) -> None:
