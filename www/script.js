@@ -376,6 +376,8 @@ function init() {
     el.previewCaption.textContent = `Sent ${width}×${height} JPEG${part}, ${size(blob.size)}${original}`;
     el.predictions.replaceChildren();
     el.predictionsWrap.hidden = true;
+    // A hidden heading still names a region: "Top predictions" would lead a screen reader to the photo alone.
+    el.results.removeAttribute("aria-labelledby");
     el.timing.textContent = "";
     el.results.hidden = false;
   }
@@ -404,6 +406,7 @@ function init() {
     });
     el.predictions.replaceChildren(...items);
     el.predictionsWrap.hidden = false;
+    el.results.setAttribute("aria-labelledby", "results-heading");
   }
 
   async function readBody(response) {

@@ -822,6 +822,29 @@ def test_each_prediction_is_announced_once(stub_ui: Any, stub_stack: Any) -> Non
     assert ui.page.locator("#predictions").get_by_text("62.0%").count() == 1
 
 
+def test_the_results_region_is_named_top_predictions_only_while_it_holds_them(stub_ui: Any, stub_stack: Any) -> None:
+    # The sent photo shows before the answer, and stays beside an error the model gave (502): a landmark named
+    # "Top predictions" there sent a screen reader user to a region holding only the photo.
+    gate = threading.Event()
+    stub_stack.script({"status": 200, "gate": gate}, {"status": 502, "body": {"error": "x", "message": "down"}})
+    ui = stub_ui.open()
+    region = ui.page.get_by_role("region", name="Top predictions")
+    try:
+        ui.click_sample("chelsea")
+        expect_status(ui, "Classifying…")
+        assert ui.page.is_visible("#preview-image")
+        assert region.count() == 0, ui.page.locator("main").aria_snapshot()
+    finally:
+        gate.set()
+    ui.wait_done()
+    assert region.count() == 1
+    assert region.get_by_role("listitem").count() == 5
+    ui.click_sample("coffee")
+    assert "could not answer" in ui.wait_error()
+    assert ui.page.is_visible("#preview-image"), "the photo that was sent stays beside the error"
+    assert region.count() == 0, ui.page.locator("main").aria_snapshot()
+
+
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_bars_contrast_with_their_track(make_ui: Any, stub_stack: Any, scheme: str) -> None:
     # WCAG 1.4.11: 3:1 for the fill against the track, the top (green) bar included.
