@@ -190,6 +190,9 @@ def test_the_413_names_a_large_limit_in_mib_too():
     error = core.too_large(4 * 1024 * 1024, "The request body")
     assert error.message == "The request body is too large; send at most 4,194,304 bytes (4 MiB)."
     assert "(1.5 MiB)" in core.too_large(1572864).message
+    # MiB from exactly 1 MiB up; below it, bytes only (0.95 MiB would round to a misleading "1 MiB").
+    assert core.too_large(1048576).message.endswith("send at most 1,048,576 bytes (1 MiB).")
+    assert core.too_large(1_000_000).message.endswith("send at most 1,000,000 bytes.")
 
 
 def test_oversized_base64_body_is_413_before_decoding():

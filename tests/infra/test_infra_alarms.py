@@ -52,6 +52,7 @@ def test_inference_api_specs() -> None:
     assert "/aws/apigateway/fn-proxy-access" in api.description and "/aws/lambda/fn-proxy" in api.description
     assert all("/aws/lambda/fn-proxy" in s.description or "quota" in s.description for s in specs.values())
     assert all("README.md, section 'Alarms'" in s.description for s in specs.values())
+    assert "answered 5 or more 5xx" in api.description  # the threshold the alarm fires at, not another one's
 
 
 def test_serverless_endpoint_specs() -> None:
@@ -72,6 +73,9 @@ def test_serverless_endpoint_specs() -> None:
     assert errors.dimension_names == latency.dimension_names == ("EndpointName", "VariantName")
     assert (errors.alarm_name, latency.alarm_name) == ("ep-invocation-5xx", "ep-model-latency")
     assert all("/aws/sagemaker/Endpoints/ep" in s.description for s in specs.values())
+    # The descriptions state the thresholds the alarms fire at, in the units an operator reads.
+    assert "3 or more InvokeEndpoint calls" in errors.description
+    assert "1000 ms or more per inference" in latency.description
 
 
 def test_every_spec_treats_missing_data_as_not_breaching_and_fits_cloudwatch() -> None:
@@ -126,6 +130,10 @@ def test_inference_api_alarms(mocks: RecordingMocks) -> None:
         assert alarm["treatMissingData"] == "notBreaching"
         assert "alarmActions" not in alarm and "okActions" not in alarm
         assert "README.md" in alarm["alarmDescription"]
+    # Each log group is named as what it is: the stage's access log, and the function's own log.
+    assert "access log /aws/apigateway/mobilenet-test-proxy-access " in api["alarmDescription"]
+    assert "proxy's log /aws/lambda/mobilenet-test-proxy " in api["alarmDescription"]
+    assert "Read /aws/lambda/mobilenet-test-proxy " in found["api-alarm-errors"]["alarmDescription"]
 
 
 def test_serverless_endpoint_alarms(mocks: RecordingMocks, tmp_path: Path) -> None:
@@ -221,7 +229,7 @@ BAD_TOPICS = [
 ]
 
 
-@pytest.mark.parametrize("topic", BAD_TOPICS)
+@pytest.mark.parametrize("topic", [*BAD_TOPICS, ""])  # "" unsets the config key, but is no topic to a component
 def test_component_args_refuse_a_bad_topic(tmp_path: Path, topic: str) -> None:
     with pytest.raises(InferenceApiArgsError, match=r"InferenceApiArgs\.alarm_topic_arn = "):
         api_args(alarm_topic_arn=topic).validate()

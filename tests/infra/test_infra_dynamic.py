@@ -683,6 +683,33 @@ def test_a_gone_endpoint_keeps_what_another_endpoint_runs_on(aws: None) -> None:
     assert _sagemaker_names() == ({"config-1"}, {"model-config-1"})
 
 
+@pytest.mark.parametrize("middle_config", ["config-1", "config-2"])
+def test_a_gone_endpoint_keeps_what_any_endpoint_of_the_region_runs_on(aws: None, middle_config: str) -> None:
+    """Every endpoint listed counts, not only the last one looked at: the one on this version (its configuration,
+    or config-2 on its Model) is created between two others, so it is neither first nor last in any listing."""
+    client = boto3.client("sagemaker", region_name=REGION)
+    serve_config("mobilenet-test", "config-1")
+    client.delete_endpoint(EndpointName="mobilenet-test")
+    client.create_endpoint_config(
+        EndpointConfigName="config-2",
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": "model-config-1",
+                "ServerlessConfig": {"MemorySizeInMB": 3072, "MaxConcurrency": 5},
+            }
+        ],
+    )
+    serve_config("aaa-other", "config-a")
+    client.create_endpoint(EndpointName="mmm-other", EndpointConfigName=middle_config)
+    serve_config("zzz-other", "config-z")
+    EndpointVersionProvider().delete("config-1", _version("config-1"))
+    configs, models = _sagemaker_names()
+    assert ("config-1" in configs) == (middle_config == "config-1")
+    assert "model-config-1" in models
+    assert {"config-2", "config-a", "config-z"} <= configs and {"model-config-a", "model-config-z"} <= models
+
+
 def test_destroy_retires_the_last_version_after_the_endpoint(aws: None) -> None:
     serve_config("mobilenet-test", "config-1")
     boto3.client("sagemaker", region_name=REGION).delete_endpoint(EndpointName="mobilenet-test")
@@ -824,6 +851,54 @@ def test_a_gone_endpoint_whose_region_cannot_be_listed_keeps_the_version(monkeyp
         stub.add_client_error("list_endpoints", "AccessDeniedException", "not authorized")
         with pytest.raises(ClientError, match="AccessDeniedException"):
             provider.delete("config-1", _version("config-1"))
+        stub.assert_no_pending_responses()
+
+
+def _summary(name: str) -> dict[str, Any]:
+    """One entry of a ListEndpoints answer."""
+    return {
+        "EndpointName": name,
+        "EndpointArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{name}",
+        "CreationTime": "2026-01-01T00:00:00Z",
+        "LastModifiedTime": "2026-01-01T00:00:00Z",
+        "EndpointStatus": "InService",
+    }
+
+
+def test_a_listed_endpoint_deleted_since_the_listing_runs_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    provider, stub = _stubbed_version_provider(monkeypatch)
+    with stub:
+        stub.add_client_error("describe_endpoint", "ValidationException", "Could not find endpoint mobilenet-test.")
+        stub.add_response("list_endpoints", {"Endpoints": [_summary("other")]})
+        stub.add_client_error("describe_endpoint", "ValidationException", "Could not find endpoint other.")
+        stub.add_response("delete_endpoint_config", {}, {"EndpointConfigName": "config-1"})
+        stub.add_response("delete_model", {}, {"ModelName": "model-config-1"})
+        provider.delete("config-1", _version("config-1"))
+        stub.assert_no_pending_responses()  # the version was retired
+
+
+def test_a_listed_endpoint_that_cannot_be_described_keeps_the_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    """It may run on this version: the delete fails (Pulumi retries) and nothing is deleted."""
+    provider, stub = _stubbed_version_provider(monkeypatch)
+    with stub:
+        stub.add_client_error("describe_endpoint", "ValidationException", "Could not find endpoint mobilenet-test.")
+        stub.add_response("list_endpoints", {"Endpoints": [_summary("other")]})
+        stub.add_client_error("describe_endpoint", "ThrottlingException", "Rate exceeded")
+        with pytest.raises(ClientError, match="ThrottlingException"):
+            provider.delete("config-1", _version("config-1"))
+        stub.assert_no_pending_responses()  # an unstubbed delete call would have failed the stub
+
+
+def test_an_endpoint_on_a_later_page_of_the_listing_keeps_the_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ListEndpoints answers at most 100 per page (10 by default): every page is read."""
+    provider, stub = _stubbed_version_provider(monkeypatch)
+    other = {**_endpoint("config-1"), "EndpointName": "other"}
+    with stub:
+        stub.add_client_error("describe_endpoint", "ValidationException", "Could not find endpoint mobilenet-test.")
+        stub.add_response("list_endpoints", {"Endpoints": [], "NextToken": "page-2"})
+        stub.add_response("list_endpoints", {"Endpoints": [_summary("other")]}, {"NextToken": "page-2"})
+        stub.add_response("describe_endpoint", other, {"EndpointName": "other"})
+        provider.delete("config-1", _version("config-1"))  # an unstubbed delete call would raise here
         stub.assert_no_pending_responses()
 
 

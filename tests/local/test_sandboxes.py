@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -12,6 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from local import sandboxes as sandboxes_module
 from local.sandboxes import LambdaSandboxes
 from tests.waiting import wait_until
 
@@ -132,6 +134,49 @@ def test_an_invocation_a_sandbox_began_is_not_run_again_when_it_dies(one, tmp_pa
     assert runs.read_text() == "ran\n", "the invocation that died mid-way ran a second time"
 
 
+def test_an_invocation_begun_in_a_replacement_for_a_sandbox_found_dead_is_not_run_again(one, tmp_path):
+    # The dead sandbox's executor has noticed, so the invocation goes to a new sandbox at once: whether it began
+    # is that new sandbox's count, not the dead one's.
+    first = one.submit({}, None).result(timeout=60)
+    [idle] = one._idle
+    os.kill(first, signal.SIGKILL)
+    wait_until(lambda: idle._broken)
+    runs = tmp_path / "runs"
+    with pytest.raises(BrokenProcessPool):
+        one.submit({"count": str(runs), "die": True}, None).result(timeout=60)
+    assert runs.read_text() == "ran\n", "the invocation that died mid-way ran a second time"
+
+
+def starts_file(server_pid: int) -> Path:
+    return Path(tempfile.gettempdir()) / f"test-sandboxes-starts-{server_pid}"
+
+
+def fail_twice_then_start(server_pid: int, begun=None) -> None:
+    """A sandbox initializer (run in the sandbox): the first two sandboxes die before they can begin anything,
+    as one that cannot even start would; the third starts normally."""
+    starts = starts_file(server_pid)
+    with starts.open("a") as log:
+        log.write("start\n")
+    if starts.read_text().count("start") <= 2:
+        raise RuntimeError("this sandbox cannot start")
+    sandboxes_module._sandbox_init(server_pid, begun)
+
+
+def test_an_invocation_no_sandbox_could_begin_is_rerun_only_once(one, monkeypatch):
+    starts = starts_file(os.getpid())
+    starts.unlink(missing_ok=True)
+    monkeypatch.setattr(sandboxes_module, "_sandbox_init", fail_twice_then_start)
+    try:
+        with pytest.raises(BrokenProcessPool):  # a third sandbox would have started, and run it
+            one.submit({}, None).result(timeout=60)
+        assert starts.read_text() == "start\n" * 2, "one sandbox, then one rerun"
+    finally:
+        starts.unlink(missing_ok=True)
+    monkeypatch.undo()
+    assert one.submit({}, None).result(timeout=60)
+    assert one.size == 1
+
+
 def test_a_rerun_keeps_the_dead_sandboxs_slot_from_other_invocations(one, monkeypatch):
     first = one.submit({}, None).result(timeout=60)
     real_shutdown = ProcessPoolExecutor.shutdown
@@ -174,6 +219,30 @@ def test_a_rerun_the_os_refuses_a_sandbox_for_fails_and_frees_its_slot(one, tmp_
     with pytest.raises(BrokenProcessPool):  # as if it had not been rerun; it must not hang
         invocation.result(timeout=60)
     assert refused and waiting.result(timeout=60) != first, "the freed slot went to the waiting invocation"
+    assert one.size == 1
+
+
+def test_a_rerun_its_new_sandbox_refuses_fails_and_frees_its_slot(one, monkeypatch):
+    first = one.submit({}, None).result(timeout=60)
+    os.kill(first, signal.SIGSTOP)
+    try:
+        invocation = one.submit({}, None)
+        waiting = one.submit({}, None)  # for the only slot
+        real_submit = ProcessPoolExecutor.submit
+        refused: list = []
+
+        def refuse_once(self, fn, *args, **kwargs):  # the rerun's sandbox started, but cannot take the call
+            if work in (fn, *args[:1]) and not refused:
+                refused.append(fn)
+                raise OSError(24, "Too many open files")
+            return real_submit(self, fn, *args, **kwargs)
+
+        monkeypatch.setattr(ProcessPoolExecutor, "submit", refuse_once)
+    finally:
+        os.kill(first, signal.SIGKILL)
+    with pytest.raises(OSError, match="Too many open files"):
+        invocation.result(timeout=60)
+    assert waiting.result(timeout=60) != first, "the freed slot went to the waiting invocation"
     assert one.size == 1
 
 
@@ -222,7 +291,7 @@ def test_a_sandbox_the_os_refuses_to_start_fails_its_invocation_and_frees_its_sl
 def test_a_waiting_invocation_fails_when_the_os_refuses_the_sandbox_it_needs(one, tmp_path, monkeypatch):
     go = tmp_path / "go"
     dying = one.submit({"wait_for": str(go), "die": True}, None)  # holds the only sandbox, then frees its slot
-    waiting = one.submit({}, None)
+    waiting = [one.submit({}, None) for _ in range(2)]
     real_new_sandbox = LambdaSandboxes._new_sandbox
 
     def refuse(self):
@@ -232,8 +301,9 @@ def test_a_waiting_invocation_fails_when_the_os_refuses_the_sandbox_it_needs(one
     go.touch()
     with pytest.raises(BrokenProcessPool):
         dying.result(timeout=60)
-    with pytest.raises(OSError, match="Too many open files"):  # it waited for that slot: no hang
-        waiting.result(timeout=60)
+    for invocation in waiting:  # each waited for that slot, and nothing else would free one: no hang
+        with pytest.raises(OSError, match="Too many open files"):
+            invocation.result(timeout=60)
     monkeypatch.setattr(LambdaSandboxes, "_new_sandbox", real_new_sandbox)
     assert one.submit({}, None).result(timeout=60)
     assert one.size == 1
@@ -283,6 +353,7 @@ def shown_env(event: dict, context) -> dict:
 _RESTART_SCRIPT = """
 import json, os, signal, sys, time
 from multiprocessing import forkserver
+from local import sandboxes as sandboxes_module
 from local.sandboxes import LambdaSandboxes
 from tests.local.test_sandboxes import shown_env
 

@@ -11,6 +11,7 @@ from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from types import SimpleNamespace
 
+import h11
 import httpx
 import pytest
 import uvicorn
@@ -727,6 +728,100 @@ def test_the_protocols_deadlines_stop_once_met_and_when_the_connection_is_lost()
                 protocol.connection_lost(None)
 
     asyncio.run(scenario())
+
+
+# --- what is not HTTP/1.1: one JSON 400 that a client can parse, and the connection closed by the server ---------
+class RecordingTransport(Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = b""
+
+    def write(self, data) -> None:
+        self.written += data
+
+
+def parsed_answer(raw: bytes) -> tuple[h11.Response, bytes]:
+    """The answer as a strict HTTP/1.1 client reads it: by its Content-Length, up to the server's close."""
+    client = h11.Connection(h11.CLIENT)
+    client.send(h11.Request(method="POST", target="/", headers=[("host", "x"), ("content-length", "0")]))
+    client.send(h11.EndOfMessage())
+    client.receive_data(raw)
+    client.receive_data(b"")  # the server closed: a body shorter than announced is an error here
+    head, body = None, b""
+    while (event := client.next_event()) is not h11.NEED_DATA:
+        if isinstance(event, h11.Response):
+            head = event
+        elif isinstance(event, h11.Data):
+            body += event.data
+        elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+            break
+    assert head is not None, raw
+    return head, body
+
+
+def run_protocol(scenario) -> None:
+    """Run `scenario(protocol, transport, answer)` on a HeadDeadlineProtocol whose app answers 204 once `answer`
+    is set; the app never reads the body."""
+
+    async def main() -> None:
+        answer = asyncio.Event()
+
+        async def app(scope, receive, send):
+            await answer.wait()
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+        config = uvicorn.Config(app, lifespan="off", log_level="critical")
+        protocol = server.HeadDeadlineProtocol(config, ServerState(), app_state={}, _loop=asyncio.get_running_loop())
+        transport = RecordingTransport()
+        protocol.connection_made(transport)
+        try:
+            await scenario(protocol, transport, answer)
+        finally:
+            answer.set()
+            protocol.connection_lost(None)
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET / HTTP/1.1\r\nbad header\r\n\r\n",
+        # A head that parsed, then a body that is no chunked body: the request is under way (the app has it and
+        # has not answered), and it still gets the 400.
+        b"POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\nnot a chunk size\r\n",
+    ],
+    ids=["garbled-head", "garbled-body"],
+)
+def test_what_is_not_http_gets_one_parseable_json_400_and_the_server_closes(raw):
+    async def scenario(protocol, transport, answer) -> None:
+        protocol.data_received(raw)
+        assert transport.closed, "the server closes the connection itself, not some deadline later"
+        head, body = parsed_answer(transport.written)
+        assert head.status_code == 400
+        headers = {name: value for name, value in head.headers}
+        assert headers[b"content-type"] == b"application/json"
+        assert headers[b"connection"] == b"close", "the client is told nothing more will be read"
+        assert json.loads(body) == {"message": "Bad Request: not a valid HTTP/1.1 request"}
+
+    run_protocol(scenario)
+
+
+def test_garbage_after_an_answer_closes_the_connection_and_sends_nothing_more():
+    async def scenario(protocol, transport, answer) -> None:
+        protocol.data_received(b"POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello")
+        answer.set()
+        async with asyncio.timeout(HANG_GUARD_S):
+            while not protocol.cycle.response_complete:
+                await asyncio.sleep(0)
+        answered = transport.written
+        assert parsed_answer(answered)[0].status_code == 204
+        protocol.data_received(b"\r\nnot a chunk size\r\n")
+        assert transport.closed, "nothing after it can be trusted to parse"
+        assert transport.written == answered, "no 400 can follow an answer"
+
+    run_protocol(scenario)
 
 
 # --- the listening socket and the stack file ------------------------------------------------------------------
