@@ -215,6 +215,11 @@ class HeadDeadlineProtocol(H11Protocol):
     def send_400_response(self, msg: str) -> None:
         """What is not HTTP/1.1 at all (a garbled head, a bad Content-Length) gets JSON like every other error,
         not uvicorn's plain text; the connection closes, as nothing after the error can be trusted to parse."""
+        if self.cycle is not None and not self.cycle.response_complete:
+            # The app may have the request already (a head that parsed, then a garbled body): whatever it still
+            # sends goes nowhere, as once the connection is lost. Answering into the finished connection made h11
+            # raise LocalProtocolError out of the app's send, and uvicorn log it as an exception in the app.
+            self.cycle.disconnected = True
         if self.conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             # An answer has begun (garbage after a body the app did not read): no 400 can follow it, and
             # h11 would raise LocalProtocolError out of data_received (asyncio's "Fatal error" traceback).

@@ -808,6 +808,42 @@ def test_what_is_not_http_gets_one_parseable_json_400_and_the_server_closes(raw)
     run_protocol(scenario)
 
 
+def test_an_app_answering_a_request_the_server_already_refused_is_not_an_error():
+    """A head that parses, then a garbled body in the same packet: the 400 goes out while the app has the request.
+    An app that answers without reading the body (static files, the gateway's 404 and 431) then answered into a
+    finished connection: h11 raised LocalProtocolError out of its send, and uvicorn logged the traceback."""
+    failures: list[BaseException] = []
+    finished = asyncio.Event()
+
+    async def app(scope, receive, send):
+        try:
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+        except Exception as error:
+            failures.append(error)
+        finally:
+            finished.set()
+
+    async def scenario() -> None:
+        config = uvicorn.Config(app, lifespan="off", log_level="critical")
+        protocol = server.HeadDeadlineProtocol(config, ServerState(), app_state={}, _loop=asyncio.get_running_loop())
+        transport = RecordingTransport()
+        protocol.connection_made(transport)
+        try:
+            protocol.data_received(
+                b"GET / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\nnot a chunk size\r\n"
+            )
+            async with asyncio.timeout(HANG_GUARD_S):
+                await finished.wait()
+            assert failures == []
+            head, _ = parsed_answer(transport.written)
+            assert head.status_code == 400, "the one answer is the 400"
+        finally:
+            protocol.connection_lost(None)
+
+    asyncio.run(scenario())
+
+
 def test_garbage_after_an_answer_closes_the_connection_and_sends_nothing_more():
     async def scenario(protocol, transport, answer) -> None:
         protocol.data_received(b"POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello")
