@@ -131,7 +131,7 @@ def test_inference_api_alarms(mocks: RecordingMocks) -> None:
         assert "alarmActions" not in alarm and "okActions" not in alarm
         assert "README.md" in alarm["alarmDescription"]
     # Each log group is named as what it is: the stage's access log, and the function's own log.
-    assert "access log /aws/apigateway/mobilenet-test-proxy-access " in api["alarmDescription"]
+    assert "access log /aws/vendedlogs/apigateway/mobilenet-test-proxy-access " in api["alarmDescription"]
     assert "proxy's log /aws/lambda/mobilenet-test-proxy " in api["alarmDescription"]
     assert "Read /aws/lambda/mobilenet-test-proxy " in found["api-alarm-errors"]["alarmDescription"]
 
