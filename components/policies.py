@@ -401,6 +401,12 @@ def artifact_key(sha256: str) -> str:
     return f"{ARTIFACT_PREFIX}{sha256}/model.tar.gz"
 
 
+# TorchServe's JVM heap cap. The toolkit starts it with -XX:-UseContainerSupport, so the JVM sizes its default heap
+# (a quarter of RAM) from whatever memory the machine reports, not from the endpoint's memory size. The serving
+# stack's peak that the recommended memory size rests on (make bench) is measured with this cap.
+TORCHSERVE_JAVA_OPTIONS = "-Xmx512m"
+
+
 def sagemaker_container_env(region: str) -> dict[str, str]:
     """Environment for the PyTorch DLC's sagemaker-inference toolkit.
 
@@ -415,6 +421,7 @@ def sagemaker_container_env(region: str) -> dict[str, str]:
         "SAGEMAKER_REGION": _require("region", region),
         "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
         "TS_DEFAULT_WORKERS_PER_MODEL": "1",
+        "JAVA_TOOL_OPTIONS": TORCHSERVE_JAVA_OPTIONS,
     }
 
 

@@ -34,6 +34,8 @@ import weakref
 import zlib
 from pathlib import Path
 
+from components.policies import TORCHSERVE_JAVA_OPTIONS
+
 _ENTRY = r"""
 import os, shutil, signal, sys, threading, time
 import psutil
@@ -131,8 +133,9 @@ def serving_env(base: Path, port: int, metrics_port: int, grpc_ports: tuple[int,
         "TMP": str(tmp),
         "LOG_LOCATION": str(logs),
         "METRICS_LOCATION": str(logs),
-        # The JVM ignores cgroups here (-XX:-UseContainerSupport) and would size its heap from the host.
-        "JAVA_TOOL_OPTIONS": "-Xmx512m",
+        # The JVM ignores cgroups (-XX:-UseContainerSupport) and would size its heap from the host: the deployed
+        # container's cap, so that what is measured here is what runs there.
+        "JAVA_TOOL_OPTIONS": TORCHSERVE_JAVA_OPTIONS,
         "OMP_NUM_THREADS": "2",
         "PYTHONUNBUFFERED": "1",
     }

@@ -11,6 +11,7 @@ import pytest
 
 from components import policies
 from components.policies import PolicyInputError
+from local import torchserve
 
 KMS = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 SHA = "ab" * 32
@@ -330,6 +331,14 @@ def test_container_env_runs_inference_py_with_one_worker() -> None:
     assert env["SAGEMAKER_SUBMIT_DIRECTORY"] == "/opt/ml/model/code"
     assert env["SAGEMAKER_REGION"] == "eu-west-1"
     assert env["SAGEMAKER_MODEL_SERVER_WORKERS"] == env["TS_DEFAULT_WORKERS_PER_MODEL"] == "1"
+
+
+def test_container_env_caps_the_jvm_heap_as_the_memory_figures_were_measured() -> None:
+    # The toolkit's -XX:-UseContainerSupport sizes the default heap from the machine, not the endpoint's memory.
+    deployed = policies.sagemaker_container_env("eu-west-1")["JAVA_TOOL_OPTIONS"]
+    assert deployed == "-Xmx512m"
+    local = torchserve.serving_env(Path("/srv"), 8080, 8082, (7070, 7071))["JAVA_TOOL_OPTIONS"]
+    assert local == deployed
 
 
 def test_access_log_format_is_json_with_the_required_fields() -> None:
