@@ -583,6 +583,10 @@ function init() {
     if (image) classify(fromFile(image));
     else if (!busy) showError(NOT_AN_IMAGE_MESSAGE);
   });
+  // WebKit (Safari) enables Paste only where something editable has focus, and nothing here is editable: a
+  // cancelled beforepaste is how a page says it takes pastes anyway. Other engines send paste regardless and never
+  // send this event.
+  document.addEventListener("beforepaste", (event) => event.preventDefault());
 
   el.pasteKey.textContent = pasteModifier(navigator.userAgentData?.platform || navigator.platform);
   // A touch screen hides the drop and paste hint (style.css), but a tablet with a keyboard attached can paste:

@@ -347,6 +347,16 @@ def test_a_tablet_with_a_keyboard_is_offered_paste_after_a_key_press(make_ui: An
     assert label == "Choose a photo, drop one here, or paste one (Ctrl+V)"
 
 
+def test_the_page_tells_webkit_it_takes_pastes(stub_ui: Any) -> None:
+    # Safari offers Paste only over editable content unless beforepaste is cancelled; Chromium never sends it,
+    # so this checks only that the page cancels it, not Safari's paste itself.
+    ui = stub_ui.open()
+    cancelled = ui.page.evaluate(
+        """() => !document.body.dispatchEvent(new Event("beforepaste", {bubbles: true, cancelable: true}))"""
+    )
+    assert cancelled
+
+
 def test_apple_platforms_are_told_cmd_v(make_ui: Any, stub_stack: Any) -> None:
     mac = make_ui(stub_stack)
     # What Safari and Chrome on a Mac report; Chromium here reports Linux.

@@ -9,7 +9,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from components import alarms
+from components import alarms, policies
 from components.inference_api import InferenceApi, InferenceApiArgsError
 from components.serverless_endpoint import ServerlessEndpoint, ServerlessEndpointArgsError
 from components.settings import SettingsError, validate_settings
@@ -80,7 +80,9 @@ def test_serverless_endpoint_specs() -> None:
 
 def test_every_spec_treats_missing_data_as_not_breaching_and_fits_cloudwatch() -> None:
     specs = [
-        *alarms.inference_api_alarms("f" * 64, "/aws/apigateway/x-access", "/aws/lambda/x"),
+        *alarms.inference_api_alarms(
+            "f" * 64, policies.api_access_log_group_name("f" * 64), policies.lambda_log_group_name("f" * 64)
+        ),
         *alarms.serverless_endpoint_alarms("e" * 63, "/aws/sagemaker/Endpoints/x"),
     ]
     for spec in specs:

@@ -353,7 +353,6 @@ def shown_env(event: dict, context) -> dict:
 _RESTART_SCRIPT = """
 import json, os, signal, sys, time
 from multiprocessing import forkserver
-from local import sandboxes as sandboxes_module
 from local.sandboxes import LambdaSandboxes
 from tests.local.test_sandboxes import shown_env
 
