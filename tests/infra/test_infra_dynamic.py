@@ -143,6 +143,20 @@ def serve_config(endpoint_name: str, config_name: str) -> None:
 # ------------------------------------------------------------------------------------ smoke check
 
 
+def config_on_the_same_model(config_name: str, model_name: str) -> None:
+    """A new endpoint configuration on an existing Model: what a memory or concurrency change makes."""
+    boto3.client("sagemaker", region_name=REGION).create_endpoint_config(
+        EndpointConfigName=config_name,
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": model_name,
+                "ServerlessConfig": {"MemorySizeInMB": 3072, "MaxConcurrency": 5},
+            }
+        ],
+    )
+
+
 def test_probe_is_a_real_small_jpeg() -> None:
     image = Image.open(io.BytesIO(PROBE_JPEG))
     assert image.format == "JPEG" and image.size == (32, 32)
@@ -640,16 +654,7 @@ def test_a_version_the_endpoint_fell_back_on_is_kept(aws: None) -> None:
 def test_a_memory_change_retires_the_configuration_but_keeps_the_shared_model(aws: None) -> None:
     client = boto3.client("sagemaker", region_name=REGION)
     serve_config("mobilenet-test", "config-1")
-    client.create_endpoint_config(  # a new configuration on the same Model (MemorySizeInMB changed)
-        EndpointConfigName="config-2",
-        ProductionVariants=[
-            {
-                "VariantName": "AllTraffic",
-                "ModelName": "model-config-1",
-                "ServerlessConfig": {"MemorySizeInMB": 3072, "MaxConcurrency": 5},
-            }
-        ],
-    )
+    config_on_the_same_model("config-2", "model-config-1")
     client.delete_endpoint(EndpointName="mobilenet-test")
     client.create_endpoint(EndpointName="mobilenet-test", EndpointConfigName="config-2")
     EndpointVersionProvider().delete("config-1", _version("config-1"))
@@ -663,16 +668,7 @@ def test_a_rename_with_a_memory_change_keeps_the_model_the_renamed_endpoint_runs
     break every later configuration built on it (CreateEndpointConfig: 'Could not find model')."""
     client = boto3.client("sagemaker", region_name=REGION)
     serve_config("mobilenet-test", "config-1")
-    client.create_endpoint_config(
-        EndpointConfigName="config-2",
-        ProductionVariants=[
-            {
-                "VariantName": "AllTraffic",
-                "ModelName": "model-config-1",
-                "ServerlessConfig": {"MemorySizeInMB": 3072, "MaxConcurrency": 5},
-            }
-        ],
-    )
+    config_on_the_same_model("config-2", "model-config-1")
     client.create_endpoint(EndpointName="mobilenet-renamed", EndpointConfigName="config-2")
     client.delete_endpoint(EndpointName="mobilenet-test")
     EndpointVersionProvider().delete("config-1", _version("config-1"))
@@ -692,16 +688,7 @@ def test_a_gone_endpoint_keeps_what_any_endpoint_of_the_region_runs_on(aws: None
     client = boto3.client("sagemaker", region_name=REGION)
     serve_config("mobilenet-test", "config-1")
     client.delete_endpoint(EndpointName="mobilenet-test")
-    client.create_endpoint_config(
-        EndpointConfigName="config-2",
-        ProductionVariants=[
-            {
-                "VariantName": "AllTraffic",
-                "ModelName": "model-config-1",
-                "ServerlessConfig": {"MemorySizeInMB": 3072, "MaxConcurrency": 5},
-            }
-        ],
-    )
+    config_on_the_same_model("config-2", "model-config-1")
     serve_config("aaa-other", "config-a")
     client.create_endpoint(EndpointName="mmm-other", EndpointConfigName=middle_config)
     serve_config("zzz-other", "config-z")
