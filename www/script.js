@@ -329,6 +329,8 @@ function init() {
     pasteKey: document.getElementById("paste-key"),
   };
   const controls = [el.fileInput, el.classifyButton, ...el.samples];
+  // The page's own first status (index.html), shown again when the form is back to naming no photo.
+  const idleMessage = el.statusMessage.textContent;
 
   let busy = false;
   // What the Classify button re-sends: {name, size (bytes, or null when unknown), decode()}.
@@ -545,7 +547,7 @@ function init() {
       current = null;
       el.results.hidden = true;
       el.classifyButton.disabled = true;
-      setStatus("idle", "Pick a photo to start.");
+      setStatus("idle", idleMessage);
     }
   });
 
