@@ -495,7 +495,9 @@ def map_client_error(error_code: str, http_status: int | None, response_dict: Ma
     """Map a sagemaker-runtime ClientError to the client-facing error. `response_dict` is the parsed
     botocore response (ModelError carries OriginalStatusCode / OriginalMessage at its top level).
 
-    Match on the error code, never the HTTP status alone: SageMaker reports ThrottlingException as HTTP 400.
+    Match on the error code first: SageMaker reports ThrottlingException as HTTP 400 and ModelNotReadyException
+    as HTTP 429. A 429 with no code we know (botocore then names the error "429") is throttling, as botocore's
+    own retries judge it.
     """
     aws_message = str((response_dict.get("Error") or {}).get("Message") or response_dict.get("Message") or "")
     detail = f"{error_code} (HTTP {http_status}): {aws_message}"[:1000]
@@ -505,6 +507,8 @@ def map_client_error(error_code: str, http_status: int | None, response_dict: Ma
         return ApiError("payload_too_large", "The image is too large for the model endpoint.", detail=detail)
     if error_code in ("ModelNotReadyException", "ServiceUnavailable"):
         return ApiError("model_not_ready", detail=detail)
+    if http_status == 429:
+        return ApiError("throttled", detail=detail)
     if error_code == "ModelError":
         return _map_model_error(response_dict, detail)
     if error_code == "ValidationError":

@@ -92,6 +92,18 @@ def test_model_not_ready_is_503(runtime_proxy, fake_runtime):
     assert response["headers"]["retry-after"]
 
 
+def test_a_bare_429_without_an_error_code_is_retried_then_answered_429(runtime_proxy, fake_runtime):
+    # A front end (a load balancer, a WAF) may answer 429 with a plain-text body and no x-amzn-ErrorType: botocore
+    # then names the error "429", and still retries it as throttling (its ThrottlingStatusCodeChecker).
+    bare = Reply(429, b"Too Many Requests", {"Content-Type": "text/plain"})
+    fake_runtime.script(bare, bare)
+    response = call(runtime_proxy, make_event(body=JPEG))
+    assert response["statusCode"] == 429, response["body"]
+    assert response_json(response)["error"] == "throttled"
+    assert response["headers"]["retry-after"]
+    assert len(fake_runtime.seen) == 2
+
+
 def test_internal_failure_is_retried_then_502(runtime_proxy, fake_runtime):
     failure = aws_error_reply(500, "InternalFailure", "An internal error occurred")
     fake_runtime.script(failure, failure)

@@ -510,6 +510,12 @@ def test_throttling_is_matched_by_code_even_with_http_400(code):
     assert (error.status, error.code, "retry-after" in error.headers()) == (429, "throttled", True)
 
 
+@pytest.mark.parametrize("code", ["429", "SlowDown"])
+def test_a_429_without_a_code_we_know_is_throttling(code):
+    error = core.map_client_error(code, 429, {"Error": {"Code": code, "Message": "Too Many Requests"}})
+    assert (error.status, error.code, "retry-after" in error.headers()) == (429, "throttled", True)
+
+
 @pytest.mark.parametrize("code", ["ModelNotReadyException", "ServiceUnavailable"])
 def test_not_ready_is_503_with_retry_after(code):
     error = core.map_client_error(code, 429, {"Error": {"Code": code}})
