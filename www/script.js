@@ -15,7 +15,8 @@ export const JPEG_QUALITY = 0.9;
 export const MAX_UPLOAD_BYTES = 60 * 1024;
 export const FALLBACK_JPEG_QUALITIES = [0.8, 0.7, 0.6, 0.5];
 export const TOP_K = 5;
-// Attempts in total (the first try plus retries) for 429/503, so a cold endpoint cannot spin forever.
+// Attempts in total (the first try plus retries) for 429/503, so a cold endpoint cannot spin forever; of those,
+// one retry at most after the function's own 504.
 export const MAX_ATTEMPTS = 4;
 export const MAX_RETRY_DELAY_MS = 8000;
 // Decoding a huge file can freeze a phone; no real photo is this big.
@@ -185,7 +186,7 @@ export function describeTiming(roundTripMs, latency) {
 
 /**
  * What to tell the user about a non-2xx answer. `retry` is true for the statuses that heal by waiting;
- * for those `message(seconds)` builds the "retrying in Ns" text.
+ * for those `message(seconds)` builds the "retrying in Ns" text, and `once` allows a single retry of that kind.
  */
 export function describeFailure(status, body) {
   const serverMessage = body && typeof body.message === "string" ? body.message : "";
@@ -218,6 +219,17 @@ export function describeFailure(status, body) {
       // The model endpoint failed (or a proxy did): not a verdict on the photo, which a 400/422 would be.
       return { retry: false, message: withServer("The model could not answer") };
     case 504:
+      // Our function's own timeout (not API Gateway's bare 504): typically the first request to an endpoint
+      // that scaled to zero, which is still starting after the function's ~25 s. One more try usually finds it
+      // warm; only one, since each can take that long again.
+      if (code === "endpoint_timeout") {
+        return {
+          retry: true,
+          once: true,
+          message: (s) => `The model is slow to start, retrying in ${s} s…`,
+          giveUp: withServer("The model took too long to answer"),
+        };
+      }
       return { retry: false, message: withServer("The model took too long to answer") };
     case 500:
       return { retry: false, message: withServer("The server hit an internal error") };
@@ -417,6 +429,7 @@ function init() {
   }
 
   async function send(blob) {
+    const retriedOnce = new Set();
     for (let attempt = 1; ; attempt += 1) {
       setStatus("busy", attempt === 1 ? "Classifying…" : `Classifying (try ${attempt} of ${MAX_ATTEMPTS})…`);
       const started = performance.now();
@@ -463,10 +476,11 @@ function init() {
         showError(failure.message, requestIdShown);
         return;
       }
-      if (attempt >= MAX_ATTEMPTS) {
+      if (attempt >= MAX_ATTEMPTS || (failure.once && retriedOnce.has(response.status))) {
         showError(failure.giveUp, requestIdShown);
         return;
       }
+      if (failure.once) retriedOnce.add(response.status);
       const retryAfter = parseRetryAfter(response.headers.get("retry-after"));
       const delay = retryDelayMs(attempt, retryAfter);
       if (delay === null) {
