@@ -37,13 +37,14 @@ from pathlib import Path
 
 from bench.loadtest import percentile
 from components.settings import load_stack_file
+from local.runtime import load_inference_module
 from tests.imagegen import normalize
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACT = ROOT / "model" / "dist" / "model.tar.gz"
 PHOTOS = ROOT / "tests" / "fixtures" / "images"
-# Every side gets the threads the served session takes (inference._threads(): the CPUs this process may use).
-THREADS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+# Every side gets the threads the served session takes: the CPUs this process may use, within a CPU quota.
+THREADS = load_inference_module(ROOT / "model" / "code", "bench_threads")._threads()
 
 
 def median_ms(fn, repeats: int, warmup: int = 3) -> float:

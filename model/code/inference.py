@@ -19,6 +19,7 @@ import binascii
 import io
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -154,11 +155,50 @@ class Prediction:
     model: Classifier
 
 
-def _threads() -> int:
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def _read_words(path: str) -> list[str] | None:
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        with open(path, encoding="ascii") as f:
+            return f.read().split()
+    except (OSError, ValueError):
+        return None
+
+
+def cgroup_cpu_limit(root: str = CGROUP_ROOT) -> float | None:
+    """The CPUs a cgroup CPU quota grants this process (cgroup v2 `cpu.max`, else v1 `cpu.cfs_quota_us` over
+    `cpu.cfs_period_us`), or None when there is no quota or it cannot be read.
+
+    A quota does not show in the CPU affinity: a container may see 2 CPUs and be allowed 1.2 of them, and threads
+    sized from the affinity would then be throttled by the kernel in the middle of a run.
+    """
+    words = _read_words(os.path.join(root, "cpu.max"))  # "max 100000" or "150000 100000"
+    if not words:
+        for v1 in ("cpu", "cpu,cpuacct"):
+            quota = _read_words(os.path.join(root, v1, "cpu.cfs_quota_us"))  # -1: none
+            period = _read_words(os.path.join(root, v1, "cpu.cfs_period_us"))
+            if quota and period:
+                words = quota[:1] + period[:1]
+                break
+    try:
+        quota_us, period_us = (int(word) for word in words or ())
+    except ValueError:  # "max", or not two numbers
+        return None
+    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
+
+
+def _threads() -> int:
+    """Threads for the model: the CPUs this process may run on, or fewer when a CPU quota allows fewer. A
+    fractional quota rounds up (1.5 CPUs -> 2 threads), as the JVM counts CPUs in a container."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
+        cpus = os.cpu_count() or 1
+    limit = cgroup_cpu_limit()
+    if limit is not None:
+        cpus = min(cpus, math.ceil(limit))
+    return max(1, cpus)
 
 
 def load_metadata(model_dir: str) -> dict[str, Any]:
@@ -310,10 +350,11 @@ def load_classifier(model_dir: str) -> Classifier:
     if logits.shape != (1, len(labels)):
         raise ModelLoadError(f"model in {model_dir} gave shape {logits.shape}, expected (1, {len(labels)})")
     logger.info(
-        "model_fn: serving %s (%s) with %s in %.0f ms",
+        "model_fn: serving %s (%s) with %s on %d threads in %.0f ms",
         classifier.model_name,
         classifier.weights_id,
         backend,
+        _threads(),
         (time.perf_counter() - started) * 1000,
     )
     return classifier

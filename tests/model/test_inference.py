@@ -598,3 +598,53 @@ def test_onnxruntime_workers_do_not_spin_after_a_prediction(model_dir):
     # gets less CPU still (its runnable time can grow while it queues to go to sleep).
     assert idle["ort_defaults"]["runnable"] > 20, idle
     assert idle["served"]["cpu"] < 10, idle
+
+
+# --- threads under a CPU quota ----------------------------------------------------------------------------
+def _cgroup(root, files: dict[str, str]):
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return str(root)
+
+
+@pytest.mark.parametrize(
+    ("files", "cpus"),
+    [
+        ({"cpu.max": "150000 100000\n"}, 1.5),  # cgroup v2
+        ({"cpu.max": "max 100000\n"}, None),
+        ({"cpu/cpu.cfs_quota_us": "50000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 0.5),  # v1
+        ({"cpu,cpuacct/cpu.cfs_quota_us": "200000\n", "cpu,cpuacct/cpu.cfs_period_us": "100000\n"}, 2.0),
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),  # v1 without a quota
+        ({"cpu/cpu.cfs_quota_us": "50000\n"}, None),  # no period to divide by
+        ({"cpu.max": "150000 0\n"}, None),
+        ({"cpu.max": "garbage\n"}, None),
+        ({"cpu.max": "1 2 3\n"}, None),
+        ({"cpu.max": "\xff\xfe"}, None),
+        ({}, None),
+    ],
+)
+def test_cgroup_cpu_limit(inference, tmp_path, files, cpus):
+    assert inference.cgroup_cpu_limit(_cgroup(tmp_path, files)) == cpus
+
+
+def test_cgroup_cpu_limit_prefers_v2(inference, tmp_path):
+    root = _cgroup(
+        tmp_path,
+        {"cpu.max": "100000 100000", "cpu/cpu.cfs_quota_us": "300000", "cpu/cpu.cfs_period_us": "100000"},
+    )
+    assert inference.cgroup_cpu_limit(root) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("affinity", "limit", "threads"),
+    [(2, None, 2), (2, 1.5, 2), (4, 1.0, 1), (2, 0.25, 1), (2, 8.0, 2), (4, 2.2, 3)],
+)
+def test_model_threads_follow_a_cpu_quota(inference, monkeypatch, affinity, limit, threads):
+    monkeypatch.setattr(inference.os, "sched_getaffinity", lambda pid: set(range(affinity)))
+    monkeypatch.setattr(inference, "cgroup_cpu_limit", lambda: limit)
+    assert inference._threads() == threads
+    import onnxruntime as ort
+
+    assert inference.ort_session_options(ort).intra_op_num_threads == threads
