@@ -228,6 +228,7 @@ export function describeFailure(status, body) {
           once: true,
           message: (s) => `The model is slow to start, retrying in ${s} s…`,
           giveUp: withServer("The model took too long to answer"),
+          later: (s) => `The model is slow to start and asks for ${s} s before another try. Please try again then.`,
         };
       }
       return { retry: false, message: withServer("The model took too long to answer") };

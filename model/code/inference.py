@@ -170,7 +170,7 @@ def cgroup_cpu_limit(root: str = CGROUP_ROOT) -> float | None:
     """The CPUs a cgroup CPU quota grants this process (cgroup v2 `cpu.max`, else v1 `cpu.cfs_quota_us` over
     `cpu.cfs_period_us`), or None when there is no quota or it cannot be read.
 
-    A quota does not show in the CPU affinity: a container may see 2 CPUs and be allowed 1.2 of them, and threads
+    A quota does not show in the CPU affinity: a container may see 8 CPUs and be allowed 2 of them, and 8 threads
     sized from the affinity would then be throttled by the kernel in the middle of a run.
     """
     words = _read_words(os.path.join(root, "cpu.max"))  # "max 100000" or "150000 100000"

@@ -1141,7 +1141,8 @@ def test_describe_failure_table(stub_ui: Any) -> None:
             return [f.retry, typeof f.message === "function" ? f.message(3) : f.message]; };
         return [d(429, null), d(503, {}), d(413, null), d(502, {message: "bad"}), d(502, null),
                 d(502, {message: {detail: "x"}}), d(504, {error: "endpoint_timeout"}), d(504, {}),
-                [m.describeFailure(504, {error: "endpoint_timeout"}).once, m.describeFailure(429, null).once]];""",
+                [m.describeFailure(504, {error: "endpoint_timeout"}).once, m.describeFailure(429, null).once],
+                [429, 503, 504].map((s) => typeof m.describeFailure(s, {error: "endpoint_timeout"}).later)];""",
     )
     assert got == [
         [True, "The model is busy, retrying in 3 s…"],
@@ -1153,4 +1154,5 @@ def test_describe_failure_table(stub_ui: Any) -> None:
         [True, "The model is slow to start, retrying in 3 s…"],
         [False, "The model took too long to answer."],
         [True, None],
+        ["function", "function", "function"],  # a Retry-After over the page's patience is told, for each retry kind
     ]
