@@ -166,26 +166,50 @@ def _read_words(path: str) -> list[str] | None:
         return None
 
 
-def cgroup_cpu_limit(root: str = CGROUP_ROOT) -> float | None:
-    """The CPUs a cgroup CPU quota grants this process (cgroup v2 `cpu.max`, else v1 `cpu.cfs_quota_us` over
-    `cpu.cfs_period_us`), or None when there is no quota or it cannot be read.
+def _cgroup_v2_dirs(root: str, proc_cgroup: str) -> list[str]:
+    """This process's cgroup v2 directory under root and each of its ancestors, leaf first. Inside a container
+    with its own cgroup namespace the path is "/", so that is root alone."""
+    path = "/"
+    try:
+        with open(proc_cgroup, encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("0::"):
+                    path = line[3:].strip()
+    except (OSError, ValueError):
+        pass
+    parts = [part for part in path.split("/") if part and part != ".."]
+    return [os.path.join(root, *parts[:depth]) for depth in range(len(parts), -1, -1)]
 
+
+def _quota_cpus(quota: str, period: str) -> float | None:
+    try:
+        quota_us, period_us = int(quota), int(period)
+    except ValueError:  # "max": no quota
+        return None
+    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
+
+
+def cgroup_cpu_limit(root: str = CGROUP_ROOT, proc_cgroup: str = "/proc/self/cgroup") -> float | None:
+    """The CPUs a cgroup CPU quota grants this process, or None when there is no quota or it cannot be read.
+
+    cgroup v2: the tightest `cpu.max` ("max 100000" or "150000 100000") of the process's cgroup and its ancestors.
+    v1: `cpu.cfs_quota_us` over `cpu.cfs_period_us` where the cpu controller is mounted (a container's own cgroup).
     A quota does not show in the CPU affinity: a container may see 8 CPUs and be allowed 2 of them, and 8 threads
     sized from the affinity would then be throttled by the kernel in the middle of a run.
     """
-    words = _read_words(os.path.join(root, "cpu.max"))  # "max 100000" or "150000 100000"
-    if not words:
+    limits = []
+    for directory in _cgroup_v2_dirs(root, proc_cgroup):
+        words = _read_words(os.path.join(directory, "cpu.max"))
+        if words and len(words) == 2:
+            limits.append(_quota_cpus(*words))
+    if not limits:
         for v1 in ("cpu", "cpu,cpuacct"):
             quota = _read_words(os.path.join(root, v1, "cpu.cfs_quota_us"))  # -1: none
             period = _read_words(os.path.join(root, v1, "cpu.cfs_period_us"))
             if quota and period:
-                words = quota[:1] + period[:1]
+                limits.append(_quota_cpus(quota[0], period[0]))
                 break
-    try:
-        quota_us, period_us = (int(word) for word in words or ())
-    except ValueError:  # "max", or not two numbers
-        return None
-    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
+    return min((limit for limit in limits if limit is not None), default=None)
 
 
 def _threads() -> int:

@@ -626,15 +626,36 @@ def _cgroup(root, files: dict[str, str]):
     ],
 )
 def test_cgroup_cpu_limit(inference, tmp_path, files, cpus):
-    assert inference.cgroup_cpu_limit(_cgroup(tmp_path, files)) == cpus
+    (tmp_path / "proc-cgroup").write_text("0::/\n")  # a container's own cgroup namespace
+    root = _cgroup(tmp_path / "sys", files)
+    assert inference.cgroup_cpu_limit(root, str(tmp_path / "proc-cgroup")) == cpus
 
 
 def test_cgroup_cpu_limit_prefers_v2(inference, tmp_path):
     root = _cgroup(
-        tmp_path,
+        tmp_path / "sys",
         {"cpu.max": "100000 100000", "cpu/cpu.cfs_quota_us": "300000", "cpu/cpu.cfs_period_us": "100000"},
     )
-    assert inference.cgroup_cpu_limit(root) == 1.0
+    assert inference.cgroup_cpu_limit(root, str(tmp_path / "no-such-file")) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("proc", "files", "cpus"),
+    [
+        # Without a cgroup namespace the process's cgroup is a path under the mount; its parents' quotas bind too.
+        ("0::/pods/web\n", {"pods/web/cpu.max": "400000 100000", "pods/cpu.max": "150000 100000"}, 1.5),
+        ("0::/pods/web\n", {"pods/web/cpu.max": "50000 100000", "pods/cpu.max": "max 100000"}, 0.5),
+        ("0::/pods/web\n", {"pods/web/cpu.max": "max 100000", "cpu.max": "200000 100000"}, 2.0),
+        ("0::/pods/web\n", {"pods/web/cpu.max": "max 100000"}, None),
+        ("0::/elsewhere\n", {"cpu.max": "300000 100000"}, 3.0),  # a path not under this mount: its root
+        ("12:cpu,cpuacct:/docker/abc\n1:name=systemd:/x\n", {"cpu.max": "100000 100000"}, 1.0),  # no v2 line
+        ("0::/../../etc\n", {"cpu.max": "100000 100000"}, 1.0),
+    ],
+)
+def test_cgroup_cpu_limit_follows_the_process_cgroup(inference, tmp_path, proc, files, cpus):
+    (tmp_path / "proc-cgroup").write_text(proc)
+    root = _cgroup(tmp_path / "sys", files)
+    assert inference.cgroup_cpu_limit(root, str(tmp_path / "proc-cgroup")) == cpus
 
 
 @pytest.mark.parametrize(
