@@ -27,7 +27,8 @@ export const REQUEST_TIMEOUT_MS = 35000;
 export const NOT_AN_IMAGE_MESSAGE = "This file is not an image we can read (JPEG, PNG or WebP).";
 // The browser cannot tell a broken file from one with more pixels than it will decode: say both.
 export const CANNOT_DECODE_MESSAGE =
-  "This browser could not open the file: it is not a JPEG, PNG or WebP image, or it has too many pixels.";
+  "This browser could not open the file: it is not an image the browser can show (JPEG, PNG, WebP…), " +
+  "or it has too many pixels.";
 export const NO_FILE_DROPPED_MESSAGE =
   "What was dropped holds no file (a link or text?). Drop a photo file, or save the image first.";
 
