@@ -22,6 +22,7 @@ import io
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -679,13 +680,22 @@ def bench_preprocessing(report: Report, ctx: dict, repeats: int) -> None:
     ctx["big"] = big
 
 
+def page_jpeg_quality(script: Path = ROOT / "www" / "script.js") -> int:
+    """The quality the web page encodes its upload at (its JPEG_QUALITY), as Pillow's 1-100 scale."""
+    found = re.search(r"^export const JPEG_QUALITY = (0\.\d+);$", script.read_text(encoding="utf-8"), re.MULTILINE)
+    if not found:
+        raise SystemExit(f"no JPEG_QUALITY in {script}")
+    return round(float(found.group(1)) * 100)
+
+
 def bench_payload(report: Report, ctx: dict) -> None:
     from PIL import Image
 
     big = ctx["big"]
     original = len(json.dumps({"image": base64.b64encode(big).decode()}))
+    quality = page_jpeg_quality()
     with Image.open(io.BytesIO(big)) as img:
-        sent = len(jpeg(short_side(img.convert("RGB"), 256), quality=90))
+        sent = len(jpeg(short_side(img.convert("RGB"), 256), quality=quality))
     report.add(
         "payload for a 12 MP photo: browser-downscaled JPEG vs base64 JSON of the file",
         f"{shown(sent / 1024, 60, True, 1)} KB",
@@ -696,7 +706,7 @@ def bench_payload(report: Report, ctx: dict) -> None:
     )
     report.notes.append(
         "payload: the browser test (tests/browser) asserts <= 60 KB on the request the page "
-        "actually sends; this row is Pillow's equivalent of the page's canvas (shorter side 256, q0.9)"
+        f"actually sends; this row is Pillow's equivalent of the page's canvas (shorter side 256, q{quality / 100:g})"
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.__main__ import SERVERLESS_MEMORY_MB, interleaved_medians, recommend_memory_mb
+from bench.__main__ import SERVERLESS_MEMORY_MB, interleaved_medians, page_jpeg_quality, recommend_memory_mb
 
 
 @pytest.mark.parametrize(
@@ -180,3 +180,13 @@ def test_a_ratio_measured_on_a_contended_machine_is_neither_met_nor_passed():
     report.check("served vs ORT", "9.6 ms", "8.5 ms", 9.6 / 8.5, 1.2, "<= 1.2x", unreliable=disturbed(8.5, 2.40))
     assert "✅" not in report.rows[0][4] and "unreliable" in report.rows[0][4]
     assert report.failures and "contended" in report.failures[0]
+
+
+def test_the_payload_row_encodes_at_the_pages_own_quality(tmp_path):
+    assert page_jpeg_quality() == 95  # www/script.js's JPEG_QUALITY, which the browser tests pin too
+    script = tmp_path / "script.js"
+    script.write_text("export const TOP_K = 5;\nexport const JPEG_QUALITY = 0.82;\n")
+    assert page_jpeg_quality(script) == 82
+    script.write_text("const JPEG_QUALITY = 0.9;\n")
+    with pytest.raises(SystemExit, match="no JPEG_QUALITY"):
+        page_jpeg_quality(script)
