@@ -496,8 +496,8 @@ def map_client_error(error_code: str, http_status: int | None, response_dict: Ma
     botocore response (ModelError carries OriginalStatusCode / OriginalMessage at its top level).
 
     Match on the error code first: SageMaker reports ThrottlingException as HTTP 400 and ModelNotReadyException
-    as HTTP 429. A 429 with no code we know (botocore then names the error "429") is throttling, as botocore's
-    own retries judge it.
+    as HTTP 429. A 429 with no code we know (botocore then names the error "429") is throttling, as recent
+    botocore's retries judge it (1.44 retries it; the Lambda runtime's botocore may be older and not retry).
     """
     aws_message = str((response_dict.get("Error") or {}).get("Message") or response_dict.get("Message") or "")
     detail = f"{error_code} (HTTP {http_status}): {aws_message}"[:1000]

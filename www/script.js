@@ -10,8 +10,8 @@ export const TARGET_SHORT_SIDE = 256;
 // shape as light as a 4:3 photo, and a 1:20 strip keeps its 256 px shorter side instead of shrinking to fit.
 export const MAX_ASPECT = 2;
 // The model is sensitive to JPEG artefacts at this size. Chromium's encoder on the four sample photos, against
-// the same canvas sent as PNG: q0.9 moved the probabilities by 0.12 on average (up to 0.18), q0.95 by 0.07 (up
-// to 0.15), for 26-42 KB instead of 17-30 KB.
+// the same canvas sent as PNG, in two measurements: q0.9 moved the probabilities by 0.10-0.12 on average (up to
+// 0.18), q0.95 by 0.05-0.07 (up to 0.15), for 26-42 KB instead of 17-30 KB. Four photos are thin evidence.
 export const JPEG_QUALITY = 0.95;
 // What one upload may weigh. Only unusually busy pixels exceed it at q0.95; they are re-encoded at the next lower
 // quality until they fit.
@@ -436,7 +436,7 @@ function init() {
   async function send(blob) {
     const retriedOnce = new Set();
     for (let attempt = 1; ; attempt += 1) {
-      setStatus("busy", attempt === 1 ? "Classifying…" : `Classifying (try ${attempt} of ${MAX_ATTEMPTS})…`);
+      setStatus("busy", attempt === 1 ? "Classifying…" : `Classifying (try ${attempt} of up to ${MAX_ATTEMPTS})…`);
       const started = performance.now();
       let response;
       try {

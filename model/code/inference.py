@@ -186,7 +186,12 @@ def _quota_cpus(quota: str, period: str) -> float | None:
         quota_us, period_us = int(quota), int(period)
     except ValueError:  # "max": no quota
         return None
-    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
+    if quota_us <= 0 or period_us <= 0:
+        return None
+    try:
+        return quota_us / period_us
+    except OverflowError:  # no kernel writes such a quota; unlimited, for all practical purposes
+        return None
 
 
 def cgroup_cpu_limit(root: str = CGROUP_ROOT, proc_cgroup: str = "/proc/self/cgroup") -> float | None:

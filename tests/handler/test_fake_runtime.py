@@ -94,14 +94,17 @@ def test_model_not_ready_is_503(runtime_proxy, fake_runtime):
 
 def test_a_bare_429_without_an_error_code_is_retried_then_answered_429(runtime_proxy, fake_runtime):
     # A front end (a load balancer, a WAF) may answer 429 with a plain-text body and no x-amzn-ErrorType: botocore
-    # then names the error "429", and still retries it as throttling (its ThrottlingStatusCodeChecker).
+    # then names the error "429". Recent botocore retries it as throttling (ThrottlingStatusCodeChecker, in 1.44);
+    # older ones, which a Lambda runtime may carry, give up after one attempt. Either way the answer is a 429.
+    from botocore.retries import standard
+
     bare = Reply(429, b"Too Many Requests", {"Content-Type": "text/plain"})
     fake_runtime.script(bare, bare)
     response = call(runtime_proxy, make_event(body=JPEG))
     assert response["statusCode"] == 429, response["body"]
     assert response_json(response)["error"] == "throttled"
     assert response["headers"]["retry-after"]
-    assert len(fake_runtime.seen) == 2
+    assert len(fake_runtime.seen) == (2 if hasattr(standard, "ThrottlingStatusCodeChecker") else 1)
 
 
 def test_internal_failure_is_retried_then_502(runtime_proxy, fake_runtime):

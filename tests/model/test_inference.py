@@ -622,6 +622,8 @@ def _cgroup(root, files: dict[str, str]):
         ({"cpu.max": "garbage\n"}, None),
         ({"cpu.max": "1 2 3\n"}, None),
         ({"cpu.max": "\xff\xfe"}, None),
+        ({"cpu.max": f"{10**400} 1"}, None),  # past a float: not a quota any kernel writes
+        ({"cpu.max": "1" * 5000 + " 100000"}, None),  # past int()'s digit limit
         ({}, None),
     ],
 )
