@@ -598,10 +598,14 @@ ENDPOINT_TIMEOUT = {
 
 def test_the_functions_504_is_retried_once_then_succeeds(stub_ui: Any, stub_stack: Any) -> None:
     # A scaled-to-zero endpoint may still be starting when the function gives up: the next try usually finds it.
-    stub_stack.script(ENDPOINT_TIMEOUT)
+    gate = threading.Event()
+    stub_stack.script(ENDPOINT_TIMEOUT, {"status": 200, "gate": gate})
     ui = stub_ui.open()
     ui.upload(CHELSEA)
     expect_status(ui, "slow to start, retrying in")
+    # An upper bound, not a promise: another 504 would end it here, a 429 would not.
+    expect_status(ui, "Classifying (try 2 of up to 4)")
+    gate.set()
     ui.wait_done()
     assert len(stub_stack.predict_requests()) == 2
 
