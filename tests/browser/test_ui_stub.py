@@ -117,6 +117,7 @@ def test_busy_pixels_are_reencoded_until_they_fit(stub_ui: Any, stub_stack: Any,
     assert len(body) <= 60 * 1024, f"sent {len(body)} bytes"
     quality = ui.jpeg_quality(body)
     assert quality in ladder[1:], f"the fixture must really be too busy for q0.95 (sent at q{quality})"
+    step = ladder[ladder.index(quality) - 1]
     # The oracle is the browser's own encoder on the same pixels (drawn 1:1): one step up must not have fitted.
     one_step_up = ui.page.evaluate(
         """async ([b64, quality]) => {
@@ -127,9 +128,8 @@ def test_busy_pixels_are_reencoded_until_they_fit(stub_ui: Any, stub_stack: Any,
             canvas.getContext("2d").drawImage(bitmap, 0, 0);
             return (await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", quality))).size;
         }""",
-        [base64.b64encode(noise.read_bytes()).decode("ascii"), ladder[ladder.index(quality) - 1] / 100],
+        [base64.b64encode(noise.read_bytes()).decode("ascii"), step / 100],
     )
-    step = ladder[ladder.index(quality) - 1]
     assert one_step_up > 60 * 1024, f"sent at q{quality}, but q{step} fitted ({one_step_up} bytes)"
 
 
