@@ -636,9 +636,9 @@ def test_cgroup_cpu_limit(inference, tmp_path, files, cpus):
 def test_cgroup_cpu_limit_prefers_v2(inference, tmp_path):
     root = _cgroup(
         tmp_path / "sys",
-        {"cpu.max": "100000 100000", "cpu/cpu.cfs_quota_us": "300000", "cpu/cpu.cfs_period_us": "100000"},
+        {"cpu.max": "200000 100000", "cpu/cpu.cfs_quota_us": "50000", "cpu/cpu.cfs_period_us": "100000"},
     )
-    assert inference.cgroup_cpu_limit(root, str(tmp_path / "no-such-file")) == 1.0
+    assert inference.cgroup_cpu_limit(root, str(tmp_path / "no-such-file")) == 2.0
 
 
 @pytest.mark.parametrize(
@@ -662,7 +662,7 @@ def test_cgroup_cpu_limit_follows_the_process_cgroup(inference, tmp_path, proc, 
 
 @pytest.mark.parametrize(
     ("affinity", "limit", "threads"),
-    [(2, None, 2), (2, 1.5, 2), (4, 1.0, 1), (2, 0.25, 1), (2, 8.0, 2), (4, 2.2, 3)],
+    [(2, None, 2), (2, 1.5, 2), (4, 1.0, 1), (2, 0.25, 1), (2, 8.0, 2), (4, 2.2, 3), (0, None, 1)],
 )
 def test_model_threads_follow_a_cpu_quota(inference, monkeypatch, affinity, limit, threads):
     monkeypatch.setattr(inference.os, "sched_getaffinity", lambda pid: set(range(affinity)))
