@@ -26,6 +26,11 @@ export const MAX_RETRY_DELAY_MS = 8000;
 export const MAX_INPUT_BYTES = 50 * 1024 * 1024;
 // API Gateway gives up after 30 s; a little more so its own 504 reaches us rather than our abort.
 export const REQUEST_TIMEOUT_MS = 35000;
+// A warm answer takes a fraction of a second; one this slow is most likely an endpoint that scaled to zero and is
+// starting again (serverless cold start), so the page says why the wait is long.
+export const SLOW_ANSWER_MS = 5000;
+export const SLOW_ANSWER_HINT =
+  "Still working: the first photo after a quiet period wakes the model up, which can take up to half a minute.";
 
 export const NOT_AN_IMAGE_MESSAGE = "This file is not an image we can read (JPEG, PNG or WebP).";
 // The browser cannot tell a broken file from one with more pixels than it will decode: say both.
@@ -436,7 +441,10 @@ function init() {
   async function send(blob) {
     const retriedOnce = new Set();
     for (let attempt = 1; ; attempt += 1) {
-      setStatus("busy", attempt === 1 ? "Classifying…" : `Classifying (try ${attempt} of up to ${MAX_ATTEMPTS})…`);
+      const busyMessage =
+        attempt === 1 ? "Classifying…" : `Classifying (try ${attempt} of up to ${MAX_ATTEMPTS})…`;
+      setStatus("busy", busyMessage);
+      const slowHint = setTimeout(() => setStatus("busy", busyMessage, SLOW_ANSWER_HINT), SLOW_ANSWER_MS);
       const started = performance.now();
       let response;
       try {
@@ -453,6 +461,8 @@ function init() {
           showError(`Cannot reach the API at ${new URL(url).origin}. Check your connection and try again.`);
         }
         return;
+      } finally {
+        clearTimeout(slowHint);
       }
       // x-request-id and Retry-After are only readable cross-origin if the API exposes them (CORS). API
       // Gateway's own errors (the function crashed, the body is over 10 MB) carry the same id as apigw-requestid.

@@ -650,6 +650,37 @@ def test_an_error_after_a_result_leaves_no_old_predictions_beside_it(stub_ui: An
     assert "384×256" in ui.page.inner_text("#preview-caption"), "the preview is the photo that failed"
 
 
+def test_a_slow_answer_says_the_model_may_be_waking_up(stub_ui: Any, stub_stack: Any) -> None:
+    # Playwright's clock drives the page's timers, so the test neither waits 5 s nor depends on how long it took.
+    ui = stub_ui
+    ui.page.clock.install()
+    quick, slow = threading.Event(), threading.Event()
+    stub_stack.script({"status": 200, "gate": quick}, {"status": 200, "gate": slow})
+    try:
+        ui.open()
+        ui.upload(CHELSEA)
+        expect_status(ui, "Classifying…")
+        ui.page.clock.run_for(4000)
+        assert ui.page.is_hidden("#status-detail"), "a merely slowish answer gets no hint"
+        quick.set()
+        ui.wait_done()
+        ui.page.clock.run_for(10_000)
+        assert ui.page.is_hidden("#status-detail"), "no late hint over a result"
+        assert ui.page.get_attribute("#status", "data-state") == "done"
+
+        ui.click_sample("coffee")
+        expect_status(ui, "Classifying…")
+        ui.page.clock.run_for(5500)
+        ui.page.wait_for_selector("#status-detail:not([hidden])")
+        assert "wakes the model up" in ui.page.inner_text("#status-detail")
+        assert ui.page.inner_text("#status-message") == "Classifying…"
+    finally:
+        quick.set()
+        slow.set()
+    ui.wait_done()
+    assert ui.page.is_hidden("#status-detail"), "the hint goes with the wait"
+
+
 def test_an_api_that_never_answers_is_given_up_on(stub_ui: Any, stub_stack: Any) -> None:
     # The page's own timeout is handed to the test, which fires it rather than waiting 35 s.
     ui = stub_ui
