@@ -30,7 +30,7 @@ export const REQUEST_TIMEOUT_MS = 35000;
 // starting again (serverless cold start), so the page says why the wait is long.
 export const SLOW_ANSWER_MS = 5000;
 export const SLOW_ANSWER_HINT =
-  "Still working: the first photo after a quiet period wakes the model up, which can take up to half a minute.";
+  "Still working: the first photo after a quiet period wakes the model up, which can take tens of seconds.";
 
 export const NOT_AN_IMAGE_MESSAGE = "This file is not an image we can read (JPEG, PNG or WebP).";
 // The browser cannot tell a broken file from one with more pixels than it will decode: say both.
