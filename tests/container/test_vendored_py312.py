@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
 
-from tests.ci import skip_or_fail
+from tests.ci import find_python, skip_or_fail
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
@@ -32,15 +31,6 @@ print(json.dumps({"backend": model.backend, "torch_imported": "torch" in sys.mod
 """
 
 
-def python312() -> str | None:
-    for candidate in (shutil.which("python3.12"), str(Path.home() / ".pyenv/versions/3.12.1/bin/python3.12")):
-        if candidate and Path(candidate).exists():
-            probe = subprocess.run([candidate, "--version"], capture_output=True, text=True)
-            if probe.returncode == 0 and probe.stdout.startswith("Python 3.12"):
-                return candidate
-    return None
-
-
 def test_vendored_onnxruntime_serves_on_python_312(artifact, tmp_path):
     with tarfile.open(artifact) as tar:
         if not any(name.startswith("code/vendor/cp312/onnxruntime/") for name in tar.getnames()):
@@ -49,7 +39,7 @@ def test_vendored_onnxruntime_serves_on_python_312(artifact, tmp_path):
                 "CI must vendor it (make model downloads the cp312 wheel)",
             )
         tar.extractall(tmp_path / "model", filter="data")
-    interpreter = python312()
+    interpreter = find_python("3.12")
     if interpreter is None:
         skip_or_fail("no Python 3.12 on this machine", "CI must bring one to check the vendored cp312 onnxruntime with")
     venv = tmp_path / "py312"
