@@ -9,9 +9,11 @@ export const TARGET_SHORT_SIDE = 256;
 // page sends at most this many times the shorter side along the longer one, centred. That keeps every 12 MP
 // shape as light as a 4:3 photo, and a 1:20 strip keeps its 256 px shorter side instead of shrinking to fit.
 export const MAX_ASPECT = 2;
-// The model is sensitive to JPEG artefacts at this size. Chromium's encoder on the four sample photos, against
-// the same canvas sent as PNG, in two measurements: q0.9 moved the probabilities by 0.10-0.12 on average (up to
-// 0.18), q0.95 by 0.05-0.07 (up to 0.15), for 26-42 KB instead of 17-30 KB. Four photos are thin evidence.
+// The model is sensitive to JPEG artefacts at this size. `python -m bench.jpeg_quality` on 13 images (the four
+// samples and nine from scikit-learn's, Matplotlib's and scikit-image's sample data), Chromium's encoder against
+// the same canvas sent as PNG, largest probability change per image: q0.9 median 0.10, mean 0.10, up to 0.25;
+// q0.95 median 0.05, mean 0.07, up to 0.26. q0.95 moves less on 9 of the 13; one image (a retina scan) changes its
+// top-1 at either quality. 9-53 KB instead of 5-38 KB.
 export const JPEG_QUALITY = 0.95;
 // What one upload may weigh. Only unusually busy pixels exceed it at q0.95; they are re-encoded at the next lower
 // quality until they fit.
@@ -306,7 +308,9 @@ async function decodeUrl(url) {
   return img;
 }
 
-async function downscaleToJpeg(source) {
+/** The upload's pixels: the page's crop and downscale of a decoded image onto a white canvas. Exported so that
+ * `python -m bench.jpeg_quality` measures the JPEG quality on the very canvas the page encodes. */
+export function drawUpload(source) {
   // An <img> reports its layout size in .width; the pixels are in naturalWidth.
   const { width, height, source: from, cropped } = uploadGeometry(
     source.naturalWidth || source.width,
@@ -322,6 +326,11 @@ async function downscaleToJpeg(source) {
   ctx.fillStyle = "#fff";
   ctx.fillRect(0, 0, width, height);
   ctx.drawImage(source, from.x, from.y, from.width, from.height, 0, 0, width, height);
+  return { canvas, width, height, cropped };
+}
+
+async function downscaleToJpeg(source) {
+  const { canvas, width, height, cropped } = drawUpload(source);
   if (typeof source.close === "function") source.close();
   let blob = null;
   for (const quality of [JPEG_QUALITY, ...FALLBACK_JPEG_QUALITIES]) {
