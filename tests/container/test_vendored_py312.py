@@ -2,7 +2,10 @@
 
 The TorchServe tests run on our Python 3.11 venv, where inference.py skips code/vendor/cp312. This test closes
 that gap: a bare Python 3.12 environment with only numpy and Pillow (what the DLC has besides torch) serves the
-extracted artifact through code/inference.py, and must do it with the vendored onnxruntime, not TorchScript.
+extracted artifact through code/inference.py, and must do it with the vendored onnxruntime, not TorchScript, and
+give the four photos the very answers this venv gives. The DLC installs numpy and Pillow unpinned, so whichever was
+current when AWS built the image: the test runs with today's releases and with numpy 1.26.4 (the last 1.x) and
+Pillow 10.3.0, older than any 2.6 image can carry.
 """
 
 from __future__ import annotations
@@ -20,18 +23,27 @@ from tests.ci import find_python, skip_or_fail
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
 SCRIPT = """
-import json, sys, time
+import json, sys
 sys.path.insert(0, sys.argv[1] + "/code")
-import inference
+import inference, numpy, PIL
 model = inference.model_fn(sys.argv[1])
-body = open(sys.argv[2], "rb").read()
-out, content_type = inference.output_fn(inference.predict_fn(inference.input_fn(body, "image/jpeg"), model),
-                                        "application/json")
-print(json.dumps({"backend": model.backend, "torch_imported": "torch" in sys.modules, "result": json.loads(out)}))
+results = {}
+for path in sys.argv[2:]:
+    body = open(path, "rb").read()
+    prediction = inference.predict_fn(inference.input_fn(body, "image/jpeg"), model)
+    results[path] = json.loads(inference.output_fn(prediction, "application/json")[0])["predictions"]
+print(json.dumps({"backend": model.backend, "torch_imported": "torch" in sys.modules, "results": results,
+                  "versions": [numpy.__version__, PIL.__version__]}))
 """
 
 
-def test_vendored_onnxruntime_serves_on_python_312(artifact, tmp_path):
+PHOTOS = Path(__file__).resolve().parents[1] / "fixtures" / "images"
+
+
+@pytest.mark.parametrize(
+    "packages", [("numpy", "Pillow"), ("numpy==1.26.4", "Pillow==10.3.0")], ids=["current", "numpy1-pillow10"]
+)
+def test_vendored_onnxruntime_serves_on_python_312(packages, artifact, inference, classifier, tmp_path):
     with tarfile.open(artifact) as tar:
         if not any(name.startswith("code/vendor/cp312/onnxruntime/") for name in tar.getnames()):
             skip_or_fail(
@@ -45,19 +57,19 @@ def test_vendored_onnxruntime_serves_on_python_312(artifact, tmp_path):
     venv = tmp_path / "py312"
     subprocess.run([interpreter, "-m", "venv", str(venv)], check=True, timeout=120)
     install = subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", "numpy", "Pillow"],
+        [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", *packages],
         capture_output=True,
         text=True,
         timeout=600,
     )
     if install.returncode != 0:
         skip_or_fail(
-            f"cannot install numpy and Pillow for Python 3.12: {install.stderr.strip()[-300:]}",
+            f"cannot install {' '.join(packages)} for Python 3.12: {install.stderr.strip()[-300:]}",
             "CI must reach a package index",
         )
-    photo = Path(__file__).resolve().parents[1] / "fixtures" / "images" / "chelsea.jpg"
+    photos = sorted(map(str, PHOTOS.glob("*.jpg")))
     run = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", SCRIPT, str(tmp_path / "model"), str(photo)],
+        [str(venv / "bin" / "python"), "-c", SCRIPT, str(tmp_path / "model"), *photos],
         capture_output=True,
         text=True,
         timeout=300,
@@ -67,4 +79,13 @@ def test_vendored_onnxruntime_serves_on_python_312(artifact, tmp_path):
     report = json.loads(run.stdout.strip().splitlines()[-1])
     assert report["backend"].startswith("onnxruntime"), report
     assert report["torch_imported"] is False
-    assert report["result"]["predictions"][0]["label"] in {"Egyptian cat", "tabby", "tiger cat"}
+    if "==" in packages[0]:
+        assert report["versions"] == [p.split("==")[1] for p in packages]
+    assert len(report["results"]) == 4
+    for photo, got in report["results"].items():
+        # What this venv's Python 3.11, numpy and Pillow answer, and every other test checks: same labels, same order,
+        # probabilities to the 6 decimals output_fn gives (up to one unit in the last).
+        prediction = inference.predict_fn(inference.input_fn(Path(photo).read_bytes(), inference.JPEG), classifier)
+        want = json.loads(inference.output_fn(prediction, inference.JSON)[0])["predictions"]
+        assert [p["label"] for p in got] == [p["label"] for p in want], photo
+        assert all(abs(g["prob"] - w["prob"]) <= 1e-6 for g, w in zip(got, want, strict=True)), (photo, got, want)
