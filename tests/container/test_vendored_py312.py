@@ -5,7 +5,7 @@ that gap: a bare Python 3.12 environment with only numpy and Pillow (what the DL
 extracted artifact through code/inference.py, and must do it with the vendored onnxruntime, not TorchScript, and
 give the four photos the very answers this venv gives. The DLC installs numpy and Pillow unpinned, so whichever was
 current when AWS built the image: the test runs with today's releases and with numpy 1.26.4 (the last 1.x) and
-Pillow 10.3.0, older than any 2.6 image can carry.
+Pillow 10.3.0, both released about a year before the first 2.6 image (early 2025).
 """
 
 from __future__ import annotations
