@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -31,3 +32,24 @@ def find_python(version: str) -> str | None:
             if probe.returncode == 0 and probe.stdout.startswith(f"Python {version}."):
                 return candidate
     return None
+
+
+def bare_venv(version: str, target: Path, packages: Sequence[str], purpose: str) -> Path:
+    """A new venv at `target` on Python `version` with only `packages` pip-installed; skips (fails under CI) when
+    that Python is missing or the packages cannot be installed. `purpose` completes "CI must bring one to ..."."""
+    interpreter = find_python(version)
+    if interpreter is None:
+        skip_or_fail(f"no Python {version} on this machine", f"CI must bring one to {purpose}")
+    subprocess.run([interpreter, "-m", "venv", str(target)], check=True, timeout=120)
+    install = subprocess.run(
+        [str(target / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", *packages],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if install.returncode != 0:
+        skip_or_fail(
+            f"cannot install {' '.join(packages)} for Python {version}: {install.stderr.strip()[-300:]}",
+            "CI must reach a package index",
+        )
+    return target

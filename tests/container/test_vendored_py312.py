@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ci import find_python, skip_or_fail
+from tests.ci import bare_venv, skip_or_fail
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
@@ -51,22 +51,7 @@ def test_vendored_onnxruntime_serves_on_python_312(packages, artifact, inference
                 "CI must vendor it (make model downloads the cp312 wheel)",
             )
         tar.extractall(tmp_path / "model", filter="data")
-    interpreter = find_python("3.12")
-    if interpreter is None:
-        skip_or_fail("no Python 3.12 on this machine", "CI must bring one to check the vendored cp312 onnxruntime with")
-    venv = tmp_path / "py312"
-    subprocess.run([interpreter, "-m", "venv", str(venv)], check=True, timeout=120)
-    install = subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", *packages],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if install.returncode != 0:
-        skip_or_fail(
-            f"cannot install {' '.join(packages)} for Python 3.12: {install.stderr.strip()[-300:]}",
-            "CI must reach a package index",
-        )
+    venv = bare_venv("3.12", tmp_path / "py312", packages, "check the vendored cp312 onnxruntime with")
     photos = sorted(map(str, PHOTOS.glob("*.jpg")))
     run = subprocess.run(
         [str(venv / "bin" / "python"), "-c", SCRIPT, str(tmp_path / "model"), *photos],

@@ -23,7 +23,7 @@ import pytest
 from components.inference_api import RUNTIME
 from components.lambda_bundle import lambda_asset_files
 from components.policies import proxy_function_env
-from tests.ci import find_python, skip_or_fail
+from tests.ci import bare_venv
 
 from .conftest import (
     ENDPOINT,
@@ -89,23 +89,7 @@ def lambda_task(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def runtime_venv(tmp_path: Path, boto3_version: str) -> Path:
     assert RUNTIME == "python3.13", "this test checks the function's runtime; update it with components.inference_api"
-    interpreter = find_python("3.13")
-    if interpreter is None:
-        skip_or_fail("no Python 3.13 on this machine", "CI must bring one to run the Lambda asset on its runtime")
-    venv = tmp_path / "py313"
-    subprocess.run([interpreter, "-m", "venv", str(venv)], check=True, timeout=120)
-    install = subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", f"boto3=={boto3_version}"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if install.returncode != 0:
-        skip_or_fail(
-            f"cannot install boto3=={boto3_version} for Python 3.13: {install.stderr.strip()[-300:]}",
-            "CI must reach a package index",
-        )
-    return venv
+    return bare_venv("3.13", tmp_path / "py313", [f"boto3=={boto3_version}"], "run the Lambda asset on its runtime")
 
 
 @pytest.mark.parametrize("boto3_version", [importlib.metadata.version("boto3"), OLDEST_BOTO3])
