@@ -15,7 +15,8 @@ used for JPEG_QUALITY's comment in www/script.js (scikit-learn's, Matplotlib's a
       '*/clock_motion.png' -d /tmp/images; done
     venv/bin/python -m bench.jpeg_quality www/samples/*.jpg /tmp/images/*
 
-Needs Debian's /usr/bin/chromium (make chromium) and the artifact (make model).
+Needs Debian's /usr/bin/chromium (make chromium) and the artifact (make model). Exits 1 if Chromium cannot decode an
+image (each is named; the others are still measured), 2 on bad arguments.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ ENCODE_JS = """async ([src, qualities]) => {
   const { canvas } = page.drawUpload(img);
   const bytes = async (type, quality) => {
     const blob = await new Promise((resolve) => canvas.toBlob(resolve, type, quality));
+    if (!blob) throw new Error(`the canvas could not be encoded as ${type}`);
     let text = "";
     for (const byte of new Uint8Array(await blob.arrayBuffer())) text += String.fromCharCode(byte);
     return btoa(text);
@@ -121,7 +123,9 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def measure(images: Sequence[Path], qualities: Sequence[float]) -> list[ImageResult]:
+def measure(images: Sequence[Path], qualities: Sequence[float]) -> tuple[list[ImageResult], list[str]]:
+    """Results for the images the browser could decode, and one line per image it could not."""
+    from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
     from bench.__main__ import ARTIFACT, extract
@@ -139,7 +143,7 @@ def measure(images: Sequence[Path], qualities: Sequence[float]) -> list[ImageRes
     def probs(data: bytes, content_type: str):
         return inference.predict_fn(inference.input_fn(data, content_type), model).probs
 
-    results = []
+    results, failures = [], []
     with serve_www() as origin, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -148,7 +152,11 @@ def measure(images: Sequence[Path], qualities: Sequence[float]) -> list[ImageRes
             for path in images:
                 mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
                 src = f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode()}"
-                out = page.evaluate(ENCODE_JS, [src, list(qualities)])
+                try:
+                    out = page.evaluate(ENCODE_JS, [src, list(qualities)])
+                except PlaywrightError as e:  # not an image Chromium can decode, or one it cannot draw
+                    failures.append(f"{path}: {str(e).splitlines()[0]}")
+                    continue
                 png = probs(base64.b64decode(out["png"]), inference.PNG)
                 encodings = []
                 for quality, encoded in zip(qualities, out["jpegs"], strict=True):
@@ -159,7 +167,7 @@ def measure(images: Sequence[Path], qualities: Sequence[float]) -> list[ImageRes
                 results.append(ImageResult(path.name, model.labels[top], float(png[top]), tuple(encodings)))
         finally:
             browser.close()
-    return results
+    return results, failures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,9 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("images", nargs="*", type=Path, help="default: www/samples/*.jpg")
     parser.add_argument("--qualities", nargs="+", type=float, default=[0.9, 0.95])
     args = parser.parse_args(argv)
+    qualities = list(dict.fromkeys(args.qualities))  # a quality given twice would count its images twice
     images = args.images or sorted((WWW / "samples").glob("*.jpg"))
     problems = [f"{p}: not a file" for p in images if not p.is_file()]
-    problems += [f"--qualities {q:g}: must be above 0 and at most 1" for q in args.qualities if not 0 < q <= 1]
+    problems += [f"--qualities {q:g}: must be above 0 and at most 1" for q in qualities if not 0 < q <= 1]
     if not CHROMIUM.exists():
         problems.append(f"{CHROMIUM} is missing: run `make chromium`")
     if not (ROOT / "model" / "dist" / "model.tar.gz").exists():
@@ -177,8 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     if problems:
         print("\n".join(f"error: {p}" for p in problems), file=sys.stderr)
         return 2
-    print(markdown(measure(images, args.qualities), args.qualities))
-    return 0
+    results, failures = measure(images, qualities)
+    if results:
+        print(markdown(results, qualities))
+    for failure in failures:
+        print(f"error: {failure}", file=sys.stderr)
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

@@ -23,13 +23,21 @@ def skip_or_fail(reason: str, ci_hint: str) -> NoReturn:
 
 
 def find_python(version: str) -> str | None:
-    """A working `pythonX.Y`: on PATH, else under pyenv (as .ci/run looks for it). Each candidate is run, since
-    a pyenv shim is on PATH even when no such version stands behind it."""
-    pyenv = sorted(map(str, Path.home().glob(f".pyenv/versions/{version}.*/bin/python{version}")))
-    for candidate in [shutil.which(f"python{version}"), *pyenv]:
+    """A working `pythonX.Y` that can make a venv: on PATH, else pyenv's newest X.Y.* (the order .ci/run uses). Each
+    candidate is run, since a pyenv shim is on PATH even when no such version stands behind it."""
+
+    def patch_release(path: Path) -> tuple[int, ...]:
+        return tuple(int(part) if part.isdigit() else -1 for part in path.parts[-3].split("."))
+
+    pyenv = sorted(
+        Path.home().glob(f".pyenv/versions/{version}.*/bin/python{version}"), key=patch_release, reverse=True
+    )
+    for candidate in [shutil.which(f"python{version}"), *map(str, pyenv)]:
         if candidate and Path(candidate).exists():
-            probe = subprocess.run([candidate, "--version"], capture_output=True, text=True)
-            if probe.returncode == 0 and probe.stdout.startswith(f"Python {version}."):
+            probe = subprocess.run(
+                [candidate, "-c", "import ensurepip, sys, venv; print(sys.version)"], capture_output=True, text=True
+            )
+            if probe.returncode == 0 and probe.stdout.startswith(f"{version}."):
                 return candidate
     return None
 
@@ -40,7 +48,11 @@ def bare_venv(version: str, target: Path, packages: Sequence[str], purpose: str)
     interpreter = find_python(version)
     if interpreter is None:
         skip_or_fail(f"no Python {version} on this machine", f"CI must bring one to {purpose}")
-    subprocess.run([interpreter, "-m", "venv", str(target)], check=True, timeout=120)
+    made = subprocess.run([interpreter, "-m", "venv", str(target)], capture_output=True, text=True, timeout=120)
+    if made.returncode != 0:
+        skip_or_fail(
+            f"{interpreter} cannot make a venv: {made.stderr.strip()[-300:]}", f"CI must bring one to {purpose}"
+        )
     install = subprocess.run(
         [str(target / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", *packages],
         capture_output=True,

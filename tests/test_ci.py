@@ -31,7 +31,7 @@ def test_fails_under_ci_with_what_ci_must_do(monkeypatch, value):
 def fake_python(path, version: str, works: bool = True):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(
-        f"#!/bin/sh\necho 'Python {version}'\n" if works else "#!/bin/sh\necho 'no such version' >&2\nexit 127\n"
+        f"#!/bin/sh\necho '{version} (main)'\n" if works else "#!/bin/sh\necho 'no such version' >&2\nexit 127\n"
     )
     path.chmod(0o755)
     return str(path)
@@ -51,3 +51,12 @@ def test_find_python_prefers_the_one_on_path(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert find_python("3.99") == on_path
+
+
+def test_find_python_takes_pyenvs_newest_patch_release(tmp_path, monkeypatch):
+    versions = tmp_path / "home" / ".pyenv" / "versions"
+    for release in ("3.99.9", "3.99.11", "3.99.10"):  # neither string order, up or down, puts 3.99.11 first
+        fake_python(versions / release / "bin" / "python3.99", release)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert find_python("3.99") == str(versions / "3.99.11" / "bin" / "python3.99")

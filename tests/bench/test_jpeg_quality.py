@@ -46,17 +46,23 @@ def test_bad_arguments_are_refused_before_anything_starts(argv, message, capsys)
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_a_real_run_through_the_pages_canvas_and_the_model(capsys):
+def test_a_real_run_through_the_pages_canvas_and_the_model(tmp_path, capsys):
     from tests.browser.conftest import CHROMIUM, SAMPLES
     from tests.ci import skip_or_fail
 
     if not CHROMIUM.exists():
         skip_or_fail(f"{CHROMIUM} is missing", "CI must install Debian's chromium")
-    assert jpeg_quality.main([str(SAMPLES / "chelsea.jpg"), "--qualities", "0.5", "1"]) == 0
-    out = capsys.readouterr().out
+    not_an_image = tmp_path / "notes.jpg"
+    not_an_image.write_text("hello")
+    argv = [str(not_an_image), str(SAMPLES / "chelsea.jpg"), "--qualities", "0.5", "1", "0.5"]
+    # The file Chromium cannot decode is named and fails the run, without losing the others' results.
+    assert jpeg_quality.main(argv) == 1
+    out, err = capsys.readouterr()
+    assert f"error: {not_an_image}: " in err and "cannot be decoded" in err
     row = next(line for line in out.splitlines() if line.startswith("| chelsea.jpg |"))
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells[1].startswith("Egyptian cat")
+    # 0.5 given twice is measured once.
     (kb_low, change_low, _), (kb_high, change_high, _) = (cell.split(", ") for cell in cells[2:])
     # Quality does what it says: q1 is bigger and closer to the lossless PNG than q0.5.
     assert float(kb_high) > float(kb_low)
