@@ -26,6 +26,7 @@ import base64
 import functools
 import http.server
 import mimetypes
+import shutil
 import statistics
 import sys
 import threading
@@ -131,13 +132,11 @@ def measure(images: Sequence[Path], qualities: Sequence[float]) -> tuple[list[Im
     from bench.__main__ import ARTIFACT, extract
     from local.runtime import load_inference_module
 
-    inference = load_inference_module(ROOT / "model" / "code", "jpeg_quality_inference")
     model_dir = extract(ARTIFACT)
-    try:
+    try:  # the artifact's own code and model, as the endpoint serves them
+        inference = load_inference_module(model_dir / "code", "jpeg_quality_inference")
         model = inference.model_fn(str(model_dir))
     finally:
-        import shutil
-
         shutil.rmtree(model_dir, ignore_errors=True)
 
     def probs(data: bytes, content_type: str):
