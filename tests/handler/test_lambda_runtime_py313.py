@@ -5,8 +5,8 @@ the asset that components/lambda_bundle.py builds (handlers/ plus the bundled Po
 AWS SDK that AWS updates on its own schedule and that may be older than ours. Here the asset's files are laid out
 as in /var/task, beside a bare Python 3.13 that has nothing but boto3, and one process (one warm container) answers
 a series of requests against the fake sagemaker-runtime over real HTTP, with two SDKs: the version this project
-pins, and boto3 1.34.145, a July 2024 release from before the python3.13 runtime existed (November 2024), so no
-runtime can carry an older one.
+pins, and boto3 1.34.145, a July 2024 release from before the python3.13 runtime existed (November 2024). Which
+SDK the runtime carries today is not known here; AWS updates it, so it is most likely between the two.
 """
 
 from __future__ import annotations
