@@ -12,7 +12,7 @@ used for JPEG_QUALITY's comment in www/script.js (scikit-learn's, Matplotlib's a
     venv/bin/pip download --no-deps -d /tmp/wheels scikit-learn matplotlib scikit-image
     for w in /tmp/wheels/*.whl; do unzip -o -q -j "$w" '*/china.jpg' '*/flower.jpg' '*/grace_hopper.jpg' \\
       '*/motorcycle_left.png' '*/hubble_deep_field.jpg' '*/grass.png' '*/gravel.png' '*/retina.jpg' \\
-      '*/clock_motion.png' -d /tmp/images; done
+      '*/clock_motion.png' -d /tmp/images; done   # each wheel has some of them: unzip names the others
     venv/bin/python -m bench.jpeg_quality www/samples/*.jpg /tmp/images/*
 
 Needs Debian's /usr/bin/chromium (make chromium) and the artifact (make model). Exits 1 if Chromium cannot decode an
