@@ -83,6 +83,30 @@ def test_never_upscales_a_small_image(stub_ui: Any, stub_stack: Any, tmp_path: P
     assert request.headers["content-type"] == "image/jpeg", "PNG input is re-encoded as JPEG"
 
 
+def test_the_upload_carries_no_metadata_of_the_photo(stub_ui: Any, stub_stack: Any, tmp_path: Path) -> None:
+    from PIL import Image
+
+    # A phone photo's EXIF: where it was taken, the camera, the owner's name. None of it may leave the browser.
+    photo = tmp_path / "holiday.jpg"
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110], exif[0x013B] = "PhoneMaker", "Phone 15 Secret", "Jane Q. Owner"  # Make, Model, Artist
+    exif[0x8825] = {1: "N", 2: (48.0, 51.0, 29.0), 3: "E", 4: (2.0, 17.0, 40.0)}  # GPSInfo
+    Image.new("RGB", (640, 480), (40, 120, 200)).save(photo, exif=exif, comment=b"shot at home")
+    assert not has_no_metadata(photo.read_bytes()), "the check must see what the photo carries"
+    body = stub_ui.open().sent_for(photo)
+    assert has_no_metadata(body)
+
+
+def has_no_metadata(jpeg: bytes) -> bool:
+    from io import BytesIO
+
+    from PIL import Image
+
+    with Image.open(BytesIO(jpeg)) as sent:
+        leaked = [b"PhoneMaker", b"Secret", b"Jane Q. Owner", b"shot at home", b"Exif\x00\x00"]
+        return not sent.getexif() and "comment" not in sent.info and not any(text in jpeg for text in leaked)
+
+
 def test_12mp_photo_is_sent_small(stub_ui: Any, stub_stack: Any, photo_12mp: Path) -> None:
     assert photo_12mp.stat().st_size > 1_000_000, "the fixture must really be a heavy phone photo"
     ui = stub_ui.open()
