@@ -29,7 +29,7 @@ ORT_STAMP := model/dist/wheels/.onnxruntime-$(ORT_VERSION)
 help:
 	@echo "make demo      the whole stack on http://$(HOST):$(PORT) (PORT=, RUNTIME=inprocess|torchserve, HOST= ALLOW_REMOTE=1)"
 	@echo "make test      every test (installs venv, model, chromium when missing)"
-	@echo "make test-fast unit tests only: no browser, no TorchServe, no local stack"
+	@echo "make test-fast unit tests only: no browser, no TorchServe, no local stack, no other Python"
 	@echo "make model     build $(MODEL) (MODEL_WEIGHTS=file.pth for a local state_dict, INT8=1 for int8)"
 	@echo "make venv      create venv/ and install requirements*.txt"
 	@echo "make chromium  install Debian chromium for the browser tests (root or sudo)"
@@ -78,9 +78,9 @@ test: venv model chromium
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# Unit tests only: no browser, no TorchServe, no local stack.
+# Unit tests only: no browser, no TorchServe, no local stack, no venvs of other Pythons (they pip-install).
 test-fast: venv model
-	$(PY) -m pytest -m "not browser and not container and not integration" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not browser and not container and not integration and not other_python" $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -20,7 +20,7 @@ import pytest
 
 from tests.ci import bare_venv, skip_or_fail
 
-pytestmark = [pytest.mark.container, pytest.mark.slow]
+pytestmark = [pytest.mark.container, pytest.mark.other_python, pytest.mark.slow]
 
 SCRIPT = """
 import json, sys

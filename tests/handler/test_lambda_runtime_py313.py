@@ -40,7 +40,7 @@ from .conftest import (
 )
 from .test_fake_runtime import SUCCESS, TRACEBACK
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.other_python, pytest.mark.slow]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OLDEST_BOTO3 = "1.34.145"
