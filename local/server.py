@@ -440,6 +440,13 @@ def create_app(
             },
         )
 
+    def route_not_found() -> Response:
+        """API Gateway's 404 for a route the API does not have (any other path, or a method other than POST on
+        /predict): its id, as on every answer of its own, and no CORS headers."""
+        answer = gateway.gateway_error(404)
+        answer.headers.append(("apigw-requestid", uuid.uuid4().hex[:16]))
+        return _respond(answer)
+
     async def site(request: Request) -> Response:
         relative = request.path_params.get("path", "") or "index.html"
         # Dotfiles are never published (components.policies.site_files), so they are not served either.
@@ -449,12 +456,12 @@ def create_app(
             content_type = CONTENT_TYPES.get(path.suffix.lower())
             missing = hidden or not path.is_relative_to(WWW) or not path.is_file() or content_type is None
             if missing or request.method not in ("GET", "HEAD"):  # any other route: what API Gateway answers
-                return _respond(gateway.gateway_error(404))
+                return route_not_found()
             body = path.read_bytes()
         # A NUL byte (ValueError), a name too long for the file system or an unreadable file (OSError): it is
         # not a file this site serves, not an unhandled 500 with a traceback in the log.
         except (OSError, ValueError):
-            return _respond(gateway.gateway_error(404))
+            return route_not_found()
         origin = page_origin(request)
         if origin is None:
             return JSONResponse({"message": "Host header is not a host[:port]"}, status_code=400)

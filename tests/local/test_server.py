@@ -242,6 +242,20 @@ def test_the_gateways_own_refusals_carry_its_request_id_but_no_cors(tiers, monke
     assert tiers.sandboxes.events == []
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/nope"), ("POST", "/predict/"), ("GET", "/predict/"), ("POST", "/config.js"), ("PUT", "/index.html")],
+)
+def test_a_route_the_api_does_not_have_is_api_gateways_404_with_its_request_id(tiers, method, path):
+    # The cloud API has only POST /predict: any other route is API Gateway's 404, which carries apigw-requestid like
+    # every answer of its own (README), here as for GET /predict above, and no CORS headers.
+    response = tiers.request(method, path, headers={"origin": SITE_ORIGIN})
+    assert response.status_code == 404 and response.json() == {"message": "Not Found"}, response.text
+    assert len(response.headers.get("apigw-requestid", "")) == 16, response.headers
+    assert not [k for k in response.headers if k.startswith("access-control-")]
+    assert tiers.sandboxes.events == []
+
+
 # --- CORS, which API Gateway answers itself --------------------------------------------------------------------
 def test_cors_headers_are_the_gateways_not_the_functions(tiers):
     tiers.sandboxes.result = {
