@@ -21,12 +21,13 @@ export const MAX_UPLOAD_BYTES = 60 * 1024;
 export const FALLBACK_JPEG_QUALITIES = [0.9, 0.8, 0.7, 0.6, 0.5];
 export const TOP_K = 5;
 // Attempts in total (the first try plus retries) for 429/503, so a cold endpoint cannot spin forever; of those,
-// one retry at most after the function's own 504.
+// one retry at most after the function's own 504, and one after API Gateway's own 503.
 export const MAX_ATTEMPTS = 4;
 export const MAX_RETRY_DELAY_MS = 8000;
 // Decoding a huge file can freeze a phone; no real photo is this big.
 export const MAX_INPUT_BYTES = 50 * 1024 * 1024;
-// API Gateway gives up after 30 s; a little more so its own 504 reaches us rather than our abort.
+// API Gateway gives up after 29 s (the integration timeout) and answers a bare 503 of its own; a little more so
+// that answer reaches us rather than our abort.
 export const REQUEST_TIMEOUT_MS = 35000;
 // A warm answer takes a fraction of a second; one this slow is most likely an endpoint that scaled to zero and is
 // starting again (serverless cold start), so the page says why the wait is long.
@@ -212,6 +213,17 @@ export function describeFailure(status, body) {
         later: (s) => `The model is busy and asks for ${s} s before another try. Please try again then.`,
       };
     case 503:
+      // API Gateway's own 503 has no error code: its 29 s integration timeout ran out before the function
+      // answered (the function gives up at ~25 s with its own 504), so each try can take that long: one more.
+      if (!code) {
+        return {
+          retry: true,
+          once: true,
+          message: (s) => `The API did not answer in time, retrying in ${s} s…`,
+          giveUp: "The API did not answer in time. Please try again in a minute.",
+          later: (s) => `The API did not answer in time and asks for ${s} s before another try. Please try again then.`,
+        };
+      }
       return {
         retry: true,
         message: (s) => `The model is warming up, retrying in ${s} s…`,

@@ -646,6 +646,23 @@ def test_the_functions_504_is_retried_only_once_even_between_other_retries(stub_
     assert ui.controls_disabled() == [False] * 6
 
 
+def test_api_gateways_own_503_is_retried_once_then_told(stub_ui: Any, stub_stack: Any) -> None:
+    # A 503 without our error code is API Gateway's: its 29 s integration timeout ran out (the function gives up
+    # earlier, with its own 504). Each try can take that long, so one more, not up to four as for model_not_ready.
+    gateway_timeout = {
+        "status": 503,
+        "body": {"message": "Service Unavailable"},
+        "headers": {"Retry-After": "0"},
+    }
+    stub_stack.script(gateway_timeout, gateway_timeout, {"status": 200})
+    ui = stub_ui.open()
+    ui.upload(CHELSEA)
+    text = ui.wait_error()
+    assert "The API did not answer in time. Please try again in a minute." in text
+    assert len(stub_stack.predict_requests()) == 2, "one retry, not the 200 a third try would have found"
+    assert ui.controls_disabled() == [False] * 6
+
+
 def test_an_error_message_is_shown_as_text_not_html(stub_ui: Any, stub_stack: Any) -> None:
     # The message and the request id come from the API (or whatever answers in its place): never markup.
     stub_stack.script(
@@ -1200,9 +1217,11 @@ def test_describe_failure_table(stub_ui: Any) -> None:
         ui,
         """const d = (s, b) => { const f = m.describeFailure(s, b);
             return [f.retry, typeof f.message === "function" ? f.message(3) : f.message]; };
-        return [d(429, null), d(503, {}), d(413, null), d(502, {message: "bad"}), d(502, null),
-                d(502, {message: {detail: "x"}}), d(504, {error: "endpoint_timeout"}), d(504, {}),
-                [m.describeFailure(504, {error: "endpoint_timeout"}).once, m.describeFailure(429, null).once],
+        return [d(429, null), d(503, {error: "model_not_ready"}), d(413, null), d(502, {message: "bad"}),
+                d(502, null), d(502, {message: {detail: "x"}}), d(504, {error: "endpoint_timeout"}), d(504, {}),
+                d(503, {message: "Service Unavailable"}), d(503, null),
+                [m.describeFailure(504, {error: "endpoint_timeout"}).once, m.describeFailure(429, null).once,
+                 m.describeFailure(503, {}).once, m.describeFailure(503, {error: "model_not_ready"}).once],
                 [429, 503, 504].map((s) => typeof m.describeFailure(s, {error: "endpoint_timeout"}).later)];""",
     )
     assert got == [
@@ -1214,6 +1233,8 @@ def test_describe_failure_table(stub_ui: Any) -> None:
         [False, "The model could not answer."],  # not "[object Object]"
         [True, "The model is slow to start, retrying in 3 s…"],
         [False, "The model took too long to answer."],
-        [True, None],
+        [True, "The API did not answer in time, retrying in 3 s…"],  # API Gateway's own 503: no error code
+        [True, "The API did not answer in time, retrying in 3 s…"],  # ... or no JSON at all
+        [True, None, True, None],
         ["function", "function", "function"],  # a Retry-After over the page's patience is told, for each retry kind
     ]
