@@ -162,10 +162,32 @@ def rollout_failure_message(endpoint_name: str, expected_config: str, descriptio
     )
 
 
+def failed_endpoint_message(endpoint_name: str, description: dict[str, Any], region: str | None = None) -> str:
+    """A Failed endpoint (its creation failed, and `pulumi up` was run again unchanged: the provider's update of it is
+    then a no-op that reports success) serves nothing, and no `pulumi up` repairs it: a replacement creates the new
+    endpoint before deleting the old one, and SageMaker refuses a second endpoint of the same fixed name ("Cannot
+    create already existing endpoint"). It must be deleted, then dropped from the state, then created again."""
+    reason = description.get("FailureReason") or "SageMaker gave no FailureReason"
+    where = f" --region {region}" if region else ""
+    return (
+        f"SageMaker endpoint {endpoint_name!r} is Failed ({reason}); it serves nothing. Another `pulumi up` leaves "
+        "it so (its update is a no-op while its configuration is unchanged), and `pulumi up --target-replace` fails "
+        "(a replacement is created before the old endpoint is deleted, and SageMaker refuses a second endpoint of the "
+        "same name). Fix the cause (the endpoint's log group "
+        f"/aws/sagemaker/Endpoints/{endpoint_name}), then delete it and let Pulumi create it again: "
+        f"`aws sagemaker delete-endpoint --endpoint-name {endpoint_name}{where}`, "
+        f"`aws sagemaker wait endpoint-deleted --endpoint-name {endpoint_name}{where}`, "
+        "`pulumi refresh` (the endpoint leaves the state), `pulumi up`."
+    )
+
+
 def check_rollout(client: Any, endpoint_name: str, expected_config: str | None) -> dict[str, Any]:
     """DescribeEndpoint: the endpoint must be InService on `expected_config` (when given); `client` is a sagemaker
     client. Returns the description."""
     description = client.describe_endpoint(EndpointName=endpoint_name)
+    if description.get("EndpointStatus") == "Failed":
+        region = getattr(getattr(client, "meta", None), "region_name", None)
+        raise SmokeCheckError(failed_endpoint_message(endpoint_name, description, region))
     on_expected = not expected_config or description.get("EndpointConfigName") == expected_config
     if description.get("EndpointStatus") != "InService" or not on_expected:
         raise SmokeCheckError(rollout_failure_message(endpoint_name, expected_config or "", description))

@@ -228,6 +228,44 @@ def test_rollout_check_reports_sagemakers_failure_reason() -> None:
         assert check_rollout(client, "mobilenet-test", None)["EndpointStatus"] == "InService"  # no config to match
 
 
+def test_rollout_check_on_a_failed_endpoint_says_to_delete_and_recreate_it() -> None:
+    """A first `pulumi up` whose endpoint ended Failed, run again unchanged: the provider's update is a no-op and the
+    endpoint stays Failed. The fix is not another `pulumi up` nor `--target-replace` (a replacement is created before
+    the old endpoint is deleted, and the name is fixed): delete it, refresh, and create it again."""
+    client = stub_client("sagemaker")
+    description = {
+        "EndpointName": "mobilenet-test",
+        "EndpointArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/mobilenet-test",
+        "EndpointConfigName": "config-1",
+        "EndpointStatus": "Failed",
+        "FailureReason": "Failed to extract model data archive from URL s3://bucket/models/x/model.tar.gz.",
+        "CreationTime": "2026-01-01T00:00:00Z",
+        "LastModifiedTime": "2026-01-01T00:00:00Z",
+    }
+    with Stubber(client) as stub:
+        stub.add_response("describe_endpoint", description, {"EndpointName": "mobilenet-test"})
+        with pytest.raises(SmokeCheckError) as err:
+            check_rollout(client, "mobilenet-test", "config-1")  # on the expected configuration, but Failed
+    message = str(err.value)
+    assert "is Failed (Failed to extract model data archive" in message
+    assert f"aws sagemaker delete-endpoint --endpoint-name mobilenet-test --region {REGION}" in message
+    assert f"aws sagemaker wait endpoint-deleted --endpoint-name mobilenet-test --region {REGION}" in message
+    assert message.index("delete-endpoint") < message.index("`pulumi refresh`") < message.index("`pulumi up`.")
+    assert "/aws/sagemaker/Endpoints/mobilenet-test" in message
+    assert "did not take effect" not in message  # not the rolled-back update's advice
+
+
+def test_readme_does_not_recover_a_failed_endpoint_by_a_targeted_replacement() -> None:
+    """`pulumi up --target-replace` is create-before-delete (the engine's targeted-replace diff carries no
+    delete-before-replace), so on the fixed-name endpoint it fails with "Cannot create already existing endpoint"."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("- **An endpoint that failed to create.**", 1)[1].split("\n\n", 1)[0]
+    assert "aws sagemaker delete-endpoint --endpoint-name" in section
+    assert "aws sagemaker wait endpoint-deleted" in section and "`pulumi refresh`" in section
+    assert "Cannot create already existing endpoint" in section
+    assert "--target-replace <" not in readme
+
+
 def test_smoke_check_model_error_reports_the_traceback_tail() -> None:
     # moto cannot produce a ModelError (HTTP 424); botocore's Stubber can, with the modeled fields.
     client = stub_client("sagemaker-runtime")
