@@ -155,8 +155,11 @@ def rollout_failure_message(endpoint_name: str, expected_config: str, descriptio
         f"SageMaker endpoint {endpoint_name!r} is {status} on endpoint configuration {actual!r}, not on "
         f"{expected_config!r} that this deployment created: the update did not take effect ({reason}). "
         "The endpoint still serves the previous model, which stays: the program deletes an EndpointConfiguration "
-        "and its Model only once the endpoint runs on another one. Fix the cause (see the endpoint's log group) and "
-        f"run `pulumi up` again. After that rollout, {actual!r} and its Model are no longer tracked: delete them "
+        "and its Model only once the endpoint runs on another one. Fix the cause (see the endpoint's log group), then "
+        "run `pulumi up --refresh`: the aws provider has recorded the endpoint as updated to "
+        f"{expected_config!r}, so a plain `pulumi up` sees nothing to change and does not ask SageMaker again (only "
+        "a new model or setting, which makes a new configuration, is rolled out without the refresh). After that "
+        f"rollout, {actual!r} and its Model are no longer tracked: delete them "
         f"with `aws sagemaker delete-endpoint-config --endpoint-config-name {actual}` and `aws sagemaker "
         "delete-model` on the ModelName that `describe-endpoint-config` shows."
     )

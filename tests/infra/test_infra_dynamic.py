@@ -47,6 +47,7 @@ from components.dynamic.smoke_check import (
     check_rollout,
     diff_smoke_check,
     parse_topk_reply,
+    rollout_failure_message,
     run_smoke_check,
 )
 from tests.infra.conftest import ACCOUNT, REGION, ROOT
@@ -200,6 +201,19 @@ def test_smoke_check_fails_when_sagemaker_rolled_the_update_back(aws: None, text
     message = str(err.value)
     assert "'config-1'" in message and "'config-2'" in message and "did not take effect" in message
     assert "delete-endpoint-config --endpoint-config-name config-1" in message
+
+
+def test_a_rolled_back_update_is_retried_with_a_refresh() -> None:
+    """After a rollback the aws provider has recorded the endpoint as running the new configuration
+    (terraform-provider-aws #48997; a failed update keeps its planned state too), so a plain `pulumi up` has no diff
+    for it and never calls UpdateEndpoint again: the advice must be `pulumi up --refresh`, which reads back the
+    configuration the endpoint really runs."""
+    description = {"EndpointConfigName": "config-1", "EndpointStatus": "InService", "FailureReason": "capacity"}
+    message = rollout_failure_message("mobilenet-test", "config-2", description)
+    assert "run `pulumi up --refresh`" in message and "run `pulumi up` again" not in message
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    rollout = readme.split("- **Model rollout.**", 1)[1].split("\n- **", 1)[0]
+    assert "`pulumi up --refresh`" in rollout
 
 
 def test_rollout_check_reports_sagemakers_failure_reason() -> None:
