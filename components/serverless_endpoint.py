@@ -198,7 +198,10 @@ class ServerlessEndpoint(pulumi.ComponentResource):
             name=args.endpoint_name,
             endpoint_config_name=config.name,
             # Deleted before the version: `pulumi destroy` then retires the configuration and model it ran on.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group, version]),
+            # A rename (of what we set, only the name replaces an Endpoint) creates the new endpoint before the
+            # old one goes, so something serves throughout. The bridge would otherwise delete an explicitly named
+            # resource first (pulumi-terraform #465): minutes with no endpoint while the new one starts.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group, version], delete_before_replace=False),
         )
 
         if args.smoke_check:

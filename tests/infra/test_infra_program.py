@@ -247,6 +247,19 @@ def test_resource_options_order_the_deploy_and_parent_every_child(program: Any, 
     assert seen["api-http-api"][3] == ["corsConfiguration"]
 
 
+def test_a_renamed_endpoint_is_created_before_the_old_one_is_deleted(program: Any) -> None:
+    """The bridge replaces an explicitly named resource delete-first (pulumi-terraform #465): a rename of the
+    endpoint would leave nothing serving while the new one starts. The name is the only input that replaces it,
+    so old and new never clash and create-first is safe; README's quota note counts both during the overlap."""
+    dbr: dict[str, bool | None] = {}
+
+    def record(args: pulumi.ResourceTransformationArgs) -> None:
+        dbr[args.name] = args.opts.delete_before_replace if args.opts else None
+
+    program(transformation=record)
+    assert dbr["model-endpoint"] is False  # explicitly False: None would leave the bridge's delete-first
+
+
 def test_pulumi_never_deletes_what_a_rolled_back_endpoint_may_still_run_on(program: Any, mocks: RecordingMocks) -> None:
     """After SageMaker rolls an update back, the endpoint runs on the previous Model, EndpointConfiguration and
     artifact, which Pulumi would delete (at the end of the update, or the start of the next). So Pulumi never
