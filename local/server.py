@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 import h11
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
@@ -487,6 +488,12 @@ def create_app(
                 return JSONResponse({"message": str(e)}, status_code=400)
         return JSONResponse({"faults": runtime.faults.__dict__, "peak_in_flight": runtime.peak_in_flight})
 
+    async def unrouted(request: Request, exc: Exception) -> Response:
+        """What no route takes is the gateway's JSON 404 (API Gateway has no 405), not starlette's plain text: a
+        method no route lists (PROPFIND, TRACE, a lower-case "post"), or a request target that is not a path
+        (absolute-form, `*`, an authority), which uvicorn passes on as the path."""
+        return _respond(gateway.gateway_error(404))
+
     routes = [
         Route("/predict", predict, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),
         Route("/endpoints/{name}/invocations", invocations, methods=["POST"]),
@@ -498,6 +505,7 @@ def create_app(
     routes.append(Route("/{path:path}", site, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]))
     return Starlette(
         routes=routes,
+        exception_handlers={HTTPException: unrouted},
         middleware=[Middleware(LoopbackHostGuard, enabled=bound_to_loopback), Middleware(ShutdownGuard)],
     )
 

@@ -497,6 +497,9 @@ def build_cases() -> list[Case]:
         Case("put_predict", "PUT /predict", 404, None, "small_jpeg", method="PUT"),
         Case("delete_predict", "DELETE /predict", 404, None, method="DELETE", headers={}),
         Case("patch_predict", "PATCH /predict", 404, None, "small_jpeg", method="PATCH"),
+        Case(
+            "propfind_predict", "PROPFIND /predict (a method no route lists)", 404, None, method="PROPFIND", headers={}
+        ),
         Case("post_unknown_path", "POST /v1/predict", 404, None, "small_jpeg", path="/v1/predict"),
         Case("post_predict_subpath", "POST /predict/x", 404, None, "small_jpeg", path="/predict/x"),
         Case(

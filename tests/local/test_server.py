@@ -908,3 +908,20 @@ def test_a_stack_file_without_a_region_means_us_east_1(tmp_path, text):
     stack_file = tmp_path / "Pulumi.x.yaml"
     stack_file.write_text(text)
     assert server.stack_region(stack_file) == "us-east-1"
+
+
+@pytest.mark.parametrize("method", ["PROPFIND", "TRACE", "post", "get", "options"])
+@pytest.mark.parametrize("path", ["/predict", "/", "/index.html", "/ping", "/endpoints/mobilenet-local/invocations"])
+def test_any_method_token_gets_the_gateways_json_404_not_a_plain_text_405(tiers, method, path):
+    sent = asgi(tiers.app, method, path, [(b"host", b"127.0.0.1:8000")])
+    assert sent[0]["status"] == 404, (method, path)
+    assert json.loads(sent[1]["body"]) == {"message": "Not Found"}
+    assert tiers.sandboxes.events == []
+
+
+@pytest.mark.parametrize("target", ["http://127.0.0.1:8000/predict", "*", "127.0.0.1:8000", "predict"])
+def test_a_request_target_that_is_not_a_path_gets_the_gateways_json_404(tiers, target):
+    # uvicorn hands absolute-form, asterisk-form and authority-form targets over as the scope's path unchanged.
+    sent = asgi(tiers.app, "POST", target, [(b"host", b"127.0.0.1:8000")])
+    assert sent[0]["status"] == 404 and dict(sent[0]["headers"])[b"content-type"] == b"application/json"
+    assert json.loads(sent[1]["body"]) == {"message": "Not Found"}
