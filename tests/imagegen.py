@@ -62,6 +62,16 @@ def polyglot() -> bytes:
     return b"\xff\xd8\xff\xe0<html><script>alert(1)</script></html>" + b"\x00" * 64
 
 
+def many_scans_jpeg(scans: int, size: int = 64) -> bytes:
+    """A progressive JPEG (Pillow's 10 scans) whose last scan, an AC refinement pass of a flat image (a few dozen
+    bytes), is repeated until it has `scans`: libjpeg warns of the bogus progression and decodes every scan over
+    the whole image, so a few KB cost as much CPU as hundreds of full passes."""
+    data = encode(Image.new("RGB", (size, size), (120, 60, 30)), "JPEG", progressive=True, quality=90)
+    assert data.count(b"\xff\xda") == 10 and data.endswith(b"\xff\xd9")
+    last = data.rindex(b"\xff\xda")  # a flat image's entropy data holds no 0xFF: the last scan runs to EOI
+    return data[:-2] + data[last:-2] * (scans - 10) + b"\xff\xd9"
+
+
 def truncated(data: bytes, keep: float = 0.5) -> bytes:
     return data[: max(16, int(len(data) * keep))]
 

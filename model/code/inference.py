@@ -57,6 +57,13 @@ DRAFT_MIN_FACTOR = 4
 # the crop is resampled from its box so a 20000x1 image cannot blow up memory.
 MAX_RESIZED_SIDE_FACTOR = 8
 
+# libjpeg decodes every scan of a JPEG over the whole image, and a scan that only repeats a progressive pass can be
+# a few dozen bytes: a 7000x7000 JPEG costs ~37 ms per scan on 2 vCPUs, so the 50,000 scans 4 MB can hold keep a
+# core busy for half an hour, long after SageMaker's 60 s timeout. Encoders write 1 (baseline) to about 10
+# (libjpeg's progressive script; mozjpeg's and jpegtran's are of that order); libjpeg-turbo's own tools offer a
+# limit for exactly this (djpeg -maxscans, TJPARAM_SCANLIMIT), which Pillow does not expose.
+MAX_JPEG_SCANS = 100
+
 BACKEND_CHOICES = ("auto", "onnxruntime", "torchscript")
 METADATA_FILE = "metadata.json"
 WEIGHTS_FILE = "model.pth"
@@ -471,6 +478,33 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def jpeg_scan_count(data: bytes, limit: int = MAX_JPEG_SCANS) -> int:
+    """The start-of-scan markers of a JPEG up to its first EOI, found as libjpeg finds them: marker segments
+    skipped by their length, entropy-coded data up to the next 0xFF that is not stuffing (0x00) or a restart
+    marker, fill bytes (0xFF 0xFF) and junk between segments skipped. Stops counting once past `limit`."""
+    count, i, end = 0, 2, len(data)
+    while count <= limit:
+        j = data.find(b"\xff", i)
+        if j < 0:
+            break
+        k = j + 1
+        while k < end and data[k] == 0xFF:
+            k += 1
+        if k >= end:
+            break
+        marker, i = data[k], k + 1
+        if marker == 0x00 or marker == 0x01 or 0xD0 <= marker <= 0xD8:  # stuffing, TEM, RSTn, a stray SOI
+            continue
+        if marker == 0xD9:  # EOI: libjpeg reads nothing after it (an MPO's further pictures included)
+            break
+        if marker == 0xDA:
+            count += 1
+        if i + 2 > end:
+            break
+        i += max(2, int.from_bytes(data[i : i + 2], "big"))  # the segment (for SOS its header; its data follows)
+    return count
+
+
 def decode_image(data: bytes, draft_to: int | None = None) -> Image.Image:
     """Bytes -> upright RGB Pillow image; refuses non-images, truncated files and decompression bombs."""
     if not data:
@@ -492,6 +526,10 @@ def decode_image(data: bytes, draft_to: int | None = None) -> Image.Image:
     width, height = img.size
     if width * height > MAX_PIXELS:
         raise ImageTooLargeError(f"image is {width}x{height}; the limit is {MAX_PIXELS:,} pixels")
+    if img.format in ("JPEG", "MPO") and jpeg_scan_count(data) > MAX_JPEG_SCANS:
+        raise InvalidImageError(
+            f"JPEG has more than {MAX_JPEG_SCANS} scans (progressive passes); re-encode it as a normal JPEG"
+        )
     # MPO: the multi-picture JPEG many phones write (Pillow names it apart; it decodes the first picture).
     if draft_to and img.format in ("JPEG", "MPO") and min(width, height) >= DRAFT_MIN_FACTOR * draft_to:
         # DCT-domain downscale while decoding: a 12 MP photo decodes at 1/8 size, several times faster. Only for

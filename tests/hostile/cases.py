@@ -22,6 +22,7 @@ from tests.imagegen import (
     animated_gif,
     bomb_png,
     encode,
+    many_scans_jpeg,
     photo,
     photo_bytes,
     polyglot,
@@ -124,6 +125,8 @@ GENERATORS: dict[str, Callable[[], bytes]] = {
     "svg": lambda: b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"/>',
     "html": lambda: b"<!doctype html><script>alert(1)</script>",
     "header_only_jpeg": lambda: b"\xff\xd8\xff",
+    # 0.5 MB that libjpeg took 37 s to decode (each scan is decoded over all 49 Mpx); 4 MB would take half an hour.
+    "many_scans_jpeg": lambda: many_scans_jpeg(1_000, 7_000),
     "body_4_25mb": lambda: b"\xff\xd8\xff\xe0" + b"\x00" * (4 * MB + MB // 4),
     "json_5_5mb": lambda: json_body(image=b64(b"\xff\xd8\xff\xe0" + b"\x00" * (4 * MB + 64 * 1024))),
     "body_5mb": lambda: b"\xff\xd8\xff\xe0" + b"\x00" * (5 * MB),
@@ -379,6 +382,7 @@ def build_cases() -> list[Case]:
         Case("polyglot", "JPEG magic followed by HTML/JS", 400, "invalid_image", "polyglot"),
         Case("header_only_jpeg", "a 3-byte file: just the JPEG magic", 400, "invalid_image", "header_only_jpeg"),
         Case("truncated_jpeg", "the first 30% of a JPEG", 400, "invalid_image", "truncated_jpeg"),
+        Case("many_scans_jpeg", "a 7000x7000 JPEG of 1,000 scans (0.5 MB)", 400, "invalid_image", "many_scans_jpeg"),
         Case("truncated_png", "the first half of a PNG", 400, "invalid_image", "truncated_png", headers=dict(PNG_CT)),
         Case(
             "decompression_bomb",

@@ -18,6 +18,7 @@ from tests.imagegen import (
     animated_gif,
     bomb_png,
     encode,
+    many_scans_jpeg,
     photo,
     photo_bytes,
     polyglot,
@@ -671,3 +672,44 @@ def test_model_threads_follow_a_cpu_quota(inference, monkeypatch, affinity, limi
     import onnxruntime as ort
 
     assert inference.ort_session_options(ort).intra_op_num_threads == threads
+
+
+@pytest.mark.parametrize("name", ["coffee.jpg", "astronaut.jpg", "chelsea.jpg", "rocket.jpg"])
+@pytest.mark.parametrize("params", [{}, {"progressive": True}, {"progressive": True, "optimize": True}])
+def test_real_jpegs_have_a_handful_of_scans(inference, classifier, name, params):
+    data = photo_bytes(name) if not params else encode(photo(name), "JPEG", **params)
+    assert inference.jpeg_scan_count(data) in (1, 10)
+    assert classify(inference, classifier, data)["predictions"]
+
+
+def test_a_jpeg_of_many_scans_is_refused_before_libjpeg_decodes_them(inference, classifier):
+    """Each scan is decoded over the whole image: 1,000 repeated scans of a 7000x7000 JPEG (0.5 MB) took 37 s to
+    decode, 50,000 (4 MB) half an hour, with the client long gone. The limit is inclusive."""
+    limit = inference.MAX_JPEG_SCANS
+    at_limit = many_scans_jpeg(limit)
+    assert inference.jpeg_scan_count(at_limit) == limit
+    assert classify(inference, classifier, at_limit)["predictions"]
+    for scans in (limit + 1, 20_000):
+        data = many_scans_jpeg(scans)
+        assert inference.jpeg_scan_count(data) == limit + 1  # counting stops there
+        with pytest.raises(inference.InvalidImageError, match="scans") as caught:
+            inference.input_fn(data, "image/jpeg")
+        assert caught.value.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("data", "scans"),
+    [
+        (b"\xff\xd8", 0),
+        (
+            b"\xff\xd8\xff\xda\x00\x08" + b"\x00" * 6 + b"\xff\x00\xff\xd0\xff\xff\xda\x00\x08",
+            2,
+        ),  # stuffing, RSTn, fill
+        (b"\xff\xd8\xff\xfe\x00\x06\xff\xda\x00\x00\xff\xda", 1),  # a comment holding FF DA is skipped
+        (b"\xff\xd8\xff\xda\x00\x08" + b"\x00" * 6 + b"junk\xff\xd9\xff\xda", 1),  # nothing after EOI counts
+        (b"\xff\xd8\xff\xda\x00", 1),  # cut inside a length
+        (b"\xff\xd8junk\xff\xff\xff", 0),
+    ],
+)
+def test_jpeg_scan_count_walks_markers_as_libjpeg_does(inference, data, scans):
+    assert inference.jpeg_scan_count(data) == scans
