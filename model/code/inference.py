@@ -458,6 +458,11 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     RGBA temporaries beyond the one Pillow already decoded (a 7000x7000 RGBA PNG peaks ~0.5 GB, not ~1 GB)."""
     if img.mode == "RGB" and "transparency" not in img.info:
         return img
+    alphas = img.info.get("transparency")
+    if img.mode == "P" and isinstance(alphas, bytes) and len(alphas) > 256:
+        # A tRNS chunk longer than any palette (the PNG spec forbids it; libpng and browsers ignore it): no pixel
+        # can use what is past entry 256, and Pillow's convert raises "palette index out of range" on it.
+        img.info["transparency"] = alphas[:256]
     if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         # 16-bit greyscale: scale to 8 bits (Pillow's own convert clips at 255 instead). Row blocks keep the
         # integer temporaries small; x // 257 is what float division then truncation gave.
@@ -544,7 +549,10 @@ def decode_image(data: bytes, draft_to: int | None = None) -> Image.Image:
         ImageOps.exif_transpose(img, in_place=True)
     except Exception:  # a broken EXIF block must not fail an otherwise good image
         logger.info("ignoring unreadable EXIF orientation")
-    return _to_rgb(img)
+    try:
+        return _to_rgb(img)
+    except (OSError, ValueError) as e:  # what Pillow's conversions raise on inconsistent colour data
+        raise InvalidImageError("image colour data is corrupt (palette or transparency)") from e
 
 
 def _other_image_format(data: bytes) -> str | None:

@@ -23,6 +23,7 @@ from tests.imagegen import (
     bomb_png,
     encode,
     many_scans_jpeg,
+    palette_png_with_long_trns,
     photo,
     photo_bytes,
     polyglot,
@@ -127,6 +128,7 @@ GENERATORS: dict[str, Callable[[], bytes]] = {
     "header_only_jpeg": lambda: b"\xff\xd8\xff",
     # 0.5 MB that libjpeg took 37 s to decode (each scan is decoded over all 49 Mpx); 4 MB would take half an hour.
     "many_scans_jpeg": lambda: many_scans_jpeg(1_000, 7_000),
+    "long_trns_png": palette_png_with_long_trns,
     "body_4_25mb": lambda: b"\xff\xd8\xff\xe0" + b"\x00" * (4 * MB + MB // 4),
     "json_5_5mb": lambda: json_body(image=b64(b"\xff\xd8\xff\xe0" + b"\x00" * (4 * MB + 64 * 1024))),
     "body_5mb": lambda: b"\xff\xd8\xff\xe0" + b"\x00" * (5 * MB),
@@ -402,6 +404,7 @@ def build_cases() -> list[Case]:
         ),
         # --- odd but valid images: the model reads them
         Case("one_pixel_png", "a 1x1 PNG", 200, ok, "one_pixel_png", headers=dict(PNG_CT)),
+        Case("long_trns_png", "a palette PNG with 300 alphas (tRNS)", 200, ok, "long_trns_png", headers=dict(PNG_CT)),
         Case("one_pixel_jpeg", "a 1x1 JPEG", 200, ok, "one_pixel_jpeg"),
         Case("extreme_aspect", "a 20000x1 PNG", 200, ok, "extreme_aspect_png", headers=dict(PNG_CT)),
         Case("cmyk_jpeg", "a CMYK JPEG", 200, ok, "cmyk_jpeg"),

@@ -19,6 +19,7 @@ from tests.imagegen import (
     bomb_png,
     encode,
     many_scans_jpeg,
+    palette_png_with_long_trns,
     photo,
     photo_bytes,
     polyglot,
@@ -713,3 +714,22 @@ def test_a_jpeg_of_many_scans_is_refused_before_libjpeg_decodes_them(inference, 
 )
 def test_jpeg_scan_count_walks_markers_as_libjpeg_does(inference, data, scans):
     assert inference.jpeg_scan_count(data) == scans
+
+
+@pytest.mark.parametrize("alphas", [17, 256, 257, 300, 1024])
+def test_a_palette_png_with_more_alphas_than_any_palette_is_read_as_if_it_had_256(inference, classifier, alphas):
+    """Pillow raised "palette index out of range" converting one with over 256 (an uncaught ValueError: the
+    container's 500, the proxy's 502 "the model failed")."""
+    pixels = np.asarray(inference.decode_image(palette_png_with_long_trns(alphas)))
+    assert np.array_equal(pixels, np.asarray(inference.decode_image(palette_png_with_long_trns(min(alphas, 256)))))
+    assert classify(inference, classifier, palette_png_with_long_trns(alphas), "image/png")["predictions"]
+
+
+def test_colour_data_pillow_cannot_convert_is_an_invalid_image(inference, monkeypatch):
+    def broken(img):
+        raise ValueError("palette index out of range")
+
+    monkeypatch.setattr(inference, "_to_rgb", broken)
+    with pytest.raises(inference.InvalidImageError, match="colour data") as caught:
+        inference.input_fn(palette_png_with_long_trns(), "image/png")
+    assert caught.value.status_code == 400
