@@ -510,6 +510,11 @@ def jpeg_scan_count(data: bytes, limit: int = MAX_JPEG_SCANS) -> int:
     return count
 
 
+def too_many_scans(data: bytes) -> bool:
+    # Every SOS marker is the bytes FF DA: only a file with more of them than the limit needs the walk (in Python).
+    return data.count(b"\xff\xda") > MAX_JPEG_SCANS and jpeg_scan_count(data) > MAX_JPEG_SCANS
+
+
 def decode_image(data: bytes, draft_to: int | None = None) -> Image.Image:
     """Bytes -> upright RGB Pillow image; refuses non-images, truncated files and decompression bombs."""
     if not data:
@@ -531,7 +536,7 @@ def decode_image(data: bytes, draft_to: int | None = None) -> Image.Image:
     width, height = img.size
     if width * height > MAX_PIXELS:
         raise ImageTooLargeError(f"image is {width}x{height}; the limit is {MAX_PIXELS:,} pixels")
-    if img.format in ("JPEG", "MPO") and jpeg_scan_count(data) > MAX_JPEG_SCANS:
+    if img.format in ("JPEG", "MPO") and too_many_scans(data):
         raise InvalidImageError(
             f"JPEG has more than {MAX_JPEG_SCANS} scans (progressive passes); re-encode it as a normal JPEG"
         )

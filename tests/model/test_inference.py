@@ -733,3 +733,13 @@ def test_colour_data_pillow_cannot_convert_is_an_invalid_image(inference, monkey
     with pytest.raises(inference.InvalidImageError, match="colour data") as caught:
         inference.input_fn(palette_png_with_long_trns(), "image/png")
     assert caught.value.status_code == 400
+
+
+def test_ff_da_bytes_that_are_not_scans_do_not_count(inference, classifier):
+    # The quick byte count sends a file to the marker walk, which skips a comment holding the same bytes.
+    comment = b"\xff\xda" * (inference.MAX_JPEG_SCANS + 1)
+    data = photo_bytes("coffee.jpg")
+    padded = data[:2] + b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment + data[2:]
+    assert padded.count(b"\xff\xda") > inference.MAX_JPEG_SCANS and not inference.too_many_scans(padded)
+    assert top1(classify(inference, classifier, padded)) == "espresso"
+    assert inference.too_many_scans(many_scans_jpeg(inference.MAX_JPEG_SCANS + 1))
