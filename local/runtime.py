@@ -16,6 +16,7 @@ import asyncio
 import fcntl
 import importlib.util
 import json
+import math
 import os
 import shutil
 import stat
@@ -301,6 +302,22 @@ class Faults:
         unknown = set(data) - set(known)
         if unknown:
             raise ValueError(f"unknown fault fields: {sorted(unknown)}; known: {sorted(known)}")
+        # Checked here, not when an invocation meets them: a "5" for delay_s raised TypeError in every invocation.
+        for name, value in data.items():
+            default = getattr(cls, name)
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if isinstance(default, bool):
+                ok, wanted = isinstance(value, bool), "true or false"
+            elif isinstance(default, int):
+                ok, wanted = number and isinstance(value, int) and value >= 0, "an integer >= 0"
+            elif isinstance(default, float):
+                ok, wanted = number and math.isfinite(value) and value >= 0, "a number of seconds >= 0"
+            else:
+                ok, wanted = isinstance(value, str), "a string"
+            if name == "model_status" and ok and value != 0 and not 100 <= value <= 599:
+                ok, wanted = False, "0 (off) or an HTTP status 100-599"
+            if not ok:
+                raise ValueError(f"fault {name} must be {wanted}, not {json.dumps(value)[:40]}")
         return cls(**data)
 
 

@@ -22,7 +22,7 @@ from components.policies import cors_allowed_origins
 from components.settings import load_stack_file
 from local import gateway, server
 from local.__main__ import parse_args, port_number
-from local.runtime import ContainerResponse, ContainerUnavailable, SageMakerRuntime
+from local.runtime import ContainerResponse, ContainerUnavailable, Faults, SageMakerRuntime
 from local.server import StackInfo, create_app, names_this_machine
 from tests.conftest import ROOT
 from tests.waiting import HANG_GUARD_S
@@ -613,9 +613,14 @@ def test_fault_injection_is_served_only_when_asked_for():
         assert own.runtime.faults.sandbox_crash == 2
         cleared = own.request("DELETE", "/__local/faults")
         assert cleared.status_code == 200 and cleared.json()["faults"]["sandbox_crash"] == 0
-        for bad in (b"1", b"[1]", b'{"nope": 1}', b"not json"):
+        ill_typed = (b'{"delay_s": "5"}', b'{"throttle": "x"}', b'{"model_status": "500"}', b'{"down": "no"}')
+        wrong = (b'{"delay_s": -1}', b'{"delay_s": 1e999}', b'{"throttle": true}', b'{"model_status": 99}')
+        for bad in (b"1", b"[1]", b'{"nope": 1}', b"not json", *ill_typed, *wrong, b'{"model_message": 5}'):
             refused = own.request("POST", "/__local/faults", content=bad)
             assert refused.status_code == 400 and refused.json()["message"], bad
+            assert own.runtime.faults == Faults(), bad  # nothing of a refused spec is kept
+        accepted = own.request("POST", "/__local/faults", json={"delay_s": 1, "model_status": 500, "down": False})
+        assert accepted.status_code == 200 and own.runtime.faults.delay_s == 1
     finally:
         own.runtime.close()
 
