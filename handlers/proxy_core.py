@@ -536,6 +536,11 @@ def _map_model_error(response_dict: Mapping[str, Any], detail: str) -> ApiError:
         return ApiError("payload_too_large", message or "The image is too large for the model.", detail=detail)
     if status == 415:
         return ApiError("unsupported_media_type", message, detail=detail)
+    if status == 503:
+        # TorchServe's "Model ... has no worker to serve inference request": its /ping already says Healthy
+        # while a worker still loads the model or restarts after dying (local/torchserve.py meets the same 503
+        # in its warm-up), so SageMaker routes requests to it. That heals by waiting: 503 with Retry-After.
+        return ApiError("model_not_ready", detail=detail)
     # 406 means our Accept contract with the model broke; 5xx and anything else are the model's fault.
     return ApiError("model_error", detail=detail)
 

@@ -85,6 +85,19 @@ def test_model_error_from_a_crash_is_502(runtime_proxy, fake_runtime):
     assert "weights missing" not in response["body"]
 
 
+def test_model_error_503_from_torchserve_without_a_worker_is_503_with_retry_after(runtime_proxy, fake_runtime):
+    # TorchServe's answer while its worker loads the model or restarts (its /ping is Healthy meanwhile).
+    no_worker = (
+        '{\n  "code": 503,\n  "type": "ServiceUnavailableException",\n  "message": "Model \\"model\\" has no '
+        'worker to serve inference request. Please use scale workers API to add workers."\n}'
+    )
+    fake_runtime.script(model_error_reply(503, no_worker))
+    response = call(runtime_proxy, make_event(body=JPEG))
+    assert response["statusCode"] == 503, response["body"]
+    assert response_json(response)["error"] == "model_not_ready"
+    assert response["headers"]["retry-after"]
+
+
 def test_model_not_ready_is_503(runtime_proxy, fake_runtime):
     fake_runtime.script(aws_error_reply(429, "ModelNotReadyException", "Model not ready"))
     response = call(runtime_proxy, make_event(body=JPEG))

@@ -544,7 +544,8 @@ def test_model_error_400_whose_first_line_is_a_traceback_gets_the_generic_messag
         (415, (415, "unsupported_media_type")),
         (406, (502, "model_error")),
         (500, (502, "model_error")),
-        (503, (502, "model_error")),
+        (503, (503, "model_not_ready")),  # TorchServe: no worker (yet); /ping is already Healthy
+        (502, (502, "model_error")),
         (404, (502, "model_error")),
         (None, (502, "model_error")),
         ("400", (400, "invalid_image")),
