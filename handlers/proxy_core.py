@@ -517,6 +517,12 @@ def map_client_error(error_code: str, http_status: int | None, response_dict: Ma
         return ApiError(
             "model_error", "The model endpoint is misconfigured; the operator has been told.", detail=detail
         )
+    # A front end's bare 503/504 (no error code: botocore names the error by its status), after botocore's retry:
+    # unavailable and timed out like their coded counterparts, not the model failing to answer.
+    if http_status == 503:
+        return ApiError("model_not_ready", detail=detail)
+    if http_status == 504:
+        return ApiError("endpoint_timeout", detail=detail)
     return ApiError("model_error", detail=detail)
 
 

@@ -120,6 +120,25 @@ def test_a_bare_429_without_an_error_code_is_retried_then_answered_429(runtime_p
     assert len(fake_runtime.seen) == (2 if hasattr(standard, "ThrottlingStatusCodeChecker") else 1)
 
 
+def test_a_bare_503_without_an_error_code_is_retried_then_answered_503(runtime_proxy, fake_runtime):
+    # A front end's plain 503 page: botocore names the error "503" and retries it (a transient status).
+    bare = Reply(503, b"<html><body>Service Unavailable</body></html>", {"Content-Type": "text/html"})
+    fake_runtime.script(bare, bare)
+    response = call(runtime_proxy, make_event(body=JPEG))
+    assert response["statusCode"] == 503, response["body"]
+    assert response_json(response)["error"] == "model_not_ready"
+    assert response["headers"]["retry-after"]
+    assert len(fake_runtime.seen) == 2
+
+
+def test_a_bare_504_without_an_error_code_is_504(runtime_proxy, fake_runtime):
+    bare = Reply(504, b"Gateway Timeout", {"Content-Type": "text/plain"})
+    fake_runtime.script(bare, bare)
+    response = call(runtime_proxy, make_event(body=JPEG))
+    assert response["statusCode"] == 504, response["body"]
+    assert response_json(response)["error"] == "endpoint_timeout"
+
+
 def test_internal_failure_is_retried_then_502(runtime_proxy, fake_runtime):
     failure = aws_error_reply(500, "InternalFailure", "An internal error occurred")
     fake_runtime.script(failure, failure)

@@ -587,6 +587,20 @@ def test_validation_error_about_size_is_413_else_502_without_details():
     assert "123456789012" not in json.dumps(error.body()) and "123456789012" in error.detail
 
 
+@pytest.mark.parametrize(
+    ("code", "status", "expected"),
+    [
+        ("503", 503, (503, "model_not_ready", True)),
+        ("", 503, (503, "model_not_ready", True)),
+        ("504", 504, (504, "endpoint_timeout", False)),
+        ("502", 502, (502, "model_error", False)),
+    ],
+)
+def test_a_bare_front_end_status_keeps_its_meaning(code, status, expected):
+    error = core.map_client_error(code, status, {"Error": {"Code": code, "Message": "Service Unavailable"}})
+    assert (error.status, error.code, "retry-after" in error.headers()) == expected
+
+
 @pytest.mark.parametrize("code", ["InternalFailure", "InternalDependencyException", "AccessDeniedException", ""])
 def test_other_client_errors_are_502(code):
     assert core.map_client_error(code, 500, {"Error": {"Code": code}}).status == 502
