@@ -92,7 +92,11 @@ class InferenceError(_ToolkitError):
 
     def __init__(self, message: str):
         # One short line: the toolkit appends a traceback after the first line, proxies keep only line one.
-        message = " ".join(message.split())[:300]
+        # ASCII only (other characters escaped): the message is also the HTTP reason phrase, and TorchServe's
+        # worker frames the phrase with its length in characters but sends its UTF-8 bytes, so one non-ASCII
+        # character (a top_k of "五", an Accept of top_k=٣) desynchronises the frontend: the request hangs until
+        # the response timeout, the worker is killed and reloads the model, and requests queued behind it wait.
+        message = " ".join(message.split()).encode("ascii", "backslashreplace").decode("ascii")[:300]
         super().__init__(self.status, message, message)
 
     def __str__(self) -> str:

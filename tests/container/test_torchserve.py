@@ -138,6 +138,28 @@ def test_unsupported_accept_is_406(served):
     assert "ask for application/json" in lines[0]
 
 
+@pytest.mark.parametrize(
+    ("body", "content_type", "accept"),
+    [
+        (json.dumps({"image": "aGVsbG8=", "top_k": "\u4e94"}, ensure_ascii=False).encode(), JSON, JSON),
+        (photo_bytes("coffee.jpg"), "image/jpeg", "application/json;top_k=\u0663"),
+    ],
+    ids=["json-top_k", "accept-top_k"],
+)
+def test_an_error_quoting_non_ascii_input_is_answered_and_the_worker_lives_on(served, body, content_type, accept):
+    # TorchServe's worker sends the reason phrase prefixed with its length in characters, then its UTF-8 bytes: a
+    # non-ASCII phrase desynchronised the frontend: the request either hung until the response timeout (here the
+    # client's 15 s: status 0) or got 500 "Worker died.", and the worker was killed and reloaded the model.
+    headers = {"Content-Type": content_type, "Accept": accept.encode().decode("latin-1")}
+    status, _, raw = served._request("POST", "/invocations", body, headers, timeout=15)
+    assert status == 400, raw[:300]
+    assert "top_k" in raw.decode().splitlines()[0]
+    status, _, _ = served._request(
+        "POST", "/invocations", photo_bytes("coffee.jpg"), {"Content-Type": "image/jpeg", "Accept": JSON}, timeout=15
+    )
+    assert status == 200
+
+
 def test_decompression_bomb_is_413(served):
     status, lines = error(served, bomb_png(), "image/png")
     assert status == 413

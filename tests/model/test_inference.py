@@ -422,6 +422,7 @@ def _raises(inference, error, status, body, content_type="image/jpeg"):
     err = info.value
     assert err.status_code == status
     assert "\n" not in err.message and 0 < len(err.message) <= 300
+    assert err.phrase.isascii(), err.phrase  # TorchServe frames the reason phrase by its length in characters
     return err.message
 
 
@@ -489,6 +490,25 @@ def test_bad_accept_is_refused(inference, classifier, accept, error, status):
     with pytest.raises(getattr(inference, error)) as info:
         inference.output_fn(prediction, accept)
     assert info.value.status_code == status
+    assert info.value.phrase.isascii(), info.value.phrase
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "error", "status"),
+    [
+        ('{"image": "aGVsbG8=", "top_k": "\u4e94"}', "application/json", "InvalidRequestError", 400),
+        ('{"image": "data:image/j\u00e9g;base64,aGVsbG8="}', "application/json", "UnsupportedContentTypeError", 415),
+        (b"hello", "image/j\u00e9g", "UnsupportedContentTypeError", 415),
+    ],
+)
+def test_an_error_quoting_non_ascii_input_has_an_ascii_reason_phrase(
+    inference, classifier, body, content_type, error, status
+):
+    """The phrase goes back to TorchServe's frontend prefixed with its length in characters, then as UTF-8 bytes
+    (ts/protocol/otf_message_handler.py): one non-ASCII character and the frontend misreads the rest of the frame,
+    the request hangs until the response timeout and the worker is restarted. So non-ASCII is escaped."""
+    message = _raises(inference, error, status, body, content_type)
+    assert "\\u4e94" in message or "\\xe9" in message
 
 
 def test_pixel_limit_is_inclusive(inference, monkeypatch):
