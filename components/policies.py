@@ -406,6 +406,15 @@ def artifact_key(sha256: str) -> str:
 # stack's peak that the recommended memory size rests on (make bench) is measured with this cap.
 TORCHSERVE_JAVA_OPTIONS = "-Xmx512m"
 
+# TorchServe settings by environment (its config has enable_envvars_config=true, and TS_* env wins over the file).
+# Workers: the DLC's entrypoint (torchserve-entrypoint.py) overwrites SAGEMAKER_MODEL_SERVER_WORKERS with the CPU
+# count, so only TS_DEFAULT_WORKERS_PER_MODEL holds it at one. Response timeout: the toolkit (2.0.25) appends
+# default_response_timeout=60 to its default-ts.properties, whose last line has no newline, so TorchServe reads
+# "enable_model_api=truedefault_response_timeout=60" and keeps its own 120 s: a request that SageMaker gave up on
+# at 60 s would hold the only worker (and every request queued behind it) for another minute before TorchServe
+# restarts it.
+TORCHSERVE_ENV = {"TS_DEFAULT_WORKERS_PER_MODEL": "1", "TS_DEFAULT_RESPONSE_TIMEOUT": "60"}
+
 
 def sagemaker_container_env(region: str) -> dict[str, str]:
     """Environment for the PyTorch DLC's sagemaker-inference toolkit.
@@ -420,7 +429,7 @@ def sagemaker_container_env(region: str) -> dict[str, str]:
         "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
         "SAGEMAKER_REGION": _require("region", region),
         "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
-        "TS_DEFAULT_WORKERS_PER_MODEL": "1",
+        **TORCHSERVE_ENV,
         "JAVA_TOOL_OPTIONS": TORCHSERVE_JAVA_OPTIONS,
     }
 

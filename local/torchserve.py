@@ -34,7 +34,7 @@ import weakref
 import zlib
 from pathlib import Path
 
-from components.policies import TORCHSERVE_JAVA_OPTIONS
+from components.policies import TORCHSERVE_ENV, TORCHSERVE_JAVA_OPTIONS
 
 _ENTRY = r"""
 import os, shutil, signal, sys, threading, time
@@ -136,6 +136,7 @@ def serving_env(base: Path, port: int, metrics_port: int, grpc_ports: tuple[int,
         # The JVM ignores cgroups (-XX:-UseContainerSupport) and would size its heap from the host: the deployed
         # container's cap, so that what is measured here is what runs there.
         "JAVA_TOOL_OPTIONS": TORCHSERVE_JAVA_OPTIONS,
+        **TORCHSERVE_ENV,  # the deployed workers and response timeout
         "OMP_NUM_THREADS": "2",
         "PYTHONUNBUFFERED": "1",
     }

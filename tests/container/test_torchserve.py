@@ -173,6 +173,16 @@ def test_gif_is_415_even_when_declared_as_an_image(served):
     assert lines[0].startswith("GIF images are not accepted")
 
 
+def test_torchserve_runs_one_worker_with_sagemakers_60_s_timeout(served):
+    # The toolkit means default_response_timeout=60 but its properties file eats that line (no newline before it),
+    # and TorchServe kept 120 s; the DLC's entrypoint sets SAGEMAKER_MODEL_SERVER_WORKERS to the CPU count.
+    status, _, raw = served._request("GET", "/models/model")
+    assert status == 200, raw[:300]
+    (model,) = json.loads(raw)
+    assert model["responseTimeout"] == 60
+    assert model["minWorkers"] == model["maxWorkers"] == 1
+
+
 def test_ping_is_healthy(served):
     status, _, raw = served._request("GET", "/ping")
     assert status == 200

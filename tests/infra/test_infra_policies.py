@@ -331,6 +331,10 @@ def test_container_env_runs_inference_py_with_one_worker() -> None:
     assert env["SAGEMAKER_SUBMIT_DIRECTORY"] == "/opt/ml/model/code"
     assert env["SAGEMAKER_REGION"] == "eu-west-1"
     assert env["SAGEMAKER_MODEL_SERVER_WORKERS"] == env["TS_DEFAULT_WORKERS_PER_MODEL"] == "1"
+    # The toolkit's default_response_timeout=60 never reaches TorchServe (it is glued to the line before it).
+    assert env["TS_DEFAULT_RESPONSE_TIMEOUT"] == "60"
+    local = torchserve.serving_env(Path("/srv"), 8080, 8082, (7070, 7071))
+    assert {k: local[k] for k in policies.TORCHSERVE_ENV} == policies.TORCHSERVE_ENV
 
 
 def test_container_env_caps_the_jvm_heap_as_the_memory_figures_were_measured() -> None:
