@@ -752,3 +752,88 @@ def test_the_common_retry_case_fits_the_budget_so_the_guard_does_not_cut_it():
 def test_attempt_fits():
     assert core.attempt_fits(0.0, 12.0, 12.0)
     assert not core.attempt_fits(0.1, 12.0, 12.0)
+
+
+# ---- documented values and boundaries no other test pins --------------------------------------------------
+
+
+def test_retry_after_values_are_the_documented_ones():
+    """README's error table: throttled says Retry-After 2, model_not_ready 5 (a cold start takes longer)."""
+    assert ApiError("throttled").headers()["retry-after"] == "2"
+    assert ApiError("model_not_ready").headers()["retry-after"] == "5"
+    not_ready = core.map_client_error("ModelNotReadyException", 429, {"Error": {"Code": "ModelNotReadyException"}})
+    assert not_ready.headers()["retry-after"] == "5"
+    assert core.map_transport_error(EndpointConnectionError(endpoint_url="https://x")).headers()["retry-after"] == "5"
+
+
+def test_json_base64_may_hold_spaces_and_tabs_as_the_model_accepts():
+    """The model's decode_base64_image drops spaces and tabs as well as line breaks; the proxy must not refuse what
+    the model would read (`base64` CLI output, hand-indented JSON)."""
+    encoded = b64(JPEG)
+    spaced = " ".join(encoded[i : i + 8] for i in range(0, len(encoded), 8))
+    tabbed = "\t".join(encoded[i : i + 12] for i in range(0, len(encoded), 12))
+    assert parse_json({"image": spaced}).image == JPEG
+    assert parse_json({"image": "data:image/jpeg;base64," + tabbed}).image == JPEG
+
+
+def test_query_top_k_ignores_surrounding_whitespace():
+    assert parse(JPEG, query={"top_k": " 7 "}).top_k == 7
+    assert parse_json({"image": b64(PNG)}, query={"top_k": "3\n"}).top_k == 3
+
+
+def test_printable_excerpt_truncates_only_past_the_limit_and_masks_del():
+    assert core.printable_excerpt("a" * 60) == "a" * 60
+    assert core.printable_excerpt("a" * 61) == "a" * 60 + "..."
+    assert core.printable_excerpt("ok\x7f\x1b\u00e9") == "ok???"
+
+
+@pytest.mark.parametrize("prob", [0.0, 0, 1.0, 1])
+def test_endpoint_probabilities_at_the_bounds_are_kept(prob):
+    """A probability that underflowed to 0.0 (or saturated to 1.0) is a valid answer, not a model error."""
+    raw = json.dumps({"predictions": [{"label": "tabby", "prob": prob}], "model": "mobilenet_v2"}).encode()
+    assert core.parse_endpoint_body(raw, 5) == ([{"label": "tabby", "prob": float(prob)}], "mobilenet_v2")
+
+
+@pytest.mark.parametrize("model", [123, ["mobilenet_v2"], {"name": "x"}, True, None])
+def test_endpoint_model_name_that_is_not_a_string_is_unknown(model):
+    raw = json.dumps({"predictions": [{"label": "tabby", "prob": 0.5}], "model": model}).encode()
+    assert core.parse_endpoint_body(raw, 5)[1] == "unknown"
+
+
+def test_sanitize_keeps_exactly_200_characters_and_cuts_201():
+    """README: model messages pass through as at most 200 characters."""
+    limit = core.MODEL_MESSAGE_MAX_CHARS
+    exact = "word " * (limit // 5)
+    exact = exact[: limit - 1] + "x"
+    assert len(exact) == limit and core.sanitize_model_message(exact) == exact
+    longer = exact + "y"
+    cut = core.sanitize_model_message(longer)
+    assert cut is not None and len(cut) <= limit and cut.endswith("...")
+
+
+def test_no_remaining_lambda_time_leaves_no_room_for_an_attempt():
+    """A context reporting 0 ms left (the local LambdaContext clamps at 0) must not fall back to the 25 s budget."""
+    deadline = core.invoke_deadline(10.0, 0)
+    assert deadline == pytest.approx(10.0 - core.LAMBDA_SAFETY_MARGIN_S)
+    assert not core.attempt_fits(10.0, deadline, core.CONNECT_TIMEOUT_S + core.READ_TIMEOUT_S)
+
+
+def test_model_error_413_and_415_pass_their_first_line_like_400():
+    too_big = core.map_client_error("ModelError", 424, model_error(413, "image has 60000000 pixels\n" + TRACEBACK))
+    assert (too_big.status, too_big.message) == (413, "image has 60000000 pixels")
+    unsupported = core.map_client_error("ModelError", 424, model_error(415, "GIF images are not supported\n"))
+    assert (unsupported.status, unsupported.message) == (415, "GIF images are not supported")
+    # Without a usable line, a 413 still says it was the model that found the image too large.
+    fallback = core.map_client_error("ModelError", 424, model_error(413, TRACEBACK))
+    assert fallback.message == "The image is too large for the model."
+
+
+@pytest.mark.parametrize("data", [b"<SVG xmlns='http://www.w3.org/2000/svg'/>", b"\n  <?XML version='1.0'?><x/>"])
+def test_svg_is_named_whatever_the_case_of_its_markup(data):
+    assert "an SVG image" in rejects("unsupported_media_type", 415, parse, data, "application/octet-stream").message
+
+
+def test_json_data_url_without_a_media_type_is_sniffed():
+    """RFC 2397 allows `data:;base64,...`: no declared type, so the magic number alone decides."""
+    request = parse_json({"image": "data:;base64," + b64(PNG)})
+    assert (request.image, request.content_type) == (PNG, "image/png")
