@@ -392,3 +392,11 @@ def test_api_access_logs_are_named_as_vended_logs() -> None:
     assert policies.api_access_log_group_name("fn-proxy") == "/aws/vendedlogs/apigateway/fn-proxy-access"
     with pytest.raises(PolicyInputError, match="function_name"):
         policies.api_access_log_group_name("")
+
+
+def test_site_content_hash_frames_fields_so_concatenations_cannot_collide() -> None:
+    # Unframed, both sites would hash the same bytes: "a.txt" <headers> "Xconfig.js" "config.js" "" "".
+    # (The framing check above moves a byte between files, which changes the unframed stream too.)
+    one = policies.site_content_hash({"a.txt": b"Xconfig.js"}, "")
+    other = policies.site_content_hash({"a.txt": b"X"}, "config.js")
+    assert one != other
