@@ -284,3 +284,20 @@ def test_readme_config_table_lists_every_key_with_its_default() -> None:
         value = getattr(defaults, field)
         if isinstance(value, int | str) and not isinstance(value, bool) and key != "endpointName":
             assert rows[key].strip("`") == str(value), key
+
+
+def test_a_signed_integer_string_is_accepted_and_a_negative_one_refused_by_range() -> None:
+    assert validate_settings({"maxConcurrency": "+7"}).max_concurrency == 7
+    with pytest.raises(SettingsError, match=r"maxConcurrency = '-1' is invalid: allowed an integer in 1\.\.200"):
+        validate_settings({"maxConcurrency": "-1"})
+
+
+def test_default_endpoint_name_drops_leading_separators() -> None:
+    assert default_endpoint_name("_mobilenet", "dev") == "mobilenet-dev"
+    assert default_endpoint_name("mobilenet", "dev_") == "mobilenet-dev"
+
+
+def test_function_name_never_doubles_the_hyphen_at_the_cut() -> None:
+    # Cut to 58 characters, the name ends in a hyphen: it is dropped before "-proxy" is appended.
+    name = function_name_for("a" * 57 + "-" + "b" * 5)
+    assert name == "a" * 57 + "-proxy" and "--" not in name

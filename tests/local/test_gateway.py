@@ -162,3 +162,11 @@ def test_the_integration_timeout_is_the_functions_and_within_http_apis_maximum()
     from handlers.proxy_core import LAMBDA_TIMEOUT_S
 
     assert gateway.INTEGRATION_TIMEOUT_S == LAMBDA_TIMEOUT_S <= 30
+
+
+def test_lambdas_event_limit_counts_non_ascii_text_by_its_utf8_bytes():
+    """The event is measured as the UTF-8 JSON Lambda receives: an "é" is two bytes, not a six-byte \\u00e9 escape."""
+    envelope = len('{"body":""}')
+    chars = (gateway.LAMBDA_MAX_EVENT_BYTES - envelope) // 2
+    assert not gateway.event_too_large({"body": "\u00e9" * chars})
+    assert gateway.event_too_large({"body": "\u00e9" * (chars + 1)})
