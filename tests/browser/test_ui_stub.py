@@ -1238,3 +1238,66 @@ def test_describe_failure_table(stub_ui: Any) -> None:
         [True, None, True, None],
         ["function", "function", "function"],  # a Retry-After over the page's patience is told, for each retry kind
     ]
+
+
+def test_cannot_decode_message_knows_every_extension_of_a_format(stub_ui: Any) -> None:
+    ui = stub_ui.open()
+    got = run_js(
+        ui,
+        """return [m.cannotDecodeMessage("IMG_0001.HEIF", ""), m.cannotDecodeMessage("photo.heic", ""),
+                m.cannotDecodeMessage("scan.TIF", ""), m.cannotDecodeMessage("scan.tiff", ""),
+                m.cannotDecodeMessage("drawing.svg", ""), m.cannotDecodeMessage("file.bin", "image/tiff"),
+                m.cannotDecodeMessage("notes.txt", "")];""",
+    )
+    assert ["HEIC/HEIF" in got[0], "HEIC/HEIF" in got[1]] == [True, True]
+    assert ["TIFF" in got[2], "TIFF" in got[3], "SVG" in got[4], "TIFF" in got[5]] == [True] * 4
+    assert got[6] == run_js(ui, "return m.CANNOT_DECODE_MESSAGE;")
+
+
+def test_parse_retry_after_rounds_a_date_up_and_refuses_trailing_junk(stub_ui: Any) -> None:
+    ui = stub_ui.open()
+    got = run_js(
+        ui,
+        """const now = Date.parse("Tue, 25 Nov 2025 10:00:00 GMT");
+        return [m.parseRetryAfter("Tue, 25 Nov 2025 10:00:05 GMT", now + 600), m.parseRetryAfter("3 s", now),
+                m.parseRetryAfter("12abc", now), m.parseRetryAfter("5 seconds", now)];""",
+    )
+    # 4.4 s before the date is 5 whole seconds, never 4 (a retry before the server asked); junk is not a number.
+    assert got == [5, None, None, None]
+
+
+def test_formatters_at_their_edges(stub_ui: Any) -> None:
+    ui = stub_ui.open()
+    got = run_js(
+        ui,
+        """return [m.formatPercent(-0.01), m.formatBytes(1), m.formatBytes(0),
+                m.describeTiming(120, {total: 41, endpoint: null}),
+                m.describeTiming(120, {total: 41, endpoint: 35}),
+                m.predictUrl({apiUrl: "https://x.example/prod//"})];""",
+    )
+    assert got == [
+        "0.00%",  # clamped like the 100% end, never "-1.00%"
+        "1 byte",
+        "0 bytes",
+        "Round trip 120 ms · server 41 ms",  # an endpoint time that is not a number is left out, not "0 ms"
+        "Round trip 120 ms · server 41 ms (model endpoint 35 ms)",
+        "https://x.example/prod/predict?top_k=5",
+    ]
+
+
+def test_describe_failure_for_422_and_500_whatever_the_code(stub_ui: Any) -> None:
+    ui = stub_ui.open()
+    got = run_js(
+        ui,
+        """return [m.describeFailure(422, {error: "bad_request", message: "x"}).message,
+                m.describeFailure(422, null).message,
+                m.describeFailure(500, {error: "internal_error", message: "boom id 7"}).message,
+                m.describeFailure(500, null).message, m.NOT_AN_IMAGE_MESSAGE];""",
+    )
+    # A 422 is always the model's verdict on the photo; a 500 is our own internal error, not an "unexpected answer".
+    assert got[:4] == [
+        got[4],
+        got[4],
+        "The server hit an internal error: boom id 7",
+        "The server hit an internal error.",
+    ]
