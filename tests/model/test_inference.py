@@ -763,3 +763,25 @@ def test_ff_da_bytes_that_are_not_scans_do_not_count(inference, classifier):
     assert padded.count(b"\xff\xda") > inference.MAX_JPEG_SCANS and not inference.too_many_scans(padded)
     assert top1(classify(inference, classifier, padded)) == "espresso"
     assert inference.too_many_scans(many_scans_jpeg(inference.MAX_JPEG_SCANS + 1))
+
+
+def test_json_base64_may_hold_spaces_tabs_and_line_breaks(inference, classifier):
+    """As in MIME (76 columns) and `base64` CLI output; the proxy tolerates the same, so neither refuses the other's."""
+    b64 = base64.b64encode(photo_bytes("coffee.jpg")).decode()
+    chunks = [b64[i : i + 76] for i in range(0, len(b64), 76)]
+    wrapped = "".join(chunk + ("\r\n", " ", "\t", "\n")[n % 4] for n, chunk in enumerate(chunks))
+    result = classify(inference, classifier, json.dumps({"image": wrapped, "top_k": 1}), "application/json")
+    assert top1(result) == "espresso"
+
+
+def test_predictions_come_most_probable_first(inference, classifier):
+    result = classify(inference, classifier, photo_bytes("coffee.jpg"), accept="application/json;top_k=20")
+    probs = [p["prob"] for p in result["predictions"]]
+    assert len(probs) == 20 and probs == sorted(probs, reverse=True)
+    # numpy's argpartition happens to return a k <= 20 prefix in order; its order is undefined (and out of order
+    # for a large k here), so the sort after it is what keeps the answer most probable first.
+    scores = np.random.default_rng(0).permutation(np.linspace(0.0, 1.0, 1000))
+    labels = [f"c{i}" for i in range(1000)]
+    top = inference.top_k_predictions(scores, labels, 500)
+    assert [p["prob"] for p in top] == sorted((p["prob"] for p in top), reverse=True)
+    assert top[0]["label"] == labels[int(np.argmax(scores))]
