@@ -259,7 +259,7 @@ def describe_unsupported(data: bytes) -> str:
 
 
 def decode_base64(text: str, field: str) -> bytes:
-    """Strict standard base64; line breaks (MIME-style wrapping) are tolerated, anything else is not."""
+    """Strict standard base64; whitespace (MIME-style line breaks, spaces, tabs) is tolerated, nothing else is."""
     compact = re.sub(r"[ \t\r\n]+", "", text)
     if not compact:
         raise ApiError("bad_request", f"{field} is empty; send the image as base64.")

@@ -134,8 +134,8 @@ def response_from_lambda(result: object) -> HttpResponse:
 
 
 def event_too_large(event: dict) -> bool:
-    # Serialised every time: escapes (a newline is two bytes, a latin-1 header byte up to six) make any shortcut
-    # on the body's length wrong. A few tens of microseconds for a normal request.
+    # Serialised every time: escapes and UTF-8 (a newline is two bytes, a control character six, a latin-1 header
+    # byte two) make any shortcut on the body's length wrong. A few tens of microseconds for a normal request.
     return len(json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()) > LAMBDA_MAX_EVENT_BYTES
 
 
