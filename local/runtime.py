@@ -41,7 +41,9 @@ INVOCATION_TIMEOUT_MESSAGE = (
     b"for each container in Amazon CloudWatch, resolve the issue, and try again."
 )
 DEFAULT_ACCEPT = "application/json"  # the toolkit's SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT default
-UTF8_TYPES = ("application/json", "text/csv", "application/jsonlines")  # the toolkit decodes these to str
+# The toolkit decodes exactly these Content-Type values to str (sagemaker_inference.content_types.UTF8_TYPES, compared
+# as whole strings): "application/json; charset=utf-8" or "Application/JSON" reach input_fn as bytes, undecoded.
+UTF8_TYPES = ("application/json", "text/csv")
 
 
 class ModelStartError(RuntimeError):
@@ -189,7 +191,7 @@ class InProcessContainer:
         m = self.module
         try:
             data: bytes | str = body
-            if (content_type or "").split(";")[0].strip().lower() in UTF8_TYPES:
+            if content_type in UTF8_TYPES:
                 data = body.decode("utf-8")
             if not accept or accept == "*/*":
                 accept = DEFAULT_ACCEPT

@@ -197,3 +197,15 @@ def test_memory_counts_the_whole_serving_stack(served):
     assert len(members) >= 3
     largest_uss = max(p.memory_full_info().uss for p in members) / 2**20
     assert total > largest_uss > 50
+
+
+def test_a_json_content_type_with_parameters_reaches_input_fn_as_bytes(served):
+    # The toolkit decodes only the exact value "application/json" to str; with a charset the body arrives as bytes
+    # and json.loads detects UTF-16 itself, and undecodable bytes are input_fn's 400, not the decoder's 500. The
+    # in-process runtime (local/runtime.py) must hand over the same thing.
+    b64 = base64.b64encode(photo_bytes("chelsea.jpg")).decode()
+    utf16 = json.dumps({"image": b64, "top_k": 2}).encode("utf-16")
+    assert len(predict(served, utf16, "application/json; charset=utf-16")["predictions"]) == 2
+    status, _, raw = served.invoke(b'{"image": "\xff"}', "application/json; charset=utf-8")
+    assert status == 400, raw[:300]
+    assert raw.startswith(b"request body is not valid JSON\n")

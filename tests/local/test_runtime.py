@@ -164,6 +164,10 @@ def test_the_in_process_container_calls_the_script_as_the_toolkit_does(tmp_path,
         )
         assert container.invoke(b"\xff", "image/jpeg", "*/*").body == b"bytes application/json"
         assert container.invoke(b"a,b", "text/csv", "text/csv") == ContainerResponse(200, "text/csv", b"str text/csv")
+        # Only those exact values: a parameter, other capitals or jsonlines leave the body bytes, as in TorchServe
+        # (an invalid UTF-8 body with charset=utf-8 is input_fn's 400 there, not a UnicodeDecodeError's 500).
+        for undecoded in ("application/json; charset=utf-8", "Application/JSON", "application/jsonlines"):
+            assert container.invoke(b"\xff{}", undecoded, "").body == b"bytes application/json", undecoded
         refused = container.invoke(b"x", "image/x-refused", "")
         assert refused.status == 415 and refused.body.startswith(b"not this type\nTraceback (most recent call last)")
         crashed = container.invoke(b"x", "image/x-crash", "")
