@@ -35,6 +35,7 @@ from typing import Protocol
 
 ACCOUNT = "000000000000"
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024  # SageMaker Serverless Inference request limit
+MAX_HEADER_CHARS = 1024  # InvokeEndpoint ContentType / Accept
 INVOCATION_TIMEOUT_S = 60.0
 INVOCATION_TIMEOUT_MESSAGE = (
     b"Your invocation timed out while waiting for a response from container primary. Review the latency metrics "
@@ -368,6 +369,17 @@ class SageMakerRuntime:
     async def invoke(self, name: str, body: bytes, content_type: str, accept: str) -> RuntimeAnswer:
         if name != self.endpoint_name:
             return aws_error(400, "ValidationError", f"Endpoint {name} of account {ACCOUNT} not found.")
+        # InvokeEndpoint's ContentType and Accept are at most 1024 characters (botocore's model; AWS checks it, botocore
+        # does not). Longer ones never reach a container there; here TorchServe's HTTP decoder (8 KB of headers) would
+        # answer a bare 400 "Invalid HTTP message." where the in-process runtime answers 200 or the model's 415.
+        for member, value in (("contentType", content_type), ("accept", accept)):
+            if len(value or "") > MAX_HEADER_CHARS:
+                return aws_error(
+                    400,
+                    "ValidationError",
+                    f"1 validation error detected: Value at '{member}' failed to satisfy constraint: Member must have "
+                    f"length less than or equal to {MAX_HEADER_CHARS}",
+                )
         if len(body) > self.max_payload_bytes:
             return self.payload_too_large()
         faults = self.faults

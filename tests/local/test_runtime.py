@@ -89,6 +89,25 @@ def test_error_statuses_are_the_ones_botocores_model_gives_their_codes() -> None
     assert (throttled.status, throttled.headers["x-amzn-errortype"]) == (400, "ThrottlingException")
 
 
+def test_a_content_type_or_accept_over_1024_characters_is_a_validation_error_before_any_container() -> None:
+    import botocore.session
+
+    members = botocore.session.get_session().get_service_model("sagemaker-runtime").operation_model("InvokeEndpoint")
+    assert [members.input_shape.members[m].metadata["max"] for m in ("ContentType", "Accept")] == [1024, 1024]
+    for content_type, accept in (("image/jpeg" + " " * 1015, "application/json"), ("image/jpeg", "*/*" + " " * 1022)):
+        runtime = SageMakerRuntime(FixedContainer(), "e", 1)
+        try:
+            answer = asyncio.run(runtime.invoke("e", b"x", content_type, accept))
+        finally:
+            runtime.close()
+        assert (answer.status, answer.headers["x-amzn-errortype"]) == (400, "ValidationError")
+        runtime = SageMakerRuntime(FixedContainer(), "e", 1)
+        try:  # exactly 1024 is served
+            assert asyncio.run(runtime.invoke("e", b"x", content_type[:1024], accept[:1024])).status == 200
+        finally:
+            runtime.close()
+
+
 def test_a_payload_of_exactly_the_limit_is_served() -> None:
     # The proxy lets through images of exactly MAX_IMAGE_BYTES (4 MiB); the endpoint must take them.
     assert invoke(SageMakerRuntime(FixedContainer(), "e", 1, max_payload_bytes=4), b"four").status == 200
