@@ -492,7 +492,7 @@ def create_app(
         """What no route takes is the gateway's JSON 404 (API Gateway has no 405), not starlette's plain text: a
         method no route lists (PROPFIND, TRACE, a lower-case "post"), or a request target that is not a path
         (absolute-form, `*`, an authority), which uvicorn passes on as the path."""
-        return _respond(gateway.gateway_error(404))
+        return route_not_found()
 
     routes = [
         Route("/predict", predict, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),

@@ -921,6 +921,7 @@ def test_any_method_token_gets_the_gateways_json_404_not_a_plain_text_405(tiers,
     sent = asgi(tiers.app, method, path, [(b"host", b"127.0.0.1:8000")])
     assert sent[0]["status"] == 404, (method, path)
     assert json.loads(sent[1]["body"]) == {"message": "Not Found"}
+    assert len(dict(sent[0]["headers"]).get(b"apigw-requestid", b"")) == 16  # like every answer of its own
     assert tiers.sandboxes.events == []
 
 
