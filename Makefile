@@ -38,10 +38,12 @@ help:
 	@echo "make loadtest  load and fault harness against the local stack"
 	@echo "make clean     remove the built model and test artifacts"
 
+# The venv is made unless it has pip: Debian's venv without python3-venv leaves venv/bin/python and no pip, and a
+# venv made again over it (once python3-venv is installed) gets its pip; an existing venv with pip is reused.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
 	  echo "error: this project needs Python 3.11 or newer, and $(PYTHON) is not (make PYTHON=python3.11 ...)" >&2; exit 1; }
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	test -x $(PIP) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --disable-pip-version-check -q --upgrade pip wheel
 	$(PIP) install --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
 	touch $@

@@ -25,3 +25,27 @@ def test_venv_refuses_a_python_older_than_311(tmp_path):
     assert f"this project needs Python 3.11 or newer, and {old_python} is not" in run.stderr
     assert not (tmp_path / "was-used").exists()
     assert not (tmp_path / "venv").exists()
+
+
+def test_venv_left_without_pip_is_made_again(tmp_path):
+    """Debian's `python3 -m venv` without python3-venv leaves venv/bin/python but no pip; once the package is
+    installed, `make venv` must make the venv again (which installs pip into it), not call the missing pip."""
+    for name in ("Makefile", "requirements.txt", "requirements-dev.txt"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    (tmp_path / "venv" / "bin").mkdir(parents=True)
+    leftover = tmp_path / "venv" / "bin" / "python"
+    leftover.write_text("#!/bin/sh\nexit 0\n")
+    leftover.chmod(0o755)
+    python = tmp_path / "python3.11"
+    python.write_text(
+        "#!/bin/sh\n"
+        # The version probe passes; `-m venv DIR` gives DIR a pip that records what it was asked.
+        'case "$*" in *version_info*) exit 0;; "-m venv "*)\n'
+        '  printf \'#!/bin/sh\\necho "$*" >> "$(dirname "$0")/pip.log"\\n\' > "$3/bin/pip"; chmod +x "$3/bin/pip";;\n'
+        "esac\n"
+    )
+    python.chmod(0o755)
+    run = subprocess.run(["make", "venv", f"PYTHON={python}"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert "-r requirements.txt -r requirements-dev.txt" in (tmp_path / "venv" / "bin" / "pip.log").read_text()
+    assert (tmp_path / "venv" / ".installed").exists()
