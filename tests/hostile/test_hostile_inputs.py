@@ -7,6 +7,7 @@ normal request right after it (a case that wedges, crashes or poisons the server
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import httpx
 import pytest
@@ -53,6 +54,11 @@ def test_corpus_is_large_unique_and_consistent_with_the_error_table():
             assert case.expected_status in allowed, case.id
         else:
             assert case.expected_status == 200 or case.expected_status in (404, 413, 431), case.id
+
+
+def test_readme_counts_the_cases():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert f"`tests/hostile/cases.py` holds {len(CASES)} cases as data" in readme
 
 
 def test_leak_check_catches_what_it_should():
