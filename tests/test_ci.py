@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import pytest
 
 from tests.ci import find_python, skip_or_fail
+from tests.conftest import ROOT
 
 
 def outcome_of(reason: str, ci_hint: str) -> tuple[type[BaseException], str]:
@@ -60,3 +64,52 @@ def test_find_python_takes_pyenvs_newest_patch_release(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert find_python("3.99") == str(versions / "3.99.11" / "bin" / "python3.99")
+
+
+def tool(path, script: str):
+    path.write_text("#!/bin/sh\n" + script)
+    path.chmod(0o755)
+
+
+@pytest.mark.parametrize(
+    ("known", "java"),
+    [
+        ("openjdk-17-jre-headless python3.12-venv python3.13-venv", "openjdk-17-jre-headless"),  # Debian 12
+        ("default-jre-headless python3.13-venv", "default-jre-headless"),  # Debian 13: no openjdk-17 at all
+    ],
+)
+def test_ci_run_asks_apt_only_for_a_java_it_has(tmp_path, known, java):
+    """.ci/run on a machine without java: openjdk-17 where the distribution has it, else its default JRE (Debian 13
+    has no Java 17, and one unknown package fails the whole `apt-get install`)."""
+    project, bin_dir = tmp_path / "project", tmp_path / "bin"
+    (project / ".ci").mkdir(parents=True)
+    shutil.copy(ROOT / ".ci" / "run", project / ".ci" / "run")
+    bin_dir.mkdir()
+    for name in ("bash", "ls", "sort", "head", "id", "dirname", "env"):
+        (bin_dir / name).symlink_to(shutil.which(name))
+    log = tmp_path / "apt.log"
+    tool(bin_dir / "sudo", 'exec "$@"\n')
+    tool(bin_dir / "python3", "echo Python 3.11.0\n")  # with venv: nothing to install for it
+    tool(bin_dir / "make", "exit 0\n")
+    tool(bin_dir / "apt-cache", f'case " {known} " in *" $2 "*) exit 0;; esac\nexit 100\n')
+    # apt-get as apt: an unknown package fails the install; a JRE puts java on PATH.
+    tool(
+        bin_dir / "apt-get",
+        f'echo "$*" >> {log}\n[ "$1" = install ] || exit 0\n'
+        f'for p in "$@"; do case "$p" in -*|install) ;; *) case " {known} chromium make " in *" $p "*) ;; '
+        f'*) echo "E: Unable to locate package $p" >&2; exit 100;; esac;; esac; done\n'
+        f'case "$*" in *jre-headless*) printf \'#!/bin/sh\\necho "openjdk 99"\\n\' > {bin_dir}/java; '
+        f"chmod +x {bin_dir}/java;; esac\n",
+    )
+    for version in ("3.12", "3.13"):
+        fake_python(bin_dir / f"python{version}", f"{version}.0")
+    run = subprocess.run(
+        ["bash", str(project / ".ci" / "run")],
+        env={"PATH": str(bin_dir), "HOME": str(tmp_path / "home")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    installs = [line.split() for line in log.read_text().splitlines() if line.startswith("install")]
+    assert len(installs) == 1 and java in installs[0], (installs, run.stderr)
+    assert "Unable to locate package" not in run.stderr
