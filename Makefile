@@ -11,6 +11,9 @@ HOST ?= 127.0.0.1
 RUNTIME ?= inprocess
 # Loopback only unless asked: `make demo HOST=0.0.0.0 ALLOW_REMOTE=1` exposes the demo beyond this machine.
 ALLOW_REMOTE ?=
+# A yes/no variable (ALLOW_REMOTE, INT8) is on when set to anything but empty, 0, false or no: ALLOW_REMOTE=0 must
+# not expose the demo, nor INT8=0 ship the int8 graph.
+on = $(filter-out 0 false no,$(strip $(1)))
 
 # Weights: torchvision's own download unless a local state_dict is named. The shared offline copy is used
 # when it exists and nothing else was asked, so a machine without internet still builds the real model.
@@ -61,7 +64,7 @@ $(ORT_STAMP): | $(VENV)/.installed
 
 # Always asks the builder: it compares a fingerprint of every input and rebuilds only when one changed.
 model: $(VENV)/.installed $(ORT_STAMP)
-	$(PY) -m model.package $(if $(INT8),--int8)
+	$(PY) -m model.package $(if $(call on,$(INT8)),--int8)
 
 $(MODEL):
 	$(MAKE) model
@@ -92,7 +95,7 @@ bench: venv model
 	$(PY) -m bench
 
 demo: venv model
-	$(PY) -m local --host $(HOST) --port $(PORT) --runtime $(RUNTIME) $(if $(ALLOW_REMOTE),--allow-remote)
+	$(PY) -m local --host $(HOST) --port $(PORT) --runtime $(RUNTIME) $(if $(call on,$(ALLOW_REMOTE)),--allow-remote)
 
 loadtest: venv model
 	$(PY) -m bench.loadtest

@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 
+import pytest
+
 from tests.conftest import ROOT
 
 
@@ -49,3 +51,20 @@ def test_venv_left_without_pip_is_made_again(tmp_path):
     assert run.returncode == 0, run.stderr
     assert "-r requirements.txt -r requirements-dev.txt" in (tmp_path / "venv" / "bin" / "pip.log").read_text()
     assert (tmp_path / "venv" / ".installed").exists()
+
+
+@pytest.mark.parametrize(
+    ("target", "variable", "flag"),
+    [("demo HOST=0.0.0.0", "ALLOW_REMOTE", "--allow-remote"), ("model", "INT8", "--int8")],
+)
+@pytest.mark.parametrize(("value", "on"), [("1", True), ("yes", True), ("0", False), ("false", False), ("", False)])
+def test_a_yes_no_variable_set_to_0_is_off(tmp_path, target, variable, flag, value, on):
+    """ALLOW_REMOTE=0 must not expose the demo beyond this machine, nor INT8=0 ship the int8 graph."""
+    for name in ("Makefile", "requirements.txt", "requirements-dev.txt"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    run = subprocess.run(
+        ["make", "-n", *target.split(), f"{variable}={value}"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    command = run.stdout.strip().splitlines()[-1]
+    assert command.startswith("venv/bin/python -m "), run.stdout
+    assert (flag in command.split()) == on, command
