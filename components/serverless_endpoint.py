@@ -21,7 +21,7 @@ from components.settings import (
     MEMORY_SIZES_MB,
 )
 
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
 
 
 class ServerlessEndpointArgsError(ValueError):

@@ -190,12 +190,14 @@ def test_new_artifact_gives_new_model_inputs_but_same_endpoint_name(mocks: Recor
         ({"endpoint_name": "bad_name"}, "endpoint_name"),
         ({"endpoint_name": "a" + "-b" * 40}, "endpoint_name"),
         ({"artifact_sha256": "xyz"}, "artifact_sha256"),
+        ({"artifact_sha256": "a" * 64 + "\n"}, "artifact_sha256"),
         ({"artifact_path": Path("/nonexistent/model.tar.gz")}, "artifact_path"),
         ({"memory_size_mb": 1500}, "memory_size_mb"),
         ({"max_concurrency": 0}, "max_concurrency"),
         ({"provisioned_concurrency": 6}, "provisioned_concurrency"),
         ({"log_retention_days": 2}, "log_retention_days"),
         ({"kms_key_arn": "alias/my-key"}, "kms_key_arn"),
+        ({"kms_key_arn": KMS + "\n"}, "kms_key_arn"),
     ],
 )
 def test_serverless_endpoint_args_are_validated(tmp_path: Path, overrides: dict[str, Any], field: str) -> None:
@@ -308,6 +310,7 @@ def test_inference_api_with_kms_and_x86(mocks: RecordingMocks) -> None:
     ("overrides", "field"),
     [
         ({"function_name": "x" * 65}, "function_name"),
+        ({"function_name": "proxy\n"}, "function_name"),
         ({"code_files": {}}, "code_files"),
         ({"code_files": {"handlers/other.py": ROOT / "handlers" / "__init__.py"}}, "code_files"),
         ({"code_files": {"handlers/inference_proxy.py": Path("/nonexistent.py")}}, "code_files"),
@@ -476,6 +479,8 @@ def test_static_site_custom_domain(mocks: RecordingMocks, tmp_path: Path) -> Non
         ),
         ({"custom_domain": "App.Example.com", "certificate_arn": CERT}, "custom_domain"),
         ({"custom_domain": "https://a.example.com", "certificate_arn": CERT}, "custom_domain"),
+        ({"custom_domain": "a.example.com\n", "certificate_arn": CERT}, "custom_domain"),
+        ({"custom_domain": "a.example.com", "certificate_arn": CERT + "\n"}, "certificate_arn"),
     ],
 )
 def test_static_site_args_are_validated(tmp_path: Path, overrides: dict[str, Any], field: str) -> None:

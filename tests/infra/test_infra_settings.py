@@ -127,6 +127,7 @@ INVALID = [
     ("provisionedConcurrency", 6, "an integer in 0..5"),
     ("inferenceImageTag", "2.6.0-gpu-py312-cu124", "CPU tag"),
     ("inferenceImageTag", "latest", "CPU tag"),
+    ("inferenceImageTag", "2.6.0-cpu-py312\n", "CPU tag"),  # `$` would pass it on into the image URI
     ("lambdaArchitecture", "arm", "one of arm64, x86_64"),
     ("lambdaArchitecture", "ARM64", "one of arm64, x86_64"),  # Lambda itself refuses any other spelling
     ("proxyMemorySizeMb", 127, "an integer in 128..10240"),
@@ -152,8 +153,11 @@ INVALID = [
     ("priceClass", "PriceClass_300", "PriceClass_100, PriceClass_200, PriceClass_All"),
     ("customDomain", "Not A Domain", "DNS name"),
     ("customDomain", "Classify.example.com", "lower-case DNS name"),  # browsers send the Origin lower-cased
+    ("customDomain", "classify.example.com\n", "lower-case DNS name"),  # a CloudFront alias CloudFront refuses
     ("certificateArn", CERT.replace("us-east-1", "eu-west-1"), "us-east-1"),
+    ("certificateArn", CERT + "\n", "us-east-1"),
     ("kmsKeyArn", "alias/my-key", "KMS key ARN"),
+    ("kmsKeyArn", KMS + "\n", "KMS key ARN"),  # Lambda and S3 would refuse it halfway through the deploy
     ("kmsKeyArn", "arn:aws:kms:eu-west-1:123456789012:alias/my-key", "not an alias"),
     ("smokeCheck", "yes", "true or false"),
     ("endpointName", "bad_name", "[a-zA-Z0-9-]"),
