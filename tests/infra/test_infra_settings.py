@@ -185,6 +185,12 @@ def test_each_invalid_value_is_rejected_naming_key_value_and_range(key: str, val
     assert allowed in message
 
 
+@pytest.mark.parametrize("domain", ["demo.xn--p1ai", "shop.example.xn--vermgensberatung-pwb", "a.b.example.io"])
+def test_custom_domain_accepts_internationalised_top_level_domains(domain: str) -> None:
+    """CloudFront takes an IDN alias in its punycode form (.xn--p1ai is .рф); the TLD is not letters only."""
+    assert validate_settings({"customDomain": domain, "certificateArn": CERT}).custom_domain == domain
+
+
 def test_custom_domain_requires_certificate_and_vice_versa() -> None:
     with pytest.raises(SettingsError, match=r"certificateArn = None .*whenever customDomain is set"):
         validate_settings({"customDomain": "classify.example.com"})
