@@ -574,7 +574,8 @@ def map_transport_error(exc: Exception) -> ApiError:
 # returns <= 25 s after the handler started, >= 4 s before the Lambda timeout and 5 s before API Gateway's.
 # The common slow case (one read timeout, short backoff, a second attempt) is 12 + 0.05 + 12 = 24.05 s, so
 # the guard does not cut it. A serverless cold start (10-20 s) keeps going on SageMaker's side after the
-# first attempt times out, so the second attempt usually meets a warm container.
+# first attempt times out; the second attempt may meet that container once warm, or (the first request still
+# pending) start another cold start: AWS does not say which, so both attempts are kept inside the budget.
 
 CONNECT_TIMEOUT_S = 2.0
 READ_TIMEOUT_S = 10.0
