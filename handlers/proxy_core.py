@@ -489,6 +489,7 @@ def sanitize_model_message(text: Any) -> str | None:
 THROTTLING_CODES = frozenset({"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"})
 # Substrings, not words: SageMaker says "Request <id> has oversize body." for a serverless payload over its limit.
 _SIZE_WORDS = re.compile(r"length|size|too large|exceed|bytes", re.IGNORECASE)
+_NOT_FOUND = re.compile(r"\bnot found\.?\s*$", re.IGNORECASE)
 
 
 def map_client_error(error_code: str, http_status: int | None, response_dict: Mapping[str, Any]) -> ApiError:
@@ -512,7 +513,8 @@ def map_client_error(error_code: str, http_status: int | None, response_dict: Ma
     if error_code == "ModelError":
         return _map_model_error(response_dict, detail)
     if error_code == "ValidationError":
-        if _SIZE_WORDS.search(aws_message):
+        # "Endpoint <name> of account <id> not found." quotes the endpoint's name, which may contain "size".
+        if _SIZE_WORDS.search(aws_message) and not _NOT_FOUND.search(aws_message):
             return ApiError("payload_too_large", "The image is too large for the model endpoint.", detail=detail)
         return ApiError(
             "model_error", "The model endpoint is misconfigured; the operator has been told.", detail=detail

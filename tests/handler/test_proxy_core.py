@@ -587,6 +587,13 @@ def test_validation_error_about_size_is_413_else_502_without_details():
     assert "123456789012" not in json.dumps(error.body()) and "123456789012" in error.detail
 
 
+@pytest.mark.parametrize("name", ["image-size-demo", "max-bytes", "length-test"])
+def test_a_missing_endpoint_named_with_a_size_word_is_not_413(name):
+    missing = {"Error": {"Code": "ValidationError", "Message": f"Endpoint {name} of account 123456789012 not found."}}
+    error = core.map_client_error("ValidationError", 400, missing)
+    assert (error.status, error.code) == (502, "model_error")
+
+
 @pytest.mark.parametrize(
     ("code", "status", "expected"),
     [
