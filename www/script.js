@@ -640,6 +640,17 @@ function init() {
   // send this event.
   document.addEventListener("beforepaste", (event) => event.preventDefault());
 
+  // Back from another page, or a phone tab the browser had unloaded, reloads this one and puts the picker's file
+  // back (Chromium after load, just before pageshow) without a change event: Classify sends the photo the form
+  // names, as it would had the user just picked it.
+  window.addEventListener("pageshow", () => {
+    const restored = el.fileInput.files && el.fileInput.files[0];
+    if (restored && current === null && !busy) {
+      current = fromFile(restored);
+      el.classifyButton.disabled = false;
+    }
+  });
+
   el.pasteKey.textContent = pasteModifier(navigator.userAgentData?.platform || navigator.platform);
   // A touch screen hides the drop and paste hint (style.css), but a tablet with a keyboard attached can paste:
   // the first key press (there is no text field, so it comes from a physical keyboard) brings the hint back.

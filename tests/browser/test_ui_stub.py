@@ -357,6 +357,27 @@ def test_an_emptied_file_picker_forgets_the_photo(stub_ui: Any, stub_stack: Any)
     assert len(stub_stack.predict_requests()) == 2, "the form sent the forgotten photo"
 
 
+def test_a_photo_the_browser_puts_back_in_the_picker_can_be_classified(stub_ui: Any, stub_stack: Any) -> None:
+    # Back from the credits page (or a phone tab the browser had unloaded) reloads the page with its form state
+    # restored: the picker named the photo again, without a change event, while Classify stayed disabled.
+    ui = stub_ui.open()
+    ui.upload(CHELSEA)
+    ui.wait_done()
+    ui.page.click(".site-footer a")
+    ui.page.wait_for_url("**/ATTRIBUTION.md")
+    ui.page.go_back()
+    ui.page.wait_for_function("() => document.getElementById('file-input').files.length === 1")
+    assert ui.page.evaluate("() => document.getElementById('file-input').files[0].name") == "chelsea.jpg"
+    # Chromium puts the file back after load; the page sees it at pageshow, which follows.
+    ui.page.wait_for_function("() => document.readyState === 'complete'")
+    ui.page.wait_for_selector("#classify-button:enabled")  # the form names a photo that Classify must send
+    ui.page.click("#classify-button")
+    ui.wait_done()
+    bodies = [r.body for r in stub_stack.predict_requests()]
+    assert len(bodies) == 2
+    assert ui.jpeg_size(bodies[1]) == (385, 256), "the photo the picker names"
+
+
 def test_touch_screens_are_not_offered_drop_and_paste(make_ui: Any, stub_stack: Any) -> None:
     phone = make_ui(stub_stack, width=375, height=667, has_touch=True, is_mobile=True).open()
     assert phone.page.inner_text("label[for=file-input]").strip() == "Choose a photo"
