@@ -1047,6 +1047,24 @@ def test_page_runs_clean_under_the_cdn_csp(stub_ui: Any, stub_stack: Any, consol
     assert set(styled) == {"bar-fill"}, "only the bar widths, set through CSSOM, carry a style"
 
 
+def test_every_image_in_the_markup_names_its_source(stub_ui: Any) -> None:
+    # HTML requires src (or srcset) on every <img>: the preview placeholder had neither.
+    ui = stub_ui.open()
+    markup = ui.page.request.get(f"{ui.stack.url}/").text()
+    missing = ui.page.evaluate(
+        """(html) => {
+            const doc = new DOMParser().parseFromString(html, "text/html");
+            return Array.from(doc.images)
+                .filter((img) => !(img.getAttribute("src") || "").trim() && !img.hasAttribute("srcset"))
+                .map((img) => img.outerHTML);
+        }""",
+        markup,
+    )
+    assert missing == []
+    # A placeholder that is an image (a broken one would log), and no console error from it.
+    assert ui.page.evaluate("() => document.getElementById('preview-image').naturalWidth") == 1
+
+
 # --------------------------------------------------------------------------------------------------
 # Pure functions of script.js, run in the real engine (import() returns the page's own module).
 
