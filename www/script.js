@@ -290,6 +290,14 @@ class NotAnImageError extends Error {}
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** AbortSignal.timeout(ms), made by hand where it is missing (Safari before 16: iPhones that stop at iOS 15). */
+function timeoutSignal(ms) {
+  if (typeof AbortSignal.timeout === "function") return AbortSignal.timeout(ms);
+  const controller = new AbortController();
+  setTimeout(() => controller.abort(new DOMException("signal timed out", "TimeoutError")), ms);
+  return controller.signal;
+}
+
 /** Decodes with EXIF orientation applied; the <img> fallback is for engines without createImageBitmap. */
 async function decodeBlob(blob) {
   if (typeof createImageBitmap === "function") {
@@ -468,15 +476,18 @@ function init() {
       const slowHint = setTimeout(() => setStatus("busy", busyMessage, SLOW_ANSWER_HINT), SLOW_ANSWER_MS);
       const started = performance.now();
       let response;
+      // Nothing else aborts this request: an aborted signal is the timeout, whatever error the engine gives
+      // (an AbortError where the abort reason is not passed on, as in Safari before 15.4).
+      const signal = timeoutSignal(REQUEST_TIMEOUT_MS);
       try {
         response = await fetch(url, {
           method: "POST",
           headers: { "Content-Type": "image/jpeg", Accept: "application/json" },
           body: blob,
-          signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+          signal,
         });
-      } catch (err) {
-        if (err && err.name === "TimeoutError") {
+      } catch {
+        if (signal.aborted) {
           showError(`The API did not answer within ${REQUEST_TIMEOUT_MS / 1000} s. Please try again.`);
         } else {
           showError(`Cannot reach the API at ${new URL(url).origin}. Check your connection and try again.`);

@@ -770,6 +770,35 @@ def test_an_api_that_never_answers_is_given_up_on(stub_ui: Any, stub_stack: Any)
     assert ui.controls_disabled() == [False] * 6, "the user can try again"
 
 
+def test_a_browser_without_abortsignal_timeout_classifies_and_still_gives_up(stub_ui: Any, stub_stack: Any) -> None:
+    # Safari before 16 (iPhones that stop at iOS 15) has no AbortSignal.timeout, nor abort reasons before 15.4:
+    # fetch() threw a TypeError there, told as "Cannot reach the API" for every photo.
+    ui = stub_ui
+    ui.page.add_init_script(
+        """delete AbortSignal.timeout;
+        const abort = AbortController.prototype.abort;
+        AbortController.prototype.abort = function () { return abort.call(this); };  // the reason is dropped
+        // The page's own 35 s timer is handed to the test, which fires it rather than waiting.
+        window.__timeouts = [];
+        const setTimeoutBefore = window.setTimeout;
+        window.setTimeout = (fn, ms, ...rest) =>
+            ms >= 30000 ? window.__timeouts.push(fn) : setTimeoutBefore(fn, ms, ...rest);"""
+    )
+    ui.open()
+    ui.upload(CHELSEA)
+    ui.wait_done()
+    gate = threading.Event()
+    stub_stack.script({"status": 200, "gate": gate})
+    try:
+        ui.upload(COFFEE)
+        ui.page.wait_for_function("() => window.__timeouts.length === 2")
+        ui.page.evaluate("() => window.__timeouts[1]()")
+        text = ui.wait_error()
+    finally:
+        gate.set()
+    assert "did not answer within 35 s" in text
+
+
 def test_html_error_page_is_not_shown_as_markup(stub_ui: Any, stub_stack: Any) -> None:
     page = "<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body><h1>502</h1></body></html>"
     stub_stack.script({"status": 502, "body": page, "media_type": "text/html"})
