@@ -298,13 +298,14 @@ function timeoutSignal(ms) {
   return controller.signal;
 }
 
-/** Decodes with EXIF orientation applied; the <img> fallback is for engines without createImageBitmap. */
+/** Decodes with EXIF orientation applied; the <img> fallback is for engines without createImageBitmap, or without
+ * its "from-image" (Safari before 17, Firefox before 111), which reject that option with a TypeError. */
 async function decodeBlob(blob) {
   if (typeof createImageBitmap === "function") {
     try {
       return await createImageBitmap(blob, { imageOrientation: "from-image" });
-    } catch {
-      throw new NotAnImageError();
+    } catch (err) {
+      if (!(err instanceof TypeError)) throw new NotAnImageError();
     }
   }
   const url = URL.createObjectURL(blob);

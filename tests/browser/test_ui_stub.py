@@ -182,10 +182,26 @@ def test_the_centre_sent_is_the_centre_of_the_photo(
     assert diff.mean() < 8, f"the sent pixels are not the photo's centre (mean difference {diff.mean():.1f})"
 
 
-def test_a_rotated_phone_photo_is_sent_upright(stub_ui: Any, stub_stack: Any, tmp_path: Path) -> None:
+# Engines from before createImageBitmap's "from-image" (Safari before 17, so every iPhone that stops at iOS 16;
+# Firefox before 111) know only "none" and "flipY": WebIDL rejects the call with a TypeError, which refused
+# every photo picked, dropped or pasted there as "could not open the file".
+BEFORE_FROM_IMAGE = """
+    const createImageBitmapBefore = window.createImageBitmap;
+    window.createImageBitmap = (image, options) =>
+        options && !["none", "flipY", undefined].includes(options.imageOrientation)
+            ? Promise.reject(new TypeError("The provided value is not a valid enum value of type ImageOrientation."))
+            : createImageBitmapBefore(image, options);
+"""
+
+
+@pytest.mark.parametrize("engine", ["current", "before from-image"])
+def test_a_rotated_phone_photo_is_sent_upright(stub_ui: Any, stub_stack: Any, tmp_path: Path, engine: str) -> None:
     # Phones store the sensor's pixels plus an EXIF Orientation tag; sent as stored, a portrait reached the model
     # on its side. Stored 300x200, left half red; Orientation 6 turns it a quarter clockwise: 200x300, red on top.
     from PIL import Image
+
+    if engine == "before from-image":
+        stub_ui.page.add_init_script(BEFORE_FROM_IMAGE)
 
     stored = Image.new("RGB", (300, 200), (0, 0, 255))
     stored.paste((255, 0, 0), (0, 0, 150, 200))
