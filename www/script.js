@@ -40,6 +40,9 @@ export const NOT_AN_IMAGE_MESSAGE = "This file is not an image we can read (JPEG
 export const CANNOT_DECODE_MESSAGE =
   "This browser could not open the file: it is not an image the browser can show (JPEG, PNG, WebP…), " +
   "or it has too many pixels.";
+// 0 bytes: typically a photo still downloading or syncing (a cloud drive's placeholder), not a broken image.
+export const EMPTY_FILE_MESSAGE =
+  "This file is empty (0 bytes). If it is still downloading or syncing, wait until it is done, then pick it again.";
 export const NO_FILE_DROPPED_MESSAGE =
   "What was dropped holds no file (a link or text?). Drop a photo file, or save the image first.";
 
@@ -564,6 +567,10 @@ function init() {
     try {
       if (input.size !== null && input.size > MAX_INPUT_BYTES) {
         refuse(`This file is too big to read here (${formatMegabytesUp(input.size)}; the limit is 50 MB).`);
+        return;
+      }
+      if (input.size === 0) {
+        refuse(EMPTY_FILE_MESSAGE);
         return;
       }
       current = input;

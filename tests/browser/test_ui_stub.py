@@ -472,6 +472,8 @@ SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"/>'
         ("logo.svg", "image/svg+xml", SVG, "SVG"),
         ("logo.svg", "", SVG, "SVG"),
         ("drawing", "image/svg+xml", SVG, "SVG"),
+        # A photo still downloading or syncing (a cloud drive's placeholder) is not one with too many pixels.
+        ("IMG_0003.JPG", "image/jpeg", b"", "empty"),
     ],
 )
 def test_a_format_the_browser_cannot_open_is_named(
