@@ -473,8 +473,14 @@ def http_api_cors(origins: Iterable[str]) -> dict[str, Any]:
     }
 
 
+# The page's shell: revalidated on every load (a 304 when unchanged), as a fresh index.html beside an hour-old
+# script.js or style.css (a deploy that changed them together) would look up elements that are no longer there.
+APP_SHELL_SUFFIXES = (".html", ".js", ".css")
+
+
 def cache_control_for(key: str) -> str:
-    """HTML is revalidated on every load so a deploy shows at once; other assets may be reused briefly."""
+    """The app shell is revalidated on every load so a deploy shows at once, whole; other assets (the sample
+    photos) may be reused for an hour."""
     if key == CONFIG_JS_KEY:
         raise PolicyInputError("config.js has its own no-cache policy (site_config.CONFIG_JS_CACHE_CONTROL)")
-    return "no-cache" if key.endswith(".html") else "public, max-age=3600"
+    return "no-cache" if key.endswith(APP_SHELL_SUFFIXES) else "public, max-age=3600"

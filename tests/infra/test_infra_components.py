@@ -424,10 +424,10 @@ def test_static_site_resources(mocks: RecordingMocks, tmp_path: Path) -> None:
     assert objects["script.js"]["contentType"] == "application/javascript; charset=utf-8"
     assert objects["style.css"]["contentType"] == "text/css; charset=utf-8"
     assert objects["samples/cat.jpg"]["contentType"] == "image/jpeg"
-    # HTML is revalidated on every load, so a deploy shows at once; the rest may be reused for an hour.
-    assert objects["index.html"]["cacheControl"] == "no-cache"
-    for key in ("script.js", "style.css", "samples/cat.jpg"):
-        assert objects[key]["cacheControl"] == "public, max-age=3600", key
+    # The app shell is revalidated on every load, so a deploy shows at once and whole; photos may be reused an hour.
+    for key in ("index.html", "script.js", "style.css"):
+        assert objects[key]["cacheControl"] == "no-cache", key
+    assert objects["samples/cat.jpg"]["cacheControl"] == "public, max-age=3600"
     assert Path(objects["index.html"]["source"].path) == www / "index.html"
     config_js = objects["config.js"]
     assert config_js["content"] == render_config_js(API_ENDPOINT)

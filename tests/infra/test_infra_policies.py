@@ -355,7 +355,8 @@ def test_access_log_format_is_json_with_the_required_fields() -> None:
 
 
 def test_cache_control() -> None:
-    assert policies.cache_control_for("index.html") == "no-cache"
+    for shell in ("index.html", "script.js", "style.css"):
+        assert policies.cache_control_for(shell) == "no-cache", shell
     assert policies.cache_control_for("samples/a.jpg") == "public, max-age=3600"
     with pytest.raises(PolicyInputError, match=r"config\.js"):
         policies.cache_control_for("config.js")
