@@ -419,6 +419,8 @@ function init() {
   } catch (err) {
     showError(`The page is not configured: ${err.message}.`);
     for (const control of controls) control.disabled = true;
+    // Nothing can be sent, but a photo dropped on the page must not replace it (and this message) in the tab.
+    for (const type of ["dragover", "drop"]) window.addEventListener(type, (event) => event.preventDefault());
     return;
   }
 
@@ -636,7 +638,9 @@ function init() {
   window.addEventListener("drop", (event) => {
     event.preventDefault();
     el.dropZone.classList.remove("dragging");
-    const file = event.dataTransfer && event.dataTransfer.files[0];
+    // Several files (a photo dragged out with its sidecar, say): the first image, as a paste takes it.
+    const files = event.dataTransfer ? Array.from(event.dataTransfer.files) : [];
+    const file = files.find((f) => f.type.startsWith("image/")) || files[0];
     if (file) classify(fromFile(file));
     else if (!busy) showError(NO_FILE_DROPPED_MESSAGE);
   });
@@ -667,6 +671,7 @@ function init() {
     if (restored && current === null && !busy) {
       current = fromFile(restored);
       el.classifyButton.disabled = false;
+      setStatus("idle", `Press Classify to send ${restored.name}.`);
     }
   });
 

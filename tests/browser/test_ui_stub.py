@@ -265,6 +265,23 @@ def test_a_photo_dropped_beside_the_drop_zone_is_still_classified(stub_ui: Any, 
     assert ui.jpeg_size(stub_stack.predict_requests()[0].body) == (385, 256)
 
 
+def test_a_drop_of_several_files_takes_the_first_image(stub_ui: Any, stub_stack: Any) -> None:
+    # A photo dragged out together with a note or sidecar file: the photo is what is meant, as for a paste.
+    ui = stub_ui.open()
+    dt = ui.page.evaluate_handle(
+        """([b64]) => { const dt = new DataTransfer();
+                        dt.items.add(new File(["just a note"], "notes.txt", { type: "text/plain" }));
+                        dt.items.add(new File([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], "chelsea.jpg",
+                                              { type: "image/jpeg" }));
+                        return dt; }""",
+        [base64.b64encode(CHELSEA.read_bytes()).decode("ascii")],
+    )
+    for event in ("dragenter", "dragover", "drop"):
+        ui.page.dispatch_event("#drop-zone", event, {"dataTransfer": dt})
+    ui.wait_done()
+    assert ui.jpeg_size(stub_stack.predict_requests()[0].body) == (385, 256)
+
+
 def test_a_drop_without_a_file_says_so(stub_ui: Any, stub_stack: Any) -> None:
     # A link or text dragged from another page: no file to read. Silence looked like a broken page.
     ui = stub_ui.open()
@@ -387,6 +404,7 @@ def test_a_photo_the_browser_puts_back_in_the_picker_can_be_classified(stub_ui: 
     # Chromium puts the file back after load; the page sees it at pageshow, which follows.
     ui.page.wait_for_function("() => document.readyState === 'complete'")
     ui.page.wait_for_selector("#classify-button:enabled")  # the form names a photo that Classify must send
+    assert ui.status_text() == "Press Classify to send chelsea.jpg.", "not 'Pick a photo' beside a named photo"
     ui.page.click("#classify-button")
     ui.wait_done()
     bodies = [r.body for r in stub_stack.predict_requests()]
@@ -897,6 +915,12 @@ def test_missing_config_is_reported_and_controls_disabled(page: Any, stub_ui: An
     assert ui.page.get_attribute("#status", "data-state") == "error"
     assert "apiUrl is missing" in ui.status_text()
     assert ui.controls_disabled() == [True] * 6
+    # A photo dropped on the page anyway must not make the browser open it in place of this message.
+    cancelled = ui.page.evaluate(
+        """() => ["dragover", "drop"].map((type) => !document.body.dispatchEvent(
+            new DragEvent(type, { bubbles: true, cancelable: true, dataTransfer: new DataTransfer() })))"""
+    )
+    assert cancelled == [True, True]
 
 
 # --------------------------------------------------------------------------------------------------
