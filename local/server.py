@@ -113,6 +113,17 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def peer_is_loopback(address: str | None) -> bool:
+    """Whether a connection's peer address is this machine's loopback (an IPv4 peer of a dual-stack socket shows
+    as ::ffff:127.0.0.1)."""
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return (mapped or ip).is_loopback
+
+
 def names_this_machine(host: str | None) -> bool:
     """Whether a Host header addresses a loopback stack as a browser on this machine would: localhost (or a
     name under .localhost, which browsers resolve to loopback themselves), or a loopback address; any port,
@@ -479,6 +490,16 @@ def create_app(
         return Response(body, headers=headers)
 
     async def faults(request: Request) -> Response:
+        # Test machinery, not part of the emulated cloud: only this machine may drive it (with --allow-remote the
+        # stack is reachable from others), and only with a JSON body. A page in the developer's browser may POST
+        # text/plain to any origin without asking first, but JSON needs a preflight, which this route never grants.
+        if not peer_is_loopback(request.client.host if request.client else None):
+            message = "Forbidden: /__local/faults takes requests from this machine only"
+            return JSONResponse({"message": message}, status_code=403)
+        media_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+        if request.method == "POST" and media_type != "application/json":
+            message = "Unsupported Media Type: send the faults as application/json"
+            return JSONResponse({"message": message}, status_code=415)
         if request.method == "DELETE":
             runtime.faults = Faults()
         else:

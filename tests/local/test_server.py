@@ -87,7 +87,9 @@ class InProcessStack:
         max_payload_bytes: int = 64,
         base_url: str = BASE_URL,
         fault_injection: bool = False,
+        client: tuple[str, int] = CLIENT,
     ) -> None:
+        self.client = client
         info = StackInfo(
             base_url=base_url,
             endpoint_name=ENDPOINT,
@@ -102,7 +104,7 @@ class InProcessStack:
 
     def request(self, method: str, path: str, **kwargs) -> httpx.Response:
         async def send() -> httpx.Response:
-            transport = httpx.ASGITransport(app=self.app, client=CLIENT)
+            transport = httpx.ASGITransport(app=self.app, client=self.client)
             async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
                 return await client.request(method, path, **kwargs)
 
@@ -604,9 +606,13 @@ def test_ping_is_200_as_the_containers(tiers):
     assert tiers.request("GET", "/ping").status_code == 200
 
 
+LOOPBACK_CLIENT = ("127.0.0.1", 4321)
+JSON_TYPE = {"content-type": "application/json"}
+
+
 def test_fault_injection_is_served_only_when_asked_for():
     assert InProcessStack().request("POST", "/__local/faults", json={"throttle": 1}).status_code == 404
-    own = InProcessStack(fault_injection=True)
+    own = InProcessStack(fault_injection=True, client=LOOPBACK_CLIENT)
     try:
         set_ = own.request("POST", "/__local/faults", json={"sandbox_crash": 2})
         assert set_.status_code == 200 and set_.json()["faults"]["sandbox_crash"] == 2
@@ -616,13 +622,38 @@ def test_fault_injection_is_served_only_when_asked_for():
         ill_typed = (b'{"delay_s": "5"}', b'{"throttle": "x"}', b'{"model_status": "500"}', b'{"down": "no"}')
         wrong = (b'{"delay_s": -1}', b'{"delay_s": 1e999}', b'{"throttle": true}', b'{"model_status": 99}')
         for bad in (b"1", b"[1]", b'{"nope": 1}', b"not json", *ill_typed, *wrong, b'{"model_message": 5}'):
-            refused = own.request("POST", "/__local/faults", content=bad)
+            refused = own.request("POST", "/__local/faults", content=bad, headers=JSON_TYPE)
             assert refused.status_code == 400 and refused.json()["message"], bad
             assert own.runtime.faults == Faults(), bad  # nothing of a refused spec is kept
         accepted = own.request("POST", "/__local/faults", json={"delay_s": 1, "model_status": 500, "down": False})
         assert accepted.status_code == 200 and own.runtime.faults.delay_s == 1
     finally:
         own.runtime.close()
+
+
+@pytest.mark.parametrize("peer", ["127.0.0.1", "::1", "::ffff:127.0.0.1"])
+def test_faults_are_refused_from_another_machine_and_without_a_json_body(peer):
+    """Test machinery only this machine drives: with --allow-remote another host reaches the stack, and any web
+    page the developer opens may POST text/plain to it (a simple request, no preflight), but not JSON."""
+    remote = InProcessStack(fault_injection=True)  # the peer is 192.0.2.7
+    local = InProcessStack(fault_injection=True, client=(peer, 4321))
+    try:
+        for method, kwargs in (("POST", {"json": {"down": True}}), ("DELETE", {})):
+            refused = remote.request(method, "/__local/faults", **kwargs)
+            assert refused.status_code == 403 and "this machine" in refused.json()["message"], method
+        assert remote.runtime.faults == Faults()
+        for content_type in ("text/plain", "application/x-www-form-urlencoded", None):
+            headers = {"content-type": content_type} if content_type else {}
+            cross_site = local.request("POST", "/__local/faults", content=b'{"down": true}', headers=headers)
+            assert cross_site.status_code == 415 and cross_site.json()["message"], content_type
+        assert local.runtime.faults == Faults()
+        sent = local.request(
+            "POST", "/__local/faults", content=b'{"down": true}', headers={"content-type": "Application/JSON; x=1"}
+        )
+        assert sent.status_code == 200 and local.runtime.faults.down
+    finally:
+        remote.runtime.close()
+        local.runtime.close()
 
 
 # --- the site tier: odd names, and the page's CSP ------------------------------------------------------------------
