@@ -51,6 +51,11 @@ MAX_PIXELS = 50_000_000
 # Keep Pillow's own bomb check in line with ours so it raises instead of warning.
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+# The pixel limit bounds memory only if rows are free, and they are not: Pillow keeps an 8-byte pointer per row in
+# every image it holds, so a 1x50,000,000 PNG (100 KB on the wire) costs 400 MB of pointers per copy, and decoding
+# plus converting a grey-with-alpha one adds ~1.7 GB to a worker (a 7000x7000 one: ~0.6 GB). libpng's default limit,
+# 1,000,000 rows or columns (columns too: EXIF orientation turns them into rows), keeps that under 8 MB a copy.
+MAX_SIDE = 1_000_000
 
 DRAFT_MIN_FACTOR = 4
 # Up to 8:1 the resized image is at most 256x2048 (1.5 MB) and torchvision's pixels come out exactly; beyond it
@@ -543,6 +548,8 @@ def decode_image(data: bytes, draft_to: int | None = None) -> Image.Image:
     width, height = img.size
     if width * height > MAX_PIXELS:
         raise ImageTooLargeError(f"image is {width}x{height}; the limit is {MAX_PIXELS:,} pixels")
+    if max(width, height) > MAX_SIDE:
+        raise ImageTooLargeError(f"image is {width}x{height}; the limit is {MAX_SIDE:,} pixels a side")
     if img.format in ("JPEG", "MPO") and too_many_scans(data):
         raise InvalidImageError(
             f"JPEG has more than {MAX_JPEG_SCANS} scans (progressive passes); re-encode it as a normal JPEG"

@@ -520,6 +520,16 @@ def test_pixel_limit_is_inclusive(inference, monkeypatch):
     assert info.value.status_code == 413
 
 
+@pytest.mark.parametrize("size", [(1, 1_000_001), (1_000_001, 1)])
+def test_a_side_over_a_million_pixels_is_413_before_it_is_decoded(inference, size):
+    # Within the pixel limit, but Pillow holds 8 bytes of row pointers per row per copy: a 1x50,000,000 grey PNG with
+    # alpha (146 KB) added 1.7 GB to the worker. A side is a row count after EXIF orientation, so columns count too.
+    with pytest.raises(inference.ImageTooLargeError, match="1,000,000 pixels a side") as info:
+        inference.decode_image(encode(Image.new("L", size), "PNG"))
+    assert info.value.status_code == 413
+    assert inference.decode_image(encode(Image.new("L", (1, 1_000_000)), "PNG")).size == (1, 1_000_000)
+
+
 def test_input_fn_before_model_fn_names_the_problem(inference, monkeypatch):
     monkeypatch.setattr(inference, "_model", None)
     with pytest.raises(inference.ModelLoadError, match="before model_fn"):
