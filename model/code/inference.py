@@ -255,6 +255,8 @@ def load_metadata(model_dir: str) -> dict[str, Any]:
         raise ModelLoadError(f"cannot read model metadata at {path}: {e.strerror}") from e
     except ValueError as e:
         raise ModelLoadError(f"model metadata at {path} is not valid JSON: {e}") from e
+    if not isinstance(meta, dict):
+        raise ModelLoadError(f"model metadata at {path} is a JSON {type(meta).__name__}, not an object")
     missing = {"model", "weights", "labels", "preprocessing"} - meta.keys()
     if missing:
         raise ModelLoadError(f"model metadata at {path} lacks {sorted(missing)}")
@@ -355,11 +357,15 @@ def load_classifier(model_dir: str) -> Classifier:
     if not os.path.isdir(model_dir):
         raise ModelLoadError(f"model directory {model_dir} does not exist")
     meta = load_metadata(model_dir)
-    labels = list(meta["labels"])
-    pre = meta["preprocessing"]
-    preprocessing = Preprocessing(
-        resize=int(pre["resize"]), crop=int(pre["crop"]), mean=tuple(pre["mean"]), std=tuple(pre["std"])
-    )
+    try:
+        labels = list(meta["labels"])
+        pre = meta["preprocessing"]
+        preprocessing = Preprocessing(
+            resize=int(pre["resize"]), crop=int(pre["crop"]), mean=tuple(pre["mean"]), std=tuple(pre["std"])
+        )
+    except (KeyError, TypeError, ValueError) as e:  # a bare KeyError 'resize' would not say which file
+        path = os.path.join(model_dir, METADATA_FILE)
+        raise ModelLoadError(f"model metadata at {path} has unusable labels or preprocessing: {e!r}") from e
     weights_path = os.path.join(model_dir, WEIGHTS_FILE)
     onnx_path = os.path.join(model_dir, ONNX_FILE)
     backend_choice = os.environ.get("MODEL_BACKEND", "auto").strip().lower() or "auto"

@@ -113,7 +113,14 @@ def test_labels_that_do_not_match_the_graph_fail_model_fn(inference, model_dir, 
 
 
 @pytest.mark.parametrize(
-    ("text", "says"), [("{", "is not valid JSON"), ('{"model": "mobilenet_v2"}', r"lacks \['labels', 'preprocessing'")]
+    ("text", "says"),
+    [
+        ("{", "is not valid JSON"),
+        ('{"model": "mobilenet_v2"}', r"lacks \['labels', 'preprocessing'"),
+        ("[]", "is a JSON list, not an object"),
+        ('{"model": "m", "weights": "w", "labels": [], "preprocessing": {}}', "unusable .*KeyError\\('resize'"),
+        ('{"model": "m", "weights": "w", "labels": null, "preprocessing": {}}', "unusable .*TypeError"),
+    ],
 )
 def test_model_fn_names_broken_metadata(inference, tmp_path, text, says):
     (tmp_path / "metadata.json").write_text(text)
