@@ -333,6 +333,11 @@ def _torchscript_backend(weights_path: str, num_classes: int, pre: Preprocessing
         state = torch.load(weights_path, map_location="cpu", weights_only=True)
     except FileNotFoundError as e:
         raise ModelLoadError(f"model weights not found at {weights_path}") from e
+    except Exception as e:  # truncated zip, not a state_dict: torch's message names no file and runs many lines
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        raise ModelLoadError(
+            f"model weights at {weights_path} are not a readable torch.save() state_dict: {type(e).__name__}: {first}"
+        ) from e
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:

@@ -162,6 +162,17 @@ def test_model_fn_names_the_missing_weights(inference, model_dir, tmp_path, monk
         inference.load_classifier(str(tmp_path))
 
 
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_model_fn_names_weights_it_cannot_read(inference, model_dir, tmp_path, monkeypatch, damage):
+    # torch.load's own errors name no file (and for garbage suggest weights_only=False, i.e. running its pickle).
+    (tmp_path / "metadata.json").write_bytes((model_dir / "metadata.json").read_bytes())
+    weights = (model_dir / "model.pth").read_bytes()
+    (tmp_path / "model.pth").write_bytes(weights[:100_000] if damage == "truncated" else b"garbage\n")
+    monkeypatch.setenv("MODEL_BACKEND", "torchscript")
+    with pytest.raises(inference.ModelLoadError, match=f"weights at {tmp_path / 'model.pth'} are not a readable"):
+        inference.load_classifier(str(tmp_path))
+
+
 def test_model_fn_refuses_weights_that_do_not_fit(inference, model_dir, tmp_path, monkeypatch):
     import torch
     import torchvision
