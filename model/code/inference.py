@@ -485,11 +485,16 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         img.info["transparency"] = alphas[:256]
     if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         # 16-bit greyscale: scale to 8 bits (Pillow's own convert clips at 255 instead). Row blocks keep the
-        # integer temporaries small; x // 257 is what float division then truncation gave.
+        # integer temporaries small; x // 257 is what float division then truncation gave. A tRNS colour key (one
+        # 16-bit grey level) is transparent, so on white like every other transparency here.
+        key = alphas if isinstance(alphas, int) else None
         grey = np.empty((img.height, img.width), dtype=np.uint8)
         for top in range(0, img.height, 512):
             block = np.asarray(img.crop((0, top, img.width, min(top + 512, img.height))), dtype=np.int64)
-            grey[top : top + block.shape[0]] = np.clip(block // 257, 0, 255)
+            scaled = np.clip(block // 257, 0, 255)
+            if key is not None:
+                scaled[block == key] = 255
+            grey[top : top + block.shape[0]] = scaled
         return Image.fromarray(grey, "L").convert("RGB")
     if img.mode == "F":
         return Image.fromarray(np.clip(np.asarray(img), 0, 255).astype(np.uint8), "L").convert("RGB")

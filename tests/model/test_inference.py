@@ -329,6 +329,15 @@ def test_sixteen_bit_grey_keeps_its_range(inference):
     assert [decoded.getpixel((x, 0)) for x in range(3)] == [(255, 255, 255), (128, 128, 128), (0, 0, 0)]
 
 
+def test_sixteen_bit_grey_colour_key_is_white(inference):
+    # A tRNS chunk on a 16-bit grey PNG names one 16-bit level as transparent, as it does for 8-bit grey.
+    img = Image.fromarray(np.array([[1000, 2000]], dtype=np.uint16))
+    body = encode(img, "PNG", transparency=1000)
+    assert Image.open(io.BytesIO(body)).info["transparency"] == 1000
+    decoded = inference.decode_image(body)
+    assert [decoded.getpixel((x, 0)) for x in range(2)] == [(255, 255, 255), (7, 7, 7)]
+
+
 def _transparent(mode: str) -> tuple[Image.Image, dict]:
     """A 4x4 image whose pixels are all fully transparent black, in `mode`, and the PNG save options for it."""
     if mode == "P":
