@@ -300,7 +300,9 @@ class Faults:
     sandbox_crash: int = 0  # the next N Lambda invocations die in their sandbox (SIGKILL, as out of memory)
 
     @classmethod
-    def from_json(cls, data: dict) -> Faults:
+    def from_json(cls, data: object) -> Faults:
+        if not isinstance(data, dict):  # a list of names passed the unknown-field check, then had no .items()
+            raise ValueError(f"faults must be a JSON object of fields, not {json.dumps(data)[:40]}")
         known = cls.__dataclass_fields__
         unknown = set(data) - set(known)
         if unknown:

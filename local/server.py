@@ -505,7 +505,8 @@ def create_app(
         else:
             try:
                 runtime.faults = Faults.from_json(json.loads(await request.body()))
-            except (ValueError, TypeError) as e:
+            # RecursionError: JSON nested deeper than the parser's recursion limit.
+            except (ValueError, TypeError, RecursionError) as e:
                 return JSONResponse({"message": str(e)}, status_code=400)
         return JSONResponse({"faults": runtime.faults.__dict__, "peak_in_flight": runtime.peak_in_flight})
 

@@ -621,7 +621,17 @@ def test_fault_injection_is_served_only_when_asked_for():
         assert cleared.status_code == 200 and cleared.json()["faults"]["sandbox_crash"] == 0
         ill_typed = (b'{"delay_s": "5"}', b'{"throttle": "x"}', b'{"model_status": "500"}', b'{"down": "no"}')
         wrong = (b'{"delay_s": -1}', b'{"delay_s": 1e999}', b'{"throttle": true}', b'{"model_status": 99}')
-        for bad in (b"1", b"[1]", b'{"nope": 1}', b"not json", *ill_typed, *wrong, b'{"model_message": 5}'):
+        not_objects = (b"[]", b'["delay_s"]', b"null", b"[" * 100_000)  # a list of known names; nested too deep
+        for bad in (
+            b"1",
+            b"[1]",
+            b'{"nope": 1}',
+            b"not json",
+            *not_objects,
+            *ill_typed,
+            *wrong,
+            b'{"model_message": 5}',
+        ):
             refused = own.request("POST", "/__local/faults", content=bad, headers=JSON_TYPE)
             assert refused.status_code == 400 and refused.json()["message"], bad
             assert own.runtime.faults == Faults(), bad  # nothing of a refused spec is kept
