@@ -87,7 +87,9 @@ def extract_artifact(artifact: Path, target: Path) -> Path:
             tar.extractall(model_dir, filter="data")
     # A truncated gzip raises EOFError, a corrupt one zlib.error: neither is an OSError or a TarError.
     except (OSError, EOFError, zlib.error, tarfile.TarError) as e:
-        raise ModelStartError(f"cannot extract model artifact {artifact}: {e}") from e
+        # One line: a file that is no archive at all (empty, an HTML page) gets tarfile's list of every method it
+        # tried, one per line.
+        raise ModelStartError(f"cannot extract model artifact {artifact}: {' '.join(str(e).split())}") from e
     return model_dir
 
 

@@ -259,7 +259,8 @@ class TorchServeEndpoint:
                 tar.extractall(self.base / "model", filter="data")
         except (OSError, EOFError, zlib.error, tarfile.TarError) as e:  # EOFError: truncated gzip
             shutil.rmtree(self.base, ignore_errors=True)
-            raise TorchServeError(f"cannot unpack the model artifact {self.artifact}: {e}") from e
+            reason = " ".join(str(e).split())  # one line: tarfile lists each method it tried on a non-archive
+            raise TorchServeError(f"cannot unpack the model artifact {self.artifact}: {reason}") from e
         ports = free_ports(4)
         self.port = self.port or ports[0]
         env = {**os.environ, **serving_env(self.base, self.port, ports[1], (ports[2], ports[3])), **self.extra_env}

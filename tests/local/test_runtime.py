@@ -6,6 +6,8 @@ import asyncio
 import json
 import threading
 
+import pytest
+
 from handlers import proxy_core
 from local.runtime import ContainerResponse, ContainerUnavailable, Faults, SageMakerRuntime, model_error
 
@@ -193,3 +195,14 @@ def test_the_in_process_container_calls_the_script_as_the_toolkit_does(tmp_path,
         assert crashed.status == 500 and crashed.body.startswith(b"stub crashed\nTraceback (most recent call last)")
     finally:
         container.close()
+
+
+@pytest.mark.parametrize("content", [b"", b"<html>Not Found</html>", b"version https://git-lfs.github.com/spec/v1\n"])
+def test_a_file_that_is_no_archive_is_refused_in_one_line(tmp_path, content) -> None:
+    from local.runtime import ModelStartError, extract_artifact
+
+    artifact = tmp_path / "model.tar.gz"
+    artifact.write_bytes(content)
+    with pytest.raises(ModelStartError, match="cannot extract model artifact") as refused:
+        extract_artifact(artifact, tmp_path / "unpacked")
+    assert "\n" not in str(refused.value)  # the stack prints it as its one line of error
