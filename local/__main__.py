@@ -177,6 +177,12 @@ def serve(
         say("stopped")
     except (KeyboardInterrupt, SystemExit):  # stopped while the sandboxes start
         say("stopped")
+    except Exception as e:  # the handler refused its configuration at import (a shell's LOG_LEVEL, aws:region)
+        if sandboxes is not None:
+            raise
+        first = (str(e).splitlines() or [""])[0]
+        print(f"error: the Lambda handler cannot start: {type(e).__name__}: {first}", file=sys.stderr)
+        return 1
     finally:
         # A second Ctrl-C (or signal) must not cut the cleanup short and leave the JVM or the model behind. A
         # do-nothing handler, not SIG_IGN: an ignored signal would stay ignored in any process started meanwhile.

@@ -24,7 +24,8 @@ from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import forkserver
 from typing import Any
 
-HANDLER_MODULE = "handlers.inference_proxy"
+# What the fork server preloads: the handler, without dying when it refuses its configuration (see the module).
+HANDLER_PRELOAD = "local.sandbox_preload"
 
 
 _begun: Any = None  # in a sandbox: its shared count of invocations begun (see LambdaSandboxes._finished)
@@ -62,7 +63,7 @@ def _begin(fn: Callable[..., Any], *args: Any) -> Any:
 
 
 def _import_handler() -> None:
-    import handlers.inference_proxy  # noqa: F401  (the fork server's preload swallows import errors)
+    import handlers.inference_proxy  # noqa: F401  (the fork server's preload skips a failed import: it fails here)
 
 
 def _crash() -> None:
@@ -91,7 +92,7 @@ class LambdaSandboxes:
     invocation runs, and the module the fork server imports once for every sandbox.
     """
 
-    def __init__(self, max_sandboxes: int, target: Callable[[Any, Any], Any] = _invoke, preload: str = HANDLER_MODULE):
+    def __init__(self, max_sandboxes: int, target: Callable[[Any, Any], Any] = _invoke, preload: str = HANDLER_PRELOAD):
         if max_sandboxes < 1:
             raise ValueError(f"max_sandboxes must be at least 1, got {max_sandboxes}")
         self._context = multiprocessing.get_context("forkserver")

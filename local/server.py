@@ -586,7 +586,11 @@ def sandbox_environment(stack: StackInfo, region: str, parent: Mapping[str, str]
 def start_sandboxes(stack: StackInfo, region: str) -> LambdaSandboxes:
     """Sandboxes running the unmodified Lambda handler with the environment the InferenceApi component gives it."""
     sandboxes = LambdaSandboxes(LAMBDA_SANDBOXES)
-    sandboxes.warm(env=sandbox_environment(stack, region, os.environ))
+    try:
+        sandboxes.warm(env=sandbox_environment(stack, region, os.environ))
+    except BaseException:  # the handler refused its configuration, or Ctrl-C: stop the sandbox that was started
+        sandboxes.shutdown()
+        raise
     return sandboxes
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -360,6 +361,39 @@ def test_bad_command_line_values_are_usage_errors_not_tracebacks(args, says):
     )
     assert result.returncode == 2 and says in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "region", "says"),
+    [
+        ({"LOG_LEVEL": "LOUD"}, "us-east-1", "ValueError: Unknown level: 'LOUD'"),
+        ({"ENDPOINT_READ_TIMEOUT_S": "abc"}, "us-east-1", "ConfigError: ENDPOINT_READ_TIMEOUT_S 'abc' must be"),
+        ({}, "5", "InvalidRegionError: Provided region_name '5'"),
+    ],
+)
+def test_a_configuration_the_handler_refuses_at_import_stops_the_stack_in_one_line(
+    env, region, says, artifact, tmp_path
+):
+    """The handler reads LOG_LEVEL, ENDPOINT_READ_TIMEOUT_S (a shell's, passed through) and the region at import.
+    Its refusal killed the sandboxes' fork server: its traceback, then the server's own ("EOFError: unexpected EOF")."""
+    stack_file = tmp_path / "Pulumi.dev.yaml"
+    stack_file.write_text(
+        (ROOT / "Pulumi.dev.yaml").read_text().replace("aws:region: us-east-1", f"aws:region: '{region}'")
+    )
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "local", "--port", "0", "--stack-config", str(stack_file)],
+        cwd=ROOT,
+        env={**os.environ, **env, "TMPDIR": str(tmp)},
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_S,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()], result.stderr  # one line, no traceback
+    assert result.stderr.startswith("error: the Lambda handler cannot start: ") and says in result.stderr
+    assert list(tmp.iterdir()) == []  # the unpacked model and the fork server's directory are gone
 
 
 def test_ctrl_c_while_the_model_loads_stops_cleanly(monkeypatch, capsys, artifact):
