@@ -335,8 +335,14 @@ def load_stack_file(path: str | Path) -> Settings:
     """Read a Pulumi.<stack>.yaml without the Pulumi CLI and validate it like the program does."""
     import yaml  # deferred: only the local stack and tests read YAML stack files
 
-    text = Path(path).read_text(encoding="utf-8")
-    document = yaml.safe_load(text) or {}
+    try:
+        document = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as e:
+        raise SettingsError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+    except yaml.YAMLError as e:  # a tab, an unclosed bracket: one line saying where, not the parser's traceback
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SettingsError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', None) or e}") from e
     if not isinstance(document, Mapping):
         raise SettingsError(f"{path}: expected a mapping at the top level")
     config = document.get("config") or {}

@@ -436,6 +436,24 @@ def test_port_range_and_log_level_spelling():
     assert parse_args(["--log-level", "DEBUG"]).log_level == "debug"
 
 
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        (b"config:\n\tmobilenet-serverless:maxConcurrency: 5\n", "not valid YAML at line 2, column 1: found character"),
+        (b"config: [\n", "not valid YAML at line 2, column 1: expected the node content"),
+        (b"config:\n  mobilenet-serverless:endpointName: caf\xe9\n", "not UTF-8 text"),
+    ],
+)
+def test_a_stack_file_that_is_not_yaml_is_a_one_line_error(tmp_path, capsys, text, says):
+    from local.__main__ import main
+
+    stack_file = tmp_path / "Pulumi.x.yaml"
+    stack_file.write_bytes(text)
+    assert main(["--port", "0", "--stack-config", str(stack_file)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: stack config {stack_file}: ") and says in err and err.count("\n") == 1, err
+
+
 def test_the_region_comes_from_the_stack_file(tmp_path):
     stack_file = tmp_path / "Pulumi.x.yaml"
     stack_file.write_text("config:\n  aws:region: eu-west-1\n")
