@@ -267,8 +267,13 @@ class RuntimeAnswer:
 def aws_error(status: int, code: str, message: str, **fields) -> RuntimeAnswer:
     """An error as SageMaker Runtime puts it on the wire (rest-json: x-amzn-ErrorType + JSON body)."""
     body = {"message": message, **fields}
-    headers = {"content-type": "application/x-amz-json-1.1", "x-amzn-errortype": code}
+    headers = {"content-type": "application/x-amz-json-1.1", "x-amzn-errortype": code, **request_id_header()}
     return RuntimeAnswer(status, headers, json.dumps(body).encode())
+
+
+def request_id_header() -> dict[str, str]:
+    """AWS's id of this request, on every answer: botocore exposes it as ResponseMetadata["RequestId"]."""
+    return {"x-amzn-requestid": str(uuid.uuid4())}
 
 
 def model_error(endpoint: str, region: str, original_status: int, original_body: bytes) -> RuntimeAnswer:
@@ -427,6 +432,7 @@ class SageMakerRuntime:
             {
                 "content-type": answer.content_type,
                 "x-amzn-invoked-production-variant": "AllTraffic",
+                **request_id_header(),
                 "server-timing": f"model;dur={model_ms:.1f}",
             },
             answer.body,

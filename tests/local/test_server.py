@@ -313,6 +313,31 @@ def test_the_runtime_passes_content_type_and_accept_through_and_names_the_varian
     assert tiers.container.seen == [(b"x", "application/json", "text/csv")]
 
 
+def test_every_runtime_answer_carries_a_request_id_as_botocore_reads_it(tiers):
+    """AWS answers every call with x-amzn-RequestId, which botocore returns as ResponseMetadata["RequestId"]: a
+    script that logs it raised KeyError against the local stack."""
+    from botocore.model import ServiceModel
+    from botocore.parsers import RestJSONParser
+    from botocore.session import get_session
+
+    service = ServiceModel(get_session().get_service_data("sagemaker-runtime"))
+    output = service.operation_model("InvokeEndpoint").output_shape
+    answers = [
+        tiers.invoke(b"x"),
+        tiers.request("POST", "/endpoints/other/invocations", content=b"x", headers=with_type({})),
+        tiers.invoke(b"x" * 65),  # over this stack's payload limit
+    ]
+    tiers.container.reply = ContainerResponse(415, "text/plain", b"no")
+    answers.append(tiers.invoke(b"x"))
+    ids = []
+    for answer in answers:
+        raw = {"status_code": answer.status_code, "headers": dict(answer.headers), "body": answer.content}
+        parsed = RestJSONParser().parse(raw, output if answer.status_code == 200 else None)
+        ids.append(parsed["ResponseMetadata"]["RequestId"])
+    assert [a.status_code for a in answers] == [200, 400, 400, 424]
+    assert len(set(ids)) == len(ids)
+
+
 def test_a_container_being_replaced_is_model_not_ready(tiers):
     tiers.container.reply = ContainerUnavailable("TorchServe died")
     response = tiers.invoke(b"x")
