@@ -56,6 +56,10 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 # plus converting a grey-with-alpha one adds ~1.7 GB to a worker (a 7000x7000 one: ~0.6 GB). libpng's default limit,
 # 1,000,000 rows or columns (columns too: EXIF orientation turns them into rows), keeps that under 8 MB a copy.
 MAX_SIDE = 1_000_000
+# libwebp decodes into a full RGBA canvas and Pillow's decoder keeps two (it goes through the animation API even for
+# a still image), plus its own copy: about 15 bytes a pixel against PNG's 8, so a 2 KB 7071x7071 WebP added 767 MB.
+# Half the pixel limit keeps a WebP at what the largest PNGs cost (25 MP: ~390 MB); real WebP photos are far smaller.
+MAX_WEBP_PIXELS = 25_000_000
 
 DRAFT_MIN_FACTOR = 4
 # Up to 8:1 the resized image is at most 256x2048 (1.5 MB) and torchvision's pixels come out exactly; beyond it
@@ -499,7 +503,13 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     if img.mode == "F":
         return Image.fromarray(np.clip(np.asarray(img), 0, 255).astype(np.uint8), "L").convert("RGB")
     # "transparency" is a PNG tRNS chunk: palette alpha, or one colour key of an RGB or greyscale image.
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
+    if img.mode == "LA":
+        # Grey with alpha: composite in grey (Pillow stores LA at 4 bytes a pixel, as RGBA) and widen to RGB
+        # last, the same pixels as through RGBA without its full-size copy: a 7071x7071 one added 574 MB, now less.
+        grey = Image.new("L", img.size, 255)
+        grey.paste(img, (0, 0), img)
+        return grey.convert("RGB")
+    if img.mode in ("RGBA", "PA", "RGBa", "La") or "transparency" in img.info:
         # Composite over white by pasting through the image's own alpha: one RGB buffer, not three RGBA ones.
         rgba = img if img.mode == "RGBA" else img.convert("RGBA")
         white = Image.new("RGB", rgba.size, (255, 255, 255))
@@ -566,6 +576,10 @@ def decode_image(data: bytes, draft_to: int | None = None) -> Image.Image:
         raise ImageTooLargeError(f"image is {width}x{height}; the limit is {MAX_PIXELS:,} pixels")
     if max(width, height) > MAX_SIDE:
         raise ImageTooLargeError(f"image is {width}x{height}; the limit is {MAX_SIDE:,} pixels a side")
+    if img.format == "WEBP" and width * height > MAX_WEBP_PIXELS:
+        raise ImageTooLargeError(
+            f"WebP image is {width}x{height}; the limit for WebP is {MAX_WEBP_PIXELS:,} pixels (send a JPEG or PNG)"
+        )
     if img.format in ("JPEG", "MPO") and too_many_scans(data):
         raise InvalidImageError(
             f"JPEG has more than {MAX_JPEG_SCANS} scans (progressive passes); re-encode it as a normal JPEG"

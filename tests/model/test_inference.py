@@ -357,6 +357,17 @@ def test_transparent_pixels_become_white(inference, mode):
     assert inference.decode_image(body).getpixel((0, 0)) == (255, 255, 255)
 
 
+def test_grey_with_partial_alpha_composites_on_white_as_through_rgba(inference):
+    # LA is composited in grey (cheaper in memory than going through RGBA): the pixels must be the same.
+    pixels = np.random.default_rng(1).integers(0, 256, (60, 40, 2), dtype=np.uint8)
+    img = Image.fromarray(pixels, "LA")
+    rgba = img.convert("RGBA")
+    expected = Image.new("RGB", img.size, (255, 255, 255))
+    expected.paste(rgba, (0, 0), rgba)
+    decoded = inference.decode_image(encode(img, "PNG"))
+    assert np.array_equal(np.asarray(decoded), np.asarray(expected))
+
+
 def test_an_exif_block_pillow_cannot_read_is_ignored(inference, monkeypatch):
     # Older Pillows raise on some phones' malformed EXIF; the pixels are still good.
     def broken(img, in_place=False):
@@ -555,6 +566,17 @@ def test_a_side_over_a_million_pixels_is_413_before_it_is_decoded(inference, siz
         inference.decode_image(encode(Image.new("L", size), "PNG"))
     assert info.value.status_code == 413
     assert inference.decode_image(encode(Image.new("L", (1, 1_000_000)), "PNG")).size == (1, 1_000_000)
+
+
+def test_a_webp_over_25_megapixels_is_413_before_it_is_decoded(inference):
+    # libwebp + Pillow hold ~15 bytes a pixel while decoding: a 2 KB 7071x7071 WebP added 767 MB to the worker.
+    big = encode(Image.new("RGB", (5001, 5000)), "WEBP", lossless=True)
+    with pytest.raises(inference.ImageTooLargeError, match="limit for WebP is 25,000,000 pixels") as info:
+        inference.decode_image(big)
+    assert info.value.status_code == 413
+    assert inference.decode_image(encode(Image.new("RGB", (5000, 5000)), "WEBP", lossless=True)).size == (5000, 5000)
+    # The same pixels as a PNG (8 bytes a pixel) are still taken.
+    assert inference.decode_image(encode(Image.new("RGB", (5001, 5000)), "PNG")).size == (5001, 5000)
 
 
 def test_input_fn_before_model_fn_names_the_problem(inference, monkeypatch):
