@@ -16,7 +16,7 @@ import random
 import re
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from handlers import proxy_core as core
@@ -140,6 +140,50 @@ def as_event_body(data: bytes, text_mode: bool) -> tuple[str, bool]:
 
 
 # --- the proxy's request parsing -----------------------------------------------------------------------------
+# The random inputs are almost never a valid request (the derandomized run drew none), so the fuzz test's checks on
+# what is accepted never ran: these valid requests (data, text_mode, content_type, query, max_image_bytes) run as its
+# explicit examples, and test_the_fuzz_tests_valid_examples_are_accepted keeps them valid.
+VALID_REQUESTS = [
+    (SEEDS[0], False, "image/jpeg", {"top_k": "3"}, core.SAGEMAKER_SERVERLESS_MAX_BYTES),
+    (SEEDS[1], False, "application/octet-stream", {}, 4096),
+    (
+        json.dumps({"image": base64.b64encode(SEEDS[2]).decode(), "top_k": 20}).encode(),
+        True,
+        "application/json",
+        {},
+        4096,
+    ),
+    (
+        json.dumps({"image": "data:image/png;base64," + base64.b64encode(SEEDS[3]).decode()}).encode(),
+        True,
+        "application/json; charset=utf-8",
+        {"top_k": "1"},
+        core.SAGEMAKER_SERVERLESS_MAX_BYTES,
+    ),
+]
+
+
+def with_valid_requests(test):
+    for data, text_mode, content_type, query, max_image_bytes in VALID_REQUESTS:
+        test = example(
+            data=data,
+            text_mode=text_mode,
+            raw_text=None,
+            content_type=content_type,
+            query=query,
+            max_image_bytes=max_image_bytes,
+        )(test)
+    return test
+
+
+@pytest.mark.parametrize(("data", "text_mode", "content_type", "query", "max_image_bytes"), VALID_REQUESTS)
+def test_the_fuzz_tests_valid_examples_are_accepted(data, text_mode, content_type, query, max_image_bytes):
+    body, is_base64 = as_event_body(data, text_mode)
+    core.parse_predict_request(
+        body=body, is_base64=is_base64, content_type=content_type, query=query, max_image_bytes=max_image_bytes
+    )
+
+
 @PROFILE
 @given(
     data=st.one_of(image_bytes, json_documents(), st.binary(max_size=256)),
@@ -149,6 +193,7 @@ def as_event_body(data: bytes, text_mode: bool) -> tuple[str, bool]:
     query=queries,
     max_image_bytes=st.one_of(st.just(core.SAGEMAKER_SERVERLESS_MAX_BYTES), st.integers(1, 4096)),
 )
+@with_valid_requests
 def test_parse_predict_request_raises_only_api_errors(data, text_mode, raw_text, content_type, query, max_image_bytes):
     body, is_base64 = as_event_body(data, text_mode) if raw_text is None else (raw_text, False)
     try:
