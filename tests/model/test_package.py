@@ -113,13 +113,26 @@ def _change_builder(inputs, monkeypatch):
     monkeypatch.setattr(package, "__file__", str(edited))
 
 
+def _another_installed(dist):
+    """Another version of `dist` alone: with every library's version changed at once, dropping one of them from the
+    fingerprint went unnoticed."""
+
+    def change(inputs, monkeypatch):
+        installed = package.importlib.metadata.version
+        monkeypatch.setattr(package.importlib.metadata, "version", lambda d: "0.0" if d == dist else installed(d))
+
+    return change
+
+
 CHANGES = {
     "weights bytes, same file name": lambda i, m: i.weights.write_bytes(b"weights v2"),
     "a code file's bytes": lambda i, m: (i.code / "inference.py").write_text("# v2\n"),
     "a code file's name": lambda i, m: (i.code / "inference.py").rename(i.code / "handler.py"),
     "the wheel's bytes": lambda i, m: _wheel(i.wheel, [LINUX_SO]),
     "the builder itself": _change_builder,
-    "the installed torch": lambda i, m: m.setattr(package.importlib.metadata, "version", lambda dist: "0.0"),
+    "the installed torch": _another_installed("torch"),
+    "the installed torchvision": _another_installed("torchvision"),
+    "the installed onnx": _another_installed("onnx"),
 }
 
 
