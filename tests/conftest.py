@@ -18,12 +18,23 @@ SHARED_WEIGHTS = ROOT.parent / "shared" / "weights" / "mobilenet_v2_imagenet.pth
 
 @pytest.fixture(scope="session")
 def artifact() -> Path:
-    """model/dist/model.tar.gz as `make model` builds it (built here if a bare `pytest` runs first)."""
-    if not ARTIFACT.exists():
-        from model import package
+    """model/dist/model.tar.gz as `make model` builds it (built here if a bare `pytest` runs first).
 
+    Every test of inference.py runs the artifact's copy: one built before model/code last changed would have them
+    pass on the old code, so that is refused (a rebuild here could undo a `make model INT8=1`)."""
+    from model import package
+
+    if not ARTIFACT.exists():
         weights = os.environ.get("MODEL_WEIGHTS") or (str(SHARED_WEIGHTS) if SHARED_WEIGHTS.exists() else None)
         assert package.main(["--weights", weights] if weights else []) == 0
+    with tarfile.open(ARTIFACT) as tar:
+        shipped = {
+            m.name: tar.extractfile(m).read()
+            for m in tar.getmembers()
+            if m.isfile() and m.name.startswith("code/") and not m.name.startswith("code/vendor/")
+        }
+    if shipped != package.code_files():
+        pytest.fail(f"{ARTIFACT} holds another model/code than this checkout: run `make model`", pytrace=False)
     return ARTIFACT
 
 
