@@ -511,6 +511,21 @@ def test_metrics_report_endpoint_latency_and_errors_by_code(proxy, stub, capsys)
     assert ["ErrorCode", "service"] in [sorted(d) for d in errors[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"]]
 
 
+def test_service_name_and_metrics_namespace_default_to_the_documented_ones(proxy_env, capsys, monkeypatch):
+    """README: POWERTOOLS_SERVICE_NAME and POWERTOOLS_METRICS_NAMESPACE default to inference-proxy and
+    MobilenetServerless (every other test sets both, so neither default was ever used)."""
+    proxy_env.delenv("POWERTOOLS_SERVICE_NAME")
+    proxy_env.delenv("POWERTOOLS_METRICS_NAMESPACE")
+    proxy = load_proxy()
+    monkeypatch.setattr(proxy, "CLIENT", NoCallClient())
+    call(proxy, make_event(method="OPTIONS", body=None))
+    lines = _log_lines(capsys.readouterr().out)
+    [emf] = [line for line in lines if "_aws" in line]
+    assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "MobilenetServerless"
+    assert emf["service"] == "inference-proxy"
+    assert {line["service"] for line in lines if "level" in line} == {"inference-proxy"}
+
+
 def test_every_invocation_publishes_a_request_count_so_the_flush_is_never_empty(proxy, no_call, capsys):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # Powertools warns (not fails) on an empty flush; we want neither
