@@ -413,6 +413,13 @@ def test_big_jpeg_decodes_at_a_fraction_of_its_size(inference, fmt):
     assert decoded.size == (500, 333), "drafted in the DCT domain to 1/8 (still >= 256 on the short side)"
 
 
+def test_a_jpeg_of_exactly_4x_the_target_is_drafted_and_one_pixel_less_is_not(inference):
+    """README: JPEGs at least 4x the target size are decoded at 1/4 or 1/8 scale (no test pinned the boundary)."""
+    for side, decoded in ((1024, (256, 256)), (1023, (1023, 1023))):
+        data = encode(photo("chelsea.jpg").resize((side, side), Image.Resampling.BICUBIC), "JPEG", quality=90)
+        assert inference.decode_image(data, draft_to=256).size == decoded, side
+
+
 def _torchvision_crop(img: Image.Image, pre) -> np.ndarray:
     """torchvision's own resize + centre crop for the artifact's preset (V1: 256, V2 as downloaded: 232)."""
     import torchvision.transforms as T
