@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
 import pytest
 
 from tests.conftest import ROOT
+
+
+def make(*args: str, cwd) -> subprocess.CompletedProcess:
+    """`make` on the copied Makefile as a user would run it: under `make test` the outer make's MAKEFLAGS (its
+    variables, -n/-k) and MAKELEVEL (which adds "Entering directory" lines) would otherwise leak in."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    return subprocess.run(["make", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
 
 
 def test_venv_refuses_a_python_older_than_311(tmp_path):
@@ -20,9 +28,7 @@ def test_venv_refuses_a_python_older_than_311(tmp_path):
         'case "$*" in *version_info*) exit 1;; *) touch "$(dirname "$0")/was-used"; exit 0;; esac\n'
     )
     old_python.chmod(0o755)
-    run = subprocess.run(
-        ["make", "venv", f"PYTHON={old_python}"], cwd=tmp_path, capture_output=True, text=True, timeout=60
-    )
+    run = make("venv", f"PYTHON={old_python}", cwd=tmp_path)
     assert run.returncode != 0
     assert f"this project needs Python 3.11 or newer, and {old_python} is not" in run.stderr
     assert not (tmp_path / "was-used").exists()
@@ -47,7 +53,7 @@ def test_venv_left_without_pip_is_made_again(tmp_path):
         "esac\n"
     )
     python.chmod(0o755)
-    run = subprocess.run(["make", "venv", f"PYTHON={python}"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    run = make("venv", f"PYTHON={python}", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert "-r requirements.txt -r requirements-dev.txt" in (tmp_path / "venv" / "bin" / "pip.log").read_text()
     assert (tmp_path / "venv" / ".installed").exists()
@@ -62,9 +68,7 @@ def test_a_yes_no_variable_set_to_0_is_off(tmp_path, target, variable, flag, val
     """ALLOW_REMOTE=0 must not expose the demo beyond this machine, nor INT8=0 ship the int8 graph."""
     for name in ("Makefile", "requirements.txt", "requirements-dev.txt"):
         shutil.copy(ROOT / name, tmp_path / name)
-    run = subprocess.run(
-        ["make", "-n", *target.split(), f"{variable}={value}"], cwd=tmp_path, capture_output=True, text=True, timeout=60
-    )
+    run = make("-n", *target.split(), f"{variable}={value}", cwd=tmp_path)
     command = run.stdout.strip().splitlines()[-1]
     assert command.startswith("venv/bin/python -m "), run.stdout
     assert (flag in command.split()) == on, command
