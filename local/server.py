@@ -105,23 +105,14 @@ def origin_from_host(scheme: str, host: str | None) -> str | None:
 
 
 def is_loopback(host: str) -> bool:
+    """localhost or a loopback address, an IPv4-mapped one included (how a dual-stack socket shows an IPv4 peer)."""
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        ip = ipaddress.ip_address(host)
     except ValueError:
         return False
-
-
-def peer_is_loopback(address: str | None) -> bool:
-    """Whether a connection's peer address is this machine's loopback (an IPv4 peer of a dual-stack socket shows
-    as ::ffff:127.0.0.1)."""
-    try:
-        ip = ipaddress.ip_address(address or "")
-    except ValueError:
-        return False
-    mapped = getattr(ip, "ipv4_mapped", None)
-    return (mapped or ip).is_loopback
+    return (getattr(ip, "ipv4_mapped", None) or ip).is_loopback
 
 
 def names_this_machine(host: str | None) -> bool:
@@ -493,7 +484,7 @@ def create_app(
         # Test machinery, not part of the emulated cloud: only this machine may drive it (with --allow-remote the
         # stack is reachable from others), and only with a JSON body. A page in the developer's browser may POST
         # text/plain to any origin without asking first, but JSON needs a preflight, which this route never grants.
-        if not peer_is_loopback(request.client.host if request.client else None):
+        if not is_loopback(request.client.host if request.client else ""):
             message = "Forbidden: /__local/faults takes requests from this machine only"
             return JSONResponse({"message": message}, status_code=403)
         media_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
