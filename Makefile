@@ -11,7 +11,10 @@ HOST ?= 127.0.0.1
 RUNTIME ?= inprocess
 # Loopback only unless asked: `make demo HOST=0.0.0.0 ALLOW_REMOTE=1` exposes the demo beyond this machine.
 ALLOW_REMOTE ?=
-# A yes/no variable (ALLOW_REMOTE, INT8) is on when set to anything but empty, 0, false or no: ALLOW_REMOTE=0 must
+# The stage's throttling (apiThrottleRateLimit/BurstLimit) applies to /predict, as in the cloud; STAGE_THROTTLE=0
+# lifts it, e.g. to drive the demo with a load generator.
+STAGE_THROTTLE ?= 1
+# A yes/no variable (ALLOW_REMOTE, INT8, STAGE_THROTTLE) is on when set to anything but empty, 0, false or no: ALLOW_REMOTE=0 must
 # not expose the demo, nor INT8=0 ship the int8 graph.
 on = $(filter-out 0 false no,$(strip $(1)))
 
@@ -30,7 +33,7 @@ ORT_STAMP := model/dist/wheels/.onnxruntime-$(ORT_VERSION)
 .PHONY: help venv model test test-fast lint bench demo loadtest chromium clean
 
 help:
-	@echo "make demo      the whole stack on http://$(HOST):$(PORT) (PORT=, RUNTIME=inprocess|torchserve, HOST= ALLOW_REMOTE=1)"
+	@echo "make demo      the whole stack on http://$(HOST):$(PORT) (PORT=, RUNTIME=inprocess|torchserve, HOST= ALLOW_REMOTE=1, STAGE_THROTTLE=0)"
 	@echo "make test      every test (installs venv, model, chromium when missing)"
 	@echo "make test-fast unit tests only: no browser, no TorchServe, no local stack, no other Python"
 	@echo "make model     build $(MODEL) (MODEL_WEIGHTS=file.pth for a local state_dict, INT8=1 for int8)"
@@ -95,7 +98,7 @@ bench: venv model
 	$(PY) -m bench
 
 demo: venv model
-	$(PY) -m local --host $(HOST) --port $(PORT) --runtime $(RUNTIME) $(if $(call on,$(ALLOW_REMOTE)),--allow-remote)
+	$(PY) -m local --host $(HOST) --port $(PORT) --runtime $(RUNTIME) $(if $(call on,$(ALLOW_REMOTE)),--allow-remote) $(if $(call on,$(STAGE_THROTTLE)),,--no-stage-throttle)
 
 loadtest: venv model
 	$(PY) -m bench.loadtest

@@ -13,8 +13,8 @@
    cleared and normal requests must succeed again.
 3. A model artifact whose model_fn fails: the stack must refuse to start and name the cause.
 
-Starts its own `python -m local --port 0 --fault-injection` unless --url is given. Exit status 1 if a load
-answer is outside 200/429, a fault's outcome is not the designed one, or the stack does not recover.
+Starts its own `python -m local --port 0 --no-stage-throttle --fault-injection` unless --url is given. Exit status 1
+if a load answer is outside 200/429, a fault's outcome is not the designed one, or the stack does not recover.
 """
 
 from __future__ import annotations
@@ -297,7 +297,8 @@ class StackProcess:
         self.log = Path(log)
         with os.fdopen(fd, "wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "local", "--port", "0", *args],
+                # The load is the stack's capacity and MaxConcurrency's throttling, not the stage's 10 a second.
+                [sys.executable, "-m", "local", "--port", "0", "--no-stage-throttle", *args],
                 cwd=ROOT,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -13,7 +13,14 @@ from pathlib import Path
 
 from components.policies import cors_allowed_origins
 from components.settings import Settings, SettingsError, load_stack_file
-from local.runtime import InProcessContainer, ModelStartError, SageMakerRuntime, TorchServeContainer
+from local.gateway import StageThrottle
+from local.runtime import (
+    STOP_SIGNALS,
+    InProcessContainer,
+    ModelStartError,
+    SageMakerRuntime,
+    TorchServeContainer,
+)
 from local.server import (
     DEFAULT_ENDPOINT_NAME,
     MAX_HEAD_BUFFER_BYTES,
@@ -28,7 +35,6 @@ from local.server import (
 )
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def port_number(value: str) -> int:
@@ -54,6 +60,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--stack-config", type=Path, default=ROOT / "Pulumi.dev.yaml")
     parser.add_argument("--artifact", type=Path, help="model.tar.gz (default: the stack config's modelArtifact)")
     parser.add_argument("--fault-injection", action="store_true", help="enable POST/DELETE /__local/faults (tests)")
+    parser.add_argument(
+        "--no-stage-throttle",
+        dest="stage_throttle",
+        action="store_false",
+        help="do not apply the stack's apiThrottleRateLimit/apiThrottleBurstLimit to /predict (load tests, benchmarks)",
+    )
     parser.add_argument("--log-level", type=str.lower, choices=LOG_LEVELS, default="warning")
     return parser.parse_args(argv)
 
@@ -112,6 +124,15 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(sig, handler)
 
 
+def throttled(throttle: StageThrottle | None) -> str:
+    if throttle is None:
+        return "off (--no-stage-throttle): /predict takes any rate"
+    return (
+        f"/predict at {throttle.rate:g} requests/s, bursts of {throttle.burst} (the stage's apiThrottleRateLimit and "
+        "apiThrottleBurstLimit); beyond that API Gateway's own 429"
+    )
+
+
 def say(message: str) -> None:
     """Print to a terminal that may be gone (after SIGHUP, writing to it fails with EIO)."""
     with contextlib.suppress(OSError):
@@ -143,7 +164,12 @@ def serve(
     sandboxes = None
     try:
         sandboxes = start_sandboxes(stack, region)
-        app = create_app(stack, runtime, sandboxes, fault_injection=args.fault_injection)
+        throttle = (
+            StageThrottle(settings.api_throttle_rate_limit, settings.api_throttle_burst_limit)
+            if args.stage_throttle
+            else None
+        )
+        app = create_app(stack, runtime, sandboxes, fault_injection=args.fault_injection, stage_throttle=throttle)
         import uvicorn
 
         config = uvicorn.Config(
@@ -170,6 +196,7 @@ def serve(
             f"  api       POST {base_url}/predict\n"
             f"  runtime   POST {base_url}/endpoints/{stack.endpoint_name}/invocations "
             f"(MaxConcurrency {settings.max_concurrency}, serverless memory {settings.memory_size_mb} MB)\n"
+            f"  throttle  {throttled(throttle)}\n"
             f"  listening on {where}; Ctrl-C stops\n"
         )
         with contextlib.suppress(KeyboardInterrupt, SystemExit):

@@ -3,7 +3,7 @@
 Pure functions, so the event shape is tested without a server. What AWS documents and this mirrors:
 header names lower-cased and repeated headers comma-joined; `rawPath`/`rawQueryString`; `requestContext.http`;
 a request id; `isBase64Encoded` true for bodies that are not of a text media type (what AWS does, not documents: see
-_TEXT_TYPES); 10 MB request cap; 30 s integration timeout.
+_TEXT_TYPES); 10 MB request cap; 30 s integration timeout; the stage's throttling (StageThrottle).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl
@@ -31,6 +31,7 @@ GATEWAY_ERRORS = {
     404: "Not Found",
     408: "Request Timeout",
     413: "Request Entity Too Large",
+    429: "Too Many Requests",
     431: "Request Header Fields Too Large",
     500: "Internal Server Error",
     503: "Service Unavailable",
@@ -116,6 +117,26 @@ def build_event(
     if body:
         event["body"] = body.decode("utf-8") if text else base64.b64encode(body).decode("ascii")
     return event
+
+
+class StageThrottle:
+    """The stage's route throttling, as API Gateway documents it: a token bucket of `burst` tokens (full at the
+    start), refilled at `rate` tokens a second; a request that finds no token is API Gateway's own 429."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError(f"stage throttling needs rate > 0 and burst >= 1, got rate {rate}, burst {burst}")
+        self.rate, self.burst, self._clock = rate, burst, clock
+        self._tokens, self._at = float(burst), clock()
+
+    def admit(self) -> bool:
+        now = self._clock()
+        self._tokens = min(float(self.burst), self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
 
 
 @dataclass

@@ -13,12 +13,14 @@ The wire format is what botocore parses (``x-amzn-ErrorType`` + JSON body), so b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import importlib.util
 import json
 import math
 import os
 import shutil
+import signal
 import stat
 import sys
 import tarfile
@@ -28,6 +30,7 @@ import time
 import traceback
 import uuid
 import zlib
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,6 +163,19 @@ def sweep_orphaned_model_dirs(tmp_root: Path | None = None) -> list[Path]:
     return removed
 
 
+STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+
+
+@contextlib.contextmanager
+def stop_signals_held() -> Iterator[None]:
+    """Delivery of SIGINT, SIGTERM and SIGHUP to this thread deferred until the block ends (then they land)."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 class InProcessContainer:
     """The artifact's inference script served in this process, as the toolkit's transformer serves it."""
 
@@ -167,9 +183,14 @@ class InProcessContainer:
 
     def __init__(self, artifact: Path):
         sweep_orphaned_model_dirs()
-        self._tmp = Path(tempfile.mkdtemp(prefix=f"{MODEL_DIR_PREFIX}{os.getpid()}-"))
+        self._tmp: Path | None = None
         self._lock_fd: int | None = None
         try:
+            # `make demo`'s stop signals raise (KeyboardInterrupt, SystemExit): one landing after mkdtemp made the
+            # directory but before its name was kept here would leave the directory behind. Held back until then,
+            # it lands inside this try, whose cleanup removes it.
+            with stop_signals_held():
+                self._tmp = Path(tempfile.mkdtemp(prefix=f"{MODEL_DIR_PREFIX}{os.getpid()}-"))
             self._lock_fd = hold_owner_lock(self._tmp)
             self.model_dir = extract_artifact(Path(artifact), self._tmp)
             code_dir = self.model_dir / "code"
@@ -213,7 +234,8 @@ class InProcessContainer:
             return ContainerResponse(status, "text/plain", f"{message}\n{trace}".encode())
 
     def close(self) -> None:
-        shutil.rmtree(self._tmp, ignore_errors=True)
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None

@@ -312,7 +312,12 @@ class ShutdownGuard:
 
 
 def create_app(
-    stack: StackInfo, runtime: SageMakerRuntime, sandboxes: LambdaSandboxes, *, fault_injection: bool = False
+    stack: StackInfo,
+    runtime: SageMakerRuntime,
+    sandboxes: LambdaSandboxes,
+    *,
+    fault_injection: bool = False,
+    stage_throttle: gateway.StageThrottle | None = None,
 ) -> Starlette:
     cors = http_api_cors(stack.allowed_origins)
     bound_to_loopback = not stack.any_interface and is_loopback(urlsplit(stack.base_url).hostname or "")
@@ -359,6 +364,8 @@ def create_app(
 
         if request.method != "POST":  # the cloud API has only the POST /predict route
             return refused(404)
+        if stage_throttle is not None and not stage_throttle.admit():
+            return refused(429)  # no Retry-After: API Gateway sends none
         if header_bytes(request) > gateway.MAX_HEADER_BYTES:
             return refused(431)
         started = time.perf_counter()

@@ -72,3 +72,14 @@ def test_a_yes_no_variable_set_to_0_is_off(tmp_path, target, variable, flag, val
     command = run.stdout.strip().splitlines()[-1]
     assert command.startswith("venv/bin/python -m "), run.stdout
     assert (flag in command.split()) == on, command
+
+
+@pytest.mark.parametrize(("value", "lifted"), [("", False), ("1", False), ("0", True), ("no", True)])
+def test_demo_keeps_the_stage_throttle_unless_stage_throttle_is_off(tmp_path, value, lifted):
+    """The demo throttles /predict as the deployed stage does unless STAGE_THROTTLE is 0/false/no; unset is on."""
+    for name in ("Makefile", "requirements.txt", "requirements-dev.txt"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    run = make("-n", "demo", *([f"STAGE_THROTTLE={value}"] if value else []), cwd=tmp_path)
+    command = run.stdout.strip().splitlines()[-1]
+    assert command.startswith("venv/bin/python -m local "), run.stdout
+    assert ("--no-stage-throttle" in command.split()) == lifted, command

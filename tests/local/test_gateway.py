@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 from unittest import mock
 
+import pytest
+
 from local import gateway
 from local.server import origin_from_host
 
@@ -189,3 +191,40 @@ def test_lambdas_event_limit_counts_non_ascii_text_by_its_utf8_bytes():
     chars = (gateway.LAMBDA_MAX_EVENT_BYTES - envelope) // 2
     assert not gateway.event_too_large({"body": "\u00e9" * chars})
     assert gateway.event_too_large({"body": "\u00e9" * (chars + 1)})
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_stage_throttle_is_a_token_bucket_full_at_the_start_refilled_at_the_rate():
+    clock = Clock()
+    throttle = gateway.StageThrottle(rate=2, burst=3, clock=clock)
+    assert [throttle.admit() for _ in range(4)] == [True, True, True, False]  # the burst, then nothing
+    clock.now += 0.49  # 0.98 of a token
+    assert not throttle.admit()
+    clock.now += 0.01  # a whole one, counted from the last look, not from the last admission
+    assert throttle.admit() and not throttle.admit()
+    clock.now += 60  # a long pause refills to the burst, never beyond it
+    assert [throttle.admit() for _ in range(4)] == [True, True, True, False]
+
+
+def test_a_refused_request_takes_no_token():
+    clock = Clock()
+    throttle = gateway.StageThrottle(rate=1, burst=1, clock=clock)
+    assert throttle.admit()
+    for _ in range(4):  # refused retries in quick succession do not push the next admission further out
+        clock.now += 0.125
+        assert not throttle.admit()
+    clock.now += 0.5
+    assert throttle.admit()
+
+
+@pytest.mark.parametrize(("rate", "burst"), [(0, 20), (-1, 20), (10, 0)])
+def test_stage_throttle_refuses_limits_that_admit_nothing(rate, burst):
+    with pytest.raises(ValueError, match="rate > 0 and burst >= 1"):
+        gateway.StageThrottle(rate=rate, burst=burst)

@@ -88,6 +88,7 @@ class InProcessStack:
         base_url: str = BASE_URL,
         fault_injection: bool = False,
         client: tuple[str, int] = CLIENT,
+        stage_throttle: gateway.StageThrottle | None = None,
     ) -> None:
         self.client = client
         info = StackInfo(
@@ -100,7 +101,9 @@ class InProcessStack:
         self.container = Container()
         self.runtime = SageMakerRuntime(self.container, ENDPOINT, 2, max_payload_bytes=max_payload_bytes)
         self.sandboxes = Sandboxes()
-        self.app = create_app(info, self.runtime, self.sandboxes, fault_injection=fault_injection)
+        self.app = create_app(
+            info, self.runtime, self.sandboxes, fault_injection=fault_injection, stage_throttle=stage_throttle
+        )
 
     def request(self, method: str, path: str, **kwargs) -> httpx.Response:
         async def send() -> httpx.Response:
@@ -242,6 +245,32 @@ def test_the_gateways_own_refusals_carry_its_request_id_but_no_cors(tiers, monke
         assert len(response.headers["apigw-requestid"]) == 16, status
         assert "access-control-allow-origin" not in response.headers, status
     assert tiers.sandboxes.events == []
+
+
+def test_past_the_stages_throttle_predict_is_api_gateways_429_before_any_invocation():
+    """The stage's token bucket (burst 2, 1 a second here): the third request at once is API Gateway's own 429,
+    with its id, no CORS and no Retry-After, and the function never sees it; a second later one goes through.
+    Preflights and other routes take no token."""
+    clock = SimpleNamespace(now=50.0)
+    own = InProcessStack(stage_throttle=gateway.StageThrottle(rate=1, burst=2, clock=lambda: clock.now))
+    try:
+        site = {"origin": SITE_ORIGIN}
+        assert own.request("OPTIONS", "/predict", headers={**site, "access-control-request-method": "POST"}).is_success
+        assert own.request("GET", "/predict", headers=site).status_code == 404
+        assert [own.predict(headers=site).status_code for _ in range(2)] == [200, 200]
+        refused = own.predict(headers=site)
+        assert refused.status_code == 429 and refused.json() == {"message": "Too Many Requests"}, refused.text
+        assert len(refused.headers["apigw-requestid"]) == 16
+        assert "retry-after" not in refused.headers and "access-control-allow-origin" not in refused.headers
+        assert len(own.sandboxes.events) == 2
+        clock.now += 1.0
+        assert own.predict(headers=site).status_code == 200 and len(own.sandboxes.events) == 3
+    finally:
+        own.runtime.close()
+
+
+def test_without_a_stage_throttle_predict_takes_any_rate(tiers):
+    assert {tiers.predict().status_code for _ in range(40)} == {200}  # twice the dev stack's burst of 20
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from components.settings import load_stack_file
+from local.runtime import InProcessContainer
 from tests.ci import skip_or_fail
 from tests.conftest import ROOT, LocalStack
 from tests.imagegen import CAT_LABELS, encode, photo, photo_bytes
@@ -572,6 +573,34 @@ def test_concurrent_requests_keep_their_own_log_keys_and_metrics(stack):
     assert requests_metric == [[1.0]] * 24, "one Requests count per invocation, none merged"
 
 
+def test_the_stack_throttles_predict_as_the_stage_is_configured():
+    """What `make demo` runs (the dev stack's 10 requests a second, bursts of 20): thirty requests at once are more
+    than the bucket holds, so API Gateway's own 429s answer the rest before the function runs (the bucket's
+    arithmetic is tests/local/test_gateway.py's); a second later it has refilled. Empty bodies: the handler
+    refuses them (400) without invoking the endpoint, so no MaxConcurrency 429 from the runtime tier can be mistaken
+    for the stage's."""
+    settings = load_stack_file(ROOT / "Pulumi.dev.yaml")
+    own = LocalStack(stage_throttle=True)
+    try:
+        assert f"/predict at {settings.api_throttle_rate_limit} requests/s" in own.output()
+        barrier = threading.Barrier(30)
+
+        def empty() -> httpx.Response:
+            barrier.wait(timeout=HANG_GUARD_S)
+            return predict(own, b"")
+
+        with ThreadPoolExecutor(30) as pool:
+            answers = list(pool.map(lambda _: empty(), range(30)))
+        throttled = [a for a in answers if a.status_code == 429]
+        assert {a.status_code for a in answers} == {400, 429}, [a.text for a in answers]
+        assert 30 - len(throttled) >= settings.api_throttle_burst_limit  # the whole burst goes through
+        assert all(a.json() == {"message": "Too Many Requests"} and "retry-after" not in a.headers for a in throttled)
+        time.sleep(1.0)
+        assert predict(own, photo_bytes("coffee.jpg")).status_code == 200
+    finally:
+        own.stop()
+
+
 def test_ctrl_c_stops_the_stack_cleanly():
     """Ctrl-C on `make demo` reaches the whole process group: a clean exit, no traceback."""
     import os
@@ -717,6 +746,31 @@ def test_a_client_that_never_sends_its_request_is_dropped(stack):
         conn.sendall(b"POST /predict HTTP/1.1\r\nhost: 127.0.0.1\r\n")  # half a head, then nothing
         assert conn.recv(1024) == b"", "the server closes it"
     assert predict(stack, photo_bytes("coffee.jpg")).status_code == 200
+
+
+def test_a_stop_signal_just_as_the_model_directory_is_made_leaves_nothing_behind(artifact, tmp_path, monkeypatch):
+    """The window the test below hits now and then: `make demo`'s SIGTERM handler raises SystemExit, and landing
+    after mkdtemp made the directory but before the container kept its name, it left the directory behind."""
+    import signal
+    import tempfile
+
+    made: list[str] = []
+    real_mkdtemp = tempfile.mkdtemp
+
+    def mkdtemp_then_terminated(**kwargs) -> str:
+        path = real_mkdtemp(dir=tmp_path, **kwargs)
+        made.append(path)
+        os.kill(os.getpid(), signal.SIGTERM)  # its handler runs before this returns, unless the signal is held
+        return path
+
+    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp_then_terminated)
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # what local.__main__ installs
+    try:
+        with pytest.raises(SystemExit):
+            InProcessContainer(artifact)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert made and list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("sig", ["SIGHUP", "SIGTERM"])
