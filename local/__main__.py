@@ -128,8 +128,8 @@ def throttled(throttle: StageThrottle | None) -> str:
     if throttle is None:
         return "off (--no-stage-throttle): /predict takes any rate"
     return (
-        f"/predict at {throttle.rate:g} requests/s, bursts of {throttle.burst} (the stage's apiThrottleRateLimit and "
-        "apiThrottleBurstLimit); beyond that API Gateway's own 429"
+        f"/predict at {throttle.rate:g} requests/s, bursts of {throttle.burst} (apiThrottleRateLimit/BurstLimit), "
+        "then API Gateway's 429; STAGE_THROTTLE=0 lifts it"
     )
 
 
