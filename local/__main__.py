@@ -129,7 +129,7 @@ def throttled(throttle: StageThrottle | None) -> str:
         return "off (--no-stage-throttle): /predict takes any rate"
     return (
         f"/predict at {throttle.rate:g} requests/s, bursts of {throttle.burst} (apiThrottleRateLimit/BurstLimit), "
-        "then API Gateway's 429; STAGE_THROTTLE=0 lifts it"
+        "then API Gateway's 429 (STAGE_THROTTLE=0 or --no-stage-throttle lifts it)"
     )
 
 
