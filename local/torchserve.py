@@ -261,6 +261,9 @@ class TorchServeEndpoint:
             shutil.rmtree(self.base, ignore_errors=True)
             reason = " ".join(str(e).split())  # one line: tarfile lists each method it tried on a non-archive
             raise TorchServeError(f"cannot unpack the model artifact {self.artifact}: {reason}") from e
+        except BaseException:  # Ctrl-C or `make demo`'s SIGTERM/SIGHUP (SystemExit): nothing runs yet for stop()
+            shutil.rmtree(self.base, ignore_errors=True)
+            raise
         ports = free_ports(4)
         self.port = self.port or ports[0]
         env = {**os.environ, **serving_env(self.base, self.port, ports[1], (ports[2], ports[3])), **self.extra_env}

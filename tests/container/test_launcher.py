@@ -758,3 +758,24 @@ def test_an_invocation_that_times_out_is_status_0_not_down():
         endpoint = TorchServeEndpoint(Path("missing.tar.gz"), port=sock.getsockname()[1])
         answer = endpoint._request("POST", "/invocations", b"jpeg", {}, timeout=0.01, down_raises=True)
     assert answer == (0, {}, b"")
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, SystemExit])
+def test_a_stop_signal_while_the_artifact_unpacks_leaves_no_temp_dir(tmp_path, monkeypatch, stop):
+    """Ctrl-C (KeyboardInterrupt) or `make demo`'s SIGTERM/SIGHUP handler (SystemExit) landing while the model is
+    unpacked (a quarter of a second on every start) must take the unpacked model with it: no stop() can, as
+    nothing has been started yet, and no later start sweeps torchserve-* directories."""
+    monkeypatch.setenv("JAVA_HOME", "/opt/any-jre")  # get past the java check without needing one
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    artifact = tmp_path / "model.tar.gz"
+    with tarfile.open(artifact, "w:gz") as tar:
+        tar.addfile(tarfile.TarInfo("model.onnx"), io.BytesIO(b""))
+
+    def interrupted(self, path, *args, **kwargs):
+        (Path(path) / "model.onnx").write_bytes(b"half")
+        raise stop
+
+    monkeypatch.setattr(tarfile.TarFile, "extractall", interrupted)
+    with pytest.raises(stop):
+        TorchServeEndpoint(artifact).start()
+    assert list(tmp_path.iterdir()) == [artifact]
