@@ -13,8 +13,9 @@
    cleared and normal requests must succeed again.
 3. A model artifact whose model_fn fails: the stack must refuse to start and name the cause.
 
-Starts its own `python -m local --port 0 --no-stage-throttle --fault-injection` unless --url is given. Exit status 1
-if a load answer is outside 200/429, a fault's outcome is not the designed one, or the stack does not recover.
+Starts its own `python -m local --port 0 --no-stage-throttle --fault-injection` unless --url is given (a stack
+started with those two flags too: with the stage's throttle, API Gateway's own 429 answers most of the load). Exit
+status 1 if a load answer is outside 200/429, a fault's outcome is not the designed one, or the stack does not recover.
 """
 
 from __future__ import annotations
@@ -535,7 +536,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--duration-cap", type=float, default=120.0, help="seconds; the load stops there")
-    parser.add_argument("--url", help="an already running local stack (started with --fault-injection)")
+    parser.add_argument(
+        "--url",
+        help="an already running local stack, started with --fault-injection --no-stage-throttle (with the stage's "
+        "throttle, as `make demo` runs by default, API Gateway's own 429 answers most of the load)",
+    )
     parser.add_argument("--pid", type=int, help="with --url: the server's pid, for the memory figure")
     parser.add_argument("--skip-faults", action="store_true")
     parser.add_argument("--skip-broken-artifact", action="store_true")

@@ -169,3 +169,16 @@ def test_ctrl_c_while_the_bench_stack_starts_leaves_no_process_or_log(monkeypatc
     (proc,) = started
     assert proc.poll() is not None, "the stack outlives the interrupted harness (own session: no SIGINT reached it)"
     assert not list(logs.iterdir()), "its log is left behind"
+
+
+def test_the_url_option_asks_for_a_stack_without_the_stage_throttle(capsys, monkeypatch):
+    """`make demo` throttles /predict as the stage does (10 a second): a stack given with --url must have been
+    started with --no-stage-throttle, or API Gateway's own 429 answers most of the load."""
+    from bench import loadtest as lt
+
+    monkeypatch.setenv("COLUMNS", "1000")  # one line per option: argparse breaks a long flag at its hyphen
+    with pytest.raises(SystemExit):
+        lt.parse_args(["--help"])
+    options = " ".join(capsys.readouterr().out.split()).split("options:", 1)[1]
+    url_help = options.split("--url URL", 1)[1].split("--pid", 1)[0]
+    assert "--fault-injection" in url_help and "--no-stage-throttle" in url_help, url_help
