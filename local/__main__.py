@@ -144,6 +144,7 @@ def serve(
 ) -> int:
     """Load the model, start the sandboxes and serve until stopped; every exit path cleans up."""
     raise_open_file_limit()
+    region = stack_region(args.stack_config)  # read now: once the model is loaded, only the `try` below may run
     # SIGTERM and SIGHUP (a closed terminal, a dropped ssh session) unwind like Ctrl-C, through every `finally`:
     # the unpacked model, the sandboxes and TorchServe's JVM go with the process, even while the model loads.
     for sig in (signal.SIGTERM, signal.SIGHUP):
@@ -159,10 +160,9 @@ def serve(
         sock.close()
         say("stopped")
         return 0
-    region = stack_region(args.stack_config)
-    runtime = SageMakerRuntime(container, stack.endpoint_name, settings.max_concurrency, region=region)
-    sandboxes = None
-    try:
+    runtime = sandboxes = None
+    try:  # a stop signal from here on lands in this `try`, whose `finally` closes the loaded model
+        runtime = SageMakerRuntime(container, stack.endpoint_name, settings.max_concurrency, region=region)
         sandboxes = start_sandboxes(stack, region)
         throttle = (
             StageThrottle(settings.api_throttle_rate_limit, settings.api_throttle_burst_limit)
@@ -217,7 +217,10 @@ def serve(
             signal.signal(sig, lambda *_: None)
         if sandboxes is not None:
             sandboxes.shutdown()
-        runtime.close()
+        if runtime is not None:
+            runtime.close()  # the container with it
+        else:
+            container.close()
         sock.close()
     return 0
 

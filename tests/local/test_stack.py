@@ -921,3 +921,34 @@ def test_a_truncated_artifact_is_refused_without_a_traceback(artifact, tmp_path)
         LocalStack("--artifact", str(truncated), env={"TMPDIR": str(tmp_path)})
     assert "cannot extract model artifact" in str(err.value) and "Traceback" not in str(err.value)
     assert not list(tmp_path.glob("mobilenet-model-*"))
+
+
+def test_a_stop_signal_just_after_the_model_loads_still_removes_it(monkeypatch, capsys):
+    """Between the model loading and the `try` whose cleanup closes it, `make demo`'s stop signals raised out of
+    serve() (the SIGTERM/SIGHUP handler's SystemExit): no "stopped", and the unpacked model left behind. That
+    window held reading the stack file again for aws:region (a YAML parse, milliseconds)."""
+    import signal
+
+    from local import __main__ as cli
+
+    closed = []
+
+    class Loaded:
+        backend = "fake"
+
+        def __init__(self, _artifact):
+            pass
+
+        def close(self) -> None:
+            closed.append(True)
+
+    def terminated(*args, **kwargs):
+        signal.raise_signal(signal.SIGTERM)  # lands as the runtime tier is set up around the loaded model
+
+    monkeypatch.setattr(cli, "InProcessContainer", Loaded)
+    monkeypatch.setattr(cli, "SageMakerRuntime", terminated)
+    before = {sig: signal.getsignal(sig) for sig in cli.STOP_SIGNALS}
+    assert cli.main(["--port", "0"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("stopped")
+    assert closed == [True], "the loaded model was not closed"
+    assert {sig: signal.getsignal(sig) for sig in cli.STOP_SIGNALS} == before
