@@ -196,7 +196,15 @@ class InProcessContainer:
             code_dir = self.model_dir / "code"
             if not (code_dir / "inference.py").is_file():
                 raise ModelStartError(f"{artifact} has no code/inference.py")
-            self.module = load_inference_module(code_dir)
+            try:
+                self.module = load_inference_module(code_dir)
+            except ModelStartError:
+                raise
+            except Exception as e:  # a package it imports is missing, a typo: as model_fn's failure, one line
+                first = (str(e).splitlines() or [type(e).__name__])[0]
+                raise ModelStartError(
+                    f"cannot import code/inference.py of {artifact}: {type(e).__name__}: {first}"
+                ) from e
             self._toolkit_errors = _toolkit_error_types(self.module)
             try:
                 self.model = self.module.model_fn(str(self.model_dir))

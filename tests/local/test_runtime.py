@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 import threading
 
 import pytest
@@ -206,3 +207,35 @@ def test_a_file_that_is_no_archive_is_refused_in_one_line(tmp_path, content) -> 
     with pytest.raises(ModelStartError, match="cannot extract model artifact") as refused:
         extract_artifact(artifact, tmp_path / "unpacked")
     assert "\n" not in str(refused.value)  # the stack prints it as its one line of error
+
+
+@pytest.mark.parametrize(
+    ("script", "says"),
+    [
+        ("import numpy_not_installed\n", "ModuleNotFoundError: No module named 'numpy_not_installed'"),
+        ("def model_fn(model_dir)\n    return None\n", "SyntaxError: "),
+        ("raise RuntimeError('no GPU here')\n", "RuntimeError: no GPU here"),
+    ],
+)
+def test_an_inference_script_that_cannot_be_imported_is_a_model_start_error(tmp_path, monkeypatch, script, says):
+    """An artifact whose code/inference.py fails at import (a missing package, a typo) stops the stack as a
+    model_fn failure does, in one line naming the cause: it was an uncaught ImportError or SyntaxError, and
+    `make demo` printed its traceback. The unpacked model goes too."""
+    import io
+    import sys
+    import tarfile
+
+    from local.runtime import InProcessContainer, ModelStartError
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "mobilenet_inference", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    artifact = tmp_path / "model.tar.gz"
+    with tarfile.open(artifact, "w:gz") as tar:
+        member = tarfile.TarInfo("code/inference.py")
+        member.size = len(script.encode())
+        tar.addfile(member, io.BytesIO(script.encode()))
+    with pytest.raises(ModelStartError, match=r"cannot import code/inference\.py") as refused:
+        InProcessContainer(artifact)
+    assert says in str(refused.value) and "\n" not in str(refused.value), refused.value
+    assert list(tmp_path.iterdir()) == [artifact]
