@@ -168,12 +168,25 @@ STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
 
 @contextlib.contextmanager
 def stop_signals_held() -> Iterator[None]:
-    """Delivery of SIGINT, SIGTERM and SIGHUP to this thread deferred until the block ends (then they land)."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    """The handlers of SIGINT, SIGTERM and SIGHUP deferred until the block ends (then the first one that came runs).
+
+    Their Python handlers, not their delivery: the OS hands a signal blocked in this thread to any other thread
+    that does not block it (ONNX Runtime's workers, once a model has loaded), and Python then runs the handler in
+    the main thread all the same. Only the main thread may set handlers: elsewhere nothing is deferred."""
+    if threading.current_thread() is not threading.main_thread() or None in map(signal.getsignal, STOP_SIGNALS):
+        yield  # (None: a handler set outside Python, which could not be put back)
+        return
+    came: list[int] = []
+    previous = {}
     try:
+        for sig in STOP_SIGNALS:
+            previous[sig] = signal.signal(sig, lambda signum, _frame: came.append(signum))
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if came:
+            signal.raise_signal(came[0])
 
 
 class InProcessContainer:

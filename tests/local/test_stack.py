@@ -780,6 +780,47 @@ def test_a_stop_signal_just_as_the_model_directory_is_made_leaves_nothing_behind
     assert made and list(tmp_path.iterdir()) == []
 
 
+def test_a_stop_signal_taken_by_another_thread_as_the_model_directory_is_made_leaves_nothing_behind(
+    artifact, tmp_path, monkeypatch
+):
+    """The same, in a process with other threads (ONNX Runtime's workers, once any model has loaded: under `make
+    test`, tests/fuzz's): blocking the signals in this thread only sent SIGTERM to one of them, and Python still ran
+    its handler here at once, between mkdtemp and the container keeping the name (the test above then failed about
+    one run in three)."""
+    import signal
+    import tempfile
+    import threading
+
+    made: list[str] = []
+    real_mkdtemp = tempfile.mkdtemp
+    other = threading.Event()
+    bystander = threading.Thread(target=other.wait, daemon=True)  # a thread that does not block SIGTERM
+    bystander.start()
+
+    def mkdtemp_then_terminated(**kwargs) -> str:
+        path = real_mkdtemp(dir=tmp_path, **kwargs)
+        made.append(path)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)  # the other thread takes it meanwhile; its handler runs here unless deferred
+        return path
+
+    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp_then_terminated)
+
+    def terminate(*_) -> None:  # what local.__main__ installs
+        sys.exit(0)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        with pytest.raises(SystemExit):
+            InProcessContainer(artifact)
+        assert signal.getsignal(signal.SIGTERM) is terminate  # put back, and it ran
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        other.set()
+        bystander.join()
+    assert made and list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("sig", ["SIGHUP", "SIGTERM"])
 def test_hangup_or_terminate_leaves_nothing_behind(sig, tmp_path):
     """A closed terminal (SIGHUP) or a SIGTERM, while serving or while the model loads, stops cleanly and takes
