@@ -546,6 +546,15 @@ function init() {
   }
 
   const fromFile = (file) => ({ name: file.name, size: file.size, file, decode: () => decodeBlob(file) });
+  const fromSample = (src) => ({ name: src.split("/").pop(), size: null, decode: () => decodeUrl(src) });
+
+  /** The sample whose thumbnail was dragged here: a browser drags an image of a page as its address, not a file. */
+  function droppedSample(uriList) {
+    const dropped = uriList.split(/\r?\n/).find((line) => line.trim() && !line.startsWith("#"));
+    if (!dropped) return null;
+    const button = el.samples.find((b) => new URL(b.dataset.src, document.baseURI).href === dropped.trim());
+    return button ? fromSample(button.dataset.src) : null;
+  }
 
   /** A file the page cannot use: forget it, so Classify cannot re-send an older photo beside the error. */
   function refuse(message) {
@@ -623,10 +632,7 @@ function init() {
   });
 
   for (const button of el.samples) {
-    button.addEventListener("click", () => {
-      const src = button.dataset.src;
-      classify({ name: src.split("/").pop(), size: null, decode: () => decodeUrl(src) });
-    });
+    button.addEventListener("click", () => classify(fromSample(button.dataset.src)));
   }
 
   // Drops are taken anywhere on the page: a photo dropped a few pixels off the zone is still meant for us, and
@@ -641,7 +647,9 @@ function init() {
     // Several files (a photo dragged out with its sidecar, say): the first image, as a paste takes it.
     const files = event.dataTransfer ? Array.from(event.dataTransfer.files) : [];
     const file = files.find((f) => f.type.startsWith("image/")) || files[0];
+    const sample = !file && event.dataTransfer ? droppedSample(event.dataTransfer.getData("text/uri-list")) : null;
     if (file) classify(fromFile(file));
+    else if (sample) classify(sample);
     else if (!busy) showError(NO_FILE_DROPPED_MESSAGE);
   });
   el.dropZone.addEventListener("dragenter", () => el.dropZone.classList.add("dragging"));

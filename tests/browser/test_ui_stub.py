@@ -282,6 +282,17 @@ def test_a_drop_of_several_files_takes_the_first_image(stub_ui: Any, stub_stack:
     assert ui.jpeg_size(stub_stack.predict_requests()[0].body) == (385, 256)
 
 
+def test_a_sample_photo_dragged_onto_the_drop_zone_is_classified(stub_ui: Any, stub_stack: Any) -> None:
+    # The thumbnails sit under "drop one here" and can be dragged; what a browser drags from a page is the image's
+    # address, not a file, and the page told the user to "save the image first" about its own sample.
+    ui = stub_ui.open()
+    ui.page.drag_and_drop("button.sample[data-src='samples/coffee.jpg'] img", "#drop-zone")
+    ui.wait_done()
+    [request] = stub_stack.predict_requests()
+    assert ui.jpeg_size(request.body) == (384, 256), "coffee sample is 480x320"
+    assert not ui.page.eval_on_selector("#drop-zone", "(e) => e.classList.contains('dragging')")
+
+
 def test_a_drop_without_a_file_says_so(stub_ui: Any, stub_stack: Any) -> None:
     # A link or text dragged from another page: no file to read. Silence looked like a broken page.
     ui = stub_ui.open()
