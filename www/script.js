@@ -45,6 +45,7 @@ export const EMPTY_FILE_MESSAGE =
   "This file is empty (0 bytes). If it is still downloading or syncing, wait until it is done, then pick it again.";
 export const NO_FILE_DROPPED_MESSAGE =
   "What was dropped holds no file (a link or text?). Drop a photo file, or save the image first.";
+export const FOLDER_DROPPED_MESSAGE = "That is a folder: open it and drop one photo from it.";
 
 /** The refusal for a file the browser could not decode, naming its format when the file says which it is. */
 export function cannotDecodeMessage(name = "", type = "") {
@@ -556,6 +557,23 @@ function init() {
     return button ? fromSample(button.dataset.src) : null;
   }
 
+  /** The files of a drop, and how many folders it held besides: a folder comes as a typeless "file" of its own that
+   * nothing can read (0 bytes on Windows, told as an empty photo); only its entry says what it is. */
+  function droppedFiles(dataTransfer) {
+    if (!dataTransfer) return { files: [], folders: 0 };
+    if (!dataTransfer.items) return { files: Array.from(dataTransfer.files), folders: 0 };
+    const files = [];
+    let folders = 0;
+    for (const item of Array.from(dataTransfer.items)) {
+      if (item.kind !== "file") continue;
+      const entry = typeof item.webkitGetAsEntry === "function" ? item.webkitGetAsEntry() : null;
+      const file = item.getAsFile();
+      if (entry && entry.isDirectory) folders += 1;
+      else if (file) files.push(file);
+    }
+    return { files, folders };
+  }
+
   /** A file the page cannot use: forget it, so Classify cannot re-send an older photo beside the error. */
   function refuse(message) {
     current = null;
@@ -644,13 +662,13 @@ function init() {
   window.addEventListener("drop", (event) => {
     event.preventDefault();
     el.dropZone.classList.remove("dragging");
+    const { files, folders } = droppedFiles(event.dataTransfer);
     // Several files (a photo dragged out with its sidecar, say): the first image, as a paste takes it.
-    const files = event.dataTransfer ? Array.from(event.dataTransfer.files) : [];
     const file = files.find((f) => f.type.startsWith("image/")) || files[0];
     const sample = !file && event.dataTransfer ? droppedSample(event.dataTransfer.getData("text/uri-list")) : null;
     if (file) classify(fromFile(file));
     else if (sample) classify(sample);
-    else if (!busy) showError(NO_FILE_DROPPED_MESSAGE);
+    else if (!busy) showError(folders > 0 ? FOLDER_DROPPED_MESSAGE : NO_FILE_DROPPED_MESSAGE);
   });
   el.dropZone.addEventListener("dragenter", () => el.dropZone.classList.add("dragging"));
   el.dropZone.addEventListener("dragover", () => el.dropZone.classList.add("dragging"));

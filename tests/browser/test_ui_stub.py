@@ -293,6 +293,32 @@ def test_a_sample_photo_dragged_onto_the_drop_zone_is_classified(stub_ui: Any, s
     assert not ui.page.eval_on_selector("#drop-zone", "(e) => e.classList.contains('dragging')")
 
 
+def test_a_dropped_folder_is_called_a_folder(stub_ui: Any, stub_stack: Any, tmp_path: Path) -> None:
+    # A folder dropped from the desktop arrives as a "file" of its own with no type, which nothing can read (4096
+    # bytes here; 0 on Windows, which read "This file is empty ... still downloading or syncing"). Dropped through
+    # DevTools' drag input, as the OS drops it: a script cannot make a DataTransfer hold a folder.
+    folder = tmp_path / "Holiday 2026"
+    folder.mkdir()
+    (folder / "chelsea.jpg").write_bytes(CHELSEA.read_bytes())
+    ui = stub_ui.open()
+    cdp = ui.page.context.new_cdp_session(ui.page)
+    box = ui.page.locator("#drop-zone").bounding_box()
+    point = {"x": box["x"] + box["width"] / 2, "y": box["y"] + box["height"] / 2}
+    data = {"items": [], "files": [str(folder)], "dragOperationsMask": 1}
+    for kind in ("dragEnter", "dragOver", "drop"):
+        cdp.send("Input.dispatchDragEvent", {"type": kind, **point, "data": data})
+    text = ui.wait_error()
+    assert "folder" in text, text
+    assert "too many pixels" not in text and "empty" not in text
+    assert stub_stack.predict_requests() == []
+    # The photo dropped beside a folder is the one classified.
+    data["files"] = [str(folder), str(folder / "chelsea.jpg")]
+    for kind in ("dragEnter", "dragOver", "drop"):
+        cdp.send("Input.dispatchDragEvent", {"type": kind, **point, "data": data})
+    ui.page.wait_for_selector("#status[data-state='done']")  # the folder's error is still up until then
+    assert ui.jpeg_size(stub_stack.predict_requests()[0].body) == (385, 256)
+
+
 def test_a_drop_without_a_file_says_so(stub_ui: Any, stub_stack: Any) -> None:
     # A link or text dragged from another page: no file to read. Silence looked like a broken page.
     ui = stub_ui.open()
