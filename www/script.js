@@ -680,7 +680,8 @@ function init() {
     const files = event.clipboardData ? Array.from(event.clipboardData.files) : [];
     if (files.length === 0) return; // plain text paste: not ours to handle
     event.preventDefault();
-    const image = files.find((f) => f.type.startsWith("image/"));
+    // A file of no type is one the system's list does not know (HEIC often): it is tried, as a drop tries it.
+    const image = files.find((f) => f.type.startsWith("image/")) || files.find((f) => f.type === "");
     if (image) classify(fromFile(image));
     else if (!busy) showError(NOT_AN_IMAGE_MESSAGE);
   });

@@ -367,6 +367,19 @@ def test_a_pasted_file_that_is_not_an_image_is_refused(stub_ui: Any, stub_stack:
     assert stub_stack.predict_requests() == []
 
 
+def test_a_pasted_file_without_a_type_is_tried_as_a_drop_is(stub_ui: Any, stub_stack: Any) -> None:
+    # A browser takes a copied file's type from the system's list, which may not know it (HEIC often, any file
+    # without an extension): a drop or the picker tries to decode such a file, a paste refused it unread as "not
+    # an image we can read" - a JPEG it could read, and an iPhone photo not named HEIC.
+    ui = stub_ui.open()
+    ui.paste_bytes("IMG_0002.HEIC", "", HEIC)
+    assert "HEIC" in ui.wait_error()
+    ui.paste_bytes("photo from the scanner", "", CHELSEA.read_bytes())
+    ui.page.wait_for_selector("#status[data-state='done']")
+    [request] = stub_stack.predict_requests()
+    assert ui.jpeg_size(request.body) == (385, 256)
+
+
 def test_the_image_among_pasted_files_is_the_one_classified(stub_ui: Any, stub_stack: Any) -> None:
     ui = stub_ui.open()
     dt = ui.page.evaluate_handle(
