@@ -482,26 +482,34 @@ function init() {
       setStatus("busy", busyMessage);
       const slowHint = setTimeout(() => setStatus("busy", busyMessage, SLOW_ANSWER_HINT), SLOW_ANSWER_MS);
       const started = performance.now();
-      let response;
       // Nothing else aborts this request: an aborted signal is the timeout, whatever error the engine gives
       // (an AbortError where the abort reason is not passed on, as in Safari before 15.4).
       const signal = timeoutSignal(REQUEST_TIMEOUT_MS);
-      try {
-        response = await fetch(url, {
-          method: "POST",
-          headers: { "Content-Type": "image/jpeg", Accept: "application/json" },
-          body: blob,
-          signal,
-        });
-      } catch {
+      // null: no answer the page may read.
+      const response = await fetch(url, {
+        method: "POST",
+        headers: { "Content-Type": "image/jpeg", Accept: "application/json" },
+        body: blob,
+        signal,
+      }).catch(() => null);
+      clearTimeout(slowHint);
+      if (response === null) {
         if (signal.aborted) {
           showError(`The API did not answer within ${REQUEST_TIMEOUT_MS / 1000} s. Please try again.`);
-        } else {
-          showError(`Cannot reach the API at ${new URL(url).origin}. Check your connection and try again.`);
+          return;
         }
+        // The network failed, or the answer came without CORS headers, which a page cannot tell apart: API
+        // Gateway's own 429 (its stage throttling) may, as AWS adds them only to an integration's answers. One
+        // more try, as for the other answers that heal by waiting.
+        if (attempt < MAX_ATTEMPTS && !retriedOnce.has("unreachable")) {
+          retriedOnce.add("unreachable");
+          const delay = retryDelayMs(attempt);
+          setStatus("retrying", `Could not reach the API, retrying in ${Math.max(1, Math.round(delay / 1000))} s…`);
+          await sleep(delay);
+          continue;
+        }
+        showError(`Cannot reach the API at ${new URL(url).origin}. Check your connection and try again.`);
         return;
-      } finally {
-        clearTimeout(slowHint);
       }
       // x-request-id and Retry-After are only readable cross-origin if the API exposes them (CORS). API
       // Gateway's own errors (the function crashed, the body is over 10 MB) carry the same id as apigw-requestid.

@@ -143,6 +143,8 @@ class Scripted:
     headers: dict[str, str | Callable[[], str] | None] = field(default_factory=dict)
     gate: threading.Event | None = None
     media_type: str = "text/plain"  # for a str body (a proxy's HTML error page is text/html)
+    # False: no CORS headers, as on API Gateway's own refusals before any integration (its stage throttling's 429).
+    cors: bool = True
 
 
 @dataclass(frozen=True)
@@ -242,6 +244,8 @@ class StubStack:
             headers = {"x-request-id": f"stub-req-{number}", **answer.headers}
             headers = {name: value() if callable(value) else value for name, value in headers.items()}
             headers = {name: value for name, value in headers.items() if value is not None}
+            if not answer.cors:
+                headers[_NO_CORS] = "1"
             if answer.body is None and answer.status == 200:
                 payload: Any = {
                     "predictions": STUB_PREDICTIONS,
@@ -257,6 +261,7 @@ class StubStack:
         return Starlette(
             routes=[Route("/predict", predict, methods=["POST"])],
             middleware=[
+                Middleware(_DropCors),  # outermost: it sees the CORS headers CORSMiddleware added
                 Middleware(
                     CORSMiddleware,
                     allow_origins=[self.url],
@@ -264,7 +269,7 @@ class StubStack:
                     allow_headers=["content-type"],
                     expose_headers=list(CORS_EXPOSE_HEADERS),  # what the deployed API exposes
                     max_age=CORS_MAX_AGE_S,
-                )
+                ),
             ],
         )
 
@@ -298,6 +303,27 @@ class _AddHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+_NO_CORS = "x-stub-no-cors"
+
+
+class _DropCors:
+    """ASGI middleware removing the CORS headers from an answer scripted with cors=False (marked by _NO_CORS)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def send_without_cors(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = message.get("headers", [])
+                if any(name.lower() == _NO_CORS.encode() for name, _ in headers):
+                    kept = [(n, v) for n, v in headers if not n.lower().startswith(b"access-control-")]
+                    message = {**message, "headers": [(n, v) for n, v in kept if n.lower() != _NO_CORS.encode()]}
+            await send(message)
+
+        await self.app(scope, receive, send_without_cors)
 
 
 def _bind_loopback() -> socket.socket:

@@ -927,6 +927,26 @@ def test_network_failure_says_api_unreachable(stub_ui: Any, stub_stack: Any) -> 
     assert ui.page.is_enabled("#classify-button"), "the user can retry the same photo"
 
 
+def test_a_429_the_browser_hides_is_retried_once(stub_ui: Any, stub_stack: Any) -> None:
+    # API Gateway's own 429 (its stage throttling) comes before any integration, and AWS documents CORS headers
+    # only on an integration's answers (the local stack adds none): a cross-origin page sees no 429, only fetch()
+    # failing, and told a throttled visitor "Cannot reach the API ... Check your connection", never trying again.
+    throttled = {"status": 429, "body": {"message": "Too Many Requests"}, "cors": False}
+    stub_stack.script(throttled)
+    ui = stub_ui.open()
+    ui.upload(CHELSEA)
+    assert ui.wait_state("retrying", "error") == "retrying", ui.status_text()
+    assert "Could not reach the API, retrying in" in ui.status_text()
+    ui.wait_done()
+    assert len(stub_stack.predict_requests()) == 2
+    # One more try only: an API that stays out of reach is told after it, not after four.
+    stub_stack.script(throttled, throttled, throttled)
+    ui.click_sample("coffee")
+    assert "Cannot reach the API" in ui.wait_error()
+    assert len(stub_stack.predict_requests()) == 4
+    assert ui.controls_disabled() == [False] * 6
+
+
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
