@@ -61,6 +61,9 @@ MAX_SIDE = 1_000_000
 # Half the pixel limit keeps a WebP at what the largest PNGs cost (25 MP: ~390 MB); real WebP photos are far smaller.
 MAX_WEBP_PIXELS = 25_000_000
 
+# 16-bit grey is scaled to 8 bits in row blocks of at most this many pixels (int64 temporaries of 32 MB each).
+GREY16_BLOCK_PIXELS = 512 * 8192
+
 DRAFT_MIN_FACTOR = 4
 # Up to 8:1 the resized image is at most 256x2048 (1.5 MB) and torchvision's pixels come out exactly; beyond it
 # the crop is resampled from its box so a 20000x1 image cannot blow up memory.
@@ -488,13 +491,16 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         # can use what is past entry 256, and Pillow's convert raises "palette index out of range" on it.
         img.info["transparency"] = alphas[:256]
     if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        # 16-bit greyscale: scale to 8 bits (Pillow's own convert clips at 255 instead). Row blocks keep the
-        # integer temporaries small; x // 257 is what float division then truncation gave. A tRNS colour key (one
-        # 16-bit grey level) is transparent, so on white like every other transparency here.
+        # 16-bit greyscale: scale to 8 bits (Pillow's own convert clips at 255 instead). Row blocks of at most
+        # 4 MP (512 rows of 8192) keep the integer temporaries small, however wide the image: blocks of a fixed
+        # 512 rows made a 97 KB 1,000,000x50 PNG one 400 MB int64 block and added 1.2 GB to a worker. x // 257 is
+        # what float division then truncation gave. A tRNS colour key (one 16-bit grey level) is transparent, so
+        # on white like every other transparency here.
         key = alphas if isinstance(alphas, int) else None
         grey = np.empty((img.height, img.width), dtype=np.uint8)
-        for top in range(0, img.height, 512):
-            block = np.asarray(img.crop((0, top, img.width, min(top + 512, img.height))), dtype=np.int64)
+        rows = max(1, GREY16_BLOCK_PIXELS // img.width)
+        for top in range(0, img.height, rows):
+            block = np.asarray(img.crop((0, top, img.width, min(top + rows, img.height))), dtype=np.int64)
             scaled = np.clip(block // 257, 0, 255)
             if key is not None:
                 scaled[block == key] = 255

@@ -338,6 +338,26 @@ def test_sixteen_bit_grey_colour_key_is_white(inference):
     assert [decoded.getpixel((x, 0)) for x in range(2)] == [(255, 255, 255), (7, 7, 7)]
 
 
+def test_sixteen_bit_grey_of_a_million_columns_is_scaled_in_small_blocks(inference):
+    # A 16-bit grey PNG of 1,000,000x16 is 31 KB. Blocks of a fixed row count made it one 16,000,000-pixel int64
+    # block (three 128 MB temporaries; 1,000,000x50 added 1.2 GB to a worker); blocks bounded in pixels stay at
+    # 32 MB each. tracemalloc sees numpy's buffers (not Pillow's).
+    import tracemalloc
+
+    pixels = np.zeros((16, 1_000_000), dtype=np.uint16)
+    pixels[2:14, 100_000:900_000] = 40000
+    body = encode(Image.fromarray(pixels), "PNG")
+    del pixels
+    tracemalloc.start()
+    try:
+        decoded = inference.decode_image(body)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert decoded.getpixel((500_000, 8)) == (155, 155, 155) and decoded.getpixel((0, 0)) == (0, 0, 0)
+    assert peak < 160 * 2**20, f"{peak / 2**20:.0f} MB of numpy temporaries"
+
+
 def _transparent(mode: str) -> tuple[Image.Image, dict]:
     """A 4x4 image whose pixels are all fully transparent black, in `mode`, and the PNG save options for it."""
     if mode == "P":
