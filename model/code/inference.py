@@ -61,8 +61,9 @@ MAX_SIDE = 1_000_000
 # Half the pixel limit keeps a WebP at what the largest PNGs cost (25 MP: ~390 MB); real WebP photos are far smaller.
 MAX_WEBP_PIXELS = 25_000_000
 
-# 16-bit grey is scaled to 8 bits in row blocks of at most this many pixels (int64 temporaries of 32 MB each).
-GREY16_BLOCK_PIXELS = 512 * 8192
+# 16-bit grey is scaled, and colour-key or palette transparency composited, in row blocks of at most this many
+# pixels (16-bit grey: int64 temporaries of 32 MB each; transparency: RGBA blocks of 16 MB).
+BLOCK_PIXELS = 512 * 8192
 
 DRAFT_MIN_FACTOR = 4
 # Up to 8:1 the resized image is at most 256x2048 (1.5 MB) and torchvision's pixels come out exactly; beyond it
@@ -498,7 +499,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         # on white like every other transparency here.
         key = alphas if isinstance(alphas, int) else None
         grey = np.empty((img.height, img.width), dtype=np.uint8)
-        rows = max(1, GREY16_BLOCK_PIXELS // img.width)
+        rows = max(1, BLOCK_PIXELS // img.width)
         for top in range(0, img.height, rows):
             block = np.asarray(img.crop((0, top, img.width, min(top + rows, img.height))), dtype=np.int64)
             scaled = np.clip(block // 257, 0, 255)
@@ -517,9 +518,17 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         return grey.convert("RGB")
     if img.mode in ("RGBA", "PA", "RGBa", "La") or "transparency" in img.info:
         # Composite over white by pasting through the image's own alpha: one RGB buffer, not three RGBA ones.
-        rgba = img if img.mode == "RGBA" else img.convert("RGBA")
-        white = Image.new("RGB", rgba.size, (255, 255, 255))
-        white.paste(rgba, (0, 0), rgba)
+        white = Image.new("RGB", img.size, (255, 255, 255))
+        if img.mode == "RGBA":
+            white.paste(img, (0, 0), img)
+            return white
+        # Palette alpha or a colour key: Pillow's convert applies it, a block of rows at a time, so there is no
+        # full-size RGBA copy (a 157 KB 7071x7071 RGB PNG with a tRNS colour key added 574 MB that way, 431 MB
+        # for a palette or grey one).
+        rows = max(1, BLOCK_PIXELS // img.width)
+        for top in range(0, img.height, rows):
+            block = img.crop((0, top, img.width, min(top + rows, img.height))).convert("RGBA")
+            white.paste(block, (0, top), block)
         return white
     return img.convert("RGB")
 

@@ -377,6 +377,48 @@ def test_transparent_pixels_become_white(inference, mode):
     assert inference.decode_image(body).getpixel((0, 0)) == (255, 255, 255)
 
 
+def _random_key_image(mode: str) -> tuple[Image.Image, dict]:
+    """A 100x80 image in `mode` of random pixels, a fifth of which are its transparent colour (or palette entry)."""
+    rng = np.random.default_rng(2)
+    if mode == "RGB":
+        img = Image.fromarray(rng.integers(0, 4, (80, 100, 3), dtype=np.uint8) * 60, "RGB")
+        return img, {"transparency": (60, 0, 120)}
+    if mode == "P":
+        img = Image.fromarray(rng.integers(0, 5, (80, 100), dtype=np.uint8), "P")
+        img.putpalette([0, 0, 0, 200, 30, 30, 30, 200, 30, 30, 30, 200, 90, 90, 90])
+        return img, {"transparency": bytes([255, 0, 128, 255, 10])}
+    img = Image.fromarray(rng.integers(0, 5, (80, 100), dtype=np.uint8) * 50, "L")
+    return img, {"transparency": 100}
+
+
+@pytest.mark.parametrize("mode", ["RGB", "P", "L"])
+def test_colour_key_and_palette_transparency_composite_without_a_full_size_rgba_copy(inference, monkeypatch, mode):
+    # A 157 KB 7071x7071 RGB PNG with a tRNS colour key is 200 MB decoded: its full-size RGBA copy added another
+    # 200 MB beside the white result. Composited in row blocks (made small here), the pixels are the same.
+    img, params = _random_key_image(mode)
+    body = encode(img, "PNG", **params)
+    with Image.open(io.BytesIO(body)) as reread:
+        reread.load()
+        assert reread.mode == mode and "transparency" in reread.info
+        rgba = reread.convert("RGBA")
+    expected = Image.new("RGB", img.size, (255, 255, 255))
+    expected.paste(rgba, (0, 0), rgba)
+    assert 0 < np.count_nonzero(np.asarray(rgba)[..., 3] < 255) < img.width * img.height
+
+    converted = []
+    convert = Image.Image.convert
+
+    def spy(self, mode=None, *args, **kwargs):
+        converted.append((mode, self.width * self.height))
+        return convert(self, mode, *args, **kwargs)
+
+    monkeypatch.setattr(inference, "BLOCK_PIXELS", 1000, raising=False)
+    monkeypatch.setattr(Image.Image, "convert", spy)
+    decoded = inference.decode_image(body)
+    assert np.array_equal(np.asarray(decoded), np.asarray(expected))
+    assert max(pixels for to, pixels in converted if to == "RGBA") <= 1000, converted
+
+
 def test_grey_with_partial_alpha_composites_on_white_as_through_rgba(inference):
     # LA is composited in grey (cheaper in memory than going through RGBA): the pixels must be the same.
     pixels = np.random.default_rng(1).integers(0, 256, (60, 40, 2), dtype=np.uint8)
