@@ -348,7 +348,7 @@ def _torchscript_backend(weights_path: str, num_classes: int, pre: Preprocessing
         ) from e
     try:
         model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
+    except (RuntimeError, TypeError) as e:  # TypeError: a saved tensor or list, not a state_dict
         first = str(e).splitlines()[0]
         raise ModelLoadError(f"weights at {weights_path} do not fit mobilenet_v2: {first}") from e
     example = torch.zeros((1, pre.crop, pre.crop, 3), dtype=torch.uint8)

@@ -184,6 +184,18 @@ def test_model_fn_refuses_weights_that_do_not_fit(inference, model_dir, tmp_path
         inference.load_classifier(str(tmp_path))
 
 
+@pytest.mark.parametrize("saved", ["list", "tensor"])
+def test_model_fn_names_weights_that_are_not_a_state_dict(inference, model_dir, tmp_path, monkeypatch, saved):
+    # torch.load(weights_only=True) reads a saved list or tensor; load_state_dict's TypeError named no file.
+    import torch
+
+    (tmp_path / "metadata.json").write_bytes((model_dir / "metadata.json").read_bytes())
+    torch.save([1, 2] if saved == "list" else torch.zeros(3), tmp_path / "model.pth")
+    monkeypatch.setenv("MODEL_BACKEND", "torchscript")
+    with pytest.raises(inference.ModelLoadError, match=f"weights at {tmp_path / 'model.pth'} do not fit mobilenet_v2"):
+        inference.load_classifier(str(tmp_path))
+
+
 # --- the real photos -----------------------------------------------------------------------------------
 def test_cat_photo_is_a_cat(inference, classifier):
     result = classify(inference, classifier, photo_bytes("chelsea.jpg"))
