@@ -88,6 +88,22 @@ def palette_png_with_long_trns(alphas: int = 300, colours: int = 16) -> bytes:
     )
 
 
+def grey_png_with_trns(depth: int, samples: list[int], key: int) -> bytes:
+    """A one-row greyscale PNG of `depth` bits (1, 2, 4 or 8) holding `samples`, whose tRNS chunk makes the grey
+    level `key` (at that depth) transparent, as optimisers such as oxipng write black-and-transparent graphics."""
+    bits = "".join(format(sample, f"0{depth}b") for sample in samples)
+    bits += "0" * (-len(bits) % 8)
+    row = bytes(int(bits[i : i + 8], 2) for i in range(0, len(bits), 8))
+    ihdr = struct.pack(">IIBBBBB", len(samples), 1, depth, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"tRNS", struct.pack(">H", key))
+        + _png_chunk(b"IDAT", zlib.compress(b"\x00" + row))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
 def truncated(data: bytes, keep: float = 0.5) -> bytes:
     return data[: max(16, int(len(data) * keep))]
 

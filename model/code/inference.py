@@ -599,6 +599,16 @@ def decode_image(data: bytes, draft_to: int | None = None) -> Image.Image:
         raise InvalidImageError(
             f"JPEG has more than {MAX_JPEG_SCANS} scans (progressive passes); re-encode it as a normal JPEG"
         )
+    key = img.info.get("transparency")
+    if img.format == "PNG" and img.mode == "L" and isinstance(key, int) and img.tile:
+        # A grey tRNS level is written at the file's depth, which Pillow keeps while it widens 2- and 4-bit pixels
+        # to 8 bits (2-bit 1 is 85): widen the level the same way. A level the depth cannot hold matches no pixel
+        # (libpng ignores it), where Pillow would match it modulo 256.
+        top = {"L;2": 3, "L;4": 15}.get(img.tile[0][3], 255)
+        if key > top:
+            del img.info["transparency"]
+        else:
+            img.info["transparency"] = key * (255 // top)
     # MPO: the multi-picture JPEG many phones write (Pillow names it apart; it decodes the first picture).
     if draft_to and img.format in ("JPEG", "MPO") and min(width, height) >= DRAFT_MIN_FACTOR * draft_to:
         # DCT-domain downscale while decoding: a 12 MP photo decodes at 1/8 size, several times faster. Only for

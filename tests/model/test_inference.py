@@ -18,6 +18,7 @@ from tests.imagegen import (
     animated_gif,
     bomb_png,
     encode,
+    grey_png_with_trns,
     many_scans_jpeg,
     palette_png_with_long_trns,
     photo,
@@ -387,6 +388,29 @@ def test_transparent_pixels_become_white(inference, mode):
     body = encode(img, "PNG", **params)
     assert Image.open(io.BytesIO(body)).mode == mode
     assert inference.decode_image(body).getpixel((0, 0)) == (255, 255, 255)
+
+
+@pytest.mark.parametrize(
+    ("depth", "key", "expected"),
+    [
+        # Pillow widens 2- and 4-bit grey to 8 bits (2-bit 1 -> 85, 4-bit 5 -> 85) but kept the tRNS level as
+        # written: the transparent pixels stayed grey. oxipng picks such mid-grey keys for low-depth graphics.
+        (2, 1, [255, 0, 255, 170]),
+        (2, 2, [255, 0, 85, 255]),
+        (4, 5, [255, 0, 255, 170]),
+        (2, 3, [255, 0, 85, 170]),
+        (1, 0, [255, 255, 255, 255]),
+        (8, 85, [255, 0, 255, 170]),
+        # A level the depth cannot hold matches no pixel (libpng ignores it); Pillow matched it modulo 256, or
+        # against the widened levels: a 2-bit key of 170 whitened the 2s, an 8-bit 426 (170 + 256) the 170s.
+        (2, 170, [255, 0, 85, 170]),
+        (8, 426, [255, 0, 85, 170]),
+    ],
+)
+def test_low_depth_grey_colour_key_is_white(inference, depth, key, expected):
+    samples = {1: [1, 0, 1, 1], 2: [3, 0, 1, 2], 4: [15, 0, 5, 10], 8: [255, 0, 85, 170]}[depth]
+    decoded = inference.decode_image(grey_png_with_trns(depth, samples, key))
+    assert [decoded.getpixel((x, 0))[0] for x in range(4)] == expected
 
 
 def _random_key_image(mode: str) -> tuple[Image.Image, dict]:
