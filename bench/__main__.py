@@ -547,7 +547,7 @@ print(json.dumps({{"before": before, "after": peak_rss_mb()}}))
 
 def hostile_images() -> dict:
     """Small files that decode to the most memory the limits allow (50 MP, 1,000,000 a side, 25 MP of WebP), one
-    per decoder path that holds full-size copies: name -> (Pillow image factory, format)."""
+    per decoder path that holds full-size copies: name -> (Pillow image factory, format, save parameters)."""
     from PIL import Image
 
     def rgba_png():
@@ -572,12 +572,20 @@ def hostile_images() -> dict:
         img.paste((200, 30, 30, 255), (700, 700, 4300, 4300))
         return img
 
+    def cmyk_jpeg():
+        # Progressive: libjpeg keeps every coefficient of the whole image until the last scan, and CMYK has four
+        # components at full resolution. Short side 1000, under the 4x draft threshold: decoded at full size.
+        img = Image.new("CMYK", (50_000, 1_000), (0, 0, 0, 0))
+        img.paste((0, 200, 200, 30), (7_000, 140, 43_000, 860))
+        return img
+
     return {
         "7000x7000 transparent PNG": (rgba_png, "PNG", {}),
         "7071x7071 grey+alpha PNG": (lambda: grey_alpha(7071, 7071), "PNG", {}),
         "50x1,000,000 grey+alpha PNG": (lambda: grey_alpha(50, 1_000_000), "PNG", {}),
         "7071x7071 palette PNG with transparency": (palette_png, "PNG", {"transparency": 0}),
         "5000x5000 transparent lossless WebP": (webp, "WEBP", {"lossless": True}),
+        "50,000x1,000 progressive CMYK JPEG": (cmyk_jpeg, "JPEG", {"progressive": True, "quality": 90}),
     }
 
 
