@@ -3,7 +3,7 @@
 Pure functions, so the event shape is tested without a server. What AWS documents and this mirrors:
 header names lower-cased and repeated headers comma-joined; `rawPath`/`rawQueryString`; `requestContext.http`;
 a request id; `isBase64Encoded` true for bodies that are not of a text media type (what AWS does, not documents: see
-_TEXT_TYPES); 10 MB request cap; 30 s integration timeout; the stage's throttling (StageThrottle).
+_TEXT_TYPES); 10 MB request cap; the integration timeout (29 s, as deployed); the stage's throttling (StageThrottle).
 """
 
 from __future__ import annotations
