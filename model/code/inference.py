@@ -25,6 +25,7 @@ import re
 import sys
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -481,6 +482,13 @@ def decode_json_request(body: str | bytes) -> tuple[bytes, int | None]:
     return decode_base64_image(image), top_k
 
 
+def _row_blocks(img: Image.Image) -> Iterator[tuple[int, Image.Image]]:
+    """(top, those rows of img) in blocks of at most BLOCK_PIXELS pixels, top to bottom."""
+    rows = max(1, BLOCK_PIXELS // img.width)
+    for top in range(0, img.height, rows):
+        yield top, img.crop((0, top, img.width, min(top + rows, img.height)))
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
     """Any decoded mode -> RGB. Written for memory: a 190 KB PNG can hold 49 MP, so no full-size float or
     RGBA temporaries beyond the one Pillow already decoded (a 7000x7000 RGBA PNG peaks ~0.5 GB, not ~1 GB)."""
@@ -499,9 +507,8 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         # on white like every other transparency here.
         key = alphas if isinstance(alphas, int) else None
         grey = np.empty((img.height, img.width), dtype=np.uint8)
-        rows = max(1, BLOCK_PIXELS // img.width)
-        for top in range(0, img.height, rows):
-            block = np.asarray(img.crop((0, top, img.width, min(top + rows, img.height))), dtype=np.int64)
+        for top, rows in _row_blocks(img):
+            block = np.asarray(rows, dtype=np.int64)
             scaled = np.clip(block // 257, 0, 255)
             if key is not None:
                 scaled[block == key] = 255
@@ -525,9 +532,8 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         # Palette alpha or a colour key: Pillow's convert applies it, a block of rows at a time, so there is no
         # full-size RGBA copy (a 157 KB 7071x7071 RGB PNG with a tRNS colour key added 574 MB that way, 431 MB
         # for a palette or grey one).
-        rows = max(1, BLOCK_PIXELS // img.width)
-        for top in range(0, img.height, rows):
-            block = img.crop((0, top, img.width, min(top + rows, img.height))).convert("RGBA")
+        for top, rows in _row_blocks(img):
+            block = rows.convert("RGBA")
             white.paste(block, (0, top), block)
         return white
     return img.convert("RGB")
