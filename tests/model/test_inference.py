@@ -608,6 +608,69 @@ def test_bad_input_raises_its_named_error(inference, classifier, body, content_t
     assert words in _raises(inference, error, status, body, content_type)
 
 
+def _red(fmt: str, **params) -> bytes:
+    return encode(Image.new("RGB", (16, 16), (200, 10, 10)), fmt, **params)
+
+
+@pytest.mark.parametrize(
+    ("body", "name"),
+    [
+        pytest.param(_red("GIF"), "GIF", id="gif"),
+        pytest.param(_red("BMP"), "BMP", id="bmp"),
+        pytest.param(_red("TIFF"), "TIFF", id="tiff-le"),
+        pytest.param(b"MM\x00*\x00\x00\x00\x08" + bytes(64), "TIFF", id="tiff-be"),
+        pytest.param(_red("ICO"), "ICO", id="ico"),
+        pytest.param(_red("EPS"), "EPS", id="eps"),
+        pytest.param(_red("PDF"), "PDF", id="pdf"),
+        pytest.param(_red("JPEG2000"), "JPEG 2000", id="jp2"),
+        pytest.param(_red("JPEG2000", no_jp2=True), "JPEG 2000", id="j2k-codestream"),
+        pytest.param(_red("QOI"), "QOI", id="qoi"),
+        pytest.param(_red("AVIF"), "AVIF", id="avif"),
+        # Pillow has no HEIC decoder: an iPhone photo was a 400 "not a readable image" before it was named.
+        pytest.param(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64), "HEIC", id="heic"),
+        pytest.param(b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00mif1heic" + bytes(64), "HEIF", id="heif"),
+        pytest.param(b"8BPS\x00\x01" + bytes(64), "PSD", id="psd"),
+        pytest.param(b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"/>', "SVG", id="svg"),
+    ],
+)
+def test_an_image_format_we_refuse_is_named_in_a_415(inference, classifier, body, name):
+    assert inference.other_image_format(body) == name
+    message = _raises(inference, "UnsupportedContentTypeError", 415, body, "image/jpeg")
+    assert message.startswith(f"{name} images are not accepted")
+
+
+@pytest.mark.parametrize(
+    "body", [b"hello, world", b"\x00" * 64, b"<html><body>not an image</body></html>", b"ftypheic" + bytes(8)]
+)
+def test_bytes_of_no_known_image_format_are_a_400(inference, classifier, body):
+    assert inference.other_image_format(body) is None
+    assert "not a readable" in _raises(inference, "InvalidImageError", 400, body, "image/png")
+
+
+def test_a_refused_image_is_named_without_another_parser_reading_it(inference, classifier, monkeypatch):
+    """Only the JPEG, PNG and WebP decoders may see a request's bytes: Pillow's other plugins are parsers of formats
+    we never serve (its EPS plugin spent about 3 s of CPU scanning a 4 MB file of comment lines to name it)."""
+    opened = []
+    real_open = Image.open
+
+    def recording_open(fp, mode="r", formats=None):
+        opened.append(formats)
+        return real_open(fp, mode, formats)
+
+    monkeypatch.setattr(inference.Image, "open", recording_open)
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n" + b"%%comment line\n" * 1000
+    assert _raises(inference, "UnsupportedContentTypeError", 415, eps).startswith("EPS images are not accepted")
+    assert opened and all(formats is not None and set(formats) <= {"JPEG", "PNG", "WEBP"} for formats in opened)
+
+
+@pytest.mark.parametrize("media_type", ["image/jpg", "image/pjpeg", "IMAGE/JPG"])
+def test_jpeg_aliases_are_accepted_as_the_proxy_accepts_them(inference, classifier, media_type):
+    coffee = photo_bytes("coffee.jpg")
+    assert top1(classify(inference, classifier, coffee, media_type)) == "espresso"
+    data_url = f"data:{media_type};base64," + base64.b64encode(coffee).decode()
+    assert top1(classify(inference, classifier, json.dumps({"image": data_url}), "application/json")) == "espresso"
+
+
 @pytest.mark.parametrize("top_k", [0, -1, 21, 1e9, 2.5, "abc", "5", None, True])
 def test_top_k_out_of_range_is_refused(inference, classifier, top_k):
     body = json.dumps({"image": base64.b64encode(photo_bytes("coffee.jpg")).decode(), "top_k": top_k})
