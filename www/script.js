@@ -210,6 +210,17 @@ export function describeFailure(status, body) {
   const withServer = (text) => (serverMessage ? `${text}: ${serverMessage}` : `${text}.`);
   switch (status) {
     case 429:
+      // API Gateway's own 429 ({"message": "Too Many Requests"}, no error code) is its stage throttling, the
+      // API's rate limit, refused before the function runs; only the function's 429 (`throttled`) is the model's.
+      if (!code) {
+        return {
+          retry: true,
+          message: (s) => `Too many requests to the API right now, retrying in ${s} s…`,
+          giveUp: "The API is still getting too many requests after several tries. Please try again in a minute.",
+          later: (s) =>
+            `The API is getting too many requests and asks for ${s} s before another try. Please try again then.`,
+        };
+      }
       return {
         retry: true,
         message: (s) => `The model is busy, retrying in ${s} s…`,

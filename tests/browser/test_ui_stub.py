@@ -658,6 +658,24 @@ def test_429_retries_with_busy_message_then_succeeds(stub_ui: Any, stub_stack: A
     assert ui.labels()[0] == stub_stack.default_predictions[0]["label"]
 
 
+def test_the_api_stages_own_429_is_called_the_apis_rate_limit_not_a_busy_model(stub_ui: Any, stub_stack: Any) -> None:
+    # API Gateway's stage throttling refuses before the function runs, with this body and no Retry-After; a page
+    # that sees it (same origin, as `make demo`'s) told the visitor the model was busy, which it never heard of.
+    stage = {"status": 429, "body": {"message": "Too Many Requests"}, "headers": {"x-request-id": None}}
+    stub_stack.script(stage)
+    ui = stub_ui.open()
+    ui.upload(CHELSEA)
+    expect_status(ui, "Too many requests to the API right now, retrying in")
+    ui.wait_done()
+    assert len(stub_stack.predict_requests()) == 2
+    stub_stack.script(*[stage] * 4)
+    ui.click_sample("coffee")
+    text = ui.wait_error()
+    assert "The API is still getting too many requests after several tries" in text, text
+    assert "model" not in text.lower(), text
+    assert len(stub_stack.predict_requests()) == 6
+
+
 def test_a_retry_after_beyond_the_pages_patience_is_told_not_undercut(stub_ui: Any, stub_stack: Any) -> None:
     # Retrying before the 30 s the server asked for would only be refused again: say when to come back instead.
     stub_stack.script(
@@ -1397,7 +1415,9 @@ def test_describe_failure_table(stub_ui: Any) -> None:
         ui,
         """const d = (s, b) => { const f = m.describeFailure(s, b);
             return [f.retry, typeof f.message === "function" ? f.message(3) : f.message]; };
-        return [d(429, null), d(503, {error: "model_not_ready"}), d(413, null), d(502, {message: "bad"}),
+        return [d(429, {error: "throttled", message: "The model is busy; retry after a short wait."}),
+                d(429, {message: "Too Many Requests"}), d(429, null),
+                d(503, {error: "model_not_ready"}), d(413, null), d(502, {message: "bad"}),
                 d(502, null), d(502, {message: {detail: "x"}}), d(504, {error: "endpoint_timeout"}), d(504, {}),
                 d(503, {message: "Service Unavailable"}), d(503, null),
                 [m.describeFailure(504, {error: "endpoint_timeout"}).once, m.describeFailure(429, null).once,
@@ -1405,7 +1425,9 @@ def test_describe_failure_table(stub_ui: Any) -> None:
                 [429, 503, 504].map((s) => typeof m.describeFailure(s, {error: "endpoint_timeout"}).later)];""",
     )
     assert got == [
-        [True, "The model is busy, retrying in 3 s…"],
+        [True, "The model is busy, retrying in 3 s…"],  # the function's 429: the model at its MaxConcurrency
+        [True, "Too many requests to the API right now, retrying in 3 s…"],  # API Gateway's stage throttling
+        [True, "Too many requests to the API right now, retrying in 3 s…"],  # ... or no JSON at all
         [True, "The model is warming up, retrying in 3 s…"],
         [False, "Image too large for the API, even after shrinking. Try a smaller photo."],
         [False, "The model could not answer: bad"],
