@@ -26,6 +26,12 @@ export const MAX_ATTEMPTS = 4;
 export const MAX_RETRY_DELAY_MS = 8000;
 // Decoding a huge file can freeze a phone; no real photo is this big.
 export const MAX_INPUT_BYTES = 50 * 1024 * 1024;
+// A decode holds 4 bytes a pixel whatever the file weighs: a tiny PNG or JPEG may declare 40000x40000 pixels,
+// 6.4 GB, enough to run a tab out of memory. The page shrinks before sending, so any real photo must open,
+// 200 MP phones' 16320x12240 (0.8 GB decoded) included; a file whose header declares more is refused undecoded.
+export const MAX_INPUT_PIXELS = 250 * 1000 * 1000;
+// Where a file's pixel size is looked for: a JPEG's frame header comes after its EXIF, ICC and XMP segments.
+export const HEADER_BYTES = 1024 * 1024;
 // API Gateway gives up after 29 s (the integration timeout) and answers a bare 503 of its own; a little more so
 // that answer reaches us rather than our abort.
 export const REQUEST_TIMEOUT_MS = 35000;
@@ -61,6 +67,105 @@ export function cannotDecodeMessage(name = "", type = "") {
     return "SVG drawings cannot be classified here. Please use a photo: JPEG, PNG or WebP.";
   }
   return CANNOT_DECODE_MESSAGE;
+}
+
+/** The refusal for an image whose header declares more pixels than MAX_INPUT_PIXELS, with both numbers. */
+export function tooManyPixelsMessage(width, height, maxPixels = MAX_INPUT_PIXELS) {
+  // Rounded up, so a file just over the limit never reads as the limit itself.
+  const mp = (pixels) => Math.ceil(pixels / 1e6);
+  return (
+    `This image has too many pixels to open here (${width}×${height}, ${mp(width * height)} megapixels; ` +
+    `the limit is ${mp(maxPixels)} megapixels). Please use a smaller copy.`
+  );
+}
+
+/**
+ * The pixel size a file's header declares, {width, height}, read from its first bytes without decoding it:
+ * JPEG (any frame type), PNG, GIF, WebP (VP8, VP8L, VP8X), BMP, and AVIF/HEIF (the largest `ispe`). null when the
+ * format is another, or the header is not within `bytes`: the browser's decoder is then the only judge.
+ */
+export function declaredSize(bytes) {
+  const b = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
+  const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const has = (offset, length) => offset >= 0 && offset + length <= b.length;
+  const ascii = (offset, text) =>
+    has(offset, text.length) && Array.from(text).every((c, i) => b[offset + i] === c.charCodeAt(0));
+  const size = (width, height) => ({ width, height });
+
+  if (b[0] === 0xff && b[1] === 0xd8) {
+    for (let i = 2; has(i, 4); ) {
+      const marker = b[i + 1];
+      if (b[i] !== 0xff || marker === 0xff) {
+        i += 1; // a stray byte between segments (libjpeg skips them, as the browsers' decoders do) or a fill byte
+      } else if (marker === 0x00 || marker === 0x01 || (marker >= 0xd0 && marker <= 0xd8)) {
+        i += 2; // markers without a length
+      } else if (marker === 0xd9 || marker === 0xda) {
+        return null; // end of image, or scan data, before any frame header
+      } else if (marker >= 0xc0 && marker <= 0xcf && ![0xc4, 0xc8, 0xcc].includes(marker)) {
+        return has(i + 5, 4) ? size(view.getUint16(i + 7), view.getUint16(i + 5)) : null;
+      } else {
+        i += 2 + view.getUint16(i + 2);
+      }
+    }
+    return null;
+  }
+  if (ascii(0, "\x89PNG\r\n\x1a\n") && ascii(12, "IHDR") && has(16, 8)) {
+    return size(view.getUint32(16), view.getUint32(20));
+  }
+  if ((ascii(0, "GIF87a") || ascii(0, "GIF89a")) && has(6, 4)) {
+    return size(view.getUint16(6, true), view.getUint16(8, true));
+  }
+  if (ascii(0, "RIFF") && ascii(8, "WEBP")) {
+    if (ascii(12, "VP8 ") && has(26, 4)) {
+      return size(view.getUint16(26, true) & 0x3fff, view.getUint16(28, true) & 0x3fff);
+    }
+    if (ascii(12, "VP8L") && has(21, 4)) {
+      const bits = view.getUint32(21, true);
+      return size((bits & 0x3fff) + 1, ((bits >>> 14) & 0x3fff) + 1);
+    }
+    if (ascii(12, "VP8X") && has(24, 6)) {
+      const u24 = (offset) => b[offset] | (b[offset + 1] << 8) | (b[offset + 2] << 16);
+      return size(u24(24) + 1, u24(27) + 1);
+    }
+    return null;
+  }
+  if (ascii(0, "BM") && has(14, 12)) {
+    if (view.getUint32(14, true) === 12) return size(view.getUint16(18, true), view.getUint16(20, true));
+    return size(Math.abs(view.getInt32(18, true)), Math.abs(view.getInt32(22, true)));
+  }
+  if (ascii(4, "ftyp")) {
+    // HEIF/AVIF: the image properties ('ispe', spatial extent) in meta/iprp/ipco, walked box by box, as the bytes
+    // "ispe" may occur by chance in the compressed pixels. A gridded photo declares each tile and the whole: the
+    // largest is the photo.
+    function* boxes(start, end) {
+      for (let at = start; at + 8 <= end && has(at, 8); ) {
+        let length = view.getUint32(at);
+        let header = 8;
+        if (length === 1 && has(at + 8, 8)) {
+          length = view.getUint32(at + 8) * 2 ** 32 + view.getUint32(at + 12);
+          header = 16;
+        } else if (length === 0) {
+          length = end - at;
+        }
+        if (length < header) return;
+        yield { type: at + 4, start: at + header, end: Math.min(end, at + length) };
+        at += length;
+      }
+    }
+    const child = (parent, type) =>
+      parent && Array.from(boxes(parent.start, parent.end)).find((box) => ascii(box.type, type));
+    const meta = child({ start: 0, end: b.length }, "meta");
+    // meta is a full box: its version and flags come before its children.
+    const ipco = child(child(meta && { start: meta.start + 4, end: meta.end }, "iprp"), "ipco");
+    let best = null;
+    for (const box of ipco ? boxes(ipco.start, ipco.end) : []) {
+      if (!ascii(box.type, "ispe") || !has(box.start + 4, 8)) continue;
+      const found = size(view.getUint32(box.start + 4), view.getUint32(box.start + 8));
+      if (!best || found.width * found.height > best.width * best.height) best = found;
+    }
+    return best;
+  }
+  return null;
 }
 
 /**
@@ -303,6 +408,24 @@ export function predictUrl(config, topK = TOP_K) {
 
 class NotAnImageError extends Error {}
 
+class TooManyPixelsError extends Error {
+  constructor({ width, height }) {
+    super(tooManyPixelsMessage(width, height));
+    this.name = "TooManyPixelsError";
+  }
+}
+
+/** The header's pixel size of a file, or null (unknown format, or a file that cannot be read). Blob.arrayBuffer
+ * is missing before Safari 14; a Response reads any Blob. */
+async function declaredSizeOf(blob) {
+  const head = blob.slice(0, HEADER_BYTES);
+  try {
+    return declaredSize(await (typeof head.arrayBuffer === "function" ? head : new Response(head)).arrayBuffer());
+  } catch {
+    return null;
+  }
+}
+
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** AbortSignal.timeout(ms), made by hand where it is missing (Safari before 16: iPhones that stop at iOS 15). */
@@ -316,6 +439,9 @@ function timeoutSignal(ms) {
 /** Decodes with EXIF orientation applied; the <img> fallback is for engines without createImageBitmap, or without
  * its "from-image" (Safari before 17, Firefox before 111), which reject that option with a TypeError. */
 async function decodeBlob(blob) {
+  // Before any decode: the decoders (createImageBitmap's, and the <img> fallback's) allocate every declared pixel.
+  const declared = await declaredSizeOf(blob);
+  if (declared && declared.width * declared.height > MAX_INPUT_PIXELS) throw new TooManyPixelsError(declared);
   if (typeof createImageBitmap === "function") {
     try {
       return await createImageBitmap(blob, { imageOrientation: "from-image" });
@@ -627,6 +753,10 @@ function init() {
       try {
         shrunk = await downscaleToJpeg(await input.decode());
       } catch (err) {
+        if (err instanceof TooManyPixelsError) {
+          refuse(err.message);
+          return;
+        }
         if (!(err instanceof NotAnImageError)) throw err;
         refuse(cannotDecodeMessage(input.name, input.file ? input.file.type : ""));
         return;

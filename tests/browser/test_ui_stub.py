@@ -578,6 +578,110 @@ def test_file_over_the_size_limit_is_refused_and_forgets_the_previous_photo(
     assert len(stub_stack.predict_requests()) == 1
 
 
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A complete, tiny PNG whose header says width x height (its few rows of data end early)."""
+    import struct
+    import zlib
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    rows = zlib.compress(bytes((1 + 3 * width) * 4), 9)
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", rows) + _chunk(b"IEND", b"")
+
+
+def jpeg_declaring(width: int, height: int, **save: Any) -> bytes:
+    """A 16x16 JPEG from Pillow (with a phone's EXIF before its frame header) whose frame header says width x height."""
+    import struct
+
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "PhoneMaker " * 2000  # a large APP1 segment, as a phone's (with its thumbnail) is
+    out = BytesIO()
+    Image.new("RGB", (16, 16), (200, 100, 50)).save(out, "JPEG", exif=exif, **save)
+    data = bytearray(out.getvalue())
+    i = 2
+    while data[i + 1] not in (0xC0, 0xC1, 0xC2):
+        i += 2 + struct.unpack(">H", data[i + 2 : i + 4])[0]
+    data[i + 5 : i + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def webp_declaring(width: int, height: int) -> bytes:
+    """The start of an extended WebP (VP8X) whose canvas is width x height: up to 16777216 a side."""
+    vp8x = bytes(4) + (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    body = b"WEBP" + b"VP8X" + len(vp8x).to_bytes(4, "little") + vp8x
+    return b"RIFF" + len(body).to_bytes(4, "little") + body
+
+
+# Counts the decodes the page starts: createImageBitmap, and the <img> fallback's decode().
+COUNT_DECODES = """
+    window.decodesStarted = 0;
+    const createImageBitmapCounted = window.createImageBitmap;
+    window.createImageBitmap = (...args) => { window.decodesStarted += 1; return createImageBitmapCounted(...args); };
+    const decodeCounted = HTMLImageElement.prototype.decode;
+    HTMLImageElement.prototype.decode = function (...args) {
+        window.decodesStarted += 1;
+        return decodeCounted.apply(this, args);
+    };
+"""
+# Before Safari 14 a Blob has no arrayBuffer().
+BEFORE_BLOB_ARRAY_BUFFER = "delete Blob.prototype.arrayBuffer;"
+
+
+@pytest.mark.parametrize("engine", ["current", "before from-image", "before Blob.arrayBuffer"])
+@pytest.mark.parametrize(
+    ("how", "name", "mime", "data", "size"),
+    [
+        ("upload", "tiny.png", "image/png", png_declaring(40000, 40000), "40000×40000, 1600 megapixels"),
+        ("drop", "IMG_1.JPG", "image/jpeg", jpeg_declaring(65500, 65500), "65500×65500, 4291 megapixels"),
+        ("paste", "huge.webp", "image/webp", webp_declaring(100000, 100000), "100000×100000, 10000 megapixels"),
+        # 1.6 GB decoded: Chromium opens it (seconds of work and the memory of a phone) where it refuses 40000².
+        ("upload", "big.jpg", "image/jpeg", jpeg_declaring(20000, 20000, progressive=True), "400 megapixels"),
+    ],
+)
+def test_an_image_declaring_too_many_pixels_is_refused_before_it_is_decoded(
+    stub_ui: Any, stub_stack: Any, engine: str, how: str, name: str, mime: str, data: bytes, size: str
+) -> None:
+    # A file of a few hundred bytes can declare 40000x40000 pixels, 6.4 GB for the decoder: the tab runs out of
+    # memory, or (in Chromium, past its own limit) the page blamed the file as one it could not open.
+    stub_ui.page.add_init_script(COUNT_DECODES)
+    if engine == "before from-image":
+        stub_ui.page.add_init_script(BEFORE_FROM_IMAGE)
+    if engine == "before Blob.arrayBuffer":
+        stub_ui.page.add_init_script(BEFORE_BLOB_ARRAY_BUFFER)
+    ui = stub_ui.open()
+    ui.click_sample("chelsea")
+    ui.wait_done()
+    started = ui.page.evaluate("() => window.decodesStarted")
+    {"upload": ui.upload_bytes, "drop": ui.drop_bytes, "paste": ui.paste_bytes}[how](name, mime, data)
+    text = ui.wait_error()
+    assert "too many pixels to open here" in text and size in text and "the limit is 250 megapixels" in text, text
+    assert ui.page.evaluate("() => window.decodesStarted") == started, "the file was handed to a decoder"
+    assert len(stub_stack.predict_requests()) == 1
+    assert ui.page.is_hidden("#results"), "no result of the previous photo beside the error"
+    assert ui.page.is_disabled("#classify-button"), "Classify must not re-send the previous photo"
+
+
+def test_a_200_megapixel_phone_photo_still_opens_upright(stub_ui: Any, stub_stack: Any, tmp_path: Path) -> None:
+    # The page shrinks before sending: the largest phone photos (16320x12240) must open, EXIF orientation and all.
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
+    path = tmp_path / "phone-200mp.jpg"
+    Image.new("L", (16320, 12240), 128).save(path, "JPEG", quality=90, exif=exif)
+    ui = stub_ui.open()
+    assert ui.jpeg_size(ui.sent_for(path)) == (256, 341)
+
+
 def test_transparent_png_is_flattened_on_white(stub_ui: Any, stub_stack: Any, tmp_path: Path) -> None:
     from PIL import Image
 
@@ -1503,3 +1607,82 @@ def test_describe_failure_for_422_and_500_whatever_the_code(stub_ui: Any) -> Non
         "The server hit an internal error: boom id 7",
         "The server hit an internal error.",
     ]
+
+
+def _encoded(fmt: str, size: tuple[int, int], **save: Any) -> bytes:
+    from PIL import Image
+
+    out = BytesIO()
+    Image.new("RGB", size, (10, 200, 30)).save(out, fmt, **save)
+    return out.getvalue()
+
+
+def test_declared_size_reads_each_formats_header(stub_ui: Any) -> None:
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x010F] = "PhoneMaker " * 2000  # the frame header comes after a large APP1
+
+    # HEIF/AVIF: a tiled photo declares each tile's size and the whole one's ('ispe' boxes); the whole is the photo.
+    def box(kind: bytes, *content: bytes) -> bytes:
+        body = b"".join(content)
+        return (8 + len(body)).to_bytes(4, "big") + kind + body
+
+    def ispe(width: int, height: int) -> bytes:
+        return box(b"ispe", bytes(4), width.to_bytes(4, "big"), height.to_bytes(4, "big"))
+
+    ftyp = box(b"ftyp", b"avif", bytes(4), b"avifmif1miaf")
+    # The bytes "ispe" in the pixels, followed by what reads as 4 billion squared: chance, not a declaration.
+    mdat = box(b"mdat", bytes(100), b"ispe", bytes(4), b"\xff" * 8, bytes(100))
+    avif = (
+        ftyp
+        + box(
+            b"meta",
+            bytes(4),  # version and flags
+            box(b"hdlr", bytes(8), b"pict", bytes(13)),
+            box(b"iprp", box(b"ipco", ispe(512, 512), ispe(4032, 3024), box(b"pixi", bytes(4), b"\x03\x08\x08\x08"))),
+        )
+        + mdat
+    )
+    files = {
+        "jpeg": _encoded("JPEG", (321, 123), exif=exif),
+        "progressive jpeg": _encoded("JPEG", (321, 123), progressive=True),
+        "png": _encoded("PNG", (321, 123)),
+        "gif": _encoded("GIF", (321, 123)),
+        "lossy webp": _encoded("WEBP", (321, 123), quality=80),
+        "lossless webp": _encoded("WEBP", (321, 123), lossless=True),
+        "extended webp": _encoded("WEBP", (321, 123), exif=exif),
+        "bmp": _encoded("BMP", (321, 123)),
+        "avif": avif,
+        "avif without its properties": ftyp + mdat,
+        "text": b"this is not a JPEG, just text pretending\n" * 20,
+        "jpeg cut before its frame header": _encoded("JPEG", (321, 123), exif=exif)[:5000],
+    }
+    # Stray bytes between two segments: libjpeg skips them with a warning, and so do the browsers' decoders.
+    app0 = 4 + int.from_bytes(files["progressive jpeg"][4:6], "big")
+    files["jpeg with stray bytes"] = files["progressive jpeg"][:app0] + b"\x00\x12" + files["progressive jpeg"][app0:]
+    assert b"VP8X" in files["extended webp"][:16] and b"VP8L" in files["lossless webp"][:16]
+    got = stub_ui.open().page.evaluate(
+        """async (files) => {
+            const m = await import("./script.js");
+            return Object.fromEntries(Object.entries(files).map(([name, b64]) => {
+                const size = m.declaredSize(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)));
+                return [name, size && [size.width, size.height]];
+            }));
+        }""",
+        {name: base64.b64encode(data).decode("ascii") for name, data in files.items()},
+    )
+    expected = {name: [321, 123] for name in files}
+    expected.update({"avif": [4032, 3024], "avif without its properties": None, "text": None})
+    expected["jpeg cut before its frame header"] = None
+    assert got == expected
+
+
+def test_too_many_pixels_message_rounds_up(stub_ui: Any) -> None:
+    got = run_js(
+        stub_ui.open(),
+        "return [m.MAX_INPUT_PIXELS, m.tooManyPixelsMessage(25000, 10001), m.tooManyPixelsMessage(16320, 12240)];",
+    )
+    assert got[0] == 250_000_000
+    assert "(25000×10001, 251 megapixels; the limit is 250 megapixels)" in got[1], "just over must not read as 250"
+    assert "200 megapixels" in got[2]
