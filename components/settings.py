@@ -202,7 +202,29 @@ def validate_origin(key: str, origin: Any) -> str:
         or origin != origin.strip()
     ):
         raise _fail(key, origin, allowed)
+    # CORS (the proxy's and API Gateway's) compares the configured origin with the browser's Origin header, which is
+    # always serialized: lower case, an ASCII (punycode) host, no default port. Any other spelling of the same origin
+    # is accepted here and deployed, and then never matches: every request from that page fails CORS.
+    sent = _serialized_origin(parts.scheme, host, parts.port)
+    if sent is None:
+        raise _fail(key, origin, "an ASCII (punycode, xn--) host")
+    if origin != sent:
+        raise _fail(key, origin, f"the origin as a browser sends it, {sent!r} (lower case, punycode, no default port)")
     return origin
+
+
+def _serialized_origin(scheme: str, host: str, port: int | None) -> str | None:
+    """scheme://host[:port] as browsers put it in the Origin header (urlsplit has already lower-cased both); None
+    for a host that IDNA cannot encode."""
+    if not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            return None
+    if ":" in host:
+        host = f"[{host}]"
+    default = 443 if scheme == "https" else 80
+    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
 
 
 def _origins(key: str, value: Any) -> tuple[str, ...]:

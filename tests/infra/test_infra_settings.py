@@ -78,6 +78,11 @@ def test_loopback_origins_may_use_http() -> None:
     assert validate_settings({"corsExtraOrigins": origins}).cors_extra_origins == tuple(origins)
 
 
+def test_origins_spelt_as_browsers_send_them_are_accepted() -> None:
+    origins = ["https://app.example.com:8443", "https://xn--bcher-kva.example", "https://classify.example.com"]
+    assert validate_settings({"corsExtraOrigins": origins}).cors_extra_origins == tuple(origins)
+
+
 def test_prod_like_config_is_accepted() -> None:
     settings = validate_settings(
         {
@@ -148,6 +153,15 @@ INVALID = [
     ("corsExtraOrigins", ["http://app.example.com"], "http only for localhost"),
     ("corsExtraOrigins", ["app.example.com"], "https://host"),
     ("corsExtraOrigins", "not json", "a list of origins"),
+    # Accepted once, deployed, and never equal to the Origin header a browser sends (lower case, punycode, no
+    # default port): every request from that page would fail CORS.
+    ("corsExtraOrigins", ["https://App.example.com"], "as a browser sends it, 'https://app.example.com'"),
+    ("corsExtraOrigins", ["HTTPS://app.example.com"], "as a browser sends it, 'https://app.example.com'"),
+    ("corsExtraOrigins", ["https://app.example.com:443"], "as a browser sends it, 'https://app.example.com'"),
+    ("corsExtraOrigins", ["http://localhost:80"], "as a browser sends it, 'http://localhost'"),
+    ("corsExtraOrigins", ["https://app.example.com:"], "as a browser sends it, 'https://app.example.com'"),
+    ("corsExtraOrigins", ["https://app.example.com:08443"], "as a browser sends it, 'https://app.example.com:8443'"),
+    ("corsExtraOrigins", ["https://bücher.example"], "as a browser sends it, 'https://xn--bcher-kva.example'"),
     ("corsExtraOrigins", ["https://a.example.com", "https://a.example.com"], "distinct"),
     ("logRetentionDays", 10, "one of 1, 3, 5, 7, 14"),
     ("priceClass", "PriceClass_300", "PriceClass_100, PriceClass_200, PriceClass_All"),
