@@ -159,8 +159,11 @@ class InferenceApi(pulumi.ComponentResource):
                     lambda v: policies.proxy_function_env(v[0], v[1], args.log_level)
                 )
             ),
-            # The group must exist (with its retention) before the first invocation creates it bare.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group, role_policy]),
+            # The group must exist (with its retention) before the first invocation creates it bare. A rename (the
+            # name is the only input we set that replaces a function) creates the new function before the old one
+            # goes, as for the endpoint: the bridge would delete an explicitly named resource first, and the API
+            # would answer 500 until the new one existed.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group, role_policy], delete_before_replace=False),
         )
 
         api = aws.apigatewayv2.Api(
@@ -177,6 +180,14 @@ class InferenceApi(pulumi.ComponentResource):
             origins=allowed_origins,
             opts=child,
         )
+        permission = aws.lambda_.Permission(
+            f"{name}-invoke-permission",
+            action="lambda:InvokeFunction",
+            function=function.name,
+            principal="apigateway.amazonaws.com",
+            source_arn=api.execution_arn.apply(policies.invoke_permission_source_arn),
+            opts=child,
+        )
         integration = aws.apigatewayv2.Integration(
             f"{name}-integration",
             api_id=api.id,
@@ -185,7 +196,8 @@ class InferenceApi(pulumi.ComponentResource):
             integration_uri=function.invoke_arn,
             payload_format_version="2.0",
             timeout_milliseconds=LAMBDA_TIMEOUT_S * 1000,
-            opts=child,
+            # API Gateway may call a (new) function only once its permission exists.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[permission]),
         )
         aws.apigatewayv2.Route(
             f"{name}-route",
@@ -216,15 +228,6 @@ class InferenceApi(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        aws.lambda_.Permission(
-            f"{name}-invoke-permission",
-            action="lambda:InvokeFunction",
-            function=function.name,
-            principal="apigateway.amazonaws.com",
-            source_arn=api.execution_arn.apply(policies.invoke_permission_source_arn),
-            opts=child,
-        )
-
         if args.alarms:
             specs = alarms.inference_api_alarms(args.function_name, access_log_group_name, log_group_name)
             dimensions = {

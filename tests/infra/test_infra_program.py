@@ -238,6 +238,7 @@ def test_resource_options_order_the_deploy_and_parent_every_child(program: Any, 
     assert deps("model-bucket-policy") >= {"model-bucket-public-access"}
     assert deps("model-smoke-check") >= {"model-endpoint"}
     assert deps("api-function") >= {"api-log-group", "api-role-policy"}
+    assert deps("api-integration") >= {"api-invoke-permission"}
     assert deps("site-bucket-policy") >= {"site-bucket-public-access"}
     files = {name for name in seen if name.startswith("site-file-")}
     assert "site-file-config.js" in files and "site-file-index.html" in files
@@ -258,6 +259,8 @@ def test_a_renamed_endpoint_is_created_before_the_old_one_is_deleted(program: An
 
     program(transformation=record)
     assert dbr["model-endpoint"] is False  # explicitly False: None would leave the bridge's delete-first
+    # The proxy's name follows the endpoint's, so the same rename replaces the function: new one first, too.
+    assert dbr["api-function"] is False
 
 
 def test_pulumi_never_deletes_what_a_rolled_back_endpoint_may_still_run_on(program: Any, mocks: RecordingMocks) -> None:
