@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import h11
 from starlette.applications import Starlette
@@ -253,6 +253,31 @@ def _respond(answer: gateway.HttpResponse) -> Response:
     for name, value in answer.headers:
         response.headers.append(name, value)
     return response
+
+
+class AbsoluteFormTarget:
+    """RFC 9112 3.2.2: a server MUST accept the absolute-form of request-target (`POST http://host:port/predict`,
+    what a client sends through an HTTP proxy) and, as its origin, ignore the Host header for the target's own
+    authority. uvicorn hands the whole URL over as the path, which no route matches (a JSON 404); this turns it
+    into the origin-form path and makes the authority the one Host header, so routing and the Host guard judge
+    it exactly as they judge the same request in origin-form. Only `http:` is this plain-HTTP server's scheme;
+    asterisk-form and authority-form (OPTIONS *, CONNECT) and other schemes still get the gateway's 404."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        raw = (scope.get("raw_path") or b"") if scope["type"] == "http" else b""
+        if raw[:7].lower() == b"http://":
+            authority, slash, rest = raw[7:].partition(b"/")
+            raw_path = slash + rest or b"/"
+            scope = {
+                **scope,
+                "path": unquote(raw_path.decode("latin-1")),
+                "raw_path": raw_path,
+                "headers": [(k, v) for k, v in scope["headers"] if k != b"host"] + [(b"host", authority)],
+            }
+        await self.app(scope, receive, send)
 
 
 class LoopbackHostGuard:
@@ -511,7 +536,8 @@ def create_app(
     async def unrouted(request: Request, exc: Exception) -> Response:
         """What no route takes is the gateway's JSON 404 (API Gateway has no 405), not starlette's plain text: a
         method no route lists (PROPFIND, TRACE, a lower-case "post"), or a request target that is not a path
-        (absolute-form, `*`, an authority), which uvicorn passes on as the path."""
+        (`*`, an authority, an absolute-form URL of another scheme than http:), which uvicorn passes on as the
+        path."""
         return route_not_found()
 
     routes = [
@@ -526,7 +552,11 @@ def create_app(
     return Starlette(
         routes=routes,
         exception_handlers={HTTPException: unrouted},
-        middleware=[Middleware(LoopbackHostGuard, enabled=bound_to_loopback), Middleware(ShutdownGuard)],
+        middleware=[
+            Middleware(AbsoluteFormTarget),
+            Middleware(LoopbackHostGuard, enabled=bound_to_loopback),
+            Middleware(ShutdownGuard),
+        ],
     )
 
 

@@ -5,6 +5,7 @@ guard, the site's headers) are checked in milliseconds, without a model or a for
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import socket
 from concurrent.futures import Future
@@ -1038,9 +1039,68 @@ def test_any_method_token_gets_the_gateways_json_404_not_a_plain_text_405(tiers,
     assert tiers.sandboxes.events == []
 
 
-@pytest.mark.parametrize("target", ["http://127.0.0.1:8000/predict", "*", "127.0.0.1:8000", "predict"])
+@pytest.mark.parametrize(
+    "target", ["*", "127.0.0.1:8000", "predict", "https://127.0.0.1:8000/predict", "ftp://127.0.0.1:8000/predict"]
+)
 def test_a_request_target_that_is_not_a_path_gets_the_gateways_json_404(tiers, target):
-    # uvicorn hands absolute-form, asterisk-form and authority-form targets over as the scope's path unchanged.
+    # uvicorn hands absolute-form, asterisk-form and authority-form targets over as the scope's path unchanged;
+    # only an http: absolute-form target names this plain-HTTP server (see the next tests).
     sent = asgi(tiers.app, "POST", target, [(b"host", b"127.0.0.1:8000")])
     assert sent[0]["status"] == 404 and dict(sent[0]["headers"])[b"content-type"] == b"application/json"
     assert json.loads(sent[1]["body"]) == {"message": "Not Found"}
+
+
+def served_raw(app, raw: bytes) -> tuple[h11.Response, bytes]:
+    """The answer of `app` behind the server's own HTTP/1.1 protocol to the bytes `raw`, as a client reads it."""
+
+    async def main() -> tuple[h11.Response, bytes]:
+        config = uvicorn.Config(app, lifespan="off", log_level="critical")
+        protocol = server.HeadDeadlineProtocol(config, ServerState(), app_state={}, _loop=asyncio.get_running_loop())
+        transport = RecordingTransport()
+        protocol.connection_made(transport)
+        try:
+            protocol.data_received(raw)
+            async with asyncio.timeout(HANG_GUARD_S):
+                while protocol.cycle is None or not protocol.cycle.response_complete:
+                    await asyncio.sleep(0)
+            return parsed_answer(transport.written)
+        finally:
+            protocol.connection_lost(None)
+
+    return asyncio.run(main())
+
+
+def test_an_absolute_form_request_target_is_routed_like_its_path(tiers):
+    # RFC 9112 3.2.2: a server MUST accept absolute-form (what a client sends through an HTTP proxy). The same
+    # request in origin-form reaches the function; this one got the gateway's 404.
+    raw = (
+        b"POST HTTP://127.0.0.1:8000/predict?top_k=3 HTTP/1.1\r\nhost: 127.0.0.1:8000\r\n"
+        b"content-type: image/jpeg\r\ncontent-length: %d\r\n\r\n" % len(JPEG) + JPEG
+    )
+    head, body = served_raw(tiers.app, raw)
+    assert head.status_code == 200, body
+    event = json.loads(body)
+    assert (event["rawPath"], event["rawQueryString"]) == ("/predict", "top_k=3")
+    assert event["requestContext"]["http"]["path"] == "/predict"
+    assert base64.b64decode(event["body"]) == JPEG
+    site, page = served_raw(tiers.app, b"GET http://localhost:8000 HTTP/1.1\r\nhost: localhost:8000\r\n\r\n")
+    assert site.status_code == 200 and b"<html" in page.lower(), "an empty path is /"
+
+
+@pytest.mark.parametrize(
+    ("authority", "host", "status"),
+    [
+        (b"rebind.example:8000", b"127.0.0.1:8000", 403),  # the target's authority is the host that counts
+        (b"127.0.0.1:8000", b"rebind.example:8000", 200),  # and the Host header is ignored (RFC 9112 3.2.2)
+        (b"user@127.0.0.1:8000", b"127.0.0.1:8000", 403),  # userinfo: not a plain host[:port]
+        (b"", b"127.0.0.1:8000", 403),  # no authority at all
+    ],
+)
+def test_the_host_guard_judges_the_authority_of_an_absolute_form_target(tiers, authority, host, status):
+    raw = b"GET http://%s/config.js HTTP/1.1\r\nhost: %s\r\n\r\n" % (authority, host)
+    head, body = served_raw(tiers.app, raw)
+    assert head.status_code == status, body
+    if status == 403:
+        assert "DNS rebinding" in json.loads(body)["message"]
+    else:
+        assert b'"apiUrl": "http://127.0.0.1:8000"' in body
