@@ -38,6 +38,8 @@ def _sandbox_init(server_pid: int, begun: Any = None) -> None:
     # sandboxes down itself once its requests are answered. (SIGTERM stays fatal: the pool's terminate() uses it.)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # The function's timeout (see _begin) ends the sandbox through SIGALRM's default action.
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
     # One write() per log line: sandboxes share the server's stdout, and PYTHONUNBUFFERED would otherwise
     # write each JSON line and its newline separately, letting two sandboxes' lines interleave.
     sys.stdout.reconfigure(line_buffering=True, write_through=False)  # type: ignore[union-attr]
@@ -54,12 +56,31 @@ def _exit_with_server(server_pid: int) -> None:
             os._exit(0)
 
 
+class LambdaTimeout(Exception):
+    """The invocation ran past the function's timeout: Lambda stopped it ("Task timed out after N seconds")."""
+
+
+def _timeout_of(args: tuple) -> float | None:
+    """The function's timeout, from the context an invocation is handed (its last argument), if it has one."""
+    timeout_s = getattr(args[-1], "timeout_s", None) if args else None
+    return float(timeout_s) if timeout_s else None
+
+
 def _begin(fn: Callable[..., Any], *args: Any) -> Any:
     """Every call a sandbox runs: counted before it starts, so the server knows whether a sandbox that died
-    had begun it."""
+    had begun it; and stopped at the function's timeout, as Lambda stops it. The kernel does that (SIGALRM's
+    default action ends the process), so a handler stuck in C code or holding the GIL is stopped too, and the
+    server sees the sandbox die (see LambdaSandboxes._finished)."""
     if _begun is not None:
         _begun.value += 1
-    return fn(*args)
+    timeout_s = _timeout_of(args)
+    if timeout_s is not None:
+        signal.setitimer(signal.ITIMER_REAL, timeout_s)
+    try:
+        return fn(*args)
+    finally:
+        if timeout_s is not None:
+            signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 def _import_handler() -> None:
@@ -191,7 +212,8 @@ class LambdaSandboxes:
 
     def submit(self, event: Any, context: Any, *, crash: bool = False) -> Future:
         """Run the handler in a free sandbox; the future fails with BrokenProcessPool if that sandbox dies
-        (`crash`: fault injection, the sandbox dies instead)."""
+        (`crash`: fault injection, the sandbox dies instead), and with LambdaTimeout if the handler outlives the
+        function's timeout (`context.timeout_s`), at which the sandbox is stopped and replaced."""
         fn, args = (_crash, ()) if crash else (self._target, (event, context))
         result: Future = Future()
         with self._lock:
@@ -211,6 +233,10 @@ class LambdaSandboxes:
     ) -> bool:
         """Hand a running `result` to `sandbox`; False when that failed and the sandbox's slot is free again.
         `retry`: whether a sandbox found dead before it began the invocation may be replaced to run it."""
+        # Taken before the sandbox can begin the call and arm the function's timeout (see _begin): it cannot die
+        # of that timeout before this deadline.
+        timeout_s = _timeout_of(args)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         try:
             try:
                 begun = self._sandboxes.get(sandbox)
@@ -229,7 +255,7 @@ class LambdaSandboxes:
         chosen = sandbox
         # Whether the sandbox began this invocation, asked if it dies: its count moved past `before`.
         never_begun = (lambda: begun.value == before) if retry else (lambda: False)
-        inner.add_done_callback(lambda done: self._finished(chosen, done, result, fn, args, never_begun))
+        inner.add_done_callback(lambda done: self._finished(chosen, done, result, fn, args, never_begun, deadline))
         return True
 
     def _finished(
@@ -240,6 +266,7 @@ class LambdaSandboxes:
         fn: Callable[..., Any],
         args: tuple,
         never_begun: Callable[[], bool],
+        deadline: float | None = None,
     ) -> None:
         error = RuntimeError("the sandboxes are shut down") if done.cancelled() else done.exception()
         gone = done.cancelled() or isinstance(error, BrokenProcessPool)
@@ -253,6 +280,9 @@ class LambdaSandboxes:
                 if not self._start(replacement, result, fn, args, retry=False):
                     self._release(None)
                 return
+        if isinstance(error, BrokenProcessPool) and deadline is not None and time.monotonic() >= deadline:
+            # Stopped at the function's timeout; Lambda, too, gives the next invocation a new sandbox.
+            error = LambdaTimeout(f"Task timed out after {_timeout_of(args):.2f} seconds")
         try:
             if gone:  # it died mid-invocation (or was shut down): Lambda starts a new one for the next request
                 self._discard(sandbox)

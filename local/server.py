@@ -46,7 +46,7 @@ from components.settings import Settings
 from components.site_config import CONFIG_JS_CACHE_CONTROL, CONFIG_JS_CONTENT_TYPE, render_config_js
 from local import gateway
 from local.runtime import Faults, SageMakerRuntime, aws_error
-from local.sandboxes import LambdaSandboxes
+from local.sandboxes import LambdaSandboxes, LambdaTimeout
 
 ROOT = Path(__file__).resolve().parent.parent
 WWW = ROOT / "www"
@@ -424,6 +424,11 @@ def create_app(
                 answer = gateway.response_from_lambda(result)
             except TimeoutError:
                 answer = gateway.gateway_error(503)
+            except LambdaTimeout as timed_out:  # a function error: API Gateway's 500, as for any other
+                log.error(
+                    "the Lambda function timed out (%s; API Gateway answers 500); its sandbox is replaced", timed_out
+                )
+                answer = gateway.gateway_error(500)
             except BrokenProcessPool:  # Lambda's Runtime.ExitError: this invocation fails, a new sandbox serves next
                 log.error("the Lambda sandbox exited mid-invocation (API Gateway answers 500); it will be replaced")
                 answer = gateway.gateway_error(500)

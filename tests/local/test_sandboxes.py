@@ -9,13 +9,14 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from types import SimpleNamespace
 
 import psutil
 import pytest
 
 from local import sandboxes as sandboxes_module
-from local.sandboxes import LambdaSandboxes
-from tests.waiting import wait_until
+from local.sandboxes import LambdaSandboxes, LambdaTimeout
+from tests.waiting import HANG_GUARD_S, wait_until
 
 
 def work(event: dict, context) -> int:
@@ -343,6 +344,26 @@ def test_an_injected_crash_kills_the_sandbox_it_lands_on(one):
         one.submit({"touch": "/nonexistent/never-written"}, None, crash=True).result(timeout=60)
     assert dead(first)
     assert one.submit({}, None).result(timeout=60) != first
+
+
+def test_an_invocation_past_the_functions_timeout_is_stopped_and_its_sandbox_replaced(one, tmp_path):
+    # Lambda stops a handler at the function's timeout and gives the next invocation a new sandbox; one left
+    # running held its sandbox for as long as it liked (a stuck handler, one slot fewer each time).
+    first = one.submit({}, None).result(timeout=60)
+    stuck = one.submit({"wait_for": str(tmp_path / "never")}, SimpleNamespace(timeout_s=0.5))
+    with pytest.raises(LambdaTimeout, match=r"^Task timed out after 0\.50 seconds$"):
+        stuck.result(timeout=HANG_GUARD_S)
+    assert dead(first)
+    assert one.submit({}, None).result(timeout=60) != first
+    assert one.size == 1
+
+
+def test_an_invocation_within_the_functions_timeout_leaves_its_sandbox_running(one):
+    context = SimpleNamespace(timeout_s=0.3)
+    first = one.submit({}, context).result(timeout=60)
+    time.sleep(1.0)  # a timeout left armed after the call would have ended the idle sandbox by now
+    assert not dead(first)
+    assert one.submit({}, context).result(timeout=60) == first
 
 
 def shown_env(event: dict, context) -> dict:

@@ -24,6 +24,7 @@ from components.settings import load_stack_file
 from local import gateway, server
 from local.__main__ import parse_args, port_number
 from local.runtime import ContainerResponse, ContainerUnavailable, Faults, SageMakerRuntime
+from local.sandboxes import LambdaTimeout
 from local.server import StackInfo, create_app, names_this_machine
 from tests.conftest import ROOT
 from tests.waiting import HANG_GUARD_S
@@ -213,7 +214,13 @@ def test_an_integration_that_does_not_answer_in_time_is_api_gateways_503(tiers, 
 
 
 @pytest.mark.parametrize(
-    "failure", [BrokenProcessPool("the sandbox died"), RuntimeError("handler bug")], ids=["sandbox_died", "raised"]
+    "failure",
+    [
+        BrokenProcessPool("the sandbox died"),
+        RuntimeError("handler bug"),
+        LambdaTimeout("Task timed out after 29.00 seconds"),
+    ],
+    ids=["sandbox_died", "raised", "timed_out"],
 )
 def test_a_function_that_dies_or_raises_is_api_gateways_500(tiers, failure):
     tiers.sandboxes.result = failure
