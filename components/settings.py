@@ -199,6 +199,7 @@ def validate_origin(key: str, origin: Any) -> str:
         or parts.username
         or parts.scheme not in ("https", "http")
         or (parts.scheme == "http" and host not in _LOCAL_HOSTS)
+        or parts.port == 0  # no page can be served from port 0, so no browser sends it
         or origin != origin.strip()
     ):
         raise _fail(key, origin, allowed)

@@ -152,6 +152,8 @@ INVALID = [
     ("corsExtraOrigins", ["https://app.example.com/"], "no path"),
     ("corsExtraOrigins", ["http://app.example.com"], "http only for localhost"),
     ("corsExtraOrigins", ["app.example.com"], "https://host"),
+    ("corsExtraOrigins", ["https://app.example.com:0"], "https://host"),
+    ("corsExtraOrigins", ["http://localhost:0"], "https://host"),
     ("corsExtraOrigins", "not json", "a list of origins"),
     # Accepted once, deployed, and never equal to the Origin header a browser sends (lower case, punycode, no
     # default port): every request from that page would fail CORS.
