@@ -72,13 +72,16 @@ def tool(path, script: str):
 
 
 @pytest.mark.parametrize(
-    ("known", "java"),
+    ("known", "referred", "java"),
     [
-        ("openjdk-17-jre-headless python3.12-venv python3.13-venv", "openjdk-17-jre-headless"),  # Debian 12
-        ("default-jre-headless python3.13-venv", "default-jre-headless"),  # Debian 13: no openjdk-17 at all
+        ("openjdk-17-jre-headless python3.12-venv python3.13-venv", "", "openjdk-17-jre-headless"),  # Debian 12
+        ("default-jre-headless python3.13-venv", "", "default-jre-headless"),  # Debian 13: no openjdk-17 at all
+        # ... though another package may still name it (ca-certificates-java's Breaks does on Debian 12, for
+        # openjdk-11 and 8): `apt-cache show` then succeeds printing nothing, and `apt-get install` refuses it.
+        ("default-jre-headless python3.13-venv", "openjdk-17-jre-headless", "default-jre-headless"),
     ],
 )
-def test_ci_run_asks_apt_only_for_a_java_it_has(tmp_path, known, java):
+def test_ci_run_asks_apt_only_for_a_java_it_has(tmp_path, known, referred, java):
     """.ci/run on a machine without java: openjdk-17 where the distribution has it, else its default JRE (Debian 13
     has no Java 17, and one unknown package fails the whole `apt-get install`)."""
     project, bin_dir = tmp_path / "project", tmp_path / "bin"
@@ -91,7 +94,14 @@ def test_ci_run_asks_apt_only_for_a_java_it_has(tmp_path, known, java):
     tool(bin_dir / "sudo", 'exec "$@"\n')
     tool(bin_dir / "python3", "echo Python 3.11.0\n")  # with venv: nothing to install for it
     tool(bin_dir / "make", "exit 0\n")
-    tool(bin_dir / "apt-cache", f'case " {known} " in *" $2 "*) exit 0;; esac\nexit 100\n')
+    # apt-cache as apt's: `show` prints a package it has; a name it only knows from another package's relations
+    # (Depends, Breaks...) succeeds printing nothing; any other name fails.
+    tool(
+        bin_dir / "apt-cache",
+        'for p in "$@"; do :; done\n'
+        f'case " {known} " in *" $p "*) echo "Package: $p"; echo "Version: 1"; exit 0;; esac\n'
+        f'case " {referred} " in *" $p "*) exit 0;; esac\nexit 100\n',
+    )
     # apt-get as apt: an unknown package fails the install; a JRE puts java on PATH.
     tool(
         bin_dir / "apt-get",
