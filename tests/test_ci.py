@@ -71,29 +71,25 @@ def tool(path, script: str):
     path.chmod(0o755)
 
 
-@pytest.mark.parametrize(
-    ("known", "referred", "java"),
-    [
-        ("openjdk-17-jre-headless python3.12-venv python3.13-venv", "", "openjdk-17-jre-headless"),  # Debian 12
-        ("default-jre-headless python3.13-venv", "", "default-jre-headless"),  # Debian 13: no openjdk-17 at all
-        # ... though another package may still name it (ca-certificates-java's Breaks does on Debian 12, for
-        # openjdk-11 and 8): `apt-cache show` then succeeds printing nothing, and `apt-get install` refuses it.
-        ("default-jre-headless python3.13-venv", "openjdk-17-jre-headless", "default-jre-headless"),
-    ],
-)
-def test_ci_run_asks_apt_only_for_a_java_it_has(tmp_path, known, referred, java):
-    """.ci/run on a machine without java: openjdk-17 where the distribution has it, else its default JRE (Debian 13
-    has no Java 17, and one unknown package fails the whole `apt-get install`)."""
+def run_ci_on_a_fake_machine(tmp_path, known: str, referred: str = "", chromium: bool = True):
+    """.ci/run on a machine without java whose apt has the packages `known` and merely knows the names `referred`
+    (another package's relations name them); without /usr/bin/chromium unless `chromium`. Returns the
+    `apt-get install` command lines, the run, and whether it went on to `make test`."""
     project, bin_dir = tmp_path / "project", tmp_path / "bin"
     (project / ".ci").mkdir(parents=True)
-    shutil.copy(ROOT / ".ci" / "run", project / ".ci" / "run")
+    usr_bin_chromium = tmp_path / "usr-bin-chromium"  # stands in for /usr/bin/chromium
+    if chromium:
+        tool(usr_bin_chromium, "echo Chromium 99\n")
+    (project / ".ci" / "run").write_text(
+        (ROOT / ".ci" / "run").read_text().replace("/usr/bin/chromium", str(usr_bin_chromium))
+    )
     bin_dir.mkdir()
-    for name in ("bash", "ls", "sort", "head", "id", "dirname", "env"):
+    for name in ("bash", "ls", "sort", "head", "id", "dirname", "env", "chmod"):
         (bin_dir / name).symlink_to(shutil.which(name))
-    log = tmp_path / "apt.log"
+    log, made = tmp_path / "apt.log", tmp_path / "make.log"
     tool(bin_dir / "sudo", 'exec "$@"\n')
     tool(bin_dir / "python3", "echo Python 3.11.0\n")  # with venv: nothing to install for it
-    tool(bin_dir / "make", "exit 0\n")
+    tool(bin_dir / "make", f'echo "$*" > {made}\n')
     # apt-cache as apt's: `show` prints a package it has; a name it only knows from another package's relations
     # (Depends, Breaks...) succeeds printing nothing; any other name fails.
     tool(
@@ -102,14 +98,16 @@ def test_ci_run_asks_apt_only_for_a_java_it_has(tmp_path, known, referred, java)
         f'case " {known} " in *" $p "*) echo "Package: $p"; echo "Version: 1"; exit 0;; esac\n'
         f'case " {referred} " in *" $p "*) exit 0;; esac\nexit 100\n',
     )
-    # apt-get as apt: an unknown package fails the install; a JRE puts java on PATH.
+    # apt-get as apt: an unknown package fails the install; a JRE puts java on PATH, chromium /usr/bin/chromium.
     tool(
         bin_dir / "apt-get",
         f'echo "$*" >> {log}\n[ "$1" = install ] || exit 0\n'
-        f'for p in "$@"; do case "$p" in -*|install) ;; *) case " {known} chromium make " in *" $p "*) ;; '
+        f'for p in "$@"; do case "$p" in -*|install) ;; *) case " {known} make " in *" $p "*) ;; '
         f'*) echo "E: Unable to locate package $p" >&2; exit 100;; esac;; esac; done\n'
         f'case "$*" in *jre-headless*) printf \'#!/bin/sh\\necho "openjdk 99"\\n\' > {bin_dir}/java; '
-        f"chmod +x {bin_dir}/java;; esac\n",
+        f"chmod +x {bin_dir}/java;; esac\n"
+        f'case " $* " in *" chromium "*) printf \'#!/bin/sh\\necho Chromium 99\\n\' > {usr_bin_chromium}; '
+        f"chmod +x {usr_bin_chromium};; esac\n",
     )
     for version in ("3.12", "3.13"):
         fake_python(bin_dir / f"python{version}", f"{version}.0")
@@ -121,5 +119,46 @@ def test_ci_run_asks_apt_only_for_a_java_it_has(tmp_path, known, referred, java)
         timeout=60,
     )
     installs = [line.split() for line in log.read_text().splitlines() if line.startswith("install")]
+    return installs, run, made.exists() and made.read_text().startswith("test ")
+
+
+@pytest.mark.parametrize(
+    ("known", "referred", "java"),
+    [
+        (
+            "openjdk-17-jre-headless python3.12-venv python3.13-venv chromium",
+            "",
+            "openjdk-17-jre-headless",
+        ),  # Debian 12
+        (
+            "default-jre-headless python3.13-venv chromium",
+            "",
+            "default-jre-headless",
+        ),  # Debian 13: no openjdk-17 at all
+        # ... though another package may still name it (ca-certificates-java's Breaks does on Debian 12, for
+        # openjdk-11 and 8): `apt-cache show` then succeeds printing nothing, and `apt-get install` refuses it.
+        ("default-jre-headless python3.13-venv chromium", "openjdk-17-jre-headless", "default-jre-headless"),
+    ],
+)
+def test_ci_run_asks_apt_only_for_a_java_it_has(tmp_path, known, referred, java):
+    """.ci/run on a machine without java: openjdk-17 where the distribution has it, else its default JRE (Debian 13
+    has no Java 17, and one unknown package fails the whole `apt-get install`)."""
+    installs, run, tested = run_ci_on_a_fake_machine(tmp_path, known, referred)
     assert len(installs) == 1 and java in installs[0], (installs, run.stderr)
     assert "Unable to locate package" not in run.stderr
+    assert tested, run.stderr
+
+
+@pytest.mark.parametrize("chromium_on_debian", [True, False])
+def test_ci_run_asks_apt_for_chromium_only_where_the_distribution_has_it(tmp_path, chromium_on_debian):
+    """Debian packages chromium; Ubuntu has no `chromium` package (its chromium-browser installs the snap, which the
+    tests do not use), and asking for it failed the whole install (Java and Python 3.12 too) and so the run."""
+    known = "openjdk-17-jre-headless python3.12-venv" + (" chromium" if chromium_on_debian else "")
+    installs, run, tested = run_ci_on_a_fake_machine(
+        tmp_path, known, referred="" if chromium_on_debian else "chromium", chromium=False
+    )
+    assert len(installs) == 1 and "openjdk-17-jre-headless" in installs[0], (installs, run.stderr)
+    assert ("chromium" in installs[0]) == chromium_on_debian, installs
+    assert "Unable to locate package" not in run.stderr
+    assert chromium_on_debian or "the browser tests cannot run" in run.stderr, run.stderr
+    assert tested, run.stderr
