@@ -83,3 +83,29 @@ def test_demo_keeps_the_stage_throttle_unless_stage_throttle_is_off(tmp_path, va
     command = run.stdout.strip().splitlines()[-1]
     assert command.startswith("venv/bin/python -m local "), run.stdout
     assert ("--no-stage-throttle" in command.split()) == lifted, command
+
+
+@pytest.mark.parametrize("ci", ["", "true"])
+def test_chromium_that_apt_cannot_install_skips_the_browser_tests_not_the_whole_run(tmp_path, ci):
+    """`make test` as root on a machine whose apt has no chromium (Ubuntu: chromium-browser is a snap) or no network:
+    like a machine without root or sudo, the browser tests are skipped (failed under CI) while the rest still runs,
+    rather than `make test` stopping at apt-get before any test."""
+    for name in ("Makefile", "requirements.txt", "requirements-dev.txt"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    makefile = tmp_path / "Makefile"
+    makefile.write_text(makefile.read_text().replace("/usr/bin/chromium", str(tmp_path / "no-such-chromium")))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, script in {
+        "id": "echo 0\n",  # root: no sudo needed
+        "apt-get": 'case "$*" in *install*) echo "E: Unable to locate package chromium" >&2; exit 100;; esac\n',
+    }.items():
+        (bin_dir / name).write_text("#!/bin/sh\n" + script)
+        (bin_dir / name).chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "CI")}
+    env["PATH"] = f"{bin_dir}:{env['PATH']}"
+    if ci:
+        env["CI"] = ci
+    run = subprocess.run(["make", "chromium"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert "the browser tests will be skipped" in run.stderr, run.stderr
+    assert (run.returncode != 0) == bool(ci), (run.returncode, run.stderr)
