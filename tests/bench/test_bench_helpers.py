@@ -190,3 +190,56 @@ def test_the_payload_row_encodes_at_the_pages_own_quality(tmp_path):
     script.write_text("const JPEG_QUALITY = 0.9;\n")
     with pytest.raises(SystemExit, match="no JPEG_QUALITY"):
         page_jpeg_quality(script)
+
+
+@pytest.mark.parametrize(
+    ("returncode", "stderr", "says"),
+    [
+        (-9, "", "killed by signal 9"),  # the kernel's OOM killer: no word on stderr
+        (
+            1,
+            "Traceback (most recent call last):\n  ...\ninference.PayloadTooLarge: 50000001 pixels\n",
+            "PayloadTooLarge",
+        ),
+    ],
+)
+def test_a_hostile_decode_that_fails_fails_the_run(monkeypatch, tmp_path, returncode, stderr, says):
+    """The decode whose memory is judged against memorySizeMb dies (out of memory) or is refused: that is neither a
+    pass (the run used to exit 0 without the judged row) nor a crash after minutes of measuring."""
+    import subprocess
+
+    from PIL import Image
+
+    import bench.__main__ as bench
+
+    monkeypatch.setattr(bench, "hostile_images", lambda: {"tiny PNG": (lambda: Image.new("RGB", (8, 8)), "PNG", {})})
+    monkeypatch.setattr(
+        bench.subprocess, "run", lambda argv, **_: subprocess.CompletedProcess(argv, returncode, "", stderr)
+    )
+    report, ctx = bench.Report(), {}
+    bench.bench_hostile_image_memory(report, tmp_path, ctx)
+    assert "bomb_mb" not in ctx
+    assert len(report.failures) == 1 and says in report.failures[0], report.failures
+    assert report.rows[-1][4].endswith("❌"), report.rows
+
+
+def test_a_serving_stack_that_fails_under_the_memory_benchmark_fails_the_run(monkeypatch):
+    import bench.__main__ as bench
+    import local.torchserve
+
+    class Broken:
+        def __init__(self, *_):
+            pass
+
+        def __enter__(self):
+            raise local.torchserve.TorchServeError("the model endpoint cannot start: model_fn failed\ndetails")
+
+        def __exit__(self, *_):
+            return False
+
+    monkeypatch.setattr(local.torchserve, "TorchServeEndpoint", Broken)
+    monkeypatch.setattr(bench.shutil, "which", lambda _: "/usr/bin/java")
+    report = bench.Report()
+    bench.bench_container_memory(report, {"big": b"", "small_jpeg": b""})
+    assert len(report.failures) == 1 and "model_fn failed" in report.failures[0], report.failures
+    assert report.rows[-1][4].endswith("❌"), report.rows
