@@ -50,6 +50,8 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
 	  echo "error: this project needs Python 3.11 or newer, and $(PYTHON) is not (make PYTHON=python3.11 ...)" >&2; exit 1; }
 	test -x $(PIP) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+	  echo "error: $(VENV)/ runs a Python older than 3.11 (made by another python3?): rm -rf $(VENV) and make venv again" >&2; exit 1; }
 	$(PIP) install --disable-pip-version-check -q --upgrade pip wheel
 	$(PIP) install --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
 	touch $@

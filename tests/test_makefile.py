@@ -109,3 +109,26 @@ def test_chromium_that_apt_cannot_install_skips_the_browser_tests_not_the_whole_
     run = subprocess.run(["make", "chromium"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert "the browser tests will be skipped" in run.stderr, run.stderr
     assert (run.returncode != 0) == bool(ci), (run.returncode, run.stderr)
+
+
+def test_a_venv_made_by_an_older_python_is_refused_not_reused(tmp_path):
+    """The README's CPU-only torch recipe makes venv/ with `python3` first; where that is 3.10 (Ubuntu 22.04), a
+    later `make venv PYTHON=python3.11` passed its version check on python3.11 and then reused the 3.10 venv."""
+    for name in ("Makefile", "requirements.txt", "requirements-dev.txt"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    bin_dir = tmp_path / "venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    for name, script in {
+        "python": 'case "$*" in *version_info*) exit 1;; esac\n',  # Python 3.10
+        "pip": f'echo "$*" >> {tmp_path}/pip.log\n',
+    }.items():
+        (bin_dir / name).write_text("#!/bin/sh\n" + script)
+        (bin_dir / name).chmod(0o755)
+    python311 = tmp_path / "python3.11"
+    python311.write_text("#!/bin/sh\nexit 0\n")
+    python311.chmod(0o755)
+    run = make("venv", f"PYTHON={python311}", cwd=tmp_path)
+    assert run.returncode != 0
+    assert "venv/ runs a Python older than 3.11" in run.stderr, run.stderr
+    assert not (tmp_path / "pip.log").exists()
+    assert not (tmp_path / "venv" / ".installed").exists()
