@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,15 @@ def skip_or_fail(reason: str, ci_hint: str) -> NoReturn:
     if os.environ.get("CI"):
         pytest.fail(f"{reason}; {ci_hint}", pytrace=False)
     pytest.skip(reason)
+
+
+def require_ipv6_loopback() -> None:
+    """Skip (fail under CI) unless this machine can bind ::1; a container often has IPv6 switched off."""
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError as e:
+        skip_or_fail(f"no IPv6 loopback on this machine: {e}", "CI must give it one (::1)")
 
 
 def find_python(version: str) -> str | None:

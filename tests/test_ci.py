@@ -162,3 +162,35 @@ def test_ci_run_asks_apt_for_chromium_only_where_the_distribution_has_it(tmp_pat
     assert "Unable to locate package" not in run.stderr
     assert chromium_on_debian or "the browser tests cannot run" in run.stderr, run.stderr
     assert tested, run.stderr
+
+
+def test_no_ipv6_loopback_skips_outside_ci_and_fails_under_it(monkeypatch):
+    import tests.ci
+
+    class NoIPv6:
+        def __init__(self, *_):
+            raise OSError(97, "Address family not supported by protocol")
+
+    monkeypatch.setattr(tests.ci.socket, "socket", NoIPv6)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no IPv6 loopback"):
+        tests.ci.require_ipv6_loopback()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must give it one"):
+        tests.ci.require_ipv6_loopback()
+
+
+def test_every_skip_goes_through_skip_or_fail():
+    """README: with CI set, every missing prerequisite fails its tests instead of skipping them. A bare skip (a
+    container without IPv6 skipped two tests under CI) would let CI go green without running them."""
+    import re
+
+    bare = re.compile(r"pytest\.skip\(|pytest\.mark\.skipif|pytest\.importorskip|unittest\.skip")
+    offenders = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in sorted((ROOT / "tests").rglob("*.py"))
+        if path != ROOT / "tests" / "ci.py" and path != ROOT / "tests" / "test_ci.py"
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if bare.search(line)
+    ]
+    assert offenders == []

@@ -5,13 +5,13 @@ Every test drives the whole page flow, then checks what only the real model can 
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from tests.ci import require_ipv6_loopback
 from tests.conftest import LocalStack
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
@@ -83,15 +83,6 @@ def test_12mp_photo_sends_at_most_60kb_and_still_classifies(live_ui: Any, photo_
     assert is_cat(ui.labels()[0]), ui.labels()
 
 
-def _ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as probe:
-            probe.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
 def test_the_page_classifies_when_opened_as_localhost(make_ui: Any, live_stack: Any) -> None:
     # The API stays at 127.0.0.1, another origin than the page's: the CSP must name it, not 'self'.
     page_url = live_stack.url.replace("127.0.0.1", "localhost")
@@ -101,9 +92,9 @@ def test_the_page_classifies_when_opened_as_localhost(make_ui: Any, live_stack: 
     assert is_cat(ui.labels()[0])
 
 
-@pytest.mark.skipif(not _ipv6_loopback(), reason="this machine has no IPv6 loopback")
 def test_the_page_classifies_when_reached_at_an_ipv6_address(make_ui: Any, artifact: Any) -> None:
     # An IPv6 literal cannot appear in a CSP source list; a page that named its own API by address was blocked.
+    require_ipv6_loopback()
     stack = LocalStack("--host", "::1")
     try:
         assert stack.url.startswith("http://[::1]:")

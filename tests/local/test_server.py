@@ -26,6 +26,7 @@ from local.__main__ import parse_args, port_number
 from local.runtime import ContainerResponse, ContainerUnavailable, Faults, SageMakerRuntime
 from local.sandboxes import LambdaTimeout
 from local.server import StackInfo, create_app, names_this_machine
+from tests.ci import require_ipv6_loopback
 from tests.conftest import ROOT
 from tests.waiting import HANG_GUARD_S
 
@@ -526,11 +527,7 @@ def test_the_region_comes_from_the_stack_file(tmp_path):
 
 
 def test_an_ipv6_host_is_bound_as_ipv6():
-    try:
-        with socket.socket(socket.AF_INET6) as probe:
-            probe.bind(("::1", 0))
-    except OSError as e:
-        pytest.skip(f"no IPv6 loopback on this machine: {e}")
+    require_ipv6_loopback()
     with server.bind("::1", 0) as sock:
         assert sock.family == socket.AF_INET6 and sock.getsockname()[0] == "::1"
 
