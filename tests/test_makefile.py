@@ -132,3 +132,25 @@ def test_a_venv_made_by_an_older_python_is_refused_not_reused(tmp_path):
     assert "venv/ runs a Python older than 3.11" in run.stderr, run.stderr
     assert not (tmp_path / "pip.log").exists()
     assert not (tmp_path / "venv" / ".installed").exists()
+
+
+def test_chromium_without_apt_get_asks_no_sudo_password(tmp_path):
+    """A machine with sudo but no apt-get (macOS, Fedora): `make test` must not stop for a sudo password only to
+    run an apt-get that is not there; the browser tests are skipped with a warning."""
+    for name in ("Makefile", "requirements.txt", "requirements-dev.txt"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    makefile = tmp_path / "Makefile"
+    makefile.write_text(makefile.read_text().replace("/usr/bin/chromium", str(tmp_path / "no-such-chromium")))
+    bin_dir = tmp_path / "bin"  # the whole PATH: no apt-get on it
+    bin_dir.mkdir()
+    for name, script in {"id": "echo 1000\n", "sudo": f'echo "$*" >> {tmp_path}/sudo.log\nexit 1\n'}.items():
+        (bin_dir / name).write_text("#!/bin/sh\n" + script)
+        (bin_dir / name).chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "CI")}
+    env["PATH"] = str(bin_dir)
+    run = subprocess.run(
+        [shutil.which("make"), "chromium"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0, run.stderr
+    assert "the browser tests will be skipped" in run.stderr, run.stderr
+    assert not (tmp_path / "sudo.log").exists(), (tmp_path / "sudo.log").read_text()
