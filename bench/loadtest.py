@@ -567,7 +567,15 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         url, pid = stack.url, stack.pid
     try:
-        runtime_state(url)
+        try:
+            runtime_state(url)
+        except httpx.HTTPError as e:  # `make demo`'s stack has no /__local/faults (404), or nothing listens
+            print(
+                f"error: {url} is not a local stack started with --fault-injection --no-stage-throttle: "
+                f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+                file=sys.stderr,
+            )
+            return 1
         normal_ok, note = normal_requests_succeed(url, image, 2)  # warm-up, and a sanity check
         if not normal_ok:
             print(f"error: the stack does not answer normal requests: {note}", file=sys.stderr)

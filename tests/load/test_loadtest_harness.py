@@ -182,3 +182,44 @@ def test_the_url_option_asks_for_a_stack_without_the_stage_throttle(capsys, monk
     options = " ".join(capsys.readouterr().out.split()).split("options:", 1)[1]
     url_help = options.split("--url URL", 1)[1].split("--pid", 1)[0]
     assert "--fault-injection" in url_help and "--no-stage-throttle" in url_help, url_help
+
+
+@pytest.mark.parametrize("listening", [True, False])
+def test_a_url_that_is_not_a_fault_injection_stack_is_refused_in_one_line(capsys, listening):
+    """`--url` at `make demo`'s stack (no /__local/faults: 404) or at nothing: a one-line error and exit 1, not a
+    traceback from httpx."""
+    import http.server
+    import socket
+    import threading
+
+    from bench import loadtest as lt
+
+    class NoFaults(http.server.BaseHTTPRequestHandler):
+        def do_DELETE(self):
+            body = b'{"message": "Not Found"}'
+            self.send_response(404)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_):
+            pass
+
+    if listening:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NoFaults)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+    else:
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    try:
+        assert lt.main(["--url", url, "--skip-faults", "--skip-broken-artifact"]) == 1
+    finally:
+        if listening:
+            server.shutdown()
+            server.server_close()
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {url} ") and "--fault-injection" in err and "Traceback" not in err, err
+    assert err.count("\n") == 1, err
