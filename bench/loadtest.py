@@ -531,11 +531,24 @@ def broken_artifact_refusal(artifact: Path) -> FaultOutcome:
 
 
 # ---------------------------------------------------------------------------------------------------------
+def positive(kind):
+    """An argparse type: a number of `kind` above 0 (a load of 0 requests, clients or seconds measures nothing)."""
+
+    def parse(text: str):
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its "invalid int value" message
+    return parse
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.loadtest", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=1000)
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--duration-cap", type=float, default=120.0, help="seconds; the load stops there")
+    parser.add_argument("--requests", type=positive(int), default=1000)
+    parser.add_argument("--concurrency", type=positive(int), default=8)
+    parser.add_argument("--duration-cap", type=positive(float), default=120.0, help="seconds; the load stops there")
     parser.add_argument(
         "--url",
         help="an already running local stack, started with --fault-injection --no-stage-throttle (with the stage's "

@@ -223,3 +223,16 @@ def test_a_url_that_is_not_a_fault_injection_stack_is_refused_in_one_line(capsys
     err = capsys.readouterr().err
     assert err.startswith(f"error: {url} ") and "--fault-injection" in err and "Traceback" not in err, err
     assert err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("option", ["--requests", "--concurrency", "--duration-cap"])
+@pytest.mark.parametrize("value", ["0", "-3"])
+def test_a_count_or_cap_below_one_is_refused_before_a_stack_starts(capsys, option, value):
+    """--concurrency 0 raised ThreadPoolExecutor's ValueError as a traceback once the stack was up; --requests 0
+    and --duration-cap 0 ran a load of nothing and failed it."""
+    from bench import loadtest as lt
+
+    with pytest.raises(SystemExit) as exit_:
+        lt.parse_args([option, value])
+    assert exit_.value.code == 2
+    assert f"argument {option}: " in capsys.readouterr().err
