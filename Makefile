@@ -14,9 +14,9 @@ ALLOW_REMOTE ?=
 # The stage's throttling (apiThrottleRateLimit/BurstLimit) applies to /predict, as in the cloud; STAGE_THROTTLE=0
 # lifts it, e.g. to drive the demo with a load generator.
 STAGE_THROTTLE ?= 1
-# A yes/no variable (ALLOW_REMOTE, INT8, STAGE_THROTTLE) is on when set to anything but empty, 0, false or no: ALLOW_REMOTE=0 must
-# not expose the demo, nor INT8=0 ship the int8 graph.
-on = $(filter-out 0 false no,$(strip $(1)))
+# A yes/no variable (ALLOW_REMOTE, INT8, STAGE_THROTTLE) is on when set to anything but empty, 0, false, no or off (in
+# any of the usual cases): ALLOW_REMOTE=False must not expose the demo, nor INT8=0 ship the int8 graph.
+on = $(filter-out 0 false False FALSE no No NO off Off OFF,$(strip $(1)))
 
 # Weights: torchvision's own download unless a local state_dict is named. The shared offline copy is used
 # when it exists and nothing else was asked, so a machine without internet still builds the real model.

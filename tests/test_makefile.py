@@ -63,7 +63,19 @@ def test_venv_left_without_pip_is_made_again(tmp_path):
     ("target", "variable", "flag"),
     [("demo HOST=0.0.0.0", "ALLOW_REMOTE", "--allow-remote"), ("model", "INT8", "--int8")],
 )
-@pytest.mark.parametrize(("value", "on"), [("1", True), ("yes", True), ("0", False), ("false", False), ("", False)])
+@pytest.mark.parametrize(
+    ("value", "on"),
+    [
+        ("1", True),
+        ("yes", True),
+        ("0", False),
+        ("false", False),
+        ("False", False),
+        ("NO", False),
+        ("off", False),
+        ("", False),
+    ],
+)
 def test_a_yes_no_variable_set_to_0_is_off(tmp_path, target, variable, flag, value, on):
     """ALLOW_REMOTE=0 must not expose the demo beyond this machine, nor INT8=0 ship the int8 graph."""
     for name in ("Makefile", "requirements.txt", "requirements-dev.txt"):
