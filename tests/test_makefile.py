@@ -166,3 +166,17 @@ def test_chromium_without_apt_get_asks_no_sudo_password(tmp_path):
     assert run.returncode == 0, run.stderr
     assert "the browser tests will be skipped" in run.stderr, run.stderr
     assert not (tmp_path / "sudo.log").exists(), (tmp_path / "sudo.log").read_text()
+
+
+def test_the_vendored_onnxruntime_is_the_version_the_venv_runs():
+    """The artifact vendors ORT_VERSION for the container while tests, the bench and the local stack run the
+    requirements.txt pin: were they to drift apart, every figure and agreement check here would be about a runtime
+    the endpoint does not run."""
+    makefile = (ROOT / "Makefile").read_text()
+    vendored = next(line.split(":=")[1].strip() for line in makefile.splitlines() if line.startswith("ORT_VERSION :="))
+    pinned = next(
+        line.split("==")[1].strip()
+        for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if line.startswith("onnxruntime==")
+    )
+    assert vendored == pinned
