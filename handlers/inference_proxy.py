@@ -50,8 +50,10 @@ CONFIG = load_config(os.environ)
 
 # At DEBUG botocore logs each request's parameters (the image included), the response bodies, and the signed
 # canonical request (the session token included): a DEBUG root logger (or Lambda's application log level) must
-# never put payloads or credentials into the logs, so all of botocore is held at INFO.
-logging.getLogger("botocore").setLevel(logging.INFO)
+# never put payloads or credentials into the logs, so all of botocore is held at INFO or above. Never below the
+# root logger's level when this module loads (Lambda's runtime has set it by then: WARNING unless an application log
+# level is configured), or botocore's INFO lines ("Found credentials in environment variables.") would appear.
+logging.getLogger("botocore").setLevel(max(logging.INFO, logging.getLogger().getEffectiveLevel()))
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "inference-proxy"
 logger = Logger(service=SERVICE)

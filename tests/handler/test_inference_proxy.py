@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import warnings
 from types import SimpleNamespace
 
@@ -462,6 +463,20 @@ def test_logs_carry_the_request_id_and_never_the_payload(proxy_env, capsys):
     assert logs, out
     assert all(line.get("correlation_id") == "req-abc-123" for line in logs)
     assert {line.get("status") for line in logs} >= {200, 429, 415, 400}
+
+
+def test_holding_botocore_back_never_switches_on_its_info_lines(proxy_env, capsys):
+    """Lambda's runtime leaves the root logger at WARNING (no application log level set): holding botocore back from
+    DEBUG must not lower it to INFO under that, which put a plain-text "Found credentials in environment variables."
+    among the JSON lines at every cold start."""
+    root = logging.getLogger()
+    previous = root.level
+    root.setLevel(logging.WARNING)
+    try:
+        load_proxy()
+    finally:
+        root.setLevel(previous)
+    assert not logging.getLogger("botocore.credentials").isEnabledFor(logging.INFO)
 
 
 def test_logs_name_the_request_id_the_client_was_given(proxy, stub, capsys):
