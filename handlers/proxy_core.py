@@ -139,6 +139,19 @@ def base64_len(n: int) -> int:
     return 4 * math.ceil(n / 3)
 
 
+# A JSON string escape: \uXXXX, or a backslash and the one character it stands for (\/ \\ \" \n ...).
+_JSON_ESCAPE = re.compile(rb"\\(?:u[0-9A-Fa-f]{4}|.)", re.DOTALL)
+# The most escaping can lengthen JSON text: every character written as \uXXXX.
+JSON_ESCAPE_MAX_GROWTH = 6
+
+
+def unescaped_json_len(data: bytes) -> int:
+    """JSON text's length with each escape counted as the one character it stands for. Encoders escape characters of
+    the base64 alphabet (.NET's System.Text.Json writes '+' as \\u002B by default), which must not count against the
+    image's size."""
+    return len(_JSON_ESCAPE.sub(b"_", data))
+
+
 def normalize_origin(origin: str) -> str:
     # Browsers send Origin as scheme://host[:port] with no path; config values often carry a trailing slash.
     return origin.strip().rstrip("/").lower()
@@ -339,12 +352,14 @@ def _check_declared(declared: str | None, where: str, accepted: str = "image/jpe
         )
 
 
-def _event_body_bytes(body: str | None, is_base64: bool, cap: int) -> bytes:
-    """The request body as bytes, refusing (413) anything over `cap` before decoding it."""
+def _event_body_bytes(body: str | None, is_base64: bool, cap: int, *, json_text: bool = False) -> bytes:
+    """The request body as bytes, refusing (413) anything over `cap` before decoding it. For `json_text`, each JSON
+    escape counts as one character, and only a body longer than escaping could explain is refused unscanned."""
+    limit = cap * JSON_ESCAPE_MAX_GROWTH if json_text else cap
     if body is None or body == "":
         raise ApiError("bad_request", "The request body is empty; send an image.")
     if is_base64:
-        if len(body) > base64_len(cap):
+        if len(body) > base64_len(limit):
             raise too_large(cap, "The request body")
         try:
             data = base64.b64decode(body, validate=True)
@@ -353,7 +368,7 @@ def _event_body_bytes(body: str | None, is_base64: bool, cap: int) -> bytes:
     else:
         # API Gateway only passes text bodies un-encoded; UTF-8 is what it decoded them from.
         data = body.encode("utf-8", "surrogateescape")
-    if len(data) > cap:
+    if len(data) > cap and (len(data) > limit or not json_text or unescaped_json_len(data) > cap):
         raise too_large(cap, "The request body")
     if not data:
         raise ApiError("bad_request", "The request body is empty; send an image.")
@@ -399,7 +414,7 @@ def parse_predict_request(
         )
 
     if media_type == JSON_TYPE or media_type.endswith("+json"):
-        data = _event_body_bytes(body, is_base64, json_body_cap(max_image_bytes))
+        data = _event_body_bytes(body, is_base64, json_body_cap(max_image_bytes), json_text=True)
         document = _parse_json_object(data)
         if "image" not in document or document["image"] is None:
             raise ApiError("bad_request", 'JSON field "image" is required (base64 or a data: URL).')

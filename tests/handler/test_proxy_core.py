@@ -386,6 +386,29 @@ def test_json_cap_admits_the_largest_allowed_image_as_mime_wrapped_base64():
     rejects("payload_too_large", 413, parse_json, {"image": over_wrapped})  # 3 bytes over the limit
 
 
+def test_json_escapes_of_the_base64_alphabet_do_not_count_against_the_cap():
+    # .NET's System.Text.Json writes '+' as \u002B by default (dotnet/runtime#35281). An image just under the limit,
+    # whose base64 has a '+' in every 64 characters or so, then has a JSON body 8% longer, past the body cap: a 413
+    # "send at most 5,894,940 bytes" for a 4.1 MB image the API accepts.
+    image = JPEG + bytes(range(256)) * ((MAX - len(JPEG) - 64) // 256)
+    text = json.dumps({"image": b64(image)})
+    escaped = text.replace("+", "\\u002B")
+    assert len(escaped) > core.json_body_cap(MAX) and json.loads(escaped) == json.loads(text)
+    assert parse(escaped, "application/json", is_base64=False).image == image
+    assert parse(escaped.encode(), "application/vnd.api+json", is_base64=True).image == image
+
+
+def test_json_escapes_still_count_once_so_an_escaped_oversize_body_is_413():
+    cap = core.json_body_cap(200)
+    escaped_slashes = "\\/" * (cap + 1)
+    rejects("payload_too_large", 413, parse, escaped_slashes, "application/json", is_base64=False, max_image_bytes=200)
+    # Beyond what escaping can explain (every character as \uXXXX), refused before anything scans it.
+    huge = "\\u002B" * (cap + 1)
+    rejects("payload_too_large", 413, parse, huge, "application/json", is_base64=False, max_image_bytes=200)
+    message = rejects("payload_too_large", 413, parse, huge * 2, "application/json", max_image_bytes=200).message
+    assert f"{cap:,} bytes" in message
+
+
 # Random bytes never begin with an image's magic number, so they were never accepted and the checks below never ran:
 # half the inputs now start with one, and a JPEG and a WebP run as explicit examples.
 MAGIC = st.sampled_from([JPEG[:3], PNG[:8], WEBP[:12]])
