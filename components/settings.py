@@ -228,6 +228,11 @@ def _serialized_origin(scheme: str, host: str, port: int | None) -> str | None:
     return f"{scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
 
 
+# The origins reach the proxy in its ALLOWED_ORIGINS variable, and Lambda refuses a function whose environment
+# (keys and values together) is over 4 KB: the rest of it, the site's own origin included, takes under 1 KB.
+MAX_EXTRA_ORIGINS_CHARS = 3000
+
+
 def _origins(key: str, value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         # Pulumi config returns structured values as JSON text.
@@ -240,6 +245,13 @@ def _origins(key: str, value: Any) -> tuple[str, ...]:
     origins = tuple(validate_origin(key, item) for item in value)
     if len(set(origins)) != len(origins):
         raise _fail(key, value, "a list of distinct origins")
+    size = len(",".join(origins))
+    if size > MAX_EXTRA_ORIGINS_CHARS:
+        raise SettingsError(
+            f"{NAMESPACE}{key} holds {len(origins)} origins, {size:,} characters; allowed at most "
+            f"{MAX_EXTRA_ORIGINS_CHARS:,} in all (they travel in the proxy function's environment, which Lambda "
+            "caps at 4 KB)"
+        )
     return origins
 
 

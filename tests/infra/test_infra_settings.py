@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from components.policies import cors_allowed_origins, proxy_function_env, site_origins
 from components.settings import (
     CONFIG_KEYS,
+    MAX_EXTRA_ORIGINS_CHARS,
     Settings,
     SettingsError,
     default_endpoint_name,
@@ -81,6 +83,20 @@ def test_loopback_origins_may_use_http() -> None:
 def test_origins_spelt_as_browsers_send_them_are_accepted() -> None:
     origins = ["https://app.example.com:8443", "https://xn--bcher-kva.example", "https://classify.example.com"]
     assert validate_settings({"corsExtraOrigins": origins}).cors_extra_origins == tuple(origins)
+
+
+def test_the_most_cors_origins_allowed_still_fit_lambdas_4_kb_environment() -> None:
+    """The extras travel in the proxy's ALLOWED_ORIGINS beside the site's own origins, and Lambda refuses an
+    environment over 4 KB (keys and values): the largest list accepted must fit with the longest of everything else."""
+    extras = [f"https://app{i:03d}-{'a' * 40}.example.com" for i in range(200)]
+    while len(",".join(extras)) > MAX_EXTRA_ORIGINS_CHARS:
+        extras.pop()
+    accepted = validate_settings({"corsExtraOrigins": extras}).cors_extra_origins
+    site = site_origins("d" * 14 + ".cloudfront.net", ".".join(["a" * 63] * 3) + "." + "b" * 61)  # a 253-char domain
+    env = proxy_function_env("e" * 63, cors_allowed_origins(site, accepted), "WARNING")
+    assert sum(len(k) + len(v.encode()) for k, v in env.items()) <= 4096
+    with pytest.raises(SettingsError, match=r"corsExtraOrigins holds \d+ origins, 3,0\d\d characters; allowed at most"):
+        validate_settings({"corsExtraOrigins": [*extras, "https://one-more.example.com"]})
 
 
 def test_prod_like_config_is_accepted() -> None:
