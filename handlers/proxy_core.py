@@ -310,7 +310,9 @@ def parse_top_k(value: Any, source: str) -> int:
             raise ApiError("bad_request", f"top_k must be an integer from 1 to {MAX_TOP_K}.")
         number = value
     if not 1 <= number <= MAX_TOP_K:
-        raise ApiError("bad_request", f"top_k must be between 1 and {MAX_TOP_K}; got {number}.")
+        digits = str(number)  # a JSON integer may have thousands of digits: quote only its start
+        got = digits if len(digits) <= 12 else f"{digits[:12]}... ({len(digits.lstrip('-'))} digits)"
+        raise ApiError("bad_request", f"top_k must be between 1 and {MAX_TOP_K}; got {got}.")
     return number
 
 

@@ -346,6 +346,12 @@ def test_json_top_k_out_of_range_or_wrong_type_is_400_naming_top_k(top_k):
     assert "top_k" in rejects("bad_request", 400, parse_json, {"image": b64(JPEG), "top_k": top_k}).message
 
 
+def test_a_huge_json_top_k_is_quoted_short():
+    message = rejects("bad_request", 400, parse_json, {"image": b64(JPEG), "top_k": 10**4000}).message
+    assert message == "top_k must be between 1 and 20; got 100000000000... (4001 digits)."
+    assert rejects("bad_request", 400, parse_json, {"image": b64(JPEG), "top_k": -5}).message.endswith("got -5.")
+
+
 def test_json_top_k_nan_and_infinity_are_400():
     for literal in ("NaN", "Infinity", "1e999"):
         text = f'{{"image": "{b64(JPEG)}", "top_k": {literal}}}'
