@@ -369,6 +369,10 @@ def test_query_top_k_applies_to_json_and_must_agree_with_body():
 
 def test_json_image_over_cap_is_413_and_body_over_json_cap_is_413_before_parsing():
     rejects("payload_too_large", 413, parse_json, {"image": b64(JPEG + b"x" * 200)}, max_image_bytes=200)
+    # The limit itself, to the byte: the JSON body's own cap is far above it, so only the image's check can tell.
+    cap = len(JPEG) + 200
+    assert parse_json({"image": b64(JPEG + b"x" * 200)}, max_image_bytes=cap).image == JPEG + b"x" * 200
+    rejects("payload_too_large", 413, parse_json, {"image": b64(JPEG + b"x" * 201)}, max_image_bytes=cap)
     huge = "x" * (core.json_body_cap(200) + 1)  # not even JSON: only the size check can answer 413
     rejects("payload_too_large", 413, parse, huge, "application/json", is_base64=False, max_image_bytes=200)
 
