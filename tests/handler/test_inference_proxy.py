@@ -210,6 +210,9 @@ def test_origin_header_name_is_matched_case_insensitively(proxy, stub):
         (json_event({"image": b64(JPEG), "top_k": True}), 400, "bad_request"),
         (json_event({"image": b64(JPEG), "top_k": 1e9}), 400, "bad_request"),
         (make_event(path="/other", body=JPEG), 404, "not_found"),
+        # What a route widened to ANY /{proxy+} would hand over: only /predict itself is the route.
+        (make_event(path="/predict/extra", body=JPEG), 404, "not_found"),
+        (make_event(path="/predictions", body=JPEG), 404, "not_found"),
         (make_event(path="/", method="GET", body=None), 404, "not_found"),
         (make_event(method="GET", body=None), 405, "method_not_allowed"),
         (make_event(method="PUT", body=JPEG), 405, "method_not_allowed"),
