@@ -638,11 +638,16 @@ def test_a_request_head_of_exactly_the_limit_is_served_and_one_byte_more_is_431(
 
 
 def test_a_body_over_the_gateways_limit_is_413_before_the_function(tiers, monkeypatch):
+    async def streamed(size: int):  # chunked: no Content-Length, so only the streaming count can refuse it
+        yield b"x" * size
+
     monkeypatch.setattr(gateway, "MAX_BODY_BYTES", 16)
     assert tiers.predict(b"x" * 16).status_code == 200
-    response = tiers.predict(b"x" * 17)
-    assert response.status_code == 413 and response.json() == {"message": "Request Entity Too Large"}
-    assert len(tiers.sandboxes.events) == 1
+    assert tiers.predict(streamed(16)).status_code == 200
+    for over in (b"x" * 17, streamed(17)):
+        response = tiers.predict(over)
+        assert response.status_code == 413 and response.json() == {"message": "Request Entity Too Large"}
+    assert len(tiers.sandboxes.events) == 2
 
 
 def test_an_event_over_lambdas_limit_is_413_and_the_function_never_runs(tiers, monkeypatch):
