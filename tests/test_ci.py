@@ -71,10 +71,13 @@ def tool(path, script: str):
     path.chmod(0o755)
 
 
-def run_ci_on_a_fake_machine(tmp_path, known: str, referred: str = "", chromium: bool = True):
+def run_ci_on_a_fake_machine(
+    tmp_path, known: str, referred: str = "", chromium: bool = True, root_or_sudo: bool = True
+):
     """.ci/run on a machine without java whose apt has the packages `known` and merely knows the names `referred`
-    (another package's relations name them); without /usr/bin/chromium unless `chromium`. Returns the
-    `apt-get install` command lines, the run, and whether it went on to `make test`."""
+    (another package's relations name them); without /usr/bin/chromium unless `chromium`; run by a user who is
+    neither root nor has sudo unless `root_or_sudo`. Returns the `apt-get install` command lines, the run, and
+    whether it went on to `make test`."""
     project, bin_dir = tmp_path / "project", tmp_path / "bin"
     (project / ".ci").mkdir(parents=True)
     usr_bin_chromium = tmp_path / "usr-bin-chromium"  # stands in for /usr/bin/chromium
@@ -84,10 +87,14 @@ def run_ci_on_a_fake_machine(tmp_path, known: str, referred: str = "", chromium:
         (ROOT / ".ci" / "run").read_text().replace("/usr/bin/chromium", str(usr_bin_chromium))
     )
     bin_dir.mkdir()
-    for name in ("bash", "ls", "sort", "head", "id", "dirname", "env", "chmod"):
+    for name in ("bash", "ls", "sort", "head", "dirname", "env", "chmod"):
         (bin_dir / name).symlink_to(shutil.which(name))
     log, made = tmp_path / "apt.log", tmp_path / "make.log"
-    tool(bin_dir / "sudo", 'exec "$@"\n')
+    if root_or_sudo:
+        (bin_dir / "id").symlink_to(shutil.which("id"))
+        tool(bin_dir / "sudo", 'exec "$@"\n')
+    else:
+        tool(bin_dir / "id", "echo 1000\n")
     tool(bin_dir / "python3", "echo Python 3.11.0\n")  # with venv: nothing to install for it
     tool(bin_dir / "make", f'echo "$*" > {made}\n')
     # apt-cache as apt's: `show` prints a package it has; a name it only knows from another package's relations
@@ -118,7 +125,9 @@ def run_ci_on_a_fake_machine(tmp_path, known: str, referred: str = "", chromium:
         text=True,
         timeout=60,
     )
-    installs = [line.split() for line in log.read_text().splitlines() if line.startswith("install")]
+    installs = (
+        [line.split() for line in log.read_text().splitlines() if line.startswith("install")] if log.exists() else []
+    )
     return installs, run, made.exists() and made.read_text().startswith("test ")
 
 
@@ -194,3 +203,14 @@ def test_every_skip_goes_through_skip_or_fail():
         if bare.search(line)
     ]
     assert offenders == []
+
+
+def test_ci_run_without_root_or_sudo_names_what_to_install(tmp_path):
+    """A machine that lacks java (or make) and lets no one install it: one line naming the packages, not bash's
+    'sudo: command not found' from the middle of the script."""
+    installs, run, tested = run_ci_on_a_fake_machine(
+        tmp_path, "openjdk-17-jre-headless python3.12-venv chromium", root_or_sudo=False
+    )
+    assert run.returncode == 1 and not installs and not tested
+    assert "error: this machine lacks default-jre-headless" in run.stderr, run.stderr
+    assert "not found" not in run.stderr, run.stderr
