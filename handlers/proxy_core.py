@@ -239,6 +239,16 @@ _UNSUPPORTED_SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"MM\x00*", "TIFF"),
     (b"%PDF-", "PDF"),
     (b"\x00\x00\x01\x00", "ICO"),
+    # The formats the endpoint names too (model/code/inference.py OTHER_IMAGE_SIGNATURES), so a direct caller and a
+    # caller of /predict are told the same.
+    (b"8BPS", "PSD"),
+    (b"%!PS", "EPS"),
+    (b"\xc5\xd0\xd3\xc6", "EPS"),
+    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG 2000"),
+    (b"\xffO\xffQ", "JPEG 2000"),
+    (b"\x00\x00\x00\x0cJXL \r\n\x87\n", "JPEG XL"),
+    (b"\xff\x0a", "JPEG XL"),
+    (b"qoif", "QOI"),
 )
 
 

@@ -93,6 +93,14 @@ def test_sniff_supported_types(data, kind):
         (b"II*\x00\x08\x00", "TIFF"),
         (b"MM\x00*\x00\x08", "TIFF"),
         (b"%PDF-1.7\n", "PDF"),
+        (b"8BPS\x00\x01", "PSD"),
+        (b"%!PS-Adobe-3.0 EPSF-3.0\n", "EPS"),
+        (b"\xc5\xd0\xd3\xc6\x1e\x00", "EPS"),  # DOS EPS binary header
+        (b"\x00\x00\x00\x0cjP  \r\n\x87\n\x00", "JPEG 2000"),
+        (b"\xffO\xffQ\x00\x2f", "JPEG 2000"),  # a bare codestream
+        (b"\x00\x00\x00\x0cJXL \r\n\x87\n", "JPEG XL"),
+        (b"\xff\x0a\xfa\x7f", "JPEG XL"),
+        (b"qoif\x00\x00\x00\x10", "QOI"),
         (b'<?xml version="1.0"?><svg xmlns="x"/>', "SVG"),
         (b"  <svg>", "SVG"),
         (b"\x00\x00\x00\x18ftypheic\x00\x00", "HEIC"),
