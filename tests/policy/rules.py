@@ -327,12 +327,17 @@ def _policy_documents(resources: Sequence[Res], problems: list[str]) -> list[tup
 
 
 _S3_PREFIX_WILDCARD = re.compile(r"^arn:aws[a-z-]*:s3:::[^/*]+/[^*]+/\*$")
+# The streams of one named log group: ":*" after a log-group ARN, never after any other ARN (an account's every
+# SageMaker resource, arn:...:sagemaker:<region>:<account>:*) nor in place of the group's name (log-group:*).
+_LOG_STREAMS_WILDCARD = re.compile(r"^arn:aws[a-z-]*:logs:[^:*]+:[^:*]+:log-group:[^:*]+:\*$")
 
 
 def _allowed_suffix_removed(resource: str) -> str:
     if _S3_PREFIX_WILDCARD.match(resource):
         return resource.removesuffix("*")
-    return resource.removesuffix(":*")
+    if _LOG_STREAMS_WILDCARD.match(resource):
+        return resource.removesuffix(":*")
+    return resource
 
 
 def iam_violations(resources: Sequence[Res]) -> list[str]:

@@ -392,6 +392,30 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "Resource wildcard ['arn:aws:s3:::model-bucket-a1b2c3/*']",
     ),
     (
+        "every-log-group",
+        "dev",
+        "iam",
+        lambda g: mutate(
+            g,
+            rules.ROLE_POLICY,
+            "api-role-policy",
+            with_policy(lambda st: st[0].update(Resource="arn:aws:logs:us-east-1:123456789012:log-group:*")),
+        ),
+        "Resource wildcard ['arn:aws:logs:us-east-1:123456789012:log-group:*']",
+    ),
+    (
+        "account-wide-arn",
+        "dev",
+        "iam",
+        lambda g: mutate(
+            g,
+            rules.ROLE_POLICY,
+            "api-role-policy",
+            with_policy(lambda st: st[1].update(Resource="arn:aws:sagemaker:us-east-1:123456789012:*")),
+        ),
+        "Resource wildcard ['arn:aws:sagemaker:us-east-1:123456789012:*']",
+    ),
+    (
         "managed-full-access",
         "dev",
         "iam",
