@@ -576,6 +576,12 @@ def csp_problems(policy: str, api_origin: str) -> list[str]:
         bad = [s for s in sources if s in ("*", "'unsafe-inline'", "'unsafe-eval'", "http:", "https:")]
         if bad:
             problems.append(f"{name} allows {bad}")
+        # The page loads nothing from anywhere else: beyond connect-src (the API), a directive names only the
+        # site itself ('self', 'none'), and only images may also come from data: and blob: (the preview).
+        allowed = {"'self'", "'none'", *(("data:", "blob:") if name == "img-src" else ())}
+        foreign = [s for s in sources if name != "connect-src" and s not in allowed and s not in bad]
+        if foreign:
+            problems.append(f"{name} allows {foreign}, only {sorted(allowed)}")
     return problems
 
 

@@ -41,6 +41,13 @@ def test_csp_checker_rejects_weak_policies() -> None:
     assert rules.csp_problems(good.replace(f"connect-src {api}", f"connect-src {api} https:"), api)
     assert rules.csp_problems(good.replace("frame-ancestors 'none'", "frame-ancestors *"), api)
     assert rules.csp_problems(good + "; script-src 'self' 'unsafe-inline'", api)
+    # A third-party script, stylesheet or tracking pixel, or a script from a data: URL.
+    assert rules.csp_problems(good + "; script-src 'self' https://cdn.jsdelivr.net", api)
+    assert rules.csp_problems(good + "; script-src 'self' data:", api)
+    assert rules.csp_problems(good + "; style-src 'self' https://fonts.googleapis.com", api)
+    assert rules.csp_problems(good + "; img-src 'self' data: blob: https://tracker.example", api)
+    assert rules.csp_problems(good + "; base-uri https://evil.example", api)
+    assert rules.csp_problems(good + "; img-src 'self' data: blob:; base-uri 'self'; form-action 'self'", api) == []
 
 
 def hsts_max_age(value: str) -> int:
