@@ -83,6 +83,7 @@ MIN_TLS = "TLSv1.2_2021"
 HSTS_MIN_AGE_S = 365 * 24 * 3600
 SAFE_REFERRER_POLICIES = ("no-referrer", "same-origin", "strict-origin", "strict-origin-when-cross-origin")
 PREDICT_SOURCE_SUFFIX = "/*/POST/predict"
+OAC_READ_ACTIONS = frozenset({"s3:GetObject"})
 CORS_METHODS = frozenset({"POST", "OPTIONS"})
 CORS_EXPOSED = frozenset({"retry-after", "x-request-id"})
 _KMS_ARN = re.compile(r"arn:aws[a-z-]*:kms:[^\"\\\s,]+")
@@ -217,7 +218,8 @@ def encryption_violations(
 
 
 def bucket_policy_violations(resources: Sequence[Res]) -> list[str]:
-    """Rule 4: Allow only to CloudFront for one of our distributions (OAC); deny non-TLS on every bucket."""
+    """Rule 4: Allow only reads, only to CloudFront for one of our distributions (OAC); deny non-TLS on every
+    bucket."""
     distribution_arns = {d.outputs.get("arn") for d in of_type(resources, DISTRIBUTION)} - {None}
     problems = []
     for bucket in _buckets(resources):
@@ -240,6 +242,11 @@ def bucket_policy_violations(resources: Sequence[Res]) -> list[str]:
                     problems.append(f"{where}: Allow with NotPrincipal/NotAction")
                 if principal != {"Service": "cloudfront.amazonaws.com"}:
                     problems.append(f"{where}: Principal = {principal!r}, only the CloudFront service (OAC) may read")
+                # Read only: a write or delete action would let any viewer change the site through a distribution
+                # that forwards PUT/DELETE (OAC signs those too).
+                actions = [str(a) for a in _as_list(statement.get("Action"))]
+                if not actions or set(actions) - OAC_READ_ACTIONS:
+                    problems.append(f"{where}: Action = {actions!r}, CloudFront may only {sorted(OAC_READ_ACTIONS)}")
                 source = (condition.get("StringEquals") or {}).get("AWS:SourceArn")
                 if source not in distribution_arns:
                     problems.append(

@@ -320,6 +320,27 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "AWS:SourceArn = 'arn:aws:cloudfront::999999999999:distribution/EOTHER'",
     ),
     (
+        "cloudfront-writes-site",
+        "dev",
+        "bucket_policy",
+        lambda g: mutate(
+            g,
+            rules.BUCKET_POLICY,
+            "site-bucket-policy",
+            with_policy(lambda st: st[0].update(Action=["s3:GetObject", "s3:PutObject"])),
+        ),
+        "site-bucket-policy: policy.Statement[0]: Action = ['s3:GetObject', 's3:PutObject']",
+    ),
+    (
+        "cloudfront-any-s3-action",
+        "dev",
+        "bucket_policy",
+        lambda g: mutate(
+            g, rules.BUCKET_POLICY, "site-bucket-policy", with_policy(lambda st: st[0].update(Action="s3:*"))
+        ),
+        "site-bucket-policy: policy.Statement[0]: Action = ['s3:*']",
+    ),
+    (
         "no-tls-deny",
         "dev",
         "bucket_policy",
