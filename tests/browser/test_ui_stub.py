@@ -1288,6 +1288,24 @@ def test_buttons_and_bars_survive_forced_colors(make_ui: Any, stub_stack: Any, a
     assert filled != empty, "the bar's fill is invisible in forced colours"
 
 
+def test_the_drop_zone_lights_up_in_forced_colours_too(make_ui: Any, stub_stack: Any) -> None:
+    # Its highlight while a file is over it was only a change of border and background colour, both of which a
+    # contrast theme replaces: the zone looked the same whether a drop would land there or not.
+    # Compared as pixels: the computed background does change (transparent to the theme's opaque Canvas), to the
+    # same colour on screen; the rounded corners' antialiasing moves by a few levels, not a visible change.
+    from PIL import Image, ImageChops
+
+    ui = make_ui(stub_stack, forced_colors="active").open()
+    zone = ui.page.locator("#drop-zone")
+    idle = zone.screenshot()
+    ui.page.dispatch_event("#drop-zone", "dragenter", {"dataTransfer": ui.page.evaluate_handle("new DataTransfer()")})
+    assert ui.page.evaluate("() => document.getElementById('drop-zone').classList.contains('dragging')")
+    with Image.open(BytesIO(idle)) as before, Image.open(BytesIO(zone.screenshot())) as after:
+        diff = ImageChops.difference(before.convert("L"), after.convert("L"))
+        changed = diff.point(lambda level: 255 if level > 64 else 0).getbbox()
+    assert changed is not None, "the zone looks the same with a file over it"
+
+
 def test_narrow_phone_layout_has_no_horizontal_scroll(make_ui: Any, stub_stack: Any, artifacts_dir: Path) -> None:
     ui = make_ui(stub_stack, width=360, height=740).open()
     ui.click_sample("chelsea")
