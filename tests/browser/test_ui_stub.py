@@ -1315,6 +1315,21 @@ def test_narrow_phone_layout_has_no_horizontal_scroll(make_ui: Any, stub_stack: 
     ui.screenshot(artifacts_dir / "ui-stub-360.png")
 
 
+@pytest.mark.parametrize(("width", "scale"), [(360, "150%"), (412, "200%")])
+def test_sample_labels_stay_whole_with_larger_text(make_ui: Any, stub_stack: Any, width: int, scale: str) -> None:
+    # WCAG 1.4.4 (text resized up to 200%, as a browser's or phone's text size setting does): the sample button
+    # clips what overflows it, and cut "Astronaut" to "Astro" on a phone from 150% on.
+    ui = make_ui(stub_stack, width=width, height=740).open()
+    ui.page.evaluate("(scale) => { document.documentElement.style.fontSize = scale; }", scale)
+    clipped = ui.page.eval_on_selector_all(
+        "button.sample",
+        """(buttons) => buttons.filter((b) => { const label = b.querySelector("span");
+            return label.scrollWidth > label.clientWidth || b.scrollWidth > b.clientWidth
+                || b.scrollHeight > b.clientHeight; }).map((b) => b.innerText)""",
+    )
+    assert clipped == []
+
+
 def test_page_runs_clean_under_the_cdn_csp(stub_ui: Any, stub_stack: Any, console: Any) -> None:
     ui = stub_ui
     response = ui.page.goto(f"{stub_stack.url}/")
