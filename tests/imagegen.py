@@ -104,6 +104,21 @@ def grey_png_with_trns(depth: int, samples: list[int], key: int) -> bytes:
     )
 
 
+def rgb_png_with_trns(depth: int, pixels: list[tuple[int, int, int]], key: tuple[int, int, int]) -> bytes:
+    """A one-row RGB PNG of `depth` bits (8 or 16) per sample holding `pixels`, whose tRNS chunk makes the colour
+    `key` (at that depth) transparent."""
+    sample = {8: "B", 16: "H"}[depth]
+    row = b"".join(struct.pack(f">3{sample}", *pixel) for pixel in pixels)
+    ihdr = struct.pack(">IIBBBBB", len(pixels), 1, depth, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", ihdr)
+        + _png_chunk(b"tRNS", struct.pack(">3H", *key))
+        + _png_chunk(b"IDAT", zlib.compress(b"\x00" + row))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
 def truncated(data: bytes, keep: float = 0.5) -> bytes:
     return data[: max(16, int(len(data) * keep))]
 

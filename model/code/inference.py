@@ -640,6 +640,11 @@ def decode_image(data: bytes, draft_to: int | None = None) -> Image.Image:
             del img.info["transparency"]
         else:
             img.info["transparency"] = key * (255 // top)
+    if img.format == "PNG" and isinstance(key, tuple) and img.tile and img.tile[0][3] == "RGB;16B":
+        # A 16-bit RGB tRNS colour: Pillow keeps the pixels' high bytes and its convert then matched the key's low
+        # bytes, so the transparent colour stayed and an unrelated one (the key's low bytes as high bytes) turned
+        # white. Compare high bytes with high bytes (libpng compares all 16 bits, which the pixels no longer hold).
+        img.info["transparency"] = tuple(value >> 8 for value in key)
     # MPO: the multi-picture JPEG many phones write (Pillow names it apart; it decodes the first picture).
     if draft_to and img.format in ("JPEG", "MPO") and min(width, height) >= DRAFT_MIN_FACTOR * draft_to:
         # DCT-domain downscale while decoding: a 12 MP photo decodes at 1/8 size, several times faster. Only for

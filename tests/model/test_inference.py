@@ -24,6 +24,7 @@ from tests.imagegen import (
     photo,
     photo_bytes,
     polyglot,
+    rgb_png_with_trns,
     truncated,
     with_exif_orientation,
 )
@@ -411,6 +412,26 @@ def test_low_depth_grey_colour_key_is_white(inference, depth, key, expected):
     samples = {1: [1, 0, 1, 1], 2: [3, 0, 1, 2], 4: [15, 0, 5, 10], 8: [255, 0, 85, 170]}[depth]
     decoded = inference.decode_image(grey_png_with_trns(depth, samples, key))
     assert [decoded.getpixel((x, 0))[0] for x in range(4)] == expected
+
+
+@pytest.mark.parametrize(
+    ("depth", "pixels", "key", "expected"),
+    [
+        # 16 bits: Pillow decodes each sample to its high byte but matched the key's low bytes, so the key colour
+        # (0x12, 0x56, 0x9A) stayed and (0x34, 0x78, 0xBC), another colour, turned white.
+        (
+            16,
+            [(0x1234, 0x5678, 0x9ABC), (0x3400, 0x7800, 0xBC00), (0, 0, 0)],
+            (0x1234, 0x5678, 0x9ABC),
+            [(255, 255, 255), (0x34, 0x78, 0xBC), (0, 0, 0)],
+        ),
+        (16, [(65535, 0, 0), (0, 0, 0)], (0, 0, 0), [(255, 0, 0), (255, 255, 255)]),
+        (8, [(60, 0, 120), (1, 2, 3)], (60, 0, 120), [(255, 255, 255), (1, 2, 3)]),
+    ],
+)
+def test_rgb_colour_key_is_white_at_any_depth(inference, depth, pixels, key, expected):
+    decoded = inference.decode_image(rgb_png_with_trns(depth, pixels, key))
+    assert [decoded.getpixel((x, 0)) for x in range(len(pixels))] == expected
 
 
 def _random_key_image(mode: str) -> tuple[Image.Image, dict]:
