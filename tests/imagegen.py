@@ -72,9 +72,9 @@ def many_scans_jpeg(scans: int, size: int = 64) -> bytes:
     return data[:-2] + data[last:-2] * (scans - 10) + b"\xff\xd9"
 
 
-def palette_png_with_long_trns(alphas: int = 300, colours: int = 16) -> bytes:
-    """A 4-bit palette PNG whose tRNS chunk has `alphas` entries: more than its palette, or than any palette
-    (256), which the PNG spec forbids and libpng and browsers ignore."""
+def palette_png_with_long_trns(alphas: int = 300, colours: int = 16, trns: bytes | None = None) -> bytes:
+    """A 4-bit palette PNG whose tRNS chunk has `alphas` entries (or is `trns`): more than its palette, or than any
+    palette (256), which the PNG spec forbids and libpng and browsers ignore."""
     palette = bytes(range(3 * colours))
     rows = b"".join(b"\x00" + bytes((x + y) % 256 for x in range(16)) for y in range(32))
     ihdr = struct.pack(">IIBBBBB", 32, 32, 4, 3, 0, 0, 0)
@@ -82,7 +82,9 @@ def palette_png_with_long_trns(alphas: int = 300, colours: int = 16) -> bytes:
         b"\x89PNG\r\n\x1a\n"
         + _png_chunk(b"IHDR", ihdr)
         + _png_chunk(b"PLTE", palette)
-        + _png_chunk(b"tRNS", bytes(range(256)) * (alphas // 256) + bytes(range(alphas % 256)))
+        + _png_chunk(
+            b"tRNS", bytes(range(256)) * (alphas // 256) + bytes(range(alphas % 256)) if trns is None else trns
+        )
         + _png_chunk(b"IDAT", zlib.compress(rows))
         + _png_chunk(b"IEND", b"")
     )

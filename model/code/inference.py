@@ -524,6 +524,10 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         # A tRNS chunk longer than any palette (the PNG spec forbids it; libpng and browsers ignore it): no pixel
         # can use what is past entry 256, and Pillow's convert raises "palette index out of range" on it.
         img.info["transparency"] = alphas[:256]
+    if img.mode == "P" and isinstance(alphas, int) and alphas > 255:
+        # Pillow names the one transparent entry of such a tRNS (all 255 but a single 0) by its index: past entry
+        # 255 it is no pixel's, and Pillow's convert raised "palette index out of range" (a 400 for a good image).
+        del img.info["transparency"]
     if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         # 16-bit greyscale: scale to 8 bits (Pillow's own convert clips at 255 instead). Row blocks of at most
         # 4 MP (512 rows of 8192) keep the integer temporaries small, however wide the image: blocks of a fixed

@@ -993,6 +993,17 @@ def test_a_palette_png_with_more_alphas_than_any_palette_is_read_as_if_it_had_25
     assert classify(inference, classifier, palette_png_with_long_trns(alphas), "image/png")["predictions"]
 
 
+@pytest.mark.parametrize("index", [256, 280])
+def test_a_palette_png_whose_one_transparent_entry_is_past_256_is_served_opaque(inference, classifier, index):
+    """A tRNS of all 255 but one 0 is named by that entry's index; past 255 Pillow's convert raised "palette
+    index out of range", and a good image was a 400."""
+    body = palette_png_with_long_trns(trns=b"\xff" * index + b"\x00" + b"\xff" * 19)
+    assert Image.open(io.BytesIO(body)).info["transparency"] == index
+    opaque = palette_png_with_long_trns(trns=b"\xff" * 256)
+    assert np.array_equal(np.asarray(inference.decode_image(body)), np.asarray(inference.decode_image(opaque)))
+    assert classify(inference, classifier, body, "image/png")["predictions"]
+
+
 def test_colour_data_pillow_cannot_convert_is_an_invalid_image(inference, monkeypatch):
     def broken(img):
         raise ValueError("palette index out of range")
