@@ -637,8 +637,9 @@ def decode_image(data: bytes, draft_to: int | None = None) -> Image.Image:
     key = img.info.get("transparency")
     if img.format == "PNG" and img.mode == "L" and isinstance(key, int) and img.tile:
         # A grey tRNS level is written at the file's depth, which Pillow keeps while it widens 2- and 4-bit pixels
-        # to 8 bits (2-bit 1 is 85): widen the level the same way. A level the depth cannot hold matches no pixel
-        # (libpng ignores it), where Pillow would match it modulo 256.
+        # to 8 bits (2-bit 1 is 85): widen the level the same way. A level the depth cannot hold is invalid (the
+        # PNG spec) and is taken to match no pixel; libpng only warns and masks it to the depth, and Pillow would
+        # match it modulo 256, so neither is a standard to follow for such a file.
         top = {"L;2": 3, "L;4": 15}.get(img.tile[0][3], 255)
         if key > top:
             del img.info["transparency"]
