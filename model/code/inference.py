@@ -67,8 +67,11 @@ OTHER_IMAGE_SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"qoif", "QOI"),
 )
 # ISO base media files (bytes 4-8 'ftyp') name their kind in the major brand.
-HEIF_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"heim": "HEIC", b"heis": "HEIC", b"mif1": "HEIF", b"msf1": "HEIF"}
-HEIF_BRANDS |= {b"avif": "AVIF", b"avis": "AVIF"}
+HEIF_BRANDS = {
+    **dict.fromkeys((b"heic", b"heix", b"heim", b"heis"), "HEIC"),
+    **dict.fromkeys((b"mif1", b"msf1"), "HEIF"),
+    **dict.fromkeys((b"avif", b"avis"), "AVIF"),
+}
 
 DEFAULT_TOP_K = 5
 MAX_TOP_K = 20
