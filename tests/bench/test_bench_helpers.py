@@ -26,12 +26,15 @@ def test_interleaved_medians_alternates_and_settles():
     assert calls == ["a", "b"] + (["a"] * 3 + ["b"] * 3) * 3
 
 
-def test_served_path_breakdown_times_each_call_after_what_the_served_path_runs_before_it():
+def test_served_path_breakdown_times_each_call_after_what_the_served_path_runs_before_it(monkeypatch):
     from types import SimpleNamespace
 
+    import bench.__main__ as bench
     from bench.__main__ import served_path_by_cache_state
 
     calls: list[str] = []
+    spins: list[float] = []
+    monkeypatch.setattr(bench, "spin", lambda seconds: (calls.append("spin"), spins.append(seconds)))
     batch = object()
 
     def input_fn(body, content_type):
@@ -52,19 +55,22 @@ def test_served_path_breakdown_times_each_call_after_what_the_served_path_runs_b
 
     assert set(medians) == {
         *("input_fn", "predict_fn", "output_fn", "model alone"),
-        *("input_fn warm", "output_fn warm", "input_fn read", "output_fn read"),
+        *("input_fn warm", "output_fn warm", "input_fn read", "output_fn read", "input_fn spin", "output_fn spin"),
     }
-    first_round = calls[:14]
+    first_round = calls[:18]
     # the served sequence, then the warm pair (input_fn once untimed), then the pair after each read, then the
-    # model after itself, then a served request's end so the next round's input_fn follows a model run
+    # pair after each spin, then the model after itself, then a served request's end so the next round's input_fn
+    # follows a model run
     assert first_round == [
         "input_fn", "model", "predict_fn", "output_fn",
         "input_fn", "input_fn", "output_fn",
         "input_fn", "output_fn",
+        "spin", "input_fn", "spin", "output_fn",
         "model", "model",
         "model", "predict_fn", "output_fn",
     ]  # fmt: skip
     assert calls[-3:] == ["model", "predict_fn", "output_fn"]
+    assert len(spins) == 4 and all(0 < s < 1 for s in spins)  # as long as that round's predict_fn, in seconds
 
 
 @pytest.mark.parametrize(
