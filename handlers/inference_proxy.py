@@ -12,6 +12,8 @@ a message naming the variable) and the sagemaker-runtime client, reused across i
 from __future__ import annotations
 
 import contextvars
+import functools
+import json
 import logging
 import os
 import time
@@ -35,10 +37,12 @@ from handlers.proxy_core import (
     PredictRequest,
     attempt_fits,
     base_headers,
+    check_event_text,
     endpoint_accept,
     error_response,
     http_response,
     invoke_deadline,
+    is_unicode_text,
     load_config,
     map_client_error,
     map_transport_error,
@@ -56,7 +60,9 @@ CONFIG = load_config(os.environ)
 logging.getLogger("botocore").setLevel(max(logging.INFO, logging.getLogger().getEffectiveLevel()))
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "inference-proxy"
-logger = Logger(service=SERVICE)
+# ensure_ascii back on (Powertools turns it off): a lone surrogate from a hand-written event (its request id is the
+# correlation id) cannot be encoded as UTF-8, and stdout would drop the whole line for a "--- Logging error ---".
+logger = Logger(service=SERVICE, json_serializer=functools.partial(json.dumps, default=str, separators=(",", ":")))
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "MobilenetServerless", service=SERVICE)
 
 # The per-invocation deadline, read by the before-send hook that botocore runs before every attempt.
@@ -113,6 +119,8 @@ def _remaining_ms(context: Any) -> int | None:
 def _request_id(event: dict[str, Any], context: Any) -> str:
     request_context = event.get("requestContext") if isinstance(event, dict) else None
     request_id = request_context.get("requestId") if isinstance(request_context, dict) else None
+    if isinstance(request_id, str) and not is_unicode_text(request_id):
+        request_id = None  # a hand-written event's: it could not be sent back in x-request-id
     return str(request_id or getattr(context, "aws_request_id", None) or uuid.uuid4())
 
 
@@ -212,6 +220,8 @@ def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
     headers = base_headers(request_id, _origin(event), CONFIG.allowed_origins)
     logger.append_keys(request_id=request_id)
     try:
+        if isinstance(event, dict):
+            check_event_text(event)
         response = _route(APIGatewayProxyEventV2(event), headers, start, context)
     except ApiError as error:
         response = error_response(error, headers)

@@ -357,6 +357,35 @@ def printable_excerpt(value: str, limit: int = 60) -> str:
     return cleaned[:limit] + "..." if len(cleaned) > limit else cleaned
 
 
+# A lone UTF-16 surrogate. No UTF-8 text decodes to one, so API Gateway never sends it, but a hand-written event (`aws
+# lambda invoke`, a console test event) can, as a JSON "\ud800" escape; such a str cannot be encoded as UTF-8, so it
+# can neither be sent on, nor written to the logs, nor returned in a header.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_NOT_UNICODE = "is not valid Unicode text (it holds a lone UTF-16 surrogate)"
+
+
+def is_unicode_text(value: str) -> bool:
+    """False when the str holds a lone surrogate (UTF-8 cannot encode it)."""
+    return value.isascii() or _LONE_SURROGATE.search(value) is None
+
+
+def check_event_text(event: Mapping[str, Any]) -> None:
+    """400 for an event with a lone surrogate in any key or value, naming its top-level field."""
+    for name, value in event.items():
+        if not is_unicode_text(name):
+            raise ApiError("bad_request", f"A field name of the event {_NOT_UNICODE}.")
+        pending = [value]  # iterative: a deeply nested hand-written event must not overflow the stack
+        while pending:
+            item = pending.pop()
+            if isinstance(item, dict):
+                pending.extend(item.keys())
+                pending.extend(item.values())
+            elif isinstance(item, list):
+                pending.extend(item)
+            elif isinstance(item, str) and not is_unicode_text(item):
+                raise ApiError("bad_request", f"The event's {printable_excerpt(name)} {_NOT_UNICODE}.")
+
+
 def _check_declared(declared: str | None, where: str, accepted: str = "image/jpeg, image/png or image/webp") -> None:
     if declared is not None and declared not in SUPPORTED_IMAGE_TYPES + GENERIC_IMAGE_TYPES:
         raise ApiError(
@@ -379,7 +408,10 @@ def _event_body_bytes(body: str | None, is_base64: bool, cap: int, *, json_text:
             raise ApiError("bad_request", "The request body is not valid base64 (isBase64Encoded).") from None
     else:
         # API Gateway only passes text bodies un-encoded; UTF-8 is what it decoded them from.
-        data = body.encode("utf-8", "surrogateescape")
+        try:
+            data = body.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ApiError("bad_request", f"The request body {_NOT_UNICODE}.") from None
     if len(data) > cap and (len(data) > limit or not json_text or unescaped_json_len(data) > cap):
         raise too_large(cap, "The request body")
     if not data:

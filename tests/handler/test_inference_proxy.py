@@ -393,6 +393,55 @@ def test_malformed_event_is_a_json_500(proxy, no_call):
     assert response["headers"]["x-request-id"] == "lambda-req-789"
 
 
+# ---- lone surrogates: API Gateway cannot send one, a hand-written event (aws lambda invoke, a console test) can ----
+
+LONE = "\ud800"
+
+
+def _lambda_marshal(response):
+    """What the Lambda runtime does with the answer on Python 3.12 and 3.13: JSON without ASCII escapes, then UTF-8."""
+    return json.dumps(response, ensure_ascii=False).encode("utf-8")
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        (make_event(body='{"image": "' + LONE + '"}', content_type="application/json"), "body"),
+        (make_event(body="\xff\xd8\xff\udcff", content_type="image/jpeg"), "body"),
+        (make_event(body=JPEG, headers={"x-note": "\udfff"}), "headers"),
+        (make_event(body=JPEG, headers={f"x-{LONE}": "1"}), "headers"),
+        (make_event(body=JPEG, path=f"/predict{LONE}"), "rawPath"),
+        (make_event(body=JPEG, query={"top_k": f"3{LONE}"}), "rawQueryString"),
+        ({**make_event(body=JPEG), "cookies": [f"a={LONE}"]}, "cookies"),
+        ({**make_event(body=JPEG), f"x{LONE}": 1}, "field name"),
+    ],
+    ids=["json-body", "raw-body", "header-value", "header-name", "path", "query", "nested", "key"],
+)
+def test_a_lone_surrogate_anywhere_in_the_event_is_400_and_logged(proxy, no_call, capsys, event, field):
+    response = call(proxy, event)
+    body = assert_error(response, 400, "bad_request")
+    assert field in body["message"] and "surrogate" in body["message"]
+    assert no_call.calls == 0
+    _lambda_marshal(response)
+    captured = capsys.readouterr()
+    assert "Logging error" not in captured.err
+    [failed] = [line for line in _log_lines(captured.out) if line.get("message") == "request failed"]
+    assert (failed["status"], failed["error"]) == (400, "bad_request")
+
+
+def test_a_request_id_with_a_lone_surrogate_is_replaced_by_the_lambda_one(proxy, no_call, capsys):
+    # Sent back in x-request-id it would break the runtime's UTF-8 encoding of the answer; as the correlation id it
+    # would have every log line of the invocation dropped.
+    response = call(proxy, make_event(body=JPEG, request_id=f"req-{LONE}"))
+    assert response["statusCode"] == 400
+    assert response["headers"]["x-request-id"] == "lambda-req-789"
+    _lambda_marshal(response)
+    captured = capsys.readouterr()
+    assert "Logging error" not in captured.err
+    [failed] = [line for line in _log_lines(captured.out) if line.get("message") == "request failed"]
+    assert failed["request_id"] == "lambda-req-789" and failed["correlation_id"] == f"req-{LONE}"
+
+
 # ---- configuration at import ------------------------------------------------------------------------------
 
 

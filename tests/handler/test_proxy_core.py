@@ -188,6 +188,23 @@ def test_empty_body_is_400(body):
     )
 
 
+@pytest.mark.parametrize("content_type", ["image/jpeg", "application/json"])
+@pytest.mark.parametrize("surrogate", ["\ud800", "\udcff"])
+def test_a_text_body_with_a_lone_surrogate_is_400(content_type, surrogate):
+    # Only a hand-written event can hold one; UTF-8 cannot encode it (nor may "\udcff" pass as the byte 0xff).
+    message = rejects("bad_request", 400, parse, f"\xff\xd8\xff{surrogate}", content_type, is_base64=False).message
+    assert message == "The request body is not valid Unicode text (it holds a lone UTF-16 surrogate)."
+
+
+def test_check_event_text_names_the_field_and_walks_deep_nesting_without_recursion():
+    nested = ["\udc80"]
+    for _ in range(100_000):
+        nested = [nested]
+    error = rejects("bad_request", 400, core.check_event_text, {"version": "2.0", "stageVariables": nested})
+    assert error.message == "The event's stageVariables is not valid Unicode text (it holds a lone UTF-16 surrogate)."
+    core.check_event_text({"body": "chat-été-🐈", "headers": {"a": ["b", {"c": None}]}})
+
+
 def test_raw_body_over_the_cap_is_413():
     error = rejects("payload_too_large", 413, parse, JPEG + b"x" * 100, max_image_bytes=100)
     assert "send at most 100 bytes." in error.message
