@@ -76,8 +76,9 @@ def lambda_asset_files(handler_dir: Path, distributions: Iterable[str] = ("aws-l
     """Map archive-relative POSIX path -> absolute file for the Lambda asset.
 
     handlers/ goes under "handlers/" (the Lambda handler is "handlers.inference_proxy.handler"); each
-    distribution's files go at the archive root so `import aws_lambda_powertools` works. Byte code, caches
-    and files a RECORD places outside site-packages (console scripts) are left out.
+    distribution's files go at the archive root so `import aws_lambda_powertools` works. Byte code, caches,
+    hidden files and folders under handler_dir and files a RECORD places outside site-packages (console scripts)
+    are left out.
     """
     handler_dir = Path(handler_dir).resolve()
     if not (handler_dir / "__init__.py").is_file():
@@ -85,7 +86,8 @@ def lambda_asset_files(handler_dir: Path, distributions: Iterable[str] = ("aws-l
     files: dict[str, Path] = {}
     for path in sorted(handler_dir.rglob("*")):
         relative = path.relative_to(handler_dir)
-        if not path.is_file() or _skipped(relative.parts) or relative.parts[-1].startswith("."):
+        # Hidden at any depth: a .env holds secrets; a .venv, .git or tool cache would change the asset between runs.
+        if not path.is_file() or _skipped(relative.parts) or any(part.startswith(".") for part in relative.parts):
             continue
         _add(files, f"{HANDLER_PACKAGE}/{relative.as_posix()}", path)
 

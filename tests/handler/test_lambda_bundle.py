@@ -65,6 +65,31 @@ def test_bytecode_and_caches_in_handlers_are_skipped(tmp_path):
     assert sorted(files) == ["handlers/__init__.py", "handlers/inference_proxy.py"]
 
 
+def test_hidden_files_and_folders_in_handlers_are_skipped_at_any_depth(tmp_path):
+    """A .env or .aws/credentials is a secret (.git/config may hold a token in a remote's URL); a .venv, .git or a
+    tool's cache is not the function's and changes between runs, which would change the asset (and redeploy the
+    function) at every `pulumi up`. A hidden folder above handlers/ is no reason to skip anything."""
+    package = tmp_path / ".checkout" / "handlers"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "inference_proxy.py").write_text("handler = None\n")
+    (package / "sub" / "ok.py").write_text("")
+    before = lambda_asset_files(package, distributions=())
+    assert sorted(before) == ["handlers/__init__.py", "handlers/inference_proxy.py", "handlers/sub/ok.py"]
+    for hidden, text in {
+        ".env": "AWS_SECRET_ACCESS_KEY=x\n",
+        ".venv/lib/x.py": "",
+        ".git/config": "[core]\n",
+        ".aws/credentials": "[default]\n",
+        ".ruff_cache/0.9.0/123": "",
+        "sub/.hidden/y.py": "",
+        "sub/.mypy_cache/3.11/ok.data.json": "{}",
+    }.items():
+        (package / hidden).parent.mkdir(parents=True, exist_ok=True)
+        (package / hidden).write_text(text)
+    assert lambda_asset_files(package, distributions=()) == before
+
+
 def test_not_a_package_is_an_error(tmp_path):
     with pytest.raises(BundleError, match=r"__init__\.py"):
         lambda_asset_files(tmp_path, distributions=())
