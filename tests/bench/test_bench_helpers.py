@@ -248,4 +248,87 @@ def test_a_serving_stack_that_fails_under_the_memory_benchmark_fails_the_run(mon
     report = bench.Report()
     bench.bench_container_memory(report, {"big": b"", "small_jpeg": b""})
     assert len(report.failures) == 1 and "model_fn failed" in report.failures[0], report.failures
-    assert report.rows[-1][4].endswith("❌"), report.rows
+    assert report.rows[-2][4].endswith("❌"), report.rows
+    # the worst case judged from that peak is in the table too, not measured
+    assert report.rows[-1][1] == "skipped: the serving stack's peak was not measured", report.rows
+    assert len(report.skipped) == 1
+
+
+def stub_sections(monkeypatch, tmp_path, **sections):
+    """main() with every measuring section a stub (or the given ones), an extracted model that is an empty folder,
+    and the table written under tmp_path: the CLI's verdicts without minutes of measuring."""
+    import bench.__main__ as bench
+
+    def latency(report, *_):
+        report.add("latency row", "1.0 ms", target="<= 2 ms", ok=True)
+        return {"small_jpeg": b"", "big": b""}
+
+    monkeypatch.setattr(bench, "extract", lambda _: tmp_path / "model")
+    (tmp_path / "model").mkdir()
+    monkeypatch.setattr(bench, "bench_latency", latency)
+    for name in ("cold_start", "preprocessing", "hostile_image_memory", "payload", "local_stack", "container_memory"):
+        monkeypatch.setattr(bench, f"bench_{name}", lambda *_: None)
+    for name, fn in sections.items():
+        monkeypatch.setattr(bench, f"bench_{name}", fn)
+    return bench
+
+
+def test_a_serving_stack_that_cannot_start_without_java_is_a_skipped_target_that_fails_the_run(
+    monkeypatch, tmp_path, capsys
+):
+    """Without java the memory rows cannot be measured: not met either, so the run exits 1 (it exited 0), each row
+    says why, and the summary counts them."""
+    import bench.__main__ as real
+
+    bench = stub_sections(monkeypatch, tmp_path, container_memory=real.bench_container_memory)
+    monkeypatch.setattr(bench.shutil, "which", lambda _: None)
+    assert bench.main(["--out", str(tmp_path / "latest.md")]) == 1
+    out, err = capsys.readouterr()
+    skipped = [line for line in out.splitlines() if "skipped: no java on PATH" in line]
+    assert len(skipped) == 2 and all(line.endswith("⚠️ skipped |") for line in skipped), out
+    assert "latency row" in out and (tmp_path / "latest.md").read_text() == out
+    assert err.rstrip().splitlines()[-1] == "targets: 1 met, 0 missed, 2 skipped (not measured)", err
+
+
+def test_a_run_whose_targets_are_all_met_exits_0_and_says_so(monkeypatch, tmp_path, capsys):
+    bench = stub_sections(monkeypatch, tmp_path)
+    assert bench.main(["--out", str(tmp_path / "latest.md")]) == 0
+    assert capsys.readouterr().err.strip() == "targets: 1 met, 0 missed, 0 skipped (not measured)"
+
+
+def test_help_gives_the_exit_statuses(capsys):
+    import bench.__main__ as bench
+
+    with pytest.raises(SystemExit) as exited:
+        bench.main(["--help"])
+    assert exited.value.code == 0
+    assert "1 a target missed or not measured" in capsys.readouterr().out
+
+
+def test_the_worst_case_row_is_skipped_not_dropped_when_no_hostile_decode_was_measured(monkeypatch):
+    import bench.__main__ as bench
+    import local.torchserve
+
+    class Serving:
+        def __init__(self, *_):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *_):
+            return False
+
+        def memory_mb(self):
+            return 1000.0
+
+        def invoke(self, body, content_type):
+            return 200, {}, b"[]"
+
+    monkeypatch.setattr(local.torchserve, "TorchServeEndpoint", Serving)
+    monkeypatch.setattr(bench.shutil, "which", lambda _: "/usr/bin/java")
+    report = bench.Report()
+    bench.bench_container_memory(report, {"big": b"", "small_jpeg": b""})  # no "bomb_mb": that decode failed
+    assert report.rows[-2][1] == "1000 MB" and report.rows[-2][4].endswith("✅"), report.rows
+    assert report.rows[-1][1] == "skipped: the hostile images' decode was not measured", report.rows
+    assert len(report.skipped) == 1 and report.met == 1
