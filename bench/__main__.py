@@ -32,7 +32,9 @@ import tarfile
 import tempfile
 import threading
 import time
+import traceback
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -508,8 +510,9 @@ def cold_runs(scripts: dict[str, str], runs: int) -> dict[str, dict]:
                 env={**os.environ, "OMP_NUM_THREADS": str(THREADS)},
             )
             wall = time.perf_counter() - started
-            if out.returncode != 0:
-                raise RuntimeError(out.stderr)
+            if out.returncode != 0:  # the first line says which process, the rest is its own traceback
+                lines = out.stderr.strip().splitlines() or [f"exit status {out.returncode}"]
+                raise RuntimeError(f"the {name} cold-start process failed: {lines[-1]}\n{out.stderr}")
             sample = json.loads(out.stdout.strip().splitlines()[-1])
             sample["wall"] = wall
             sample["in_process"] = sample["imports"] + sample["load"] + sample["first"]
@@ -776,7 +779,7 @@ def page_jpeg_quality(script: Path = ROOT / "www" / "script.js") -> int:
     """The quality the web page encodes its upload at (its JPEG_QUALITY), as Pillow's 1-100 scale."""
     found = re.search(r"^export const JPEG_QUALITY = (0\.\d+);$", script.read_text(encoding="utf-8"), re.MULTILINE)
     if not found:
-        raise SystemExit(f"no JPEG_QUALITY in {script}")
+        raise ValueError(f"no JPEG_QUALITY in {script}")  # mid-run: a failed row, not an exit that loses the table
     return round(float(found.group(1)) * 100)
 
 
@@ -905,6 +908,29 @@ def bench_local_stack(report: Report, ctx: dict, repeats: int) -> None:
         stack.stop()
 
 
+LATENCY, PREPROCESSING = "latency of one image", "preprocessing"
+
+
+def run_sections(report: Report, sections: list[tuple[str, tuple[str, ...], Callable[[], object]]]) -> None:
+    """Each (name, sections it needs, run) in turn. One that raises after minutes of measuring is a failed row (its
+    traceback on stderr) and the run goes on, so the table keeps every figure already measured; one that needs a
+    section that failed or was skipped is skipped with that reason."""
+    broken: dict[str, str] = {}
+    for name, needs, run in sections:
+        missing = next((need for need in needs if need in broken), None)
+        if missing:
+            report.skip(name, f"needs the {missing} section, which {broken[missing]}", "measured")
+            broken[name] = "was skipped"
+            continue
+        try:
+            run()
+        except Exception as e:
+            traceback.print_exc()
+            first = (str(e).strip().splitlines() or [""])[0]
+            report.add(name, f"failed: {type(e).__name__}{': ' + first if first else ''}", target="measured", ok=False)
+            broken[name] = "failed"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
@@ -929,14 +955,20 @@ def main(argv: list[str] | None = None) -> int:
     model_dir = extract(ARTIFACT)  # ~85 MB per run: removed however the run ends
     report = Report()
     started = time.perf_counter()
+    ctx: dict = {}
     try:
-        ctx = bench_latency(report, model_dir, repeats)
-        bench_cold_start(report, model_dir, runs)
-        bench_preprocessing(report, ctx, max(5, repeats // 2))
-        bench_hostile_image_memory(report, model_dir, ctx)
-        bench_payload(report, ctx)
-        bench_local_stack(report, ctx, repeats)
-        bench_container_memory(report, ctx)
+        run_sections(
+            report,
+            [
+                (LATENCY, (), lambda: ctx.update(bench_latency(report, model_dir, repeats))),
+                ("cold start", (), lambda: bench_cold_start(report, model_dir, runs)),
+                (PREPROCESSING, (LATENCY,), lambda: bench_preprocessing(report, ctx, max(5, repeats // 2))),
+                ("hostile images' decode memory", (), lambda: bench_hostile_image_memory(report, model_dir, ctx)),
+                ("payload", (PREPROCESSING,), lambda: bench_payload(report, ctx)),
+                ("local stack", (LATENCY,), lambda: bench_local_stack(report, ctx, repeats)),
+                ("serving stack memory", (LATENCY, PREPROCESSING), lambda: bench_container_memory(report, ctx)),
+            ],
+        )
     finally:
         shutil.rmtree(model_dir, ignore_errors=True)
     header = f"Benchmark ({time.strftime('%Y-%m-%d')}, {machine()}; medians; {time.perf_counter() - started:.0f} s run)"

@@ -194,7 +194,7 @@ def test_the_payload_row_encodes_at_the_pages_own_quality(tmp_path):
     script.write_text("export const TOP_K = 5;\nexport const JPEG_QUALITY = 0.82;\n")
     assert page_jpeg_quality(script) == 82
     script.write_text("const JPEG_QUALITY = 0.9;\n")
-    with pytest.raises(SystemExit, match="no JPEG_QUALITY"):
+    with pytest.raises(ValueError, match="no JPEG_QUALITY"):
         page_jpeg_quality(script)
 
 
@@ -332,3 +332,59 @@ def test_the_worst_case_row_is_skipped_not_dropped_when_no_hostile_decode_was_me
     assert report.rows[-2][1] == "1000 MB" and report.rows[-2][4].endswith("✅"), report.rows
     assert report.rows[-1][1] == "skipped: the hostile images' decode was not measured", report.rows
     assert len(report.skipped) == 1 and report.met == 1
+
+
+def test_a_section_that_raises_mid_run_is_a_failed_row_and_the_table_is_kept(monkeypatch, tmp_path, capsys):
+    """A section that raised after minutes of measuring used to end the run in a traceback: no table, no file, and
+    every figure already measured lost. Now it is a failed row with its error, the others still run, and exit 1."""
+
+    def cold_start(*_):
+        raise RuntimeError("the served cold-start process failed: MemoryError\nTraceback (most recent call last):")
+
+    ran: list[str] = []
+    bench = stub_sections(
+        monkeypatch, tmp_path, cold_start=cold_start, local_stack=lambda *_: ran.append("local stack")
+    )
+    assert bench.main(["--out", str(tmp_path / "latest.md")]) == 1
+    out, err = capsys.readouterr()
+    assert "| latency row | 1.0 ms |" in out and (tmp_path / "latest.md").read_text() == out
+    row = next(line for line in out.splitlines() if line.startswith("| cold start |"))
+    assert "failed: RuntimeError: the served cold-start process failed: MemoryError" in row and row.endswith("❌ |")
+    assert ran == ["local stack"]  # the sections after it still measured
+    assert "Traceback" in err  # the detail, for whoever debugs it
+    assert err.rstrip().splitlines()[-1] == "targets: 1 met, 1 missed, 0 skipped (not measured)", err
+
+
+def test_sections_that_need_a_failed_one_are_skipped_with_the_reason(monkeypatch, tmp_path, capsys):
+    def latency(*_):
+        raise OSError("no space left on device")
+
+    ran: list[str] = []
+    bench = stub_sections(
+        monkeypatch,
+        tmp_path,
+        latency=latency,
+        cold_start=lambda *_: ran.append("cold start"),
+        preprocessing=lambda *_: ran.append("preprocessing"),
+        payload=lambda *_: ran.append("payload"),
+    )
+    assert bench.main(["--out", str(tmp_path / "latest.md")]) == 1
+    out, err = capsys.readouterr()
+    assert ran == ["cold start"]  # the one that does not need the latency section's model and photos
+    assert "failed: OSError: no space left on device" in out
+    assert "| payload | skipped: needs the preprocessing section, which was skipped |" in out
+    assert err.rstrip().splitlines()[-1] == "targets: 0 met, 1 missed, 4 skipped (not measured)", err
+
+
+def test_a_cold_start_process_that_fails_says_which_and_why_on_its_first_line(monkeypatch):
+    import subprocess
+
+    import bench.__main__ as bench
+
+    stderr = "Traceback (most recent call last):\n  ...\nModuleNotFoundError: No module named 'onnxruntime'\n"
+    monkeypatch.setattr(bench.subprocess, "run", lambda argv, **_: subprocess.CompletedProcess(argv, 1, "", stderr))
+    with pytest.raises(RuntimeError) as failed:
+        bench.cold_runs({"served": "script"}, runs=1)
+    first, *rest = str(failed.value).splitlines()
+    assert first == "the served cold-start process failed: ModuleNotFoundError: No module named 'onnxruntime'"
+    assert rest[0] == "Traceback (most recent call last):"
