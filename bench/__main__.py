@@ -679,8 +679,8 @@ def bench_container_memory(report: Report, ctx: dict) -> None:
     size_target = f"memorySizeMb >= {MEMORY_HEADROOM}x peak; Pulumi.dev.yaml has {configured}"
     worst_case = "  serving stack peak + the worst hostile image's decode"
     worst_target = f"<= memorySizeMb {configured} (Pulumi.dev.yaml)"
-    if not shutil.which("java"):
-        why = "no java on PATH: TorchServe needs a Java 17 runtime"
+    if not shutil.which("java") and not os.environ.get("JAVA_HOME"):  # TorchServe runs $JAVA_HOME/bin/java if set
+        why = "no java on PATH (nor JAVA_HOME): TorchServe needs a Java 17 runtime"
         report.skip(STACK_MEMORY, why, size_target)
         report.skip(worst_case, why, worst_target)
         return

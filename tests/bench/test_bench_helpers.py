@@ -282,6 +282,7 @@ def test_a_serving_stack_that_cannot_start_without_java_is_a_skipped_target_that
 
     bench = stub_sections(monkeypatch, tmp_path, container_memory=real.bench_container_memory)
     monkeypatch.setattr(bench.shutil, "which", lambda _: None)
+    monkeypatch.delenv("JAVA_HOME", raising=False)
     assert bench.main(["--out", str(tmp_path / "latest.md")]) == 1
     out, err = capsys.readouterr()
     skipped = [line for line in out.splitlines() if "skipped: no java on PATH" in line]
@@ -305,25 +306,26 @@ def test_help_gives_the_exit_statuses(capsys):
     assert "1 a target missed or not measured" in capsys.readouterr().out
 
 
+class Serving:  # a serving stack that starts and answers, at a steady 1000 MB
+    def __init__(self, *_):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        return False
+
+    def memory_mb(self):
+        return 1000.0
+
+    def invoke(self, body, content_type):
+        return 200, {}, b"[]"
+
+
 def test_the_worst_case_row_is_skipped_not_dropped_when_no_hostile_decode_was_measured(monkeypatch):
     import bench.__main__ as bench
     import local.torchserve
-
-    class Serving:
-        def __init__(self, *_):
-            pass
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *_):
-            return False
-
-        def memory_mb(self):
-            return 1000.0
-
-        def invoke(self, body, content_type):
-            return 200, {}, b"[]"
 
     monkeypatch.setattr(local.torchserve, "TorchServeEndpoint", Serving)
     monkeypatch.setattr(bench.shutil, "which", lambda _: "/usr/bin/java")
@@ -388,3 +390,17 @@ def test_a_cold_start_process_that_fails_says_which_and_why_on_its_first_line(mo
     first, *rest = str(failed.value).splitlines()
     assert first == "the served cold-start process failed: ModuleNotFoundError: No module named 'onnxruntime'"
     assert rest[0] == "Traceback (most recent call last):"
+
+
+def test_java_from_java_home_alone_is_enough_to_measure_the_serving_stack(monkeypatch):
+    """TorchServe runs $JAVA_HOME/bin/java when JAVA_HOME is set (README: java on PATH, or JAVA_HOME): the bench
+    skipped the memory rows, failing the run, whenever java was not on PATH too."""
+    import bench.__main__ as bench
+    import local.torchserve
+
+    monkeypatch.setattr(local.torchserve, "TorchServeEndpoint", Serving)
+    monkeypatch.setattr(bench.shutil, "which", lambda _: None)
+    monkeypatch.setenv("JAVA_HOME", "/opt/jdk-17")
+    report = bench.Report()
+    bench.bench_container_memory(report, {"big": b"", "small_jpeg": b"", "bomb_mb": 500.0, "bomb_name": "PNG"})
+    assert not report.skipped and report.met == 2, report.rows
