@@ -25,6 +25,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -952,11 +953,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --out {args.out}: {e.strerror or e}", file=sys.stderr)
         return 2
     repeats, runs = (10, 2) if args.quick else (40, 5)
-    model_dir = extract(ARTIFACT)  # ~85 MB per run: removed however the run ends
     report = Report()
     started = time.perf_counter()
     ctx: dict = {}
+    # SIGTERM and SIGHUP (a CI timeout, a closed terminal) unwind like Ctrl-C, through every `finally`: the unpacked
+    # model, and the local stack and TorchServe, each in a session of its own, would otherwise outlive the run.
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    for sig in previous:
+        signal.signal(sig, lambda signum, _: sys.exit(128 + signum))
+    model_dir = None
     try:
+        model_dir = extract(ARTIFACT)  # ~85 MB per run: removed however the run ends
         run_sections(
             report,
             [
@@ -970,7 +977,10 @@ def main(argv: list[str] | None = None) -> int:
             ],
         )
     finally:
-        shutil.rmtree(model_dir, ignore_errors=True)
+        if model_dir:
+            shutil.rmtree(model_dir, ignore_errors=True)
+        for sig, handler in previous.items():  # main() may run inside a longer-lived process (the tests)
+            signal.signal(sig, handler)
     header = f"Benchmark ({time.strftime('%Y-%m-%d')}, {machine()}; medians; {time.perf_counter() - started:.0f} s run)"
     text = report.markdown(header)
     print(text)

@@ -404,3 +404,45 @@ def test_java_from_java_home_alone_is_enough_to_measure_the_serving_stack(monkey
     report = bench.Report()
     bench.bench_container_memory(report, {"big": b"", "small_jpeg": b"", "bomb_mb": 500.0, "bomb_name": "PNG"})
     assert not report.skipped and report.met == 2, report.rows
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGHUP"])
+def test_a_run_stopped_by_a_signal_removes_the_unpacked_model(tmp_path, stop):
+    """A CI timeout (SIGTERM) or a closed terminal (SIGHUP) killed the run outright: the unpacked model (85 MB) was
+    left in /tmp, and a local stack or TorchServe it had started, each in a session of its own, kept running."""
+    import signal
+    import subprocess
+    import sys
+
+    from bench.__main__ import ROOT
+
+    script = f"""
+import sys, time
+from pathlib import Path
+import bench.__main__ as bench
+model = Path({str(tmp_path)!r}) / "model"
+bench.extract = lambda _: model.mkdir() or model
+def latency(*_):
+    print("measuring", flush=True)
+    time.sleep(60)
+bench.bench_latency = latency
+sys.exit(bench.main(["--out", {str(tmp_path / "latest.md")!r}]))
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "measuring"
+        proc.send_signal(getattr(signal, stop))
+        assert proc.wait(timeout=30) == 128 + getattr(signal, stop)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not (tmp_path / "model").exists()
+
+
+def test_the_stop_signal_handlers_are_put_back_after_a_run(monkeypatch, tmp_path, capsys):
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)
+    bench = stub_sections(monkeypatch, tmp_path)
+    assert bench.main(["--out", str(tmp_path / "latest.md")]) == 0
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)) == before
