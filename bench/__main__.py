@@ -34,6 +34,7 @@ import tempfile
 import threading
 import time
 import traceback
+import zlib
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -47,8 +48,8 @@ from tests.imagegen import normalize
 
 ROOT = Path(__file__).resolve().parent.parent
 EXIT_STATUS = """exit status: 0 every target met; 1 a target missed or not measured (a row that failed, or one
-skipped with its reason, such as the serving stack's memory without java); 2 the model artifact missing or --out
-not writable"""
+skipped with its reason, such as the serving stack's memory without java); 2 the model artifact missing or
+damaged, or --out not writable"""
 ARTIFACT = ROOT / "model" / "dist" / "model.tar.gz"
 PHOTOS = ROOT / "tests" / "fixtures" / "images"
 # Every side gets the threads the served session takes: the CPUs this process may use, within a CPU quota.
@@ -208,8 +209,12 @@ class Report:
 
 def extract(artifact: Path) -> Path:
     target = Path(tempfile.mkdtemp(prefix="bench-model-"))
-    with tarfile.open(artifact) as tar:
-        tar.extractall(target, filter="data")
+    try:
+        with tarfile.open(artifact) as tar:
+            tar.extractall(target, filter="data")
+    except BaseException:  # a truncated artifact, a full disk, a stop signal: nothing else would remove it
+        shutil.rmtree(target, ignore_errors=True)
+        raise
     return target
 
 
@@ -963,7 +968,11 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda signum, _: sys.exit(128 + signum))
     model_dir = None
     try:
-        model_dir = extract(ARTIFACT)  # ~85 MB per run: removed however the run ends
+        try:
+            model_dir = extract(ARTIFACT)  # ~85 MB per run: removed however the run ends
+        except (OSError, EOFError, zlib.error, tarfile.TarError) as e:  # EOFError: a truncated gzip
+            print(f"error: cannot unpack {ARTIFACT}: {' '.join(str(e).split())}: run `make model`", file=sys.stderr)
+            return 2
         run_sections(
             report,
             [

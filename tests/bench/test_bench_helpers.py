@@ -446,3 +446,20 @@ def test_the_stop_signal_handlers_are_put_back_after_a_run(monkeypatch, tmp_path
     bench = stub_sections(monkeypatch, tmp_path)
     assert bench.main(["--out", str(tmp_path / "latest.md")]) == 0
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)) == before
+
+
+def test_an_artifact_that_cannot_be_unpacked_is_refused_and_leaves_nothing_behind(monkeypatch, tmp_path, capsys):
+    """A damaged model.tar.gz (a truncated copy; `python -m bench` does not rebuild it as `make bench` does) ended in
+    an EOFError traceback and left the part already unpacked in /tmp."""
+    import tempfile
+
+    import bench.__main__ as bench
+
+    truncated = tmp_path / "model.tar.gz"
+    truncated.write_bytes(bench.ARTIFACT.read_bytes()[:200_000])
+    monkeypatch.setattr(bench, "ARTIFACT", truncated)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    assert bench.main(["--out", str(tmp_path / "latest.md")]) == 2
+    assert "error: cannot unpack" in capsys.readouterr().err
+    assert list((tmp_path / "tmp").iterdir()) == []
