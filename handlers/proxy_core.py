@@ -250,6 +250,12 @@ _UNSUPPORTED_SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"\xff\x0a", "JPEG XL"),
     (b"qoif", "QOI"),
 )
+# ISO base media files (bytes 4-8 'ftyp') name their kind in the major brand; the endpoint's HEIF_BRANDS.
+_HEIF_BRANDS = {
+    **dict.fromkeys((b"heic", b"heix", b"heim", b"heis"), "a HEIC image"),
+    **dict.fromkeys((b"mif1", b"msf1"), "a HEIF image"),
+    **dict.fromkeys((b"avif", b"avis"), "an AVIF image"),
+}
 
 
 def sniff_image_type(data: bytes) -> str | None:
@@ -271,10 +277,8 @@ def describe_unsupported(data: bytes) -> str:
     for signature, name in _UNSUPPORTED_SIGNATURES:
         if data.startswith(signature):
             return f"a {name} image"
-    if len(data) >= 12 and data[4:8] == b"ftyp":
-        brand = data[8:12]
-        if brand in (b"heic", b"heix", b"mif1", b"msf1", b"avif"):
-            return "a HEIC/AVIF image"
+    if len(data) >= 12 and data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+        return _HEIF_BRANDS[data[8:12]]
     head = data[:256].lstrip().lower()
     if head.startswith((b"<?xml", b"<svg")) or b"<svg" in head:
         return "an SVG image"

@@ -103,9 +103,12 @@ def test_sniff_supported_types(data, kind):
         (b"qoif\x00\x00\x00\x10", "QOI"),
         (b'<?xml version="1.0"?><svg xmlns="x"/>', "SVG"),
         (b"  <svg>", "SVG"),
-        (b"\x00\x00\x00\x18ftypheic\x00\x00", "HEIC"),
-        (b"\x00\x00\x00\x1cftypavif\x00\x00", "HEIC/AVIF"),  # what phones and browsers save as .avif
-        (b"\x00\x00\x00\x18ftypmif1\x00\x00", "HEIC/AVIF"),
+        (b"\x00\x00\x00\x18ftypheic\x00\x00", "a HEIC image"),
+        (b"\x00\x00\x00\x18ftypheim\x00\x00", "a HEIC image"),  # multiview, as the endpoint names it
+        (b"\x00\x00\x00\x18ftypheis\x00\x00", "a HEIC image"),  # scalable
+        (b"\x00\x00\x00\x1cftypavif\x00\x00", "an AVIF image"),  # what phones and browsers save as .avif
+        (b"\x00\x00\x00\x1cftypavis\x00\x00", "an AVIF image"),  # an AVIF image sequence
+        (b"\x00\x00\x00\x18ftypmif1\x00\x00", "a HEIF image"),
         (b"hello world", "not a recognizable image"),
         (b"RIFF\x00\x00\x00\x00WAVEfmt ", "not a recognizable image"),
         (b"\xff\xd8", "not a recognizable image"),
@@ -114,6 +117,16 @@ def test_sniff_supported_types(data, kind):
 def test_unsupported_bytes_are_not_sniffed_and_are_named(data, name):
     assert core.sniff_image_type(data) is None
     assert name in core.describe_unsupported(data)
+
+
+def test_the_proxy_names_every_refused_format_the_endpoint_names(inference):
+    # The two are deployed apart (the function's bundle, the model artifact), so they cannot share the table: a
+    # signature or brand added to one only must fail here, or /predict and a direct caller are told different things.
+    signatures = [(signature + bytes(16), name) for signature, name in inference.OTHER_IMAGE_SIGNATURES]
+    brands = [(b"\x00\x00\x00\x18ftyp" + brand + bytes(8), name) for brand, name in inference.HEIF_BRANDS.items()]
+    for data, name in signatures + brands:
+        assert inference.other_image_format(data) == name
+        assert core.describe_unsupported(data) in (f"a {name} image", f"an {name} image"), data
 
 
 # ---- raw bodies -------------------------------------------------------------------------------------------
