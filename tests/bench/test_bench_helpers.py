@@ -9,11 +9,16 @@ from bench.__main__ import SERVERLESS_MEMORY_MB, interleaved_medians, page_jpeg_
 
 @pytest.mark.parametrize(
     "peak_mb, size",
-    [(100, 1024), (682, 1024), (683, 2048), (1400, 3072), (3900, 6144), (9000, 6144)],
+    [(100, 1024), (682, 1024), (683, 2048), (1400, 3072), (3900, 6144), (4096, 6144)],
 )
 def test_memory_recommendation_is_the_smallest_size_with_headroom(peak_mb, size):
     assert recommend_memory_mb(peak_mb) == size
     assert size in SERVERLESS_MEMORY_MB
+
+
+@pytest.mark.parametrize("peak_mb", [4097, 9000])
+def test_no_memory_size_is_recommended_when_even_the_largest_lacks_the_headroom(peak_mb):
+    assert recommend_memory_mb(peak_mb) is None  # not 6144: the row would pass a stack that does not fit
 
 
 def test_interleaved_medians_alternates_and_settles():
@@ -261,12 +266,14 @@ def stub_sections(monkeypatch, tmp_path, **sections):
 
     def latency(report, *_):
         report.add("latency row", "1.0 ms", target="<= 2 ms", ok=True)
-        return {"small_jpeg": b"", "big": b""}
+        return {"small_jpeg": b"", "big": b"", "meta": {}, "classifier": None, "inference": None, "ort_ms": 1.0}
 
     monkeypatch.setattr(bench, "extract", lambda _: tmp_path / "model")
     (tmp_path / "model").mkdir()
     monkeypatch.setattr(bench, "bench_latency", latency)
-    for name in ("cold_start", "preprocessing", "hostile_image_memory", "payload", "local_stack", "container_memory"):
+    for name in (
+        *("int8", "cold_start", "preprocessing", "hostile_image_memory", "payload", "local_stack", "container_memory"),
+    ):
         monkeypatch.setattr(bench, f"bench_{name}", lambda *_: None)
     for name, fn in sections.items():
         monkeypatch.setattr(bench, f"bench_{name}", fn)
@@ -375,7 +382,8 @@ def test_sections_that_need_a_failed_one_are_skipped_with_the_reason(monkeypatch
     assert ran == ["cold start"]  # the one that does not need the latency section's model and photos
     assert "failed: OSError: no space left on device" in out
     assert "| payload | skipped: needs the preprocessing section, which was skipped |" in out
-    assert err.rstrip().splitlines()[-1] == "targets: 0 met, 1 missed, 4 skipped (not measured)", err
+    assert "| int8 (opt-in) | skipped: needs the latency of one image section, which failed |" in out
+    assert err.rstrip().splitlines()[-1] == "targets: 0 met, 1 missed, 5 skipped (not measured)", err
 
 
 def test_a_cold_start_process_that_fails_says_which_and_why_on_its_first_line(monkeypatch):
@@ -463,3 +471,47 @@ def test_an_artifact_that_cannot_be_unpacked_is_refused_and_leaves_nothing_behin
     assert bench.main(["--out", str(tmp_path / "latest.md")]) == 2
     assert "error: cannot unpack" in capsys.readouterr().err
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_a_serving_stack_too_big_for_the_largest_memory_size_fails_its_row(monkeypatch):
+    from types import SimpleNamespace
+
+    import bench.__main__ as bench
+    import local.torchserve
+
+    class Huge(Serving):
+        def memory_mb(self):
+            return 4500.0  # x1.5 = 6750 MB: more than the largest serverless size
+
+    monkeypatch.setattr(local.torchserve, "TorchServeEndpoint", Huge)
+    monkeypatch.setattr(bench.shutil, "which", lambda _: "/usr/bin/java")
+    # configured at the largest size: only the missing headroom can fail the row (it passed before, at 6144)
+    monkeypatch.setattr(bench, "load_stack_file", lambda _: SimpleNamespace(memory_size_mb=6144))
+    report = bench.Report()
+    bench.bench_container_memory(report, {"big": b"", "small_jpeg": b"", "bomb_mb": 500.0, "bomb_name": "PNG"})
+    assert report.rows[-2][1] == "4500 MB" and report.rows[-2][4].endswith("❌"), report.rows
+    assert "none (the largest, 6144, is too small)" in report.rows[-2][4]
+    assert len(report.failures) == 1 and report.met == 1  # 4500 + 500 MB fits in 6144: only the headroom fails
+
+
+def test_an_int8_failure_takes_only_its_own_rows(monkeypatch, tmp_path, capsys):
+    """int8 is opt-in and only reported: it ran inside the latency section, so its failure skipped every section
+    that needs that one (preprocessing, payload, the local stack, the serving stack's memory)."""
+
+    def int8(*_):
+        raise RuntimeError("quantizer refused the graph")
+
+    ran: list[str] = []
+    bench = stub_sections(
+        monkeypatch,
+        tmp_path,
+        int8=int8,
+        preprocessing=lambda *_: ran.append("preprocessing"),
+        local_stack=lambda *_: ran.append("local stack"),
+        container_memory=lambda *_: ran.append("serving stack memory"),
+    )
+    assert bench.main(["--out", str(tmp_path / "latest.md")]) == 1
+    out, _ = capsys.readouterr()
+    assert ran == ["preprocessing", "local stack", "serving stack memory"]
+    assert "| int8 (opt-in) | failed: RuntimeError: quantizer refused the graph |" in out
+    assert "latency row" in out and "skipped" not in out
