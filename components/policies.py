@@ -268,6 +268,46 @@ def invoke_permission_source_arn(execution_arn: str) -> str:
 
 # ------------------------------------------------------------------------------------- web security
 
+# Powerful features the page never uses, each with an empty allowlist, so that not even the site's own origin may
+# use them: script that got past the CSP, or a future dependency, cannot turn on the camera or ask for a payment.
+# The page needs none of them: a file input (with or without `capture`), drag and drop, paste (the event's
+# clipboardData, not navigator.clipboard), fetch, canvas and createImageBitmap are not gated by Permissions-Policy.
+# Only names Chromium recognises: an unknown one logs a warning on every page load.
+PERMISSIONS_POLICY_DENIED = (
+    "accelerometer",
+    "autoplay",
+    "browsing-topics",
+    "camera",
+    "clipboard-read",
+    "clipboard-write",
+    "display-capture",
+    "encrypted-media",
+    "fullscreen",
+    "gamepad",
+    "geolocation",
+    "gyroscope",
+    "hid",
+    "identity-credentials-get",
+    "idle-detection",
+    "local-fonts",
+    "magnetometer",
+    "microphone",
+    "midi",
+    "otp-credentials",
+    "payment",
+    "picture-in-picture",
+    "publickey-credentials-create",
+    "publickey-credentials-get",
+    "screen-wake-lock",
+    "serial",
+    "usb",
+    "window-management",
+    "xr-spatial-tracking",
+)
+# The Permissions-Policy header both the CDN (a custom header of the response headers policy, which has no field
+# for it) and the local stack send.
+PERMISSIONS_POLICY = ", ".join(f"{feature}=()" for feature in PERMISSIONS_POLICY_DENIED)
+
 
 def content_security_policy(api_url: str, site_origin: str | None = None) -> str:
     """CSP for the UI: everything same-origin except fetch() to the API origin.

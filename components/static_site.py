@@ -79,7 +79,7 @@ class StaticSite(pulumi.ComponentResource):
         headers = aws.cloudfront.ResponseHeadersPolicy(
             f"{name}-headers",
             name=bucket.bucket.apply(lambda b: f"{b}-headers"[:128]),
-            comment="HSTS, CSP (connect-src = the API origin only), nosniff, no framing",
+            comment="HSTS, CSP (connect-src = the API origin only), nosniff, no framing, no powerful features",
             security_headers_config=aws.cloudfront.ResponseHeadersPolicySecurityHeadersConfigArgs(
                 content_security_policy=aws.cloudfront.ResponseHeadersPolicySecurityHeadersConfigContentSecurityPolicyArgs(
                     content_security_policy=api_url.apply(policies.content_security_policy),
@@ -100,6 +100,13 @@ class StaticSite(pulumi.ComponentResource):
                 referrer_policy=aws.cloudfront.ResponseHeadersPolicySecurityHeadersConfigReferrerPolicyArgs(
                     referrer_policy="strict-origin-when-cross-origin", override=True
                 ),
+            ),
+            custom_headers_config=aws.cloudfront.ResponseHeadersPolicyCustomHeadersConfigArgs(
+                items=[
+                    aws.cloudfront.ResponseHeadersPolicyCustomHeadersConfigItemArgs(
+                        header="Permissions-Policy", value=policies.PERMISSIONS_POLICY, override=True
+                    )
+                ]
             ),
             opts=child,
         )

@@ -37,6 +37,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from components.policies import (
     CONTENT_TYPES,
+    PERMISSIONS_POLICY,
     cache_control_for,
     content_security_policy,
     http_api_cors,
@@ -74,6 +75,7 @@ SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
     "referrer-policy": "strict-origin-when-cross-origin",
+    "permissions-policy": PERMISSIONS_POLICY,
 }
 
 

@@ -31,7 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from components.policies import CORS_EXPOSE_HEADERS, CORS_MAX_AGE_S, content_security_policy
+from components.policies import CORS_EXPOSE_HEADERS, CORS_MAX_AGE_S, PERMISSIONS_POLICY, content_security_policy
 from components.site_config import CONFIG_JS_CACHE_CONTROL, CONFIG_JS_CONTENT_TYPE, render_config_js
 from tests.ci import skip_or_fail
 
@@ -213,7 +213,11 @@ class StubStack:
             middleware=[
                 Middleware(
                     _AddHeaders,
-                    headers={"content-security-policy": csp, "x-content-type-options": "nosniff"},
+                    headers={
+                        "content-security-policy": csp,
+                        "permissions-policy": PERMISSIONS_POLICY,
+                        "x-content-type-options": "nosniff",
+                    },
                 )
             ],
         )

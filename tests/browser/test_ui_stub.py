@@ -1335,6 +1335,7 @@ def test_page_runs_clean_under_the_cdn_csp(stub_ui: Any, stub_stack: Any, consol
     response = ui.page.goto(f"{stub_stack.url}/")
     csp = response.headers["content-security-policy"]
     assert "script-src 'self'" in csp, "the stub must really enforce the CDN's CSP"
+    assert "camera=()" in response.headers["permissions-policy"], "and its Permissions-Policy"
     ui.page.wait_for_selector("html[data-ready='true']")
     ui.click_sample("astronaut")
     ui.wait_done()

@@ -363,7 +363,8 @@ def test_static_site_resources(mocks: RecordingMocks, tmp_path: Path) -> None:
         "sigv4",
     )
 
-    headers = mocks.one("aws:cloudfront/responseHeadersPolicy:ResponseHeadersPolicy")["securityHeadersConfig"]
+    headers_policy = mocks.one("aws:cloudfront/responseHeadersPolicy:ResponseHeadersPolicy")
+    headers = headers_policy["securityHeadersConfig"]
     assert headers["contentSecurityPolicy"] == {
         "contentSecurityPolicy": policies.content_security_policy(API_ENDPOINT),
         "override": True,
@@ -381,6 +382,10 @@ def test_static_site_resources(mocks: RecordingMocks, tmp_path: Path) -> None:
     assert headers["contentTypeOptions"] == {"override": True}
     assert headers["frameOptions"] == {"frameOption": "DENY", "override": True}
     assert headers["referrerPolicy"] == {"referrerPolicy": "strict-origin-when-cross-origin", "override": True}
+    # Permissions-Policy has no securityHeadersConfig field: a custom header, overriding any the origin sends.
+    assert headers_policy["customHeadersConfig"] == {
+        "items": [{"header": "Permissions-Policy", "value": policies.PERMISSIONS_POLICY, "override": True}]
+    }
 
     dist = mocks.one("aws:cloudfront/distribution:Distribution")
     assert dist["httpVersion"] == "http2and3"

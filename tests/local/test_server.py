@@ -19,7 +19,7 @@ import uvicorn
 from starlette.requests import Request
 from uvicorn.server import ServerState
 
-from components.policies import cors_allowed_origins
+from components.policies import PERMISSIONS_POLICY, cors_allowed_origins
 from components.settings import load_stack_file
 from local import gateway, server
 from local.__main__ import parse_args, port_number
@@ -407,6 +407,7 @@ CDN_SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
     "referrer-policy": "strict-origin-when-cross-origin",
+    "permissions-policy": PERMISSIONS_POLICY,
 }
 
 

@@ -82,6 +82,19 @@ HTTPS_VIEWER_POLICIES = ("redirect-to-https", "https-only")
 MIN_TLS = "TLSv1.2_2021"
 HSTS_MIN_AGE_S = 365 * 24 * 3600
 SAFE_REFERRER_POLICIES = ("no-referrer", "same-origin", "strict-origin", "strict-origin-when-cross-origin")
+# Powerful features the UI, which uses none, must deny to every origin, its own included (an empty allowlist).
+DENIED_FEATURES = (
+    "camera",
+    "clipboard-read",
+    "display-capture",
+    "geolocation",
+    "hid",
+    "microphone",
+    "midi",
+    "payment",
+    "serial",
+    "usb",
+)
 PREDICT_SOURCE_SUFFIX = "/*/POST/predict"
 OAC_READ_ACTIONS = frozenset({"s3:GetObject"})
 CORS_METHODS = frozenset({"POST", "OPTIONS"})
@@ -592,9 +605,33 @@ def csp_problems(policy: str, api_origin: str) -> list[str]:
     return problems
 
 
+def parse_permissions_policy(policy: str) -> dict[str, str]:
+    """feature -> allowlist of a Permissions-Policy header (a structured-field dictionary: `camera=()`)."""
+    features: dict[str, str] = {}
+    for member in policy.split(","):
+        name, _, allowlist = member.partition("=")
+        if name.strip():
+            features[name.strip().lower()] = allowlist.strip()
+    return features
+
+
+def permissions_policy_problems(policy: str) -> list[str]:
+    """What is wrong with a Permissions-Policy for the UI (shared by the CloudFront rule and the local-stack check):
+    each of DENIED_FEATURES must have an empty allowlist, and nothing it names may be allowed to anyone."""
+    features = parse_permissions_policy(policy)
+    problems = []
+    for name in DENIED_FEATURES:
+        if name not in features:
+            problems.append(f"{name} is not named, must be {name}=()")
+    for name, allowlist in features.items():
+        if allowlist != "()":
+            problems.append(f"{name}={allowlist}, must be {name}=() (the page uses no powerful feature)")
+    return problems
+
+
 def headers_policy_violations(resources: Sequence[Res], api_origin: str) -> list[str]:
-    """Rule 11: every cache behaviour serves HSTS, nosniff, DENY framing, a safe referrer policy and a
-    CSP whose connect-src is only the API origin."""
+    """Rule 11: every cache behaviour serves HSTS, nosniff, DENY framing, a safe referrer policy, a
+    CSP whose connect-src is only the API origin and a Permissions-Policy denying every powerful feature."""
     policies = {p.id: p for p in of_type(resources, HEADERS_POLICY)}
     problems = []
     for dist in of_type(resources, DISTRIBUTION):
@@ -632,6 +669,16 @@ def headers_policy_violations(resources: Sequence[Res], api_origin: str) -> list
         ):
             if (config.get(name) or {}).get("override") is not True:
                 problems.append(f"{at}.{name}.override is not true (an origin header could replace it)")
+        # securityHeadersConfig has no field for it: a custom header.
+        custom = _as_list((policy.inputs.get("customHeadersConfig") or {}).get("items"))
+        permissions = [item for item in custom if str(item.get("header", "")).lower() == "permissions-policy"]
+        if not permissions:
+            problems.append(f"{policy.label()}: customHeadersConfig has no Permissions-Policy")
+        for item in permissions:
+            at = f"{policy.label()}: customHeadersConfig Permissions-Policy"
+            problems += [f"{at}: {p}" for p in permissions_policy_problems(str(item.get("value") or ""))]
+            if item.get("override") is not True:
+                problems.append(f"{at}.override is not true (an origin header could replace it)")
     return problems
 
 

@@ -584,6 +584,31 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "strictTransportSecurity = ",
     ),
     (
+        "permissions-policy-allows-camera",
+        "dev",
+        "headers_policy",
+        lambda g: mutate(
+            g, rules.HEADERS_POLICY, "site-headers", set_path("customHeadersConfig.items.0.value", "camera=(self)")
+        ),
+        "camera=(self), must be camera=()",
+    ),
+    (
+        "permissions-policy-missing",
+        "prod",
+        "headers_policy",
+        lambda g: mutate(g, rules.HEADERS_POLICY, "site-headers", set_path("customHeadersConfig", None)),
+        "customHeadersConfig has no Permissions-Policy",
+    ),
+    (
+        "permissions-policy-not-overriding",
+        "dev",
+        "headers_policy",
+        lambda g: mutate(
+            g, rules.HEADERS_POLICY, "site-headers", set_path("customHeadersConfig.items.0.override", False)
+        ),
+        "Permissions-Policy.override is not true",
+    ),
+    (
         "behaviour-without-headers",
         "dev",
         "headers_policy",

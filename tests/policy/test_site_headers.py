@@ -31,7 +31,8 @@ def cloudfront_headers(config: dict) -> dict[str, str]:
 
 def test_local_stack_adds_the_same_headers_as_cloudfront(graph: Graph) -> None:
     [policy] = graph.of_type(rules.HEADERS_POLICY)
-    assert cloudfront_headers(dict(policy.inputs["securityHeadersConfig"])) == SECURITY_HEADERS
+    custom = {item["header"].lower(): item["value"] for item in policy.inputs["customHeadersConfig"]["items"]}
+    assert {**cloudfront_headers(dict(policy.inputs["securityHeadersConfig"])), **custom} == SECURITY_HEADERS
 
 
 def test_csp_checker_rejects_weak_policies() -> None:
@@ -48,6 +49,18 @@ def test_csp_checker_rejects_weak_policies() -> None:
     assert rules.csp_problems(good + "; img-src 'self' data: blob: https://tracker.example", api)
     assert rules.csp_problems(good + "; base-uri https://evil.example", api)
     assert rules.csp_problems(good + "; img-src 'self' data: blob:; base-uri 'self'; form-action 'self'", api) == []
+
+
+def test_permissions_policy_checker_rejects_weak_policies() -> None:
+    good = ", ".join(f"{name}=()" for name in rules.DENIED_FEATURES)
+    assert rules.permissions_policy_problems(good) == []
+    assert rules.permissions_policy_problems(good + ", fullscreen=()") == []
+    assert rules.permissions_policy_problems("") != []
+    assert rules.permissions_policy_problems(good.replace("camera=()", "camera=(self)"))
+    assert rules.permissions_policy_problems(good.replace("camera=()", "camera=*"))
+    assert rules.permissions_policy_problems(good.replace("microphone=()", "microphone"))
+    assert rules.permissions_policy_problems(good.replace("geolocation=(), ", ""))
+    assert rules.permissions_policy_problems(good + ', fullscreen=(self "https://evil.example")')
 
 
 def hsts_max_age(value: str) -> int:
@@ -69,6 +82,7 @@ def test_local_site_responses_carry_the_security_headers(live_stack, path: str) 
     # Locally the site and the API share one origin, so connect-src is exactly 'self' (which, unlike the
     # origin itself, also holds for a stack reached at an IPv6 literal).
     assert rules.csp_problems(headers.get("content-security-policy", ""), "'self'") == [], path
+    assert rules.permissions_policy_problems(headers.get("permissions-policy", "")) == [], path
 
 
 @pytest.mark.integration
