@@ -23,15 +23,14 @@ from local.runtime import (
 )
 from local.server import (
     DEFAULT_ENDPOINT_NAME,
-    MAX_HEAD_BUFFER_BYTES,
     ROOT,
-    HeadDeadlineProtocol,
     StackInfo,
     bind,
     create_app,
     is_loopback,
     stack_region,
     start_sandboxes,
+    uvicorn_config,
 )
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -172,16 +171,7 @@ def serve(
         app = create_app(stack, runtime, sandboxes, fault_injection=args.fault_injection, stage_throttle=throttle)
         import uvicorn
 
-        config = uvicorn.Config(
-            app,
-            log_level=args.log_level,
-            access_log=False,
-            timeout_graceful_shutdown=5,
-            http=HeadDeadlineProtocol,
-            # Let oversized headers reach the gateway tier, which answers them in JSON as API Gateway would.
-            h11_max_incomplete_event_size=MAX_HEAD_BUFFER_BYTES,
-        )
-        server = uvicorn.Server(config)
+        server = uvicorn.Server(uvicorn_config(app, args.log_level))
         # uvicorn shuts down gracefully on SIGINT and SIGTERM while it serves, then raises them again with these
         # handlers back: exit through `finally` so the sandboxes stop too, without a KeyboardInterrupt traceback
         # for the Ctrl-C that ends `make demo`. It does not handle SIGHUP: give it the same graceful shutdown.

@@ -27,6 +27,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import h11
+import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -68,6 +69,8 @@ WRITE_STALL_TIMEOUT_S = 30.0
 # answers over 10 KB with API Gateway's JSON 431; beyond it uvicorn answers 400 and closes.
 MAX_HEAD_BUFFER_BYTES = 2 * 1024 * 1024
 log = logging.getLogger("local")
+# What a proxy adds to say whom it forwards for: a request carrying one did not start on this machine.
+FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
 
 # What CloudFront's response headers policy adds in the cloud (the CSP is built per API origin).
 SECURITY_HEADERS = {
@@ -279,6 +282,24 @@ class AbsoluteFormTarget:
                 "raw_path": raw_path,
                 "headers": [(k, v) for k, v in scope["headers"] if k != b"host"] + [(b"host", authority)],
             }
+        await self.app(scope, receive, send)
+
+
+class LoopbackForwardedProto:
+    """A forwarder on this machine that terminates TLS (Codespaces' port forwarding, a reverse proxy) names the
+    browser's scheme in X-Forwarded-Proto: config.js and the CSP must say https://<its host>, or the https page would
+    call an http API, which the browser blocks. Taken from a loopback peer only, as uvicorn's proxy handling did; the
+    client address stays the socket's peer (uvicorn_config turns that handling off)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        client = scope.get("client") if scope["type"] == "http" else None
+        if client and is_loopback(client[0]):
+            protos = [v.decode("latin-1").strip() for k, v in scope["headers"] if k == b"x-forwarded-proto"]
+            if protos and protos[-1] in ("http", "https"):
+                scope = {**scope, "scheme": protos[-1]}
         await self.app(scope, receive, send)
 
 
@@ -523,7 +544,10 @@ def create_app(
         # Test machinery, not part of the emulated cloud: only this machine may drive it (with --allow-remote the
         # stack is reachable from others), and only with a JSON body. A page in the developer's browser may POST
         # text/plain to any origin without asking first, but JSON needs a preflight, which this route never grants.
-        if not is_loopback(request.client.host if request.client else ""):
+        # The socket's peer, and no header a forwarder adds: behind a reverse proxy or port forwarder on this machine
+        # (Codespaces, nginx) every peer is loopback, and where the request came from is only in that header.
+        forwarded = any(name in request.headers for name in FORWARDING_HEADERS)
+        if forwarded or not is_loopback(request.client.host if request.client else ""):
             message = "Forbidden: /__local/faults takes requests from this machine only"
             return JSONResponse({"message": message}, status_code=403)
         media_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
@@ -560,6 +584,7 @@ def create_app(
         routes=routes,
         exception_handlers={HTTPException: unrouted},
         middleware=[
+            Middleware(LoopbackForwardedProto),
             Middleware(AbsoluteFormTarget),
             Middleware(LoopbackHostGuard, enabled=bound_to_loopback),
             Middleware(ShutdownGuard),
@@ -627,6 +652,27 @@ def start_sandboxes(stack: StackInfo, region: str) -> LambdaSandboxes:
         sandboxes.shutdown()
         raise
     return sandboxes
+
+
+def uvicorn_config(app: Starlette, log_level: str) -> uvicorn.Config:
+    """How `python -m local` serves the app.
+
+    Without proxy headers: uvicorn's default takes the client from X-Forwarded-For sent by the addresses in
+    FORWARDED_ALLOW_IPS, an environment variable that container images often set to `*`. Then another machine's
+    `X-Forwarded-For: 127.0.0.1` passed for this machine on /__local/faults, and a local client's header became the
+    event's sourceIp, which API Gateway takes from the TCP connection. request.client is the socket's peer
+    (X-Forwarded-Proto from a loopback peer is still honoured: LoopbackForwardedProto).
+    """
+    return uvicorn.Config(
+        app,
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        http=HeadDeadlineProtocol,
+        # Let oversized headers reach the gateway tier, which answers them in JSON as API Gateway would.
+        h11_max_incomplete_event_size=MAX_HEAD_BUFFER_BYTES,
+        proxy_headers=False,
+    )
 
 
 def bind(host: str, port: int) -> socket.socket:

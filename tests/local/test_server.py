@@ -8,6 +8,7 @@ import asyncio
 import base64
 import json
 import socket
+import threading
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from types import SimpleNamespace
@@ -28,7 +29,7 @@ from local.sandboxes import LambdaTimeout
 from local.server import StackInfo, create_app, names_this_machine
 from tests.ci import require_ipv6_loopback
 from tests.conftest import ROOT
-from tests.waiting import HANG_GUARD_S
+from tests.waiting import HANG_GUARD_S, wait_until
 
 BASE_URL = "http://127.0.0.1:8000"
 CLIENT = ("192.0.2.7", 4321)  # the peer address the app sees
@@ -747,6 +748,71 @@ def test_faults_are_refused_from_another_machine_and_without_a_json_body(peer):
     finally:
         remote.runtime.close()
         local.runtime.close()
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        ("x-forwarded-for", "203.0.113.9"),
+        ("x-forwarded-for", "127.0.0.1"),  # what the client said: a forwarder appends, or passes it on as it is
+        ("forwarded", "for=203.0.113.9"),
+        ("x-real-ip", "203.0.113.9"),
+    ],
+)
+def test_faults_are_refused_through_a_forwarder_on_this_machine(header):
+    """Behind a reverse proxy or port forwarder on this machine every peer is loopback: the forwarding header says
+    the request came from elsewhere, and naming this machine in it proves nothing either."""
+    forwarded = InProcessStack(fault_injection=True, client=LOOPBACK_CLIENT)
+    try:
+        refused = forwarded.request("POST", "/__local/faults", json={"down": True}, headers=dict([header]))
+        assert refused.status_code == 403 and "this machine" in refused.json()["message"], header
+        assert forwarded.runtime.faults == Faults()
+    finally:
+        forwarded.runtime.close()
+
+
+def test_x_forwarded_proto_counts_from_a_loopback_peer_only():
+    codespace = {"host": "name-8000.app.github.dev", "x-forwarded-proto": "https"}
+    for client, scheme in ((LOOPBACK_CLIENT, "https"), (CLIENT, "http")):
+        stack = InProcessStack(any_interface=True, client=client)
+        try:
+            config_js = stack.request("GET", "/config.js", headers=codespace)
+            assert f'"apiUrl": "{scheme}://name-8000.app.github.dev"' in config_js.text, client
+            page = stack.request("GET", "/", headers=codespace)
+            assert "connect-src 'self';" in page.headers["content-security-policy"], client
+        finally:
+            stack.runtime.close()
+
+
+def test_the_served_app_sees_the_socket_peer_whatever_x_forwarded_for_says(monkeypatch):
+    """As `python -m local` serves it (server.uvicorn_config): uvicorn's default would take the client from
+    X-Forwarded-For (from any peer with FORWARDED_ALLOW_IPS=*, a common setting in container images, so another
+    machine could pass for this one), where API Gateway's sourceIp is the TCP connection's source; the header is
+    passed on to the function as a header."""
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "*")
+    stack = InProcessStack(fault_injection=True, any_interface=True)
+    sock = server.bind("127.0.0.1", 0)
+    instance = uvicorn.Server(server.uvicorn_config(stack.app, "error"))
+    thread = threading.Thread(target=instance.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: instance.started or not thread.is_alive(), "the test server started")
+        assert instance.started
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        spoofed = with_type([("x-forwarded-for", "203.0.113.9")])
+        response = httpx.post(f"{url}/predict", content=JPEG, headers=spoofed, timeout=HANG_GUARD_S)
+        assert response.status_code == 200, response.text
+        [event] = stack.sandboxes.events
+        assert event["requestContext"]["http"]["sourceIp"] == "127.0.0.1"
+        assert event["headers"]["x-forwarded-for"] == "203.0.113.9"
+        # A forwarder on this machine that terminates TLS (Codespaces) still gets an https page calling https.
+        codespace = {"host": "name-8000.app.github.dev", "x-forwarded-proto": "https"}
+        config_js = httpx.get(f"{url}/config.js", headers=codespace, timeout=HANG_GUARD_S)
+        assert '"apiUrl": "https://name-8000.app.github.dev"' in config_js.text
+    finally:
+        instance.should_exit = True
+        thread.join(timeout=HANG_GUARD_S)
+        stack.runtime.close()
 
 
 # --- the site tier: odd names, and the page's CSP ------------------------------------------------------------------
