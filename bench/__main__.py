@@ -25,7 +25,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -41,6 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench import stop_signals_unwind
 from bench.loadtest import percentile
 from components.settings import load_stack_file
 from local.runtime import load_inference_module
@@ -970,42 +970,34 @@ def main(argv: list[str] | None = None) -> int:
     report = Report()
     started = time.perf_counter()
     ctx: dict = {}
-    # SIGTERM and SIGHUP (a CI timeout, a closed terminal) unwind like Ctrl-C, through every `finally`: the unpacked
-    # model, and the local stack and TorchServe, each in a session of its own, would otherwise outlive the run.
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    for sig in previous:
-        signal.signal(sig, lambda signum, _: sys.exit(128 + signum))
-    model_dir = None
-    try:
+    with stop_signals_unwind():
         try:
             model_dir = extract(ARTIFACT)  # ~85 MB per run: removed however the run ends
         except (OSError, EOFError, zlib.error, tarfile.TarError) as e:  # EOFError: a truncated gzip
             print(f"error: cannot unpack {ARTIFACT}: {' '.join(str(e).split())}: run `make model`", file=sys.stderr)
             return 2
-        run_sections(
-            report,
-            [
-                (LATENCY, (), lambda: ctx.update(bench_latency(report, model_dir, repeats))),
-                (
-                    "int8 (opt-in)",
-                    (LATENCY,),
-                    lambda: bench_int8(
-                        report, model_dir, ctx["meta"], ctx["classifier"], ctx["inference"], ctx["ort_ms"], repeats
+        try:
+            run_sections(
+                report,
+                [
+                    (LATENCY, (), lambda: ctx.update(bench_latency(report, model_dir, repeats))),
+                    (
+                        "int8 (opt-in)",
+                        (LATENCY,),
+                        lambda: bench_int8(
+                            report, model_dir, ctx["meta"], ctx["classifier"], ctx["inference"], ctx["ort_ms"], repeats
+                        ),
                     ),
-                ),
-                ("cold start", (), lambda: bench_cold_start(report, model_dir, runs)),
-                (PREPROCESSING, (LATENCY,), lambda: bench_preprocessing(report, ctx, max(5, repeats // 2))),
-                ("hostile images' decode memory", (), lambda: bench_hostile_image_memory(report, model_dir, ctx)),
-                ("payload", (PREPROCESSING,), lambda: bench_payload(report, ctx)),
-                ("local stack", (LATENCY,), lambda: bench_local_stack(report, ctx, repeats)),
-                ("serving stack memory", (LATENCY, PREPROCESSING), lambda: bench_container_memory(report, ctx)),
-            ],
-        )
-    finally:
-        if model_dir:
+                    ("cold start", (), lambda: bench_cold_start(report, model_dir, runs)),
+                    (PREPROCESSING, (LATENCY,), lambda: bench_preprocessing(report, ctx, max(5, repeats // 2))),
+                    ("hostile images' decode memory", (), lambda: bench_hostile_image_memory(report, model_dir, ctx)),
+                    ("payload", (PREPROCESSING,), lambda: bench_payload(report, ctx)),
+                    ("local stack", (LATENCY,), lambda: bench_local_stack(report, ctx, repeats)),
+                    ("serving stack memory", (LATENCY, PREPROCESSING), lambda: bench_container_memory(report, ctx)),
+                ],
+            )
+        finally:
             shutil.rmtree(model_dir, ignore_errors=True)
-        for sig, handler in previous.items():  # main() may run inside a longer-lived process (the tests)
-            signal.signal(sig, handler)
     header = f"Benchmark ({time.strftime('%Y-%m-%d')}, {machine()}; medians; {time.perf_counter() - started:.0f} s run)"
     text = report.markdown(header)
     print(text)

@@ -42,6 +42,8 @@ from pathlib import Path
 
 import httpx
 
+from bench import stop_signals_unwind
+
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = ROOT / "tests" / "fixtures" / "images" / "coffee.jpg"
 ARTIFACT = ROOT / "model" / "dist" / "model.tar.gz"
@@ -563,6 +565,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    with stop_signals_unwind():  # the stack runs in a session of its own: a CI timeout must not leave it serving
+        return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
     from components.settings import load_stack_file
     from handlers.proxy_core import READ_TIMEOUT_S
 

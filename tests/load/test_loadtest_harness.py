@@ -236,3 +236,53 @@ def test_a_count_or_cap_below_one_is_refused_before_a_stack_starts(capsys, optio
         lt.parse_args([option, value])
     assert exit_.value.code == 2
     assert f"argument {option}: " in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGHUP"])
+def test_a_loadtest_stopped_by_a_signal_stops_the_stack_it_started(tmp_path, stop):
+    """A CI timeout (SIGTERM) or a closed terminal (SIGHUP) killed the harness outright, and the stack it had
+    started, in a session of its own so that no terminal signal reaches it, went on serving with the model loaded."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from bench.loadtest import ROOT
+
+    pid_file = tmp_path / "stack.pid"
+    script = f"""
+import subprocess, sys, time
+import bench.loadtest as lt
+
+class Stack:  # a stand-in for `python -m local`: a process in its own session, stopped only by stop()
+    def __init__(self, *args):
+        self.proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
+        open({str(pid_file)!r}, "w").write(str(self.proc.pid))
+        self.url, self.pid = "http://127.0.0.1:9", self.proc.pid
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+def measuring(url):
+    print("measuring", flush=True)
+    time.sleep(60)
+
+lt.StackProcess, lt.runtime_state = Stack, measuring
+sys.exit(lt.main(["--requests", "1"]))
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "starting the local stack ..."
+        assert proc.stdout.readline().strip() == "measuring"
+        proc.send_signal(getattr(signal, stop))
+        assert proc.wait(timeout=30) == 128 + getattr(signal, stop)
+    finally:
+        proc.kill()
+        proc.wait()
+    stack_pid = int(pid_file.read_text())
+    try:
+        os.kill(stack_pid, 0)
+    except ProcessLookupError:
+        return
+    os.kill(stack_pid, signal.SIGKILL)
+    pytest.fail("the stack the loadtest started outlived it")
