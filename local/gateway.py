@@ -2,8 +2,10 @@
 
 Pure functions, so the event shape is tested without a server. What AWS documents and this mirrors:
 header names lower-cased and repeated headers comma-joined; `rawPath`/`rawQueryString`; `requestContext.http`;
-a request id; `isBase64Encoded` true for bodies that are not of a text media type (what AWS does, not documents: see
-_TEXT_TYPES); 10 MB request cap; the integration timeout (29 s, as deployed); the stage's throttling (StageThrottle).
+a request id; the headers API Gateway adds itself (x-forwarded-for/-port/-proto, x-amzn-trace-id: see
+_gateway_headers); `isBase64Encoded` true for bodies that are not of a text media type (what AWS does, not
+documents: see _TEXT_TYPES); 10 MB request cap; the integration timeout (29 s, as deployed); the stage's throttling
+(StageThrottle).
 """
 
 from __future__ import annotations
@@ -55,6 +57,28 @@ def is_text_body(content_type: str | None, body: bytes) -> bool:
     return True
 
 
+def _gateway_headers(joined: dict[str, str], *, source_ip: str, scheme: str, port: int, now: float) -> None:
+    """The headers API Gateway adds to the ones the client sent. AWS's own sample of an HTTP API event
+    (aws/aws-lambda-go, events/testdata/apigw-v2-request-no-authorizer.json) has, besides the client's:
+        "x-amzn-trace-id": "Root=1-5e9f0c65-1de4d666d4dd26aced652b6c",
+        "x-forwarded-for": "1.2.3.4",  (= requestContext.http.sourceIp)
+        "x-forwarded-port": "443",
+        "x-forwarded-proto": "https"
+    In the cloud the scheme and port are always https and 443; here they are those of the connection (the scheme a
+    TLS-terminating forwarder on this machine names: server.LoopbackForwardedProto). What an HTTP API does with such
+    headers when the client sent them is not documented. Port and scheme are the gateway's own, whatever the client
+    said (a REST API was seen to replace a client's `X-Forwarded-Port: 4431` and `X-Forwarded-Proto: http`:
+    ustayready/fireprox#12). X-Forwarded-For gets the TCP peer appended to what the client sent, as AWS documents for
+    its load balancers' default mode ("the load balancer appends the client IP address to the existing header") and
+    as REST APIs were seen to do: the last entry is always the gateway's. A client's own trace id is kept."""
+    sent = joined.get("x-forwarded-for")
+    joined["x-forwarded-for"] = f"{sent}, {source_ip}" if sent else source_ip
+    joined["x-forwarded-port"] = str(port)
+    joined["x-forwarded-proto"] = scheme
+    if "x-amzn-trace-id" not in joined:  # X-Ray's format: Root=1-<epoch seconds, 8 hex>-<24 random hex>
+        joined["x-amzn-trace-id"] = f"Root=1-{int(now):08x}-{uuid.uuid4().hex[:24]}"
+
+
 def build_event(
     *,
     method: str,
@@ -63,13 +87,16 @@ def build_event(
     headers: Iterable[tuple[str, str]],
     body: bytes,
     source_ip: str,
+    scheme: str,
+    port: int,
     route_key: str,
     request_id: str | None = None,
     stage: str = "$default",
     api_id: str = "local",
     now: float | None = None,
 ) -> dict:
-    """The event API Gateway HTTP API (payload format 2.0) hands to a Lambda proxy integration."""
+    """The event API Gateway HTTP API (payload format 2.0) hands to a Lambda proxy integration. `source_ip`,
+    `scheme` and `port` are the connection's: its peer, and the scheme and port the client connected with."""
     joined: dict[str, str] = {}
     cookies: list[str] = []
     for name, value in headers:
@@ -82,6 +109,7 @@ def build_event(
     for key, value in parse_qsl(query_string, keep_blank_values=True):
         query[key] = f"{query[key]},{value}" if key in query else value
     now = time.time() if now is None else now
+    _gateway_headers(joined, source_ip=source_ip, scheme=scheme, port=port, now=now)
     request_id = request_id or uuid.uuid4().hex[:16]
     text = is_text_body(joined.get("content-type"), body)
     event = {

@@ -430,6 +430,8 @@ def create_app(
             headers=request.headers.items(),
             body=body,
             source_ip=request.client.host if request.client else "127.0.0.1",
+            scheme=request.scope["scheme"],  # LoopbackForwardedProto's, behind a TLS-terminating forwarder here
+            port=(request.scope.get("server") or ("", 0))[1] or (443 if request.scope["scheme"] == "https" else 80),
             route_key="POST /predict",
             request_id=request_id,
         )

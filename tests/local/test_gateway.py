@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from unittest import mock
 
 import pytest
@@ -19,6 +20,8 @@ def _event(**overrides):
         "headers": [("Content-Type", "image/jpeg"), ("X-Multi", "a"), ("x-multi", "b"), ("Cookie", "a=1; b=2")],
         "body": b"\xff\xd8\xff\x00binary",
         "source_ip": "127.0.0.1",
+        "scheme": "http",
+        "port": 8000,
         "route_key": "POST /predict",
         "request_id": "req-1",
         "now": 1_700_000_000.0,
@@ -30,7 +33,15 @@ def test_event_has_the_payload_2_shape():
     event = _event()
     assert event["version"] == "2.0" and event["routeKey"] == "POST /predict"
     assert event["rawPath"] == "/predict" and event["rawQueryString"] == "top_k=3&x=1&x=2"
-    assert event["headers"] == {"content-type": "image/jpeg", "x-multi": "a,b"}
+    headers = event["headers"]
+    assert re.fullmatch(r"Root=1-6553f100-[0-9a-f]{24}", headers.pop("x-amzn-trace-id"))
+    assert headers == {
+        "content-type": "image/jpeg",
+        "x-multi": "a,b",
+        "x-forwarded-for": "127.0.0.1",
+        "x-forwarded-port": "8000",
+        "x-forwarded-proto": "http",
+    }
     assert event["cookies"] == ["a=1", "b=2"]
     assert event["queryStringParameters"] == {"top_k": "3", "x": "1,2"}
     http = event["requestContext"]["http"]
@@ -44,6 +55,34 @@ def test_event_has_the_payload_2_shape():
     assert event["requestContext"]["requestId"] == "req-1"
     assert event["requestContext"]["timeEpoch"] == 1_700_000_000_000
     assert event["requestContext"]["stage"] == "$default"
+
+
+def test_the_gateway_adds_the_forwarding_headers_and_a_trace_id_as_aws_sample_event_has():
+    """AWS's sample HTTP API event (aws/aws-lambda-go events/testdata/apigw-v2-request-no-authorizer.json) has
+    x-forwarded-for (the sourceIp), x-forwarded-port 443, x-forwarded-proto https and an x-amzn-trace-id."""
+    cloud = _event(headers=[], source_ip="198.51.100.4", scheme="https", port=443)["headers"]
+    assert (cloud["x-forwarded-for"], cloud["x-forwarded-port"], cloud["x-forwarded-proto"]) == (
+        "198.51.100.4",
+        "443",
+        "https",
+    )
+    first, second = (_event(headers=[])["headers"]["x-amzn-trace-id"] for _ in range(2))
+    assert first != second  # X-Ray's Root=1-<time>-<random>: one a request
+
+
+def test_a_client_cannot_make_the_gateways_forwarding_headers_say_something_else():
+    spoofed = [
+        ("X-Forwarded-For", "203.0.113.9"),
+        ("x-forwarded-for", "127.0.0.1"),
+        ("X-Forwarded-Port", "4431"),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Amzn-Trace-Id", "Root=1-5e9f0c65-1de4d666d4dd26aced652b6c"),
+    ]
+    headers = _event(headers=spoofed, source_ip="192.0.2.7", scheme="http", port=8000)["headers"]
+    # What the client said comes first; the last entry is always the connection's peer.
+    assert headers["x-forwarded-for"] == "203.0.113.9,127.0.0.1, 192.0.2.7"
+    assert (headers["x-forwarded-port"], headers["x-forwarded-proto"]) == ("8000", "http")
+    assert headers["x-amzn-trace-id"] == "Root=1-5e9f0c65-1de4d666d4dd26aced652b6c"  # a client's trace is kept
 
 
 def test_binary_bodies_are_base64_and_text_bodies_are_not():

@@ -193,6 +193,9 @@ def test_the_function_gets_the_request_as_an_http_api_event(tiers):
     assert event["queryStringParameters"] == {"top_k": "3", "flag": "", "x": "1,2"}
     assert event["headers"]["x-multi"] == "a,b" and event["headers"]["host"] == "127.0.0.1:8000"
     assert event["cookies"] == ["a=1", "b=2"] and "cookie" not in event["headers"]
+    forwarding = ("x-forwarded-for", "x-forwarded-port", "x-forwarded-proto")
+    assert [event["headers"][name] for name in forwarding] == [CLIENT[0], "8000", "http"]
+    assert event["headers"]["x-amzn-trace-id"].startswith("Root=1-")
     context = event["requestContext"]
     assert context["http"] == {
         "method": "POST",
@@ -804,11 +807,18 @@ def test_the_served_app_sees_the_socket_peer_whatever_x_forwarded_for_says(monke
         assert response.status_code == 200, response.text
         [event] = stack.sandboxes.events
         assert event["requestContext"]["http"]["sourceIp"] == "127.0.0.1"
-        assert event["headers"]["x-forwarded-for"] == "203.0.113.9"
+        # Passed on, with the connection's peer appended as the gateway's own entry.
+        assert event["headers"]["x-forwarded-for"] == "203.0.113.9, 127.0.0.1"
+        port = str(sock.getsockname()[1])
+        assert (event["headers"]["x-forwarded-port"], event["headers"]["x-forwarded-proto"]) == (port, "http")
         # A forwarder on this machine that terminates TLS (Codespaces) still gets an https page calling https.
         codespace = {"host": "name-8000.app.github.dev", "x-forwarded-proto": "https"}
         config_js = httpx.get(f"{url}/config.js", headers=codespace, timeout=HANG_GUARD_S)
         assert '"apiUrl": "https://name-8000.app.github.dev"' in config_js.text
+        # And the function is told the scheme the browser used, as API Gateway tells it https.
+        behind = httpx.post(f"{url}/predict", content=JPEG, headers=with_type(codespace), timeout=HANG_GUARD_S)
+        assert behind.status_code == 200, behind.text
+        assert stack.sandboxes.events[-1]["headers"]["x-forwarded-proto"] == "https"
     finally:
         instance.should_exit = True
         thread.join(timeout=HANG_GUARD_S)
