@@ -37,6 +37,7 @@ from handlers.proxy_core import (
     PredictRequest,
     attempt_fits,
     base_headers,
+    check_event_shape,
     check_event_text,
     endpoint_accept,
     error_response,
@@ -119,7 +120,7 @@ def _remaining_ms(context: Any) -> int | None:
 def _request_id(event: dict[str, Any], context: Any) -> str:
     request_context = event.get("requestContext") if isinstance(event, dict) else None
     request_id = request_context.get("requestId") if isinstance(request_context, dict) else None
-    if isinstance(request_id, str) and not is_unicode_text(request_id):
+    if not isinstance(request_id, str) or not is_unicode_text(request_id):
         request_id = None  # a hand-written event's: it could not be sent back in x-request-id
     return str(request_id or getattr(context, "aws_request_id", None) or uuid.uuid4())
 
@@ -220,8 +221,8 @@ def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
     headers = base_headers(request_id, _origin(event), CONFIG.allowed_origins)
     logger.append_keys(request_id=request_id)
     try:
-        if isinstance(event, dict):
-            check_event_text(event)
+        check_event_shape(event)
+        check_event_text(event)
         response = _route(APIGatewayProxyEventV2(event), headers, start, context)
     except ApiError as error:
         response = error_response(error, headers)

@@ -390,6 +390,84 @@ def check_event_text(event: Mapping[str, Any]) -> None:
                 raise ApiError("bad_request", f"The event's {printable_excerpt(name)} {_NOT_UNICODE}.")
 
 
+_NOT_AN_EVENT = "The event is not an API Gateway HTTP API (payload format 2.0) event"
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of a decoded value's type, as the invoker wrote it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list | tuple):
+        return "an array"
+    return "an object" if isinstance(value, Mapping) else type(value).__name__
+
+
+def _not_an_event(field: str, problem: str) -> ApiError:
+    return ApiError("bad_request", f"{_NOT_AN_EVENT}: {field} {problem}.")
+
+
+def _check_string_map(event: Mapping[str, Any], field: str) -> None:
+    """An optional object of string values (absent or null: none), as headers and queryStringParameters are."""
+    value = event.get(field)
+    if value is None:
+        return
+    if not isinstance(value, Mapping):
+        raise _not_an_event(field, f"must be an object of strings, not {_json_type(value)}")
+    for name, item in value.items():
+        if not isinstance(item, str):
+            raise _not_an_event(f"{field}.{printable_excerpt(str(name))}", f"must be a string, not {_json_type(item)}")
+
+
+def check_event_shape(event: Any) -> None:
+    """400 for an event whose shape is not what API Gateway sends (payload format 2.0), naming the field.
+
+    Only the fields the handler reads are checked, with their types; anything else (fields AWS adds over time, a
+    cookies or stageVariables field) passes. Optional fields may be absent or null, as API Gateway leaves out body,
+    queryStringParameters and cookies when the request has none. Only a hand-written event (`aws lambda invoke`, a
+    console test, another service invoking the function) can fail this: it is the invoker's error, not ours.
+    """
+    if not isinstance(event, Mapping):
+        raise ApiError("bad_request", f"{_NOT_AN_EVENT}: the event must be a JSON object, not {_json_type(event)}.")
+    context = event.get("requestContext")
+    if context is None:
+        raise _not_an_event("requestContext.http.method", "is missing")
+    if not isinstance(context, Mapping):
+        raise _not_an_event("requestContext", f"must be an object, not {_json_type(context)}")
+    http = context.get("http")
+    if http is None:
+        raise _not_an_event("requestContext.http.method", "is missing")
+    if not isinstance(http, Mapping):
+        raise _not_an_event("requestContext.http", f"must be an object, not {_json_type(http)}")
+    method = http.get("method")
+    if method is None:
+        raise _not_an_event("requestContext.http.method", "is missing")
+    if not isinstance(method, str):
+        raise _not_an_event("requestContext.http.method", f"must be a string (POST), not {_json_type(method)}")
+    for name in ("stage", "requestId"):
+        value = context.get(name)
+        if value is not None and not isinstance(value, str):
+            raise _not_an_event(f"requestContext.{name}", f"must be a string, not {_json_type(value)}")
+    raw_path = event.get("rawPath")
+    if raw_path is None:
+        raise _not_an_event("rawPath", "is missing")
+    if not isinstance(raw_path, str):
+        raise _not_an_event("rawPath", f"must be a string (/predict), not {_json_type(raw_path)}")
+    _check_string_map(event, "headers")
+    _check_string_map(event, "queryStringParameters")
+    body = event.get("body")
+    if body is not None and not isinstance(body, str):
+        raise _not_an_event("body", f"must be a string (base64 when isBase64Encoded is true), not {_json_type(body)}")
+    encoded = event.get("isBase64Encoded")
+    if encoded is not None and not isinstance(encoded, bool):
+        raise _not_an_event("isBase64Encoded", f"must be true or false, not {_json_type(encoded)}")
+
+
 def _check_declared(declared: str | None, where: str, accepted: str = "image/jpeg, image/png or image/webp") -> None:
     if declared is not None and declared not in SUPPORTED_IMAGE_TYPES + GENERIC_IMAGE_TYPES:
         raise ApiError(

@@ -78,12 +78,12 @@ def assert_common_headers(response, request_id="req-abc-123"):
     assert "x-request-id" in headers["access-control-expose-headers"]
 
 
-def assert_error(response, status, code):
+def assert_error(response, status, code, request_id="req-abc-123"):
     assert response["statusCode"] == status, response["body"]
     body = response_json(response)
     assert set(body) == {"error", "message"} and body["error"] == code and body["message"]
     assert response["headers"]["content-type"] == "application/json"
-    assert_common_headers(response)
+    assert_common_headers(response, request_id)
     return body
 
 
@@ -382,15 +382,180 @@ def test_unexpected_exception_is_a_json_500_without_traceback(proxy, monkeypatch
     assert [doc["ErrorCode"] for doc in _log_lines(out) if "Errors" in doc] == ["internal_error"]
 
 
-def test_event_without_a_path_is_404(proxy, no_call):
-    assert call(proxy, {"not": "an api gateway event"})["statusCode"] == 404
+# ---- an event of the wrong shape: only a hand-written one (aws lambda invoke, a console test, another service) ----
+
+NOT_AN_EVENT = "The event is not an API Gateway HTTP API (payload format 2.0) event: "
 
 
-def test_malformed_event_is_a_json_500(proxy, no_call):
-    response = call(proxy, {"rawPath": "/predict"})
-    assert response["statusCode"] == 500
-    assert response_json(response)["error"] == "internal_error"
+MISSING = object()
+
+
+def _reshaped(path, value, event=None):
+    """`event` (by default a valid JPEG request) with its field at the dotted `path` set to `value` (MISSING: gone)."""
+    event = make_event(body=JPEG) if event is None else event
+    *parents, name = path.split(".")
+    target = event
+    for parent in parents:
+        target = target[parent]
+    if value is MISSING:
+        target.pop(name, None)
+    else:
+        target[name] = value
+    return event
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("requestContext", MISSING, "requestContext.http.method is missing."),
+        ("requestContext", "ctx", "requestContext must be an object, not a string."),
+        ("requestContext.http", MISSING, "requestContext.http.method is missing."),
+        ("requestContext.http", ["POST"], "requestContext.http must be an object, not an array."),
+        ("requestContext.http.method", MISSING, "requestContext.http.method is missing."),
+        ("requestContext.http.method", 5, "requestContext.http.method must be a string (POST), not a number."),
+        ("requestContext.stage", 5, "requestContext.stage must be a string, not a number."),
+        ("rawPath", MISSING, "rawPath is missing."),
+        ("rawPath", 5, "rawPath must be a string (/predict), not a number."),
+        ("headers", ["a"], "headers must be an object of strings, not an array."),
+        ("headers", "content-type: image/jpeg", "headers must be an object of strings, not a string."),
+        ("headers.content-type", 5, "headers.content-type must be a string, not a number."),
+        ("headers.user-agent", None, "headers.user-agent must be a string, not null."),
+        ("queryStringParameters", ["top_k"], "queryStringParameters must be an object of strings, not an array."),
+        ("queryStringParameters", {"top_k": 3}, "queryStringParameters.top_k must be a string, not a number."),
+        ("body", 5, "body must be a string (base64 when isBase64Encoded is true), not a number."),
+        ("body", {"image": "..."}, "body must be a string (base64 when isBase64Encoded is true), not an object."),
+        # Truthy, so bool() would have base64-decoded a text body: the field must be a real boolean.
+        ("isBase64Encoded", "yes", "isBase64Encoded must be true or false, not a string."),
+        ("isBase64Encoded", "false", "isBase64Encoded must be true or false, not a string."),
+        ("isBase64Encoded", 1, "isBase64Encoded must be true or false, not a number."),
+    ],
+)
+def test_an_event_of_the_wrong_shape_is_400_naming_the_field(proxy, no_call, capsys, path, value, message):
+    event = _reshaped(path, value)
+    response = call(proxy, event)
+    if path == "headers":  # no Origin to grant CORS to: the rest as for any 400
+        headers = response["headers"]
+        assert "access-control-allow-origin" not in headers and headers["vary"] == "origin"
+        assert (headers["x-request-id"], headers["content-type"]) == ("req-abc-123", "application/json")
+        body = response_json(response)
+    else:
+        request_id = "lambda-req-789" if path == "requestContext" else "req-abc-123"  # no requestId to send back
+        body = assert_error(response, 400, "bad_request", request_id)  # x-request-id and CORS, as other 400s
+    assert response["statusCode"] == 400
+    assert body == {"error": "bad_request", "message": NOT_AN_EVENT + message}
+    assert no_call.calls == 0
+    out = capsys.readouterr().out
+    [failed] = [line for line in _log_lines(out) if line.get("message") == "request failed"]
+    assert (failed["level"], failed["status"], failed["error"]) == ("INFO", 400, "bad_request")
+    assert "unhandled error" not in out and "Traceback" not in out
+    _assert_no_payload(out, JPEG)
+
+
+class AnsweringClient:
+    def invoke_endpoint(self, **_):
+        return endpoint_answer()
+
+
+READ_FIELDS = (
+    "requestContext",
+    "requestContext.http",
+    "requestContext.http.method",
+    "requestContext.stage",
+    "requestContext.requestId",
+    "rawPath",
+    "headers",
+    "headers.content-type",
+    "headers.origin",
+    "queryStringParameters",
+    "queryStringParameters.top_k",
+    "body",
+    "isBase64Encoded",
+    "cookies",
+)
+JSON_VALUES = (MISSING, None, True, 0, 1.5, "", "x", [], ["x"], {}, {"x": "y"})
+
+
+def test_no_json_value_in_any_field_the_handler_reads_is_a_500(proxy, monkeypatch, capsys):
+    monkeypatch.setattr(proxy, "CLIENT", AnsweringClient())
+    for path in READ_FIELDS:
+        for value in JSON_VALUES:
+            event = _reshaped(path, value, make_event(body=JPEG, query={"top_k": "3"}))
+            response = call(proxy, event)
+            assert response["statusCode"] != 500, (path, value, response["body"])
+    assert "unhandled error" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ({"rawPath": "/predict"}, "requestContext.http.method is missing."),
+        ({"not": "an api gateway event"}, "requestContext.http.method is missing."),
+        ({}, "requestContext.http.method is missing."),
+        # Payload format 1.0 (a REST API's, or an HTTP API integration set to 1.0) has httpMethod and path instead.
+        ({"httpMethod": "POST", "path": "/predict", "requestContext": {}}, "requestContext.http.method is missing."),
+        ([make_event(body=JPEG)], "the event must be a JSON object, not an array."),
+        ("POST /predict", "the event must be a JSON object, not a string."),
+        (5, "the event must be a JSON object, not a number."),
+        (None, "the event must be a JSON object, not null."),
+    ],
+    ids=["rawPath-only", "unrelated", "empty", "payload-1.0", "array", "string", "number", "null"],
+)
+def test_an_event_that_is_no_http_api_event_at_all_is_400(proxy, no_call, capsys, event, message):
+    response = call(proxy, event)
+    assert response["statusCode"] == 400
+    assert response_json(response) == {"error": "bad_request", "message": NOT_AN_EVENT + message}
     assert response["headers"]["x-request-id"] == "lambda-req-789"
+    assert no_call.calls == 0
+    assert "unhandled error" not in capsys.readouterr().out
+
+
+def test_a_request_id_that_is_not_a_string_is_not_sent_back(proxy, no_call):
+    response = call(proxy, make_event(body=JPEG, request_id={"id": 1}))
+    assert response["statusCode"] == 400
+    assert "requestContext.requestId must be a string, not an object." in response_json(response)["message"]
+    assert response["headers"]["x-request-id"] == "lambda-req-789"
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        # What API Gateway leaves out when the request has none, or may add over time: all valid.
+        {**make_event(body=JPEG), "queryStringParameters": None, "cookies": None, "stageVariables": None},
+        {**make_event(body=JPEG), "cookies": ["a=b"], "stageVariables": {"x": "y"}, "pathParameters": {}},
+        {**make_event(body=JPEG), "someFieldAwsAddsLater": [1, {"x": None}], "version": "2.1"},
+        _reshaped("requestContext.stage", MISSING),
+        _reshaped("isBase64Encoded", MISSING, json_event({"image": b64(JPEG)})),
+        make_event(body=JPEG, method="post", query={"top_k": "5"}, headers={"Content-Type": "image/jpeg"}),
+    ],
+    ids=["nulls", "cookies-and-more", "new-fields", "no-stage", "no-base64-flag", "lower-case-method"],
+)
+def test_fields_api_gateway_may_leave_out_or_add_are_not_refused(proxy, stub, event):
+    stub.add_response("invoke_endpoint", endpoint_answer())
+    response = call(proxy, event)
+    assert response["statusCode"] == 200, response["body"]
+
+
+def test_no_headers_and_no_request_id_are_not_shape_errors(proxy, no_call):
+    event = _reshaped("requestContext.requestId", MISSING, _reshaped("headers", MISSING))
+    response = call(proxy, event)
+    assert response["statusCode"] == 415 and response["headers"]["x-request-id"] == "lambda-req-789"
+    assert response_json(response)["message"].startswith("Content-Type is missing")
+
+
+def test_a_get_without_body_or_query_is_a_405_not_a_shape_error(proxy, no_call):
+    event = make_event(method="GET", body=None, content_type=None)
+    assert "body" not in event and "queryStringParameters" not in event
+    assert_error(call(proxy, event), 405, "method_not_allowed")
+
+
+def test_a_bug_after_the_shape_check_is_still_a_500(proxy, no_call, monkeypatch, capsys):
+    def broken(**_):
+        raise TypeError("a bug in the handler")
+
+    monkeypatch.setattr(proxy, "parse_predict_request", broken)
+    body = assert_error(call(proxy, make_event(body=JPEG)), 500, "internal_error")
+    assert "bug" not in body["message"]
+    assert "Traceback" in capsys.readouterr().out
 
 
 # ---- lone surrogates: API Gateway cannot send one, a hand-written event (aws lambda invoke, a console test) can ----

@@ -8,6 +8,7 @@ from unittest import mock
 
 import pytest
 
+from handlers.proxy_core import check_event_shape
 from local import gateway
 from local.server import origin_from_host
 
@@ -99,6 +100,20 @@ def test_empty_body_and_no_query_are_omitted():
     event = _event(body=b"", query_string="", headers=[])
     assert "body" not in event and "queryStringParameters" not in event and "cookies" not in event
     assert event["isBase64Encoded"] is False
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"method": "GET", "body": b"", "query_string": "", "headers": []},
+        {"method": "OPTIONS", "body": b"", "headers": [("Origin", "http://127.0.0.1:8080")]},
+        {"headers": [("content-type", "application/json")], "body": b'{"image": "x"}', "stage": "prod"},
+        {"path": "/other", "query_string": "a&b=&top_k=1"},
+    ],
+)
+def test_every_event_the_gateway_builds_passes_the_proxys_shape_check(overrides):
+    check_event_shape(_event(**overrides))  # a 400 bad_request would be raised for a shape the proxy refuses
 
 
 def test_lambda_result_becomes_http():
