@@ -307,6 +307,16 @@ PERMISSIONS_POLICY_DENIED = (
 # The Permissions-Policy header both the CDN (a custom header of the response headers policy, which has no field
 # for it) and the local stack send.
 PERMISSIONS_POLICY = ", ".join(f"{feature}=()" for feature in PERMISSIONS_POLICY_DENIED)
+# The page opens no window and needs no handle on the one that opened it (no popup, OAuth or payment flow), so it
+# shares a browsing context group with no other origin: a page that opens it keeps no reference to it (no
+# reverse tab-nabbing, no counting its frames). Browsers ignore it on an origin that is not potentially trustworthy
+# (plain http other than loopback), where Chromium logs an error on every load: the local stack sends it only where
+# it counts.
+CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# The site's files are loaded only by its own pages (index.html, config.js, script.js, style.css, samples/*), so no
+# other site may pull them in as no-cors subresources (<img>, <script>). It gates no-cors loads only, not a
+# CORS-mode fetch(), and the API's answers (from API Gateway, not CloudFront) do not carry it.
+CROSS_ORIGIN_RESOURCE_POLICY = "same-origin"
 
 
 def content_security_policy(api_url: str, site_origin: str | None = None) -> str:

@@ -79,7 +79,7 @@ class StaticSite(pulumi.ComponentResource):
         headers = aws.cloudfront.ResponseHeadersPolicy(
             f"{name}-headers",
             name=bucket.bucket.apply(lambda b: f"{b}-headers"[:128]),
-            comment="HSTS, CSP (connect-src = the API origin only), nosniff, no framing, no powerful features",
+            comment="HSTS, CSP (connect-src = API origin only), nosniff, no framing, no powerful features, COOP, CORP",
             security_headers_config=aws.cloudfront.ResponseHeadersPolicySecurityHeadersConfigArgs(
                 content_security_policy=aws.cloudfront.ResponseHeadersPolicySecurityHeadersConfigContentSecurityPolicyArgs(
                     content_security_policy=api_url.apply(policies.content_security_policy),
@@ -105,7 +105,15 @@ class StaticSite(pulumi.ComponentResource):
                 items=[
                     aws.cloudfront.ResponseHeadersPolicyCustomHeadersConfigItemArgs(
                         header="Permissions-Policy", value=policies.PERMISSIONS_POLICY, override=True
-                    )
+                    ),
+                    aws.cloudfront.ResponseHeadersPolicyCustomHeadersConfigItemArgs(
+                        header="Cross-Origin-Opener-Policy", value=policies.CROSS_ORIGIN_OPENER_POLICY, override=True
+                    ),
+                    aws.cloudfront.ResponseHeadersPolicyCustomHeadersConfigItemArgs(
+                        header="Cross-Origin-Resource-Policy",
+                        value=policies.CROSS_ORIGIN_RESOURCE_POLICY,
+                        override=True,
+                    ),
                 ]
             ),
             opts=child,

@@ -38,6 +38,8 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from components.policies import (
     CONTENT_TYPES,
+    CROSS_ORIGIN_OPENER_POLICY,
+    CROSS_ORIGIN_RESOURCE_POLICY,
     PERMISSIONS_POLICY,
     cache_control_for,
     content_security_policy,
@@ -79,6 +81,8 @@ SECURITY_HEADERS = {
     "x-frame-options": "DENY",
     "referrer-policy": "strict-origin-when-cross-origin",
     "permissions-policy": PERMISSIONS_POLICY,
+    "cross-origin-opener-policy": CROSS_ORIGIN_OPENER_POLICY,
+    "cross-origin-resource-policy": CROSS_ORIGIN_RESOURCE_POLICY,
 }
 
 
@@ -492,6 +496,14 @@ def create_app(
     async def ping(request: Request) -> Response:
         return Response(status_code=200)
 
+    def security_headers(request: Request) -> dict[str, str]:
+        """SECURITY_HEADERS, without COOP where the browser would ignore it: an origin that is not potentially
+        trustworthy (plain http to another host than this machine, as with --allow-remote from another device),
+        where Chromium also logs an error on every page load. CloudFront serves only https."""
+        if request.scope["scheme"] == "https" or names_this_machine(request.headers.get("host")):
+            return SECURITY_HEADERS
+        return {k: v for k, v in SECURITY_HEADERS.items() if k != "cross-origin-opener-policy"}
+
     async def config_js(request: Request) -> Response:
         origin = page_origin(request)
         if origin is None:
@@ -499,7 +511,7 @@ def create_app(
         return Response(
             render_config_js(origin),
             headers={
-                **SECURITY_HEADERS,
+                **security_headers(request),
                 "content-type": CONFIG_JS_CONTENT_TYPE,
                 "cache-control": CONFIG_JS_CACHE_CONTROL,
             },
@@ -531,7 +543,7 @@ def create_app(
         if origin is None:
             return JSONResponse({"message": "Host header is not a host[:port]"}, status_code=400)
         headers = {
-            **SECURITY_HEADERS,
+            **security_headers(request),
             # 'self' when config.js names the origin the browser used; the API's origin when it does not (the
             # page opened as localhost, the API bound to 127.0.0.1).
             "content-security-policy": content_security_policy(

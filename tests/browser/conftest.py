@@ -31,7 +31,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from components.policies import CORS_EXPOSE_HEADERS, CORS_MAX_AGE_S, PERMISSIONS_POLICY, content_security_policy
+from components.policies import (
+    CORS_EXPOSE_HEADERS,
+    CORS_MAX_AGE_S,
+    CROSS_ORIGIN_OPENER_POLICY,
+    CROSS_ORIGIN_RESOURCE_POLICY,
+    PERMISSIONS_POLICY,
+    content_security_policy,
+)
 from components.site_config import CONFIG_JS_CACHE_CONTROL, CONFIG_JS_CONTENT_TYPE, render_config_js
 from tests.ci import skip_or_fail
 
@@ -216,6 +223,8 @@ class StubStack:
                     headers={
                         "content-security-policy": csp,
                         "permissions-policy": PERMISSIONS_POLICY,
+                        "cross-origin-opener-policy": CROSS_ORIGIN_OPENER_POLICY,
+                        "cross-origin-resource-policy": CROSS_ORIGIN_RESOURCE_POLICY,
                         "x-content-type-options": "nosniff",
                     },
                 )

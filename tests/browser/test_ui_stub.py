@@ -1336,6 +1336,8 @@ def test_page_runs_clean_under_the_cdn_csp(stub_ui: Any, stub_stack: Any, consol
     csp = response.headers["content-security-policy"]
     assert "script-src 'self'" in csp, "the stub must really enforce the CDN's CSP"
     assert "camera=()" in response.headers["permissions-policy"], "and its Permissions-Policy"
+    assert response.headers["cross-origin-opener-policy"] == "same-origin", "and its COOP"
+    assert response.headers["cross-origin-resource-policy"] == "same-origin", "and its CORP"
     ui.page.wait_for_selector("html[data-ready='true']")
     ui.click_sample("astronaut")
     ui.wait_done()

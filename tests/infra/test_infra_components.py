@@ -382,10 +382,21 @@ def test_static_site_resources(mocks: RecordingMocks, tmp_path: Path) -> None:
     assert headers["contentTypeOptions"] == {"override": True}
     assert headers["frameOptions"] == {"frameOption": "DENY", "override": True}
     assert headers["referrerPolicy"] == {"referrerPolicy": "strict-origin-when-cross-origin", "override": True}
-    # Permissions-Policy has no securityHeadersConfig field: a custom header, overriding any the origin sends.
+    # Permissions-Policy, COOP and CORP have no securityHeadersConfig field: custom headers, overriding any the origin
+    # sends.
     assert headers_policy["customHeadersConfig"] == {
-        "items": [{"header": "Permissions-Policy", "value": policies.PERMISSIONS_POLICY, "override": True}]
+        "items": [
+            {"header": "Permissions-Policy", "value": policies.PERMISSIONS_POLICY, "override": True},
+            {"header": "Cross-Origin-Opener-Policy", "value": "same-origin", "override": True},
+            {"header": "Cross-Origin-Resource-Policy", "value": "same-origin", "override": True},
+        ]
     }
+    # Within CloudFront's quotas on them ("Quotas on headers" in the developer guide): at most 10 custom headers per
+    # policy, a name of at most 256 characters, a value of at most 1,783, and 10,240 for all names and values.
+    items = headers_policy["customHeadersConfig"]["items"]
+    assert len(items) <= 10
+    assert all(len(item["header"]) <= 256 and len(item["value"]) <= 1783 for item in items)
+    assert sum(len(item["header"]) + len(item["value"]) for item in items) <= 10240
 
     dist = mocks.one("aws:cloudfront/distribution:Distribution")
     assert dist["httpVersion"] == "http2and3"

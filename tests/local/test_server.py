@@ -412,6 +412,8 @@ CDN_SECURITY_HEADERS = {
     "x-frame-options": "DENY",
     "referrer-policy": "strict-origin-when-cross-origin",
     "permissions-policy": PERMISSIONS_POLICY,
+    "cross-origin-opener-policy": "same-origin",
+    "cross-origin-resource-policy": "same-origin",
 }
 
 
@@ -465,6 +467,40 @@ def test_bound_to_every_interface_any_host_is_served_and_a_garbled_one_gets_a_js
             assert response.json() == {"message": "Host header is not a host[:port]"}
     finally:
         own.runtime.close()
+
+
+def test_coop_is_left_out_only_where_browsers_ignore_it():
+    """Browsers ignore Cross-Origin-Opener-Policy on an origin that is not potentially trustworthy (plain http to
+    another machine's address: --allow-remote reached from another device), and Chromium logs an error on every page
+    load there. The stack leaves it out there only; CORP and the other headers stay."""
+    own = InProcessStack(any_interface=True, client=LOOPBACK_CLIENT)
+    try:
+        for path in ("/", "/config.js"):
+            lan = own.request("GET", path, headers={"host": "192.0.2.2:8000"})
+            assert "cross-origin-opener-policy" not in lan.headers, path
+            expected = {k: v for k, v in CDN_SECURITY_HEADERS.items() if k != "cross-origin-opener-policy"}
+            assert expected.items() <= lan.headers.items(), path
+            for trustworthy in (
+                {"host": "192.0.2.2:8000", "x-forwarded-proto": "https"},  # behind a TLS-terminating forwarder
+                {"host": "localhost:8000"},
+                {"host": "app.localhost:8000"},
+                {"host": "[::1]:8000"},
+            ):
+                answer = own.request("GET", path, headers=trustworthy)
+                assert CDN_SECURITY_HEADERS.items() <= answer.headers.items(), (path, trustworthy)
+    finally:
+        own.runtime.close()
+
+
+def test_api_answers_carry_none_of_the_sites_headers(tiers):
+    """In the cloud /predict is answered by API Gateway, not CloudFront: no response headers policy applies."""
+    answers = [
+        tiers.predict(headers={"origin": SITE_ORIGIN}),
+        tiers.request("OPTIONS", "/predict", headers={"origin": SITE_ORIGIN, "access-control-request-method": "POST"}),
+        tiers.request("GET", "/predict"),
+    ]
+    for answer in answers:
+        assert not set(CDN_SECURITY_HEADERS) & set(answer.headers), (answer.request.method, answer.status_code)
 
 
 # --- the Host guard (DNS rebinding) ------------------------------------------------------------------------------

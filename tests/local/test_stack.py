@@ -18,7 +18,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from components.policies import PERMISSIONS_POLICY
+from components.policies import CROSS_ORIGIN_OPENER_POLICY, CROSS_ORIGIN_RESOURCE_POLICY, PERMISSIONS_POLICY
 from components.settings import load_stack_file
 from local.runtime import InProcessContainer
 from tests.ci import skip_or_fail
@@ -150,6 +150,8 @@ def test_site_files_with_content_types_and_security_headers(stack, path, content
     assert f'"apiUrl": "{stack.url}"' in httpx.get(f"{stack.url}/config.js", timeout=HANG_GUARD_S).text
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["permissions-policy"] == PERMISSIONS_POLICY
+    assert response.headers["cross-origin-opener-policy"] == CROSS_ORIGIN_OPENER_POLICY == "same-origin"
+    assert response.headers["cross-origin-resource-policy"] == CROSS_ORIGIN_RESOURCE_POLICY == "same-origin"
     # Opened as localhost, the page still calls 127.0.0.1 (config.js), another origin: the CSP names it.
     port = stack.url.rsplit(":", 1)[1]
     as_localhost = httpx.get(f"{stack.url}{path}", headers={"host": f"localhost:{port}"}, timeout=HANG_GUARD_S)

@@ -95,6 +95,9 @@ DENIED_FEATURES = (
     "serial",
     "usb",
 )
+# Custom headers the UI's responses must carry with exactly this value (lower-case name -> value): it opens no window
+# that needs its opener (COOP), and only its own pages load its files (CORP).
+ISOLATION_HEADERS = {"cross-origin-opener-policy": "same-origin", "cross-origin-resource-policy": "same-origin"}
 PREDICT_SOURCE_SUFFIX = "/*/POST/predict"
 OAC_READ_ACTIONS = frozenset({"s3:GetObject"})
 CORS_METHODS = frozenset({"POST", "OPTIONS"})
@@ -631,7 +634,8 @@ def permissions_policy_problems(policy: str) -> list[str]:
 
 def headers_policy_violations(resources: Sequence[Res], api_origin: str) -> list[str]:
     """Rule 11: every cache behaviour serves HSTS, nosniff, DENY framing, a safe referrer policy, a
-    CSP whose connect-src is only the API origin and a Permissions-Policy denying every powerful feature."""
+    CSP whose connect-src is only the API origin, a Permissions-Policy denying every powerful feature, and
+    same-origin Cross-Origin-Opener-Policy and Cross-Origin-Resource-Policy."""
     policies = {p.id: p for p in of_type(resources, HEADERS_POLICY)}
     problems = []
     for dist in of_type(resources, DISTRIBUTION):
@@ -679,6 +683,16 @@ def headers_policy_violations(resources: Sequence[Res], api_origin: str) -> list
             problems += [f"{at}: {p}" for p in permissions_policy_problems(str(item.get("value") or ""))]
             if item.get("override") is not True:
                 problems.append(f"{at}.override is not true (an origin header could replace it)")
+        for name, wanted in ISOLATION_HEADERS.items():
+            found = [item for item in custom if str(item.get("header", "")).lower() == name]
+            if not found:
+                problems.append(f"{policy.label()}: customHeadersConfig has no {name}")
+            for item in found:
+                at = f"{policy.label()}: customHeadersConfig {item.get('header')}"
+                if str(item.get("value") or "").strip().lower() != wanted:
+                    problems.append(f"{at} = {item.get('value')!r}, must be {wanted!r}")
+                if item.get("override") is not True:
+                    problems.append(f"{at}.override is not true (an origin header could replace it)")
     return problems
 
 

@@ -609,6 +609,40 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "Permissions-Policy.override is not true",
     ),
     (
+        "coop-allows-popups",
+        "prod",
+        "headers_policy",
+        lambda g: mutate(
+            g, rules.HEADERS_POLICY, "site-headers", set_path("customHeadersConfig.items.1.value", "unsafe-none")
+        ),
+        "Cross-Origin-Opener-Policy = 'unsafe-none', must be 'same-origin'",
+    ),
+    (
+        "corp-missing",
+        "dev",
+        "headers_policy",
+        lambda g: mutate(g, rules.HEADERS_POLICY, "site-headers", set_path("customHeadersConfig.items.2", None)),
+        "customHeadersConfig has no cross-origin-resource-policy",
+    ),
+    (
+        "corp-cross-origin",
+        "dev",
+        "headers_policy",
+        lambda g: mutate(
+            g, rules.HEADERS_POLICY, "site-headers", set_path("customHeadersConfig.items.2.value", "cross-origin")
+        ),
+        "Cross-Origin-Resource-Policy = 'cross-origin', must be 'same-origin'",
+    ),
+    (
+        "coop-not-overriding",
+        "prod",
+        "headers_policy",
+        lambda g: mutate(
+            g, rules.HEADERS_POLICY, "site-headers", set_path("customHeadersConfig.items.1.override", False)
+        ),
+        "Cross-Origin-Opener-Policy.override is not true",
+    ),
+    (
         "behaviour-without-headers",
         "dev",
         "headers_policy",

@@ -83,6 +83,7 @@ def test_local_site_responses_carry_the_security_headers(live_stack, path: str) 
     # origin itself, also holds for a stack reached at an IPv6 literal).
     assert rules.csp_problems(headers.get("content-security-policy", ""), "'self'") == [], path
     assert rules.permissions_policy_problems(headers.get("permissions-policy", "")) == [], path
+    assert {name: headers.get(name) for name in rules.ISOLATION_HEADERS} == rules.ISOLATION_HEADERS, path
 
 
 @pytest.mark.integration
