@@ -6,6 +6,7 @@ set_mocks runs at import time, before any test module imports the components, an
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import runpy
 import sys
@@ -120,6 +121,7 @@ def _install(project: str = "mobilenet-serverless", stack: str = "dev") -> Recor
 
 
 _install()
+ENGINE_LOOP = asyncio.get_event_loop()  # the one set_mocks made (or found) for the root stack resource
 
 # pulumi_aws loads its submodules lazily, each import emitting DeprecationWarnings for resources we do
 # not use; load the ones the components use once, quietly, so test output shows only our warnings.
@@ -141,6 +143,10 @@ with warnings.catch_warnings():
 
 @pytest.fixture
 def mocks() -> RecordingMocks:
+    # The root stack resource is made once, above, on this loop, and every component awaits its futures. A test run
+    # before in the same session may have left the thread without that loop (asyncio.run, as the local stack's tests
+    # use, ends by setting none): Pulumi would then make a new one, and fail on futures attached to a different loop.
+    asyncio.set_event_loop(ENGINE_LOOP)
     pulumi.runtime.set_all_config({})
     return _install()
 

@@ -576,3 +576,14 @@ def test_components_refuse_bad_args_before_declaring_anything(
         settle(declare)
     assert declared == [], "the component registered itself (or children) before validating its args"
     assert mocks.resources == {}
+
+
+def test_components_settle_after_an_earlier_test_left_the_thread_without_a_loop(request, tmp_path: Path) -> None:
+    """`pytest tests/local/test_server.py tests/infra` failed 9 tests and errored 83: asyncio.run (the local
+    stack's tests use it) ends by setting no loop, Pulumi then made a new one, and the root stack resource's futures
+    belonged to the first."""
+    import asyncio
+
+    asyncio.run(asyncio.sleep(0))
+    request.getfixturevalue("mocks")
+    assert settle(lambda: ServerlessEndpoint("model", endpoint_args(tmp_path)).endpoint_name) == "mobilenet-test"
