@@ -584,6 +584,11 @@ def test_components_settle_after_an_earlier_test_left_the_thread_without_a_loop(
     belonged to the first."""
     import asyncio
 
+    from tests.infra.conftest import ENGINE_LOOP
+
     asyncio.run(asyncio.sleep(0))
     request.getfixturevalue("mocks")
+    # The loop itself, not only a settle: once any earlier test has settled, the root resource's futures are done and
+    # a settle on a new loop passes, so in this file's order the settle below could not fail without the fix.
+    assert asyncio.get_event_loop() is ENGINE_LOOP
     assert settle(lambda: ServerlessEndpoint("model", endpoint_args(tmp_path)).endpoint_name) == "mobilenet-test"
