@@ -280,7 +280,7 @@ def describe_unsupported(data: bytes) -> str:
     if len(data) >= 12 and data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
         return _HEIF_BRANDS[data[8:12]]
     head = data[:256].lstrip().lower()
-    if head.startswith((b"<?xml", b"<svg")) or b"<svg" in head:
+    if head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in head):  # the endpoint's rule
         return "an SVG image"
     return NOT_RECOGNIZED
 

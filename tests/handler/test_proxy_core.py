@@ -127,6 +127,14 @@ def test_the_proxy_names_every_refused_format_the_endpoint_names(inference):
     for data, name in signatures + brands:
         assert inference.other_image_format(data) == name
         assert core.describe_unsupported(data) in (f"a {name} image", f"an {name} image"), data
+    for markup, named in [
+        (b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"/>', True),
+        (b"  <SVG/>", True),
+        (b'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"/>', False),  # XML, not SVG
+        (b"<html><body><svg/></body></html>", False),
+    ]:
+        assert (inference.other_image_format(markup) == "SVG") is named, markup
+        assert (core.describe_unsupported(markup) == "an SVG image") is named, markup
 
 
 # ---- raw bodies -------------------------------------------------------------------------------------------
@@ -922,7 +930,7 @@ def test_model_error_413_and_415_pass_their_first_line_like_400():
     assert fallback.message == "The image is too large for the model."
 
 
-@pytest.mark.parametrize("data", [b"<SVG xmlns='http://www.w3.org/2000/svg'/>", b"\n  <?XML version='1.0'?><x/>"])
+@pytest.mark.parametrize("data", [b"<SVG xmlns='http://www.w3.org/2000/svg'/>", b"\n  <?XML version='1.0'?><Svg/>"])
 def test_svg_is_named_whatever_the_case_of_its_markup(data):
     assert "an SVG image" in rejects("unsupported_media_type", 415, parse, data, "application/octet-stream").message
 
