@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import io
 import json
 import os
@@ -35,7 +36,7 @@ import time
 import traceback
 import zlib
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,6 +246,20 @@ def short_side(img, size: int):
 
 
 # ---------------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def environ_set(name: str, value: str) -> Iterator[None]:
+    """os.environ[name] = value inside the block; what it was before (or nothing) after, however the block ends."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
+
+
 def bench_latency(report: Report, model_dir: Path, repeats: int) -> dict:
     import numpy as np
     import torch
@@ -262,15 +277,8 @@ def bench_latency(report: Report, model_dir: Path, repeats: int) -> dict:
     eager = torchvision.models.mobilenet_v2()
     eager.load_state_dict(torch.load(model_dir / "model.pth", weights_only=True))
     eager.eval()
-    previous = os.environ.get("MODEL_BACKEND")
-    os.environ["MODEL_BACKEND"] = "torchscript"
-    try:
+    with environ_set("MODEL_BACKEND", "torchscript"):  # not for the cold-start section, which runs next regardless
         scripted = inference.load_classifier(str(model_dir))
-    finally:  # the cold-start section runs next whatever happened here, and must not measure TorchScript
-        if previous is None:
-            os.environ.pop("MODEL_BACKEND")
-        else:
-            os.environ["MODEL_BACKEND"] = previous
 
     with Image.open(PHOTOS / "coffee.jpg") as img:
         small_jpeg = jpeg(short_side(img.convert("RGB"), 256))

@@ -515,3 +515,21 @@ def test_an_int8_failure_takes_only_its_own_rows(monkeypatch, tmp_path, capsys):
     assert ran == ["preprocessing", "local stack", "serving stack memory"]
     assert "| int8 (opt-in) | failed: RuntimeError: quantizer refused the graph |" in out
     assert "latency row" in out and "skipped" not in out
+
+
+@pytest.mark.parametrize("before", [None, "onnxruntime"])
+def test_the_torchscript_backend_switch_is_undone_however_its_load_ends(monkeypatch, before):
+    """The cold-start section runs after a failed latency section now: a MODEL_BACKEND=torchscript left behind by a
+    TorchScript load that raised would make it measure the fallback instead of the served backend."""
+    import os
+
+    from bench.__main__ import environ_set
+
+    if before is None:
+        monkeypatch.delenv("MODEL_BACKEND", raising=False)
+    else:
+        monkeypatch.setenv("MODEL_BACKEND", before)
+    with pytest.raises(RuntimeError), environ_set("MODEL_BACKEND", "torchscript"):
+        assert os.environ["MODEL_BACKEND"] == "torchscript"
+        raise RuntimeError("the TorchScript load failed")
+    assert os.environ.get("MODEL_BACKEND") == before
