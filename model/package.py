@@ -306,10 +306,16 @@ def vendored_ort_files(wheel: Path) -> dict[str, bytes]:
 
 
 def code_files() -> dict[str, bytes]:
-    """Every file under model/code (no caches), keyed by its path in the tarball."""
+    """Every file under model/code (no caches), keyed by its path in the tarball.
+
+    Hidden files and folders are left out at any depth, as from the Lambda asset and the site: a .env holds secrets,
+    and a .venv, .mypy_cache or .DS_Store is not the model's and changes between runs, which would change the
+    artifact's sha256 (and roll the endpoint) with the model unchanged."""
     files = {}
     for path in sorted(CODE_DIR.rglob("*")):
-        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+        parts = path.relative_to(CODE_DIR).parts
+        hidden = any(part.startswith(".") for part in parts)
+        if path.is_file() and not hidden and "__pycache__" not in parts and path.suffix != ".pyc":
             files[f"code/{path.relative_to(CODE_DIR).as_posix()}"] = path.read_bytes()
     if "code/requirements.txt" in files:
         raise SystemExit("model/code/requirements.txt must not exist: nothing is pip-installed at start")

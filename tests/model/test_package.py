@@ -384,6 +384,23 @@ def test_code_files_skip_directories_and_caches(tmp_path, monkeypatch):
     assert package.code_files() == {"code/inference.py": b"a", "code/sub/helper.py": b"b"}
 
 
+def test_code_files_skip_hidden_files_and_folders_at_any_depth(tmp_path, monkeypatch):
+    """As from the Lambda asset and the site: a .env is a secret, and a .venv, tool cache or .DS_Store would change
+    the artifact's sha256 (and roll the endpoint) with the model unchanged. A hidden folder above model/code is no
+    reason to skip anything."""
+    code = tmp_path / ".checkout" / "code"
+    (code / "sub").mkdir(parents=True)
+    (code / "inference.py").write_text("a")
+    (code / "sub" / "helper.py").write_text("b")
+    monkeypatch.setattr(package, "CODE_DIR", code)
+    before = package.code_files()
+    assert before == {"code/inference.py": b"a", "code/sub/helper.py": b"b"}
+    for hidden in (".env", ".DS_Store", ".venv/lib/x.py", ".mypy_cache/3.12/x.json", "sub/.hidden/y.py", "sub/.x.swp"):
+        (code / hidden).parent.mkdir(parents=True, exist_ok=True)
+        (code / hidden).write_text("secret")
+    assert package.code_files() == before
+
+
 # --- main(): the options it hands on, and how it fails ---------------------------------------------------------
 @pytest.fixture
 def cli(tmp_path, monkeypatch):
