@@ -14,6 +14,8 @@ from pathlib import Path, PurePosixPath
 
 from packaging.requirements import InvalidRequirement, Requirement
 
+from components.bundle_dir import bundle_dir_files
+
 HANDLER_PACKAGE = "handlers"
 # Already in the Lambda Python runtime; bundling them would only pin an older copy over AWS's.
 RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "urllib3", "six", "python-dateutil"})
@@ -78,18 +80,15 @@ def lambda_asset_files(handler_dir: Path, distributions: Iterable[str] = ("aws-l
     handlers/ goes under "handlers/" (the Lambda handler is "handlers.inference_proxy.handler"); each
     distribution's files go at the archive root so `import aws_lambda_powertools` works. Byte code, caches,
     hidden files and folders under handler_dir and files a RECORD places outside site-packages (console scripts)
-    are left out.
+    are left out; a symlink under handler_dir that leaves it is an error.
     """
     handler_dir = Path(handler_dir).resolve()
     if not (handler_dir / "__init__.py").is_file():
         raise BundleError(f"{handler_dir} is not a Python package (no __init__.py)")
     files: dict[str, Path] = {}
-    for path in sorted(handler_dir.rglob("*")):
-        relative = path.relative_to(handler_dir)
-        # Hidden at any depth: a .env holds secrets; a .venv, .git or tool cache would change the asset between runs.
-        if not path.is_file() or _skipped(relative.parts) or any(part.startswith(".") for part in relative.parts):
-            continue
-        _add(files, f"{HANDLER_PACKAGE}/{relative.as_posix()}", path)
+    # Hidden files and folders are left out and a symlink must stay inside handler_dir (components/bundle_dir.py).
+    for relative, path in bundle_dir_files(handler_dir, _skipped, BundleError).items():
+        _add(files, f"{HANDLER_PACKAGE}/{relative}", path)
 
     for dist in resolve_distributions(distributions):
         for record_path in dist.files or []:

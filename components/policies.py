@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
+from components.bundle_dir import bundle_dir_files
 from handlers.proxy_core import (
     CORS_ALLOW_HEADERS,
     CORS_ALLOW_METHODS,
@@ -392,17 +393,14 @@ def site_files(www_dir: Path) -> dict[str, Path]:
     """Every file to upload, keyed by its S3 key (posix relative path), sorted.
 
     A config.js left in www/ by the local stack is skipped: the deployed one is rendered from the API
-    URL. Dotfiles (editor droppings, .DS_Store) are never published.
+    URL. Dotfiles (editor droppings, .DS_Store) are never published, and a symlink that leaves www/ is an
+    error (components/bundle_dir.py): it would publish whatever it points at.
     """
     if not www_dir.is_dir():
         raise PolicyInputError(f"www_dir {www_dir} is not a directory")
-    files: dict[str, Path] = {}
-    for path in sorted(www_dir.rglob("*")):
-        rel = path.relative_to(www_dir).as_posix()
-        if not path.is_file() or rel == CONFIG_JS_KEY or any(p.startswith(".") for p in rel.split("/")):
-            continue
+    files = bundle_dir_files(www_dir, lambda parts: parts == (CONFIG_JS_KEY,), PolicyInputError)
+    for rel in files:
         content_type_for(rel)  # fail at program time, not as a broken page
-        files[rel] = path
     return files
 
 

@@ -28,6 +28,8 @@ from pathlib import Path
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import Version
 
+from components.bundle_dir import BundleDirError, bundle_dir_files
+
 ROOT = Path(__file__).resolve().parent
 CODE_DIR = ROOT / "code"
 DEFAULT_OUT = ROOT / "dist" / "model.tar.gz"
@@ -310,13 +312,14 @@ def code_files() -> dict[str, bytes]:
 
     Hidden files and folders are left out at any depth, as from the Lambda asset and the site: a .env holds secrets,
     and a .venv, .mypy_cache or .DS_Store is not the model's and changes between runs, which would change the
-    artifact's sha256 (and roll the endpoint) with the model unchanged."""
-    files = {}
-    for path in sorted(CODE_DIR.rglob("*")):
-        parts = path.relative_to(CODE_DIR).parts
-        hidden = any(part.startswith(".") for part in parts)
-        if path.is_file() and not hidden and "__pycache__" not in parts and path.suffix != ".pyc":
-            files[f"code/{path.relative_to(CODE_DIR).as_posix()}"] = path.read_bytes()
+    artifact's sha256 (and roll the endpoint) with the model unchanged. A symlink that leaves model/code is an
+    error (components/bundle_dir.py, the rule all three bundles follow)."""
+    files = {
+        f"code/{relative}": path.read_bytes()
+        for relative, path in bundle_dir_files(
+            CODE_DIR, lambda parts: "__pycache__" in parts or parts[-1].endswith(".pyc")
+        ).items()
+    }
     if "code/requirements.txt" in files:
         raise SystemExit("model/code/requirements.txt must not exist: nothing is pip-installed at start")
     return files
@@ -479,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
             int8=args.int8,
             force=args.force,
         )
-    except WeightsError as e:
+    except (WeightsError, BundleDirError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # an unwritable or odd --out, a full disk: say which file, no traceback

@@ -1,0 +1,90 @@
+"""Which files of a source directory go into a bundle: the one rule the project's three bundles share.
+
+handlers/ (the Lambda asset, components/lambda_bundle.py), www/ (the site bucket, public through CloudFront,
+components/policies.py) and model/code/ (code/ in model.tar.gz, model/package.py) are all walked here:
+
+- Hidden files and folders (a name that starts with ".") are left out at any depth: a .env or .aws/credentials holds
+  secrets, and a .venv, .git, .DS_Store or tool cache is not the bundle's and changes between runs, which would
+  change the bundle (and redeploy it) at every run.
+- A symlink, to a file or to a folder, is bundled at the link's path when it resolves inside the directory (to a
+  path that is not hidden). One that resolves outside it, is dangling or loops is an error naming the link and its
+  target: following it would ship (for www/, publish to the world) whatever it points at, ~/.aws/credentials
+  included, and skipping it would only surface after the deploy as an ImportError or a missing page.
+
+Pure apart from reading the directory tree; no file content is read here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+Skip = Callable[[tuple[str, ...]], bool]
+
+
+class BundleDirError(ValueError):
+    """A directory cannot be bundled as it is; the message names the path and the fix."""
+
+
+def _hidden(parts: tuple[str, ...]) -> bool:
+    return any(part.startswith(".") for part in parts)
+
+
+def bundle_dir_files(
+    root: Path,
+    skip: Skip = lambda parts: False,
+    error: Callable[[str], Exception] = BundleDirError,
+) -> dict[str, Path]:
+    """Map POSIX path relative to root -> the regular file (symlinks resolved) to bundle there, sorted by path.
+
+    skip(parts) leaves out a file or a whole folder by its path below root (byte code, caches, a generated file),
+    before its links are looked at; hidden names are always left out. error builds the caller's exception.
+    """
+    real_root = Path(root).resolve()
+    files: dict[str, Path] = {}
+    _walk(real_root, (), real_root, frozenset({real_root}), skip, error, files)
+    return dict(sorted(files.items()))
+
+
+def _walk(
+    directory: Path,
+    prefix: tuple[str, ...],
+    real_root: Path,
+    ancestors: frozenset[Path],
+    skip: Skip,
+    error: Callable[[str], Exception],
+    files: dict[str, Path],
+) -> None:
+    try:
+        with os.scandir(directory) as it:
+            entries = sorted(it, key=lambda entry: entry.name)
+    except OSError as exc:
+        raise error(f"cannot list {directory}: {exc.strerror or exc}") from None
+    for entry in entries:
+        parts = (*prefix, entry.name)
+        if entry.name.startswith(".") or skip(parts):
+            continue
+        path = Path(entry.path)
+        real = _link_target(path, real_root, error) if entry.is_symlink() else path
+        if real.is_dir():
+            if real in ancestors:
+                raise error(f"{path} is a symlink to {os.readlink(path)}, a folder that contains it: it would loop")
+            _walk(real, parts, real_root, ancestors | {real}, skip, error, files)
+        elif real.is_file():  # sockets, FIFOs and devices are nothing a bundle can hold
+            files["/".join(parts)] = real
+
+
+def _link_target(link: Path, real_root: Path, error: Callable[[str], Exception]) -> Path:
+    target = os.readlink(link)
+    fix = f"replace the link with a copy of the file(s) in {real_root}"
+    try:
+        real = link.resolve(strict=True)
+    except (OSError, RuntimeError):  # missing, or a loop of links (RuntimeError up to Python 3.12, OSError after)
+        raise error(f"{link} is a symlink to {target}, which does not exist or loops: {fix}, or remove it") from None
+    if not real.is_relative_to(real_root) or _hidden(real.relative_to(real_root).parts):
+        raise error(
+            f"{link} is a symlink to {target} ({real}), outside {real_root} or hidden in it: a bundle follows no "
+            f"link there, as it would ship that file (for the site, publish it to the world); {fix}"
+        )
+    return real

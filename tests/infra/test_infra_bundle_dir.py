@@ -1,0 +1,149 @@
+"""components/bundle_dir.py: the rule for hidden files and symlinks that the three bundles share.
+
+Each case runs through all three callers: handlers/ -> the Lambda asset (lambda_asset_files), www/ -> the public
+site bucket (site_files) and model/code/ -> code/ in model.tar.gz (code_files).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from components import policies
+from components.bundle_dir import BundleDirError
+from components.lambda_bundle import BundleError, lambda_asset_files
+from model import package
+
+Bundle = Callable[[Path], dict[str, bytes]]
+
+
+def _lambda(directory: Path) -> dict[str, bytes]:
+    (directory / "__init__.py").write_text("")
+    files = lambda_asset_files(directory, distributions=())
+    return {k.removeprefix("handlers/"): p.read_bytes() for k, p in files.items() if k != "handlers/__init__.py"}
+
+
+def _site(directory: Path) -> dict[str, bytes]:
+    return policies.read_site_files(policies.site_files(directory))
+
+
+def _code(directory: Path) -> dict[str, bytes]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(package, "CODE_DIR", directory)
+        return {k.removeprefix("code/"): v for k, v in package.code_files().items()}
+
+
+BUNDLES = {
+    "lambda": (_lambda, BundleError),
+    "site": (_site, policies.PolicyInputError),
+    "code": (_code, BundleDirError),
+}
+
+
+@pytest.fixture(params=sorted(BUNDLES))
+def bundle(request, tmp_path) -> tuple[Bundle, type[Exception], Path]:
+    """(the bundle builder, the error it raises, an empty directory to bundle with a sibling `outside/`)."""
+    build, error = BUNDLES[request.param]
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret.txt").write_text("SECRET")
+    (tmp_path / "dir").mkdir()
+    return build, error, tmp_path / "dir"
+
+
+def test_links_inside_the_directory_are_bundled_at_the_links_path(bundle):
+    """A link, to a file or to a folder, that stays inside is bundled with its target's bytes; Python 3.11's rglob
+    yields a linked folder without descending into it, which left its files out silently."""
+    build, _, root = bundle
+    (root / "samples").mkdir()
+    (root / "samples" / "a.txt").write_text("A")
+    (root / "page.txt").write_text("P")
+    (root / "alias.txt").symlink_to("page.txt")
+    (root / "samples" / "up.txt").symlink_to("../page.txt")
+    (root / "pics").symlink_to("samples", target_is_directory=True)
+    assert build(root) == {
+        "alias.txt": b"P",
+        "page.txt": b"P",
+        "pics/a.txt": b"A",
+        "pics/up.txt": b"P",
+        "samples/a.txt": b"A",
+        "samples/up.txt": b"P",
+    }
+    assert build(root) == build(root)
+
+
+def test_the_directory_itself_may_be_a_link(bundle, tmp_path):
+    build, _, root = bundle
+    (root / "page.txt").write_text("P")
+    (tmp_path / "linked").symlink_to(root, target_is_directory=True)
+    assert build(tmp_path / "linked") == {"page.txt": b"P"}
+
+
+@pytest.mark.parametrize(
+    "link, target, directory",
+    [
+        ("creds.txt", "../outside/secret.txt", False),  # e.g. www/creds -> ~/.aws/credentials: published
+        ("shared", "../outside", True),  # a package shared with another project: left out, an ImportError later
+        ("sub/deep.txt", "../../outside/secret.txt", False),
+        ("abs.txt", "{tmp}/outside/secret.txt", False),
+    ],
+)
+def test_a_link_out_of_the_directory_is_an_error_naming_it_and_the_fix(bundle, tmp_path, link, target, directory):
+    build, error, root = bundle
+    (root / "sub").mkdir()
+    (root / "page.txt").write_text("P")
+    target = target.format(tmp=tmp_path)
+    (root / link).symlink_to(target, target_is_directory=directory)
+    with pytest.raises(error) as raised:
+        build(root)
+    message = str(raised.value)
+    assert str(root.resolve() / link) in message and target in message and "copy" in message
+
+
+@pytest.mark.parametrize("case", ["dangling", "loop", "ancestor", "root", "hidden target"])
+def test_dangling_looping_and_hidden_links_are_errors(bundle, case):
+    """Skipping them would turn into an ImportError or a missing page after the deploy; following a link to the
+    folder that holds it would never end; a visible name for a hidden file would ship the .env it points at."""
+    build, error, root = bundle
+    (root / "sub").mkdir()
+    (root / "page.txt").write_text("P")
+    (root / ".env").write_text("AWS_SECRET_ACCESS_KEY=x")
+    link = {
+        "dangling": ("gone.txt", "missing.txt"),
+        "loop": ("a.txt", "b.txt"),
+        "ancestor": ("sub/up", ".."),
+        "root": ("all", "."),
+        "hidden target": ("env.txt", ".env"),
+    }[case]
+    if case == "loop":
+        (root / "b.txt").symlink_to("a.txt")
+    (root / link[0]).symlink_to(link[1])
+    with pytest.raises(error, match=re.escape(str(root.resolve() / link[0]))):
+        build(root)
+
+
+def test_hidden_names_are_left_out_before_their_links_are_looked_at(bundle):
+    """A hidden link is never shipped, wherever it points (an editor's .#lock file is a dangling link)."""
+    build, _, root = bundle
+    (root / "page.txt").write_text("P")
+    (root / ".creds").symlink_to("../outside/secret.txt")
+    (root / ".#page.txt").symlink_to("user@host.1234:1700000000")
+    (root / ".venv").symlink_to("../outside", target_is_directory=True)
+    assert build(root) == {"page.txt": b"P"}
+
+
+def test_model_package_reports_a_bad_link_in_one_line(tmp_path, monkeypatch, capsys):
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "inference.py").write_text("")
+    (code / "helper.py").symlink_to(tmp_path / "elsewhere.py")
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"w")
+    monkeypatch.setattr(package, "CODE_DIR", code)
+    monkeypatch.delenv("MODEL_WEIGHTS", raising=False)
+    assert package.main(["--weights", str(weights), "--no-onnx", "--out", str(tmp_path / "m.tar.gz")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {code / 'helper.py'} is a symlink") and "Traceback" not in err
+    assert not (tmp_path / "m.tar.gz").exists()
