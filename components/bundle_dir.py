@@ -10,6 +10,8 @@ components/policies.py) and model/code/ (code/ in model.tar.gz, model/package.py
   path that is not hidden). One that resolves outside it, is dangling or loops is an error naming the link and its
   target: following it would ship (for www/, publish to the world) whatever it points at, ~/.aws/credentials
   included, and skipping it would only surface after the deploy as an ImportError or a missing page.
+- A name that is not UTF-8 is an error naming it: an S3 key is UTF-8, and the site's hash, the Lambda asset's zip
+  and Pulumi's RPC would otherwise fail with a UnicodeEncodeError that names no file.
 
 Pure apart from reading the directory tree; no file content is read here.
 """
@@ -66,6 +68,13 @@ def _walk(
         if entry.name.startswith(".") or skip(parts):
             continue
         path = Path(entry.path)
+        try:
+            entry.name.encode("utf-8")
+        except UnicodeEncodeError:  # undecodable bytes, kept by os.fsdecode as lone surrogates
+            raise error(
+                f"the name of {os.fsencode(path)!r} is not UTF-8, which an S3 key, a zip or a Python import needs "
+                "(it would fail later without naming the file): rename it"
+            ) from None
         real = _link_target(path, real_root, error) if entry.is_symlink() else path
         if real.is_dir():
             if real in ancestors:

@@ -6,6 +6,7 @@ site bucket (site_files) and model/code/ -> code/ in model.tar.gz (code_files).
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -147,3 +148,17 @@ def test_model_package_reports_a_bad_link_in_one_line(tmp_path, monkeypatch, cap
     err = capsys.readouterr().err
     assert err.startswith(f"error: {code / 'helper.py'} is a symlink") and "Traceback" not in err
     assert not (tmp_path / "m.tar.gz").exists()
+
+
+@pytest.mark.parametrize("name", [b"caf\xe9.txt", b"latin\xe9/a.txt"])
+def test_a_name_that_is_not_utf8_is_an_error_naming_it(bundle, name):
+    """An S3 key is UTF-8: the site's content hash died with a UnicodeEncodeError naming no file, and the Lambda
+    asset and the tarball would carry a name no one can import or request."""
+    build, error, root = bundle
+    (root / "page.txt").write_text("P")
+    path = os.path.join(os.fsencode(root), name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(b"x")
+    with pytest.raises(error, match=re.escape(repr(os.path.join(os.fsencode(root.resolve()), name.split(b"/")[0])))):
+        build(root)
