@@ -162,3 +162,20 @@ def test_a_name_that_is_not_utf8_is_an_error_naming_it(bundle, name):
         f.write(b"x")
     with pytest.raises(error, match=re.escape(repr(os.path.join(os.fsencode(root.resolve()), name.split(b"/")[0])))):
         build(root)
+
+
+def test_a_folder_that_cannot_be_listed_is_an_error_naming_it(bundle, monkeypatch):
+    """rglob skipped a folder it may not read without a word (its files would be missing after the deploy)."""
+    build, error, root = bundle
+    (root / "sub").mkdir()
+    (root / "sub" / "a.txt").write_text("A")
+    scandir = os.scandir
+
+    def refuse(path):
+        if Path(path).name == "sub":
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr("components.bundle_dir.os.scandir", refuse)
+    with pytest.raises(error, match=re.escape(f"cannot list {root.resolve() / 'sub'}: Permission denied")):
+        build(root)
