@@ -265,6 +265,7 @@ def test_preflight_from_an_allowed_origin(proxy, no_call):
     assert "POST" in headers["access-control-allow-methods"]
     assert "content-type" in headers["access-control-allow-headers"]
     assert headers["x-request-id"] == "req-abc-123"
+    assert "content-type" not in headers  # a 204 has no body to type
 
 
 def test_preflight_from_another_origin_gets_no_cors_grant(proxy, no_call):

@@ -85,6 +85,11 @@ def test_sniff_supported_types(data, kind):
     assert core.sniff_image_type(data) == kind
 
 
+def test_a_webp_header_of_exactly_twelve_bytes_is_sniffed_as_webp():
+    # The RIFF header is the whole proof the proxy asks for: the model, not a 415, judges the rest.
+    assert core.sniff_image_type(b"RIFF\x00\x00\x00\x00WEBP") == core.WEBP
+
+
 @pytest.mark.parametrize(
     ("data", "name"),
     [
@@ -109,6 +114,7 @@ def test_sniff_supported_types(data, kind):
         (b"\x00\x00\x00\x1cftypavif\x00\x00", "an AVIF image"),  # what phones and browsers save as .avif
         (b"\x00\x00\x00\x1cftypavis\x00\x00", "an AVIF image"),  # an AVIF image sequence
         (b"\x00\x00\x00\x18ftypmif1\x00\x00", "a HEIF image"),
+        (b"\x00\x00\x00\x18abcdheic\x00\x00", "not a recognizable image"),  # a brand counts only after 'ftyp'
         (b"hello world", "not a recognizable image"),
         (b"RIFF\x00\x00\x00\x00WAVEfmt ", "not a recognizable image"),
         (b"\xff\xd8", "not a recognizable image"),
@@ -345,7 +351,7 @@ def test_json_non_image_is_415():
 
 @pytest.mark.parametrize("document", [{}, {"image": None}, {"top_k": 5}])
 def test_json_missing_image_is_400_naming_image(document):
-    assert '"image"' in rejects("bad_request", 400, parse_json, document).message
+    assert 'JSON field "image" is required' in rejects("bad_request", 400, parse_json, document).message
 
 
 @pytest.mark.parametrize("image", [123, ["a"], {"b": 1}, True])
@@ -396,6 +402,9 @@ def test_a_huge_json_top_k_is_quoted_short():
     message = rejects("bad_request", 400, parse_json, {"image": b64(JPEG), "top_k": 10**4000}).message
     assert message == "top_k must be between 1 and 20; got 100000000000... (4001 digits)."
     assert rejects("bad_request", 400, parse_json, {"image": b64(JPEG), "top_k": -5}).message.endswith("got -5.")
+    # Twelve digits are still quoted whole; the thirteenth is where the cut starts.
+    twelve = rejects("bad_request", 400, parse_json, {"image": b64(JPEG), "top_k": 10**11}).message
+    assert twelve.endswith("got 100000000000.")
 
 
 def test_json_top_k_nan_and_infinity_are_400():
@@ -465,6 +474,17 @@ def test_json_escapes_still_count_once_so_an_escaped_oversize_body_is_413():
     assert f"{cap:,} bytes" in message
 
 
+def test_a_body_up_to_six_times_the_cap_in_escapes_is_scanned_and_accepted_when_it_unescapes_under_it():
+    # Escaping lengthens JSON text at most sixfold (every character as \uXXXX, as an ASCII-only encoder writes a
+    # non-ASCII field): only a body longer than that is refused unread; this one stands for exactly the cap.
+    cap = core.json_body_cap(len(JPEG))
+    text = json.dumps({"image": b64(JPEG), "note": ""})
+    note = "\\u00e9" * (cap - len(text))
+    body = text.replace('"note": ""', f'"note": "{note}"')
+    assert 5 * cap < len(body) <= 6 * cap and core.unescaped_json_len(body.encode()) == cap
+    assert parse(body, "application/json", is_base64=False, max_image_bytes=len(JPEG)).image == JPEG
+
+
 # Random bytes never begin with an image's magic number, so they were never accepted and the checks below never ran:
 # half the inputs now start with one, and a JPEG and a WebP run as explicit examples.
 MAGIC = st.sampled_from([JPEG[:3], PNG[:8], WEBP[:12]])
@@ -524,6 +544,7 @@ def test_parse_endpoint_body_keeps_contract_fields_and_top_k():
         b'{"predictions": []}',
         b'{"predictions": [{"label": 1}]}',
         b'{"predictions": [{"label": "a", "prob": 1.5}]}',
+        b'{"predictions": [{"label": "a", "prob": -0.1}]}',
         b'{"predictions": [{"label": "a", "prob": true}]}',
         b"\xff",
     ],
@@ -559,6 +580,8 @@ def test_sanitize_drops_tracebacks_and_redacts_paths_arns_and_accounts():
     for leaked in ("/opt", "inference.py", "arn:aws", "123456789012"):
         assert leaked not in cleaned
     assert "image/jpeg" in cleaned  # a media type is not a path
+    # An account id is exactly 12 digits: a longer number is not one, and is not cut into one.
+    assert core.sanitize_model_message("image of 1234567890123 bytes") == "image of 1234567890123 bytes"
 
 
 def test_sanitize_caps_length_and_rejects_non_text():
@@ -721,6 +744,13 @@ def test_transport_errors(exc, expected):
     error = core.map_transport_error(exc)
     assert (error.status, error.code) == expected
     assert "runtime/x" not in json.dumps(error.body())
+
+
+def test_the_logged_detail_of_an_aws_error_is_capped():
+    # The detail goes to the logs whole: an AWS message (which quotes the model's) must not make a line of any size.
+    response = {"Error": {"Code": "ValidationError", "Message": "x" * 5000}}
+    assert len(core.map_client_error("ValidationError", 400, response).detail) == 1000
+    assert len(core.map_transport_error(ReadTimeoutError(endpoint_url="https://runtime/" + "x" * 5000)).detail) == 1000
 
 
 # ---- headers ----------------------------------------------------------------------------------------------
@@ -887,6 +917,7 @@ def test_printable_excerpt_truncates_only_past_the_limit_and_masks_del():
     assert core.printable_excerpt("a" * 60) == "a" * 60
     assert core.printable_excerpt("a" * 61) == "a" * 60 + "..."
     assert core.printable_excerpt("ok\x7f\x1b\u00e9") == "ok???"
+    assert core.printable_excerpt(" ok~\x1f") == " ok~?"  # space and tilde are the printable range's ends
 
 
 @pytest.mark.parametrize("prob", [0.0, 0, 1.0, 1])
