@@ -72,6 +72,17 @@ def many_scans_jpeg(scans: int, size: int = 64) -> bytes:
     return data[:-2] + data[last:-2] * (scans - 10) + b"\xff\xd9"
 
 
+def many_scans_mpo(scans: int, size: int = 64) -> bytes:
+    """An MPO (a JPEG followed by more pictures, as phones write them; Pillow names the format apart) whose first
+    picture has `scans`, its last progressive pass repeated as in many_scans_jpeg."""
+    img = Image.new("RGB", (size, size), (120, 60, 30))
+    data = encode(img, "MPO", save_all=True, append_images=[img], progressive=True, quality=90)
+    eoi = data.index(b"\xff\xd9")  # the first picture's end
+    last = data.rindex(b"\xff\xda", 0, eoi)
+    assert data[:eoi].count(b"\xff\xda") == 10
+    return data[:eoi] + data[last:eoi] * (scans - 10) + data[eoi:]
+
+
 def palette_png_with_long_trns(alphas: int = 300, colours: int = 16, trns: bytes | None = None) -> bytes:
     """A 4-bit palette PNG whose tRNS chunk has `alphas` entries (or is `trns`): more than its palette, or than any
     palette (256), which the PNG spec forbids and libpng and browsers ignore."""

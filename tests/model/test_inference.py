@@ -20,6 +20,7 @@ from tests.imagegen import (
     encode,
     grey_png_with_trns,
     many_scans_jpeg,
+    many_scans_mpo,
     palette_png_with_long_trns,
     photo,
     photo_bytes,
@@ -604,6 +605,8 @@ def _raises(inference, error, status, body, content_type="image/jpeg"):
         (photo_bytes("coffee.jpg"), "text/plain", "UnsupportedContentTypeError", 415, "text/plain"),
         (photo_bytes("coffee.jpg"), "multipart/form-data", "UnsupportedContentTypeError", 415, "multipart"),
         (photo_bytes("coffee.jpg"), None, "UnsupportedContentTypeError", 415, "(none)"),
+        # The message quotes it, and stays one short line (_raises: at most 300 characters).
+        (photo_bytes("coffee.jpg"), "image/" + "x" * 1000, "UnsupportedContentTypeError", 415, "image/xxx"),
         ("{not json", "application/json", "InvalidRequestError", 400, "not valid JSON"),
         ("[1, 2]", "application/json", "InvalidRequestError", 400, "object"),
         ('{"img": "x"}', "application/json", "InvalidRequestError", 400, "'image'"),
@@ -612,6 +615,14 @@ def _raises(inference, error, status, body, content_type="image/jpeg"):
         ('{"image": "aGVsbG8="}', "application/json", "InvalidImageError", 400, ""),
         ('{"image": "data:text/plain;base64,aGVsbG8="}', "application/json", "UnsupportedContentTypeError", 415, ""),
         ('{"image": "data:image/png,raw"}', "application/json", "InvalidRequestError", 400, "base64"),
+        # Refused for the missing marker even when the data happens to be base64 (the proxy refuses it too).
+        (
+            json.dumps({"image": "data:image/jpeg," + base64.b64encode(photo_bytes("coffee.jpg")).decode()}),
+            "application/json",
+            "InvalidRequestError",
+            400,
+            "must be base64 encoded",
+        ),
         ('{"image": "data:image/png;base64"}', "application/json", "InvalidRequestError", 400, "base64"),
         ('{"image": ""}', "application/json", "InvalidRequestError", 400, "'image'"),
         # A character outside base64 is refused, not skipped (the rest would decode into some other image).
@@ -661,7 +672,14 @@ def test_an_image_format_we_refuse_is_named_in_a_415(inference, classifier, body
 
 
 @pytest.mark.parametrize(
-    "body", [b"hello, world", b"\x00" * 64, b"<html><body>not an image</body></html>", b"ftypheic" + bytes(8)]
+    "body",
+    [
+        b"hello, world",
+        b"\x00" * 64,
+        b"<html><body>not an image</body></html>",
+        b"ftypheic" + bytes(8),
+        b"\x00\x00\x00\x18abcdheic" + bytes(8),  # a brand counts only after 'ftyp'
+    ],
 )
 def test_bytes_of_no_known_image_format_are_a_400(inference, classifier, body):
     assert inference.other_image_format(body) is None
@@ -976,6 +994,8 @@ def test_a_jpeg_of_many_scans_is_refused_before_libjpeg_decodes_them(inference, 
         ),  # stuffing, RSTn, fill
         (b"\xff\xd8\xff\xfe\x00\x06\xff\xda\x00\x00\xff\xda", 1),  # a comment holding FF DA is skipped
         (b"\xff\xd8\xff\xda\x00\x08" + b"\x00" * 6 + b"junk\xff\xd9\xff\xda", 1),  # nothing after EOI counts
+        (b"\xff\xd8\xff\xda\x00\x08" + b"\x00" * 6 + b"\xff\xd9\x00\x02\xff\xda", 1),  # nor what looks like a length
+        (b"\xff\xd8\xff\x01\xff\xd7\xff\xd8\xff\xda\x00\x02", 1),  # TEM, RST7, a stray SOI: no length follows
         (b"\xff\xd8\xff\xda\x00", 1),  # cut inside a length
         (b"\xff\xd8junk\xff\xff\xff", 0),
     ],
@@ -1022,6 +1042,21 @@ def test_ff_da_bytes_that_are_not_scans_do_not_count(inference, classifier):
     assert padded.count(b"\xff\xda") > inference.MAX_JPEG_SCANS and not inference.too_many_scans(padded)
     assert top1(classify(inference, classifier, padded)) == "espresso"
     assert inference.too_many_scans(many_scans_jpeg(inference.MAX_JPEG_SCANS + 1))
+    # At the limit, one FF DA more in a comment makes the quick count pass it, and the walk still finds the limit.
+    at_limit = many_scans_jpeg(inference.MAX_JPEG_SCANS)
+    padded = at_limit[:2] + b"\xff\xfe\x00\x04\xff\xda" + at_limit[2:]
+    assert inference.jpeg_scan_count(padded) == inference.MAX_JPEG_SCANS and not inference.too_many_scans(padded)
+    assert classify(inference, classifier, padded)["predictions"]
+
+
+def test_an_mpo_of_many_scans_is_refused_as_a_jpeg_is(inference, classifier):
+    # Pillow names a JPEG with an MPF block (phones write them) MPO, and libjpeg decodes its first picture's scans.
+    at_limit = many_scans_mpo(inference.MAX_JPEG_SCANS)
+    assert Image.open(io.BytesIO(at_limit)).format == "MPO"
+    assert classify(inference, classifier, at_limit)["predictions"]
+    with pytest.raises(inference.InvalidImageError, match="scans") as caught:
+        inference.input_fn(many_scans_mpo(inference.MAX_JPEG_SCANS + 1), "image/jpeg")
+    assert caught.value.status_code == 400
 
 
 def test_json_base64_may_hold_spaces_tabs_and_line_breaks(inference, classifier):
