@@ -425,6 +425,7 @@ def _reshaped(path, value, event=None):
         ("queryStringParameters", {"top_k": 3}, "queryStringParameters.top_k must be a string, not a number."),
         ("body", 5, "body must be a string (base64 when isBase64Encoded is true), not a number."),
         ("body", {"image": "..."}, "body must be a string (base64 when isBase64Encoded is true), not an object."),
+        ("body", True, "body must be a string (base64 when isBase64Encoded is true), not a boolean."),
         # Truthy, so bool() would have base64-decoded a text body: the field must be a real boolean.
         ("isBase64Encoded", "yes", "isBase64Encoded must be true or false, not a string."),
         ("isBase64Encoded", "false", "isBase64Encoded must be true or false, not a string."),

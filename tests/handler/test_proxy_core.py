@@ -485,6 +485,16 @@ def test_a_body_up_to_six_times_the_cap_in_escapes_is_scanned_and_accepted_when_
     assert parse(body, "application/json", is_base64=False, max_image_bytes=len(JPEG)).image == JPEG
 
 
+@pytest.mark.parametrize("escape", ["\\/", "\\n", '\\"', "\\\\"])
+def test_each_short_json_escape_counts_as_one_character(escape):
+    # PHP's json_encode writes every '/' of base64 as \/ by default: the escape is one character of the image.
+    cap = core.json_body_cap(len(JPEG))
+    text = json.dumps({"image": b64(JPEG), "note": ""})
+    body = text.replace('"note": ""', f'"note": "{escape * (cap - len(text))}"')
+    assert len(body) > cap and core.unescaped_json_len(body.encode()) == cap
+    assert parse(body, "application/json", is_base64=False, max_image_bytes=len(JPEG)).image == JPEG
+
+
 # Random bytes never begin with an image's magic number, so they were never accepted and the checks below never ran:
 # half the inputs now start with one, and a JPEG and a WebP run as explicit examples.
 MAGIC = st.sampled_from([JPEG[:3], PNG[:8], WEBP[:12]])
