@@ -119,7 +119,7 @@ def test_labels_that_do_not_match_the_graph_fail_model_fn(inference, model_dir, 
     ("text", "says"),
     [
         ("{", "is not valid JSON"),
-        ('{"model": "mobilenet_v2"}', r"lacks \['labels', 'preprocessing'"),
+        ('{"model": "mobilenet_v2"}', r"lacks \['labels', 'preprocessing', 'weights'\]"),
         ("[]", "is a JSON list, not an object"),
         ('{"model": "m", "weights": "w", "labels": [], "preprocessing": {}}', "unusable .*KeyError\\('resize'"),
         ('{"model": "m", "weights": "w", "labels": null, "preprocessing": {}}', "unusable .*TypeError"),
@@ -220,6 +220,12 @@ def test_reply_carries_the_probabilities_to_a_millionth(inference, classifier):
     result = classify(inference, classifier, photo_bytes("chelsea.jpg"), accept="application/json;top_k=20")
     for p in result["predictions"]:
         assert abs(p["prob"] - probs[classifier.labels.index(p["label"])]) <= 5e-7, p
+
+
+def test_softmax_of_large_logits_is_finite(inference):
+    # exp(100) overflows float32: the logits are shifted by their maximum first, whatever range a graph gives.
+    probs = inference.softmax(np.array([[100.0, 0.0, -100.0]], dtype=np.float32))
+    assert np.isfinite(probs).all() and np.allclose(probs, [[1.0, 0.0, 0.0]])
 
 
 # --- content types --------------------------------------------------------------------------------------
