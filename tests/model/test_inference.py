@@ -26,6 +26,7 @@ from tests.imagegen import (
     photo_bytes,
     polyglot,
     rgb_png_with_trns,
+    text_bomb_png,
     truncated,
     with_exif_orientation,
 )
@@ -608,6 +609,8 @@ def _raises(inference, error, status, body, content_type="image/jpeg"):
         (animated_gif(), "image/jpeg", "UnsupportedContentTypeError", 415, "GIF"),
         (encode(Image.new("RGB", (8, 8)), "BMP"), "image/png", "UnsupportedContentTypeError", 415, "BMP"),
         (bomb_png(), "image/png", "ImageTooLargeError", 413, "pixels"),
+        # Image.open raises ValueError for a text chunk that inflates past Pillow's limit: a bad image, not a 500.
+        (text_bomb_png(), "image/png", "InvalidImageError", 400, "not a readable"),
         (photo_bytes("coffee.jpg"), "text/plain", "UnsupportedContentTypeError", 415, "text/plain"),
         (photo_bytes("coffee.jpg"), "multipart/form-data", "UnsupportedContentTypeError", 415, "multipart"),
         (photo_bytes("coffee.jpg"), None, "UnsupportedContentTypeError", 415, "(none)"),
