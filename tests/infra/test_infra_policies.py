@@ -163,13 +163,28 @@ def test_site_bucket_policy_allows_only_the_distribution() -> None:
         "Resource": "arn:aws:s3:::site-b/*",
         "Condition": {"StringEquals": {"AWS:SourceArn": dist}},
     }
-    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-    assert deny["Resource"] == ["arn:aws:s3:::site-b", "arn:aws:s3:::site-b/*"]
+    assert deny == deny_insecure_transport("arn:aws:s3:::site-b")
+
+
+def deny_insecure_transport(bucket_arn: str) -> dict[str, Any]:
+    """Every principal, every S3 action, the bucket and its objects: a Deny narrowed to one action (GetObject) or
+    one principal would still let anyone else write or list over plain HTTP."""
+    return {
+        "Sid": "DenyInsecureTransport",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [bucket_arn, f"{bucket_arn}/*"],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
 
 
 def test_model_bucket_policy_grants_nothing() -> None:
     doc = json.loads(policies.private_bucket_policy("arn:aws:s3:::model-b"))
-    assert [s["Effect"] for s in doc["Statement"]] == ["Deny"]
+    assert doc["Statement"] == [deny_insecure_transport("arn:aws:s3:::model-b")]
+    for bad in ("", "*", "arn:aws:s3:::model-*"):  # a policy S3 refuses, or a Deny that names no one bucket
+        with pytest.raises(PolicyInputError, match="bucket_arn"):
+            policies.private_bucket_policy(bad)
 
 
 def test_invoke_permission_is_scoped_to_post_predict() -> None:
@@ -209,7 +224,10 @@ def test_cors_origins_site_first_deduplicated_and_validated() -> None:
             policies.cors_allowed_origins([], [bad])
 
 
-@pytest.mark.parametrize("url", ["ftp://api.example.com", "file:///etc/passwd", "//api.example.com", "api.example.com"])
+@pytest.mark.parametrize(
+    "url",
+    ["ftp://api.example.com", "file:///etc/passwd", "//api.example.com", "api.example.com", "https:///x", "https:"],
+)
 def test_csp_refuses_an_api_url_that_is_not_absolute_http(url: str) -> None:
     with pytest.raises(PolicyInputError, match="http"):
         policies.content_security_policy(url)
@@ -243,6 +261,8 @@ def test_http_api_cors_document() -> None:
         ("script.js", "application/javascript; charset=utf-8"),
         ("style.css", "text/css; charset=utf-8"),
         ("samples/Cat.JPG", "image/jpeg"),
+        ("samples/dog.jpeg", "image/jpeg"),
+        ("module.mjs", "application/javascript; charset=utf-8"),  # a module script under nosniff needs a JS type
         ("a/b.png", "image/png"),
         ("x.webp", "image/webp"),
         ("icon.svg", "image/svg+xml"),
@@ -318,6 +338,9 @@ def test_artifact_key_is_content_addressed(tmp_path: Path) -> None:
     for bad in (SHA.upper(), "g" * 64, "ab" * 31 + "a/"):  # right length, not lower-case hex
         with pytest.raises(PolicyInputError, match="sha256"):
             policies.artifact_key(bad)
+    for bad in (SHA[:-2], SHA + "ab"):  # lower-case hex, not a sha256's length
+        with pytest.raises(PolicyInputError, match="sha256"):
+            policies.artifact_key(bad)
     artifact = tmp_path / "model.tar.gz"
     artifact.write_bytes(b"abc")
     assert policies.file_sha256(artifact) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
@@ -330,6 +353,7 @@ def test_container_env_runs_inference_py_with_one_worker() -> None:
     assert env["SAGEMAKER_PROGRAM"] == "inference.py"
     assert env["SAGEMAKER_SUBMIT_DIRECTORY"] == "/opt/ml/model/code"
     assert env["SAGEMAKER_REGION"] == "eu-west-1"
+    assert env["SAGEMAKER_CONTAINER_LOG_LEVEL"] == "20"  # logging.INFO
     assert env["SAGEMAKER_MODEL_SERVER_WORKERS"] == env["TS_DEFAULT_WORKERS_PER_MODEL"] == "1"
     # The toolkit's default_response_timeout=60 never reaches TorchServe (it is glued to the line before it).
     assert env["TS_DEFAULT_RESPONSE_TIMEOUT"] == "60"
