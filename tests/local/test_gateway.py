@@ -55,6 +55,7 @@ def test_event_has_the_payload_2_shape():
     }
     assert event["requestContext"]["requestId"] == "req-1"
     assert event["requestContext"]["timeEpoch"] == 1_700_000_000_000
+    assert event["requestContext"]["time"] == "14/Nov/2023:22:13:20 +0000"  # AWS's CLF-style time, in UTC
     assert event["requestContext"]["stage"] == "$default"
 
 
@@ -219,6 +220,20 @@ def test_a_result_without_status_code_is_inferred_as_a_200_json_body():
         [("content-type", "application/json")],
         b'{"predictions": []}',
     )
+
+
+def test_a_result_without_a_body_is_an_empty_answer():
+    for result in ({"statusCode": 204}, {"statusCode": 204, "body": None}, {"statusCode": 204, "body": ""}):
+        assert gateway.response_from_lambda(result).body == b"", result
+
+
+def test_the_limits_are_the_documented_quotas():
+    """The tests above measure against the constants, so only this pins their values: HTTP API's "Total combined
+    size of request line and header values: 10240 bytes" (http-api-quotas.html), and Lambda's 6 MB synchronous
+    payload, which it enforces as 6 MiB ("Request must be smaller than 6291456 bytes for the InvokeFunction
+    operation")."""
+    assert gateway.MAX_HEADER_BYTES == 10_240
+    assert gateway.LAMBDA_MAX_EVENT_BYTES == 6_291_456
 
 
 def test_multi_value_headers_are_not_part_of_payload_2():
