@@ -70,6 +70,11 @@ def test_pulumi_config_strings_are_coerced() -> None:
     assert settings.log_retention_days == 30
 
 
+def test_blank_cors_origins_text_is_no_extra_origins() -> None:
+    # `pulumi config set corsExtraOrigins " "` hands over blank text, as an unset array is empty.
+    assert validate_settings({"corsExtraOrigins": " \n"}).cors_extra_origins == ()
+
+
 @pytest.mark.parametrize(("text", "expected"), [("True", True), ("TRUE", True), (" true ", True), ("False", False)])
 def test_boolean_strings_are_case_insensitive(text: str, expected: bool) -> None:
     assert validate_settings({"smokeCheck": text}).smoke_check is expected
@@ -171,6 +176,7 @@ INVALID = [
     ("corsExtraOrigins", ["https://app.example.com:0"], "https://host"),
     ("corsExtraOrigins", ["http://localhost:0"], "https://host"),
     ("corsExtraOrigins", "not json", "a list of origins"),
+    ("corsExtraOrigins", {"https://a.example.com": 1}, "a list of origins"),  # not its keys, one by one
     # Accepted once, deployed, and never equal to the Origin header a browser sends (lower case, punycode, no
     # default port): every request from that page would fail CORS.
     ("corsExtraOrigins", ["https://App.example.com"], "as a browser sends it, 'https://app.example.com'"),
