@@ -250,7 +250,15 @@ def bucket_policy_violations(resources: Sequence[Res]) -> list[str]:
                 principal, condition = statement.get("Principal"), statement.get("Condition") or {}
                 if statement.get("Effect") == "Deny":
                     secure = (condition.get("Bool") or {}).get("aws:SecureTransport")
-                    denies_plain_http |= str(secure).lower() == "false"
+                    # Only a Deny to everyone, of every S3 action, on the bucket and its objects: one narrowed to
+                    # GetObject or to one principal leaves the rest (PutObject, ListBucket) open over plain HTTP.
+                    arn = bucket.outputs.get("arn")
+                    denies_plain_http |= (
+                        str(secure).lower() == "false"
+                        and principal in ("*", {"AWS": "*"})
+                        and "s3:*" in _as_list(statement.get("Action"))
+                        and {arn, f"{arn}/*"} <= set(_as_list(statement.get("Resource")))
+                    )
                     if principal == "*" and not condition:
                         problems.append(f"{where}: Deny to '*' without a Condition denies everyone")
                     continue

@@ -348,6 +348,39 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "no Deny statement on aws:SecureTransport",
     ),
     (
+        "tls-deny-of-reads-only",
+        "dev",
+        "bucket_policy",
+        lambda g: mutate(
+            g, rules.BUCKET_POLICY, "model-bucket-policy", with_policy(lambda st: st[0].update(Action="s3:GetObject"))
+        ),
+        "model-bucket: no Deny statement on aws:SecureTransport",
+    ),
+    (
+        "tls-deny-of-one-principal",
+        "dev",
+        "bucket_policy",
+        lambda g: mutate(
+            g,
+            rules.BUCKET_POLICY,
+            "site-bucket-policy",
+            with_policy(lambda st: st[1].update(Principal={"Service": "cloudfront.amazonaws.com"})),
+        ),
+        "site-bucket: no Deny statement on aws:SecureTransport",
+    ),
+    (
+        "tls-deny-of-objects-only",
+        "dev",
+        "bucket_policy",
+        lambda g: mutate(
+            g,
+            rules.BUCKET_POLICY,
+            "model-bucket-policy",
+            with_policy(lambda st: st[0].update(Resource=[r for r in st[0]["Resource"] if r.endswith("/*")])),
+        ),
+        "model-bucket: no Deny statement on aws:SecureTransport",
+    ),
+    (
         "allow-all-viewer-protocol",
         "dev",
         "cloudfront_https",
