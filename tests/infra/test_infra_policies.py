@@ -144,6 +144,36 @@ def test_builders_refuse_wildcards_in_resources() -> None:
         sagemaker_doc(bucket="*")
 
 
+LAMBDA_POLICY_ARGS = {
+    "partition": "aws",
+    "region": "us-east-1",
+    "account_id": "123456789012",
+    "log_group_name": "/aws/lambda/fn",
+    "endpoint_arn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/ep",
+}
+# Every name that ends up in an IAM resource, a source ARN or an origin, with the field the error must name.
+NAME_BUILDERS = [
+    ("endpoint_name", lambda v: sagemaker_doc(endpoint_name=v)),
+    ("repository", lambda v: sagemaker_doc(repository=v)),
+    ("log_group_name", lambda v: policies.lambda_execution_policy(**{**LAMBDA_POLICY_ARGS, "log_group_name": v})),
+    ("endpoint_name", policies.endpoint_log_group_name),
+    ("function_name", policies.lambda_log_group_name),
+    ("execution_arn", policies.invoke_permission_source_arn),
+    ("distribution_arn", lambda v: policies.site_bucket_policy("arn:aws:s3:::site-b", v)),
+    ("distribution_domain", lambda v: policies.site_origins(v, None)),
+    ("region", policies.sagemaker_container_env),
+]
+
+
+@pytest.mark.parametrize("value", ["*", ""])
+@pytest.mark.parametrize(("field", "build"), NAME_BUILDERS, ids=[f"{f}-{i}" for i, (f, _) in enumerate(NAME_BUILDERS)])
+def test_every_name_builder_refuses_a_wildcard_or_empty_name(field: str, build: Any, value: str) -> None:
+    """A "*" would widen a grant to every log group, repository or API (or a CloudFront source to any), and an
+    empty name is an ARN AWS refuses halfway through a deploy."""
+    with pytest.raises(PolicyInputError, match=field):
+        build(value)
+
+
 def test_assume_role_policy_names_only_the_service() -> None:
     doc = json.loads(policies.assume_role_policy("sagemaker.amazonaws.com"))
     assert doc["Statement"] == [
