@@ -154,6 +154,7 @@ INVALID = [
     ("inferenceImageTag", "2.6.0-gpu-py312-cu124", "CPU tag"),
     ("inferenceImageTag", "latest", "CPU tag"),
     ("inferenceImageTag", "2.6.0-cpu-py312\n", "CPU tag"),  # `$` would pass it on into the image URI
+    ("inferenceImageTag", "2.6.0-cpu-py312-x/y:latest", "CPU tag"),  # another repository's image in the URI
     ("lambdaArchitecture", "arm", "one of arm64, x86_64"),
     ("lambdaArchitecture", "ARM64", "one of arm64, x86_64"),  # Lambda itself refuses any other spelling
     ("proxyMemorySizeMb", 127, "an integer in 128..10240"),
@@ -192,6 +193,10 @@ INVALID = [
     ("customDomain", "Not A Domain", "DNS name"),
     ("customDomain", "Classify.example.com", "lower-case DNS name"),  # browsers send the Origin lower-cased
     ("customDomain", "classify.example.com\n", "lower-case DNS name"),  # a CloudFront alias CloudFront refuses
+    # DNS's limits (63-character labels, 253 characters in all), which CloudFront and ACM enforce mid-deploy.
+    ("customDomain", "a" * 64 + ".example.com", "lower-case DNS name"),
+    ("customDomain", ".".join(["a" * 63] * 3 + ["b" * 62]), "lower-case DNS name"),
+    ("customDomain", "demo.x", "lower-case DNS name"),  # no top-level domain has one letter
     ("certificateArn", CERT.replace("us-east-1", "eu-west-1"), "us-east-1"),
     ("certificateArn", CERT + "\n", "us-east-1"),
     ("kmsKeyArn", "alias/my-key", "KMS key ARN"),
@@ -227,6 +232,11 @@ def test_each_invalid_value_is_rejected_naming_key_value_and_range(key: str, val
 def test_custom_domain_accepts_internationalised_top_level_domains(domain: str) -> None:
     """CloudFront takes an IDN alias in its punycode form (.xn--p1ai is .рф); the TLD is not letters only."""
     assert validate_settings({"customDomain": domain, "certificateArn": CERT}).custom_domain == domain
+
+
+def test_custom_domain_at_dns_length_limits_is_accepted() -> None:
+    for domain in ("a" * 63 + ".example.com", ".".join(["a" * 63] * 3 + ["b" * 61])):  # a 63-char label; 253 chars
+        assert validate_settings({"customDomain": domain, "certificateArn": CERT}).custom_domain == domain
 
 
 def test_custom_domain_requires_certificate_and_vice_versa() -> None:
