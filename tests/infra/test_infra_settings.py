@@ -303,6 +303,25 @@ def test_stack_file_errors_name_the_key(tmp_path: Path) -> None:
         load_stack_file(stack)
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"config:\n\tmobilenet-serverless:maxConcurrency: 5\n", r"not valid YAML at line 2, column 1: .*'\\t'"),
+        (b"config: [\n", "not valid YAML at line 2"),
+        (b"config:\n  mobilenet-serverless:customDomain: caf\xe9.example\n", r"not UTF-8 text \(.* at byte 48\)"),
+        (b"- config\n", "expected a mapping at the top level"),
+        (b"config:\n  - mobilenet-serverless:maxConcurrency\n", "`config:` must be a mapping"),
+    ],
+    ids=["tab", "unclosed", "latin-1", "list", "config-list"],
+)
+def test_a_malformed_stack_file_is_one_settings_error(tmp_path: Path, content: bytes, message: str) -> None:
+    """The local stack reports a SettingsError in one line (local/__main__.py); anything else is a traceback."""
+    stack = tmp_path / "Pulumi.bad.yaml"
+    stack.write_bytes(content)
+    with pytest.raises(SettingsError, match=message):
+        load_stack_file(stack)
+
+
 def test_project_schema_matches_the_validator() -> None:
     """Pulumi.yaml documents every key with a type and description, with the validator's defaults."""
     project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
