@@ -366,12 +366,26 @@ def strip_namespace(config: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _pulumi_config_loader() -> type:
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        """Scalars stay the text written, as the Pulumi CLI hands them to the program: `endpointName: 12345` is
+        the name "12345" under `pulumi up`, so it must be under `make demo` too, not an int refused as a non-name
+        (and `version: 1.10` is "1.10", not 1.1)."""
+
+    for tag in ("bool", "int", "float", "timestamp"):
+        Loader.add_constructor(f"tag:yaml.org,2002:{tag}", yaml.SafeLoader.construct_scalar)
+    return Loader
+
+
 def load_stack_file(path: str | Path) -> Settings:
     """Read a Pulumi.<stack>.yaml without the Pulumi CLI and validate it like the program does."""
     import yaml  # deferred: only the local stack and tests read YAML stack files
 
     try:
-        document = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        text = Path(path).read_text(encoding="utf-8")
+        document = yaml.load(text, Loader=_pulumi_config_loader()) or {}  # noqa: S506 - a SafeLoader subclass
     except UnicodeDecodeError as e:
         raise SettingsError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
     except yaml.YAMLError as e:  # a tab, an unclosed bracket: one line saying where, not the parser's traceback
@@ -383,6 +397,8 @@ def load_stack_file(path: str | Path) -> Settings:
     config = document.get("config") or {}
     if not isinstance(config, Mapping):
         raise SettingsError(f"{path}: `config:` must be a mapping")
+    if not all(isinstance(key, str) for key in config):
+        raise SettingsError(f"{path}: every key under `config:` must be text, like mobilenet-serverless:maxConcurrency")
     region = config.get("aws:region")
     return validate_settings(strip_namespace(config), region=region if isinstance(region, str) else None)
 

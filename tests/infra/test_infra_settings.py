@@ -293,7 +293,7 @@ def test_dev_stack_file_loads(tmp_path: Path) -> None:
 def test_stack_file_errors_name_the_key(tmp_path: Path) -> None:
     stack = tmp_path / "Pulumi.bad.yaml"
     stack.write_text("config:\n  aws:region: us-east-1\n  mobilenet-serverless:maxConcurrency: 500\n")
-    with pytest.raises(SettingsError, match=r"mobilenet-serverless:maxConcurrency = 500 .*1\.\.200"):
+    with pytest.raises(SettingsError, match=r"mobilenet-serverless:maxConcurrency = '500' .*1\.\.200"):
         load_stack_file(stack)
     stack.write_text(f"config:\n  aws:region: us-east-1\n  mobilenet-serverless:kmsKeyArn: {KMS}\n")
     with pytest.raises(SettingsError, match=r"kmsKeyArn = .* region us-east-1"):
@@ -303,16 +303,40 @@ def test_stack_file_errors_name_the_key(tmp_path: Path) -> None:
         load_stack_file(stack)
 
 
+def test_stack_file_scalars_are_the_text_written_as_pulumi_passes_them(tmp_path: Path) -> None:
+    """`pulumi up` hands the program every scalar as the text in the file; `make demo` must read the same file alike."""
+    stack = tmp_path / "Pulumi.scalars.yaml"
+    stack.write_text(
+        "config:\n  aws:region: us-east-1\n  mobilenet-serverless:endpointName: 12345\n"
+        "  mobilenet-serverless:maxConcurrency: 0x10\n"
+    )
+    with pytest.raises(SettingsError, match=r"maxConcurrency = '0x10'"):
+        load_stack_file(stack)  # a YAML 1.1 hex int is not an integer to Pulumi either
+    stack.write_text(
+        "config:\n  aws:region: us-east-1\n  mobilenet-serverless:endpointName: 12345\n"
+        "  mobilenet-serverless:maxConcurrency: 8\n  mobilenet-serverless:alarms: true\n"
+    )
+    settings = load_stack_file(stack)
+    assert (settings.endpoint_name, settings.max_concurrency) == ("12345", 8)
+    assert settings == validate_settings(
+        {"endpointName": "12345", "maxConcurrency": "8", "alarms": "true"}, region="us-east-1"
+    )
+    stack.write_text("config:\n  mobilenet-serverless:alarms: yes\n")
+    with pytest.raises(SettingsError, match=r"alarms = 'yes' .*true or false"):
+        load_stack_file(stack)  # YAML 1.1's yes is the text "yes" to Pulumi, not true
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
+        (b"config:\n  12: 5\n  ~: 6\n", "every key under `config:` must be text"),
         (b"config:\n\tmobilenet-serverless:maxConcurrency: 5\n", r"not valid YAML at line 2, column 1: .*'\\t'"),
         (b"config: [\n", "not valid YAML at line 2"),
         (b"config:\n  mobilenet-serverless:customDomain: caf\xe9.example\n", r"not UTF-8 text \(.* at byte 48\)"),
         (b"- config\n", "expected a mapping at the top level"),
         (b"config:\n  - mobilenet-serverless:maxConcurrency\n", "`config:` must be a mapping"),
     ],
-    ids=["tab", "unclosed", "latin-1", "list", "config-list"],
+    ids=["null-key", "tab", "unclosed", "latin-1", "list", "config-list"],
 )
 def test_a_malformed_stack_file_is_one_settings_error(tmp_path: Path, content: bytes, message: str) -> None:
     """The local stack reports a SettingsError in one line (local/__main__.py); anything else is a traceback."""
