@@ -529,9 +529,13 @@ def create_app(
         # Dotfiles are never published (components.policies.site_files), so they are not served either.
         hidden = any(part.startswith(".") for part in relative.split("/"))
         try:
-            path = (WWW / relative).resolve()
+            # As components/bundle_dir.py bundles it: a link is published at its own path when it resolves to a file
+            # inside www/ that is not hidden itself (www/ itself may be a link), and nothing else is.
+            root = WWW.resolve()
+            path = (root / relative).resolve()
+            inside = path.is_relative_to(root) and not any(p.startswith(".") for p in path.relative_to(root).parts)
             content_type = CONTENT_TYPES.get(path.suffix.lower())
-            missing = hidden or not path.is_relative_to(WWW) or not path.is_file() or content_type is None
+            missing = hidden or not inside or not path.is_file() or content_type is None
             if missing or request.method not in ("GET", "HEAD"):  # any other route: what API Gateway answers
                 return route_not_found()
             body = path.read_bytes()
@@ -550,7 +554,7 @@ def create_app(
                 origin, site_origin=origin_from_host(request.scope["scheme"], request.headers.get("host"))
             ),
             "content-type": content_type,
-            "cache-control": cache_control_for(path.relative_to(WWW).as_posix()),
+            "cache-control": cache_control_for(path.relative_to(root).as_posix()),
         }
         return Response(body, headers=headers)
 

@@ -449,6 +449,22 @@ def test_only_containment_stops_an_absolute_path_or_a_symlink_out_of_the_site(ti
         assert response.status_code == 404 and "secret" not in response.text, path
 
 
+def test_a_link_is_served_as_the_bucket_would_hold_it(tiers, www, tmp_path, monkeypatch):
+    """components/bundle_dir.py publishes an in-site link at its path and refuses one to a hidden file; so does this."""
+    (www / ".env").write_text("secret")
+    (www / "leak.txt").symlink_to(".env")
+    (www / "same.js").symlink_to("app.js")
+    leak = tiers.request("GET", "/leak.txt")
+    assert leak.status_code == 404 and "secret" not in leak.text
+    assert tiers.request("GET", "/same.js").text == "1"
+    alias = tmp_path / "site-link"
+    alias.symlink_to(www, target_is_directory=True)
+    monkeypatch.setattr(server, "WWW", alias)  # www/ itself a link (a checkout that links a built site in)
+    page = tiers.request("GET", "/")
+    assert page.status_code == 200 and page.text == "<!doctype html>"
+    assert tiers.request("GET", "/leak.txt").status_code == 404
+
+
 def test_config_js_carries_the_security_headers_and_is_never_cached(tiers):
     response = tiers.request("GET", "/config.js")
     assert response.status_code == 200 and f'"apiUrl": "{BASE_URL}"' in response.text
