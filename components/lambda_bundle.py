@@ -31,6 +31,16 @@ def canonical_name(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+# What the installer writes into a .dist-info, not the package: pip writes INSTALLER "pip", uv writes "uv", and RECORD
+# lists hashes of its own. The runtime reads none of them (importlib.metadata needs METADATA), and keeping them would
+# make the asset's hash, and so a redeploy, depend on the tool that built the venv.
+_INSTALLER_FILES = frozenset({"INSTALLER", "RECORD", "REQUESTED", "direct_url.json"})
+
+
+def _installer_file(parts: tuple[str, ...]) -> bool:
+    return len(parts) == 2 and parts[0].endswith(".dist-info") and parts[1] in _INSTALLER_FILES
+
+
 def _skipped(parts: Iterable[str]) -> bool:
     parts = list(parts)
     return "__pycache__" in parts or parts[-1].endswith((".pyc", ".pyo"))
@@ -93,7 +103,7 @@ def lambda_asset_files(handler_dir: Path, distributions: Iterable[str] = ("aws-l
     for dist in resolve_distributions(distributions):
         for record_path in dist.files or []:
             posix = PurePosixPath(str(record_path).replace("\\", "/"))
-            if posix.is_absolute() or ".." in posix.parts or _skipped(posix.parts):
+            if posix.is_absolute() or ".." in posix.parts or _skipped(posix.parts) or _installer_file(posix.parts):
                 continue
             source = Path(str(dist.locate_file(record_path))).resolve()
             if not source.is_file():

@@ -172,3 +172,31 @@ def test_a_distribution_shadowing_the_handler_package_is_refused(tmp_path, monke
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     with pytest.raises(BundleError, match=r"two files want archive path 'handlers/__init__\.py'"):
         lambda_asset_files(HANDLERS, distributions=("shadow-dist",))
+
+
+def test_what_the_installer_wrote_is_left_out_so_the_asset_does_not_depend_on_pip_or_uv(files, tmp_path, monkeypatch):
+    powertools = {name for name in files if name.startswith("aws_lambda_powertools-")}
+    assert {PurePosixPath(name).name for name in powertools} >= {"METADATA"}
+    assert not {PurePosixPath(name).name for name in powertools} & {"INSTALLER", "RECORD", "REQUESTED"}
+    info = "tool_made-1.0.dist-info"
+    fake_distribution(
+        tmp_path / "site",
+        "tool-made",
+        {
+            "tool_made/__init__.py": "",
+            f"{info}/METADATA": "Metadata-Version: 2.1\nName: tool-made\nVersion: 1.0\n",
+            f"{info}/INSTALLER": "uv\n",
+            f"{info}/REQUESTED": "",
+            f"{info}/direct_url.json": '{"url": "file:///home/someone/wheels/tool_made.whl"}',
+            f"{info}/licenses/LICENSE": "MIT",
+            "tool_made/RECORD": "a module's own file of that name is the package's",
+        },
+    )
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    bundled = lambda_asset_files(HANDLERS, distributions=("tool-made",))
+    assert {name for name in bundled if name.startswith("tool_made")} == {
+        "tool_made/__init__.py",
+        "tool_made/RECORD",
+        f"{info}/METADATA",
+        f"{info}/licenses/LICENSE",
+    }
