@@ -22,6 +22,7 @@ import tarfile
 import tempfile
 import warnings
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -307,6 +308,21 @@ def vendored_ort_files(wheel: Path) -> dict[str, bytes]:
     return files
 
 
+def add_vendored(members: dict[str, bytes], vendored: Mapping[str, bytes]) -> None:
+    """Put the unpacked wheel into the artifact's members; model/code may hold nothing where it goes.
+
+    A file of model/code under code/vendor/<python tag>/ would be overwritten by the wheel's or, where the wheel has
+    no such file, mixed into its onnxruntime: a half-old runtime that fails (or serves) in the container only."""
+    prefix = f"code/vendor/{CONTAINER_PYTHON}/"
+    clash = sorted(name for name in members if name.startswith(prefix))
+    if clash:
+        raise WeightsError(
+            f"model/{clash[0]} is under model/code/vendor/{CONTAINER_PYTHON}/, where the onnxruntime wheel is "
+            f"unpacked ({len(clash)} file(s) there): remove that folder"
+        )
+    members.update(vendored)
+
+
 def code_files() -> dict[str, bytes]:
     """Every file under model/code (no caches), keyed by its path in the tarball.
 
@@ -416,7 +432,7 @@ def build(
     if int8:
         members["model.onnx"] = quantize_int8(members["model.onnx"], meta, sorted(CALIBRATION_DIR.glob("*.jpg")))
     if ort_wheel is not None:
-        members.update(vendored_ort_files(ort_wheel))
+        add_vendored(members, vendored_ort_files(ort_wheel))
     write_tarball(members, out)
     stamp.write_text(fp + "\n")
     out.with_name(out.name + ".sha256").write_text(f"{sha256_file(out)}  {out.name}\n")

@@ -510,3 +510,16 @@ def test_cli_a_misnamed_file_in_the_wheel_dir_is_one_error_line(tmp_path, monkey
     assert package.main(["--out", str(tmp_path / "m.tar.gz")]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {bad} is not a wheel file name") and len(err.splitlines()) == 1
+
+
+def test_model_code_may_hold_nothing_where_the_wheel_is_unpacked():
+    members = {"code/inference.py": b"a", "code/vendor/other/x.py": b"kept"}
+    package.add_vendored(members, {"code/vendor/cp312/onnxruntime/__init__.py": b"wheel"})
+    assert members == {
+        "code/inference.py": b"a",
+        "code/vendor/other/x.py": b"kept",
+        "code/vendor/cp312/onnxruntime/__init__.py": b"wheel",
+    }
+    stale = {"code/inference.py": b"a", "code/vendor/cp312/onnxruntime/old.py": b"stale"}
+    with pytest.raises(package.WeightsError, match=r"model/code/vendor/cp312/onnxruntime/old\.py is under .*remove"):
+        package.add_vendored(stale, {"code/vendor/cp312/onnxruntime/__init__.py": b"wheel"})
