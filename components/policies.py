@@ -29,6 +29,7 @@ CACHING_DISABLED_POLICY_ID = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
 
 DLC_REPOSITORY = "pytorch-inference"
 CONFIG_JS_KEY = "config.js"
+INDEX_KEY = "index.html"
 INVALIDATION_PATHS = ("/*",)
 
 # Extension -> Content-Type for what the site ships. An unknown extension is an error, not
@@ -399,6 +400,8 @@ def site_files(www_dir: Path) -> dict[str, Path]:
     if not www_dir.is_dir():
         raise PolicyInputError(f"www_dir {www_dir} is not a directory")
     files = bundle_dir_files(www_dir, lambda parts: parts == (CONFIG_JS_KEY,), PolicyInputError)
+    if INDEX_KEY not in files:  # the distribution's default root object: without it / is an S3 AccessDenied page
+        raise PolicyInputError(f"www_dir {www_dir} has no {INDEX_KEY}, the page the site serves at /")
     for rel in files:
         content_type_for(rel)  # fail at program time, not as a broken page
     return files

@@ -132,7 +132,7 @@ class StaticSite(pulumi.ComponentResource):
             enabled=True,
             is_ipv6_enabled=True,
             http_version="http2and3",
-            default_root_object="index.html",
+            default_root_object=policies.INDEX_KEY,
             price_class=args.price_class,
             aliases=[args.custom_domain] if args.custom_domain else None,
             comment="mobilenet-serverless web UI",

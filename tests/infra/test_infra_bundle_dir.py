@@ -28,7 +28,10 @@ def _lambda(directory: Path) -> dict[str, bytes]:
 
 
 def _site(directory: Path) -> dict[str, bytes]:
-    return policies.read_site_files(policies.site_files(directory))
+    if not (directory / "index.html").exists():
+        (directory / "index.html").write_text("")  # the one file a site must have
+    files = policies.read_site_files(policies.site_files(directory))
+    return {k: v for k, v in files.items() if k != "index.html"}
 
 
 def _code(directory: Path) -> dict[str, bytes]:

@@ -335,6 +335,11 @@ def test_site_files_refuse_a_missing_www_dir(tmp_path: Path) -> None:
     # Not an empty site: a wrong path must fail the program rather than publish nothing.
     with pytest.raises(PolicyInputError, match="www_dir"):
         policies.site_files(tmp_path / "missing")
+    (tmp_path / "site" / "sub").mkdir(parents=True)
+    (tmp_path / "site" / "sub" / "index.html").write_text("<p>not the root's</p>")
+    (tmp_path / "site" / ".index.html").write_text("hidden, never published")
+    with pytest.raises(PolicyInputError, match=r"www_dir .*/site has no index\.html, the page the site serves at /"):
+        policies.site_files(tmp_path / "site")  # the distribution's default root object would be a 403 page
 
 
 def test_site_content_hash_changes_exactly_with_content() -> None:
