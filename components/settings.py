@@ -234,6 +234,7 @@ MAX_EXTRA_ORIGINS_CHARS = 3000
 
 
 def _origins(key: str, value: Any) -> tuple[str, ...]:
+    written = value  # errors quote what the user wrote, not the parse of it
     if isinstance(value, str):
         # Pulumi config returns structured values as JSON text.
         try:
@@ -241,10 +242,10 @@ def _origins(key: str, value: Any) -> tuple[str, ...]:
         except json.JSONDecodeError:
             raise _fail(key, value, "a list of origins") from None
     if not isinstance(value, list | tuple):
-        raise _fail(key, value, "a list of origins")
+        raise _fail(key, written, "a list of origins")
     origins = tuple(validate_origin(key, item) for item in value)
     if len(set(origins)) != len(origins):
-        raise _fail(key, value, "a list of distinct origins")
+        raise _fail(key, written, "a list of distinct origins")
     size = len(",".join(origins))
     if size > MAX_EXTRA_ORIGINS_CHARS:
         raise SettingsError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,15 @@ def test_pulumi_config_strings_are_coerced() -> None:
 def test_blank_cors_origins_text_is_no_extra_origins() -> None:
     # `pulumi config set corsExtraOrigins " "` hands over blank text, as an unset array is empty.
     assert validate_settings({"corsExtraOrigins": " \n"}).cors_extra_origins == ()
+
+
+@pytest.mark.parametrize(
+    "text", ['{"origin": "https://a.example.com"}', '["https://a.example.com", "https://a.example.com"]']
+)
+def test_a_cors_origins_error_quotes_the_json_text_as_written(text: str) -> None:
+    # Pulumi hands a structured value over as JSON text; the error shows that text, not Python's repr of its parse.
+    with pytest.raises(SettingsError, match="corsExtraOrigins = " + re.escape(repr(text))):
+        validate_settings({"corsExtraOrigins": text})
 
 
 @pytest.mark.parametrize(("text", "expected"), [("True", True), ("TRUE", True), (" true ", True), ("False", False)])
