@@ -451,8 +451,8 @@ def test_only_containment_stops_an_absolute_path_or_a_symlink_out_of_the_site(ti
 
 def test_a_link_is_served_as_the_bucket_would_hold_it(tiers, www, tmp_path, monkeypatch):
     """components/bundle_dir.py publishes an in-site link at its path and refuses one to a hidden file; so does this."""
-    (www / ".env").write_text("secret")
-    (www / "leak.txt").symlink_to(".env")
+    (www / ".env.txt").write_text("secret")  # of a type the site serves: only the hidden rule can refuse the link
+    (www / "leak.txt").symlink_to(".env.txt")
     (www / "same.js").symlink_to("app.js")
     leak = tiers.request("GET", "/leak.txt")
     assert leak.status_code == 404 and "secret" not in leak.text
