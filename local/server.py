@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Mapping
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
 import h11
@@ -530,11 +530,12 @@ def create_app(
         hidden = any(part.startswith(".") for part in relative.split("/"))
         try:
             # As components/bundle_dir.py bundles it: a link is published at its own path when it resolves to a file
-            # inside www/ that is not hidden itself (www/ itself may be a link), and nothing else is.
+            # inside www/ that is not hidden itself (www/ itself may be a link), and nothing else is. The object's
+            # key is the link's path, so its type and cache policy are the key's, not those of the file it names.
             root = WWW.resolve()
             path = (root / relative).resolve()
             inside = path.is_relative_to(root) and not any(p.startswith(".") for p in path.relative_to(root).parts)
-            content_type = CONTENT_TYPES.get(path.suffix.lower())
+            content_type = CONTENT_TYPES.get(PurePosixPath(relative).suffix.lower())
             missing = hidden or not inside or not path.is_file() or content_type is None
             if missing or request.method not in ("GET", "HEAD"):  # any other route: what API Gateway answers
                 return route_not_found()
@@ -554,7 +555,7 @@ def create_app(
                 origin, site_origin=origin_from_host(request.scope["scheme"], request.headers.get("host"))
             ),
             "content-type": content_type,
-            "cache-control": cache_control_for(path.relative_to(root).as_posix()),
+            "cache-control": cache_control_for(relative),
         }
         return Response(body, headers=headers)
 

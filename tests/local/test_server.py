@@ -20,6 +20,7 @@ import uvicorn
 from starlette.requests import Request
 from uvicorn.server import ServerState
 
+from components import policies
 from components.policies import PERMISSIONS_POLICY, cors_allowed_origins
 from components.settings import load_stack_file
 from local import gateway, server
@@ -463,6 +464,24 @@ def test_a_link_is_served_as_the_bucket_would_hold_it(tiers, www, tmp_path, monk
     page = tiers.request("GET", "/")
     assert page.status_code == 200 and page.text == "<!doctype html>"
     assert tiers.request("GET", "/leak.txt").status_code == 404
+
+
+def test_a_link_gets_the_type_and_cache_policy_of_its_own_key(tiers, www):
+    """The bucket holds a link at its path, with content_type_for and cache_control_for of that key, not of the
+    file it points at; a link to a config.js left in www/ is published too (site_files skips only the file)."""
+    (www / "logo.png").write_bytes(b"png")
+    (www / "favicon.ico").symlink_to("logo.png")
+    (www / "module.mjs").write_text("1")
+    (www / "main.js").symlink_to("module.mjs")
+    (www / "config.js").write_text("left by hand")
+    (www / "settings.js").symlink_to("config.js")
+    icon = tiers.request("GET", "/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"] == policies.content_type_for("favicon.ico")
+    script = tiers.request("GET", "/main.js")
+    assert script.headers["cache-control"] == policies.cache_control_for("main.js") == "no-cache"
+    settings = tiers.request("GET", "/settings.js")  # was cache_control_for("config.js"): an uncaught error
+    assert settings.status_code == 200 and settings.text == "left by hand"
+    assert settings.headers["cache-control"] == "no-cache"
 
 
 def test_config_js_carries_the_security_headers_and_is_never_cached(tiers):
