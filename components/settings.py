@@ -380,8 +380,9 @@ def _pulumi_config_loader() -> type:
     return Loader
 
 
-def load_stack_file(path: str | Path) -> Settings:
-    """Read a Pulumi.<stack>.yaml without the Pulumi CLI and validate it like the program does."""
+def read_stack_config(path: str | Path) -> Mapping[str, Any]:
+    """The `config:` block of a Pulumi.<stack>.yaml, its scalars the text written (as the Pulumi CLI reads them);
+    a SettingsError for a file that is not such a YAML mapping, an OSError for one that cannot be read."""
     import yaml  # deferred: only the local stack and tests read YAML stack files
 
     try:
@@ -400,6 +401,12 @@ def load_stack_file(path: str | Path) -> Settings:
         raise SettingsError(f"{path}: `config:` must be a mapping")
     if not all(isinstance(key, str) for key in config):
         raise SettingsError(f"{path}: every key under `config:` must be text, like mobilenet-serverless:maxConcurrency")
+    return config
+
+
+def load_stack_file(path: str | Path) -> Settings:
+    """Read a Pulumi.<stack>.yaml without the Pulumi CLI and validate it like the program does."""
+    config = read_stack_config(path)
     region = config.get("aws:region")
     return validate_settings(strip_namespace(config), region=region if isinstance(region, str) else None)
 

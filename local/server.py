@@ -46,7 +46,7 @@ from components.policies import (
     http_api_cors,
     proxy_function_env,
 )
-from components.settings import Settings
+from components.settings import Settings, SettingsError, read_stack_config
 from components.site_config import CONFIG_JS_CACHE_CONTROL, CONFIG_JS_CONTENT_TYPE, render_config_js
 from local import gateway
 from local.runtime import Faults, SageMakerRuntime, aws_error
@@ -707,10 +707,10 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def stack_region(stack_file: Path) -> str:
-    import yaml
-
+    # Read as load_stack_file reads it (scalars as the text written): safe_load would raise a ValueError for a tag
+    # written like an impossible date, in a file the settings took.
     try:
-        config = (yaml.safe_load(stack_file.read_text()) or {}).get("config") or {}
-    except OSError:
+        config = read_stack_config(stack_file)
+    except (OSError, SettingsError):
         return "us-east-1"
     return str(config.get("aws:region") or "us-east-1")

@@ -1175,6 +1175,17 @@ def test_accepted_connections_send_at_once_and_a_restart_can_rebind_at_once():
     server.bind("127.0.0.1", port).close()
 
 
+def test_the_region_is_read_as_the_settings_are(tmp_path):
+    """A stack file is read as Pulumi reads it (components/settings.py): a tag written like an impossible date is
+    the text written, so load_stack_file takes it, and the region must be read from it too, not a ValueError."""
+    stack_file = tmp_path / "Pulumi.x.yaml"
+    stack_file.write_text(
+        "config:\n  aws:region: eu-west-1\n  aws:defaultTags:\n    tags:\n      reviewed: 2026-02-30\n"
+    )
+    load_stack_file(stack_file)
+    assert server.stack_region(stack_file) == "eu-west-1"
+
+
 @pytest.mark.parametrize(
     "text",
     ["", "config:\n", "config:\n  aws:region:\n", "config:\n  aws:region: ''\n"],
