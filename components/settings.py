@@ -1,9 +1,10 @@
 """Stack settings: one pure validator shared by the Pulumi program and the local stack.
 
 Every bad value is rejected here, before the program declares a single resource, so a typo in
-Pulumi.<stack>.yaml costs a second instead of a half-created SageMaker endpoint. Values may arrive
-as native YAML types (load_stack_file) or as the strings Pulumi config hands out (__main__), so each
-field is coerced from both.
+Pulumi.<stack>.yaml costs a second instead of a half-created SageMaker endpoint. Values arrive as the
+strings Pulumi config hands out: from the program's config bag (__main__), or from the stack file read the
+same way (load_stack_file: scalars as the text written, lists as lists). Tests also pass native ints and
+bools, so each field is coerced from both.
 """
 
 from __future__ import annotations
