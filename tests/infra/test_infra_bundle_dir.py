@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from components import policies
-from components.bundle_dir import BundleDirError
+from components.bundle_dir import BundleDirError, bundle_dir_files
 from components.lambda_bundle import BundleError, lambda_asset_files
 from model import package
 
@@ -79,10 +79,32 @@ def test_links_inside_the_directory_are_bundled_at_the_links_path(bundle):
 
 
 def test_the_directory_itself_may_be_a_link(bundle, tmp_path):
+    """Its links are judged against the folder it resolves to, or every link inside would look like one out of it."""
     build, _, root = bundle
     (root / "page.txt").write_text("P")
+    (root / "alias.txt").symlink_to("page.txt")
     (tmp_path / "linked").symlink_to(root, target_is_directory=True)
-    assert build(tmp_path / "linked") == {"page.txt": b"P"}
+    assert build(tmp_path / "linked") == {"alias.txt": b"P", "page.txt": b"P"}
+
+
+def test_files_are_sorted_by_path_and_map_to_the_resolved_target(tmp_path):
+    """The documented contract of bundle_dir_files: sorted by the POSIX path (not by walk order, which puts a/b
+    before a-b), each to the regular file a link resolves to."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "b.txt").write_text("B")
+    (tmp_path / "a-b.txt").write_text("AB")
+    (tmp_path / "alias.txt").symlink_to("a-b.txt")
+    files = bundle_dir_files(tmp_path)
+    assert list(files) == ["a-b.txt", "a/b.txt", "alias.txt"]
+    assert files["alias.txt"] == (tmp_path / "a-b.txt").resolve()
+
+
+def test_a_fifo_is_left_out(tmp_path):
+    """Nothing a bundle can hold: reading a FIFO would block the deploy forever (so is this test, had it a bundle)."""
+    (tmp_path / "page.txt").write_text("P")
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "pipe-link").symlink_to("pipe")
+    assert list(bundle_dir_files(tmp_path)) == ["page.txt"]
 
 
 @pytest.mark.parametrize(
@@ -104,20 +126,22 @@ def test_a_link_out_of_the_directory_is_an_error_naming_it_and_the_fix(bundle, t
         build(root)
     message = str(raised.value)
     assert str(root.resolve() / link) in message and target in message and "copy" in message
+    assert f"outside {root.resolve()}" in message
 
 
-@pytest.mark.parametrize("case", ["dangling", "loop", "ancestor", "root", "hidden target"])
+@pytest.mark.parametrize("case", ["dangling", "loop", "ancestor", "grandparent", "root", "hidden target"])
 def test_dangling_looping_and_hidden_links_are_errors(bundle, case):
     """Skipping them would turn into an ImportError or a missing page after the deploy; following a link to the
     folder that holds it would never end; a visible name for a hidden file would ship the .env it points at."""
     build, error, root = bundle
-    (root / "sub").mkdir()
+    (root / "sub" / "deep").mkdir(parents=True)
     (root / "page.txt").write_text("P")
     (root / ".env").write_text("AWS_SECRET_ACCESS_KEY=x")
     link = {
         "dangling": ("gone.txt", "missing.txt"),
         "loop": ("a.txt", "b.txt"),
         "ancestor": ("sub/up", ".."),
+        "grandparent": ("sub/deep/up", ".."),  # loops through sub/, a folder below the root
         "root": ("all", "."),
         "hidden target": ("env.txt", ".env"),
     }[case]
@@ -163,7 +187,8 @@ def test_a_name_that_is_not_utf8_is_an_error_naming_it(bundle, name):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "wb") as f:
         f.write(b"x")
-    with pytest.raises(error, match=re.escape(repr(os.path.join(os.fsencode(root.resolve()), name.split(b"/")[0])))):
+    named = repr(os.path.join(os.fsencode(root.resolve()), name.split(b"/")[0]))
+    with pytest.raises(error, match=re.escape(named) + ".* is not UTF-8"):
         build(root)
 
 
