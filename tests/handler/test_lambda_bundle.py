@@ -59,7 +59,9 @@ def test_bytecode_and_caches_in_handlers_are_skipped(tmp_path):
     (package / "__init__.py").write_text("")
     (package / "inference_proxy.py").write_text("handler = None\n")
     (package / "__pycache__" / "inference_proxy.cpython-311.pyc").write_bytes(b"\x00")
+    (package / "__pycache__" / "inference_proxy.handler-1.py312.nbi").write_bytes(b"\x00")  # numba's cache
     (package / "stale.pyc").write_bytes(b"\x00")
+    (package / "stale.pyo").write_bytes(b"\x00")
     (package / ".DS_Store").write_bytes(b"\x00")
     files = lambda_asset_files(package, distributions=())
     assert sorted(files) == ["handlers/__init__.py", "handlers/inference_proxy.py"]
@@ -102,13 +104,38 @@ def test_missing_distribution_is_named(tmp_path):
 
 
 def test_resolution_is_transitive_and_skips_the_runtime(files):
-    names = {canonical_name(d.metadata["Name"]) for d in resolve_distributions(["aws-lambda-powertools", "boto3"])}
-    assert names == {"aws-lambda-powertools", "jmespath", "typing-extensions"}
+    names = [canonical_name(d.metadata["Name"]) for d in resolve_distributions(["aws-lambda-powertools", "boto3"])]
+    assert names == ["aws-lambda-powertools", "jmespath", "typing-extensions"]
 
 
-def test_compiled_extensions_are_refused():
+@pytest.mark.parametrize("name", ["boto3", "botocore", "s3transfer", "urllib3", "six", "python-dateutil"])
+def test_each_runtime_provided_distribution_is_left_out_however_it_is_spelt(name):
+    """A requirement may spell a name in any case with - _ or . (PEP 503); each of them is the runtime's."""
+    assert resolve_distributions([name, name.upper().replace("-", "."), name.title().replace("-", "_")]) == []
+
+
+def test_canonical_name_folds_case_and_separator_runs():
+    assert canonical_name("Zope.Interface__Extra-_.x") == "zope-interface-extra-x"
+
+
+def test_requirements_with_a_true_marker_are_followed_and_a_bad_one_is_named(tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    fake_distribution(site, "needs-dist", {"needs/__init__.py": ""}, ('dep-dist; python_version >= "3"',))
+    fake_distribution(site, "dep-dist", {"dep/__init__.py": ""}, ('never-dist; python_version < "3"',))
+    fake_distribution(site, "broken-dist", {"broken/__init__.py": ""}, ("not a requirement!",))
+    monkeypatch.syspath_prepend(str(site))
+    assert [d.metadata["Name"] for d in resolve_distributions(["needs-dist"])] == ["dep-dist", "needs-dist"]
+    with pytest.raises(BundleError, match=r"broken-dist: cannot parse requirement 'not a requirement!'"):
+        resolve_distributions(["broken-dist"])
+
+
+def test_compiled_extensions_are_refused(tmp_path, monkeypatch):
     with pytest.raises(BundleError, match="compiled extension"):
         lambda_asset_files(HANDLERS, distributions=("pyyaml",))
+    fake_distribution(tmp_path / "site", "abi3-dist", {"abi3/__init__.py": "", "abi3/_fast.abi3.so": "ELF"})
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    with pytest.raises(BundleError, match=r"compiled extension \(abi3/_fast\.abi3\.so\)"):  # no .cpython- tag
+        lambda_asset_files(HANDLERS, distributions=("abi3-dist",))
 
 
 def test_the_bundle_imports_the_handler_in_a_clean_interpreter(files, tmp_path):
@@ -146,12 +173,13 @@ def test_the_bundle_imports_the_handler_in_a_clean_interpreter(files, tmp_path):
     assert result.stdout.strip() == "True"
 
 
-def fake_distribution(site: Path, name: str, files: dict[str, str | None]) -> None:
+def fake_distribution(site: Path, name: str, files: dict[str, str | None], requires: tuple[str, ...] = ()) -> None:
     """An installed distribution in `site`: each RECORD path -> its text, or None for a path RECORD lists but the
-    file system no longer has."""
+    file system no longer has; requires are its Requires-Dist lines."""
     info = site / f"{name.replace('-', '_')}-1.0.dist-info"
     info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    requires_dist = "".join(f"Requires-Dist: {line}\n" for line in requires)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n{requires_dist}")
     (info / "RECORD").write_text("".join(f"{path},,\n" for path in [*files, f"{info.name}/RECORD"]))
     for path, text in files.items():
         if text is not None:
@@ -165,6 +193,27 @@ def test_files_a_record_lists_but_the_install_lacks_are_left_out(tmp_path, monke
     files = lambda_asset_files(HANDLERS, distributions=("leftover-dist",))
     assert "leftover/__init__.py" in files
     assert "leftover/gone.py" not in files  # the function's code_files must all exist, or the deploy fails
+
+
+def test_record_paths_outside_site_packages_are_left_out(tmp_path, monkeypatch):
+    """A console script RECORD lists as ../../../bin/tool or by an absolute path is not the package's."""
+    script = tmp_path / "bin" / "tool"
+    script.parent.mkdir()
+    script.write_text("#!/bin/sh\n")
+    fake_distribution(tmp_path / "site", "script-dist", {"script/__init__.py": "", str(script): "#!/bin/sh\n"})
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    bundled = lambda_asset_files(HANDLERS, distributions=("script-dist",))
+    assert {name for name in bundled if not name.startswith(("handlers/", "script_dist-"))} == {"script/__init__.py"}
+
+
+def test_the_same_file_listed_by_two_distributions_is_bundled_once(tmp_path, monkeypatch):
+    """A legacy namespace package's __init__.py may be in two RECORDs: the same file is no conflict."""
+    site = tmp_path / "site"
+    fake_distribution(site, "ns-one", {"ns/__init__.py": "", "ns/one.py": ""})
+    fake_distribution(site, "ns-two", {"ns/__init__.py": "", "ns/two.py": ""})
+    monkeypatch.syspath_prepend(str(site))
+    bundled = lambda_asset_files(HANDLERS, distributions=("ns-one", "ns-two"))
+    assert {"ns/__init__.py", "ns/one.py", "ns/two.py"} <= set(bundled)
 
 
 def test_a_distribution_shadowing_the_handler_package_is_refused(tmp_path, monkeypatch):
