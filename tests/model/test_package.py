@@ -7,6 +7,7 @@ promise fails on its own and none needs an ONNX export.
 from __future__ import annotations
 
 import gzip
+import re
 import stat
 import tarfile
 import urllib.error
@@ -75,6 +76,16 @@ def test_tarball_entries_are_sorted_dirs_then_files_root_owned_fixed_modes(tmp_p
     assert _read(out, "model.pth") == b"weights"
     # Readable by whoever uploads or serves it, whatever the umask (the temp file it was renamed from was 0600)
     assert stat.S_IMODE(out.stat().st_mode) == 0o644
+
+
+def test_a_failed_compression_leaves_no_temp_file(tmp_path, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(package.gzip, "GzipFile", full)
+    with pytest.raises(OSError, match="No space left"):
+        package.write_tarball(MEMBERS, tmp_path / "model.tar.gz")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_failed_rename_leaves_no_temp_file(tmp_path):
@@ -206,6 +217,17 @@ def test_build_ships_what_the_options_ask_for(stub_build):
     assert "model.onnx" not in {name for name, *_ in _listing(b.out)}
 
 
+def test_force_rebuilds_and_an_edited_or_lost_artifact_is_rebuilt(stub_build):
+    b = stub_build
+    assert package.build(b.source, b.out, onnx=False)[1] is True
+    assert package.build(b.source, b.out, onnx=False, force=True)[1] is True
+    b.out.write_bytes(b.out.read_bytes()[:-1])  # truncated by an interrupted copy: no longer what .sha256 names
+    assert package.build(b.source, b.out, onnx=False)[1] is True
+    b.out.unlink()
+    assert package.build(b.source, b.out, onnx=False)[1] is True
+    assert package.build(b.source, b.out, onnx=False)[1] is False
+
+
 @pytest.mark.parametrize("lost", ["model.tar.gz.inputs", "model.tar.gz.sha256"])
 def test_a_lost_stamp_or_checksum_rebuilds(stub_build, lost):
     b = stub_build
@@ -329,6 +351,8 @@ def test_int8_without_calibration_photos_is_refused():
     [
         "onnxruntime-1.31.1-cp312-cp312-musllinux_1_2_x86_64.whl",  # Alpine's libc, not the container's glibc
         "onnxruntime-1.31.1-cp312-cp312-manylinux_2_28_aarch64.whl",  # Graviton
+        "onnxruntime-1.31.1-cp311-cp311-manylinux_2_28_x86_64.whl",  # another Python
+        "onnxruntime_gpu-1.31.1-cp312-cp312-manylinux_2_28_x86_64.whl",  # another distribution
     ],
 )
 def test_a_wheel_name_for_another_platform_is_refused_by_name(tmp_path, name):
@@ -338,6 +362,16 @@ def test_a_wheel_name_for_another_platform_is_refused_by_name(tmp_path, name):
 
 def test_the_wheel_version_comes_from_its_name(tmp_path):
     assert str(package.check_ort_wheel_name(tmp_path / WHEEL)) == "1.31.1"
+    # One fitting tag is enough (a wheel's compressed tag set may list other Pythons too)
+    multi = "onnxruntime-1.31.1-cp311.cp312-cp311.cp312-manylinux_2_28_x86_64.whl"
+    assert str(package.check_ort_wheel_name(tmp_path / multi)) == "1.31.1"
+
+
+def test_find_ort_wheel_picks_the_newest_by_version_not_by_name(tmp_path, monkeypatch):
+    monkeypatch.setattr(package, "WHEEL_DIR", tmp_path)
+    for version in ("1.9.0", "1.31.1", "1.22.0"):
+        (tmp_path / f"onnxruntime-{version}-cp312-cp312-manylinux_2_28_x86_64.whl").write_bytes(b"")
+    assert package.find_ort_wheel() == tmp_path / WHEEL
 
 
 def test_find_ort_wheel_ignores_other_pythons_and_finds_none_in_an_empty_dir(tmp_path, monkeypatch):
@@ -371,6 +405,32 @@ def test_vendored_files_are_the_runtime_only_under_the_python_tag(tmp_path):
         f"code/vendor/cp312/{LINUX_SO}",
     ]
     assert files[f"code/vendor/cp312/{LINUX_SO}"] == LINUX_SO.encode()
+
+
+def test_vendoring_checks_the_wheel_name_and_that_it_is_a_zip(tmp_path):
+    """--onnxruntime-wheel reaches vendored_ort_files without find_ort_wheel's glob: the name is checked there too."""
+    gpu = _wheel(tmp_path / "onnxruntime_gpu-1.31.1-cp312-cp312-manylinux_2_28_x86_64.whl", [LINUX_SO])
+    with pytest.raises(package.WeightsError, match="is not an onnxruntime wheel for the container"):
+        package.vendored_ort_files(gpu)
+    (tmp_path / "zip" / WHEEL).parent.mkdir()
+    (tmp_path / "zip" / WHEEL).write_bytes(b"<html>a proxy's error page</html>")
+    with pytest.raises(package.WeightsError, match=re.escape(f"{tmp_path / 'zip' / WHEEL} is not a readable zip")):
+        package.vendored_ort_files(tmp_path / "zip" / WHEEL)
+
+
+def test_a_wheel_without_the_container_extension_module_is_refused(tmp_path):
+    """A macOS build renamed to the Linux wheel's name: the name passes, the extension module does not."""
+    mac = _wheel(tmp_path / WHEEL, ["onnxruntime/__init__.py", "onnxruntime/capi/onnxruntime_pybind11_state.so"])
+    with pytest.raises(package.WeightsError, match=r"holds no cpython-312-x86_64-linux-gnu\.so extension module"):
+        package.vendored_ort_files(mac)
+
+
+def test_model_code_may_not_hold_a_requirements_txt(tmp_path, monkeypatch):
+    (tmp_path / "inference.py").write_text("a")
+    (tmp_path / "requirements.txt").write_text("onnxruntime\n")
+    monkeypatch.setattr(package, "CODE_DIR", tmp_path)
+    with pytest.raises(SystemExit, match=r"requirements\.txt must not exist"):
+        package.code_files()
 
 
 def test_code_files_skip_directories_and_caches(tmp_path, monkeypatch):
@@ -471,6 +531,12 @@ def test_cli_refuses_options_that_cannot_build(cli, capsys, flags, says):
     argv = [f.format(tmp=cli.tmp) for f in flags]
     assert package.main([*argv, *cli.out]) == 2
     assert capsys.readouterr().err == f"error: {says.format(tmp=cli.tmp)}\n"
+    assert not cli.calls
+
+
+def test_cli_a_folder_as_weights_is_one_error_line(cli, capsys):
+    assert package.main(["--weights", str(cli.tmp), *cli.out]) == 2
+    assert capsys.readouterr().err == f"error: weights file {cli.tmp.resolve()} is not a regular file\n"
     assert not cli.calls
 
 
