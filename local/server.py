@@ -37,6 +37,7 @@ from starlette.routing import Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from components.policies import (
+    CONFIG_JS_KEY,
     CONTENT_TYPES,
     CROSS_ORIGIN_OPENER_POLICY,
     CROSS_ORIGIN_RESOURCE_POLICY,
@@ -535,8 +536,10 @@ def create_app(
             root = WWW.resolve()
             path = (root / relative).resolve()
             inside = path.is_relative_to(root) and not any(p.startswith(".") for p in path.relative_to(root).parts)
-            content_type = CONTENT_TYPES.get(PurePosixPath(relative).suffix.lower())
-            missing = hidden or not inside or not path.is_file() or content_type is None
+            # pathlib drops a trailing slash: /config.js/ is the key config.js, never in the bucket (site_files).
+            key = PurePosixPath(relative).as_posix()
+            content_type = CONTENT_TYPES.get(PurePosixPath(key).suffix.lower())
+            missing = hidden or not inside or not path.is_file() or content_type is None or key == CONFIG_JS_KEY
             if missing or request.method not in ("GET", "HEAD"):  # any other route: what API Gateway answers
                 return route_not_found()
             body = path.read_bytes()
@@ -555,7 +558,7 @@ def create_app(
                 origin, site_origin=origin_from_host(request.scope["scheme"], request.headers.get("host"))
             ),
             "content-type": content_type,
-            "cache-control": cache_control_for(relative),
+            "cache-control": cache_control_for(key),
         }
         return Response(body, headers=headers)
 

@@ -484,6 +484,16 @@ def test_a_link_gets_the_type_and_cache_policy_of_its_own_key(tiers, www):
     assert settings.headers["cache-control"] == "no-cache"
 
 
+def test_a_config_js_left_in_www_is_not_served_by_another_path(tiers, www):
+    """site_files never uploads www/config.js; /config.js/ (pathlib drops the slash) served that stale file."""
+    (www / "config.js").write_text("window.STALE = 1;")
+    (www / "settings.js").symlink_to("config.js")
+    linked = tiers.request("GET", "/settings.js")  # bundled at the link's own path, as the bucket would hold it
+    assert linked.status_code == 200 and linked.headers["cache-control"] == "no-cache"
+    stale = tiers.request("GET", "/config.js/")
+    assert stale.status_code == 404 and "STALE" not in stale.text
+
+
 def test_config_js_carries_the_security_headers_and_is_never_cached(tiers):
     response = tiers.request("GET", "/config.js")
     assert response.status_code == 200 and f'"apiUrl": "{BASE_URL}"' in response.text
