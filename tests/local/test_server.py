@@ -466,6 +466,16 @@ def test_a_link_is_served_as_the_bucket_would_hold_it(tiers, www, tmp_path, monk
     assert tiers.request("GET", "/leak.txt").status_code == 404
 
 
+def test_a_hidden_name_or_a_link_into_a_hidden_folder_is_not_served(tiers, www):
+    """bundle_dir_files leaves a hidden name out before looking at its link, and refuses a visible link into a
+    hidden folder: neither is in the bucket, whatever the link points at."""
+    (www / ".alias.js").symlink_to("app.js")
+    (www / "git-config.txt").symlink_to("deep/.git/config.txt")
+    for path in ("/.alias.js", "/git-config.txt"):
+        response = tiers.request("GET", path)
+        assert response.status_code == 404 and "secret" not in response.text, path
+
+
 def test_a_link_gets_the_type_and_cache_policy_of_its_own_key(tiers, www):
     """The bucket holds a link at its path, with content_type_for and cache_control_for of that key, not of the
     file it points at; a link to a config.js left in www/ is published too (site_files skips only the file)."""
@@ -866,6 +876,21 @@ def test_x_forwarded_proto_counts_from_a_loopback_peer_only():
             assert "connect-src 'self';" in page.headers["content-security-policy"], client
         finally:
             stack.runtime.close()
+
+
+def test_x_forwarded_proto_is_http_or_https_and_the_nearest_forwarder_s_wins():
+    """Any other value (or one a client put before the forwarder's own) would become the page's API origin."""
+    stack = InProcessStack(any_interface=True, client=LOOPBACK_CLIENT)
+    host = ("host", "name-8000.app.github.dev")
+    try:
+        for headers, scheme in (
+            ([host, ("x-forwarded-proto", "javascript")], "http"),
+            ([host, ("x-forwarded-proto", "client-sent"), ("x-forwarded-proto", "https")], "https"),
+        ):
+            config_js = stack.request("GET", "/config.js", headers=headers)
+            assert f'"apiUrl": "{scheme}://name-8000.app.github.dev"' in config_js.text, headers
+    finally:
+        stack.runtime.close()
 
 
 def test_the_served_app_sees_the_socket_peer_whatever_x_forwarded_for_says(monkeypatch):
