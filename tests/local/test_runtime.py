@@ -6,6 +6,7 @@ import asyncio
 import json
 import tempfile
 import threading
+import time
 
 import pytest
 
@@ -239,3 +240,34 @@ def test_an_inference_script_that_cannot_be_imported_is_a_model_start_error(tmp_
         InProcessContainer(artifact)
     assert says in str(refused.value) and "\n" not in str(refused.value), refused.value
     assert list(tmp_path.iterdir()) == [artifact]
+
+
+def test_max_concurrency_invocations_in_flight_throttle_the_next_one() -> None:
+    runtime = SageMakerRuntime(FixedContainer(), "e", max_concurrency=2)
+    runtime.in_flight = 2  # two invocations still running
+    throttled = asyncio.run(runtime.invoke("e", b"x", "image/jpeg", "application/json"))
+    assert (throttled.status, throttled.headers["x-amzn-errortype"]) == (400, "ThrottlingException")
+    runtime.in_flight = 1
+    assert invoke(runtime).status == 200
+
+
+@pytest.mark.parametrize("status", [100, 204, 302, 399])
+def test_any_container_answer_outside_2xx_is_a_model_error(status) -> None:
+    ok = 200 <= status < 300
+    answer = invoke(SageMakerRuntime(FixedContainer(ContainerResponse(status, "text/plain", b"moved")), "e", 1))
+    assert answer.status == (200 if ok else 424)
+    if not ok:
+        assert json.loads(answer.body)["OriginalStatusCode"] == status
+
+
+def test_an_injected_delay_past_the_limit_times_out_at_the_limit() -> None:
+    container = StuckContainer()
+    runtime = SageMakerRuntime(container, "e", 1, faults=Faults(delay_s=30.0), invocation_timeout_s=0.05)
+    started = time.monotonic()
+    try:
+        answer = asyncio.run(runtime.invoke("e", b"x", "image/jpeg", "application/json"))
+    finally:
+        container.release.set()
+        runtime.close()
+    assert (answer.status, json.loads(answer.body)["OriginalStatusCode"]) == (424, 0)
+    assert time.monotonic() - started < 10  # not the 30 s the fault asked for
