@@ -7,6 +7,7 @@ Function's `role` to its Role) and a URN to name the offender in a failure messa
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import types
 from collections.abc import Iterable, Iterator, Mapping
@@ -18,6 +19,7 @@ import pulumi
 import pytest
 
 from tests.infra.conftest import (
+    ENGINE_LOOP,
     ROOT,
     RecordingMocks,
     fake_lambda_asset_files,
@@ -111,6 +113,9 @@ def run_program(stack: str, config: Mapping[str, Any], workdir: Path) -> Graph:
     The Lambda bundle is stubbed as in tests/infra (handler sources only): what Powertools files ship
     is not a security property, and walking site-packages would dominate the run time.
     """
+    # As tests/infra's mocks fixture does: a test before this one in the session (asyncio.run, in the local stack's)
+    # may have left the thread without the loop the root stack resource was made on.
+    asyncio.set_event_loop(ENGINE_LOOP)
     mocks = GraphMocks(stack)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
     artifact, _ = make_artifact(workdir / "model")
