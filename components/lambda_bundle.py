@@ -101,7 +101,12 @@ def lambda_asset_files(handler_dir: Path, distributions: Iterable[str] = ("aws-l
         _add(files, f"{HANDLER_PACKAGE}/{relative}", path)
 
     for dist in resolve_distributions(distributions):
-        for record_path in dist.files or []:
+        if dist.files is None:  # an egg-info or legacy develop install: nothing says which files are its own
+            raise BundleError(
+                f"{dist.metadata['Name']} lists no files (no RECORD), so none would be bundled and the function "
+                "would fail with an ImportError; reinstall it with pip into the deploy venv"
+            )
+        for record_path in dist.files:
             posix = PurePosixPath(str(record_path).replace("\\", "/"))
             if posix.is_absolute() or ".." in posix.parts or _skipped(posix.parts) or _installer_file(posix.parts):
                 continue

@@ -337,7 +337,7 @@ def code_files() -> dict[str, bytes]:
         ).items()
     }
     if "code/requirements.txt" in files:
-        raise SystemExit("model/code/requirements.txt must not exist: nothing is pip-installed at start")
+        raise BundleDirError("model/code/requirements.txt must not exist: nothing is pip-installed at start")
     return files
 
 

@@ -249,3 +249,13 @@ def test_what_the_installer_wrote_is_left_out_so_the_asset_does_not_depend_on_pi
         f"{info}/METADATA",
         f"{info}/licenses/LICENSE",
     }
+
+
+def test_a_distribution_that_lists_no_files_is_refused_not_bundled_empty(tmp_path, monkeypatch):
+    info = tmp_path / "site" / "legacy_dist-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: legacy-dist\nVersion: 1.0\n")
+    (tmp_path / "site" / "legacy_dist.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    with pytest.raises(BundleError, match=r"legacy-dist lists no files \(no RECORD\).*ImportError"):
+        lambda_asset_files(HANDLERS, distributions=("legacy-dist",))

@@ -19,6 +19,7 @@ import pytest
 import torch
 import torchvision
 
+from components.bundle_dir import BundleDirError
 from model import package
 
 WHEEL = "onnxruntime-1.31.1-cp312-cp312-manylinux_2_28_x86_64.whl"
@@ -429,8 +430,16 @@ def test_model_code_may_not_hold_a_requirements_txt(tmp_path, monkeypatch):
     (tmp_path / "inference.py").write_text("a")
     (tmp_path / "requirements.txt").write_text("onnxruntime\n")
     monkeypatch.setattr(package, "CODE_DIR", tmp_path)
-    with pytest.raises(SystemExit, match=r"requirements\.txt must not exist"):
+    with pytest.raises(BundleDirError, match=r"requirements\.txt must not exist"):
         package.code_files()
+
+
+def test_a_requirements_txt_is_one_error_line_and_exit_2(tmp_path, monkeypatch, capsys):
+    (tmp_path / "inference.py").write_text("a")
+    (tmp_path / "requirements.txt").write_text("onnxruntime\n")
+    monkeypatch.setattr(package, "CODE_DIR", tmp_path)
+    assert package.main(["--out", str(tmp_path / "out" / "model.tar.gz")]) == 2
+    assert capsys.readouterr().err.startswith("error: model/code/requirements.txt must not exist")
 
 
 def test_code_files_skip_directories_and_caches(tmp_path, monkeypatch):
