@@ -10,6 +10,7 @@ import pytest
 import torch
 import torchvision
 
+from components.bundle_dir import BundleDirError
 from model import package
 from tests.ci import skip_or_fail
 
@@ -116,7 +117,7 @@ def test_unchanged_inputs_skip_the_build_and_a_code_change_rebuilds(small_build)
 def test_requirements_txt_in_code_is_refused(tmp_path, monkeypatch):
     (tmp_path / "requirements.txt").write_text("requests\n")
     monkeypatch.setattr(package, "CODE_DIR", tmp_path)
-    with pytest.raises(SystemExit, match=r"requirements\.txt"):
+    with pytest.raises(BundleDirError, match=r"requirements\.txt"):
         package.code_files()
 
 
