@@ -537,8 +537,9 @@ def create_app(
             path = (root / relative).resolve()
             inside = path.is_relative_to(root) and not any(p.startswith(".") for p in path.relative_to(root).parts)
             # pathlib drops a trailing slash: /config.js/ is the key config.js, never in the bucket (site_files).
-            key = PurePosixPath(relative).as_posix()
-            content_type = CONTENT_TYPES.get(PurePosixPath(key).suffix.lower())
+            key_path = PurePosixPath(relative)
+            key = key_path.as_posix()
+            content_type = CONTENT_TYPES.get(key_path.suffix.lower())
             missing = hidden or not inside or not path.is_file() or content_type is None or key == CONFIG_JS_KEY
             if missing or request.method not in ("GET", "HEAD"):  # any other route: what API Gateway answers
                 return route_not_found()
