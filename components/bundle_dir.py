@@ -75,25 +75,37 @@ def _walk(
                 f"the name of {os.fsencode(path)!r} is not UTF-8, which an S3 key, a zip or a Python import needs "
                 "(it would fail later without naming the file): rename it"
             ) from None
-        real = _link_target(path, real_root, error) if entry.is_symlink() else path
-        if real.is_dir():
+        try:
+            real = _link_target(path, real_root, skip, error) if entry.is_symlink() else path
+            is_dir, is_file = real.is_dir(), real.is_file()
+        except OSError as exc:  # EACCES on a file in a folder the deployer may list but not search
+            raise error(f"cannot read {path}: {exc.strerror or exc}") from None
+        if is_dir:
             if real in ancestors:
                 raise error(f"{path} is a symlink to {os.readlink(path)}, a folder that contains it: it would loop")
             _walk(real, parts, real_root, ancestors | {real}, skip, error, files)
-        elif real.is_file():  # sockets, FIFOs and devices are nothing a bundle can hold
+        elif is_file:  # sockets, FIFOs and devices are nothing a bundle can hold
             files["/".join(parts)] = real
 
 
-def _link_target(link: Path, real_root: Path, error: Callable[[str], Exception]) -> Path:
+def _link_target(link: Path, real_root: Path, skip: Skip, error: Callable[[str], Exception]) -> Path:
     target = os.readlink(link)
     fix = f"replace the link with a copy of the file(s) in {real_root}"
     try:
         real = link.resolve(strict=True)
+    except PermissionError:
+        raise  # not missing: the caller names it as unreadable
     except (OSError, RuntimeError):  # missing, or a loop of links (RuntimeError up to Python 3.12, OSError after)
         raise error(f"{link} is a symlink to {target}, which does not exist or loops: {fix}, or remove it") from None
     if not real.is_relative_to(real_root) or _hidden(real.relative_to(real_root).parts):
         raise error(
             f"{link} is a symlink to {target} ({real}), outside {real_root} or hidden in it: a bundle follows no "
             f"link there, as it would ship that file (for the site, publish it to the world); {fix}"
+        )
+    parts = real.relative_to(real_root).parts
+    if any(skip(parts[:depth]) for depth in range(1, len(parts) + 1)):
+        raise error(
+            f"{link} is a symlink to {target}, a file this bundle leaves out (generated or byte code): it would "
+            f"ship that file under another name; {fix}, or remove it"
         )
     return real

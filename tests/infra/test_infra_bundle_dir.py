@@ -207,3 +207,60 @@ def test_a_folder_that_cannot_be_listed_is_an_error_naming_it(bundle, monkeypatc
     monkeypatch.setattr("components.bundle_dir.os.scandir", refuse)
     with pytest.raises(error, match=re.escape(f"cannot list {root.resolve() / 'sub'}: Permission denied")):
         build(root)
+
+
+@pytest.mark.parametrize(
+    "kind, target, pointed",
+    [
+        ("site", "config.js", "config.js"),  # left in www/ by the local stack: its stale API URL would go out
+        ("lambda", "__pycache__/old.txt", "__pycache__/old.txt"),
+        ("lambda", "__pycache__/old.txt", "__pycache__"),  # a link to the left-out folder itself
+        ("lambda", "old.pyc", "old.pyc"),
+        ("code", "old.pyc", "old.pyc"),
+        ("code", "__pycache__/old.txt", "__pycache__"),
+    ],
+)
+def test_a_link_to_a_file_the_bundle_leaves_out_is_an_error(tmp_path, kind, target, pointed):
+    """The bundle leaves that file out on purpose; a link to it would ship its content under the link's name."""
+    build, error = BUNDLES[kind]
+    root = tmp_path / "dir"
+    (root / target).parent.mkdir(parents=True, exist_ok=True)
+    (root / target).write_text("LEFT OUT")
+    (root / "page.txt").write_text("P")
+    (root / "x.txt").symlink_to(pointed)
+    with pytest.raises(error, match=re.escape(f"{root.resolve() / 'x.txt'} is a symlink to {pointed}, a file this")):
+        build(root)
+
+
+def test_an_entry_that_cannot_be_read_is_an_error_naming_it(bundle, monkeypatch):
+    """A folder the deployer may list but not search: stat fails with EACCES, which escaped as a bare
+    PermissionError (a traceback from pulumi up) instead of the bundle's error naming the file."""
+    build, error, root = bundle
+    (root / "page.txt").write_text("P")
+    (root / "alias.txt").symlink_to("page.txt")
+    is_dir = Path.is_dir
+
+    def refuse(path):
+        if path.name in ("page.txt", "alias.txt"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return is_dir(path)
+
+    monkeypatch.setattr(Path, "is_dir", refuse)
+    with pytest.raises(error, match=re.escape(f"cannot read {root.resolve() / 'alias.txt'}: Permission denied")):
+        build(root)
+
+
+def test_a_link_that_cannot_be_resolved_for_permissions_is_not_called_missing(bundle, monkeypatch):
+    build, error, root = bundle
+    (root / "page.txt").write_text("P")
+    (root / "alias.txt").symlink_to("page.txt")
+    resolve = Path.resolve
+
+    def refuse(path, strict=False):
+        if path.name == "alias.txt":
+            raise PermissionError(13, "Permission denied", str(path))
+        return resolve(path, strict=strict)
+
+    monkeypatch.setattr(Path, "resolve", refuse)
+    with pytest.raises(error, match=re.escape(f"cannot read {root.resolve() / 'alias.txt'}: Permission denied")):
+        build(root)
