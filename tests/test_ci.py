@@ -72,12 +72,18 @@ def tool(path, script: str):
 
 
 def run_ci_on_a_fake_machine(
-    tmp_path, known: str, referred: str = "", chromium: bool = True, root_or_sudo: bool = True
+    tmp_path,
+    known: str,
+    referred: str = "",
+    chromium: bool = True,
+    root_or_sudo: bool = True,
+    free_mb: int = 80_000,
+    installed: bool = False,
 ):
     """.ci/run on a machine without java whose apt has the packages `known` and merely knows the names `referred`
     (another package's relations name them); without /usr/bin/chromium unless `chromium`; run by a user who is
-    neither root nor has sudo unless `root_or_sudo`. Returns the `apt-get install` command lines, the run, and
-    whether it went on to `make test`."""
+    neither root nor has sudo unless `root_or_sudo`; with `free_mb` free on its disk, and a venv already installed
+    if `installed`. Returns the `apt-get install` command lines, the run, and whether it went on to `make test`."""
     project, bin_dir = tmp_path / "project", tmp_path / "bin"
     (project / ".ci").mkdir(parents=True)
     usr_bin_chromium = tmp_path / "usr-bin-chromium"  # stands in for /usr/bin/chromium
@@ -86,7 +92,16 @@ def run_ci_on_a_fake_machine(
     (project / ".ci" / "run").write_text(
         (ROOT / ".ci" / "run").read_text().replace("/usr/bin/chromium", str(usr_bin_chromium))
     )
+    if installed:
+        (project / "venv").mkdir()
+        (project / "venv" / ".installed").touch()
     bin_dir.mkdir()
+    # df -Pm as coreutils prints it: a header line, then the file system's line with the MB available fourth.
+    tool(
+        bin_dir / "df",
+        'echo "Filesystem 1048576-blocks Used Available Capacity Mounted on"\n'
+        f'echo "/dev/vda 258020 22132 {free_mb} 22% /"\n',
+    )
     for name in ("bash", "ls", "sort", "head", "dirname", "env", "chmod"):
         (bin_dir / name).symlink_to(shutil.which(name))
     log, made = tmp_path / "apt.log", tmp_path / "make.log"
@@ -214,3 +229,19 @@ def test_ci_run_without_root_or_sudo_names_what_to_install(tmp_path):
     assert run.returncode == 1 and not installs and not tested
     assert "error: this machine lacks default-jre-headless" in run.stderr, run.stderr
     assert "not found" not in run.stderr, run.stderr
+
+
+@pytest.mark.parametrize("free_mb, installed, goes_on", [(8191, False, False), (8192, False, True), (10, True, True)])
+def test_ci_run_stops_at_once_without_the_disk_a_new_venv_needs(tmp_path, free_mb, installed, goes_on):
+    """A runner with too little disk failed 30 s in, half-way through pip's install ("No space left on device"):
+    .ci/run says how much it needs before installing anything. A venv already installed needs no more."""
+    installs, run, tested = run_ci_on_a_fake_machine(
+        tmp_path, "openjdk-17-jre-headless python3.12-venv chromium", free_mb=free_mb, installed=installed
+    )
+    assert tested == goes_on, run.stderr
+    if not goes_on:
+        assert run.returncode == 1 and not installs
+        assert (
+            f"error: 8192 MB must be free beside the project for its venv, and {tmp_path / 'project'} has "
+            f"{free_mb} MB free" in run.stderr
+        ), run.stderr
