@@ -1,4 +1,5 @@
-"""`python -m local` (what `make demo` runs): serve the whole stack on one loopback port until Ctrl-C."""
+"""`python -m local` (what `make demo` runs): serve the whole stack on one port until Ctrl-C (loopback only
+unless --allow-remote)."""
 
 from __future__ import annotations
 
