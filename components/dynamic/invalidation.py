@@ -1,5 +1,6 @@
-"""CloudFront invalidation as a resource: created (and re-created) only when the site content hash
-changes, so a `pulumi up` with an unchanged site leaves the edge caches alone."""
+"""CloudFront invalidation as a resource: one invalidation when it is created, and another on each update, which
+only a changed site content hash (or path list) makes, so a `pulumi up` with an unchanged site leaves the edge caches
+alone. A new distribution replaces the resource."""
 
 from __future__ import annotations
 
