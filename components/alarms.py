@@ -13,8 +13,8 @@ Every metric name, namespace and dimension below is the one AWS documents for th
   `InvocationModelErrors`); units on https://docs.aws.amazon.com/sagemaker/latest/dg/monitoring-cloudwatch.html.
 
 Every alarm treats missing data as not breaching: these metrics are published only while requests arrive, and an
-idle demo must stay OK rather than go to INSUFFICIENT_DATA or ALARM. Descriptions name the log group to read and the
-README section ("Alarms") that says what to do.
+idle demo must stay OK rather than go to INSUFFICIENT_DATA or ALARM. Descriptions name the log group to read (the
+throttles alarm, which has none, the quota to check) and the README section ("Alarms") that says what to do.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ GTE = "GreaterThanOrEqualToThreshold"
 FIVE_MINUTES_S = 300
 RUNBOOK = "README.md, section 'Alarms'"
 
-# API 5xx: a cold start is answered 503 up to 3 times per user (the UI makes 4 attempts on 429/503, over ~20 s), so
+# API 5xx: a cold start is answered 503 up to 4 times per user (the UI makes 4 attempts on 429/503, over ~20 s), so
 # one visitor meeting a cold endpoint must not page; 5 or more in two of three 5-minute windows is a real outage.
 API_5XX_THRESHOLD = 5
 # The proxy catches every error and answers it itself: any Lambda Error is a crash, timeout or out-of-memory.
