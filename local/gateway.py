@@ -4,8 +4,8 @@ Pure functions, so the event shape is tested without a server. What AWS document
 header names lower-cased and repeated headers comma-joined; `rawPath`/`rawQueryString`; `requestContext.http`;
 a request id; the headers API Gateway adds itself (x-forwarded-for/-port/-proto, x-amzn-trace-id: see
 _gateway_headers); `isBase64Encoded` true for bodies that are not of a text media type (what AWS does, not
-documents: see _TEXT_TYPES); 10 MB request cap; the integration timeout (29 s, as deployed); the stage's throttling
-(StageThrottle).
+documents: see _TEXT_TYPES); 10 MB request cap; 10 KB of request line and headers; Lambda's 6 MiB event limit
+(event_too_large); the integration timeout (29 s, as deployed); the stage's throttling (StageThrottle).
 """
 
 from __future__ import annotations
