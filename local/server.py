@@ -531,8 +531,9 @@ def create_app(
         hidden = any(part.startswith(".") for part in relative.split("/"))
         try:
             # As components/bundle_dir.py bundles it: a link is published at its own path when it resolves to a file
-            # inside www/ that is neither hidden nor left out itself (www/ itself may be a link), and nothing else is. The object's
-            # key is the link's path, so its type and cache policy are the key's, not those of the file it names.
+            # inside www/ that is neither hidden nor left out itself (www/ itself may be a link), and nothing else
+            # is. The object's key is the link's path, so its type and cache policy are the key's, not those of the
+            # file it names.
             root = WWW.resolve()
             path = (root / relative).resolve()
             inside = path.is_relative_to(root) and not any(p.startswith(".") for p in path.relative_to(root).parts)
