@@ -1330,6 +1330,22 @@ def test_sample_labels_stay_whole_with_larger_text(make_ui: Any, stub_stack: Any
     assert clipped == []
 
 
+@pytest.mark.parametrize(("width", "scale"), [(320, "100%"), (360, "150%"), (412, "200%"), (360, "200%")])
+def test_the_file_picker_stays_whole_with_larger_text(make_ui: Any, stub_stack: Any, width: int, scale: str) -> None:
+    # WCAG 1.4.4: the picker is one line that the input clips, and its button grows with the text: on a phone its
+    # label was cut to "Choose Fil" (412 px at 200%) and the chosen file's name pushed out of sight (360 px at 150%:
+    # nothing said which photo Classify would send). 320 px at 100% is WCAG 1.4.10's reflow width.
+    ui = make_ui(stub_stack, width=width, height=740).open()
+    ui.upload_bytes("IMG_20240101_123456_holiday_at_the_lake.jpg", "image/jpeg", CHELSEA.read_bytes())
+    ui.wait_done()
+    ui.page.evaluate("(scale) => { document.documentElement.style.fontSize = scale; }", scale)
+    box = ui.page.eval_on_selector(
+        "#file-input", "(e) => ({ scroll: [e.scrollWidth, e.scrollHeight], client: [e.clientWidth, e.clientHeight] })"
+    )
+    assert box["scroll"][0] <= box["client"][0] and box["scroll"][1] <= box["client"][1], box
+    assert ui.page.evaluate("() => document.documentElement.scrollWidth") <= width
+
+
 def test_page_runs_clean_under_the_cdn_csp(stub_ui: Any, stub_stack: Any, console: Any) -> None:
     ui = stub_ui
     response = ui.page.goto(f"{stub_stack.url}/")
