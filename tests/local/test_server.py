@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import socket
 import threading
 from concurrent.futures import Future
@@ -233,6 +234,22 @@ def test_a_function_that_dies_or_raises_is_api_gateways_500(tiers, failure):
     response = tiers.predict()
     assert response.status_code == 500 and response.json() == {"message": "Internal Server Error"}
     assert response.headers["content-type"] == "application/json" and response.headers["apigw-requestid"]
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [BrokenProcessPool("the sandbox died"), LambdaTimeout("Task timed out after 29.00 seconds")],
+    ids=["sandbox_died", "timed_out"],
+)
+def test_a_function_that_dies_or_times_out_is_logged_in_one_line_without_a_traceback(tiers, failure, caplog):
+    # The function's own failure, not a bug of the stack: one line saying what happened, as Lambda's log does
+    # ("Task timed out"), not the traceback logged for a handler that raised.
+    tiers.sandboxes.result = failure
+    with caplog.at_level(logging.ERROR, logger="local"):
+        assert tiers.predict().status_code == 500
+    (record,) = [r for r in caplog.records if r.name == "local"]
+    assert record.exc_info is None and "\n" not in record.getMessage(), record.getMessage()
+    assert ("timed out" if isinstance(failure, LambdaTimeout) else "exited") in record.getMessage()
 
 
 def test_a_body_that_stalls_is_a_json_408_on_both_tiers(tiers, monkeypatch):
@@ -618,6 +635,39 @@ def test_the_region_comes_from_the_stack_file(tmp_path):
     assert server.stack_region(tmp_path / "missing.yaml") == "us-east-1"
 
 
+def test_ctrl_c_while_the_sandboxes_warm_stops_the_ones_already_started(monkeypatch):
+    # KeyboardInterrupt is no Exception: the sandbox process already forked must still be stopped, or it outlives
+    # the stack that main() returns from (main may run inside a longer-lived process, as in these tests).
+    stopped = []
+
+    class Warming:
+        def __init__(self, size: int) -> None:
+            pass
+
+        def warm(self, env) -> None:
+            raise KeyboardInterrupt
+
+        def shutdown(self) -> None:
+            stopped.append(True)
+
+    monkeypatch.setattr(server, "LambdaSandboxes", Warming)
+    stack = StackInfo(BASE_URL, ENDPOINT, load_stack_file(ROOT / "Pulumi.dev.yaml"), [BASE_URL])
+    with pytest.raises(KeyboardInterrupt):
+        server.start_sandboxes(stack, "us-east-1")
+    assert stopped == [True]
+
+
+@pytest.mark.parametrize(
+    "text", [b"config:\n\tmobilenet-serverless:maxConcurrency: 5\n", b"config: [1]\n", b"aws:region: caf\xe9\n"]
+)
+def test_a_stack_file_the_settings_refuse_still_gives_a_region(tmp_path, text):
+    # main() reports such a file itself before serving (test_a_stack_file_that_is_not_yaml_is_a_one_line_error);
+    # the region, read again later, must not turn it into a traceback.
+    stack_file = tmp_path / "Pulumi.x.yaml"
+    stack_file.write_bytes(text)
+    assert server.stack_region(stack_file) == "us-east-1"
+
+
 def test_an_ipv6_host_is_bound_as_ipv6():
     require_ipv6_loopback()
     with server.bind("::1", 0) as sock:
@@ -697,6 +747,36 @@ def test_a_cancelled_request_whose_client_is_gone_ends_quietly():
         raise asyncio.CancelledError
 
     assert run_guarded(cancelled, send_fails=True) == []  # no exception escapes into uvicorn's log
+
+
+@pytest.mark.parametrize(("scheme", "port"), [("http", "80"), ("https", "443")])
+def test_without_a_server_address_the_event_names_the_schemes_default_port(tiers, scheme, port):
+    # ASGI leaves `server` out where the server has no address to give (a Unix socket behind a forwarder): the
+    # port the client connected to is then the scheme's own, not 80 for https.
+    sent: list[dict] = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": scheme,
+        "path": "/predict",
+        "raw_path": b"/predict",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1:8000"), (b"content-type", b"image/jpeg")],
+        "client": CLIENT,
+    }
+    asyncio.run(tiers.app(scope, receive, send))
+    assert sent[0]["status"] == 200, sent
+    (event,) = tiers.sandboxes.events
+    assert event["headers"]["x-forwarded-port"] == port and event["headers"]["x-forwarded-proto"] == scheme
 
 
 def test_a_function_result_with_several_cookies_sets_each_one(tiers):
@@ -795,6 +875,7 @@ def test_fault_injection_is_served_only_when_asked_for():
         assert cleared.status_code == 200 and cleared.json()["faults"]["sandbox_crash"] == 0
         ill_typed = (b'{"delay_s": "5"}', b'{"throttle": "x"}', b'{"model_status": "500"}', b'{"down": "no"}')
         wrong = (b'{"delay_s": -1}', b'{"delay_s": 1e999}', b'{"throttle": true}', b'{"model_status": 99}')
+        out_of_range = (b'{"throttle": -1}', b'{"sandbox_crash": -2}', b'{"model_status": 600}')
         not_objects = (b"[]", b'["delay_s"]', b"null", b"[" * 100_000)  # a list of known names; nested too deep
         for bad in (
             b"1",
@@ -804,12 +885,13 @@ def test_fault_injection_is_served_only_when_asked_for():
             *not_objects,
             *ill_typed,
             *wrong,
+            *out_of_range,
             b'{"model_message": 5}',
         ):
             refused = own.request("POST", "/__local/faults", content=bad, headers=JSON_TYPE)
             assert refused.status_code == 400 and refused.json()["message"], bad
             assert own.runtime.faults == Faults(), bad  # nothing of a refused spec is kept
-        accepted = own.request("POST", "/__local/faults", json={"delay_s": 1, "model_status": 500, "down": False})
+        accepted = own.request("POST", "/__local/faults", json={"delay_s": 1, "model_status": 599, "down": False})
         assert accepted.status_code == 200 and own.runtime.faults.delay_s == 1
     finally:
         own.runtime.close()
@@ -1284,6 +1366,15 @@ def test_an_absolute_form_request_target_is_routed_like_its_path(tiers):
     assert base64.b64decode(event["body"]) == JPEG
     site, page = served_raw(tiers.app, b"GET http://localhost:8000 HTTP/1.1\r\nhost: localhost:8000\r\n\r\n")
     assert site.status_code == 200 and b"<html" in page.lower(), "an empty path is /"
+
+
+def test_an_absolute_form_target_is_percent_decoded_as_its_origin_form_is(tiers):
+    # uvicorn decodes an origin-form path (/%69ndex.html is /index.html): the same path in absolute-form names the
+    # same file.
+    host = b"host: 127.0.0.1:8000\r\n\r\n"
+    origin, page = served_raw(tiers.app, b"GET /%69ndex.html HTTP/1.1\r\n" + host)
+    absolute, same = served_raw(tiers.app, b"GET http://127.0.0.1:8000/%69ndex.html HTTP/1.1\r\n" + host)
+    assert origin.status_code == absolute.status_code == 200 and same == page and b"<html" in page.lower()
 
 
 @pytest.mark.parametrize(
