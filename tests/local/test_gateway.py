@@ -179,6 +179,12 @@ def test_text_is_told_from_binary_by_media_type_and_its_case():
         assert gateway.is_text_body(binary_type, b"{}") is False, binary_type
 
 
+def test_a_type_that_only_starts_like_text_is_not_of_the_text_family():
+    # text/* is the family: "text" without a subtype, or a type whose name merely begins with it, is not.
+    for binary_type in ("text", "textual/plain", "texts/csv"):
+        assert gateway.is_text_body(binary_type, b"{}") is False, binary_type
+
+
 def test_only_text_types_and_three_application_types_pass_as_text_as_on_aws():
     """What a live HTTP API does (ministackorg/ministack#766): a form body, a +json or +xml type, or a type that only
     starts like application/json is base64-encoded, valid UTF-8 or not. The function sees what it would see on AWS,
