@@ -271,3 +271,117 @@ def test_an_injected_delay_past_the_limit_times_out_at_the_limit() -> None:
         runtime.close()
     assert (answer.status, json.loads(answer.body)["OriginalStatusCode"]) == (424, 0)
     assert time.monotonic() - started < 10  # not the 30 s the fault asked for
+
+
+def test_the_peak_in_flight_is_the_highest_count_seen_not_the_last() -> None:
+    # /__local/faults reports it, and the load test checks the endpoint's cap held by it.
+    runtime = SageMakerRuntime(FixedContainer(), "e", max_concurrency=2)
+    try:
+        runtime.in_flight = 1  # another invocation still running
+        assert asyncio.run(runtime.invoke("e", b"x", "image/jpeg", "")).status == 200
+        runtime.in_flight = 0
+        assert asyncio.run(runtime.invoke("e", b"x", "image/jpeg", "")).status == 200
+        assert runtime.peak_in_flight == 2
+    finally:
+        runtime.close()
+
+
+class SlowContainer(FixedContainer):
+    """Answers after a short while: well within the invocation limit, never within the 1 ms left after a delay
+    that used the rest."""
+
+    def invoke(self, body: bytes, content_type: str, accept: str) -> ContainerResponse:
+        time.sleep(0.2)
+        return super().invoke(body, content_type, accept)
+
+
+def test_an_injected_delay_counts_against_the_invocation_limit() -> None:
+    # SageMaker's limit covers the whole invocation: a delay that uses it all leaves the model no time of its own
+    # (not a fresh limit after the delay).
+    runtime = SageMakerRuntime(SlowContainer(), "e", 1, faults=Faults(delay_s=1.0), invocation_timeout_s=1.0)
+    answer = invoke(runtime)
+    assert (answer.status, json.loads(answer.body)["OriginalStatusCode"]) == (424, 0)
+
+
+def artifact_of(path, members: dict[str, bytes]):
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            member = tarfile.TarInfo(name)
+            member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    return path
+
+
+def test_an_artifact_with_a_member_outside_its_directory_is_refused(tmp_path) -> None:
+    from local.runtime import ModelStartError, extract_artifact
+
+    artifact = artifact_of(tmp_path / "model.tar.gz", {"code/inference.py": b"", "../escaped.txt": b"x"})
+    with pytest.raises(ModelStartError, match="cannot extract model artifact"):
+        extract_artifact(artifact, tmp_path / "unpacked")
+    assert not (tmp_path / "unpacked" / "escaped.txt").exists() and not (tmp_path / "escaped.txt").exists()
+
+
+@pytest.mark.parametrize(
+    ("members", "says"),
+    [
+        ({"model.onnx": b"x"}, "has no code/inference.py"),
+        (
+            {"code/inference.py": b"def model_fn(model_dir):\n    raise RuntimeError('no weights\\nsee the log')\n"},
+            "model_fn failed for ",
+        ),
+    ],
+    ids=["no_script", "model_fn_raises_two_lines"],
+)
+def test_an_artifact_the_container_cannot_start_is_refused_in_one_line(tmp_path, monkeypatch, members, says):
+    import sys
+
+    from local.runtime import InProcessContainer, ModelStartError
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "mobilenet_inference", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    artifact = artifact_of(tmp_path / "model.tar.gz", members)
+    with pytest.raises(ModelStartError) as refused:
+        InProcessContainer(artifact)
+    assert says in str(refused.value) and "\n" not in str(refused.value), refused.value
+    assert list(tmp_path.iterdir()) == [artifact]
+
+
+def test_a_closed_container_keeps_no_descriptor_open(tmp_path, monkeypatch) -> None:
+    import os
+    import sys
+
+    from local.runtime import InProcessContainer
+
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("counts descriptors in /proc/self/fd")
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "mobilenet_inference", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    artifact = artifact_of(tmp_path / "model.tar.gz", {"code/inference.py": STUB_INFERENCE.encode()})
+    before = set(os.listdir("/proc/self/fd"))
+    InProcessContainer(artifact).close()
+    assert set(os.listdir("/proc/self/fd")) == before  # the owner lock went with the directory
+
+
+def test_a_model_dir_is_swept_only_when_its_owner_is_known_to_be_gone(tmp_path, monkeypatch) -> None:
+    # When in doubt, keep: a pid that is alive under another user (kill answers EPERM), or a lock that cannot be
+    # opened to try it.
+    import os
+
+    from local.runtime import MODEL_DIR_PREFIX, OWNER_LOCK, sweep_orphaned_model_dirs
+
+    unlockable = tmp_path / f"{MODEL_DIR_PREFIX}424242-aaa"
+    (unlockable / OWNER_LOCK).mkdir(parents=True)  # opening it for writing fails (EISDIR)
+    someone_elses = tmp_path / f"{MODEL_DIR_PREFIX}424243-bbb"
+    someone_elses.mkdir()
+
+    def kill(pid: int, sig: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "kill", kill)
+    assert sweep_orphaned_model_dirs(tmp_path) == []
+    assert unlockable.exists() and someone_elses.exists()
