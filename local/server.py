@@ -539,11 +539,19 @@ def create_app(
             inside = path.is_relative_to(root) and not any(p.startswith(".") for p in path.relative_to(root).parts)
             # A config.js left in www/ is not uploaded (site_files), and a link to it stops pulumi up.
             inside = inside and path.relative_to(root).as_posix() != CONFIG_JS_KEY
-            # pathlib drops a trailing slash: /config.js/ is the key config.js, never in the bucket (site_files).
+            # S3 looks the key up as the request names it: pathlib would drop a trailing or doubled slash, and
+            # /app.js/ (the key "app.js/") is not in the bucket, whose keys are the files' paths as written.
             key_path = PurePosixPath(relative)
             key = key_path.as_posix()
             content_type = CONTENT_TYPES.get(key_path.suffix.lower())
-            missing = hidden or not inside or not path.is_file() or content_type is None or key == CONFIG_JS_KEY
+            missing = (
+                key != relative
+                or hidden
+                or not inside
+                or not path.is_file()
+                or content_type is None
+                or key == CONFIG_JS_KEY
+            )
             if missing or request.method not in ("GET", "HEAD"):  # any other route: what API Gateway answers
                 return route_not_found()
             body = path.read_bytes()

@@ -517,6 +517,20 @@ def test_a_config_js_left_in_www_is_not_served_by_another_path(tiers, www):
     assert "STALE" not in tiers.request("GET", "/config.js").text  # rendered, never the file
 
 
+def test_a_path_that_names_a_file_only_once_normalised_is_a_json_404(tiers, www):
+    """The bucket's keys are the files' relative paths as written (components.policies.site_files), and S3 looks
+    a key up as the request names it: /app.js/ asks for the key "app.js/", which does not exist (an AccessDenied
+    page in the cloud). pathlib's normalisation dropped the extra slashes and served app.js."""
+    (www / "sub").mkdir()
+    (www / "sub" / "page.html").write_text("<p>sub</p>")
+    assert tiers.request("GET", "/sub/page.html").status_code == 200
+    for path in ("/app.js/", "/app.js//", "/index.html/", "/sub//page.html", "/sub/page.html/"):
+        for method in ("GET", "HEAD"):
+            response = tiers.request(method, path)
+            assert response.status_code == 404, (method, path)
+            assert method == "HEAD" or response.json() == {"message": "Not Found"}, path
+
+
 def test_config_js_carries_the_security_headers_and_is_never_cached(tiers):
     response = tiers.request("GET", "/config.js")
     assert response.status_code == 200 and f'"apiUrl": "{BASE_URL}"' in response.text
