@@ -438,6 +438,9 @@ CDN_SECURITY_HEADERS = {
 def test_site_files_get_their_cache_policy_and_head_is_served(tiers, www):
     page = tiers.request("GET", "/")
     assert page.status_code == 200 and page.headers["cache-control"] == "no-cache"
+    (www / "photo.jpg").write_bytes(b"jpg")  # not the app shell: reused for an hour, as the bucket's object is
+    photo = tiers.request("GET", "/photo.jpg")
+    assert photo.headers["cache-control"] == policies.cache_control_for("photo.jpg") == "public, max-age=3600"
     assert CDN_SECURITY_HEADERS.items() <= page.headers.items()
     script = tiers.request("GET", "/app.js")
     assert script.headers["cache-control"] == "no-cache"
@@ -793,6 +796,22 @@ def test_without_a_server_address_the_event_names_the_schemes_default_port(tiers
     assert event["headers"]["x-forwarded-port"] == port and event["headers"]["x-forwarded-proto"] == scheme
 
 
+def test_the_lifespan_protocol_passes_through_the_middleware(tiers):
+    # uvicorn runs ASGI's lifespan first (a scope without headers): a middleware that read them raised KeyError,
+    # and uvicorn would take the app for one without lifespan support and never run its startup.
+    sent: list[str] = []
+    incoming = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+
+    async def receive():
+        return incoming.pop(0)
+
+    async def send(message):
+        sent.append(message["type"])
+
+    asyncio.run(tiers.app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send))
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
 def test_a_function_result_with_several_cookies_sets_each_one(tiers):
     tiers.sandboxes.result = {"statusCode": 200, "cookies": ["a=1; Path=/", "b=2"], "body": "{}"}
     response = tiers.predict()
@@ -907,6 +926,8 @@ def test_fault_injection_is_served_only_when_asked_for():
             assert own.runtime.faults == Faults(), bad  # nothing of a refused spec is kept
         accepted = own.request("POST", "/__local/faults", json={"delay_s": 1, "model_status": 599, "down": False})
         assert accepted.status_code == 200 and own.runtime.faults.delay_s == 1
+        off = own.request("POST", "/__local/faults", json={"model_status": 0})  # 0 is "off", not a status
+        assert off.status_code == 200 and own.runtime.faults.model_status == 0
     finally:
         own.runtime.close()
 
@@ -977,6 +998,8 @@ def test_x_forwarded_proto_is_http_or_https_and_the_nearest_forwarder_s_wins():
     try:
         for headers, scheme in (
             ([host, ("x-forwarded-proto", "javascript")], "http"),
+            ([host, ("x-forwarded-proto", "ws")], "http"),
+            ([host, ("x-forwarded-proto", "wss")], "http"),
             ([host, ("x-forwarded-proto", "client-sent"), ("x-forwarded-proto", "https")], "https"),
         ):
             config_js = stack.request("GET", "/config.js", headers=headers)
