@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import tempfile
 import threading
 import time
@@ -124,6 +125,14 @@ def test_a_model_error_names_a_client_or_server_error_by_the_containers_status()
         assert body["message"].startswith(f'Received {kind} error ({status}) from primary with message "first line')
         assert body["ErrorCode"] == f"{kind.upper()}_ERROR_FROM_MODEL" and body["OriginalStatusCode"] == status
         assert body["LogStreamArn"].startswith("arn:aws:logs:eu-west-1:")
+
+
+def test_a_model_errors_message_keeps_its_utf8_text() -> None:
+    # The toolkit writes its error body as UTF-8: a model naming a label or a file in it must read the same in
+    # OriginalMessage (and a byte that is not UTF-8 is replaced, not an error).
+    body = json.loads(model_error("e", "eu-west-1", 400, "café is not a label\n".encode() + b"\xff").body)
+    assert body["OriginalMessage"] == "café is not a label\n\ufffd"
+    assert 'with message "café is not a label' in body["message"]
 
 
 def test_injected_throttling_lasts_for_the_number_of_invocations_asked() -> None:
@@ -368,20 +377,76 @@ def test_a_closed_container_keeps_no_descriptor_open(tmp_path, monkeypatch) -> N
 
 
 def test_a_model_dir_is_swept_only_when_its_owner_is_known_to_be_gone(tmp_path, monkeypatch) -> None:
-    # When in doubt, keep: a pid that is alive under another user (kill answers EPERM), or a lock that cannot be
-    # opened to try it.
+    # A dead owner's directory goes, from the disk too. When in doubt, keep: a pid that is alive under another
+    # user (kill answers EPERM), or a lock that cannot be opened to try it.
     import os
 
-    from local.runtime import MODEL_DIR_PREFIX, OWNER_LOCK, sweep_orphaned_model_dirs
+    from local.runtime import MODEL_DIR_PREFIX, OWNER_LOCK, hold_owner_lock, sweep_orphaned_model_dirs
 
     unlockable = tmp_path / f"{MODEL_DIR_PREFIX}424242-aaa"
     (unlockable / OWNER_LOCK).mkdir(parents=True)  # opening it for writing fails (EISDIR)
     someone_elses = tmp_path / f"{MODEL_DIR_PREFIX}424243-bbb"
     someone_elses.mkdir()
+    killed = tmp_path / f"{MODEL_DIR_PREFIX}424244-ccc"
+    (killed / "model").mkdir(parents=True)
+    os.close(hold_owner_lock(killed))  # locked by its owner, which then died: the lock is free
 
     def kill(pid: int, sig: int) -> None:
         raise PermissionError(1, "Operation not permitted")
 
     monkeypatch.setattr(os, "kill", kill)
-    assert sweep_orphaned_model_dirs(tmp_path) == []
+    assert sweep_orphaned_model_dirs(tmp_path) == [killed] and not killed.exists()
     assert unlockable.exists() and someone_elses.exists()
+
+
+def test_a_runtime_answer_names_the_models_time_in_server_timing() -> None:
+    answer = invoke(SageMakerRuntime(FixedContainer(), "e", 1))
+    assert answer.status == 200 and re.fullmatch(r"model;dur=\d+\.\d", answer.headers["server-timing"])
+
+
+def test_without_the_toolkit_the_scripts_own_error_base_keeps_its_status(tmp_path, monkeypatch) -> None:
+    # The toolkit is optional for the in-process runtime: without it, the script's own InferenceError is what keeps
+    # a status (415 stays 415), and any other exception is still a 500 (not taken for a toolkit error).
+    import sys
+
+    from local.runtime import InProcessContainer
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "mobilenet_inference", raising=False)
+    monkeypatch.setitem(sys.modules, "sagemaker_inference.errors", None)  # import raises ImportError
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    container = InProcessContainer(
+        artifact_of(tmp_path / "model.tar.gz", {"code/inference.py": STUB_INFERENCE.encode()})
+    )
+    try:
+        assert container.invoke(b"x", "image/x-refused", "").status == 415
+        crashed = container.invoke(b"x", "image/x-crash", "")
+        assert crashed.status == 500 and crashed.body.startswith(b"stub crashed\n")
+    finally:
+        container.close()
+
+
+def test_the_inference_script_imports_its_own_modules_from_code(tmp_path, monkeypatch) -> None:
+    # The toolkit puts code/ on sys.path before importing SAGEMAKER_PROGRAM: a script may import a module beside it.
+    import sys
+
+    from local.runtime import InProcessContainer
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "mobilenet_inference", raising=False)
+    monkeypatch.delitem(sys.modules, "stub_helpers", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    script = b"from stub_helpers import *\n"
+    helpers = STUB_INFERENCE.encode()
+    members = {"code/inference.py": script, "code/stub_helpers.py": helpers}
+    container = InProcessContainer(artifact_of(tmp_path / "model.tar.gz", members))
+    try:
+        assert container.invoke(b"{}", "application/json", "").body == b"str application/json"
+    finally:
+        container.close()
+
+
+def test_an_oversize_body_is_refused_in_sagemakers_words() -> None:
+    answer = invoke(SageMakerRuntime(FixedContainer(), "e", 1, max_payload_bytes=1), body=b"xx")
+    assert (answer.status, answer.headers["x-amzn-errortype"]) == (400, "ValidationError")
+    assert re.fullmatch(r"Request [0-9a-f-]{36} has oversize body\.", json.loads(answer.body)["message"])
