@@ -118,6 +118,14 @@ def test_a_payload_of_exactly_the_limit_is_served() -> None:
     assert invoke(SageMakerRuntime(FixedContainer(), "e", 1, max_payload_bytes=4), b"four").status == 200
 
 
+def test_by_default_the_endpoint_takes_every_image_the_proxy_lets_through_and_no_more() -> None:
+    # Both name SageMaker Serverless's 4 MB cap: an image the proxy passes must never meet a ValidationError here.
+    limit = proxy_core.SAGEMAKER_SERVERLESS_MAX_BYTES
+    assert invoke(SageMakerRuntime(FixedContainer(), "e", 1), b"x" * limit).status == 200
+    refused = invoke(SageMakerRuntime(FixedContainer(), "e", 1), b"x" * (limit + 1))
+    assert (refused.status, refused.headers["x-amzn-errortype"]) == (400, "ValidationError")
+
+
 def test_a_model_error_names_a_client_or_server_error_by_the_containers_status() -> None:
     for status, kind in ((400, "client"), (499, "client"), (500, "server"), (503, "server")):
         answer = model_error("e", "eu-west-1", status, b"first line\nTraceback ...")
