@@ -13,6 +13,7 @@ import pytest
 
 from handlers import proxy_core
 from local.runtime import ContainerResponse, ContainerUnavailable, Faults, SageMakerRuntime, model_error
+from tests.ci import skip_or_fail
 
 
 class StuckContainer:
@@ -374,7 +375,7 @@ def test_a_closed_container_keeps_no_descriptor_open(tmp_path, monkeypatch) -> N
     from local.runtime import InProcessContainer
 
     if not os.path.isdir("/proc/self/fd"):
-        pytest.skip("counts descriptors in /proc/self/fd")
+        skip_or_fail("no /proc/self/fd to count descriptors in (not Linux)", "CI must run on Linux")
     monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.delitem(sys.modules, "mobilenet_inference", raising=False)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
