@@ -426,7 +426,7 @@ def test_classify_button_resends_the_current_photo(stub_ui: Any, stub_stack: Any
     assert ui.jpeg_size(bodies[1]) == (385, 256)
 
 
-def test_an_emptied_file_picker_forgets_the_photo(stub_ui: Any, stub_stack: Any) -> None:
+def test_an_emptied_file_picker_forgets_the_photo(stub_ui: Any, stub_stack: Any, console: Any) -> None:
     ui = stub_ui.open()
     ui.upload(CHELSEA)
     ui.wait_done()
@@ -438,6 +438,7 @@ def test_an_emptied_file_picker_forgets_the_photo(stub_ui: Any, stub_stack: Any)
     ui.upload(COFFEE)
     ui.wait_done()
     assert len(stub_stack.predict_requests()) == 2, "the form sent the forgotten photo"
+    assert console.errors == [], "the submit with nothing to send failed in the page"
 
 
 def test_a_photo_the_browser_puts_back_in_the_picker_can_be_classified(stub_ui: Any, stub_stack: Any) -> None:
@@ -460,6 +461,19 @@ def test_a_photo_the_browser_puts_back_in_the_picker_can_be_classified(stub_ui: 
     bodies = [r.body for r in stub_stack.predict_requests()]
     assert len(bodies) == 2
     assert ui.jpeg_size(bodies[1]) == (385, 256), "the photo the picker names"
+
+
+def test_a_page_shown_again_from_the_back_forward_cache_keeps_its_result(stub_ui: Any, stub_stack: Any) -> None:
+    # A page restored whole (the back/forward cache) gets a pageshow too, with its photo and its result still there:
+    # that is not a form put back, and "Press Classify to send" must not replace the result's status.
+    ui = stub_ui.open()
+    ui.upload(CHELSEA)
+    ui.wait_done()
+    done = ui.status_text()
+    ui.page.evaluate("() => window.dispatchEvent(new PageTransitionEvent('pageshow', { persisted: true }))")
+    assert ui.page.get_attribute("#status", "data-state") == "done"
+    assert ui.status_text() == done
+    assert ui.labels() == [p["label"] for p in stub_stack.default_predictions]
 
 
 def test_touch_screens_are_not_offered_drop_and_paste(make_ui: Any, stub_stack: Any) -> None:
@@ -668,6 +682,47 @@ def test_an_image_declaring_too_many_pixels_is_refused_before_it_is_decoded(
     assert len(stub_stack.predict_requests()) == 1
     assert ui.page.is_hidden("#results"), "no result of the previous photo beside the error"
     assert ui.page.is_disabled("#classify-button"), "Classify must not re-send the previous photo"
+
+
+# Counts the decodes the page starts, and fails each one (as for a file the browser cannot open) without allocating
+# what the file declares.
+REFUSE_DECODES = """
+    window.decodesStarted = 0;
+    window.createImageBitmap = () => {
+        window.decodesStarted += 1;
+        return Promise.reject(new DOMException("no", "InvalidStateError"));
+    };
+    HTMLImageElement.prototype.decode = function () {
+        window.decodesStarted += 1;
+        return Promise.reject(new DOMException("no", "EncodingError"));
+    };
+"""
+
+
+def test_an_image_declaring_exactly_the_pixel_limit_goes_to_the_decoder(stub_ui: Any, stub_stack: Any) -> None:
+    # "The limit is 250 megapixels": an image of 250 megapixels is within it, and is the browser's to judge.
+    stub_ui.page.add_init_script(REFUSE_DECODES)
+    ui = stub_ui.open()
+    ui.upload_bytes("limit.png", "image/png", png_declaring(25000, 10000))
+    text = ui.wait_error()
+    assert CANNOT_DECODE in text and "too many pixels to open here" not in text, text
+    assert ui.page.evaluate("() => window.decodesStarted") >= 1, "refused before any decoder saw it"
+    assert stub_stack.predict_requests() == []
+
+
+def test_a_file_of_exactly_the_size_limit_is_read(stub_ui: Any, stub_stack: Any, tmp_path: Path) -> None:
+    # "The limit is 50 MB": a file of 50 MB is within it (this one then fails to decode, as its bytes are zeros).
+    ui = stub_ui.open()
+    limit = ui.page.evaluate("async () => (await import('./script.js')).MAX_INPUT_BYTES")
+    assert limit == 50 * 1024 * 1024
+    at_limit = tmp_path / "at-limit.jpg"
+    with at_limit.open("wb") as f:
+        f.write(b"\xff\xd8\xff")
+        f.truncate(limit)
+    ui.upload(at_limit)
+    text = ui.wait_error()
+    assert CANNOT_DECODE in text and "too big" not in text, text
+    assert stub_stack.predict_requests() == []
 
 
 def test_a_200_megapixel_phone_photo_still_opens_upright(stub_ui: Any, stub_stack: Any, tmp_path: Path) -> None:
@@ -1190,6 +1245,39 @@ def test_keyboard_reaches_every_control_and_enter_classifies(stub_ui: Any, stub_
     assert ui.page.evaluate("() => document.activeElement.id") == "classify-button"
 
 
+def test_a_paste_with_nothing_focused_leaves_focus_where_it_was(stub_ui: Any, stub_stack: Any) -> None:
+    # Focus goes back to the control that had it; with none (a paste or a drop onto the page), moving it to the file
+    # picker would make a screen reader announce the picker over the result.
+    ui = stub_ui.open()
+    assert ui.page.evaluate("() => document.activeElement === document.body")
+    ui.paste(CHELSEA)
+    ui.wait_done()
+    ui.page.wait_for_selector("#classify-form[aria-busy='false']")
+    assert ui.page.evaluate("() => document.activeElement === document.body"), ui.page.evaluate(
+        "() => document.activeElement.id"
+    )
+
+
+def test_focus_on_a_control_disabled_by_the_outcome_goes_to_the_file_picker(
+    stub_ui: Any, stub_stack: Any, tmp_path: Path
+) -> None:
+    # Classify re-reads the photo; gone from the disk since (moved, or a cloud drive's copy evicted), it is refused
+    # and Classify is disabled: focus left on a disabled button is lost, the file picker is where to go next.
+    photo = tmp_path / "moved-away.jpg"
+    photo.write_bytes(CHELSEA.read_bytes())
+    ui = stub_ui.open()
+    ui.upload(photo)
+    ui.wait_done()
+    photo.unlink()
+    ui.page.focus("#classify-button")
+    ui.page.keyboard.press("Enter")
+    assert CANNOT_DECODE in ui.wait_error()
+    ui.page.wait_for_selector("#classify-form[aria-busy='false']")
+    assert ui.page.is_disabled("#classify-button")
+    assert ui.page.evaluate("() => document.activeElement.id") == "file-input"
+    assert len(stub_stack.predict_requests()) == 1
+
+
 def test_status_region_is_live_and_labels_exist(stub_ui: Any) -> None:
     ui = stub_ui.open()
     assert ui.page.get_attribute("#status", "aria-live") == "polite"
@@ -1669,6 +1757,20 @@ def _encoded(fmt: str, size: tuple[int, int], **save: Any) -> bytes:
     return out.getvalue()
 
 
+def huffman_tables_first(jpeg: bytes) -> bytes:
+    """The same JPEG with its DHT segments moved before its frame header (SOF0), as some encoders order them."""
+    segments, i = [], 2
+    while jpeg[i + 1] != 0xDA:  # up to the scan
+        end = i + 2 + int.from_bytes(jpeg[i + 2 : i + 4], "big")
+        segments.append(jpeg[i:end])
+        i = end
+    tables = [s for s in segments if s[1] == 0xC4]
+    others = [s for s in segments if s[1] != 0xC4]
+    sof = next(n for n, s in enumerate(others) if s[1] == 0xC0)
+    assert tables and segments.index(tables[0]) > segments.index(others[sof]), "Pillow writes DHT after SOF0"
+    return jpeg[:2] + b"".join(others[:sof] + tables + others[sof:]) + jpeg[i:]
+
+
 def test_declared_size_reads_each_formats_header(stub_ui: Any) -> None:
     from PIL import Image
 
@@ -1713,6 +1815,32 @@ def test_declared_size_reads_each_formats_header(stub_ui: Any) -> None:
     # Stray bytes between two segments: libjpeg skips them with a warning, and so do the browsers' decoders.
     app0 = 4 + int.from_bytes(files["progressive jpeg"][4:6], "big")
     files["jpeg with stray bytes"] = files["progressive jpeg"][:app0] + b"\x00\x12" + files["progressive jpeg"][app0:]
+    # Variants the encoders above do not write, but cameras and other programs do; each read as 321x123:
+    # the Huffman tables (DHT, marker 0xC4, in the SOF marker range) before the frame header;
+    files["jpeg with its huffman tables first"] = huffman_tables_first(files["jpeg"])
+    # a top-down BMP, whose height is negative; an OS/2 BMP, whose core header has 16-bit sizes;
+    bmp = bytearray(files["bmp"])
+    bmp[22:26] = (-123).to_bytes(4, "little", signed=True)
+    files["top-down bmp"] = bytes(bmp)
+
+    def le(value: int, size: int) -> bytes:
+        return value.to_bytes(size, "little")
+
+    core = le(12, 4) + le(321, 2) + le(123, 2) + le(1, 2) + le(24, 2)  # size, width, height, planes, bits a pixel
+    files["os/2 bmp"] = b"BM" + le(26 + 4 * 321 * 123, 4) + bytes(4) + le(26, 4) + core
+    # a lossy WebP with its upscaling hint set (the top two bits of each 16-bit size: not part of the size);
+    webp = bytearray(files["lossy webp"])
+    webp[27] |= 0xC0
+    webp[29] |= 0x40
+    files["lossy webp with a scaling hint"] = bytes(webp)
+    # (and not a PNG whose first chunk is not its header: that PNG is corrupt, its "size" whatever bytes follow);
+    files["png whose first chunk is not its header"] = files["png"][:12] + b"tEXt" + files["png"][16:]
+    # an AVIF whose meta box gives its size in 64 bits (a 32-bit size of 1, then the size).
+    meta = avif[len(ftyp) : len(avif) - len(mdat)]
+    assert meta[4:8] == b"meta"
+    files["avif with a 64-bit box size"] = (
+        ftyp + (1).to_bytes(4, "big") + b"meta" + (len(meta) + 8).to_bytes(8, "big") + meta[8:] + mdat
+    )
     assert b"VP8X" in files["extended webp"][:16] and b"VP8L" in files["lossless webp"][:16]
     got = stub_ui.open().page.evaluate(
         """async (files) => {
@@ -1726,6 +1854,8 @@ def test_declared_size_reads_each_formats_header(stub_ui: Any) -> None:
     )
     expected = {name: [321, 123] for name in files}
     expected.update({"avif": [4032, 3024], "avif without its properties": None, "text": None})
+    expected["avif with a 64-bit box size"] = [4032, 3024]
+    expected["png whose first chunk is not its header"] = None
     expected["jpeg cut before its frame header"] = None
     assert got == expected
 
@@ -1738,3 +1868,127 @@ def test_too_many_pixels_message_rounds_up(stub_ui: Any) -> None:
     assert got[0] == 250_000_000
     assert "(25000×10001, 251 megapixels; the limit is 250 megapixels)" in got[1], "just over must not read as 250"
     assert "200 megapixels" in got[2]
+
+
+# Noise of rising strength on a 512x256 canvas (sent 1:1: a 256 px shorter side at the 2:1 limit), made in the page
+# with a fixed seed; for each step of the quality ladder, the first strength whose JPEG first fits at that step.
+# The sizes come from the browser's own encoder, as the page's do.
+NOISE_PER_STEP = """async ([qualities, budget]) => {
+    const canvas = document.createElement("canvas");
+    [canvas.width, canvas.height] = [512, 256];
+    const ctx = canvas.getContext("2d");
+    const draw = (amplitude) => {
+        let seed = 12345;
+        const random = () => { seed = (seed * 1103515245 + 12345) % 2147483648; return seed / 2147483648; };
+        const pixels = ctx.createImageData(512, 256);
+        for (let i = 0; i < pixels.data.length; i += 4) {
+            for (let c = 0; c < 3; c += 1) pixels.data[i + c] = 128 + amplitude * (random() < 0.5 ? -0.5 : 0.5);
+            pixels.data[i + 3] = 255;
+        }
+        ctx.putImageData(pixels, 0, 0);
+    };
+    const encode = (type, quality) => new Promise((resolve) => canvas.toBlob(resolve, type, quality));
+    const found = [];
+    for (let amplitude = 0; amplitude <= 255; amplitude += 1) {
+        draw(amplitude);
+        let first = 0;
+        while (first < qualities.length && (await encode("image/jpeg", qualities[first])).size > budget) first += 1;
+        if (first === qualities.length || found[first]) continue;
+        const png = new Uint8Array(await (await encode("image/png")).arrayBuffer());
+        found[first] = btoa(Array.from(png, (b) => String.fromCharCode(b)).join(""));
+    }
+    return qualities.map((_, i) => found[i] || null);
+}"""
+
+
+def test_each_step_of_the_quality_ladder_is_taken_when_it_is_the_first_that_fits(stub_ui: Any, stub_stack: Any) -> None:
+    # An upload is sent at the highest quality of the ladder that fits in 60 KB: a lower step would blur the
+    # model's input for nothing, a missing step would send one blurrier than needed, or one over the budget.
+    ladder = [95, 90, 80, 70, 60, 50]  # JPEG_QUALITY, then FALLBACK_JPEG_QUALITIES
+    ui = stub_ui.open()
+    found = ui.page.evaluate(NOISE_PER_STEP, [[q / 100 for q in ladder], 60 * 1024])
+    missing = [quality for quality, png in zip(ladder, found, strict=True) if png is None]
+    assert not missing, f"no noise strength fits first at q{missing}: the check would not see those steps"
+    sent = ui.capture_uploads()
+    for quality, png in zip(ladder, found, strict=True):
+        ui.page.set_input_files("#file-input", [])  # back to idle, so that the wait below is for this photo
+        ui.upload_bytes(f"noise-q{quality}.png", "image/png", base64.b64decode(png))
+        ui.wait_done()
+        body = sent[-1]
+        size, weight, got = ui.jpeg_size(body), len(body), ui.jpeg_quality(body)
+        assert size == (512, 256)
+        assert weight <= 60 * 1024, f"sent {weight} bytes where q{quality} fits"
+        assert got == quality, f"sent at q{got} where q{quality} is the first step that fits"
+    assert len(sent) == len(ladder)
+
+
+def test_a_probability_of_exactly_one_or_zero_is_an_answer(stub_ui: Any, stub_stack: Any) -> None:
+    # A softmax in float32 rounds to 1.0 for a very sure model, and its lower entries underflow to 0.0: the ends of
+    # the range are answers, not a malformed body.
+    predictions = [{"label": "sure thing", "prob": 1.0}] + [{"label": f"never {i}", "prob": 0.0} for i in range(4)]
+    stub_stack.script({"status": 200, "body": {"predictions": predictions}})
+    ui = stub_ui.open()
+    ui.upload(CHELSEA)
+    ui.wait_done()
+    assert ui.labels() == [p["label"] for p in predictions]
+    assert ui.percents() == ["100.0%", "0.00%", "0.00%", "0.00%", "0.00%"]
+    assert ui.status_text() == "Done: most likely sure thing (100.0%)."
+
+
+# Records the object URLs the page makes and has not revoked, and the bitmaps it decodes.
+TRACK_RESOURCES = """
+    window.liveUrls = new Set();
+    const createObjectURLTracked = URL.createObjectURL, revokeObjectURLTracked = URL.revokeObjectURL;
+    URL.createObjectURL = (blob) => { const url = createObjectURLTracked(blob); window.liveUrls.add(url); return url; };
+    URL.revokeObjectURL = (url) => { window.liveUrls.delete(url); return revokeObjectURLTracked(url); };
+    window.bitmaps = [];
+    const createImageBitmapTracked = window.createImageBitmap;
+    window.createImageBitmap = async (...args) => {
+        const bitmap = await createImageBitmapTracked(...args);
+        window.bitmaps.push(bitmap);
+        return bitmap;
+    };
+"""
+
+
+@pytest.mark.parametrize("engine", ["current", "before from-image"])
+def test_the_page_lets_go_of_each_photo_it_is_done_with(stub_ui: Any, stub_stack: Any, engine: str) -> None:
+    # A phone classifying photo after photo must not keep each one's decoded pixels (a 12 MP bitmap is 48 MB) or
+    # blob alive: only the preview shown holds an object URL.
+    if engine == "before from-image":
+        stub_ui.page.add_init_script(BEFORE_FROM_IMAGE)
+    stub_ui.page.add_init_script(TRACK_RESOURCES)
+    ui = stub_ui.open()
+    for path in (CHELSEA, COFFEE, CHELSEA):
+        ui.page.set_input_files("#file-input", [])  # back to idle, so that the wait below is for this photo
+        ui.upload(path)
+        ui.wait_done()
+    assert len(stub_stack.predict_requests()) == 3
+    live = ui.page.evaluate("() => Array.from(window.liveUrls)")
+    assert live == [ui.page.get_attribute("#preview-image", "src")], "object URLs of earlier photos are still live"
+    bitmaps = ui.page.evaluate("() => window.bitmaps.map((b) => [b.width, b.height])")
+    assert len(bitmaps) == (3 if engine == "current" else 0)
+    assert all(size == [0, 0] for size in bitmaps), f"decoded bitmaps not closed: {bitmaps}"
+
+
+def test_the_status_says_the_photo_is_being_shrunk_while_it_is(stub_ui: Any, stub_stack: Any) -> None:
+    # Decoding a large photo takes seconds on a phone: the previous photo's "Done: ..." must not stand meanwhile.
+    stub_ui.page.add_init_script(
+        """const createImageBitmapHeld = window.createImageBitmap;
+        window.decodeHeld = new Promise((resolve) => { window.releaseDecode = resolve; });
+        window.createImageBitmap = async (...args) => {
+            await window.decodeHeld;
+            return createImageBitmapHeld(...args);
+        };"""
+    )
+    ui = stub_ui.open()
+    ui.click_sample("coffee")  # a sample decodes through <img>, not held
+    ui.wait_done()
+    ui.upload(CHELSEA)
+    ui.page.wait_for_selector("#classify-form[aria-busy='true']")
+    assert ui.page.get_attribute("#status", "data-state") == "busy"
+    assert ui.status_text() == "Shrinking the photo…"
+    assert stub_stack.predict_requests()[1:] == []
+    ui.page.evaluate("() => window.releaseDecode()")
+    ui.page.wait_for_function("() => document.getElementById('status').dataset.state === 'done'")
+    assert len(stub_stack.predict_requests()) == 2
