@@ -293,6 +293,22 @@ def test_a_sample_photo_dragged_onto_the_drop_zone_is_classified(stub_ui: Any, s
     assert not ui.page.eval_on_selector("#drop-zone", "(e) => e.classList.contains('dragging')")
 
 
+def test_a_dragged_sample_is_found_after_the_uri_lists_comment_lines(stub_ui: Any, stub_stack: Any) -> None:
+    # text/uri-list (RFC 2483) may carry comment lines, starting with "#", before the address (a title, say).
+    ui = stub_ui.open()
+    dt = ui.page.evaluate_handle(
+        """() => { const dt = new DataTransfer();
+                   const url = new URL("samples/coffee.jpg", document.baseURI).href;
+                   dt.setData("text/uri-list", "# A cup of espresso on a saucer\\r\\n" + url + "\\r\\n");
+                   return dt; }"""
+    )
+    for event in ("dragenter", "dragover", "drop"):
+        ui.page.dispatch_event("#drop-zone", event, {"dataTransfer": dt})
+    ui.wait_done()
+    [request] = stub_stack.predict_requests()
+    assert ui.jpeg_size(request.body) == (384, 256), "coffee sample is 480x320"
+
+
 def test_a_dropped_folder_is_called_a_folder(stub_ui: Any, stub_stack: Any, tmp_path: Path) -> None:
     # A folder dropped from the desktop arrives as a "file" of its own with no type, which nothing can read (4096
     # bytes here; 0 on Windows, which read "This file is empty ... still downloading or syncing"). Dropped through
