@@ -141,9 +141,17 @@ def tiers():
 
 
 def asgi(
-    app, method: str, path: str, headers: list[tuple[bytes, bytes]], query: bytes = b"", http_version: str = "1.1"
+    app,
+    method: str,
+    path: str,
+    headers: list[tuple[bytes, bytes]],
+    query: bytes = b"",
+    http_version: str = "1.1",
+    scheme: str = "http",
+    server: tuple[str, int] | None = ("127.0.0.1", 8000),
 ) -> list[dict]:
-    """The messages `app` sends for one request with exactly `headers` and an empty body."""
+    """The messages `app` sends for one request with exactly `headers` and an empty body (no `server` in the
+    scope when it is None)."""
     sent: list[dict] = []
 
     async def receive():
@@ -156,14 +164,14 @@ def asgi(
         "type": "http",
         "http_version": http_version,
         "method": method,
-        "scheme": "http",
+        "scheme": scheme,
         "path": path,
         "raw_path": path.encode(),
         "query_string": query,
         "root_path": "",
         "headers": headers,
         "client": CLIENT,
-        "server": ("127.0.0.1", 8000),
+        **({} if server is None else {"server": server}),
     }
     asyncio.run(app(scope, receive, send))
     return sent
@@ -770,27 +778,8 @@ def test_a_cancelled_request_whose_client_is_gone_ends_quietly():
 def test_without_a_server_address_the_event_names_the_schemes_default_port(tiers, scheme, port):
     # ASGI leaves `server` out where the server has no address to give (a Unix socket behind a forwarder): the
     # port the client connected to is then the scheme's own, not 80 for https.
-    sent: list[dict] = []
-
-    async def receive():
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message):
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": scheme,
-        "path": "/predict",
-        "raw_path": b"/predict",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"127.0.0.1:8000"), (b"content-type", b"image/jpeg")],
-        "client": CLIENT,
-    }
-    asyncio.run(tiers.app(scope, receive, send))
+    headers = [(b"host", b"127.0.0.1:8000"), (b"content-type", b"image/jpeg")]
+    sent = asgi(tiers.app, "POST", "/predict", headers, scheme=scheme, server=None)
     assert sent[0]["status"] == 200, sent
     (event,) = tiers.sandboxes.events
     assert event["headers"]["x-forwarded-port"] == port and event["headers"]["x-forwarded-proto"] == scheme
