@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import tarfile
@@ -14,6 +15,16 @@ from local.runtime import load_inference_module
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACT = ROOT / "model" / "dist" / "model.tar.gz"
 SHARED_WEIGHTS = ROOT.parent / "shared" / "weights" / "mobilenet_v2_imagenet.pth"
+
+
+def tar_gz_of(path: Path, members: dict[str, bytes]) -> Path:
+    """A model.tar.gz-like archive at `path` holding exactly `members` (name -> bytes): an odd artifact to test."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
 
 
 @pytest.fixture(scope="session")

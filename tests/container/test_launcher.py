@@ -40,7 +40,7 @@ from local.torchserve import (
     serving_env,
     worker_death_cause,
 )
-from tests.conftest import ROOT
+from tests.conftest import ROOT, tar_gz_of
 from tests.waiting import HANG_GUARD_S, wait_until
 
 BASE = Path("/tmp/torchserve-x")
@@ -273,15 +273,6 @@ def test_an_exit_by_sighup_is_a_signal_too():
 
 
 # --- starting and stopping a process group, with a stand-in for the toolkit --------------------------------------
-def model_tarball(path: Path, members: dict[str, bytes]) -> Path:
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
-
-
 class Launched:
     """Stands in for subprocess.Popen in start(): records what the toolkit would be given and runs, with the same
     options, a process that just waits to be signalled (so stop() acts on a real process group)."""
@@ -305,7 +296,7 @@ def launched(monkeypatch, tmp_path):
 
 @pytest.mark.timeout(60)  # a process left outside its own group would make stop() wait for ever
 def test_start_runs_the_toolkit_in_its_own_group_with_the_serving_env_and_stop_removes_everything(launched, tmp_path):
-    artifact = model_tarball(tmp_path / "model.tar.gz", {"inference.py": b"# code", "metadata.json": b"{}"})
+    artifact = tar_gz_of(tmp_path / "model.tar.gz", {"inference.py": b"# code", "metadata.json": b"{}"})
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -354,7 +345,7 @@ def test_java_on_path_is_enough_without_java_home(launched, tmp_path, monkeypatc
 
 @pytest.mark.parametrize("damage", ["truncated", "corrupt", "escapes"])
 def test_a_damaged_or_escaping_artifact_is_named_and_leaves_nothing(launched, tmp_path, monkeypatch, damage):
-    artifact = model_tarball(tmp_path / "model.tar.gz", {"inference.py": random.Random(0).randbytes(100_000)})
+    artifact = tar_gz_of(tmp_path / "model.tar.gz", {"inference.py": random.Random(0).randbytes(100_000)})
     if damage == "truncated":  # a download cut short: gzip ends early (EOFError)
         artifact.write_bytes(artifact.read_bytes()[:50_000])
     elif damage == "corrupt":  # deflate data that does not decode (zlib.error), as a bad disk or copy gives
@@ -364,7 +355,7 @@ def test_a_damaged_or_escaping_artifact_is_named_and_leaves_nothing(launched, tm
 
         monkeypatch.setattr(tarfile.TarFile, "extractall", undecodable)
     else:  # a member outside the model dir
-        artifact = model_tarball(tmp_path / "model.tar.gz", {"../escaped.py": b"# not ours"})
+        artifact = tar_gz_of(tmp_path / "model.tar.gz", {"../escaped.py": b"# not ours"})
     with pytest.raises(TorchServeError, match="cannot unpack the model artifact"):
         TorchServeEndpoint(artifact).start()
     assert launched == []

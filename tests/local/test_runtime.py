@@ -14,6 +14,7 @@ import pytest
 from handlers import proxy_core
 from local.runtime import ContainerResponse, ContainerUnavailable, Faults, SageMakerRuntime, model_error
 from tests.ci import skip_or_fail
+from tests.conftest import tar_gz_of
 
 
 class StuckContainer:
@@ -183,20 +184,13 @@ def output_fn(prediction, accept):
 
 
 def test_the_in_process_container_calls_the_script_as_the_toolkit_does(tmp_path, monkeypatch) -> None:
-    import io
     import sys
-    import tarfile
 
     from local.runtime import InProcessContainer
 
     monkeypatch.setattr(sys, "path", list(sys.path))  # the container puts the script's code/ first, as the toolkit
     monkeypatch.delitem(sys.modules, "mobilenet_inference", raising=False)
-    artifact = tmp_path / "model.tar.gz"
-    with tarfile.open(artifact, "w:gz") as tar:
-        script = STUB_INFERENCE.encode()
-        member = tarfile.TarInfo("code/inference.py")
-        member.size = len(script)
-        tar.addfile(member, io.BytesIO(script))
+    artifact = tar_gz_of(tmp_path / "model.tar.gz", {"code/inference.py": STUB_INFERENCE.encode()})
     container = InProcessContainer(artifact)
     try:
         # UTF-8 types reach input_fn decoded, others as bytes; no Accept (or */*) is the toolkit's default, JSON.
@@ -240,20 +234,14 @@ def test_an_inference_script_that_cannot_be_imported_is_a_model_start_error(tmp_
     """An artifact whose code/inference.py fails at import (a missing package, a typo) stops the stack as a
     model_fn failure does, in one line naming the cause: it was an uncaught ImportError or SyntaxError, and
     `make demo` printed its traceback. The unpacked model goes too."""
-    import io
     import sys
-    import tarfile
 
     from local.runtime import InProcessContainer, ModelStartError
 
     monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.delitem(sys.modules, "mobilenet_inference", raising=False)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    artifact = tmp_path / "model.tar.gz"
-    with tarfile.open(artifact, "w:gz") as tar:
-        member = tarfile.TarInfo("code/inference.py")
-        member.size = len(script.encode())
-        tar.addfile(member, io.BytesIO(script.encode()))
+    artifact = tar_gz_of(tmp_path / "model.tar.gz", {"code/inference.py": script.encode()})
     with pytest.raises(ModelStartError, match=r"cannot import code/inference\.py") as refused:
         InProcessContainer(artifact)
     assert says in str(refused.value) and "\n" not in str(refused.value), refused.value
@@ -321,22 +309,10 @@ def test_an_injected_delay_counts_against_the_invocation_limit() -> None:
     assert (answer.status, json.loads(answer.body)["OriginalStatusCode"]) == (424, 0)
 
 
-def artifact_of(path, members: dict[str, bytes]):
-    import io
-    import tarfile
-
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in members.items():
-            member = tarfile.TarInfo(name)
-            member.size = len(data)
-            tar.addfile(member, io.BytesIO(data))
-    return path
-
-
 def test_an_artifact_with_a_member_outside_its_directory_is_refused(tmp_path) -> None:
     from local.runtime import ModelStartError, extract_artifact
 
-    artifact = artifact_of(tmp_path / "model.tar.gz", {"code/inference.py": b"", "../escaped.txt": b"x"})
+    artifact = tar_gz_of(tmp_path / "model.tar.gz", {"code/inference.py": b"", "../escaped.txt": b"x"})
     with pytest.raises(ModelStartError, match="cannot extract model artifact"):
         extract_artifact(artifact, tmp_path / "unpacked")
     assert not (tmp_path / "unpacked" / "escaped.txt").exists() and not (tmp_path / "escaped.txt").exists()
@@ -361,7 +337,7 @@ def test_an_artifact_the_container_cannot_start_is_refused_in_one_line(tmp_path,
     monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.delitem(sys.modules, "mobilenet_inference", raising=False)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    artifact = artifact_of(tmp_path / "model.tar.gz", members)
+    artifact = tar_gz_of(tmp_path / "model.tar.gz", members)
     with pytest.raises(ModelStartError) as refused:
         InProcessContainer(artifact)
     assert says in str(refused.value) and "\n" not in str(refused.value), refused.value
@@ -379,7 +355,7 @@ def test_a_closed_container_keeps_no_descriptor_open(tmp_path, monkeypatch) -> N
     monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.delitem(sys.modules, "mobilenet_inference", raising=False)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    artifact = artifact_of(tmp_path / "model.tar.gz", {"code/inference.py": STUB_INFERENCE.encode()})
+    artifact = tar_gz_of(tmp_path / "model.tar.gz", {"code/inference.py": STUB_INFERENCE.encode()})
     before = set(os.listdir("/proc/self/fd"))
     InProcessContainer(artifact).close()
     assert set(os.listdir("/proc/self/fd")) == before  # the owner lock went with the directory
@@ -424,9 +400,7 @@ def test_without_the_toolkit_the_scripts_own_error_base_keeps_its_status(tmp_pat
     monkeypatch.delitem(sys.modules, "mobilenet_inference", raising=False)
     monkeypatch.setitem(sys.modules, "sagemaker_inference.errors", None)  # import raises ImportError
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    container = InProcessContainer(
-        artifact_of(tmp_path / "model.tar.gz", {"code/inference.py": STUB_INFERENCE.encode()})
-    )
+    container = InProcessContainer(tar_gz_of(tmp_path / "model.tar.gz", {"code/inference.py": STUB_INFERENCE.encode()}))
     try:
         assert container.invoke(b"x", "image/x-refused", "").status == 415
         crashed = container.invoke(b"x", "image/x-crash", "")
@@ -448,7 +422,7 @@ def test_the_inference_script_imports_its_own_modules_from_code(tmp_path, monkey
     script = b"from stub_helpers import *\n"
     helpers = STUB_INFERENCE.encode()
     members = {"code/inference.py": script, "code/stub_helpers.py": helpers}
-    container = InProcessContainer(artifact_of(tmp_path / "model.tar.gz", members))
+    container = InProcessContainer(tar_gz_of(tmp_path / "model.tar.gz", members))
     try:
         assert container.invoke(b"{}", "application/json", "").body == b"str application/json"
     finally:
