@@ -49,6 +49,9 @@ export const CANNOT_DECODE_MESSAGE =
 // 0 bytes: typically a photo still downloading or syncing (a cloud drive's placeholder), not a broken image.
 export const EMPTY_FILE_MESSAGE =
   "This file is empty (0 bytes). If it is still downloading or syncing, wait until it is done, then pick it again.";
+// A picked file is read again on each Classify; moved, deleted or rewritten since, every read of it fails.
+export const FILE_CHANGED_MESSAGE =
+  "This file could not be read: it was moved, deleted or changed since you chose it. Choose it again.";
 export const NO_FILE_DROPPED_MESSAGE =
   "What was dropped holds no file (a link or text?). Drop a photo file, or save the image first.";
 export const FOLDER_DROPPED_MESSAGE = "That is a folder: open it and drop one photo from it.";
@@ -408,6 +411,9 @@ export function predictUrl(config, topK = TOP_K) {
 
 class NotAnImageError extends Error {}
 
+/** The file's bytes cannot be read at all (NotReadableError): not a broken image, a file gone or changed. */
+class FileUnreadableError extends Error {}
+
 class TooManyPixelsError extends Error {
   constructor({ width, height }) {
     super(tooManyPixelsMessage(width, height));
@@ -419,8 +425,14 @@ class TooManyPixelsError extends Error {
  * is missing before Safari 14; a Response reads any Blob. */
 async function declaredSizeOf(blob) {
   const head = blob.slice(0, HEADER_BYTES);
+  let bytes;
   try {
-    return declaredSize(await (typeof head.arrayBuffer === "function" ? head : new Response(head)).arrayBuffer());
+    bytes = await (typeof head.arrayBuffer === "function" ? head : new Response(head)).arrayBuffer();
+  } catch {
+    throw new FileUnreadableError();
+  }
+  try {
+    return declaredSize(bytes);
   } catch {
     return null;
   }
@@ -757,6 +769,10 @@ function init() {
           refuse(err.message);
           return;
         }
+        if (err instanceof FileUnreadableError) {
+          refuse(FILE_CHANGED_MESSAGE);
+          return;
+        }
         if (!(err instanceof NotAnImageError)) throw err;
         refuse(cannotDecodeMessage(input.name, input.file ? input.file.type : ""));
         return;
@@ -772,7 +788,10 @@ function init() {
   }
 
   function restoreFocus(previous) {
-    if (document.activeElement && document.activeElement !== document.body) return; // the user moved on
+    // A control disabled while busy may still hold focus until the browser's next rendering update (Chromium's
+    // focus fixup), when a refusal comes that fast: that focus is lost too, not the user's choice.
+    const active = document.activeElement;
+    if (active && active !== document.body && !active.disabled) return; // the user moved on
     const target = previous && controls.includes(previous) && !previous.disabled ? previous : el.fileInput;
     // Without preventScroll the browser scrolls the control back into view, undoing the scroll that just
     // brought the results or the error into view.

@@ -24,6 +24,7 @@ CHELSEA = WWW / "samples" / "chelsea.jpg"
 COFFEE = WWW / "samples" / "coffee.jpg"
 NOT_AN_IMAGE = "not an image we can read"
 CANNOT_DECODE = "could not open the file"
+FILE_CHANGED = "could not be read: it was moved, deleted or changed since you chose it"
 
 
 def expect_status(ui: Any, text: str) -> None:
@@ -1287,11 +1288,32 @@ def test_focus_on_a_control_disabled_by_the_outcome_goes_to_the_file_picker(
     photo.unlink()
     ui.page.focus("#classify-button")
     ui.page.keyboard.press("Enter")
-    assert CANNOT_DECODE in ui.wait_error()
+    # It said the file was no image the browser can show, or had too many pixels: the photo it had just classified.
+    error = ui.wait_error()
+    assert FILE_CHANGED in error and CANNOT_DECODE not in error, error
     ui.page.wait_for_selector("#classify-form[aria-busy='false']")
     assert ui.page.is_disabled("#classify-button")
     assert ui.page.evaluate("() => document.activeElement.id") == "file-input"
     assert len(stub_stack.predict_requests()) == 1
+
+
+def test_a_picked_file_rewritten_since_is_refused_and_an_unchanged_one_sent_again(
+    stub_ui: Any, stub_stack: Any, tmp_path: Path
+) -> None:
+    # Another photo saved over it (an editor's export): its old size no longer matches, and Chromium fails every
+    # read of a file changed after it was picked, which the decoder called "not an image".
+    photo = tmp_path / "edited.jpg"
+    photo.write_bytes(CHELSEA.read_bytes())
+    ui = stub_ui.open()
+    ui.upload(photo)
+    ui.wait_done()
+    ui.page.click("#classify-button")  # unchanged: sent again
+    ui.wait_done()
+    assert len(stub_stack.predict_requests()) == 2
+    photo.write_bytes(COFFEE.read_bytes())
+    ui.page.click("#classify-button")
+    assert FILE_CHANGED in ui.wait_error()
+    assert len(stub_stack.predict_requests()) == 2 and ui.page.is_disabled("#classify-button")
 
 
 def test_status_region_is_live_and_labels_exist(stub_ui: Any) -> None:
