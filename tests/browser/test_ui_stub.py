@@ -1275,16 +1275,22 @@ def test_a_paste_with_nothing_focused_leaves_focus_where_it_was(stub_ui: Any, st
     )
 
 
+def classified_copy(stub_ui: Any, photo: Path) -> Any:
+    """The page after it classified `photo`, a copy of the cat photo that the test may then change on disk."""
+    photo.write_bytes(CHELSEA.read_bytes())
+    ui = stub_ui.open()
+    ui.upload(photo)
+    ui.wait_done()
+    return ui
+
+
 def test_focus_on_a_control_disabled_by_the_outcome_goes_to_the_file_picker(
     stub_ui: Any, stub_stack: Any, tmp_path: Path
 ) -> None:
     # Classify re-reads the photo; gone from the disk since (moved, or a cloud drive's copy evicted), it is refused
     # and Classify is disabled: focus left on a disabled button is lost, the file picker is where to go next.
     photo = tmp_path / "moved-away.jpg"
-    photo.write_bytes(CHELSEA.read_bytes())
-    ui = stub_ui.open()
-    ui.upload(photo)
-    ui.wait_done()
+    ui = classified_copy(stub_ui, photo)
     photo.unlink()
     ui.page.focus("#classify-button")
     ui.page.keyboard.press("Enter")
@@ -1300,13 +1306,10 @@ def test_focus_on_a_control_disabled_by_the_outcome_goes_to_the_file_picker(
 def test_a_picked_file_rewritten_since_is_refused_and_an_unchanged_one_sent_again(
     stub_ui: Any, stub_stack: Any, tmp_path: Path
 ) -> None:
-    # Another photo saved over it (an editor's export): its old size no longer matches, and Chromium fails every
-    # read of a file changed after it was picked, which the decoder called "not an image".
+    # Another photo saved over it (an editor's export): Chromium fails every read of a file changed after it was
+    # picked, which the page called "not an image".
     photo = tmp_path / "edited.jpg"
-    photo.write_bytes(CHELSEA.read_bytes())
-    ui = stub_ui.open()
-    ui.upload(photo)
-    ui.wait_done()
+    ui = classified_copy(stub_ui, photo)
     ui.page.click("#classify-button")  # unchanged: sent again
     ui.wait_done()
     assert len(stub_stack.predict_requests()) == 2
