@@ -537,20 +537,17 @@ def create_app(
             root = WWW.resolve()
             path = (root / relative).resolve()
             inside = path.is_relative_to(root) and not any(p.startswith(".") for p in path.relative_to(root).parts)
-            # A config.js left in www/ is not uploaded (site_files), and a link to it stops pulumi up.
-            inside = inside and path.relative_to(root).as_posix() != CONFIG_JS_KEY
-            # S3 looks the key up as the request names it: pathlib would drop a trailing or doubled slash, and
-            # /app.js/ (the key "app.js/") is not in the bucket, whose keys are the files' paths as written.
-            key_path = PurePosixPath(relative)
-            key = key_path.as_posix()
-            content_type = CONTENT_TYPES.get(key_path.suffix.lower())
+            content_type = CONTENT_TYPES.get(PurePosixPath(relative).suffix.lower())
             missing = (
-                key != relative
-                or hidden
+                hidden
                 or not inside
                 or not path.is_file()
                 or content_type is None
-                or key == CONFIG_JS_KEY
+                # S3 looks the key up as the request names it: pathlib would drop a trailing or doubled slash, and
+                # /app.js/ (the key "app.js/") is not in the bucket, whose keys are the files' paths as written.
+                or PurePosixPath(relative).as_posix() != relative
+                # A config.js left in www/ is not uploaded (site_files), and a link to it stops pulumi up.
+                or CONFIG_JS_KEY in (relative, path.relative_to(root).as_posix())
             )
             if missing or request.method not in ("GET", "HEAD"):  # any other route: what API Gateway answers
                 return route_not_found()
@@ -570,7 +567,7 @@ def create_app(
                 origin, site_origin=origin_from_host(request.scope["scheme"], request.headers.get("host"))
             ),
             "content-type": content_type,
-            "cache-control": cache_control_for(key),
+            "cache-control": cache_control_for(relative),
         }
         return Response(body, headers=headers)
 
