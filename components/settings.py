@@ -37,6 +37,11 @@ PROXY_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 # Serverless Inference has no GPUs, so only CPU images of the PyTorch DLC make sense.
 _IMAGE_TAG_RE = re.compile(r"^\d+\.\d+(\.\d+)?-cpu-py3\d+([-.][A-Za-z0-9.]+)*\Z")
+# The pytorch-inference repository also holds the EC2/ECS/EKS flavour of each image (2.6.0-cpu-py312-ec2,
+# 2.6-cpu-py312-ubuntu22.04-ec2-v1): its Dockerfile stage `ec2` has no sagemaker-pytorch-inference toolkit and
+# starts TorchServe with its own entrypoint, so SAGEMAKER_PROGRAM (inference.py) is never loaded and the endpoint
+# fails to start. Only the SageMaker flavour (no suffix, or -sagemaker) can serve the artifact.
+_EC2_IMAGE_TAG_RE = re.compile(r"-ec2(-|\Z)")
 # SageMaker endpoint names: 1..63 chars (the lookahead: the repeat alone would not bound `a--...--b`),
 # alphanumerics and single or repeated hyphens inside.
 ENDPOINT_NAME_RE = re.compile(r"^(?=.{1,63}\Z)[a-zA-Z0-9](-*[a-zA-Z0-9])*\Z")
@@ -287,6 +292,13 @@ def validate_settings(raw: Mapping[str, Any], region: str | None = None) -> Sett
     tag = get("inferenceImageTag")
     if not isinstance(tag, str) or not _IMAGE_TAG_RE.match(tag):
         raise _fail("inferenceImageTag", tag, "a pytorch-inference CPU tag like 2.6.0-cpu-py312")
+    if _EC2_IMAGE_TAG_RE.search(tag):
+        raise _fail(
+            "inferenceImageTag",
+            tag,
+            "a SageMaker tag of pytorch-inference (like 2.6.0-cpu-py312 or 2.6.0-cpu-py312-ubuntu22.04-sagemaker), "
+            "not an -ec2 one: the EC2 image has no SageMaker serving toolkit",
+        )
     out["inference_image_tag"] = tag
     out["lambda_architecture"] = _as_choice("lambdaArchitecture", get("lambdaArchitecture"), LAMBDA_ARCHITECTURES)
     out["proxy_memory_size_mb"] = _int_in_range("proxyMemorySizeMb", get("proxyMemorySizeMb"), *LAMBDA_MEMORY_RANGE)

@@ -144,6 +144,20 @@ def test_prod_like_config_is_accepted() -> None:
     assert (settings.proxy_memory_size_mb, settings.proxy_log_level) == (10240, "DEBUG")
 
 
+@pytest.mark.parametrize(
+    "tag",
+    # The four SageMaker tags the PyTorch 2.6 CPU inference release publishes (its release notes' image URIs).
+    [
+        "2.6.0-cpu-py312",
+        "2.6-cpu-py312",
+        "2.6.0-cpu-py312-ubuntu22.04-sagemaker",
+        "2.6-cpu-py312-ubuntu22.04-sagemaker-v1",
+    ],
+)
+def test_every_sagemaker_tag_of_the_inference_image_is_accepted(tag: str) -> None:
+    assert validate_settings({"inferenceImageTag": tag}).inference_image_tag == tag
+
+
 def test_proxy_memory_bounds_are_lambdas_own() -> None:
     assert validate_settings({"proxyMemorySizeMb": 128}).proxy_memory_size_mb == 128
     assert validate_settings({"proxyMemorySizeMb": 10240}).proxy_memory_size_mb == 10240
@@ -165,6 +179,10 @@ INVALID = [
     ("inferenceImageTag", "latest", "CPU tag"),
     ("inferenceImageTag", "2.6.0-cpu-py312\n", "CPU tag"),  # `$` would pass it on into the image URI
     ("inferenceImageTag", "2.6.0-cpu-py312-x/y:latest", "CPU tag"),  # another repository's image in the URI
+    # The EC2/ECS/EKS flavour in the same repository: no SageMaker toolkit, so inference.py is never loaded.
+    ("inferenceImageTag", "2.6.0-cpu-py312-ec2", "not an -ec2 one"),
+    ("inferenceImageTag", "2.6-cpu-py312-ubuntu22.04-ec2-v1", "not an -ec2 one"),
+    ("inferenceImageTag", "2.6.0-cpu-py312-ubuntu22.04-ec2", "not an -ec2 one"),
     ("lambdaArchitecture", "arm", "one of arm64, x86_64"),
     ("lambdaArchitecture", "ARM64", "one of arm64, x86_64"),  # Lambda itself refuses any other spelling
     ("proxyMemorySizeMb", 127, "an integer in 128..10240"),
