@@ -19,6 +19,7 @@ from components.settings import (
     LOG_RETENTION_DAYS,
     MAX_CONCURRENCY_RANGE,
     MEMORY_SIZES_MB,
+    image_tag_problem,
 )
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
@@ -57,8 +58,8 @@ class ServerlessEndpointArgs:
             raise fail("artifact_sha256", "64 lower-case hex digits")
         if not Path(self.artifact_path).is_file():
             raise fail("artifact_path", "an existing model.tar.gz (run `make model`)")
-        if not self.image_tag:
-            raise fail("image_tag", "a pytorch-inference image tag")
+        if problem := image_tag_problem(self.image_tag):
+            raise fail("image_tag", problem)
         if self.memory_size_mb not in MEMORY_SIZES_MB:
             raise fail("memory_size_mb", f"one of {MEMORY_SIZES_MB}")
         lo, hi = MAX_CONCURRENCY_RANGE

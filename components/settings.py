@@ -142,6 +142,19 @@ def sns_topic_arn_problem(arn: Any, region: str | None = None) -> str | None:
     return None
 
 
+def image_tag_problem(tag: Any) -> str | None:
+    """What a pytorch-inference tag must be (None when it can serve on a serverless endpoint): a CPU tag, of the
+    SageMaker flavour of the image."""
+    if not isinstance(tag, str) or not _IMAGE_TAG_RE.match(tag):
+        return "a pytorch-inference CPU tag like 2.6.0-cpu-py312"
+    if _EC2_IMAGE_TAG_RE.search(tag):
+        return (
+            "a SageMaker tag of pytorch-inference (like 2.6.0-cpu-py312 or 2.6.0-cpu-py312-ubuntu22.04-sagemaker), "
+            "not an -ec2 one: the EC2 image has no SageMaker serving toolkit"
+        )
+    return None
+
+
 def _fail(key: str, value: Any, allowed: str) -> SettingsError:
     return SettingsError(f"{NAMESPACE}{key} = {value!r} is invalid: allowed {allowed}")
 
@@ -290,15 +303,8 @@ def validate_settings(raw: Mapping[str, Any], region: str | None = None) -> Sett
     )
 
     tag = get("inferenceImageTag")
-    if not isinstance(tag, str) or not _IMAGE_TAG_RE.match(tag):
-        raise _fail("inferenceImageTag", tag, "a pytorch-inference CPU tag like 2.6.0-cpu-py312")
-    if _EC2_IMAGE_TAG_RE.search(tag):
-        raise _fail(
-            "inferenceImageTag",
-            tag,
-            "a SageMaker tag of pytorch-inference (like 2.6.0-cpu-py312 or 2.6.0-cpu-py312-ubuntu22.04-sagemaker), "
-            "not an -ec2 one: the EC2 image has no SageMaker serving toolkit",
-        )
+    if problem := image_tag_problem(tag):
+        raise _fail("inferenceImageTag", tag, problem)
     out["inference_image_tag"] = tag
     out["lambda_architecture"] = _as_choice("lambdaArchitecture", get("lambdaArchitecture"), LAMBDA_ARCHITECTURES)
     out["proxy_memory_size_mb"] = _int_in_range("proxyMemorySizeMb", get("proxyMemorySizeMb"), *LAMBDA_MEMORY_RANGE)

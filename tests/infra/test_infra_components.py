@@ -192,6 +192,9 @@ def test_new_artifact_gives_new_model_inputs_but_same_endpoint_name(mocks: Recor
         ({"artifact_sha256": "xyz"}, "artifact_sha256"),
         ({"artifact_sha256": "a" * 64 + "\n"}, "artifact_sha256"),
         ({"artifact_path": Path("/nonexistent/model.tar.gz")}, "artifact_path"),
+        ({"image_tag": ""}, "image_tag"),
+        ({"image_tag": "2.6.0-gpu-py312-cu124-ubuntu22.04-sagemaker"}, "image_tag"),  # serverless has no GPU
+        ({"image_tag": "2.6.0-cpu-py312-ec2"}, "image_tag"),  # no SageMaker toolkit in the EC2 flavour
         ({"memory_size_mb": 1500}, "memory_size_mb"),
         ({"max_concurrency": 0}, "max_concurrency"),
         ({"provisioned_concurrency": 6}, "provisioned_concurrency"),
