@@ -98,6 +98,8 @@ def ecr_repository_arn(partition: str, region: str, registry_id: str, repository
 
 # Everything under it is a model.tar.gz of this stack (the model bucket holds nothing else).
 ARTIFACT_PREFIX = "models/"
+# Where SageMaker publishes an endpoint's utilisation metrics (AWS/ namespaces are reserved for AWS itself).
+ENDPOINT_METRICS_NAMESPACE = "/aws/sagemaker/Endpoints"
 
 
 def s3_prefix_arn(partition: str, bucket: str, prefix: str) -> str:
@@ -194,6 +196,16 @@ def sagemaker_execution_policy(
             log_group_arn(partition, region, account_id, endpoint_log_group_name(endpoint_name)),
             ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
         ),
+        # AWS's minimum for a CreateModel execution role includes PutMetricData, and field reports say an endpoint's
+        # utilisation metrics (MemoryUtilization, the figure to size memorySizeMb by) go missing without it. It has
+        # no resource-level permissions: the namespace condition keeps it to the endpoints' own namespace.
+        {
+            "Sid": "EndpointMetrics",
+            "Effect": "Allow",
+            "Action": "cloudwatch:PutMetricData",
+            "Resource": "*",
+            "Condition": {"StringEquals": {"cloudwatch:namespace": ENDPOINT_METRICS_NAMESPACE}},
+        },
         # The key only encrypts the model bucket: SageMaker reads the artifact through S3.
         *_kms_statement(kms_key_arn, via_service=s3_service_endpoint(partition, region)),
     ]

@@ -18,8 +18,9 @@ SHA = "ab" * 32
 
 
 def assert_least_privilege(document: dict[str, Any]) -> None:
-    """No Allow on Resource "*" except ecr:GetAuthorizationToken; wildcards only as a log-stream suffix or
-    ending an S3 key prefix below the bucket (bucket/models/*, never bucket/*)."""
+    """No Allow on Resource "*" except ecr:GetAuthorizationToken, and cloudwatch:PutMetricData held to the endpoints'
+    namespace; wildcards only as a log-stream suffix or ending an S3 key prefix below the bucket (bucket/models/*,
+    never bucket/*)."""
     for statement in document["Statement"]:
         if statement["Effect"] != "Allow":
             continue
@@ -27,7 +28,11 @@ def assert_least_privilege(document: dict[str, Any]) -> None:
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         assert all("*" not in a for a in actions), statement
         for resource in resources:
-            if resource == "*":
+            if resource == "*" and actions == ["cloudwatch:PutMetricData"]:
+                assert statement["Condition"] == {
+                    "StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/Endpoints"}
+                }, statement
+            elif resource == "*":
                 assert actions == ["ecr:GetAuthorizationToken"], statement
             elif re.match(r"^arn:aws[a-z-]*:s3:::[^/*]+/[^*]+/\*$", resource):
                 continue
@@ -73,6 +78,13 @@ def test_sagemaker_execution_policy_is_exact() -> None:
                 "arn:aws:logs:eu-west-1:123456789012:log-group:/aws/sagemaker/Endpoints/mobilenet-dev",
                 "arn:aws:logs:eu-west-1:123456789012:log-group:/aws/sagemaker/Endpoints/mobilenet-dev:*",
             ],
+        },
+        "EndpointMetrics": {
+            "Sid": "EndpointMetrics",
+            "Effect": "Allow",
+            "Action": "cloudwatch:PutMetricData",
+            "Resource": "*",
+            "Condition": {"StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/Endpoints"}},
         },
     }
     assert_least_privilege(doc)

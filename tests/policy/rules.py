@@ -60,8 +60,12 @@ PUBLIC_GRANTEE_URIS = (
     "http://acs.amazonaws.com/groups/global/AuthenticatedUsers",
 )
 SSE_ALGORITHMS = ("AES256", "aws:kms", "aws:kms:dsse")
-# GetAuthorizationToken has no resource-level permissions: "*" is its only valid resource.
-STAR_RESOURCE_ACTIONS = frozenset({"ecr:GetAuthorizationToken"})
+# Actions with no resource-level permissions, for which "*" is the only valid resource, and the condition each must
+# carry instead (None: none exists). PutMetricData is held to the endpoints' metric namespace.
+STAR_RESOURCE_ACTIONS = {
+    "ecr:GetAuthorizationToken": None,
+    "cloudwatch:PutMetricData": {"StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/Endpoints"}},
+}
 BROAD_MANAGED_POLICIES = (
     "AdministratorAccess",
     "PowerUserAccess",
@@ -386,11 +390,19 @@ def iam_violations(resources: Sequence[Res]) -> list[str]:
             wild = [a for a in actions if a == "*" or a.endswith(":*")]
             if wild:
                 problems.append(f"{at}: Action wildcard {wild}")
-            if "*" in resources_ and not set(actions) <= STAR_RESOURCE_ACTIONS:
+            if "*" in resources_ and not set(actions) <= STAR_RESOURCE_ACTIONS.keys():
                 problems.append(
-                    f"{at}: Resource '*' with {sorted(set(actions) - STAR_RESOURCE_ACTIONS)}; "
+                    f"{at}: Resource '*' with {sorted(set(actions) - STAR_RESOURCE_ACTIONS.keys())}; "
                     f"only {sorted(STAR_RESOURCE_ACTIONS)} may use '*'"
                 )
+            elif "*" in resources_:
+                for action in actions:
+                    wanted = STAR_RESOURCE_ACTIONS[action]
+                    if wanted is not None and statement.get("Condition") != wanted:
+                        problems.append(
+                            f"{at}: {action} on Resource '*' needs Condition {wanted}, "
+                            f"not {statement.get('Condition')!r}"
+                        )
             # A wildcard inside an ARN is allowed only as a log group's ":*" stream suffix, or ending an S3 key
             # prefix below the bucket (bucket/models/*; never bucket/*).
             partial = [r for r in resources_ if r != "*" and "*" in _allowed_suffix_removed(r)]

@@ -425,6 +425,13 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "api-role-policy: policy.Statement[1]: Resource '*' with ['sagemaker:InvokeEndpoint']",
     ),
     (
+        "metrics-any-namespace",
+        "dev",
+        "iam",
+        lambda g: mutate(g, rules.ROLE_POLICY, "model-role-policy", with_policy(lambda st: st[4].pop("Condition"))),
+        "model-role-policy: policy.Statement[4]: cloudwatch:PutMetricData on Resource '*' needs Condition",
+    ),
+    (
         "service-wildcard-action",
         "dev",
         "iam",
