@@ -29,6 +29,7 @@ MODEL := model/dist/model.tar.gz
 # at start. Keep in step with requirements.txt.
 ORT_VERSION := 1.31.1
 ORT_STAMP := model/dist/wheels/.onnxruntime-$(ORT_VERSION)
+ORT_WHEEL := onnxruntime-$(ORT_VERSION)-cp312-cp312-manylinux*_x86_64.whl
 
 .PHONY: help venv model test test-fast lint bench demo loadtest chromium clean
 
@@ -60,12 +61,14 @@ venv: $(VENV)/.installed
 
 $(ORT_STAMP): | $(VENV)/.installed
 	mkdir -p $(dir $@)
-	# Only the pinned version stays: a wheel left from another ORT_VERSION would be vendored instead.
-	rm -f $(dir $@)onnxruntime-*.whl $(dir $@).onnxruntime-*
-	$(PIP) download --disable-pip-version-check -q --no-deps --only-binary=:all: --python-version 3.12 \
-	  --platform manylinux_2_28_x86_64 -d $(dir $@) onnxruntime==$(ORT_VERSION) \
-	  && touch $@ \
-	  || echo "warning: could not download the onnxruntime wheel; the container will serve TorchScript" >&2
+	# Only the pinned version stays: a wheel left from another ORT_VERSION would be vendored instead. The pinned
+	# wheel itself is kept and not fetched again (offline, it could not be), even without its stamp.
+	find $(dir $@) -maxdepth 1 \( \( -name 'onnxruntime-*.whl' ! -name '$(ORT_WHEEL)' \) -o -name '.onnxruntime-*' \) -delete
+	if ls $(dir $@)$(ORT_WHEEL) >/dev/null 2>&1; then touch $@; else \
+	  $(PIP) download --disable-pip-version-check -q --no-deps --only-binary=:all: --python-version 3.12 \
+	    --platform manylinux_2_28_x86_64 -d $(dir $@) onnxruntime==$(ORT_VERSION) \
+	    && touch $@ \
+	    || echo "warning: could not download the onnxruntime wheel; the container will serve TorchScript" >&2; fi
 
 # Always asks the builder: it compares a fingerprint of every input and rebuilds only when one changed.
 model: $(VENV)/.installed $(ORT_STAMP)

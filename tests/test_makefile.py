@@ -180,3 +180,35 @@ def test_the_vendored_onnxruntime_is_the_version_the_venv_runs():
         if line.startswith("onnxruntime==")
     )
     assert vendored == pinned
+
+
+def test_the_pinned_onnxruntime_wheel_is_kept_when_it_cannot_be_downloaded_again(tmp_path):
+    """An offline `make model` whose wheels folder holds the pinned wheel but not the stamp (a wheel copied in by
+    hand, or `cp model/dist/wheels/*.whl`, which leaves the hidden stamp behind) deleted that wheel before trying to
+    download it again, so the artifact silently lost ONNX Runtime. Only other versions may go."""
+    for name in ("Makefile", "requirements.txt", "requirements-dev.txt"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    version = next(
+        line.split(":=")[1].strip()
+        for line in (tmp_path / "Makefile").read_text().splitlines()
+        if line.startswith("ORT_VERSION :=")
+    )
+    bin_dir = tmp_path / "venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "pip").write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/pip.log\nexit 1\n')  # offline
+    (bin_dir / "pip").chmod(0o755)
+    (tmp_path / "venv" / ".installed").touch()
+    stamp_time = (tmp_path / "requirements-dev.txt").stat().st_mtime + 10
+    os.utime(tmp_path / "venv" / ".installed", (stamp_time, stamp_time))
+    wheels = tmp_path / "model" / "dist" / "wheels"
+    wheels.mkdir(parents=True)
+    pinned = wheels / f"onnxruntime-{version}-cp312-cp312-manylinux_2_28_x86_64.whl"
+    other = wheels / "onnxruntime-1.0.0-cp312-cp312-manylinux_2_28_x86_64.whl"
+    pinned.write_bytes(b"the pinned wheel")
+    other.write_bytes(b"a wheel of another version")
+    run = make(f"model/dist/wheels/.onnxruntime-{version}", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert pinned.read_bytes() == b"the pinned wheel"
+    assert not other.exists()
+    assert (wheels / f".onnxruntime-{version}").exists()
+    assert "could not download" not in run.stderr, run.stderr
