@@ -13,9 +13,10 @@
    cleared and normal requests must succeed again.
 3. A model artifact whose model_fn fails: the stack must refuse to start and name the cause.
 
-Starts its own `python -m local --port 0 --no-stage-throttle --fault-injection` unless --url is given (a stack
-started with those two flags too: with the stage's throttle, API Gateway's own 429 answers most of the load). Exit
-status 1 if a load answer is outside 200/429, a fault's outcome is not the designed one, or the stack does not recover.
+Starts its own `python -m local --port 0 --no-stage-throttle --fault-injection --artifact ARTIFACT` unless --url is
+given (a stack started with those two flags too: with the stage's throttle, API Gateway's own 429 answers most of the
+load). Exit status 1 if a load answer is outside 200/429, a fault's outcome is not the designed one, or the stack
+does not recover.
 """
 
 from __future__ import annotations
@@ -559,7 +560,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pid", type=int, help="with --url: the server's pid, for the memory figure")
     parser.add_argument("--skip-faults", action="store_true")
     parser.add_argument("--skip-broken-artifact", action="store_true")
-    parser.add_argument("--artifact", type=Path, default=ARTIFACT)
+    parser.add_argument(
+        "--artifact",
+        type=Path,
+        default=ARTIFACT,
+        help="the model artifact the stack started here serves (not one given with --url), and the one the "
+        "broken-artifact case is made from (default: model/dist/model.tar.gz)",
+    )
     return parser.parse_args(argv)
 
 
@@ -580,7 +587,7 @@ def run(args: argparse.Namespace) -> int:
         url, pid = args.url.rstrip("/"), args.pid
     else:
         print("starting the local stack ...", flush=True)
-        stack = StackProcess("--fault-injection")
+        stack = StackProcess("--fault-injection", "--artifact", str(args.artifact))
         if stack.url is None:
             print(f"error: the local stack did not start:\n{stack.output()}", file=sys.stderr)
             stack.stop()  # removes its log

@@ -286,3 +286,30 @@ sys.exit(lt.main(["--requests", "1"]))
         return
     os.kill(stack_pid, signal.SIGKILL)
     pytest.fail("the stack the loadtest started outlived it")
+
+
+def test_the_stack_the_loadtest_starts_serves_the_artifact_it_was_given(monkeypatch, tmp_path, capsys):
+    """`--artifact PATH` named the base of the broken-artifact case only: the load itself ran against
+    model/dist/model.tar.gz whatever was asked, so `--artifact int8.tar.gz` measured the fp32 model."""
+    from bench import loadtest as lt
+
+    asked: list[tuple[str, ...]] = []
+
+    class NoStack:  # records what `python -m local` would have been given, and does not start
+        url = None
+
+        def __init__(self, *args: str):
+            asked.append(args)
+
+        def output(self) -> str:
+            return "not started"
+
+        def stop(self) -> None:
+            pass
+
+    monkeypatch.setattr(lt, "StackProcess", NoStack)
+    artifact = tmp_path / "other.tar.gz"
+    assert lt.main(["--artifact", str(artifact), "--skip-faults", "--skip-broken-artifact"]) == 1
+    (args,) = asked
+    assert "--fault-injection" in args
+    assert list(args[args.index("--artifact") :][:2]) == ["--artifact", str(artifact)], args
