@@ -567,7 +567,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the model artifact the stack started here serves (not one given with --url), and the one the "
         "broken-artifact case is made from (default: model/dist/model.tar.gz)",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.pid is not None and not args.url:
+        parser.error("--pid goes with --url (that stack's server); the stack started here is measured anyway")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
