@@ -35,6 +35,7 @@ import zlib
 from pathlib import Path
 
 from components.policies import TORCHSERVE_ENV, TORCHSERVE_JAVA_OPTIONS
+from local.runtime import stop_signals_held
 
 _ENTRY = r"""
 import os, shutil, signal, sys, threading, time
@@ -211,19 +212,23 @@ def _group_alive(pgid: int) -> bool:
 
 
 def _stop(proc: subprocess.Popen, base: Path, grace: float = 15) -> None:
-    """SIGTERM exactly the group we started (java, its workers, the toolkit), SIGKILL it after `grace`."""
-    deadline = time.monotonic() + grace
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        while _group_alive(proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-            proc.poll()  # reap the toolkit's process so it stops counting
-        if _group_alive(proc.pid):
-            os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
-    shutil.rmtree(base, ignore_errors=True)
+    """SIGTERM exactly the group we started (java, its workers, the toolkit), SIGKILL it after `grace`.
+
+    A second Ctrl-C, or the SIGTERM make passes on to `make demo` after its group got one, waits until the group is
+    gone and its directory removed (it often lands here: this runs while the first one unwinds a start)."""
+    with stop_signals_held():
+        deadline = time.monotonic() + grace
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            while _group_alive(proc.pid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+                proc.poll()  # reap the toolkit's process so it stops counting
+            if _group_alive(proc.pid):
+                os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 class TorchServeEndpoint:

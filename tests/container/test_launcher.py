@@ -398,6 +398,41 @@ def test_stop_kills_a_group_that_ignores_sigterm_reaps_it_and_removes_its_dir(tm
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("second", [signal.SIGINT, signal.SIGTERM])
+def test_a_second_stop_signal_while_stop_waits_for_the_group_does_not_leave_its_dir(tmp_path, monkeypatch, second):
+    """A second Ctrl-C (or `make demo`'s SIGTERM to its whole process group, which make passes on once more) landing
+    while stop() waits for TorchServe's group to exit cut the stop short: the unpacked model (28 MB) stayed in /tmp
+    and no later start sweeps torchserve-* directories. The signal now waits for the cleanup, then still stops."""
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # what `python -m local` installs while the model loads
+    proc = group_of_stubborn_processes(tmp_path)
+    base = tmp_path / "torchserve-x"
+    base.mkdir()
+    group_alive = torchserve._group_alive
+    sent = []
+
+    def alive_then_signalled(pgid):
+        if not sent:
+            sent.append(second)
+            signal.raise_signal(second)  # its handler runs in this (the main) thread, inside stop()'s wait
+        return group_alive(pgid)
+
+    monkeypatch.setattr(torchserve, "_group_alive", alive_then_signalled)
+    try:
+        with pytest.raises((KeyboardInterrupt, SystemExit)):  # the signal is not lost: it stops after the cleanup
+            torchserve._stop(proc, base, grace=0)
+        assert sent
+        assert not base.exists(), "the unpacked model is left behind"
+        assert proc.returncode == -signal.SIGKILL, "the group is killed and reaped"
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 # --- readiness, with the toolkit's answers scripted ---------------------------------------------------------------
 class Toolkit:
     """Stands in for the launched process (poll/returncode)."""
