@@ -220,7 +220,10 @@ class InProcessContainer:
                 ) from e
             self._toolkit_errors = _toolkit_error_types(self.module)
             try:
-                self.model = self.module.model_fn(str(self.model_dir))
+                # Held back until model_fn returns: one landing in a C extension's import (`import onnxruntime`)
+                # comes out as its ImportError, which model_fn takes for a missing runtime and falls back on.
+                with stop_signals_held():
+                    self.model = self.module.model_fn(str(self.model_dir))
             except Exception as e:
                 first = (str(e).splitlines() or [type(e).__name__])[0]
                 raise ModelStartError(f"model_fn failed for {artifact}: {type(e).__name__}: {first}") from e

@@ -433,3 +433,38 @@ def test_an_oversize_body_is_refused_in_sagemakers_words() -> None:
     answer = invoke(SageMakerRuntime(FixedContainer(), "e", 1, max_payload_bytes=1), body=b"xx")
     assert (answer.status, answer.headers["x-amzn-errortype"]) == (400, "ValidationError")
     assert re.fullmatch(r"Request [0-9a-f-]{36} has oversize body\.", json.loads(answer.body)["message"])
+
+
+def test_a_ctrl_c_while_model_fn_imports_a_c_extension_still_stops_the_start(tmp_path, monkeypatch) -> None:
+    """A Ctrl-C during `import onnxruntime` in model_fn comes out of the extension's init as ImportError
+    ("initialization failed"), which model_fn takes for a missing runtime: it fell back to TorchScript, and the stack
+    the user had just stopped kept loading and served. The signal now waits for model_fn, then stops the start."""
+    import signal
+    import sys
+
+    from local.runtime import InProcessContainer
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "mobilenet_inference", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    script = STUB_INFERENCE.replace(
+        'def model_fn(model_dir):\n    return "stub"\n',
+        "def model_fn(model_dir):\n"
+        "    import signal\n"
+        "    try:\n"
+        "        try:  # as pybind11's module init does with an exception raised while it runs\n"
+        "            signal.raise_signal(signal.SIGINT)\n"
+        "        except KeyboardInterrupt:\n"
+        "            raise ImportError('initialization failed') from None\n"
+        "    except ImportError:\n"
+        "        return 'fallback'  # as inference.py falls back to TorchScript\n"
+        '    return "stub"\n',
+    )
+    assert script != STUB_INFERENCE
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            InProcessContainer(tar_gz_of(tmp_path / "model.tar.gz", {"code/inference.py": script.encode()}))
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    assert list(tmp_path.iterdir()) == [tmp_path / "model.tar.gz"]  # the unpacked model went with it
