@@ -63,6 +63,7 @@ def test_model_error_500_hides_the_model_text_and_400_passes_its_first_line(stac
     assert (crash.status, crash.error) == (502, "model_error") and "injected" not in crash.message
     assert (reject.status, reject.error) == (400, "invalid_image")
     assert reject.message == "injected: image rejected by the model"  # first line only: no traceback
+    assert crash.ok and reject.ok, (crash.note, reject.note)  # what `make loadtest` judges, recovery included
 
 
 def test_throttling_burst_then_a_retrying_client_gets_through(stack, image):

@@ -1,4 +1,5 @@
-"""The pure parts of bench/loadtest.py: percentiles, the summary, the banner parser, the fault verdicts."""
+"""bench/loadtest.py without a real stack: its pure parts (percentiles, the summary, the banner parser, the fault
+verdicts, the table) and its adapters and main() with the stack's process and HTTP calls replaced."""
 
 from __future__ import annotations
 
@@ -7,19 +8,26 @@ import pytest
 from bench.loadtest import (
     FaultOutcome,
     FaultSpec,
+    LoadSummary,
     Sample,
+    error_of,
     judge,
+    load_failures,
     parse_site_url,
     percentile,
     render_markdown,
     summarize,
 )
+from tests.waiting import HANG_GUARD_S
 
 
 def test_percentile_is_nearest_rank():
     values = [float(v) for v in range(100, 0, -1)]  # unsorted on purpose
     assert (percentile(values, 50), percentile(values, 95), percentile(values, 99)) == (50.0, 95.0, 99.0)
     assert percentile(values, 100) == 100.0 and percentile([7.0], 99) == 7.0 and percentile([], 50) == 0.0
+    assert percentile(values, 0) == 1.0, "the lowest value, not the highest"
+    ten = [float(v) for v in range(1, 11)]
+    assert (percentile(ten, 50), percentile(ten, 95), percentile(ten, 91)) == (5.0, 10.0, 10.0), "ceil(n * q / 100)"
 
 
 def test_summary_counts_statuses_errors_and_unexpected_answers():
@@ -37,6 +45,36 @@ def test_summary_counts_statuses_errors_and_unexpected_answers():
     assert summary.errors == {"ReadTimeout": 1, "endpoint_timeout": 1, "throttled": 2}
     assert summary.unexpected == 2  # the 504 and the missing answer; 429 is designed
     assert summary.p50_ms == 100.0 and summary.max_ms == 40_000.0
+    spread = summarize([Sample(200, ms / 1000) for ms in range(100, 0, -1)], wall_s=1.0, concurrency=1)
+    assert (spread.p50_ms, spread.p95_ms, spread.p99_ms, spread.max_ms) == pytest.approx((50, 95, 99, 100))
+
+
+def test_half_the_answers_200_passes_the_load_and_fewer_fail_it():
+    def of(ok: int) -> LoadSummary:
+        return summarize([Sample(200, 0.01)] * ok + [Sample(429, 0.5, "throttled")] * (20 - ok), 1.0, concurrency=8)
+
+    assert load_failures(of(10), requested=20, duration_cap_s=60) == []
+    assert load_failures(of(9), requested=20, duration_cap_s=60) == [
+        "only 9 of 20 load answers were 200: {200: 9, 429: 11} {'throttled': 11}"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error"),
+    [
+        (200, {"error": "ignored"}, None),
+        (400, {"error": "invalid_image", "message": "not an image"}, "invalid_image"),
+        (429, {"message": "Too Many Requests"}, "Too Many Requests"),  # API Gateway's own answers have no code
+        (500, {}, "?"),
+        (500, ["not", "an", "object"], "?"),
+        (502, b"<html>Bad Gateway</html>", "non-JSON 502"),
+    ],
+)
+def test_a_load_answer_is_named_by_its_code_or_the_gateways_message(status, body, error):
+    import httpx
+
+    response = httpx.Response(status, content=body) if isinstance(body, bytes) else httpx.Response(status, json=body)
+    assert error_of(response) == error
 
 
 def test_site_url_from_the_banner():
@@ -68,11 +106,36 @@ MODEL_500 = FaultSpec("500", {}, frozenset({502}), "model_error", message_must_n
         (MODEL_500, 502, {"error": "model_error", "message": "injected: worker died"}, None, False),
         (MODEL_500, 502, {"error": "model_error", "message": 'x File "/opt/ml/code/inference.py"'}, None, False),
         (MODEL_500, 502, "not an object", None, False),
+        (MODEL_500, 502, {"error": "model_error", "message": "Traceback (most recent call last):"}, None, False),
+        (MODEL_500, 502, {"error": "model_error", "message": 'File "inference.py", line 3'}, None, False),
+        (MODEL_500, 502, {"error": "model_error", "message": "cannot open /opt/ml/model"}, None, False),
     ],
 )
 def test_fault_verdicts(spec, status, body, retry_after, ok):
     verdict, reason = judge(spec, status, body, retry_after)
     assert verdict is ok and (reason == "") is ok
+
+
+DESIGNED = {  # what the local stack answers each injected fault with: status, body, Retry-After
+    "slow model": (504, {"error": "endpoint_timeout", "message": "The model took too long"}, None),
+    "model error 500": (502, {"error": "model_error", "message": "The model failed"}, None),
+    "model error 400": (400, {"error": "invalid_image", "message": "injected: image rejected by the model"}, None),
+    "throttling burst": (429, {"error": "throttled", "message": "Too many requests"}, "1"),
+    "endpoint down": (503, {"error": "model_not_ready", "message": "The model is starting"}, "5"),
+    "Lambda sandbox dies": (500, {"message": "Internal Server Error"}, None),
+}
+
+
+@pytest.mark.parametrize("name", DESIGNED)
+def test_each_fault_passes_its_designed_answer_and_not_a_near_miss(name):
+    from bench.loadtest import fault_specs
+
+    spec = next(spec for spec in fault_specs(20.0) if spec.name.split(" (")[0] == name)
+    status, body, retry_after = DESIGNED[name]
+    assert judge(spec, status, body, retry_after) == (True, "")
+    assert not judge(spec, 500 if status != 500 else 502, body, retry_after)[0], "another status"
+    if retry_after is not None:
+        assert not judge(spec, status, body, None)[0], "a 429 or 503 without Retry-After: the page cannot back off"
 
 
 def test_markdown_table_has_the_load_figures_and_one_row_per_fault():
@@ -88,6 +151,27 @@ def test_markdown_table_has_the_load_figures_and_one_row_per_fault():
     assert "| statuses | 200: 3, 429: 1 |" in table and "| answers outside 200/429 | 0 |" in table
     assert "| slow model | 504 endpoint_timeout | 504 endpoint_timeout | - | 20.0 s | yes | ok |" in table
     assert "FAIL: status 502" in table
+
+
+def test_markdown_table_has_the_latency_throughput_memory_and_in_flight_figures():
+    samples = [Sample(200, ms / 1000) for ms in range(1, 101)] + [Sample(429, 0.2, "throttled")] * 100
+    summary = LoadSummary(
+        **{**summarize(samples, wall_s=4.0, concurrency=8).__dict__, "peak_memory_mb": 612.4, "peak_in_flight": 3}
+    )
+    summary = LoadSummary(**{**summary.__dict__, "max_concurrency": 5})
+    refused = FaultOutcome("broken artifact", "refuses to start", error="exit 1: model_fn failed", ok=True)
+    silent = FaultOutcome("no answer", "504 endpoint_timeout", note="no answer: ReadTimeout")
+    table = render_markdown(summary, [refused, silent], "test cpu, 2 cores")
+    assert "| throughput (all answers / 200s) | 50.0 / 25.0 req/s |" in table
+    assert "| latency p50 / p95 / p99 / max | 100 / 200 / 200 / 200 ms |" in table
+    assert "| runtime tier peak in-flight | 3 (MaxConcurrency 5) |" in table
+    assert "| server peak memory (PSS, sandboxes included) | 612 MB |" in table
+    assert "| broken artifact | refuses to start | exit 1: model_fn failed | - | 0.0 s | no | ok |" in table
+    assert "| no answer | 504 endpoint_timeout | no answer: ReadTimeout | - |" in table
+    lows = summarize(samples[:100], wall_s=1.0, concurrency=8)
+    assert "| latency p50 / p95 / p99 / max | 50 / 95 / 99 / 100 ms |" in render_markdown(lows, [], "cpu")
+    assert "| runtime tier peak in-flight | n/a |" in render_markdown(lows, [], "cpu")
+    assert "| server peak memory (PSS, sandboxes included) | n/a |" in render_markdown(lows, [], "cpu")
 
 
 def run_main_on_a_fake_stack(monkeypatch, samples, peak_in_flight=1) -> int:
@@ -324,3 +408,285 @@ def test_a_pid_without_a_url_is_refused_before_a_stack_starts(capsys):
         lt.parse_args(["--pid", "123"])
     assert exit_.value.code == 2
     assert "--pid" in capsys.readouterr().err
+
+
+def test_a_stack_that_exits_before_its_banner_is_no_url_and_its_output_is_kept(monkeypatch, tmp_path):
+    """A refused start (broken artifact, busy port): StackProcess says so at once instead of waiting out its
+    startup timeout, and keeps the output that names the cause until stop()."""
+    import sys
+    import tempfile
+
+    from bench.loadtest import StackProcess
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    fake = tmp_path / "python"
+    fake.write_text('#!/bin/sh\necho "error: the model endpoint cannot start: model_fn failed"\nexit 1\n')
+    fake.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(fake))
+    stack = StackProcess("--artifact", "broken.tar.gz", timeout=HANG_GUARD_S)
+    assert stack.url is None and stack.proc.wait(timeout=HANG_GUARD_S) == 1
+    assert stack.proc.args[1:] == ["-m", "local", "--port", "0", "--no-stage-throttle", "--artifact", "broken.tar.gz"]
+    assert stack.output() == "error: the model endpoint cannot start: model_fn failed\n"
+    stack.stop()
+    assert list(tmp_path.iterdir()) == [fake], "its log is left behind"
+
+
+class FakeProcess:
+    """A psutil.Process of a fixed PSS (None: it exited between the listing and the look)."""
+
+    def __init__(self, pss_mb: float | None, children: tuple = (), grandchildren: tuple = ()):
+        self.pss_mb, self.direct, self.grandchildren = pss_mb, list(children), list(grandchildren)
+
+    def children(self, recursive: bool = False) -> list:
+        return self.direct + (self.grandchildren if recursive else [])
+
+    def memory_full_info(self):
+        import types
+
+        import psutil
+
+        if self.pss_mb is None:
+            raise psutil.NoSuchProcess(1)
+        return types.SimpleNamespace(pss=int(self.pss_mb * 1024 * 1024), rss=int(self.pss_mb * 3 * 1024 * 1024))
+
+
+def test_memory_is_the_peak_pss_of_the_server_and_all_its_descendants_in_mib():
+    """Forked sandboxes share most of their pages: their PSS sums to the memory used, their RSS would not."""
+    import os
+
+    from bench.loadtest import MemorySampler
+
+    sampler = MemorySampler(os.getpid())
+    sampler._root = FakeProcess(100, children=[FakeProcess(20), FakeProcess(None)], grandchildren=[FakeProcess(5)])
+    assert sampler.sample() == 125 * 1024 * 1024
+    sizes = iter([300, 900, 200])
+
+    def sample() -> int:
+        size = next(sizes) * 1024 * 1024
+        if size == 200 * 1024 * 1024:
+            sampler._halt.set()  # the last sample: run() returns after it
+        return size
+
+    sampler.sample = sample
+    sampler.start()
+    sampler.join(timeout=HANG_GUARD_S)  # it ends after the last sample
+    assert not sampler.is_alive() and sampler.peak_bytes == 900 * 1024 * 1024
+    assert sampler.stop() == 900.0
+
+
+THROTTLED_ANSWER = {"error": "throttled", "message": "busy"}
+
+
+@pytest.fixture
+def fake_stack_calls(monkeypatch):
+    """bench.loadtest's calls to the stack replaced: what it did, in order (`answers`: what /predict answers)."""
+    import httpx
+
+    import bench.loadtest as lt
+
+    calls: list = []
+    answers: list = []
+
+    def post(url, **kwargs):
+        calls.append("predict")
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    monkeypatch.setattr(lt, "set_faults", lambda url, faults: calls.append(("set", faults)))
+    monkeypatch.setattr(lt, "runtime_state", lambda url: calls.append("clear") or {})
+    monkeypatch.setattr(httpx, "post", post)
+    monkeypatch.setattr(lt, "post_image", lambda client, url, image: post(url))
+    monkeypatch.setattr(lt.time, "sleep", lambda s: calls.append(("sleep", s)))
+    return calls, answers
+
+
+def test_a_fault_whose_stack_does_not_recover_fails_and_says_why(monkeypatch, fake_stack_calls):
+    import httpx
+
+    import bench.loadtest as lt
+
+    calls, answers = fake_stack_calls
+    answers.append(httpx.Response(429, json=THROTTLED_ANSWER, headers={"retry-after": "2"}))
+    recovery = "normal request after the fault: 503 down"
+    monkeypatch.setattr(lt, "normal_requests_succeed", lambda url, image: calls.append("normal") or (False, recovery))
+    outcome = lt.run_fault("http://127.0.0.1:9", b"jpeg", THROTTLED)
+    assert (outcome.status, outcome.error, outcome.retry_after) == (429, "throttled", "2")
+    assert not outcome.recovered and not outcome.ok and outcome.note == recovery
+    assert calls == [("set", {"throttle": 9}), "predict", "clear", "normal"], "cleared before the normal requests"
+
+
+def test_a_fault_without_an_answer_fails_and_is_cleared(fake_stack_calls):
+    import httpx
+
+    import bench.loadtest as lt
+
+    calls, answers = fake_stack_calls
+    answers.append(httpx.ReadTimeout("timed out"))
+    outcome = lt.run_fault("http://127.0.0.1:9", b"jpeg", THROTTLED)
+    assert not outcome.ok and outcome.status is None and outcome.note == "no answer: ReadTimeout"
+    assert calls == [("set", {"throttle": 9}), "predict", "clear"], "the fault is not left set"
+
+
+@pytest.mark.parametrize(
+    ("statuses", "ok", "sleeps"),
+    [
+        ([429, 429, 200], True, [0.5, 1.0]),  # Retry-After 2, backoff capped at 0.5 s, then 1 s
+        ([200], False, []),  # the injected burst did not throttle anything
+        ([429] * 5, False, [0.5, 1.0, 2.0, 2.0, 2.0]),
+    ],
+)
+def test_a_retrying_client_passes_only_through_429s_then_a_200(fake_stack_calls, statuses, ok, sleeps):
+    import httpx
+
+    import bench.loadtest as lt
+
+    calls, answers = fake_stack_calls
+    for status in statuses:
+        body = THROTTLED_ANSWER if status == 429 else {}
+        answers.append(httpx.Response(status, json=body, headers={"retry-after": "2"}))
+    outcome = lt.retry_like_the_ui("http://127.0.0.1:9", b"jpeg", throttled_attempts=2)
+    assert outcome.ok is ok and outcome.error == f"after {len(statuses)} tries ({statuses})"
+    assert [call[1] for call in calls if isinstance(call, tuple) and call[0] == "sleep"] == sleeps
+    assert calls[0] == ("set", {"throttle": 2}) and calls[-1] == "clear"
+
+
+@pytest.mark.parametrize(
+    ("url", "code", "ok"),
+    [(None, 1, True), (None, 0, False), ("http://127.0.0.1:9", None, False)],
+)
+def test_a_broken_artifact_passes_only_if_the_stack_refuses_to_start_naming_the_cause(
+    monkeypatch, tmp_path, url, code, ok
+):
+    import tempfile
+    import types
+    from pathlib import Path
+
+    import bench.loadtest as lt
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    stopped = []
+
+    class Refusing:
+        def __init__(self, *args):
+            self.workdir = Path(args[1]).parent
+            self.url, self.proc = url, types.SimpleNamespace(poll=lambda: code)
+
+        def output(self) -> str:
+            return (
+                "loading broken.tar.gz into the inprocess runtime tier ...\n"
+                f"error: the model endpoint cannot start: model_fn failed: {self.workdir}/model/model.onnx: garbage\n"
+            )
+
+        def stop(self) -> None:
+            stopped.append(True)
+
+    monkeypatch.setattr(lt, "broken_artifact", lambda source, target: target)
+    monkeypatch.setattr(lt, "StackProcess", Refusing)
+    outcome = lt.broken_artifact_refusal(tmp_path / "model.tar.gz")
+    assert outcome.ok is ok and outcome.recovered is ok and stopped == [True]
+    assert outcome.error == f"exit {code}: the model endpoint cannot start: model_fn failed: /model/model.onnx: garbage"
+    assert list(tmp_path.iterdir()) == [], "its work directory is left behind"
+
+
+def test_a_stack_that_does_not_start_fails_the_run_with_its_output_and_is_stopped(monkeypatch, capsys):
+    import bench.loadtest as lt
+
+    stopped = []
+
+    class NotStarting:
+        url = None
+
+        def __init__(self, *args):
+            pass
+
+        def output(self) -> str:
+            return "error: cannot listen on 127.0.0.1:0: Too many open files\n"
+
+        def stop(self) -> None:
+            stopped.append(True)
+
+    monkeypatch.setattr(lt, "StackProcess", NotStarting)
+    assert lt.main(["--skip-faults", "--skip-broken-artifact"]) == 1
+    assert stopped == [True], "its log is left behind"
+    err = capsys.readouterr().err
+    assert err == "error: the local stack did not start:\nerror: cannot listen on 127.0.0.1:0: Too many open files\n\n"
+
+
+def test_a_stack_that_fails_normal_requests_fails_the_run_before_the_load(monkeypatch, capsys):
+    import bench.loadtest as lt
+
+    monkeypatch.setattr(lt, "runtime_state", lambda url: {})
+    monkeypatch.setattr(lt, "normal_requests_succeed", lambda url, image, count=3: (False, "503 model_not_ready"))
+    monkeypatch.setattr(lt, "run_load", lambda *args: pytest.fail("a load on a stack that does not answer"))
+    assert lt.main(["--url", "http://127.0.0.1:9", "--skip-faults", "--skip-broken-artifact"]) == 1
+    assert capsys.readouterr().err == "error: the stack does not answer normal requests: 503 model_not_ready\n"
+
+
+@pytest.mark.parametrize("failing", [None, "endpoint down", "throttling burst, client retries with backoff", "broken"])
+def test_every_fault_gets_a_row_and_any_that_fails_fails_the_run(monkeypatch, capsys, failing):
+    import bench.loadtest as lt
+
+    urls = []
+
+    def state(url):
+        urls.append(url)
+        return {"peak_in_flight": 1}
+
+    def outcome(name: str) -> FaultOutcome:
+        return FaultOutcome(name, "designed", ok=name != failing, recovered=True, note="" if name != failing else "why")
+
+    class Sampler:
+        def __init__(self, pid):
+            assert pid == 4242
+
+        def start(self) -> None:
+            pass
+
+        def stop(self) -> float:
+            return 321.0
+
+    monkeypatch.setattr(lt, "runtime_state", state)
+    monkeypatch.setattr(lt, "normal_requests_succeed", lambda url, image, count=3: (True, ""))
+    monkeypatch.setattr(lt, "run_load", lambda url, image, requests, concurrency, cap: ([Sample(200, 0.01)] * 5, 1.0))
+    monkeypatch.setattr(lt, "MemorySampler", Sampler)
+    monkeypatch.setattr(lt, "run_fault", lambda url, image, spec: outcome(spec.name.split(" (")[0]))
+    retrying = "throttling burst, client retries with backoff"
+    monkeypatch.setattr(lt, "retry_like_the_ui", lambda url, image, throttled_attempts: outcome(retrying))
+    monkeypatch.setattr(lt, "broken_artifact_refusal", lambda artifact: outcome("broken"))
+    assert lt.main(["--url", "http://127.0.0.1:9/", "--pid", "4242", "--requests", "5"]) == (1 if failing else 0)
+    assert set(urls) == {"http://127.0.0.1:9"}, "the URL without its trailing slash"
+    out, err = capsys.readouterr()
+    assert "| server peak memory (PSS, sandboxes included) | 321 MB |" in out
+    names = [spec.name.split(" (")[0] for spec in lt.fault_specs(1.0)]
+    for name in [*names, retrying, "broken"]:
+        assert f"| {name} | designed |" in out
+    assert err == (f"FAIL: fault '{failing}': why\n" if failing else "")
+
+
+def test_the_load_stops_at_its_cap_and_a_refused_connection_is_an_answer_of_0():
+    import socket
+
+    from bench.loadtest import run_load
+
+    with socket.socket() as closed:  # bound, never listening: every connection is refused
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        samples, _ = run_load(url, b"jpeg", requests=3, concurrency=2, duration_cap_s=HANG_GUARD_S)
+        assert sorted((sample.status, sample.error) for sample in samples) == [(0, "ConnectError")] * 3
+        assert run_load(url, b"jpeg", requests=3, concurrency=2, duration_cap_s=0)[0] == [], "past the cap"
+
+
+@pytest.mark.parametrize("status", [400, 429, 503])
+def test_after_a_fault_only_200s_are_normal_answers(monkeypatch, status):
+    import httpx
+
+    import bench.loadtest as lt
+
+    answers = [httpx.Response(200, json={}), httpx.Response(status, json={"message": "no"})]
+    monkeypatch.setattr(lt, "post_image", lambda client, url, image: answers.pop(0))
+    assert lt.normal_requests_succeed("http://127.0.0.1:9", b"jpeg") == (
+        False,
+        f'normal request after the fault: {status} {{"message":"no"}}',
+    )
