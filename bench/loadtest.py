@@ -358,7 +358,10 @@ class MemorySampler(threading.Thread):
         import psutil
 
         self._psutil = psutil
-        self._root = psutil.Process(pid)
+        try:
+            self._root = psutil.Process(pid)
+        except (psutil.Error, ValueError) as e:  # gone, another user's, or not a pid at all (-1)
+            raise ValueError(str(e)) from None
         self._halt = threading.Event()
         self.peak_bytes = 0
 
@@ -597,6 +600,11 @@ def run(args: argparse.Namespace) -> int:
             return 1
         url, pid = stack.url, stack.pid
     try:
+        try:  # before anything else: a wrong --pid would otherwise be a traceback after the warm-up
+            sampler = MemorySampler(pid) if pid else None
+        except ValueError as e:
+            print(f"error: --pid {pid}: {e}", file=sys.stderr)
+            return 1
         try:
             runtime_state(url)
         except httpx.HTTPError as e:  # `make demo`'s stack has no /__local/faults (404), or nothing listens
@@ -610,7 +618,6 @@ def run(args: argparse.Namespace) -> int:
         if not normal_ok:
             print(f"error: the stack does not answer normal requests: {note}", file=sys.stderr)
             return 1
-        sampler = MemorySampler(pid) if pid else None
         if sampler:
             sampler.start()
         print(f"load: {args.requests} requests, {args.concurrency} clients, cap {args.duration_cap:.0f} s", flush=True)

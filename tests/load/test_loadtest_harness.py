@@ -690,3 +690,22 @@ def test_after_a_fault_only_200s_are_normal_answers(monkeypatch, status):
         False,
         f'normal request after the fault: {status} {{"message":"no"}}',
     )
+
+
+@pytest.mark.parametrize("pid", ["gone", "-1"])
+def test_a_pid_that_cannot_be_measured_is_refused_in_one_line_before_any_request(monkeypatch, capsys, pid):
+    """`--url URL --pid PID` with a PID that is no process: psutil's NoSuchProcess was a traceback after the
+    warm-up requests."""
+    import subprocess
+    import sys
+
+    import bench.loadtest as lt
+
+    if pid == "gone":
+        exited = subprocess.Popen([sys.executable, "-c", "pass"])
+        exited.wait()
+        pid = str(exited.pid)
+    monkeypatch.setattr(lt, "runtime_state", lambda url: pytest.fail("a request before the pid was checked"))
+    assert lt.main(["--url", "http://127.0.0.1:9", "--pid", pid, "--skip-faults", "--skip-broken-artifact"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --pid {pid}: ") and err.count("\n") == 1 and "Traceback" not in err, err
