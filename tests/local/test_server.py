@@ -633,6 +633,92 @@ def test_port_range_and_log_level_spelling():
     assert parse_args(["--log-level", "DEBUG"]).log_level == "debug"
 
 
+def test_python_m_local_starts_the_stack_make_demo_starts():
+    """`make demo` passes its HOST, PORT and RUNTIME; run by hand, `python -m local` must default to the same."""
+    import re
+
+    makefile = (ROOT / "Makefile").read_text()
+    make = dict(re.findall(r"^(HOST|PORT|RUNTIME) \?= (\S+)$", makefile, re.MULTILINE))
+    args = parse_args([])
+    assert (args.host, str(args.port), args.runtime) == (make["HOST"], make["PORT"], make["RUNTIME"])
+    assert args.stage_throttle and not args.allow_remote and not args.fault_injection
+
+
+def test_the_banner_says_whether_the_stack_can_be_reached_from_other_machines():
+    from local.__main__ import listening
+
+    assert listening("127.0.0.1", 8000, any_interface=False) == "127.0.0.1 only"
+    assert listening("::1", 8000, any_interface=False) == "::1 only"
+    assert listening("192.0.2.7", 8000, any_interface=False) == "192.0.2.7 only (REMOTE ACCESS ENABLED)"
+    assert listening("127.0.0.1", 8000, any_interface=True).startswith("every interface (REMOTE ACCESS ENABLED")
+
+
+def test_the_banner_gives_the_stage_throttle_or_says_it_is_off():
+    from local.__main__ import throttled
+
+    assert throttled(None) == "off (--no-stage-throttle): /predict takes any rate"
+    assert throttled(gateway.StageThrottle(2.5, 7)).startswith("/predict at 2.5 requests/s, bursts of 7 ")
+
+
+def test_a_message_to_a_terminal_that_is_gone_is_dropped(monkeypatch):
+    """After SIGHUP closed the terminal, writing "stopped" fails with EIO: the cleanup goes on without it."""
+    import errno
+    import sys
+
+    from local.__main__ import say
+
+    class Gone:
+        def write(self, text: str) -> int:
+            raise OSError(errno.EIO, "Input/output error")
+
+        def flush(self) -> None:
+            raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(sys, "stdout", Gone())
+    say("stopped")  # no OSError
+
+
+@pytest.mark.parametrize(
+    ("soft", "hard", "wanted"),
+    [
+        (1024, 4096, (4096, 4096)),
+        (1024, "infinity", (65536, "infinity")),
+        (100_000, "infinity", (100_000, "infinity")),  # never lowered
+        (4096, 4096, None),  # nothing to raise
+    ],
+)
+def test_the_open_file_limit_is_raised_to_the_hard_limit(monkeypatch, soft, hard, wanted):
+    import sys
+
+    from local.__main__ import raise_open_file_limit
+
+    infinity = -1
+    set_to = []
+    fake = SimpleNamespace(
+        RLIMIT_NOFILE=7,
+        RLIM_INFINITY=infinity,
+        getrlimit=lambda which: (soft, infinity if hard == "infinity" else hard),
+        setrlimit=lambda which, limits: set_to.append(limits),
+    )
+    monkeypatch.setitem(sys.modules, "resource", fake)
+    raise_open_file_limit()
+    expected = None if wanted is None else tuple(infinity if v == "infinity" else v for v in wanted)
+    assert set_to == ([] if expected is None else [expected])
+
+
+def test_an_open_file_limit_the_system_refuses_to_raise_is_kept(monkeypatch):
+    import sys
+
+    from local.__main__ import raise_open_file_limit
+
+    def refuse(which, limits):
+        raise ValueError("not allowed to raise maximum limit")  # macOS, above its own cap
+
+    fake = SimpleNamespace(RLIMIT_NOFILE=7, RLIM_INFINITY=-1, getrlimit=lambda which: (256, -1), setrlimit=refuse)
+    monkeypatch.setitem(sys.modules, "resource", fake)
+    raise_open_file_limit()  # no ValueError
+
+
 @pytest.mark.parametrize(
     ("text", "says"),
     [
@@ -649,6 +735,77 @@ def test_a_stack_file_that_is_not_yaml_is_a_one_line_error(tmp_path, capsys, tex
     assert main(["--port", "0", "--stack-config", str(stack_file)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: stack config {stack_file}: ") and says in err and err.count("\n") == 1, err
+
+
+def what_main_serves(monkeypatch, tmp_path, *args: str) -> SimpleNamespace:
+    """main() up to serving, which is replaced: the stack it describes, where it listens, the port it bound."""
+    from local import __main__ as cli
+
+    seen: dict = {}
+
+    def serve(args, settings, artifact, sock, stack, where) -> int:
+        seen.update(port=sock.getsockname()[1], stack=stack, where=where)
+        sock.close()
+        return 0
+
+    monkeypatch.setattr(cli, "serve", serve)
+    artifact = tmp_path / "model.tar.gz"
+    artifact.write_bytes(b"")
+    assert cli.main(["--port", "0", "--artifact", str(artifact), *args]) == 0
+    return SimpleNamespace(**seen)
+
+
+def test_a_loopback_stack_is_announced_at_its_address_and_takes_the_page_opened_as_localhost(monkeypatch, tmp_path):
+    served = what_main_serves(monkeypatch, tmp_path)
+    base_url = f"http://127.0.0.1:{served.port}"
+    assert (served.stack.base_url, served.where, served.stack.any_interface) == (base_url, "127.0.0.1 only", False)
+    assert served.stack.allowed_origins[:2] == [base_url, f"http://localhost:{served.port}"]  # then the config's extras
+    assert served.stack.endpoint_name == "mobilenet-local"
+
+
+def test_an_ipv6_stack_is_announced_at_its_bracketed_address(monkeypatch, tmp_path):
+    require_ipv6_loopback()
+    served = what_main_serves(monkeypatch, tmp_path, "--host", "::1")
+    assert served.stack.base_url == f"http://[::1]:{served.port}" and served.where == "::1 only"
+
+
+@pytest.mark.parametrize(("host", "loopback"), [("0.0.0.0", "127.0.0.1"), ("::", "[::1]")])
+def test_a_stack_on_every_interface_reaches_itself_over_loopback_of_the_same_family(
+    monkeypatch, tmp_path, host, loopback
+):
+    if ":" in host:
+        require_ipv6_loopback()
+    served = what_main_serves(monkeypatch, tmp_path, "--host", host, "--allow-remote")
+    assert served.stack.base_url == f"http://{loopback}:{served.port}" and served.stack.any_interface
+    assert served.where.startswith("every interface (REMOTE ACCESS ENABLED")
+
+
+def test_the_endpoint_is_named_as_the_stack_config_names_it(monkeypatch, tmp_path):
+    stack_file = tmp_path / "Pulumi.x.yaml"
+    stack_file.write_text(
+        (ROOT / "Pulumi.dev.yaml")
+        .read_text()
+        .replace("config:\n", "config:\n  mobilenet-serverless:endpointName: my-classifier\n", 1)
+    )
+    served = what_main_serves(monkeypatch, tmp_path, "--stack-config", str(stack_file))
+    assert served.stack.endpoint_name == "my-classifier"
+
+
+def test_a_missing_artifact_or_a_busy_port_is_a_one_line_error_and_exit_2(tmp_path, capsys):
+    from local.__main__ import main
+
+    missing = tmp_path / "model.tar.gz"
+    for artifact in (missing, tmp_path):  # a directory is no artifact either
+        assert main(["--port", "0", "--artifact", str(artifact)]) == 2
+        assert capsys.readouterr().err == f"error: model artifact {artifact} not found; run `make model`\n"
+    missing.write_bytes(b"")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["--port", str(port), "--artifact", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: cannot listen on 127.0.0.1:{port}: Address already in use; try PORT=<other>\n"
 
 
 def test_the_region_comes_from_the_stack_file(tmp_path):
