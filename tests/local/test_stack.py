@@ -401,6 +401,37 @@ def test_a_configuration_the_handler_refuses_at_import_stops_the_stack_in_one_li
     assert list(tmp.iterdir()) == []  # the unpacked model and the fork server's directory are gone
 
 
+def bound_sockets(monkeypatch) -> list:
+    """Every socket local.__main__ binds from now on: main() must close it however it returns (it may run
+    inside a longer-lived process, as here)."""
+    from local import __main__ as cli
+
+    sockets = []
+    real_bind = cli.bind
+
+    def bind(host: str, port: int):
+        sockets.append(real_bind(host, port))
+        return sockets[-1]
+
+    monkeypatch.setattr(cli, "bind", bind)
+    return sockets
+
+
+def test_a_model_that_cannot_start_is_a_one_line_error_exit_1_and_frees_the_port(monkeypatch, capsys, artifact):
+    from local import __main__ as cli
+    from local.runtime import ModelStartError
+
+    def refused(_artifact):
+        raise ModelStartError("model_fn failed: metadata.json has no labels")
+
+    monkeypatch.setattr(cli, "InProcessContainer", refused)
+    sockets = bound_sockets(monkeypatch)
+    assert cli.main(["--port", "0"]) == 1
+    err = capsys.readouterr().err
+    assert err == "error: the model endpoint cannot start: model_fn failed: metadata.json has no labels\n"
+    assert [sock.fileno() for sock in sockets] == [-1], "the port is still held"
+
+
 def test_ctrl_c_while_the_model_loads_stops_cleanly(monkeypatch, capsys, artifact):
     import signal
 
@@ -410,9 +441,11 @@ def test_ctrl_c_while_the_model_loads_stops_cleanly(monkeypatch, capsys, artifac
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cli, "InProcessContainer", interrupted)
+    sockets = bound_sockets(monkeypatch)
     before = {sig: signal.getsignal(sig) for sig in cli.STOP_SIGNALS}
     assert cli.main(["--port", "0"]) == 0
     assert capsys.readouterr().out.rstrip().endswith("stopped")
+    assert [sock.fileno() for sock in sockets] == [-1], "the port is still held"
     # main() may run inside a longer-lived process (this one): it leaves the signal handlers as it found them.
     assert {sig: signal.getsignal(sig) for sig in cli.STOP_SIGNALS} == before
 
@@ -610,6 +643,25 @@ def test_the_stack_throttles_predict_as_the_stage_is_configured(tmp_path):
         assert predict(own, photo_bytes("coffee.jpg")).status_code == 200
     finally:
         own.stop()
+
+
+def test_the_log_level_reaches_the_server_and_the_stacks_own_loggers():
+    """`--log-level info` shows uvicorn's start-up lines, and sets the level of the stack's own loggers."""
+    import logging
+
+    own = LocalStack("--log-level", "info")
+    try:
+        wait_until(lambda: "Application startup complete." in own.output(), "uvicorn's info lines")
+    finally:
+        own.stop()
+    script = (
+        "import logging\n"
+        "from local.__main__ import main\n"
+        "main(['--log-level', 'DEBUG', '--artifact', '/nonexistent/model.tar.gz'])\n"
+        "print(logging.getLogger().level)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == [str(logging.DEBUG)], done.stderr
 
 
 def test_ctrl_c_stops_the_stack_cleanly():
@@ -992,8 +1044,75 @@ def test_a_stop_signal_just_after_the_model_loads_still_removes_it(monkeypatch, 
 
     monkeypatch.setattr(cli, "InProcessContainer", Loaded)
     monkeypatch.setattr(cli, "SageMakerRuntime", terminated)
+    sockets = bound_sockets(monkeypatch)
     before = {sig: signal.getsignal(sig) for sig in cli.STOP_SIGNALS}
     assert cli.main(["--port", "0"]) == 0
     assert capsys.readouterr().out.rstrip().endswith("stopped")
     assert closed == [True], "the loaded model was not closed"
+    assert [sock.fileno() for sock in sockets] == [-1], "the port is still held"
     assert {sig: signal.getsignal(sig) for sig in cli.STOP_SIGNALS} == before
+
+
+def test_a_stop_signal_during_the_cleanup_does_not_cut_it_short(monkeypatch, capsys, artifact):
+    """A second Ctrl-C (or a SIGTERM) while the sandboxes shut down must not leave the model loaded."""
+    import signal
+
+    from local import __main__ as cli
+
+    closed = []
+
+    class Loaded:
+        backend = "fake"
+
+        def __init__(self, _artifact):
+            pass
+
+    class Runtime:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def close(self) -> None:
+            closed.append("runtime")
+
+    class Sandboxes:
+        def shutdown(self) -> None:
+            closed.append("sandboxes")
+            signal.raise_signal(signal.SIGTERM)  # lands while they stop
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C as the app is put together
+
+    monkeypatch.setattr(cli, "InProcessContainer", Loaded)
+    monkeypatch.setattr(cli, "SageMakerRuntime", Runtime)
+    monkeypatch.setattr(cli, "start_sandboxes", lambda stack, region: Sandboxes())
+    monkeypatch.setattr(cli, "create_app", interrupted)
+    sockets = bound_sockets(monkeypatch)
+    before = {sig: signal.getsignal(sig) for sig in cli.STOP_SIGNALS}
+    assert cli.main(["--port", "0"]) == 0
+    assert closed == ["sandboxes", "runtime"], "the cleanup stopped half-way"
+    assert [sock.fileno() for sock in sockets] == [-1], "the port is still held"
+    assert capsys.readouterr().out.rstrip().endswith("stopped")
+    assert {sig: signal.getsignal(sig) for sig in cli.STOP_SIGNALS} == before
+
+
+def test_the_stack_raises_its_open_file_limit_to_the_hard_limit(monkeypatch, artifact):
+    """Every connection holds a descriptor: a desktop's usual soft limit of 1024 would refuse connections under load."""
+    import resource
+
+    from local import __main__ as cli
+
+    def interrupted(_artifact):
+        raise KeyboardInterrupt  # stops main() as soon as serving begins
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lowered = min(soft, 256)
+    if hard != resource.RLIM_INFINITY and hard <= lowered:
+        pytest.skip(f"the hard limit ({hard}) leaves nothing to raise")
+    monkeypatch.setattr(cli, "InProcessContainer", interrupted)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowered, hard))
+    try:
+        assert cli.main(["--port", "0"]) == 0
+        raised, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert raised == (65536 if hard == resource.RLIM_INFINITY else hard)
