@@ -324,6 +324,35 @@ def test_shutdown_cancels_waiting_invocations_and_refuses_new_ones(tmp_path):
     assert not (tmp_path / "ran").exists()
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP])
+def test_a_terminals_ctrl_c_or_hangup_leaves_a_sandbox_running(one, sig):
+    """Both reach the whole process group; the server stops its sandboxes itself once its requests are answered.
+    Here the fork server was started without SIGHUP blocked (as when multiprocessing starts a dead one again)."""
+    first = one.submit({}, None).result(timeout=60)
+    os.kill(first, sig)
+    assert one.submit({}, None).result(timeout=60) == first, "the sandbox died"
+    assert not dead(first)
+
+
+@pytest.mark.parametrize("error", ["ProcessLookupError", "PermissionError"])
+def test_a_sandbox_exits_once_its_servers_pid_is_gone_or_someone_elses(error):
+    """PermissionError: the server died and its pid went to another user's process (root never sees that)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, sys\n"
+        "from local import sandboxes\n"
+        f"def kill(pid, sig): raise {error}(pid)\n"
+        "os.kill = kill\n"
+        "sandboxes._exit_with_server(424242)\n"
+        "sys.exit(3)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (0, "")
+
+
 def test_max_sandboxes_must_be_positive():
     with pytest.raises(ValueError, match="max_sandboxes"):
         LambdaSandboxes(0)
