@@ -432,6 +432,31 @@ def test_a_model_that_cannot_start_is_a_one_line_error_exit_1_and_frees_the_port
     assert [sock.fileno() for sock in sockets] == [-1], "the port is still held"
 
 
+def test_a_handler_refusal_is_named_by_its_first_line_and_the_model_is_closed(monkeypatch, capsys, artifact):
+    from local import __main__ as cli
+
+    closed = []
+
+    class Loaded:
+        backend = "fake"
+
+        def __init__(self, _artifact):
+            pass
+
+        def close(self) -> None:
+            closed.append(True)
+
+    def refused(stack, region):
+        raise ValueError("Unknown level: 'LOUD'\n  while importing handlers.inference_proxy")
+
+    monkeypatch.setattr(cli, "InProcessContainer", Loaded)
+    monkeypatch.setattr(cli, "start_sandboxes", refused)
+    sockets = bound_sockets(monkeypatch)
+    assert cli.main(["--port", "0"]) == 1
+    assert capsys.readouterr().err == "error: the Lambda handler cannot start: ValueError: Unknown level: 'LOUD'\n"
+    assert closed == [True] and [sock.fileno() for sock in sockets] == [-1]
+
+
 def test_ctrl_c_while_the_model_loads_stops_cleanly(monkeypatch, capsys, artifact):
     import signal
 
