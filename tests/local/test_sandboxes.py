@@ -412,6 +412,7 @@ def main():
            "AWS_DEFAULT_REGION": "us-east-1"}
     sandboxes = LambdaSandboxes(1, target=shown_env, preload="tests.local.test_sandboxes")
     sandboxes.warm(env=env)
+    hangup_blocked = signal.SIGHUP in signal.pthread_sigmask(signal.SIG_BLOCK, set())
     keys = {"keys": ["SHELL_SECRET", "FUNCTION_ONLY"]}
     seen = [sandboxes.submit(keys, None).result(timeout=60)]
     first = forkserver._forkserver._forkserver_pid
@@ -430,7 +431,7 @@ def main():
         pass
     seen.append(sandboxes.submit(keys, None).result(timeout=60))
     sandboxes.shutdown()
-    print(json.dumps(seen))
+    print(json.dumps([*seen, hangup_blocked]))
 
 if __name__ == "__main__":
     main()
@@ -457,9 +458,10 @@ def test_a_fork_server_started_again_still_gives_the_sandboxes_only_the_function
         timeout=180,
     )
     assert done.returncode == 0, done.stderr
-    before, after = json.loads(done.stdout.strip().splitlines()[-1])
+    before, after, hangup_blocked = json.loads(done.stdout.strip().splitlines()[-1])
     assert before == {"SHELL_SECRET": None, "FUNCTION_ONLY": "yes"}
     assert after == before
+    assert not hangup_blocked, "warm() left SIGHUP blocked (it blocks it only while the fork server starts)"
 
 
 def test_only_the_fork_server_adopts_the_functions_environment():
