@@ -258,6 +258,16 @@ def test_a_waiting_invocation_the_caller_cancelled_never_runs(one, tmp_path):
     assert not (tmp_path / "ran").exists()
 
 
+def test_an_invocation_a_sandbox_is_running_cannot_be_cancelled(one, tmp_path):
+    """Only a waiting invocation can be taken back. A cancelled request cancels its future (asyncio.wrap_future):
+    one a sandbox runs must stay running, or its result lands on a cancelled future (InvalidStateError)."""
+    go = tmp_path / "go"
+    running = one.submit({"wait_for": str(go)}, None)
+    assert not running.cancel()
+    go.touch()
+    assert running.result(timeout=60)
+
+
 def test_thousands_of_abandoned_waiters_do_not_wedge_the_sandboxes(one, tmp_path):
     """What a long overload leaves behind (each timed-out request cancels its waiter)."""
     # A gate, not a sleep: on a loaded CI machine 3000 submits outlasted a 1 s sleep and one waiter got the sandbox.
