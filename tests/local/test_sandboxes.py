@@ -299,6 +299,23 @@ def test_a_sandbox_the_os_refuses_to_start_fails_its_invocation_and_frees_its_sl
     assert one.size == 1
 
 
+def test_an_invocation_waiting_for_the_slot_the_os_refused_a_sandbox_for_runs(one, monkeypatch):
+    real_submit = ProcessPoolExecutor.submit
+    waiting: list = []
+
+    def refuse_once(self, fn, *args, **kwargs):
+        if work in (fn, *args[:1]) and not waiting:
+            waiting.append(one.submit({}, None))  # arrives while the refused invocation holds the only slot
+            raise OSError(24, "Too many open files")
+        return real_submit(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(ProcessPoolExecutor, "submit", refuse_once)
+    with pytest.raises(OSError, match="Too many open files"):
+        one.submit({}, None).result(timeout=60)
+    assert waiting[0].result(timeout=60), "it waits for a slot that is free"
+    assert one.size == 1
+
+
 def test_a_waiting_invocation_fails_when_the_os_refuses_the_sandbox_it_needs(one, tmp_path, monkeypatch):
     go = tmp_path / "go"
     dying = one.submit({"wait_for": str(go), "die": True}, None)  # holds the only sandbox, then frees its slot
