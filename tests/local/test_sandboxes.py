@@ -316,6 +316,28 @@ def test_an_invocation_waiting_for_the_slot_the_os_refused_a_sandbox_for_runs(on
     assert one.size == 1
 
 
+def test_a_waiting_invocation_runs_when_the_one_before_it_is_refused_its_start(one, tmp_path, monkeypatch):
+    go = tmp_path / "go"
+    busy = one.submit({"wait_for": str(go)}, None)
+    first, second = one.submit({}, None), one.submit({}, None)  # both wait for the only sandbox
+    real_submit = ProcessPoolExecutor.submit
+    refused: list = []
+
+    def refuse_once(self, fn, *args, **kwargs):
+        if work in (fn, *args[:1]) and not refused:
+            refused.append(fn)
+            raise OSError(24, "Too many open files")
+        return real_submit(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(ProcessPoolExecutor, "submit", refuse_once)
+    go.touch()
+    assert busy.result(timeout=60)
+    with pytest.raises(OSError, match="Too many open files"):
+        first.result(timeout=60)
+    assert second.result(timeout=60), "the slot the refused start freed goes to the next invocation"
+    assert one.size == 1
+
+
 def test_a_waiting_invocation_fails_when_the_os_refuses_the_sandbox_it_needs(one, tmp_path, monkeypatch):
     go = tmp_path / "go"
     dying = one.submit({"wait_for": str(go), "die": True}, None)  # holds the only sandbox, then frees its slot
