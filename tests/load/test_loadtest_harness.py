@@ -322,6 +322,18 @@ def test_a_count_or_cap_below_one_is_refused_before_a_stack_starts(capsys, optio
     assert f"argument {option}: " in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("option", "kind"), [("--requests", "int"), ("--concurrency", "int"), ("--duration-cap", "float")]
+)
+def test_a_count_or_cap_that_is_no_number_is_named_by_its_type(capsys, option, kind):
+    from bench import loadtest as lt
+
+    with pytest.raises(SystemExit) as exit_:
+        lt.parse_args([option, "many"])
+    assert exit_.value.code == 2
+    assert f"argument {option}: invalid {kind} value: 'many'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("stop", ["SIGTERM", "SIGHUP"])
 def test_a_loadtest_stopped_by_a_signal_stops_the_stack_it_started(tmp_path, stop):
     """A CI timeout (SIGTERM) or a closed terminal (SIGHUP) killed the harness outright, and the stack it had
@@ -554,7 +566,7 @@ def test_a_retrying_client_passes_only_through_429s_then_a_200(fake_stack_calls,
 
 @pytest.mark.parametrize(
     ("url", "code", "ok"),
-    [(None, 1, True), (None, 0, False), ("http://127.0.0.1:9", None, False)],
+    [(None, 1, True), (None, 0, False), ("http://127.0.0.1:9", None, False), ("http://127.0.0.1:9", 1, False)],
 )
 def test_a_broken_artifact_passes_only_if_the_stack_refuses_to_start_naming_the_cause(
     monkeypatch, tmp_path, url, code, ok
