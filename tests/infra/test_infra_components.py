@@ -197,7 +197,9 @@ def test_new_artifact_gives_new_model_inputs_but_same_endpoint_name(mocks: Recor
         ({"image_tag": "2.6.0-cpu-py312-ec2"}, "image_tag"),  # no SageMaker toolkit in the EC2 flavour
         ({"memory_size_mb": 1500}, "memory_size_mb"),
         ({"max_concurrency": 0}, "max_concurrency"),
+        ({"max_concurrency": 201}, "max_concurrency"),
         ({"provisioned_concurrency": 6}, "provisioned_concurrency"),
+        ({"provisioned_concurrency": -1}, "provisioned_concurrency"),
         ({"log_retention_days": 2}, "log_retention_days"),
         ({"kms_key_arn": "alias/my-key"}, "kms_key_arn"),
         ({"kms_key_arn": KMS + "\n"}, "kms_key_arn"),
@@ -206,6 +208,20 @@ def test_new_artifact_gives_new_model_inputs_but_same_endpoint_name(mocks: Recor
 def test_serverless_endpoint_args_are_validated(tmp_path: Path, overrides: dict[str, Any], field: str) -> None:
     with pytest.raises(ServerlessEndpointArgsError, match=rf"ServerlessEndpointArgs\.{field} = "):
         endpoint_args(tmp_path, **overrides).validate()
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        # SageMaker Serverless takes a MaxConcurrency of 1..200, and a ProvisionedConcurrency up to it.
+        {"max_concurrency": 1},
+        {"max_concurrency": 200},
+        {"max_concurrency": 200, "provisioned_concurrency": 200},
+        {"max_concurrency": 5, "provisioned_concurrency": 5},
+    ],
+)
+def test_serverless_endpoint_args_accept_the_limits_aws_accepts(tmp_path: Path, overrides: dict[str, Any]) -> None:
+    endpoint_args(tmp_path, **overrides).validate()
 
 
 # ---------------------------------------------------------------------------------- InferenceApi
@@ -322,6 +338,8 @@ def test_inference_api_with_kms_and_x86(mocks: RecordingMocks) -> None:
         ({"memory_size_mb": 10241}, "memory_size_mb"),
         ({"log_retention_days": 2}, "log_retention_days"),
         ({"throttle_rate_limit": 0}, "throttle_rate_limit"),
+        ({"throttle_rate_limit": 10001}, "throttle_rate_limit"),
+        ({"throttle_burst_limit": 0}, "throttle_burst_limit"),
         ({"throttle_burst_limit": 9999}, "throttle_burst_limit"),
         ({"extra_origins": ("*",)}, "extra_origins"),
         ({"log_level": "TRACE"}, "log_level"),
@@ -331,6 +349,22 @@ def test_inference_api_with_kms_and_x86(mocks: RecordingMocks) -> None:
 def test_inference_api_args_are_validated(overrides: dict[str, Any], field: str) -> None:
     with pytest.raises(InferenceApiArgsError, match=rf"InferenceApiArgs\.{field} = "):
         api_args(**overrides).validate()
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        # Lambda's longest name: what function_name_for makes of a 63-character endpoint name.
+        {"function_name": "f" * 64},
+        {"memory_size_mb": 128},
+        {"memory_size_mb": 10240},
+        # An HTTP API stage may use the whole account default: 10,000 requests/s, bursts of 5,000.
+        {"throttle_rate_limit": 1, "throttle_burst_limit": 1},
+        {"throttle_rate_limit": 10000, "throttle_burst_limit": 5000},
+    ],
+)
+def test_inference_api_args_accept_the_limits_aws_accepts(overrides: dict[str, Any]) -> None:
+    api_args(**overrides).validate()
 
 
 # ------------------------------------------------------------------------------------ StaticSite
