@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
+import pulumi_aws as aws
 import pytest
 
 from components import policies
@@ -585,9 +586,43 @@ def test_regional_inputs_follow_the_stacks_region(tmp_path: Path) -> None:
             ServerlessEndpoint("model", endpoint_args(tmp_path)).endpoint_name, InferenceApi("api", api_args()).api_url
         )
     )
+    assert_regional_inputs_in(mocks, "eu-west-1")
+
+
+def assert_regional_inputs_in(mocks: RecordingMocks, region: str) -> None:
     regions = {name: mocks.one(DYNAMIC, name)["region"] for name in ("api-cors", "model-version", "model-smoke-check")}
-    assert regions == dict.fromkeys(regions, "eu-west-1")
-    assert mocks.one("aws:sagemaker/model:Model")["primaryContainer"]["environment"]["SAGEMAKER_REGION"] == "eu-west-1"
+    assert regions == dict.fromkeys(regions, region)
+    assert mocks.one("aws:sagemaker/model:Model")["primaryContainer"]["environment"]["SAGEMAKER_REGION"] == region
+
+
+class ProviderRegionMocks(RecordingMocks):
+    """getRegion answers with the region of the provider the lookup went through (the default one: REGION)."""
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        if args.token == "aws:index/getRegion:getRegion":
+            self.calls.append((args.token, dict(args.args)))
+            name = args.provider.split("::")[-2] if args.provider else ""  # the URN's name: ...::ireland::<id>
+            region = self.resources.get(("pulumi:providers:aws", name), {}).get("region", REGION)
+            return {"name": region, "region": region, "id": region}, []
+        return super().call(args)
+
+
+def test_regional_inputs_follow_the_provider_a_component_is_given(tmp_path: Path) -> None:
+    """Components declared with another region's provider (opts.providers) create their resources there, so their
+    lookups must go through it too: the stack's region would point the dynamic providers and the model container
+    at the wrong one."""
+    mocks = ProviderRegionMocks()
+    pulumi.runtime.set_mocks(mocks, project="mobilenet-serverless", stack="dev", preview=False)
+
+    def declare() -> pulumi.Output[Any]:
+        opts = pulumi.ResourceOptions(providers=[aws.Provider("ireland", region="eu-west-1")])
+        return pulumi.Output.all(
+            ServerlessEndpoint("model", endpoint_args(tmp_path), opts).endpoint_name,
+            InferenceApi("api", api_args(), opts).api_url,
+        )
+
+    settle(declare)
+    assert_regional_inputs_in(mocks, "eu-west-1")
 
 
 @pytest.mark.parametrize("component", ["endpoint", "api", "site"])
