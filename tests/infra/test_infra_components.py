@@ -451,6 +451,9 @@ def test_static_site_resources(mocks: RecordingMocks, tmp_path: Path) -> None:
         }
     ]
     assert dist["restrictions"] == {"geoRestriction": {"restrictionType": "none"}}
+    # CloudFront refuses a distribution whose cache behaviour targets an origin it does not have.
+    behaviours = [dist["defaultCacheBehavior"], *dist["orderedCacheBehaviors"]]
+    assert {b["targetOriginId"] for b in behaviours} == {o["originId"] for o in dist["origins"]}
     default = dist["defaultCacheBehavior"]
     assert default["viewerProtocolPolicy"] == "redirect-to-https"
     # GET/HEAD only: the site takes no writes, and any other method would be forwarded, OAC-signed, to the bucket.
