@@ -524,6 +524,19 @@ def test_static_site_custom_domain(mocks: RecordingMocks, tmp_path: Path) -> Non
     }
 
 
+def test_static_site_names_fit_cloudfront_with_the_longest_bucket_name(mocks: RecordingMocks, tmp_path: Path) -> None:
+    """The OAC and the response headers policy are named after the bucket, which S3 lets be 63 characters long;
+    CloudFront takes at most 64 for an OAC's name and 128 for a policy's, and refuses a longer one."""
+    name = "s" * 49  # the mocks name its bucket f"{name}-bucket-a1b2c3": 63 characters
+    settle(lambda: StaticSite(name, StaticSiteArgs(api_url=API_ENDPOINT, www_dir=make_www(tmp_path / "www"))).site_url)
+    bucket = f"{name}-bucket-a1b2c3"
+    assert len(bucket) == 63
+    oac = mocks.one("aws:cloudfront/originAccessControl:OriginAccessControl")["name"]
+    headers = mocks.one("aws:cloudfront/responseHeadersPolicy:ResponseHeadersPolicy")["name"]
+    assert len(oac) <= 64 and len(headers) <= 128
+    assert oac.startswith(bucket) and headers.startswith(bucket)  # still one per bucket, so one per site
+
+
 @pytest.mark.parametrize(
     ("overrides", "field"),
     [
