@@ -543,6 +543,7 @@ def test_static_site_names_fit_cloudfront_with_the_longest_bucket_name(mocks: Re
         ({"www_dir": Path("/nonexistent-www")}, "www_dir"),
         ({"price_class": "PriceClass_1"}, "price_class"),
         ({"custom_domain": "a.example.com"}, "certificate_arn"),
+        ({"certificate_arn": CERT}, "certificate_arn"),  # a certificate for no domain would be silently unused
         (
             {"custom_domain": "a.example.com", "certificate_arn": CERT.replace("us-east-1", "eu-west-1")},
             "certificate_arn",
