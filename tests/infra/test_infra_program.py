@@ -112,6 +112,25 @@ def test_prod_like_stack(program: Any, mocks: RecordingMocks) -> None:
         assert any(s.get("Action") == "kms:Decrypt" and s["Resource"] == KMS for s in document["Statement"])
 
 
+def test_every_component_records_the_outputs_it_exposes(program: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a component registers is what the stack's state (`pulumi stack export`, the console) shows for it:
+    every output it declares, under its own name."""
+    registered: dict[pulumi.ComponentResource, dict[str, Any]] = {}
+    register = pulumi.ComponentResource.register_outputs
+
+    def record(component: pulumi.ComponentResource, outputs: dict[str, Any]) -> None:
+        registered[component] = dict(outputs)
+        register(component, outputs)
+
+    monkeypatch.setattr(pulumi.ComponentResource, "register_outputs", record)
+    program()
+    assert {type(c).__name__ for c in registered} == {"ServerlessEndpoint", "InferenceApi", "StaticSite"}
+    for component, outputs in registered.items():
+        declared = {name for name, kind in type(component).__annotations__.items() if kind.startswith("pulumi.Output")}
+        assert set(outputs) == declared, type(component).__name__
+        assert all(outputs[name] is getattr(component, name) for name in declared), type(component).__name__
+
+
 @pytest.mark.parametrize(
     ("config", "message"),
     [
