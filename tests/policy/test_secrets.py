@@ -50,6 +50,7 @@ def test_config_js_escapes_a_closing_tag_and_keeps_the_url() -> None:
         "ftp://api.example.com",
         "javascript:alert(1)",
         "//api.example.com",
+        "https:///predict",  # no host (a browser would take "predict" for one)
         "https://api.example.com/?stage=prod",
         "https://api.example.com/#predict",
     ],
