@@ -112,6 +112,15 @@ def test_prod_like_stack(program: Any, mocks: RecordingMocks) -> None:
         assert any(s.get("Action") == "kms:Decrypt" and s["Resource"] == KMS for s in document["Statement"])
 
 
+def test_default_names_carry_the_stack(program: Any) -> None:
+    """Two stacks of the project in one account (dev, staging) must not share an endpoint or its proxy: without an
+    endpointName the names are the stack's own."""
+    pulumi.runtime.set_mocks(RecordingMocks(), project="mobilenet-serverless", stack="staging", preview=False)
+    outputs = program()
+    assert outputs["endpoint_name"] == "mobilenet-serverless-staging"
+    assert outputs["proxy_function_name"] == "mobilenet-serverless-staging-proxy"
+
+
 def test_every_component_records_the_outputs_it_exposes(program: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """What a component registers is what the stack's state (`pulumi stack export`, the console) shows for it:
     every output it declares, under its own name."""
