@@ -62,9 +62,13 @@ venv: $(VENV)/.installed
 $(ORT_STAMP): | $(VENV)/.installed
 	mkdir -p $(dir $@)
 	# Only the pinned version stays: a wheel left from another ORT_VERSION would be vendored instead. The pinned
-	# wheel itself is kept and not fetched again (offline, it could not be), even without its stamp.
+	# wheel itself is kept and not fetched again (offline, it could not be), even without its stamp, if it reads
+	# whole: one cut short (an interrupted download or copy) would fail every build, and pip would take it for
+	# the download, so it goes.
 	find $(dir $@) -maxdepth 1 \( \( -name 'onnxruntime-*.whl' ! -name '$(ORT_WHEEL)' \) -o -name '.onnxruntime-*' \) -delete
-	if ls $(dir $@)$(ORT_WHEEL) >/dev/null 2>&1; then touch $@; else \
+	if $(PY) -c 'import sys, zipfile; sys.exit(any(zipfile.ZipFile(w).testzip() for w in sys.argv[1:]))' \
+	  $(dir $@)$(ORT_WHEEL) 2>/dev/null; then touch $@; else \
+	  rm -f $(dir $@)$(ORT_WHEEL); \
 	  $(PIP) download --disable-pip-version-check -q --no-deps --only-binary=:all: --python-version 3.12 \
 	    --platform manylinux_2_28_x86_64 -d $(dir $@) onnxruntime==$(ORT_VERSION) \
 	    && touch $@ \

@@ -182,10 +182,11 @@ def test_the_vendored_onnxruntime_is_the_version_the_venv_runs():
     assert vendored == pinned
 
 
-def test_the_pinned_onnxruntime_wheel_is_kept_when_it_cannot_be_downloaded_again(tmp_path):
-    """An offline `make model` whose wheels folder holds the pinned wheel but not the stamp (a wheel copied in by
-    hand, or `cp model/dist/wheels/*.whl`, which leaves the hidden stamp behind) deleted that wheel before trying to
-    download it again, so the artifact silently lost ONNX Runtime. Only other versions may go."""
+def wheels_folder(tmp_path, pip: str) -> tuple[str, object]:
+    """A copied Makefile with an installed venv whose pip runs `pip` (a shell script body): ORT_VERSION and the
+    empty model/dist/wheels folder its stamp rule fills."""
+    import sys
+
     for name in ("Makefile", "requirements.txt", "requirements-dev.txt"):
         shutil.copy(ROOT / name, tmp_path / name)
     version = next(
@@ -195,20 +196,57 @@ def test_the_pinned_onnxruntime_wheel_is_kept_when_it_cannot_be_downloaded_again
     )
     bin_dir = tmp_path / "venv" / "bin"
     bin_dir.mkdir(parents=True)
-    (bin_dir / "pip").write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/pip.log\nexit 1\n')  # offline
+    (bin_dir / "python").symlink_to(sys.executable)
+    (bin_dir / "pip").write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/pip.log\n{pip}')
     (bin_dir / "pip").chmod(0o755)
     (tmp_path / "venv" / ".installed").touch()
     stamp_time = (tmp_path / "requirements-dev.txt").stat().st_mtime + 10
     os.utime(tmp_path / "venv" / ".installed", (stamp_time, stamp_time))
     wheels = tmp_path / "model" / "dist" / "wheels"
     wheels.mkdir(parents=True)
+    return version, wheels
+
+
+def a_wheel(path, text: str) -> bytes:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as wheel:
+        wheel.writestr("onnxruntime/__init__.py", text * 100)
+    return path.read_bytes()
+
+
+def test_the_pinned_onnxruntime_wheel_is_kept_when_it_cannot_be_downloaded_again(tmp_path):
+    """An offline `make model` whose wheels folder holds the pinned wheel but not the stamp (a wheel copied in by
+    hand, or `cp model/dist/wheels/*.whl`, which leaves the hidden stamp behind) deleted that wheel before trying to
+    download it again, so the artifact silently lost ONNX Runtime. Only other versions may go."""
+    version, wheels = wheels_folder(tmp_path, pip="exit 1\n")  # offline
     pinned = wheels / f"onnxruntime-{version}-cp312-cp312-manylinux_2_28_x86_64.whl"
     other = wheels / "onnxruntime-1.0.0-cp312-cp312-manylinux_2_28_x86_64.whl"
-    pinned.write_bytes(b"the pinned wheel")
-    other.write_bytes(b"a wheel of another version")
+    kept = a_wheel(pinned, "# the pinned wheel\n")
+    a_wheel(other, "# a wheel of another version\n")
     run = make(f"model/dist/wheels/.onnxruntime-{version}", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
-    assert pinned.read_bytes() == b"the pinned wheel"
+    assert pinned.read_bytes() == kept
     assert not other.exists()
     assert (wheels / f".onnxruntime-{version}").exists()
     assert "could not download" not in run.stderr, run.stderr
+
+
+def test_a_pinned_onnxruntime_wheel_that_is_no_zip_is_downloaded_again(tmp_path):
+    """A wheel left cut short (a pip download or a copy interrupted before the stamp was written) was kept because
+    of its name alone: the stamp was written over it and every later `make model` failed on it ("not a readable
+    zip") until it was deleted by hand. Only a wheel that reads whole is kept; a broken one is fetched again."""
+    good_copy = tmp_path / "good.whl"
+    version, wheels = wheels_folder(tmp_path, pip="")
+    pinned = wheels / f"onnxruntime-{version}-cp312-cp312-manylinux_2_28_x86_64.whl"
+    # Online: pip writes the wheel, unless it finds one there already (pip download reuses a file of that name).
+    (tmp_path / "venv" / "bin" / "pip").write_text(
+        f'#!/bin/sh\necho "$*" >> {tmp_path}/pip.log\n[ -e {pinned} ] || cp {good_copy} {pinned}\n'
+    )
+    good = a_wheel(good_copy, "# the downloaded wheel\n")
+    pinned.write_bytes(good[: len(good) // 2])  # cut short
+    run = make(f"model/dist/wheels/.onnxruntime-{version}", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "pip.log").exists(), "the broken wheel was kept"
+    assert pinned.read_bytes() == good, "pip found the broken wheel and took it for the download"
+    assert (wheels / f".onnxruntime-{version}").exists()
