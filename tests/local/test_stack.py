@@ -417,6 +417,25 @@ def bound_sockets(monkeypatch) -> list:
     return sockets
 
 
+def loaded_model(monkeypatch) -> list:
+    """local.__main__ loads a stand-in for the model (nothing unpacked); the list gets True for each close() of it."""
+    from local import __main__ as cli
+
+    closed: list = []
+
+    class Loaded:
+        backend = "fake"
+
+        def __init__(self, _artifact):
+            pass
+
+        def close(self) -> None:
+            closed.append(True)
+
+    monkeypatch.setattr(cli, "InProcessContainer", Loaded)
+    return closed
+
+
 def test_a_model_that_cannot_start_is_a_one_line_error_exit_1_and_frees_the_port(monkeypatch, capsys, artifact):
     from local import __main__ as cli
     from local.runtime import ModelStartError
@@ -435,21 +454,11 @@ def test_a_model_that_cannot_start_is_a_one_line_error_exit_1_and_frees_the_port
 def test_a_handler_refusal_is_named_by_its_first_line_and_the_model_is_closed(monkeypatch, capsys, artifact):
     from local import __main__ as cli
 
-    closed = []
-
-    class Loaded:
-        backend = "fake"
-
-        def __init__(self, _artifact):
-            pass
-
-        def close(self) -> None:
-            closed.append(True)
+    closed = loaded_model(monkeypatch)
 
     def refused(stack, region):
         raise ValueError("Unknown level: 'LOUD'\n  while importing handlers.inference_proxy")
 
-    monkeypatch.setattr(cli, "InProcessContainer", Loaded)
     monkeypatch.setattr(cli, "start_sandboxes", refused)
     sockets = bound_sockets(monkeypatch)
     assert cli.main(["--port", "0"]) == 1
@@ -1053,21 +1062,11 @@ def test_a_stop_signal_just_after_the_model_loads_still_removes_it(monkeypatch, 
 
     from local import __main__ as cli
 
-    closed = []
-
-    class Loaded:
-        backend = "fake"
-
-        def __init__(self, _artifact):
-            pass
-
-        def close(self) -> None:
-            closed.append(True)
+    closed = loaded_model(monkeypatch)
 
     def terminated(*args, **kwargs):
         signal.raise_signal(signal.SIGTERM)  # lands as the runtime tier is set up around the loaded model
 
-    monkeypatch.setattr(cli, "InProcessContainer", Loaded)
     monkeypatch.setattr(cli, "SageMakerRuntime", terminated)
     sockets = bound_sockets(monkeypatch)
     before = {sig: signal.getsignal(sig) for sig in cli.STOP_SIGNALS}
@@ -1086,11 +1085,7 @@ def test_a_stop_signal_during_the_cleanup_does_not_cut_it_short(monkeypatch, cap
 
     closed = []
 
-    class Loaded:
-        backend = "fake"
-
-        def __init__(self, _artifact):
-            pass
+    loaded_model(monkeypatch)  # closed by the runtime, which holds it
 
     class Runtime:
         def __init__(self, *args, **kwargs):
@@ -1107,7 +1102,6 @@ def test_a_stop_signal_during_the_cleanup_does_not_cut_it_short(monkeypatch, cap
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt  # Ctrl-C as the app is put together
 
-    monkeypatch.setattr(cli, "InProcessContainer", Loaded)
     monkeypatch.setattr(cli, "SageMakerRuntime", Runtime)
     monkeypatch.setattr(cli, "start_sandboxes", lambda stack, region: Sandboxes())
     monkeypatch.setattr(cli, "create_app", interrupted)
