@@ -601,7 +601,7 @@ def run(args: argparse.Namespace) -> int:
         url, pid = stack.url, stack.pid
     try:
         try:  # before anything else: a wrong --pid would otherwise be a traceback after the warm-up
-            sampler = MemorySampler(pid) if pid else None
+            sampler = MemorySampler(pid) if pid is not None else None
         except ValueError as e:
             print(f"error: --pid {pid}: {e}", file=sys.stderr)
             return 1

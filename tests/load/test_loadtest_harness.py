@@ -704,10 +704,10 @@ def test_after_a_fault_only_200s_are_normal_answers(monkeypatch, status):
     )
 
 
-@pytest.mark.parametrize("pid", ["gone", "-1"])
+@pytest.mark.parametrize("pid", ["gone", "-1", "0"])
 def test_a_pid_that_cannot_be_measured_is_refused_in_one_line_before_any_request(monkeypatch, capsys, pid):
     """`--url URL --pid PID` with a PID that is no process: psutil's NoSuchProcess was a traceback after the
-    warm-up requests."""
+    warm-up requests. (0 was taken for no --pid at all: the whole run went on without the memory figure.)"""
     import subprocess
     import sys
 
