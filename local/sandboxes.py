@@ -21,8 +21,10 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from multiprocessing import forkserver
+from multiprocessing import forkserver, resource_tracker
 from typing import Any
+
+from local.runtime import stop_signals_held
 
 # What the fork server preloads: the handler, without dying when it refuses its configuration (see the module).
 HANDLER_PRELOAD = "local.sandbox_preload"
@@ -197,8 +199,14 @@ class LambdaSandboxes:
         # The fork server and the resource tracker are exec'd helpers: started with SIGHUP blocked, they keep it
         # blocked, so a closed terminal does not kill them under the running sandboxes. Blocked, not ignored, in
         # this process: a SIGHUP meanwhile is delivered to the server as soon as they are up.
+        # The fork server is started with SIGINT blocked too, and so is every sandbox forked from it: Ctrl-C
+        # reaches the whole process group, and one landing before they ignore it (the fork server once it has
+        # imported the handler, a sandbox in _sandbox_init) printed a KeyboardInterrupt traceback. (The resource
+        # tracker blocks SIGINT itself while it starts, then unblocks it in this thread: it is started first.)
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
         try:
+            resource_tracker.ensure_running()
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
             forkserver.ensure_running()
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
@@ -206,7 +214,14 @@ class LambdaSandboxes:
             sandbox = self._take()
         assert sandbox is not None  # max_sandboxes >= 1 and nothing runs yet
         try:
-            sandbox.submit(_import_handler).result(timeout=120)
+            # The stop signals wait until the sandbox is started: until the fork server has forked it (while it
+            # still imports the handler, up to a second). Interrupted before, its executor forgot the process and
+            # shutdown() unlinked its queues' semaphores, which the sandbox, forked all the same, then failed to
+            # open, printing "FileNotFoundError" from SemLock._rebuild. Once the executor knows it, the stop waits
+            # for it to start and exit (this invocation runs the handler's import, done in the fork server).
+            with stop_signals_held():
+                started = sandbox.submit(_import_handler)
+            started.result(timeout=120)
         finally:
             self._release(sandbox)
 

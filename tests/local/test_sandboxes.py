@@ -535,3 +535,112 @@ def test_only_the_fork_server_adopts_the_functions_environment():
     done = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [None, "kept"]
+
+
+_CTRL_C_AS_THE_SANDBOXES_START = """
+import os, sys, time
+from pathlib import Path
+
+GATES, PHASE = Path(os.environ["GATES"]), os.environ["PHASE"]
+
+
+def held(name, until="go"):
+    (GATES / name).touch()
+    while not (GATES / until).exists():
+        time.sleep(0.01)
+
+
+if __name__ == "ctrl_c_at_start" and PHASE == "preload":  # the fork server imports this module: its preload
+    held("fork server preloads")
+
+# A sandbox imports the server's script first, then unpickles its queues (their semaphores) and its initializer.
+if __name__ == "__mp_main__" and PHASE == "preload":
+    held("sandbox forked", until="server stopped")  # it opens the semaphores once the server has taken the Ctrl-C
+
+if __name__ == "__mp_main__" and PHASE == "bootstrap":
+    from local import sandboxes
+
+    init = sandboxes._sandbox_init
+
+    def held_init(*args):
+        held("sandbox starts")
+        init(*args)
+
+    sandboxes._sandbox_init = held_init
+
+if __name__ == "__main__":
+    from multiprocessing import forkserver
+    from local.sandboxes import LambdaSandboxes
+    from tests.local.test_sandboxes import work
+
+    read_signed = forkserver.read_signed
+
+    def reading_the_pid(fd):  # where Popen waits for the fork server to fork the sandbox
+        (GATES / "server waits").touch()
+        return read_signed(fd)
+
+    forkserver.read_signed = reading_the_pid
+    env = {"PATH": os.environ["PATH"], "ENDPOINT_NAME": "mobilenet-local", "AWS_DEFAULT_REGION": "us-east-1",
+           "GATES": str(GATES), "PHASE": PHASE}
+    pool = LambdaSandboxes(1, target=work, preload="ctrl_c_at_start")
+    try:
+        pool.warm(env=env)
+    except KeyboardInterrupt:  # as start_sandboxes and `python -m local` take it
+        pool.shutdown()
+        (GATES / "server stopped").touch()
+        print("stopped")
+"""
+
+
+@pytest.mark.parametrize(
+    ("phase", "held"),
+    [("preload", ["fork server preloads", "server waits"]), ("bootstrap", ["sandbox starts"])],
+)
+def test_ctrl_c_while_the_first_sandbox_starts_stops_without_a_traceback(phase, held, tmp_path):
+    """`make demo`'s Ctrl-C reaches the whole process group, the fork server and a sandbox still starting
+    included. Each phase is held where the signal landed in most Ctrl-Cs about a second after "loading": the fork
+    server, importing the handler, printed a KeyboardInterrupt traceback; a sandbox not yet in its initializer
+    printed one as 'Exception in initializer'; and the server, interrupted while the fork server forked its first
+    sandbox, forgot that process and shutdown() unlinked its queues' semaphores: the sandbox, forked all the same,
+    died unpickling them (FileNotFoundError in SemLock._rebuild)."""
+    import subprocess
+    import sys
+
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    script = tmp_path / "ctrl_c_at_start.py"
+    script.write_text(_CTRL_C_AS_THE_SANDBOXES_START)
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{tmp_path}", "GATES": str(gates), "PHASE": phase}
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        cwd=root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    try:
+        wait_until(lambda: all((gates / name).exists() for name in held), f"{phase}: {held}")
+        os.killpg(proc.pid, signal.SIGINT)
+        (gates / "go").touch()
+        out, err = proc.communicate(timeout=HANG_GUARD_S)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert (proc.returncode, err) == (0, ""), err
+    assert out == "stopped\n"
+
+    def group_left() -> list[int]:
+        return [pid for pid in psutil.pids() if _pgid(pid) == proc.pid and not dead(pid)]
+
+    wait_until(lambda: not group_left(), "the fork server, the resource tracker and the sandbox to exit")
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
