@@ -68,6 +68,20 @@ def classifier(inference, model_dir):
 
 
 # --- the local stack ---------------------------------------------------------------------------------------
+def process_group_members(pgid: int) -> list[int]:
+    """The live processes of a process group (zombies, and processes gone while looked at, are not counted)."""
+    import psutil
+
+    alive = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(proc.pid)
+        except (ProcessLookupError, psutil.Error):
+            continue
+    return alive
+
+
 class LocalStack:
     """`python -m local` in a child process on a free loopback port (what `make demo` runs)."""
 

@@ -16,6 +16,7 @@ import pytest
 
 from local import sandboxes as sandboxes_module
 from local.sandboxes import LambdaSandboxes, LambdaTimeout
+from tests.conftest import process_group_members
 from tests.waiting import HANG_GUARD_S, wait_until
 
 
@@ -632,15 +633,6 @@ def test_ctrl_c_while_the_first_sandbox_starts_stops_without_a_traceback(phase, 
             proc.communicate()
     assert (proc.returncode, err) == (0, ""), err
     assert out == "stopped\n"
-
-    def group_left() -> list[int]:
-        return [pid for pid in psutil.pids() if _pgid(pid) == proc.pid and not dead(pid)]
-
-    wait_until(lambda: not group_left(), "the fork server, the resource tracker and the sandbox to exit")
-
-
-def _pgid(pid: int) -> int | None:
-    try:
-        return os.getpgid(pid)
-    except ProcessLookupError:
-        return None
+    wait_until(
+        lambda: not process_group_members(proc.pid), "the fork server, the resource tracker and the sandbox to exit"
+    )

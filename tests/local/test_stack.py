@@ -22,7 +22,7 @@ from components.policies import CROSS_ORIGIN_OPENER_POLICY, CROSS_ORIGIN_RESOURC
 from components.settings import load_stack_file
 from local.runtime import InProcessContainer
 from tests.ci import skip_or_fail
-from tests.conftest import ROOT, LocalStack
+from tests.conftest import ROOT, LocalStack, process_group_members
 from tests.imagegen import CAT_LABELS, encode, photo, photo_bytes
 from tests.waiting import HANG_GUARD_S, wait_until
 
@@ -723,8 +723,6 @@ def test_sandboxes_exit_with_the_server_even_when_it_is_killed(sig):
     import signal
     import tempfile
 
-    import psutil
-
     def extracted_models() -> set[str]:
         return set(glob.glob(f"{tempfile.gettempdir()}/mobilenet-model-*"))
 
@@ -733,24 +731,11 @@ def test_sandboxes_exit_with_the_server_even_when_it_is_killed(sig):
     try:
         assert predict(own, photo_bytes("coffee.jpg")).status_code == 200  # a sandbox is running now
         group = own.proc.pid  # start_new_session: the server leads its own process group
-
-        def members() -> list[int]:
-            alive = []
-            for proc in psutil.process_iter(["pid"]):
-                try:
-                    if os.getpgid(proc.pid) == group and proc.status() != psutil.STATUS_ZOMBIE:
-                        alive.append(proc.pid)
-                except (ProcessLookupError, psutil.Error):
-                    continue
-            return alive
-
-        assert len(members()) >= 3, "server, fork server and at least one sandbox"
+        assert len(process_group_members(group)) >= 3, "server, fork server and at least one sandbox"
         os.kill(own.proc.pid, getattr(signal, sig))  # the server alone, not its group
         own.proc.wait(timeout=HANG_GUARD_S)
-        deadline = time.monotonic() + HANG_GUARD_S  # the sandboxes look for their server once a second
-        while members() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert members() == [], f"left behind after {sig}: {members()}"
+        # The sandboxes look for their server once a second.
+        wait_until(lambda: not process_group_members(group), f"nothing left behind after {sig}")
     finally:
         own.stop()
         for leftover in extracted_models() - before:  # SIGKILL gives the server no chance to remove its copy
