@@ -196,9 +196,10 @@ def sagemaker_execution_policy(
             log_group_arn(partition, region, account_id, endpoint_log_group_name(endpoint_name)),
             ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
         ),
-        # AWS's minimum for a CreateModel execution role includes PutMetricData, and field reports say an endpoint's
-        # utilisation metrics (MemoryUtilization, the figure to size memorySizeMb by) go missing without it. It has
-        # no resource-level permissions: the namespace condition keeps it to the endpoints' own namespace.
+        # AWS's minimum for a CreateModel execution role includes PutMetricData without saying what uses it; a field
+        # report (instance endpoints) says utilisation metrics go missing without it, and MemoryUtilization is the
+        # figure to size memorySizeMb by. It has no resource-level permissions: the namespace condition keeps it to
+        # the endpoints' own namespace.
         {
             "Sid": "EndpointMetrics",
             "Effect": "Allow",
