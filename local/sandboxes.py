@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import json
-import multiprocessing
 import os
 import signal
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from multiprocessing import forkserver, resource_tracker
+from multiprocessing import forkserver, popen_forkserver, resource_tracker
+from multiprocessing.context import ForkServerContext, ForkServerProcess
 from typing import Any
 
 from local.runtime import stop_signals_held
@@ -100,6 +100,49 @@ def _invoke(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return handler(event, context)
 
 
+@contextlib.contextmanager
+def _helpers_start_with_stop_signals_blocked() -> Iterator[None]:
+    """In this thread, the resource tracker started (if it is not running) with SIGHUP blocked, then SIGHUP and
+    SIGINT blocked until the block ends: a fork server started in it starts with them blocked.
+
+    The fork server and the resource tracker are exec'd helpers: started with SIGHUP blocked, they keep it
+    blocked, so a closed terminal does not kill them under the running sandboxes. Blocked, not ignored, in
+    this process: a SIGHUP meanwhile is delivered to the server as soon as they are up.
+    The fork server is started with SIGINT blocked too, and so is every sandbox forked from it: Ctrl-C
+    reaches the whole process group, and one landing before they ignore it (the fork server once it has
+    imported the handler, a sandbox in _sandbox_init) printed a KeyboardInterrupt traceback. (The resource
+    tracker blocks SIGINT itself while it starts, then unblocks it in this thread: it is started first.)"""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+    try:
+        resource_tracker.ensure_running()
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+class _SandboxPopen(popen_forkserver.Popen):
+    """A sandbox's start: multiprocessing also starts a dead fork server again here, by itself, for the next new
+    sandbox (ensure_running in connect_to_new_process), in whatever thread starts it (the server's event loop),
+    which has nothing blocked. So every start of the fork server, and not only warm()'s, blocks the stop signals.
+    (Held in this thread while a sandbox starts: milliseconds, or the handler's import when the fork server starts
+    again. A signal meanwhile goes to another thread, or waits until then: it is not lost.)"""
+
+    def _launch(self, process_obj: Any) -> None:
+        with _helpers_start_with_stop_signals_blocked():
+            super()._launch(process_obj)
+
+
+class _SandboxProcess(ForkServerProcess):
+    @staticmethod
+    def _Popen(process_obj: Any) -> _SandboxPopen:
+        return _SandboxPopen(process_obj)
+
+
+class _SandboxContext(ForkServerContext):
+    Process = _SandboxProcess
+
+
 class LambdaSandboxes:
     """Up to `max_sandboxes` concurrent invocations; more wait for a free sandbox (Lambda would add one).
 
@@ -118,7 +161,7 @@ class LambdaSandboxes:
     def __init__(self, max_sandboxes: int, target: Callable[[Any, Any], Any] = _invoke, preload: str = HANDLER_PRELOAD):
         if max_sandboxes < 1:
             raise ValueError(f"max_sandboxes must be at least 1, got {max_sandboxes}")
-        self._context = multiprocessing.get_context("forkserver")
+        self._context = _SandboxContext()
         self._preload = preload
         self._context.set_forkserver_preload([preload])
         self._max = max_sandboxes
@@ -196,20 +239,8 @@ class LambdaSandboxes:
 
             os.environ[sandbox_env.VARIABLE] = json.dumps(dict(env))
             self._context.set_forkserver_preload([sandbox_env.__name__, self._preload])
-        # The fork server and the resource tracker are exec'd helpers: started with SIGHUP blocked, they keep it
-        # blocked, so a closed terminal does not kill them under the running sandboxes. Blocked, not ignored, in
-        # this process: a SIGHUP meanwhile is delivered to the server as soon as they are up.
-        # The fork server is started with SIGINT blocked too, and so is every sandbox forked from it: Ctrl-C
-        # reaches the whole process group, and one landing before they ignore it (the fork server once it has
-        # imported the handler, a sandbox in _sandbox_init) printed a KeyboardInterrupt traceback. (The resource
-        # tracker blocks SIGINT itself while it starts, then unblocks it in this thread: it is started first.)
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
-        try:
-            resource_tracker.ensure_running()
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        with _helpers_start_with_stop_signals_blocked():
             forkserver.ensure_running()
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         with self._lock:
             sandbox = self._take()
         assert sandbox is not None  # max_sandboxes >= 1 and nothing runs yet

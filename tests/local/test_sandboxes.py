@@ -29,6 +29,8 @@ def work(event: dict, context) -> int:
     if "count" in event:  # one line per run: a second run shows
         with Path(event["count"]).open("a") as runs:
             runs.write("ran\n")
+    if event.get("unblock"):  # as a sandbox forked from a fork server started without them blocked would have it
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGHUP})
     if event.get("die"):
         os.kill(os.getpid(), signal.SIGKILL)  # what the OOM killer does to a Lambda sandbox
     if "raise" in event:
@@ -374,16 +376,20 @@ def test_shutdown_cancels_waiting_invocations_and_refuses_new_ones(tmp_path):
     assert not (tmp_path / "ran").exists()
 
 
+def blocked_signals(pid: int) -> set[int]:
+    """The signals a process blocks (its main thread's mask, as /proc shows it)."""
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    mask = int(next(line for line in status if line.startswith("SigBlk:")).split()[1], 16)
+    return {sig for sig in range(1, signal.NSIG) if mask & (1 << (sig - 1))}
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP])
 def test_a_terminals_ctrl_c_or_hangup_leaves_a_sandbox_running(one, sig):
     """Both reach the whole process group; the server stops its sandboxes itself once its requests are answered.
-    Here the fork server was started without SIGHUP blocked (as when multiprocessing starts a dead one again)."""
-    first = one.submit({}, None).result(timeout=60)
-    # A sandbox forked from a fork server that warm() started has SIGHUP blocked: the signal would wait unseen
-    # and the test pass whatever the sandbox does with it (the fork server is this process's, shared by its tests).
-    status = Path(f"/proc/{first}/status").read_text().splitlines()
-    blocked = int(next(line for line in status if line.startswith("SigBlk:")).split()[1], 16)
-    assert not blocked & (1 << (sig - 1)), f"{sig.name} is blocked in the sandbox: this test could not fail"
+    A sandbox has them blocked, from its fork server: here it unblocks them, or the signal would wait unseen and the
+    test pass whatever the sandbox does with it (_sandbox_init ignores them all the same)."""
+    first = one.submit({"unblock": True}, None).result(timeout=60)
+    assert sig not in blocked_signals(first), f"{sig.name} is blocked in the sandbox: this test could not fail"
     os.kill(first, sig)
     assert one.submit({}, None).result(timeout=60) == first, "the sandbox died"
     assert not dead(first)
@@ -448,6 +454,27 @@ def test_an_invocation_within_the_functions_timeout_leaves_its_sandbox_running(o
     time.sleep(1.0)  # a timeout left armed after the call would have ended the idle sandbox by now
     assert not dead(first)
     assert one.submit({}, context).result(timeout=60) == first
+
+
+def test_a_fork_server_multiprocessing_starts_again_blocks_ctrl_c_and_hangup_too(one):
+    """multiprocessing starts a dead fork server again on its own, for the next new sandbox, in the thread that
+    starts that sandbox (the server's event loop): it had that thread's signal mask, nothing blocked, and a Ctrl-C
+    while it imported the handler printed a KeyboardInterrupt traceback, as at the first start before warm()
+    blocked them. Every start of the fork server blocks them now."""
+    from multiprocessing import forkserver
+
+    one.submit({}, None).result(timeout=60)
+    first = forkserver._forkserver._forkserver_pid
+    os.kill(first, signal.SIGKILL)
+    wait_until(lambda: dead(first), "the fork server to die")
+    with pytest.raises(BrokenProcessPool):  # the idle sandbox outlives its fork server: the next one is new
+        one.submit({}, None, crash=True).result(timeout=60)
+    sandbox = one.submit({}, None).result(timeout=60)
+    again = forkserver._forkserver._forkserver_pid
+    assert again != first
+    assert {signal.SIGINT, signal.SIGHUP} <= blocked_signals(again)
+    assert {signal.SIGINT, signal.SIGHUP} <= blocked_signals(sandbox)
+    assert not {signal.SIGINT, signal.SIGHUP} & signal.pthread_sigmask(signal.SIG_BLOCK, set()), "left blocked here"
 
 
 def shown_env(event: dict, context) -> dict:
