@@ -187,6 +187,17 @@ def response_from_lambda(result: object) -> HttpResponse:
     return HttpResponse(int(result["statusCode"]), headers, raw)
 
 
+def with_listed(headers: list[tuple[str, str]], name: str, value: str) -> list[tuple[str, str]]:
+    """`headers` with `value` in the list header `name` (Vary) and that header on one line: the values of every
+    `name` line and then `value`, each once (compared case-insensitively, as Vary's field names are). A client saw
+    `vary: origin` twice, the function's and the gateway's."""
+    listed: list[str] = []
+    for item in [part.strip() for k, v in headers if k.lower() == name for part in v.split(",")] + [value]:
+        if item and item.lower() not in {seen.lower() for seen in listed}:
+            listed.append(item)
+    return [(k, v) for k, v in headers if k.lower() != name] + [(name, ", ".join(listed))]
+
+
 def event_too_large(event: dict) -> bool:
     # Serialised every time: escapes and UTF-8 (a newline is two bytes, a control character six, a latin-1 header
     # byte two) make any shortcut on the body's length wrong. A few tens of microseconds for a normal request.

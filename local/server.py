@@ -467,7 +467,11 @@ def create_app(
                 answer = gateway.gateway_error(500)
         done = time.perf_counter()
         answer.headers = [(k, v) for k, v in answer.headers if not k.startswith("access-control-")]
-        answer.headers.extend(cors_headers(origin).items())
+        for name, value in cors_headers(origin).items():
+            if name == "vary":  # the function names Origin in its own Vary already (proxy_core.cors_headers)
+                answer.headers = gateway.with_listed(answer.headers, name, value)
+            else:
+                answer.headers.append((name, value))
         answer.headers.append(("apigw-requestid", request_id))
         answer.headers.append(
             (

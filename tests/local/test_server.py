@@ -344,6 +344,24 @@ def test_cors_headers_are_the_gateways_not_the_functions(tiers):
     assert not [k for k in foreign.headers if k.startswith("access-control-")] and "vary" not in foreign.headers
 
 
+@pytest.mark.parametrize(
+    ("functions", "sent"),
+    [
+        ({"vary": "origin"}, "origin"),  # what the handler sends (proxy_core.cors_headers)
+        ({"Vary": "Accept-Encoding, ORIGIN"}, "Accept-Encoding, ORIGIN"),
+        ({"vary": "accept"}, "accept, origin"),
+        ({}, "origin"),
+    ],
+)
+def test_the_gateways_vary_origin_is_merged_into_the_functions_vary(tiers, functions, sent):
+    # The function names Origin in Vary itself: the gateway's own `vary: origin` came on a second line, a duplicate.
+    headers = {"content-type": "application/json", **functions}
+    tiers.sandboxes.result = {"statusCode": 200, "headers": headers, "body": "{}"}
+    response = tiers.predict(headers={"origin": SITE_ORIGIN})
+    assert response.status_code == 200
+    assert response.headers.get_list("vary") == [sent]
+
+
 def test_a_preflight_from_the_site_is_allowed_and_from_elsewhere_is_not(tiers):
     ask = {"access-control-request-method": "POST", "access-control-request-headers": "content-type"}
     allowed = tiers.request("OPTIONS", "/predict", headers={"origin": "http://localhost:8000", **ask})

@@ -112,6 +112,7 @@ def test_gateway_limits_and_routes(stack):
 def test_cors_for_the_site_origin_only(stack):
     ok = predict(stack, photo_bytes("coffee.jpg"), origin=stack.url)
     assert ok.headers["access-control-allow-origin"] == stack.url
+    assert ok.headers.get_list("vary") == ["origin"], "the function's and the gateway's, once"
     bad = predict(stack, b"nope", "text/plain", origin="https://evil.example")
     assert bad.status_code == 415 and "access-control-allow-origin" not in bad.headers
     preflight = httpx.options(
