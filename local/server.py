@@ -140,6 +140,11 @@ class BodyTimeout(Exception):
     """The client did not send its whole body within BODY_TIMEOUT_S."""
 
 
+# On the answer to a body given up on (BodyTimeout): the connection closes after it, as RFC 9110 15.5.9 asks of a
+# 408. Kept open, it read the rest of the late body and served whatever the client sent next.
+CLOSE = {"connection": "close"}
+
+
 async def read_capped(request: Request, limit: int, timeout: float | None = None) -> bytes | None:
     """The request body, or None as soon as it exceeds `limit` (nothing more is buffered).
 
@@ -425,7 +430,9 @@ def create_app(
         try:
             body = await read_capped(request, gateway.MAX_BODY_BYTES)
         except BodyTimeout:
-            return refused(408)
+            timed_out = refused(408)
+            timed_out.headers.update(CLOSE)
+            return timed_out
         if body is None:
             return refused(413)
         event = gateway.build_event(
@@ -486,7 +493,7 @@ def create_app(
             body = await read_capped(request, runtime.max_payload_bytes)
         except BodyTimeout:
             answer = aws_error(408, "RequestTimeoutException", "The request body did not arrive in time.")
-            return Response(answer.body, status_code=answer.status, headers=answer.headers)
+            return Response(answer.body, status_code=answer.status, headers={**answer.headers, **CLOSE})
         if body is None:
             answer = runtime.payload_too_large()
             return Response(answer.body, status_code=answer.status, headers=answer.headers)

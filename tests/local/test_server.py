@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import socket
 import threading
+from collections.abc import Iterator
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from types import SimpleNamespace
@@ -266,6 +268,64 @@ def test_a_body_that_stalls_is_a_json_408_on_both_tiers(tiers, monkeypatch):
     assert api.status_code == 408 and api.json() == {"message": "Request Timeout"}
     runtime = tiers.invoke(stalled_body())
     assert runtime.status_code == 408 and runtime.headers["x-amzn-errortype"] == "RequestTimeoutException"
+    assert tiers.sandboxes.events == [] and tiers.container.seen == []
+
+
+@contextlib.contextmanager
+def served(app) -> Iterator[tuple[str, int]]:
+    """`app` served as `python -m local` serves it (server.uvicorn_config), at the loopback address yielded."""
+    sock = server.bind("127.0.0.1", 0)
+    instance = uvicorn.Server(server.uvicorn_config(app, "error"))
+    thread = threading.Thread(target=instance.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: instance.started or not thread.is_alive(), "the test server started")
+        assert instance.started
+        yield sock.getsockname()[:2]
+    finally:
+        instance.should_exit = True
+        thread.join(timeout=HANG_GUARD_S)
+
+
+def read_answer(conn: socket.socket) -> bytes:
+    """One whole answer (its head and Content-Length bytes of body) as it came off the connection."""
+    conn.settimeout(HANG_GUARD_S)
+    data = b""
+    while True:
+        head, done, body = data.partition(b"\r\n\r\n")
+        if done:
+            length = next(int(line[15:]) for line in head.lower().split(b"\r\n") if line.startswith(b"content-length:"))
+            if len(body) >= length:
+                return data
+        chunk = conn.recv(65536)
+        assert chunk, f"closed before the answer was whole: {data!r}"
+        data += chunk
+
+
+def received_until_closed(conn: socket.socket) -> bytes:
+    """All the server sends until it closes the connection (recv gives b"", or a reset)."""
+    conn.settimeout(HANG_GUARD_S)
+    data = b""
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := conn.recv(65536):
+            data += chunk
+    return data
+
+
+@pytest.mark.parametrize("path", ["/predict", f"/endpoints/{ENDPOINT}/invocations"])
+def test_a_body_that_stalls_is_answered_408_and_its_connection_closed(tiers, monkeypatch, path):
+    """RFC 9110 15.5.9: a server that gives up on a body closes the connection ("SHOULD send the close connection
+    option"). It stayed open: it read the rest of the late body, then served whatever the client sent next on it."""
+    monkeypatch.setattr(server, "BODY_TIMEOUT_S", 0.05)
+    head = f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1:8000\r\ncontent-type: image/jpeg\r\ncontent-length: 20\r\n\r\n"
+    with served(tiers.app) as address, socket.create_connection(address, timeout=HANG_GUARD_S) as conn:
+        conn.sendall(head.encode() + JPEG[:3])
+        answer, body = parsed_answer(read_answer(conn))
+        assert answer.status_code == 408, body
+        assert (b"connection", b"close") in answer.headers
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the server may have closed already
+            conn.sendall(JPEG[3:20] + head.encode() + JPEG[:20])  # the late rest, then a request of its own
+        assert received_until_closed(conn) == b"", "the connection served on after the 408"
     assert tiers.sandboxes.events == [] and tiers.container.seen == []
 
 
