@@ -4,7 +4,8 @@ Two layers, like AWS:
 - a *container* runs the artifact's own ``code/inference.py`` the way the PyTorch inference toolkit does
   (``model_fn`` once, then ``input_fn -> predict_fn -> output_fn``; an error keeps its status only if it is a
   toolkit error, and its body is the message followed by the traceback, as the toolkit writes it);
-- the *front* behaves like a serverless endpoint: unknown endpoint name -> ValidationError, 4 MB request cap,
+- the *front* behaves like a serverless endpoint: unknown endpoint name -> ValidationError, a target it does not
+  have (TargetModel, InferenceComponentName, TargetContainerHostname) -> ValidationError, 4 MB request cap,
   MaxConcurrency (excess -> ThrottlingException, HTTP 400), 60 s invocation timeout, and any non-2xx answer
   of the container wrapped as ``ModelError`` (HTTP 424) with ``OriginalStatusCode`` / ``OriginalMessage``.
 The wire format is what botocore parses (``x-amzn-ErrorType`` + JSON body), so boto3 and the AWS CLI work.
@@ -30,7 +31,7 @@ import time
 import traceback
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -317,6 +318,26 @@ def aws_error(status: int, code: str, message: str, **fields) -> RuntimeAnswer:
     return RuntimeAnswer(status, headers, json.dumps(body).encode())
 
 
+def refused_target(endpoint: str, headers: Mapping[str, str]) -> RuntimeAnswer | None:
+    """InvokeEndpoint's targets that this endpoint (one model, one container, no inference components) does not
+    have, refused as SageMaker refuses them; None when the request names none. X-Amzn-SageMaker-Target-Variant is
+    not among them: AllTraffic is this endpoint's variant, and what SageMaker answers another name is undocumented
+    (so is its answer to InferenceId, EnableExplanations and SessionId, which pass as before)."""
+    if headers.get("x-amzn-sagemaker-target-model"):  # aws/amazon-sagemaker-examples#1026: its words
+        message = f"Endpoint {endpoint} is not a multi-model endpoint and does not support target model header."
+    elif headers.get("x-amzn-sagemaker-inference-component"):  # its words, for an endpoint hosting a model
+        message = (
+            "Inference Component Name header is not allowed for endpoints to which you dont plan to deploy inference "
+            "components. Please remove the Inference Component Name header and try again."
+        )
+    elif headers.get("x-amzn-sagemaker-target-container-hostname"):
+        # A validation error, documented ("Invoke a multi-container endpoint with direct invocation"); its words not.
+        message = f"Endpoint {endpoint} is not configured for direct invocation: it takes no TargetContainerHostname."
+    else:
+        return None
+    return aws_error(400, "ValidationError", message)
+
+
 def request_id_header() -> dict[str, str]:
     """AWS's id of this request, on every answer: botocore exposes it as ResponseMetadata["RequestId"]."""
     return {"x-amzn-requestid": str(uuid.uuid4())}
@@ -421,9 +442,16 @@ class SageMakerRuntime:
             f"Request {uuid.uuid4()} has oversize body.",  # SageMaker's words
         )
 
-    async def invoke(self, name: str, body: bytes, content_type: str, accept: str) -> RuntimeAnswer:
+    async def invoke(
+        self, name: str, body: bytes, content_type: str, accept: str, headers: Mapping[str, str] | None = None
+    ) -> RuntimeAnswer:
+        """`headers`: the request's other InvokeEndpoint headers (lower-case names), those that target a model, a
+        component or a container checked (refused_target)."""
         if name != self.endpoint_name:
             return aws_error(400, "ValidationError", f"Endpoint {name} of account {ACCOUNT} not found.")
+        refused = refused_target(name, headers or {})
+        if refused is not None:
+            return refused
         # InvokeEndpoint's ContentType and Accept are at most 1024 characters (botocore's model; AWS checks it, botocore
         # does not). Longer ones never reach a container there; here TorchServe's HTTP decoder (8 KB of headers) would
         # answer a bare 400 "Invalid HTTP message." where the in-process runtime answers 200 or the model's 415.

@@ -502,6 +502,7 @@ def create_app(
             body,
             request.headers.get("content-type", ""),
             request.headers.get("accept", ""),
+            request.headers,
         )
         return Response(answer.body, status_code=answer.status, headers=answer.headers)
 

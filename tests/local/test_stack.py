@@ -273,6 +273,49 @@ def test_boto3_model_error_carries_the_container_status_and_traceback(stack):
     assert "not a readable" in first and "Traceback" in rest  # the toolkit's shape, which the proxy trims
 
 
+@pytest.mark.parametrize(
+    ("member", "value", "message"),
+    [
+        # What SageMaker answers (aws/amazon-sagemaker-examples#1026, #1216).
+        (
+            "TargetModel",
+            "model.tar.gz",
+            "Endpoint mobilenet-local is not a multi-model endpoint and does not support target model header.",
+        ),
+        # What SageMaker answers an endpoint that hosts a model, not inference components.
+        (
+            "InferenceComponentName",
+            "component",
+            "Inference Component Name header is not allowed for endpoints to "
+            "which you dont plan to deploy inference components.",
+        ),
+        # AWS documents a validation error, not its words (the multi-container direct invocation guide).
+        ("TargetContainerHostname", "primary", "is not configured for direct invocation"),
+    ],
+)
+def test_boto3_targeting_a_model_component_or_container_is_a_validation_error(stack, member, value, message):
+    """The endpoint runs one model in one container, with no inference components: SageMaker refuses a request
+    that targets a model, an inference component or a container by name. The local runtime ran the model."""
+    with pytest.raises(ClientError) as err:
+        runtime_client(stack).invoke_endpoint(
+            EndpointName="mobilenet-local", Body=photo_bytes("coffee.jpg"), ContentType="image/jpeg", **{member: value}
+        )
+    response = err.value.response
+    assert (response["Error"]["Code"], response["ResponseMetadata"]["HTTPStatusCode"]) == ("ValidationError", 400)
+    assert message in response["Error"]["Message"]
+
+
+def test_boto3_may_target_the_endpoints_one_variant(stack):
+    response = runtime_client(stack).invoke_endpoint(
+        EndpointName="mobilenet-local",
+        Body=photo_bytes("coffee.jpg"),
+        ContentType="image/jpeg",
+        TargetVariant="AllTraffic",
+    )
+    assert response["InvokedProductionVariant"] == "AllTraffic"  # components.serverless_endpoint's variant_name
+    assert "espresso" in response["Body"].read().decode()
+
+
 def test_boto3_oversize_payload(stack):
     with pytest.raises(ClientError) as err:
         runtime_client(stack).invoke_endpoint(
