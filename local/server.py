@@ -140,8 +140,9 @@ class BodyTimeout(Exception):
     """The client did not send its whole body within BODY_TIMEOUT_S."""
 
 
-# On the answer to a body given up on (BodyTimeout): the connection closes after it, as RFC 9110 15.5.9 asks of a
-# 408. Kept open, it read the rest of the late body and served whatever the client sent next.
+# On the answer to a body given up on (BodyTimeout, or one over the limit): the connection closes after it, as
+# RFC 9110 15.5.9 asks of a 408 (15.5.14 allows it for a 413). Kept open, it read the rest of the late body and
+# served whatever the client sent next; after a 413 it would read and drop up to gigabytes first.
 CLOSE = {"connection": "close"}
 
 
@@ -434,7 +435,9 @@ def create_app(
             timed_out.headers.update(CLOSE)
             return timed_out
         if body is None:
-            return refused(413)
+            too_large = refused(413)
+            too_large.headers.update(CLOSE)
+            return too_large
         event = gateway.build_event(
             method=request.method,
             path=request.scope["path"],
@@ -496,7 +499,7 @@ def create_app(
             return Response(answer.body, status_code=answer.status, headers={**answer.headers, **CLOSE})
         if body is None:
             answer = runtime.payload_too_large()
-            return Response(answer.body, status_code=answer.status, headers=answer.headers)
+            return Response(answer.body, status_code=answer.status, headers={**answer.headers, **CLOSE})
         answer = await runtime.invoke(
             request.path_params["name"],
             body,

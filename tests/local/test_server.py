@@ -329,6 +329,29 @@ def test_a_body_that_stalls_is_answered_408_and_its_connection_closed(tiers, mon
     assert tiers.sandboxes.events == [] and tiers.container.seen == []
 
 
+@pytest.mark.parametrize(("path", "status"), [("/predict", 413), (f"/endpoints/{ENDPOINT}/invocations", 400)])
+@pytest.mark.parametrize("declared", [True, False], ids=["declared-too-large", "chunked-past-the-limit"])
+def test_a_body_over_the_limit_is_refused_and_its_connection_closed(tiers, monkeypatch, path, status, declared):
+    """Refused mid-body, the rest of it is still on its way: kept open, the connection would read and drop all of it
+    (however large) before serving what the client sent next. RFC 9110 15.5.14 lets a 413 close the connection
+    (SageMaker's runtime says 400 ValidationError for a payload over its limit)."""
+    monkeypatch.setattr(gateway, "MAX_BODY_BYTES", 16)
+    monkeypatch.setattr(tiers.runtime, "max_payload_bytes", 16)
+    length = "content-length: 40" if declared else "transfer-encoding: chunked"
+    head = f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1:8000\r\ncontent-type: image/jpeg\r\n{length}\r\n\r\n"
+    first = JPEG[:20] if declared else b"14\r\n" + JPEG[:20] + b"\r\n"
+    rest = JPEG[20:40] if declared else b"14\r\n" + JPEG[20:40] + b"\r\n0\r\n\r\n"
+    with served(tiers.app) as address, socket.create_connection(address, timeout=HANG_GUARD_S) as conn:
+        conn.sendall(head.encode() + first)
+        answer, body = parsed_answer(read_answer(conn))
+        assert answer.status_code == status, body
+        assert (b"connection", b"close") in answer.headers
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the server may have closed already
+            conn.sendall(rest + head.encode() + first)  # the rest, then a request of its own
+        assert received_until_closed(conn) == b"", "the connection served on after the refusal"
+    assert tiers.sandboxes.events == [] and tiers.container.seen == []
+
+
 def test_the_gateways_own_refusals_carry_its_request_id_but_no_cors(tiers, monkeypatch):
     # API Gateway answers these before any invocation, with its id (which the UI shows). It adds CORS headers only
     # "to the response from an integration" (its HTTP API CORS guide): the local stack must not be kinder.
