@@ -519,6 +519,7 @@ function init() {
   const el = {
     form: document.getElementById("classify-form"),
     fileInput: document.getElementById("file-input"),
+    fileChosen: document.getElementById("file-chosen"),
     dropZone: document.getElementById("drop-zone"),
     classifyButton: document.getElementById("classify-button"),
     samples: Array.from(document.querySelectorAll("button.sample")),
@@ -536,11 +537,20 @@ function init() {
   const controls = [el.fileInput, el.classifyButton, ...el.samples];
   // The page's own first status (index.html), shown again when the form is back to naming no photo.
   const idleMessage = el.statusMessage.textContent;
+  // What the picker says with no photo (index.html): "No photo chosen".
+  const noneChosen = el.fileChosen.textContent;
 
   let busy = false;
   // What the Classify button re-sends: {name, size (bytes, or null when unknown), decode()}.
   let current = null;
   let previewUrl = null;
+
+  /** Sets what Classify sends, and names it beside the picker, as the native control named its file (it is hidden
+   * now): the picked file's name, or the sample's, the dropped or the pasted file's, since Classify sends that. */
+  function setCurrent(input) {
+    current = input;
+    el.fileChosen.textContent = input ? `Chosen: ${input.name}` : noneChosen;
+  }
 
   function setStatus(state, message, detail = "") {
     el.status.dataset.state = state;
@@ -733,7 +743,7 @@ function init() {
 
   /** A file the page cannot use: forget it, so Classify cannot re-send an older photo beside the error. */
   function refuse(message) {
-    current = null;
+    setCurrent(null);
     el.results.hidden = true;
     el.fileInput.value = "";
     showError(message);
@@ -759,7 +769,7 @@ function init() {
         refuse(EMPTY_FILE_MESSAGE);
         return;
       }
-      current = input;
+      setCurrent(input);
       setStatus("busy", "Shrinking the photo…");
       let shrunk;
       try {
@@ -810,7 +820,7 @@ function init() {
     } else if (!busy) {
       // The picker was emptied (a cancelled dialog does that in some browsers): Classify must not go on
       // sending a photo the form no longer names.
-      current = null;
+      setCurrent(null);
       el.results.hidden = true;
       el.classifyButton.disabled = true;
       setStatus("idle", idleMessage);
@@ -864,7 +874,7 @@ function init() {
   window.addEventListener("pageshow", () => {
     const restored = el.fileInput.files && el.fileInput.files[0];
     if (restored && current === null && !busy) {
-      current = fromFile(restored);
+      setCurrent(fromFile(restored));
       el.classifyButton.disabled = false;
       setStatus("idle", `Press Classify to send ${restored.name}.`);
     }

@@ -209,16 +209,19 @@ def test_the_classify_button_is_legible_in_forced_colours(make_ui: Any, stub_sta
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_the_file_pickers_text_has_contrast(make_ui: Any, stub_stack: Any, scheme: str) -> None:
-    # Text axe cannot see, as the browser draws it, not the page: the picker button's label (::file-selector-button)
-    # on its fill, and the chosen file's name on the card. WCAG 1.4.3, from the computed colours.
+    # Text axe may not judge: the picker's label drawn as a button, on its fill, and the chosen file's name on the
+    # card. WCAG 1.4.3, from the computed colours.
     ui = make_ui(stub_stack, color_scheme=scheme).open()
-    colours = ui.page.eval_on_selector(
-        "#file-input",
-        """(e) => {
+    ui.upload(CHELSEA)
+    ui.wait_done()
+    colours = ui.page.evaluate(
+        """() => {
             const rgb = (c) => (c.match(/[\\d.]+/g) || []).slice(0, 3).map(Number);
-            const button = getComputedStyle(e, "::file-selector-button");
+            const button = getComputedStyle(document.querySelector("label[for=file-input]"));
+            const form = document.getElementById("classify-form");
             return { label: rgb(button.color), fill: rgb(button.backgroundColor),
-                     name: rgb(getComputedStyle(e).color), card: rgb(getComputedStyle(e.form).backgroundColor) };
+                     name: rgb(getComputedStyle(document.getElementById("file-chosen")).color),
+                     card: rgb(getComputedStyle(form).backgroundColor) };
         }""",
     )
     button = contrast(tuple(colours["label"]), tuple(colours["fill"]))
@@ -231,9 +234,12 @@ def test_the_file_pickers_text_has_contrast(make_ui: Any, stub_stack: Any, schem
 
 FOCUSED = """() => {
     const e = document.activeElement;
-    const s = getComputedStyle(e);
+    // The file input is hidden to the eye (its label is the button that is seen): its focus shows on its label.
+    const box = e.getBoundingClientRect();
+    const shown = box.width <= 1 && box.height <= 1 && e.labels && e.labels.length ? e.labels[0] : e;
+    const s = getComputedStyle(shown);
     // The outline is drawn outside the element, on the first ancestor that paints a background.
-    let behind = e.parentElement;
+    let behind = shown.parentElement;
     while (behind && getComputedStyle(behind).backgroundColor.replace(/\\s/g, "").match(/^rgba\\(.*,0\\)$|transparent/))
         behind = behind.parentElement;
     const rgb = (c) => (c.match(/[\\d.]+/g) || []).slice(0, 3).map(Number);
@@ -368,3 +374,161 @@ def test_errors_are_announced_and_focus_stays_on_the_control(stub_ui: Any, stub_
     assert ui.page.get_attribute("#status", "data-state") == "error"
     assert_heard(said(ui))
     assert_focus_back_on(ui, control)
+
+
+# --------------------------------------------------------------------------------------------------
+# The file picker: its label is the button that is seen (WCAG 2.5.3, Label in Name)
+
+PICKER = "#file-input"
+PICKER_LABEL = "label[for=file-input]"
+
+
+def accessibility_node(ui: Any, selector: str) -> dict[str, str]:
+    """Chromium's own role, accessible name and description of `selector`: what a screen reader is given."""
+    cdp = ui.page.context.new_cdp_session(ui.page)
+    try:
+        root = cdp.send("DOM.getDocument", {"depth": 0})["root"]["nodeId"]
+        node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": selector})["nodeId"]
+        ax = cdp.send("Accessibility.getPartialAXTree", {"nodeId": node, "fetchRelatives": False})["nodes"][0]
+    finally:
+        cdp.detach()
+    return {key: " ".join(str(ax.get(key, {}).get("value", "")).split()) for key in ("role", "name", "description")}
+
+
+def test_the_file_pickers_visible_text_is_its_accessible_name(stub_ui: Any) -> None:
+    # The browser drew its own button, "Choose File" in the browser's language, which is no part of the input's name
+    # (its label's text): a speech user saying what they saw ("click Choose File") was not understood. The input is
+    # now hidden to the eye and its label is the button seen, so what is seen is what the control is called.
+    ui = stub_ui.open()
+    box = ui.page.locator(PICKER).bounding_box()
+    assert box is not None and box["width"] <= 1 and box["height"] <= 1, f"the browser's own button shows: {box}"
+    label = ui.page.locator(PICKER_LABEL)
+    visible = " ".join(label.inner_text().split())
+    assert visible == "Choose a photo"
+    # What a pointer lands on at the button is the label, whose click opens the picker.
+    centre = label.bounding_box()
+    assert centre is not None
+    hit = ui.page.evaluate(
+        "([x, y]) => document.elementFromPoint(x, y).htmlFor",
+        [centre["x"] + centre["width"] / 2, centre["y"] + centre["height"] / 2],
+    )
+    assert hit == "file-input"
+    node = accessibility_node(ui, PICKER)
+    assert node["role"] == "button" and visible in node["name"], node
+    assert ui.page.get_by_role("button", name=visible).evaluate_all("(els) => els.map((e) => e.id)") == ["file-input"]
+
+
+def test_a_click_on_the_pickers_label_opens_the_picker(stub_ui: Any, stub_stack: Any) -> None:
+    ui = stub_ui.open()
+    with ui.page.expect_file_chooser() as chooser:
+        ui.page.click(PICKER_LABEL)
+    chooser.value.set_files(str(CHELSEA))
+    ui.wait_done()
+    assert len(stub_stack.predict_requests()) == 1
+
+
+@pytest.mark.parametrize("key", ["Enter", "Space"])
+def test_tab_reaches_the_file_picker_and_the_keyboard_picks_a_file(stub_ui: Any, stub_stack: Any, key: str) -> None:
+    # The native control said which file it held, beside its button, and a screen reader read it out; hidden, that
+    # is the page's own text, which the input is described by.
+    ui = stub_ui.open()
+    assert accessibility_node(ui, PICKER)["description"].startswith("No photo chosen")
+    ui.page.click("h1")
+    ui.page.keyboard.press("Tab")
+    assert focused(ui)["name"] == "file-input"
+    with ui.page.expect_file_chooser() as chooser:
+        ui.page.keyboard.press(key)
+    chooser.value.set_files(str(CHELSEA))
+    ui.wait_done()
+    wait_idle(ui)
+    assert len(stub_stack.predict_requests()) == 1
+    assert ui.page.inner_text("#file-chosen") == "Chosen: chelsea.jpg"
+    assert accessibility_node(ui, PICKER)["description"].startswith("Chosen: chelsea.jpg")
+    # Still a form control: the form holds the file under the input's name.
+    held = ui.page.evaluate("() => new FormData(document.getElementById('classify-form')).get('image').name")
+    assert held == "chelsea.jpg"
+    assert focused(ui)["name"] == "file-input", "focus is back on the picker"
+
+
+LABEL_RING = """() => {
+    const s = getComputedStyle(document.querySelector("label[for=file-input]"));
+    return { outline: s.outlineStyle === "none" ? 0 : parseFloat(s.outlineWidth), boxShadow: s.boxShadow };
+}"""
+
+
+@pytest.mark.parametrize("environment", ["light", "dark", "forced-colors"])
+def test_the_pickers_focus_shows_on_its_label(make_ui: Any, stub_stack: Any, environment: str) -> None:
+    # The focused input is clipped to nothing, its outline with it: the ring is drawn on the label it is shown by.
+    from PIL import Image, ImageChops
+
+    ui = make_ui(stub_stack, **ENVIRONMENTS[environment]).open()
+    label = ui.page.locator(PICKER_LABEL)
+    box = label.bounding_box()
+    assert box is not None
+    around = {"x": box["x"] - 8, "y": box["y"] - 8, "width": box["width"] + 16, "height": box["height"] + 16}
+    ui.page.click("h1")
+    assert ui.page.evaluate(LABEL_RING) == {"outline": 0, "boxShadow": "none"}, "a ring without focus"
+    unfocused = ui.page.screenshot(clip=around)
+    ui.page.keyboard.press("Tab")
+    assert focused(ui)["name"] == "file-input" and focused(ui)["focusVisible"]
+    ring = ui.page.evaluate(LABEL_RING)
+    assert ring["outline"] >= 2 or ring["boxShadow"] != "none", ring
+    # Drawn, not only computed: the pixels around the button change.
+    with Image.open(BytesIO(unfocused)) as before, Image.open(BytesIO(ui.page.screenshot(clip=around))) as after:
+        diff = ImageChops.difference(before.convert("L"), after.convert("L"))
+        assert diff.point(lambda level: 255 if level > 64 else 0).getbbox() is not None, "no ring on screen"
+
+
+def picker_looks(ui: Any) -> dict[str, Any]:
+    return ui.page.eval_on_selector(
+        PICKER_LABEL,
+        """(label) => { const s = getComputedStyle(label);
+            return { cursor: s.cursor, opacity: Number(s.opacity), color: s.color, border: s.borderTopColor }; }""",
+    )
+
+
+@pytest.mark.parametrize("environment", ["light", "forced-colors"])
+def test_the_picker_looks_and_acts_disabled_while_busy(make_ui: Any, stub_stack: Any, environment: str) -> None:
+    ui = make_ui(stub_stack, **ENVIRONMENTS[environment]).open()
+    idle = picker_looks(ui)
+    choosers: list[Any] = []
+    ui.page.on("filechooser", lambda chooser: choosers.append(chooser))
+    gate = threading.Event()
+    stub_stack.script({"status": 200, "gate": gate})
+    try:
+        ui.click_sample("chelsea")
+        wait_message(ui, "Classifying…")
+        assert ui.page.is_disabled(PICKER)
+        busy = picker_looks(ui)
+        assert busy["cursor"] == "not-allowed", busy
+        assert busy["opacity"] < 1 or busy["color"] != idle["color"], f"looks the same busy: {busy} vs {idle}"
+        ui.page.click(PICKER_LABEL, force=True)  # force: Playwright would wait for the input to be enabled
+    finally:
+        gate.set()
+    ui.wait_done()
+    wait_idle(ui)
+    assert picker_looks(ui) == idle
+    # A chooser the busy click had opened would have come first.
+    with ui.page.expect_file_chooser():
+        ui.page.click(PICKER_LABEL)
+    assert len(choosers) == 1, "the picker opened while the page was busy"
+    assert len(stub_stack.predict_requests()) == 1
+
+
+def test_the_picker_keeps_a_visible_edge_in_forced_colours(make_ui: Any, stub_stack: Any) -> None:
+    # Contrast themes replace backgrounds: a button drawn only by its fill, as the label is, would be bare text.
+    from PIL import Image
+
+    ui = make_ui(stub_stack, forced_colors="active").open()
+    label = ui.page.locator(PICKER_LABEL)
+    edge = label.evaluate("(e) => { const s = getComputedStyle(e); return [s.borderLeftStyle, s.borderLeftWidth]; }")
+    assert edge[0] != "none" and edge[1] != "0px", edge
+    box = label.bounding_box()
+    assert box is not None
+    middle = round(box["y"] + box["height"] / 2)
+    left = round(box["x"])
+    row = {"x": left - 4, "y": middle, "width": 8, "height": 1}  # 4 px of card, then the label's left edge
+    with Image.open(BytesIO(ui.page.screenshot(clip=row))) as shot:
+        pixels = [shot.convert("RGB").getpixel((x, 0)) for x in range(8)]
+    best = max(contrast(pixels[0], p) for p in pixels[3:6])
+    assert best >= 3, f"the picker's edge is {best:.2f}:1 against the card in forced colours: {pixels}"

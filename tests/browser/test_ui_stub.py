@@ -493,20 +493,24 @@ def test_a_page_shown_again_from_the_back_forward_cache_keeps_its_result(stub_ui
     assert ui.labels() == [p["label"] for p in stub_stack.default_predictions]
 
 
+# The picker's button and what it offers beside it.
+PICKER_OFFER = "#drop-zone .picker"
+
+
 def test_touch_screens_are_not_offered_drop_and_paste(make_ui: Any, stub_stack: Any) -> None:
     phone = make_ui(stub_stack, width=375, height=667, has_touch=True, is_mobile=True).open()
-    assert phone.page.inner_text("label[for=file-input]").strip() == "Choose a photo"
+    assert phone.page.inner_text(PICKER_OFFER).strip() == "Choose a photo"
     desktop = make_ui(stub_stack).open()
-    label = " ".join(desktop.page.inner_text("label[for=file-input]").split())
-    assert label == "Choose a photo, drop one here, or paste one (Ctrl+V)"
+    offer = " ".join(desktop.page.inner_text(PICKER_OFFER).split())
+    assert offer == "Choose a photo or drop one here, or paste one (Ctrl+V)"
 
 
 def test_a_tablet_with_a_keyboard_is_offered_paste_after_a_key_press(make_ui: Any, stub_stack: Any) -> None:
     tablet = make_ui(stub_stack, width=820, height=1180, has_touch=True, is_mobile=True).open()
-    assert tablet.page.inner_text("label[for=file-input]").strip() == "Choose a photo"
+    assert tablet.page.inner_text(PICKER_OFFER).strip() == "Choose a photo"
     tablet.page.keyboard.press("Tab")  # no text field on the page: a key press means a keyboard is attached
-    label = " ".join(tablet.page.inner_text("label[for=file-input]").split())
-    assert label == "Choose a photo, drop one here, or paste one (Ctrl+V)"
+    offer = " ".join(tablet.page.inner_text(PICKER_OFFER).split())
+    assert offer == "Choose a photo or drop one here, or paste one (Ctrl+V)"
 
 
 def test_the_page_tells_webkit_it_takes_pastes(stub_ui: Any) -> None:
@@ -526,8 +530,8 @@ def test_apple_platforms_are_told_cmd_v(make_ui: Any, stub_stack: Any) -> None:
         """Object.defineProperty(Navigator.prototype, "userAgentData", {get: () => undefined});
            Object.defineProperty(Navigator.prototype, "platform", {get: () => "MacIntel"});"""
     )
-    label = " ".join(mac.open().page.inner_text("label[for=file-input]").split())
-    assert label == "Choose a photo, drop one here, or paste one (Cmd+V)"
+    offer = " ".join(mac.open().page.inner_text(PICKER_OFFER).split())
+    assert offer == "Choose a photo or drop one here, or paste one (Cmd+V)"
     got = run_js(
         mac,
         """return [m.pasteModifier("macOS"), m.pasteModifier("MacIntel"), m.pasteModifier("iPad"),
@@ -893,6 +897,35 @@ def test_a_sample_clears_the_file_input_so_classify_sends_what_the_form_shows(st
     ui.click_sample("coffee")
     ui.wait_done()
     assert ui.page.evaluate("() => document.querySelector('#file-input').value") == ""
+
+
+def test_the_name_beside_the_picker_is_the_photo_classify_sends(
+    stub_ui: Any, stub_stack: Any, not_an_image: Path
+) -> None:
+    # The native picker named its file beside its button; hidden behind its label, the page names the photo there:
+    # the one Classify sends, picked, a sample or dropped, and none once a refusal or an emptied picker forgot it.
+    ui = stub_ui.open()
+
+    def chosen() -> str:
+        return ui.page.inner_text("#file-chosen")
+
+    assert chosen() == "No photo chosen"
+    ui.upload(CHELSEA)
+    ui.wait_done()
+    assert chosen() == "Chosen: chelsea.jpg"
+    ui.click_sample("coffee")
+    ui.wait_done()
+    assert chosen() == "Chosen: coffee.jpg"
+    ui.drop_bytes("dropped.jpg", "image/jpeg", CHELSEA.read_bytes())
+    ui.page.wait_for_function("() => document.getElementById('file-chosen').innerText === 'Chosen: dropped.jpg'")
+    ui.page.wait_for_selector("#classify-form[aria-busy='false']")
+    ui.upload(not_an_image)
+    ui.wait_error()
+    assert chosen() == "No photo chosen"
+    ui.upload(CHELSEA)
+    ui.wait_done()
+    ui.page.set_input_files("#file-input", [])
+    assert chosen() == "No photo chosen"
 
 
 def test_503_retries_with_warming_up_message_then_succeeds(stub_ui: Any, stub_stack: Any) -> None:
@@ -1330,8 +1363,9 @@ def test_status_region_is_live_and_labels_exist(stub_ui: Any) -> None:
     # The file picker offers what the hint promises.
     accept = (ui.page.get_attribute("#file-input", "accept") or "").split(",")
     assert "image/*" in accept, accept  # any image the browser opens: the page re-encodes it as JPEG
-    hint = ui.page.get_attribute("#file-input", "aria-describedby")
-    assert hint and ui.page.locator(f"#{hint}").inner_text().startswith("Any photo this browser can open")
+    described_by = (ui.page.get_attribute("#file-input", "aria-describedby") or "").split()
+    hints = [ui.page.locator(f"#{i}").inner_text() for i in described_by]
+    assert any(hint.startswith("Any photo this browser can open") for hint in hints), hints
     # Each sample is named by its one visible word (the thumbnail is decorative) and described by its title.
     for name in ("Cat", "Coffee", "Astronaut", "Rocket"):
         button = ui.page.get_by_role("button", name=name, exact=True)
@@ -1405,9 +1439,8 @@ def test_buttons_and_bars_survive_forced_colors(make_ui: Any, stub_stack: Any, a
     ui.click_sample("chelsea")
     ui.wait_done()
     ui.screenshot(artifacts_dir / "ui-stub-forced-colors.png")
-    for selector in ("#classify-button", "#file-input"):
-        pseudo = "::file-selector-button" if selector == "#file-input" else None
-        width = ui.page.eval_on_selector(selector, "(e, p) => getComputedStyle(e, p).borderTopWidth", pseudo)
+    for selector in ("#classify-button", "label[for=file-input]"):  # the file picker's label is its button
+        width = ui.page.eval_on_selector(selector, "(e) => getComputedStyle(e).borderTopWidth")
         assert width != "0px", f"{selector} has no edge in forced colours"
     bar = ui.page.locator("#predictions .bar").first  # 62% filled
     with Image.open(BytesIO(bar.screenshot())) as shot:
@@ -1461,17 +1494,24 @@ def test_sample_labels_stay_whole_with_larger_text(make_ui: Any, stub_stack: Any
 
 @pytest.mark.parametrize(("width", "scale"), [(320, "100%"), (360, "150%"), (412, "200%"), (360, "200%")])
 def test_the_file_picker_stays_whole_with_larger_text(make_ui: Any, stub_stack: Any, width: int, scale: str) -> None:
-    # WCAG 1.4.4: the picker is one line that the input clips, and its button grows with the text: on a phone its
-    # label was cut to "Choose Fil" (412 px at 200%) and the chosen file's name pushed out of sight (360 px at 150%:
-    # nothing said which photo Classify would send). 320 px at 100% is WCAG 1.4.10's reflow width.
+    # WCAG 1.4.4: the picker's button grows with the text: on a phone the native picker's label was cut to
+    # "Choose Fil" (412 px at 200%) and the chosen file's name pushed out of sight (360 px at 150%: nothing said
+    # which photo Classify would send). 320 px at 100% is WCAG 1.4.10's reflow width. The button (the input's
+    # label) and the name beside it must each show whole, inside the drop zone.
     ui = make_ui(stub_stack, width=width, height=740).open()
     ui.upload_bytes("IMG_20240101_123456_holiday_at_the_lake.jpg", "image/jpeg", CHELSEA.read_bytes())
     ui.wait_done()
     ui.page.evaluate("(scale) => { document.documentElement.style.fontSize = scale; }", scale)
-    box = ui.page.eval_on_selector(
-        "#file-input", "(e) => ({ scroll: [e.scrollWidth, e.scrollHeight], client: [e.clientWidth, e.clientHeight] })"
+    boxes = ui.page.eval_on_selector_all(
+        "label[for=file-input], #file-chosen",
+        """(els) => { const zone = document.getElementById("drop-zone").getBoundingClientRect();
+            return els.map((e) => { const r = e.getBoundingClientRect();
+                return { text: e.innerText, scroll: [e.scrollWidth, e.scrollHeight], client: [e.clientWidth,
+                         e.clientHeight], inside: r.left >= zone.left && r.right <= zone.right }; }); }""",
     )
-    assert box["scroll"][0] <= box["client"][0] and box["scroll"][1] <= box["client"][1], box
+    assert [b["text"] for b in boxes] == ["Choose a photo", "Chosen: IMG_20240101_123456_holiday_at_the_lake.jpg"]
+    for b in boxes:
+        assert b["scroll"][0] <= b["client"][0] and b["scroll"][1] <= b["client"][1] and b["inside"], b
     assert ui.page.evaluate("() => document.documentElement.scrollWidth") <= width
 
 
