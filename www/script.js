@@ -190,9 +190,12 @@ export function uploadGeometry(width, height, shortSide = TARGET_SHORT_SIDE, max
   const keep = (side) => {
     if (side <= limit) return side;
     const even = side - 4 * Math.ceil((side - limit) / 4);
-    // With a 1 or 2 px shorter side, cutting whole fours can leave no pixels at all (a 1x100 image became a 1x0
-    // canvas, refused as undecodable); any centred cut will do there, the server upscales such a sliver 128x anyway.
-    return even >= limit / 2 ? even : limit - ((side - limit) % 2);
+    // With a 1 to 3 px shorter side, cutting whole fours can leave no pixels at all (a 1x100 image became a 1x0
+    // canvas, refused as undecodable), or just a square (2x602 became 2x2, 3x603 3x3). The server reads the centre
+    // 7/8 of a square, upscaled, blending in the pixels next to that, which the square had lost: the edges of what
+    // the model saw were 40 to 90 levels off its view of the whole strip. The server upscales such a sliver 85x or
+    // more anyway, so the even cut is worth nothing there: the longest centred cut is sent instead.
+    return even > limit / 2 ? even : limit - ((side - limit) % 2);
   };
   const out = { width: keep(full.width), height: keep(full.height) };
   const sw = (out.width * width) / full.width;

@@ -1613,6 +1613,65 @@ def test_upload_geometry_of_a_one_pixel_strip_keeps_pixels(stub_ui: Any) -> None
     ]
 
 
+def test_upload_geometry_of_a_two_or_three_pixel_strip_keeps_what_the_server_reads(stub_ui: Any) -> None:
+    # Cutting whole fours off a 2x602 strip left its centre 2x2 (3x603: 3x3); the server reads the rows around its
+    # centre 7/8 that such a square no longer holds. The longest centred cut within MAX_ASPECT is sent instead.
+    ui = stub_ui.open()
+    sizes = [(2, 5), (2, 6), (2, 7), (2, 8), (2, 600), (2, 601), (2, 602), (2, 603), (602, 2), (3, 603), (3, 602)]
+    # From a 4 px shorter side on, the whole-fours cut leaves more than a square: it stays (at 256 px the server
+    # keeps the centre where it was only with it).
+    sizes += [(4, 13), (256, 517), (256, 518)]
+    got = run_js(ui, f"return {[list(size) for size in sizes]}.map(([w, h]) => m.uploadGeometry(w, h));")
+    assert [(g["width"], g["height"]) for g in got] == [
+        (2, 3), (2, 4), (2, 3), (2, 4), (2, 4), (2, 3), (2, 4), (2, 3), (4, 2), (3, 5), (3, 6),
+        (4, 5), (256, 509), (256, 510),
+    ]  # fmt: skip
+    assert [g["source"] for g in got] == [
+        {"x": 0, "y": 1, "width": 2, "height": 3},
+        {"x": 0, "y": 1, "width": 2, "height": 4},
+        {"x": 0, "y": 2, "width": 2, "height": 3},
+        {"x": 0, "y": 2, "width": 2, "height": 4},
+        {"x": 0, "y": 298, "width": 2, "height": 4},
+        {"x": 0, "y": 299, "width": 2, "height": 3},
+        {"x": 0, "y": 299, "width": 2, "height": 4},
+        {"x": 0, "y": 300, "width": 2, "height": 3},
+        {"x": 299, "y": 0, "width": 4, "height": 2},
+        {"x": 0, "y": 299, "width": 3, "height": 5},
+        {"x": 0, "y": 298, "width": 3, "height": 6},
+        {"x": 0, "y": 4, "width": 4, "height": 5},
+        {"x": 0, "y": 4, "width": 256, "height": 509},
+        {"x": 0, "y": 4, "width": 256, "height": 510},
+    ]
+    assert all(g["cropped"] for g in got)
+
+
+@pytest.mark.parametrize(("width", "height"), [(2, 600), (600, 2), (2, 602), (602, 2)])
+def test_the_centre_of_a_two_pixel_strip_is_what_is_sent(
+    stub_ui: Any, stub_stack: Any, tmp_path: Path, width: int, height: int
+) -> None:
+    # The canvas draws the centre cut, not only the geometry says so: each line across the strip has its own grey, so
+    # the centre 4 lines sent (twice the 2 px side, MAX_ASPECT) name where they were cut. 602 is the length whose
+    # whole-fours cut left only a 2x2 square.
+    import numpy as np
+    from PIL import Image
+
+    long = max(width, height)
+    greys = (np.arange(long) * 67 % 256).astype(np.uint8)  # neighbouring lines 67 levels apart, or more
+    lines = np.repeat(greys[:, None], 2, axis=1)  # long x 2
+    photo = Image.fromarray(lines if height > width else lines.T).convert("RGB")
+    path = tmp_path / "strip.png"
+    photo.save(path)
+    start = (long - 4) // 2
+    expected = greys[start : start + 4].astype(float)
+    ui = stub_ui.open()
+    body = ui.sent_for(path)
+    with Image.open(BytesIO(body)) as sent:
+        assert sent.size == ((2, 4) if height > width else (4, 2))
+        pixels = np.asarray(sent.convert("L"), dtype=float)
+    got = pixels.mean(axis=1) if height > width else pixels.mean(axis=0)
+    assert np.abs(got - expected).max() < 12, f"sent lines {got.round()}, the centre's are {expected}"
+
+
 def test_a_one_pixel_wide_image_is_sent(stub_ui: Any, stub_stack: Any, tmp_path: Path) -> None:
     from PIL import Image
 
@@ -1641,6 +1700,30 @@ def test_the_centre_the_page_sends_is_what_the_server_classifies(stub_ui: Any, i
         assert x == int(x), f"{long}: the cut must be whole pixels at this size, got x={x}"
         cut = whole.crop((int(x), 0, int(x) + geometry["width"], 256))
         assert np.array_equal(inference.preprocess(cut, pre), inference.preprocess(whole, pre)), f"long side {long}"
+
+
+@pytest.mark.parametrize("short", [2, 3])
+def test_the_centre_the_page_sends_of_a_thin_strip_is_what_the_server_classifies(
+    stub_ui: Any, inference: Any, short: int
+) -> None:
+    """A strip 2 or 3 px wide is upscaled by the server, so its crop of the page's cut can match its crop of the
+    whole strip only up to rounding (its box resampling of a very long image is not the resize-then-crop of a short
+    one); a cut that lost rows the crop blends in was off by 40 to 90 levels. (A 1 px strip of odd length has no
+    centred cut but its middle pixel within MAX_ASPECT.)"""
+    import numpy as np
+    from PIL import Image
+
+    ui = stub_ui.open()
+    longs = [*range(2 * short + 1, 2 * short + 13), 600, 601, 602, 603]
+    got = run_js(ui, f"return {longs}.map((h) => m.uploadGeometry({short}, h));")
+    pre = inference.Preprocessing(resize=256, crop=224, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    rng = np.random.default_rng(0)
+    for long, geometry in zip(longs, got, strict=True):
+        whole = Image.fromarray(rng.integers(0, 256, (long, short, 3), dtype=np.uint8))
+        y = geometry["source"]["y"]
+        cut = whole.crop((0, y, short, y + geometry["height"]))
+        off = np.abs(inference.preprocess(cut, pre).astype(int) - inference.preprocess(whole, pre)).max()
+        assert off <= 3, f"{short}x{long} sent as {short}x{geometry['height']}: the model's input is {off} levels off"
 
 
 def test_retry_delay_respects_retry_after_cap_and_jitter(stub_ui: Any) -> None:
