@@ -494,11 +494,29 @@ def decode_base64_image(text: str) -> bytes:
         raise InvalidRequestError("'image' is not valid base64") from e
 
 
+@dataclass(frozen=True)
+class LongJsonInteger:
+    """A JSON integer literal too long for any field we read. int() refuses one past 4300 digits (ValueError: the
+    body would be called invalid JSON) and takes quadratic time up to there, so it is kept as its text."""
+
+    literal: str
+
+    def __repr__(self) -> str:  # parse_top_k quotes the value: the number as it was sent
+        return self.literal
+
+
+MAX_JSON_INT_CHARS = 20  # a top_k (1..MAX_TOP_K) is far shorter; any int64 fits
+
+
+def _json_int(literal: str) -> int | LongJsonInteger:
+    return int(literal) if len(literal) <= MAX_JSON_INT_CHARS else LongJsonInteger(literal)
+
+
 def decode_json_request(body: str | bytes) -> tuple[bytes, int | None]:
     if isinstance(body, str):  # the toolkit decoded it as UTF-8; a byte-order mark survives that
         body = body.removeprefix("\ufeff")
     try:
-        payload = json.loads(body)
+        payload = json.loads(body, parse_int=_json_int)
     except (ValueError, RecursionError) as e:
         raise InvalidRequestError("request body is not valid JSON") from e
     if not isinstance(payload, dict):

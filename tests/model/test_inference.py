@@ -725,6 +725,20 @@ def test_top_k_out_of_range_is_refused(inference, classifier, top_k):
     assert "top_k" in _raises(inference, "InvalidRequestError", 400, body, "application/json")
 
 
+@pytest.mark.parametrize("literal", ["1" * 5000, "-" + "9" * 5000, "1" + "0" * 20])
+def test_a_top_k_of_thousands_of_digits_is_out_of_range_not_invalid_json(inference, classifier, literal):
+    """int() refuses a number past 4300 digits (ValueError), and json.loads passed that on: a valid body with a
+    too-large top_k was answered 'request body is not valid JSON'."""
+    body = f'{{"image": "{base64.b64encode(photo_bytes("coffee.jpg")).decode()}", "top_k": {literal}}}'
+    message = _raises(inference, "InvalidRequestError", 400, body, "application/json")
+    assert message == f"top_k must be an integer from 1 to 20, got {literal[:40]}"
+
+
+def test_a_huge_integer_in_a_field_we_do_not_read_is_ignored(inference, classifier):
+    body = f'{{"image": "{base64.b64encode(photo_bytes("coffee.jpg")).decode()}", "id": {"7" * 5000}}}'
+    assert top1(classify(inference, classifier, body, "application/json")) == "espresso"
+
+
 @pytest.mark.parametrize(
     ("accept", "error", "status"),
     [
