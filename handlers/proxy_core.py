@@ -313,19 +313,37 @@ def split_data_url(value: str) -> tuple[str | None, str]:
     return declared, value[match.end() :]
 
 
+@dataclass(frozen=True)
+class LongJsonInteger:
+    """A JSON integer literal too long for any field we read. int() refuses one past 4300 digits (ValueError: the
+    body would be called invalid JSON) and takes quadratic time up to there, so it is kept as its text."""
+
+    literal: str
+
+
+MAX_JSON_INT_CHARS = 20  # a top_k (1..MAX_TOP_K) is far shorter; any int64 fits
+
+
+def _json_int(literal: str) -> int | LongJsonInteger:
+    return int(literal) if len(literal) <= MAX_JSON_INT_CHARS else LongJsonInteger(literal)
+
+
 def parse_top_k(value: Any, source: str) -> int:
     """JSON: an integer (not bool/float/string); query string: decimal digits. Range 1..MAX_TOP_K."""
     if source == "query":
         if not isinstance(value, str) or not re.fullmatch(r"[0-9]{1,6}", value.strip()):
             raise ApiError("bad_request", f"top_k query parameter must be an integer from 1 to {MAX_TOP_K}.")
         number = int(value.strip())
+    elif isinstance(value, LongJsonInteger):
+        number = None  # out of range, however many digits it has
     else:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ApiError("bad_request", f"top_k must be an integer from 1 to {MAX_TOP_K}.")
         number = value
-    if not 1 <= number <= MAX_TOP_K:
-        digits = str(number)  # a JSON integer may have thousands of digits: quote only its start
-        got = digits if len(digits) <= 12 else f"{digits[:12]}... ({len(digits.lstrip('-'))} digits)"
+    if number is None or not 1 <= number <= MAX_TOP_K:
+        # Quote only the start of a long one, 10 digits: a number is not cut into 12, what an account id looks like.
+        digits = value.literal if number is None else str(number)
+        got = digits if len(digits) <= 12 else f"{digits[:10]}... ({len(digits.lstrip('-'))} digits)"
         raise ApiError("bad_request", f"top_k must be between 1 and {MAX_TOP_K}; got {got}.")
     return number
 
@@ -507,10 +525,10 @@ def _parse_json_object(data: bytes) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise ApiError("bad_request", "The JSON body is not UTF-8.") from None
     try:
-        document = json.loads(text)
+        document = json.loads(text, parse_int=_json_int)
     except RecursionError:
         raise ApiError("bad_request", "The JSON body is nested too deeply.") from None
-    except ValueError:  # JSONDecodeError, and int() refusing a 5000-digit number
+    except ValueError:
         raise ApiError("bad_request", "The body is not valid JSON.") from None
     if not isinstance(document, dict):
         raise ApiError("bad_request", 'The JSON body must be an object: {"image": "<base64>", "top_k": 5}.')
