@@ -535,6 +535,15 @@ def _parse_json_object(data: bytes) -> dict[str, Any]:
     return document
 
 
+def _no_media_type(header: str | None) -> str:
+    """What is wrong with a Content-Type that parse_media_type found no type in."""
+    if header is None:
+        return "Content-Type is missing"
+    if not header.strip():
+        return "Content-Type is empty"
+    return f"Content-Type '{printable_excerpt(header.strip())}' has no media type"
+
+
 def parse_predict_request(
     *,
     body: str | None,
@@ -554,7 +563,7 @@ def parse_predict_request(
     if media_type is None:
         raise ApiError(
             "unsupported_media_type",
-            "Content-Type is missing; send image/jpeg, image/png, image/webp or application/json.",
+            f"{_no_media_type(content_type)}; send image/jpeg, image/png, image/webp or application/json.",
         )
 
     if media_type == JSON_TYPE or media_type.endswith("+json"):

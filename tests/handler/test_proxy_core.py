@@ -190,6 +190,21 @@ def test_missing_content_type_is_415_and_says_so():
     assert "Content-Type" in rejects("unsupported_media_type", 415, parse, JPEG, None).message
 
 
+@pytest.mark.parametrize(
+    ("header", "says"),
+    [
+        (None, "Content-Type is missing"),
+        (" ", "Content-Type is empty"),
+        (";;;", "Content-Type ';;;' has no media type"),
+        (" ;charset=utf-8", "Content-Type ';charset=utf-8' has no media type"),
+        (";" + "x" * 5000, f"Content-Type ';{'x' * 59}...' has no media type"),
+    ],
+)
+def test_a_content_type_without_a_media_type_is_told_apart_from_a_missing_one(header, says):
+    message = rejects("unsupported_media_type", 415, parse, JPEG, header).message
+    assert message == f"{says}; send image/jpeg, image/png, image/webp or application/json."
+
+
 @pytest.mark.parametrize("data", [GIF, b"%PDF-1.4 not an image", b"just some text bytes"])
 def test_non_image_bytes_never_pass_even_when_declared_jpeg(data):
     rejects("unsupported_media_type", 415, parse, data, "image/jpeg")
