@@ -766,6 +766,13 @@ INPUT_DECODERS = {
 } | dict.fromkeys(JPEG_ALIASES, _raw_image)
 
 
+def _unsupported_content_type(header: str | None, media_type: str) -> str:
+    accepted = ", ".join(INPUT_DECODERS)
+    if not media_type and header and header.strip():  # ';;;', ';charset=utf-8': parameters, no type before them
+        return f"content type {header.strip()!r:.60} has no media type; send one of: {accepted}"
+    return f"content type {media_type or '(none)'!r} is not one of: {accepted}"
+
+
 def model_fn(model_dir: str) -> Classifier:
     """Load the model once per worker; input_fn needs its preprocessing, which the toolkit won't pass."""
     global _model
@@ -778,9 +785,7 @@ def input_fn(request_body: bytes | bytearray | str, request_content_type: str | 
     media_type, _ = parse_media_type(request_content_type)
     decoder = INPUT_DECODERS.get(media_type)
     if decoder is None:
-        raise UnsupportedContentTypeError(
-            f"content type {media_type or '(none)'!r} is not one of: {', '.join(INPUT_DECODERS)}"
-        )
+        raise UnsupportedContentTypeError(_unsupported_content_type(request_content_type, media_type))
     if _model is None:
         raise ModelLoadError("input_fn called before model_fn")
     data, top_k = decoder(request_body)

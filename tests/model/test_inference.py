@@ -614,6 +614,9 @@ def _raises(inference, error, status, body, content_type="image/jpeg"):
         (photo_bytes("coffee.jpg"), "text/plain", "UnsupportedContentTypeError", 415, "text/plain"),
         (photo_bytes("coffee.jpg"), "multipart/form-data", "UnsupportedContentTypeError", 415, "multipart"),
         (photo_bytes("coffee.jpg"), None, "UnsupportedContentTypeError", 415, "(none)"),
+        # Present, but only parameters: not called '(none)', and a long one is quoted cut short.
+        (photo_bytes("coffee.jpg"), ";;;", "UnsupportedContentTypeError", 415, "';;;' has no media type"),
+        (photo_bytes("coffee.jpg"), ";" + "x" * 1000, "UnsupportedContentTypeError", 415, "x has no media type"),
         # The message quotes it, and stays one short line (_raises: at most 300 characters).
         (photo_bytes("coffee.jpg"), "image/" + "x" * 1000, "UnsupportedContentTypeError", 415, "image/xxx"),
         ("{not json", "application/json", "InvalidRequestError", 400, "not valid JSON"),
