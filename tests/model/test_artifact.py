@@ -147,7 +147,9 @@ def test_shape_mismatch_is_named(tmp_path):
 def test_not_a_state_dict_is_refused(tmp_path):
     path = tmp_path / "junk.pth"
     path.write_bytes(b"not a checkpoint")
-    with pytest.raises(package.WeightsError, match=r"junk\.pth is not a torch\.save\(\) state_dict .*Error: "):
+    with pytest.raises(
+        package.WeightsError, match=r"junk\.pth is not a torchvision state_dict \(it is not a torch\.save"
+    ):
         package.load_state_dict(package.WeightsSource(path, "IMAGENET1K_V1"))
 
 

@@ -7,6 +7,8 @@ promise fails on its own and none needs an ONNX export.
 from __future__ import annotations
 
 import gzip
+import os
+import pickle
 import re
 import stat
 import tarfile
@@ -289,8 +291,43 @@ def test_a_saved_model_instead_of_its_state_dict_is_one_line_naming_the_mistake(
         _load(path)
     message = str(err.value)
     assert str(path) in message and "not the model" in message and "\n" not in message
-    # torch's explanation runs to many lines; the one kept is its first, which says what failed
-    assert "UnpicklingError: Weights only load failed" in message
+    # torch's explanation runs to many lines and says how to load it anyway; what is kept names what it holds
+    assert "not a torchvision state_dict (it pickles a torchvision.models.mobilenetv2.MobileNetV2" in message
+    assert "weights_only" not in message and "safe_globals" not in message
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        bytes(range(256)) * 4,  # no pickle: torch's refusal says to retry with weights_only=False
+        pickle.dumps(os.system),  # a pickle that would run code: the same advice, unsafe here above all
+        b"hello\n",
+        b"",
+    ],
+    ids=["bytes", "pickled-code", "text", "empty"],
+)
+def test_a_file_that_is_no_torch_save_is_named_without_torchs_advice_to_load_it_unsafely(tmp_path, content):
+    path = tmp_path / "weights.pth"
+    path.write_bytes(content)
+    with pytest.raises(package.WeightsError) as err:
+        _load(path)
+    assert str(err.value) == (
+        f"weights file {path} is not a torchvision state_dict (it is not a torch.save() file); "
+        "save model.state_dict() with torch.save(), not the model"
+    )
+
+
+def test_a_torn_weights_file_says_what_failed_in_one_sentence(tmp_path):
+    whole = tmp_path / "whole.pth"
+    torch.save(torchvision.models.mobilenet_v2().state_dict(), whole)
+    path = tmp_path / "torn.pth"
+    path.write_bytes(whole.read_bytes()[:100_000])
+    with pytest.raises(package.WeightsError) as err:
+        _load(path)
+    message = str(err.value)
+    assert message.startswith(f"weights file {path} is not a torchvision state_dict (RuntimeError: PytorchStreamReader")
+    assert "failed finding central directory);" in message  # and not torch's guesses that follow it
+    assert message.endswith("); save model.state_dict() with torch.save(), not the model")
 
 
 def test_a_saved_list_is_not_a_state_dict(tmp_path):
