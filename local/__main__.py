@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import ipaddress
 import logging
+import re
 import signal
 import socket
 import sys
@@ -47,9 +48,26 @@ def port_number(value: str) -> int:
     return port
 
 
+# A host name as RFC 1123 has it: dot-separated labels of letters, digits and inner hyphens, an optional final dot.
+_HOST_NAME = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*\.?", re.IGNORECASE)
+
+
+def host_address(value: str) -> str:
+    """An IP address or a host name; anything else would be refused later for the wrong reason."""
+    with contextlib.suppress(ValueError):
+        ipaddress.ip_address(value)
+        return value
+    # The last label not all digits (RFC 3696): 999.1.1.1 is no address and no name.
+    if len(value) <= 253 and _HOST_NAME.fullmatch(value) and not value.rstrip(".").rpartition(".")[2].isdigit():
+        return value
+    raise argparse.ArgumentTypeError(f"{value!r:.60} is not an IP address or host name")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m local", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    parser.add_argument(
+        "--host", type=host_address, default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)"
+    )
     parser.add_argument("--port", type=port_number, default=8000, help="0 picks a free port")
     parser.add_argument(
         "--allow-remote",

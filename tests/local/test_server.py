@@ -4,6 +4,7 @@ guard, the site's headers) are checked in milliseconds, without a model or a for
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import contextlib
@@ -27,7 +28,7 @@ from components import policies
 from components.policies import PERMISSIONS_POLICY, cors_allowed_origins
 from components.settings import load_stack_file
 from local import gateway, server
-from local.__main__ import parse_args, port_number
+from local.__main__ import host_address, parse_args, port_number
 from local.runtime import ContainerResponse, ContainerUnavailable, Faults, SageMakerRuntime
 from local.sandboxes import LambdaTimeout
 from local.server import StackInfo, create_app, names_this_machine
@@ -732,6 +733,18 @@ def test_the_host_guard_answers_in_json_and_refuses_two_hosts(tiers):
 def test_port_range_and_log_level_spelling():
     assert port_number("65535") == 65535 and port_number("0") == 0
     assert parse_args(["--log-level", "DEBUG"]).log_level == "debug"
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "0.0.0.0", "::", "localhost", "my-box.lan", "my-box.lan."])
+def test_a_host_is_an_address_or_a_name(host):
+    assert host_address(host) == host
+
+
+@pytest.mark.parametrize("host", ["not a host", "", "999.1.1.1", "-box.lan", "a..lan", "[::1]", "box:8000", "x" * 64])
+def test_a_host_that_is_no_address_or_name_is_refused_as_such(host):
+    """--host 'not a host' was refused as a non-loopback bind ("the local stack has no authentication")."""
+    with pytest.raises(argparse.ArgumentTypeError, match=r"is not an IP address or host name$"):
+        host_address(host)
 
 
 def test_python_m_local_starts_the_stack_make_demo_starts():
