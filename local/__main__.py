@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import ipaddress
 import logging
 import re
@@ -88,6 +89,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def bind_failure(e: OSError) -> str:
+    """Why bind() failed and what to change; another port only when the port is what is wrong. Run by hand or by
+    `make demo`, which cannot be told apart here, so both spellings are given."""
+    if isinstance(e, socket.gaierror) or e.errno == errno.EADDRNOTAVAIL:
+        return f"{e.strerror}; give an address of this machine (--host, or make demo HOST=)"
+    if e.errno in (errno.EADDRINUSE, errno.EACCES):
+        return f"{e.strerror}; try another port (--port, or make demo PORT=)"
+    return e.strerror or str(e)
+
+
 def listening(host: str, port: int, any_interface: bool) -> str:
     if any_interface:
         return f"every interface (REMOTE ACCESS ENABLED: open http://<this machine's address>:{port}/)"
@@ -100,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     if not is_loopback(args.host) and not args.allow_remote:
         print(
             f"error: refusing to bind {args.host}: the local stack has no authentication. "
-            "Pass --allow-remote to expose it beyond this machine.",
+            "Pass --allow-remote (make demo ALLOW_REMOTE=1) to expose it beyond this machine.",
             file=sys.stderr,
         )
         return 2
@@ -116,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sock = bind(args.host, args.port)
     except OSError as e:
-        print(f"error: cannot listen on {args.host}:{args.port}: {e.strerror}; try PORT=<other>", file=sys.stderr)
+        print(f"error: cannot listen on {args.host}:{args.port}: {bind_failure(e)}", file=sys.stderr)
         return 2
     host, port = sock.getsockname()[:2]
     any_interface = ipaddress.ip_address(host).is_unspecified

@@ -331,7 +331,8 @@ class LoopbackHostGuard:
             if len(hosts) > 1 or (hosts and not names_this_machine(hosts[0])):
                 message = (
                     "Forbidden: the Host header does not name this machine (a DNS rebinding guard). Behind a "
-                    "forwarder that keeps its own Host, start the stack with HOST=0.0.0.0 ALLOW_REMOTE=1."
+                    "forwarder that keeps its own Host, start the stack with --host 0.0.0.0 --allow-remote (make "
+                    "demo HOST=0.0.0.0 ALLOW_REMOTE=1)."
                 )
                 body = json.dumps({"message": message}).encode()
                 headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]

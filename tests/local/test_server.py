@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import errno
 import json
 import logging
 import socket
@@ -721,6 +722,8 @@ def test_the_host_guard_answers_in_json_and_refuses_two_hosts(tiers):
     refused = tiers.request("GET", "/config.js", headers={"host": "rebind.example:8000"})
     assert refused.status_code == 403 and refused.headers["content-type"] == "application/json"
     assert "DNS rebinding" in refused.json()["message"]
+    # Started by hand or by make: both ways to serve a forwarder are named.
+    assert "--host 0.0.0.0 --allow-remote (make demo HOST=0.0.0.0 ALLOW_REMOTE=1)" in refused.json()["message"]
 
     def raw(headers: list[tuple[bytes, bytes]]) -> int:
         return asgi(tiers.app, "GET", "/config.js", headers, http_version="1.0")[0]["status"]
@@ -919,7 +922,23 @@ def test_a_missing_artifact_or_a_busy_port_is_a_one_line_error_and_exit_2(tmp_pa
         port = busy.getsockname()[1]
         assert main(["--port", str(port), "--artifact", str(missing)]) == 2
     err = capsys.readouterr().err
-    assert err == f"error: cannot listen on 127.0.0.1:{port}: Address already in use; try PORT=<other>\n"
+    # Run by hand or by make: the flag and the make variable (PORT= alone meant nothing to `python -m local`).
+    busy_port = "Address already in use; try another port (--port, or make demo PORT=)"
+    assert err == f"error: cannot listen on 127.0.0.1:{port}: {busy_port}\n"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        socket.gaierror(socket.EAI_NONAME, "Name or service not known"),  # a host name that does not resolve
+        OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address"),  # an address of another machine
+    ],
+)
+def test_a_host_that_cannot_be_bound_is_told_to_change_the_host_not_the_port(error):
+    from local.__main__ import bind_failure
+
+    said = bind_failure(error)
+    assert said == f"{error.strerror}; give an address of this machine (--host, or make demo HOST=)"
 
 
 def test_the_region_comes_from_the_stack_file(tmp_path):

@@ -392,7 +392,7 @@ def test_refuses_a_non_loopback_bind_without_the_flag():
         text=True,
         timeout=60,
     )
-    assert result.returncode == 2 and "--allow-remote" in result.stderr
+    assert result.returncode == 2 and "Pass --allow-remote (make demo ALLOW_REMOTE=1)" in result.stderr
 
 
 @pytest.mark.parametrize(
