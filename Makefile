@@ -113,7 +113,9 @@ bench: venv model
 	$(PY) -m bench
 
 demo: venv model
-	$(PY) -m local --host $(HOST) --port $(PORT) --runtime $(RUNTIME) $(if $(call on,$(ALLOW_REMOTE)),--allow-remote) $(if $(call on,$(STAGE_THROTTLE)),,--no-stage-throttle)
+	@[ -n "$(strip $(HOST))" ] || { echo "error: HOST= is empty: give the address to listen on (default 127.0.0.1)" >&2; exit 2; }
+	@[ -n "$(strip $(PORT))" ] || { echo "error: PORT= is empty: give the port to listen on (default 8000, 0 for a free one)" >&2; exit 2; }
+	$(PY) -m local --host '$(strip $(HOST))' --port '$(strip $(PORT))' --runtime $(RUNTIME) $(if $(call on,$(ALLOW_REMOTE)),--allow-remote) $(if $(call on,$(STAGE_THROTTLE)),,--no-stage-throttle)
 
 loadtest: venv model
 	$(PY) -m bench.loadtest

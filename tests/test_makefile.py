@@ -250,3 +250,34 @@ def test_a_pinned_onnxruntime_wheel_that_is_no_zip_is_downloaded_again(tmp_path)
     assert (tmp_path / "pip.log").exists(), "the broken wheel was kept"
     assert pinned.read_bytes() == good, "pip found the broken wheel and took it for the download"
     assert (wheels / f".onnxruntime-{version}").exists()
+
+
+@pytest.mark.parametrize("value", ["", " "])
+@pytest.mark.parametrize(
+    ("variable", "says"),
+    [
+        ("HOST", "error: HOST= is empty: give the address to listen on (default 127.0.0.1)"),
+        ("PORT", "error: PORT= is empty: give the port to listen on (default 8000, 0 for a free one)"),
+    ],
+)
+def test_demo_with_an_empty_host_or_port_is_one_error_line(tmp_path, variable, value, says):
+    """`make demo HOST=` passed `--host --port 8000`: argparse's usage and "argument --host: expected one argument"."""
+    version, wheels = wheels_folder(tmp_path, pip="exit 1\n")
+    (wheels / f".onnxruntime-{version}").touch()
+    python = tmp_path / "venv" / "bin" / "python"  # records what it is asked to run, runs nothing
+    python.unlink()
+    python.write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/python.log\n')
+    python.chmod(0o755)
+    run = make("demo", f"{variable}={value}", cwd=tmp_path)
+    assert run.returncode != 0
+    assert [line for line in run.stderr.splitlines() if not line.startswith("make:")] == [says], run.stderr
+    assert "-m local" not in (tmp_path / "python.log").read_text()
+
+
+def test_demo_passes_a_host_with_a_space_as_one_argument(tmp_path):
+    """Unquoted, `make demo HOST='not a host'` was refused as "unrecognized arguments: a host"; as one argument
+    python -m local says what is wrong with it."""
+    for name in ("Makefile", "requirements.txt", "requirements-dev.txt"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    command = make("-n", "demo", "HOST=not a host", cwd=tmp_path).stdout.strip().splitlines()[-1]
+    assert "--host 'not a host' --port '8000'" in command, command
