@@ -214,14 +214,49 @@ def run_main(
     pulumi.runtime.set_all_config(flat)
     exports: dict[str, Any] = {}
     monkeypatch.setattr(pulumi, "export", lambda name, value: exports.__setitem__(name, value))
+    unresolved = track_deferred_outputs(monkeypatch)
 
     def declare() -> pulumi.Output[dict[str, Any]]:
         if transformation is not None:
             pulumi.runtime.register_stack_transformation(transformation)
-        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+        try:
+            runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+        except BaseException as error:
+            if unresolved:  # resources wait on them: the engine, and this test, would wait forever
+                failure = AssertionError(
+                    f"__main__.py raised {type(error).__name__} ({error}) and left {len(unresolved)} deferred "
+                    "output(s) unresolved: `pulumi up` would hang instead of reporting the error"
+                )
+                for resolve in list(unresolved):  # failed with that message, so the registrations end
+                    resolve(pulumi.Output.from_input(failure).apply(_raise))
+                raise failure from error
+            raise
         return pulumi.Output.all(**exports)
 
     return settle(declare)
+
+
+def _raise(error: BaseException) -> Any:
+    raise error
+
+
+def track_deferred_outputs(monkeypatch: pytest.MonkeyPatch) -> list[Callable[[Any], None]]:
+    """pulumi.deferred_output, recording the resolvers not called yet: the list returned shrinks as they are."""
+    unresolved: list[Callable[[Any], None]] = []
+    deferred_output = pulumi.deferred_output
+
+    def tracked() -> tuple[pulumi.Output[Any], Callable[[Any], None]]:
+        output, resolve = deferred_output()
+
+        def tracked_resolve(value: Any) -> None:
+            unresolved.remove(tracked_resolve)
+            resolve(value)
+
+        unresolved.append(tracked_resolve)
+        return output, tracked_resolve
+
+    monkeypatch.setattr(pulumi, "deferred_output", tracked)
+    return unresolved
 
 
 def fake_lambda_asset_files(
