@@ -360,6 +360,19 @@ def with_normalisation(model, pre: Preprocessing):
     return Normalised(model).eval()
 
 
+def _load_failure(e: Exception) -> str:
+    """torch.load's refusal in a few words. Not its advice (load with weights_only=False, or allow the globals the
+    file names), which would run whatever code the file pickles."""
+    text = str(e)
+    refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if refused:
+        return f"it pickles a {refused[1]}; only tensors are loaded"
+    if "Weights only load failed" in text or isinstance(e, KeyError | EOFError):
+        return "it is not a torch.save() file"
+    first = text.strip().splitlines()[0].split(". ")[0][:200] if text.strip() else ""  # a torn zip: what failed
+    return f"{type(e).__name__}: {first}"
+
+
 def _torchscript_backend(weights_path: str, num_classes: int, pre: Preprocessing):
     import torch
     import torchvision
@@ -371,9 +384,8 @@ def _torchscript_backend(weights_path: str, num_classes: int, pre: Preprocessing
     except FileNotFoundError as e:
         raise ModelLoadError(f"model weights not found at {weights_path}") from e
     except Exception as e:  # truncated zip, not a state_dict: torch's message names no file and runs many lines
-        first = (str(e).strip().splitlines() or [""])[0][:200]
         raise ModelLoadError(
-            f"model weights at {weights_path} are not a readable torch.save() state_dict: {type(e).__name__}: {first}"
+            f"model weights at {weights_path} are not a readable state_dict: {_load_failure(e)}"
         ) from e
     try:
         model.load_state_dict(state, strict=True)

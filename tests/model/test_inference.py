@@ -166,15 +166,26 @@ def test_model_fn_names_the_missing_weights(inference, model_dir, tmp_path, monk
         inference.load_classifier(str(tmp_path))
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage"])
-def test_model_fn_names_weights_it_cannot_read(inference, model_dir, tmp_path, monkeypatch, damage):
-    # torch.load's own errors name no file (and for garbage suggest weights_only=False, i.e. running its pickle).
+@pytest.mark.parametrize(
+    ("damage", "says"),
+    [
+        ("truncated", "RuntimeError: PytorchStreamReader failed reading zip archive"),
+        ("garbage", "it is not a torch.save() file"),
+        ("bytes", "it is not a torch.save() file"),
+    ],
+)
+def test_model_fn_names_weights_it_cannot_read(inference, model_dir, tmp_path, monkeypatch, damage, says):
+    # torch.load's own errors name no file, and for garbage suggest weights_only=False, i.e. running its pickle:
+    # advice the message must not pass on.
     (tmp_path / "metadata.json").write_bytes((model_dir / "metadata.json").read_bytes())
     weights = (model_dir / "model.pth").read_bytes()
-    (tmp_path / "model.pth").write_bytes(weights[:100_000] if damage == "truncated" else b"garbage\n")
+    damaged = {"truncated": weights[:100_000], "garbage": b"garbage\n", "bytes": bytes(range(256)) * 4}[damage]
+    (tmp_path / "model.pth").write_bytes(damaged)
     monkeypatch.setenv("MODEL_BACKEND", "torchscript")
-    with pytest.raises(inference.ModelLoadError, match=f"weights at {tmp_path / 'model.pth'} are not a readable"):
+    with pytest.raises(inference.ModelLoadError) as err:
         inference.load_classifier(str(tmp_path))
+    assert str(err.value).startswith(f"model weights at {tmp_path / 'model.pth'} are not a readable state_dict: {says}")
+    assert "weights_only" not in str(err.value)
 
 
 def test_model_fn_refuses_weights_that_do_not_fit(inference, model_dir, tmp_path, monkeypatch):
