@@ -200,21 +200,27 @@ def test_vendored_onnxruntime_is_for_the_container_python(artifact):
     assert not any("/libonnxruntime.so" in n for n in vendored)
 
 
-@pytest.mark.slow
-def test_int8_is_opt_in_and_agrees_on_the_photos(model_dir):
-    import numpy as np
-    import onnxruntime as ort
-
+@pytest.fixture(scope="module")
+def int8_check(model_dir):
+    """The int8 graph quantize_int8 builds from this artifact's fp32 graph, with the artifact's own classifier."""
     from tests.conftest import load_inference_module
 
     meta = json.loads((model_dir / "metadata.json").read_text())
     assert meta["precision"] == "fp32"  # the default build never ships int8
     photos = sorted(package.CALIBRATION_DIR.glob("*.jpg"))
     int8 = package.quantize_int8((model_dir / "model.onnx").read_bytes(), meta, photos)
-    _assert_float_normalisation_and_per_channel_weights(int8)
-    session = ort.InferenceSession(int8, providers=["CPUExecutionProvider"])
     inference = load_inference_module(model_dir / "code", "int8_check_inference")
-    classifier = inference.load_classifier(str(model_dir))
+    return int8, inference, inference.load_classifier(str(model_dir)), photos
+
+
+@pytest.mark.slow
+def test_int8_is_opt_in_and_agrees_on_the_photos(int8_check):
+    import numpy as np
+    import onnxruntime as ort
+
+    int8, inference, classifier, photos = int8_check
+    _assert_float_stem_and_per_channel_weights(int8)
+    session = ort.InferenceSession(int8, providers=["CPUExecutionProvider"])
     top1 = top5 = 0
     for photo in photos:
         batch = inference.preprocess(inference.decode_image(photo.read_bytes()), classifier.preprocessing)
@@ -224,34 +230,75 @@ def test_int8_is_opt_in_and_agrees_on_the_photos(model_dir):
         top5 += len(set(q) & set(f))
     # int8 is opt-in and its agreement is reported, not promised: the rocket photo's fp32 top-1 leads by only
     # 0.30 to 0.21, inside int8's error, and whether it flips depends on the calibration crops (it does for 2
-    # of 8 seeds tried). A broken quantisation agrees on far fewer.
+    # of 3 seeds tried). A broken quantisation agrees on far fewer.
     assert top1 >= len(photos) - 1 and top5 >= 4 * len(photos), (top1, top5)
 
 
-def _assert_float_normalisation_and_per_channel_weights(int8: bytes) -> None:
+@pytest.mark.slow
+def test_int8_agrees_with_fp32_on_views_of_the_photos_it_was_not_calibrated_on(int8_check):
+    """Flips, corner crops smaller than any calibration crop, a 0.3x downscale and a quality-30 JPEG of each photo.
+
+    With only 4 real photos, calibrated on crops of them, the photos alone cannot tell a good int8 graph from a
+    lucky one. On these 28 views the float stem and percentile ranges give a mean KL divergence from fp32's
+    probabilities of 0.010-0.012 (3 calibration seeds) and 26-27 top-1 agreements; all-int8 with min-max ranges
+    gave 0.13-0.16 and 21-23."""
+    import io
+
+    import numpy as np
+    import onnxruntime as ort
+    from PIL import Image
+
+    int8, inference, classifier, photos = int8_check
+    session = ort.InferenceSession(int8, providers=["CPUExecutionProvider"])
+
+    def views(img):
+        w, h = img.size
+        cw, ch = int(w * 0.45), int(h * 0.45)
+        yield img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        for x, y in ((0, 0), (w - cw, 0), (0, h - ch), (w - cw, h - ch)):
+            yield img.crop((x, y, x + cw, y + ch))
+        yield img.resize((w * 3 // 10, h * 3 // 10), Image.Resampling.BICUBIC)
+        jpeg = io.BytesIO()
+        img.save(jpeg, "JPEG", quality=30)
+        yield inference.decode_image(jpeg.getvalue())
+
+    def softmax(logits):
+        e = np.exp(logits - logits.max())
+        return e / e.sum()
+
+    kl, top1 = [], 0
+    for photo in photos:
+        for view in views(inference.decode_image(photo.read_bytes())):
+            batch = inference.preprocess(view, classifier.preprocessing)
+            f = softmax(classifier.run(batch)[0].astype(np.float64))
+            q = softmax(session.run(None, {"input": batch})[0][0].astype(np.float64))
+            kl.append(float(np.sum(f * np.log(f / q))))
+            top1 += int(f.argmax() == q.argmax())
+    assert len(kl) == 7 * len(photos)
+    assert np.mean(kl) < 0.03 and top1 >= len(kl) - 3, (np.mean(kl), top1)
+
+
+def _assert_float_stem_and_per_channel_weights(int8: bytes) -> None:
     import onnx
 
     graph = onnx.load_from_string(int8).graph
-    consumers = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    # The normalisation in front of the first Conv stays float (quantised, the graph is slower than fp32): the
-    # first QuantizeLinear on the way from the input is the one that feeds that Conv.
-    tensor, before = "input", []
-    while (node := consumers[tensor][0]).op_type != "QuantizeLinear":
-        before.append(node.op_type)
-        tensor = node.output[0]
-    [dequantize] = consumers[node.output[0]]
-    assert [n.op_type for n in consumers[dequantize.output[0]]] == ["Conv"], before
-    # One scale per output channel for every Conv weight, as quantize_int8 asks for.
+    producer = {out: node for node in graph.node for out in node.output}
     initializers = {i.name: i for i in graph.initializer}
-    scales = [
-        initializers[n.input[1]]
-        for n in graph.node
-        if n.op_type == "DequantizeLinear" and len(getattr(initializers.get(n.input[0]), "dims", ())) == 4
-    ]
-    assert scales and all(len(s.dims) == 1 and s.dims[0] > 1 for s in scales)
+    convs = [node for node in graph.node if node.op_type == "Conv"]
+    # The normalisation in front of the first Conv stays float (quantised, the graph is slower than fp32).
+    chain, tensor = [], convs[0].input[0]
+    while tensor in producer:
+        chain.append(producer[tensor].op_type)
+        tensor = producer[tensor].input[0]
+    assert tensor == "input" and chain == ["Add", "Mul", "Cast", "Transpose"], chain
+    # The stem and the first two blocks are float: float weights, float inputs. Every Conv after them is int8.
+    n = package.INT8_FLOAT_CONVS
+    assert [c.input[1] in initializers for c in convs[:n]] == [True] * n
+    assert [producer[c.input[0]].op_type for c in convs[1:n]] == ["Clip", "Clip", "Conv", "Clip", "Clip"]
+    assert {producer[c.input[0]].op_type for c in convs[n:]} == {"DequantizeLinear"}
+    # One scale per output channel for every int8 Conv weight, as quantize_int8 asks for.
+    scales = [initializers[producer[c.input[1]].input[1]] for c in convs[n:]]
+    assert len(scales) == len(convs) - n and all(len(s.dims) == 1 and s.dims[0] > 1 for s in scales)
 
 
 # --- failures leave nothing half-done, and say what went wrong in one line ---------------------------------
