@@ -419,10 +419,9 @@ def test_the_file_pickers_visible_text_is_its_accessible_name(stub_ui: Any) -> N
 
 
 def test_a_click_on_the_pickers_label_opens_the_picker(stub_ui: Any, stub_stack: Any) -> None:
+    answer_the_file_picker(stub_ui, str(CHELSEA))
     ui = stub_ui.open()
-    with ui.page.expect_file_chooser() as chooser:
-        ui.page.click(PICKER_LABEL)
-    chooser.value.set_files(str(CHELSEA))
+    ui.page.click(PICKER_LABEL)
     ui.wait_done()
     assert len(stub_stack.predict_requests()) == 1
 
@@ -431,14 +430,13 @@ def test_a_click_on_the_pickers_label_opens_the_picker(stub_ui: Any, stub_stack:
 def test_tab_reaches_the_file_picker_and_the_keyboard_picks_a_file(stub_ui: Any, stub_stack: Any, key: str) -> None:
     # The native control said which file it held, beside its button, and a screen reader read it out; hidden, that
     # is the page's own text, which the input is described by.
+    answer_the_file_picker(stub_ui, str(CHELSEA))  # before the page opens: expect_file_chooser raced the key
     ui = stub_ui.open()
     assert accessibility_node(ui, PICKER)["description"].startswith("No photo chosen")
     ui.page.click("h1")
     ui.page.keyboard.press("Tab")
     assert focused(ui)["name"] == "file-input"
-    with ui.page.expect_file_chooser() as chooser:
-        ui.page.keyboard.press(key)
-    chooser.value.set_files(str(CHELSEA))
+    ui.page.keyboard.press(key)
     ui.wait_done()
     wait_idle(ui)
     assert len(stub_stack.predict_requests()) == 1
