@@ -115,7 +115,8 @@ bench: venv model
 demo: venv model
 	@[ -n "$(strip $(HOST))" ] || { echo "error: HOST= is empty: give the address to listen on (default 127.0.0.1)" >&2; exit 2; }
 	@[ -n "$(strip $(PORT))" ] || { echo "error: PORT= is empty: give the port to listen on (default 8000, 0 for a free one)" >&2; exit 2; }
-	$(PY) -m local --host '$(strip $(HOST))' --port '$(strip $(PORT))' --runtime $(RUNTIME) $(if $(call on,$(ALLOW_REMOTE)),--allow-remote) $(if $(call on,$(STAGE_THROTTLE)),,--no-stage-throttle)
+	@[ -n "$(strip $(RUNTIME))" ] || { echo "error: RUNTIME= is empty: give inprocess or torchserve (default inprocess)" >&2; exit 2; }
+	$(PY) -m local --host '$(strip $(HOST))' --port '$(strip $(PORT))' --runtime '$(strip $(RUNTIME))' $(if $(call on,$(ALLOW_REMOTE)),--allow-remote) $(if $(call on,$(STAGE_THROTTLE)),,--no-stage-throttle)
 
 loadtest: venv model
 	$(PY) -m bench.loadtest

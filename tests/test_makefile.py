@@ -258,10 +258,12 @@ def test_a_pinned_onnxruntime_wheel_that_is_no_zip_is_downloaded_again(tmp_path)
     [
         ("HOST", "error: HOST= is empty: give the address to listen on (default 127.0.0.1)"),
         ("PORT", "error: PORT= is empty: give the port to listen on (default 8000, 0 for a free one)"),
+        ("RUNTIME", "error: RUNTIME= is empty: give inprocess or torchserve (default inprocess)"),
     ],
 )
-def test_demo_with_an_empty_host_or_port_is_one_error_line(tmp_path, variable, value, says):
-    """`make demo HOST=` passed `--host --port 8000`: argparse's usage and "argument --host: expected one argument"."""
+def test_demo_with_an_empty_host_port_or_runtime_is_one_error_line(tmp_path, variable, value, says):
+    """`make demo HOST=` passed `--host --port 8000`: argparse's usage and "argument --host: expected one argument"
+    (`RUNTIME=`: "argument --runtime: expected one argument")."""
     version, wheels = wheels_folder(tmp_path, pip="exit 1\n")
     (wheels / f".onnxruntime-{version}").touch()
     python = tmp_path / "venv" / "bin" / "python"  # records what it is asked to run, runs nothing
@@ -281,3 +283,12 @@ def test_demo_passes_a_host_with_a_space_as_one_argument(tmp_path):
         shutil.copy(ROOT / name, tmp_path / name)
     command = make("-n", "demo", "HOST=not a host", cwd=tmp_path).stdout.strip().splitlines()[-1]
     assert "--host 'not a host' --port '8000'" in command, command
+
+
+def test_demo_passes_a_runtime_with_a_space_as_one_argument(tmp_path):
+    """Unquoted, `make demo RUNTIME='torch serve'` was refused as "unrecognized arguments: serve"; as one argument
+    python -m local names the choices."""
+    for name in ("Makefile", "requirements.txt", "requirements-dev.txt"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    command = make("-n", "demo", "RUNTIME=torch serve", cwd=tmp_path).stdout.strip().splitlines()[-1]
+    assert "--runtime 'torch serve'" in command, command
