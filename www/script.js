@@ -540,19 +540,47 @@ function init() {
   const controls = [el.fileInput, el.classifyButton, ...el.samples];
   // The page's own first status (index.html), shown again when the form is back to naming no photo.
   const idleMessage = el.statusMessage.textContent;
-  // What the picker says with no photo (index.html): "No photo chosen".
+  // What the line under the picker says with no photo (index.html): "No photo chosen".
   const noneChosen = el.fileChosen.textContent;
+  // The picker's description without that line (index.html): the drop and paste offer, and the file hint.
+  const pickerDescription = el.fileInput.getAttribute("aria-describedby");
 
   let busy = false;
   // What the Classify button re-sends: {name, size (bytes, or null when unknown), decode()}.
   let current = null;
   let previewUrl = null;
+  // The file the page itself last put in the picker (putInPicker).
+  let placed = null;
 
-  /** Sets what Classify sends, and names it beside the picker, as the native control named its file (it is hidden
-   * now): the picked file's name, or the sample's, the dropped or the pasted file's, since Classify sends that. */
+  /** Sets what Classify sends, and names it under the picker, as the native control named its file (it is hidden
+   * now): the picked file's name, or the dropped or the pasted file's, or the sample's, since Classify sends that.
+   * A screen reader hears the picker's own value instead (the file it holds, or the browser's "No file chosen"),
+   * which a drop or a paste sets too (putInPicker): the line is hidden from it, not to be said twice, except for a
+   * photo the picker cannot hold (a sample, or a drop where `files` cannot be set), when it ends the description. */
   function setCurrent(input) {
     current = input;
-    el.fileChosen.textContent = input ? `Chosen: ${input.name}` : noneChosen;
+    const held = Boolean(input && input.file && el.fileInput.files && el.fileInput.files[0] === input.file);
+    if (!input) el.fileChosen.textContent = noneChosen;
+    else el.fileChosen.textContent = `${input.file ? "Chosen" : "Sample chosen"}: ${input.name}`;
+    const said = Boolean(input) && !held;
+    el.fileChosen.setAttribute("aria-hidden", String(!said));
+    el.fileInput.setAttribute("aria-describedby", said ? `${pickerDescription} file-chosen` : pickerDescription);
+  }
+
+  /** Puts a dropped or pasted file in the picker, as if it had been picked there: the form, and what a screen reader
+   * says of the picker, then name the photo Classify sends. Where the engine cannot (no DataTransfer constructor
+   * before Safari 14.1, or a read-only `files`), the picker is emptied as before, not left naming another photo. */
+  function putInPicker(file) {
+    if (el.fileInput.files && el.fileInput.files[0] === file) return; // picked there, or Classify sending it again
+    placed = file;
+    try {
+      const transfer = new DataTransfer();
+      transfer.items.add(file);
+      el.fileInput.files = transfer.files;
+    } catch {
+      // The engine's own picker state stays; it is emptied below.
+    }
+    if (!el.fileInput.files || el.fileInput.files[0] !== file) el.fileInput.value = "";
   }
 
   function setStatus(state, message, detail = "") {
@@ -758,8 +786,11 @@ function init() {
       setStatus("busy", "Still classifying the previous photo; drop or paste this one again when it is done.");
       return;
     }
-    // A sample, a drop or a paste: the form must not go on naming a file that Classify would not send.
-    if (!el.fileInput.files || !input.file || el.fileInput.files[0] !== input.file) el.fileInput.value = "";
+    // A drop or a paste: the form names the file Classify sends, as for a picked one. A sample: the page has its
+    // pixels but not its file (the CSP's connect-src allows no fetch of it; a canvas copy would not be that file),
+    // so the picker names none rather than go on naming a file that Classify would not send.
+    if (input.file) putInPicker(input.file);
+    else el.fileInput.value = "";
     // Disabling the focused control drops keyboard focus to <body>; it goes back when the work is done.
     const focused = document.activeElement;
     setBusy(true);
@@ -818,6 +849,9 @@ function init() {
 
   el.fileInput.addEventListener("change", () => {
     const file = el.fileInput.files && el.fileInput.files[0];
+    // Setting `files` fires no change event in today's Chromium and Firefox, but Chrome and Safari fired one in 2018
+    // (w3c/html#1610): the file the page put there itself is being classified already, not to be sent twice.
+    if (file && file === placed) return;
     if (file) {
       classify(fromFile(file));
     } else if (!busy) {

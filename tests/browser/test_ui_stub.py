@@ -256,6 +256,34 @@ def test_drag_and_drop_classifies(stub_ui: Any, stub_stack: Any) -> None:
     assert not ui.page.eval_on_selector("#drop-zone", "(e) => e.classList.contains('dragging')")
 
 
+@pytest.mark.parametrize("when", ["at once", "later"])
+def test_a_dropped_photo_put_in_the_picker_is_classified_once(stub_ui: Any, stub_stack: Any, when: str) -> None:
+    # The page puts a dropped (or pasted) file in the picker, as if picked there. Chromium and Firefox fire no
+    # change event for that; Safari and older Chromium did, while the drop was being classified, or before.
+    ui = stub_ui
+    fire = "this.dispatchEvent(new Event('change', { bubbles: true }))"
+    ui.page.add_init_script(
+        f"""const files = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, "files");
+        Object.defineProperty(HTMLInputElement.prototype, "files", {{ set(list) {{ files.set.call(this, list);
+            {fire if when == "at once" else f"setTimeout(() => {fire})"}; }} }});"""
+    )
+    ui.open()
+    ui.page.evaluate(
+        """() => { const message = document.getElementById("status-message"); window.__said = [];
+            new MutationObserver(() => window.__said.push(message.textContent))
+                .observe(message, { childList: true, characterData: true, subtree: true }); }"""
+    )
+    ui.drop(CHELSEA)
+    ui.wait_done()
+    ui.page.wait_for_selector("#classify-form[aria-busy='false']")
+    assert ui.page.evaluate("() => document.getElementById('file-input').files[0].name") == "chelsea.jpg"
+    assert len(stub_stack.predict_requests()) == 1
+    # Taken for a new pick while busy, the change said "Still classifying the previous photo".
+    said = ui.page.evaluate("() => window.__said")
+    assert said[0] == "Shrinking the photo…" and not any("previous photo" in text for text in said), said
+    assert ui.status_text() == "Done: most likely stub label one (62.0%)."
+
+
 def test_a_photo_dropped_beside_the_drop_zone_is_still_classified(stub_ui: Any, stub_stack: Any) -> None:
     # The page swallows drops everywhere (else the browser navigates to the file): it must use them too.
     ui = stub_ui.open()
@@ -480,6 +508,34 @@ def test_a_photo_the_browser_puts_back_in_the_picker_can_be_classified(stub_ui: 
     assert ui.jpeg_size(bodies[1]) == (385, 256), "the photo the picker names"
 
 
+def test_a_dropped_photo_is_put_back_in_the_picker_too(stub_ui: Any, stub_stack: Any, tmp_path: Path) -> None:
+    # A drop puts its file in the picker, as a pick does: back from another page, the browser puts it back, and
+    # Classify sends it. Dropped through DevTools' drag input, as the OS drops a file: a file made by a script has no
+    # path on disk for the browser to put back.
+    dropped = tmp_path / "dropped.jpg"
+    dropped.write_bytes(CHELSEA.read_bytes())
+    ui = stub_ui.open()
+    cdp = ui.page.context.new_cdp_session(ui.page)
+    box = ui.page.locator("#drop-zone").bounding_box()
+    point = {"x": box["x"] + box["width"] / 2, "y": box["y"] + box["height"] / 2}
+    data = {"items": [], "files": [str(dropped)], "dragOperationsMask": 1}
+    for kind in ("dragEnter", "dragOver", "drop"):
+        cdp.send("Input.dispatchDragEvent", {"type": kind, **point, "data": data})
+    ui.wait_done()
+    ui.page.click(".site-footer a")
+    ui.page.wait_for_url("**/ATTRIBUTION.md")
+    ui.page.go_back()
+    ui.page.wait_for_function("() => document.readyState === 'complete'")
+    ui.page.wait_for_selector("#classify-button:enabled")
+    assert ui.status_text() == "Press Classify to send dropped.jpg."
+    assert ui.page.inner_text("#file-chosen") == "Chosen: dropped.jpg"
+    ui.page.click("#classify-button")
+    ui.wait_done()
+    bodies = [r.body for r in stub_stack.predict_requests()]
+    assert len(bodies) == 2
+    assert ui.jpeg_size(bodies[1]) == (385, 256), "the photo the picker names"
+
+
 def test_a_page_shown_again_from_the_back_forward_cache_keeps_its_result(stub_ui: Any, stub_stack: Any) -> None:
     # A page restored whole (the back/forward cache) gets a pageshow too, with its photo and its result still there:
     # that is not a form put back, and "Press Classify to send" must not replace the result's status.
@@ -502,7 +558,7 @@ def test_touch_screens_are_not_offered_drop_and_paste(make_ui: Any, stub_stack: 
     assert phone.page.inner_text(PICKER_OFFER).strip() == "Choose a photo"
     desktop = make_ui(stub_stack).open()
     offer = " ".join(desktop.page.inner_text(PICKER_OFFER).split())
-    assert offer == "Choose a photo or drop one here, or paste one (Ctrl+V)"
+    assert offer == "Choose a photo or drop one here, or paste one (Ctrl+V)."
 
 
 def test_a_tablet_with_a_keyboard_is_offered_paste_after_a_key_press(make_ui: Any, stub_stack: Any) -> None:
@@ -510,7 +566,7 @@ def test_a_tablet_with_a_keyboard_is_offered_paste_after_a_key_press(make_ui: An
     assert tablet.page.inner_text(PICKER_OFFER).strip() == "Choose a photo"
     tablet.page.keyboard.press("Tab")  # no text field on the page: a key press means a keyboard is attached
     offer = " ".join(tablet.page.inner_text(PICKER_OFFER).split())
-    assert offer == "Choose a photo or drop one here, or paste one (Ctrl+V)"
+    assert offer == "Choose a photo or drop one here, or paste one (Ctrl+V)."
 
 
 def test_the_page_tells_webkit_it_takes_pastes(stub_ui: Any) -> None:
@@ -531,7 +587,7 @@ def test_apple_platforms_are_told_cmd_v(make_ui: Any, stub_stack: Any) -> None:
            Object.defineProperty(Navigator.prototype, "platform", {get: () => "MacIntel"});"""
     )
     offer = " ".join(mac.open().page.inner_text(PICKER_OFFER).split())
-    assert offer == "Choose a photo or drop one here, or paste one (Cmd+V)"
+    assert offer == "Choose a photo or drop one here, or paste one (Cmd+V)."
     got = run_js(
         mac,
         """return [m.pasteModifier("macOS"), m.pasteModifier("MacIntel"), m.pasteModifier("iPad"),
@@ -903,7 +959,8 @@ def test_the_name_beside_the_picker_is_the_photo_classify_sends(
     stub_ui: Any, stub_stack: Any, not_an_image: Path
 ) -> None:
     # The native picker named its file beside its button; hidden behind its label, the page names the photo there:
-    # the one Classify sends, picked, a sample or dropped, and none once a refusal or an emptied picker forgot it.
+    # the one Classify sends, picked, a sample (said to be one: the picker holds no file for it) or dropped, and none
+    # once a refusal or an emptied picker forgot it.
     ui = stub_ui.open()
 
     def chosen() -> str:
@@ -915,7 +972,7 @@ def test_the_name_beside_the_picker_is_the_photo_classify_sends(
     assert chosen() == "Chosen: chelsea.jpg"
     ui.click_sample("coffee")
     ui.wait_done()
-    assert chosen() == "Chosen: coffee.jpg"
+    assert chosen() == "Sample chosen: coffee.jpg"
     ui.drop_bytes("dropped.jpg", "image/jpeg", CHELSEA.read_bytes())
     ui.page.wait_for_function("() => document.getElementById('file-chosen').innerText === 'Chosen: dropped.jpg'")
     ui.page.wait_for_selector("#classify-form[aria-busy='false']")
