@@ -8,8 +8,8 @@ Backends, fastest first: ONNX Runtime when ``model.onnx`` is in the artifact and
 (the package vendors it under ``code/``), else frozen TorchScript built from ``model.pth``. Preprocessing is
 Pillow + numpy for every backend, so torch is only imported when TorchScript serves.
 
-Runs in AWS's PyTorch inference image (torch 2.6 CPU, Python 3.12): only torch, torchvision, Pillow, numpy
-and the standard library.
+Runs in AWS's PyTorch inference image (torch 2.6 CPU, Python 3.12): only torch, torchvision, Pillow, numpy,
+the standard library and the vendored onnxruntime.
 """
 
 from __future__ import annotations
@@ -316,7 +316,7 @@ def ort_session_options(ort, threads: int | None = None):
     opts.intra_op_num_threads = threads or _threads()
     opts.inter_op_num_threads = 1
     # Workers that spin between the graph's parallel sections skip a futex wake-up per operator (a run is
-    # about a quarter faster on 2 vCPUs), but idle workers would go on spinning for tens of ms after Run() and
+    # about a fifth faster on 2 vCPUs), but idle workers would go on spinning for tens of ms after Run() and
     # steal the CPU that the next request's JPEG decode (or TorchServe's frontend) needs: stop them the moment
     # Run() returns.
     opts.add_session_config_entry("session.intra_op.allow_spinning", "1")
