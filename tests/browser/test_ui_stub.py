@@ -338,28 +338,31 @@ def test_a_dragged_sample_is_found_after_the_uri_lists_comment_lines(stub_ui: An
     assert ui.jpeg_size(request.body) == (384, 256), "coffee sample is 480x320"
 
 
+def drop_from_the_desktop(ui: Any, *paths: Path) -> None:
+    """Drops `paths` on the drop zone through DevTools' drag input, as the OS drops files: a DataTransfer made by a
+    script cannot hold a folder, and its files have no path on disk for the browser to put back after Back."""
+    cdp = ui.page.context.new_cdp_session(ui.page)
+    box = ui.page.locator("#drop-zone").bounding_box()
+    point = {"x": box["x"] + box["width"] / 2, "y": box["y"] + box["height"] / 2}
+    data = {"items": [], "files": [str(path) for path in paths], "dragOperationsMask": 1}
+    for kind in ("dragEnter", "dragOver", "drop"):
+        cdp.send("Input.dispatchDragEvent", {"type": kind, **point, "data": data})
+
+
 def test_a_dropped_folder_is_called_a_folder(stub_ui: Any, stub_stack: Any, tmp_path: Path) -> None:
     # A folder dropped from the desktop arrives as a "file" of its own with no type, which nothing can read (4096
-    # bytes here; 0 on Windows, which read "This file is empty ... still downloading or syncing"). Dropped through
-    # DevTools' drag input, as the OS drops it: a script cannot make a DataTransfer hold a folder.
+    # bytes here; 0 on Windows, which read "This file is empty ... still downloading or syncing").
     folder = tmp_path / "Holiday 2026"
     folder.mkdir()
     (folder / "chelsea.jpg").write_bytes(CHELSEA.read_bytes())
     ui = stub_ui.open()
-    cdp = ui.page.context.new_cdp_session(ui.page)
-    box = ui.page.locator("#drop-zone").bounding_box()
-    point = {"x": box["x"] + box["width"] / 2, "y": box["y"] + box["height"] / 2}
-    data = {"items": [], "files": [str(folder)], "dragOperationsMask": 1}
-    for kind in ("dragEnter", "dragOver", "drop"):
-        cdp.send("Input.dispatchDragEvent", {"type": kind, **point, "data": data})
+    drop_from_the_desktop(ui, folder)
     text = ui.wait_error()
     assert "folder" in text, text
     assert "too many pixels" not in text and "empty" not in text
     assert stub_stack.predict_requests() == []
     # The photo dropped beside a folder is the one classified.
-    data["files"] = [str(folder), str(folder / "chelsea.jpg")]
-    for kind in ("dragEnter", "dragOver", "drop"):
-        cdp.send("Input.dispatchDragEvent", {"type": kind, **point, "data": data})
+    drop_from_the_desktop(ui, folder, folder / "chelsea.jpg")
     ui.page.wait_for_selector("#status[data-state='done']")  # the folder's error is still up until then
     assert ui.jpeg_size(stub_stack.predict_requests()[0].body) == (385, 256)
 
@@ -510,17 +513,11 @@ def test_a_photo_the_browser_puts_back_in_the_picker_can_be_classified(stub_ui: 
 
 def test_a_dropped_photo_is_put_back_in_the_picker_too(stub_ui: Any, stub_stack: Any, tmp_path: Path) -> None:
     # A drop puts its file in the picker, as a pick does: back from another page, the browser puts it back, and
-    # Classify sends it. Dropped through DevTools' drag input, as the OS drops a file: a file made by a script has no
-    # path on disk for the browser to put back.
+    # Classify sends it.
     dropped = tmp_path / "dropped.jpg"
     dropped.write_bytes(CHELSEA.read_bytes())
     ui = stub_ui.open()
-    cdp = ui.page.context.new_cdp_session(ui.page)
-    box = ui.page.locator("#drop-zone").bounding_box()
-    point = {"x": box["x"] + box["width"] / 2, "y": box["y"] + box["height"] / 2}
-    data = {"items": [], "files": [str(dropped)], "dragOperationsMask": 1}
-    for kind in ("dragEnter", "dragOver", "drop"):
-        cdp.send("Input.dispatchDragEvent", {"type": kind, **point, "data": data})
+    drop_from_the_desktop(ui, dropped)
     ui.wait_done()
     ui.page.click(".site-footer a")
     ui.page.wait_for_url("**/ATTRIBUTION.md")
