@@ -761,29 +761,28 @@ def test_ctrl_c_stops_the_stack_cleanly():
 
 
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGKILL"])
-def test_sandboxes_exit_with_the_server_even_when_it_is_killed(sig):
-    import glob
+def test_sandboxes_exit_with_the_server_even_when_it_is_killed(sig, tmp_path):
     import os
     import shutil
     import signal
-    import tempfile
 
-    def extracted_models() -> set[str]:
-        return set(glob.glob(f"{tempfile.gettempdir()}/mobilenet-model-*"))
-
-    before = extracted_models()
-    own = LocalStack()
+    # The stack's temporary files (its unpacked model, multiprocessing's fork server socket folder) go here: a
+    # SIGKILL gives it no chance to remove them, and they were left in the machine's /tmp at every test run.
+    own = LocalStack(env={"TMPDIR": str(tmp_path)})
     try:
         assert predict(own, photo_bytes("coffee.jpg")).status_code == 200  # a sandbox is running now
+        assert any(tmp_path.iterdir()), "the stack keeps its temporary files where TMPDIR says"
         group = own.proc.pid  # start_new_session: the server leads its own process group
         assert len(process_group_members(group)) >= 3, "server, fork server and at least one sandbox"
         os.kill(own.proc.pid, getattr(signal, sig))  # the server alone, not its group
         own.proc.wait(timeout=HANG_GUARD_S)
         # The sandboxes look for their server once a second.
         wait_until(lambda: not process_group_members(group), f"nothing left behind after {sig}")
+        if sig == "SIGTERM":  # a stop it handles: it removes what it made
+            assert sorted(path.name for path in tmp_path.iterdir()) == []
     finally:
         own.stop()
-        for leftover in extracted_models() - before:  # SIGKILL gives the server no chance to remove its copy
+        for leftover in tmp_path.iterdir():
             shutil.rmtree(leftover, ignore_errors=True)
 
 
