@@ -18,7 +18,6 @@ import importlib.metadata
 import io
 import json
 import os
-import re
 import sys
 import tarfile
 import tempfile
@@ -89,20 +88,6 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _load_failure(e: Exception) -> str:
-    """torch.load's refusal in a few words. Not its advice (load with weights_only=False, or allow the globals the
-    file names), which runs whatever code the file pickles: unsafe for a file from anywhere."""
-    text = str(e)
-    refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
-    if refused:  # a whole model, or anything else pickled with its classes
-        return f"it pickles a {refused[1]}; only tensors are loaded"
-    # No pickle torch reads (UnpicklingError), no legacy magic number (KeyError), an empty file (EOFError).
-    if "Weights only load failed" in text or isinstance(e, KeyError | EOFError):
-        return "it is not a torch.save() file"
-    first = text.strip().splitlines()[0].split(". ")[0][:200] if text.strip() else ""  # a torn zip: what failed
-    return f"{type(e).__name__}: {first}"
-
-
 def load_state_dict(source: WeightsSource):
     """Return a float32 state_dict that loads strictly into mobilenet_v2, or raise WeightsError."""
     import torch
@@ -126,9 +111,10 @@ def load_state_dict(source: WeightsSource):
         except FileNotFoundError:
             raise WeightsError(f"weights file {source.path} does not exist") from None
         except Exception as e:
+            why = _inference_module().load_failure(e)  # what model_fn says of unreadable weights, too
             raise WeightsError(
-                f"weights file {source.path} is not a torchvision state_dict ({_load_failure(e)}); save "
-                "model.state_dict() with torch.save(), not the model"
+                f"weights file {source.path} is not a torchvision state_dict ({why}); save model.state_dict() with "
+                "torch.save(), not the model"
             ) from None
         if not isinstance(state, dict):
             raise WeightsError(f"weights file {source.path} holds a {type(state).__name__}, not a state_dict")

@@ -360,13 +360,14 @@ def with_normalisation(model, pre: Preprocessing):
     return Normalised(model).eval()
 
 
-def _load_failure(e: Exception) -> str:
-    """torch.load's refusal in a few words. Not its advice (load with weights_only=False, or allow the globals the
-    file names), which would run whatever code the file pickles."""
+def load_failure(e: Exception) -> str:
+    """torch.load's refusal in a few words (model.package says the same of a --weights file). Not its advice (load
+    with weights_only=False, or allow the globals the file names), which would run whatever code the file pickles."""
     text = str(e)
     refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
-    if refused:
+    if refused:  # a whole model, or anything else pickled with its classes
         return f"it pickles a {refused[1]}; only tensors are loaded"
+    # No pickle torch reads (UnpicklingError), no legacy magic number (KeyError), an empty file (EOFError).
     if "Weights only load failed" in text or isinstance(e, KeyError | EOFError):
         return "it is not a torch.save() file"
     first = text.strip().splitlines()[0].split(". ")[0][:200] if text.strip() else ""  # a torn zip: what failed
@@ -384,9 +385,7 @@ def _torchscript_backend(weights_path: str, num_classes: int, pre: Preprocessing
     except FileNotFoundError as e:
         raise ModelLoadError(f"model weights not found at {weights_path}") from e
     except Exception as e:  # truncated zip, not a state_dict: torch's message names no file and runs many lines
-        raise ModelLoadError(
-            f"model weights at {weights_path} are not a readable state_dict: {_load_failure(e)}"
-        ) from e
+        raise ModelLoadError(f"model weights at {weights_path} are not a readable state_dict: {load_failure(e)}") from e
     try:
         model.load_state_dict(state, strict=True)
     except (RuntimeError, TypeError) as e:  # TypeError: a saved tensor or list, not a state_dict
