@@ -414,12 +414,14 @@ def create_app(
             return Response(status_code=204, headers=preflight)
         request_id = uuid.uuid4().hex[:16]
 
-        def refused(status: int) -> Response:
+        def refused(status: int, *, close: bool = False) -> Response:
             """API Gateway's own answer before any invocation: its id, as on every answer, but no CORS headers
             (AWS adds those "to the response from an integration", and there is none; a browser page sees a
-            network error, as it would in the cloud)."""
+            network error, as it would in the cloud). `close` for a body given up on (CLOSE)."""
             answer = gateway.gateway_error(status)
             answer.headers.append(("apigw-requestid", request_id))
+            if close:
+                answer.headers.extend(CLOSE.items())
             return _respond(answer)
 
         if request.method != "POST":  # the cloud API has only the POST /predict route
@@ -432,13 +434,9 @@ def create_app(
         try:
             body = await read_capped(request, gateway.MAX_BODY_BYTES)
         except BodyTimeout:
-            timed_out = refused(408)
-            timed_out.headers.update(CLOSE)
-            return timed_out
+            return refused(408, close=True)
         if body is None:
-            too_large = refused(413)
-            too_large.headers.update(CLOSE)
-            return too_large
+            return refused(413, close=True)
         event = gateway.build_event(
             method=request.method,
             path=request.scope["path"],
