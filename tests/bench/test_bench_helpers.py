@@ -533,3 +533,23 @@ def test_the_torchscript_backend_switch_is_undone_however_its_load_ends(monkeypa
         assert os.environ["MODEL_BACKEND"] == "torchscript"
         raise RuntimeError("the TorchScript load failed")
     assert os.environ.get("MODEL_BACKEND") == before
+
+
+def test_the_bench_hides_torchscripts_deprecation_and_no_other_warning():
+    import warnings
+
+    import torch
+
+    from bench.__main__ import hide_torchscript_deprecation
+
+    def warnings_from_a_trace(hide: bool) -> list[str]:
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            if hide:
+                hide_torchscript_deprecation()
+            torch.jit.trace(torch.nn.Linear(1, 1), torch.zeros(1, 1))
+            warnings.warn("another deprecation", FutureWarning, stacklevel=1)
+        return [str(w.message) for w in seen if w.category is FutureWarning]
+
+    assert any(m.startswith("`torch.jit.trace`") for m in warnings_from_a_trace(hide=False))
+    assert warnings_from_a_trace(hide=True) == ["another deprecation"]
