@@ -35,15 +35,15 @@ ORT_WHEEL := onnxruntime-$(ORT_VERSION)-cp312-cp312-manylinux*_x86_64.whl
 
 help:
 	@echo "make demo      the whole stack on http://$(HOST):$(PORT) (PORT=, RUNTIME=inprocess|torchserve, HOST= ALLOW_REMOTE=1, STAGE_THROTTLE=0)"
-	@echo "make test      every test (installs venv, model, chromium when missing)"
+	@echo "make test      ruff, then every test (builds venv and model, installs chromium when missing)"
 	@echo "make test-fast unit tests only: no browser, no TorchServe, no local stack, no other Python"
 	@echo "make model     build $(MODEL) (MODEL_WEIGHTS=file.pth for a local state_dict, INT8=1 for int8)"
 	@echo "make venv      create venv/ and install requirements*.txt"
 	@echo "make chromium  install Debian chromium for the browser tests (root or sudo)"
 	@echo "make lint      ruff check + ruff format --check"
-	@echo "make bench     benchmarks (prints the README table)"
+	@echo "make bench     benchmarks (prints the README table, writes bench/results/latest.md)"
 	@echo "make loadtest  load and fault harness against the local stack"
-	@echo "make clean     remove the built model and test artifacts"
+	@echo "make clean     remove the built model (not the downloaded wheel) and test artifacts"
 
 # The venv is made unless it has pip: Debian's venv without python3-venv leaves venv/bin/python and no pip, and a
 # venv made again over it (once python3-venv is installed) gets its pip; an existing venv with pip is reused.
