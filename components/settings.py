@@ -9,6 +9,7 @@ bools, so each field is coerced from both.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -364,10 +365,23 @@ def validate_settings(raw: Mapping[str, Any], region: str | None = None) -> Sett
     return Settings(**out)
 
 
+def fit_name(name: str, limit: int) -> str:
+    """`name` when it has at most `limit` characters; else its start, a hyphen and 8 hex digits of its sha256.
+
+    A plain cut gave two stacks whose names share their start (per-branch stacks, feature-...-pr-1234 and -1235) one
+    endpoint name, and endpoints that differ only past the cut one proxy function: the second `pulumi up` failed on
+    names the first stack holds. A name that fits is kept as it is, so no existing stack is renamed.
+    """
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
+    return name[: limit - len(digest) - 1].rstrip("-") + "-" + digest
+
+
 def default_endpoint_name(project: str, stack: str) -> str:
     """A deterministic endpoint name, so the role's log-group ARN is known before the endpoint exists."""
     cleaned = re.sub(r"[^a-zA-Z0-9-]+", "-", f"{project}-{stack}").strip("-")
-    cleaned = cleaned[:63].rstrip("-")
+    cleaned = fit_name(cleaned, 63)
     if not cleaned or not ENDPOINT_NAME_RE.match(cleaned):
         raise SettingsError(f"cannot derive an endpoint name from project {project!r} and stack {stack!r}")
     return cleaned
@@ -431,6 +445,7 @@ def load_stack_file(path: str | Path) -> Settings:
 
 
 def function_name_for(endpoint_name: str) -> str:
-    """The proxy Lambda's name: the endpoint's, suffixed, within Lambda's 64-character limit."""
+    """The proxy Lambda's name: the endpoint's, suffixed, within Lambda's 64-character limit (fit_name: two endpoints
+    never share one)."""
     suffix = "-proxy"
-    return endpoint_name[: 64 - len(suffix)].rstrip("-") + suffix
+    return fit_name(endpoint_name, 64 - len(suffix)) + suffix

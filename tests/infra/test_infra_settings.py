@@ -11,6 +11,7 @@ import yaml
 from components.policies import cors_allowed_origins, proxy_function_env, site_origins
 from components.settings import (
     CONFIG_KEYS,
+    ENDPOINT_NAME_RE,
     MAX_EXTRA_ORIGINS_CHARS,
     Settings,
     SettingsError,
@@ -292,9 +293,10 @@ def test_default_endpoint_name_is_valid_and_bounded() -> None:
     assert len(long) <= 63 and not long.endswith("-") and "_" not in long
     with pytest.raises(SettingsError, match="cannot derive"):
         default_endpoint_name("___", "___")
-    # The cut at 63 characters lands on a hyphen: it is dropped rather than failing the derivation.
-    cut = default_endpoint_name("mobilenet-serverless", "a" * 41 + "-" + "b" * 10)
-    assert cut == "mobilenet-serverless-" + "a" * 41
+    # The cut (54 characters, before the hyphen and hash fit_name adds) lands on a hyphen: it is dropped rather than
+    # doubled or failing the derivation.
+    cut = default_endpoint_name("mobilenet-serverless", "a" * 32 + "-" + "b" * 20)
+    assert re.fullmatch("mobilenet-serverless-" + "a" * 32 + "-[0-9a-f]{8}", cut)
 
 
 def test_endpoint_name_of_63_chars_with_hyphens_is_accepted() -> None:
@@ -306,6 +308,25 @@ def test_endpoint_name_of_63_chars_with_hyphens_is_accepted() -> None:
 def test_function_name_fits_lambda_limit() -> None:
     assert function_name_for("mobilenet-serverless-dev") == "mobilenet-serverless-dev-proxy"
     assert len(function_name_for("a" * 63)) == 64
+
+
+def test_names_cut_to_fit_stay_apart() -> None:
+    """Stacks whose names share their first 42 characters (per-branch stacks: feature-...-pr-1234 and -pr-1235) must
+    not deploy one endpoint name, nor endpoints of 59..63 characters that differ only at the end one function name:
+    the second stack's `pulumi up` would fail on the names the first holds (the endpoint, the function, its log
+    groups and alarms). A cut name ends in a hash of the whole; a name that fits is kept, so no stack is renamed."""
+    branch = "feature-" + "x" * 34
+    first = default_endpoint_name("mobilenet-serverless", branch + "-pr-1234")
+    second = default_endpoint_name("mobilenet-serverless", branch + "-pr-1235")
+    assert first != second
+    assert all(len(name) == 63 and ENDPOINT_NAME_RE.match(name) for name in (first, second))
+    assert first.startswith("mobilenet-serverless-" + branch[:33])
+
+    one, two = "a" * 58 + "-one1", "a" * 58 + "-two2"
+    proxies = function_name_for(one), function_name_for(two)
+    assert proxies[0] != proxies[1]
+    assert all(len(name) == 64 and name.endswith("-proxy") and "--" not in name for name in proxies)
+    assert function_name_for("a" * 58) == "a" * 58 + "-proxy"
 
 
 def test_dev_stack_file_loads(tmp_path: Path) -> None:
@@ -427,6 +448,6 @@ def test_default_endpoint_name_drops_leading_separators() -> None:
 
 
 def test_function_name_never_doubles_the_hyphen_at_the_cut() -> None:
-    # Cut to 58 characters, the name ends in a hyphen: it is dropped before "-proxy" is appended.
-    name = function_name_for("a" * 57 + "-" + "b" * 5)
-    assert name == "a" * 57 + "-proxy" and "--" not in name
+    # Cut to 49 characters (58 with fit_name's hyphen and hash), the name ends in a hyphen: it is dropped.
+    name = function_name_for("a" * 48 + "-" + "b" * 14)
+    assert re.fullmatch("a" * 48 + "-[0-9a-f]{8}-proxy", name) and "--" not in name
