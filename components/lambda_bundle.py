@@ -17,6 +17,9 @@ from packaging.requirements import InvalidRequirement, Requirement
 from components.bundle_dir import bundle_dir_files
 
 HANDLER_PACKAGE = "handlers"
+# What the handler imports beyond the runtime: copied, with what it requires, from the deploy venv (requirements.txt
+# pins each of them, so that every venv gives the same asset).
+BUNDLED_DISTRIBUTIONS = ("aws-lambda-powertools",)
 # Already in the Lambda Python runtime; bundling them would only pin an older copy over AWS's.
 RUNTIME_PROVIDED = frozenset({"boto3", "botocore", "s3transfer", "urllib3", "six", "python-dateutil"})
 # Compiled extensions built for this machine would not load on Lambda's arm64/x86_64 Python 3.13.
@@ -84,7 +87,7 @@ def _add(files: dict[str, Path], arcname: str, source: Path) -> None:
     files[arcname] = source
 
 
-def lambda_asset_files(handler_dir: Path, distributions: Iterable[str] = ("aws-lambda-powertools",)) -> dict[str, Path]:
+def lambda_asset_files(handler_dir: Path, distributions: Iterable[str] = BUNDLED_DISTRIBUTIONS) -> dict[str, Path]:
     """Map archive-relative POSIX path -> absolute file for the Lambda asset.
 
     handlers/ goes under "handlers/" (the Lambda handler is "handlers.inference_proxy.handler"); each

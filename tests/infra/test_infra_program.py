@@ -9,6 +9,7 @@ from typing import Any
 import pulumi
 import pytest
 import yaml
+from packaging.requirements import Requirement
 
 from components import lambda_bundle, policies
 from components.settings import SettingsError, strip_namespace
@@ -231,6 +232,26 @@ def test_real_lambda_bundle() -> None:
     assert "handlers/inference_proxy.py" in files
     assert any(k.startswith("aws_lambda_powertools/") for k in files)
     assert all(Path(p).is_file() for p in files.values())
+
+
+def test_every_distribution_in_the_lambda_asset_is_pinned_at_the_installed_version() -> None:
+    """The asset holds the deploy venv's copy of Powertools and of what it requires (jmespath, typing-extensions). Each
+    must be pinned (==) in requirements.txt at the version the venv holds: a venv made later (a CI runner, another
+    machine) would otherwise install a newer one, and a `pulumi up` with nothing changed in the repository would
+    update the function's code."""
+    pins: dict[str, str] = {}
+    for line in (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines():
+        if requirement := line.split("#", 1)[0].strip():
+            parsed = Requirement(requirement)
+            pins[lambda_bundle.canonical_name(parsed.name)] = str(parsed.specifier)
+    bundled = lambda_bundle.resolve_distributions(lambda_bundle.BUNDLED_DISTRIBUTIONS)
+    assert {lambda_bundle.canonical_name(dist.metadata["Name"]) for dist in bundled} >= {"aws-lambda-powertools"}
+    unpinned = [
+        f"{dist.metadata['Name']} {dist.version} (requirements.txt: {pins.get(name) or 'absent'})"
+        for dist in bundled
+        if pins.get(name := lambda_bundle.canonical_name(dist.metadata["Name"])) != f"=={dist.version}"
+    ]
+    assert unpinned == []
 
 
 def test_resource_options_order_the_deploy_and_parent_every_child(program: Any, mocks: RecordingMocks) -> None:
