@@ -240,6 +240,42 @@ def _raise(error: BaseException) -> Any:
     raise error
 
 
+def comparable_inputs(mocks: RecordingMocks) -> dict[str, Any]:
+    """Every recorded resource's inputs as the engine compares them with the last deployment's, as JSON-ready values
+    keyed "type::name": a file asset by its content's sha256 (the engine diffs assets by hash, not path), an archive
+    by each member's; dict keys unordered (the engine's property maps are), list items in order (lists are not)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, pulumi.FileAsset):
+            return {"file-sha256": hashlib.sha256(Path(value.path).read_bytes()).hexdigest()}
+        if isinstance(value, pulumi.AssetArchive):
+            return {"archive": {name: plain(asset) for name, asset in sorted(value.assets.items())}}
+        if isinstance(value, pulumi.asset.Asset | pulumi.asset.Archive):
+            raise AssertionError(f"no comparable form for {type(value).__name__}")
+        if isinstance(value, dict):
+            return {key: plain(item) for key, item in sorted(value.items())}
+        if isinstance(value, list | tuple):
+            return [plain(item) for item in value]
+        return value
+
+    return {f"{typ}::{name}": plain(inputs) for (typ, name), inputs in sorted(mocks.resources.items())}
+
+
+def declare_dev_stack(artifact: Path) -> dict[str, Any]:
+    """Run __main__.py once, as `pulumi up` of the dev stack would (Pulumi.dev.yaml, the real handlers/ bundle and
+    www/, `artifact` as the model), in fresh mocks; return comparable_inputs of everything it declared."""
+    import yaml
+
+    from components.settings import strip_namespace
+
+    asyncio.set_event_loop(ENGINE_LOOP)
+    mocks = _install()
+    config = strip_namespace(yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text(encoding="utf-8"))["config"])
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        run_main(mocks, monkeypatch, {**config, "modelArtifact": str(artifact)})
+    return comparable_inputs(mocks)
+
+
 def track_deferred_outputs(monkeypatch: pytest.MonkeyPatch) -> list[Callable[[Any], None]]:
     """pulumi.deferred_output, recording the resolvers not called yet: the list returned shrinks as they are."""
     unresolved: list[Callable[[Any], None]] = []

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +16,16 @@ from packaging.requirements import Requirement
 
 from components import lambda_bundle, policies
 from components.settings import SettingsError, strip_namespace
-from tests.infra.conftest import API_ENDPOINT, CF_DOMAIN, DYNAMIC, REGION, ROOT, RecordingMocks, run_main
+from tests.infra.conftest import (
+    API_ENDPOINT,
+    CF_DOMAIN,
+    DYNAMIC,
+    REGION,
+    ROOT,
+    RecordingMocks,
+    make_artifact,
+    run_main,
+)
 from tests.infra.test_infra_policies import assert_least_privilege
 
 CERT = "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-0000-1111-2222-333344445555"
@@ -162,6 +174,34 @@ def test_invalid_config_fails_before_any_resource(
         program(**config)
     assert message in str(err.value)
     assert mocks.resources == {}
+
+
+def test_a_second_run_declares_every_resource_with_the_same_inputs(tmp_path: Path) -> None:
+    """A `pulumi up` with nothing changed must plan no changes: no input may come from the clock, a random source, the
+    order of a set (it follows the process's hash seed) or the order a directory lists in. The program runs twice,
+    in two processes with different hash seeds, and every resource's inputs are compared (assets by content)."""
+    artifact, _ = make_artifact(tmp_path / "model")
+    script = (
+        "import json, sys; from tests.infra.conftest import declare_dev_stack; "
+        "json.dump(declare_dev_stack(sys.argv[1]), open(sys.argv[2], 'w'))"
+    )
+    runs = []
+    for seed in ("1", "2"):
+        out = tmp_path / f"inputs-{seed}.json"
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(artifact), str(out)],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONHASHSEED": seed, "PYTHONDONTWRITEBYTECODE": "1"},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        runs.append(json.loads(out.read_text()))
+    first, second = runs
+    assert len(first) > 40 and "aws:lambda/function:Function::api-function" in first
+    assert sorted(first) == sorted(second)
+    assert [key for key in first if first[key] != second[key]] == []
 
 
 def test_a_site_file_error_fails_the_program_instead_of_hanging(program: Any, monkeypatch: pytest.MonkeyPatch) -> None:
