@@ -123,10 +123,6 @@ class ProxyConfig:
     max_image_bytes: int = SAGEMAKER_SERVERLESS_MAX_BYTES
     read_timeout_s: float = 10.0  # see "Time budget"; only ever lowered (the local stack's fault tests)
 
-    @property
-    def max_json_bytes(self) -> int:
-        return json_body_cap(self.max_image_bytes)
-
 
 def json_body_cap(max_image_bytes: int) -> int:
     """Largest JSON body worth parsing: the biggest allowed image, base64'd, plus the envelope, plus the line
