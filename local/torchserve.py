@@ -425,7 +425,7 @@ class ManagedEndpoint:
         self.retry_s = retry_s
         self._lock = threading.Lock()
         self._current: TorchServeEndpoint | None = None  # None while down
-        self._starting: TorchServeEndpoint | None = None  # so that close() can stop it
+        self._starting: TorchServeEndpoint | None = None  # so that stop() can stop it too
         self._replacer: threading.Thread | None = None
         self._next_try = 0.0
         self._closed = False
@@ -506,9 +506,9 @@ class ManagedEndpoint:
             self._starting = endpoint
         try:
             endpoint.start()
-            if self._closed:  # close() ran while the process was being created and found nothing to stop
+            if self._closed:  # stop() ran while the process was being created and found nothing to stop
                 raise TorchServeDown("the endpoint is closed")
-            endpoint.wait_ready()  # fails fast if close() stops it meanwhile
+            endpoint.wait_ready()  # fails fast if stop() stops it meanwhile
             return endpoint
         except BaseException:  # Ctrl-C while it starts, too: never leave the JVM behind
             endpoint.stop()
@@ -526,7 +526,7 @@ class ManagedEndpoint:
             if endpoint is not None:
                 endpoint.stop()
         if replacer is not None:
-            replacer.join(timeout=30)  # it is stopping the dead stack, or giving up on the one close() stopped
+            replacer.join(timeout=30)  # it is stopping the dead stack, or giving up on the one stop() stopped
 
 
 def main(argv: list[str] | None = None) -> int:
