@@ -203,7 +203,9 @@ def export_onnx(state, meta: dict) -> bytes:
 
 
 def _inference_module():
-    """model/code/inference.py, for its preprocessing (calibration must see exactly what serving sees)."""
+    """model/code/inference.py, the serving code itself: the ONNX export wraps the net in its with_normalisation,
+    calibration crops go through its decode_image and preprocess (they must see exactly what serving sees), and a
+    refused --weights file is described by its load_failure, as model_fn describes one."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("_package_inference", CODE_DIR / "inference.py")
