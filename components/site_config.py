@@ -10,8 +10,8 @@ import json
 from urllib.parse import urlsplit
 
 CONFIG_JS_CONTENT_TYPE = "application/javascript; charset=utf-8"
-# config.js changes on every deploy while the rest of the site is content-addressed by CloudFront:
-# it must never be cached by the browser or an edge.
+# config.js names the API the page calls, and the API's URL changes whenever the HTTP API is replaced: a stale copy
+# would send every request to an API that is gone, so neither the browser nor an edge may keep one.
 CONFIG_JS_CACHE_CONTROL = "no-cache, no-store, must-revalidate"
 
 

@@ -153,7 +153,7 @@ class StaticSite(pulumi.ComponentResource):
                 response_headers_policy_id=headers.id,
             ),
             ordered_cache_behaviors=[
-                # config.js carries the API URL and changes with every deploy: never cached at the edge.
+                # config.js carries the API URL, which a replaced API changes: never cached at the edge.
                 aws.cloudfront.DistributionOrderedCacheBehaviorArgs(
                     path_pattern=f"/{policies.CONFIG_JS_KEY}",
                     target_origin_id=_ORIGIN_ID,
