@@ -63,8 +63,6 @@ class ContainerResponse:
 
 
 class Container(Protocol):
-    name: str
-
     def invoke(self, body: bytes, content_type: str, accept: str) -> ContainerResponse: ...
 
     def close(self) -> None: ...
@@ -193,8 +191,6 @@ def stop_signals_held() -> Iterator[None]:
 class InProcessContainer:
     """The artifact's inference script served in this process, as the toolkit's transformer serves it."""
 
-    name = "inprocess"
-
     def __init__(self, artifact: Path):
         sweep_orphaned_model_dirs()
         self._tmp: Path | None = None
@@ -277,7 +273,6 @@ class TorchServeContainer:
     raises ContainerUnavailable, which the front answers as SageMaker does (ModelNotReadyException).
     """
 
-    name = "torchserve"
     backend = "torchserve"
 
     def __init__(self, artifact: Path, startup_timeout: float = 180.0):

@@ -21,8 +21,6 @@ class StuckContainer:
     """Answers only once the test releases it: whatever the machine's load, it outlasts the invocation limit
     (a container that merely slept longer than the limit could answer first on a starved event loop)."""
 
-    name = "stuck"
-
     def __init__(self) -> None:
         self.release = threading.Event()
 
@@ -55,8 +53,6 @@ def test_an_invocation_past_the_limit_is_sagemakers_status_0_model_error_and_a_5
 
 
 class FixedContainer:
-    name = "fixed"
-
     def __init__(self, reply: ContainerResponse | Exception | None = None) -> None:
         self.reply = reply or ContainerResponse(200, "application/json", b"{}")
 

@@ -73,8 +73,6 @@ class Sandboxes:
 class Container:
     """Stands in for the model container: answers `reply` (or raises it) and records what it was given."""
 
-    name = "stand-in"
-
     def __init__(self) -> None:
         self.reply: ContainerResponse | Exception = ContainerResponse(200, "application/json", b'{"ok": true}')
         self.seen: list[tuple[bytes, str, str]] = []
