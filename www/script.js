@@ -2,8 +2,8 @@
 // The top half is pure functions (exported so the browser tests can check them in a real engine);
 // the bottom half is the thin DOM adapter that wires them to the page.
 
-// Shorter side of the upload in px. MobileNet resizes to 256 then centre-crops 224, so anything larger is
-// bytes on the wire that the model throws away.
+// Shorter side of the upload in px. The model resizes the shorter side to 256 (232 with the IMAGENET1K_V2 weights:
+// model/package.py PRESETS) then centre-crops 224, so anything larger is bytes on the wire that it throws away.
 export const TARGET_SHORT_SIDE = 256;
 // The model reads only the centre 224 px square, so a panorama's far ends are bytes it throws away too: the
 // page sends at most this many times the shorter side along the longer one, centred. That keeps every 12 MP
@@ -174,11 +174,12 @@ export function declaredSize(bytes) {
 /**
  * What to send for a width x height image: the canvas size (shorter side `shortSide`, never upscaled, aspect
  * ratio kept up to `maxAspect`) and the centred source rectangle drawn into it. The server resizes the shorter
- * side to 256 and classifies the centre 224 px square; cutting the same number of pixels off both ends leaves that
- * square where it was. That number is kept even: the server rounds a half-pixel centre offset to even, as
- * torchvision does, and an odd shift would move the square by one pixel. That holds for images sent at a 256 px
- * shorter side; a smaller one is upscaled by the server, the cut scales with it, and the square moves by up to
- * a pixel (255x1000, 120x400).
+ * side to 256 (IMAGENET1K_V1's preprocessing) and classifies the centre 224 px square; cutting the same number of
+ * pixels off both ends leaves that square where it was. That number is kept even: the server rounds a half-pixel
+ * centre offset to even, as torchvision does, and an odd shift would move the square by one pixel. That holds for
+ * images sent at a 256 px shorter side; a smaller one is upscaled by the server, the cut scales with it, and the
+ * square moves by up to a pixel (255x1000, 120x400). IMAGENET1K_V2's resize to 232 rescales every upload, and there
+ * a cut moves the square by up to 1.3 px of the upload.
  */
 export function uploadGeometry(width, height, shortSide = TARGET_SHORT_SIDE, maxAspect = MAX_ASPECT) {
   if (!(width > 0 && height > 0)) {
