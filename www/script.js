@@ -724,20 +724,19 @@ function init() {
       }
 
       const failure = describeFailure(response.status, body);
-      const requestIdShown = requestId || null;
       if (!failure.retry) {
-        showError(failure.message, requestIdShown);
+        showError(failure.message, requestId);
         return;
       }
       if (attempt >= MAX_ATTEMPTS || (failure.once && retriedOnce.has(response.status))) {
-        showError(failure.giveUp, requestIdShown);
+        showError(failure.giveUp, requestId);
         return;
       }
       if (failure.once) retriedOnce.add(response.status);
       const retryAfter = parseRetryAfter(response.headers.get("retry-after"));
       const delay = retryDelayMs(attempt, retryAfter);
       if (delay === null) {
-        showError(failure.later(retryAfter), requestIdShown);
+        showError(failure.later(retryAfter), requestId);
         return;
       }
       setStatus("retrying", failure.message(Math.max(1, Math.round(delay / 1000))));
