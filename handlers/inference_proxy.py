@@ -77,12 +77,7 @@ class InvokeBudgetExceeded(Exception):
     """
 
 
-def build_client(
-    *,
-    connect_timeout: float = CONNECT_TIMEOUT_S,
-    read_timeout: float = READ_TIMEOUT_S,
-    total_max_attempts: int = TOTAL_MAX_ATTEMPTS,
-) -> Any:
+def build_client(*, connect_timeout: float = CONNECT_TIMEOUT_S, read_timeout: float = READ_TIMEOUT_S) -> Any:
     """A sagemaker-runtime client whose every attempt must fit the current invocation's deadline.
 
     The endpoint URL honours AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME (boto3 reads it), which the local stack sets.
@@ -90,7 +85,7 @@ def build_client(
     client = boto3.client(
         "sagemaker-runtime",
         config=Config(
-            retries={"mode": "adaptive", "total_max_attempts": total_max_attempts},
+            retries={"mode": "adaptive", "total_max_attempts": TOTAL_MAX_ATTEMPTS},
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
         ),
