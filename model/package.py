@@ -39,6 +39,8 @@ CALIBRATION_DIR = ROOT.parent / "tests" / "fixtures" / "images"
 WHEEL_DIR = ROOT / "dist" / "wheels"
 # AWS's PyTorch inference image (2.6 CPU) runs Python 3.12 on x86_64 and ships no onnxruntime.
 CONTAINER_PYTHON = "cp312"
+# Where the onnxruntime wheel is unpacked in the tarball; inference.py puts code/vendor/cpXY on sys.path for its Python.
+VENDOR_PREFIX = f"code/vendor/{CONTAINER_PYTHON}/"
 ONNX_OPSET = 17
 # Parts of the onnxruntime wheel that inference never imports (training/quantisation/transformer tools).
 ORT_SKIP = (
@@ -312,14 +314,13 @@ def find_ort_wheel() -> Path | None:
 def vendored_ort_files(wheel: Path) -> dict[str, bytes]:
     """Unpack the onnxruntime wheel under code/vendor/<python tag>/: importable, nothing installed at start."""
     check_ort_wheel_name(wheel)
-    prefix = f"code/vendor/{CONTAINER_PYTHON}/"
     files = {}
     try:
         with zipfile.ZipFile(wheel) as zf:
             for name in zf.namelist():
                 if name.endswith("/") or name.startswith(ORT_SKIP) or "__pycache__" in name:
                     continue
-                files[prefix + name] = zf.read(name)
+                files[VENDOR_PREFIX + name] = zf.read(name)
     except zipfile.BadZipFile as e:
         raise WeightsError(f"onnxruntime wheel {wheel} is not a readable zip: {e}") from None
     # The extension module must be built for the container's Python on Linux x86_64, whatever the name says.
@@ -334,11 +335,10 @@ def add_vendored(members: dict[str, bytes], vendored: Mapping[str, bytes]) -> No
 
     A file of model/code under code/vendor/<python tag>/ would be overwritten by the wheel's or, where the wheel has
     no such file, mixed into its onnxruntime: a half-old runtime that fails (or serves) in the container only."""
-    prefix = f"code/vendor/{CONTAINER_PYTHON}/"
-    clash = sorted(name for name in members if name.startswith(prefix))
+    clash = sorted(name for name in members if name.startswith(VENDOR_PREFIX))
     if clash:
         raise WeightsError(
-            f"model/{clash[0]} is under model/code/vendor/{CONTAINER_PYTHON}/, where the onnxruntime wheel is "
+            f"model/{clash[0]} is under model/{VENDOR_PREFIX}, where the onnxruntime wheel is "
             f"unpacked ({len(clash)} file(s) there): remove that folder"
         )
     members.update(vendored)
