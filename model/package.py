@@ -66,8 +66,9 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class WeightsError(ValueError):
-    """A weights file that does not load strictly into torchvision's mobilenet_v2."""
+class BuildInputError(ValueError):
+    """An input the build cannot use (the weights, the onnxruntime wheel, the calibration photos, the options); the
+    message names it, and `python -m model.package` prints it as one error line."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def sha256_file(path: Path) -> str:
 
 
 def load_state_dict(source: WeightsSource):
-    """Return a float32 state_dict that loads strictly into mobilenet_v2, or raise WeightsError."""
+    """Return a float32 state_dict that loads strictly into mobilenet_v2, or raise BuildInputError."""
     import torch
     import torchvision
 
@@ -101,7 +102,7 @@ def load_state_dict(source: WeightsSource):
         try:
             state = weights.get_state_dict(progress=False, check_hash=True)
         except OSError as e:  # URLError, timeouts, hash mismatch: no traceback, say what to do instead
-            raise WeightsError(
+            raise BuildInputError(
                 f"could not download {weights.url} ({getattr(e, 'reason', e)}); offline, pass a local "
                 "state_dict with --weights FILE or MODEL_WEIGHTS=FILE"
             ) from None
@@ -111,15 +112,15 @@ def load_state_dict(source: WeightsSource):
                 warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
                 state = torch.load(source.path, map_location="cpu", weights_only=True)
         except FileNotFoundError:
-            raise WeightsError(f"weights file {source.path} does not exist") from None
+            raise BuildInputError(f"weights file {source.path} does not exist") from None
         except Exception as e:
             why = _inference_module().load_failure(e)  # what model_fn says of unreadable weights, too
-            raise WeightsError(
+            raise BuildInputError(
                 f"weights file {source.path} is not a torchvision state_dict ({why}); save model.state_dict() with "
                 "torch.save(), not the model"
             ) from None
         if not isinstance(state, dict):
-            raise WeightsError(f"weights file {source.path} holds a {type(state).__name__}, not a state_dict")
+            raise BuildInputError(f"weights file {source.path} holds a {type(state).__name__}, not a state_dict")
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -136,7 +137,7 @@ def load_state_dict(source: WeightsSource):
             problems.append(f"unexpected keys: {show(unexpected)}")
         if mismatched:
             problems.append(f"shape mismatch: {show(mismatched)}")
-        raise WeightsError(
+        raise BuildInputError(
             f"weights file {source.path or source.preset} does not load strictly into torchvision "
             f"mobilenet_v2: {'; '.join(problems)}"
         )
@@ -249,7 +250,7 @@ def quantize_int8(onnx_model: bytes, meta: dict, photos: list[Path]) -> bytes:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if not photos:
-        raise WeightsError(f"int8 calibration needs photos in {CALIBRATION_DIR}")
+        raise BuildInputError(f"int8 calibration needs photos in {CALIBRATION_DIR}")
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -293,13 +294,13 @@ def check_ort_wheel_name(wheel: Path) -> Version:
     try:
         name, version, _, tags = parse_wheel_filename(wheel.name)
     except InvalidWheelFilename as e:
-        raise WeightsError(f"{wheel.name} is not a wheel file name: {e}") from None
+        raise BuildInputError(f"{wheel.name} is not a wheel file name: {e}") from None
     fits = any(
         t.interpreter == CONTAINER_PYTHON and t.platform.startswith("manylinux") and t.platform.endswith("_x86_64")
         for t in tags
     )
     if name != "onnxruntime" or not fits:
-        raise WeightsError(
+        raise BuildInputError(
             f"{wheel.name} is not an onnxruntime wheel for the container ({CONTAINER_PYTHON}, manylinux x86_64)"
         )
     return version
@@ -322,11 +323,11 @@ def vendored_ort_files(wheel: Path) -> dict[str, bytes]:
                     continue
                 files[VENDOR_PREFIX + name] = zf.read(name)
     except zipfile.BadZipFile as e:
-        raise WeightsError(f"onnxruntime wheel {wheel} is not a readable zip: {e}") from None
+        raise BuildInputError(f"onnxruntime wheel {wheel} is not a readable zip: {e}") from None
     # The extension module must be built for the container's Python on Linux x86_64, whatever the name says.
     abi = f"cpython-{CONTAINER_PYTHON[2:]}-x86_64-linux-gnu.so"
     if not any(name.endswith(abi) for name in files):
-        raise WeightsError(f"{wheel} holds no {abi} extension module: not a {CONTAINER_PYTHON} Linux x86_64 build")
+        raise BuildInputError(f"{wheel} holds no {abi} extension module: not a {CONTAINER_PYTHON} Linux x86_64 build")
     return files
 
 
@@ -337,7 +338,7 @@ def add_vendored(members: dict[str, bytes], vendored: Mapping[str, bytes]) -> No
     no such file, mixed into its onnxruntime: a half-old runtime that fails (or serves) in the container only."""
     clash = sorted(name for name in members if name.startswith(VENDOR_PREFIX))
     if clash:
-        raise WeightsError(
+        raise BuildInputError(
             f"model/{clash[0]} is under model/{VENDOR_PREFIX}, where the onnxruntime wheel is "
             f"unpacked ({len(clash)} file(s) there): remove that folder"
         )
@@ -504,13 +505,13 @@ def main(argv: list[str] | None = None) -> int:
         # Inside the try: a misnamed file in the wheel directory is an error line, not a traceback.
         wheel = args.onnxruntime_wheel or (find_ort_wheel() if args.onnx else None)
         if weights is not None and weights.exists() and not weights.is_file():
-            raise WeightsError(f"weights file {weights} is not a regular file")
+            raise BuildInputError(f"weights file {weights} is not a regular file")
         if weights is not None and not weights.is_file():
-            raise WeightsError(f"weights file {weights} does not exist")
+            raise BuildInputError(f"weights file {weights} does not exist")
         if wheel is not None and not wheel.is_file():
-            raise WeightsError(f"onnxruntime wheel {wheel} does not exist")
+            raise BuildInputError(f"onnxruntime wheel {wheel} does not exist")
         if (wheel is not None or args.int8) and not args.onnx:
-            raise WeightsError("--onnxruntime-wheel and --int8 need the ONNX graph; drop --no-onnx")
+            raise BuildInputError("--onnxruntime-wheel and --int8 need the ONNX graph; drop --no-onnx")
         out, _ = build(
             WeightsSource(weights, preset),
             args.out.resolve(),
@@ -519,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
             int8=args.int8,
             force=args.force,
         )
-    except (WeightsError, BundleDirError) as e:
+    except (BuildInputError, BundleDirError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # an unwritable or odd --out, a full disk: say which file, no traceback

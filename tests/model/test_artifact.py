@@ -132,7 +132,7 @@ def test_missing_and_unexpected_keys_are_named(tmp_path):
     state.pop("classifier.1.weight")
     state["extra.weight"] = torch.zeros(1)
     path = _save(tmp_path, state)
-    with pytest.raises(package.WeightsError) as err:
+    with pytest.raises(package.BuildInputError) as err:
         package.load_state_dict(package.WeightsSource(path, "IMAGENET1K_V1"))
     message = str(err.value)
     assert str(path) in message and "classifier.1.weight" in message and "extra.weight" in message
@@ -140,7 +140,7 @@ def test_missing_and_unexpected_keys_are_named(tmp_path):
 
 def test_shape_mismatch_is_named(tmp_path):
     path = _save(tmp_path, torchvision.models.mobilenet_v2(num_classes=10).state_dict())
-    with pytest.raises(package.WeightsError, match=r"shape mismatch: classifier\.1\.bias"):
+    with pytest.raises(package.BuildInputError, match=r"shape mismatch: classifier\.1\.bias"):
         package.load_state_dict(package.WeightsSource(path, "IMAGENET1K_V1"))
 
 
@@ -148,7 +148,7 @@ def test_not_a_state_dict_is_refused(tmp_path):
     path = tmp_path / "junk.pth"
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(
-        package.WeightsError, match=r"junk\.pth is not a torchvision state_dict \(it is not a torch\.save"
+        package.BuildInputError, match=r"junk\.pth is not a torchvision state_dict \(it is not a torch\.save"
     ):
         package.load_state_dict(package.WeightsSource(path, "IMAGENET1K_V1"))
 
@@ -353,7 +353,7 @@ LINUX_SO = "onnxruntime/capi/onnxruntime_pybind11_state.cpython-312-x86_64-linux
     ],
 )
 def test_a_wheel_that_cannot_serve_in_the_container_is_refused(tmp_path, name, members, says):
-    with pytest.raises(package.WeightsError, match=says):
+    with pytest.raises(package.BuildInputError, match=says):
         package.vendored_ort_files(_wheel(tmp_path / name, members))
 
 

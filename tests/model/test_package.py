@@ -280,14 +280,14 @@ def _load(path: Path):
 
 
 def test_a_missing_weights_file_is_named(tmp_path):
-    with pytest.raises(package.WeightsError, match=r"weights file .*nope\.pth does not exist$"):
+    with pytest.raises(package.BuildInputError, match=r"weights file .*nope\.pth does not exist$"):
         _load(tmp_path / "nope.pth")
 
 
 def test_a_saved_model_instead_of_its_state_dict_is_one_line_naming_the_mistake(tmp_path):
     path = tmp_path / "whole_model.pth"
     torch.save(torchvision.models.mobilenet_v2(), path)  # the usual mistake: the model, not .state_dict()
-    with pytest.raises(package.WeightsError) as err:
+    with pytest.raises(package.BuildInputError) as err:
         _load(path)
     message = str(err.value)
     assert str(path) in message and "not the model" in message and "\n" not in message
@@ -309,7 +309,7 @@ def test_a_saved_model_instead_of_its_state_dict_is_one_line_naming_the_mistake(
 def test_a_file_that_is_no_torch_save_is_named_without_torchs_advice_to_load_it_unsafely(tmp_path, content):
     path = tmp_path / "weights.pth"
     path.write_bytes(content)
-    with pytest.raises(package.WeightsError) as err:
+    with pytest.raises(package.BuildInputError) as err:
         _load(path)
     assert str(err.value) == (
         f"weights file {path} is not a torchvision state_dict (it is not a torch.save() file); "
@@ -322,7 +322,7 @@ def test_a_torn_weights_file_says_what_failed_in_one_sentence(tmp_path):
     torch.save(torchvision.models.mobilenet_v2().state_dict(), whole)
     path = tmp_path / "torn.pth"
     path.write_bytes(whole.read_bytes()[:100_000])
-    with pytest.raises(package.WeightsError) as err:
+    with pytest.raises(package.BuildInputError) as err:
         _load(path)
     message = str(err.value)
     assert message.startswith(f"weights file {path} is not a torchvision state_dict (RuntimeError: PytorchStreamReader")
@@ -333,7 +333,7 @@ def test_a_torn_weights_file_says_what_failed_in_one_sentence(tmp_path):
 def test_a_saved_list_is_not_a_state_dict(tmp_path):
     path = tmp_path / "list.pth"
     torch.save([torch.zeros(1)], path)
-    with pytest.raises(package.WeightsError, match=r"list\.pth holds a list, not a state_dict"):
+    with pytest.raises(package.BuildInputError, match=r"list\.pth holds a list, not a state_dict"):
         _load(path)
 
 
@@ -345,7 +345,7 @@ def test_key_problems_are_labelled_and_long_lists_cut_short(tmp_path):
     state["extra.weight"] = torch.zeros(1)
     path = tmp_path / "bad.pth"
     torch.save(state, path)
-    with pytest.raises(package.WeightsError) as err:
+    with pytest.raises(package.BuildInputError) as err:
         _load(path)
     message = str(err.value)
     assert f"missing keys: {', '.join(gone[:5])} (+1 more); unexpected keys: extra.weight" in message
@@ -357,7 +357,7 @@ def test_a_failed_download_says_how_to_build_offline(monkeypatch):
         raise urllib.error.URLError("no network")
 
     monkeypatch.setattr(torchvision.models.MobileNet_V2_Weights, "get_state_dict", offline)
-    with pytest.raises(package.WeightsError) as err:
+    with pytest.raises(package.BuildInputError) as err:
         package.load_state_dict(package.WeightsSource(None, "IMAGENET1K_V2"))
     message = str(err.value)
     url = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V2.url
@@ -379,7 +379,7 @@ def test_metadata_follows_the_preset():
 
 
 def test_int8_without_calibration_photos_is_refused():
-    with pytest.raises(package.WeightsError, match=f"int8 calibration needs photos in {package.CALIBRATION_DIR}"):
+    with pytest.raises(package.BuildInputError, match=f"int8 calibration needs photos in {package.CALIBRATION_DIR}"):
         package.quantize_int8(b"", {}, [])
 
 
@@ -394,7 +394,7 @@ def test_int8_without_calibration_photos_is_refused():
     ],
 )
 def test_a_wheel_name_for_another_platform_is_refused_by_name(tmp_path, name):
-    with pytest.raises(package.WeightsError, match=f"^{name} is not an onnxruntime wheel for the container"):
+    with pytest.raises(package.BuildInputError, match=f"^{name} is not an onnxruntime wheel for the container"):
         package.check_ort_wheel_name(tmp_path / name)
 
 
@@ -448,18 +448,18 @@ def test_vendored_files_are_the_runtime_only_under_the_python_tag(tmp_path):
 def test_vendoring_checks_the_wheel_name_and_that_it_is_a_zip(tmp_path):
     """--onnxruntime-wheel reaches vendored_ort_files without find_ort_wheel's glob: the name is checked there too."""
     gpu = _wheel(tmp_path / "onnxruntime_gpu-1.31.1-cp312-cp312-manylinux_2_28_x86_64.whl", [LINUX_SO])
-    with pytest.raises(package.WeightsError, match="is not an onnxruntime wheel for the container"):
+    with pytest.raises(package.BuildInputError, match="is not an onnxruntime wheel for the container"):
         package.vendored_ort_files(gpu)
     (tmp_path / "zip" / WHEEL).parent.mkdir()
     (tmp_path / "zip" / WHEEL).write_bytes(b"<html>a proxy's error page</html>")
-    with pytest.raises(package.WeightsError, match=re.escape(f"{tmp_path / 'zip' / WHEEL} is not a readable zip")):
+    with pytest.raises(package.BuildInputError, match=re.escape(f"{tmp_path / 'zip' / WHEEL} is not a readable zip")):
         package.vendored_ort_files(tmp_path / "zip" / WHEEL)
 
 
 def test_a_wheel_without_the_container_extension_module_is_refused(tmp_path):
     """A macOS build renamed to the Linux wheel's name: the name passes, the extension module does not."""
     mac = _wheel(tmp_path / WHEEL, ["onnxruntime/__init__.py", "onnxruntime/capi/onnxruntime_pybind11_state.so"])
-    with pytest.raises(package.WeightsError, match=r"holds no cpython-312-x86_64-linux-gnu\.so extension module"):
+    with pytest.raises(package.BuildInputError, match=r"holds no cpython-312-x86_64-linux-gnu\.so extension module"):
         package.vendored_ort_files(mac)
 
 
@@ -633,5 +633,5 @@ def test_model_code_may_hold_nothing_where_the_wheel_is_unpacked():
         "code/vendor/cp312/onnxruntime/__init__.py": b"wheel",
     }
     stale = {"code/inference.py": b"a", "code/vendor/cp312/onnxruntime/old.py": b"stale"}
-    with pytest.raises(package.WeightsError, match=r"model/code/vendor/cp312/onnxruntime/old\.py is under .*remove"):
+    with pytest.raises(package.BuildInputError, match=r"model/code/vendor/cp312/onnxruntime/old\.py is under .*remove"):
         package.add_vendored(stale, {"code/vendor/cp312/onnxruntime/__init__.py": b"wheel"})
