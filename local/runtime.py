@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from components.policies import endpoint_log_group_name
+
 ACCOUNT = "000000000000"
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024  # SageMaker Serverless Inference request limit
 MAX_HEADER_CHARS = 1024  # InvokeEndpoint ContentType / Accept
@@ -342,7 +344,7 @@ def model_error(endpoint: str, region: str, original_status: int, original_body:
     """ModelError (424) wrapping a container's non-2xx answer, with the fields botocore exposes."""
     original = original_body.decode("utf-8", "replace")
     kind = "client" if 400 <= original_status < 500 else "server"
-    log_group = f"/aws/sagemaker/Endpoints/{endpoint}"
+    log_group = endpoint_log_group_name(endpoint)
     return aws_error(
         424,
         "ModelError",

@@ -23,6 +23,7 @@ import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, Resource, UpdateResult
 
 from components.dynamic import AwsProvider
+from components.policies import endpoint_log_group_name
 
 # A 32x32 JPEG (a dark disc on orange), small enough to embed and a real decode for the model.
 PROBE_JPEG = base64.b64decode(
@@ -176,8 +177,8 @@ def failed_endpoint_message(endpoint_name: str, description: dict[str, Any], reg
         f"SageMaker endpoint {endpoint_name!r} is Failed ({reason}); it serves nothing. Another `pulumi up` leaves "
         "it so (its update is a no-op while its configuration is unchanged), and `pulumi up --target-replace` fails "
         "(a replacement is created before the old endpoint is deleted, and SageMaker refuses a second endpoint of the "
-        "same name). Fix the cause (the endpoint's log group "
-        f"/aws/sagemaker/Endpoints/{endpoint_name}), then delete it and let Pulumi create it again: "
+        f"same name). Fix the cause (the endpoint's log group {endpoint_log_group_name(endpoint_name)}), then delete "
+        "it and let Pulumi create it again: "
         f"`aws sagemaker delete-endpoint --endpoint-name {endpoint_name}{where}`, "
         f"`aws sagemaker wait endpoint-deleted --endpoint-name {endpoint_name}{where}`, "
         "`pulumi refresh` (the endpoint leaves the state), `pulumi up`."
