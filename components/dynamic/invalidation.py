@@ -11,8 +11,7 @@ import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, Resource, UpdateResult
 
 from components.dynamic import AwsProvider
-
-DEFAULT_PATHS = ("/*",)
+from components.policies import INVALIDATION_PATHS
 
 
 class InvalidationInputError(ValueError):
@@ -37,7 +36,7 @@ class InvalidationProvider(AwsProvider):
         for field in ("distribution_id", "content_hash"):
             if not props.get(field):
                 raise InvalidationInputError(f"{field} is required, got {props.get(field)!r}")
-        paths = list(props.get("paths") or DEFAULT_PATHS)
+        paths = list(props.get("paths") or INVALIDATION_PATHS)
         # The hash plus a nonce: CloudFront rejects a reused CallerReference with a different batch.
         reference = f"{props['content_hash'][:32]}-{uuid.uuid4().hex[:12]}"
         client = self.client("cloudfront")
@@ -84,7 +83,7 @@ class CloudFrontInvalidation(Resource):
             {
                 "distribution_id": distribution_id,
                 "content_hash": content_hash,
-                "paths": list(paths or DEFAULT_PATHS),
+                "paths": list(paths or INVALIDATION_PATHS),
                 "invalidation_id": None,
             },
             opts,
