@@ -38,9 +38,10 @@ from pathlib import Path
 from typing import Protocol
 
 from components.policies import endpoint_log_group_name
+from handlers.proxy_core import SAGEMAKER_SERVERLESS_MAX_BYTES
 
 ACCOUNT = "000000000000"
-MAX_PAYLOAD_BYTES = 4 * 1024 * 1024  # SageMaker Serverless Inference request limit
+MAX_PAYLOAD_BYTES = SAGEMAKER_SERVERLESS_MAX_BYTES  # SageMaker Serverless Inference request limit
 MAX_HEADER_CHARS = 1024  # InvokeEndpoint ContentType / Accept
 INVOCATION_TIMEOUT_S = 60.0
 INVOCATION_TIMEOUT_MESSAGE = (
