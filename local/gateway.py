@@ -211,7 +211,9 @@ def gateway_error(status: int) -> HttpResponse:
 
 @dataclass
 class LambdaContext:
-    """The attributes of Lambda's context object that the handler and Powertools read."""
+    """Lambda's context object with the attributes a deployed function's has. The handler reads aws_request_id and
+    the remaining time, Powertools' logger the name, memory size, ARN and request id; the version and the log group
+    and stream are for any other code, as in Lambda. The remaining time counts down from `timeout_s`."""
 
     aws_request_id: str
     function_name: str = "mobilenet-local-proxy"
