@@ -26,6 +26,7 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import Version
@@ -99,12 +100,22 @@ def load_state_dict(source: WeightsSource):
     model = torchvision.models.mobilenet_v2(weights=None)
     if source.path is None:
         weights = torchvision.models.MobileNet_V2_Weights[source.preset]
+        offline = "offline, pass a local state_dict with --weights FILE or MODEL_WEIGHTS=FILE"
         try:
             state = weights.get_state_dict(progress=False, check_hash=True)
-        except OSError as e:  # URLError, timeouts, hash mismatch: no traceback, say what to do instead
+        except OSError as e:  # URLError, timeouts: no traceback, say what to do instead
+            raise BuildInputError(f"could not download {weights.url} ({getattr(e, 'reason', e)}); {offline}") from None
+        except Exception as e:
+            if isinstance(e, RuntimeError) and str(e).startswith("invalid hash value"):
+                # torch.hub deletes the bad download, so the next run fetches it again.
+                raise BuildInputError(f"the download of {weights.url} failed its hash check ({e}); {offline}") from None
+            # A copy torch.hub cached earlier is loaded without a hash check: a cut-short or damaged one fails
+            # here on every run until it is removed.
+            cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlsplit(weights.url).path).name
+            why = _inference_module().load_failure(e)
             raise BuildInputError(
-                f"could not download {weights.url} ({getattr(e, 'reason', e)}); offline, pass a local "
-                "state_dict with --weights FILE or MODEL_WEIGHTS=FILE"
+                f"the cached download {cached} is not a readable state_dict ({why}): delete it to download it "
+                f"again; {offline}"
             ) from None
     else:
         try:

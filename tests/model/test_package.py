@@ -364,6 +364,39 @@ def test_a_failed_download_says_how_to_build_offline(monkeypatch):
     assert f"could not download {url} (no network)" in message and "--weights FILE" in message
 
 
+def test_a_download_that_fails_its_hash_check_is_one_error_not_a_traceback(monkeypatch):
+    def tampered(self, *args, **kwargs):  # what torch.hub raises, after deleting the download
+        raise RuntimeError('invalid hash value (expected "7ebf99e0", got "deadbeef")')
+
+    monkeypatch.setattr(torchvision.models.MobileNet_V2_Weights, "get_state_dict", tampered)
+    with pytest.raises(package.BuildInputError) as err:
+        package.load_state_dict(package.WeightsSource(None, "IMAGENET1K_V2"))
+    url = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V2.url
+    assert str(err.value) == (
+        f'the download of {url} failed its hash check (invalid hash value (expected "7ebf99e0", got "deadbeef")); '
+        "offline, pass a local state_dict with --weights FILE or MODEL_WEIGHTS=FILE"
+    )
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint", b"PK\x03\x04 cut short"])
+def test_a_damaged_cached_download_is_named_with_what_to_do(tmp_path, monkeypatch, content):
+    # torch.hub loads a cached copy without checking its hash, so a damaged one failed every build with torch's
+    # traceback; no network is used here, as the cached file exists.
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    url = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V2.url
+    cached = tmp_path / "hub" / "checkpoints" / url.rsplit("/", 1)[1]
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(content)
+    with pytest.raises(package.BuildInputError) as err:
+        package.load_state_dict(package.WeightsSource(None, "IMAGENET1K_V2"))
+    message = str(err.value)
+    assert message.startswith(f"the cached download {cached} is not a readable state_dict (")
+    assert message.endswith(
+        "): delete it to download it again; offline, pass a local state_dict with --weights FILE or MODEL_WEIGHTS=FILE"
+    )
+    assert "\n" not in message and "weights_only" not in message
+
+
 def test_metadata_follows_the_preset():
     meta = package.metadata(package.WeightsSource(None, "IMAGENET1K_V2"))
     assert meta["weights"] == "torchvision:MobileNet_V2_Weights.IMAGENET1K_V2"
