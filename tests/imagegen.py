@@ -52,6 +52,14 @@ def text_bomb_png(inflated: int = 2_000_000) -> bytes:
     return png[:33] + ztxt + png[33:]  # after the signature (8) and IHDR (25)
 
 
+def png_with_colour_profiles(count: int, inflated: int = 1 << 20, after_iend: int = 0) -> bytes:
+    """A 1x1 PNG with `count` iCCP chunks (colour profiles) before its IDAT, each `inflated` zero bytes deflated (about
+    1000:1), and `after_iend` more after its IEND, where no reader looks. The PNG format allows one iCCP chunk."""
+    png = encode(Image.new("RGB", (1, 1), (200, 120, 40)), "PNG")
+    iccp = _png_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(b"\x00" * inflated, 9))
+    return png[:33] + iccp * count + png[33:] + iccp * after_iend  # after the signature (8) and IHDR (25)
+
+
 def animated_gif() -> bytes:
     frames = [Image.new("RGB", (32, 32), color) for color in ("red", "green", "blue")]
     buf = io.BytesIO()

@@ -106,6 +106,13 @@ MAX_RESIZED_SIDE_FACTOR = 8
 # limit for exactly this (djpeg -maxscans, TJPARAM_SCANLIMIT), which Pillow does not expose.
 MAX_JPEG_SCANS = 100
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Pillow inflates every iCCP chunk (a zlib-compressed colour profile) of a PNG, up to 1 MB each, and keeps only the
+# last; unlike its text chunks (64 MB in all) they have no total. A profile of zeros deflates about 1000:1, so 4 MB
+# holds 4,000 of them: 4 GB to inflate for a 1x1 image, 9 s of CPU on this 2-vCPU machine. The PNG format allows one
+# iCCP chunk (libpng ignores another as a benign error); a file with more is refused before Pillow opens it.
+MAX_PNG_ICCP_CHUNKS = 1
+
 BACKEND_CHOICES = ("auto", "onnxruntime", "torchscript")
 METADATA_FILE = "metadata.json"
 WEIGHTS_FILE = "model.pth"
@@ -635,10 +642,34 @@ def too_many_scans(data: bytes) -> bool:
     return pairs > MAX_JPEG_SCANS and jpeg_scan_count(data) > MAX_JPEG_SCANS
 
 
+def png_chunk_count(data: bytes, kind: bytes, limit: int) -> int:
+    """The chunks of type `kind` in a PNG, walked as Pillow reads them: a 4-byte length, the type, the data and a
+    4-byte CRC each, from the signature up to IEND (nothing after it is read) or the end of the data. Stops counting
+    once past `limit`."""
+    count, i, end = 0, len(PNG_SIGNATURE), len(data)
+    while count <= limit and i + 8 <= end:
+        chunk_type = data[i + 4 : i + 8]
+        if chunk_type == b"IEND":
+            break
+        if chunk_type == kind:
+            count += 1
+        i += 12 + int.from_bytes(data[i : i + 4], "big")
+    return count
+
+
+def too_many_colour_profiles(data: bytes) -> bool:
+    # Only a file holding the bytes "iCCP" more than once needs the walk (in Python: a PNG written in libpng's 8 KB
+    # IDAT chunks has hundreds of chunks).
+    limit = MAX_PNG_ICCP_CHUNKS
+    return data.count(b"iCCP") > limit and png_chunk_count(data, b"iCCP", limit) > limit
+
+
 def decode_image(data: bytes, draft_to: int | None = None) -> Image.Image:
     """Bytes -> upright RGB Pillow image; refuses non-images, truncated files and decompression bombs."""
     if not data:
         raise InvalidImageError("empty body: send a JPEG, PNG or WebP image")
+    if data.startswith(PNG_SIGNATURE) and too_many_colour_profiles(data):  # Image.open inflates them already
+        raise InvalidImageError("PNG has more than one colour profile (iCCP chunk), which PNG forbids; re-encode it")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

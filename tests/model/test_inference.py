@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from tests.imagegen import (
     CAT_LABELS,
@@ -24,6 +24,7 @@ from tests.imagegen import (
     palette_png_with_long_trns,
     photo,
     photo_bytes,
+    png_with_colour_profiles,
     polyglot,
     rgb_png_with_trns,
     text_bomb_png,
@@ -1094,6 +1095,35 @@ def test_an_mpo_of_many_scans_is_refused_as_a_jpeg_is(inference, classifier):
     with pytest.raises(inference.InvalidImageError, match="scans") as caught:
         inference.input_fn(many_scans_mpo(inference.MAX_JPEG_SCANS + 1), "image/jpeg")
     assert caught.value.status_code == 400
+
+
+def test_a_png_of_many_colour_profiles_is_refused_before_pillow_inflates_them(inference, classifier):
+    """Pillow inflates every iCCP chunk (up to 1 MB each) as it opens a PNG: the 3,900 that fit under the proxy's
+    4 MiB took 9 s of CPU for a 1x1 image, past the proxy's 10 s read timeout on a slower CPU. The format allows one,
+    which is read as before."""
+    one = png_with_colour_profiles(1)
+    assert Image.open(io.BytesIO(one)).info["icc_profile"] == b"\x00" * (1 << 20)
+    assert classify(inference, classifier, one, "image/png")["predictions"]
+    flood = png_with_colour_profiles(3_900)
+    assert len(flood) <= 4 * 1024 * 1024  # what the proxy passes on
+    for data in (png_with_colour_profiles(2, inflated=64), flood):
+        with pytest.raises(inference.InvalidImageError, match="colour profile") as caught:
+            inference.input_fn(data, "image/png")
+        assert caught.value.status_code == 400
+
+
+def test_icc_chunk_bytes_that_are_not_chunks_do_not_count(inference, classifier):
+    # The quick byte count sends a file to the chunk walk, which counts only chunks Pillow reads.
+    text = PngImagePlugin.PngInfo()
+    text.add_text("comment", "iCCP iCCP iCCP")
+    in_text = encode(Image.new("RGB", (8, 8), (200, 120, 40)), "PNG", pnginfo=text, icc_profile=b"\x00" * 128)
+    after_iend = png_with_colour_profiles(1, inflated=64, after_iend=3)
+    for data in (in_text, after_iend):
+        assert data.count(b"iCCP") > 1 and inference.png_chunk_count(data, b"iCCP", 5) == 1
+        assert not inference.too_many_colour_profiles(data)
+        assert classify(inference, classifier, data, "image/png")["predictions"]
+    assert inference.png_chunk_count(png_with_colour_profiles(9, inflated=64), b"iCCP", 2) == 3  # stops past the limit
+    assert inference.png_chunk_count(png_with_colour_profiles(2, inflated=64)[:60], b"iCCP", 5) == 1  # cut short
 
 
 def test_json_base64_may_hold_spaces_tabs_and_line_breaks(inference, classifier):
