@@ -23,6 +23,12 @@ DEFAULT_TOP_K = 5
 MAX_TOP_K = 20
 # Room for the JSON wrapper, the data: URL prefix, top_k and a little whitespace around a base64 image.
 JSON_ENVELOPE_SLACK_BYTES = 8 * 1024
+# Arrays and objects ('[' and '{' outside strings) a JSON body may hold. A request is one base64 string and a few
+# fields, but the parser builds every array and object of the body at 56-120 bytes each, and a 5.8 MB body (under the
+# JSON cap and Lambda's 6 MB event) of nested empty arrays took the proxy from 68 MB to 333 MB: past the function's
+# 256 MB, Lambda kills it (API Gateway's 500, the errors alarm). Other values cost at most ~12 bytes a character of
+# the event (its ints: 91 MB).
+MAX_JSON_CONTAINERS = 1_000
 # The model's first error line is shown to users; anything longer is not a one-line reason any more.
 MODEL_MESSAGE_MAX_CHARS = 200
 ROUTE_PATH = "/predict"
@@ -515,7 +521,26 @@ def _event_body_bytes(body: str | None, is_base64: bool, cap: int, *, json_text:
     return data
 
 
+# A JSON string, or one left open, which runs to the end (the parser stops there): the closing quote is optional, so
+# every match succeeds and the scan stays linear (a quote that could fail would be tried again from each later quote).
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
+
+
+def json_container_count(data: bytes) -> int:
+    """The '[' and '{' of JSON text outside its strings: the arrays and objects a parser would build from it."""
+    outside = _JSON_STRING.sub(b"", data)
+    return outside.count(b"[") + outside.count(b"{")
+
+
 def _parse_json_object(data: bytes) -> dict[str, Any]:
+    # Before the parser builds them; only a body with that many '[' and '{' anywhere needs the string-aware count.
+    limit = MAX_JSON_CONTAINERS
+    if data.count(b"[") + data.count(b"{") > limit and json_container_count(data) > limit:
+        raise ApiError(
+            "bad_request",
+            f"The JSON body holds more than {limit:,} arrays and objects ('[' and '{{'); "
+            'send {"image": "<base64>", "top_k": 5}.',
+        )
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:

@@ -246,6 +246,16 @@ def test_oversize_json_body_is_413(proxy, no_call):
     assert_error(call(proxy, json_event({"image": b64(big)})), 413, "payload_too_large")
 
 
+def test_a_json_body_of_nested_arrays_under_every_size_cap_is_a_json_400(proxy, no_call):
+    # 5.6 MB of nested empty arrays: under the JSON body cap and Lambda's 6 MB event, and 333 MB of Python objects
+    # once parsed, which Lambda kills a 256 MB function for.
+    body = '{"image": "' + b64(JPEG) + '", "extra": [' + ("[" * 100 + "]" * 100 + ",") * 28_000 + "[]]}"
+    event = make_event(body=body, content_type="application/json")
+    assert len(body) <= proxy.CONFIG.max_json_bytes and len(json.dumps(event)) < 6 * 1024 * 1024
+    body = assert_error(call(proxy, event), 400, "bad_request")
+    assert "arrays and objects" in body["message"]
+
+
 def test_max_image_bytes_env_lowers_the_cap(proxy_env, capsys, monkeypatch):
     proxy_env.setenv("MAX_IMAGE_BYTES", "1000")
     proxy = load_proxy()

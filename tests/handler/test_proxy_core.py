@@ -397,6 +397,48 @@ def test_deeply_nested_json_is_400_not_a_crash():
     rejects("bad_request", 400, parse, "[" * 100_000 + "]" * 100_000, "application/json", is_base64=False)
 
 
+@pytest.mark.parametrize("unit", ["[]", "{}", "[0]", "[[[]]]", '{"a": []}'])
+def test_a_json_body_of_many_arrays_and_objects_is_400_before_it_is_parsed(unit, monkeypatch):
+    """Each array or object the parser builds costs 56-120 bytes: 5.8 MB of nested empty arrays, a body the JSON cap and
+    Lambda's 6 MB event let through, took the proxy from 68 MB to 333 MB, and Lambda kills a 256 MB function for it.
+    Up to the limit ('[' and '{' outside strings) the extra fields are ignored as before."""
+    limit = core.MAX_JSON_CONTAINERS
+    containers = unit.count("[") + unit.count("{")
+    fits = f'{{"image": "{b64(JPEG)}", "extra": [{", ".join([unit] * ((limit - 2) // containers))}]}}'
+    assert fits.count("[") + fits.count("{") <= limit
+    assert parse(fits, "application/json", is_base64=False).image == JPEG
+    over = fits.replace('"extra": [', '"extra": [' + f"{unit}, " * 2, 1)
+    assert json.loads(over)["extra"]
+    assert over.count("[") + over.count("{") > limit
+    # Refused before it is parsed: a parser that ran would build the arrays first.
+    monkeypatch.setattr(core.json, "loads", lambda *args, **kwargs: pytest.fail("parsed"))
+    message = rejects("bad_request", 400, parse, over, "application/json", is_base64=False).message
+    assert message.startswith(f"The JSON body holds more than {limit:,} arrays and objects")
+
+
+@pytest.mark.parametrize(
+    ("text", "count"),
+    [
+        (b'{"a": [{}, []], "b": "[{"}', 4),
+        (b'{"a": "\\"[[", "b": [[]]}', 3),  # an escaped quote does not end a string
+        (b'{"a": "\\\\", "b": [[]]}', 3),  # the quote after an escaped backslash does
+        (b'{"a": "[\\"[[[', 1),  # a string left open runs to the end, where the parser stops
+        (b'{"a": "[\\', 1),
+        (b"[[[]]]\n[", 4),
+    ],
+)
+def test_json_containers_are_counted_outside_strings(text, count):
+    assert core.json_container_count(text) == count
+
+
+def test_brackets_inside_json_strings_are_not_arrays():
+    # A data: URL type, or a client's own field, may hold them: the answer is the one they would get anyway.
+    brackets = "[{" * core.MAX_JSON_CONTAINERS
+    assert parse_json({"image": b64(JPEG), "note": brackets}).image == JPEG
+    error = rejects("unsupported_media_type", 415, parse_json, {"image": f"data:{brackets};base64,{b64(JPEG)}"})
+    assert "data: URL type" in error.message
+
+
 def test_unknown_json_fields_are_ignored():
     assert parse_json({"image": b64(JPEG), "filename": "cat.jpg", "extra": {"a": [1]}}).image == JPEG
 
