@@ -26,6 +26,7 @@ from tests.imagegen import (
     palette_png_with_long_trns,
     photo,
     photo_bytes,
+    png_with_colour_profiles,
     polyglot,
     truncated,
     with_exif_orientation,
@@ -95,6 +96,12 @@ def moderately_nested() -> bytes:
     return b'{"image": "' + b64(small_jpeg()).encode() + b'", "meta": ' + b"[" * 200 + b"]" * 200 + b"}"
 
 
+def many_arrays() -> bytes:
+    # 1.9 million empty arrays beside a good image: 5.7 MB, under every size cap; parsed, they took the proxy from
+    # 68 MB to over 300 MB, past the function's memory.
+    return b'{"image": "' + b64(small_jpeg()).encode() + b'", "meta": [' + b"[]," * 1_900_000 + b"[]]}"
+
+
 def multipart() -> bytes:
     return (
         b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="coffee.jpg"\r\n'
@@ -128,6 +135,8 @@ GENERATORS: dict[str, Callable[[], bytes]] = {
     "header_only_jpeg": lambda: b"\xff\xd8\xff",
     # 0.5 MB that libjpeg took 37 s to decode (each scan is decoded over all 49 Mpx); 4 MB would take half an hour.
     "many_scans_jpeg": lambda: many_scans_jpeg(1_000, 7_000),
+    # A 1x1 PNG of 3,900 colour profiles (4 MB) that Pillow inflated to 4 GB, 9 s of CPU per request.
+    "iccp_flood_png": lambda: png_with_colour_profiles(3_900),
     "long_trns_png": palette_png_with_long_trns,
     "body_4_25mb": lambda: b"\xff\xd8\xff\xe0" + b"\x00" * (4 * MB + MB // 4),
     "json_5_5mb": lambda: json_body(image=b64(b"\xff\xd8\xff\xe0" + b"\x00" * (4 * MB + 64 * 1024))),
@@ -155,6 +164,7 @@ GENERATORS: dict[str, Callable[[], bytes]] = {
     "json_not_utf8": lambda: b'{"image": "\xff\xfe\xfd"}',
     "deeply_nested": deeply_nested,
     "moderately_nested": moderately_nested,
+    "many_arrays": many_arrays,
     "json_top_k_1e9": lambda: b'{"image": "' + b64(small_jpeg()).encode() + b'", "top_k": 1e9}',
     "json_big_int_top_k": lambda: b'{"image": "' + b64(small_jpeg()).encode() + b'", "top_k": ' + b"9" * 5000 + b"}",
 }
@@ -279,6 +289,14 @@ def build_cases() -> list[Case]:
             headers=dict(JSON_CT),
         ),
         Case(
+            "many_arrays_json",
+            "1.9 million empty arrays (5.7 MB) in an unknown field",
+            400,
+            bad,
+            "many_arrays",
+            headers=dict(JSON_CT),
+        ),
+        Case(
             "moderately_nested_json",
             "200 nested arrays in an unknown field (ignored)",
             200,
@@ -385,6 +403,14 @@ def build_cases() -> list[Case]:
         Case("header_only_jpeg", "a 3-byte file: just the JPEG magic", 400, "invalid_image", "header_only_jpeg"),
         Case("truncated_jpeg", "the first 30% of a JPEG", 400, "invalid_image", "truncated_jpeg"),
         Case("many_scans_jpeg", "a 7000x7000 JPEG of 1,000 scans (0.5 MB)", 400, "invalid_image", "many_scans_jpeg"),
+        Case(
+            "iccp_flood_png",
+            "a 1x1 PNG of 3,900 colour profiles (4 MB; PNG allows one)",
+            400,
+            "invalid_image",
+            "iccp_flood_png",
+            headers=dict(PNG_CT),
+        ),
         Case("truncated_png", "the first half of a PNG", 400, "invalid_image", "truncated_png", headers=dict(PNG_CT)),
         Case(
             "decompression_bomb",
