@@ -60,6 +60,16 @@ def png_with_colour_profiles(count: int, inflated: int = 1 << 20, after_iend: in
     return png[:33] + iccp * count + png[33:] + iccp * after_iend  # after the signature (8) and IHDR (25)
 
 
+def png_with_bad_exif_tags(count: int) -> bytes:
+    """A 4x4 PNG whose eXIf block holds an orientation (6) then `count` tags that each claim 60,000 bytes the file
+    does not have: Pillow warns once per such tag, as it skips it."""
+    ifd = [struct.pack("<HHIHH", 0x0112, 3, 1, 6, 0)]
+    ifd += [struct.pack("<HHII", 0x9000 + i, 7, 60_000, 8) for i in range(count)]
+    tiff = b"II*\x00" + struct.pack("<IH", 8, len(ifd)) + b"".join(ifd) + b"\x00" * 4
+    png = encode(Image.new("RGB", (4, 2), (10, 200, 30)), "PNG")
+    return png[:33] + _png_chunk(b"eXIf", tiff) + png[33:]  # after the signature (8) and IHDR (25)
+
+
 def animated_gif() -> bytes:
     frames = [Image.new("RGB", (32, 32), color) for color in ("red", "green", "blue")]
     buf = io.BytesIO()
