@@ -194,7 +194,7 @@ def export_onnx(state, meta: dict) -> bytes:
     import torchvision
 
     inference = _inference_module()
-    pre = inference.Preprocessing(**{k: meta["preprocessing"][k] for k in ("resize", "crop", "mean", "std")})
+    pre = inference.preprocessing_from_metadata(meta["preprocessing"])
     net = torchvision.models.mobilenet_v2(weights=None)
     net.load_state_dict(state, strict=True)
     model = inference.with_normalisation(net.eval(), pre)
@@ -235,7 +235,7 @@ def calibration_batches(meta: dict, photos: list[Path], per_photo: int = 16):
     from PIL import Image
 
     inference = _inference_module()
-    pre = inference.Preprocessing(**{k: meta["preprocessing"][k] for k in ("resize", "crop", "mean", "std")})
+    pre = inference.preprocessing_from_metadata(meta["preprocessing"])
     rng = np.random.default_rng(0)
     for path in photos:
         img = inference.decode_image(path.read_bytes())

@@ -25,7 +25,7 @@ import re
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -184,6 +184,16 @@ class Preprocessing:
     crop: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+
+
+def preprocessing_from_metadata(values: Mapping[str, Any]) -> Preprocessing:
+    """metadata.json's "preprocessing" object (model.package writes it) as a Preprocessing.
+
+    A missing key raises KeyError, a value of the wrong kind TypeError or ValueError; load_classifier names the file.
+    """
+    return Preprocessing(
+        resize=int(values["resize"]), crop=int(values["crop"]), mean=tuple(values["mean"]), std=tuple(values["std"])
+    )
 
 
 @dataclass
@@ -419,10 +429,7 @@ def load_classifier(model_dir: str) -> Classifier:
     meta = load_metadata(model_dir)
     try:
         labels = list(meta["labels"])
-        pre = meta["preprocessing"]
-        preprocessing = Preprocessing(
-            resize=int(pre["resize"]), crop=int(pre["crop"]), mean=tuple(pre["mean"]), std=tuple(pre["std"])
-        )
+        preprocessing = preprocessing_from_metadata(meta["preprocessing"])
     except (KeyError, TypeError, ValueError) as e:  # a bare KeyError 'resize' would not say which file
         path = os.path.join(model_dir, METADATA_FILE)
         raise ModelLoadError(f"model metadata at {path} has unusable labels or preprocessing: {e!r}") from e
