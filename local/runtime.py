@@ -84,7 +84,12 @@ def load_inference_module(code_dir: Path, name: str = "mobilenet_inference"):
     return module
 
 
-def extract_artifact(artifact: Path, target: Path) -> Path:
+def extract_artifact(artifact: Path, target: Path, error: type[Exception] = ModelStartError) -> Path:
+    """Unpack model.tar.gz into target/model and return that directory (both model tiers serve it from there).
+
+    A missing, damaged or escaping artifact (a member outside the directory: tarfile's "data" filter) raises
+    `error`, the caller's own type, with one line naming the artifact and the cause.
+    """
     model_dir = target / "model"
     model_dir.mkdir(parents=True)
     try:
@@ -94,7 +99,7 @@ def extract_artifact(artifact: Path, target: Path) -> Path:
     except (OSError, EOFError, zlib.error, tarfile.TarError) as e:
         # One line: a file that is no archive at all (empty, an HTML page) gets tarfile's list of every method it
         # tried, one per line.
-        raise ModelStartError(f"cannot extract model artifact {artifact}: {' '.join(str(e).split())}") from e
+        raise error(f"cannot unpack the model artifact {artifact}: {' '.join(str(e).split())}") from e
     return model_dir
 
 

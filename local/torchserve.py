@@ -24,18 +24,16 @@ import signal
 import socket
 import subprocess
 import sys
-import tarfile
 import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
 import weakref
-import zlib
 from pathlib import Path
 
 from components.policies import TORCHSERVE_ENV, TORCHSERVE_JAVA_OPTIONS
-from local.runtime import stop_signals_held
+from local.runtime import extract_artifact, stop_signals_held
 
 _ENTRY = r"""
 import os, shutil, signal, sys, threading, time
@@ -258,15 +256,11 @@ class TorchServeEndpoint:
             raise TorchServeError(f"port {self.port} on 127.0.0.1 is in use")
         self.base = Path(tempfile.mkdtemp(prefix="torchserve-"))
         try:
-            for sub in ("model", "tmp", "logs"):
+            for sub in ("tmp", "logs"):
                 (self.base / sub).mkdir()
-            with tarfile.open(self.artifact) as tar:
-                tar.extractall(self.base / "model", filter="data")
-        except (OSError, EOFError, zlib.error, tarfile.TarError) as e:  # EOFError: truncated gzip
-            shutil.rmtree(self.base, ignore_errors=True)
-            reason = " ".join(str(e).split())  # one line: tarfile lists each method it tried on a non-archive
-            raise TorchServeError(f"cannot unpack the model artifact {self.artifact}: {reason}") from e
-        except BaseException:  # Ctrl-C or `make demo`'s SIGTERM/SIGHUP (SystemExit): nothing runs yet for stop()
+            extract_artifact(self.artifact, self.base, TorchServeError)
+        # A refused artifact, or Ctrl-C or `make demo`'s SIGTERM/SIGHUP (SystemExit): nothing runs yet for stop().
+        except BaseException:
             shutil.rmtree(self.base, ignore_errors=True)
             raise
         ports = free_ports(4)

@@ -213,7 +213,7 @@ def test_a_file_that_is_no_archive_is_refused_in_one_line(tmp_path, content) -> 
 
     artifact = tmp_path / "model.tar.gz"
     artifact.write_bytes(content)
-    with pytest.raises(ModelStartError, match="cannot extract model artifact") as refused:
+    with pytest.raises(ModelStartError, match="cannot unpack the model artifact") as refused:
         extract_artifact(artifact, tmp_path / "unpacked")
     assert "\n" not in str(refused.value)  # the stack prints it as its one line of error
 
@@ -309,7 +309,7 @@ def test_an_artifact_with_a_member_outside_its_directory_is_refused(tmp_path) ->
     from local.runtime import ModelStartError, extract_artifact
 
     artifact = tar_gz_of(tmp_path / "model.tar.gz", {"code/inference.py": b"", "../escaped.txt": b"x"})
-    with pytest.raises(ModelStartError, match="cannot extract model artifact"):
+    with pytest.raises(ModelStartError, match="cannot unpack the model artifact"):
         extract_artifact(artifact, tmp_path / "unpacked")
     assert not (tmp_path / "unpacked" / "escaped.txt").exists() and not (tmp_path / "escaped.txt").exists()
 

@@ -1079,7 +1079,7 @@ def test_a_truncated_artifact_is_refused_without_a_traceback(artifact, tmp_path)
     truncated.write_bytes(artifact.read_bytes()[: artifact.stat().st_size // 2])
     with pytest.raises(RuntimeError) as err:
         LocalStack("--artifact", str(truncated), env={"TMPDIR": str(tmp_path)})
-    assert "cannot extract model artifact" in str(err.value) and "Traceback" not in str(err.value)
+    assert "cannot unpack the model artifact" in str(err.value) and "Traceback" not in str(err.value)
     assert not list(tmp_path.glob("mobilenet-model-*"))
 
 
