@@ -114,6 +114,11 @@ def origin_from_host(scheme: str, host: str | None) -> str | None:
     return f"{scheme}://{host.lower()}"
 
 
+def bad_host_header() -> Response:
+    """The 400 for a page or config.js whose Host header is not a host[:port] (origin_from_host gave None)."""
+    return JSONResponse({"message": "Host header is not a host[:port]"}, status_code=400)
+
+
 def is_loopback(host: str) -> bool:
     """localhost or a loopback address, an IPv4-mapped one included (how a dual-stack socket shows an IPv4 peer)."""
     if host == "localhost":
@@ -522,7 +527,7 @@ def create_app(
     async def config_js(request: Request) -> Response:
         origin = page_origin(request)
         if origin is None:
-            return JSONResponse({"message": "Host header is not a host[:port]"}, status_code=400)
+            return bad_host_header()
         return Response(
             render_config_js(origin),
             headers={
@@ -572,7 +577,7 @@ def create_app(
             return route_not_found()
         origin = page_origin(request)
         if origin is None:
-            return JSONResponse({"message": "Host header is not a host[:port]"}, status_code=400)
+            return bad_host_header()
         headers = {
             **security_headers(request),
             # 'self' when config.js names the origin the browser used; the API's origin when it does not (the
