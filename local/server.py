@@ -50,7 +50,7 @@ from components.policies import (
 from components.settings import Settings, SettingsError, read_stack_config
 from components.site_config import CONFIG_JS_CACHE_CONTROL, CONFIG_JS_CONTENT_TYPE, render_config_js
 from local import gateway
-from local.runtime import Faults, SageMakerRuntime, aws_error
+from local.runtime import Faults, RuntimeAnswer, SageMakerRuntime, aws_error
 from local.sandboxes import LambdaSandboxes, LambdaTimeout
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -276,6 +276,13 @@ def _respond(answer: gateway.HttpResponse) -> Response:
     return response
 
 
+def _runtime_respond(answer: RuntimeAnswer, *, close: bool = False) -> Response:
+    """The SageMaker Runtime's answer; `close` for a body given up on (CLOSE)."""
+    return Response(
+        answer.body, status_code=answer.status, headers={**answer.headers, **CLOSE} if close else answer.headers
+    )
+
+
 class AbsoluteFormTarget:
     """RFC 9112 3.2.2: a server MUST accept the absolute-form of request-target (`POST http://host:port/predict`,
     what a client sends through an HTTP proxy) and, as its origin, ignore the Host header for the target's own
@@ -499,11 +506,11 @@ def create_app(
         try:
             body = await read_capped(request, runtime.max_payload_bytes)
         except BodyTimeout:
-            answer = aws_error(408, "RequestTimeoutException", "The request body did not arrive in time.")
-            return Response(answer.body, status_code=answer.status, headers={**answer.headers, **CLOSE})
+            return _runtime_respond(
+                aws_error(408, "RequestTimeoutException", "The request body did not arrive in time."), close=True
+            )
         if body is None:
-            answer = runtime.payload_too_large()
-            return Response(answer.body, status_code=answer.status, headers={**answer.headers, **CLOSE})
+            return _runtime_respond(runtime.payload_too_large(), close=True)
         answer = await runtime.invoke(
             request.path_params["name"],
             body,
@@ -511,7 +518,7 @@ def create_app(
             request.headers.get("accept", ""),
             request.headers,
         )
-        return Response(answer.body, status_code=answer.status, headers=answer.headers)
+        return _runtime_respond(answer)
 
     async def ping(request: Request) -> Response:
         return Response(status_code=200)
