@@ -181,6 +181,14 @@ def _int_in_range(key: str, value: Any, lo: int, hi: int) -> int:
     return number
 
 
+def _int_choice(key: str, value: Any, choices: tuple[int, ...]) -> int:
+    allowed = "one of " + ", ".join(map(str, choices))
+    number = _as_int(key, value, allowed)
+    if number not in choices:
+        raise _fail(key, value, allowed)
+    return number
+
+
 def _as_bool(key: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -294,10 +302,7 @@ def validate_settings(raw: Mapping[str, Any], region: str | None = None) -> Sett
     def get(key: str) -> Any:
         return values.get(key, getattr(defaults, CONFIG_KEYS[key]))
 
-    memory = _as_int("memorySizeMb", get("memorySizeMb"), "one of " + ", ".join(map(str, MEMORY_SIZES_MB)))
-    if memory not in MEMORY_SIZES_MB:
-        raise _fail("memorySizeMb", get("memorySizeMb"), "one of " + ", ".join(map(str, MEMORY_SIZES_MB)))
-    out["memory_size_mb"] = memory
+    out["memory_size_mb"] = _int_choice("memorySizeMb", get("memorySizeMb"), MEMORY_SIZES_MB)
     out["max_concurrency"] = _int_in_range("maxConcurrency", get("maxConcurrency"), *MAX_CONCURRENCY_RANGE)
     out["provisioned_concurrency"] = _int_in_range(
         "provisionedConcurrency", get("provisionedConcurrency"), 0, out["max_concurrency"]
@@ -318,11 +323,7 @@ def validate_settings(raw: Mapping[str, Any], region: str | None = None) -> Sett
     )
     out["cors_extra_origins"] = _origins("corsExtraOrigins", get("corsExtraOrigins"))
 
-    retention_allowed = "one of " + ", ".join(map(str, LOG_RETENTION_DAYS))
-    retention = _as_int("logRetentionDays", get("logRetentionDays"), retention_allowed)
-    if retention not in LOG_RETENTION_DAYS:
-        raise _fail("logRetentionDays", get("logRetentionDays"), retention_allowed)
-    out["log_retention_days"] = retention
+    out["log_retention_days"] = _int_choice("logRetentionDays", get("logRetentionDays"), LOG_RETENTION_DAYS)
     out["price_class"] = _as_choice("priceClass", get("priceClass"), PRICE_CLASSES)
 
     domain = values.get("customDomain")
