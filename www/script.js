@@ -796,7 +796,8 @@ function init() {
     setBusy(true);
     try {
       if (input.size !== null && input.size > MAX_INPUT_BYTES) {
-        refuse(`This file is too big to read here (${formatMegabytesUp(input.size)}; the limit is 50 MB).`);
+        const limit = `${MAX_INPUT_BYTES / (1024 * 1024)} MB`;
+        refuse(`This file is too big to read here (${formatMegabytesUp(input.size)}; the limit is ${limit}).`);
         return;
       }
       if (input.size === 0) {

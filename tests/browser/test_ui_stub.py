@@ -661,6 +661,7 @@ def test_file_over_the_size_limit_is_refused_and_forgets_the_previous_photo(
     ui.upload(huge)
     text = ui.wait_error()
     assert "too big" in text and "50.1 MB" in text, "100 bytes over the limit is not '50.0 MB'"
+    assert "the limit is 50 MB" in text, text
     assert ui.page.is_hidden("#results"), "no result of the previous photo beside the error"
     assert ui.page.is_disabled("#classify-button"), "Classify must not re-send the previous photo"
     assert len(stub_stack.predict_requests()) == 1
