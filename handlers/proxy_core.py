@@ -124,10 +124,12 @@ class ConfigError(RuntimeError):
 
 @dataclass(frozen=True)
 class ProxyConfig:
+    """The function's settings, from its environment: only load_config builds one, and it sets every field."""
+
     endpoint_name: str
     allowed_origins: frozenset[str]
-    max_image_bytes: int = SAGEMAKER_SERVERLESS_MAX_BYTES
-    read_timeout_s: float = 10.0  # see "Time budget"; only ever lowered (the local stack's fault tests)
+    max_image_bytes: int  # SAGEMAKER_SERVERLESS_MAX_BYTES unless MAX_IMAGE_BYTES lowers it
+    read_timeout_s: float  # READ_TIMEOUT_S (see "Time budget"); only ever lowered (the local stack's fault tests)
 
 
 def json_body_cap(max_image_bytes: int) -> int:
