@@ -56,6 +56,8 @@ ORT_SKIP = (
 MODEL_NAME = "mobilenet_v2"
 # --int8 keeps this many of MobileNet V2's first Convs float (features.0-2; see quantize_int8).
 INT8_FLOAT_CONVS = 6
+# --int8 calibrates on this many random crops and flips of each photo in CALIBRATION_DIR (see calibration_batches).
+CALIBRATION_CROPS_PER_PHOTO = 16
 BUILD_FORMAT = 3  # bump when the artifact layout changes, so old fingerprints no longer match
 
 # Preprocessing that matches each weights recipe (torchvision's published transforms).
@@ -229,7 +231,7 @@ def _inference_module():
     return module
 
 
-def calibration_batches(meta: dict, photos: list[Path], per_photo: int = 16):
+def calibration_batches(meta: dict, photos: list[Path]):
     """Random crops and flips of real photos, preprocessed as input_fn does, for static int8 calibration."""
     import numpy as np
     from PIL import Image
@@ -240,7 +242,7 @@ def calibration_batches(meta: dict, photos: list[Path], per_photo: int = 16):
     for path in photos:
         img = inference.decode_image(path.read_bytes())
         width, height = img.size
-        for i in range(per_photo):
+        for i in range(CALIBRATION_CROPS_PER_PHOTO):
             scale = rng.uniform(0.6, 1.0)
             w, h = int(width * scale), int(height * scale)
             x, y = rng.integers(0, width - w + 1), rng.integers(0, height - h + 1)
