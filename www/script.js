@@ -301,6 +301,12 @@ export function formatMegabytesUp(bytes) {
   return `${(Math.ceil((bytes / (1024 * 1024)) * 10) / 10).toFixed(1)} MB`;
 }
 
+/** The text with a no-break space between each number and the unit after it ("30 s", "50.1 MB", "1600 megapixels"):
+ * a narrow screen wrapped "asks for 30" / "s before another try" (375 px) and "retrying in 6" / "s…" (360 px). */
+export function keepUnitsWhole(text) {
+  return String(text).replace(/(\d) (ms|s|bytes?|KB|MB|megapixels)(?![\p{L}\p{N}])/gu, "$1\u00a0$2");
+}
+
 /** "Round trip 120 ms · server 41 ms (model endpoint 35 ms)"; parts the server did not send are left out. */
 export function describeTiming(roundTripMs, latency) {
   const parts = [`Round trip ${formatMs(roundTripMs)}`];
@@ -586,8 +592,8 @@ function init() {
 
   function setStatus(state, message, detail = "") {
     el.status.dataset.state = state;
-    el.statusMessage.textContent = message;
-    el.statusDetail.textContent = detail;
+    el.statusMessage.textContent = keepUnitsWhole(message);
+    el.statusDetail.textContent = keepUnitsWhole(detail);
     el.statusDetail.hidden = detail === "";
   }
 
@@ -617,14 +623,14 @@ function init() {
   }
 
   function showPreview(blob, width, height, cropped, originalBytes) {
-    // A no-break space keeps each size whole: the centred caption wrapped "78.1" and "KB" onto two lines.
-    const size = (bytes) => formatBytes(bytes).replace(" ", "\u00a0");
-    const original = originalBytes === null ? "" : ` (your file: ${size(originalBytes)})`;
+    const original = originalBytes === null ? "" : ` (your file: ${formatBytes(originalBytes)})`;
     const part = cropped ? " (the centre: the model reads only that)" : "";
     if (previewUrl) URL.revokeObjectURL(previewUrl);
     previewUrl = URL.createObjectURL(blob);
     el.previewImage.src = previewUrl;
-    el.previewCaption.textContent = `Sent ${width}×${height} JPEG${part}, ${size(blob.size)}${original}`;
+    // Each size kept whole: the centred caption wrapped "78.1" and "KB" onto two lines.
+    const caption = `Sent ${width}×${height} JPEG${part}, ${formatBytes(blob.size)}${original}`;
+    el.previewCaption.textContent = keepUnitsWhole(caption);
     el.predictions.replaceChildren();
     el.predictionsWrap.hidden = true;
     // A hidden heading still names a region: "Top predictions" would lead a screen reader to the photo alone.
@@ -718,7 +724,7 @@ function init() {
         }
         renderPredictions(predictions);
         el.results.scrollIntoView({ block: "nearest" });
-        el.timing.textContent = describeTiming(roundTrip, body.latency_ms);
+        el.timing.textContent = keepUnitsWhole(describeTiming(roundTrip, body.latency_ms));
         setStatus("done", describeTopPrediction(predictions));
         return;
       }

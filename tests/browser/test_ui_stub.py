@@ -60,8 +60,9 @@ def test_upload_sends_downscaled_jpeg_and_renders_top5(stub_ui: Any, stub_stack:
     assert bars == ["62%", "21%", "11%", "4%", "2%"]
     timing = ui.page.inner_text("#timing")
     assert "Round trip" in timing
-    assert "server 41 ms" in timing
-    assert "model endpoint 35 ms" in timing
+    # No-break spaces: a number is not wrapped away from its unit.
+    assert "server 41\u00a0ms" in timing
+    assert "model endpoint 35\u00a0ms" in timing
     caption = ui.page.inner_text("#preview-caption")
     assert "385×256" in caption
     # A no-break space: the centred caption must not wrap between a size and its unit.
@@ -1570,6 +1571,29 @@ def test_the_file_picker_stays_whole_with_larger_text(make_ui: Any, stub_stack: 
     assert ui.page.evaluate("() => document.documentElement.scrollWidth") <= width
 
 
+# The numbers of an element's text whose unit starts another line ("30" / "s before another try").
+NUMBERS_CUT_FROM_THEIR_UNIT = r"""(element) => {
+    const text = element.firstChild;
+    const line = (start) => { const r = document.createRange(); r.setStart(text, start); r.setEnd(text, start + 1);
+                              return Math.round(r.getBoundingClientRect().top); };
+    return [...text.textContent.matchAll(/(\d)[ \u00a0](ms|s|bytes?|KB|MB|megapixels)(?![\p{L}\p{N}])/gu)]
+        .filter((m) => line(m.index) !== line(m.index + 2))
+        .map((m) => text.textContent.slice(Math.max(0, m.index - 12), m.index + m[0].length));
+}"""
+
+
+def test_a_number_and_its_unit_stay_on_one_line(make_ui: Any, stub_stack: Any) -> None:
+    # On a 375 px phone the error read "The model is busy and asks for 30" and "s before another try" on the next
+    # line; the bare number reads as a count of something else.
+    stub_stack.script(
+        {"status": 429, "body": {"error": "throttled", "message": "slow down"}, "headers": {"Retry-After": "30"}}
+    )
+    ui = make_ui(stub_stack, width=375, height=740).open()
+    ui.upload(CHELSEA)
+    assert "asks for 30 s before another try" in ui.wait_error()
+    assert ui.page.eval_on_selector("#status-message", NUMBERS_CUT_FROM_THEIR_UNIT) == []
+
+
 def test_page_runs_clean_under_the_cdn_csp(stub_ui: Any, stub_stack: Any, console: Any) -> None:
     ui = stub_ui
     response = ui.page.goto(f"{stub_stack.url}/")
@@ -1947,6 +1971,32 @@ def test_formatters_at_their_edges(stub_ui: Any) -> None:
         "Round trip 120 ms · server 41 ms",  # an endpoint time that is not a number is left out, not "0 ms"
         "Round trip 120 ms · server 41 ms (model endpoint 35 ms)",
         "https://x.example/prod/predict?top_k=5",
+    ]
+
+
+def test_keep_units_whole_joins_each_number_to_its_unit_only(stub_ui: Any) -> None:
+    ui = stub_ui.open()
+    got = run_js(
+        ui,
+        """return ["retrying in 6 s…", "asks for 30 s before",
+                "Round trip 5.16 s · server 41 ms (model endpoint 35 ms)", "(50.1 MB; the limit is 50 MB)",
+                "26.5 KB (your file: 1 byte, 43 bytes)", "1600 megapixels;",
+                "in 5 seconds", "try 2 of up to 4", "385×256 JPEG", "2 sizes", "within 25 s."]
+               .map(m.keepUnitsWhole);""",
+    )
+    nb = "\u00a0"
+    assert got == [
+        f"retrying in 6{nb}s…",
+        f"asks for 30{nb}s before",
+        f"Round trip 5.16{nb}s · server 41{nb}ms (model endpoint 35{nb}ms)",
+        f"(50.1{nb}MB; the limit is 50{nb}MB)",
+        f"26.5{nb}KB (your file: 1{nb}byte, 43{nb}bytes)",
+        f"1600{nb}megapixels;",
+        "in 5 seconds",  # a word that starts like a unit is not one
+        "try 2 of up to 4",
+        "385×256 JPEG",
+        "2 sizes",
+        f"within 25{nb}s.",
     ]
 
 
