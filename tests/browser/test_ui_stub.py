@@ -1524,6 +1524,34 @@ def test_the_drop_zone_lights_up_in_forced_colours_too(make_ui: Any, stub_stack:
     assert changed is not None, "the zone looks the same with a file over it"
 
 
+def test_an_error_does_not_look_like_a_result_in_forced_colours(
+    make_ui: Any, stub_stack: Any, not_an_image: Path
+) -> None:
+    # A contrast theme replaces the status box's colours with its own, the same whatever the state: an error looked
+    # exactly like "Done". The same words in both states, so that only the state can make the boxes differ.
+    from PIL import Image, ImageChops
+
+    ui = make_ui(stub_stack, forced_colors="active").open()
+
+    def status_box() -> tuple[Image.Image, float]:
+        ui.page.evaluate("() => { document.getElementById('status-message').textContent = 'Same words'; }")
+        left = ui.page.eval_on_selector("#status-message", "(e) => e.getBoundingClientRect().left")
+        with Image.open(BytesIO(ui.page.locator("#status").screenshot())) as shot:
+            return shot.convert("L"), left
+
+    ui.click_sample("chelsea")
+    ui.wait_done()
+    done, done_left = status_box()
+    ui.upload(not_an_image)
+    ui.wait_error()
+    assert ui.page.is_hidden("#status-detail"), "a refusal has no request id: the boxes hold the same text"
+    error, error_left = status_box()
+    assert done.size == error.size, (done.size, error.size)
+    assert error_left == done_left, "the words move between states"
+    changed = ImageChops.difference(done, error).point(lambda level: 255 if level > 64 else 0).getbbox()
+    assert changed is not None, "an error looks like a result"
+
+
 def test_narrow_phone_layout_has_no_horizontal_scroll(make_ui: Any, stub_stack: Any, artifacts_dir: Path) -> None:
     ui = make_ui(stub_stack, width=360, height=740).open()
     ui.click_sample("chelsea")
