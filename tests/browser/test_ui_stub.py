@@ -1599,6 +1599,41 @@ def test_the_file_picker_stays_whole_with_larger_text(make_ui: Any, stub_stack: 
     assert ui.page.evaluate("() => document.documentElement.scrollWidth") <= width
 
 
+# The given words of each element's text that its lines cut in two.
+WORDS_CUT = r"""(elements, words) => elements.flatMap((element) => {
+    const text = element.firstChild;
+    const top = (at) => { const r = document.createRange(); r.setStart(text, at); r.setEnd(text, at + 1);
+                          return Math.round(r.getBoundingClientRect().top); };
+    return words.filter((word) => { const at = text.textContent.indexOf(word);
+                                    return at >= 0 && top(at) !== top(at + word.length - 1); });
+})"""
+
+
+@pytest.mark.parametrize("width", [360, 375])
+def test_words_that_fit_a_phone_are_not_cut_with_larger_text(make_ui: Any, stub_stack: Any, width: int) -> None:
+    # WCAG 1.4.4: at 200% text the side padding of the page, of its cards and of the drop zone, in rem, grew with
+    # it and took more than half of a 375 px phone: the picker's button read "Cho|ose a phot|o" and the
+    # predictions "Germa|n", "Highla|nd", words that fit the screen three times over.
+    stub_stack.script(
+        {
+            "body": {
+                "predictions": [
+                    {"label": "German short-haired pointer", "prob": 0.6},
+                    {"label": "West Highland white terrier", "prob": 0.3},
+                ]
+            }
+        }
+    )
+    ui = make_ui(stub_stack, width=width, height=740).open()
+    ui.page.evaluate("() => { document.documentElement.style.fontSize = '200%'; }")
+    ui.click_sample("chelsea")
+    ui.wait_done()
+    cut = ui.page.eval_on_selector_all(
+        "label[for=file-input], #predictions .prediction-label", WORDS_CUT, ["Choose", "photo", "German", "Highland"]
+    )
+    assert cut == []
+
+
 # The numbers of an element's text whose unit starts another line ("30" / "s before another try").
 NUMBERS_CUT_FROM_THEIR_UNIT = r"""(element) => {
     const text = element.firstChild;
