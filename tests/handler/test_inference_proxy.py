@@ -13,6 +13,8 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
+from handlers.proxy_core import json_body_cap
+
 from .conftest import (
     ENDPOINT,
     GIF,
@@ -251,7 +253,8 @@ def test_a_json_body_of_nested_arrays_under_every_size_cap_is_a_json_400(proxy, 
     # once parsed, which Lambda kills a 256 MB function for.
     body = '{"image": "' + b64(JPEG) + '", "extra": [' + ("[" * 100 + "]" * 100 + ",") * 28_000 + "[]]}"
     event = make_event(body=body, content_type="application/json")
-    assert len(body) <= proxy.CONFIG.max_json_bytes and len(json.dumps(event)) < 6 * 1024 * 1024
+    cap = json_body_cap(proxy.CONFIG.max_image_bytes)
+    assert len(body) <= cap and len(json.dumps(event)) < 6 * 1024 * 1024
     body = assert_error(call(proxy, event), 400, "bad_request")
     assert "arrays and objects" in body["message"]
 
