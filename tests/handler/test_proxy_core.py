@@ -831,6 +831,32 @@ def test_transport_errors(exc, expected):
     assert "runtime/x" not in json.dumps(error.body())
 
 
+@pytest.mark.parametrize("status", [400, 413, 415, 422])
+def test_the_logged_detail_of_a_refused_image_is_the_models_reason_without_its_traceback(status):
+    # SageMaker's message quotes the container's whole answer, the toolkit's traceback included: for every bad image
+    # (a 3-byte body will do) that was 1,000 characters of the same traceback on the proxy's log line.
+    original = "body is not a readable JPEG, PNG or WebP image\n" + TRACEBACK * 20
+    response = model_error(status, original)
+    response["Error"]["Message"] = (
+        f'Received client error ({status}) from primary with message "{original}". See https://us-east-1.console.'
+        "aws.amazon.com/cloudwatch/home?region=us-east-1#logEventViewer:group=/aws/sagemaker/Endpoints/x in account "
+        "123456789012 for more information."
+    )
+    detail = core.map_client_error("ModelError", 424, response).detail
+    assert detail == (
+        f'ModelError (HTTP 424): Received client error ({status}) from primary with message "body is not a readable '
+        f"JPEG, PNG or WebP image; container status {status}"
+    )
+
+
+def test_the_logged_detail_of_a_model_crash_keeps_its_traceback():
+    # A 5xx is a bug of ours: the traceback SageMaker quotes is the operator's only copy of it.
+    original = "RuntimeError: boom\n" + TRACEBACK
+    response = model_error(500, original)
+    response["Error"]["Message"] = f'Received server error (500) from primary with message "{original}"'
+    assert "ValueError: boom" in core.map_client_error("ModelError", 424, response).detail
+
+
 def test_the_logged_detail_of_an_aws_error_is_capped():
     # The detail goes to the logs whole: an AWS message (which quotes the model's) must not make a line of any size.
     response = {"Error": {"Code": "ValidationError", "Message": "x" * 5000}}
