@@ -1525,6 +1525,26 @@ def test_what_is_not_http_gets_one_parseable_json_400_and_the_server_closes(raw)
     run_protocol(scenario)
 
 
+@pytest.mark.parametrize("upgrade", [b"h2c", b"websocket"])
+def test_a_request_asking_to_upgrade_is_answered_and_logs_nothing(caplog, upgrade):
+    # uvicorn warned twice for each one (the second line: install a WebSocket library), a client's to repeat at will.
+    async def scenario(protocol, transport, answer) -> None:
+        protocol.logger = logging.getLogger("tests.local.uvicorn")  # uvicorn's own, left at the level it warns at
+        with caplog.at_level(logging.WARNING, logger="tests.local.uvicorn"):
+            protocol.data_received(
+                b"GET / HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: " + upgrade + b"\r\n"
+                b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n"
+            )
+            answer.set()
+            async with asyncio.timeout(HANG_GUARD_S):
+                while not protocol.cycle.response_complete:
+                    await asyncio.sleep(0)
+        assert transport.written.startswith(b"HTTP/1.1 204 ")
+        assert caplog.records == []
+
+    run_protocol(scenario)
+
+
 def test_an_app_answering_a_request_the_server_already_refused_is_not_an_error():
     """A head that parses, then a garbled body in the same packet: the 400 goes out while the app has the request.
     An app that answers without reading the body (static files, the gateway's 404 and 431) then answered into a
