@@ -245,14 +245,21 @@ export function formatPercent(prob) {
 // of them (a blank wall, a diagram) still gets its "best" one, often at a few percent.
 export const LOW_CONFIDENCE = 0.25;
 
-/** The status line once predictions arrive: a confident answer is stated, a low one is called a guess. */
+/** Whether the top answer is only a guess: the results then say why (index.html's #guess-note). */
+export function isGuess(predictions, lowConfidence = LOW_CONFIDENCE) {
+  return predictions.length > 0 && predictions[0].prob < lowConfidence;
+}
+
+/**
+ * The status line once predictions arrive: a confident answer is stated, a low one is called a guess. It is about
+ * as long as the confident one: on a phone the photo under it stays put as long as both fit the two lines the
+ * status keeps (style.css). Why the model can only guess is said under the predictions, below the photo.
+ */
 export function describeTopPrediction(predictions, lowConfidence = LOW_CONFIDENCE) {
   const top = predictions[0];
   if (!top) return "Done.";
   const answer = `${top.label} (${formatPercent(top.prob)})`;
-  return top.prob < lowConfidence
-    ? `Done, but the model is not sure: its best guess is ${answer}. It knows only 1000 kinds of object.`
-    : `Done: most likely ${answer}.`;
+  return isGuess(predictions, lowConfidence) ? `Done, not sure: best guess ${answer}.` : `Done: most likely ${answer}.`;
 }
 
 export function formatMs(ms) {
@@ -542,6 +549,7 @@ function init() {
     predictions: document.getElementById("predictions"),
     predictionsWrap: document.getElementById("predictions-wrap"),
     timing: document.getElementById("timing"),
+    guessNote: document.getElementById("guess-note"),
     pasteKey: document.getElementById("paste-key"),
   };
   const controls = [el.fileInput, el.classifyButton, ...el.samples];
@@ -662,6 +670,7 @@ function init() {
       return li;
     });
     el.predictions.replaceChildren(...items);
+    el.guessNote.hidden = !isGuess(predictions);
     el.predictionsWrap.hidden = false;
     el.results.setAttribute("aria-labelledby", "results-heading");
   }

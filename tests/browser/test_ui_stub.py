@@ -1599,15 +1599,24 @@ def test_the_file_picker_stays_whole_with_larger_text(make_ui: Any, stub_stack: 
     assert ui.page.evaluate("() => document.documentElement.scrollWidth") <= width
 
 
-@pytest.mark.parametrize("width", [320, 375])
+def answer_with_top(stack: Any, prob: float) -> dict[str, Any]:
+    """The stub's usual predictions, the top one at `prob`."""
+    top, *others = stack.default_predictions
+    return {"predictions": [{**top, "prob": prob}, *others]}
+
+
+@pytest.mark.parametrize("top_prob", [0.62, 0.1], ids=["sure", "guess"])
+@pytest.mark.parametrize("width", [320, 375, 768])
 def test_the_photo_shown_while_classifying_stays_put_when_its_answer_comes(
-    make_ui: Any, stub_stack: Any, width: int
+    make_ui: Any, stub_stack: Any, width: int, top_prob: float
 ) -> None:
     # The photo sent is shown under the status while the answer is awaited. On a phone the answer's status ("Done:
     # most likely <label> (62.0%).") takes two lines where "Classifying…" took one: the photo jumped down a line
-    # as its predictions came in (a layout shift of 0.3 at 375 px, "poor" by Core Web Vitals' measure).
+    # as its predictions came in (a layout shift of 0.3 at 375 px, "poor" by Core Web Vitals' measure). A guess
+    # ("Done, but the model is not sure: its best guess is <label> (10.0%). It knows only 1000 kinds of object.")
+    # took four lines on a phone and two on a desktop: the photo still jumped 48 px at 320-375 px, 24 at 768.
     gate = threading.Event()
-    stub_stack.script({"status": 200, "gate": gate})
+    stub_stack.script({"status": 200, "gate": gate, "body": answer_with_top(stub_stack, top_prob)})
     ui = make_ui(stub_stack, width=width, height=740).open()
     top = "() => document.getElementById('results').getBoundingClientRect().top + window.scrollY"
     try:
@@ -1970,7 +1979,7 @@ def test_a_low_confidence_answer_is_called_a_guess(stub_ui: Any) -> None:
                    m.describeTopPrediction(p("bobsled", 0.25)), m.describeTopPrediction(p("can opener", 0.017)),
                    m.describeTopPrediction(p("bobsled", 0.2)), m.LOW_CONFIDENCE];""",
     )
-    guess = "Done, but the model is not sure: its best guess is {}. It knows only 1000 kinds of object."
+    guess = "Done, not sure: best guess {}."
     assert got == [
         "Done.",
         "Done: most likely espresso (81.0%).",
@@ -1979,6 +1988,23 @@ def test_a_low_confidence_answer_is_called_a_guess(stub_ui: Any) -> None:
         guess.format("bobsled (20.0%)"),
         0.25,
     ]
+
+
+def test_a_guess_says_why_under_its_predictions_and_only_a_guess(stub_ui: Any, stub_stack: Any) -> None:
+    # The status line of a guess is as short as an answer's (the photo under it stays put): why the model can only
+    # guess is said in the results.
+    stub_stack.script({"body": answer_with_top(stub_stack, 0.1)}, {"body": answer_with_top(stub_stack, 0.62)})
+    ui = stub_ui.open()
+    ui.click_sample("chelsea")
+    ui.wait_done()
+    assert ui.status_text() == "Done, not sure: best guess stub label one (10.0%)."
+    assert " ".join(ui.page.inner_text("#guess-note").split()) == (
+        "The model knows only 1000 kinds of object (ImageNet's): the photo may show none of them."
+    )
+    ui.click_sample("coffee")
+    ui.wait_done()
+    assert ui.status_text() == "Done: most likely stub label one (62.0%)."
+    assert ui.page.is_hidden("#guess-note")
 
 
 def test_describe_failure_table(stub_ui: Any) -> None:
