@@ -38,8 +38,9 @@ export const REQUEST_TIMEOUT_MS = 35000;
 // A warm answer takes a fraction of a second; one this slow is most likely an endpoint that scaled to zero and is
 // starting again (serverless cold start), so the page says why the wait is long.
 export const SLOW_ANSWER_MS = 5000;
-export const SLOW_ANSWER_HINT =
-  "Still working: the first photo after a quiet period wakes the model up, which can take tens of seconds.";
+// It follows "Classifying…" on its line (style.css): short enough for both to fit the two lines the answer takes on
+// a 320 px phone, and one line on a desktop, so the photo under the status does not move as it comes and goes.
+export const SLOW_ANSWER_HINT = "Waking the model up: this can take tens of seconds.";
 
 export const NOT_AN_IMAGE_MESSAGE = "This file is not an image we can read (JPEG, PNG or WebP).";
 // The browser cannot tell a broken file from one with more pixels than it will decode: say both.

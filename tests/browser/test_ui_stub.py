@@ -1103,7 +1103,7 @@ def test_a_slow_answer_says_the_model_may_be_waking_up(stub_ui: Any, stub_stack:
         expect_status(ui, "Classifying…")
         ui.page.clock.run_for(5500)
         ui.page.wait_for_selector("#status-detail:not([hidden])")
-        assert "wakes the model up" in ui.page.inner_text("#status-detail")
+        assert "Waking the model up" in ui.page.inner_text("#status-detail")
         assert ui.page.inner_text("#status-message") == "Classifying…"
     finally:
         quick.set()
@@ -1624,6 +1624,33 @@ def test_the_photo_shown_while_classifying_stays_put_when_its_answer_comes(
         expect_status(ui, "Classifying…")
         ui.page.wait_for_selector("#results:not([hidden])")
         waiting = ui.page.evaluate(top)
+    finally:
+        gate.set()
+    ui.wait_done()
+    assert ui.page.evaluate(top) == waiting
+
+
+@pytest.mark.parametrize("width", [320, 375, 1280])
+def test_the_photo_shown_while_classifying_stays_put_as_a_slow_answers_hint_comes_and_goes(
+    make_ui: Any, stub_stack: Any, width: int
+) -> None:
+    # The hint of a slow answer ("Still working: the first photo after a quiet period wakes the model up, which can
+    # take tens of seconds.") took three lines of its own under "Classifying…" on a phone: the photo under the status
+    # jumped down 41 px at 375 px as it came, and back up as the answer replaced both (22 px on a desktop).
+    ui = make_ui(stub_stack, width=width, height=740)
+    ui.page.clock.install()  # the page's 5 s wait is run by the test, not waited for
+    gate = threading.Event()
+    stub_stack.script({"status": 200, "gate": gate})
+    ui.open()
+    top = "() => document.getElementById('results').getBoundingClientRect().top + window.scrollY"
+    try:
+        ui.click_sample("chelsea")
+        expect_status(ui, "Classifying…")
+        ui.page.wait_for_selector("#results:not([hidden])")
+        waiting = ui.page.evaluate(top)
+        ui.page.clock.run_for(5500)
+        ui.page.wait_for_selector("#status-detail:not([hidden])")
+        assert ui.page.evaluate(top) == waiting
     finally:
         gate.set()
     ui.wait_done()
