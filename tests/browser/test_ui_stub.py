@@ -1599,6 +1599,19 @@ def test_the_file_picker_stays_whole_with_larger_text(make_ui: Any, stub_stack: 
     assert ui.page.evaluate("() => document.documentElement.scrollWidth") <= width
 
 
+@pytest.mark.parametrize("width", [360, 375])
+def test_classify_stays_put_when_a_cameras_photo_is_chosen(make_ui: Any, stub_stack: Any, width: int) -> None:
+    # "Chosen: IMG_20240101_123456.jpg", a phone camera's name, took two lines on a 360-375 px phone where "No photo
+    # chosen" took one: Classify and everything under it moved down a line as the photo was picked.
+    ui = make_ui(stub_stack, width=width, height=740).open()
+    top = "() => document.getElementById('classify-button').getBoundingClientRect().top + window.scrollY"
+    empty = ui.page.evaluate(top)
+    ui.upload_bytes("IMG_20240101_123456.jpg", "image/jpeg", CHELSEA.read_bytes())
+    ui.wait_done()
+    assert ui.page.inner_text("#file-chosen") == "Chosen: IMG_20240101_123456.jpg"
+    assert ui.page.evaluate(top) == empty
+
+
 def answer_with_top(stack: Any, prob: float) -> dict[str, Any]:
     """The stub's usual predictions, the top one at `prob`."""
     top, *others = stack.default_predictions
