@@ -111,10 +111,12 @@ def load_state_dict(source: WeightsSource):
             if isinstance(e, RuntimeError) and str(e).startswith("invalid hash value"):
                 # torch.hub deletes the bad download, so the next run fetches it again.
                 raise BuildInputError(f"the download of {weights.url} failed its hash check ({e}); {offline}") from None
-            # A copy torch.hub cached earlier is loaded without a hash check: a cut-short or damaged one fails
-            # here on every run until it is removed.
             cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlsplit(weights.url).path).name
             why = _inference_module().load_failure(e)
+            if not cached.is_file():  # no copy to blame: the download failed (http.client's errors are no OSError)
+                raise BuildInputError(f"could not download {weights.url} ({why}); {offline}") from None
+            # A copy torch.hub cached earlier is loaded without a hash check: a cut-short or damaged one fails
+            # here on every run until it is removed.
             raise BuildInputError(
                 f"the cached download {cached} is not a readable state_dict ({why}): delete it to download it "
                 f"again; {offline}"

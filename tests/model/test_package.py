@@ -7,6 +7,7 @@ promise fails on its own and none needs an ONNX export.
 from __future__ import annotations
 
 import gzip
+import http.client
 import os
 import pickle
 import re
@@ -374,6 +375,23 @@ def test_a_download_that_fails_its_hash_check_is_one_error_not_a_traceback(monke
     url = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V2.url
     assert str(err.value) == (
         f'the download of {url} failed its hash check (invalid hash value (expected "7ebf99e0", got "deadbeef")); '
+        "offline, pass a local state_dict with --weights FILE or MODEL_WEIGHTS=FILE"
+    )
+
+
+def test_a_download_cut_off_mid_transfer_is_not_blamed_on_a_cached_copy(tmp_path, monkeypatch):
+    # http.client's IncompleteRead (a chunked response cut short) is no OSError; nothing is cached, as torch.hub writes
+    # a temporary file and deletes it on failure: the message must not tell the user to delete a file that is not there.
+    def cut_off(self, *args, **kwargs):
+        raise http.client.IncompleteRead(b"x" * 10, 90)
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torchvision.models.MobileNet_V2_Weights, "get_state_dict", cut_off)
+    with pytest.raises(package.BuildInputError) as err:
+        package.load_state_dict(package.WeightsSource(None, "IMAGENET1K_V2"))
+    url = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V2.url
+    assert str(err.value) == (
+        f"could not download {url} (IncompleteRead: IncompleteRead(10 bytes read, 90 more expected)); "
         "offline, pass a local state_dict with --weights FILE or MODEL_WEIGHTS=FILE"
     )
 
