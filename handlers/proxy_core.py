@@ -26,8 +26,8 @@ JSON_ENVELOPE_SLACK_BYTES = 8 * 1024
 # Arrays and objects ('[' and '{' outside strings) a JSON body may hold. A request is one base64 string and a few
 # fields, but the parser builds every array and object of the body at 56-120 bytes each, and a 5.8 MB body (under the
 # JSON cap and Lambda's 6 MB event) of nested empty arrays took the proxy from 68 MB to 333 MB: past the function's
-# 256 MB, Lambda kills it (API Gateway's 500, the errors alarm). Other values cost at most ~12 bytes a character of
-# the event (its ints: 91 MB).
+# 256 MB, Lambda kills it (API Gateway's 500, the errors alarm). Other values cost less: at most about 20 bytes a
+# character (5.8 MB of one-character non-ASCII strings peaked a fresh process at 133 MB; small integers at 49-91 MB).
 MAX_JSON_CONTAINERS = 1_000
 # The model's first error line is shown to users; anything longer is not a one-line reason any more.
 MODEL_MESSAGE_MAX_CHARS = 200

@@ -676,13 +676,11 @@ def decode_image(data: bytes, draft_to: int | None = None) -> Image.Image:
     # Pillow warns of each oddity of a file on stderr, which the container sends to CloudWatch, and the
     # catch_warnings below makes Python forget which it has shown: a 0.8 MB EXIF block of 65,535 bad tags was 42,000
     # log lines for every request. Whatever Pillow warns of, the image is decoded or refused all the same.
-    # (catch_warnings is process-wide and not thread-safe. Among the local stack's model threads, a decode that ends
-    # first restores the filters under one still running, whose warnings then print, and the last to end may leave
-    # this filter, or the DecompressionBombWarning error below, on for good. A SageMaker worker decodes one request
-    # at a time.)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
-        return _decode_image(data, draft_to)
+    # Set for the process, not in a catch_warnings of its own: that is not thread-safe, and among the local stack's
+    # model threads a decode ending first put the filters back under one still running, whose warnings then printed.
+    # Set on every call, as a test runner puts its own filters back after each test.
+    warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
+    return _decode_image(data, draft_to)
 
 
 def _decode_image(data: bytes, draft_to: int | None) -> Image.Image:
