@@ -683,6 +683,19 @@ _SIZE_WORDS = re.compile(r"length|size|too large|exceed|bytes", re.IGNORECASE)
 _NOT_FOUND = re.compile(r"\bnot found\.?\s*$", re.IGNORECASE)
 
 
+DETAIL_MAX_CHARS = 1_000
+DETAIL_HEAD_CHARS = 300
+
+
+def clip_detail(text: str, limit: int = DETAIL_MAX_CHARS, head: int = DETAIL_HEAD_CHARS) -> str:
+    """At most `limit` characters of a logged detail: its start and its end. The start names the error; a traceback
+    that SageMaker quotes ends with the frame that raised and the exception, which a plain cut dropped."""
+    if len(text) <= limit:
+        return text
+    gap = " … "
+    return text[:head] + gap + text[len(text) - (limit - head - len(gap)) :]
+
+
 def map_client_error(error_code: str, http_status: int | None, response_dict: Mapping[str, Any]) -> ApiError:
     """Map a sagemaker-runtime ClientError to the client-facing error. `response_dict` is the parsed
     botocore response (ModelError carries OriginalStatusCode / OriginalMessage at its top level).
@@ -692,7 +705,7 @@ def map_client_error(error_code: str, http_status: int | None, response_dict: Ma
     botocore's retries judge it (1.44 retries it; the Lambda runtime's botocore may be older and not retry).
     """
     aws_message = str((response_dict.get("Error") or {}).get("Message") or response_dict.get("Message") or "")
-    detail = f"{error_code} (HTTP {http_status}): {aws_message}"[:1000]
+    detail = clip_detail(f"{error_code} (HTTP {http_status}): {aws_message}")
     if error_code in THROTTLING_CODES:
         return ApiError("throttled", detail=detail)
     if http_status == 413:  # SageMaker's front end: a bare "HTTP content length exceeded ... bytes."
@@ -750,7 +763,7 @@ def _map_model_error(response_dict: Mapping[str, Any], detail: str) -> ApiError:
 
 def map_transport_error(exc: Exception) -> ApiError:
     """botocore transport failures (after its retries): a timeout is 504, an unreachable endpoint 503."""
-    detail = f"{type(exc).__name__}: {exc}"[:1000]
+    detail = clip_detail(f"{type(exc).__name__}: {exc}")
     if isinstance(exc, ReadTimeoutError | ConnectTimeoutError):
         return ApiError("endpoint_timeout", detail=detail)
     if isinstance(exc, EndpointConnectionError):

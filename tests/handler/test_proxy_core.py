@@ -857,6 +857,27 @@ def test_the_logged_detail_of_a_model_crash_keeps_its_traceback():
     assert "ValueError: boom" in core.map_client_error("ModelError", 424, response).detail
 
 
+def test_the_logged_detail_of_a_long_model_crash_keeps_the_frame_that_raised():
+    # A plain cut at 1,000 characters dropped a long traceback's end: the frame that raised and the exception.
+    frames = "".join(
+        f'  File "/opt/ml/model/code/inference.py", line {n}, in step_{n}\n    step()\n' for n in range(60)
+    )
+    original = "Traceback (most recent call last):\n" + frames + "ZeroDivisionError: division by zero"
+    response = model_error(500, original)
+    response["Error"]["Message"] = f'Received server error (500) from primary with message "{original}"'
+    detail = core.map_client_error("ModelError", 424, response).detail
+    assert detail.startswith("ModelError (HTTP 424): Received server error (500) from primary")
+    assert "in step_59\n    step()\nZeroDivisionError: division by zero" in detail
+    assert len(detail.split("; container status")[0]) == 1000
+
+
+def test_clip_detail_keeps_short_text_whole_and_both_ends_of_long_text():
+    assert core.clip_detail("short") == "short"
+    assert core.clip_detail("x" * 1000) == "x" * 1000
+    clipped = core.clip_detail("a" * 600 + "b" * 1000)
+    assert clipped == "a" * 300 + " … " + "b" * 697 and len(clipped) == 1000
+
+
 def test_the_logged_detail_of_an_aws_error_is_capped():
     # The detail goes to the logs whole: an AWS message (which quotes the model's) must not make a line of any size.
     response = {"Error": {"Code": "ValidationError", "Message": "x" * 5000}}
