@@ -1599,17 +1599,22 @@ def test_the_file_picker_stays_whole_with_larger_text(make_ui: Any, stub_stack: 
     assert ui.page.evaluate("() => document.documentElement.scrollWidth") <= width
 
 
+def top_on_page(ui: Any, element_id: str = "results") -> float:
+    """Where an element starts on the page, in CSS px (by default the photo shown under the status)."""
+    script = "(id) => document.getElementById(id).getBoundingClientRect().top + window.scrollY"
+    return ui.page.evaluate(script, element_id)
+
+
 @pytest.mark.parametrize("width", [360, 375])
 def test_classify_stays_put_when_a_cameras_photo_is_chosen(make_ui: Any, stub_stack: Any, width: int) -> None:
     # "Chosen: IMG_20240101_123456.jpg", a phone camera's name, took two lines on a 360-375 px phone where "No photo
     # chosen" took one: Classify and everything under it moved down a line as the photo was picked.
     ui = make_ui(stub_stack, width=width, height=740).open()
-    top = "() => document.getElementById('classify-button').getBoundingClientRect().top + window.scrollY"
-    empty = ui.page.evaluate(top)
+    empty = top_on_page(ui, "classify-button")
     ui.upload_bytes("IMG_20240101_123456.jpg", "image/jpeg", CHELSEA.read_bytes())
     ui.wait_done()
     assert ui.page.inner_text("#file-chosen") == "Chosen: IMG_20240101_123456.jpg"
-    assert ui.page.evaluate(top) == empty
+    assert top_on_page(ui, "classify-button") == empty
 
 
 def answer_with_top(stack: Any, prob: float) -> dict[str, Any]:
@@ -1631,16 +1636,15 @@ def test_the_photo_shown_while_classifying_stays_put_when_its_answer_comes(
     gate = threading.Event()
     stub_stack.script({"status": 200, "gate": gate, "body": answer_with_top(stub_stack, top_prob)})
     ui = make_ui(stub_stack, width=width, height=740).open()
-    top = "() => document.getElementById('results').getBoundingClientRect().top + window.scrollY"
     try:
         ui.click_sample("chelsea")
         expect_status(ui, "Classifying…")
         ui.page.wait_for_selector("#results:not([hidden])")
-        waiting = ui.page.evaluate(top)
+        waiting = top_on_page(ui)
     finally:
         gate.set()
     ui.wait_done()
-    assert ui.page.evaluate(top) == waiting
+    assert top_on_page(ui) == waiting
 
 
 @pytest.mark.parametrize("width", [320, 375, 1280])
@@ -1655,19 +1659,18 @@ def test_the_photo_shown_while_classifying_stays_put_as_a_slow_answers_hint_come
     gate = threading.Event()
     stub_stack.script({"status": 200, "gate": gate})
     ui.open()
-    top = "() => document.getElementById('results').getBoundingClientRect().top + window.scrollY"
     try:
         ui.click_sample("chelsea")
         expect_status(ui, "Classifying…")
         ui.page.wait_for_selector("#results:not([hidden])")
-        waiting = ui.page.evaluate(top)
+        waiting = top_on_page(ui)
         ui.page.clock.run_for(5500)
         ui.page.wait_for_selector("#status-detail:not([hidden])")
-        assert ui.page.evaluate(top) == waiting
+        assert top_on_page(ui) == waiting
     finally:
         gate.set()
     ui.wait_done()
-    assert ui.page.evaluate(top) == waiting
+    assert top_on_page(ui) == waiting
 
 
 # The given words of each element's text that its lines cut in two.

@@ -353,46 +353,42 @@ def test_key_problems_are_labelled_and_long_lists_cut_short(tmp_path):
     assert gone[5] not in message
 
 
-def test_a_failed_download_says_how_to_build_offline(monkeypatch):
-    def offline(self, *args, **kwargs):
-        raise urllib.error.URLError("no network")
+V2_URL = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V2.url
+OFFLINE_HINT = "offline, pass a local state_dict with --weights FILE or MODEL_WEIGHTS=FILE"
 
-    monkeypatch.setattr(torchvision.models.MobileNet_V2_Weights, "get_state_dict", offline)
+
+def download_failure(monkeypatch, error: Exception) -> str:
+    """The build's message when torchvision's download of the V2 weights raises `error`."""
+
+    def fail(self, *args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(torchvision.models.MobileNet_V2_Weights, "get_state_dict", fail)
     with pytest.raises(package.BuildInputError) as err:
         package.load_state_dict(package.WeightsSource(None, "IMAGENET1K_V2"))
-    message = str(err.value)
-    url = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V2.url
-    assert f"could not download {url} (no network)" in message and "--weights FILE" in message
+    return str(err.value)
+
+
+def test_a_failed_download_says_how_to_build_offline(monkeypatch):
+    message = download_failure(monkeypatch, urllib.error.URLError("no network"))
+    assert f"could not download {V2_URL} (no network)" in message and "--weights FILE" in message
 
 
 def test_a_download_that_fails_its_hash_check_is_one_error_not_a_traceback(monkeypatch):
-    def tampered(self, *args, **kwargs):  # what torch.hub raises, after deleting the download
-        raise RuntimeError('invalid hash value (expected "7ebf99e0", got "deadbeef")')
-
-    monkeypatch.setattr(torchvision.models.MobileNet_V2_Weights, "get_state_dict", tampered)
-    with pytest.raises(package.BuildInputError) as err:
-        package.load_state_dict(package.WeightsSource(None, "IMAGENET1K_V2"))
-    url = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V2.url
-    assert str(err.value) == (
-        f'the download of {url} failed its hash check (invalid hash value (expected "7ebf99e0", got "deadbeef")); '
-        "offline, pass a local state_dict with --weights FILE or MODEL_WEIGHTS=FILE"
+    # What torch.hub raises, after deleting the download.
+    tampered = RuntimeError('invalid hash value (expected "7ebf99e0", got "deadbeef")')
+    assert download_failure(monkeypatch, tampered) == (
+        f'the download of {V2_URL} failed its hash check (invalid hash value (expected "7ebf99e0", got "deadbeef")); '
+        f"{OFFLINE_HINT}"
     )
 
 
 def test_a_download_cut_off_mid_transfer_is_not_blamed_on_a_cached_copy(tmp_path, monkeypatch):
     # http.client's IncompleteRead (a chunked response cut short) is no OSError; nothing is cached, as torch.hub writes
     # a temporary file and deletes it on failure: the message must not tell the user to delete a file that is not there.
-    def cut_off(self, *args, **kwargs):
-        raise http.client.IncompleteRead(b"x" * 10, 90)
-
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    monkeypatch.setattr(torchvision.models.MobileNet_V2_Weights, "get_state_dict", cut_off)
-    with pytest.raises(package.BuildInputError) as err:
-        package.load_state_dict(package.WeightsSource(None, "IMAGENET1K_V2"))
-    url = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V2.url
-    assert str(err.value) == (
-        f"could not download {url} (IncompleteRead: IncompleteRead(10 bytes read, 90 more expected)); "
-        "offline, pass a local state_dict with --weights FILE or MODEL_WEIGHTS=FILE"
+    assert download_failure(monkeypatch, http.client.IncompleteRead(b"x" * 10, 90)) == (
+        f"could not download {V2_URL} (IncompleteRead: IncompleteRead(10 bytes read, 90 more expected)); {OFFLINE_HINT}"
     )
 
 
@@ -401,17 +397,14 @@ def test_a_damaged_cached_download_is_named_with_what_to_do(tmp_path, monkeypatc
     # torch.hub loads a cached copy without checking its hash, so a damaged one failed every build with torch's
     # traceback; no network is used here, as the cached file exists.
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    url = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V2.url
-    cached = tmp_path / "hub" / "checkpoints" / url.rsplit("/", 1)[1]
+    cached = tmp_path / "hub" / "checkpoints" / V2_URL.rsplit("/", 1)[1]
     cached.parent.mkdir(parents=True)
     cached.write_bytes(content)
     with pytest.raises(package.BuildInputError) as err:
         package.load_state_dict(package.WeightsSource(None, "IMAGENET1K_V2"))
     message = str(err.value)
     assert message.startswith(f"the cached download {cached} is not a readable state_dict (")
-    assert message.endswith(
-        "): delete it to download it again; offline, pass a local state_dict with --weights FILE or MODEL_WEIGHTS=FILE"
-    )
+    assert message.endswith(f"): delete it to download it again; {OFFLINE_HINT}")
     assert "\n" not in message and "weights_only" not in message
 
 
