@@ -680,10 +680,6 @@ def decode_image(data: bytes, draft_to: int | None = None) -> Image.Image:
     # model threads a decode ending first put the filters back under one still running, whose warnings then printed.
     # Set on every call, as a test runner puts its own filters back after each test.
     warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
-    return _decode_image(data, draft_to)
-
-
-def _decode_image(data: bytes, draft_to: int | None) -> Image.Image:
     if not data:
         raise InvalidImageError("empty body: send a JPEG, PNG or WebP image")
     if data.startswith(PNG_SIGNATURE) and too_many_colour_profiles(data):  # Image.open inflates them already
