@@ -705,7 +705,8 @@ def map_client_error(error_code: str, http_status: int | None, response_dict: Ma
     botocore's retries judge it (1.44 retries it; the Lambda runtime's botocore may be older and not retry).
     """
     aws_message = str((response_dict.get("Error") or {}).get("Message") or response_dict.get("Message") or "")
-    detail = clip_detail(f"{error_code} (HTTP {http_status}): {aws_message}")
+    whole = f"{error_code} (HTTP {http_status}): {aws_message}"
+    detail = clip_detail(whole)
     if error_code in THROTTLING_CODES:
         return ApiError("throttled", detail=detail)
     if http_status == 413:  # SageMaker's front end: a bare "HTTP content length exceeded ... bytes."
@@ -715,7 +716,7 @@ def map_client_error(error_code: str, http_status: int | None, response_dict: Ma
     if http_status == 429:
         return ApiError("throttled", detail=detail)
     if error_code == "ModelError":
-        return _map_model_error(response_dict, detail)
+        return _map_model_error(response_dict, whole)
     if error_code == "ValidationError":
         # "Endpoint <name> of account <id> not found." quotes the endpoint's name, which may contain "size".
         if _SIZE_WORDS.search(aws_message) and not _NOT_FOUND.search(aws_message):
@@ -732,7 +733,8 @@ def map_client_error(error_code: str, http_status: int | None, response_dict: Ma
     return ApiError("model_error", detail=detail)
 
 
-def _map_model_error(response_dict: Mapping[str, Any], detail: str) -> ApiError:
+def _map_model_error(response_dict: Mapping[str, Any], whole: str) -> ApiError:
+    """`whole`: the AWS error's text, uncut (its logged detail is cut here)."""
     status = response_dict.get("OriginalStatusCode")
     if isinstance(status, str) and status.isdecimal() and status.isascii():
         status = int(status)
@@ -740,8 +742,8 @@ def _map_model_error(response_dict: Mapping[str, Any], detail: str) -> ApiError:
     if status in (400, 413, 415, 422):
         # The model refused the client's input: its reason is the first line. What follows (the toolkit's traceback,
         # which SageMaker quotes) says nothing more, and made a 3-byte body's log line 2.2 KB instead of 1.2 KB.
-        detail = detail.splitlines()[0]
-    detail = f"{detail}; container status {status}"
+        whole = whole.splitlines()[0]
+    detail = f"{clip_detail(whole)}; container status {status}"
     if status == 0:
         # SageMaker's own 60 s limit ran out ("Received server error (0) ... Your invocation timed out while
         # waiting for a response from container"), typically a cold start: a timeout, worth a retry.
