@@ -849,6 +849,17 @@ def test_the_logged_detail_of_a_refused_image_is_the_models_reason_without_its_t
     )
 
 
+def test_a_refused_images_long_reason_is_logged_without_the_traceback_after_it():
+    # A reason line over 300 characters: cut before its first line was taken, the detail ended in the traceback's end.
+    reason = "image is refused: " + "too many things wrong with it, " * 12
+    original = reason + "\n" + TRACEBACK * 20
+    response = model_error(400, original)
+    response["Error"]["Message"] = f'Received client error (400) from primary with message "{original}"'
+    detail = core.map_client_error("ModelError", 424, response).detail
+    prefix = 'ModelError (HTTP 424): Received client error (400) from primary with message "'
+    assert detail == f"{prefix}{reason}; container status 400"
+
+
 def test_the_logged_detail_of_a_model_crash_keeps_its_traceback():
     # A 5xx is a bug of ours: the traceback SageMaker quotes is the operator's only copy of it.
     original = "RuntimeError: boom\n" + TRACEBACK
