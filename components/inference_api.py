@@ -98,6 +98,11 @@ class InferenceApi(pulumi.ComponentResource):
         args.validate()  # before registering: bad args leave nothing half-declared
         super().__init__("mobilenet-serverless:index:InferenceApi", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        # The log groups and the alarms carry names that follow the function's, the only input of theirs that replaces
+        # them: a rename gives each a new name, so the new one is created first and the old one goes at the end of the
+        # update, after the old function and stage that write to it (the bridge would otherwise delete an explicitly
+        # named resource first, pulumi-terraform #465, while the old function still serves and logs).
+        renamed_with_function = pulumi.ResourceOptions(parent=self, delete_before_replace=False)
         invoke = pulumi.InvokeOptions(parent=self)
 
         region = aws.get_region_output(opts=invoke).region
@@ -113,7 +118,7 @@ class InferenceApi(pulumi.ComponentResource):
             f"{name}-log-group",
             name=log_group_name,
             retention_in_days=args.log_retention_days,
-            opts=child,
+            opts=renamed_with_function,
         )
         role = aws.iam.Role(
             f"{name}-role",
@@ -211,7 +216,7 @@ class InferenceApi(pulumi.ComponentResource):
             f"{name}-access-logs",
             name=access_log_group_name,
             retention_in_days=args.log_retention_days,
-            opts=child,
+            opts=renamed_with_function,
         )
         aws.apigatewayv2.Stage(
             f"{name}-stage",
@@ -240,7 +245,7 @@ class InferenceApi(pulumi.ComponentResource):
                     **alarms.metric_alarm_args(
                         spec, {d: dimensions[d] for d in spec.dimension_names}, args.alarm_topic_arn
                     ),
-                    opts=child,
+                    opts=renamed_with_function,
                 )
 
         self.api_url = api.api_endpoint

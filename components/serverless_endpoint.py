@@ -86,6 +86,11 @@ class ServerlessEndpoint(pulumi.ComponentResource):
         args.validate()  # before registering: bad args leave nothing half-declared
         super().__init__("mobilenet-serverless:index:ServerlessEndpoint", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        # The log group and the alarms carry names that follow the endpoint's, the only input of theirs that replaces
+        # them: a rename gives each a new name, so the new one is created first and the old one goes at the end of the
+        # update, after the old endpoint that writes to it (the bridge would otherwise delete an explicitly named
+        # resource first, pulumi-terraform #465, while the old endpoint still serves and logs).
+        renamed_with_endpoint = pulumi.ResourceOptions(parent=self, delete_before_replace=False)
         invoke = pulumi.InvokeOptions(parent=self)
 
         region = aws.get_region_output(opts=invoke).region
@@ -129,7 +134,7 @@ class ServerlessEndpoint(pulumi.ComponentResource):
             f"{name}-log-group",
             name=log_group_name,
             retention_in_days=args.log_retention_days,
-            opts=child,
+            opts=renamed_with_endpoint,
         )
 
         role = aws.iam.Role(
@@ -225,7 +230,7 @@ class ServerlessEndpoint(pulumi.ComponentResource):
                 aws.cloudwatch.MetricAlarm(
                     f"{name}-alarm-{spec.key}",
                     **alarms.metric_alarm_args(spec, dimensions, args.alarm_topic_arn),
-                    opts=child,
+                    opts=renamed_with_endpoint,
                 )
 
         self.endpoint_name = endpoint.name

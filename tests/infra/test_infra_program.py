@@ -338,19 +338,34 @@ def test_resource_options_order_the_deploy_and_parent_every_child(program: Any, 
     assert seen["api-http-api"][3] == ["corsConfiguration"]
 
 
-def test_a_renamed_endpoint_is_created_before_the_old_one_is_deleted(program: Any) -> None:
-    """The bridge replaces an explicitly named resource delete-first (pulumi-terraform #465): a rename of the
-    endpoint would leave nothing serving while the new one starts. The name is the only input that replaces it,
-    so old and new never clash and create-first is safe; README's quota note counts both during the overlap."""
+def test_everything_an_endpoint_rename_replaces_is_created_before_the_old_one_is_deleted(
+    program: Any, mocks: RecordingMocks
+) -> None:
+    """An endpointName change renames, and so replaces, every resource whose fixed name follows it: the endpoint, the
+    proxy (its name follows the endpoint's), their log groups and the alarms. The bridge replaces an explicitly named
+    resource delete-first (pulumi-terraform #465) unless told otherwise: the endpoint would leave nothing serving while
+    the new one starts, and an old log group would go while its endpoint or function still writes to it for the whole
+    update (SageMaker's role may create it again, bare: no retention, in no stack). Every new name differs from the
+    old, so create-first is safe for all of them; README's quota note counts both endpoints during the overlap."""
     dbr: dict[str, bool | None] = {}
 
     def record(args: pulumi.ResourceTransformationArgs) -> None:
         dbr[args.name] = args.opts.delete_before_replace if args.opts else None
 
+    def fixed_names() -> dict[str, str]:
+        return {name: inputs["name"] for (_, name), inputs in mocks.resources.items() if "name" in inputs}
+
     program(transformation=record)
-    assert dbr["model-endpoint"] is False  # explicitly False: None would leave the bridge's delete-first
-    # The proxy's name follows the endpoint's, so the same rename replaces the function: new one first, too.
-    assert dbr["api-function"] is False
+    before = fixed_names()
+    mocks.resources.clear()
+    program(transformation=record, endpointName="classifier-renamed")
+    after = fixed_names()
+    renamed = sorted(name for name in before if after[name] != before[name])
+    assert {"model-endpoint", "api-function", "model-log-group", "api-log-group", "api-access-logs"} <= set(renamed)
+    assert {"model-alarm-5xx", "api-alarm-errors"} <= set(renamed)
+    assert not {after[name] for name in renamed} & set(before.values())  # no new name is an old one
+    # Explicitly False: None would leave the bridge's delete-first.
+    assert {name: dbr[name] for name in renamed} == dict.fromkeys(renamed, False)
 
 
 def test_pulumi_never_deletes_what_a_rolled_back_endpoint_may_still_run_on(program: Any, mocks: RecordingMocks) -> None:
