@@ -76,11 +76,18 @@ def cors_rules(cors: dict[str, Any]) -> dict[str, Any]:
 PROGRAM_RULES = cors_rules(http_api_cors(["https://example.com"]))
 
 
+def origin_set(origins: list[str] | None) -> list[str]:
+    """The allowed origins as CORS compares them: a set (the browser's Origin is matched against each), case-insensitive
+    as scheme and host are. The aws provider keeps allow_origins so too, as GetApi need not answer them in the order
+    they were put: a refresh reading them back in another order is not drift."""
+    return sorted({origin.lower() for origin in origins or []})
+
+
 def diff_cors(olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
     replaces = [k for k in ("api_id", "region") if olds.get(k) != news.get(k)]
     # A state from before the rules were recorded has no "rules": nothing to compare, not drift.
     drifted = olds.get("rules") not in (None, PROGRAM_RULES)
-    changed = replaces or drifted or list(olds.get("origins") or []) != list(news.get("origins") or [])
+    changed = replaces or drifted or origin_set(olds.get("origins")) != origin_set(news.get("origins"))
     return DiffResult(changes=bool(changed), replaces=replaces, delete_before_replace=False)
 
 

@@ -587,6 +587,28 @@ def test_http_api_cors_refresh_sees_a_console_edit_of_the_other_rules(aws: None)
     assert diff_cors(legacy, props).changes is False
 
 
+def test_http_api_cors_refresh_of_origins_in_another_order_is_not_drift(aws: None) -> None:
+    """CORS matches the browser's Origin against a set: the order of AllowOrigins means nothing, and the aws
+    provider's own cors_configuration keeps allow_origins as an unordered, case-insensitive set (as it does the
+    header and method names) because GetApi need not answer them in the order they were put. A refresh that reads
+    them back in another order must leave the next `pulumi up` with nothing to do, or every refresh is followed by
+    an update of the API's CORS."""
+    client = boto3.client("apigatewayv2")
+    api_id = client.create_api(Name="t", ProtocolType="HTTP")["ApiId"]
+    origins = ["https://classify.example.com", "https://d1.cloudfront.net", "http://localhost:8000"]
+    props = {"api_id": api_id, "region": REGION, "origins": origins}
+    provider = HttpApiCorsProvider()
+    created = provider.create(dict(props))
+    live = client.get_api(ApiId=api_id)["CorsConfiguration"]
+    client.update_api(ApiId=api_id, CorsConfiguration={**live, "AllowOrigins": sorted(origins)})
+    refreshed = provider.read(created.id, created.outs).outs
+    assert refreshed["origins"] == sorted(origins) != origins
+    assert diff_cors(refreshed, props).changes is False
+    # A different set of origins still is a change, in either direction.
+    assert diff_cors(refreshed, {**props, "origins": origins[1:]}).changes is True
+    assert diff_cors(refreshed, {**props, "origins": [*origins, "https://other.example.com"]}).changes is True
+
+
 # API Gateway's answer to a second change to one API while another is under way (HTTP 409).
 CONCURRENT_MODIFICATION = "Unable to complete operation due to concurrent modification. Please try again later."
 
