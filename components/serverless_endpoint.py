@@ -124,7 +124,15 @@ class ServerlessEndpoint(pulumi.ComponentResource):
             # artifact must stay readable for the endpoint's cold starts (see policies.sagemaker_execution_policy).
             # `pulumi destroy` still removes it: the bucket is force_destroy. Each rollout leaves one more ~20 MB
             # object under models/.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[encryption], retain_on_delete=True),
+            # A kmsKeyArn change replaces it (same key, uploaded afresh) rather than updating it: in an update the aws
+            # provider keeps the optional, computed kmsKeyId of the state when it is unset, and sends the old key's
+            # ARN with AES256, which S3 refuses. Retained, the old object is never deleted after the new one is put.
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[encryption],
+                retain_on_delete=True,
+                replace_on_changes=["serverSideEncryption", "kmsKeyId"],
+            ),
         )
         model_data_url = pulumi.Output.concat("s3://", bucket.bucket, "/", key)
 

@@ -23,6 +23,7 @@ from tests.infra.conftest import (
     REGION,
     ROOT,
     RecordingMocks,
+    comparable_inputs,
     make_artifact,
     run_main,
 )
@@ -385,3 +386,34 @@ def test_pulumi_never_deletes_what_a_rolled_back_endpoint_may_still_run_on(progr
     assert version["endpoint_name"] == mocks.one("aws:sagemaker/endpoint:Endpoint", "model-endpoint")["name"]
     assert version["config_name"] == "model-config-a1b2c3" and version["model_name"] == "model-model-a1b2c3"
     assert version["region"] == REGION
+
+
+def test_a_kms_change_uploads_the_artifact_afresh_under_the_same_key(program: Any, mocks: RecordingMocks) -> None:
+    """kmsKeyArn set or unset changes only the artifact object's encryption inputs, under the same content-addressed
+    key. The aws provider updates such an object in place with a new PutObject, and its kmsKeyId is optional and
+    computed: unset, it keeps the old key's ARN from the state, so going back to SSE-S3 sends that ARN with AES256,
+    which S3 refuses (400 InvalidArgument "Server Side Encryption with AWS KMS managed key requires HTTP header
+    x-amz-server-side-encryption : aws:kms"), and `pulumi up` cannot proceed. A change to either input replaces the
+    object instead: the new one is uploaded from its own inputs, over the same key, and the old one is retained
+    (never deleted), so the replacement cannot remove the object it has just written."""
+    options: list[pulumi.ResourceOptions] = []
+
+    def record(args: pulumi.ResourceTransformationArgs) -> None:
+        if args.name == "model-artifact":
+            options.append(args.opts)
+
+    def artifact() -> dict[str, Any]:
+        return comparable_inputs(mocks)["aws:s3/bucketObjectv2:BucketObjectv2::model-artifact"]
+
+    program(transformation=record, kmsKeyArn=KMS)
+    with_key = artifact()
+    mocks.resources.clear()
+    program(transformation=record)
+    without_key = artifact()
+    assert with_key["key"] == without_key["key"] and with_key["source"] == without_key["source"]
+    changed = sorted(k for k in with_key.keys() | without_key.keys() if with_key.get(k) != without_key.get(k))
+    assert changed == ["kmsKeyId", "serverSideEncryption"]
+    assert options
+    for opts in options:
+        assert set(changed) <= set(opts.replace_on_changes or [])
+        assert opts.retain_on_delete is True
