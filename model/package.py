@@ -53,7 +53,11 @@ ORT_SKIP = (
     "onnxruntime/quantization/",
     "onnxruntime/datasets/",
 )
+# The architecture: a torchvision ImageNet classifier (torchvision.models.get_model's name) and its weights enum,
+# named as text so that an up-to-date build need not import torchvision. Every use below goes through them; see
+# README "Serving another model" for what else is MobileNet V2's.
 MODEL_NAME = "mobilenet_v2"
+WEIGHTS_ENUM = "MobileNet_V2_Weights"  # torchvision.models.get_model_weights(MODEL_NAME).__name__
 # --int8 keeps this many of MobileNet V2's first Convs float (features.0-2; see quantize_int8).
 INT8_FLOAT_CONVS = 6
 # --int8 calibrates on this many random crops and flips of each photo in CALIBRATION_DIR (see calibration_batches).
@@ -82,7 +86,7 @@ class WeightsSource:
     @property
     def weights_id(self) -> str:
         if self.path is None:
-            return f"torchvision:MobileNet_V2_Weights.{self.preset}"
+            return f"torchvision:{WEIGHTS_ENUM}.{self.preset}"
         return f"file:{self.path.name}@sha256:{sha256_file(self.path)[:16]}"
 
 
@@ -94,14 +98,32 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_state_dict(source: WeightsSource):
-    """Return a float32 state_dict that loads strictly into mobilenet_v2, or raise BuildInputError."""
-    import torch
+def torchvision_model():
+    """MODEL_NAME, randomly initialised: the module the weights must load into."""
     import torchvision
 
-    model = torchvision.models.mobilenet_v2(weights=None)
+    return torchvision.models.get_model(MODEL_NAME, weights=None)
+
+
+def torchvision_weights(preset: str):
+    """WEIGHTS_ENUM's member for the preset: its download, labels and published transforms."""
+    import torchvision
+
+    enum = getattr(torchvision.models, WEIGHTS_ENUM)
+    if preset not in enum.__members__:
+        raise BuildInputError(
+            f"torchvision's {WEIGHTS_ENUM} has no preset {preset} (it has {', '.join(enum.__members__)})"
+        )
+    return enum[preset]
+
+
+def load_state_dict(source: WeightsSource):
+    """Return a float32 state_dict that loads strictly into MODEL_NAME, or raise BuildInputError."""
+    import torch
+
+    model = torchvision_model()
     if source.path is None:
-        weights = torchvision.models.MobileNet_V2_Weights[source.preset]
+        weights = torchvision_weights(source.preset)
         offline = "offline, pass a local state_dict with --weights FILE or MODEL_WEIGHTS=FILE"
         try:
             state = weights.get_state_dict(progress=False, check_hash=True)
@@ -154,7 +176,7 @@ def load_state_dict(source: WeightsSource):
             problems.append(f"shape mismatch: {show(mismatched)}")
         raise BuildInputError(
             f"weights file {source.path or source.preset} does not load strictly into torchvision "
-            f"mobilenet_v2: {'; '.join(problems)}"
+            f"{MODEL_NAME}: {'; '.join(problems)}"
         )
     model.load_state_dict(state, strict=True)
     # Re-serialise in the model's own key order, float32, contiguous: the bytes depend only on the values.
@@ -162,14 +184,12 @@ def load_state_dict(source: WeightsSource):
 
 
 def metadata(source: WeightsSource) -> dict:
-    import torchvision
-
-    labels = list(torchvision.models.MobileNet_V2_Weights[source.preset].meta["categories"])
+    weights = torchvision_weights(source.preset)
     return {
         "model": MODEL_NAME,
         "weights": source.weights_id,
         "weights_preset": source.preset,
-        "labels": labels,
+        "labels": list(weights.meta["categories"]),
         "input": {"dtype": "uint8", "layout": "NHWC", "channels": "RGB"},
         "preprocessing": {
             **PRESETS[source.preset],
@@ -195,11 +215,10 @@ def export_onnx(state, meta: dict) -> bytes:
     vectorised kernels; the request path only decodes and crops.
     """
     import torch
-    import torchvision
 
     inference = _inference_module()
     pre = inference.preprocessing_from_metadata(meta["preprocessing"])
-    net = torchvision.models.mobilenet_v2(weights=None)
+    net = torchvision_model()
     net.load_state_dict(state, strict=True)
     model = inference.with_normalisation(net.eval(), pre)
     crop = pre.crop
@@ -490,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
         "--weights",
         type=Path,
         default=os.environ.get("MODEL_WEIGHTS") or None,
-        help="local torchvision-format mobilenet_v2 state_dict (default: torchvision's download; env MODEL_WEIGHTS)",
+        help=f"local torchvision-format {MODEL_NAME} state_dict (default: torchvision's download; env MODEL_WEIGHTS)",
     )
     parser.add_argument(
         "--preset",

@@ -184,6 +184,58 @@ def test_default_weights_source_is_torchvision_download():
     assert torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V2.url.startswith("https://download.pytorch.org/")
 
 
+# --- another torchvision classifier: MODEL_NAME and WEIGHTS_ENUM name the architecture for every step -----------
+def test_weights_enum_is_the_models_own():
+    assert torchvision.models.get_model_weights(package.MODEL_NAME).__name__ == package.WEIGHTS_ENUM
+
+
+@pytest.fixture
+def resnet18(tmp_path, monkeypatch):
+    """The builder switched to ResNet-18 by its two names, and a random ResNet-18 state_dict to build."""
+    monkeypatch.setattr(package, "MODEL_NAME", "resnet18")
+    monkeypatch.setattr(package, "WEIGHTS_ENUM", "ResNet18_Weights")
+    torch.manual_seed(0)
+    return _save(tmp_path, torchvision.models.resnet18().state_dict(), "resnet18.pth")
+
+
+def test_another_classifier_loads_and_is_named_by_its_own_weights(resnet18, tmp_path):
+    source = package.WeightsSource(resnet18, "IMAGENET1K_V1")
+    assert list(package.load_state_dict(source)) == list(torch.load(resnet18, weights_only=True))
+    meta = package.metadata(source)
+    assert meta["model"] == "resnet18"
+    assert meta["labels"] == torchvision.models.ResNet18_Weights.IMAGENET1K_V1.meta["categories"]
+    assert meta["preprocessing"]["resize"] == 256 and meta["preprocessing"]["crop"] == 224
+    assert package.WeightsSource(None, "IMAGENET1K_V1").weights_id == "torchvision:ResNet18_Weights.IMAGENET1K_V1"
+    # MobileNet V2's weights are now the wrong ones, and a preset the weights enum lacks is named, not a KeyError.
+    mobilenet = _save(tmp_path, torchvision.models.mobilenet_v2().state_dict(), "mobilenet.pth")
+    with pytest.raises(package.BuildInputError, match=r"does not load strictly into torchvision resnet18: missing"):
+        package.load_state_dict(package.WeightsSource(mobilenet, "IMAGENET1K_V1"))
+    with pytest.raises(
+        package.BuildInputError, match=r"ResNet18_Weights has no preset IMAGENET1K_V2 \(it has IMAGENET1K_V1"
+    ):
+        package.metadata(package.WeightsSource(None, "IMAGENET1K_V2"))
+
+
+@pytest.mark.slow
+def test_another_classifier_exports_to_the_same_graph_contract(resnet18, tmp_path):
+    import numpy as np
+    import onnxruntime as ort
+
+    out, _ = package.build(package.WeightsSource(resnet18, "IMAGENET1K_V1"), tmp_path / "model.tar.gz", force=True)
+    with tarfile.open(out) as tar:
+        meta = json.loads(tar.extractfile("metadata.json").read())
+        session = ort.InferenceSession(tar.extractfile("model.onnx").read(), providers=["CPUExecutionProvider"])
+    assert meta["model"] == "resnet18"
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
+    (logits,) = session.run(None, {"input": pixels})
+    net = torchvision.models.resnet18()
+    net.load_state_dict(torch.load(resnet18, weights_only=True))
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (package.IMAGENET_MEAN, package.IMAGENET_STD))
+    with torch.no_grad():
+        expected = net.eval()((torch.from_numpy(pixels).permute(0, 3, 1, 2) / 255.0 - mean) / std).numpy()
+    np.testing.assert_allclose(logits, expected, rtol=1e-3, atol=1e-4)
+
+
 def test_vendored_onnxruntime_is_for_the_container_python(artifact):
     with tarfile.open(artifact) as tar:
         names = [m.name for m in tar.getmembers() if m.isfile()]
