@@ -191,13 +191,37 @@ def metadata(source: WeightsSource) -> dict:
         "weights_preset": source.preset,
         "labels": list(weights.meta["categories"]),
         "input": {"dtype": "uint8", "layout": "NHWC", "channels": "RGB"},
-        "preprocessing": {
-            **PRESETS[source.preset],
-            "mean": list(IMAGENET_MEAN),
-            "std": list(IMAGENET_STD),
-            "interpolation": "bilinear",
-        },
+        "preprocessing": preset_preprocessing(source.preset, weights.transforms()),
     }
+
+
+def preset_preprocessing(preset: str, transforms) -> dict:
+    """PRESETS[preset] with ImageNet's mean and std, bilinear, as metadata.json records it for serving, checked
+    against the transforms torchvision publishes with the preset's weights. inference.py resizes bilinear only and
+    normalises with the recorded mean and std, so a preset that wants otherwise (EfficientNet's bicubic, another
+    resize or crop) is refused here rather than served other pixels than its weights were trained on."""
+    ours = {**PRESETS[preset], "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "interpolation": "bilinear"}
+    mode = getattr(transforms, "interpolation", None)
+    theirs = {
+        "resize": getattr(transforms, "resize_size", None),
+        "crop": getattr(transforms, "crop_size", None),
+        "mean": list(getattr(transforms, "mean", ())),
+        "std": list(getattr(transforms, "std", ())),
+        "interpolation": getattr(mode, "value", mode),
+    }
+    # torchvision gives the sizes as one-element lists.
+    differ = [
+        f"{key} {theirs[key]} (this build: {ours[key]})"
+        for key in ours
+        if theirs[key] != ([ours[key]] if key in ("resize", "crop") else ours[key])
+    ]
+    if differ:
+        raise BuildInputError(
+            f"torchvision's {WEIGHTS_ENUM}.{preset} preprocesses otherwise than this build would serve: "
+            f"{'; '.join(differ)}. PRESETS in model/package.py sets the sizes; model/code/inference.py resizes "
+            "bilinear, with ImageNet's mean and std"
+        )
+    return ours
 
 
 def serialize_state_dict(state) -> bytes:

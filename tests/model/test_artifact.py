@@ -236,6 +236,26 @@ def test_another_classifier_exports_to_the_same_graph_contract(resnet18, tmp_pat
     np.testing.assert_allclose(logits, expected, rtol=1e-3, atol=1e-4)
 
 
+def test_a_preset_served_with_other_preprocessing_than_its_own_is_refused(monkeypatch):
+    # EfficientNet-B0's weights were trained on bicubic resizes; inference.py resizes bilinear only.
+    monkeypatch.setattr(package, "MODEL_NAME", "efficientnet_b0")
+    monkeypatch.setattr(package, "WEIGHTS_ENUM", "EfficientNet_B0_Weights")
+    with pytest.raises(package.BuildInputError) as err:
+        package.metadata(package.WeightsSource(None, "IMAGENET1K_V1"))
+    assert str(err.value) == (
+        "torchvision's EfficientNet_B0_Weights.IMAGENET1K_V1 preprocesses otherwise than this build would serve: "
+        "interpolation bicubic (this build: bilinear). PRESETS in model/package.py sets the sizes; "
+        "model/code/inference.py resizes bilinear, with ImageNet's mean and std"
+    )
+    # A size in PRESETS that is not the weights' own is refused the same way.
+    monkeypatch.undo()
+    monkeypatch.setitem(package.PRESETS, "IMAGENET1K_V1", {"resize": 232, "crop": 224})
+    with pytest.raises(
+        package.BuildInputError, match=r"MobileNet_V2_Weights\.IMAGENET1K_V1 .*: resize \[256\] \(this build: 232\)\."
+    ):
+        package.metadata(package.WeightsSource(None, "IMAGENET1K_V1"))
+
+
 def test_vendored_onnxruntime_is_for_the_container_python(artifact):
     with tarfile.open(artifact) as tar:
         names = [m.name for m in tar.getmembers() if m.isfile()]
