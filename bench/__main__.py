@@ -261,10 +261,18 @@ def environ_set(name: str, value: str) -> Iterator[None]:
             os.environ[name] = previous
 
 
+def torchvision_reference(meta: dict):
+    """The naive baseline's eager model (random weights: load model.pth into it) and torchvision's transforms, for the
+    artifact's own architecture and preset: metadata.json's "model" is torchvision.models.get_model's name."""
+    import torchvision
+
+    model = torchvision.models.get_model(meta["model"], weights=None)
+    return model, torchvision.models.get_model_weights(meta["model"])[meta["weights_preset"]].transforms()
+
+
 def bench_latency(report: Report, model_dir: Path, repeats: int) -> dict:
     import numpy as np
     import torch
-    import torchvision
     from PIL import Image
 
     sys.path.insert(0, str(model_dir / "code"))
@@ -273,9 +281,7 @@ def bench_latency(report: Report, model_dir: Path, repeats: int) -> dict:
     torch.set_num_threads(THREADS)
     classifier = inference.model_fn(str(model_dir))
     meta = json.loads((model_dir / "metadata.json").read_text())
-    transform = torchvision.models.MobileNet_V2_Weights[meta["weights_preset"]].transforms()
-
-    eager = torchvision.models.mobilenet_v2()
+    eager, transform = torchvision_reference(meta)
     eager.load_state_dict(torch.load(model_dir / "model.pth", weights_only=True))
     eager.eval()
     with environ_set("MODEL_BACKEND", "torchscript"):  # not for the cold-start section, which runs next regardless
@@ -479,7 +485,7 @@ t0 = time.perf_counter()
 import torch, torchvision
 torch.set_num_threads({threads})
 t1 = time.perf_counter()
-model = torchvision.models.mobilenet_v2()
+model = torchvision.models.get_model({model!r})
 model.load_state_dict(torch.load({weights!r}, weights_only=True))
 model.eval()
 t2 = time.perf_counter()
@@ -546,15 +552,19 @@ def cold_runs(scripts: dict[str, str], runs: int) -> dict[str, dict]:
     }
 
 
+def cold_scripts(model_dir: Path) -> dict[str, str]:
+    """The two cold-start processes' scripts for the unpacked artifact; the naive one builds its own architecture."""
+    meta = json.loads((model_dir / "metadata.json").read_text())
+    return {
+        "naive": COLD_NAIVE.format(threads=THREADS, model=meta["model"], weights=str(model_dir / "model.pth")),
+        "served": COLD_SERVED.format(
+            code=str(model_dir / "code"), model_dir=str(model_dir), photo=str(PHOTOS / "coffee.jpg")
+        ),
+    }
+
+
 def bench_cold_start(report: Report, model_dir: Path, runs: int) -> None:
-    photo = str(PHOTOS / "coffee.jpg")
-    medians = cold_runs(
-        {
-            "naive": COLD_NAIVE.format(threads=THREADS, weights=str(model_dir / "model.pth")),
-            "served": COLD_SERVED.format(code=str(model_dir / "code"), model_dir=str(model_dir), photo=photo),
-        },
-        runs,
-    )
+    medians = cold_runs(cold_scripts(model_dir), runs)
     naive, served = medians["naive"], medians["served"]
     in_process = {"naive": naive["in_process"], "served": served["in_process"]}
     ratio = in_process["served"] / in_process["naive"]

@@ -553,3 +553,28 @@ def test_the_bench_hides_torchscripts_deprecation_and_no_other_warning():
 
     assert any(m.startswith("`torch.jit.trace`") for m in warnings_from_a_trace(hide=False))
     assert warnings_from_a_trace(hide=True) == ["another deprecation"]
+
+
+def test_the_naive_baselines_build_the_artifacts_own_architecture(tmp_path):
+    """The eager model and transforms (latency, preprocessing) and the naive cold-start process follow
+    metadata.json's model and preset, so the baselines run for an artifact of another torchvision classifier."""
+    import json
+    import subprocess
+    import sys
+
+    import torch
+    import torchvision
+
+    import bench.__main__ as bench
+
+    meta = {"model": "resnet18", "weights_preset": "IMAGENET1K_V1"}
+    (tmp_path / "metadata.json").write_text(json.dumps(meta))
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "model.pth")
+    eager, transform = bench.torchvision_reference(meta)
+    eager.load_state_dict(torch.load(tmp_path / "model.pth", weights_only=True))
+    assert (transform.resize_size, transform.crop_size) == ([256], [224])
+    naive = subprocess.run(
+        [sys.executable, "-c", bench.cold_scripts(tmp_path)["naive"]], capture_output=True, text=True
+    )
+    assert naive.returncode == 0, naive.stderr
+    assert set(json.loads(naive.stdout)) == {"imports", "load", "first", "rss_mb"}
