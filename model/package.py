@@ -329,6 +329,12 @@ def quantize_int8(onnx_model: bytes, meta: dict, photos: list[Path]) -> bytes:
         # channels is slow).
         nodes = onnx.load(str(prepared)).graph.node
         convs = [i for i, node in enumerate(nodes) if node.op_type == "Conv"]
+        if len(convs) <= INT8_FLOAT_CONVS:  # a ViT has one Conv: nodes[: convs[INT8_FLOAT_CONVS]] would fail
+            raise BuildInputError(
+                f"--int8 keeps the first {INT8_FLOAT_CONVS} Convs float and quantises from the next one on "
+                f"(INT8_FLOAT_CONVS in model/package.py, chosen for MobileNet V2), but {meta['model']}'s graph has "
+                f"{len(convs)} Conv(s): set INT8_FLOAT_CONVS for this model"
+            )
         # Ranges from the 99.999th percentile of |x|, not the extremes: a rare outlier in a calibration crop no
         # longer widens a whole tensor's scale. The calibrator prints its progress on stdout: not ours to show.
         with contextlib.redirect_stdout(io.StringIO()):

@@ -350,6 +350,26 @@ def test_int8_agrees_with_fp32_on_views_of_the_photos_it_was_not_calibrated_on(i
     assert np.mean(kl) < 0.03 and top1 >= len(kl) - 3, (np.mean(kl), top1)
 
 
+def test_int8_on_a_graph_with_too_few_convs_to_keep_float_is_one_error_line(tmp_path):
+    """INT8_FLOAT_CONVS is MobileNet V2's; another model's graph (a ViT has one Conv) is named, not an IndexError."""
+    import io
+    import warnings
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    graph = io.BytesIO()
+    with warnings.catch_warnings():  # the TorchScript-based exporter is deprecated, as in package.export_onnx
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(net, (torch.zeros(1, 3, 8, 8),), graph, dynamo=False, input_names=["input"], opset_version=17)
+    photos = sorted(package.CALIBRATION_DIR.glob("*.jpg"))
+    with pytest.raises(package.BuildInputError) as err:
+        package.quantize_int8(graph.getvalue(), {"model": "tiny"}, photos)
+    assert str(err.value) == (
+        f"--int8 keeps the first {package.INT8_FLOAT_CONVS} Convs float and quantises from the next one on "
+        "(INT8_FLOAT_CONVS in model/package.py, chosen for MobileNet V2), but tiny's graph has 1 Conv(s): "
+        "set INT8_FLOAT_CONVS for this model"
+    )
+
+
 def _assert_float_stem_and_per_channel_weights(int8: bytes) -> None:
     import onnx
 
