@@ -391,12 +391,15 @@ def load_failure(e: Exception) -> str:
     return f"{type(e).__name__}: {first}"
 
 
-def _torchscript_backend(weights_path: str, num_classes: int, pre: Preprocessing):
+def _torchscript_backend(weights_path: str, model_name: str, num_classes: int, pre: Preprocessing):
     import torch
     import torchvision
 
     torch.set_num_threads(_threads())
-    model = torchvision.models.mobilenet_v2(weights=None, num_classes=num_classes)
+    try:  # metadata.json's "model" is torchvision.models.get_model's name (model.package's MODEL_NAME)
+        model = torchvision.models.get_model(model_name, weights=None, num_classes=num_classes)
+    except ValueError as e:  # "Unknown model ..."
+        raise ModelLoadError(f"weights at {weights_path} are for {model_name!r}, which torchvision cannot build") from e
     try:
         state = torch.load(weights_path, map_location="cpu", weights_only=True)
     except FileNotFoundError as e:
@@ -407,7 +410,7 @@ def _torchscript_backend(weights_path: str, num_classes: int, pre: Preprocessing
         model.load_state_dict(state, strict=True)
     except (RuntimeError, TypeError) as e:  # TypeError: a saved tensor or list, not a state_dict
         first = str(e).splitlines()[0]
-        raise ModelLoadError(f"weights at {weights_path} do not fit mobilenet_v2: {first}") from e
+        raise ModelLoadError(f"weights at {weights_path} do not fit {model_name}: {first}") from e
     example = torch.zeros((1, pre.crop, pre.crop, 3), dtype=torch.uint8)
     with torch.inference_mode():
         traced = torch.jit.trace(with_normalisation(model.eval(), pre), example)
@@ -452,7 +455,7 @@ def load_classifier(model_dir: str) -> Classifier:
     if run is None:
         if not os.path.isfile(weights_path):
             raise ModelLoadError(f"model weights not found at {weights_path}")
-        run, backend = _torchscript_backend(weights_path, len(labels), preprocessing)
+        run, backend = _torchscript_backend(weights_path, meta["model"], len(labels), preprocessing)
 
     classifier = Classifier(
         run=run,

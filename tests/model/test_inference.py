@@ -102,7 +102,7 @@ def test_an_onnxruntime_that_does_not_load(inference, model_dir, tmp_path, monke
             inference.load_classifier(str(model_dir))
         return
 
-    def torchscript(weights_path, num_classes, pre):  # the real one takes half a minute to trace and freeze
+    def torchscript(weights_path, model_name, num_classes, pre):  # the real one takes seconds to trace and freeze
         return (lambda batch: np.zeros((len(batch), num_classes), np.float32)), "torchscript-stub"
 
     monkeypatch.setattr(inference, "_torchscript_backend", torchscript)
@@ -199,6 +199,38 @@ def test_model_fn_refuses_weights_that_do_not_fit(inference, model_dir, tmp_path
     torch.save(torchvision.models.mobilenet_v2(num_classes=3).state_dict(), tmp_path / "model.pth")
     monkeypatch.setenv("MODEL_BACKEND", "torchscript")
     with pytest.raises(inference.ModelLoadError, match=r"do not fit mobilenet_v2"):
+        inference.load_classifier(str(tmp_path))
+
+
+def test_the_torchscript_fallback_builds_the_architecture_metadata_names(inference, model_dir, tmp_path, monkeypatch):
+    # metadata.json's "model" (model.package's MODEL_NAME) picks the network the fallback traces, as it picks the
+    # ONNX export's: weights of another torchvision classifier serve without editing inference.py.
+    import torch
+    import torchvision
+
+    meta = json.loads((model_dir / "metadata.json").read_text())
+    (tmp_path / "metadata.json").write_text(json.dumps({**meta, "model": "resnet18", "labels": ["a", "b", "c"]}))
+    torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), tmp_path / "model.pth")
+    monkeypatch.setenv("MODEL_BACKEND", "torchscript")
+    classifier = inference.load_classifier(str(tmp_path))
+    assert classifier.backend.startswith("torchscript") and classifier.model_name == "resnet18"
+    # MobileNet V2's weights under a metadata.json that says resnet18: the message names the architecture tried.
+    (tmp_path / "metadata.json").write_text(json.dumps({**meta, "model": "resnet18"}))
+    torch.save(torchvision.models.mobilenet_v2().state_dict(), tmp_path / "model.pth")
+    with pytest.raises(
+        inference.ModelLoadError, match=r"do not fit resnet18: Error\(s\) in loading state_dict for ResNet"
+    ):
+        inference.load_classifier(str(tmp_path))
+
+
+def test_model_fn_names_an_architecture_torchvision_cannot_build(inference, model_dir, tmp_path, monkeypatch):
+    (tmp_path / "metadata.json").write_text(
+        json.dumps({**json.loads((model_dir / "metadata.json").read_text()), "model": "mobilenet_v9"})
+    )
+    (tmp_path / "model.pth").write_bytes((model_dir / "model.pth").read_bytes())
+    monkeypatch.setenv("MODEL_BACKEND", "torchscript")
+    path = tmp_path / "model.pth"
+    with pytest.raises(inference.ModelLoadError, match=f"weights at {path} are for 'mobilenet_v9', which torchvision"):
         inference.load_classifier(str(tmp_path))
 
 
