@@ -341,11 +341,11 @@ def test_enter_and_space_classify_announce_the_result_and_keep_focus(
         stub_stack.reset()
     ui.page.evaluate(LISTEN)
     press(ui, control, key)
-    ui.page.wait_for_function("() => window.__said.some((s) => s.text.startsWith('Done:'))")
+    ui.page.wait_for_function("() => window.__said.some((s) => s.text.startsWith('Most likely:'))")
     wait_idle(ui)
     assert len(stub_stack.predict_requests()) == 1
     texts = [s["text"] for s in said(ui)]
-    assert "Classifying…" in texts and texts[-1] == "Done: most likely stub label one (62.0%).", texts
+    assert "Classifying…" in texts and texts[-1] == "Most likely: stub label one (62.0%).", texts
     assert_heard(said(ui))
     assert_focus_back_on(ui, control)
 
@@ -500,7 +500,7 @@ def test_the_pickers_value_names_the_photo_classify_sends_and_its_description_do
         assert chosen == f"Chosen: {name}", "the name stays on screen"
         # Put in the picker by the page, the file is not taken for a new pick: classified once, not shrunk again.
         assert len(stub_stack.predict_requests()) == 2
-        assert ui.status_text() == "Done: most likely stub label one (62.0%)."
+        assert ui.status_text() == "Most likely: stub label one (62.0%)."
     elif path == "sample":
         assert node["value"] == nothing["value"], "the picker holds no file: it must not name the one sent before"
         assert node["description"] == f"{PICKER_DESCRIPTION} Sample chosen: coffee.jpg", node
@@ -530,7 +530,7 @@ def test_where_the_picker_cannot_be_given_a_file_a_drop_is_named_by_the_descript
     ui.drop_bytes("dropped.jpg", "image/jpeg", CHELSEA.read_bytes())
     ui.wait_state("done", "error")
     wait_idle(ui)
-    assert ui.status_text() == "Done: most likely stub label one (62.0%)."
+    assert ui.status_text() == "Most likely: stub label one (62.0%)."
     assert len(stub_stack.predict_requests()) == 2
     node = accessibility_node(ui, PICKER)
     assert node["value"] == nothing["value"] and ui.page.evaluate(HELD_BY_THE_FORM) == "", node

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import json
 import threading
 import time
 from email.utils import formatdate
@@ -69,7 +70,7 @@ def test_upload_sends_downscaled_jpeg_and_renders_top5(stub_ui: Any, stub_stack:
     assert f"(your file: {CHELSEA.stat().st_size / 1024:.1f}\u00a0KB)" in caption
     assert ui.page.is_visible("#predictions-wrap")
     # The live region is what a screen reader announces: it must name the top answer, not another line.
-    assert ui.status_text() == "Done: most likely stub label one (62.0%)."
+    assert ui.status_text() == "Most likely: stub label one (62.0%)."
 
 
 def test_never_upscales_a_small_image(stub_ui: Any, stub_stack: Any, tmp_path: Path) -> None:
@@ -282,7 +283,7 @@ def test_a_dropped_photo_put_in_the_picker_is_classified_once(stub_ui: Any, stub
     # Taken for a new pick while busy, the change said "Still classifying the previous photo".
     said = ui.page.evaluate("() => window.__said")
     assert said[0] == "Shrinking the photo…" and not any("previous photo" in text for text in said), said
-    assert ui.status_text() == "Done: most likely stub label one (62.0%)."
+    assert ui.status_text() == "Most likely: stub label one (62.0%)."
 
 
 def test_a_photo_dropped_beside_the_drop_zone_is_still_classified(stub_ui: Any, stub_stack: Any) -> None:
@@ -1617,24 +1618,27 @@ def test_classify_stays_put_when_a_cameras_photo_is_chosen(make_ui: Any, stub_st
     assert top_on_page(ui, "classify-button") == empty
 
 
-def answer_with_top(stack: Any, prob: float) -> dict[str, Any]:
-    """The stub's usual predictions, the top one at `prob`."""
+def answer_with_top(stack: Any, prob: float, label: str | None = None) -> dict[str, Any]:
+    """The stub's usual predictions, the top one at `prob` (and named `label`, when given)."""
     top, *others = stack.default_predictions
-    return {"predictions": [{**top, "prob": prob}, *others]}
+    return {"predictions": [{**top, "prob": prob, **({"label": label} if label else {})}, *others]}
 
 
+@pytest.mark.parametrize("label", [None, "German short-haired pointer"], ids=["short", "long"])
 @pytest.mark.parametrize("top_prob", [0.62, 0.1], ids=["sure", "guess"])
 @pytest.mark.parametrize("width", [320, 375, 768])
 def test_the_photo_shown_while_classifying_stays_put_when_its_answer_comes(
-    make_ui: Any, stub_stack: Any, width: int, top_prob: float
+    make_ui: Any, stub_stack: Any, width: int, top_prob: float, label: str | None
 ) -> None:
     # The photo sent is shown under the status while the answer is awaited. On a phone the answer's status ("Done:
     # most likely <label> (62.0%).") takes two lines where "Classifying…" took one: the photo jumped down a line
     # as its predictions came in (a layout shift of 0.3 at 375 px, "poor" by Core Web Vitals' measure). A guess
     # ("Done, but the model is not sure: its best guess is <label> (10.0%). It knows only 1000 kinds of object.")
-    # took four lines on a phone and two on a desktop: the photo still jumped 48 px at 320-375 px, 24 at 768.
+    # took four lines on a phone and two on a desktop: the photo still jumped 48 px at 320-375 px, 24 at 768. With
+    # a long label, "Done, not sure: best guess German short-haired pointer (10.0%)." still took three lines at
+    # 320-375 px, and "Done: most likely German short-haired pointer (62.0%)." three at 320: 24 px.
     gate = threading.Event()
-    stub_stack.script({"status": 200, "gate": gate, "body": answer_with_top(stub_stack, top_prob)})
+    stub_stack.script({"status": 200, "gate": gate, "body": answer_with_top(stub_stack, top_prob, label)})
     ui = make_ui(stub_stack, width=width, height=740).open()
     try:
         ui.click_sample("chelsea")
@@ -1645,6 +1649,34 @@ def test_the_photo_shown_while_classifying_stays_put_when_its_answer_comes(
         gate.set()
     ui.wait_done()
     assert top_on_page(ui) == waiting
+
+
+@pytest.mark.parametrize("width", [320, 360, 375, 412])
+def test_every_answer_the_model_can_give_fits_the_two_lines_a_phone_keeps(
+    make_ui: Any, stub_stack: Any, width: int
+) -> None:
+    # The test above, for each of ImageNet's 1000 labels, sure and a guess, without classifying 4000 times: each
+    # status the page would show (its own describeTopPrediction) is put in the status box, which must stay as tall as
+    # it is while "Classifying…". One label fills two lines alone at 320 px, its words wider than the line with any
+    # words before them ("American Staffordshire" / "terrier (10.0%)."): its answer takes three there.
+    from torchvision.models import MobileNet_V2_Weights
+
+    labels = list(MobileNet_V2_Weights.IMAGENET1K_V1.meta["categories"])
+    ui = make_ui(stub_stack, width=width, height=740).open()
+    taller = run_js(
+        ui,
+        f"""const status = document.getElementById("status");
+           const message = document.getElementById("status-message");
+           status.dataset.state = "busy";
+           message.textContent = "Classifying…";
+           const kept = status.getBoundingClientRect().height;
+           status.dataset.state = "done";
+           return {json.dumps(labels)}.filter((label) => [1, 0.1].some((prob) => {{
+               message.textContent = m.describeTopPrediction([{{label, prob}}]);
+               return status.getBoundingClientRect().height !== kept;
+           }}));""",
+    )
+    assert taller == (["American Staffordshire terrier"] if width == 320 else [])
 
 
 @pytest.mark.parametrize("width", [320, 375, 1280])
@@ -2022,11 +2054,11 @@ def test_a_low_confidence_answer_is_called_a_guess(stub_ui: Any) -> None:
                    m.describeTopPrediction(p("bobsled", 0.25)), m.describeTopPrediction(p("can opener", 0.017)),
                    m.describeTopPrediction(p("bobsled", 0.2)), m.LOW_CONFIDENCE];""",
     )
-    guess = "Done, not sure: best guess {}."
+    guess = "Just a guess: {}."
     assert got == [
         "Done.",
-        "Done: most likely espresso (81.0%).",
-        "Done: most likely bobsled (25.0%).",  # the bound itself is not a guess
+        "Most likely: espresso (81.0%).",
+        "Most likely: bobsled (25.0%).",  # the bound itself is not a guess
         guess.format("can opener (1.7%)"),
         guess.format("bobsled (20.0%)"),
         0.25,
@@ -2040,13 +2072,13 @@ def test_a_guess_says_why_under_its_predictions_and_only_a_guess(stub_ui: Any, s
     ui = stub_ui.open()
     ui.click_sample("chelsea")
     ui.wait_done()
-    assert ui.status_text() == "Done, not sure: best guess stub label one (10.0%)."
+    assert ui.status_text() == "Just a guess: stub label one (10.0%)."
     assert " ".join(ui.page.inner_text("#guess-note").split()) == (
         "The model knows only 1000 kinds of object (ImageNet's): the photo may show none of them."
     )
     ui.click_sample("coffee")
     ui.wait_done()
-    assert ui.status_text() == "Done: most likely stub label one (62.0%)."
+    assert ui.status_text() == "Most likely: stub label one (62.0%)."
     assert ui.page.is_hidden("#guess-note")
 
 
@@ -2355,7 +2387,7 @@ def test_a_probability_of_exactly_one_or_zero_is_an_answer(stub_ui: Any, stub_st
     ui.wait_done()
     assert ui.labels() == [p["label"] for p in predictions]
     assert ui.percents() == ["100.0%", "0.00%", "0.00%", "0.00%", "0.00%"]
-    assert ui.status_text() == "Done: most likely sure thing (100.0%)."
+    assert ui.status_text() == "Most likely: sure thing (100.0%)."
 
 
 # Records the object URLs the page makes and has not revoked, and the bitmaps it decodes.
