@@ -38,8 +38,9 @@ export const REQUEST_TIMEOUT_MS = 35000;
 // A warm answer takes a fraction of a second; one this slow is most likely an endpoint that scaled to zero and is
 // starting again (serverless cold start), so the page says why the wait is long.
 export const SLOW_ANSWER_MS = 5000;
-// It follows "Classifying…" on its line (style.css): short enough for both to fit the two lines the answer takes on
-// a 320 px phone, and one line on a desktop, so the photo under the status does not move as it comes and goes.
+// It follows "Classifying…", or a retry's "Try 2 of 4…", on its line (style.css): short enough for both to fit the
+// two lines the answer takes on a 320 px phone, and one line on a desktop, so the photo under the status does not
+// move as it comes and goes. After "Classifying (try 2 of up to 4)…" it took three lines at 320-375 px.
 export const SLOW_ANSWER_HINT = "Waking the model up: this can take tens of seconds.";
 
 export const NOT_AN_IMAGE_MESSAGE = "This file is not an image we can read (JPEG, PNG or WebP).";
@@ -687,8 +688,8 @@ function init() {
   async function send(blob) {
     const retriedOnce = new Set();
     for (let attempt = 1; ; attempt += 1) {
-      const busyMessage =
-        attempt === 1 ? "Classifying…" : `Classifying (try ${attempt} of up to ${MAX_ATTEMPTS})…`;
+      // Short, for the slow answer's hint to follow it within the two lines of a 320 px phone (SLOW_ANSWER_HINT).
+      const busyMessage = attempt === 1 ? "Classifying…" : `Try ${attempt} of ${MAX_ATTEMPTS}…`;
       setStatus("busy", busyMessage);
       const slowHint = setTimeout(() => setStatus("busy", busyMessage, SLOW_ANSWER_HINT), SLOW_ANSWER_MS);
       const started = performance.now();
