@@ -319,6 +319,28 @@ export function keepUnitsWhole(text) {
   return String(text).replace(/(\d) (ms|s|bytes?|KB|MB|megapixels)(?![\p{L}\p{N}])/gu, "$1\u00a0$2");
 }
 
+/**
+ * A file name in pieces, for a line to break between them only: after each "_" and "-", and before each ".". A
+ * camera's name is one word to the browser (a digit after "-" is no break either): on a phone "Chosen:
+ * PXL_20241103_153012345.MP.jpg" took three lines at 320 px, "Chosen:", "PXL_20241103_153012345.MP.j" and "pg".
+ */
+export function fileNamePieces(name) {
+  const pieces = [];
+  let piece = "";
+  for (const char of String(name)) {
+    if (char === "." && piece !== "") {
+      pieces.push(piece);
+      piece = "";
+    }
+    piece += char;
+    if (char === "_" || char === "-") {
+      pieces.push(piece);
+      piece = "";
+    }
+  }
+  return piece === "" ? pieces : [...pieces, piece];
+}
+
 /** "Round trip 120 ms · server 41 ms (model endpoint 35 ms)"; parts the server did not send are left out. */
 export function describeTiming(roundTripMs, latency) {
   const parts = [`Round trip ${formatMs(roundTripMs)}`];
@@ -581,10 +603,22 @@ function init() {
     current = input;
     const held = Boolean(input && input.file && el.fileInput.files && el.fileInput.files[0] === input.file);
     if (!input) el.fileChosen.textContent = noneChosen;
-    else el.fileChosen.textContent = `${input.file ? "Chosen" : "Sample chosen"}: ${input.name}`;
+    else showFileName(`${input.file ? "Chosen" : "Sample chosen"}: `, input.name);
     const said = Boolean(input) && !held;
     el.fileChosen.setAttribute("aria-hidden", String(!said));
     el.fileInput.setAttribute("aria-describedby", said ? `${pickerDescription} file-chosen` : pickerDescription);
+  }
+
+  /** The name under the picker, with a line break allowed between its pieces (style.css's .name-break). */
+  function showFileName(prefix, name) {
+    const pieces = fileNamePieces(name).flatMap((piece, i) => (i ? [nameBreak(), piece] : [piece]));
+    el.fileChosen.replaceChildren(prefix, ...pieces);
+  }
+
+  function nameBreak() {
+    const mark = document.createElement("span");
+    mark.className = "name-break";
+    return mark;
   }
 
   /** Puts a dropped or pasted file in the picker, as if it had been picked there: the form, and what a screen reader

@@ -1606,16 +1606,33 @@ def top_on_page(ui: Any, element_id: str = "results") -> float:
     return ui.page.evaluate(script, element_id)
 
 
-@pytest.mark.parametrize("width", [360, 375])
-def test_classify_stays_put_when_a_cameras_photo_is_chosen(make_ui: Any, stub_stack: Any, width: int) -> None:
+# The text nodes of an element that its lines cut in two.
+PIECES_CUT = r"""(element) => [...element.childNodes].filter((node) => {
+    if (node.nodeType !== Node.TEXT_NODE || node.length < 2) return false;
+    const top = (at) => { const r = document.createRange(); r.setStart(node, at); r.setEnd(node, at + 1);
+                          return Math.round(r.getBoundingClientRect().top); };
+    return top(0) !== top(node.length - 1);
+}).map((node) => node.textContent)"""
+
+
+@pytest.mark.parametrize(
+    "name", ["IMG_20240101_123456.jpg", "PXL_20241103_153012345.MP.jpg", "Screenshot_20241103-153012_Chrome.png"]
+)
+@pytest.mark.parametrize("width", [320, 360, 375])
+def test_classify_stays_put_when_a_cameras_photo_is_chosen(
+    make_ui: Any, stub_stack: Any, width: int, name: str
+) -> None:
     # "Chosen: IMG_20240101_123456.jpg", a phone camera's name, took two lines on a 360-375 px phone where "No photo
-    # chosen" took one: Classify and everything under it moved down a line as the photo was picked.
+    # chosen" took one: Classify and everything under it moved down a line as the photo was picked. A Pixel's
+    # "PXL_20241103_153012345.MP.jpg" still did (20 px at 360-375, 41 at 320 where it took three lines, cut as
+    # "PXL_20241103_153012345.MP.j" / "pg"). The name is broken between its pieces (fileNamePieces) only.
     ui = make_ui(stub_stack, width=width, height=740).open()
     empty = top_on_page(ui, "classify-button")
-    ui.upload_bytes("IMG_20240101_123456.jpg", "image/jpeg", CHELSEA.read_bytes())
+    ui.upload_bytes(name, "image/jpeg", CHELSEA.read_bytes())
     ui.wait_done()
-    assert ui.page.inner_text("#file-chosen") == "Chosen: IMG_20240101_123456.jpg"
+    assert ui.page.inner_text("#file-chosen") == f"Chosen: {name}"
     assert top_on_page(ui, "classify-button") == empty
+    assert ui.page.eval_on_selector("#file-chosen", PIECES_CUT) == []
 
 
 def answer_with_top(stack: Any, prob: float, label: str | None = None) -> dict[str, Any]:
@@ -2051,6 +2068,25 @@ def test_formatters_and_predict_url(stub_ui: Any) -> None:
     assert all(e and "apiUrl" in e for e in errors), errors
     timings = run_js(ui, "return [m.describeTiming(120, {total: 41}), m.describeTiming(120, null)];")
     assert timings == ["Round trip 120 ms · server 41 ms", "Round trip 120 ms"], "parts not sent are left out"
+
+
+def test_file_name_pieces_end_at_each_underscore_and_hyphen_and_start_at_each_dot(stub_ui: Any) -> None:
+    ui = stub_ui.open()
+    got = run_js(
+        ui,
+        """return ["PXL_20241103_153012345.MP.jpg", "IMG-20241103-WA0001.jpg", "photo", ".hidden", "a__b",
+                "report.", "x-", ""].map(m.fileNamePieces);""",
+    )
+    assert got == [
+        ["PXL_", "20241103_", "153012345", ".MP", ".jpg"],
+        ["IMG-", "20241103-", "WA0001", ".jpg"],
+        ["photo"],
+        [".hidden"],
+        ["a_", "_", "b"],
+        ["report", "."],
+        ["x-"],
+        [],
+    ]
 
 
 def test_a_low_confidence_answer_is_called_a_guess(stub_ui: Any) -> None:
