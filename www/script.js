@@ -645,7 +645,14 @@ function init() {
   }
 
   function showError(message, requestId = null) {
-    setStatus("error", message, requestId ? `Request id (for support): ${requestId}` : "");
+    setStatus("error", message, requestId ? "Request id (for support): " : "");
+    if (requestId) {
+      // An element of its own (style.css's .request-id): whole on a line of its own where it fits one.
+      const id = document.createElement("span");
+      id.className = "request-id";
+      id.textContent = requestId;
+      el.statusDetail.append(id);
+    }
     // On a phone the status region may be a screen away from the button that was tapped.
     el.status.scrollIntoView({ block: "nearest" });
   }

@@ -1788,6 +1788,57 @@ def test_a_number_and_its_unit_stay_on_one_line(make_ui: Any, stub_stack: Any) -
     assert ui.page.eval_on_selector("#status-message", NUMBERS_CUT_FROM_THEIR_UNIT) == []
 
 
+# The lines that `text` takes in an element's text, as the element shows it ([] when it has no such text).
+LINES_OF_TEXT = r"""([element, text]) => {
+    const chars = [];
+    const walker = document.createTreeWalker(element, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        for (let at = 0; at < node.length; at += 1) chars.push([node, at]);
+    }
+    const start = chars.map(([node, at]) => node.textContent[at]).join("").indexOf(text);
+    if (start < 0) return [];
+    const lines = new Map();
+    for (const [node, at] of chars.slice(start, start + text.length)) {
+        const r = document.createRange(); r.setStart(node, at); r.setEnd(node, at + 1);
+        const top = Math.round(r.getBoundingClientRect().top);
+        lines.set(top, (lines.get(top) || "") + node.textContent[at]);
+    }
+    return [...lines.values()];
+}"""
+
+REQUEST_UUID = "3f2b8c1e-9a4d-4e7b-8c21-5d6f0a9b7e13"
+
+
+@pytest.mark.parametrize("width", [320, 360, 375, 412, 1280])
+def test_a_request_id_is_shown_whole_where_a_line_holds_it(make_ui: Any, stub_stack: Any, width: int) -> None:
+    # A UUID broke at one of its hyphens from 320 to 412 px ("3f2b8c1e-9a4d-" / "4e7b-8c21-5d6f0a9b7e13"): read as a
+    # hyphen added to break a word, it is left out when the id is copied down for support. From 360 px up a line
+    # holds it; at 320 none does (in a font of 0.85rem or more), and it goes on after its label, broken at a hyphen,
+    # in two lines as before rather than three.
+    stub_stack.script(
+        {"status": 500, "body": {"message": "Internal Server Error"}, "headers": {"x-request-id": REQUEST_UUID}}
+    )
+    ui = make_ui(stub_stack, width=width, height=740).open()
+    ui.upload(CHELSEA)
+    ui.wait_error()
+    detail = ui.page.query_selector("#status-detail")
+    lines = ui.page.evaluate(LINES_OF_TEXT, [detail, REQUEST_UUID])
+    assert "".join(lines) == REQUEST_UUID
+    if width == 320:
+        assert len(lines) == 2 and lines[0].endswith("-"), lines
+        height, line = detail.evaluate(
+            "(e) => [e.getBoundingClientRect().height, parseFloat(getComputedStyle(e).lineHeight)]"
+        )
+        assert height == pytest.approx(2 * line, abs=1), "the label and the id take two lines"
+    else:
+        assert lines == [REQUEST_UUID]
+    if width == 1280:
+        assert ui.page.evaluate(LINES_OF_TEXT, [detail, f"Request id (for support): {REQUEST_UUID}"]) == [
+            f"Request id (for support): {REQUEST_UUID}"
+        ], "a line wide enough holds the label and the id"
+    assert ui.page.evaluate("() => document.documentElement.scrollWidth") <= width
+
+
 def test_page_runs_clean_under_the_cdn_csp(stub_ui: Any, stub_stack: Any, console: Any) -> None:
     ui = stub_ui
     response = ui.page.goto(f"{stub_stack.url}/")
