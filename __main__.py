@@ -9,10 +9,17 @@ import pulumi
 from pulumi.runtime import config as runtime_config
 
 from components import policies
+from components.bundle_dir import BundleDirError
 from components.inference_api import InferenceApi, InferenceApiArgs
-from components.lambda_bundle import lambda_asset_files
+from components.lambda_bundle import BundleError, lambda_asset_files
 from components.serverless_endpoint import ServerlessEndpoint, ServerlessEndpointArgs
-from components.settings import default_endpoint_name, function_name_for, strip_namespace, validate_settings
+from components.settings import (
+    SettingsError,
+    default_endpoint_name,
+    function_name_for,
+    strip_namespace,
+    validate_settings,
+)
 from components.static_site import StaticSite, StaticSiteArgs
 
 ROOT = Path(__file__).resolve().parent
@@ -22,15 +29,27 @@ def _reraise(error: BaseException) -> NoReturn:
     raise error
 
 
+# What the user can fix (a stack setting, the artifact not built, a file a bundle refuses): its message says what to
+# do. `pulumi up` prints a pulumi.RunError as that message alone, and any other exception as a Python traceback.
+USER_ERRORS = (SettingsError, policies.ArtifactMissingError, policies.PolicyInputError, BundleDirError, BundleError)
+
+
+def _reported(error: BaseException) -> BaseException:
+    return pulumi.RunError(str(error)) if isinstance(error, USER_ERRORS) else error
+
+
 # Everything that can be wrong with the config or the local build fails here, before any resource.
-# The whole config bag (the engine's PULUMI_CONFIG, overridden by set values), so that unknown keys fail too.
-config_bag = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-settings = validate_settings(strip_namespace(config_bag), region=pulumi.Config("aws").get("region"))
-endpoint_name = settings.endpoint_name or default_endpoint_name(pulumi.get_project(), pulumi.get_stack())
-artifact_path = Path(settings.model_artifact)
-artifact_path = artifact_path if artifact_path.is_absolute() else ROOT / artifact_path
-artifact_sha256 = policies.file_sha256(artifact_path)
-code_files = lambda_asset_files(ROOT / "handlers")
+try:
+    # The whole config bag (the engine's PULUMI_CONFIG, overridden by set values), so that unknown keys fail too.
+    config_bag = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    settings = validate_settings(strip_namespace(config_bag), region=pulumi.Config("aws").get("region"))
+    endpoint_name = settings.endpoint_name or default_endpoint_name(pulumi.get_project(), pulumi.get_stack())
+    artifact_path = Path(settings.model_artifact)
+    artifact_path = artifact_path if artifact_path.is_absolute() else ROOT / artifact_path
+    artifact_sha256 = policies.file_sha256(artifact_path)
+    code_files = lambda_asset_files(ROOT / "handlers")
+except USER_ERRORS as error:
+    raise pulumi.RunError(str(error)) from error
 
 model = ServerlessEndpoint(
     "model",
@@ -88,8 +107,11 @@ except BaseException as error:
     # The engine waits for every pending registration before it reports a program error, and the function's
     # environment and the CORS resource wait on these origins: left unresolved, `pulumi up` would hang instead of
     # failing. Resolving them with the same error fails those registrations and lets the error be reported.
-    resolve_site_origins(pulumi.Output.from_input(error).apply(_reraise))
-    raise
+    reported = _reported(error)
+    resolve_site_origins(pulumi.Output.from_input(reported).apply(_reraise))
+    if reported is error:
+        raise
+    raise reported from error
 resolve_site_origins(site.site_origins)
 
 pulumi.export("site_url", site.site_url)

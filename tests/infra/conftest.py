@@ -14,6 +14,7 @@ import tarfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pulumi
@@ -302,14 +303,20 @@ def fake_lambda_asset_files(
     return {f"handlers/{p.relative_to(handler_dir).as_posix()}": p for p in sorted(handler_dir.rglob("*.py"))}
 
 
+def lambda_bundle_stub() -> ModuleType:
+    """components.lambda_bundle as __main__.py imports it, its asset the handler sources only (no Powertools walk)."""
+    from components.lambda_bundle import BundleError
+
+    stub = ModuleType("components.lambda_bundle")
+    stub.lambda_asset_files = fake_lambda_asset_files  # type: ignore[attr-defined]
+    stub.BundleError = BundleError  # type: ignore[attr-defined]
+    return stub
+
+
 @pytest.fixture
 def program(mocks: RecordingMocks, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., dict[str, Any]]:
     """Run __main__.py with a fake artifact and the given config; returns the resolved exports."""
-    import types
-
-    stub = types.ModuleType("components.lambda_bundle")
-    stub.lambda_asset_files = fake_lambda_asset_files  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "components.lambda_bundle", stub)
+    monkeypatch.setitem(sys.modules, "components.lambda_bundle", lambda_bundle_stub())
     artifact, _ = make_artifact(tmp_path / "model")
 
     def run(transformation: Any = None, **config: Any) -> dict[str, Any]:

@@ -317,6 +317,6 @@ def test_program_alarms_false_creates_none(program: Any, mocks: RecordingMocks) 
 
 
 def test_program_refuses_a_topic_in_another_region_before_any_resource(program: Any, mocks: RecordingMocks) -> None:
-    with pytest.raises(SettingsError, match=r"mobilenet-serverless:alarmTopicArn = .*stack's region us-east-1"):
+    with pytest.raises(pulumi.RunError, match=r"mobilenet-serverless:alarmTopicArn = .*stack's region us-east-1"):
         program(alarmTopicArn="arn:aws:sns:eu-west-1:123456789012:ops")
     assert mocks.resources == {}

@@ -15,7 +15,8 @@ import yaml
 from packaging.requirements import Requirement
 
 from components import lambda_bundle, policies
-from components.settings import SettingsError, strip_namespace
+from components.bundle_dir import BundleDirError
+from components.settings import strip_namespace
 from tests.infra.conftest import (
     API_ENDPOINT,
     CF_DOMAIN,
@@ -171,7 +172,8 @@ def test_every_component_records_the_outputs_it_exposes(program: Any, monkeypatc
 def test_invalid_config_fails_before_any_resource(
     program: Any, mocks: RecordingMocks, config: dict[str, Any], message: str
 ) -> None:
-    with pytest.raises(SettingsError) as err:
+    """A pulumi.RunError: `pulumi up` prints it as its message alone, any other exception as a whole traceback."""
+    with pytest.raises(pulumi.RunError) as err:
         program(**config)
     assert message in str(err.value)
     assert mocks.resources == {}
@@ -210,12 +212,12 @@ def test_a_site_file_error_fails_the_program_instead_of_hanging(program: Any, mo
     output): an error there must fail the program with its message, not leave the engine waiting forever. Were the
     origins left unresolved, run_main fails at once saying so (this test hung until pytest's timeout)."""
     monkeypatch.delitem(policies.CONTENT_TYPES, ".css")  # as if www/ held a file of a type the site cannot serve
-    with pytest.raises(policies.PolicyInputError, match=r"'style\.css' has no known content type"):
+    with pytest.raises(pulumi.RunError, match=r"'style\.css' has no known content type"):
         program()
 
 
 def test_misspelt_key_in_the_stack_fails_instead_of_deploying_the_default(program: Any, mocks: RecordingMocks) -> None:
-    with pytest.raises(SettingsError, match=r"unknown config key\(s\) mobilenet-serverless:memorySizeMB"):
+    with pytest.raises(pulumi.RunError, match=r"unknown config key\(s\) mobilenet-serverless:memorySizeMB"):
         program(memorySizeMB=4096)
     assert mocks.resources == {}
 
@@ -225,28 +227,52 @@ def test_misspelt_key_only_in_the_engines_config_env_fails_too(
 ) -> None:
     # Config may reach the program only as the PULUMI_CONFIG bag; pulumi.Config reads it there, so must the check.
     monkeypatch.setenv("PULUMI_CONFIG", json.dumps({"mobilenet-serverless:memorySizeMB": "4096"}))
-    with pytest.raises(SettingsError, match=r"unknown config key\(s\) mobilenet-serverless:memorySizeMB"):
+    with pytest.raises(pulumi.RunError, match=r"unknown config key\(s\) mobilenet-serverless:memorySizeMB"):
         program()
     assert mocks.resources == {}
 
 
 def test_kms_key_from_another_region_fails_before_any_resource(program: Any, mocks: RecordingMocks) -> None:
     key = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
-    with pytest.raises(SettingsError, match="kmsKeyArn"):
+    with pytest.raises(pulumi.RunError, match="kmsKeyArn"):
         program(kmsKeyArn=key)
     assert mocks.resources == {}
 
 
 def test_missing_artifact_says_make_model(program: Any, mocks: RecordingMocks, tmp_path: Path) -> None:
-    with pytest.raises(policies.ArtifactMissingError, match="run `make model` first"):
+    with pytest.raises(pulumi.RunError, match="run `make model` first"):
         program(modelArtifact=str(tmp_path / "nope.tar.gz"))
+    assert mocks.resources == {}
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        lambda_bundle.BundleError("aws-lambda-powertools has no RECORD: reinstall it with pip"),
+        BundleDirError("handlers/creds is a symlink that leaves handlers/ (-> /root/.aws/credentials)"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_a_lambda_asset_the_bundle_refuses_is_its_message_without_a_traceback(
+    program: Any, mocks: RecordingMocks, monkeypatch: pytest.MonkeyPatch, refusal: Exception
+) -> None:
+    """`pulumi up` runs the program under pulumi-language-python-exec, which logs a pulumi.RunError as its message and
+    any other exception as the whole traceback: the refusal the user can act on was the last line of a traceback."""
+
+    def refuse(*_args: Any, **_kwargs: Any) -> dict[str, Path]:
+        raise refusal
+
+    monkeypatch.setattr(sys.modules["components.lambda_bundle"], "lambda_asset_files", refuse)
+    with pytest.raises(pulumi.RunError) as err:
+        program()
+    assert str(err.value) == str(refusal)
     assert mocks.resources == {}
 
 
 def test_relative_artifact_path_resolves_against_the_project_root(
     mocks: RecordingMocks, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with pytest.raises(policies.ArtifactMissingError) as err:
+    with pytest.raises(pulumi.RunError) as err:
         run_main(mocks, monkeypatch, {"modelArtifact": "model/dist/does-not-exist.tar.gz"})
     assert str(ROOT / "model/dist/does-not-exist.tar.gz") in str(err.value)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import types
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from tests.infra.conftest import (
     ENGINE_LOOP,
     ROOT,
     RecordingMocks,
-    fake_lambda_asset_files,
+    lambda_bundle_stub,
     make_artifact,
     run_main,
 )
@@ -119,11 +118,9 @@ def run_program(stack: str, config: Mapping[str, Any], workdir: Path) -> Graph:
     mocks = GraphMocks(stack)
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
     artifact, _ = make_artifact(workdir / "model")
-    stub = types.ModuleType("components.lambda_bundle")
-    stub.lambda_asset_files = fake_lambda_asset_files  # type: ignore[attr-defined]
     full = {"modelArtifact": str(artifact), **config}
     with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(sys.modules, "components.lambda_bundle", stub)
+        mp.setitem(sys.modules, "components.lambda_bundle", lambda_bundle_stub())
         try:
             exports = run_main(mocks, mp, full)
         finally:
