@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import math
 import re
 from collections.abc import Mapping
@@ -175,6 +176,24 @@ def parse_allowed_origins(raw: str | None) -> frozenset[str]:
     return frozenset(origins)
 
 
+# Where Powertools' Logger takes its level from, first set first: the component sets LOG_LEVEL from proxyLogLevel, and
+# the local stack passes a shell's LOG_LEVEL and POWERTOOLS_* on. A name logging does not know fails the Logger with
+# "ValueError: Unknown level: 'LOUD'", which names no variable.
+LOG_LEVEL_VARIABLES = ("POWERTOOLS_LOG_LEVEL", "LOG_LEVEL")
+
+
+def check_log_level(environ: Mapping[str, str]) -> None:
+    """A ConfigError naming the variable unless the level the Logger will take is one logging knows."""
+    for variable in LOG_LEVEL_VARIABLES:
+        level = environ.get(variable)
+        if level:  # Powertools skips an empty one
+            if level.upper() not in logging.getLevelNamesMapping():
+                raise ConfigError(
+                    f"{variable} {level!r} is not a log level; use DEBUG, INFO, WARNING, ERROR or CRITICAL"
+                )
+            return
+
+
 def load_config(environ: Mapping[str, str]) -> ProxyConfig:
     endpoint_name = (environ.get("ENDPOINT_NAME") or "").strip()
     if not endpoint_name:
@@ -202,6 +221,7 @@ def load_config(environ: Mapping[str, str]) -> ProxyConfig:
                 f"ENDPOINT_READ_TIMEOUT_S {raw_read!r} must be a number of seconds from 0.1 to {READ_TIMEOUT_S:g} "
                 "(the time budget below API Gateway's 30 s is computed for the maximum)"
             )
+    check_log_level(environ)
     return ProxyConfig(
         endpoint_name=endpoint_name,
         allowed_origins=parse_allowed_origins(environ.get("ALLOWED_ORIGINS")),

@@ -1003,6 +1003,45 @@ def test_allowed_origins_must_be_origins(value):
         core.load_config({"ENDPOINT_NAME": "e", "ALLOWED_ORIGINS": value})
 
 
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL 'LOUD' is not a log level; use DEBUG, INFO, WARNING, ERROR or CRITICAL"),
+        ({"LOG_LEVEL": "10"}, "LOG_LEVEL '10' is not a log level"),
+        ({"POWERTOOLS_LOG_LEVEL": "verbose", "LOG_LEVEL": "INFO"}, "POWERTOOLS_LOG_LEVEL 'verbose' is not a log level"),
+        ({"POWERTOOLS_LOG_LEVEL": "", "LOG_LEVEL": "chatty"}, "LOG_LEVEL 'chatty' is not a log level"),
+    ],
+)
+def test_a_log_level_powertools_cannot_use_is_a_config_error_naming_the_variable(env, says, monkeypatch):
+    """`LOG_LEVEL=verbose make demo` stopped with "ValueError: Unknown level: 'VERBOSE'" from Powertools' Logger,
+    naming no variable; every value refused here is refused by the Logger too. (Not TRACE: uvicorn, imported by other
+    tests, adds it to logging's levels, and the Logger then takes it as well.)"""
+    with pytest.raises(ConfigError) as err:
+        core.load_config({"ENDPOINT_NAME": "e", **env})
+    assert says in str(err.value)
+    with pytest.raises(ValueError, match="Unknown level"):
+        powertools_logger(monkeypatch, env)
+
+
+@pytest.mark.parametrize(
+    "env", [{}, {"LOG_LEVEL": ""}, {"LOG_LEVEL": "debug"}, {"LOG_LEVEL": "Warning"}, {"POWERTOOLS_LOG_LEVEL": "ERROR"}]
+)
+def test_a_log_level_powertools_can_use_is_accepted(env, monkeypatch):
+    core.load_config({"ENDPOINT_NAME": "e", **env})
+    powertools_logger(monkeypatch, env)
+
+
+def powertools_logger(monkeypatch, env: dict[str, str]):
+    """Powertools' Logger as the handler makes it, in an environment whose log level variables are `env`'s."""
+    from aws_lambda_powertools import Logger
+
+    for variable in (*core.LOG_LEVEL_VARIABLES, "AWS_LAMBDA_LOG_LEVEL"):
+        monkeypatch.delenv(variable, raising=False)
+    for variable, value in env.items():
+        monkeypatch.setenv(variable, value)
+    return Logger(service="log-level-check")
+
+
 # ---- time budget ------------------------------------------------------------------------------------------
 
 

@@ -416,7 +416,7 @@ def test_bad_command_line_values_are_usage_errors_not_tracebacks(args, says):
 @pytest.mark.parametrize(
     ("env", "region", "says"),
     [
-        ({"LOG_LEVEL": "LOUD"}, "us-east-1", "ValueError: Unknown level: 'LOUD'"),
+        ({"LOG_LEVEL": "LOUD"}, "us-east-1", "ConfigError: LOG_LEVEL 'LOUD' is not a log level; use DEBUG"),
         ({"ENDPOINT_READ_TIMEOUT_S": "abc"}, "us-east-1", "ConfigError: ENDPOINT_READ_TIMEOUT_S 'abc' must be"),
         ({}, "5", "InvalidRegionError: Provided region_name '5'"),
     ],
