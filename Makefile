@@ -75,7 +75,10 @@ $(ORT_STAMP): | $(VENV)/.installed
 	    || echo "warning: could not download the onnxruntime wheel; the container will serve TorchScript" >&2; fi
 
 # Always asks the builder: it compares a fingerprint of every input and rebuilds only when one changed.
+# WEIGHTS= is not ours: ignored, the build took the default weights while the file named seemed accepted.
 model: $(VENV)/.installed $(ORT_STAMP)
+	@[ "$(origin WEIGHTS)" != "command line" ] || { \
+	  echo "error: WEIGHTS= is not a setting of this Makefile: name a local state_dict with MODEL_WEIGHTS=FILE" >&2; exit 2; }
 	$(PY) -m model.package $(if $(call on,$(INT8)),--int8)
 
 $(MODEL):

@@ -292,3 +292,21 @@ def test_demo_passes_a_runtime_with_a_space_as_one_argument(tmp_path):
         shutil.copy(ROOT / name, tmp_path / name)
     command = make("-n", "demo", "RUNTIME=torch serve", cwd=tmp_path).stdout.strip().splitlines()[-1]
     assert "--runtime 'torch serve'" in command, command
+
+
+@pytest.mark.parametrize("target", ["model", "demo"])
+def test_weights_instead_of_model_weights_is_one_error_line_not_the_default_weights(tmp_path, target):
+    """`make model WEIGHTS=mine.pth` (the variable is MODEL_WEIGHTS) was ignored: the artifact was built from the
+    shared copy or torchvision's download, and the file named looked accepted."""
+    version, wheels = wheels_folder(tmp_path, pip="exit 1\n")
+    (wheels / f".onnxruntime-{version}").touch()
+    python = tmp_path / "venv" / "bin" / "python"  # records what it is asked to run, runs nothing
+    python.unlink()
+    python.write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/python.log\n')
+    python.chmod(0o755)
+    run = make(target, "WEIGHTS=README.md", cwd=tmp_path)
+    assert run.returncode != 0
+    assert [line for line in run.stderr.splitlines() if not line.startswith("make:")] == [
+        "error: WEIGHTS= is not a setting of this Makefile: name a local state_dict with MODEL_WEIGHTS=FILE"
+    ], run.stderr
+    assert not (tmp_path / "python.log").exists(), (tmp_path / "python.log").read_text()
