@@ -58,6 +58,8 @@ SNS_TOPIC_ARN_RE = re.compile(
     r"^arn:(?P<partition>aws|aws-cn|aws-us-gov):sns:(?P<region>[a-z]{2}(?:-[a-z]+)+-\d+):\d{12}:"
     r"(?P<name>[A-Za-z0-9_-]{1,256}|[A-Za-z0-9_-]{1,251}\.fifo)\Z"
 )
+# An AWS region's code: us-east-1, us-gov-west-1, cn-north-1, eusc-de-east-1.
+REGION_RE = re.compile(r"^[a-z]+(-[a-z]+)+-\d+\Z")
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
@@ -284,12 +286,17 @@ def _origins(key: str, value: Any) -> tuple[str, ...]:
     return origins
 
 
-def validate_settings(raw: Mapping[str, Any], region: str | None = None) -> Settings:
+def validate_settings(raw: Mapping[str, Any], region: Any = None) -> Settings:
     """Validate un-prefixed config keys into Settings; raise SettingsError naming key, value, range.
 
-    region: the stack's aws:region, when known; a KMS key must live there (S3 and Lambda refuse others), and so must
-    the alarms' SNS topic.
+    region: the stack's aws:region, when known (refused unless a region code); a KMS key must live there (S3 and
+    Lambda refuse others), and so must the alarms' SNS topic.
     """
+    region = _optional_str(region)
+    if region is not None and (not isinstance(region, str) or not REGION_RE.match(region)):
+        # The local stack's handler would stop on it (botocore's InvalidRegionError) after the model loads, without
+        # naming the setting; the program would pass it on to the AWS provider.
+        raise SettingsError(f"aws:region = {region!r} is invalid: allowed an AWS region code like us-east-1")
     unknown = sorted(set(raw) - set(CONFIG_KEYS))
     if unknown:
         raise SettingsError(
@@ -441,8 +448,7 @@ def read_stack_config(path: str | Path) -> Mapping[str, Any]:
 def load_stack_file(path: str | Path) -> Settings:
     """Read a Pulumi.<stack>.yaml without the Pulumi CLI and validate it like the program does."""
     config = read_stack_config(path)
-    region = config.get("aws:region")
-    return validate_settings(strip_namespace(config), region=region if isinstance(region, str) else None)
+    return validate_settings(strip_namespace(config), region=config.get("aws:region"))
 
 
 def function_name_for(endpoint_name: str) -> str:

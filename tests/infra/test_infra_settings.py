@@ -352,6 +352,26 @@ def test_stack_file_errors_name_the_key(tmp_path: Path) -> None:
         load_stack_file(stack)
 
 
+@pytest.mark.parametrize("region", ["us east", "5", "US-EAST-1", "us-east", "N. Virginia", ["us-east-1"]])
+def test_an_aws_region_that_is_no_region_code_is_refused_naming_it(tmp_path: Path, region: object) -> None:
+    """The local stack loaded the model and then stopped on the handler's "InvalidRegionError: Provided region_name
+    'us east' doesn't match a supported format", naming neither aws:region nor the stack file."""
+    stack = tmp_path / "Pulumi.bad.yaml"
+    stack.write_text(yaml.safe_dump({"config": {"aws:region": region}}))
+    with pytest.raises(SettingsError) as err:
+        load_stack_file(stack)
+    assert str(err.value) == f"aws:region = {region!r} is invalid: allowed an AWS region code like us-east-1"
+    with pytest.raises(SettingsError, match="aws:region"):
+        validate_settings({}, region=region)
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "us-gov-west-1", "cn-north-1", "ap-southeast-3", "eusc-de-east-1"])
+def test_every_kind_of_aws_region_code_is_accepted(tmp_path: Path, region: str) -> None:
+    stack = tmp_path / "Pulumi.ok.yaml"
+    stack.write_text(f"config:\n  aws:region: {region}\n")
+    assert load_stack_file(stack) == Settings()
+
+
 def test_stack_file_scalars_are_the_text_written_as_pulumi_passes_them(tmp_path: Path) -> None:
     """`pulumi up` hands the program every scalar as the text in the file; `make demo` must read the same file alike."""
     stack = tmp_path / "Pulumi.scalars.yaml"

@@ -852,6 +852,20 @@ def test_a_stack_file_that_is_not_yaml_is_a_one_line_error(tmp_path, capsys, tex
     assert err.startswith(f"error: stack config {stack_file}: ") and says in err and err.count("\n") == 1, err
 
 
+def test_a_stack_file_aws_region_that_is_no_region_code_is_a_one_line_error_before_the_model_loads(
+    monkeypatch, tmp_path, capsys
+):
+    from local import __main__ as cli
+
+    monkeypatch.setattr(cli, "InProcessContainer", lambda _artifact: pytest.fail("the model was loaded"))
+    stack_file = tmp_path / "Pulumi.x.yaml"
+    dev = (ROOT / "Pulumi.dev.yaml").read_text()
+    stack_file.write_text(dev.replace("aws:region: us-east-1", "aws:region: us east"))
+    assert cli.main(["--port", "0", "--stack-config", str(stack_file)]) == 2
+    says = "aws:region = 'us east' is invalid: allowed an AWS region code like us-east-1"
+    assert capsys.readouterr().err == f"error: stack config {stack_file}: {says}\n"
+
+
 def what_main_serves(monkeypatch, tmp_path, *args: str) -> SimpleNamespace:
     """main() up to serving, which is replaced: the stack it describes, where it listens, the port it bound."""
     from local import __main__ as cli

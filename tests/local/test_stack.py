@@ -418,7 +418,6 @@ def test_bad_command_line_values_are_usage_errors_not_tracebacks(args, says):
     [
         ({"LOG_LEVEL": "LOUD"}, "us-east-1", "ConfigError: LOG_LEVEL 'LOUD' is not a log level; use DEBUG"),
         ({"ENDPOINT_READ_TIMEOUT_S": "abc"}, "us-east-1", "ConfigError: ENDPOINT_READ_TIMEOUT_S 'abc' must be"),
-        ({}, "5", "InvalidRegionError: Provided region_name '5'"),
     ],
 )
 def test_a_configuration_the_handler_refuses_at_import_stops_the_stack_in_one_line(
