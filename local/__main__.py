@@ -89,6 +89,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def missing_artifact(artifact: Path, named_by: str) -> str:
+    """Why `artifact` cannot be served, and what to do: `make model` builds the default one only."""
+    if artifact.is_dir():
+        return f"model artifact {artifact} ({named_by}) is a directory, not a model.tar.gz"
+    if artifact == (ROOT / Settings.model_artifact).resolve():
+        return f"model artifact {artifact} not found; run `make model`"
+    return f"model artifact {artifact} ({named_by}) not found"
+
+
 def bind_failure(e: OSError) -> str:
     """Why bind() failed and what to change; another port only when the port is what is wrong. Run by hand or by
     `make demo`, which cannot be told apart here, so both spellings are given."""
@@ -122,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     artifact = (args.artifact or ROOT / settings.model_artifact).resolve()
     if not artifact.is_file():
-        print(f"error: model artifact {artifact} not found; run `make model`", file=sys.stderr)
+        named_by = "--artifact" if args.artifact else f"modelArtifact in {args.stack_config}"
+        print(f"error: {missing_artifact(artifact, named_by)}", file=sys.stderr)
         return 2
     try:
         sock = bind(args.host, args.port)

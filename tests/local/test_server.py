@@ -920,13 +920,43 @@ def test_the_endpoint_is_named_as_the_stack_config_names_it(monkeypatch, tmp_pat
     assert served.stack.endpoint_name == "my-classifier"
 
 
+@pytest.mark.parametrize("where", ["--artifact", "modelArtifact"])
+@pytest.mark.parametrize("kind", ["missing", "directory"])
+def test_an_artifact_named_elsewhere_than_make_model_builds_is_not_fixed_by_make_model(tmp_path, capsys, where, kind):
+    """`make model` builds model/dist/model.tar.gz only: "not found; run `make model`" for another path (or for a
+    directory) sent the user to a build that does not fix it."""
+    from local.__main__ import main
+
+    artifact = tmp_path / ("model.tar.gz" if kind == "missing" else "dist")
+    if kind == "directory":
+        artifact.mkdir()
+    stack_file = tmp_path / "Pulumi.x.yaml"
+    stack_file.write_text(
+        (ROOT / "Pulumi.dev.yaml").read_text()
+        + (f"  mobilenet-serverless:modelArtifact: {artifact}\n" if where == "modelArtifact" else "")
+    )
+    extra = ["--artifact", str(artifact)] if where == "--artifact" else []
+    assert main(["--port", "0", "--stack-config", str(stack_file), *extra]) == 2
+    named_by = "--artifact" if where == "--artifact" else f"modelArtifact in {stack_file}"
+    what = "not found" if kind == "missing" else "is a directory, not a model.tar.gz"
+    assert capsys.readouterr().err == f"error: model artifact {artifact} ({named_by}) {what}\n"
+
+
+def test_the_artifact_make_model_builds_says_run_make_model_when_missing(tmp_path, capsys, monkeypatch):
+    from local import __main__ as cli
+
+    monkeypatch.setattr(cli, "ROOT", tmp_path)  # a checkout whose model/dist holds no model.tar.gz yet
+    assert cli.main(["--port", "0", "--stack-config", str(ROOT / "Pulumi.dev.yaml")]) == 2
+    expected = tmp_path / "model" / "dist" / "model.tar.gz"
+    assert capsys.readouterr().err == f"error: model artifact {expected} not found; run `make model`\n"
+
+
 def test_a_missing_artifact_or_a_busy_port_is_a_one_line_error_and_exit_2(tmp_path, capsys):
     from local.__main__ import main
 
     missing = tmp_path / "model.tar.gz"
-    for artifact in (missing, tmp_path):  # a directory is no artifact either
-        assert main(["--port", "0", "--artifact", str(artifact)]) == 2
-        assert capsys.readouterr().err == f"error: model artifact {artifact} not found; run `make model`\n"
+    assert main(["--port", "0", "--artifact", str(missing)]) == 2
+    assert capsys.readouterr().err == f"error: model artifact {missing} (--artifact) not found\n"
     missing.write_bytes(b"")
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
