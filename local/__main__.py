@@ -39,13 +39,16 @@ from local.server import (
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
+PORTS = "use 1-65535, or 0 for a free one"
+
+
 def port_number(value: str) -> int:
     try:
         port = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a port number") from None
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number: {PORTS}") from None
     if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{port} is not a port: use 1-65535, or 0 for a free one")
+        raise argparse.ArgumentTypeError(f"{port} is not a port: {PORTS}")
     return port
 
 

@@ -400,7 +400,7 @@ def test_refuses_a_non_loopback_bind_without_the_flag():
     [
         (["--port", "70000"], "70000 is not a port"),
         (["--port", "-1"], "-1 is not a port"),
-        (["--port", "http"], "'http' is not a port number"),
+        (["--port", "http"], "argument --port: 'http' is not a port number: use 1-65535, or 0 for a free one"),
         (["--log-level", "verbose"], "invalid choice: 'verbose'"),
         (["--host", "not a host"], "argument --host: 'not a host' is not an IP address or host name"),
     ],
