@@ -18,6 +18,7 @@ import importlib.metadata
 import io
 import json
 import os
+import signal
 import sys
 import tarfile
 import tempfile
@@ -533,6 +534,25 @@ def _intact(out: Path) -> bool:
     return recorded.read_text().split(maxsplit=1)[:1] == [sha256_file(out)]
 
 
+# `timeout`, a cancelled CI job or a closed terminal stop a build with SIGTERM or SIGHUP, not Ctrl-C: killed by them,
+# it left write_tarball's hidden temp file (up to the artifact's size) in model/dist, and said nothing.
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+@contextlib.contextmanager
+def stops_unwind():
+    """SIGTERM and SIGHUP raise KeyboardInterrupt, as Ctrl-C does, so every `finally` and cleanup runs; the handlers
+    before are back afterwards (main() may run inside a longer-lived process, as in the tests)."""
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model.package", description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -576,14 +596,15 @@ def main(argv: list[str] | None = None) -> int:
             raise BuildInputError(f"onnxruntime wheel {wheel} does not exist")
         if (wheel is not None or args.int8) and not args.onnx:
             raise BuildInputError("--onnxruntime-wheel and --int8 need the ONNX graph; drop --no-onnx")
-        out, _ = build(
-            WeightsSource(weights, preset),
-            args.out.resolve(),
-            onnx=args.onnx,
-            ort_wheel=wheel,
-            int8=args.int8,
-            force=args.force,
-        )
+        with stops_unwind():
+            out, _ = build(
+                WeightsSource(weights, preset),
+                args.out.resolve(),
+                onnx=args.onnx,
+                ort_wheel=wheel,
+                int8=args.int8,
+                force=args.force,
+            )
     except (BuildInputError, BundleDirError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ import http.client
 import os
 import pickle
 import re
+import signal
 import stat
 import tarfile
 import urllib.error
@@ -637,6 +638,38 @@ def test_cli_interrupted_says_nothing_was_written(cli, monkeypatch, capsys):
     monkeypatch.setattr(package, "build", interrupted)
     assert package.main(cli.out) == 130
     assert capsys.readouterr().err == "interrupted: nothing was written\n"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_cli_stopped_by_a_signal_while_writing_leaves_no_temp_file(cli, monkeypatch, capsys, sig):
+    """`timeout 60 make demo INT8=1`, a cancelled CI job or a closed terminal stop the build with SIGTERM or SIGHUP:
+    killed while the tarball was written, it left a hidden .model.tar.gz.*.tmp in model/dist and said nothing."""
+    out = cli.tmp / "dist" / "model.tar.gz"
+    real_gzip = package.gzip.GzipFile
+
+    def signalled(*args, **kwargs):
+        os.kill(os.getpid(), sig)
+        return real_gzip(*args, **kwargs)
+
+    def build(source, out, **kwargs):
+        package.write_tarball(MEMBERS, out)
+        return out, True
+
+    monkeypatch.setattr(package.gzip, "GzipFile", signalled)
+    monkeypatch.setattr(package, "build", build)
+    ignored: list[int] = []
+
+    def handler(signum, frame):  # the test's own: without the fix, the signal gets this and the build goes on
+        ignored.append(signum)
+
+    before = signal.signal(sig, handler)
+    try:
+        assert package.main(["--out", str(out)]) == 130
+        assert signal.getsignal(sig) is handler, "main() left its handler behind"
+    finally:
+        signal.signal(sig, before)
+    assert capsys.readouterr().err == "interrupted: nothing was written\n"
+    assert list(out.parent.iterdir()) == [] and not ignored
 
 
 def test_cli_file_error_names_the_file(cli, monkeypatch, capsys):
