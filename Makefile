@@ -17,6 +17,9 @@ STAGE_THROTTLE ?= 1
 # A yes/no variable (ALLOW_REMOTE, INT8, STAGE_THROTTLE) is on when set to anything but empty, 0, false, no or off (in
 # any of the usual cases): ALLOW_REMOTE=False must not expose the demo, nor INT8=0 ship the int8 graph.
 on = $(filter-out 0 false False FALSE no No NO off Off OFF,$(strip $(1)))
+# A variable's value as one shell word, whatever it holds: a quote typed into PORT= or HOST= ended the quoting early,
+# and bash's "unexpected EOF while looking for matching `''" came instead of what python -m local says of the value.
+quote = '$(subst ','\'',$(strip $(1)))'
 
 # Weights: torchvision's own download unless a local state_dict is named. The shared offline copy is used
 # when it exists and nothing else was asked, so a machine without internet still builds the real model.
@@ -116,10 +119,10 @@ bench: venv model
 	$(PY) -m bench
 
 demo: venv model
-	@[ -n "$(strip $(HOST))" ] || { echo "error: HOST= is empty: give the address to listen on (default 127.0.0.1)" >&2; exit 2; }
-	@[ -n "$(strip $(PORT))" ] || { echo "error: PORT= is empty: give the port to listen on (default 8000, 0 for a free one)" >&2; exit 2; }
-	@[ -n "$(strip $(RUNTIME))" ] || { echo "error: RUNTIME= is empty: give inprocess or torchserve (default inprocess)" >&2; exit 2; }
-	$(PY) -m local --host '$(strip $(HOST))' --port '$(strip $(PORT))' --runtime '$(strip $(RUNTIME))' $(if $(call on,$(ALLOW_REMOTE)),--allow-remote) $(if $(call on,$(STAGE_THROTTLE)),,--no-stage-throttle)
+	@[ -n $(call quote,$(HOST)) ] || { echo "error: HOST= is empty: give the address to listen on (default 127.0.0.1)" >&2; exit 2; }
+	@[ -n $(call quote,$(PORT)) ] || { echo "error: PORT= is empty: give the port to listen on (default 8000, 0 for a free one)" >&2; exit 2; }
+	@[ -n $(call quote,$(RUNTIME)) ] || { echo "error: RUNTIME= is empty: give inprocess or torchserve (default inprocess)" >&2; exit 2; }
+	$(PY) -m local --host $(call quote,$(HOST)) --port $(call quote,$(PORT)) --runtime $(call quote,$(RUNTIME)) $(if $(call on,$(ALLOW_REMOTE)),--allow-remote) $(if $(call on,$(STAGE_THROTTLE)),,--no-stage-throttle)
 
 loadtest: venv model
 	$(PY) -m bench.loadtest

@@ -310,3 +310,22 @@ def test_weights_instead_of_model_weights_is_one_error_line_not_the_default_weig
         "error: WEIGHTS= is not a setting of this Makefile: name a local state_dict with MODEL_WEIGHTS=FILE"
     ], run.stderr
     assert not (tmp_path / "python.log").exists(), (tmp_path / "python.log").read_text()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"), [("PORT", "8000'"), ("HOST", "it's"), ("HOST", 'a"b'), ("RUNTIME", "torch'serve")]
+)
+def test_demo_passes_a_value_with_a_quote_as_that_one_argument(tmp_path, variable, value):
+    """`make demo PORT=8000'` (a stray quote) ended the recipe's quoting early: bash's "unexpected EOF while looking
+    for matching `''" instead of python -m local saying what is wrong with the value."""
+    version, wheels = wheels_folder(tmp_path, pip="exit 1\n")
+    (wheels / f".onnxruntime-{version}").touch()
+    python = tmp_path / "venv" / "bin" / "python"  # records its arguments one per line, runs nothing
+    python.unlink()
+    python.write_text(f'#!/bin/sh\nfor a in "$@"; do echo "$a"; done >> {tmp_path}/python.log\n')
+    python.chmod(0o755)
+    run = make("demo", f"{variable}={value}", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    argv = (tmp_path / "python.log").read_text().splitlines()
+    argv = argv[argv.index("local") - 1 :]
+    assert argv[argv.index(f"--{variable.lower()}") + 1] == value, argv
