@@ -129,8 +129,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         settings = load_stack_file(args.stack_config)
-    except (OSError, SettingsError) as e:
-        print(f"error: stack config {args.stack_config}: {e}", file=sys.stderr)
+    except (OSError, SettingsError) as e:  # an OSError's text repeats the path: "[Errno 2] No such file ...: 'x'"
+        why = (e.strerror or str(e)) if isinstance(e, OSError) else str(e)
+        print(f"error: stack config {args.stack_config}: {why}", file=sys.stderr)
         return 2
     artifact = (args.artifact or ROOT / settings.model_artifact).resolve()
     if not artifact.is_file():

@@ -852,6 +852,16 @@ def test_a_stack_file_that_is_not_yaml_is_a_one_line_error(tmp_path, capsys, tex
     assert err.startswith(f"error: stack config {stack_file}: ") and says in err and err.count("\n") == 1, err
 
 
+@pytest.mark.parametrize(("name", "says"), [("Pulumi.prod.yaml", "No such file or directory"), (".", "Is a directory")])
+def test_a_stack_file_that_cannot_be_read_is_named_once_with_the_reason(tmp_path, capsys, name, says):
+    """It read "error: stack config x: [Errno 2] No such file or directory: 'x'", the path twice and an errno."""
+    from local.__main__ import main
+
+    stack_file = tmp_path / name
+    assert main(["--port", "0", "--stack-config", str(stack_file)]) == 2
+    assert capsys.readouterr().err == f"error: stack config {stack_file}: {says}\n"
+
+
 def test_a_stack_file_aws_region_that_is_no_region_code_is_a_one_line_error_before_the_model_loads(
     monkeypatch, tmp_path, capsys
 ):
