@@ -97,9 +97,13 @@ def extract_artifact(artifact: Path, target: Path, error: type[Exception] = Mode
             tar.extractall(model_dir, filter="data")
     # A truncated gzip raises EOFError, a corrupt one zlib.error: neither is an OSError or a TarError.
     except (OSError, EOFError, zlib.error, tarfile.TarError) as e:
-        # One line: a file that is no archive at all (empty, an HTML page) gets tarfile's list of every method it
-        # tried, one per line.
-        raise error(f"cannot unpack the model artifact {artifact}: {' '.join(str(e).split())}") from e
+        # One line. A file that is no archive at all (empty, an HTML page, a Git LFS pointer) gets tarfile's list of
+        # every method it tried ("- method gz: ReadError('not a gzip file') - method bz2: ..."): said plainly.
+        if isinstance(e, tarfile.ReadError) and str(e).startswith("file could not be opened successfully"):
+            cause = f"not a tar.gz archive ({artifact.stat().st_size:,} bytes)"
+        else:
+            cause = " ".join(str(e).split())
+        raise error(f"cannot unpack the model artifact {artifact}: {cause}") from e
     return model_dir
 
 
