@@ -982,7 +982,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.md")
     args = parser.parse_args(argv)
     if not ARTIFACT.exists():
-        print("model/dist/model.tar.gz is missing: run `make model`", file=sys.stderr)
+        print("error: model/dist/model.tar.gz is missing: run `make model`", file=sys.stderr)
         return 2
     try:  # before minutes of measuring, not after
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -456,6 +456,15 @@ def test_the_stop_signal_handlers_are_put_back_after_a_run(monkeypatch, tmp_path
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)) == before
 
 
+def test_a_missing_artifact_is_an_error_line_like_every_other(monkeypatch, tmp_path, capsys):
+    """`python -m bench` before `make model`: the one refusal of the bench that did not start with "error:"."""
+    import bench.__main__ as bench
+
+    monkeypatch.setattr(bench, "ARTIFACT", tmp_path / "model.tar.gz")
+    assert bench.main(["--out", str(tmp_path / "latest.md")]) == 2
+    assert capsys.readouterr().err == "error: model/dist/model.tar.gz is missing: run `make model`\n"
+
+
 def test_an_artifact_that_cannot_be_unpacked_is_refused_and_leaves_nothing_behind(monkeypatch, tmp_path, capsys):
     """A damaged model.tar.gz (a truncated copy; `python -m bench` does not rebuild it as `make bench` does) ended in
     an EOFError traceback and left the part already unpacked in /tmp."""
