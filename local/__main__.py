@@ -72,14 +72,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--host", type=host_address, default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)"
     )
-    parser.add_argument("--port", type=port_number, default=8000, help="0 picks a free port")
+    parser.add_argument("--port", type=port_number, default=8000, help="default 8000; 0 picks a free port")
     parser.add_argument(
         "--allow-remote",
         action="store_true",
         help="allow a non-loopback --host: the stack has no authentication, anyone who reaches it can use it",
     )
-    parser.add_argument("--runtime", choices=("inprocess", "torchserve"), default="inprocess")
-    parser.add_argument("--stack-config", type=Path, default=ROOT / "Pulumi.dev.yaml")
+    parser.add_argument(
+        "--runtime",
+        choices=("inprocess", "torchserve"),
+        default="inprocess",
+        help="the model tier: inprocess (default) or torchserve (as the SageMaker container runs it; needs Java 17+)",
+    )
+    parser.add_argument(
+        "--stack-config",
+        type=Path,
+        default=ROOT / "Pulumi.dev.yaml",
+        help="the Pulumi.<stack>.yaml whose settings the stack follows (default: Pulumi.dev.yaml)",
+    )
     parser.add_argument("--artifact", type=Path, help="model.tar.gz (default: the stack config's modelArtifact)")
     parser.add_argument("--fault-injection", action="store_true", help="enable POST/DELETE /__local/faults (tests)")
     parser.add_argument(
@@ -88,7 +98,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_false",
         help="do not apply the stack's apiThrottleRateLimit/apiThrottleBurstLimit to /predict (load tests, benchmarks)",
     )
-    parser.add_argument("--log-level", type=str.lower, choices=LOG_LEVELS, default="warning")
+    parser.add_argument(
+        "--log-level",
+        type=str.lower,
+        choices=LOG_LEVELS,
+        default="warning",
+        help="the local server's log level (default warning)",
+    )
     return parser.parse_args(argv)
 
 

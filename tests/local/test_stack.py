@@ -413,6 +413,24 @@ def test_bad_command_line_values_are_usage_errors_not_tracebacks(args, says):
     assert "Traceback" not in result.stderr and "authentication" not in result.stderr
 
 
+def test_help_names_the_default_of_every_option_that_takes_a_value(capsys):
+    """`python -m local --help` left --port, --runtime, --stack-config and --log-level without their defaults (and
+    --runtime, --stack-config without a word of what they are)."""
+    from local.__main__ import parse_args
+
+    with pytest.raises(SystemExit) as done:
+        parse_args(["--help"])
+    assert done.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for says in (
+        "--port PORT default 8000; 0 picks a free port",
+        "the model tier: inprocess (default) or torchserve",
+        "follows (default: Pulumi.dev.yaml)",
+        "log level (default warning)",
+    ):
+        assert says in text, text
+
+
 @pytest.mark.parametrize(
     ("env", "region", "says"),
     [
