@@ -596,6 +596,10 @@ def main(argv: list[str] | None = None) -> int:
             raise BuildInputError(f"onnxruntime wheel {wheel} does not exist")
         if (wheel is not None or args.int8) and not args.onnx:
             raise BuildInputError("--onnxruntime-wheel and --int8 need the ONNX graph; drop --no-onnx")
+        if args.out.is_dir():  # found only once built, as the temp file failed to take its place
+            raise BuildInputError(
+                f"--out {args.out} is a directory: name the file to write, like {args.out / 'model.tar.gz'}"
+            )
         with stops_unwind():
             out, _ = build(
                 WeightsSource(weights, preset),

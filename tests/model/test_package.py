@@ -631,6 +631,14 @@ def test_cli_a_folder_as_weights_is_one_error_line(cli, capsys):
     assert not cli.calls
 
 
+def test_cli_a_folder_as_out_is_one_error_line_before_the_build(cli, capsys):
+    """It built for some 20 s, then said "error: Is a directory: <the temp file beside it>"."""
+    assert package.main(["--out", str(cli.tmp)]) == 2
+    expected = f"--out {cli.tmp} is a directory: name the file to write, like {cli.tmp / 'model.tar.gz'}"
+    assert capsys.readouterr().err == f"error: {expected}\n"
+    assert not cli.calls
+
+
 def test_cli_interrupted_says_nothing_was_written(cli, monkeypatch, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
