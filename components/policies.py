@@ -449,6 +449,20 @@ class ArtifactMissingError(FileNotFoundError):
     """The model artifact has not been built."""
 
 
+def check_artifact(path: Path) -> None:
+    """What modelArtifact names is a gzip file, as `make model` writes: a directory failed as "does not exist", and
+    any other file (modelArtifact: README.md) was uploaded as the model, for the endpoint to fail minutes into
+    `pulumi up`. The local stack refuses both before it serves."""
+    if path.is_dir():
+        raise PolicyInputError(f"model artifact {path} is a directory: set modelArtifact to the model.tar.gz in it")
+    if path.is_file():
+        with path.open("rb") as f:
+            if f.read(2) != b"\x1f\x8b":
+                raise PolicyInputError(
+                    f"model artifact {path} is not a tar.gz archive: set modelArtifact to the file `make model` builds"
+                )
+
+
 def file_sha256(path: Path) -> str:
     if not path.is_file():
         raise ArtifactMissingError(f"model artifact {path} does not exist; run `make model` first")

@@ -269,6 +269,25 @@ def test_a_lambda_asset_the_bundle_refuses_is_its_message_without_a_traceback(
     assert mocks.resources == {}
 
 
+@pytest.mark.parametrize("kind", ["directory", "not an archive"])
+def test_an_artifact_that_is_no_tar_gz_fails_before_any_resource(
+    program: Any, mocks: RecordingMocks, tmp_path: Path, kind: str
+) -> None:
+    """`modelArtifact: README.md` was uploaded as the model (the endpoint would fail minutes into `pulumi up`), and a
+    directory "does not exist; run `make model` first"."""
+    artifact = tmp_path / "dist"
+    if kind == "directory":
+        artifact.mkdir()
+        says = f"model artifact {artifact} is a directory: set modelArtifact to the model.tar.gz in it"
+    else:
+        artifact.write_bytes((ROOT / "README.md").read_bytes())
+        says = f"model artifact {artifact} is not a tar.gz archive: set modelArtifact to the file `make model` builds"
+    with pytest.raises(pulumi.RunError) as err:
+        program(modelArtifact=str(artifact))
+    assert str(err.value) == says
+    assert mocks.resources == {}
+
+
 def test_relative_artifact_path_resolves_against_the_project_root(
     mocks: RecordingMocks, monkeypatch: pytest.MonkeyPatch
 ) -> None:
