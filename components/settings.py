@@ -175,8 +175,8 @@ def _as_int(key: str, value: Any, allowed: str) -> int:
     raise _fail(key, value, allowed)
 
 
-def _int_in_range(key: str, value: Any, lo: int, hi: int) -> int:
-    allowed = f"an integer in {lo}..{hi}"
+def _int_in_range(key: str, value: Any, lo: int, hi: int, bound: str = "") -> int:
+    allowed = f"an integer in {lo}..{hi}{bound}"
     number = _as_int(key, value, allowed)
     if not lo <= number <= hi:
         raise _fail(key, value, allowed)
@@ -311,8 +311,8 @@ def validate_settings(raw: Mapping[str, Any], region: Any = None) -> Settings:
 
     out["memory_size_mb"] = _int_choice("memorySizeMb", get("memorySizeMb"), MEMORY_SIZES_MB)
     out["max_concurrency"] = _int_in_range("maxConcurrency", get("maxConcurrency"), *MAX_CONCURRENCY_RANGE)
-    out["provisioned_concurrency"] = _int_in_range(
-        "provisionedConcurrency", get("provisionedConcurrency"), 0, out["max_concurrency"]
+    out["provisioned_concurrency"] = _int_in_range(  # the top is the stack's, not the service's: say where it is from
+        "provisionedConcurrency", get("provisionedConcurrency"), 0, out["max_concurrency"], " (up to maxConcurrency)"
     )
 
     tag = get("inferenceImageTag")

@@ -257,6 +257,14 @@ def test_each_invalid_value_is_rejected_naming_key_value_and_range(key: str, val
     assert allowed in message
 
 
+def test_provisioned_concurrency_above_max_concurrency_names_max_concurrency_as_its_bound() -> None:
+    """ "allowed an integer in 0..5" read as a limit of the service; the 5 is the stack's own maxConcurrency."""
+    with pytest.raises(SettingsError) as err:
+        validate_settings({"provisionedConcurrency": "8"})
+    allowed = "allowed an integer in 0..5 (up to maxConcurrency)"
+    assert str(err.value) == f"mobilenet-serverless:provisionedConcurrency = '8' is invalid: {allowed}"
+
+
 @pytest.mark.parametrize("domain", ["demo.xn--p1ai", "shop.example.xn--vermgensberatung-pwb", "a.b.example.io"])
 def test_custom_domain_accepts_internationalised_top_level_domains(domain: str) -> None:
     """CloudFront takes an IDN alias in its punycode form (.xn--p1ai is .рф); the TLD is not letters only."""
