@@ -207,6 +207,17 @@ def wheels_folder(tmp_path, pip: str) -> tuple[str, object]:
     return version, wheels
 
 
+def recording_python(tmp_path, record: str = 'echo "$*"') -> None:
+    """wheels_folder's venv with a python that appends what it is asked to run to python.log (`record`, a shell line
+    over "$@"), and runs nothing: a recipe's command line, without building or serving."""
+    version, wheels = wheels_folder(tmp_path, pip="exit 1\n")
+    (wheels / f".onnxruntime-{version}").touch()
+    python = tmp_path / "venv" / "bin" / "python"
+    python.unlink()
+    python.write_text(f"#!/bin/sh\n{record} >> {tmp_path}/python.log\n")
+    python.chmod(0o755)
+
+
 def a_wheel(path, text: str) -> bytes:
     import zipfile
 
@@ -264,12 +275,7 @@ def test_a_pinned_onnxruntime_wheel_that_is_no_zip_is_downloaded_again(tmp_path)
 def test_demo_with_an_empty_host_port_or_runtime_is_one_error_line(tmp_path, variable, value, says):
     """`make demo HOST=` passed `--host --port 8000`: argparse's usage and "argument --host: expected one argument"
     (`RUNTIME=`: "argument --runtime: expected one argument")."""
-    version, wheels = wheels_folder(tmp_path, pip="exit 1\n")
-    (wheels / f".onnxruntime-{version}").touch()
-    python = tmp_path / "venv" / "bin" / "python"  # records what it is asked to run, runs nothing
-    python.unlink()
-    python.write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/python.log\n')
-    python.chmod(0o755)
+    recording_python(tmp_path)
     run = make("demo", f"{variable}={value}", cwd=tmp_path)
     assert run.returncode != 0
     assert [line for line in run.stderr.splitlines() if not line.startswith("make:")] == [says], run.stderr
@@ -298,12 +304,7 @@ def test_demo_passes_a_runtime_with_a_space_as_one_argument(tmp_path):
 def test_weights_instead_of_model_weights_is_one_error_line_not_the_default_weights(tmp_path, target):
     """`make model WEIGHTS=mine.pth` (the variable is MODEL_WEIGHTS) was ignored: the artifact was built from the
     shared copy or torchvision's download, and the file named looked accepted."""
-    version, wheels = wheels_folder(tmp_path, pip="exit 1\n")
-    (wheels / f".onnxruntime-{version}").touch()
-    python = tmp_path / "venv" / "bin" / "python"  # records what it is asked to run, runs nothing
-    python.unlink()
-    python.write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/python.log\n')
-    python.chmod(0o755)
+    recording_python(tmp_path)
     run = make(target, "WEIGHTS=README.md", cwd=tmp_path)
     assert run.returncode != 0
     assert [line for line in run.stderr.splitlines() if not line.startswith("make:")] == [
@@ -318,12 +319,7 @@ def test_weights_instead_of_model_weights_is_one_error_line_not_the_default_weig
 def test_demo_passes_a_value_with_a_quote_as_that_one_argument(tmp_path, variable, value):
     """`make demo PORT=8000'` (a stray quote) ended the recipe's quoting early: bash's "unexpected EOF while looking
     for matching `''" instead of python -m local saying what is wrong with the value."""
-    version, wheels = wheels_folder(tmp_path, pip="exit 1\n")
-    (wheels / f".onnxruntime-{version}").touch()
-    python = tmp_path / "venv" / "bin" / "python"  # records its arguments one per line, runs nothing
-    python.unlink()
-    python.write_text(f'#!/bin/sh\nfor a in "$@"; do echo "$a"; done >> {tmp_path}/python.log\n')
-    python.chmod(0o755)
+    recording_python(tmp_path, record='for a in "$@"; do echo "$a"; done')  # one argument a line
     run = make("demo", f"{variable}={value}", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     argv = (tmp_path / "python.log").read_text().splitlines()

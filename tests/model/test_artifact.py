@@ -77,21 +77,27 @@ def test_same_inputs_give_byte_identical_tarball(weights_file, full_build, tmp_p
     assert full_build.with_name("model.tar.gz.sha256").read_text().split()[0] == digest[0]
 
 
-@pytest.mark.slow
-def test_the_graph_is_the_weights_behind_normalisation_for_any_batch_size(weights_file, full_build):
+def assert_graph_is_the_eager_net(session, net, weights_file) -> None:
+    """The ONNX graph gives the eager network's logits, behind ImageNet's normalisation, for a batch of 2 uint8 NHWC
+    images."""
     import numpy as np
-    import onnxruntime as ort
 
-    with tarfile.open(full_build) as tar:
-        session = ort.InferenceSession(tar.extractfile("model.onnx").read(), providers=["CPUExecutionProvider"])
     pixels = np.random.default_rng(0).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
     (logits,) = session.run(None, {"input": pixels})
-    net = torchvision.models.mobilenet_v2()
     net.load_state_dict(torch.load(weights_file, weights_only=True))
     mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (package.IMAGENET_MEAN, package.IMAGENET_STD))
     with torch.no_grad():
         expected = net.eval()((torch.from_numpy(pixels).permute(0, 3, 1, 2) / 255.0 - mean) / std).numpy()
     np.testing.assert_allclose(logits, expected, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_the_graph_is_the_weights_behind_normalisation_for_any_batch_size(weights_file, full_build):
+    import onnxruntime as ort
+
+    with tarfile.open(full_build) as tar:
+        session = ort.InferenceSession(tar.extractfile("model.onnx").read(), providers=["CPUExecutionProvider"])
+    assert_graph_is_the_eager_net(session, torchvision.models.mobilenet_v2(), weights_file)
 
 
 @pytest.fixture
@@ -218,7 +224,6 @@ def test_another_classifier_loads_and_is_named_by_its_own_weights(resnet18, tmp_
 
 @pytest.mark.slow
 def test_another_classifier_exports_to_the_same_graph_contract(resnet18, tmp_path):
-    import numpy as np
     import onnxruntime as ort
 
     out, _ = package.build(package.WeightsSource(resnet18, "IMAGENET1K_V1"), tmp_path / "model.tar.gz", force=True)
@@ -226,14 +231,7 @@ def test_another_classifier_exports_to_the_same_graph_contract(resnet18, tmp_pat
         meta = json.loads(tar.extractfile("metadata.json").read())
         session = ort.InferenceSession(tar.extractfile("model.onnx").read(), providers=["CPUExecutionProvider"])
     assert meta["model"] == "resnet18"
-    pixels = np.random.default_rng(0).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
-    (logits,) = session.run(None, {"input": pixels})
-    net = torchvision.models.resnet18()
-    net.load_state_dict(torch.load(resnet18, weights_only=True))
-    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (package.IMAGENET_MEAN, package.IMAGENET_STD))
-    with torch.no_grad():
-        expected = net.eval()((torch.from_numpy(pixels).permute(0, 3, 1, 2) / 255.0 - mean) / std).numpy()
-    np.testing.assert_allclose(logits, expected, rtol=1e-3, atol=1e-4)
+    assert_graph_is_the_eager_net(session, torchvision.models.resnet18(), resnet18)
 
 
 def test_a_preset_served_with_other_preprocessing_than_its_own_is_refused(monkeypatch):
