@@ -12,4 +12,5 @@ def test_a_condition_that_never_holds_fails_naming_it():
 
 def test_a_condition_that_comes_true_ends_the_wait():
     calls = iter([False, False, True])
-    wait_until(lambda: next(calls))
+    wait_until(lambda: next(calls))  # a poll after it came true would raise StopIteration
+    assert list(calls) == [], "the wait ended before the condition came true"
