@@ -252,6 +252,51 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "site-acl: acl = 'public-read'",
     ),
     (
+        "public-grant-on-bucket",
+        "dev",
+        "acl",
+        lambda g: mutate(
+            g,
+            rules.BUCKET_TYPES[0],
+            "site-bucket",
+            set_path("grants", [{"type": "Group", "uri": rules.PUBLIC_GRANTEE_URIS[0], "permissions": ["READ"]}]),
+        ),
+        "site-bucket: grants has a public grantee",
+    ),
+    (
+        "public-grant-in-acl-resource",
+        "dev",
+        "acl",
+        lambda g: add(
+            g,
+            Res(
+                rules.ACL_TYPES[1],
+                "site-acl-grants",
+                {
+                    "bucket": "site-bucket-a1b2c3",
+                    "accessControlPolicy": {
+                        "grants": [
+                            {"grantee": {"type": "Group", "uri": rules.PUBLIC_GRANTEE_URIS[1]}, "permission": "READ"}
+                        ]
+                    },
+                },
+            ),
+        ),
+        "site-acl-grants: grants has a public grantee",
+    ),
+    (
+        "object-grant-read",
+        "dev",
+        "acl",
+        lambda g: mutate(
+            g,
+            S3 + "bucketObjectv2:BucketObjectv2",
+            "site-file-index.html",
+            set_path("grantRead", f"uri={rules.PUBLIC_GRANTEE_URIS[0]}"),
+        ),
+        "site-file-index.html: grantRead = ",
+    ),
+    (
         "ownership-preferred",
         "dev",
         "acl",
