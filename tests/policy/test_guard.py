@@ -536,6 +536,20 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "attaches AWS managed policy arn:aws:iam::aws:policy/AmazonS3FullAccess",
     ),
     (
+        "managed-read-only",
+        "dev",
+        "iam",
+        lambda g: add(
+            g,
+            Res(
+                "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+                "api-read-only",
+                {"role": "api-role-a1b2c3", "policyArn": "arn:aws:iam::aws:policy/ReadOnlyAccess"},
+            ),
+        ),
+        "attaches AWS managed policy arn:aws:iam::aws:policy/ReadOnlyAccess",
+    ),
+    (
         "wrong-trust",
         "dev",
         "iam",
