@@ -611,6 +611,18 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "sourceArn = 'arn:aws:execute-api:us-east-1:123456789012:abc123defg/*'",
     ),
     (
+        "another-apis-predict",
+        "dev",
+        "invoke_permission",
+        lambda g: mutate(
+            g,
+            rules.PERMISSION,
+            "api-invoke-permission",
+            set_path("sourceArn", "arn:aws:execute-api:us-east-1:123456789012:otherapi99/*/POST/predict"),
+        ),
+        "sourceArn = 'arn:aws:execute-api:us-east-1:123456789012:otherapi99/*/POST/predict'",
+    ),
+    (
         "function-url",
         "dev",
         "invoke_permission",
