@@ -550,6 +550,56 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "attaches AWS managed policy arn:aws:iam::aws:policy/ReadOnlyAccess",
     ),
     (
+        "managed-admin-in-another-partition",
+        "dev",
+        "iam",
+        lambda g: add(
+            g,
+            Res(
+                "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+                "api-admin",
+                {"role": "api-role-a1b2c3", "policyArn": "arn:aws-cn:iam::aws:policy/AdministratorAccess"},
+            ),
+        ),
+        "attaches AWS managed policy arn:aws-cn:iam::aws:policy/AdministratorAccess",
+    ),
+    (
+        "allow-not-action",
+        "dev",
+        "iam",
+        lambda g: mutate(
+            g,
+            rules.ROLE_POLICY,
+            "api-role-policy",
+            with_policy(
+                lambda st: st.append({"Effect": "Allow", "NotAction": "iam:*", "Resource": "arn:aws:s3:::b/k"})
+            ),
+        ),
+        ": Allow with NotAction/NotResource",
+    ),
+    (
+        "role-inline-policy-wildcard",
+        "dev",
+        "iam",
+        lambda g: mutate(
+            g,
+            rules.ROLE,
+            "api-role",
+            set_path(
+                "inlinePolicies",
+                [
+                    {
+                        "name": "extra",
+                        "policy": json.dumps(
+                            {"Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "arn:aws:s3:::b/k"}]}
+                        ),
+                    }
+                ],
+            ),
+        ),
+        "api-role: inlinePolicies[0].policy.Statement[0]: Action wildcard ['s3:*']",
+    ),
+    (
         "wrong-trust",
         "dev",
         "iam",
