@@ -349,6 +349,15 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "site-bucket-policy: policy.Statement[0]: Principal = '*'",
     ),
     (
+        "cloudfront-allow-not-action",
+        "dev",
+        "bucket_policy",
+        lambda g: mutate(
+            g, rules.BUCKET_POLICY, "site-bucket-policy", with_policy(lambda st: st[0].update(NotAction="s3:PutObject"))
+        ),
+        "site-bucket-policy: policy.Statement[0]: Allow with NotPrincipal/NotAction",
+    ),
+    (
         "other-distribution",
         "dev",
         "bucket_policy",
