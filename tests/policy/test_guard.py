@@ -708,6 +708,25 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "api-http-api: AllowOrigins = ['*']",
     ),
     (
+        "cors-on-api-hides-retry-after",
+        "dev",
+        "cors",
+        lambda g: mutate(
+            g,
+            rules.HTTP_API,
+            "api-http-api",
+            set_path(
+                "corsConfiguration",
+                {
+                    "allowOrigins": allowed_origins(g),
+                    "allowMethods": ["POST", "OPTIONS"],
+                    "exposeHeaders": ["x-request-id"],
+                },
+            ),
+        ),
+        "api-http-api: ExposeHeaders = ['x-request-id'], must include ['retry-after', 'x-request-id']",
+    ),
+    (
         "cors-missing",
         "dev",
         "cors",
