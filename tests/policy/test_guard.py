@@ -212,6 +212,11 @@ def _trust_principal(principal: Any) -> Callable[[dict[str, Any]], None]:
     return change
 
 
+def without(graph: Graph, name: str) -> tuple[Res, ...]:
+    """The graph without the resource named `name`."""
+    return tuple(r for r in graph.resources if r.name != name)
+
+
 def add(graph: Graph, *extra: Res) -> tuple[Res, ...]:
     return (*graph.resources, *extra)
 
@@ -295,6 +300,13 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
             set_path("grantRead", f"uri={rules.PUBLIC_GRANTEE_URIS[0]}"),
         ),
         "site-file-index.html: grantRead = ",
+    ),
+    (
+        "no-ownership-controls",
+        "dev",
+        "acl",
+        lambda g: without(g, "site-bucket-ownership"),
+        "site-bucket: no BucketOwnershipControls",
     ),
     (
         "ownership-preferred",
