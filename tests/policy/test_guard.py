@@ -318,6 +318,43 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "rule.objectOwnership = 'BucketOwnerPreferred'",
     ),
     (
+        "no-encryption-config",
+        "dev",
+        "encryption",
+        lambda g: without(g, "model-bucket-encryption"),
+        "model-bucket: no server-side encryption configuration",
+    ),
+    (
+        "encryption-rules-empty",
+        "dev",
+        "encryption",
+        lambda g: mutate(g, rules.ENCRYPTION_TYPES[0], "model-bucket-encryption", set_path("rules", [])),
+        "model-bucket-encryption: rules is empty",
+    ),
+    (
+        "foreign-key-without-a-stack-key",
+        "dev",
+        "encryption",
+        lambda g: mutate(
+            g,
+            rules.ENCRYPTION_TYPES[0],
+            "model-bucket-encryption",
+            set_path(
+                "rules.0.applyServerSideEncryptionByDefault", {"sseAlgorithm": "aws:kms", "kmsMasterKeyId": OTHER_KEY}
+            ),
+        ),
+        f"kmsMasterKeyId = {OTHER_KEY!r} is not the stack key",
+    ),
+    (
+        "object-unknown-encryption",
+        "dev",
+        "encryption",
+        lambda g: mutate(
+            g, S3 + "bucketObjectv2:BucketObjectv2", "model-artifact", set_path("serverSideEncryption", "none")
+        ),
+        "model-artifact: serverSideEncryption = 'none'",
+    ),
+    (
         "no-sse",
         "dev",
         "encryption",
