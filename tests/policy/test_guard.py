@@ -386,6 +386,34 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "model-artifact: kmsKeyId = ",
     ),
     (
+        "no-bucket-policy",
+        "dev",
+        "bucket_policy",
+        lambda g: without(g, "site-bucket-policy"),
+        "site-bucket: no BucketPolicy",
+    ),
+    (
+        "deny-everyone-unconditionally",
+        "dev",
+        "bucket_policy",
+        lambda g: mutate(
+            g,
+            rules.BUCKET_POLICY,
+            "site-bucket-policy",
+            with_policy(
+                lambda st: st.append(
+                    {
+                        "Effect": "Deny",
+                        "Principal": "*",
+                        "Action": "s3:DeleteObject",
+                        "Resource": "arn:aws:s3:::site-bucket-a1b2c3/*",
+                    }
+                )
+            ),
+        ),
+        "Deny to '*' without a Condition denies everyone",
+    ),
+    (
         "public-principal",
         "dev",
         "bucket_policy",
