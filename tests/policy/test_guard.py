@@ -217,6 +217,15 @@ def without(graph: Graph, name: str) -> tuple[Res, ...]:
     return tuple(r for r in graph.resources if r.name != name)
 
 
+def _trust_action(action: Any) -> Callable[[dict[str, Any]], None]:
+    def change(inputs: dict[str, Any]) -> None:
+        document = json.loads(inputs["assumeRolePolicy"])
+        document["Statement"][0]["Action"] = action
+        inputs["assumeRolePolicy"] = json.dumps(document)
+
+    return change
+
+
 def add(graph: Graph, *extra: Res) -> tuple[Res, ...]:
     return (*graph.resources, *extra)
 
@@ -724,6 +733,55 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
             ),
         ),
         "api-role: inlinePolicies[0].policy.Statement[0]: Action wildcard ['s3:*']",
+    ),
+    (
+        "model-role-of-another-stack",
+        "dev",
+        "iam",
+        lambda g: mutate(
+            g,
+            rules.SM_MODEL,
+            "model-model",
+            set_path("executionRoleArn", "arn:aws:iam::123456789012:role/someone-else"),
+        ),
+        "executionRoleArn = 'arn:aws:iam::123456789012:role/someone-else' is not a role of this stack",
+    ),
+    (
+        "unused-role",
+        "dev",
+        "iam",
+        lambda g: add(
+            g,
+            Res(
+                rules.ROLE,
+                "spare-role",
+                {"assumeRolePolicy": "{}"},
+                "spare-role-x",
+                {"arn": "arn:aws:iam::123456789012:role/spare"},
+            ),
+        ),
+        "spare-role: no SageMaker model or Lambda function uses this role",
+    ),
+    (
+        "trust-action-not-assume-role",
+        "dev",
+        "iam",
+        lambda g: mutate(g, rules.ROLE, "api-role", _trust_action("sts:AssumeRoleWithWebIdentity")),
+        "api-role: assumeRolePolicy.Statement[0]: Action = 'sts:AssumeRoleWithWebIdentity'",
+    ),
+    (
+        "policy-not-json",
+        "dev",
+        "iam",
+        lambda g: mutate(g, rules.ROLE_POLICY, "api-role-policy", set_path("policy", "{not json")),
+        "api-role-policy: policy is not JSON",
+    ),
+    (
+        "policy-not-a-document",
+        "dev",
+        "iam",
+        lambda g: mutate(g, rules.ROLE_POLICY, "api-role-policy", set_path("policy", "[]")),
+        "api-role-policy: policy is missing or not a policy document",
     ),
     (
         "wrong-trust",
