@@ -798,6 +798,13 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "model-role: assumeRolePolicy.Statement[0]: Principal = {'AWS': '*'}",
     ),
     (
+        "endpoint-log-group-missing",
+        "dev",
+        "log_retention",
+        lambda g: without(g, "model-log-group"),
+        "model-endpoint: its log group '/aws/sagemaker/Endpoints/",
+    ),
+    (
         "retention-unset",
         "dev",
         "log_retention",
