@@ -826,6 +826,25 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "its log group '/aws/lambda/mobilenet-serverless-dev-proxy' is not declared",
     ),
     (
+        "route-throttle-zero",
+        "dev",
+        "stage",
+        lambda g: mutate(
+            g,
+            rules.STAGE,
+            "api-stage",
+            set_path("routeSettings", [{"routeKey": "POST /predict", "throttlingRateLimit": 0}]),
+        ),
+        "api-stage: routeSettings[0].throttlingRateLimit = 0",
+    ),
+    (
+        "access-log-without-format",
+        "dev",
+        "stage",
+        lambda g: mutate(g, rules.STAGE, "api-stage", set_path("accessLogSettings.format", "")),
+        "api-stage: accessLogSettings.format is empty",
+    ),
+    (
         "no-throttle",
         "dev",
         "stage",
