@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tarfile
+import zlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -450,17 +452,29 @@ class ArtifactMissingError(FileNotFoundError):
 
 
 def check_artifact(path: Path) -> None:
-    """What modelArtifact names is a gzip file, as `make model` writes: a directory failed as "does not exist", and
-    any other file (modelArtifact: README.md) was uploaded as the model, for the endpoint to fail minutes into
-    `pulumi up`. The local stack refuses both before it serves."""
+    """What modelArtifact names is a whole tar.gz, as `make model` writes: a directory failed as "does not exist", and
+    any other file (modelArtifact: README.md, `gzip README.md`, a copy cut short) was uploaded as the model, for the
+    endpoint to fail minutes into `pulumi up`. The local stack refuses them all before it serves."""
     if path.is_dir():
         raise PolicyInputError(f"model artifact {path} is a directory: set modelArtifact to the model.tar.gz in it")
-    if path.is_file():
-        with path.open("rb") as f:
-            if f.read(2) != b"\x1f\x8b":
-                raise PolicyInputError(
-                    f"model artifact {path} is not a tar.gz archive: set modelArtifact to the file `make model` builds"
-                )
+    if not path.is_file():
+        return  # file_sha256 says it does not exist
+    with path.open("rb") as f:
+        if f.read(2) != b"\x1f\x8b":
+            raise PolicyInputError(
+                f"model artifact {path} is not a tar.gz archive: set modelArtifact to the file `make model` builds"
+            )
+    # Every header read, to the end-of-archive blocks: a gzip of anything else or a truncated copy fails here.
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            for _member in tar:
+                pass
+    # A truncated gzip raises EOFError, a corrupt one zlib.error: neither is an OSError or a TarError.
+    except (OSError, EOFError, zlib.error, tarfile.TarError) as e:
+        raise PolicyInputError(
+            f"model artifact {path} is not a whole tar.gz archive ({' '.join(str(e).split())}): set modelArtifact to "
+            "the file `make model` builds, or build it again"
+        ) from e
 
 
 def file_sha256(path: Path) -> str:

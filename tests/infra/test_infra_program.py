@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
@@ -285,6 +286,27 @@ def test_an_artifact_that_is_no_tar_gz_fails_before_any_resource(
     with pytest.raises(pulumi.RunError) as err:
         program(modelArtifact=str(artifact))
     assert str(err.value) == says
+    assert mocks.resources == {}
+
+
+@pytest.mark.parametrize("kind", ["gzip, no tar", "cut short"])
+def test_a_gzip_artifact_that_is_no_whole_tar_fails_before_any_resource(
+    program: Any, mocks: RecordingMocks, tmp_path: Path, kind: str
+) -> None:
+    """The gzip magic alone let `gzip README.md` and a copy cut short through, to be uploaded as the model (the
+    endpoint would fail minutes into `pulumi up`), while `make demo` refuses both as no archive it can unpack."""
+    artifact = tmp_path / "model.tar.gz"
+    if kind == "gzip, no tar":
+        artifact.write_bytes(gzip.compress((ROOT / "README.md").read_bytes()))
+    else:
+        whole, _ = make_artifact(tmp_path / "built")
+        artifact.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(pulumi.RunError) as err:
+        program(modelArtifact=str(artifact))
+    says = f"model artifact {artifact} is not a whole tar.gz archive ("
+    assert str(err.value).startswith(says), err.value
+    assert str(err.value).endswith("): set modelArtifact to the file `make model` builds, or build it again")
+    assert "\n" not in str(err.value)
     assert mocks.resources == {}
 
 
