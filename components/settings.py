@@ -55,7 +55,7 @@ CERT_ARN_RE = re.compile(r"^arn:aws[a-z-]*:acm:us-east-1:\d{12}:certificate/[A-Z
 KMS_KEY_ARN_RE = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+\Z")
 # An SNS topic: partition, region, account, name (1..256 of [A-Za-z0-9_-]; a FIFO topic's ends in .fifo).
 SNS_TOPIC_ARN_RE = re.compile(
-    r"^arn:(?P<partition>aws|aws-cn|aws-us-gov):sns:(?P<region>[a-z]{2}(?:-[a-z]+)+-\d+):\d{12}:"
+    r"^arn:(?P<partition>aws(?:-[a-z]+)*):sns:(?P<region>[a-z]+(?:-[a-z]+)+-\d+):\d{12}:"
     r"(?P<name>[A-Za-z0-9_-]{1,256}|[A-Za-z0-9_-]{1,251}\.fifo)\Z"
 )
 # An AWS region's code: us-east-1, us-gov-west-1, cn-north-1, eusc-de-east-1.
@@ -118,13 +118,22 @@ CONFIG_KEYS: dict[str, str] = {
 }
 
 
+# The partitions other than aws, by their regions' prefix (botocore's partitions.json, regionRegex).
+PARTITION_PREFIXES = (
+    ("cn-", "aws-cn"),
+    ("us-gov-", "aws-us-gov"),
+    ("eusc-", "aws-eusc"),
+    ("us-iso-", "aws-iso"),
+    ("us-isob-", "aws-iso-b"),
+    ("eu-isoe-", "aws-iso-e"),
+    ("us-isof-", "aws-iso-f"),
+)
+
+
 def partition_for_region(region: str) -> str:
-    """The AWS partition a region belongs to (China and GovCloud have their own)."""
-    if region.startswith("cn-"):
-        return "aws-cn"
-    if region.startswith("us-gov-"):
-        return "aws-us-gov"
-    return "aws"
+    """The AWS partition a region belongs to (China, GovCloud, the European Sovereign Cloud and the ISO regions have
+    their own)."""
+    return next((partition for prefix, partition in PARTITION_PREFIXES if region.startswith(prefix)), "aws")
 
 
 def sns_topic_arn_problem(arn: Any, region: str | None = None) -> str | None:
@@ -133,7 +142,7 @@ def sns_topic_arn_problem(arn: Any, region: str | None = None) -> str | None:
     region, a topic in another one (an alarm notifies topics of its own region)."""
     match = SNS_TOPIC_ARN_RE.match(arn) if isinstance(arn, str) else None
     if match is None:
-        return "an SNS topic ARN arn:<aws|aws-cn|aws-us-gov>:sns:<region>:<account>:<topic>"
+        return "an SNS topic ARN arn:<partition>:sns:<region>:<account>:<topic>"
     if partition_for_region(match["region"]) != match["partition"]:
         return (
             f"an ARN whose partition is its region's ({match['region']} is in {partition_for_region(match['region'])})"

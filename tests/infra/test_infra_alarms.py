@@ -265,6 +265,27 @@ def test_settings_defaults_and_accepted_topics() -> None:
         assert validate_settings({"alarmTopicArn": topic}, region=region).alarm_topic_arn == topic
 
 
+# A region of every partition but aws, aws-cn and aws-us-gov (botocore's partitions.json), with its partition.
+OTHER_PARTITIONS = [
+    ("eusc-de-east-1", "aws-eusc"),
+    ("us-iso-east-1", "aws-iso"),
+    ("us-isob-east-1", "aws-iso-b"),
+    ("eu-isoe-west-1", "aws-iso-e"),
+    ("us-isof-south-1", "aws-iso-f"),
+]
+
+
+@pytest.mark.parametrize(("region", "partition"), OTHER_PARTITIONS)
+def test_a_topic_of_every_region_aws_region_accepts_is_accepted(region: str, partition: str) -> None:
+    """aws:region takes eusc-de-east-1 and the ISO regions, but a topic there (its ARN in its own partition) was
+    refused as "an SNS topic ARN arn:<aws|aws-cn|aws-us-gov>:...": alarms could not notify anyone in them. The
+    partition must still be the region's."""
+    topic = f"arn:{partition}:sns:{region}:123456789012:ops"
+    assert validate_settings({"alarmTopicArn": topic}, region=region).alarm_topic_arn == topic
+    with pytest.raises(SettingsError, match=f"{region} is in {partition}"):
+        validate_settings({"alarmTopicArn": f"arn:aws:sns:{region}:123456789012:ops"}, region=region)
+
+
 @pytest.mark.parametrize(
     ("raw", "region", "allowed"),
     [
