@@ -2522,7 +2522,8 @@ def test_the_page_lets_go_of_each_photo_it_is_done_with(stub_ui: Any, stub_stack
 
 
 def test_the_status_says_the_photo_is_being_shrunk_while_it_is(stub_ui: Any, stub_stack: Any) -> None:
-    # Decoding a large photo takes seconds on a phone: the previous photo's "Done: ..." must not stand meanwhile.
+    # Decoding a large photo takes seconds on a phone: the previous photo's answer ("Most likely: ...") must not stand
+    # meanwhile.
     stub_ui.page.add_init_script(
         """const createImageBitmapHeld = window.createImageBitmap;
         window.decodeHeld = new Promise((resolve) => { window.releaseDecode = resolve; });
