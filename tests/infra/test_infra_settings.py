@@ -373,6 +373,19 @@ def test_an_aws_region_that_is_no_region_code_is_refused_naming_it(tmp_path: Pat
         validate_settings({}, region=region)
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["", "# no settings yet\n", "config:\n", "config: {}\n", "encryptionsalt: v1:abc\n"],
+    ids=["empty", "comment", "null-config", "empty-config", "no-config-key"],
+)
+def test_a_stack_file_with_no_settings_gives_the_defaults(tmp_path: Path, text: str) -> None:
+    """`pulumi stack init` writes no config block (or none at all) and `pulumi up` deploys the defaults; `make demo`
+    on that file must too, not refuse it as "expected a mapping" or "`config:` must be a mapping"."""
+    stack = tmp_path / "Pulumi.new.yaml"
+    stack.write_text(text)
+    assert load_stack_file(stack) == Settings()
+
+
 @pytest.mark.parametrize("region", ["us-east-1", "us-gov-west-1", "cn-north-1", "ap-southeast-3", "eusc-de-east-1"])
 def test_every_kind_of_aws_region_code_is_accepted(tmp_path: Path, region: str) -> None:
     stack = tmp_path / "Pulumi.ok.yaml"
