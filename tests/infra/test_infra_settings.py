@@ -180,6 +180,7 @@ INVALID = [
     ("inferenceImageTag", "latest", "CPU tag"),
     ("inferenceImageTag", "2.6.0-cpu-py312\n", "CPU tag"),  # `$` would pass it on into the image URI
     ("inferenceImageTag", "2.6.0-cpu-py312-x/y:latest", "CPU tag"),  # another repository's image in the URI
+    ("inferenceImageTag", "1.4.0-cpu-py27", "CPU tag"),  # a Python 2 image cannot run inference.py
     # The EC2/ECS/EKS flavour in the same repository: no SageMaker toolkit, so inference.py is never loaded.
     ("inferenceImageTag", "2.6.0-cpu-py312-ec2", "not an -ec2 one"),
     ("inferenceImageTag", "2.6-cpu-py312-ubuntu22.04-ec2-v1", "not an -ec2 one"),
@@ -226,17 +227,28 @@ INVALID = [
     ("customDomain", "a" * 64 + ".example.com", "lower-case DNS name"),
     ("customDomain", ".".join(["a" * 63] * 3 + ["b" * 62]), "lower-case DNS name"),
     ("customDomain", "demo.x", "lower-case DNS name"),  # no top-level domain has one letter
+    ("customDomain", "demo." + "c" * 64, "lower-case DNS name"),  # a top-level label is 63 characters at most too
+    ("customDomain", "demo.xn--" + "p" * 60, "lower-case DNS name"),  # so is a punycode one
+    ("customDomain", "-demo.example.com", "lower-case DNS name"),  # a label starts and ends alphanumeric
+    ("customDomain", "demo-.example.com", "lower-case DNS name"),
+    ("customDomain", "192.168.0.10", "lower-case DNS name"),  # an IP address is no CloudFront alias
     ("certificateArn", CERT.replace("us-east-1", "eu-west-1"), "us-east-1"),
     ("certificateArn", CERT + "\n", "us-east-1"),
+    ("certificateArn", CERT.replace("123456789012", "12345"), "us-east-1"),  # an account ID has 12 digits
+    ("certificateArn", CERT.replace("certificate/", "certificate/../"), "us-east-1"),
     ("kmsKeyArn", "alias/my-key", "KMS key ARN"),
     ("kmsKeyArn", KMS + "\n", "KMS key ARN"),  # Lambda and S3 would refuse it halfway through the deploy
     ("kmsKeyArn", "arn:aws:kms:eu-west-1:123456789012:alias/my-key", "not an alias"),
+    ("kmsKeyArn", KMS.replace("123456789012", "12345"), "KMS key ARN"),
+    ("kmsKeyArn", KMS.replace("arn:aws:", "arn:azure:"), "KMS key ARN"),
     ("smokeCheck", "yes", "true or false"),
     ("endpointName", "bad_name", "[a-zA-Z0-9-]"),
     ("endpointName", "x" * 64, "1..63"),
     ("endpointName", "a" + "-b" * 40, "1..63"),  # hyphens once slipped past the length bound
     ("endpointName", "a" + "-" * 62 + "b", "1..63"),
     ("endpointName", "abc\n", "1..63"),  # `$` alone would let a trailing newline through
+    ("endpointName", "abc-", "alphanumeric at both ends"),
+    ("endpointName", "-abc", "alphanumeric at both ends"),
     ("modelArtifact", "   ", "a path to model.tar.gz"),
     ("alarms", "on", "true or false"),
     ("alarmTopicArn", "arn:aws:sqs:us-east-1:123456789012:q", "an SNS topic ARN"),
@@ -360,7 +372,9 @@ def test_stack_file_errors_name_the_key(tmp_path: Path) -> None:
         load_stack_file(stack)
 
 
-@pytest.mark.parametrize("region", ["us east", "5", "US-EAST-1", "us-east", "N. Virginia", ["us-east-1"]])
+@pytest.mark.parametrize(
+    "region", ["us east", "5", "US-EAST-1", "us-east", "useast-1", "us-east-1\n", "N. Virginia", ["us-east-1"]]
+)
 def test_an_aws_region_that_is_no_region_code_is_refused_naming_it(tmp_path: Path, region: object) -> None:
     """The local stack loaded the model and then stopped on the handler's "InvalidRegionError: Provided region_name
     'us east' doesn't match a supported format", naming neither aws:region nor the stack file."""
