@@ -493,6 +493,7 @@ def test_readme_config_table_lists_every_key_with_its_default() -> None:
 
 def test_a_signed_integer_string_is_accepted_and_a_negative_one_refused_by_range() -> None:
     assert validate_settings({"maxConcurrency": "+7"}).max_concurrency == 7
+    assert validate_settings({"maxConcurrency": " 7\n"}).max_concurrency == 7  # as " true " is a boolean
     with pytest.raises(SettingsError, match=r"maxConcurrency = '-1' is invalid: allowed an integer in 1\.\.200"):
         validate_settings({"maxConcurrency": "-1"})
 
@@ -500,6 +501,7 @@ def test_a_signed_integer_string_is_accepted_and_a_negative_one_refused_by_range
 def test_default_endpoint_name_drops_leading_separators() -> None:
     assert default_endpoint_name("_mobilenet", "dev") == "mobilenet-dev"
     assert default_endpoint_name("mobilenet", "dev_") == "mobilenet-dev"
+    assert default_endpoint_name("mobilenet", "pr_.12") == "mobilenet-pr-12"  # a run of separators is one hyphen
 
 
 def test_function_name_never_doubles_the_hyphen_at_the_cut() -> None:
