@@ -397,6 +397,15 @@ def test_deeply_nested_json_is_400_not_a_crash():
     rejects("bad_request", 400, parse, "[" * 100_000 + "]" * 100_000, "application/json", is_base64=False)
 
 
+def test_json_nested_as_deep_as_the_container_limit_lets_through_is_400_not_a_crash():
+    # 100,000 levels never reach the parser (more than 1,000 containers); 1,000 do, and take CPython's parser past
+    # its recursion limit where that counts the caller's frames too (3.11), or parse into a list (3.12+).
+    depth = core.MAX_JSON_CONTAINERS
+    body = "[" * depth + "]" * depth
+    message = rejects("bad_request", 400, parse, body, "application/json", is_base64=False).message
+    assert message.startswith(("The JSON body is nested too deeply.", "The JSON body must be an object")), message
+
+
 @pytest.mark.parametrize("unit", ["[]", "{}", "[0]", "[[[]]]", '{"a": []}'])
 def test_a_json_body_of_many_arrays_and_objects_is_400_before_it_is_parsed(unit, monkeypatch):
     """Each array or object the parser builds costs 56-120 bytes: 5.8 MB of nested empty arrays, a body the JSON cap and
@@ -505,6 +514,18 @@ def test_json_image_over_cap_is_413_and_body_over_json_cap_is_413_before_parsing
     rejects("payload_too_large", 413, parse_json, {"image": b64(JPEG + b"x" * 201)}, max_image_bytes=cap)
     huge = "x" * (core.json_body_cap(200) + 1)  # not even JSON: only the size check can answer 413
     rejects("payload_too_large", 413, parse, huge, "application/json", is_base64=False, max_image_bytes=200)
+
+
+def test_the_json_body_cap_is_the_documented_sum_to_the_byte():
+    # README: the image's base64 size, room for MIME line breaks (a CRLF, 4 characters in JSON, per 76), plus 8 KiB.
+    # For 300 bytes: 400 base64 characters, 6 line breaks, 8,192: 8,616.
+    assert core.json_body_cap(300) == 400 + 6 * 4 + 8 * 1024
+    text = json.dumps({"image": b64(JPEG), "note": ""})
+    fits = text.replace('"note": ""', f'"note": "{"n" * (8_616 - len(text))}"')
+    assert parse(fits, "application/json", is_base64=False, max_image_bytes=300).image == JPEG
+    over = fits.replace('"note": "', '"note": "n')
+    message = rejects("payload_too_large", 413, parse, over, "application/json", is_base64=False, max_image_bytes=300)
+    assert "8,616 bytes" in message.message
 
 
 def test_json_cap_admits_the_largest_allowed_image_as_a_data_url():
