@@ -649,9 +649,16 @@ def test_parse_endpoint_body_keeps_contract_fields_and_top_k():
         b"[]",
         b'{"predictions": []}',
         b'{"predictions": [{"label": 1}]}',
+        b'{"predictions": [{"label": 1, "prob": 0.5}]}',
+        b'{"predictions": [{"prob": 0.5}]}',
         b'{"predictions": [{"label": "a", "prob": 1.5}]}',
         b'{"predictions": [{"label": "a", "prob": -0.1}]}',
         b'{"predictions": [{"label": "a", "prob": true}]}',
+        b'{"predictions": [{"label": "a", "prob": "0.5"}]}',
+        b'{"predictions": [{"label": "a"}]}',
+        b'{"predictions": ["tabby"]}',  # an item that is no object
+        b'{"predictions": [null]}',
+        b'{"predictions": {"label": "a", "prob": 0.5}}',  # an object, not a list
         b"\xff",
     ],
 )
