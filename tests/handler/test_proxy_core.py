@@ -425,6 +425,17 @@ def test_a_json_body_of_many_arrays_and_objects_is_400_before_it_is_parsed(unit,
     assert message.startswith(f"The JSON body holds more than {limit:,} arrays and objects")
 
 
+def test_the_json_container_limit_is_the_documented_thousand_to_the_one():
+    limit = 1_000  # the README's number, not core.MAX_JSON_CONTAINERS: with that, any other limit passed here
+    # The body object and "extra" are two; the rest are empty arrays inside "extra".
+    fits = f'{{"image": "{b64(JPEG)}", "extra": [{", ".join(["[]"] * (limit - 2))}]}}'
+    assert core.json_container_count(fits.encode()) == limit
+    assert parse(fits, "application/json", is_base64=False).image == JPEG
+    over = fits.replace('"extra": [', '"extra": [[], ', 1)
+    message = rejects("bad_request", 400, parse, over, "application/json", is_base64=False).message
+    assert message.startswith("The JSON body holds more than 1,000 arrays and objects")
+
+
 @pytest.mark.parametrize(
     ("text", "count"),
     [
