@@ -755,6 +755,7 @@ def test_metrics_report_endpoint_latency_and_errors_by_code(proxy, stub, capsys)
     assert latency[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "MobilenetServerlessTest"
     errors = [doc for doc in emf if "Errors" in doc]
     assert [doc["ErrorCode"] for doc in errors] == ["throttled"]
+    assert [doc["Errors"] for doc in errors] == [[1.0]]  # one error counted once, not a zero the alarm never sums
     assert ["ErrorCode", "service"] in [sorted(d) for d in errors[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"]]
 
 
@@ -771,6 +772,16 @@ def test_service_name_and_metrics_namespace_default_to_the_documented_ones(proxy
     assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "MobilenetServerless"
     assert emf["service"] == "inference-proxy"
     assert {line["service"] for line in lines if "level" in line} == {"inference-proxy"}
+
+
+def test_a_service_name_set_in_the_environment_names_the_logs_and_metrics(proxy_env, capsys, monkeypatch):
+    proxy_env.setenv("POWERTOOLS_SERVICE_NAME", "another-proxy")
+    proxy = load_proxy()
+    monkeypatch.setattr(proxy, "CLIENT", NoCallClient())
+    call(proxy, make_event(method="GET", body=None))
+    lines = _log_lines(capsys.readouterr().out)
+    assert {line["service"] for line in lines if "level" in line} == {"another-proxy"}
+    assert [line["service"] for line in lines if "_aws" in line] == ["another-proxy", "another-proxy"]
 
 
 def test_every_invocation_publishes_a_request_count_so_the_flush_is_never_empty(proxy, no_call, capsys):
