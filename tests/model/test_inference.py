@@ -731,12 +731,24 @@ def _red(fmt: str, **params) -> bytes:
         pytest.param(b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00mif1heic" + bytes(64), "HEIF", id="heif"),
         pytest.param(b"8BPS\x00\x01" + bytes(64), "PSD", id="psd"),
         pytest.param(b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"/>', "SVG", id="svg"),
+        pytest.param(b'  <svg xmlns="http://www.w3.org/2000/svg"/>', "SVG", id="svg-without-xml-declaration"),
     ],
 )
 def test_an_image_format_we_refuse_is_named_in_a_415(inference, classifier, body, name):
     assert inference.other_image_format(body) == name
     message = _raises(inference, "UnsupportedContentTypeError", 415, body, "image/jpeg")
     assert message.startswith(f"{name} images are not accepted")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'<?xml version="1.0"?>\n<rss version="2.0"/>', b'<html><svg xmlns="http://www.w3.org/2000/svg"/></html>'],
+    ids=["xml-not-svg", "html-holding-svg"],
+)
+def test_markup_that_is_not_an_svg_file_is_not_named_svg(inference, classifier, body):
+    # SVG is an XML document whose root is <svg>: another XML document, or HTML with an inline <svg>, is no image.
+    assert inference.other_image_format(body) is None
+    assert _raises(inference, "InvalidImageError", 400, body).startswith("body is not a readable JPEG, PNG or WebP")
 
 
 @pytest.mark.parametrize(
