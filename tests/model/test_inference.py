@@ -859,6 +859,17 @@ def test_pixel_limit_is_inclusive(inference, monkeypatch):
     assert info.value.status_code == 413
 
 
+def test_pixel_limit_holds_without_pillows_own_check(inference, monkeypatch):
+    # Image.MAX_IMAGE_PIXELS is a process-wide setting any other import may change (None turns Pillow's check off):
+    # the limit is decode_image's own, not only Pillow's.
+    monkeypatch.setattr(inference, "MAX_PIXELS", 100)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    assert inference.decode_image(encode(Image.new("RGB", (10, 10)), "PNG")).size == (10, 10)
+    with pytest.raises(inference.ImageTooLargeError, match="image is 101x1; the limit is 100 pixels") as info:
+        inference.decode_image(encode(Image.new("RGB", (101, 1)), "PNG"))
+    assert info.value.status_code == 413
+
+
 @pytest.mark.parametrize("size", [(1, 1_000_001), (1_000_001, 1)])
 def test_a_side_over_a_million_pixels_is_413_before_it_is_decoded(inference, size):
     # Within the pixel limit, but Pillow holds 8 bytes of row pointers per row per copy: a 1x50,000,000 grey PNG with
