@@ -627,6 +627,14 @@ def test_preprocessing_matches_torchvision_on_other_shapes(inference, classifier
     np.testing.assert_array_equal(inference.preprocess(img, pre), _torchvision_crop(img, pre))
 
 
+@pytest.mark.parametrize("size", [(300, 200), (200, 300), (301, 201), (150, 151)])
+def test_preprocessing_pads_like_torchvision_when_resize_is_below_the_crop(inference, classifier, size):
+    # metadata.json may ask for a resize smaller than the crop: the resized image is padded with black, centred.
+    pre = dataclasses.replace(classifier.preprocessing, resize=199)
+    img = photo("chelsea.jpg").resize(size, Image.Resampling.BICUBIC)
+    np.testing.assert_array_equal(inference.preprocess(img, pre), _torchvision_crop(img, pre))
+
+
 def test_preprocessing_of_an_extreme_aspect_ratio_stays_close(inference, classifier):
     # Beyond 8:1 the crop is resampled from its box (no 256x3000 intermediate): one rounding step at most.
     img = photo("chelsea.jpg").resize((4000, 300), Image.Resampling.BICUBIC)
