@@ -875,7 +875,10 @@ def _accept_top_k(accept: str | None) -> int | None:
             # int() would also take "1_0", non-ASCII digits, and refuse (ValueError) over 4300 digits.
             if not (raw.isascii() and raw.isdigit()):
                 raise InvalidRequestError(f"Accept parameter top_k must be an integer, got {raw!r:.20}")
-            return parse_top_k(int(raw) if len(raw) <= 6 else MAX_TOP_K + 1, "Accept parameter top_k")
+            # Leading zeros are the same number (0000003 is 3); a longer one is refused quoting what was sent.
+            digits = raw.lstrip("0") or "0"
+            value = int(digits) if len(digits) <= 6 else LongJsonInteger(raw)
+            return parse_top_k(value, "Accept parameter top_k")
     return None
 
 

@@ -329,6 +329,7 @@ def test_top_k_from_accept_parameter_and_default(inference, classifier):
         ("application/json;q=abc", 5),  # a garbled q is ignored, not taken as a refusal
         ("application/json;q=0.001;top_k=4", 4),  # the least preference that is not a refusal
         ("*/*;q=0;top_k=3, application/json", 5),  # a top_k on a refused range does not count
+        ("application/json;top_k=0000003", 3),  # leading zeros are the same number, however many
     ],
 )
 def test_accept_forms(inference, classifier, accept, count):
@@ -816,6 +817,14 @@ def test_a_top_k_of_thousands_of_digits_is_out_of_range_not_invalid_json(inferen
 def test_a_huge_integer_in_a_field_we_do_not_read_is_ignored(inference, classifier):
     body = f'{{"image": "{base64.b64encode(photo_bytes("coffee.jpg")).decode()}", "id": {"7" * 5000}}}'
     assert top1(classify(inference, classifier, body, "application/json")) == "espresso"
+
+
+@pytest.mark.parametrize("top_k", ["21", "1000000", "99999999", "1" * 5000])
+def test_an_accept_top_k_out_of_range_is_quoted_as_sent(inference, classifier, top_k):
+    # A top_k of 7 digits or more was answered "got 21", a number the client never sent.
+    prediction = inference.predict_fn(inference.input_fn(photo_bytes("coffee.jpg"), "image/jpeg"), classifier)
+    with pytest.raises(inference.InvalidRequestError, match=f"from 1 to 20, got {top_k[:40]}$"):
+        inference.output_fn(prediction, f"application/json;top_k={top_k}")
 
 
 @pytest.mark.parametrize(
