@@ -1028,6 +1028,8 @@ def _cgroup(root, files: dict[str, str]):
         ({"cpu,cpuacct/cpu.cfs_quota_us": "200000\n", "cpu,cpuacct/cpu.cfs_period_us": "100000\n"}, 2.0),
         ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),  # v1 without a quota
         ({"cpu/cpu.cfs_quota_us": "50000\n"}, None),  # no period to divide by
+        ({"cpu/cpu.cfs_period_us": "100000\n"}, None),  # a period without a quota
+        ({"cpu/cpu.cfs_quota_us": "", "cpu/cpu.cfs_period_us": "100000\n"}, None),  # an empty quota file
         ({"cpu.max": "150000 0\n"}, None),
         ({"cpu.max": "garbage\n"}, None),
         ({"cpu.max": "1 2 3\n"}, None),
