@@ -676,7 +676,13 @@ def _raises(inference, error, status, body, content_type="image/jpeg"):
         (bomb_png(), "image/png", "ImageTooLargeError", 413, "pixels"),
         # Image.open raises ValueError for a text chunk that inflates past Pillow's limit: a bad image, not a 500.
         (text_bomb_png(), "image/png", "InvalidImageError", 400, "not a readable"),
-        (photo_bytes("coffee.jpg"), "text/plain", "UnsupportedContentTypeError", 415, "text/plain"),
+        (
+            photo_bytes("coffee.jpg"),
+            "text/plain",
+            "UnsupportedContentTypeError",
+            415,
+            "'text/plain' is not one of: application/json, image/jpeg, image/png",
+        ),
         (photo_bytes("coffee.jpg"), "multipart/form-data", "UnsupportedContentTypeError", 415, "multipart"),
         (photo_bytes("coffee.jpg"), None, "UnsupportedContentTypeError", 415, "(none)"),
         # Present, but only parameters: not called '(none)', and a long one is quoted cut short.
