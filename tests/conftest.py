@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import sys
 import tarfile
 from pathlib import Path
@@ -15,6 +16,16 @@ from local.runtime import load_inference_module
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACT = ROOT / "model" / "dist" / "model.tar.gz"
 SHARED_WEIGHTS = ROOT.parent / "shared" / "weights" / "mobilenet_v2_imagenet.pth"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A run started in the background by a non-interactive shell (`make test &`, `nohup`, some CI runners) inherits
+    # SIGINT ignored, so Python installs no KeyboardInterrupt handler and every process the tests start inherits the
+    # ignore too: the Ctrl-C tests of the launcher and the sandboxes then failed, as if Ctrl-C were broken. Those
+    # tests are about what a terminal's Ctrl-C does, so SIGINT gets its usual handler back; the children's exec resets
+    # a handled signal to its default, as after a terminal's start.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def tar_gz_of(path: Path, members: dict[str, bytes]) -> Path:

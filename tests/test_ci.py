@@ -252,3 +252,32 @@ def test_ci_run_stops_at_once_without_the_disk_a_new_venv_needs(tmp_path, free_m
             f"error: 8192 MB must be free beside the project for its venv, and {tmp_path / 'project'} has "
             f"{free_mb} MB free" in run.stderr
         ), run.stderr
+
+
+def test_a_run_started_with_sigint_ignored_still_tests_what_ctrl_c_does():
+    """A background start by a non-interactive shell (`make test &`, nohup) ignores SIGINT in pytest and in every
+    process it starts: the launcher's and the sandboxes' Ctrl-C tests failed as if Ctrl-C were broken. conftest gives
+    SIGINT its handler back; one of those tests, run that way, must pass."""
+    import signal
+    import sys
+
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "tests/container/test_launcher.py",
+            "-k",
+            "second_stop_signal and 2",
+        ],
+        cwd=ROOT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout[-2000:]
+    assert "1 passed" in run.stdout
