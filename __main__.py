@@ -50,7 +50,7 @@ try:
     artifact_sha256 = policies.file_sha256(artifact_path)
     code_files = lambda_asset_files(ROOT / "handlers")
 except USER_ERRORS as error:
-    raise pulumi.RunError(str(error)) from error
+    raise _reported(error) from error
 
 model = ServerlessEndpoint(
     "model",

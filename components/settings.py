@@ -53,13 +53,14 @@ HOSTNAME_RE = re.compile(
 # CloudFront only accepts ACM certificates from us-east-1.
 CERT_ARN_RE = re.compile(r"^arn:aws[a-z-]*:acm:us-east-1:\d{12}:certificate/[A-Za-z0-9-]+\Z")
 KMS_KEY_ARN_RE = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+\Z")
+# An AWS region's code: us-east-1, us-gov-west-1, cn-north-1, eusc-de-east-1.
+REGION = r"[a-z]+(?:-[a-z]+)+-\d+"
 # An SNS topic: partition, region, account, name (1..256 of [A-Za-z0-9_-]; a FIFO topic's ends in .fifo).
 SNS_TOPIC_ARN_RE = re.compile(
-    r"^arn:(?P<partition>aws(?:-[a-z]+)*):sns:(?P<region>[a-z]+(?:-[a-z]+)+-\d+):\d{12}:"
+    rf"^arn:(?P<partition>aws(?:-[a-z]+)*):sns:(?P<region>{REGION}):\d{{12}}:"
     r"(?P<name>[A-Za-z0-9_-]{1,256}|[A-Za-z0-9_-]{1,251}\.fifo)\Z"
 )
-# An AWS region's code: us-east-1, us-gov-west-1, cn-north-1, eusc-de-east-1.
-REGION_RE = re.compile(r"^[a-z]+(-[a-z]+)+-\d+\Z")
+REGION_RE = re.compile(rf"^{REGION}\Z")
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
