@@ -1,8 +1,10 @@
-"""The docs' links: every in-page anchor and relative link in README.md and bench/history.md leads somewhere."""
+"""The docs against the code: every in-page anchor and relative link in README.md and bench/history.md leads somewhere,
+and the names the README uses (make targets and variables, project paths, settings, error codes) are the code's."""
 
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -61,3 +63,210 @@ def test_a_broken_link_is_caught(tmp_path):
     doc = tmp_path / "doc.md"
     doc.write_text("# Title\n\n## A section (opt-in)\n\n[ok](#a-section-opt-in) [gone](#nowhere) [file](missing.md)\n")
     assert broken_links(doc) == ["#nowhere: no heading with that anchor in doc.md", "missing.md: no such file"]
+
+
+# --- the names the README uses: make targets and variables, paths, config keys, error codes -----------------------
+
+
+def code_blocks(text: str) -> list[str]:
+    return re.findall(r"^```[^\n]*\n(.*?)^```", text, flags=re.M | re.S)
+
+
+def commands(text: str) -> list[str]:
+    """What the doc shows as code: its inline code spans (one line each, even when the prose wraps them) and every
+    line of its code blocks, with the spans inside those lines (the layout block's `make bench`)."""
+    lines = [line for block in code_blocks(text) for line in block.splitlines()]
+    spans = re.findall(r"`([^`]+)`", prose(text)) + [s for line in lines for s in re.findall(r"`([^`\n]+)`", line)]
+    return [" ".join(span.split()) for span in spans] + lines
+
+
+def make_invocations(command: str) -> list[list[str]]:
+    """The arguments of each `make` the command runs: `make venv && make model` -> [["venv"], ["model"]];
+    `PIP_EXTRA_INDEX_URL=… make venv` -> [["venv"]] (an environment assignment before it is no make variable)."""
+    try:
+        words = shlex.split(command, comments=True)
+    except ValueError:  # a span that quotes only part of a command
+        words = command.split()
+    invocations, current = [], []
+    for word in [*words, "&&"]:
+        if word in ("&&", "||", ";", "|"):
+            while current and re.fullmatch(r"\w+=\S*", current[0]):
+                current.pop(0)
+            if current[:1] == ["make"]:
+                invocations.append(current[1:])
+            current = []
+        else:
+            current.append(word)
+    return invocations
+
+
+def makefile_names(makefile: str) -> tuple[set[str], set[str]]:
+    """The Makefile's targets, and the variables it sets or reads."""
+    targets = set(re.findall(r"^([A-Za-z][\w-]*)\s*:(?!=)", makefile, flags=re.M))
+    variables = set(re.findall(r"^([A-Z][A-Z0-9_]*)\s*[?:+]?=", makefile, flags=re.M))
+    return targets, variables | set(re.findall(r"\$\(([A-Z][A-Z0-9_]*)\)", makefile))
+
+
+def unknown_make_names(text: str, makefile: str) -> list[str]:
+    targets, variables = makefile_names(makefile)
+    unknown = []
+    for command in commands(text):
+        for arguments in make_invocations(command):
+            for word in arguments:
+                if m := re.fullmatch(r"([A-Za-z_]\w*)=.*", word):
+                    if m[1] not in variables:
+                        unknown.append(f"{command}: no variable {m[1]} in the Makefile")
+                elif not word.startswith("-") and word not in ("…", "...") and word not in targets:
+                    unknown.append(f"{command}: no target {word} in the Makefile")
+    return sorted(set(unknown))
+
+
+def test_every_make_command_in_the_readme_names_a_target_and_variables_of_the_makefile():
+    """A renamed target or variable (WEIGHTS= for MODEL_WEIGHTS=) leaves the README's commands failing, or, for a
+    variable, silently ignored by make."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert unknown_make_names(readme, makefile) == []
+    layout = next(block for block in code_blocks(readme) if block.startswith("__main__.py"))
+    listed = re.search(r"^Makefile\s+(.+)$", layout, flags=re.M)[1].split(", ")
+    phony = re.search(r"^\.PHONY:(.*)$", makefile, flags=re.M)[1].split()
+    assert sorted(listed) == sorted(phony), "the Repository layout's Makefile line lists its targets"
+
+
+def test_an_unknown_make_target_or_variable_is_caught():
+    makefile = "PORT ?= 8000\n.PHONY: demo model\nmodel:\ndemo: model\n\t$(PY) -m local --port $(PORT) $(PYTEST_ARGS)\n"
+    doc = (
+        'Run `make demo PORT=8080` or `make demo PYTEST_ARGS="-k x"`, then `make serve`.\n\n'
+        "```sh\nFOO=1 make model WEIGHTS=x.pth   # build\nmake demo && make tests\n```\n"
+    )
+    assert unknown_make_names(doc, makefile) == [
+        "FOO=1 make model WEIGHTS=x.pth   # build: no variable WEIGHTS in the Makefile",
+        "make demo && make tests: no target tests in the Makefile",
+        "make serve: no target serve in the Makefile",
+    ]
+
+
+# Paths under these are made by a build or a run, not committed: model/dist/ by `make model`, bench/results/ by
+# `make bench`; model/code/vendor/ is where the build puts the onnxruntime wheel inside the artifact's code/.
+NOT_COMMITTED = ("model/dist/", "bench/results/", "model/code/vendor/")
+REPO_PATH = re.compile(r"(?:\.ci|bench|components|handlers|local|model|tests|www)/[\w./-]*")
+
+
+def missing_paths(text: str, root: Path) -> list[str]:
+    """The project paths the doc names as code (`components/settings.py`, the layout's first column) that do not
+    exist under `root`."""
+    named = {span for span in commands(text) if REPO_PATH.fullmatch(span)}
+    for block in code_blocks(text):
+        if block.startswith("__main__.py"):  # the Repository layout
+            named |= {line.split()[0] for line in block.splitlines() if line[:1].strip()}
+    return sorted(p for p in named if not p.startswith(NOT_COMMITTED) and not (root / p).exists())
+
+
+def test_every_path_the_readme_names_exists():
+    assert missing_paths((ROOT / "README.md").read_text(encoding="utf-8"), ROOT) == []
+
+
+def test_a_missing_path_is_caught(tmp_path):
+    (tmp_path / "local").mkdir()
+    (tmp_path / "local" / "server.py").write_text("")
+    (tmp_path / "Makefile").write_text("")
+    doc = (
+        "`local/server.py`, `local/gateway.py`, `model/dist/model.tar.gz` (built), `local/*` and\n"
+        "`www/creds -> ~/.aws/credentials` (an example, not a path).\n\n"
+        "```text\n__main__.py   the program\nMakefile      targets\n              more text\n```\n"
+    )
+    assert missing_paths(doc, tmp_path) == ["__main__.py", "local/gateway.py"]
+
+
+def error_table(text: str) -> dict[str, tuple[str, str]]:
+    """The README's "Error codes" table: code -> (status, Retry-After) as written."""
+    section = text.split("\n### Error codes\n", 1)[1].split("\n\n| code |", 1)[1].split("\n\n", 1)[0]
+    rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in section.splitlines()[2:]]
+    return {row[0].strip("`"): (row[1], row[3]) for row in rows}
+
+
+def error_table_problems(text: str, errors: dict) -> list[str]:
+    """Where the table differs from the proxy's ERRORS: a code missing or extra, another status or Retry-After."""
+    table = error_table(text)
+    problems = [f"{code}: not in the table" for code in errors if code not in table]
+    problems += [f"{code}: no such code in ERRORS" for code in table if code not in errors]
+    for code in table.keys() & errors.keys():
+        status, retry_after = table[code]
+        spec = errors[code]
+        if not status.startswith(str(spec.status)):  # invalid_image: "400, or 422 if the model says 422"
+            problems.append(f"{code}: status {status}, ERRORS says {spec.status}")
+        if retry_after != ("" if spec.retry_after is None else str(spec.retry_after)):
+            problems.append(f"{code}: Retry-After {retry_after or 'none'}, ERRORS says {spec.retry_after}")
+    return sorted(problems)
+
+
+def test_the_readme_error_table_is_the_proxys():
+    from handlers.proxy_core import ERRORS
+
+    assert error_table_problems((ROOT / "README.md").read_text(encoding="utf-8"), ERRORS) == []
+
+
+def test_an_error_table_that_drifted_from_the_proxy_is_caught():
+    from handlers.proxy_core import ErrorSpec
+
+    errors = {"bad_request": ErrorSpec(400, "…"), "throttled": ErrorSpec(429, "…", 2), "gone": ErrorSpec(410, "…")}
+    doc = (
+        "## The proxy\n\n### Error codes\n\nEvery error is JSON.\n\n"
+        "| code | status | when | Retry-After |\n|---|---|---|---|\n"
+        "| `bad_request` | 422 | bad JSON | |\n| `throttled` | 429 | busy | 5 |\n| `old` | 500 | never | |\n\n"
+        "The fine print.\n"
+    )
+    assert error_table_problems(doc, errors) == [
+        "bad_request: status 422, ERRORS says 400",
+        "gone: not in the table",
+        "old: no such code in ERRORS",
+        "throttled: Retry-After 5, ERRORS says 2",
+    ]
+
+
+# The camelCase names in the README that are no setting of this program: fields of the HTTP API's payload 2.0 event,
+# of its access log and its API resource, and an aws provider setting. Any other camelCase name in code is taken
+# for one of the program's settings and must be one.
+AWS_FIELDS = frozenset(
+    {
+        "isBase64Encoded",
+        "rawPath",
+        "rawQueryString",
+        "queryStringParameters",
+        "requestId",
+        "integrationErrorMessage",
+        "corsConfiguration",
+        "assumeRoles",
+    }
+)
+
+
+def unknown_settings(text: str, keys: set[str]) -> list[str]:
+    """The settings the doc names (`memorySizeMb`, `mobilenet-serverless:maxConcurrency`, `pulumi config set
+    memorySizeMb 3072`) that are not among `keys`."""
+    named = set()
+    for span in commands(text):
+        if re.fullmatch(r"[a-z][a-z0-9]*(?:[A-Z][a-z0-9]*)+", span):
+            named.add(span)
+        named.update(re.findall(r"mobilenet-serverless:([A-Za-z]\w*)", span))
+        if m := re.search(r"pulumi config set (?:--path )?'?([A-Za-z]\w*)(?![\w:])", span):
+            named.add(m[1])
+    return sorted(named - keys - AWS_FIELDS)
+
+
+def test_every_setting_the_readme_names_is_a_config_key():
+    from components.settings import CONFIG_KEYS
+
+    assert unknown_settings((ROOT / "README.md").read_text(encoding="utf-8"), set(CONFIG_KEYS)) == []
+
+
+def test_an_unknown_setting_is_caught():
+    doc = (
+        "Raise `memorySizeMB`, not `rawPath`; `maxConcurrency` and `mobilenet-serverless:proxyLogLvl`.\n\n"
+        "```sh\npulumi config set --path 'corsOrigins[0]' https://a.example\npulumi config set aws:profile x\n```\n"
+    )
+    assert unknown_settings(doc, {"memorySizeMb", "maxConcurrency", "proxyLogLevel"}) == [
+        "corsOrigins",
+        "memorySizeMB",
+        "proxyLogLvl",
+    ]
