@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -152,18 +153,30 @@ NOT_COMMITTED = ("model/dist/", "bench/results/", "model/code/vendor/")
 REPO_PATH = re.compile(r"(?:\.ci|bench|components|handlers|local|model|tests|www)/[\w./-]*")
 
 
+def layout_entries(text: str) -> set[str]:
+    """The first column of the Repository layout: `__main__.py`, `components/dynamic/`, `.ci/run`."""
+    blocks = [block for block in code_blocks(text) if block.startswith("__main__.py")]
+    return {line.split()[0] for block in blocks for line in block.splitlines() if line[:1].strip()}
+
+
 def missing_paths(text: str, root: Path) -> list[str]:
     """The project paths the doc names as code (`components/settings.py`, the layout's first column) that do not
     exist under `root`."""
-    named = {span for span in commands(text) if REPO_PATH.fullmatch(span)}
-    for block in code_blocks(text):
-        if block.startswith("__main__.py"):  # the Repository layout
-            named |= {line.split()[0] for line in block.splitlines() if line[:1].strip()}
+    named = {span for span in commands(text) if REPO_PATH.fullmatch(span)} | layout_entries(text)
     return sorted(p for p in named if not p.startswith(NOT_COMMITTED) and not (root / p).exists())
 
 
 def test_every_path_the_readme_names_exists():
     assert missing_paths((ROOT / "README.md").read_text(encoding="utf-8"), ROOT) == []
+
+
+def test_the_repository_layout_lists_every_committed_top_level_entry():
+    """A stranger looks there for what each file is: a top-level file left out (pyproject.toml, which holds the
+    Python requirement, ruff's rules and pytest's markers) is looked for in vain."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    top_level = {path.split("/")[0] for path in tracked} - {"README.md", ".gitignore"}
+    listed = {entry.split("/")[0] for entry in layout_entries((ROOT / "README.md").read_text(encoding="utf-8"))}
+    assert sorted(top_level - listed) == []
 
 
 def test_a_missing_path_is_caught(tmp_path):
