@@ -283,3 +283,89 @@ def test_an_unknown_setting_is_caught():
         "memorySizeMB",
         "proxyLogLvl",
     ]
+
+
+def table_after(text: str, caption: str) -> list[list[str]]:
+    """The rows of the table under `caption` (a paragraph of its own), each a list of its cells."""
+    table = text.split(f"\n{caption}\n\n", 1)[1].split("\n\n", 1)[0]
+    return [[cell.strip() for cell in line.split("|")[1:-1]] for line in table.splitlines()[2:]]
+
+
+def local_options() -> dict[str, str | None]:
+    """`python -m local`'s flags and their defaults as the README writes them: "off" for a switch, None for a default
+    that is no value (--artifact's is the stack config's)."""
+    import argparse
+    from unittest import mock
+
+    from local.__main__ import parse_args
+
+    with mock.patch.object(argparse.ArgumentParser, "parse_args", lambda parser, *_: parser):
+        parser = parse_args([])
+    options: dict[str, str | None] = {}
+    for action in parser._actions:
+        flag = next((s for s in action.option_strings if s.startswith("--")), "--help")
+        if flag == "--help":
+            continue
+        if isinstance(action, argparse._StoreConstAction):  # store_true, store_false
+            options[flag] = "off"
+        elif isinstance(action.default, Path):
+            options[flag] = action.default.relative_to(ROOT).as_posix()
+        else:
+            options[flag] = None if action.default is None else str(action.default)
+    return options
+
+
+def local_table_problems(text: str, options: dict[str, str | None], makefile: str) -> list[str]:
+    """Where the `python -m local` flags table and the `make demo` variables table differ from the flags, the
+    Makefile's defaults and the flags each variable passes."""
+    flags = {row[0].strip("`"): row[1].strip("`") for row in table_after(text, "`python -m local` flags:")}
+    problems = [f"{flag}: not in the flags table" for flag in options if flag not in flags]
+    problems += [f"{flag}: python -m local has no such flag" for flag in flags if flag not in options]
+    for flag in flags.keys() & options.keys():
+        if options[flag] is not None and flags[flag] != options[flag]:
+            problems.append(f"{flag}: default {flags[flag]}, python -m local's is {options[flag]}")
+    defaults = dict(re.findall(r"^([A-Z][A-Z0-9_]*) \?=[ \t]*(.*)$", makefile, flags=re.M))
+    for variable, default, passes in table_after(text, "`make demo` variables:"):
+        variable, default = variable.strip("`"), default.strip("`")
+        if variable not in defaults:
+            problems.append(f"{variable}: the Makefile sets no default")
+            continue
+        value = defaults[variable].strip()
+        if default in ("on", "off"):  # a yes/no switch: off when empty, 0, false, no or off
+            value = "off" if value.lower() in ("", "0", "false", "no", "off") else "on"
+        if default != value:
+            problems.append(f"{variable}: default {default}, the Makefile's is {value or 'empty'}")
+        flag = re.match(r"`(--[\w-]+)`", passes)
+        if flag is None or flag[1] not in options:
+            problems.append(f"{variable}: passes {passes}, no flag of python -m local")
+    return sorted(problems)
+
+
+def test_the_readme_local_stack_tables_are_the_flags_and_the_makefiles():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    options = local_options()
+    assert options["--port"] == "8000" and options["--allow-remote"] == "off"  # what the parser gave
+    assert local_table_problems(readme, options, makefile) == []
+
+
+def test_local_stack_tables_that_drifted_are_caught():
+    options = {"--host": "127.0.0.1", "--port": "8000", "--allow-remote": "off", "--artifact": None}
+    makefile = "PORT ?= 8080\nHOST ?= 127.0.0.1\nALLOW_REMOTE ?=\nTHROTTLE ?= 1\n"
+    doc = (
+        "# Local\n\n`make demo` variables:\n\n| Variable | Default | Passes |\n|---|---|---|\n"
+        "| `PORT` | `8000` | `--port` |\n| `HOST` | `127.0.0.1` | `--bind` |\n"
+        "| `ALLOW_REMOTE` | on | `--allow-remote` |\n| `RUNTIME` | `inprocess` | `--runtime` |\n\n"
+        "`python -m local` flags:\n\n| Flag | Default | What |\n|---|---|---|\n"
+        "| `--host` | 127.0.0.1 | bind |\n| `--port` | 8080 | port |\n| `--artifact` | the config's | file |\n"
+        "| `--log-level` | `warning` | level |\n\nMore text.\n"
+    )
+    assert local_table_problems(doc, options, makefile) == [
+        "--allow-remote: not in the flags table",
+        "--log-level: python -m local has no such flag",
+        "--port: default 8080, python -m local's is 8000",
+        "ALLOW_REMOTE: default on, the Makefile's is off",
+        "HOST: passes `--bind`, no flag of python -m local",
+        "PORT: default 8000, the Makefile's is 8080",
+        "RUNTIME: the Makefile sets no default",
+    ]
