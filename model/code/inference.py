@@ -178,21 +178,38 @@ class ModelLoadError(RuntimeError):
 
 # ---------------------------------------------------------------------------------------------------------
 # Model
+# The resamplings preprocess does, by torchvision's InterpolationMode names: given a Pillow image, torchvision's
+# ImageClassification transform resizes with Pillow's filter of that name (antialiased, as Pillow always is), so
+# passing the same filter gives its pixels. Every torchvision classification preset is bilinear or bicubic; another
+# mode is refused rather than served untested.
+RESAMPLING = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
+
+
 @dataclass(frozen=True)
 class Preprocessing:
     resize: int
     crop: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    interpolation: str = "bilinear"  # a key of RESAMPLING
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.interpolation, str) or self.interpolation not in RESAMPLING:
+            raise ValueError(f"interpolation {self.interpolation!r} is not one of {', '.join(RESAMPLING)}")
 
 
 def preprocessing_from_metadata(values: Mapping[str, Any]) -> Preprocessing:
-    """metadata.json's "preprocessing" object (model.package writes it) as a Preprocessing.
+    """metadata.json's "preprocessing" object (model.package writes it) as a Preprocessing. An artifact built before
+    "interpolation" was read (or without it) resizes bilinear, as every build before then did.
 
     A missing key raises KeyError, a value of the wrong kind TypeError or ValueError; load_classifier names the file.
     """
     return Preprocessing(
-        resize=int(values["resize"]), crop=int(values["crop"]), mean=tuple(values["mean"]), std=tuple(values["std"])
+        resize=int(values["resize"]),
+        crop=int(values["crop"]),
+        mean=tuple(values["mean"]),
+        std=tuple(values["std"]),
+        interpolation=values.get("interpolation", "bilinear"),
     )
 
 
@@ -733,7 +750,7 @@ def decode_image(data: bytes, draft_to: int | None = None) -> Image.Image:
     # MPO: the multi-picture JPEG many phones write (Pillow names it apart; it decodes the first picture).
     if draft_to and img.format in ("JPEG", "MPO") and min(width, height) >= DRAFT_MIN_FACTOR * draft_to:
         # DCT-domain downscale while decoding: a 12 MP photo decodes at 1/8 size, several times faster. Only for
-        # images at least 4x the target, so the decoded size stays >= the target and the antialiased bilinear
+        # images at least 4x the target, so the decoded size stays >= the target and the antialiased
         # resize still does the last step (drafting a 512 px image straight to 256 visibly changes results).
         img.draft("RGB", (draft_to, draft_to))
     try:
@@ -766,9 +783,10 @@ def other_image_format(data: bytes) -> str | None:
 def preprocess(img: Image.Image, pre: Preprocessing) -> np.ndarray:
     """Resize (shorter side) and centre-crop like torchvision's ImageClassification transform -> (1, H, W, 3) uint8.
 
-    Resize-then-crop gives torchvision's pixels exactly. Only when the resized image would be very long (an
-    extreme aspect ratio) is the crop resampled straight from its box in the source image instead: the same pixels
-    up to one rounding step, without materialising a huge resized image.
+    Resize-then-crop, with the preset's Pillow filter (pre.interpolation), gives torchvision's pixels exactly. Only
+    when the resized image would be very long (an extreme aspect ratio) is the crop resampled straight from its box
+    in the source image instead, without materialising a huge resized image: the same pixels up to one rounding step
+    bilinear; bicubic's negative lobes carry a rounding step a little further (at most 3 levels on random noise).
     """
     width, height = img.size
     short, long = (width, height) if width <= height else (height, width)
@@ -780,11 +798,11 @@ def preprocess(img: Image.Image, pre: Preprocessing) -> np.ndarray:
     if (new_w, new_h) == (width, height):  # already at the target size (the web UI sends exactly that): crop only
         img = img.crop(crop)
     elif new_long <= MAX_RESIZED_SIDE_FACTOR * new_short:
-        img = img.resize((new_w, new_h), Image.Resampling.BILINEAR).crop(crop)
+        img = img.resize((new_w, new_h), RESAMPLING[pre.interpolation]).crop(crop)
     else:
         sx, sy = width / new_w, height / new_h
         box = (left * sx, top * sy, (left + crop_w) * sx, (top + crop_h) * sy)
-        img = img.resize((crop_w, crop_h), Image.Resampling.BILINEAR, box=box)
+        img = img.resize((crop_w, crop_h), RESAMPLING[pre.interpolation], box=box)
     if (crop_w, crop_h) != (pre.crop, pre.crop):  # image smaller than the crop: pad like center_crop does
         padded = Image.new("RGB", (pre.crop, pre.crop))
         padded.paste(img, ((pre.crop - crop_w) // 2, (pre.crop - crop_h) // 2))

@@ -135,6 +135,33 @@ def test_model_fn_names_broken_metadata(inference, tmp_path, text, says):
         inference.load_classifier(str(tmp_path))
 
 
+@pytest.mark.parametrize("value", ["nearest", "BICUBIC", "lanczos", "", 3, None, ["bicubic"]])
+def test_a_resampling_preprocess_does_not_do_fails_model_fn_naming_it(inference, model_dir, tmp_path, value):
+    # Only bilinear and bicubic are compared with torchvision's pixels; another mode would serve untested pixels.
+    meta = json.loads((model_dir / "metadata.json").read_text())
+    meta["preprocessing"]["interpolation"] = value
+    (tmp_path / "metadata.json").write_text(json.dumps(meta))
+    (tmp_path / "model.onnx").symlink_to(model_dir / "model.onnx")
+    with pytest.raises(inference.ModelLoadError) as err:
+        inference.load_classifier(str(tmp_path))
+    refusal = ValueError(f"interpolation {value!r} is not one of bilinear, bicubic")
+    assert str(err.value) == (
+        f"model metadata at {tmp_path / 'metadata.json'} has unusable labels or preprocessing: {refusal!r}"
+    )
+
+
+def test_an_artifact_whose_metadata_names_no_resampling_resizes_bilinear(inference, model_dir, tmp_path):
+    # Builds before "interpolation" was read wrote it as "bilinear"; one without the key was served bilinear too.
+    meta = json.loads((model_dir / "metadata.json").read_text())
+    del meta["preprocessing"]["interpolation"]
+    (tmp_path / "metadata.json").write_text(json.dumps(meta))
+    (tmp_path / "model.onnx").symlink_to(model_dir / "model.onnx")
+    pre = inference.load_classifier(str(tmp_path)).preprocessing
+    assert pre.interpolation == "bilinear"
+    img = photo("chelsea.jpg")
+    np.testing.assert_array_equal(inference.preprocess(img, pre), _torchvision_crop(img, pre))
+
+
 def test_onnxruntime_telemetry_is_off_in_the_served_process(model_dir, tmp_path):
     # ONNX Runtime's defaults write a device id and an event database under $HOME (and try to send them).
     import subprocess
@@ -605,10 +632,31 @@ def test_a_jpeg_of_exactly_4x_the_target_is_drafted_and_one_pixel_less_is_not(in
 
 
 def _torchvision_crop(img: Image.Image, pre) -> np.ndarray:
-    """torchvision's own resize + centre crop for the artifact's preset (V1: 256, V2 as downloaded: 232)."""
+    """torchvision's own resize + centre crop for the artifact's preset (V1: 256, V2 as downloaded: 232), with the
+    preprocessing's resampling (torchvision's InterpolationMode of that name)."""
     import torchvision.transforms as T
 
-    return np.asarray(T.Compose([T.Resize(pre.resize), T.CenterCrop(pre.crop)])(img), dtype=np.uint8)[None]
+    resize = T.Resize(pre.resize, interpolation=T.InterpolationMode(pre.interpolation))
+    return np.asarray(T.Compose([resize, T.CenterCrop(pre.crop)])(img), dtype=np.uint8)[None]
+
+
+def _preset_pixels(transforms, img: Image.Image) -> np.ndarray:
+    """The uint8 pixels torchvision's published transforms for a preset make of an image (its whole forward: resize
+    with the preset's interpolation, centre crop, to float, normalise), its normalisation undone."""
+    mean, std = (np.asarray(v, dtype=np.float64)[:, None, None] for v in (transforms.mean, transforms.std))
+    chw = transforms(img).double().numpy() * std + mean
+    return np.rint(chw * 255).astype(np.uint8).transpose(1, 2, 0)[None]
+
+
+def _preset_preprocessing(inference, transforms):
+    """A preset's published transforms as the Preprocessing serving runs."""
+    return inference.Preprocessing(
+        resize=transforms.resize_size[0],
+        crop=transforms.crop_size[0],
+        mean=tuple(transforms.mean),
+        std=tuple(transforms.std),
+        interpolation=transforms.interpolation.value,
+    )
 
 
 def test_preprocessing_matches_torchvision_on_the_photos(inference, classifier):
@@ -618,29 +666,45 @@ def test_preprocessing_matches_torchvision_on_the_photos(inference, classifier):
         np.testing.assert_array_equal(pixels, _torchvision_crop(photo(name), classifier.preprocessing), err_msg=name)
 
 
+def test_bicubic_preprocessing_gives_efficientnet_b0s_pixels_on_the_photos(inference):
+    # EfficientNet-B0's weights were trained on bicubic resizes (256, crop 224): its transforms' own pixels.
+    import torchvision
+
+    transforms = torchvision.models.EfficientNet_B0_Weights.IMAGENET1K_V1.transforms()
+    pre = _preset_preprocessing(inference, transforms)
+    assert pre.interpolation == "bicubic"
+    for name in ("chelsea.jpg", "coffee.jpg", "astronaut.jpg", "rocket.jpg"):
+        pixels = inference.preprocess(inference.decode_image(photo_bytes(name)), pre)
+        np.testing.assert_array_equal(pixels, _preset_pixels(transforms, photo(name)), err_msg=name)
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
 @pytest.mark.parametrize("resize", [256, 232])  # both presets (V1, V2), whichever one the artifact was built with
 @pytest.mark.parametrize(
     "size", [(1000, 300), (300, 1000), (2200, 300), (2400, 300), (300, 2400), (200, 150), (100, 300)]
 )
-def test_preprocessing_matches_torchvision_on_other_shapes(inference, classifier, size, resize):
-    pre = dataclasses.replace(classifier.preprocessing, resize=resize)
+def test_preprocessing_matches_torchvision_on_other_shapes(inference, classifier, size, resize, interpolation):
+    pre = dataclasses.replace(classifier.preprocessing, resize=resize, interpolation=interpolation)
     img = photo("chelsea.jpg").resize(size, Image.Resampling.BICUBIC)
     np.testing.assert_array_equal(inference.preprocess(img, pre), _torchvision_crop(img, pre))
 
 
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
 @pytest.mark.parametrize("size", [(300, 200), (200, 300), (301, 201), (150, 151)])
-def test_preprocessing_pads_like_torchvision_when_resize_is_below_the_crop(inference, classifier, size):
+def test_preprocessing_pads_like_torchvision_when_resize_is_below_the_crop(inference, classifier, size, interpolation):
     # metadata.json may ask for a resize smaller than the crop: the resized image is padded with black, centred.
-    pre = dataclasses.replace(classifier.preprocessing, resize=199)
+    pre = dataclasses.replace(classifier.preprocessing, resize=199, interpolation=interpolation)
     img = photo("chelsea.jpg").resize(size, Image.Resampling.BICUBIC)
     np.testing.assert_array_equal(inference.preprocess(img, pre), _torchvision_crop(img, pre))
 
 
-def test_preprocessing_of_an_extreme_aspect_ratio_stays_close(inference, classifier):
-    # Beyond 8:1 the crop is resampled from its box (no 256x3000 intermediate): one rounding step at most.
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
+def test_preprocessing_of_an_extreme_aspect_ratio_stays_close(inference, classifier, interpolation):
+    # Beyond 8:1 the crop is resampled from its box (no 256x3000 intermediate): one rounding step at most here.
+    pre = dataclasses.replace(classifier.preprocessing, interpolation=interpolation)
     img = photo("chelsea.jpg").resize((4000, 300), Image.Resampling.BICUBIC)
-    ours = inference.preprocess(img, classifier.preprocessing).astype(int)
-    assert np.abs(ours - _torchvision_crop(img, classifier.preprocessing)).max() <= 1
+    diff = np.abs(inference.preprocess(img, pre).astype(int) - _torchvision_crop(img, pre))
+    assert diff.max() <= 1 and np.count_nonzero(diff) < diff.size // 100
 
 
 def test_extreme_aspect_ratio_is_cheap(inference, classifier):
