@@ -17,6 +17,7 @@ import hashlib
 import importlib.metadata
 import io
 import json
+import math
 import os
 import signal
 import sys
@@ -70,8 +71,8 @@ PRESETS = {
     "IMAGENET1K_V1": {"resize": 256, "crop": 224},
     "IMAGENET1K_V2": {"resize": 232, "crop": 224},
 }
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+# The resamplings model/code/inference.py does (its RESAMPLING), by torchvision's InterpolationMode names.
+INTERPOLATIONS = ("bilinear", "bicubic")
 
 
 class BuildInputError(ValueError):
@@ -197,32 +198,42 @@ def metadata(source: WeightsSource) -> dict:
 
 
 def preset_preprocessing(preset: str, transforms) -> dict:
-    """PRESETS[preset] with ImageNet's mean and std, bilinear, as metadata.json records it for serving, checked
-    against the transforms torchvision publishes with the preset's weights. inference.py resizes bilinear only and
-    normalises with the recorded mean and std, so a preset that wants otherwise (EfficientNet's bicubic, another
-    resize or crop) is refused here rather than served other pixels than its weights were trained on."""
-    ours = {**PRESETS[preset], "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "interpolation": "bilinear"}
+    """What metadata.json records for serving: PRESETS[preset]'s sizes, with the resampling, mean and std of the
+    transforms torchvision publishes with the preset's weights, checked against them. inference.py resizes with
+    Pillow's bilinear or bicubic filter (antialiased, as Pillow always is: torchvision does the same to a PIL image)
+    and normalises with the recorded mean and std inside the model, so a preset that wants what serving cannot
+    reproduce (another resampling, no antialiasing, sizes other than PRESETS's) is refused here rather than served
+    other pixels than its weights were trained on."""
     mode = getattr(transforms, "interpolation", None)
-    theirs = {
-        "resize": getattr(transforms, "resize_size", None),
-        "crop": getattr(transforms, "crop_size", None),
-        "mean": list(getattr(transforms, "mean", ())),
-        "std": list(getattr(transforms, "std", ())),
-        "interpolation": getattr(mode, "value", mode),
-    }
-    # torchvision gives the sizes as one-element lists.
+    interpolation = getattr(mode, "value", mode)
+    antialias = getattr(transforms, "antialias", None)
+    mean, std = (list(getattr(transforms, key, ())) for key in ("mean", "std"))
+    ours = {**PRESETS[preset], "mean": mean, "std": std, "interpolation": interpolation}
     differ = [
-        f"{key} {theirs[key]} (this build: {ours[key]})"
-        for key in ours
-        if theirs[key] != ([ours[key]] if key in ("resize", "crop") else ours[key])
+        f"{key} {getattr(transforms, key + '_size', None)} (this build: {ours[key]})"
+        for key in ("resize", "crop")
+        if getattr(transforms, key + "_size", None) != [ours[key]]  # torchvision gives the sizes as one-element lists
     ]
+    if interpolation not in INTERPOLATIONS:
+        differ.append(f"interpolation {interpolation} (this build: {' or '.join(INTERPOLATIONS)})")
+    if antialias is not True:  # a tensor resized without it has other pixels than Pillow's, which always antialiases
+        differ.append(f"antialias {antialias} (this build: True)")
+    if not _three_numbers(mean):
+        differ.append(f"mean {mean} (this build: 3 numbers)")
+    if not _three_numbers(std, positive=True):
+        differ.append(f"std {std} (this build: 3 numbers above 0)")
     if differ:
         raise BuildInputError(
             f"torchvision's {WEIGHTS_ENUM}.{preset} preprocesses otherwise than this build would serve: "
             f"{'; '.join(differ)}. PRESETS in model/package.py sets the sizes; model/code/inference.py resizes "
-            "bilinear, with ImageNet's mean and std"
+            f"{' or '.join(INTERPOLATIONS)}, antialiased"
         )
-    return ours
+    return {**ours, "mean": [float(v) for v in mean], "std": [float(v) for v in std]}
+
+
+def _three_numbers(values: list, positive: bool = False) -> bool:
+    numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)]
+    return len(values) == 3 and len(numbers) == 3 and (not positive or min(numbers) > 0)
 
 
 def serialize_state_dict(state) -> bytes:

@@ -25,6 +25,16 @@ def photo(name: str) -> Image.Image:
         return img.convert("RGB")
 
 
+def preset_pixels(transforms, img: Image.Image):
+    """The uint8 pixels (1, H, W, 3) torchvision's published transforms for a weights preset make of an image: its
+    whole forward (resize with the preset's interpolation, centre crop, to float, normalise), normalisation undone."""
+    import numpy as np
+
+    mean, std = (np.asarray(v, dtype=np.float64)[:, None, None] for v in (transforms.mean, transforms.std))
+    chw = transforms(img).double().numpy() * std + mean
+    return np.rint(chw * 255).astype(np.uint8).transpose(1, 2, 0)[None]
+
+
 def encode(img: Image.Image, fmt: str, **params) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format=fmt, **params)

@@ -92,20 +92,30 @@ def test_same_inputs_give_byte_identical_tarball(weights_file, full_build, tmp_p
     assert full_build.with_name("model.tar.gz.sha256").read_text().split()[0] == digest[0]
 
 
-def assert_graph_is_the_eager_net(session, net, weights_file) -> None:
-    """The ONNX graph gives the eager network's logits, behind ImageNet's normalisation, for a batch of 2 uint8 NHWC
-    images."""
+IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+
+
+def assert_runs_the_eager_net(run, net, weights_file, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> None:
+    """run (uint8 NHWC pixels -> logits) gives the eager network's logits behind torchvision's normalisation with
+    mean and std (ImageNet's unless given), for a batch of 2 images."""
     import numpy as np
+    from torchvision.transforms.functional import normalize
 
     pixels = np.random.default_rng(0).integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
-    (logits,) = session.run(None, {"input": pixels})
+    logits = run(pixels)
     net.load_state_dict(torch.load(weights_file, weights_only=True))
-    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (package.IMAGENET_MEAN, package.IMAGENET_STD))
     with torch.no_grad():
-        expected = net.eval()((torch.from_numpy(pixels).permute(0, 3, 1, 2) / 255.0 - mean) / std).numpy()
+        expected = net.eval()(normalize(torch.from_numpy(pixels).permute(0, 3, 1, 2) / 255.0, mean, std)).numpy()
     # Logits that hardly depend on the pixels would match whatever the graph did to them.
     assert np.abs(expected[0] - expected[1]).max() > 0.01, "the eager net's logits do not depend on its input"
     np.testing.assert_allclose(logits, expected, rtol=1e-3, atol=1e-4)
+
+
+def assert_graph_is_the_eager_net(session, net, weights_file, **normalisation) -> None:
+    """The ONNX graph (uint8 NHWC input) gives the eager network's logits behind the normalisation."""
+    assert_runs_the_eager_net(
+        lambda pixels: session.run(None, {"input": pixels})[0], net, weights_file, **normalisation
+    )
 
 
 @pytest.mark.slow
@@ -251,24 +261,116 @@ def test_another_classifier_exports_to_the_same_graph_contract(resnet18, tmp_pat
     assert_graph_is_the_eager_net(session, torchvision.models.resnet18(), resnet18)
 
 
-def test_a_preset_served_with_other_preprocessing_than_its_own_is_refused(monkeypatch):
-    # EfficientNet-B0's weights were trained on bicubic resizes; inference.py resizes bilinear only.
-    monkeypatch.setattr(package, "MODEL_NAME", "efficientnet_b0")
-    monkeypatch.setattr(package, "WEIGHTS_ENUM", "EfficientNet_B0_Weights")
-    with pytest.raises(package.BuildInputError) as err:
-        package.metadata(package.WeightsSource(None, "IMAGENET1K_V1"))
-    assert str(err.value) == (
-        "torchvision's EfficientNet_B0_Weights.IMAGENET1K_V1 preprocesses otherwise than this build would serve: "
-        "interpolation bicubic (this build: bilinear). PRESETS in model/package.py sets the sizes; "
-        "model/code/inference.py resizes bilinear, with ImageNet's mean and std"
-    )
-    # A size in PRESETS that is not the weights' own is refused the same way.
-    monkeypatch.undo()
+def test_a_preset_serving_cannot_reproduce_is_refused_naming_what_differs(monkeypatch):
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms._presets import ImageClassification
+
+    # A size in PRESETS that is not the weights' own.
     monkeypatch.setitem(package.PRESETS, "IMAGENET1K_V1", {"resize": 232, "crop": 224})
     with pytest.raises(
         package.BuildInputError, match=r"MobileNet_V2_Weights\.IMAGENET1K_V1 .*: resize \[256\] \(this build: 232\)\."
     ):
         package.metadata(package.WeightsSource(None, "IMAGENET1K_V1"))
+    monkeypatch.undo()
+    # No torchvision classification preset resamples otherwise than bilinear or bicubic, or skips antialiasing (on a
+    # tensor: Pillow always antialiases), so preprocess does neither.
+    odd = ImageClassification(crop_size=224, resize_size=256, interpolation=InterpolationMode.NEAREST, antialias=False)
+    with pytest.raises(package.BuildInputError) as err:
+        package.preset_preprocessing("IMAGENET1K_V1", odd)
+    assert str(err.value) == (
+        "torchvision's MobileNet_V2_Weights.IMAGENET1K_V1 preprocesses otherwise than this build would serve: "
+        "interpolation nearest (this build: bilinear or bicubic); antialias False (this build: True). PRESETS in "
+        "model/package.py sets the sizes; model/code/inference.py resizes bilinear or bicubic, antialiased"
+    )
+    unusable = ImageClassification(crop_size=224, resize_size=256, mean=(0.5, 0.5), std=(0.5, 0.0, 0.5))
+    with pytest.raises(package.BuildInputError) as err:
+        package.preset_preprocessing("IMAGENET1K_V1", unusable)
+    assert (
+        "serve: mean [0.5, 0.5] (this build: 3 numbers); std [0.5, 0.0, 0.5] (this build: 3 numbers above 0)."
+        in str(err.value)
+    )
+
+
+def test_the_build_records_only_resamplings_serving_does():
+    inference = package._inference_module()
+    assert tuple(inference.RESAMPLING) == package.INTERPOLATIONS
+
+
+@pytest.fixture
+def efficientnet_b0(tmp_path, monkeypatch):
+    """The builder switched to EfficientNet-B0 (bicubic resizes) by its two names, and a random state_dict of it."""
+    monkeypatch.setattr(package, "MODEL_NAME", "efficientnet_b0")
+    monkeypatch.setattr(package, "WEIGHTS_ENUM", "EfficientNet_B0_Weights")
+    return _save(tmp_path, random_weights("efficientnet_b0"), "efficientnet_b0.pth")
+
+
+def test_a_bicubic_preset_is_recorded_as_its_transforms_preprocess(efficientnet_b0):
+    meta = package.metadata(package.WeightsSource(efficientnet_b0, "IMAGENET1K_V1"))
+    assert meta["model"] == "efficientnet_b0"
+    assert meta["preprocessing"] == {
+        "resize": 256,
+        "crop": 224,
+        "mean": IMAGENET_MEAN,
+        "std": IMAGENET_STD,
+        "interpolation": "bicubic",
+    }
+
+
+@pytest.mark.slow
+def test_a_bicubic_classifier_builds_and_serves_torchvisions_pixels(efficientnet_b0, tmp_path):
+    """EfficientNet-B0, built as a user would (MODEL_NAME, WEIGHTS_ENUM, a weights file), served through the
+    toolkit's functions: its preset's own pixels go into the graph, which gives eager torchvision's logits."""
+    import numpy as np
+
+    from tests.conftest import load_inference_module
+    from tests.imagegen import photo, photo_bytes, preset_pixels
+
+    out, _ = package.build(package.WeightsSource(efficientnet_b0, "IMAGENET1K_V1"), tmp_path / "model.tar.gz")
+    model_dir = tmp_path / "model"
+    with tarfile.open(out) as tar:
+        tar.extractall(model_dir, filter="data")
+    inference = load_inference_module(model_dir / "code", "efficientnet_inference")
+    classifier = inference.model_fn(str(model_dir))
+    assert classifier.preprocessing.interpolation == "bicubic" and classifier.backend.startswith("onnxruntime")
+    transforms = torchvision.models.EfficientNet_B0_Weights.IMAGENET1K_V1.transforms()
+    eager = torchvision.models.efficientnet_b0()
+    eager.load_state_dict(torch.load(efficientnet_b0, weights_only=True))
+    for name in ("chelsea.jpg", "coffee.jpg", "astronaut.jpg", "rocket.jpg"):
+        data = inference.input_fn(photo_bytes(name), "image/jpeg")
+        np.testing.assert_array_equal(data.batch, preset_pixels(transforms, photo(name)), err_msg=name)
+        with torch.no_grad():
+            expected = eager.eval()(transforms(photo(name))[None]).numpy()
+        np.testing.assert_allclose(classifier.run(data.batch), expected, rtol=1e-3, atol=1e-4, err_msg=name)
+        body, content_type = inference.output_fn(inference.predict_fn(data, classifier), "application/json")
+        reply = json.loads(body)
+        assert content_type == "application/json" and reply["model"] == "efficientnet_b0"
+        assert len(reply["predictions"]) == 5 and reply["weights"].startswith("file:efficientnet_b0.pth@sha256:")
+
+
+@pytest.mark.slow
+def test_a_presets_own_mean_and_std_reach_the_graph_and_the_torchscript_fallback(weights_file, tmp_path, monkeypatch):
+    """VGG-16's IMAGENET1K_FEATURES normalises with its own mean and std of 1/255 (sizes as IMAGENET1K_V1's): both
+    backends give eager torchvision's logits behind that normalisation (MobileNet V2's random weights stand in)."""
+    import onnxruntime as ort
+
+    from tests.conftest import load_inference_module
+
+    transforms = torchvision.models.VGG16_Weights.IMAGENET1K_FEATURES.transforms()
+    mean, std = transforms.mean, transforms.std
+    assert (mean, std) != (IMAGENET_MEAN, IMAGENET_STD)
+    source = package.WeightsSource(weights_file, "IMAGENET1K_V1")
+    meta = {**package.metadata(source), "preprocessing": package.preset_preprocessing("IMAGENET1K_V1", transforms)}
+    assert (meta["preprocessing"]["mean"], meta["preprocessing"]["std"]) == (mean, std)
+    state = package.load_state_dict(source)
+    session = ort.InferenceSession(package.export_onnx(state, meta), providers=["CPUExecutionProvider"])
+    assert_graph_is_the_eager_net(session, torchvision.models.mobilenet_v2(), weights_file, mean=mean, std=std)
+
+    (tmp_path / "metadata.json").write_text(json.dumps(meta))
+    (tmp_path / "model.pth").write_bytes(package.serialize_state_dict(state))
+    monkeypatch.setenv("MODEL_BACKEND", "torchscript")
+    classifier = load_inference_module(package.CODE_DIR, "vgg_features_inference").load_classifier(str(tmp_path))
+    assert classifier.backend.startswith("torchscript")
+    assert_runs_the_eager_net(classifier.run, torchvision.models.mobilenet_v2(), weights_file, mean=mean, std=std)
 
 
 def test_vendored_onnxruntime_is_for_the_container_python(artifact):

@@ -28,6 +28,7 @@ from tests.imagegen import (
     png_with_bad_exif_tags,
     png_with_colour_profiles,
     polyglot,
+    preset_pixels,
     rgb_png_with_trns,
     text_bomb_png,
     truncated,
@@ -640,14 +641,6 @@ def _torchvision_crop(img: Image.Image, pre) -> np.ndarray:
     return np.asarray(T.Compose([resize, T.CenterCrop(pre.crop)])(img), dtype=np.uint8)[None]
 
 
-def _preset_pixels(transforms, img: Image.Image) -> np.ndarray:
-    """The uint8 pixels torchvision's published transforms for a preset make of an image (its whole forward: resize
-    with the preset's interpolation, centre crop, to float, normalise), its normalisation undone."""
-    mean, std = (np.asarray(v, dtype=np.float64)[:, None, None] for v in (transforms.mean, transforms.std))
-    chw = transforms(img).double().numpy() * std + mean
-    return np.rint(chw * 255).astype(np.uint8).transpose(1, 2, 0)[None]
-
-
 def _preset_preprocessing(inference, transforms):
     """A preset's published transforms as the Preprocessing serving runs."""
     return inference.Preprocessing(
@@ -675,7 +668,7 @@ def test_bicubic_preprocessing_gives_efficientnet_b0s_pixels_on_the_photos(infer
     assert pre.interpolation == "bicubic"
     for name in ("chelsea.jpg", "coffee.jpg", "astronaut.jpg", "rocket.jpg"):
         pixels = inference.preprocess(inference.decode_image(photo_bytes(name)), pre)
-        np.testing.assert_array_equal(pixels, _preset_pixels(transforms, photo(name)), err_msg=name)
+        np.testing.assert_array_equal(pixels, preset_pixels(transforms, photo(name)), err_msg=name)
 
 
 @pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
