@@ -14,6 +14,7 @@ import socket
 import sys
 from pathlib import Path
 
+from components.command_line import OneLineErrorParser
 from components.policies import cors_allowed_origins
 from components.settings import Settings, SettingsError, load_stack_file
 from local.gateway import StageThrottle
@@ -68,7 +69,7 @@ def host_address(value: str) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m local", description=__doc__)
+    parser = OneLineErrorParser(prog="python -m local", description=__doc__)
     parser.add_argument(
         "--host", type=host_address, default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)"
     )

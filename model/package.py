@@ -10,7 +10,6 @@ A build whose inputs are unchanged is skipped (the fingerprint is stored beside 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import gzip
 import hashlib
@@ -34,6 +33,7 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import Version
 
 from components.bundle_dir import BundleDirError, bundle_dir_files
+from components.command_line import OneLineErrorParser
 
 ROOT = Path(__file__).resolve().parent
 CODE_DIR = ROOT / "code"
@@ -565,7 +565,7 @@ def stops_unwind():
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m model.package", description=__doc__.splitlines()[0])
+    parser = OneLineErrorParser(prog="python -m model.package", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--weights",
         type=Path,

@@ -282,6 +282,31 @@ def test_demo_with_an_empty_host_port_or_runtime_is_one_error_line(tmp_path, var
     assert "-m local" not in (tmp_path / "python.log").read_text()
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("PORT", "abc", "argument --port: 'abc' is not a port number: use 1-65535, or 0 for a free one"),
+        ("HOST", "my host", "argument --host: 'my host' is not an IP address or host name"),
+        ("RUNTIME", "java", "argument --runtime: invalid choice: 'java' (choose from 'inprocess', 'torchserve')"),
+    ],
+)
+def test_demo_with_a_bad_value_is_one_error_line_naming_it(tmp_path, monkeypatch, variable, value, says):
+    """What a newcomer sees of `make demo PORT=abc`: python -m local's own refusal, one line, not argparse's usage
+    block above it. The model step is skipped; python -m local runs for real."""
+    import sys
+
+    recording_python(tmp_path)
+    python = tmp_path / "venv" / "bin" / "python"
+    python.write_text(f'#!/bin/sh\n[ "$2" != local ] || exec {sys.executable} "$@"\n')
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    run = make("demo", f"{variable}={value}", cwd=tmp_path)
+    assert run.returncode != 0
+    assert [line for line in run.stderr.splitlines() if not line.startswith("make:")] == [
+        f"error: {says}; see `python -m local --help`"
+    ], run.stderr
+    assert "Error 2" in run.stderr  # python -m local's exit status, as make reports it
+
+
 def test_demo_passes_a_host_with_a_space_as_one_argument(tmp_path):
     """Unquoted, `make demo HOST='not a host'` was refused as "unrecognized arguments: a host"; as one argument
     python -m local says what is wrong with it."""

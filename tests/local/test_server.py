@@ -736,6 +736,25 @@ def test_port_range_and_log_level_spelling():
     assert parse_args(["--log-level", "DEBUG"]).log_level == "debug"
 
 
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--port", "abc"], "argument --port: 'abc' is not a port number: use 1-65535, or 0 for a free one"),
+        (["--runtime", "java"], "argument --runtime: invalid choice: 'java'"),
+        (["--host"], "argument --host: expected one argument"),
+        (["--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_a_bad_argument_is_one_line_naming_it_and_pointing_to_help(capsys, args, says):
+    """argparse printed its five-line usage block above the one line that said what was wrong."""
+    with pytest.raises(SystemExit) as done:
+        parse_args(args)
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {says}") and err.endswith("; see `python -m local --help`\n"), err
+    assert err.count("\n") == 1, err
+
+
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1", "0.0.0.0", "::", "localhost", "my-box.lan", "my-box.lan."])
 def test_a_host_is_an_address_or_a_name(host):
     assert host_address(host) == host

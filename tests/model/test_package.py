@@ -625,6 +625,25 @@ def test_cli_refuses_options_that_cannot_build(cli, capsys, flags, says):
     assert not cli.calls
 
 
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--preset", "V3"], "argument --preset: invalid choice: 'V3'"),
+        (["--out"], "argument --out: expected one argument"),
+        (["--weight-file", "w.pth"], "unrecognized arguments: --weight-file w.pth"),
+    ],
+)
+def test_cli_a_bad_argument_is_one_line_naming_it_and_pointing_to_help(cli, capsys, args, says):
+    """argparse printed its six-line usage block above the one line that said what was wrong."""
+    with pytest.raises(SystemExit) as done:
+        package.main(args)
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {says}") and err.endswith("; see `python -m model.package --help`\n"), err
+    assert err.count("\n") == 1, err
+    assert not cli.calls
+
+
 def test_cli_a_folder_as_weights_is_one_error_line(cli, capsys):
     assert package.main(["--weights", str(cli.tmp), *cli.out]) == 2
     assert capsys.readouterr().err == f"error: weights file {cli.tmp.resolve()} is not a regular file\n"
