@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 from typing import NoReturn
 
 
@@ -13,3 +15,11 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"error: {message}; see `{self.prog} --help`\n")
+
+
+def path_argument(value: str) -> Path:
+    """A path from the command line (or from a Makefile variable passed on), with ~ expanded: bash expands it at the
+    start of a word only, so `--weights=~/x.pth`, a quoted "~/x.pth" or sh's `make model MODEL_WEIGHTS=~/x.pth`
+    arrived as typed, and the file was looked for in a folder named ~ under the current one: "does not exist" for a
+    path that looked right."""
+    return Path(os.path.expanduser(value))

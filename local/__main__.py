@@ -14,7 +14,7 @@ import socket
 import sys
 from pathlib import Path
 
-from components.command_line import OneLineErrorParser
+from components.command_line import OneLineErrorParser, path_argument
 from components.policies import cors_allowed_origins
 from components.settings import Settings, SettingsError, load_stack_file
 from local.gateway import StageThrottle
@@ -87,11 +87,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--stack-config",
-        type=Path,
+        type=path_argument,
         default=ROOT / "Pulumi.dev.yaml",
         help="the Pulumi.<stack>.yaml whose settings the stack follows (default: Pulumi.dev.yaml)",
     )
-    parser.add_argument("--artifact", type=Path, help="model.tar.gz (default: the stack config's modelArtifact)")
+    parser.add_argument(
+        "--artifact", type=path_argument, help="model.tar.gz (default: the stack config's modelArtifact)"
+    )
     parser.add_argument("--fault-injection", action="store_true", help="enable POST/DELETE /__local/faults (tests)")
     parser.add_argument(
         "--no-stage-throttle",

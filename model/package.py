@@ -33,7 +33,7 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import Version
 
 from components.bundle_dir import BundleDirError, bundle_dir_files
-from components.command_line import OneLineErrorParser
+from components.command_line import OneLineErrorParser, path_argument
 
 ROOT = Path(__file__).resolve().parent
 CODE_DIR = ROOT / "code"
@@ -568,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = OneLineErrorParser(prog="python -m model.package", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--weights",
-        type=Path,
+        type=path_argument,
         default=os.environ.get("MODEL_WEIGHTS") or None,
         help=f"local torchvision-format {MODEL_NAME} state_dict (default: torchvision's download; env MODEL_WEIGHTS)",
     )
@@ -578,11 +578,11 @@ def main(argv: list[str] | None = None) -> int:
         help="weights recipe, which fixes labels and preprocessing "
         "(default: IMAGENET1K_V2 for the download, IMAGENET1K_V1 (resize 256) for a local file)",
     )
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--out", type=path_argument, default=DEFAULT_OUT)
     parser.add_argument("--no-onnx", dest="onnx", action="store_false", help="ship model.pth only (TorchScript)")
     parser.add_argument(
         "--onnxruntime-wheel",
-        type=Path,
+        type=path_argument,
         help=f"{CONTAINER_PYTHON} manylinux x86_64 onnxruntime wheel to vendor under code/ "
         f"(default: the newest in {WHEEL_DIR.relative_to(ROOT.parent)}, if any)",
     )

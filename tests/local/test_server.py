@@ -971,6 +971,20 @@ def test_an_artifact_named_elsewhere_than_make_model_builds_is_not_fixed_by_make
     assert capsys.readouterr().err == f"error: model artifact {artifact} ({named_by}) {what}\n"
 
 
+def test_a_home_folder_in_a_path_option_is_expanded(monkeypatch, tmp_path, capsys):
+    """bash leaves `--artifact=~/x` (and a quoted ~) alone: the file was looked for in ./~/ and was "not found"."""
+    from local.__main__ import main
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert main(["--port", "0", "--stack-config=~/Pulumi.x.yaml"]) == 2
+    assert capsys.readouterr().err == f"error: stack config {tmp_path / 'Pulumi.x.yaml'}: No such file or directory\n"
+    assert main(["--port", "0", "--artifact=~/model.tar.gz"]) == 2
+    missing = (tmp_path / "model.tar.gz").resolve()
+    assert capsys.readouterr().err == f"error: model artifact {missing} (--artifact) not found\n"
+    (tmp_path / "Pulumi.x.yaml").write_text((ROOT / "Pulumi.dev.yaml").read_text())
+    what_main_serves(monkeypatch, tmp_path, "--stack-config=~/Pulumi.x.yaml")  # read, and served
+
+
 def test_the_artifact_make_model_builds_says_run_make_model_when_missing(tmp_path, capsys, monkeypatch):
     from local import __main__ as cli
 

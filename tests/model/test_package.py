@@ -587,6 +587,30 @@ def test_cli_reads_model_weights_from_the_environment(cli, monkeypatch, value):
     assert (cli.calls[0].source.path, cli.calls[0].source.preset) == expected
 
 
+@pytest.mark.parametrize("how", ["--weights=~/w.pth", "MODEL_WEIGHTS=~/w.pth"])
+def test_cli_expands_a_home_folder_in_every_path_it_is_given(cli, monkeypatch, how):
+    """bash leaves `--weights=~/w.pth` (and a quoted ~) alone: the file was looked for in ./~/ and "did not exist"."""
+    monkeypatch.setenv("HOME", str(cli.tmp))
+    wheel = _wheel(cli.tmp / WHEEL, [LINUX_SO])
+    weights = [how] if how.startswith("--") else []
+    if not weights:
+        monkeypatch.setenv(*how.split("=", 1))
+    assert package.main([*weights, f"--onnxruntime-wheel=~/{WHEEL}", "--out=~/m.tar.gz"]) == 0
+    assert cli.calls[0].source.path == cli.weights.resolve()
+    assert (cli.calls[0].ort_wheel, cli.calls[0].out) == (wheel, (cli.tmp / "m.tar.gz").resolve())
+
+
+@pytest.mark.parametrize("how", ["--weights=~/nope.pth", "MODEL_WEIGHTS=~/nope.pth"])
+def test_cli_a_missing_weights_file_given_under_home_names_the_path_tried(cli, monkeypatch, capsys, how):
+    monkeypatch.setenv("HOME", str(cli.tmp))
+    weights = [how] if how.startswith("--") else []
+    if not weights:
+        monkeypatch.setenv(*how.split("=", 1))
+    assert package.main([*weights, *cli.out]) == 2
+    assert capsys.readouterr().err == f"error: weights file {(cli.tmp / 'nope.pth').resolve()} does not exist\n"
+    assert not cli.calls
+
+
 def test_cli_preset_overrides_the_default_for_a_file(cli):
     assert package.main(["--weights", str(cli.weights), "--preset", "IMAGENET1K_V2", *cli.out]) == 0
     assert cli.calls[0].source.preset == "IMAGENET1K_V2"
