@@ -564,6 +564,20 @@ def stops_unwind():
             signal.signal(sig, handler)
 
 
+def unwritable_out(out: Path) -> str | None:
+    """Why --out cannot be written, if it cannot for its path alone; found only once built otherwise (some 20 s), in
+    an OSError's words: "Is a directory" for the temp file beside a folder named as --out, "File exists" (or "Not a
+    directory") for a parent path that runs through a file."""
+    if out.is_dir():
+        return f"--out {out} is a directory: name the file to write, like {out / 'model.tar.gz'}"
+    # The nearest parent that exists must be a folder (the missing ones below it are made).
+    parent = next((p for p in out.parents if p.exists() or p.is_symlink()), None)
+    if parent is not None and not parent.is_dir():
+        what = "a file, not" if parent.is_file() else "a broken symlink, not" if parent.is_symlink() else "not"
+        return f"--out {out} cannot be written: {parent} is {what} a folder"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineErrorParser(prog="python -m model.package", description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -607,10 +621,8 @@ def main(argv: list[str] | None = None) -> int:
             raise BuildInputError(f"onnxruntime wheel {wheel} does not exist")
         if (wheel is not None or args.int8) and not args.onnx:
             raise BuildInputError("--onnxruntime-wheel and --int8 need the ONNX graph; drop --no-onnx")
-        if args.out.is_dir():  # found only once built, as the temp file failed to take its place
-            raise BuildInputError(
-                f"--out {args.out} is a directory: name the file to write, like {args.out / 'model.tar.gz'}"
-            )
+        if (why := unwritable_out(args.out)) is not None:
+            raise BuildInputError(why)
         with stops_unwind():
             out, _ = build(
                 WeightsSource(weights, preset),

@@ -724,11 +724,34 @@ def test_cli_stopped_by_a_signal_while_writing_leaves_no_temp_file(cli, monkeypa
 
 
 def test_cli_file_error_names_the_file(cli, monkeypatch, capsys):
+    locked = cli.tmp / "locked"
+
+    def build(source, out, **kwargs):
+        raise PermissionError(13, "Permission denied", str(locked))
+
+    monkeypatch.setattr(package, "build", build)
+    assert package.main(["--out", str(locked / "m.tar.gz")]) == 2
+    assert capsys.readouterr().err == f"error: Permission denied: {locked}\n"
+
+
+@pytest.mark.parametrize("below", ["m.tar.gz", "sub/dir/m.tar.gz"])
+def test_cli_an_out_whose_parent_is_a_file_says_so_before_the_build(cli, capsys, below):
+    """It built for some 20 s, then said "error: File exists: <the file>" (or "Not a directory" deeper down)."""
     blocker = cli.tmp / "file"
     blocker.write_text("")
-    monkeypatch.setattr(package, "build", lambda source, out, **kwargs: out.parent.mkdir())
-    assert package.main(["--out", str(blocker / "m.tar.gz")]) == 2
-    assert capsys.readouterr().err == f"error: File exists: {blocker}\n"
+    out = blocker / below
+    assert package.main(["--out", str(out)]) == 2
+    assert capsys.readouterr().err == f"error: --out {out} cannot be written: {blocker} is a file, not a folder\n"
+    assert not cli.calls
+
+
+def test_cli_an_out_through_a_broken_symlink_says_so(cli, capsys):
+    link = cli.tmp / "gone"
+    link.symlink_to(cli.tmp / "nowhere")
+    assert package.main(["--out", str(link / "m.tar.gz")]) == 2
+    says = f"--out {link / 'm.tar.gz'} cannot be written: {link} is a broken symlink, not a folder"
+    assert capsys.readouterr().err == f"error: {says}\n"
+    assert not cli.calls
 
 
 def test_cli_builds_and_reports_a_relative_out_as_an_absolute_path(cli, monkeypatch, capsys):
