@@ -21,5 +21,8 @@ def path_argument(value: str) -> Path:
     """A path from the command line (or from a Makefile variable passed on), with ~ expanded: bash expands it at the
     start of a word only, so `--weights=~/x.pth`, a quoted "~/x.pth" or sh's `make model MODEL_WEIGHTS=~/x.pth`
     arrived as typed, and the file was looked for in a folder named ~ under the current one: "does not exist" for a
-    path that looked right."""
+    path that looked right. An empty one is refused: as a Path it is the current folder, so `--weights=` (or
+    `--weights "$UNSET"`) was "weights file <the current folder> is not a regular file"."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("the path is empty: name a file, or leave the option out for its default")
     return Path(os.path.expanduser(value))

@@ -743,6 +743,9 @@ def test_port_range_and_log_level_spelling():
         (["--runtime", "java"], "argument --runtime: invalid choice: 'java'"),
         (["--host"], "argument --host: expected one argument"),
         (["--bogus"], "unrecognized arguments: --bogus"),
+        # As a Path, "" is the current folder: "model artifact <cwd> (--artifact) is a directory".
+        (["--artifact="], "argument --artifact: the path is empty: name a file, or leave the option out"),
+        (["--stack-config", ""], "argument --stack-config: the path is empty"),
     ],
 )
 def test_a_bad_argument_is_one_line_naming_it_and_pointing_to_help(capsys, args, says):

@@ -655,6 +655,10 @@ def test_cli_refuses_options_that_cannot_build(cli, capsys, flags, says):
         (["--preset", "V3"], "argument --preset: invalid choice: 'V3'"),
         (["--out"], "argument --out: expected one argument"),
         (["--weight-file", "w.pth"], "unrecognized arguments: --weight-file w.pth"),
+        # As a Path, "" is the current folder: "weights file <cwd> is not a regular file", "--out . is a directory".
+        (["--weights="], "argument --weights: the path is empty: name a file, or leave the option out"),
+        (["--out", ""], "argument --out: the path is empty"),
+        (["--onnxruntime-wheel", " "], "argument --onnxruntime-wheel: the path is empty"),
     ],
 )
 def test_cli_a_bad_argument_is_one_line_naming_it_and_pointing_to_help(cli, capsys, args, says):
