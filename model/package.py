@@ -618,7 +618,9 @@ def main(argv: list[str] | None = None) -> int:
         if weights is not None and not weights.is_file():
             raise BuildInputError(f"weights file {weights} does not exist")
         if wheel is not None and not wheel.is_file():
-            raise BuildInputError(f"onnxruntime wheel {wheel} does not exist")
+            raise BuildInputError(
+                f"onnxruntime wheel {wheel} {'is not a regular file' if wheel.exists() else 'does not exist'}"
+            )
         if (wheel is not None or args.int8) and not args.onnx:
             raise BuildInputError("--onnxruntime-wheel and --int8 need the ONNX graph; drop --no-onnx")
         if (why := unwritable_out(args.out)) is not None:

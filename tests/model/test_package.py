@@ -678,6 +678,12 @@ def test_cli_a_folder_as_weights_is_one_error_line(cli, capsys):
     assert not cli.calls
 
 
+def test_cli_a_folder_as_the_onnxruntime_wheel_is_not_said_to_be_missing(cli, capsys):
+    assert package.main(["--onnxruntime-wheel", str(cli.tmp), *cli.out]) == 2
+    assert capsys.readouterr().err == f"error: onnxruntime wheel {cli.tmp} is not a regular file\n"
+    assert not cli.calls
+
+
 def test_cli_a_folder_as_out_is_one_error_line_before_the_build(cli, capsys):
     """It built for some 20 s, then said "error: Is a directory: <the temp file beside it>"."""
     assert package.main(["--out", str(cli.tmp)]) == 2
