@@ -623,6 +623,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         if (wheel is not None or args.int8) and not args.onnx:
             raise BuildInputError("--onnxruntime-wheel and --int8 need the ONNX graph; drop --no-onnx")
+        if args.onnxruntime_wheel is not None:  # not after the weights load and the export, some 10 s later
+            check_ort_wheel_name(args.onnxruntime_wheel)
         if (why := unwritable_out(args.out)) is not None:
             raise BuildInputError(why)
         with stops_unwind():

@@ -684,6 +684,15 @@ def test_cli_a_folder_as_the_onnxruntime_wheel_is_not_said_to_be_missing(cli, ca
     assert not cli.calls
 
 
+def test_cli_a_misnamed_onnxruntime_wheel_is_refused_before_the_build(cli, capsys):
+    """It was vetted once the weights were loaded and the graph exported: some 10 s, then one error line."""
+    wheel = _wheel(cli.tmp / "onnxruntime.whl", [LINUX_SO])
+    assert package.main(["--onnxruntime-wheel", str(wheel), *cli.out]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: onnxruntime.whl is not a wheel file name") and err.count("\n") == 1, err
+    assert not cli.calls
+
+
 def test_cli_a_folder_as_out_is_one_error_line_before_the_build(cli, capsys):
     """It built for some 20 s, then said "error: Is a directory: <the temp file beside it>"."""
     assert package.main(["--out", str(cli.tmp)]) == 2
