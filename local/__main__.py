@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_stack_file(args.stack_config)
     except (OSError, SettingsError) as e:  # an OSError's text repeats the path: "[Errno 2] No such file ...: 'x'"
-        why = (e.strerror or str(e)) if isinstance(e, OSError) else str(e)
+        # So does a file that is no stack config: "x: not valid YAML ...".
+        why = (e.strerror or str(e)) if isinstance(e, OSError) else str(e).removeprefix(f"{args.stack_config}: ")
         print(f"error: stack config {args.stack_config}: {why}", file=sys.stderr)
         return 2
     artifact = (args.artifact or ROOT / settings.model_artifact).resolve()

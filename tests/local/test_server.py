@@ -862,6 +862,7 @@ def test_an_open_file_limit_the_system_refuses_to_raise_is_kept(monkeypatch):
         (b"config:\n\tmobilenet-serverless:maxConcurrency: 5\n", "not valid YAML at line 2, column 1: found character"),
         (b"config: [\n", "not valid YAML at line 2, column 1: expected the node content"),
         (b"config:\n  mobilenet-serverless:endpointName: caf\xe9\n", "not UTF-8 text"),
+        (b"- config\n", "expected a mapping at the top level"),
     ],
 )
 def test_a_stack_file_that_is_not_yaml_is_a_one_line_error(tmp_path, capsys, text, says):
@@ -872,6 +873,7 @@ def test_a_stack_file_that_is_not_yaml_is_a_one_line_error(tmp_path, capsys, tex
     assert main(["--port", "0", "--stack-config", str(stack_file)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: stack config {stack_file}: ") and says in err and err.count("\n") == 1, err
+    assert err.count(str(stack_file)) == 1, err  # it read "error: stack config x: x: not valid YAML ..."
 
 
 @pytest.mark.parametrize(("name", "says"), [("Pulumi.prod.yaml", "No such file or directory"), (".", "Is a directory")])
