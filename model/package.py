@@ -10,6 +10,7 @@ A build whose inputs are unchanged is skipped (the fingerprint is stored beside 
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import gzip
 import hashlib
@@ -564,6 +565,17 @@ def stops_unwind():
             signal.signal(sig, handler)
 
 
+def out_argument(value: str) -> Path:
+    """--out as given: a trailing slash names a folder, which a Path drops, so `--out build/` wrote a file named
+    build (and reported it as the artifact)."""
+    path = path_argument(value)
+    if value.endswith("/") or value.endswith(os.sep):
+        raise argparse.ArgumentTypeError(
+            f"{value} names a folder: name the file to write, like {path / 'model.tar.gz'}"
+        )
+    return path
+
+
 def unwritable_out(out: Path) -> str | None:
     """Why --out cannot be written, if it cannot for its path alone; found only once built otherwise (some 20 s), in
     an OSError's words: "Is a directory" for the temp file beside a folder named as --out, "File exists" (or "Not a
@@ -592,7 +604,7 @@ def main(argv: list[str] | None = None) -> int:
         help="weights recipe, which fixes labels and preprocessing "
         "(default: IMAGENET1K_V2 for the download, IMAGENET1K_V1 (resize 256) for a local file)",
     )
-    parser.add_argument("--out", type=path_argument, default=DEFAULT_OUT)
+    parser.add_argument("--out", type=out_argument, default=DEFAULT_OUT)
     parser.add_argument("--no-onnx", dest="onnx", action="store_false", help="ship model.pth only (TorchScript)")
     parser.add_argument(
         "--onnxruntime-wheel",

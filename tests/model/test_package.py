@@ -701,6 +701,20 @@ def test_cli_a_folder_as_out_is_one_error_line_before_the_build(cli, capsys):
     assert not cli.calls
 
 
+@pytest.mark.parametrize("exists", [True, False])
+def test_cli_an_out_with_a_trailing_slash_names_a_folder_not_the_file(cli, capsys, exists):
+    """A Path drops the slash: `--out build/` wrote a file named build, and said so as if all were well."""
+    folder = cli.tmp / "build"
+    if exists:
+        folder.mkdir()
+    with pytest.raises(SystemExit) as done:
+        package.main(["--out", f"{folder}/"])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: argument --out: {folder}/ names a folder: name the file to write, like {folder}/")
+    assert not cli.calls and folder.exists() == exists
+
+
 def test_cli_interrupted_says_nothing_was_written(cli, monkeypatch, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
