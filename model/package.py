@@ -595,7 +595,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--weights",
         type=path_argument,
-        default=os.environ.get("MODEL_WEIGHTS") or None,
         help=f"local torchvision-format {MODEL_NAME} state_dict (default: torchvision's download; env MODEL_WEIGHTS)",
     )
     parser.add_argument(
@@ -620,15 +619,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--force", action="store_true", help="rebuild even if the inputs are unchanged")
     args = parser.parse_args(argv)
-    weights = Path(args.weights).resolve() if args.weights else None
+    # Unless --weights is given: MODEL_WEIGHTS, which `make model` passes on (its own variable, or the shell's), and a
+    # refused file names which of the two it came from. Empty or blank, it is unset.
+    named_by, env_weights = "--weights", os.environ.get("MODEL_WEIGHTS", "")
+    if args.weights is None and env_weights.strip():
+        named_by, args.weights = "MODEL_WEIGHTS", path_argument(env_weights)
+    weights = args.weights.resolve() if args.weights else None
     preset = args.preset or ("IMAGENET1K_V1" if weights else "IMAGENET1K_V2")
     try:
         # Inside the try: a misnamed file in the wheel directory is an error line, not a traceback.
         wheel = args.onnxruntime_wheel or (find_ort_wheel() if args.onnx else None)
         if weights is not None and weights.exists() and not weights.is_file():
-            raise BuildInputError(f"weights file {weights} is not a regular file")
+            raise BuildInputError(f"weights file {weights} ({named_by}) is not a regular file")
         if weights is not None and not weights.is_file():
-            raise BuildInputError(f"weights file {weights} does not exist")
+            raise BuildInputError(f"weights file {weights} ({named_by}) does not exist")
         if wheel is not None and not wheel.is_file():
             raise BuildInputError(
                 f"onnxruntime wheel {wheel} {'is not a regular file' if wheel.exists() else 'does not exist'}"

@@ -188,7 +188,7 @@ def test_not_a_state_dict_is_refused(tmp_path):
 
 def test_cli_reports_a_missing_weights_file(tmp_path, capsys):
     assert package.main(["--weights", str(tmp_path / "nope.pth"), "--out", str(tmp_path / "m.tar.gz")]) == 2
-    assert "nope.pth does not exist" in capsys.readouterr().err
+    assert "nope.pth (--weights) does not exist" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("flags, int8", [([], False), (["--int8"], True)])

@@ -579,11 +579,11 @@ def test_cli_defaults_to_the_v2_download(cli):
     assert cli.calls[0].source == package.WeightsSource(None, "IMAGENET1K_V2")
 
 
-@pytest.mark.parametrize("value", ["", "file"])
+@pytest.mark.parametrize("value", ["", " ", "file"])
 def test_cli_reads_model_weights_from_the_environment(cli, monkeypatch, value):
-    monkeypatch.setenv("MODEL_WEIGHTS", str(cli.weights) if value else "")
+    monkeypatch.setenv("MODEL_WEIGHTS", str(cli.weights) if value == "file" else value)
     assert package.main(cli.out) == 0
-    expected = (cli.weights.resolve(), "IMAGENET1K_V1") if value else (None, "IMAGENET1K_V2")
+    expected = (cli.weights.resolve(), "IMAGENET1K_V1") if value == "file" else (None, "IMAGENET1K_V2")
     assert (cli.calls[0].source.path, cli.calls[0].source.preset) == expected
 
 
@@ -607,7 +607,21 @@ def test_cli_a_missing_weights_file_given_under_home_names_the_path_tried(cli, m
     if not weights:
         monkeypatch.setenv(*how.split("=", 1))
     assert package.main([*weights, *cli.out]) == 2
-    assert capsys.readouterr().err == f"error: weights file {(cli.tmp / 'nope.pth').resolve()} does not exist\n"
+    named_by = "--weights" if weights else "MODEL_WEIGHTS"
+    says = f"weights file {(cli.tmp / 'nope.pth').resolve()} ({named_by}) does not exist"
+    assert capsys.readouterr().err == f"error: {says}\n"
+    assert not cli.calls
+
+
+def test_cli_a_refused_weights_file_names_where_it_was_given(cli, monkeypatch, capsys):
+    """`make model` passes MODEL_WEIGHTS on, the Makefile's or the shell's: "weights file X does not exist" did not
+    say where X came from to someone who never typed --weights."""
+    monkeypatch.setenv("MODEL_WEIGHTS", str(cli.tmp / "stale.pth"))
+    assert package.main(cli.out) == 2
+    says = f"weights file {(cli.tmp / 'stale.pth').resolve()} (MODEL_WEIGHTS) does not exist"
+    assert capsys.readouterr().err == f"error: {says}\n"
+    assert package.main(["--weights", str(cli.tmp), *cli.out]) == 2  # --weights wins over MODEL_WEIGHTS
+    assert capsys.readouterr().err == f"error: weights file {cli.tmp.resolve()} (--weights) is not a regular file\n"
     assert not cli.calls
 
 
@@ -674,7 +688,7 @@ def test_cli_a_bad_argument_is_one_line_naming_it_and_pointing_to_help(cli, caps
 
 def test_cli_a_folder_as_weights_is_one_error_line(cli, capsys):
     assert package.main(["--weights", str(cli.tmp), *cli.out]) == 2
-    assert capsys.readouterr().err == f"error: weights file {cli.tmp.resolve()} is not a regular file\n"
+    assert capsys.readouterr().err == f"error: weights file {cli.tmp.resolve()} (--weights) is not a regular file\n"
     assert not cli.calls
 
 
