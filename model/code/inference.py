@@ -196,6 +196,13 @@ class Preprocessing:
     def __post_init__(self) -> None:
         if not isinstance(self.interpolation, str) or self.interpolation not in RESAMPLING:
             raise ValueError(f"interpolation {self.interpolation!r} is not one of {', '.join(RESAMPLING)}")
+        # The build checks them too; a hand-edited metadata.json would otherwise fail inside torch (the TorchScript
+        # fallback's normalisation), far from the file, or divide by zero.
+        for name, values in (("mean", self.mean), ("std", self.std)):
+            numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)]
+            if len(values) != 3 or len(numbers) != 3 or (name == "std" and min(numbers) <= 0):
+                rule = "3 numbers above 0" if name == "std" else "3 numbers"
+                raise ValueError(f"{name} {list(values)!r} is not {rule}, one per RGB channel")
 
 
 def preprocessing_from_metadata(values: Mapping[str, Any]) -> Preprocessing:

@@ -151,6 +151,35 @@ def test_a_resampling_preprocess_does_not_do_fails_model_fn_naming_it(inference,
     )
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "rule"),
+    [
+        ("mean", [0.5, 0.5], "3 numbers"),
+        ("mean", [0.5, 0.5, 0.5, 0.5], "3 numbers"),
+        ("mean", ["0.5", 0.5, 0.5], "3 numbers"),
+        ("mean", [0.5, None, 0.5], "3 numbers"),
+        ("mean", [0.5, True, 0.5], "3 numbers"),
+        ("std", [0.2, 0.0, 0.2], "3 numbers above 0"),
+        ("std", [0.2, -0.1, 0.2], "3 numbers above 0"),
+        ("std", [], "3 numbers above 0"),
+    ],
+)
+def test_a_mean_or_std_that_is_not_one_number_per_channel_fails_model_fn_naming_it(
+    inference, model_dir, tmp_path, key, value, rule
+):
+    # The TorchScript fallback normalises with them: two numbers failed inside torch, a zero std divided by zero.
+    meta = json.loads((model_dir / "metadata.json").read_text())
+    meta["preprocessing"][key] = value
+    (tmp_path / "metadata.json").write_text(json.dumps(meta))
+    (tmp_path / "model.onnx").symlink_to(model_dir / "model.onnx")
+    with pytest.raises(inference.ModelLoadError) as err:
+        inference.load_classifier(str(tmp_path))
+    refusal = ValueError(f"{key} {value!r} is not {rule}, one per RGB channel")
+    assert str(err.value) == (
+        f"model metadata at {tmp_path / 'metadata.json'} has unusable labels or preprocessing: {refusal!r}"
+    )
+
+
 def test_an_artifact_whose_metadata_names_no_resampling_resizes_bilinear(inference, model_dir, tmp_path):
     # Builds before "interpolation" was read wrote it as "bilinear"; one without the key was served bilinear too.
     meta = json.loads((model_dir / "metadata.json").read_text())
