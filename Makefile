@@ -27,6 +27,16 @@ SHARED_WEIGHTS := ../shared/weights/mobilenet_v2_imagenet.pth
 MODEL_WEIGHTS ?= $(if $(wildcard $(SHARED_WEIGHTS)),$(abspath $(SHARED_WEIGHTS)),)
 export MODEL_WEIGHTS
 
+# make's variables are case-sensitive: `make demo port=8001` was silently ignored and the demo started on 8000,
+# `make test pytest_args=-x` ran everything. A command-line variable that is one of ours in another case is refused.
+SETTINGS := PORT HOST RUNTIME ALLOW_REMOTE STAGE_THROTTLE MODEL_WEIGHTS INT8 PYTEST_ARGS PYTHON
+upper = $(subst a,A,$(subst b,B,$(subst c,C,$(subst d,D,$(subst e,E,$(subst f,F,$(subst g,G,$(subst h,H,$(subst \
+  i,I,$(subst j,J,$(subst k,K,$(subst l,L,$(subst m,M,$(subst n,N,$(subst o,O,$(subst p,P,$(subst q,Q,$(subst \
+  r,R,$(subst s,S,$(subst t,T,$(subst u,U,$(subst v,V,$(subst w,W,$(subst x,X,$(subst y,Y,$(subst z,Z,$(1)))))))))))))))))))))))))))
+$(foreach v,$(.VARIABLES),$(if $(and $(filter command line,$(origin $(v))),$(filter-out $(v),$(call upper,$(v))),$(filter \
+  $(call upper,$(v)),$(SETTINGS))),$(error $(v)= is ignored, as make's variables are case-sensitive: use \
+  $(call upper,$(v))=)))
+
 MODEL := model/dist/model.tar.gz
 # onnxruntime for the SageMaker container (Python 3.12, x86_64): vendored into the artifact, never installed
 # at start. Keep in step with requirements.txt.

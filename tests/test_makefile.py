@@ -350,3 +350,32 @@ def test_demo_passes_a_value_with_a_quote_as_that_one_argument(tmp_path, variabl
     argv = (tmp_path / "python.log").read_text().splitlines()
     argv = argv[argv.index("local") - 1 :]
     assert argv[argv.index(f"--{variable.lower()}") + 1] == value, argv
+
+
+@pytest.mark.parametrize(
+    ("target", "assignment", "ours"),
+    [
+        ("demo", "port=8001", "PORT"),
+        ("demo", "Host=0.0.0.0", "HOST"),
+        ("demo", "allow_remote=1", "ALLOW_REMOTE"),
+        ("test-fast", "pytest_args=-x", "PYTEST_ARGS"),
+        ("model", "model_weights=mine.pth", "MODEL_WEIGHTS"),
+        ("model", "int8=1", "INT8"),
+    ],
+)
+def test_one_of_our_variables_in_another_case_is_refused_not_ignored(tmp_path, target, assignment, ours):
+    """make's variables are case-sensitive: `make demo port=8001` started the demo on 8000, `make model int8=1`
+    built fp32, and nothing said so."""
+    recording_python(tmp_path)
+    run = make(target, assignment, cwd=tmp_path)
+    assert run.returncode == 2
+    name = assignment.split("=")[0]
+    assert f"*** {name}= is ignored, as make's variables are case-sensitive: use {ours}=.  Stop." in run.stderr
+    assert not (tmp_path / "python.log").exists(), (tmp_path / "python.log").read_text()
+
+
+def test_a_command_line_variable_that_is_not_ours_is_left_alone(tmp_path):
+    recording_python(tmp_path)
+    run = make("demo", "CI=1", "foo=1", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "-m local --host 127.0.0.1 --port 8000 --runtime inprocess" in (tmp_path / "python.log").read_text()
