@@ -82,6 +82,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--runtime",
+        type=str.lower,  # as --log-level: RUNTIME=TorchServe names the one choice it can mean
         choices=("inprocess", "torchserve"),
         default="inprocess",
         help="the model tier: inprocess (default) or torchserve (as the SageMaker container runs it; needs Java 17+)",

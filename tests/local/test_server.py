@@ -734,6 +734,7 @@ def test_the_host_guard_answers_in_json_and_refuses_two_hosts(tiers):
 def test_port_range_and_log_level_spelling():
     assert port_number("65535") == 65535 and port_number("0") == 0
     assert parse_args(["--log-level", "DEBUG"]).log_level == "debug"
+    assert parse_args(["--runtime", "TorchServe"]).runtime == "torchserve"  # RUNTIME=TorchServe was refused
 
 
 @pytest.mark.parametrize(
