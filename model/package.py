@@ -567,9 +567,9 @@ def stops_unwind():
 
 def out_argument(value: str) -> Path:
     """--out as given: a trailing slash names a folder, which a Path drops, so `--out build/` wrote a file named
-    build (and reported it as the artifact)."""
+    build (and reported it as the artifact). So does a last part "." (`--out build/.` is the Path build) or ".."."""
     path = path_argument(value)
-    if value.endswith("/") or value.endswith(os.sep):
+    if value.endswith("/") or value.endswith(os.sep) or os.path.basename(value) in (".", ".."):
         raise argparse.ArgumentTypeError(
             f"{value} names a folder: name the file to write, like {path / 'model.tar.gz'}"
         )

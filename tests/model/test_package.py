@@ -715,17 +715,20 @@ def test_cli_a_folder_as_out_is_one_error_line_before_the_build(cli, capsys):
     assert not cli.calls
 
 
+@pytest.mark.parametrize("ending", ["/", "/.", "/./", "/.."])
 @pytest.mark.parametrize("exists", [True, False])
-def test_cli_an_out_with_a_trailing_slash_names_a_folder_not_the_file(cli, capsys, exists):
-    """A Path drops the slash: `--out build/` wrote a file named build, and said so as if all were well."""
+def test_cli_an_out_with_a_trailing_slash_names_a_folder_not_the_file(cli, capsys, exists, ending):
+    """A Path drops the slash (and a last "."): `--out build/` (or build/.) wrote a file named build, and said so as
+    if all were well."""
     folder = cli.tmp / "build"
     if exists:
         folder.mkdir()
     with pytest.raises(SystemExit) as done:
-        package.main(["--out", f"{folder}/"])
+        package.main(["--out", f"{folder}{ending}"])
     assert done.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: argument --out: {folder}/ names a folder: name the file to write, like {folder}/")
+    says = f"error: argument --out: {folder}{ending} names a folder: name the file to write, like {folder}"
+    assert err.startswith(says), err
     assert not cli.calls and folder.exists() == exists
 
 
