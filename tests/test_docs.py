@@ -345,6 +345,26 @@ def local_options() -> dict[str, str | None]:
     return options
 
 
+def demo_passes(makefile: str) -> dict[str, set[str]]:
+    """The flags `make demo`'s python -m local line passes with each variable: `--port $(call quote,$(PORT))` passes
+    --port with PORT, `$(if $(call on,$(ALLOW_REMOTE)),--allow-remote)` --allow-remote with ALLOW_REMOTE."""
+    recipes = [line for line in makefile.replace("\\\n", " ").splitlines() if line.startswith("\t")]
+    line = next(line for line in recipes if " -m local " in line)
+    words, depth, word = [], 0, ""
+    for char in line + " ":  # the line's words, a $(...) whole, spaces and all
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if char.isspace() and depth == 0:
+            words, word = [*words, word] if word else words, ""
+        else:
+            word += char
+    passes: dict[str, set[str]] = {}
+    for before, word in zip(["", *words], words, strict=False):
+        flags = re.findall(r"--[\w-]+", word) or ([before] if before.startswith("--") else [])
+        for variable in re.findall(r"\$\(([A-Z][A-Z0-9_]*)\)", word):
+            passes.setdefault(variable, set()).update(flags)
+    return passes
+
+
 def local_table_problems(text: str, options: dict[str, str | None], makefile: str) -> list[str]:
     """Where the `python -m local` flags table and the `make demo` variables table differ from the flags, the
     Makefile's defaults and the flags each variable passes."""
@@ -355,6 +375,7 @@ def local_table_problems(text: str, options: dict[str, str | None], makefile: st
         if options[flag] is not None and flags[flag] != options[flag]:
             problems.append(f"{flag}: default {flags[flag]}, python -m local's is {options[flag]}")
     defaults = dict(re.findall(r"^([A-Z][A-Z0-9_]*) \?=[ \t]*(.*)$", makefile, flags=re.M))
+    passed_by = demo_passes(makefile)
     for variable, default, passes in table_after(text, "`make demo` variables:"):
         variable, default = variable.strip("`"), default.strip("`")
         if variable not in defaults:
@@ -368,6 +389,9 @@ def local_table_problems(text: str, options: dict[str, str | None], makefile: st
         flag = re.match(r"`(--[\w-]+)`", passes)
         if flag is None or flag[1] not in options:
             problems.append(f"{variable}: passes {passes}, no flag of python -m local")
+        elif flag[1] not in passed_by.get(variable, ()):
+            passed = ", ".join(sorted(passed_by.get(variable, ()))) or "nothing"
+            problems.append(f"{variable}: passes {flag[1]}, make demo passes it as {passed}")
     return sorted(problems)
 
 
@@ -381,11 +405,16 @@ def test_the_readme_local_stack_tables_are_the_flags_and_the_makefiles():
 
 def test_local_stack_tables_that_drifted_are_caught():
     options = {"--host": "127.0.0.1", "--port": "8000", "--allow-remote": "off", "--artifact": None}
-    makefile = "PORT ?= 8080\nHOST ?= 127.0.0.1\nALLOW_REMOTE ?=\nTHROTTLE ?= 1\n"
+    makefile = (
+        "PORT ?= 8080\nHOST ?= 127.0.0.1\nALLOW_REMOTE ?=\nTHROTTLE ?= 1\nLOG ?= warning\n\ndemo: model\n"
+        "\t$(PY) -m local --host $(call quote,$(HOST)) --port $(PORT) \\\n"
+        "\t  $(if $(call on,$(ALLOW_REMOTE)),--allow-remote) $(if $(call on,$(THROTTLE)),,--no-stage-throttle)\n"
+    )
     doc = (
         "# Local\n\n`make demo` variables:\n\n| Variable | Default | Passes |\n|---|---|---|\n"
         "| `PORT` | `8000` | `--port` |\n| `HOST` | `127.0.0.1` | `--bind` |\n"
-        "| `ALLOW_REMOTE` | on | `--allow-remote` |\n| `RUNTIME` | `inprocess` | `--runtime` |\n\n"
+        "| `ALLOW_REMOTE` | on | `--allow-remote` |\n| `RUNTIME` | `inprocess` | `--runtime` |\n"
+        "| `THROTTLE` | on | `--port` when off |\n| `LOG` | `warning` | `--host` |\n\n"
         "`python -m local` flags:\n\n| Flag | Default | What |\n|---|---|---|\n"
         "| `--host` | 127.0.0.1 | bind |\n| `--port` | 8080 | port |\n| `--artifact` | the config's | file |\n"
         "| `--log-level` | `warning` | level |\n\nMore text.\n"
@@ -396,6 +425,8 @@ def test_local_stack_tables_that_drifted_are_caught():
         "--port: default 8080, python -m local's is 8000",
         "ALLOW_REMOTE: default on, the Makefile's is off",
         "HOST: passes `--bind`, no flag of python -m local",
+        "LOG: passes --host, make demo passes it as nothing",
         "PORT: default 8000, the Makefile's is 8080",
         "RUNTIME: the Makefile sets no default",
+        "THROTTLE: passes --port, make demo passes it as --no-stage-throttle",
     ]
