@@ -22,6 +22,14 @@ def prose(text: str) -> str:
     return "".join(re.split(r"^```.*?^```[^\n]*\n", text, flags=re.M | re.S))
 
 
+def after(text: str, marker: str) -> str:
+    """The text after marker. A doc reworded there fails naming what the check looks for, not with an IndexError
+    from inside the check."""
+    _, found, rest = text.partition(marker)
+    assert found, f"no {marker.strip()!r} in the doc: tests/test_docs.py reads what follows it; update the two together"
+    return rest
+
+
 def anchors(path: Path) -> set[str]:
     """GitHub's heading ids: lower case, punctuation but '-' dropped, spaces as '-', repeats suffixed -1, -2..."""
     ids, repeats = set(), {}
@@ -56,7 +64,7 @@ def test_every_link_in_the_docs_resolves(name):
 def test_the_benchmarks_section_links_its_run_history():
     """The per-run figures behind the README's counts live in bench/history.md (bench/results/ is not committed)."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme.split("\n## Benchmarks\n", 1)[1].split("\n## ", 1)[0]
+    section = after(readme, "\n## Benchmarks\n").split("\n## ", 1)[0]
     assert "](bench/history.md)" in section
     assert (ROOT / "bench" / "history.md").is_file()
 
@@ -223,7 +231,7 @@ def test_a_missing_path_is_caught(tmp_path):
 
 def error_table(text: str) -> dict[str, tuple[str, str]]:
     """The README's "Error codes" table: code -> (status, Retry-After) as written."""
-    section = text.split("\n### Error codes\n", 1)[1].split("\n\n| code |", 1)[1].split("\n\n", 1)[0]
+    section = after(after(text, "\n### Error codes\n"), "\n\n| code |").split("\n\n", 1)[0]
     rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in section.splitlines()[2:]]
     return {row[0].strip("`"): (row[1], row[3]) for row in rows}
 
@@ -317,7 +325,7 @@ def test_an_unknown_setting_is_caught():
 
 def table_after(text: str, caption: str) -> list[list[str]]:
     """The rows of the table under `caption` (a paragraph of its own), each a list of its cells."""
-    table = text.split(f"\n{caption}\n\n", 1)[1].split("\n\n", 1)[0]
+    table = after(text, f"\n{caption}\n\n").split("\n\n", 1)[0]
     return [[cell.strip() for cell in line.split("|")[1:-1]] for line in table.splitlines()[2:]]
 
 
@@ -401,6 +409,14 @@ def test_the_readme_local_stack_tables_are_the_flags_and_the_makefiles():
     options = local_options()
     assert options["--port"] == "8000" and options["--allow-remote"] == "off"  # what the parser gave
     assert local_table_problems(readme, options, makefile) == []
+
+
+def test_a_table_whose_caption_or_header_was_reworded_says_which():
+    doc = "# Local\n\nThe `python -m local` flags:\n\n| Flag | Default |\n|---|---|\n\n### Error codes\n\n| Code |\n"
+    with pytest.raises(AssertionError, match=r"^no '`python -m local` flags:' in the doc: tests/test_docs.py reads"):
+        table_after(doc, "`python -m local` flags:")
+    with pytest.raises(AssertionError, match=r"^no '\| code \|' in the doc"):
+        error_table(doc)
 
 
 def test_local_stack_tables_that_drifted_are_caught():
