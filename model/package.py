@@ -603,7 +603,13 @@ def main(argv: list[str] | None = None) -> int:
         help="weights recipe, which fixes labels and preprocessing "
         "(default: IMAGENET1K_V2 for the download, IMAGENET1K_V1 (resize 256) for a local file)",
     )
-    parser.add_argument("--out", type=out_argument, default=DEFAULT_OUT)
+    parser.add_argument(
+        "--out",
+        type=out_argument,
+        default=DEFAULT_OUT,
+        help=f"the model.tar.gz to write, with its .sha256 and .inputs beside it "
+        f"(default: {os.path.relpath(DEFAULT_OUT, ROOT.parent)})",
+    )
     parser.add_argument("--no-onnx", dest="onnx", action="store_false", help="ship model.pth only (TorchScript)")
     parser.add_argument(
         "--onnxruntime-wheel",

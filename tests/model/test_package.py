@@ -804,6 +804,16 @@ def test_cli_an_out_through_a_broken_symlink_says_so(cli, capsys):
     assert not cli.calls
 
 
+def test_cli_help_says_what_out_is_and_its_default(capsys):
+    """--help listed a bare `--out OUT`: not that it names the file (not a folder), nor where it goes unless given."""
+    with pytest.raises(SystemExit):
+        package.main(["--help"])
+    assert re.search(
+        r"--out OUT +the model\.tar\.gz to write, .*\(default: model/dist/model\.tar\.gz\)",
+        " ".join(capsys.readouterr().out.split()),
+    )
+
+
 def test_cli_builds_and_reports_a_relative_out_as_an_absolute_path(cli, monkeypatch, capsys):
     monkeypatch.chdir(cli.tmp)
     assert package.main(["--out", "rel.tar.gz"]) == 0
