@@ -136,19 +136,24 @@ def test_model_fn_names_broken_metadata(inference, tmp_path, text, says):
         inference.load_classifier(str(tmp_path))
 
 
-@pytest.mark.parametrize("value", ["nearest", "BICUBIC", "lanczos", "", 3, None, ["bicubic"]])
-def test_a_resampling_preprocess_does_not_do_fails_model_fn_naming_it(inference, model_dir, tmp_path, value):
-    # Only bilinear and bicubic are compared with torchvision's pixels; another mode would serve untested pixels.
+def assert_preprocessing_refused(inference, model_dir, tmp_path, key, value, refusal: ValueError) -> None:
+    """model_fn on the built artifact with metadata.json's preprocessing[key] set to value fails naming the file."""
     meta = json.loads((model_dir / "metadata.json").read_text())
-    meta["preprocessing"]["interpolation"] = value
+    meta["preprocessing"][key] = value
     (tmp_path / "metadata.json").write_text(json.dumps(meta))
     (tmp_path / "model.onnx").symlink_to(model_dir / "model.onnx")
     with pytest.raises(inference.ModelLoadError) as err:
         inference.load_classifier(str(tmp_path))
-    refusal = ValueError(f"interpolation {value!r} is not one of bilinear, bicubic")
     assert str(err.value) == (
         f"model metadata at {tmp_path / 'metadata.json'} has unusable labels or preprocessing: {refusal!r}"
     )
+
+
+@pytest.mark.parametrize("value", ["nearest", "BICUBIC", "lanczos", "", 3, None, ["bicubic"]])
+def test_a_resampling_preprocess_does_not_do_fails_model_fn_naming_it(inference, model_dir, tmp_path, value):
+    # Only bilinear and bicubic are compared with torchvision's pixels; another mode would serve untested pixels.
+    refusal = ValueError(f"interpolation {value!r} is not one of bilinear, bicubic")
+    assert_preprocessing_refused(inference, model_dir, tmp_path, "interpolation", value, refusal)
 
 
 @pytest.mark.parametrize(
@@ -168,16 +173,8 @@ def test_a_mean_or_std_that_is_not_one_number_per_channel_fails_model_fn_naming_
     inference, model_dir, tmp_path, key, value, rule
 ):
     # The TorchScript fallback normalises with them: two numbers failed inside torch, a zero std divided by zero.
-    meta = json.loads((model_dir / "metadata.json").read_text())
-    meta["preprocessing"][key] = value
-    (tmp_path / "metadata.json").write_text(json.dumps(meta))
-    (tmp_path / "model.onnx").symlink_to(model_dir / "model.onnx")
-    with pytest.raises(inference.ModelLoadError) as err:
-        inference.load_classifier(str(tmp_path))
     refusal = ValueError(f"{key} {value!r} is not {rule}, one per RGB channel")
-    assert str(err.value) == (
-        f"model metadata at {tmp_path / 'metadata.json'} has unusable labels or preprocessing: {refusal!r}"
-    )
+    assert_preprocessing_refused(inference, model_dir, tmp_path, key, value, refusal)
 
 
 def test_an_artifact_whose_metadata_names_no_resampling_resizes_bilinear(inference, model_dir, tmp_path):
