@@ -17,7 +17,6 @@ import hashlib
 import importlib.metadata
 import io
 import json
-import math
 import os
 import signal
 import sys
@@ -219,10 +218,12 @@ def preset_preprocessing(preset: str, transforms) -> dict:
         differ.append(f"interpolation {interpolation} (this build: {' or '.join(INTERPOLATIONS)})")
     if antialias is not True:  # a tensor resized without it has other pixels than Pillow's, which always antialiases
         differ.append(f"antialias {antialias} (this build: True)")
-    if not _three_numbers(mean):
-        differ.append(f"mean {mean} (this build: 3 numbers)")
-    if not _three_numbers(std, positive=True):
-        differ.append(f"std {std} (this build: 3 numbers above 0)")
+    broken_channel_rule = _inference_module().broken_channel_rule
+    differ += [
+        f"{name} {values} (this build: {rule})"
+        for name, values in (("mean", mean), ("std", std))
+        if (rule := broken_channel_rule(name, values))
+    ]
     if differ:
         raise BuildInputError(
             f"torchvision's {WEIGHTS_ENUM}.{preset} preprocesses otherwise than this build would serve: "
@@ -230,11 +231,6 @@ def preset_preprocessing(preset: str, transforms) -> dict:
             f"{' or '.join(INTERPOLATIONS)}, antialiased"
         )
     return {**ours, "mean": [float(v) for v in mean], "std": [float(v) for v in std]}
-
-
-def _three_numbers(values: list, positive: bool = False) -> bool:
-    numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)]
-    return len(values) == 3 and len(numbers) == 3 and (not positive or min(numbers) > 0)
 
 
 def serialize_state_dict(state) -> bytes:

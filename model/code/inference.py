@@ -25,7 +25,7 @@ import re
 import sys
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -196,13 +196,21 @@ class Preprocessing:
     def __post_init__(self) -> None:
         if not isinstance(self.interpolation, str) or self.interpolation not in RESAMPLING:
             raise ValueError(f"interpolation {self.interpolation!r} is not one of {', '.join(RESAMPLING)}")
-        # The build checks them too; a hand-edited metadata.json would otherwise fail inside torch (the TorchScript
-        # fallback's normalisation), far from the file, or divide by zero.
+        # A hand-edited metadata.json would otherwise fail inside torch (the TorchScript fallback's normalisation),
+        # far from the file, or divide by zero.
         for name, values in (("mean", self.mean), ("std", self.std)):
-            numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)]
-            if len(values) != 3 or len(numbers) != 3 or (name == "std" and min(numbers) <= 0):
-                rule = "3 numbers above 0" if name == "std" else "3 numbers"
+            if rule := broken_channel_rule(name, values):
                 raise ValueError(f"{name} {list(values)!r} is not {rule}, one per RGB channel")
+
+
+def broken_channel_rule(name: str, values: Sequence[Any]) -> str | None:
+    """The rule a normalisation's "mean" (3 finite numbers) or "std" (3 finite numbers above 0) breaks, or None.
+    model.package checks a preset's values with it before building, so the build and serving cannot disagree."""
+    numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)]
+    positive = name == "std"
+    if len(values) == 3 and len(numbers) == 3 and (not positive or min(numbers) > 0):
+        return None
+    return "3 numbers above 0" if positive else "3 numbers"
 
 
 def preprocessing_from_metadata(values: Mapping[str, Any]) -> Preprocessing:

@@ -133,6 +133,9 @@ def small_build(weights_file, tmp_path, monkeypatch):
     code = tmp_path / "code"
     code.mkdir()
     (code / "inference.py").write_text("# v1\n")
+    # The stand-in is only packed: the build's own checks still run the real serving code.
+    serving = package._inference_module()
+    monkeypatch.setattr(package, "_inference_module", lambda: serving)
     monkeypatch.setattr(package, "CODE_DIR", code)
     return code, package.WeightsSource(weights_file, "IMAGENET1K_V1"), tmp_path / "dist" / "model.tar.gz"
 

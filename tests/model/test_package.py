@@ -110,6 +110,9 @@ def inputs(tmp_path, monkeypatch):
     photos.mkdir()
     (code / "inference.py").write_text("# v1\n")
     (photos / "cat.jpg").write_bytes(b"cat v1")
+    # The stand-in is only packed: the build's own checks still run the real serving code.
+    serving = package._inference_module()
+    monkeypatch.setattr(package, "_inference_module", lambda: serving)
     monkeypatch.setattr(package, "CODE_DIR", code)
     monkeypatch.setattr(package, "CALIBRATION_DIR", photos)
     weights = tmp_path / "weights.pth"
