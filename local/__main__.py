@@ -58,14 +58,16 @@ _HOST_NAME = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-
 
 
 def host_address(value: str) -> str:
-    """An IP address or a host name (in lower case: LOCALHOST was refused as a remote bind); anything else would be
+    """An IP address or a host name (in lower case: LOCALHOST was refused as a remote bind; localhost., its absolute
+    form, as localhost, which glibc resolves from /etc/hosts and the loopback check knows); anything else would be
     refused later for the wrong reason."""
     with contextlib.suppress(ValueError):
         ipaddress.ip_address(value)
         return value
     # The last label not all digits (RFC 3696): 999.1.1.1 is no address and no name.
     if len(value) <= 253 and _HOST_NAME.fullmatch(value) and not value.rstrip(".").rpartition(".")[2].isdigit():
-        return value.lower()
+        name = value.lower()
+        return "localhost" if name == "localhost." else name
     raise argparse.ArgumentTypeError(f"{value!r:.60} is not an IP address or host name")
 
 

@@ -764,11 +764,13 @@ def test_a_host_is_an_address_or_a_name(host):
     assert host_address(host) == host
 
 
-def test_a_host_name_in_capitals_is_localhost_still(monkeypatch, tmp_path):
-    """Host names are case-insensitive: `make demo HOST=LOCALHOST` was refused as a remote bind ("the local stack has
-    no authentication. Pass --allow-remote")."""
-    assert host_address("LocalHost") == "localhost"
-    assert what_main_serves(monkeypatch, tmp_path, "--host", "LOCALHOST").where.endswith(" only")
+@pytest.mark.parametrize("host", ["LOCALHOST", "localhost.", "LocalHost."])
+def test_a_host_name_in_capitals_or_absolute_is_localhost_still(monkeypatch, tmp_path, host):
+    """Host names are case-insensitive, and a final dot only makes one absolute: `make demo HOST=LOCALHOST` and
+    `HOST=localhost.` were refused as a remote bind ("the local stack has no authentication. Pass --allow-remote"),
+    and glibc does not resolve localhost. from /etc/hosts ("Name or service not known")."""
+    assert host_address(host) == "localhost"
+    assert what_main_serves(monkeypatch, tmp_path, "--host", host).where.endswith(" only")
 
 
 @pytest.mark.parametrize("host", ["not a host", "", "999.1.1.1", "-box.lan", "a..lan", "[::1]", "box:8000", "x" * 64])
