@@ -587,7 +587,11 @@ def unwritable_out(out: Path) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = OneLineErrorParser(prog="python -m model.package", description=__doc__.splitlines()[0])
+    parser = OneLineErrorParser(
+        prog="python -m model.package",
+        description=f"Build model/dist/model.tar.gz: {MODEL_NAME} weights + code/inference.py + metadata, "
+        "reproducibly.",
+    )
     parser.add_argument(
         "--weights",
         type=path_argument,

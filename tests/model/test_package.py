@@ -817,6 +817,16 @@ def test_cli_help_says_what_out_is_and_its_default(capsys):
     )
 
 
+def test_cli_help_names_the_model_it_builds(capsys, monkeypatch):
+    """--help said "MobileNet V2 weights" with MODEL_NAME changed to another architecture."""
+    monkeypatch.setattr(package, "MODEL_NAME", "resnet18")
+    with pytest.raises(SystemExit):
+        package.main(["--help"])
+    help_text = capsys.readouterr().out
+    assert "Build model/dist/model.tar.gz: resnet18 weights + code/inference.py" in help_text
+    assert "MobileNet" not in help_text
+
+
 def test_cli_builds_and_reports_a_relative_out_as_an_absolute_path(cli, monkeypatch, capsys):
     monkeypatch.chdir(cli.tmp)
     assert package.main(["--out", "rel.tar.gz"]) == 0
