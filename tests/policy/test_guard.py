@@ -974,6 +974,18 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "strictTransportSecurity = ",
     ),
     (
+        "hsts-a-second-short-of-a-year",
+        "dev",
+        "headers_policy",
+        lambda g: mutate(
+            g,
+            rules.HEADERS_POLICY,
+            "site-headers",
+            set_path("securityHeadersConfig.strictTransportSecurity.accessControlMaxAgeSec", rules.HSTS_MIN_AGE_S - 1),
+        ),
+        "strictTransportSecurity = ",
+    ),
+    (
         "permissions-policy-allows-camera",
         "dev",
         "headers_policy",
@@ -1115,6 +1127,13 @@ def test_rule_reports_a_bad_resource(
     assert RULES[rule](graph.resources, graph) == []  # the good baseline, so the hit below is the edit's
     violations = RULES[rule](bad(graph), graph)
     assert any(expected in v for v in violations), f"{rule} missed the bad resource; it said {violations}"
+
+
+def test_an_hsts_age_of_exactly_a_year_passes(graphs: Mapping[str, Graph]) -> None:
+    """The rule's limit is inclusive: with the two-year age the program sets, `>` would pass as `>=` does."""
+    graph = graphs["dev"]
+    age = set_path("securityHeadersConfig.strictTransportSecurity.accessControlMaxAgeSec", rules.HSTS_MIN_AGE_S)
+    assert RULES["headers_policy"](mutate(graph, rules.HEADERS_POLICY, "site-headers", age), graph) == []
 
 
 def test_every_rule_has_a_bad_case() -> None:
