@@ -361,6 +361,9 @@ def test_demo_passes_a_value_with_a_quote_as_that_one_argument(tmp_path, variabl
         ("test-fast", "pytest_args=-x", "PYTEST_ARGS"),
         ("model", "model_weights=mine.pth", "MODEL_WEIGHTS"),
         ("model", "int8=1", "INT8"),
+        ("demo", "runtime=torchserve", "RUNTIME"),
+        ("demo", "stage_throttle=0", "STAGE_THROTTLE"),
+        ("demo", "Python=python3.11", "PYTHON"),
     ],
 )
 def test_one_of_our_variables_in_another_case_is_refused_not_ignored(tmp_path, target, assignment, ours):
