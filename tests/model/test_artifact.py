@@ -274,6 +274,9 @@ def test_a_preset_serving_cannot_reproduce_is_refused_naming_what_differs(monkey
         package.BuildInputError, match=r"MobileNet_V2_Weights\.IMAGENET1K_V1 .*: resize \[256\] \(this build: 232\)\."
     ):
         package.metadata(package.WeightsSource(None, "IMAGENET1K_V1"))
+    monkeypatch.setitem(package.PRESETS, "IMAGENET1K_V1", {"resize": 256, "crop": 240})  # the crop is checked too
+    with pytest.raises(package.BuildInputError, match=r"\.IMAGENET1K_V1 .*: crop \[224\] \(this build: 240\)\."):
+        package.metadata(package.WeightsSource(None, "IMAGENET1K_V1"))
     monkeypatch.undo()
     # No torchvision classification preset resamples otherwise than bilinear or bicubic, or skips antialiasing (on a
     # tensor: Pillow always antialiases), so preprocess does neither.
