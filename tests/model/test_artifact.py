@@ -297,6 +297,19 @@ def test_a_preset_serving_cannot_reproduce_is_refused_naming_what_differs(monkey
     )
 
 
+@pytest.mark.parametrize("antialias", [None, "not set"])
+def test_a_preset_that_may_resize_without_antialiasing_is_refused(antialias):
+    """torchvision resizes a tensor with antialias=None as with False, and a transforms object without the attribute
+    says nothing either way: only True gives the pixels of Pillow, which always antialiases."""
+    from torchvision.transforms._presets import ImageClassification
+
+    transforms = ImageClassification(crop_size=224, resize_size=256, antialias=None)
+    if antialias == "not set":
+        del transforms.antialias
+    with pytest.raises(package.BuildInputError, match=r"serve: antialias None \(this build: True\)\. PRESETS"):
+        package.preset_preprocessing("IMAGENET1K_V1", transforms)
+
+
 def test_the_build_records_only_resamplings_serving_does():
     inference = package._inference_module()
     assert tuple(inference.RESAMPLING) == package.INTERPOLATIONS
