@@ -882,7 +882,7 @@ def test_a_stack_file_that_is_not_yaml_is_a_one_line_error(tmp_path, capsys, tex
     stack_file.write_bytes(text)
     assert main(["--port", "0", "--stack-config", str(stack_file)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: stack config {stack_file}: ") and says in err and err.count("\n") == 1, err
+    assert err.startswith(f"error: stack config {stack_file}: {says}") and err.count("\n") == 1, err
     assert err.count(str(stack_file)) == 1, err  # it read "error: stack config x: x: not valid YAML ..."
 
 
