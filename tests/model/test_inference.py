@@ -180,6 +180,16 @@ def test_a_mean_or_std_that_is_not_one_number_per_channel_fails_model_fn_naming_
     assert_preprocessing_refused(inference, model_dir, tmp_path, key, value, refusal)
 
 
+def test_a_mean_of_0_and_whole_numbers_are_one_number_per_channel(inference, model_dir, tmp_path):
+    # Only std must be above 0; a hand-edited metadata.json may write 0 and 1 without a decimal point.
+    meta = json.loads((model_dir / "metadata.json").read_text())
+    meta["preprocessing"].update(mean=[0, 0.0, 0.5], std=[1, 1, 2])
+    (tmp_path / "metadata.json").write_text(json.dumps(meta))
+    (tmp_path / "model.onnx").symlink_to(model_dir / "model.onnx")
+    pre = inference.load_classifier(str(tmp_path)).preprocessing
+    assert (pre.mean, pre.std) == ((0, 0.0, 0.5), (1, 1, 2))
+
+
 def test_an_artifact_whose_metadata_names_no_resampling_resizes_bilinear(inference, model_dir, tmp_path):
     # Builds before "interpolation" was read wrote it as "bilinear"; one without the key was served bilinear too.
     meta = json.loads((model_dir / "metadata.json").read_text())
