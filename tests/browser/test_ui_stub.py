@@ -1484,7 +1484,8 @@ def test_bars_contrast_with_their_track(make_ui: Any, stub_stack: Any, scheme: s
                 ratio(getComputedStyle(bar.firstChild).backgroundColor, getComputedStyle(bar).backgroundColor));
         }"""
     )
-    assert all(r >= 3.0 for r in ratios), ratios
+    # Two bars measured: with none found (a renamed class), all() of nothing passed whatever the colours.
+    assert len(ratios) == 2 and all(r >= 3.0 for r in ratios), ratios
 
 
 def test_buttons_and_bars_survive_forced_colors(make_ui: Any, stub_stack: Any, artifacts_dir: Path) -> None:
