@@ -1569,6 +1569,8 @@ def test_sample_labels_stay_whole_with_larger_text(make_ui: Any, stub_stack: Any
     # clips what overflows it, and cut "Astronaut" to "Astro" on a phone from 150% on.
     ui = make_ui(stub_stack, width=width, height=740).open()
     ui.page.evaluate("(scale) => { document.documentElement.style.fontSize = scale; }", scale)
+    # The four are measured: a selector matching none (a renamed class) found nothing clipped whatever the layout.
+    assert ui.page.locator("button.sample").count() == 4
     clipped = ui.page.eval_on_selector_all(
         "button.sample",
         """(buttons) => buttons.filter((b) => { const label = b.querySelector("span");
