@@ -1762,9 +1762,12 @@ def test_words_that_fit_a_phone_are_not_cut_with_larger_text(make_ui: Any, stub_
     ui.page.evaluate("() => { document.documentElement.style.fontSize = '200%'; }")
     ui.click_sample("chelsea")
     ui.wait_done()
-    cut = ui.page.eval_on_selector_all(
-        "label[for=file-input], #predictions .prediction-label", WORDS_CUT, ["Choose", "photo", "German", "Highland"]
-    )
+    measured = "label[for=file-input], #predictions .prediction-label"
+    # Each word is in a text measured: WORDS_CUT skips a word it does not find, and a selector matching no
+    # prediction (a renamed class) let "German" and "Highland" go unchecked.
+    texts = ui.page.eval_on_selector_all(measured, "(elements) => elements.map((e) => e.firstChild.textContent)")
+    assert texts == ["Choose a photo", "German short-haired pointer", "West Highland white terrier"]
+    cut = ui.page.eval_on_selector_all(measured, WORDS_CUT, ["Choose", "photo", "German", "Highland"])
     assert cut == []
 
 
