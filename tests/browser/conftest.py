@@ -463,6 +463,12 @@ class UiDriver:
     def status_text(self) -> str:
         return " ".join(self.page.inner_text(self.STATUS).split())
 
+    def is_hidden(self, selector: str) -> bool:
+        """Whether the element `selector` names is hidden. Playwright's page.is_hidden is also True for a selector
+        that matches nothing (a renamed id), so that is a failure here instead."""
+        assert self.page.query_selector(selector) is not None, f"nothing on the page matches {selector}"
+        return self.page.is_hidden(selector)
+
     def labels(self) -> list[str]:
         return self.page.locator("#predictions .prediction-label").all_inner_texts()
 

@@ -465,7 +465,7 @@ def test_pasting_text_is_left_to_the_browser(stub_ui: Any, stub_stack: Any) -> N
 def test_classify_button_resends_the_current_photo(stub_ui: Any, stub_stack: Any) -> None:
     ui = stub_ui.open()
     assert ui.page.is_disabled("#classify-button"), "nothing to classify yet"
-    assert ui.page.is_hidden("#results"), "no empty results card before the first photo"
+    assert ui.is_hidden("#results"), "no empty results card before the first photo"
     ui.upload(CHELSEA)
     ui.wait_done()
     ui.page.click("#classify-button")
@@ -482,7 +482,7 @@ def test_an_emptied_file_picker_forgets_the_photo(stub_ui: Any, stub_stack: Any,
     ui.wait_done()
     ui.page.set_input_files("#file-input", [])  # what a cancelled dialog leaves in some browsers: no file
     assert ui.page.is_disabled("#classify-button"), "Classify would send a photo the form no longer names"
-    assert ui.page.is_hidden("#results")
+    assert ui.is_hidden("#results")
     assert ui.status_text() == "Pick a photo to start."
     ui.page.dispatch_event("#classify-form", "submit")  # Enter in the form: still nothing to send
     ui.upload(COFFEE)
@@ -605,7 +605,7 @@ def test_non_image_file_is_refused_in_the_browser(stub_ui: Any, stub_stack: Any,
     ui.upload(not_an_image)
     assert CANNOT_DECODE in ui.wait_error()
     assert stub_stack.predict_requests() == [], "garbage must not be uploaded"
-    assert ui.page.is_hidden("#results")
+    assert ui.is_hidden("#results")
     assert ui.page.is_disabled("#classify-button")
     # A file input still holding the file fires no change when that file (fixed, or renamed) is chosen again.
     assert ui.page.input_value("#file-input") == ""
@@ -664,7 +664,7 @@ def test_file_over_the_size_limit_is_refused_and_forgets_the_previous_photo(
     text = ui.wait_error()
     assert "too big" in text and "50.1 MB" in text, "100 bytes over the limit is not '50.0 MB'"
     assert "the limit is 50 MB" in text, text
-    assert ui.page.is_hidden("#results"), "no result of the previous photo beside the error"
+    assert ui.is_hidden("#results"), "no result of the previous photo beside the error"
     assert ui.page.is_disabled("#classify-button"), "Classify must not re-send the previous photo"
     assert len(stub_stack.predict_requests()) == 1
 
@@ -757,7 +757,7 @@ def test_an_image_declaring_too_many_pixels_is_refused_before_it_is_decoded(
     assert "too many pixels to open here" in text and size in text and "the limit is 250 megapixels" in text, text
     assert ui.page.evaluate("() => window.decodesStarted") == started, "the file was handed to a decoder"
     assert len(stub_stack.predict_requests()) == 1
-    assert ui.page.is_hidden("#results"), "no result of the previous photo beside the error"
+    assert ui.is_hidden("#results"), "no result of the previous photo beside the error"
     assert ui.page.is_disabled("#classify-button"), "Classify must not re-send the previous photo"
 
 
@@ -870,7 +870,7 @@ def test_error_status_shows_specific_message_and_request_id(
     assert expected.lower() in text.lower()
     assert "req-abc-123" in text, "the request id is shown for support (needs CORS expose-headers)"
     assert len(stub_stack.predict_requests()) == 1, f"{status} is not retried"
-    assert ui.page.is_hidden("#predictions-wrap"), "no stale or empty result list beside an error"
+    assert ui.is_hidden("#predictions-wrap"), "no stale or empty result list beside an error"
     assert ui.controls_disabled() == [False] * 6, "controls restored after an error"
 
 
@@ -1078,7 +1078,7 @@ def test_an_error_after_a_result_leaves_no_old_predictions_beside_it(stub_ui: An
     stub_stack.script({"status": 502, "body": {"error": "model_error", "message": "down"}})
     ui.click_sample("coffee")
     ui.wait_error()
-    assert ui.page.is_hidden("#predictions-wrap"), "the cat's predictions beside the coffee photo's error"
+    assert ui.is_hidden("#predictions-wrap"), "the cat's predictions beside the coffee photo's error"
     assert "384×256" in ui.page.inner_text("#preview-caption"), "the preview is the photo that failed"
 
 
@@ -1249,7 +1249,7 @@ def test_malformed_success_body_is_an_error(stub_ui: Any, stub_stack: Any, body:
     text = ui.wait_error()
     assert "could not read" in text
     assert expected in text
-    assert ui.page.is_hidden("#predictions-wrap")
+    assert ui.is_hidden("#predictions-wrap")
 
 
 def test_labels_are_rendered_as_text_not_html(stub_ui: Any, stub_stack: Any) -> None:
@@ -1546,7 +1546,7 @@ def test_an_error_does_not_look_like_a_result_in_forced_colours(
     done, done_left = status_box()
     ui.upload(not_an_image)
     ui.wait_error()
-    assert ui.page.is_hidden("#status-detail"), "a refusal has no request id: the boxes hold the same text"
+    assert ui.is_hidden("#status-detail"), "a refusal has no request id: the boxes hold the same text"
     error, error_left = status_box()
     assert done.size == error.size, (done.size, error.size)
     assert error_left == done_left, "the words move between states"
