@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 
 from components.policies import CROSS_ORIGIN_OPENER_POLICY, CROSS_ORIGIN_RESOURCE_POLICY, PERMISSIONS_POLICY
 from components.settings import load_stack_file
-from local.runtime import InProcessContainer
+from local.runtime import MODEL_DIR_PREFIX, InProcessContainer
 from tests.ci import skip_or_fail
 from tests.conftest import ROOT, LocalStack, process_group_members
 from tests.imagegen import CAT_LABELS, encode, photo, photo_bytes
@@ -990,7 +990,7 @@ def test_hangup_or_terminate_leaves_nothing_behind(sig, tmp_path):
                 proc.wait()
         output = log.read_text()
         assert output.rstrip().endswith("stopped") and "Traceback" not in output, output
-        assert not list(tmp.glob("mobilenet-model-*")), f"{phase}: the unpacked model was left behind"
+        assert not list(tmp.glob(f"{MODEL_DIR_PREFIX}*")), f"{phase}: the unpacked model was left behind"
 
 
 _SIGNAL_WHILE_THE_LOOP_IS_BUILT = """
@@ -1029,7 +1029,7 @@ def test_a_signal_while_uvicorn_builds_its_event_loop_stops_cleanly(tmp_path):
     assert "Ctrl-C stops" in output and output.rstrip().endswith("stopped"), output
     for noise in ("Traceback", "Exception ignored", "never awaited"):
         assert noise not in output, output
-    assert not list(tmp_path.glob("mobilenet-model-*")), "the unpacked model was left behind"
+    assert not list(tmp_path.glob(f"{MODEL_DIR_PREFIX}*")), "the unpacked model was left behind"
 
 
 def test_model_dirs_of_killed_stacks_are_swept(tmp_path):
@@ -1097,7 +1097,7 @@ def test_a_truncated_artifact_is_refused_without_a_traceback(artifact, tmp_path)
     with pytest.raises(RuntimeError) as err:
         LocalStack("--artifact", str(truncated), env={"TMPDIR": str(tmp_path)})
     assert "cannot unpack the model artifact" in str(err.value) and "Traceback" not in str(err.value)
-    assert not list(tmp_path.glob("mobilenet-model-*"))
+    assert not list(tmp_path.glob(f"{MODEL_DIR_PREFIX}*"))
 
 
 def test_a_stop_signal_just_after_the_model_loads_still_removes_it(monkeypatch, capsys):
