@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import re
 import threading
 import time
 from email.utils import formatdate
@@ -246,7 +247,10 @@ def test_sample_button_classifies_the_sample(stub_ui: Any, stub_stack: Any) -> N
     [request] = stub_stack.predict_requests()
     assert ui.jpeg_size(request.body) == (384, 256), "coffee sample is 480x320"
     assert ui.labels()[0] == stub_stack.default_predictions[0]["label"]
-    assert "your file" not in ui.page.inner_text("#preview-caption"), "a sample's size is not known"
+    # The whole caption: a sample's file size is not known, so none follows (looking for the words "your file"
+    # alone passed a caption that gave one in other words).
+    caption = ui.page.inner_text("#preview-caption")
+    assert re.fullmatch(r"Sent 384×256 JPEG, [\d.]+\u00a0KB", caption), caption
 
 
 def test_drag_and_drop_classifies(stub_ui: Any, stub_stack: Any) -> None:
