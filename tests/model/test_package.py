@@ -603,6 +603,19 @@ def test_cli_expands_a_home_folder_in_every_path_it_is_given(cli, monkeypatch, h
     assert (cli.calls[0].ort_wheel, cli.calls[0].out) == (wheel, (cli.tmp / "m.tar.gz").resolve())
 
 
+@pytest.mark.parametrize("how", ["--weights", "MODEL_WEIGHTS"])
+def test_cli_takes_a_path_with_outer_spaces_as_typed(cli, monkeypatch, how):
+    """POSIX names may begin or end with a space: only an all-blank path is refused, any other is not trimmed, so the
+    file read is the file named (trimmed, the path names another file, or none)."""
+    spaced = cli.tmp / " w.pth "
+    spaced.write_bytes(b"spaced")
+    weights = [how, str(spaced)] if how.startswith("--") else []
+    if not weights:
+        monkeypatch.setenv(how, str(spaced))
+    assert package.main([*weights, *cli.out]) == 0
+    assert cli.calls[0].source.path == spaced.resolve()
+
+
 @pytest.mark.parametrize("how", ["--weights=~/nope.pth", "MODEL_WEIGHTS=~/nope.pth"])
 def test_cli_a_missing_weights_file_given_under_home_names_the_path_tried(cli, monkeypatch, capsys, how):
     monkeypatch.setenv("HOME", str(cli.tmp))
