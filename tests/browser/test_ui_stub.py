@@ -2187,7 +2187,7 @@ def test_a_guess_says_why_under_its_predictions_and_only_a_guess(stub_ui: Any, s
     ui.click_sample("coffee")
     ui.wait_done()
     assert ui.status_text() == "Most likely: stub label one (62.0%)."
-    assert ui.page.is_hidden("#guess-note")
+    assert ui.is_hidden("#guess-note"), "hidden, not removed: the next guess shows it again"
 
 
 def test_describe_failure_table(stub_ui: Any) -> None:
