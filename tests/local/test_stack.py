@@ -102,7 +102,15 @@ def test_truncated_jpeg_is_rejected_by_the_model_with_its_message(stack):
 
 
 def test_gateway_limits_and_routes(stack):
-    assert predict(stack, b"\xff\xd8\xff" + b"\x00" * (11 * 1024 * 1024)).status_code == 413
+    # Two limits answer the same 413 and message: API Gateway's 10 MiB on the body (it gives up mid-body and closes
+    # the connection) and Lambda's 6 MB on the event, the body base64-encoded (read whole, kept open). Only the
+    # connection tells which answered, and 11 MiB is over both: one body between them shows the second is not the
+    # first.
+    over_the_gateway = predict(stack, b"\xff\xd8\xff" + b"\x00" * (11 * 1024 * 1024))
+    assert over_the_gateway.status_code == 413 and over_the_gateway.headers.get("connection") == "close"
+    over_lambda = predict(stack, b"\xff\xd8\xff" + b"\x00" * (8 * 1024 * 1024))
+    assert over_lambda.status_code == 413 and over_lambda.headers.get("connection") != "close"
+    assert over_lambda.json() == over_the_gateway.json() == {"message": "Request Entity Too Large"}
     assert httpx.get(f"{stack.url}/predict", timeout=HANG_GUARD_S).status_code == 404
     assert httpx.put(f"{stack.url}/predict", content=b"x", timeout=HANG_GUARD_S).status_code == 404
     missing = httpx.post(f"{stack.url}/nope", content=b"x", timeout=HANG_GUARD_S)
