@@ -990,6 +990,8 @@ def test_hangup_or_terminate_leaves_nothing_behind(sig, tmp_path):
             deadline = time.monotonic() + 120
             while marker not in log.read_text() and proc.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.02)
+            # Else the signal lands on whatever the stack is doing by the deadline: serving, not loading.
+            assert marker in log.read_text() and proc.poll() is None, f"{phase}: no {marker!r}:\n{log.read_text()}"
             os.kill(proc.pid, getattr(signal, sig))
             assert proc.wait(timeout=HANG_GUARD_S) == 0, log.read_text()
         finally:
