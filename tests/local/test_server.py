@@ -573,8 +573,9 @@ def test_what_the_site_does_not_publish_is_a_json_404(tiers, www, method, path):
 
 
 def test_only_containment_stops_an_absolute_path_or_a_symlink_out_of_the_site(tiers, www):
-    # Neither has a dotted segment for the dotfile rule to catch: "//abs/path" joins to the absolute path.
-    for path in ("/" + str(www.parent / OUTSIDE), "/link.md"):
+    # Neither has a dotted segment for the dotfile rule to catch: "//abs/path" joins to the absolute path. In a whole
+    # URL, as httpx would read "//abs/path" alone as a host ("abs") and a path ("/path"), and send only "/path".
+    for path in (f"{BASE_URL}/{www.parent / OUTSIDE}", "/link.md"):
         response = tiers.request("GET", path)
         assert response.status_code == 404 and "secret" not in response.text, path
 
