@@ -153,6 +153,8 @@ def test_the_proxy_names_every_refused_format_the_endpoint_names(inference):
         (PNG, "image/png"),
         (WEBP, "image/webp"),
         (JPEG, "image/jpg"),
+        # The README's other JPEG alias, sent by old Internet Explorer uploads.
+        (JPEG, "image/pjpeg"),
         (PNG, "application/x-image"),
         (WEBP, "application/octet-stream"),
     ],
