@@ -1067,7 +1067,16 @@ def test_a_log_level_powertools_cannot_use_is_a_config_error_naming_the_variable
 
 
 @pytest.mark.parametrize(
-    "env", [{}, {"LOG_LEVEL": ""}, {"LOG_LEVEL": "debug"}, {"LOG_LEVEL": "Warning"}, {"POWERTOOLS_LOG_LEVEL": "ERROR"}]
+    "env",
+    [
+        {},
+        {"LOG_LEVEL": ""},
+        {"LOG_LEVEL": "debug"},
+        {"LOG_LEVEL": "Warning"},
+        {"POWERTOOLS_LOG_LEVEL": "ERROR"},
+        # Powertools takes POWERTOOLS_LOG_LEVEL first and never reads a LOG_LEVEL behind it (a shell's, say).
+        {"POWERTOOLS_LOG_LEVEL": "ERROR", "LOG_LEVEL": "LOUD"},
+    ],
 )
 def test_a_log_level_powertools_can_use_is_accepted(env, monkeypatch):
     core.load_config({"ENDPOINT_NAME": "e", **env})
