@@ -1040,7 +1040,11 @@ def test_endpoint_read_timeout_outside_the_budget_is_a_config_error(value):
         core.load_config({"ENDPOINT_NAME": "e", "ENDPOINT_READ_TIMEOUT_S": value})
 
 
-@pytest.mark.parametrize("value", ["site.example", "ftp://x.example", "https://x.example/path"])
+@pytest.mark.parametrize(
+    "value",
+    # A browser's Origin never holds a space, so an entry with one (a typo) would never match and CORS would fail.
+    ["site.example", "ftp://x.example", "https://x.example/path", "https://x .example"],
+)
 def test_allowed_origins_must_be_origins(value):
     with pytest.raises(ConfigError, match="ALLOWED_ORIGINS"):
         core.load_config({"ENDPOINT_NAME": "e", "ALLOWED_ORIGINS": value})
