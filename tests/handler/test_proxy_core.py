@@ -1028,6 +1028,14 @@ def test_endpoint_read_timeout_defaults_to_the_budgeted_maximum():
     assert core.load_config({"ENDPOINT_NAME": "e"}).read_timeout_s == core.READ_TIMEOUT_S
 
 
+def test_settings_are_trimmed_and_a_blank_one_is_unset():
+    # A value pasted with a stray space or newline (a .env file, the console's field) means what it says.
+    config = core.load_config({"ENDPOINT_NAME": " e-1\n", "MAX_IMAGE_BYTES": " ", "ENDPOINT_READ_TIMEOUT_S": "  "})
+    assert config.endpoint_name == "e-1"
+    assert config.max_image_bytes == MAX
+    assert config.read_timeout_s == core.READ_TIMEOUT_S
+
+
 @pytest.mark.parametrize("value", ["0.1", "3", " 10 ", "10.0"])
 def test_endpoint_read_timeout_can_be_lowered(value):
     assert core.load_config({"ENDPOINT_NAME": "e", "ENDPOINT_READ_TIMEOUT_S": value}).read_timeout_s == float(value)
