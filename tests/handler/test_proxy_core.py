@@ -117,6 +117,7 @@ def test_a_webp_header_of_exactly_twelve_bytes_is_sniffed_as_webp():
         (b"\x00\x00\x00\x18abcdheic\x00\x00", "not a recognizable image"),  # a brand counts only after 'ftyp'
         (b"hello world", "not a recognizable image"),
         (b"RIFF\x00\x00\x00\x00WAVEfmt ", "not a recognizable image"),
+        (b"RIFX\x00\x00\x00\x00WEBPVP8 ", "not a recognizable image"),  # a WebP is a RIFF file: both tags count
         (b"\xff\xd8", "not a recognizable image"),
     ],
 )
