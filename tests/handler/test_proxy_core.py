@@ -266,8 +266,10 @@ def test_the_413_names_a_large_limit_in_mib_too():
 
 
 def test_oversized_base64_body_is_413_before_decoding():
-    # Not valid base64 at all: only a size check that runs first can answer 413 rather than 400.
-    rejects("payload_too_large", 413, parse, "!" * 1000, is_base64=True, max_image_bytes=100)
+    # Not valid base64 at all: only a size check that runs first can answer 413 rather than 400. One character past
+    # the cap's base64 length, where the check is: 1,000 characters also passed a check that let six times the cap by.
+    rejects("payload_too_large", 413, parse, "!" * (core.base64_len(100) + 1), is_base64=True, max_image_bytes=100)
+    rejects("bad_request", 400, parse, "!" * core.base64_len(100), is_base64=True, max_image_bytes=100)
 
 
 def test_invalid_event_base64_is_400():
