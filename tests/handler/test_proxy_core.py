@@ -1114,6 +1114,8 @@ def powertools_logger(monkeypatch, env: dict[str, str]):
 
 def test_invoke_budget_ends_well_before_lambda_and_api_gateway_limits():
     assert core.INVOKE_BUDGET_S + 2 <= core.LAMBDA_TIMEOUT_S < core.API_GATEWAY_LIMIT_S
+    # The README's promise: InvokeEndpoint is over 5 s before API Gateway's hard limit, time to answer the client.
+    assert core.INVOKE_BUDGET_S + 5 <= core.API_GATEWAY_LIMIT_S
     assert core.invoke_deadline(100.0, None) == 100.0 + core.INVOKE_BUDGET_S
     assert core.invoke_deadline(100.0, 29_000) <= 100.0 + core.LAMBDA_TIMEOUT_S - 2
 
