@@ -676,6 +676,7 @@ def test_parse_endpoint_body_keeps_contract_fields_and_top_k():
         b'{"predictions": [null]}',
         b'{"predictions": {"label": "a", "prob": 0.5}}',  # an object, not a list
         b"\xff",
+        b"[" * 100_000,  # deeper than the parser recurses: the model's fault, not our 500
     ],
 )
 def test_unexpected_endpoint_body_is_model_error(raw):
