@@ -716,6 +716,8 @@ def test_sanitize_drops_tracebacks_and_redacts_paths_arns_and_accounts():
 
 def test_sanitize_caps_length_and_rejects_non_text():
     assert core.sanitize_model_message("x" * 5000) == "x" * 197 + "..."  # the whole 200, its last 3 the ellipsis
+    # A cut that ends between two words puts the ellipsis after the last word, not after a space.
+    assert core.sanitize_model_message("x" * 196 + " " + "y" * 10) == "x" * 196 + "..."
     assert core.sanitize_model_message(None) is None
     assert core.sanitize_model_message(42) is None
     assert core.sanitize_model_message("   ") is None
