@@ -972,6 +972,13 @@ def test_the_handler_and_the_http_api_agree_on_cors():
     assert headers["access-control-max-age"] == str(api["MaxAge"])
 
 
+def test_cors_matches_an_origin_as_normalized_and_echoes_it_trimmed():
+    # The allowed origins are normalized (case, a trailing slash, spaces); a header value is matched the same way, and
+    # echoed without the stray spaces a browser's exact comparison would fail on.
+    headers = core.cors_headers(" HTTPS://Site.Example ", ALLOWED)
+    assert headers["access-control-allow-origin"] == "HTTPS://Site.Example"
+
+
 @pytest.mark.parametrize("origin", [None, "", "https://evil.example", "https://site.example.evil.com", "null"])
 def test_cors_refuses_other_origins_but_still_varies(origin):
     assert core.cors_headers(origin, ALLOWED) == {"vary": "origin"}
