@@ -229,6 +229,8 @@ def test_origin_header_name_is_matched_case_insensitively(proxy, stub):
         # What a route widened to ANY /{proxy+} would hand over: only /predict itself is the route.
         (make_event(path="/predict/extra", body=JPEG), 404, "not_found"),
         (make_event(path="/predictions", body=JPEG), 404, "not_found"),
+        # The $default stage puts no prefix on rawPath: "/$default/" is a path of its own, not a stage to strip.
+        (make_event(path="/$default/predict", body=JPEG), 404, "not_found"),
         (make_event(path="/", method="GET", body=None), 404, "not_found"),
         (make_event(method="GET", body=None), 405, "method_not_allowed"),
         (make_event(method="PUT", body=JPEG), 405, "method_not_allowed"),
