@@ -173,6 +173,12 @@ def test_named_stage_prefix_is_routed(proxy, stub):
     assert call(proxy, make_event(body=JPEG, stage="prod"))["statusCode"] == 200
 
 
+def test_a_trailing_slash_is_the_same_route(proxy, stub):
+    # A client that writes the endpoint as ".../predict/" (a base URL joined with a slash) reaches the same function.
+    stub.add_response("invoke_endpoint", endpoint_answer())
+    assert call(proxy, make_event(path="/predict/", body=JPEG))["statusCode"] == 200
+
+
 def test_a_named_stage_path_without_the_stage_prefix_is_routed(proxy, stub):
     # A custom domain's API mapping leaves the stage out of rawPath: only a leading "/prod/" is the stage's.
     stub.add_response("invoke_endpoint", endpoint_answer())
