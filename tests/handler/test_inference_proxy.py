@@ -694,6 +694,8 @@ def _log_lines(text):
 
 def _assert_no_payload(text, *payloads):
     assert PIXELS.decode() not in text
+    # Nor as hex, the other way bytes turn into log text (bytes.hex(), a debugging dump of the first bytes).
+    assert PIXELS.hex()[:40] not in text
     for payload in payloads:
         encoded = b64(payload)
         # Any 40-character window of the base64 would do; check a few.
