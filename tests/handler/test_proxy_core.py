@@ -801,6 +801,7 @@ def test_model_error_400_whose_first_line_is_a_traceback_gets_the_generic_messag
         ("400", (400, "invalid_image")),
         (0, (504, "endpoint_timeout")),  # SageMaker's 60 s invocation limit, not the container's answer
         ("0", (504, "endpoint_timeout")),
+        ("\u0664\u0662\u0662", (502, "model_error")),  # int() reads Arabic-Indic "422"; no HTTP status is written so
     ],
 )
 def test_model_error_status_mapping(status, expected):
