@@ -798,6 +798,18 @@ def test_service_name_and_metrics_namespace_default_to_the_documented_ones(proxy
     assert {line["service"] for line in lines if "level" in line} == {"inference-proxy"}
 
 
+def test_the_errors_metric_carries_the_default_service_dimension(proxy_env, capsys, monkeypatch):
+    # Powertools gives a single metric the service dimension only from POWERTOOLS_SERVICE_NAME; without it the Errors
+    # count must still carry the service dimension that Requests and EndpointLatency carry, or they no longer line up.
+    proxy_env.delenv("POWERTOOLS_SERVICE_NAME")
+    proxy = load_proxy()
+    monkeypatch.setattr(proxy, "CLIENT", NoCallClient())
+    call(proxy, make_event(method="GET", body=None))
+    [errors] = [line for line in _log_lines(capsys.readouterr().out) if "Errors" in line]
+    assert errors["service"] == "inference-proxy"
+    assert ["ErrorCode", "service"] in [sorted(d) for d in errors["_aws"]["CloudWatchMetrics"][0]["Dimensions"]]
+
+
 def test_a_service_name_set_in_the_environment_names_the_logs_and_metrics(proxy_env, capsys, monkeypatch):
     proxy_env.setenv("POWERTOOLS_SERVICE_NAME", "another-proxy")
     proxy = load_proxy()
