@@ -523,7 +523,9 @@ def test_query_top_k_applies_to_json_and_must_agree_with_body():
 
 
 def test_json_image_over_cap_is_413_and_body_over_json_cap_is_413_before_parsing():
-    rejects("payload_too_large", 413, parse_json, {"image": b64(JPEG + b"x" * 200)}, max_image_bytes=200)
+    error = rejects("payload_too_large", 413, parse_json, {"image": b64(JPEG + b"x" * 200)}, max_image_bytes=200)
+    # The body was within its own cap: the 413 names the image, whose limit is the one the client can act on.
+    assert error.message == "The image is too large; send at most 200 bytes."
     # The limit itself, to the byte: the JSON body's own cap is far above it, so only the image's check can tell.
     cap = len(JPEG) + 200
     assert parse_json({"image": b64(JPEG + b"x" * 200)}, max_image_bytes=cap).image == JPEG + b"x" * 200
