@@ -248,6 +248,9 @@ def test_check_event_text_names_the_field_and_walks_deep_nesting_without_recursi
     error = rejects("bad_request", 400, core.check_event_text, {"version": "2.0", "stageVariables": nested})
     assert error.message == "The event's stageVariables is not valid Unicode text (it holds a lone UTF-16 surrogate)."
     core.check_event_text({"body": "chat-été-🐈", "headers": {"a": ["b", {"c": None}]}})
+    # A hand-written event's field name is client text: quoted back short and printable, like any other.
+    error = rejects("bad_request", 400, core.check_event_text, {"é" + "x" * 100: "\udc80"})
+    assert error.message.startswith("The event's ?" + "x" * 59 + "... is not valid Unicode text")
 
 
 def test_raw_body_over_the_cap_is_413():
