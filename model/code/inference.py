@@ -206,11 +206,18 @@ class Preprocessing:
 def broken_channel_rule(name: str, values: Sequence[Any]) -> str | None:
     """The rule a normalisation's "mean" (3 finite numbers) or "std" (3 finite numbers above 0) breaks, or None.
     model.package checks a preset's values with it before building, so the build and serving cannot disagree."""
-    numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)]
+    numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool) and _finite(v)]
     positive = name == "std"
     if len(values) == 3 and len(numbers) == 3 and (not positive or min(numbers) > 0):
         return None
     return "3 numbers above 0" if positive else "3 numbers"
+
+
+def _finite(number: float) -> bool:
+    try:
+        return math.isfinite(number)
+    except OverflowError:  # an int no float holds: JSON reads one from a 1 and 400 zeros
+        return False
 
 
 def preprocessing_from_metadata(values: Mapping[str, Any]) -> Preprocessing:

@@ -295,6 +295,12 @@ def test_a_preset_serving_cannot_reproduce_is_refused_naming_what_differs(monkey
         "serve: mean [0.5, 0.5] (this build: 3 numbers); std [0.5, 0.0, 0.5] (this build: 3 numbers above 0)."
         in str(err.value)
     )
+    # An int no float holds was an OverflowError's traceback, not this line.
+    unusable = ImageClassification(crop_size=224, resize_size=256, std=(0.5, 10**400, 0.5))
+    with pytest.raises(
+        package.BuildInputError, match=r"serve: std \[0\.5, 10{400}, 0\.5\] \(this build: 3 numbers above 0\)\."
+    ):
+        package.preset_preprocessing("IMAGENET1K_V1", unusable)
 
 
 @pytest.mark.parametrize("antialias", [None, "not set"])

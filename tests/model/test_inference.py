@@ -166,6 +166,7 @@ def test_a_resampling_preprocess_does_not_do_fails_model_fn_naming_it(inference,
         ("mean", [0.5, True, 0.5], "3 numbers"),
         ("mean", [0.5, 0.5, 0.5, None], "3 numbers"),  # three numbers, and one more
         ("mean", [0.5, float("inf"), 0.5], "3 numbers"),
+        ("mean", [0.5, 10**400, 0.5], "3 numbers"),  # json reads a whole number of any length as an int
         ("std", [0.2, float("nan"), 0.2], "3 numbers above 0"),  # json reads NaN
         ("std", [0.2, 0.0, 0.2], "3 numbers above 0"),
         ("std", [0.2, -0.1, 0.2], "3 numbers above 0"),
