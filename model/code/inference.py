@@ -509,6 +509,13 @@ def load_classifier(model_dir: str) -> Classifier:
     logits = classifier.run(warm)
     if logits.shape != (1, len(labels)):
         raise ModelLoadError(f"model in {model_dir} gave shape {logits.shape}, expected (1, {len(labels)})")
+    # A mean or std float32 cannot hold (1e300, or a std of 1e-40, which is above 0) passes the rule above but makes
+    # the TorchScript fallback's normalisation infinite: every answer would be "prob": NaN, which is not JSON.
+    if not np.isfinite(logits).all():
+        raise ModelLoadError(
+            f"model in {model_dir} gave non-finite logits for a black image: its weights, or the mean and std in "
+            f"{os.path.join(model_dir, METADATA_FILE)}, are not finite in float32"
+        )
     logger.info(
         "model_fn: serving %s (%s) with %s on %d threads in %.0f ms",
         classifier.model_name,

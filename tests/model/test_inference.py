@@ -191,6 +191,25 @@ def test_a_mean_of_0_and_whole_numbers_are_one_number_per_channel(inference, mod
     assert (pre.mean, pre.std) == ((0, 0.0, 0.5), (1, 1, 2))
 
 
+@pytest.mark.parametrize(("key", "value"), [("std", [1e-40, 0.224, 0.225]), ("mean", [0.485, 1e300, 0.406])])
+def test_a_mean_or_std_float32_cannot_hold_fails_model_fn_naming_the_file(
+    inference, model_dir, tmp_path, monkeypatch, key, value
+):
+    # Finite and above 0 as Python reads them, the TorchScript fallback's float32 normalisation made every
+    # probability NaN, served as `"prob": NaN` (not JSON) with a 200.
+    meta = json.loads((model_dir / "metadata.json").read_text())
+    meta["preprocessing"][key] = value
+    (tmp_path / "metadata.json").write_text(json.dumps(meta))
+    (tmp_path / "model.pth").symlink_to(model_dir / "model.pth")
+    monkeypatch.setenv("MODEL_BACKEND", "torchscript")
+    with pytest.raises(inference.ModelLoadError) as err:
+        inference.load_classifier(str(tmp_path))
+    assert str(err.value) == (
+        f"model in {tmp_path} gave non-finite logits for a black image: its weights, or the mean and std in "
+        f"{tmp_path / 'metadata.json'}, are not finite in float32"
+    )
+
+
 def test_an_artifact_whose_metadata_names_no_resampling_resizes_bilinear(inference, model_dir, tmp_path):
     # Builds before "interpolation" was read wrote it as "bilinear"; one without the key was served bilinear too.
     meta = json.loads((model_dir / "metadata.json").read_text())
