@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import re
+import reprlib
 import sys
 import time
 import warnings
@@ -200,7 +201,8 @@ class Preprocessing:
         # far from the file, or divide by zero.
         for name, values in (("mean", self.mean), ("std", self.std)):
             if rule := broken_channel_rule(name, values):
-                raise ValueError(f"{name} {list(values)!r} is not {rule}, one per RGB channel")
+                # reprlib: a list of 100,000 values was all in the message, and model_fn logs it as one line.
+                raise ValueError(f"{name} {reprlib.repr(list(values))} is not {rule}, one per RGB channel")
 
 
 def broken_channel_rule(name: str, values: Sequence[Any]) -> str | None:

@@ -166,7 +166,6 @@ def test_a_resampling_preprocess_does_not_do_fails_model_fn_naming_it(inference,
         ("mean", [0.5, True, 0.5], "3 numbers"),
         ("mean", [0.5, 0.5, 0.5, None], "3 numbers"),  # three numbers, and one more
         ("mean", [0.5, float("inf"), 0.5], "3 numbers"),
-        ("mean", [0.5, 10**400, 0.5], "3 numbers"),  # json reads a whole number of any length as an int
         ("std", [0.2, float("nan"), 0.2], "3 numbers above 0"),  # json reads NaN
         ("std", [0.2, 0.0, 0.2], "3 numbers above 0"),
         ("std", [0.2, -0.1, 0.2], "3 numbers above 0"),
@@ -178,6 +177,20 @@ def test_a_mean_or_std_that_is_not_one_number_per_channel_fails_model_fn_naming_
 ):
     # The TorchScript fallback normalises with them: two numbers failed inside torch, a zero std divided by zero.
     refusal = ValueError(f"{key} {value!r} is not {rule}, one per RGB channel")
+    assert_preprocessing_refused(inference, model_dir, tmp_path, key, value, refusal)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "shown"),
+    [
+        ("mean", [0.5, 10**400, 0.5], "[0.5, 100000000000000000...0000000000000000000, 0.5]"),  # json reads it as int
+        ("std", [0.2] * 100_000, "[0.2, 0.2, 0.2, 0.2, 0.2, 0.2, ...]"),
+    ],
+)
+def test_a_long_mean_or_std_is_refused_naming_its_first_values_only(inference, model_dir, tmp_path, key, value, shown):
+    # The whole list went into the refusal, which model_fn logs as one line.
+    rule = "3 numbers above 0" if key == "std" else "3 numbers"
+    refusal = ValueError(f"{key} {shown} is not {rule}, one per RGB channel")
     assert_preprocessing_refused(inference, model_dir, tmp_path, key, value, refusal)
 
 
