@@ -303,6 +303,41 @@ def test_a_preset_serving_cannot_reproduce_is_refused_naming_what_differs(monkey
         package.preset_preprocessing("IMAGENET1K_V1", unusable)
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        [0.5, 0.5, 0.5],
+        [0, 1, 2],
+        [0.5, True, 0.5],
+        [0.5, "0.5", 0.5],
+        [0.5, [0.5], 0.5],
+        [0.5, None, 0.5],
+        [0.5, float("nan"), 0.5],
+        [0.5, float("-inf"), 0.5],
+        [0.5, 0.0, 0.5],
+        [0.5, -0.5, 0.5],
+        [0.5, 0.5],
+        [0.5, 0.5, 0.5, 0.5],
+    ],
+)
+@pytest.mark.parametrize("key", ["mean", "std"])
+def test_the_build_takes_the_mean_and_std_serving_takes(key, value):
+    """A preset the build took but model_fn refused would deploy an endpoint that never starts; one it refused but
+    serving takes would keep a usable model out. The build once had its own copy of the rule, free to drift."""
+    from torchvision.transforms._presets import ImageClassification
+
+    inference = package._inference_module()
+    transforms = ImageClassification(crop_size=224, resize_size=256, **{key: value})
+    try:
+        recorded = package.preset_preprocessing("IMAGENET1K_V1", transforms)
+    except package.BuildInputError:
+        with pytest.raises(ValueError, match=f"^{key} "):
+            inference.Preprocessing(256, 224, transforms.mean, transforms.std)
+    else:
+        inference.preprocessing_from_metadata(json.loads(json.dumps(recorded)))
+        inference.Preprocessing(256, 224, transforms.mean, transforms.std)
+
+
 @pytest.mark.parametrize("antialias", [None, "not set"])
 def test_a_preset_that_may_resize_without_antialiasing_is_refused(antialias):
     """torchvision resizes a tensor with antialias=None as with False, and a transforms object without the attribute
