@@ -136,14 +136,19 @@ def test_model_fn_names_broken_metadata(inference, tmp_path, text, says):
         inference.load_classifier(str(tmp_path))
 
 
+def edited_artifact(model_dir, tmp_path, edit, model_file: str = "model.onnx") -> str:
+    """The built artifact in tmp_path, its metadata.json's "preprocessing" object changed in place by edit."""
+    meta = json.loads((model_dir / "metadata.json").read_text())
+    edit(meta["preprocessing"])
+    (tmp_path / "metadata.json").write_text(json.dumps(meta))
+    (tmp_path / model_file).symlink_to(model_dir / model_file)
+    return str(tmp_path)
+
+
 def assert_preprocessing_refused(inference, model_dir, tmp_path, key, value, refusal: ValueError) -> None:
     """model_fn on the built artifact with metadata.json's preprocessing[key] set to value fails naming the file."""
-    meta = json.loads((model_dir / "metadata.json").read_text())
-    meta["preprocessing"][key] = value
-    (tmp_path / "metadata.json").write_text(json.dumps(meta))
-    (tmp_path / "model.onnx").symlink_to(model_dir / "model.onnx")
     with pytest.raises(inference.ModelLoadError) as err:
-        inference.load_classifier(str(tmp_path))
+        inference.load_classifier(edited_artifact(model_dir, tmp_path, lambda pre: pre.update({key: value})))
     assert str(err.value) == (
         f"model metadata at {tmp_path / 'metadata.json'} has unusable labels or preprocessing: {refusal!r}"
     )
@@ -196,11 +201,8 @@ def test_a_long_mean_or_std_is_refused_naming_its_first_values_only(inference, m
 
 def test_a_mean_of_0_and_whole_numbers_are_one_number_per_channel(inference, model_dir, tmp_path):
     # Only std must be above 0; a hand-edited metadata.json may write 0 and 1 without a decimal point.
-    meta = json.loads((model_dir / "metadata.json").read_text())
-    meta["preprocessing"].update(mean=[0, 0.0, 0.5], std=[1, 1, 2])
-    (tmp_path / "metadata.json").write_text(json.dumps(meta))
-    (tmp_path / "model.onnx").symlink_to(model_dir / "model.onnx")
-    pre = inference.load_classifier(str(tmp_path)).preprocessing
+    artifact = edited_artifact(model_dir, tmp_path, lambda pre: pre.update(mean=[0, 0.0, 0.5], std=[1, 1, 2]))
+    pre = inference.load_classifier(artifact).preprocessing
     assert (pre.mean, pre.std) == ((0, 0.0, 0.5), (1, 1, 2))
 
 
@@ -210,13 +212,10 @@ def test_a_mean_or_std_float32_cannot_hold_fails_model_fn_naming_the_file(
 ):
     # Finite and above 0 as Python reads them, the TorchScript fallback's float32 normalisation made every
     # probability NaN, served as `"prob": NaN` (not JSON) with a 200.
-    meta = json.loads((model_dir / "metadata.json").read_text())
-    meta["preprocessing"][key] = value
-    (tmp_path / "metadata.json").write_text(json.dumps(meta))
-    (tmp_path / "model.pth").symlink_to(model_dir / "model.pth")
+    artifact = edited_artifact(model_dir, tmp_path, lambda pre: pre.update({key: value}), "model.pth")
     monkeypatch.setenv("MODEL_BACKEND", "torchscript")
     with pytest.raises(inference.ModelLoadError) as err:
-        inference.load_classifier(str(tmp_path))
+        inference.load_classifier(artifact)
     assert str(err.value) == (
         f"model in {tmp_path} gave non-finite logits for a black image: its weights, or the mean and std in "
         f"{tmp_path / 'metadata.json'}, are not finite in float32"
@@ -225,11 +224,8 @@ def test_a_mean_or_std_float32_cannot_hold_fails_model_fn_naming_the_file(
 
 def test_an_artifact_whose_metadata_names_no_resampling_resizes_bilinear(inference, model_dir, tmp_path):
     # Builds before "interpolation" was read wrote it as "bilinear"; one without the key was served bilinear too.
-    meta = json.loads((model_dir / "metadata.json").read_text())
-    del meta["preprocessing"]["interpolation"]
-    (tmp_path / "metadata.json").write_text(json.dumps(meta))
-    (tmp_path / "model.onnx").symlink_to(model_dir / "model.onnx")
-    pre = inference.load_classifier(str(tmp_path)).preprocessing
+    artifact = edited_artifact(model_dir, tmp_path, lambda pre: pre.pop("interpolation"))
+    pre = inference.load_classifier(artifact).preprocessing
     assert pre.interpolation == "bilinear"
     img = photo("chelsea.jpg")
     np.testing.assert_array_equal(inference.preprocess(img, pre), _torchvision_crop(img, pre))
