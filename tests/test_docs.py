@@ -454,3 +454,49 @@ def test_local_stack_tables_that_drifted_are_caught():
         "RUNTIME: the Makefile sets no default",
         "THROTTLE: passes --port, make demo passes it as --no-stage-throttle",
     ]
+
+
+# --- environment variables: the handler's table, and every NAME=value the README sets --------------------------
+
+ENV_NAME = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+")
+
+
+def code_variables(paths: list[Path]) -> set[str]:
+    """The environment-variable-shaped string constants (`"ENDPOINT_NAME"`, `"POWERTOOLS_LOG_LEVEL"`) in Python
+    files: what the code reads from, or sets in, an environment."""
+    import ast
+
+    return {
+        node.value
+        for path in paths
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and ENV_NAME.fullmatch(node.value)
+    }
+
+
+def environment_table_problems(text: str, read: set[str]) -> list[str]:
+    """Where the Lambda proxy's Environment table differs from the variables the handler's code names."""
+    table = after(text, "\n### Environment\n\n").split("\n\n", 1)[0]
+    rows = {line.split("|")[1].strip().strip("`") for line in table.splitlines()[2:]}
+    problems = [f"{name}: the handler reads it, the Environment table leaves it out" for name in read - rows]
+    problems += [f"{name}: in the Environment table, the handler never reads it" for name in rows - read]
+    return sorted(problems)
+
+
+def test_the_readme_environment_table_is_what_the_handler_reads():
+    """A variable the handler reads and the table leaves out (POWERTOOLS_LOG_LEVEL, which wins over LOG_LEVEL) is a
+    setting an operator cannot find; a row for one it no longer reads is a setting that does nothing."""
+    read = code_variables(sorted((ROOT / "handlers").glob("*.py")))
+    assert {"ENDPOINT_NAME", "LOG_LEVEL", "POWERTOOLS_LOG_LEVEL"} <= read  # what the scan found
+    assert environment_table_problems((ROOT / "README.md").read_text(encoding="utf-8"), read) == []
+
+
+def test_an_environment_table_that_drifted_from_the_handler_is_caught():
+    doc = (
+        "## The proxy\n\n### Environment\n\n| Variable | Value |\n|---|---|\n"
+        "| `ENDPOINT_NAME` | required |\n| `MAX_BYTES` | 4 MB |\n\nMore text.\n"
+    )
+    assert environment_table_problems(doc, {"ENDPOINT_NAME", "LOG_LEVEL"}) == [
+        "LOG_LEVEL: the handler reads it, the Environment table leaves it out",
+        "MAX_BYTES: in the Environment table, the handler never reads it",
+    ]
