@@ -500,3 +500,35 @@ def test_an_environment_table_that_drifted_from_the_handler_is_caught():
         "LOG_LEVEL: the handler reads it, the Environment table leaves it out",
         "MAX_BYTES: in the Environment table, the handler never reads it",
     ]
+
+
+# Set in the README's commands for a program that is not this project's: pip's index.
+OTHER_PROGRAMS_VARIABLES = frozenset({"PIP_EXTRA_INDEX_URL"})
+
+
+def unread_variables(text: str, makefile: str, known: set[str]) -> list[str]:
+    """The variables the doc sets (`MODEL_BACKEND=torchscript`, `HYPOTHESIS_PROFILE_FUZZ=deep`) that are neither the
+    Makefile's nor among `known`, what the code reads or sets."""
+    _, make_variables = makefile_names(makefile)
+    named = {m[1] for span in commands(text) for m in re.finditer(rf"(?<![\w-])({ENV_NAME.pattern})=", span)}
+    return sorted(named - make_variables - known - OTHER_PROGRAMS_VARIABLES)
+
+
+def test_every_variable_the_readme_sets_is_one_the_code_reads():
+    """A variable renamed in the code left the README's command setting one nothing reads: the command runs, and
+    silently does not do what the README says."""
+    python = [path for path in committed_files(ROOT) if path.endswith(".py")]
+    # Not this file: its own examples of wrong names would count as read.
+    known = code_variables([ROOT / path for path in python if path != "tests/test_docs.py"])
+    assert {"MODEL_BACKEND", "HYPOTHESIS_PROFILE_FUZZ"} <= known  # what the scan found
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert unread_variables(readme, (ROOT / "Makefile").read_text(encoding="utf-8"), known) == []
+
+
+def test_a_variable_the_code_does_not_read_is_caught():
+    doc = (
+        "Run `MODEL_BACKENDS=torchscript make demo PORT=1 PYTEST_ARGS=-x` or `ORT_DISABLE_TELEMETRY=1 python`.\n\n"
+        "```sh\nPIP_EXTRA_INDEX_URL=https://x make venv\nAWS_KEY=local aws s3 ls\n```\n"
+    )
+    makefile = "PORT ?= 8000\ntest:\n\tpytest $(PYTEST_ARGS)\n"
+    assert unread_variables(doc, makefile, {"MODEL_BACKEND", "ORT_DISABLE_TELEMETRY"}) == ["AWS_KEY", "MODEL_BACKENDS"]
