@@ -532,3 +532,59 @@ def test_a_variable_the_code_does_not_read_is_caught():
     )
     makefile = "PORT ?= 8000\ntest:\n\tpytest $(PYTEST_ARGS)\n"
     assert unread_variables(doc, makefile, {"MODEL_BACKEND", "ORT_DISABLE_TELEMETRY"}) == ["AWS_KEY", "MODEL_BACKENDS"]
+
+
+# The folders of the program's own Python, whose line in the Repository layout names each of their modules.
+CODE_FOLDERS = ("components/", "components/dynamic/", "handlers/", "model/", "local/", "bench/")
+
+
+def layout_descriptions(text: str) -> dict[str, str]:
+    """The Repository layout's entries and their descriptions, continuation lines included."""
+    block = next(block for block in code_blocks(text) if block.startswith("__main__.py"))
+    described: dict[str, str] = {}
+    entry = ""
+    for line in block.splitlines():
+        if line[:1].strip():
+            entry, _, line = line.partition(" ")
+        described[entry] = f"{described.get(entry, '')} {line.strip()}".strip()
+    return described
+
+
+def unnamed_modules(text: str, files: list[str]) -> list[str]:
+    """The modules of CODE_FOLDERS among `files` that their layout line does not name, as `proxy_core.py`, `settings`
+    or, for a component, its class (`ServerlessEndpoint` for serverless_endpoint)."""
+    described = layout_descriptions(text)
+    missing = []
+    for path in sorted(files):
+        folder, _, name = path.rpartition("/")
+        stem = name.removesuffix(".py")
+        if f"{folder}/" not in CODE_FOLDERS or not name.endswith(".py") or stem in ("__init__", "__main__"):
+            continue
+        words = {word.lower().removesuffix(".py") for word in re.findall(r"[\w.]+", described.get(f"{folder}/", ""))}
+        if stem not in words and stem.replace("_", "") not in words:
+            missing.append(path)
+    return missing
+
+
+def test_the_repository_layout_names_every_module_of_the_program():
+    """A module left out of its folder's line (components/command_line.py) is one a newcomer meets unexplained."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert set(CODE_FOLDERS) <= set(layout_descriptions(readme))
+    assert unnamed_modules(readme, committed_files(ROOT)) == []
+
+
+def test_a_module_the_layout_leaves_out_is_caught():
+    files = [
+        "components/static_site.py",
+        "components/command_line.py",
+        "components/__init__.py",
+        "components/dynamic/smoke_check.py",
+        "local/x.py",
+        "www/script.js",
+    ]
+    doc = (
+        "```text\n__main__.py   the program\ncomponents/   StaticSite, settings,\n"
+        "              private_bucket\nlocal/        the x server\n```\n"
+    )
+    assert layout_descriptions(doc)["components/"] == "StaticSite, settings, private_bucket"
+    assert unnamed_modules(doc, files) == ["components/command_line.py", "components/dynamic/smoke_check.py"]
