@@ -588,3 +588,31 @@ def test_a_module_the_layout_leaves_out_is_caught():
     )
     assert layout_descriptions(doc)["components/"] == "StaticSite, settings, private_bucket"
     assert unnamed_modules(doc, files) == ["components/command_line.py", "components/dynamic/smoke_check.py"]
+
+
+def outputs_table_problems(text: str, program: str) -> list[str]:
+    """Where the Deploy section's Outputs table differs from the program's `pulumi.export`s."""
+    rows = table_after(text, "Outputs:")
+    listed = {name for row in rows for name in re.findall(r"`(\w+)`", row[0])}
+    exported = set(re.findall(r"""pulumi\.export\(\s*["'](\w+)["']""", program))
+    problems = [f"{name}: exported, not in the Outputs table" for name in exported - listed]
+    problems += [f"{name}: in the Outputs table, never exported" for name in listed - exported]
+    return sorted(problems)
+
+
+def test_the_readme_outputs_are_the_programs():
+    """`pulumi stack output api_url` in the Deploy steps fails for an output renamed in __main__.py."""
+    program = (ROOT / "__main__.py").read_text(encoding="utf-8")
+    assert outputs_table_problems((ROOT / "README.md").read_text(encoding="utf-8"), program) == []
+
+
+def test_an_outputs_table_that_drifted_is_caught():
+    doc = (
+        "## Deploy\n\nOutputs:\n\n| Output | What |\n|---|---|\n"
+        "| `site_url` | the UI |\n| `api_url`, `bucket` | two |\n\nMore.\n"
+    )
+    program = 'pulumi.export("site_url", a)\npulumi.export(\n    "api_url", b)\npulumi.export("distribution_id", c)\n'
+    assert outputs_table_problems(doc, program) == [
+        "bucket: in the Outputs table, never exported",
+        "distribution_id: exported, not in the Outputs table",
+    ]
