@@ -616,3 +616,34 @@ def test_an_outputs_table_that_drifted_is_caught():
         "bucket: in the Outputs table, never exported",
         "distribution_id: exported, not in the Outputs table",
     ]
+
+
+def marker_problems(text: str, pyproject: str) -> list[str]:
+    """Where the Tests section's marker list differs from the markers pyproject.toml declares."""
+    import tomllib
+
+    declared = {line.split(":")[0] for line in tomllib.loads(pyproject)["tool"]["pytest"]["ini_options"]["markers"]}
+    section = after(text, "\nMarkers, declared in `pyproject.toml`").split("\n\n", 2)[1]
+    listed = set(re.findall(r"^- `(\w+)`", section, flags=re.M))
+    problems = [f"{name}: declared, not in the README's list" for name in declared - listed]
+    problems += [f"{name}: in the README's list, not declared" for name in listed - declared]
+    return sorted(problems)
+
+
+def test_the_readme_markers_are_the_declared_ones():
+    """`make test-fast` deselects by marker: a marker the README names and pyproject.toml does not (or the reverse)
+    tells a reader to select tests that --strict-markers refuses, or hides one."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert marker_problems(readme, (ROOT / "pyproject.toml").read_text(encoding="utf-8")) == []
+
+
+def test_a_marker_list_that_drifted_is_caught():
+    doc = (
+        "## Tests\n\nMarkers, declared in `pyproject.toml`:\n\n- `slow`: slow.\n- `gpu`: a GPU.\n\n"
+        "More.\n- `x`: not listed\n"
+    )
+    pyproject = '[tool.pytest.ini_options]\nmarkers = ["slow: slow", "browser: chromium"]\n'
+    assert marker_problems(doc, pyproject) == [
+        "browser: declared, not in the README's list",
+        "gpu: in the README's list, not declared",
+    ]
