@@ -3,6 +3,7 @@ and the names the README uses (make targets and variables, project paths, settin
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import subprocess
@@ -646,4 +647,95 @@ def test_a_marker_list_that_drifted_is_caught():
     assert marker_problems(doc, pyproject) == [
         "browser: declared, not in the README's list",
         "gpu: in the README's list, not declared",
+    ]
+
+
+# The defaults the README gives as what they are computed from, not as Pulumi.yaml's "" (unset).
+COMPUTED_DEFAULTS = frozenset({"endpointName"})
+
+
+def settings_table_problems(text: str, schema: dict, allowed: dict) -> list[str]:
+    """Where the Settings table differs from Pulumi.yaml's schema (keys, types, defaults) and from `allowed`, the
+    validator's choices (a tuple) and ranges (a range) by key."""
+    section = after(text, "\n### Settings\n\n").split("\n\n", 1)[0]
+    rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in section.splitlines()[2:]]
+    table = {row[0].strip("`"): row[1:] for row in rows}
+    problems = [f"{key}: in Pulumi.yaml, not in the Settings table" for key in schema.keys() - table.keys()]
+    problems += [f"{key}: in the Settings table, not in Pulumi.yaml" for key in table.keys() - schema.keys()]
+    for key in sorted(schema.keys() & table.keys()):
+        written_type, written_default, written_allowed = table[key]
+        entry = schema[key]
+        want_type = f"array of {entry['items']['type']}" if entry["type"] == "array" else entry["type"]
+        if written_type != want_type:
+            problems.append(f"{key}: type {written_type}, Pulumi.yaml's is {want_type}")
+        default = entry["default"]
+        want = "unset" if default == "" else json.dumps(default) if isinstance(default, bool | list) else str(default)
+        shown = re.split(r" \(|;", written_default)[0].strip().strip("`")
+        if shown != want and key not in COMPUTED_DEFAULTS:
+            problems.append(f"{key}: default {shown}, Pulumi.yaml's is {want}")
+        spec = allowed.get(key)
+        if isinstance(spec, range) and f"{spec.start}..{spec.stop - 1}" not in written_allowed:
+            problems.append(f"{key}: allowed {written_allowed}, the validator's is {spec.start}..{spec.stop - 1}")
+        elif isinstance(spec, tuple):
+            if all(isinstance(choice, int) for choice in spec):
+                written = {int(number) for number in re.findall(r"\d+", written_allowed)}
+            else:
+                written = set(re.findall(r"`([^`]+)`", written_allowed.split("(")[0]))
+            if written != set(spec):
+                problems.append(f"{key}: allowed {written_allowed}, the validator's are {', '.join(map(str, spec))}")
+    return sorted(problems)
+
+
+def test_the_readme_settings_table_is_the_schema_and_the_validators():
+    """A default or range changed in the code (memorySizeMb, maxConcurrency) left the table that a deployer sizes the
+    quota and the bill by telling the old one."""
+    import yaml
+
+    from components import settings
+
+    schema = {k: v for k, v in yaml.safe_load((ROOT / "Pulumi.yaml").read_text())["config"].items() if ":" not in k}
+    allowed = {
+        "memorySizeMb": settings.MEMORY_SIZES_MB,
+        "maxConcurrency": range(settings.MAX_CONCURRENCY_RANGE[0], settings.MAX_CONCURRENCY_RANGE[1] + 1),
+        "lambdaArchitecture": settings.LAMBDA_ARCHITECTURES,
+        "proxyMemorySizeMb": range(settings.LAMBDA_MEMORY_RANGE[0], settings.LAMBDA_MEMORY_RANGE[1] + 1),
+        "proxyLogLevel": settings.PROXY_LOG_LEVELS,
+        "apiThrottleRateLimit": range(settings.THROTTLE_RATE_RANGE[0], settings.THROTTLE_RATE_RANGE[1] + 1),
+        "apiThrottleBurstLimit": range(settings.THROTTLE_BURST_RANGE[0], settings.THROTTLE_BURST_RANGE[1] + 1),
+        "logRetentionDays": settings.LOG_RETENTION_DAYS,
+        "priceClass": settings.PRICE_CLASSES,
+    }
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert settings_table_problems(readme, schema, allowed) == []
+
+
+def test_a_settings_table_that_drifted_is_caught():
+    doc = (
+        "## Deploy\n\n### Settings\n\n| Key | Type | Default | Allowed |\n|---|---|---|---|\n"
+        "| `memorySizeMb` | integer | 3072 | 1024, 2048, 7168 |\n| `maxConcurrency` | integer | 5 | 1..100 |\n"
+        "| `priceClass` | string | `PriceClass_100` | `PriceClass_100`, `PriceClass_200` (cheap) |\n"
+        "| `smokeCheck` | boolean | true | true, false |\n| `corsExtraOrigins` | array of string | `[]` (dev: x) | |\n"
+        "| `kmsKeyArn` | string | `alias/x` | a key |\n| `endpointName` | string | `<project>-<stack>` | a name |\n"
+        "| `gone` | string | unset | |\n\nMore.\n"
+    )
+    schema = {
+        "memorySizeMb": {"type": "integer", "default": 2048},
+        "maxConcurrency": {"type": "integer", "default": 5},
+        "priceClass": {"type": "string", "default": "PriceClass_100"},
+        "smokeCheck": {"type": "string", "default": True},
+        "corsExtraOrigins": {"type": "array", "items": {"type": "string"}, "default": []},
+        "kmsKeyArn": {"type": "string", "default": ""},
+        "endpointName": {"type": "string", "default": ""},
+        "alarms": {"type": "boolean", "default": True},
+    }
+    allowed = {"memorySizeMb": (1024, 2048), "maxConcurrency": range(1, 201), "priceClass": ("PriceClass_100",)}
+    assert settings_table_problems(doc, schema, allowed) == [
+        "alarms: in Pulumi.yaml, not in the Settings table",
+        "gone: in the Settings table, not in Pulumi.yaml",
+        "kmsKeyArn: default alias/x, Pulumi.yaml's is unset",
+        "maxConcurrency: allowed 1..100, the validator's is 1..200",
+        "memorySizeMb: allowed 1024, 2048, 7168, the validator's are 1024, 2048",
+        "memorySizeMb: default 3072, Pulumi.yaml's is 2048",
+        "priceClass: allowed `PriceClass_100`, `PriceClass_200` (cheap), the validator's are PriceClass_100",
+        "smokeCheck: type boolean, Pulumi.yaml's is string",
     ]
