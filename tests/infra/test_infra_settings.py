@@ -479,18 +479,6 @@ def test_project_schema_matches_the_validator() -> None:
     validate_settings({k: v["default"] for k, v in schema.items() if "default" in v})
 
 
-def test_readme_config_table_lists_every_key_with_its_default() -> None:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    table = text.split("| Key (`mobilenet-serverless:`) |", 1)[1].split("\n\n", 1)[0]
-    rows = {cells[1].strip("` "): cells[3].strip() for cells in (line.split("|") for line in table.splitlines()[2:])}
-    assert set(rows) == set(CONFIG_KEYS)
-    defaults = Settings()
-    for key, field in CONFIG_KEYS.items():
-        value = getattr(defaults, field)
-        if isinstance(value, int | str) and not isinstance(value, bool) and key != "endpointName":
-            assert rows[key].strip("`") == str(value), key
-
-
 def test_a_signed_integer_string_is_accepted_and_a_negative_one_refused_by_range() -> None:
     assert validate_settings({"maxConcurrency": "+7"}).max_concurrency == 7
     assert validate_settings({"maxConcurrency": " 7\n"}).max_concurrency == 7  # as " true " is a boolean
