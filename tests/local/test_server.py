@@ -708,6 +708,7 @@ def test_api_answers_carry_none_of_the_sites_headers(tiers):
         ("[::1]:8000", True),
         ("127.1.2.3", True),
         ("evillocalhost", False),  # not under .localhost
+        ("localhost.rebind.example:8000", False),  # a name that only starts with localhost
         ("127.0.0.1:123456", False),  # not a port
         ("localhost:80:80", False),
         (None, False),
