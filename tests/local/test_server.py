@@ -729,6 +729,7 @@ def test_the_host_guard_answers_in_json_and_refuses_two_hosts(tiers):
         return asgi(tiers.app, "GET", "/config.js", headers, http_version="1.0")[0]["status"]
 
     assert raw([(b"host", b"127.0.0.1:8000"), (b"host", b"rebind.example")]) == 403
+    assert raw([(b"host", b"rebind.example"), (b"host", b"127.0.0.1:8000")]) == 403
     assert raw([]) == 200, "HTTP/1.0 without Host is served"
 
 
