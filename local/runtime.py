@@ -368,6 +368,13 @@ def model_error(endpoint: str, region: str, original_status: int, original_body:
     )
 
 
+def _finite(number: float) -> bool:
+    try:
+        return math.isfinite(number)
+    except OverflowError:  # an int no float holds: JSON reads one from a 1 and 400 zeros
+        return False
+
+
 @dataclass
 class Faults:
     """Faults injected by tests and `make loadtest` (only with --fault-injection): the runtime tier's, and one
@@ -397,7 +404,7 @@ class Faults:
             elif isinstance(default, int):
                 ok, wanted = number and isinstance(value, int) and value >= 0, "an integer >= 0"
             elif isinstance(default, float):
-                ok, wanted = number and math.isfinite(value) and value >= 0, "a number of seconds >= 0"
+                ok, wanted = number and _finite(value) and value >= 0, "a number of seconds >= 0"
             else:
                 ok, wanted = isinstance(value, str), "a string"
             if name == "model_status" and ok and value != 0 and not 100 <= value <= 599:

@@ -1290,6 +1290,7 @@ def test_fault_injection_is_served_only_when_asked_for():
         assert cleared.status_code == 200 and cleared.json()["faults"]["sandbox_crash"] == 0
         ill_typed = (b'{"delay_s": "5"}', b'{"throttle": "x"}', b'{"model_status": "500"}', b'{"down": "no"}')
         wrong = (b'{"delay_s": -1}', b'{"delay_s": 1e999}', b'{"throttle": true}', b'{"model_status": 99}')
+        no_float_holds = b'{"delay_s": 1' + b"0" * 400 + b"}"  # json reads a whole number of any length as an int
         out_of_range = (b'{"throttle": -1}', b'{"sandbox_crash": -2}', b'{"model_status": 600}')
         not_objects = (b"[]", b'["delay_s"]', b"null", b"[" * 100_000)  # a list of known names; nested too deep
         for bad in (
@@ -1301,6 +1302,7 @@ def test_fault_injection_is_served_only_when_asked_for():
             *ill_typed,
             *wrong,
             *out_of_range,
+            no_float_holds,
             b'{"model_message": 5}',
         ):
             refused = own.request("POST", "/__local/faults", content=bad, headers=JSON_TYPE)
