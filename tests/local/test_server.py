@@ -1333,7 +1333,7 @@ def test_faults_are_refused_from_another_machine_and_without_a_json_body(peer):
             assert cross_site.status_code == 415 and cross_site.json()["message"], content_type
         assert local.runtime.faults == Faults()
         sent = local.request(
-            "POST", "/__local/faults", content=b'{"down": true}', headers={"content-type": "Application/JSON; x=1"}
+            "POST", "/__local/faults", content=b'{"down": true}', headers={"content-type": "Application/JSON ; x=1"}
         )
         assert sent.status_code == 200 and local.runtime.faults.down
     finally:
