@@ -1341,6 +1341,17 @@ def test_faults_are_refused_from_another_machine_and_without_a_json_body(peer):
         local.runtime.close()
 
 
+def test_faults_are_refused_when_the_peer_is_unknown():
+    """No peer address (an ASGI server on a Unix socket): nothing shows the request came from this machine."""
+    own = InProcessStack(fault_injection=True, client=None)
+    try:
+        refused = own.request("POST", "/__local/faults", json={"down": True})
+        assert refused.status_code == 403 and "this machine" in refused.json()["message"]
+        assert own.runtime.faults == Faults()
+    finally:
+        own.runtime.close()
+
+
 @pytest.mark.parametrize(
     "header",
     [
