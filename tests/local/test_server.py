@@ -1286,6 +1286,7 @@ def test_fault_injection_is_served_only_when_asked_for():
         set_ = own.request("POST", "/__local/faults", json={"sandbox_crash": 2})
         assert set_.status_code == 200 and set_.json()["faults"]["sandbox_crash"] == 2
         assert own.runtime.faults.sandbox_crash == 2
+        assert own.request("GET", "/__local/faults").status_code == 404  # POST and DELETE only
         cleared = own.request("DELETE", "/__local/faults")
         assert cleared.status_code == 200 and cleared.json()["faults"]["sandbox_crash"] == 0
         ill_typed = (b'{"delay_s": "5"}', b'{"throttle": "x"}', b'{"model_status": "500"}', b'{"down": "no"}')
