@@ -397,7 +397,14 @@ def test_without_a_stage_throttle_predict_takes_any_rate(tiers):
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("POST", "/nope"), ("POST", "/predict/"), ("GET", "/predict/"), ("POST", "/config.js"), ("PUT", "/index.html")],
+    [
+        ("POST", "/nope"),
+        ("POST", "/predict/"),
+        ("GET", "/predict/"),
+        ("POST", "/config.js"),
+        ("PUT", "/index.html"),
+        ("POST", "/ping"),  # the container's health check is GET only
+    ],
 )
 def test_a_route_the_api_does_not_have_is_api_gateways_404_with_its_request_id(tiers, method, path):
     # The cloud API has only POST /predict: any other route is API Gateway's 404, which carries apigw-requestid like
