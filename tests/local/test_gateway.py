@@ -157,6 +157,7 @@ def test_origin_from_host_accepts_only_host_and_port():
         "[1:2:3:4:5:6:7:8:9]",
         "demo.lan:",  # a colon without a port
         ".demo.lan",  # a name starts with a letter or digit
+        "[fe80::1%25eth0]",  # a zone id: hex digits, colons and dots only
     )
     for bad in (None, "", *bad_hosts):
         assert origin_from_host("http", bad) is None, bad
