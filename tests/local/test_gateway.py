@@ -175,7 +175,13 @@ def test_lambdas_event_limit_counts_the_serialised_event():
 
 
 def test_text_is_told_from_binary_by_media_type_and_its_case():
-    for text_type in ("text/plain; charset=utf-8", "Application/JSON", "application/xml", "application/javascript"):
+    for text_type in (
+        "text/plain; charset=utf-8",
+        "Application/JSON",
+        "application/json ; charset=utf-8",  # a space before the parameters
+        "application/xml",
+        "application/javascript",
+    ):
         event = _event(headers=[("content-type", text_type)], body=b"{}")
         assert event["isBase64Encoded"] is False and event["body"] == "{}", text_type
     for binary_type in ("image/jpeg", "application/octet-stream", "", "image/png; charset=utf-8"):
