@@ -440,6 +440,7 @@ def test_cors_headers_are_the_gateways_not_the_functions(tiers):
         ({"vary": "origin"}, "origin"),  # what the handler sends (proxy_core.cors_headers)
         ({"Vary": "Accept-Encoding, ORIGIN"}, "Accept-Encoding, ORIGIN"),
         ({"vary": "accept"}, "accept, origin"),
+        ({"vary": "accept, "}, "accept, origin"),  # an empty item is dropped
         ({}, "origin"),
     ],
 )
