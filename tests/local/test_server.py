@@ -1273,10 +1273,11 @@ def test_a_request_cancelled_while_the_function_runs_is_answered_503_in_json(tie
 
 
 # --- the runtime tier and the odd routes ---------------------------------------------------------------------
-def test_the_runtime_refuses_an_endpoint_it_does_not_serve(tiers):
-    response = tiers.request("POST", "/endpoints/other/invocations", content=b"x", headers=with_type({}))
+@pytest.mark.parametrize("name", ["other", "mobilenet"])  # a prefix of the endpoint's name is another name
+def test_the_runtime_refuses_an_endpoint_it_does_not_serve(tiers, name):
+    response = tiers.request("POST", f"/endpoints/{name}/invocations", content=b"x", headers=with_type({}))
     assert response.status_code == 400 and response.headers["x-amzn-errortype"] == "ValidationError"
-    assert "other" in response.json()["message"] and tiers.container.seen == []
+    assert f"Endpoint {name} of" in response.json()["message"] and tiers.container.seen == []
 
 
 def test_ping_is_200_as_the_containers(tiers):
