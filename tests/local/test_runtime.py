@@ -255,7 +255,7 @@ def test_max_concurrency_invocations_in_flight_throttle_the_next_one() -> None:
     assert invoke(runtime).status == 200
 
 
-@pytest.mark.parametrize("status", [100, 204, 302, 399])
+@pytest.mark.parametrize("status", [100, 204, 300, 302, 399])
 def test_any_container_answer_outside_2xx_is_a_model_error(status) -> None:
     ok = 200 <= status < 300
     answer = invoke(SageMakerRuntime(FixedContainer(ContainerResponse(status, "text/plain", b"moved")), "e", 1))
