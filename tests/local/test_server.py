@@ -1299,6 +1299,7 @@ def test_fault_injection_is_served_only_when_asked_for():
         cleared = own.request("DELETE", "/__local/faults")
         assert cleared.status_code == 200 and cleared.json()["faults"]["sandbox_crash"] == 0
         ill_typed = (b'{"delay_s": "5"}', b'{"throttle": "x"}', b'{"model_status": "500"}', b'{"down": "no"}')
+        fractions = (b'{"throttle": 1.5}', b'{"sandbox_crash": 2.0}')  # counts are whole numbers
         wrong = (b'{"delay_s": -1}', b'{"delay_s": 1e999}', b'{"throttle": true}', b'{"model_status": 99}')
         no_float_holds = b'{"delay_s": 1' + b"0" * 400 + b"}"  # json reads a whole number of any length as an int
         out_of_range = (b'{"throttle": -1}', b'{"sandbox_crash": -2}', b'{"model_status": 600}')
@@ -1310,6 +1311,7 @@ def test_fault_injection_is_served_only_when_asked_for():
             b"not json",
             *not_objects,
             *ill_typed,
+            *fractions,
             *wrong,
             *out_of_range,
             no_float_holds,
