@@ -1322,6 +1322,8 @@ def test_fault_injection_is_served_only_when_asked_for():
             assert own.runtime.faults == Faults(), bad  # nothing of a refused spec is kept
         accepted = own.request("POST", "/__local/faults", json={"delay_s": 1, "model_status": 599, "down": False})
         assert accepted.status_code == 200 and own.runtime.faults.delay_s == 1
+        lowest = own.request("POST", "/__local/faults", json={"model_status": 100})
+        assert lowest.status_code == 200 and own.runtime.faults.model_status == 100
         off = own.request("POST", "/__local/faults", json={"model_status": 0})  # 0 is "off", not a status
         assert off.status_code == 200 and own.runtime.faults.model_status == 0
     finally:
