@@ -382,6 +382,19 @@ def test_a_model_dir_is_swept_only_when_its_owner_is_known_to_be_gone(tmp_path, 
     assert unlockable.exists() and someone_elses.exists()
 
 
+def test_a_model_dir_of_another_user_is_never_swept(tmp_path, monkeypatch) -> None:
+    # A shared /tmp: another user's directory is theirs to remove, even with its owner lock free.
+    import os
+
+    from local.runtime import MODEL_DIR_PREFIX, hold_owner_lock, sweep_orphaned_model_dirs
+
+    theirs = tmp_path / f"{MODEL_DIR_PREFIX}424245-ddd"
+    (theirs / "model").mkdir(parents=True)
+    os.close(hold_owner_lock(theirs))
+    monkeypatch.setattr(os, "getuid", lambda: theirs.stat().st_uid + 1)  # we are someone else
+    assert sweep_orphaned_model_dirs(tmp_path) == [] and theirs.exists()
+
+
 def test_a_runtime_answer_names_the_models_time_in_server_timing() -> None:
     answer = invoke(SageMakerRuntime(FixedContainer(), "e", 1))
     assert answer.status == 200 and re.fullmatch(r"model;dur=\d+\.\d", answer.headers["server-timing"])
