@@ -752,6 +752,7 @@ def test_port_range_and_log_level_spelling():
     ("args", "says"),
     [
         (["--port", "abc"], "argument --port: 'abc' is not a port number: use 1-65535, or 0 for a free one"),
+        (["--port", "65536"], "argument --port: 65536 is not a port: use 1-65535, or 0 for a free one"),
         (["--runtime", "java"], "argument --runtime: invalid choice: 'java'"),
         (["--host"], "argument --host: expected one argument"),
         (["--bogus"], "unrecognized arguments: --bogus"),
