@@ -785,7 +785,20 @@ def test_a_host_name_in_capitals_or_absolute_is_localhost_still(monkeypatch, tmp
     assert what_main_serves(monkeypatch, tmp_path, "--host", host).where.endswith(" only")
 
 
-@pytest.mark.parametrize("host", ["not a host", "", "999.1.1.1", "-box.lan", "a..lan", "[::1]", "box:8000", "x" * 64])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "not a host",
+        "",
+        "999.1.1.1",
+        "-box.lan",
+        "a..lan",
+        "[::1]",
+        "box:8000",
+        "x" * 64,
+        ".".join(["a" * 63] * 3 + ["b" * 62]),  # 254 characters: one more than DNS's longest name
+    ],
+)
 def test_a_host_that_is_no_address_or_name_is_refused_as_such(host):
     """--host 'not a host' was refused as a non-loopback bind ("the local stack has no authentication")."""
     with pytest.raises(argparse.ArgumentTypeError, match=r"is not an IP address or host name$"):
