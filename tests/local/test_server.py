@@ -1052,6 +1052,13 @@ def test_a_missing_artifact_or_a_busy_port_is_a_one_line_error_and_exit_2(tmp_pa
     assert err == f"error: cannot listen on 127.0.0.1:{port}: {busy_port}\n"
 
 
+def test_a_port_below_1024_without_the_privilege_is_told_to_change_the_port():
+    from local.__main__ import bind_failure
+
+    said = bind_failure(OSError(errno.EACCES, "Permission denied"))  # --port 80 as a user
+    assert said == "Permission denied; try another port (--port, or make demo PORT=)"
+
+
 @pytest.mark.parametrize(
     "error",
     [
