@@ -1170,6 +1170,43 @@ def test_a_stop_signal_during_the_cleanup_does_not_cut_it_short(monkeypatch, cap
     assert {sig: signal.getsignal(sig) for sig in cli.STOP_SIGNALS} == before
 
 
+@pytest.mark.parametrize(
+    ("flags", "fault_injection", "throttled"),
+    [((), False, True), (("--fault-injection", "--no-stage-throttle"), True, False)],
+)
+def test_the_app_has_fault_injection_and_no_stage_throttle_only_when_the_command_line_asks(
+    monkeypatch, tmp_path, flags, fault_injection, throttled
+):
+    from local import __main__ as cli
+
+    loaded_model(monkeypatch)
+    seen = {}
+
+    class Runtime:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def close(self) -> None:
+            pass
+
+    class Sandboxes:
+        def shutdown(self) -> None:
+            pass
+
+    def create_app(stack, runtime, sandboxes, **options):
+        seen.update(fault_injection=options["fault_injection"], throttled=options["stage_throttle"] is not None)
+        raise KeyboardInterrupt  # seen what it is given: stop before serving
+
+    monkeypatch.setattr(cli, "SageMakerRuntime", Runtime)
+    monkeypatch.setattr(cli, "start_sandboxes", lambda stack, region: Sandboxes())
+    monkeypatch.setattr(cli, "create_app", create_app)
+    bound_sockets(monkeypatch)
+    artifact = tmp_path / "model.tar.gz"
+    artifact.write_bytes(b"")
+    assert cli.main(["--port", "0", "--artifact", str(artifact), *flags]) == 0
+    assert seen == {"fault_injection": fault_injection, "throttled": throttled}
+
+
 def test_the_stack_raises_its_open_file_limit_to_the_hard_limit(monkeypatch, artifact):
     """Every connection holds a descriptor: a desktop's usual soft limit of 1024 would refuse connections under load."""
     import resource
