@@ -962,6 +962,16 @@ def test_a_loopback_stack_is_announced_at_its_address_and_takes_the_page_opened_
     assert served.stack.endpoint_name == "mobilenet-local"
 
 
+def test_a_stack_on_a_lan_address_does_not_take_a_page_opened_as_localhost(monkeypatch, tmp_path):
+    """Reached at a LAN address, localhost:<port> is a page of whatever runs on the browser's own machine."""
+    from local import __main__ as cli
+
+    lan = SimpleNamespace(getsockname=lambda: ("192.0.2.10", 8123), close=lambda: None)
+    monkeypatch.setattr(cli, "bind", lambda host, port: lan)
+    served = what_main_serves(monkeypatch, tmp_path, "--host", "192.0.2.10", "--allow-remote")
+    assert served.stack.allowed_origins == ["http://192.0.2.10:8123", "http://localhost:8000"]  # dev's extra
+
+
 def test_an_ipv6_stack_is_announced_at_its_bracketed_address(monkeypatch, tmp_path):
     require_ipv6_loopback()
     served = what_main_serves(monkeypatch, tmp_path, "--host", "::1")
