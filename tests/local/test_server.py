@@ -53,11 +53,13 @@ class Sandboxes:
 
     def __init__(self) -> None:
         self.events: list[dict] = []
+        self.contexts: list = []
         self.crashes: list[bool] = []
         self.result: object = None
 
     def submit(self, event: dict, context, *, crash: bool = False) -> Future:
         self.events.append(event)
+        self.contexts.append(context)
         self.crashes.append(crash)
         future: Future = Future()
         if self.result is self.CANCELLED:
@@ -1296,6 +1298,14 @@ def test_server_timing_names_the_gateways_time_and_the_functions(tiers, monkeypa
     monkeypatch.setattr(server, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
     response = tiers.predict()
     assert response.headers["server-timing"] == "event;dur=250.00, handler;dur=1750.00"
+
+
+def test_the_function_is_given_its_deployed_timeout(tiers):
+    """The handler budgets its endpoint calls on the remaining time: the function's timeout, as deployed."""
+    from handlers.proxy_core import LAMBDA_TIMEOUT_S
+
+    tiers.predict()
+    assert 0 < tiers.sandboxes.contexts[0].get_remaining_time_in_millis() <= LAMBDA_TIMEOUT_S * 1000
 
 
 def test_a_request_cancelled_while_the_function_runs_is_answered_503_in_json(tiers):
