@@ -8,6 +8,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import errno
 import json
 import logging
@@ -27,7 +28,7 @@ from uvicorn.server import ServerState
 
 from components import policies
 from components.policies import PERMISSIONS_POLICY, cors_allowed_origins
-from components.settings import load_stack_file
+from components.settings import Settings, load_stack_file
 from local import gateway, server
 from local.__main__ import host_address, parse_args, port_number
 from local.runtime import ContainerResponse, ContainerUnavailable, Faults, SageMakerRuntime
@@ -99,12 +100,13 @@ class InProcessStack:
         fault_injection: bool = False,
         client: tuple[str, int] = CLIENT,
         stage_throttle: gateway.StageThrottle | None = None,
+        settings: Settings | None = None,
     ) -> None:
         self.client = client
         info = StackInfo(
             base_url=base_url,
             endpoint_name=ENDPOINT,
-            settings=load_stack_file(ROOT / "Pulumi.dev.yaml"),
+            settings=settings or load_stack_file(ROOT / "Pulumi.dev.yaml"),
             allowed_origins=cors_allowed_origins([BASE_URL, "http://localhost:8000"], []),
             any_interface=any_interface,
         )
@@ -1306,6 +1308,17 @@ def test_the_function_is_given_its_deployed_timeout(tiers):
 
     tiers.predict()
     assert 0 < tiers.sandboxes.contexts[0].get_remaining_time_in_millis() <= LAMBDA_TIMEOUT_S * 1000
+
+
+def test_the_function_is_given_the_configured_memory_size():
+    """Powertools logs the context's memory size with every line: the stack's proxyMemorySizeMb, as deployed."""
+    settings = dataclasses.replace(load_stack_file(ROOT / "Pulumi.dev.yaml"), proxy_memory_size_mb=512)
+    own = InProcessStack(settings=settings)
+    try:
+        assert own.predict().status_code == 200
+        assert own.sandboxes.contexts[0].memory_limit_in_mb == 512
+    finally:
+        own.runtime.close()
 
 
 def test_a_request_cancelled_while_the_function_runs_is_answered_503_in_json(tiers):
