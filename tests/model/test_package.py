@@ -7,6 +7,7 @@ promise fails on its own and none needs an ONNX export.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import http.client
 import os
 import pickle
@@ -265,6 +266,8 @@ def test_weights_id_names_the_file_and_its_contents(tmp_path):
     path.write_bytes(b"two")
     second = package.WeightsSource(path, "IMAGENET1K_V1").weights_id
     assert first.startswith("file:w.pth@sha256:") and second.startswith("file:w.pth@sha256:") and first != second
+    # The contents are named by the first 16 hex digits of their sha256, no fewer.
+    assert second == f"file:w.pth@sha256:{hashlib.sha256(b'two').hexdigest()[:16]}"
 
 
 def test_state_dict_bytes_depend_only_on_the_values(tmp_path):
