@@ -416,13 +416,14 @@ def test_a_damaged_cached_download_is_named_with_what_to_do(tmp_path, monkeypatc
     assert "\n" not in message and "weights_only" not in message
 
 
-def test_metadata_follows_the_preset():
-    meta = package.metadata(package.WeightsSource(None, "IMAGENET1K_V2"))
-    assert meta["weights"] == "torchvision:MobileNet_V2_Weights.IMAGENET1K_V2"
-    assert meta["weights_preset"] == "IMAGENET1K_V2"
+@pytest.mark.parametrize(("preset", "resize"), [("IMAGENET1K_V2", 232), ("IMAGENET1K_V1", 256)])
+def test_metadata_follows_the_preset(preset, resize):
+    meta = package.metadata(package.WeightsSource(None, preset))
+    assert meta["weights"] == f"torchvision:MobileNet_V2_Weights.{preset}"
+    assert meta["weights_preset"] == preset
     assert meta["input"] == {"dtype": "uint8", "layout": "NHWC", "channels": "RGB"}
     assert meta["preprocessing"] == {
-        "resize": 232,
+        "resize": resize,
         "crop": 224,
         "mean": [0.485, 0.456, 0.406],
         "std": [0.229, 0.224, 0.225],
