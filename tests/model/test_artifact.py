@@ -533,12 +533,15 @@ def test_int8_agrees_with_fp32_on_views_of_the_photos_it_was_not_calibrated_on(i
     assert np.mean(kl) < 0.03 and top1 >= len(kl) - 3, (np.mean(kl), top1)
 
 
-def test_int8_on_a_graph_with_too_few_convs_to_keep_float_is_one_error_line(tmp_path):
-    """INT8_FLOAT_CONVS is MobileNet V2's; another model's graph (a ViT has one Conv) is named, not an IndexError."""
+@pytest.mark.parametrize("convs", [1, package.INT8_FLOAT_CONVS])
+def test_int8_on_a_graph_with_too_few_convs_to_keep_float_is_one_error_line(tmp_path, convs):
+    """INT8_FLOAT_CONVS is MobileNet V2's; another model's graph (a ViT has one Conv) is named, not an IndexError.
+    A graph of exactly INT8_FLOAT_CONVS Convs has none left to quantise from."""
     import io
     import warnings
 
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    layers = [torch.nn.Conv2d(3, 3, 1) for _ in range(convs)]
+    net = torch.nn.Sequential(*layers, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
     graph = io.BytesIO()
     with warnings.catch_warnings():  # the TorchScript-based exporter is deprecated, as in package.export_onnx
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -548,7 +551,7 @@ def test_int8_on_a_graph_with_too_few_convs_to_keep_float_is_one_error_line(tmp_
         package.quantize_int8(graph.getvalue(), {"model": "tiny"}, photos)
     assert str(err.value) == (
         f"--int8 keeps the first {package.INT8_FLOAT_CONVS} Convs float and quantises from the next one on "
-        "(INT8_FLOAT_CONVS in model/package.py, chosen for MobileNet V2), but tiny's graph has 1 Conv(s): "
+        f"(INT8_FLOAT_CONVS in model/package.py, chosen for MobileNet V2), but tiny's graph has {convs} Conv(s): "
         "set INT8_FLOAT_CONVS for this model"
     )
 
