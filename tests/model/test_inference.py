@@ -1281,6 +1281,18 @@ def test_a_palette_png_whose_one_transparent_entry_is_past_256_is_served_opaque(
     assert classify(inference, classifier, body, "image/png")["predictions"]
 
 
+def test_a_palette_pngs_last_entry_may_be_its_transparent_one(inference):
+    """Entry 255 is the last a palette has, not one past it: transparent, it composites on white."""
+    img = Image.new("P", (2, 1))
+    img.putpalette(bytes(v for v in range(255) for _ in "RGB") + bytes((10, 20, 30)))  # grey, then a dark blue
+    img.putpixel((0, 0), 255)
+    img.putpixel((1, 0), 7)
+    body = encode(img, "PNG", transparency=255)
+    assert Image.open(io.BytesIO(body)).info["transparency"] == 255
+    decoded = inference.decode_image(body)
+    assert [decoded.getpixel((x, 0)) for x in range(2)] == [(255, 255, 255), (7, 7, 7)]
+
+
 def test_colour_data_pillow_cannot_convert_is_an_invalid_image(inference, monkeypatch):
     def broken(img):
         raise ValueError("palette index out of range")
