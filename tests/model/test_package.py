@@ -845,10 +845,11 @@ def test_cli_help_names_the_model_it_builds(capsys, monkeypatch):
     assert "MobileNet" not in help_text
 
 
-def test_cli_builds_and_reports_a_relative_out_as_an_absolute_path(cli, monkeypatch, capsys):
+def test_cli_resolves_a_relative_out_and_weights_and_reports_the_absolute_out(cli, monkeypatch, capsys):
     monkeypatch.chdir(cli.tmp)
-    assert package.main(["--out", "rel.tar.gz"]) == 0
+    assert package.main(["--out", "rel.tar.gz", "--weights", "w.pth"]) == 0
     assert cli.calls[0].out == cli.tmp.resolve() / "rel.tar.gz"
+    assert cli.calls[0].source.path == cli.weights.resolve()
     assert f"artifact: {cli.tmp.resolve() / 'rel.tar.gz'}\n" in capsys.readouterr().out
 
 
