@@ -492,6 +492,9 @@ def test_sixteen_bit_grey_keeps_its_range(inference):
     img = Image.fromarray(np.array([[65535, 128 * 257, 0]], dtype=np.uint16))
     decoded = inference.decode_image(encode(img, "PNG"))
     assert [decoded.getpixel((x, 0)) for x in range(3)] == [(255, 255, 255), (128, 128, 128), (0, 0, 0)]
+    # Older Pillows read a 16-bit PNG as mode "I" (see test_every_mode_becomes_rgb): the same levels, not clipped.
+    as_i = inference._to_rgb(img.convert("I"))
+    assert [as_i.getpixel((x, 0)) for x in range(3)] == [(255, 255, 255), (128, 128, 128), (0, 0, 0)]
 
 
 def test_sixteen_bit_grey_colour_key_is_white(inference):
