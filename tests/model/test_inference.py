@@ -874,6 +874,20 @@ def _red(fmt: str, **params) -> bytes:
         pytest.param(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64), "HEIC", id="heic"),
         pytest.param(b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00mif1heic" + bytes(64), "HEIF", id="heif"),
         pytest.param(b"8BPS\x00\x01" + bytes(64), "PSD", id="psd"),
+        # Every other signature and brand other_image_format knows, as sent: a dropped one passed unnoticed.
+        pytest.param(b"\xc5\xd0\xd3\xc6" + bytes(64), "EPS", id="eps-binary"),
+        pytest.param(b"\x00\x00\x00\x0cJXL \r\n\x87\n" + bytes(64), "JPEG XL", id="jxl"),
+        pytest.param(b"\xff\x0a\xfa\x7f" + bytes(64), "JPEG XL", id="jxl-codestream"),
+        *(
+            pytest.param(b"\x00\x00\x00\x18ftyp" + brand + bytes(64), name, id=brand.decode())
+            for brand, name in (
+                (b"heix", "HEIC"),
+                (b"heim", "HEIC"),
+                (b"heis", "HEIC"),
+                (b"msf1", "HEIF"),
+                (b"avis", "AVIF"),
+            )
+        ),
         pytest.param(b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"/>', "SVG", id="svg"),
         pytest.param(b'  <svg xmlns="http://www.w3.org/2000/svg"/>', "SVG", id="svg-without-xml-declaration"),
     ],
