@@ -94,6 +94,14 @@ def test_a_failed_compression_leaves_no_temp_file(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_the_temp_file_is_written_beside_the_artifact_not_in_tmpdir(tmp_path, monkeypatch):
+    """A rename is atomic only within one file system: a temp file in TMPDIR (often a tmpfs) could not be renamed
+    over an artifact on another one. Here TMPDIR is a folder that does not exist."""
+    monkeypatch.setattr(package.tempfile, "tempdir", str(tmp_path / "elsewhere"))
+    package.write_tarball(MEMBERS, tmp_path / "dist" / "model.tar.gz")
+    assert [p.name for p in (tmp_path / "dist").iterdir()] == ["model.tar.gz"]
+
+
 def test_a_failed_rename_leaves_no_temp_file(tmp_path):
     out = tmp_path / "model.tar.gz"
     out.mkdir()  # a directory where the artifact should go: the rename over it fails
