@@ -1183,6 +1183,7 @@ def _cgroup(root, files: dict[str, str]):
         ({"cpu/cpu.cfs_period_us": "100000\n"}, None),  # a period without a quota
         ({"cpu/cpu.cfs_quota_us": "", "cpu/cpu.cfs_period_us": "100000\n"}, None),  # an empty quota file
         ({"cpu.max": "150000 0\n"}, None),
+        ({"cpu.max": "0 100000\n"}, None),  # a zero quota is read as none, not as 0 CPUs
         ({"cpu.max": "garbage\n"}, None),
         ({"cpu.max": "1 2 3\n"}, None),
         ({"cpu.max": "\xff\xfe"}, None),
