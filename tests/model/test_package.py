@@ -429,6 +429,7 @@ def test_metadata_follows_the_preset(preset, resize):
     meta = package.metadata(package.WeightsSource(None, preset))
     assert meta["weights"] == f"torchvision:MobileNet_V2_Weights.{preset}"
     assert meta["weights_preset"] == preset
+    assert meta["labels"] == torchvision.models.MobileNet_V2_Weights[preset].meta["categories"]
     assert meta["input"] == {"dtype": "uint8", "layout": "NHWC", "channels": "RGB"}
     assert meta["preprocessing"] == {
         "resize": resize,
