@@ -120,12 +120,15 @@ def assert_graph_is_the_eager_net(session, net, weights_file, **normalisation) -
 
 @pytest.mark.slow
 def test_the_graph_is_the_weights_behind_normalisation_for_any_batch_size(weights_file, full_build):
+    import onnx
     import onnxruntime as ort
 
     with tarfile.open(full_build) as tar:
         graph = tar.extractfile("model.onnx").read()
     session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
     assert_graph_is_the_eager_net(session, torchvision.models.mobilenet_v2(), weights_file)
+    # README: "opset 17".
+    assert {o.domain: o.version for o in onnx.load_from_string(graph).opset_import}[""] == 17
     # The batch axis is dynamic on both ends (a fixed logits axis made every batch of 2 a shape warning).
     assert [(node.name, node.shape[0]) for node in (*session.get_inputs(), *session.get_outputs())] == [
         ("input", "batch"),
