@@ -222,6 +222,16 @@ def test_a_mean_or_std_float32_cannot_hold_fails_model_fn_naming_the_file(
     )
 
 
+def test_weights_that_give_one_non_finite_logit_fail_model_fn(inference, model_dir, monkeypatch):
+    # One NaN class is as unservable as all of them: its "prob" would be NaN, which is not JSON.
+    def onnxruntime(onnx_path):
+        return (lambda batch: np.array([[np.nan] + [0.0] * 999], np.float32)), "onnxruntime-stub"
+
+    monkeypatch.setattr(inference, "_onnxruntime_backend", onnxruntime)
+    with pytest.raises(inference.ModelLoadError, match="gave non-finite logits for a black image"):
+        inference.load_classifier(str(model_dir))
+
+
 def test_an_artifact_whose_metadata_names_no_resampling_resizes_bilinear(inference, model_dir, tmp_path):
     # Builds before "interpolation" was read wrote it as "bilinear"; one without the key was served bilinear too.
     artifact = edited_artifact(model_dir, tmp_path, lambda pre: pre.pop("interpolation"))
