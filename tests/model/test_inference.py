@@ -48,9 +48,10 @@ def top1(result):
 
 
 # --- model_fn ------------------------------------------------------------------------------------------
-def test_model_fn_serves_the_fast_backend(classifier):
+def test_model_fn_serves_the_fast_backend(classifier, model_dir):
     assert classifier.backend.startswith("onnxruntime")
     assert len(classifier.labels) == 1000 and classifier.model_name == "mobilenet_v2"
+    assert classifier.weights_id == json.loads((model_dir / "metadata.json").read_text())["weights"]
 
 
 def test_model_fn_torchscript_fallback(inference, classifier, model_dir, monkeypatch):
