@@ -986,7 +986,10 @@ def test_a_huge_integer_in_a_field_we_do_not_read_is_ignored(inference, classifi
 def test_an_accept_top_k_out_of_range_is_quoted_as_sent(inference, classifier, top_k):
     # A top_k of 7 digits or more was answered "got 21", a number the client never sent.
     prediction = inference.predict_fn(inference.input_fn(photo_bytes("coffee.jpg"), "image/jpeg"), classifier)
-    with pytest.raises(inference.InvalidRequestError, match=f"from 1 to 20, got {top_k[:40]}$"):
+    # The message names where the top_k came from: the Accept header, not the JSON body.
+    with pytest.raises(
+        inference.InvalidRequestError, match=f"^Accept parameter top_k must .* from 1 to 20, got {top_k[:40]}$"
+    ):
         inference.output_fn(prediction, f"application/json;top_k={top_k}")
 
 
