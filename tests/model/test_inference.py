@@ -1007,8 +1007,10 @@ def test_an_accept_top_k_out_of_range_is_quoted_as_sent(inference, classifier, t
         ("text/html, */*;q=0", "UnsupportedAcceptError", 406),
     ],
 )
-def test_bad_accept_is_refused(inference, classifier, accept, error, status):
+@pytest.mark.parametrize("body_top_k", [None, 3])  # a JSON body's own top_k does not excuse a bad Accept
+def test_bad_accept_is_refused(inference, classifier, accept, error, status, body_top_k):
     prediction = inference.predict_fn(inference.input_fn(photo_bytes("coffee.jpg"), "image/jpeg"), classifier)
+    prediction = dataclasses.replace(prediction, top_k=body_top_k)
     with pytest.raises(getattr(inference, error)) as info:
         inference.output_fn(prediction, accept)
     assert info.value.status_code == status
