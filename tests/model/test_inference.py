@@ -434,6 +434,7 @@ def test_top_k_from_accept_parameter_and_default(inference, classifier):
         ("application/*", 5),
         ("", 5),  # an empty Accept header asks for nothing in particular
         ("application/json;q=abc", 5),  # a garbled q is ignored, not taken as a refusal
+        ("application/json;q=-1", 5),  # so is one below 0 (a q is 0 to 1): only 0 refuses
         ("application/json;q=0.001;top_k=4", 4),  # the least preference that is not a refusal
         ("*/*;q=0;top_k=3, application/json", 5),  # a top_k on a refused range does not count
         ("application/json;top_k=0000003", 3),  # leading zeros are the same number, however many
