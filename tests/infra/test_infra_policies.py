@@ -172,6 +172,7 @@ NAME_BUILDERS = [
     ("function_name", policies.lambda_log_group_name),
     ("execution_arn", policies.invoke_permission_source_arn),
     ("distribution_arn", lambda v: policies.site_bucket_policy("arn:aws:s3:::site-b", v)),
+    ("bucket_arn", lambda v: policies.site_bucket_policy(v, "arn:aws:cloudfront::123456789012:distribution/E2EXAMPLE")),
     ("distribution_domain", lambda v: policies.site_origins(v, None)),
     ("region", policies.sagemaker_container_env),
 ]
