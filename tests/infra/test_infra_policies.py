@@ -255,6 +255,23 @@ def test_csp_names_a_same_origin_api_self_which_also_covers_ipv6_literals() -> N
     assert "connect-src https://api.example.com;" in cross
 
 
+def test_permissions_policy_gives_every_powerful_feature_an_empty_allowlist() -> None:
+    """The whole list, not only the features tests/policy's rule insists on: a name dropped from it (accelerometer,
+    fullscreen, publickey-credentials-get) would give the site's own origin that feature again."""
+    members = dict(member.strip().split("=", 1) for member in policies.PERMISSIONS_POLICY.split(","))
+    assert members == dict.fromkeys(
+        (
+            "accelerometer", "autoplay", "browsing-topics", "camera", "clipboard-read", "clipboard-write",
+            "display-capture", "encrypted-media", "fullscreen", "gamepad", "geolocation", "gyroscope", "hid",
+            "identity-credentials-get", "idle-detection", "local-fonts", "magnetometer", "microphone", "midi",
+            "otp-credentials", "payment", "picture-in-picture", "publickey-credentials-create",
+            "publickey-credentials-get", "screen-wake-lock", "serial", "usb", "window-management",
+            "xr-spatial-tracking",
+        ),
+        "()",
+    )  # fmt: skip
+
+
 def test_cors_origins_site_first_deduplicated_and_validated() -> None:
     assert policies.cors_allowed_origins(
         ["https://d1.cloudfront.net"], ["http://localhost:8000", "https://d1.cloudfront.net"]
