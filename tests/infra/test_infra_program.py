@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -289,7 +290,7 @@ def test_an_artifact_that_is_no_tar_gz_fails_before_any_resource(
     assert mocks.resources == {}
 
 
-@pytest.mark.parametrize("kind", ["gzip, no tar", "cut short"])
+@pytest.mark.parametrize("kind", ["gzip, no tar", "cut short", "cut in its last file"])
 def test_a_gzip_artifact_that_is_no_whole_tar_fails_before_any_resource(
     program: Any, mocks: RecordingMocks, tmp_path: Path, kind: str
 ) -> None:
@@ -298,9 +299,16 @@ def test_a_gzip_artifact_that_is_no_whole_tar_fails_before_any_resource(
     artifact = tmp_path / "model.tar.gz"
     if kind == "gzip, no tar":
         artifact.write_bytes(gzip.compress((ROOT / "README.md").read_bytes()))
-    else:
+    elif kind == "cut short":
         whole, _ = make_artifact(tmp_path / "built")
         artifact.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    else:  # its first header whole: a check that read only the first member passed it
+        weights = tmp_path / "weights.bin"
+        weights.write_bytes(os.urandom(256 * 1024))  # random: the gzip stream stays as long as the file
+        with tarfile.open(artifact, "w:gz") as tar:
+            tar.add(ROOT / "model" / "code" / "inference.py", arcname="code/inference.py")
+            tar.add(weights, arcname="weights.bin")
+        artifact.write_bytes(artifact.read_bytes()[: 3 * artifact.stat().st_size // 4])
     with pytest.raises(pulumi.RunError) as err:
         program(modelArtifact=str(artifact))
     says = f"model artifact {artifact} is not a whole tar.gz archive ("
