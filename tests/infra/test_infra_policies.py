@@ -352,10 +352,11 @@ def test_site_files_skip_config_js_and_dotfiles(tmp_path: Path) -> None:
         ".git/x.txt",
         "samples/._a.jpg",
         "samples/.x.swp",
+        "samples/config.js",  # only the top-level config.js is the rendered one
     ):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"x")
-    assert list(policies.site_files(tmp_path)) == ["index.html", "samples/a.jpg"]
+    assert list(policies.site_files(tmp_path)) == ["index.html", "samples/a.jpg", "samples/config.js"]
     (tmp_path / "notes.docx").write_bytes(b"x")
     with pytest.raises(PolicyInputError, match=r"notes\.docx"):
         policies.site_files(tmp_path)
