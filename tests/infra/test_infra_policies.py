@@ -15,6 +15,8 @@ from local import torchserve
 
 KMS = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 SHA = "ab" * 32
+# The current IAM policy language: under the older 2008-10-17 a policy variable such as ${aws:username} is literal text.
+POLICY_LANGUAGE = "2012-10-17"
 
 
 def assert_least_privilege(document: dict[str, Any]) -> None:
@@ -55,6 +57,7 @@ def sagemaker_doc(**overrides: Any) -> dict[str, Any]:
 
 def test_sagemaker_execution_policy_is_exact() -> None:
     doc = sagemaker_doc()
+    assert doc["Version"] == POLICY_LANGUAGE
     by_sid = {s["Sid"]: s for s in doc["Statement"]}
     assert by_sid == {
         "EcrToken": {"Sid": "EcrToken", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
@@ -129,6 +132,7 @@ def test_lambda_execution_policy_is_exact() -> None:
         )
     )
     group = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/mobilenet-dev-proxy"
+    assert doc["Version"] == POLICY_LANGUAGE
     assert doc["Statement"] == [
         {
             "Sid": "FunctionLogs",
@@ -189,14 +193,18 @@ def test_every_name_builder_refuses_a_wildcard_or_empty_name(field: str, build: 
 
 def test_assume_role_policy_names_only_the_service() -> None:
     doc = json.loads(policies.assume_role_policy("sagemaker.amazonaws.com"))
-    assert doc["Statement"] == [
-        {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}
-    ]
+    assert doc == {
+        "Version": POLICY_LANGUAGE,
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
 
 
 def test_site_bucket_policy_allows_only_the_distribution() -> None:
     dist = "arn:aws:cloudfront::123456789012:distribution/E2EXAMPLE"
     doc = json.loads(policies.site_bucket_policy("arn:aws:s3:::site-b", dist))
+    assert doc["Version"] == POLICY_LANGUAGE
     allow, deny = doc["Statement"]
     assert allow == {
         "Sid": "CloudFrontReadsSite",
@@ -224,6 +232,7 @@ def deny_insecure_transport(bucket_arn: str) -> dict[str, Any]:
 
 def test_model_bucket_policy_grants_nothing() -> None:
     doc = json.loads(policies.private_bucket_policy("arn:aws:s3:::model-b"))
+    assert doc["Version"] == POLICY_LANGUAGE
     assert doc["Statement"] == [deny_insecure_transport("arn:aws:s3:::model-b")]
     for bad in ("", "*", "arn:aws:s3:::model-*"):  # a policy S3 refuses, or a Deny that names no one bucket
         with pytest.raises(PolicyInputError, match="bucket_arn"):
