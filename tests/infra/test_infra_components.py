@@ -93,6 +93,7 @@ def test_serverless_endpoint_resources(mocks: RecordingMocks, tmp_path: Path) ->
 
     obj = mocks.one("aws:s3/bucketObjectv2:BucketObjectv2")
     assert obj["key"] == key
+    assert obj["contentType"] == "application/gzip"
     assert Path(obj["source"].path) == args.artifact_path
 
     model = mocks.one("aws:sagemaker/model:Model")
