@@ -332,6 +332,7 @@ def test_inference_api_with_kms_and_x86(mocks: RecordingMocks) -> None:
     [
         ({"function_name": "x" * 65}, "function_name"),
         ({"function_name": "proxy\n"}, "function_name"),
+        ({"function_name": "proxy.v2"}, "function_name"),  # Lambda takes letters, digits, hyphens, underscores only
         ({"code_files": {}}, "code_files"),
         ({"code_files": {"handlers/other.py": ROOT / "handlers" / "__init__.py"}}, "code_files"),
         ({"code_files": {"handlers/inference_proxy.py": Path("/nonexistent.py")}}, "code_files"),
