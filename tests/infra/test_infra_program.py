@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import tarfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -290,25 +291,36 @@ def test_an_artifact_that_is_no_tar_gz_fails_before_any_resource(
     assert mocks.resources == {}
 
 
-@pytest.mark.parametrize("kind", ["gzip, no tar", "cut short", "cut in its last file"])
+@pytest.mark.parametrize(
+    "kind", ["gzip, no tar", "cut short", "cut in its last file", "corrupt deflate data", "then no gzip member"]
+)
 def test_a_gzip_artifact_that_is_no_whole_tar_fails_before_any_resource(
     program: Any, mocks: RecordingMocks, tmp_path: Path, kind: str
 ) -> None:
-    """The gzip magic alone let `gzip README.md` and a copy cut short through, to be uploaded as the model (the
-    endpoint would fail minutes into `pulumi up`), while `make demo` refuses both as no archive it can unpack."""
+    """The gzip magic alone let `gzip README.md` and a copy cut short or corrupt through, to be uploaded as the model
+    (the endpoint would fail minutes into `pulumi up`), while `make demo` refuses them as no archive it can unpack."""
     artifact = tmp_path / "model.tar.gz"
     if kind == "gzip, no tar":
         artifact.write_bytes(gzip.compress((ROOT / "README.md").read_bytes()))
     elif kind == "cut short":
         whole, _ = make_artifact(tmp_path / "built")
         artifact.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
-    else:  # its first header whole: a check that read only the first member passed it
+    else:  # its first header whole: a check that read only the first member passed each of these
         weights = tmp_path / "weights.bin"
         weights.write_bytes(os.urandom(256 * 1024))  # random: the gzip stream stays as long as the file
-        with tarfile.open(artifact, "w:gz") as tar:
+        with tarfile.open(tmp_path / "model.tar", "w") as tar:
             tar.add(ROOT / "model" / "code" / "inference.py", arcname="code/inference.py")
             tar.add(weights, arcname="weights.bin")
-        artifact.write_bytes(artifact.read_bytes()[: 3 * artifact.stat().st_size // 4])
+        head = (tmp_path / "model.tar").read_bytes()[: 128 * 1024]
+        if kind == "cut in its last file":
+            whole = gzip.compress((tmp_path / "model.tar").read_bytes())
+            artifact.write_bytes(whole[: 3 * len(whole) // 4])
+        elif kind == "corrupt deflate data":  # then a deflate block of the reserved type: zlib.error
+            deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+            body = deflate.compress(head) + deflate.flush(zlib.Z_SYNC_FLUSH) + b"\x07"
+            artifact.write_bytes(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff" + body)
+        else:  # then bytes where the next gzip member should start: gzip.BadGzipFile, an OSError
+            artifact.write_bytes(gzip.compress(head, mtime=0) + b"no gzip member")
     with pytest.raises(pulumi.RunError) as err:
         program(modelArtifact=str(artifact))
     says = f"model artifact {artifact} is not a whole tar.gz archive ("
