@@ -21,6 +21,7 @@ from components import lambda_bundle, policies
 from components.bundle_dir import BundleDirError
 from components.settings import strip_namespace
 from tests.infra.conftest import (
+    ACCOUNT,
     API_ENDPOINT,
     CF_DOMAIN,
     DYNAMIC,
@@ -79,6 +80,10 @@ def test_dev_stack(program: Any, mocks: RecordingMocks) -> None:
     assert fn["environment"]["variables"]["ENDPOINT_NAME"] == "mobilenet-serverless-dev"
     assert mocks.one(DYNAMIC, "api-cors")["origins"] == [f"https://{CF_DOMAIN}", "http://localhost:8000"]
     assert (DYNAMIC, "model-smoke-check") in mocks.resources
+    # The proxy may invoke the stack's endpoint, named by its ARN (a bare name is a Resource no request matches).
+    proxy_policy = json.loads(mocks.one("aws:iam/rolePolicy:RolePolicy", "api-role-policy")["policy"])
+    [invoke] = [s for s in proxy_policy["Statement"] if s["Action"] == "sagemaker:InvokeEndpoint"]
+    assert invoke["Resource"] == f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/mobilenet-serverless-dev"
     # Every IAM document the program declares is least-privilege.
     for inputs in mocks.of_type("aws:iam/rolePolicy:RolePolicy").values():
         assert_least_privilege(json.loads(inputs["policy"]))
