@@ -29,6 +29,7 @@ from tests.infra.conftest import (
     ROOT,
     RecordingMocks,
     comparable_inputs,
+    fake_lambda_asset_files,
     make_artifact,
     run_main,
 )
@@ -341,6 +342,22 @@ def test_relative_artifact_path_resolves_against_the_project_root(
     with pytest.raises(pulumi.RunError) as err:
         run_main(mocks, monkeypatch, {"modelArtifact": "model/dist/does-not-exist.tar.gz"})
     assert str(ROOT / "model/dist/does-not-exist.tar.gz") in str(err.value)
+
+
+def test_the_lambda_asset_is_asked_for_the_handlers_and_powertools(
+    program: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tests' stub bundles the handler sources only, whatever it is asked for: a program asking for no
+    distributions would deploy a function whose first import of aws_lambda_powertools fails."""
+    asked: list[tuple[Path, tuple[str, ...]]] = []
+
+    def record(handler_dir: Path, distributions: Any = lambda_bundle.BUNDLED_DISTRIBUTIONS) -> dict[str, Path]:
+        asked.append((handler_dir, tuple(distributions)))
+        return fake_lambda_asset_files(handler_dir)
+
+    monkeypatch.setattr(sys.modules["components.lambda_bundle"], "lambda_asset_files", record)
+    program()
+    assert asked == [(ROOT / "handlers", ("aws-lambda-powertools",))]
 
 
 def test_every_real_asset_path_exists(program: Any, mocks: RecordingMocks) -> None:
