@@ -344,6 +344,16 @@ def test_relative_artifact_path_resolves_against_the_project_root(
     assert str(ROOT / "model/dist/does-not-exist.tar.gz") in str(err.value)
 
 
+def test_the_program_finds_its_files_from_any_working_directory(
+    program: Any, mocks: RecordingMocks, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """www/ and handlers/ are the project's, wherever the program is run from (as modelArtifact is, above)."""
+    monkeypatch.chdir(tmp_path)
+    program()
+    [index] = [o for o in mocks.of_type("aws:s3/bucketObjectv2:BucketObjectv2").values() if o["key"] == "index.html"]
+    assert index["source"].path == str(ROOT / "www" / "index.html")
+
+
 def test_the_lambda_asset_is_asked_for_the_handlers_and_powertools(
     program: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
