@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from components.policies import endpoint_log_group_name
+from components.policies import endpoint_log_group_name, read_to_the_end
 from handlers.proxy_core import SAGEMAKER_SERVERLESS_MAX_BYTES
 
 ACCOUNT = "000000000000"
@@ -95,6 +95,7 @@ def extract_artifact(artifact: Path, target: Path, error: type[Exception] = Mode
     try:
         with tarfile.open(artifact) as tar:
             tar.extractall(model_dir, filter="data")
+            read_to_the_end(tar)  # a copy corrupted in place unpacks without an error: its CRC tells
     # A truncated gzip raises EOFError, a corrupt one zlib.error: neither is an OSError or a TarError.
     except (OSError, EOFError, zlib.error, tarfile.TarError) as e:
         # One line. A file that is no archive at all (empty, an HTML page, a Git LFS pointer) gets tarfile's list of

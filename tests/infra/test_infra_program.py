@@ -298,7 +298,8 @@ def test_an_artifact_that_is_no_tar_gz_fails_before_any_resource(
 
 
 @pytest.mark.parametrize(
-    "kind", ["gzip, no tar", "cut short", "cut in its last file", "corrupt deflate data", "then no gzip member"]
+    "kind",
+    ["gzip, no tar", "cut short", "cut in its last file", "corrupt deflate data", "then no gzip member", "overwritten"],
 )
 def test_a_gzip_artifact_that_is_no_whole_tar_fails_before_any_resource(
     program: Any, mocks: RecordingMocks, tmp_path: Path, kind: str
@@ -325,8 +326,12 @@ def test_a_gzip_artifact_that_is_no_whole_tar_fails_before_any_resource(
             deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
             body = deflate.compress(head) + deflate.flush(zlib.Z_SYNC_FLUSH) + b"\x07"
             artifact.write_bytes(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff" + body)
-        else:  # then bytes where the next gzip member should start: gzip.BadGzipFile, an OSError
+        elif kind == "then no gzip member":  # bytes where the next gzip member should start: BadGzipFile, an OSError
             artifact.write_bytes(gzip.compress(head, mtime=0) + b"no gzip member")
+        else:  # a byte of the weights changed in place: stored, not deflated, it decodes; only the CRC tells
+            damaged = bytearray(gzip.compress((tmp_path / "model.tar").read_bytes(), compresslevel=0, mtime=0))
+            damaged[len(damaged) // 2] ^= 0xFF
+            artifact.write_bytes(damaged)
     with pytest.raises(pulumi.RunError) as err:
         program(modelArtifact=str(artifact))
     says = f"model artifact {artifact} is not a whole tar.gz archive ("

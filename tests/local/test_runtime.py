@@ -307,6 +307,28 @@ def test_an_injected_delay_counts_against_the_invocation_limit() -> None:
     assert (answer.status, json.loads(answer.body)["OriginalStatusCode"]) == (424, 0)
 
 
+def test_an_artifact_corrupted_in_place_is_refused(tmp_path) -> None:
+    """A byte of the weights changed where it lies (a bad disk, a bad copy) unpacks without an error: only gzip's CRC,
+    past the archive's end-of-archive blocks, tells. SageMaker's unpacking fails on it, and so must ours."""
+    import gzip
+    import io
+    import tarfile
+
+    from local.runtime import ModelStartError, extract_artifact
+
+    tar = io.BytesIO()
+    with tarfile.open(fileobj=tar, mode="w") as out:
+        weights = tarfile.TarInfo("model.onnx")
+        weights.size = 64 * 1024
+        out.addfile(weights, io.BytesIO(bytes(range(256)) * 256))
+    damaged = bytearray(gzip.compress(tar.getvalue(), compresslevel=0, mtime=0))  # stored: any byte decodes
+    damaged[len(damaged) // 2] ^= 0xFF
+    artifact = tmp_path / "model.tar.gz"
+    artifact.write_bytes(damaged)
+    with pytest.raises(ModelStartError, match=f"^cannot unpack the model artifact {artifact}: CRC check failed"):
+        extract_artifact(artifact, tmp_path / "unpacked")
+
+
 def test_an_artifact_with_a_member_outside_its_directory_is_refused(tmp_path) -> None:
     from local.runtime import ModelStartError, extract_artifact
 
