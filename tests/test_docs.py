@@ -139,8 +139,7 @@ def test_every_make_command_in_the_readme_names_a_target_and_variables_of_the_ma
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     assert unknown_make_names(readme, makefile) == []
-    layout = next(block for block in code_blocks(readme) if block.startswith("__main__.py"))
-    listed = re.search(r"^Makefile\s+(.+)$", layout, flags=re.M)[1].split(", ")
+    listed = re.search(r"^Makefile\s+(.+)$", layout_block(readme), flags=re.M)[1].split(", ")
     phony = re.search(r"^\.PHONY:(.*)$", makefile, flags=re.M)[1].split()
     assert sorted(listed) == sorted(phony), "the Repository layout's Makefile line lists its targets"
 
@@ -162,6 +161,11 @@ def test_an_unknown_make_target_or_variable_is_caught():
 # `make bench`; model/code/vendor/ is where the build puts the onnxruntime wheel inside the artifact's code/.
 NOT_COMMITTED = ("model/dist/", "bench/results/", "model/code/vendor/")
 REPO_PATH = re.compile(r"(?:\.ci|bench|components|handlers|local|model|tests|www)/[\w./-]*")
+
+
+def layout_block(text: str) -> str:
+    """The Repository layout: the code block that starts with `__main__.py`."""
+    return next(block for block in code_blocks(text) if block.startswith("__main__.py"))
 
 
 def layout_entries(text: str) -> set[str]:
@@ -478,8 +482,7 @@ def code_variables(paths: list[Path]) -> set[str]:
 
 def environment_table_problems(text: str, read: set[str]) -> list[str]:
     """Where the Lambda proxy's Environment table differs from the variables the handler's code names."""
-    table = after(text, "\n### Environment\n\n").split("\n\n", 1)[0]
-    rows = {line.split("|")[1].strip().strip("`") for line in table.splitlines()[2:]}
+    rows = {row[0].strip("`") for row in table_after(text, "### Environment")}
     problems = [f"{name}: the handler reads it, the Environment table leaves it out" for name in read - rows]
     problems += [f"{name}: in the Environment table, the handler never reads it" for name in rows - read]
     return sorted(problems)
@@ -542,10 +545,9 @@ CODE_FOLDERS = ("components/", "components/dynamic/", "handlers/", "model/", "lo
 
 def layout_descriptions(text: str) -> dict[str, str]:
     """The Repository layout's entries and their descriptions, continuation lines included."""
-    block = next(block for block in code_blocks(text) if block.startswith("__main__.py"))
     described: dict[str, str] = {}
     entry = ""
-    for line in block.splitlines():
+    for line in layout_block(text).splitlines():
         if line[:1].strip():
             entry, _, line = line.partition(" ")
         described[entry] = f"{described.get(entry, '')} {line.strip()}".strip()
@@ -658,9 +660,7 @@ COMPUTED_DEFAULTS = frozenset({"endpointName"})
 def settings_table_problems(text: str, schema: dict, allowed: dict) -> list[str]:
     """Where the Settings table differs from Pulumi.yaml's schema (keys, types, defaults) and from `allowed`, the
     validator's choices (a tuple) and ranges (a range) by key."""
-    section = after(text, "\n### Settings\n\n").split("\n\n", 1)[0]
-    rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in section.splitlines()[2:]]
-    table = {row[0].strip("`"): row[1:] for row in rows}
+    table = {row[0].strip("`"): row[1:] for row in table_after(text, "### Settings")}
     problems = [f"{key}: in Pulumi.yaml, not in the Settings table" for key in schema.keys() - table.keys()]
     problems += [f"{key}: in the Settings table, not in Pulumi.yaml" for key in table.keys() - schema.keys()]
     for key in sorted(schema.keys() & table.keys()):
