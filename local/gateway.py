@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl
 
+from components.policies import lambda_log_group_name
+from components.settings import function_name_for, partition_for_region
 from handlers.proxy_core import LAMBDA_TIMEOUT_S
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -227,3 +229,17 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self.timeout_s - (time.monotonic() - self.started)) * 1000))
+
+
+def function_context(aws_request_id: str, *, endpoint_name: str, region: str, memory_limit_in_mb: int) -> LambdaContext:
+    """The context the deployed proxy gets: its name (the endpoint's, as the program names it), ARN, log group and
+    memory size in the stack's region. Powertools logs them with every line, so local lines read like deployed ones
+    (the account is a placeholder)."""
+    name = function_name_for(endpoint_name)
+    return LambdaContext(
+        aws_request_id=aws_request_id,
+        function_name=name,
+        memory_limit_in_mb=memory_limit_in_mb,
+        invoked_function_arn=f"arn:{partition_for_region(region)}:lambda:{region}:000000000000:function:{name}",
+        log_group_name=lambda_log_group_name(name),
+    )

@@ -467,8 +467,11 @@ def create_app(
             request_id=request_id,
         )
         built = time.perf_counter()
-        context = gateway.LambdaContext(
-            aws_request_id=str(uuid.uuid4()), memory_limit_in_mb=stack.settings.proxy_memory_size_mb
+        context = gateway.function_context(
+            str(uuid.uuid4()),
+            endpoint_name=stack.endpoint_name,
+            region=runtime.region,
+            memory_limit_in_mb=stack.settings.proxy_memory_size_mb,
         )
         if gateway.event_too_large(event):  # Lambda's RequestEntityTooLarge: the function never runs
             answer = gateway.gateway_error(413)

@@ -8,6 +8,7 @@ from unittest import mock
 
 import pytest
 
+from components.settings import function_name_for
 from handlers.proxy_core import check_event_shape
 from local import gateway
 from local.server import origin_from_host
@@ -137,6 +138,15 @@ def test_lambda_context_counts_down():
         assert context.get_remaining_time_in_millis() == 25_500
     with mock.patch.object(gateway.time, "monotonic", return_value=1040.0):
         assert context.get_remaining_time_in_millis() == 0  # never negative
+
+
+def test_the_function_context_names_a_long_endpoints_function_as_the_program_does():
+    context = gateway.function_context("r", endpoint_name="e" * 63, region="us-gov-west-1", memory_limit_in_mb=256)
+    assert context.function_name == function_name_for("e" * 63)  # __main__.py's name for the deployed function
+    assert len(context.function_name) == 64 and context.function_name.endswith("-proxy")
+    assert context.invoked_function_arn == (
+        f"arn:aws-us-gov:lambda:us-gov-west-1:000000000000:function:{context.function_name}"
+    )
 
 
 def test_origin_from_host_accepts_only_host_and_port():

@@ -1310,13 +1310,19 @@ def test_the_function_is_given_its_deployed_timeout(tiers):
     assert 0 < tiers.sandboxes.contexts[0].get_remaining_time_in_millis() <= LAMBDA_TIMEOUT_S * 1000
 
 
-def test_the_function_is_given_the_configured_memory_size():
-    """Powertools logs the context's memory size with every line: the stack's proxyMemorySizeMb, as deployed."""
+def test_the_function_is_given_its_deployed_name_arn_region_and_memory_size():
+    """Powertools logs the context's name, ARN and memory size with every line: the stack's, as deployed (the name
+    the program gives the function, the stack's region and partition, proxyMemorySizeMb)."""
     settings = dataclasses.replace(load_stack_file(ROOT / "Pulumi.dev.yaml"), proxy_memory_size_mb=512)
     own = InProcessStack(settings=settings)
+    own.runtime.region = "cn-north-1"
     try:
         assert own.predict().status_code == 200
-        assert own.sandboxes.contexts[0].memory_limit_in_mb == 512
+        context = own.sandboxes.contexts[0]
+        assert context.memory_limit_in_mb == 512
+        assert context.function_name == f"{ENDPOINT}-proxy"
+        assert context.invoked_function_arn == f"arn:aws-cn:lambda:cn-north-1:000000000000:function:{ENDPOINT}-proxy"
+        assert context.log_group_name == f"/aws/lambda/{ENDPOINT}-proxy"
     finally:
         own.runtime.close()
 
