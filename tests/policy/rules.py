@@ -378,6 +378,7 @@ def _allowed_suffix_removed(resource: str) -> str:
 def iam_violations(resources: Sequence[Res]) -> list[str]:
     """Rule 6: least privilege on every identity policy, no broad managed policy, narrow trust."""
     problems: list[str] = []
+    endpoint_arns = {str(e.outputs.get("arn")) for e in of_type(resources, SM_ENDPOINT)}
     for where, document in _policy_documents(resources, problems):
         for i, statement in enumerate(_statements(document)):
             if statement.get("Effect") != "Allow":
@@ -403,6 +404,11 @@ def iam_violations(resources: Sequence[Res]) -> list[str]:
                             f"{at}: {action} on Resource '*' needs Condition {wanted}, "
                             f"not {statement.get('Condition')!r}"
                         )
+            # Invoking a model is this stack's business only: another stack's endpoint (or one named by hand,
+            # before it exists) is no wildcard, so the checks above would let it through.
+            invoked = sorted(set(resources_) - endpoint_arns)
+            if any(a.lower().startswith("sagemaker:invoke") for a in actions) and invoked and "*" not in invoked:
+                problems.append(f"{at}: invokes {invoked}, not an endpoint of this stack")
             # A wildcard inside an ARN is allowed only as a log group's ":*" stream suffix, or ending an S3 key
             # prefix below the bucket (bucket/models/*; never bucket/*).
             partial = [r for r in resources_ if r != "*" and "*" in _allowed_suffix_removed(r)]

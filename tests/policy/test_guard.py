@@ -605,6 +605,21 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "api-role-policy: policy.Statement[1]: Resource '*' with ['sagemaker:InvokeEndpoint']",
     ),
     (
+        "invokes-another-endpoint",
+        "dev",
+        "iam",
+        lambda g: mutate(
+            g,
+            rules.ROLE_POLICY,
+            "api-role-policy",
+            with_policy(
+                lambda st: st[1].update(Resource="arn:aws:sagemaker:us-east-1:123456789012:endpoint/another-stack")
+            ),
+        ),
+        "api-role-policy: policy.Statement[1]: invokes ['arn:aws:sagemaker:us-east-1:123456789012:endpoint/"
+        "another-stack'], not an endpoint of this stack",
+    ),
+    (
         "metrics-any-namespace",
         "dev",
         "iam",
