@@ -1203,7 +1203,7 @@ def test_retries_are_bounded(stub_ui: Any, stub_stack: Any) -> None:
     ui = stub_ui.open()
     ui.upload(CHELSEA)
     text = ui.wait_error()
-    assert "still busy" in text
+    assert "The model is still busy after several tries. Please try again in a minute." in text
     assert len(stub_stack.predict_requests()) == 4
     assert ui.controls_disabled() == [False] * 6
 
