@@ -864,7 +864,7 @@ def test_a_gateway_error_shows_the_gateways_request_id(stub_ui: Any, stub_stack:
         (504, {"message": "Gateway Timeout"}, "took too long"),  # API Gateway's own: not retried
         (500, {"error": "internal_error", "message": "boom id 7"}, "boom id 7"),
         (400, {"error": "bad_request", "message": "top_k must be 1..20"}, "top_k must be 1..20"),
-        (418, "teapot text body", "teapot text body"),
+        (418, "teapot text body", "Unexpected answer from the API (HTTP 418): teapot text body"),
     ],
 )
 def test_error_status_shows_specific_message_and_request_id(
