@@ -2130,6 +2130,8 @@ def test_formatters_and_predict_url(stub_ui: Any) -> None:
         return out;""",
     )
     assert all(e and "apiUrl" in e for e in errors), errors
+    # An empty apiUrl is a config.js that did not load or was rendered empty, not a malformed URL.
+    assert ["missing" in e for e in errors] == [True, True, True, False], errors
     timings = run_js(ui, "return [m.describeTiming(120, {total: 41}), m.describeTiming(120, null)];")
     assert timings == ["Round trip 120 ms · server 41 ms", "Round trip 120 ms"], "parts not sent are left out"
 
