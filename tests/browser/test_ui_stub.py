@@ -1238,6 +1238,16 @@ def test_a_429_the_browser_hides_is_retried_once(stub_ui: Any, stub_stack: Any) 
     assert ui.controls_disabled() == [False] * 6
 
 
+def test_an_api_out_of_reach_on_the_last_attempt_is_not_tried_a_fifth_time(stub_ui: Any, stub_stack: Any) -> None:
+    # The one retry after fetch() fails is still within MAX_ATTEMPTS: three busy answers used the other three.
+    busy = {"status": 429, "body": {"error": "throttled", "message": "x"}, "headers": {"Retry-After": "0"}}
+    stub_stack.script(busy, busy, busy, {"status": 429, "body": {"message": "Too Many Requests"}, "cors": False})
+    ui = stub_ui.open()
+    ui.upload(CHELSEA)
+    assert "Cannot reach the API" in ui.wait_error()
+    assert len(stub_stack.predict_requests()) == 4
+
+
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
