@@ -1266,6 +1266,7 @@ def test_malformed_success_body_is_an_error(stub_ui: Any, stub_stack: Any, body:
     text = ui.wait_error()
     assert "could not read" in text
     assert expected in text
+    assert "Request id (for support): stub-req-1" in text, "an answer the page cannot read is one to report"
     assert ui.is_hidden("#predictions-wrap")
 
 
