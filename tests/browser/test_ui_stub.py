@@ -928,6 +928,7 @@ def test_a_retry_after_beyond_the_pages_patience_is_told_not_undercut(stub_ui: A
     ui.upload(CHELSEA)
     text = ui.wait_error()
     assert "asks for 30 s before another try" in text
+    assert "Request id (for support): stub-req-1" in text
     # Controls come back only when the page's send loop has returned: no retry is waiting to go out.
     assert ui.controls_disabled() == [False] * 6
     assert len(stub_stack.predict_requests()) == 1
