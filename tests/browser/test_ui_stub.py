@@ -292,6 +292,23 @@ def test_a_dropped_photo_put_in_the_picker_is_classified_once(stub_ui: Any, stub
     assert ui.status_text() == "Most likely: stub label one (62.0%)."
 
 
+def test_a_drop_from_an_engine_without_data_transfer_items_is_classified(stub_ui: Any, stub_stack: Any) -> None:
+    # Where DataTransfer has no `items` (Safari before 11.1), a drop's files are in `files` only.
+    ui = stub_ui.open()
+    dt = ui._data_transfer(CHELSEA.name, "image/jpeg", CHELSEA.read_bytes())
+    ui.page.evaluate(
+        """(dt) => {
+            const drop = new Event("drop", { bubbles: true, cancelable: true });
+            Object.defineProperty(drop, "dataTransfer", { value: { files: dt.files, getData: () => "" } });
+            document.getElementById("drop-zone").dispatchEvent(drop);
+        }""",
+        dt,
+    )
+    ui.wait_done()
+    [request] = stub_stack.predict_requests()
+    assert ui.jpeg_size(request.body) == (385, 256)
+
+
 def test_a_photo_dropped_beside_the_drop_zone_is_still_classified(stub_ui: Any, stub_stack: Any) -> None:
     # The page swallows drops everywhere (else the browser navigates to the file): it must use them too.
     ui = stub_ui.open()
