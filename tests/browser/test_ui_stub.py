@@ -635,6 +635,16 @@ def test_non_image_file_is_refused_in_the_browser(stub_ui: Any, stub_stack: Any,
     assert ui.page.input_value("#file-input") == ""
 
 
+def test_a_photo_the_canvas_cannot_encode_is_refused_not_a_page_error(stub_ui: Any, stub_stack: Any) -> None:
+    # toBlob gives null where the canvas is over the engine's memory (iOS Safari's canvas limit): told as a file the
+    # browser could not open, not as "Something went wrong in the page" over a null.
+    stub_ui.page.add_init_script("HTMLCanvasElement.prototype.toBlob = function (done) { done(null); };")
+    ui = stub_ui.open()
+    ui.upload(CHELSEA)
+    assert CANNOT_DECODE in ui.wait_error()
+    assert stub_stack.predict_requests() == []
+
+
 HEIC = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(2000)
 TIFF = b"II*\x00\x08\x00\x00\x00" + bytes(200)
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"/>'
