@@ -645,6 +645,15 @@ def test_a_photo_the_canvas_cannot_encode_is_refused_not_a_page_error(stub_ui: A
     assert stub_stack.predict_requests() == []
 
 
+def test_an_error_the_page_did_not_expect_is_told_and_the_controls_come_back(stub_ui: Any, stub_stack: Any) -> None:
+    stub_ui.page.add_init_script("URL.createObjectURL = () => { throw new Error('no object URLs here'); };")
+    ui = stub_ui.open()
+    ui.upload(CHELSEA)
+    assert ui.wait_error() == "Something went wrong in the page: no object URLs here"
+    assert ui.controls_disabled() == [False] * 6
+    assert stub_stack.predict_requests() == []
+
+
 HEIC = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(2000)
 TIFF = b"II*\x00\x08\x00\x00\x00" + bytes(200)
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"/>'
