@@ -1420,6 +1420,23 @@ def test_a_paste_with_nothing_focused_leaves_focus_where_it_was(stub_ui: Any, st
     )
 
 
+def test_focus_moved_on_while_classifying_is_left_where_the_user_put_it(stub_ui: Any, stub_stack: Any) -> None:
+    # The sample pressed is disabled while busy; a user who tabs on to the page's link meanwhile is not pulled back.
+    gate = threading.Event()
+    stub_stack.script({"status": 200, "gate": gate})
+    ui = stub_ui.open()
+    try:
+        ui.page.focus("button.sample[data-src='samples/chelsea.jpg']")
+        ui.page.keyboard.press("Enter")
+        expect_status(ui, "Classifying…")
+        ui.page.focus("a[href='samples/ATTRIBUTION.md']")
+    finally:
+        gate.set()
+    ui.wait_done()
+    ui.page.wait_for_selector("#classify-form[aria-busy='false']")
+    assert ui.page.evaluate("() => document.activeElement.getAttribute('href')") == "samples/ATTRIBUTION.md"
+
+
 def classified_copy(stub_ui: Any, photo: Path) -> Any:
     """The page after it classified `photo`, a copy of the cat photo that the test may then change on disk."""
     photo.write_bytes(CHELSEA.read_bytes())
