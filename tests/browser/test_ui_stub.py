@@ -779,6 +779,8 @@ BEFORE_BLOB_ARRAY_BUFFER = "delete Blob.prototype.arrayBuffer;"
         ("paste", "huge.webp", "image/webp", webp_declaring(100000, 100000), "100000×100000, 10000 megapixels"),
         # 1.6 GB decoded: Chromium opens it (seconds of work and the memory of a phone) where it refuses 40000².
         ("upload", "big.jpg", "image/jpeg", jpeg_declaring(20000, 20000, progressive=True), "400 megapixels"),
+        # Its frame header 300 KB in, after a printer's ICC profile (lookup tables): still within what is read.
+        ("upload", "icc.jpg", "image/jpeg", jpeg_declaring(30000, 30000, icc_profile=bytes(300_000)), "900 megapixels"),
     ],
 )
 def test_an_image_declaring_too_many_pixels_is_refused_before_it_is_decoded(
