@@ -2447,6 +2447,8 @@ def test_declared_size_reads_each_formats_header(stub_ui: Any) -> None:
     # Stray bytes between two segments: libjpeg skips them with a warning, and so do the browsers' decoders.
     app0 = 4 + int.from_bytes(files["progressive jpeg"][4:6], "big")
     files["jpeg with stray bytes"] = files["progressive jpeg"][:app0] + b"\x00\x12" + files["progressive jpeg"][app0:]
+    # Fill bytes (0xFF) before a marker, which the JPEG standard allows any marker to have.
+    files["jpeg with fill bytes"] = files["progressive jpeg"][:app0] + b"\xff\xff" + files["progressive jpeg"][app0:]
     # Variants the encoders above do not write, but cameras and other programs do; each read as 321x123:
     # the Huffman tables (DHT, marker 0xC4, in the SOF marker range) before the frame header;
     files["jpeg with its huffman tables first"] = huffman_tables_first(files["jpeg"])
