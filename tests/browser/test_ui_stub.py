@@ -2452,6 +2452,8 @@ def test_declared_size_reads_each_formats_header(stub_ui: Any) -> None:
     # Variants the encoders above do not write, but cameras and other programs do; each read as 321x123:
     # the Huffman tables (DHT, marker 0xC4, in the SOF marker range) before the frame header;
     files["jpeg with its huffman tables first"] = huffman_tables_first(files["jpeg"])
+    # arithmetic coding's conditioning table (DAC, marker 0xCC, in the SOF marker range too) before the frame header;
+    files["jpeg with a dac segment first"] = files["jpeg"][:2] + b"\xff\xcc\x00\x04\x00\x11" + files["jpeg"][2:]
     # a top-down BMP, whose height is negative; an OS/2 BMP, whose core header has 16-bit sizes;
     bmp = bytearray(files["bmp"])
     bmp[22:26] = (-123).to_bytes(4, "little", signed=True)
