@@ -1296,6 +1296,7 @@ def test_an_api_out_of_reach_on_the_last_attempt_is_not_tried_a_fifth_time(stub_
         ({"predictions": []}, "no 'predictions' list"),
         ({"predictions": [{"label": "cat", "prob": 0.5}, {"label": "dog", "prob": -3}]}, "predictions[1]"),
         ({"predictions": [{"label": "cat", "prob": 1.5}]}, "predictions[0]"),
+        ({"predictions": [{"label": "cat", "prob": "0.5"}]}, "predictions[0]"),
     ],
 )
 def test_malformed_success_body_is_an_error(stub_ui: Any, stub_stack: Any, body: Any, expected: str) -> None:
