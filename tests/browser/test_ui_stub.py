@@ -2325,7 +2325,7 @@ def test_formatters_at_their_edges(stub_ui: Any) -> None:
         ui,
         """return [m.formatPercent(-0.01), m.formatBytes(1), m.formatBytes(0),
                 m.describeTiming(120, {total: 41, endpoint: null}),
-                m.describeTiming(120, {total: 41, endpoint: 35}),
+                m.describeTiming(120, {total: 41, endpoint: 35}), m.describeTiming(120, {endpoint: 35}),
                 m.predictUrl({apiUrl: "https://x.example/prod//"})];""",
     )
     assert got == [
@@ -2334,6 +2334,7 @@ def test_formatters_at_their_edges(stub_ui: Any) -> None:
         "0 bytes",
         "Round trip 120 ms · server 41 ms",  # an endpoint time that is not a number is left out, not "0 ms"
         "Round trip 120 ms · server 41 ms (model endpoint 35 ms)",
+        "Round trip 120 ms",  # no server total: not "server NaN ms"
         "https://x.example/prod/predict?top_k=5",
     ]
 
