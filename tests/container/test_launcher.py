@@ -146,6 +146,14 @@ def test_missing_java_is_named(monkeypatch):
         TorchServeEndpoint(Path("missing.tar.gz")).start()
 
 
+def test_java_home_is_enough_without_java_on_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("JAVA_HOME", "/opt/any-jre")
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with pytest.raises(TorchServeError, match="cannot unpack"):  # past the java check
+        TorchServeEndpoint(tmp_path / "missing.tar.gz").start()
+
+
 def test_an_unreadable_artifact_is_named_and_leaves_no_temp_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("JAVA_HOME", "/opt/any-jre")  # get past the java check without needing one
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
