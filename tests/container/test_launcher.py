@@ -326,6 +326,7 @@ def test_start_runs_the_toolkit_in_its_own_group_with_the_serving_env_and_stop_r
         env = kwargs["env"]
         assert env["SAGEMAKER_BIND_TO_PORT"] == str(port) and env["SAGEMAKER_BASE_DIR"] == str(base)
         assert env["OMP_NUM_THREADS"] == "1" and env["EXTRA"] == "x", "the caller's env wins"
+        assert env["JAVA_HOME"] == "/opt/any-jre", "this process's environment is passed on (TorchServe's java)"
         assert env["PATH"].split(os.pathsep)[0] == os.path.dirname(sys.executable)
         assert (base / "model" / "inference.py").read_bytes() == b"# code"
         assert (base / "tmp").is_dir() and (base / "logs").is_dir()
