@@ -407,6 +407,16 @@ def test_stop_kills_a_group_that_ignores_sigterm_reaps_it_and_removes_its_dir(tm
             os.killpg(proc.pid, signal.SIGKILL)
 
 
+def test_a_process_gone_between_listing_and_its_group_lookup_is_left_out(monkeypatch):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # reaped: its pid names no process any more
+    me = psutil.Process()
+    me.info = {"status": psutil.STATUS_RUNNING}
+    listed = SimpleNamespace(pid=gone.pid, info={"status": psutil.STATUS_RUNNING})
+    monkeypatch.setattr(psutil, "process_iter", lambda attrs: iter([listed, me]))
+    assert torchserve._group_processes(os.getpgid(0)) == [me]
+
+
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("second", [signal.SIGINT, signal.SIGTERM])
 def test_a_second_stop_signal_while_stop_waits_for_the_group_does_not_leave_its_dir(tmp_path, monkeypatch, second):
