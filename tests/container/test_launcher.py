@@ -418,6 +418,46 @@ def test_a_process_gone_between_listing_and_its_group_lookup_is_left_out(monkeyp
 
 
 @pytest.mark.timeout(60)
+def test_stop_sigterms_the_whole_group_and_lets_it_shut_down_before_the_grace_runs_out(tmp_path):
+    # TorchServe's JVM and worker get SIGTERM, not only the toolkit leading their group, and a moment to exit.
+    ready, child_done = tmp_path / "ready", tmp_path / "child-done"
+    child = (
+        "import signal, sys, time\n"
+        "def term(*_):\n"
+        f"    open({str(child_done)!r}, 'w').close()\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, term)\n"
+        "sys.stdout.write('x'); sys.stdout.flush()\n"
+        "time.sleep(600)\n"
+    )
+    script = (
+        "import signal, subprocess, sys, time\n"
+        f"child = subprocess.Popen([sys.executable, '-c', {child!r}], stdout=subprocess.PIPE)\n"
+        "child.stdout.read(1)\n"
+        "def term(*_):\n"
+        "    child.wait()\n"  # a leader that shuts down only after its child did, as the toolkit waits for java
+        "    time.sleep(0.2)\n"
+        "    sys.exit(3)\n"
+        "signal.signal(signal.SIGTERM, term)\n"
+        f"open({str(ready)!r}, 'w').close()\n"
+        "time.sleep(600)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    base = tmp_path / "torchserve-x"
+    base.mkdir()
+    try:
+        wait_until(ready.exists, "the group to be set up")
+        torchserve._stop(proc, base)
+        assert child_done.exists(), "the leader's child got no SIGTERM"
+        assert proc.returncode == 3, "SIGKILLed before it finished shutting down"
+        assert not base.exists()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.mark.timeout(60)
 @pytest.mark.parametrize("second", [signal.SIGINT, signal.SIGTERM])
 def test_a_second_stop_signal_while_stop_waits_for_the_group_does_not_leave_its_dir(tmp_path, monkeypatch, second):
     """A second Ctrl-C (or `make demo`'s SIGTERM to its whole process group, which make passes on once more) landing
