@@ -555,6 +555,16 @@ def test_no_answer_until_the_deadline_fails_readiness(tmp_path):
         ep.wait_ready()
 
 
+def test_readiness_gives_up_once_the_startup_timeout_has_passed(tmp_path, monkeypatch):
+    now = [0.0]  # a clock that moves only when wait_ready sleeps
+    clock = SimpleNamespace(monotonic=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    monkeypatch.setattr(torchserve, "time", clock)
+    ep = scripted(tmp_path, {"GET": [0], "POST": [0]}, startup_timeout=10)
+    with pytest.raises(TorchServeError, match="not ready after 10 s"):
+        ep.wait_ready()
+    assert 10 < now[0] <= 11, f"gave up at {now[0]} s"
+
+
 def test_a_failed_warm_up_waits_for_the_worker_death_its_log_shows_late(tmp_path):
     ep = scripted(tmp_path, {"GET": [200], "POST": [500]})
     reads = []
