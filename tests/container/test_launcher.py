@@ -134,6 +134,14 @@ def test_stop_before_start_is_a_no_op_and_log_tail_is_empty():
     assert ep.log_tail() == ""
 
 
+def test_a_log_that_is_not_utf8_is_still_read(tmp_path):
+    ep = TorchServeEndpoint(Path("missing.tar.gz"))
+    ep.base = tmp_path
+    (tmp_path / "serve.log").write_bytes(b"MODEL_LOG - cannot open caf\xe9.jpg\ninference.ModelLoadError: bad\n")
+    assert ep.log_tail(1) == "inference.ModelLoadError: bad"
+    assert ep.log_tail().startswith("MODEL_LOG - cannot open caf\ufffd.jpg")
+
+
 def test_memory_before_start_is_refused():
     with pytest.raises(TorchServeError, match="not started"):
         TorchServeEndpoint(Path("missing.tar.gz")).memory_mb()
