@@ -209,6 +209,26 @@ def test_a_refused_invocation_is_down_not_status_0():
         assert endpoint._request("GET", "/ping", timeout=2) == (0, {}, b"")  # readiness polling still waits
 
 
+def test_a_body_cut_off_mid_answer_is_down_not_an_exception():
+    # The JVM dying while it writes an answer: http.client's IncompleteRead, which is no OSError.
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+
+        def answer_half():
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"predictions"')
+
+        thread = threading.Thread(target=answer_half, daemon=True)
+        thread.start()
+        endpoint = TorchServeEndpoint(Path("missing.tar.gz"), port=server.getsockname()[1])
+        with pytest.raises(TorchServeDown, match="no longer answers"):
+            endpoint.invoke(b"jpeg", "image/jpeg")
+        thread.join(HANG_GUARD_S)
+
+
 def test_an_exit_is_described_by_code_or_signal():
     assert describe_exit(0) == "exited with code 0"
     assert describe_exit(1) == "exited with code 1"
