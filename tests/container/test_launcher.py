@@ -229,6 +229,18 @@ def test_a_body_cut_off_mid_answer_is_down_not_an_exception():
         thread.join(HANG_GUARD_S)
 
 
+def test_exit_code_reaps_the_toolkit_once_it_exited():
+    # Nothing else waits for it: without the reap the death of its JVM would go unnoticed (no replacement).
+    ep = TorchServeEndpoint(Path("missing.tar.gz"))
+    ep._proc = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    try:
+        wait_until(lambda: ep.exit_code() is not None, "the exit to be seen")
+        assert ep.exit_code() == 3
+    finally:
+        ep._proc.kill()
+        ep._proc.wait()
+
+
 def test_an_exit_is_described_by_code_or_signal():
     assert describe_exit(0) == "exited with code 0"
     assert describe_exit(1) == "exited with code 1"
