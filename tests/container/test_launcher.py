@@ -646,6 +646,15 @@ def test_with_stops_the_endpoint_when_it_does_not_become_ready_and_on_exit(monke
         pass
     assert events == ["start", "stop"]
 
+    def interrupted(self):  # Ctrl-C while the model loads
+        raise KeyboardInterrupt
+
+    events.clear()
+    monkeypatch.setattr(TorchServeEndpoint, "wait_ready", interrupted)
+    with pytest.raises(KeyboardInterrupt), TorchServeEndpoint(Path("model.tar.gz")):
+        pass
+    assert events == ["start", "stop"]
+
 
 def test_an_http_error_is_its_status_and_body_and_accept_is_sent():
     seen = []
