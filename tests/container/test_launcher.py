@@ -27,6 +27,7 @@ import psutil
 import pytest
 
 from local import torchserve
+from local.runtime import INVOCATION_TIMEOUT_S
 from local.torchserve import (
     WORKER_DIED,
     ManagedEndpoint,
@@ -905,6 +906,19 @@ def test_an_invocation_that_times_out_is_status_0_not_down():
         endpoint = TorchServeEndpoint(Path("missing.tar.gz"), port=sock.getsockname()[1])
         answer = endpoint._request("POST", "/invocations", b"jpeg", {}, timeout=0.01, down_raises=True)
     assert answer == (0, {}, b"")
+
+
+def test_an_invocation_gives_up_when_the_runtime_does(monkeypatch):
+    # The runtime stops waiting after its invocation timeout; the thread it ran invoke() in must not hang on.
+    seen = []
+
+    def urlopen(req, timeout):
+        seen.append(timeout)
+        raise TimeoutError("timed out")
+
+    monkeypatch.setattr(torchserve.urllib.request, "urlopen", urlopen)
+    assert TorchServeEndpoint(Path("missing.tar.gz"), port=1).invoke(b"jpeg", "image/jpeg") == (0, {}, b"")
+    assert seen == [INVOCATION_TIMEOUT_S]
 
 
 @pytest.mark.parametrize("stop", [KeyboardInterrupt, SystemExit])
