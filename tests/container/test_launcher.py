@@ -270,9 +270,11 @@ class FakeStack:
         self.stopped = True
 
 
-def test_a_failed_replacement_keeps_answering_down_and_is_tried_again(monkeypatch, caplog):
+# Not only TorchServeError: mkdtemp's OSError (a full /tmp) too, or the replacer stays set and none is tried again.
+@pytest.mark.parametrize("error", [TorchServeError, OSError])
+def test_a_failed_replacement_keeps_answering_down_and_is_tried_again(monkeypatch, caplog, error):
     dead, fresh = FakeStack("dead", exit_code=-9), FakeStack("fresh")
-    launches = iter([TorchServeError("java exploded"), fresh])
+    launches = iter([error("java exploded"), fresh])
 
     def launch():
         outcome = next(launches)
