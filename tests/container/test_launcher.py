@@ -866,12 +866,13 @@ def test_launch_passes_the_startup_timeout_and_returns_the_ready_stack(launching
     assert launching.made == [stack] and stack.startup_timeout == 7 and stack.started and not stack.stopped
 
 
-def test_a_launch_that_fails_stops_what_it_started(launching, monkeypatch):
+@pytest.mark.parametrize("error", [TorchServeError, KeyboardInterrupt])  # Ctrl-C while it loads, too
+def test_a_launch_that_fails_stops_what_it_started(launching, monkeypatch, error):
     def fail():
-        raise TorchServeError("warm-up invocation got 500")
+        raise error("warm-up invocation got 500")
 
     monkeypatch.setattr(launching, "on_ready", staticmethod(fail))
-    with pytest.raises(TorchServeError, match="warm-up"):
+    with pytest.raises(error, match="warm-up"):
         ManagedEndpoint(Path("model.tar.gz"))._launch()
     [stack] = launching.made
     assert stack.stopped
