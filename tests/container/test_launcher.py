@@ -860,6 +860,21 @@ def launching(monkeypatch):
     return LaunchedStack
 
 
+def test_start_serves_the_first_stack_or_raises_its_failure_in_the_callers_thread(monkeypatch):
+    managed = ManagedEndpoint(Path("model.tar.gz"))
+    stack = FakeStack("first")
+    monkeypatch.setattr(managed, "_launch", lambda: stack)
+    assert managed.start() is managed and managed.invoke(b"x", "image/jpeg")[2] == b"first"
+
+    def fail():
+        raise TorchServeError("the model server worker died loading the model")
+
+    broken = ManagedEndpoint(Path("model.tar.gz"))
+    monkeypatch.setattr(broken, "_launch", fail)
+    with pytest.raises(TorchServeError, match="died loading the model"):
+        broken.start()
+
+
 def test_launch_passes_the_startup_timeout_and_returns_the_ready_stack(launching):
     managed = ManagedEndpoint(Path("model.tar.gz"), startup_timeout=7)
     stack = managed._launch()
