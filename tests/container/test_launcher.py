@@ -730,6 +730,7 @@ def test_main_serves_until_the_stack_exits_and_names_failures(monkeypatch, capsy
     assert opened == [(Path("m.tar.gz"), 1, 7.0)]
     assert "the JVM died" in capsys.readouterr().err
     assert torchserve.main(["m.tar.gz", "--port", "2"]) == 1
+    assert opened[-1][2] == 120, "the default startup timeout"
     assert "warm-up invocation got 500" in capsys.readouterr().err
     assert torchserve.main(["m.tar.gz", "--port", "3"]) == 0
 
