@@ -535,6 +535,56 @@ def test_a_second_stop_signal_while_stop_waits_for_the_group_does_not_leave_its_
         proc.wait()
 
 
+# --- the launched entry (_ENTRY), around a stand-in for AWS's toolkit -------------------------------------------
+def stand_in_toolkit(tmp_path: Path) -> dict[str, str]:
+    """The environment to run _ENTRY with a toolkit whose serving.main() does what the real one does: starts the
+    "JVM" (a process whose command line names the toolkit's TS_NAMESPACE), finds it with
+    torchserve._retrieve_ts_server_process(), forwards SIGTERM to it and waits for it; "serving" then holds its pid."""
+    package = tmp_path / "stand-in" / "sagemaker_pytorch_serving_container"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    namespace = f"stand-in.ModelServer.{os.getpid()}.{random.randrange(10**9)}"  # matches no other process
+    (package / "torchserve.py").write_text(
+        f"TS_CONFIG_FILE = {str(tmp_path / 'etc-sagemaker-ts.properties')!r}\n"
+        f"TS_NAMESPACE = {namespace!r}\n"
+        "def _retrieve_ts_server_process():\n"
+        "    raise AssertionError('the toolkit searched every process on the machine')\n"
+    )
+    (package / "serving.py").write_text(
+        "import signal, subprocess, sys\n"
+        "from sagemaker_pytorch_serving_container import torchserve\n"
+        "def main():\n"
+        "    open(torchserve.TS_CONFIG_FILE, 'w').close()\n"
+        "    subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)', torchserve.TS_NAMESPACE])\n"
+        "    jvm = torchserve._retrieve_ts_server_process()\n"
+        "    signal.signal(signal.SIGTERM, lambda *_: jvm.terminate())\n"
+        "    open('serving', 'w').write(str(jvm.pid))\n"
+        "    jvm.wait()\n"
+    )
+    return {**os.environ, "PYTHONPATH": str(package.parent)}
+
+
+@pytest.mark.timeout(60)
+def test_the_entry_finds_its_own_jvm_writes_its_config_in_the_base_dir_and_stops_cleanly(tmp_path):
+    base = tmp_path / "torchserve-x"
+    base.mkdir()
+    config = base / "sagemaker-ts.properties"
+    entry = [sys.executable, "-c", torchserve._ENTRY, str(config), str(os.getpid())]
+    proc = subprocess.Popen(entry, cwd=base, env=stand_in_toolkit(tmp_path), start_new_session=True)
+    try:
+        wait_until(lambda: (base / "serving").exists() or proc.poll() is not None, "the stand-in to serve")
+        jvm = int((base / "serving").read_text())
+        assert jvm in {p.pid for p in torchserve._group_processes(proc.pid)}
+        assert config.exists() and not (tmp_path / "etc-sagemaker-ts.properties").exists()
+        torchserve._stop(proc, base)
+        assert proc.returncode == 0, "SIGTERM reached the JVM, and the entry exited when it did"
+        assert not base.exists()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 # --- readiness, with the toolkit's answers scripted ---------------------------------------------------------------
 class Toolkit:
     """Stands in for the launched process (poll/returncode)."""
