@@ -585,6 +585,33 @@ def test_the_entry_finds_its_own_jvm_writes_its_config_in_the_base_dir_and_stops
         proc.wait()
 
 
+@pytest.mark.timeout(60)
+def test_an_entry_whose_launcher_died_stops_its_group_and_removes_its_dir(tmp_path):
+    # `make demo` killed with SIGKILL (or its Python crashing) never calls stop(): the group must not outlive it.
+    base = tmp_path / "torchserve-x"
+    base.mkdir()
+    launcher = (
+        "import os, subprocess, sys, time\n"
+        f"entry = [sys.executable, '-c', {torchserve._ENTRY!r}, 'ts.properties', str(os.getpid())]\n"
+        f"proc = subprocess.Popen(entry, cwd={str(base)!r}, start_new_session=True)\n"
+        "print(proc.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", launcher], env=stand_in_toolkit(tmp_path), stdout=subprocess.PIPE
+    ) as parent:
+        pgid = int(parent.stdout.readline())
+        try:
+            wait_until((base / "serving").exists, "the stand-in to serve")
+            parent.kill()
+            parent.wait()
+            wait_until(lambda: not torchserve._group_processes(pgid), "the orphaned group to stop")
+            wait_until(lambda: not base.exists(), "the orphaned group's dir to be removed")
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+
+
 # --- readiness, with the toolkit's answers scripted ---------------------------------------------------------------
 class Toolkit:
     """Stands in for the launched process (poll/returncode)."""
