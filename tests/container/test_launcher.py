@@ -805,7 +805,9 @@ def test_main_serves_until_the_stack_exits_and_names_failures(monkeypatch, capsy
     monkeypatch.setattr(torchserve, "TorchServeEndpoint", Endpoint)
     assert torchserve.main(["m.tar.gz", "--port", "1", "--startup-timeout", "7"]) == 1
     assert opened == [(Path("m.tar.gz"), 1, 7.0)]
-    assert "the JVM died" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "the JVM died" in err
+    assert f"logs: {tmp_path}/serve.log" in out, "where to look when it fails"
     assert torchserve.main(["m.tar.gz", "--port", "2"]) == 1
     assert opened[-1][2] == 120, "the default startup timeout"
     assert "warm-up invocation got 500" in capsys.readouterr().err
