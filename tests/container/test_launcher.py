@@ -112,7 +112,9 @@ def test_no_worker_death_no_cause():
 
 
 def test_a_death_without_an_error_line_still_reports_a_death():
-    assert worker_death_cause([f"x MODEL_LOG - {WORKER_DIED}"]) == "the worker died without logging an error"
+    # TorchServe's own words (ts/model_service_worker.py), not WORKER_DIED: a typo there must not pass.
+    died = "2026-01-01T00:00:00,004 [INFO ] W-9000-model_1.0-stdout MODEL_LOG - Backend worker process died."
+    assert worker_death_cause([died]) == "the worker died without logging an error"
 
 
 def test_last_error_strips_module_and_log_prefix():
