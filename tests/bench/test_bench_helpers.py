@@ -82,6 +82,8 @@ def test_served_path_breakdown_times_each_call_after_what_the_served_path_runs_b
     ("ours", "theirs", "bound", "at_most", "ok"),
     [
         (3.6, 3.0, 1.2, True, True),  # exactly 1.2x: "at most 1.2x" is met (3.6 <= 1.2 * 3.0 is False in floats)
+        (5.4, 4.5, 1.2, True, True),  # 5.4 / 4.5 is 1.2000000000000002 in floats
+        (0.1, 0.3, 3.0, False, True),  # 0.3 / 0.1 is 2.9999999999999996 in floats
         (2.4, 2.0, 1.2, True, True),
         (3.612, 3.0, 1.2, True, False),  # 1.204x
         (3.0, 9.0, 3.0, False, True),  # exactly 3x faster
