@@ -179,7 +179,11 @@ def test_a_pipe_inside_a_cell_does_not_split_the_markdown_row():
 
     report = Report()
     report.add("fp32 agreement", "max |dp| 1.2e-06, top-5 order same", target="< 1e-4, same order", ok=True)
-    row = report.markdown("h").splitlines()[-1]
+    report.notes.append("a note")
+    header, blank, columns, rule, row, *notes = report.markdown("h").splitlines()
+    assert (header, blank) == ("h", "") and rule == "|---|---|---|---|---|"
+    assert columns == "| figure | ours | baseline | ratio | target |"
+    assert notes == ["", "- a note"]
     cells = re.split(r"(?<!\\)\|", row)[1:-1]  # how Markdown tables split: on unescaped pipes
     assert len(cells) == 5 and cells[-1].strip() == "< 1e-4, same order ✅"
 
