@@ -123,23 +123,56 @@ def test_cold_start_is_the_median_total_of_alternated_fresh_processes(monkeypatc
 
     import bench.__main__ as bench
 
-    # three served processes: one slow import, one slow load, one normal; sums 2.0, 6.0, 6.0 s -> median 6.0,
-    # while the sum of the per-part medians would say 2.0 s, a cold start no run had
+    # three served processes: one slow import, one slow load, one normal; sums 2.5, 6.5, 6.5 s -> median 6.5,
+    # while the sum of the per-part medians would say 2.5 s, a cold start no run had
     served = iter([(1.0, 1.0), (1.0, 5.0), (5.0, 1.0)])
     order: list[str] = []
+    clock = [0.0]
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
 
     def run(cmd, **kwargs):
         script = cmd[-1]
         order.append(script)
         imports, load = next(served) if script == "served" else (3.0, 3.0)
-        sample = {"imports": imports, "load": load, "first": 0.0, "rss_mb": 100.0, "backend": script}
+        clock[0] += imports + load + 0.5 + 0.25  # the process's wall time: 0.25 s more than it measures itself
+        sample = {"imports": imports, "load": load, "first": 0.5, "rss_mb": 100.0, "backend": script}
         return SimpleNamespace(returncode=0, stdout=json.dumps(sample) + "\n", stderr="")
 
     monkeypatch.setattr(bench.subprocess, "run", run)
     medians = bench.cold_runs({"naive": "naive", "served": "served"}, runs=3)
     assert order == ["naive", "served"] * 3  # side by side, not all of one then all of the other
-    assert medians["served"]["in_process"] == 6.0 and medians["naive"]["in_process"] == 6.0
+    assert medians["served"]["in_process"] == 6.5 and medians["naive"]["in_process"] == 6.5
+    assert medians["served"]["wall"] == pytest.approx(6.75)  # s
+    assert (medians["served"]["backend"], medians["naive"]["rss_mb"]) == ("served", 100.0)
     assert subprocess.run is run
+
+
+@pytest.mark.parametrize(("served_s", "ratio", "verdict"), [(1.0, "0.50x", "✅"), (1.1, "0.55x", "❌")])
+def test_the_cold_start_rows_put_served_over_naive(monkeypatch, tmp_path, served_s, ratio, verdict):
+    import bench.__main__ as bench
+
+    def medians(imports, load, first, wall, rss_mb):
+        total = imports + load + first
+        return {"imports": imports, "load": load, "first": first, "in_process": total, "wall": wall, "rss_mb": rss_mb}
+
+    runs = {
+        "naive": medians(1.5, 0.3, 0.2, 2.5, 900.0) | {"backend": None},
+        "served": medians(served_s - 0.5, 0.4, 0.1, 1.25, 300.0) | {"backend": "onnxruntime"},
+    }
+    monkeypatch.setattr(bench, "cold_scripts", lambda model_dir: {})
+    monkeypatch.setattr(bench, "cold_runs", lambda scripts, n: runs)
+    report = bench.Report()
+    bench.bench_cold_start(report, tmp_path, 5)
+    in_process, wall, rss = report.rows
+    assert in_process[1:] == (
+        f"{served_s:.2f} s (medians {served_s - 0.5:.2f} + 0.40 + 0.10 s)",
+        "2.00 s (medians 1.50 + 0.30 + 0.20 s)",
+        ratio,
+        f"<= 0.5x {verdict}",
+    )
+    assert wall[1:] == ("1.25 s", "2.50 s", "0.50x", "") and rss[1:] == ("300 MB", "900 MB", "0.33x", "")
+    # rows without a target are neither met nor missed
+    assert (report.met, len(report.failures)) == ((1, 0) if verdict == "✅" else (0, 1)), report.failures
 
 
 def test_medians_are_medians_of_the_measured_calls_only(monkeypatch):
