@@ -40,6 +40,9 @@ def test_served_path_breakdown_times_each_call_after_what_the_served_path_runs_b
     calls: list[str] = []
     spins: list[float] = []
     monkeypatch.setattr(bench, "spin", lambda seconds: (calls.append("spin"), spins.append(seconds)))
+    clock = [0.0]
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
+    model_s = iter([0.002, 0.002, 0.002, 0.002, 0.008, 0.008])  # each round's predict_fn: timed, then at its end
     batch = object()
 
     def input_fn(body, content_type):
@@ -48,6 +51,7 @@ def test_served_path_breakdown_times_each_call_after_what_the_served_path_runs_b
 
     def predict_fn(x, model):
         model.run(x.batch)
+        clock[0] += next(model_s)
         calls.append("predict_fn")
         return "prediction"
 
@@ -55,8 +59,8 @@ def test_served_path_breakdown_times_each_call_after_what_the_served_path_runs_b
         calls.append("output_fn")
 
     inference = SimpleNamespace(input_fn=input_fn, predict_fn=predict_fn, output_fn=output_fn, JPEG="j", JSON="a")
-    classifier = SimpleNamespace(run=lambda b: calls.append("model"))
-    medians = served_path_by_cache_state(inference, b"jpeg", classifier, rounds=2)
+    classifier = SimpleNamespace(run=lambda b: calls.append("model" if b is batch else b))
+    medians = served_path_by_cache_state(inference, b"jpeg", classifier, rounds=3)
 
     assert set(medians) == {
         *("input_fn", "predict_fn", "output_fn", "model alone"),
@@ -75,7 +79,8 @@ def test_served_path_breakdown_times_each_call_after_what_the_served_path_runs_b
         "model", "predict_fn", "output_fn",
     ]  # fmt: skip
     assert calls[-3:] == ["model", "predict_fn", "output_fn"]
-    assert len(spins) == 4 and all(0 < s < 1 for s in spins)  # as long as that round's predict_fn, in seconds
+    assert spins == pytest.approx([0.002] * 4 + [0.008] * 2)  # as long as that round's predict_fn, in seconds
+    assert medians["predict_fn"] == pytest.approx(2.0)  # ms, the median of 2, 2 and 8 (their mean is 4)
 
 
 @pytest.mark.parametrize(
