@@ -280,6 +280,61 @@ def test_a_hostile_decode_that_fails_fails_the_run(monkeypatch, tmp_path, return
     assert report.rows[-1][4].endswith("❌"), report.rows
 
 
+def test_the_worst_hostile_decode_is_the_one_that_adds_the_most_memory(monkeypatch, tmp_path):
+    import json
+    import subprocess
+
+    import numpy as np
+    from PIL import Image
+
+    import bench.__main__ as bench
+
+    def noise():  # ~30 KB as PNG: KB of 1024 bytes and of 1000 differ
+        return Image.fromarray(np.random.default_rng(0).integers(0, 256, (100, 100, 3), dtype=np.uint8))
+
+    images = {"noisy PNG": (noise, "PNG", {}), "noisy JPEG": (noise, "JPEG", {"quality": 95})}
+    monkeypatch.setattr(bench, "hostile_images", lambda: images)
+    added_mb = {"png": 50.0, "jpeg": 300.0}
+
+    def run(argv, **_):
+        mb = next(mb for ext, mb in added_mb.items() if f"bench-hostile.{ext}" in argv[-1])
+        return subprocess.CompletedProcess(argv, 0, json.dumps({"before": 100.0, "after": 100.0 + mb}) + "\n", "")
+
+    monkeypatch.setattr(bench.subprocess, "run", run)
+    report, ctx = bench.Report(), {}
+    bench.bench_hostile_image_memory(report, tmp_path, ctx)
+    kb = {ext: (tmp_path / f"bench-hostile.{ext}").stat().st_size / 1024 for ext in added_mb}
+    assert (ctx["bomb_mb"], ctx["bomb_name"]) == (300.0, "noisy JPEG")
+    (row,) = report.rows
+    assert row[0].startswith(f"decode the worst of 2 small hostile images, a noisy JPEG ({kb['jpeg']:.0f} KB): ")
+    assert row[1] == "+300 MB"
+    assert report.notes[0].endswith(f"noisy PNG ({kb['png']:.0f} KB) +50 MB, noisy JPEG ({kb['jpeg']:.0f} KB) +300 MB")
+
+
+@pytest.mark.parametrize(("sent", "shown", "verdict"), [(60 * 1024, "60.0", "✅"), (60 * 1024 + 1, "60.001", "❌")])
+def test_the_payload_row_is_the_pages_upload_against_the_files_base64_json(monkeypatch, sent, shown, verdict):
+    import base64
+    import io
+    import json
+
+    from PIL import Image
+
+    import bench.__main__ as bench
+
+    buf = io.BytesIO()
+    Image.new("RGB", (640, 480), (200, 30, 30)).save(buf, "JPEG")
+    big = buf.getvalue()
+    encoded: list[tuple] = []
+    monkeypatch.setattr(bench, "jpeg", lambda img, quality=90: encoded.append((img.size, quality)) or b"x" * sent)
+    report = bench.Report()
+    bench.bench_payload(report, {"big": big})
+    assert encoded == [((341, 256), 95)]  # the page's shorter side and JPEG_QUALITY
+    original = len(json.dumps({"image": base64.b64encode(big).decode()}))
+    (row,) = report.rows
+    assert row[1:] == (f"{shown} KB", f"{original / 1024:.0f} KB", f"{original / sent:.2f}x", f"<= 60 KB {verdict}")
+    assert report.notes[0].endswith("(shorter side 256, q0.95)")
+
+
 def test_a_serving_stack_that_fails_under_the_memory_benchmark_fails_the_run(monkeypatch):
     import bench.__main__ as bench
     import local.torchserve
