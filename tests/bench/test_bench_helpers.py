@@ -198,14 +198,14 @@ def test_medians_are_medians_of_the_measured_calls_only(monkeypatch):
     assert medians == pytest.approx({"a": 2.0, "b": 3.0})
 
 
-def test_an_unwritable_results_path_is_refused_before_measuring(monkeypatch, tmp_path, capsys):
+@pytest.mark.parametrize("out", ["file/latest.md", "."])  # under a file; a directory
+def test_an_unwritable_results_path_is_refused_before_measuring(monkeypatch, tmp_path, capsys, out):
     import bench.__main__ as bench
 
     measured: list[str] = []
     monkeypatch.setattr(bench, "bench_latency", lambda *a: measured.append("latency") or {})
-    not_a_dir = tmp_path / "file"
-    not_a_dir.write_text("")
-    assert bench.main(["--quick", "--out", str(not_a_dir / "latest.md")]) == 2
+    (tmp_path / "file").write_text("")
+    assert bench.main(["--quick", "--out", str(tmp_path / out)]) == 2
     assert measured == []  # refused up front, not after minutes of measuring
     assert "error: --out" in capsys.readouterr().err
 
