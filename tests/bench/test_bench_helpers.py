@@ -431,6 +431,22 @@ class Serving:  # a serving stack that starts and answers, at a steady 1000 MB
         return 200, {}, b"[]"
 
 
+def test_a_serving_stack_that_refuses_the_photos_fails_the_memory_row(monkeypatch):
+    import bench.__main__ as bench
+    import local.torchserve
+
+    class Refusing(Serving):  # started, but answers every photo 415: nothing decoded, so no peak worth judging
+        def invoke(self, body, content_type):
+            return 415, {}, b"{}"
+
+    monkeypatch.setattr(local.torchserve, "TorchServeEndpoint", Refusing)
+    monkeypatch.setattr(bench.shutil, "which", lambda _: "/usr/bin/java")
+    report = bench.Report()
+    bench.bench_container_memory(report, {"big": b"", "small_jpeg": b"", "bomb_mb": 500.0, "bomb_name": "PNG"})
+    assert report.rows[-2][1:] == ("failed: invocation answered 415", "", "", "measured ❌"), report.rows
+    assert report.met == 0 and len(report.skipped) == 1
+
+
 def test_the_worst_case_row_is_skipped_not_dropped_when_no_hostile_decode_was_measured(monkeypatch):
     import bench.__main__ as bench
     import local.torchserve
@@ -442,6 +458,42 @@ def test_the_worst_case_row_is_skipped_not_dropped_when_no_hostile_decode_was_me
     assert report.rows[-2][1] == "1000 MB" and report.rows[-2][4].endswith("✅"), report.rows
     assert report.rows[-1][1] == "skipped: the hostile images' decode was not measured", report.rows
     assert len(report.skipped) == 1 and report.met == 1
+
+
+@pytest.mark.parametrize(("bomb_mb", "worst", "verdict"), [(748.0, "2048 MB", "✅"), (749.0, "2049 MB", "❌")])
+def test_the_serving_stack_peak_is_its_largest_sample(monkeypatch, bomb_mb, worst, verdict):
+    import threading
+
+    import bench.__main__ as bench
+    import local.torchserve
+    from tests.waiting import HANG_GUARD_S
+
+    sampled_twice = threading.Event()
+    samples = iter([1300.0, 1000.0])
+
+    class Peaking(Serving):  # 1300 MB on the first sample, 1000 MB after
+        def memory_mb(self):
+            mb = next(samples, None)
+            if mb is None:
+                sampled_twice.set()
+            return mb or 1000.0
+
+        def invoke(self, body, content_type):
+            assert sampled_twice.wait(HANG_GUARD_S)
+            sent.append(body)
+            return super().invoke(body, content_type)
+
+    sent: list[bytes] = []
+
+    monkeypatch.setattr(local.torchserve, "TorchServeEndpoint", Peaking)
+    monkeypatch.setattr(bench.shutil, "which", lambda _: "/usr/bin/java")
+    report = bench.Report()
+    ctx = {"big": b"3 MB photo", "small_jpeg": b"256 px", "bomb_mb": bomb_mb, "bomb_name": "PNG"}
+    bench.bench_container_memory(report, ctx)
+    assert sent == [b"3 MB photo"] * 10 + [b"256 px"] * 10
+    assert report.rows[-2][1] == "1300 MB" and report.rows[-2][4].endswith("2048; Pulumi.dev.yaml has 2048 ✅")
+    # the worst case, judged inclusively against memorySizeMb 2048
+    assert report.rows[-1][1] == worst and report.rows[-1][4].endswith(verdict), report.rows
 
 
 def test_a_section_that_raises_mid_run_is_a_failed_row_and_the_table_is_kept(monkeypatch, tmp_path, capsys):
