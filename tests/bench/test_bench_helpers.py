@@ -9,7 +9,7 @@ from bench.__main__ import SERVERLESS_MEMORY_MB, interleaved_medians, page_jpeg_
 
 @pytest.mark.parametrize(
     "peak_mb, size",
-    [(100, 1024), (682, 1024), (683, 2048), (1400, 3072), (3900, 6144), (4096, 6144)],
+    [(100, 1024), (682, 1024), (683, 2048), (1400, 3072), (2500, 4096), (3000, 5120), (3900, 6144), (4096, 6144)],
 )
 def test_memory_recommendation_is_the_smallest_size_with_headroom(peak_mb, size):
     assert recommend_memory_mb(peak_mb) == size
