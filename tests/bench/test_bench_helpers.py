@@ -395,6 +395,7 @@ def test_a_serving_stack_that_cannot_start_without_java_is_a_skipped_target_that
     out, err = capsys.readouterr()
     skipped = [line for line in out.splitlines() if "skipped: no java on PATH" in line]
     assert len(skipped) == 2 and all(line.endswith("⚠️ skipped |") for line in skipped), out
+    assert "\nskipped targets (not measured, so not met):\n  serving stack peak memory" in err
     assert "latency row" in out and (tmp_path / "latest.md").read_text() == out
     assert err.rstrip().splitlines()[-1] == "targets: 1 met, 0 missed, 2 skipped (not measured)", err
 
@@ -514,7 +515,19 @@ def test_a_section_that_raises_mid_run_is_a_failed_row_and_the_table_is_kept(mon
     assert "failed: RuntimeError: the served cold-start process failed: MemoryError" in row and row.endswith("❌ |")
     assert ran == ["local stack"]  # the sections after it still measured
     assert "Traceback" in err  # the detail, for whoever debugs it
+    assert "\nmissed targets:\n  cold start: failed: RuntimeError: the served cold-start process failed" in err
     assert err.rstrip().splitlines()[-1] == "targets: 1 met, 1 missed, 0 skipped (not measured)", err
+
+
+def test_a_table_that_cannot_be_written_after_measuring_exits_2_and_is_still_printed(monkeypatch, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "results"
+    out.mkdir()
+    bench = stub_sections(monkeypatch, tmp_path, cold_start=lambda *_: shutil.rmtree(out))  # gone mid-run
+    assert bench.main(["--out", str(out / "latest.md")]) == 2
+    printed, err = capsys.readouterr()
+    assert "| latency row | 1.0 ms |" in printed and f"error: could not write {out / 'latest.md'}" in err
 
 
 def test_sections_that_need_a_failed_one_are_skipped_with_the_reason(monkeypatch, tmp_path, capsys):
