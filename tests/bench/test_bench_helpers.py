@@ -669,6 +669,37 @@ def test_a_serving_stack_too_big_for_the_largest_memory_size_fails_its_row(monke
     assert len(report.failures) == 1 and report.met == 1  # 4500 + 500 MB fits in 6144: only the headroom fails
 
 
+def test_a_preprocessing_failure_skips_the_sections_that_use_its_photo(monkeypatch, tmp_path, capsys):
+    def preprocessing(*_):
+        raise RuntimeError("decoder refused the photo")
+
+    ran: list[str] = []
+    bench = stub_sections(
+        monkeypatch,
+        tmp_path,
+        preprocessing=preprocessing,
+        local_stack=lambda *_: ran.append("local stack"),
+        container_memory=lambda *_: ran.append("serving stack memory"),
+    )
+    assert bench.main(["--out", str(tmp_path / "latest.md")]) == 1
+    out, _ = capsys.readouterr()
+    assert ran == ["local stack"]  # the 3 MB photo the payload and the memory run send is preprocessing's
+    assert "| serving stack memory | skipped: needs the preprocessing section, which failed |" in out
+
+
+@pytest.mark.parametrize(("argv", "repeats"), [(["--quick"], 10), ([], 40)])
+def test_quick_is_a_run_of_fewer_repeats(monkeypatch, tmp_path, capsys, argv, repeats):
+    asked: list[int] = []
+
+    def latency(report, model_dir, n):
+        asked.append(n)
+        return {}
+
+    bench = stub_sections(monkeypatch, tmp_path, latency=latency)
+    bench.main([*argv, "--out", str(tmp_path / "latest.md")])
+    assert asked == [repeats]
+
+
 def test_an_int8_failure_takes_only_its_own_rows(monkeypatch, tmp_path, capsys):
     """int8 is opt-in and only reported: it ran inside the latency section, so its failure skipped every section
     that needs that one (preprocessing, payload, the local stack, the serving stack's memory)."""
