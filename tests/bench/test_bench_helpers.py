@@ -779,6 +779,9 @@ def test_the_naive_baselines_build_the_artifacts_own_architecture(tmp_path):
     eager, transform = bench.torchvision_reference(meta)
     eager.load_state_dict(torch.load(tmp_path / "model.pth", weights_only=True))
     assert (transform.resize_size, transform.crop_size) == ([256], [224])
+    # the preset metadata.json names, not the architecture's default (mobilenet_v2's IMAGENET1K_V2 resizes to 232)
+    _, v1 = bench.torchvision_reference({"model": "mobilenet_v2", "weights_preset": "IMAGENET1K_V1"})
+    assert v1.resize_size == [256]
     naive = subprocess.run(
         [sys.executable, "-c", bench.cold_scripts(tmp_path)["naive"]], capture_output=True, text=True
     )
