@@ -28,6 +28,8 @@ def test_percentile_is_nearest_rank():
     assert percentile(values, 0) == 1.0, "the lowest value, not the highest"
     ten = [float(v) for v in range(1, 11)]
     assert (percentile(ten, 50), percentile(ten, 95), percentile(ten, 91)) == (5.0, 10.0, 10.0), "ceil(n * q / 100)"
+    thousand = [float(v) for v in range(1, 1001)]
+    assert (percentile(thousand, 50), percentile(thousand, 99)) == (500.0, 990.0)
 
 
 def test_summary_counts_statuses_errors_and_unexpected_answers():
@@ -41,6 +43,7 @@ def test_summary_counts_statuses_errors_and_unexpected_answers():
     )
     summary = summarize(samples, wall_s=2.0, concurrency=8)
     assert summary.requests == 10 and summary.throughput_rps == 5.0 and summary.ok_rps == 3.0
+    assert summarize([Sample(200, 0.1)] * 2, wall_s=0.5, concurrency=2).throughput_rps == 4.0  # under a second
     assert summary.statuses == {0: 1, 200: 6, 429: 2, 504: 1}
     assert summary.errors == {"ReadTimeout": 1, "endpoint_timeout": 1, "throttled": 2}
     assert summary.unexpected == 2  # the 504 and the missing answer; 429 is designed
@@ -139,7 +142,7 @@ def test_each_fault_passes_its_designed_answer_and_not_a_near_miss(name):
 
 
 def test_markdown_table_has_the_load_figures_and_one_row_per_fault():
-    summary = summarize([Sample(200, 0.05)] * 3 + [Sample(429, 0.01, "throttled")], wall_s=1.0, concurrency=8)
+    summary = summarize([Sample(429, 0.01, "throttled")] + [Sample(200, 0.05)] * 3, wall_s=1.0, concurrency=8)
     faults = [
         FaultOutcome(
             "slow model", "504 endpoint_timeout", 504, "endpoint_timeout", seconds=20.0, recovered=True, ok=True
@@ -148,7 +151,7 @@ def test_markdown_table_has_the_load_figures_and_one_row_per_fault():
     ]
     table = render_markdown(summary, faults, "test cpu, 2 cores")
     assert "| requests / concurrent clients | 4 / 8 |" in table
-    assert "| statuses | 200: 3, 429: 1 |" in table and "| answers outside 200/429 | 0 |" in table
+    assert "| statuses | 200: 3, 429: 1 |" in table and "| answers outside 200/429 | 0 |" in table  # by status
     assert "| slow model | 504 endpoint_timeout | 504 endpoint_timeout | - | 20.0 s | yes | ok |" in table
     assert "FAIL: status 502" in table
 
