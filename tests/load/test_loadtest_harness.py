@@ -57,6 +57,11 @@ def test_half_the_answers_200_passes_the_load_and_fewer_fail_it():
         return summarize([Sample(200, 0.01)] * ok + [Sample(429, 0.5, "throttled")] * (20 - ok), 1.0, concurrency=8)
 
     assert load_failures(of(10), requested=20, duration_cap_s=60) == []
+    assert load_failures(of(10), requested=21, duration_cap_s=60) == ["only 20 of 21 requests within 60 s"]
+    one_504 = summarize([Sample(200, 0.01)] * 19 + [Sample(504, 20.0, "endpoint_timeout")], 1.0, concurrency=8)
+    assert load_failures(one_504, requested=20, duration_cap_s=60) == [
+        "1 load answers outside 200/429: {200: 19, 504: 1} {'endpoint_timeout': 1}"
+    ]
     assert load_failures(of(9), requested=20, duration_cap_s=60) == [
         "only 9 of 20 load answers were 200: {200: 9, 429: 11} {'throttled': 11}"
     ]
