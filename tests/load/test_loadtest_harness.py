@@ -89,6 +89,9 @@ def test_site_url_from_the_banner():
     banner = "loading ...\n\nmobilenet-serverless local stack\n  site      http://127.0.0.1:41234/\n  api  POST x\n"
     assert parse_site_url(banner) == "http://127.0.0.1:41234"
     assert parse_site_url("loading model.tar.gz ...\n") is None
+    assert parse_site_url("see the website http://127.0.0.1:9/\n  site      http://127.0.0.1:41234/\n") == (
+        "http://127.0.0.1:41234"
+    ), "the banner's own line, not any line that mentions a site"
 
 
 THROTTLED = FaultSpec("burst", {"throttle": 9}, frozenset({429}), "throttled", needs_retry_after=True)
