@@ -137,6 +137,15 @@ DESIGNED = {  # what the local stack answers each injected fault with: status, b
 }
 
 
+# The designed answer's message changed in the way each fault's spec must refuse: the model's own text of a crash
+# passed through, and something other than the exact message the client must see.
+NEAR_MISS_MESSAGE = {
+    "model error 500": "injected: worker died",
+    "model error 400": "the model rejected the image",
+    "Lambda sandbox dies": "Lambda died: SIGKILL",
+}
+
+
 @pytest.mark.parametrize("name", DESIGNED)
 def test_each_fault_passes_its_designed_answer_and_not_a_near_miss(name):
     from bench.loadtest import fault_specs
@@ -145,6 +154,10 @@ def test_each_fault_passes_its_designed_answer_and_not_a_near_miss(name):
     status, body, retry_after = DESIGNED[name]
     assert judge(spec, status, body, retry_after) == (True, "")
     assert not judge(spec, 500 if status != 500 else 502, body, retry_after)[0], "another status"
+    if "error" in body:
+        assert not judge(spec, status, {**body, "error": "internal_error"}, retry_after)[0], "another error code"
+    if name in NEAR_MISS_MESSAGE:
+        assert not judge(spec, status, {**body, "message": NEAR_MISS_MESSAGE[name]}, retry_after)[0], "another message"
     if retry_after is not None:
         assert not judge(spec, status, body, None)[0], "a 429 or 503 without Retry-After: the page cannot back off"
 
