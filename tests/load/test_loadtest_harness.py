@@ -548,6 +548,7 @@ def test_a_fault_whose_stack_does_not_recover_fails_and_says_why(monkeypatch, fa
     recovery = "normal request after the fault: 503 down"
     monkeypatch.setattr(lt, "normal_requests_succeed", lambda url, image: calls.append("normal") or (False, recovery))
     outcome = lt.run_fault("http://127.0.0.1:9", b"jpeg", THROTTLED)
+    assert outcome.expected == "429 throttled"
     assert (outcome.status, outcome.error, outcome.retry_after) == (429, "throttled", "2")
     assert not outcome.recovered and not outcome.ok and outcome.note == recovery
     assert calls == [("set", {"throttle": 9}), "predict", "clear", "normal"], "cleared before the normal requests"
