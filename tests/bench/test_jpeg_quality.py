@@ -31,6 +31,7 @@ def test_summary_is_per_quality():
 def test_markdown_has_a_row_per_image_and_a_summary_per_quality():
     lines = markdown(RESULTS, [0.9, 0.95]).splitlines()
     assert lines[0].split(" | ")[2:] == ["q0.9: KB, largest change, top-1", "q0.95: KB, largest change, top-1 |"]
+    assert lines[1] == "|---|---|---|---|"  # a column count unlike the header's is no table at all
     assert lines[3] == "| b.png | moped 0.60 | 1.0, 0.300, changed | 4.0, 0.040, same |"
     assert [line[:7] for line in lines[-2:]] == ["- q0.9:", "- q0.95"]
 
