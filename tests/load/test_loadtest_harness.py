@@ -186,7 +186,7 @@ def test_markdown_table_has_the_latency_throughput_memory_and_in_flight_figures(
     refused = FaultOutcome("broken artifact", "refuses to start", error="exit 1: model_fn failed", ok=True)
     silent = FaultOutcome("no answer", "504 endpoint_timeout", note="no answer: ReadTimeout")
     table = render_markdown(summary, [refused, silent], "test cpu, 2 cores")
-    assert "| throughput (all answers / 200s) | 50.0 / 25.0 req/s |" in table
+    assert "| wall time | 4.0 s |" in table and "| throughput (all answers / 200s) | 50.0 / 25.0 req/s |" in table
     assert "| latency p50 / p95 / p99 / max | 100 / 200 / 200 / 200 ms |" in table
     assert "| runtime tier peak in-flight | 3 (MaxConcurrency 5) |" in table
     assert "| server peak memory (PSS, sandboxes included) | 612 MB |" in table
@@ -195,6 +195,7 @@ def test_markdown_table_has_the_latency_throughput_memory_and_in_flight_figures(
     lows = summarize(samples[:100], wall_s=1.0, concurrency=8)
     assert "| latency p50 / p95 / p99 / max | 50 / 95 / 99 / 100 ms |" in render_markdown(lows, [], "cpu")
     assert "| runtime tier peak in-flight | n/a |" in render_markdown(lows, [], "cpu")
+    assert "| error codes | none |" in render_markdown(lows, [], "cpu")  # every answer a 200
     assert "| server peak memory (PSS, sandboxes included) | n/a |" in render_markdown(lows, [], "cpu")
 
 
