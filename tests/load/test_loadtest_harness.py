@@ -185,13 +185,15 @@ def test_markdown_table_has_the_latency_throughput_memory_and_in_flight_figures(
     summary = LoadSummary(**{**summary.__dict__, "max_concurrency": 5})
     refused = FaultOutcome("broken artifact", "refuses to start", error="exit 1: model_fn failed", ok=True)
     silent = FaultOutcome("no answer", "504 endpoint_timeout", note="no answer: ReadTimeout")
-    table = render_markdown(summary, [refused, silent], "test cpu, 2 cores")
+    served = FaultOutcome("broken, served", "refuses to start", error="exit 0", note="output did not name the cause")
+    table = render_markdown(summary, [refused, silent, served], "test cpu, 2 cores")
     assert "| wall time | 4.0 s |" in table and "| throughput (all answers / 200s) | 50.0 / 25.0 req/s |" in table
     assert "| latency p50 / p95 / p99 / max | 100 / 200 / 200 / 200 ms |" in table
     assert "| runtime tier peak in-flight | 3 (MaxConcurrency 5) |" in table
     assert "| server peak memory (PSS, sandboxes included) | 612 MB |" in table
     assert "| broken artifact | refuses to start | exit 1: model_fn failed | - | 0.0 s | no | ok |" in table
     assert "| no answer | 504 endpoint_timeout | no answer: ReadTimeout | - |" in table
+    assert "| broken, served | refuses to start | exit 0 | - |" in table  # what happened; why it fails is the verdict's
     lows = summarize(samples[:100], wall_s=1.0, concurrency=8)
     assert "| latency p50 / p95 / p99 / max | 50 / 95 / 99 / 100 ms |" in render_markdown(lows, [], "cpu")
     assert "| runtime tier peak in-flight | n/a |" in render_markdown(lows, [], "cpu")
