@@ -575,6 +575,7 @@ def test_a_fault_without_an_answer_fails_and_is_cleared(fake_stack_calls):
         ([429, 429, 200], True, [0.5, 1.0]),  # Retry-After 2, backoff capped at 0.5 s, then 1 s
         ([200], False, []),  # the injected burst did not throttle anything
         ([429] * 5, False, [0.5, 1.0, 2.0, 2.0, 2.0]),
+        ([429, 503], False, [0.5]),  # the burst ended in another error: no more tries, and not through
     ],
 )
 def test_a_retrying_client_passes_only_through_429s_then_a_200(fake_stack_calls, statuses, ok, sleeps):
