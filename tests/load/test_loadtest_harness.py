@@ -719,6 +719,37 @@ def test_the_load_stops_at_its_cap_and_a_refused_connection_is_an_answer_of_0():
         assert run_load(url, b"jpeg", requests=3, concurrency=2, duration_cap_s=0)[0] == [], "past the cap"
 
 
+def test_a_request_that_times_out_is_an_answer_of_0_named_by_its_exception(monkeypatch):
+    import httpx
+
+    import bench.loadtest as lt
+
+    def post(client, url, image):
+        raise httpx.ReadTimeout("timed out")
+
+    monkeypatch.setattr(lt, "post_image", post)
+    samples, _ = lt.run_load("http://127.0.0.1:9", b"jpeg", requests=2, concurrency=1, duration_cap_s=HANG_GUARD_S)
+    assert [(sample.status, sample.error) for sample in samples] == [(0, "ReadTimeout")] * 2
+
+
+def test_the_load_runs_its_clients_at_once(monkeypatch):
+    import threading
+
+    import httpx
+
+    import bench.loadtest as lt
+
+    both = threading.Barrier(2, timeout=HANG_GUARD_S)
+
+    def post(client, url, image):
+        both.wait()  # returns only once both clients are in a request
+        return httpx.Response(200, json={})
+
+    monkeypatch.setattr(lt, "post_image", post)
+    samples, _ = lt.run_load("http://127.0.0.1:9", b"jpeg", requests=4, concurrency=2, duration_cap_s=HANG_GUARD_S)
+    assert [sample.status for sample in samples] == [200] * 4
+
+
 @pytest.mark.parametrize("status", [400, 429, 503])
 def test_after_a_fault_only_200s_are_normal_answers(monkeypatch, status):
     import httpx
