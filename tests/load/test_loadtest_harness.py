@@ -594,11 +594,17 @@ def test_a_retrying_client_passes_only_through_429s_then_a_200(fake_stack_calls,
 
 
 @pytest.mark.parametrize(
-    ("url", "code", "ok"),
-    [(None, 1, True), (None, 0, False), ("http://127.0.0.1:9", None, False), ("http://127.0.0.1:9", 1, False)],
+    ("url", "code", "ok", "choked_on"),
+    [
+        (None, 1, True, "model.onnx"),
+        (None, 0, False, "model.onnx"),
+        ("http://127.0.0.1:9", None, False, "model.onnx"),
+        ("http://127.0.0.1:9", 1, False, "model.onnx"),
+        (None, 1, False, "metadata.json"),  # refused, but for another cause than the broken model
+    ],
 )
 def test_a_broken_artifact_passes_only_if_the_stack_refuses_to_start_naming_the_cause(
-    monkeypatch, tmp_path, url, code, ok
+    monkeypatch, tmp_path, url, code, ok, choked_on
 ):
     import tempfile
     import types
@@ -617,7 +623,7 @@ def test_a_broken_artifact_passes_only_if_the_stack_refuses_to_start_naming_the_
         def output(self) -> str:
             return (
                 "loading broken.tar.gz into the inprocess runtime tier ...\n"
-                f"error: the model endpoint cannot start: model_fn failed: {self.workdir}/model/model.onnx: garbage\n"
+                f"error: the model endpoint cannot start: model_fn failed: {self.workdir}/model/{choked_on}: garbage\n"
             )
 
         def stop(self) -> None:
@@ -627,7 +633,8 @@ def test_a_broken_artifact_passes_only_if_the_stack_refuses_to_start_naming_the_
     monkeypatch.setattr(lt, "StackProcess", Refusing)
     outcome = lt.broken_artifact_refusal(tmp_path / "model.tar.gz")
     assert outcome.ok is ok and outcome.recovered is ok and stopped == [True]
-    assert outcome.error == f"exit {code}: the model endpoint cannot start: model_fn failed: /model/model.onnx: garbage"
+    cause = f"the model endpoint cannot start: model_fn failed: /model/{choked_on}: garbage"
+    assert outcome.error == f"exit {code}: {cause}"
     assert list(tmp_path.iterdir()) == [], "its work directory is left behind"
 
 
