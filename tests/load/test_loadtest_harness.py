@@ -438,13 +438,14 @@ def test_the_stack_the_loadtest_starts_serves_the_artifact_it_was_given(monkeypa
     assert list(args[args.index("--artifact") :][:2]) == ["--artifact", str(artifact)], args
 
 
-def test_a_pid_without_a_url_is_refused_before_a_stack_starts(capsys):
+@pytest.mark.parametrize("pid", ["123", "0"])
+def test_a_pid_without_a_url_is_refused_before_a_stack_starts(capsys, pid):
     """--pid names the server of a stack given with --url; alone it was ignored, and the harness started a stack of
     its own and ran the whole load and fault run without the memory figure it was asked for."""
     from bench import loadtest as lt
 
     with pytest.raises(SystemExit) as exit_:
-        lt.parse_args(["--pid", "123"])
+        lt.parse_args(["--pid", pid])
     assert exit_.value.code == 2
     assert "--pid" in capsys.readouterr().err
 
