@@ -740,6 +740,13 @@ def test_a_request_that_times_out_is_an_answer_of_0_named_by_its_exception(monke
     assert [(sample.status, sample.error) for sample in samples] == [(0, "ReadTimeout")] * 2
 
 
+def test_a_hung_request_gets_the_gateways_answer_before_the_clients_timeout():
+    from bench.loadtest import CLIENT_TIMEOUT_S
+    from local.gateway import INTEGRATION_TIMEOUT_S
+
+    assert CLIENT_TIMEOUT_S > INTEGRATION_TIMEOUT_S
+
+
 def test_the_load_runs_its_clients_at_once(monkeypatch):
     import threading
 
