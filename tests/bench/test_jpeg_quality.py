@@ -19,6 +19,7 @@ def test_compare_takes_the_largest_change_of_any_class_and_the_top1():
     png = np.array([0.6, 0.3, 0.1], dtype=np.float32)
     assert compare(png, np.array([0.5, 0.3, 0.2], dtype=np.float32)) == (pytest.approx(0.1), True)
     assert compare(png, np.array([0.3, 0.65, 0.05], dtype=np.float32)) == (pytest.approx(0.35), False)
+    assert compare(png, np.array([0.2, 0.5, 0.3], dtype=np.float32)) == (pytest.approx(0.4), False)  # a drop
 
 
 def test_summary_is_per_quality():
