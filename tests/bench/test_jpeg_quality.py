@@ -34,12 +34,16 @@ def test_markdown_has_a_row_per_image_and_a_summary_per_quality():
     assert lines[0].split(" | ")[2:] == ["q0.9: KB, largest change, top-1", "q0.95: KB, largest change, top-1 |"]
     assert lines[1] == "|---|---|---|---|"  # a column count unlike the header's is no table at all
     assert lines[3] == "| b.png | moped 0.60 | 1.0, 0.300, changed | 4.0, 0.040, same |"
-    assert [line[:7] for line in lines[-2:]] == ["- q0.9:", "- q0.95"]
+    assert [line[:7] for line in lines[-3:]] == ["", "- q0.9:", "- q0.95"]  # the summary apart from the table
 
 
 @pytest.mark.parametrize(
     "argv, message",
-    [(["/nonexistent.jpg"], "/nonexistent.jpg: not a file"), (["--qualities", "0"], "--qualities 0: must be above 0")],
+    [
+        (["/nonexistent.jpg"], "/nonexistent.jpg: not a file"),
+        (["/"], "/: not a file"),
+        (["--qualities", "0"], "--qualities 0: must be above 0"),
+    ],
 )
 def test_bad_arguments_are_refused_before_anything_starts(argv, message, capsys):
     assert jpeg_quality.main(argv) == 2
