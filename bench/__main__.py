@@ -193,7 +193,7 @@ class Report:
 
     def _record(self, figure: str, ours: str, baseline: str, target: str, ok: bool | None) -> None:
         if ok is False:
-            self.failures.append(f"{figure}: {ours} vs {baseline} ({target})")
+            self.failures.append(f"{figure}: {ours}{f' vs {baseline}' if baseline else ''} ({target})")
         elif ok:
             self.met += 1
 
