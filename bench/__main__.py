@@ -44,7 +44,7 @@ from pathlib import Path
 
 from bench import stop_signals_unwind
 from bench.loadtest import percentile
-from components.settings import load_stack_file
+from components.settings import MEMORY_SIZES_MB, load_stack_file
 from local.runtime import load_inference_module
 from tests.imagegen import normalize
 
@@ -691,14 +691,13 @@ def bench_hostile_image_memory(report: Report, model_dir: Path, ctx: dict) -> No
 
 
 STACK_MEMORY = "serving stack peak memory (toolkit + TorchServe JVM + worker, PSS)"
-SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
 MEMORY_HEADROOM = 1.5
 
 
 def recommend_memory_mb(peak_mb: float, headroom: float = MEMORY_HEADROOM) -> int | None:
     """Smallest serverless memory size that holds the measured peak with headroom (allocator, page cache); None
     when not even the largest does."""
-    return next((size for size in SERVERLESS_MEMORY_MB if size >= peak_mb * headroom), None)
+    return next((size for size in MEMORY_SIZES_MB if size >= peak_mb * headroom), None)
 
 
 def bench_container_memory(report: Report, ctx: dict) -> None:
@@ -750,7 +749,7 @@ def bench_container_memory(report: Report, ctx: dict) -> None:
         f"{STACK_MEMORY}, 3 MB photos",
         f"{peak:.0f} MB",
         target=f"memorySizeMb >= {MEMORY_HEADROOM}x peak: "
-        f"{size or f'none (the largest, {SERVERLESS_MEMORY_MB[-1]}, is too small)'}; Pulumi.dev.yaml has {configured}",
+        f"{size or f'none (the largest, {MEMORY_SIZES_MB[-1]}, is too small)'}; Pulumi.dev.yaml has {configured}",
         ok=size is not None and configured >= size,
     )
     if "bomb_mb" in ctx:  # a worker decoding that image at the stack's peak: the worst case the size must hold
