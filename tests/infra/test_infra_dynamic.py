@@ -92,13 +92,13 @@ def stub_client(service: str) -> Any:
     return boto3.client(service, region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
 
 
-def queue_endpoint_results(*bodies: str) -> None:
+def queue_endpoint_results(*bodies: str, region: str = REGION) -> None:
     """moto's documented way to script sagemaker-runtime InvokeEndpoint replies."""
     response = requests.post(
         "http://motoapi.amazonaws.com/moto-api/static/sagemaker/endpoint-results",
         json={
             "account_id": ACCOUNT,
-            "region": REGION,
+            "region": region,
             "results": [
                 {
                     "Body": body,
@@ -114,11 +114,11 @@ def queue_endpoint_results(*bodies: str) -> None:
     response.raise_for_status()
 
 
-def serve_config(endpoint_name: str, config_name: str) -> None:
+def serve_config(endpoint_name: str, config_name: str, region: str = REGION) -> None:
     """Make moto's endpoint `endpoint_name` InService on endpoint configuration `config_name` (moto has no
     UpdateEndpoint: the endpoint is re-created)."""
-    client = boto3.client("sagemaker", region_name=REGION)
-    image = f"763104351884.dkr.ecr.{REGION}.amazonaws.com/pytorch-inference:2.6.0-cpu-py312"
+    client = boto3.client("sagemaker", region_name=region)
+    image = f"763104351884.dkr.ecr.{region}.amazonaws.com/pytorch-inference:2.6.0-cpu-py312"
     model = f"model-{config_name}"
     if model not in [m["ModelName"] for m in client.list_models()["Models"]]:
         client.create_model(
@@ -692,8 +692,8 @@ def test_http_api_cors_requires_api_id_and_region(aws: None, missing: str) -> No
 # ------------------------------------------------------------------------------------- endpoint version
 
 
-def _sagemaker_names() -> tuple[set[str], set[str]]:
-    client = boto3.client("sagemaker", region_name=REGION)
+def _sagemaker_names(region: str = REGION) -> tuple[set[str], set[str]]:
+    client = boto3.client("sagemaker", region_name=region)
     configs = {c["EndpointConfigName"] for c in client.list_endpoint_configs()["EndpointConfigs"]}
     return configs, {m["ModelName"] for m in client.list_models()["Models"]}
 
@@ -1019,6 +1019,28 @@ def test_every_provider_calls_aws_with_the_stacks_profile(aws: None, deploy_prof
     with pytest.raises(ProfileNotFound, match="gone"):
         configured(EndpointVersionProvider(), **{"aws:profile": "gone"}).delete("config-1", _version("config-1"))
     configured(EndpointVersionProvider(), **{"aws:profile": deploy_profile}).delete("config-1", _version("config-1"))
+
+
+def test_every_provider_calls_aws_in_the_region_it_is_given(aws: None, text_probe: None) -> None:
+    """The stack's aws:region, not the environment's default region (us-east-1 here): a provider calling the default
+    would update, probe or retire nothing of this stack, or fail on resources it cannot find there."""
+    region = "eu-west-1"
+    apis = boto3.client("apigatewayv2", region_name=region)
+    api_id = apis.create_api(Name="t", ProtocolType="HTTP")["ApiId"]
+    cors, cors_props = HttpApiCorsProvider(), {"api_id": api_id, "region": region, "origins": ["https://d1.example"]}
+    created = cors.create(dict(cors_props))
+    assert apis.get_api(ApiId=api_id)["CorsConfiguration"]["AllowOrigins"] == ["https://d1.example"]
+    assert cors.read(created.id, created.outs).id == created.id
+    cors.delete(created.id, created.outs)
+    assert "CorsConfiguration" not in apis.get_api(ApiId=api_id)
+
+    queue_endpoint_results(json.dumps(GOOD_REPLY), region=region)
+    serve_config("mobilenet-test", "config-1", region)
+    assert SmokeCheckProvider().create({**SMOKE_PROPS, "region": region}).outs["top_label"] == "Egyptian cat"
+
+    serve_config("mobilenet-test", "config-2", region)
+    EndpointVersionProvider().delete("config-1", {**_version("config-1"), "region": region})
+    assert _sagemaker_names(region) == ({"config-2"}, {"model-config-2"})
 
 
 # ------------------------------------------------------------------------------------- pickling
