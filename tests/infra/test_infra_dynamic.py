@@ -802,6 +802,7 @@ def test_a_version_still_retires_when_the_running_configuration_is_already_gone(
         (("Updating", "config-2", "model-2"), (False, False)),
         (("RollingBack", "config-2", "model-2"), (False, False)),
         (("Failed", "config-2", "model-2"), (True, True)),
+        (("OutOfService", "config-2", "model-2"), (True, True)),
     ],
 )
 def test_what_to_retire(running: Any, expected: tuple[bool, bool]) -> None:
