@@ -821,12 +821,13 @@ def test_endpoint_version_diff_replaces_only_for_a_new_configuration_or_model() 
     assert diff_endpoint_version(old, {**old, "config_name": "config-2"}).delete_before_replace is False
 
 
-def test_endpoint_version_requires_inputs() -> None:
-    with pytest.raises(EndpointVersionError, match="model_name is required"):
-        EndpointVersionProvider().create({**_version("config-1"), "model_name": ""})
+@pytest.mark.parametrize("missing", ["endpoint_name", "region", "config_name", "model_name"])
+def test_endpoint_version_requires_inputs(missing: str) -> None:
+    with pytest.raises(EndpointVersionError, match=f"{missing} is required"):
+        EndpointVersionProvider().create({**_version("config-1"), missing: ""})
     assert EndpointVersionProvider().create(_version("config-1")).id == "config-1"
-    with pytest.raises(EndpointVersionError, match="region is required"):
-        EndpointVersionProvider().update("config-1", _version("config-1"), {**_version("config-1"), "region": ""})
+    with pytest.raises(EndpointVersionError, match=f"{missing} is required"):
+        EndpointVersionProvider().update("config-1", _version("config-1"), {**_version("config-1"), missing: ""})
 
 
 def _stubbed_version_provider(monkeypatch: pytest.MonkeyPatch) -> tuple[EndpointVersionProvider, Stubber]:
