@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
@@ -374,6 +375,36 @@ def test_smoke_check_gives_up_on_a_cold_start_that_never_ends() -> None:
     message = str(err.value)
     assert "still not answering after 3 attempts 15 s apart" in message and "container status 0" in message
     assert "aws logs tail /aws/sagemaker/Endpoints/e" in message
+
+
+def test_the_provider_waits_out_a_cold_start_as_the_readme_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SageMaker lets an invocation run 60 s, botocore's default read timeout: the probe's client waits longer, so a
+    cold start ends on SageMaker's side (an answer, or its ModelError), and the probe is sent up to 4 times, 15 s
+    apart."""
+    provider = SmokeCheckProvider()
+    session = boto3.session.Session(aws_access_key_id="x", aws_secret_access_key="x")
+    clients: dict[str, Any] = {}
+
+    def client(service: str, region_name: str | None = None, **kwargs: Any) -> Any:
+        made = clients[service] = session.client(service, region_name=region_name, **kwargs)
+        stub = Stubber(made)
+        if service == "sagemaker":
+            stub.add_response("describe_endpoint", _endpoint("config-1"))
+        for _ in range(4 if service == "sagemaker-runtime" else 0):
+            _add_cold_start_error(stub, "not ready")
+        stub.activate()
+        return made
+
+    monkeypatch.setattr(provider, "session", lambda: SimpleNamespace(client=client))
+    pauses: list[float] = []
+    monkeypatch.setattr(
+        "components.dynamic.smoke_check.run_smoke_check",
+        lambda *args, **kwargs: run_smoke_check(*args, **kwargs, sleep=pauses.append),
+    )
+    with pytest.raises(SmokeCheckError, match="still not answering after 4 attempts 15 s apart"):
+        provider.create(dict(SMOKE_PROPS))
+    assert pauses == [15.0, 15.0, 15.0]
+    assert clients["sagemaker-runtime"].meta.config.read_timeout > 60
 
 
 def test_smoke_check_sends_the_contracted_request() -> None:
