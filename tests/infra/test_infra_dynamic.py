@@ -845,8 +845,9 @@ def test_endpoint_version_diff_replaces_only_for_a_new_configuration_or_model() 
     assert diff_endpoint_version(old, dict(old)).changes is False
     assert diff_endpoint_version(old, {**old, "config_name": "config-2"}).replaces == ["config_name"]
     assert diff_endpoint_version(old, {**old, "model_name": "m2"}).replaces == ["model_name"]
-    renamed = diff_endpoint_version(old, {**old, "endpoint_name": "renamed"})
-    assert renamed.changes is True and renamed.replaces == []
+    for field, value in (("endpoint_name", "renamed"), ("region", "eu-west-1")):
+        moved = diff_endpoint_version(old, {**old, field: value})
+        assert moved.changes is True and moved.replaces == [], field
     # The old version is deleted after the endpoint moved to the new one; deleted first, it would find the endpoint
     # still on it and keep it for good.
     assert diff_endpoint_version(old, {**old, "config_name": "config-2"}).delete_before_replace is False
