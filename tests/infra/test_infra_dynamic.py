@@ -843,8 +843,10 @@ def test_what_to_retire(running: Any, expected: tuple[bool, bool]) -> None:
 def test_endpoint_version_diff_replaces_only_for_a_new_configuration_or_model() -> None:
     old = _version("config-1")
     assert diff_endpoint_version(old, dict(old)).changes is False
-    assert diff_endpoint_version(old, {**old, "config_name": "config-2"}).replaces == ["config_name"]
-    assert diff_endpoint_version(old, {**old, "model_name": "m2"}).replaces == ["model_name"]
+    for field, value in (("config_name", "config-2"), ("model_name", "m2")):
+        # changes=False is DIFF_NONE to the engine, which then replaces nothing whatever `replaces` says
+        new_version = diff_endpoint_version(old, {**old, field: value})
+        assert new_version.changes is True and new_version.replaces == [field], field
     for field, value in (("endpoint_name", "renamed"), ("region", "eu-west-1")):
         moved = diff_endpoint_version(old, {**old, field: value})
         assert moved.changes is True and moved.replaces == [], field
