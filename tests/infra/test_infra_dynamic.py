@@ -608,10 +608,12 @@ def test_http_api_cors_refresh_sees_a_console_edit_of_the_other_rules(aws: None)
         client.update_api(ApiId=api_id, CorsConfiguration={**live, **edit})
         assert diff_cors(provider.read(created.id, created.outs).outs, props).changes is True, edit
     # Names as API Gateway may spell them back (other case, other order) are not drift.
-    client.update_api(
-        ApiId=api_id,
-        CorsConfiguration={**live, "AllowMethods": ["options", "post"], "ExposeHeaders": live["ExposeHeaders"][::-1]},
-    )
+    respelled = {
+        "AllowMethods": ["options", "post"],
+        "AllowHeaders": [h.title() for h in live["AllowHeaders"]],
+        "ExposeHeaders": [h.upper() for h in live["ExposeHeaders"][::-1]],
+    }
+    client.update_api(ApiId=api_id, CorsConfiguration={**live, **respelled})
     assert diff_cors(provider.read(created.id, created.outs).outs, props).changes is False
     # A state written before the rules were recorded is not drift either.
     legacy = {k: v for k, v in created.outs.items() if k != "rules"}
@@ -638,6 +640,9 @@ def test_http_api_cors_refresh_of_origins_in_another_order_is_not_drift(aws: Non
     # A different set of origins still is a change, in either direction.
     assert diff_cors(refreshed, {**props, "origins": origins[1:]}).changes is True
     assert diff_cors(refreshed, {**props, "origins": [*origins, "https://other.example.com"]}).changes is True
+    # Nor is another case: scheme and host are case-insensitive.
+    client.update_api(ApiId=api_id, CorsConfiguration={**live, "AllowOrigins": [o.upper() for o in origins]})
+    assert diff_cors(provider.read(created.id, created.outs).outs, props).changes is False
 
 
 # API Gateway's answer to a second change to one API while another is under way (HTTP 409).
