@@ -718,6 +718,24 @@ def test_http_api_cors_does_not_ask_again_after_other_errors(
     assert pauses == []
 
 
+def test_http_api_cors_refresh_and_delete_fail_unless_the_api_is_gone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only NotFoundException means the API is gone. A throttled GetApi must fail `pulumi refresh`, not report the
+    resource deleted as if its API were; a throttled DeleteCorsConfiguration must fail the delete, not forget a CORS
+    configuration it never removed."""
+    provider, stub, _pauses = _stubbed_cors_provider(monkeypatch)
+    props = {"api_id": "abc123", "region": REGION, "origins": ["https://d1.cloudfront.net"]}
+    with stub:
+        stub.add_client_error("get_api", service_error_code="TooManyRequestsException", http_status_code=429)
+        with pytest.raises(ClientError, match="TooManyRequestsException"):
+            provider.read("abc123-cors", dict(props))
+        stub.add_client_error(
+            "delete_cors_configuration", service_error_code="TooManyRequestsException", http_status_code=429
+        )
+        with pytest.raises(ClientError, match="TooManyRequestsException"):
+            provider.delete("abc123-cors", dict(props))
+        stub.assert_no_pending_responses()
+
+
 @pytest.mark.parametrize("missing", ["api_id", "region"])
 def test_http_api_cors_requires_api_id_and_region(aws: None, missing: str) -> None:
     props = {"api_id": "abc123", "region": REGION, "origins": ["https://a.example.com"]}
