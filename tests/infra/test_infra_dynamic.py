@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import inspect
 import io
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -681,6 +683,13 @@ def test_http_api_cors_waits_out_a_concurrent_change_to_the_api(monkeypatch: pyt
         stub.assert_no_pending_responses()
     assert created.outs["origins"] == ["https://d1.cloudfront.net"]
     assert pauses == [2.0, 4.0, 2.0]  # each call starts its own schedule
+
+
+def test_the_deployed_providers_really_pause_between_attempts() -> None:
+    """The tests record the pauses instead of sleeping them; the provider host must sleep them, or every attempt
+    meant to outlast a concurrent change or a cold start is spent within a second."""
+    assert HttpApiCorsProvider().pause is time.sleep
+    assert inspect.signature(run_smoke_check).parameters["sleep"].default is time.sleep
 
 
 def test_http_api_cors_gives_up_on_an_api_that_stays_busy(monkeypatch: pytest.MonkeyPatch) -> None:
