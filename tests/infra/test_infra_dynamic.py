@@ -447,6 +447,19 @@ def test_parse_topk_reply_rejects(body: bytes, reason: str) -> None:
         parse_topk_reply(body)
 
 
+@pytest.mark.parametrize(
+    "predictions",
+    [
+        [{"label": "x", "prob": 0.05}] * 20,  # top_k's maximum
+        [{"label": "certain", "prob": 1}, {"label": "never", "prob": 0}],  # JSON numbers without a fraction
+        [{"label": "certain", "prob": 1.0}, {"label": "never", "prob": 0.0}],  # a softmax that saturates
+    ],
+)
+def test_parse_topk_reply_accepts_the_bounds(predictions: list[dict[str, Any]]) -> None:
+    """A reply at the edge of the contract is still a good one: a false alarm fails `pulumi up` on a healthy model."""
+    assert parse_topk_reply(json.dumps({"predictions": predictions}).encode()) == predictions
+
+
 def test_smoke_check_diff_reruns_only_when_the_deployment_changes() -> None:
     assert diff_smoke_check(SMOKE_PROPS, dict(SMOKE_PROPS)).changes is False
     changed = diff_smoke_check(SMOKE_PROPS, {**SMOKE_PROPS, "trigger": "config-2"})
