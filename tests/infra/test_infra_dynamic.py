@@ -439,6 +439,9 @@ def test_smoke_check_sends_the_contracted_request() -> None:
         (json.dumps({"predictions": [{"label": "", "prob": 0.5}]}).encode(), "label"),
         (json.dumps({"predictions": [{"label": "x", "prob": 1.5}]}).encode(), "prob"),
         (json.dumps({"predictions": [{"label": "x", "prob": True}]}).encode(), "prob"),
+        (json.dumps({"predictions": [{"label": "x", "prob": -0.1}]}).encode(), "prob"),
+        (json.dumps({"predictions": [{"label": "x", "prob": "0.5"}]}).encode(), "prob"),
+        (json.dumps({"predictions": [{"label": 3, "prob": 0.5}]}).encode(), "label"),
         (json.dumps({"predictions": ["x"]}).encode(), "label"),
     ],
 )
