@@ -463,9 +463,18 @@ def test_parse_topk_reply_accepts_the_bounds(predictions: list[dict[str, Any]]) 
     assert parse_topk_reply(json.dumps({"predictions": predictions}).encode()) == predictions
 
 
-def test_smoke_check_diff_reruns_only_when_the_deployment_changes() -> None:
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("trigger", "config-2"),
+        ("endpoint_name", "mobilenet-renamed"),  # a new endpoint, never probed
+        ("region", "eu-west-1"),
+        ("log_group", "/aws/sagemaker/Endpoints/mobilenet-renamed"),
+    ],
+)
+def test_smoke_check_diff_reruns_only_when_the_deployment_changes(field: str, value: str) -> None:
     assert diff_smoke_check(SMOKE_PROPS, dict(SMOKE_PROPS)).changes is False
-    changed = diff_smoke_check(SMOKE_PROPS, {**SMOKE_PROPS, "trigger": "config-2"})
+    changed = diff_smoke_check(SMOKE_PROPS, {**SMOKE_PROPS, field: value})
     assert changed.changes is True and changed.replaces == []
 
 
