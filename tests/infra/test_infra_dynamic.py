@@ -478,9 +478,10 @@ def test_smoke_check_diff_reruns_only_when_the_deployment_changes(field: str, va
     assert changed.changes is True and changed.replaces == []
 
 
-def test_smoke_check_requires_inputs(aws: None) -> None:
-    with pytest.raises(SmokeCheckError, match="endpoint_name is required"):
-        SmokeCheckProvider().create({**SMOKE_PROPS, "endpoint_name": ""})
+@pytest.mark.parametrize("missing", ["endpoint_name", "region", "log_group"])
+def test_smoke_check_requires_inputs(aws: None, missing: str) -> None:
+    with pytest.raises(SmokeCheckError, match=f"{missing} is required"):
+        SmokeCheckProvider().create({**SMOKE_PROPS, missing: ""})
 
 
 # ----------------------------------------------------------------------------------- invalidation
