@@ -376,7 +376,9 @@ def test_smoke_check_gives_up_on_a_cold_start_that_never_ends() -> None:
     assert pauses == [15.0, 15.0]
     message = str(err.value)
     assert "still not answering after 3 attempts 15 s apart" in message and "container status 0" in message
-    assert "aws logs tail /aws/sagemaker/Endpoints/e" in message
+    # The log group is in the stack's region, which need not be the shell's.
+    assert f"`aws logs tail /aws/sagemaker/Endpoints/e --region {REGION} --since 30m`" in message
+    assert f"(region {REGION})" in message
 
 
 def test_the_provider_waits_out_a_cold_start_as_the_readme_says(monkeypatch: pytest.MonkeyPatch) -> None:
