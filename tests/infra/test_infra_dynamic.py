@@ -16,7 +16,7 @@ from typing import Any
 import boto3
 import pytest
 import requests
-from botocore.exceptions import ClientError, ProfileNotFound
+from botocore.exceptions import ClientError, ProfileNotFound, ReadTimeoutError
 from botocore.stub import ANY, Stubber
 from moto import mock_aws
 from PIL import Image
@@ -362,6 +362,19 @@ def test_smoke_check_failure_quotes_the_aws_error_message() -> None:
         with pytest.raises(SmokeCheckError) as err:
             run_smoke_check(client, "e", "/g", REGION, sleep=lambda _s: None)
     assert "AccessDeniedException: User is not authorized to perform: sagemaker:InvokeEndpoint" in str(err.value)
+
+
+def test_smoke_check_does_not_ask_again_after_a_transport_error() -> None:
+    """botocore has already retried a connection or read timeout: the check fails at once, naming the error."""
+
+    class Unreachable:
+        def invoke_endpoint(self, **_kwargs: Any) -> Any:
+            raise ReadTimeoutError(endpoint_url=f"https://runtime.sagemaker.{REGION}.amazonaws.com")
+
+    pauses: list[float] = []
+    with pytest.raises(SmokeCheckError, match="failed: ReadTimeoutError: Read timeout on endpoint URL"):
+        run_smoke_check(Unreachable(), "e", "/g", REGION, sleep=pauses.append)
+    assert pauses == []
 
 
 def test_smoke_check_gives_up_on_a_cold_start_that_never_ends() -> None:
