@@ -820,6 +820,16 @@ def test_a_version_the_endpoint_moved_off_is_retired(aws: None) -> None:
     provider.delete("config-1", _version("config-1"))  # a retried delete finds nothing left: no error
 
 
+def test_a_half_retired_version_retires_its_model(aws: None) -> None:
+    """A retirement cut short between its two deletes (or a configuration deleted by hand): the retried delete finds
+    the configuration gone and must still delete the Model."""
+    serve_config("mobilenet-test", "config-1")
+    serve_config("mobilenet-test", "config-2")
+    boto3.client("sagemaker", region_name=REGION).delete_endpoint_config(EndpointConfigName="config-1")
+    EndpointVersionProvider().delete("config-1", _version("config-1"))
+    assert _sagemaker_names() == ({"config-2"}, {"model-config-2"})
+
+
 def test_a_version_the_endpoint_fell_back_on_is_kept(aws: None) -> None:
     """SageMaker rolled the update to config-2 back: the endpoint still runs on config-1, whose version Pulumi
     deletes at the start of the next `pulumi up`. Deleting config-1 would break every later UpdateEndpoint."""
