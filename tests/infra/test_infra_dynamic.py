@@ -658,6 +658,11 @@ def test_http_api_cors_refresh_sees_a_console_edit_of_the_other_rules(aws: None)
     }
     client.update_api(ApiId=api_id, CorsConfiguration={**live, **respelled})
     assert diff_cors(provider.read(created.id, created.outs).outs, props).changes is False
+    # Nor is a false AllowCredentials left out of the answer.
+    client.delete_cors_configuration(ApiId=api_id)
+    client.update_api(ApiId=api_id, CorsConfiguration={k: v for k, v in live.items() if k != "AllowCredentials"})
+    assert "AllowCredentials" not in client.get_api(ApiId=api_id)["CorsConfiguration"]
+    assert diff_cors(provider.read(created.id, created.outs).outs, props).changes is False
     # A state written before the rules were recorded is not drift either.
     legacy = {k: v for k, v in created.outs.items() if k != "rules"}
     assert diff_cors(legacy, props).changes is False
