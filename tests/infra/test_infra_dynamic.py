@@ -693,6 +693,15 @@ def test_http_api_cors_refresh_of_origins_in_another_order_is_not_drift(aws: Non
     assert diff_cors(provider.read(created.id, created.outs).outs, props).changes is False
 
 
+@pytest.mark.parametrize(("field", "value"), [("api_id", "xyz789"), ("region", "eu-west-1")])
+def test_http_api_cors_on_another_api_is_a_new_resource(field: str, value: str) -> None:
+    """Another API (a replaced one, or one in another region) gets its CORS from a new resource, and the old
+    resource's delete removes the CORS it set on the old API."""
+    old = {"api_id": "abc123", "region": REGION, "origins": ["https://d1.cloudfront.net"]}
+    moved = diff_cors(old, {**old, field: value})
+    assert moved.changes is True and moved.replaces == [field]
+
+
 # API Gateway's answer to a second change to one API while another is under way (HTTP 409).
 CONCURRENT_MODIFICATION = "Unable to complete operation due to concurrent modification. Please try again later."
 
