@@ -649,7 +649,7 @@ def test_http_api_cors_refresh_sees_a_console_edit_of_the_other_rules(aws: None)
         {"AllowCredentials": True},
     ):
         client.update_api(ApiId=api_id, CorsConfiguration={**live, **edit})
-        assert diff_cors(provider.read(created.id, created.outs).outs, props).changes is True, edit
+        assert provider.diff(created.id, provider.read(created.id, created.outs).outs, props).changes is True, edit
     # Names as API Gateway may spell them back (other case, other order) are not drift.
     respelled = {
         "AllowMethods": ["options", "post"],
