@@ -489,7 +489,7 @@ def test_parse_topk_reply_accepts_the_bounds(predictions: list[dict[str, Any]]) 
 )
 def test_smoke_check_diff_reruns_only_when_the_deployment_changes(field: str, value: str) -> None:
     assert diff_smoke_check(SMOKE_PROPS, dict(SMOKE_PROPS)).changes is False
-    changed = diff_smoke_check(SMOKE_PROPS, {**SMOKE_PROPS, field: value})
+    changed = SmokeCheckProvider().diff("smoke-mobilenet-test", SMOKE_PROPS, {**SMOKE_PROPS, field: value})
     assert changed.changes is True and changed.replaces == []
 
 
