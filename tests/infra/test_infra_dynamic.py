@@ -569,7 +569,7 @@ def test_invalidation_batch_counts_its_paths() -> None:
     assert batch == {"Paths": {"Quantity": 2, "Items": ["/index.html", "/config.js"]}, "CallerReference": "ref"}
 
 
-@pytest.mark.parametrize("paths", [[], ["index.html"], ["/*", ""]])
+@pytest.mark.parametrize("paths", [[], ["index.html"], ["/*", ""], ["/*", None]])
 def test_invalidation_refuses_paths_cloudfront_would_reject(paths: list[str]) -> None:
     with pytest.raises(InvalidationInputError, match="absolute paths"):
         invalidation_batch(paths, "ref")
