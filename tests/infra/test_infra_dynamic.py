@@ -49,6 +49,7 @@ from components.dynamic.smoke_check import (
     SmokeCheckProvider,
     check_rollout,
     diff_smoke_check,
+    failed_endpoint_message,
     parse_topk_reply,
     rollout_failure_message,
     run_smoke_check,
@@ -217,6 +218,15 @@ def test_a_rolled_back_update_is_retried_with_a_refresh() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     rollout = readme.split("- **Model rollout.**", 1)[1].split("\n- **", 1)[0]
     assert "`pulumi up --refresh`" in rollout
+
+
+def test_a_failure_without_sagemakers_reason_says_so() -> None:
+    """FailureReason is optional in DescribeEndpoint's answer: its absence is named, not printed as None."""
+    description = {"EndpointName": "mobilenet-test", "EndpointConfigName": "config-1", "EndpointStatus": "InService"}
+    rolled_back = rollout_failure_message("mobilenet-test", "config-2", description)
+    assert "did not take effect (SageMaker gave no FailureReason)" in rolled_back
+    failed = failed_endpoint_message("mobilenet-test", {**description, "EndpointStatus": "Failed"}, REGION)
+    assert "is Failed (SageMaker gave no FailureReason)" in failed
 
 
 def test_rollout_check_reports_sagemakers_failure_reason() -> None:
