@@ -215,6 +215,7 @@ def test_a_rolled_back_update_is_retried_with_a_refresh() -> None:
     description = {"EndpointConfigName": "config-1", "EndpointStatus": "InService", "FailureReason": "capacity"}
     message = rollout_failure_message("mobilenet-test", "config-2", description)
     assert "run `pulumi up --refresh`" in message and "run `pulumi up` again" not in message
+    assert "has recorded the endpoint as updated to 'config-2'" in message
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     rollout = readme.split("- **Model rollout.**", 1)[1].split("\n- **", 1)[0]
     assert "`pulumi up --refresh`" in rollout
