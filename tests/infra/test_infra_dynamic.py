@@ -460,6 +460,7 @@ def test_smoke_check_sends_the_contracted_request() -> None:
         (b"not json", "not JSON"),
         (b"\xff\xfe\xfd not UTF-8", "not JSON"),  # a ValueError naming the reply, not a bare UnicodeDecodeError
         (b"[]", "'predictions' list"),
+        (b'["predictions"]', "'predictions' list"),  # JSON, but not an object
         (json.dumps({"predictions": []}).encode(), "1..20"),
         (json.dumps({"predictions": [{"label": "x", "prob": 1}] * 21}).encode(), "1..20"),
         (json.dumps({"predictions": [{"label": "", "prob": 0.5}]}).encode(), "label"),
