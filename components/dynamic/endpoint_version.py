@@ -39,16 +39,16 @@ def _not_found(error: Exception) -> bool:
 
 
 def what_to_retire(
-    config_name: str, model_name: str, running: tuple[str, str | None, str | None] | None
+    config_name: str, model_name: str, running: tuple[str, str | None, frozenset[str]] | None
 ) -> tuple[bool, bool]:
     """(delete the configuration?, delete the model?) given what the endpoint runs: None when it does not exist,
-    else (status, configuration name, that configuration's model name)."""
+    else (status, configuration name, the models of that configuration's variants)."""
     if running is None:
         return True, True
-    status, running_config, running_model = running
+    status, running_config, running_models = running
     if status not in SETTLED_STATUSES or running_config == config_name:
         return False, False
-    return True, model_name != running_model
+    return True, model_name not in running_models
 
 
 def diff_endpoint_version(olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
@@ -78,10 +78,13 @@ class EndpointVersionProvider(AwsProvider):
         return UpdateResult(outs=self._outs(news))
 
     @staticmethod
-    def _running(client: Any, endpoint: dict[str, Any], config_name: str, model_name: str) -> tuple[str, str, str]:
-        """(status, configuration, model) an endpoint runs, from its DescribeEndpoint answer."""
+    def _running(
+        client: Any, endpoint: dict[str, Any], config_name: str, model_name: str
+    ) -> tuple[str, str, frozenset[str]]:
+        """(status, configuration, models) an endpoint runs, from its DescribeEndpoint answer: every variant's model
+        (another stack's endpoint, or one made by hand, may have several)."""
         running_config = endpoint.get("EndpointConfigName")
-        running_model = None
+        running_models: frozenset[str] = frozenset()
         if running_config and running_config != config_name:
             try:
                 variants = client.describe_endpoint_config(EndpointConfigName=running_config)["ProductionVariants"]
@@ -91,8 +94,8 @@ class EndpointVersionProvider(AwsProvider):
                 if not _not_found(e):
                     raise
                 variants = [{"ModelName": model_name}]
-            running_model = variants[0]["ModelName"] if variants else None
-        return endpoint.get("EndpointStatus"), running_config, running_model
+            running_models = frozenset(variant["ModelName"] for variant in variants)
+        return endpoint.get("EndpointStatus"), running_config, running_models
 
     def _used_elsewhere(self, client: Any, config_name: str, model_name: str) -> tuple[bool, bool]:
         """(does any endpoint run the configuration?, the model?): asked when this version's endpoint is gone. It
@@ -108,9 +111,9 @@ class EndpointVersionProvider(AwsProvider):
                     if not _not_found(e):  # deleted since the listing: it runs nothing
                         raise
                     continue
-                _status, running_config, running_model = self._running(client, endpoint, config_name, model_name)
+                _status, running_config, running_models = self._running(client, endpoint, config_name, model_name)
                 used_config = used_config or running_config == config_name
-                used_model = used_model or running_config == config_name or running_model == model_name
+                used_model = used_model or running_config == config_name or model_name in running_models
         return used_config, used_model
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:

@@ -913,6 +913,28 @@ def test_a_gone_endpoint_keeps_what_any_endpoint_of_the_region_runs_on(aws: None
     assert {"config-2", "config-a", "config-z"} <= configs and {"model-config-a", "model-config-z"} <= models
 
 
+def test_a_gone_endpoint_keeps_a_model_another_endpoints_second_variant_runs(aws: None) -> None:
+    """An endpoint made by hand with two variants (an A/B test), the second on this version's Model: the Model stays,
+    whichever variant it serves."""
+    client = boto3.client("sagemaker", region_name=REGION)
+    serve_config("mobilenet-test", "config-1")
+    client.delete_endpoint(EndpointName="mobilenet-test")
+    serve_config("ab-test", "config-a")
+    variant = {"InitialInstanceCount": 1, "InstanceType": "ml.m5.large", "InitialVariantWeight": 1.0}
+    client.create_endpoint_config(
+        EndpointConfigName="config-ab",
+        ProductionVariants=[
+            {"VariantName": "A", "ModelName": "model-config-a", **variant},
+            {"VariantName": "B", "ModelName": "model-config-1", **variant},
+        ],
+    )
+    client.delete_endpoint(EndpointName="ab-test")
+    client.create_endpoint(EndpointName="ab-test", EndpointConfigName="config-ab")
+    EndpointVersionProvider().delete("config-1", _version("config-1"))
+    configs, models = _sagemaker_names()
+    assert "config-1" not in configs and "model-config-1" in models
+
+
 def test_destroy_retires_the_last_version_after_the_endpoint(aws: None) -> None:
     serve_config("mobilenet-test", "config-1")
     boto3.client("sagemaker", region_name=REGION).delete_endpoint(EndpointName="mobilenet-test")
@@ -936,13 +958,15 @@ def test_a_version_still_retires_when_the_running_configuration_is_already_gone(
     ("running", "expected"),
     [
         (None, (True, True)),
-        (("InService", "config-2", "model-2"), (True, True)),
-        (("InService", "config-2", "model-1"), (True, False)),
-        (("InService", "config-1", "model-1"), (False, False)),
-        (("Updating", "config-2", "model-2"), (False, False)),
-        (("RollingBack", "config-2", "model-2"), (False, False)),
-        (("Failed", "config-2", "model-2"), (True, True)),
-        (("OutOfService", "config-2", "model-2"), (True, True)),
+        (("InService", "config-2", {"model-2"}), (True, True)),
+        (("InService", "config-2", {"model-1"}), (True, False)),
+        (("InService", "config-2", {"model-2", "model-1"}), (True, False)),  # its second variant runs it
+        (("InService", "config-2", {"model-10"}), (True, True)),  # names, not substrings
+        (("InService", "config-1", {"model-1"}), (False, False)),
+        (("Updating", "config-2", {"model-2"}), (False, False)),
+        (("RollingBack", "config-2", {"model-2"}), (False, False)),
+        (("Failed", "config-2", {"model-2"}), (True, True)),
+        (("OutOfService", "config-2", {"model-2"}), (True, True)),
     ],
 )
 def test_what_to_retire(running: Any, expected: tuple[bool, bool]) -> None:
