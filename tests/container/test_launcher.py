@@ -435,6 +435,13 @@ def group_of_stubborn_processes(tmp_path: Path) -> subprocess.Popen:
     return proc
 
 
+def kill_group(proc: subprocess.Popen) -> None:
+    """What a test's own process group left running is killed, and its leader reaped (a no-op once it is gone)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 @pytest.mark.timeout(60)
 def test_stop_kills_a_group_that_ignores_sigterm_reaps_it_and_removes_its_dir(tmp_path):
     proc = group_of_stubborn_processes(tmp_path)
@@ -448,8 +455,7 @@ def test_stop_kills_a_group_that_ignores_sigterm_reaps_it_and_removes_its_dir(tm
         wait_until(lambda: not torchserve._group_processes(proc.pid), "the group to be gone")
         assert not base.exists()
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        kill_group(proc)
 
 
 def test_a_process_gone_between_listing_and_its_group_lookup_is_left_out(monkeypatch):
@@ -497,9 +503,7 @@ def test_stop_sigterms_the_whole_group_and_lets_it_shut_down_before_the_grace_ru
         assert proc.returncode == 3, "SIGKILLed before it finished shutting down"
         assert not base.exists()
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill_group(proc)
 
 
 @pytest.mark.timeout(60)
@@ -532,9 +536,7 @@ def test_a_second_stop_signal_while_stop_waits_for_the_group_does_not_leave_its_
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill_group(proc)
 
 
 # --- the launched entry (_ENTRY), around a stand-in for AWS's toolkit -------------------------------------------
@@ -582,9 +584,7 @@ def test_the_entry_finds_its_own_jvm_writes_its_config_in_the_base_dir_and_stops
         assert proc.returncode == 0, "SIGTERM reached the JVM, and the entry exited when it did"
         assert not base.exists()
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill_group(proc)
 
 
 @pytest.mark.timeout(60)
