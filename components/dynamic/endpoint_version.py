@@ -87,14 +87,16 @@ class EndpointVersionProvider(AwsProvider):
         running_models: frozenset[str] = frozenset()
         if running_config and running_config != config_name:
             try:
-                variants = client.describe_endpoint_config(EndpointConfigName=running_config)["ProductionVariants"]
+                described = client.describe_endpoint_config(EndpointConfigName=running_config)
+                # A shadow variant runs its Model too; a variant hosting inference components names none.
+                variants = described["ProductionVariants"] + described.get("ShadowProductionVariants", [])
             except client.exceptions.ClientError as e:
                 # The endpoint runs on a configuration someone deleted (by hand, or as in #40048): which
                 # Model it runs is unknown, so the model stays; failing here would fail every later up.
                 if not _not_found(e):
                     raise
                 variants = [{"ModelName": model_name}]
-            running_models = frozenset(variant["ModelName"] for variant in variants)
+            running_models = frozenset(variant["ModelName"] for variant in variants if "ModelName" in variant)
         return endpoint.get("EndpointStatus"), running_config, running_models
 
     def _used_elsewhere(self, client: Any, config_name: str, model_name: str) -> tuple[bool, bool]:

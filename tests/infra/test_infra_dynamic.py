@@ -973,6 +973,20 @@ def test_what_to_retire(running: Any, expected: tuple[bool, bool]) -> None:
     assert what_to_retire("config-1", "model-1", running) == expected
 
 
+def test_a_shadow_variants_model_counts_and_an_inference_component_variant_names_none() -> None:
+    """Another endpoint of the region, shadow-testing this version's Model beside a variant that hosts inference
+    components (no ModelName): the Model is one it runs, and the variant without one is no KeyError."""
+    described = {
+        "ProductionVariants": [{"VariantName": "components"}],
+        "ShadowProductionVariants": [{"VariantName": "shadow", "ModelName": "model-1"}],
+    }
+    client = SimpleNamespace(describe_endpoint_config=lambda **_: described, exceptions=SimpleNamespace())
+    endpoint = {"EndpointStatus": "InService", "EndpointConfigName": "config-ab"}
+    running = EndpointVersionProvider._running(client, endpoint, "config-1", "model-1")
+    assert running == ("InService", "config-ab", frozenset({"model-1"}))
+    assert what_to_retire("config-1", "model-1", running) == (True, False)
+
+
 def test_endpoint_version_diff_replaces_only_for_a_new_configuration_or_model() -> None:
     old = _version("config-1")
     assert diff_endpoint_version(old, dict(old)).changes is False
