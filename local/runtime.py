@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Protocol
 
 from components.policies import endpoint_log_group_name, read_to_the_end
+from components.settings import partition_for_region
 from handlers.proxy_core import SAGEMAKER_SERVERLESS_MAX_BYTES
 
 ACCOUNT = "000000000000"
@@ -365,7 +366,7 @@ def model_error(endpoint: str, region: str, original_status: int, original_body:
         ErrorCode=f"{kind.upper()}_ERROR_FROM_MODEL",
         OriginalStatusCode=original_status,
         OriginalMessage=original,
-        LogStreamArn=f"arn:aws:logs:{region}:{ACCOUNT}:log-group:{log_group}",
+        LogStreamArn=f"arn:{partition_for_region(region)}:logs:{region}:{ACCOUNT}:log-group:{log_group}",
     )
 
 

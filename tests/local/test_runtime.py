@@ -133,6 +133,13 @@ def test_a_model_error_names_a_client_or_server_error_by_the_containers_status()
         assert body["LogStreamArn"].startswith("arn:aws:logs:eu-west-1:")
 
 
+@pytest.mark.parametrize(("region", "partition"), [("cn-north-1", "aws-cn"), ("us-gov-west-1", "aws-us-gov")])
+def test_a_model_errors_log_arn_is_in_its_regions_partition(region, partition) -> None:
+    # As the local function context's ARN is: one stack's local lines name one partition.
+    body = json.loads(model_error("e", region, 500, b"boom").body)
+    assert body["LogStreamArn"] == f"arn:{partition}:logs:{region}:000000000000:log-group:/aws/sagemaker/Endpoints/e"
+
+
 def test_a_model_errors_message_keeps_its_utf8_text() -> None:
     # The toolkit writes its error body as UTF-8: a model naming a label or a file in it must read the same in
     # OriginalMessage (and a byte that is not UTF-8 is replaced, not an error).
