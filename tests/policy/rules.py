@@ -406,7 +406,9 @@ def iam_violations(resources: Sequence[Res]) -> list[str]:
                         )
             # Invoking a model is this stack's business only: another stack's endpoint (or one named by hand,
             # before it exists) is no wildcard, so the checks above would let it through.
-            invoked = sorted(set(resources_) - endpoint_arns)
+            # Another service's ARN listed with the endpoint (its log group, in a statement that also logs) is not
+            # one the function invokes.
+            invoked = sorted(r for r in set(resources_) - endpoint_arns if r.split(":")[2:3] in ([], ["sagemaker"]))
             if any(a.lower().startswith("sagemaker:invoke") for a in actions) and invoked and "*" not in invoked:
                 problems.append(f"{at}: invokes {invoked}, not an endpoint of this stack")
             # A wildcard inside an ARN is allowed only as a log group's ":*" stream suffix, or ending an S3 key

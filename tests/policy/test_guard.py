@@ -186,6 +186,15 @@ def with_policy(statements_edit: Callable[[list[dict[str, Any]]], None]) -> Call
     return change
 
 
+def merged_with(statement: dict[str, Any], resource: str) -> dict[str, Any]:
+    """`statement` (the function's log statement) with `resource` and the invoke statement's action added: one
+    statement that both logs and invokes."""
+    return {
+        "Action": [*statement["Action"], "sagemaker:InvokeEndpoint"],
+        "Resource": [*statement["Resource"], resource],
+    }
+
+
 def set_path(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
     """Set inputs[a][b]... = value ("a.b.0.c"; a missing leaf is created, None deletes it)."""
 
@@ -618,6 +627,20 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         ),
         "api-role-policy: policy.Statement[1]: invokes ['arn:aws:sagemaker:us-east-1:123456789012:endpoint/"
         "another-stack'], not an endpoint of this stack",
+    ),
+    (
+        "invokes-another-endpoint-in-a-statement-that-also-logs",
+        "dev",
+        "iam",
+        lambda g: mutate(
+            g,
+            rules.ROLE_POLICY,
+            "api-role-policy",
+            with_policy(
+                lambda st: st[0].update(merged_with(st[0], "arn:aws:sagemaker:us-east-1:123456789012:endpoint/x"))
+            ),
+        ),
+        "api-role-policy: policy.Statement[0]: invokes ['arn:aws:sagemaker:us-east-1:123456789012:endpoint/x'], not",
     ),
     (
         "metrics-any-namespace",
@@ -1149,6 +1172,14 @@ def test_an_hsts_age_of_exactly_a_year_passes(graphs: Mapping[str, Graph]) -> No
     graph = graphs["dev"]
     age = set_path("securityHeadersConfig.strictTransportSecurity.accessControlMaxAgeSec", rules.HSTS_MIN_AGE_S)
     assert RULES["headers_policy"](mutate(graph, rules.HEADERS_POLICY, "site-headers", age), graph) == []
+
+
+def test_a_statement_that_logs_and_invokes_its_own_endpoint_passes(graphs: Mapping[str, Graph]) -> None:
+    """The invoke check judges the endpoints a statement lists, not the log groups beside them."""
+    graph = graphs["dev"]
+    [endpoint] = graph.of_type(rules.SM_ENDPOINT)
+    merged = with_policy(lambda st: st[0].update(merged_with(st[0], str(endpoint.outputs["arn"]))))
+    assert RULES["iam"](mutate(graph, rules.ROLE_POLICY, "api-role-policy", merged), graph) == []
 
 
 def test_every_rule_has_a_bad_case() -> None:
