@@ -555,14 +555,16 @@ def stand_in_toolkit(tmp_path: Path) -> dict[str, str]:
         "    raise AssertionError('the toolkit searched every process on the machine')\n"
     )
     (package / "serving.py").write_text(
-        "import signal, subprocess, sys\n"
+        "import os, signal, subprocess, sys\n"
         "from sagemaker_pytorch_serving_container import torchserve\n"
         "def main():\n"
         "    open(torchserve.TS_CONFIG_FILE, 'w').close()\n"
         "    subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)', torchserve.TS_NAMESPACE])\n"
         "    jvm = torchserve._retrieve_ts_server_process()\n"
         "    signal.signal(signal.SIGTERM, lambda *_: jvm.terminate())\n"
-        "    open('serving', 'w').write(str(jvm.pid))\n"
+        "    with open('serving.part', 'w') as f:\n"
+        "        f.write(str(jvm.pid))\n"
+        "    os.replace('serving.part', 'serving')\n"  # whole: the test reads it once it exists
         "    jvm.wait()\n"
     )
     return {**os.environ, "PYTHONPATH": str(package.parent)}
