@@ -382,3 +382,35 @@ def test_a_command_line_variable_that_is_not_ours_is_left_alone(tmp_path):
     run = make("demo", "CI=1", "foo=1", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert "-m local --host 127.0.0.1 --port 8000 --runtime inprocess" in (tmp_path / "python.log").read_text()
+
+
+@pytest.mark.parametrize("failing", ["", "ruff check", "ruff format", "-m pytest"])
+def test_make_test_builds_lints_and_runs_pytest_and_fails_when_any_step_does(tmp_path, failing):
+    """`make test` (what .ci/run runs) builds the model, tries chromium, runs ruff's check and format check, then
+    pytest with PYTEST_ARGS, each in turn: a step that fails stops it with a failure, or CI goes green unlinted,
+    untested, or with the tests' failures ignored."""
+    recording_python(
+        tmp_path, record=f'echo "$*" >> {tmp_path}/python.log; case "$*" in *"{failing or "#"}"*) exit 1;; esac'
+    )
+    (tmp_path / "venv" / "bin" / "ruff").write_text(
+        f'#!/bin/sh\necho "ruff $*" >> {tmp_path}/python.log\ncase "ruff $*" in *"{failing or "#"}"*) exit 1;; esac\n'
+    )
+    (tmp_path / "venv" / "bin" / "ruff").chmod(0o755)
+    makefile = tmp_path / "Makefile"
+    makefile.write_text(makefile.read_text().replace("/usr/bin/chromium", str(tmp_path / "no-such-chromium")))
+    (tmp_path / "bin").mkdir()  # the whole PATH: no apt-get, so the chromium step only warns
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "CI")}
+    env["PATH"] = str(tmp_path / "bin")
+    run = subprocess.run(
+        [shutil.which("make"), "test", "PYTEST_ARGS=-p no:cacheprovider"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    steps = ["-m model.package", "ruff check .", "ruff format --check .", "-m pytest -p no:cacheprovider"]
+    ran = steps[: next((i + 1 for i, step in enumerate(steps) if failing and failing in step), len(steps))]
+    assert (tmp_path / "python.log").read_text().splitlines() == ran, run.stderr
+    assert (run.returncode != 0) == bool(failing), run.stderr
+    assert "the browser tests will be skipped" in run.stderr, run.stderr
