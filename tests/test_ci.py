@@ -79,11 +79,15 @@ def run_ci_on_a_fake_machine(
     root_or_sudo: bool = True,
     free_mb: int | str | None = 80_000,
     installed: bool = False,
+    lacking: tuple[str, ...] = ("java",),
+    make_status: int = 0,
 ):
     """.ci/run on a machine without java whose apt has the packages `known` and merely knows the names `referred`
     (another package's relations name them); without /usr/bin/chromium unless `chromium`; run by a user who is
     neither root nor has sudo unless `root_or_sudo`; with `free_mb` free on its disk, and a venv already installed
-    if `installed`. Returns the `apt-get install` command lines, the run, and whether it went on to `make test`."""
+    if `installed`; lacking what `lacking` names of java, make, python3-venv and python3.13 (apt installs each), with a
+    `make test` that exits `make_status`. Returns the `apt-get install` command lines, the run, and whether it went
+    on to `make test`."""
     project, bin_dir = tmp_path / "project", tmp_path / "bin"
     (project / ".ci").mkdir(parents=True)
     usr_bin_chromium = tmp_path / "usr-bin-chromium"  # stands in for /usr/bin/chromium
@@ -112,8 +116,14 @@ def run_ci_on_a_fake_machine(
         tool(bin_dir / "sudo", 'exec "$@"\n')
     else:
         tool(bin_dir / "id", "echo 1000\n")
-    tool(bin_dir / "python3", "echo Python 3.11.0\n")  # with venv: nothing to install for it
-    tool(bin_dir / "make", f'echo "$*" > {made}\n')
+    # python3 with venv unless it lacks python3-venv (then only the package's marker gives it one).
+    venv_marker = tmp_path / ("python3-venv" if "python3-venv" in lacking else "bin")
+    tool(bin_dir / "python3", f'case "$*" in *ensurepip*) [ -e {venv_marker} ] || exit 1;; esac\necho Python 3.11.0\n')
+    tool(tmp_path / "make", f'echo "$*" > {made}\nexit {make_status}\n')
+    if "java" not in lacking:
+        tool(bin_dir / "java", 'echo "openjdk 99"\n')
+    if "make" not in lacking:
+        (bin_dir / "make").symlink_to(tmp_path / "make")
     # apt-cache as apt's: `show` prints a package it has; a name it only knows from another package's relations
     # (Depends, Breaks...) succeeds printing nothing; any other name fails.
     tool(
@@ -131,10 +141,15 @@ def run_ci_on_a_fake_machine(
         f'case "$*" in *jre-headless*) printf \'#!/bin/sh\\necho "openjdk 99"\\n\' > {bin_dir}/java; '
         f"chmod +x {bin_dir}/java;; esac\n"
         f'case " $* " in *" chromium "*) printf \'#!/bin/sh\\necho Chromium 99\\n\' > {usr_bin_chromium}; '
-        f"chmod +x {usr_bin_chromium};; esac\n",
+        f"chmod +x {usr_bin_chromium};; esac\n"
+        f'case " $* " in *" make "*) {shutil.which("ln")} -s {tmp_path}/make {bin_dir}/make;; esac\n'
+        f'case " $* " in *" python3-venv "*) {shutil.which("touch")} {venv_marker};; esac\n'
+        f'case " $* " in *" python3.13-venv "*) {shutil.which("cp")} {bin_dir}/python3.12 {bin_dir}/python3.13;; '
+        "esac\n",
     )
     for version in ("3.12", "3.13"):
-        fake_python(bin_dir / f"python{version}", f"{version}.0")
+        if f"python{version}" not in lacking:
+            fake_python(bin_dir / f"python{version}", f"{version}.0")
     run = subprocess.run(
         ["bash", str(project / ".ci" / "run")],
         env={"PATH": str(bin_dir), "HOME": str(tmp_path / "home")},
@@ -281,3 +296,23 @@ def test_a_run_started_with_sigint_ignored_still_tests_what_ctrl_c_does():
     )
     assert run.returncode == 0, run.stdout[-2000:]
     assert "1 passed" in run.stdout
+
+
+@pytest.mark.parametrize(
+    ("lacking", "packages"),
+    [("make", "make"), ("python3-venv", "python3-venv"), ("python3.13", "python3.13 python3.13-venv")],
+)
+def test_ci_run_installs_what_a_fresh_runner_lacks_after_an_apt_update_without_a_prompt(tmp_path, lacking, packages):
+    """A fresh runner may lack make, python3-venv (Debian splits it out) or python3.13: `apt-get install` of them,
+    once, after the `apt-get update` a fresh image's empty package lists need, and with -y (no tty to say yes on)."""
+    known = "make python3-venv python3.13 python3.13-venv"
+    _, run, tested = run_ci_on_a_fake_machine(tmp_path, known, lacking=(lacking,))
+    apt = (tmp_path / "apt.log").read_text().splitlines()
+    assert apt == ["update -q", f"install -y -q --no-install-recommends {packages}"], run.stderr
+    assert tested, run.stderr
+
+
+def test_ci_run_fails_when_make_test_does(tmp_path):
+    """CI's verdict is `make test`'s: a run whose tests fail must not end green."""
+    _, run, tested = run_ci_on_a_fake_machine(tmp_path, "", lacking=(), make_status=2)
+    assert tested and run.returncode == 2, run.stderr
