@@ -76,18 +76,18 @@ def run_ci_on_a_fake_machine(
     known: str,
     referred: str = "",
     chromium: bool = True,
-    root_or_sudo: bool = True,
+    root_or_sudo: bool | str = True,
     free_mb: int | str | None = 80_000,
     installed: bool = False,
     lacking: tuple[str, ...] = ("java",),
     make_status: int = 0,
 ):
-    """.ci/run on a machine without java whose apt has the packages `known` and merely knows the names `referred`
-    (another package's relations name them); without /usr/bin/chromium unless `chromium`; run by a user who is
-    neither root nor has sudo unless `root_or_sudo`; with `free_mb` free on its disk, and a venv already installed
-    if `installed`; lacking what `lacking` names of java, make, python3-venv and python3.13 (apt installs each), with a
-    `make test` that exits `make_status`. Returns the `apt-get install` command lines, the run, and whether it went
-    on to `make test`."""
+    """.ci/run on a machine whose apt has the packages `known` and merely knows the names `referred` (another
+    package's relations name them); without /usr/bin/chromium unless `chromium`; run by a user who is neither root
+    nor has sudo unless `root_or_sudo` ("sudo": a user with sudo); with `free_mb` free on its disk, and a venv already
+    installed if `installed`; lacking what `lacking` names of java, make, python3-venv and python3.13 (apt installs
+    each), with a `make test` that exits `make_status`. Returns the `apt-get install` command lines, the run, and
+    whether it went on to `make test`."""
     project, bin_dir = tmp_path / "project", tmp_path / "bin"
     (project / ".ci").mkdir(parents=True)
     usr_bin_chromium = tmp_path / "usr-bin-chromium"  # stands in for /usr/bin/chromium
@@ -111,9 +111,13 @@ def run_ci_on_a_fake_machine(
     for name in ("bash", "ls", "sort", "head", "dirname", "env", "chmod"):
         (bin_dir / name).symlink_to(shutil.which(name))
     log, made = tmp_path / "apt.log", tmp_path / "make.log"
+    if root_or_sudo == "sudo":
+        tool(bin_dir / "id", "echo 1000\n")
     if root_or_sudo:
-        (bin_dir / "id").symlink_to(shutil.which("id"))
-        tool(bin_dir / "sudo", 'exec "$@"\n')
+        if root_or_sudo != "sudo":
+            (bin_dir / "id").symlink_to(shutil.which("id"))
+        # sudo as Debian's sudoers sets it up (env_reset): the command gets PATH, not the caller's environment.
+        tool(bin_dir / "sudo", f'exec {shutil.which("env")} -i PATH="$PATH" "$@"\n')
     else:
         tool(bin_dir / "id", "echo 1000\n")
     # python3 with venv unless it lacks python3-venv (then only the package's marker gives it one).
@@ -135,7 +139,8 @@ def run_ci_on_a_fake_machine(
     # apt-get as apt: an unknown package fails the install; a JRE puts java on PATH, chromium /usr/bin/chromium.
     tool(
         bin_dir / "apt-get",
-        f'echo "$*" >> {log}\n[ "$1" = install ] || exit 0\n'
+        f'echo "$*" >> {log}\necho "$1 DEBIAN_FRONTEND=$DEBIAN_FRONTEND" >> {tmp_path}/apt-env.log\n'
+        '[ "$1" = install ] || exit 0\n'
         f'for p in "$@"; do case "$p" in -*|install) ;; *) case " {known} make " in *" $p "*) ;; '
         f'*) echo "E: Unable to locate package $p" >&2; exit 100;; esac;; esac; done\n'
         f'case "$*" in *jre-headless*) printf \'#!/bin/sh\\necho "openjdk 99"\\n\' > {bin_dir}/java; '
@@ -316,3 +321,15 @@ def test_ci_run_fails_when_make_test_does(tmp_path):
     """CI's verdict is `make test`'s: a run whose tests fail must not end green."""
     _, run, tested = run_ci_on_a_fake_machine(tmp_path, "", lacking=(), make_status=2)
     assert tested and run.returncode == 2, run.stderr
+
+
+@pytest.mark.parametrize("root_or_sudo", [True, "sudo"])
+def test_ci_run_keeps_apt_get_from_asking_questions_even_through_sudo(tmp_path, root_or_sudo):
+    """Every apt-get runs with DEBIAN_FRONTEND=noninteractive (a debconf question, tzdata's, hangs an unattended
+    run): an exported one never reached apt-get through sudo, whose env_reset drops it."""
+    _, run, tested = run_ci_on_a_fake_machine(tmp_path, "openjdk-17-jre-headless", root_or_sudo=root_or_sudo)
+    assert tested, run.stderr
+    assert (tmp_path / "apt-env.log").read_text().splitlines() == [
+        "update DEBIAN_FRONTEND=noninteractive",
+        "install DEBIAN_FRONTEND=noninteractive",
+    ]
