@@ -449,3 +449,32 @@ def test_chromium_is_installed_unattended_as_root_or_through_sudo(tmp_path, uid)
         "install -y -q chromium DEBIAN_FRONTEND=noninteractive",
     ]
     assert (tmp_path / "sudo.log").exists() == (uid != "0")
+
+
+@pytest.mark.parametrize("named", [True, False])
+def test_an_offline_make_model_warns_of_the_wheel_and_builds_from_the_weights_named(tmp_path, named):
+    """`make model` fetches the onnxruntime wheel it vendors before building; offline, it warns and still builds
+    (the container serves TorchScript). The builder gets MODEL_WEIGHTS: the file named, else the shared copy."""
+    project, shared = tmp_path / "project", tmp_path / "shared" / "weights" / "mobilenet_v2_imagenet.pth"
+    shared.parent.mkdir(parents=True)
+    shared.touch()
+    project.mkdir()
+    version, _ = wheels_folder(project, pip="exit 1\n")  # offline, no wheel yet
+    python = project / "venv" / "bin" / "python"
+    python.unlink()  # the wheel check (-c) finds no wheel; anything else is recorded with MODEL_WEIGHTS
+    python.write_text(f'#!/bin/sh\n[ "$1" != -c ] || exit 1\necho "$* $MODEL_WEIGHTS" >> {project}/python.log\n')
+    python.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MODEL_WEIGHTS")}
+    run = subprocess.run(
+        ["make", "model", *(["MODEL_WEIGHTS=/weights/mine.pth"] if named else [])],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "could not download the onnxruntime wheel" in run.stderr, run.stderr
+    assert f"onnxruntime=={version}" in (project / "pip.log").read_text()
+    weights = "/weights/mine.pth" if named else str(shared)
+    assert (project / "python.log").read_text().splitlines() == [f"-m model.package {weights}"]
