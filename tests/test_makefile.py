@@ -478,3 +478,13 @@ def test_an_offline_make_model_warns_of_the_wheel_and_builds_from_the_weights_na
     assert f"onnxruntime=={version}" in (project / "pip.log").read_text()
     weights = "/weights/mine.pth" if named else str(shared)
     assert (project / "python.log").read_text().splitlines() == [f"-m model.package {weights}"]
+
+
+@pytest.mark.parametrize("requirements", ["requirements.txt", "requirements-dev.txt"])
+def test_a_changed_requirements_file_installs_the_venv_again(tmp_path, requirements):
+    wheels_folder(tmp_path, pip="")
+    later = (tmp_path / "venv" / ".installed").stat().st_mtime + 10
+    os.utime(tmp_path / requirements, (later, later))
+    run = make("venv", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "-r requirements.txt -r requirements-dev.txt" in (tmp_path / "pip.log").read_text()
