@@ -488,3 +488,18 @@ def test_a_changed_requirements_file_installs_the_venv_again(tmp_path, requireme
     run = make("venv", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert "-r requirements.txt -r requirements-dev.txt" in (tmp_path / "pip.log").read_text()
+
+
+def test_clean_keeps_the_downloaded_wheel(tmp_path):
+    """`make clean` removes the built model and the tests' files, not the onnxruntime wheel an offline machine
+    could not download again."""
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    for path in ("model/dist/model.tar.gz", "model/dist/wheels/onnxruntime.whl", "test-artifacts/shot.png"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).touch()
+    run = make("clean", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()) == [
+        "Makefile",
+        "model/dist/wheels/onnxruntime.whl",
+    ]
