@@ -333,3 +333,11 @@ def test_ci_run_keeps_apt_get_from_asking_questions_even_through_sudo(tmp_path, 
         "update DEBIAN_FRONTEND=noninteractive",
         "install DEBIAN_FRONTEND=noninteractive",
     ]
+
+
+def test_ci_run_stops_when_apt_get_cannot_install(tmp_path):
+    """An install that fails (here: python3-venv unknown to apt) stops the run with apt-get's status, before the
+    tests, rather than going on to fail them for a reason far from the cause."""
+    _, run, tested = run_ci_on_a_fake_machine(tmp_path, "", lacking=("python3-venv",))
+    assert run.returncode == 100 and not tested, run.stderr
+    assert "Unable to locate package python3-venv" in run.stderr, run.stderr
