@@ -503,3 +503,24 @@ def test_clean_keeps_the_downloaded_wheel(tmp_path):
         "Makefile",
         "model/dist/wheels/onnxruntime.whl",
     ]
+
+
+@pytest.mark.parametrize(
+    ("target", "commands"),
+    [
+        ("lint", ["venv/bin/ruff check .", "venv/bin/ruff format --check ."]),
+        (
+            "test-fast",
+            [
+                "venv/bin/python -m model.package",
+                'venv/bin/python -m pytest -m "not browser and not container and not integration and not other_python"',
+            ],
+        ),
+    ],
+)
+def test_lint_and_test_fast_run_what_they_say(tmp_path, target, commands):
+    """`make lint` is ruff's check and format check; `make test-fast` builds the model and leaves out every test
+    that needs a browser, TorchServe, the local stack or another Python."""
+    recording_python(tmp_path)
+    printed = make("-n", target, cwd=tmp_path).stdout.splitlines()
+    assert [line.strip() for line in printed if line.startswith("venv/")] == commands, printed
