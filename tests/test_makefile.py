@@ -238,11 +238,13 @@ def test_the_pinned_onnxruntime_wheel_is_kept_when_it_cannot_be_downloaded_again
     other = wheels / "onnxruntime-1.0.0-cp312-cp312-manylinux_2_28_x86_64.whl"
     kept = a_wheel(pinned, "# the pinned wheel\n")
     a_wheel(other, "# a wheel of another version\n")
+    (wheels / ".onnxruntime-1.0.0").touch()
     run = make(f"model/dist/wheels/.onnxruntime-{version}", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert pinned.read_bytes() == kept
     assert not other.exists()
     assert (wheels / f".onnxruntime-{version}").exists()
+    assert not (wheels / ".onnxruntime-1.0.0").exists(), "another version's stamp was kept"
     assert "could not download" not in run.stderr, run.stderr
 
 
