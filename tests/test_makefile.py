@@ -477,7 +477,9 @@ def test_an_offline_make_model_warns_of_the_wheel_and_builds_from_the_weights_na
     )
     assert run.returncode == 0, run.stderr
     assert "could not download the onnxruntime wheel" in run.stderr, run.stderr
-    assert f"onnxruntime=={version}" in (project / "pip.log").read_text()
+    assert f"--python-version 3.12 --platform manylinux_2_28_x86_64 -d model/dist/wheels/ onnxruntime=={version}" in (
+        (project / "pip.log").read_text()
+    )
     weights = "/weights/mine.pth" if named else str(shared)
     assert (project / "python.log").read_text().splitlines() == [f"-m model.package {weights}"]
 
