@@ -10,11 +10,17 @@ import pytest
 
 from tests.conftest import ROOT
 
+# The Makefile's settings: make exports a command-line variable to its recipes' environment, so under .ci/run's
+# `make test PYTEST_ARGS=...` each make these tests start would read it as the user's.
+MAKEFILE_SETTINGS = (ROOT / "Makefile").read_text().split("\nSETTINGS := ", 1)[1].split("\n", 1)[0].split()
+
 
 def make(*args: str, cwd) -> subprocess.CompletedProcess:
     """`make` on the copied Makefile as a user would run it: under `make test` the outer make's MAKEFLAGS (its
-    variables, -n/-k) and MAKELEVEL (which adds "Entering directory" lines) would otherwise leak in."""
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    variables, -n/-k), MAKELEVEL (which adds "Entering directory" lines) and the settings it was given would otherwise
+    leak in."""
+    leaked = ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", *MAKEFILE_SETTINGS)
+    env = {k: v for k, v in os.environ.items() if k not in leaked}
     return subprocess.run(["make", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
 
 
