@@ -48,13 +48,26 @@ def _sandbox_init(server_pid: int, begun: Any = None) -> None:
     threading.Thread(target=_exit_with_server, args=(server_pid,), daemon=True).start()
 
 
+def _server_gone(server_pid: int) -> bool:
+    try:
+        os.kill(server_pid, 0)
+    except (ProcessLookupError, PermissionError):  # gone (PermissionError: the pid now is someone else's)
+        return True
+    # Exited but not reaped (a zombie) is gone too: a parent that reads the server's output until it ends (a pipe
+    # this sandbox inherited and holds open) reaps it only then, and both would wait for ever. (No /proc: macOS.)
+    try:
+        with open(f"/proc/{server_pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[-1].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
+
+
 def _exit_with_server(server_pid: int) -> None:
-    """A killed server (SIGKILL, or no chance to shut down) must not leave its sandboxes behind."""
+    """A killed server (SIGKILL, or no chance to shut down) must not leave its sandboxes behind; nor one that
+    left a sandbox behind that its executor could not stop (one whose fork server died first)."""
     while True:
         time.sleep(1)
-        try:
-            os.kill(server_pid, 0)
-        except (ProcessLookupError, PermissionError):  # gone (PermissionError: the pid now is someone else's)
+        if _server_gone(server_pid):
             os._exit(0)
 
 

@@ -414,6 +414,22 @@ def test_a_sandbox_exits_once_its_servers_pid_is_gone_or_someone_elses(error):
     assert (done.returncode, done.stderr) == (0, "")
 
 
+def test_a_server_that_exited_unreaped_is_gone_to_its_sandboxes():
+    """A server whose parent reads its output to the end reaps it only once every holder of that pipe (a sandbox
+    left behind among them) has closed it: the sandbox must take the zombie for gone, or both wait for ever."""
+    import subprocess
+    import sys
+
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        wait_until(lambda: psutil.Process(zombie.pid).status() == psutil.STATUS_ZOMBIE, "the child to exit")
+        assert sandboxes_module._server_gone(zombie.pid)
+        assert not sandboxes_module._server_gone(os.getpid())
+    finally:
+        zombie.wait()
+    assert sandboxes_module._server_gone(zombie.pid)
+
+
 def test_max_sandboxes_must_be_positive():
     with pytest.raises(ValueError, match="max_sandboxes"):
         LambdaSandboxes(0)
