@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl
 from components.policies import lambda_log_group_name
 from components.settings import function_name_for, partition_for_region
 from handlers.proxy_core import LAMBDA_TIMEOUT_S
+from local.runtime import ACCOUNT
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 # Lambda refuses a synchronous invocation whose event (JSON) exceeds this many bytes, and API Gateway then answers
@@ -121,7 +122,7 @@ def build_event(
         "rawQueryString": query_string,
         "headers": joined,
         "requestContext": {
-            "accountId": "000000000000",
+            "accountId": ACCOUNT,
             "apiId": api_id,
             "domainName": joined.get("host", "localhost"),
             "domainPrefix": joined.get("host", "localhost").split(".")[0],
@@ -222,7 +223,7 @@ class LambdaContext:
     function_version: str = "$LATEST"
     memory_limit_in_mb: int = 256
     timeout_s: float = float(LAMBDA_TIMEOUT_S)
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:mobilenet-local-proxy"
+    invoked_function_arn: str = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:mobilenet-local-proxy"
     log_group_name: str = "/aws/lambda/mobilenet-local-proxy"
     log_stream_name: str = "local"
     started: float = field(default_factory=time.monotonic)
@@ -240,6 +241,6 @@ def function_context(aws_request_id: str, *, endpoint_name: str, region: str, me
         aws_request_id=aws_request_id,
         function_name=name,
         memory_limit_in_mb=memory_limit_in_mb,
-        invoked_function_arn=f"arn:{partition_for_region(region)}:lambda:{region}:000000000000:function:{name}",
+        invoked_function_arn=f"arn:{partition_for_region(region)}:lambda:{region}:{ACCOUNT}:function:{name}",
         log_group_name=lambda_log_group_name(name),
     )
