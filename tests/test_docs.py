@@ -803,3 +803,54 @@ def test_a_content_type_list_that_drifted_is_caught():
         "image/gif: in the README's list, refused",
         "image/png: taken, not in the README's list",
     ]
+
+
+# --- the CPU-only torch recipe: the pins it installs ---------------------------------------------------------------
+
+TORCH_PIN = re.compile(r"(?<![\w-])(torch|torchvision)==([\w.+]+)")
+
+
+def torch_recipe_problems(text: str, requirements: str) -> list[str]:
+    """Where the "Installing CPU-only torch" section's torch and torchvision pins differ from requirements.txt's, or
+    its `pip install --index-url` command leaves one of them out."""
+    pinned = dict(TORCH_PIN.findall(requirements))
+    section = after(text, "\n## Installing CPU-only torch\n").split("\n## ", 1)[0]
+    problems = [
+        f"{name}=={version}: requirements.txt pins {name}=={pinned.get(name)}"
+        for name, version in TORCH_PIN.findall(section)
+        if pinned.get(name) != version
+    ]
+    installs = [line for block in code_blocks(section) for line in block.splitlines() if "--index-url" in line]
+    for line in installs:
+        named = {name for name, _ in TORCH_PIN.findall(line)}
+        problems += [
+            f"{line.split('#')[0].strip()}: does not install {name}" for name in sorted(pinned) if name not in named
+        ]
+    if not installs:
+        problems.append("no `pip install --index-url` command in the section")
+    return sorted(set(problems))
+
+
+def test_the_cpu_only_torch_recipe_installs_the_pinned_versions():
+    """A pin bumped in requirements.txt and not in the recipe: pip installs the old CPU wheels, and `make venv` then
+    replaces them with the new pin's CUDA build, the several GB the recipe is there to avoid."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    requirements = (ROOT / "requirements.txt").read_text(encoding="utf-8")
+    assert set(dict(TORCH_PIN.findall(requirements))) == {"torch", "torchvision"}  # what the scan found
+    assert torch_recipe_problems(readme, requirements) == []
+
+
+def test_a_torch_recipe_that_drifted_is_caught():
+    requirements = "torch==2.15.0\ntorchvision==0.30.0\ntorch-model-archiver==0.12.0\n"
+    doc = (
+        "# Doc\n\n## Installing CPU-only torch\n\n"
+        "`requirements.txt` pins `torch==2.15.0` and `torchvision==0.29.1`.\n\n"
+        "```sh\nvenv/bin/pip install --index-url https://download.pytorch.org/whl/cpu torch==2.14.1\n```\n\n"
+        "## Next\n\n`torch==1.0` elsewhere is not the recipe's.\n"
+    )
+    assert torch_recipe_problems(doc, requirements) == [
+        "torch==2.14.1: requirements.txt pins torch==2.15.0",
+        "torchvision==0.29.1: requirements.txt pins torchvision==0.30.0",
+        "venv/bin/pip install --index-url https://download.pytorch.org/whl/cpu torch==2.14.1: does not install "
+        "torchvision",
+    ]
