@@ -854,3 +854,103 @@ def test_a_torch_recipe_that_drifted_is_caught():
         "venv/bin/pip install --index-url https://download.pytorch.org/whl/cpu torch==2.14.1: does not install "
         "torchvision",
     ]
+
+
+# --- the flags of the project's other command lines: python -m model.package, bench, bench.loadtest, ... ----------
+
+# The module each `python -m NAME` of the README runs, whose main() builds its parser.
+CLI_MODULES = {
+    "local": "local.__main__",
+    "model.package": "model.package",
+    "local.torchserve": "local.torchserve",
+    "bench": "bench.__main__",
+    "bench.loadtest": "bench.loadtest",
+    "bench.jpeg_quality": "bench.jpeg_quality",
+}
+
+
+def cli_parsers() -> dict:
+    """Each CLI's argparse parser, as its main() builds it (stopped there: nothing runs)."""
+    import argparse
+    import importlib
+    from unittest import mock
+
+    class Built(Exception):
+        pass
+
+    def stop(parser, *_):
+        raise Built(parser)
+
+    parsers = {}
+    for name, module in CLI_MODULES.items():
+        with mock.patch.object(argparse.ArgumentParser, "parse_args", stop), pytest.raises(Built) as built:
+            importlib.import_module(module).main([])
+        parsers[name] = built.value.args[0]
+    return parsers
+
+
+def command_lines(text: str) -> list[str]:
+    """The doc's inline code spans, and the lines of its code blocks with their indented continuation lines joined
+    (a usage line that wraps its `[--flag]`s onto the next)."""
+    lines = []
+    for block in code_blocks(text):
+        for line in block.splitlines():
+            if lines and line[:1].isspace() and line.strip():
+                lines[-1] += " " + line.strip()
+            else:
+                lines.append(line)
+    return [" ".join(span.split()) for span in re.findall(r"`([^`]+)`", prose(text))] + lines
+
+
+def cli_flag_problems(text: str, parsers: dict) -> list[str]:
+    """The flags a `python -m NAME` command of the doc gives that NAME's parser lacks, and the defaults
+    (`[--requests 1000]`) and choices (`[--preset A|B]`) it shows that are not the parser's."""
+    problems = []
+    for line in command_lines(text):
+        for name, rest in re.findall(r"python -m ([\w.]+)([^#]*)", line):
+            parser = parsers.get(name)
+            if parser is None:
+                problems.append(f"python -m {name}: no such command line in CLI_MODULES")
+                continue
+            actions = {flag: action for action in parser._actions for flag in action.option_strings}
+            for flag in re.findall(r"(?<![\w-])(--[a-z][\w-]*)", rest):
+                if flag not in actions:
+                    problems.append(f"python -m {name} {flag}: no such flag")
+            for flag, value in re.findall(r"\[(--[a-z][\w-]*) ([^\]\s]+)\]", rest):
+                action = actions.get(flag)
+                if action is None:
+                    continue
+                if "|" in value and set(value.split("|")) != set(action.choices or ()):
+                    problems.append(f"python -m {name} {flag}: choices {value}, the parser's are {action.choices}")
+                elif re.fullmatch(r"\d+(\.\d+)?", value) and float(value) != action.default:
+                    problems.append(f"python -m {name} {flag}: default {value}, the parser's is {action.default}")
+    return sorted(set(problems))
+
+
+def test_every_flag_the_readme_gives_a_command_line_is_its():
+    """A flag renamed in a CLI (--duration-cap, --startup-timeout) left the README's command failing with argparse's
+    'unrecognized arguments'; a default changed left the usage line telling the old one."""
+    parsers = cli_parsers()
+    assert all(len(parser._actions) > 1 for parser in parsers.values())  # what the parsers gave: flags beyond -h
+    assert cli_flag_problems((ROOT / "README.md").read_text(encoding="utf-8"), parsers) == []
+
+
+def test_a_command_line_flag_that_drifted_is_caught():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--preset", choices=("V1", "V2"))
+    parser.add_argument("--quick", action="store_true")
+    doc = (
+        "Run `python -m tool --quick --fast` or `python -m other`.\n\n"
+        "```sh\nmake tool   # = python -m tool\n"
+        "python -m tool [--requests 500] [--preset V1|V3]\n              [--slow] [--quick]   # not --this\n```\n"
+    )
+    assert cli_flag_problems(doc, {"tool": parser}) == [
+        "python -m other: no such command line in CLI_MODULES",
+        "python -m tool --fast: no such flag",
+        "python -m tool --preset: choices V1|V3, the parser's are ('V1', 'V2')",
+        "python -m tool --requests: default 500, the parser's is 1000",
+        "python -m tool --slow: no such flag",
+    ]
