@@ -954,3 +954,49 @@ def test_a_command_line_flag_that_drifted_is_caught():
         "python -m tool --requests: default 500, the parser's is 1000",
         "python -m tool --slow: no such flag",
     ]
+
+
+# --- the local stack's limits, as the README states them -----------------------------------------------------------
+
+
+def local_limit_phrases() -> list[str]:
+    """What the README says of each limit of the local stack, written from the constant that sets it."""
+    from handlers.proxy_core import LAMBDA_TIMEOUT_S
+    from local import gateway, runtime, server
+
+    def mib(size: int) -> str:
+        return f"{size / 2**20:g}"
+
+    return [
+        f"Sandboxes start on demand, up to {server.LAMBDA_SANDBOXES}, forked",
+        f"a {mib(gateway.MAX_BODY_BYTES)} MB body limit (413)",
+        f"and {gateway.MAX_HEADER_BYTES / 1024:g} KB of headers (431)",
+        f"the deployed {gateway.INTEGRATION_TIMEOUT_S:g} s integration timeout (503)",
+        f"A {mib(runtime.MAX_PAYLOAD_BYTES)} MB request cap (`ValidationError`)",
+        f"A {runtime.INVOCATION_TIMEOUT_S:g} s invocation timeout",
+        f"The function's timeout, {LAMBDA_TIMEOUT_S} s",
+        f"complete each request head within {server.HEAD_TIMEOUT_S:g} s, else it is closed",
+        f"complete its body within {server.BODY_TIMEOUT_S:g} s, else JSON 408",
+        f"once its answer has not moved for {server.WRITE_STALL_TIMEOUT_S:g} s",
+        f"a head over {mib(server.MAX_HEAD_BUFFER_BYTES)} MiB",
+    ]
+
+
+def missing_phrases(text: str, phrases: list[str]) -> list[str]:
+    """The phrases the doc does not hold, its line breaks read as spaces."""
+    flat = " ".join(text.split())
+    return [phrase for phrase in phrases if phrase not in flat]
+
+
+def test_the_readme_local_stack_limits_are_its_constants():
+    """The tests of those limits measure against the constants, so a changed one (the head's 10 s, the 64 sandboxes)
+    passed them all and left the README telling the old figure."""
+    phrases = local_limit_phrases()
+    assert all(re.search(r"\d", phrase) for phrase in phrases)  # what the constants gave: a figure each
+    assert missing_phrases((ROOT / "README.md").read_text(encoding="utf-8"), phrases) == []
+
+
+def test_a_local_limit_that_drifted_is_caught():
+    doc = "- A connection must complete each request head\n  within 10 s, else it is closed.\n- Up to 32 sandboxes.\n"
+    phrases = ["complete each request head within 10 s, else it is closed", "Up to 64 sandboxes"]
+    assert missing_phrases(doc, phrases) == ["Up to 64 sandboxes"]
