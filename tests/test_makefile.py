@@ -534,3 +534,15 @@ def test_lint_and_test_fast_run_what_they_say(tmp_path, target, commands):
     recording_python(tmp_path)
     printed = make("-n", target, cwd=tmp_path).stdout.splitlines()
     assert [line.strip() for line in printed if line.startswith("venv/")] == commands, printed
+
+
+def test_make_alone_lists_every_target(tmp_path):
+    """README: "`make` alone lists every target." A target added without its help line (clean, loadtest) was one
+    a newcomer running `make` never heard of."""
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    run = make(cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    listed = {line.split()[1] for line in run.stdout.splitlines() if line.startswith("make ")}
+    phony = set((ROOT / "Makefile").read_text().split("\n.PHONY:", 1)[1].split("\n", 1)[0].split())
+    assert len(phony) > 5 and len(listed) > 5  # what the two reads found
+    assert sorted(phony - {"help"} - listed) == []
