@@ -1033,3 +1033,73 @@ def test_a_gateway_answer_list_that_drifted_is_caught():
         "429: API Gateway's own answer, not in the README's list",
         "500: in the README's list, not one of API Gateway's own answers",
     ]
+
+
+# --- the web UI's figures, as the README states them ---------------------------------------------------------------
+
+
+def js_number(node):
+    """A number, a product, sum or difference of them, or a list of those (JavaScript's syntax is Python's here)."""
+    import ast
+    import operator
+
+    operators = {ast.Mult: operator.mul, ast.Add: operator.add, ast.Sub: operator.sub}
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+        return node.value
+    if isinstance(node, ast.List):
+        return [js_number(element) for element in node.elts]
+    if isinstance(node, ast.BinOp) and type(node.op) in operators:
+        return operators[type(node.op)](js_number(node.left), js_number(node.right))
+    raise ValueError(node)
+
+
+def script_constants(script: str) -> dict:
+    """script.js's `export const NAME = value;`: numbers (arithmetic of literals evaluated), lists of them, strings."""
+    import ast
+
+    constants: dict = {}
+    for name, value in re.findall(r"^export const ([A-Z][A-Z0-9_]*) =\s*(.+?);$", script, flags=re.M | re.S):
+        if re.fullmatch(r"[\d\s.*+\-\[\],]+", value):
+            constants[name] = js_number(ast.parse(value.strip(), mode="eval").body)
+        elif m := re.fullmatch(r'"([^"\\]*)"', value.strip()):
+            constants[name] = m[1]
+    return constants
+
+
+def ui_phrases(c: dict) -> list[str]:
+    """What the README says of the page's figures, written from script.js's constants."""
+    side, aspect = c["TARGET_SHORT_SIDE"], c["MAX_ASPECT"]
+    return [
+        f"downscales it to a {side} px shorter side (never upscaled), as JPEG q{c['JPEG_QUALITY']:g}.",
+        f"at most {aspect}:1 ({aspect * side}x{side})",
+        f"pixels over {c['MAX_UPLOAD_BYTES'] / 1024:g} KB are re-encoded,",
+        f"down to q{min(c['FALLBACK_JPEG_QUALITIES']):g}, until they fit",
+        f"one over {c['MAX_INPUT_BYTES'] / 2**20:g} MB;",
+        f"declares over {c['MAX_INPUT_PIXELS'] / 1e6:g} megapixels",
+        f"Under {c['LOW_CONFIDENCE'] * 100:g}% it is called a guess",
+        f"An answer still pending after {c['SLOW_ANSWER_MS'] / 1000:g} s",
+        f'"Try 2 of {c["MAX_ATTEMPTS"]}…"',
+        f'"{c["SLOW_ANSWER_HINT"]}"',
+        f'| "busy, retrying" | up to {c["MAX_ATTEMPTS"]} attempts |',
+        f"the UI tries at most {c['MAX_ATTEMPTS']} times",
+        f"| no answer within {c['REQUEST_TIMEOUT_MS'] / 1000:g} s |",
+        f"(cap {c['MAX_RETRY_DELAY_MS'] / 1000:g} s)",
+        f"A `Retry-After` over {c['MAX_RETRY_DELAY_MS'] / 1000:g} s is not undercut",
+    ]
+
+
+def test_the_readme_ui_figures_are_script_js_constants():
+    """Nothing compared the README's figures with script.js: a constant changed together with the browser test that
+    holds it (4 attempts, 35 s) left the README, and the API 5xx alarm's threshold it explains, telling the old one;
+    one the browser tests take from the page (50 MB) changed silently."""
+    constants = script_constants((ROOT / "www" / "script.js").read_text(encoding="utf-8"))
+    assert isinstance(constants["MAX_UPLOAD_BYTES"], int) and isinstance(constants["SLOW_ANSWER_HINT"], str)
+    assert missing_phrases((ROOT / "README.md").read_text(encoding="utf-8"), ui_phrases(constants)) == []
+
+
+def test_script_constants_are_read_as_values():
+    script = (
+        'export const A = 60 * 1024;\nexport const B = [0.9, 0.5];\nexport const C =\n  "text: here";\n'
+        "export const D = `tpl`;\nexport function f() {}\nconst E = 1;\n"
+    )
+    assert script_constants(script) == {"A": 61440, "B": [0.9, 0.5], "C": "text: here"}
