@@ -526,11 +526,14 @@ def test_clean_keeps_the_downloaded_wheel(tmp_path):
                 'venv/bin/python -m pytest -m "not browser and not container and not integration and not other_python"',
             ],
         ),
+        ("bench", ["venv/bin/python -m model.package", "venv/bin/python -m bench"]),
+        ("loadtest", ["venv/bin/python -m model.package", "venv/bin/python -m bench.loadtest"]),
     ],
 )
-def test_lint_and_test_fast_run_what_they_say(tmp_path, target, commands):
+def test_lint_test_fast_bench_and_loadtest_run_what_they_say(tmp_path, target, commands):
     """`make lint` is ruff's check and format check; `make test-fast` builds the model and leaves out every test
-    that needs a browser, TorchServe, the local stack or another Python."""
+    that needs a browser, TorchServe, the local stack or another Python. `make bench` and `make loadtest` build the
+    model first too, as the README says: without it, after a change to inference.py they measure the old artifact."""
     recording_python(tmp_path)
     printed = make("-n", target, cwd=tmp_path).stdout.splitlines()
     assert [line.strip() for line in printed if line.startswith("venv/")] == commands, printed
