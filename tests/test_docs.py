@@ -1103,3 +1103,25 @@ def test_script_constants_are_read_as_values():
         "export const D = `tpl`;\nexport function f() {}\nconst E = 1;\n"
     )
     assert script_constants(script) == {"A": 61440, "B": [0.9, 0.5], "C": "text: here"}
+
+
+def dev_stack_phrases(config: dict) -> list[str]:
+    """What the README says of the committed dev stack's values, written from its Pulumi.dev.yaml `config:`."""
+    key = "mobilenet-serverless:{}".format
+    tags = config["aws:defaultTags"]["tags"]
+    return [
+        f"Pulumi.dev.yaml is committed: region {config['aws:region']}, default tags, dev values",
+        f"({config[key('apiThrottleBurstLimit')]} and {config[key('apiThrottleRateLimit')]} in `Pulumi.dev.yaml`)",
+        f"(dev: {', '.join(f'`{origin}`' for origin in config[key('corsExtraOrigins')])})",
+        f"| `Pulumi.dev.yaml` `memorySizeMb: {config[key('memorySizeMb')]}` |",
+        f"`Pulumi.dev.yaml` keeps `{'`, `'.join(t for t in tags if t != 'stack')}` and adds `stack: {tags['stack']}`",
+    ]
+
+
+def test_the_readme_dev_stack_values_are_pulumi_dev_yamls():
+    """The local stack and the first `pulumi up` run on Pulumi.dev.yaml: a value changed there (the stage's burst,
+    the extra origin) left the README describing the throttle and CORS a newcomer does not get."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text(encoding="utf-8"))["config"]
+    assert missing_phrases((ROOT / "README.md").read_text(encoding="utf-8"), dev_stack_phrases(config)) == []
