@@ -222,7 +222,7 @@ def _optional_str(value: Any) -> Any:
 
 def validate_origin(key: str, origin: Any) -> str:
     """An origin is scheme://host[:port] with nothing after it; http only for loopback hosts."""
-    allowed = "https://host[:port] origins (http only for localhost), no path, no wildcard"
+    allowed = "https://host[:port] origins (http only for localhost, 127.0.0.1 or [::1]), no path, no wildcard"
     if not isinstance(origin, str) or "*" in origin:
         raise _fail(key, origin, allowed)
     parts = urlsplit(origin)

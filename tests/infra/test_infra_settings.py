@@ -202,7 +202,7 @@ INVALID = [
     ("corsExtraOrigins", ["https://user@app.example.com"], "https://host"),
     ("corsExtraOrigins", [" https://app.example.com"], "https://host"),  # never equals a browser's Origin
     ("corsExtraOrigins", ["https://app.example.com/"], "no path"),
-    ("corsExtraOrigins", ["http://app.example.com"], "http only for localhost"),
+    ("corsExtraOrigins", ["http://app.example.com"], "http only for localhost, 127.0.0.1 or [::1])"),
     ("corsExtraOrigins", ["app.example.com"], "https://host"),
     ("corsExtraOrigins", ["https://app.example.com:0"], "https://host"),
     ("corsExtraOrigins", ["http://localhost:0"], "https://host"),
