@@ -524,7 +524,7 @@ class ManagedEndpoint:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m local.torchserve", description=__doc__.split("\n")[0])
     parser.add_argument("artifact", type=Path)
     parser.add_argument("--port", type=int)
     parser.add_argument("--startup-timeout", type=float, default=120)

@@ -935,6 +935,14 @@ def test_every_flag_the_readme_gives_a_command_line_is_its():
     assert cli_flag_problems((ROOT / "README.md").read_text(encoding="utf-8"), parsers) == []
 
 
+def test_every_command_line_names_itself_as_the_readme_runs_it():
+    """argparse names a `python -m` module by its file (`usage: torchserve.py`), a command no one can type; each
+    usage and error line names the command the README gives."""
+    assert {name: parser.prog for name, parser in cli_parsers().items()} == {
+        name: f"python -m {name}" for name in CLI_MODULES
+    }
+
+
 def test_a_command_line_flag_that_drifted_is_caught():
     import argparse
 
