@@ -1630,7 +1630,9 @@ def test_an_error_does_not_look_like_a_result_in_forced_colours(
 
 
 def test_narrow_phone_layout_has_no_horizontal_scroll(make_ui: Any, stub_stack: Any, artifacts_dir: Path) -> None:
-    ui = make_ui(stub_stack, width=360, height=740).open()
+    # A phone's browser (is_mobile) lays a page out 980 px wide, shrunk to fit, unless its viewport meta says otherwise.
+    ui = make_ui(stub_stack, width=360, height=740, is_mobile=True).open()
+    assert ui.page.evaluate("() => window.innerWidth") == 360, "laid out wider than the phone, text shrunk to fit"
     ui.click_sample("chelsea")
     ui.wait_done()
     width = ui.page.evaluate("() => document.documentElement.scrollWidth")
