@@ -1938,6 +1938,16 @@ def test_page_runs_clean_under_the_cdn_csp(stub_ui: Any, stub_stack: Any, consol
     assert set(styled) == {"bar-fill"}, "only the bar widths, set through CSSOM, carry a style"
 
 
+def test_config_js_has_run_when_the_module_reading_it_starts(stub_ui: Any) -> None:
+    # script.js reads window.APP_CONFIG as it starts. config.js, a classic script before it, runs first; an async one
+    # runs whenever it arrives, after the module if it comes late ("The page is not configured").
+    ui = stub_ui.open()
+    scripts = ui.page.eval_on_selector_all(
+        "script", "(els) => els.map((e) => [e.getAttribute('src'), e.type, e.async])"
+    )
+    assert scripts == [["config.js", "", False], ["script.js", "module", False]]
+
+
 def test_every_image_in_the_markup_names_its_source(stub_ui: Any) -> None:
     # HTML requires src (or srcset) on every <img>: the preview placeholder had neither.
     ui = stub_ui.open()
