@@ -475,6 +475,8 @@ def test_the_pickers_value_names_the_photo_classify_sends_and_its_description_do
     ui = stub_ui.open()
     nothing = accessibility_node(ui, PICKER)
     assert nothing["description"] == PICKER_DESCRIPTION, nothing
+    # "No photo chosen" under the button is not read after the picker's own "No file chosen".
+    assert ui.page.get_attribute("#file-chosen", "aria-hidden") == "true"
     # Another photo first: a drop, a paste, a sample or a refusal must not leave the picker naming it.
     ui.upload_bytes("earlier.jpg", "image/jpeg", CHELSEA.read_bytes())
     ui.wait_done()
