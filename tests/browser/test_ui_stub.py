@@ -1343,6 +1343,8 @@ def test_controls_disabled_while_busy_and_restored_after(stub_ui: Any, stub_stac
     gate = threading.Event()
     stub_stack.script({"status": 200, "gate": gate})
     ui = stub_ui.open()
+    # Before a photo, Classify has nothing to send: enabled, it did nothing when pressed.
+    assert ui.controls_disabled() == [False, True, False, False, False, False]
     try:
         ui.click_sample("chelsea")
         ui.page.wait_for_function("() => document.getElementById('status').dataset.state === 'busy'")
