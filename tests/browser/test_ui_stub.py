@@ -1505,6 +1505,8 @@ def test_status_region_is_live_and_labels_exist(stub_ui: Any) -> None:
         button = ui.page.get_by_role("button", name=name, exact=True)
         assert button.count() == 1, name
         assert button.get_attribute("title")
+    # The samples are a landmark named by their heading, as the results are by theirs.
+    assert ui.page.get_by_role("region", name="Or try a sample photo").get_by_role("button").count() == 4
 
 
 def test_each_prediction_is_announced_once(stub_ui: Any, stub_stack: Any) -> None:
