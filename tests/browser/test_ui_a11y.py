@@ -622,3 +622,14 @@ def test_the_picker_keeps_a_visible_edge_in_forced_colours(make_ui: Any, stub_st
         pixels = [shot.convert("RGB").getpixel((x, 0)) for x in range(8)]
     best = max(contrast(pixels[0], p) for p in pixels[3:6])
     assert best >= 3, f"the picker's edge is {best:.2f}:1 against the card in forced colours: {pixels}"
+
+
+def test_the_bars_do_not_move_where_less_motion_is_asked_for(make_ui: Any, stub_stack: Any) -> None:
+    # WCAG 2.3.3: a system set to reduce motion gets the bars at their width at once, not growing to it.
+    ui = make_ui(stub_stack, reduced_motion="reduce").open()
+    ui.click_sample("chelsea")
+    ui.wait_done()
+    durations = ui.page.eval_on_selector_all(
+        "#predictions .bar-fill", "(bars) => bars.map((b) => getComputedStyle(b).transitionDuration)"
+    )
+    assert durations == ["0s"] * 5, durations
