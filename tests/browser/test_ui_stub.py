@@ -1528,6 +1528,7 @@ def test_the_results_region_is_named_top_predictions_only_while_it_holds_them(st
     gate = threading.Event()
     stub_stack.script({"status": 200, "gate": gate}, {"status": 502, "body": {"error": "x", "message": "down"}})
     ui = stub_ui.open()
+    assert ui.is_hidden("#results"), "an empty results card before any photo"
     region = ui.page.get_by_role("region", name="Top predictions")
     try:
         ui.click_sample("chelsea")
