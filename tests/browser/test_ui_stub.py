@@ -1540,6 +1540,8 @@ def test_the_results_region_is_named_top_predictions_only_while_it_holds_them(st
     ui.wait_done()
     assert region.count() == 1
     assert region.get_by_role("listitem").count() == 5
+    # The photo sent is told too, as a figure with its caption.
+    assert region.get_by_role("figure").get_by_role("img", name="The photo that was sent, after shrinking").count() == 1
     ui.click_sample("coffee")
     assert "could not answer" in ui.wait_error()
     assert ui.page.is_visible("#preview-image"), "the photo that was sent stays beside the error"
