@@ -1938,6 +1938,7 @@ def test_page_runs_clean_under_the_cdn_csp(stub_ui: Any, stub_stack: Any, consol
     assert response.headers["cross-origin-opener-policy"] == "same-origin", "and its COOP"
     assert response.headers["cross-origin-resource-policy"] == "same-origin", "and its CORP"
     ui.page.wait_for_selector("html[data-ready='true']")
+    assert ui.page.evaluate("() => document.compatMode") == "CSS1Compat", "quirks mode: no <!doctype html>"
     ui.click_sample("astronaut")
     ui.wait_done()
     assert console.errors == []
