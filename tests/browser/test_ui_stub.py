@@ -1590,14 +1590,17 @@ def test_buttons_and_bars_survive_forced_colors(make_ui: Any, stub_stack: Any, a
     assert filled != empty, "the bar's fill is invisible in forced colours"
 
 
-def test_the_drop_zone_lights_up_in_forced_colours_too(make_ui: Any, stub_stack: Any) -> None:
+@pytest.mark.parametrize("environment", [{}, {"forced_colors": "active"}], ids=["light", "forced-colors"])
+def test_the_drop_zone_looks_lit_while_a_file_is_over_it_in_forced_colours_too(
+    make_ui: Any, stub_stack: Any, environment: dict[str, str]
+) -> None:
     # Its highlight while a file is over it was only a change of border and background colour, both of which a
     # contrast theme replaces: the zone looked the same whether a drop would land there or not.
     # Compared as pixels: the computed background does change (transparent to the theme's opaque Canvas), to the
     # same colour on screen; the rounded corners' antialiasing moves by a few levels, not a visible change.
     from PIL import Image, ImageChops
 
-    ui = make_ui(stub_stack, forced_colors="active").open()
+    ui = make_ui(stub_stack, **environment).open()
     zone = ui.page.locator("#drop-zone")
     idle = zone.screenshot()
     ui.page.dispatch_event("#drop-zone", "dragenter", {"dataTransfer": ui.page.evaluate_handle("new DataTransfer()")})
