@@ -1133,3 +1133,30 @@ def test_the_readme_dev_stack_values_are_pulumi_dev_yamls():
 
     config = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text(encoding="utf-8"))["config"]
     assert missing_phrases((ROOT / "README.md").read_text(encoding="utf-8"), dev_stack_phrases(config)) == []
+
+
+# ==================================================================================================
+# The page's credits for its sample photos: the footer names each author and licence the credits file does.
+
+CREDIT_ROW = re.compile(r"^\| `(\w+)\.jpg` \| [^|]+ \| ([^|]+?) \| ([^|]+?) \|$", re.M)
+
+
+def uncredited_samples(page: str, credits: str) -> list[str]:
+    """The samples of credits' table whose "(author, licence)" the page's footer does not give."""
+    footer = " ".join(after(page, '<footer class="site-footer">').split()).lower()
+    rows = CREDIT_ROW.findall(credits)
+    assert rows, "no sample rows in www/samples/ATTRIBUTION.md: tests/test_docs.py reads its table"
+    return [name for name, author, licence in rows if f"({author}, {licence})".lower() not in footer]
+
+
+def test_the_page_credits_each_sample_as_its_credits_file_does():
+    page = (ROOT / "www" / "index.html").read_text(encoding="utf-8")
+    credits = (ROOT / "www" / "samples" / "ATTRIBUTION.md").read_text(encoding="utf-8")
+    assert uncredited_samples(page, credits) == []
+
+
+def test_a_sample_the_footer_does_not_credit_is_caught():
+    page = (ROOT / "www" / "index.html").read_text(encoding="utf-8")
+    credits = (ROOT / "www" / "samples" / "ATTRIBUTION.md").read_text(encoding="utf-8")
+    assert uncredited_samples(page.replace("(NASA, public domain)", ""), credits) == ["astronaut"]
+    assert uncredited_samples(page, credits.replace("| SpaceX |", "| Blue Origin |")) == ["rocket"]
