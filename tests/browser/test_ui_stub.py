@@ -1572,14 +1572,15 @@ def test_bars_contrast_with_their_track(make_ui: Any, stub_stack: Any, scheme: s
 
 def test_buttons_and_bars_survive_forced_colors(make_ui: Any, stub_stack: Any, artifacts_dir: Path) -> None:
     # Windows' contrast themes replace every background: a button drawn only by its background lost its edge,
-    # and the bars their fill.
+    # and the bars their fill, and their track, without which how full a bar is cannot be told.
     from PIL import Image
 
     ui = make_ui(stub_stack, forced_colors="active").open()
     ui.click_sample("chelsea")
     ui.wait_done()
     ui.screenshot(artifacts_dir / "ui-stub-forced-colors.png")
-    for selector in ("#classify-button", "label[for=file-input]"):  # the file picker's label is its button
+    # The file picker's label is its button; the first bar's edge is its track's.
+    for selector in ("#classify-button", "label[for=file-input]", "#predictions .bar"):
         width = ui.page.eval_on_selector(selector, "(e) => getComputedStyle(e).borderTopWidth")
         assert width != "0px", f"{selector} has no edge in forced colours"
     bar = ui.page.locator("#predictions .bar").first  # 62% filled
