@@ -221,12 +221,15 @@ def test_the_file_pickers_text_has_contrast(make_ui: Any, stub_stack: Any, schem
             const form = document.getElementById("classify-form");
             return { label: rgb(button.color), fill: rgb(button.backgroundColor),
                      name: rgb(getComputedStyle(document.getElementById("file-chosen")).color),
-                     card: rgb(getComputedStyle(form).backgroundColor) };
+                     card: rgb(getComputedStyle(form).backgroundColor),
+                     page: rgb(getComputedStyle(document.body).backgroundColor) };
         }""",
     )
     button = contrast(tuple(colours["label"]), tuple(colours["fill"]))
     name = contrast(tuple(colours["name"]), tuple(colours["card"]))
     assert button >= 4.5 and name >= 4.5, f"button label {button:.2f}:1, file name {name:.2f}:1 ({colours})"
+    # In the scheme asked for: a dark page where a light one was asked for had its contrast too.
+    assert (relative_luminance(tuple(colours["page"])) > 0.5) == (scheme == "light"), colours
 
 
 # --------------------------------------------------------------------------------------------------
