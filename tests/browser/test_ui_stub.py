@@ -537,6 +537,24 @@ def test_a_photo_the_browser_puts_back_in_the_picker_can_be_classified(stub_ui: 
     assert ui.jpeg_size(bodies[1]) == (385, 256), "the photo the picker names"
 
 
+def test_a_long_name_put_back_in_the_picker_stays_inside_a_narrow_phone(
+    make_ui: Any, stub_stack: Any, tmp_path: Path
+) -> None:
+    # The status names the photo the picker got back ("Press Classify to send <name>."): a camera's name, one word
+    # of the status, is broken anywhere rather than pushing the page wider than WCAG 1.4.10's 320 px.
+    photo = tmp_path / "IMG_20240101_123456_holiday_at_the_lake_with_the_family.jpg"
+    photo.write_bytes(CHELSEA.read_bytes())
+    ui = make_ui(stub_stack, width=320, height=740).open()
+    ui.upload(photo)
+    ui.wait_done()
+    ui.page.click(".site-footer a")
+    ui.page.wait_for_url("**/ATTRIBUTION.md")
+    ui.page.go_back()
+    ui.page.wait_for_selector("#classify-button:enabled")
+    assert ui.status_text() == f"Press Classify to send {photo.name}."
+    assert ui.page.evaluate("() => document.documentElement.scrollWidth") <= 320
+
+
 def test_a_dropped_photo_is_put_back_in_the_picker_too(stub_ui: Any, stub_stack: Any, tmp_path: Path) -> None:
     # A drop puts its file in the picker, as a pick does: back from another page, the browser puts it back, and
     # Classify sends it.
