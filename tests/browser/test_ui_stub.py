@@ -1558,6 +1558,8 @@ def test_the_results_region_is_named_top_predictions_only_while_it_holds_them(st
     ui.wait_done()
     assert region.count() == 1
     assert region.get_by_role("listitem").count() == 5
+    # Its heading is of the samples' level, not one under them.
+    assert region.get_by_role("heading", name="Top predictions", level=2).count() == 1
     # The photo sent is told too, as a figure with its caption.
     assert region.get_by_role("figure").get_by_role("img", name="The photo that was sent, after shrinking").count() == 1
     ui.click_sample("coffee")
