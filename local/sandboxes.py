@@ -45,7 +45,7 @@ def _sandbox_init(server_pid: int, begun: Any = None) -> None:
     # One write() per log line: sandboxes share the server's stdout, and PYTHONUNBUFFERED would otherwise
     # write each JSON line and its newline separately, letting two sandboxes' lines interleave.
     sys.stdout.reconfigure(line_buffering=True, write_through=False)  # type: ignore[union-attr]
-    threading.Thread(target=_exit_with_server, args=(server_pid,), daemon=True).start()
+    threading.Thread(target=_exit_with_server, args=(server_pid, os.getppid()), daemon=True).start()
 
 
 def _server_gone(server_pid: int) -> bool:
@@ -62,12 +62,17 @@ def _server_gone(server_pid: int) -> bool:
         return False
 
 
-def _exit_with_server(server_pid: int) -> None:
+def _exit_with_server(server_pid: int, fork_server_pid: int) -> None:
     """A killed server (SIGKILL, or no chance to shut down) must not leave its sandboxes behind; nor one that
-    left a sandbox behind that its executor could not stop (one whose fork server died first)."""
+    left a sandbox behind that its executor could not stop.
+
+    A sandbox whose fork server (its parent, `fork_server_pid`) died is one: its executor reads the sandbox's exit
+    status from the fork server, so the first poll after that (every process start polls every child) takes it
+    for exited, and terminate() then signals nothing. Its executor is broken (it saw the fork server's pipe close),
+    so it exits too, or it would idle, uncounted, for as long as the server lives."""
     while True:
         time.sleep(1)
-        if _server_gone(server_pid):
+        if _server_gone(server_pid) or os.getppid() != fork_server_pid:
             os._exit(0)
 
 

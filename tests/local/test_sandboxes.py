@@ -406,7 +406,7 @@ def test_a_sandbox_exits_once_its_servers_pid_is_gone_or_someone_elses(error):
         "from local import sandboxes\n"
         f"def kill(pid, sig): raise {error}(pid)\n"
         "os.kill = kill\n"
-        "sandboxes._exit_with_server(424242)\n"
+        "sandboxes._exit_with_server(424242, os.getppid())\n"
         "sys.exit(3)\n"
     )
     root = Path(__file__).resolve().parents[2]
@@ -491,6 +491,29 @@ def test_a_fork_server_multiprocessing_starts_again_blocks_ctrl_c_and_hangup_too
     assert {signal.SIGINT, signal.SIGHUP} <= blocked_signals(again)
     assert {signal.SIGINT, signal.SIGHUP} <= blocked_signals(sandbox)
     assert not {signal.SIGINT, signal.SIGHUP} & signal.pthread_sigmask(signal.SIG_BLOCK, set()), "left blocked here"
+
+
+def test_a_sandbox_whose_fork_server_died_exits_though_its_executor_took_it_for_dead(one, tmp_path):
+    """A sandbox's executor reads its exit status from the fork server: once that has died, the first poll (every
+    process start polls every child) reads 255, and terminate() then signals nothing. Here the waiting invocation's
+    new sandbox starts as the busy sandbox's executor fails it, before it terminates that sandbox: the sandbox was
+    left running, uncounted, for as long as the server lived (for ever, under `make demo`)."""
+    from multiprocessing import forkserver
+
+    first = one.submit({}, None).result(timeout=60)
+    [idle] = one._idle
+    begun = one._sandboxes[idle]
+    busy = one.submit({"wait_for": str(tmp_path / "never")}, None)
+    waiting = one.submit({}, None)  # for the only slot
+    wait_until(lambda: begun.value == 2, "the sandbox to begin the busy invocation")
+    fork_server = forkserver._forkserver._forkserver_pid
+    with one._lock:  # the executor's callback (which starts the new sandbox) waits until the fork server is dead
+        os.kill(fork_server, signal.SIGKILL)
+        wait_until(lambda: dead(fork_server), "the fork server to die")
+    with pytest.raises(BrokenProcessPool):
+        busy.result(timeout=60)
+    assert waiting.result(timeout=60) != first
+    wait_until(lambda: dead(first), "the sandbox whose fork server died to exit")
 
 
 def shown_env(event: dict, context) -> dict:
