@@ -21,9 +21,10 @@ from tests.waiting import HANG_GUARD_S, wait_until
 
 
 def work(event: dict, context) -> int:
-    """A stand-in handler (the fork server imports this module by name); returns the sandbox's pid."""
-    while "wait_for" in event and not Path(event["wait_for"]).exists():
-        time.sleep(0.01)
+    """A stand-in handler (the fork server imports this module by name); returns the sandbox's pid. A gate it waits
+    for gives up at the hang guard: a test that failed before opening it would leave pytest joining it at exit."""
+    if "wait_for" in event:
+        wait_until(Path(event["wait_for"]).exists, f"the gate {event['wait_for']}")
     if "touch" in event:
         Path(event["touch"]).write_text("ran")
     if "count" in event:  # one line per run: a second run shows
