@@ -53,6 +53,14 @@ DEFAULT_ACCEPT = "application/json"  # the toolkit's SAGEMAKER_DEFAULT_INVOCATIO
 # The toolkit decodes exactly these Content-Type values to str (sagemaker_inference.content_types.UTF8_TYPES, compared
 # as whole strings): "application/json; charset=utf-8" or "Application/JSON" reach input_fn as bytes, undecoded.
 UTF8_TYPES = ("application/json", "text/csv")
+# The console's host in each partition (a ModelError links its log group there): what aws-cli's `aws console` builds
+# (awscli/customizations/console.py). The ISO partitions' consoles are not public: they keep the commercial host.
+CONSOLE_HOSTS = {
+    "aws": "console.aws.amazon.com",
+    "aws-cn": "console.amazonaws.cn",
+    "aws-us-gov": "console.amazonaws-us-gov.com",
+    "aws-eusc": "console.amazonaws-eusc.eu",
+}
 
 
 class ModelStartError(RuntimeError):
@@ -357,16 +365,18 @@ def model_error(endpoint: str, region: str, original_status: int, original_body:
     original = original_body.decode("utf-8", "replace")
     kind = "client" if 400 <= original_status < 500 else "server"
     log_group = endpoint_log_group_name(endpoint)
+    partition = partition_for_region(region)
+    console = CONSOLE_HOSTS.get(partition, CONSOLE_HOSTS["aws"])
     return aws_error(
         424,
         "ModelError",
         f'Received {kind} error ({original_status}) from primary with message "{original}". See '
-        f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#logEventViewer:"
+        f"https://{region}.{console}/cloudwatch/home?region={region}#logEventViewer:"
         f"group={log_group} in account {ACCOUNT} for more information.",
         ErrorCode=f"{kind.upper()}_ERROR_FROM_MODEL",
         OriginalStatusCode=original_status,
         OriginalMessage=original,
-        LogStreamArn=f"arn:{partition_for_region(region)}:logs:{region}:{ACCOUNT}:log-group:{log_group}",
+        LogStreamArn=f"arn:{partition}:logs:{region}:{ACCOUNT}:log-group:{log_group}",
     )
 
 

@@ -133,11 +133,22 @@ def test_a_model_error_names_a_client_or_server_error_by_the_containers_status()
         assert body["LogStreamArn"].startswith("arn:aws:logs:eu-west-1:")
 
 
-@pytest.mark.parametrize(("region", "partition"), [("cn-north-1", "aws-cn"), ("us-gov-west-1", "aws-us-gov")])
-def test_a_model_errors_log_arn_is_in_its_regions_partition(region, partition) -> None:
-    # As the local function context's ARN is: one stack's local lines name one partition.
+@pytest.mark.parametrize(
+    ("region", "partition", "console"),
+    [
+        ("eu-west-1", "aws", "console.aws.amazon.com"),
+        ("cn-north-1", "aws-cn", "console.amazonaws.cn"),
+        ("us-gov-west-1", "aws-us-gov", "console.amazonaws-us-gov.com"),
+        ("eusc-de-east-1", "aws-eusc", "console.amazonaws-eusc.eu"),
+    ],
+)
+def test_a_model_errors_log_arn_and_console_link_are_in_its_regions_partition(region, partition, console) -> None:
+    # As the local function context's ARN is: one stack's local lines name one partition. The message's link said
+    # console.aws.amazon.com in China and GovCloud too, a console where no account of theirs can sign in.
     body = json.loads(model_error("e", region, 500, b"boom").body)
     assert body["LogStreamArn"] == f"arn:{partition}:logs:{region}:000000000000:log-group:/aws/sagemaker/Endpoints/e"
+    link = f"https://{region}.{console}/cloudwatch/home?region={region}#logEventViewer:group=/aws/sagemaker/Endpoints/e"
+    assert f"See {link} in account 000000000000 for more information." in body["message"]
 
 
 def test_a_model_errors_message_keeps_its_utf8_text() -> None:
