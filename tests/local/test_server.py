@@ -775,7 +775,19 @@ def test_a_bad_argument_is_one_line_naming_it_and_pointing_to_help(capsys, args,
     assert err.count("\n") == 1, err
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "0.0.0.0", "::", "localhost", "my-box.lan", "my-box.lan."])
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.1",
+        "::1",
+        "0.0.0.0",
+        "::",
+        "localhost",
+        "my-box.lan",
+        "my-box.lan.",
+        ".".join(["a" * 63] * 3 + ["b" * 61]),  # 253 characters: DNS's longest name
+    ],
+)
 def test_a_host_is_an_address_or_a_name(host):
     assert host_address(host) == host
 
@@ -796,17 +808,23 @@ def test_a_host_name_in_capitals_or_absolute_is_localhost_still(monkeypatch, tmp
         "",
         "999.1.1.1",
         "-box.lan",
+        "box-.lan",  # a hyphen ends no label, nor starts one after the first
+        "box.-lan",
+        "box.lan-",
         "a..lan",
         "[::1]",
         "box:8000",
         "x" * 64,
+        "box." + "x" * 64,  # no label of 64, the first or any other
+        "999.1.1.1.",  # as absolute, its last label is still all digits
         ".".join(["a" * 63] * 3 + ["b" * 62]),  # 254 characters: one more than DNS's longest name
     ],
 )
 def test_a_host_that_is_no_address_or_name_is_refused_as_such(host):
     """--host 'not a host' was refused as a non-loopback bind ("the local stack has no authentication")."""
-    with pytest.raises(argparse.ArgumentTypeError, match=r"is not an IP address or host name$"):
+    with pytest.raises(argparse.ArgumentTypeError, match=r"is not an IP address or host name$") as refused:
         host_address(host)
+    assert len(str(refused.value)) <= 60 + len(" is not an IP address or host name")  # a long one quoted in part
 
 
 def test_python_m_local_starts_the_stack_make_demo_starts():
