@@ -749,6 +749,8 @@ def test_the_host_guard_answers_in_json_and_refuses_two_hosts(tiers):
 def test_port_range_and_log_level_spelling():
     assert port_number("65535") == 65535 and port_number("0") == 0
     assert parse_args(["--log-level", "DEBUG"]).log_level == "debug"
+    for level in ("critical", "error", "warning", "info", "debug"):  # uvicorn's levels, each of them
+        assert parse_args(["--log-level", level]).log_level == level
     assert parse_args(["--runtime", "TorchServe"]).runtime == "torchserve"  # RUNTIME=TorchServe was refused
 
 
@@ -836,6 +838,8 @@ def test_python_m_local_starts_the_stack_make_demo_starts():
     args = parse_args([])
     assert (args.host, str(args.port), args.runtime) == (make["HOST"], make["PORT"], make["RUNTIME"])
     assert args.stage_throttle and not args.allow_remote and not args.fault_injection
+    # As --help says: dev's stack config (whatever the current folder) and the server's warnings only.
+    assert (args.stack_config, args.log_level) == (ROOT / "Pulumi.dev.yaml", "warning")
 
 
 def test_the_banner_says_whether_the_stack_can_be_reached_from_other_machines():
