@@ -848,7 +848,9 @@ def test_the_banner_says_whether_the_stack_can_be_reached_from_other_machines():
     assert listening("127.0.0.1", 8000, any_interface=False) == "127.0.0.1 only"
     assert listening("::1", 8000, any_interface=False) == "::1 only"
     assert listening("192.0.2.7", 8000, any_interface=False) == "192.0.2.7 only (REMOTE ACCESS ENABLED)"
-    assert listening("127.0.0.1", 8000, any_interface=True).startswith("every interface (REMOTE ACCESS ENABLED")
+    assert listening("0.0.0.0", 8123, any_interface=True) == (
+        "every interface (REMOTE ACCESS ENABLED: open http://<this machine's address>:8123/)"
+    )
 
 
 def test_the_banner_gives_the_stage_throttle_or_says_it_is_off():
@@ -856,6 +858,7 @@ def test_the_banner_gives_the_stage_throttle_or_says_it_is_off():
 
     assert throttled(None) == "off (--no-stage-throttle): /predict takes any rate"
     assert throttled(gateway.StageThrottle(2.5, 7)).startswith("/predict at 2.5 requests/s, bursts of 7 ")
+    assert throttled(gateway.StageThrottle(10.0, 20)).startswith("/predict at 10 requests/s, bursts of 20 ")  # not 10.0
 
 
 def test_a_message_to_a_terminal_that_is_gone_is_dropped(monkeypatch):
