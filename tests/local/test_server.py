@@ -1113,6 +1113,23 @@ def test_a_host_that_cannot_be_bound_is_told_to_change_the_host_not_the_port(err
     assert said == f"{error.strerror}; give an address of this machine (--host, or make demo HOST=)"
 
 
+@pytest.mark.parametrize(
+    ("error", "says"),
+    [
+        # --host ::1 where IPv6 is off: neither the port nor the address is what to change.
+        (
+            OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol"),
+            "Address family not supported by protocol",
+        ),
+        (OSError("bind refused"), "bind refused"),  # no errno, no strerror: its own text
+    ],
+)
+def test_any_other_bind_error_is_given_as_it_is_without_advice(error, says):
+    from local.__main__ import bind_failure
+
+    assert bind_failure(error) == says
+
+
 def test_the_region_comes_from_the_stack_file(tmp_path):
     stack_file = tmp_path / "Pulumi.x.yaml"
     stack_file.write_text("config:\n  aws:region: eu-west-1\n")
