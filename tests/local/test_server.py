@@ -1065,11 +1065,13 @@ def test_a_home_folder_in_a_path_option_is_expanded(monkeypatch, tmp_path, capsy
     what_main_serves(monkeypatch, tmp_path, "--stack-config=~/Pulumi.x.yaml")  # read, and served
 
 
-def test_the_artifact_make_model_builds_says_run_make_model_when_missing(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("named", [[], ["--artifact", "model/dist/model.tar.gz"]])
+def test_the_artifact_make_model_builds_says_run_make_model_when_missing(tmp_path, capsys, monkeypatch, named):
     from local import __main__ as cli
 
     monkeypatch.setattr(cli, "ROOT", tmp_path)  # a checkout whose model/dist holds no model.tar.gz yet
-    assert cli.main(["--port", "0", "--stack-config", str(ROOT / "Pulumi.dev.yaml")]) == 2
+    monkeypatch.chdir(tmp_path)  # and named from its root as it is written, relative
+    assert cli.main(["--port", "0", "--stack-config", str(ROOT / "Pulumi.dev.yaml"), *named]) == 2
     expected = tmp_path / "model" / "dist" / "model.tar.gz"
     assert capsys.readouterr().err == f"error: model artifact {expected} not found; run `make model`\n"
 
