@@ -907,17 +907,24 @@ def test_the_open_file_limit_is_raised_to_the_hard_limit(monkeypatch, soft, hard
     assert set_to == ([] if expected is None else [expected])
 
 
-def test_an_open_file_limit_the_system_refuses_to_raise_is_kept(monkeypatch):
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        ValueError("not allowed to raise maximum limit"),  # macOS, above its own cap
+        OSError(errno.EFAULT, "Bad address"),  # any errno but EINVAL and EPERM comes as an OSError
+    ],
+)
+def test_an_open_file_limit_the_system_refuses_to_raise_is_kept(monkeypatch, refusal):
     import sys
 
     from local.__main__ import raise_open_file_limit
 
     def refuse(which, limits):
-        raise ValueError("not allowed to raise maximum limit")  # macOS, above its own cap
+        raise refusal
 
     fake = SimpleNamespace(RLIMIT_NOFILE=7, RLIM_INFINITY=-1, getrlimit=lambda which: (256, -1), setrlimit=refuse)
     monkeypatch.setitem(sys.modules, "resource", fake)
-    raise_open_file_limit()  # no ValueError
+    raise_open_file_limit()  # no ValueError, no OSError
 
 
 @pytest.mark.parametrize(
