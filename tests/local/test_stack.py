@@ -769,11 +769,12 @@ def test_the_log_level_reaches_the_server_and_the_stacks_own_loggers():
 
 
 def test_ctrl_c_stops_the_stack_cleanly():
-    """Ctrl-C on `make demo` reaches the whole process group: a clean exit, no traceback."""
+    """Ctrl-C on `make demo` reaches the whole process group: a clean exit, no traceback. Started as `make demo |
+    tee demo.log` would be, without PYTHONUNBUFFERED: the banner must not wait in stdout's buffer while it serves."""
     import os
     import signal
 
-    own = LocalStack()
+    own = LocalStack(env={"PYTHONUNBUFFERED": ""})
     try:
         assert predict(own, photo_bytes("coffee.jpg")).status_code == 200
         os.killpg(own.proc.pid, signal.SIGINT)
