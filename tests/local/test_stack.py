@@ -521,18 +521,27 @@ def test_a_model_that_cannot_start_is_a_one_line_error_exit_1_and_frees_the_port
     assert [sock.fileno() for sock in sockets] == [-1], "the port is still held"
 
 
-def test_a_handler_refusal_is_named_by_its_first_line_and_the_model_is_closed(monkeypatch, capsys, artifact):
+@pytest.mark.parametrize(
+    ("message", "says"),
+    [
+        ("Unknown level: 'LOUD'\n  while importing handlers.inference_proxy", "ValueError: Unknown level: 'LOUD'"),
+        ("", "ValueError: "),
+    ],
+)
+def test_a_handler_refusal_is_named_by_its_first_line_and_the_model_is_closed(
+    monkeypatch, capsys, artifact, message, says
+):
     from local import __main__ as cli
 
     closed = loaded_model(monkeypatch)
 
     def refused(stack, region):
-        raise ValueError("Unknown level: 'LOUD'\n  while importing handlers.inference_proxy")
+        raise ValueError(message)
 
     monkeypatch.setattr(cli, "start_sandboxes", refused)
     sockets = bound_sockets(monkeypatch)
     assert cli.main(["--port", "0"]) == 1
-    assert capsys.readouterr().err == "error: the Lambda handler cannot start: ValueError: Unknown level: 'LOUD'\n"
+    assert capsys.readouterr().err == f"error: the Lambda handler cannot start: {says}\n"
     assert closed == [True] and [sock.fileno() for sock in sockets] == [-1]
 
 
