@@ -545,6 +545,29 @@ def test_a_handler_refusal_is_named_by_its_first_line_and_the_model_is_closed(
     assert closed == [True] and [sock.fileno() for sock in sockets] == [-1]
 
 
+def test_a_failure_once_the_handler_has_started_is_not_blamed_on_it(monkeypatch, capsys, artifact):
+    """Only start_sandboxes runs the handler's import: an error after it (the app, the server) is a bug of the local
+    stack, raised as it is (with its traceback), and the sandboxes and the model are still shut down."""
+    from local import __main__ as cli
+
+    closed = loaded_model(monkeypatch)
+
+    class Sandboxes:
+        def shutdown(self) -> None:
+            closed.append("sandboxes")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("create_app failed")
+
+    monkeypatch.setattr(cli, "start_sandboxes", lambda stack, region: Sandboxes())
+    monkeypatch.setattr(cli, "create_app", broken)
+    sockets = bound_sockets(monkeypatch)
+    with pytest.raises(RuntimeError, match="create_app failed"):
+        cli.main(["--port", "0"])
+    assert "the Lambda handler cannot start" not in capsys.readouterr().err
+    assert closed == ["sandboxes", True] and [sock.fileno() for sock in sockets] == [-1]
+
+
 def test_ctrl_c_while_the_model_loads_stops_cleanly(monkeypatch, capsys, artifact):
     import signal
 
