@@ -1240,6 +1240,37 @@ def test_the_app_has_fault_injection_and_no_stage_throttle_only_when_the_command
     assert seen == {"fault_injection": fault_injection, "throttled": throttled}
 
 
+def test_the_runtime_tier_and_the_sandboxes_are_in_the_stack_files_region(monkeypatch, tmp_path):
+    """The runtime's region names the function's ARN (arn:aws:lambda:<region>:...) and a ModelError's log stream."""
+    from local import __main__ as cli
+
+    loaded_model(monkeypatch)
+    seen = {}
+
+    class Runtime:
+        def __init__(self, *args, region=None, **kwargs):
+            seen["runtime"] = region
+
+        def close(self) -> None:
+            pass
+
+    def start_sandboxes(stack, region):
+        seen["sandboxes"] = region
+        raise KeyboardInterrupt  # seen where they run: stop before serving
+
+    monkeypatch.setattr(cli, "SageMakerRuntime", Runtime)
+    monkeypatch.setattr(cli, "start_sandboxes", start_sandboxes)
+    bound_sockets(monkeypatch)
+    stack_file = tmp_path / "Pulumi.x.yaml"
+    stack_file.write_text(
+        (ROOT / "Pulumi.dev.yaml").read_text().replace("aws:region: us-east-1", "aws:region: eu-west-1")
+    )
+    artifact = tmp_path / "model.tar.gz"
+    artifact.write_bytes(b"")
+    assert cli.main(["--port", "0", "--stack-config", str(stack_file), "--artifact", str(artifact)]) == 0
+    assert seen == {"runtime": "eu-west-1", "sandboxes": "eu-west-1"}
+
+
 def test_the_stack_raises_its_open_file_limit_to_the_hard_limit(monkeypatch, artifact):
     """Every connection holds a descriptor: a desktop's usual soft limit of 1024 would refuse connections under load."""
     import resource
