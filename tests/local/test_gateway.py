@@ -259,6 +259,7 @@ def test_the_limits_are_the_documented_quotas():
     operation")."""
     assert gateway.MAX_HEADER_BYTES == 10_240
     assert gateway.LAMBDA_MAX_EVENT_BYTES == 6_291_456
+    assert gateway.MAX_BODY_BYTES == 10_485_760  # HTTP API's 10 MB payload quota, counted in MiB as the others
 
 
 def test_multi_value_headers_are_not_part_of_payload_2():
