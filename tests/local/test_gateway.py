@@ -127,9 +127,22 @@ def test_lambda_result_becomes_http():
     assert encoded.body == b"hi"
 
 
-def test_gateway_errors_use_the_gateway_shape():
-    answer = gateway.gateway_error(413)
-    assert answer.status == 413 and answer.body == b'{"message": "Request Entity Too Large"}'
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [
+        (404, "Not Found"),
+        (408, "Request Timeout"),
+        (413, "Request Entity Too Large"),
+        (429, "Too Many Requests"),
+        (431, "Request Header Fields Too Large"),
+        (500, "Internal Server Error"),
+        (503, "Service Unavailable"),
+    ],
+)
+def test_gateway_errors_use_the_gateway_shape(status, message):
+    answer = gateway.gateway_error(status)
+    assert answer.status == status and answer.body == f'{{"message": "{message}"}}'.encode()
+    assert answer.headers == [("content-type", "application/json")]
 
 
 def test_lambda_context_counts_down():
