@@ -55,6 +55,8 @@ def test_event_has_the_payload_2_shape():
         "userAgent": "",
     }
     assert event["requestContext"]["requestId"] == "req-1"
+    # local.runtime's placeholder account, as every ARN of the local stack has it, and the local API's id.
+    assert (event["requestContext"]["accountId"], event["requestContext"]["apiId"]) == ("000000000000", "local")
     assert event["requestContext"]["timeEpoch"] == 1_700_000_000_000
     assert event["requestContext"]["time"] == "14/Nov/2023:22:13:20 +0000"  # AWS's CLF-style time, in UTC
     assert event["requestContext"]["stage"] == "$default"
@@ -94,6 +96,8 @@ def test_binary_bodies_are_base64_and_text_bodies_are_not():
     assert base64.b64decode(binary["body"]) == b"\xff\xd8\xff\x00binary"
     text = _event(headers=[("content-type", "application/json; charset=utf-8")], body=b'{"image": "x"}')
     assert text["isBase64Encoded"] is False and text["body"] == '{"image": "x"}'
+    utf8 = _event(headers=[("content-type", "text/plain")], body="café".encode())
+    assert utf8["isBase64Encoded"] is False and utf8["body"] == "café"  # its text, not its bytes read as latin-1
     not_utf8 = _event(headers=[("content-type", "application/json")], body=b"\xff\xfe")
     assert not_utf8["isBase64Encoded"] is True
 
@@ -102,6 +106,8 @@ def test_empty_body_and_no_query_are_omitted():
     event = _event(body=b"", query_string="", headers=[])
     assert "body" not in event and "queryStringParameters" not in event and "cookies" not in event
     assert event["isBase64Encoded"] is False
+    # A Cookie header's empty pairs (a trailing ';', '; ;') are no cookies.
+    assert _event(headers=[("Cookie", "a=1; ;b=2;")])["cookies"] == ["a=1", "b=2"]
 
 
 @pytest.mark.parametrize(
@@ -241,9 +247,9 @@ def test_event_carries_the_path_callers_address_host_agent_and_blank_query_value
         query_string="flag&empty=&x=1",
         headers=[("Host", "api.example.com"), ("User-Agent", "probe/1.0")],
         source_ip="192.0.2.7",
-        path="/v2/predict",
+        path="/v2/Predict",
     )
-    assert event["rawPath"] == event["requestContext"]["http"]["path"] == "/v2/predict"
+    assert event["rawPath"] == event["requestContext"]["http"]["path"] == "/v2/Predict"  # in its own case
     assert event["queryStringParameters"] == {"flag": "", "empty": "", "x": "1"}
     context = event["requestContext"]
     assert context["http"]["sourceIp"] == "192.0.2.7" and context["http"]["userAgent"] == "probe/1.0"
