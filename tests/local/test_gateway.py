@@ -62,6 +62,19 @@ def test_event_has_the_payload_2_shape():
     assert event["requestContext"]["stage"] == "$default"
 
 
+def test_the_events_time_is_utc_whatever_the_machines_timezone(monkeypatch):
+    """The event's time says +0000: a developer's machine in another timezone must not shift it."""
+    import time
+
+    monkeypatch.setenv("TZ", "JST-9")
+    time.tzset()
+    try:
+        assert _event()["requestContext"]["time"] == "14/Nov/2023:22:13:20 +0000"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
 def test_the_gateway_adds_the_forwarding_headers_and_a_trace_id_as_aws_sample_event_has():
     """AWS's sample HTTP API event (aws/aws-lambda-go events/testdata/apigw-v2-request-no-authorizer.json) has
     x-forwarded-for (the sourceIp), x-forwarded-port 443, x-forwarded-proto https and an x-amzn-trace-id."""
