@@ -179,6 +179,9 @@ def test_the_function_context_names_a_long_endpoints_function_as_the_program_doe
     assert context.invoked_function_arn == (
         f"arn:aws-us-gov:lambda:us-gov-west-1:000000000000:function:{context.function_name}"
     )
+    assert context.function_version == "$LATEST"  # an unqualified invocation's, as the API's integration makes
+    assert context.log_group_name == f"/aws/lambda/{context.function_name}"  # not the default endpoint's function's
+    assert context.log_stream_name  # Lambda always names one (code may log it or build a console link)
 
 
 def test_origin_from_host_accepts_only_host_and_port():
