@@ -586,6 +586,31 @@ def test_ctrl_c_while_the_model_loads_stops_cleanly(monkeypatch, capsys, artifac
     assert {sig: signal.getsignal(sig) for sig in cli.STOP_SIGNALS} == before
 
 
+@pytest.mark.parametrize(
+    ("runtime", "loaded"), [("torchserve", "TorchServeContainer"), ("inprocess", "InProcessContainer")]
+)
+def test_the_runtime_option_picks_the_model_tier(monkeypatch, tmp_path, runtime, loaded):
+    """`make demo RUNTIME=torchserve` must serve through TorchServe (as the SageMaker container), not in-process."""
+    from local import __main__ as cli
+
+    picked = []
+
+    def container(name):
+        def load(_artifact):
+            picked.append(name)
+            raise KeyboardInterrupt  # seen which tier loads: stop there
+
+        return load
+
+    for name in ("TorchServeContainer", "InProcessContainer"):
+        monkeypatch.setattr(cli, name, container(name))
+    bound_sockets(monkeypatch)
+    artifact = tmp_path / "model.tar.gz"
+    artifact.write_bytes(b"")
+    assert cli.main(["--port", "0", "--runtime", runtime, "--artifact", str(artifact)]) == 0
+    assert picked == [loaded]
+
+
 def test_refuses_to_start_when_model_fn_fails(artifact, tmp_path):
     import tarfile
 
