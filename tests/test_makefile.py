@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 
 import pytest
@@ -21,7 +22,24 @@ def make(*args: str, cwd) -> subprocess.CompletedProcess:
     leak in."""
     leaked = ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", *MAKEFILE_SETTINGS)
     env = {k: v for k, v in os.environ.items() if k not in leaked}
-    return subprocess.run(["make", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
+    # In its own process group, all of it killed on the timeout: subprocess.run kills make alone, and a `make demo`
+    # that started the stack instead of refusing its value left it serving on port 8000 after the test.
+    with subprocess.Popen(
+        ["make", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 def test_venv_refuses_a_python_older_than_311(tmp_path):
