@@ -22,6 +22,10 @@ from tests.policy.graph import ALARM_TOPIC_ARN, KMS_KEY_ARN, Graph, Res
 # SSE-KMS objects needs a key-policy statement for CloudFront, and the program does not own the key).
 SSE_S3_EXEMPT = {"site-bucket": "OAC + SSE-KMS needs the key policy to trust CloudFront (static_site.py)"}
 OTHER_KEY = "arn:aws:kms:us-east-1:123456789012:key/ffffffff-0000-0000-0000-000000000000"
+# Written out, not read from rules: a bad case built from the rule's own constant passes whatever the rule says.
+ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
+AUTHENTICATED_USERS = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers"
+ONE_YEAR_S = 365 * 24 * 3600
 
 
 def provider_cors(origins: list[str]) -> dict[str, Any]:
@@ -282,7 +286,7 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
             g,
             rules.BUCKET_TYPES[0],
             "site-bucket",
-            set_path("grants", [{"type": "Group", "uri": rules.PUBLIC_GRANTEE_URIS[0], "permissions": ["READ"]}]),
+            set_path("grants", [{"type": "Group", "uri": ALL_USERS, "permissions": ["READ"]}]),
         ),
         "site-bucket: grants has a public grantee",
     ),
@@ -298,9 +302,7 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
                 {
                     "bucket": "site-bucket-a1b2c3",
                     "accessControlPolicy": {
-                        "grants": [
-                            {"grantee": {"type": "Group", "uri": rules.PUBLIC_GRANTEE_URIS[1]}, "permission": "READ"}
-                        ]
+                        "grants": [{"grantee": {"type": "Group", "uri": AUTHENTICATED_USERS}, "permission": "READ"}]
                     },
                 },
             ),
@@ -315,7 +317,7 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
             g,
             S3 + "bucketObjectv2:BucketObjectv2",
             "site-file-index.html",
-            set_path("grantRead", f"uri={rules.PUBLIC_GRANTEE_URIS[0]}"),
+            set_path("grantRead", f"uri={ALL_USERS}"),
         ),
         "site-file-index.html: grantRead = ",
     ),
@@ -1019,7 +1021,7 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
             g,
             rules.HEADERS_POLICY,
             "site-headers",
-            set_path("securityHeadersConfig.strictTransportSecurity.accessControlMaxAgeSec", rules.HSTS_MIN_AGE_S - 1),
+            set_path("securityHeadersConfig.strictTransportSecurity.accessControlMaxAgeSec", ONE_YEAR_S - 1),
         ),
         "strictTransportSecurity = ",
     ),
@@ -1170,7 +1172,7 @@ def test_rule_reports_a_bad_resource(
 def test_an_hsts_age_of_exactly_a_year_passes(graphs: Mapping[str, Graph]) -> None:
     """The rule's limit is inclusive: with the two-year age the program sets, `>` would pass as `>=` does."""
     graph = graphs["dev"]
-    age = set_path("securityHeadersConfig.strictTransportSecurity.accessControlMaxAgeSec", rules.HSTS_MIN_AGE_S)
+    age = set_path("securityHeadersConfig.strictTransportSecurity.accessControlMaxAgeSec", ONE_YEAR_S)
     assert RULES["headers_policy"](mutate(graph, rules.HEADERS_POLICY, "site-headers", age), graph) == []
 
 
