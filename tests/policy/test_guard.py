@@ -256,6 +256,31 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "model-bucket-public-access: restrictPublicBuckets = False",
     ),
     (
+        "pab-block-public-acls-false",
+        "dev",
+        "public_access_block",
+        lambda g: mutate(g, rules.PUBLIC_ACCESS_BLOCK, "site-bucket-public-access", set_path("blockPublicAcls", False)),
+        "site-bucket-public-access: blockPublicAcls = False",
+    ),
+    (
+        "pab-ignore-public-acls-false",
+        "prod",
+        "public_access_block",
+        lambda g: mutate(
+            g, rules.PUBLIC_ACCESS_BLOCK, "site-bucket-public-access", set_path("ignorePublicAcls", False)
+        ),
+        "site-bucket-public-access: ignorePublicAcls = False",
+    ),
+    (
+        "pab-flag-unset",
+        "dev",
+        "public_access_block",
+        lambda g: mutate(
+            g, rules.PUBLIC_ACCESS_BLOCK, "model-bucket-public-access", set_path("blockPublicPolicy", None)
+        ),
+        "model-bucket-public-access: blockPublicPolicy = None, must be true",
+    ),
+    (
         "new-bucket-without-pab",
         "dev",
         "public_access_block",
