@@ -424,6 +424,30 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "must be aws:kms with " + KMS_KEY_ARN,
     ),
     (
+        "kms-bucket-downgraded-keeping-the-key-id",
+        "prod",
+        "encryption",
+        lambda g: mutate(
+            g,
+            rules.ENCRYPTION_TYPES[0],
+            "model-bucket-encryption",
+            set_path("rules.0.applyServerSideEncryptionByDefault.sseAlgorithm", "AES256"),
+        ),
+        "('AES256', kmsMasterKeyId=" + repr(KMS_KEY_ARN) + "), must be aws:kms with",
+    ),
+    (
+        "kms-bucket-other-key",
+        "prod",
+        "encryption",
+        lambda g: mutate(
+            g,
+            rules.ENCRYPTION_TYPES[0],
+            "model-bucket-encryption",
+            set_path("rules.0.applyServerSideEncryptionByDefault.kmsMasterKeyId", OTHER_KEY),
+        ),
+        f"('aws:kms', kmsMasterKeyId={OTHER_KEY!r}), must be aws:kms with",
+    ),
+    (
         "object-other-key",
         "prod",
         "encryption",
