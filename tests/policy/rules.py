@@ -388,7 +388,8 @@ def iam_violations(resources: Sequence[Res]) -> list[str]:
                 problems.append(f"{at}: Allow with NotAction/NotResource")
             actions = [str(a) for a in _as_list(statement.get("Action"))]
             resources_ = [str(r) for r in _as_list(statement.get("Resource"))]
-            wild = [a for a in actions if a == "*" or a.endswith(":*")]
+            # Any wildcard in an action, not only "*" or "s3:*": "s3:Get*" grants GetBucketPolicy and GetObjectAcl too.
+            wild = [a for a in actions if "*" in a or "?" in a]
             if wild:
                 problems.append(f"{at}: Action wildcard {wild}")
             if "*" in resources_ and not set(actions) <= STAR_RESOURCE_ACTIONS.keys():

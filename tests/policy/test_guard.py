@@ -710,6 +710,15 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "Action wildcard ['s3:*']",
     ),
     (
+        "partial-action-wildcard",
+        "dev",
+        "iam",
+        lambda g: mutate(
+            g, rules.ROLE_POLICY, "model-role-policy", with_policy(lambda st: st[2].update(Action="s3:Get*"))
+        ),
+        "model-role-policy: policy.Statement[2]: Action wildcard ['s3:Get*']",
+    ),
+    (
         "whole-bucket-wildcard",
         "dev",
         "iam",
