@@ -548,6 +548,19 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "no Deny statement on aws:SecureTransport",
     ),
     (
+        # s3:TlsVersion is absent from a plain-HTTP request, so this Deny never applies to one.
+        "tls-deny-on-tls-version-only",
+        "dev",
+        "bucket_policy",
+        lambda g: mutate(
+            g,
+            rules.BUCKET_POLICY,
+            "model-bucket-policy",
+            with_policy(lambda st: st[0].update(Condition={"NumericLessThan": {"s3:TlsVersion": "1.2"}})),
+        ),
+        "model-bucket: no Deny statement on aws:SecureTransport",
+    ),
+    (
         "tls-deny-of-reads-only",
         "dev",
         "bucket_policy",
