@@ -347,6 +347,31 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "site-file-index.html: grantRead = ",
     ),
     (
+        "public-read-bucket",
+        "dev",
+        "acl",
+        lambda g: mutate(g, rules.BUCKET_TYPES[0], "site-bucket", set_path("acl", "public-read")),
+        "site-bucket: acl = 'public-read'",
+    ),
+    (
+        "object-grant-full-control",
+        "dev",
+        "acl",
+        lambda g: mutate(
+            g, S3 + "bucketObjectv2:BucketObjectv2", "model-artifact", set_path("grantFullControl", f"uri={ALL_USERS}")
+        ),
+        "model-artifact: grantFullControl = ",
+    ),
+    (
+        "object-grant-read-acp",
+        "dev",
+        "acl",
+        lambda g: mutate(
+            g, S3 + "bucketObjectv2:BucketObjectv2", "model-artifact", set_path("grantReadAcp", f"uri={ALL_USERS}")
+        ),
+        "model-artifact: grantReadAcp = ",
+    ),
+    (
         "no-ownership-controls",
         "dev",
         "acl",
