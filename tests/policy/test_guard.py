@@ -586,6 +586,30 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "model-bucket: no Deny statement on aws:SecureTransport",
     ),
     (
+        "tls-deny-of-bucket-only",
+        "dev",
+        "bucket_policy",
+        lambda g: mutate(
+            g,
+            rules.BUCKET_POLICY,
+            "site-bucket-policy",
+            with_policy(lambda st: st[1].update(Resource=[r for r in st[1]["Resource"] if not r.endswith("/*")])),
+        ),
+        "site-bucket: no Deny statement on aws:SecureTransport",
+    ),
+    (
+        "cloudfront-allow-not-principal",
+        "dev",
+        "bucket_policy",
+        lambda g: mutate(
+            g,
+            rules.BUCKET_POLICY,
+            "site-bucket-policy",
+            with_policy(lambda st: st[0].update(NotPrincipal={"AWS": "arn:aws:iam::123456789012:root"})),
+        ),
+        "site-bucket-policy: policy.Statement[0]: Allow with NotPrincipal/NotAction",
+    ),
+    (
         "tls-deny-of-reads-only",
         "dev",
         "bucket_policy",
