@@ -692,6 +692,37 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "orderedCacheBehaviors[0].viewerProtocolPolicy = 'allow-all'",
     ),
     (
+        "legacy-oai-resource",
+        "dev",
+        "cloudfront_https",
+        lambda g: add(g, Res(rules.OAI, "site-oai", {"comment": "site"}, urn="urn:site-oai")),
+        "urn:site-oai: legacy Origin Access Identity",
+    ),
+    (
+        "allow-all-viewer-protocol-by-default",
+        "prod",
+        "cloudfront_https",
+        lambda g: mutate(
+            g, rules.DISTRIBUTION, "site-cdn", set_path("defaultCacheBehavior.viewerProtocolPolicy", "allow-all")
+        ),
+        "defaultCacheBehavior.viewerProtocolPolicy = 'allow-all'",
+    ),
+    (
+        "iam-certificate-old-tls",
+        "prod",
+        "cloudfront_https",
+        lambda g: mutate(
+            g,
+            rules.DISTRIBUTION,
+            "site-cdn",
+            set_path(
+                "viewerCertificate",
+                {"iamCertificateId": "ASCAEXAMPLE", "minimumProtocolVersion": "TLSv1", "sslSupportMethod": "sni-only"},
+            ),
+        ),
+        "viewerCertificate.minimumProtocolVersion = 'TLSv1'",
+    ),
+    (
         "old-tls",
         "prod",
         "cloudfront_https",
