@@ -367,6 +367,10 @@ _S3_PREFIX_WILDCARD = re.compile(r"^arn:aws[a-z-]*:s3:::[^/*]+/[^*]+/\*$")
 _LOG_STREAMS_WILDCARD = re.compile(r"^arn:aws[a-z-]*:logs:[^:*]+:[^:*]+:log-group:[^:*]+:\*$")
 
 
+# An AWS managed policy in any partition (arn:aws-cn:, arn:aws-us-gov: too), not only the commercial one.
+_AWS_MANAGED_POLICY = re.compile(r"^arn:aws[a-z-]*:iam::aws:policy/")
+
+
 def _allowed_suffix_removed(resource: str) -> str:
     if _S3_PREFIX_WILDCARD.match(resource):
         return resource.removesuffix("*")
@@ -425,7 +429,7 @@ def iam_violations(resources: Sequence[Res]) -> list[str]:
         for arn in _as_list(res.inputs.get(prop))
     ]
     for res, arn in managed:
-        if str(arn).rsplit("/", 1)[-1] in BROAD_MANAGED_POLICIES or str(arn).startswith("arn:aws:iam::aws:policy/"):
+        if str(arn).rsplit("/", 1)[-1] in BROAD_MANAGED_POLICIES or _AWS_MANAGED_POLICY.match(str(arn)):
             problems.append(f"{res.label()}: attaches AWS managed policy {arn}; grant exactly what is needed inline")
     roles_by_arn = {r.outputs.get("arn"): r for r in of_type(resources, ROLE)}
     expected: dict[str, set[str]] = {}

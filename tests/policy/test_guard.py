@@ -848,6 +848,20 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "Resource wildcard ['arn:aws:sagemaker:us-east-1:123456789012:*']",
     ),
     (
+        "managed-read-only-in-another-partition",
+        "dev",
+        "iam",
+        lambda g: add(
+            g,
+            Res(
+                "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
+                "api-read-only-cn",
+                {"role": "api-role-a1b2c3", "policyArn": "arn:aws-cn:iam::aws:policy/ReadOnlyAccess"},
+            ),
+        ),
+        "attaches AWS managed policy arn:aws-cn:iam::aws:policy/ReadOnlyAccess",
+    ),
+    (
         "managed-full-access",
         "dev",
         "iam",
