@@ -862,6 +862,57 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "attaches AWS managed policy arn:aws-cn:iam::aws:policy/ReadOnlyAccess",
     ),
     (
+        "allow-not-resource",
+        "dev",
+        "iam",
+        lambda g: mutate(
+            g,
+            rules.ROLE_POLICY,
+            "api-role-policy",
+            with_policy(
+                lambda st: st.append({"Effect": "Allow", "Action": "s3:GetObject", "NotResource": "arn:aws:s3:::b/k"})
+            ),
+        ),
+        "api-role-policy: policy.Statement[2]: Allow with NotAction/NotResource",
+    ),
+    (
+        "role-managed-policy-arns",
+        "dev",
+        "iam",
+        lambda g: mutate(
+            g, rules.ROLE, "api-role", set_path("managedPolicyArns", ["arn:aws:iam::aws:policy/ReadOnlyAccess"])
+        ),
+        "api-role: attaches AWS managed policy arn:aws:iam::aws:policy/ReadOnlyAccess",
+    ),
+    (
+        "exclusive-attachments",
+        "dev",
+        "iam",
+        lambda g: add(
+            g,
+            Res(
+                "aws:iam/rolePolicyAttachmentsExclusive:RolePolicyAttachmentsExclusive",
+                "api-exclusive",
+                {"roleName": "api-role-a1b2c3", "policyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"]},
+            ),
+        ),
+        "api-exclusive: attaches AWS managed policy",
+    ),
+    (
+        "policy-attachment",
+        "dev",
+        "iam",
+        lambda g: add(
+            g,
+            Res(
+                "aws:iam/policyAttachment:PolicyAttachment",
+                "model-admin",
+                {"roles": ["model-role-a1b2c3"], "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"},
+            ),
+        ),
+        "model-admin: attaches AWS managed policy",
+    ),
+    (
         "managed-full-access",
         "dev",
         "iam",
