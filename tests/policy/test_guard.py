@@ -1082,6 +1082,20 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "its log group '/aws/lambda/mobilenet-serverless-dev-proxy' is not declared",
     ),
     (
+        "api-without-stage",
+        "dev",
+        "stage",
+        lambda g: without(g, "api-stage"),
+        "api-http-api: no Stage for API 'abc123defg'",
+    ),
+    (
+        "burst-above-config",
+        "prod",
+        "stage",
+        lambda g: mutate(g, rules.STAGE, "api-stage", set_path("defaultRouteSettings.throttlingBurstLimit", 2000)),
+        "api-stage: defaultRouteSettings.throttlingBurstLimit = 2000, must be 200",
+    ),
+    (
         "route-throttle-zero",
         "dev",
         "stage",
