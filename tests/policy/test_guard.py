@@ -1153,6 +1153,13 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "sourceArn = 'arn:aws:execute-api:us-east-1:123456789012:otherapi99/*/POST/predict'",
     ),
     (
+        "invoke-by-any-principal",
+        "dev",
+        "invoke_permission",
+        lambda g: mutate(g, rules.PERMISSION, "api-invoke-permission", set_path("principal", "*")),
+        "api-invoke-permission: principal = '*'",
+    ),
+    (
         "function-url",
         "dev",
         "invoke_permission",
