@@ -232,8 +232,16 @@ def encryption_violations(
             continue
         if algorithm not in SSE_ALGORITHMS:
             problems.append(f"{obj.label()}: serverSideEncryption = {algorithm!r}")
-        elif kms_key_arn and bucket is not None and bucket.name not in exempt and key != kms_key_arn:
-            problems.append(f"{obj.label()}: kmsKeyId = {key!r}, must be {kms_key_arn}")
+        elif (
+            kms_key_arn
+            and bucket is not None
+            and bucket.name not in exempt
+            and (algorithm != "aws:kms" or key != kms_key_arn)
+        ):
+            problems.append(
+                f"{obj.label()}: serverSideEncryption = {algorithm!r}, kmsKeyId = {key!r}, must be aws:kms with "
+                f"{kms_key_arn}"
+            )
     return problems
 
 

@@ -477,7 +477,16 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "prod",
         "encryption",
         lambda g: mutate(g, S3 + "bucketObjectv2:BucketObjectv2", "model-artifact", set_path("kmsKeyId", OTHER_KEY)),
-        "model-artifact: kmsKeyId = ",
+        "model-artifact: serverSideEncryption = 'aws:kms', kmsKeyId = ",
+    ),
+    (
+        "object-downgraded-keeping-the-key-id",
+        "prod",
+        "encryption",
+        lambda g: mutate(
+            g, S3 + "bucketObjectv2:BucketObjectv2", "model-artifact", set_path("serverSideEncryption", "AES256")
+        ),
+        f"model-artifact: serverSideEncryption = 'AES256', kmsKeyId = {KMS_KEY_ARN!r}, must be aws:kms",
     ),
     (
         "no-bucket-policy",
