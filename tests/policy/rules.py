@@ -540,6 +540,8 @@ def invoke_permission_violations(resources: Sequence[Res]) -> list[str]:
         source = str(perm.inputs.get("sourceArn") or "")
         if perm.inputs.get("principal") != "apigateway.amazonaws.com":
             problems.append(f"{perm.label()}: principal = {perm.inputs.get('principal')!r}")
+        if perm.inputs.get("action") != "lambda:InvokeFunction":
+            problems.append(f"{perm.label()}: action = {perm.inputs.get('action')!r}, must be lambda:InvokeFunction")
         if (
             not source.endswith(PREDICT_SOURCE_SUFFIX)
             or source.removesuffix(PREDICT_SOURCE_SUFFIX) not in execution_arns

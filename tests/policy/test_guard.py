@@ -1169,6 +1169,13 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "api-invoke-permission: principal = '*'",
     ),
     (
+        "invoke-permission-any-action",
+        "dev",
+        "invoke_permission",
+        lambda g: mutate(g, rules.PERMISSION, "api-invoke-permission", set_path("action", "lambda:*")),
+        "api-invoke-permission: action = 'lambda:*', must be lambda:InvokeFunction",
+    ),
+    (
         "function-url",
         "dev",
         "invoke_permission",
