@@ -15,7 +15,7 @@ SECRET_ACCESS_KEY = re.compile(
     r"(?i)aws_?secret_?access_?key[\"']?\s*[:=,]\s*[\"']?(?P<value>[A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])"
 )
 PRIVATE_KEY = re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")
-PASSWORD_ASSIGNMENT = re.compile(r"(?i)\b(?:password|passwd|pwd)[\"']?\s*[:=]\s*[\"']?(?P<value>[^\s\"',;&)}]+)")
+PASSWORD_ASSIGNMENT = re.compile(r"(?i)\b(?:password|passwd|pwd)[\"']?\s*[=]\s*[\"']?(?P<value>[^\s\"',;&)}]+)")
 
 
 @dataclass(frozen=True)

@@ -243,6 +243,17 @@ def add(graph: Graph, *extra: Res) -> tuple[Res, ...]:
     return (*graph.resources, *extra)
 
 
+def cors_on_api(graph: Graph, **overrides: Any) -> tuple[Res, ...]:
+    """The graph with CORS also set on the Api itself: an allowed configuration, changed by `overrides`."""
+    config = {
+        "allowOrigins": allowed_origins(graph),
+        "allowMethods": ["POST", "OPTIONS"],
+        "exposeHeaders": ["retry-after", "x-request-id"],
+        **overrides,
+    }
+    return mutate(graph, rules.HTTP_API, "api-http-api", set_path("corsConfiguration", config))
+
+
 S3 = "aws:s3/"
 BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] = [
     # (id, stack, rule, bad graph, text the violation must contain)
@@ -1219,6 +1230,27 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
             ),
         ),
         "api-http-api: ExposeHeaders = ['x-request-id'], must include ['retry-after', 'x-request-id']",
+    ),
+    (
+        "cors-on-api-deletes",
+        "dev",
+        "cors",
+        lambda g: cors_on_api(g, allowMethods=["POST", "OPTIONS", "DELETE"]),
+        "api-http-api: AllowMethods = ['DELETE', 'OPTIONS', 'POST']",
+    ),
+    (
+        "cors-on-api-any-header",
+        "dev",
+        "cors",
+        lambda g: cors_on_api(g, allowHeaders=["*"]),
+        "api-http-api: AllowHeaders = ['*'] allows any header",
+    ),
+    (
+        "cors-on-api-credentials",
+        "dev",
+        "cors",
+        lambda g: cors_on_api(g, allowCredentials=True),
+        "api-http-api: AllowCredentials = true",
     ),
     (
         "cors-missing",
