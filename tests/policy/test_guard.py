@@ -254,6 +254,10 @@ def cors_on_api(graph: Graph, **overrides: Any) -> tuple[Res, ...]:
     return mutate(graph, rules.HTTP_API, "api-http-api", set_path("corsConfiguration", config))
 
 
+# AWS's managed SecurityHeadersPolicy: no CSP, no Permissions-Policy.
+MANAGED_HEADERS = "67f7725c-6f97-4210-82d7-5512b31e9d03"
+
+
 S3 = "aws:s3/"
 BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] = [
     # (id, stack, rule, bad graph, text the violation must contain)
@@ -1378,6 +1382,87 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         ),
         "cache behaviour '/config.js' has responseHeadersPolicyId = None",
     ),
+    (
+        "default-behaviour-without-headers",
+        "dev",
+        "headers_policy",
+        lambda g: mutate(
+            g, rules.DISTRIBUTION, "site-cdn", set_path("defaultCacheBehavior.responseHeadersPolicyId", None)
+        ),
+        "cache behaviour 'default' has responseHeadersPolicyId = None",
+    ),
+    (
+        "behaviour-with-another-headers-policy",
+        "dev",
+        "headers_policy",
+        lambda g: mutate(
+            g,
+            rules.DISTRIBUTION,
+            "site-cdn",
+            set_path("orderedCacheBehaviors.0.responseHeadersPolicyId", MANAGED_HEADERS),
+        ),
+        f"cache behaviour '/config.js' has responseHeadersPolicyId = {MANAGED_HEADERS!r}, not a policy of this stack",
+    ),
+    (
+        "hsts-without-subdomains",
+        "dev",
+        "headers_policy",
+        lambda g: mutate(
+            g,
+            rules.HEADERS_POLICY,
+            "site-headers",
+            set_path("securityHeadersConfig.strictTransportSecurity.includeSubdomains", False),
+        ),
+        "needs max age >= 1 year and includeSubdomains",
+    ),
+    (
+        "no-nosniff",
+        "dev",
+        "headers_policy",
+        lambda g: mutate(
+            g, rules.HEADERS_POLICY, "site-headers", set_path("securityHeadersConfig.contentTypeOptions", None)
+        ),
+        "securityHeadersConfig.contentTypeOptions is not set (nosniff)",
+    ),
+    (
+        "referrer-unsafe-url",
+        "dev",
+        "headers_policy",
+        lambda g: mutate(
+            g,
+            rules.HEADERS_POLICY,
+            "site-headers",
+            set_path("securityHeadersConfig.referrerPolicy.referrerPolicy", "unsafe-url"),
+        ),
+        "securityHeadersConfig.referrerPolicy = 'unsafe-url'",
+    ),
+    (
+        "csp-missing",
+        "prod",
+        "headers_policy",
+        lambda g: mutate(
+            g, rules.HEADERS_POLICY, "site-headers", set_path("securityHeadersConfig.contentSecurityPolicy", None)
+        ),
+        "securityHeadersConfig.contentSecurityPolicy is not set",
+    ),
+    *[
+        (
+            f"{header}-not-overriding",
+            "dev",
+            "headers_policy",
+            lambda g, header=header: mutate(
+                g, rules.HEADERS_POLICY, "site-headers", set_path(f"securityHeadersConfig.{header}.override", False)
+            ),
+            f"securityHeadersConfig.{header}.override is not true",
+        )
+        for header in (
+            "strictTransportSecurity",
+            "contentTypeOptions",
+            "frameOptions",
+            "referrerPolicy",
+            "contentSecurityPolicy",
+        )
+    ],
     (
         "lambda-without-key",
         "prod",
