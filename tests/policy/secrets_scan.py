@@ -15,7 +15,7 @@ SECRET_ACCESS_KEY = re.compile(
     r"(?i)aws_?secret_?access_?key[\"']?\s*[:=,]\s*[\"']?(?P<value>[A-Za-z0-9/+=]{40})(?![A-Za-z0-9/+=])"
 )
 PRIVATE_KEY = re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")
-PASSWORD_ASSIGNMENT = re.compile(r"(?i)\b(?:password|passwd|pwd)[\"']?\s*[=]\s*[\"']?(?P<value>[^\s\"',;&)}]+)")
+PASSWORD_ASSIGNMENT = re.compile(r"(?i)\b(?:password|passwd|pwd)[\"']?\s*[:=]\s*[\"']?(?P<value>[^\s\"',;&)}]+)")
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def find_secrets(text: str) -> list[Finding]:
 def repository_files(root: Path) -> list[Path]:
     """Tracked files plus new, not-ignored ones (so a secret is caught before its first commit)."""
     listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        ["git", "ls-files", "-z", "--cached", "--others"],
         cwd=root,
         check=True,
         capture_output=True,

@@ -1478,6 +1478,13 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "model-role: no inline policy allows kms:Decrypt",
     ),
     (
+        "key-named-elsewhere",
+        "prod",
+        "kms",
+        lambda g: mutate(g, rules.LOG_GROUP, "api-log-group", set_path("kmsKeyId", OTHER_KEY)),
+        f"api-log-group: references KMS key {OTHER_KEY!r}, not the stack key",
+    ),
+    (
         "foreign-key",
         "prod",
         "kms",
