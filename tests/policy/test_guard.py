@@ -1506,6 +1506,20 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "model-alarm-latency: okActions = None",
     ),
     (
+        "alarm-without-alarm-action",
+        "prod",
+        "alarms",
+        lambda g: mutate(g, rules.METRIC_ALARM, "api-alarm-errors", set_path("alarmActions", None)),
+        "api-alarm-errors: alarmActions = None",
+    ),
+    (
+        "stage-not-watched",
+        "dev",
+        "alarms",
+        lambda g: without(g, "api-alarm-5xx"),
+        "api-stage: no alarm on AWS/ApiGateway ApiId = 'abc123defg'",
+    ),
+    (
         "function-not-watched",
         "dev",
         "alarms",
