@@ -53,7 +53,7 @@ def find_secrets(text: str) -> list[Finding]:
 def repository_files(root: Path) -> list[Path]:
     """Tracked files plus new, not-ignored ones (so a secret is caught before its first commit)."""
     listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others"],
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=root,
         check=True,
         capture_output=True,

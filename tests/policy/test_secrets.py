@@ -97,6 +97,10 @@ FAKE_SECRET = "Zm9vYmFy" * 5
         ("-----BEGIN " + "OPENSSH PRIVATE KEY-----", "private key"),
         ("db_url?pass" + "word=hunter2", "password"),
         ('{"pass' + 'word": "s3cr3t!"}', "password"),
+        ("PASS" + "WD=hunter2", "password"),
+        ("mysql --p" + "wd=hunter2", "password"),
+        (f'monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "{FAKE_SECRET}")', "AWS secret access key"),
+        ("-----BEGIN " + "PGP PRIVATE KEY BLOCK-----", "private key"),
     ],
 )
 def test_scanner_finds_planted_secrets(text: str, kind: str) -> None:
@@ -116,6 +120,11 @@ def test_scanner_finds_planted_secrets(text: str, kind: str) -> None:
 )
 def test_scanner_allows_the_documented_dummies(text: str) -> None:
     assert find_secrets(text) == []
+
+
+def test_a_finding_does_not_repeat_the_secret() -> None:
+    [finding] = find_secrets(f"aws_secret_access_key = {FAKE_SECRET}")
+    assert finding.excerpt == FAKE_SECRET[:8] + "..."
 
 
 def test_repository_has_no_secrets() -> None:
