@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -125,6 +127,21 @@ def test_scanner_allows_the_documented_dummies(text: str) -> None:
 def test_a_finding_does_not_repeat_the_secret() -> None:
     [finding] = find_secrets(f"aws_secret_access_key = {FAKE_SECRET}")
     assert finding.excerpt == FAKE_SECRET[:8] + "..."
+
+
+def test_repository_files_are_the_tracked_and_the_new_not_ignored_ones(tmp_path: Path) -> None:
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    for name in (".gitignore", "tracked.txt", "new.md", "build.log"):
+        (tmp_path / name).write_text("*.log\n" if name == ".gitignore" else "text\n")
+    subprocess.run(["git", "add", "tracked.txt"], cwd=tmp_path, check=True)
+    assert sorted(p.name for p in repository_files(tmp_path)) == [".gitignore", "new.md", "tracked.txt"]
+
+
+def test_only_a_binary_file_goes_unread(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("pass" + "word=hunter2\n")
+    (tmp_path / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR")
+    assert read_text_or_none(tmp_path / "notes.txt") == "pass" + "word=hunter2\n"
+    assert read_text_or_none(tmp_path / "photo.png") is None
 
 
 def test_repository_has_no_secrets() -> None:
