@@ -818,6 +818,47 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "model-role-policy: policy.Statement[4]: cloudwatch:PutMetricData on Resource '*' needs Condition",
     ),
     (
+        "star-resource-beside-the-ecr-token",
+        "dev",
+        "iam",
+        lambda g: mutate(
+            g,
+            rules.ROLE_POLICY,
+            "model-role-policy",
+            with_policy(lambda st: st[0].update(Action=["ecr:GetAuthorizationToken", "s3:GetObject"])),
+        ),
+        "model-role-policy: policy.Statement[0]: Resource '*' with ['s3:GetObject']",
+    ),
+    (
+        "metrics-namespace-condition-a-wildcard",
+        "dev",
+        "iam",
+        lambda g: mutate(
+            g,
+            rules.ROLE_POLICY,
+            "model-role-policy",
+            with_policy(lambda st: st[4].update(Condition={"StringLike": {"cloudwatch:namespace": "*"}})),
+        ),
+        "model-role-policy: policy.Statement[4]: cloudwatch:PutMetricData on Resource '*' needs Condition",
+    ),
+    (
+        "invokes-another-endpoint-in-lower-case",
+        "dev",
+        "iam",
+        lambda g: mutate(
+            g,
+            rules.ROLE_POLICY,
+            "api-role-policy",
+            with_policy(
+                lambda st: st[1].update(
+                    Action="sagemaker:invokeendpoint",
+                    Resource="arn:aws:sagemaker:us-east-1:123456789012:endpoint/another-stack",
+                )
+            ),
+        ),
+        "api-role-policy: policy.Statement[1]: invokes ['arn:aws:sagemaker:us-east-1:123456789012:endpoint/",
+    ),
+    (
         "service-wildcard-action",
         "dev",
         "iam",
