@@ -763,6 +763,13 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "origins[0].originAccessControlId = None",
     ),
     (
+        "origin-with-another-oac",
+        "dev",
+        "cloudfront_https",
+        lambda g: mutate(g, rules.DISTRIBUTION, "site-cdn", set_path("origins.0.originAccessControlId", "E2OTHEROAC")),
+        "origins[0].originAccessControlId = 'E2OTHEROAC', must be an OriginAccessControl of this stack",
+    ),
+    (
         "http-custom-origin",
         "dev",
         "cloudfront_https",
