@@ -49,6 +49,15 @@ def test_csp_checker_rejects_weak_policies() -> None:
     assert rules.csp_problems(good + "; img-src 'self' data: blob: https://tracker.example", api)
     assert rules.csp_problems(good + "; base-uri https://evil.example", api)
     assert rules.csp_problems(good + "; img-src 'self' data: blob:; base-uri 'self'; form-action 'self'", api) == []
+    # A second API-like origin in connect-src: only the exact-list check sees it (connect-src names origins).
+    other = "https://other.example"
+    assert rules.csp_problems(good.replace(f"connect-src {api}", f"connect-src {api} {other}"), api) == [
+        f"connect-src = [{api!r}, {other!r}], must be exactly [{api!r}]"
+    ]
+    # A required directive left out: nothing else in the policy is wrong.
+    for directive in ("frame-ancestors 'none'", "object-src 'none'", "default-src 'self'"):
+        name, want = directive.split()
+        assert rules.csp_problems(good.replace(directive, ""), api) == [f"{name} = None, must be [{want!r}]"]
 
 
 def test_permissions_policy_checker_rejects_weak_policies() -> None:
