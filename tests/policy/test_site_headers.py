@@ -70,6 +70,12 @@ def test_permissions_policy_checker_rejects_weak_policies() -> None:
     assert rules.permissions_policy_problems(good.replace("microphone=()", "microphone"))
     assert rules.permissions_policy_problems(good.replace("geolocation=(), ", ""))
     assert rules.permissions_policy_problems(good + ', fullscreen=(self "https://evil.example")')
+    # Written out, not read from rules: each feature the rule must require, left out in turn.
+    features = ("camera", "clipboard-read", "display-capture", "geolocation", "hid")
+    features += ("microphone", "midi", "payment", "serial", "usb")
+    for feature in features:
+        without = ", ".join(f"{name}=()" for name in features if name != feature)
+        assert rules.permissions_policy_problems(without) == [f"{feature} is not named, must be {feature}=()"]
 
 
 def hsts_max_age(value: str) -> int:
