@@ -1119,6 +1119,18 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "api-role: assumeRolePolicy.Statement[0]: trusts ['sagemaker.amazonaws.com']",
     ),
     (
+        "trust-an-extra-service",
+        "dev",
+        "iam",
+        lambda g: mutate(
+            g,
+            rules.ROLE,
+            "api-role",
+            _trust_principal({"Service": ["lambda.amazonaws.com", "sagemaker.amazonaws.com"]}),
+        ),
+        "api-role: assumeRolePolicy.Statement[0]: trusts ['lambda.amazonaws.com', 'sagemaker.amazonaws.com']",
+    ),
+    (
         "trust-any-account",
         "dev",
         "iam",
