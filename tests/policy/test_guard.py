@@ -1131,6 +1131,31 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "api-role: assumeRolePolicy.Statement[0]: trusts ['lambda.amazonaws.com', 'sagemaker.amazonaws.com']",
     ),
     (
+        "trust-an-extra-action",
+        "dev",
+        "iam",
+        lambda g: mutate(g, rules.ROLE, "model-role", _trust_action(["sts:AssumeRole", "sts:TagSession"])),
+        "model-role: assumeRolePolicy.Statement[0]: Action = ['sts:AssumeRole', 'sts:TagSession']",
+    ),
+    (
+        "customer-managed-policy-wildcard",
+        "dev",
+        "iam",
+        lambda g: add(
+            g,
+            Res(
+                rules.POLICY,
+                "extra-policy",
+                {
+                    "policy": json.dumps(
+                        {"Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "arn:aws:s3:::b/k"}]}
+                    )
+                },
+            ),
+        ),
+        "extra-policy: policy.Statement[0]: Action wildcard ['s3:*']",
+    ),
+    (
         "trust-any-account",
         "dev",
         "iam",
