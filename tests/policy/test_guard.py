@@ -1570,6 +1570,22 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         f"api-log-group: references KMS key {OTHER_KEY!r}, not the stack key",
     ),
     (
+        "role-decrypt-denied",
+        "prod",
+        "kms",
+        lambda g: mutate(g, rules.ROLE_POLICY, "api-role-policy", with_policy(lambda st: st[-1].update(Effect="Deny"))),
+        "api-role: no inline policy allows kms:Decrypt",
+    ),
+    (
+        "role-decrypts-with-the-key-and-another",
+        "prod",
+        "kms",
+        lambda g: mutate(
+            g, rules.ROLE_POLICY, "api-role-policy", with_policy(lambda st: st[-1].update(Resource=[KMS_KEY_ARN, "*"]))
+        ),
+        "api-role: no inline policy allows kms:Decrypt",
+    ),
+    (
         "foreign-key",
         "prod",
         "kms",
