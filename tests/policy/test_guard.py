@@ -1177,6 +1177,13 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "api-access-logs: retentionInDays = None",
     ),
     (
+        "retention-above-config",
+        "dev",
+        "log_retention",
+        lambda g: mutate(g, rules.LOG_GROUP, "model-log-group", set_path("retentionInDays", 3653)),
+        "model-log-group: retentionInDays = 3653, must be 14",
+    ),
+    (
         "retention-not-config",
         "prod",
         "log_retention",
