@@ -22,6 +22,7 @@ from tests.policy.graph import ALARM_TOPIC_ARN, KMS_KEY_ARN, Graph, Res
 # SSE-KMS objects needs a key-policy statement for CloudFront, and the program does not own the key).
 SSE_S3_EXEMPT = {"site-bucket": "OAC + SSE-KMS needs the key policy to trust CloudFront (static_site.py)"}
 OTHER_KEY = "arn:aws:kms:us-east-1:123456789012:key/ffffffff-0000-0000-0000-000000000000"
+CN_KEY = "arn:aws-cn:kms:cn-north-1:123456789012:key/ffffffff-0000-0000-0000-000000000000"
 # Written out, not read from rules: a bad case built from the rule's own constant passes whatever the rule says.
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 AUTHENTICATED_USERS = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers"
@@ -1591,6 +1592,13 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
             g, rules.ROLE_POLICY, "api-role-policy", with_policy(lambda st: st[-1].update(Resource=[KMS_KEY_ARN, "*"]))
         ),
         "api-role: no inline policy allows kms:Decrypt",
+    ),
+    (
+        "key-of-another-partition-named-elsewhere",
+        "prod",
+        "kms",
+        lambda g: mutate(g, rules.LOG_GROUP, "api-log-group", set_path("kmsKeyId", CN_KEY)),
+        f"api-log-group: references KMS key {CN_KEY!r}, not the stack key",
     ),
     (
         "foreign-key",
