@@ -554,6 +554,13 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "site-bucket-policy: policy.Statement[0]: Allow with NotPrincipal/NotAction",
     ),
     (
+        "cloudfront-any-distribution",
+        "dev",
+        "bucket_policy",
+        lambda g: mutate(g, rules.BUCKET_POLICY, "site-bucket-policy", with_policy(lambda st: st[0].pop("Condition"))),
+        "site-bucket-policy: policy.Statement[0]: Condition.StringEquals.AWS:SourceArn = None",
+    ),
+    (
         "other-distribution",
         "dev",
         "bucket_policy",
