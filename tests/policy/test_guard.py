@@ -778,6 +778,18 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "origins[0].originAccessControlId = 'E2OTHEROAC', must be an OriginAccessControl of this stack",
     ),
     (
+        "match-viewer-custom-origin",
+        "dev",
+        "cloudfront_https",
+        lambda g: mutate(
+            g,
+            rules.DISTRIBUTION,
+            "site-cdn",
+            set_path("origins.0.customOriginConfig", {"originProtocolPolicy": "match-viewer"}),
+        ),
+        "customOriginConfig.originProtocolPolicy = 'match-viewer'",
+    ),
+    (
         "http-custom-origin",
         "dev",
         "cloudfront_https",
