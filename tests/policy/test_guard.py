@@ -1211,6 +1211,13 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "model-log-group: retentionInDays = 14, must be 90",
     ),
     (
+        "function-logs-to-an-undeclared-group",
+        "dev",
+        "log_retention",
+        lambda g: mutate(g, rules.FUNCTION, "api-function", set_path("loggingConfig", {"logGroup": "/custom/proxy"})),
+        "api-function: its log group '/custom/proxy' is not declared",
+    ),
+    (
         "function-group-missing",
         "dev",
         "log_retention",
