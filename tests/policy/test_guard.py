@@ -1717,5 +1717,12 @@ def test_a_statement_that_logs_and_invokes_its_own_endpoint_passes(graphs: Mappi
     assert RULES["iam"](mutate(graph, rules.ROLE_POLICY, "api-role-policy", merged), graph) == []
 
 
+def test_with_alarms_off_every_alarm_is_reported(graphs: Mapping[str, Graph]) -> None:
+    """The stacks run with alarms on; the rule's other branch, judged on the same alarms."""
+    violations = rules.alarm_violations(graphs["dev"].resources, False, None)
+    assert len(violations) == len(graphs["dev"].of_type(rules.METRIC_ALARM))
+    assert any(v.endswith("api-alarm-5xx: an alarm although alarms is false") for v in violations)
+
+
 def test_every_rule_has_a_bad_case() -> None:
     assert {c[2] for c in BAD_CASES} == set(RULES)
