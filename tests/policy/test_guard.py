@@ -1324,6 +1324,15 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "AllowOrigins = ['https://evil.example.com']",
     ),
     (
+        "cors-extra-foreign-origin",
+        "prod",
+        "cors",
+        lambda g: mutate(
+            g, rules.DYNAMIC, "api-cors", set_path("origins", [*allowed_origins(g), "https://evil.example.com"])
+        ),
+        "api-cors: AllowOrigins = [",
+    ),
+    (
         "cors-on-api-star",
         "dev",
         "cors",
