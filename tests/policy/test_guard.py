@@ -1671,6 +1671,13 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "api-stage: no alarm on AWS/ApiGateway ApiId = 'abc123defg'",
     ),
     (
+        "stage-alarm-in-another-namespace",
+        "dev",
+        "alarms",
+        lambda g: mutate(g, rules.METRIC_ALARM, "api-alarm-5xx", set_path("namespace", "AWS/Lambda")),
+        "api-stage: no alarm on AWS/ApiGateway ApiId = 'abc123defg'",
+    ),
+    (
         "function-not-watched",
         "dev",
         "alarms",
