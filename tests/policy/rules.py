@@ -82,6 +82,30 @@ ROLE_USERS: dict[str, tuple[str, str]] = {
     SM_MODEL: ("executionRoleArn", "sagemaker.amazonaws.com"),
     FUNCTION: ("role", "lambda.amazonaws.com"),
 }
+# Every action a role may be granted, by the service that uses it: what its work needs (components/policies.py says
+# why each is there). Written out here, not read from the program: the checks of rule 6 above see wildcards and
+# foreign resources only, so sagemaker:DeleteEndpoint granted beside InvokeEndpoint on the stack's own endpoint
+# passed them all. IAM compares actions case-insensitively, and so does this.
+SERVICE_ACTIONS: dict[str, frozenset[str]] = {
+    "sagemaker.amazonaws.com": frozenset(
+        {
+            "ecr:GetAuthorizationToken",
+            "ecr:BatchCheckLayerAvailability",
+            "ecr:BatchGetImage",
+            "ecr:GetDownloadUrlForLayer",
+            "s3:GetObject",
+            "logs:CreateLogGroup",
+            "logs:CreateLogStream",
+            "logs:DescribeLogStreams",
+            "logs:PutLogEvents",
+            "cloudwatch:PutMetricData",
+            "kms:Decrypt",
+        }
+    ),
+    "lambda.amazonaws.com": frozenset(
+        {"logs:CreateLogStream", "logs:PutLogEvents", "sagemaker:InvokeEndpoint", "kms:Decrypt"}
+    ),
+}
 HTTPS_VIEWER_POLICIES = ("redirect-to-https", "https-only")
 MIN_TLS = "TLSv1.2_2021"
 HSTS_MIN_AGE_S = 365 * 24 * 3600
@@ -355,17 +379,31 @@ def cloudfront_https_violations(resources: Sequence[Res]) -> list[str]:
 
 
 def _policy_documents(resources: Sequence[Res], problems: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    return [(where, doc) for where, doc, _ in _policy_documents_with_roles(resources, problems)]
+
+
+def _policy_documents_with_roles(
+    resources: Sequence[Res], problems: list[str]
+) -> list[tuple[str, dict[str, Any], Res | None]]:
+    """Each identity policy document, where it is, and the role of this stack it is on (None: a standalone Policy,
+    or a RolePolicy on a role the stack does not have)."""
+    roles = list(of_type(resources, ROLE))
+
+    def role_named(value: Any) -> Res | None:
+        return next((r for r in roles if value is not None and value in (r.id, r.outputs.get("name"))), None)
+
     documents = []
     for res in resources:
         if res.type in (ROLE_POLICY, POLICY):
             doc = _document(res, "policy", problems)
             if doc is not None:
-                documents.append((f"{res.label()}: policy", doc))
+                role = role_named(res.inputs.get("role")) if res.type == ROLE_POLICY else None
+                documents.append((f"{res.label()}: policy", doc, role))
         elif res.type == ROLE:
             for i, inline in enumerate(_as_list(res.inputs.get("inlinePolicies"))):
                 doc = _document(Res(res.type, res.name, inline, urn=res.urn), "policy", problems)
                 if doc is not None:
-                    documents.append((f"{res.label()}: inlinePolicies[{i}].policy", doc))
+                    documents.append((f"{res.label()}: inlinePolicies[{i}].policy", doc, res))
     return documents
 
 
@@ -448,6 +486,15 @@ def iam_violations(resources: Sequence[Res]) -> list[str]:
                 problems.append(f"{user.label()}: {prop} = {user.inputs.get(prop)!r} is not a role of this stack")
             else:
                 expected.setdefault(role.name, set()).add(service)
+    for where, document, role in _policy_documents_with_roles(resources, []):
+        services = expected.get(role.name, set()) if role is not None else set()
+        needed = {a.lower() for service in services for a in SERVICE_ACTIONS.get(service, ())}
+        for i, statement in enumerate(_statements(document)):
+            actions = [str(a) for a in _as_list(statement.get("Action"))]
+            extra = sorted(a for a in actions if a.lower() not in needed)
+            if statement.get("Effect") == "Allow" and extra:
+                users = sorted(services) or "no service of this stack"
+                problems.append(f"{where}.Statement[{i}]: grants {extra}, which the role's user ({users}) never needs")
     for role in of_type(resources, ROLE):
         document = _document(role, "assumeRolePolicy", problems)
         want = expected.get(role.name)

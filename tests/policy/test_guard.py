@@ -886,6 +886,45 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "api-role-policy: policy.Statement[1]: invokes ['arn:aws:sagemaker:us-east-1:123456789012:endpoint/",
     ),
     (
+        "deletes-its-own-endpoint",
+        "dev",
+        "iam",
+        lambda g: mutate(
+            g,
+            rules.ROLE_POLICY,
+            "api-role-policy",
+            with_policy(lambda st: st[1].update(Action=["sagemaker:InvokeEndpoint", "sagemaker:DeleteEndpoint"])),
+        ),
+        "api-role-policy: policy.Statement[1]: grants ['sagemaker:DeleteEndpoint'], which the role's user "
+        "(['lambda.amazonaws.com']) never needs",
+    ),
+    (
+        "writes-the-model-artifact",
+        "prod",
+        "iam",
+        lambda g: mutate(
+            g,
+            rules.ROLE_POLICY,
+            "model-role-policy",
+            with_policy(lambda st: st[2].update(Action=["s3:GetObject", "S3:PutObject"])),
+        ),
+        "model-role-policy: policy.Statement[2]: grants ['S3:PutObject'], which the role's user "
+        "(['sagemaker.amazonaws.com']) never needs",
+    ),
+    (
+        "model-role-invokes-the-endpoint",
+        "dev",
+        "iam",
+        lambda g: mutate(
+            g,
+            rules.ROLE_POLICY,
+            "model-role-policy",
+            with_policy(lambda st: st[2].update(Action="sagemaker:InvokeEndpoint")),
+        ),
+        "model-role-policy: policy.Statement[2]: grants ['sagemaker:InvokeEndpoint'], which the role's user "
+        "(['sagemaker.amazonaws.com']) never needs",
+    ),
+    (
         "service-wildcard-action",
         "dev",
         "iam",
