@@ -139,16 +139,68 @@ def _helpers_start_with_stop_signals_blocked() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
+class SandboxStartError(RuntimeError):
+    """A new sandbox could not start (its fork server died, or cannot run): the handler never ran."""
+
+
+# How long a sandbox's start waits for a fork server that refused it to finish dying (it exits in milliseconds).
+FORK_SERVER_EXIT_WAIT_S = 5.0
+
+
+def _fork_server_gone(pid: int, timeout_s: float) -> bool:
+    """Whether the fork server `pid` (this process's child) has exited, or multiprocessing has started another since,
+    waiting up to `timeout_s`; without reaping it: ensure_running starts a dead one again only once its own waitpid
+    reaps it. (A poll: a child's exit has no waitable handle on every platform. macOS has no os.waitid before
+    Python 3.13: there this waits for nothing, and a start retried too soon fails.)"""
+    deadline = time.monotonic() + timeout_s
+    while hasattr(os, "waitid") and forkserver._forkserver._forkserver_pid == pid:
+        try:
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                break
+        except ChildProcessError:  # reaped already (by ensure_running, in another thread)
+            break
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 class _SandboxPopen(popen_forkserver.Popen):
     """A sandbox's start: multiprocessing also starts a dead fork server again here, by itself, for the next new
     sandbox (ensure_running in connect_to_new_process), in whatever thread starts it (the server's event loop),
     which has nothing blocked. So every start of the fork server, and not only warm()'s, blocks the stop signals.
     (Held in this thread while a sandbox starts: milliseconds, or the handler's import when the fork server starts
-    again. A signal meanwhile goes to another thread, or waits until then: it is not lost.)"""
+    again. A signal meanwhile goes to another thread, or waits until then: it is not lost.)
+
+    A fork server that died (killed, out of memory) but has not exited yet, or not been reaped, is taken for alive
+    by ensure_running: the sandbox's start then fails (ConnectionRefusedError at the connect, or EOFError, "unexpected
+    EOF", where the fork server was to send the sandbox's pid) with the sandbox never forked. Lambda would start
+    another, so it is started once more, as soon as the fork server can be started again; failing that, the start
+    raises SandboxStartError, which does not blame the handler."""
 
     def _launch(self, process_obj: Any) -> None:
-        with _helpers_start_with_stop_signals_blocked():
-            super()._launch(process_obj)
+        try:
+            with _helpers_start_with_stop_signals_blocked():
+                super()._launch(process_obj)
+        except (ConnectionError, EOFError) as error:
+            refused = f"{type(error).__name__}: {error}"
+            if self.finalizer is not None:  # the pipes of the start that failed
+                self.finalizer()
+            # Waited for outside the block on the stop signals: a Ctrl-C meanwhile is not held up.
+            fork_server = forkserver._forkserver._forkserver_pid  # the one it took for alive (or one since)
+            if fork_server is not None and not _fork_server_gone(fork_server, FORK_SERVER_EXIT_WAIT_S):
+                raise SandboxStartError(
+                    f"a Lambda sandbox could not start: its fork server refused it ({refused}) and is still running"
+                ) from error
+            self._fds = []  # filled again as the process is pickled again
+            try:
+                with _helpers_start_with_stop_signals_blocked():
+                    super()._launch(process_obj)
+            except (OSError, EOFError) as again:
+                raise SandboxStartError(
+                    f"a Lambda sandbox could not start: its fork server had died ({refused}), and starting it again "
+                    f"failed: {type(again).__name__}: {again}"
+                ) from again
 
 
 class _SandboxProcess(ForkServerProcess):

@@ -51,7 +51,7 @@ from components.settings import Settings, SettingsError, read_stack_config
 from components.site_config import CONFIG_JS_CACHE_CONTROL, CONFIG_JS_CONTENT_TYPE, render_config_js
 from local import gateway
 from local.runtime import Faults, RuntimeAnswer, SageMakerRuntime, aws_error
-from local.sandboxes import LambdaSandboxes, LambdaTimeout
+from local.sandboxes import LambdaSandboxes, LambdaTimeout, SandboxStartError
 
 ROOT = Path(__file__).resolve().parent.parent
 WWW = ROOT / "www"
@@ -489,6 +489,9 @@ def create_app(
                 log.error(
                     "the Lambda function timed out (%s; API Gateway answers 500); its sandbox is replaced", timed_out
                 )
+                answer = gateway.gateway_error(500)
+            except SandboxStartError as refused:  # no sandbox to run it in: the handler never ran
+                log.error("%s (API Gateway answers 500)", refused)
                 answer = gateway.gateway_error(500)
             except BrokenProcessPool:  # Lambda's Runtime.ExitError: this invocation fails, a new sandbox serves next
                 log.error("the Lambda sandbox exited mid-invocation (API Gateway answers 500); it will be replaced")

@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from local import sandboxes as sandboxes_module
-from local.sandboxes import LambdaSandboxes, LambdaTimeout
+from local.sandboxes import LambdaSandboxes, LambdaTimeout, SandboxStartError
 from tests.conftest import process_group_members
 from tests.waiting import HANG_GUARD_S, wait_until
 
@@ -515,6 +515,61 @@ def test_a_sandbox_whose_fork_server_died_exits_though_its_executor_took_it_for_
         busy.result(timeout=60)
     assert waiting.result(timeout=60) != first
     wait_until(lambda: dead(first), "the sandbox whose fork server died to exit")
+
+
+def fork_server_dies_at_the_connect(monkeypatch, error: type[Exception], times: int) -> list[int]:
+    """multiprocessing's connect to the fork server, for the next `times` sandbox starts, finds it alive (as
+    ensure_running does) and then dead: it is killed there, not yet exited nor reaped, and the connect fails as it
+    then does. Returns the fork server's pid at each connect."""
+    from multiprocessing import forkserver
+
+    real_connect = forkserver.connect_to_new_process
+    connects: list[int] = []
+
+    def connect(fds):
+        forkserver.ensure_running()  # as the real one begins; it also starts a fork server that was reaped again
+        connects.append(forkserver._forkserver._forkserver_pid)
+        if len(connects) > times:
+            return real_connect(fds)
+        os.kill(connects[-1], signal.SIGKILL)
+        raise error("the fork server died")
+
+    monkeypatch.setattr(forkserver, "connect_to_new_process", connect)
+    return connects
+
+
+@pytest.mark.parametrize("error", [ConnectionRefusedError, EOFError])
+def test_a_sandbox_started_as_its_fork_server_dies_starts_in_the_one_started_again(one, monkeypatch, error):
+    """A fork server killed (or out of memory) is taken for alive until it is reaped: a sandbox started then failed
+    (ConnectionRefusedError, or "EOFError: unexpected EOF" where its pid was to come), and its invocation, which it
+    never began, with it: a 500 blamed on the handler. Lambda would run it in a new sandbox."""
+    connects = fork_server_dies_at_the_connect(monkeypatch, error, times=1)
+    sandbox = one.submit({}, None).result(timeout=60)
+    assert len(connects) == 2 and connects[0] != connects[1], "once more, once the fork server was started again"
+    assert psutil.Process(sandbox).ppid() == connects[1]
+
+
+def test_a_sandbox_that_cannot_start_in_the_fork_server_started_again_fails_its_invocation_saying_so(one, monkeypatch):
+    connects = fork_server_dies_at_the_connect(monkeypatch, ConnectionRefusedError, times=2)
+    with pytest.raises(SandboxStartError, match=r"^a Lambda sandbox could not start: its fork server had died"):
+        one.submit({}, None).result(timeout=60)
+    assert len(connects) == 2, "started once more, not again and again"
+    assert one.size == 0
+    monkeypatch.undo()
+    assert one.submit({}, None).result(timeout=60)
+
+
+def test_a_start_waits_for_its_dead_fork_server_to_exit_and_leaves_it_for_multiprocessing_to_reap(one):
+    """ensure_running starts a fork server again only once its own waitpid reaps the dead one: reaped here, it
+    would raise ChildProcessError; not waited for, it is taken for alive again."""
+    from multiprocessing import forkserver
+
+    one.submit({}, None).result(timeout=60)
+    fork_server = forkserver._forkserver._forkserver_pid
+    assert not sandboxes_module._fork_server_gone(fork_server, timeout_s=0.05), "it is alive"
+    os.kill(fork_server, signal.SIGKILL)
+    assert sandboxes_module._fork_server_gone(fork_server, timeout_s=HANG_GUARD_S)
+    assert psutil.Process(fork_server).status() == psutil.STATUS_ZOMBIE, "exited, and not reaped"
 
 
 def shown_env(event: dict, context) -> dict:

@@ -32,7 +32,7 @@ from components.settings import Settings, load_stack_file
 from local import gateway, server
 from local.__main__ import host_address, parse_args, port_number
 from local.runtime import ContainerResponse, ContainerUnavailable, Faults, SageMakerRuntime
-from local.sandboxes import LambdaTimeout
+from local.sandboxes import LambdaTimeout, SandboxStartError
 from local.server import StackInfo, create_app, names_this_machine
 from tests.ci import require_ipv6_loopback
 from tests.conftest import ROOT
@@ -240,8 +240,9 @@ def test_an_integration_that_does_not_answer_in_time_is_api_gateways_503(tiers, 
         BrokenProcessPool("the sandbox died"),
         RuntimeError("handler bug"),
         LambdaTimeout("Task timed out after 29.00 seconds"),
+        SandboxStartError("a Lambda sandbox could not start: its fork server had died"),
     ],
-    ids=["sandbox_died", "raised", "timed_out"],
+    ids=["sandbox_died", "raised", "timed_out", "no_sandbox"],
 )
 def test_a_function_that_dies_or_raises_is_api_gateways_500(tiers, failure):
     tiers.sandboxes.result = failure
@@ -251,19 +252,25 @@ def test_a_function_that_dies_or_raises_is_api_gateways_500(tiers, failure):
 
 
 @pytest.mark.parametrize(
-    "failure",
-    [BrokenProcessPool("the sandbox died"), LambdaTimeout("Task timed out after 29.00 seconds")],
-    ids=["sandbox_died", "timed_out"],
+    ("failure", "says"),
+    [
+        (BrokenProcessPool("the sandbox died"), "exited"),
+        (LambdaTimeout("Task timed out after 29.00 seconds"), "timed out"),
+        (SandboxStartError("a Lambda sandbox could not start: its fork server had died"), "could not start"),
+    ],
+    ids=["sandbox_died", "timed_out", "no_sandbox"],
 )
-def test_a_function_that_dies_or_times_out_is_logged_in_one_line_without_a_traceback(tiers, failure, caplog):
-    # The function's own failure, not a bug of the stack: one line saying what happened, as Lambda's log does
-    # ("Task timed out"), not the traceback logged for a handler that raised.
+def test_a_function_that_dies_times_out_or_gets_no_sandbox_is_logged_in_one_line_without_a_traceback(
+    tiers, failure, says, caplog
+):
+    # The function's own failure, or no sandbox to run it in, not a bug of the stack: one line saying what happened,
+    # as Lambda's log does ("Task timed out"), not the traceback logged for a handler that raised.
     tiers.sandboxes.result = failure
     with caplog.at_level(logging.ERROR, logger="local"):
         assert tiers.predict().status_code == 500
     (record,) = [r for r in caplog.records if r.name == "local"]
     assert record.exc_info is None and "\n" not in record.getMessage(), record.getMessage()
-    assert ("timed out" if isinstance(failure, LambdaTimeout) else "exited") in record.getMessage()
+    assert says in record.getMessage() and "handler" not in record.getMessage()
 
 
 def test_a_body_that_stalls_is_a_json_408_on_both_tiers(tiers, monkeypatch):
