@@ -25,6 +25,7 @@ from local.runtime import (
     SageMakerRuntime,
     TorchServeContainer,
 )
+from local.sandboxes import SandboxStartError
 from local.server import (
     DEFAULT_ENDPOINT_NAME,
     ROOT,
@@ -266,7 +267,10 @@ def serve(
         if sandboxes is not None:
             raise
         first = (str(e).splitlines() or [""])[0]
-        print(f"error: the Lambda handler cannot start: {type(e).__name__}: {first}", file=sys.stderr)
+        if isinstance(e, SandboxStartError):  # not the handler's doing (a TMPDIR too long for the sandboxes)
+            print(f"error: the Lambda sandboxes cannot start: {first}", file=sys.stderr)
+        else:
+            print(f"error: the Lambda handler cannot start: {type(e).__name__}: {first}", file=sys.stderr)
         return 1
     finally:
         # A second Ctrl-C (or signal) must not cut the cleanup short and leave the JVM or the model behind. A

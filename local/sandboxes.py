@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -309,8 +310,18 @@ class LambdaSandboxes:
 
             os.environ[sandbox_env.VARIABLE] = json.dumps(dict(env))
             self._context.set_forkserver_preload([sandbox_env.__name__, self._preload])
-        with _helpers_start_with_stop_signals_blocked():
-            forkserver.ensure_running()
+        try:
+            with _helpers_start_with_stop_signals_blocked():
+                forkserver.ensure_running()
+        except OSError as error:
+            # The fork server listens on a Unix socket in a directory multiprocessing makes in the temporary
+            # directory, which the user chose; the handler is not to blame, and only a shorter path helps.
+            if str(error) != "AF_UNIX path too long":
+                raise
+            raise SandboxStartError(
+                f"the temporary directory {tempfile.gettempdir()} is too long a path for the Unix socket of the"
+                " sandboxes' fork server (AF_UNIX path too long): set TMPDIR to a shorter path"
+            ) from error
         with self._lock:
             sandbox = self._take()
         assert sandbox is not None  # max_sandboxes >= 1 and nothing runs yet

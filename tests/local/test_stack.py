@@ -471,6 +471,32 @@ def test_a_configuration_the_handler_refuses_at_import_stops_the_stack_in_one_li
     assert list(tmp.iterdir()) == []  # the unpacked model and the fork server's directory are gone
 
 
+def test_a_temporary_directory_too_long_for_the_fork_servers_socket_is_named_not_blamed_on_the_handler(
+    artifact, tmp_path
+):
+    """The sandboxes' fork server listens on a Unix socket in the temporary directory, whose path has at most 107
+    bytes: with a long TMPDIR the stack stopped with "the Lambda handler cannot start: OSError: AF_UNIX path too
+    long", blaming the handler and saying nothing of what to change."""
+    tmp = tmp_path / "t"
+    tmp = tmp.with_name("t" * (100 - len(str(tmp)) + 1))
+    tmp.mkdir()
+    assert len(str(tmp)) == 100
+    result = subprocess.run(
+        [sys.executable, "-m", "local", "--port", "0"],
+        cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(tmp)},
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_S,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == (
+        f"error: the Lambda sandboxes cannot start: the temporary directory {tmp} is too long a path for the Unix"
+        " socket of the sandboxes' fork server (AF_UNIX path too long): set TMPDIR to a shorter path\n"
+    )
+    assert list(tmp.iterdir()) == []  # the unpacked model and the fork server's directory are gone
+
+
 def bound_sockets(monkeypatch) -> list:
     """Every socket local.__main__ binds from now on: main() must close it however it returns (it may run
     inside a longer-lived process, as here)."""
