@@ -559,6 +559,24 @@ def test_a_sandbox_that_cannot_start_in_the_fork_server_started_again_fails_its_
     assert one.submit({}, None).result(timeout=60)
 
 
+def test_a_sandbox_its_fork_server_refuses_though_alive_fails_its_invocation_saying_so(one, monkeypatch):
+    """Only a fork server that died is started again: one still running once the wait for its exit ends is not, and
+    the start fails without hanging and without blaming the handler or a death that did not happen."""
+    from multiprocessing import forkserver
+
+    def refuse(fds):
+        forkserver.ensure_running()
+        raise ConnectionRefusedError("refused")
+
+    monkeypatch.setattr(forkserver, "connect_to_new_process", refuse)
+    monkeypatch.setattr(sandboxes_module, "FORK_SERVER_EXIT_WAIT_S", 0.05)
+    with pytest.raises(
+        SandboxStartError, match=r"refused it \(ConnectionRefusedError: refused\) and is still running$"
+    ):
+        one.submit({}, None).result(timeout=60)
+    assert one.size == 0
+
+
 def test_a_start_waits_for_its_dead_fork_server_to_exit_and_leaves_it_for_multiprocessing_to_reap(one):
     """ensure_running starts a fork server again only once its own waitpid reaps the dead one: reaped here, it
     would raise ChildProcessError; not waited for, it is taken for alive again."""
