@@ -388,6 +388,16 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "model-artifact: grantReadAcp = ",
     ),
     (
+        # Only BucketOwnerEnforced (this rule's other half) keeps it harmless: whoever it names may rewrite the ACL.
+        "object-grant-write-acp",
+        "dev",
+        "acl",
+        lambda g: mutate(
+            g, S3 + "bucketObjectv2:BucketObjectv2", "model-artifact", set_path("grantWriteAcp", f"uri={ALL_USERS}")
+        ),
+        "model-artifact: grantWriteAcp = ",
+    ),
+    (
         "no-ownership-controls",
         "dev",
         "acl",
