@@ -201,7 +201,8 @@ def acl_violations(resources: Sequence[Res]) -> list[str]:
                 if any(uri in text for uri in PUBLIC_GRANTEE_URIS):
                     problems.append(f"{res.label()}: grants has a public grantee: {text}")
         if res.type in OBJECT_TYPES:
-            for prop in ("grantRead", "grantFullControl", "grantReadAcp", "grantWriteAcp"):
+            # An ObjectCopy's ACL is its `grants` list (pulumi-aws 7 has no grant* properties on any object type).
+            for prop in ("grants", "grantRead", "grantFullControl", "grantReadAcp", "grantWriteAcp"):
                 if res.inputs.get(prop):
                     problems.append(f"{res.label()}: {prop} = {res.inputs[prop]!r}, object ACL grants are not allowed")
     for bucket in _buckets(resources):

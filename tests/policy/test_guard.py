@@ -398,6 +398,25 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "model-artifact: grantWriteAcp = ",
     ),
     (
+        "object-copy-public-grant",
+        "dev",
+        "acl",
+        lambda g: add(
+            g,
+            Res(
+                rules.OBJECT_TYPES[2],
+                "site-file-copy",
+                {
+                    "bucket": "site-bucket-a1b2c3",
+                    "key": "copy.html",
+                    "source": "site-bucket-a1b2c3/index.html",
+                    "grants": [{"type": "Group", "uri": ALL_USERS, "permissions": ["READ"]}],
+                },
+            ),
+        ),
+        "site-file-copy: grants = ",
+    ),
+    (
         "no-ownership-controls",
         "dev",
         "acl",
