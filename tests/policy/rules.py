@@ -128,6 +128,9 @@ DENIED_FEATURES = (
 ISOLATION_HEADERS = {"cross-origin-opener-policy": "same-origin", "cross-origin-resource-policy": "same-origin"}
 PREDICT_SOURCE_SUFFIX = "/*/POST/predict"
 OAC_READ_ACTIONS = frozenset({"s3:GetObject"})
+# What a viewer may ask of the read-only site: a behaviour forwarding POST/PUT/DELETE to the S3 origin would be kept
+# from writing only by rule 4's read-only bucket policy (OAC signs those requests too).
+SITE_METHODS = frozenset({"GET", "HEAD"})
 CORS_METHODS = frozenset({"POST", "OPTIONS"})
 CORS_EXPOSED = frozenset({"retry-after", "x-request-id"})
 _KMS_ARN = re.compile(r"arn:aws[a-z-]*:kms:[^\"\\\s,]+")
@@ -323,7 +326,8 @@ def bucket_policy_violations(resources: Sequence[Res]) -> list[str]:
 
 
 def cloudfront_https_violations(resources: Sequence[Res]) -> list[str]:
-    """Rule 5: viewers on HTTPS only, TLS 1.2_2021 with a custom certificate, S3 origins through OAC."""
+    """Rule 5: viewers on HTTPS only and reading only (GET and HEAD), TLS 1.2_2021 with a custom certificate, S3
+    origins through OAC."""
     oac_ids = {o.id for o in of_type(resources, OAC)}
     problems = [
         f"{r.label()}: legacy Origin Access Identity; use Origin Access Control" for r in of_type(resources, OAI)
@@ -341,6 +345,9 @@ def cloudfront_https_violations(resources: Sequence[Res]) -> list[str]:
             policy = behavior.get("viewerProtocolPolicy")
             if policy not in HTTPS_VIEWER_POLICIES:
                 problems.append(f"{dist.label()}: {where}.viewerProtocolPolicy = {policy!r}")
+            methods = [str(m) for m in _as_list(behavior.get("allowedMethods"))]
+            if set(methods) != SITE_METHODS:
+                problems.append(f"{dist.label()}: {where}.allowedMethods = {methods!r}, must be {sorted(SITE_METHODS)}")
         cert = dist.inputs.get("viewerCertificate") or {}
         if cert.get("acmCertificateArn") or cert.get("iamCertificateId"):
             if cert.get("minimumProtocolVersion") != MIN_TLS:

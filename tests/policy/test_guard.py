@@ -753,6 +753,34 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "orderedCacheBehaviors[0].viewerProtocolPolicy = 'allow-all'",
     ),
     (
+        "default-behaviour-forwards-every-method",
+        "dev",
+        "cloudfront_https",
+        lambda g: mutate(
+            g,
+            rules.DISTRIBUTION,
+            "site-cdn",
+            set_path(
+                "defaultCacheBehavior.allowedMethods", ["DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"]
+            ),
+        ),
+        "site-cdn: defaultCacheBehavior.allowedMethods = ['DELETE', 'GET', 'HEAD', 'OPTIONS', 'PATCH', 'POST', 'PUT'], "
+        "must be ['GET', 'HEAD']",
+    ),
+    (
+        # CloudFront's only other read set; the program does not set it, and the rule allows what the program sets.
+        "config-js-behaviour-adds-options",
+        "prod",
+        "cloudfront_https",
+        lambda g: mutate(
+            g,
+            rules.DISTRIBUTION,
+            "site-cdn",
+            set_path("orderedCacheBehaviors.0.allowedMethods", ["GET", "HEAD", "OPTIONS"]),
+        ),
+        "site-cdn: orderedCacheBehaviors[0].allowedMethods = ['GET', 'HEAD', 'OPTIONS'], must be ['GET', 'HEAD']",
+    ),
+    (
         "legacy-oai-resource",
         "dev",
         "cloudfront_https",
