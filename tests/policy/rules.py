@@ -861,6 +861,9 @@ def alarm_violations(resources: Sequence[Res], enabled: bool, topic_arn: str | N
         for prop in ("alarmActions", "okActions"):
             if (alarm.inputs.get(prop) or None) != want:
                 problems.append(f"{alarm.label()}: {prop} = {alarm.inputs.get(prop)!r}, must be {want!r}")
+        # Unset is true: with it false the alarm changes state but never runs its actions (the topic hears nothing).
+        if alarm.inputs.get("actionsEnabled") is False:
+            problems.append(f"{alarm.label()}: actionsEnabled = False, the alarm would never notify")
     watched = {
         (a.inputs.get("namespace"), name, value)
         for a in alarms

@@ -1760,6 +1760,13 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "api-alarm-errors: alarmActions = None",
     ),
     (
+        "alarm-actions-disabled",
+        "prod",
+        "alarms",
+        lambda g: mutate(g, rules.METRIC_ALARM, "model-alarm-5xx", set_path("actionsEnabled", False)),
+        "model-alarm-5xx: actionsEnabled = False, the alarm would never notify",
+    ),
+    (
         "stage-not-watched",
         "dev",
         "alarms",
