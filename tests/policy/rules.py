@@ -134,6 +134,8 @@ SITE_METHODS = frozenset({"GET", "HEAD"})
 CORS_METHODS = frozenset({"POST", "OPTIONS"})
 CORS_EXPOSED = frozenset({"retry-after", "x-request-id"})
 _KMS_ARN = re.compile(r"arn:aws[a-z-]*:kms:[^\"\\\s,]+")
+# S3's regional endpoint, as kms:ViaService names it when S3 decrypts for a caller (.cn in the China regions).
+_S3_SERVICE = re.compile(r"^s3\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$")
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -798,8 +800,8 @@ def headers_policy_violations(resources: Sequence[Res], api_origin: str) -> list
 
 
 def kms_violations(resources: Sequence[Res], kms_key_arn: str | None) -> list[str]:
-    """Rule 12: with a stack key, the Lambda environment uses it and every role may decrypt with it;
-    no resource names any other key. (Bucket encryption with the key is rule 3.)
+    """Rule 12: with a stack key, the Lambda environment uses it and every role may decrypt with it (the model's role
+    only through S3); no resource names any other key. (Bucket encryption with the key is rule 3.)
 
     The SageMaker EndpointConfiguration does not set kmsKeyArn in this program: a serverless variant
     has no ML storage volume for it to encrypt. If it is ever set, it must be the stack key.
@@ -826,6 +828,26 @@ def kms_violations(resources: Sequence[Res], kms_key_arn: str | None) -> list[st
         for role in of_type(resources, ROLE):
             if not granted.get(role.id):
                 problems.append(f"{role.label()}: no inline policy allows kms:Decrypt on {kms_key_arn}")
+    # The model's role reads the key only through S3 (the artifact): a Decrypt it could call directly would let the
+    # container (which parses untrusted images) decrypt anything under the stack key.
+    model_roles = {
+        r.id
+        for r in of_type(resources, ROLE)
+        if r.outputs.get("arn") in {m.inputs.get("executionRoleArn") for m in of_type(resources, SM_MODEL)}
+    }
+    for policy in of_type(resources, ROLE_POLICY):
+        if str(policy.inputs.get("role")) not in model_roles:
+            continue
+        for i, s in enumerate(_statements(json.loads(policy.inputs.get("policy") or "{}"))):
+            if s.get("Effect") != "Allow" or "kms:decrypt" not in {str(a).lower() for a in _as_list(s.get("Action"))}:
+                continue
+            # Further conditions only narrow it (they are ANDed).
+            via = ((s.get("Condition") or {}).get("StringEquals") or {}).get("kms:ViaService")
+            if not (isinstance(via, str) and _S3_SERVICE.match(via)):
+                problems.append(
+                    f"{policy.label()}: policy.Statement[{i}]: kms:Decrypt with Condition {s.get('Condition')!r}, "
+                    "must be StringEquals kms:ViaService = s3.<region>.amazonaws.com (the key only through S3)"
+                )
     # Any KMS key ARN anywhere in the inputs must be the configured one.
     for res in resources:
         for key in sorted(set(_KMS_ARN.findall(json.dumps(dict(res.inputs), default=str)))):

@@ -1725,6 +1725,31 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "api-role: no inline policy allows kms:Decrypt",
     ),
     (
+        "model-role-decrypts-directly",
+        "prod",
+        "kms",
+        lambda g: mutate(g, rules.ROLE_POLICY, "model-role-policy", with_policy(lambda st: st[-1].pop("Condition"))),
+        "model-role-policy: policy.Statement[5]: kms:Decrypt with Condition None, must be StringEquals kms:ViaService",
+    ),
+    (
+        "model-role-decrypts-through-lambda",
+        "prod",
+        "kms",
+        lambda g: mutate(
+            g,
+            rules.ROLE_POLICY,
+            "model-role-policy",
+            with_policy(
+                lambda st: st[-1].update(
+                    Action="KMS:Decrypt",  # IAM reads actions case-insensitively
+                    Condition={"StringEquals": {"kms:ViaService": "lambda.us-east-1.amazonaws.com"}},
+                )
+            ),
+        ),
+        "model-role-policy: policy.Statement[5]: kms:Decrypt with Condition {'StringEquals': {'kms:ViaService': "
+        "'lambda.",
+    ),
+    (
         "key-of-another-partition-named-elsewhere",
         "prod",
         "kms",
