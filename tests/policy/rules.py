@@ -51,6 +51,8 @@ SM_ENDPOINT = "aws:sagemaker/endpoint:Endpoint"
 SM_ENDPOINT_CONFIG = "aws:sagemaker/endpointConfiguration:EndpointConfiguration"
 HTTP_API = "aws:apigatewayv2/api:Api"
 STAGE = "aws:apigatewayv2/stage:Stage"
+ROUTE = "aws:apigatewayv2/route:Route"
+PREDICT_ROUTE = "POST /predict"
 METRIC_ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 DYNAMIC = "pulumi-python:dynamic:Resource"
 
@@ -587,11 +589,17 @@ def stage_violations(resources: Sequence[Res], rate_limit: float, burst_limit: f
 
 
 def invoke_permission_violations(resources: Sequence[Res]) -> list[str]:
-    """Rule 9: only API Gateway, only POST /predict of our API, may invoke a function; no function URL."""
+    """Rule 9: only API Gateway, only POST /predict of our API, may invoke a function; no function URL, and the API
+    routes nothing else (a catch-all would be kept from the function only by the permission's sourceArn)."""
     execution_arns = {a.outputs.get("executionArn") for a in of_type(resources, HTTP_API)}
     problems = [
         f"{u.label()}: function URL with authorizationType = {u.inputs.get('authorizationType')!r} bypasses the API"
         for u in of_type(resources, FUNCTION_URL)
+    ]
+    problems += [
+        f"{r.label()}: routeKey = {r.inputs.get('routeKey')!r}, the API serves only {PREDICT_ROUTE!r}"
+        for r in of_type(resources, ROUTE)
+        if r.inputs.get("routeKey") != PREDICT_ROUTE
     ]
     for perm in of_type(resources, PERMISSION):
         source = str(perm.inputs.get("sourceArn") or "")

@@ -99,6 +99,7 @@ def test_graph_is_the_whole_program(graph: Graph) -> None:
         rules.FUNCTION: 1,
         rules.STAGE: 1,
         rules.PERMISSION: 1,
+        rules.ROUTE: 1,
         rules.METRIC_ALARM: 5,
     }
     short = {t: len(graph.of_type(t)) for t, n in minimum.items() if len(graph.of_type(t)) < n}
@@ -1404,6 +1405,13 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "invoke_permission",
         lambda g: mutate(g, rules.PERMISSION, "api-invoke-permission", set_path("action", "lambda:*")),
         "api-invoke-permission: action = 'lambda:*', must be lambda:InvokeFunction",
+    ),
+    (
+        "catch-all-route",
+        "dev",
+        "invoke_permission",
+        lambda g: mutate(g, rules.ROUTE, "api-route", set_path("routeKey", "$default")),
+        "api-route: routeKey = '$default', the API serves only 'POST /predict'",
     ),
     (
         "function-url",
