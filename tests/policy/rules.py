@@ -441,6 +441,7 @@ def iam_violations(resources: Sequence[Res]) -> list[str]:
     """Rule 6: least privilege on every identity policy, no broad managed policy, narrow trust."""
     problems: list[str] = []
     endpoint_arns = {str(e.outputs.get("arn")) for e in of_type(resources, SM_ENDPOINT)}
+    group_arns = {str(g.outputs.get("arn")) for g in of_type(resources, LOG_GROUP)}
     for where, document in _policy_documents(resources, problems):
         for i, statement in enumerate(_statements(document)):
             if statement.get("Effect") != "Allow":
@@ -474,6 +475,12 @@ def iam_violations(resources: Sequence[Res]) -> list[str]:
             invoked = sorted(r for r in set(resources_) - endpoint_arns if r.split(":")[2:3] in ([], ["sagemaker"]))
             if any(a.lower().startswith("sagemaker:invoke") for a in actions) and invoked and "*" not in invoked:
                 problems.append(f"{at}: invokes {invoked}, not an endpoint of this stack")
+            # Logging, likewise, only to the stack's own groups (or their streams): another function's group is no
+            # wildcard either, and a role writing there could forge its logs.
+            logged = [r for r in resources_ if r.split(":")[2:3] == ["logs"]]
+            foreign = [r for r in logged if _allowed_suffix_removed(r) not in group_arns]
+            if foreign:
+                problems.append(f"{at}: logs to {foreign}, not a log group of this stack")
             # A wildcard inside an ARN is allowed only as a log group's ":*" stream suffix, or ending an S3 key
             # prefix below the bucket (bucket/models/*; never bucket/*).
             partial = [r for r in resources_ if r != "*" and "*" in _allowed_suffix_removed(r)]

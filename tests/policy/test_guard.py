@@ -27,6 +27,7 @@ CN_KEY = "arn:aws-cn:kms:cn-north-1:123456789012:key/ffffffff-0000-0000-0000-000
 ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 AUTHENTICATED_USERS = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers"
 ONE_YEAR_S = 365 * 24 * 3600
+OTHER_GROUP = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/another-function"
 
 
 def provider_cors(origins: list[str]) -> dict[str, Any]:
@@ -895,6 +896,21 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         ),
         "api-role-policy: policy.Statement[0]: invokes ['arn:aws:sagemaker:us-east-1:123456789012:endpoint/x'], not",
     ),
+    *[
+        (
+            f"logs-to-another-group-{which}",
+            "dev",
+            "iam",
+            lambda g, i=i: mutate(
+                g,
+                rules.ROLE_POLICY,
+                "api-role-policy",
+                with_policy(lambda st: st[0]["Resource"].__setitem__(i, OTHER_GROUP + ("", ":*")[i])),
+            ),
+            f"api-role-policy: policy.Statement[0]: logs to ['{OTHER_GROUP}{('', ':*')[i]}'], not a log group of this",
+        )
+        for i, which in enumerate(("group", "streams"))
+    ],
     (
         "metrics-any-namespace",
         "dev",
