@@ -438,6 +438,8 @@ def test_top_k_from_accept_parameter_and_default(inference, classifier):
         ("application/json;q=0.001;top_k=4", 4),  # the least preference that is not a refusal
         ("*/*;q=0;top_k=3, application/json", 5),  # a top_k on a refused range does not count
         ("application/json;top_k=0000003", 3),  # leading zeros are the same number, however many
+        ("application/json ; top_k = 3", 3),  # whitespace around a parameter's name and value is not part of them
+        ("application/json;top_k", 5),  # a parameter without '=' has no value: ignored, not an empty top_k
     ],
 )
 def test_accept_forms(inference, classifier, accept, count):
@@ -983,7 +985,7 @@ def test_a_huge_integer_in_a_field_we_do_not_read_is_ignored(inference, classifi
     assert top1(classify(inference, classifier, body, "application/json")) == "espresso"
 
 
-@pytest.mark.parametrize("top_k", ["21", "1000000", "99999999", "1" * 5000])
+@pytest.mark.parametrize("top_k", ["21", "1000000", "0001000000", "99999999", "1" * 5000])
 def test_an_accept_top_k_out_of_range_is_quoted_as_sent(inference, classifier, top_k):
     # A top_k of 7 digits or more was answered "got 21", a number the client never sent.
     prediction = inference.predict_fn(inference.input_fn(photo_bytes("coffee.jpg"), "image/jpeg"), classifier)
@@ -1001,6 +1003,8 @@ def test_an_accept_top_k_out_of_range_is_quoted_as_sent(inference, classifier, t
         ("application/json;top_k=99", "InvalidRequestError", 400),
         ("application/json;top_k=abc", "InvalidRequestError", 400),
         ("application/json;top_k=1_0", "InvalidRequestError", 400),  # int() would read 10
+        ("application/json;top_k=3=3", "InvalidRequestError", 400),  # the value is all after the first '='
+        ("application/json;top_k=000", "InvalidRequestError", 400),  # zeros alone are 0, out of range
         ("application/json;top_k=\u0663", "InvalidRequestError", 400),  # an Arabic-Indic 3
         ("application/json;q=0", "UnsupportedAcceptError", 406),  # q=0: explicitly not acceptable
         ("application/json;q=0, */*", "UnsupportedAcceptError", 406),  # the specific range wins over */*
@@ -1016,6 +1020,8 @@ def test_bad_accept_is_refused(inference, classifier, accept, error, status, bod
         inference.output_fn(prediction, accept)
     assert info.value.status_code == status
     assert info.value.phrase.isascii(), info.value.phrase
+    if status == 400:  # the message names where the bad top_k came from: the Accept header, not the JSON body
+        assert info.value.message.startswith("Accept parameter top_k must be an integer"), info.value.message
 
 
 @pytest.mark.parametrize(
