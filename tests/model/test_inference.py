@@ -827,13 +827,17 @@ def _raises(inference, error, status, body, content_type="image/jpeg"):
             "text/plain",
             "UnsupportedContentTypeError",
             415,
-            "'text/plain' is not one of: application/json, image/jpeg, image/png",
+            "'text/plain' is not one of: application/json, image/jpeg, image/png, image/webp, application/x-image, "
+            "image/jpg, image/pjpeg",
         ),
         (photo_bytes("coffee.jpg"), "multipart/form-data", "UnsupportedContentTypeError", 415, "multipart"),
         (photo_bytes("coffee.jpg"), None, "UnsupportedContentTypeError", 415, "(none)"),
         # Present, but only parameters: not called '(none)', and a long one is quoted cut short.
         (photo_bytes("coffee.jpg"), ";;;", "UnsupportedContentTypeError", 415, "';;;' has no media type"),
-        (photo_bytes("coffee.jpg"), ";" + "x" * 1000, "UnsupportedContentTypeError", 415, "x has no media type"),
+        (photo_bytes("coffee.jpg"), ";" + "x" * 1000, "UnsupportedContentTypeError", 415, "';" + "x" * 58 + " has"),
+        # Quoted without the whitespace around it; a blank one is no content type at all.
+        (photo_bytes("coffee.jpg"), " ;charset=utf-8 ", "UnsupportedContentTypeError", 415, "';charset=utf-8' has"),
+        (photo_bytes("coffee.jpg"), "   ", "UnsupportedContentTypeError", 415, "'(none)' is not one of"),
         # The message quotes it, and stays one short line (_raises: at most 300 characters).
         (photo_bytes("coffee.jpg"), "image/" + "x" * 1000, "UnsupportedContentTypeError", 415, "image/xxx"),
         ("{not json", "application/json", "InvalidRequestError", 400, "not valid JSON"),
