@@ -847,6 +847,7 @@ def _raises(inference, error, status, body, content_type="image/jpeg"):
         ('{"image": "@@@notbase64"}', "application/json", "InvalidRequestError", 400, "base64"),
         ('{"image": "aGVsbG8="}', "application/json", "InvalidImageError", 400, ""),
         ('{"image": "data:text/plain;base64,aGVsbG8="}', "application/json", "UnsupportedContentTypeError", 415, ""),
+        ('{"image": "data:;base64,aGVsbG8="}', "application/json", "UnsupportedContentTypeError", 415, "'(none)'"),
         ('{"image": "data:image/png,raw"}', "application/json", "InvalidRequestError", 400, "base64"),
         # Refused for the missing marker even when the data happens to be base64 (the proxy refuses it too).
         (
