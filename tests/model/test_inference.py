@@ -867,6 +867,16 @@ def _raises(inference, error, status, body, content_type="image/jpeg"):
             400,
             "base64",
         ),
+        # Only MIME's whitespace (spaces, tabs, line breaks) is skipped, as the proxy skips it: not a form feed.
+        (
+            json.dumps({"image": "\f" + base64.b64encode(photo_bytes("coffee.jpg")).decode()}),
+            "application/json",
+            "InvalidRequestError",
+            400,
+            "base64",
+        ),
+        # A non-ASCII character is not base64 either (b64decode raises a bare ValueError for it, not binascii.Error).
+        ('{"image": "\u00e9aGVsbG8="}', "application/json", "InvalidRequestError", 400, "base64"),
         ("[" * 100_000 + "]" * 100_000, "application/json", "InvalidRequestError", 400, "JSON"),
     ],
 )
