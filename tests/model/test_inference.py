@@ -689,8 +689,10 @@ def test_bogus_exif_orientation_is_ignored(inference):
     assert inference.decode_image(body).size == (451, 300)
 
 
-def test_big_jpeg_is_drafted_and_still_correct(inference, classifier):
-    big = encode(photo("chelsea.jpg").resize((4000, 2660), Image.Resampling.BICUBIC), "JPEG", quality=90)
+# 1800 / 8 = 225: drafted to 1/8 for a target of the crop (224), to 1/4 for the resize (232 or 256) input_fn uses.
+@pytest.mark.parametrize("size", [(4000, 2660), (2700, 1800)])
+def test_big_jpeg_is_drafted_and_still_correct(inference, classifier, size):
+    big = encode(photo("chelsea.jpg").resize(size, Image.Resampling.BICUBIC), "JPEG", quality=90)
     assert top1(classify(inference, classifier, big)) in CAT_LABELS
     # input_fn takes the drafted decode (several times faster), which gives slightly different pixels.
     pre = classifier.preprocessing
