@@ -1039,6 +1039,8 @@ def test_bad_accept_is_refused(inference, classifier, accept, error, status, bod
     assert info.value.phrase.isascii(), info.value.phrase
     if status == 400:  # the message names where the bad top_k came from: the Accept header, not the JSON body
         assert info.value.message.startswith("Accept parameter top_k must be an integer"), info.value.message
+    else:  # a 406 quotes the whole header (each here is under the 60 characters quoted)
+        assert info.value.message.startswith(f"Accept {accept!r} is not supported"), info.value.message
 
 
 @pytest.mark.parametrize(
