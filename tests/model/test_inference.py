@@ -1024,6 +1024,7 @@ def test_an_accept_top_k_out_of_range_is_quoted_as_sent(inference, classifier, t
         ("application/json;top_k=000", "InvalidRequestError", 400),  # zeros alone are 0, out of range
         ("application/json;top_k=\u0663", "InvalidRequestError", 400),  # an Arabic-Indic 3
         ("application/json;q=0", "UnsupportedAcceptError", 406),  # q=0: explicitly not acceptable
+        ("application/json;q=0.000", "UnsupportedAcceptError", 406),  # q is a number: 0.000 is 0
         ("application/json;q=0, */*", "UnsupportedAcceptError", 406),  # the specific range wins over */*
         ("application/json;top_k=" + "1" * 5000, "InvalidRequestError", 400),  # int() raises past 4300 digits
         ("text/html, */*;q=0", "UnsupportedAcceptError", 406),
