@@ -951,6 +951,7 @@ def test_markup_that_is_not_an_svg_file_is_not_named_svg(inference, classifier, 
         b"<html><body>not an image</body></html>",
         b"ftypheic" + bytes(8),
         b"\x00\x00\x00\x18abcdheic" + bytes(8),  # a brand counts only after 'ftyp'
+        b"\x00\x00\x00\x18ftypisom" + bytes(8),  # an ISO media file of no image brand (an MP4)
     ],
 )
 def test_bytes_of_no_known_image_format_are_a_400(inference, classifier, body):
