@@ -559,7 +559,7 @@ def decode_base64_image(text: str) -> bytes:
         media_type, _ = parse_media_type(header[5 : -len(";base64")] if is_base64 else header[5:])
         if not sep or not is_base64:
             raise InvalidRequestError("data: URL must be base64 encoded ('data:image/jpeg;base64,...')")
-        if media_type not in (JPEG, PNG, WEBP, *JPEG_ALIASES):
+        if media_type not in (JPEG, PNG, WEBP, X_IMAGE, *JPEG_ALIASES):  # the raw bodies' image types
             raise UnsupportedContentTypeError(
                 f"data: URL media type {media_type or '(none)'!r} is not image/jpeg, image/png or image/webp"
             )
