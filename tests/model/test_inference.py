@@ -1075,6 +1075,14 @@ def test_pixel_limit_is_inclusive(inference, monkeypatch):
     assert info.value.status_code == 413
 
 
+def test_the_pixel_limit_is_the_readmes_fifty_million(inference):
+    # At its edge: 3561x14041 is 50,000,001 pixels, both sides within the million a side allows.
+    with pytest.raises(inference.ImageTooLargeError, match=r"\(limit 50,000,000\)") as info:
+        inference.decode_image(encode(Image.new("L", (3561, 14041)), "PNG"))
+    assert info.value.status_code == 413
+    assert inference.decode_image(encode(Image.new("L", (5000, 10000)), "PNG")).size == (5000, 10000)
+
+
 def test_pixel_limit_holds_without_pillows_own_check(inference, monkeypatch):
     # Image.MAX_IMAGE_PIXELS is a process-wide setting any other import may change (None turns Pillow's check off):
     # the limit is decode_image's own, not only Pillow's.
@@ -1423,6 +1431,8 @@ def test_icc_chunk_bytes_that_are_not_chunks_do_not_count(inference, classifier)
         assert classify(inference, classifier, data, "image/png")["predictions"]
     assert inference.png_chunk_count(png_with_colour_profiles(9, inflated=64), b"iCCP", 2) == 3  # stops past the limit
     assert inference.png_chunk_count(png_with_colour_profiles(2, inflated=64)[:60], b"iCCP", 5) == 1  # cut short
+    # A chunk's length and type that end the file are read by Pillow all the same: the chunk counts.
+    assert inference.png_chunk_count(inference.PNG_SIGNATURE + bytes(4) + b"iCCP", b"iCCP", 5) == 1
 
 
 def test_json_base64_may_hold_spaces_tabs_and_line_breaks(inference, classifier):
