@@ -437,6 +437,21 @@ def _allowed_suffix_removed(resource: str) -> str:
     return resource
 
 
+def _role_users(resources: Sequence[Res], problems: list[str]) -> dict[str, set[str]]:
+    """Each role's name -> the services (ROLE_USERS) whose resources run as it; a user naming no role of this stack
+    is a problem."""
+    roles_by_arn = {r.outputs.get("arn"): r for r in of_type(resources, ROLE)}
+    users: dict[str, set[str]] = {}
+    for typ, (prop, service) in ROLE_USERS.items():
+        for user in of_type(resources, typ):
+            role = roles_by_arn.get(user.inputs.get(prop))
+            if role is None:
+                problems.append(f"{user.label()}: {prop} = {user.inputs.get(prop)!r} is not a role of this stack")
+            else:
+                users.setdefault(role.name, set()).add(service)
+    return users
+
+
 def iam_violations(resources: Sequence[Res]) -> list[str]:
     """Rule 6: least privilege on every identity policy, no broad managed policy, narrow trust."""
     problems: list[str] = []
@@ -496,15 +511,7 @@ def iam_violations(resources: Sequence[Res]) -> list[str]:
     for res, arn in managed:
         if str(arn).rsplit("/", 1)[-1] in BROAD_MANAGED_POLICIES or _AWS_MANAGED_POLICY.match(str(arn)):
             problems.append(f"{res.label()}: attaches AWS managed policy {arn}; grant exactly what is needed inline")
-    roles_by_arn = {r.outputs.get("arn"): r for r in of_type(resources, ROLE)}
-    expected: dict[str, set[str]] = {}
-    for typ, (prop, service) in ROLE_USERS.items():
-        for user in of_type(resources, typ):
-            role = roles_by_arn.get(user.inputs.get(prop))
-            if role is None:
-                problems.append(f"{user.label()}: {prop} = {user.inputs.get(prop)!r} is not a role of this stack")
-            else:
-                expected.setdefault(role.name, set()).add(service)
+    expected = _role_users(resources, problems)
     for where, document, role in _policy_documents_with_roles(resources, []):
         services = expected.get(role.name, set()) if role is not None else set()
         needed = {a.lower() for service in services for a in SERVICE_ACTIONS.get(service, ())}
@@ -845,22 +852,18 @@ def kms_violations(resources: Sequence[Res], kms_key_arn: str | None) -> list[st
                 problems.append(f"{role.label()}: no inline policy allows kms:Decrypt on {kms_key_arn}")
     # The model's role reads the key only through S3 (the artifact): a Decrypt it could call directly would let the
     # container (which parses untrusted images) decrypt anything under the stack key.
-    model_roles = {
-        r.id
-        for r in of_type(resources, ROLE)
-        if r.outputs.get("arn") in {m.inputs.get("executionRoleArn") for m in of_type(resources, SM_MODEL)}
-    }
-    for policy in of_type(resources, ROLE_POLICY):
-        if str(policy.inputs.get("role")) not in model_roles:
+    users = _role_users(resources, [])
+    for where, document, role in _policy_documents_with_roles(resources, []):
+        if role is None or "sagemaker.amazonaws.com" not in users.get(role.name, ()):
             continue
-        for i, s in enumerate(_statements(json.loads(policy.inputs.get("policy") or "{}"))):
+        for i, s in enumerate(_statements(document)):
             if s.get("Effect") != "Allow" or "kms:decrypt" not in {str(a).lower() for a in _as_list(s.get("Action"))}:
                 continue
             # Further conditions only narrow it (they are ANDed).
             via = ((s.get("Condition") or {}).get("StringEquals") or {}).get("kms:ViaService")
             if not (isinstance(via, str) and _S3_SERVICE.match(via)):
                 problems.append(
-                    f"{policy.label()}: policy.Statement[{i}]: kms:Decrypt with Condition {s.get('Condition')!r}, "
+                    f"{where}.Statement[{i}]: kms:Decrypt with Condition {s.get('Condition')!r}, "
                     "must be StringEquals kms:ViaService = s3.<region>.amazonaws.com (the key only through S3)"
                 )
     # Any KMS key ARN anywhere in the inputs must be the configured one.
