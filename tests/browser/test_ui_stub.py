@@ -515,15 +515,20 @@ def test_an_emptied_file_picker_forgets_the_photo(stub_ui: Any, stub_stack: Any,
     assert console.errors == [], "the submit with nothing to send failed in the page"
 
 
+def leave_for_the_credits_and_come_back(ui: Any) -> None:
+    """Follows the footer's Credits link, then Back: the browser loads the page again and restores its form."""
+    ui.page.click(".site-footer a")
+    ui.page.wait_for_url("**/ATTRIBUTION.md")
+    ui.page.go_back()
+
+
 def test_a_photo_the_browser_puts_back_in_the_picker_can_be_classified(stub_ui: Any, stub_stack: Any) -> None:
     # Back from the credits page (or a phone tab the browser had unloaded) reloads the page with its form state
     # restored: the picker named the photo again, without a change event, while Classify stayed disabled.
     ui = stub_ui.open()
     ui.upload(CHELSEA)
     ui.wait_done()
-    ui.page.click(".site-footer a")
-    ui.page.wait_for_url("**/ATTRIBUTION.md")
-    ui.page.go_back()
+    leave_for_the_credits_and_come_back(ui)
     ui.page.wait_for_function("() => document.getElementById('file-input').files.length === 1")
     assert ui.page.evaluate("() => document.getElementById('file-input').files[0].name") == "chelsea.jpg"
     # Chromium puts the file back after load; the page sees it at pageshow, which follows.
@@ -547,9 +552,7 @@ def test_a_long_name_put_back_in_the_picker_stays_inside_a_narrow_phone(
     ui = make_ui(stub_stack, width=320, height=740).open()
     ui.upload(photo)
     ui.wait_done()
-    ui.page.click(".site-footer a")
-    ui.page.wait_for_url("**/ATTRIBUTION.md")
-    ui.page.go_back()
+    leave_for_the_credits_and_come_back(ui)
     ui.page.wait_for_selector("#classify-button:enabled")
     assert ui.status_text() == f"Press Classify to send {photo.name}."
     assert ui.page.evaluate("() => document.documentElement.scrollWidth") <= 320
@@ -563,9 +566,7 @@ def test_a_dropped_photo_is_put_back_in_the_picker_too(stub_ui: Any, stub_stack:
     ui = stub_ui.open()
     drop_from_the_desktop(ui, dropped)
     ui.wait_done()
-    ui.page.click(".site-footer a")
-    ui.page.wait_for_url("**/ATTRIBUTION.md")
-    ui.page.go_back()
+    leave_for_the_credits_and_come_back(ui)
     ui.page.wait_for_function("() => document.readyState === 'complete'")
     ui.page.wait_for_selector("#classify-button:enabled")
     assert ui.status_text() == "Press Classify to send dropped.jpg."
