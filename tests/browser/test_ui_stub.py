@@ -1591,6 +1591,25 @@ def test_bars_contrast_with_their_track(make_ui: Any, stub_stack: Any, scheme: s
     assert len(ratios) == 2 and all(r >= 3.0 for r in ratios), ratios
 
 
+# What the primary buttons' rule in style.css draws, as computed for an element.
+PRIMARY_LOOK = """(e) => { const s = getComputedStyle(e);
+    return { background: s.backgroundColor, color: s.color, weight: s.fontWeight, edge: s.borderTopWidth,
+             corners: s.borderTopLeftRadius, padding: s.padding, height: s.minHeight, cursor: s.cursor }; }"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_classify_is_drawn_as_a_primary_button_like_the_pickers(make_ui: Any, stub_stack: Any, scheme: str) -> None:
+    # Classify and the picker's label share one rule, in the accent colour; a sample is a button on the card. A
+    # button without type="submit" still submits its form, but the rule selected it by that type: it went grey.
+    ui = make_ui(stub_stack, color_scheme=scheme).open()
+    ui.upload(CHELSEA)
+    ui.wait_done()
+    classify = ui.page.eval_on_selector("#classify-button", PRIMARY_LOOK)
+    assert classify == ui.page.eval_on_selector("label[for=file-input]", PRIMARY_LOOK)
+    sample = ui.page.eval_on_selector("button.sample", PRIMARY_LOOK)
+    assert classify["background"] != sample["background"], f"Classify is drawn as a sample is: {classify}"
+
+
 def test_buttons_and_bars_survive_forced_colors(make_ui: Any, stub_stack: Any, artifacts_dir: Path) -> None:
     # Windows' contrast themes replace every background: a button drawn only by its background lost its edge,
     # and the bars their fill, and their track, without which how full a bar is cannot be told.
