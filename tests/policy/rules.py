@@ -390,10 +390,6 @@ def cloudfront_https_violations(resources: Sequence[Res]) -> list[str]:
 # ----------------------------------------------------------------------------------------- 6. IAM
 
 
-def _policy_documents(resources: Sequence[Res], problems: list[str]) -> list[tuple[str, dict[str, Any]]]:
-    return [(where, doc) for where, doc, _ in _policy_documents_with_roles(resources, problems)]
-
-
 def _policy_documents_with_roles(
     resources: Sequence[Res], problems: list[str]
 ) -> list[tuple[str, dict[str, Any], Res | None]]:
@@ -452,12 +448,53 @@ def _role_users(resources: Sequence[Res], problems: list[str]) -> dict[str, set[
     return users
 
 
+def _function_log_group(fn: Res) -> str:
+    """The log group a function writes: its loggingConfig's, else Lambda's /aws/lambda/<name>."""
+    configured = (fn.inputs.get("loggingConfig") or {}).get("logGroup")
+    return configured or f"/aws/lambda/{fn.inputs.get('name') or fn.outputs.get('name')}"
+
+
+def _endpoint_log_group(endpoint: Res) -> str:
+    """The log group SageMaker writes an endpoint's container logs to (fixed by the service)."""
+    return f"/aws/sagemaker/Endpoints/{endpoint.inputs.get('name') or endpoint.outputs.get('name')}"
+
+
+def _own_log_groups(resources: Sequence[Res]) -> dict[str, set[str]]:
+    """Each role's name -> the ARNs of the declared log groups its users write: a function's own group, and the group
+    of each endpoint whose configuration serves a model running as the role. No role writes the API's access log group
+    (the logs delivery service does)."""
+    roles_by_arn = {r.outputs.get("arn"): r for r in of_type(resources, ROLE)}
+    group_arns = {g.inputs.get("name"): str(g.outputs.get("arn")) for g in of_type(resources, LOG_GROUP)}
+    owned: dict[str, set[str]] = {}
+
+    def writes(role_arn: Any, group: str) -> None:
+        role = roles_by_arn.get(role_arn)
+        if role is not None and group in group_arns:
+            owned.setdefault(role.name, set()).add(group_arns[group])
+
+    for fn in of_type(resources, FUNCTION):
+        writes(fn.inputs.get("role"), _function_log_group(fn))
+    models = {m.outputs.get("name") or m.inputs.get("name"): m for m in of_type(resources, SM_MODEL)}
+    configs = {c.outputs.get("name") or c.inputs.get("name"): c for c in of_type(resources, SM_ENDPOINT_CONFIG)}
+    for endpoint in of_type(resources, SM_ENDPOINT):
+        config = configs.get(endpoint.inputs.get("endpointConfigName"))
+        for variant in _as_list((config.inputs if config else {}).get("productionVariants")):
+            model = models.get(variant.get("modelName"))
+            if model is not None:
+                writes(model.inputs.get("executionRoleArn"), _endpoint_log_group(endpoint))
+    return owned
+
+
 def iam_violations(resources: Sequence[Res]) -> list[str]:
-    """Rule 6: least privilege on every identity policy, no broad managed policy, narrow trust."""
+    """Rule 6: least privilege on every identity policy (each role logging only to its own service's log group), no
+    broad managed policy, narrow trust."""
     problems: list[str] = []
     endpoint_arns = {str(e.outputs.get("arn")) for e in of_type(resources, SM_ENDPOINT)}
     group_arns = {str(g.outputs.get("arn")) for g in of_type(resources, LOG_GROUP)}
-    for where, document in _policy_documents(resources, problems):
+    expected = _role_users(resources, problems)
+    owned = _own_log_groups(resources)
+    documents = _policy_documents_with_roles(resources, problems)
+    for where, document, role in documents:
         for i, statement in enumerate(_statements(document)):
             if statement.get("Effect") != "Allow":
                 continue
@@ -496,6 +533,16 @@ def iam_violations(resources: Sequence[Res]) -> list[str]:
             foreign = [r for r in logged if _allowed_suffix_removed(r) not in group_arns]
             if foreign:
                 problems.append(f"{at}: logs to {foreign}, not a log group of this stack")
+            # And each role only to its own service's group: the endpoint's role writing the function's group could
+            # forge the proxy's logs, and no role writes the API's access logs.
+            own = owned.get(role.name, set()) if role is not None else set()
+            others = [r for r in logged if r not in foreign and _allowed_suffix_removed(r) not in own]
+            if others:
+                users = sorted(expected.get(role.name, ())) if role is not None else []
+                problems.append(
+                    f"{at}: logs to {others}, not its own log group; the role's user "
+                    f"({users or 'no service of this stack'}) writes only {sorted(own)}"
+                )
             # A wildcard inside an ARN is allowed only as a log group's ":*" stream suffix, or ending an S3 key
             # prefix below the bucket (bucket/models/*; never bucket/*).
             partial = [r for r in resources_ if r != "*" and "*" in _allowed_suffix_removed(r)]
@@ -511,8 +558,7 @@ def iam_violations(resources: Sequence[Res]) -> list[str]:
     for res, arn in managed:
         if str(arn).rsplit("/", 1)[-1] in BROAD_MANAGED_POLICIES or _AWS_MANAGED_POLICY.match(str(arn)):
             problems.append(f"{res.label()}: attaches AWS managed policy {arn}; grant exactly what is needed inline")
-    expected = _role_users(resources, problems)
-    for where, document, role in _policy_documents_with_roles(resources, []):
+    for where, document, role in documents:
         services = expected.get(role.name, set()) if role is not None else set()
         needed = {a.lower() for service in services for a in SERVICE_ACTIONS.get(service, ())}
         for i, statement in enumerate(_statements(document)):
@@ -558,12 +604,11 @@ def log_retention_violations(resources: Sequence[Res], retention_days: int) -> l
     ]
     names = {g.inputs.get("name") for g in groups}
     for fn in of_type(resources, FUNCTION):
-        logging_group = (fn.inputs.get("loggingConfig") or {}).get("logGroup")
-        want = logging_group or f"/aws/lambda/{fn.inputs.get('name') or fn.outputs.get('name')}"
+        want = _function_log_group(fn)
         if want not in names:
             problems.append(f"{fn.label()}: its log group {want!r} is not declared (it would never expire)")
     for endpoint in of_type(resources, SM_ENDPOINT):
-        want = f"/aws/sagemaker/Endpoints/{endpoint.inputs.get('name') or endpoint.outputs.get('name')}"
+        want = _endpoint_log_group(endpoint)
         if want not in names:
             problems.append(f"{endpoint.label()}: its log group {want!r} is not declared (it would never expire)")
     return problems

@@ -28,6 +28,13 @@ ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 AUTHENTICATED_USERS = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers"
 ONE_YEAR_S = 365 * 24 * 3600
 OTHER_GROUP = "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/another-function"
+# The stack's own log groups (dev and prod), as the rule must name them.
+LOG_GROUP_ARN = "arn:aws:logs:us-east-1:123456789012:log-group:"
+DEV_FUNCTION_GROUP = LOG_GROUP_ARN + "/aws/lambda/mobilenet-serverless-dev-proxy"
+DEV_ENDPOINT_GROUP = LOG_GROUP_ARN + "/aws/sagemaker/Endpoints/mobilenet-serverless-dev"
+PROD_FUNCTION_GROUP = LOG_GROUP_ARN + "/aws/lambda/mobilenet-prod-proxy"
+PROD_ACCESS_GROUP = LOG_GROUP_ARN + "/aws/vendedlogs/apigateway/mobilenet-prod-proxy-access"
+PROD_ENDPOINT_GROUP = LOG_GROUP_ARN + "/aws/sagemaker/Endpoints/mobilenet-prod"
 
 
 def provider_cors(origins: list[str]) -> dict[str, Any]:
@@ -911,6 +918,65 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         )
         for i, which in enumerate(("group", "streams"))
     ],
+    (
+        "endpoint-role-logs-to-the-functions-group",
+        "dev",
+        "iam",
+        lambda g: mutate(
+            g,
+            rules.ROLE_POLICY,
+            "model-role-policy",
+            with_policy(lambda st: st[3].update(Resource=[DEV_FUNCTION_GROUP, DEV_FUNCTION_GROUP + ":*"])),
+        ),
+        f"model-role-policy: policy.Statement[3]: logs to ['{DEV_FUNCTION_GROUP}', '{DEV_FUNCTION_GROUP}:*'], not "
+        f"its own log group; the role's user (['sagemaker.amazonaws.com']) writes only ['{DEV_ENDPOINT_GROUP}']",
+    ),
+    (
+        "function-role-also-logs-to-the-access-log-group",
+        "prod",
+        "iam",
+        lambda g: mutate(
+            g,
+            rules.ROLE_POLICY,
+            "api-role-policy",
+            with_policy(lambda st: st[0]["Resource"].append(PROD_ACCESS_GROUP + ":*")),
+        ),
+        f"api-role-policy: policy.Statement[0]: logs to ['{PROD_ACCESS_GROUP}:*'], not its own log group; the role's "
+        f"user (['lambda.amazonaws.com']) writes only ['{PROD_FUNCTION_GROUP}']",
+    ),
+    (
+        "endpoint-serving-another-model-leaves-the-model-role-no-log-group",
+        "prod",
+        "iam",
+        lambda g: mutate(
+            g, rules.SM_ENDPOINT_CONFIG, "model-config", set_path("productionVariants.0.modelName", "another-model")
+        ),
+        f"model-role-policy: policy.Statement[3]: logs to ['{PROD_ENDPOINT_GROUP}', '{PROD_ENDPOINT_GROUP}:*'], not "
+        "its own log group; the role's user (['sagemaker.amazonaws.com']) writes only []",
+    ),
+    (
+        "policy-on-no-role-logs-to-the-functions-group",
+        "dev",
+        "iam",
+        lambda g: add(
+            g,
+            Res(
+                rules.POLICY,
+                "extra-policy",
+                {
+                    "policy": json.dumps(
+                        {
+                            "Statement": [
+                                {"Effect": "Allow", "Action": "logs:PutLogEvents", "Resource": DEV_FUNCTION_GROUP}
+                            ]
+                        }
+                    )
+                },
+            ),
+        ),
+        f"extra-policy: policy.Statement[0]: logs to ['{DEV_FUNCTION_GROUP}'], not its own log group; the role's "
+        "user (no service of this stack) writes only []",
+    ),
     (
         "metrics-any-namespace",
         "dev",
