@@ -242,6 +242,9 @@ def test_inference_api_resources(mocks: RecordingMocks) -> None:
     assert fn["architectures"] == ["arm64"]
     assert fn["memorySize"] == 256 and fn["timeout"] == 29
     assert fn["handler"] == "handlers.inference_proxy.handler"
+    # No reservation: the function draws on the account's unreserved concurrency (the throttles alarm's runbook). A
+    # reservation of 0 would throttle every invocation, and the API would never answer a prediction.
+    assert fn.get("reservedConcurrentExecutions") is None
     assert fn["environment"]["variables"] == {
         "ENDPOINT_NAME": "mobilenet-test",
         "ALLOWED_ORIGINS": "https://d1.cloudfront.net,http://localhost:8000",
