@@ -280,6 +280,8 @@ def test_inference_api_resources(mocks: RecordingMocks) -> None:
 
     api = mocks.one("aws:apigatewayv2/api:Api")
     assert api["protocolType"] == "HTTP"
+    # The API has no custom domain: its execute-api endpoint (api_url, the one config.js names) is the only way in.
+    assert api.get("disableExecuteApiEndpoint") in (None, False)
     assert "corsConfiguration" not in api
     cors = mocks.one(DYNAMIC, "api-cors")
     assert (cors["api_id"], cors["region"], cors["origins"]) == (
