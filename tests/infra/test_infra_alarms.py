@@ -132,6 +132,8 @@ def test_inference_api_alarms(mocks: RecordingMocks) -> None:
         assert alarm["treatMissingData"] == "notBreaching"
         assert "alarmActions" not in alarm and "okActions" not in alarm
         assert "README.md" in alarm["alarmDescription"]
+        # No unit: an alarm given one other than the metric's own matches no data point and never fires.
+        assert "unit" not in alarm
     # Each log group is named as what it is: the stage's access log, and the function's own log.
     assert "access log /aws/vendedlogs/apigateway/mobilenet-test-proxy-access " in api["alarmDescription"]
     assert "proxy's log /aws/lambda/mobilenet-test-proxy " in api["alarmDescription"]
@@ -156,6 +158,7 @@ def test_serverless_endpoint_alarms(mocks: RecordingMocks, tmp_path: Path) -> No
     for alarm in (errors, latency):
         assert alarm["dimensions"] == {"EndpointName": "mobilenet-test", "VariantName": "AllTraffic"}
         assert alarm["treatMissingData"] == "notBreaching"
+        assert "unit" not in alarm  # ModelLatency is in microseconds: a unit of Milliseconds would never fire
         assert "/aws/sagemaker/Endpoints/mobilenet-test" in alarm["alarmDescription"]
         assert "alarmActions" not in alarm and "okActions" not in alarm
 
