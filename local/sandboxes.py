@@ -10,6 +10,7 @@ metrics. So each sandbox here is a process, forked from a server process that ha
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import signal
@@ -142,6 +143,27 @@ def _helpers_start_with_stop_signals_blocked() -> Iterator[None]:
 
 class SandboxStartError(RuntimeError):
     """A new sandbox could not start (its fork server died, or cannot run): the handler never ran."""
+
+
+# What helps when the OS refuses what a new sandbox needs (its process, pipes, shared memory), by errno.
+_REFUSAL_REMEDIES = {
+    errno.EMFILE: "raise the open-file limit (ulimit -n) before starting the stack",
+    errno.ENFILE: "the system's open-file table is full: close some programs, or raise fs.file-max",
+    errno.EAGAIN: "raise the process limit (ulimit -u), or end some processes",
+    errno.ENOMEM: "free some memory",
+}
+
+
+def _refused_start(error: OSError) -> SandboxStartError:
+    """A sandbox's start the OS refused (EMFILE, EAGAIN, ENOMEM), as the error its invocation fails with: the
+    handler never ran, so the log must not blame it, and says what the OS refused and what helps."""
+    remedy = _REFUSAL_REMEDIES.get(error.errno)  # type: ignore[arg-type]
+    refused = SandboxStartError(
+        f"a Lambda sandbox could not start: the OS refused it ({type(error).__name__}: {error})"
+        + (f": {remedy}" if remedy else "")
+    )
+    refused.__cause__ = error
+    return refused
 
 
 # How long a sandbox's start waits for a fork server that refused it to finish dying (it exits in milliseconds).
@@ -283,7 +305,7 @@ class LambdaSandboxes:
             except OSError as error:
                 result, _, _ = self._waiting.popleft()
                 if result.set_running_or_notify_cancel():  # runs no callbacks, so safe under the lock
-                    refused.append((result, error))
+                    refused.append((result, _refused_start(error)))
                 continue
             if free is None:
                 break
@@ -346,7 +368,10 @@ class LambdaSandboxes:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the sandboxes are shut down")
-            sandbox = self._take()
+            try:
+                sandbox = self._take()
+            except OSError as error:
+                raise _refused_start(error) from error
             if sandbox is None:
                 self._waiting.append((result, fn, args))
                 return result
@@ -377,7 +402,7 @@ class LambdaSandboxes:
                 inner = sandbox.submit(_begin, fn, *args)
         except BaseException as error:  # shut down meanwhile, or the OS refused a process (EMFILE, ENOMEM)
             self._discard(sandbox)
-            result.set_exception(error)
+            result.set_exception(_refused_start(error) if isinstance(error, OSError) else error)
             return False
         chosen = sandbox
         # Whether the sandbox began this invocation, asked if it dies: its count moved past `before`.

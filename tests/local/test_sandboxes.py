@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import signal
 import tempfile
 import time
@@ -37,6 +39,13 @@ def work(event: dict, context) -> int:
     if "raise" in event:
         raise RuntimeError(event["raise"])
     return os.getpid()
+
+
+# An invocation's failure when the OS refuses its sandbox's start (EMFILE): not the handler's, and what helps.
+REFUSED_EMFILE = (
+    r"^a Lambda sandbox could not start: the OS refused it \(OSError: \[Errno 24\] Too many open files\): "
+    r"raise the open-file limit \(ulimit -n\) before starting the stack$"
+)
 
 
 def sandboxes(limit: int) -> LambdaSandboxes:
@@ -245,7 +254,7 @@ def test_a_rerun_its_new_sandbox_refuses_fails_and_frees_its_slot(one, monkeypat
         monkeypatch.setattr(ProcessPoolExecutor, "submit", refuse_once)
     finally:
         os.kill(first, signal.SIGKILL)
-    with pytest.raises(OSError, match="Too many open files"):
+    with pytest.raises(SandboxStartError, match=REFUSED_EMFILE):
         invocation.result(timeout=60)
     assert waiting.result(timeout=60) != first, "the freed slot went to the waiting invocation"
     assert one.size == 1
@@ -296,11 +305,110 @@ def test_a_sandbox_the_os_refuses_to_start_fails_its_invocation_and_frees_its_sl
         return real_submit(self, fn, *args, **kwargs)
 
     monkeypatch.setattr(ProcessPoolExecutor, "submit", refuse_once)
-    with pytest.raises(OSError, match="Too many open files"):
+    with pytest.raises(SandboxStartError, match=REFUSED_EMFILE):
         one.submit({}, None).result(timeout=60)
     assert one.size == 0
     assert one.submit({}, None).result(timeout=60)
     assert one.size == 1
+
+
+@pytest.mark.parametrize(
+    ("error", "says"),
+    [
+        (
+            OSError(errno.EMFILE, "Too many open files"),
+            "(OSError: [Errno 24] Too many open files): raise the open-file limit (ulimit -n) before starting the"
+            " stack",
+        ),
+        (
+            OSError(errno.ENFILE, "Too many open files in system"),
+            "(OSError: [Errno 23] Too many open files in system): the system's open-file table is full: close some"
+            " programs, or raise fs.file-max",
+        ),
+        (
+            BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable"),
+            "(BlockingIOError: [Errno 11] Resource temporarily unavailable): raise the process limit (ulimit -u), or"
+            " end some processes",
+        ),
+        (
+            OSError(errno.ENOMEM, "Cannot allocate memory"),
+            "(OSError: [Errno 12] Cannot allocate memory): free some memory",
+        ),
+        (OSError(errno.EIO, "Input/output error"), "(OSError: [Errno 5] Input/output error)"),  # no advice to give
+    ],
+    ids=["EMFILE", "ENFILE", "EAGAIN", "ENOMEM", "other"],
+)
+def test_a_new_sandbox_the_os_refuses_fails_the_submit_saying_what_was_refused_and_what_helps(
+    one, monkeypatch, error, says
+):
+    """submit() itself makes a new sandbox's executor (its pipes, its shared count): an OSError there reached the
+    server as is, logged with a traceback as "the Lambda handler raised", which never ran."""
+
+    def refuse():
+        raise error
+
+    monkeypatch.setattr(one, "_new_sandbox", refuse)
+    with pytest.raises(SandboxStartError) as refused:
+        one.submit({}, None)
+    assert str(refused.value) == f"a Lambda sandbox could not start: the OS refused it {says}"
+    assert refused.value.__cause__ is error
+    monkeypatch.undo()
+    assert one.submit({}, None).result(timeout=60)
+    assert one.size == 1
+
+
+_OPEN_FILE_LIMIT_SCRIPT = """
+import json, os, resource, sys
+from pathlib import Path
+from local.sandboxes import SandboxStartError
+from tests.local.test_sandboxes import sandboxes
+
+def main():
+    gate = Path(sys.argv[1])
+    pool = sandboxes(2)
+    busy = pool.submit({"wait_for": str(gate)}, None)  # the fork server and one sandbox, kept busy
+    limits = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")), limits[1]))  # no new descriptor
+    try:
+        pool.submit({}, None).result(timeout=60)  # needs a second sandbox
+        said = None
+    except SandboxStartError as error:
+        said = str(error)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+    size = pool.size
+    gate.touch()
+    busy.result(timeout=60)
+    pool.shutdown()
+    print(json.dumps([said, size]))
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts its open files in /proc")
+def test_a_sandbox_start_past_the_open_file_limit_fails_saying_so_and_frees_its_slot(tmp_path):
+    """The real EMFILE, not a monkeypatched one: what a server that reached its open-file limit says."""
+    import json
+    import subprocess
+    import sys
+
+    script = tmp_path / "limit.py"
+    script.write_text(_OPEN_FILE_LIMIT_SCRIPT)
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "go")],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    said, size = json.loads(done.stdout.strip().splitlines()[-1])
+    assert said is not None and re.match(REFUSED_EMFILE, said), said
+    assert size == 1, "the refused sandbox holds no slot"
 
 
 def test_an_invocation_waiting_for_the_slot_the_os_refused_a_sandbox_for_runs(one, monkeypatch):
@@ -314,7 +422,7 @@ def test_an_invocation_waiting_for_the_slot_the_os_refused_a_sandbox_for_runs(on
         return real_submit(self, fn, *args, **kwargs)
 
     monkeypatch.setattr(ProcessPoolExecutor, "submit", refuse_once)
-    with pytest.raises(OSError, match="Too many open files"):
+    with pytest.raises(SandboxStartError, match=REFUSED_EMFILE):
         one.submit({}, None).result(timeout=60)
     assert waiting[0].result(timeout=60), "it waits for a slot that is free"
     assert one.size == 1
@@ -336,7 +444,7 @@ def test_a_waiting_invocation_runs_when_the_one_before_it_is_refused_its_start(o
     monkeypatch.setattr(ProcessPoolExecutor, "submit", refuse_once)
     go.touch()
     assert busy.result(timeout=60)
-    with pytest.raises(OSError, match="Too many open files"):
+    with pytest.raises(SandboxStartError, match=REFUSED_EMFILE):
         first.result(timeout=60)
     assert second.result(timeout=60), "the slot the refused start freed goes to the next invocation"
     assert one.size == 1
@@ -356,7 +464,7 @@ def test_a_waiting_invocation_fails_when_the_os_refuses_the_sandbox_it_needs(one
     with pytest.raises(BrokenProcessPool):
         dying.result(timeout=60)
     for invocation in waiting:  # each waited for that slot, and nothing else would free one: no hang
-        with pytest.raises(OSError, match="Too many open files"):
+        with pytest.raises(SandboxStartError, match=REFUSED_EMFILE):
             invocation.result(timeout=60)
     monkeypatch.setattr(LambdaSandboxes, "_new_sandbox", real_new_sandbox)
     assert one.submit({}, None).result(timeout=60)
