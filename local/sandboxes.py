@@ -202,15 +202,21 @@ class _SandboxPopen(popen_forkserver.Popen):
     raises SandboxStartError, which does not blame the handler."""
 
     def _launch(self, process_obj: Any) -> None:
+        fork_server = None
         try:
             with _helpers_start_with_stop_signals_blocked():
+                # The fork server this start connects to, taken before it can fail (super()._launch finds it alive,
+                # or uses one started since): read after the failure, it could be one another sandbox's start (a
+                # thread of its own) had started again meanwhile, alive, which this start would then wait
+                # FORK_SERVER_EXIT_WAIT_S to see die, and fail.
+                forkserver.ensure_running()
+                fork_server = forkserver._forkserver._forkserver_pid
                 super()._launch(process_obj)
         except (ConnectionError, EOFError) as error:
             refused = f"{type(error).__name__}: {error}"
             if self.finalizer is not None:  # the pipes of the start that failed
                 self.finalizer()
             # Waited for outside the block on the stop signals: a Ctrl-C meanwhile is not held up.
-            fork_server = forkserver._forkserver._forkserver_pid  # the one it took for alive (or one since)
             if fork_server is not None and not _fork_server_gone(fork_server, FORK_SERVER_EXIT_WAIT_S):
                 raise SandboxStartError(
                     f"a Lambda sandbox could not start: its fork server refused it ({refused}) and is still running"

@@ -625,10 +625,13 @@ def test_a_sandbox_whose_fork_server_died_exits_though_its_executor_took_it_for_
     wait_until(lambda: dead(first), "the sandbox whose fork server died to exit")
 
 
-def fork_server_dies_at_the_connect(monkeypatch, error: type[Exception], times: int) -> list[int]:
+def fork_server_dies_at_the_connect(
+    monkeypatch, error: type[Exception], times: int, started_again_meanwhile: bool = False
+) -> list[int]:
     """multiprocessing's connect to the fork server, for the next `times` sandbox starts, finds it alive (as
     ensure_running does) and then dead: it is killed there, not yet exited nor reaped, and the connect fails as it
-    then does. Returns the fork server's pid at each connect."""
+    then does. `started_again_meanwhile`: another sandbox's start (in a thread of its own) then reaps it and starts
+    the next fork server, before this start fails. Returns the fork server's pid at each connect."""
     from multiprocessing import forkserver
 
     real_connect = forkserver.connect_to_new_process
@@ -640,6 +643,10 @@ def fork_server_dies_at_the_connect(monkeypatch, error: type[Exception], times: 
         if len(connects) > times:
             return real_connect(fds)
         os.kill(connects[-1], signal.SIGKILL)
+        if started_again_meanwhile:
+            assert sandboxes_module._fork_server_gone(connects[-1], timeout_s=HANG_GUARD_S)
+            forkserver.ensure_running()
+            assert forkserver._forkserver._forkserver_pid != connects[-1]
         raise error("the fork server died")
 
     monkeypatch.setattr(forkserver, "connect_to_new_process", connect)
@@ -654,6 +661,20 @@ def test_a_sandbox_started_as_its_fork_server_dies_starts_in_the_one_started_aga
     connects = fork_server_dies_at_the_connect(monkeypatch, error, times=1)
     sandbox = one.submit({}, None).result(timeout=60)
     assert len(connects) == 2 and connects[0] != connects[1], "once more, once the fork server was started again"
+    assert psutil.Process(sandbox).ppid() == connects[1]
+
+
+@pytest.mark.parametrize("error", [ConnectionRefusedError, EOFError])
+def test_a_sandbox_whose_dead_fork_server_another_start_replaced_meanwhile_starts_in_the_new_one(
+    one, monkeypatch, error
+):
+    """The server starts sandboxes in several threads at once (its event loop, and each sandbox's executor thread
+    once it is free or dead), most of all as the fork server dies. The fork server to wait for was read after the
+    failure: the one another start had just started again, alive, so this start waited 5 s for it to die and failed
+    its invocation, which it never began."""
+    connects = fork_server_dies_at_the_connect(monkeypatch, error, times=1, started_again_meanwhile=True)
+    sandbox = one.submit({}, None).result(timeout=60)
+    assert len(connects) == 2 and connects[0] != connects[1], "once more, in the fork server started meanwhile"
     assert psutil.Process(sandbox).ppid() == connects[1]
 
 
