@@ -344,14 +344,17 @@ class LambdaSandboxes:
         except OSError as error:
             # The fork server listens on a Unix socket in a directory multiprocessing makes in the temporary
             # directory, which the user chose; the handler is not to blame, and only a shorter path helps.
-            if str(error) != "AF_UNIX path too long":
-                raise
+            if str(error) != "AF_UNIX path too long":  # the OS refused its process (EAGAIN, ENOMEM) or pipes
+                raise _refused_start(error) from error
             raise SandboxStartError(
                 f"the temporary directory {tempfile.gettempdir()} is too long a path for the Unix socket of the"
                 " sandboxes' fork server (AF_UNIX path too long): set TMPDIR to a shorter path"
             ) from error
-        with self._lock:
-            sandbox = self._take()
+        try:
+            with self._lock:
+                sandbox = self._take()
+        except OSError as error:
+            raise _refused_start(error) from error
         assert sandbox is not None  # max_sandboxes >= 1 and nothing runs yet
         try:
             # The stop signals wait until the sandbox is started: until the fork server has forked it (while it
@@ -360,7 +363,10 @@ class LambdaSandboxes:
             # open, printing "FileNotFoundError" from SemLock._rebuild. Once the executor knows it, the stop waits
             # for it to start and exit (this invocation runs the handler's import, done in the fork server).
             with stop_signals_held():
-                started = sandbox.submit(_import_handler)
+                try:
+                    started = sandbox.submit(_import_handler)
+                except OSError as error:  # not the handler's import, which fails in `started`
+                    raise _refused_start(error) from error
             started.result(timeout=120)
         finally:
             self._release(sandbox)

@@ -471,6 +471,36 @@ def test_a_waiting_invocation_fails_when_the_os_refuses_the_sandbox_it_needs(one
     assert one.size == 1
 
 
+@pytest.mark.parametrize("step", ["fork server", "executor", "process"])
+def test_a_warm_start_the_os_refuses_says_so_without_blaming_the_handler(one, monkeypatch, step):
+    """warm() at the stack's start: an OSError there stopped it with "the Lambda handler cannot start: OSError"."""
+    from multiprocessing import forkserver
+
+    refusal = BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    def refuse(*args, **kwargs):
+        raise refusal
+
+    real_submit = ProcessPoolExecutor.submit
+    if step == "fork server":
+        monkeypatch.setattr(forkserver, "ensure_running", refuse)
+    elif step == "executor":
+        monkeypatch.setattr(one, "_new_sandbox", refuse)
+    else:
+        monkeypatch.setattr(
+            ProcessPoolExecutor,
+            "submit",
+            lambda self, fn, *a: refuse() if fn is sandboxes_module._import_handler else real_submit(self, fn, *a),
+        )
+    with pytest.raises(SandboxStartError) as refused:
+        one.warm()
+    assert str(refused.value) == (
+        "a Lambda sandbox could not start: the OS refused it (BlockingIOError: [Errno 11] Resource temporarily"
+        " unavailable): raise the process limit (ulimit -u), or end some processes"
+    )
+    assert refused.value.__cause__ is refusal
+
+
 def test_shutdown_cancels_waiting_invocations_and_refuses_new_ones(tmp_path):
     pool = sandboxes(1)
     go = tmp_path / "go"
