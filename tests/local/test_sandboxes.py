@@ -305,8 +305,9 @@ def test_a_sandbox_the_os_refuses_to_start_fails_its_invocation_and_frees_its_sl
         return real_submit(self, fn, *args, **kwargs)
 
     monkeypatch.setattr(ProcessPoolExecutor, "submit", refuse_once)
-    with pytest.raises(SandboxStartError, match=REFUSED_EMFILE):
+    with pytest.raises(SandboxStartError, match=REFUSED_EMFILE) as refused_start:
         one.submit({}, None).result(timeout=60)
+    assert isinstance(refused_start.value.__cause__, OSError), "the OS's own error, for a traceback's reader"
     assert one.size == 0
     assert one.submit({}, None).result(timeout=60)
     assert one.size == 1
@@ -464,8 +465,9 @@ def test_a_waiting_invocation_fails_when_the_os_refuses_the_sandbox_it_needs(one
     with pytest.raises(BrokenProcessPool):
         dying.result(timeout=60)
     for invocation in waiting:  # each waited for that slot, and nothing else would free one: no hang
-        with pytest.raises(SandboxStartError, match=REFUSED_EMFILE):
+        with pytest.raises(SandboxStartError, match=REFUSED_EMFILE) as refused_start:
             invocation.result(timeout=60)
+        assert isinstance(refused_start.value.__cause__, OSError)
     monkeypatch.setattr(LambdaSandboxes, "_new_sandbox", real_new_sandbox)
     assert one.submit({}, None).result(timeout=60)
     assert one.size == 1
