@@ -694,6 +694,7 @@ def test_a_sandbox_started_as_its_fork_server_dies_starts_in_the_one_started_aga
     sandbox = one.submit({}, None).result(timeout=60)
     assert len(connects) == 2 and connects[0] != connects[1], "once more, once the fork server was started again"
     assert psutil.Process(sandbox).ppid() == connects[1]
+    assert {signal.SIGINT, signal.SIGHUP} <= blocked_signals(connects[1]), "started again by the retry, as any start"
 
 
 @pytest.mark.parametrize("error", [ConnectionRefusedError, EOFError])
