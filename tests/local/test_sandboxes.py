@@ -721,10 +721,18 @@ def test_a_sandbox_that_cannot_start_in_the_fork_server_started_again_fails_its_
     assert one.submit({}, None).result(timeout=60)
 
 
-def test_a_sandbox_its_fork_server_refuses_though_alive_fails_its_invocation_saying_so(one, monkeypatch):
+@pytest.mark.parametrize("after_a_death", [False, True], ids=["running", "just_started_again"])
+def test_a_sandbox_its_fork_server_refuses_though_alive_fails_its_invocation_saying_so(one, monkeypatch, after_a_death):
     """Only a fork server that died is started again: one still running once the wait for its exit ends is not, and
-    the start fails without hanging and without blaming the handler or a death that did not happen."""
+    the start fails without hanging and without blaming the handler or a death that did not happen. Also when this
+    start is the one that starts it, the last one having died: the fork server refusing is that new one."""
     from multiprocessing import forkserver
+
+    if after_a_death:
+        one.submit({}, None).result(timeout=60)
+        last = forkserver._forkserver._forkserver_pid
+        os.kill(last, signal.SIGKILL)
+        assert sandboxes_module._fork_server_gone(last, timeout_s=HANG_GUARD_S)  # exited, and not reaped yet
 
     def refuse(fds):
         forkserver.ensure_running()
