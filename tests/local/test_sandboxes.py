@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -709,6 +710,37 @@ def test_a_sandbox_whose_dead_fork_server_another_start_replaced_meanwhile_start
     sandbox = one.submit({}, None).result(timeout=60)
     assert len(connects) == 2 and connects[0] != connects[1], "once more, in the fork server started meanwhile"
     assert psutil.Process(sandbox).ppid() == connects[1]
+
+
+def test_a_start_whose_fork_server_died_before_sending_its_pid_closes_that_starts_pipes(one, monkeypatch):
+    """The fork server took the start, then died ("EOFError: unexpected EOF" where the sandbox's pid was to come): the
+    server kept that start's pipes open, until the sandbox started again in its place was done with."""
+    from multiprocessing import forkserver
+
+    real_connect, real_read_signed = forkserver.connect_to_new_process, forkserver.read_signed
+    first_pipe: list[int] = []
+
+    def connect(fds):
+        forkserver.ensure_running()
+        if not first_pipe:  # it takes the start (its socket and the pipes) but forks nothing
+            os.kill(forkserver._forkserver._forkserver_pid, signal.SIGSTOP)
+        return real_connect(fds)
+
+    def read_signed(fd):
+        if not first_pipe:
+            first_pipe.append(os.fstat(fd).st_ino)
+            os.kill(forkserver._forkserver._forkserver_pid, signal.SIGKILL)
+        return real_read_signed(fd)
+
+    monkeypatch.setattr(forkserver, "connect_to_new_process", connect)
+    monkeypatch.setattr(forkserver, "read_signed", read_signed)
+    sandbox = one.submit({}, None).result(timeout=60)
+    assert first_pipe and psutil.Process(sandbox).is_running()
+    held = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the directory's own descriptor, closed by now
+            held.add(os.readlink(f"/proc/self/fd/{fd}"))
+    assert f"pipe:[{first_pipe[0]}]" not in held
 
 
 def test_a_sandbox_that_cannot_start_in_the_fork_server_started_again_fails_its_invocation_saying_so(one, monkeypatch):
