@@ -504,6 +504,45 @@ def test_a_warm_start_the_os_refuses_says_so_without_blaming_the_handler(one, mo
     assert refused.value.__cause__ is refusal
 
 
+_WARM_SCRIPT = """
+from local.sandboxes import LambdaSandboxes
+
+if __name__ == "__main__":
+    sandboxes = LambdaSandboxes(1)
+    try:
+        sandboxes.warm()
+    except Exception as error:
+        print(type(error).__name__, error)
+    finally:
+        sandboxes.shutdown()
+"""
+
+
+def test_an_oserror_the_handler_raises_at_import_stays_the_handlers(tmp_path):
+    """Only starting the sandbox is the OS's refusal: the handler's own import (run in the sandbox) raising an
+    OSError stops the stack blaming the handler, as any other error of its import."""
+    import subprocess
+    import sys
+
+    handlers = tmp_path / "shadow" / "handlers"  # the real package, but for an inference_proxy failing at import
+    handlers.mkdir(parents=True)
+    (handlers / "__init__.py").write_text("import pkgutil\n\n__path__ = pkgutil.extend_path(__path__, __name__)\n")
+    (handlers / "inference_proxy.py").write_text('raise OSError(5, "Input/output error")\n')
+    script = tmp_path / "warm.py"
+    script.write_text(_WARM_SCRIPT)
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": f"{handlers.parent}{os.pathsep}{root}"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "OSError [Errno 5] Input/output error"
+
+
 def test_shutdown_cancels_waiting_invocations_and_refuses_new_ones(tmp_path):
     pool = sandboxes(1)
     go = tmp_path / "go"
