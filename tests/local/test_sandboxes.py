@@ -140,8 +140,26 @@ def test_an_invocation_sent_to_a_sandbox_that_died_unnoticed_runs_in_a_new_one(o
     assert one.submit({}, None).result(timeout=60) == second
 
 
-def test_an_invocation_a_sandbox_began_is_not_run_again_when_it_dies(one, tmp_path):
+def submits_return_once_begun(monkeypatch, pool: LambdaSandboxes) -> None:
+    """Each invocation handed to a sandbox is begun there before the hand-over returns, as a sandbox quick enough
+    may: whether it began must be told by the count taken before."""
+    real_submit = ProcessPoolExecutor.submit
+
+    def submit(self, fn, *args, **kwargs):
+        inner = real_submit(self, fn, *args, **kwargs)
+        if fn is sandboxes_module._begin:
+            begun = pool._sandboxes[self]
+            wait_until(lambda: begun.value > 0 or inner.done(), "the sandbox to begin the invocation")
+        return inner
+
+    monkeypatch.setattr(ProcessPoolExecutor, "submit", submit)
+
+
+@pytest.mark.parametrize("begun_at_once", [False, True], ids=["begun_later", "begun_at_once"])
+def test_an_invocation_a_sandbox_began_is_not_run_again_when_it_dies(one, tmp_path, monkeypatch, begun_at_once):
     # Counted, not touched: a rerun would fail too (it dies again) and only its second line would show it.
+    if begun_at_once:
+        submits_return_once_begun(monkeypatch, one)
     runs = tmp_path / "runs"
     with pytest.raises(BrokenProcessPool):
         one.submit({"count": str(runs), "die": True}, None).result(timeout=60)
@@ -149,13 +167,18 @@ def test_an_invocation_a_sandbox_began_is_not_run_again_when_it_dies(one, tmp_pa
     assert runs.read_text() == "ran\n", "the invocation that died mid-way ran a second time"
 
 
-def test_an_invocation_begun_in_a_replacement_for_a_sandbox_found_dead_is_not_run_again(one, tmp_path):
+@pytest.mark.parametrize("begun_at_once", [False, True], ids=["begun_later", "begun_at_once"])
+def test_an_invocation_begun_in_a_replacement_for_a_sandbox_found_dead_is_not_run_again(
+    one, tmp_path, monkeypatch, begun_at_once
+):
     # The dead sandbox's executor has noticed, so the invocation goes to a new sandbox at once: whether it began
     # is that new sandbox's count, not the dead one's.
     first = one.submit({}, None).result(timeout=60)
     [idle] = one._idle
     os.kill(first, signal.SIGKILL)
     wait_until(lambda: idle._broken)
+    if begun_at_once:
+        submits_return_once_begun(monkeypatch, one)
     runs = tmp_path / "runs"
     with pytest.raises(BrokenProcessPool):
         one.submit({"count": str(runs), "die": True}, None).result(timeout=60)
