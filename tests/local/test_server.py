@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from types import SimpleNamespace
+from typing import NamedTuple
 
 import h11
 import httpx
@@ -45,9 +46,15 @@ ENDPOINT = "mobilenet-local"
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256))
 
 
+class RaisedBySubmit(NamedTuple):
+    """A `Sandboxes.result`: submit() itself raises `error`, as LambdaSandboxes does when no sandbox can start."""
+
+    error: BaseException
+
+
 class Sandboxes:
     """Stands in for LambdaSandboxes: records each event and answers with `result` (the event itself, echoed,
-    by default; an exception to raise; or NEVER for an invocation that does not finish)."""
+    by default; an exception to raise; RaisedBySubmit; or NEVER for an invocation that does not finish)."""
 
     NEVER = object()
     CANCELLED = object()
@@ -62,6 +69,8 @@ class Sandboxes:
         self.events.append(event)
         self.contexts.append(context)
         self.crashes.append(crash)
+        if isinstance(self.result, RaisedBySubmit):
+            raise self.result.error
         future: Future = Future()
         if self.result is self.CANCELLED:
             future.cancel()
@@ -257,8 +266,17 @@ def test_a_function_that_dies_or_raises_is_api_gateways_500(tiers, failure):
         (BrokenProcessPool("the sandbox died"), "exited"),
         (LambdaTimeout("Task timed out after 29.00 seconds"), "timed out"),
         (SandboxStartError("a Lambda sandbox could not start: its fork server had died"), "could not start"),
+        (
+            RaisedBySubmit(
+                SandboxStartError(
+                    "a Lambda sandbox could not start: the OS refused it (OSError: [Errno 24] Too many open files):"
+                    " raise the open-file limit (ulimit -n) before starting the stack"
+                )
+            ),
+            "ulimit -n",
+        ),
     ],
-    ids=["sandbox_died", "timed_out", "no_sandbox"],
+    ids=["sandbox_died", "timed_out", "no_sandbox", "no_sandbox_at_submit"],
 )
 def test_a_function_that_dies_times_out_or_gets_no_sandbox_is_logged_in_one_line_without_a_traceback(
     tiers, failure, says, caplog
