@@ -195,6 +195,12 @@ class Preprocessing:
     interpolation: str = "bilinear"  # a key of RESAMPLING
 
     def __post_init__(self) -> None:
+        # A size below 1 (or 1.9 or true, which int() took as 1) loaded, then every request failed or was served a
+        # one-pixel image.
+        for name in ("resize", "crop"):
+            size = getattr(self, name)
+            if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+                raise ValueError(f"{name} {size!r} is not a whole number above 0")
         if not isinstance(self.interpolation, str) or self.interpolation not in RESAMPLING:
             raise ValueError(f"interpolation {self.interpolation!r} is not one of {', '.join(RESAMPLING)}")
         # A hand-edited metadata.json would otherwise fail inside torch (the TorchScript fallback's normalisation),
@@ -229,8 +235,8 @@ def preprocessing_from_metadata(values: Mapping[str, Any]) -> Preprocessing:
     A missing key raises KeyError, a value of the wrong kind TypeError or ValueError; load_classifier names the file.
     """
     return Preprocessing(
-        resize=int(values["resize"]),
-        crop=int(values["crop"]),
+        resize=values["resize"],
+        crop=values["crop"],
         mean=tuple(values["mean"]),
         std=tuple(values["std"]),
         interpolation=values.get("interpolation", "bilinear"),

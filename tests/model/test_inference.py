@@ -163,6 +163,26 @@ def test_a_resampling_preprocess_does_not_do_fails_model_fn_naming_it(inference,
 
 
 @pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("resize", 0),
+        ("resize", -256),
+        ("resize", 1.9),
+        ("resize", True),
+        ("resize", "256"),
+        ("crop", 0),
+        ("crop", 224.0),
+    ],
+)
+def test_a_resize_or_crop_that_is_not_a_whole_number_above_0_fails_model_fn_naming_it(
+    inference, model_dir, tmp_path, key, value
+):
+    # A resize of 0 loaded and then failed every request; 1.9 and true (int() made them 1) served a one-pixel image.
+    refusal = ValueError(f"{key} {value!r} is not a whole number above 0")
+    assert_preprocessing_refused(inference, model_dir, tmp_path, key, value, refusal)
+
+
+@pytest.mark.parametrize(
     ("key", "value", "rule"),
     [
         ("mean", [0.5, 0.5], "3 numbers"),
