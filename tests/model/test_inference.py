@@ -97,20 +97,35 @@ def test_an_onnxruntime_that_does_not_load(inference, model_dir, tmp_path, monke
         'raise ImportError("libonnxruntime_providers_shared.so: cannot open shared object file")\n'
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "onnxruntime")
+    monkeypatch.delitem(sys.modules, "onnxruntime", raising=False)  # imported by any test before, or not
     monkeypatch.setenv("MODEL_BACKEND", choice)
     if choice == "onnxruntime":
         with pytest.raises(inference.ModelLoadError, match="onnxruntime requested but cannot import: libonnx"):
             inference.load_classifier(str(model_dir))
         return
 
-    def torchscript(weights_path, model_name, num_classes, pre):  # the real one takes seconds to trace and freeze
-        return (lambda batch: np.zeros((len(batch), num_classes), np.float32)), "torchscript-stub"
-
-    monkeypatch.setattr(inference, "_torchscript_backend", torchscript)
+    monkeypatch.setattr(inference, "_torchscript_backend", torchscript_stub)
     with caplog.at_level(logging.WARNING):
         assert inference.load_classifier(str(model_dir)).backend == "torchscript-stub"
-    assert "falling back to TorchScript" in caplog.text
+    # The warning says why: the import's own error, which names the library that failed to load.
+    assert (
+        "onnxruntime unavailable (libonnxruntime_providers_shared.so: cannot open shared object file); "
+        "falling back to TorchScript"
+    ) in caplog.messages
+
+
+def torchscript_stub(weights_path, model_name, num_classes, pre):  # the real one takes seconds to trace and freeze
+    return (lambda batch: np.zeros((len(batch), num_classes), np.float32)), "torchscript-stub"
+
+
+def test_model_fn_logs_what_serves_with_which_backend_on_how_many_threads(inference, model_dir, monkeypatch, caplog):
+    monkeypatch.setattr(inference, "_threads", lambda: 3)
+    with caplog.at_level(logging.INFO, logger=inference.logger.name):
+        classifier = inference.load_classifier(str(model_dir))
+    served = [m for m in caplog.messages if m.startswith("model_fn: serving")]
+    assert len(served) == 1, caplog.messages
+    expected = f"model_fn: serving mobilenet_v2 ({classifier.weights_id}) with {classifier.backend} on 3 threads in "
+    assert served[0].startswith(expected) and served[0].removeprefix(expected).removesuffix(" ms").isdigit(), served
 
 
 def test_labels_that_do_not_match_the_graph_fail_model_fn(inference, model_dir, tmp_path):
