@@ -118,6 +118,15 @@ def torchscript_stub(weights_path, model_name, num_classes, pre):  # the real on
     return (lambda batch: np.zeros((len(batch), num_classes), np.float32)), "torchscript-stub"
 
 
+def test_an_artifact_built_without_the_graph_serves_torchscript(inference, model_dir, tmp_path, monkeypatch):
+    # `python -m model.package --no-onnx` packs no model.onnx: auto serves the weights, not a failed ONNX load.
+    for name in ("metadata.json", "model.pth"):
+        (tmp_path / name).symlink_to(model_dir / name)
+    monkeypatch.delenv("MODEL_BACKEND", raising=False)
+    monkeypatch.setattr(inference, "_torchscript_backend", torchscript_stub)
+    assert inference.load_classifier(str(tmp_path)).backend == "torchscript-stub"
+
+
 def test_model_fn_logs_what_serves_with_which_backend_on_how_many_threads(inference, model_dir, monkeypatch, caplog):
     monkeypatch.setattr(inference, "_threads", lambda: 3)
     with caplog.at_level(logging.INFO, logger=inference.logger.name):
