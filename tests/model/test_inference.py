@@ -148,7 +148,8 @@ def test_labels_that_do_not_match_the_graph_fail_model_fn(inference, model_dir, 
 @pytest.mark.parametrize(
     ("text", "says"),
     [
-        ("{", "is not valid JSON"),
+        ("{", "is not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2"),
+        (b'{"model": "caf\xe9"}', "is not valid JSON: 'utf-8' codec can't decode byte 0xe9"),  # saved as Latin-1
         ('{"model": "mobilenet_v2"}', r"lacks \['labels', 'preprocessing', 'weights'\]"),
         ("[]", "is a JSON list, not an object"),
         ('{"model": "m", "weights": "w", "labels": [], "preprocessing": {}}', "unusable .*KeyError\\('resize'"),
@@ -156,7 +157,7 @@ def test_labels_that_do_not_match_the_graph_fail_model_fn(inference, model_dir, 
     ],
 )
 def test_model_fn_names_broken_metadata(inference, tmp_path, text, says):
-    (tmp_path / "metadata.json").write_text(text)
+    (tmp_path / "metadata.json").write_bytes(text if isinstance(text, bytes) else text.encode())
     with pytest.raises(inference.ModelLoadError, match=f"metadata at {tmp_path / 'metadata.json'}.*{says}"):
         inference.load_classifier(str(tmp_path))
 
@@ -308,9 +309,14 @@ def test_model_fn_names_the_missing_directory(inference, tmp_path):
         inference.load_classifier(str(tmp_path / "nope"))
 
 
-def test_model_fn_names_the_missing_metadata(inference, tmp_path):
-    with pytest.raises(inference.ModelLoadError, match=str(tmp_path / "metadata.json")):
+@pytest.mark.parametrize("a_directory", [False, True])
+def test_model_fn_names_the_missing_metadata(inference, tmp_path, a_directory):
+    if a_directory:
+        (tmp_path / "metadata.json").mkdir()
+    why = "Is a directory" if a_directory else "No such file or directory"
+    with pytest.raises(inference.ModelLoadError) as err:
         inference.load_classifier(str(tmp_path))
+    assert str(err.value) == f"cannot read model metadata at {tmp_path / 'metadata.json'}: {why}"
 
 
 def test_model_fn_names_the_missing_weights(inference, model_dir, tmp_path, monkeypatch):
