@@ -1322,10 +1322,13 @@ def test_cgroup_cpu_limit_prefers_v2(inference, tmp_path):
         ("0::/elsewhere\n", {"cpu.max": "300000 100000"}, 3.0),  # a path not under this mount: its root
         ("12:cpu,cpuacct:/docker/abc\n1:name=systemd:/x\n", {"cpu.max": "100000 100000"}, 1.0),  # no v2 line
         ("0::/../../etc\n", {"cpu.max": "100000 100000"}, 1.0),
+        ("0::/../web\n", {"web/cpu.max": "100000 100000", "../cpu.max": "50000 100000"}, 1.0),  # not above the mount
+        # A cgroup's name may be any bytes: one that is not UTF-8 is read as no path, not a failed model_fn.
+        (b"0::/caf\xe9\n", {"cpu.max": "100000 100000"}, 1.0),
     ],
 )
 def test_cgroup_cpu_limit_follows_the_process_cgroup(inference, tmp_path, proc, files, cpus):
-    (tmp_path / "proc-cgroup").write_text(proc)
+    (tmp_path / "proc-cgroup").write_bytes(proc if isinstance(proc, bytes) else proc.encode())
     root = _cgroup(tmp_path / "sys", files)
     assert inference.cgroup_cpu_limit(root, str(tmp_path / "proc-cgroup")) == cpus
 
