@@ -1347,6 +1347,15 @@ def test_model_threads_follow_a_cpu_quota(inference, monkeypatch, affinity, limi
     assert inference.ort_session_options(ort, 3).intra_op_num_threads == 3  # a count given (the bench's) is kept
 
 
+@pytest.mark.parametrize(("cpu_count", "threads"), [(4, 4), (None, 1)])
+def test_model_threads_without_cpu_affinity(inference, monkeypatch, cpu_count, threads):
+    # macOS (a local stack) has no sched_getaffinity: the CPU count, or one thread when even that is unknown.
+    monkeypatch.delattr(inference.os, "sched_getaffinity", raising=False)
+    monkeypatch.setattr(inference.os, "cpu_count", lambda: cpu_count)
+    monkeypatch.setattr(inference, "cgroup_cpu_limit", lambda: None)
+    assert inference._threads() == threads
+
+
 @pytest.mark.parametrize("name", ["coffee.jpg", "astronaut.jpg", "chelsea.jpg", "rocket.jpg"])
 @pytest.mark.parametrize("params", [{}, {"progressive": True}, {"progressive": True, "optimize": True}])
 def test_real_jpegs_have_a_handful_of_scans(inference, classifier, name, params):
