@@ -1356,6 +1356,18 @@ def test_model_threads_without_cpu_affinity(inference, monkeypatch, cpu_count, t
     assert inference._threads() == threads
 
 
+def test_onnxruntime_runs_operators_one_at_a_time_fully_optimised_spinning_only_within_a_run(inference):
+    # README: workers spin within a run and are stopped when it returns. None of these settings changes an answer:
+    # only `make bench`'s timings would show one gone.
+    import onnxruntime as ort
+
+    opts = inference.ort_session_options(ort, 2)
+    assert opts.inter_op_num_threads == 1
+    assert opts.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    entries = ("session.intra_op.allow_spinning", "session.force_spinning_stop")
+    assert [opts.get_session_config_entry(key) for key in entries] == ["1", "1"]
+
+
 @pytest.mark.parametrize("name", ["coffee.jpg", "astronaut.jpg", "chelsea.jpg", "rocket.jpg"])
 @pytest.mark.parametrize("params", [{}, {"progressive": True}, {"progressive": True, "optimize": True}])
 def test_real_jpegs_have_a_handful_of_scans(inference, classifier, name, params):
