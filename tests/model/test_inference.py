@@ -1368,6 +1368,19 @@ def test_onnxruntime_runs_operators_one_at_a_time_fully_optimised_spinning_only_
     assert [opts.get_session_config_entry(key) for key in entries] == ["1", "1"]
 
 
+@pytest.mark.parametrize("vendored", [True, False])
+def test_the_vendored_packages_for_this_python_come_first(inference, tmp_path, monkeypatch, vendored):
+    # model.package unpacks the cp312 onnxruntime wheel in code/vendor/cp312: it must win over any other installed.
+    vendor = tmp_path / "code" / "vendor" / f"cp{sys.version_info[0]}{sys.version_info[1]}"
+    if vendored:
+        vendor.mkdir(parents=True)
+    monkeypatch.setattr(inference, "__file__", str(tmp_path / "code" / "inference.py"))
+    monkeypatch.setattr(sys, "path", ["/site-packages"])
+    inference._add_vendored_packages()
+    inference._add_vendored_packages()  # model_fn again in the same worker: the path is not added twice
+    assert sys.path == ([str(vendor), "/site-packages"] if vendored else ["/site-packages"])
+
+
 @pytest.mark.parametrize("name", ["coffee.jpg", "astronaut.jpg", "chelsea.jpg", "rocket.jpg"])
 @pytest.mark.parametrize("params", [{}, {"progressive": True}, {"progressive": True, "optimize": True}])
 def test_real_jpegs_have_a_handful_of_scans(inference, classifier, name, params):
