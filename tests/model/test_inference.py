@@ -348,6 +348,21 @@ def test_model_fn_names_weights_it_cannot_read(inference, model_dir, tmp_path, m
     assert "weights_only" not in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("error", "says"),
+    [
+        (
+            RuntimeError("failed reading zip archive. More advice.\nSecond line"),
+            "RuntimeError: failed reading zip archive",
+        ),
+        (RuntimeError("x" * 300 + ". And more."), "RuntimeError: " + "x" * 200),
+        (RuntimeError(), "RuntimeError: "),  # no text: its kind alone, not an IndexError of its own
+    ],
+)
+def test_a_weights_error_is_told_by_its_kind_and_at_most_200_characters_of_its_first_sentence(inference, error, says):
+    assert inference.load_failure(error) == says
+
+
 def test_model_fn_refuses_weights_that_do_not_fit(inference, model_dir, tmp_path, monkeypatch):
     import torch
     import torchvision
