@@ -151,6 +151,7 @@ def test_labels_that_do_not_match_the_graph_fail_model_fn(inference, model_dir, 
         ("{", "is not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2"),
         (b'{"model": "caf\xe9"}', "is not valid JSON: 'utf-8' codec can't decode byte 0xe9"),  # saved as Latin-1
         ('{"model": "mobilenet_v2"}', r"lacks \['labels', 'preprocessing', 'weights'\]"),
+        ('{"weights": "w", "labels": [], "preprocessing": {}}', r"lacks \['model'\]"),
         ("[]", "is a JSON list, not an object"),
         ('{"model": "m", "weights": "w", "labels": [], "preprocessing": {}}', "unusable .*KeyError\\('resize'"),
         ('{"model": "m", "weights": "w", "labels": null, "preprocessing": {}}', "unusable .*TypeError"),
