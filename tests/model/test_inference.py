@@ -51,7 +51,12 @@ def top1(result):
 def test_model_fn_serves_the_fast_backend(classifier, model_dir):
     assert classifier.backend.startswith("onnxruntime")
     assert len(classifier.labels) == 1000 and classifier.model_name == "mobilenet_v2"
-    assert classifier.weights_id == json.loads((model_dir / "metadata.json").read_text())["weights"]
+    meta = json.loads((model_dir / "metadata.json").read_text())
+    assert classifier.weights_id == meta["weights"]
+    # The preset's sizes, mean, std and resampling as the build recorded them, each from its own key.
+    pre = classifier.preprocessing
+    recorded = {"resize": pre.resize, "crop": pre.crop, "mean": list(pre.mean), "std": list(pre.std)}
+    assert {**recorded, "interpolation": pre.interpolation} == meta["preprocessing"]
 
 
 def test_model_fn_torchscript_fallback(inference, classifier, model_dir, monkeypatch):
