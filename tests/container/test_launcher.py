@@ -757,7 +757,7 @@ def test_an_http_error_is_its_status_and_body_and_accept_is_sent():
             pass
 
     with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler) as httpd:
-        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         thread.start()
         try:
             endpoint = TorchServeEndpoint(Path("model.tar.gz"), port=httpd.server_address[1])

@@ -319,7 +319,7 @@ def test_a_url_that_is_not_a_fault_injection_stack_is_refused_in_one_line(capsys
 
     if listening:
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NoFaults)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         url = f"http://127.0.0.1:{server.server_address[1]}"
     else:
         with socket.socket() as closed:
