@@ -184,14 +184,13 @@ LOG_LEVEL_VARIABLES = ("POWERTOOLS_LOG_LEVEL", "LOG_LEVEL")
 
 def check_log_level(environ: Mapping[str, str]) -> None:
     """A ConfigError naming the variable unless the level the Logger will take is one logging knows."""
-    for variable in LOG_LEVEL_VARIABLES:
-        level = environ.get(variable)
-        if level:  # Powertools skips an empty one
-            if level.upper() not in logging.getLevelNamesMapping():
-                raise ConfigError(
-                    f"{variable} {level!r} is not a log level; use DEBUG, INFO, WARNING, ERROR or CRITICAL"
-                )
-            return
+    # As Powertools picks it: an empty POWERTOOLS_LOG_LEVEL is skipped, but LOG_LEVEL is taken even when empty
+    # (and '' fails the Logger as an unknown level); neither set means INFO.
+    first, last = LOG_LEVEL_VARIABLES
+    variable = first if environ.get(first) else last
+    level = environ.get(variable)
+    if level is not None and level.upper() not in logging.getLevelNamesMapping():
+        raise ConfigError(f"{variable} {level!r} is not a log level; use DEBUG, INFO, WARNING, ERROR or CRITICAL")
 
 
 def load_config(environ: Mapping[str, str]) -> ProxyConfig:

@@ -1088,6 +1088,8 @@ def test_allowed_origins_must_be_origins(value):
         ({"LOG_LEVEL": "10"}, "LOG_LEVEL '10' is not a log level"),
         ({"POWERTOOLS_LOG_LEVEL": "verbose", "LOG_LEVEL": "INFO"}, "POWERTOOLS_LOG_LEVEL 'verbose' is not a log level"),
         ({"POWERTOOLS_LOG_LEVEL": "", "LOG_LEVEL": "chatty"}, "LOG_LEVEL 'chatty' is not a log level"),
+        # Powertools skips an empty POWERTOOLS_LOG_LEVEL, not an empty LOG_LEVEL: "Unknown level: ''".
+        ({"LOG_LEVEL": ""}, "LOG_LEVEL '' is not a log level"),
     ],
 )
 def test_a_log_level_powertools_cannot_use_is_a_config_error_naming_the_variable(env, says, monkeypatch):
@@ -1105,7 +1107,7 @@ def test_a_log_level_powertools_cannot_use_is_a_config_error_naming_the_variable
     "env",
     [
         {},
-        {"LOG_LEVEL": ""},
+        {"POWERTOOLS_LOG_LEVEL": ""},
         {"LOG_LEVEL": "debug"},
         {"LOG_LEVEL": "Warning"},
         {"POWERTOOLS_LOG_LEVEL": "ERROR"},
