@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 
 import pytest
 from botocore.exceptions import (
@@ -1128,7 +1129,9 @@ def powertools_logger(monkeypatch, env: dict[str, str]):
         monkeypatch.delenv(variable, raising=False)
     for variable, value in env.items():
         monkeypatch.setenv(variable, value)
-    return Logger(service="log-level-check")
+    # A service of its own each time: Powertools configures a service's logger once and skips the level check for
+    # every later Logger of that service, so only the first value checked here reached it (in the order run).
+    return Logger(service=f"log-level-check-{uuid.uuid4().hex}")
 
 
 # ---- time budget ------------------------------------------------------------------------------------------
