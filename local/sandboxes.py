@@ -154,13 +154,17 @@ _REFUSAL_REMEDIES = {
 }
 
 
+def _what_helps(error: BaseException) -> str:
+    """What helps with a refusal the OS gave (by its errno), as the end of a message ("": nothing known)."""
+    remedy = _REFUSAL_REMEDIES.get(getattr(error, "errno", None))  # EOFError has none
+    return f": {remedy}" if remedy else ""
+
+
 def _refused_start(error: OSError) -> SandboxStartError:
     """A sandbox's start the OS refused (EMFILE, EAGAIN, ENOMEM), as the error its invocation fails with: the
     handler never ran, so the log must not blame it, and says what the OS refused and what helps."""
-    remedy = _REFUSAL_REMEDIES.get(error.errno)  # type: ignore[arg-type]
     refused = SandboxStartError(
-        f"a Lambda sandbox could not start: the OS refused it ({type(error).__name__}: {error})"
-        + (f": {remedy}" if remedy else "")
+        f"a Lambda sandbox could not start: the OS refused it ({type(error).__name__}: {error}){_what_helps(error)}"
     )
     refused.__cause__ = error
     return refused
@@ -228,7 +232,7 @@ class _SandboxPopen(popen_forkserver.Popen):
             except (OSError, EOFError) as again:
                 raise SandboxStartError(
                     f"a Lambda sandbox could not start: its fork server had died ({refused}), and starting it again "
-                    f"failed: {type(again).__name__}: {again}"
+                    f"failed: {type(again).__name__}: {again}{_what_helps(again)}"
                 ) from again
 
 

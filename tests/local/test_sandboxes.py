@@ -805,9 +805,41 @@ def test_a_start_whose_fork_server_died_before_sending_its_pid_closes_that_start
     assert f"pipe:[{first_pipe[0]}]" not in held
 
 
-def test_a_sandbox_that_cannot_start_in_the_fork_server_started_again_fails_its_invocation_saying_so(one, monkeypatch):
-    connects = fork_server_dies_at_the_connect(monkeypatch, ConnectionRefusedError, times=2)
-    with pytest.raises(SandboxStartError, match=r"^a Lambda sandbox could not start: its fork server had died"):
+@pytest.mark.parametrize(
+    ("again", "says"),
+    [
+        (None, r"starting it again failed: ConnectionRefusedError: the fork server died$"),
+        (
+            OSError(errno.EMFILE, "Too many open files"),
+            r"starting it again failed: OSError: \[Errno 24\] Too many open files: raise the open-file limit"
+            r" \(ulimit -n\) before starting the stack$",
+        ),
+    ],
+    ids=["fork_server_died_again", "EMFILE"],
+)
+def test_a_sandbox_that_cannot_start_in_the_fork_server_started_again_fails_its_invocation_saying_so(
+    one, monkeypatch, again, says
+):
+    """Started again, the fork server may die too, or the OS refuse the start (then what helps, as for any refusal)."""
+    connects = fork_server_dies_at_the_connect(monkeypatch, ConnectionRefusedError, times=1 if again else 2)
+    if again is not None:
+        from multiprocessing import forkserver
+
+        dies_once = forkserver.connect_to_new_process
+
+        def refused_the_second_time(fds):
+            if connects:  # the fork server died at the first: the OS refuses the start once it is started again
+                forkserver.ensure_running()
+                connects.append(forkserver._forkserver._forkserver_pid)
+                raise again
+            return dies_once(fds)
+
+        monkeypatch.setattr(forkserver, "connect_to_new_process", refused_the_second_time)
+    with pytest.raises(
+        SandboxStartError,
+        match=r"^a Lambda sandbox could not start: its fork server had died \(ConnectionRefusedError: the fork server"
+        r" died\), and " + says,
+    ):
         one.submit({}, None).result(timeout=60)
     assert len(connects) == 2, "started once more, not again and again"
     assert one.size == 0
