@@ -442,8 +442,11 @@ class LambdaSandboxes:
             # It died while idle, and the invocation reached it before its executor noticed: the handler never
             # ran, so a new sandbox runs it (once: a sandbox that cannot even start would otherwise loop).
             replacement = None
-            with contextlib.suppress(Exception):  # shut down meanwhile, or the OS refused a process: it fails below
-                replacement, _ = self._replace(sandbox)
+            with contextlib.suppress(Exception):  # shut down meanwhile: it fails below
+                try:
+                    replacement, _ = self._replace(sandbox)
+                except OSError as refused:  # the OS refused its process (EMFILE, ENOMEM): it fails below, saying so
+                    error = _refused_start(refused)
             if replacement is not None:
                 if not self._start(replacement, result, fn, args, retry=False):
                     self._release(None)

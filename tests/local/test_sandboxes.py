@@ -254,7 +254,7 @@ def test_a_rerun_the_os_refuses_a_sandbox_for_fails_and_frees_its_slot(one, tmp_
         monkeypatch.setattr(one, "_new_sandbox", refuse_once)
     finally:
         os.kill(first, signal.SIGKILL)
-    with pytest.raises(BrokenProcessPool):  # as if it had not been rerun; it must not hang
+    with pytest.raises(SandboxStartError, match=REFUSED_EMFILE):  # never begun, not dead mid-invocation; no hang
         invocation.result(timeout=60)
     assert refused and waiting.result(timeout=60) != first, "the freed slot went to the waiting invocation"
     assert one.size == 1
