@@ -260,6 +260,24 @@ def test_a_rerun_the_os_refuses_a_sandbox_for_fails_and_frees_its_slot(one, tmp_
     assert one.size == 1
 
 
+def test_a_rerun_the_sandboxes_were_shut_down_before_fails_without_hanging(one, monkeypatch):
+    first = one.submit({}, None).result(timeout=60)
+    os.kill(first, signal.SIGSTOP)
+    try:
+        invocation = one.submit({}, None)
+        real_new = one._new_sandbox
+
+        def shut_down_meanwhile():  # as shutdown() leaves them (it cannot run here: the caller holds the lock)
+            one._closed = True
+            return real_new()
+
+        monkeypatch.setattr(one, "_new_sandbox", shut_down_meanwhile)
+    finally:
+        os.kill(first, signal.SIGKILL)
+    with pytest.raises(BrokenProcessPool):  # the sandbox's own failure: no new one may start
+        invocation.result(timeout=60)
+
+
 def test_a_rerun_its_new_sandbox_refuses_fails_and_frees_its_slot(one, monkeypatch):
     first = one.submit({}, None).result(timeout=60)
     os.kill(first, signal.SIGSTOP)
