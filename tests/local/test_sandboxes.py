@@ -873,10 +873,13 @@ def test_a_sandbox_its_fork_server_refuses_though_alive_fails_its_invocation_say
     from multiprocessing import forkserver
 
     if after_a_death:
-        one.submit({}, None).result(timeout=60)
+        idle = one.submit({}, None).result(timeout=60)
         last = forkserver._forkserver._forkserver_pid
         os.kill(last, signal.SIGKILL)
         assert sandboxes_module._fork_server_gone(last, timeout_s=HANG_GUARD_S)  # exited, and not reaped yet
+        # Its idle sandbox exits too, within a second: until then, an executor that has not yet seen the fork
+        # server's pipe close would still hand it this start's invocation, which it would run.
+        wait_until(lambda: dead(idle), "the idle sandbox to exit with its fork server")
 
     def refuse(fds):
         forkserver.ensure_running()
