@@ -388,7 +388,7 @@ def ort_session_options(ort, threads: int | None = None):
     return opts
 
 
-def _onnxruntime_backend(onnx_path: str):
+def _onnxruntime_backend(onnx_path: str, crop: int):
     _add_vendored_packages()
     # ONNX Runtime's telemetry is on by default on Linux (its Privacy.md): it would write a device id under
     # $HOME and try to reach Microsoft from inside the endpoint. An operator may still turn it on explicitly.
@@ -397,7 +397,16 @@ def _onnxruntime_backend(onnx_path: str):
 
     opts = ort_session_options(ort)
     session = ort.InferenceSession(onnx_path, sess_options=opts, providers=["CPUExecutionProvider"])
-    input_name = session.get_inputs()[0].name
+    graph_input = session.get_inputs()[0]
+    # Otherwise a hand-edited crop failed model_fn's warm-up with ONNX Runtime's own error, naming neither.
+    height, width = graph_input.shape[1:3]
+    if isinstance(height, int) and isinstance(width, int) and (height, width) != (crop, crop):
+        metadata_path = os.path.join(os.path.dirname(onnx_path), METADATA_FILE)
+        raise ModelLoadError(
+            f"model metadata at {metadata_path} has crop {crop}, but the ONNX graph at {onnx_path} takes "
+            f"{height}x{width} pixels"
+        )
+    input_name = graph_input.name
 
     def run(batch: np.ndarray) -> np.ndarray:
         return session.run(None, {input_name: batch})[0]
@@ -494,7 +503,7 @@ def load_classifier(model_dir: str) -> Classifier:
     run = backend = None
     if backend_choice in ("auto", "onnxruntime") and os.path.isfile(onnx_path):
         try:
-            run, backend = _onnxruntime_backend(onnx_path)
+            run, backend = _onnxruntime_backend(onnx_path, preprocessing.crop)
         except ImportError as e:
             if backend_choice == "onnxruntime":
                 raise ModelLoadError(f"onnxruntime requested but cannot import: {e}") from e

@@ -213,6 +213,17 @@ def test_a_resize_or_crop_that_is_not_a_whole_number_above_0_fails_model_fn_nami
     assert_preprocessing_refused(inference, model_dir, tmp_path, key, value, refusal)
 
 
+@pytest.mark.parametrize("crop", [225, 223])
+def test_a_crop_the_onnx_graph_does_not_take_fails_model_fn_naming_it(inference, model_dir, tmp_path, crop):
+    # It failed the warm-up with ONNX Runtime's own InvalidArgument, naming neither metadata.json nor the crop.
+    with pytest.raises(inference.ModelLoadError) as err:
+        inference.load_classifier(edited_artifact(model_dir, tmp_path, lambda pre: pre.update(crop=crop)))
+    assert str(err.value) == (
+        f"model metadata at {tmp_path / 'metadata.json'} has crop {crop}, but the ONNX graph at "
+        f"{tmp_path / 'model.onnx'} takes 224x224 pixels"
+    )
+
+
 @pytest.mark.parametrize(
     ("key", "value", "rule"),
     [
@@ -276,7 +287,7 @@ def test_a_mean_or_std_float32_cannot_hold_fails_model_fn_naming_the_file(
 
 def test_weights_that_give_one_non_finite_logit_fail_model_fn(inference, model_dir, monkeypatch):
     # One NaN class is as unservable as all of them: its "prob" would be NaN, which is not JSON.
-    def onnxruntime(onnx_path):
+    def onnxruntime(onnx_path, crop):
         return (lambda batch: np.array([[np.nan] + [0.0] * 999], np.float32)), "onnxruntime-stub"
 
     monkeypatch.setattr(inference, "_onnxruntime_backend", onnxruntime)
