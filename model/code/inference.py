@@ -116,6 +116,9 @@ MAX_PNG_ICCP_CHUNKS = 1
 
 BACKEND_CHOICES = ("auto", "onnxruntime", "torchscript")
 METADATA_FILE = "metadata.json"
+# metadata.json's resize may be at most this many times its crop. Every torchvision classification preset resizes to
+# at most 1.15 times its crop (Inception V3: 342, crop 299); a hand-edited 100000 resized every image to gigabytes.
+MAX_RESIZE_PER_CROP = 2
 WEIGHTS_FILE = "model.pth"
 ONNX_FILE = "model.onnx"
 
@@ -201,6 +204,11 @@ class Preprocessing:
             size = getattr(self, name)
             if not isinstance(size, int) or isinstance(size, bool) or size < 1:
                 raise ValueError(f"{name} {size!r} is not a whole number above 0")
+        if self.resize > MAX_RESIZE_PER_CROP * self.crop:
+            raise ValueError(
+                f"resize {self.resize} is above {MAX_RESIZE_PER_CROP} times crop {self.crop} "
+                f"({MAX_RESIZE_PER_CROP * self.crop})"
+            )
         if not isinstance(self.interpolation, str) or self.interpolation not in RESAMPLING:
             raise ValueError(f"interpolation {self.interpolation!r} is not one of {', '.join(RESAMPLING)}")
         # A hand-edited metadata.json would otherwise fail inside torch (the TorchScript fallback's normalisation),

@@ -213,6 +213,18 @@ def test_a_resize_or_crop_that_is_not_a_whole_number_above_0_fails_model_fn_nami
     assert_preprocessing_refused(inference, model_dir, tmp_path, key, value, refusal)
 
 
+@pytest.mark.parametrize("resize", [449, 100_000])
+def test_a_resize_above_twice_the_crop_fails_model_fn_naming_it(inference, model_dir, tmp_path, resize):
+    # No preset resizes to more than 1.15 times its crop; 100000 resized every image to gigabytes per request.
+    refusal = ValueError(f"resize {resize} is above 2 times crop 224 (448)")
+    assert_preprocessing_refused(inference, model_dir, tmp_path, "resize", resize, refusal)
+
+
+def test_a_resize_of_twice_the_crop_is_served(inference, model_dir, tmp_path):
+    artifact = edited_artifact(model_dir, tmp_path, lambda pre: pre.update(resize=448))
+    assert inference.load_classifier(artifact).preprocessing.resize == 448
+
+
 @pytest.mark.parametrize("crop", [225, 223])
 def test_a_crop_the_onnx_graph_does_not_take_fails_model_fn_naming_it(inference, model_dir, tmp_path, crop):
     # It failed the warm-up with ONNX Runtime's own InvalidArgument, naming neither metadata.json nor the crop.
