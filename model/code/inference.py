@@ -236,6 +236,17 @@ def _finite(number: float) -> bool:
         return False
 
 
+def labels_from_metadata(values: Any) -> list[str]:
+    """metadata.json's "labels": a list of non-empty strings, one per class. A string was split into characters, and a
+    number or null was served as the label; TypeError or ValueError names the field (and the index)."""
+    if not isinstance(values, list):
+        raise TypeError(f"labels {reprlib.repr(values)} is not a list")
+    for i, label in enumerate(values):
+        if not isinstance(label, str) or not label:
+            raise ValueError(f"labels[{i}] {reprlib.repr(label)} is not a non-empty string")
+    return values
+
+
 def preprocessing_from_metadata(values: Mapping[str, Any]) -> Preprocessing:
     """metadata.json's "preprocessing" object (model.package writes it) as a Preprocessing. An artifact built before
     "interpolation" was read (or without it) resizes bilinear, as every build before then did.
@@ -495,7 +506,7 @@ def load_classifier(model_dir: str) -> Classifier:
         raise ModelLoadError(f"model directory {model_dir} does not exist")
     meta = load_metadata(model_dir)
     try:
-        labels = list(meta["labels"])
+        labels = labels_from_metadata(meta["labels"])
         preprocessing = preprocessing_from_metadata(meta["preprocessing"])
     except (KeyError, TypeError, ValueError) as e:  # a bare KeyError 'resize' would not say which file
         path = os.path.join(model_dir, METADATA_FILE)

@@ -168,6 +168,34 @@ def test_model_fn_names_broken_metadata(inference, tmp_path, text, says):
         inference.load_classifier(str(tmp_path))
 
 
+@pytest.mark.parametrize(
+    ("index", "label", "refusal"),
+    [  # index None: "labels" itself is the value
+        (None, "tench", TypeError("labels 'tench' is not a list")),  # was split into 5 one-letter labels
+        (None, {"tench": 0}, TypeError("labels {'tench': 0} is not a list")),
+        (1, 7, ValueError("labels[1] 7 is not a non-empty string")),  # was served as "label": 7
+        (999, None, ValueError("labels[999] None is not a non-empty string")),
+        (0, "", ValueError("labels[0] '' is not a non-empty string")),
+        (1, ["goldfish"], ValueError("labels[1] ['goldfish'] is not a non-empty string")),
+    ],
+)
+def test_labels_that_are_not_a_list_of_non_empty_strings_fail_model_fn_naming_them(
+    inference, model_dir, tmp_path, index, label, refusal
+):
+    meta = json.loads((model_dir / "metadata.json").read_text())
+    if index is None:
+        meta["labels"] = label
+    else:
+        meta["labels"][index] = label
+    (tmp_path / "metadata.json").write_text(json.dumps(meta))
+    (tmp_path / "model.onnx").symlink_to(model_dir / "model.onnx")
+    with pytest.raises(inference.ModelLoadError) as err:
+        inference.load_classifier(str(tmp_path))
+    assert str(err.value) == (
+        f"model metadata at {tmp_path / 'metadata.json'} has unusable labels or preprocessing: {refusal!r}"
+    )
+
+
 def edited_artifact(model_dir, tmp_path, edit, model_file: str = "model.onnx") -> str:
     """The built artifact in tmp_path, its metadata.json's "preprocessing" object changed in place by edit."""
     meta = json.loads((model_dir / "metadata.json").read_text())
