@@ -430,7 +430,6 @@ if __name__ == "__main__":
 """
 
 
-@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts its open files in /proc")
 def test_a_sandbox_start_past_the_open_file_limit_fails_saying_so_and_frees_its_slot(tmp_path):
     """The real EMFILE, not a monkeypatched one: what a server that reached its open-file limit says."""
     import json
