@@ -13,6 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import psutil
 import pytest
@@ -430,17 +431,18 @@ if __name__ == "__main__":
 """
 
 
-def test_a_sandbox_start_past_the_open_file_limit_fails_saying_so_and_frees_its_slot(tmp_path):
-    """The real EMFILE, not a monkeypatched one: what a server that reached its open-file limit says."""
+def run_script(tmp_path: Path, source: str, *args: str) -> Any:
+    """Runs a test script in a fresh interpreter from the project's root (a process of its own to break or limit);
+    returns what it printed last, as JSON."""
     import json
     import subprocess
     import sys
 
-    script = tmp_path / "limit.py"
-    script.write_text(_OPEN_FILE_LIMIT_SCRIPT)
+    script = tmp_path / "script.py"
+    script.write_text(source)
     root = Path(__file__).resolve().parents[2]
     done = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "go")],
+        [sys.executable, str(script), *args],
         cwd=root,
         env={**os.environ, "PYTHONPATH": str(root)},
         capture_output=True,
@@ -448,7 +450,12 @@ def test_a_sandbox_start_past_the_open_file_limit_fails_saying_so_and_frees_its_
         timeout=180,
     )
     assert done.returncode == 0, done.stderr
-    said, size = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_sandbox_start_past_the_open_file_limit_fails_saying_so_and_frees_its_slot(tmp_path):
+    """The real EMFILE, not a monkeypatched one: what a server that reached its open-file limit says."""
+    said, size = run_script(tmp_path, _OPEN_FILE_LIMIT_SCRIPT, str(tmp_path / "go"))
     assert said is not None and re.match(REFUSED_EMFILE, said), said
     assert size == 1, "the refused sandbox holds no slot"
 
@@ -953,23 +960,7 @@ def test_a_fork_server_started_again_still_gives_the_sandboxes_only_the_function
     """multiprocessing starts a dead fork server again on its own, for the next new sandbox (ensure_running in
     connect_to_new_process), with this process's environment: the sandboxes then had the developer's shell and
     none of the function's environment."""
-    import json
-    import subprocess
-    import sys
-
-    script = tmp_path / "restart.py"
-    script.write_text(_RESTART_SCRIPT)
-    root = Path(__file__).resolve().parents[2]
-    done = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=root,
-        env={**os.environ, "PYTHONPATH": str(root)},
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert done.returncode == 0, done.stderr
-    before, after, hangup_blocked = json.loads(done.stdout.strip().splitlines()[-1])
+    before, after, hangup_blocked = run_script(tmp_path, _RESTART_SCRIPT)
     assert before == {"SHELL_SECRET": None, "FUNCTION_ONLY": "yes"}
     assert after == before
     assert not hangup_blocked, "warm() left SIGHUP blocked (it blocks it only while the fork server starts)"
