@@ -75,7 +75,9 @@ def kill_jvm() -> psutil.Process:
     (jvm,) = our_jvms()
     jvm.send_signal(signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while jvm.is_running() and jvm.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+    while jvm.is_running() and jvm.status() != psutil.STATUS_ZOMBIE:
+        if time.monotonic() > deadline:
+            pytest.fail(f"the JVM (pid {jvm.pid}) was still running 10 s after SIGKILL")
         time.sleep(0.05)
     return jvm
 
