@@ -604,6 +604,31 @@ def test_shutdown_cancels_waiting_invocations_and_refuses_new_ones(tmp_path):
     assert not (tmp_path / "ran").exists()
 
 
+@pytest.mark.parametrize("how", ["submitted", "dispatched"])
+def test_an_invocation_whose_sandbox_is_shut_down_before_it_is_handed_over_fails_saying_so(
+    one, tmp_path, monkeypatch, how
+):
+    """Taken under the lock, a sandbox is handed its invocation outside it: shutdown() can let go of it in between
+    (from submit(), or from the dispatch of a waiting invocation as the busy sandbox frees its slot)."""
+    go = tmp_path / "go"
+    busy = one.submit({"wait_for": str(go)}, None) if how == "dispatched" else None
+    real_start = one._start
+
+    def shut_down_first(*args, **kwargs):
+        one.shutdown()
+        return real_start(*args, **kwargs)
+
+    monkeypatch.setattr(one, "_start", shut_down_first)
+    invocation = one.submit({"touch": str(tmp_path / "ran")}, None)
+    if busy is not None:
+        go.touch()
+        busy.result(timeout=60)
+    with pytest.raises(RuntimeError) as shut_down:
+        invocation.result(timeout=60)
+    assert (type(shut_down.value), str(shut_down.value)) == (RuntimeError, "the sandboxes are shut down")
+    assert not (tmp_path / "ran").exists()
+
+
 def blocked_signals(pid: int) -> set[int]:
     """The signals a process blocks (its main thread's mask, as /proc shows it)."""
     status = Path(f"/proc/{pid}/status").read_text().splitlines()
