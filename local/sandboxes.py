@@ -378,7 +378,12 @@ class LambdaSandboxes:
     def submit(self, event: Any, context: Any, *, crash: bool = False) -> Future:
         """Run the handler in a free sandbox; the future fails with BrokenProcessPool if that sandbox dies
         (`crash`: fault injection, the sandbox dies instead), and with LambdaTimeout if the handler outlives the
-        function's timeout (`context.timeout_s`), at which the sandbox is stopped and replaced."""
+        function's timeout (`context.timeout_s`), at which the sandbox is stopped and replaced.
+
+        A sandbox that cannot start (the OS refused its process or pipes, or its fork server died) fails it with
+        SandboxStartError, as does submit() itself when the OS refuses a new sandbox's executor: the handler never
+        ran. Shut down: submit() raises RuntimeError; an invocation still waiting is cancelled, and one whose
+        sandbox was let go of before it was handed over fails with RuntimeError."""
         fn, args = (_crash, ()) if crash else (self._target, (event, context))
         result: Future = Future()
         with self._lock:
