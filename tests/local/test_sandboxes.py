@@ -863,13 +863,15 @@ def test_a_start_whose_fork_server_died_before_sending_its_pid_closes_that_start
             r"starting it again failed: OSError: \[Errno 24\] Too many open files: raise the open-file limit"
             r" \(ulimit -n\) before starting the stack$",
         ),
+        (EOFError("unexpected EOF"), r"starting it again failed: EOFError: unexpected EOF$"),  # no errno
     ],
-    ids=["fork_server_died_again", "EMFILE"],
+    ids=["fork_server_died_again", "EMFILE", "EOFError"],
 )
 def test_a_sandbox_that_cannot_start_in_the_fork_server_started_again_fails_its_invocation_saying_so(
     one, monkeypatch, again, says
 ):
-    """Started again, the fork server may die too, or the OS refuse the start (then what helps, as for any refusal)."""
+    """Started again, the fork server may die too (at the connect, or where the sandbox's pid was to come: EOFError),
+    or the OS refuse the start (then what helps, as for any refusal)."""
     connects = fork_server_dies_at_the_connect(monkeypatch, ConnectionRefusedError, times=1 if again else 2)
     if again is not None:
         from multiprocessing import forkserver
