@@ -154,6 +154,15 @@ _REFUSAL_REMEDIES = {
 }
 
 
+# What helps when the fork server, started again after it died, dies too where the sandbox's pid was to come
+# (EOFError): it took the start and died forking the sandbox, as it does when the OS refuses it that fork (EAGAIN,
+# ENOMEM: CPython's forkserver.main does not catch it). Only its traceback, on the server's stderr, names the error.
+_FORK_REFUSED_REMEDY = (
+    ": the fork server died forking the sandbox, as it does when the OS refuses it a process (its traceback names"
+    " the error): raise the process limit (ulimit -u), end some processes, or free some memory"
+)
+
+
 def _what_helps(error: BaseException) -> str:
     """What helps with a refusal the OS gave (by its errno), as the end of a message ("": nothing known)."""
     remedy = _REFUSAL_REMEDIES.get(getattr(error, "errno", None))  # EOFError has none
@@ -230,9 +239,10 @@ class _SandboxPopen(popen_forkserver.Popen):
                 with _helpers_start_with_stop_signals_blocked():
                     super()._launch(process_obj)
             except (OSError, EOFError) as again:
+                helps = _what_helps(again) or (_FORK_REFUSED_REMEDY if isinstance(again, EOFError) else "")
                 raise SandboxStartError(
                     f"a Lambda sandbox could not start: its fork server had died ({refused}), and starting it again "
-                    f"failed: {type(again).__name__}: {again}{_what_helps(again)}"
+                    f"failed: {type(again).__name__}: {again}{helps}"
                 ) from again
 
 

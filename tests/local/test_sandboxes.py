@@ -460,6 +460,47 @@ def test_a_sandbox_start_past_the_open_file_limit_fails_saying_so_and_frees_its_
     assert size == 1, "the refused sandbox holds no slot"
 
 
+_FORK_REFUSED_SCRIPT = """
+import errno, json, os
+from pathlib import Path
+
+if __name__ != "__main__":  # the fork server, which preloads this script as a module: the OS refuses it every fork
+    def fork():
+        raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    os.fork = fork
+else:
+    from local.sandboxes import LambdaSandboxes, SandboxStartError
+    from tests.local.test_sandboxes import work
+
+    script = Path(__file__).resolve()
+    os.environ["PYTHONPATH"] += os.pathsep + str(script.parent)  # the fork server's, to find it
+    pool = LambdaSandboxes(1, target=work, preload=script.stem)
+    try:
+        pool.submit({}, None).result(timeout=60)
+        said = None
+    except SandboxStartError as error:
+        said = str(error)
+    size = pool.size
+    pool.shutdown()
+    print(json.dumps([said, size]))
+"""
+
+
+def test_a_sandbox_its_fork_server_cannot_fork_fails_saying_what_helps(tmp_path):
+    """CPython's fork server dies of a fork the OS refuses it (EAGAIN past ulimit -u, ENOMEM): the start saw only its
+    EOF where the sandbox's pid was to come, twice (the fork server started again is refused too), and said nothing
+    of what helps. (Real limits cannot be used: root is not held to ulimit -u.)"""
+    said, size = run_script(tmp_path, _FORK_REFUSED_SCRIPT)
+    assert said == (
+        "a Lambda sandbox could not start: its fork server had died (EOFError: unexpected EOF), and starting it again"
+        " failed: EOFError: unexpected EOF: the fork server died forking the sandbox, as it does when the OS refuses"
+        " it a process (its traceback names the error): raise the process limit (ulimit -u), end some processes, or"
+        " free some memory"
+    )
+    assert size == 0
+
+
 def test_an_invocation_waiting_for_the_slot_the_os_refused_a_sandbox_for_runs(one, monkeypatch):
     real_submit = ProcessPoolExecutor.submit
     waiting: list = []
@@ -863,15 +904,20 @@ def test_a_start_whose_fork_server_died_before_sending_its_pid_closes_that_start
             r"starting it again failed: OSError: \[Errno 24\] Too many open files: raise the open-file limit"
             r" \(ulimit -n\) before starting the stack$",
         ),
-        (EOFError("unexpected EOF"), r"starting it again failed: EOFError: unexpected EOF$"),  # no errno
+        (
+            EOFError("unexpected EOF"),  # where the sandbox's pid was to come: it died forking it
+            r"starting it again failed: EOFError: unexpected EOF: the fork server died forking the sandbox, as it does"
+            r" when the OS refuses it a process \(its traceback names the error\): raise the process limit"
+            r" \(ulimit -u\), end some processes, or free some memory$",
+        ),
     ],
     ids=["fork_server_died_again", "EMFILE", "EOFError"],
 )
 def test_a_sandbox_that_cannot_start_in_the_fork_server_started_again_fails_its_invocation_saying_so(
     one, monkeypatch, again, says
 ):
-    """Started again, the fork server may die too (at the connect, or where the sandbox's pid was to come: EOFError),
-    or the OS refuse the start (then what helps, as for any refusal)."""
+    """Started again, the fork server may die too (at the connect; or where the sandbox's pid was to come, EOFError:
+    forking it, which the OS refused, most likely), or the OS refuse the start (then what helps, as for any refusal)."""
     connects = fork_server_dies_at_the_connect(monkeypatch, ConnectionRefusedError, times=1 if again else 2)
     if again is not None:
         from multiprocessing import forkserver
