@@ -356,6 +356,27 @@ def test_a_sandbox_the_os_refuses_to_start_fails_its_invocation_and_frees_its_sl
     assert one.size == 1
 
 
+def test_a_sandbox_the_os_refuses_its_connection_to_the_fork_server_fails_saying_what_helps(one, monkeypatch):
+    """The new sandbox's socket or pipes to the fork server (EMFILE): the OS's refusal, not the fork server's, so
+    no wait for a fork server to die and no 'its fork server refused it', but what helps."""
+    from multiprocessing import forkserver
+
+    real_connect = forkserver.connect_to_new_process
+    refused: list = []
+
+    def refuse_once(fds):
+        if not refused:
+            refused.append(fds)
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_connect(fds)
+
+    monkeypatch.setattr(forkserver, "connect_to_new_process", refuse_once)
+    with pytest.raises(SandboxStartError, match=REFUSED_EMFILE):
+        one.submit({}, None).result(timeout=60)
+    assert refused and one.size == 0
+    assert one.submit({}, None).result(timeout=60)
+
+
 @pytest.mark.parametrize(
     ("error", "says"),
     [
