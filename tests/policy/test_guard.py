@@ -35,6 +35,8 @@ DEV_ENDPOINT_GROUP = LOG_GROUP_ARN + "/aws/sagemaker/Endpoints/mobilenet-serverl
 PROD_FUNCTION_GROUP = LOG_GROUP_ARN + "/aws/lambda/mobilenet-prod-proxy"
 PROD_ACCESS_GROUP = LOG_GROUP_ARN + "/aws/vendedlogs/apigateway/mobilenet-prod-proxy-access"
 PROD_ENDPOINT_GROUP = LOG_GROUP_ARN + "/aws/sagemaker/Endpoints/mobilenet-prod"
+SECOND_ENDPOINT = "mobilenet-second"
+SECOND_ENDPOINT_GROUP = LOG_GROUP_ARN + "/aws/sagemaker/Endpoints/" + SECOND_ENDPOINT
 
 
 def provider_cors(origins: list[str]) -> dict[str, Any]:
@@ -251,6 +253,34 @@ def _trust_action(action: Any) -> Callable[[dict[str, Any]], None]:
 
 def add(graph: Graph, *extra: Res) -> tuple[Res, ...]:
     return (*graph.resources, *extra)
+
+
+# The program's endpoint and what serves it, by logical name: the role and its policy, the model, its configuration,
+# and the endpoint's log group.
+ENDPOINT_CHAIN = ("model-role", "model-role-policy", "model-model", "model-config", "model-endpoint", "model-log-group")
+
+
+def with_a_second_endpoint(graph: Graph, own_role: bool) -> tuple[Res, ...]:
+    """The graph with a second endpoint, SECOND_ENDPOINT, beside the program's: a copy of its chain, each name and
+    ARN renamed (model-... to second-...). `own_role`: the copy has its own role and policy, logging to its own
+    group; else its model runs as the first endpoint's role, whose policy then logs to both endpoints' groups."""
+    [endpoint] = graph.of_type(rules.SM_ENDPOINT)
+    chain = ENDPOINT_CHAIN if own_role else ENDPOINT_CHAIN[2:]
+    renames = {endpoint.inputs["name"]: SECOND_ENDPOINT, **{n: n.replace("model-", "second-", 1) for n in chain}}
+
+    def copied(res: Res) -> Res:
+        text = json.dumps([res.name, res.id, dict(res.inputs), dict(res.outputs), res.urn], default=str)
+        for old, new in renames.items():
+            text = text.replace(old, new)
+        name, rid, inputs, outputs, urn = json.loads(text)
+        return Res(res.type, name, inputs, rid, outputs, urn)
+
+    second = [copied(r) for r in graph.resources if r.name in chain]
+    assert len(second) == len(chain), f"the program's endpoint is not served by {chain}"
+    if own_role:
+        return (*graph.resources, *second)
+    both = with_policy(lambda st: st[3]["Resource"].extend([SECOND_ENDPOINT_GROUP, SECOND_ENDPOINT_GROUP + ":*"]))
+    return (*mutate(graph, rules.ROLE_POLICY, "model-role-policy", both), *second)
 
 
 def cors_on_api(graph: Graph, **overrides: Any) -> tuple[Res, ...]:
@@ -976,6 +1006,19 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         ),
         f"extra-policy: policy.Statement[0]: logs to ['{DEV_FUNCTION_GROUP}'], not its own log group; the role's "
         "user (no service of this stack) writes only []",
+    ),
+    (
+        "second-endpoints-role-also-logs-to-the-first-endpoints-group",
+        "dev",
+        "iam",
+        lambda g: mutate(
+            replace(g, resources=with_a_second_endpoint(g, own_role=True)),
+            rules.ROLE_POLICY,
+            "second-role-policy",
+            with_policy(lambda st: st[3]["Resource"].append(DEV_ENDPOINT_GROUP + ":*")),
+        ),
+        f"second-role-policy: policy.Statement[3]: logs to ['{DEV_ENDPOINT_GROUP}:*'], not its own log group; the "
+        f"role's user (['sagemaker.amazonaws.com']) writes only ['{SECOND_ENDPOINT_GROUP}']",
     ),
     (
         "metrics-any-namespace",
@@ -1949,6 +1992,14 @@ def test_a_statement_that_logs_and_invokes_its_own_endpoint_passes(graphs: Mappi
     [endpoint] = graph.of_type(rules.SM_ENDPOINT)
     merged = with_policy(lambda st: st[0].update(merged_with(st[0], str(endpoint.outputs["arn"]))))
     assert RULES["iam"](mutate(graph, rules.ROLE_POLICY, "api-role-policy", merged), graph) == []
+
+
+@pytest.mark.parametrize("own_role", [True, False], ids=["a-role-each", "one-role-for-both"])
+def test_two_endpoints_each_logging_to_its_own_group_pass(graphs: Mapping[str, Graph], own_role: bool) -> None:
+    """Each endpoint's group is its own model's role's, found through its own configuration; a role serving both
+    endpoints writes both groups."""
+    graph = graphs["dev"]
+    assert RULES["iam"](with_a_second_endpoint(graph, own_role), graph) == []
 
 
 def test_with_alarms_off_every_alarm_is_reported(graphs: Mapping[str, Graph]) -> None:
