@@ -985,6 +985,22 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "its own log group; the role's user (['sagemaker.amazonaws.com']) writes only []",
     ),
     (
+        "endpoint-of-a-configuration-not-in-the-stack-leaves-the-model-role-no-log-group",
+        "prod",
+        "iam",
+        lambda g: mutate(g, rules.SM_ENDPOINT, "model-endpoint", set_path("endpointConfigName", "another-config")),
+        f"model-role-policy: policy.Statement[3]: logs to ['{PROD_ENDPOINT_GROUP}', '{PROD_ENDPOINT_GROUP}:*'], not "
+        "its own log group; the role's user (['sagemaker.amazonaws.com']) writes only []",
+    ),
+    (
+        "endpoint-log-group-undeclared-is-no-group-of-the-stack-for-its-role",
+        "dev",
+        "iam",
+        lambda g: without(g, "model-log-group"),
+        f"model-role-policy: policy.Statement[3]: logs to ['{DEV_ENDPOINT_GROUP}', '{DEV_ENDPOINT_GROUP}:*'], not a "
+        "log group of this stack",
+    ),
+    (
         "policy-on-no-role-logs-to-the-functions-group",
         "dev",
         "iam",
