@@ -1333,6 +1333,19 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "executionRoleArn = 'arn:aws:iam::123456789012:role/someone-else' is not a role of this stack",
     ),
     (
+        "model-runs-as-the-functions-role",
+        "dev",
+        "iam",
+        lambda g: mutate(
+            g,
+            rules.SM_MODEL,
+            "model-model",
+            set_path("executionRoleArn", "arn:aws:iam::123456789012:role/api-role-a1b2c3"),
+        ),
+        "api-role: assumeRolePolicy.Statement[0]: trusts ['lambda.amazonaws.com'], the role is used by "
+        "['lambda.amazonaws.com', 'sagemaker.amazonaws.com']",
+    ),
+    (
         "unused-role",
         "dev",
         "iam",
