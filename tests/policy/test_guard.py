@@ -1560,13 +1560,16 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         lambda g: mutate(g, rules.PERMISSION, "api-invoke-permission", set_path("action", "lambda:*")),
         "api-invoke-permission: action = 'lambda:*', must be lambda:InvokeFunction",
     ),
-    (
-        "catch-all-route",
-        "dev",
-        "invoke_permission",
-        lambda g: mutate(g, rules.ROUTE, "api-route", set_path("routeKey", "$default")),
-        "api-route: routeKey = '$default', the API serves only 'POST /predict'",
-    ),
+    *[
+        (
+            f"catch-all-route-{which}",
+            "dev",
+            "invoke_permission",
+            lambda g, key=key: mutate(g, rules.ROUTE, "api-route", set_path("routeKey", key)),
+            f"api-route: routeKey = {key!r}, the API serves only 'POST /predict'",
+        )
+        for which, key in (("default", "$default"), ("any-proxy", "ANY /{proxy+}"))
+    ],
     (
         "function-url",
         "dev",
