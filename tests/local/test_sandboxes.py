@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import tempfile
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -892,15 +893,19 @@ def test_a_start_whose_fork_server_died_before_sending_its_pid_closes_that_start
 
     real_connect, real_read_signed = forkserver.connect_to_new_process, forkserver.read_signed
     first_pipe: list[int] = []
+    # Only this test's start (submit starts the sandbox in the calling thread): read_signed also reads a sandbox's
+    # exit status (Popen.poll), as an earlier test's executor may still do in a thread of its own, and that sandbox's
+    # pipe (closed as it exits) was taken for this start's, so a start that kept its pipes open passed.
+    this_test = threading.get_ident()
 
     def connect(fds):
         forkserver.ensure_running()
-        if not first_pipe:  # it takes the start (its socket and the pipes) but forks nothing
+        if not first_pipe and threading.get_ident() == this_test:  # it takes the start but forks nothing
             os.kill(forkserver._forkserver._forkserver_pid, signal.SIGSTOP)
         return real_connect(fds)
 
     def read_signed(fd):
-        if not first_pipe:
+        if not first_pipe and threading.get_ident() == this_test:
             first_pipe.append(os.fstat(fd).st_ino)
             os.kill(forkserver._forkserver._forkserver_pid, signal.SIGKILL)
         return real_read_signed(fd)
