@@ -267,7 +267,8 @@ def serve(
         if sandboxes is not None:
             raise
         first = (str(e).splitlines() or [""])[0]
-        if isinstance(e, SandboxStartError):  # not the handler's doing (a TMPDIR too long for the sandboxes)
+        if isinstance(e, SandboxStartError):  # not the handler's doing (a TMPDIR too long, the OS refusing them)
+            first = first.removeprefix("a Lambda sandbox could not start: ")  # said once is enough
             print(f"error: the Lambda sandboxes cannot start: {first}", file=sys.stderr)
         else:
             print(f"error: the Lambda handler cannot start: {type(e).__name__}: {first}", file=sys.stderr)

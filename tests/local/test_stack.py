@@ -497,6 +497,40 @@ def test_a_temporary_directory_too_long_for_the_fork_servers_socket_is_named_not
     assert list(tmp.iterdir()) == []  # the unpacked model and the fork server's directory are gone
 
 
+_FORK_SERVER_REFUSED = """
+import errno, runpy, sys
+from multiprocessing import forkserver
+
+
+def refused():  # as the OS refuses the fork server's process past ulimit -u
+    raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+
+
+forkserver.ensure_running = refused
+sys.argv = ["local", "--port", "0"]
+runpy.run_module("local", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_sandboxes_the_os_refuses_at_the_stacks_start_are_named_once_with_what_helps(artifact, tmp_path):
+    """The stack stopped with "the Lambda sandboxes cannot start: a Lambda sandbox could not start: the OS refused
+    it ...", saying the same twice."""
+    result = subprocess.run(
+        [sys.executable, "-c", _FORK_SERVER_REFUSED],
+        cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_S,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == (
+        "error: the Lambda sandboxes cannot start: the OS refused it (BlockingIOError: [Errno 11] Resource"
+        " temporarily unavailable): raise the process limit (ulimit -u), or end some processes\n"
+    )
+    assert list(tmp_path.iterdir()) == []  # the unpacked model is gone
+
+
 def bound_sockets(monkeypatch) -> list:
     """Every socket local.__main__ binds from now on: main() must close it however it returns (it may run
     inside a longer-lived process, as here)."""
