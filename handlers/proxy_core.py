@@ -176,9 +176,9 @@ def parse_allowed_origins(raw: str | None) -> frozenset[str]:
     return frozenset(origins)
 
 
-# Where Powertools' Logger takes its level from, first set first: the component sets LOG_LEVEL from proxyLogLevel, and
-# the local stack passes a shell's LOG_LEVEL and POWERTOOLS_* on. A name logging does not know fails the Logger with
-# "ValueError: Unknown level: 'LOUD'", which names no variable.
+# Where Powertools' Logger takes its level from, in the order it reads them: the component sets LOG_LEVEL from
+# proxyLogLevel, and the local stack passes a shell's LOG_LEVEL and POWERTOOLS_* on. A name logging does not know
+# fails the Logger with "ValueError: Unknown level: 'LOUD'", which names no variable.
 LOG_LEVEL_VARIABLES = ("POWERTOOLS_LOG_LEVEL", "LOG_LEVEL")
 
 

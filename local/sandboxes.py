@@ -170,7 +170,7 @@ def _what_helps(error: BaseException) -> str:
 
 
 def _refused_start(error: OSError) -> SandboxStartError:
-    """A sandbox's start the OS refused (EMFILE, EAGAIN, ENOMEM), as the error its invocation fails with: the
+    """A sandbox's start the OS refused (EMFILE, ENFILE, EAGAIN, ENOMEM), as the error its invocation fails with: the
     handler never ran, so the log must not blame it, and says what the OS refused and what helps."""
     refused = SandboxStartError(
         f"a Lambda sandbox could not start: the OS refused it ({type(error).__name__}: {error}){_what_helps(error)}"
