@@ -253,6 +253,45 @@ def test_a_resize_of_twice_the_crop_is_served(inference, model_dir, tmp_path):
     assert inference.load_classifier(artifact).preprocessing.resize == 448
 
 
+def onnx_graph_taking(model_dir, tmp_path, height: int | str, width: int | str, crop: int) -> str:
+    """The built artifact in tmp_path with metadata.json's crop and its ONNX graph's input height and width set (a
+    name: a size the graph does not fix)."""
+    import onnx
+
+    graph = onnx.load(str(model_dir / "model.onnx"))
+    dims = graph.graph.input[0].type.tensor_type.shape.dim
+    for dim, size in zip((dims[1], dims[2]), (height, width), strict=True):
+        dim.Clear()
+        if isinstance(size, str):
+            dim.dim_param = size
+        else:
+            dim.dim_value = size
+    meta = json.loads((model_dir / "metadata.json").read_text())
+    meta["preprocessing"]["crop"] = crop
+    (tmp_path / "metadata.json").write_text(json.dumps(meta))
+    (tmp_path / "model.onnx").write_bytes(graph.SerializeToString())
+    return str(tmp_path)
+
+
+@pytest.mark.parametrize(("height", "width", "crop"), [("height", "width", 160), (224, "width", 224)])
+def test_an_onnx_graph_that_does_not_fix_its_size_serves_metadata_crop(
+    inference, model_dir, tmp_path, height, width, crop
+):
+    # Only a size the graph fixes can contradict metadata.json; a graph exported with dynamic height or width serves.
+    classifier = inference.load_classifier(onnx_graph_taking(model_dir, tmp_path, height, width, crop))
+    assert classifier.backend.startswith("onnxruntime") and classifier.preprocessing.crop == crop
+
+
+def test_a_crop_the_onnx_graph_takes_in_height_only_fails_model_fn_naming_it(inference, model_dir, tmp_path):
+    # The crop is square: a graph fixed at 224x225 failed the warm-up with ONNX Runtime's own error.
+    with pytest.raises(inference.ModelLoadError) as err:
+        inference.load_classifier(onnx_graph_taking(model_dir, tmp_path, 224, 225, 224))
+    assert str(err.value) == (
+        f"model metadata at {tmp_path / 'metadata.json'} has crop 224, but the ONNX graph at "
+        f"{tmp_path / 'model.onnx'} takes 224x225 pixels"
+    )
+
+
 @pytest.mark.parametrize("crop", [225, 223])
 def test_a_crop_the_onnx_graph_does_not_take_fails_model_fn_naming_it(inference, model_dir, tmp_path, crop):
     # It failed the warm-up with ONNX Runtime's own InvalidArgument, naming neither metadata.json nor the crop.
