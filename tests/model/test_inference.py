@@ -253,6 +253,16 @@ def test_a_resize_of_twice_the_crop_is_served(inference, model_dir, tmp_path):
     assert inference.load_classifier(artifact).preprocessing.resize == 448
 
 
+@pytest.mark.parametrize(("resize", "crop"), [(1, 1)])
+def test_the_smallest_whole_sizes_are_served(inference, model_dir, tmp_path, monkeypatch, resize, crop):
+    # "Above 0" includes 1 (MobileNet V2 takes a 1x1 image); the TorchScript stub stands for any graph's size.
+    artifact = edited_artifact(model_dir, tmp_path, lambda pre: pre.update(resize=resize, crop=crop), "model.pth")
+    monkeypatch.setenv("MODEL_BACKEND", "torchscript")
+    monkeypatch.setattr(inference, "_torchscript_backend", torchscript_stub)
+    pre = inference.load_classifier(artifact).preprocessing
+    assert (pre.resize, pre.crop) == (resize, crop)
+
+
 def onnx_graph_taking(model_dir, tmp_path, height: int | str, width: int | str, crop: int) -> str:
     """The built artifact in tmp_path with metadata.json's crop and its ONNX graph's input height and width set (a
     name: a size the graph does not fix)."""
