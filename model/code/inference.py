@@ -119,6 +119,10 @@ METADATA_FILE = "metadata.json"
 # metadata.json's resize may be at most this many times its crop. Every torchvision classification preset resizes to
 # at most 1.15 times its crop (Inception V3: 342, crop 299); a hand-edited 100000 resized every image to gigabytes.
 MAX_RESIZE_PER_CROP = 2
+# metadata.json's crop may be at most this. The largest torchvision classification preset crops 600 (EfficientNet-B7;
+# MobileNet V2 takes any size from 1). A hand-edited 100000 failed model_fn's warm-up allocating 30 GB, naming neither
+# the file nor crop, when no ONNX graph's fixed size refused it (the TorchScript fallback traces at any size).
+MAX_CROP = 1024
 WEIGHTS_FILE = "model.pth"
 ONNX_FILE = "model.onnx"
 
@@ -204,6 +208,8 @@ class Preprocessing:
             size = getattr(self, name)
             if not isinstance(size, int) or isinstance(size, bool) or size < 1:
                 raise ValueError(f"{name} {size!r} is not a whole number above 0")
+        if self.crop > MAX_CROP:
+            raise ValueError(f"crop {self.crop} is above {MAX_CROP}, the largest crop served")
         if self.resize > MAX_RESIZE_PER_CROP * self.crop:
             raise ValueError(
                 f"resize {self.resize} is above {MAX_RESIZE_PER_CROP} times crop {self.crop} "

@@ -253,9 +253,10 @@ def test_a_resize_of_twice_the_crop_is_served(inference, model_dir, tmp_path):
     assert inference.load_classifier(artifact).preprocessing.resize == 448
 
 
-@pytest.mark.parametrize(("resize", "crop"), [(1, 1)])
-def test_the_smallest_whole_sizes_are_served(inference, model_dir, tmp_path, monkeypatch, resize, crop):
-    # "Above 0" includes 1 (MobileNet V2 takes a 1x1 image); the TorchScript stub stands for any graph's size.
+@pytest.mark.parametrize(("resize", "crop"), [(1, 1), (2048, 1024)])
+def test_the_smallest_and_largest_sizes_are_served(inference, model_dir, tmp_path, monkeypatch, resize, crop):
+    # "Above 0" includes 1 (MobileNet V2 takes a 1x1 image), and crop 1024 (EfficientNet-B7 crops 600) resized to
+    # twice that; the TorchScript stub stands for a graph of any size.
     artifact = edited_artifact(model_dir, tmp_path, lambda pre: pre.update(resize=resize, crop=crop), "model.pth")
     monkeypatch.setenv("MODEL_BACKEND", "torchscript")
     monkeypatch.setattr(inference, "_torchscript_backend", torchscript_stub)
@@ -299,6 +300,21 @@ def test_a_crop_the_onnx_graph_takes_in_height_only_fails_model_fn_naming_it(inf
     assert str(err.value) == (
         f"model metadata at {tmp_path / 'metadata.json'} has crop 224, but the ONNX graph at "
         f"{tmp_path / 'model.onnx'} takes 224x225 pixels"
+    )
+
+
+@pytest.mark.parametrize("crop", [1025, 100_000])
+def test_a_crop_above_1024_fails_model_fn_naming_it(inference, model_dir, tmp_path, monkeypatch, crop):
+    # With no ONNX graph of a fixed size to refuse it (the TorchScript fallback traces at any size, as does a graph
+    # exported with dynamic sizes), 100000 failed the warm-up allocating 30 GB, naming neither metadata.json nor crop.
+    artifact = edited_artifact(model_dir, tmp_path, lambda pre: pre.update(crop=crop), "model.pth")
+    monkeypatch.setenv("MODEL_BACKEND", "torchscript")
+    monkeypatch.setattr(inference, "_torchscript_backend", torchscript_stub)
+    with pytest.raises(inference.ModelLoadError) as err:
+        inference.load_classifier(artifact)
+    refusal = ValueError(f"crop {crop} is above 1024, the largest crop served")
+    assert str(err.value) == (
+        f"model metadata at {tmp_path / 'metadata.json'} has unusable labels or preprocessing: {refusal!r}"
     )
 
 
