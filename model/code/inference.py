@@ -243,13 +243,14 @@ def _finite(number: float) -> bool:
 
 
 def labels_from_metadata(values: Any) -> list[str]:
-    """metadata.json's "labels": a list of non-empty strings, one per class. A string was split into characters, and a
-    number or null was served as the label; TypeError or ValueError names the field (and the index)."""
+    """metadata.json's "labels": a list of non-blank strings, one per class (repeats are fine: ImageNet's has "crane"
+    twice). A string was split into characters, a number or null was served as the label, and a blank one ("  ") as
+    an empty-looking answer; TypeError or ValueError names the field (and the index)."""
     if not isinstance(values, list):
         raise TypeError(f"labels {reprlib.repr(values)} is not a list")
     for i, label in enumerate(values):
-        if not isinstance(label, str) or not label:
-            raise ValueError(f"labels[{i}] {reprlib.repr(label)} is not a non-empty string")
+        if not isinstance(label, str) or not label.strip():
+            raise ValueError(f"labels[{i}] {reprlib.repr(label)} is not a non-blank string")
     return values
 
 

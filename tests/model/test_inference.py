@@ -173,13 +173,15 @@ def test_model_fn_names_broken_metadata(inference, tmp_path, text, says):
     [  # index None: "labels" itself is the value
         (None, "tench", TypeError("labels 'tench' is not a list")),  # was split into 5 one-letter labels
         (None, {"tench": 0}, TypeError("labels {'tench': 0} is not a list")),
-        (1, 7, ValueError("labels[1] 7 is not a non-empty string")),  # was served as "label": 7
-        (999, None, ValueError("labels[999] None is not a non-empty string")),
-        (0, "", ValueError("labels[0] '' is not a non-empty string")),
-        (1, ["goldfish"], ValueError("labels[1] ['goldfish'] is not a non-empty string")),
+        (1, 7, ValueError("labels[1] 7 is not a non-blank string")),  # was served as "label": 7
+        (999, None, ValueError("labels[999] None is not a non-blank string")),
+        (0, "", ValueError("labels[0] '' is not a non-blank string")),
+        (2, "  ", ValueError("labels[2] '  ' is not a non-blank string")),  # was served as an empty-looking label
+        (3, "\t\u3000\n", ValueError("labels[3] '\\t\\u3000\\n' is not a non-blank string")),
+        (1, ["goldfish"], ValueError("labels[1] ['goldfish'] is not a non-blank string")),
     ],
 )
-def test_labels_that_are_not_a_list_of_non_empty_strings_fail_model_fn_naming_them(
+def test_labels_that_are_not_a_list_of_non_blank_strings_fail_model_fn_naming_them(
     inference, model_dir, tmp_path, index, label, refusal
 ):
     meta = json.loads((model_dir / "metadata.json").read_text())
