@@ -243,9 +243,9 @@ def _finite(number: float) -> bool:
 
 
 def labels_from_metadata(values: Any) -> list[str]:
-    """metadata.json's "labels": a list of non-blank strings, one per class (repeats are fine: ImageNet's has "crane"
-    twice). A string was split into characters, a number or null was served as the label, and a blank one ("  ") as
-    an empty-looking answer; TypeError or ValueError names the field (and the index)."""
+    """metadata.json's "labels": a list of non-blank strings, one per class (repeats are fine: ImageNet's names 134
+    and 517 both "crane"). A string was split into characters, a number or null was served as the label, and a blank
+    one ("  ") as an empty-looking answer; TypeError or ValueError names the field (and the index)."""
     if not isinstance(values, list):
         raise TypeError(f"labels {reprlib.repr(values)} is not a list")
     for i, label in enumerate(values):

@@ -198,6 +198,17 @@ def test_labels_that_are_not_a_list_of_non_blank_strings_fail_model_fn_naming_th
     )
 
 
+def test_repeated_labels_are_served(inference, model_dir, tmp_path):
+    # ImageNet's own class names repeat (134 and 517 are both "crane", 638 and 639 "maillot"); torchvision 0.29's
+    # "crane bird" and "maillot tank suit" are its own renames, which another label list need not have.
+    meta = json.loads((model_dir / "metadata.json").read_text())
+    meta["labels"][134], meta["labels"][639] = "crane", "maillot"
+    (tmp_path / "metadata.json").write_text(json.dumps(meta))
+    (tmp_path / "model.onnx").symlink_to(model_dir / "model.onnx")
+    labels = inference.load_classifier(str(tmp_path)).labels
+    assert labels[134] == labels[517] == "crane" and labels[638] == labels[639] == "maillot"
+
+
 def edited_artifact(model_dir, tmp_path, edit, model_file: str = "model.onnx") -> str:
     """The built artifact in tmp_path, its metadata.json's "preprocessing" object changed in place by edit."""
     meta = json.loads((model_dir / "metadata.json").read_text())
