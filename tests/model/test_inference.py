@@ -342,19 +342,6 @@ def test_a_crop_the_onnx_graph_does_not_take_fails_model_fn_naming_it(inference,
     )
 
 
-def test_a_graph_of_any_size_takes_metadata_jsons_crop(inference, tmp_path):
-    # Only sizes the graph fixes are compared with the crop: height and width left dynamic at its export take any.
-    import onnx
-    from onnx import TensorProto, helper
-
-    pixels = helper.make_tensor_value_info("pixels", TensorProto.UINT8, ["batch", "height", "width", 3])
-    same = helper.make_tensor_value_info("same", TensorProto.UINT8, ["batch", "height", "width", 3])
-    graph = helper.make_graph([helper.make_node("Identity", ["pixels"], ["same"])], "any-size", [pixels], [same])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), tmp_path / "g.onnx")
-    run, _ = inference._onnxruntime_backend(str(tmp_path / "g.onnx"), 300)
-    assert run(np.zeros((1, 300, 300, 3), np.uint8)).shape == (1, 300, 300, 3)
-
-
 @pytest.mark.parametrize(
     ("key", "value", "rule"),
     [
