@@ -424,8 +424,20 @@ def _onnxruntime_backend(onnx_path: str, crop: int):
     opts = ort_session_options(ort)
     session = ort.InferenceSession(onnx_path, sess_options=opts, providers=["CPUExecutionProvider"])
     graph_input = session.get_inputs()[0]
+    # Otherwise a graph exported another way (float32, NCHW: torchvision's usual export) failed model_fn's warm-up
+    # with ONNX Runtime's own error, or was said to take "3x224 pixels".
+    shape = list(graph_input.shape or [])
+    if (
+        graph_input.type != "tensor(uint8)"
+        or len(shape) != 4
+        or any(isinstance(size, int) and size != want for size, want in ((shape[0], 1), (shape[3], 3)))
+    ):
+        raise ModelLoadError(
+            f"the ONNX graph at {onnx_path} takes {graph_input.type} of shape {shape}, not uint8 pixels of shape "
+            "[batch, height, width, 3] as model.package exports it"
+        )
     # Otherwise a hand-edited crop failed model_fn's warm-up with ONNX Runtime's own error, naming neither.
-    height, width = graph_input.shape[1:3]
+    height, width = shape[1:3]
     if isinstance(height, int) and isinstance(width, int) and (height, width) != (crop, crop):
         metadata_path = os.path.join(os.path.dirname(onnx_path), METADATA_FILE)
         raise ModelLoadError(

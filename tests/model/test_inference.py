@@ -331,6 +331,47 @@ def test_a_crop_above_1024_fails_model_fn_naming_it(inference, model_dir, tmp_pa
     )
 
 
+def identity_graph(tmp_path, elem_type: int, shape: list) -> str:
+    """An ONNX graph that returns its one input, of that element type and shape (a name: a size it does not fix)."""
+    from onnx import helper, save
+
+    pixels = helper.make_tensor_value_info("pixels", elem_type, shape)
+    same = helper.make_tensor_value_info("same", elem_type, shape)
+    graph = helper.make_graph([helper.make_node("Identity", ["pixels"], ["same"])], "identity", [pixels], [same])
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), tmp_path / "g.onnx")
+    return str(tmp_path / "g.onnx")
+
+
+@pytest.mark.parametrize(
+    ("elem_type", "shape", "takes"),
+    [
+        (1, [1, 3, 224, 224], "tensor(float) of shape [1, 3, 224, 224]"),  # torchvision's usual export
+        (2, ["batch", 3, 224, 224], "tensor(uint8) of shape ['batch', 3, 224, 224]"),  # was "takes 3x224 pixels"
+        (2, [224, 224, 3], "tensor(uint8) of shape [224, 224, 3]"),  # was "not enough values to unpack"
+        (2, [8, 224, 224, 3], "tensor(uint8) of shape [8, 224, 224, 3]"),
+        (2, ["batch", 224, 224, 1], "tensor(uint8) of shape ['batch', 224, 224, 1]"),
+    ],
+    ids=["float-nchw", "uint8-nchw", "no-batch", "batch-of-8", "grey"],
+)
+def test_an_onnx_graph_not_taking_uint8_nhwc_pixels_fails_model_fn_naming_it(
+    inference, tmp_path, elem_type, shape, takes
+):
+    onnx_path = identity_graph(tmp_path, elem_type, shape)
+    with pytest.raises(inference.ModelLoadError) as err:
+        inference._onnxruntime_backend(onnx_path, 224)
+    assert str(err.value) == (
+        f"the ONNX graph at {onnx_path} takes {takes}, not uint8 pixels of shape [batch, height, width, 3] as "
+        "model.package exports it"
+    )
+
+
+@pytest.mark.parametrize("shape", [[1, 224, 224, 3], ["batch", "height", "width", "channels"]])
+def test_an_onnx_graph_taking_one_or_any_batch_and_channels_is_served(inference, tmp_path, shape):
+    run, _ = inference._onnxruntime_backend(identity_graph(tmp_path, 2, shape), 224)
+    pixels = np.arange(224 * 224 * 3, dtype=np.uint8).reshape(1, 224, 224, 3)
+    assert np.array_equal(run(pixels), pixels)
+
+
 @pytest.mark.parametrize("crop", [225, 223])
 def test_a_crop_the_onnx_graph_does_not_take_fails_model_fn_naming_it(inference, model_dir, tmp_path, crop):
     # It failed the warm-up with ONNX Runtime's own InvalidArgument, naming neither metadata.json nor the crop.
