@@ -201,6 +201,22 @@ def _fork_server_gone(pid: int, timeout_s: float) -> bool:
     return True
 
 
+def _check_the_connects_fds_are_free() -> None:
+    """Raises the OS's refusal (EMFILE, ENFILE) unless the descriptors a sandbox's start takes at once are free: its
+    socket to the fork server and two pipes (5). CPython's connect_to_new_process opens the pipes only once connected,
+    and a refusal there closes the socket unsent: the fork server, reading no descriptors (EOFError), dies, failing
+    every running sandbox's invocation. Checked, not reserved: another thread can take them before the connect does
+    (a narrower window, not none)."""
+    taken: list[int] = []
+    try:
+        for _ in range(2):
+            taken.extend(os.pipe())
+        taken.append(os.dup(taken[0]))
+    finally:
+        for fd in taken:
+            os.close(fd)
+
+
 class _SandboxPopen(popen_forkserver.Popen):
     """A sandbox's start: multiprocessing also starts a dead fork server again here, by itself, for the next new
     sandbox (ensure_running in connect_to_new_process), in whatever thread starts it (the server's event loop),
@@ -224,6 +240,7 @@ class _SandboxPopen(popen_forkserver.Popen):
                 # FORK_SERVER_EXIT_WAIT_S to see die, and fail.
                 forkserver.ensure_running()
                 fork_server = forkserver._forkserver._forkserver_pid
+                _check_the_connects_fds_are_free()
                 super()._launch(process_obj)
         except (ConnectionError, EOFError) as error:
             refused = f"{type(error).__name__}: {error}"
@@ -237,6 +254,7 @@ class _SandboxPopen(popen_forkserver.Popen):
             self._fds = []  # filled again as the process is pickled again
             try:
                 with _helpers_start_with_stop_signals_blocked():
+                    _check_the_connects_fds_are_free()
                     super()._launch(process_obj)
             except (OSError, EOFError) as again:
                 helps = _what_helps(again) or (_FORK_REFUSED_REMEDY if isinstance(again, EOFError) else "")

@@ -423,34 +423,84 @@ def test_a_new_sandbox_the_os_refuses_fails_the_submit_saying_what_was_refused_a
     assert one.size == 1
 
 
-_OPEN_FILE_LIMIT_SCRIPT = """
+_LEAVE_OPEN_FILES = """
 import json, os, resource, sys
+
+def held_fds():
+    held = set()
+    for fd in map(int, os.listdir("/proc/self/fd")):
+        try:
+            os.fstat(fd)  # not the listing's own descriptor, closed by now
+            held.add(fd)
+        except OSError:
+            pass
+    return held
+
+# A limit of 256 open files from the start, then used up as a busy server uses them up: lowered later, the limit
+# would also be that of a fork server started again meanwhile.
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+used_up = []
+
+def leave_open_files(free):
+    for _ in range(256 - len(held_fds()) - free):
+        used_up.append(os.open(os.devnull, os.O_RDONLY))
+
+def free_open_files():
+    while used_up:
+        os.close(used_up.pop())
+"""
+
+
+_OPEN_FILE_LIMIT_SCRIPT = (
+    _LEAVE_OPEN_FILES
+    + """
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import forkserver
 from pathlib import Path
+import psutil
 from local.sandboxes import SandboxStartError
 from tests.local.test_sandboxes import sandboxes
 
 def main():
-    gate = Path(sys.argv[1])
-    pool = sandboxes(2)
+    gate, at, free = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    pool = sandboxes(3)
     busy = pool.submit({"wait_for": str(gate)}, None)  # the fork server and one sandbox, kept busy
-    limits = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")), limits[1]))  # no new descriptor
+    fork_server = forkserver._forkserver._forkserver_pid
+    new_sandbox = pool._new_sandbox
+
+    def limited_new_sandbox():  # the second sandbox: its executor (its pipes, its shared count), then its process
+        if at == "executor":
+            leave_open_files(free)
+        sandbox = new_sandbox()
+        if at == "process":
+            leave_open_files(free)
+        return sandbox
+
+    pool._new_sandbox = limited_new_sandbox
     try:
-        pool.submit({}, None).result(timeout=60)  # needs a second sandbox
+        pool.submit({}, None).result(timeout=60)
         said = None
     except SandboxStartError as error:
         said = str(error)
     finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+        free_open_files()
+        pool._new_sandbox = new_sandbox
     size = pool.size
+    # The next sandbox (a new one after a refused start) comes from the busy one's fork server.
+    same_fork_server = psutil.Process(pool.submit({}, None).result(timeout=60)).ppid() == fork_server
     gate.touch()
-    busy.result(timeout=60)
+    try:
+        busy.result(timeout=60)
+        ran = "ran"
+    except BrokenProcessPool as error:
+        ran = f"BrokenProcessPool: {error}"
     pool.shutdown()
-    print(json.dumps([said, size]))
+    print(json.dumps([said, size, same_fork_server, ran]))
 
 if __name__ == "__main__":
     main()
 """
+)
 
 
 def run_script(tmp_path: Path, source: str, *args: str) -> Any:
@@ -475,11 +525,112 @@ def run_script(tmp_path: Path, source: str, *args: str) -> Any:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_a_sandbox_start_past_the_open_file_limit_fails_saying_so_and_frees_its_slot(tmp_path):
-    """The real EMFILE, not a monkeypatched one: what a server that reached its open-file limit says."""
-    said, size = run_script(tmp_path, _OPEN_FILE_LIMIT_SCRIPT, str(tmp_path / "go"))
+@pytest.mark.parametrize(
+    ("at", "free"), [("executor", 1), ("process", 1), ("process", 4)], ids=["executor", "connect", "second_pipe"]
+)
+def test_a_sandbox_start_past_the_open_file_limit_fails_saying_so_and_frees_its_slot(tmp_path, at, free):
+    """The real EMFILE, not a monkeypatched one: what a server that reached its open-file limit says. Its executor
+    made, the start connects to the fork server and then opens two pipes: refused there, the connect closed unsent
+    and the fork server died of it (EOFError), failing the busy sandbox's invocation ('exited mid-invocation')."""
+    said, size, same_fork_server, busy = run_script(
+        tmp_path, _OPEN_FILE_LIMIT_SCRIPT, str(tmp_path / "go"), at, str(free)
+    )
     assert said is not None and re.match(REFUSED_EMFILE, said), said
     assert size == 1, "the refused sandbox holds no slot"
+    assert (same_fork_server, busy) == (True, "ran"), "the fork server died of the refused start"
+
+
+_CONNECT_CHECK_SCRIPT = (
+    _LEAVE_OPEN_FILES
+    + """
+from local.sandboxes import _check_the_connects_fds_are_free
+
+refusals, leaks = [], []
+for free in range(6):
+    before = held_fds()
+    leave_open_files(free)
+    try:
+        _check_the_connects_fds_are_free()
+        refusals.append(None)
+    except OSError as error:
+        refusals.append(error.errno)
+    finally:
+        free_open_files()
+    leaks.append(sorted(held_fds() - before))
+print(json.dumps([refusals, leaks]))
+"""
+)
+
+
+def test_the_check_that_a_starts_open_files_are_free_refuses_fewer_than_five_and_leaks_none(tmp_path):
+    """Refused at any of its descriptors (the first pipe, the second, the last one), or not refused, it keeps none."""
+    refusals, leaks = run_script(tmp_path, _CONNECT_CHECK_SCRIPT)
+    assert refusals == [errno.EMFILE] * 5 + [None]
+    assert leaks == [[]] * 6
+
+
+def test_a_sandbox_start_with_just_the_open_files_it_needs_left_starts(tmp_path):
+    """Its socket to the fork server and two pipes (5): the check that they are free asks no more."""
+    said, size, same_fork_server, busy = run_script(
+        tmp_path, _OPEN_FILE_LIMIT_SCRIPT, str(tmp_path / "go"), "process", "5"
+    )
+    assert (said, size, same_fork_server, busy) == (None, 2, True, "ran")
+
+
+_RETRY_PAST_THE_OPEN_FILE_LIMIT_SCRIPT = (
+    _LEAVE_OPEN_FILES
+    + """
+import signal
+from multiprocessing import forkserver
+import psutil
+from local.sandboxes import SandboxStartError
+from tests.local.test_sandboxes import sandboxes
+
+def main():
+    pool = sandboxes(1)
+    real_connect = forkserver.connect_to_new_process
+    connects = []
+
+    def connect(fds):  # the fork server died; another start (a thread of its own) started it again, near the limit
+        if connects:
+            return real_connect(fds)
+        forkserver.ensure_running()
+        connects.append(forkserver._forkserver._forkserver_pid)
+        os.kill(connects[0], signal.SIGKILL)
+        os.waitid(os.P_PID, connects[0], os.WEXITED | os.WNOWAIT)  # exited, left for ensure_running to reap
+        forkserver.ensure_running()
+        leave_open_files(1)
+        raise ConnectionRefusedError("the fork server died")
+
+    forkserver.connect_to_new_process = connect
+    try:
+        pool.submit({}, None).result(timeout=60)
+        said = None
+    except SandboxStartError as error:
+        said = str(error)
+    finally:
+        free_open_files()
+    started_again = forkserver._forkserver._forkserver_pid
+    same_fork_server = psutil.Process(pool.submit({}, None).result(timeout=60)).ppid() == started_again
+    pool.shutdown()
+    print(json.dumps([said, same_fork_server]))
+
+if __name__ == "__main__":
+    main()
+"""
+)
+
+
+def test_a_sandbox_started_again_past_the_open_file_limit_leaves_the_fork_server_started_again_running(tmp_path):
+    """Its start's second try, in the fork server started again, checks its open files too: refused halfway through
+    the connect, that fork server died as well."""
+    said, same_fork_server = run_script(tmp_path, _RETRY_PAST_THE_OPEN_FILE_LIMIT_SCRIPT)
+    assert said == (
+        "a Lambda sandbox could not start: its fork server had died (ConnectionRefusedError: the fork server died), and"
+        " starting it again failed: OSError: [Errno 24] Too many open files: raise the open-file limit (ulimit -n)"
+        " before starting the stack"
+    )
+    assert same_fork_server, "the fork server started again died of the refused start"
 
 
 _FORK_REFUSED_SCRIPT = """
