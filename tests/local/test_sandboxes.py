@@ -11,7 +11,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures.process import BrokenProcessPool, _ExecutorManagerThread
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -53,6 +53,18 @@ REFUSED_EMFILE = (
 
 def sandboxes(limit: int) -> LambdaSandboxes:
     return LambdaSandboxes(limit, target=work, preload=__name__)
+
+
+@pytest.fixture(autouse=True)
+def executors_ended_after_each_test():
+    """shutdown() does not wait: each sandbox's executor ends in a thread of its own, which stops its sandbox and
+    reads its exit status from the fork server (read_signed). Still running in the next test (in 40 of 68), they
+    called its fakes of multiprocessing's functions, which took those calls for the test's own."""
+    yield
+    wait_until(
+        lambda: not any(isinstance(thread, _ExecutorManagerThread) for thread in threading.enumerate()),
+        "the test's sandboxes' executors to end (a pool not shut down?)",
+    )
 
 
 @pytest.fixture
