@@ -944,8 +944,10 @@ def test_a_sandbox_killed_mid_request_fails_only_that_request():
     own = LocalStack("--fault-injection")
     try:
         own.set_faults(delay_s=3.0)  # holds each invocation in its sandbox long enough to kill one
-        forkserver = next(
-            child for child in psutil.Process(own.proc.pid).children() if "forkserver" in " ".join(child.cmdline())
+        forkserver = next(  # by its command, not its path: a checkout in a directory named forkserver has both
+            child
+            for child in psutil.Process(own.proc.pid).children()
+            if child.cmdline()[-1].startswith("from multiprocessing.forkserver import")
         )
         seen = len(own.output())
         port = int(own.url.rsplit(":", 1)[1])
