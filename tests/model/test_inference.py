@@ -346,12 +346,13 @@ def identity_graph(tmp_path, elem_type: int, shape: list) -> str:
     ("elem_type", "shape", "takes"),
     [
         (1, [1, 3, 224, 224], "tensor(float) of shape [1, 3, 224, 224]"),  # torchvision's usual export
+        (1, ["batch", 224, 224, 3], "tensor(float) of shape ['batch', 224, 224, 3]"),  # normalised outside it
         (2, ["batch", 3, 224, 224], "tensor(uint8) of shape ['batch', 3, 224, 224]"),  # was "takes 3x224 pixels"
         (2, [224, 224, 3], "tensor(uint8) of shape [224, 224, 3]"),  # was "not enough values to unpack"
         (2, [8, 224, 224, 3], "tensor(uint8) of shape [8, 224, 224, 3]"),
         (2, ["batch", 224, 224, 1], "tensor(uint8) of shape ['batch', 224, 224, 1]"),
     ],
-    ids=["float-nchw", "uint8-nchw", "no-batch", "batch-of-8", "grey"],
+    ids=["float-nchw", "float-nhwc", "uint8-nchw", "no-batch", "batch-of-8", "grey"],
 )
 def test_an_onnx_graph_not_taking_uint8_nhwc_pixels_fails_model_fn_naming_it(
     inference, tmp_path, elem_type, shape, takes
