@@ -349,10 +349,11 @@ def identity_graph(tmp_path, elem_type: int, shape: list) -> str:
         (1, ["batch", 224, 224, 3], "tensor(float) of shape ['batch', 224, 224, 3]"),  # normalised outside it
         (2, ["batch", 3, 224, 224], "tensor(uint8) of shape ['batch', 3, 224, 224]"),  # was "takes 3x224 pixels"
         (2, [224, 224, 3], "tensor(uint8) of shape [224, 224, 3]"),  # was "not enough values to unpack"
+        (2, [1, 224, 224, 3, 1], "tensor(uint8) of shape [1, 224, 224, 3, 1]"),  # was ONNX Runtime's own error
         (2, [8, 224, 224, 3], "tensor(uint8) of shape [8, 224, 224, 3]"),
         (2, ["batch", 224, 224, 1], "tensor(uint8) of shape ['batch', 224, 224, 1]"),
     ],
-    ids=["float-nchw", "float-nhwc", "uint8-nchw", "no-batch", "batch-of-8", "grey"],
+    ids=["float-nchw", "float-nhwc", "uint8-nchw", "no-batch", "an-axis-more", "batch-of-8", "grey"],
 )
 def test_an_onnx_graph_not_taking_uint8_nhwc_pixels_fails_model_fn_naming_it(
     inference, tmp_path, elem_type, shape, takes
