@@ -485,6 +485,11 @@ def _own_log_groups(resources: Sequence[Res]) -> dict[str, set[str]]:
     return owned
 
 
+# Said of an identity policy no role of this stack has inline (a RolePolicy, or the role's inlinePolicies), which rule 6
+# credits with no service's needs: a standalone Policy (attached or not), or a RolePolicy on a role the stack lacks.
+NO_ROLE = "no role of this stack holds it inline"
+
+
 def iam_violations(resources: Sequence[Res]) -> list[str]:
     """Rule 6: least privilege on every identity policy (each role logging only to its own service's log group), no
     broad managed policy, narrow trust."""
@@ -538,11 +543,12 @@ def iam_violations(resources: Sequence[Res]) -> list[str]:
             own = owned.get(role.name, set()) if role is not None else set()
             others = [r for r in logged if r not in foreign and _allowed_suffix_removed(r) not in own]
             if others:
-                users = sorted(expected.get(role.name, ())) if role is not None else []
-                problems.append(
-                    f"{at}: logs to {others}, not its own log group; the role's user "
-                    f"({users or 'no service of this stack'}) writes only {sorted(own)}"
-                )
+                if role is None:
+                    whose = NO_ROLE + ", so it may write none"
+                else:
+                    users = sorted(expected.get(role.name, ()))
+                    whose = f"the role's user ({users or 'no service of this stack'}) writes only {sorted(own)}"
+                problems.append(f"{at}: logs to {others}, not its own log group; {whose}")
             # A wildcard inside an ARN is allowed only as a log group's ":*" stream suffix, or ending an S3 key
             # prefix below the bucket (bucket/models/*; never bucket/*).
             partial = [r for r in resources_ if r != "*" and "*" in _allowed_suffix_removed(r)]
@@ -565,8 +571,13 @@ def iam_violations(resources: Sequence[Res]) -> list[str]:
             actions = [str(a) for a in _as_list(statement.get("Action"))]
             extra = sorted(a for a in actions if a.lower() not in needed)
             if statement.get("Effect") == "Allow" and extra:
-                users = sorted(services) or "no service of this stack"
-                problems.append(f"{where}.Statement[{i}]: grants {extra}, which the role's user ({users}) never needs")
+                if role is None:
+                    problems.append(f"{where}.Statement[{i}]: grants {extra}, though {NO_ROLE}")
+                else:
+                    users = sorted(services) or "no service of this stack"
+                    problems.append(
+                        f"{where}.Statement[{i}]: grants {extra}, which the role's user ({users}) never needs"
+                    )
     for role in of_type(resources, ROLE):
         document = _document(role, "assumeRolePolicy", problems)
         want = expected.get(role.name)

@@ -1020,8 +1020,32 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
                 },
             ),
         ),
-        f"extra-policy: policy.Statement[0]: logs to ['{DEV_FUNCTION_GROUP}'], not its own log group; the role's "
-        "user (no service of this stack) writes only []",
+        f"extra-policy: policy.Statement[0]: logs to ['{DEV_FUNCTION_GROUP}'], not its own log group; no role of "
+        "this stack holds it inline, so it may write none",  # was "the role's user (no service of this stack)"
+    ),
+    (
+        "policy-on-another-stacks-role-grants-logging",
+        "dev",
+        "iam",
+        lambda g: add(
+            g,
+            Res(
+                rules.ROLE_POLICY,
+                "foreign-policy",
+                {
+                    "role": "another-stacks-role",
+                    "policy": json.dumps(
+                        {
+                            "Statement": [
+                                {"Effect": "Allow", "Action": "logs:PutLogEvents", "Resource": DEV_FUNCTION_GROUP}
+                            ]
+                        }
+                    ),
+                },
+            ),
+        ),
+        "foreign-policy: policy.Statement[0]: grants ['logs:PutLogEvents'], though no role of this stack holds it "
+        "inline",  # was "which the role's user (no service of this stack) never needs"
     ),
     (
         "second-endpoints-role-also-logs-to-the-first-endpoints-group",
