@@ -244,6 +244,7 @@ def test_a_resampling_preprocess_does_not_do_fails_model_fn_naming_it(inference,
         ("resize", "256"),
         ("crop", 0),
         ("crop", 224.0),
+        ("crop", "224"),
     ],
 )
 def test_a_resize_or_crop_that_is_not_a_whole_number_above_0_fails_model_fn_naming_it(
