@@ -436,13 +436,14 @@ def _onnxruntime_backend(onnx_path: str, crop: int):
             f"the ONNX graph at {onnx_path} takes {graph_input.type} of shape {shape}, not uint8 pixels of shape "
             "[batch, height, width, 3] as model.package exports it"
         )
-    # Otherwise a hand-edited crop failed model_fn's warm-up with ONNX Runtime's own error, naming neither.
+    # Otherwise a hand-edited crop failed model_fn's warm-up with ONNX Runtime's own error, naming neither. Each
+    # size the graph fixes must be the crop, also where it fixes one and not the other.
     height, width = shape[1:3]
-    if isinstance(height, int) and isinstance(width, int) and (height, width) != (crop, crop):
+    if any(isinstance(size, int) and size != crop for size in (height, width)):
         metadata_path = os.path.join(os.path.dirname(onnx_path), METADATA_FILE)
         raise ModelLoadError(
             f"model metadata at {metadata_path} has crop {crop}, but the ONNX graph at {onnx_path} takes "
-            f"{height}x{width} pixels"
+            f"{height!r}x{width!r} pixels"
         )
     input_name = graph_input.name
 

@@ -307,13 +307,20 @@ def test_an_onnx_graph_that_does_not_fix_its_size_serves_metadata_crop(
     assert classifier.backend.startswith("onnxruntime") and classifier.preprocessing.crop == crop
 
 
-def test_a_crop_the_onnx_graph_takes_in_height_only_fails_model_fn_naming_it(inference, model_dir, tmp_path):
-    # The crop is square: a graph fixed at 224x225 failed the warm-up with ONNX Runtime's own error.
+@pytest.mark.parametrize(
+    ("height", "width", "takes"),
+    [(224, 225, "224x225"), (225, "width", "225x'width'"), ("height", 160, "'height'x160")],
+)
+def test_an_onnx_graph_fixing_a_size_other_than_the_crop_fails_model_fn_naming_it(
+    inference, model_dir, tmp_path, height, width, takes
+):
+    # The crop is square: a graph fixed at 224x225, or fixing one axis at another size than the crop, failed the
+    # warm-up with ONNX Runtime's own error.
     with pytest.raises(inference.ModelLoadError) as err:
-        inference.load_classifier(onnx_graph_taking(model_dir, tmp_path, 224, 225, 224))
+        inference.load_classifier(onnx_graph_taking(model_dir, tmp_path, height, width, 224))
     assert str(err.value) == (
         f"model metadata at {tmp_path / 'metadata.json'} has crop 224, but the ONNX graph at "
-        f"{tmp_path / 'model.onnx'} takes 224x225 pixels"
+        f"{tmp_path / 'model.onnx'} takes {takes} pixels"
     )
 
 
