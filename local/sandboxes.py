@@ -155,11 +155,13 @@ _REFUSAL_REMEDIES = {
 
 
 # What helps when the fork server, started again after it died, dies too where the sandbox's pid was to come
-# (EOFError): it took the start and died forking the sandbox, as it does when the OS refuses it that fork (EAGAIN,
-# ENOMEM: CPython's forkserver.main does not catch it). Only its traceback, on the server's stderr, names the error.
+# (EOFError): it took the start and died before answering, most likely forking the sandbox, as it does when the OS
+# refuses it that fork (EAGAIN, ENOMEM: CPython's forkserver.main does not catch it); a kill (the OOM killer) looks
+# the same. Only its traceback, on the server's stderr, names the error.
 _FORK_REFUSED_REMEDY = (
-    ": the fork server died forking the sandbox, as it does when the OS refuses it a process (its traceback names"
-    " the error): raise the process limit (ulimit -u), end some processes, or free some memory"
+    ": the fork server died after taking the start, most likely forking the sandbox, as it does when the OS refuses"
+    " it a process (its traceback names the error): raise the process limit (ulimit -u), end some processes, or free"
+    " some memory"
 )
 
 
@@ -203,10 +205,10 @@ def _fork_server_gone(pid: int, timeout_s: float) -> bool:
 
 def _check_the_connects_fds_are_free() -> None:
     """Raises the OS's refusal (EMFILE, ENFILE) unless the descriptors a sandbox's start takes at once are free: its
-    socket to the fork server and two pipes (5). CPython's connect_to_new_process opens the pipes only once connected,
-    and a refusal there closes the socket unsent: the fork server, reading no descriptors (EOFError), dies, failing
-    every running sandbox's invocation. Checked, not reserved: another thread can take them before the connect does
-    (a narrower window, not none)."""
+    socket to the fork server and two pipes (5 descriptors). CPython's connect_to_new_process opens the pipes only
+    once connected, and a refusal there closes the socket unsent: the fork server, reading no descriptors (EOFError),
+    dies, failing every running sandbox's invocation. Checked, not reserved: another thread can take them before the
+    connect does (a narrower window, not none)."""
     taken: list[int] = []
     try:
         for _ in range(2):

@@ -679,9 +679,9 @@ def test_a_sandbox_its_fork_server_cannot_fork_fails_saying_what_helps(tmp_path)
     said, size = run_script(tmp_path, _FORK_REFUSED_SCRIPT)
     assert said == (
         "a Lambda sandbox could not start: its fork server had died (EOFError: unexpected EOF), and starting it again"
-        " failed: EOFError: unexpected EOF: the fork server died forking the sandbox, as it does when the OS refuses"
-        " it a process (its traceback names the error): raise the process limit (ulimit -u), end some processes, or"
-        " free some memory"
+        " failed: EOFError: unexpected EOF: the fork server died after taking the start, most likely forking the"
+        " sandbox, as it does when the OS refuses it a process (its traceback names the error): raise the process"
+        " limit (ulimit -u), end some processes, or free some memory"
     )
     assert size == 0
 
@@ -1095,8 +1095,9 @@ def test_a_start_whose_fork_server_died_before_sending_its_pid_closes_that_start
         ),
         (
             EOFError("unexpected EOF"),  # where the sandbox's pid was to come: it died forking it
-            r"starting it again failed: EOFError: unexpected EOF: the fork server died forking the sandbox, as it does"
-            r" when the OS refuses it a process \(its traceback names the error\): raise the process limit"
+            r"starting it again failed: EOFError: unexpected EOF: the fork server died after taking the start, most"
+            r" likely forking the sandbox, as it does when the OS refuses it a process \(its traceback names the"
+            r" error\): raise the process limit"
             r" \(ulimit -u\), end some processes, or free some memory$",
         ),
     ],
