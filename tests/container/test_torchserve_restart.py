@@ -71,11 +71,19 @@ def base_dir(jvm: psutil.Process) -> Path:
     return Path(psutil.Process(os.getpgid(jvm.pid)).cwd())
 
 
+def gone(proc: psutil.Process) -> bool:
+    """Exited: a zombie, or reaped (also between the two checks)."""
+    try:
+        return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def kill_jvm() -> psutil.Process:
     (jvm,) = our_jvms()
     jvm.send_signal(signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while jvm.is_running() and jvm.status() != psutil.STATUS_ZOMBIE:
+    while not gone(jvm):
         if time.monotonic() > deadline:
             pytest.fail(f"the JVM (pid {jvm.pid}) was still running 10 s after SIGKILL")
         time.sleep(0.05)
