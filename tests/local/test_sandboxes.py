@@ -437,6 +437,7 @@ def test_a_new_sandbox_the_os_refuses_fails_the_submit_saying_what_was_refused_a
 
 _LEAVE_OPEN_FILES = """
 import json, os, resource, sys
+from local.sandboxes import SandboxStartError
 
 def held_fds():
     held = set()
@@ -460,6 +461,15 @@ def leave_open_files(free):
 def free_open_files():
     while used_up:
         os.close(used_up.pop())
+
+def refusal(pool):  # what a new invocation's SandboxStartError said (None: it ran); the used-up files freed
+    try:
+        pool.submit({}, None).result(timeout=60)
+        return None
+    except SandboxStartError as error:
+        return str(error)
+    finally:
+        free_open_files()
 """
 
 
@@ -470,7 +480,6 @@ from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import forkserver
 from pathlib import Path
 import psutil
-from local.sandboxes import SandboxStartError
 from tests.local.test_sandboxes import sandboxes
 
 def main():
@@ -490,12 +499,8 @@ def main():
 
     pool._new_sandbox = limited_new_sandbox
     try:
-        pool.submit({}, None).result(timeout=60)
-        said = None
-    except SandboxStartError as error:
-        said = str(error)
+        said = refusal(pool)
     finally:
-        free_open_files()
         pool._new_sandbox = new_sandbox
     size = pool.size
     # The next sandbox (a new one after a refused start) comes from the busy one's fork server.
@@ -595,7 +600,6 @@ _RETRY_PAST_THE_OPEN_FILE_LIMIT_SCRIPT = (
 import signal
 from multiprocessing import forkserver
 import psutil
-from local.sandboxes import SandboxStartError
 from tests.local.test_sandboxes import sandboxes
 
 def main():
@@ -615,13 +619,7 @@ def main():
         raise ConnectionRefusedError("the fork server died")
 
     forkserver.connect_to_new_process = connect
-    try:
-        pool.submit({}, None).result(timeout=60)
-        said = None
-    except SandboxStartError as error:
-        said = str(error)
-    finally:
-        free_open_files()
+    said = refusal(pool)
     started_again = forkserver._forkserver._forkserver_pid
     same_fork_server = psutil.Process(pool.submit({}, None).result(timeout=60)).ppid() == started_again
     pool.shutdown()
