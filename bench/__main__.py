@@ -44,6 +44,7 @@ from pathlib import Path
 
 from bench import stop_signals_unwind
 from bench.loadtest import percentile
+from bench.machine import describe as describe_machine
 from components.settings import MEMORY_SIZES_MB, load_stack_file
 from local.runtime import load_inference_module
 from tests.imagegen import normalize
@@ -92,19 +93,11 @@ def interleaved_medians(fns: dict, rounds: int, warmup: int = 3, settle: int = 0
 
 
 def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import onnxruntime
     import torch
 
     return (
-        f"{cpu}, {os.cpu_count()} vCPU, Python {platform.python_version()}, torch {torch.__version__}, "
+        f"{describe_machine()}, Python {platform.python_version()}, torch {torch.__version__}, "
         f"onnxruntime {onnxruntime.__version__}, {THREADS} threads"
     )
 

@@ -44,6 +44,7 @@ from pathlib import Path
 import httpx
 
 from bench import stop_signals_unwind
+from bench.machine import describe as describe_machine
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = ROOT / "tests" / "fixtures" / "images" / "coffee.jpg"
@@ -280,15 +281,7 @@ def render_markdown(summary: LoadSummary, faults: list[FaultOutcome], machine: s
 
 
 def machine_description() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    return f"{describe_machine('cores')}, Python {platform.python_version()}"
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -1,0 +1,158 @@
+"""The machine named in the headers of `make bench` and `make loadtest`: hosts that /proc/cpuinfo's "model name"
+alone confuses, and the cpuinfo that has no model name or no file at all."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.machine import cpu_description
+
+# The host of 2026-12-05 (a KVM guest), its first two processors as /proc/cpuinfo gives them, flags in full.
+ZEN2 = """processor	: 0
+vendor_id	: AuthenticAMD
+cpu family	: 23
+model		: 49
+model name	: AMD EPYC
+stepping	: 0
+microcode	: 0x1000065
+cpu MHz		: 2245.780
+cache size	: 512 KB
+siblings	: 2
+cpu cores	: 2
+flags		: fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr sse sse2 ht \
+syscall nx mmxext fxsr_opt pdpe1gb rdtscp lm constant_tsc rep_good nopl xtopology nonstop_tsc cpuid extd_apicid \
+tsc_known_freq pni pclmulqdq ssse3 fma cx16 sse4_1 sse4_2 x2apic movbe popcnt tsc_deadline_timer aes xsave avx f16c \
+rdrand hypervisor lahf_lm cmp_legacy cr8_legacy abm sse4a misalignsse 3dnowprefetch osvw topoext ssbd ibrs ibpb stibp \
+vmmcall fsgsbase tsc_adjust bmi1 avx2 smep bmi2 rdseed adx smap clflushopt clwb sha_ni xsaveopt xsavec xgetbv1 clzero \
+xsaveerptr wbnoinvd arat umip rdpid
+bugs		: sysret_ss_attrs spectre_v1 spectre_v2 spec_store_bypass retbleed smt_rsb srso ibpb_no_ret
+bogomips	: 4491.56
+power management:
+
+processor	: 1
+vendor_id	: AuthenticAMD
+cpu family	: 23
+model		: 49
+model name	: AMD EPYC
+flags		: fpu vme de pse tsc msr pae mce cx8 apic sep avx avx2
+power management:
+
+"""
+
+# The Zen 4 host (Genoa as its guest sees it): the same model name, AVX-512 and its VNNI, no VEX AVX-VNNI.
+ZEN4 = """processor	: 0
+vendor_id	: AuthenticAMD
+cpu family	: 25
+model		: 17
+model name	: AMD EPYC
+flags		: fpu sse sse2 ssse3 fma sse4_1 sse4_2 avx f16c bmi1 avx2 bmi2 avx512f avx512dq avx512ifma avx512cd \
+avx512bw avx512vl avx512_bf16 avx512vbmi avx512_vbmi2 gfni vaes vpclmulqdq avx512_vnni avx512_bitalg \
+avx512_vpopcntdq hypervisor
+"""
+
+# The Intel host of 2026-12-04: family 6, model 167 as the KVM guest reports it, both VNNIs and AMX.
+INTEL = """processor	: 0
+vendor_id	: GenuineIntel
+cpu family	: 6
+model		: 167
+model name	: Intel(R) Xeon(R) Processor
+flags		: fpu sse sse2 ssse3 fma sse4_1 sse4_2 avx f16c bmi1 avx2 bmi2 avx512f avx512dq avx512cd avx512bw \
+avx512vl avx_vnni avx512_bf16 avx512vbmi avx512_vbmi2 gfni vaes avx512_vnni avx512_bitalg avx512_vpopcntdq \
+amx_bf16 avx512_fp16 amx_tile amx_int8 hypervisor
+"""
+
+# Graviton 2 (Neoverse N1): no "model name", the CPU named by implementer and part, its extensions as Features.
+GRAVITON2 = """processor	: 0
+BogoMIPS	: 243.75
+Features	: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp ssbs
+CPU implementer	: 0x41
+CPU architecture: 8
+CPU variant	: 0x3
+CPU part	: 0xd0c
+CPU revision	: 1
+
+processor	: 1
+BogoMIPS	: 243.75
+Features	: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp ssbs
+CPU implementer	: 0x41
+CPU architecture: 8
+CPU variant	: 0x3
+CPU part	: 0xd0c
+CPU revision	: 1
+
+"""
+
+
+@pytest.mark.parametrize(
+    "cpuinfo, description",
+    [
+        (ZEN2, "AMD EPYC (family 23, model 49; AVX2, no AVX-512), 2 vCPU"),
+        (ZEN4, "AMD EPYC (family 25, model 17; AVX-512, AVX-512 VNNI), 2 vCPU"),
+        (INTEL, "Intel(R) Xeon(R) Processor (family 6, model 167; AVX-512, AVX-512 VNNI, AMX), 2 vCPU"),
+    ],
+    ids=["zen2", "zen4", "intel"],
+)
+def test_hosts_of_the_same_model_name_are_told_apart_by_family_model_and_extensions(cpuinfo, description):
+    assert cpu_description(cpuinfo, 2, "x86_64") == description
+
+
+@pytest.mark.parametrize(
+    "flags, extensions",
+    [
+        ("avx avx2 avx_vnni", "AVX2, AVX-VNNI, no AVX-512"),  # Alder Lake: int8 dot products without AVX-512
+        ("avx", "no AVX2, no AVX-512"),
+        ("avx avx2 avx512f", "AVX-512"),
+        ("avx avx2 avx512f avx_vnni", "AVX-512, AVX-VNNI"),
+    ],
+)
+def test_each_extension_the_kernels_dispatch_on_is_named_and_avx512_said_missing(flags, extensions):
+    cpuinfo = f"vendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 151\nmodel name\t: Core\nflags\t\t: {flags}\n"
+    assert cpu_description(cpuinfo, 4, "x86_64") == f"Core (family 6, model 151; {extensions}), 4 vCPU"
+
+
+def test_the_first_processor_is_described_not_a_later_one():
+    first, rest = ZEN2.split("\n\n", 1)
+    later = rest.replace("model name\t: AMD EPYC", "model name\t: later").replace("avx2", "avx2 avx512f")
+    assert cpu_description(f"{first}\n\n{later}", 2, "x86_64").startswith("AMD EPYC (family 23, model 49; AVX2,")
+
+
+def test_aarch64_is_named_by_its_architecture_implementer_and_part():
+    assert cpu_description(GRAVITON2, 2, "aarch64") == "aarch64 (implementer 0x41, part 0xd0c; dot product), 2 vCPU"
+    graviton3 = GRAVITON2.replace("0xd0c", "0xd40").replace(" ssbs", " ssbs sve i8mm")
+    assert cpu_description(graviton3, 64, "aarch64", "cores") == (
+        "aarch64 (implementer 0x41, part 0xd40; dot product, I8MM, SVE), 64 cores"
+    )
+
+
+@pytest.mark.parametrize(
+    "cpuinfo, cpus, arch, description",
+    [
+        (None, 2, "x86_64", "x86_64, 2 vCPU"),  # no /proc/cpuinfo (macOS, a sandbox)
+        ("", None, "", "unknown CPU, vCPU count unknown"),  # os.cpu_count() and platform.machine() know nothing
+        ("garbage\n\x00\n::\n", 2, "x86_64", "x86_64, 2 vCPU"),
+        ("processor\t: 0\ncpu\t\t: POWER9 (raw)\n", 8, "ppc64le", "ppc64le, 8 vCPU"),  # neither x86 nor ARM
+        # x86 without a flags line: the extensions are unknown, never said missing
+        (ZEN2.split("flags")[0], 2, "x86_64", "AMD EPYC (family 23, model 49), 2 vCPU"),
+    ],
+)
+def test_cpuinfo_that_is_missing_or_unexpected_still_names_the_machine(cpuinfo, cpus, arch, description):
+    assert cpu_description(cpuinfo, cpus, arch) == description
+
+
+def test_both_headers_describe_the_machine_from_its_cpuinfo(monkeypatch, tmp_path):
+    import bench.__main__ as bench_main
+    from bench import machine
+    from bench.loadtest import machine_description
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(INTEL)
+    monkeypatch.setattr(machine, "CPUINFO", cpuinfo)
+    monkeypatch.setattr(machine.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(machine.platform, "machine", lambda: "x86_64")
+    intel = "Intel(R) Xeon(R) Processor (family 6, model 167; AVX-512, AVX-512 VNNI, AMX)"
+    assert bench_main.machine().startswith(f"{intel}, 2 vCPU, Python ")
+    assert machine_description().startswith(f"{intel}, 2 cores, Python ")
+
+    cpuinfo.unlink()  # unreadable: the header still names what it can
+    assert bench_main.machine().startswith("x86_64, 2 vCPU, Python ")
+    assert machine_description().startswith("x86_64, 2 cores, Python ")
