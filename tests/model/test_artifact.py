@@ -460,7 +460,11 @@ def test_vendored_onnxruntime_is_for_the_container_python(artifact):
 
 @pytest.fixture(scope="module")
 def int8_check(model_dir):
-    """The int8 graph quantize_int8 builds from this artifact's fp32 graph, with the artifact's own classifier."""
+    """The int8 graph quantize_int8 builds from this artifact's fp32 graph, with the artifact's own classifier, and a
+    session of it with the served options (on x86 without VNNI those differ in what they answer: see
+    test_onnxruntime_computes_int8_products_exactly_where_they_would_saturate)."""
+    import onnxruntime as ort
+
     from tests.conftest import load_inference_module
 
     meta = json.loads((model_dir / "metadata.json").read_text())
@@ -468,17 +472,17 @@ def int8_check(model_dir):
     photos = sorted(package.CALIBRATION_DIR.glob("*.jpg"))
     int8 = package.quantize_int8((model_dir / "model.onnx").read_bytes(), meta, photos)
     inference = load_inference_module(model_dir / "code", "int8_check_inference")
-    return int8, inference, inference.load_classifier(str(model_dir)), photos
+    opts = inference.ort_session_options(ort)
+    session = ort.InferenceSession(int8, sess_options=opts, providers=["CPUExecutionProvider"])
+    return int8, inference, inference.load_classifier(str(model_dir)), photos, session
 
 
 @pytest.mark.slow
 def test_int8_is_opt_in_and_agrees_on_the_photos(int8_check):
     import numpy as np
-    import onnxruntime as ort
 
-    int8, inference, classifier, photos = int8_check
+    int8, inference, classifier, photos, session = int8_check
     _assert_float_stem_and_per_channel_weights(int8)
-    session = ort.InferenceSession(int8, providers=["CPUExecutionProvider"])
     top1 = top5 = 0
     for photo in photos:
         batch = inference.preprocess(inference.decode_image(photo.read_bytes()), classifier.preprocessing)
@@ -499,15 +503,14 @@ def test_int8_agrees_with_fp32_on_views_of_the_photos_it_was_not_calibrated_on(i
     With only 4 real photos, calibrated on crops of them, the photos alone cannot tell a good int8 graph from a
     lucky one. On these 28 views the float stem and percentile ranges give a mean KL divergence from fp32's
     probabilities of 0.010-0.012 (3 calibration seeds) and 26-27 top-1 agreements; all-int8 with min-max ranges
-    gave 0.13-0.16 and 21-23."""
+    gave 0.13-0.16 and 21-23. The session has the served options: on an x86 CPU without VNNI, ONNX Runtime's
+    default int8 kernels clip sums of products and gave 0.030 and 25 (an AMD EPYC, Zen 2)."""
     import io
 
     import numpy as np
-    import onnxruntime as ort
     from PIL import Image
 
-    int8, inference, classifier, photos = int8_check
-    session = ort.InferenceSession(int8, providers=["CPUExecutionProvider"])
+    _, inference, classifier, photos, session = int8_check
 
     def views(img):
         w, h = img.size
@@ -533,7 +536,7 @@ def test_int8_agrees_with_fp32_on_views_of_the_photos_it_was_not_calibrated_on(i
             kl.append(float(np.sum(f * np.log(f / q))))
             top1 += int(f.argmax() == q.argmax())
     assert len(kl) == 7 * len(photos)
-    assert np.mean(kl) < 0.03 and top1 >= len(kl) - 3, (np.mean(kl), top1)
+    assert np.mean(kl) < 0.02 and top1 >= len(kl) - 3, (np.mean(kl), top1)
 
 
 @pytest.mark.parametrize("convs", [1, package.INT8_FLOAT_CONVS])

@@ -1569,6 +1569,42 @@ def test_onnxruntime_runs_operators_one_at_a_time_fully_optimised_spinning_only_
     assert [opts.get_session_config_entry(key) for key in entries] == ["1", "1"]
 
 
+@pytest.mark.parametrize(
+    ("flags", "exact"),
+    [
+        ({"avx", "avx2", "fma"}, True),  # Zen 2, Haswell-Broadwell: vpmaddubsw clips
+        ({"avx2", "avx512f", "avx512bw"}, True),  # Skylake-SP: AVX-512 without VNNI clips too
+        ({"avx2", "avx512f", "avx512_vnni"}, False),  # Cascade Lake on, Zen 4: exact already
+        ({"avx2", "avx_vnni"}, False),  # Alder Lake on
+        ({"avx2", "avx512_vnni", "amx_int8", "amx_tile"}, False),  # Sapphire Rapids
+        ({"sse4_2"}, False),  # no AVX2: on Linux ONNX Runtime has one kernel for u8s8 and u8u8
+        (set(), False),  # macOS, an ARM CPU: no /proc/cpuinfo flags to go by
+    ],
+)
+def test_onnxruntime_computes_int8_products_exactly_where_they_would_saturate(inference, flags, exact):
+    # README "int8 (opt-in)": on x86 without VNNI or AMX, the int8 graph agreed with fp32 a third as well (its u8 x s8
+    # sums clipped) until ONNX Runtime was told to use its exact u8 x u8 kernels. On a VNNI CPU that would only
+    # cost speed: there the option must stay unset.
+    import onnxruntime as ort
+
+    opts = inference.ort_session_options(ort, 2, frozenset(flags))
+    if exact:
+        assert opts.get_session_config_entry("session.x64quantprecision") == "1"
+    else:
+        with pytest.raises(RuntimeError, match="does not have configuration"):
+            opts.get_session_config_entry("session.x64quantprecision")
+
+
+def test_cpu_flags_come_from_the_first_cpu_in_proc_cpuinfo(inference, tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(
+        "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 fma\n\n"
+        "processor\t: 1\nflags\t\t: fpu sse2 avx2 fma avx512_vnni\n"
+    )
+    assert inference.cpu_flags(str(cpuinfo)) == {"fpu", "sse2", "avx2", "fma"}
+    assert inference.cpu_flags(str(tmp_path / "absent")) == frozenset()  # macOS: nothing, and no int8 setting
+
+
 @pytest.mark.parametrize("vendored", [True, False])
 def test_the_vendored_packages_for_this_python_come_first(inference, tmp_path, monkeypatch, vendored):
     # model.package unpacks the cp312 onnxruntime wheel in code/vendor/cp312: it must win over any other installed.
