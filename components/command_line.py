@@ -1,4 +1,5 @@
-"""What `python -m local` and `python -m model.package` share on the command line. Standard library only."""
+"""What `python -m local`, `python -m local.torchserve` and `python -m model.package` share on the command line.
+Standard library only."""
 
 from __future__ import annotations
 
@@ -26,3 +27,17 @@ def path_argument(value: str) -> Path:
     if not value.strip():
         raise argparse.ArgumentTypeError("the path is empty: name a file, or leave the option out for its default")
     return Path(os.path.expanduser(value))
+
+
+PORTS = "use 1-65535, or 0 for a free one"
+
+
+def port_number(value: str) -> int:
+    """A TCP port, refused in one line when it is none: bind() raised OverflowError, a traceback, for 99999."""
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number: {PORTS}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port: {PORTS}")
+    return port

@@ -14,7 +14,7 @@ import socket
 import sys
 from pathlib import Path
 
-from components.command_line import OneLineErrorParser, path_argument
+from components.command_line import OneLineErrorParser, path_argument, port_number
 from components.policies import cors_allowed_origins
 from components.settings import Settings, SettingsError, load_stack_file
 from local.gateway import StageThrottle
@@ -39,19 +39,6 @@ from local.server import (
 )
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
-
-
-PORTS = "use 1-65535, or 0 for a free one"
-
-
-def port_number(value: str) -> int:
-    try:
-        port = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a port number: {PORTS}") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{port} is not a port: {PORTS}")
-    return port
 
 
 # A host name as RFC 1123 has it: dot-separated labels of letters, digits and inner hyphens, an optional final dot.

@@ -13,7 +13,6 @@ including a stale one from a crashed run).
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import io
 import logging
@@ -32,6 +31,7 @@ import urllib.request
 import weakref
 from pathlib import Path
 
+from components.command_line import OneLineErrorParser, path_argument, port_number
 from components.policies import TORCHSERVE_ENV, TORCHSERVE_JAVA_OPTIONS
 from local.runtime import extract_artifact, stop_signals_held
 
@@ -524,10 +524,12 @@ class ManagedEndpoint:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m local.torchserve", description=__doc__.split("\n")[0])
-    parser.add_argument("artifact", type=Path)
-    parser.add_argument("--port", type=int)
-    parser.add_argument("--startup-timeout", type=float, default=120)
+    parser = OneLineErrorParser(prog="python -m local.torchserve", description=__doc__.split("\n")[0])
+    parser.add_argument("artifact", type=path_argument, help="the model.tar.gz to serve")
+    parser.add_argument("--port", type=port_number, help="default: a free port (as 0), printed at start")
+    parser.add_argument(
+        "--startup-timeout", type=float, default=120, help="seconds for /ping and a warm-up answer (default 120)"
+    )
     args = parser.parse_args(argv)
     try:
         with TorchServeEndpoint(args.artifact, port=args.port, startup_timeout=args.startup_timeout) as endpoint:

@@ -818,6 +818,18 @@ def test_main_serves_until_the_stack_exits_and_names_failures(monkeypatch, capsy
     assert torchserve.main(["m.tar.gz", "--port", "3"]) == 0
 
 
+@pytest.mark.parametrize(("port", "said"), [("99999", "99999 is not a port"), ("80a", "'80a' is not a port number")])
+def test_main_refuses_a_port_that_is_none_in_one_line(monkeypatch, capsys, port, said):
+    # bind() raised OverflowError for 99999, a traceback from _port_free instead of a word about --port.
+    monkeypatch.setattr(torchserve, "TorchServeEndpoint", lambda *a, **k: pytest.fail("started with a bad port"))
+    with pytest.raises(SystemExit) as exit_:
+        torchserve.main(["m.tar.gz", "--port", port])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    help_ = "see `python -m local.torchserve --help`"
+    assert err == f"error: argument --port: {said}: use 1-65535, or 0 for a free one; {help_}\n"
+
+
 # --- ManagedEndpoint: replacing a dead stack ------------------------------------------------------------------
 class DownStack(FakeStack):
     """A stack whose process still runs but whose JVM no longer answers."""
