@@ -705,7 +705,7 @@ def bench_container_memory(report: Report, ctx: dict) -> None:
     worst_case = "  serving stack peak + the worst hostile image's decode"
     worst_target = f"<= memorySizeMb {configured} (Pulumi.dev.yaml)"
     if not shutil.which("java") and not os.environ.get("JAVA_HOME"):  # TorchServe runs $JAVA_HOME/bin/java if set
-        why = "no java on PATH (nor JAVA_HOME): TorchServe needs a Java 17 runtime"
+        why = "no java on PATH (nor JAVA_HOME): TorchServe needs Java 17 or newer"
         report.skip(STACK_MEMORY, why, size_target)
         report.skip(worst_case, why, worst_target)
         return

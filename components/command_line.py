@@ -41,3 +41,14 @@ def port_number(value: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"{port} is not a port: {PORTS}")
     return port
+
+
+def seconds(value: str) -> float:
+    """A duration above zero: float() took -5 and nan, and a timeout of either gave up before waiting at all."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not 0 < number < float("inf"):
+        raise argparse.ArgumentTypeError(f"{value} is not a duration: use a number of seconds above 0")
+    return number

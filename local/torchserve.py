@@ -31,7 +31,7 @@ import urllib.request
 import weakref
 from pathlib import Path
 
-from components.command_line import OneLineErrorParser, path_argument, port_number
+from components.command_line import OneLineErrorParser, path_argument, port_number, seconds
 from components.policies import TORCHSERVE_ENV, TORCHSERVE_JAVA_OPTIONS
 from local.runtime import extract_artifact, stop_signals_held
 
@@ -251,7 +251,7 @@ class TorchServeEndpoint:
         if self._proc is not None:
             raise TorchServeError("endpoint already started")
         if not shutil.which("java") and not os.environ.get("JAVA_HOME"):  # TorchServe honours either
-            raise TorchServeError("java not found on PATH (nor JAVA_HOME): TorchServe needs a Java 17 runtime")
+            raise TorchServeError("java not found on PATH (nor JAVA_HOME): TorchServe needs Java 17 or newer")
         if self.port and not _port_free(self.port):
             raise TorchServeError(f"port {self.port} on 127.0.0.1 is in use")
         self.base = Path(tempfile.mkdtemp(prefix="torchserve-"))
@@ -528,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("artifact", type=path_argument, help="the model.tar.gz to serve")
     parser.add_argument("--port", type=port_number, help="default: a free port (as 0), printed at start")
     parser.add_argument(
-        "--startup-timeout", type=float, default=120, help="seconds for /ping and a warm-up answer (default 120)"
+        "--startup-timeout", type=seconds, default=120, help="seconds for /ping and a warm-up answer (default 120)"
     )
     args = parser.parse_args(argv)
     try:

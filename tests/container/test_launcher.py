@@ -830,6 +830,26 @@ def test_main_refuses_a_port_that_is_none_in_one_line(monkeypatch, capsys, port,
     assert err == f"error: argument --port: {said}: use 1-65535, or 0 for a free one; {help_}\n"
 
 
+@pytest.mark.parametrize(
+    ("timeout", "said"),
+    [
+        ("-5", "-5 is not a duration: use a number of seconds above 0"),
+        ("0", "0 is not a duration: use a number of seconds above 0"),
+        ("nan", "nan is not a duration: use a number of seconds above 0"),
+        ("inf", "inf is not a duration: use a number of seconds above 0"),
+        ("soon", "'soon' is not a number of seconds"),
+    ],
+)
+def test_main_refuses_a_startup_timeout_that_is_no_duration(monkeypatch, capsys, timeout, said):
+    # float() took -5 and nan: the stack gave up at once, as "not ready after -5 s", before /ping was asked.
+    monkeypatch.setattr(torchserve, "TorchServeEndpoint", lambda *a, **k: pytest.fail("started with a bad timeout"))
+    with pytest.raises(SystemExit) as exit_:
+        torchserve.main(["m.tar.gz", "--startup-timeout", timeout])
+    assert exit_.value.code == 2
+    help_ = "see `python -m local.torchserve --help`"
+    assert capsys.readouterr().err == f"error: argument --startup-timeout: {said}; {help_}\n"
+
+
 # --- ManagedEndpoint: replacing a dead stack ------------------------------------------------------------------
 class DownStack(FakeStack):
     """A stack whose process still runs but whose JVM no longer answers."""
