@@ -62,25 +62,15 @@ amx_bf16 avx512_fp16 amx_tile amx_int8 hypervisor
 """
 
 # Graviton 2 (Neoverse N1): no "model name", the CPU named by implementer and part, its extensions as Features.
-GRAVITON2 = """processor	: 0
-BogoMIPS	: 243.75
+_GRAVITON2_CORE = """BogoMIPS	: 243.75
 Features	: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp ssbs
 CPU implementer	: 0x41
 CPU architecture: 8
 CPU variant	: 0x3
 CPU part	: 0xd0c
 CPU revision	: 1
-
-processor	: 1
-BogoMIPS	: 243.75
-Features	: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp ssbs
-CPU implementer	: 0x41
-CPU architecture: 8
-CPU variant	: 0x3
-CPU part	: 0xd0c
-CPU revision	: 1
-
 """
+GRAVITON2 = f"processor\t: 0\n{_GRAVITON2_CORE}\nprocessor\t: 1\n{_GRAVITON2_CORE}\n"
 
 
 @pytest.mark.parametrize(
