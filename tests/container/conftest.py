@@ -20,7 +20,7 @@ def require_serving_stack() -> None:
     """Skip with the reason when java or the toolkit is missing; under CI that is a failure instead."""
     missing = []
     if not shutil.which("java"):
-        missing.append("java (a Java 17 runtime, e.g. apt-get install openjdk-17-jre-headless)")
+        missing.append("java (Java 17 or newer, e.g. apt-get install openjdk-17-jre-headless)")
     for module in ("sagemaker_pytorch_serving_container", "ts"):
         if importlib.util.find_spec(module) is None:
             missing.append(f"python module {module} (pip install -r requirements-dev.txt)")

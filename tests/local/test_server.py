@@ -28,10 +28,11 @@ from starlette.requests import Request
 from uvicorn.server import ServerState
 
 from components import policies
+from components.command_line import port_number
 from components.policies import PERMISSIONS_POLICY, cors_allowed_origins
 from components.settings import Settings, load_stack_file
 from local import gateway, server
-from local.__main__ import host_address, parse_args, port_number
+from local.__main__ import host_address, parse_args
 from local.runtime import ContainerResponse, ContainerUnavailable, Faults, SageMakerRuntime
 from local.sandboxes import LambdaTimeout, SandboxStartError
 from local.server import StackInfo, create_app, names_this_machine
