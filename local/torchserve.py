@@ -304,7 +304,7 @@ class TorchServeEndpoint:
                     self._await_worker_death(deadline=time.monotonic() + 5)  # the worker's log lags its death
                     self._fail(f"warm-up invocation got {status}: {body[:200]!r}")
             if time.monotonic() > deadline:
-                self._fail(f"not ready after {self.startup_timeout:.0f} s")
+                self._fail(f"not ready after {self.startup_timeout:g} s")
             time.sleep(0.25)
 
     def _await_worker_death(self, deadline: float) -> None:

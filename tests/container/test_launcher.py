@@ -692,6 +692,16 @@ def test_readiness_gives_up_once_the_startup_timeout_has_passed(tmp_path, monkey
     assert 10 < now[0] <= 11, f"gave up at {now[0]} s"
 
 
+def test_readiness_names_a_timeout_under_a_second_as_given(tmp_path, monkeypatch):
+    # Rounded to whole seconds, a 0.25 s timeout was reported as "not ready after 0 s".
+    now = [0.0]
+    clock = SimpleNamespace(monotonic=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    monkeypatch.setattr(torchserve, "time", clock)
+    ep = scripted(tmp_path, {"GET": [0], "POST": [0]}, startup_timeout=0.25)
+    with pytest.raises(TorchServeError, match=r"not ready after 0\.25 s"):
+        ep.wait_ready()
+
+
 def test_a_failed_warm_up_waits_for_the_worker_death_its_log_shows_late(tmp_path):
     ep = scripted(tmp_path, {"GET": [200], "POST": [500]})
     reads = []
