@@ -14,6 +14,7 @@ from components.inference_api import InferenceApi, InferenceApiArgs
 from components.lambda_bundle import BundleError, lambda_asset_files
 from components.serverless_endpoint import ServerlessEndpoint, ServerlessEndpointArgs
 from components.settings import (
+    Settings,
     SettingsError,
     default_endpoint_name,
     function_name_for,
@@ -46,7 +47,7 @@ try:
     endpoint_name = settings.endpoint_name or default_endpoint_name(pulumi.get_project(), pulumi.get_stack())
     artifact_path = Path(settings.model_artifact)
     artifact_path = artifact_path if artifact_path.is_absolute() else ROOT / artifact_path
-    policies.check_artifact(artifact_path)
+    policies.check_artifact(artifact_path, built_by_make=ROOT / Settings.model_artifact)
     artifact_sha256 = policies.file_sha256(artifact_path)
     code_files = lambda_asset_files(ROOT / "handlers")
 except USER_ERRORS as error:

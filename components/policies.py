@@ -459,14 +459,23 @@ def read_to_the_end(tar: tarfile.TarFile) -> None:
         pass
 
 
-def check_artifact(path: Path) -> None:
+def check_artifact(path: Path, built_by_make: Path | None = None) -> None:
     """What modelArtifact names is a whole tar.gz, as `make model` writes: a directory failed as "does not exist", and
     any other file (modelArtifact: README.md, `gzip README.md`, a copy cut short or corrupted in place) was uploaded as
-    the model, for the endpoint to fail minutes into `pulumi up`. The local stack refuses them all before it serves."""
+    the model, for the endpoint to fail minutes into `pulumi up`. The local stack refuses them all before it serves.
+
+    built_by_make: the file `make model` writes. Only when that one is missing is "run `make model`" the fix: any other
+    missing path (a typo in modelArtifact pointing at a kept deployed.tar.gz) was told to run it, which builds a new
+    model elsewhere and leaves the setting as wrong as it was."""
     if path.is_dir():
         raise PolicyInputError(f"model artifact {path} is a directory: set modelArtifact to the model.tar.gz in it")
     if not path.is_file():
-        return  # file_sha256 says it does not exist
+        if built_by_make is not None and path.resolve() != built_by_make.resolve():
+            raise ArtifactMissingError(
+                f"model artifact {path} does not exist: set modelArtifact to an existing model.tar.gz "
+                f"(`make model` builds {built_by_make})"
+            )
+        return  # file_sha256 says it does not exist, and to run `make model`
     with path.open("rb") as f:
         if f.read(2) != b"\x1f\x8b":
             raise PolicyInputError(

@@ -248,10 +248,29 @@ def test_kms_key_from_another_region_fails_before_any_resource(program: Any, moc
     assert mocks.resources == {}
 
 
-def test_missing_artifact_says_make_model(program: Any, mocks: RecordingMocks, tmp_path: Path) -> None:
-    with pytest.raises(pulumi.RunError, match="run `make model` first"):
-        program(modelArtifact=str(tmp_path / "nope.tar.gz"))
+def test_a_missing_artifact_set_in_modelartifact_names_the_setting(
+    program: Any, mocks: RecordingMocks, tmp_path: Path
+) -> None:
+    """A modelArtifact naming a file that is not there (a typo in the README's kept deployed.tar.gz) said "run `make
+    model` first", which builds model/dist/model.tar.gz and leaves the setting pointing at nothing."""
+    missing = tmp_path / "deployed.tar.gz"
+    with pytest.raises(pulumi.RunError) as err:
+        program(modelArtifact=str(missing))
+    assert str(err.value) == (
+        f"model artifact {missing} does not exist: set modelArtifact to an existing model.tar.gz "
+        f"(`make model` builds {ROOT / 'model/dist/model.tar.gz'})"
+    )
     assert mocks.resources == {}
+
+
+@pytest.mark.parametrize("spelling", ["model/dist/model.tar.gz", "./model/dist/../dist/model.tar.gz"])
+def test_a_missing_default_artifact_says_make_model(tmp_path: Path, spelling: str) -> None:
+    """The file `make model` builds, however modelArtifact spells it: building it is the fix."""
+    built_by_make = tmp_path / "model/dist/model.tar.gz"
+    (tmp_path / "model/dist").mkdir(parents=True)
+    policies.check_artifact(tmp_path / spelling, built_by_make=built_by_make)  # no opinion: file_sha256 reports it
+    with pytest.raises(policies.ArtifactMissingError, match=r"does not exist; run `make model` first\Z"):
+        policies.file_sha256(tmp_path / spelling)
 
 
 @pytest.mark.parametrize(
