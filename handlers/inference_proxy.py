@@ -181,6 +181,7 @@ def _route(event: APIGatewayProxyEventV2, headers: dict[str, str], start: float,
         body=event.body,
         is_base64=bool(event.is_base64_encoded),
         content_type=event.headers.get("content-type"),
+        content_encoding=event.headers.get("content-encoding"),
         query=event.query_string_parameters,
         max_image_bytes=CONFIG.max_image_bytes,
     )

@@ -586,6 +586,38 @@ def _no_media_type(header: str | None) -> str:
     return f"Content-Type '{printable_excerpt(header.strip())}' has no media type"
 
 
+# The content codings IANA registers (HTTP Content Coding Registry), identity aside: each changes the body's bytes.
+CONTENT_CODINGS = frozenset(
+    (
+        "aes128gcm",
+        "br",
+        "compress",
+        "dcb",
+        "dcz",
+        "deflate",
+        "exi",
+        "gzip",
+        "pack200-gzip",
+        "x-compress",
+        "x-gzip",
+        "zstd",
+    )
+)
+
+
+def check_content_encoding(header: str | None) -> None:
+    """415 for a compressed body. An HTTP API passes the body on as sent, so a gzipped JPEG or JSON body would be
+    refused for what its compressed bytes look like ("not a recognizable image", "not UTF-8"), not for the coding.
+    A token that is no coding (`Content-Encoding: utf-8`, a charset in the wrong header) changed no byte: the body
+    is judged as sent, as it was before this check."""
+    codings = [c.strip().lower() for c in (header or "").split(",")]
+    if any(coding in CONTENT_CODINGS for coding in codings):
+        raise ApiError(
+            "unsupported_media_type",
+            f"Content-Encoding {printable_excerpt(header.strip())} is not supported; send the body uncompressed.",
+        )
+
+
 def parse_predict_request(
     *,
     body: str | None,
@@ -593,14 +625,17 @@ def parse_predict_request(
     content_type: str | None,
     query: Mapping[str, str],
     max_image_bytes: int,
+    content_encoding: str | None = None,
 ) -> PredictRequest:
     """Validate a POST /predict request completely, before any AWS call.
 
     Raw bodies: image/jpeg, image/png, image/webp (or application/x-image / octet-stream); JSON bodies:
     {"image": "<base64 or data: URL>", "top_k": N}. Unknown JSON fields are ignored so clients can add
-    their own metadata. top_k may also come as ?top_k=N; if both are given they must agree.
+    their own metadata. top_k may also come as ?top_k=N; if both are given they must agree. The body must not be
+    compressed (Content-Encoding).
     """
     query_top_k = parse_top_k(query["top_k"], "query") if "top_k" in query else None
+    check_content_encoding(content_encoding)
     media_type = parse_media_type(content_type)
     if media_type is None:
         raise ApiError(

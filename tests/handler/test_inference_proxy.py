@@ -218,6 +218,7 @@ def test_origin_header_name_is_matched_case_insensitively(proxy, stub):
         (make_event(body=GIF), 415, "unsupported_media_type"),
         (make_event(body=JPEG, content_type="text/plain"), 415, "unsupported_media_type"),
         (make_event(body=JPEG, content_type=None), 415, "unsupported_media_type"),
+        (make_event(body=JPEG, headers={"content-encoding": "gzip"}), 415, "unsupported_media_type"),
         (make_event(body=None), 400, "bad_request"),
         (make_event(body=b""), 400, "bad_request"),
         (make_event(body="@@not base64@@", base64_body=True), 400, "bad_request"),

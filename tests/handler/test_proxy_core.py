@@ -213,6 +213,42 @@ def test_a_content_type_without_a_media_type_is_told_apart_from_a_missing_one(he
     assert message == f"{says}; send image/jpeg, image/png, image/webp or application/json."
 
 
+@pytest.mark.parametrize(
+    "encoding", ["gzip", "GZIP", "x-gzip", "deflate", "br", "zstd", "identity, gzip", "gzip," + "z" * 5000]
+)
+def test_a_compressed_body_is_415_naming_the_coding(encoding):
+    # An HTTP API passes the body on compressed: a gzipped JPEG was "not a recognizable image", gzipped JSON "not
+    # UTF-8", neither of which the client could act on.
+    for body, content_type in ((b64(JPEG), "image/jpeg"), (json.dumps({"image": b64(JPEG)}), "application/json")):
+        error = rejects(
+            "unsupported_media_type",
+            415,
+            parse_predict_request,
+            body=body,
+            is_base64=content_type == "image/jpeg",
+            content_type=content_type,
+            query={},
+            max_image_bytes=MAX,
+            content_encoding=encoding,
+        )
+        assert error.message.startswith("Content-Encoding ") and error.message.endswith("send the body uncompressed.")
+        assert len(error.message) < 200
+
+
+# A token that is no content coding (a charset put in the wrong header) changed no byte of the body.
+@pytest.mark.parametrize("encoding", [None, "", " ", "identity", "Identity", "utf-8", "UTF-8, binary"])
+def test_an_uncompressed_body_passes_the_content_encoding_check(encoding):
+    request = parse_predict_request(
+        body=b64(JPEG),
+        is_base64=True,
+        content_type="image/jpeg",
+        query={},
+        max_image_bytes=MAX,
+        content_encoding=encoding,
+    )
+    assert request.image == JPEG
+
+
 @pytest.mark.parametrize("data", [GIF, b"%PDF-1.4 not an image", b"just some text bytes"])
 def test_non_image_bytes_never_pass_even_when_declared_jpeg(data):
     rejects("unsupported_media_type", 415, parse, data, "image/jpeg")
