@@ -645,6 +645,12 @@ def parse_predict_request(
 
     if media_type == JSON_TYPE or media_type.endswith("+json"):
         data = _event_body_bytes(body, is_base64, json_body_cap(max_image_bytes), json_text=True)
+        labelled = sniff_image_type(data)  # no JSON text starts with an image's magic number
+        if labelled is not None:
+            # curl -H 'content-type: application/json' --data-binary @photo.jpg was told "The JSON body is not UTF-8."
+            raise ApiError(
+                "bad_request", f"The body is {labelled} bytes, not JSON; send it with Content-Type {labelled}."
+            )
         document = _parse_json_object(data)
         if "image" not in document or document["image"] is None:
             raise ApiError("bad_request", 'JSON field "image" is required (base64 or a data: URL).')

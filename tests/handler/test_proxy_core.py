@@ -249,6 +249,14 @@ def test_an_uncompressed_body_passes_the_content_encoding_check(encoding):
     assert request.image == JPEG
 
 
+@pytest.mark.parametrize(("image", "media_type"), [(JPEG, "image/jpeg"), (PNG, "image/png"), (WEBP, "image/webp")])
+@pytest.mark.parametrize("declared", ["application/json", "application/vnd.api+json"])
+def test_an_image_sent_as_json_is_told_its_type(image, media_type, declared):
+    # The careless curl: a raw photo labelled JSON. "The JSON body is not UTF-8" did not say what to change.
+    message = rejects("bad_request", 400, parse, image, declared).message
+    assert message == f"The body is {media_type} bytes, not JSON; send it with Content-Type {media_type}."
+
+
 @pytest.mark.parametrize("data", [GIF, b"%PDF-1.4 not an image", b"just some text bytes"])
 def test_non_image_bytes_never_pass_even_when_declared_jpeg(data):
     rejects("unsupported_media_type", 415, parse, data, "image/jpeg")
