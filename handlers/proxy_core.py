@@ -355,6 +355,14 @@ def parse_top_k(value: Any, source: str) -> int:
     """JSON: an integer (not bool/float/string); query string: decimal digits. Range 1..MAX_TOP_K."""
     if source == "query":
         if not isinstance(value, str) or not re.fullmatch(r"[0-9]{1,6}", value.strip()):
+            if isinstance(value, str) and "," in value:
+                # Payload 2.0 comma-joins a repeated parameter: ?top_k=3&top_k=3 arrives as "3,3", and was told it
+                # "must be an integer" though each value was one.
+                raise ApiError(
+                    "bad_request",
+                    f"top_k query parameter must be one integer from 1 to {MAX_TOP_K}; got "
+                    f"'{printable_excerpt(value)}' (a parameter given more than once arrives comma-joined).",
+                )
             raise ApiError("bad_request", f"top_k query parameter must be an integer from 1 to {MAX_TOP_K}.")
         number = int(value.strip())
     elif isinstance(value, LongJsonInteger):

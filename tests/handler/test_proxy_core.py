@@ -342,6 +342,20 @@ def test_bad_query_top_k_is_400_naming_top_k(value):
     assert "top_k" in rejects("bad_request", 400, parse, JPEG, query={"top_k": value}).message
 
 
+@pytest.mark.parametrize(
+    ("value", "quoted"),
+    [("3,3", "3,3"), ("3,5", "3,5"), ("7," * 40 + "7", "7," * 30 + "...")],
+    ids=["same", "different", "long"],
+)
+def test_a_repeated_query_top_k_is_told_it_came_comma_joined(value, quoted):
+    # ?top_k=3&top_k=3 reaches the function as "3,3" (payload 2.0), which was told "must be an integer".
+    message = rejects("bad_request", 400, parse, JPEG, query={"top_k": value}).message
+    assert message == (
+        f"top_k query parameter must be one integer from 1 to 20; got '{quoted}' "
+        "(a parameter given more than once arrives comma-joined)."
+    )
+
+
 # ---- JSON bodies ------------------------------------------------------------------------------------------
 
 
