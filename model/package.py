@@ -512,7 +512,9 @@ def build(
         f"inputs: weights={source.weights_id} preset={source.preset} onnx={onnx} int8={int8} "
         f"onnxruntime={'vendored ' + ort_wheel.name if ort_wheel else 'not vendored'}"
     )
-    if not force and _intact(out) and stamp.exists() and stamp.read_text().strip() == fp:
+    # Compared as bytes: a stamp or checksum garbled on disk (not UTF-8) is stale, not a UnicodeDecodeError traceback
+    # on every later build until it is deleted by hand.
+    if not force and _intact(out) and stamp.exists() and stamp.read_bytes().strip() == fp.encode():
         print("up to date, not rebuilt")
         return out, False
     state = load_state_dict(source)
@@ -539,7 +541,7 @@ def _intact(out: Path) -> bool:
     recorded = out.with_name(out.name + ".sha256")
     if not (out.is_file() and recorded.is_file()):
         return False
-    return recorded.read_text().split(maxsplit=1)[:1] == [sha256_file(out)]
+    return recorded.read_bytes().split(maxsplit=1)[:1] == [sha256_file(out).encode()]
 
 
 # `timeout`, a cancelled CI job or a closed terminal stop a build with SIGTERM or SIGHUP, not Ctrl-C: killed by them,

@@ -254,6 +254,17 @@ def test_a_lost_stamp_or_checksum_rebuilds(stub_build, lost):
     assert package.build(b.source, b.out, onnx=False)[1] is False
 
 
+@pytest.mark.parametrize("garbled", ["model.tar.gz.inputs", "model.tar.gz.sha256"])
+def test_a_garbled_stamp_or_checksum_rebuilds(stub_build, garbled):
+    """Bytes that are no UTF-8 (a disk error, a crash mid-write) stopped every later build with a UnicodeDecodeError
+    traceback until the file was deleted by hand."""
+    b = stub_build
+    assert package.build(b.source, b.out, onnx=False)[1] is True
+    (b.out.parent / garbled).write_bytes(b"\xff\xfe\x00garbled")
+    assert package.build(b.source, b.out, onnx=False)[1] is True
+    assert package.build(b.source, b.out, onnx=False)[1] is False
+
+
 def test_a_failed_build_does_not_make_the_next_one_skip(stub_build, monkeypatch):
     b = stub_build
     package.build(b.source, b.out, onnx=False)
