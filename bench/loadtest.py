@@ -543,6 +543,14 @@ def positive(kind):
     return parse
 
 
+def stack_url(text: str) -> str:
+    """An argparse type: --url, not blank. An empty one (`--url "$URL"` with URL unset) read as no --url at all: the
+    harness started a stack of its own and ran the whole load and fault run against that one instead."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the URL is empty: name a running stack, or leave --url out to start one")
+    return text
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.loadtest", description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=positive(int), default=1000)
@@ -550,6 +558,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration-cap", type=positive(float), default=120.0, help="seconds; the load stops there")
     parser.add_argument(
         "--url",
+        type=stack_url,
         help="an already running local stack, started with --fault-injection --no-stage-throttle (with the stage's "
         "throttle, as `make demo` runs by default, API Gateway's own 429 answers most of the load)",
     )

@@ -349,6 +349,19 @@ def test_a_count_or_cap_below_one_is_refused_before_a_stack_starts(capsys, optio
     assert f"argument {option}: " in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("url", ["", "  "])
+def test_an_empty_url_is_refused_rather_than_taken_for_no_url(capsys, monkeypatch, url):
+    """`--url "$URL"` with URL unset started a stack of its own and ran the whole load against it, as if no --url had
+    been given."""
+    from bench import loadtest as lt
+
+    monkeypatch.setattr(lt, "run", lambda args: pytest.fail(f"ran the load test against {args.url!r}"))
+    with pytest.raises(SystemExit) as exit_:
+        lt.main(["--url", url])
+    assert exit_.value.code == 2
+    assert "argument --url: the URL is empty" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("option", "kind"), [("--requests", "int"), ("--concurrency", "int"), ("--duration-cap", "float")]
 )
