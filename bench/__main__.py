@@ -45,6 +45,7 @@ from pathlib import Path
 from bench import stop_signals_unwind
 from bench.loadtest import percentile
 from bench.machine import describe as describe_machine
+from components.command_line import OneLineErrorParser
 from components.settings import MEMORY_SIZES_MB, load_stack_file
 from local.runtime import load_inference_module
 from tests.imagegen import normalize
@@ -964,7 +965,7 @@ def hide_torchscript_deprecation() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="python -m bench",
         description=__doc__.splitlines()[0],
         epilog=EXIT_STATUS,

@@ -45,6 +45,7 @@ import httpx
 
 from bench import stop_signals_unwind
 from bench.machine import describe as describe_machine
+from components.command_line import OneLineErrorParser
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = ROOT / "tests" / "fixtures" / "images" / "coffee.jpg"
@@ -552,7 +553,7 @@ def stack_url(text: str) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.loadtest", description=__doc__.split("\n\n")[0])
+    parser = OneLineErrorParser(prog="python -m bench.loadtest", description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=positive(int), default=1000)
     parser.add_argument("--concurrency", type=positive(int), default=8)
     parser.add_argument("--duration-cap", type=positive(float), default=120.0, help="seconds; the load stops there")

@@ -1,5 +1,5 @@
-"""What `python -m local`, `python -m local.torchserve` and `python -m model.package` share on the command line.
-Standard library only."""
+"""What `python -m local`, `python -m local.torchserve`, `python -m model.package`, `python -m bench` and
+`python -m bench.loadtest` share on the command line. Standard library only."""
 
 from __future__ import annotations
 

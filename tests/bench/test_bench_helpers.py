@@ -410,6 +410,17 @@ def test_a_run_whose_targets_are_all_met_exits_0_and_says_so(monkeypatch, tmp_pa
     assert capsys.readouterr().err.strip() == "targets: 1 met, 0 missed, 0 skipped (not measured)"
 
 
+def test_a_refused_argument_is_one_line(capsys):
+    """argparse printed its usage line above the error; `python -m local` and `python -m model.package` say it in
+    one line."""
+    import bench.__main__ as bench
+
+    with pytest.raises(SystemExit) as exited:
+        bench.main(["--bogus"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == "error: unrecognized arguments: --bogus; see `python -m bench --help`\n"
+
+
 def test_help_gives_the_exit_statuses(capsys):
     import bench.__main__ as bench
 

@@ -349,6 +349,20 @@ def test_a_count_or_cap_below_one_is_refused_before_a_stack_starts(capsys, optio
     assert f"argument {option}: " in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv", [["--requests", "0"], ["--pid", "5"], ["--bogus"]])
+def test_a_refused_argument_is_one_line(capsys, argv):
+    """argparse printed its five-line usage block above the error, which then came last; `python -m local` and
+    `python -m model.package` say it in one line."""
+    from bench import loadtest as lt
+
+    with pytest.raises(SystemExit) as exit_:
+        lt.parse_args(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.endswith("; see `python -m bench.loadtest --help`\n"), err
+    assert err.count("\n") == 1, err
+
+
 @pytest.mark.parametrize("url", ["", "  "])
 def test_an_empty_url_is_refused_rather_than_taken_for_no_url(capsys, monkeypatch, url):
     """`--url "$URL"` with URL unset started a stack of its own and ran the whole load against it, as if no --url had
