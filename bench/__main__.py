@@ -45,7 +45,7 @@ from pathlib import Path
 from bench import stop_signals_unwind
 from bench.loadtest import percentile
 from bench.machine import describe as describe_machine
-from components.command_line import OneLineErrorParser
+from components.command_line import OneLineErrorParser, path_argument
 from components.settings import MEMORY_SIZES_MB, load_stack_file
 from local.runtime import load_inference_module
 from tests.imagegen import normalize
@@ -972,7 +972,8 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.md")
+    # path_argument: `--out=~/latest.md` (no shell expands that ~) made a folder named ~ in the current one.
+    parser.add_argument("--out", type=path_argument, default=ROOT / "bench" / "results" / "latest.md")
     args = parser.parse_args(argv)
     if not ARTIFACT.exists():
         print("error: model/dist/model.tar.gz is missing: run `make model`", file=sys.stderr)

@@ -45,7 +45,7 @@ import httpx
 
 from bench import stop_signals_unwind
 from bench.machine import describe as describe_machine
-from components.command_line import OneLineErrorParser
+from components.command_line import OneLineErrorParser, path_argument
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = ROOT / "tests" / "fixtures" / "images" / "coffee.jpg"
@@ -568,7 +568,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-broken-artifact", action="store_true")
     parser.add_argument(
         "--artifact",
-        type=Path,
+        type=path_argument,  # `--artifact=~/m.tar.gz` was looked for under a folder named ~ in the current one
         default=ARTIFACT,
         help="the model artifact the stack started here serves (not one given with --url), and the one the "
         "broken-artifact case is made from (default: model/dist/model.tar.gz)",

@@ -410,6 +410,21 @@ def test_a_run_whose_targets_are_all_met_exits_0_and_says_so(monkeypatch, tmp_pa
     assert capsys.readouterr().err.strip() == "targets: 1 met, 0 missed, 0 skipped (not measured)"
 
 
+def test_out_expands_a_tilde_and_refuses_an_empty_path(monkeypatch, tmp_path, capsys):
+    """`--out=~/latest.md` (a ~ no shell expands) wrote the table under a new folder named ~ in the current one, and
+    `--out ""` was the current folder: "cannot write ."."""
+    bench = stub_sections(monkeypatch, tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert bench.main(["--out=~/latest.md"]) == 0
+    assert (tmp_path / "home" / "latest.md").is_file() and not (tmp_path / "~").exists()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        bench.main(["--out", ""])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.startswith("error: argument --out: the path is empty")
+
+
 def test_a_refused_argument_is_one_line(capsys):
     """argparse printed its usage line above the error; `python -m local` and `python -m model.package` say it in
     one line."""

@@ -363,6 +363,14 @@ def test_a_refused_argument_is_one_line(capsys, argv):
     assert err.count("\n") == 1, err
 
 
+def test_artifact_expands_a_tilde(monkeypatch, tmp_path):
+    """`--artifact=~/model.tar.gz` (a ~ no shell expands) was looked for under a folder named ~ in the current one."""
+    from bench import loadtest as lt
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert lt.parse_args(["--artifact=~/model.tar.gz"]).artifact == tmp_path / "model.tar.gz"
+
+
 @pytest.mark.parametrize("url", ["", "  "])
 def test_an_empty_url_is_refused_rather_than_taken_for_no_url(capsys, monkeypatch, url):
     """`--url "$URL"` with URL unset started a stack of its own and ran the whole load against it, as if no --url had
