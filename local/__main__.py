@@ -112,6 +112,14 @@ def missing_artifact(artifact: Path, named_by: str) -> str:
     return f"model artifact {artifact} ({named_by}) not found"
 
 
+def damaged_artifact_advice(artifact: Path, why: str) -> str:
+    """What to do about an artifact that does not unpack: `make model` rebuilds the default one, which no longer
+    matches its .sha256 (cut short by an interrupted copy, edited), and no other."""
+    if artifact == (ROOT / Settings.model_artifact).resolve() and why.startswith("cannot unpack the model artifact"):
+        return "; run `make model` to rebuild it"
+    return ""
+
+
 def bind_failure(e: OSError) -> str:
     """Why bind() failed and what to change; another port only when the port is what is wrong. Run by hand or by
     `make demo`, which cannot be told apart here, so both spellings are given."""
@@ -208,7 +216,9 @@ def serve(
     try:
         container = (TorchServeContainer if args.runtime == "torchserve" else InProcessContainer)(artifact)
     except ModelStartError as e:
-        print(f"error: the model endpoint cannot start: {e}", file=sys.stderr)
+        print(
+            f"error: the model endpoint cannot start: {e}{damaged_artifact_advice(artifact, str(e))}", file=sys.stderr
+        )
         sock.close()
         return 1
     except (KeyboardInterrupt, SystemExit):  # stopped while the model loads: the same clean stop as once it serves

@@ -10,6 +10,7 @@ import base64
 import contextlib
 import dataclasses
 import errno
+import gzip
 import json
 import logging
 import socket
@@ -1107,6 +1108,23 @@ def test_the_artifact_make_model_builds_says_run_make_model_when_missing(tmp_pat
     assert cli.main(["--port", "0", "--stack-config", str(ROOT / "Pulumi.dev.yaml"), *named]) == 2
     expected = tmp_path / "model" / "dist" / "model.tar.gz"
     assert capsys.readouterr().err == f"error: model artifact {expected} not found; run `make model`\n"
+
+
+@pytest.mark.parametrize("named", [[], ["--artifact", "elsewhere.tar.gz"]])
+def test_a_damaged_artifact_says_run_make_model_only_for_the_one_it_builds(tmp_path, capsys, monkeypatch, named):
+    """`python -m local` on a model.tar.gz cut short (an interrupted copy) said only why it did not unpack; `make
+    model` rebuilds the one in model/dist, as it no longer matches its .sha256, and no other."""
+    from local import __main__ as cli
+
+    monkeypatch.setattr(cli, "ROOT", tmp_path)
+    monkeypatch.chdir(tmp_path)
+    for artifact in (tmp_path / "model" / "dist" / "model.tar.gz", tmp_path / "elsewhere.tar.gz"):
+        artifact.parent.mkdir(parents=True, exist_ok=True)
+        artifact.write_bytes(gzip.compress(b"a tarball cut short" * 1000)[:100])
+    assert cli.main(["--port", "0", "--stack-config", str(ROOT / "Pulumi.dev.yaml"), *named]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: the model endpoint cannot start: cannot unpack the model artifact "), err
+    assert err.endswith("; run `make model` to rebuild it\n") is (not named), err
 
 
 def test_a_missing_artifact_or_a_busy_port_is_a_one_line_error_and_exit_2(tmp_path, capsys):
