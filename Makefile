@@ -72,7 +72,9 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 venv: $(VENV)/.installed
 
-$(ORT_STAMP): | $(VENV)/.installed
+# The stamp stands for the wheel beside it: with the wheel gone (deleted by hand; `rm model/dist/wheels/*.whl` leaves
+# the hidden stamp), it is fetched again, rather than every later artifact built without it.
+$(ORT_STAMP): $(if $(wildcard $(dir $(ORT_STAMP))$(ORT_WHEEL)),,FORCE) | $(VENV)/.installed
 	mkdir -p $(dir $@)
 	# Only the pinned version stays: a wheel left from another ORT_VERSION would be vendored instead. The pinned
 	# wheel itself is kept and not fetched again (offline, it could not be), even without its stamp, if it reads
@@ -96,6 +98,10 @@ model: $(VENV)/.installed $(ORT_STAMP)
 
 $(MODEL):
 	$(MAKE) model
+
+# Not a target to run: a prerequisite that makes a rule run every time (the stamp's, above, when its wheel is gone).
+.PHONY: FORCE
+FORCE:
 
 chromium:
 	@test -x /usr/bin/chromium || { \

@@ -239,6 +239,7 @@ def recording_python(tmp_path, record: str = 'echo "$*"') -> None:
     over "$@"), and runs nothing: a recipe's command line, without building or serving."""
     version, wheels = wheels_folder(tmp_path, pip="exit 1\n")
     (wheels / f".onnxruntime-{version}").touch()
+    (wheels / f"onnxruntime-{version}-cp312-cp312-manylinux_2_28_x86_64.whl").touch()  # the stamp's wheel
     python = tmp_path / "venv" / "bin" / "python"
     python.unlink()
     python.write_text(f"#!/bin/sh\n{record} >> {tmp_path}/python.log\n")
@@ -290,6 +291,27 @@ def test_a_pinned_onnxruntime_wheel_that_is_no_zip_is_downloaded_again(tmp_path)
     assert (tmp_path / "pip.log").exists(), "the broken wheel was kept"
     assert pinned.read_bytes() == good, "pip found the broken wheel and took it for the download"
     assert (wheels / f".onnxruntime-{version}").exists()
+
+
+def test_a_stamp_whose_wheel_is_gone_fetches_the_wheel_again(tmp_path):
+    """With the wheel deleted (by hand, or `rm model/dist/wheels/*.whl`, which leaves the hidden stamp), the stamp
+    alone kept make from fetching it again: every later artifact was built without ONNX Runtime, with a note only."""
+    good_copy = tmp_path / "good.whl"
+    version, wheels = wheels_folder(tmp_path, pip="")
+    pinned = wheels / f"onnxruntime-{version}-cp312-cp312-manylinux_2_28_x86_64.whl"
+    (tmp_path / "venv" / "bin" / "pip").write_text(
+        f'#!/bin/sh\necho "$*" >> {tmp_path}/pip.log\ncp {good_copy} {pinned}\n'
+    )
+    good = a_wheel(good_copy, "# the downloaded wheel\n")
+    (wheels / f".onnxruntime-{version}").touch()
+    run = make(f"model/dist/wheels/.onnxruntime-{version}", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert pinned.read_bytes() == good, "the wheel was not fetched again"
+    assert (wheels / f".onnxruntime-{version}").exists()
+    # With the wheel there, the stamp is up to date again: nothing is fetched.
+    (tmp_path / "pip.log").unlink()
+    assert make(f"model/dist/wheels/.onnxruntime-{version}", cwd=tmp_path).returncode == 0
+    assert not (tmp_path / "pip.log").exists()
 
 
 @pytest.mark.parametrize("value", ["", " "])
