@@ -841,6 +841,15 @@ function init() {
     showError(message);
   }
 
+  /** A drop or a paste refused as it comes, with no file to read (a folder, a pasted file of another type): the photo
+   * it was meant to replace is forgotten as for any refusal, and Classify, which would re-send it, is disabled. */
+  function refuseOffered(message) {
+    const focused = document.activeElement;
+    refuse(message);
+    el.classifyButton.disabled = true;
+    restoreFocus(focused);
+  }
+
   async function classify(input) {
     if (busy) {
       // Controls are disabled while busy; only a drop or a paste gets here.
@@ -945,7 +954,9 @@ function init() {
     const sample = !file && event.dataTransfer ? droppedSample(event.dataTransfer.getData("text/uri-list")) : null;
     if (file) classify(fromFile(file));
     else if (sample) classify(sample);
-    else if (!busy) showError(folders > 0 ? FOLDER_DROPPED_MESSAGE : NO_FILE_DROPPED_MESSAGE);
+    // A folder was dropped to replace the photo, as a file is; a link or text is no file, and leaves the photo be.
+    else if (!busy && folders > 0) refuseOffered(FOLDER_DROPPED_MESSAGE);
+    else if (!busy) showError(NO_FILE_DROPPED_MESSAGE);
   });
   el.dropZone.addEventListener("dragenter", () => el.dropZone.classList.add("dragging"));
   el.dropZone.addEventListener("dragover", () => el.dropZone.classList.add("dragging"));
@@ -960,7 +971,7 @@ function init() {
     // A file of no type is one the system's list does not know (HEIC often): it is tried, as a drop tries it.
     const image = files.find((f) => f.type.startsWith("image/")) || files.find((f) => f.type === "");
     if (image) classify(fromFile(image));
-    else if (!busy) showError(NOT_AN_IMAGE_MESSAGE);
+    else if (!busy) refuseOffered(NOT_AN_IMAGE_MESSAGE);
   });
   // WebKit (Safari) enables Paste only where something editable has focus, and nothing here is editable: a
   // cancelled beforepaste is how a page says it takes pastes anyway. Other engines send paste regardless and never

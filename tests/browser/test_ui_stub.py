@@ -393,6 +393,33 @@ def test_a_dropped_folder_is_called_a_folder(stub_ui: Any, stub_stack: Any, tmp_
     assert ui.jpeg_size(stub_stack.predict_requests()[0].body) == (385, 256)
 
 
+@pytest.mark.parametrize("offered", ["a pasted text file", "a dropped folder"])
+def test_a_refused_paste_or_dropped_folder_forgets_the_previous_photo(
+    stub_ui: Any, stub_stack: Any, tmp_path: Path, offered: str
+) -> None:
+    # As every refusal does: the error was shown over the previous photo's predictions ("This file is not an image we
+    # can read" over chelsea.jpg's), the picker still held that photo, and Classify re-sent it.
+    ui = stub_ui.open()
+    ui.upload(CHELSEA)
+    ui.wait_done()
+    ui.page.focus("#classify-button")
+    if offered == "a dropped folder":
+        folder = tmp_path / "Holiday 2026"
+        folder.mkdir()
+        drop_from_the_desktop(ui, folder)
+    else:
+        ui.paste_bytes("notes.txt", "text/plain", b"shopping list\n")
+    text = ui.wait_error()
+    assert ("folder" if offered == "a dropped folder" else NOT_AN_IMAGE) in text, text
+    assert ui.is_hidden("#results"), "no predictions of the previous photo under the error"
+    assert ui.page.is_disabled("#classify-button"), "Classify must not re-send the previous photo"
+    assert ui.page.input_value("#file-input") == ""
+    assert ui.page.inner_text("#file-chosen") == "No photo chosen"
+    # Focus was on Classify, disabled now: it goes to the picker rather than being lost to the page.
+    ui.page.wait_for_function("() => document.activeElement.id === 'file-input'")
+    assert len(stub_stack.predict_requests()) == 1
+
+
 def test_a_drop_without_a_file_says_so(stub_ui: Any, stub_stack: Any) -> None:
     # A link or text dragged from another page: no file to read. Silence looked like a broken page.
     ui = stub_ui.open()
