@@ -1718,10 +1718,13 @@ def test_narrow_phone_layout_has_no_horizontal_scroll(make_ui: Any, stub_stack: 
     ui.screenshot(artifacts_dir / "ui-stub-360.png")
 
 
-@pytest.mark.parametrize(("width", "scale"), [(360, "150%"), (412, "200%")])
+@pytest.mark.parametrize(
+    ("width", "scale"), [(320, "150%"), (360, "150%"), (360, "200%"), (375, "200%"), (412, "200%"), (640, "150%")]
+)
 def test_sample_labels_stay_whole_with_larger_text(make_ui: Any, stub_stack: Any, width: int, scale: str) -> None:
     # WCAG 1.4.4 (text resized up to 200%, as a browser's or phone's text size setting does): the sample button
-    # clips what overflows it, and cut "Astronaut" to "Astro" on a phone from 150% on.
+    # clips what overflows it, and cut "Astronaut" to "Astro" on a phone from 150% on. Wrapped inside its column
+    # instead, a name was broken inside the word: "Astrona|ut" at 150% on a 360 px phone, "Rock|et" at 200%.
     ui = make_ui(stub_stack, width=width, height=740).open()
     ui.page.evaluate("(scale) => { document.documentElement.style.fontSize = scale; }", scale)
     # The four are measured: a selector matching none (a renamed class) found nothing clipped whatever the layout.
@@ -1733,6 +1736,21 @@ def test_sample_labels_stay_whole_with_larger_text(make_ui: Any, stub_stack: Any
                 || b.scrollHeight > b.clientHeight; }).map((b) => b.innerText)""",
     )
     assert clipped == []
+    names = ["Cat", "Coffee", "Astronaut", "Rocket"]
+    assert ui.page.eval_on_selector_all("button.sample span", "(spans) => spans.map((s) => s.textContent)") == names
+    assert ui.page.eval_on_selector_all("button.sample span", WORDS_CUT, names) == []
+
+
+@pytest.mark.parametrize(("width", "columns"), [(320, 2), (360, 2), (412, 2), (640, 4), (1100, 4)])
+def test_samples_are_two_a_row_on_a_phone_and_four_on_a_screen(
+    make_ui: Any, stub_stack: Any, width: int, columns: int
+) -> None:
+    # With the default text size: fewer columns are only for a name that would not fit its column whole.
+    ui = make_ui(stub_stack, width=width, height=740).open()
+    tops = ui.page.eval_on_selector_all(
+        "button.sample", "(buttons) => buttons.map((b) => Math.round(b.getBoundingClientRect().top))"
+    )
+    assert tops.count(tops[0]) == columns, tops
 
 
 @pytest.mark.parametrize(("width", "scale"), [(320, "100%"), (360, "150%"), (412, "200%"), (360, "200%")])
