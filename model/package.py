@@ -163,8 +163,13 @@ def load_state_dict(source: WeightsSource):
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    mismatched = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
-    if missing or unexpected or mismatched:
+    # A value that is no tensor (a list, a string: a dict saved by other code) failed the shape check below with an
+    # AttributeError traceback.
+    not_tensors = sorted(k for k in set(expected) & set(state) if not isinstance(state[k], torch.Tensor))
+    mismatched = sorted(
+        k for k in set(expected) & set(state) - set(not_tensors) if tuple(expected[k].shape) != tuple(state[k].shape)
+    )
+    if missing or unexpected or not_tensors or mismatched:
 
         def show(keys):
             return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
@@ -174,6 +179,8 @@ def load_state_dict(source: WeightsSource):
             problems.append(f"missing keys: {show(missing)}")
         if unexpected:
             problems.append(f"unexpected keys: {show(unexpected)}")
+        if not_tensors:
+            problems.append(f"not tensors: {show(not_tensors)}")
         if mismatched:
             problems.append(f"shape mismatch: {show(mismatched)}")
         raise BuildInputError(

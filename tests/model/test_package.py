@@ -380,6 +380,23 @@ def test_key_problems_are_labelled_and_long_lists_cut_short(tmp_path, gone_count
     assert all(key not in message for key in gone[5:])
 
 
+def test_values_that_are_no_tensors_are_named_beside_a_shape_mismatch(tmp_path):
+    # A dict saved by other code (a list or a string where a tensor goes) failed the shape check with an
+    # AttributeError traceback rather than the build's one-line error.
+    state = torchvision.models.mobilenet_v2().state_dict()
+    state["features.0.0.weight"] = [1.0, 2.0]
+    state["features.0.1.bias"] = "zeros"
+    state["classifier.1.bias"] = torch.zeros(3)
+    path = tmp_path / "odd.pth"
+    torch.save(state, path)
+    with pytest.raises(package.BuildInputError) as err:
+        _load(path)
+    assert str(err.value) == (
+        f"weights file {path} does not load strictly into torchvision mobilenet_v2: not tensors: "
+        "features.0.0.weight, features.0.1.bias; shape mismatch: classifier.1.bias"
+    )
+
+
 V2_URL = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V2.url
 OFFLINE_HINT = "offline, pass a local state_dict with --weights FILE or MODEL_WEIGHTS=FILE"
 
