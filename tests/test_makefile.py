@@ -273,18 +273,25 @@ def test_the_pinned_onnxruntime_wheel_is_kept_when_it_cannot_be_downloaded_again
     assert "could not download" not in run.stderr, run.stderr
 
 
+def pip_that_downloads(tmp_path, version: str, wheels, reusing_a_file_there: bool = False):
+    """Online: a pip that logs its call to pip.log and writes a whole pinned wheel (unless, reusing_a_file_there, one of
+    that name is there already). Returns the pinned wheel's path and the bytes pip writes there."""
+    good_copy = tmp_path / "good.whl"
+    pinned = wheels / f"onnxruntime-{version}-cp312-cp312-manylinux_2_28_x86_64.whl"
+    fetch = f"cp {good_copy} {pinned}"
+    if reusing_a_file_there:
+        fetch = f"[ -e {pinned} ] || {fetch}"
+    (tmp_path / "venv" / "bin" / "pip").write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/pip.log\n{fetch}\n')
+    return pinned, a_wheel(good_copy, "# the downloaded wheel\n")
+
+
 def test_a_pinned_onnxruntime_wheel_that_is_no_zip_is_downloaded_again(tmp_path):
     """A wheel left cut short (a pip download or a copy interrupted before the stamp was written) was kept because
     of its name alone: the stamp was written over it and every later `make model` failed on it ("not a readable
     zip") until it was deleted by hand. Only a wheel that reads whole is kept; a broken one is fetched again."""
-    good_copy = tmp_path / "good.whl"
     version, wheels = wheels_folder(tmp_path, pip="")
-    pinned = wheels / f"onnxruntime-{version}-cp312-cp312-manylinux_2_28_x86_64.whl"
-    # Online: pip writes the wheel, unless it finds one there already (pip download reuses a file of that name).
-    (tmp_path / "venv" / "bin" / "pip").write_text(
-        f'#!/bin/sh\necho "$*" >> {tmp_path}/pip.log\n[ -e {pinned} ] || cp {good_copy} {pinned}\n'
-    )
-    good = a_wheel(good_copy, "# the downloaded wheel\n")
+    # pip download reuses a file of the wheel's name that it finds there.
+    pinned, good = pip_that_downloads(tmp_path, version, wheels, reusing_a_file_there=True)
     pinned.write_bytes(good[: len(good) // 2])  # cut short
     run = make(f"model/dist/wheels/.onnxruntime-{version}", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
@@ -296,13 +303,8 @@ def test_a_pinned_onnxruntime_wheel_that_is_no_zip_is_downloaded_again(tmp_path)
 def test_a_stamp_whose_wheel_is_gone_fetches_the_wheel_again(tmp_path):
     """With the wheel deleted (by hand, or `rm model/dist/wheels/*.whl`, which leaves the hidden stamp), the stamp
     alone kept make from fetching it again: every later artifact was built without ONNX Runtime, with a note only."""
-    good_copy = tmp_path / "good.whl"
     version, wheels = wheels_folder(tmp_path, pip="")
-    pinned = wheels / f"onnxruntime-{version}-cp312-cp312-manylinux_2_28_x86_64.whl"
-    (tmp_path / "venv" / "bin" / "pip").write_text(
-        f'#!/bin/sh\necho "$*" >> {tmp_path}/pip.log\ncp {good_copy} {pinned}\n'
-    )
-    good = a_wheel(good_copy, "# the downloaded wheel\n")
+    pinned, good = pip_that_downloads(tmp_path, version, wheels)
     (wheels / f".onnxruntime-{version}").touch()
     run = make(f"model/dist/wheels/.onnxruntime-{version}", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
