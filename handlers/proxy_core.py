@@ -789,8 +789,9 @@ def map_client_error(error_code: str, http_status: int | None, response_dict: Ma
         # "Endpoint <name> of account <id> not found." quotes the endpoint's name, which may contain "size".
         if _SIZE_WORDS.search(aws_message) and not _NOT_FOUND.search(aws_message):
             return ApiError("payload_too_large", "The image is too large for the model endpoint.", detail=detail)
+        # Nothing tells the operator at once: the API's 5xx alarm needs five in two of three 5-minute periods.
         return ApiError(
-            "model_error", "The model endpoint is misconfigured; the operator has been told.", detail=detail
+            "model_error", "The model endpoint is missing or misconfigured; report the request id.", detail=detail
         )
     # A front end's bare 503/504 (no error code: botocore names the error by its status), after botocore's retry:
     # unavailable and timed out like their coded counterparts, not the model failing to answer.

@@ -903,8 +903,9 @@ def test_validation_error_about_size_is_413_else_502_without_details():
     missing = {"Error": {"Code": "ValidationError", "Message": "Endpoint mobilenet of account 123456789012 not found."}}
     error = core.map_client_error("ValidationError", 400, missing)
     assert (error.status, error.code) == (502, "model_error")
-    # Not the table's "retry" text: a missing endpoint does not come back on a retry.
-    assert error.message == "The model endpoint is misconfigured; the operator has been told."
+    # Not the table's "retry" text: a missing endpoint does not come back on a retry. Nor "the operator has been
+    # told": nothing tells them of one 502 (the API's 5xx alarm wants five in two of three 5-minute periods).
+    assert error.message == "The model endpoint is missing or misconfigured; report the request id."
     assert "123456789012" not in json.dumps(error.body()) and "123456789012" in error.detail
 
 
