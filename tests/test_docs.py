@@ -1160,3 +1160,20 @@ def test_a_sample_the_footer_does_not_credit_is_caught():
     credits = (ROOT / "www" / "samples" / "ATTRIBUTION.md").read_text(encoding="utf-8")
     assert uncredited_samples(page.replace("(NASA, public domain)", ""), credits) == ["astronaut"]
     assert uncredited_samples(page, credits.replace("| SpaceX |", "| Blue Origin |")) == ["rocket"]
+
+
+def test_the_alarms_section_says_what_an_encrypted_topic_needs_and_names_an_alarm_to_try_it_with():
+    """A topic encrypted with the AWS managed key (alias/aws/sns) met every requirement the section listed, and
+    CloudWatch cannot publish to it: whoever set alarmTopicArn was told of nothing. The alarm the README sets by hand to
+    see a notification arrive is one the program creates."""
+    from components.alarms import inference_api_alarms, serverless_endpoint_alarms
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = " ".join(after(prose(readme), "\n## Alarms\n").split("\n## ")[0].split())
+    for needed in ("alias/aws/sns", "cloudwatch.amazonaws.com", "kms:Decrypt", "kms:GenerateDataKey*"):
+        assert needed in section, f"the Alarms section does not say what an encrypted alarmTopicArn needs: {needed}"
+    declared = {
+        s.alarm_name for s in inference_api_alarms("<fn>", "a", "b") + serverless_endpoint_alarms("<endpoint>", "c")
+    }
+    named = re.findall(r"set-alarm-state --alarm-name (\S+)", section)
+    assert named and set(named) <= declared, f"{named} are not among the alarms the program creates: {sorted(declared)}"
