@@ -33,15 +33,18 @@ HANDLER_PRELOAD = "local.sandbox_preload"
 
 
 _begun: Any = None  # in a sandbox: its shared count of invocations begun (see LambdaSandboxes._finished)
+_terminated = False  # in a sandbox: a SIGTERM landed mid-invocation (see _begin)
 
 
 def _sandbox_init(server_pid: int, begun: Any = None) -> None:
     global _begun
     _begun = begun
     # Ctrl-C on `make demo`, or a closed terminal's SIGHUP, reaches the whole process group; the server shuts the
-    # sandboxes down itself once its requests are answered. (SIGTERM stays fatal: the pool's terminate() uses it.)
+    # sandboxes down itself once its requests are answered. (SIGTERM, which `timeout` and systemd send the group,
+    # is held only mid-invocation, by _begin: an idle sandbox must still end at the pool's terminate().)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # blocked in the fork server, whose fork this is
     # The function's timeout (see _begin) ends the sandbox through SIGALRM's default action.
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
     # One write() per log line: sandboxes share the server's stdout, and PYTHONUNBUFFERED would otherwise
@@ -92,7 +95,15 @@ def _begin(fn: Callable[..., Any], *args: Any) -> Any:
     """Every call a sandbox runs: counted before it starts, so the server knows whether a sandbox that died
     had begun it; and stopped at the function's timeout, as Lambda stops it. The kernel does that (SIGALRM's
     default action ends the process), so a handler stuck in C code or holding the GIL is stopped too, and the
-    server sees the sandbox die (see LambdaSandboxes._finished)."""
+    server sees the sandbox die (see LambdaSandboxes._finished).
+
+    A SIGTERM mid-invocation (to the whole process group: the server stops too, answering what is in flight
+    first) waits for the invocation's end; the sandbox then ends as its next call begins, which, not yet counted,
+    runs in a new sandbox."""
+    global _terminated
+    if _terminated:
+        os.kill(os.getpid(), signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _hold_sigterm)
     if _begun is not None:
         _begun.value += 1
     timeout_s = _timeout_of(args)
@@ -101,8 +112,14 @@ def _begin(fn: Callable[..., Any], *args: Any) -> Any:
     try:
         return fn(*args)
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         if timeout_s is not None:
             signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def _hold_sigterm(signum: int, frame: Any) -> None:
+    global _terminated
+    _terminated = True
 
 
 def _import_handler() -> None:
@@ -122,8 +139,8 @@ def _invoke(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _helpers_start_with_stop_signals_blocked() -> Iterator[None]:
-    """In this thread, the resource tracker started (if it is not running) with SIGHUP blocked, then SIGHUP and
-    SIGINT blocked until the block ends: a fork server started in it starts with them blocked.
+    """In this thread, the resource tracker started (if it is not running) with SIGHUP blocked, then SIGHUP, SIGINT
+    and SIGTERM blocked until the block ends: a fork server started in it starts with them blocked.
 
     The fork server and the resource tracker are exec'd helpers: started with SIGHUP blocked, they keep it
     blocked, so a closed terminal does not kill them under the running sandboxes. Blocked, not ignored, in
@@ -131,11 +148,13 @@ def _helpers_start_with_stop_signals_blocked() -> Iterator[None]:
     The fork server is started with SIGINT blocked too, and so is every sandbox forked from it: Ctrl-C
     reaches the whole process group, and one landing before they ignore it (the fork server once it has
     imported the handler, a sandbox in _sandbox_init) printed a KeyboardInterrupt traceback. (The resource
-    tracker blocks SIGINT itself while it starts, then unblocks it in this thread: it is started first.)"""
+    tracker blocks SIGINT itself while it starts, then unblocks it in this thread: it is started first.)
+    And SIGTERM, which `timeout` and systemd send the whole group: a fork server it killed took its busy sandboxes
+    with it (see _exit_with_server). A sandbox unblocks it (_sandbox_init)."""
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     try:
         resource_tracker.ensure_running()
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)

@@ -28,6 +28,8 @@ from tests.waiting import HANG_GUARD_S, wait_until
 def work(event: dict, context) -> int:
     """A stand-in handler (the fork server imports this module by name); returns the sandbox's pid. A gate it waits
     for gives up at the hang guard: a test that failed before opening it would leave pytest joining it at exit."""
+    if "started" in event:
+        Path(event["started"]).touch()
     if "wait_for" in event:
         wait_until(Path(event["wait_for"]).exists, f"the gate {event['wait_for']}")
     if "touch" in event:
@@ -870,6 +872,32 @@ def test_a_terminals_ctrl_c_or_hangup_leaves_a_sandbox_running(one, sig):
     os.kill(first, sig)
     assert one.submit({}, None).result(timeout=60) == first, "the sandbox died"
     assert not dead(first)
+
+
+def test_a_sigterm_to_the_whole_group_lets_a_busy_sandbox_finish_its_invocation(one, tmp_path):
+    """`timeout` and service managers (systemd) stop a program with SIGTERM to its whole process group, as a closed
+    terminal does with SIGHUP: the server answers what is in flight, then stops the sandboxes itself. The sandbox
+    and its fork server died at once instead, and every invocation in flight failed (API Gateway's 500).
+    The SIGTERM is not lost: that sandbox takes no further invocation (which runs, once, in a new one), and an
+    idle sandbox still ends at a SIGTERM, which its executor's terminate() sends."""
+    from multiprocessing import forkserver
+
+    first = one.submit({}, None).result(timeout=60)
+    fork_server = forkserver._forkserver._forkserver_pid
+    busy = one.submit({"started": str(tmp_path / "started"), "wait_for": str(tmp_path / "go")}, None)
+    wait_until((tmp_path / "started").exists, "the invocation to begin")
+    os.kill(first, signal.SIGTERM)
+    os.kill(fork_server, signal.SIGTERM)
+    time.sleep(0.5)  # what the signals do, they do at once
+    (tmp_path / "go").touch()
+    assert busy.result(timeout=60) == first
+    assert not dead(fork_server), "the fork server died of the SIGTERM"
+    runs = tmp_path / "runs"
+    second = one.submit({"count": str(runs)}, None).result(timeout=60)
+    assert second != first and runs.read_text() == "ran\n"
+    wait_until(lambda: dead(first), "the sandbox that had the SIGTERM to end")
+    os.kill(second, signal.SIGTERM)
+    wait_until(lambda: dead(second), "an idle sandbox to end at a SIGTERM")
 
 
 @pytest.mark.parametrize("error", ["ProcessLookupError", "PermissionError"])

@@ -1198,9 +1198,11 @@ def test_model_dirs_of_killed_stacks_are_swept(tmp_path):
         os.close(held)
 
 
-def test_closing_the_terminal_answers_the_request_in_flight_and_stops_cleanly():
-    """A closed terminal sends SIGHUP to the whole process group: the sandboxes, the fork server and the resource
-    tracker must outlive it until the server has answered what is in flight and shut them down itself."""
+@pytest.mark.parametrize("sig", ["SIGHUP", "SIGTERM"])
+def test_closing_the_terminal_answers_the_request_in_flight_and_stops_cleanly(sig):
+    """A closed terminal sends SIGHUP to the whole process group, and `timeout` or a service manager (systemd)
+    SIGTERM: the sandboxes and the fork server must outlive it until the server has answered what is in flight and
+    shut them down itself. (SIGTERM killed them at once: the request in flight got API Gateway's 500.)"""
     import os
     import signal
 
@@ -1215,7 +1217,7 @@ def test_closing_the_terminal_answers_the_request_in_flight_and_stops_cleanly():
         # The request is in its sandbox, waiting on the slow model (a fresh stack's peak starts at 0). After a
         # fixed pause instead, a loaded machine could deliver the hangup before the request, which is refused.
         wait_until(lambda: peak_in_flight(own, delay_s=1.5) >= 1, "the request in flight")
-        os.killpg(own.proc.pid, signal.SIGHUP)
+        os.killpg(own.proc.pid, getattr(signal, sig))
         request.join(timeout=HANG_GUARD_S)
         assert [a.status_code for a in answers] == [200], [a.text for a in answers]
         assert own.proc.wait(timeout=HANG_GUARD_S) == 0
