@@ -738,6 +738,9 @@ def uvicorn_config(app: Starlette, log_level: str) -> uvicorn.Config:
         log_level=log_level,
         access_log=False,
         timeout_graceful_shutdown=5,
+        # The app has no startup or shutdown to run. A second Ctrl-C skips the lifespan's end, and its cancelled
+        # task printed starlette's "ERROR: Traceback ... CancelledError".
+        lifespan="off",
         http=HeadDeadlineProtocol,
         # Let oversized headers reach the gateway tier, which answers them in JSON as API Gateway would.
         h11_max_incomplete_event_size=MAX_HEAD_BUFFER_BYTES,

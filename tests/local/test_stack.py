@@ -876,7 +876,7 @@ def test_the_log_level_reaches_the_server_and_the_stacks_own_loggers():
 
     own = LocalStack("--log-level", "info")
     try:
-        wait_until(lambda: "Application startup complete." in own.output(), "uvicorn's info lines")
+        wait_until(lambda: "INFO:     Started server process" in own.output(), "uvicorn's info lines")
     finally:
         own.stop()
     script = (
@@ -1257,6 +1257,25 @@ def test_a_stop_signal_just_after_the_model_loads_still_removes_it(monkeypatch, 
     assert closed == [True], "the loaded model was not closed"
     assert [sock.fileno() for sock in sockets] == [-1], "the port is still held"
     assert {sig: signal.getsignal(sig) for sig in cli.STOP_SIGNALS} == before
+
+
+def test_ctrl_c_pressed_twice_stops_without_a_traceback():
+    """A second Ctrl-C while uvicorn shuts down makes it skip the rest of its graceful shutdown, the ASGI lifespan's
+    end among them: the cancelled lifespan task printed "ERROR: Traceback ... CancelledError" from starlette.
+    The app has no startup or shutdown of its own to run."""
+    import os
+    import signal
+
+    own = LocalStack()
+    try:
+        os.killpg(own.proc.pid, signal.SIGINT)
+        time.sleep(0.02)  # a double press: the first stop takes a quarter of a second or more
+        os.killpg(own.proc.pid, signal.SIGINT)
+        assert own.proc.wait(timeout=HANG_GUARD_S) == 0
+        output = own.output()
+        assert output.rstrip().endswith("stopped") and "Traceback" not in output, output
+    finally:
+        own.stop()
 
 
 def test_a_stop_signal_during_the_cleanup_does_not_cut_it_short(monkeypatch, capsys, artifact):
