@@ -342,6 +342,13 @@ def test_bad_query_top_k_is_400_naming_top_k(value):
     assert "top_k" in rejects("bad_request", 400, parse, JPEG, query={"top_k": value}).message
 
 
+@pytest.mark.parametrize("value", ["21", "999999"])
+def test_an_out_of_range_query_top_k_is_told_its_value(value):
+    # Up to six digits a query top_k is a number out of range, said as the JSON field's is, not "not an integer".
+    message = rejects("bad_request", 400, parse, JPEG, query={"top_k": value}).message
+    assert message == f"top_k must be between 1 and 20; got {value}."
+
+
 @pytest.mark.parametrize(
     ("value", "quoted"),
     [("3,3", "3,3"), ("3,5", "3,5"), ("7," * 40 + "7", "7," * 30 + "...")],
@@ -505,6 +512,9 @@ def test_the_json_container_limit_is_the_documented_thousand_to_the_one():
     over = fits.replace('"extra": [', '"extra": [[], ', 1)
     message = rejects("bad_request", 400, parse, over, "application/json", is_base64=False).message
     assert message.startswith("The JSON body holds more than 1,000 arrays and objects")
+    # A bracket inside a string passes the quick count of every '[' but is no array: still exactly the limit.
+    noted = fits.replace('{"image"', '{"note": "[", "image"', 1)
+    assert parse(noted, "application/json", is_base64=False).image == JPEG
 
 
 @pytest.mark.parametrize(
@@ -790,6 +800,9 @@ def test_sanitize_caps_length_and_rejects_non_text():
     assert core.sanitize_model_message(42) is None
     assert core.sanitize_model_message("   ") is None
     assert core.sanitize_model_message("/opt/ml/model") is None
+    # Three letters are a reason ("EOF"); what is left of a redacted line with fewer is not.
+    assert core.sanitize_model_message("EOF") == "EOF"
+    assert core.sanitize_model_message("/opt/ml/model: 42 ok") is None
 
 
 @settings(max_examples=300, deadline=None)
