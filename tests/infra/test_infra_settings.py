@@ -115,6 +115,17 @@ def test_the_most_cors_origins_allowed_still_fit_lambdas_4_kb_environment() -> N
         validate_settings({"corsExtraOrigins": [*extras, "https://one-more.example.com"]})
 
 
+def test_cors_origins_of_exactly_the_limit_are_accepted() -> None:
+    # "allowed at most 3,000 in all": 3,000 characters pass, 3,001 do not.
+    extras = [f"https://o{i:02d}-{'a' * 50}.example.com" for i in range(40)]
+    fits = [*extras[:-1], extras[-1].replace("-a", "-aa", 1)]
+    assert len(",".join(fits)) == MAX_EXTRA_ORIGINS_CHARS == 3000
+    assert validate_settings({"corsExtraOrigins": fits}).cors_extra_origins == tuple(fits)
+    over = [*extras[:-1], extras[-1].replace("-a", "-aaa", 1)]
+    with pytest.raises(SettingsError, match=r"holds 40 origins, 3,001 characters; allowed at most 3,000"):
+        validate_settings({"corsExtraOrigins": over})
+
+
 def test_prod_like_config_is_accepted() -> None:
     settings = validate_settings(
         {
