@@ -812,7 +812,8 @@ def _map_model_error(response_dict: Mapping[str, Any], whole: str) -> ApiError:
         # The model refused the client's input: its reason is the first line. What follows (the toolkit's traceback,
         # which SageMaker quotes) says nothing more, and made a 3-byte body's log line 2.2 KB instead of 1.2 KB.
         whole = whole.splitlines()[0]
-    detail = f"{clip_detail(whole)}; container status {status}"
+    # Clipped with the status: the README promises a detail of at most DETAIL_MAX_CHARS, and the end keeps it.
+    detail = clip_detail(f"{whole}; container status {status}")
     if status == 0:
         # SageMaker's own 60 s limit ran out ("Received server error (0) ... Your invocation timed out while
         # waiting for a response from container"), typically a cold start: a timeout, worth a retry.

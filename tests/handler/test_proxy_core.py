@@ -1011,7 +1011,9 @@ def test_the_logged_detail_of_a_long_model_crash_keeps_the_frame_that_raised():
     detail = core.map_client_error("ModelError", 424, response).detail
     assert detail.startswith("ModelError (HTTP 424): Received server error (500) from primary")
     assert "in step_59\n    step()\nZeroDivisionError: division by zero" in detail
-    assert len(detail.split("; container status")[0]) == 1000
+    # At most 1,000 characters in all, as the README says, the container status kept at the end.
+    assert len(detail) == core.DETAIL_MAX_CHARS == 1000
+    assert detail.endswith('ZeroDivisionError: division by zero"; container status 500')
 
 
 def test_clip_detail_keeps_short_text_whole_and_both_ends_of_long_text():
