@@ -1010,6 +1010,103 @@ def test_a_local_limit_that_drifted_is_caught():
     assert missing_phrases(doc, phrases) == ["Up to 64 sandboxes"]
 
 
+# --- the proxy's and the model's limits, as the README states them --------------------------------------------------
+
+
+def python_constants(source: str) -> dict:
+    """A module's top-level `NAME = number` (arithmetic of literals evaluated, `512 * 8192`), read without importing it:
+    model/code/inference.py sets Pillow's global pixel limit when imported."""
+    import ast
+
+    constants = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                constants[node.targets[0].id] = js_number(node.value)
+            except ValueError:
+                continue
+    return constants
+
+
+def spelled(number: int, words: dict[int, str]) -> str:
+    """The word the README writes for a number ("Two attempts", "twice the crop"); another number stays in digits,
+    so a changed constant leaves a phrase the README does not hold."""
+    return words.get(number, str(number))
+
+
+def proxy_figure_phrases() -> list[str]:
+    """What the README says of the proxy's limits and time budget, written from handlers/proxy_core.py's constants."""
+    from handlers import proxy_core as p
+
+    kib, cap = p.JSON_ENVELOPE_SLACK_BYTES // 1024, p.SAGEMAKER_SERVERLESS_MAX_BYTES
+    return [
+        f"`top_k` not an integer in 1..{p.MAX_TOP_K}",
+        f"`?top_k=N`: 1..{p.MAX_TOP_K}, default {p.DEFAULT_TOP_K}.",
+        f"a JSON body of more than {p.MAX_JSON_CONTAINERS:,} arrays and objects",
+        f"JSON body over its base64 size + {kib} KiB",
+        f"with room for MIME line breaks, plus {kib} KiB.",
+        f"at most the first line, {p.MODEL_MESSAGE_MAX_CHARS} characters",
+        f"The detail is at most {p.DETAIL_MAX_CHARS:,} characters",
+        f"| `MAX_IMAGE_BYTES` | 1..{cap}, default {cap} ",
+        f"| `ENDPOINT_READ_TIMEOUT_S` | 0.1..{p.READ_TIMEOUT_S:g}, default {p.READ_TIMEOUT_S:g};",
+        f"Each attempt: connect ≤ {p.CONNECT_TIMEOUT_S:g} s, read ≤ {p.READ_TIMEOUT_S:g} s.",
+        f"{spelled(p.TOTAL_MAX_ATTEMPTS, {2: 'Two'})} attempts (botocore adaptive retries).",
+        f"`min(start + {p.INVOKE_BUDGET_S:g} s, Lambda end − {p.LAMBDA_SAFETY_MARGIN_S:g} s)`",
+        f"returns at most {p.INVOKE_BUDGET_S:g} s after the handler started. "
+        f"That is under the {p.LAMBDA_TIMEOUT_S} s Lambda timeout",
+        f"and {p.API_GATEWAY_LIMIT_S - p.INVOKE_BUDGET_S:g} s before API Gateway's "
+        f"{p.API_GATEWAY_LIMIT_S:g} s hard limit",
+        f"a cold start that outlasts its ~{p.INVOKE_BUDGET_S:g} s",
+    ]
+
+
+def model_figure_phrases() -> list[str]:
+    """What the README says of the artifact's and the model's limits, written from model/package.py's constants and
+    model/code/inference.py's."""
+    from model import package
+
+    c = python_constants((ROOT / "model" / "code" / "inference.py").read_text(encoding="utf-8"))
+    v1, v2 = package.PRESETS["IMAGENET1K_V1"], package.PRESETS["IMAGENET1K_V2"]
+    profiles = spelled(c["MAX_PNG_ICCP_CHUNKS"], {1: "one"})
+    return [
+        f"normalisation inside the graph, opset {package.ONNX_OPSET}",
+        f"| `IMAGENET1K_V2` | the download | {v2['resize']} |",
+        f"| the default for a local file, e.g. the shared one | {v1['resize']} |",
+        f"Both then crop {v1['crop']},",
+        f"Both then crop {v2['crop']},",
+        f"the first {spelled(package.INT8_FLOAT_CONVS, {6: 'six'})} Convs stay float",
+        f"Only past {c['MAX_RESIZED_SIDE_FACTOR']}:1 is the crop resampled",
+        f"whose crop is above {c['MAX_CROP']} (`MAX_CROP`;",
+        f"or whose resize is above {spelled(c['MAX_RESIZE_PER_CROP'], {2: 'twice'})} the crop",
+        f"A JPEG of more than {c['MAX_JPEG_SCANS']} scans is refused (400)",
+        f"A PNG of more than {profiles} colour profile",
+        f"a JPEG of more than {c['MAX_JPEG_SCANS']} scans; a PNG of more than {profiles} colour profile |",
+        f"`top_k` is 1..{c['MAX_TOP_K']}, default {c['DEFAULT_TOP_K']}.",
+        f"| 413 | more than {c['MAX_PIXELS']:,} pixels, {c['MAX_SIDE']:,} on a side, "
+        f"or a WebP over {c['MAX_WEBP_PIXELS']:,} pixels |",
+    ]
+
+
+def test_the_readme_proxy_figures_are_its_constants():
+    """Nothing compared them: a JSON container limit, a message cut or a time budget changed in proxy_core.py (and in
+    the tests, which read the constants) left the README telling a client or an operator the old figure."""
+    assert missing_phrases((ROOT / "README.md").read_text(encoding="utf-8"), proxy_figure_phrases()) == []
+
+
+def test_the_readme_model_figures_are_its_constants():
+    """The same for the model: its pixel, scan and crop limits, the presets' sizes, the opset."""
+    assert missing_phrases((ROOT / "README.md").read_text(encoding="utf-8"), model_figure_phrases()) == []
+
+
+def test_python_constants_are_read_as_values_and_a_changed_one_is_caught():
+    source = 'A = 50_000_000\nB = 512 * 8192\nC = "text"\nD: int = 3\ndef f():\n    E = 1\n'
+    assert python_constants(source) == {"A": 50_000_000, "B": 4_194_304}
+    assert spelled(2, {2: "twice"}) == "twice" and spelled(3, {2: "twice"}) == "3"
+    doc = "- A JPEG of more than 100 scans is refused (400).\n"
+    phrases = [f"A JPEG of more than {n} scans is refused (400)" for n in (100, 200)]
+    assert missing_phrases(doc, phrases) == ["A JPEG of more than 200 scans is refused (400)"]
+
+
 def gateway_id_problems(text: str, statuses: set[int]) -> list[str]:
     """Where the statuses the README lists as API Gateway's own answers (those carrying `apigw-requestid`) differ
     from the local gateway's own error statuses."""
