@@ -987,6 +987,11 @@ def local_limit_phrases() -> list[str]:
         f"complete its body within {server.BODY_TIMEOUT_S:g} s, else JSON 408",
         f"once its answer has not moved for {server.WRITE_STALL_TIMEOUT_S:g} s",
         f"a head over {mib(server.MAX_HEAD_BUFFER_BYTES)} MiB",
+        f"whose event is over {mib(gateway.LAMBDA_MAX_EVENT_BYTES)} MiB ({gateway.LAMBDA_MAX_EVENT_BYTES:,} bytes)",
+        f"(or over Lambda's {mib(gateway.LAMBDA_MAX_EVENT_BYTES)} MiB event)",
+        # base64 makes 3 bytes 4 characters, and the event's other fields take a few KB more
+        f"a raw upload of about {gateway.LAMBDA_MAX_EVENT_BYTES * 3 / 4 / 1e6:.1f} MB or more never reaches",
+        f"The handler's own JSON 413 covers what gets through (over {mib(runtime.MAX_PAYLOAD_BYTES)} MiB)",
     ]
 
 
