@@ -322,15 +322,19 @@ def test_a_url_that_is_not_a_fault_injection_stack_is_refused_in_one_line(capsys
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         url = f"http://127.0.0.1:{server.server_address[1]}"
     else:
-        with socket.socket() as closed:
-            closed.bind(("127.0.0.1", 0))
-            url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        # Bound but not listening, and kept so while the harness connects: a connection is refused, and no other
+        # program can take the port in between (a port closed before use could be).
+        bound = socket.socket()
+        bound.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{bound.getsockname()[1]}"
     try:
         assert lt.main(["--url", url, "--skip-faults", "--skip-broken-artifact"]) == 1
     finally:
         if listening:
             server.shutdown()
             server.server_close()
+        else:
+            bound.close()
     err = capsys.readouterr().err
     assert err.startswith(f"error: {url} ") and "--fault-injection" in err and "Traceback" not in err, err
     assert err.count("\n") == 1, err
