@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import io
 import shutil
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +16,21 @@ from tests.ci import skip_or_fail
 # Endpoints these tests started and have not stopped: two must never run at once (CPU, and AWS's toolkit
 # refuses a second TorchServe on the machine unless the launcher scopes its search, which it does).
 _live: list[TorchServeEndpoint] = []
+
+
+def broken_copy(artifact: Path, target: Path, extra: dict[str, bytes] | None = None) -> Path:
+    """The good tarball with metadata.json replaced by invalid JSON (model_fn raises ModelLoadError), plus `extra`
+    members; written to target."""
+    replaced = {"metadata.json": b"{not json", **(extra or {})}
+    with tarfile.open(artifact) as src, tarfile.open(target, "w:gz", compresslevel=1) as dst:
+        for member in src.getmembers():
+            if member.name not in replaced:
+                dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+        for name, data in replaced.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            dst.addfile(info, io.BytesIO(data))
+    return target
 
 
 def require_serving_stack() -> None:

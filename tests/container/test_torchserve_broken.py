@@ -6,16 +6,14 @@ to start this one while another is live.
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from local.torchserve import TorchServeError, _warmup_jpeg
-from tests.container.conftest import endpoint
+from tests.container.conftest import broken_copy, endpoint
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
@@ -23,16 +21,7 @@ pytestmark = [pytest.mark.container, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def broken_artifact(artifact, tmp_path_factory):
     """The good tarball with metadata.json replaced by invalid JSON: model_fn raises ModelLoadError."""
-    target = tmp_path_factory.mktemp("broken") / "model.tar.gz"
-    with tarfile.open(artifact) as src, tarfile.open(target, "w:gz", compresslevel=1) as dst:
-        for member in src.getmembers():
-            if member.name == "metadata.json":
-                data = b"{not json"
-                member.size = len(data)
-                dst.addfile(member, io.BytesIO(data))
-            else:
-                dst.addfile(member, src.extractfile(member) if member.isfile() else None)
-    return target
+    return broken_copy(artifact, tmp_path_factory.mktemp("broken") / "model.tar.gz")
 
 
 @pytest.fixture(scope="module")

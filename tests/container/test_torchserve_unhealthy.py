@@ -12,14 +12,12 @@ Runs after test_torchserve_restart.py (file order), whose endpoints are stopped 
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 import time
 
 import pytest
 
-from tests.container.conftest import endpoint
+from tests.container.conftest import broken_copy, endpoint
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
@@ -30,25 +28,17 @@ MANIFEST = {
 }
 
 
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    tar.addfile(info, io.BytesIO(data))
-
-
 @pytest.fixture(scope="module")
 def broken_with_short_window(artifact, tmp_path_factory):
-    """The good tarball with metadata.json replaced by invalid JSON (model_fn raises), and a WINDOW_S retry window."""
-    target = tmp_path_factory.mktemp("unhealthy") / "model.tar.gz"
-    with tarfile.open(artifact) as src, tarfile.open(target, "w:gz", compresslevel=1) as dst:
-        for member in src.getmembers():
-            if member.name == "metadata.json":
-                _add(dst, member.name, b"{not json")
-            else:
-                dst.addfile(member, src.extractfile(member) if member.isfile() else None)
-        _add(dst, "MAR-INF/MANIFEST.json", json.dumps(MANIFEST).encode())
-        _add(dst, "model-config.yaml", f"maxRetryTimeoutInSec: {WINDOW_S}\n".encode())
-    return target
+    """The broken artifact of test_torchserve_broken.py (model_fn raises), with a WINDOW_S retry window."""
+    return broken_copy(
+        artifact,
+        tmp_path_factory.mktemp("unhealthy") / "model.tar.gz",
+        {
+            "MAR-INF/MANIFEST.json": json.dumps(MANIFEST).encode(),
+            "model-config.yaml": f"maxRetryTimeoutInSec: {WINDOW_S}\n".encode(),
+        },
+    )
 
 
 def test_ping_turns_unhealthy_once_the_worker_has_kept_dying_for_the_retry_window(broken_with_short_window):
