@@ -81,13 +81,14 @@ def run_ci_on_a_fake_machine(
     installed: bool = False,
     lacking: tuple[str, ...] = ("java",),
     make_status: int = 0,
+    home: bool = True,
 ):
     """.ci/run on a machine whose apt has the packages `known` and merely knows the names `referred` (another
     package's relations name them); without /usr/bin/chromium unless `chromium`; run by a user who is neither root
     nor has sudo unless `root_or_sudo` ("sudo": a user with sudo); with `free_mb` free on its disk, and a venv already
     installed if `installed`; lacking what `lacking` names of java, make, python3-venv and python3.13 (apt installs
-    each), with a `make test` that exits `make_status`. Returns the `apt-get install` command lines, the run, and
-    whether it went on to `make test`."""
+    each), with a `make test` that exits `make_status`, and with HOME set unless not `home`. Returns the `apt-get
+    install` command lines, the run, and whether it went on to `make test`."""
     project, bin_dir = tmp_path / "project", tmp_path / "bin"
     (project / ".ci").mkdir(parents=True)
     usr_bin_chromium = tmp_path / "usr-bin-chromium"  # stands in for /usr/bin/chromium
@@ -157,7 +158,7 @@ def run_ci_on_a_fake_machine(
             fake_python(bin_dir / f"python{version}", f"{version}.0")
     run = subprocess.run(
         ["bash", str(project / ".ci" / "run")],
-        env={"PATH": str(bin_dir), "HOME": str(tmp_path / "home")},
+        env={"PATH": str(bin_dir)} | ({"HOME": str(tmp_path / "home")} if home else {}),
         capture_output=True,
         text=True,
         timeout=60,
@@ -333,6 +334,14 @@ def test_ci_run_keeps_apt_get_from_asking_questions_even_through_sudo(tmp_path, 
         "update DEBIAN_FRONTEND=noninteractive",
         "install DEBIAN_FRONTEND=noninteractive",
     ]
+
+
+def test_ci_run_goes_on_without_home(tmp_path):
+    """A runner may start it with no HOME (`env -i`, a service manager): looking for pyenv's Pythons under HOME
+    stopped the run at once ("HOME: unbound variable", from `set -u`) on a machine that needed nothing from pyenv."""
+    _, run, tested = run_ci_on_a_fake_machine(tmp_path, "", lacking=(), home=False)
+    assert "unbound variable" not in run.stderr, run.stderr
+    assert tested and run.returncode == 0, run.stderr
 
 
 def test_ci_run_stops_when_apt_get_cannot_install(tmp_path):
