@@ -352,9 +352,10 @@ def _json_int(literal: str) -> int | LongJsonInteger:
 
 
 def parse_top_k(value: Any, source: str) -> int:
-    """JSON: an integer (not bool/float/string); query string: decimal digits. Range 1..MAX_TOP_K."""
+    """JSON: an integer (not bool/float/string); query string: decimal digits, maybe signed. Range 1..MAX_TOP_K."""
     if source == "query":
-        if not isinstance(value, str) or not re.fullmatch(r"[0-9]{1,6}", value.strip()):
+        text = value.strip() if isinstance(value, str) else ""
+        if not re.fullmatch(r"-?[0-9]+", text):
             if isinstance(value, str) and "," in value:
                 # Payload 2.0 comma-joins a repeated parameter: ?top_k=3&top_k=3 arrives as "3,3", and was told it
                 # "must be an integer" though each value was one.
@@ -364,7 +365,11 @@ def parse_top_k(value: Any, source: str) -> int:
                     f"'{printable_excerpt(value)}' (a parameter given more than once arrives comma-joined).",
                 )
             raise ApiError("bad_request", f"top_k query parameter must be an integer from 1 to {MAX_TOP_K}.")
-        number = int(value.strip())
+        # Any length is an integer out of range (1234567 was told "must be an integer"); a long one is kept as
+        # text, as the JSON field's is, since int() is quadratic and refuses one past 4300 digits.
+        sign, digits = ("-", text[1:]) if text.startswith("-") else ("", text)
+        value = _json_int(sign + (digits.lstrip("0") or "0"))
+        number = value if isinstance(value, int) else None
     elif isinstance(value, LongJsonInteger):
         number = None  # out of range, however many digits it has
     else:

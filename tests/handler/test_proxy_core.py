@@ -342,11 +342,29 @@ def test_bad_query_top_k_is_400_naming_top_k(value):
     assert "top_k" in rejects("bad_request", 400, parse, JPEG, query={"top_k": value}).message
 
 
-@pytest.mark.parametrize("value", ["21", "999999"])
-def test_an_out_of_range_query_top_k_is_told_its_value(value):
-    # Up to six digits a query top_k is a number out of range, said as the JSON field's is, not "not an integer".
+@pytest.mark.parametrize(
+    ("value", "got"),
+    [
+        ("21", "21"),
+        ("999999", "999999"),
+        ("-1", "-1"),
+        # Seven digits and more were told "must be an integer from 1 to 20", as if the integer sent were not one.
+        ("1234567", "1234567"),
+        ("0000021", "21"),
+        ("9" * 21, "9999999999... (21 digits)"),
+        ("1" * 5000, "1111111111... (5000 digits)"),
+        ("-" + "9" * 5000, "-999999999... (5000 digits)"),
+    ],
+)
+def test_an_out_of_range_query_top_k_is_told_its_value(value, got):
+    # A query top_k of any length is a number out of range, said (and cut) as the JSON field's is, not "not an integer".
     message = rejects("bad_request", 400, parse, JPEG, query={"top_k": value}).message
-    assert message == f"top_k must be between 1 and 20; got {value}."
+    assert message == f"top_k must be between 1 and 20; got {got}."
+
+
+def test_a_query_top_k_with_leading_zeros_is_its_number():
+    assert parse(JPEG, query={"top_k": "0000007"}).top_k == 7
+    assert parse(JPEG, query={"top_k": "0" * 30 + "20"}).top_k == 20
 
 
 @pytest.mark.parametrize(
