@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -1013,6 +1015,45 @@ def test_a_local_limit_that_drifted_is_caught():
     doc = "- A connection must complete each request head\n  within 10 s, else it is closed.\n- Up to 32 sandboxes.\n"
     phrases = ["complete each request head within 10 s, else it is closed", "Up to 64 sandboxes"]
     assert missing_phrases(doc, phrases) == ["Up to 64 sandboxes"]
+
+
+def fork_server_start_error(tmpdir: Path) -> str:
+    """What starting the sandboxes' fork server (forkserver.ensure_running, as local.sandboxes does) says with
+    TMPDIR at tmpdir: '' once it runs."""
+    script = (
+        "from multiprocessing import forkserver as f\ntry:\n    f.ensure_running()\nexcept OSError as e:\n    print(e)"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "TMPDIR": str(tmpdir)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    return run.stdout.strip()
+
+
+def test_the_readme_tmpdir_limit_is_where_the_fork_server_stops(tmp_path):
+    """No constant sets it: multiprocessing names a socket '<TMPDIR>/pymp-XXXXXXXX/listener-XXXXXXXX' and a socket's
+    path holds 107 bytes, so the figure is measured. The README said 'over about 70 characters': 75 start."""
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    figure = re.search(
+        r"too long a path for the fork server's Unix socket \(over (?:about )?(\d+) characters\)", readme
+    )
+    assert figure, "the README's sentence on a TMPDIR too long for the fork server's socket was reworded"
+    longest = int(figure.group(1))
+    if len(str(tmp_path)) + 2 > longest:
+        skip_or_fail(
+            f"pytest's temporary directory {tmp_path} is already too long a path", "CI must give a shorter one"
+        )
+    ok = tmp_path / "t"
+    ok = ok.with_name("t" * (longest - len(str(ok)) + 1))
+    too_long = ok.with_name(ok.name + "t")
+    for path in (ok, too_long):
+        path.mkdir()
+    assert (len(str(ok)), len(str(too_long))) == (longest, longest + 1)
+    assert (fork_server_start_error(ok), fork_server_start_error(too_long)) == ("", "AF_UNIX path too long")
 
 
 # --- the proxy's and the model's limits, as the README states them --------------------------------------------------
