@@ -350,3 +350,31 @@ def test_ci_run_stops_when_apt_get_cannot_install(tmp_path):
     _, run, tested = run_ci_on_a_fake_machine(tmp_path, "", lacking=("python3-venv",))
     assert run.returncode == 100 and not tested, run.stderr
     assert "Unable to locate package python3-venv" in run.stderr, run.stderr
+
+
+def test_every_checkout_has_lf_line_ends_and_leaves_the_photos_alone():
+    """With core.autocrlf on (Git for Windows' default) a checkout got CRLF: bash then refuses .ci/run, and the
+    artifact, the function's code and the site's files change bytes, so a deploy from it rolls the endpoint."""
+    git = shutil.which("git")
+    if git is None or not (ROOT / ".git").exists():
+        skip_or_fail("not a git checkout with git on PATH", "CI must run from a git clone")
+    files = subprocess.run([git, "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout.split(b"\0")
+    names = [f.decode() for f in files if f]
+    attrs = subprocess.run(
+        [git, "-c", "core.autocrlf=true", "check-attr", "text", "eol", "--", *names],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    found: dict[str, dict[str, str]] = {}
+    for line in attrs:
+        name, attr, value = line.rsplit(": ", 2)
+        found.setdefault(name, {})[attr] = value
+    wrong = {
+        name: found[name]
+        for name in names
+        if found[name] != ({"text": "unset", "eol": "lf"} if name.endswith(".jpg") else {"text": "auto", "eol": "lf"})
+    }
+    assert not wrong, wrong
+    assert any(name.endswith(".jpg") for name in names)
