@@ -268,12 +268,13 @@ class InProcessContainer:
                 payload = payload.encode("utf-8")
             return ContainerResponse(200, response_type, bytes(payload))
         except Exception as e:
-            # The toolkit's own error body: the message, a newline, then the full traceback.
+            # The toolkit's own error body: the message, a newline, then the full traceback. Any other exception
+            # becomes its GenericInferenceToolkitError(500, str(e)), which says "Invalid Request" for an empty one.
             trace = traceback.format_exc()
             if isinstance(e, self._toolkit_errors):
                 status, message = e.status_code, e.message
             else:
-                status, message = 500, str(e)
+                status, message = 500, str(e) or "Invalid Request"
             return ContainerResponse(status, "text/plain", f"{message}\n{trace}".encode())
 
     def close(self) -> None:

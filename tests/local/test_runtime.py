@@ -187,6 +187,8 @@ def input_fn(data, content_type):
         raise InferenceError(415, "not this type")
     if content_type == "image/x-crash":
         raise RuntimeError("stub crashed")
+    if content_type == "image/x-silent":
+        raise RuntimeError()
     return type(data).__name__
 
 def predict_fn(data, model):
@@ -221,6 +223,9 @@ def test_the_in_process_container_calls_the_script_as_the_toolkit_does(tmp_path,
         assert refused.status == 415 and refused.body.startswith(b"not this type\nTraceback (most recent call last)")
         crashed = container.invoke(b"x", "image/x-crash", "")
         assert crashed.status == 500 and crashed.body.startswith(b"stub crashed\nTraceback (most recent call last)")
+        # An exception without a message: the toolkit's GenericInferenceToolkitError says "Invalid Request".
+        silent = container.invoke(b"x", "image/x-silent", "")
+        assert silent.status == 500 and silent.body.startswith(b"Invalid Request\nTraceback (most recent call last)")
     finally:
         container.close()
 
