@@ -29,6 +29,8 @@ from local.sandboxes import SandboxStartError
 from local.server import (
     DEFAULT_ENDPOINT_NAME,
     ROOT,
+    Drain,
+    DrainingServer,
     StackInfo,
     bind,
     create_app,
@@ -234,10 +236,11 @@ def serve(
             if args.stage_throttle
             else None
         )
-        app = create_app(stack, runtime, sandboxes, fault_injection=args.fault_injection, stage_throttle=throttle)
-        import uvicorn
-
-        server = uvicorn.Server(uvicorn_config(app, args.log_level))
+        drain = Drain()
+        app = create_app(
+            stack, runtime, sandboxes, fault_injection=args.fault_injection, stage_throttle=throttle, drain=drain
+        )
+        server = DrainingServer(uvicorn_config(app, args.log_level), drain, announce=say)
         # uvicorn shuts down gracefully on SIGINT and SIGTERM while it serves, then raises them again with these
         # handlers back: exit through `finally` so the sandboxes stop too, without a KeyboardInterrupt traceback
         # for the Ctrl-C that ends `make demo`. It does not handle SIGHUP: give it the same graceful shutdown.

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import logging
@@ -20,7 +21,7 @@ import re
 import socket
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -388,6 +389,60 @@ class ShutdownGuard:
                 log.debug("could not answer a request cancelled at shutdown")
 
 
+# What a POST /predict gets once a stop has begun (DrainingServer): no function runs for it any more.
+STOPPING_MESSAGE = "The local stack is stopping."
+
+
+class Drain:
+    """What a graceful stop waits for: the /predict requests in flight (their tasks), and whether it has begun."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self.requests: set[asyncio.Task] = set()
+
+    @contextlib.contextmanager
+    def tracking(self) -> Iterator[None]:
+        task = asyncio.current_task()
+        self.requests.add(task)
+        try:
+            yield
+        finally:
+            self.requests.discard(task)
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, whose graceful stop first answers the /predict requests in flight.
+
+    Their handler, in a sandbox, calls the runtime tier on this same port; uvicorn's own shutdown closes the port
+    first, so a handler that called after it (a retry after a throttled attempt, a body still arriving) found it
+    closed and answered 503 "The model is warming up" (8 to 14 of 16 requests in flight, on a stop). So the port stays
+    open while they run, and a new /predict gets a 503 saying the stack is stopping. The drain and uvicorn's own
+    wait share one grace period, after which uvicorn cancels what still runs (ShutdownGuard answers it); a second
+    Ctrl-C (uvicorn's force_exit) ends the drain at once."""
+
+    def __init__(self, config: uvicorn.Config, drain: Drain, announce: Callable[[str], None] = print) -> None:
+        super().__init__(config)
+        self.drain = drain
+        self.announce = announce
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        grace = self.config.timeout_graceful_shutdown
+        deadline = loop.time() + (float("inf") if grace is None else grace)
+        self.drain.stopping = True
+        if self.drain.requests and not self.force_exit:
+            count = len(self.drain.requests)
+            self.announce(
+                f"stopping: answering the {count} /predict request{'s' if count != 1 else ''} in flight first"
+                + ("" if grace is None else f" (at most {grace:g} s)")
+            )
+        while self.drain.requests and not self.force_exit and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        if grace is not None:
+            self.config.timeout_graceful_shutdown = max(0.0, deadline - loop.time())
+        await super().shutdown(sockets)
+
+
 def create_app(
     stack: StackInfo,
     runtime: SageMakerRuntime,
@@ -395,7 +450,10 @@ def create_app(
     *,
     fault_injection: bool = False,
     stage_throttle: gateway.StageThrottle | None = None,
+    drain: Drain | None = None,
 ) -> Starlette:
+    """`drain`: what a DrainingServer serving the app waits for at a stop."""
+    drain = Drain() if drain is None else drain
     cors = http_api_cors(stack.allowed_origins)
     bound_to_loopback = not stack.any_interface and is_loopback(urlsplit(stack.base_url).hostname or "")
 
@@ -417,6 +475,18 @@ def create_app(
         }
 
     async def predict(request: Request) -> Response:
+        if request.method != "POST":
+            return await gateway_tier(request)
+        if drain.stopping:  # API Gateway's own answer (see refused below), for a stop the cloud does not have
+            answer = gateway.HttpResponse(
+                503, [("content-type", "application/json")], json.dumps({"message": STOPPING_MESSAGE}).encode()
+            )
+            answer.headers.extend([("apigw-requestid", uuid.uuid4().hex[:16]), *CLOSE.items()])
+            return _respond(answer)
+        with drain.tracking():
+            return await gateway_tier(request)
+
+    async def gateway_tier(request: Request) -> Response:
         origin = request.headers.get("origin")
         if request.method == "OPTIONS":
             preflight = cors_headers(origin)

@@ -988,6 +988,8 @@ def local_limit_phrases() -> list[str]:
         f"complete each request head within {server.HEAD_TIMEOUT_S:g} s, else it is closed",
         f"complete its body within {server.BODY_TIMEOUT_S:g} s, else JSON 408",
         f"once its answer has not moved for {server.WRITE_STALL_TIMEOUT_S:g} s",
+        f"answered first, for up to {server.uvicorn_config(None, 'warning').timeout_graceful_shutdown:g} s",
+        f'503 `{{"message": "{server.STOPPING_MESSAGE}"}}`',
         f"a head over {mib(server.MAX_HEAD_BUFFER_BYTES)} MiB",
         f"whose event is over {mib(gateway.LAMBDA_MAX_EVENT_BYTES)} MiB ({gateway.LAMBDA_MAX_EVENT_BYTES:,} bytes)",
         f"(or over Lambda's {mib(gateway.LAMBDA_MAX_EVENT_BYTES)} MiB event)",

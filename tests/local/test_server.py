@@ -112,6 +112,7 @@ class InProcessStack:
         client: tuple[str, int] = CLIENT,
         stage_throttle: gateway.StageThrottle | None = None,
         settings: Settings | None = None,
+        drain: server.Drain | None = None,
     ) -> None:
         self.client = client
         info = StackInfo(
@@ -125,7 +126,12 @@ class InProcessStack:
         self.runtime = SageMakerRuntime(self.container, ENDPOINT, 2, max_payload_bytes=max_payload_bytes)
         self.sandboxes = Sandboxes()
         self.app = create_app(
-            info, self.runtime, self.sandboxes, fault_injection=fault_injection, stage_throttle=stage_throttle
+            info,
+            self.runtime,
+            self.sandboxes,
+            fault_injection=fault_injection,
+            stage_throttle=stage_throttle,
+            drain=drain,
         )
 
     def request(self, method: str, path: str, **kwargs) -> httpx.Response:
@@ -1304,6 +1310,67 @@ def test_a_cancelled_request_whose_client_is_gone_ends_quietly():
         raise asyncio.CancelledError
 
     assert run_guarded(cancelled, send_fails=True) == []  # no exception escapes into uvicorn's log
+
+
+# --- the drain: a stop answers the /predict requests in flight before uvicorn closes the port ----------------------
+def drained(monkeypatch, request_s: float, grace: float = 0.5, force_exit: bool = False) -> tuple[list, list[str]]:
+    """What uvicorn's own shutdown finds once server.DrainingServer has drained one /predict request in flight that
+    takes `request_s`: (stopping, requests still in flight, the grace period left it), and what was announced."""
+    seen, said = [], []
+    drain = server.Drain()
+    instance = server.DrainingServer(
+        uvicorn.Config(app=None, timeout_graceful_shutdown=grace), drain, announce=said.append
+    )
+    instance.force_exit = force_exit
+
+    async def uvicorn_shutdown(self, sockets=None) -> None:
+        seen.append((drain.stopping, len(drain.requests), self.config.timeout_graceful_shutdown))
+
+    monkeypatch.setattr(uvicorn.Server, "shutdown", uvicorn_shutdown)
+
+    async def stop() -> None:
+        async def request() -> None:
+            with drain.tracking():
+                await asyncio.sleep(request_s)
+
+        running = asyncio.create_task(request())
+        await asyncio.sleep(0)  # in flight
+        await instance.shutdown()
+        running.cancel()
+
+    asyncio.run(stop())
+    return seen, said
+
+
+def test_once_a_stop_has_begun_predict_says_so_and_runs_no_function_while_the_runtime_still_answers():
+    drain = server.Drain()
+    stack = InProcessStack(drain=drain)
+    drain.stopping = True
+    response = stack.predict(headers={"origin": BASE_URL})
+    assert response.status_code == 503 and response.json() == {"message": "The local stack is stopping."}
+    # The gateway's own answer: its id, no CORS headers; and the connection closes, as the server is going away.
+    assert len(response.headers["apigw-requestid"]) == 16 and response.headers["connection"] == "close"
+    assert not any(name.startswith("access-control-") for name in response.headers)
+    assert stack.sandboxes.events == []
+    assert stack.invoke(b"x").status_code == 200  # what the handlers still in flight call
+
+
+def test_a_stop_waits_for_the_request_in_flight_and_leaves_uvicorn_the_rest_of_the_grace_period(monkeypatch):
+    [(stopping, in_flight, left)], said = drained(monkeypatch, request_s=0.1)
+    assert stopping and in_flight == 0 and 0.0 < left <= 0.4
+    assert said == ["stopping: answering the 1 /predict request in flight first (at most 0.5 s)"]
+
+
+def test_a_request_outliving_the_grace_period_is_left_to_uvicorn_with_none_of_it_left(monkeypatch):
+    # One grace period in all: uvicorn then cancels what still runs at once (ShutdownGuard answers it), not after
+    # waiting a second grace period of its own.
+    [(stopping, in_flight, left)], _ = drained(monkeypatch, request_s=3600)
+    assert stopping and in_flight == 1 and left == 0.0
+
+
+def test_a_second_ctrl_c_does_not_wait_for_the_requests_in_flight(monkeypatch):
+    [(stopping, in_flight, left)], said = drained(monkeypatch, request_s=3600, force_exit=True)
+    assert stopping and in_flight == 1 and left > 0.4 and said == []
 
 
 @pytest.mark.parametrize(("scheme", "port"), [("http", "80"), ("https", "443")])

@@ -1227,6 +1227,63 @@ def test_closing_the_terminal_answers_the_request_in_flight_and_stops_cleanly(si
         own.stop()
 
 
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_stop_answers_the_requests_in_flight_and_tells_new_ones_it_is_stopping(sig):
+    """The handler of a request in flight calls the runtime tier on the stack's own port: uvicorn's shutdown closed
+    that port first, so a handler that called after the stop (a retry, a body still arriving) answered 503 "The model
+    is warming up" (8 to 14 of 16 requests in flight). Each request here is in flight for certain: its head is in and
+    the app is reading its body (it asked for the body: 100 Continue), which arrives only once the stop has begun."""
+    import os
+    import signal
+    import socket
+
+    import h11
+
+    own = LocalStack()
+    body = photo_bytes("coffee.jpg")
+    host, port = own.url.removeprefix("http://").rsplit(":", 1)
+    clients: list[tuple[socket.socket, h11.Connection]] = []
+
+    def next_event(sock: socket.socket, conn: h11.Connection):
+        while (event := conn.next_event()) is h11.NEED_DATA:
+            conn.receive_data(sock.recv(65536))
+        return event
+
+    try:
+        for _ in range(4):  # within MaxConcurrency (5): none is throttled
+            sock = socket.create_connection((host, int(port)), timeout=HANG_GUARD_S)
+            conn = h11.Connection(h11.CLIENT)
+            head = [("host", f"{host}:{port}"), ("content-type", "image/jpeg"), ("content-length", str(len(body)))]
+            sock.sendall(
+                conn.send(h11.Request(method="POST", target="/predict", headers=[*head, ("expect", "100-continue")]))
+            )
+            clients.append((sock, conn))
+        for sock, conn in clients:
+            assert next_event(sock, conn).status_code == 100
+        os.killpg(own.proc.pid, getattr(signal, sig))
+        wait_until(lambda: "stopping: answering the 4 /predict requests in flight first" in own.output(), "the drain")
+        late = predict(own, body)
+        assert late.status_code == 503 and late.json() == {"message": "The local stack is stopping."}, late.text
+        assert late.headers["apigw-requestid"] and late.headers["connection"] == "close"
+        for sock, conn in clients:
+            sock.sendall(conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
+        answers = []
+        for sock, conn in clients:
+            response, data = next_event(sock, conn), b""
+            while type(event := next_event(sock, conn)) is h11.Data:
+                data += event.data
+            answers.append((response.status_code, data))
+        assert [status for status, _ in answers] == [200] * 4, answers
+        assert all(json.loads(data)["predictions"] for _, data in answers)
+        assert own.proc.wait(timeout=HANG_GUARD_S) == 0
+        output = own.output()
+        assert output.rstrip().endswith("stopped") and "Traceback" not in output and " ERROR " not in output, output
+    finally:
+        for sock, _ in clients:
+            sock.close()
+        own.stop()
+
+
 def test_a_truncated_artifact_is_refused_without_a_traceback(artifact, tmp_path):
     truncated = tmp_path / "truncated.tar.gz"
     truncated.write_bytes(artifact.read_bytes()[: artifact.stat().st_size // 2])
