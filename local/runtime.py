@@ -154,7 +154,9 @@ def hold_owner_lock(directory: Path) -> int:
 def _owner_gone(directory: Path) -> bool:
     try:
         fd = os.open(directory / OWNER_LOCK, os.O_RDWR)
-    except FileNotFoundError:  # its owner has not locked it yet: trust the pid in the name
+    except FileNotFoundError:  # its owner has not locked it yet: trust the pid in a model dir's name
+        if not directory.name.startswith(MODEL_DIR_PREFIX):  # no pid in it (multiprocessing's): whose, nothing tells
+            return False
         pid = directory.name[len(MODEL_DIR_PREFIX) :].split("-", 1)[0]
         return pid.isdigit() and not _pid_alive(int(pid))
     except OSError:
@@ -171,8 +173,12 @@ def _owner_gone(directory: Path) -> bool:
 def sweep_orphaned_model_dirs(tmp_root: Path | None = None) -> list[Path]:
     """Remove the unpacked models of stacks that were killed outright (kill -9 runs no cleanup), and only
     those: our own directories (not symlinks, not another user's) whose owner lock is free. Returns them."""
+    return _sweep_orphans(Path(tmp_root or tempfile.gettempdir()), f"{MODEL_DIR_PREFIX}*-*")
+
+
+def _sweep_orphans(root: Path, pattern: str) -> list[Path]:
     removed = []
-    for path in Path(tmp_root or tempfile.gettempdir()).glob(f"{MODEL_DIR_PREFIX}*-*"):
+    for path in root.glob(pattern):
         try:
             info = path.lstat()
         except OSError:
@@ -182,6 +188,31 @@ def sweep_orphaned_model_dirs(tmp_root: Path | None = None) -> list[Path]:
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)
     return removed
+
+
+# multiprocessing.util.get_temp_dir's directories, in one of which the sandboxes' fork server listens: removed at a
+# normal exit, left behind (with the socket) by a kill -9, and by their names not told from another program's.
+MULTIPROCESSING_DIRS = "pymp-*"
+_multiprocessing_dir_lock: int | None = None
+
+
+def sweep_orphaned_multiprocessing_dirs(tmp_root: Path | None = None) -> list[Path]:
+    """Remove the multiprocessing directories of stacks killed outright: our own whose owner lock is free. One
+    without a lock is another program's, or a stack's that has not locked it yet, and is left alone."""
+    return _sweep_orphans(Path(tmp_root or tempfile.gettempdir()), MULTIPROCESSING_DIRS)
+
+
+def hold_multiprocessing_dir() -> Path:
+    """This process's multiprocessing directory, locked as ours (once, for as long as the process lives, as
+    multiprocessing keeps it), after the sweep of those of stacks killed outright."""
+    global _multiprocessing_dir_lock
+    from multiprocessing import util
+
+    directory = Path(util.get_temp_dir())
+    if _multiprocessing_dir_lock is None:
+        sweep_orphaned_multiprocessing_dirs(directory.parent)
+        _multiprocessing_dir_lock = hold_owner_lock(directory)
+    return directory
 
 
 STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})

@@ -26,7 +26,7 @@ from multiprocessing import forkserver, popen_forkserver, resource_tracker
 from multiprocessing.context import ForkServerContext, ForkServerProcess
 from typing import Any
 
-from local.runtime import stop_signals_held
+from local.runtime import hold_multiprocessing_dir, stop_signals_held
 
 # What the fork server preloads: the handler, without dying when it refuses its configuration (see the module).
 HANDLER_PRELOAD = "local.sandbox_preload"
@@ -392,6 +392,7 @@ class LambdaSandboxes:
             os.environ[sandbox_env.VARIABLE] = json.dumps(dict(env))
             self._context.set_forkserver_preload([sandbox_env.__name__, self._preload])
         try:
+            hold_multiprocessing_dir()  # where the fork server listens: a kill -9 leaves it behind
             with _helpers_start_with_stop_signals_blocked():
                 forkserver.ensure_running()
         except OSError as error:

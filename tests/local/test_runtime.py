@@ -440,6 +440,60 @@ def test_a_model_dir_of_another_user_is_never_swept(tmp_path, monkeypatch) -> No
     assert sweep_orphaned_model_dirs(tmp_path) == [] and theirs.exists()
 
 
+def test_a_multiprocessing_dir_is_swept_only_when_a_stack_locked_it_and_is_gone(tmp_path) -> None:
+    # multiprocessing names its directory pymp-<random>: only a stack's lock tells it is one (the fork server's,
+    # left behind by a kill -9) and whether its owner is gone. Any other program's has none and stays, whatever its
+    # name holds (here, where a model dir's name has its owner's pid, one that is gone, which for a model dir decides).
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from local.runtime import hold_owner_lock, sweep_orphaned_multiprocessing_dirs
+
+    def pymp(name: str) -> Path:
+        path = tmp_path / f"pymp-{name}"
+        path.mkdir()
+        (path / "listener-abc").touch()  # stands for the fork server's socket
+        return path
+
+    killed = pymp("aaaaaaaa")
+    os.close(hold_owner_lock(killed))  # locked by its stack, which then died: the lock is free
+    live = pymp("bbbbbbbb")
+    held = hold_owner_lock(live)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    another_programs = pymp(f"{'x' * 11}{gone.pid}-y")  # as long a head as "mobilenet-model-"
+    try:
+        assert sweep_orphaned_multiprocessing_dirs(tmp_path) == [killed] and not killed.exists()
+        assert live.exists() and another_programs.exists()
+    finally:
+        os.close(held)
+
+
+def test_the_stacks_multiprocessing_dir_is_locked_as_its_own(tmp_path, monkeypatch) -> None:
+    import os
+    from multiprocessing import process
+
+    from local import runtime
+
+    # As multiprocessing's util.get_temp_dir made it (set here, not made by it: its exit handler would remove it).
+    made = tmp_path / "pymp-k2x9q4tz"
+    made.mkdir()
+    monkeypatch.setitem(process.current_process()._config, "tempdir", str(made))
+    monkeypatch.setattr(runtime, "_multiprocessing_dir_lock", None)
+    directory = runtime.hold_multiprocessing_dir()
+    lock = runtime._multiprocessing_dir_lock
+    try:
+        assert directory == made
+        assert runtime.sweep_orphaned_multiprocessing_dirs(tmp_path) == []  # locked by this process, alive
+        assert runtime.hold_multiprocessing_dir() == directory
+        assert runtime._multiprocessing_dir_lock == lock  # once per process: not a descriptor per call
+    finally:
+        os.close(lock)
+    assert runtime.sweep_orphaned_multiprocessing_dirs(tmp_path) == [directory]  # as once its process is killed
+
+
 def test_a_runtime_answer_names_the_models_time_in_server_timing() -> None:
     answer = invoke(SageMakerRuntime(FixedContainer(), "e", 1))
     assert answer.status == 200 and re.fullmatch(r"model;dur=\d+\.\d", answer.headers["server-timing"])

@@ -933,6 +933,38 @@ def test_sandboxes_exit_with_the_server_even_when_it_is_killed(sig, tmp_path):
             shutil.rmtree(leftover, ignore_errors=True)
 
 
+def test_the_next_start_removes_what_a_stack_killed_outright_left_behind(tmp_path):
+    """kill -9 runs no cleanup: the unpacked model and multiprocessing's pymp-* directory (the fork server's socket)
+    stay in TMPDIR. The next start removes both, their owner locks telling them for a dead stack's; the pymp-*
+    directories were left for ever, as nothing told them from another program's, which still stays."""
+    import os
+    import shutil
+    import signal
+
+    try:
+        killed = LocalStack(env={"TMPDIR": str(tmp_path)})
+        try:
+            os.kill(killed.proc.pid, signal.SIGKILL)
+            killed.proc.wait(timeout=HANG_GUARD_S)
+            wait_until(lambda: not process_group_members(killed.proc.pid), "the killed stack's processes gone")
+        finally:
+            killed.stop()
+        left = sorted(tmp_path.iterdir())
+        assert sorted(path.name.split("-")[0] for path in left) == ["mobilenet", "pymp"], left
+        another_programs = tmp_path / "pymp-k2x9q4tz"
+        another_programs.mkdir()
+        following = LocalStack(env={"TMPDIR": str(tmp_path)})
+        try:
+            now = set(tmp_path.iterdir())
+            assert not now & set(left), sorted(now)
+            assert another_programs in now
+        finally:
+            following.stop()
+    finally:
+        for leftover in tmp_path.iterdir():
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
 def test_a_sandbox_killed_mid_request_fails_only_that_request():
     """As in Lambda (Runtime.ExitError): the request whose sandbox died gets API Gateway's 500, the requests in
     other sandboxes finish, and the next request gets a new sandbox."""
