@@ -12,6 +12,7 @@ import re
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from components.command_line import OneLineErrorParser, path_argument, port_number
@@ -204,6 +205,27 @@ def say(message: str) -> None:
         print(message, flush=True)
 
 
+class GraceOverrun(logging.Filter):
+    """uvicorn's `ERROR: Cancel N running task(s), timeout graceful shutdown exceeded`, logged when requests outlive
+    a stop's grace period, said instead as a line of the stop's own: the stop was asked for, the stack answers those
+    requests API Gateway's 503, and N counted the runtime-tier calls of the /predict handlers too (5 for 3 requests).
+    Every other record of uvicorn's passes."""
+
+    def __init__(self, grace_s: float, announce: Callable[[str], None]) -> None:
+        super().__init__()
+        self.grace_s = grace_s
+        self.announce = announce
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not (str(record.msg).startswith("Cancel ") and "timeout graceful shutdown exceeded" in str(record.msg)):
+            return True
+        self.announce(
+            f"stopping: the requests still running after {self.grace_s:g} s are cut short "
+            '(API Gateway\'s 503 {"message": "Service Unavailable"})'
+        )
+        return False
+
+
 def serve(
     args: argparse.Namespace, settings: Settings, artifact: Path, sock: socket.socket, stack: StackInfo, where: str
 ) -> int:
@@ -227,7 +249,8 @@ def serve(
         sock.close()
         say("stopped")
         return 0
-    runtime = sandboxes = None
+    runtime = sandboxes = overrun = None
+    uvicorn_log = logging.getLogger("uvicorn.error")
     try:  # a stop signal from here on lands in this `try`, whose `finally` closes the loaded model
         runtime = SageMakerRuntime(container, stack.endpoint_name, settings.max_concurrency, region=region)
         sandboxes = start_sandboxes(stack, region)
@@ -241,6 +264,8 @@ def serve(
             stack, runtime, sandboxes, fault_injection=args.fault_injection, stage_throttle=throttle, drain=drain
         )
         server = DrainingServer(uvicorn_config(app, args.log_level), drain, announce=say)
+        overrun = GraceOverrun(server.config.timeout_graceful_shutdown, say)
+        uvicorn_log.addFilter(overrun)
         # uvicorn shuts down gracefully on SIGINT and SIGTERM while it serves, then raises them again with these
         # handlers back: exit through `finally` so the sandboxes stop too, without a KeyboardInterrupt traceback
         # for the Ctrl-C that ends `make demo`. It does not handle SIGHUP: give it the same graceful shutdown.
@@ -285,6 +310,8 @@ def serve(
         else:
             container.close()
         sock.close()
+        if overrun is not None:  # main() may run inside a longer-lived process (the tests)
+            uvicorn_log.removeFilter(overrun)
     return 0
 
 

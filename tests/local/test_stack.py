@@ -1036,10 +1036,41 @@ def test_ctrl_c_with_a_request_in_flight_answers_it_in_json_without_a_traceback(
         client.join(timeout=HANG_GUARD_S)
         output = own.output()
         assert "Traceback" not in output and "Exception in ASGI application" not in output, output
+        # A stop asked for: one line of its own, not uvicorn's "ERROR: Cancel 2 running task(s), timeout graceful
+        # shutdown exceeded" (2: the handler's call to the runtime tier counted too).
+        assert "ERROR:" not in output and " ERROR " not in output, output
+        assert (
+            'stopping: the requests still running after 5 s are cut short (API Gateway\'s 503 {"message": "Service'
+            ' Unavailable"})\n'
+        ) in output, output
         assert len(answers) == 1 and isinstance(answers[0], httpx.Response), answers
         assert answers[0].status_code == 503 and answers[0].json() == {"message": "Service Unavailable"}
     finally:
         own.stop()
+
+
+def test_only_uvicorns_grace_period_overrun_is_said_as_the_stops_own_line():
+    """The rest of uvicorn's log is left as it is."""
+    import logging
+
+    from local.__main__ import GraceOverrun
+
+    said: list[str] = []
+    overrun = GraceOverrun(5, said.append)
+
+    def record(level: int, msg: str, *args) -> logging.LogRecord:
+        return logging.LogRecord("uvicorn.error", level, __file__, 1, msg, args, None)
+
+    # uvicorn's own words (uvicorn/server.py), as it logs them
+    cancel = record(logging.ERROR, "Cancel %s running task(s), timeout graceful shutdown exceeded", 3)
+    assert overrun.filter(cancel) is False
+    assert said == [
+        'stopping: the requests still running after 5 s are cut short (API Gateway\'s 503 {"message": '
+        '"Service Unavailable"})'
+    ]
+    assert overrun.filter(record(logging.ERROR, "Exception in ASGI application")) is True
+    assert overrun.filter(record(logging.INFO, "Shutting down")) is True
+    assert len(said) == 1
 
 
 def test_a_client_that_never_sends_its_request_is_dropped(stack):
