@@ -208,7 +208,10 @@ def hold_multiprocessing_dir() -> Path:
     global _multiprocessing_dir_lock
     from multiprocessing import util
 
-    directory = Path(util.get_temp_dir())
+    # It makes the directory, then registers its removal at exit: a stop signal between the two left it behind,
+    # unlocked. Held back, it lands once the removal is registered.
+    with stop_signals_held():
+        directory = Path(util.get_temp_dir())
     if _multiprocessing_dir_lock is None:
         sweep_orphaned_multiprocessing_dirs(directory.parent)
         _multiprocessing_dir_lock = hold_owner_lock(directory)

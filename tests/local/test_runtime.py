@@ -494,6 +494,41 @@ def test_the_stacks_multiprocessing_dir_is_locked_as_its_own(tmp_path, monkeypat
     assert runtime.sweep_orphaned_multiprocessing_dirs(tmp_path) == [directory]  # as once its process is killed
 
 
+def test_a_stop_signal_while_multiprocessing_makes_its_dir_leaves_it_to_multiprocessing_to_remove(
+    tmp_path, monkeypatch
+) -> None:
+    # util.get_temp_dir makes the directory, then registers its removal at exit: a Ctrl-C between the two left an
+    # empty pymp-* directory, unlocked (so no later start removes it either), in TMPDIR for good.
+    import os
+    import signal
+    from multiprocessing import process, util
+
+    from local import runtime
+
+    made: list[str] = []
+
+    def mkdtemp_then_ctrl_c(*args, **kwargs) -> str:
+        made.append(real_mkdtemp(*args, **kwargs))
+        signal.raise_signal(signal.SIGINT)
+        return made[-1]
+
+    real_mkdtemp = tempfile.mkdtemp
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp_then_ctrl_c)
+    monkeypatch.setattr(runtime, "_multiprocessing_dir_lock", None)
+    monkeypatch.setitem(process.current_process()._config, "tempdir", None)
+    with pytest.raises(KeyboardInterrupt):
+        runtime.hold_multiprocessing_dir()
+    [directory] = made
+    removals = [f for f in list(util._finalizer_registry.values()) if directory in (f._args or ())]
+    try:
+        assert process.current_process()._config["tempdir"] == directory and len(removals) == 1
+    finally:
+        for removal in removals:
+            removal()  # as at exit
+    assert not os.path.exists(directory)
+
+
 def test_a_runtime_answer_names_the_models_time_in_server_timing() -> None:
     answer = invoke(SageMakerRuntime(FixedContainer(), "e", 1))
     assert answer.status == 200 and re.fullmatch(r"model;dur=\d+\.\d", answer.headers["server-timing"])
