@@ -478,6 +478,10 @@ def create_app(
         if request.method != "POST":
             return await gateway_tier(request)
         if drain.stopping:  # API Gateway's own answer (see refused below), for a stop the cloud does not have
+            # Its body first: closed with part of it unread, the connection is reset, and a client still sending a
+            # photo of a few MB saw that reset instead of this answer. (uvicorn cancels a body slower than the stop.)
+            with contextlib.suppress(BodyTimeout):
+                await read_capped(request, gateway.MAX_BODY_BYTES)
             answer = gateway.HttpResponse(
                 503, [("content-type", "application/json")], json.dumps({"message": STOPPING_MESSAGE}).encode()
             )

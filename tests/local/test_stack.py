@@ -1296,6 +1296,7 @@ def test_a_stop_answers_the_requests_in_flight_and_tells_new_ones_it_is_stopping
     that port first, so a handler that called after the stop (a retry, a body still arriving) answered 503 "The model
     is warming up" (8 to 14 of 16 requests in flight). Each request here is in flight for certain: its head is in and
     the app is reading its body (it asked for the body: 100 Continue), which arrives only once the stop has begun."""
+    import http.client
     import os
     import signal
     import socket
@@ -1328,6 +1329,17 @@ def test_a_stop_answers_the_requests_in_flight_and_tells_new_ones_it_is_stopping
         late = predict(own, body)
         assert late.status_code == 503 and late.json() == {"message": "The local stack is stopping."}, late.text
         assert late.headers["apigw-requestid"] and late.headers["connection"] == "close"
+        # A photo of a few MB still being sent (http.client sends it all, then reads): answered before it was all
+        # read, the close reset the connection, and the client saw the reset, not this answer.
+        sending = http.client.HTTPConnection(host, int(port), timeout=HANG_GUARD_S)
+        try:
+            sending.request(
+                "POST", "/predict", body=body + bytes(4_000_000 - len(body)), headers={"content-type": "image/jpeg"}
+            )
+            large = sending.getresponse()
+            assert large.status == 503 and json.loads(large.read()) == {"message": "The local stack is stopping."}
+        finally:
+            sending.close()
         for sock, conn in clients:
             sock.sendall(conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
         answers = []
