@@ -219,6 +219,8 @@ class GraceOverrun(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not (str(record.msg).startswith("Cancel ") and "timeout graceful shutdown exceeded" in str(record.msg)):
             return True
+        if record.args and record.args[0] == 0:  # nothing was cut short
+            return False
         self.announce(
             f"stopping: the requests still running after {self.grace_s:g} s are cut short "
             '(API Gateway\'s 503 {"message": "Service Unavailable"})'

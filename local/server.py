@@ -439,8 +439,21 @@ class DrainingServer(uvicorn.Server):
         while self.drain.requests and not self.force_exit and loop.time() < deadline:
             await asyncio.sleep(0.05)
         if grace is not None:
-            self.config.timeout_graceful_shutdown = max(0.0, deadline - loop.time())
+            self.config.timeout_graceful_shutdown = grace_left_to_uvicorn(
+                deadline - loop.time(), drained=not self.drain.requests
+            )
         await super().shutdown(sockets)
+
+
+# Time to write the answers of requests the drain saw finish: a drain ending in the grace period's last moments
+# left uvicorn a wait of 0, and it cancelled them mid-write ("Cancel 0 running task(s)" when none was left).
+ANSWER_WRITE_S = 0.25
+
+
+def grace_left_to_uvicorn(left_s: float, *, drained: bool) -> float:
+    """The wait uvicorn's own shutdown gets after the drain: what is left of the one grace period, and at least
+    ANSWER_WRITE_S once every /predict request has its answer."""
+    return max(left_s, ANSWER_WRITE_S if drained else 0.0)
 
 
 def create_app(

@@ -1402,6 +1402,16 @@ def test_a_request_outliving_the_grace_period_is_left_to_uvicorn_with_none_of_it
     assert stopping and in_flight == 1 and left == 0.0
 
 
+def test_answers_the_drain_let_through_get_time_to_be_written_even_at_the_deadline():
+    # A drain that ended in the grace period's last moments left uvicorn 0 s, and it cancelled the answers it was
+    # still writing; what still runs at the deadline is left to uvicorn with nothing more.
+    assert server.grace_left_to_uvicorn(0.0, drained=True) == server.ANSWER_WRITE_S > 0
+    assert server.grace_left_to_uvicorn(-0.01, drained=True) == server.ANSWER_WRITE_S
+    assert server.grace_left_to_uvicorn(3.0, drained=True) == 3.0
+    assert server.grace_left_to_uvicorn(-0.01, drained=False) == 0.0
+    assert server.grace_left_to_uvicorn(0.3, drained=False) == 0.3
+
+
 def test_a_second_ctrl_c_does_not_wait_for_the_requests_in_flight(monkeypatch):
     [(stopping, in_flight, left)], said = drained(monkeypatch, request_s=3600, force_exit=True)
     assert stopping and in_flight == 1 and left > 0.4 and said == []

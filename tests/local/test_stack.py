@@ -1068,6 +1068,8 @@ def test_only_uvicorns_grace_period_overrun_is_said_as_the_stops_own_line():
         'stopping: the requests still running after 5 s are cut short (API Gateway\'s 503 {"message": '
         '"Service Unavailable"})'
     ]
+    # uvicorn's 0 (its wait ran out as the last answer went out): nothing was cut short, nothing to say
+    assert overrun.filter(record(logging.ERROR, cancel.msg, 0)) is False and len(said) == 1
     assert overrun.filter(record(logging.ERROR, "Exception in ASGI application")) is True
     assert overrun.filter(record(logging.INFO, "Shutting down")) is True
     assert len(said) == 1
