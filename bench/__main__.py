@@ -47,7 +47,7 @@ from bench.loadtest import percentile
 from bench.machine import describe as describe_machine
 from components.command_line import OneLineErrorParser, path_argument
 from components.settings import MEMORY_SIZES_MB, load_stack_file
-from local.runtime import load_inference_module
+from local.runtime import extract_all, load_inference_module
 from tests.imagegen import normalize
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -207,7 +207,7 @@ def extract(artifact: Path) -> Path:
     target = Path(tempfile.mkdtemp(prefix="bench-model-"))
     try:
         with tarfile.open(artifact) as tar:
-            tar.extractall(target, filter="data")
+            extract_all(tar, target)
     except BaseException:  # a truncated artifact, a full disk, a stop signal: nothing else would remove it
         shutil.rmtree(target, ignore_errors=True)
         raise

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import fcntl
 import importlib.util
 import json
@@ -93,6 +94,28 @@ def load_inference_module(code_dir: Path, name: str = "mobilenet_inference"):
     return module
 
 
+def extract_all(tar: tarfile.TarFile, target: Path) -> None:
+    """tar.extractall(target, filter="data"), also on a Python whose tarfile has no filters (before 3.11.4: Debian
+    12's python3 is 3.11.2), where extractall refused filter= with a TypeError and `make demo` stopped with it.
+    There, as the data filter would, only regular files and directories landing inside `target` are taken, without
+    setuid, setgid, sticky or group/other-write bits; any other member raises tarfile.TarError naming it."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(target, filter="data")
+        return
+    root = os.path.realpath(target)
+    members = []
+    for member in tar.getmembers():
+        path = os.path.realpath(os.path.join(root, member.name))
+        if not (member.isfile() or member.isdir()):
+            raise tarfile.TarError(f"{member.name!r} is not a regular file or a directory")
+        if os.path.isabs(member.name) or os.path.commonpath([root, path]) != root:
+            raise tarfile.TarError(f"{member.name!r} would be extracted to {path!r}, which is outside the destination")
+        member = copy.copy(member)
+        member.mode = member.mode & 0o755 | (0o600 if member.isfile() else 0)
+        members.append(member)
+    tar.extractall(root, members=members)  # noqa: S202 (every member was checked above)
+
+
 def extract_artifact(artifact: Path, target: Path, error: type[Exception] = ModelStartError) -> Path:
     """Unpack model.tar.gz into target/model and return that directory (both model tiers serve it from there).
 
@@ -103,7 +126,7 @@ def extract_artifact(artifact: Path, target: Path, error: type[Exception] = Mode
     model_dir.mkdir(parents=True)
     try:
         with tarfile.open(artifact) as tar:
-            tar.extractall(model_dir, filter="data")
+            extract_all(tar, model_dir)
             read_to_the_end(tar)  # a copy corrupted in place unpacks without an error: its CRC tells
     # A truncated gzip raises EOFError, a corrupt one zlib.error: neither is an OSError or a TarError.
     except (OSError, EOFError, zlib.error, tarfile.TarError) as e:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from local.runtime import load_inference_module
+from local.runtime import extract_all, load_inference_module
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACT = ROOT / "model" / "dist" / "model.tar.gz"
@@ -64,7 +64,7 @@ def artifact() -> Path:
 def model_dir(artifact, tmp_path_factory) -> Path:
     target = tmp_path_factory.mktemp("model")
     with tarfile.open(artifact) as tar:
-        tar.extractall(target, filter="data")
+        extract_all(tar, target)
     return target
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from local.runtime import extract_all
 from tests.ci import bare_venv, skip_or_fail
 
 pytestmark = [pytest.mark.container, pytest.mark.other_python, pytest.mark.slow]
@@ -50,7 +51,7 @@ def test_vendored_onnxruntime_serves_on_python_312(packages, artifact, inference
                 "this artifact has no vendored onnxruntime (offline build)",
                 "CI must vendor it (make model downloads the cp312 wheel)",
             )
-        tar.extractall(tmp_path / "model", filter="data")
+        extract_all(tar, tmp_path / "model")
     venv = bare_venv("3.12", tmp_path / "py312", packages, "check the vendored cp312 onnxruntime with")
     photos = sorted(map(str, PHOTOS.glob("*.jpg")))
     run = subprocess.run(

@@ -361,6 +361,45 @@ def test_an_artifact_with_a_member_outside_its_directory_is_refused(tmp_path) ->
     assert not (tmp_path / "unpacked" / "escaped.txt").exists() and not (tmp_path / "escaped.txt").exists()
 
 
+@pytest.mark.parametrize("member", ["regular", "setuid", "../escaped.txt", "absolute", "symlink"])
+def test_an_artifact_unpacks_as_the_data_filter_would_where_tarfile_has_no_filters(tmp_path, monkeypatch, member):
+    # Before 3.11.4 (Debian 12's python3 is 3.11.2) tarfile has no filters and extractall takes no filter=: `make
+    # demo` stopped with "TypeError: TarFile.extractall() got an unexpected keyword argument 'filter'".
+    import io
+    import stat
+    import tarfile
+
+    from local.runtime import ModelStartError, extract_artifact
+
+    real_extractall = tarfile.TarFile.extractall
+    trusted = {"filter": "fully_trusted"} if hasattr(tarfile, "data_filter") else {}  # 3.12+ warns without one
+
+    def extractall(self, path=".", members=None, *, numeric_owner=False, **kwargs):
+        if kwargs:
+            raise TypeError(f"TarFile.extractall() got an unexpected keyword argument {next(iter(kwargs))!r}")
+        return real_extractall(self, path, members, numeric_owner=numeric_owner, **trusted)
+
+    monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    monkeypatch.setattr(tarfile.TarFile, "extractall", extractall)
+    name = {"regular": "code/inference.py", "setuid": "code/run", "absolute": str(tmp_path / "absolute.txt")}
+    info = tarfile.TarInfo(name.get(member, member))
+    if member == "symlink":
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+    else:
+        info.size, info.mode = 1, 0o6777 if member == "setuid" else 0o644
+    artifact = tmp_path / "model.tar.gz"
+    with tarfile.open(artifact, "w:gz") as tar:
+        tar.addfile(info, io.BytesIO(b"x"))
+    if member in ("regular", "setuid"):
+        model_dir = extract_artifact(artifact, tmp_path / "unpacked")
+        assert (model_dir / info.name).read_bytes() == b"x"
+        assert stat.S_IMODE((model_dir / info.name).stat().st_mode) == (0o755 if member == "setuid" else 0o644)
+    else:
+        with pytest.raises(ModelStartError, match=f"^cannot unpack the model artifact {artifact}: '"):
+            extract_artifact(artifact, tmp_path / "unpacked")
+        assert sorted(p.name for p in tmp_path.rglob("*") if not p.is_dir()) == ["model.tar.gz"]
+
+
 @pytest.mark.parametrize(
     ("members", "says"),
     [

@@ -11,6 +11,7 @@ import torch
 import torchvision
 
 from components.bundle_dir import BundleDirError
+from local.runtime import extract_all
 from model import package
 from tests.ci import skip_or_fail
 
@@ -397,7 +398,7 @@ def test_a_bicubic_classifier_builds_and_serves_torchvisions_pixels(efficientnet
     out, _ = package.build(package.WeightsSource(efficientnet_b0, "IMAGENET1K_V1"), tmp_path / "model.tar.gz")
     model_dir = tmp_path / "model"
     with tarfile.open(out) as tar:
-        tar.extractall(model_dir, filter="data")
+        extract_all(tar, model_dir)
     inference = load_inference_module(model_dir / "code", "efficientnet_inference")
     classifier = inference.model_fn(str(model_dir))
     assert classifier.preprocessing.interpolation == "bicubic" and classifier.backend.startswith("onnxruntime")
