@@ -35,6 +35,8 @@ export const HEADER_BYTES = 1024 * 1024;
 // API Gateway gives up after 29 s (the integration timeout) and answers a bare 503 of its own; a little more so
 // that answer reaches us rather than our abort.
 export const REQUEST_TIMEOUT_MS = 35000;
+// The body of that bare 503.
+export const API_GATEWAY_503_MESSAGE = "Service Unavailable";
 // A warm answer takes a fraction of a second; one this slow is most likely an endpoint that scaled to zero and is
 // starting again (serverless cold start), so the page says why the wait is long.
 export const SLOW_ANSWER_MS = 5000;
@@ -380,6 +382,11 @@ export function describeFailure(status, body) {
         later: (s) => `The model is busy and asks for ${s} s before another try. Please try again then.`,
       };
     case 503:
+      // A bare 503 that says something other than API Gateway's "Service Unavailable" is not that timeout: the
+      // local stack's stop answers "The local stack is stopping.", and waiting for it would only mislead.
+      if (!code && serverMessage && serverMessage !== API_GATEWAY_503_MESSAGE) {
+        return { retry: false, message: withServer("The API is unavailable") };
+      }
       // API Gateway's own 503 has no error code: its 29 s integration timeout ran out before the function
       // answered (the function gives up at ~25 s with its own 504), so each try can take that long: one more.
       if (!code) {

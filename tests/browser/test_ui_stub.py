@@ -2380,6 +2380,7 @@ def test_describe_failure_table(stub_ui: Any) -> None:
                 d(503, {error: "model_not_ready"}), d(413, null), d(502, {message: "bad"}),
                 d(502, null), d(502, {message: {detail: "x"}}), d(504, {error: "endpoint_timeout"}), d(504, {}),
                 d(503, {message: "Service Unavailable"}), d(503, null),
+                d(503, {message: "The local stack is stopping."}), d(503, {message: ""}),
                 [m.describeFailure(504, {error: "endpoint_timeout"}).once, m.describeFailure(429, null).once,
                  m.describeFailure(503, {}).once, m.describeFailure(503, {error: "model_not_ready"}).once],
                 [429, 503, 504].map((s) => typeof m.describeFailure(s, {error: "endpoint_timeout"}).later)];""",
@@ -2397,6 +2398,8 @@ def test_describe_failure_table(stub_ui: Any) -> None:
         [False, "The model took too long to answer."],
         [True, "The API did not answer in time, retrying in 3 s…"],  # API Gateway's own 503: no error code
         [True, "The API did not answer in time, retrying in 3 s…"],  # ... or no JSON at all
+        [False, "The API is unavailable: The local stack is stopping."],  # a local stop, not that timeout
+        [True, "The API did not answer in time, retrying in 3 s…"],  # an empty message says nothing else
         [True, None, True, None],
         ["function", "function", "function"],  # a Retry-After over the page's patience is told, for each retry kind
     ]
