@@ -389,6 +389,9 @@ def access_log_format() -> str:
         "responseLength": "$context.responseLength",
         "integrationErrorMessage": "$context.integrationErrorMessage",
         "integrationLatency": "$context.integrationLatency",
+        # Lambda's request id for the invocation (its x-amzn-RequestId): a crashed, timed-out or out-of-memory function
+        # leaves only Lambda's own lines ("RequestId: ... Error: Runtime exited"), which name that id, not this one.
+        "integrationRequestId": "$context.integration.requestId",
     }
     return json.dumps(fields, separators=(",", ":"))
 

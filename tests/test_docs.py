@@ -302,6 +302,7 @@ AWS_FIELDS = frozenset(
         "queryStringParameters",
         "requestId",
         "integrationErrorMessage",
+        "integrationRequestId",
         "corsConfiguration",
         "assumeRoles",
     }

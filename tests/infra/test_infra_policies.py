@@ -448,12 +448,21 @@ def test_access_log_format_is_json_with_the_required_fields() -> None:
     fields = json.loads(policies.access_log_format())
     assert set(fields) == {
         "requestId", "ip", "requestTime", "httpMethod", "routeKey", "status",
-        "protocol", "responseLength", "integrationErrorMessage", "integrationLatency",
+        "protocol", "responseLength", "integrationErrorMessage", "integrationLatency", "integrationRequestId",
     }  # fmt: skip
     # Each field the $context variable it is named for (not, say, status from $context.integrationStatus); only the
-    # client's address is named apart.
-    named_apart = {"ip": "$context.identity.sourceIp"}
+    # client's address and the function's request id are named apart.
+    named_apart = {"ip": "$context.identity.sourceIp", "integrationRequestId": "$context.integration.requestId"}
     assert {k: v for k, v in fields.items() if v != named_apart.get(k, f"$context.{k}")} == {}
+
+
+def test_access_log_ties_the_clients_request_id_to_the_functions() -> None:
+    # A crashed, timed-out or out-of-memory invocation logs no line of the handler's, so nothing in /aws/lambda/<fn>
+    # holds the apigw-requestid the client saw: only Lambda's own lines, under Lambda's request id. The access log
+    # line is where the two meet.
+    fields = json.loads(policies.access_log_format())
+    assert fields["requestId"] == "$context.requestId"
+    assert fields["integrationRequestId"] == "$context.integration.requestId"
 
 
 def test_cache_control() -> None:
