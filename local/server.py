@@ -572,19 +572,39 @@ def create_app(
                 answer = gateway.response_from_lambda(result)
             except TimeoutError:
                 answer = gateway.gateway_error(503)
+            # The handler logged nothing for these, so each line names the request: the client's apigw-requestid
+            # (no access log here to look it up in) and, as Lambda's own lines do, Lambda's request id.
             except LambdaTimeout as timed_out:  # a function error: API Gateway's 500, as for any other
                 log.error(
-                    "the Lambda function timed out (%s; API Gateway answers 500); its sandbox is replaced", timed_out
+                    "request %s (Lambda RequestId %s): the Lambda function timed out (%s; API Gateway answers 500); "
+                    "its sandbox is replaced",
+                    request_id,
+                    context.aws_request_id,
+                    timed_out,
                 )
                 answer = gateway.gateway_error(500)
             except SandboxStartError as refused:  # no sandbox to run it in: the handler never ran
-                log.error("%s (API Gateway answers 500)", refused)
+                log.error(
+                    "request %s (Lambda RequestId %s): %s (API Gateway answers 500)",
+                    request_id,
+                    context.aws_request_id,
+                    refused,
+                )
                 answer = gateway.gateway_error(500)
             except BrokenProcessPool:  # Lambda's Runtime.ExitError: this invocation fails, a new sandbox serves next
-                log.error("the Lambda sandbox exited mid-invocation (API Gateway answers 500); it will be replaced")
+                log.error(
+                    "request %s (Lambda RequestId %s): the Lambda sandbox exited mid-invocation (API Gateway answers "
+                    "500); it will be replaced",
+                    request_id,
+                    context.aws_request_id,
+                )
                 answer = gateway.gateway_error(500)
             except Exception:
-                log.exception("the Lambda handler raised (API Gateway answers 500)")
+                log.exception(
+                    "request %s (Lambda RequestId %s): the Lambda handler raised (API Gateway answers 500)",
+                    request_id,
+                    context.aws_request_id,
+                )
                 answer = gateway.gateway_error(500)
         done = time.perf_counter()
         answer.headers = [(k, v) for k, v in answer.headers if not k.startswith("access-control-")]
