@@ -23,7 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from components.settings import sns_topic_arn_problem
+from components.policies import lambda_log_group_name
+from components.settings import function_name_for, sns_topic_arn_problem
 
 TREAT_MISSING_DATA = "notBreaching"
 GTE = "GreaterThanOrEqualToThreshold"
@@ -128,6 +129,7 @@ def inference_api_alarms(function_name: str, access_log_group: str, function_log
 def serverless_endpoint_alarms(endpoint_name: str, log_group: str) -> list[AlarmSpec]:
     """The endpoint's 5xx answers and a sustained slow model."""
     dims = ("EndpointName", "VariantName")
+    proxy_log = lambda_log_group_name(function_name_for(endpoint_name))
     return [
         AlarmSpec(
             key="5xx",
@@ -142,8 +144,10 @@ def serverless_endpoint_alarms(endpoint_name: str, log_group: str) -> list[Alarm
             threshold=MODEL_5XX_THRESHOLD,
             description=(
                 f"SageMaker endpoint {endpoint_name} answered {MODEL_5XX_THRESHOLD} or more InvokeEndpoint calls "
-                f"with a 5xx in 5 minutes (the model container failed). Read {log_group} (tracebacks from "
-                f"inference.py, worker restarts, out of memory). Runbook: {RUNBOOK}."
+                f"with a 5xx in 5 minutes (the model container failed). The toolkit returns a failed inference's "
+                f"error and traceback to the caller and logs neither: read them in the detail of the model_error "
+                f"lines of the proxy's log {proxy_log}. {log_group} shows worker restarts, out of memory and "
+                f"model_fn failures. Runbook: {RUNBOOK}."
             ),
         ),
         AlarmSpec(

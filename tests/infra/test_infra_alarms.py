@@ -75,6 +75,10 @@ def test_serverless_endpoint_specs() -> None:
     assert all("/aws/sagemaker/Endpoints/ep" in s.description for s in specs.values())
     # The descriptions state the thresholds the alarms fire at, in the units an operator reads.
     assert "3 or more InvokeEndpoint calls" in errors.description
+    # The toolkit returns a failed inference's error and traceback to the caller and logs neither (TorchServe's log
+    # holds only 'POST /invocations HTTP/1.1" 500'): the proxy's log, which quotes them, is where to read them.
+    assert "/aws/lambda/ep-proxy" in errors.description and "model_error" in errors.description
+    assert "tracebacks from inference.py" not in errors.description
     assert "1000 ms or more per inference" in latency.description
 
 
