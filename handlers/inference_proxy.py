@@ -30,6 +30,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from handlers.proxy_core import (
     CONNECT_TIMEOUT_S,
+    ERRORS,
     READ_TIMEOUT_S,
     ROUTE_PATH,
     TOTAL_MAX_ATTEMPTS,
@@ -225,9 +226,13 @@ def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
         _count_error(error.code)
         # 5xx is ours or the model's to fix (alarm on it); 4xx is the caller's and stays at INFO.
         log = logger.warning if error.status >= 500 else logger.info
+        # The client's message when it is more than the table's: one code covers many rules (bad_request's missing
+        # field, bad base64, mislabelled bytes ...), and it is all that tells them apart. It quotes at most a short
+        # printable excerpt of a header or field, or the model's one-line reason (in the detail too), never the image.
+        reason = error.message if error.message != ERRORS[error.code].message else None
         log(
             "request failed",
-            extra={"status": error.status, "error": error.code, "detail": error.detail},
+            extra={"status": error.status, "error": error.code, "reason": reason, "detail": error.detail},
         )
         return response
     except Exception:

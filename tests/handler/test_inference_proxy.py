@@ -763,6 +763,31 @@ def test_each_invocation_logs_only_its_own_keys_and_5xx_at_warning(proxy_env, ca
     assert third["detail"].startswith("ModelError"), "the operator's detail is logged (never sent to the client)"
 
 
+def test_a_refusal_is_logged_with_the_reason_the_client_was_given(proxy, no_call, capsys):
+    # One error code covers many rules (bad_request: a missing field, bad base64, a type the bytes belie, ...;
+    # unsupported_media_type: a compressed body, a GIF, no type): a rise in one is told apart only by the reason.
+    events = [
+        json_event({"top_k": 3}),
+        json_event({"image": "not base64!"}),
+        json_event({"image": f"data:image/png;base64,{b64(JPEG)}"}),
+        make_event(body=JPEG, content_type="image/gif"),
+        make_event(body=GIF, content_type="application/octet-stream"),
+    ]
+    answers = [response_json(call(proxy, event))["message"] for event in events]
+    failed = [line for line in _log_lines(capsys.readouterr().out) if line.get("message") == "request failed"]
+    assert [line.get("reason") for line in failed] == answers
+    assert len(set(answers)) == len(answers)
+    assert no_call.calls == 0
+
+
+def test_a_generic_answer_adds_no_reason_to_the_log(proxy, stub, capsys):
+    stub.add_client_error("invoke_endpoint", "ThrottlingException", "Rate exceeded", http_status_code=400)
+    call(proxy, make_event(body=JPEG))
+    [failed] = [line for line in _log_lines(capsys.readouterr().out) if line.get("message") == "request failed"]
+    assert (failed["error"], failed["detail"]) == ("throttled", "ThrottlingException (HTTP 400): Rate exceeded")
+    assert "reason" not in failed, "the error code already says all the table's message says"
+
+
 def test_unhandled_error_logs_do_not_contain_the_payload(proxy, monkeypatch, capsys):
     monkeypatch.setattr(proxy, "CLIENT", RaisingClient(RuntimeError("boom")))
     call(proxy, make_event(body=JPEG))
