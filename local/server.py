@@ -570,10 +570,17 @@ def create_app(
                 invocation = asyncio.wrap_future(sandboxes.submit(event, context, crash=crash))
                 result = await asyncio.wait_for(invocation, timeout=gateway.INTEGRATION_TIMEOUT_S)
                 answer = gateway.response_from_lambda(result)
-            except TimeoutError:
-                answer = gateway.gateway_error(503)
             # The handler logged nothing for these, so each line names the request: the client's apigw-requestid
             # (no access log here to look it up in) and, as Lambda's own lines do, Lambda's request id.
+            except TimeoutError:  # the handler runs on, to the function's timeout, which nobody is told of then
+                log.error(
+                    "request %s (Lambda RequestId %s): the Lambda function did not answer within the integration's "
+                    "%g s (API Gateway answers 503); it runs on to its own timeout",
+                    request_id,
+                    context.aws_request_id,
+                    gateway.INTEGRATION_TIMEOUT_S,
+                )
+                answer = gateway.gateway_error(503)
             except LambdaTimeout as timed_out:  # a function error: API Gateway's 500, as for any other
                 log.error(
                     "request %s (Lambda RequestId %s): the Lambda function timed out (%s; API Gateway answers 500); "

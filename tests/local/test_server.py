@@ -252,6 +252,22 @@ def test_an_integration_that_does_not_answer_in_time_is_api_gateways_503(tiers, 
     assert response.status_code == 503 and response.json() == {"message": "Service Unavailable"}
 
 
+@pytest.mark.timeout(60)
+def test_an_integration_that_does_not_answer_in_time_is_logged_with_the_request_id(tiers, monkeypatch, caplog):
+    # The handler is still running (it logs nothing yet, and its own timeout ends it unobserved): without this line
+    # the client's 503 left no trace in the log at all.
+    monkeypatch.setattr(gateway, "INTEGRATION_TIMEOUT_S", 0.05)
+    tiers.sandboxes.result = Sandboxes.NEVER
+    with caplog.at_level(logging.ERROR, logger="local"):
+        response = tiers.predict()
+    assert response.status_code == 503
+    (record,) = [r for r in caplog.records if r.name == "local"]
+    message = record.getMessage()
+    assert record.exc_info is None and "\n" not in message, message
+    assert message.startswith(f"request {response.headers['apigw-requestid']} (Lambda RequestId "), message
+    assert "503" in message, message
+
+
 @pytest.mark.parametrize(
     "failure",
     [
