@@ -11,10 +11,16 @@ endpoint is on it (or between states), and the model unless the endpoint's confi
 or concurrency change keeps the Model). The Endpoint depends on it, so `pulumi destroy` deletes the endpoint first
 and then both. When the endpoint is gone (destroy, or a rename in the same update), it keeps whatever another
 endpoint of the region still runs on.
+
+The aws provider's Endpoint delete returns as soon as DescribeEndpoint says Deleting: its wait for the deletion
+counts that status as gone (terraform-provider-aws internal/service/sagemaker/endpoint.go, findEndpointByName; the
+"Cannot create already existing endpoint" of #40080). So the endpoint is usually still Deleting here, on this very
+configuration: the delete waits for it to be gone, which also leaves its name free for the next `pulumi up`.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pulumi
@@ -25,10 +31,29 @@ from components.dynamic import AwsProvider
 # Any other status means the endpoint may still switch to, or fall back on, the configuration.
 SETTLED_STATUSES = frozenset({"InService", "Failed", "OutOfService"})
 REQUIRED = ("endpoint_name", "region", "config_name", "model_name")
+# How long an endpoint SageMaker is deleting is waited for: 10 minutes, as the aws provider's own wait.
+DELETING_POLL_S = 10.0
+DELETING_POLLS = 60
 
 
 class EndpointVersionError(ValueError):
     """A required input of the endpoint version resource is missing."""
+
+
+class EndpointStillDeletingError(RuntimeError):
+    """The endpoint was still being deleted when the wait ended; the message names what was not deleted."""
+
+
+def still_deleting_message(endpoint_name: str, region: str, config_name: str, model_name: str) -> str:
+    minutes = DELETING_POLL_S * DELETING_POLLS / 60
+    return (
+        f"SageMaker endpoint {endpoint_name!r} is still Deleting after {minutes:.0f} minutes, so its endpoint "
+        f"configuration {config_name!r} and model {model_name!r} were not deleted. Once it is gone (`aws sagemaker "
+        f"wait endpoint-deleted --endpoint-name {endpoint_name} --region {region}`), run the `pulumi destroy` (or "
+        f"`pulumi up`) again: it retries this. Or delete them: `aws sagemaker delete-endpoint-config "
+        f"--endpoint-config-name {config_name} --region {region}`, `aws sagemaker delete-model --model-name "
+        f"{model_name} --region {region}`."
+    )
 
 
 def _not_found(error: Exception) -> bool:
@@ -61,6 +86,8 @@ def diff_endpoint_version(olds: dict[str, Any], news: dict[str, Any]) -> DiffRes
 
 
 class EndpointVersionProvider(AwsProvider):
+    pause = staticmethod(time.sleep)  # between looks at an endpoint being deleted (tests record it)
+
     def _outs(self, props: dict[str, Any]) -> dict[str, Any]:
         for field in REQUIRED:
             if not props.get(field):
@@ -118,14 +145,28 @@ class EndpointVersionProvider(AwsProvider):
                 used_model = used_model or running_config == config_name or model_name in running_models
         return used_config, used_model
 
+    def _endpoint_unless_deleted(self, client: Any, props: dict[str, Any]) -> dict[str, Any] | None:
+        """DescribeEndpoint's answer, or None once the endpoint does not exist; one being deleted is waited for."""
+        for looks in range(DELETING_POLLS + 1):
+            try:
+                endpoint = client.describe_endpoint(EndpointName=props["endpoint_name"])
+            except client.exceptions.ClientError as e:
+                if not _not_found(e):
+                    raise
+                return None
+            if endpoint.get("EndpointStatus") != "Deleting":
+                return endpoint
+            if looks < DELETING_POLLS:
+                self.pause(DELETING_POLL_S)
+        raise EndpointStillDeletingError(
+            still_deleting_message(props["endpoint_name"], props["region"], props["config_name"], props["model_name"])
+        )
+
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         client = self.client("sagemaker", region=props["region"])
         config_name, model_name = props["config_name"], props["model_name"]
-        try:
-            endpoint = client.describe_endpoint(EndpointName=props["endpoint_name"])
-        except client.exceptions.ClientError as e:
-            if not _not_found(e):
-                raise
+        endpoint = self._endpoint_unless_deleted(client, props)
+        if endpoint is None:
             used_config, used_model = self._used_elsewhere(client, config_name, model_name)
             delete_config, delete_model = not used_config, not used_model
         else:

@@ -26,6 +26,9 @@ from pulumi.dynamic.dynamic import serialize_provider
 
 from components.dynamic import AwsProvider
 from components.dynamic.endpoint_version import (
+    DELETING_POLL_S,
+    DELETING_POLLS,
+    EndpointStillDeletingError,
     EndpointVersionError,
     EndpointVersionProvider,
     diff_endpoint_version,
@@ -756,6 +759,7 @@ def test_the_deployed_providers_really_pause_between_attempts() -> None:
     """The tests record the pauses instead of sleeping them; the provider host must sleep them, or every attempt
     meant to outlast a concurrent change or a cold start is spent within a second."""
     assert HttpApiCorsProvider().pause is time.sleep
+    assert EndpointVersionProvider().pause is time.sleep
     assert inspect.signature(run_smoke_check).parameters["sleep"].default is time.sleep
 
 
@@ -1076,6 +1080,51 @@ def test_a_version_is_kept_while_the_endpoint_is_between_states(monkeypatch: pyt
         )
         provider.delete("config-1", _version("config-1"))  # an unstubbed delete call would raise here
         stub.assert_no_pending_responses()
+
+
+def test_destroy_waits_for_an_endpoint_sagemaker_is_still_deleting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The aws provider's Endpoint delete returns once DescribeEndpoint says Deleting (its waiter counts that status
+    as gone), so on `pulumi destroy` the version finds the endpoint still Deleting on this very configuration. Kept
+    then, the configuration and Model were left behind by every destroy, and the endpoint's name was not yet free for
+    the next `pulumi up` when the destroy ended."""
+    provider, stub = _stubbed_version_provider(monkeypatch)
+    pauses: list[float] = []
+    monkeypatch.setattr(provider, "pause", pauses.append)
+    deleting = _endpoint("config-1", "Deleting")
+    with stub:
+        for _ in range(3):
+            stub.add_response("describe_endpoint", deleting, {"EndpointName": "mobilenet-test"})
+        stub.add_client_error("describe_endpoint", "ValidationException", "Could not find endpoint mobilenet-test.")
+        stub.add_response("list_endpoints", {"Endpoints": []})
+        stub.add_response("delete_endpoint_config", {}, {"EndpointConfigName": "config-1"})
+        stub.add_response("delete_model", {}, {"ModelName": "model-config-1"})
+        provider.delete("config-1", _version("config-1"))
+        stub.assert_no_pending_responses()
+    assert pauses == [DELETING_POLL_S] * 3
+
+
+def test_an_endpoint_deleting_too_long_fails_the_delete_naming_what_is_left(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing is deleted while it may still run on them, and the error says what is left and how to finish; the
+    version stays in the state, so running `pulumi destroy` again retires them."""
+    provider, stub = _stubbed_version_provider(monkeypatch)
+    pauses: list[float] = []
+    monkeypatch.setattr(provider, "pause", pauses.append)
+    deleting = _endpoint("config-1", "Deleting")
+    with stub:
+        for _ in range(DELETING_POLLS + 1):
+            stub.add_response("describe_endpoint", deleting, {"EndpointName": "mobilenet-test"})
+        with pytest.raises(EndpointStillDeletingError) as failure:
+            provider.delete("config-1", _version("config-1"))
+        stub.assert_no_pending_responses()  # an unstubbed delete call would have failed the stub
+    assert len(pauses) == DELETING_POLLS
+    message = str(failure.value)
+    assert "'mobilenet-test' is still Deleting" in message
+    for expected in (
+        "run the `pulumi destroy` (or `pulumi up`) again: it retries this",
+        f"aws sagemaker delete-endpoint-config --endpoint-config-name config-1 --region {REGION}",
+        f"aws sagemaker delete-model --model-name model-config-1 --region {REGION}",
+    ):
+        assert expected in message
 
 
 def test_a_failing_retirement_fails_the_delete(monkeypatch: pytest.MonkeyPatch) -> None:
