@@ -205,7 +205,10 @@ class ServerlessEndpoint(pulumi.ComponentResource):
             region=region,
             config_name=config.name,
             model_name=model.name,
-            opts=child,
+            # Deleted before the log group: its delete waits for SageMaker to finish deleting the endpoint, which may
+            # log meanwhile, and with the group gone its role would create it again (no retention, in no stack), and
+            # the next `pulumi up` would fail creating it (ResourceAlreadyExistsException).
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group]),
         )
         endpoint = aws.sagemaker.Endpoint(
             f"{name}-endpoint",

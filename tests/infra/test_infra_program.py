@@ -467,6 +467,7 @@ def test_resource_options_order_the_deploy_and_parent_every_child(program: Any, 
         return seen[name][2]
 
     assert deps("model-endpoint") >= {"model-log-group", "model-version"}
+    assert deps("model-version") >= {"model-log-group"}  # the log group outlives the endpoint's deletion
     assert deps("model-model") >= {"model-artifact", "model-role-policy"}
     assert deps("model-artifact") >= {"model-bucket-encryption"}
     assert deps("model-bucket-policy") >= {"model-bucket-public-access"}
