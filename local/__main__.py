@@ -3,15 +3,21 @@ unless --allow-remote)."""
 
 from __future__ import annotations
 
+import signal
+import sys
+
+if __name__ == "__main__":
+    # A Ctrl-C while the imports below still run (the first ~0.3 s) raised KeyboardInterrupt out of one of them, with a
+    # traceback. It stops quietly instead, as it does once the stack runs (serve() answers it from the model load on).
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
+
 import argparse
 import contextlib
 import errno
 import ipaddress
 import logging
 import re
-import signal
 import socket
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
