@@ -217,15 +217,17 @@ class GraceOverrun(logging.Filter):
     requests API Gateway's 503, and N counted the runtime-tier calls of the /predict handlers too (5 for 3 requests).
     Every other record of uvicorn's passes."""
 
-    def __init__(self, grace_s: float, announce: Callable[[str], None]) -> None:
+    def __init__(self, grace_s: float, announce: Callable[[str], None], drain: Drain | None = None) -> None:
         super().__init__()
         self.grace_s = grace_s
         self.announce = announce
+        self.drain = drain
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not (str(record.msg).startswith("Cancel ") and "timeout graceful shutdown exceeded" in str(record.msg)):
             return True
-        if record.args and record.args[0] == 0:  # nothing was cut short
+        # Nothing was cut short, unless the drain did it (DrainingServer: those /predict requests may be over by now).
+        if record.args and record.args[0] == 0 and not (self.drain and self.drain.cut_short):
             return False
         self.announce(
             f"stopping: the requests still running after {self.grace_s:g} s are cut short "
@@ -271,8 +273,13 @@ def serve(
         app = create_app(
             stack, runtime, sandboxes, fault_injection=args.fault_injection, stage_throttle=throttle, drain=drain
         )
-        server = DrainingServer(uvicorn_config(app, args.log_level), drain, announce=say)
-        overrun = GraceOverrun(server.config.timeout_graceful_shutdown, say)
+        server = DrainingServer(
+            uvicorn_config(app, args.log_level),
+            drain,
+            announce=say,
+            give_up=lambda: sandboxes.shutdown(end_invocations=True),
+        )
+        overrun = GraceOverrun(server.config.timeout_graceful_shutdown, say, drain)
         uvicorn_log.addFilter(overrun)
         # uvicorn shuts down gracefully on SIGINT and SIGTERM while it serves, then raises them again with these
         # handlers back: exit through `finally` so the sandboxes stop too, without a KeyboardInterrupt traceback

@@ -561,13 +561,20 @@ class LambdaSandboxes:
             with self._lock:
                 starts, refused = self._dispatch()
 
-    def shutdown(self) -> None:
+    def shutdown(self, *, end_invocations: bool = False) -> None:
+        """Stop every sandbox once its invocation, if any, has ended; `end_invocations`: end those running one now,
+        for a stop that has answered their callers already (killed: a sandbox holds SIGTERM mid-invocation)."""
         with self._lock:
             self._closed = True
             waiting, self._waiting = self._waiting, deque()
+            busy = [sandbox for sandbox in self._sandboxes if sandbox not in self._idle]
             sandboxes, self._idle = list(self._sandboxes), []
             self._sandboxes.clear()
         for result, _, _ in waiting:
             result.cancel()
+        for sandbox in busy if end_invocations else []:
+            for process in list((getattr(sandbox, "_processes", None) or {}).values()):
+                with contextlib.suppress(OSError):
+                    process.kill()
         for sandbox in sandboxes:
             sandbox.shutdown(wait=False, cancel_futures=True)

@@ -398,6 +398,7 @@ class Drain:
 
     def __init__(self) -> None:
         self.stopping = False
+        self.cut_short = False  # the stop gave up on requests still in flight (grace period over, or a second Ctrl-C)
         self.requests: set[asyncio.Task] = set()
 
     @contextlib.contextmanager
@@ -417,13 +418,21 @@ class DrainingServer(uvicorn.Server):
     first, so a handler that called after it (a retry after a throttled attempt, a body still arriving) found it
     closed and answered 503 "The model is warming up" (8 to 14 of 16 requests in flight, on a stop). So the port stays
     open while they run, and a new /predict gets a 503 saying the stack is stopping. The drain and uvicorn's own
-    wait share one grace period, after which uvicorn cancels what still runs (ShutdownGuard answers it); a second
-    Ctrl-C (uvicorn's force_exit) ends the drain at once."""
+    wait share one grace period, after which what still runs is cancelled (ShutdownGuard answers it); a second
+    Ctrl-C (uvicorn's force_exit) ends the drain at once. `give_up` then ends the Lambda sandboxes still running the
+    /predict requests given up on, before the port closes."""
 
-    def __init__(self, config: uvicorn.Config, drain: Drain, announce: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        drain: Drain,
+        announce: Callable[[str], None] = print,
+        give_up: Callable[[], None] = lambda: None,
+    ) -> None:
         super().__init__(config)
         self.drain = drain
         self.announce = announce
+        self.give_up = give_up
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         loop = asyncio.get_running_loop()
@@ -438,6 +447,15 @@ class DrainingServer(uvicorn.Server):
             )
         while self.drain.requests and not self.force_exit and loop.time() < deadline:
             await asyncio.sleep(0.05)
+        if self.drain.requests:
+            # Their handlers still call the runtime tier on this port, which uvicorn's shutdown closes: left to run,
+            # each then logged its call's failure after "stopped" (model_not_ready, the endpoint unreachable), for
+            # what was a stop, and the exit waited for them. So they are cancelled now, as uvicorn would cancel them,
+            # then their sandboxes ended: in that order, as a sandbox's end would fail its request first, with a 500.
+            self.drain.cut_short = True
+            for task in list(self.drain.requests):
+                task.cancel()
+            self.give_up()
         if grace is not None:
             self.config.timeout_graceful_shutdown = grace_left_to_uvicorn(
                 deadline - loop.time(), drained=not self.drain.requests

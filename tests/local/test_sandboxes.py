@@ -830,6 +830,22 @@ def test_shutdown_cancels_waiting_invocations_and_refuses_new_ones(tmp_path):
     assert not (tmp_path / "ran").exists()
 
 
+def test_a_stop_that_gave_up_on_the_invocations_in_flight_ends_their_sandboxes_at_once(tmp_path):
+    """A stop whose grace period ran out has answered their callers: a sandbox left to finish its invocation called the
+    runtime tier the stop had closed, and logged "model_not_ready" after "stopped". Ended, it runs nothing more."""
+    pool = sandboxes(2)
+    started, go, ran = tmp_path / "started", tmp_path / "go", tmp_path / "ran"
+    busy = pool.submit({"started": str(started), "wait_for": str(go), "touch": str(ran)}, None)
+    idle = pool.submit({}, None).result(timeout=HANG_GUARD_S)  # a second sandbox, idle: it ends as before
+    wait_until(started.exists, "the invocation to begin")
+    pool.shutdown(end_invocations=True)
+    assert isinstance(busy.exception(timeout=HANG_GUARD_S / 2), BrokenProcessPool)  # not left waiting for its gate
+    go.touch()
+    wait_until(lambda: not psutil.pid_exists(idle), "the idle sandbox to end")
+    time.sleep(0.5)
+    assert not ran.exists()
+
+
 @pytest.mark.parametrize("how", ["submitted", "dispatched"])
 def test_an_invocation_whose_sandbox_is_shut_down_before_it_is_handed_over_fails_saying_so(
     one, tmp_path, monkeypatch, how

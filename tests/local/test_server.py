@@ -1444,6 +1444,67 @@ def test_a_second_ctrl_c_does_not_wait_for_the_requests_in_flight(monkeypatch):
     assert stopping and in_flight == 1 and left > 0.4 and said == []
 
 
+@pytest.mark.parametrize("force_exit", [False, True])
+def test_requests_given_up_on_are_cancelled_then_their_sandboxes_ended_before_the_port_closes(monkeypatch, force_exit):
+    """Left to run past the stop, a /predict request's handler called the runtime tier uvicorn's shutdown had closed,
+    and logged "model_not_ready" after "stopped". Its request is cancelled first (ShutdownGuard's 503), as a sandbox
+    ended first would fail it with a 500; and all of it before uvicorn's own shutdown closes the port."""
+    events = []
+    drain = server.Drain()
+    instance = server.DrainingServer(
+        uvicorn.Config(app=None, timeout_graceful_shutdown=0.2),
+        drain,
+        announce=lambda _: None,
+        give_up=lambda: events.append(("give_up", [task.cancelling() for task in drain.requests])),
+    )
+    instance.force_exit = force_exit
+
+    async def uvicorn_shutdown(self, sockets=None) -> None:
+        events.append(("uvicorn", drain.cut_short))
+
+    monkeypatch.setattr(uvicorn.Server, "shutdown", uvicorn_shutdown)
+
+    async def stop() -> None:
+        async def request() -> None:
+            with drain.tracking():
+                await asyncio.sleep(3600)
+
+        running = asyncio.create_task(request())
+        await asyncio.sleep(0)  # in flight
+        await instance.shutdown()
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+
+    asyncio.run(stop())
+    assert events == [("give_up", [1]), ("uvicorn", True)]
+
+
+def test_a_drained_stop_ends_no_sandbox(monkeypatch):
+    given_up = []
+    drain = server.Drain()
+    instance = server.DrainingServer(
+        uvicorn.Config(app=None, timeout_graceful_shutdown=0.5),
+        drain,
+        announce=lambda _: None,
+        give_up=lambda: given_up.append("give_up"),
+    )
+    monkeypatch.setattr(uvicorn.Server, "shutdown", lambda self, sockets=None: asyncio.sleep(0))
+
+    async def stop() -> None:
+        async def request() -> None:
+            with drain.tracking():
+                await asyncio.sleep(0.05)
+
+        running = asyncio.create_task(request())
+        await asyncio.sleep(0)
+        await instance.shutdown()
+        await running
+
+    asyncio.run(stop())
+    assert given_up == [] and not drain.cut_short
+
+
 @pytest.mark.parametrize(("scheme", "port"), [("http", "80"), ("https", "443")])
 def test_without_a_server_address_the_event_names_the_schemes_default_port(tiers, scheme, port):
     # ASGI leaves `server` out where the server has no address to give (a Unix socket behind a forwarder): the
