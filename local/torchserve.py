@@ -3,10 +3,10 @@
 This is the software inside the SageMaker PyTorch container, run without the container: the toolkit's
 `serve` entry (`serving.main()`), its TorchServe config, its handler service calling our model_fn/input_fn/
 predict_fn/output_fn. Everything lives in one temp dir (SAGEMAKER_BASE_DIR=<tmp>, model at <tmp>/model) and
-every listener binds 127.0.0.1. Two deliberate changes to the toolkit, both made in `_ENTRY` below:
-its config file goes into the temp dir (it hard-codes /etc), and it looks for "its" TorchServe only in its
-own process group (it scans every process on the machine and refuses to start beside any other TorchServe,
-including a stale one from a crashed run).
+every listener binds 127.0.0.1. Three deliberate changes to the toolkit, all made in `_ENTRY` below:
+its config file goes into the temp dir (it hard-codes /etc) and is written in ASCII (the JVM reads it as
+ISO-8859-1), and it looks for "its" TorchServe only in its own process group (it scans every process on the
+machine and refuses to start beside any other TorchServe, including a stale one from a crashed run).
 
     python -m local.torchserve model/dist/model.tar.gz [--port 8080]
 """
@@ -62,6 +62,17 @@ def watch_launcher():  # the launcher died without stop(): take the whole group 
     os.killpg(0, signal.SIGKILL)
 
 torchserve._retrieve_ts_server_process = own_ts_server_process
+
+# The JVM reads the config as ISO-8859-1 (java.util.Properties), and the toolkit names its handler there by path:
+# under a checkout in /home/józef the worker was sent a path that does not exist, and died at every start. Written
+# in ASCII, anything else as Java's \uXXXX escapes of its UTF-16 code units.
+def java_properties(text):
+    raw = text.encode("utf-16-be")
+    units = (int.from_bytes(raw[i : i + 2], "big") for i in range(0, len(raw), 2))
+    return "".join(chr(unit) if unit < 0x80 else "\\u%04x" % unit for unit in units)
+
+generate_properties = torchserve._generate_ts_config_properties
+torchserve._generate_ts_config_properties = lambda handler: java_properties(generate_properties(handler))
 threading.Thread(target=watch_launcher, daemon=True).start()
 try:
     serving.main()

@@ -553,19 +553,24 @@ def stand_in_toolkit(tmp_path: Path) -> dict[str, str]:
         f"TS_NAMESPACE = {namespace!r}\n"
         "def _retrieve_ts_server_process():\n"
         "    raise AssertionError('the toolkit searched every process on the machine')\n"
+        "def _generate_ts_config_properties(handler_service):\n"
+        "    return f'default_service_handler={handler_service}:handle\\n'\n"
     )
     (package / "serving.py").write_text(
         "import os, signal, subprocess, sys\n"
         "from sagemaker_pytorch_serving_container import torchserve\n"
         "def main():\n"
-        "    open(torchserve.TS_CONFIG_FILE, 'w').close()\n"
+        # Its handler as a checkout under a path that is not ASCII names it; the JVM reads the file as ISO-8859-1.
+        "    with open(torchserve.TS_CONFIG_FILE, 'w', encoding='utf-8') as f:\n"
+        "        f.write(torchserve._generate_ts_config_properties('/home/józef/😀/handler_service.py'))\n"
         "    subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)', torchserve.TS_NAMESPACE])\n"
         "    jvm = torchserve._retrieve_ts_server_process()\n"
         "    signal.signal(signal.SIGTERM, lambda *_: jvm.terminate())\n"
         "    with open('serving.part', 'w') as f:\n"
         "        f.write(str(jvm.pid))\n"
         "    os.replace('serving.part', 'serving')\n"  # whole: the test reads it once it exists
-        "    jvm.wait()\n"
+        "    jvm.wait()\n",
+        encoding="utf-8",
     )
     return {**os.environ, "PYTHONPATH": str(package.parent)}
 
@@ -582,6 +587,8 @@ def test_the_entry_finds_its_own_jvm_writes_its_config_in_the_base_dir_and_stops
         jvm = int((base / "serving").read_text())
         assert jvm in {p.pid for p in torchserve._group_processes(proc.pid)}
         assert config.exists() and not (tmp_path / "etc-sagemaker-ts.properties").exists()
+        handler = rb"/home/j\u00f3zef/\ud83d\ude00/handler_service.py"
+        assert config.read_bytes() == b"default_service_handler=" + handler + b":handle\n", "ASCII, as the JVM reads it"
         torchserve._stop(proc, base)
         assert proc.returncode == 0, "SIGTERM reached the JVM, and the entry exited when it did"
         assert not base.exists()
