@@ -152,6 +152,15 @@ def serving_env(base: Path, port: int, metrics_port: int, grpc_ports: tuple[int,
     }
 
 
+def utf8_locale(env: dict[str, str]) -> dict[str, str]:
+    """LC_ALL=C.UTF-8 where `env` selects the C locale, whose charset is ASCII: Python takes that locale for UTF-8
+    (PEP 538/540), the JVM does not, and with LC_ALL=C it could not decode its own class path in a venv under a path
+    that is not ASCII ("Could not find or load main class org.pytorch.serve.ModelServer"). Any other locale is kept.
+    """
+    ctype = env.get("LC_ALL") or env.get("LC_CTYPE") or env.get("LANG") or "C"
+    return {"LC_ALL": "C.UTF-8"} if ctype in ("C", "POSIX") else {}
+
+
 def last_error(log_lines: list[str]) -> str | None:
     """The last 'SomeError: message' in the log, without the log prefix."""
     for line in reversed(log_lines):
@@ -277,6 +286,7 @@ class TorchServeEndpoint:
         ports = free_ports(4)
         self.port = self.port or ports[0]
         env = {**os.environ, **serving_env(self.base, self.port, ports[1], (ports[2], ports[3])), **self.extra_env}
+        env.update(utf8_locale(env))
         # The toolkit runs the `torchserve` script by name: find the one installed beside this Python.
         env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
         config = self.base / "sagemaker-ts.properties"

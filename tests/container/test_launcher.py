@@ -57,6 +57,22 @@ def test_every_listener_is_loopback_on_the_given_ports():
     assert not any("0.0.0.0" in value for value in env.values())
 
 
+@pytest.mark.parametrize(
+    ("env", "given"),
+    [
+        ({"LC_ALL": "C", "LANG": "en_US.UTF-8"}, {"LC_ALL": "C.UTF-8"}),
+        ({"LC_CTYPE": "POSIX", "LANG": "en_US.UTF-8"}, {"LC_ALL": "C.UTF-8"}),
+        ({"LANG": "C"}, {"LC_ALL": "C.UTF-8"}),
+        ({}, {"LC_ALL": "C.UTF-8"}),
+        ({"LC_ALL": "", "LC_CTYPE": "C.UTF-8"}, {}),  # an empty one is unset, as for glibc
+        ({"LC_ALL": "en_US.UTF-8"}, {}),
+        ({"LANG": "de_DE.ISO-8859-1"}, {}),  # not ours to change: Python names files in it too
+    ],
+)
+def test_the_jvm_gets_a_utf8_locale_in_place_of_the_c_locale_only(env, given):
+    assert torchserve.utf8_locale(env) == given
+
+
 def test_every_path_is_inside_the_base_dir():
     env = serving_env(BASE, 1, 2, (3, 4))
     for key in ("SAGEMAKER_BASE_DIR", "TMPDIR", "TEMP", "TMP", "LOG_LOCATION", "METRICS_LOCATION"):

@@ -14,7 +14,8 @@ from tests.imagegen import CAT_LABELS, photo_bytes
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
 
-@pytest.mark.parametrize("lc_all", ["C.UTF-8"])
+# LC_ALL=C: Python takes the C locale for UTF-8 (PEP 540), and the JVM for ASCII.
+@pytest.mark.parametrize("lc_all", ["C.UTF-8", "C"])
 def test_a_toolkit_and_torchserve_under_a_non_ascii_path_serve(artifact, tmp_path, monkeypatch, lc_all):
     # The toolkit and TorchServe found through a folder named as such a checkout's venv may be, and nothing else
     # moved: links keep the real packages, and Python names their files by the path it found them through.
