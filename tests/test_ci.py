@@ -82,13 +82,14 @@ def run_ci_on_a_fake_machine(
     lacking: tuple[str, ...] = ("java",),
     make_status: int = 0,
     home: bool = True,
+    home_dir: str = "home",
 ):
     """.ci/run on a machine whose apt has the packages `known` and merely knows the names `referred` (another
     package's relations name them); without /usr/bin/chromium unless `chromium`; run by a user who is neither root
     nor has sudo unless `root_or_sudo` ("sudo": a user with sudo); with `free_mb` free on its disk, and a venv already
     installed if `installed`; lacking what `lacking` names of java, make, python3-venv and python3.13 (apt installs
-    each), with a `make test` that exits `make_status`, and with HOME set unless not `home`. Returns the `apt-get
-    install` command lines, the run, and whether it went on to `make test`."""
+    each), with a `make test` that exits `make_status`, and with HOME (`home_dir`) set unless not `home`. Returns the
+    `apt-get install` command lines, the run, and whether it went on to `make test`."""
     project, bin_dir = tmp_path / "project", tmp_path / "bin"
     (project / ".ci").mkdir(parents=True)
     usr_bin_chromium = tmp_path / "usr-bin-chromium"  # stands in for /usr/bin/chromium
@@ -158,7 +159,7 @@ def run_ci_on_a_fake_machine(
             fake_python(bin_dir / f"python{version}", f"{version}.0")
     run = subprocess.run(
         ["bash", str(project / ".ci" / "run")],
-        env={"PATH": str(bin_dir)} | ({"HOME": str(tmp_path / "home")} if home else {}),
+        env={"PATH": str(bin_dir)} | ({"HOME": str(tmp_path / home_dir)} if home else {}),
         capture_output=True,
         text=True,
         timeout=60,
@@ -341,6 +342,18 @@ def test_ci_run_goes_on_without_home(tmp_path):
     stopped the run at once ("HOME: unbound variable", from `set -u`) on a machine that needed nothing from pyenv."""
     _, run, tested = run_ci_on_a_fake_machine(tmp_path, "", lacking=(), home=False)
     assert "unbound variable" not in run.stderr, run.stderr
+    assert tested and run.returncode == 0, run.stderr
+
+
+def test_ci_run_finds_pyenvs_python_under_a_home_with_a_space(tmp_path):
+    """A HOME such as "/home/Åsa Berg": pyenv's python3.12 there was split into two words at the space, neither of
+    which ran, and the run warned that the tests needing it would fail (and had apt install another, where it could).
+    find_python, which the tests use, found it."""
+    fake_python(tmp_path / "Åsa Berg" / ".pyenv" / "versions" / "3.12.1" / "bin" / "python3.12", "3.12.1")
+    installs, run, tested = run_ci_on_a_fake_machine(
+        tmp_path, "python3.12-venv", lacking=("python3.12",), home_dir="Åsa Berg"
+    )
+    assert "python3.12" not in run.stderr and not installs, (installs, run.stderr)
     assert tested and run.returncode == 0, run.stderr
 
 
