@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import http.client
 import io
+import locale
 import logging
 import os
 import re
@@ -152,13 +153,31 @@ def serving_env(base: Path, port: int, metrics_port: int, grpc_ports: tuple[int,
     }
 
 
-def utf8_locale(env: dict[str, str]) -> dict[str, str]:
-    """LC_ALL=C.UTF-8 where `env` selects the C locale, whose charset is ASCII: Python takes that locale for UTF-8
-    (PEP 538/540), the JVM does not, and with LC_ALL=C it could not decode its own class path in a venv under a path
-    that is not ASCII ("Could not find or load main class org.pytorch.serve.ModelServer"). Any other locale is kept.
-    """
-    ctype = env.get("LC_ALL") or env.get("LC_CTYPE") or env.get("LANG") or "C"
-    return {"LC_ALL": "C.UTF-8"} if ctype in ("C", "POSIX") else {}
+# What the C library, and so the JVM, calls ASCII: glibc's name, and macOS's.
+ASCII_CODESETS = frozenset({"ANSI_X3.4-1968", "US-ASCII", "ASCII"})
+
+
+def utf8_locale(codeset: str) -> dict[str, str]:
+    """LC_ALL=C.UTF-8 where the locale's charset (`codeset`, see ctype_codeset) is ASCII: Python takes the C locale
+    for UTF-8 (PEP 538/540), the JVM does not, and with LC_ALL=C it could not decode its own class path in a venv
+    under a path that is not ASCII ("Could not find or load main class org.pytorch.serve.ModelServer"). So does a
+    locale this machine does not have (LANG=en_US.UTF-8 where it is not generated, or the LC_CTYPE=UTF-8 an ssh
+    session from a Mac sends): the C library falls back to the C locale. Any other locale is kept."""
+    return {"LC_ALL": "C.UTF-8"} if codeset.upper() in ASCII_CODESETS else {}
+
+
+def ctype_codeset(env: dict[str, str]) -> str:
+    """The charset `env`'s locale gives a program that sets it (as the JVM does), as the C library names it; one
+    this machine does not have is the C locale's. The C library judges the name, briefly, in this process."""
+    name = env.get("LC_ALL") or env.get("LC_CTYPE") or env.get("LANG") or "C"  # an empty one is unset, as for glibc
+    previous = locale.setlocale(locale.LC_CTYPE)
+    try:
+        locale.setlocale(locale.LC_CTYPE, name)
+        return locale.nl_langinfo(locale.CODESET)
+    except locale.Error:  # no such locale: the JVM's setlocale fails the same way and it runs in the C locale
+        return "ANSI_X3.4-1968"
+    finally:
+        locale.setlocale(locale.LC_CTYPE, previous)
 
 
 def last_error(log_lines: list[str]) -> str | None:
@@ -286,7 +305,7 @@ class TorchServeEndpoint:
         ports = free_ports(4)
         self.port = self.port or ports[0]
         env = {**os.environ, **serving_env(self.base, self.port, ports[1], (ports[2], ports[3])), **self.extra_env}
-        env.update(utf8_locale(env))
+        env.update(utf8_locale(ctype_codeset(env)))
         # The toolkit runs the `torchserve` script by name: find the one installed beside this Python.
         env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
         config = self.base / "sagemaker-ts.properties"

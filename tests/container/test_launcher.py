@@ -58,19 +58,32 @@ def test_every_listener_is_loopback_on_the_given_ports():
 
 
 @pytest.mark.parametrize(
-    ("env", "given"),
+    "env",
     [
-        ({"LC_ALL": "C", "LANG": "en_US.UTF-8"}, {"LC_ALL": "C.UTF-8"}),
-        ({"LC_CTYPE": "POSIX", "LANG": "en_US.UTF-8"}, {"LC_ALL": "C.UTF-8"}),
-        ({"LANG": "C"}, {"LC_ALL": "C.UTF-8"}),
-        ({}, {"LC_ALL": "C.UTF-8"}),
-        ({"LC_ALL": "", "LC_CTYPE": "C.UTF-8"}, {}),  # an empty one is unset, as for glibc
-        ({"LC_ALL": "en_US.UTF-8"}, {}),
-        ({"LANG": "de_DE.ISO-8859-1"}, {}),  # not ours to change: Python names files in it too
+        {"LC_ALL": "C", "LANG": "C.UTF-8"},
+        {"LC_CTYPE": "POSIX", "LANG": "C.UTF-8"},
+        {"LANG": "C"},
+        {},
+        {"LC_ALL": "", "LANG": "C"},  # an empty one is unset, as for glibc
+        # A locale this machine does not have: the C library, and so the JVM, falls back to the C locale (ASCII),
+        # while Python still takes UTF-8. An ssh session from a Mac sends LC_CTYPE=UTF-8, which glibc has not.
+        {"LC_CTYPE": "UTF-8"},
+        {"LANG": "xx_XX.UTF-8"},
     ],
 )
-def test_the_jvm_gets_a_utf8_locale_in_place_of_the_c_locale_only(env, given):
-    assert torchserve.utf8_locale(env) == given
+def test_the_jvm_gets_a_utf8_locale_in_place_of_an_ascii_one(env):
+    assert torchserve.utf8_locale(torchserve.ctype_codeset(env)) == {"LC_ALL": "C.UTF-8"}
+
+
+@pytest.mark.parametrize("env", [{"LC_ALL": "", "LC_CTYPE": "C.UTF-8"}, {"LC_ALL": "C.UTF-8", "LANG": "C"}])
+def test_a_utf8_locale_is_kept(env):
+    assert torchserve.ctype_codeset(env) == "UTF-8"
+    assert torchserve.utf8_locale("UTF-8") == {}
+
+
+def test_a_locale_of_another_charset_is_kept():
+    # Not ours to change: Python names files in it too (and ISO-8859-1, like UTF-8, round-trips any byte).
+    assert torchserve.utf8_locale("ISO-8859-1") == {}
 
 
 def test_every_path_is_inside_the_base_dir():

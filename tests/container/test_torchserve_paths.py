@@ -14,8 +14,9 @@ from tests.imagegen import CAT_LABELS, photo_bytes
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
 
-# LC_ALL=C: Python takes the C locale for UTF-8 (PEP 540), and the JVM for ASCII.
-@pytest.mark.parametrize("lc_all", ["C.UTF-8", "C"])
+# LC_ALL=C: Python takes the C locale for UTF-8 (PEP 540), and the JVM for ASCII; so does a locale this machine has
+# not (xx_XX.UTF-8): both fall back to the C locale.
+@pytest.mark.parametrize("lc_all", ["C.UTF-8", "C", "xx_XX.UTF-8"])
 def test_a_toolkit_and_torchserve_under_a_non_ascii_path_serve(artifact, tmp_path, monkeypatch, lc_all):
     # The toolkit and TorchServe found through a folder named as such a checkout's venv may be, and nothing else
     # moved: links keep the real packages, and Python names their files by the path it found them through.
