@@ -1340,20 +1340,19 @@ def test_a_cancelled_request_whose_client_is_gone_ends_quietly():
 
 
 # --- the drain: a stop answers the /predict requests in flight before uvicorn closes the port ----------------------
-def drained(monkeypatch, request_s: float, grace: float = 0.5, force_exit: bool = False) -> tuple[list, list[str]]:
-    """What uvicorn's own shutdown finds once server.DrainingServer has drained one /predict request in flight that
-    takes `request_s`: (stopping, requests still in flight, the grace period left it), and what was announced."""
-    seen, said = [], []
-    drain = server.Drain()
+def stop_with_a_request_in_flight(
+    drain: server.Drain,
+    request_s: float,
+    give_up=lambda: None,
+    force_exit: bool = False,
+    grace: float = 0.2,
+    announce=lambda _: None,
+) -> None:
+    """server.DrainingServer stopped with one /predict request in flight that takes `request_s`."""
     instance = server.DrainingServer(
-        uvicorn.Config(app=None, timeout_graceful_shutdown=grace), drain, announce=said.append
+        uvicorn.Config(app=None, timeout_graceful_shutdown=grace), drain, announce=announce, give_up=give_up
     )
     instance.force_exit = force_exit
-
-    async def uvicorn_shutdown(self, sockets=None) -> None:
-        seen.append((drain.stopping, len(drain.requests), self.config.timeout_graceful_shutdown))
-
-    monkeypatch.setattr(uvicorn.Server, "shutdown", uvicorn_shutdown)
 
     async def stop() -> None:
         async def request() -> None:
@@ -1364,8 +1363,23 @@ def drained(monkeypatch, request_s: float, grace: float = 0.5, force_exit: bool 
         await asyncio.sleep(0)  # in flight
         await instance.shutdown()
         running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
 
     asyncio.run(stop())
+
+
+def drained(monkeypatch, request_s: float, grace: float = 0.5, force_exit: bool = False) -> tuple[list, list[str]]:
+    """What uvicorn's own shutdown finds once server.DrainingServer has drained one /predict request in flight that
+    takes `request_s`: (stopping, requests still in flight, the grace period left it), and what was announced."""
+    seen, said = [], []
+    drain = server.Drain()
+
+    async def uvicorn_shutdown(self, sockets=None) -> None:
+        seen.append((drain.stopping, len(drain.requests), self.config.timeout_graceful_shutdown))
+
+    monkeypatch.setattr(uvicorn.Server, "shutdown", uvicorn_shutdown)
+    stop_with_a_request_in_flight(drain, request_s, force_exit=force_exit, grace=grace, announce=said.append)
     return seen, said
 
 
@@ -1451,57 +1465,21 @@ def test_requests_given_up_on_are_cancelled_then_their_sandboxes_ended_before_th
     ended first would fail it with a 500; and all of it before uvicorn's own shutdown closes the port."""
     events = []
     drain = server.Drain()
-    instance = server.DrainingServer(
-        uvicorn.Config(app=None, timeout_graceful_shutdown=0.2),
-        drain,
-        announce=lambda _: None,
-        give_up=lambda: events.append(("give_up", [task.cancelling() for task in drain.requests])),
-    )
-    instance.force_exit = force_exit
 
     async def uvicorn_shutdown(self, sockets=None) -> None:
         events.append(("uvicorn", drain.cut_short))
 
     monkeypatch.setattr(uvicorn.Server, "shutdown", uvicorn_shutdown)
-
-    async def stop() -> None:
-        async def request() -> None:
-            with drain.tracking():
-                await asyncio.sleep(3600)
-
-        running = asyncio.create_task(request())
-        await asyncio.sleep(0)  # in flight
-        await instance.shutdown()
-        running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
-
-    asyncio.run(stop())
+    give_up = lambda: events.append(("give_up", [task.cancelling() for task in drain.requests]))  # noqa: E731
+    stop_with_a_request_in_flight(drain, 3600, give_up, force_exit=force_exit)
     assert events == [("give_up", [1]), ("uvicorn", True)]
 
 
 def test_a_drained_stop_ends_no_sandbox(monkeypatch):
     given_up = []
     drain = server.Drain()
-    instance = server.DrainingServer(
-        uvicorn.Config(app=None, timeout_graceful_shutdown=0.5),
-        drain,
-        announce=lambda _: None,
-        give_up=lambda: given_up.append("give_up"),
-    )
     monkeypatch.setattr(uvicorn.Server, "shutdown", lambda self, sockets=None: asyncio.sleep(0))
-
-    async def stop() -> None:
-        async def request() -> None:
-            with drain.tracking():
-                await asyncio.sleep(0.05)
-
-        running = asyncio.create_task(request())
-        await asyncio.sleep(0)
-        await instance.shutdown()
-        await running
-
-    asyncio.run(stop())
+    stop_with_a_request_in_flight(drain, 0.05, lambda: given_up.append("give_up"))
     assert given_up == [] and not drain.cut_short
 
 
