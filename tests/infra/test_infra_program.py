@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -20,6 +22,7 @@ from packaging.requirements import Requirement
 from components import lambda_bundle, policies
 from components.bundle_dir import BundleDirError
 from components.settings import strip_namespace
+from tests.ci import skip_or_fail
 from tests.infra.conftest import (
     ACCOUNT,
     API_ENDPOINT,
@@ -561,3 +564,99 @@ def test_a_kms_change_uploads_the_artifact_afresh_under_the_same_key(program: An
     for opts in options:
         assert set(changed) <= set(opts.replace_on_changes or [])
         assert opts.retain_on_delete is True
+
+
+# The container environment of the Model every release before EndpointVersion deployed (f37e4a0's parent), which
+# the program kept through f2bb135. Pulumi deletes a replaced resource as its state says (pulumi/pulumi#13428), and
+# such a stack's state has the Model and EndpointConfiguration without retain_on_delete: its first `pulumi up` after
+# an upgrade must replace neither, so it must come from a commit that declares this very Model.
+BEFORE_ENDPOINT_VERSION_ENV = {
+    "SAGEMAKER_PROGRAM": "inference.py",
+    "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+    "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+    "SAGEMAKER_REGION": REGION,
+    "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+    "TS_DEFAULT_WORKERS_PER_MODEL": "1",
+}
+UPGRADE_NOTE = "- **Upgrading a stack deployed before `EndpointVersion`.**"
+
+
+def upgrade_note(readme: str) -> str:
+    start = readme.index(UPGRADE_NOTE)
+    end = readme.find("\n- **", start + 1)
+    return readme[start : end if end > 0 else None]
+
+
+def upgrade_note_problem(note: str, environment: dict[str, str]) -> tuple[str | None, str | None]:
+    """(what the README's upgrade note gets wrong for a Model declared with `environment`, or None; the commit it
+    sends the first `pulumi up` to, or None)."""
+    changed = sorted(
+        k
+        for k in environment.keys() | BEFORE_ENDPOINT_VERSION_ENV.keys()
+        if environment.get(k) != BEFORE_ENDPOINT_VERSION_ENV.get(k)
+    )
+    if not changed:
+        return None, None  # this release replaces nothing: its own first `pulumi up` will do
+    step = re.search(r"`git switch --detach ([0-9a-f]{7,40})`", note)
+    if step is None:
+        return (
+            f"this release's Model differs in {changed}, so its first `pulumi up` replaces it: the note must "
+            "send that step to a commit that declares the deployed one (`git switch --detach <commit>`)",
+            None,
+        )
+    unnamed = [k for k in changed if f"`{k}`" not in note]
+    if unnamed:
+        return f"the note does not name {unnamed}, which replace the Model", step.group(1)
+    return None, step.group(1)
+
+
+def container_env_keys(source: str) -> set[str]:
+    """The keys of the dict literal policies.sagemaker_container_env returns in `source`."""
+    [function] = [n for n in ast.walk(ast.parse(source)) if getattr(n, "name", None) == "sagemaker_container_env"]
+    [returned] = [n.value for n in ast.walk(function) if isinstance(n, ast.Return)]
+    assert isinstance(returned, ast.Dict) and None not in returned.keys, "not a plain dict literal"
+    return {key.value for key in returned.keys}
+
+
+def test_the_upgrade_note_takes_a_stack_from_before_endpoint_version_through_its_own_model(
+    program: Any, mocks: RecordingMocks
+) -> None:
+    """The note said the first `pulumi up` with the same artifact shows nothing replaced; since c2ec234 (the JVM's
+    heap) and 738abf7 (TorchServe's response timeout) this release's Model has another container environment, so
+    that `pulumi up` replaced the Model and EndpointConfiguration and Pulumi deleted the old ones itself, the very
+    thing the note is there to avoid (after a rolled-back update, under the endpoint still running on them)."""
+    program(**dev_config())
+    environment = mocks.one("aws:sagemaker/model:Model")["primaryContainer"]["environment"]
+    problem, commit = upgrade_note_problem(upgrade_note((ROOT / "README.md").read_text(encoding="utf-8")), environment)
+    assert problem is None
+    if commit is None:
+        return
+    sources = {}
+    for path in ("components/policies.py", "components/serverless_endpoint.py"):
+        try:
+            shown = subprocess.run(["git", "show", f"{commit}:{path}"], cwd=ROOT, capture_output=True, text=True)
+        except FileNotFoundError:
+            skip_or_fail("no git on this machine to read the upgrade note's commit", "CI runs in a clone and needs git")
+        if shown.returncode != 0:
+            skip_or_fail(
+                f"{commit} is not in this checkout's history: {shown.stderr.strip()}", "CI must run in a clone"
+            )
+        sources[path] = shown.stdout
+    assert container_env_keys(sources["components/policies.py"]) == set(BEFORE_ENDPOINT_VERSION_ENV)
+    assert "EndpointVersion(" in sources["components/serverless_endpoint.py"]
+
+
+def test_an_upgrade_note_that_replaces_the_deployed_model_is_caught() -> None:
+    before = "- **Upgrading a stack deployed before `EndpointVersion`.** Run the first `pulumi up` after upgrading."
+    head = {**BEFORE_ENDPOINT_VERSION_ENV, "JAVA_TOOL_OPTIONS": "-Xmx512m"}
+    problem, _ = upgrade_note_problem(before, head)
+    assert problem is not None and "['JAVA_TOOL_OPTIONS']" in problem
+    stepped = f"{before} `git switch --detach f2bb135` adds `TS_DEFAULT_RESPONSE_TIMEOUT`"
+    assert upgrade_note_problem(stepped, head) == (
+        "the note does not name ['JAVA_TOOL_OPTIONS'], which replace the Model",
+        "f2bb135",
+    )
+    workers = {**BEFORE_ENDPOINT_VERSION_ENV, "SAGEMAKER_MODEL_SERVER_WORKERS": "2"}  # a changed value replaces it too
+    assert "['SAGEMAKER_MODEL_SERVER_WORKERS']" in str(upgrade_note_problem(before, workers)[0])
+    assert upgrade_note_problem(before, dict(BEFORE_ENDPOINT_VERSION_ENV)) == (None, None)
+    assert container_env_keys("def sagemaker_container_env(r):\n    return {'A': r, 'B': '1'}\n") == {"A", "B"}
