@@ -37,6 +37,7 @@ from handlers.proxy_core import (
     ApiError,
     PredictRequest,
     attempt_fits,
+    aws_request_id,
     base_headers,
     check_event_shape,
     check_event_text,
@@ -143,8 +144,12 @@ def _invoke(request: PredictRequest, start: float, context: Any) -> tuple[bytes,
             ContentType=request.content_type,
             Accept=endpoint_accept(request.top_k),
         )
+        # The last attempt's id (a retried call's first answer is not kept); logged before the body is read, which
+        # may still time out. A transport error has no answer, so no id: the key stays out of the line.
+        logger.append_keys(endpoint_request_id=aws_request_id(response))
         body = response["Body"].read()
     except ClientError as exc:
+        logger.append_keys(endpoint_request_id=aws_request_id(exc.response))
         error = exc.response.get("Error") or {}
         status = (exc.response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
         raise map_client_error(str(error.get("Code") or ""), status, exc.response) from None

@@ -838,6 +838,14 @@ def _map_model_error(response_dict: Mapping[str, Any], whole: str) -> ApiError:
     return ApiError("model_error", detail=detail)
 
 
+def aws_request_id(response: Mapping[str, Any]) -> str | None:
+    """SageMaker's id of the call that answered (its x-amzn-RequestId header, botocore's ResponseMetadata RequestId),
+    on a success or an error: what AWS Support asks for. None when the answer carried none."""
+    metadata = response.get("ResponseMetadata")
+    request_id = metadata.get("RequestId") if isinstance(metadata, Mapping) else None
+    return request_id if isinstance(request_id, str) and request_id else None
+
+
 def map_transport_error(exc: Exception) -> ApiError:
     """botocore transport failures (after its retries): a timeout is 504, an unreachable endpoint 503."""
     detail = clip_detail(f"{type(exc).__name__}: {exc}")

@@ -3,6 +3,7 @@ wire format, error parsing, adaptive retries, timeouts and the per-attempt deadl
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 
@@ -156,6 +157,41 @@ def test_read_timeout_is_504(runtime_proxy, fake_runtime, monkeypatch):
     assert response_json(response)["error"] == "endpoint_timeout"
 
 
+def with_request_id(reply, request_id):
+    return dataclasses.replace(reply, headers={**reply.headers, "x-amzn-RequestId": request_id})
+
+
+def logged(capsys):
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    return [line for line in lines if line.get("message") in ("request done", "request failed")]
+
+
+def test_the_log_lines_carry_sagemakers_request_id(runtime_proxy, fake_runtime, capsys):
+    """SageMaker's x-amzn-RequestId is the id an AWS Support case asks for: without it, a proxy line was tied to
+    SageMaker's side of the call only by its time. Logged for an answer and for an error alike; of a retried call,
+    the answer the client's status came from."""
+    throttled = aws_error_reply(400, "ThrottlingException", "Rate exceeded")
+    fake_runtime.script(
+        with_request_id(SUCCESS, "sm-ok"),
+        with_request_id(model_error_reply(500, "boom\n" + TRACEBACK), "sm-crash"),
+        with_request_id(throttled, "sm-throttled-1"),
+        with_request_id(throttled, "sm-throttled-2"),
+    )
+    for _ in range(3):
+        call(runtime_proxy, make_event(body=JPEG))
+    lines = logged(capsys)
+    assert [(line["status"], line.get("endpoint_request_id")) for line in lines] == [
+        (200, "sm-ok"),
+        (502, "sm-crash"),
+        (429, "sm-throttled-2"),
+    ]
+    # An answer without the header (as from a front end that sent none) adds no key rather than a guess.
+    fake_runtime.script(SUCCESS)
+    call(runtime_proxy, make_event(body=JPEG))
+    [line] = logged(capsys)
+    assert line["status"] == 200 and "endpoint_request_id" not in line
+
+
 def test_connection_refused_is_503(proxy_env, capsys):
     # Bound but not listening: connections are refused, and no other process can take the port meanwhile (a port
     # closed again before the call could be listened on by then).
@@ -167,6 +203,9 @@ def test_connection_refused_is_503(proxy_env, capsys):
         response = call(proxy, make_event(body=JPEG))
     assert response["statusCode"] == 503, response["body"]
     assert response_json(response)["error"] == "model_not_ready"
+    # No answer came, so there is no SageMaker request id to log.
+    [line] = logged(capsys)
+    assert line["error"] == "model_not_ready" and "endpoint_request_id" not in line
 
 
 def test_deadline_guard_skips_an_attempt_that_cannot_finish(runtime_proxy, fake_runtime, monkeypatch):
