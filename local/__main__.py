@@ -16,6 +16,7 @@ import contextlib
 import errno
 import ipaddress
 import logging
+import os
 import re
 import socket
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from local.runtime import (
     SageMakerRuntime,
     TorchServeContainer,
 )
+from local.runtime import log as runtime_log
 from local.sandboxes import SandboxStartError
 from local.server import (
     DEFAULT_ENDPOINT_NAME,
@@ -42,6 +44,8 @@ from local.server import (
     bind,
     create_app,
     is_loopback,
+    runtime_log_level,
+    sandbox_environment,
     stack_region,
     start_sandboxes,
     uvicorn_config,
@@ -264,6 +268,9 @@ def serve(
     try:  # a stop signal from here on lands in this `try`, whose `finally` closes the loaded model
         runtime = SageMakerRuntime(container, stack.endpoint_name, settings.max_concurrency, region=region)
         sandboxes = start_sandboxes(stack, region)
+        runtime_log.setLevel(
+            runtime_log_level(sandbox_environment(stack, region, os.environ), logging.getLogger().getEffectiveLevel())
+        )
         throttle = (
             StageThrottle(settings.api_throttle_rate_limit, settings.api_throttle_burst_limit)
             if args.stage_throttle
@@ -327,6 +334,7 @@ def serve(
         sock.close()
         if overrun is not None:  # main() may run inside a longer-lived process (the tests)
             uvicorn_log.removeFilter(overrun)
+        runtime_log.setLevel(logging.NOTSET)
     return 0
 
 

@@ -19,6 +19,7 @@ import copy
 import fcntl
 import importlib.util
 import json
+import logging
 import math
 import os
 import shutil
@@ -43,6 +44,8 @@ from components.settings import partition_for_region
 from handlers.proxy_core import SAGEMAKER_SERVERLESS_MAX_BYTES
 
 ACCOUNT = "000000000000"
+# One line per InvokeEndpoint answer (answer_line), the SageMaker side of the handler's "request done" line.
+log = logging.getLogger("local.runtime")
 MAX_PAYLOAD_BYTES = SAGEMAKER_SERVERLESS_MAX_BYTES  # SageMaker Serverless Inference request limit
 MAX_HEADER_CHARS = 1024  # InvokeEndpoint ContentType / Accept
 INVOCATION_TIMEOUT_S = 60.0
@@ -416,6 +419,19 @@ def refused_target(endpoint: str, headers: Mapping[str, str]) -> RuntimeAnswer |
 def request_id_header() -> dict[str, str]:
     """AWS's id of this request, on every answer: botocore exposes it as ResponseMetadata["RequestId"]."""
     return {"x-amzn-requestid": str(uuid.uuid4())}
+
+
+def answer_line(answer: RuntimeAnswer, elapsed_ms: float) -> str:
+    """The runtime tier's log line for one answer, named by its x-amzn-RequestId: the handler logs the same id as
+    endpoint_request_id, so the two lines of a call join on it. The status, the error type and a ModelError's
+    container status; never a body (the image, or the container's message and traceback)."""
+    outcome = str(answer.status)
+    if error := answer.headers.get("x-amzn-errortype"):
+        outcome += f" {error}"
+        if error == "ModelError":
+            with contextlib.suppress(ValueError, LookupError, TypeError):
+                outcome += f" (container status {json.loads(answer.body)['OriginalStatusCode']})"
+    return f"invocation {answer.headers.get('x-amzn-requestid')}: {outcome} in {elapsed_ms:.1f} ms"
 
 
 def model_error(endpoint: str, region: str, original_status: int, original_body: bytes) -> RuntimeAnswer:

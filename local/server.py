@@ -51,7 +51,8 @@ from components.policies import (
 from components.settings import Settings, SettingsError, read_stack_config
 from components.site_config import CONFIG_JS_CACHE_CONTROL, CONFIG_JS_CONTENT_TYPE, render_config_js
 from local import gateway
-from local.runtime import Faults, RuntimeAnswer, SageMakerRuntime, aws_error
+from local.runtime import Faults, RuntimeAnswer, SageMakerRuntime, answer_line, aws_error
+from local.runtime import log as runtime_log
 from local.sandboxes import LambdaSandboxes, LambdaTimeout, SandboxStartError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -648,22 +649,26 @@ def create_app(
         return _respond(answer)
 
     async def invocations(request: Request) -> Response:
+        started = time.perf_counter()
+        close = True  # after a body given up on
         try:
             body = await read_capped(request, runtime.max_payload_bytes)
         except BodyTimeout:
-            return _runtime_respond(
-                aws_error(408, "RequestTimeoutException", "The request body did not arrive in time."), close=True
-            )
-        if body is None:
-            return _runtime_respond(runtime.payload_too_large(), close=True)
-        answer = await runtime.invoke(
-            request.path_params["name"],
-            body,
-            request.headers.get("content-type", ""),
-            request.headers.get("accept", ""),
-            request.headers,
-        )
-        return _runtime_respond(answer)
+            answer = aws_error(408, "RequestTimeoutException", "The request body did not arrive in time.")
+        else:
+            if body is None:
+                answer = runtime.payload_too_large()
+            else:
+                close = False
+                answer = await runtime.invoke(
+                    request.path_params["name"],
+                    body,
+                    request.headers.get("content-type", ""),
+                    request.headers.get("accept", ""),
+                    request.headers,
+                )
+        runtime_log.info(answer_line(answer, (time.perf_counter() - started) * 1000))
+        return _runtime_respond(answer, close=close)
 
     async def ping(request: Request) -> Response:
         return Response(status_code=200)
@@ -843,6 +848,14 @@ def sandbox_environment(stack: StackInfo, region: str, parent: Mapping[str, str]
         }
     )
     return env
+
+
+def runtime_log_level(sandbox_env: Mapping[str, str], server_level: int) -> int:
+    """The level of the runtime tier's logger: its line for an invocation carries the id the handler's line logs as
+    endpoint_request_id, so both show at the handler's level (Powertools reads POWERTOOLS_LOG_LEVEL, then LOG_LEVEL),
+    whatever --log-level (the server's own level) says, or at --log-level's if that is lower."""
+    name = sandbox_env.get("POWERTOOLS_LOG_LEVEL") or sandbox_env.get("LOG_LEVEL") or "INFO"
+    return min(server_level, logging.getLevelNamesMapping().get(name.upper(), logging.INFO))
 
 
 def start_sandboxes(stack: StackInfo, region: str) -> LambdaSandboxes:

@@ -579,6 +579,44 @@ def test_every_runtime_answer_carries_a_request_id_as_botocore_reads_it(tiers):
     assert len(set(ids)) == len(ids)
 
 
+def test_every_runtime_answer_is_logged_under_its_request_id_and_never_with_its_body(tiers, caplog):
+    """SageMaker's side of a call, as the handler's line names it (endpoint_request_id): one line per answer, errors
+    included, without the image or the container's message."""
+    with caplog.at_level(logging.INFO, logger="local.runtime"):
+        answers = [
+            tiers.invoke(b"IMAGE-BYTES"),
+            tiers.request("POST", "/endpoints/other/invocations", content=b"IMAGE-BYTES", headers=with_type({})),
+            tiers.invoke(b"x" * 65),  # over this stack's payload limit
+        ]
+        tiers.container.reply = ContainerResponse(500, "text/plain", b"CONTAINER-SECRET\nTraceback ...")
+        answers.append(tiers.invoke(b"IMAGE-BYTES"))
+    lines = [r.getMessage() for r in caplog.records if r.name == "local.runtime" and r.levelno == logging.INFO]
+    assert [line.split(" in ")[0] for line in lines] == [
+        f"invocation {answers[0].headers['x-amzn-requestid']}: 200",
+        f"invocation {answers[1].headers['x-amzn-requestid']}: 400 ValidationError",
+        f"invocation {answers[2].headers['x-amzn-requestid']}: 400 ValidationError",
+        f"invocation {answers[3].headers['x-amzn-requestid']}: 424 ModelError (container status 500)",
+    ]
+    assert not any(secret in line for line in lines for secret in ("IMAGE", "CONTAINER-SECRET", "xxxx"))
+
+
+@pytest.mark.parametrize(
+    ("env", "server_level", "level"),
+    [
+        ({"LOG_LEVEL": "INFO"}, logging.WARNING, logging.INFO),  # make demo: shown beside the handler's lines
+        ({"LOG_LEVEL": "WARNING"}, logging.WARNING, logging.WARNING),  # proxyLogLevel WARNING hides both
+        ({"LOG_LEVEL": "WARNING"}, logging.INFO, logging.INFO),  # --log-level info asks for them
+        ({"LOG_LEVEL": "INFO", "POWERTOOLS_LOG_LEVEL": "ERROR"}, logging.WARNING, logging.WARNING),
+        ({"LOG_LEVEL": "ERROR", "POWERTOOLS_LOG_LEVEL": "debug"}, logging.WARNING, logging.DEBUG),
+        ({}, logging.WARNING, logging.INFO),  # Powertools' default
+    ],
+)
+def test_the_runtime_tier_logs_at_the_handlers_level(env, server_level, level):
+    """The runtime's line of a call is the other half of the handler's, joined on endpoint_request_id: at the stack's
+    default --log-level (warning) it was never shown, while the handler's line was."""
+    assert server.runtime_log_level(env, server_level) == level
+
+
 def test_a_container_being_replaced_is_model_not_ready(tiers):
     tiers.container.reply = ContainerUnavailable("TorchServe died")
     response = tiers.invoke(b"x")

@@ -835,6 +835,27 @@ def test_concurrent_requests_keep_their_own_log_keys_and_metrics(stack):
     assert requests_metric == [[1.0]] * 24, "one Requests count per invocation, none merged"
 
 
+def test_the_handlers_line_and_the_runtimes_line_join_on_sagemakers_request_id(stack):
+    """`make demo` as it starts (--log-level warning, proxyLogLevel INFO): the handler logs SageMaker's x-amzn-RequestId
+    as endpoint_request_id, and the runtime tier logs each answer under that id, for a prediction and an error alike,
+    so the two halves of a call are found by its id rather than by their time."""
+    seen = len(stack.output())
+    ok = predict(stack, photo_bytes("coffee.jpg"))
+    stack.set_faults(model_status=500)
+    failed = predict(stack, photo_bytes("coffee.jpg"))
+    stack.clear_faults()
+    assert (ok.status_code, failed.status_code) == (200, 502), failed.text
+    output = stack.output()[seen:]
+    finals = {
+        line["correlation_id"]: line
+        for line in (json.loads(text) for text in output.splitlines() if text.startswith("{"))
+        if line.get("message") in ("request done", "request failed")
+    }
+    for response, answered in ((ok, "200"), (failed, "424 ModelError (container status 500)")):
+        endpoint_request_id = finals[response.headers["apigw-requestid"]]["endpoint_request_id"]
+        assert f"INFO local.runtime: invocation {endpoint_request_id}: {answered} in " in output, output
+
+
 def test_the_stack_throttles_predict_as_the_stage_is_configured(tmp_path):
     """What `make demo` runs, with the stack config's limits (here 1 request a second, bursts of 5, so that a slow
     machine cannot refill the bucket while the requests arrive): twelve requests at once are more than the bucket
