@@ -11,6 +11,10 @@ Every metric name, namespace and dimension below is the one AWS documents for th
   and `ModelLatency` (microseconds), dimensions EndpointName + VariantName. Serverless endpoints publish only the
   metrics on https://docs.aws.amazon.com/sagemaker/latest/dg/serverless-endpoints-monitoring.html (not, e.g.,
   `InvocationModelErrors`); units on https://docs.aws.amazon.com/sagemaker/latest/dg/monitoring-cloudwatch.html.
+  That page's `ServerlessConcurrentExecutionsUtilization` (concurrent executions / MaxConcurrency, no unit; Maximum)
+  is the endpoint's own measure of its throttling: a call beyond MaxConcurrency gets ThrottlingException. The proxy's
+  EMF `Errors` with ErrorCode `throttled` counts the same calls, but carries no stack's name (every stack of this
+  program in an account and region publishes into one series), so an alarm on it would fire for another stack.
 
 Every alarm treats missing data as not breaching: these metrics are published only while requests arrive, and an
 idle demo must stay OK rather than go to INSUFFICIENT_DATA or ALARM. Descriptions name the log group to read (the
@@ -40,6 +44,10 @@ LAMBDA_ERRORS_THRESHOLD = 1
 LAMBDA_THROTTLES_THRESHOLD = 1
 # The proxy makes at most 2 InvokeEndpoint attempts per request, so 3 model 5xx are at least two failed requests.
 MODEL_5XX_THRESHOLD = 3
+# The endpoint at its MaxConcurrency (utilization 1.0) at some moment in 2 of 3 five-minute windows: requests keep
+# arriving while every slot is busy, and each one that does gets ThrottlingException (the proxy's 429, which the page
+# retries and no 5xx alarm sees). One visitor, one photo at a time, fills one slot of the default 5.
+ENDPOINT_CONCURRENCY_UTILIZATION_THRESHOLD = 1.0
 # A warm MobileNet V2 inference takes milliseconds (README "Benchmarks"); an average of 1 s for 15 minutes means the
 # model is ~100x slower than it should be, well before the proxy's 10 s read timeout turns it into 504s.
 MODEL_LATENCY_THRESHOLD_US = 1_000_000
@@ -127,7 +135,7 @@ def inference_api_alarms(function_name: str, access_log_group: str, function_log
 
 
 def serverless_endpoint_alarms(endpoint_name: str, log_group: str) -> list[AlarmSpec]:
-    """The endpoint's 5xx answers and a sustained slow model."""
+    """The endpoint's 5xx answers, a sustained slow model and its concurrency used up."""
     dims = ("EndpointName", "VariantName")
     proxy_log = lambda_log_group_name(function_name_for(endpoint_name))
     return [
@@ -167,6 +175,26 @@ def serverless_endpoint_alarms(endpoint_name: str, log_group: str) -> list[Alarm
                 f"microseconds; cold starts are counted in OverheadLatency, not here). Read {log_group} for the "
                 f"backend the model started with (a TorchScript fallback is slower) and consider a larger "
                 f"memorySizeMb. Runbook: {RUNBOOK}."
+            ),
+        ),
+        AlarmSpec(
+            key="concurrency",
+            alarm_name=f"{endpoint_name}-concurrency",
+            namespace="AWS/SageMaker",
+            metric_name="ServerlessConcurrentExecutionsUtilization",  # a fraction of MaxConcurrency
+            dimension_names=dims,
+            statistic="Maximum",
+            period_s=FIVE_MINUTES_S,
+            evaluation_periods=3,
+            datapoints_to_alarm=2,
+            threshold=ENDPOINT_CONCURRENCY_UTILIZATION_THRESHOLD,
+            description=(
+                f"SageMaker endpoint {endpoint_name} ran at its MaxConcurrency (every concurrent slot busy) in 2 of "
+                f"the last 3 five-minute periods: a call beyond it is refused with ThrottlingException, which the "
+                f"proxy answers 429 throttled and the page retries, so no 5xx alarm fires. The proxy's log "
+                f"{proxy_log} has a 'request failed' line with error throttled for each, at INFO. Raise the "
+                f"maxConcurrency setting (up to 200, within the account's serverless concurrency quota). "
+                f"Runbook: {RUNBOOK}."
             ),
         ),
     ]

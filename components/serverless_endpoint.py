@@ -41,7 +41,8 @@ class ServerlessEndpointArgs:
     log_retention_days: int = 14
     kms_key_arn: str | None = None
     smoke_check: bool = True
-    # CloudWatch alarms on the endpoint's 5xx answers and its model latency (components/alarms.py).
+    # CloudWatch alarms on the endpoint's 5xx answers, its model latency and its concurrency used up
+    # (components/alarms.py).
     alarms: bool = True
     # An existing SNS topic told when an alarm fires and when it clears; None: the alarms only show in the console.
     alarm_topic_arn: str | None = None

@@ -1323,3 +1323,19 @@ def test_the_alarms_section_says_what_an_encrypted_topic_needs_and_names_an_alar
     }
     named = re.findall(r"set-alarm-state --alarm-name (\S+)", section)
     assert named and set(named) <= declared, f"{named} are not among the alarms the program creates: {sorted(declared)}"
+
+
+def test_the_alarms_table_has_a_row_for_each_alarm_the_program_creates_and_no_other():
+    """An alarm added to components/alarms.py without its row leaves an operator paged by a name the runbook never
+    mentions; the count in the section's first line follows the same list."""
+    from components.alarms import inference_api_alarms, serverless_endpoint_alarms
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Alarms\n", 1)[1].split("\n## ")[0]
+    rows = re.findall(r"^\| `(<[a-z]+>-[a-z0-9-]+)` \|", section, flags=re.MULTILINE)
+    declared = [
+        s.alarm_name for s in inference_api_alarms("<fn>", "a", "b") + serverless_endpoint_alarms("<endpoint>", "c")
+    ]
+    assert sorted(rows) == sorted(declared)
+    words = {5: "five", 6: "six", 7: "seven", 8: "eight"}
+    assert f"the program creates {words[len(declared)]} CloudWatch metric alarms" in " ".join(section.split())

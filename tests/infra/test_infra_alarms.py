@@ -57,8 +57,8 @@ def test_inference_api_specs() -> None:
 
 def test_serverless_endpoint_specs() -> None:
     specs = {s.key: s for s in alarms.serverless_endpoint_alarms("ep", "/aws/sagemaker/Endpoints/ep")}
-    assert set(specs) == {"5xx", "latency"}
-    errors, latency = specs["5xx"], specs["latency"]
+    assert set(specs) == {"5xx", "latency", "concurrency"}
+    errors, latency, concurrency = specs["5xx"], specs["latency"], specs["concurrency"]
     assert (errors.namespace, errors.metric_name, errors.statistic, errors.threshold) == (
         "AWS/SageMaker",
         "Invocation5XXErrors",
@@ -70,9 +70,26 @@ def test_serverless_endpoint_specs() -> None:
     # ModelLatency is in microseconds: 1 s, for three 5-minute periods in a row.
     assert latency.threshold == 1_000_000
     assert (latency.period_s, latency.evaluation_periods, latency.datapoints_to_alarm) == (300, 3, 3)
-    assert errors.dimension_names == latency.dimension_names == ("EndpointName", "VariantName")
-    assert (errors.alarm_name, latency.alarm_name) == ("ep-invocation-5xx", "ep-model-latency")
-    assert all("/aws/sagemaker/Endpoints/ep" in s.description for s in specs.values())
+    # The endpoint's own throttling measure: a fraction of MaxConcurrency, at 1.0 when every slot is busy. SageMaker
+    # publishes it per endpoint, where the proxy's EMF `Errors` series is shared by every stack in the region.
+    assert (concurrency.namespace, concurrency.metric_name, concurrency.statistic, concurrency.threshold) == (
+        "AWS/SageMaker",
+        "ServerlessConcurrentExecutionsUtilization",
+        "Maximum",
+        1.0,
+    )
+    assert (concurrency.period_s, concurrency.evaluation_periods, concurrency.datapoints_to_alarm) == (300, 3, 2)
+    assert errors.dimension_names == latency.dimension_names == concurrency.dimension_names
+    assert errors.dimension_names == ("EndpointName", "VariantName")
+    assert (errors.alarm_name, latency.alarm_name, concurrency.alarm_name) == (
+        "ep-invocation-5xx",
+        "ep-model-latency",
+        "ep-concurrency",
+    )
+    assert "/aws/sagemaker/Endpoints/ep" in errors.description and "/aws/sagemaker/Endpoints/ep" in latency.description
+    # Throttled calls never reach the container: the proxy's log has a line for each, and the setting to raise.
+    assert "/aws/lambda/ep-proxy" in concurrency.description and "error throttled" in concurrency.description
+    assert "maxConcurrency" in concurrency.description and "README.md, section 'Alarms'" in concurrency.description
     # The descriptions state the thresholds the alarms fire at, in the units an operator reads.
     assert "3 or more InvokeEndpoint calls" in errors.description
     # The toolkit returns a failed inference's error and traceback to the caller and logs neither (TorchServe's log
@@ -147,8 +164,8 @@ def test_inference_api_alarms(mocks: RecordingMocks) -> None:
 def test_serverless_endpoint_alarms(mocks: RecordingMocks, tmp_path: Path) -> None:
     settle(lambda: ServerlessEndpoint("model", endpoint_args(tmp_path)).endpoint_name)
     found = by_name(mocks)
-    assert set(found) == {"model-alarm-5xx", "model-alarm-latency"}
-    errors, latency = found["model-alarm-5xx"], found["model-alarm-latency"]
+    assert set(found) == {"model-alarm-5xx", "model-alarm-latency", "model-alarm-concurrency"}
+    errors, latency, concurrency = (found[f"model-alarm-{key}"] for key in ("5xx", "latency", "concurrency"))
     assert errors["name"] == "mobilenet-test-invocation-5xx"
     assert latency["name"] == "mobilenet-test-model-latency"
     assert (errors["namespace"], errors["metricName"], errors["statistic"], errors["threshold"]) == (
@@ -159,12 +176,22 @@ def test_serverless_endpoint_alarms(mocks: RecordingMocks, tmp_path: Path) -> No
     )
     assert (latency["metricName"], latency["statistic"], latency["threshold"]) == ("ModelLatency", "Average", 1e6)
     assert (latency["evaluationPeriods"], latency["datapointsToAlarm"]) == (3, 3)
-    for alarm in (errors, latency):
+    assert concurrency["name"] == "mobilenet-test-concurrency"
+    assert (concurrency["metricName"], concurrency["statistic"], concurrency["threshold"]) == (
+        "ServerlessConcurrentExecutionsUtilization",
+        "Maximum",
+        1.0,
+    )
+    assert (concurrency["evaluationPeriods"], concurrency["datapointsToAlarm"]) == (3, 2)
+    for alarm in (errors, latency, concurrency):
+        assert alarm["namespace"] == "AWS/SageMaker"
         assert alarm["dimensions"] == {"EndpointName": "mobilenet-test", "VariantName": "AllTraffic"}
         assert alarm["treatMissingData"] == "notBreaching"
         assert "unit" not in alarm  # ModelLatency is in microseconds: a unit of Milliseconds would never fire
-        assert "/aws/sagemaker/Endpoints/mobilenet-test" in alarm["alarmDescription"]
         assert "alarmActions" not in alarm and "okActions" not in alarm
+    for alarm in (errors, latency):
+        assert "/aws/sagemaker/Endpoints/mobilenet-test" in alarm["alarmDescription"]
+    assert "/aws/lambda/mobilenet-test-proxy " in concurrency["alarmDescription"]
 
 
 class RenamingMocks(RecordingMocks):
@@ -196,6 +223,7 @@ def test_dimension_values_are_the_resources_outputs(tmp_path: Path) -> None:
         "api-alarm-throttles": {"FunctionName": "fn-as-created"},
         "model-alarm-5xx": {"EndpointName": "endpoint-as-created", "VariantName": "variant-as-created"},
         "model-alarm-latency": {"EndpointName": "endpoint-as-created", "VariantName": "variant-as-created"},
+        "model-alarm-concurrency": {"EndpointName": "endpoint-as-created", "VariantName": "variant-as-created"},
     }
 
 
@@ -207,7 +235,7 @@ def test_topic_gets_alarm_and_ok_actions(mocks: RecordingMocks, tmp_path: Path) 
         )
     )
     found = by_name(mocks)
-    assert len(found) == 5
+    assert len(found) == 6
     for name, alarm in found.items():
         assert alarm["alarmActions"] == [TOPIC] and alarm["okActions"] == [TOPIC], name
         assert "insufficientDataActions" not in alarm, name
@@ -318,7 +346,7 @@ def test_bad_alarm_settings_are_refused_naming_the_key(raw: dict[str, Any], regi
 # --------------------------------------------------------------------------------------- the program
 
 
-def test_program_default_has_five_quiet_alarms(program: Any, mocks: RecordingMocks) -> None:
+def test_program_default_has_six_quiet_alarms(program: Any, mocks: RecordingMocks) -> None:
     program()
     found = by_name(mocks)
     assert {a["name"] for a in found.values()} == {
@@ -327,6 +355,7 @@ def test_program_default_has_five_quiet_alarms(program: Any, mocks: RecordingMoc
         "mobilenet-serverless-dev-proxy-throttles",
         "mobilenet-serverless-dev-invocation-5xx",
         "mobilenet-serverless-dev-model-latency",
+        "mobilenet-serverless-dev-concurrency",
     }
     assert all("alarmActions" not in a for a in found.values())
 
@@ -334,7 +363,7 @@ def test_program_default_has_five_quiet_alarms(program: Any, mocks: RecordingMoc
 def test_program_passes_the_topic_to_every_alarm(program: Any, mocks: RecordingMocks) -> None:
     program(alarmTopicArn=TOPIC)
     found = by_name(mocks)
-    assert len(found) == 5
+    assert len(found) == 6
     assert all(a["alarmActions"] == a["okActions"] == [TOPIC] for a in found.values())
 
 

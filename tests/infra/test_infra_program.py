@@ -131,7 +131,7 @@ def test_prod_like_stack(program: Any, mocks: RecordingMocks) -> None:
     assert dist["aliases"] == ["classify.example.com"] and dist["priceClass"] == "PriceClass_All"
     assert (DYNAMIC, "model-smoke-check") not in mocks.resources
     alarms = mocks.of_type("aws:cloudwatch/metricAlarm:MetricAlarm").values()
-    assert len(alarms) == 5 and all(a["alarmActions"] == a["okActions"] == [TOPIC] for a in alarms)
+    assert len(alarms) == 6 and all(a["alarmActions"] == a["okActions"] == [TOPIC] for a in alarms)
     assert "mobilenet-prod-invocation-5xx" in {a["name"] for a in alarms}
     for inputs in mocks.of_type("aws:iam/rolePolicy:RolePolicy").values():
         document = json.loads(inputs["policy"])
