@@ -958,6 +958,14 @@ def run_sections(report: Report, sections: list[tuple[str, tuple[str, ...], Call
             broken[name] = "failed"
 
 
+def encodable(text: str, stream) -> str:
+    """text as `stream` can write it, "?" for what its encoding lacks. Under a locale whose codeset is not UTF-8
+    (en_US.ISO-8859-1; Python coerces only C and POSIX), print() raised UnicodeEncodeError on the verdicts' ✅ and
+    ❌ after the whole run, and neither the table nor the file was left; the missed targets are listed on stderr."""
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    return text.encode(encoding, "replace").decode(encoding)
+
+
 def hide_torchscript_deprecation() -> None:
     """The TorchScript row measures the fallback that the DLC's torch 2.6 serves, where torch.jit is current; the
     venv's newer torch deprecates it with four warnings that would print above the table (pytest hides them too)."""
@@ -1020,10 +1028,10 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(model_dir, ignore_errors=True)
     header = f"Benchmark ({time.strftime('%Y-%m-%d')}, {machine()}; medians; {time.perf_counter() - started:.0f} s run)"
     text = report.markdown(header)
-    print(text)
+    print(encodable(text, sys.stdout))
     written = True
     try:
-        args.out.write_text(text + "\n")
+        args.out.write_text(text + "\n", encoding="utf-8")  # Markdown, whatever the locale's codeset
     except OSError as e:
         print(f"error: could not write {args.out}: {e.strerror or e}", file=sys.stderr)
         written = False

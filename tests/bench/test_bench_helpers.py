@@ -400,7 +400,7 @@ def test_a_serving_stack_that_cannot_start_without_java_is_a_skipped_target_that
     skipped = [line for line in out.splitlines() if "skipped: no java on PATH" in line]
     assert len(skipped) == 2 and all(line.endswith("⚠️ skipped |") for line in skipped), out
     assert "\nskipped targets (not measured, so not met):\n  serving stack peak memory" in err
-    assert "latency row" in out and (tmp_path / "latest.md").read_text() == out
+    assert "latency row" in out and (tmp_path / "latest.md").read_text(encoding="utf-8") == out
     assert err.rstrip().splitlines()[-1] == "targets: 1 met, 0 missed, 2 skipped (not measured)", err
 
 
@@ -540,7 +540,7 @@ def test_a_section_that_raises_mid_run_is_a_failed_row_and_the_table_is_kept(mon
     )
     assert bench.main(["--out", str(tmp_path / "latest.md")]) == 1
     out, err = capsys.readouterr()
-    assert "| latency row | 1.0 ms |" in out and (tmp_path / "latest.md").read_text() == out
+    assert "| latency row | 1.0 ms |" in out and (tmp_path / "latest.md").read_text(encoding="utf-8") == out
     row = next(line for line in out.splitlines() if line.startswith("| cold start |"))
     assert "failed: RuntimeError: the served cold-start process failed: MemoryError" in row and row.endswith("❌ |")
     assert ran == ["local stack"]  # the sections after it still measured
@@ -641,6 +641,43 @@ sys.exit(bench.main(["--out", {str(tmp_path / "latest.md")!r}]))
         proc.kill()
         proc.wait()
     assert not (tmp_path / "model").exists()
+
+
+def test_a_locale_that_is_not_utf8_gets_the_table_and_the_file(tmp_path):
+    """Under en_US.ISO-8859-1 (Python coerces only C and POSIX to UTF-8) print() raised UnicodeEncodeError on the
+    verdicts' ✅/❌ once everything was measured: a traceback, no table, no file. The C locale with coercion and
+    UTF-8 mode off stands in for it here (ASCII, a codeset every glibc has), where write_text() fails alike."""
+    import os
+    import subprocess
+    import sys
+
+    from bench.__main__ import ROOT
+
+    script = f"""
+import sys
+from pathlib import Path
+import bench.__main__ as bench
+model = Path({str(tmp_path)!r}) / "model"
+bench.extract = lambda _: model.mkdir() or model
+def latency(report, *_):
+    report.add("met row", "1.0 ms", target="<= 2 ms", ok=True)
+    report.add("missed row", "3.0 ms", target="<= 2 ms", ok=False)
+    return {{}}
+bench.bench_latency = latency
+for name in ("int8", "cold_start", "preprocessing", "hostile_image_memory", "payload", "local_stack"):
+    setattr(bench, "bench_" + name, lambda *_: None)
+bench.bench_container_memory = lambda *_: None
+sys.exit(bench.main(["--out", {str(tmp_path / "latest.md")!r}]))
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG", "PYTHONIOENCODING"))}
+    env.update(LC_ALL="C", PYTHONCOERCECLOCALE="0", PYTHONUTF8="0")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, timeout=120)
+    assert done.returncode == 1, done.stderr.decode(errors="replace")  # the missed row, not a traceback
+    assert b"| met row | 1.0 ms |  |  | <= 2 ms ? |" in done.stdout, done.stdout
+    written = (tmp_path / "latest.md").read_text(encoding="utf-8")
+    assert "| met row | 1.0 ms |  |  | <= 2 ms ✅ |" in written
+    assert "| missed row | 3.0 ms |  |  | <= 2 ms ❌ |" in written
+    assert b"missed targets:\n  missed row: 3.0 ms (<= 2 ms)" in done.stderr
 
 
 def test_the_stop_signal_handlers_are_put_back_after_a_run(monkeypatch, tmp_path, capsys):
