@@ -64,13 +64,16 @@ def _walk(
     except OSError as exc:
         raise error(f"cannot list {directory}: {exc.strerror or exc}") from None
     for entry in entries:
-        parts = (*prefix, entry.name)
-        if entry.name.startswith(".") or skip(parts):
+        # The name's bytes read as UTF-8, not in the locale's codeset: under LANG=en_US.ISO-8859-1 a www/café.jpg
+        # was keyed cafÃ©.jpg (its page's link a 404) and a name that is not UTF-8 passed.
+        name = os.fsencode(entry.name).decode("utf-8", "surrogateescape")
+        parts = (*prefix, name)
+        if name.startswith(".") or skip(parts):
             continue
         path = Path(entry.path)
         try:
-            entry.name.encode("utf-8")
-        except UnicodeEncodeError:  # undecodable bytes, kept by os.fsdecode as lone surrogates
+            name.encode("utf-8")
+        except UnicodeEncodeError:  # bytes that are not UTF-8, kept above as lone surrogates
             raise error(
                 f"the name of {os.fsencode(path)!r} is not UTF-8, which an S3 key, a zip or a Python import needs "
                 "(it would fail later without naming the file): rename it"

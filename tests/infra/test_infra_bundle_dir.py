@@ -192,6 +192,33 @@ def test_a_name_that_is_not_utf8_is_an_error_naming_it(bundle, name):
         build(root)
 
 
+def test_a_name_is_read_as_utf8_whatever_the_locales_codeset(tmp_path):
+    """Under LANG=en_US.ISO-8859-1 (Python coerces only C and POSIX to UTF-8) www/café.jpg was keyed cafÃ©.jpg, a 404
+    for the page that links it, and caf\\xe9.jpg passed. The C locale with coercion and UTF-8 mode off stands in for
+    such a locale (every glibc has it): there café.jpg was refused as not UTF-8."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    for name in ("café.txt", "dossier-é/a.txt"):
+        path = os.path.join(os.fsencode(tmp_path), name.encode("utf-8"))  # the bytes a checkout has, in any locale
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(b"x")
+    script = (
+        "import sys; from pathlib import Path; from components.bundle_dir import bundle_dir_files; "
+        "print(ascii(list(bundle_dir_files(Path(sys.argv[1])))))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG", "PYTHONIOENCODING"))}
+    env.update(LC_ALL="C", PYTHONCOERCECLOCALE="0", PYTHONUTF8="0")
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ascii(["café.txt", "dossier-é/a.txt"]) + "\n"
+
+
 def test_a_folder_that_cannot_be_listed_is_an_error_naming_it(bundle, monkeypatch):
     """rglob skipped a folder it may not read without a word (its files would be missing after the deploy)."""
     build, error, root = bundle
