@@ -711,7 +711,9 @@ def create_app(
             # is. The object's key is the link's path, so its type and cache policy are the key's, not those of the
             # file it names.
             root = WWW.resolve()
-            path = (root / relative).resolve()
+            # The key's file is the one whose name's bytes are the key in UTF-8, as bundle_dir_files reads names:
+            # under LANG=en_US.ISO-8859-1, /café.jpg looked for caf\xe9.jpg and was a 404.
+            path = (root / os.fsdecode(relative.encode("utf-8"))).resolve()
             inside = path.is_relative_to(root) and not any(p.startswith(".") for p in path.relative_to(root).parts)
             content_type = CONTENT_TYPES.get(PurePosixPath(relative).suffix.lower())
             missing = (

@@ -667,6 +667,37 @@ def test_site_files_get_their_cache_policy_and_head_is_served(tiers, www):
     assert head.status_code == 200 and head.headers["content-type"].startswith("application/javascript")
 
 
+def test_a_file_whose_name_is_not_ascii_is_served_whatever_the_locales_codeset(tmp_path):
+    """pulumi up keys www/café.jpg by its name's bytes read as UTF-8 (components/bundle_dir.py); under
+    LANG=en_US.ISO-8859-1 (Python coerces only C and POSIX to UTF-8) the demo looked for caf\\xe9.jpg and answered
+    404. The C locale with coercion and UTF-8 mode off stands in for such a locale (every glibc has it)."""
+    import os
+    import subprocess
+    import sys
+
+    site = os.path.join(os.fsencode(tmp_path), b"www")
+    os.makedirs(os.path.join(site, "dossier-é".encode()))
+    for name in ("index.html", "café.jpg", "dossier-é/a.txt"):
+        with open(os.path.join(site, name.encode()), "wb") as f:  # the bytes a checkout has, in any locale
+            f.write(name.encode())
+    script = f"""
+import os
+from local import server
+from tests.local.test_server import InProcessStack
+server.WWW = server.Path(os.fsdecode({site!r}))
+stack = InProcessStack()
+for path in ("/caf%C3%A9.jpg", "/dossier-%C3%A9/a.txt"):
+    answer = stack.request("GET", path)
+    print(answer.status_code, ascii(answer.content.decode()))
+stack.runtime.close()
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG", "PYTHONIOENCODING"))}
+    env.update(LC_ALL="C", PYTHONCOERCECLOCALE="0", PYTHONUTF8="0")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [f"200 {name!a}" for name in ("café.jpg", "dossier-é/a.txt")]
+
+
 @pytest.mark.parametrize(
     ("method", "path"),
     [
