@@ -36,6 +36,8 @@ from components.command_line import OneLineErrorParser, path_argument, port_numb
 from components.policies import TORCHSERVE_ENV, TORCHSERVE_JAVA_OPTIONS
 from local.runtime import extract_artifact, stop_signals_held
 
+# ASCII only, comments too: the toolkit's Python decodes it, a command-line argument, in its own locale, which
+# utf8_locale may make C.UTF-8 where this process's is not.
 _ENTRY = r"""
 import os, shutil, signal, sys, threading, time
 import psutil
@@ -65,8 +67,8 @@ def watch_launcher():  # the launcher died without stop(): take the whole group 
 torchserve._retrieve_ts_server_process = own_ts_server_process
 
 # The JVM reads the config as ISO-8859-1 (java.util.Properties), and the toolkit names its handler there by path:
-# under a checkout in /home/józef the worker was sent a path that does not exist, and died at every start. Written
-# in ASCII, anything else as Java's \uXXXX escapes of its UTF-16 code units.
+# under a checkout whose path is not ASCII the worker was sent a path that does not exist, and died at every start.
+# Written in ASCII, anything else as Java's \uXXXX escapes of its UTF-16 code units.
 def java_properties(text):
     raw = text.encode("utf-16-be")
     units = (int.from_bytes(raw[i : i + 2], "big") for i in range(0, len(raw), 2))

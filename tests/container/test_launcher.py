@@ -6,6 +6,7 @@ import contextlib
 import http.client
 import http.server
 import io
+import locale
 import logging
 import os
 import random
@@ -171,7 +172,17 @@ def test_a_log_that_is_not_utf8_is_still_read(tmp_path):
     ep.base = tmp_path
     (tmp_path / "serve.log").write_bytes(b"MODEL_LOG - cannot open caf\xe9.jpg\ninference.ModelLoadError: bad\n")
     assert ep.log_tail(1) == "inference.ModelLoadError: bad"
-    assert ep.log_tail().startswith("MODEL_LOG - cannot open caf\ufffd.jpg")
+    # Java and its workers write in the locale's codeset (\xe9 is é under en_US.ISO-8859-1): what that cannot decode
+    # is U+FFFD (under C.UTF-8), never a UnicodeDecodeError.
+    name = b"caf\xe9.jpg".decode(locale.getpreferredencoding(False), "replace")
+    assert ep.log_tail().startswith(f"MODEL_LOG - cannot open {name}")
+
+
+def test_the_launcher_script_is_ascii():
+    """It reaches the toolkit's Python as a command-line argument, decoded in that process's locale: with this one's
+    en_US.ISO-8859-1 and the child's C.UTF-8, the ó of a comment stopped it before it ran ("Unable to decode the
+    command from the command line")."""
+    assert torchserve._ENTRY.isascii()
 
 
 def test_memory_before_start_is_refused():

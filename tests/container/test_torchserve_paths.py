@@ -4,6 +4,7 @@ reads what the toolkit names by path (its handler, in a .properties file) and it
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,8 @@ pytestmark = [pytest.mark.container, pytest.mark.slow]
 def test_a_toolkit_and_torchserve_under_a_non_ascii_path_serve(artifact, tmp_path, monkeypatch, lc_all):
     # The toolkit and TorchServe found through a folder named as such a checkout's venv may be, and nothing else
     # moved: links keep the real packages, and Python names their files by the path it found them through.
-    site = tmp_path / "dir with space" / "Åsa-δ"
+    # Its UTF-8 bytes, as a checkout has them, whatever the test's own locale (en_US.ISO-8859-1 has no δ).
+    site = Path(os.fsdecode(os.path.join(os.fsencode(tmp_path), "dir with space/Åsa-δ".encode())))
     site.mkdir(parents=True)
     for module in ("sagemaker_pytorch_serving_container", "ts"):
         spec = importlib.util.find_spec(module)
