@@ -159,6 +159,14 @@ async def read_capped(request: Request, limit: int, timeout: float | None = None
     A client that hangs up mid-body gets the same None: it cannot read any answer, and an unhandled
     ClientDisconnect would only print an ASGI traceback. One that stalls raises BodyTimeout.
     """
+    try:
+        return await read_capped_or_hang_up(request, limit, timeout)
+    except ClientDisconnect:
+        return None
+
+
+async def read_capped_or_hang_up(request: Request, limit: int, timeout: float | None = None) -> bytes | None:
+    """read_capped, for a caller that tells a client who hung up mid-body (ClientDisconnect) from one over `limit`."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         return None
@@ -170,8 +178,6 @@ async def read_capped(request: Request, limit: int, timeout: float | None = None
                 if size > limit:
                     return None
                 chunks.append(chunk)
-    except ClientDisconnect:
-        return None
     except TimeoutError:
         raise BodyTimeout from None
     return b"".join(chunks)
@@ -652,9 +658,16 @@ def create_app(
         started = time.perf_counter()
         close = True  # after a body given up on
         try:
-            body = await read_capped(request, runtime.max_payload_bytes)
+            body = await read_capped_or_hang_up(request, runtime.max_payload_bytes)
         except BodyTimeout:
             answer = aws_error(408, "RequestTimeoutException", "The request body did not arrive in time.")
+        except ClientDisconnect:
+            # Nobody reads an answer now: logged as the 4 MB cap's ValidationError, it read as a refused payload.
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            runtime_log.info(
+                f"invocation not answered: the client hung up before its body arrived ({elapsed_ms:.1f} ms)"
+            )
+            return _runtime_respond(runtime.payload_too_large(), close=True)
         else:
             if body is None:
                 answer = runtime.payload_too_large()

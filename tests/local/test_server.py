@@ -617,6 +617,40 @@ def test_the_runtime_tier_logs_at_the_handlers_level(env, server_level, level):
     assert server.runtime_log_level(env, server_level) == level
 
 
+def test_a_client_that_hangs_up_mid_body_is_logged_as_such_not_as_an_answer(tiers, caplog):
+    """A 10-byte call cut after 3 bytes was logged `400 ValidationError`, the 4 MB cap's error, under an id no client
+    ever saw: an operator read a refused payload where the caller had gone away."""
+    sent: list[dict] = []
+    pending = [{"type": "http.request", "body": b"abc", "more_body": True}, {"type": "http.disconnect"}]
+
+    async def receive() -> dict:
+        return pending.pop(0) if pending else {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    path = f"/endpoints/{ENDPOINT}/invocations"
+    headers = [(b"host", b"127.0.0.1:8000"), (b"content-type", b"image/jpeg"), (b"content-length", b"10")]
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": CLIENT,
+        "server": ("127.0.0.1", 8000),
+    }
+    with caplog.at_level(logging.INFO, logger="local.runtime"):
+        asyncio.run(tiers.app(scope, receive, send))
+    [line] = [r.getMessage() for r in caplog.records if r.name == "local.runtime"]
+    assert "ValidationError" not in line and "the client hung up before its body arrived" in line, line
+    assert tiers.container.seen == []  # the model never ran
+
+
 def test_a_container_being_replaced_is_model_not_ready(tiers):
     tiers.container.reply = ContainerUnavailable("TorchServe died")
     response = tiers.invoke(b"x")
