@@ -434,6 +434,13 @@ def answer_line(answer: RuntimeAnswer, elapsed_ms: float) -> str:
     return f"invocation {answer.headers.get('x-amzn-requestid')}: {outcome} in {elapsed_ms:.1f} ms"
 
 
+def answer_level(answer: RuntimeAnswer) -> int:
+    """answer_line's level: WARNING for an error, as the handler logs the 5xx every such error but throttling may
+    become, so its line of a failed call is never shown without this one (proxyLogLevel WARNING); INFO otherwise."""
+    throttled = answer.headers.get("x-amzn-errortype") == "ThrottlingException"  # the handler's 429, at INFO
+    return logging.INFO if answer.status < 400 or throttled else logging.WARNING
+
+
 def model_error(endpoint: str, region: str, original_status: int, original_body: bytes) -> RuntimeAnswer:
     """ModelError (424) wrapping a container's non-2xx answer, with the fields botocore exposes."""
     original = original_body.decode("utf-8", "replace")

@@ -51,7 +51,7 @@ from components.policies import (
 from components.settings import Settings, SettingsError, read_stack_config
 from components.site_config import CONFIG_JS_CACHE_CONTROL, CONFIG_JS_CONTENT_TYPE, render_config_js
 from local import gateway
-from local.runtime import Faults, RuntimeAnswer, SageMakerRuntime, answer_line, aws_error
+from local.runtime import Faults, RuntimeAnswer, SageMakerRuntime, answer_level, answer_line, aws_error
 from local.runtime import log as runtime_log
 from local.sandboxes import LambdaSandboxes, LambdaTimeout, SandboxStartError
 
@@ -680,7 +680,7 @@ def create_app(
                     request.headers.get("accept", ""),
                     request.headers,
                 )
-        runtime_log.info(answer_line(answer, (time.perf_counter() - started) * 1000))
+        runtime_log.log(answer_level(answer), answer_line(answer, (time.perf_counter() - started) * 1000))
         return _runtime_respond(answer, close=close)
 
     async def ping(request: Request) -> Response:

@@ -590,7 +590,7 @@ def test_every_runtime_answer_is_logged_under_its_request_id_and_never_with_its_
         ]
         tiers.container.reply = ContainerResponse(500, "text/plain", b"CONTAINER-SECRET\nTraceback ...")
         answers.append(tiers.invoke(b"IMAGE-BYTES"))
-    lines = [r.getMessage() for r in caplog.records if r.name == "local.runtime" and r.levelno == logging.INFO]
+    lines = [r.getMessage() for r in caplog.records if r.name == "local.runtime" and r.levelno >= logging.INFO]
     assert [line.split(" in ")[0] for line in lines] == [
         f"invocation {answers[0].headers['x-amzn-requestid']}: 200",
         f"invocation {answers[1].headers['x-amzn-requestid']}: 400 ValidationError",
@@ -604,7 +604,7 @@ def test_every_runtime_answer_is_logged_under_its_request_id_and_never_with_its_
     ("env", "server_level", "level"),
     [
         ({"LOG_LEVEL": "INFO"}, logging.WARNING, logging.INFO),  # make demo: shown beside the handler's lines
-        ({"LOG_LEVEL": "WARNING"}, logging.WARNING, logging.WARNING),  # proxyLogLevel WARNING hides both
+        ({"LOG_LEVEL": "WARNING"}, logging.WARNING, logging.WARNING),  # proxyLogLevel WARNING: both only of errors
         ({"LOG_LEVEL": "WARNING"}, logging.INFO, logging.INFO),  # --log-level info asks for them
         ({"LOG_LEVEL": "INFO", "POWERTOOLS_LOG_LEVEL": "ERROR"}, logging.WARNING, logging.WARNING),
         ({"LOG_LEVEL": "ERROR", "POWERTOOLS_LOG_LEVEL": "debug"}, logging.WARNING, logging.DEBUG),
@@ -615,6 +615,20 @@ def test_the_runtime_tier_logs_at_the_handlers_level(env, server_level, level):
     """The runtime's line of a call is the other half of the handler's, joined on endpoint_request_id: at the stack's
     default --log-level (warning) it was never shown, while the handler's line was."""
     assert server.runtime_log_level(env, server_level) == level
+
+
+def test_a_failed_calls_runtime_line_shows_where_the_handlers_line_of_it_does(tiers, caplog):
+    """The handler logs a 5xx at WARNING: with proxyLogLevel WARNING (the runtime tier's level then) its line of a
+    failed call held an endpoint_request_id, and the runtime's line of that call, at INFO, was not shown."""
+    with caplog.at_level(logging.WARNING, logger="local.runtime"):
+        ok = tiers.invoke(b"IMAGE-BYTES")
+        tiers.container.reply = ContainerResponse(500, "text/plain", b"boom")
+        failed = tiers.invoke(b"IMAGE-BYTES")
+    assert (ok.status_code, failed.status_code) == (200, 424)
+    shown = [r.getMessage() for r in caplog.records if r.name == "local.runtime" and r.levelno >= logging.WARNING]
+    assert [line.split(" in ")[0] for line in shown] == [
+        f"invocation {failed.headers['x-amzn-requestid']}: 424 ModelError (container status 500)"
+    ]
 
 
 def test_a_client_that_hangs_up_mid_body_is_logged_as_such_not_as_an_answer(tiers, caplog):

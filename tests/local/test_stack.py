@@ -851,9 +851,13 @@ def test_the_handlers_line_and_the_runtimes_line_join_on_sagemakers_request_id(s
         for line in (json.loads(text) for text in output.splitlines() if text.startswith("{"))
         if line.get("message") in ("request done", "request failed")
     }
-    for response, answered in ((ok, "200"), (failed, "424 ModelError (container status 500)")):
+    # An error's line is a WARNING, as the handler's line of the 502 is.
+    for response, level, answered in (
+        (ok, "INFO", "200"),
+        (failed, "WARNING", "424 ModelError (container status 500)"),
+    ):
         endpoint_request_id = finals[response.headers["apigw-requestid"]]["endpoint_request_id"]
-        assert f"INFO local.runtime: invocation {endpoint_request_id}: {answered} in " in output, output
+        assert f"{level} local.runtime: invocation {endpoint_request_id}: {answered} in " in output, output
 
 
 def test_the_stack_throttles_predict_as_the_stage_is_configured(tmp_path):
