@@ -13,7 +13,7 @@ Every metric name, namespace and dimension below is the one AWS documents for th
   `InvocationModelErrors`); units on https://docs.aws.amazon.com/sagemaker/latest/dg/monitoring-cloudwatch.html.
   That page's `ServerlessConcurrentExecutionsUtilization` (concurrent executions / MaxConcurrency, no unit; Maximum)
   is the endpoint's own measure of its throttling: a call beyond MaxConcurrency gets ThrottlingException. The proxy's
-  EMF `Errors` with ErrorCode `throttled` counts the same calls, but carries no stack's name (every stack of this
+  EMF `Errors` with ErrorCode `throttled` counts those of its 429s, but carries no stack's name (every stack of this
   program in an account and region publishes into one series), so an alarm on it would fire for another stack.
 
 Every alarm treats missing data as not breaching: these metrics are published only while requests arrive, and an
@@ -190,9 +190,10 @@ def serverless_endpoint_alarms(endpoint_name: str, log_group: str) -> list[Alarm
             threshold=ENDPOINT_CONCURRENCY_UTILIZATION_THRESHOLD,
             description=(
                 f"SageMaker endpoint {endpoint_name} ran at its MaxConcurrency (every concurrent slot busy) in 2 of "
-                f"the last 3 five-minute periods: a call beyond it is refused with ThrottlingException, which the "
-                f"proxy answers 429 throttled and the page retries, so no 5xx alarm fires. The proxy's log "
-                f"{proxy_log} has a 'request failed' line with error throttled for each, at INFO. Raise the "
+                f"the last 3 five-minute periods: a call beyond it is refused with ThrottlingException. The proxy "
+                f"retries it once and answers 429 throttled only when the retry is refused too (the page then "
+                f"retries), so no 5xx alarm fires. The proxy's log {proxy_log} has a 'request failed' line with "
+                f"error throttled for each such 429, at INFO; none if every retry found a slot. Raise the "
                 f"maxConcurrency setting (up to 200, within the account's serverless concurrency quota). "
                 f"Runbook: {RUNBOOK}."
             ),

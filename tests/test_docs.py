@@ -1339,3 +1339,11 @@ def test_the_alarms_table_has_a_row_for_each_alarm_the_program_creates_and_no_ot
     assert sorted(rows) == sorted(declared)
     words = {5: "five", 6: "six", 7: "seven", 8: "eight"}
     assert f"the program creates {words[len(declared)]} CloudWatch metric alarms" in " ".join(section.split())
+
+
+def test_the_concurrency_alarms_row_says_which_throttled_calls_the_proxy_logs():
+    """The proxy retries a throttled call once: the row said it answered each 429 and logged a line for each, and an
+    operator paged by the alarm who found few such lines (its retries absorb most) had reason to dismiss it."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    [row] = [line for line in readme.splitlines() if line.startswith("| `<endpoint>-concurrency` |")]
+    assert "only when the retry is refused too" in row and "none if every retry found a slot" in row, row

@@ -89,6 +89,10 @@ def test_serverless_endpoint_specs() -> None:
     assert "/aws/sagemaker/Endpoints/ep" in errors.description and "/aws/sagemaker/Endpoints/ep" in latency.description
     # Throttled calls never reach the container: the proxy's log has a line for each, and the setting to raise.
     assert "/aws/lambda/ep-proxy" in concurrency.description and "error throttled" in concurrency.description
+    # The proxy retries a throttled call once (TOTAL_MAX_ATTEMPTS): a 429, and its line, only when both attempts were
+    # refused. "A line for each" refused call sent an operator who found few or none to dismiss the alarm.
+    assert "only when the retry is refused too" in concurrency.description
+    assert "none if every retry found a slot" in concurrency.description
     assert "maxConcurrency" in concurrency.description and "README.md, section 'Alarms'" in concurrency.description
     # The descriptions state the thresholds the alarms fire at, in the units an operator reads.
     assert "3 or more InvokeEndpoint calls" in errors.description
