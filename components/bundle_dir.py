@@ -29,6 +29,18 @@ class BundleDirError(ValueError):
     """A directory cannot be bundled as it is; the message names the path and the fix."""
 
 
+def engine_path(path: Path | str) -> str:
+    """`path` as Pulumi's engine opens it, for a FileAsset: its bytes read as UTF-8. The engine takes the path's text
+    as UTF-8 bytes, while Python decodes a name in the locale's codeset: under LANG=en_US.ISO-8859-1 (Python coerces
+    only C and POSIX) www/café.jpg is cafÃ©.jpg, which names no file there, and under C without coercion its lone
+    surrogates cannot cross Pulumi's RPC at all. The same text under a UTF-8 locale."""
+    raw = os.fsencode(path)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BundleDirError(f"the path {raw!r} is not UTF-8, which Pulumi needs to read the file: rename it") from None
+
+
 def _hidden(parts: tuple[str, ...]) -> bool:
     return any(part.startswith(".") for part in parts)
 

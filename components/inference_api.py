@@ -11,6 +11,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components import alarms, policies
+from components.bundle_dir import engine_path
 from components.dynamic.http_api_cors import HttpApiCors
 from components.settings import (
     KMS_KEY_ARN_RE,
@@ -143,7 +144,7 @@ class InferenceApi(pulumi.ComponentResource):
         )
 
         code = pulumi.AssetArchive(
-            {archive_path: pulumi.FileAsset(str(path)) for archive_path, path in sorted(args.code_files.items())}
+            {archive: pulumi.FileAsset(engine_path(path)) for archive, path in sorted(args.code_files.items())}
         )
         function = aws.lambda_.Function(
             f"{name}-function",

@@ -10,6 +10,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components import alarms, policies
+from components.bundle_dir import engine_path
 from components.dynamic.endpoint_version import EndpointVersion
 from components.dynamic.smoke_check import EndpointSmokeCheck
 from components.private_bucket import private_bucket
@@ -116,7 +117,7 @@ class ServerlessEndpoint(pulumi.ComponentResource):
             f"{name}-artifact",
             bucket=bucket.id,
             key=key,
-            source=pulumi.FileAsset(str(args.artifact_path)),
+            source=pulumi.FileAsset(engine_path(args.artifact_path)),
             content_type="application/gzip",
             server_side_encryption="aws:kms" if args.kms_key_arn else "AES256",
             kms_key_id=args.kms_key_arn,

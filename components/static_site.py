@@ -9,6 +9,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components import policies
+from components.bundle_dir import engine_path
 from components.dynamic.invalidation import CloudFrontInvalidation
 from components.private_bucket import private_bucket
 from components.settings import CERT_ARN_RE, HOSTNAME_RE, PRICE_CLASSES
@@ -186,7 +187,7 @@ class StaticSite(pulumi.ComponentResource):
                 _object_name(name, key),
                 bucket=bucket.id,
                 key=key,
-                source=pulumi.FileAsset(str(path)),
+                source=pulumi.FileAsset(engine_path(path)),
                 content_type=policies.content_type_for(key),
                 cache_control=policies.cache_control_for(key),
                 opts=object_opts,

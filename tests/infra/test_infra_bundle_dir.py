@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from components import policies
-from components.bundle_dir import BundleDirError, bundle_dir_files
+from components.bundle_dir import BundleDirError, bundle_dir_files, engine_path
 from components.lambda_bundle import BundleError, lambda_asset_files
 from model import package
 
@@ -217,6 +217,55 @@ def test_a_name_is_read_as_utf8_whatever_the_locales_codeset(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == ascii(["café.txt", "dossier-é/a.txt"]) + "\n"
+
+
+def test_a_file_assets_path_is_its_bytes_read_as_utf8_whatever_the_locales_codeset(tmp_path):
+    """Pulumi's engine opens a FileAsset's path as the UTF-8 bytes of its text. Under LANG=en_US.ISO-8859-1 Python
+    decodes www/café.jpg as cafÃ©.jpg, which names no file for the engine, and under C without coercion (standing in
+    here for any such locale) as lone surrogates, which Pulumi's RPC cannot send."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    raw = os.path.join(os.fsencode(tmp_path), "café.jpg".encode())
+    script = (
+        "import os, sys; from components.bundle_dir import engine_path; "
+        "path = os.fsdecode(os.fsencode(sys.argv[1])); print(ascii([path == sys.argv[1], engine_path(path)]))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG", "PYTHONIOENCODING"))}
+    env.update(LC_ALL="C", PYTHONCOERCECLOCALE="0", PYTHONUTF8="0")
+    done = subprocess.run(
+        [sys.executable, "-c", script, raw], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ascii([True, os.fsdecode(tmp_path) + "/café.jpg"]) + "\n"
+
+
+def test_a_file_assets_path_that_is_not_utf8_is_an_error_naming_it():
+    assert engine_path(Path("www/index.html")) == "www/index.html"
+    assert engine_path("/srv/dépôt/model.tar.gz") == "/srv/dépôt/model.tar.gz"
+    with pytest.raises(BundleDirError, match=re.escape(repr(b"/srv/d\xe9p\xf4t/model.tar.gz")) + ".*not UTF-8"):
+        engine_path(os.fsdecode(b"/srv/d\xe9p\xf4t/model.tar.gz"))
+
+
+def test_every_file_asset_of_the_components_takes_its_path_through_engine_path():
+    """A FileAsset given str(path) works under a UTF-8 locale only: the three bundles and the model artifact all go
+    through engine_path."""
+    import ast
+
+    from tests.conftest import ROOT
+
+    calls = [
+        (source.name, node)
+        for source in sorted((ROOT / "components").rglob("*.py"))
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == "FileAsset"
+    ]
+    assert len(calls) == 3
+    for name, call in calls:
+        [argument] = call.args
+        assert isinstance(argument, ast.Call) and getattr(argument.func, "id", None) == "engine_path", name
 
 
 def test_a_folder_that_cannot_be_listed_is_an_error_naming_it(bundle, monkeypatch):
