@@ -196,11 +196,6 @@ def test_a_name_is_read_as_utf8_whatever_the_locales_codeset(tmp_path):
     """Under LANG=en_US.ISO-8859-1 (Python coerces only C and POSIX to UTF-8) www/café.jpg was keyed cafÃ©.jpg, a 404
     for the page that links it, and caf\\xe9.jpg passed. The C locale with coercion and UTF-8 mode off stands in for
     such a locale (every glibc has it): there café.jpg was refused as not UTF-8."""
-    import subprocess
-    import sys
-
-    from tests.conftest import ROOT
-
     for name in ("café.txt", "dossier-é/a.txt"):
         path = os.path.join(os.fsencode(tmp_path), name.encode("utf-8"))  # the bytes a checkout has, in any locale
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -210,36 +205,36 @@ def test_a_name_is_read_as_utf8_whatever_the_locales_codeset(tmp_path):
         "import sys; from pathlib import Path; from components.bundle_dir import bundle_dir_files; "
         "print(ascii(list(bundle_dir_files(Path(sys.argv[1])))))"
     )
+    assert run_in_an_ascii_locale(script, os.fsencode(tmp_path)) == ascii(["café.txt", "dossier-é/a.txt"]) + "\n"
+
+
+def run_in_an_ascii_locale(script: str, argument: bytes) -> str:
+    """`script`'s output from a Python whose locale codeset is ASCII: the C locale with coercion and UTF-8 mode off,
+    which every glibc has, stands in for any codeset that is not UTF-8 (LANG=en_US.ISO-8859-1)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG", "PYTHONIOENCODING"))}
     env.update(LC_ALL="C", PYTHONCOERCECLOCALE="0", PYTHONUTF8="0")
     done = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", script, argument], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout == ascii(["café.txt", "dossier-é/a.txt"]) + "\n"
+    return done.stdout
 
 
 def test_a_file_assets_path_is_its_bytes_read_as_utf8_whatever_the_locales_codeset(tmp_path):
     """Pulumi's engine opens a FileAsset's path as the UTF-8 bytes of its text. Under LANG=en_US.ISO-8859-1 Python
     decodes www/café.jpg as cafÃ©.jpg, which names no file for the engine, and under C without coercion (standing in
     here for any such locale) as lone surrogates, which Pulumi's RPC cannot send."""
-    import subprocess
-    import sys
-
-    from tests.conftest import ROOT
-
     raw = os.path.join(os.fsencode(tmp_path), "café.jpg".encode())
     script = (
         "import os, sys; from components.bundle_dir import engine_path; "
         "path = os.fsdecode(os.fsencode(sys.argv[1])); print(ascii([path == sys.argv[1], engine_path(path)]))"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG", "PYTHONIOENCODING"))}
-    env.update(LC_ALL="C", PYTHONCOERCECLOCALE="0", PYTHONUTF8="0")
-    done = subprocess.run(
-        [sys.executable, "-c", script, raw], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout == ascii([True, os.fsdecode(tmp_path) + "/café.jpg"]) + "\n"
+    assert run_in_an_ascii_locale(script, raw) == ascii([True, os.fsdecode(tmp_path) + "/café.jpg"]) + "\n"
 
 
 def test_a_file_assets_path_that_is_not_utf8_is_an_error_naming_it():

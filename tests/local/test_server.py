@@ -554,34 +554,17 @@ def test_the_runtime_passes_content_type_and_accept_through_and_names_the_varian
     assert tiers.container.seen == [(b"x", "application/json", "text/csv")]
 
 
-def test_every_runtime_answer_carries_a_request_id_as_botocore_reads_it(tiers):
+def test_every_runtime_answer_carries_a_request_id_as_botocore_reads_it_and_is_logged_under_it(tiers, caplog):
     """AWS answers every call with x-amzn-RequestId, which botocore returns as ResponseMetadata["RequestId"]: a
-    script that logs it raised KeyError against the local stack."""
+    script that logs it raised KeyError against the local stack. SageMaker's side of a call, as the handler's line
+    names it (endpoint_request_id): one line per answer, errors included, without the image or the container's
+    message."""
     from botocore.model import ServiceModel
     from botocore.parsers import RestJSONParser
     from botocore.session import get_session
 
     service = ServiceModel(get_session().get_service_data("sagemaker-runtime"))
     output = service.operation_model("InvokeEndpoint").output_shape
-    answers = [
-        tiers.invoke(b"x"),
-        tiers.request("POST", "/endpoints/other/invocations", content=b"x", headers=with_type({})),
-        tiers.invoke(b"x" * 65),  # over this stack's payload limit
-    ]
-    tiers.container.reply = ContainerResponse(415, "text/plain", b"no")
-    answers.append(tiers.invoke(b"x"))
-    ids = []
-    for answer in answers:
-        raw = {"status_code": answer.status_code, "headers": dict(answer.headers), "body": answer.content}
-        parsed = RestJSONParser().parse(raw, output if answer.status_code == 200 else None)
-        ids.append(parsed["ResponseMetadata"]["RequestId"])
-    assert [a.status_code for a in answers] == [200, 400, 400, 424]
-    assert len(set(ids)) == len(ids)
-
-
-def test_every_runtime_answer_is_logged_under_its_request_id_and_never_with_its_body(tiers, caplog):
-    """SageMaker's side of a call, as the handler's line names it (endpoint_request_id): one line per answer, errors
-    included, without the image or the container's message."""
     with caplog.at_level(logging.INFO, logger="local.runtime"):
         answers = [
             tiers.invoke(b"IMAGE-BYTES"),
@@ -590,12 +573,19 @@ def test_every_runtime_answer_is_logged_under_its_request_id_and_never_with_its_
         ]
         tiers.container.reply = ContainerResponse(500, "text/plain", b"CONTAINER-SECRET\nTraceback ...")
         answers.append(tiers.invoke(b"IMAGE-BYTES"))
+    ids = []
+    for answer in answers:
+        raw = {"status_code": answer.status_code, "headers": dict(answer.headers), "body": answer.content}
+        parsed = RestJSONParser().parse(raw, output if answer.status_code == 200 else None)
+        ids.append(parsed["ResponseMetadata"]["RequestId"])
+    assert [a.status_code for a in answers] == [200, 400, 400, 424]
+    assert len(set(ids)) == len(ids)
     lines = [r.getMessage() for r in caplog.records if r.name == "local.runtime" and r.levelno >= logging.INFO]
     assert [line.split(" in ")[0] for line in lines] == [
-        f"invocation {answers[0].headers['x-amzn-requestid']}: 200",
-        f"invocation {answers[1].headers['x-amzn-requestid']}: 400 ValidationError",
-        f"invocation {answers[2].headers['x-amzn-requestid']}: 400 ValidationError",
-        f"invocation {answers[3].headers['x-amzn-requestid']}: 424 ModelError (container status 500)",
+        f"invocation {ids[0]}: 200",
+        f"invocation {ids[1]}: 400 ValidationError",
+        f"invocation {ids[2]}: 400 ValidationError",
+        f"invocation {ids[3]}: 424 ModelError (container status 500)",
     ]
     assert not any(secret in line for line in lines for secret in ("IMAGE", "CONTAINER-SECRET", "xxxx"))
 
