@@ -2011,11 +2011,22 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
             replace(
                 g,
                 resources=mutate(
-                    g, rules.METRIC_ALARM, "model-alarm-5xx", set_path("dimensions.EndpointName", "someone-elses")
+                    replace(
+                        g,
+                        resources=mutate(
+                            g,
+                            rules.METRIC_ALARM,
+                            "model-alarm-5xx",
+                            set_path("dimensions.EndpointName", "someone-elses"),
+                        ),
+                    ),
+                    rules.METRIC_ALARM,
+                    "model-alarm-latency",
+                    set_path("dimensions.EndpointName", "someone-elses"),
                 ),
             ),
             rules.METRIC_ALARM,
-            "model-alarm-latency",
+            "model-alarm-concurrency",
             set_path("dimensions.EndpointName", "someone-elses"),
         ),
         "model-endpoint: no alarm on AWS/SageMaker EndpointName = 'mobilenet-prod'",
