@@ -193,6 +193,15 @@ def mutate(graph: Graph, typ: str, name: str, change: Callable[[dict[str, Any]],
     return tuple(out)
 
 
+def mutate_all(
+    graph: Graph, typ: str, names: tuple[str, ...], change: Callable[[dict[str, Any]], None]
+) -> tuple[Res, ...]:
+    """The graph with each named resource's inputs edited by `change`."""
+    for name in names:
+        graph = replace(graph, resources=mutate(graph, typ, name, change))
+    return graph.resources
+
+
 def with_policy(statements_edit: Callable[[list[dict[str, Any]]], None]) -> Callable[[dict[str, Any]], None]:
     def change(inputs: dict[str, Any]) -> None:
         document = json.loads(inputs["policy"])
@@ -2007,26 +2016,10 @@ BAD_CASES: list[tuple[str, str, str, Callable[[Graph], tuple[Res, ...]], str]] =
         "endpoint-alarms-on-another-endpoint",
         "prod",
         "alarms",
-        lambda g: mutate(
-            replace(
-                g,
-                resources=mutate(
-                    replace(
-                        g,
-                        resources=mutate(
-                            g,
-                            rules.METRIC_ALARM,
-                            "model-alarm-5xx",
-                            set_path("dimensions.EndpointName", "someone-elses"),
-                        ),
-                    ),
-                    rules.METRIC_ALARM,
-                    "model-alarm-latency",
-                    set_path("dimensions.EndpointName", "someone-elses"),
-                ),
-            ),
+        lambda g: mutate_all(
+            g,
             rules.METRIC_ALARM,
-            "model-alarm-concurrency",
+            ("model-alarm-5xx", "model-alarm-latency", "model-alarm-concurrency"),
             set_path("dimensions.EndpointName", "someone-elses"),
         ),
         "model-endpoint: no alarm on AWS/SageMaker EndpointName = 'mobilenet-prod'",
