@@ -619,6 +619,15 @@ def test_an_oversize_body_is_refused_in_sagemakers_words() -> None:
     assert re.fullmatch(r"Request [0-9a-f-]{36} has oversize body\.", json.loads(answer.body)["message"])
 
 
+def test_an_oversize_bodys_message_names_the_request_id_its_header_carries() -> None:
+    """SageMaker's message quotes the id of the request it refuses; two ids for one call (the message's in the
+    proxy's detail, the header's as its endpoint_request_id and in the runtime tier's line) had an operator grep for
+    one that no other line holds."""
+    answer = invoke(SageMakerRuntime(FixedContainer(), "e", 1, max_payload_bytes=1), body=b"xx")
+    message = json.loads(answer.body)["message"]
+    assert message == f"Request {answer.headers['x-amzn-requestid']} has oversize body."
+
+
 def test_a_ctrl_c_while_model_fn_imports_a_c_extension_still_stops_the_start(tmp_path, monkeypatch) -> None:
     """A Ctrl-C during `import onnxruntime` in model_fn comes out of the extension's init as ImportError
     ("initialization failed"), which model_fn takes for a missing runtime: it fell back to TorchScript, and the stack
