@@ -70,6 +70,8 @@ metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "M
 
 # The per-invocation deadline, read by the before-send hook that botocore runs before every attempt.
 _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("invoke_deadline", default=None)
+# SageMaker's id of each answer the current invocation's attempts got, in order (the needs-retry hook's record).
+_ANSWERED: contextvars.ContextVar[list[str | None] | None] = contextvars.ContextVar("answered", default=None)
 
 
 class InvokeBudgetExceeded(Exception):
@@ -99,10 +101,18 @@ def build_client(*, connect_timeout: float = CONNECT_TIMEOUT_S, read_timeout: fl
         if deadline is not None and not attempt_fits(time.monotonic(), deadline, attempt_s):
             raise InvokeBudgetExceeded(f"an attempt needs {attempt_s:.1f} s and the deadline is closer")
 
+    def note_answer(response: Any = None, **_: Any) -> None:
+        # Botocore asks needs-retry after every attempt, with (http response, parsed) when one came: the id of an
+        # answer whose retry was then refused by the guard or got no answer, which the exception does not carry.
+        answered = _ANSWERED.get()
+        if answered is not None and response is not None:
+            answered.append(aws_request_id(response[1]))
+
     # On the generic event, registered after the adaptive mode's rate limiter: botocore runs handlers of a more
     # specific event name first, which would approve an attempt before the limiter's wait (up to 2 s) was spent.
     # The client only ever calls InvokeEndpoint.
     client.meta.events.register("before-send", guard_attempt)
+    client.meta.events.register("needs-retry", note_answer)  # returns None: never decides a retry
     return client
 
 
@@ -133,9 +143,18 @@ def _origin(event: dict[str, Any]) -> str | None:
     return None
 
 
+def _log_last_answer(answered: list[str | None]) -> None:
+    """The id of the last answer SageMaker gave this call, for a failure that is not an answer. Nothing when no
+    attempt got one: the key stays out of the line (or keeps the id of an answer whose body then timed out)."""
+    if answered and answered[-1]:
+        logger.append_keys(endpoint_request_id=answered[-1])
+
+
 def _invoke(request: PredictRequest, start: float, context: Any) -> tuple[bytes, float]:
     """Call the endpoint; returns (body, endpoint milliseconds). Raises ApiError for every failure."""
     token = _DEADLINE.set(invoke_deadline(start, _remaining_ms(context)))
+    answered: list[str | None] = []
+    answered_token = _ANSWERED.set(answered)
     began = time.perf_counter()
     try:
         response = CLIENT.invoke_endpoint(
@@ -144,8 +163,7 @@ def _invoke(request: PredictRequest, start: float, context: Any) -> tuple[bytes,
             ContentType=request.content_type,
             Accept=endpoint_accept(request.top_k),
         )
-        # The last attempt's id (a retried call's first answer is not kept); logged before the body is read, which
-        # may still time out. A transport error has no answer, so no id: the key stays out of the line.
+        # The last attempt's id; logged before the body is read, which may still time out.
         logger.append_keys(endpoint_request_id=aws_request_id(response))
         body = response["Body"].read()
     except ClientError as exc:
@@ -154,12 +172,15 @@ def _invoke(request: PredictRequest, start: float, context: Any) -> tuple[bytes,
         status = (exc.response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
         raise map_client_error(str(error.get("Code") or ""), status, exc.response) from None
     except InvokeBudgetExceeded as exc:
+        _log_last_answer(answered)  # of the attempt whose retry the guard refused; none if it refused the first
         raise ApiError("endpoint_timeout", detail=str(exc)) from None
     except BotoCoreError as exc:
+        _log_last_answer(answered)  # this attempt got none (or its body timed out); an earlier one may have
         raise map_transport_error(exc) from None
     finally:
         endpoint_ms = (time.perf_counter() - began) * 1000.0
         metrics.add_metric(name="EndpointLatency", unit=MetricUnit.Milliseconds, value=endpoint_ms)
+        _ANSWERED.reset(answered_token)
         _DEADLINE.reset(token)
     return body, endpoint_ms
 

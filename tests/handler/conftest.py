@@ -198,6 +198,7 @@ class Reply:
     # Sent only when the test ends: a reply that outlasts any read timeout, however loaded the machine (one that
     # was merely late could still arrive before a starved client noticed its timeout).
     held: bool = False
+    delay_s: float = 0.0  # sent this late: an answer that uses up time without reaching a read timeout
 
 
 @dataclass
@@ -248,6 +249,8 @@ class FakeRuntime:
                     reply = Reply(500, b'{"message": "fake runtime: no scripted reply"}')
                 if reply.held:
                     runtime.release.wait(timeout=60)
+                elif reply.delay_s:
+                    runtime.release.wait(timeout=reply.delay_s)
                 try:
                     self.send_response(reply.status)
                     for name, value in reply.headers.items():

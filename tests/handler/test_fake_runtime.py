@@ -228,6 +228,34 @@ def test_deadline_guard_stops_the_retry_but_not_the_first_attempt(runtime_proxy,
     assert len(fake_runtime.seen) == 1
 
 
+def test_a_retry_the_deadline_guard_stops_still_logs_the_answer_before_it(
+    runtime_proxy, fake_runtime, monkeypatch, capsys
+):
+    """SageMaker answered the first attempt (its 500 InternalFailure, which botocore retries) and the guard then
+    refused the retry: the line had no endpoint_request_id, though SageMaker had an id for the call it answered,
+    the one an AWS Support case about this 504 asks for."""
+    monkeypatch.setattr(runtime_proxy, "CLIENT", runtime_proxy.build_client(connect_timeout=0.2, read_timeout=3.0))
+    # Attempts need 3.2 s and the deadline is 4.0 s away (6 s left in Lambda, less its 2 s margin): the first
+    # attempt fits, and after its answer, 1 s later, no second one can.
+    failure = with_request_id(aws_error_reply(500, "InternalFailure", "oops"), "sm-first")
+    fake_runtime.script(dataclasses.replace(failure, delay_s=1.0), SUCCESS)
+    response = call(runtime_proxy, make_event(body=JPEG), FakeLambdaContext(remaining_ms=6_000))
+    assert response["statusCode"] == 504 and len(fake_runtime.seen) == 1, response["body"]
+    [line] = logged(capsys)
+    assert line["error"] == "endpoint_timeout" and line.get("endpoint_request_id") == "sm-first", line
+
+
+def test_a_retry_that_got_no_answer_logs_the_answer_before_it(runtime_proxy, fake_runtime, monkeypatch, capsys):
+    # The first attempt answered 503 ServiceUnavailable, the retry timed out before any header: the one answer's id.
+    monkeypatch.setattr(runtime_proxy, "CLIENT", runtime_proxy.build_client(connect_timeout=1.0, read_timeout=0.3))
+    unavailable = aws_error_reply(503, "ServiceUnavailable", "The service is unavailable. Please try again later.")
+    fake_runtime.script(with_request_id(unavailable, "sm-unavailable"), Reply(200, SUCCESS.body, held=True))
+    response = call(runtime_proxy, make_event(body=JPEG))
+    assert response["statusCode"] == 504 and len(fake_runtime.seen) == 2, response["body"]
+    [line] = logged(capsys)
+    assert line["error"] == "endpoint_timeout" and line.get("endpoint_request_id") == "sm-unavailable", line
+
+
 def test_default_budget_allows_the_retry(runtime_proxy, fake_runtime):
     fake_runtime.script(aws_error_reply(500, "InternalFailure", "oops"), SUCCESS)
     response = call(runtime_proxy, make_event(body=JPEG), FakeLambdaContext(remaining_ms=29_000))
