@@ -89,7 +89,21 @@ class WeightsSource:
     def weights_id(self) -> str:
         if self.path is None:
             return f"torchvision:{WEIGHTS_ENUM}.{self.preset}"
-        return f"file:{self.path.name}@sha256:{sha256_file(self.path)[:16]}"
+        return f"file:{utf8_name(self.path)}@sha256:{sha256_file(self.path)[:16]}"
+
+
+def utf8_name(path: Path) -> str:
+    """The weights file's name as metadata.json records it: its bytes read as UTF-8, as the bundles read names.
+    Decoded in the locale's codeset, poids-é.pth was poids-Ã©.pth under LANG=en_US.ISO-8859-1 (Python coerces only C
+    and POSIX), and lone surrogates, which no UTF-8 text holds, under C without coercion."""
+    raw = os.fsencode(path.name)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BuildInputError(
+            f"the name of weights file {os.fsencode(path)!r} is not UTF-8, which metadata.json records it in "
+            "(the weights' id every prediction names): rename it"
+        ) from None
 
 
 def sha256_file(path: Path) -> str:
@@ -515,10 +529,14 @@ def build(
     """Build the tarball; returns (path, built). Skips the work when the fingerprint is unchanged."""
     stamp = out.with_name(out.name + ".inputs")
     fp = fingerprint(source, onnx, ort_wheel, int8)
-    print(
+    inputs = (
         f"inputs: weights={source.weights_id} preset={source.preset} onnx={onnx} int8={int8} "
         f"onnxruntime={'vendored ' + ort_wheel.name if ort_wheel else 'not vendored'}"
     )
+    # "?" for what the terminal's codeset lacks: the id is UTF-8 text (utf8_name), and poids-δ.pth's stopped the
+    # build under LANG=en_US.ISO-8859-1 with a UnicodeEncodeError.
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    print(inputs.encode(encoding, "replace").decode(encoding))
     # Compared as bytes: a stamp or checksum garbled on disk (not UTF-8) is stale, not a UnicodeDecodeError traceback
     # on every later build until it is deleted by hand.
     if not force and _intact(out) and stamp.exists() and stamp.read_bytes().strip() == fp.encode():

@@ -289,6 +289,57 @@ def test_weights_id_names_the_file_and_its_contents(tmp_path):
     assert second == f"file:w.pth@sha256:{hashlib.sha256(b'two').hexdigest()[:16]}"
 
 
+def test_the_weights_id_reads_the_files_name_as_utf8_whatever_the_locales_codeset(tmp_path):
+    """metadata.json records the weights' id, which every prediction names: under LANG=en_US.ISO-8859-1 (Python
+    coerces only C and POSIX) a --weights poids-é.pth was recorded as poids-Ã©.pth, and under the C locale without
+    coercion (standing in here for any codeset that is not UTF-8) its lone surrogates stopped the build's
+    fingerprint with a UnicodeEncodeError. Its bytes read as UTF-8, as the bundles read names."""
+    from tests.infra.test_infra_bundle_dir import run_in_an_ascii_locale
+
+    raw = os.path.join(os.fsencode(tmp_path), "poids-é.pth".encode())  # the bytes on disk, in any locale
+    with open(raw, "wb") as f:
+        f.write(b"one")
+    script = (
+        "import sys; from pathlib import Path; from model.package import WeightsSource; "
+        "print(ascii(WeightsSource(Path(sys.argv[1]), 'IMAGENET1K_V1').weights_id))"
+    )
+    expected = f"file:poids-é.pth@sha256:{hashlib.sha256(b'one').hexdigest()[:16]}"
+    assert run_in_an_ascii_locale(script, raw) == ascii(expected) + "\n"
+
+
+def test_the_build_names_its_weights_in_what_the_terminals_codeset_can_write(tmp_path, monkeypatch, capsys):
+    """poids-δ.pth's id, now its UTF-8 name, under LANG=en_US.ISO-8859-1 (no δ in Latin-1): the build's first line
+    must not stop it with a UnicodeEncodeError; the terminal gets "?" for what it cannot show."""
+    import io
+    import sys
+
+    monkeypatch.setattr(package, "find_ort_wheel", lambda: None)
+    monkeypatch.delenv("MODEL_WEIGHTS", raising=False)
+    weights = tmp_path / "poids-δ.pth"
+    weights.write_bytes(b"not a state_dict")
+    terminal = io.TextIOWrapper(io.BytesIO(), encoding="iso-8859-1")
+    monkeypatch.setattr(sys, "stdout", terminal)
+    assert package.main(["--weights", str(weights), "--no-onnx", "--out", str(tmp_path / "m.tar.gz")]) == 2
+    terminal.flush()
+    assert terminal.buffer.getvalue().startswith(b"inputs: weights=file:poids-?.pth@sha256:")
+    assert "is not a torchvision state_dict" in capsys.readouterr().err  # the build went on to read the file
+
+
+def test_a_weights_file_whose_name_is_not_utf8_is_an_error_naming_it(tmp_path, monkeypatch, capsys):
+    """Its name cannot be recorded as UTF-8 text: the build stopped with a UnicodeEncodeError traceback naming no
+    file (a UTF-8 locale), or recorded it in whatever the locale's codeset made of it."""
+    monkeypatch.setattr(package, "find_ort_wheel", lambda: None)
+    monkeypatch.delenv("MODEL_WEIGHTS", raising=False)
+    raw = os.path.join(os.fsencode(tmp_path), b"caf\xe9.pth")
+    with open(raw, "wb") as f:
+        f.write(b"one")
+    out = tmp_path / "m.tar.gz"
+    assert package.main(["--weights", os.fsdecode(raw), "--no-onnx", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: the name of weights file {raw!r} is not UTF-8") and "Traceback" not in err, err
+    assert not out.exists()
+
+
 def test_state_dict_bytes_depend_only_on_the_values(tmp_path):
     """A float64 file with its keys in another order packages to the same model.pth as the float32 original."""
     torch.manual_seed(0)
