@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import subprocess
 import sys
 import tarfile
 from pathlib import Path
@@ -179,3 +180,15 @@ def stack(live_stack):
     """live_stack for one test, with any injected fault removed afterwards."""
     yield live_stack
     live_stack.clear_faults()
+
+
+def run_in_an_ascii_locale(script: str, argument: bytes) -> str:
+    """`script`'s output from a Python whose locale codeset is ASCII: the C locale with coercion and UTF-8 mode off,
+    which every glibc has, stands in for any codeset that is not UTF-8 (LANG=en_US.ISO-8859-1)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG", "PYTHONIOENCODING"))}
+    env.update(LC_ALL="C", PYTHONCOERCECLOCALE="0", PYTHONUTF8="0")
+    done = subprocess.run(
+        [sys.executable, "-c", script, argument], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout

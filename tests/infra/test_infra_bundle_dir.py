@@ -17,6 +17,7 @@ from components import policies
 from components.bundle_dir import BundleDirError, bundle_dir_files, engine_path
 from components.lambda_bundle import BundleError, lambda_asset_files
 from model import package
+from tests.conftest import run_in_an_ascii_locale
 
 Bundle = Callable[[Path], dict[str, bytes]]
 
@@ -206,23 +207,6 @@ def test_a_name_is_read_as_utf8_whatever_the_locales_codeset(tmp_path):
         "print(ascii(list(bundle_dir_files(Path(sys.argv[1])))))"
     )
     assert run_in_an_ascii_locale(script, os.fsencode(tmp_path)) == ascii(["café.txt", "dossier-é/a.txt"]) + "\n"
-
-
-def run_in_an_ascii_locale(script: str, argument: bytes) -> str:
-    """`script`'s output from a Python whose locale codeset is ASCII: the C locale with coercion and UTF-8 mode off,
-    which every glibc has, stands in for any codeset that is not UTF-8 (LANG=en_US.ISO-8859-1)."""
-    import subprocess
-    import sys
-
-    from tests.conftest import ROOT
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG", "PYTHONIOENCODING"))}
-    env.update(LC_ALL="C", PYTHONCOERCECLOCALE="0", PYTHONUTF8="0")
-    done = subprocess.run(
-        [sys.executable, "-c", script, argument], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 def test_a_file_assets_path_is_its_bytes_read_as_utf8_whatever_the_locales_codeset(tmp_path):

@@ -294,7 +294,7 @@ def test_the_weights_id_reads_the_files_name_as_utf8_whatever_the_locales_codese
     coerces only C and POSIX) a --weights poids-é.pth was recorded as poids-Ã©.pth, and under the C locale without
     coercion (standing in here for any codeset that is not UTF-8) its lone surrogates stopped the build's
     fingerprint with a UnicodeEncodeError. Its bytes read as UTF-8, as the bundles read names."""
-    from tests.infra.test_infra_bundle_dir import run_in_an_ascii_locale
+    from tests.conftest import run_in_an_ascii_locale
 
     raw = os.path.join(os.fsencode(tmp_path), "poids-é.pth".encode())  # the bytes on disk, in any locale
     with open(raw, "wb") as f:
