@@ -36,6 +36,11 @@ from components.command_line import OneLineErrorParser, path_argument, port_numb
 from components.policies import TORCHSERVE_ENV, TORCHSERVE_JAVA_OPTIONS
 from local.runtime import extract_artifact, stop_signals_held
 
+# TorchServe is this process's own child on 127.0.0.1: never reached through a proxy. urlopen sends even loopback
+# through the shell's HTTP_PROXY/http_proxy unless NO_PROXY names the exact host, and a corporate proxy's 502 to
+# every /ping made `make demo RUNTIME=torchserve` wait its whole start-up timeout and fail, with TorchServe ready.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
 # ASCII only, comments too: the toolkit's Python decodes it, a command-line argument, in its own locale, which
 # utf8_locale may make C.UTF-8 where this process's is not.
 _ENTRY = r"""
@@ -410,7 +415,7 @@ class TorchServeEndpoint:
         # Our own loopback http URL, never user input.
         req = urllib.request.Request(self.url + path, data=body, headers=headers or {}, method=method)  # noqa: S310
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
+            with _DIRECT.open(req, timeout=timeout) as resp:
                 return resp.status, dict(resp.headers), resp.read()
         except urllib.error.HTTPError as e:
             return e.code, dict(e.headers), e.read()

@@ -817,6 +817,40 @@ def test_an_http_error_is_its_status_and_body_and_accept_is_sent():
     assert headers["Content-Length"] == str(len(body)) and seen == ["text/csv"]
 
 
+def test_torchserve_is_reached_directly_whatever_the_shells_proxy_says(monkeypatch):
+    # A developer behind a corporate proxy: its 502 answered every /ping, and the stack failed after its start-up
+    # timeout with TorchServe ready. NO_PROXY=localhost does not cover 127.0.0.1 for urllib.
+    def serving(status: int, seen: list):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                seen.append(self.path)
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        return httpd
+
+    to_torchserve, to_proxy = [], []
+    with serving(200, to_torchserve) as ts, serving(502, to_proxy) as proxy:
+        try:
+            proxy_url = f"http://127.0.0.1:{proxy.server_address[1]}"
+            for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+                monkeypatch.setenv(name, proxy_url)
+            monkeypatch.setenv("NO_PROXY", "localhost")
+            monkeypatch.setenv("no_proxy", "localhost")
+            endpoint = TorchServeEndpoint(Path("model.tar.gz"), port=ts.server_address[1])
+            assert endpoint._request("GET", "/ping", timeout=5)[0] == 200
+        finally:
+            ts.shutdown()
+            proxy.shutdown()
+    assert (to_torchserve, to_proxy) == (["/ping"], [])
+
+
 def test_memory_sums_the_pss_of_the_processes_still_there(monkeypatch):
     class Proc:
         def __init__(self, pss):
@@ -1090,7 +1124,7 @@ def test_an_invocation_gives_up_when_the_runtime_does(monkeypatch):
         seen.append(timeout)
         raise TimeoutError("timed out")
 
-    monkeypatch.setattr(torchserve.urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(torchserve._DIRECT, "open", urlopen)
     assert TorchServeEndpoint(Path("missing.tar.gz"), port=1).invoke(b"jpeg", "image/jpeg") == (0, {}, b"")
     assert seen == [INVOCATION_TIMEOUT_S]
 
