@@ -55,6 +55,9 @@ LOAD_OK = frozenset({200, 429})
 # (the handler retries throttles, so a healthy stack answers nearly all with 200; a stack that throttles
 # everything would otherwise pass with 0 req/s).
 MIN_OK_SHARE = 0.5
+# Every client below has trust_env=False: its requests go to a stack on this machine, and httpx sends even 127.0.0.1
+# through the shell's HTTP_PROXY/ALL_PROXY unless NO_PROXY names it. A corporate proxy's 502 made `make loadtest` say
+# the stack it had just started was "not a local stack started with --fault-injection".
 CLIENT_TIMEOUT_S = 40.0  # above API Gateway's 30 s, so a hung request shows as the gateway's answer
 STARTUP_TIMEOUT_S = 180.0
 MEMORY_SAMPLE_S = 0.05
@@ -386,13 +389,13 @@ def post_image(client: httpx.Client, url: str, image: bytes) -> httpx.Response:
 
 def runtime_state(url: str) -> dict:
     """DELETE /__local/faults: clears any fault and reports the runtime tier's peak in-flight count."""
-    response = httpx.delete(f"{url}/__local/faults", timeout=10)
+    response = httpx.delete(f"{url}/__local/faults", timeout=10, trust_env=False)
     response.raise_for_status()
     return response.json()
 
 
 def set_faults(url: str, faults: dict) -> None:
-    httpx.post(f"{url}/__local/faults", json=faults, timeout=10).raise_for_status()
+    httpx.post(f"{url}/__local/faults", json=faults, timeout=10, trust_env=False).raise_for_status()
 
 
 def run_load(url: str, image: bytes, requests: int, concurrency: int, duration_cap_s: float) -> tuple[list, float]:
@@ -403,7 +406,7 @@ def run_load(url: str, image: bytes, requests: int, concurrency: int, duration_c
 
     def worker() -> list[Sample]:
         samples = []
-        with httpx.Client(timeout=CLIENT_TIMEOUT_S) as client:
+        with httpx.Client(timeout=CLIENT_TIMEOUT_S, trust_env=False) as client:
             while time.monotonic() < deadline:
                 with lock:
                     if next(tickets) >= requests:
@@ -424,7 +427,7 @@ def run_load(url: str, image: bytes, requests: int, concurrency: int, duration_c
 
 
 def normal_requests_succeed(url: str, image: bytes, count: int = 3) -> tuple[bool, str]:
-    with httpx.Client(timeout=CLIENT_TIMEOUT_S) as client:
+    with httpx.Client(timeout=CLIENT_TIMEOUT_S, trust_env=False) as client:
         for _ in range(count):
             response = post_image(client, url, image)
             if response.status_code != 200:
@@ -439,7 +442,11 @@ def run_fault(url: str, image: bytes, spec: FaultSpec) -> FaultOutcome:
     began = time.perf_counter()
     try:
         response = httpx.post(
-            f"{url}/predict", content=image, headers={"content-type": "image/jpeg"}, timeout=CLIENT_TIMEOUT_S
+            f"{url}/predict",
+            content=image,
+            headers={"content-type": "image/jpeg"},
+            timeout=CLIENT_TIMEOUT_S,
+            trust_env=False,
         )
     except httpx.HTTPError as exc:
         outcome.note = f"no answer: {type(exc).__name__}"
@@ -470,7 +477,7 @@ def retry_like_the_ui(url: str, image: bytes, throttled_attempts: int, max_tries
     set_faults(url, {"throttle": throttled_attempts})
     began = time.perf_counter()
     statuses = []
-    with httpx.Client(timeout=CLIENT_TIMEOUT_S) as client:
+    with httpx.Client(timeout=CLIENT_TIMEOUT_S, trust_env=False) as client:
         for attempt in range(max_tries):
             response = post_image(client, url, image)
             statuses.append(response.status_code)

@@ -854,3 +854,24 @@ def test_the_naive_baselines_build_the_artifacts_own_architecture(tmp_path):
     )
     assert naive.returncode == 0, naive.stderr
     assert set(json.loads(naive.stdout)) == {"imports", "load", "first", "rss_mb"}
+
+
+def test_the_local_stack_rows_reach_the_stack_directly_whatever_the_shells_proxy_says(monkeypatch):
+    # Behind a corporate proxy, httpx sent 127.0.0.1 to it, and every local stack row failed on the proxy's 502.
+    import json
+    from types import SimpleNamespace
+
+    import bench.__main__ as bench
+    import tests.conftest
+    from tests.proxies import behind_a_proxy, http_server
+
+    answer = json.dumps({"latency_ms": {"total": 2.0, "endpoint": 1.0}}).encode()
+    timing = {"server-timing": "event;dur=0.1, handler;dur=1.5"}
+    with behind_a_proxy(monkeypatch) as via_proxy, http_server(200, answer, timing) as (url, seen):
+        monkeypatch.setattr(tests.conftest, "LocalStack", lambda: SimpleNamespace(url=url, stop=lambda: None))
+        inference = SimpleNamespace(input_fn=lambda *a: None, predict_fn=lambda *a: None, output_fn=lambda *a: None)
+        report = bench.Report()
+        bench.bench_local_stack(report, {"small_jpeg": b"jpeg", "inference": inference, "classifier": None}, 1)
+    assert via_proxy == [] and seen and set(seen) == {"POST /predict"}
+    throughput = [row for row in report.rows if row[0].startswith("throughput")]
+    assert throughput and all(row[4].endswith("✅") for row in throughput), throughput

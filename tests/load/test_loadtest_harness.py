@@ -835,3 +835,21 @@ def test_a_pid_that_cannot_be_measured_is_refused_in_one_line_before_any_request
     assert lt.main(["--url", "http://127.0.0.1:9", "--pid", pid, "--skip-faults", "--skip-broken-artifact"]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"error: --pid {pid}: ") and err.count("\n") == 1 and "Traceback" not in err, err
+
+
+def test_the_load_tests_clients_reach_the_stack_directly_whatever_the_shells_proxy_says(monkeypatch):
+    # Behind a corporate proxy, httpx sent 127.0.0.1 to it: its 502 made `make loadtest` call the stack it had just
+    # started "not a local stack started with --fault-injection".
+    import bench.loadtest as lt
+    from tests.proxies import behind_a_proxy, http_server
+
+    spec = FaultSpec("none", {"model_delay_s": 0}, frozenset({200}), None)
+    with behind_a_proxy(monkeypatch) as via_proxy, http_server() as (url, seen):
+        assert lt.runtime_state(url) == {}
+        lt.set_faults(url, {"throttle": 1})
+        samples, _ = lt.run_load(url, b"jpeg", requests=2, concurrency=1, duration_cap_s=30)
+        assert lt.normal_requests_succeed(url, b"jpeg", 1) == (True, "")
+        assert lt.run_fault(url, b"jpeg", spec).status == 200
+        assert lt.retry_like_the_ui(url, b"jpeg", 0, max_tries=1).status == 200
+    assert [s.status for s in samples] == [200, 200]
+    assert via_proxy == [] and len(seen) == 14
