@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from local.runtime import extract_all, load_inference_module
+from tests.proxies import no_proxy_with_loopback
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACT = ROOT / "model" / "dist" / "model.tar.gz"
@@ -27,6 +28,11 @@ def pytest_configure(config: pytest.Config) -> None:
     # a handled signal to its default, as after a terminal's start.
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    # Every server the suites start is on loopback, and a shell behind a corporate proxy (HTTP_PROXY, ALL_PROXY, with
+    # NO_PROXY unset or only localhost) had the suites' own botocore, urllib and httpx clients send 127.0.0.1 to the
+    # proxy: its 502 failed the handler's, the local stack's and the load harness's tests. The proxy itself stays,
+    # for what must leave the machine (the pip installs of the other-Python tests).
+    os.environ["NO_PROXY"] = os.environ["no_proxy"] = no_proxy_with_loopback(os.environ)
 
 
 def tar_gz_of(path: Path, members: dict[str, bytes]) -> Path:

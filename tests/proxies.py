@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+# Not "[::1]": httpx.Client() raises InvalidURL on it. urllib and botocore match neither spelling to a URL's [::1].
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+
+
+def no_proxy_with_loopback(env: Mapping[str, str]) -> str:
+    """NO_PROXY for the suites and every process they start: the shell's names (NO_PROXY's, then no_proxy's) and
+    this machine's loopback names."""
+    names: list[str] = []
+    for value in (env.get("NO_PROXY", ""), env.get("no_proxy", "")):
+        names += [name.strip() for name in value.split(",") if name.strip() and name.strip() not in names]
+    return ",".join(names + [name for name in LOOPBACK_NAMES if name not in names])
 
 
 @contextlib.contextmanager
@@ -49,12 +60,13 @@ def http_server(
 
 
 @contextlib.contextmanager
-def behind_a_proxy(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Every proxy variable of the shell naming a proxy that answers 502 (NO_PROXY=localhost, which does not name
-    127.0.0.1): the request lines it got."""
+def behind_a_proxy(monkeypatch: pytest.MonkeyPatch, no_proxy: str | None = "localhost") -> Iterator[list[str]]:
+    """Every proxy variable of the shell naming a proxy that answers 502, and NO_PROXY `no_proxy` (localhost, which
+    does not name 127.0.0.1; None leaves it as it is): the request lines the proxy got."""
     with http_server(502, b"proxy says no", {"Content-Type": "text/plain"}) as (url, seen):
         for name in PROXY_VARIABLES:
             monkeypatch.setenv(name, url)
-        monkeypatch.setenv("NO_PROXY", "localhost")
-        monkeypatch.setenv("no_proxy", "localhost")
+        if no_proxy is not None:
+            monkeypatch.setenv("NO_PROXY", no_proxy)
+            monkeypatch.setenv("no_proxy", no_proxy)
         yield seen
