@@ -44,3 +44,14 @@ def test_the_suites_clients_reach_loopback_directly_whatever_the_shells_proxy_sa
         runtime.invoke_endpoint(EndpointName="botocore", Body=b"jpeg", ContentType="image/jpeg")
     assert via_proxy == []
     assert seen == ["GET /urllib", "GET /httpx", "POST /endpoints/botocore/invocations"]
+
+
+def test_the_readme_tells_a_proxy_user_the_exceptions_the_suites_add():
+    # Behind a proxy, the README's curl and AWS CLI commands for 127.0.0.1 got the proxy's answer, and the README
+    # said nothing of it.
+    from tests.conftest import ROOT
+    from tests.proxies import LOOPBACK_NAMES
+
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    names = ",".join(LOOPBACK_NAMES)
+    assert f"`export NO_PROXY={names} no_proxy={names}`" in readme
