@@ -47,7 +47,7 @@ from bench.loadtest import percentile
 from bench.machine import describe as describe_machine
 from components.command_line import OneLineErrorParser, path_argument
 from components.settings import MEMORY_SIZES_MB, load_stack_file
-from local.runtime import extract_all, load_inference_module
+from local.runtime import extract_all, load_inference_module, no_room_to_unpack, out_of_space
 from tests.imagegen import normalize
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -203,13 +203,19 @@ class Report:
         return "\n".join(lines)
 
 
+class NoRoomToUnpack(Exception):
+    """The artifact is sound, the temporary directory full: `make model` would not help."""
+
+
 def extract(artifact: Path) -> Path:
     target = Path(tempfile.mkdtemp(prefix="bench-model-"))
     try:
         with tarfile.open(artifact) as tar:
             extract_all(tar, target)
-    except BaseException:  # a truncated artifact, a full disk, a stop signal: nothing else would remove it
+    except BaseException as e:  # a truncated artifact, a full disk, a stop signal: nothing else would remove it
         shutil.rmtree(target, ignore_errors=True)
+        if out_of_space(e):
+            raise NoRoomToUnpack(no_room_to_unpack(artifact, target.parent)) from e
         raise
     return target
 
@@ -1002,6 +1008,9 @@ def main(argv: list[str] | None = None) -> int:
     with stop_signals_unwind():
         try:
             model_dir = extract(ARTIFACT)  # ~85 MB per run: removed however the run ends
+        except NoRoomToUnpack as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         except (OSError, EOFError, zlib.error, tarfile.TarError) as e:  # EOFError: a truncated gzip
             print(f"error: cannot unpack {ARTIFACT}: {' '.join(str(e).split())}: run `make model`", file=sys.stderr)
             return 2

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import errno
 import fcntl
 import importlib.util
 import json
@@ -119,6 +120,25 @@ def extract_all(tar: tarfile.TarFile, target: Path) -> None:
     tar.extractall(root, members=members)  # noqa: S202 (every member was checked above)
 
 
+def out_of_space(e: BaseException) -> bool:
+    """A write refused for want of room (a full disk, a quota): the destination's doing, never the artifact's."""
+    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def no_room_to_unpack(artifact: Path, directory: Path) -> str:
+    """What a full TMPDIR at start says. It was "cannot unpack the model artifact ...: [Errno 28] No space left on
+    device; run `make model` to rebuild it": the artifact was sound, and the full directory was not named."""
+    try:  # read again, only now: sizes read before unpacking doubled every start's unpacking time
+        with tarfile.open(artifact) as tar:
+            size = f" ({sum(member.size for member in tar.getmembers()) / 1e6:.0f} MB unpacked)"
+    except (OSError, EOFError, zlib.error, tarfile.TarError):
+        size = ""
+    return (
+        f"no room in {directory} to unpack the model artifact {artifact}{size}: No space left on device; free some"
+        " there, or set TMPDIR to a directory with room"
+    )
+
+
 def extract_artifact(artifact: Path, target: Path, error: type[Exception] = ModelStartError) -> Path:
     """Unpack model.tar.gz into target/model and return that directory (both model tiers serve it from there).
 
@@ -133,6 +153,8 @@ def extract_artifact(artifact: Path, target: Path, error: type[Exception] = Mode
             read_to_the_end(tar)  # a copy corrupted in place unpacks without an error: its CRC tells
     # A truncated gzip raises EOFError, a corrupt one zlib.error: neither is an OSError or a TarError.
     except (OSError, EOFError, zlib.error, tarfile.TarError) as e:
+        if out_of_space(e):
+            raise error(no_room_to_unpack(artifact, target.parent)) from e
         # One line. A file that is no archive at all (empty, an HTML page, a Git LFS pointer) gets tarfile's list of
         # every method it tried ("- method gz: ReadError('not a gzip file') - method bz2: ..."): said plainly.
         if isinstance(e, tarfile.ReadError) and str(e).startswith("file could not be opened successfully"):

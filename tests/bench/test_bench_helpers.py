@@ -698,6 +698,28 @@ def test_a_missing_artifact_is_an_error_line_like_every_other(monkeypatch, tmp_p
     assert capsys.readouterr().err == "error: model/dist/model.tar.gz is missing: run `make model`\n"
 
 
+def test_a_full_temporary_directory_is_named_and_make_model_not_advised(monkeypatch, tmp_path, capsys):
+    """A TMPDIR too full for the unpacked model said "cannot unpack model/dist/model.tar.gz: [Errno 28] No space
+    left on device: run `make model`": the artifact was sound, and the full directory was not named."""
+    import errno
+    import tarfile
+    import tempfile
+
+    import bench.__main__ as bench
+
+    def no_room(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tarfile.TarFile, "makefile", no_room)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    assert bench.main(["--out", str(tmp_path / "latest.md")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: no room in {tmp_path / 'tmp'} to unpack the model artifact {bench.ARTIFACT} ("), err
+    assert err.endswith("No space left on device; free some there, or set TMPDIR to a directory with room\n"), err
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
 def test_an_artifact_that_cannot_be_unpacked_is_refused_and_leaves_nothing_behind(monkeypatch, tmp_path, capsys):
     """A damaged model.tar.gz (a truncated copy; `python -m bench` does not rebuild it as `make bench` does) ended in
     an EOFError traceback and left the part already unpacked in /tmp."""

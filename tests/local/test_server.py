@@ -1267,6 +1267,41 @@ def test_a_damaged_artifact_says_run_make_model_only_for_the_one_it_builds(tmp_p
     assert err.endswith("; run `make model` to rebuild it\n") is (not named), err
 
 
+def test_a_full_temporary_directory_at_start_names_it_and_does_not_blame_the_artifact(tmp_path, capsys, monkeypatch):
+    """A TMPDIR with no room for the unpacked model stopped `make demo` with "cannot unpack the model artifact
+    ...: [Errno 28] No space left on device; run `make model` to rebuild it": the artifact was sound, a rebuild
+    changed nothing, and the full directory was not named. Nothing unpacked is left behind."""
+    import io
+    import tarfile
+    import tempfile
+
+    from local import __main__ as cli
+
+    monkeypatch.setattr(cli, "ROOT", tmp_path)
+    monkeypatch.chdir(tmp_path)
+    artifact = tmp_path / "model" / "dist" / "model.tar.gz"  # the one `make model` builds
+    artifact.parent.mkdir(parents=True)
+    with tarfile.open(artifact, "w:gz") as tar:
+        info = tarfile.TarInfo("model.onnx")
+        info.size = 3_000_000
+        tar.addfile(info, io.BytesIO(b"\0" * info.size))
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+
+    def no_room(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tarfile.TarFile, "makefile", no_room)
+    assert cli.main(["--port", "0", "--stack-config", str(ROOT / "Pulumi.dev.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"error: the model endpoint cannot start: no room in {tmp} to unpack the model artifact {artifact} (3 MB "
+        "unpacked): No space left on device; free some there, or set TMPDIR to a directory with room\n"
+    ), err
+    assert list(tmp.iterdir()) == []
+
+
 def test_a_missing_artifact_or_a_busy_port_is_a_one_line_error_and_exit_2(tmp_path, capsys):
     from local.__main__ import main
 
