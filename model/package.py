@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import gzip
 import hashlib
 import importlib.metadata
 import io
 import json
 import os
+import shutil
 import signal
 import sys
 import tarfile
@@ -325,6 +327,23 @@ def calibration_batches(meta: dict, photos: list[Path]):
             yield inference.preprocess(crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if i % 2 else crop, pre)
 
 
+@contextlib.contextmanager
+def disk_full_named(workdir: Path, room: int):
+    """An error while `workdir` has less than `room` bytes free is the full disk's: an OSError naming the directory
+    `workdir` is in. The quantiser's tools write their models there, and out of room a write error names no file
+    (main() named --out, on another disk), onnx's shape inference leaves a model cut short that the next step fails
+    to parse (a DecodeError traceback), or ONNX Runtime's InvalidProtobuf. Checked after the failure: the tools
+    remove their own temporary files first, so a check of "no room left" would miss it."""
+    try:
+        yield
+    except BuildInputError:  # a refusal of ours says why itself
+        raise
+    except Exception as e:
+        if shutil.disk_usage(workdir).free < room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(workdir.parent)) from e
+        raise
+
+
 def quantize_int8(onnx_model: bytes, meta: dict, photos: list[Path]) -> bytes:
     """Static int8 QDQ quantisation (per-channel weights), calibrated on real photos. Opt-in: check agreement."""
     import onnx
@@ -348,7 +367,9 @@ def quantize_int8(onnx_model: bytes, meta: dict, photos: list[Path]) -> bytes:
             batch = next(self._batches, None)
             return None if batch is None else {"input": batch}
 
-    with tempfile.TemporaryDirectory() as tmp:
+    # MobileNet V2's calibration (a 14 MB graph) failed with 50 MB free in TMPDIR and passed with 56 MB: some four
+    # graphs' worth. A failure with less than that free is the disk's.
+    with tempfile.TemporaryDirectory() as tmp, disk_full_named(Path(tmp), 4 * len(onnx_model)):
         fp32, prepared, int8 = (Path(tmp) / name for name in ("fp32.onnx", "pre.onnx", "int8.onnx"))
         fp32.write_bytes(onnx_model)
         quant_pre_process(str(fp32), str(prepared))

@@ -519,6 +519,37 @@ def test_metadata_follows_the_preset(preset, resize):
     }
 
 
+@pytest.mark.parametrize("free", [0, 4 * 1000])
+def test_int8_calibration_failing_in_a_full_tmpdir_names_it(tmp_path, monkeypatch, free):
+    """With TMPDIR too full for the quantiser's models, `make model INT8=1` ended in a protobuf DecodeError traceback
+    (onnx's shape inference had left a model cut short there), or said "No space left on device: <--out>", a path
+    on another disk with room. Simulated: the step fails as it did, and the disk has less than four graphs' worth
+    free; with that much free, the failure is not the disk's and passes on as it is."""
+    import tempfile
+
+    from google.protobuf.message import DecodeError
+    from onnxruntime.quantization import shape_inference
+
+    def cut_short(_source, _target, *_args, **_kwargs):
+        raise DecodeError("Error parsing message with type 'onnx.ModelProto'")
+
+    monkeypatch.setattr(shape_inference, "quant_pre_process", cut_short)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(package.shutil, "disk_usage", lambda _path: SimpleNamespace(free=free))
+    if free:
+        with pytest.raises(DecodeError):
+            package.quantize_int8(b"x" * 1000, {}, [tmp_path / "photo.jpg"])
+        return
+    with pytest.raises(OSError) as full:
+        package.quantize_int8(b"x" * 1000, {}, [tmp_path / "photo.jpg"])
+    assert (full.value.errno, full.value.strerror, full.value.filename) == (
+        28,
+        "No space left on device",
+        str(tmp_path),
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_int8_without_calibration_photos_is_refused():
     with pytest.raises(package.BuildInputError, match=f"int8 calibration needs photos in {package.CALIBRATION_DIR}"):
         package.quantize_int8(b"", {}, [])
