@@ -979,6 +979,19 @@ def hide_torchscript_deprecation() -> None:
     warnings.filterwarnings("ignore", message="`torch.jit.", category=FutureWarning)
 
 
+def write_whole(out: Path, text: str) -> None:
+    """`out` gets the whole text (UTF-8: Markdown, whatever the locale's codeset) or stays as it was. Written in place,
+    a full disk left a table cut short where the last run's had been, under "error: could not write"."""
+    target = out.resolve()  # through a symlink, as a write in place went
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineErrorParser(
         prog="python -m bench",
@@ -1041,7 +1054,7 @@ def main(argv: list[str] | None = None) -> int:
     print(encodable(text, sys.stdout))
     written = True
     try:
-        args.out.write_text(text + "\n", encoding="utf-8")  # Markdown, whatever the locale's codeset
+        write_whole(args.out, text + "\n")
     except OSError as e:
         print(f"error: could not write {args.out}: {e.strerror or e}", file=sys.stderr)
         written = False

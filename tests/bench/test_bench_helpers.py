@@ -199,6 +199,28 @@ def test_medians_are_medians_of_the_measured_calls_only(monkeypatch):
     assert medians == pytest.approx({"a": 2.0, "b": 3.0})
 
 
+def test_results_the_disk_cannot_hold_leave_the_last_ones_whole(monkeypatch, tmp_path, capsys):
+    """On a full disk the table was written in place: the last run's latest.md was lost, and a table cut short (it
+    can end on a whole row) was left in its place, under "error: could not write"."""
+    import errno
+    import pathlib
+
+    bench = stub_sections(monkeypatch, tmp_path)
+    out = tmp_path / "latest.md"
+    out.write_text("the last run's table\n", encoding="utf-8")
+
+    def half_then_full(self, data, *args, **kwargs):
+        with open(self, "w", encoding="utf-8") as f:
+            f.write(data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pathlib.Path, "write_text", half_then_full)
+    assert bench.main(["--out", str(out)]) == 2
+    assert f"error: could not write {out}: No space left on device\n" in capsys.readouterr().err
+    assert out.read_bytes() == b"the last run's table\n"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
 @pytest.mark.parametrize("out", ["file/latest.md", "."])  # under a file; a directory
 def test_an_unwritable_results_path_is_refused_before_measuring(monkeypatch, tmp_path, capsys, out):
     import bench.__main__ as bench
