@@ -186,6 +186,13 @@ _FORK_REFUSED_REMEDY = (
 
 def _what_helps(error: BaseException) -> str:
     """What helps with a refusal the OS gave (by its errno), as the end of a message ("": nothing known)."""
+    if getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+        # A fork server started again makes its directory and socket in TMPDIR: full (of data or of inodes, which
+        # df -h does not show), it said only "No space left on device", of no device named.
+        return (
+            f": the temporary directory {tempfile.gettempdir()} has no room for the sandboxes' fork server's socket:"
+            " free some space (or inodes) there, or set TMPDIR to another directory"
+        )
     remedy = _REFUSAL_REMEDIES.get(getattr(error, "errno", None))  # EOFError has none
     return f": {remedy}" if remedy else ""
 

@@ -414,9 +414,15 @@ def test_a_sandbox_the_os_refuses_its_connection_to_the_fork_server_fails_saying
             OSError(errno.ENOMEM, "Cannot allocate memory"),
             "(OSError: [Errno 12] Cannot allocate memory): free some memory",
         ),
+        (
+            OSError(errno.ENOSPC, "No space left on device"),  # a fork server started again, in a full TMPDIR
+            f"(OSError: [Errno 28] No space left on device): the temporary directory {tempfile.gettempdir()} has no"
+            " room for the sandboxes' fork server's socket: free some space (or inodes) there, or set TMPDIR to"
+            " another directory",
+        ),
         (OSError(errno.EIO, "Input/output error"), "(OSError: [Errno 5] Input/output error)"),  # no advice to give
     ],
-    ids=["EMFILE", "ENFILE", "EAGAIN", "ENOMEM", "other"],
+    ids=["EMFILE", "ENFILE", "EAGAIN", "ENOMEM", "ENOSPC", "other"],
 )
 def test_a_new_sandbox_the_os_refuses_fails_the_submit_saying_what_was_refused_and_what_helps(
     one, monkeypatch, error, says
