@@ -142,6 +142,13 @@ with warnings.catch_warnings():
         getattr(getattr(pulumi_aws, _module), _cls)
 
 
+@pytest.fixture(autouse=True)
+def engine_loop() -> None:
+    """Every test here starts on the engine's loop, also those installing mocks of their own (set_mocks): run after a
+    test that ended in asyncio.run, with no settle between, they failed "await wasn't used with future" (see mocks)."""
+    asyncio.set_event_loop(ENGINE_LOOP)
+
+
 @pytest.fixture
 def mocks() -> RecordingMocks:
     # The root stack resource is made once, above, on this loop, and every component awaits its futures. A test run
