@@ -820,35 +820,12 @@ def test_an_http_error_is_its_status_and_body_and_accept_is_sent():
 def test_torchserve_is_reached_directly_whatever_the_shells_proxy_says(monkeypatch):
     # A developer behind a corporate proxy: its 502 answered every /ping, and the stack failed after its start-up
     # timeout with TorchServe ready. NO_PROXY=localhost does not cover 127.0.0.1 for urllib.
-    def serving(status: int, seen: list):
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                seen.append(self.path)
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+    from tests.proxies import behind_a_proxy, http_server
 
-            def log_message(self, *args):
-                pass
-
-        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        return httpd
-
-    to_torchserve, to_proxy = [], []
-    with serving(200, to_torchserve) as ts, serving(502, to_proxy) as proxy:
-        try:
-            proxy_url = f"http://127.0.0.1:{proxy.server_address[1]}"
-            for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
-                monkeypatch.setenv(name, proxy_url)
-            monkeypatch.setenv("NO_PROXY", "localhost")
-            monkeypatch.setenv("no_proxy", "localhost")
-            endpoint = TorchServeEndpoint(Path("model.tar.gz"), port=ts.server_address[1])
-            assert endpoint._request("GET", "/ping", timeout=5)[0] == 200
-        finally:
-            ts.shutdown()
-            proxy.shutdown()
-    assert (to_torchserve, to_proxy) == (["/ping"], [])
+    with behind_a_proxy(monkeypatch) as via_proxy, http_server() as (url, to_torchserve):
+        endpoint = TorchServeEndpoint(Path("model.tar.gz"), port=int(url.rsplit(":", 1)[1]))
+        assert endpoint._request("GET", "/ping", timeout=5)[0] == 200
+    assert (to_torchserve, via_proxy) == (["GET /ping"], [])
 
 
 def test_memory_sums_the_pss_of_the_processes_still_there(monkeypatch):
