@@ -983,6 +983,11 @@ def write_whole(out: Path, text: str) -> None:
     """`out` gets the whole text (UTF-8: Markdown, whatever the locale's codeset) or stays as it was. Written in place,
     a full disk left a table cut short where the last run's had been, under "error: could not write"."""
     target = out.resolve()  # through a symlink, as a write in place went
+    if target.exists() and not target.is_file():
+        # A pipe or a device (--out /dev/null): renamed over, it became a regular file (as root, /dev/null did), and
+        # it holds no last table to keep.
+        target.write_text(text, encoding="utf-8")
+        return
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         tmp.write_text(text, encoding="utf-8")

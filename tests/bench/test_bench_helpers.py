@@ -221,6 +221,31 @@ def test_results_the_disk_cannot_hold_leave_the_last_ones_whole(monkeypatch, tmp
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
+def test_results_sent_to_a_pipe_or_device_go_there_and_leave_it_one(monkeypatch, tmp_path):
+    """--out /dev/null or a named pipe: the table written beside it and renamed over it replaced the pipe (as root,
+    /dev/null itself) with a regular file, and a reader of the pipe got nothing. What is not a regular file is
+    written in place, as before: there is no last table there to keep."""
+    import os
+    import stat
+    import threading
+
+    bench = stub_sections(monkeypatch, tmp_path)
+    pipe = tmp_path / "results.fifo"
+    os.mkfifo(pipe)
+    read: list[str] = []
+    reader = threading.Thread(target=lambda: read.append(pipe.read_text(encoding="utf-8")), daemon=True)
+    reader.start()
+    try:
+        assert bench.main(["--out", str(pipe)]) == 0
+    finally:
+        reader.join(timeout=10)
+        if reader.is_alive():  # unblock a reader still waiting for a writer
+            os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))
+            reader.join(timeout=10)
+    assert stat.S_ISFIFO(os.stat(pipe).st_mode)
+    assert read and "| latency row |" in read[0], read
+
+
 @pytest.mark.parametrize("out", ["file/latest.md", "."])  # under a file; a directory
 def test_an_unwritable_results_path_is_refused_before_measuring(monkeypatch, tmp_path, capsys, out):
     import bench.__main__ as bench
