@@ -20,6 +20,8 @@ def no_proxy_with_loopback(env: Mapping[str, str]) -> str:
     names: list[str] = []
     for value in (env.get("NO_PROXY", ""), env.get("no_proxy", "")):
         names += [name.strip() for name in value.split(",") if name.strip() and name.strip() not in names]
+    if "*" in names:  # no proxy for any host, loopback included; urllib reads it so only alone
+        return "*"
     return ",".join(names + [name for name in LOOPBACK_NAMES if name not in names])
 
 

@@ -19,10 +19,16 @@ from tests.proxies import behind_a_proxy, http_server, no_proxy_with_loopback
             {"NO_PROXY": "a.example,::1", "no_proxy": "b.example,a.example"},
             "a.example,::1,b.example,127.0.0.1,localhost",
         ),
+        # "*" bypasses every proxy only alone: urllib (so botocore and pip) took "*,127.0.0.1,..." for a list
+        # naming a host "*", and sent pip's downloads to the proxy the shell had said not to use.
+        ({"NO_PROXY": "*"}, "*"),
+        ({"NO_PROXY": "a.example", "no_proxy": " * "}, "*"),
     ],
 )
 def test_no_proxy_keeps_the_shells_names_and_adds_the_loopback_ones(env, expected):
     assert no_proxy_with_loopback(env) == expected
+    if expected == "*":
+        assert urllib.request.proxy_bypass_environment("pypi.org", {"no": expected})
 
 
 def test_the_suites_clients_reach_loopback_directly_whatever_the_shells_proxy_says(monkeypatch):
