@@ -339,7 +339,10 @@ def disk_full_named(workdir: Path, room: int):
     except BuildInputError:  # a refusal of ours says why itself
         raise
     except Exception as e:
-        if shutil.disk_usage(workdir).free < room:
+        # What the step's own files still hold there counts as room: `room` is what it needs from an empty workdir,
+        # and with its two graphs still in it a TMPDIR with room enough read as full on any other failure.
+        held = sum(f.stat().st_size for f in workdir.rglob("*") if f.is_file())
+        if shutil.disk_usage(workdir).free + held < room:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(workdir.parent)) from e
         raise
 

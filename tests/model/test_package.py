@@ -550,6 +550,36 @@ def test_int8_calibration_failing_in_a_full_tmpdir_names_it(tmp_path, monkeypatc
     assert list(tmp_path.iterdir()) == []
 
 
+def test_int8_calibration_failing_for_another_reason_with_room_is_not_called_a_full_disk(tmp_path, monkeypatch):
+    """Free space is read after the failure, with the step's own graphs (fp32.onnx, pre.onnx) still in TMPDIR: a
+    TMPDIR with room for the whole calibration, failing on an unreadable calibration photo, said "No space left on
+    device: <TMPDIR>" and named no photo. Simulated: the disk has room for four graphs before the build, and the
+    failure comes once two are written."""
+    import errno
+    import tempfile
+
+    from onnxruntime.quantization import shape_inference
+
+    photo = tmp_path / "photo.jpg"
+    workdir = tmp_path / "tmp"
+    workdir.mkdir()
+
+    def written_then_refused(source, target, *_args, **_kwargs):
+        Path(target).write_bytes(Path(source).read_bytes())
+        raise PermissionError(errno.EACCES, "Permission denied", str(photo))
+
+    def usage(_path):  # the room there was before the build, less what the build holds there now
+        held = sum(f.stat().st_size for f in workdir.rglob("*") if f.is_file())
+        return SimpleNamespace(free=4 * 1000 - held)
+
+    monkeypatch.setattr(shape_inference, "quant_pre_process", written_then_refused)
+    monkeypatch.setattr(tempfile, "tempdir", str(workdir))
+    monkeypatch.setattr(package.shutil, "disk_usage", usage)
+    with pytest.raises(PermissionError) as refused:
+        package.quantize_int8(b"x" * 1000, {}, [photo])
+    assert refused.value.filename == str(photo)
+
+
 def test_int8_without_calibration_photos_is_refused():
     with pytest.raises(package.BuildInputError, match=f"int8 calibration needs photos in {package.CALIBRATION_DIR}"):
         package.quantize_int8(b"", {}, [])
