@@ -208,7 +208,12 @@ class NoRoomToUnpack(Exception):
 
 
 def extract(artifact: Path) -> Path:
-    target = Path(tempfile.mkdtemp(prefix="bench-model-"))
+    try:
+        target = Path(tempfile.mkdtemp(prefix="bench-model-"))
+    except OSError as e:  # not a block or inode free: the same line as too few for the model
+        if out_of_space(e):
+            raise NoRoomToUnpack(no_room_to_unpack(artifact, Path(tempfile.gettempdir()))) from e
+        raise
     try:
         with tarfile.open(artifact) as tar:
             extract_all(tar, target)

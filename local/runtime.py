@@ -303,9 +303,14 @@ class InProcessContainer:
             # `make demo`'s stop signals raise (KeyboardInterrupt, SystemExit): one landing after mkdtemp made the
             # directory but before its name was kept here would leave the directory behind. Held back until then,
             # it lands inside this try, whose cleanup removes it.
-            with stop_signals_held():
-                self._tmp = Path(tempfile.mkdtemp(prefix=f"{MODEL_DIR_PREFIX}{os.getpid()}-"))
-            self._lock_fd = hold_owner_lock(self._tmp)
+            try:
+                with stop_signals_held():
+                    self._tmp = Path(tempfile.mkdtemp(prefix=f"{MODEL_DIR_PREFIX}{os.getpid()}-"))
+                self._lock_fd = hold_owner_lock(self._tmp)
+            except OSError as e:  # a TMPDIR with not a block or inode free: the same line as one with too few
+                if out_of_space(e):
+                    raise ModelStartError(no_room_to_unpack(Path(artifact), Path(tempfile.gettempdir()))) from e
+                raise
             self.model_dir = extract_artifact(Path(artifact), self._tmp)
             code_dir = self.model_dir / "code"
             if not (code_dir / "inference.py").is_file():

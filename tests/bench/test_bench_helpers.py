@@ -767,6 +767,24 @@ def test_a_full_temporary_directory_is_named_and_make_model_not_advised(monkeypa
     assert list((tmp_path / "tmp").iterdir()) == []
 
 
+def test_a_temporary_directory_too_full_for_even_a_directory_is_named_too(monkeypatch, tmp_path, capsys):
+    # Not a block or inode free: the directory to unpack into is refused first, and that said "cannot unpack
+    # model/dist/model.tar.gz: [Errno 28] ...: run `make model`" again.
+    import errno
+    import tempfile
+
+    import bench.__main__ as bench
+
+    def full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "tmp" / "bench-model-x"))
+
+    monkeypatch.setattr(tempfile, "mkdtemp", full)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    assert bench.main(["--out", str(tmp_path / "latest.md")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: no room in {tmp_path / 'tmp'} to unpack the model artifact {bench.ARTIFACT} ("), err
+
+
 def test_an_artifact_that_cannot_be_unpacked_is_refused_and_leaves_nothing_behind(monkeypatch, tmp_path, capsys):
     """A damaged model.tar.gz (a truncated copy; `python -m bench` does not rebuild it as `make bench` does) ended in
     an EOFError traceback and left the part already unpacked in /tmp."""

@@ -1302,6 +1302,34 @@ def test_a_full_temporary_directory_at_start_names_it_and_does_not_blame_the_art
     assert list(tmp.iterdir()) == []
 
 
+def test_a_temporary_directory_too_full_for_even_a_directory_names_it_in_one_line(tmp_path, capsys, monkeypatch):
+    """A TMPDIR with not a block (or inode) free refuses the directory the model unpacks into, before any byte of
+    it: that ended `make demo` in an OSError traceback, not the line a TMPDIR with a little room got."""
+    import tempfile
+
+    from local import __main__ as cli
+    from tests.conftest import tar_gz_of
+
+    monkeypatch.setattr(cli, "ROOT", tmp_path)
+    monkeypatch.chdir(tmp_path)
+    artifact = tmp_path / "model" / "dist" / "model.tar.gz"
+    artifact.parent.mkdir(parents=True)
+    tar_gz_of(artifact, {"model.onnx": b"\0" * 3_000_000})
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+
+    def full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp / "mobilenet-model-1-x"))
+
+    monkeypatch.setattr(tempfile, "mkdtemp", full)
+    assert cli.main(["--port", "0", "--stack-config", str(ROOT / "Pulumi.dev.yaml")]) == 1
+    assert capsys.readouterr().err == (
+        f"error: the model endpoint cannot start: no room in {tmp} to unpack the model artifact {artifact} (3 MB "
+        "unpacked): No space left on device; free some there, or set TMPDIR to a directory with room\n"
+    )
+
+
 def test_a_missing_artifact_or_a_busy_port_is_a_one_line_error_and_exit_2(tmp_path, capsys):
     from local.__main__ import main
 
