@@ -125,16 +125,17 @@ def out_of_space(e: BaseException) -> bool:
     return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
-def no_room_to_unpack(artifact: Path, directory: Path) -> str:
+def no_room_to_unpack(artifact: Path, directory: Path, error: OSError) -> str:
     """What a full TMPDIR at start says. It was "cannot unpack the model artifact ...: [Errno 28] No space left on
-    device; run `make model` to rebuild it": the artifact was sound, and the full directory was not named."""
+    device; run `make model` to rebuild it": the artifact was sound, and the full directory was not named. `error`'s
+    own words: a quota (EDQUOT) said "No space left on device" of a disk df showed with room."""
     try:  # read again, only now: sizes read before unpacking doubled every start's unpacking time
         with tarfile.open(artifact) as tar:
             size = f" ({sum(member.size for member in tar.getmembers()) / 1e6:.0f} MB unpacked)"
     except (OSError, EOFError, zlib.error, tarfile.TarError):
         size = ""
     return (
-        f"no room in {directory} to unpack the model artifact {artifact}{size}: No space left on device; free some"
+        f"no room in {directory} to unpack the model artifact {artifact}{size}: {error.strerror or error}; free some"
         " there, or set TMPDIR to a directory with room"
     )
 
@@ -154,7 +155,7 @@ def extract_artifact(artifact: Path, target: Path, error: type[Exception] = Mode
     # A truncated gzip raises EOFError, a corrupt one zlib.error: neither is an OSError or a TarError.
     except (OSError, EOFError, zlib.error, tarfile.TarError) as e:
         if out_of_space(e):
-            raise error(no_room_to_unpack(artifact, target.parent)) from e
+            raise error(no_room_to_unpack(artifact, target.parent, e)) from e
         # One line. A file that is no archive at all (empty, an HTML page, a Git LFS pointer) gets tarfile's list of
         # every method it tried ("- method gz: ReadError('not a gzip file') - method bz2: ..."): said plainly.
         if isinstance(e, tarfile.ReadError) and str(e).startswith("file could not be opened successfully"):
@@ -309,7 +310,7 @@ class InProcessContainer:
                 self._lock_fd = hold_owner_lock(self._tmp)
             except OSError as e:  # a TMPDIR with not a block or inode free: the same line as one with too few
                 if out_of_space(e):
-                    raise ModelStartError(no_room_to_unpack(Path(artifact), Path(tempfile.gettempdir()))) from e
+                    raise ModelStartError(no_room_to_unpack(Path(artifact), Path(tempfile.gettempdir()), e)) from e
                 raise
             self.model_dir = extract_artifact(Path(artifact), self._tmp)
             code_dir = self.model_dir / "code"

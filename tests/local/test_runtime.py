@@ -361,6 +361,25 @@ def test_an_artifact_with_a_member_outside_its_directory_is_refused(tmp_path) ->
     assert not (tmp_path / "unpacked" / "escaped.txt").exists() and not (tmp_path / "escaped.txt").exists()
 
 
+def test_a_quota_reached_while_unpacking_is_called_a_quota_not_a_full_disk(tmp_path, monkeypatch) -> None:
+    # EDQUOT (a user's quota on a disk with room) is no room too, and it was reported "No space left on device": df
+    # then showed the room, and the quota that refused the write was not named.
+    import errno
+    import tarfile
+
+    from local.runtime import ModelStartError, extract_artifact
+
+    def quota(*_args, **_kwargs):
+        raise OSError(errno.EDQUOT, "Disk quota exceeded")
+
+    monkeypatch.setattr(tarfile.TarFile, "makefile", quota)
+    artifact = tar_gz_of(tmp_path / "model.tar.gz", {"model.onnx": b"x"})
+    with pytest.raises(ModelStartError) as refused:
+        extract_artifact(artifact, tmp_path / "unpacked")
+    assert str(refused.value).startswith(f"no room in {tmp_path} to unpack the model artifact {artifact}")
+    assert ": Disk quota exceeded; free some there" in str(refused.value), refused.value
+
+
 @pytest.mark.parametrize("member", ["regular", "setuid", "../escaped.txt", "absolute", "symlink"])
 def test_an_artifact_unpacks_as_the_data_filter_would_where_tarfile_has_no_filters(tmp_path, monkeypatch, member):
     # Before 3.11.4 (Debian 12's python3 is 3.11.2) tarfile has no filters and extractall takes no filter=: `make
