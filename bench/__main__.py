@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import errno
 import io
 import json
 import os
@@ -987,7 +988,10 @@ def hide_torchscript_deprecation() -> None:
 def write_whole(out: Path, text: str) -> None:
     """`out` gets the whole text (UTF-8: Markdown, whatever the locale's codeset) or stays as it was. Written in place,
     a full disk left a table cut short where the last run's had been, under "error: could not write"."""
-    target = out.resolve()  # through a symlink, as a write in place went
+    try:
+        target = out.resolve()  # through a symlink, as a write in place went
+    except RuntimeError:  # symlinks that loop (Python before 3.13): an OSError, as the write in place gave
+        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(out)) from None
     if target.exists() and not target.is_file():
         # A pipe or a device (--out /dev/null): renamed over, it became a regular file (as root, /dev/null did), and
         # it holds no last table to keep.

@@ -246,6 +246,17 @@ def test_results_sent_to_a_pipe_or_device_go_there_and_leave_it_one(monkeypatch,
     assert read and "| latency row |" in read[0], read
 
 
+def test_results_path_that_is_a_symlink_loop_is_an_error_line_not_a_traceback(monkeypatch, tmp_path, capsys):
+    # Resolved to write beside its target, a --out whose symlinks loop raised RuntimeError after the whole run: a
+    # traceback, and no missed targets or summary. Written in place it was "could not write", as it is again.
+    bench = stub_sections(monkeypatch, tmp_path)
+    out = tmp_path / "latest.md"
+    out.symlink_to(out)
+    assert bench.main(["--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: could not write {out}: Too many levels of symbolic links\n" in err and "targets: 1 met" in err, err
+
+
 @pytest.mark.parametrize("out", ["file/latest.md", "."])  # under a file; a directory
 def test_an_unwritable_results_path_is_refused_before_measuring(monkeypatch, tmp_path, capsys, out):
     import bench.__main__ as bench
