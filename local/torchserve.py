@@ -34,7 +34,7 @@ from pathlib import Path
 
 from components.command_line import OneLineErrorParser, path_argument, port_number, seconds
 from components.policies import TORCHSERVE_ENV, TORCHSERVE_JAVA_OPTIONS
-from local.runtime import extract_artifact, stop_signals_held
+from local.runtime import extract_artifact, no_room_to_unpack, out_of_space, stop_signals_held
 
 # TorchServe is this process's own child on 127.0.0.1: never reached through a proxy. urlopen sends even loopback
 # through the shell's HTTP_PROXY/http_proxy unless NO_PROXY names the exact host, and a corporate proxy's 502 to
@@ -300,14 +300,21 @@ class TorchServeEndpoint:
             raise TorchServeError("java not found on PATH (nor JAVA_HOME): TorchServe needs Java 17 or newer")
         if self.port and not _port_free(self.port):
             raise TorchServeError(f"port {self.port} on 127.0.0.1 is in use")
-        self.base = Path(tempfile.mkdtemp(prefix="torchserve-"))
+        try:
+            self.base = Path(tempfile.mkdtemp(prefix="torchserve-"))
+        except OSError as e:  # a TMPDIR with not a block or inode free: the line the unpack gives one with too few
+            if out_of_space(e):
+                raise TorchServeError(no_room_to_unpack(self.artifact, Path(tempfile.gettempdir()), e)) from e
+            raise
         try:
             for sub in ("tmp", "logs"):
                 (self.base / sub).mkdir()
             extract_artifact(self.artifact, self.base, TorchServeError)
         # A refused artifact, or Ctrl-C or `make demo`'s SIGTERM/SIGHUP (SystemExit): nothing runs yet for stop().
-        except BaseException:
+        except BaseException as e:
             shutil.rmtree(self.base, ignore_errors=True)
+            if out_of_space(e):  # its folders, made before the unpack (which names the directory itself)
+                raise TorchServeError(no_room_to_unpack(self.artifact, self.base.parent, e)) from e
             raise
         ports = free_ports(4)
         self.port = self.port or ports[0]

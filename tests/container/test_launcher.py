@@ -216,6 +216,30 @@ def test_an_unreadable_artifact_is_named_and_leaves_no_temp_dir(tmp_path, monkey
     assert "\n" not in str(failed.value)  # tarfile lists every method it tried, one per line: the stack says one
 
 
+@pytest.mark.parametrize("refused", ["mkdtemp", "mkdir"])  # TorchServe's folder, then its tmp and logs in it
+def test_a_temporary_directory_without_a_free_block_or_inode_is_named(tmp_path, monkeypatch, refused):
+    """A TMPDIR at df's 100% refuses TorchServe's folders before the unpack, whose no-room line names it: `make demo
+    RUNTIME=torchserve` ended in an OSError traceback. A quota (EDQUOT) is said in its own words."""
+    import errno
+
+    monkeypatch.setenv("JAVA_HOME", "/opt/any-jre")  # get past the java check without needing one
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+
+    def refuse(*_args, **_kwargs):
+        raise OSError(errno.EDQUOT, "Disk quota exceeded")
+
+    monkeypatch.setattr(tempfile if refused == "mkdtemp" else Path, refused, refuse)
+    artifact = tmp_path / "model.tar.gz"
+    artifact.write_bytes(b"")
+    with pytest.raises(TorchServeError) as failed:
+        TorchServeEndpoint(artifact).start()
+    assert str(failed.value) == (
+        f"no room in {tmp_path} to unpack the model artifact {artifact}: Disk quota exceeded; free some there, or set"
+        " TMPDIR to a directory with room"
+    )
+    assert list(tmp_path.iterdir()) == [artifact]
+
+
 def test_a_busy_port_is_named(monkeypatch):
     monkeypatch.setenv("JAVA_HOME", "/opt/any-jre")
     with socket.socket() as sock:
