@@ -46,7 +46,7 @@ from pathlib import Path
 from bench import stop_signals_unwind
 from bench.loadtest import percentile
 from bench.machine import describe as describe_machine
-from components.command_line import OneLineErrorParser, path_argument
+from components.command_line import OneLineErrorParser, encodable, path_argument
 from components.settings import MEMORY_SIZES_MB, load_stack_file
 from local.runtime import extract_all, load_inference_module, no_room_to_unpack, out_of_space
 from tests.imagegen import normalize
@@ -969,14 +969,6 @@ def run_sections(report: Report, sections: list[tuple[str, tuple[str, ...], Call
             first = (str(e).strip().splitlines() or [""])[0]
             report.add(name, f"failed: {type(e).__name__}{': ' + first if first else ''}", target="measured", ok=False)
             broken[name] = "failed"
-
-
-def encodable(text: str, stream) -> str:
-    """text as `stream` can write it, "?" for what its encoding lacks. Under a locale whose codeset is not UTF-8
-    (en_US.ISO-8859-1; Python coerces only C and POSIX), print() raised UnicodeEncodeError on the verdicts' ✅ and
-    ❌ after the whole run, and neither the table nor the file was left; the missed targets are listed on stderr."""
-    encoding = getattr(stream, "encoding", None) or "utf-8"
-    return text.encode(encoding, "replace").decode(encoding)
 
 
 def hide_torchscript_deprecation() -> None:

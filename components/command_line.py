@@ -52,3 +52,11 @@ def seconds(value: str) -> float:
     if not 0 < number < float("inf"):
         raise argparse.ArgumentTypeError(f"{value} is not a duration: use a number of seconds above 0")
     return number
+
+
+def encodable(text: str, stream) -> str:
+    """text as `stream` can write it, "?" for what its encoding lacks. Under a locale whose codeset is not UTF-8
+    (en_US.ISO-8859-1; Python coerces only C and POSIX), print() raised UnicodeEncodeError: on the bench's verdicts
+    (✅, ❌) after the whole run, leaving neither table nor file, and on the build's line naming poids-δ.pth."""
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    return text.encode(encoding, "replace").decode(encoding)

@@ -35,7 +35,7 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import Version
 
 from components.bundle_dir import BundleDirError, bundle_dir_files
-from components.command_line import OneLineErrorParser, path_argument
+from components.command_line import OneLineErrorParser, encodable, path_argument
 
 ROOT = Path(__file__).resolve().parent
 CODE_DIR = ROOT / "code"
@@ -557,10 +557,7 @@ def build(
         f"inputs: weights={source.weights_id} preset={source.preset} onnx={onnx} int8={int8} "
         f"onnxruntime={'vendored ' + ort_wheel.name if ort_wheel else 'not vendored'}"
     )
-    # "?" for what the terminal's codeset lacks: the id is UTF-8 text (utf8_name), and poids-δ.pth's stopped the
-    # build under LANG=en_US.ISO-8859-1 with a UnicodeEncodeError.
-    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
-    print(inputs.encode(encoding, "replace").decode(encoding))
+    print(encodable(inputs, sys.stdout))  # "?" for what the terminal lacks: the weights' id is UTF-8 (utf8_name)
     # Compared as bytes: a stamp or checksum garbled on disk (not UTF-8) is stale, not a UnicodeDecodeError traceback
     # on every later build until it is deleted by hand.
     if not force and _intact(out) and stamp.exists() and stamp.read_bytes().strip() == fp.encode():
