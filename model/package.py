@@ -577,9 +577,19 @@ def build(
     if ort_wheel is not None:
         add_vendored(members, vendored_ort_files(ort_wheel))
     write_tarball(members, out)
-    stamp.write_text(fp + "\n")
-    out.with_name(out.name + ".sha256").write_text(f"{sha256_file(out)}  {out.name}\n")
+    write_stamp(stamp, fp + "\n")
+    write_stamp(out.with_name(out.name + ".sha256"), f"{sha256_file(out)}  {out.name}\n")
     return out, True
+
+
+def write_stamp(path: Path, text: str) -> None:
+    """A write that fails (a full disk) names no file, and main() then named --out: the artifact, written whole."""
+    try:
+        path.write_text(text)
+    except OSError as e:
+        if e.filename is not None or e.errno is None:
+            raise
+        raise OSError(e.errno, e.strerror, str(path)) from e
 
 
 def _intact(out: Path) -> bool:

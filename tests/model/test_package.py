@@ -277,6 +277,26 @@ def test_a_failed_build_does_not_make_the_next_one_skip(stub_build, monkeypatch)
     assert _read(b.out, "code/inference.py") == b"# v2\n"
 
 
+@pytest.mark.parametrize("stamp", ["model.tar.gz.inputs", "model.tar.gz.sha256"])
+def test_a_stamp_the_disk_cannot_hold_is_the_file_named(stub_build, monkeypatch, stamp):
+    """A write that fails names no file: with model.tar.gz written whole and no room left for its .inputs (a 20 MB
+    tmpfs), the build said "No space left on device: .../model.tar.gz", the one file that had been written."""
+    import errno
+
+    b = stub_build
+    real = Path.write_text
+
+    def full(self, *args, **kwargs):
+        if self.name == stamp:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as a write() that fails: no file name
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(OSError) as failed:
+        package.build(b.source, b.out, onnx=False)
+    assert (failed.value.errno, failed.value.filename) == (errno.ENOSPC, str(b.out.parent / stamp))
+
+
 # --- weights ---------------------------------------------------------------------------------------------------
 def test_weights_id_names_the_file_and_its_contents(tmp_path):
     path = tmp_path / "w.pth"
