@@ -497,7 +497,13 @@ def write_tarball(members: dict[str, bytes], out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     # A temp file of its own beside the target, renamed over it: a failed or interrupted build (or two at once)
     # never leaves a half-written artifact, and the temp file goes with the failure.
-    with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp", delete=False) as f:
+    # The temp file's hidden name is no name the user gave: an error that names it names the folder (a read-only
+    # model/dist) or the artifact (an immutable one) instead.
+    try:
+        f = tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp", delete=False)  # noqa: SIM115 - `with f` below
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(out.parent)) from e
+    with f:
         tmp = Path(f.name)
         try:
             with gzip.GzipFile(filename="", mode="wb", fileobj=f, mtime=0, compresslevel=9) as gz:
@@ -508,6 +514,9 @@ def write_tarball(members: dict[str, bytes], out: Path) -> None:
     try:
         os.chmod(tmp, 0o644)  # NamedTemporaryFile creates 0600; the artifact is not a secret
         tmp.replace(out)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror, str(out)) from e
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -110,6 +110,35 @@ def test_a_failed_rename_leaves_no_temp_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["model.tar.gz"]
 
 
+def test_a_folder_the_temp_file_cannot_be_made_in_is_named_not_the_temp_file(tmp_path, monkeypatch):
+    """A read-only model/dist said "Read-only file system: .../model/dist/.model.tar.gz.ki4ls48c.tmp": a hidden name
+    the user never gave, of a file that is not there."""
+    import errno
+
+    def read_only(*, dir, prefix, suffix, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.path.join(dir, f"{prefix}ki4ls48c{suffix}"))
+
+    monkeypatch.setattr(package.tempfile, "NamedTemporaryFile", read_only)
+    with pytest.raises(OSError) as failed:
+        package.write_tarball(MEMBERS, tmp_path / "dist" / "model.tar.gz")
+    assert (failed.value.errno, failed.value.filename) == (errno.EROFS, str(tmp_path / "dist"))
+
+
+def test_an_artifact_that_cannot_be_replaced_is_named_not_the_temp_file(tmp_path, monkeypatch):
+    """An immutable model.tar.gz (chattr +i) refused the rename over it, and the error named the temp file."""
+    import errno
+
+    def immutable(self, target):
+        raise OSError(errno.EPERM, os.strerror(errno.EPERM), str(self), None, str(target))
+
+    monkeypatch.setattr(Path, "replace", immutable)
+    out = tmp_path / "model.tar.gz"
+    with pytest.raises(OSError) as failed:
+        package.write_tarball(MEMBERS, out)
+    assert (failed.value.errno, failed.value.filename) == (errno.EPERM, str(out))
+    assert list(tmp_path.iterdir()) == []
+
+
 # --- fingerprint: every input of the build is in it ------------------------------------------------------------
 @pytest.fixture
 def inputs(tmp_path, monkeypatch):
