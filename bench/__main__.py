@@ -1014,8 +1014,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:  # before minutes of measuring, not after
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        if not os.access(args.out.parent, os.W_OK) or args.out.is_dir():
-            raise PermissionError(f"cannot write {args.out}")
+        if args.out.is_dir():
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(args.out))
+        # A file made there, as the table is written beside its target: its refusal gives the reason (a read-only
+        # file system, a quota), where os.access() said only no.
+        tempfile.TemporaryFile(dir=args.out.parent).close()
     except OSError as e:
         print(f"error: --out {args.out}: {e.strerror or e}", file=sys.stderr)
         return 2

@@ -269,6 +269,30 @@ def test_an_unwritable_results_path_is_refused_before_measuring(monkeypatch, tmp
     assert "error: --out" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "why", ["Read-only file system", "Permission denied", "Operation not permitted", "Disk quota exceeded"]
+)
+def test_a_results_folder_that_refuses_files_is_refused_up_front_with_the_reason(monkeypatch, tmp_path, capsys, why):
+    """A read-only bench/results said only "cannot write .../latest.md", where every later write error in bench/
+    gives the refusal's own words. The folder is asked to hold a file, as the table's is written beside it."""
+    import errno
+    import os
+
+    code = {os.strerror(n): n for n in (errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT)}[why]
+    measured: list[str] = []
+    bench = stub_sections(monkeypatch, tmp_path, latency=lambda *a: measured.append("latency") or {})
+    out = tmp_path / "results" / "latest.md"
+
+    def refused(*args, dir=None, **kwargs):
+        assert os.fspath(dir) == str(out.parent)
+        raise OSError(code, why, str(dir))
+
+    monkeypatch.setattr(bench.tempfile, "TemporaryFile", refused)
+    assert bench.main(["--quick", "--out", str(out)]) == 2
+    assert capsys.readouterr().err == f"error: --out {out}: {why}\n"
+    assert measured == []
+
+
 def test_a_pipe_inside_a_cell_does_not_split_the_markdown_row():
     import re
 
