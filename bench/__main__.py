@@ -992,6 +992,8 @@ def write_whole(out: Path, text: str) -> None:
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         tmp.write_text(text, encoding="utf-8")
+        if target.exists():  # its mode, as a write in place kept it: a latest.md made group-readable stays so
+            os.chmod(tmp, target.stat().st_mode & 0o7777)
         tmp.replace(target)
     except BaseException:
         tmp.unlink(missing_ok=True)

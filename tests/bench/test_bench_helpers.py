@@ -221,6 +221,27 @@ def test_results_the_disk_cannot_hold_leave_the_last_ones_whole(monkeypatch, tmp
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
+@pytest.mark.parametrize("mode", [0o644, 0o600])
+def test_results_written_over_the_last_ones_keep_their_file_mode(monkeypatch, tmp_path, mode):
+    """The table is written beside latest.md and renamed over it: under umask 077 a latest.md made readable to the
+    group (0644) came back 0600 after the next run, and under umask 022 a private one (0600) came back 0644. Written
+    in place, as it was before, the file kept its mode."""
+    import os
+    import stat
+
+    bench = stub_sections(monkeypatch, tmp_path)
+    out = tmp_path / "latest.md"
+    out.write_text("the last run's table\n", encoding="utf-8")
+    out.chmod(mode)
+    before = os.umask(0o077 if mode == 0o644 else 0o022)
+    try:
+        assert bench.main(["--out", str(out)]) == 0
+    finally:
+        os.umask(before)
+    assert "| latency row |" in out.read_text(encoding="utf-8")
+    assert stat.S_IMODE(out.stat().st_mode) == mode
+
+
 def test_results_sent_to_a_pipe_or_device_go_there_and_leave_it_one(monkeypatch, tmp_path):
     """--out /dev/null or a named pipe: the table written beside it and renamed over it replaced the pipe (as root,
     /dev/null itself) with a regular file, and a reader of the pipe got nothing. What is not a regular file is
