@@ -1557,13 +1557,16 @@ def test_once_a_stop_has_begun_predict_says_so_and_runs_no_function_while_the_ru
     drain = server.Drain()
     stack = InProcessStack(drain=drain)
     drain.stopping = True
-    response = stack.predict(headers={"origin": BASE_URL})
-    assert response.status_code == 503 and response.json() == {"message": "The local stack is stopping."}
-    # The gateway's own answer: its id, no CORS headers; and the connection closes, as the server is going away.
-    assert len(response.headers["apigw-requestid"]) == 16 and response.headers["connection"] == "close"
-    assert not any(name.startswith("access-control-") for name in response.headers)
-    assert stack.sandboxes.events == []
-    assert stack.invoke(b"x").status_code == 200  # what the handlers still in flight call
+    try:
+        response = stack.predict(headers={"origin": BASE_URL})
+        assert response.status_code == 503 and response.json() == {"message": "The local stack is stopping."}
+        # The gateway's own answer: its id, no CORS headers; and the connection closes, as the server is going away.
+        assert len(response.headers["apigw-requestid"]) == 16 and response.headers["connection"] == "close"
+        assert not any(name.startswith("access-control-") for name in response.headers)
+        assert stack.sandboxes.events == []
+        assert stack.invoke(b"x").status_code == 200  # what the handlers still in flight call
+    finally:
+        stack.runtime.close()  # its model thread, idle for the rest of the run otherwise
 
 
 def test_once_a_stop_has_begun_predict_takes_the_whole_body_before_it_says_so():

@@ -387,14 +387,17 @@ def test_a_bicubic_preset_is_recorded_as_its_transforms_preprocess(efficientnet_
 
 
 @pytest.mark.slow
-def test_a_bicubic_classifier_builds_and_serves_torchvisions_pixels(efficientnet_b0, tmp_path):
+def test_a_bicubic_classifier_builds_and_serves_torchvisions_pixels(efficientnet_b0, tmp_path, monkeypatch):
     """EfficientNet-B0, built as a user would (MODEL_NAME, WEIGHTS_ENUM, a weights file), served through the
     toolkit's functions: its preset's own pixels go into the graph, which gives eager torchvision's logits."""
+    import sys
+
     import numpy as np
 
     from tests.conftest import load_inference_module
     from tests.imagegen import photo, photo_bytes, preset_pixels
 
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the toolkit's import puts code/ there: not for later tests
     out, _ = package.build(package.WeightsSource(efficientnet_b0, "IMAGENET1K_V1"), tmp_path / "model.tar.gz")
     model_dir = tmp_path / "model"
     with tarfile.open(out) as tar:
@@ -421,6 +424,8 @@ def test_a_bicubic_classifier_builds_and_serves_torchvisions_pixels(efficientnet
 def test_a_presets_own_mean_and_std_reach_the_graph_and_the_torchscript_fallback(weights_file, tmp_path, monkeypatch):
     """VGG-16's IMAGENET1K_FEATURES normalises with its own mean and std of 1/255 (sizes as IMAGENET1K_V1's): both
     backends give eager torchvision's logits behind that normalisation (MobileNet V2's random weights stand in)."""
+    import sys
+
     import onnxruntime as ort
 
     from tests.conftest import load_inference_module
@@ -438,6 +443,7 @@ def test_a_presets_own_mean_and_std_reach_the_graph_and_the_torchscript_fallback
     (tmp_path / "metadata.json").write_text(json.dumps(meta))
     (tmp_path / "model.pth").write_bytes(package.serialize_state_dict(state))
     monkeypatch.setenv("MODEL_BACKEND", "torchscript")
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the toolkit's import puts model/code there: not for later tests
     classifier = load_inference_module(package.CODE_DIR, "vgg_features_inference").load_classifier(str(tmp_path))
     assert classifier.backend.startswith("torchscript")
     assert_runs_the_eager_net(classifier.run, torchvision.models.mobilenet_v2(), weights_file, mean=mean, std=std)
