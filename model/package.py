@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import fcntl
 import gzip
 import hashlib
 import importlib.metadata
@@ -567,28 +568,50 @@ def build(
         f"onnxruntime={'vendored ' + ort_wheel.name if ort_wheel else 'not vendored'}"
     )
     print(encodable(inputs, sys.stdout))  # "?" for what the terminal lacks: the weights' id is UTF-8 (utf8_name)
-    # Compared as bytes: a stamp or checksum garbled on disk (not UTF-8) is stale, not a UnicodeDecodeError traceback
-    # on every later build until it is deleted by hand.
-    if not force and _intact(out) and stamp.exists() and stamp.read_bytes().strip() == fp.encode():
-        print("up to date, not rebuilt")
-        return out, False
-    state = load_state_dict(source)
-    meta = {**metadata(source), "precision": "int8" if int8 else "fp32"}
-    members = {
-        "model.pth": serialize_state_dict(state),
-        "metadata.json": (json.dumps(meta, indent=1, sort_keys=True) + "\n").encode(),
-        **code_files(),
-    }
-    if onnx:
-        members["model.onnx"] = export_onnx(state, meta)
-    if int8:
-        members["model.onnx"] = quantize_int8(members["model.onnx"], meta, sorted(CALIBRATION_DIR.glob("*.jpg")))
-    if ort_wheel is not None:
-        add_vendored(members, vendored_ort_files(ort_wheel))
-    write_tarball(members, out)
-    write_stamp(stamp, fp + "\n")
-    write_stamp(out.with_name(out.name + ".sha256"), f"{sha256_file(out)}  {out.name}\n")
-    return out, True
+    with one_build_at_a_time(out):
+        # Compared as bytes: a stamp or checksum garbled on disk (not UTF-8) is stale, not a UnicodeDecodeError
+        # traceback on every later build until it is deleted by hand.
+        if not force and _intact(out) and stamp.exists() and stamp.read_bytes().strip() == fp.encode():
+            print("up to date, not rebuilt")
+            return out, False
+        state = load_state_dict(source)
+        meta = {**metadata(source), "precision": "int8" if int8 else "fp32"}
+        members = {
+            "model.pth": serialize_state_dict(state),
+            "metadata.json": (json.dumps(meta, indent=1, sort_keys=True) + "\n").encode(),
+            **code_files(),
+        }
+        if onnx:
+            members["model.onnx"] = export_onnx(state, meta)
+        if int8:
+            members["model.onnx"] = quantize_int8(members["model.onnx"], meta, sorted(CALIBRATION_DIR.glob("*.jpg")))
+        if ort_wheel is not None:
+            add_vendored(members, vendored_ort_files(ort_wheel))
+        write_tarball(members, out)
+        write_stamp(stamp, fp + "\n")
+        write_stamp(out.with_name(out.name + ".sha256"), f"{sha256_file(out)}  {out.name}\n")
+        return out, True
+
+
+@contextlib.contextmanager
+def one_build_at_a_time(out: Path):
+    """Hold a lock on `out`'s folder: a second build (`make model` and `make model INT8=1` in two terminals) waits,
+    then checks its stamp. Two at once, the artifact, its .inputs and its .sha256 could come from different builds,
+    the stamp saying "up to date" for the other build's model. The folder itself is locked, so nothing is left there.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out.parent, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another build in {out.parent} to finish ...", flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # a file system without flock (some NFS mounts): built unlocked, as before
+            pass
+        yield
+    finally:
+        os.close(fd)
 
 
 def write_stamp(path: Path, text: str) -> None:

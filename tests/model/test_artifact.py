@@ -160,6 +160,36 @@ def test_unchanged_inputs_skip_the_build_and_a_code_change_rebuilds(small_build)
         assert tar.extractfile("code/inference.py").read() == b"# v2\n"
 
 
+def test_two_builds_at_once_leave_a_stamp_that_names_the_artifact(small_build, monkeypatch, capsys):
+    """`make model` in one terminal and `make model INT8=1` in another: the second build's tarball landing between
+    the first's rename and its stamp left the first's fingerprint beside the second's artifact, with a .sha256 that
+    matched, so the next `make model` said "up to date" and kept the other model. The second build now waits."""
+    import threading
+
+    _code, first, out = small_build
+    second = package.WeightsSource(first.path, "IMAGENET1K_V2")
+    real_write = package.write_tarball
+    other: list[threading.Thread] = []
+
+    def write_then_let_the_other_build_run(members, path):
+        real_write(members, path)
+        if not other:  # the first build's rename done, its stamp not yet written: the other build runs now
+            other.append(threading.Thread(target=package.build, args=(second, out), kwargs={"onnx": False}))
+            other[0].start()
+            other[0].join(timeout=5)  # it waits for this build, if anything makes it
+
+    monkeypatch.setattr(package, "write_tarball", write_then_let_the_other_build_run)
+    package.build(first, out, onnx=False)
+    other[0].join()
+    said = capsys.readouterr().out
+    monkeypatch.setattr(package, "write_tarball", real_write)
+    rebuilt = package.build(first, out, onnx=False)[1]
+    with tarfile.open(out) as tar:
+        served = json.loads(tar.extractfile("metadata.json").read())["weights_preset"]
+    assert (rebuilt, served) == (True, "IMAGENET1K_V1"), "the stamp said up to date for the other build's artifact"
+    assert "waiting for another build" in said, "the second build waits in silence"
+
+
 def test_requirements_txt_in_code_is_refused(tmp_path, monkeypatch):
     (tmp_path / "requirements.txt").write_text("requests\n")
     monkeypatch.setattr(package, "CODE_DIR", tmp_path)
