@@ -34,7 +34,15 @@ from pathlib import Path
 
 from components.command_line import OneLineErrorParser, path_argument, port_number, seconds
 from components.policies import TORCHSERVE_ENV, TORCHSERVE_JAVA_OPTIONS
-from local.runtime import extract_artifact, no_room_to_unpack, out_of_space, stop_signals_held
+from local.runtime import (
+    MODEL_DIR_PREFIX,
+    extract_artifact,
+    hold_owner_lock,
+    no_room_to_unpack,
+    out_of_space,
+    stop_signals_held,
+    sweep_orphaned_model_dirs,
+)
 
 # TorchServe is this process's own child on 127.0.0.1: never reached through a proxy. urlopen sends even loopback
 # through the shell's HTTP_PROXY/http_proxy unless NO_PROXY names the exact host, and a corporate proxy's 502 to
@@ -477,11 +485,49 @@ class ManagedEndpoint:
         self._replacer: threading.Thread | None = None
         self._next_try = 0.0
         self._closed = False
+        self._copy_dir: Path | None = None
+        self._copy_lock: int | None = None
 
     def start(self) -> ManagedEndpoint:
-        """The first stack, started and awaited in the caller's thread: its failure is the caller's."""
-        self._current = self._launch()
+        """The first stack, started and awaited in the caller's thread: its failure is the caller's. Replacements
+        start from a copy of the artifact taken now: the file itself may be rebuilt meanwhile (`make model INT8=1`
+        in another terminal) or removed (`make clean`), and a replaced instance serves the model it was made with."""
+        copy = self._keep_a_copy()
+        try:
+            self._current = self._launch()
+        except BaseException:
+            self._drop_copy()
+            raise
+        self.artifact = copy or self.artifact
         return self
+
+    def _keep_a_copy(self) -> Path | None:
+        """A copy of the artifact in a model directory of this process, locked: the next start removes it if this
+        process is killed outright, as this start removes those of stacks killed so."""
+        sweep_orphaned_model_dirs()
+        try:
+            with stop_signals_held():
+                self._copy_dir = Path(tempfile.mkdtemp(prefix=f"{MODEL_DIR_PREFIX}{os.getpid()}-"))
+            self._copy_lock = hold_owner_lock(self._copy_dir)
+            copy = self._copy_dir / self.artifact.name
+            shutil.copyfile(self.artifact, copy)
+            return copy
+        except OSError as e:
+            self._drop_copy()
+            if out_of_space(e):
+                raise TorchServeError(no_room_to_unpack(self.artifact, Path(tempfile.gettempdir()), e)) from e
+            return None  # no file to copy: the first start says what is wrong with it
+        except BaseException:
+            self._drop_copy()
+            raise
+
+    def _drop_copy(self) -> None:
+        if self._copy_dir is not None:
+            shutil.rmtree(self._copy_dir, ignore_errors=True)
+            self._copy_dir = None
+        if self._copy_lock is not None:
+            os.close(self._copy_lock)
+            self._copy_lock = None
 
     def invoke(
         self, body: bytes, content_type: str, accept: str = "application/json"
@@ -575,6 +621,7 @@ class ManagedEndpoint:
                 endpoint.stop()
         if replacer is not None:
             replacer.join(timeout=30)  # it is stopping the dead stack, or giving up on the one stop() stopped
+        self._drop_copy()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1066,6 +1066,63 @@ def test_start_serves_the_first_stack_or_raises_its_failure_in_the_callers_threa
         broken.start()
 
 
+def test_a_replacement_serves_the_model_the_stack_started_with_not_one_rebuilt_since(tmp_path, monkeypatch):
+    """`make model INT8=1` in another terminal while `make demo RUNTIME=torchserve` runs: a TorchServe that died was
+    replaced from model/dist/model.tar.gz as it was by then, and the demo went on serving the other model under the
+    banner of the first (or, after `make clean`, could not be replaced at all). A serverless endpoint replaces an
+    instance with the model it was created with."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    artifact = tmp_path / "model.tar.gz"
+    artifact.write_bytes(b"the model the demo started with")
+
+    class Stack(FakeStack):  # answers with the bytes of the artifact it was started from
+        def __init__(self, artifact, *, startup_timeout):
+            super().__init__(Path(artifact).read_bytes().decode())
+
+        def start(self):
+            return self
+
+        def wait_ready(self):
+            pass
+
+    monkeypatch.setattr(torchserve, "TorchServeEndpoint", Stack)
+    managed = ManagedEndpoint(artifact).start()
+    try:
+        rebuilt = tmp_path / ".model.tar.gz.tmp"
+        rebuilt.write_bytes(b"a model rebuilt since")
+        rebuilt.replace(artifact)  # as the build writes it
+        managed._current.code = -9  # its JVM died
+        with pytest.raises(TorchServeDown):
+            managed.invoke(b"x", "image/jpeg")
+        wait_until(lambda: managed._current is not None, "the replacement")
+        assert managed.invoke(b"x", "image/jpeg")[2] == b"the model the demo started with"
+    finally:
+        managed.stop()
+    assert list(tmp.iterdir()) == [], "the copy outlived the endpoint"
+
+
+def test_the_copy_a_stack_killed_outright_left_is_removed_at_the_next_start(tmp_path, monkeypatch):
+    """A `kill -9` runs no cleanup: the copy of the artifact stays in TMPDIR until the next start removes it, as it
+    does the unpacked models of such stacks (README: Stopping)."""
+    from local.runtime import MODEL_DIR_PREFIX
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    left = tmp_path / f"{MODEL_DIR_PREFIX}999999999-killed"  # no such pid, no owner lock
+    left.mkdir()
+    (left / "model.tar.gz").write_bytes(b"copy")
+    artifact = tmp_path / "artifact.tar.gz"
+    artifact.write_bytes(b"model")
+    managed = ManagedEndpoint(artifact)
+    monkeypatch.setattr(managed, "_launch", lambda: FakeStack("first"))
+    managed.start()
+    try:
+        assert not left.exists()
+    finally:
+        managed.stop()
+
+
 def test_launch_passes_the_startup_timeout_and_returns_the_ready_stack(launching):
     managed = ManagedEndpoint(Path("model.tar.gz"), startup_timeout=7)
     stack = managed._launch()
