@@ -208,6 +208,12 @@ class NoRoomToUnpack(Exception):
     """The artifact is sound, the temporary directory full: `make model` would not help."""
 
 
+# The artifact as the run found it, kept in the unpacked model's folder: the rows that start a stack (the local
+# stack's, the serving stack's) serve this copy, not model/dist/model.tar.gz, which may be rebuilt meanwhile
+# (`make model INT8=1` in another terminal) and would have them measure another model than the rows before them.
+ARTIFACT_COPY = ".model.tar.gz"
+
+
 def extract(artifact: Path) -> Path:
     try:
         target = Path(tempfile.mkdtemp(prefix="bench-model-"))
@@ -216,7 +222,8 @@ def extract(artifact: Path) -> Path:
             raise NoRoomToUnpack(no_room_to_unpack(artifact, Path(tempfile.gettempdir()), e)) from e
         raise
     try:
-        with tarfile.open(artifact) as tar:
+        shutil.copyfile(artifact, target / ARTIFACT_COPY)
+        with tarfile.open(target / ARTIFACT_COPY) as tar:
             extract_all(tar, target)
     except BaseException as e:  # a truncated artifact, a full disk, a stop signal: nothing else would remove it
         shutil.rmtree(target, ignore_errors=True)
@@ -726,7 +733,8 @@ def bench_container_memory(report: Report, ctx: dict) -> None:
     samples: list[float] = []
     done = threading.Event()
     try:
-        with TorchServeEndpoint(ARTIFACT) as endpoint:  # started and ready (model_fn + a warm-up run)
+        # Started and ready (model_fn + a warm-up run).
+        with TorchServeEndpoint(ctx.get("artifact", ARTIFACT)) as endpoint:
 
             def sample() -> None:  # during the requests, not between them: decoding is the transient peak
                 while not done.is_set():
@@ -857,7 +865,8 @@ def bench_local_stack(report: Report, ctx: dict, repeats: int) -> None:
         ),
         repeats * 2,
     )
-    stack = LocalStack()  # without the stage's 10 requests a second: the stack's own speed is what is measured
+    # Without the stage's 10 requests a second: the stack's own speed is what is measured.
+    stack = LocalStack("--artifact", str(ctx.get("artifact", ARTIFACT)))
     try:
         # Not through the shell's HTTP_PROXY: httpx proxies even 127.0.0.1 unless NO_PROXY names it.
         client = httpx.Client(timeout=30, trust_env=False)
@@ -1031,7 +1040,8 @@ def main(argv: list[str] | None = None) -> int:
     ctx: dict = {}
     with stop_signals_unwind():
         try:
-            model_dir = extract(ARTIFACT)  # ~85 MB per run: removed however the run ends
+            model_dir = extract(ARTIFACT)  # ~105 MB per run (its copy too): removed however the run ends
+            ctx["artifact"] = model_dir / ARTIFACT_COPY
         except NoRoomToUnpack as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

@@ -1011,10 +1011,67 @@ def test_the_local_stack_rows_reach_the_stack_directly_whatever_the_shells_proxy
     answer = json.dumps({"latency_ms": {"total": 2.0, "endpoint": 1.0}}).encode()
     timing = {"server-timing": "event;dur=0.1, handler;dur=1.5"}
     with behind_a_proxy(monkeypatch) as via_proxy, http_server(200, answer, timing) as (url, seen):
-        monkeypatch.setattr(tests.conftest, "LocalStack", lambda: SimpleNamespace(url=url, stop=lambda: None))
+        monkeypatch.setattr(tests.conftest, "LocalStack", lambda *_: SimpleNamespace(url=url, stop=lambda: None))
         inference = SimpleNamespace(input_fn=lambda *a: None, predict_fn=lambda *a: None, output_fn=lambda *a: None)
         report = bench.Report()
         bench.bench_local_stack(report, {"small_jpeg": b"jpeg", "inference": inference, "classifier": None}, 1)
     assert via_proxy == [] and seen and set(seen) == {"POST /predict"}
     throughput = [row for row in report.rows if row[0].startswith("throughput")]
     assert throughput and all(row[4].endswith("✅") for row in throughput), throughput
+
+
+def test_the_rows_measured_after_a_rebuild_measure_the_model_the_run_started_with(monkeypatch, tmp_path, capsys):
+    """`make model INT8=1` in another terminal during `make bench`: the local stack's and the serving stack's rows
+    started from model/dist/model.tar.gz as it was by then, in one table with the rows of the model unpacked at the
+    start, and nothing said which model a row measured."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import bench.__main__ as real
+    import local.torchserve
+    import tests.conftest
+    from tests.conftest import tar_gz_of
+
+    artifact = tar_gz_of(tmp_path / "model.tar.gz", {"metadata.json": b"the model the run started with"})
+    started_with = artifact.read_bytes()
+    served: list[bytes] = []
+
+    def latency(report, *_):
+        inference = SimpleNamespace(input_fn=lambda *a: None, predict_fn=lambda *a: None, output_fn=lambda *a: None)
+        return {"small_jpeg": b"", "big": b"", "inference": inference, "classifier": None}
+
+    def rebuild(*_):  # as the build writes it: a whole new file renamed over the old
+        tar_gz_of(tmp_path / "rebuilt.tar.gz", {"metadata.json": b"rebuilt"}).replace(artifact)
+
+    def local_stack(*args):  # python -m local serves --artifact, or else the stack config's, here bench.ARTIFACT
+        named = Path(args[args.index("--artifact") + 1]) if "--artifact" in args else real.ARTIFACT
+        served.append(named.read_bytes())
+        raise RuntimeError("seen enough")
+
+    class Endpoint:
+        def __init__(self, artifact, **_):
+            served.append(Path(artifact).read_bytes())
+
+        def __enter__(self):
+            raise local.torchserve.TorchServeError("seen enough")
+
+        def __exit__(self, *_):
+            return False
+
+    extract = real.extract
+    bench = stub_sections(
+        monkeypatch,
+        tmp_path,
+        latency=latency,
+        cold_start=rebuild,
+        local_stack=real.bench_local_stack,
+        container_memory=real.bench_container_memory,
+    )
+    monkeypatch.setattr(bench, "extract", extract)
+    monkeypatch.setattr(bench, "ARTIFACT", artifact)
+    monkeypatch.setattr(tests.conftest, "LocalStack", local_stack)
+    monkeypatch.setattr(local.torchserve, "TorchServeEndpoint", Endpoint)
+    monkeypatch.setattr(bench.shutil, "which", lambda _: "/usr/bin/java")
+    bench.main(["--out", str(tmp_path / "latest.md")])
+    assert len(served) == 2, capsys.readouterr().err
+    assert served == [started_with, started_with], "a row measured the rebuilt model"
