@@ -219,7 +219,7 @@ def extract(artifact: Path) -> Path:
         target = Path(tempfile.mkdtemp(prefix="bench-model-"))
     except OSError as e:  # not a block or inode free: the same line as too few for the model
         if out_of_space(e):
-            raise NoRoomToUnpack(no_room_to_unpack(artifact, Path(tempfile.gettempdir()), e)) from e
+            raise NoRoomToUnpack(no_room_to_unpack(artifact, Path(tempfile.gettempdir()), e, copied=True)) from e
         raise
     try:
         shutil.copyfile(artifact, target / ARTIFACT_COPY)
@@ -228,7 +228,7 @@ def extract(artifact: Path) -> Path:
     except BaseException as e:  # a truncated artifact, a full disk, a stop signal: nothing else would remove it
         shutil.rmtree(target, ignore_errors=True)
         if out_of_space(e):
-            raise NoRoomToUnpack(no_room_to_unpack(artifact, target.parent, e)) from e
+            raise NoRoomToUnpack(no_room_to_unpack(artifact, target.parent, e, copied=True)) from e
         raise
     return target
 

@@ -125,13 +125,19 @@ def out_of_space(e: BaseException) -> bool:
     return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
-def no_room_to_unpack(artifact: Path, directory: Path, error: OSError) -> str:
+def no_room_to_unpack(artifact: Path, directory: Path, error: OSError, copied: bool = False) -> str:
     """What a full TMPDIR at start says. It was "cannot unpack the model artifact ...: [Errno 28] No space left on
     device; run `make model` to rebuild it": the artifact was sound, and the full directory was not named. `error`'s
-    own words: a quota (EDQUOT) said "No space left on device" of a disk df showed with room."""
+    own words: a quota (EDQUOT) said "No space left on device" of a disk df showed with room. `copied`: a copy of the
+    artifact is kept there too (the bench's), which the figure counts: without it, a directory with room for the
+    unpacked model but not for both was refused with a figure it had room for."""
     try:  # read again, only now: sizes read before unpacking doubled every start's unpacking time
         with tarfile.open(artifact) as tar:
-            size = f" ({sum(member.size for member in tar.getmembers()) / 1e6:.0f} MB unpacked)"
+            unpacked = sum(member.size for member in tar.getmembers())
+        size = f" ({unpacked / 1e6:.0f} MB unpacked)"
+        if copied:
+            total = unpacked + artifact.stat().st_size
+            size = f" ({unpacked / 1e6:.0f} MB unpacked, {total / 1e6:.0f} MB with the copy of the artifact kept there)"
     except (OSError, EOFError, zlib.error, tarfile.TarError):
         size = ""
     return (

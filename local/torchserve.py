@@ -515,7 +515,8 @@ class ManagedEndpoint:
         except OSError as e:
             self._drop_copy()
             if out_of_space(e):
-                raise TorchServeError(no_room_to_unpack(self.artifact, Path(tempfile.gettempdir()), e)) from e
+                tmp = Path(tempfile.gettempdir())
+                raise TorchServeError(no_room_to_unpack(self.artifact, tmp, e, copied=True)) from e
             return None  # no file to copy: the first start says what is wrong with it
         except BaseException:
             self._drop_copy()

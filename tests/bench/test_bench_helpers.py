@@ -823,6 +823,31 @@ def test_a_full_temporary_directory_is_named_and_make_model_not_advised(monkeypa
     assert list((tmp_path / "tmp").iterdir()) == []
 
 
+def test_a_full_temporary_directory_counts_the_copy_of_the_artifact_the_run_keeps(monkeypatch, tmp_path, capsys):
+    """The run keeps a copy of the artifact beside the unpacked model: a TMPDIR with room for the "60 MB unpacked"
+    the line gave, but not for the 20 MB copy too, was refused with a figure it had room for."""
+    import errno
+    import os
+    import tarfile
+    import tempfile
+
+    import bench.__main__ as bench
+    from tests.conftest import tar_gz_of
+
+    artifact = tar_gz_of(tmp_path / "model.tar.gz", {"model.onnx": os.urandom(3_000_000)})  # ~3 MB compressed too
+    monkeypatch.setattr(bench, "ARTIFACT", artifact)
+
+    def no_room(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tarfile.TarFile, "makefile", no_room)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    assert bench.main(["--out", str(tmp_path / "latest.md")]) == 2
+    err = capsys.readouterr().err
+    assert f"{artifact} (3 MB unpacked, 6 MB with the copy of the artifact kept there): No space" in err, err
+
+
 def test_a_temporary_directory_too_full_for_even_a_directory_is_named_too(monkeypatch, tmp_path, capsys):
     # Not a block or inode free: the directory to unpack into is refused first, and that said "cannot unpack
     # model/dist/model.tar.gz: [Errno 28] ...: run `make model`" again.

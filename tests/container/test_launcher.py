@@ -1131,6 +1131,31 @@ def test_the_copy_a_stack_killed_outright_left_is_removed_at_the_next_start(tmp_
         managed.stop()
 
 
+def test_a_temporary_directory_without_room_for_the_copy_counts_it_in_the_figure(tmp_path, monkeypatch):
+    """The copy a torchserve stack keeps of its artifact needs room beside the unpacked model: a TMPDIR that had room
+    for the "3 MB unpacked" the line gave, but not for both, was refused with a figure it had room for."""
+    import errno
+
+    from tests.conftest import tar_gz_of
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    artifact = tar_gz_of(tmp_path / "model.tar.gz", {"model.onnx": os.urandom(3_000_000)})  # ~3 MB compressed too
+
+    def no_room(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torchserve.shutil, "copyfile", no_room)
+    with pytest.raises(TorchServeError) as refused:
+        ManagedEndpoint(artifact).start()
+    assert str(refused.value) == (
+        f"no room in {tmp} to unpack the model artifact {artifact} (3 MB unpacked, 6 MB with the copy of the artifact"
+        " kept there): No space left on device; free some there, or set TMPDIR to a directory with room"
+    )
+    assert list(tmp.iterdir()) == []
+
+
 def test_launch_passes_the_startup_timeout_and_returns_the_ready_stack(launching):
     managed = ManagedEndpoint(Path("model.tar.gz"), startup_timeout=7)
     stack = managed._launch()
