@@ -600,7 +600,13 @@ def one_build_at_a_time(out: Path):
     the stamp saying "up to date" for the other build's model. The folder itself is locked, so nothing is left there.
     """
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out.parent, os.O_RDONLY)
+    try:
+        fd = os.open(out.parent, os.O_RDONLY)
+    except PermissionError:  # a folder files may be made in but not listed (0733): built unlocked, as before
+        fd = None
+    if fd is None:
+        yield
+        return
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -306,6 +306,26 @@ def test_a_failed_build_does_not_make_the_next_one_skip(stub_build, monkeypatch)
     assert _read(b.out, "code/inference.py") == b"# v2\n"
 
 
+def test_a_folder_that_takes_files_but_cannot_be_listed_still_builds(stub_build, monkeypatch):
+    """A drop folder (mode 0733: files may be made there, not listed) took the artifact until the build locked the
+    folder, whose opening for the lock needs it readable: the build then stopped at "Permission denied" of a folder
+    it can write. Unlocked there, as on a file system without flock."""
+    import errno
+
+    b = stub_build
+    real_open = os.open
+
+    def unreadable(path, flags, *args, **kwargs):
+        if Path(path) == b.out.parent and not flags & (os.O_WRONLY | os.O_RDWR):  # as a non-root user meets it
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    b.out.parent.mkdir(parents=True)
+    monkeypatch.setattr(package.os, "open", unreadable)
+    assert package.build(b.source, b.out, onnx=False)[1]
+    assert _read(b.out, "model.pth")
+
+
 @pytest.mark.parametrize("stamp", ["model.tar.gz.inputs", "model.tar.gz.sha256"])
 def test_a_stamp_the_disk_cannot_hold_is_the_file_named(stub_build, monkeypatch, stamp):
     """A write that fails names no file: with model.tar.gz written whole and no room left for its .inputs (a 20 MB
