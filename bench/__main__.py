@@ -1028,8 +1028,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.out.is_dir():
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(args.out))
         # A file made there, as the table is written beside its target: its refusal gives the reason (a read-only
-        # file system, a quota), where os.access() said only no.
-        tempfile.TemporaryFile(dir=args.out.parent).close()
+        # file system, a quota), where os.access() said only no. Beside the file a symlink --out points to, as
+        # write_whole() writes it, not beside the link.
+        try:
+            target = args.out.resolve()
+        except RuntimeError:  # symlinks that loop (Python before 3.13)
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(args.out)) from None
+        tempfile.TemporaryFile(dir=target.parent).close()
     except OSError as e:
         print(f"error: --out {args.out}: {e.strerror or e}", file=sys.stderr)
         return 2

@@ -269,13 +269,18 @@ def test_results_sent_to_a_pipe_or_device_go_there_and_leave_it_one(monkeypatch,
 
 def test_results_path_that_is_a_symlink_loop_is_an_error_line_not_a_traceback(monkeypatch, tmp_path, capsys):
     # Resolved to write beside its target, a --out whose symlinks loop raised RuntimeError after the whole run: a
-    # traceback, and no missed targets or summary. Written in place it was "could not write", as it is again.
+    # traceback, and no missed targets or summary. Written in place it was "could not write"; it is now refused up
+    # front, where the table's folder is checked, and a loop made during the run is still an OSError.
+    import errno
+
     bench = stub_sections(monkeypatch, tmp_path)
     out = tmp_path / "latest.md"
     out.symlink_to(out)
     assert bench.main(["--out", str(out)]) == 2
-    err = capsys.readouterr().err
-    assert f"error: could not write {out}: Too many levels of symbolic links\n" in err and "targets: 1 met" in err, err
+    assert capsys.readouterr().err == f"error: --out {out}: Too many levels of symbolic links\n"
+    with pytest.raises(OSError) as looped:
+        bench.write_whole(out, "table\n")
+    assert (looped.value.errno, looped.value.filename) == (errno.ELOOP, str(out))
 
 
 @pytest.mark.parametrize("out", ["file/latest.md", "."])  # under a file; a directory
@@ -288,6 +293,31 @@ def test_an_unwritable_results_path_is_refused_before_measuring(monkeypatch, tmp
     assert bench.main(["--quick", "--out", str(tmp_path / out)]) == 2
     assert measured == []  # refused up front, not after minutes of measuring
     assert "error: --out" in capsys.readouterr().err
+
+
+def test_an_out_that_is_a_symlink_is_checked_where_the_table_is_written(monkeypatch, tmp_path, capsys):
+    """The table is written beside the file --out points to: a latest.md linked to a read-only folder passed the
+    up-front check of the link's own folder, and the run measured for minutes before "could not write"."""
+    import errno
+    import os
+
+    measured: list[str] = []
+    bench = stub_sections(monkeypatch, tmp_path, latency=lambda *a: measured.append("latency") or {})
+    (tmp_path / "read-only").mkdir()
+    out = tmp_path / "results" / "latest.md"
+    out.parent.mkdir()
+    out.symlink_to(tmp_path / "read-only" / "latest.md")
+    real = bench.tempfile.TemporaryFile
+
+    def refused(*args, dir=None, **kwargs):
+        if os.fspath(dir) == str(tmp_path / "read-only"):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(dir))
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(bench.tempfile, "TemporaryFile", refused)
+    assert bench.main(["--quick", "--out", str(out)]) == 2
+    assert capsys.readouterr().err == f"error: --out {out}: Read-only file system\n"
+    assert measured == []
 
 
 @pytest.mark.parametrize(
