@@ -495,6 +495,13 @@ class ManagedEndpoint:
         copy = self._keep_a_copy()
         try:
             self._current = self._launch()
+        except TorchServeError as e:
+            self._drop_copy()
+            # The copy went in, the unpack did not: the figure counts both, as the start needs both.
+            if copy is not None and out_of_space(e.__cause__):
+                tmp = Path(tempfile.gettempdir())
+                raise TorchServeError(no_room_to_unpack(self.artifact, tmp, e.__cause__, copied=True)) from e.__cause__
+            raise
         except BaseException:
             self._drop_copy()
             raise

@@ -1156,6 +1156,33 @@ def test_a_temporary_directory_without_room_for_the_copy_counts_it_in_the_figure
     assert list(tmp.iterdir()) == []
 
 
+def test_a_temporary_directory_with_room_for_the_copy_but_not_the_model_counts_the_copy_too(tmp_path, monkeypatch):
+    """With 70 MB free, the 20 MB copy went in and the 60 MB unpack did not: the line gave "60 MB unpacked", a figure
+    the directory had room for, when the start needs both."""
+    import errno
+    import tarfile
+
+    from tests.conftest import tar_gz_of
+
+    monkeypatch.setenv("JAVA_HOME", "/opt/any-jre")  # get past the java check without needing one
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    artifact = tar_gz_of(tmp_path / "model.tar.gz", {"model.onnx": os.urandom(3_000_000)})  # ~3 MB compressed too
+
+    def no_room(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tarfile.TarFile, "makefile", no_room)
+    with pytest.raises(TorchServeError) as refused:
+        ManagedEndpoint(artifact).start()
+    assert str(refused.value) == (
+        f"no room in {tmp} to unpack the model artifact {artifact} (3 MB unpacked, 6 MB with the copy of the artifact"
+        " kept there): No space left on device; free some there, or set TMPDIR to a directory with room"
+    )
+    assert list(tmp.iterdir()) == []
+
+
 def test_launch_passes_the_startup_timeout_and_returns_the_ready_stack(launching):
     managed = ManagedEndpoint(Path("model.tar.gz"), startup_timeout=7)
     stack = managed._launch()
