@@ -488,12 +488,31 @@ def bench_int8(report: Report, model_dir: Path, meta: dict, classifier, inferenc
     )
 
 
+# A process's peak memory, as its scripts below measure it (None where there is no /proc/self/status, as on macOS).
+# VmHWM, not ru_maxrss: ru_maxrss is inherited from the (torch-laden) parent across exec.
+PROC_STATUS = Path("/proc/self/status")
+NO_PROC_STATUS = "no /proc/self/status (macOS has none): peak memory and PSS are read from Linux's /proc"
+PEAK_RSS_MB = """
+def peak_rss_mb():
+    try:
+        status = open({status!r})
+    except FileNotFoundError:
+        return None
+    with status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+"""
+
+
+def peak_rss_source() -> str:
+    """The scripts' peak_rss_mb(), reading PROC_STATUS as it is now (a test names a missing one, as on macOS)."""
+    return PEAK_RSS_MB.format(status=str(PROC_STATUS))
+
+
 COLD_NAIVE = """
 import json, sys, time
-def peak_rss_mb():  # VmHWM, not ru_maxrss: ru_maxrss is inherited from the (torch-laden) parent across exec
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
+{peak_rss_mb}
 t0 = time.perf_counter()
 import torch, torchvision
 torch.set_num_threads({threads})
@@ -511,10 +530,7 @@ print(json.dumps({{"imports": t1 - t0, "load": t2 - t1, "first": t3 - t2,
 
 COLD_SERVED = """
 import json, os, sys, time
-def peak_rss_mb():  # VmHWM, not ru_maxrss: ru_maxrss is inherited from the (torch-laden) parent across exec
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
+{peak_rss_mb}
 t0 = time.perf_counter()
 sys.path.insert(0, {code!r})
 import inference
@@ -559,8 +575,13 @@ def cold_runs(scripts: dict[str, str], runs: int) -> dict[str, dict]:
             sample["in_process"] = sample["imports"] + sample["load"] + sample["first"]
             samples[name].append(sample)
     keys = ("imports", "load", "first", "in_process", "rss_mb", "wall")
+
+    def median(k: str, runs_of: list[dict]) -> float | None:  # rss_mb None: not measured (no /proc, macOS)
+        values = [s[k] for s in runs_of]
+        return None if None in values else statistics.median(values)
+
     return {
-        name: {k: statistics.median(s[k] for s in runs_of) for k in keys} | {"backend": runs_of[0].get("backend")}
+        name: {k: median(k, runs_of) for k in keys} | {"backend": runs_of[0].get("backend")}
         for name, runs_of in samples.items()
     }
 
@@ -569,9 +590,14 @@ def cold_scripts(model_dir: Path) -> dict[str, str]:
     """The two cold-start processes' scripts for the unpacked artifact; the naive one builds its own architecture."""
     meta = json.loads((model_dir / "metadata.json").read_text())
     return {
-        "naive": COLD_NAIVE.format(threads=THREADS, model=meta["model"], weights=str(model_dir / "model.pth")),
+        "naive": COLD_NAIVE.format(
+            threads=THREADS, model=meta["model"], weights=str(model_dir / "model.pth"), peak_rss_mb=peak_rss_source()
+        ),
         "served": COLD_SERVED.format(
-            code=str(model_dir / "code"), model_dir=str(model_dir), photo=str(PHOTOS / "coffee.jpg")
+            code=str(model_dir / "code"),
+            model_dir=str(model_dir),
+            photo=str(PHOTOS / "coffee.jpg"),
+            peak_rss_mb=peak_rss_source(),
         ),
     }
 
@@ -599,12 +625,15 @@ def bench_cold_start(report: Report, model_dir: Path, runs: int) -> None:
         f"{naive['wall']:.2f} s",
         served["wall"] / naive["wall"],
     )
-    report.add(
-        "peak RSS of that process",
-        f"{served['rss_mb']:.0f} MB",
-        f"{naive['rss_mb']:.0f} MB",
-        served["rss_mb"] / naive["rss_mb"],
-    )
+    if served["rss_mb"] is None or naive["rss_mb"] is None:
+        report.add("peak RSS of that process", f"not measured: {NO_PROC_STATUS}")
+    else:
+        report.add(
+            "peak RSS of that process",
+            f"{served['rss_mb']:.0f} MB",
+            f"{naive['rss_mb']:.0f} MB",
+            served["rss_mb"] / naive["rss_mb"],
+        )
     report.notes.append(f"cold start: medians of {runs} fresh processes each; served backend {served['backend']}")
 
 
@@ -612,10 +641,7 @@ BOMB_MEMORY = """
 import json, sys
 sys.path.insert(0, {code!r})
 import inference
-def peak_rss_mb():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
+{peak_rss_mb}
 body = open({png!r}, "rb").read()
 pre = inference.Preprocessing(256, 224, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
 before = peak_rss_mb()
@@ -672,12 +698,19 @@ def bench_hostile_image_memory(report: Report, model_dir: Path, ctx: dict) -> No
     """A 49 MP transparent PNG is ~200 KB on the wire (the 4 MB request cap does not bound pixels): what the worst
     such file's decode adds to a worker's memory has to fit beside the serving stack. Each is decoded in a fresh
     process."""
+    if not PROC_STATUS.exists():
+        report.skip("decode small hostile images: memory each adds to a worker", NO_PROC_STATUS, "measured")
+        return
     added: dict[str, tuple[float, int]] = {}
     for name, (make, fmt, params) in hostile_images().items():
         path = model_dir / f"bench-hostile.{fmt.lower()}"
         make().save(path, fmt, **params)
         out = subprocess.run(
-            [sys.executable, "-c", BOMB_MEMORY.format(code=str(model_dir / "code"), png=str(path))],
+            [
+                sys.executable,
+                "-c",
+                BOMB_MEMORY.format(code=str(model_dir / "code"), png=str(path), peak_rss_mb=peak_rss_source()),
+            ],
             capture_output=True,
             text=True,
             timeout=300,
@@ -728,6 +761,10 @@ def bench_container_memory(report: Report, ctx: dict) -> None:
         why = "no java on PATH (nor JAVA_HOME): TorchServe needs Java 17 or newer"
         report.skip(STACK_MEMORY, why, size_target)
         report.skip(worst_case, why, worst_target)
+        return
+    if not PROC_STATUS.exists():  # psutil's PSS too: started, TorchServe's minutes would end in an AttributeError
+        report.skip(STACK_MEMORY, NO_PROC_STATUS, size_target)
+        report.skip(worst_case, NO_PROC_STATUS, worst_target)
         return
 
     samples: list[float] = []

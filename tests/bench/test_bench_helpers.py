@@ -1130,3 +1130,49 @@ def test_the_rows_measured_after_a_rebuild_measure_the_model_the_run_started_wit
     bench.main(["--out", str(tmp_path / "latest.md")])
     assert len(served) == 2, capsys.readouterr().err
     assert served == [started_with, started_with], "a row measured the rebuilt model"
+
+
+def test_without_proc_the_memory_rows_say_so_and_the_cold_start_keeps_its_timings(monkeypatch, tmp_path):
+    """macOS has no /proc/self/status: the cold-start processes died on opening it (the section failed, its timings
+    lost), the hostile decodes likewise, and the serving stack was started for minutes to end in psutil's
+    AttributeError (no PSS there). The peak is None, the timings stay, and the memory rows say why they are missing."""
+    import json
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    import bench.__main__ as bench
+    import local.torchserve
+
+    def peak() -> str:  # as each measuring script takes it, in a fresh process
+        script = bench.peak_rss_source() + "print(peak_rss_mb())"
+        return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+
+    assert float(peak()) > 1  # MB: Linux's
+    monkeypatch.setattr(bench, "PROC_STATUS", tmp_path / "no-proc" / "status")
+    assert peak() == "None\n"
+
+    def run(cmd, **kwargs):
+        sample = {"imports": 1.0, "load": 1.0, "first": 0.5, "rss_mb": None, "backend": "onnxruntime"}
+        return SimpleNamespace(returncode=0, stdout=json.dumps(sample) + "\n", stderr="")
+
+    monkeypatch.setattr(bench.subprocess, "run", run)
+    report = bench.Report()
+    medians = bench.cold_runs({"naive": "naive", "served": "served"}, runs=3)
+    assert medians["served"]["in_process"] == 2.5 and medians["served"]["rss_mb"] is None
+    monkeypatch.setattr(bench, "cold_scripts", lambda model_dir: {})
+    monkeypatch.setattr(bench, "cold_runs", lambda scripts, n: medians)
+    bench.bench_cold_start(report, tmp_path, 3)
+    assert report.rows[0][1].startswith("2.50 s") and report.rows[-1][1] == f"not measured: {bench.NO_PROC_STATUS}"
+
+    def started(*_):
+        raise AssertionError("the serving stack was started, to be measured without /proc")
+
+    monkeypatch.setattr(local.torchserve, "TorchServeEndpoint", started)
+    monkeypatch.setattr(bench.shutil, "which", lambda _: "/usr/bin/java")
+    monkeypatch.setattr(bench, "hostile_images", lambda: started())
+    ctx: dict = {"big": b"", "small_jpeg": b""}
+    bench.bench_hostile_image_memory(report, tmp_path, ctx)
+    bench.bench_container_memory(report, ctx)
+    assert "bomb_mb" not in ctx and len(report.skipped) == 3, report.skipped
+    assert all(row[1] == f"skipped: {bench.NO_PROC_STATUS}" for row in report.rows[-3:]), report.rows
