@@ -18,6 +18,7 @@ import io
 import locale
 import logging
 import os
+import platform
 import re
 import shutil
 import signal
@@ -136,6 +137,16 @@ def _port_free(port: int) -> bool:
     return True
 
 
+def java_tool_options(system: str) -> str:
+    """The JVM's options on the OS `system` (platform.system()). The toolkit's config gives TorchServe's JVM
+    -XX:-UseContainerSupport, a flag only Linux's JVM has: elsewhere (macOS) the JVM refused to start ("Unrecognized
+    VM option 'UseContainerSupport'") and the stack waited for a frontend that never came. There the JVM is told to
+    ignore the flags it lacks."""
+    return (
+        TORCHSERVE_JAVA_OPTIONS if system == "Linux" else f"{TORCHSERVE_JAVA_OPTIONS} -XX:+IgnoreUnrecognizedVMOptions"
+    )
+
+
 def serving_env(base: Path, port: int, metrics_port: int, grpc_ports: tuple[int, int]) -> dict[str, str]:
     """What the toolkit and TorchServe read: every path under `base`, every listener on 127.0.0.1."""
     tmp, logs = base / "tmp", base / "logs"
@@ -161,7 +172,7 @@ def serving_env(base: Path, port: int, metrics_port: int, grpc_ports: tuple[int,
         "METRICS_LOCATION": str(logs),
         # The JVM ignores cgroups (-XX:-UseContainerSupport) and would size its heap from the host: the deployed
         # container's cap, so that what is measured here is what runs there.
-        "JAVA_TOOL_OPTIONS": TORCHSERVE_JAVA_OPTIONS,
+        "JAVA_TOOL_OPTIONS": java_tool_options(platform.system()),
         **TORCHSERVE_ENV,  # the deployed workers and response timeout
         "OMP_NUM_THREADS": "2",
         "PYTHONUNBUFFERED": "1",

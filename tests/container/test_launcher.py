@@ -1,4 +1,4 @@
-"""The launcher's pure parts: where it puts things, which ports it binds, how it names a failure. No java."""
+"""The launcher's pure parts: where it puts things, which ports it binds, how it names a failure. No TorchServe."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import logging
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -42,6 +43,7 @@ from local.torchserve import (
     serving_env,
     worker_death_cause,
 )
+from tests.ci import skip_or_fail
 from tests.conftest import ROOT, tar_gz_of
 from tests.waiting import HANG_GUARD_S, wait_until
 
@@ -1266,3 +1268,19 @@ def test_a_stop_signal_while_the_artifact_unpacks_leaves_no_temp_dir(tmp_path, m
     with pytest.raises(stop):
         TorchServeEndpoint(artifact).start()
     assert list(tmp_path.iterdir()) == [artifact]
+
+
+def test_the_jvm_starts_on_an_os_whose_jvm_lacks_the_toolkits_linux_only_flag(monkeypatch):
+    """The toolkit's config gives the JVM -XX:-UseContainerSupport, which only Linux's JVM knows: on macOS java
+    refused to start ("Unrecognized VM option"). Simulated here with a flag this JVM lacks; on Linux the options are
+    the deployed container's."""
+    assert torchserve.java_tool_options("Linux") == torchserve.TORCHSERVE_JAVA_OPTIONS
+    java = shutil.which("java") or skip_or_fail("no java on PATH", "CI installs a JRE")
+    monkeypatch.setattr(torchserve.platform, "system", lambda: "Darwin")
+    env = {**os.environ, "JAVA_TOOL_OPTIONS": serving_env(BASE, 1, 2, (3, 4))["JAVA_TOOL_OPTIONS"]}
+    ran = subprocess.run(
+        [java, "-XX:-UseNoSuchFlagOnThisOS", "-version"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert ran.returncode == 0, ran.stderr
+    ran = subprocess.run([java, "-XX:-UseNoSuchFlagOnThisOS", "-version"], capture_output=True, text=True, timeout=60)
+    assert "Unrecognized VM option 'UseNoSuchFlagOnThisOS'" in ran.stderr  # what macOS's JVM says of the toolkit's

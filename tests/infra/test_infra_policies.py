@@ -436,10 +436,11 @@ def test_container_env_runs_inference_py_with_one_worker() -> None:
     assert {k: local[k] for k in policies.TORCHSERVE_ENV} == policies.TORCHSERVE_ENV
 
 
-def test_container_env_caps_the_jvm_heap_as_the_memory_figures_were_measured() -> None:
+def test_container_env_caps_the_jvm_heap_as_the_memory_figures_were_measured(monkeypatch) -> None:
     # The toolkit's -XX:-UseContainerSupport sizes the default heap from the machine, not the endpoint's memory.
     deployed = policies.sagemaker_container_env("eu-west-1")["JAVA_TOOL_OPTIONS"]
     assert deployed == "-Xmx512m"
+    monkeypatch.setattr(torchserve.platform, "system", lambda: "Linux")  # the container's (macOS adds a flag)
     local = torchserve.serving_env(Path("/srv"), 8080, 8082, (7070, 7071))["JAVA_TOOL_OPTIONS"]
     assert local == deployed
 
