@@ -23,6 +23,13 @@ def skip_or_fail(reason: str, ci_hint: str) -> NoReturn:
     pytest.skip(reason)
 
 
+def require_proc(what: str) -> None:
+    """Skip (fail under CI) where there is no /proc (macOS): `what` is what the test reads there. Read anyway,
+    `make test-fast` on a Mac failed such a test with FileNotFoundError, as if the code under test were wrong."""
+    if not os.path.isdir("/proc/self"):
+        skip_or_fail(f"no /proc (Linux's; macOS has none) to read {what} in", "CI must run on Linux")
+
+
 def require_ipv6_loopback() -> None:
     """Skip (fail under CI) unless this machine can bind ::1; a container often has IPv6 switched off."""
     try:

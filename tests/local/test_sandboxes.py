@@ -21,6 +21,7 @@ import pytest
 
 from local import sandboxes as sandboxes_module
 from local.sandboxes import LambdaSandboxes, LambdaTimeout, SandboxStartError
+from tests.ci import require_proc
 from tests.conftest import process_group_members
 from tests.waiting import HANG_GUARD_S, wait_until
 
@@ -535,6 +536,9 @@ def run_script(tmp_path: Path, source: str, *args: str) -> Any:
     import subprocess
     import sys
 
+    if "/proc/" in source:
+        require_proc("what the test script reads there")
+
     script = tmp_path / "script.py"
     script.write_text(source)
     root = Path(__file__).resolve().parents[2]
@@ -879,6 +883,7 @@ def test_an_invocation_whose_sandbox_is_shut_down_before_it_is_handed_over_fails
 
 def blocked_signals(pid: int) -> set[int]:
     """The signals a process blocks (its main thread's mask, as /proc shows it)."""
+    require_proc("a process's signal mask")
     status = Path(f"/proc/{pid}/status").read_text().splitlines()
     mask = int(next(line for line in status if line.startswith("SigBlk:")).split()[1], 16)
     return {sig for sig in range(1, signal.NSIG) if mask & (1 << (sig - 1))}
@@ -1125,6 +1130,7 @@ def test_a_start_whose_fork_server_died_before_sending_its_pid_closes_that_start
     monkeypatch.setattr(forkserver, "read_signed", read_signed)
     sandbox = one.submit({}, None).result(timeout=60)
     assert first_pipe and psutil.Process(sandbox).is_running()
+    require_proc("the descriptors this process holds")
     held = set()
     for fd in os.listdir("/proc/self/fd"):
         with contextlib.suppress(OSError):  # the directory's own descriptor, closed by now
@@ -1394,3 +1400,16 @@ def test_ctrl_c_while_the_first_sandbox_starts_stops_without_a_traceback(phase, 
     wait_until(
         lambda: not process_group_members(proc.pid), "the fork server, the resource tracker and the sandbox to exit"
     )
+
+
+def test_without_proc_the_tests_that_read_it_are_skipped_saying_so(monkeypatch, tmp_path):
+    """macOS has no /proc: these tests failed there with FileNotFoundError (in a script, a traceback), as if the
+    sandboxes were at fault."""
+    import tests.ci
+
+    monkeypatch.delenv("CI", raising=False)
+    real_isdir = os.path.isdir
+    monkeypatch.setattr(tests.ci.os.path, "isdir", lambda path: path != "/proc/self" and real_isdir(path))
+    for reads_proc in (lambda: blocked_signals(os.getpid()), lambda: run_script(tmp_path, _RESTART_SCRIPT)):
+        with pytest.raises(pytest.skip.Exception, match=r"^no /proc \(Linux's; macOS has none\) to read "):
+            reads_proc()

@@ -1454,6 +1454,9 @@ def test_onnxruntime_workers_do_not_spin_after_a_prediction(model_dir):
     import subprocess
     import sys
 
+    from tests.ci import require_proc
+
+    require_proc("each thread's CPU time (schedstat)")
     out = subprocess.run(
         [sys.executable, "-c", IDLE_CPU_SCRIPT, str(model_dir)], capture_output=True, text=True, timeout=120
     )
