@@ -338,6 +338,9 @@ def serve(
     return 0
 
 
+MACOS_OPEN_MAX = 10240  # <sys/syslimits.h>
+
+
 def raise_open_file_limit() -> None:
     """Every connection holds a descriptor: take the hard limit rather than a desktop's usual 1024."""
     try:
@@ -347,8 +350,15 @@ def raise_open_file_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or hard > soft:
         target = 65536 if hard == resource.RLIM_INFINITY else hard
-        with contextlib.suppress(ValueError, OSError):  # e.g. macOS caps it below the reported hard limit
-            resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, target), hard))
+        # macOS refuses more than its per-process cap (kern.maxfilesperproc, 10240 on many Macs), which its hard
+        # limit ("unlimited") does not show: the demo kept the 256 it starts with. Then OPEN_MAX, as its setrlimit(2)
+        # advises.
+        for limit in dict.fromkeys((target, min(target, MACOS_OPEN_MAX))):
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, limit), hard))
+                return
+            except (ValueError, OSError):
+                continue
 
 
 if __name__ == "__main__":

@@ -1094,6 +1094,26 @@ def test_an_open_file_limit_the_system_refuses_to_raise_is_kept(monkeypatch, ref
     raise_open_file_limit()  # no ValueError, no OSError
 
 
+def test_an_open_file_limit_above_macos_cap_falls_back_to_its_open_max(monkeypatch):
+    """macOS reports no hard limit but refuses more than its per-process cap (10240 on many Macs): the demo kept the
+    256 descriptors it started with."""
+    import sys
+
+    from local.__main__ import raise_open_file_limit
+
+    set_to = []
+
+    def capped(which, limits):
+        if limits[0] > 10240:
+            raise ValueError("current limit exceeds maximum limit")
+        set_to.append(limits)
+
+    fake = SimpleNamespace(RLIMIT_NOFILE=7, RLIM_INFINITY=-1, getrlimit=lambda which: (256, -1), setrlimit=capped)
+    monkeypatch.setitem(sys.modules, "resource", fake)
+    raise_open_file_limit()
+    assert set_to == [(10240, -1)]
+
+
 @pytest.mark.parametrize(
     ("text", "says"),
     [
