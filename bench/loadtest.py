@@ -360,27 +360,36 @@ class MemorySampler(threading.Thread):
         except (psutil.Error, ValueError) as e:  # gone, another user's, or not a pid at all (-1)
             raise ValueError(str(e)) from None
         self._halt = threading.Event()
-        self.peak_bytes = 0
+        self.peak_bytes: int | None = 0
 
-    def sample(self) -> int:
+    def sample(self) -> int | None:
+        """The bytes in use now; None where psutil gives no PSS (it reads it from Linux's /proc: macOS has none)."""
         total = 0
         try:
             for proc in [self._root, *self._root.children(recursive=True)]:
                 with contextlib.suppress(self._psutil.Error):  # a child may exit between the two calls
-                    total += proc.memory_full_info().pss
+                    pss = getattr(proc.memory_full_info(), "pss", None)
+                    if pss is None:
+                        return None
+                    total += pss
         except self._psutil.Error:
             return 0
         return total
 
     def run(self) -> None:
         while not self._halt.is_set():
-            self.peak_bytes = max(self.peak_bytes, self.sample())
+            size = self.sample()
+            if size is None:  # the AttributeError killed this thread mid-run, and the table said "0 MB"
+                self.peak_bytes = None
+                return
+            self.peak_bytes = max(self.peak_bytes or 0, size)
             self._halt.wait(MEMORY_SAMPLE_S)
 
-    def stop(self) -> float:
+    def stop(self) -> float | None:
+        """The peak in MiB, None when it could not be measured (the table says n/a)."""
         self._halt.set()
         self.join(timeout=2)
-        return self.peak_bytes / (1024 * 1024)
+        return None if self.peak_bytes is None else self.peak_bytes / (1024 * 1024)
 
 
 def post_image(client: httpx.Client, url: str, image: bytes) -> httpx.Response:

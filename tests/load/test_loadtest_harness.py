@@ -553,6 +553,30 @@ def test_memory_is_the_peak_pss_of_the_server_and_all_its_descendants_in_mib():
     assert sampler.stop() == 900.0
 
 
+def test_memory_without_pss_is_not_measured_rather_than_0_mb():
+    """psutil gives PSS on Linux only: on macOS the sampler's thread died of an AttributeError (a traceback mid-run)
+    and the table said "server peak memory ... 0 MB"."""
+    import dataclasses
+    import os
+    import types
+
+    from bench.loadtest import MemorySampler, render_markdown, summarize
+
+    class MacProcess(FakeProcess):
+        def memory_full_info(self):  # psutil's fields there: no pss
+            return types.SimpleNamespace(rss=300 * 1024 * 1024, vms=0, pfaults=0, pageins=0, uss=100 * 1024 * 1024)
+
+    sampler = MemorySampler(os.getpid())
+    sampler._root = MacProcess(None, children=[MacProcess(None)])
+    sampler.start()
+    sampler.join(timeout=HANG_GUARD_S)
+    assert not sampler.is_alive()
+    peak = sampler.stop()
+    assert peak is None
+    summary = dataclasses.replace(summarize([], 1.0, 1), peak_memory_mb=peak)
+    assert "| server peak memory (PSS, sandboxes included) | n/a |" in render_markdown(summary, [], "a Mac")
+
+
 THROTTLED_ANSWER = {"error": "throttled", "message": "busy"}
 
 
