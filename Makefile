@@ -58,17 +58,40 @@ help:
 	@echo "make loadtest  load and fault harness against the local stack"
 	@echo "make clean     remove the built model (not the downloaded wheel) and test artifacts"
 
+# One make at a time installs the venv: `make demo` and `make test` started together after a pull that changed
+# requirements*.txt ran two pips into venv/ at once, and one stopped at a pip error ("No such file or directory:
+# venv/bin/...", an ImportError from the pip the other was replacing). The second waits on a lock on the checkout,
+# taken with fcntl (macOS has no flock(1)) and held by the make it runs, which then finds venv/ up to date.
+define ONE_VENV_INSTALL_AT_A_TIME
+import fcntl, os, sys
+fd = os.open(".", os.O_RDONLY)
+try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+except BlockingIOError:
+    print("waiting for another make venv in this checkout to finish ...", flush=True)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+except OSError:
+    pass
+os.set_inheritable(fd, True)
+os.execvp(sys.argv[1], sys.argv[1:])
+endef
+export ONE_VENV_INSTALL_AT_A_TIME
+
 # The venv is made unless it has pip: Debian's venv without python3-venv leaves venv/bin/python and no pip, and a
 # venv made again over it (once python3-venv is installed) gets its pip; an existing venv with pip is reused.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
+ifndef VENV_LOCK_HELD
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
 	  echo "error: this project needs Python 3.11 or newer, and $(PYTHON) is not (make PYTHON=python3.11 ...)" >&2; exit 1; }
+	@$(PYTHON) -c "$$ONE_VENV_INSTALL_AT_A_TIME" $(MAKE) --no-print-directory VENV_LOCK_HELD=1 $@
+else
 	test -x $(PIP) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
 	  echo "error: $(VENV)/ runs a Python older than 3.11 (made by another python3?): rm -rf $(VENV) and make venv again" >&2; exit 1; }
 	$(PIP) install --disable-pip-version-check -q --upgrade pip wheel
 	$(PIP) install --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
 	touch $@
+endif
 
 venv: $(VENV)/.installed
 

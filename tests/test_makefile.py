@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
+import shlex
 import shutil
 import signal
 import subprocess
+import sys
 
 import pytest
 
@@ -14,6 +17,10 @@ from tests.conftest import ROOT
 # The Makefile's settings: make exports a command-line variable to its recipes' environment, so under .ci/run's
 # `make test PYTEST_ARGS=...` each make these tests start would read it as the user's.
 MAKEFILE_SETTINGS = (ROOT / "Makefile").read_text().split("\nSETTINGS := ", 1)[1].split("\n", 1)[0].split()
+
+# A fake Python's `case` line for the lock `make venv` takes with $(PYTHON) (ONE_VENV_INSTALL_AT_A_TIME): run by this
+# Python, it then runs the make that installs the venv.
+VENV_LOCK_CASE = f'*fcntl*) exec {shlex.quote(sys.executable)} "$@";;'
 
 
 def make(*args: str, cwd) -> subprocess.CompletedProcess:
@@ -72,7 +79,7 @@ def test_venv_left_without_pip_is_made_again(tmp_path):
     python.write_text(
         "#!/bin/sh\n"
         # The version probe passes; `-m venv DIR` gives DIR a pip that records what it was asked.
-        'case "$*" in *version_info*) exit 0;; "-m venv "*)\n'
+        f'case "$*" in *version_info*) exit 0;; {VENV_LOCK_CASE} "-m venv "*)\n'
         '  printf \'#!/bin/sh\\necho "$*" >> "$(dirname "$0")/pip.log"\\n\' > "$3/bin/pip"; chmod +x "$3/bin/pip";;\n'
         "esac\n"
     )
@@ -81,6 +88,32 @@ def test_venv_left_without_pip_is_made_again(tmp_path):
     assert run.returncode == 0, run.stderr
     assert "-r requirements.txt -r requirements-dev.txt" in (tmp_path / "venv" / "bin" / "pip.log").read_text()
     assert (tmp_path / "venv" / ".installed").exists()
+
+
+def test_two_makes_at_once_install_the_venv_once(tmp_path):
+    """`make demo` and `make test` started together after a pull that changed requirements*.txt ran two pips into
+    venv/ at once, and one stopped at a pip error ("No such file or directory", a pip traceback): the second make now
+    waits for the first, then finds venv/ up to date."""
+    for name in ("Makefile", "requirements.txt", "requirements-dev.txt"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    bin_dir = tmp_path / "venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    for name, script in {
+        "python": "exit 0\n",  # Python 3.11 or newer
+        # A slow pip that notes each run, and a run that began while another was still going.
+        "pip": f'echo "$*" >> {tmp_path}/pip.log\n'
+        f"mkdir {tmp_path}/pip.running 2>/dev/null || echo overlap >> {tmp_path}/pip.log\n"
+        f"sleep 1; rmdir {tmp_path}/pip.running 2>/dev/null; exit 0\n",
+    }.items():
+        (bin_dir / name).write_text("#!/bin/sh\n" + script)
+        (bin_dir / name).chmod(0o755)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(lambda _: make("venv", f"PYTHON={sys.executable}", cwd=tmp_path), range(2)))
+    assert [run.returncode for run in runs] == [0, 0], [run.stderr for run in runs]
+    log = (tmp_path / "pip.log").read_text().splitlines()
+    assert "overlap" not in log, log
+    assert sum("-r requirements.txt" in line for line in log) == 1, log
+    assert any("waiting for another make venv" in run.stdout for run in runs), [run.stdout for run in runs]
 
 
 @pytest.mark.parametrize(
@@ -161,7 +194,7 @@ def test_a_venv_made_by_an_older_python_is_refused_not_reused(tmp_path):
         (bin_dir / name).write_text("#!/bin/sh\n" + script)
         (bin_dir / name).chmod(0o755)
     python311 = tmp_path / "python3.11"
-    python311.write_text("#!/bin/sh\nexit 0\n")
+    python311.write_text(f'#!/bin/sh\ncase "$*" in {VENV_LOCK_CASE} esac\nexit 0\n')
     python311.chmod(0o755)
     run = make("venv", f"PYTHON={python311}", cwd=tmp_path)
     assert run.returncode != 0
