@@ -63,7 +63,11 @@ help:
 # venv/bin/...", an ImportError from the pip the other was replacing). The second waits on a lock on the checkout,
 # taken with fcntl (macOS has no flock(1)) and held by the make it runs, which then finds venv/ up to date.
 define ONE_VENV_INSTALL_AT_A_TIME
-import fcntl, os, sys
+import fcntl, os, signal, sys
+# Ctrl-C while waiting stops it as it stops make, without two Python tracebacks above make's "Interrupt"; a SIGINT
+# ignored (a make in a script's background, under nohup) stays ignored, by the make it runs too.
+if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 fd = os.open(".", os.O_RDONLY)
 try:
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

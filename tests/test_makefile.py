@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import fcntl
 import os
 import shlex
 import shutil
@@ -114,6 +116,57 @@ def test_two_makes_at_once_install_the_venv_once(tmp_path):
     assert "overlap" not in log, log
     assert sum("-r requirements.txt" in line for line in log) == 1, log
     assert any("waiting for another make venv" in run.stdout for run in runs), [run.stdout for run in runs]
+
+
+@pytest.mark.parametrize("ignored", [False, True], ids=["ctrl-c", "sigint-ignored"])
+def test_ctrl_c_while_waiting_for_the_venv_lock_prints_no_traceback(tmp_path, ignored):
+    """Ctrl-C on the make that waited for another's venv install printed two Python tracebacks (BlockingIOError, then
+    "During handling of the above exception" a KeyboardInterrupt) above make's own "Interrupt" line. A make that
+    ignores SIGINT (started in the background of a script, under nohup) still waits, then installs."""
+    for name in ("Makefile", "requirements.txt", "requirements-dev.txt"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    bin_dir = tmp_path / "venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    for name in ("python", "pip"):
+        (bin_dir / name).write_text(f"#!/bin/sh\ntouch {tmp_path}/{name}.ran\n")
+        (bin_dir / name).chmod(0o755)
+    leaked = ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", *MAKEFILE_SETTINGS)
+    env = {k: v for k, v in os.environ.items() if k not in leaked}
+    lock = os.open(tmp_path, os.O_RDONLY)  # another make installing the venv
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with subprocess.Popen(
+            ["make", "venv", f"PYTHON={sys.executable}"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+            # A terminal's Ctrl-C: SIGINT to the whole foreground group, whose handlers are the defaults.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN if ignored else signal.SIG_DFL),
+        ) as proc:
+            try:
+                assert "waiting for another make venv" in proc.stdout.readline()
+                os.killpg(proc.pid, signal.SIGINT)
+                if ignored:
+                    with pytest.raises(subprocess.TimeoutExpired):
+                        proc.wait(timeout=1)
+                    fcntl.flock(lock, fcntl.LOCK_UN)  # the other make is done
+                _, stderr = proc.communicate(timeout=30)
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        os.close(lock)
+    assert "Traceback" not in stderr, stderr
+    if ignored:
+        assert proc.returncode == 0, stderr
+        assert (tmp_path / "pip.ran").exists()
+    else:
+        assert proc.returncode != 0
+        assert "Interrupt" in stderr, stderr
+        assert not (tmp_path / "pip.ran").exists()
 
 
 @pytest.mark.parametrize(
