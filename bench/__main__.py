@@ -1030,6 +1030,8 @@ def write_whole(out: Path, text: str) -> None:
         target = out.resolve()  # through a symlink, as a write in place went
     except RuntimeError:  # symlinks that loop (Python before 3.13): an OSError, as the write in place gave
         raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(out)) from None
+    if target.is_symlink():  # symlinks that loop, which Python 3.13's resolve() returns as they are
+        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(out))
     if target.exists() and not target.is_file():
         # A pipe or a device (--out /dev/null): renamed over, it became a regular file (as root, /dev/null did), and
         # it holds no last table to keep.
@@ -1071,6 +1073,8 @@ def main(argv: list[str] | None = None) -> int:
             target = args.out.resolve()
         except RuntimeError:  # symlinks that loop (Python before 3.13)
             raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(args.out)) from None
+        if target.is_symlink():  # symlinks that loop, which Python 3.13's resolve() returns as they are
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(args.out))
         tempfile.TemporaryFile(dir=target.parent).close()
     except OSError as e:
         print(f"error: --out {args.out}: {e.strerror or e}", file=sys.stderr)
