@@ -1023,15 +1023,23 @@ def hide_torchscript_deprecation() -> None:
     warnings.filterwarnings("ignore", message="`torch.jit.", category=FutureWarning)
 
 
+def written_at(out: Path) -> Path:
+    """The file a write to `out` reaches: through its symlinks, as a write in place went. Symlinks that loop are an
+    OSError (ELOOP), as the write in place gave: Python before 3.13 raises RuntimeError for them, 3.13's resolve()
+    returns them as they are."""
+    try:
+        target = out.resolve()
+    except RuntimeError:
+        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(out)) from None
+    if target.is_symlink():
+        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(out))
+    return target
+
+
 def write_whole(out: Path, text: str) -> None:
     """`out` gets the whole text (UTF-8: Markdown, whatever the locale's codeset) or stays as it was. Written in place,
     a full disk left a table cut short where the last run's had been, under "error: could not write"."""
-    try:
-        target = out.resolve()  # through a symlink, as a write in place went
-    except RuntimeError:  # symlinks that loop (Python before 3.13): an OSError, as the write in place gave
-        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(out)) from None
-    if target.is_symlink():  # symlinks that loop, which Python 3.13's resolve() returns as they are
-        raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(out))
+    target = written_at(out)
     if target.exists() and not target.is_file():
         # A pipe or a device (--out /dev/null): renamed over, it became a regular file (as root, /dev/null did), and
         # it holds no last table to keep.
@@ -1069,13 +1077,7 @@ def main(argv: list[str] | None = None) -> int:
         # A file made there, as the table is written beside its target: its refusal gives the reason (a read-only
         # file system, a quota), where os.access() said only no. Beside the file a symlink --out points to, as
         # write_whole() writes it, not beside the link.
-        try:
-            target = args.out.resolve()
-        except RuntimeError:  # symlinks that loop (Python before 3.13)
-            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(args.out)) from None
-        if target.is_symlink():  # symlinks that loop, which Python 3.13's resolve() returns as they are
-            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(args.out))
-        tempfile.TemporaryFile(dir=target.parent).close()
+        tempfile.TemporaryFile(dir=written_at(args.out).parent).close()
     except OSError as e:
         print(f"error: --out {args.out}: {e.strerror or e}", file=sys.stderr)
         return 2
