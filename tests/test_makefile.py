@@ -25,12 +25,18 @@ MAKEFILE_SETTINGS = (ROOT / "Makefile").read_text().split("\nSETTINGS := ", 1)[1
 VENV_LOCK_CASE = f'*fcntl*) exec {shlex.quote(sys.executable)} "$@";;'
 
 
+def make_env() -> dict[str, str]:
+    """This process's environment without what a make that runs the tests passes down (MAKEFLAGS: its command-line
+    variables, -n/-k; MAKELEVEL: "Entering directory" lines) or the Makefile's settings."""
+    leaked = ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", *MAKEFILE_SETTINGS)
+    return {k: v for k, v in os.environ.items() if k not in leaked}
+
+
 def make(*args: str, cwd) -> subprocess.CompletedProcess:
     """`make` on the copied Makefile as a user would run it: under `make test` the outer make's MAKEFLAGS (its
     variables, -n/-k), MAKELEVEL (which adds "Entering directory" lines) and the settings it was given would otherwise
     leak in."""
-    leaked = ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", *MAKEFILE_SETTINGS)
-    env = {k: v for k, v in os.environ.items() if k not in leaked}
+    env = make_env()
     # In its own process group, all of it killed on the timeout: subprocess.run kills make alone, and a `make demo`
     # that started the stack instead of refusing its value left it serving on port 8000 after the test.
     with subprocess.Popen(
@@ -130,8 +136,7 @@ def test_ctrl_c_while_waiting_for_the_venv_lock_prints_no_traceback(tmp_path, ig
     for name in ("python", "pip"):
         (bin_dir / name).write_text(f"#!/bin/sh\ntouch {tmp_path}/{name}.ran\n")
         (bin_dir / name).chmod(0o755)
-    leaked = ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", *MAKEFILE_SETTINGS)
-    env = {k: v for k, v in os.environ.items() if k not in leaked}
+    env = make_env()
     lock = os.open(tmp_path, os.O_RDONLY)  # another make installing the venv
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)

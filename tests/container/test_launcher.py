@@ -1133,34 +1133,11 @@ def test_the_copy_a_stack_killed_outright_left_is_removed_at_the_next_start(tmp_
         managed.stop()
 
 
-def test_a_temporary_directory_without_room_for_the_copy_counts_it_in_the_figure(tmp_path, monkeypatch):
-    """The copy a torchserve stack keeps of its artifact needs room beside the unpacked model: a TMPDIR that had room
-    for the "3 MB unpacked" the line gave, but not for both, was refused with a figure it had room for."""
-    import errno
-
-    from tests.conftest import tar_gz_of
-
-    tmp = tmp_path / "tmp"
-    tmp.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
-    artifact = tar_gz_of(tmp_path / "model.tar.gz", {"model.onnx": os.urandom(3_000_000)})  # ~3 MB compressed too
-
-    def no_room(*_args, **_kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(torchserve.shutil, "copyfile", no_room)
-    with pytest.raises(TorchServeError) as refused:
-        ManagedEndpoint(artifact).start()
-    assert str(refused.value) == (
-        f"no room in {tmp} to unpack the model artifact {artifact} (3 MB unpacked, 6 MB with the copy of the artifact"
-        " kept there): No space left on device; free some there, or set TMPDIR to a directory with room"
-    )
-    assert list(tmp.iterdir()) == []
-
-
-def test_a_temporary_directory_with_room_for_the_copy_but_not_the_model_counts_the_copy_too(tmp_path, monkeypatch):
-    """With 70 MB free, the 20 MB copy went in and the 60 MB unpack did not: the line gave "60 MB unpacked", a figure
-    the directory had room for, when the start needs both."""
+@pytest.mark.parametrize("refused", ["the copy", "the unpack"])
+def test_a_temporary_directory_without_room_counts_the_copy_in_the_figure(tmp_path, monkeypatch, refused):
+    """The copy a torchserve stack keeps of its artifact needs room beside the unpacked model. With 70 MB free the 20
+    MB copy went in and the 60 MB unpack did not, and the line gave "60 MB unpacked", a figure the directory had room
+    for, when the start needs both; a copy refused too was named with the unpacked size alone."""
     import errno
     import tarfile
 
@@ -1175,10 +1152,13 @@ def test_a_temporary_directory_with_room_for_the_copy_but_not_the_model_counts_t
     def no_room(*_args, **_kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(tarfile.TarFile, "makefile", no_room)
-    with pytest.raises(TorchServeError) as refused:
+    if refused == "the copy":
+        monkeypatch.setattr(torchserve.shutil, "copyfile", no_room)
+    else:
+        monkeypatch.setattr(tarfile.TarFile, "makefile", no_room)
+    with pytest.raises(TorchServeError) as refusal:
         ManagedEndpoint(artifact).start()
-    assert str(refused.value) == (
+    assert str(refusal.value) == (
         f"no room in {tmp} to unpack the model artifact {artifact} (3 MB unpacked, 6 MB with the copy of the artifact"
         " kept there): No space left on device; free some there, or set TMPDIR to a directory with room"
     )
