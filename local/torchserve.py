@@ -510,8 +510,7 @@ class ManagedEndpoint:
             self._drop_copy()
             # The copy went in, the unpack did not: the figure counts both, as the start needs both.
             if copy is not None and out_of_space(e.__cause__):
-                tmp = Path(tempfile.gettempdir())
-                raise TorchServeError(no_room_to_unpack(self.artifact, tmp, e.__cause__, copied=True)) from e.__cause__
+                raise self._no_room(e.__cause__) from e.__cause__
             raise
         except BaseException:
             self._drop_copy()
@@ -533,12 +532,15 @@ class ManagedEndpoint:
         except OSError as e:
             self._drop_copy()
             if out_of_space(e):
-                tmp = Path(tempfile.gettempdir())
-                raise TorchServeError(no_room_to_unpack(self.artifact, tmp, e, copied=True)) from e
+                raise self._no_room(e) from e
             return None  # no file to copy: the first start says what is wrong with it
         except BaseException:
             self._drop_copy()
             raise
+
+    def _no_room(self, error: OSError) -> TorchServeError:
+        """A TMPDIR without room for the copy and the unpacked model together: the line's figure counts both."""
+        return TorchServeError(no_room_to_unpack(self.artifact, Path(tempfile.gettempdir()), error, copied=True))
 
     def _drop_copy(self) -> None:
         if self._copy_dir is not None:
