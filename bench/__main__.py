@@ -1088,7 +1088,7 @@ def main(argv: list[str] | None = None) -> int:
     ctx: dict = {}
     with stop_signals_unwind():
         try:
-            model_dir = extract(ARTIFACT)  # ~105 MB per run (its copy too): removed however the run ends
+            model_dir = extract(ARTIFACT)  # ~80 MB per run (its copy too): removed however the run ends
             ctx["artifact"] = model_dir / ARTIFACT_COPY
         except NoRoomToUnpack as e:
             print(f"error: {e}", file=sys.stderr)
