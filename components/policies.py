@@ -1,6 +1,6 @@
 """Pure builders for everything the components declare: IAM documents, CSP and the other security headers, CORS,
 content types and cache policies, hashes, names and ARNs, the model container's and the proxy's environments
-(site_files and read_site_files also read www/ from disk, file_sha256 the model artifact).
+(site_files and read_site_files also read www/ from disk, file_sha256 and check_artifact the model artifact).
 
 The components only wire these into resources (via Output.all(...).apply(fn) where an input is an
 Output), so every security-relevant string is unit-tested here without the Pulumi engine.
