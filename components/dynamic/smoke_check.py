@@ -83,7 +83,7 @@ def failure_message(endpoint_name: str, log_group: str, region: str, reason: str
         f"smoke check of SageMaker endpoint {endpoint_name!r} failed: {reason}. "
         f"The container's logs are in CloudWatch log group {log_group} (region {region}); "
         f"`aws logs tail {log_group} --region {region} --since 30m` shows model_fn errors. "
-        "Set mobilenet-serverless:smokeCheck false to deploy anyway."
+        "Set mobilenet-serverless:smokeCheck false (ServerlessEndpointArgs.smoke_check) to deploy anyway."
     )
 
 

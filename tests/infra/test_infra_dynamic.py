@@ -193,6 +193,8 @@ def test_smoke_check_fails_with_log_group_pointer_on_bad_reply(aws: None, text_p
     message = str(err.value)
     assert "mobilenet-test" in message and "not JSON" in message
     assert "/aws/sagemaker/Endpoints/mobilenet-test" in message and "smokeCheck false" in message
+    # The component takes it as an argument and reads no config: a program that copied it has its own setting, or none.
+    assert "ServerlessEndpointArgs.smoke_check" in message
 
 
 def test_smoke_check_fails_when_sagemaker_rolled_the_update_back(aws: None, text_probe: None) -> None:
