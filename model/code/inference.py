@@ -1,8 +1,15 @@
 """SageMaker inference handlers for MobileNet V2 (the sagemaker-pytorch-inference-toolkit contract).
 
 The toolkit calls ``model_fn`` once per worker, then ``input_fn -> predict_fn -> output_fn`` per request.
-Everything the model needs (weights, labels, preprocessing) comes from the artifact's ``metadata.json``;
-nothing is downloaded or installed at start.
+Everything the model needs comes from the artifact's root, as model.package writes it; nothing is downloaded or
+installed at start:
+- ``metadata.json``: ``model`` (torchvision's name for the network), ``weights`` (an id, echoed in replies),
+  ``labels`` (one per class) and ``preprocessing`` (``resize``, ``crop``, ``mean``, ``std``, and ``interpolation``,
+  bilinear when absent);
+- ``model.pth``: the network's state_dict, as ``torch.save(model.state_dict())`` writes it (needed unless
+  ONNX Runtime serves);
+- ``model.onnx`` (optional): the same network with the mean and std inside, taking uint8 RGB pixels of shape
+  [batch, crop, crop, 3].
 
 Backends, fastest first: ONNX Runtime when ``model.onnx`` is in the artifact and ``onnxruntime`` imports
 (the package vendors it under ``code/``), else frozen TorchScript built from ``model.pth``. Preprocessing is
