@@ -502,20 +502,27 @@ class ManagedEndpoint:
     def start(self) -> ManagedEndpoint:
         """The first stack, started and awaited in the caller's thread: its failure is the caller's. Replacements
         start from a copy of the artifact taken now: the file itself may be rebuilt meanwhile (`make model INT8=1`
-        in another terminal) or removed (`make clean`), and a replaced instance serves the model it was made with."""
+        in another terminal) or removed (`make clean`), and a replaced instance serves the model it was made with.
+        The first stack unpacks that copy too: a rebuild landing between the copy and its unpack had it serve
+        another model than every stack that replaced it."""
+        given = self.artifact
         copy = self._keep_a_copy()
+        self.artifact = copy or given
         try:
             self._current = self._launch()
         except TorchServeError as e:
             self._drop_copy()
+            self.artifact = given
             # The copy went in, the unpack did not: the figure counts both, as the start needs both.
             if copy is not None and out_of_space(e.__cause__):
                 raise self._no_room(e.__cause__) from e.__cause__
+            if copy is not None and str(copy) in str(e):  # a damaged artifact: named as given, not as the copy
+                raise TorchServeError(str(e).replace(str(copy), str(given))) from e.__cause__
             raise
         except BaseException:
             self._drop_copy()
+            self.artifact = given
             raise
-        self.artifact = copy or self.artifact
         return self
 
     def _keep_a_copy(self) -> Path | None:

@@ -1076,11 +1076,13 @@ def test_start_serves_the_first_stack_or_raises_its_failure_in_the_callers_threa
         broken.start()
 
 
-def test_a_replacement_serves_the_model_the_stack_started_with_not_one_rebuilt_since(tmp_path, monkeypatch):
+@pytest.mark.parametrize("rebuilt", ["while it serves", "between the copy and the first unpack"])
+def test_a_replacement_serves_the_model_the_stack_started_with_not_one_rebuilt_since(tmp_path, monkeypatch, rebuilt):
     """`make model INT8=1` in another terminal while `make demo RUNTIME=torchserve` runs: a TorchServe that died was
     replaced from model/dist/model.tar.gz as it was by then, and the demo went on serving the other model under the
     banner of the first (or, after `make clean`, could not be replaced at all). A serverless endpoint replaces an
-    instance with the model it was created with."""
+    instance with the model it was created with. The first stack unpacked model/dist/model.tar.gz itself, a few ms
+    after the copy was taken: a rebuild landing in between had it serve another model than its replacements."""
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp))
@@ -1097,12 +1099,27 @@ def test_a_replacement_serves_the_model_the_stack_started_with_not_one_rebuilt_s
         def wait_ready(self):
             pass
 
+    def rebuild():
+        written = tmp_path / ".model.tar.gz.tmp"
+        written.write_bytes(b"a model rebuilt since")
+        written.replace(artifact)  # as the build writes it
+
     monkeypatch.setattr(torchserve, "TorchServeEndpoint", Stack)
-    managed = ManagedEndpoint(artifact).start()
+    managed = ManagedEndpoint(artifact)
+    if rebuilt == "between the copy and the first unpack":
+        keep_a_copy = managed._keep_a_copy
+
+        def copy_then_rebuild():
+            copy = keep_a_copy()
+            rebuild()
+            return copy
+
+        monkeypatch.setattr(managed, "_keep_a_copy", copy_then_rebuild)
+    managed.start()
     try:
-        rebuilt = tmp_path / ".model.tar.gz.tmp"
-        rebuilt.write_bytes(b"a model rebuilt since")
-        rebuilt.replace(artifact)  # as the build writes it
+        assert managed.invoke(b"x", "image/jpeg")[2] == b"the model the demo started with"
+        if rebuilt == "while it serves":
+            rebuild()
         managed._current.code = -9  # its JVM died
         with pytest.raises(TorchServeDown):
             managed.invoke(b"x", "image/jpeg")
@@ -1111,6 +1128,20 @@ def test_a_replacement_serves_the_model_the_stack_started_with_not_one_rebuilt_s
     finally:
         managed.stop()
     assert list(tmp.iterdir()) == [], "the copy outlived the endpoint"
+
+
+def test_a_damaged_artifact_is_named_as_given_not_as_the_copy_the_first_start_unpacked(tmp_path, monkeypatch):
+    """The first stack unpacks the copy kept in TMPDIR: its refusal must not name that copy, removed by then."""
+    monkeypatch.setenv("JAVA_HOME", "/opt/any-jre")  # get past the java check without needing one
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    bad = tmp_path / "model.tar.gz"
+    bad.write_bytes(b"not a tarball")
+    with pytest.raises(TorchServeError) as refusal:
+        ManagedEndpoint(bad).start()
+    assert str(refusal.value) == f"cannot unpack the model artifact {bad}: not a tar.gz archive (13 bytes)"
+    assert list(tmp.iterdir()) == []
 
 
 def test_the_copy_a_stack_killed_outright_left_is_removed_at_the_next_start(tmp_path, monkeypatch):
