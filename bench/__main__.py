@@ -1023,6 +1023,10 @@ def hide_torchscript_deprecation() -> None:
     warnings.filterwarnings("ignore", message="`torch.jit.", category=FutureWarning)
 
 
+# What the up-front check of --out writes: a few times the table (4.5 KB with every row, 2026-12-05).
+TABLE_ROOM = 16 * 1024
+
+
 def written_at(out: Path) -> Path:
     """The file a write to `out` reaches: through its symlinks, as a write in place went. Symlinks that loop are an
     OSError (ELOOP), as the write in place gave: Python before 3.13 raises RuntimeError for them, 3.13's resolve()
@@ -1076,8 +1080,12 @@ def main(argv: list[str] | None = None) -> int:
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(args.out))
         # A file made there, as the table is written beside its target: its refusal gives the reason (a read-only
         # file system, a quota), where os.access() said only no. Beside the file a symlink --out points to, as
-        # write_whole() writes it, not beside the link.
-        tempfile.TemporaryFile(dir=written_at(args.out).parent).close()
+        # write_whole() writes it, not beside the link. Written to and synced: a disk with inodes but no free
+        # blocks took an empty file, and the run ended minutes later with "could not write".
+        with tempfile.TemporaryFile(dir=written_at(args.out).parent) as probe:
+            probe.write(bytes(TABLE_ROOM))
+            probe.flush()
+            os.fsync(probe.fileno())
     except OSError as e:
         print(f"error: --out {args.out}: {e.strerror or e}", file=sys.stderr)
         return 2

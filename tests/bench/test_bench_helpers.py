@@ -351,6 +351,54 @@ def test_a_results_folder_that_refuses_files_is_refused_up_front_with_the_reason
     assert measured == []
 
 
+@pytest.mark.parametrize("refused_at", ["write", "fsync"])  # a local disk refuses the write, NFS may wait for fsync
+def test_a_results_folder_with_inodes_but_no_free_blocks_is_refused_up_front(monkeypatch, tmp_path, capsys, refused_at):
+    """A disk at 100% with inodes left took the up-front check's empty file, and the run measured for minutes before
+    "error: could not write". The check now writes and syncs some KB there, as much as a table or more."""
+    import errno
+    import os
+
+    measured: list[str] = []
+    bench = stub_sections(monkeypatch, tmp_path, latency=lambda *a: measured.append("latency") or {})
+    out = tmp_path / "results" / "latest.md"
+    real_file, real_fsync = bench.tempfile.TemporaryFile, os.fsync
+    probes: list = []
+    no_room = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    class NoFreeBlock:  # the file is made (an inode is free); its first byte finds no block
+        def __init__(self, *args, **kwargs):
+            self.file = real_file(*args, **kwargs)
+            probes.append(self.file.fileno())
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.file.close()
+
+        def close(self):
+            self.file.close()
+
+        def write(self, data):
+            if data and refused_at == "write":
+                raise no_room
+            return self.file.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+    def fsync(fd):
+        if fd in probes and refused_at == "fsync":
+            raise no_room
+        real_fsync(fd)
+
+    monkeypatch.setattr(bench.tempfile, "TemporaryFile", NoFreeBlock)
+    monkeypatch.setattr(bench.os, "fsync", fsync)
+    assert bench.main(["--quick", "--out", str(out)]) == 2
+    assert capsys.readouterr().err == f"error: --out {out}: No space left on device\n"
+    assert measured == [] and probes
+
+
 def test_a_pipe_inside_a_cell_does_not_split_the_markdown_row():
     import re
 
