@@ -730,9 +730,10 @@ def _to_rgb(img: Image.Image) -> Image.Image:
             if key is not None:
                 scaled[block == key] = 255
             grey[top : top + block.shape[0]] = scaled
-        return Image.fromarray(grey, "L").convert("RGB")
+        # No mode argument: a 2-D uint8 array is "L" to every Pillow, and Pillow 11.3 deprecates the argument.
+        return Image.fromarray(grey).convert("RGB")
     if img.mode == "F":
-        return Image.fromarray(np.clip(np.asarray(img), 0, 255).astype(np.uint8), "L").convert("RGB")
+        return Image.fromarray(np.clip(np.asarray(img), 0, 255).astype(np.uint8)).convert("RGB")
     # "transparency" is a PNG tRNS chunk: palette alpha, or one colour key of an RGB or greyscale image.
     if img.mode == "LA":
         # Grey with alpha: composite in grey (Pillow stores LA at 4 bytes a pixel, as RGBA) and widen to RGB

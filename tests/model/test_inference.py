@@ -762,6 +762,27 @@ def test_sixteen_bit_grey_keeps_its_range(inference):
     assert [as_i.getpixel((x, 0)) for x in range(3)] == [(255, 255, 255), (128, 128, 128), (0, 0, 0)]
 
 
+@pytest.mark.parametrize("mode", ["I;16", "I", "F"])
+def test_sixteen_bit_and_float_grey_are_converted_without_fromarrays_deprecated_mode(inference, monkeypatch, mode):
+    """Pillow 11.3, requirements-dev's floor, deprecates Image.fromarray's mode argument (a DeprecationWarning, an
+    error under -W error): the grey levels are made from a 2-D uint8 array, which every Pillow reads as "L". The
+    installed Pillow may no longer warn, so fromarray warns here as 11.3's does."""
+    fromarray = Image.fromarray
+
+    def as_pillow_11_3(obj, mode=None):
+        if mode is not None:
+            warnings.warn("'mode' parameter is deprecated (Pillow 11.3)", DeprecationWarning, stacklevel=2)
+        return fromarray(obj, mode)
+
+    monkeypatch.setattr(Image, "fromarray", as_pillow_11_3)
+    img = fromarray(np.array([[65535, 128 * 257, 0]], dtype=np.uint16))
+    img = img if mode == "I;16" else img.convert("I") if mode == "I" else img.convert("F").point(lambda v: v / 257)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        rgb = inference._to_rgb(img)
+    assert img.mode == mode and [rgb.getpixel((x, 0)) for x in range(3)] == [(255,) * 3, (128,) * 3, (0,) * 3]
+
+
 def test_sixteen_bit_grey_colour_key_is_white(inference):
     # A tRNS chunk on a 16-bit grey PNG names one 16-bit level as transparent, as it does for 8-bit grey.
     img = Image.fromarray(np.array([[1000, 2000]], dtype=np.uint16))
