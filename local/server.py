@@ -321,6 +321,31 @@ class AbsoluteFormTarget:
         await self.app(scope, receive, send)
 
 
+class CloseAfterAmbiguousFraming:
+    """RFC 9112 6.3: a request with both Transfer-Encoding and Content-Length is framed by its chunks (h11 does so),
+    and the server MUST close the connection after answering it: a proxy in front that framed it by Content-Length
+    would take the rest of the body for a request of its own (request smuggling). h11 and uvicorn kept the
+    connection open and served what followed on it. Any answer to it says `connection: close`, which h11 then
+    closes on."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        names = {k for k, _ in scope["headers"]} if scope["type"] == "http" else set()
+        if not {b"transfer-encoding", b"content-length"} <= names:
+            await self.app(scope, receive, send)
+            return
+
+        async def closing_send(message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"]
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, receive, closing_send)
+
+
 class LoopbackForwardedProto:
     """A forwarder on this machine that terminates TLS (Codespaces' port forwarding, a reverse proxy) names the
     browser's scheme in X-Forwarded-Proto: config.js and the CSP must say https://<its host>, or the https page would
@@ -806,6 +831,7 @@ def create_app(
         routes=routes,
         exception_handlers={HTTPException: unrouted},
         middleware=[
+            Middleware(CloseAfterAmbiguousFraming),
             Middleware(LoopbackForwardedProto),
             Middleware(AbsoluteFormTarget),
             Middleware(LoopbackHostGuard, enabled=bound_to_loopback),

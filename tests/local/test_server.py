@@ -416,6 +416,32 @@ def test_a_body_over_the_limit_is_refused_and_its_connection_closed(tiers, monke
     assert tiers.sandboxes.events == [] and tiers.container.seen == []
 
 
+@pytest.mark.parametrize("path", ["/predict", f"/endpoints/{ENDPOINT}/invocations", "/index.html"])
+@pytest.mark.parametrize("both", [True, False], ids=["content-length-and-chunked", "chunked-only"])
+def test_a_request_framed_by_both_content_length_and_chunked_is_answered_then_its_connection_closed(tiers, path, both):
+    """RFC 9112 6.3: such a request is framed by its Transfer-Encoding, and the server MUST close the connection
+    after answering it, as a proxy in front that framed it by its Content-Length would take the rest of the chunked
+    body for a request of its own (request smuggling). h11 frames it by the chunks but kept the connection open, and
+    served the request that followed on it. One framed by its chunks alone keeps it."""
+    framing = ("content-length: 4\r\n" if both else "") + "transfer-encoding: chunked\r\n"
+    head = f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1:8000\r\ncontent-type: image/jpeg\r\n{framing}\r\n"
+    payload = JPEG[:40]  # within the runtime's limit here
+    body = b"%x\r\n" % len(payload) + payload + b"\r\n0\r\n\r\n"
+    follower = b"GET /config.js HTTP/1.1\r\nhost: 127.0.0.1:8000\r\nconnection: close\r\n\r\n"
+    with served(tiers.app) as address, socket.create_connection(address, timeout=HANG_GUARD_S) as conn:
+        conn.sendall(head.encode() + body + follower)
+        sent_back = received_until_closed(conn)
+    answer, _ = parsed_answer(sent_back)
+    assert ((b"connection", b"close") in answer.headers) is both, answer
+    served_after = sent_back.count(b"\r\n\r\nwindow.APP_CONFIG")  # the config.js that followed
+    assert served_after == (0 if both else 1), sent_back
+    # Framed by its chunks, the whole body reached the tier.
+    assert [base64.b64decode(event["body"]) for event in tiers.sandboxes.events] == (
+        [payload] if path == "/predict" else []
+    )
+    assert [seen[0] for seen in tiers.container.seen] == ([payload] if "invocations" in path else [])
+
+
 def test_the_gateways_own_refusals_carry_its_request_id_but_no_cors(tiers, monkeypatch):
     # API Gateway answers these before any invocation, with its id (which the UI shows). It adds CORS headers only
     # "to the response from an integration" (its HTTP API CORS guide): the local stack must not be kinder.
