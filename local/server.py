@@ -555,7 +555,8 @@ def create_app(
 
     async def gateway_tier(request: Request) -> Response:
         origin = request.headers.get("origin")
-        if request.method == "OPTIONS":
+        request_id = uuid.uuid4().hex[:16]
+        if request.method == "OPTIONS":  # API Gateway answers it itself, with its id as on every answer of its own
             preflight = cors_headers(origin)
             if preflight:
                 preflight.update(
@@ -565,8 +566,7 @@ def create_app(
                         "access-control-max-age": str(cors["MaxAge"]),
                     }
                 )
-            return Response(status_code=204, headers=preflight)
-        request_id = uuid.uuid4().hex[:16]
+            return Response(status_code=204, headers={**preflight, "apigw-requestid": request_id})
 
         def refused(status: int, *, close: bool = False) -> Response:
             """API Gateway's own answer before any invocation: its id, as on every answer, but no CORS headers

@@ -554,6 +554,9 @@ def test_a_preflight_from_the_site_is_allowed_and_from_elsewhere_is_not(tiers):
     refused = tiers.request("OPTIONS", "/predict", headers={"origin": "https://evil.example", **ask})
     assert refused.status_code == 204 and not [k for k in refused.headers if k.startswith("access-control-")]
     assert tiers.sandboxes.events == [], "a preflight never reaches the function"
+    # API Gateway's own answer, with its id as on every other (a live HTTP API's OPTIONS 204 carries it); each its own.
+    ids = [answer.headers.get("apigw-requestid") or "" for answer in (allowed, refused)]
+    assert [len(i) for i in ids] == [16, 16] and ids[0] != ids[1], ids
 
 
 # --- the runtime tier over HTTP --------------------------------------------------------------------------------
