@@ -285,7 +285,7 @@ def render_markdown(summary: LoadSummary, faults: list[FaultOutcome], machine: s
 
 
 def machine_description() -> str:
-    return f"{describe_machine('cores')}, Python {platform.python_version()}"
+    return f"{describe_machine()}, Python {platform.python_version()}"
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -58,7 +58,7 @@ def arm_extensions(features: set[str]) -> list[str]:
     return found or ["no dot product"]
 
 
-def cpu_description(cpuinfo: str | None, cpus: int | None, arch: str, unit: str = "vCPU") -> str:
+def cpu_description(cpuinfo: str | None, cpus: int | None, arch: str) -> str:
     """`"AMD EPYC (family 23, model 49; AVX2, no AVX-512), 2 vCPU"` from /proc/cpuinfo's text (None: unreadable),
     os.cpu_count() (None: unknown) and platform.machine(), the name when cpuinfo has no "model name" (aarch64).
     Whatever the text, a description: a header that raises would lose the run it heads."""
@@ -77,14 +77,16 @@ def cpu_description(cpuinfo: str | None, cpus: int | None, arch: str, unit: str 
     inside = ", ".join(details)
     if extensions:
         inside = f"{inside}; {', '.join(extensions)}" if inside else ", ".join(extensions)
-    count = f"{cpus} {unit}" if cpus else f"{unit} count unknown"
+    # os.cpu_count() counts logical CPUs (hyper-threads), what a cloud sells as vCPUs: "cores" said twice the
+    # physical ones on a host with two threads a core.
+    count = f"{cpus} vCPU" if cpus else "vCPU count unknown"
     return f"{name} ({inside}), {count}" if inside else f"{name}, {count}"
 
 
-def describe(unit: str = "vCPU") -> str:
+def describe() -> str:
     """This machine's cpu_description."""
     try:
         cpuinfo = CPUINFO.read_text(errors="replace")
     except OSError:
         cpuinfo = None
-    return cpu_description(cpuinfo, os.cpu_count(), platform.machine(), unit)
+    return cpu_description(cpuinfo, os.cpu_count(), platform.machine())
