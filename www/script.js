@@ -60,14 +60,37 @@ export const NO_FILE_DROPPED_MESSAGE =
   "What was dropped holds no file (a link or text?). Drop a photo file, or save the image first.";
 export const FOLDER_DROPPED_MESSAGE = "That is a folder: open it and drop one photo from it.";
 
-/** The refusal for a file the browser could not decode, naming its format when the file says which it is. */
-export function cannotDecodeMessage(name = "", type = "") {
+// A HEIF file's ftyp brands that are not AVIF's: HEVC-coded ones (HEIC), and the codec-neutral mif1/msf1 that some
+// writers give as the main brand. An AVIF lists mif1 too, but says avif or avis as well.
+const HEIC_BRANDS = ["heic", "heix", "heim", "heis", "hevc", "hevx", "hevm", "hevs", "mif1", "msf1"];
+
+/** "heic" or "tiff" when a file's first bytes say it is one, else null. A name and a type can say otherwise: a
+ * HEIC photo saved or renamed as .jpg is typed image/jpeg. */
+export function sniffedFormat(bytes) {
+  const b = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes || 0);
+  const text = (offset) => String.fromCharCode(...b.subarray(offset, offset + 4));
+  if (["II*\0", "MM\0*", "II+\0", "MM\0+"].includes(text(0))) return "tiff"; // classic and BigTIFF, either byte order
+  if (text(4) === "ftyp") {
+    // The major brand, a minor version, then the compatible brands to the end of the box.
+    const end = Math.min(b.length, new DataView(b.buffer, b.byteOffset, b.byteLength).getUint32(0) || b.length);
+    const brands = [text(8)];
+    for (let at = 16; at + 4 <= end; at += 4) brands.push(text(at));
+    if (brands.includes("avif") || brands.includes("avis")) return null;
+    if (brands.some((brand) => HEIC_BRANDS.includes(brand))) return "heic";
+  }
+  return null;
+}
+
+/** The refusal for a file the browser could not decode, naming its format when the file says which it is: by its
+ * first bytes (`head`) first, else by its name or type. */
+export function cannotDecodeMessage(name = "", type = "", head = null) {
   const ext = (/\.([a-z0-9]+)$/i.exec(String(name)) || ["", ""])[1].toLowerCase();
   const mime = String(type).toLowerCase();
-  if (/^image\/hei[cf]/.test(mime) || ext === "heic" || ext === "heif") {
+  const sniffed = sniffedFormat(head);
+  if (sniffed === "heic" || (!sniffed && (/^image\/hei[cf]/.test(mime) || ext === "heic" || ext === "heif"))) {
     return "This browser cannot open HEIC/HEIF photos (the iPhone's format). Please use a JPEG, PNG or WebP copy.";
   }
-  if (mime === "image/tiff" || ext === "tif" || ext === "tiff") {
+  if (sniffed === "tiff" || (!sniffed && (mime === "image/tiff" || ext === "tif" || ext === "tiff"))) {
     return "This browser cannot open TIFF images. Please use a JPEG, PNG or WebP copy.";
   }
   if (mime === "image/svg+xml" || ext === "svg") {
@@ -460,7 +483,13 @@ export function predictUrl(config, topK = TOP_K) {
 // ---------------------------------------------------------------------------------------------------
 // DOM adapter.
 
-class NotAnImageError extends Error {}
+class NotAnImageError extends Error {
+  /** `head`: the file's first bytes, which may name its format (cannotDecodeMessage); null for a sample's URL. */
+  constructor(head = null) {
+    super();
+    this.head = head;
+  }
+}
 
 /** The file's bytes cannot be read at all (NotReadableError): not a broken image, a file gone or changed. */
 class FileUnreadableError extends Error {}
@@ -472,20 +501,14 @@ class TooManyPixelsError extends Error {
   }
 }
 
-/** The header's pixel size of a file, or null (unknown format, or a file that cannot be read). Blob.arrayBuffer
- * is missing before Safari 14; a Response reads any Blob. */
-async function declaredSizeOf(blob) {
+/** A file's first HEADER_BYTES, where its pixel size and its format are read. Blob.arrayBuffer is missing before
+ * Safari 14; a Response reads any Blob. */
+async function headOf(blob) {
   const head = blob.slice(0, HEADER_BYTES);
-  let bytes;
   try {
-    bytes = await (typeof head.arrayBuffer === "function" ? head : new Response(head)).arrayBuffer();
+    return new Uint8Array(await (typeof head.arrayBuffer === "function" ? head : new Response(head)).arrayBuffer());
   } catch {
     throw new FileUnreadableError();
-  }
-  try {
-    return declaredSize(bytes);
-  } catch {
-    return null;
   }
 }
 
@@ -503,18 +526,26 @@ function timeoutSignal(ms) {
  * its "from-image" (Safari before 17, Firefox before 111), which reject that option with a TypeError. */
 async function decodeBlob(blob) {
   // Before any decode: the decoders (createImageBitmap's, and the <img> fallback's) allocate every declared pixel.
-  const declared = await declaredSizeOf(blob);
+  const head = await headOf(blob);
+  let declared = null;
+  try {
+    declared = declaredSize(head);
+  } catch {
+    // a header it cannot parse: the decoder judges the file
+  }
   if (declared && declared.width * declared.height > MAX_INPUT_PIXELS) throw new TooManyPixelsError(declared);
   if (typeof createImageBitmap === "function") {
     try {
       return await createImageBitmap(blob, { imageOrientation: "from-image" });
     } catch (err) {
-      if (!(err instanceof TypeError)) throw new NotAnImageError();
+      if (!(err instanceof TypeError)) throw new NotAnImageError(head);
     }
   }
   const url = URL.createObjectURL(blob);
   try {
     return await decodeUrl(url);
+  } catch (err) {
+    throw err instanceof NotAnImageError ? new NotAnImageError(head) : err;
   } finally {
     URL.revokeObjectURL(url);
   }
@@ -896,7 +927,7 @@ function init() {
           return;
         }
         if (!(err instanceof NotAnImageError)) throw err;
-        refuse(cannotDecodeMessage(input.name, input.file ? input.file.type : ""));
+        refuse(cannotDecodeMessage(input.name, input.file ? input.file.type : "", err.head));
         return;
       }
       showPreview(shrunk.blob, shrunk.width, shrunk.height, shrunk.cropped, input.size);

@@ -702,6 +702,12 @@ def test_an_error_the_page_did_not_expect_is_told_and_the_controls_come_back(stu
 
 HEIC = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(2000)
 TIFF = b"II*\x00\x08\x00\x00\x00" + bytes(200)
+# A HEIF whose main brand is the codec-neutral mif1; a big-endian TIFF (MM) as a scanner may write.
+HEIF_MIF1 = b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00mif1heic" + bytes(2000)
+TIFF_MM = b"MM\x00*\x00\x00\x00\x08" + bytes(200)
+# AVIF is HEIF too, and lists mif1, but this browser opens AVIF: a broken one is not "a format it cannot open".
+BROKEN_AVIF = b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf" + bytes(2000)
+BROKEN_AVIF_MIF1 = b"\x00\x00\x00\x1cftypmif1\x00\x00\x00\x00mif1avifmiaf" + bytes(2000)
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"/>'
 
 
@@ -719,6 +725,11 @@ SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"/>'
         ("logo.svg", "image/svg+xml", SVG, "SVG"),
         ("logo.svg", "", SVG, "SVG"),
         ("drawing", "image/svg+xml", SVG, "SVG"),
+        # Named and typed as a JPEG (saved or renamed as one, or a phone's "most compatible" export gone wrong):
+        # the file's first bytes say what it is.
+        ("IMG_0005.JPG", "", HEIF_MIF1, "HEIC"),
+        ("scan.jpg", "image/jpeg", TIFF, "TIFF"),
+        ("scan.png", "image/png", TIFF_MM, "TIFF"),
         # A photo still downloading or syncing (a cloud drive's placeholder) is not one with too many pixels.
         ("IMG_0003.JPG", "image/jpeg", b"", "empty"),
     ],
@@ -735,6 +746,18 @@ def test_a_format_the_browser_cannot_open_is_named(
     text = ui.wait_error()
     assert expected in text
     assert "too many pixels" not in text
+    assert stub_stack.predict_requests() == []
+
+
+@pytest.mark.parametrize("engine", ["current", "before from-image"])
+def test_a_heic_photo_named_as_a_jpeg_is_named_heic(stub_ui: Any, stub_stack: Any, engine: str) -> None:
+    # Renamed or saved as .jpg, so typed image/jpeg, an iPhone photo was "not an image the browser can show (JPEG,
+    # PNG, WebP...), or it has too many pixels": a JPEG it had to be, so what was wrong with it?
+    if engine == "before from-image":
+        stub_ui.page.add_init_script(BEFORE_FROM_IMAGE)
+    ui = stub_ui.open()
+    ui.upload_bytes("IMG_0004.jpg", "image/jpeg", HEIC)
+    assert "HEIC" in ui.wait_error()
     assert stub_stack.predict_requests() == []
 
 
@@ -2417,6 +2440,24 @@ def test_cannot_decode_message_knows_every_extension_of_a_format(stub_ui: Any) -
     assert ["HEIC/HEIF" in got[0], "HEIC/HEIF" in got[1]] == [True, True]
     assert ["TIFF" in got[2], "TIFF" in got[3], "SVG" in got[4], "TIFF" in got[5]] == [True] * 4
     assert got[6] == run_js(ui, "return m.CANNOT_DECODE_MESSAGE;")
+
+
+def test_cannot_decode_message_names_the_format_the_first_bytes_say_not_the_name(stub_ui: Any) -> None:
+    ui = stub_ui.open()
+    heads = [HEIC, HEIF_MIF1, TIFF, TIFF_MM, BROKEN_AVIF, BROKEN_AVIF_MIF1, b"\xff\xd8\xff\xe0", b""]
+    got = ui.page.evaluate(
+        """async (heads) => {
+            const m = await import("./script.js");
+            const bytes = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            return heads.map((head) => m.cannotDecodeMessage("IMG_0001.jpg", "image/jpeg", bytes(head)));
+        }""",
+        [base64.b64encode(head).decode("ascii") for head in heads],
+    )
+    generic = run_js(ui, "return m.CANNOT_DECODE_MESSAGE;")
+    assert ["HEIC/HEIF" in got[0], "HEIC/HEIF" in got[1], "TIFF" in got[2], "TIFF" in got[3]] == [True] * 4
+    # A broken AVIF or JPEG, or no bytes: nothing to name. Where the bytes are silent, the name still counts.
+    assert got[4:8] == [generic] * 4
+    assert run_js(ui, 'return m.cannotDecodeMessage("IMG_0001.HEIC", "", new Uint8Array(0));') != generic
 
 
 def test_parse_retry_after_rounds_a_date_up_and_refuses_trailing_junk(stub_ui: Any) -> None:
