@@ -1082,10 +1082,17 @@ def main(argv: list[str] | None = None) -> int:
         # file system, a quota), where os.access() said only no. Beside the file a symlink --out points to, as
         # write_whole() writes it, not beside the link. Written to and synced: a disk with inodes but no free
         # blocks took an empty file, and the run ended minutes later with "could not write".
-        with tempfile.TemporaryFile(dir=written_at(args.out).parent) as probe:
-            probe.write(bytes(TABLE_ROOM))
-            probe.flush()
-            os.fsync(probe.fileno())
+        target = written_at(args.out)
+        if target.exists() and not target.is_file():
+            # A pipe or a device (--out /dev/null) is written in place, as write_whole() does: its folder (/dev) is
+            # no user's to make files in, and opening a pipe here would wait for its reader.
+            if not os.access(target, os.W_OK):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(target))
+        else:
+            with tempfile.TemporaryFile(dir=target.parent) as probe:
+                probe.write(bytes(TABLE_ROOM))
+                probe.flush()
+                os.fsync(probe.fileno())
     except OSError as e:
         print(f"error: --out {args.out}: {e.strerror or e}", file=sys.stderr)
         return 2

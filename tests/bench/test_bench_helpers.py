@@ -351,6 +351,52 @@ def test_a_results_folder_that_refuses_files_is_refused_up_front_with_the_reason
     assert measured == []
 
 
+@pytest.mark.parametrize("kind", ["pipe", "device"])
+def test_an_out_that_is_a_pipe_or_a_device_is_not_refused_for_its_folder(monkeypatch, tmp_path, capsys, kind):
+    """--out /dev/null as a user: the up-front check made its probe file in /dev, which only root may, and refused
+    the run ("Permission denied"), though the table is written to a pipe or a device in place, not beside it."""
+    import errno
+    import os
+    import threading
+
+    bench = stub_sections(monkeypatch, tmp_path)
+    folder = tmp_path / "dev"
+    folder.mkdir()
+    if kind == "pipe":
+        out = folder / "pipe"
+        os.mkfifo(out)
+        got: list[bytes] = []
+        reader = threading.Thread(target=lambda: got.append(out.read_bytes()))
+        reader.start()
+    else:
+        out = folder / "null"
+        out.symlink_to("/dev/null")
+    real = bench.tempfile.TemporaryFile
+
+    def refused(*args, dir=None, **kwargs):  # a user's view of /dev: root makes files anywhere
+        if os.fspath(dir) in (str(folder), "/dev"):
+            raise OSError(errno.EACCES, os.strerror(errno.EACCES), str(dir))
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(bench.tempfile, "TemporaryFile", refused)
+    assert bench.main(["--quick", "--out", str(out)]) == 0
+    assert "error" not in capsys.readouterr().err
+    if kind == "pipe":
+        reader.join(timeout=10)
+        assert b"latency row" in got[0]
+
+
+def test_a_device_the_user_cannot_write_is_refused_up_front(monkeypatch, tmp_path, capsys):
+    import os
+
+    bench = stub_sections(monkeypatch, tmp_path)
+    out = tmp_path / "null"
+    out.symlink_to("/dev/null")
+    monkeypatch.setattr(bench.os, "access", lambda path, mode: not (str(path) == "/dev/null" and mode == os.W_OK))
+    assert bench.main(["--quick", "--out", str(out)]) == 2
+    assert capsys.readouterr().err == f"error: --out {out}: Permission denied\n"
+
+
 @pytest.mark.parametrize("refused_at", ["write", "fsync"])  # a local disk refuses the write, NFS may wait for fsync
 def test_a_results_folder_with_inodes_but_no_free_blocks_is_refused_up_front(monkeypatch, tmp_path, capsys, refused_at):
     """A disk at 100% with inodes left took the up-front check's empty file, and the run measured for minutes before
