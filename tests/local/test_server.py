@@ -2309,6 +2309,27 @@ def test_accepted_connections_send_at_once_and_a_restart_can_rebind_at_once():
     server.bind("127.0.0.1", port).close()
 
 
+def test_a_port_that_cannot_be_bound_leaves_no_socket_open():
+    """`python -X dev -m local --port <busy>` said "ResourceWarning: unclosed <socket.socket ...>" under its error
+    line: the socket whose bind() failed was never closed (and main() runs inside longer-lived processes)."""
+    import gc
+    import warnings
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            try:
+                server.bind("127.0.0.1", busy.getsockname()[1])
+            except OSError as e:
+                assert e.errno == errno.EADDRINUSE
+            else:
+                pytest.fail("bound a port that is in use")
+            gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
 def test_the_region_is_read_as_the_settings_are(tmp_path):
     """A stack file is read as Pulumi reads it (components/settings.py): a tag written like an impossible date is
     the text written, so load_stack_file takes it, and the region must be read from it too, not a ValueError."""
