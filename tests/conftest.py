@@ -168,6 +168,7 @@ class LocalStack:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+        self.log.close()
         Path(self.log.name).unlink(missing_ok=True)
 
 
