@@ -906,31 +906,31 @@ def bench_local_stack(report: Report, ctx: dict, repeats: int) -> None:
     stack = LocalStack("--artifact", str(ctx.get("artifact", ARTIFACT)))
     try:
         # Not through the shell's HTTP_PROXY: httpx proxies even 127.0.0.1 unless NO_PROXY names it.
-        client = httpx.Client(timeout=30, trust_env=False)
-        timings = []
+        with httpx.Client(timeout=30, trust_env=False) as client:
+            timings = []
 
-        def once():
-            started = time.perf_counter()
-            r = client.post(f"{stack.url}/predict", content=body, headers={"content-type": "image/jpeg"})
-            rtt = (time.perf_counter() - started) * 1000
-            assert r.status_code == 200, r.text
-            server = dict(part.strip().split(";dur=") for part in r.headers["server-timing"].split(","))
-            timings.append(
-                (
-                    rtt,
-                    float(server["event"]),
-                    float(server["handler"]),
-                    r.json()["latency_ms"]["total"],
-                    r.json()["latency_ms"]["endpoint"],
+            def once():
+                started = time.perf_counter()
+                r = client.post(f"{stack.url}/predict", content=body, headers={"content-type": "image/jpeg"})
+                rtt = (time.perf_counter() - started) * 1000
+                assert r.status_code == 200, r.text
+                server = dict(part.strip().split(";dur=") for part in r.headers["server-timing"].split(","))
+                timings.append(
+                    (
+                        rtt,
+                        float(server["event"]),
+                        float(server["handler"]),
+                        r.json()["latency_ms"]["total"],
+                        r.json()["latency_ms"]["endpoint"],
+                    )
                 )
-            )
 
-        for _ in range(5):
-            once()
-        timings.clear()
-        for _ in range(repeats * 3):
-            once()
-        rtt, event, handler, _total, endpoint = (statistics.median(col) for col in zip(*timings, strict=True))
+            for _ in range(5):
+                once()
+            timings.clear()
+            for _ in range(repeats * 3):
+                once()
+            rtt, event, handler, _total, endpoint = (statistics.median(col) for col in zip(*timings, strict=True))
         overhead = rtt - in_process
         report.add(
             "local stack: HTTP round trip through /predict minus in-process path",

@@ -1160,6 +1160,30 @@ def test_the_local_stack_rows_reach_the_stack_directly_whatever_the_shells_proxy
     assert throughput and all(row[4].endswith("✅") for row in throughput), throughput
 
 
+def test_the_local_stack_rows_leave_no_connection_open(monkeypatch):
+    """The round-trip rows' client was never closed: its keep-alive connection stayed open on the stack through the
+    throughput passes, and `python -X dev -m bench` said "ResourceWarning: unclosed <socket.socket ...>"."""
+    import gc
+    import json
+    import warnings
+    from types import SimpleNamespace
+
+    import bench.__main__ as bench
+    import tests.conftest
+    from tests.proxies import http_server
+
+    answer = json.dumps({"latency_ms": {"total": 2.0, "endpoint": 1.0}}).encode()
+    timing = {"server-timing": "event;dur=0.1, handler;dur=1.5"}
+    inference = SimpleNamespace(input_fn=lambda *a: None, predict_fn=lambda *a: None, output_fn=lambda *a: None)
+    with http_server(200, answer, timing) as (url, _), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        monkeypatch.setattr(tests.conftest, "LocalStack", lambda *_: SimpleNamespace(url=url, stop=lambda: None))
+        ctx = {"small_jpeg": b"jpeg", "inference": inference, "classifier": None}
+        bench.bench_local_stack(bench.Report(), ctx, 1)
+        gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
 def test_the_rows_measured_after_a_rebuild_measure_the_model_the_run_started_with(monkeypatch, tmp_path, capsys):
     """`make model INT8=1` in another terminal during `make bench`: the local stack's and the serving stack's rows
     started from model/dist/model.tar.gz as it was by then, in one table with the rows of the model unpacked at the
