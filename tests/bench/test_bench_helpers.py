@@ -874,6 +874,7 @@ sys.exit(bench.main(["--out", {str(tmp_path / "latest.md")!r}]))
     finally:
         proc.kill()
         proc.wait()
+        proc.stdout.close()
     assert not (tmp_path / "model").exists()
 
 

@@ -441,6 +441,7 @@ sys.exit(lt.main(["--requests", "1"]))
     finally:
         proc.kill()
         proc.wait()
+        proc.stdout.close()
     stack_pid = int(pid_file.read_text())
     try:
         os.kill(stack_pid, 0)
