@@ -1040,13 +1040,17 @@ def written_at(out: Path) -> Path:
     return target
 
 
+def written_in_place(target: Path) -> bool:
+    """A pipe or a device (--out /dev/null): written where it is. Renamed over, it became a regular file (as root,
+    /dev/null did), and it holds no last table to keep. The up-front check asks of it what this write needs."""
+    return target.exists() and not target.is_file()
+
+
 def write_whole(out: Path, text: str) -> None:
     """`out` gets the whole text (UTF-8: Markdown, whatever the locale's codeset) or stays as it was. Written in place,
     a full disk left a table cut short where the last run's had been, under "error: could not write"."""
     target = written_at(out)
-    if target.exists() and not target.is_file():
-        # A pipe or a device (--out /dev/null): renamed over, it became a regular file (as root, /dev/null did), and
-        # it holds no last table to keep.
+    if written_in_place(target):
         target.write_text(text, encoding="utf-8")
         return
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
@@ -1083,9 +1087,8 @@ def main(argv: list[str] | None = None) -> int:
         # write_whole() writes it, not beside the link. Written to and synced: a disk with inodes but no free
         # blocks took an empty file, and the run ended minutes later with "could not write".
         target = written_at(args.out)
-        if target.exists() and not target.is_file():
-            # A pipe or a device (--out /dev/null) is written in place, as write_whole() does: its folder (/dev) is
-            # no user's to make files in, and opening a pipe here would wait for its reader.
+        if written_in_place(target):
+            # Its folder (/dev) is no user's to make files in, and opening a pipe here would wait for its reader.
             if not os.access(target, os.W_OK):
                 raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(target))
         else:
