@@ -62,7 +62,13 @@ class ServerlessEndpointArgs:
         if not _SHA256_RE.match(self.artifact_sha256 or ""):
             raise fail("artifact_sha256", "64 lower-case hex digits")
         if not Path(self.artifact_path).is_file():
-            raise fail("artifact_path", "an existing model.tar.gz (run `make model`)")
+            # Not "run `make model`" alone: that builds model/dist/model.tar.gz, not a path mistyped here, and a
+            # program that copied components/ alone has no Makefile.
+            raise fail(
+                "artifact_path",
+                "not an existing file: name the model.tar.gz that model/package.py builds (in this repository, "
+                "`make model` writes model/dist/model.tar.gz)",
+            )
         if problem := image_tag_problem(self.image_tag):
             raise fail("image_tag", problem)
         if self.memory_size_mb not in MEMORY_SIZES_MB:

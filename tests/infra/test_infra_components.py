@@ -212,6 +212,19 @@ def test_serverless_endpoint_args_are_validated(tmp_path: Path, overrides: dict[
         endpoint_args(tmp_path, **overrides).validate()
 
 
+def test_a_missing_artifact_names_what_builds_one_not_only_make_model(tmp_path: Path) -> None:
+    """It said "an existing model.tar.gz (run `make model`)": for a mistyped path that builds model/dist/model.tar.gz
+    and leaves the path as wrong, and a program that copied components/ alone (components/__init__.py) has no
+    Makefile. The message names the field, the path, the builder, and `make model` as this repository's way."""
+    missing = tmp_path / "kept" / "deployed.tar.gz"
+    with pytest.raises(ServerlessEndpointArgsError) as err:
+        endpoint_args(tmp_path, artifact_path=missing).validate()
+    assert str(err.value) == (
+        f"ServerlessEndpointArgs.artifact_path = {missing!r} is invalid: not an existing file: name the model.tar.gz "
+        "that model/package.py builds (in this repository, `make model` writes model/dist/model.tar.gz)"
+    )
+
+
 @pytest.mark.parametrize(
     "overrides",
     [
