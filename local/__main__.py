@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -116,6 +117,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+class ZonedFormatter(logging.Formatter):
+    """The stack's own lines' time with its UTC offset, as the handler's Powertools lines beside them write theirs
+    (2026-12-05 20:24:45,025+0100). Without it, on a machine whose zone is not UTC, they read as another hour than
+    those lines, than the events' requestContext.time and than CloudWatch's times, which are UTC."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return super().formatTime(record, datefmt) + time.strftime("%z", self.converter(record.created))
+
+
+def log_handler() -> logging.Handler:
+    handler = logging.StreamHandler()  # stderr, as logging.basicConfig's
+    handler.setFormatter(ZonedFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    return handler
+
+
 def missing_artifact(artifact: Path, named_by: str) -> str:
     """Why `artifact` cannot be served, and what to do: `make model` builds the default one only."""
     if artifact.is_dir():
@@ -151,7 +167,7 @@ def listening(host: str, port: int, any_interface: bool) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=args.log_level.upper(), handlers=[log_handler()])
     if not is_loopback(args.host) and not args.allow_remote:
         print(
             f"error: refusing to bind {args.host}: the local stack has no authentication. "

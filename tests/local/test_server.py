@@ -950,6 +950,34 @@ def test_port_range_and_log_level_spelling():
     assert parse_args(["--runtime", "TorchServe"]).runtime == "torchserve"  # RUNTIME=TorchServe was refused
 
 
+def test_the_stacks_own_log_lines_carry_their_utc_offset_as_the_handlers_lines_do(monkeypatch):
+    """`python -m local`'s lines (`... WARNING local.runtime: invocation <id>: ...`) gave the local time without a
+    zone, beside the handler's Powertools lines, which give the same time with its offset: outside UTC they read as
+    another hour than those, and than the UTC times of the events' requestContext.time and of CloudWatch."""
+    import time
+
+    from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+
+    from local.__main__ import main
+
+    level = logging.root.level
+    monkeypatch.setattr(logging.root, "handlers", [])  # so that main()'s logging.basicConfig applies, as in a shell
+    monkeypatch.setenv("TZ", "JST-9")
+    time.tzset()
+    try:
+        assert main(["--host", "192.0.2.1"]) == 2  # refused (no --allow-remote) once logging is set up
+        [handler] = logging.root.handlers
+        record = logging.LogRecord("local.runtime", logging.WARNING, __file__, 1, "invocation x: 424", None, None)
+        record.created, record.msecs = 1_700_000_000.25, 250.0
+        powertools_time = LambdaPowertoolsFormatter().formatTime(record)
+        assert powertools_time == "2023-11-15 07:13:20,250+0900"
+        assert handler.format(record) == f"{powertools_time} WARNING local.runtime: invocation x: 424"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+        logging.root.setLevel(level)
+
+
 @pytest.mark.parametrize(
     ("args", "says"),
     [
