@@ -1136,7 +1136,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         finally:
             shutil.rmtree(model_dir, ignore_errors=True)
-    header = f"Benchmark ({time.strftime('%Y-%m-%d')}, {machine()}; medians; {time.perf_counter() - started:.0f} s run)"
+    # The UTC date, as bench/history.md and the README give the runs' times of day: a local one named the day before
+    # or after them around midnight outside UTC.
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    header = f"Benchmark ({day}, {machine()}; medians; {time.perf_counter() - started:.0f} s run)"
     text = report.markdown(header)
     print(encodable(text, sys.stdout))
     written = True

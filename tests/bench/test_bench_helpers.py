@@ -650,6 +650,27 @@ def test_a_run_whose_targets_are_all_met_exits_0_and_says_so(monkeypatch, tmp_pa
     assert capsys.readouterr().err.strip() == "targets: 1 met, 0 missed, 0 skipped (not measured)"
 
 
+def test_the_headings_date_is_the_utc_date_as_the_docs_give_the_runs_times(monkeypatch, tmp_path, capsys):
+    """bench/history.md and the README give the runs' times of day in UTC, and the README's "Latest run" line starts
+    with the heading's date, which was the local one: around midnight outside UTC, the day before or after."""
+    import time
+
+    bench = stub_sections(monkeypatch, tmp_path)
+    try:
+        # 14 h ahead of UTC and 12 h behind: at any hour one of them is on another day than UTC.
+        for zone in ("AHEAD-14", "BEHIND+12"):
+            monkeypatch.setenv("TZ", zone)
+            time.tzset()
+            before = time.strftime("%Y-%m-%d", time.gmtime())
+            assert bench.main(["--out", str(tmp_path / "latest.md")]) == 0
+            utc_days = {before, time.strftime("%Y-%m-%d", time.gmtime())}  # a run that crossed midnight: either
+            heading = capsys.readouterr().out.splitlines()[0]
+            assert heading.removeprefix("Benchmark (")[:10] in utc_days, (zone, heading)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
 def test_out_expands_a_tilde_and_refuses_an_empty_path(monkeypatch, tmp_path, capsys):
     """`--out=~/latest.md` (a ~ no shell expands) wrote the table under a new folder named ~ in the current one, and
     `--out ""` was the current folder: "cannot write ."."""
