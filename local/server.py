@@ -413,6 +413,7 @@ class ShutdownGuard:
             if scope["type"] != "http" or started:
                 return
             answer = gateway.gateway_error(503)
+            answer.headers.append(("apigw-requestid", uuid.uuid4().hex[:16]))  # as on every answer of the gateway's
             headers = [(k.encode(), v.encode()) for k, v in answer.headers]
             try:
                 await send({"type": "http.response.start", "status": answer.status, "headers": headers})

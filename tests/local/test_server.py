@@ -1568,6 +1568,11 @@ def test_a_request_cancelled_before_it_answered_gets_the_gateways_json_503():
     start, body = run_guarded(cancelled)
     assert start["status"] == 503 and (b"content-type", b"application/json") in start["headers"]
     assert json.loads(body["body"]) == {"message": "Service Unavailable"}
+    # API Gateway's id, as on the gateway's every other answer (the page shows it when x-request-id is absent): this
+    # one had none. One per request, as the others'.
+    ids = [value for name, value in start["headers"] if name == b"apigw-requestid"]
+    assert len(ids) == 1 and re.fullmatch(rb"[0-9a-f]{16}", ids[0]), start["headers"]
+    assert (b"apigw-requestid", ids[0]) not in run_guarded(cancelled)[0]["headers"]
 
 
 def test_a_request_cancelled_mid_answer_gets_no_second_answer():
