@@ -171,7 +171,8 @@ loadtest: venv model
 	$(PY) -m bench.loadtest
 
 # Keeps model/dist/wheels (the downloaded onnxruntime wheel): an offline `make model` after `make clean` still
-# vendors it. `rm -rf model/dist` removes that too.
+# vendors it. `rm -rf model/dist` removes that too. rm's errors are not hidden: a model it could not remove (left
+# root-owned by `sudo make test`) stayed, and clean said nothing and succeeded.
 clean:
-	find model/dist -mindepth 1 -maxdepth 1 ! -name wheels -exec rm -rf {} + 2>/dev/null || true
+	if [ -d model/dist ]; then find model/dist -mindepth 1 -maxdepth 1 ! -name wheels -exec rm -rf {} +; fi
 	rm -rf test-artifacts .pytest_cache

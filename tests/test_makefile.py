@@ -648,6 +648,28 @@ def test_clean_keeps_the_downloaded_wheel(tmp_path):
     ]
 
 
+def test_clean_that_cannot_remove_the_model_fails_saying_why(tmp_path, monkeypatch):
+    """After a `sudo make test` (a model/dist owned by root), `make clean` hid rm's "Permission denied" and exited 0:
+    the model stayed, and nothing said so. Root may remove anything, so rm is faked to refuse."""
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    # A checkout never built has no model/dist: that is no error.
+    assert make("clean", cwd=tmp_path).returncode == 0
+    (tmp_path / "model" / "dist").mkdir(parents=True)
+    (tmp_path / "model" / "dist" / "model.tar.gz").touch()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "rm").write_text(
+        "#!/bin/sh\n"
+        'for a in "$@"; do case "$a" in *model.tar.gz) echo "rm: cannot remove \'$a\': Permission denied" >&2; exit 1;;'
+        f' esac; done\nexec {shutil.which("rm")} "$@"\n'
+    )
+    (bin_dir / "rm").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    run = make("clean", cwd=tmp_path)
+    assert run.returncode != 0, run.stderr
+    assert "rm: cannot remove 'model/dist/model.tar.gz': Permission denied" in run.stderr, run.stderr
+
+
 @pytest.mark.parametrize(
     ("target", "commands"),
     [
