@@ -43,7 +43,9 @@ def _reported(error: BaseException) -> BaseException:
 try:
     # The whole config bag (the engine's PULUMI_CONFIG, overridden by set values), so that unknown keys fail too.
     config_bag = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    settings = validate_settings(strip_namespace(config_bag), region=pulumi.Config("aws").get("region"))
+    # A secret arrives decrypted: read as a plain value, it would be deployed and exported in plain text.
+    secret_keys = {*runtime_config.get_config_secret_keys_env(), *filter(runtime_config.is_config_secret, config_bag)}
+    settings = validate_settings(strip_namespace(config_bag, secret_keys), region=pulumi.Config("aws").get("region"))
     endpoint_name = settings.endpoint_name or default_endpoint_name(pulumi.get_project(), pulumi.get_stack())
     artifact_path = Path(settings.model_artifact)
     artifact_path = artifact_path if artifact_path.is_absolute() else ROOT / artifact_path

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -405,15 +405,20 @@ def default_endpoint_name(project: str, stack: str) -> str:
     return cleaned
 
 
-def strip_namespace(config: Mapping[str, Any]) -> dict[str, Any]:
+def strip_namespace(config: Mapping[str, Any], secret_keys: Collection[str] = ()) -> dict[str, Any]:
     """Keep this project's keys of a stack's config (a stack file's `config:` block, or the program's whole
     config bag), without the namespace prefix. All of them, known or not: validate_settings refuses a
-    misspelt key (memorySizeMB) instead of letting the default deploy."""
+    misspelt key (memorySizeMB) instead of letting the default deploy.
+
+    secret_keys: the keys Pulumi marks secret. A stack file holds a secret as {secure: ...}, but the program is
+    handed it decrypted, as plain text, and only this list says it was one."""
     out: dict[str, Any] = {}
     for key, value in config.items():
         if key.startswith(NAMESPACE):
-            if isinstance(value, Mapping) and "secure" in value:
-                raise SettingsError(f"{key} is a Pulumi secret; this program has no secret settings")
+            if key in secret_keys or (isinstance(value, Mapping) and "secure" in value):
+                raise SettingsError(
+                    f"{key} is a Pulumi secret; this program has no secret settings: set it without --secret"
+                )
             out[key.removeprefix(NAMESPACE)] = value
     return out
 

@@ -244,6 +244,27 @@ def test_misspelt_key_only_in_the_engines_config_env_fails_too(
     assert mocks.resources == {}
 
 
+@pytest.mark.parametrize("route", ["environment", "set_all_config"])
+def test_a_secret_setting_fails_instead_of_deploying_its_value_in_plain_text(
+    program: Any, mocks: RecordingMocks, monkeypatch: pytest.MonkeyPatch, route: str
+) -> None:
+    """`pulumi up` hands the program a secret decrypted, its key listed only in PULUMI_CONFIG_SECRET_KEYS (or, for an
+    Automation API program, in set_all_config's secret keys). Read as a plain value, `pulumi config set --secret
+    endpointName ...` was deployed, and exported as endpoint_name, in plain text; the local stack refused that file."""
+    key = "mobilenet-serverless:endpointName"
+    if route == "environment":
+        monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", json.dumps([key]))
+    else:
+        pulumi.runtime.set_all_config({}, [key])
+    try:
+        with pytest.raises(pulumi.RunError) as err:
+            program(endpointName="my-endpoint")
+    finally:
+        pulumi.runtime.set_all_config({}, [])
+    assert str(err.value) == f"{key} is a Pulumi secret; this program has no secret settings: set it without --secret"
+    assert mocks.resources == {}
+
+
 def test_kms_key_from_another_region_fails_before_any_resource(program: Any, mocks: RecordingMocks) -> None:
     key = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
     with pytest.raises(pulumi.RunError, match="kmsKeyArn"):
