@@ -181,7 +181,10 @@ def _as_int(key: str, value: Any, allowed: str) -> int:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value.strip()):
-        return int(value)
+        try:
+            return int(value)
+        except ValueError:  # past Python's 4,300-digit limit on int(): no setting's range reaches that far
+            raise _fail(key, value, allowed) from None
     raise _fail(key, value, allowed)
 
 
@@ -279,7 +282,7 @@ def _origins(key: str, value: Any) -> tuple[str, ...]:
         # Pulumi config returns structured values as JSON text.
         try:
             value = json.loads(value) if value.strip() else []
-        except json.JSONDecodeError:
+        except ValueError:  # not JSON, or a number in it past Python's 4,300-digit limit on int()
             raise _fail(key, value, "a list of origins") from None
     if not isinstance(value, list | tuple):
         raise _fail(key, written, "a list of origins")

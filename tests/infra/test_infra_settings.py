@@ -185,6 +185,7 @@ INVALID = [
     ("maxConcurrency", 2.5, "an integer in 1..200"),
     ("maxConcurrency", True, "an integer in 1..200"),  # YAML `yes`/`true` is a typo, not 1
     ("maxConcurrency", "+-5", "an integer in 1..200"),
+    ("maxConcurrency", "9" * 5000, "an integer in 1..200"),  # past int()'s digit limit: was its ValueError traceback
     ("provisionedConcurrency", -1, "an integer in 0..5"),
     ("provisionedConcurrency", 6, "an integer in 0..5"),
     ("inferenceImageTag", "2.6.0-gpu-py312-cu124", "CPU tag"),
@@ -218,6 +219,7 @@ INVALID = [
     ("corsExtraOrigins", ["https://app.example.com:0"], "https://host"),
     ("corsExtraOrigins", ["http://localhost:0"], "https://host"),
     ("corsExtraOrigins", "not json", "a list of origins"),
+    ("corsExtraOrigins", "[" + "9" * 5000 + "]", "a list of origins"),  # JSON whose number int() refuses
     ("corsExtraOrigins", {"https://a.example.com": 1}, "a list of origins"),  # not its keys, one by one
     # Accepted once, deployed, and never equal to the Origin header a browser sends (lower case, punycode, no
     # default port): every request from that page would fail CORS.
