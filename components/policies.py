@@ -469,7 +469,22 @@ def check_artifact(path: Path, built_by_make: Path | None = None) -> None:
 
     built_by_make: the file `make model` writes. Only when that one is missing is "run `make model`" the fix: any other
     missing path (a typo in modelArtifact pointing at a kept deployed.tar.gz) was told to run it, which builds a new
-    model elsewhere and leaves the setting as wrong as it was."""
+    model elsewhere and leaves the setting as wrong as it was.
+
+    A path the system cannot read (permission denied, a name too long, a NUL byte) is a PolicyInputError naming
+    modelArtifact too: `pulumi up` showed such an OSError or ValueError as a Python traceback."""
+    try:
+        _check_artifact(path, built_by_make)
+    except (ArtifactMissingError, PolicyInputError):
+        raise
+    except (OSError, ValueError) as e:  # os.stat() raises ValueError for a NUL byte
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise PolicyInputError(
+            f"model artifact {path} cannot be read ({why}): set modelArtifact to a model.tar.gz this user can read"
+        ) from e
+
+
+def _check_artifact(path: Path, built_by_make: Path | None) -> None:
     if path.is_dir():
         raise PolicyInputError(f"model artifact {path} is a directory: set modelArtifact to the model.tar.gz in it")
     if not path.is_file():

@@ -287,6 +287,35 @@ def test_a_missing_artifact_set_in_modelartifact_names_the_setting(
     assert mocks.resources == {}
 
 
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [("model.tar.gz", "Permission denied"), ("m" * 256 + ".tar.gz", "File name too long"), ("a\0b", "null byte")],
+    ids=["permission-denied", "name-too-long", "nul-byte"],
+)
+def test_a_modelartifact_the_system_cannot_read_names_the_setting_without_a_traceback(
+    program: Any, mocks: RecordingMocks, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, why: str
+) -> None:
+    """os.stat() or open() refusing the path (another user's file, a 256-character name, a NUL byte written as "\\0"
+    in the stack file) raised an OSError or a ValueError, which `pulumi up` prints as a Python traceback."""
+    artifact = tmp_path / name
+    if why == "Permission denied":  # the tests may run as root, whom no file refuses
+        artifact, _ = make_artifact(tmp_path)
+        open_file = Path.open
+
+        def refuse(self: Path, *args: Any, **kwargs: Any) -> Any:
+            if self == artifact:
+                raise PermissionError(13, "Permission denied", str(self))
+            return open_file(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "open", refuse)
+    with pytest.raises(pulumi.RunError) as err:
+        program(modelArtifact=str(artifact))
+    message = str(err.value)
+    assert message.startswith(f"model artifact {artifact} cannot be read (") and why in message
+    assert message.endswith("): set modelArtifact to a model.tar.gz this user can read")
+    assert mocks.resources == {}
+
+
 @pytest.mark.parametrize("spelling", ["model/dist/model.tar.gz", "./model/dist/../dist/model.tar.gz"])
 def test_a_missing_default_artifact_says_make_model(tmp_path: Path, spelling: str) -> None:
     """The file `make model` builds, however modelArtifact spells it: building it is the fix."""
