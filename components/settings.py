@@ -36,8 +36,10 @@ LAMBDA_MEMORY_RANGE = (128, 10_240)
 # The levels the proxy's Powertools logger is given as LOG_LEVEL (upper case, as Lambda's own log-level setting).
 PROXY_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
+# re.ASCII wherever the matched text goes on to AWS as written: \d alone also matches fullwidth or Arabic-Indic digits,
+# which no image tag, ARN or region holds, and AWS refused such a value only halfway through `pulumi up`.
 # Serverless Inference has no GPUs, so only CPU images of the PyTorch DLC make sense.
-_IMAGE_TAG_RE = re.compile(r"^\d+\.\d+(\.\d+)?-cpu-py3\d+([-.][A-Za-z0-9.]+)*\Z")
+_IMAGE_TAG_RE = re.compile(r"^\d+\.\d+(\.\d+)?-cpu-py3\d+([-.][A-Za-z0-9.]+)*\Z", re.ASCII)
 # The pytorch-inference repository also holds the EC2/ECS/EKS flavour of each image (2.6.0-cpu-py312-ec2,
 # 2.6-cpu-py312-ubuntu22.04-ec2-v1): its Dockerfile stage `ec2` has no sagemaker-pytorch-inference toolkit and
 # starts TorchServe with its own entrypoint, so SAGEMAKER_PROGRAM (inference.py) is never loaded and the endpoint
@@ -51,16 +53,17 @@ HOSTNAME_RE = re.compile(
     r"^(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+([a-z]{2,63}|xn--[a-z0-9-]{0,58}[a-z0-9])\Z"
 )
 # CloudFront only accepts ACM certificates from us-east-1.
-CERT_ARN_RE = re.compile(r"^arn:aws[a-z-]*:acm:us-east-1:\d{12}:certificate/[A-Za-z0-9-]+\Z")
-KMS_KEY_ARN_RE = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+\Z")
+CERT_ARN_RE = re.compile(r"^arn:aws[a-z-]*:acm:us-east-1:\d{12}:certificate/[A-Za-z0-9-]+\Z", re.ASCII)
+KMS_KEY_ARN_RE = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+\Z", re.ASCII)
 # An AWS region's code: us-east-1, us-gov-west-1, cn-north-1, eusc-de-east-1.
 REGION = r"[a-z]+(?:-[a-z]+)+-\d+"
 # An SNS topic: partition, region, account, name (1..256 of [A-Za-z0-9_-]; a FIFO topic's ends in .fifo).
 SNS_TOPIC_ARN_RE = re.compile(
     rf"^arn:(?P<partition>aws(?:-[a-z]+)*):sns:(?P<region>{REGION}):\d{{12}}:"
-    r"(?P<name>[A-Za-z0-9_-]{1,256}|[A-Za-z0-9_-]{1,251}\.fifo)\Z"
+    r"(?P<name>[A-Za-z0-9_-]{1,256}|[A-Za-z0-9_-]{1,251}\.fifo)\Z",
+    re.ASCII,
 )
-REGION_RE = re.compile(rf"^{REGION}\Z")
+REGION_RE = re.compile(rf"^{REGION}\Z", re.ASCII)
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 

@@ -193,6 +193,7 @@ INVALID = [
     ("inferenceImageTag", "2.6.0-cpu-py312\n", "CPU tag"),  # `$` would pass it on into the image URI
     ("inferenceImageTag", "2.6.0-cpu-py312-x/y:latest", "CPU tag"),  # another repository's image in the URI
     ("inferenceImageTag", "1.4.0-cpu-py27", "CPU tag"),  # a Python 2 image cannot run inference.py
+    ("inferenceImageTag", "２.６.０-cpu-py312", "CPU tag"),  # fullwidth digits: \d matched them, no tag has them
     # The EC2/ECS/EKS flavour in the same repository: no SageMaker toolkit, so inference.py is never loaded.
     ("inferenceImageTag", "2.6.0-cpu-py312-ec2", "not an -ec2 one"),
     ("inferenceImageTag", "2.6-cpu-py312-ubuntu22.04-ec2-v1", "not an -ec2 one"),
@@ -248,11 +249,13 @@ INVALID = [
     ("certificateArn", CERT.replace("us-east-1", "eu-west-1"), "us-east-1"),
     ("certificateArn", CERT + "\n", "us-east-1"),
     ("certificateArn", CERT.replace("123456789012", "12345"), "us-east-1"),  # an account ID has 12 digits
+    ("certificateArn", CERT.replace("123456789012", "١٢٣٤٥٦٧٨٩٠١٢"), "us-east-1"),  # of ASCII digits
     ("certificateArn", CERT.replace("certificate/", "certificate/../"), "us-east-1"),
     ("kmsKeyArn", "alias/my-key", "KMS key ARN"),
     ("kmsKeyArn", KMS + "\n", "KMS key ARN"),  # Lambda and S3 would refuse it halfway through the deploy
     ("kmsKeyArn", "arn:aws:kms:eu-west-1:123456789012:alias/my-key", "not an alias"),
     ("kmsKeyArn", KMS.replace("123456789012", "12345"), "KMS key ARN"),
+    ("kmsKeyArn", KMS.replace("123456789012", "１２３４５６７８９０１２"), "KMS key ARN"),
     ("kmsKeyArn", KMS.replace("arn:aws:", "arn:azure:"), "KMS key ARN"),
     ("smokeCheck", "yes", "true or false"),
     ("endpointName", "bad_name", "[a-zA-Z0-9-]"),
@@ -266,6 +269,7 @@ INVALID = [
     ("alarms", "on", "true or false"),
     ("alarmTopicArn", "arn:aws:sqs:us-east-1:123456789012:q", "an SNS topic ARN"),
     ("alarmTopicArn", "arn:aws:sns:us-east-1:123456789012:q.fifo", "a standard SNS topic"),
+    ("alarmTopicArn", "arn:aws:sns:us-east-1:١٢٣٤٥٦٧٨٩٠١٢:q", "an SNS topic ARN"),
 ]
 
 
@@ -386,7 +390,8 @@ def test_stack_file_errors_name_the_key(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "region", ["us east", "5", "US-EAST-1", "us-east", "useast-1", "us-east-1\n", "N. Virginia", ["us-east-1"]]
+    "region",
+    ["us east", "5", "US-EAST-1", "us-east", "useast-1", "us-east-1\n", "us-east-１", "N. Virginia", ["us-east-1"]],
 )
 def test_an_aws_region_that_is_no_region_code_is_refused_naming_it(tmp_path: Path, region: object) -> None:
     """The local stack loaded the model and then stopped on the handler's "InvalidRegionError: Provided region_name
