@@ -65,6 +65,8 @@ SNS_TOPIC_ARN_RE = re.compile(
 )
 REGION_RE = re.compile(rf"^{REGION}\Z", re.ASCII)
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+# An origin's host, as urlsplit gives it: a name (an FQDN's trailing dot kept) or an IPv4 address, or an IPv6 one.
+_ORIGIN_HOST_RE = re.compile(r"^(?:[a-z0-9_-]+\.)*[a-z0-9_-]+\.?\Z|^[0-9a-f.]*:[0-9a-f:.]*\Z", re.ASCII)
 
 
 class SettingsError(ValueError):
@@ -254,7 +256,11 @@ def validate_origin(key: str, origin: Any) -> str:
     # is accepted here and deployed, and then never matches: every request from that page fails CORS.
     sent = _serialized_origin(parts.scheme, host, parts.port)
     if sent is None:
-        raise _fail(key, origin, "an ASCII (punycode, xn--) host")
+        raise _fail(
+            key,
+            origin,
+            "a host name of ASCII letters, digits, '-', '_' and '.' (punycode, xn--, for others) or an IP address",
+        )
     if origin != sent:
         raise _fail(key, origin, f"the origin as a browser sends it, {sent!r} (lower case, punycode, no default port)")
     return origin
@@ -262,12 +268,15 @@ def validate_origin(key: str, origin: Any) -> str:
 
 def _serialized_origin(scheme: str, host: str, port: int | None) -> str | None:
     """scheme://host[:port] as browsers put it in the Origin header (urlsplit has already lower-cased both); None
-    for a host that IDNA cannot encode."""
+    for a host that IDNA cannot encode, or that no browser sends: one with a space, a control character or a % in it
+    (a browser's URL parser refuses the first two and decodes the third), all of which urlsplit lets through."""
     if not host.isascii():
         try:
             host = host.encode("idna").decode("ascii")
         except UnicodeError:
             return None
+    if not _ORIGIN_HOST_RE.match(host):
+        return None
     if ":" in host:
         host = f"[{host}]"
     default = 443 if scheme == "https" else 80

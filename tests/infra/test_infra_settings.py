@@ -232,6 +232,12 @@ INVALID = [
     ("corsExtraOrigins", ["https://app.example.com:08443"], "as a browser sends it, 'https://app.example.com:8443'"),
     ("corsExtraOrigins", ["https://bücher.example"], "as a browser sends it, 'https://xn--bcher-kva.example'"),
     ("corsExtraOrigins", ["https://a.example.com", "https://a.example.com"], "distinct"),
+    # Hosts urlsplit takes and no browser ever sends (its URL parser refuses a space or a control character, and
+    # decodes %61 to a): deployed, they matched no page's Origin.
+    ("corsExtraOrigins", ["https://app example.com"], "a host name of ASCII letters, digits, '-', '_' and '.'"),
+    ("corsExtraOrigins", ["https://app\x00.example.com"], "a host name of ASCII letters"),
+    ("corsExtraOrigins", ["https://%61pp.example.com"], "a host name of ASCII letters"),
+    ("corsExtraOrigins", ["https://[fe80::1%25eth0]"], "or an IP address"),
     ("logRetentionDays", 10, "one of 1, 3, 5, 7, 14"),
     ("priceClass", "PriceClass_300", "PriceClass_100, PriceClass_200, PriceClass_All"),
     ("customDomain", "Not A Domain", "DNS name"),
