@@ -52,8 +52,8 @@ ENDPOINT_NAME_RE = re.compile(r"^(?=.{1,63}\Z)[a-zA-Z0-9](-*[a-zA-Z0-9])*\Z")
 HOSTNAME_RE = re.compile(
     r"^(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+([a-z]{2,63}|xn--[a-z0-9-]{0,58}[a-z0-9])\Z"
 )
-# CloudFront only accepts ACM certificates from us-east-1.
-CERT_ARN_RE = re.compile(r"^arn:aws[a-z-]*:acm:us-east-1:\d{12}:certificate/[A-Za-z0-9-]+\Z", re.ASCII)
+# CloudFront only accepts ACM certificates from us-east-1, a region of the aws partition.
+CERT_ARN_RE = re.compile(r"^arn:aws:acm:us-east-1:\d{12}:certificate/[A-Za-z0-9-]+\Z", re.ASCII)
 KMS_KEY_ARN_RE = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+\Z", re.ASCII)
 # An AWS region's code: us-east-1, us-gov-west-1, cn-north-1, eusc-de-east-1.
 REGION = r"[a-z]+(?:-[a-z]+)+-\d+"
@@ -373,6 +373,13 @@ def validate_settings(raw: Mapping[str, Any], region: Any = None) -> Settings:
     kms = values.get("kmsKeyArn")
     if kms is not None and (not isinstance(kms, str) or not KMS_KEY_ARN_RE.match(kms)):
         raise _fail("kmsKeyArn", kms, "a KMS key ARN arn:aws:kms:<region>:<account>:key/<id> (not an alias)")
+    if kms is not None and partition_for_region(kms.split(":")[3]) != kms.split(":")[1]:
+        key_region = kms.split(":")[3]
+        raise _fail(
+            "kmsKeyArn",
+            kms,
+            f"an ARN whose partition is its region's ({key_region} is in {partition_for_region(key_region)})",
+        )
     if kms is not None and region and kms.split(":")[3] != region:
         raise _fail("kmsKeyArn", kms, f"a KMS key in the stack's region {region} (S3 and Lambda need one there)")
     out["kms_key_arn"] = kms

@@ -257,12 +257,16 @@ INVALID = [
     ("certificateArn", CERT.replace("123456789012", "12345"), "us-east-1"),  # an account ID has 12 digits
     ("certificateArn", CERT.replace("123456789012", "١٢٣٤٥٦٧٨٩٠١٢"), "us-east-1"),  # of ASCII digits
     ("certificateArn", CERT.replace("certificate/", "certificate/../"), "us-east-1"),
+    ("certificateArn", CERT.replace("arn:aws:", "arn:aws-us-gov:"), "us-east-1"),  # us-east-1 is in aws alone
     ("kmsKeyArn", "alias/my-key", "KMS key ARN"),
     ("kmsKeyArn", KMS + "\n", "KMS key ARN"),  # Lambda and S3 would refuse it halfway through the deploy
     ("kmsKeyArn", "arn:aws:kms:eu-west-1:123456789012:alias/my-key", "not an alias"),
     ("kmsKeyArn", KMS.replace("123456789012", "12345"), "KMS key ARN"),
     ("kmsKeyArn", KMS.replace("123456789012", "１２３４５６７８９０１２"), "KMS key ARN"),
     ("kmsKeyArn", KMS.replace("arn:aws:", "arn:azure:"), "KMS key ARN"),
+    # A partition the key's region is not in (as alarmTopicArn checks): S3 and Lambda refused it mid-deploy.
+    ("kmsKeyArn", KMS.replace("arn:aws:", "arn:awss:"), "an ARN whose partition is its region's (eu-west-1 is in aws)"),
+    ("kmsKeyArn", KMS.replace("arn:aws:", "arn:aws-cn:"), "an ARN whose partition is its region's"),
     ("smokeCheck", "yes", "true or false"),
     ("endpointName", "bad_name", "[a-zA-Z0-9-]"),
     ("endpointName", "x" * 64, "1..63"),
