@@ -182,9 +182,16 @@ def main(argv: list[str] | None = None) -> int:
         why = (e.strerror or str(e)) if isinstance(e, OSError) else str(e).removeprefix(f"{args.stack_config}: ")
         print(f"error: stack config {args.stack_config}: {why}", file=sys.stderr)
         return 2
-    artifact = (args.artifact or ROOT / settings.model_artifact).resolve()
-    if not artifact.is_file():
-        named_by = "--artifact" if args.artifact else f"modelArtifact in {args.stack_config}"
+    artifact = args.artifact or ROOT / settings.model_artifact
+    named_by = "--artifact" if args.artifact else f"modelArtifact in {args.stack_config}"
+    try:
+        artifact = artifact.resolve()
+        found = artifact.is_file()
+    except (OSError, ValueError) as e:  # a name too long for the file system; a NUL byte written in the stack file
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        print(f"error: model artifact {artifact} ({named_by}) cannot be read: {why}", file=sys.stderr)
+        return 2
+    if not found:
         print(f"error: {missing_artifact(artifact, named_by)}", file=sys.stderr)
         return 2
     try:

@@ -1302,6 +1302,34 @@ def test_an_artifact_named_elsewhere_than_make_model_builds_is_not_fixed_by_make
     assert capsys.readouterr().err == f"error: model artifact {artifact} ({named_by}) {what}\n"
 
 
+@pytest.mark.parametrize(
+    ("where", "written", "why"),
+    [
+        ("--artifact", "a" * 300 + ".tar.gz", "File name too long"),
+        ("modelArtifact", "a" * 300 + ".tar.gz", "File name too long"),
+        # YAML's "\0" escape: argv cannot hold a NUL byte, a stack file can.
+        ("modelArtifact", "model\\0.tar.gz", "embedded null byte"),
+    ],
+)
+def test_an_artifact_path_the_system_cannot_look_up_is_an_error_line_not_a_traceback(
+    tmp_path, capsys, where, written, why
+):
+    """A name longer than the file system allows made `Path.is_file()` raise ENAMETOOLONG, and a NUL byte written
+    in the stack file made it raise ValueError: the stack ended in a traceback instead of naming the path."""
+    from local.__main__ import main
+
+    artifact = tmp_path / written.replace("\\0", "\0")
+    stack_file = tmp_path / "Pulumi.x.yaml"
+    stack_file.write_text(
+        (ROOT / "Pulumi.dev.yaml").read_text()
+        + (f'  mobilenet-serverless:modelArtifact: "{tmp_path}/{written}"\n' if where == "modelArtifact" else "")
+    )
+    extra = ["--artifact", str(artifact)] if where == "--artifact" else []
+    assert main(["--port", "0", "--stack-config", str(stack_file), *extra]) == 2
+    named_by = "--artifact" if where == "--artifact" else f"modelArtifact in {stack_file}"
+    assert capsys.readouterr().err == f"error: model artifact {artifact} ({named_by}) cannot be read: {why}\n"
+
+
 def test_a_home_folder_in_a_path_option_is_expanded(monkeypatch, tmp_path, capsys):
     """bash leaves `--artifact=~/x` (and a quoted ~) alone: the file was looked for in ./~/ and was "not found"."""
     from local.__main__ import main
