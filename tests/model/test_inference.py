@@ -956,6 +956,18 @@ def test_exif_orientation_is_applied(inference, classifier, orientation, rotate)
     assert top1(classify(inference, classifier, body)) in CAT_LABELS
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
+def test_exif_orientation_is_applied_where_chromium_applies_it(inference, fmt):
+    # The page's decode (Chromium's createImageBitmap, "from-image") turns a PNG's eXIf orientation but not a
+    # WebP's: an orientation-6 WebP went to the model upright by curl and on its side from the page.
+    upright = photo("chelsea.jpg")  # landscape 451x300
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    body = encode(upright.rotate(90, expand=True), fmt, exif=exif.tobytes())
+    expected = upright.size if fmt == "PNG" else (300, 451)
+    assert inference.decode_image(body).size == expected
+
+
 def test_bogus_exif_orientation_is_ignored(inference):
     body = with_exif_orientation(photo("chelsea.jpg"), 42)
     assert inference.decode_image(body).size == (451, 300)
