@@ -881,8 +881,8 @@ def decode_image(data: bytes, draft_to: int | None = None) -> Image.Image:
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise InvalidImageError("image data is truncated or corrupt") from e
     try:
-        # Not a WebP's: Chromium (the web UI's decode), libwebp's tools and most viewers show a WebP as stored, so
-        # turning it here made the page and a curl of the same file classify it on different sides.
+        # Not a WebP's: Chromium (the web UI's decode) and libwebp's tools show a WebP as stored (WebKit turns it),
+        # so turning it here made the page and a curl of the same file classify it on different sides in Chromium.
         if img.format != "WEBP":
             ImageOps.exif_transpose(img, in_place=True)
     except Exception:  # a broken EXIF block must not fail an otherwise good image
