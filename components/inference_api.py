@@ -125,7 +125,11 @@ class InferenceApi(pulumi.ComponentResource):
             f"{name}-role",
             assume_role_policy=policies.assume_role_policy("lambda.amazonaws.com"),
             description=f"Execution role of Lambda {args.function_name}",
-            opts=child,
+            # A rename (the description names the function) gives the new function a role of its own, created first.
+            # Updated in place, the one policy would move its endpoint and log grants to the new names while the old
+            # function still serves /predict: each request a 502 (AccessDeniedException), not in its log, until the
+            # integration moves. The old role and its policy go at the end of the update, after the old function.
+            opts=pulumi.ResourceOptions(parent=self, replace_on_changes=["description"]),
         )
         role_policy = aws.iam.RolePolicy(
             f"{name}-role-policy",

@@ -566,6 +566,37 @@ def test_everything_an_endpoint_rename_replaces_is_created_before_the_old_one_is
     assert {name: dbr[name] for name in renamed} == dict.fromkeys(renamed, False)
 
 
+def test_a_rename_gives_the_proxy_a_new_role_so_the_old_function_keeps_its_grants(
+    program: Any, mocks: RecordingMocks
+) -> None:
+    """Until the API's integration moves to the renamed function, the old one serves /predict with the old endpoint
+    and log group. The proxy's role is shared by both and its policy names exactly one endpoint and one log group:
+    updated in place it would deny the old function both (a 502 AccessDeniedException for each request, and no log
+    of it). So the role is replaced with the function: the new one (and its policy, which names the role by id, a
+    replacing input) is created first, and the old one keeps its grants until the old function is deleted."""
+    options: dict[str, pulumi.ResourceOptions | None] = {}
+
+    def record(args: pulumi.ResourceTransformationArgs) -> None:
+        options[args.name] = args.opts
+
+    def role_and_policy() -> tuple[dict[str, Any], dict[str, Any]]:
+        inputs = comparable_inputs(mocks)
+        return inputs["aws:iam/role:Role::api-role"], inputs["aws:iam/rolePolicy:RolePolicy::api-role-policy"]
+
+    program(transformation=record)
+    role_before, policy_before = role_and_policy()
+    mocks.resources.clear()
+    program(transformation=record, endpointName="classifier-renamed")
+    role_after, policy_after = role_and_policy()
+    assert policy_after["policy"] != policy_before["policy"]  # the grants move to the new endpoint and log group
+    assert policy_after["role"] == "api-role-a1b2c3"  # the role's id (the mocks' name for it)
+    changed = sorted(k for k in role_before.keys() | role_after.keys() if role_before.get(k) != role_after.get(k))
+    assert changed
+    opts = options["api-role"]
+    assert opts is not None and set(changed) <= set(opts.replace_on_changes or [])
+    assert opts.delete_before_replace is not True  # auto-named: the new role first
+
+
 def test_pulumi_never_deletes_what_a_rolled_back_endpoint_may_still_run_on(program: Any, mocks: RecordingMocks) -> None:
     """After SageMaker rolls an update back, the endpoint runs on the previous Model, EndpointConfiguration and
     artifact, which Pulumi would delete (at the end of the update, or the start of the next). So Pulumi never
