@@ -182,17 +182,20 @@ class StaticSite(pulumi.ComponentResource):
         )
 
         object_opts = pulumi.ResourceOptions(parent=self, depends_on=[encryption])
-        objects: list[pulumi.Resource] = [
-            aws.s3.BucketObjectv2(
+
+        def site_object(key: str, path: Path, opts: pulumi.ResourceOptions) -> aws.s3.BucketObjectv2:
+            return aws.s3.BucketObjectv2(
                 _object_name(name, key),
                 bucket=bucket.id,
                 key=key,
                 source=pulumi.FileAsset(engine_path(path)),
                 content_type=policies.content_type_for(key),
                 cache_control=policies.cache_control_for(key),
-                opts=object_opts,
+                opts=opts,
             )
-            for key, path in files.items()
+
+        objects: list[pulumi.Resource] = [
+            site_object(key, path, object_opts) for key, path in files.items() if key != policies.INDEX_KEY
         ]
         config_js = api_url.apply(render_config_js)
         objects.append(
@@ -204,6 +207,16 @@ class StaticSite(pulumi.ComponentResource):
                 content_type=CONFIG_JS_CONTENT_TYPE,
                 cache_control=CONFIG_JS_CACHE_CONTROL,
                 opts=object_opts,
+            )
+        )
+        # The page goes up last, once every file it may load is in place: uploaded beside them, a new index.html
+        # could name a file not yet put, and S3's 403 for it is kept by CloudFront for 10 s whatever its
+        # Cache-Control, a broken page for every visitor at that edge until the invalidation.
+        objects.append(
+            site_object(
+                policies.INDEX_KEY,
+                files[policies.INDEX_KEY],
+                pulumi.ResourceOptions(parent=self, depends_on=[encryption, *objects]),
             )
         )
 

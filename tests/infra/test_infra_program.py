@@ -497,7 +497,8 @@ def test_resource_options_order_the_deploy_and_parent_every_child(program: Any, 
     Each depends_on below orders something AWS would otherwise race: an endpoint writing logs before its log
     group exists (AWS would create one without retention), a model or function created before its role's
     policy is attached, objects uploaded before the bucket's encryption, a bucket policy before the public
-    access block, an invalidation before the new files.
+    access block, an invalidation before the new files, a new index.html before a file it loads (S3's 403 for the
+    missing file, which CloudFront keeps 10 s whatever its Cache-Control).
     """
     seen: dict[str, tuple[str, str | None, set[str], list[str] | None]] = {}
 
@@ -532,6 +533,7 @@ def test_resource_options_order_the_deploy_and_parent_every_child(program: Any, 
     assert "site-file-config.js" in files and "site-file-index.html" in files
     assert all(deps(name) >= {"site-bucket-encryption"} for name in files)
     assert deps("site-invalidation") >= files
+    assert deps("site-file-index.html") >= files - {"site-file-index.html"}
     # The CORS rules are applied by the api-cors dynamic resource; without this a refresh would wipe them.
     assert seen["api-http-api"][3] == ["corsConfiguration"]
 
