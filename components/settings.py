@@ -3,17 +3,19 @@
 Every bad value is rejected here, before the program declares a single resource, so a typo in
 Pulumi.<stack>.yaml costs a second instead of a half-created SageMaker endpoint. Values arrive as the
 strings Pulumi config hands out: from the program's config bag (__main__), or from the stack file read the
-same way (load_stack_file: scalars as the text written, lists as lists). Tests also pass native ints and
-bools, so each field is coerced from both.
+same way (load_stack_file: each scalar the text the Pulumi CLI hands the program for it, lists as lists). Tests
+also pass native ints and bools, so each field is coerced from both.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -445,21 +447,99 @@ def strip_namespace(config: Mapping[str, Any], secret_keys: Collection[str] = ()
     return out
 
 
+# How the Pulumi CLI reads a plain (unquoted) scalar of a stack file: gopkg.in/yaml.v2, YAML 1.1's resolution
+# (sdk/go/common/encoding/marshal.go, yaml.v2 resolve.go), after which config.Value re-writes a number or a boolean
+# as JSON text (sdk/go/common/resource/config/object.go, MarshalString). A quoted scalar stays the text written.
+_CLI_NULLS = frozenset({"", "~", "null", "Null", "NULL"})
+_CLI_TRUE = frozenset({"y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON"})
+_CLI_FALSE = frozenset({"n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF"})
+_CLI_NOT_FINITE = frozenset(
+    {".nan", ".NaN", ".NAN", ".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", "-.inf", "-.Inf", "-.INF"}
+)
+# Go's strconv.ParseInt(s, 0, 64): a 0x, 0o or 0b prefix, or a leading 0 for octal (017 is 15).
+_CLI_INT_RE = re.compile(r"([+-]?)(0[xX][0-9a-fA-F]+|0[oO][0-7]+|0[bB][01]+|0[0-7]*|[1-9][0-9]*)\Z", re.ASCII)
+_CLI_FLOAT_RE = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?\Z", re.ASCII)
+_CLI_DOT_FLOAT_RE = re.compile(r"\.[0-9]+([eE][-+]?[0-9]+)?\Z", re.ASCII)
+
+
+def cli_scalar_text(plain: str) -> str | None:
+    """The text `pulumi up` hands the program for a plain (unquoted) scalar of a stack file; None for a null, which
+    the CLI hands over as "" (both unset to validate_settings). A ValueError for .inf or .nan, which the CLI cannot
+    load at all (JSON has no infinity).
+
+    YAML 1.1 as yaml.v2 reads it, re-written as JSON: 12345 is "12345" but 1.10 is "1.1", 1e3 and 1_000 are "1000",
+    8.0 is "8", 0x10 is "16", 010 is "8", yes and on are "true"."""
+    if plain in _CLI_NULLS:
+        return None
+    if plain in _CLI_TRUE or plain in _CLI_FALSE:
+        return "true" if plain in _CLI_TRUE else "false"
+    if plain in _CLI_NOT_FINITE:
+        raise ValueError(f"{plain} is a YAML float the Pulumi CLI cannot read (JSON has no infinity or NaN)")
+    number: int | float | None = None
+    if plain.startswith("."):
+        number = float(plain) if _CLI_DOT_FLOAT_RE.match(plain) else None
+    elif plain[:1] in "+-0123456789":
+        digits = plain.replace("_", "")
+        number = _cli_int(digits)
+        if number is None and _CLI_FLOAT_RE.match(digits):
+            number = float(digits)
+    if number is None or (isinstance(number, float) and not math.isfinite(number)):  # past float64: Go keeps text
+        return plain
+    return str(number) if isinstance(number, int) else _json_float(number)
+
+
+def _cli_int(digits: str) -> int | None:
+    match = _CLI_INT_RE.match(digits)
+    if match is None:
+        return None
+    sign, body = match.groups()
+    value = int(body, 8 if body[:1] == "0" and body[1:2].isdigit() else 0)  # Python's base 0 refuses 017
+    value = -value if sign == "-" else value
+    # An int64 (ParseInt), else an unsigned one written without a sign (ParseUint), else not an integer to yaml.v2.
+    return value if -(2**63) <= value < 2**63 or (not sign and value < 2**64) else None
+
+
+def _json_float(number: float) -> str:
+    """A float64 as Go's encoding/json writes it: shortest digits, an exponent only below 1e-6 or from 1e21 on.
+    Zero is "0": yaml.v2 writes -0.0 back as -0, which it then reads as the integer 0."""
+    if number == 0:
+        return "0"
+    if not 1e-6 <= abs(number) < 1e21:
+        text = repr(number)
+        return text[:-2] + text[-1] if text[-4:-1] == "e-0" else text  # Go writes e-07 as e-7
+    return format(Decimal(repr(number)).normalize(), "f")
+
+
 def _pulumi_config_loader() -> type:
     import yaml
 
-    class Loader(yaml.SafeLoader):
-        """Scalars stay the text written, as the Pulumi CLI hands them to the program: `endpointName: 12345` is
-        the name "12345" under `pulumi up`, so it must be under `make demo` too, not an int refused as a non-name
-        (and `version: 1.10` is "1.10", not 1.1)."""
+    plain_tag = "tag:mobilenet-serverless:cli-plain"
 
+    class Loader(yaml.SafeLoader):
+        """Each plain scalar becomes the text the Pulumi CLI hands the program for it (cli_scalar_text), so that
+        `make demo` reads a stack file as `pulumi up` does: `endpointName: 12345` is the name "12345", not an int
+        refused as a non-name, and `alarms: yes` is true. Explicit tags (!!int 5) stay the text written."""
+
+        def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+            if kind is yaml.ScalarNode and implicit[0] and value != "<<":  # << stays YAML's merge key
+                return plain_tag
+            return super().resolve(kind, value, implicit)
+
+    def construct_plain(loader: Any, node: Any) -> str | None:
+        try:
+            return cli_scalar_text(node.value)
+        except ValueError as e:  # read_stack_config names the file
+            mark = node.start_mark
+            raise SettingsError(f"line {mark.line + 1}, column {mark.column + 1}: {e}") from None
+
+    Loader.add_constructor(plain_tag, construct_plain)
     for tag in ("bool", "int", "float", "timestamp"):
         Loader.add_constructor(f"tag:yaml.org,2002:{tag}", yaml.SafeLoader.construct_scalar)
     return Loader
 
 
 def read_stack_config(path: str | Path) -> Mapping[str, Any]:
-    """The `config:` block of a Pulumi.<stack>.yaml, its scalars the text written (as the Pulumi CLI reads them);
+    """The `config:` block of a Pulumi.<stack>.yaml, each scalar the text the Pulumi CLI hands the program for it;
     a SettingsError for a file that is not such a YAML mapping, an OSError for one that cannot be read."""
     import yaml  # deferred: only the local stack and tests read YAML stack files
 
@@ -468,6 +548,8 @@ def read_stack_config(path: str | Path) -> Mapping[str, Any]:
         document = yaml.load(text, Loader=_pulumi_config_loader()) or {}  # noqa: S506 - a SafeLoader subclass
     except UnicodeDecodeError as e:
         raise SettingsError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+    except SettingsError as e:  # a value the CLI cannot read
+        raise SettingsError(f"{path}: {e}") from e
     except yaml.YAMLError as e:  # a tab, an unclosed bracket: one line saying where, not the parser's traceback
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -952,7 +952,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def stack_region(stack_file: Path) -> str:
-    # Read as load_stack_file reads it (scalars as the text written): safe_load would raise a ValueError for a tag
+    # Read as load_stack_file reads it (as the Pulumi CLI does): safe_load would raise a ValueError for a value
     # written like an impossible date, in a file the settings took.
     try:
         config = read_stack_config(stack_file)

@@ -15,6 +15,7 @@ from components.settings import (
     MAX_EXTRA_ORIGINS_CHARS,
     Settings,
     SettingsError,
+    cli_scalar_text,
     default_endpoint_name,
     function_name_for,
     load_stack_file,
@@ -435,27 +436,86 @@ def test_every_kind_of_aws_region_code_is_accepted(tmp_path: Path, region: str) 
     assert load_stack_file(stack) == Settings()
 
 
-def test_stack_file_scalars_are_the_text_written_as_pulumi_passes_them(tmp_path: Path) -> None:
-    """`pulumi up` hands the program every scalar as the text in the file; `make demo` must read the same file alike."""
+@pytest.mark.parametrize(
+    ("written", "handed"),
+    [
+        ("12345", "12345"),
+        ("1.10", "1.1"),
+        ("1e3", "1000"),
+        ("1_000", "1000"),
+        ("8.0", "8"),
+        ("+5", "5"),
+        ("0x10", "16"),
+        ("010", "8"),
+        ("0123", "83"),
+        ("08", "8"),
+        ("0o17", "15"),
+        ("0b101", "5"),
+        (".5", "0.5"),
+        ("-0.0", "0"),
+        ("5e-5", "0.00005"),
+        ("1.5e-7", "1.5e-7"),
+        ("1e21", "1e+21"),
+        ("99999999999999999999", "100000000000000000000"),
+        ("18446744073709551615", "18446744073709551615"),
+        ("1e400", "1e400"),
+        ("true", "true"),
+        ("True", "true"),
+        ("yes", "true"),
+        ("on", "true"),
+        ("y", "true"),
+        ("No", "false"),
+        ("off", "false"),
+        ("null", None),
+        ("~", None),
+        ("", None),
+        ("2026-02-30", "2026-02-30"),
+        ("2.6.0-cpu-py312", "2.6.0-cpu-py312"),
+        ("0x", "0x"),
+        ("arm64", "arm64"),
+    ],
+)
+def test_a_plain_scalar_is_the_text_the_pulumi_cli_hands_the_program(written: str, handed: str | None) -> None:
+    """The CLI reads a stack file with gopkg.in/yaml.v2 (YAML 1.1) and writes a number or boolean back as JSON text
+    (sdk/go/common/resource/config/object.go, MarshalString) before the program sees it; a null is "" to it."""
+    assert cli_scalar_text(written) == handed
+
+
+def test_the_local_stack_reads_a_stack_file_as_pulumi_up_does(tmp_path: Path) -> None:
+    """`make demo` read scalars as the text written while `pulumi up` hands the program YAML 1.1 re-written as JSON:
+    `alarms: yes` deployed alarms but was refused locally, and `endpointName: 0123` named the endpoint 83 under
+    `pulumi up` and 0123 under `make demo`."""
     stack = tmp_path / "Pulumi.scalars.yaml"
     stack.write_text(
-        "config:\n  aws:region: us-east-1\n  mobilenet-serverless:endpointName: 12345\n"
-        "  mobilenet-serverless:maxConcurrency: 0x10\n"
-    )
-    with pytest.raises(SettingsError, match=r"maxConcurrency = '0x10'"):
-        load_stack_file(stack)  # a YAML 1.1 hex int is not an integer to Pulumi either
-    stack.write_text(
-        "config:\n  aws:region: us-east-1\n  mobilenet-serverless:endpointName: 12345\n"
-        "  mobilenet-serverless:maxConcurrency: 8\n  mobilenet-serverless:alarms: true\n"
+        "config:\n  aws:region: us-east-1\n  mobilenet-serverless:endpointName: 0123\n"
+        "  mobilenet-serverless:maxConcurrency: 0x10\n  mobilenet-serverless:alarms: yes\n"
+        "  mobilenet-serverless:smokeCheck: off\n  mobilenet-serverless:apiThrottleRateLimit: 1e3\n"
+        "  mobilenet-serverless:customDomain: ''\n  mobilenet-serverless:corsExtraOrigins: [https://a.example]\n"
     )
     settings = load_stack_file(stack)
-    assert (settings.endpoint_name, settings.max_concurrency) == ("12345", 8)
+    assert (settings.endpoint_name, settings.max_concurrency) == ("83", 16)
+    assert (settings.alarms, settings.smoke_check) == (True, False)
+    assert settings.api_throttle_rate_limit == 1000
+    assert settings.cors_extra_origins == ("https://a.example",)
     assert settings == validate_settings(
-        {"endpointName": "12345", "maxConcurrency": "8", "alarms": "true"}, region="us-east-1"
+        {
+            "endpointName": "83",
+            "maxConcurrency": "16",
+            "alarms": "true",
+            "smokeCheck": "false",
+            "apiThrottleRateLimit": "1000",
+            "customDomain": "",
+            "corsExtraOrigins": '["https://a.example"]',
+        },
+        region="us-east-1",
     )
-    stack.write_text("config:\n  mobilenet-serverless:alarms: yes\n")
-    with pytest.raises(SettingsError, match=r"alarms = 'yes' .*true or false"):
-        load_stack_file(stack)  # YAML 1.1's yes is the text "yes" to Pulumi, not true
+    stack.write_text("config:\n  mobilenet-serverless:endpointName: '0123'\n")
+    assert load_stack_file(stack).endpoint_name == "0123"  # quoted: the text written, to the CLI too
+    stack.write_text("config:\n  mobilenet-serverless:inferenceImageTag: 2.10-cpu-py312\n")
+    assert load_stack_file(stack).inference_image_tag == "2.10-cpu-py312"
+    stack.write_text("config:\n  mobilenet-serverless:maxConcurrency: .inf\n")
+    with pytest.raises(SettingsError, match=r"scalars\.yaml: line 2, column 40: \.inf is a YAML float the Pulumi CLI"):
+        load_stack_file(stack)  # the CLI cannot load it: JSON has no infinity
 
 
 @pytest.mark.parametrize(
