@@ -564,10 +564,44 @@ def read_stack_config(path: str | Path) -> Mapping[str, Any]:
     return config
 
 
+_ATOI_RE = re.compile(r"[+-]?[0-9]{1,19}\Z", re.ASCII)
+
+
+def cli_type_problem(key: str, value: Any) -> str | None:
+    """What `pulumi up` requires of a stack file's value for `key` (as read_stack_config gives it) before the program
+    runs; None when the value has it. The CLI checks each value against the type Pulumi.yaml declares for the key
+    (its Settings default's type; sdk/go/common/workspace/project.go, ValidateConfigValue): an integer is text Go's
+    Atoi parses (ASCII digits, an optional sign, no space), a boolean exactly true or false, an array a YAML list of
+    strings. A key left empty or null is "" to the CLI (workspace/loaders.go), which only a string key takes."""
+    default = getattr(Settings(), CONFIG_KEYS[key])
+    if isinstance(default, bool):
+        if value in ("true", "false"):
+            return None
+        kind = "true or false (a boolean; quoted, only in lower case)"
+    elif isinstance(default, int):
+        if isinstance(value, str) and _ATOI_RE.match(value) and -(2**63) <= int(value) < 2**63:
+            return None
+        kind = "an integer in ASCII digits"
+    elif isinstance(default, tuple):
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return None
+        kind = "a YAML list of strings"
+    elif value is None or isinstance(value, str):
+        return None
+    else:
+        kind = "text"
+    return f"{kind}, the type Pulumi.yaml gives the key (`pulumi up` refuses anything else, a key left empty included)"
+
+
 def load_stack_file(path: str | Path) -> Settings:
-    """Read a Pulumi.<stack>.yaml without the Pulumi CLI and validate it like the program does."""
+    """Read a Pulumi.<stack>.yaml without the Pulumi CLI, refuse what the CLI refuses, and validate the rest like the
+    program does."""
     config = read_stack_config(path)
-    return validate_settings(strip_namespace(config), region=config.get("aws:region"))
+    raw = strip_namespace(config)
+    for key, value in raw.items():
+        if key in CONFIG_KEYS and (problem := cli_type_problem(key, value)):
+            raise _fail(key, "" if value is None else value, problem)  # the CLI reads a null as ""
+    return validate_settings(raw, region=config.get("aws:region"))
 
 
 def function_name_for(endpoint_name: str) -> str:

@@ -519,6 +519,53 @@ def test_the_local_stack_reads_a_stack_file_as_pulumi_up_does(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize(
+    ("line", "shown", "allowed"),
+    [
+        ("maxConcurrency:", "''", "an integer in ASCII digits"),
+        ("maxConcurrency: null", "''", "an integer in ASCII digits"),
+        ("maxConcurrency: ' 7'", "' 7'", "an integer in ASCII digits"),
+        ("maxConcurrency: '\u0667'", "'\u0667'", "an integer in ASCII digits"),  # an Arabic-Indic 7
+        ("alarms: ~", "''", "true or false"),
+        ("smokeCheck: 'True'", "'True'", "true or false"),
+        ("corsExtraOrigins:", "''", "a YAML list of strings"),
+        ("corsExtraOrigins: '[\"https://a.example\"]'", "'[\"https://a.example\"]'", "a YAML list of strings"),
+        ("corsExtraOrigins: [~]", "[None]", "a YAML list of strings"),
+        ("endpointName: [a]", "['a']", "text"),
+    ],
+)
+def test_a_value_pulumi_up_refuses_for_the_type_pulumi_yaml_declares_is_refused(
+    tmp_path: Path, line: str, shown: str, allowed: str
+) -> None:
+    """Pulumi.yaml types every key, and the CLI refuses a stack value of another type before the program runs
+    ("Stack 'dev' with configuration key 'maxConcurrency' must be of type 'integer'"), a key left empty included
+    (it is "" to the CLI). `make demo` took such a file: an empty maxConcurrency or alarms ran with the default."""
+    stack = tmp_path / "Pulumi.typed.yaml"
+    stack.write_text(f"config:\n  mobilenet-serverless:{line}\n", encoding="utf-8")
+    key = line.split(":")[0]
+    with pytest.raises(SettingsError) as err:
+        load_stack_file(stack)
+    assert str(err.value).startswith(f"mobilenet-serverless:{key} = {shown} is invalid: allowed {allowed}")
+    assert str(err.value).endswith("`pulumi up` refuses anything else, a key left empty included)")
+
+
+@pytest.mark.parametrize(
+    ("line", "field", "value"),
+    [
+        ("customDomain:", "custom_domain", None),
+        ("endpointName: null", "endpoint_name", None),  # "" to the CLI, which the program reads as unset
+        ("smokeCheck: True", "smoke_check", True),  # the CLI reads it as the boolean true
+        ("alarms: off", "alarms", False),
+        ("maxConcurrency: '+7'", "max_concurrency", 7),  # Go's Atoi takes a sign
+        ("corsExtraOrigins: []", "cors_extra_origins", ()),
+    ],
+)
+def test_a_value_of_the_declared_type_is_taken(tmp_path: Path, line: str, field: str, value: object) -> None:
+    stack = tmp_path / "Pulumi.typed.yaml"
+    stack.write_text(f"config:\n  mobilenet-serverless:{line}\n")
+    assert getattr(load_stack_file(stack), field) == value
+
+
+@pytest.mark.parametrize(
     ("content", "message"),
     [
         (b"config:\n  12: 5\n  ~: 6\n", "every key under `config:` must be text"),
