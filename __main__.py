@@ -16,6 +16,7 @@ from components.serverless_endpoint import ServerlessEndpoint, ServerlessEndpoin
 from components.settings import (
     Settings,
     SettingsError,
+    check_project_namespace,
     default_endpoint_name,
     function_name_for,
     strip_namespace,
@@ -45,6 +46,7 @@ try:
     config_bag = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
     # A secret arrives decrypted: read as a plain value, it would be deployed and exported in plain text.
     secret_keys = {*runtime_config.get_config_secret_keys_env(), *filter(runtime_config.is_config_secret, config_bag)}
+    check_project_namespace(config_bag, pulumi.get_project())
     settings = validate_settings(strip_namespace(config_bag, secret_keys), region=pulumi.Config("aws").get("region"))
     endpoint_name = settings.endpoint_name or default_endpoint_name(pulumi.get_project(), pulumi.get_stack())
     artifact_path = Path(settings.model_artifact)

@@ -447,6 +447,24 @@ def strip_namespace(config: Mapping[str, Any], secret_keys: Collection[str] = ()
     return out
 
 
+def check_project_namespace(config: Mapping[str, Any], project: str) -> None:
+    """Refuse the keys of a project renamed in Pulumi.yaml that sit under its own name: `pulumi config set
+    maxConcurrency 10` stores `<project>:maxConcurrency`, and Pulumi.yaml's `config:` block declares its settings
+    there too, while this program reads `mobilenet-serverless:<key>` only. Each of them would be ignored, and the
+    stack deployed with the default (no KMS key, alarms on, another endpoint name) without a word."""
+    if project == PROJECT:
+        return
+    own = sorted(key for key in config if key.startswith(f"{project}:"))
+    if own:
+        shown = ", ".join(own[:5]) + (f" and {len(own) - 5} more" if len(own) > 5 else "")
+        raise SettingsError(
+            f"Pulumi.yaml names this project {project!r}, and this program reads its settings only as "
+            f"{NAMESPACE}<key>: {shown} would be ignored. Keep `name: {PROJECT}` in Pulumi.yaml (stacks of one "
+            f"account need only distinct stack names), or set each setting as {NAMESPACE}<key> "
+            f"(`pulumi config set {NAMESPACE}maxConcurrency 10`) and take the settings out of Pulumi.yaml's `config:`"
+        )
+
+
 # How the Pulumi CLI reads a plain (unquoted) scalar of a stack file: gopkg.in/yaml.v2, YAML 1.1's resolution
 # (sdk/go/common/encoding/marshal.go, yaml.v2 resolve.go), after which config.Value re-writes a number or a boolean
 # as JSON text (sdk/go/common/resource/config/object.go, MarshalString). A quoted scalar stays the text written.

@@ -148,6 +148,35 @@ def test_default_names_carry_the_stack(program: Any) -> None:
     assert outputs["proxy_function_name"] == "mobilenet-serverless-staging-proxy"
 
 
+def test_a_setting_under_a_renamed_projects_own_name_stops_the_program(
+    program: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second team copies the project as `imgclass`: `pulumi config set kmsKeyArn ...` stores imgclass:kmsKeyArn,
+    which the program, reading mobilenet-serverless:<key> only, ignored, and deployed without the key, in silence."""
+    mocks = RecordingMocks()
+    pulumi.runtime.set_mocks(mocks, project="imgclass", stack="prod", preview=False)
+    # How the engine hands the program a stack's config: PULUMI_CONFIG, which get_config_env reads.
+    monkeypatch.setattr(pulumi.runtime.config, "get_config_env", lambda: {"imgclass:kmsKeyArn": KMS})
+    with pytest.raises(pulumi.RunError) as err:
+        program()
+    assert "Pulumi.yaml names this project 'imgclass'" in str(err.value)
+    assert "imgclass:kmsKeyArn would be ignored" in str(err.value)
+    assert mocks.resources == {}
+
+
+def test_a_renamed_project_with_its_settings_under_mobilenet_serverless_deploys(
+    program: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Set as mobilenet-serverless:<key>, a renamed project's settings are read; its names carry its own name."""
+    mocks = RecordingMocks()
+    pulumi.runtime.set_mocks(mocks, project="imgclass", stack="prod", preview=False)
+    monkeypatch.setattr(pulumi.runtime.config, "get_config_env", lambda: {"aws:region": REGION})
+    outputs = program(maxConcurrency=7)
+    assert outputs["endpoint_name"] == "imgclass-prod"
+    variant = mocks.one("aws:sagemaker/endpointConfiguration:EndpointConfiguration")["productionVariants"][0]
+    assert variant["serverlessConfig"]["maxConcurrency"] == 7
+
+
 def test_every_component_records_the_outputs_it_exposes(program: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """What a component registers is what the stack's state (`pulumi stack export`, the console) shows for it:
     every output it declares, under its own name."""

@@ -15,6 +15,7 @@ from components.settings import (
     MAX_EXTRA_ORIGINS_CHARS,
     Settings,
     SettingsError,
+    check_project_namespace,
     cli_scalar_text,
     default_endpoint_name,
     function_name_for,
@@ -333,6 +334,18 @@ def test_kms_key_must_be_in_the_stack_region() -> None:
 def test_unknown_key_is_rejected_with_the_known_keys() -> None:
     with pytest.raises(SettingsError, match=r"unknown config key\(s\) mobilenet-serverless:memorySizeMB; allowed"):
         validate_settings({"memorySizeMB": 2048})
+
+
+def test_a_renamed_projects_own_keys_are_refused_and_every_other_namespace_left_alone() -> None:
+    """Pulumi.yaml's `config:` block and `pulumi config set <key>` put a renamed project's settings under its name."""
+    ours = {"mobilenet-serverless:maxConcurrency": "7", "aws:region": "us-east-1", "imgclassx:alarms": "false"}
+    check_project_namespace(ours, "imgclass")
+    check_project_namespace({**ours, "mobilenet-serverless:endpointName": "x"}, "mobilenet-serverless")
+    own = {f"imgclass:{key}": "1" for key in sorted(CONFIG_KEYS)[:7]}
+    with pytest.raises(SettingsError) as err:
+        check_project_namespace({**ours, **own}, "imgclass")
+    assert f"{', '.join(sorted(own)[:5])} and 2 more would be ignored" in str(err.value)
+    assert "Keep `name: mobilenet-serverless` in Pulumi.yaml" in str(err.value)
 
 
 def test_default_endpoint_name_is_valid_and_bounded() -> None:
