@@ -250,7 +250,14 @@ class InferenceApi(pulumi.ComponentResource):
                     **alarms.metric_alarm_args(
                         spec, {d: dimensions[d] for d in spec.dimension_names}, args.alarm_topic_arn
                     ),
-                    opts=renamed_with_function,
+                    # Put only once the log groups named after the same function exist. Creating an alarm overwrites
+                    # one of that name (PutMetricAlarm), where a log group's create fails: a stack whose function name
+                    # another stack of the region holds (one endpointName in both) must fail there, not first take
+                    # over that stack's alarm, and delete it with its own destroy. The 5xx alarm, watching the API
+                    # alone, would otherwise be put as soon as the API exists (at once, in a rename).
+                    opts=pulumi.ResourceOptions.merge(
+                        renamed_with_function, pulumi.ResourceOptions(depends_on=[log_group, access_logs])
+                    ),
                 )
 
         self.api_url = api.api_endpoint

@@ -252,7 +252,11 @@ class ServerlessEndpoint(pulumi.ComponentResource):
                 aws.cloudwatch.MetricAlarm(
                     f"{name}-alarm-{spec.key}",
                     **alarms.metric_alarm_args(spec, dimensions, args.alarm_topic_arn),
-                    opts=renamed_with_endpoint,
+                    # After the log group of the same endpoint name, whose create fails where the alarm's would
+                    # overwrite another stack's (see InferenceApi's alarms); the endpoint waits for it too.
+                    opts=pulumi.ResourceOptions.merge(
+                        renamed_with_endpoint, pulumi.ResourceOptions(depends_on=[log_group])
+                    ),
                 )
 
         self.endpoint_name = endpoint.name

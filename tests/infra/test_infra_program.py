@@ -567,6 +567,26 @@ def test_resource_options_order_the_deploy_and_parent_every_child(program: Any, 
     assert seen["api-http-api"][3] == ["corsConfiguration"]
 
 
+def test_no_alarm_is_put_before_the_log_groups_named_after_the_same_function_or_endpoint(program: Any) -> None:
+    """Two stacks of a region that want one name (one endpointName in both, or `<project>-<stack>` spelt alike): a
+    log group's create fails on the name the other stack holds, an alarm's create (PutMetricAlarm) overwrites the
+    other stack's alarm without a word, and the second stack's destroy then deletes it. So every alarm waits for the
+    log groups whose names it shares: the API's 5xx alarm, whose only dimension is the API, was put as soon as the
+    API existed, alongside those creates (at once in an endpointName change, where the API is already there)."""
+    deps: dict[str, set[str]] = {}
+
+    def record(args: pulumi.ResourceTransformationArgs) -> None:
+        found = (args.opts.depends_on or []) if args.opts else []
+        deps[args.name] = {d._name for d in (found if isinstance(found, list) else [found])}  # type: ignore[attr-defined]
+
+    program(transformation=record)
+    alarms = sorted(name for name in deps if "-alarm-" in name)
+    assert len(alarms) == 6
+    for name in alarms:
+        groups = {"api-log-group", "api-access-logs"} if name.startswith("api-") else {"model-log-group"}
+        assert deps[name] >= groups, name
+
+
 def test_everything_an_endpoint_rename_replaces_is_created_before_the_old_one_is_deleted(
     program: Any, mocks: RecordingMocks
 ) -> None:
