@@ -235,8 +235,8 @@ def validate_origin(key: str, origin: Any) -> str:
     allowed = "https://host[:port] origins (http only for localhost, 127.0.0.1 or [::1]), no path, no wildcard"
     if not isinstance(origin, str) or "*" in origin:
         raise _fail(key, origin, allowed)
-    parts = urlsplit(origin)
     try:
+        parts = urlsplit(origin)  # raises ValueError for a bracket left open, or brackets round no IPv6 address
         parts.port  # noqa: B018 - raises ValueError for a malformed port
         host = parts.hostname
     except ValueError:

@@ -240,6 +240,10 @@ INVALID = [
     ("corsExtraOrigins", ["https://app\x00.example.com"], "a host name of ASCII letters"),
     ("corsExtraOrigins", ["https://%61pp.example.com"], "a host name of ASCII letters"),
     ("corsExtraOrigins", ["https://[fe80::1%25eth0]"], "or an IP address"),
+    # A bracket left open, or brackets round what is no IPv6 address: urlsplit's own ValueError was a traceback.
+    ("corsExtraOrigins", ["https://[::1"], "https://host"),
+    ("corsExtraOrigins", ["https://[1::2::3]:8443"], "https://host"),
+    ("corsExtraOrigins", ["https://[192.0.2.1]"], "https://host"),
     ("logRetentionDays", 10, "one of 1, 3, 5, 7, 14"),
     ("priceClass", "PriceClass_300", "PriceClass_100, PriceClass_200, PriceClass_All"),
     ("customDomain", "Not A Domain", "DNS name"),
