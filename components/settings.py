@@ -10,9 +10,11 @@ also pass native ints and bools, so each field is coerced from both.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import math
 import re
+import struct
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -271,18 +273,66 @@ def validate_origin(key: str, origin: Any) -> str:
 def _serialized_origin(scheme: str, host: str, port: int | None) -> str | None:
     """scheme://host[:port] as browsers put it in the Origin header (urlsplit has already lower-cased both); None
     for a host that IDNA cannot encode, or that no browser sends: one with a space, a control character or a % in it
-    (a browser's URL parser refuses the first two and decodes the third), all of which urlsplit lets through."""
+    (a browser's URL parser refuses the first two and decodes the third), all of which urlsplit lets through, or a
+    number that is no IPv4 address (app.123, 256.1.1.1). An IP address is given as browsers write it."""
     if not host.isascii():
         try:
             host = host.encode("idna").decode("ascii")
         except UnicodeError:
             return None
-    if not _ORIGIN_HOST_RE.match(host):
+    if not _ORIGIN_HOST_RE.match(host) or (host := _ip_address_as_sent(host)) is None:
         return None
     if ":" in host:
         host = f"[{host}]"
     default = 443 if scheme == "https" else 80
     return f"{scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
+
+
+def _ip_address_as_sent(host: str) -> str | None:
+    """`host` as a browser's URL parser (WHATWG URL) writes an IP address, None for one it refuses; a name as it is.
+
+    An IPv6 address in its shortest form, hex only. A host whose last label is a number is an IPv4 address: each part
+    decimal, 0x hex or (a leading 0) octal, the last one filling the bytes left, so 192.168.001.010 is 192.168.1.8
+    and app.123 no host at all. Any other spelling was deployed and matched no page's Origin."""
+    if ":" in host:
+        try:
+            pieces = struct.unpack("!8H", ipaddress.IPv6Address(host).packed)
+        except ValueError:
+            return None
+        run_start, run_length = 0, 1  # the first longest run of two or more zero pieces becomes "::"
+        for start in range(8):
+            length = next((n for n in range(8 - start) if pieces[start + n]), 8 - start)
+            if length > run_length:
+                run_start, run_length = start, length
+        hexes = [f"{piece:x}" for piece in pieces]
+        if run_length == 1:
+            return ":".join(hexes)
+        return ":".join(hexes[:run_start]) + "::" + ":".join(hexes[run_start + run_length :])
+    labels = host.split(".")
+    if len(labels) > 1 and not labels[-1]:
+        labels.pop()  # an IPv4 address's trailing dot is dropped (a name's is kept)
+    if not (labels[-1].isdigit() or _ipv4_part(labels[-1]) is not None):
+        return host
+    numbers = [_ipv4_part(label) for label in labels]
+    if len(numbers) > 4 or None in numbers:
+        return None
+    *leading, last = numbers
+    if any(number > 255 for number in leading) or last >= 256 ** (5 - len(numbers)):
+        return None
+    return str(ipaddress.IPv4Address(sum(n << 8 * (3 - i) for i, n in enumerate(leading)) + last))
+
+
+def _ipv4_part(label: str) -> int | None:
+    """One part of an IPv4 address as WHATWG URL reads it (decimal, 0x hex, 0 octal), None for no number."""
+    if label.startswith("0x"):
+        radix, digits = 16, label[2:]
+    elif len(label) > 1 and label.startswith("0"):
+        radix, digits = 8, label[1:]
+    else:
+        radix, digits = 10, label
+    if not label or any(c not in "0123456789abcdef"[:radix] for c in digits):
+        return None
+    return int(digits, radix) if digits else 0
 
 
 # The origins reach the proxy in its ALLOWED_ORIGINS variable, and Lambda refuses a function whose environment

@@ -99,7 +99,18 @@ def test_loopback_origins_may_use_http() -> None:
 
 
 def test_origins_spelt_as_browsers_send_them_are_accepted() -> None:
-    origins = ["https://app.example.com:8443", "https://xn--bcher-kva.example", "https://classify.example.com"]
+    origins = [
+        "https://app.example.com:8443",
+        "https://xn--bcher-kva.example",
+        "https://classify.example.com",
+        "https://app.example.com.",  # a fully qualified name keeps its dot in the Origin
+        "https://my_app.internal",
+        "https://192.168.1.10:8443",
+        "https://[2001:db8::1]:8443",
+        "https://[::ffff:c000:201]",
+        "https://[2001:db8:0:1:1:1:1:1]",  # one zero piece is not shortened
+        "https://10.1.2.3x.example",  # a last label that is no number: a name
+    ]
     assert validate_settings({"corsExtraOrigins": origins}).cors_extra_origins == tuple(origins)
 
 
@@ -244,6 +255,17 @@ INVALID = [
     ("corsExtraOrigins", ["https://[::1"], "https://host"),
     ("corsExtraOrigins", ["https://[1::2::3]:8443"], "https://host"),
     ("corsExtraOrigins", ["https://[192.0.2.1]"], "https://host"),
+    # An IP address as a browser's URL parser writes it (WHATWG URL: octal and hex IPv4 parts, a trailing dot dropped;
+    # IPv6 in its shortest form, hex only): written any other way, it was deployed and matched no page's Origin.
+    ("corsExtraOrigins", ["https://192.168.001.010"], "as a browser sends it, 'https://192.168.1.8'"),
+    ("corsExtraOrigins", ["https://0x7f.1"], "as a browser sends it, 'https://127.0.0.1'"),
+    ("corsExtraOrigins", ["https://10.0.0.1.:8443"], "as a browser sends it, 'https://10.0.0.1:8443'"),
+    ("corsExtraOrigins", ["https://[0:0:0:0:0:0:0:1]"], "as a browser sends it, 'https://[::1]'"),
+    ("corsExtraOrigins", ["https://[2001:db8:0:0:1:0:0:1]"], "as a browser sends it, 'https://[2001:db8::1:0:0:1]'"),
+    ("corsExtraOrigins", ["https://[::ffff:192.0.2.1]"], "as a browser sends it, 'https://[::ffff:c000:201]'"),
+    # A host ending in a number is read as an IPv4 address, and a browser refuses the URL when it is none.
+    ("corsExtraOrigins", ["https://app.123"], "or an IP address"),
+    ("corsExtraOrigins", ["https://256.1.1.1"], "or an IP address"),
     ("logRetentionDays", 10, "one of 1, 3, 5, 7, 14"),
     ("priceClass", "PriceClass_300", "PriceClass_100, PriceClass_200, PriceClass_All"),
     ("customDomain", "Not A Domain", "DNS name"),
