@@ -69,6 +69,9 @@ SNS_TOPIC_ARN_RE = re.compile(
 )
 REGION_RE = re.compile(rf"^{REGION}\Z", re.ASCII)
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+# Python's "idna" codec is IDNA 2003, which maps these four to other text (faß.de to fass.de, another site), where a
+# browser (UTS #46, nontransitional) encodes them (xn--fa-hia.de): for such a host only its xn-- form is taken.
+_IDNA_DEVIATIONS = frozenset("\u00df\u03c2\u200c\u200d")  # ß, final sigma, zero-width non-joiner and joiner
 # An origin's host, as urlsplit gives it: a name (an FQDN's trailing dot kept) or an IPv4 address, or an IPv6 one.
 _ORIGIN_HOST_RE = re.compile(r"^(?:[a-z0-9_-]+\.)*[a-z0-9_-]+\.?\Z|^[0-9a-f.]*:[0-9a-f:.]*\Z", re.ASCII)
 
@@ -276,6 +279,8 @@ def _serialized_origin(scheme: str, host: str, port: int | None) -> str | None:
     (a browser's URL parser refuses the first two and decodes the third), all of which urlsplit lets through, or a
     number that is no IPv4 address (app.123, 256.1.1.1). An IP address is given as browsers write it."""
     if not host.isascii():
+        if _IDNA_DEVIATIONS.intersection(host):
+            return None
         try:
             host = host.encode("idna").decode("ascii")
         except UnicodeError:

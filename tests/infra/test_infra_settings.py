@@ -244,6 +244,11 @@ INVALID = [
     ("corsExtraOrigins", ["https://app.example.com:"], "as a browser sends it, 'https://app.example.com'"),
     ("corsExtraOrigins", ["https://app.example.com:08443"], "as a browser sends it, 'https://app.example.com:8443'"),
     ("corsExtraOrigins", ["https://bücher.example"], "as a browser sends it, 'https://xn--bcher-kva.example'"),
+    # ß, final sigma and the joiners: Python's IDNA 2003 maps them away (faß.de to fass.de, another site) where a
+    # browser encodes them (xn--fa-hia.de), so the spelling offered was one no browser sends: the xn-- form is asked.
+    ("corsExtraOrigins", ["https://faß.de"], "a host name of ASCII letters, digits, '-', '_' and '.' (punycode, xn--"),
+    ("corsExtraOrigins", ["https://σοφς.example"], "a host name of ASCII letters"),
+    ("corsExtraOrigins", ["https://a\u200db.example"], "a host name of ASCII letters"),
     ("corsExtraOrigins", ["https://a.example.com", "https://a.example.com"], "distinct"),
     # Hosts urlsplit takes and no browser ever sends (its URL parser refuses a space or a control character, and
     # decodes %61 to a): deployed, they matched no page's Origin.
