@@ -759,11 +759,6 @@ function init() {
     el.results.setAttribute("aria-labelledby", "results-heading");
   }
 
-  async function readBody(response) {
-    const text = await response.text().catch(() => "");
-    return parseErrorBody(text, response.headers.get("content-type"));
-  }
-
   async function send(blob) {
     const retriedOnce = new Set();
     for (let attempt = 1; ; attempt += 1) {
@@ -776,13 +771,18 @@ function init() {
       // (an AbortError where the abort reason is not passed on, as in Safari before 15.4).
       const signal = timeoutSignal(REQUEST_TIMEOUT_MS);
       // null: no answer the page may read.
-      const response = await fetch(url, {
+      let response = await fetch(url, {
         method: "POST",
         headers: { "Content-Type": "image/jpeg", Accept: "application/json" },
         body: blob,
         signal,
       }).catch(() => null);
       clearTimeout(slowHint);
+      // The body comes after the status, under the same timeout. A 200 whose body stalled past it, or was cut off
+      // (the connection lost mid-answer), is no answer either, not a malformed one: it was told as "the answer has
+      // no 'predictions' list". An error's status says enough without its body.
+      const text = response === null ? "" : await response.text().catch(() => null);
+      if (text === null && response.ok) response = null;
       if (response === null) {
         if (signal.aborted) {
           showError(`The API did not answer within ${REQUEST_TIMEOUT_MS / 1000} s. Please try again.`);
@@ -804,7 +804,7 @@ function init() {
       // x-request-id and Retry-After are only readable cross-origin if the API exposes them (CORS). API
       // Gateway's own errors (the function crashed, the body is over 10 MB) carry the same id as apigw-requestid.
       const requestId = response.headers.get("x-request-id") || response.headers.get("apigw-requestid");
-      const body = await readBody(response);
+      const body = parseErrorBody(text ?? "", response.headers.get("content-type"));
       const roundTrip = performance.now() - started;
 
       if (response.ok) {

@@ -27,7 +27,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -146,6 +146,11 @@ class Scripted:
     media_type: str = "text/plain"  # for a str body (a proxy's HTML error page is text/html)
     # False: no CORS headers, as on API Gateway's own refusals before any integration (its stage throttling's 429).
     cors: bool = True
+    # Given: the headers and the first half of the body go out at once, the rest only once the test sets it, as from
+    # a network that stalls mid-answer. `cut_short`: the rest never comes, the connection closing short of the
+    # Content-Length it declared (a connection lost mid-answer).
+    body_gate: threading.Event | None = None
+    cut_short: bool = False
 
 
 @dataclass(frozen=True)
@@ -264,8 +269,12 @@ class StubStack:
             else:
                 payload = answer.body
             if isinstance(payload, str):
-                return Response(payload, status_code=answer.status, headers=headers, media_type=answer.media_type)
-            return JSONResponse(payload, status_code=answer.status, headers=headers)
+                response = Response(payload, status_code=answer.status, headers=headers, media_type=answer.media_type)
+            else:
+                response = JSONResponse(payload, status_code=answer.status, headers=headers)
+            if answer.body_gate is None and not answer.cut_short:
+                return response
+            return _stalled(response, answer.body_gate, answer.cut_short)
 
         return Starlette(
             routes=[Route("/predict", predict, methods=["POST"])],
@@ -312,6 +321,22 @@ class _AddHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def _stalled(response: Response, gate: threading.Event | None, cut_short: bool) -> StreamingResponse:
+    """`response` with its body sent in two halves: the second after `gate`, or never when `cut_short`."""
+    whole = bytes(response.body)
+    half = len(whole) // 2
+
+    async def chunks() -> Any:
+        yield whole[:half]
+        if gate is not None:
+            await asyncio.to_thread(gate.wait, WAIT_MS / 1000)
+        if not cut_short:
+            yield whole[half:]
+
+    # The declared length stays the whole body's, so an answer cut short is one the browser sees broken off.
+    return StreamingResponse(chunks(), status_code=response.status_code, headers=dict(response.headers))
 
 
 _NO_CORS = "x-stub-no-cors"

@@ -1285,6 +1285,52 @@ def test_an_api_that_never_answers_is_given_up_on(stub_ui: Any, stub_stack: Any)
     assert ui.controls_disabled() == [False] * 6, "the user can try again"
 
 
+def test_an_answer_whose_body_stalls_is_given_up_on_as_not_answered(stub_ui: Any, stub_stack: Any) -> None:
+    # The status and headers came, the body did not: the timeout ends the read, and the page told an answer it had
+    # never received as a malformed one ("could not read: the answer has no 'predictions' list").
+    ui = stub_ui
+    ui.page.add_init_script(
+        """window.__timeouts = [];
+        AbortSignal.timeout = (ms) => {
+            const controller = new AbortController();
+            window.__timeouts.push(() => controller.abort(new DOMException("timed out", "TimeoutError")));
+            return controller.signal;
+        };"""
+    )
+    gate = threading.Event()
+    stub_stack.script({"status": 200, "body_gate": gate})
+    try:
+        ui.open()
+        with ui.page.expect_response(re.compile(r"/predict\?")):
+            ui.upload(CHELSEA)
+        ui.page.evaluate("() => window.__timeouts[0]()")
+        text = ui.wait_error()
+    finally:
+        gate.set()
+    assert "The API did not answer within 35 s. Please try again." in text
+    assert len(stub_stack.predict_requests()) == 1
+    assert ui.is_hidden("#predictions-wrap")
+    assert ui.controls_disabled() == [False] * 6
+
+
+def test_an_answer_cut_off_mid_body_is_told_as_the_network_failing(stub_ui: Any, stub_stack: Any) -> None:
+    # A connection lost after the status: not an answer the API sent malformed, one the network did not bring.
+    cut = {"status": 200, "cut_short": True}
+    stub_stack.script(cut)
+    ui = stub_ui.open()
+    ui.upload(CHELSEA)
+    assert ui.wait_state("retrying", "error") == "retrying", ui.status_text()
+    assert "Could not reach the API, retrying in" in ui.status_text()
+    ui.wait_done()
+    assert len(stub_stack.predict_requests()) == 2
+    stub_stack.script(cut, cut)
+    ui.click_sample("coffee")
+    text = ui.wait_error()
+    assert f"Cannot reach the API at {stub_stack.api_url}. Check your connection and try again." in text
+    assert len(stub_stack.predict_requests()) == 4
+    assert ui.is_hidden("#predictions-wrap"), "the cat's predictions beside the coffee photo's error"
+
+
 def test_a_browser_without_abortsignal_timeout_classifies_and_still_gives_up(stub_ui: Any, stub_stack: Any) -> None:
     # Safari before 16 (iPhones that stop at iOS 15) has no AbortSignal.timeout, nor abort reasons before 15.4:
     # fetch() threw a TypeError there, told as "Cannot reach the API" for every photo.
