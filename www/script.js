@@ -59,6 +59,8 @@ export const FILE_CHANGED_MESSAGE =
 export const NO_FILE_DROPPED_MESSAGE =
   "What was dropped holds no file (a link or text?). Drop a photo file, or save the image first.";
 export const FOLDER_DROPPED_MESSAGE = "That is a folder: open it and drop one photo from it.";
+export const SAMPLE_NOT_LOADED_MESSAGE =
+  "The sample photo could not be downloaded. Check your connection and try again.";
 
 // A HEIF file's ftyp brands that are not AVIF's: HEVC-coded ones (HEIC), and the codec-neutral mif1/msf1 that some
 // writers give as the main brand. An AVIF lists mif1 too, but says avif or avis as well.
@@ -494,6 +496,10 @@ class NotAnImageError extends Error {
 /** The file's bytes cannot be read at all (NotReadableError): not a broken image, a file gone or changed. */
 class FileUnreadableError extends Error {}
 
+/** A sample that would not open: this site's own JPEG, so one whose download failed, not one the browser cannot read
+ * (it was told as "could not open the file: it is not an image the browser can show"). */
+class SampleNotLoadedError extends Error {}
+
 class TooManyPixelsError extends Error {
   constructor({ width, height }) {
     super(tooManyPixelsMessage(width, height));
@@ -562,6 +568,14 @@ async function decodeUrl(url) {
     throw new NotAnImageError();
   }
   return img;
+}
+
+async function decodeSample(src) {
+  try {
+    return await decodeUrl(src);
+  } catch (err) {
+    throw err instanceof NotAnImageError ? new SampleNotLoadedError() : err;
+  }
 }
 
 /** The upload's pixels: the page's crop and downscale of a decoded image onto a white canvas. Exported so that
@@ -844,7 +858,7 @@ function init() {
   }
 
   const fromFile = (file) => ({ name: file.name, size: file.size, file, decode: () => decodeBlob(file) });
-  const fromSample = (src) => ({ name: src.split("/").pop(), size: null, decode: () => decodeUrl(src) });
+  const fromSample = (src) => ({ name: src.split("/").pop(), size: null, decode: () => decodeSample(src) });
 
   /** The sample whose thumbnail was dragged here: a browser drags an image of a page as its address, not a file. */
   function droppedSample(uriList) {
@@ -924,6 +938,10 @@ function init() {
         }
         if (err instanceof FileUnreadableError) {
           refuse(FILE_CHANGED_MESSAGE);
+          return;
+        }
+        if (err instanceof SampleNotLoadedError) {
+          refuse(SAMPLE_NOT_LOADED_MESSAGE);
           return;
         }
         if (!(err instanceof NotAnImageError)) throw err;

@@ -721,6 +721,25 @@ def test_a_photo_the_canvas_cannot_encode_is_refused_not_a_page_error(stub_ui: A
     assert stub_stack.predict_requests() == []
 
 
+def test_a_sample_that_does_not_download_is_told_as_the_network_not_a_bad_image(stub_ui: Any, stub_stack: Any) -> None:
+    # On a poor connection its thumbnail did not load either; the page said of the site's own JPEG that it was
+    # "not an image the browser can show".
+    stub_ui.page.route("**/samples/coffee.jpg", lambda route: route.abort("internetdisconnected"))
+    ui = stub_ui.open()
+    ui.upload(CHELSEA)
+    ui.wait_done()
+    ui.click_sample("coffee")
+    text = ui.wait_error()
+    assert text == "The sample photo could not be downloaded. Check your connection and try again."
+    assert ui.is_hidden("#results"), "the cat's result beside the coffee sample's error"
+    assert ui.controls_disabled() == [False, True, False, False, False, False], "no photo left for Classify to send"
+    assert len(stub_stack.predict_requests()) == 1
+    ui.page.unroute("**/samples/coffee.jpg")
+    ui.click_sample("coffee")
+    ui.wait_done()
+    assert "384×256" in ui.page.inner_text("#preview-caption"), "trying again sends the sample"
+
+
 def test_an_error_the_page_did_not_expect_is_told_and_the_controls_come_back(stub_ui: Any, stub_stack: Any) -> None:
     stub_ui.page.add_init_script("URL.createObjectURL = () => { throw new Error('no object URLs here'); };")
     ui = stub_ui.open()
