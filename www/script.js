@@ -570,11 +570,19 @@ async function decodeUrl(url) {
   return img;
 }
 
+/** A sample's pixels. A download that stalls is given up on as the API's answer is: the browser has no timeout of its
+ * own for it, and the page stayed "Shrinking the photo…", every control disabled, for as long as it hung. */
 async function decodeSample(src) {
+  let timer;
+  const stalled = new Promise((resolve, reject) => {
+    timer = setTimeout(() => reject(new SampleNotLoadedError()), REQUEST_TIMEOUT_MS);
+  });
   try {
-    return await decodeUrl(src);
+    return await Promise.race([decodeUrl(src), stalled]);
   } catch (err) {
     throw err instanceof NotAnImageError ? new SampleNotLoadedError() : err;
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -740,6 +740,30 @@ def test_a_sample_that_does_not_download_is_told_as_the_network_not_a_bad_image(
     assert "384×256" in ui.page.inner_text("#preview-caption"), "trying again sends the sample"
 
 
+def test_a_sample_whose_download_stalls_is_given_up_on(stub_ui: Any, stub_stack: Any) -> None:
+    # Nothing else ends a stalled image download: the page stayed "Shrinking the photo…", every control disabled.
+    held: list[Any] = []
+    ui = stub_ui
+    ui.page.route("**/samples/coffee.jpg", lambda route: held.append(route))
+    ui.page.clock.install()
+    try:
+        # The page's load event waits for the stalled thumbnail too.
+        ui.page.goto(f"{stub_stack.url}/", wait_until="domcontentloaded")
+        ui.page.wait_for_selector("html[data-ready='true']")
+        ui.click_sample("coffee")
+        expect_status(ui, "Shrinking the photo…")
+        ui.page.clock.run_for(34_000)
+        assert ui.page.get_attribute("#status", "data-state") == "busy"
+        ui.page.clock.run_for(2_000)
+        text = ui.wait_error()
+    finally:
+        for route in held:
+            route.abort()
+    assert text == "The sample photo could not be downloaded. Check your connection and try again."
+    assert ui.controls_disabled() == [False, True, False, False, False, False]
+    assert stub_stack.predict_requests() == []
+
+
 def test_an_error_the_page_did_not_expect_is_told_and_the_controls_come_back(stub_ui: Any, stub_stack: Any) -> None:
     stub_ui.page.add_init_script("URL.createObjectURL = () => { throw new Error('no object URLs here'); };")
     ui = stub_ui.open()
