@@ -640,8 +640,9 @@ function init() {
     pasteKey: document.getElementById("paste-key"),
   };
   const controls = [el.fileInput, el.classifyButton, ...el.samples];
-  // The page's own first status (index.html), shown again when the form is back to naming no photo.
-  const idleMessage = el.statusMessage.textContent;
+  // The status once the page is ready, and again when the form is back to naming no photo. index.html's own says
+  // the page is loading, for as long as this script has not run.
+  const idleMessage = "Pick a photo to start.";
   // What the line under the picker says with no photo (index.html): "No photo chosen".
   const noneChosen = el.fileChosen.textContent;
   // The picker's description without that line (index.html): the drop and paste offer, and the file hint.
@@ -1061,6 +1062,9 @@ function init() {
     once: true,
   });
 
+  // Only now that every control does what it offers (index.html disables them until then).
+  setBusy(false);
+  setStatus("idle", idleMessage);
   document.documentElement.dataset.ready = "true";
 }
 

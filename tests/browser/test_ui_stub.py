@@ -1509,6 +1509,21 @@ def test_labels_are_rendered_as_text_not_html(stub_ui: Any, stub_stack: Any) -> 
     assert ui.page.locator("#predictions img, #predictions b").count() == 0
 
 
+def test_a_page_whose_script_did_not_load_offers_nothing_it_cannot_do(stub_ui: Any, stub_stack: Any) -> None:
+    # On a poor connection script.js may take 30 s (a GPRS link) or never come: the page said "Pick a photo to
+    # start.", took the photo, and did nothing with it.
+    ui = stub_ui
+    ui.page.route("**/script.js", lambda route: route.abort("connectionreset"))
+    ui.page.goto(f"{stub_stack.url}/")
+    assert ui.status_text() == "Loading the page…"
+    assert ui.controls_disabled() == [True] * 6
+    ui.page.unroute("**/script.js")
+    ui.open()
+    assert ui.status_text() == "Pick a photo to start."
+    assert ui.page.get_attribute("#status", "data-state") == "idle"
+    assert ui.controls_disabled() == [False, True, False, False, False, False]
+
+
 def test_missing_config_is_reported_and_controls_disabled(page: Any, stub_ui: Any) -> None:
     page.route("**/config.js", lambda route: route.fulfill(status=200, body="", content_type="text/javascript"))
     ui = stub_ui.open()
