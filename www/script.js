@@ -730,7 +730,14 @@ function init() {
   try {
     url = predictUrl(window.APP_CONFIG);
   } catch (err) {
-    showError(`The page is not configured: ${err.message}.`);
+    // config.js is fetched afresh on each visit (no-store), so on a poor connection it is the file most likely not
+    // to come, and then defines nothing: that was told as "The page is not configured", where a reload may bring it.
+    // One that came without a usable apiUrl is the deployment's to fix.
+    showError(
+      window.APP_CONFIG === undefined
+        ? "The page could not load its settings (config.js). Reload the page to try again."
+        : `The page is not configured: ${err.message}.`,
+    );
     for (const control of controls) control.disabled = true;
     // Nothing can be sent, but a photo dropped on the page must not replace it (and this message) in the tab.
     for (const type of ["dragover", "drop"]) window.addEventListener(type, (event) => event.preventDefault());

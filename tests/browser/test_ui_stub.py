@@ -1524,11 +1524,29 @@ def test_a_page_whose_script_did_not_load_offers_nothing_it_cannot_do(stub_ui: A
     assert ui.controls_disabled() == [False, True, False, False, False, False]
 
 
-def test_missing_config_is_reported_and_controls_disabled(page: Any, stub_ui: Any) -> None:
-    page.route("**/config.js", lambda route: route.fulfill(status=200, body="", content_type="text/javascript"))
+@pytest.mark.parametrize(
+    ("config_js", "expected"),
+    [
+        # Not come (config.js is no-store: fetched on each visit, on a poor connection too): a reload may bring it.
+        (None, "The page could not load its settings (config.js). Reload the page to try again."),
+        ("", "The page could not load its settings (config.js). Reload the page to try again."),
+        # Come, without a usable apiUrl: the deployment's to fix, not the visitor's to reload.
+        ("window.APP_CONFIG = {};", "The page is not configured: window.APP_CONFIG.apiUrl is missing"),
+        ('window.APP_CONFIG = { apiUrl: "not a url" };', "The page is not configured: window.APP_CONFIG.apiUrl is not"),
+    ],
+)
+def test_missing_config_is_reported_and_controls_disabled(
+    page: Any, stub_ui: Any, config_js: str | None, expected: str
+) -> None:
+    if config_js is None:
+        page.route("**/config.js", lambda route: route.abort("connectionreset"))
+    else:
+        page.route(
+            "**/config.js", lambda route: route.fulfill(status=200, body=config_js, content_type="text/javascript")
+        )
     ui = stub_ui.open()
     assert ui.page.get_attribute("#status", "data-state") == "error"
-    assert "apiUrl is missing" in ui.status_text()
+    assert ui.status_text().startswith(expected)
     assert ui.controls_disabled() == [True] * 6
     # A photo dropped on the page anyway must not make the browser open it in place of this message.
     cancelled = ui.page.evaluate(
