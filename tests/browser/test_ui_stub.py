@@ -1524,6 +1524,19 @@ def test_a_page_whose_script_did_not_load_offers_nothing_it_cannot_do(stub_ui: A
     assert ui.controls_disabled() == [False, True, False, False, False, False]
 
 
+def test_a_browser_with_scripting_off_is_told_the_page_needs_it(make_ui: Any, stub_stack: Any) -> None:
+    # The markup's own status says "Loading the page…" until script.js has run, which with scripting off is never.
+    ui = make_ui(stub_stack, java_script_enabled=False)
+    ui.page.goto(f"{stub_stack.url}/")
+    notice = ui.page.locator("p.noscript")
+    assert notice.is_visible()
+    assert " ".join(notice.inner_text().split()) == (
+        "This page needs JavaScript to classify a photo: allow it for this site, then reload."
+    )
+    assert not ui.page.locator("#status").is_visible(), "the status would say 'Loading the page…' for ever"
+    assert ui.controls_disabled() == [True] * 6
+
+
 @pytest.mark.parametrize(
     ("config_js", "expected"),
     [
