@@ -27,6 +27,13 @@ COFFEE = WWW / "samples" / "coffee.jpg"
 NOT_AN_IMAGE = "not an image we can read"
 CANNOT_DECODE = "could not open the file"
 FILE_CHANGED = "could not be read: it was moved, deleted or changed since you chose it"
+# The page's request timeouts (AbortSignal.timeout), handed to the test to fire rather than waited out (35 s).
+FAKE_REQUEST_TIMEOUTS = """window.__timeouts = [];
+    AbortSignal.timeout = (ms) => {
+        const controller = new AbortController();
+        window.__timeouts.push({ ms, fire: () => controller.abort(new DOMException("timed out", "TimeoutError")) });
+        return controller.signal;
+    };"""
 
 
 def expect_status(ui: Any, text: str) -> None:
@@ -1304,14 +1311,7 @@ def test_a_slow_answer_says_the_model_may_be_waking_up(stub_ui: Any, stub_stack:
 def test_an_api_that_never_answers_is_given_up_on(stub_ui: Any, stub_stack: Any) -> None:
     # The page's own timeout is handed to the test, which fires it rather than waiting 35 s.
     ui = stub_ui
-    ui.page.add_init_script(
-        """window.__timeouts = [];
-        AbortSignal.timeout = (ms) => {
-            const controller = new AbortController();
-            window.__timeouts.push({ ms, fire: () => controller.abort(new DOMException("timed out", "TimeoutError")) });
-            return controller.signal;
-        };"""
-    )
+    ui.page.add_init_script(FAKE_REQUEST_TIMEOUTS)
     gate = threading.Event()
     stub_stack.script({"status": 200, "gate": gate})
     try:
@@ -1332,21 +1332,14 @@ def test_an_answer_whose_body_stalls_is_given_up_on_as_not_answered(stub_ui: Any
     # The status and headers came, the body did not: the timeout ends the read, and the page told an answer it had
     # never received as a malformed one ("could not read: the answer has no 'predictions' list").
     ui = stub_ui
-    ui.page.add_init_script(
-        """window.__timeouts = [];
-        AbortSignal.timeout = (ms) => {
-            const controller = new AbortController();
-            window.__timeouts.push(() => controller.abort(new DOMException("timed out", "TimeoutError")));
-            return controller.signal;
-        };"""
-    )
+    ui.page.add_init_script(FAKE_REQUEST_TIMEOUTS)
     gate = threading.Event()
     stub_stack.script({"status": 200, "body_gate": gate})
     try:
         ui.open()
         with ui.page.expect_response(re.compile(r"/predict\?")):
             ui.upload(CHELSEA)
-        ui.page.evaluate("() => window.__timeouts[0]()")
+        ui.page.evaluate("() => window.__timeouts[0].fire()")
         text = ui.wait_error()
     finally:
         gate.set()
