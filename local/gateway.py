@@ -113,7 +113,7 @@ def build_event(
         query[key] = f"{query[key]},{value}" if key in query else value
     now = time.time() if now is None else now
     _gateway_headers(joined, source_ip=source_ip, scheme=scheme, port=port, now=now)
-    request_id = request_id or uuid.uuid4().hex[:16]
+    request_id = request_id or new_request_id()
     text = is_text_body(joined.get("content-type"), body)
     event = {
         "version": "2.0",
@@ -205,6 +205,11 @@ def event_too_large(event: dict) -> bool:
     # Serialised every time: escapes and UTF-8 (a newline is two bytes, a control character six, a latin-1 header
     # byte two) make any shortcut on the body's length wrong. A few tens of microseconds for a normal request.
     return len(json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()) > LAMBDA_MAX_EVENT_BYTES
+
+
+def new_request_id() -> str:
+    """An id for one request, as API Gateway gives each its `apigw-requestid` (and the event's requestId)."""
+    return uuid.uuid4().hex[:16]
 
 
 def gateway_error(status: int) -> HttpResponse:

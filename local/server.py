@@ -413,7 +413,7 @@ class ShutdownGuard:
             if scope["type"] != "http" or started:
                 return
             answer = gateway.gateway_error(503)
-            answer.headers.append(("apigw-requestid", uuid.uuid4().hex[:16]))  # as on every answer of the gateway's
+            answer.headers.append(("apigw-requestid", gateway.new_request_id()))
             headers = [(k.encode(), v.encode()) for k, v in answer.headers]
             try:
                 await send({"type": "http.response.start", "status": answer.status, "headers": headers})
@@ -549,14 +549,14 @@ def create_app(
             answer = gateway.HttpResponse(
                 503, [("content-type", "application/json")], json.dumps({"message": STOPPING_MESSAGE}).encode()
             )
-            answer.headers.extend([("apigw-requestid", uuid.uuid4().hex[:16]), *CLOSE.items()])
+            answer.headers.extend([("apigw-requestid", gateway.new_request_id()), *CLOSE.items()])
             return _respond(answer)
         with drain.tracking():
             return await gateway_tier(request)
 
     async def gateway_tier(request: Request) -> Response:
         origin = request.headers.get("origin")
-        request_id = uuid.uuid4().hex[:16]
+        request_id = gateway.new_request_id()
         if request.method == "OPTIONS":  # API Gateway answers it itself, with its id as on every answer of its own
             preflight = cors_headers(origin)
             if preflight:
@@ -737,7 +737,7 @@ def create_app(
         """API Gateway's 404 for a route the API does not have (any other path, or a method other than POST on
         /predict): its id, as on every answer of its own, and no CORS headers."""
         answer = gateway.gateway_error(404)
-        answer.headers.append(("apigw-requestid", uuid.uuid4().hex[:16]))
+        answer.headers.append(("apigw-requestid", gateway.new_request_id()))
         return _respond(answer)
 
     async def site(request: Request) -> Response:
