@@ -1530,6 +1530,27 @@ def test_a_browser_with_scripting_off_is_told_the_page_needs_it(make_ui: Any, st
     assert ui.controls_disabled() == [True] * 6
 
 
+@pytest.mark.parametrize("scripting", [False, True], ids=["scripting-off", "scripting-on"])
+def test_the_loading_status_is_hidden_with_scripting_off_where_css_has_no_scripting_media_feature(
+    make_ui: Any, stub_stack: Any, scripting: bool
+) -> None:
+    # @media (scripting: none) came in Safari 17, Firefox 113 and Chrome 120: Safari 16, Chrome 109 (Android 7's
+    # last) and Samsung Internet before 25 drop the rule, and showed "Loading the page…" under the notice that the
+    # page needs JavaScript. Such an engine is simulated by serving style.css without that rule. With scripting on,
+    # the status must still show, whatever hides it with scripting off.
+    ui = make_ui(stub_stack, java_script_enabled=scripting)
+    css = re.sub(r"@media \(scripting: none\) \{.*?\n\}\n", "", (WWW / "style.css").read_text(), flags=re.S)
+    ui.page.route("**/style.css", lambda route: route.fulfill(body=css, content_type="text/css"))
+    if scripting:
+        ui.open()
+        assert ui.page.locator("#status").is_visible()
+        assert ui.status_text() == "Pick a photo to start."
+        return
+    ui.page.goto(f"{stub_stack.url}/")
+    assert ui.page.locator("p.noscript").is_visible()
+    assert not ui.page.locator("#status").is_visible(), "'Loading the page…' beside 'This page needs JavaScript'"
+
+
 @pytest.mark.parametrize(
     ("config_js", "expected"),
     [
