@@ -48,7 +48,9 @@ CONTAINER_PYTHON = "cp312"
 # Where the onnxruntime wheel is unpacked in the tarball; inference.py puts code/vendor/cpXY on sys.path for its Python.
 VENDOR_PREFIX = f"code/vendor/{CONTAINER_PYTHON}/"
 ONNX_OPSET = 17
-# Parts of the onnxruntime wheel that inference never imports (training/quantisation/transformer tools).
+# Parts of the onnxruntime wheel that inference never imports (training/quantisation/transformer tools). Its LICENSE
+# and ThirdPartyNotices.txt are never imported either, but stay: the MIT licence asks that its notice go with every
+# copy, and the notices file carries the terms of what the extension links in (protobuf, flatbuffers, Eigen, …).
 ORT_SKIP = (
     # The C API library (29 MB, 11 MB gzipped): the Python extension does not link it (readelf shows no NEEDED
     # entry) and nothing loads it, so shipping it only slows every cold start's download and unpack.

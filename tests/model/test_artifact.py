@@ -493,6 +493,9 @@ def test_vendored_onnxruntime_is_for_the_container_python(artifact):
     assert not any("/onnxruntime/tools/" in n or "/onnxruntime/transformers/" in n for n in vendored)
     # The C API library is 29 MB that the Python extension never loads (test_vendored_py312 serves without it).
     assert not any("/libonnxruntime.so" in n for n in vendored)
+    # What ORT_SKIP must never drop: the licence and the third-party notices that go with every copy of the wheel.
+    notices = {f"{package.VENDOR_PREFIX}onnxruntime/{name}" for name in ("LICENSE", "ThirdPartyNotices.txt")}
+    assert notices <= set(vendored), sorted(notices - set(vendored))
 
 
 @pytest.fixture(scope="module")
