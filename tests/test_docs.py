@@ -1347,3 +1347,25 @@ def test_the_concurrency_alarms_row_says_which_throttled_calls_the_proxy_logs():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     [row] = [line for line in readme.splitlines() if line.startswith("| `<endpoint>-concurrency` |")]
     assert "only when the retry is refused too" in row and "none if every retry found a slot" in row, row
+
+
+# ==================================================================================================
+# The Credits name every third-party distribution the Lambda asset carries.
+
+
+def uncredited_distributions(readme: str, names: list[str]) -> list[str]:
+    """The distributions (canonical names) that the README's Credits do not name as `name`."""
+    credits = after(readme, "\n## Credits\n")
+    return [name for name in names if f"`{name}`" not in credits]
+
+
+def test_the_credits_name_every_distribution_the_lambda_asset_bundles():
+    """The asset copies Powertools and what it requires, each with its licence file: a reviewer of what is shipped
+    reads the Credits, which named ONNX Runtime alone."""
+    from components.lambda_bundle import BUNDLED_DISTRIBUTIONS, canonical_name, resolve_distributions
+
+    names = [canonical_name(dist.metadata["Name"]) for dist in resolve_distributions(BUNDLED_DISTRIBUTIONS)]
+    assert "aws-lambda-powertools" in names
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert uncredited_distributions(readme, names) == []
+    assert uncredited_distributions(readme, [*names, "left-pad"]) == ["left-pad"]
