@@ -41,6 +41,10 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 logger = logging.getLogger(__name__)
+# At DEBUG Pillow logs every EXIF tag it reads or writes, values included: a visitor's GPS position, camera and name
+# (Artist) from each photo turned in place. A DEBUG root logger (`python -m local --log-level debug` runs this module
+# under it) must never put them into the logs, so Pillow is held at INFO, or at the root's level if that is higher.
+logging.getLogger("PIL").setLevel(max(logging.INFO, logging.getLogger().getEffectiveLevel()))
 
 # ---------------------------------------------------------------------------------------------------------
 # Content types and limits

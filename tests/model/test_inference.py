@@ -946,6 +946,31 @@ def test_pillows_warnings_about_a_file_stay_out_of_the_logs(inference):
     assert escaped == []
 
 
+def test_a_photos_exif_stays_out_of_a_debug_log(model_dir, tmp_path):
+    # Pillow logs every EXIF tag it reads or writes at DEBUG, values included: a portrait phone photo (orientation
+    # 6, turned in place) put its GPS position, camera and owner's name into `python -m local --log-level debug`'s
+    # stderr, where the runtime tier's root logger is DEBUG. The root is set before the module loads, as there.
+    import subprocess
+    import sys
+
+    exif = Image.Exif()
+    exif[0x010F], exif[0x013B], exif[0x0112] = "PhoneMaker", "Jane Q. Owner", 6  # Make, Artist, Orientation
+    exif[0x8825] = {1: "N", 2: (48.0, 51.0, 29.123), 3: "E", 4: (2.0, 17.0, 40.456)}  # GPSInfo
+    body = tmp_path / "portrait.jpg"
+    body.write_bytes(encode(photo("chelsea.jpg").rotate(90, expand=True), "JPEG", exif=exif.tobytes()))
+    script = (
+        "import logging, sys; logging.basicConfig(level=logging.DEBUG, stream=sys.stdout)\n"
+        "sys.path.insert(0, sys.argv[1] + '/code'); import inference\n"
+        "print(inference.decode_image(open(sys.argv[2], 'rb').read()).size)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(model_dir), str(body)], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0 and "(451, 300)" in out.stdout, out.stderr[-2000:]
+    logged = out.stdout + out.stderr
+    assert not [text for text in ("PhoneMaker", "Jane Q. Owner", "29.123", "GPS") if text in logged], logged[-3000:]
+
+
 @pytest.mark.parametrize(("orientation", "rotate"), [(6, 90), (8, 270), (3, 180)])
 def test_exif_orientation_is_applied(inference, classifier, orientation, rotate):
     upright = photo("chelsea.jpg")  # landscape 451x300
