@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import errno
 import fcntl
+import glob
 import gzip
 import hashlib
 import importlib.metadata
@@ -570,7 +571,9 @@ def build(
         f"onnxruntime={'vendored ' + ort_wheel.name if ort_wheel else 'not vendored'}"
     )
     print(encodable(inputs, sys.stdout))  # "?" for what the terminal lacks: the weights' id is UTF-8 (utf8_name)
-    with one_build_at_a_time(out):
+    with one_build_at_a_time(out) as locked:
+        if locked:
+            remove_leftover_temp_files(out)
         # Compared as bytes: a stamp or checksum garbled on disk (not UTF-8) is stale, not a UnicodeDecodeError
         # traceback on every later build until it is deleted by hand.
         if not force and _intact(out) and stamp.exists() and stamp.read_bytes().strip() == fp.encode():
@@ -600,6 +603,7 @@ def one_build_at_a_time(out: Path):
     """Hold a lock on `out`'s folder: a second build (`make model` and `make model INT8=1` in two terminals) waits,
     then checks its stamp. Two at once, the artifact, its .inputs and its .sha256 could come from different builds,
     the stamp saying "up to date" for the other build's model. The folder itself is locked, so nothing is left there.
+    Yields whether the lock is held.
     """
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -607,19 +611,29 @@ def one_build_at_a_time(out: Path):
     except PermissionError:  # a folder files may be made in but not listed (0733): built unlocked, as before
         fd = None
     if fd is None:
-        yield
+        yield False
         return
     try:
+        locked = True
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             print(f"waiting for another build in {out.parent} to finish ...", flush=True)
             fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError:  # a file system without flock (some NFS mounts): built unlocked, as before
-            pass
-        yield
+            locked = False
+        yield locked
     finally:
         os.close(fd)
+
+
+def remove_leftover_temp_files(out: Path) -> None:
+    """Remove write_tarball's temp files left beside `out` by builds killed outright (kill -9, the OOM killer), which
+    no handler can clean up after: each stayed in model/dist, hidden, up to the artifact's size, and every later
+    build, up to date or not, left it there. Only with the folder's lock held: a live build writing one waits on it."""
+    for leftover in out.parent.glob(f".{glob.escape(out.name)}.*.tmp"):
+        with contextlib.suppress(OSError):  # not ours to fail the build over: it was to be left anyway
+            leftover.unlink()
 
 
 def write_stamp(path: Path, text: str) -> None:

@@ -6,6 +6,7 @@ promise fails on its own and none needs an ONNX export.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import http.client
@@ -281,6 +282,38 @@ def test_a_lost_stamp_or_checksum_rebuilds(stub_build, lost):
     (b.out.parent / lost).unlink()
     assert package.build(b.source, b.out, onnx=False)[1] is True
     assert package.build(b.source, b.out, onnx=False)[1] is False
+
+
+@pytest.mark.parametrize("up_to_date", [False, True], ids=["rebuilt", "up to date"])
+def test_the_next_build_removes_the_temp_file_of_one_killed_outright(stub_build, up_to_date):
+    """kill -9 (or the OOM killer) while the tarball was written left a hidden .model.tar.gz.*.tmp in model/dist, up
+    to the artifact's size, and every later build left it there, saying up to date."""
+    b = stub_build
+    package.build(b.source, b.out, onnx=False)
+    if not up_to_date:
+        (b.code / "inference.py").write_text("# v2\n")
+    leftover = b.out.parent / ".model.tar.gz.k1ll3d9x.tmp"
+    leftover.write_bytes(b"half a tarball")
+    other = b.out.parent / ".other.tar.gz.k1ll3d9x.tmp"  # another artifact's: its own build removes it
+    other.write_bytes(b"")
+    assert package.build(b.source, b.out, onnx=False)[1] is not up_to_date
+    assert not leftover.exists()
+    assert other.exists()
+
+
+def test_a_build_without_the_folders_lock_leaves_temp_files_be(stub_build, monkeypatch):
+    """Unlocked (a file system without flock), the temp file may be a live build's, which its rename would miss."""
+    b = stub_build
+    b.out.parent.mkdir()
+    live = b.out.parent / ".model.tar.gz.l1v3b1ld.tmp"
+    live.write_bytes(b"being written")
+
+    def no_flock(fd, op):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(package.fcntl, "flock", no_flock)
+    package.build(b.source, b.out, onnx=False)
+    assert live.exists()
 
 
 @pytest.mark.parametrize("garbled", ["model.tar.gz.inputs", "model.tar.gz.sha256"])
