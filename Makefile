@@ -7,6 +7,11 @@ VENV := venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 PORT ?= 8000
+# tcsh exports HOST, this machine's name, to every program it runs, and `make demo` took it for the address to bind
+# (then refused it as not loopback). Only HOST= on make's command line (or make -e) says where the demo listens.
+ifeq ($(origin HOST),environment)
+HOST := 127.0.0.1
+endif
 HOST ?= 127.0.0.1
 RUNTIME ?= inprocess
 # Loopback only unless asked: `make demo HOST=0.0.0.0 ALLOW_REMOTE=1` exposes the demo beyond this machine.

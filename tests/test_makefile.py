@@ -32,11 +32,11 @@ def make_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in leaked}
 
 
-def make(*args: str, cwd) -> subprocess.CompletedProcess:
+def make(*args: str, cwd, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`make` on the copied Makefile as a user would run it: under `make test` the outer make's MAKEFLAGS (its
     variables, -n/-k), MAKELEVEL (which adds "Entering directory" lines) and the settings it was given would otherwise
-    leak in."""
-    env = make_env()
+    leak in. `env` adds to that environment what the user's shell exports."""
+    env = {**make_env(), **(env or {})}
     # In its own process group, all of it killed on the timeout: subprocess.run kills make alone, and a `make demo`
     # that started the stack instead of refusing its value left it serving on port 8000 after the test.
     with subprocess.Popen(
@@ -458,6 +458,21 @@ def test_demo_passes_a_host_with_a_space_as_one_argument(tmp_path):
         shutil.copy(ROOT / name, tmp_path / name)
     command = make("-n", "demo", "HOST=not a host", cwd=tmp_path).stdout.strip().splitlines()[-1]
     assert "--host 'not a host' --port '8000'" in command, command
+
+
+@pytest.mark.parametrize("exported", ["myhost.example", "0.0.0.0"])
+def test_demo_binds_loopback_whatever_host_the_shell_exports(tmp_path, exported):
+    """tcsh exports HOST, this machine's name, to every program it runs: `make demo` took it for the address to
+    bind and refused to start ("refusing to bind myhost.example ... Pass --allow-remote"). Only HOST= on make's
+    command line says where the demo listens."""
+    recording_python(tmp_path)
+    run = make("demo", cwd=tmp_path, env={"HOST": exported})
+    assert run.returncode == 0, run.stderr
+    assert "-m local --host 127.0.0.1 --port 8000" in (tmp_path / "python.log").read_text()
+    (tmp_path / "python.log").unlink()
+    run = make("demo", "HOST=::1", cwd=tmp_path, env={"HOST": exported})
+    assert run.returncode == 0, run.stderr
+    assert "-m local --host ::1 --port 8000" in (tmp_path / "python.log").read_text()
 
 
 def test_demo_passes_a_runtime_with_a_space_as_one_argument(tmp_path):
