@@ -1073,7 +1073,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
     # path_argument: `--out=~/latest.md` (no shell expands that ~) made a folder named ~ in the current one.
-    parser.add_argument("--out", type=path_argument, default=ROOT / "bench" / "results" / "latest.md")
+    parser.add_argument(
+        "--out",
+        type=path_argument,
+        default=ROOT / "bench" / "results" / "latest.md",
+        help="the file the results table (Markdown) is written to (default: bench/results/latest.md)",
+    )
     args = parser.parse_args(argv)
     if not ARTIFACT.exists():
         print("error: model/dist/model.tar.gz is missing: run `make model`", file=sys.stderr)

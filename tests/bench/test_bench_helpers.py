@@ -706,6 +706,23 @@ def test_help_gives_the_exit_statuses(capsys):
     assert "1 a target missed or not measured" in capsys.readouterr().out
 
 
+def test_help_describes_every_option(capsys):
+    """`python -m bench --help` listed `--out OUT` with no word of what it is or where the table goes by default."""
+    import bench.__main__ as bench
+
+    with pytest.raises(SystemExit):
+        bench.main(["--help"])
+    options = capsys.readouterr().out.split("\noptions:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    undescribed = [
+        line.split()[0]
+        for line, following in zip(options, [*options[1:], ""], strict=True)
+        # argparse puts the description after the option on its line, or alone on the next, indented further.
+        if line.startswith("  -") and len(line.strip().split("  ")) == 1 and not following.startswith("    ")
+    ]
+    assert len(options) >= 3 and undescribed == [], options
+    assert "bench/results/latest.md" in "\n".join(options)
+
+
 class Serving:  # a serving stack that starts and answers, at a steady 1000 MB
     def __init__(self, *_):
         pass
