@@ -1064,6 +1064,17 @@ def write_whole(out: Path, text: str) -> None:
         raise
 
 
+def table_file(value: str) -> Path:
+    """--out's file. A path that ends in / names a folder even before it is made: `--out results/` wrote the table,
+    after the whole run, to a file named results."""
+    path = path_argument(value)
+    if value.endswith("/"):
+        raise argparse.ArgumentTypeError(
+            f"{value} names a folder: name the file to write the table to, such as {value}latest.md"
+        )
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineErrorParser(
         prog="python -m bench",
@@ -1072,10 +1083,11 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
-    # path_argument: `--out=~/latest.md` (no shell expands that ~) made a folder named ~ in the current one.
+    # path_argument (in table_file): `--out=~/latest.md` (no shell expands that ~) made a folder named ~ in the current
+    # one.
     parser.add_argument(
         "--out",
-        type=path_argument,
+        type=table_file,
         default=ROOT / "bench" / "results" / "latest.md",
         help="the file the results table (Markdown) is written to (default: bench/results/latest.md)",
     )

@@ -686,6 +686,22 @@ def test_out_expands_a_tilde_and_refuses_an_empty_path(monkeypatch, tmp_path, ca
     assert capsys.readouterr().err.startswith("error: argument --out: the path is empty")
 
 
+@pytest.mark.parametrize("made", [True, False])
+def test_out_naming_a_folder_is_refused_naming_a_file_to_give(monkeypatch, tmp_path, capsys, made):
+    """`--out results/` for a folder not made yet wrote the table, after the whole run, to a file named results."""
+    bench = stub_sections(monkeypatch, tmp_path)
+    if made:
+        (tmp_path / "results").mkdir()
+    with pytest.raises(SystemExit) as exited:
+        bench.main(["--out", f"{tmp_path}/results/"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == (
+        f"error: argument --out: {tmp_path}/results/ names a folder: name the file to write the table to, such as "
+        f"{tmp_path}/results/latest.md; see `python -m bench --help`\n"
+    )
+    assert (tmp_path / "results").is_dir() == made
+
+
 def test_a_refused_argument_is_one_line(capsys):
     """argparse printed its usage line above the error; `python -m local` and `python -m model.package` say it in
     one line."""
