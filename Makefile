@@ -177,7 +177,17 @@ loadtest: venv model
 
 # Keeps model/dist/wheels (the downloaded onnxruntime wheel): an offline `make model` after `make clean` still
 # vendors it. `rm -rf model/dist` removes that too. rm's errors are not hidden: a model it could not remove (left
-# root-owned by `sudo make test`) stayed, and clean said nothing and succeeded.
+# root-owned by `sudo make test`) stayed, and clean said nothing and succeeded. Each item is removed whatever became
+# of the one before (the first that failed left the rest too), and clean fails naming what stayed. A model/dist that
+# links elsewhere (a shared build folder) is not this checkout's to empty: it is left, and clean says so.
 clean:
-	if [ -d model/dist ]; then find model/dist -mindepth 1 -maxdepth 1 ! -name wheels -exec rm -rf {} +; fi
-	rm -rf test-artifacts .pytest_cache
+	@failed=; \
+	if [ -L model/dist ]; then \
+	  echo "model/dist links to $$(readlink model/dist): left as it is, not emptied (rm model/dist removes the link only)"; \
+	elif [ -d model/dist ]; then \
+	  find model/dist -mindepth 1 -maxdepth 1 ! -name wheels -exec rm -rf {} + || { \
+	    left=$$(find model/dist -mindepth 1 -maxdepth 1 ! -name wheels 2>/dev/null | tr '\n' ' '); \
+	    failed="$${left:-model/dist }"; }; \
+	fi; \
+	for item in test-artifacts .pytest_cache; do rm -rf "$$item" || failed="$$failed$$item "; done; \
+	if [ -n "$$failed" ]; then echo "error: make clean could not remove $${failed% } (rm said why above)" >&2; exit 1; fi

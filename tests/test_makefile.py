@@ -685,6 +685,53 @@ def test_clean_that_cannot_remove_the_model_fails_saying_why(tmp_path, monkeypat
     assert "rm: cannot remove 'model/dist/model.tar.gz': Permission denied" in run.stderr, run.stderr
 
 
+def test_clean_removes_the_rest_when_the_model_cannot_be_removed(tmp_path, monkeypatch):
+    """`make clean` stopped at the first rm that failed: a model it could not remove (root-owned, after a
+    `sudo make test`) also left test-artifacts/ and .pytest_cache behind. Each goes on its own; clean still fails,
+    naming what stayed."""
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    for path in ("model/dist/model.tar.gz", "model/dist/model.tar.gz.sha256", "test-artifacts/shot.png"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).touch()
+    (tmp_path / ".pytest_cache").mkdir()
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "rm").write_text(  # as rm does: refuses the model, removes every other path it is given
+        '#!/bin/sh\nstatus=0\nfor a in "$@"; do case "$a" in -*) ;;\n'
+        "  *model.tar.gz) echo \"rm: cannot remove '$a': Permission denied\" >&2; status=1;;\n"
+        f'  *) {shutil.which("rm")} -rf "$a";; esac; done\nexit $status\n'
+    )
+    (bin_dir / "rm").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    run = make("clean", cwd=tmp_path)
+    assert run.returncode != 0, run.stderr
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if "bin" not in p.parts) == [
+        "Makefile",
+        "model",
+        "model/dist",
+        "model/dist/model.tar.gz",
+    ]
+    assert "error: make clean could not remove model/dist/model.tar.gz" in run.stderr, run.stderr
+
+
+def test_clean_leaves_a_symlinked_model_dist_and_says_so(tmp_path):
+    """model/dist linked to a folder elsewhere (a shared build cache) is not emptied: that folder is not this
+    checkout's to delete from. It stays, the rest goes, and clean says what it left."""
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    linked = tmp_path / "elsewhere"
+    for path in ("model.tar.gz", "wheels/onnxruntime.whl"):
+        (linked / path).parent.mkdir(parents=True, exist_ok=True)
+        (linked / path).touch()
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "dist").symlink_to(linked)
+    (tmp_path / "test-artifacts").mkdir()
+    run = make("clean", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert (linked / "model.tar.gz").exists() and (tmp_path / "model" / "dist").is_symlink()
+    assert not (tmp_path / "test-artifacts").exists()
+    assert f"model/dist links to {linked}: left as it is" in run.stdout, run.stdout
+
+
 @pytest.mark.parametrize(
     ("target", "commands"),
     [
