@@ -312,6 +312,22 @@ export class BadResponseError extends Error {
   }
 }
 
+/**
+ * A 200's body as JSON. The API answers nothing else: a web page in its place came from something in between (a
+ * proxy, a network's sign-in page), and was told as JSON without its list ("the answer has no 'predictions' list").
+ */
+export function parseSuccessBody(text, contentType) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    if (!text.trim()) throw new BadResponseError("an empty body");
+    if (/^text\/html\b/i.test(contentType || "") || /^\s*</.test(text)) {
+      throw new BadResponseError("a web page instead of JSON, most likely from a proxy or a network's sign-in page");
+    }
+    throw new BadResponseError("not JSON");
+  }
+}
+
 /** The predictions of a 200 body, validated, so a malformed answer is an error instead of a blank list. */
 export function parsePredictions(body) {
   if (!body || !Array.isArray(body.predictions) || body.predictions.length === 0) {
@@ -840,7 +856,7 @@ function init() {
       if (response.ok) {
         let predictions;
         try {
-          predictions = parsePredictions(body);
+          predictions = parsePredictions(parseSuccessBody(text, response.headers.get("content-type")));
         } catch (err) {
           showError(`The API sent an answer we could not read: ${err.message}.`, requestId);
           return;

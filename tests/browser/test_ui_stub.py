@@ -1491,6 +1491,34 @@ def test_malformed_success_body_is_an_error(stub_ui: Any, stub_stack: Any, body:
     assert ui.is_hidden("#predictions-wrap")
 
 
+@pytest.mark.parametrize(
+    ("answer", "says"),
+    [
+        # A proxy or a network's sign-in page that answers in the API's place, with a 200 of its own.
+        (
+            {
+                "body": "<!DOCTYPE html><html><body><h1>Sign in to the Wi-Fi</h1></body></html>",
+                "media_type": "text/html",
+            },
+            "could not read: a web page instead of JSON, most likely from a proxy or a network's sign-in page.",
+        ),
+        ({"body": "<html><body>OK</body></html>"}, "a web page instead of JSON"),  # as text/plain
+        ({"body": ""}, "could not read: an empty body."),
+        ({"body": "OK"}, "could not read: not JSON."),
+    ],
+)
+def test_a_success_that_is_not_json_says_what_came(stub_ui: Any, stub_stack: Any, answer: Any, says: str) -> None:
+    """A 200 whose body is no JSON was told as JSON without its list: "the answer has no 'predictions' list"."""
+    stub_stack.script({"status": 200, **answer})
+    ui = stub_ui.open()
+    ui.upload(CHELSEA)
+    text = ui.wait_error()
+    assert says in text, text
+    assert "'predictions'" not in text and "<" not in text and "Unexpected" not in text
+    assert "Request id (for support): stub-req-1" in text
+    assert ui.is_hidden("#predictions-wrap")
+
+
 def test_labels_are_rendered_as_text_not_html(stub_ui: Any, stub_stack: Any) -> None:
     # The CSP would block the onerror handler anyway; what must not happen is markup becoming elements.
     hostile = '<b>bold</b><img src=x onerror="window.__owned = 1">'
