@@ -172,7 +172,13 @@ def measure(images: Sequence[Path], qualities: Sequence[float]) -> tuple[list[Im
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.jpeg_quality", description=__doc__.splitlines()[0])
     parser.add_argument("images", nargs="*", type=Path, help="default: www/samples/*.jpg")
-    parser.add_argument("--qualities", nargs="+", type=float, default=[0.9, 0.95])
+    parser.add_argument(
+        "--qualities",
+        nargs="+",
+        type=float,
+        default=[0.9, 0.95],
+        help="JPEG qualities to compare with the PNG, each above 0 and at most 1 (default: 0.9 0.95)",
+    )
     args = parser.parse_args(argv)
     qualities = list(dict.fromkeys(args.qualities))  # a quality given twice would count its images twice
     images = args.images or sorted((WWW / "samples").glob("*.jpg"))

@@ -570,8 +570,12 @@ def stack_url(text: str) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = OneLineErrorParser(prog="python -m bench.loadtest", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=positive(int), default=1000)
-    parser.add_argument("--concurrency", type=positive(int), default=8)
+    parser.add_argument(
+        "--requests", type=positive(int), default=1000, help="requests sent in the load phase (default: 1000)"
+    )
+    parser.add_argument(
+        "--concurrency", type=positive(int), default=8, help="clients sending them at once (default: 8)"
+    )
     parser.add_argument("--duration-cap", type=positive(float), default=120.0, help="seconds; the load stops there")
     parser.add_argument(
         "--url",
@@ -580,8 +584,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "throttle, as `make demo` runs by default, API Gateway's own 429 answers most of the load)",
     )
     parser.add_argument("--pid", type=int, help="with --url: the server's pid, for the memory figure")
-    parser.add_argument("--skip-faults", action="store_true")
-    parser.add_argument("--skip-broken-artifact", action="store_true")
+    parser.add_argument(
+        "--skip-faults",
+        action="store_true",
+        help="skip the injected faults after the load (slow model, model errors, throttling, model down, a crash)",
+    )
+    parser.add_argument(
+        "--skip-broken-artifact",
+        action="store_true",
+        help="skip starting a stack on an artifact whose model_fn fails, which must refuse to start",
+    )
     parser.add_argument(
         "--artifact",
         type=path_argument,  # `--artifact=~/m.tar.gz` was looked for under a folder named ~ in the current one

@@ -722,21 +722,36 @@ def test_help_gives_the_exit_statuses(capsys):
     assert "1 a target missed or not measured" in capsys.readouterr().out
 
 
-def test_help_describes_every_option(capsys):
-    """`python -m bench --help` listed `--out OUT` with no word of what it is or where the table goes by default."""
-    import bench.__main__ as bench
-
-    with pytest.raises(SystemExit):
-        bench.main(["--help"])
-    options = capsys.readouterr().out.split("\noptions:\n", 1)[1].split("\n\n", 1)[0].splitlines()
-    undescribed = [
+def undescribed_options(help_text: str) -> list[str]:
+    """The options argparse's --help lists without a word of what they are."""
+    options = help_text.split("\noptions:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    return [
         line.split()[0]
         for line, following in zip(options, [*options[1:], ""], strict=True)
         # argparse puts the description after the option on its line, or alone on the next, indented further.
         if line.startswith("  -") and len(line.strip().split("  ")) == 1 and not following.startswith("    ")
     ]
-    assert len(options) >= 3 and undescribed == [], options
-    assert "bench/results/latest.md" in "\n".join(options)
+
+
+@pytest.mark.parametrize("module", ["bench.__main__", "bench.loadtest", "bench.jpeg_quality"])
+def test_help_describes_every_option(module, capsys):
+    """`python -m bench --help` listed `--out OUT` with no word of what it is or where the table goes by default;
+    `python -m bench.loadtest --help` its --requests, --concurrency and both --skip options, bench.jpeg_quality its
+    --qualities."""
+    import importlib
+
+    with pytest.raises(SystemExit) as exited:
+        importlib.import_module(module).main(["--help"])
+    assert exited.value.code == 0
+    text = capsys.readouterr().out
+    assert "\n  --" in text and undescribed_options(text) == [], text
+    if module == "bench.__main__":
+        assert "bench/results/latest.md" in text
+
+
+def test_undescribed_options_finds_a_bare_option():
+    text = "usage: x\n\noptions:\n  -h, --help  show this help message and exit\n  --bare BARE\n  --told  said\n"
+    assert undescribed_options(text) == ["--bare"]
 
 
 class Serving:  # a serving stack that starts and answers, at a steady 1000 MB
