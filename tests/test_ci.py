@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -391,3 +392,25 @@ def test_every_checkout_has_lf_line_ends_and_leaves_the_photos_alone():
     }
     assert not wrong, wrong
     assert any(name.endswith(".jpg") for name in names)
+
+
+def test_a_model_that_cannot_be_built_fails_with_the_builders_error_line(monkeypatch, capsys):
+    """`pytest tests/model` with no model/dist and no ../shared, offline: one line that says what to do."""
+    from model import package
+    from tests.conftest import build_missing_artifact
+
+    def offline_build(argv):
+        print(
+            "error: could not download https://x/m.pth (no network); offline, pass MODEL_WEIGHTS=FILE", file=sys.stderr
+        )
+        return 2
+
+    monkeypatch.setattr(package, "main", offline_build)
+    with pytest.raises(pytest.fail.Exception) as failed:
+        build_missing_artifact(None)
+    assert not failed.value.pytrace
+    assert str(failed.value).endswith(
+        "is missing and building it as `make model` does failed: "
+        "error: could not download https://x/m.pth (no network); offline, pass MODEL_WEIGHTS=FILE"
+    )
+    assert "could not download" in capsys.readouterr().err  # still in the captured output, with what came before
