@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import io
 import os
 import signal
 import subprocess
 import sys
 import tarfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
@@ -21,7 +23,43 @@ ARTIFACT = ROOT / "model" / "dist" / "model.tar.gz"
 SHARED_WEIGHTS = ROOT.parent / "shared" / "weights" / "mobilenet_v2_imagenet.pth"
 
 
+def unmet_requirements(texts: Iterable[str], version_of: Callable[[str], str | None]) -> list[str]:
+    """Each requirement in the requirements-file `texts` that the installed distributions do not meet, with what is
+    there instead: "httpx (absent)", "pytest==9.2.0 (9.0.3)". `version_of(name)` is None when it is absent."""
+    from packaging.requirements import Requirement
+
+    unmet = []
+    for text in texts:
+        for raw in text.splitlines():
+            if not (line := raw.split("#", 1)[0].strip()):
+                continue
+            requirement = Requirement(line)
+            version = version_of(requirement.name)
+            if version is None or not requirement.specifier.contains(version, prereleases=True):
+                unmet.append(f"{requirement.name}{requirement.specifier} ({version or 'absent'})")
+    return unmet
+
+
+def installed_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    # `python -m pytest` from another venv (or the system's, which has pytest) ran the suite without the project's
+    # requirements: tests failed one by one, a fixture's ModuleNotFoundError here, a log-level test's wrong answer
+    # there, as if the code were wrong. A venv a pull behind requirements*.txt did the same. One line says so instead.
+    files = ("requirements.txt", "requirements-dev.txt")
+    unmet = unmet_requirements([(ROOT / name).read_text() for name in files], installed_version)
+    if unmet:
+        more = f" and {len(unmet) - 4} more" if len(unmet) > 4 else ""
+        pytest.exit(
+            f"{sys.executable} lacks what requirements*.txt ask for: {', '.join(unmet[:4])}{more}; "
+            "run the project's venv/bin/python -m pytest (`make venv` makes it or brings it up to date)",
+            returncode=pytest.ExitCode.USAGE_ERROR,
+        )
     # A run started in the background by a non-interactive shell (`make test &`, `nohup`, some CI runners) inherits
     # SIGINT ignored, so Python installs no KeyboardInterrupt handler and every process the tests start inherits the
     # ignore too: the Ctrl-C tests of the launcher and the sandboxes then failed, as if Ctrl-C were broken. Those

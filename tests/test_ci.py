@@ -414,3 +414,23 @@ def test_a_model_that_cannot_be_built_fails_with_the_builders_error_line(monkeyp
         "error: could not download https://x/m.pth (no network); offline, pass MODEL_WEIGHTS=FILE"
     )
     assert "could not download" in capsys.readouterr().err  # still in the captured output, with what came before
+
+
+def test_an_interpreter_without_the_requirements_is_named_with_what_it_lacks():
+    """`python -m pytest` from another venv stops at once on this list, not on one test's ModuleNotFoundError."""
+    from tests.conftest import unmet_requirements
+
+    installed = {"pytest": "9.0.3", "boto3": "1.40.0", "torch": "2.14.1+cpu", "moto": "5.2.5"}
+    texts = [
+        "# a comment\ntorch==2.14.1\nboto3>=1.35  # a trailing comment\n\nhttpx==0.28.1\n",
+        "pytest==9.2.0\nmoto[server]==5.2.5\n",
+    ]
+    assert unmet_requirements(texts, installed.get) == ["httpx==0.28.1 (absent)", "pytest==9.2.0 (9.0.3)"]
+
+
+def test_the_venv_running_these_tests_meets_the_requirements():
+    """Else conftest's guard against a foreign interpreter would stop `make test` itself."""
+    from tests.conftest import installed_version, unmet_requirements
+
+    texts = [(ROOT / name).read_text() for name in ("requirements.txt", "requirements-dev.txt")]
+    assert unmet_requirements(texts, installed_version) == []
