@@ -641,12 +641,12 @@ def create_app(
                     timed_out,
                 )
                 answer = gateway.gateway_error(500)
-            except SandboxStartError as refused:  # no sandbox to run it in: the handler never ran
+            except SandboxStartError as start_error:  # no sandbox to run it in: the handler never ran
                 log.error(
                     "request %s (Lambda RequestId %s): %s (API Gateway answers 500)",
                     request_id,
                     context.aws_request_id,
-                    refused,
+                    start_error,
                 )
                 answer = gateway.gateway_error(500)
             except BrokenProcessPool:  # Lambda's Runtime.ExitError: this invocation fails, a new sandbox serves next
