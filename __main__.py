@@ -51,7 +51,9 @@ try:
     endpoint_name = settings.endpoint_name or default_endpoint_name(pulumi.get_project(), pulumi.get_stack())
     artifact_path = Path(settings.model_artifact)
     artifact_path = artifact_path if artifact_path.is_absolute() else ROOT / artifact_path
-    policies.check_artifact(artifact_path, built_by_make=ROOT / Settings.model_artifact)
+    policies.check_artifact(
+        artifact_path, built_by_make=ROOT / Settings.model_artifact, built_from=ROOT / "model" / policies.PACKED_CODE
+    )
     artifact_sha256 = policies.file_sha256(artifact_path)
     code_files = lambda_asset_files(ROOT / "handlers")
 except USER_ERRORS as error:

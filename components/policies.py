@@ -462,7 +462,7 @@ def read_to_the_end(tar: tarfile.TarFile) -> None:
         pass
 
 
-def check_artifact(path: Path, built_by_make: Path | None = None) -> None:
+def check_artifact(path: Path, built_by_make: Path | None = None, built_from: Path | None = None) -> None:
     """What modelArtifact names is a whole tar.gz, as `make model` writes: a directory failed as "does not exist", and
     any other file (modelArtifact: README.md, `gzip README.md`, a copy cut short or corrupted in place) was uploaded as
     the model, for the endpoint to fail minutes into `pulumi up`. The local stack refuses them all before it serves.
@@ -471,10 +471,13 @@ def check_artifact(path: Path, built_by_make: Path | None = None) -> None:
     missing path (a typo in modelArtifact pointing at a kept deployed.tar.gz) was told to run it, which builds a new
     model elsewhere and leaves the setting as wrong as it was.
 
+    built_from: the checkout's model/code/inference.py, which built_by_make must hold (see stale_artifact): after an
+    edit, `pulumi up` without `make model` deployed the old code without a word. Any other path is the user's own.
+
     A path the system cannot read (permission denied, a name too long, a NUL byte) is a PolicyInputError naming
     modelArtifact too: `pulumi up` showed such an OSError or ValueError as a Python traceback."""
     try:
-        _check_artifact(path, built_by_make)
+        _check_artifact(path, built_by_make, built_from)
     except (ArtifactMissingError, PolicyInputError):
         raise
     except (OSError, ValueError) as e:  # os.stat() raises ValueError for a NUL byte
@@ -484,7 +487,7 @@ def check_artifact(path: Path, built_by_make: Path | None = None) -> None:
         ) from e
 
 
-def _check_artifact(path: Path, built_by_make: Path | None) -> None:
+def _check_artifact(path: Path, built_by_make: Path | None, built_from: Path | None) -> None:
     if path.is_dir():
         raise PolicyInputError(f"model artifact {path} is a directory: set modelArtifact to the model.tar.gz in it")
     if not path.is_file():
@@ -499,11 +502,15 @@ def _check_artifact(path: Path, built_by_make: Path | None) -> None:
             raise PolicyInputError(
                 f"model artifact {path} is not a tar.gz archive: set modelArtifact to the file `make model` builds"
             )
-    # Every header read, to the end-of-archive blocks: a gzip of anything else or a truncated copy fails here.
+    compare = built_from is not None and built_by_make is not None and path.resolve() == built_by_make.resolve()
+    packed: dict[str, bytes] = {}
+    # Every header read, to the end-of-archive blocks: a gzip of anything else or a truncated copy fails here. The
+    # members stale_artifact compares are taken on the way, not read in a second pass over the archive.
     try:
         with tarfile.open(path, "r:gz") as tar:
-            for _member in tar:
-                pass
+            for member in tar:
+                if compare and member.name in STALE_CHECK_MEMBERS and member.isfile():
+                    packed[member.name] = tar.extractfile(member).read()
             read_to_the_end(tar)
     # A truncated gzip raises EOFError, a corrupt one zlib.error: neither is an OSError or a TarError.
     except (OSError, EOFError, zlib.error, tarfile.TarError) as e:
@@ -511,6 +518,41 @@ def _check_artifact(path: Path, built_by_make: Path | None) -> None:
             f"model artifact {path} is not a whole tar.gz archive ({' '.join(str(e).split())}): set modelArtifact to "
             "the file `make model` builds, or build it again"
         ) from e
+    if compare and code_is_stale(packed.get(PACKED_CODE), built_from):
+        raise PolicyInputError(stale_artifact(path, built_from, packed.get(PACKED_METADATA)))
+
+
+# What `make model` copies into the artifact from model/code/inference.py, and where it records an int8 build
+# ("precision"; the .inputs stamp beside it holds only a hash).
+PACKED_CODE = "code/inference.py"
+PACKED_METADATA = "metadata.json"
+STALE_CHECK_MEMBERS = (PACKED_CODE, PACKED_METADATA)
+
+
+def code_is_stale(packed_code: bytes | None, checkout_code: Path) -> bool:
+    """Whether the artifact `make model` writes holds another code/inference.py than the checkout's. One without it
+    (a stand-in of the tests) and a checkout without model/code (nothing to build it from) have nothing to compare.
+    Only inference.py: the rest of the artifact changes with the weights and options of a build, which the artifact
+    cannot be checked against here (`make model` judges them by its .inputs stamp)."""
+    if packed_code is None:
+        return False
+    try:
+        return packed_code != checkout_code.read_bytes()
+    except OSError:
+        return False
+
+
+def stale_artifact(artifact: Path, checkout_code: Path, metadata: bytes | None) -> str:
+    """The one line that refuses a stale artifact: both files, and the build that brings it up to date (INT8=1 for
+    an int8 one: a plain `make model` would swap in the fp32 graph as well)."""
+    try:
+        int8 = json.loads(metadata or b"{}").get("precision") == "int8"
+    except (ValueError, AttributeError):  # a stand-in's metadata.json, or one that is no JSON object
+        int8 = False
+    return (
+        f"model artifact {artifact} was built from another code/inference.py than {checkout_code} holds now: "
+        f"run `make model{' INT8=1' if int8 else ''}` to rebuild it"
+    )
 
 
 def file_sha256(path: Path) -> str:

@@ -355,6 +355,64 @@ def test_a_missing_default_artifact_says_make_model(tmp_path: Path, spelling: st
         policies.file_sha256(tmp_path / spelling)
 
 
+def test_the_artifact_make_model_builds_from_other_code_than_the_checkouts_fails_before_any_resource(
+    program: Any, mocks: RecordingMocks, monkeypatch: pytest.MonkeyPatch, artifact: Path
+) -> None:
+    """model/code/inference.py edited (or changed by a pull) and `pulumi up` run without `make model` first: the old
+    code in model/dist/model.tar.gz was deployed without a word. The edit is simulated: the checkout is not written."""
+    checkout_code = ROOT / "model" / "code" / "inference.py"
+    read_bytes = Path.read_bytes
+    monkeypatch.setattr(
+        Path, "read_bytes", lambda self: read_bytes(self) + (b"# edited\n" if self == checkout_code else b"")
+    )
+    with tarfile.open(artifact) as tar:
+        int8 = json.loads(tar.extractfile("metadata.json").read()).get("precision") == "int8"  # a `make model INT8=1`
+    with pytest.raises(pulumi.RunError) as err:
+        program(modelArtifact="model/dist/model.tar.gz")
+    assert str(err.value) == (
+        f"model artifact {artifact} was built from another code/inference.py than {checkout_code} holds now: "
+        f"run `make model{' INT8=1' if int8 else ''}` to rebuild it"
+    )
+    assert mocks.resources == {}
+
+
+@pytest.mark.parametrize(
+    ("case", "refused"),
+    [
+        ("fp32", "`make model`"),
+        ("int8", "`make model INT8=1`"),
+        ("same code", None),
+        ("another path", None),  # the user's own (a kept deployed.tar.gz): not compared
+        ("no code/inference.py", None),  # no build of this checkout, as the tests' stand-ins: not compared
+    ],
+)
+def test_only_the_artifact_make_model_builds_is_compared_with_the_checkouts_code(
+    tmp_path: Path, case: str, refused: str | None
+) -> None:
+    from tests.conftest import tar_gz_of
+
+    checkout_code = tmp_path / "model/code/inference.py"
+    checkout_code.parent.mkdir(parents=True)
+    checkout_code.write_bytes(b"new\n")
+    built_by_make = tmp_path / "model/dist/model.tar.gz"
+    built_by_make.parent.mkdir(parents=True)
+    path = tmp_path / "deployed.tar.gz" if case == "another path" else built_by_make
+    members = {"code/inference.py": b"new\n" if case == "same code" else b"old\n", "code/vendor/x.py": b""}
+    members["metadata.json"] = json.dumps({"precision": "int8" if case == "int8" else "fp32"}).encode()
+    if case == "no code/inference.py":
+        del members["code/inference.py"]
+    tar_gz_of(path, members)
+    if refused is None:
+        policies.check_artifact(path, built_by_make=built_by_make, built_from=checkout_code)
+        return
+    with pytest.raises(policies.PolicyInputError) as err:
+        policies.check_artifact(path, built_by_make=built_by_make, built_from=checkout_code)
+    assert str(err.value) == (
+        f"model artifact {path} was built from another code/inference.py than {checkout_code} holds now: "
+        f"run {refused} to rebuild it"
+    )
+
+
 @pytest.mark.parametrize(
     "refusal",
     [

@@ -1372,6 +1372,70 @@ def test_a_damaged_artifact_says_run_make_model_only_for_the_one_it_builds(tmp_p
     assert err.endswith("; run `make model` to rebuild it\n") is (not named), err
 
 
+@pytest.mark.parametrize("precision", ["fp32", "int8", None])
+def test_the_artifact_make_model_builds_from_other_code_than_the_checkouts_is_refused(
+    tmp_path, capsys, monkeypatch, precision
+):
+    """model/code/inference.py edited (or changed by a pull) and `python -m local` run without `make model` first
+    (`make demo` builds first): the old code in model/dist/model.tar.gz was served without a word. An int8 build is
+    rebuilt as int8; an artifact with no precision in its metadata.json is fp32's."""
+    import json
+
+    from local import __main__ as cli
+    from tests.conftest import tar_gz_of
+
+    monkeypatch.setattr(cli, "ROOT", tmp_path)
+    monkeypatch.chdir(tmp_path)
+    checkout_code = tmp_path / "model" / "code" / "inference.py"
+    checkout_code.parent.mkdir(parents=True)
+    checkout_code.write_bytes(b"def model_fn(model_dir):\n    return 2\n")
+    artifact = tmp_path / "model" / "dist" / "model.tar.gz"
+    artifact.parent.mkdir(parents=True)
+    metadata = {"model": "mobilenet_v2"} | ({"precision": precision} if precision else {})
+    tar_gz_of(
+        artifact,
+        {
+            "code/inference.py": b"def model_fn(model_dir):\n    return 1\n",
+            "code/vendor/cp312/x.py": b"",
+            "metadata.json": json.dumps(metadata).encode(),
+        },
+    )
+    assert cli.main(["--port", "0", "--stack-config", str(ROOT / "Pulumi.dev.yaml")]) == 2
+    rebuild = "make model INT8=1" if precision == "int8" else "make model"
+    assert capsys.readouterr().err == (
+        f"error: model artifact {artifact} was built from another code/inference.py than {checkout_code} holds now: "
+        f"run `{rebuild}` to rebuild it\n"
+    )
+
+
+@pytest.mark.parametrize("case", ["same code", "another path", "no code/inference.py"])
+def test_an_artifact_is_served_when_its_code_is_the_checkouts_or_it_is_not_the_one_make_model_builds(
+    tmp_path, monkeypatch, case
+):
+    """Only the artifact `make model` writes is compared: --artifact (or modelArtifact) naming another file is the
+    user's own, kept on purpose (a deployed.tar.gz), and one without code/inference.py is no build of this checkout
+    (the model load says what is wrong with it, as before)."""
+    from local import __main__ as cli
+    from tests.conftest import tar_gz_of
+
+    served = []
+    monkeypatch.setattr(cli, "serve", lambda args, settings, artifact, sock, *_: served.append(artifact) or 0)
+    monkeypatch.setattr(cli, "ROOT", tmp_path)
+    monkeypatch.chdir(tmp_path)
+    checkout_code = tmp_path / "model" / "code" / "inference.py"
+    checkout_code.parent.mkdir(parents=True)
+    checkout_code.write_bytes(b"new\n")
+    default = tmp_path / "model" / "dist" / "model.tar.gz"
+    default.parent.mkdir(parents=True)
+    members = {"code/inference.py": b"new\n" if case == "same code" else b"old\n"}
+    artifact = tar_gz_of(tmp_path / "kept.tar.gz" if case == "another path" else default, members)
+    if case == "no code/inference.py":
+        tar_gz_of(artifact, {"model.onnx": b"\0"})
+    named = ["--artifact", str(artifact)] if case == "another path" else []
+    assert cli.main(["--port", "0", "--stack-config", str(ROOT / "Pulumi.dev.yaml"), *named]) == 0
+    assert served == [artifact]
+
+
 def test_a_full_temporary_directory_at_start_names_it_and_does_not_blame_the_artifact(tmp_path, capsys, monkeypatch):
     """A TMPDIR with no room for the unpacked model stopped `make demo` with "cannot unpack the model artifact
     ...: [Errno 28] No space left on device; run `make model` to rebuild it": the artifact was sound, a rebuild
