@@ -6,6 +6,7 @@ import contextlib
 import importlib.metadata
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -30,10 +31,15 @@ def unmet_requirements(texts: Iterable[str], version_of: Callable[[str], str | N
 
     unmet = []
     for text in texts:
-        for raw in text.splitlines():
-            if not (line := raw.split("#", 1)[0].strip()):
+        # pip's format: a line may go on after a backslash, and hold options (--hash) after its requirement. A line
+        # that is only options (-r, -e, --index-url) and one whose marker excludes this machine ask for nothing here:
+        # Requirement() raised on the first (a traceback in every pytest run), and the second stopped the suite.
+        for raw in text.replace("\\\n", " ").splitlines():
+            if not (line := re.split(r"(?:^|\s)(?:#|--)", raw, maxsplit=1)[0].strip()) or line.startswith("-"):
                 continue
             requirement = Requirement(line)
+            if requirement.marker is not None and not requirement.marker.evaluate():
+                continue
             version = version_of(requirement.name)
             if version is None or not requirement.specifier.contains(version, prereleases=True):
                 unmet.append(f"{requirement.name}{requirement.specifier} ({version or 'absent'})")

@@ -434,3 +434,19 @@ def test_the_venv_running_these_tests_meets_the_requirements():
 
     texts = [(ROOT / name).read_text() for name in ("requirements.txt", "requirements-dev.txt")]
     assert unmet_requirements(texts, installed_version) == []
+
+
+def test_requirement_lines_pip_reads_do_not_crash_the_check_or_ask_for_what_this_machine_does_not_install():
+    """requirements*.txt are pip's files: an include, an option, a hash or a marker line there made every pytest run
+    stop in conftest with an InvalidRequirement traceback, and a marker for another platform (or Python) was asked
+    for here, where pip installs nothing for it."""
+    from tests.conftest import unmet_requirements
+
+    installed = {"torch": "2.14.1+cpu", "boto3": "1.40.0", "jmespath": "1.1.0"}
+    texts = [
+        "-r requirements.txt\n--index-url https://example.invalid/simple\n-e .\n",
+        "torch==2.14.1 --hash=sha256:0123\nboto3>=1.35 \\\n    --hash=sha256:4567\n",
+        'pywin32>=306; sys_platform == "win32"\njmespath==1.1.0; python_version >= "3.8"\n',
+        'tomli>=2; python_version < "3.0"\nhttpx==0.28.1; python_version >= "3.8"\n',
+    ]
+    assert unmet_requirements(texts, installed.get) == ["httpx==0.28.1 (absent)"]
