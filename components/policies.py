@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tarfile
 import zlib
 from collections.abc import Iterable, Mapping
@@ -491,7 +492,7 @@ def _check_artifact(path: Path, built_by_make: Path | None, built_from: Path | N
     if path.is_dir():
         raise PolicyInputError(f"model artifact {path} is a directory: set modelArtifact to the model.tar.gz in it")
     if not path.is_file():
-        if built_by_make is not None and path.resolve() != built_by_make.resolve():
+        if built_by_make is not None and not same_path(path, built_by_make):
             raise ArtifactMissingError(
                 f"model artifact {path} does not exist: set modelArtifact to an existing model.tar.gz "
                 f"(`make model` builds {built_by_make})"
@@ -502,7 +503,7 @@ def _check_artifact(path: Path, built_by_make: Path | None, built_from: Path | N
             raise PolicyInputError(
                 f"model artifact {path} is not a tar.gz archive: set modelArtifact to the file `make model` builds"
             )
-    compare = built_from is not None and built_by_make is not None and path.resolve() == built_by_make.resolve()
+    compare = built_from is not None and built_by_make is not None and same_path(path, built_by_make)
     packed: dict[str, bytes] = {}
     # Every header read, to the end-of-archive blocks: a gzip of anything else or a truncated copy fails here. The
     # members stale_artifact compares are taken on the way, not read in a second pass over the archive.
@@ -553,6 +554,13 @@ def stale_artifact(artifact: Path, checkout_code: Path, metadata: bytes | None) 
         f"model artifact {artifact} was built from another code/inference.py than {checkout_code} holds now: "
         f"run `make model{' INT8=1' if int8 else ''}` to rebuild it"
     )
+
+
+def same_path(a: Path, b: Path) -> bool:
+    """Whether two spellings name one file. os.path.realpath, not Path.resolve(): a symlink loop where model/dist
+    should be (`ln -s dist model/dist`) raised RuntimeError from resolve() on Python 3.11 and 3.12, a traceback in
+    `pulumi up` though modelArtifact named another file; realpath leaves the looping part as it is."""
+    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def file_sha256(path: Path) -> str:

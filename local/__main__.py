@@ -32,6 +32,7 @@ from components.policies import (
     STALE_CHECK_MEMBERS,
     code_is_stale,
     cors_allowed_origins,
+    same_path,
     stale_artifact,
 )
 from components.settings import Settings, SettingsError, load_stack_file
@@ -145,7 +146,7 @@ def missing_artifact(artifact: Path, named_by: str) -> str:
     """Why `artifact` cannot be served, and what to do: `make model` builds the default one only."""
     if artifact.is_dir():
         return f"model artifact {artifact} ({named_by}) is a directory, not a model.tar.gz"
-    if artifact == (ROOT / Settings.model_artifact).resolve():
+    if same_path(artifact, ROOT / Settings.model_artifact):
         return f"model artifact {artifact} not found; run `make model`"
     return f"model artifact {artifact} ({named_by}) not found"
 
@@ -153,7 +154,7 @@ def missing_artifact(artifact: Path, named_by: str) -> str:
 def damaged_artifact_advice(artifact: Path, why: str) -> str:
     """What to do about an artifact that does not unpack: `make model` rebuilds the default one, which no longer
     matches its .sha256 (cut short by an interrupted copy, edited), and no other."""
-    if artifact == (ROOT / Settings.model_artifact).resolve() and why.startswith("cannot unpack the model artifact"):
+    if same_path(artifact, ROOT / Settings.model_artifact) and why.startswith("cannot unpack the model artifact"):
         return "; run `make model` to rebuild it"
     return ""
 
@@ -162,7 +163,7 @@ def stale_default_artifact(artifact: Path) -> str | None:
     """Why the artifact `make model` writes must not be served: its code/inference.py is not the checkout's (edited,
     or changed by a pull, since it was built), which `python -m local` served without a word. Read only up to that
     member when it matches (the first file in the tarball), on to metadata.json for the advice when it does not."""
-    if artifact != (ROOT / Settings.model_artifact).resolve():
+    if not same_path(artifact, ROOT / Settings.model_artifact):
         return None  # the user's own: not compared
     checkout_code = ROOT / "model" / PACKED_CODE
     packed: dict[str, bytes] = {}
@@ -222,7 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         artifact = artifact.resolve()
         found = artifact.is_file()
-    except (OSError, ValueError) as e:  # a name too long for the file system; a NUL byte written in the stack file
+    # A name too long for the file system; a NUL byte written in the stack file; a symlink loop (RuntimeError from
+    # resolve() on Python 3.11 and 3.12, OSError from 3.13).
+    except (OSError, ValueError, RuntimeError) as e:
         why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         print(f"error: model artifact {artifact} ({named_by}) cannot be read: {why}", file=sys.stderr)
         return 2

@@ -376,6 +376,21 @@ def test_the_artifact_make_model_builds_from_other_code_than_the_checkouts_fails
     assert mocks.resources == {}
 
 
+def test_a_symlink_loop_where_model_dist_should_be_does_not_stop_another_artifact(tmp_path: Path) -> None:
+    """`ln -s dist model/dist` (a loop): comparing the paths with Path.resolve() raised RuntimeError on Python 3.11,
+    a traceback in `pulumi up` though modelArtifact named another, whole artifact."""
+    from tests.conftest import tar_gz_of
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model/dist").symlink_to("dist")
+    kept = tar_gz_of(tmp_path / "deployed.tar.gz", {"code/inference.py": b"old\n"})
+    policies.check_artifact(
+        kept, built_by_make=tmp_path / "model/dist/model.tar.gz", built_from=tmp_path / "model/code/inference.py"
+    )
+    with pytest.raises(policies.ArtifactMissingError, match="does not exist"):
+        policies.check_artifact(tmp_path / "typo.tar.gz", built_by_make=tmp_path / "model/dist/model.tar.gz")
+
+
 @pytest.mark.parametrize(
     ("case", "refused"),
     [

@@ -1436,6 +1436,33 @@ def test_an_artifact_is_served_when_its_code_is_the_checkouts_or_it_is_not_the_o
     assert served == [artifact]
 
 
+@pytest.mark.parametrize("loop_at", ["model/dist", "kept.tar.gz"])
+def test_a_symlink_loop_is_an_error_line_not_a_traceback(tmp_path, capsys, monkeypatch, loop_at):
+    """A loop where model/dist should be (`ln -s dist model/dist`) stopped `python -m local --artifact kept.tar.gz`
+    with a RuntimeError traceback from Path.resolve() (Python 3.11 and 3.12), though the artifact named was whole;
+    a loop at --artifact itself did too, where a missing or unreadable one is one line."""
+    from local import __main__ as cli
+    from tests.conftest import tar_gz_of
+
+    served = []
+    monkeypatch.setattr(cli, "serve", lambda args, settings, artifact, sock, *_: served.append(artifact) or 0)
+    monkeypatch.setattr(cli, "ROOT", tmp_path)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "dist").symlink_to("dist")
+    artifact = tar_gz_of(tmp_path / "kept.tar.gz", {"code/inference.py": b"old\n"})
+    if loop_at == "kept.tar.gz":
+        artifact.unlink()
+        artifact.symlink_to("kept.tar.gz")
+    status = cli.main(["--port", "0", "--stack-config", str(ROOT / "Pulumi.dev.yaml"), "--artifact", str(artifact)])
+    err = capsys.readouterr().err
+    if loop_at == "model/dist":
+        assert (status, served, err) == (0, [artifact], "")
+    else:
+        assert status == 2 and served == [] and err.startswith(f"error: model artifact {artifact} (--artifact) "), err
+        assert "Traceback" not in err and len(err.splitlines()) == 1, err
+
+
 def test_a_full_temporary_directory_at_start_names_it_and_does_not_blame_the_artifact(tmp_path, capsys, monkeypatch):
     """A TMPDIR with no room for the unpacked model stopped `make demo` with "cannot unpack the model artifact
     ...: [Errno 28] No space left on device; run `make model` to rebuild it": the artifact was sound, a rebuild
