@@ -1307,8 +1307,9 @@ def test_an_artifact_named_elsewhere_than_make_model_builds_is_not_fixed_by_make
     [
         ("--artifact", "a" * 300 + ".tar.gz", "File name too long"),
         ("modelArtifact", "a" * 300 + ".tar.gz", "File name too long"),
-        # YAML's "\0" escape: argv cannot hold a NUL byte, a stack file can.
-        ("modelArtifact", "model\\0.tar.gz", "embedded null byte"),
+        # YAML's "\0" escape: argv cannot hold a NUL byte, a stack file can. Python 3.13 says "lstat: embedded null
+        # character in path" where 3.11 and 3.12 say "embedded null byte".
+        ("modelArtifact", "model\\0.tar.gz", "embedded null"),
     ],
 )
 def test_an_artifact_path_the_system_cannot_look_up_is_an_error_line_not_a_traceback(
@@ -1327,7 +1328,9 @@ def test_an_artifact_path_the_system_cannot_look_up_is_an_error_line_not_a_trace
     extra = ["--artifact", str(artifact)] if where == "--artifact" else []
     assert main(["--port", "0", "--stack-config", str(stack_file), *extra]) == 2
     named_by = "--artifact" if where == "--artifact" else f"modelArtifact in {stack_file}"
-    assert capsys.readouterr().err == f"error: model artifact {artifact} ({named_by}) cannot be read: {why}\n"
+    err = capsys.readouterr().err
+    prefix = f"error: model artifact {artifact} ({named_by}) cannot be read: "
+    assert err.startswith(prefix) and why in err.removeprefix(prefix) and err.count("\n") == 1 and err.endswith("\n")
 
 
 def test_a_home_folder_in_a_path_option_is_expanded(monkeypatch, tmp_path, capsys):
