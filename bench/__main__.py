@@ -47,6 +47,7 @@ from bench import stop_signals_unwind
 from bench.loadtest import percentile
 from bench.machine import describe as describe_machine
 from components.command_line import OneLineErrorParser, encodable, path_argument
+from components.policies import PACKED_CODE, stale_artifact_reason
 from components.settings import MEMORY_SIZES_MB, load_stack_file
 from local.runtime import extract_all, load_inference_module, no_room_to_unpack, out_of_space
 from tests.imagegen import normalize
@@ -54,8 +55,9 @@ from tests.imagegen import normalize
 ROOT = Path(__file__).resolve().parent.parent
 EXIT_STATUS = """exit status: 0 every target met; 1 a target missed or not measured (a row that failed, or one
 skipped with its reason, such as the serving stack's memory without java); 2 the model artifact missing or
-damaged, or --out not writable"""
+damaged, or built from another inference.py than the checkout's, or --out not writable"""
 ARTIFACT = ROOT / "model" / "dist" / "model.tar.gz"
+CHECKOUT_CODE = ROOT / "model" / PACKED_CODE  # what ARTIFACT must hold as code/inference.py
 PHOTOS = ROOT / "tests" / "fixtures" / "images"
 # Every side gets the threads the served session takes: the CPUs this process may use, within a CPU quota.
 THREADS = load_inference_module(ROOT / "model" / "code", "bench_threads")._threads()
@@ -1094,6 +1096,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not ARTIFACT.exists():
         print("error: model/dist/model.tar.gz is missing: run `make model`", file=sys.stderr)
+        return 2
+    # `python -m bench` (not `make bench`, which builds first) after an edit to inference.py measured the old code.
+    stale = stale_artifact_reason(ARTIFACT, CHECKOUT_CODE)
+    if stale is not None:
+        print(f"error: {stale}", file=sys.stderr)
         return 2
     try:  # before minutes of measuring, not after
         args.out.parent.mkdir(parents=True, exist_ok=True)

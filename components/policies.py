@@ -556,6 +556,30 @@ def stale_artifact(artifact: Path, checkout_code: Path, metadata: bytes | None) 
     )
 
 
+def stale_artifact_reason(artifact: Path, checkout_code: Path) -> str | None:
+    """stale_artifact's line if `artifact`'s code/inference.py is not `checkout_code`'s, else None, for the tiers that
+    do not read the whole archive (the local stack, the bench): read only up to that member when it matches (the
+    first file in the tarball), on to metadata.json for the advice when it does not. A damaged archive is None: what
+    loads it says what is wrong with it."""
+    packed: dict[str, bytes] = {}
+    try:
+        with tarfile.open(artifact, "r:gz") as tar:
+            for member in tar:
+                if member.name not in STALE_CHECK_MEMBERS or not member.isfile():
+                    continue
+                packed[member.name] = tar.extractfile(member).read()
+                if PACKED_CODE in packed and not code_is_stale(packed[PACKED_CODE], checkout_code):
+                    return None
+                if len(packed) == len(STALE_CHECK_MEMBERS):
+                    break
+    # A truncated gzip raises EOFError, a corrupt one zlib.error.
+    except (OSError, EOFError, zlib.error, tarfile.TarError):
+        return None
+    if not code_is_stale(packed.get(PACKED_CODE), checkout_code):
+        return None
+    return stale_artifact(artifact, checkout_code, packed.get(PACKED_METADATA))
+
+
 def same_path(a: Path, b: Path) -> bool:
     """Whether two spellings name one file. os.path.realpath, not Path.resolve(): a symlink loop where model/dist
     should be (`ln -s dist model/dist`) raised RuntimeError from resolve() on Python 3.11 and 3.12, a traceback in

@@ -19,22 +19,12 @@ import logging
 import os
 import re
 import socket
-import tarfile
 import time
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 from components.command_line import OneLineErrorParser, path_argument, port_number
-from components.policies import (
-    PACKED_CODE,
-    PACKED_METADATA,
-    STALE_CHECK_MEMBERS,
-    code_is_stale,
-    cors_allowed_origins,
-    same_path,
-    stale_artifact,
-)
+from components.policies import PACKED_CODE, cors_allowed_origins, same_path, stale_artifact_reason
 from components.settings import Settings, SettingsError, load_stack_file
 from local.gateway import StageThrottle
 from local.runtime import (
@@ -161,28 +151,10 @@ def damaged_artifact_advice(artifact: Path, why: str) -> str:
 
 def stale_default_artifact(artifact: Path) -> str | None:
     """Why the artifact `make model` writes must not be served: its code/inference.py is not the checkout's (edited,
-    or changed by a pull, since it was built), which `python -m local` served without a word. Read only up to that
-    member when it matches (the first file in the tarball), on to metadata.json for the advice when it does not."""
+    or changed by a pull, since it was built), which `python -m local` served without a word."""
     if not same_path(artifact, ROOT / Settings.model_artifact):
         return None  # the user's own: not compared
-    checkout_code = ROOT / "model" / PACKED_CODE
-    packed: dict[str, bytes] = {}
-    try:
-        with tarfile.open(artifact, "r:gz") as tar:
-            for member in tar:
-                if member.name not in STALE_CHECK_MEMBERS or not member.isfile():
-                    continue
-                packed[member.name] = tar.extractfile(member).read()
-                if PACKED_CODE in packed and not code_is_stale(packed[PACKED_CODE], checkout_code):
-                    return None
-                if len(packed) == len(STALE_CHECK_MEMBERS):
-                    break
-    # A truncated gzip raises EOFError, a corrupt one zlib.error. The model load says what is wrong with the archive.
-    except (OSError, EOFError, zlib.error, tarfile.TarError):
-        return None
-    if not code_is_stale(packed.get(PACKED_CODE), checkout_code):
-        return None
-    return stale_artifact(artifact, checkout_code, packed.get(PACKED_METADATA))
+    return stale_artifact_reason(artifact, ROOT / "model" / PACKED_CODE)
 
 
 def bind_failure(e: OSError) -> str:

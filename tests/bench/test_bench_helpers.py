@@ -999,6 +999,29 @@ def test_the_stop_signal_handlers_are_put_back_after_a_run(monkeypatch, tmp_path
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)) == before
 
 
+@pytest.mark.parametrize("same", [False, True])
+def test_an_artifact_built_from_other_code_than_the_checkouts_is_not_measured(monkeypatch, tmp_path, capsys, same):
+    """`python -m bench` (not `make bench`, which builds first) after an edit to inference.py measured the old code
+    in model/dist/model.tar.gz without a word, for a table that then went into the README."""
+    import bench.__main__ as bench
+    from tests.conftest import tar_gz_of
+
+    checkout_code = tmp_path / "inference.py"
+    checkout_code.write_bytes(b"new\n")
+    artifact = tar_gz_of(tmp_path / "model.tar.gz", {"code/inference.py": b"new\n" if same else b"old\n"})
+    monkeypatch.setattr(bench, "ARTIFACT", artifact)
+    monkeypatch.setattr(bench, "CHECKOUT_CODE", checkout_code)
+    if same:  # on to the next check, which an --out that is a folder fails before any measuring
+        assert bench.main(["--out", str(tmp_path)]) == 2
+        assert "Is a directory" in capsys.readouterr().err
+        return
+    assert bench.main(["--out", str(tmp_path / "latest.md")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: model artifact {artifact} was built from another code/inference.py than {checkout_code} holds now: "
+        "run `make model` to rebuild it\n"
+    )
+
+
 def test_a_missing_artifact_is_an_error_line_like_every_other(monkeypatch, tmp_path, capsys):
     """`python -m bench` before `make model`: the one refusal of the bench that did not start with "error:"."""
     import bench.__main__ as bench
