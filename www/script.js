@@ -465,7 +465,8 @@ export function describeFailure(status, body) {
           retry: true,
           once: true,
           message: (s) => `The model is slow to start, retrying in ${s} s…`,
-          giveUp: withServer("The model took too long to answer"),
+          // Not the server's "did not answer in time; retry." after the page's own retry.
+          giveUp: "The model is still slow to start after another try. Please try again in a minute.",
           later: (s) => `The model is slow to start and asks for ${s} s before another try. Please try again then.`,
         };
       }
