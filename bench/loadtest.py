@@ -576,7 +576,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--concurrency", type=positive(int), default=8, help="clients sending them at once (default: 8)"
     )
-    parser.add_argument("--duration-cap", type=positive(float), default=120.0, help="seconds; the load stops there")
+    parser.add_argument(
+        "--duration-cap", type=positive(float), default=120.0, help="seconds; the load stops there (default: 120)"
+    )
     parser.add_argument(
         "--url",
         type=stack_url,
