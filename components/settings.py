@@ -27,7 +27,9 @@ NAMESPACE = f"{PROJECT}:"
 
 MEMORY_SIZES_MB = (1024, 2048, 3072, 4096, 5120, 6144)
 MAX_CONCURRENCY_RANGE = (1, 200)
-# HTTP API account defaults are 10,000 rps steady and 5,000 burst; a stage cannot exceed them.
+# HTTP API account defaults are 10,000 rps steady and 5,000 burst (2,500 and 1,250 in 13 newer Regions: API Gateway
+# quotas); a stage cannot exceed its account's. These bounds are the larger defaults: AWS does not document whether
+# it refuses a stage set above a smaller account limit or holds it to that limit.
 THROTTLE_RATE_RANGE = (1, 10_000)
 THROTTLE_BURST_RANGE = (1, 5_000)
 LOG_RETENTION_DAYS = (
