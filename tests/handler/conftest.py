@@ -119,11 +119,6 @@ def response_json(response: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def lambda_context() -> FakeLambdaContext:
-    return FakeLambdaContext()
-
-
-@pytest.fixture
 def proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """The Lambda's environment with dummy credentials; nothing can reach AWS."""
     for name in (
