@@ -393,7 +393,6 @@ class UiDriver:
     """The page's moves as the tests need them; selectors live here, not in every test."""
 
     STATUS = "#status"
-    MESSAGE = "#status-message"
 
     def __init__(self, page: Any, stack: Any, timeout_ms: int) -> None:
         self.page = page
