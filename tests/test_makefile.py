@@ -663,6 +663,15 @@ def test_clean_keeps_the_downloaded_wheel(tmp_path):
     ]
 
 
+def put_rm_first(tmp_path, monkeypatch, script: str) -> None:
+    """An `rm` of the test's own first on PATH, for what make's recipes run: `script` is its shell body."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "rm").write_text("#!/bin/sh\n" + script)
+    (bin_dir / "rm").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+
+
 def test_clean_that_cannot_remove_the_model_fails_saying_why(tmp_path, monkeypatch):
     """After a `sudo make test` (a model/dist owned by root), `make clean` hid rm's "Permission denied" and exited 0:
     the model stayed, and nothing said so. Root may remove anything, so rm is faked to refuse."""
@@ -671,15 +680,12 @@ def test_clean_that_cannot_remove_the_model_fails_saying_why(tmp_path, monkeypat
     assert make("clean", cwd=tmp_path).returncode == 0
     (tmp_path / "model" / "dist").mkdir(parents=True)
     (tmp_path / "model" / "dist" / "model.tar.gz").touch()
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "rm").write_text(
-        "#!/bin/sh\n"
+    put_rm_first(
+        tmp_path,
+        monkeypatch,
         'for a in "$@"; do case "$a" in *model.tar.gz) echo "rm: cannot remove \'$a\': Permission denied" >&2; exit 1;;'
-        f' esac; done\nexec {shutil.which("rm")} "$@"\n'
+        f' esac; done\nexec {shutil.which("rm")} "$@"\n',
     )
-    (bin_dir / "rm").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     run = make("clean", cwd=tmp_path)
     assert run.returncode != 0, run.stderr
     assert "rm: cannot remove 'model/dist/model.tar.gz': Permission denied" in run.stderr, run.stderr
@@ -694,15 +700,13 @@ def test_clean_removes_the_rest_when_the_model_cannot_be_removed(tmp_path, monke
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).touch()
     (tmp_path / ".pytest_cache").mkdir()
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "rm").write_text(  # as rm does: refuses the model, removes every other path it is given
-        '#!/bin/sh\nstatus=0\nfor a in "$@"; do case "$a" in -*) ;;\n'
+    put_rm_first(  # as rm does: refuses the model, removes every other path it is given
+        tmp_path,
+        monkeypatch,
+        'status=0\nfor a in "$@"; do case "$a" in -*) ;;\n'
         "  *model.tar.gz) echo \"rm: cannot remove '$a': Permission denied\" >&2; status=1;;\n"
-        f'  *) {shutil.which("rm")} -rf "$a";; esac; done\nexit $status\n'
+        f'  *) {shutil.which("rm")} -rf "$a";; esac; done\nexit $status\n',
     )
-    (bin_dir / "rm").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     run = make("clean", cwd=tmp_path)
     assert run.returncode != 0, run.stderr
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if "bin" not in p.parts) == [

@@ -19,8 +19,9 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from types import SimpleNamespace
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import h11
 import httpx
@@ -1375,6 +1376,27 @@ def test_a_damaged_artifact_says_run_make_model_only_for_the_one_it_builds(tmp_p
     assert err.endswith("; run `make model` to rebuild it\n") is (not named), err
 
 
+def checkout_in(tmp_path, monkeypatch, code: bytes | None) -> tuple[Any, Path]:
+    """A checkout at tmp_path as the launcher sees it (its ROOT and working folder), whose model/code/inference.py
+    holds `code` (None: no model/ at all); the launcher's module, and where `make model` writes the artifact."""
+    from local import __main__ as cli
+
+    monkeypatch.setattr(cli, "ROOT", tmp_path)
+    monkeypatch.chdir(tmp_path)
+    if code is not None:
+        (tmp_path / "model" / "code").mkdir(parents=True)
+        (tmp_path / "model" / "code" / "inference.py").write_bytes(code)
+        (tmp_path / "model" / "dist").mkdir()
+    return cli, tmp_path / "model" / "dist" / "model.tar.gz"
+
+
+def serving_recorded(cli, monkeypatch) -> list[Path]:
+    """The artifacts the launcher went on to serve, instead of serving them."""
+    served: list[Path] = []
+    monkeypatch.setattr(cli, "serve", lambda args, settings, artifact, sock, *_: served.append(artifact) or 0)
+    return served
+
+
 @pytest.mark.parametrize("precision", ["fp32", "int8", None])
 def test_the_artifact_make_model_builds_from_other_code_than_the_checkouts_is_refused(
     tmp_path, capsys, monkeypatch, precision
@@ -1384,16 +1406,10 @@ def test_the_artifact_make_model_builds_from_other_code_than_the_checkouts_is_re
     rebuilt as int8; an artifact with no precision in its metadata.json is fp32's."""
     import json
 
-    from local import __main__ as cli
     from tests.conftest import tar_gz_of
 
-    monkeypatch.setattr(cli, "ROOT", tmp_path)
-    monkeypatch.chdir(tmp_path)
+    cli, artifact = checkout_in(tmp_path, monkeypatch, b"def model_fn(model_dir):\n    return 2\n")
     checkout_code = tmp_path / "model" / "code" / "inference.py"
-    checkout_code.parent.mkdir(parents=True)
-    checkout_code.write_bytes(b"def model_fn(model_dir):\n    return 2\n")
-    artifact = tmp_path / "model" / "dist" / "model.tar.gz"
-    artifact.parent.mkdir(parents=True)
     metadata = {"model": "mobilenet_v2"} | ({"precision": precision} if precision else {})
     tar_gz_of(
         artifact,
@@ -1418,18 +1434,10 @@ def test_an_artifact_is_served_when_its_code_is_the_checkouts_or_it_is_not_the_o
     """Only the artifact `make model` writes is compared: --artifact (or modelArtifact) naming another file is the
     user's own, kept on purpose (a deployed.tar.gz), and one without code/inference.py is no build of this checkout
     (the model load says what is wrong with it, as before)."""
-    from local import __main__ as cli
     from tests.conftest import tar_gz_of
 
-    served = []
-    monkeypatch.setattr(cli, "serve", lambda args, settings, artifact, sock, *_: served.append(artifact) or 0)
-    monkeypatch.setattr(cli, "ROOT", tmp_path)
-    monkeypatch.chdir(tmp_path)
-    checkout_code = tmp_path / "model" / "code" / "inference.py"
-    checkout_code.parent.mkdir(parents=True)
-    checkout_code.write_bytes(b"new\n")
-    default = tmp_path / "model" / "dist" / "model.tar.gz"
-    default.parent.mkdir(parents=True)
+    cli, default = checkout_in(tmp_path, monkeypatch, b"new\n")
+    served = serving_recorded(cli, monkeypatch)
     members = {"code/inference.py": b"new\n" if case == "same code" else b"old\n"}
     artifact = tar_gz_of(tmp_path / "kept.tar.gz" if case == "another path" else default, members)
     if case == "no code/inference.py":
@@ -1444,13 +1452,10 @@ def test_a_symlink_loop_is_an_error_line_not_a_traceback(tmp_path, capsys, monke
     """A loop where model/dist should be (`ln -s dist model/dist`) stopped `python -m local --artifact kept.tar.gz`
     with a RuntimeError traceback from Path.resolve() (Python 3.11 and 3.12), though the artifact named was whole;
     a loop at --artifact itself did too, where a missing or unreadable one is one line."""
-    from local import __main__ as cli
     from tests.conftest import tar_gz_of
 
-    served = []
-    monkeypatch.setattr(cli, "serve", lambda args, settings, artifact, sock, *_: served.append(artifact) or 0)
-    monkeypatch.setattr(cli, "ROOT", tmp_path)
-    monkeypatch.chdir(tmp_path)
+    cli, _ = checkout_in(tmp_path, monkeypatch, None)
+    served = serving_recorded(cli, monkeypatch)
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "dist").symlink_to("dist")
     artifact = tar_gz_of(tmp_path / "kept.tar.gz", {"code/inference.py": b"old\n"})
