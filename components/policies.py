@@ -503,15 +503,11 @@ def _check_artifact(path: Path, built_by_make: Path | None, built_from: Path | N
             raise PolicyInputError(
                 f"model artifact {path} is not a tar.gz archive: set modelArtifact to the file `make model` builds"
             )
-    compare = built_from is not None and built_by_make is not None and same_path(path, built_by_make)
-    packed: dict[str, bytes] = {}
-    # Every header read, to the end-of-archive blocks: a gzip of anything else or a truncated copy fails here. The
-    # members stale_artifact compares are taken on the way, not read in a second pass over the archive.
+    # Every header read, to the end-of-archive blocks: a gzip of anything else or a truncated copy fails here.
     try:
         with tarfile.open(path, "r:gz") as tar:
-            for member in tar:
-                if compare and member.name in STALE_CHECK_MEMBERS and member.isfile():
-                    packed[member.name] = tar.extractfile(member).read()
+            for _member in tar:
+                pass
             read_to_the_end(tar)
     # A truncated gzip raises EOFError, a corrupt one zlib.error: neither is an OSError or a TarError.
     except (OSError, EOFError, zlib.error, tarfile.TarError) as e:
@@ -519,8 +515,10 @@ def _check_artifact(path: Path, built_by_make: Path | None, built_from: Path | N
             f"model artifact {path} is not a whole tar.gz archive ({' '.join(str(e).split())}): set modelArtifact to "
             "the file `make model` builds, or build it again"
         ) from e
-    if compare and code_is_stale(packed.get(PACKED_CODE), built_from):
-        raise PolicyInputError(stale_artifact(path, built_from, packed.get(PACKED_METADATA)))
+    if built_from is not None and built_by_make is not None and same_path(path, built_by_make):
+        stale = stale_artifact_reason(path, built_from)
+        if stale is not None:
+            raise PolicyInputError(stale)
 
 
 # What `make model` copies into the artifact from model/code/inference.py, and where it records an int8 build
@@ -557,10 +555,10 @@ def stale_artifact(artifact: Path, checkout_code: Path, metadata: bytes | None) 
 
 
 def stale_artifact_reason(artifact: Path, checkout_code: Path) -> str | None:
-    """stale_artifact's line if `artifact`'s code/inference.py is not `checkout_code`'s, else None, for the tiers that
-    do not read the whole archive (the local stack, the bench): read only up to that member when it matches (the
-    first file in the tarball), on to metadata.json for the advice when it does not. A damaged archive is None: what
-    loads it says what is wrong with it."""
+    """stale_artifact's line if `artifact`'s code/inference.py is not `checkout_code`'s, else None (`pulumi up`, the
+    local stack, the bench): read only up to that member when it matches (the first file in the tarball), on to
+    metadata.json for the advice when it does not. A damaged archive is None: what reads it whole says what is wrong
+    with it."""
     packed: dict[str, bytes] = {}
     try:
         with tarfile.open(artifact, "r:gz") as tar:
