@@ -611,7 +611,7 @@ def stub_sections(monkeypatch, tmp_path, **sections):
 
     def latency(report, *_):
         report.add("latency row", "1.0 ms", target="<= 2 ms", ok=True)
-        return {"small_jpeg": b"", "big": b"", "meta": {}, "classifier": None, "inference": None, "ort_ms": 1.0}
+        return {"small_jpeg": b"", "big": b"", "meta": {}, "classifier": None, "inference": None}
 
     monkeypatch.setattr(bench, "extract", lambda _: tmp_path / "model")
     (tmp_path / "model").mkdir()
@@ -1170,6 +1170,47 @@ def test_an_int8_failure_takes_only_its_own_rows(monkeypatch, tmp_path, capsys):
     assert ran == ["preprocessing", "local stack", "serving stack memory"]
     assert "| int8 (opt-in) | failed: RuntimeError: quantizer refused the graph |" in out
     assert "latency row" in out and "skipped" not in out
+
+
+def test_int8_speed_is_timed_in_turn_with_the_served_fp32_session(monkeypatch, tmp_path):
+    """The int8 row's ratio was set against fp32's time from the latency pair: measured earlier in the run and right
+    after the served path's glue, while int8 ran back to back later. Both sides are now timed here, in turn."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    import onnxruntime
+
+    import bench.__main__ as bench
+    from model import package
+
+    clock = [0.0]
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
+    calls: list[str] = []
+    probs = np.arange(10, dtype=np.float32)[None]
+
+    def takes(name: str, ms: float, out):
+        def run(*_):
+            calls.append(name)
+            clock[0] += ms / 1000
+            return out
+
+        return run
+
+    class Session:
+        def __init__(self, *_, **__):
+            self.run = takes("int8", 2.0, [probs])
+
+    monkeypatch.setattr(package, "quantize_int8", lambda onnx, meta, photos: b"int8 graph")
+    monkeypatch.setattr(onnxruntime, "InferenceSession", Session)
+    (tmp_path / "model.onnx").write_bytes(b"fp32 graph")
+    classifier = SimpleNamespace(preprocessing=None, run=takes("fp32", 4.0, probs))
+    inference = SimpleNamespace(
+        ort_session_options=lambda ort, threads: None, decode_image=lambda data: data, preprocess=lambda img, pre: img
+    )
+    report = bench.Report()
+    bench.bench_int8(report, tmp_path, {}, classifier, inference, repeats=3)
+    assert calls[-12:] == ["fp32", "int8"] * 6  # the timed rounds: side by side, not one block after the other
+    assert report.rows[0][1:4] == ("2.0 ms", "4.0 ms fp32", "2.00x"), report.rows
 
 
 @pytest.mark.parametrize("before", [None, "onnxruntime"])
