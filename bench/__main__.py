@@ -807,7 +807,7 @@ def bench_container_memory(report: Report, ctx: dict) -> None:
     size = recommend_memory_mb(peak)
     report.add(
         f"{STACK_MEMORY}, 3 MB photos",
-        f"{peak:.0f} MB",
+        f"{shown(peak, configured / MEMORY_HEADROOM, True, 0)} MB",
         target=f"memorySizeMb >= {MEMORY_HEADROOM}x peak: "
         f"{size or f'none (the largest, {MEMORY_SIZES_MB[-1]}, is too small)'}; Pulumi.dev.yaml has {configured}",
         ok=size is not None and configured >= size,
@@ -815,9 +815,9 @@ def bench_container_memory(report: Report, ctx: dict) -> None:
     if "bomb_mb" in ctx:  # a worker decoding that image at the stack's peak: the worst case the size must hold
         report.add(
             f"  serving stack peak + the {ctx['bomb_name']}'s decode",
-            f"{peak + ctx['bomb_mb']:.0f} MB",
+            f"{shown(peak + ctx['bomb_mb'], configured, True, 0)} MB",
             target=worst_target,
-            ok=peak + ctx["bomb_mb"] <= configured,
+            ok=meets(peak + ctx["bomb_mb"], configured, True),
         )
     else:
         report.skip(worst_case, "the hostile images' decode was not measured", worst_target)
