@@ -24,6 +24,7 @@ from pulumi.dynamic import CreateResult, DiffResult, Resource, UpdateResult
 
 from components.dynamic import AwsProvider
 from components.policies import endpoint_log_group_name
+from handlers.proxy_core import MAX_TOP_K  # a reply's most predictions: the proxy's, not a copy free to drift
 
 # A 32x32 JPEG (a dark disc on orange), small enough to embed and a real decode for the model.
 PROBE_JPEG = base64.b64decode(
@@ -41,7 +42,6 @@ PROBE_JPEG = base64.b64decode(
     "4Ou58O2UtlpQWYFXlcyFCMFc4AH5DP40WXh3T7KYTKryupBUyHO0+wAH61qVWJxKqLljsThsM6b5pbn/2Q=="
 )
 PROBE_TOP_K = 5
-MAX_TOP_K = 20
 # A serverless cold start (image pull + model load) can take most of the 60 s invocation limit.
 READ_TIMEOUT_S = 70
 # A first invocation whose cold start outlasts that limit fails (ModelError with status 0, or ModelNotReady)

@@ -57,6 +57,7 @@ from components.dynamic.smoke_check import (
     rollout_failure_message,
     run_smoke_check,
 )
+from handlers.proxy_core import MAX_TOP_K
 from tests.infra.conftest import ACCOUNT, REGION, ROOT
 
 GOOD_REPLY = {
@@ -466,8 +467,8 @@ def test_smoke_check_sends_the_contracted_request() -> None:
         (b"\xff\xfe\xfd not UTF-8", "not JSON"),  # a ValueError naming the reply, not a bare UnicodeDecodeError
         (b"[]", "'predictions' list"),
         (b'["predictions"]', "'predictions' list"),  # JSON, but not an object
-        (json.dumps({"predictions": []}).encode(), "1..20"),
-        (json.dumps({"predictions": [{"label": "x", "prob": 1}] * 21}).encode(), "1..20"),
+        (json.dumps({"predictions": []}).encode(), f"1..{MAX_TOP_K}"),
+        (json.dumps({"predictions": [{"label": "x", "prob": 1}] * (MAX_TOP_K + 1)}).encode(), f"1..{MAX_TOP_K}"),
         (json.dumps({"predictions": [{"label": "", "prob": 0.5}]}).encode(), "label"),
         (json.dumps({"predictions": [{"label": "x", "prob": 1.5}]}).encode(), "prob"),
         (json.dumps({"predictions": [{"label": "x", "prob": True}]}).encode(), "prob"),
@@ -485,7 +486,7 @@ def test_parse_topk_reply_rejects(body: bytes, reason: str) -> None:
 @pytest.mark.parametrize(
     "predictions",
     [
-        [{"label": "x", "prob": 0.05}] * 20,  # top_k's maximum
+        [{"label": "x", "prob": 0.05}] * MAX_TOP_K,  # the proxy's top_k maximum
         [{"label": "certain", "prob": 1}, {"label": "never", "prob": 0}],  # JSON numbers without a fraction
         [{"label": "certain", "prob": 1.0}, {"label": "never", "prob": 0.0}],  # a softmax that saturates
     ],
