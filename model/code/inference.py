@@ -548,6 +548,13 @@ def _torchscript_backend(weights_path: str, model_name: str, num_classes: int, p
         first = str(e).splitlines()[0]
         raise ModelLoadError(f"weights at {weights_path} do not fit {model_name}: {first}") from e
     example = torch.zeros((1, pre.crop, pre.crop, 3), dtype=torch.uint8)
+    # The default DLC's torch 2.6 serves this with torch.jit current; a newer torch (the venv's, under the local
+    # stack) warns that trace, trace_method, freeze and optimize_for_inference are deprecated for torch.compile or
+    # torch.export, which are no drop-in here (a compiler toolchain and a long first compile; an unfrozen graph).
+    # Those four alone are ignored, for the process as decode_image's are: catch_warnings is not thread-safe.
+    warnings.filterwarnings(
+        "ignore", r"`torch\.jit\.(trace|trace_method|freeze|optimize_for_inference)` is deprecated", FutureWarning
+    )
     with torch.inference_mode():
         traced = torch.jit.trace(with_normalisation(model.eval(), pre), example)
         frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced))

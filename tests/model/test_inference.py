@@ -61,8 +61,11 @@ def test_model_fn_serves_the_fast_backend(classifier, model_dir):
 
 def test_model_fn_torchscript_fallback(inference, classifier, model_dir, monkeypatch):
     monkeypatch.setenv("MODEL_BACKEND", "torchscript")
-    ts = inference.load_classifier(str(model_dir))
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")  # past pyproject's filter: what `python -m local` would print at start
+        ts = inference.load_classifier(str(model_dir))
     assert ts.backend.startswith("torchscript")
+    assert [str(w.message) for w in shown if issubclass(w.category, FutureWarning)] == []  # torch.jit's deprecations
     assert top1(classify(inference, ts, photo_bytes("coffee.jpg"))) == "espresso"
     # The fallback normalises inside the model as the ONNX graph does: the same probabilities, not just the same top-1.
     for name in ("chelsea.jpg", "rocket.jpg"):
