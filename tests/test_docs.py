@@ -237,6 +237,24 @@ def test_a_missing_path_is_caught(tmp_path):
     assert missing_paths(doc, tmp_path) == ["__main__.py", "local/gateway.py"]
 
 
+def shared_temp_paths(text: str) -> list[str]:
+    """The fixed paths under /tmp the doc's commands write or read (`/tmp/prediction.json`): on a shared machine one
+    reader's run overwrites another's, or meets a file of someone else's it cannot write."""
+    return sorted({m[0] for line in commands(text) for m in re.finditer(r"(?<![\w.$~-])/tmp/[\w./-]+", line)})
+
+
+def test_the_readme_commands_write_no_fixed_temp_file():
+    assert shared_temp_paths((ROOT / "README.md").read_text(encoding="utf-8")) == []
+
+
+def test_a_fixed_temp_file_is_caught():
+    doc = (
+        "| exit 1 | Load model from /tmp/mobilenet | (a message the table quotes, not a command)\n\n"
+        '```sh\naws s3 cp s3://b/k /tmp/out.json && cat /tmp/out.json\nout=$(mktemp) && cat "$out"\n```\n'
+    )
+    assert shared_temp_paths(doc) == ["/tmp/out.json"]
+
+
 def error_table(text: str) -> dict[str, tuple[str, str]]:
     """The README's "Error codes" table: code -> (status, Retry-After) as written."""
     section = after(after(text, "\n### Error codes\n"), "\n\n| code |").split("\n\n", 1)[0]
