@@ -25,6 +25,9 @@ on = $(filter-out 0 false False FALSE no No NO off Off OFF,$(strip $(1)))
 # A variable's value as one shell word, whatever it holds: a quote typed into PORT= or HOST= ended the quoting early,
 # and bash's "unexpected EOF while looking for matching `''" came instead of what python -m local says of the value.
 quote = '$(subst ','\'',$(strip $(1)))'
+# HOST as python -m local names it in its URLs: an IPv6 literal in brackets (http://[::1]:8000, not http://::1:8000),
+# and every interface (0.0.0.0, ::) as the loopback address of that family, where the stack reaches itself.
+url_host = $(if $(filter 0.0.0.0,$(1)),127.0.0.1,$(if $(filter ::,$(1)),[::1],$(if $(findstring :,$(1)),[$(1)],$(1))))
 
 # Weights: torchvision's own download unless a local state_dict is named. The shared offline copy is used
 # when it exists and nothing else was asked, so a machine without internet still builds the real model.
@@ -52,7 +55,7 @@ ORT_WHEEL := onnxruntime-$(ORT_VERSION)-cp312-cp312-manylinux*_x86_64.whl
 .PHONY: help venv model test test-fast lint bench demo loadtest chromium clean
 
 help:
-	@echo "make demo      the whole stack on http://$(HOST):$(PORT) (PORT=, RUNTIME=inprocess|torchserve, HOST= ALLOW_REMOTE=1, STAGE_THROTTLE=0)"
+	@echo "make demo      the whole stack on http://$(call url_host,$(strip $(HOST))):$(PORT) (PORT=, RUNTIME=inprocess|torchserve, HOST= ALLOW_REMOTE=1, STAGE_THROTTLE=0)"
 	@echo "make test      ruff, then every test (builds venv and model, installs chromium when missing)"
 	@echo "make test-fast unit tests only: no browser, no TorchServe, no local stack, no other Python"
 	@echo "make model     build $(MODEL) (MODEL_WEIGHTS=file.pth for a local state_dict, INT8=1 for int8)"

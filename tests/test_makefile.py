@@ -770,3 +770,24 @@ def test_make_alone_lists_every_target(tmp_path):
     phony = set((ROOT / "Makefile").read_text().split("\n.PHONY:", 1)[1].split("\n", 1)[0].split())
     assert len(phony) > 5 and len(listed) > 5  # what the two reads found
     assert sorted(phony - {"help"} - listed) == []
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [
+        ("::1", "http://[::1]:8000"),  # an IPv6 literal in a URL is bracketed
+        (
+            "0.0.0.0",
+            "http://127.0.0.1:8000",
+        ),  # every interface: python -m local names the loopback it reaches itself on
+        ("::", "http://[::1]:8000"),
+        ("192.0.2.10", "http://192.0.2.10:8000"),
+    ],
+)
+def test_make_help_names_the_demo_url_as_python_m_local_prints_it(tmp_path, host, url):
+    """`make help HOST=::1` showed http://::1:8000, no URL at all, where the stack itself prints http://[::1]:8000
+    (tests/local/test_server.py's announced-address tests)."""
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    run = make(f"HOST={host}", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert f"the whole stack on {url} (" in run.stdout.splitlines()[0]
