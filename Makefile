@@ -19,9 +19,10 @@ ALLOW_REMOTE ?=
 # The stage's throttling (apiThrottleRateLimit/BurstLimit) applies to /predict, as in the cloud; STAGE_THROTTLE=0
 # lifts it, e.g. to drive the demo with a load generator.
 STAGE_THROTTLE ?= 1
-# A yes/no variable (ALLOW_REMOTE, INT8, STAGE_THROTTLE) is on when set to anything but empty, 0, false, no or off (in
-# any of the usual cases): ALLOW_REMOTE=False must not expose the demo, nor INT8=0 ship the int8 graph.
-on = $(filter-out 0 false False FALSE no No NO off Off OFF,$(strip $(1)))
+# A yes/no variable (ALLOW_REMOTE, INT8, STAGE_THROTTLE, and CI from the environment) is on when set to anything but
+# empty, 0, false, no or off, in any case: ALLOW_REMOTE=False must not expose the demo, nor INT8=0 ship the int8
+# graph, nor CI=false fail a developer's run. tests/ci.py reads CI by the same rule.
+on = $(filter-out 0 FALSE NO OFF,$(call upper,$(strip $(1))))
 # A variable's value as one shell word, whatever it holds: a quote typed into PORT= or HOST= ended the quoting early,
 # and bash's "unexpected EOF while looking for matching `''" came instead of what python -m local says of the value.
 quote = '$(subst ','\'',$(strip $(1)))'
@@ -142,16 +143,16 @@ chromium:
 	@test -x /usr/bin/chromium || { \
 	  if ! command -v apt-get >/dev/null; then \
 	    echo "warning: chromium is missing and there is no apt-get to install it: the browser tests will be skipped" >&2; \
-	    if [ -n "$$CI" ]; then exit 1; fi; exit 0; \
+	    if [ -n $(call quote,$(call on,$(CI))) ]; then exit 1; fi; exit 0; \
 	  elif [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; else \
 	    echo "warning: chromium is missing and neither root nor sudo can install it: the browser tests will be skipped" >&2; \
-	    if [ -n "$$CI" ]; then exit 1; fi; exit 0; fi; \
+	    if [ -n $(call quote,$(call on,$(CI))) ]; then exit 1; fi; exit 0; fi; \
 	  echo "installing Debian chromium for the browser tests"; \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium || { \
 	    echo "warning: apt-get could not install chromium (no network, or no such package: Ubuntu's is a snap):" \
 	      "the browser tests will be skipped" >&2; \
-	    if [ -n "$$CI" ]; then exit 1; fi; }; }
+	    if [ -n $(call quote,$(call on,$(CI))) ]; then exit 1; fi; }; }
 
 test: venv model chromium
 	$(VENV)/bin/ruff check .

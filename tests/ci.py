@@ -12,13 +12,21 @@ from typing import NoReturn
 
 import pytest
 
+# What CI set to says "not CI", in any case, as the Makefile's yes/no variables (its `on`): CI=false on a developer's
+# machine (a shell profile, a copied job's environment) made every missing tool fail the run instead of skipping.
+NOT_CI = frozenset({"", "0", "false", "no", "off"})
+
+
+def under_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in NOT_CI
+
 
 def skip_or_fail(reason: str, ci_hint: str) -> NoReturn:
     """Skip on a developer's machine; under CI fail, so a green CI run means every test really ran.
 
     `reason` says what is missing, `ci_hint` what CI must do about it (it is appended under CI only).
     """
-    if os.environ.get("CI"):
+    if under_ci():
         pytest.fail(f"{reason}; {ci_hint}", pytrace=False)
     pytest.skip(reason)
 

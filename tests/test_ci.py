@@ -24,7 +24,15 @@ def test_skips_outside_ci(monkeypatch):
     assert outcome_of("java missing", "CI must install it") == (pytest.skip.Exception, "java missing")
 
 
-@pytest.mark.parametrize("value", ["true", "1"])
+@pytest.mark.parametrize("value", ["", "0", "false", "False", "NO", "off", " no "])
+def test_ci_set_to_a_no_is_not_ci(monkeypatch, value):
+    """README: CI set to empty, 0, false, no or off (any case) is not CI, as the Makefile's yes/no variables: CI=false
+    on a developer's machine made every missing tool a failure."""
+    monkeypatch.setenv("CI", value)
+    assert outcome_of("java missing", "CI must install it") == (pytest.skip.Exception, "java missing")
+
+
+@pytest.mark.parametrize("value", ["true", "1", "yes"])
 def test_fails_under_ci_with_what_ci_must_do(monkeypatch, value):
     monkeypatch.setenv("CI", value)
     assert outcome_of("java missing", "CI must install it") == (
