@@ -98,12 +98,22 @@ def build_missing_artifact(weights: str | None) -> None:
 
     errors = io.StringIO()
     with contextlib.redirect_stderr(errors):
-        status = package.main(["--weights", weights] if weights else [])
+        try:
+            status = package.main(["--weights", weights] if weights else [])
+        except SystemExit as e:  # argparse refusing an argument: its one line, not a traceback through argparse
+            status = e.code
     sys.stderr.write(errors.getvalue())
     if status != 0:
         said = [line for line in errors.getvalue().splitlines() if line.strip()]
         why = said[-1] if said else f"python -m model.package exited with {status}"
         pytest.fail(f"{ARTIFACT} is missing and building it as `make model` does failed: {why}", pytrace=False)
+
+
+def weights_to_build() -> str | None:
+    """MODEL_WEIGHTS, else ../shared's copy when there is one (else torchvision's download). Blank, MODEL_WEIGHTS is
+    unset, as the builder takes it: MODEL_WEIGHTS=" " was passed on as `--weights " "`, refused by argparse."""
+    named = os.environ.get("MODEL_WEIGHTS", "")
+    return named if named.strip() else str(SHARED_WEIGHTS) if SHARED_WEIGHTS.exists() else None
 
 
 @pytest.fixture(scope="session")
@@ -115,9 +125,7 @@ def artifact() -> Path:
     from model import package
 
     if not ARTIFACT.exists():
-        build_missing_artifact(
-            os.environ.get("MODEL_WEIGHTS") or (str(SHARED_WEIGHTS) if SHARED_WEIGHTS.exists() else None)
-        )
+        build_missing_artifact(weights_to_build())
     with tarfile.open(ARTIFACT) as tar:
         shipped = {
             m.name: tar.extractfile(m).read()

@@ -424,6 +424,32 @@ def test_a_model_that_cannot_be_built_fails_with_the_builders_error_line(monkeyp
     assert "could not download" in capsys.readouterr().err  # still in the captured output, with what came before
 
 
+def test_a_weights_path_the_builder_refuses_fails_with_its_one_line(capsys):
+    """argparse refuses a blank --weights with SystemExit: the fixture showed it as a traceback through argparse."""
+    from tests.conftest import build_missing_artifact
+
+    with pytest.raises(pytest.fail.Exception) as failed:
+        build_missing_artifact(" ")
+    assert not failed.value.pytrace
+    assert str(failed.value).endswith(
+        "failed: error: argument --weights: the path is empty: name a file, or leave the option out for its default; "
+        "see `python -m model.package --help`"
+    )
+
+
+@pytest.mark.parametrize("blank", ["", " ", "\t"])
+def test_a_blank_model_weights_is_unset_for_the_fixture_as_for_the_builder(monkeypatch, tmp_path, blank):
+    import tests.conftest
+
+    monkeypatch.setattr(tests.conftest, "SHARED_WEIGHTS", tmp_path / "shared.pth")
+    monkeypatch.setenv("MODEL_WEIGHTS", blank)
+    assert tests.conftest.weights_to_build() is None  # torchvision's download, with no shared copy
+    (tmp_path / "shared.pth").write_bytes(b"")
+    assert tests.conftest.weights_to_build() == str(tmp_path / "shared.pth")
+    monkeypatch.setenv("MODEL_WEIGHTS", "~/mine.pth")
+    assert tests.conftest.weights_to_build() == "~/mine.pth"
+
+
 def test_an_interpreter_without_the_requirements_is_named_with_what_it_lacks():
     """`python -m pytest` from another venv stops at once on this list, not on one test's ModuleNotFoundError."""
     from tests.conftest import unmet_requirements
