@@ -938,7 +938,11 @@ function init() {
   async function classify(input) {
     if (busy) {
       // Controls are disabled while busy; only a drop or a paste gets here.
-      setStatus("busy", "Still classifying the previous photo; drop or paste this one again when it is done.");
+      const notice = "Still classifying the previous photo; drop or paste this one again when it is done.";
+      // During a retry's wait the line says when the next try is: the notice goes under it, not over it, or the
+      // visitor no longer knows why nothing happens for some seconds.
+      if (el.status.dataset.state === "retrying") setStatus("retrying", el.statusMessage.textContent, notice);
+      else setStatus("busy", notice);
       return;
     }
     // A drop or a paste: the form names the file Classify sends, as for a picked one. A sample: the page has its

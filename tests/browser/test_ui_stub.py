@@ -1659,6 +1659,24 @@ def test_a_photo_dropped_while_busy_is_not_sent_alongside(stub_ui: Any, stub_sta
     assert "385×256" in ui.page.inner_text("#preview-caption"), "the result is the first photo's"
 
 
+def test_a_photo_dropped_during_a_retrys_wait_keeps_the_retrying_line(stub_ui: Any, stub_stack: Any) -> None:
+    # "Still classifying the previous photo" took the place of "retrying in 3 s…" until the try: the visitor lost
+    # why nothing happened for those seconds. Both are said now, the retry's line first.
+    stub_stack.script(
+        {"status": 429, "body": {"error": "throttled", "message": "slow"}, "headers": {"Retry-After": "3"}}
+    )
+    ui = stub_ui.open()
+    ui.upload(CHELSEA)
+    expect_status(ui, "The model is busy, retrying in")
+    ui.drop(WWW / "samples" / "coffee.jpg")
+    expect_status(ui, "Still classifying the previous photo")
+    assert ui.page.inner_text("#status-message").startswith("The model is busy, retrying in"), ui.status_text()
+    assert ui.page.get_attribute("#status", "data-state") == "retrying", ui.status_text()
+    ui.wait_done()
+    assert len(stub_stack.predict_requests()) == 2, "the dropped photo is not sent alongside"
+    assert ui.labels()[0] == stub_stack.default_predictions[0]["label"]
+
+
 def test_keyboard_reaches_every_control_and_enter_classifies(stub_ui: Any, stub_stack: Any) -> None:
     ui = stub_ui.open()
     focused = []
