@@ -1659,6 +1659,31 @@ def test_onnxruntime_computes_int8_products_exactly_where_they_would_saturate(in
             opts.get_session_config_entry("session.x64quantprecision")
 
 
+@pytest.mark.parametrize(("flags", "exact"), [({"avx2", "fma"}, True), ({"avx2", "avx512_vnni", "amx_int8"}, False)])
+def test_model_fns_onnxruntime_session_goes_by_this_cpus_flags(inference, tmp_path, monkeypatch, flags, exact):
+    # model_fn passes no flags: /proc/cpuinfo's decide. The int8 tests' own sessions show that only on a CPU without
+    # VNNI (on a VNNI or AMX host they answer the same either way), so on such a host nothing else would notice the
+    # served session ignoring the CPU.
+    import onnxruntime as ort
+
+    built = []
+
+    def session(path, sess_options, providers):
+        built.append(sess_options)
+        return real(path, sess_options=sess_options, providers=providers)
+
+    real = ort.InferenceSession
+    monkeypatch.setattr(ort, "InferenceSession", session)
+    monkeypatch.setattr(inference, "cpu_flags", lambda: frozenset(flags))
+    inference._onnxruntime_backend(identity_graph(tmp_path, 2, [1, 224, 224, 3]), 224)
+    [opts] = built
+    if exact:
+        assert opts.get_session_config_entry("session.x64quantprecision") == "1"
+    else:
+        with pytest.raises(RuntimeError, match="does not have configuration"):
+            opts.get_session_config_entry("session.x64quantprecision")
+
+
 def test_cpu_flags_come_from_the_first_cpu_in_proc_cpuinfo(inference, tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(
