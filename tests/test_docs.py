@@ -255,6 +255,24 @@ def test_a_fixed_temp_file_is_caught():
     assert shared_temp_paths(doc) == ["/tmp/out.json"]
 
 
+def test_the_readme_invoke_endpoint_example_removes_its_temp_file_when_the_call_fails(tmp_path):
+    """It removed its mktemp file only after a good answer: with no stack running (aws exits 255, having written
+    nothing), every try left an empty tmp.XXXXXXXXXX behind in /tmp."""
+    block = next(b for b in code_blocks((ROOT / "README.md").read_text(encoding="utf-8")) if "invoke-endpoint" in b)
+    example = block[block.index("out=$(mktemp)") :]
+    (tmp_path / "venv" / "bin").mkdir(parents=True)
+    aws = tmp_path / "venv" / "bin" / "aws"
+    aws.write_text("#!/bin/sh\necho 'Could not connect to the endpoint URL' >&2\nexit 255\n")
+    aws.chmod(0o755)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    run = subprocess.run(
+        ["bash", "-c", example], cwd=tmp_path, env={**os.environ, "TMPDIR": str(temp)}, capture_output=True, text=True
+    )
+    assert "Could not connect" in run.stderr, run.stderr  # the stand-in ran
+    assert sorted(p.name for p in temp.iterdir()) == []
+
+
 def error_table(text: str) -> dict[str, tuple[str, str]]:
     """The README's "Error codes" table: code -> (status, Retry-After) as written."""
     section = after(after(text, "\n### Error codes\n"), "\n\n| code |").split("\n\n", 1)[0]
