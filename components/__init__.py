@@ -4,8 +4,9 @@ Kept import-light on purpose: the local stack imports the pure modules (settings
 without pulling in the Pulumi engine.
 
 Copied into another project, the package needs, beyond `pulumi`, `pulumi_aws` and the standard library:
-- `handlers` (handlers/proxy_core.py, which imports `botocore`): policies.py and inference_api.py take the proxy's
-  CORS lists, size limit and timeout from it, so that what is deployed and what the proxy enforces cannot differ.
+- `handlers` (handlers/proxy_core.py, which imports `botocore`): policies.py, inference_api.py and
+  dynamic/smoke_check.py take the proxy's CORS lists, size limit, timeout and top-k limit from it, so that what is
+  deployed and checked and what the proxy enforces cannot differ.
   Every component imports policies, so copy handlers/ beside: InferenceApi bundles all of it into the Lambda, with
   the installed `aws-lambda-powertools` (lambda_bundle.py); the other two need only proxy_core.py and an empty
   __init__.py.
