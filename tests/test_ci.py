@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -39,6 +40,30 @@ def test_fails_under_ci_with_what_ci_must_do(monkeypatch, value):
         pytest.fail.Exception,
         "java missing; CI must install it",
     )
+
+
+@pytest.mark.parametrize("value", ["", " ", "false", "fAlSe", "no no", "0 off", "true", "No 1", "yes", "n"])
+def test_ci_is_read_as_the_makefiles_on_reads_it(monkeypatch, value):
+    """The chromium target fails a run under CI by the Makefile's `on`, tests/ci.py by under_ci: both must say the
+    same of any value, or `make test` fails on a missing chromium while the browser tests skip (or the reverse)."""
+    from tests.ci import under_ci
+
+    make = shutil.which("make")
+    if make is None:
+        skip_or_fail("no make on this machine", "CI must install it")
+    probe = 'ci-probe: ; @echo "[$(call on,$(CI))]"'
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    run = subprocess.run(
+        [make, "-s", "--no-print-directory", "--eval", probe, "ci-probe"],
+        cwd=ROOT,
+        env={**env, "CI": value},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    monkeypatch.setenv("CI", value)
+    assert under_ci() == (run.stdout.strip() != "[]"), run.stdout
 
 
 def fake_python(path, version: str, works: bool = True):
