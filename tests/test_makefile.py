@@ -782,6 +782,9 @@ def test_make_alone_lists_every_target(tmp_path):
             "http://127.0.0.1:8000",
         ),  # every interface: python -m local names the loopback it reaches itself on
         ("::", "http://[::1]:8000"),
+        ("::0", "http://[::1]:8000"),  # every interface too, as ipaddress reads it: python -m local says [::1]
+        ("0:0:0:0:0:0:0:0", "http://[::1]:8000"),
+        ("::10", "http://[::10]:8000"),  # zeros, not only zeros
         ("192.0.2.10", "http://192.0.2.10:8000"),
     ],
 )
