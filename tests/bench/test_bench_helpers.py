@@ -122,6 +122,18 @@ def test_a_figure_judged_against_a_bound_is_printed_on_the_side_of_its_verdict(v
     assert shown(value, bound, at_most, digits=1) == text
 
 
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(8.5e-7, "8.5e-07"), (9.96e-5, "9.96e-05"), (9.9996e-5, "9.9996e-05"), (1e-4, "1.0e-04"), (1.04e-4, "1.0e-04")],
+)
+def test_the_agreement_figure_is_printed_on_the_side_of_its_strict_bound(value, text):
+    """The fp32 agreement row's target is "< 1e-4": printed with one decimal, 9.96e-5 read "1.0e-04" beside ✅."""
+    from bench.__main__ import shown_below
+
+    assert shown_below(value, 1e-4) == text
+    assert (float(text) < 1e-4) == (value < 1e-4)
+
+
 def test_cold_start_is_the_median_total_of_alternated_fresh_processes(monkeypatch):
     import json
     import subprocess
