@@ -35,7 +35,6 @@ import tempfile
 import threading
 import time
 import traceback
-import warnings
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -1036,12 +1035,6 @@ def run_sections(report: Report, sections: list[tuple[str, tuple[str, ...], Call
             broken[name] = "failed"
 
 
-def hide_torchscript_deprecation() -> None:
-    """The TorchScript row measures the fallback that the DLC's torch 2.6 serves, where torch.jit is current; the
-    venv's newer torch deprecates it with four warnings that would print above the table (pytest hides them too)."""
-    warnings.filterwarnings("ignore", message="`torch.jit.", category=FutureWarning)
-
-
 # What the up-front check of --out writes: a few times the table (4.5 KB with every row, 2026-12-05).
 TABLE_ROOM = 16 * 1024
 
@@ -1141,7 +1134,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --out {args.out}: {e.strerror or e}", file=sys.stderr)
         return 2
     repeats, runs = (10, 2) if args.quick else (40, 5)
-    hide_torchscript_deprecation()
     report = Report()
     started = time.perf_counter()
     ctx: dict = {}

@@ -1268,26 +1268,6 @@ def test_the_torchscript_backend_switch_is_undone_however_its_load_ends(monkeypa
     assert os.environ.get("MODEL_BACKEND") == before
 
 
-def test_the_bench_hides_torchscripts_deprecation_and_no_other_warning():
-    import warnings
-
-    import torch
-
-    from bench.__main__ import hide_torchscript_deprecation
-
-    def warnings_from_a_trace(hide: bool) -> list[str]:
-        with warnings.catch_warnings(record=True) as seen:
-            warnings.simplefilter("always")
-            if hide:
-                hide_torchscript_deprecation()
-            torch.jit.trace(torch.nn.Linear(1, 1), torch.zeros(1, 1))
-            warnings.warn("another deprecation", FutureWarning, stacklevel=1)
-        return [str(w.message) for w in seen if w.category is FutureWarning]
-
-    assert any(m.startswith("`torch.jit.trace`") for m in warnings_from_a_trace(hide=False))
-    assert warnings_from_a_trace(hide=True) == ["another deprecation"]
-
-
 def test_the_naive_baselines_build_the_artifacts_own_architecture(tmp_path):
     """The eager model and transforms (latency, preprocessing) and the naive cold-start process follow
     metadata.json's model and preset, so the baselines run for an artifact of another torchvision classifier."""
