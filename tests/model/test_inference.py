@@ -1304,6 +1304,20 @@ def test_top_k_out_of_range_is_refused(inference, classifier, top_k):
     assert "top_k" in _raises(inference, "InvalidRequestError", 400, body, "application/json")
 
 
+def test_the_model_serves_the_proxys_largest_top_k_and_refuses_one_more(inference, classifier):
+    """The proxy checks top_k against handlers/proxy_core.py's MAX_TOP_K and passes it on in Accept; the model checks
+    it again against its own (the Lambda bundle and the artifact ship apart, so neither imports the other's), and
+    each side's tests name 20. A limit raised in the proxy alone had the endpoint refuse what the API took, and in the
+    model alone the API refuse what the endpoint serves, with every test passing."""
+    from handlers import proxy_core
+
+    coffee, most = photo_bytes("coffee.jpg"), proxy_core.MAX_TOP_K
+    result = classify(inference, classifier, coffee, accept=proxy_core.endpoint_accept(most))
+    assert len(result["predictions"]) == most
+    with pytest.raises(inference.InvalidRequestError, match="top_k"):
+        classify(inference, classifier, coffee, accept=proxy_core.endpoint_accept(most + 1))
+
+
 @pytest.mark.parametrize("literal", ["1" * 5000, "-" + "9" * 5000, "1" + "0" * 20])
 def test_a_top_k_of_thousands_of_digits_is_out_of_range_not_invalid_json(inference, classifier, literal):
     """int() refuses a number past 4300 digits (ValueError), and json.loads passed that on: a valid body with a
