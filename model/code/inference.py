@@ -410,8 +410,10 @@ def _add_vendored_packages() -> None:
         sys.path.insert(0, vendor)
 
 
-# CPU flags (as /proc/cpuinfo names them) of the instructions that add u8 x s8 products in 32 bits.
-EXACT_INT8_CPU_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+# CPU flags (as /proc/cpuinfo names them) that ONNX Runtime's MLAS dispatches its u8 x s8 kernels on (its
+# platform.cpp): AMX needs both; AVX-512 is MLAS's "core" set, whose kernel replaces the AVX-VNNI one.
+AMX_INT8_CPU_FLAGS = frozenset({"amx_tile", "amx_int8"})
+AVX512_CORE_CPU_FLAGS = frozenset({"avx512f", "avx512bw", "avx512dq", "avx512vl"})
 
 
 def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset[str]:
@@ -428,9 +430,12 @@ def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset[str]:
 
 
 def int8_products_saturate(flags: frozenset[str]) -> bool:
-    """Whether ONNX Runtime's u8 x s8 kernels clip on this x86 CPU: with AVX2 (or AVX-512) but neither VNNI nor AMX
-    they add each pair of products in 16 bits (vpmaddubsw), and a pair of large ones does not fit."""
-    return "avx2" in flags and not flags & EXACT_INT8_CPU_FLAGS
+    """Whether ONNX Runtime's u8 x s8 kernels clip on this x86 CPU: its AVX2 and AVX-512 kernels add each pair of
+    products in 16 bits (vpmaddubsw), and a pair of large ones does not fit; its VNNI and AMX kernels add them in 32.
+    A virtual CPU may report AVX-VNNI without AVX-512 VNNI: beside AVX-512 the AVX-VNNI kernel is not the one used."""
+    if "avx2" not in flags or flags >= AMX_INT8_CPU_FLAGS:
+        return False
+    return "avx512_vnni" not in flags if flags >= AVX512_CORE_CPU_FLAGS else "avx_vnni" not in flags
 
 
 def ort_session_options(ort, threads: int | None = None, flags: frozenset[str] | None = None):

@@ -1647,14 +1647,22 @@ def test_onnxruntime_runs_operators_one_at_a_time_fully_optimised_spinning_only_
     assert [opts.get_session_config_entry(key) for key in entries] == ["1", "1"]
 
 
+AVX512 = {"avx2", "avx512f", "avx512bw", "avx512dq", "avx512vl"}  # what MLAS takes for AVX-512 (Skylake-SP on)
+
+
 @pytest.mark.parametrize(
     ("flags", "exact"),
     [
         ({"avx", "avx2", "fma"}, True),  # Zen 2, Haswell-Broadwell: vpmaddubsw clips
-        ({"avx2", "avx512f", "avx512bw"}, True),  # Skylake-SP: AVX-512 without VNNI clips too
-        ({"avx2", "avx512f", "avx512_vnni"}, False),  # Cascade Lake on, Zen 4: exact already
+        (AVX512, True),  # Skylake-SP: AVX-512 without VNNI clips too
+        (AVX512 | {"avx512_vnni"}, False),  # Cascade Lake on, Zen 4: exact already
         ({"avx2", "avx_vnni"}, False),  # Alder Lake on
-        ({"avx2", "avx512_vnni", "amx_int8", "amx_tile"}, False),  # Sapphire Rapids
+        (AVX512 | {"avx512_vnni", "avx_vnni", "amx_int8", "amx_tile"}, False),  # Sapphire Rapids
+        # A virtual CPU may hide AVX-512 VNNI and show AVX-VNNI: MLAS's AVX-512 kernel replaces the AVX-VNNI one
+        (AVX512 | {"avx_vnni"}, True),
+        (AVX512 | {"amx_int8", "amx_tile"}, False),  # AMX's tiles take the products without VNNI
+        (AVX512 | {"amx_bf16", "amx_tile"}, True),  # tiles without AMX-INT8: MLAS's int8 kernels do not use them
+        ({"avx2", "avx512f", "avx_vnni"}, False),  # AVX-512F alone (no BW/DQ/VL) is not MLAS's AVX-512: AVX-VNNI
         ({"sse4_2"}, False),  # no AVX2: on Linux ONNX Runtime has one kernel for u8s8 and u8u8
         (set(), False),  # macOS, an ARM CPU: no /proc/cpuinfo flags to go by
     ],
@@ -1673,7 +1681,9 @@ def test_onnxruntime_computes_int8_products_exactly_where_they_would_saturate(in
             opts.get_session_config_entry("session.x64quantprecision")
 
 
-@pytest.mark.parametrize(("flags", "exact"), [({"avx2", "fma"}, True), ({"avx2", "avx512_vnni", "amx_int8"}, False)])
+@pytest.mark.parametrize(
+    ("flags", "exact"), [({"avx2", "fma"}, True), (AVX512 | {"avx512_vnni", "amx_int8", "amx_tile"}, False)]
+)
 def test_model_fns_onnxruntime_session_goes_by_this_cpus_flags(inference, tmp_path, monkeypatch, flags, exact):
     # model_fn passes no flags: /proc/cpuinfo's decide. The int8 tests' own sessions show that only on a CPU without
     # VNNI (on a VNNI or AMX host they answer the same either way), so on such a host nothing else would notice the
