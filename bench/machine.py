@@ -32,22 +32,30 @@ def labelled(fields: dict[str, str], labels: dict[str, str]) -> list[str]:
     return [f"{label} {fields[key]}" for key, label in labels.items() if fields.get(key)]
 
 
+# What MLAS (ONNX Runtime's platform.cpp) takes for AVX-512 in its int8 kernels, and what its AMX kernels need.
+AVX512_CORE = frozenset({"avx512f", "avx512bw", "avx512dq", "avx512vl"})
+AMX_INT8 = frozenset({"amx_tile", "amx_int8"})
+
+
 def x86_extensions(flags: set[str]) -> list[str]:
     # What ONNX Runtime's MLAS dispatches on: AVX2 (fp32 and int8 without VNNI), AVX-512, the VNNI int8 dot
     # products (AVX-512 or the VEX AVX-VNNI of CPUs without AVX-512) and AMX tiles. AVX2 goes unsaid beside
     # AVX-512 (every AVX-512 CPU has it); "no AVX-512" is said outright, as it is what sets a host's figures apart.
+    # On AVX-512 with BW, DQ and VL, MLAS's AVX-512 int8 kernel replaces the AVX-VNNI one, so a virtual CPU showing
+    # AVX-VNNI but hiding AVX-512 VNNI runs without VNNI; and AMX tiles without AMX-INT8 carry no int8 kernel.
     if "avx512f" in flags:
         found = ["AVX-512"]
-        if "avx512_vnni" in flags:
+        core = flags >= AVX512_CORE
+        if "avx512_vnni" in flags and core:
             found.append("AVX-512 VNNI")
-        elif "avx_vnni" in flags:
+        elif "avx_vnni" in flags and not core:
             found.append("AVX-VNNI")
     else:
         found = ["AVX2"] if "avx2" in flags else ["no AVX2"]
         if "avx_vnni" in flags:
             found.append("AVX-VNNI")
         found.append("no AVX-512")
-    if "amx_tile" in flags:
+    if flags >= AMX_INT8:
         found.append("AMX")
     return found
 

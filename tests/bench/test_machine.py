@@ -86,13 +86,22 @@ def test_hosts_of_the_same_model_name_are_told_apart_by_family_model_and_extensi
     assert cpu_description(cpuinfo, 2, "x86_64") == description
 
 
+AVX512 = "avx512f avx512dq avx512bw avx512vl"  # what MLAS takes for AVX-512 (Skylake-SP on)
+
+
 @pytest.mark.parametrize(
     "flags, extensions",
     [
         ("avx avx2 avx_vnni", "AVX2, AVX-VNNI, no AVX-512"),  # Alder Lake: int8 dot products without AVX-512
         ("avx", "no AVX2, no AVX-512"),
         ("avx avx2 avx512f", "AVX-512"),
-        ("avx avx2 avx512f avx_vnni", "AVX-512, AVX-VNNI"),
+        ("avx avx2 avx512f avx_vnni", "AVX-512, AVX-VNNI"),  # AVX-512F alone: MLAS keeps its AVX-VNNI kernel
+        ("avx avx2 avx512f avx512_vnni", "AVX-512"),  # and its AVX-512 VNNI kernel wants BW, DQ and VL too
+        # A virtual CPU hiding AVX-512 VNNI: beside AVX-512 (F, BW, DQ, VL) MLAS's int8 kernel is its AVX-512 one
+        (f"avx avx2 {AVX512} avx_vnni", "AVX-512"),
+        (f"avx avx2 {AVX512} avx512_vnni avx_vnni", "AVX-512, AVX-512 VNNI"),
+        (f"avx avx2 {AVX512} avx512_vnni amx_bf16 amx_tile", "AVX-512, AVX-512 VNNI"),  # no AMX-INT8: no int8 tiles
+        (f"avx avx2 {AVX512} avx512_vnni amx_tile amx_int8", "AVX-512, AVX-512 VNNI, AMX"),
     ],
 )
 def test_each_extension_the_kernels_dispatch_on_is_named_and_avx512_said_missing(flags, extensions):
