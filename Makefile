@@ -28,8 +28,9 @@ on = $(filter-out 0 FALSE NO OFF,$(call upper,$(strip $(1))))
 quote = '$(subst ','\'',$(strip $(1)))'
 # HOST as python -m local names it in its URLs: an IPv6 literal in brackets (http://[::1]:8000, not http://::1:8000),
 # and every interface (0.0.0.0, ::) as the loopback address of that family, where the stack reaches itself. An IPv6
-# address of nothing but zeros, colons and dots is ::, however spelt (::0, 0:0:0:0:0:0:0:0, ::0.0.0.0).
-url_host = $(if $(filter 0.0.0.0,$(1)),127.0.0.1,$(if $(findstring :,$(1)),$(if $(subst 0,,$(subst :,,$(subst .,,$(1)))),[$(1)],[::1]),$(1)))
+# address of nothing but zeros, colons and dots is ::, however spelt (::0, 0:0:0:0:0:0:0:0, ::0.0.0.0). localhost, in
+# any case, is the IPv4 address the stack binds for it (a name is bound over IPv4) and prints, 127.0.0.1.
+url_host = $(if $(filter 0.0.0.0 LOCALHOST LOCALHOST.,$(call upper,$(1))),127.0.0.1,$(if $(findstring :,$(1)),$(if $(subst 0,,$(subst :,,$(subst .,,$(1)))),[$(1)],[::1]),$(1)))
 
 # Weights: torchvision's own download unless a local state_dict is named. The shared offline copy is used
 # when it exists and nothing else was asked, so a machine without internet still builds the real model.

@@ -786,6 +786,8 @@ def test_make_alone_lists_every_target(tmp_path):
         ("0:0:0:0:0:0:0:0", "http://[::1]:8000"),
         ("::10", "http://[::10]:8000"),  # zeros, not only zeros
         ("192.0.2.10", "http://192.0.2.10:8000"),
+        ("localhost", "http://127.0.0.1:8000"),  # the address python -m local binds for it and prints
+        ("LocalHost.", "http://127.0.0.1:8000"),
     ],
 )
 def test_make_help_names_the_demo_url_as_python_m_local_prints_it(tmp_path, host, url):

@@ -1243,6 +1243,13 @@ def test_a_loopback_stack_is_announced_at_its_address_and_takes_the_page_opened_
     assert served.stack.endpoint_name == "mobilenet-local"
 
 
+@pytest.mark.parametrize("host", ["localhost", "LocalHost."])
+def test_a_stack_bound_by_the_name_localhost_is_announced_at_its_ipv4_address(monkeypatch, tmp_path, host):
+    """As `make help HOST=localhost` names it (url_host): a name is bound over IPv4."""
+    served = what_main_serves(monkeypatch, tmp_path, "--host", host)
+    assert served.stack.base_url == f"http://127.0.0.1:{served.port}" and served.where == "127.0.0.1 only"
+
+
 def test_a_stack_on_a_lan_address_does_not_take_a_page_opened_as_localhost(monkeypatch, tmp_path):
     """Reached at a LAN address, localhost:<port> is a page of whatever runs on the browser's own machine."""
     from local import __main__ as cli
