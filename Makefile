@@ -6,6 +6,11 @@ PYTHON ?= python3
 VENV := venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
+# Hosting platforms export PORT to the app they run (Heroku, Render, Cloud Run), and `make demo` took it for its own.
+# Only PORT= on make's command line (or make -e) moves the demo off 8000.
+ifeq ($(origin PORT),environment)
+PORT := 8000
+endif
 PORT ?= 8000
 # tcsh exports HOST, this machine's name, to every program it runs, and `make demo` took it for the address to bind
 # (then refused it as not loopback). Only HOST= on make's command line (or make -e) says where the demo listens.

@@ -476,6 +476,19 @@ def test_demo_binds_loopback_whatever_host_the_shell_exports(tmp_path, exported)
     assert "-m local --host ::1 --port 8000" in (tmp_path / "python.log").read_text()
 
 
+def test_demo_listens_on_8000_whatever_port_the_shell_exports(tmp_path):
+    """Hosting platforms export PORT to the app they run: `make demo` took it for its own port. Only PORT= on make's
+    command line moves the demo."""
+    recording_python(tmp_path)
+    run = make("demo", cwd=tmp_path, env={"PORT": "5000"})
+    assert run.returncode == 0, run.stderr
+    assert "-m local --host 127.0.0.1 --port 8000" in (tmp_path / "python.log").read_text()
+    (tmp_path / "python.log").unlink()
+    run = make("demo", "PORT=8123", cwd=tmp_path, env={"PORT": "5000"})
+    assert run.returncode == 0, run.stderr
+    assert "-m local --host 127.0.0.1 --port 8123" in (tmp_path / "python.log").read_text()
+
+
 def test_demo_passes_a_runtime_with_a_space_as_one_argument(tmp_path):
     """Unquoted, `make demo RUNTIME='torch serve'` was refused as "unrecognized arguments: serve"; as one argument
     python -m local names the choices."""
