@@ -110,10 +110,12 @@ def build_missing_artifact(weights: str | None) -> None:
 
 
 def weights_to_build() -> str | None:
-    """MODEL_WEIGHTS, else ../shared's copy when there is one (else torchvision's download). Blank, MODEL_WEIGHTS is
-    unset, as the builder takes it: MODEL_WEIGHTS=" " was passed on as `--weights " "`, refused by argparse."""
-    named = os.environ.get("MODEL_WEIGHTS", "")
-    return named if named.strip() else str(SHARED_WEIGHTS) if SHARED_WEIGHTS.exists() else None
+    """As `make model` takes MODEL_WEIGHTS: the file it names; set but blank, torchvision's download (the builder's
+    default, and how `make model MODEL_WEIGHTS=` asks for it where ../shared has a copy; `--weights " "` was refused
+    by argparse); unset, ../shared's copy when there is one, else the download."""
+    if "MODEL_WEIGHTS" in os.environ:
+        return os.environ["MODEL_WEIGHTS"] if os.environ["MODEL_WEIGHTS"].strip() else None
+    return str(SHARED_WEIGHTS) if SHARED_WEIGHTS.exists() else None
 
 
 @pytest.fixture(scope="session")

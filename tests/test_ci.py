@@ -463,14 +463,19 @@ def test_a_weights_path_the_builder_refuses_fails_with_its_one_line(capsys):
 
 
 @pytest.mark.parametrize("blank", ["", " ", "\t"])
-def test_a_blank_model_weights_is_unset_for_the_fixture_as_for_the_builder(monkeypatch, tmp_path, blank):
+def test_a_blank_model_weights_asks_the_fixture_for_the_download_as_make_model(monkeypatch, tmp_path, blank):
+    """Set but blank, MODEL_WEIGHTS names no file: the builder and `make model` download torchvision's weights, even
+    where ../shared has a copy; the fixture built from the copy."""
     import tests.conftest
 
     monkeypatch.setattr(tests.conftest, "SHARED_WEIGHTS", tmp_path / "shared.pth")
-    monkeypatch.setenv("MODEL_WEIGHTS", blank)
-    assert tests.conftest.weights_to_build() is None  # torchvision's download, with no shared copy
     (tmp_path / "shared.pth").write_bytes(b"")
+    monkeypatch.setenv("MODEL_WEIGHTS", blank)
+    assert tests.conftest.weights_to_build() is None  # torchvision's download
+    monkeypatch.delenv("MODEL_WEIGHTS")
     assert tests.conftest.weights_to_build() == str(tmp_path / "shared.pth")
+    (tmp_path / "shared.pth").unlink()
+    assert tests.conftest.weights_to_build() is None
     monkeypatch.setenv("MODEL_WEIGHTS", "~/mine.pth")
     assert tests.conftest.weights_to_build() == "~/mine.pth"
 

@@ -621,10 +621,20 @@ def test_chromium_is_installed_unattended_as_root_or_through_sudo(tmp_path, uid)
     assert (tmp_path / "sudo.log").exists() == (uid != "0")
 
 
-@pytest.mark.parametrize("named", [True, False])
-def test_an_offline_make_model_warns_of_the_wheel_and_builds_from_the_weights_named(tmp_path, named):
+@pytest.mark.parametrize(
+    ("shell", "given", "weights"),
+    [
+        (None, "/weights/mine.pth", "/weights/mine.pth"),
+        ("/weights/mine.pth", None, "/weights/mine.pth"),
+        (None, None, "shared"),
+        (None, "", ""),  # blank names no file: the builder's default, torchvision's download
+        ("", None, ""),
+    ],
+)
+def test_an_offline_make_model_warns_of_the_wheel_and_builds_from_the_weights_named(tmp_path, shell, given, weights):
     """`make model` fetches the onnxruntime wheel it vendors before building; offline, it warns and still builds
-    (the container serves TorchScript). The builder gets MODEL_WEIGHTS: the file named, else the shared copy."""
+    (the container serves TorchScript). The builder gets MODEL_WEIGHTS: the file named, else the shared copy; blank
+    (on make's command line or from the shell), the download."""
     project, shared = tmp_path / "project", tmp_path / "shared" / "weights" / "mobilenet_v2_imagenet.pth"
     shared.parent.mkdir(parents=True)
     shared.touch()
@@ -636,9 +646,9 @@ def test_an_offline_make_model_warns_of_the_wheel_and_builds_from_the_weights_na
     python.chmod(0o755)
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MODEL_WEIGHTS")}
     run = subprocess.run(
-        ["make", "model", *(["MODEL_WEIGHTS=/weights/mine.pth"] if named else [])],
+        ["make", "model", *([f"MODEL_WEIGHTS={given}"] if given is not None else [])],
         cwd=project,
-        env=env,
+        env=env | ({"MODEL_WEIGHTS": shell} if shell is not None else {}),
         capture_output=True,
         text=True,
         timeout=60,
@@ -648,7 +658,7 @@ def test_an_offline_make_model_warns_of_the_wheel_and_builds_from_the_weights_na
     assert f"--python-version 3.12 --platform manylinux_2_28_x86_64 -d model/dist/wheels/ onnxruntime=={version}" in (
         (project / "pip.log").read_text()
     )
-    weights = "/weights/mine.pth" if named else str(shared)
+    weights = str(shared) if weights == "shared" else weights
     assert (project / "python.log").read_text().splitlines() == [f"-m model.package {weights}"]
 
 
