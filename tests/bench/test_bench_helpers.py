@@ -605,7 +605,7 @@ def test_a_serving_stack_that_fails_under_the_memory_benchmark_fails_the_run(mon
     monkeypatch.setattr(local.torchserve, "TorchServeEndpoint", Broken)
     monkeypatch.setattr(bench.shutil, "which", lambda _: "/usr/bin/java")
     report = bench.Report()
-    bench.bench_container_memory(report, {"big": b"", "small_jpeg": b""})
+    measured_container_memory(bench, report, {"big": b"", "small_jpeg": b""})
     assert report.failures == [
         "serving stack peak memory (toolkit + TorchServe JVM + worker, PSS): failed: "
         "the model endpoint cannot start: model_fn failed (measured)"  # no " vs " before a baseline it never had
@@ -616,6 +616,12 @@ def test_a_serving_stack_that_fails_under_the_memory_benchmark_fails_the_run(mon
     assert len(report.skipped) == 1
 
 
+def measured_container_memory(bench, report, ctx: dict) -> None:
+    """The serving stack's peak, as the run measures it first, and its rows, as the table prints them last."""
+    bench.bench_container_peak(ctx)
+    bench.bench_container_memory(report, ctx)
+
+
 def stub_sections(monkeypatch, tmp_path, **sections):
     """main() with every measuring section a stub (or the given ones), an extracted model that is an empty folder,
     and the table written under tmp_path: the CLI's verdicts without minutes of measuring."""
@@ -623,13 +629,15 @@ def stub_sections(monkeypatch, tmp_path, **sections):
 
     def latency(report, *_):
         report.add("latency row", "1.0 ms", target="<= 2 ms", ok=True)
-        return {"small_jpeg": b"", "big": b"", "meta": {}, "classifier": None, "inference": None}
+        return {"meta": {}, "classifier": None, "inference": None}
 
     monkeypatch.setattr(bench, "extract", lambda _: tmp_path / "model")
     (tmp_path / "model").mkdir()
+    monkeypatch.setattr(bench, "request_photos", lambda: {"big": b"", "small_jpeg": b""})
     monkeypatch.setattr(bench, "bench_latency", latency)
     for name in (
-        *("int8", "cold_start", "preprocessing", "hostile_image_memory", "payload", "local_stack", "container_memory"),
+        *("int8", "cold_start", "preprocessing", "hostile_image_memory", "payload", "local_stack"),
+        *("container_peak", "container_memory"),
     ):
         monkeypatch.setattr(bench, f"bench_{name}", lambda *_: None)
     for name, fn in sections.items():
@@ -644,7 +652,9 @@ def test_a_serving_stack_that_cannot_start_without_java_is_a_skipped_target_that
     says why, and the summary counts them."""
     import bench.__main__ as real
 
-    bench = stub_sections(monkeypatch, tmp_path, container_memory=real.bench_container_memory)
+    bench = stub_sections(
+        monkeypatch, tmp_path, container_peak=real.bench_container_peak, container_memory=real.bench_container_memory
+    )
     monkeypatch.setattr(bench.shutil, "which", lambda _: None)
     monkeypatch.delenv("JAVA_HOME", raising=False)
     assert bench.main(["--out", str(tmp_path / "latest.md")]) == 1
@@ -794,7 +804,7 @@ def test_a_serving_stack_that_refuses_the_photos_fails_the_memory_row(monkeypatc
     monkeypatch.setattr(local.torchserve, "TorchServeEndpoint", Refusing)
     monkeypatch.setattr(bench.shutil, "which", lambda _: "/usr/bin/java")
     report = bench.Report()
-    bench.bench_container_memory(report, {"big": b"", "small_jpeg": b"", "bomb_mb": 500.0, "bomb_name": "PNG"})
+    measured_container_memory(bench, report, {"big": b"", "small_jpeg": b"", "bomb_mb": 500.0, "bomb_name": "PNG"})
     assert report.rows[-2][1:] == ("failed: invocation answered 415", "", "", "measured ❌"), report.rows
     assert report.met == 0 and len(report.skipped) == 1
 
@@ -806,7 +816,7 @@ def test_the_worst_case_row_is_skipped_not_dropped_when_no_hostile_decode_was_me
     monkeypatch.setattr(local.torchserve, "TorchServeEndpoint", Serving)
     monkeypatch.setattr(bench.shutil, "which", lambda _: "/usr/bin/java")
     report = bench.Report()
-    bench.bench_container_memory(report, {"big": b"", "small_jpeg": b""})  # no "bomb_mb": that decode failed
+    measured_container_memory(bench, report, {"big": b"", "small_jpeg": b""})  # no "bomb_mb": that decode failed
     assert report.rows[-2][1] == "1000 MB" and report.rows[-2][4].endswith("✅"), report.rows
     assert report.rows[-1][1] == "skipped: the hostile images' decode was not measured", report.rows
     assert len(report.skipped) == 1 and report.met == 1
@@ -845,7 +855,7 @@ def test_the_serving_stack_peak_is_its_largest_sample(monkeypatch, bomb_mb, wors
     monkeypatch.setattr(bench.shutil, "which", lambda _: "/usr/bin/java")
     report = bench.Report()
     ctx = {"big": b"3 MB photo", "small_jpeg": b"256 px", "bomb_mb": bomb_mb, "bomb_name": "PNG"}
-    bench.bench_container_memory(report, ctx)
+    measured_container_memory(bench, report, ctx)
     assert sent == [b"3 MB photo"] * 10 + [b"256 px"] * 10
     assert report.rows[-2][1] == "1300 MB" and report.rows[-2][4].endswith("2048; Pulumi.dev.yaml has 2048 ✅")
     # the worst case, judged inclusively against memorySizeMb 2048
@@ -868,7 +878,7 @@ def test_the_serving_stack_peak_is_printed_on_the_side_of_its_verdict(monkeypatc
     monkeypatch.setattr(local.torchserve, "TorchServeEndpoint", Steady)
     monkeypatch.setattr(bench.shutil, "which", lambda _: "/usr/bin/java")
     report = bench.Report()
-    bench.bench_container_memory(report, {"big": b"", "small_jpeg": b""})
+    measured_container_memory(bench, report, {"big": b"", "small_jpeg": b""})
     assert report.rows[-2][1] == printed, report.rows
     assert report.rows[-2][4].endswith(f"1.5x peak: {size}; Pulumi.dev.yaml has 2048 {verdict}"), report.rows
 
@@ -921,11 +931,11 @@ def test_sections_that_need_a_failed_one_are_skipped_with_the_reason(monkeypatch
     )
     assert bench.main(["--out", str(tmp_path / "latest.md")]) == 1
     out, err = capsys.readouterr()
-    assert ran == ["cold start"]  # the one that does not need the latency section's model and photos
+    assert ran == ["cold start", "payload"]  # the ones that do not need the latency section's model
     assert "failed: OSError: no space left on device" in out
-    assert "| payload | skipped: needs the preprocessing section, which was skipped |" in out
+    assert "| preprocessing | skipped: needs the latency of one image section, which failed |" in out
     assert "| int8 (opt-in) | skipped: needs the latency of one image section, which failed |" in out
-    assert err.rstrip().splitlines()[-1] == "targets: 0 met, 1 missed, 5 skipped (not measured)", err
+    assert err.rstrip().splitlines()[-1] == "targets: 0 met, 1 missed, 3 skipped (not measured)", err
 
 
 def test_a_cold_start_process_that_fails_says_which_and_why_on_its_first_line(monkeypatch):
@@ -952,7 +962,7 @@ def test_java_from_java_home_alone_is_enough_to_measure_the_serving_stack(monkey
     monkeypatch.setattr(bench.shutil, "which", lambda _: None)
     monkeypatch.setenv("JAVA_HOME", "/opt/jdk-17")
     report = bench.Report()
-    bench.bench_container_memory(report, {"big": b"", "small_jpeg": b"", "bomb_mb": 500.0, "bomb_name": "PNG"})
+    measured_container_memory(bench, report, {"big": b"", "small_jpeg": b"", "bomb_mb": 500.0, "bomb_name": "PNG"})
     assert not report.skipped and report.met == 2, report.rows
 
 
@@ -975,6 +985,7 @@ bench.extract = lambda _: model.mkdir() or model
 def latency(*_):
     print("measuring", flush=True)
     time.sleep(60)
+bench.bench_container_peak = lambda *_: None
 bench.bench_latency = latency
 sys.exit(bench.main(["--out", {str(tmp_path / "latest.md")!r}]))
 """
@@ -988,6 +999,46 @@ sys.exit(bench.main(["--out", {str(tmp_path / "latest.md")!r}]))
         proc.wait()
         proc.stdout.close()
     assert not (tmp_path / "model").exists()
+
+
+def test_the_serving_stack_is_sampled_before_the_run_maps_torch_and_its_rows_print_last(tmp_path):
+    """PSS divides each shared page among the processes mapping it. Sampled last, beside a bench process that had
+    mapped torch, torchvision and ONNX Runtime from the files the worker maps (the latency rows), the stack's peak
+    read 68-146 MB below the stack alone, and the serverless memory was sized from that row. In a fresh process, as
+    `make bench` runs: this one may have imported torch already. The photos are made for real (Pillow, numpy)."""
+    import json
+    import subprocess
+    import sys
+
+    from bench.__main__ import ROOT, STACK_MEMORY
+
+    script = f"""
+import json, sys
+from pathlib import Path
+import bench.__main__ as bench
+model = Path({str(tmp_path)!r}) / "model"
+bench.extract = lambda _: model.mkdir() or model
+mapped = []
+def peak(ctx):
+    mapped.append(sorted(name for name in ("onnxruntime", "torch", "torchvision") if name in sys.modules))
+    ctx["stack_peak"] = 1000.0
+def latency(report, *_):
+    import onnxruntime, torch, torchvision  # as bench_latency's served model and its reference import them
+    report.add("latency row", "1.0 ms")
+    return {{"meta": {{}}, "classifier": None, "inference": None}}
+bench.bench_container_peak = peak
+bench.bench_latency = latency
+for name in ("int8", "cold_start", "preprocessing", "hostile_image_memory", "payload", "local_stack"):
+    setattr(bench, "bench_" + name, lambda *_: None)
+bench.main(["--out", {str(tmp_path / "latest.md")!r}])
+print(json.dumps(mapped))
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == [[]], "the serving stack was sampled beside torch"
+    figures = [line.split(" | ")[0] for line in (tmp_path / "latest.md").read_text(encoding="utf-8").splitlines()]
+    worst_case = "  serving stack peak + the worst hostile image's decode"
+    assert figures[-3:] == ["| latency row", f"| {STACK_MEMORY}, 3 MB photos", f"| {worst_case}"], figures
 
 
 def test_a_locale_that_is_not_utf8_gets_the_table_and_the_file(tmp_path):
@@ -1013,7 +1064,7 @@ def latency(report, *_):
 bench.bench_latency = latency
 for name in ("int8", "cold_start", "preprocessing", "hostile_image_memory", "payload", "local_stack"):
     setattr(bench, "bench_" + name, lambda *_: None)
-bench.bench_container_memory = lambda *_: None
+bench.bench_container_peak = bench.bench_container_memory = lambda *_: None
 sys.exit(bench.main(["--out", {str(tmp_path / "latest.md")!r}]))
 """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG", "PYTHONIOENCODING"))}
@@ -1149,28 +1200,33 @@ def test_a_serving_stack_too_big_for_the_largest_memory_size_fails_its_row(monke
     # configured at the largest size: only the missing headroom can fail the row (it passed before, at 6144)
     monkeypatch.setattr(bench, "load_stack_file", lambda _: SimpleNamespace(memory_size_mb=6144))
     report = bench.Report()
-    bench.bench_container_memory(report, {"big": b"", "small_jpeg": b"", "bomb_mb": 500.0, "bomb_name": "PNG"})
+    measured_container_memory(bench, report, {"big": b"", "small_jpeg": b"", "bomb_mb": 500.0, "bomb_name": "PNG"})
     assert report.rows[-2][1] == "4500 MB" and report.rows[-2][4].endswith("❌"), report.rows
     assert "none (the largest, 6144, is too small)" in report.rows[-2][4]
     assert len(report.failures) == 1 and report.met == 1  # 4500 + 500 MB fits in 6144: only the headroom fails
 
 
-def test_a_preprocessing_failure_skips_the_sections_that_use_its_photo(monkeypatch, tmp_path, capsys):
-    def preprocessing(*_):
-        raise RuntimeError("decoder refused the photo")
+def test_photos_that_cannot_be_made_skip_the_sections_that_send_them(monkeypatch, tmp_path, capsys):
+    def photos():
+        raise FileNotFoundError("tests/fixtures/images/chelsea.jpg")
 
     ran: list[str] = []
     bench = stub_sections(
         monkeypatch,
         tmp_path,
-        preprocessing=preprocessing,
-        local_stack=lambda *_: ran.append("local stack"),
-        container_memory=lambda *_: ran.append("serving stack memory"),
+        cold_start=lambda *_: ran.append("cold start"),
+        hostile_image_memory=lambda *_: ran.append("hostile images"),
+        payload=lambda *_: ran.append("payload"),
+        container_peak=lambda *_: ran.append("serving stack peak"),
     )
+    monkeypatch.setattr(bench, "request_photos", photos)
     assert bench.main(["--out", str(tmp_path / "latest.md")]) == 1
     out, _ = capsys.readouterr()
-    assert ran == ["local stack"]  # the 3 MB photo the payload and the memory run send is preprocessing's
-    assert "| serving stack memory | skipped: needs the preprocessing section, which failed |" in out
+    assert ran == ["cold start", "hostile images"]  # the two that make their own inputs
+    assert "| request photos | failed: FileNotFoundError: tests/fixtures/images/chelsea.jpg |" in out
+    assert "| serving stack peak | skipped: needs the request photos section, which failed |" in out
+    assert "| payload | skipped: needs the request photos section, which failed |" in out
+    assert "| serving stack memory | skipped: needs the serving stack peak section, which was skipped |" in out
 
 
 @pytest.mark.parametrize(("argv", "repeats", "runs"), [(["--quick"], 10, 3), ([], 40, 5)])
@@ -1179,7 +1235,7 @@ def test_quick_is_a_run_of_fewer_repeats(monkeypatch, tmp_path, capsys, argv, re
     asked: list[int] = []
     cold: list[int] = []
 
-    def latency(report, model_dir, n):
+    def latency(report, model_dir, n, small_jpeg):
         asked.append(n)
         return {}
 
@@ -1361,10 +1417,11 @@ def test_the_rows_measured_after_a_rebuild_measure_the_model_the_run_started_wit
 
     def latency(report, *_):
         inference = SimpleNamespace(input_fn=lambda *a: None, predict_fn=lambda *a: None, output_fn=lambda *a: None)
-        return {"small_jpeg": b"", "big": b"", "inference": inference, "classifier": None}
+        return {"inference": inference, "classifier": None}
 
-    def rebuild(*_):  # as the build writes it: a whole new file renamed over the old
+    def rebuild():  # as the build writes it: a whole new file renamed over the old, before either stack starts
         tar_gz_of(tmp_path / "rebuilt.tar.gz", {"metadata.json": b"rebuilt"}).replace(artifact)
+        return {"big": b"", "small_jpeg": b""}
 
     def local_stack(*args):  # python -m local serves --artifact, or else the stack config's, here bench.ARTIFACT
         named = Path(args[args.index("--artifact") + 1]) if "--artifact" in args else real.ARTIFACT
@@ -1386,10 +1443,11 @@ def test_the_rows_measured_after_a_rebuild_measure_the_model_the_run_started_wit
         monkeypatch,
         tmp_path,
         latency=latency,
-        cold_start=rebuild,
         local_stack=real.bench_local_stack,
+        container_peak=real.bench_container_peak,
         container_memory=real.bench_container_memory,
     )
+    monkeypatch.setattr(bench, "request_photos", rebuild)
     monkeypatch.setattr(bench, "extract", extract)
     monkeypatch.setattr(bench, "ARTIFACT", artifact)
     monkeypatch.setattr(tests.conftest, "LocalStack", local_stack)
@@ -1441,6 +1499,6 @@ def test_without_proc_the_memory_rows_say_so_and_the_cold_start_keeps_its_timing
     monkeypatch.setattr(bench, "hostile_images", lambda: started())
     ctx: dict = {"big": b"", "small_jpeg": b""}
     bench.bench_hostile_image_memory(report, tmp_path, ctx)
-    bench.bench_container_memory(report, ctx)
+    measured_container_memory(bench, report, ctx)
     assert "bomb_mb" not in ctx and len(report.skipped) == 3, report.skipped
     assert all(row[1] == f"skipped: {bench.NO_PROC_STATUS}" for row in report.rows[-3:]), report.rows
