@@ -411,8 +411,7 @@ def _add_vendored_packages() -> None:
 
 
 # CPU flags (as /proc/cpuinfo names them) that ONNX Runtime's MLAS dispatches its u8 x s8 kernels on (its
-# platform.cpp): AMX needs both; AVX-512 is MLAS's "core" set, whose kernel replaces the AVX-VNNI one.
-AMX_INT8_CPU_FLAGS = frozenset({"amx_tile", "amx_int8"})
+# platform.cpp): AVX-512 is MLAS's "core" set, whose kernel replaces the AVX-VNNI one.
 AVX512_CORE_CPU_FLAGS = frozenset({"avx512f", "avx512bw", "avx512dq", "avx512vl"})
 
 
@@ -431,9 +430,11 @@ def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset[str]:
 
 def int8_products_saturate(flags: frozenset[str]) -> bool:
     """Whether ONNX Runtime's u8 x s8 kernels clip on this x86 CPU: its AVX2 and AVX-512 kernels add each pair of
-    products in 16 bits (vpmaddubsw), and a pair of large ones does not fit; its VNNI and AMX kernels add them in 32.
-    A virtual CPU may report AVX-VNNI without AVX-512 VNNI: beside AVX-512 the AVX-VNNI kernel is not the one used."""
-    if "avx2" not in flags or flags >= AMX_INT8_CPU_FLAGS:
+    products in 16 bits (vpmaddubsw), and a pair of large ones does not fit; its VNNI kernels add them in 32.
+    A virtual CPU may report AVX-VNNI without AVX-512 VNNI: beside AVX-512 the AVX-VNNI kernel is not the one used.
+    AMX does not count: MLAS gives its tiles the int8 GEMMs only, and the Convs with symmetric s8 weights (every int8
+    1x1 Conv here) run its ConvSym kernels, VNNI or vpmaddubsw, AMX or not."""
+    if "avx2" not in flags:
         return False
     return "avx512_vnni" not in flags if flags >= AVX512_CORE_CPU_FLAGS else "avx_vnni" not in flags
 
@@ -454,7 +455,7 @@ def ort_session_options(ort, threads: int | None = None, flags: frozenset[str] |
         # The opt-in int8 graph's clipped sums left it agreeing with fp32 about a third as well as on a VNNI CPU
         # (README: int8 (opt-in)). This has ONNX Runtime shift the int8 weights to u8 and use its exact u8 x u8
         # kernels instead, about a tenth slower; an fp32 graph has no such kernel and is not changed. Not set on
-        # VNNI or AMX CPUs: their products are exact already, and ONNX Runtime would apply it there too, giving
+        # VNNI CPUs: their products are exact already, and ONNX Runtime would apply it there too, giving
         # up their faster kernels.
         opts.add_session_config_entry("session.x64quantprecision", "1")
     return opts

@@ -1660,15 +1660,17 @@ AVX512 = {"avx2", "avx512f", "avx512bw", "avx512dq", "avx512vl"}  # what MLAS ta
         (AVX512 | {"avx512_vnni", "avx_vnni", "amx_int8", "amx_tile"}, False),  # Sapphire Rapids
         # A virtual CPU may hide AVX-512 VNNI and show AVX-VNNI: MLAS's AVX-512 kernel replaces the AVX-VNNI one
         (AVX512 | {"avx_vnni"}, True),
-        (AVX512 | {"amx_int8", "amx_tile"}, False),  # AMX's tiles take the products without VNNI
-        (AVX512 | {"amx_bf16", "amx_tile"}, True),  # tiles without AMX-INT8: MLAS's int8 kernels do not use them
+        # AMX hiding VNNI: MLAS's tiles take its int8 GEMMs, not the 1x1 Convs (ConvSym: VNNI or vpmaddubsw only)
+        (AVX512 | {"amx_int8", "amx_tile"}, True),
+        ({"avx2", "amx_int8", "amx_tile"}, True),
+        (AVX512 | {"amx_bf16", "amx_tile"}, True),
         ({"avx2", "avx512f", "avx_vnni"}, False),  # AVX-512F alone (no BW/DQ/VL) is not MLAS's AVX-512: AVX-VNNI
         ({"sse4_2"}, False),  # no AVX2: on Linux ONNX Runtime has one kernel for u8s8 and u8u8
         (set(), False),  # macOS, an ARM CPU: no /proc/cpuinfo flags to go by
     ],
 )
 def test_onnxruntime_computes_int8_products_exactly_where_they_would_saturate(inference, flags, exact):
-    # README "int8 (opt-in)": on x86 without VNNI or AMX, the int8 graph agreed with fp32 a third as well (its u8 x s8
+    # README "int8 (opt-in)": on x86 without VNNI, the int8 graph agreed with fp32 a third as well (its u8 x s8
     # sums clipped) until ONNX Runtime was told to use its exact u8 x u8 kernels. On a VNNI CPU that would only
     # cost speed: there the option must stay unset.
     import onnxruntime as ort
