@@ -1005,7 +1005,8 @@ def test_the_serving_stack_is_sampled_before_the_run_maps_torch_and_its_rows_pri
     """PSS divides each shared page among the processes mapping it. Sampled last, beside a bench process that had
     mapped torch, torchvision and ONNX Runtime from the files the worker maps (the latency rows), the stack's peak
     read 68-146 MB below the stack alone, and the serverless memory was sized from that row. In a fresh process, as
-    `make bench` runs: this one may have imported torch already. The photos are made for real (Pillow, numpy)."""
+    `make bench` runs: this one may have imported torch already. The photos are made for real (Pillow, numpy), and
+    bench_container_peak runs for real, imports and all (local.torchserve): only the stack it starts is a stub."""
     import json
     import subprocess
     import sys
@@ -1013,29 +1014,41 @@ def test_the_serving_stack_is_sampled_before_the_run_maps_torch_and_its_rows_pri
     from bench.__main__ import ROOT, STACK_MEMORY
 
     script = f"""
-import json, sys
+import json, os, sys
 from pathlib import Path
 import bench.__main__ as bench
+import local.torchserve
 model = Path({str(tmp_path)!r}) / "model"
 bench.extract = lambda _: model.mkdir() or model
-mapped = []
-def peak(ctx):
-    mapped.append(sorted(name for name in ("onnxruntime", "torch", "torchvision") if name in sys.modules))
-    ctx["stack_peak"] = 1000.0
+bench.PROC_STATUS = Path(sys.executable)  # a file that exists: the peak is sampled here, not skipped
+os.environ["JAVA_HOME"] = "/opt/jdk-17"
+mapped = set()
+class Stack:
+    def __init__(self, *_):
+        pass
+    def __enter__(self):
+        return self
+    def __exit__(self, *_):
+        return False
+    def memory_mb(self):
+        mapped.update(name for name in ("onnxruntime", "torch", "torchvision") if name in sys.modules)
+        return 1000.0
+    def invoke(self, body, content_type):
+        return 200, {{}}, b"[]"
+local.torchserve.TorchServeEndpoint = Stack
 def latency(report, *_):
     import onnxruntime, torch, torchvision  # as bench_latency's served model and its reference import them
     report.add("latency row", "1.0 ms")
     return {{"meta": {{}}, "classifier": None, "inference": None}}
-bench.bench_container_peak = peak
 bench.bench_latency = latency
 for name in ("int8", "cold_start", "preprocessing", "hostile_image_memory", "payload", "local_stack"):
     setattr(bench, "bench_" + name, lambda *_: None)
 bench.main(["--out", {str(tmp_path / "latest.md")!r}])
-print(json.dumps(mapped))
+print(json.dumps(sorted(mapped)))
 """
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout.splitlines()[-1]) == [[]], "the serving stack was sampled beside torch"
+    assert json.loads(done.stdout.splitlines()[-1]) == [], "the serving stack was sampled beside torch"
     figures = [line.split(" | ")[0] for line in (tmp_path / "latest.md").read_text(encoding="utf-8").splitlines()]
     worst_case = "  serving stack peak + the worst hostile image's decode"
     assert figures[-3:] == ["| latency row", f"| {STACK_MEMORY}, 3 MB photos", f"| {worst_case}"], figures
