@@ -489,6 +489,19 @@ def test_demo_listens_on_8000_whatever_port_the_shell_exports(tmp_path):
     assert "-m local --host 127.0.0.1 --port 8123" in (tmp_path / "python.log").read_text()
 
 
+@pytest.mark.parametrize(
+    ("exported", "argv"), [("PORT=8123", "--host 127.0.0.1 --port 8123"), ("HOST=::1", "--host ::1")]
+)
+def test_make_e_takes_the_host_or_port_the_shell_exports(tmp_path, exported, argv):
+    """The exported HOST and PORT are ignored, save under `make -e`, the Makefile's way (as its comments say) to mean
+    them: a shell that sets them for this demo on purpose."""
+    recording_python(tmp_path)
+    name, value = exported.split("=")
+    run = make("-e", "demo", cwd=tmp_path, env={name: value})
+    assert run.returncode == 0, run.stderr
+    assert f"-m local {argv}" in (tmp_path / "python.log").read_text()
+
+
 def test_demo_passes_a_runtime_with_a_space_as_one_argument(tmp_path):
     """Unquoted, `make demo RUNTIME='torch serve'` was refused as "unrecognized arguments: serve"; as one argument
     python -m local names the choices."""
