@@ -13,6 +13,7 @@ import contextlib
 import errno
 import json
 import os
+import select
 import signal
 import sys
 import tempfile
@@ -74,7 +75,27 @@ def _exit_with_server(server_pid: int, fork_server_pid: int) -> None:
     A sandbox whose fork server (its parent, `fork_server_pid`) died is one: its executor reads the sandbox's exit
     status from the fork server, so the first poll after that (every process start polls every child) takes it
     for exited, and terminate() then signals nothing. Its executor is broken (it saw the fork server's pipe close),
-    so it exits too, or it would idle, uncounted, for as long as the server lives."""
+    so it exits too, or it would idle, uncounted, for as long as the server lives.
+
+    Waited for on a pidfd of each, which turns readable once its process has exited (a zombie too): a poll woke
+    every sandbox once a second for the life of the stack, and sandboxes are never retired (the 64 of a load test
+    kept an idle stack at 1.9% of a CPU, not 0.4%). Polled only where there is no pidfd (macOS, Linux before 5.3)."""
+    watched: list[int] = []
+    try:
+        for pid in (server_pid, fork_server_pid):
+            watched.append(os.pidfd_open(pid))
+    except ProcessLookupError:  # gone already
+        os._exit(0)
+    except (AttributeError, OSError):  # no pidfds here
+        for fd in watched:
+            os.close(fd)
+        watched = []
+    if watched:
+        exits = select.poll()  # not select.select, which refuses a descriptor past 1023
+        for fd in watched:
+            exits.register(fd, select.POLLIN)
+        exits.poll()
+        os._exit(0)
     while True:
         time.sleep(1)
         if _server_gone(server_pid) or os.getppid() != fork_server_pid:
