@@ -1688,7 +1688,7 @@ def test_onnxruntime_computes_int8_products_exactly_where_they_would_saturate(in
 )
 def test_model_fns_onnxruntime_session_goes_by_this_cpus_flags(inference, tmp_path, monkeypatch, flags, exact):
     # model_fn passes no flags: /proc/cpuinfo's decide. The int8 tests' own sessions show that only on a CPU without
-    # VNNI (on a VNNI or AMX host they answer the same either way), so on such a host nothing else would notice the
+    # VNNI (on a VNNI host they answer the same either way), so on such a host nothing else would notice the
     # served session ignoring the CPU.
     import onnxruntime as ort
 
