@@ -38,7 +38,7 @@ import time
 import traceback
 import zlib
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -1045,24 +1045,44 @@ PHOTOS_MADE, STACK_PEAK = "request photos", "serving stack peak"
 LATENCY, PREPROCESSING = "latency of one image", "preprocessing"
 
 
-def run_sections(report: Report, sections: list[tuple[str, tuple[str, ...], Callable[[], object]]]) -> None:
+def run_sections(
+    report: Report,
+    sections: list[tuple[str, tuple[str, ...], Callable[[], object]]],
+    rows_printed_later: Collection[str] = (),
+) -> None:
     """Each (name, sections it needs, run) in turn. One that raises after minutes of measuring is a failed row (its
     traceback on stderr) and the run goes on, so the table keeps every figure already measured; one that needs a
-    section that failed or was skipped is skipped with that reason."""
-    broken: dict[str, str] = {}
+    section that failed or was skipped is skipped with that reason.
+
+    A section in rows_printed_later has no row of its own: the one that needs it prints its figures (the serving
+    stack's peak, sampled first, printed last), and takes its failure or its reason to be skipped: with a row of its
+    own, photos that could not be made listed the memory twice, a skipped "serving stack peak" near the top and a
+    skipped "serving stack memory" at the end."""
+    broken: dict[str, tuple[bool, str]] = {}  # what a section needing a broken one is: failed or skipped, and why
     for name, needs, run in sections:
         missing = next((need for need in needs if need in broken), None)
+        if missing and name in rows_printed_later:
+            broken[name] = broken[missing]
+            continue
         if missing:
-            report.skip(name, f"needs the {missing} section, which {broken[missing]}", "measured")
-            broken[name] = "was skipped"
+            failed, why = broken[missing]
+            if failed:
+                report.add(name, f"failed: {why}", target="measured", ok=False)
+            else:
+                report.skip(name, why, "measured")
+            broken[name] = (False, f"needs the {name} section, which {'failed' if failed else 'was skipped'}")
             continue
         try:
             run()
         except Exception as e:
             traceback.print_exc()
             first = (str(e).strip().splitlines() or [""])[0]
-            report.add(name, f"failed: {type(e).__name__}{': ' + first if first else ''}", target="measured", ok=False)
-            broken[name] = "failed"
+            error = f"{type(e).__name__}{': ' + first if first else ''}"
+            if name in rows_printed_later:
+                broken[name] = (True, error)
+                continue
+            report.add(name, f"failed: {error}", target="measured", ok=False)
+            broken[name] = (False, f"needs the {name} section, which failed")
 
 
 # What the up-front check of --out writes: a few times the table (4.5 KB with every row, 2026-12-05).
@@ -1204,6 +1224,7 @@ def main(argv: list[str] | None = None) -> int:
                     ("local stack", (LATENCY,), lambda: bench_local_stack(report, ctx, repeats)),
                     ("serving stack memory", (STACK_PEAK,), lambda: bench_container_memory(report, ctx)),
                 ],
+                rows_printed_later=(STACK_PEAK,),
             )
         finally:
             shutil.rmtree(model_dir, ignore_errors=True)

@@ -1234,12 +1234,32 @@ def test_photos_that_cannot_be_made_skip_the_sections_that_send_them(monkeypatch
     )
     monkeypatch.setattr(bench, "request_photos", photos)
     assert bench.main(["--out", str(tmp_path / "latest.md")]) == 1
-    out, _ = capsys.readouterr()
+    out, err = capsys.readouterr()
     assert ran == ["cold start", "hostile images"]  # the two that make their own inputs
     assert "| request photos | failed: FileNotFoundError: tests/fixtures/images/chelsea.jpg |" in out
-    assert "| serving stack peak | skipped: needs the request photos section, which failed |" in out
     assert "| payload | skipped: needs the request photos section, which failed |" in out
-    assert "| serving stack memory | skipped: needs the serving stack peak section, which was skipped |" in out
+    # The memory once, in its place at the end: no skipped "serving stack peak" row near the top as well.
+    assert "| serving stack peak |" not in out
+    assert "| serving stack memory | skipped: needs the request photos section, which failed |" in out
+    assert err.rstrip().splitlines()[-1] == "targets: 0 met, 1 missed, 6 skipped (not measured)", err
+
+
+def test_a_serving_stack_peak_that_raises_is_one_failed_row_where_its_rows_print(monkeypatch, tmp_path, capsys):
+    """The serving stack's peak is sampled first and its rows print last: an error of its own (not the stack's, whose
+    rows say it) is one failed memory row at the end, not a failed "serving stack peak" row near the top and a skipped
+    memory row below it, and the run fails as for a missed target."""
+
+    def peak(_):
+        raise ImportError("cannot import name 'TorchServeEndpoint'\ndetails")
+
+    bench = stub_sections(monkeypatch, tmp_path, container_peak=peak)
+    assert bench.main(["--out", str(tmp_path / "latest.md")]) == 1
+    out, err = capsys.readouterr()
+    assert "| serving stack peak |" not in out
+    assert out.rstrip().splitlines()[-1] == (
+        "| serving stack memory | failed: ImportError: cannot import name 'TorchServeEndpoint' |  |  | measured ❌ |"
+    )
+    assert err.rstrip().splitlines()[-1] == "targets: 1 met, 1 missed, 0 skipped (not measured)", err
 
 
 @pytest.mark.parametrize(("argv", "repeats", "runs"), [(["--quick"], 10, 3), ([], 40, 5)])
