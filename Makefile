@@ -36,6 +36,13 @@ quote = '$(subst ','\'',$(strip $(1)))'
 # address of nothing but zeros, colons and dots is ::, however spelt (::0, 0:0:0:0:0:0:0:0, ::0.0.0.0). localhost, in
 # any case, is the IPv4 address the stack binds for it (a name is bound over IPv4) and prints, 127.0.0.1.
 url_host = $(if $(filter 0.0.0.0 LOCALHOST LOCALHOST.,$(call upper,$(1))),127.0.0.1,$(if $(findstring :,$(1)),$(if $(subst 0,,$(subst :,,$(subst .,,$(1)))),[$(1)],[::1]),$(1)))
+# make demo refuses a blank HOST, PORT or RUNTIME (python -m local got `--host --port 8000`, and argparse's usage),
+# the first one blank, and before the venv and the model are built: it refused after minutes of building them.
+DEMO_BLANK := $(firstword $(foreach v,HOST PORT RUNTIME,$(if $(strip $($(v))),,$(v))))
+give_HOST := the address to listen on (default 127.0.0.1)
+give_PORT := the port to listen on (default 8000, 0 for a free one)
+give_RUNTIME := inprocess or torchserve (default inprocess)
+demo_refusal = error: $(DEMO_BLANK)= is empty: give $(give_$(DEMO_BLANK))
 
 # Weights: torchvision's own download unless a local state_dict is named. The shared offline copy is used
 # when it exists and nothing else was asked, so a machine without internet still builds the real model.
@@ -177,10 +184,8 @@ lint: venv
 bench: venv model
 	$(PY) -m bench
 
-demo: venv model
-	@[ -n $(call quote,$(HOST)) ] || { echo "error: HOST= is empty: give the address to listen on (default 127.0.0.1)" >&2; exit 2; }
-	@[ -n $(call quote,$(PORT)) ] || { echo "error: PORT= is empty: give the port to listen on (default 8000, 0 for a free one)" >&2; exit 2; }
-	@[ -n $(call quote,$(RUNTIME)) ] || { echo "error: RUNTIME= is empty: give inprocess or torchserve (default inprocess)" >&2; exit 2; }
+demo: $(if $(DEMO_BLANK),,venv model)
+	@$(if $(DEMO_BLANK),echo "$(demo_refusal)" >&2; exit 2)
 	$(PY) -m local --host $(call quote,$(HOST)) --port $(call quote,$(PORT)) --runtime $(call quote,$(RUNTIME)) $(if $(call on,$(ALLOW_REMOTE)),--allow-remote) $(if $(call on,$(STAGE_THROTTLE)),,--no-stage-throttle)
 
 loadtest: venv model
