@@ -434,6 +434,17 @@ def test_demo_with_an_empty_host_port_or_runtime_is_one_error_line_before_any_bu
     assert not (tmp_path / "python.log").exists(), (tmp_path / "python.log").read_text()
 
 
+@pytest.mark.parametrize("value", ["", " "])
+@EMPTY_SETTINGS
+def test_make_help_with_an_empty_host_port_or_runtime_gives_the_demos_refusal(tmp_path, variable, value, says):
+    """`make help PORT=` named the demo at http://127.0.0.1: (HOST=: http://:8000; RUNTIME=: a demo that would
+    start), where `make demo PORT=` refuses the blank setting: help says what the demo says."""
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    run = make(f"{variable}={value}", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[0] == f"make demo      {says}", run.stdout
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "says"),
     [
