@@ -91,6 +91,10 @@ def _exit_with_server(server_pid: int, fork_server_pid: int) -> None:
             os.close(fd)
         watched = []
     if watched:
+        # A pidfd is of whatever process holds the pid when it is opened: a server or fork server that had died before
+        # (its pid reused, another user's) would be waited for in a stranger's process. Checked once, as the poll does.
+        if _server_gone(server_pid) or os.getppid() != fork_server_pid:
+            os._exit(0)
         exits = select.poll()  # not select.select, which refuses a descriptor past 1023
         for fd in watched:
             exits.register(fd, select.POLLIN)
