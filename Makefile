@@ -36,6 +36,8 @@ quote = '$(subst ','\'',$(strip $(1)))'
 # address of nothing but zeros, colons and dots is ::, however spelt (::0, 0:0:0:0:0:0:0:0, ::0.0.0.0). localhost, in
 # any case, is the IPv4 address the stack binds for it (a name is bound over IPv4) and prints, 127.0.0.1.
 url_host = $(if $(filter 0.0.0.0 LOCALHOST LOCALHOST.,$(call upper,$(1))),127.0.0.1,$(if $(findstring :,$(1)),$(if $(subst 0,,$(subst :,,$(subst .,,$(1)))),[$(1)],[::1]),$(1)))
+# PORT=0 has python -m local take a free port, which it prints as it starts: http://127.0.0.1:0 is no address to open.
+url_port = $(if $(filter 0,$(1)),<a free port>,$(1))
 # make demo refuses a blank HOST, PORT or RUNTIME (python -m local got `--host --port 8000`, and argparse's usage),
 # the first one blank, and before the venv and the model are built: it refused after minutes of building them.
 # make help says the same where it named a URL without its host or port (http://127.0.0.1:), or a demo that refuses.
@@ -71,7 +73,7 @@ ORT_WHEEL := onnxruntime-$(ORT_VERSION)-cp312-cp312-manylinux*_x86_64.whl
 .PHONY: help venv model test test-fast lint bench demo loadtest chromium clean
 
 help:
-	@echo "make demo      $(if $(DEMO_BLANK),$(demo_refusal),the whole stack on http://$(call url_host,$(strip $(HOST))):$(PORT) (PORT=, RUNTIME=inprocess|torchserve, HOST= ALLOW_REMOTE=1, STAGE_THROTTLE=0))"
+	@echo "make demo      $(if $(DEMO_BLANK),$(demo_refusal),the whole stack on http://$(call url_host,$(strip $(HOST))):$(call url_port,$(strip $(PORT))) (PORT=, RUNTIME=inprocess|torchserve, HOST= ALLOW_REMOTE=1, STAGE_THROTTLE=0))"
 	@echo "make test      ruff, then every test (builds venv and model, installs chromium when missing)"
 	@echo "make test-fast unit tests only: no browser, no TorchServe, no local stack, no other Python"
 	@echo "make model     build $(MODEL) (MODEL_WEIGHTS=file.pth for a local state_dict, INT8=1 for int8)"

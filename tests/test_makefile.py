@@ -851,3 +851,15 @@ def test_make_help_names_the_demo_url_as_python_m_local_prints_it(tmp_path, host
     run = make(f"HOST={host}", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert f"the whole stack on {url} (" in run.stdout.splitlines()[0]
+
+
+@pytest.mark.parametrize(
+    ("port", "url"), [("0", "http://127.0.0.1:<a free port>"), (" 8001 ", "http://127.0.0.1:8001")]
+)
+def test_make_help_names_no_port_0_to_open(tmp_path, port, url):
+    """`make help PORT=0` named the demo at http://127.0.0.1:0, no address to open: python -m local takes a free port
+    and prints it as it starts."""
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    run = make(f"PORT={port}", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert f"the whole stack on {url} (" in run.stdout.splitlines()[0], run.stdout
