@@ -156,3 +156,11 @@ def test_both_headers_describe_the_machine_from_its_cpuinfo(monkeypatch, tmp_pat
     cpuinfo.unlink()  # unreadable: the header still names what it can
     assert bench_main.machine().startswith("x86_64, 2 vCPU, Python ")
     assert machine_description().startswith("x86_64, 2 vCPU, Python ")
+
+
+def test_the_header_reads_avx512_as_the_served_sessions_int8_rule_does(inference):
+    """The artifact cannot import the bench: each holds MLAS's AVX-512 "core" set, and one changed alone would have the
+    header name a kernel the served session does not take the CPU for (or the reverse)."""
+    from bench.machine import AVX512_CORE
+
+    assert inference.AVX512_CORE_CPU_FLAGS == AVX512_CORE
