@@ -38,8 +38,8 @@ quote = '$(subst ','\'',$(strip $(1)))'
 url_host = $(if $(filter 0.0.0.0 LOCALHOST LOCALHOST.,$(call upper,$(1))),127.0.0.1,$(if $(findstring :,$(1)),$(if $(subst 0,,$(subst :,,$(subst .,,$(1)))),[$(1)],[::1]),$(1)))
 # PORT=0 has python -m local take a free port, which it prints as it starts: http://127.0.0.1:0 is no address to open.
 url_port = $(if $(filter 0,$(1)),<a free port>,$(1))
-# make demo refuses a blank HOST, PORT or RUNTIME (python -m local got `--host --port 8000`, and argparse's usage),
-# the first one blank, and before the venv and the model are built: it refused after minutes of building them.
+# make demo refuses a blank HOST, PORT or RUNTIME (python -m local can do nothing with it), naming the first one blank,
+# before the venv and the model are built: it refused after minutes of building them.
 # make help says the same where it named a URL without its host or port (http://127.0.0.1:), or a demo that refuses.
 DEMO_BLANK := $(firstword $(foreach v,HOST PORT RUNTIME,$(if $(strip $($(v))),,$(v))))
 give_HOST := the address to listen on (default 127.0.0.1)
