@@ -927,41 +927,36 @@ def test_a_sigterm_to_the_whole_group_lets_a_busy_sandbox_finish_its_invocation(
     wait_until(lambda: dead(second), "an idle sandbox to end at a SIGTERM")
 
 
-@pytest.mark.parametrize("error", ["ProcessLookupError", "PermissionError"])
-def test_a_sandbox_exits_once_its_servers_pid_is_gone_or_someone_elses(error):
-    """PermissionError: the server died and its pid went to another user's process (root never sees that). The pid is
-    a live process's (this one's): a pidfd opened on it would wait for that process, not the server that had it."""
+def exit_of_a_sandbox_thread(setup: str, fork_server_pid: str) -> tuple[int, str]:
+    """_exit_with_server run in a fresh process whose server is itself: exit status 0 is its os._exit(0), 3 that it
+    returned; and what it wrote to stderr."""
     import subprocess
     import sys
 
     script = (
         "import os, sys\n"
         "from local import sandboxes\n"
-        f"def kill(pid, sig): raise {error}(pid)\n"
-        "os.kill = kill\n"
-        "sandboxes._exit_with_server(os.getpid(), os.getppid())\n"
+        f"{setup}"
+        f"sandboxes._exit_with_server(os.getpid(), {fork_server_pid})\n"
         "sys.exit(3)\n"
     )
     root = Path(__file__).resolve().parents[2]
     done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=60)
-    assert (done.returncode, done.stderr) == (0, "")
+    return done.returncode, done.stderr
+
+
+@pytest.mark.parametrize("error", ["ProcessLookupError", "PermissionError"])
+def test_a_sandbox_exits_once_its_servers_pid_is_gone_or_someone_elses(error):
+    """PermissionError: the server died and its pid went to another user's process (root never sees that). The pid is
+    a live process's (this one's): a pidfd opened on it would wait for that process, not the server that had it."""
+    server_gone = f"def kill(pid, sig): raise {error}(pid)\nos.kill = kill\n"
+    assert exit_of_a_sandbox_thread(server_gone, "os.getppid()") == (0, "")
 
 
 def test_a_sandbox_whose_fork_server_died_before_it_looked_exits():
     """The fork server's pid, read as the sandbox starts, may be another process's by the time a pidfd is opened on
     it (here a live one that is not the parent): the sandbox was reparented, and exits rather than wait for it."""
-    import subprocess
-    import sys
-
-    script = (
-        "import os, sys\n"
-        "from local import sandboxes\n"
-        "sandboxes._exit_with_server(os.getpid(), os.getpid())\n"
-        "sys.exit(3)\n"
-    )
-    root = Path(__file__).resolve().parents[2]
-    done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=60)
-    assert (done.returncode, done.stderr) == (0, "")
+    assert exit_of_a_sandbox_thread("", "os.getpid()") == (0, "")
 
 
 @pytest.mark.parametrize("ends", ["server", "fork server"])
