@@ -89,11 +89,18 @@ help:
 # venv/bin/...", an ImportError from the pip the other was replacing). The second waits on a lock on the checkout,
 # taken with fcntl (macOS has no flock(1)) and held by the make it runs, which then finds venv/ up to date.
 define ONE_VENV_INSTALL_AT_A_TIME
-import fcntl, os, signal, sys
+import fcntl, os, signal, sys, time
 # Ctrl-C while waiting stops it as it stops make, without two Python tracebacks above make's "Interrupt"; a SIGINT
-# ignored (a make in a script's background, under nohup) stays ignored, by the make it runs too.
+# ignored (a make in a script's background, under nohup) stays ignored, by the make it runs too. The waiter dies of
+# the SIGINT a moment late: GNU make 4.3 reaps its child from its own SIGINT handler, and a child already dead when
+# that handler ran had been reaped by make's main loop, so the handler's wait() failed and make printed "wait: No
+# child processes.  Stop." twice instead of "Interrupt" (3 Ctrl-Cs in 100 here, more on a busy machine).
+def die_of_it_after_make_waits(sig, frame):
+    time.sleep(0.2)
+    signal.signal(sig, signal.SIG_DFL)
+    os.kill(os.getpid(), sig)
 if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, die_of_it_after_make_waits)
 fd = os.open(".", os.O_RDONLY)
 try:
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
