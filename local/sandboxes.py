@@ -78,8 +78,8 @@ def _exit_with_server(server_pid: int, fork_server_pid: int) -> None:
     so it exits too, or it would idle, uncounted, for as long as the server lives.
 
     Waited for on a pidfd of each, which turns readable once its process has exited (a zombie too): a poll woke
-    every sandbox once a second for the life of the stack, and sandboxes are never retired (the 64 of a load test
-    kept an idle stack at 1.9% of a CPU, not 0.4%). Polled only where there is no pidfd (macOS, Linux before 5.3)."""
+    every sandbox once a second for as long as it lived (the 64 of a load test, before idle sandboxes retired, kept
+    an idle stack at 1.9% of a CPU, not 0.4%). Polled only where there is no pidfd (macOS, Linux before 5.3)."""
     watched: list[int] = []
     try:
         for pid in (server_pid, fork_server_pid):
@@ -327,6 +327,12 @@ class _SandboxContext(ForkServerContext):
     Process = _SandboxProcess
 
 
+# How long a sandbox may idle before it is retired. AWS Lambda reclaims idle execution environments after some minutes
+# (it documents no figure; public measurements give about 5 to 15): each one a load test started holds ~17 MB of its
+# own (64 of them about 1.1 GB PSS), which the stack kept for its whole life.
+SANDBOX_IDLE_LIMIT_S = 600.0
+
+
 class LambdaSandboxes:
     """Up to `max_sandboxes` concurrent invocations; more wait for a free sandbox (Lambda would add one).
 
@@ -340,11 +346,23 @@ class LambdaSandboxes:
     `submit` (which starts the fork server), or pass it to `warm` (which must then start the fork server: it is
     one per process). `target` and `preload` exist for tests: the function each
     invocation runs, and the module the fork server imports once for every sandbox.
+
+    A sandbox idle for `idle_limit_s` is retired (its process exits), as Lambda reclaims an idle execution
+    environment, except the most recently used one (see _retire_idle). One thread does it, started once a second
+    sandbox idles, and it sleeps until the next sandbox is due: an idle stack has no wake-up of its own.
     """
 
-    def __init__(self, max_sandboxes: int, target: Callable[[Any, Any], Any] = _invoke, preload: str = HANDLER_PRELOAD):
+    def __init__(
+        self,
+        max_sandboxes: int,
+        target: Callable[[Any, Any], Any] = _invoke,
+        preload: str = HANDLER_PRELOAD,
+        idle_limit_s: float = SANDBOX_IDLE_LIMIT_S,
+    ):
         if max_sandboxes < 1:
             raise ValueError(f"max_sandboxes must be at least 1, got {max_sandboxes}")
+        if not 0 < idle_limit_s <= threading.TIMEOUT_MAX:  # the reaper waits for it (a longer wait: OverflowError)
+            raise ValueError(f"idle_limit_s must be above 0 and at most {threading.TIMEOUT_MAX:g}, got {idle_limit_s}")
         self._context = _SandboxContext()
         self._preload = preload
         self._context.set_forkserver_preload([preload])
@@ -353,9 +371,14 @@ class LambdaSandboxes:
         self._lock = threading.Lock()
         # Every live sandbox, idle or busy, with its shared count of invocations begun.
         self._sandboxes: dict[ProcessPoolExecutor, Any] = {}
-        self._idle: list[ProcessPoolExecutor] = []  # a stack: the most recently used sandbox serves next, as in Lambda
+        # The idle ones, each with when it became idle (time.monotonic()), in that order: a stack, whose last, the most
+        # recently used sandbox, serves next, as in Lambda; its first is the next to retire.
+        self._idle: dict[ProcessPoolExecutor, float] = {}
         self._waiting: deque[tuple[Future, Callable[..., Any], tuple]] = deque()
         self._closed = False
+        self._idle_limit_s = idle_limit_s
+        self._idle_changed = threading.Condition(self._lock)
+        self._reaper: threading.Thread | None = None
 
     @property
     def size(self) -> int:
@@ -376,7 +399,9 @@ class LambdaSandboxes:
 
     def _take(self) -> ProcessPoolExecutor | None:
         if self._idle:
-            return self._idle.pop()
+            # The reaper is not woken: the first idle sandbox, the next it retires, stays in place. (Left with one
+            # idle, it wakes when that first was due to find it kept: one wake-up, not one a request.)
+            return self._idle.popitem()[0]
         if len(self._sandboxes) < self._max:
             return self._new_sandbox()
         return None
@@ -404,8 +429,24 @@ class LambdaSandboxes:
             if result.set_running_or_notify_cancel():
                 starts.append((free, result, fn, args))
             else:
-                self._idle.append(free)
+                self._park(free)
         return starts, refused
+
+    def _park(self, sandbox: ProcessPoolExecutor) -> None:
+        """`sandbox` idles from now on; the reaper's next retirement moves only when the first idle sandbox it may
+        retire is this one's predecessor (the second idles): it is woken then, or started if it has not been."""
+        self._idle[sandbox] = time.monotonic()
+        if len(self._idle) != 2:
+            return
+        if self._reaper is not None:
+            self._idle_changed.notify()
+            return
+        reaper = threading.Thread(target=self._retire_idle, name="lambda-sandbox-reaper", daemon=True)
+        # The OS's thread limit (RuntimeError: can't start new thread): the sandboxes idle on, and a later park
+        # tries again. (The thread waits for the lock this caller holds: it cannot run before the start returns.)
+        with contextlib.suppress(RuntimeError):
+            reaper.start()
+            self._reaper = reaper
 
     # --- called without the lock -------------------------------------------------------------------------
     def warm(self, env: Mapping[str, str] | None = None) -> None:
@@ -580,7 +621,7 @@ class LambdaSandboxes:
                 if self._closed:
                     closing = sandbox
                 else:
-                    self._idle.append(sandbox)
+                    self._park(sandbox)
             starts, refused = self._dispatch()
         if closing is not None:
             self._discard(closing)
@@ -593,14 +634,44 @@ class LambdaSandboxes:
             with self._lock:
                 starts, refused = self._dispatch()
 
+    def _retire_idle(self) -> None:
+        """The reaper: retire each idle sandbox once it has idled `idle_limit_s`, until shutdown().
+
+        The most recently used one stays, however long it idles. Lambda would reclaim it too, but the stack starts one
+        (warm()) so that its first request does not wait for a new sandbox; a demo's next request after a pause
+        would otherwise wait again, for ~17 MB saved. It is the last idle one, not the last sandbox: an invocation
+        running meanwhile keeps its sandbox, which becomes the most recently used one as it ends.
+
+        A Condition wait, to the exact time the first idle sandbox is due (none: until woken), not a periodic poll:
+        an idle stack wakes only for uvicorn's own tick. Retirees leave `_idle` and `_sandboxes` under the lock, so no
+        invocation is handed one, and are shut down outside it: a slow shutdown does not hold up a request."""
+        while True:
+            with self._lock:
+                while True:
+                    if self._closed:
+                        return
+                    now = time.monotonic()
+                    retirable = list(self._idle.items())[:-1]  # oldest first
+                    due = [sandbox for sandbox, since in retirable if now - since >= self._idle_limit_s]
+                    if due:
+                        break
+                    self._idle_changed.wait(retirable[0][1] + self._idle_limit_s - now if retirable else None)
+                for sandbox in due:
+                    del self._idle[sandbox]
+                    del self._sandboxes[sandbox]
+            for sandbox in due:
+                self._discard(sandbox)  # its worker exits; one that had died idle is shut down all the same
+
     def shutdown(self, *, end_invocations: bool = False) -> None:
         """Stop every sandbox once its invocation, if any, has ended; `end_invocations`: end those running one now,
         for a stop that has answered their callers already (killed: a sandbox holds SIGTERM mid-invocation)."""
         with self._lock:
             self._closed = True
+            self._idle_changed.notify_all()
+            reaper = self._reaper
             waiting, self._waiting = self._waiting, deque()
             busy = [sandbox for sandbox in self._sandboxes if sandbox not in self._idle]
-            sandboxes, self._idle = list(self._sandboxes), []
+            sandboxes, self._idle = list(self._sandboxes), {}
             self._sandboxes.clear()
         for result, _, _ in waiting:
             result.cancel()
@@ -610,3 +681,6 @@ class LambdaSandboxes:
                     process.kill()
         for sandbox in sandboxes:
             sandbox.shutdown(wait=False, cancel_futures=True)
+        # The sandboxes it is retiring right now are shut down when this returns, as the others are.
+        if reaper is not None and reaper is not threading.current_thread():
+            reaper.join()

@@ -1009,13 +1009,14 @@ def test_a_command_line_flag_that_drifted_is_caught():
 def local_limit_phrases() -> list[str]:
     """What the README says of each limit of the local stack, written from the constant that sets it."""
     from handlers.proxy_core import LAMBDA_TIMEOUT_S
-    from local import gateway, runtime, server
+    from local import gateway, runtime, sandboxes, server
 
     def mib(size: int) -> str:
         return f"{size / 2**20:g}"
 
     return [
         f"Sandboxes start on demand, up to {server.LAMBDA_SANDBOXES}, forked",
+        f"A sandbox idle for {sandboxes.SANDBOX_IDLE_LIMIT_S / 60:g} minutes is retired",
         f"a {mib(gateway.MAX_BODY_BYTES)} MB body limit (413)",
         f"and {gateway.MAX_HEADER_BYTES / 1024:g} KB of headers (431)",
         f"the deployed {gateway.INTEGRATION_TIMEOUT_S:g} s integration timeout (503)",

@@ -20,8 +20,8 @@ import psutil
 import pytest
 
 from local import sandboxes as sandboxes_module
-from local.sandboxes import LambdaSandboxes, LambdaTimeout, SandboxStartError
-from tests.ci import require_proc
+from local.sandboxes import SANDBOX_IDLE_LIMIT_S, LambdaSandboxes, LambdaTimeout, SandboxStartError
+from tests.ci import require_proc, skip_or_fail
 from tests.conftest import process_group_members
 from tests.waiting import HANG_GUARD_S, wait_until
 
@@ -54,8 +54,8 @@ REFUSED_EMFILE = (
 )
 
 
-def sandboxes(limit: int) -> LambdaSandboxes:
-    return LambdaSandboxes(limit, target=work, preload=__name__)
+def sandboxes(limit: int, idle_limit_s: float = SANDBOX_IDLE_LIMIT_S) -> LambdaSandboxes:
+    return LambdaSandboxes(limit, target=work, preload=__name__, idle_limit_s=idle_limit_s)
 
 
 @pytest.fixture(autouse=True)
@@ -1004,6 +1004,167 @@ def test_a_server_that_exited_unreaped_is_gone_to_its_sandboxes():
 def test_max_sandboxes_must_be_positive():
     with pytest.raises(ValueError, match="max_sandboxes"):
         LambdaSandboxes(0)
+
+
+@pytest.mark.parametrize("idle_limit_s", [0, -1, float("nan"), float("inf")])
+def test_the_idle_limit_must_be_positive(idle_limit_s):
+    with pytest.raises(ValueError, match="idle_limit_s"):
+        LambdaSandboxes(1, idle_limit_s=idle_limit_s)
+
+
+# A retirement a test waits for (with a deadline, not a sleep): short, so the tests do not idle.
+IDLE_S = 0.3
+
+
+def burst(pool: LambdaSandboxes, size: int, tmp_path: Path) -> list[psutil.Process]:
+    """`size` concurrent invocations (a gate holds each until all have their own sandbox); their sandboxes' processes,
+    each returned to the idle ones in the order listed (each gate opens once the one before has been answered)."""
+    gates = [tmp_path / f"gate-{index}" for index in range(size)]
+    started = [tmp_path / f"started-{index}" for index in range(size)]
+    running = [
+        pool.submit({"started": str(begun), "wait_for": str(gate)}, None)
+        for begun, gate in zip(started, gates, strict=True)
+    ]
+    wait_until(lambda: all(begun.exists() for begun in started), "every invocation of the burst to begin")
+    processes = []
+    for gate, invocation in zip(gates, running, strict=True):
+        gate.touch()
+        processes.append(psutil.Process(invocation.result(timeout=HANG_GUARD_S)))
+    assert len({process.pid for process in processes}) == size, "a sandbox each"
+    return processes
+
+
+def reaped(process: psutil.Process) -> bool:
+    """Exited and reaped (by the fork server): not a zombie left behind. (is_running tells a reused pid apart.)"""
+    return not process.is_running()
+
+
+def test_idle_sandboxes_retire_but_the_most_recently_used_one(tmp_path):
+    """A load test's 64 sandboxes held ~1.1 GB PSS for the stack's whole life; Lambda reclaims idle ones. The last one
+    used stays, for the next request (see _retire_idle)."""
+    pool = sandboxes(4, idle_limit_s=IDLE_S)
+    try:
+        pool.submit({}, None).result(timeout=HANG_GUARD_S)  # one at a time: one sandbox, nothing to retire
+        assert pool._reaper is None, "a thread that had nothing to do"
+        *retiring, last = burst(pool, 4, tmp_path)
+        wait_until(lambda: pool.size <= 1, "the idle sandboxes to retire")
+        assert pool.size == 1, "the most recently used one retired too"
+        wait_until(lambda: all(map(reaped, retiring)), "the retired sandboxes' processes to exit and be reaped")
+        assert pool.submit({}, None).result(timeout=HANG_GUARD_S) == last.pid, "not the most recently used one"
+        assert pool.size == 1
+    finally:
+        pool.shutdown()
+
+
+def semaphore_files(sandbox: Any) -> list[Path]:
+    """The files of its executor's queues' semaphores (POSIX named semaphores, in /dev/shm on Linux)."""
+    if not os.path.isdir("/dev/shm"):
+        skip_or_fail("no /dev/shm (Linux's) to find the sandboxes' semaphores in", "CI must run on Linux")
+    locks = [
+        getattr(queue, name)
+        for queue in (sandbox._call_queue, sandbox._result_queue)
+        for name in ("_rlock", "_wlock", "_sem")
+        if getattr(queue, name, None) is not None
+    ]
+    return [Path("/dev/shm") / f"sem.{lock._semlock.name.lstrip('/')}" for lock in locks]
+
+
+def test_a_retired_sandbox_leaves_no_semaphore_behind(tmp_path):
+    """Its executor's queues unlink their semaphores once it is shut down (or let go of): a retiree kept and never
+    shut down left them in /dev/shm for the stack's life."""
+    pool = sandboxes(2, idle_limit_s=IDLE_S)
+    try:
+        burst(pool, 2, tmp_path)
+        retiring = next(iter(pool._idle))
+        files = semaphore_files(retiring)
+        assert files and all(file.exists() for file in files), "not where this test looks for them"
+        del retiring
+        wait_until(lambda: pool.size <= 1, "the first sandbox to retire")
+        wait_until(lambda: not any(file.exists() for file in files), "its semaphores to be unlinked")
+    finally:
+        pool.shutdown()
+
+
+def test_a_request_arriving_as_sandboxes_retire_is_served(tmp_path, monkeypatch):
+    """A retiree leaves the idle ones before it is shut down: two requests arriving right after, while the reaper
+    still retires it, take the one left and a new one, not the retiree (which fails them: shut down)."""
+    pool = sandboxes(2, idle_limit_s=IDLE_S)
+    try:
+        retiring, last = burst(pool, 2, tmp_path)
+        real_shutdown = ProcessPoolExecutor.shutdown
+        arrived: list = []
+
+        def shutdown(self, *args, **kwargs):
+            real_shutdown(self, *args, **kwargs)
+            if threading.current_thread() is pool._reaper and not arrived:
+                # Both submitted before the test opens their gate (a generator's first would be seen alone).
+                arrived.extend([pool.submit({"wait_for": str(tmp_path / "go")}, None) for _ in range(2)])
+
+        monkeypatch.setattr(ProcessPoolExecutor, "shutdown", shutdown)
+        wait_until(lambda: arrived, "a retirement")
+        (tmp_path / "go").touch()
+        served = {invocation.result(timeout=HANG_GUARD_S) for invocation in arrived}
+        assert last.pid in served and retiring.pid not in served and len(served) == 2
+        wait_until(lambda: reaped(retiring), "the retired sandbox to exit and be reaped")
+    finally:
+        pool.shutdown()
+
+
+def test_an_invocation_running_in_a_sandbox_that_idled_long_before_is_not_cut(tmp_path):
+    """Only an idle sandbox retires: one that had idled past the limit, then took an invocation, keeps it (and its
+    place) while others retire around it, and serves the next one."""
+    pool = sandboxes(3, idle_limit_s=IDLE_S)
+    try:
+        first = pool.submit({}, None).result(timeout=HANG_GUARD_S)
+        time.sleep(IDLE_S * 2)  # idle past the limit, kept as the only one (the most recently used)
+        started, go = tmp_path / "started", tmp_path / "go"
+        running = pool.submit({"started": str(started), "wait_for": str(go)}, None)
+        wait_until(started.exists, "the invocation to begin")
+        burst(pool, 2, tmp_path)  # two more, idle: the reaper retires one
+        wait_until(lambda: pool.size <= 2, "an idle sandbox to retire")
+        assert pool.size == 2 and not dead(first), "the running one's sandbox retired"
+        go.touch()
+        assert running.result(timeout=HANG_GUARD_S) == first
+        assert pool.submit({}, None).result(timeout=HANG_GUARD_S) == first, "its sandbox did not live on"
+    finally:
+        pool.shutdown()
+
+
+def test_a_shutdown_during_a_retirement_ends_every_sandbox_and_the_reaper(tmp_path, monkeypatch):
+    pool = sandboxes(3, idle_limit_s=IDLE_S)
+    processes = burst(pool, 3, tmp_path)
+    real_shutdown = ProcessPoolExecutor.shutdown
+    shut_down: list = []
+    failed: list = []  # a thread's uncaught exception: pytest only warns
+    monkeypatch.setattr(threading, "excepthook", lambda raised: failed.append(raised.exc_value))
+
+    def shutdown(self, *args, **kwargs):  # the reaper, between taking its retirees and shutting them down
+        if threading.current_thread() is pool._reaper and not shut_down:
+            shut_down.append(self)
+            pool.shutdown()
+        return real_shutdown(self, *args, **kwargs)
+
+    monkeypatch.setattr(ProcessPoolExecutor, "shutdown", shutdown)
+    wait_until(lambda: shut_down, "a retirement")
+    reaper = pool._reaper
+    wait_until(lambda: not reaper.is_alive(), "the reaper to end")
+    assert not failed and pool.size == 0
+    wait_until(lambda: all(map(reaped, processes)), "every sandbox to exit and be reaped")
+
+
+def test_a_shutdown_ends_the_reaper_waiting_for_nothing(tmp_path):
+    """With one sandbox idle the reaper has nothing due, and waits without a deadline: shutdown() wakes it to end."""
+    pool = sandboxes(2, idle_limit_s=IDLE_S)
+    try:
+        burst(pool, 2, tmp_path)
+        wait_until(lambda: pool.size <= 1, "the first sandbox to retire")
+        reaper = pool._reaper
+    finally:
+        stopping = threading.Thread(target=pool.shutdown, daemon=True)
+        stopping.start()
+        stopping.join(timeout=HANG_GUARD_S)
+    assert not stopping.is_alive(), "shutdown() hung, waiting for the reaper"
+    assert not reaper.is_alive()
 
 
 def dead(pid: int) -> bool:
