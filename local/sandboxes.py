@@ -22,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import process as futures_process
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import forkserver, popen_forkserver, resource_tracker
 from multiprocessing.context import ForkServerContext, ForkServerProcess
@@ -31,6 +32,30 @@ from local.runtime import hold_multiprocessing_dir, stop_signals_held
 
 # What the fork server preloads: the handler, without dying when it refuses its configuration (see the module).
 HANDLER_PRELOAD = "local.sandbox_preload"
+
+
+class _ThreadWakeup(futures_process._ThreadWakeup):
+    """CPython's fix for gh-125451 (3.12.8, 3.13.1), which 3.11 never got: a wakeup and a close of an executor's
+    wakeup pipe take one lock. Without it, the wakeup the interpreter's exit sends every executor (_python_exit) could
+    pass its not-closed check as a sandbox's executor, shut down by LambdaSandboxes.shutdown, closed the pipe: that
+    raised EBADF, so _python_exit joined no executor's thread, multiprocessing's exit closed a queue before its thread
+    sent an idle sandbox its stop, and the stopped stack waited for that sandbox for ever."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        super().__init__()
+
+    def close(self) -> None:
+        with self._lock:
+            super().close()
+
+    def wakeup(self) -> None:
+        with self._lock:
+            super().wakeup()
+
+
+if "_lock" not in futures_process._ThreadWakeup.__init__.__code__.co_names:  # a CPython without the fix
+    futures_process._ThreadWakeup = _ThreadWakeup
 
 
 _begun: Any = None  # in a sandbox: its shared count of invocations begun (see LambdaSandboxes._finished)

@@ -7,6 +7,7 @@ import errno
 import os
 import re
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -824,6 +825,49 @@ def test_an_oserror_the_handler_raises_at_import_stays_the_handlers(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "OSError [Errno 5] Input/output error"
+
+
+def test_an_executors_wakeup_waits_for_its_close_and_a_close_for_its_wakeup():
+    """The interpreter's exit wakes every executor (_python_exit) as shutdown() lets theirs close their wakeup pipes:
+    a close between a wakeup's check and its send raised EBADF, no executor's thread was joined, and 1 run in 50 of
+    the open-file test below hung at exit on an idle sandbox never sent its stop (CPython's gh-125451, fixed in
+    3.12.8 and 3.13.1 only). Here the wakeup is held inside its send while a close starts."""
+    from concurrent.futures import process as futures_process
+
+    wakeup = futures_process._ThreadWakeup()
+    sending, send = threading.Event(), threading.Event()
+    real_send = wakeup._writer.send_bytes
+
+    def held_send(data: bytes) -> None:
+        sending.set()
+        send.wait(HANG_GUARD_S)
+        real_send(data)
+
+    wakeup._writer.send_bytes = held_send
+    errors: list[OSError] = []
+
+    def wake() -> None:
+        try:
+            wakeup.wakeup()
+        except OSError as error:
+            errors.append(error)
+
+    waker = threading.Thread(target=wake)
+    waker.start()
+    assert sending.wait(HANG_GUARD_S)
+    closer = threading.Thread(target=wakeup.close)
+    closer.start()
+
+    def closed_or_waiting() -> bool:
+        frame = sys._current_frames().get(closer.ident)
+        return frame is None or frame.f_code is sandboxes_module._ThreadWakeup.close.__code__
+
+    wait_until(closed_or_waiting, "the close to close the pipe or wait for the wakeup")
+    send.set()
+    waker.join(HANG_GUARD_S)
+    closer.join(HANG_GUARD_S)
+    assert errors == [], "the pipe was closed under the wakeup"
+    assert wakeup._closed
 
 
 def test_shutdown_cancels_waiting_invocations_and_refuses_new_ones(tmp_path):
