@@ -38,15 +38,6 @@ quote = '$(subst ','\'',$(strip $(1)))'
 url_host = $(if $(filter 0.0.0.0 LOCALHOST LOCALHOST.,$(call upper,$(1))),127.0.0.1,$(if $(findstring :,$(1)),$(if $(subst 0,,$(subst :,,$(subst .,,$(1)))),[$(1)],[::1]),$(1)))
 # PORT=0 has python -m local take a free port, which it prints as it starts: http://127.0.0.1:0 is no address to open.
 url_port = $(if $(filter 0,$(1)),<a free port>,$(1))
-# make demo refuses a blank HOST, PORT or RUNTIME (python -m local can do nothing with it), naming the first one blank,
-# before the venv and the model are built: it refused after minutes of building them.
-# make help says the same where it named a URL without its host or port (http://127.0.0.1:), or a demo that refuses.
-DEMO_BLANK := $(firstword $(foreach v,HOST PORT RUNTIME,$(if $(strip $($(v))),,$(v))))
-give_HOST := the address to listen on (default 127.0.0.1)
-give_PORT := the port to listen on (default 8000, 0 for a free one)
-give_RUNTIME := inprocess or torchserve (default inprocess)
-demo_refusal = error: $(DEMO_BLANK)= is empty: give $(give_$(DEMO_BLANK))
-
 # Weights: torchvision's own download unless a local state_dict is named. The shared offline copy is used
 # when it exists and nothing else was asked, so a machine without internet still builds the real model.
 SHARED_WEIGHTS := ../shared/weights/mobilenet_v2_imagenet.pth
@@ -63,6 +54,29 @@ $(foreach v,$(.VARIABLES),$(if $(and $(filter command line,$(origin $(v))),$(fil
   $(call upper,$(v)),$(SETTINGS))),$(error $(v)= is ignored, as make's variables are case-sensitive: use \
   $(call upper,$(v))=)))
 
+# The arguments make demo gives python -m local, and its check below the very same ones.
+DEMO_ARGS = --host $(call quote,$(HOST)) --port $(call quote,$(PORT)) --runtime $(call quote,$(RUNTIME)) \
+  $(if $(call on,$(ALLOW_REMOTE)),--allow-remote) $(if $(call on,$(STAGE_THROTTLE)),,--no-stage-throttle)
+# make demo refuses a blank HOST, PORT or RUNTIME (python -m local can do nothing with it), naming the first one blank,
+# before the venv and the model are built: it refused after minutes of building them.
+# make help says the same where it named a URL without its host or port (http://127.0.0.1:), or a demo that refuses.
+DEMO_BLANK := $(firstword $(foreach v,HOST PORT RUNTIME,$(if $(strip $($(v))),,$(v))))
+give_HOST := the address to listen on (default 127.0.0.1)
+give_PORT := the port to listen on (default 8000, 0 for a free one)
+give_RUNTIME := inprocess or torchserve (default inprocess)
+
+# Any other value python -m local refuses before it starts anything (PORT=abc or 70000, RUNTIME=java, HOST=a..b, a
+# HOST not loopback without ALLOW_REMOTE) was refused only after those minutes too. python -m local's own checks
+# (local/arguments.py) run first, on $(PYTHON) as the venv may not be built yet, and give its very refusal: standard
+# library only, so -S (site, .pth files and all, took 10 ms of its 46 here). Only for demo and help, as any other
+# make would wait for it. A check that cannot run (no such Python, one too old to import the module, a Makefile
+# copied without local/) exits other than 2 and refuses nothing: python -m local still refuses what it must.
+ifneq ($(DEMO_BLANK),)
+DEMO_REFUSAL := error: $(DEMO_BLANK)= is empty: give $(give_$(DEMO_BLANK))
+else ifneq ($(filter demo help,$(or $(MAKECMDGOALS),$(.DEFAULT_GOAL))),)
+DEMO_REFUSAL := $(shell refusal=$$($(PYTHON) -S -m local.arguments $(DEMO_ARGS) 2>&1); [ $$? != 2 ] || printf '%s' "$$refusal")
+endif
+
 MODEL := model/dist/model.tar.gz
 # onnxruntime for the SageMaker container (Python 3.12, x86_64): vendored into the artifact, never installed
 # at start. Keep in step with requirements.txt.
@@ -73,7 +87,7 @@ ORT_WHEEL := onnxruntime-$(ORT_VERSION)-cp312-cp312-manylinux*_x86_64.whl
 .PHONY: help venv model test test-fast lint bench demo loadtest chromium clean
 
 help:
-	@echo "make demo      $(if $(DEMO_BLANK),$(demo_refusal),the whole stack on http://$(call url_host,$(strip $(HOST))):$(call url_port,$(strip $(PORT))) (PORT=, RUNTIME=inprocess|torchserve, HOST= ALLOW_REMOTE=1, STAGE_THROTTLE=0))"
+	@printf 'make demo      %s\n' $(call quote,$(if $(DEMO_REFUSAL),$(DEMO_REFUSAL),the whole stack on http://$(call url_host,$(strip $(HOST))):$(call url_port,$(strip $(PORT))) (PORT=, RUNTIME=inprocess|torchserve, HOST= ALLOW_REMOTE=1, STAGE_THROTTLE=0)))
 	@echo "make test      ruff, then every test (builds venv and model, installs chromium when missing)"
 	@echo "make test-fast unit tests only: no browser, no TorchServe, no local stack, no other Python"
 	@echo "make model     build $(MODEL) (MODEL_WEIGHTS=file.pth for a local state_dict, INT8=1 for int8)"
@@ -194,9 +208,9 @@ lint: venv
 bench: venv model
 	$(PY) -m bench
 
-demo: $(if $(DEMO_BLANK),,venv model)
-	@$(if $(DEMO_BLANK),echo "$(demo_refusal)" >&2; exit 2)
-	$(PY) -m local --host $(call quote,$(HOST)) --port $(call quote,$(PORT)) --runtime $(call quote,$(RUNTIME)) $(if $(call on,$(ALLOW_REMOTE)),--allow-remote) $(if $(call on,$(STAGE_THROTTLE)),,--no-stage-throttle)
+demo: $(if $(DEMO_REFUSAL),,venv model)
+	@$(if $(DEMO_REFUSAL),printf '%s\n' $(call quote,$(DEMO_REFUSAL)) >&2; exit 2)
+	$(PY) -m local $(DEMO_ARGS)
 
 loadtest: venv model
 	$(PY) -m bench.loadtest

@@ -17,15 +17,14 @@ import errno
 import ipaddress
 import logging
 import os
-import re
 import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from components.command_line import OneLineErrorParser, path_argument, port_number
 from components.policies import PACKED_CODE, cors_allowed_origins, same_path, stale_artifact_reason
 from components.settings import Settings, SettingsError, load_stack_file
+from local.arguments import ROOT, is_loopback, parse_args, remote_refusal
 from local.gateway import StageThrottle
 from local.runtime import (
     STOP_SIGNALS,
@@ -38,83 +37,17 @@ from local.runtime import log as runtime_log
 from local.sandboxes import SandboxStartError
 from local.server import (
     DEFAULT_ENDPOINT_NAME,
-    ROOT,
     Drain,
     DrainingServer,
     StackInfo,
     bind,
     create_app,
-    is_loopback,
     runtime_log_level,
     sandbox_environment,
     stack_region,
     start_sandboxes,
     uvicorn_config,
 )
-
-LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
-
-
-# A host name as RFC 1123 has it: dot-separated labels of letters, digits and inner hyphens, an optional final dot.
-_HOST_NAME = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*\.?", re.IGNORECASE)
-
-
-def host_address(value: str) -> str:
-    """An IP address or a host name (in lower case: LOCALHOST was refused as a remote bind; localhost., its absolute
-    form, as localhost, which glibc resolves from /etc/hosts and the loopback check knows); anything else would be
-    refused later for the wrong reason."""
-    with contextlib.suppress(ValueError):
-        ipaddress.ip_address(value)
-        return value
-    # The last label not all digits (RFC 3696): 999.1.1.1 is no address and no name.
-    if len(value) <= 253 and _HOST_NAME.fullmatch(value) and not value.rstrip(".").rpartition(".")[2].isdigit():
-        name = value.lower()
-        return "localhost" if name == "localhost." else name
-    raise argparse.ArgumentTypeError(f"{value!r:.60} is not an IP address or host name")
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = OneLineErrorParser(prog="python -m local", description=__doc__)
-    parser.add_argument(
-        "--host", type=host_address, default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)"
-    )
-    parser.add_argument("--port", type=port_number, default=8000, help="default 8000; 0 picks a free port")
-    parser.add_argument(
-        "--allow-remote",
-        action="store_true",
-        help="allow a non-loopback --host: the stack has no authentication, anyone who reaches it can use it",
-    )
-    parser.add_argument(
-        "--runtime",
-        type=str.lower,  # as --log-level: RUNTIME=TorchServe names the one choice it can mean
-        choices=("inprocess", "torchserve"),
-        default="inprocess",
-        help="the model tier: inprocess (default) or torchserve (as the SageMaker container runs it; needs Java 17+)",
-    )
-    parser.add_argument(
-        "--stack-config",
-        type=path_argument,
-        default=ROOT / "Pulumi.dev.yaml",
-        help="the Pulumi.<stack>.yaml whose settings the stack follows (default: Pulumi.dev.yaml)",
-    )
-    parser.add_argument(
-        "--artifact", type=path_argument, help="model.tar.gz (default: the stack config's modelArtifact)"
-    )
-    parser.add_argument("--fault-injection", action="store_true", help="enable POST/DELETE /__local/faults (tests)")
-    parser.add_argument(
-        "--no-stage-throttle",
-        dest="stage_throttle",
-        action="store_false",
-        help="do not apply the stack's apiThrottleRateLimit/apiThrottleBurstLimit to /predict (load tests, benchmarks)",
-    )
-    parser.add_argument(
-        "--log-level",
-        type=str.lower,
-        choices=LOG_LEVELS,
-        default="warning",
-        help="the local server's log level (default warning)",
-    )
-    return parser.parse_args(argv)
 
 
 class ZonedFormatter(logging.Formatter):
@@ -176,12 +109,9 @@ def listening(host: str, port: int, any_interface: bool) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), handlers=[log_handler()])
-    if not is_loopback(args.host) and not args.allow_remote:
-        print(
-            f"error: refusing to bind {args.host}: the local stack has no authentication. "
-            "Pass --allow-remote (make demo ALLOW_REMOTE=1) to expose it beyond this machine.",
-            file=sys.stderr,
-        )
+    refusal = remote_refusal(args)
+    if refusal is not None:
+        print(f"error: {refusal}", file=sys.stderr)
         return 2
     try:
         settings = load_stack_file(args.stack_config)

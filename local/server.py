@@ -51,11 +51,11 @@ from components.policies import (
 from components.settings import Settings, SettingsError, read_stack_config
 from components.site_config import CONFIG_JS_CACHE_CONTROL, CONFIG_JS_CONTENT_TYPE, render_config_js
 from local import gateway
+from local.arguments import ROOT, is_loopback
 from local.runtime import Faults, RuntimeAnswer, SageMakerRuntime, answer_level, answer_line, aws_error
 from local.runtime import log as runtime_log
 from local.sandboxes import LambdaSandboxes, LambdaTimeout, SandboxStartError
 
-ROOT = Path(__file__).resolve().parent.parent
 WWW = ROOT / "www"
 DEFAULT_ENDPOINT_NAME = "mobilenet-local"
 # Concurrent handler invocations, one sandbox process each, started on demand (Lambda's own limit is far
@@ -119,17 +119,6 @@ def origin_from_host(scheme: str, host: str | None) -> str | None:
 def bad_host_header() -> Response:
     """The 400 for a page or config.js whose Host header is not a host[:port] (origin_from_host gave None)."""
     return JSONResponse({"message": "Host header is not a host[:port]"}, status_code=400)
-
-
-def is_loopback(host: str) -> bool:
-    """localhost or a loopback address, an IPv4-mapped one included (how a dual-stack socket shows an IPv4 peer)."""
-    if host == "localhost":
-        return True
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return (getattr(ip, "ipv4_mapped", None) or ip).is_loopback
 
 
 def names_this_machine(host: str | None) -> bool:

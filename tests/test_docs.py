@@ -408,9 +408,14 @@ def local_options() -> dict[str, str | None]:
 
 def demo_passes(makefile: str) -> dict[str, set[str]]:
     """The flags `make demo`'s python -m local line passes with each variable: `--port $(call quote,$(PORT))` passes
-    --port with PORT, `$(if $(call on,$(ALLOW_REMOTE)),--allow-remote)` --allow-remote with ALLOW_REMOTE."""
-    recipes = [line for line in makefile.replace("\\\n", " ").splitlines() if line.startswith("\t")]
-    line = next(line for line in recipes if " -m local " in line)
+    --port with PORT, `$(if $(call on,$(ALLOW_REMOTE)),--allow-remote)` --allow-remote with ALLOW_REMOTE. A variable
+    of flags the line names (`-m local $(DEMO_ARGS)`) is read as its definition, as make reads it."""
+    lines = makefile.replace("\\\n", " ").splitlines()
+    defined = dict(re.findall(r"^([A-Z][A-Z0-9_]*) :?= *(.*)$", "\n".join(lines), flags=re.M))
+    line = next(line for line in lines if line.startswith("\t") and " -m local " in line)
+    line = re.sub(
+        r"\$\(([A-Z][A-Z0-9_]*)\)", lambda m: m[0] if "--" not in defined.get(m[1], "") else defined[m[1]], line
+    )
     words, depth, word = [], 0, ""
     for char in line + " ":  # the line's words, a $(...) whole, spaces and all
         depth += {"(": 1, ")": -1}.get(char, 0)

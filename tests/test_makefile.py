@@ -36,7 +36,9 @@ def make(*args: str, cwd, env: dict[str, str] | None = None) -> subprocess.Compl
     """`make` on the copied Makefile as a user would run it: under `make test` the outer make's MAKEFLAGS (its
     variables, -n/-k), MAKELEVEL (which adds "Entering directory" lines) and the settings it was given would otherwise
     leak in. `env` adds to that environment what the user's shell exports."""
-    env = {**make_env(), **(env or {})}
+    # PYTHONPATH: the copied Makefile checks make demo's values with python -m local.arguments, found beside it in a
+    # checkout; without it, the check would refuse nothing.
+    env = {**make_env(), "PYTHONPATH": str(ROOT), **(env or {})}
     # In its own process group, all of it killed on the timeout: subprocess.run kills make alone, and a `make demo`
     # that started the stack instead of refusing its value left it serving on port 8000 after the test.
     with subprocess.Popen(
@@ -448,29 +450,136 @@ def test_make_help_with_an_empty_host_port_or_runtime_gives_the_demos_refusal(tm
     assert run.stdout.splitlines()[0] == f"make demo      {says}", run.stdout
 
 
-@pytest.mark.parametrize(
-    ("variable", "value", "says"),
+def stdlib_python(tmp_path):
+    """A Python with the standard library only, as the system python3 that make demo checks its values with (no
+    uvicorn, numpy or boto3): this one without its site-packages."""
+    python = tmp_path / "python3-stdlib"
+    python.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -S "$@"\n')
+    python.chmod(0o755)
+    return python
+
+
+def what_python_m_local_says(tmp_path, *settings: str) -> str:
+    """What python -m local itself prints (on stderr, exiting 2) run as make demo would run it with these settings:
+    its command line as make -n prints it, with the check that would refuse it before that turned off."""
+    printed = make("-n", "demo", *settings, "PYTHON=false", cwd=tmp_path).stdout.splitlines()
+    argv = shlex.split(next(line for line in printed if line.startswith("venv/bin/python -m local ")))
+    run = subprocess.run([sys.executable, *argv[1:]], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr
+    return run.stderr.rstrip("\n")
+
+
+BAD_DEMO_SETTINGS = pytest.mark.parametrize(
+    ("settings", "says"),
     [
-        ("PORT", "abc", "argument --port: 'abc' is not a port number: use 1-65535, or 0 for a free one"),
-        ("HOST", "my host", "argument --host: 'my host' is not an IP address or host name"),
-        ("RUNTIME", "java", "argument --runtime: invalid choice: 'java' (choose from 'inprocess', 'torchserve')"),
+        (["PORT=abc"], "argument --port: 'abc' is not a port number: use 1-65535, or 0 for a free one"),
+        (["PORT=70000"], "argument --port: 70000 is not a port: use 1-65535, or 0 for a free one"),
+        (["PORT=-1"], "argument --port: -1 is not a port: use 1-65535, or 0 for a free one"),
+        (["PORT=80'00"], """argument --port: "80'00" is not a port number"""),
+        (["HOST=not..valid"], "argument --host: 'not..valid' is not an IP address or host name"),
+        (["HOST=my host"], "argument --host: 'my host' is not an IP address or host name"),
+        (["RUNTIME=java"], "argument --runtime: invalid choice: 'java' (choose from 'inprocess', 'torchserve')"),
+        (["HOST=192.0.2.1"], "refusing to bind 192.0.2.1: the local stack has no authentication."),
+        (["HOST=0.0.0.0", "ALLOW_REMOTE=no"], "refusing to bind 0.0.0.0: the local stack has no authentication."),
+        (["HOST=myhost.example"], "refusing to bind myhost.example: the local stack has no authentication."),
     ],
 )
-def test_demo_with_a_bad_value_is_one_error_line_naming_it(tmp_path, monkeypatch, variable, value, says):
-    """What a newcomer sees of `make demo PORT=abc`: python -m local's own refusal, one line, not argparse's usage
-    block above it. The model step is skipped; python -m local runs for real."""
-    import sys
 
+
+@BAD_DEMO_SETTINGS
+def test_demo_refuses_what_python_m_local_refuses_before_any_build(tmp_path, settings, says):
+    """`make demo PORT=abc` (or 70000, RUNTIME=java, HOST=a..b, a HOST not loopback without ALLOW_REMOTE) built the
+    venv and the model, minutes on a fresh clone, before python -m local refused the value. It is refused first, in
+    python -m local's own words, one line, exit status 2, by a Python with nothing but the standard library."""
     recording_python(tmp_path)
-    python = tmp_path / "venv" / "bin" / "python"
-    python.write_text(f'#!/bin/sh\n[ "$2" != local ] || exec {sys.executable} "$@"\n')
-    monkeypatch.setenv("PYTHONPATH", str(ROOT))
-    run = make("demo", f"{variable}={value}", cwd=tmp_path)
-    assert run.returncode != 0
-    assert [line for line in run.stderr.splitlines() if not line.startswith("make:")] == [
-        f"error: {says}; see `python -m local --help`"
-    ], run.stderr
-    assert "Error 2" in run.stderr  # python -m local's exit status, as make reports it
+    refusal = what_python_m_local_says(tmp_path, *settings)
+    assert refusal.startswith(f"error: {says}"), refusal
+    later = (tmp_path / "venv" / ".installed").stat().st_mtime + 10
+    os.utime(tmp_path / "requirements.txt", (later, later))  # a venv to install again, were it built
+    run = make("demo", *settings, f"PYTHON={stdlib_python(tmp_path)}", cwd=tmp_path)
+    assert run.returncode == 2
+    assert [line for line in run.stderr.splitlines() if not line.startswith("make:")] == [refusal], run.stderr
+    assert "Error 2" in run.stderr  # the recipe's exit status, python -m local's, as make reports it
+    assert not (tmp_path / "pip.log").exists(), (tmp_path / "pip.log").read_text()
+    assert not (tmp_path / "python.log").exists(), (tmp_path / "python.log").read_text()
+
+
+@BAD_DEMO_SETTINGS
+def test_make_help_with_a_bad_value_gives_the_demos_refusal(tmp_path, settings, says):
+    """`make help PORT=abc` named the demo at http://127.0.0.1:abc, where `make demo PORT=abc` refuses it."""
+    recording_python(tmp_path)
+    refusal = what_python_m_local_says(tmp_path, *settings)
+    run = make(*settings, f"PYTHON={stdlib_python(tmp_path)}", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[0] == f"make demo      {refusal}", run.stdout
+
+
+@pytest.mark.parametrize(
+    ("settings", "argv"),
+    [
+        ([], "--host 127.0.0.1 --port 8000 --runtime inprocess"),
+        (["HOST=localhost"], "--host localhost --port 8000 --runtime inprocess"),
+        (["HOST=LocalHost."], "--host LocalHost. --port 8000 --runtime inprocess"),
+        (["HOST=::1"], "--host ::1 --port 8000 --runtime inprocess"),
+        (["HOST=0.0.0.0", "ALLOW_REMOTE=1"], "--host 0.0.0.0 --port 8000 --runtime inprocess --allow-remote"),
+        (["HOST=192.0.2.1", "ALLOW_REMOTE=yes"], "--host 192.0.2.1 --port 8000 --runtime inprocess --allow-remote"),
+        (["PORT=0"], "--host 127.0.0.1 --port 0 --runtime inprocess"),
+        (["PORT= 65535 "], "--host 127.0.0.1 --port 65535 --runtime inprocess"),
+        (["RUNTIME=TorchServe"], "--host 127.0.0.1 --port 8000 --runtime TorchServe"),
+        (["STAGE_THROTTLE=0"], "--host 127.0.0.1 --port 8000 --runtime inprocess --no-stage-throttle"),
+    ],
+)
+def test_demo_with_good_values_builds_and_runs_python_m_local_as_before(tmp_path, settings, argv):
+    recording_python(tmp_path)
+    run = make("demo", *settings, f"PYTHON={stdlib_python(tmp_path)}", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "python.log").read_text().splitlines() == ["-m model.package", f"-m local {argv}"]
+
+
+@pytest.mark.parametrize("python", ["no local/", "no such python", "old"])
+def test_a_check_of_the_demos_values_that_cannot_run_refuses_nothing(tmp_path, python):
+    """The check needs local/ beside the Makefile and a Python 3 that can import it. One that cannot run (its
+    ModuleNotFoundError, bash's "command not found", a SyntaxError) is not the demo's refusal: make demo builds and
+    python -m local refuses what it must, as before the check."""
+    recording_python(tmp_path)
+    env, check = {}, stdlib_python(tmp_path)
+    if python == "no local/":
+        env = {"PYTHONPATH": str(tmp_path)}  # as a Makefile copied without the checkout
+    elif python == "no such python":
+        check = tmp_path / "python3.99"
+    else:
+        check.write_text("#!/bin/sh\necho '  File \"local/arguments.py\", line 10' >&2; echo SyntaxError >&2; exit 1\n")
+    run = make("demo", "PORT=abc", f"PYTHON={check}", cwd=tmp_path, env=env)
+    assert run.returncode == 0, run.stderr
+    assert "-m local --host 127.0.0.1 --port abc" in (tmp_path / "python.log").read_text()
+
+
+def test_make_demos_check_of_its_values_imports_the_standard_library_only():
+    """The system python3 that checks make demo's values, before the venv is built, has no uvicorn, numpy or boto3: an
+    import of one of them (through local.server, say) would have the check refuse nothing."""
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import local.arguments; "
+        "print(*sorted({m.split('.')[0] for m in sys.modules} - set(sys.stdlib_module_names) - {'__main__'}))"
+    )
+    run = subprocess.run([sys.executable, "-S", "-c", code, str(ROOT)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["components", "local"]
+
+
+@pytest.mark.parametrize("target", ["clean", "lint", "test-fast"])
+def test_only_demo_and_help_start_a_python_to_check_the_demos_values(tmp_path, target):
+    """make help (make alone) and make demo check the demo's values with a Python; any other make would only wait
+    for it."""
+    recording_python(tmp_path)
+    python = tmp_path / "python3-recording"
+    python.write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/system-python.log\n')
+    python.chmod(0o755)
+    assert make("-n", target, f"PYTHON={python}", cwd=tmp_path).returncode == 0
+    assert not (tmp_path / "system-python.log").exists(), (tmp_path / "system-python.log").read_text()
+    for goals in ([], ["help"], ["-n", "demo"], ["-n", "lint", "demo"]):
+        assert make(*goals, f"PYTHON={python}", cwd=tmp_path).returncode == 0
+        assert "-m local.arguments" in (tmp_path / "system-python.log").read_text(), goals
+        (tmp_path / "system-python.log").unlink()
 
 
 def test_demo_passes_a_host_with_a_space_as_one_argument(tmp_path):
@@ -550,13 +659,19 @@ def test_weights_instead_of_model_weights_is_one_error_line_not_the_default_weig
 )
 def test_demo_passes_a_value_with_a_quote_as_that_one_argument(tmp_path, variable, value):
     """`make demo PORT=8000'` (a stray quote) ended the recipe's quoting early: bash's "unexpected EOF while looking
-    for matching `''" instead of python -m local saying what is wrong with the value."""
+    for matching `''" instead of python -m local saying what is wrong with the value. The check of the values
+    before the build (python -m local.arguments, on $(PYTHON)) gets them as python -m local does: here it records
+    them and refuses nothing, so that the demo runs on."""
     recording_python(tmp_path, record='for a in "$@"; do echo "$a"; done')  # one argument a line
-    run = make("demo", f"{variable}={value}", cwd=tmp_path)
+    check = tmp_path / "python3-recording"
+    check.write_text(f'#!/bin/sh\nfor a in "$@"; do echo "$a"; done >> {tmp_path}/check.log\n')
+    check.chmod(0o755)
+    run = make("demo", f"{variable}={value}", f"PYTHON={check}", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
-    argv = (tmp_path / "python.log").read_text().splitlines()
-    argv = argv[argv.index("local") - 1 :]
-    assert argv[argv.index(f"--{variable.lower()}") + 1] == value, argv
+    for log, module in (("python.log", "local"), ("check.log", "local.arguments")):
+        argv = (tmp_path / log).read_text().splitlines()
+        argv = argv[argv.index(module) - 1 :]
+        assert argv[argv.index(f"--{variable.lower()}") + 1] == value, argv
 
 
 @pytest.mark.parametrize(
@@ -851,9 +966,9 @@ def test_make_help_names_the_demo_url_as_python_m_local_prints_it(tmp_path, host
     """`make help HOST=::1` showed http://::1:8000, no URL at all, where the stack itself prints http://[::1]:8000
     (tests/local/test_server.py's announced-address tests)."""
     shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
-    run = make(f"HOST={host}", cwd=tmp_path)
+    run = make(f"HOST={host}", "ALLOW_REMOTE=1", cwd=tmp_path)  # which a host not loopback needs
     assert run.returncode == 0, run.stderr
-    assert f"the whole stack on {url} (" in run.stdout.splitlines()[0]
+    assert f"the whole stack on {url} (" in run.stdout.splitlines()[0], run.stdout
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,7 @@ from components.command_line import port_number
 from components.policies import PERMISSIONS_POLICY, cors_allowed_origins
 from components.settings import Settings, load_stack_file
 from local import gateway, server
-from local.__main__ import host_address, parse_args
+from local.arguments import host_address, parse_args
 from local.runtime import ContainerResponse, ContainerUnavailable, Faults, SageMakerRuntime
 from local.sandboxes import LambdaTimeout, SandboxStartError
 from local.server import StackInfo, create_app, names_this_machine
