@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import platform
 import re
 import signal
 import sys
@@ -1220,6 +1221,64 @@ def test_a_shutdown_ends_the_reaper_waiting_for_nothing(tmp_path):
         stopping.join(timeout=HANG_GUARD_S)
     assert not stopping.is_alive(), "shutdown() hung, waiting for the reaper"
     assert not reaper.is_alive()
+
+
+def test_a_retirement_round_hands_the_memory_the_burst_freed_back(tmp_path, monkeypatch):
+    """A burst's freed memory stayed in the allocator's arenas for the server's life (50 MiB after 64 concurrent
+    requests); the retirement round that leaves one sandbox idle, off the request path, gives it back."""
+    pool = sandboxes(3, idle_limit_s=IDLE_S)
+    sizes_at_return: list[int] = []
+    monkeypatch.setattr(sandboxes_module, "_return_freed_memory", lambda: sizes_at_return.append(pool.size))
+    try:
+        burst(pool, 3, tmp_path)
+        wait_until(lambda: pool.size <= 1, "the idle sandboxes to retire")
+        wait_until(lambda: sizes_at_return and sizes_at_return[-1] == 1, "the last round to return the freed memory")
+        assert all(size < 3 for size in sizes_at_return), "returned before any sandbox retired"
+    finally:
+        pool.shutdown()
+
+
+FREED_IN_A_THREAD = """
+import json, threading
+from local.sandboxes import _return_freed_memory
+
+def anonymous_kib():
+    with open("/proc/self/smaps_rollup") as rollup:
+        return next(int(line.split()[1]) for line in rollup if line.startswith("Anonymous:"))
+
+kept = []
+
+def burst():  # 50 MiB in malloc's chunks (past pymalloc's 512 bytes), in the arena of a thread that then ends
+    blocks = [bytes(4096) for _ in range(12_800)]
+    kept.append(bytes(4096))  # allocated last and kept: what was freed is not the arena's top, which free() gives back
+    blocks.clear()
+
+thread = threading.Thread(target=burst)
+thread.start()
+thread.join()
+held = anonymous_kib()
+_return_freed_memory()
+print(json.dumps([held, anonymous_kib()]))
+"""
+
+
+def test_the_memory_a_finished_threads_arena_holds_free_goes_back_to_the_os(tmp_path):
+    """What the reaper's round calls: glibc keeps a thread's freed memory in its arena for ever, unless asked."""
+    if platform.libc_ver()[0] != "glibc":
+        skip_or_fail("not glibc: its allocator has no malloc_trim, and keeps no arena per thread", "CI runs glibc")
+    held, after = run_script(tmp_path, FREED_IN_A_THREAD)
+    assert held - after > 25 * 1024, f"{held} KiB of anonymous memory, {after} KiB after (50 MiB were freed)"
+
+
+def test_the_freed_memory_is_returned_only_where_the_c_library_can(monkeypatch):
+    """glibc's malloc_trim, looked up once; none on macOS or musl, where it is a no-op rather than an error."""
+    monkeypatch.setattr(platform, "libc_ver", lambda *args, **kwargs: ("", ""))
+    sandboxes_module._malloc_trim.cache_clear()
+    try:
+        assert sandboxes_module._malloc_trim() is None
+        sandboxes_module._return_freed_memory()
+    finally:
+        sandboxes_module._malloc_trim.cache_clear()
 
 
 def dead(pid: int) -> bool:
