@@ -392,8 +392,9 @@ class LambdaSandboxes:
     Each sandbox is an executor of its own with one worker process, so a sandbox that dies (killed, out of
     memory) fails only the invocation it was running, as in Lambda (Runtime.ExitError), and is replaced; one
     shared process pool would mark itself broken and fail every invocation in flight. A sandbox that dies
-    while idle is replaced as soon as its executor notices (milliseconds); an invocation sent to it in that
-    window, which it never began, runs in a new sandbox instead, as Lambda would run it.
+    while idle (its process reaped at once, by the fork server) keeps its slot until an invocation takes it, which
+    runs in a new sandbox instead (_start), as Lambda would run it, also when it reached the dead one before its
+    executor noticed (_finished: it never began there); or until it retires as an idle one does.
 
     The handler reads its configuration from os.environ at import, so set the environment before the first
     `submit` (which starts the fork server), or pass it to `warm` (which must then start the fork server: it is
