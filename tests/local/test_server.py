@@ -1054,6 +1054,21 @@ def test_a_host_that_is_no_address_or_name_is_refused_as_such(host):
     assert len(str(refused.value)) <= 60 + len(" is not an IP address or host name")  # a long one quoted in part
 
 
+def test_python_m_local_arguments_refuses_on_stderr_only_and_passes_a_good_value_silently(capsys):
+    """`python -m local.arguments` gives python -m local's refusal as one line on stderr, exit status 2 (its
+    docstring), and a value python -m local takes with exit 0 and nothing printed. make demo reads both streams as
+    one (2>&1), so nothing held the stream: a main() printing the refusal to stdout passed every test."""
+    from local.arguments import main as check
+
+    assert check(["--host", "192.0.2.1"]) == 2
+    refused = capsys.readouterr()
+    assert refused.out == "", refused.out
+    assert refused.err.startswith("error: refusing to bind 192.0.2.1: the local stack has no authentication. ")
+    assert refused.err.count("\n") == 1 and refused.err.endswith("\n"), refused.err
+    assert check(["--host", "192.0.2.1", "--allow-remote"]) == 0
+    assert capsys.readouterr() == ("", "")
+
+
 def test_python_m_local_starts_the_stack_make_demo_starts():
     """`make demo` passes its HOST, PORT and RUNTIME; run by hand, `python -m local` must default to the same."""
     import re
