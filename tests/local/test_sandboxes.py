@@ -1102,6 +1102,14 @@ def reaped(process: psutil.Process) -> bool:
     return not process.is_running()
 
 
+def reaper_waits_for_nothing(pool: LambdaSandboxes) -> bool:
+    """Whether the reaper is blocked in its Condition's wait with no deadline: nothing is due to retire, ever."""
+    frame = sys._current_frames().get(pool._reaper.ident) if pool._reaper else None
+    while frame is not None and frame.f_code is not threading.Condition.wait.__code__:
+        frame = frame.f_back
+    return frame is not None and "timeout" in frame.f_locals and frame.f_locals["timeout"] is None
+
+
 def test_idle_sandboxes_retire_but_the_most_recently_used_one(tmp_path):
     """A load test's 64 sandboxes held ~1.1 GB PSS for the stack's whole life; Lambda reclaims idle ones. The last one
     used stays, for the next request (see _retire_idle)."""
@@ -1112,9 +1120,38 @@ def test_idle_sandboxes_retire_but_the_most_recently_used_one(tmp_path):
         *retiring, last = burst(pool, 4, tmp_path)
         wait_until(lambda: pool.size <= 1, "the idle sandboxes to retire")
         assert pool.size == 1, "the most recently used one retired too"
+        # Read as the others have retired, the size passed a reaper that retires the kept one too, a moment later
+        # when it is due (on a loaded machine it had often retired by then): past that time the reaper must have
+        # settled to wait for nothing, the kept one still there.
+        with pool._lock:
+            [kept_since] = pool._idle.values()
+        wait_until(
+            lambda: time.monotonic() >= kept_since + IDLE_S and reaper_waits_for_nothing(pool),
+            "the reaper to wait for nothing past the kept sandbox's idle limit",
+        )
+        assert pool.size == 1, "the most recently used one retired too, once past the idle limit"
         wait_until(lambda: all(map(reaped, retiring)), "the retired sandboxes' processes to exit and be reaped")
         assert pool.submit({}, None).result(timeout=HANG_GUARD_S) == last.pid, "not the most recently used one"
         assert pool.size == 1
+    finally:
+        pool.shutdown()
+
+
+def test_sandboxes_idle_again_after_a_retirement_retire_too(tmp_path):
+    """Left with one sandbox idle, the reaper waits for nothing: a second one idling must wake it. Every test's
+    sandboxes retired once only, so a park that started the reaper but never woke it passed them all, where the
+    sandboxes of a second load test would have been kept for the stack's life."""
+    pool = sandboxes(3, idle_limit_s=IDLE_S)
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    try:
+        burst(pool, 2, first)
+        wait_until(lambda: pool.size <= 1 and reaper_waits_for_nothing(pool), "the reaper to retire and wait")
+        *retiring, last = burst(pool, 3, second)
+        wait_until(lambda: pool.size <= 1, "the second burst's idle sandboxes to retire")
+        wait_until(lambda: all(map(reaped, retiring)), "their processes to exit and be reaped")
+        assert pool.submit({}, None).result(timeout=HANG_GUARD_S) == last.pid, "not the most recently used one"
     finally:
         pool.shutdown()
 
@@ -1195,21 +1232,23 @@ def test_a_sandbox_killed_while_idle_that_was_not_the_last_used_retires_as_an_id
 
 
 def test_a_request_arriving_as_sandboxes_retire_is_served(tmp_path, monkeypatch):
-    """A retiree leaves the idle ones before it is shut down: two requests arriving right after, while the reaper
-    still retires it, take the one left and a new one, not the retiree (which fails them: shut down)."""
+    """A retiree leaves the idle ones, and the sandboxes counted against the limit, before the reaper lets go of the
+    lock to shut it down: two requests arriving in between take the one left and a new one, not the retiree (which
+    fails them: shut down), nor wait for the slot it still held (the reaper starts no waiting invocation). With the
+    retiree left counted until its shutdown, the second waited for the first to end, and every test passed."""
     pool = sandboxes(2, idle_limit_s=IDLE_S)
     try:
         retiring, last = burst(pool, 2, tmp_path)
-        real_shutdown = ProcessPoolExecutor.shutdown
+        real_discard = pool._discard
         arrived: list = []
 
-        def shutdown(self, *args, **kwargs):
-            real_shutdown(self, *args, **kwargs)
+        def discard(sandbox):  # the reaper, its retiree taken, before that one's shutdown
             if threading.current_thread() is pool._reaper and not arrived:
                 # Both submitted before the test opens their gate (a generator's first would be seen alone).
                 arrived.extend([pool.submit({"wait_for": str(tmp_path / "go")}, None) for _ in range(2)])
+            real_discard(sandbox)
 
-        monkeypatch.setattr(ProcessPoolExecutor, "shutdown", shutdown)
+        monkeypatch.setattr(pool, "_discard", discard)
         wait_until(lambda: arrived, "a retirement")
         (tmp_path / "go").touch()
         served = {invocation.result(timeout=HANG_GUARD_S) for invocation in arrived}
