@@ -1156,6 +1156,60 @@ def test_sandboxes_idle_again_after_a_retirement_retire_too(tmp_path):
         pool.shutdown()
 
 
+def reaper_deadline(pool: LambdaSandboxes) -> float | None:
+    """When the reaper, blocked in its Condition's timed wait, is to look again (time.monotonic()); None if not so."""
+    frame = sys._current_frames().get(pool._reaper.ident) if pool._reaper else None
+    while frame is not None and frame.f_code is not threading.Condition.wait.__code__:
+        frame = frame.f_back
+    if frame is None or frame.f_back is None or frame.f_locals.get("timeout") is None:
+        return None
+    return frame.f_back.f_locals["now"] + frame.f_locals["timeout"]
+
+
+def test_the_reaper_wakes_when_the_oldest_idle_sandbox_is_due(tmp_path):
+    """After a retirement the reaper sleeps to the next sandbox due, the oldest idle one left: one that slept to the
+    newest retirable one's time retired the others late, by as long as they had idled apart, and every test passed
+    (they waited for retirements, however late). Parks spaced by a fraction of the limit, in lower bounds only:
+    on a slow machine they may land later, and what is held stays true."""
+    limit = 2.0
+    pool = sandboxes(4, idle_limit_s=limit)
+    gates = [tmp_path / f"gate-{index}" for index in range(4)]
+    running = [pool.submit({"wait_for": str(gate)}, None) for gate in gates]
+    try:
+        wait_until(lambda: pool.size == 4, "a sandbox for each invocation")
+
+        def park(index: int) -> float:
+            gates[index].touch()
+            running[index].result(timeout=HANG_GUARD_S)
+            with pool._lock:
+                return list(pool._idle.values())[-1]
+
+        first = park(0)
+        wait_until(lambda: time.monotonic() >= first + limit / 2, "half the limit after the first idled")
+        second = park(1)
+        wait_until(lambda: time.monotonic() >= second + limit / 4, "a quarter of the limit after the second")
+        park(2)
+        park(3)
+        wait_until(lambda: pool.size <= 3, "the first idle sandbox to retire")
+
+        seen: list[tuple[float, float]] = []
+
+        def waiting() -> bool:  # read under the lock, which the reaper holds but in its wait: one consistent look
+            with pool._lock:
+                deadline = reaper_deadline(pool)
+                if deadline is not None:
+                    seen.append((deadline, next(iter(pool._idle.values())) + limit))
+            return deadline is not None
+
+        wait_until(waiting, "the reaper to wait for the next sandbox due")
+        deadline, due = seen[-1]
+        assert deadline == pytest.approx(due, abs=1e-6), "the reaper sleeps past the oldest idle sandbox's time"
+    finally:
+        for gate in gates:
+            gate.touch()
+        pool.shutdown()
+
+
 def semaphore_files(sandbox: Any) -> list[Path]:
     """The files of its executor's queues' semaphores (POSIX named semaphores, in /dev/shm on Linux)."""
     if not os.path.isdir("/dev/shm"):
