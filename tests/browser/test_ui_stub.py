@@ -1505,6 +1505,8 @@ def test_malformed_success_body_is_an_error(stub_ui: Any, stub_stack: Any, body:
             "could not read: a web page instead of JSON, most likely from a proxy or a network's sign-in page.",
         ),
         ({"body": "<html><body>OK</body></html>"}, "a web page instead of JSON"),  # as text/plain
+        # Said to be HTML, whatever it starts with (the type alone: a check of the body alone passed every test).
+        ({"body": "Sign in to the Wi-Fi", "media_type": "text/html"}, "a web page instead of JSON"),
         ({"body": ""}, "could not read: an empty body."),
         ({"body": "OK"}, "could not read: not JSON."),
     ],
@@ -1590,6 +1592,8 @@ def test_the_loading_status_is_hidden_with_scripting_off_where_css_has_no_script
         # Come, without a usable apiUrl: the deployment's to fix, not the visitor's to reload.
         ("window.APP_CONFIG = {};", "The page is not configured: window.APP_CONFIG.apiUrl is missing"),
         ('window.APP_CONFIG = { apiUrl: "not a url" };', "The page is not configured: window.APP_CONFIG.apiUrl is not"),
+        # Come, and defining it as nothing: the deployment's too (a check of any falsy value took it for not come).
+        ("window.APP_CONFIG = null;", "The page is not configured: "),
     ],
 )
 def test_missing_config_is_reported_and_controls_disabled(
