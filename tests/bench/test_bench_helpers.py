@@ -1535,3 +1535,44 @@ def test_without_proc_the_memory_rows_say_so_and_the_cold_start_keeps_its_timing
     measured_container_memory(bench, report, ctx)
     assert "bomb_mb" not in ctx and len(report.skipped) == 3, report.skipped
     assert all(row[1] == f"skipped: {bench.NO_PROC_STATUS}" for row in report.rows[-3:]), report.rows
+
+
+def test_a_section_further_down_a_broken_chain_says_what_became_of_the_one_it_needs(capsys):
+    """Two steps from a failed section the reason names the step between, as failed or skipped: a section needing one
+    printed later that failed takes its failure (a failed row), and one needing that row reads "which failed"; one
+    needing a skipped row reads "which was skipped". Every chain the bench has today is one step long, so swapping the
+    two words survived every test (the mutation audit)."""
+    from bench.__main__ import run_sections
+
+    rows: list[tuple[str, str, str]] = []
+
+    class Rows:
+        def add(self, name: str, value: str, target: str, ok: bool) -> None:
+            rows.append(("row", name, value))
+
+        def skip(self, name: str, why: str, target: str) -> None:
+            rows.append(("skipped", name, why))
+
+    def fails() -> None:
+        raise OSError("no space left on device")
+
+    run_sections(
+        Rows(),
+        [
+            ("photos", (), fails),
+            ("payload", ("photos",), lambda: None),
+            ("payload check", ("payload",), lambda: None),
+            ("sampled peak", (), fails),
+            ("memory", ("sampled peak",), lambda: None),
+            ("memory check", ("memory",), lambda: None),
+        ],
+        rows_printed_later={"sampled peak"},
+    )
+    assert rows == [
+        ("row", "photos", "failed: OSError: no space left on device"),
+        ("skipped", "payload", "needs the photos section, which failed"),
+        ("skipped", "payload check", "needs the payload section, which was skipped"),
+        ("row", "memory", "failed: OSError: no space left on device"),
+        ("skipped", "memory check", "needs the memory section, which failed"),
+    ]
+    assert capsys.readouterr().err.count("Traceback") == 2
