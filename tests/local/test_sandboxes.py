@@ -15,7 +15,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool, _ExecutorManagerThread
 from pathlib import Path
-from types import SimpleNamespace
+from types import FrameType, SimpleNamespace
 from typing import Any
 
 import psutil
@@ -1102,11 +1102,17 @@ def reaped(process: psutil.Process) -> bool:
     return not process.is_running()
 
 
-def reaper_waits_for_nothing(pool: LambdaSandboxes) -> bool:
-    """Whether the reaper is blocked in its Condition's wait with no deadline: nothing is due to retire, ever."""
+def reaper_wait(pool: LambdaSandboxes) -> FrameType | None:
+    """The frame of the reaper's Condition.wait, or None when the reaper is not blocked in it."""
     frame = sys._current_frames().get(pool._reaper.ident) if pool._reaper else None
     while frame is not None and frame.f_code is not threading.Condition.wait.__code__:
         frame = frame.f_back
+    return frame
+
+
+def reaper_waits_for_nothing(pool: LambdaSandboxes) -> bool:
+    """Whether the reaper is blocked in its Condition's wait with no deadline: nothing is due to retire, ever."""
+    frame = reaper_wait(pool)
     return frame is not None and "timeout" in frame.f_locals and frame.f_locals["timeout"] is None
 
 
@@ -1158,9 +1164,7 @@ def test_sandboxes_idle_again_after_a_retirement_retire_too(tmp_path):
 
 def reaper_deadline(pool: LambdaSandboxes) -> float | None:
     """When the reaper, blocked in its Condition's timed wait, is to look again (time.monotonic()); None if not so."""
-    frame = sys._current_frames().get(pool._reaper.ident) if pool._reaper else None
-    while frame is not None and frame.f_code is not threading.Condition.wait.__code__:
-        frame = frame.f_back
+    frame = reaper_wait(pool)
     if frame is None or frame.f_back is None or frame.f_locals.get("timeout") is None:
         return None
     return frame.f_back.f_locals["now"] + frame.f_locals["timeout"]
