@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 import pytest
-from PIL import Image, PngImagePlugin
+from PIL import Image, ImageFile, JpegImagePlugin, PngImagePlugin
 
 from tests.imagegen import (
     CAT_LABELS,
@@ -1831,6 +1831,41 @@ def test_ff_da_bytes_that_are_not_scans_do_not_count(inference, classifier):
     padded = at_limit[:2] + b"\xff\xfe\x00\x04\xff\xda" + at_limit[2:]
     assert inference.jpeg_scan_count(padded) == inference.MAX_JPEG_SCANS and not inference.too_many_scans(padded)
     assert classify(inference, classifier, padded)["predictions"]
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 7, 1 << 18])
+@pytest.mark.parametrize("length", [0, 1, 2, 3, 1000, 1001])
+def test_ff_da_count_finds_every_pair_whatever_the_blocks(inference, block, length):
+    # Bytes drawn from FF, DA and 00 only: pairs at every offset, runs of FF before a DA, pairs across each block edge.
+    data = np.random.default_rng(length).choice(np.array([0xFF, 0xDA, 0x00], dtype=np.uint8), length).tobytes()
+    expected = sum(data[i] == 0xFF and data[i + 1] == 0xDA for i in range(len(data) - 1))
+    assert expected > 100 or length < 1000
+    assert inference.ff_da_count(data, block) == expected
+    assert inference.ff_da_count(b"\xff\xda" * 3 + data, block) == expected + 3
+
+
+@pytest.mark.parametrize("kind", ["baseline", "progressive", "mpo"])
+def test_a_jpeg_goes_to_libjpeg_in_one_read_and_decodes_to_pillows_pixels(inference, monkeypatch, kind):
+    """Pillow reads 64 KB at a time, and libjpeg suspends at the end of each for more: the whole body in one read is
+    2.5% faster on a 3 MB photo (make bench's preprocessing row), with the pixels Pillow's own reads give."""
+    img = photo("chelsea.jpg").resize((1600, 1200))
+    params = {"baseline": {}, "progressive": {"progressive": True}, "mpo": {"save_all": True, "append_images": [img]}}
+    image_format = "MPO" if kind == "mpo" else "JPEG"
+    data = encode(img, image_format, quality=95, **params[kind])
+    assert len(data) > 4 * ImageFile.MAXBLOCK and Image.open(io.BytesIO(data)).format == image_format
+    expected = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    reads = []
+    read = JpegImagePlugin.JpegImageFile.load_read
+
+    def counted(self, read_bytes):
+        chunk = read(self, read_bytes)
+        reads.append(len(chunk))
+        return chunk
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "load_read", counted)
+    decoded = inference.decode_image(data)
+    assert len(reads) == 1 and reads[0] > 4 * ImageFile.MAXBLOCK
+    assert np.array_equal(np.asarray(decoded), expected)
 
 
 def test_an_mpo_of_many_scans_is_refused_as_a_jpeg_is(inference, classifier):
