@@ -1847,7 +1847,7 @@ def test_ff_da_count_finds_every_pair_whatever_the_blocks(inference, block, leng
 @pytest.mark.parametrize("kind", ["baseline", "progressive", "mpo"])
 def test_a_jpeg_goes_to_libjpeg_in_one_read_and_decodes_to_pillows_pixels(inference, monkeypatch, kind):
     """Pillow reads 64 KB at a time, and libjpeg suspends at the end of each for more: the whole body in one read is
-    2.5% faster on a 3 MB photo (make bench's preprocessing row), with the pixels Pillow's own reads give."""
+    2% faster on a 3 MB photo (make bench's preprocessing row), with the pixels Pillow's own reads give."""
     img = photo("chelsea.jpg").resize((1600, 1200))
     params = {"baseline": {}, "progressive": {"progressive": True}, "mpo": {"save_all": True, "append_images": [img]}}
     image_format = "MPO" if kind == "mpo" else "JPEG"
