@@ -108,6 +108,15 @@ def many_scans_jpeg(scans: int, size: int = 64) -> bytes:
     return data[:-2] + data[last:-2] * (scans - 10) + b"\xff\xd9"
 
 
+def baseline_many_scans_jpeg(scans: int, size: int = 64) -> bytes:
+    """A baseline JPEG (one scan holding all three components) whose scan is repeated until it has `scans`: libjpeg
+    reads such a file in one pass and stops at the second scan with an error."""
+    data = encode(Image.new("RGB", (size, size), (120, 60, 30)), "JPEG", quality=90)
+    assert data.count(b"\xff\xda") == 1 and data.endswith(b"\xff\xd9")
+    scan = data[data.index(b"\xff\xda") : -2]
+    return data[:-2] + scan * (scans - 1) + b"\xff\xd9"
+
+
 def many_scans_mpo(scans: int, size: int = 64) -> bytes:
     """An MPO (a JPEG followed by more pictures, as phones write them; Pillow names the format apart) whose first
     picture has `scans`, its last progressive pass repeated as in many_scans_jpeg."""
