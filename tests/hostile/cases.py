@@ -20,6 +20,7 @@ from PIL import Image
 
 from tests.imagegen import (
     animated_gif,
+    baseline_many_scans_jpeg,
     bomb_png,
     encode,
     many_scans_jpeg,
@@ -135,6 +136,8 @@ GENERATORS: dict[str, Callable[[], bytes]] = {
     "header_only_jpeg": lambda: b"\xff\xd8\xff",
     # 0.5 MB that libjpeg took 37 s to decode (each scan is decoded over all 49 Mpx); 4 MB would take half an hour.
     "many_scans_jpeg": lambda: many_scans_jpeg(1_000, 7_000),
+    # Not counted (single pass): libjpeg ends at the second scan with an error, so the other 23 cost nothing.
+    "baseline_many_scans_jpeg": lambda: baseline_many_scans_jpeg(25, 3_000),
     # A 1x1 PNG of 3,900 colour profiles (4 MB) that Pillow inflated to 4 GB, 9 s of CPU per request.
     "iccp_flood_png": lambda: png_with_colour_profiles(3_900),
     "long_trns_png": palette_png_with_long_trns,
@@ -403,6 +406,13 @@ def build_cases() -> list[Case]:
         Case("header_only_jpeg", "a 3-byte file: just the JPEG magic", 400, "invalid_image", "header_only_jpeg"),
         Case("truncated_jpeg", "the first 30% of a JPEG", 400, "invalid_image", "truncated_jpeg"),
         Case("many_scans_jpeg", "a 7000x7000 JPEG of 1,000 scans (0.5 MB)", 400, "invalid_image", "many_scans_jpeg"),
+        Case(
+            "baseline_many_scans_jpeg",
+            "a 3000x3000 baseline JPEG whose one scan repeats 25 times (3.5 MB)",
+            400,
+            "invalid_image",
+            "baseline_many_scans_jpeg",
+        ),
         Case(
             "iccp_flood_png",
             "a 1x1 PNG of 3,900 colour profiles (4 MB; PNG allows one)",
