@@ -832,7 +832,8 @@ def single_pass_jpeg(data: bytes) -> bool:
             frame = (marker, data[i + 7] if i + 7 < len(data) else None)  # length, precision, height, width, Nf
         elif marker == 0xDA:
             components = data[i + 2] if i + 2 < len(data) else None  # length, then Ns
-            return frame is not None and frame[0] in SEQUENTIAL_SOF_MARKERS and components == frame[1]
+            sequential = frame is not None and frame[0] in SEQUENTIAL_SOF_MARKERS
+            return sequential and components is not None and components == frame[1]
     return False
 
 
