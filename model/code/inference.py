@@ -940,12 +940,12 @@ def decode_image(data: bytes, draft_to: int | None = None) -> Image.Image:
         # white. Compare high bytes with high bytes (libpng compares all 16 bits, which the pixels no longer hold).
         img.info["transparency"] = tuple(value >> 8 for value in key)
     # MPO: the multi-picture JPEG many phones write (Pillow names it apart; it decodes the first picture).
-    if draft_to and img.format in ("JPEG", "MPO") and min(width, height) >= DRAFT_MIN_FACTOR * draft_to:
-        # DCT-domain downscale while decoding: a 12 MP photo decodes at 1/8 size, several times faster. Only for
-        # images at least 4x the target, so the decoded size stays >= the target and the antialiased
-        # resize still does the last step (drafting a 512 px image straight to 256 visibly changes results).
-        img.draft("RGB", (draft_to, draft_to))
     if img.format in ("JPEG", "MPO"):
+        if draft_to and min(width, height) >= DRAFT_MIN_FACTOR * draft_to:
+            # DCT-domain downscale while decoding: a 12 MP photo decodes at 1/8 size, several times faster. Only for
+            # images at least 4x the target, so the decoded size stays >= the target and the antialiased
+            # resize still does the last step (drafting a 512 px image straight to 256 visibly changes results).
+            img.draft("RGB", (draft_to, draft_to))
         # The whole body in one read, not Pillow's 64 KB ones: libjpeg then never suspends for more input, nor
         # Pillow joins what it left to the next read. 0.6-0.75 ms (2%) off a 3 MB photo on an Intel Xeon host
         # (none measured on a Zen 4 one), same pixels. The body is in memory already; the read holds one copy of
