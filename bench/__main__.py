@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -72,6 +73,22 @@ def median_ms(fn, repeats: int, warmup: int = 3) -> float:
         fn()
         samples.append((time.perf_counter() - started) * 1000)
     return statistics.median(samples)
+
+
+def minor_page_faults() -> int:
+    """Page faults this process has taken without reading a disk: mostly fresh memory mapped in page by page."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def counting_faults(fn: Callable[[], object], counts: list[int]) -> Callable[[], None]:
+    """fn, appending to counts the minor page faults each call takes."""
+
+    def run() -> None:
+        before = minor_page_faults()
+        fn()
+        counts.append(minor_page_faults() - before)
+
+    return run
 
 
 def interleaved_medians(fns: dict, rounds: int, warmup: int = 3, settle: int = 0) -> dict[str, float]:
@@ -877,8 +894,18 @@ def bench_preprocessing(report: Report, ctx: dict, repeats: int) -> None:
             inference.decode_image(data, draft_to=classifier.preprocessing.resize), classifier.preprocessing
         )
 
-    # Alternated (torchvision's resize runs on torch's OpenMP threads, hence the settle call).
-    big_ms = interleaved_medians({"tv": lambda: tv(big), "ours": lambda: ours(big)}, repeats, warmup=1, settle=1)
+    # Alternated (torchvision's resize runs on torch's OpenMP threads, hence the settle call). Faults counted
+    # because torchvision's time falls in two groups from run to run, and they tell which one a run is in.
+    faults: dict[str, list[int]] = {"tv": [], "ours": []}
+    big_ms = interleaved_medians(
+        {
+            "tv": counting_faults(lambda: tv(big), faults["tv"]),
+            "ours": counting_faults(lambda: ours(big), faults["ours"]),
+        },
+        repeats,
+        warmup=1,
+        settle=1,
+    )
     small = ctx["small_jpeg"]
     small_ms = interleaved_medians({"tv": lambda: tv(small), "ours": lambda: ours(small)}, repeats * 4, settle=1)
     tv_big, ours_big, tv_small, ours_small = big_ms["tv"], big_ms["ours"], small_ms["tv"], small_ms["ours"]
@@ -903,6 +930,13 @@ def bench_preprocessing(report: Report, ctx: dict, repeats: int) -> None:
     )
     report.add(
         "preprocess a 256 px JPEG", f"{ours_small:.2f} ms", f"{tv_small:.2f} ms torchvision", tv_small / ours_small
+    )
+    report.notes.append(
+        f"12 MP preprocessing, page faults a call (medians): torchvision {statistics.median(faults['tv']):.0f}, "
+        f"ours {statistics.median(faults['ours']):.0f}. torchvision decodes the photo at full size, into two images of "
+        "4 bytes a pixel; when the C allocator hands their pages back to the kernel after a call, the next call maps "
+        "them in again, one fault a page, and whether it does depends on what else the process's heap holds: "
+        "torchvision's time can differ by that from run to run"
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.__main__ import interleaved_medians, page_jpeg_quality, recommend_memory_mb
+from bench.__main__ import counting_faults, interleaved_medians, page_jpeg_quality, recommend_memory_mb
 from components.settings import MEMORY_SIZES_MB
 
 
@@ -30,6 +30,26 @@ def test_interleaved_medians_alternates_and_settles():
     assert set(medians) == {"a", "b"}
     # warm-up once each, then per round: 2 settle calls + 1 measured call, a before b
     assert calls == ["a", "b"] + (["a"] * 3 + ["b"] * 3) * 3
+
+
+def test_counting_faults_counts_each_call_that_maps_fresh_pages():
+    import mmap
+
+    pages = 1024
+    counts: list[int] = []
+
+    def touch_fresh_pages():
+        with mmap.mmap(-1, pages * mmap.PAGESIZE) as fresh:  # anonymous: no page is mapped until written
+            for page in range(pages):
+                fresh[page * mmap.PAGESIZE] = 1
+
+    run = counting_faults(touch_fresh_pages, counts)
+    run()
+    run()
+    assert len(counts) == 2
+    assert all(count >= pages for count in counts)  # one fault a page at least, each call counted on its own
+    counting_faults(lambda: None, counts)()
+    assert counts[2] < pages
 
 
 def test_served_path_breakdown_times_each_call_after_what_the_served_path_runs_before_it(monkeypatch):
