@@ -39,7 +39,10 @@ def test_counting_faults_counts_each_call_that_maps_fresh_pages():
     counts: list[int] = []
 
     def touch_fresh_pages():
-        with mmap.mmap(-1, pages * mmap.PAGESIZE) as fresh:  # anonymous: no page is mapped until written
+        # Private and anonymous, as malloc's memory: no page is mapped until written.
+        with mmap.mmap(-1, pages * mmap.PAGESIZE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS) as fresh:
+            if hasattr(mmap, "MADV_NOHUGEPAGE"):  # with transparent huge pages "always", one fault could map 2 MB
+                fresh.madvise(mmap.MADV_NOHUGEPAGE)
             for page in range(pages):
                 fresh[page * mmap.PAGESIZE] = 1
 
