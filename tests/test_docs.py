@@ -551,8 +551,8 @@ def test_an_environment_table_that_drifted_from_the_handler_is_caught():
     ]
 
 
-# Set in the README's commands for a program that is not this project's: pip's index.
-OTHER_PROGRAMS_VARIABLES = frozenset({"PIP_EXTRA_INDEX_URL"})
+# Set in the README's commands for a program that is not this project's: pip's index, glibc's malloc tunables.
+OTHER_PROGRAMS_VARIABLES = frozenset({"PIP_EXTRA_INDEX_URL", "GLIBC_TUNABLES"})
 
 
 def unread_variables(text: str, makefile: str, known: set[str]) -> list[str]:
