@@ -5,7 +5,8 @@ header names lower-cased and repeated headers comma-joined; `rawPath`/`rawQueryS
 a request id; the headers API Gateway adds itself (x-forwarded-for/-port/-proto, x-amzn-trace-id: see
 _gateway_headers); `isBase64Encoded` true for bodies that are not of a text media type (what AWS does, not
 documents: see _TEXT_TYPES); 10 MB request cap; 10 KB of request line and headers; Lambda's 6 MiB event limit
-(event_too_large); the integration timeout (29 s, as deployed); the stage's throttling (StageThrottle).
+(event_too_large); the integration timeout (29 s, as deployed); the stage's throttling (StageThrottle); the stage's
+access log line (access_log_line).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl
 
-from components.policies import lambda_log_group_name
+from components.policies import access_log_format, lambda_log_group_name
 from components.settings import function_name_for, partition_for_region
 from handlers.proxy_core import LAMBDA_TIMEOUT_S
 from local.runtime import ACCOUNT
@@ -30,6 +31,7 @@ MAX_BODY_BYTES = 10 * 1024 * 1024
 # though API Gateway accepts 10 MB.
 LAMBDA_MAX_EVENT_BYTES = 6 * 1024 * 1024
 MAX_HEADER_BYTES = 10 * 1024  # request line + headers
+PROTOCOL = "HTTP/1.1"  # the event's requestContext.http.protocol and the access log's $context.protocol
 INTEGRATION_TIMEOUT_S = float(LAMBDA_TIMEOUT_S)  # what components.inference_api configures on the integration
 # The gateway's own answers, in its own shape ({"message": ...}), for what never reaches the Lambda.
 GATEWAY_ERRORS = {
@@ -82,6 +84,12 @@ def _gateway_headers(joined: dict[str, str], *, source_ip: str, scheme: str, por
         joined["x-amzn-trace-id"] = f"Root=1-{int(now):08x}-{uuid.uuid4().hex[:24]}"
 
 
+def request_time(now: float) -> str:
+    """A request's time as API Gateway gives it (the event's requestContext.time, $context.requestTime): CLF, in UTC,
+    whatever the machine's zone."""
+    return datetime.fromtimestamp(now, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
+
+
 def build_event(
     *,
     method: str,
@@ -129,14 +137,14 @@ def build_event(
             "http": {
                 "method": method.upper(),
                 "path": path,
-                "protocol": "HTTP/1.1",
+                "protocol": PROTOCOL,
                 "sourceIp": source_ip,
                 "userAgent": joined.get("user-agent", ""),
             },
             "requestId": request_id,
             "routeKey": route_key,
             "stage": stage,
-            "time": datetime.fromtimestamp(now, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "time": request_time(now),
             "timeEpoch": int(now * 1000),
         },
         "isBase64Encoded": bool(body) and not text,
@@ -249,3 +257,63 @@ def function_context(aws_request_id: str, *, endpoint_name: str, region: str, me
         invoked_function_arn=f"arn:{partition_for_region(region)}:lambda:{region}:{ACCOUNT}:function:{name}",
         log_group_name=lambda_log_group_name(name),
     )
+
+
+@dataclass(frozen=True)
+class Integration:
+    """What the Lambda integration did for one request, as the stage's access log tells it."""
+
+    request_id: str  # Lambda's request id of the invocation ($context.integration.requestId)
+    latency_ms: int  # the invocation's time ($context.integrationLatency)
+    error: str | None = None  # $context.integrationErrorMessage, for an invocation that failed
+
+
+def function_error(error_message: str) -> str:
+    """$context.integrationErrorMessage of an invocation that failed with a function error (the handler raised, timed
+    out, or its runtime exited): Lambda's errorMessage in HTTP API's words. AWS documents the variable, not this text;
+    it is what HTTP API access logs show, e.g. for a timeout (Dynatrace's API Gateway log guide): "The Lambda function
+    returned the following error: RequestId: 01fe3839-... Error: Task timed out after 5.00 seconds. Check your Lambda
+    function code and try again." """
+    return (
+        f"The Lambda function returned the following error: {error_message}. "
+        "Check your Lambda function code and try again."
+    )
+
+
+def access_log_line(
+    *,
+    request_id: str,
+    source_ip: str | None,
+    now: float,
+    method: str,
+    route_key: str | None,
+    status: int,
+    response_length: int,
+    integration: Integration | None = None,
+) -> str:
+    """The deployed stage's access log line for one request: the keys of components.policies.access_log_format(), in
+    its order, each with the value of its $context variable. As HTTP API substitutes the variables' text into the
+    format, every value is a string ("200", not 200), and one with no value is "-": the route key of a request no
+    route matched, and the integration's three of a request that never reached the function. `now`: when the request
+    arrived (the event's requestContext.time is the same). A variable the deployed format gains that this does not
+    know raises, so the local line cannot silently lack a deployed field."""
+    variables = {
+        "$context.requestId": request_id,
+        "$context.identity.sourceIp": source_ip,
+        "$context.requestTime": request_time(now),
+        "$context.httpMethod": method,
+        "$context.routeKey": route_key,
+        "$context.status": str(status),
+        "$context.protocol": PROTOCOL,
+        "$context.responseLength": str(response_length),
+        "$context.integrationErrorMessage": integration.error if integration else None,
+        "$context.integrationLatency": str(integration.latency_ms) if integration else None,
+        "$context.integration.requestId": integration.request_id if integration else None,
+    }
+    line = {}
+    for key, variable in json.loads(access_log_format()).items():
+        if variable not in variables:
+            raise ValueError(f"the deployed access log's {key!r} is {variable}, which the local gateway does not give")
+        value = variables[variable]
+        line[key] = "-" if value is None else value
+    return json.dumps(line, ensure_ascii=False, separators=(",", ":"))

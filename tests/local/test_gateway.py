@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
+import time
 from unittest import mock
 
 import pytest
 
+from components.policies import access_log_format
 from components.settings import function_name_for
 from handlers.proxy_core import check_event_shape
 from local import gateway
@@ -358,3 +361,81 @@ def test_a_refused_request_takes_no_token():
 def test_stage_throttle_refuses_limits_that_admit_nothing(rate, burst):
     with pytest.raises(ValueError, match="rate > 0 and burst >= 1"):
         gateway.StageThrottle(rate=rate, burst=burst)
+
+
+# --- the stage's access log line --------------------------------------------------------------------------------
+def _access_line(**overrides) -> dict:
+    params = {
+        "request_id": "req-1",
+        "source_ip": "192.0.2.7",
+        "now": 1_700_000_000.0,
+        "method": "POST",
+        "route_key": "POST /predict",
+        "status": 200,
+        "response_length": 321,
+        "integration": gateway.Integration("lambda-1", 42),
+    }
+    return json.loads(gateway.access_log_line(**{**params, **overrides}))
+
+
+def test_the_access_line_has_the_deployed_formats_keys_in_its_order():
+    assert list(_access_line()) == list(json.loads(access_log_format()))
+    assert list(_access_line(integration=None, route_key=None)) == list(json.loads(access_log_format()))
+
+
+def test_the_access_line_gives_each_value_as_http_api_substitutes_its_variable():
+    # Text, as the format's "$context.status" in quotes gives it: "200", not 200.
+    assert _access_line() == {
+        "requestId": "req-1",
+        "ip": "192.0.2.7",
+        "requestTime": "14/Nov/2023:22:13:20 +0000",
+        "httpMethod": "POST",
+        "routeKey": "POST /predict",
+        "status": "200",
+        "protocol": "HTTP/1.1",
+        "responseLength": "321",
+        "integrationErrorMessage": "-",
+        "integrationLatency": "42",
+        "integrationRequestId": "lambda-1",
+    }
+
+
+def test_what_has_no_value_is_a_dash_as_in_http_api_access_logs():
+    line = _access_line(route_key=None, status=404, response_length=23, integration=None, source_ip=None)
+    assert line["routeKey"] == line["ip"] == "-"
+    assert [line["integrationErrorMessage"], line["integrationLatency"], line["integrationRequestId"]] == ["-"] * 3
+    assert (line["status"], line["responseLength"]) == ("404", "23")
+    assert _access_line(response_length=0)["responseLength"] == "0"  # an empty answer's length is 0, not absent
+
+
+def test_a_failed_invocation_carries_its_error_and_the_lambda_request_id():
+    error = gateway.function_error('RequestId: lambda-1 Error: Task timed out after 29.00 seconds "quoted"')
+    line = _access_line(status=500, integration=gateway.Integration("lambda-1", 29_000, error))
+    assert line["integrationErrorMessage"] == (
+        "The Lambda function returned the following error: RequestId: lambda-1 Error: Task timed out after 29.00 "
+        'seconds "quoted". Check your Lambda function code and try again.'
+    )
+    assert (line["status"], line["integrationLatency"], line["integrationRequestId"]) == ("500", "29000", "lambda-1")
+
+
+def test_the_access_lines_time_is_the_events_and_utc_whatever_the_machines_timezone(monkeypatch):
+    monkeypatch.setenv("TZ", "IST-5:30")
+    time.tzset()
+    try:
+        now = 1_700_000_000.5
+        assert _access_line(now=now)["requestTime"] == _event(now=now)["requestContext"]["time"]
+        assert _access_line(now=now)["requestTime"] == "14/Nov/2023:22:13:20 +0000"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_a_field_the_deployed_format_gains_shows_up_locally_or_fails(monkeypatch):
+    deployed = json.loads(access_log_format())
+    with_id_again = {**deployed, "again": "$context.requestId"}
+    monkeypatch.setattr(gateway, "access_log_format", lambda: json.dumps(with_id_again))
+    assert list(_access_line()) == [*deployed, "again"] and _access_line()["again"] == "req-1"
+    with_unknown = {**deployed, "stage": "$context.stage"}
+    monkeypatch.setattr(gateway, "access_log_format", lambda: json.dumps(with_unknown))
+    with pytest.raises(ValueError, match=r"'stage' is \$context\.stage"):
+        _access_line()
