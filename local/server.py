@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
@@ -74,6 +74,8 @@ WRITE_STALL_TIMEOUT_S = 30.0
 # answers over 10 KB with API Gateway's JSON 431; beyond it uvicorn answers 400 and closes.
 MAX_HEAD_BUFFER_BYTES = 2 * 1024 * 1024
 log = logging.getLogger("local")
+# The API stage's access log, one line per API Gateway answer (AccessLog): INFO, so `--log-level info` shows it.
+access_log = logging.getLogger("local.access")
 # What a proxy adds to say whom it forwards for: a request carrying one did not start on this machine.
 FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
 
@@ -381,6 +383,69 @@ class LoopbackHostGuard:
         await self.app(scope, receive, send)
 
 
+@dataclass
+class AccessRecord:
+    """What a request's access log line needs that only the gateway tier knows: AccessLog puts one in the request's
+    scope (under ACCESS_RECORD), the gateway tier fills it in."""
+
+    arrived: float = field(default_factory=time.time)  # $context.requestTime, and the event's requestContext.time
+    route_key: str | None = None  # None: no route matched (a preflight, another method or path)
+    integration: gateway.Integration | None = None  # None: the function was never invoked
+
+
+ACCESS_RECORD = "local.access_record"
+
+
+def access_record(request: Request) -> AccessRecord:
+    return request.scope[ACCESS_RECORD]
+
+
+class AccessLog:
+    """The API stage's access log: one line (gateway.access_log_line) on `local.access` at INFO for each answer of API
+    Gateway's, told by the `apigw-requestid` it carries (the function's answers, the gateway's own refusals and 404s,
+    its CORS preflights, its 503s at a stop). The other tiers' answers carry none and log none: the site's files and
+    config.js (CloudFront's, whose logs are off in the cloud), the runtime tier, /__local/faults, the Host guard's 403.
+    Logged once the answer is sent, or the client gone; responseLength counts the body bytes sent (none for HEAD)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        record = AccessRecord()
+        status, request_id, sent = 0, None, 0
+
+        async def logged_send(message) -> None:
+            nonlocal status, request_id, sent
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                ids = [v for k, v in message.get("headers", []) if k.lower() == b"apigw-requestid"]
+                request_id = ids[0].decode("latin-1") if ids else None
+            await send(message)
+            if message["type"] == "http.response.body" and scope["method"] != "HEAD":
+                sent += len(message.get("body", b""))
+
+        try:
+            await self.app({**scope, ACCESS_RECORD: record}, receive, logged_send)
+        finally:
+            if request_id is not None and access_log.isEnabledFor(logging.INFO):
+                client = scope.get("client")
+                access_log.info(
+                    gateway.access_log_line(
+                        request_id=request_id,
+                        source_ip=client[0] if client else None,
+                        now=record.arrived,
+                        method=scope["method"],
+                        route_key=record.route_key,
+                        status=status,
+                        response_length=sent,
+                        integration=record.integration,
+                    )
+                )
+
+
 class ShutdownGuard:
     """Requests still running when Ctrl-C's grace period ends are cancelled by uvicorn; answer them in the
     gateway's JSON (503) instead of uvicorn's traceback and plain-text 500."""
@@ -530,6 +595,7 @@ def create_app(
     async def predict(request: Request) -> Response:
         if request.method != "POST":
             return await gateway_tier(request)
+        access_record(request).route_key = "POST /predict"  # the API's one route; any other method has none
         if drain.stopping:  # API Gateway's own answer (see refused below), for a stop the cloud does not have
             # Its body first: closed with part of it unread, the connection is reset, and a client still sending a
             # photo of a few MB saw that reset instead of this answer. (uvicorn cancels a body slower than the stop.)
@@ -546,6 +612,7 @@ def create_app(
     async def gateway_tier(request: Request) -> Response:
         origin = request.headers.get("origin")
         request_id = gateway.new_request_id()
+        record = access_record(request)
         if request.method == "OPTIONS":  # API Gateway answers it itself, with its id as on every answer of its own
             preflight = cors_headers(origin)
             if preflight:
@@ -592,6 +659,7 @@ def create_app(
             port=(request.scope.get("server") or ("", 0))[1] or (443 if request.scope["scheme"] == "https" else 80),
             route_key="POST /predict",
             request_id=request_id,
+            now=record.arrived,
         )
         built = time.perf_counter()
         context = gateway.function_context(
@@ -600,18 +668,21 @@ def create_app(
             region=runtime.region,
             memory_limit_in_mb=stack.settings.proxy_memory_size_mb,
         )
+        invoked: float | None = None  # when the function was invoked, if it was
+        failed: str | None = None  # why the invocation failed, if it did (the access log's integrationErrorMessage)
         if gateway.event_too_large(event):  # Lambda's RequestEntityTooLarge: the function never runs
             answer = gateway.gateway_error(413)
         else:
+            crash = runtime.faults.sandbox_crash > 0
+            if crash:
+                runtime.faults.sandbox_crash -= 1
+            invoked = time.perf_counter()
             try:
-                crash = runtime.faults.sandbox_crash > 0
-                if crash:
-                    runtime.faults.sandbox_crash -= 1
                 invocation = asyncio.wrap_future(sandboxes.submit(event, context, crash=crash))
                 result = await asyncio.wait_for(invocation, timeout=gateway.INTEGRATION_TIMEOUT_S)
                 answer = gateway.response_from_lambda(result)
             # The handler logged nothing for these, so each line names the request: the client's apigw-requestid
-            # (no access log here to look it up in) and, as Lambda's own lines do, Lambda's request id.
+            # (the access log's requestId, at --log-level info) and, as Lambda's own lines do, Lambda's request id.
             except TimeoutError:  # the handler runs on, to the function's timeout, which nobody is told of then
                 log.error(
                     "request %s (Lambda RequestId %s): the Lambda function did not answer within the integration's "
@@ -621,6 +692,8 @@ def create_app(
                     gateway.INTEGRATION_TIMEOUT_S,
                 )
                 answer = gateway.gateway_error(503)
+                # No text is documented for an HTTP API's integration timeout: this is a REST API's, its 504's message.
+                failed = "Endpoint request timed out"
             except LambdaTimeout as timed_out:  # a function error: API Gateway's 500, as for any other
                 log.error(
                     "request %s (Lambda RequestId %s): the Lambda function timed out (%s; API Gateway answers 500); "
@@ -630,6 +703,7 @@ def create_app(
                     timed_out,
                 )
                 answer = gateway.gateway_error(500)
+                failed = gateway.function_error(f"RequestId: {context.aws_request_id} Error: {timed_out}")
             except SandboxStartError as start_error:  # no sandbox to run it in: the handler never ran
                 log.error(
                     "request %s (Lambda RequestId %s): %s (API Gateway answers 500)",
@@ -638,6 +712,8 @@ def create_app(
                     start_error,
                 )
                 answer = gateway.gateway_error(500)
+                # Lambda's own failure to start an environment has no documented text here: the local reason stands in.
+                failed = str(start_error)
             except BrokenProcessPool:  # Lambda's Runtime.ExitError: this invocation fails, a new sandbox serves next
                 log.error(
                     "request %s (Lambda RequestId %s): the Lambda sandbox exited mid-invocation (API Gateway answers "
@@ -646,14 +722,21 @@ def create_app(
                     context.aws_request_id,
                 )
                 answer = gateway.gateway_error(500)
-            except Exception:
+                # Lambda's errorMessage for a runtime that exited: an injected crash is a SIGKILL, as the OOM killer's;
+                # the stack does not learn why any other sandbox died.
+                why = "with error: signal: killed" if crash else "without providing a reason"
+                failed = gateway.function_error(f"RequestId: {context.aws_request_id} Error: Runtime exited {why}")
+            except Exception as raised:
                 log.exception(
                     "request %s (Lambda RequestId %s): the Lambda handler raised (API Gateway answers 500)",
                     request_id,
                     context.aws_request_id,
                 )
                 answer = gateway.gateway_error(500)
+                failed = gateway.function_error(str(raised))  # Lambda's errorMessage: the exception's str()
         done = time.perf_counter()
+        if invoked is not None:
+            record.integration = gateway.Integration(context.aws_request_id, round((done - invoked) * 1000), failed)
         answer.headers = [(k, v) for k, v in answer.headers if not k.startswith("access-control-")]
         for name, value in cors_headers(origin).items():
             if name == "vary":  # the function names Origin in its own Vary already (proxy_core.cors_headers)
@@ -825,6 +908,7 @@ def create_app(
             Middleware(LoopbackForwardedProto),
             Middleware(AbsoluteFormTarget),
             Middleware(LoopbackHostGuard, enabled=bound_to_loopback),
+            Middleware(AccessLog),  # outside ShutdownGuard, whose 503 is the gateway's too
             Middleware(ShutdownGuard),
         ],
     )
@@ -912,7 +996,7 @@ def uvicorn_config(app: Starlette, log_level: str) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         log_level=log_level,
-        access_log=False,
+        access_log=False,  # uvicorn's own: the API's access log is AccessLog's, in the deployed stage's format
         timeout_graceful_shutdown=5,
         # The app has no startup or shutdown to run. A second Ctrl-C skips the lifespan's end, and its cancelled
         # task printed starlette's "ERROR: Traceback ... CancelledError".

@@ -287,9 +287,9 @@ def test_a_function_that_dies_or_raises_is_api_gateways_500_logged_with_the_requ
         response = tiers.predict()
     assert response.status_code == 500 and response.json() == {"message": "Internal Server Error"}
     assert response.headers["content-type"] == "application/json" and response.headers["apigw-requestid"]
-    # The handler logs nothing for an invocation that dies, so this line is the only one of that request: with the
-    # apigw-requestid the client has (the local stack keeps no access log to look it up in) and, as Lambda's own
-    # lines do, Lambda's request id.
+    # The handler logs nothing for an invocation that dies, so this line is the only one of that request at the
+    # default --log-level warning (the access log is INFO): with the apigw-requestid the client has and, as Lambda's
+    # own lines do, Lambda's request id.
     (record,) = [r for r in caplog.records if r.name == "local"]
     first_line = record.getMessage().splitlines()[0]
     assert f"request {response.headers['apigw-requestid']} " in first_line, first_line
@@ -325,6 +325,198 @@ def test_a_function_that_dies_times_out_or_gets_no_sandbox_is_logged_in_one_line
     (record,) = [r for r in caplog.records if r.name == "local"]
     assert record.exc_info is None and "\n" not in record.getMessage(), record.getMessage()
     assert says in record.getMessage() and "handler" not in record.getMessage()
+
+
+# --- the API stage's access log ---------------------------------------------------------------------------------
+def access_lines(caplog) -> list[dict]:
+    """The access log lines logged so far (on `local.access`, each at INFO), parsed."""
+    records = [r for r in caplog.records if r.name == "local.access"]
+    assert all(r.levelno == logging.INFO for r in records), records
+    return [json.loads(r.getMessage()) for r in records]
+
+
+def function_error(message: str) -> str:
+    return (
+        f"The Lambda function returned the following error: {message}. Check your Lambda function code and try again."
+    )
+
+
+def test_an_answer_of_the_function_logs_the_deployed_access_line_with_what_the_client_got(tiers, monkeypatch, caplog):
+    # A build_event that took its own time, not the request's, would date the event to 1970 here.
+    monkeypatch.setattr(gateway, "time", SimpleNamespace(time=lambda: 0.0))
+    with caplog.at_level(logging.INFO, logger="local.access"):
+        response = tiers.predict(headers={"origin": BASE_URL})
+    assert response.status_code == 200, response.text
+    [line] = access_lines(caplog)
+    assert list(line) == list(json.loads(policies.access_log_format()))  # the deployed keys, in the deployed order
+    [event], [context] = tiers.sandboxes.events, tiers.sandboxes.contexts
+    assert line == {
+        "requestId": response.headers["apigw-requestid"],
+        "ip": CLIENT[0],
+        "requestTime": event["requestContext"]["time"],
+        "httpMethod": "POST",
+        "routeKey": "POST /predict",
+        "status": "200",
+        "protocol": "HTTP/1.1",
+        "responseLength": str(len(response.content)),
+        "integrationErrorMessage": "-",
+        "integrationLatency": line["integrationLatency"],
+        "integrationRequestId": context.aws_request_id,
+    }
+    assert line["integrationLatency"].isdigit(), line
+    assert re.fullmatch(r"\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d \+0000", line["requestTime"]), line
+    assert not line["requestTime"].startswith("01/Jan/1970"), line
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "status", "route_key"),
+    [
+        ("POST", "/nope", {}, 404, "-"),
+        ("GET", "/predict", {}, 404, "-"),  # the route is POST /predict only
+        ("HEAD", "/predict", {}, 404, "-"),  # HEAD's answer has no body: none of it is sent
+        ("POST", "/predict", {"content-type": "image/jpeg"}, 413, "POST /predict"),  # over the (patched) body limit
+        ("OPTIONS", "/predict", {"origin": BASE_URL, "access-control-request-method": "POST"}, 204, "-"),
+    ],
+    ids=["unknown_path", "other_method", "head", "too_large", "preflight"],
+)
+def test_the_gateways_own_answers_log_their_status_and_no_integration(
+    tiers, monkeypatch, caplog, method, path, headers, status, route_key
+):
+    monkeypatch.setattr(gateway, "MAX_BODY_BYTES", 8)
+    with caplog.at_level(logging.INFO, logger="local.access"):
+        response = tiers.request(method, path, headers=headers, content=JPEG if method == "POST" else None)
+    assert response.status_code == status, response.text
+    [line] = access_lines(caplog)
+    assert line["requestId"] == response.headers["apigw-requestid"]
+    assert (line["httpMethod"], line["routeKey"], line["status"]) == (method, route_key, str(status))
+    assert line["responseLength"] == str(len(response.content) if method != "HEAD" else 0)
+    integration = ("integrationErrorMessage", "integrationLatency", "integrationRequestId")
+    assert [line[key] for key in integration] == ["-", "-", "-"], line
+    assert tiers.sandboxes.events == []
+
+
+def test_an_injected_sandbox_crash_logs_lambdas_runtime_exit_as_the_integrations_error(tiers, caplog):
+    tiers.runtime.faults.sandbox_crash = 1
+    tiers.sandboxes.result = BrokenProcessPool("the sandbox died")  # what the killed sandbox's pool raises
+    with caplog.at_level(logging.INFO, logger="local.access"):
+        response = tiers.predict()
+    assert response.status_code == 500
+    [line] = access_lines(caplog)
+    lambda_request_id = tiers.sandboxes.contexts[0].aws_request_id
+    assert (line["requestId"], line["status"]) == (response.headers["apigw-requestid"], "500")
+    assert line["integrationRequestId"] == lambda_request_id and line["integrationLatency"].isdigit()
+    assert line["integrationErrorMessage"] == function_error(
+        f"RequestId: {lambda_request_id} Error: Runtime exited with error: signal: killed"
+    )
+
+
+@pytest.mark.parametrize(
+    ("failure", "status", "error"),
+    [
+        (
+            BrokenProcessPool("the sandbox died"),
+            500,
+            "RequestId: {id} Error: Runtime exited without providing a reason",
+        ),
+        (
+            LambdaTimeout("Task timed out after 29.00 seconds"),
+            500,
+            "RequestId: {id} Error: Task timed out after 29.00 seconds",
+        ),
+        (RuntimeError("handler bug"), 500, "handler bug"),
+        (Sandboxes.NEVER, 503, None),
+        (SandboxStartError("a Lambda sandbox could not start: its fork server had died"), 500, None),
+    ],
+    ids=["sandbox_died", "timed_out", "raised", "integration_timeout", "no_sandbox"],
+)
+def test_a_failed_invocation_logs_the_integrations_error(tiers, monkeypatch, caplog, failure, status, error):
+    monkeypatch.setattr(gateway, "INTEGRATION_TIMEOUT_S", 0.05)
+    tiers.sandboxes.result = failure
+    with caplog.at_level(logging.INFO, logger="local.access"):
+        response = tiers.predict()
+    assert response.status_code == status
+    [line] = access_lines(caplog)
+    lambda_request_id = tiers.sandboxes.contexts[0].aws_request_id
+    assert line["status"] == str(status) and line["integrationRequestId"] == lambda_request_id
+    if status == 503:  # no text is documented for an HTTP API's integration timeout: a REST API's
+        assert line["integrationErrorMessage"] == "Endpoint request timed out"
+    elif error is None:  # no sandbox: the local reason
+        assert line["integrationErrorMessage"] == str(failure)
+    else:
+        assert line["integrationErrorMessage"] == function_error(error.format(id=lambda_request_id))
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/"),
+        ("GET", "/script.js"),
+        ("HEAD", "/style.css"),
+        ("GET", "/config.js"),
+        ("GET", "/ping"),
+        ("POST", f"/endpoints/{ENDPOINT}/invocations"),
+    ],
+)
+def test_the_sites_files_and_the_runtime_tier_log_no_access_line(tiers, caplog, method, path):
+    """The page's files are CloudFront's in the cloud (whose logs are off), and the runtime tier is SageMaker's: no
+    API Gateway line for them."""
+    with caplog.at_level(logging.INFO, logger="local.access"):
+        response = tiers.request(
+            method, path, headers={"content-type": "image/jpeg"}, content=b"x" if method == "POST" else None
+        )
+    assert response.status_code == 200, response.text
+    assert "apigw-requestid" not in response.headers
+    assert access_lines(caplog) == []
+
+
+def test_a_request_cut_short_at_a_stop_logs_the_gateways_503(tiers, caplog):
+    """ShutdownGuard's 503 is the gateway's answer too: logged, with the route and no integration."""
+    tiers.sandboxes.result = Sandboxes.NEVER
+    sent: list[dict] = []
+
+    async def run() -> None:
+        arrived = [{"type": "http.request", "body": JPEG, "more_body": False}]
+
+        async def receive():
+            if arrived:
+                return arrived.pop()
+            await asyncio.Event().wait()
+
+        async def send(message) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/predict",
+            "raw_path": b"/predict",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"host", b"127.0.0.1:8000"), (b"content-type", b"image/jpeg")],
+            "client": CLIENT,
+            "server": ("127.0.0.1", 8000),
+        }
+        request = asyncio.create_task(tiers.app(scope, receive, send))
+        await wait_until_async(lambda: tiers.sandboxes.events)
+        request.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await request
+
+    with caplog.at_level(logging.INFO, logger="local.access"):
+        asyncio.run(run())
+    assert sent[0]["status"] == 503
+    [line] = access_lines(caplog)
+    assert (line["status"], line["routeKey"], line["integrationRequestId"]) == ("503", "POST /predict", "-")
+    assert line["requestId"] == dict(sent[0]["headers"])[b"apigw-requestid"].decode()
+
+
+async def wait_until_async(condition, timeout_s: float = HANG_GUARD_S) -> None:
+    """Yield to the event loop until `condition()` holds (a hang guard, not a timing)."""
+    async with asyncio.timeout(timeout_s):
+        while not condition():
+            await asyncio.sleep(0)
 
 
 def test_a_body_that_stalls_is_a_json_408_on_both_tiers(tiers, monkeypatch):
@@ -1971,11 +2163,14 @@ def test_an_injected_sandbox_crash_hits_exactly_that_many_invocations(tiers):
     assert tiers.sandboxes.crashes == [True, False] and tiers.runtime.faults.sandbox_crash == 0
 
 
-def test_server_timing_names_the_gateways_time_and_the_functions(tiers, monkeypatch):
-    clock = iter([10.0, 10.25, 12.0])  # started, event built, function answered
+def test_server_timing_names_the_gateways_time_and_the_functions(tiers, monkeypatch, caplog):
+    clock = iter([10.0, 10.25, 10.5, 12.0])  # started, event built, function invoked, function answered
     monkeypatch.setattr(server, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
-    response = tiers.predict()
+    with caplog.at_level(logging.INFO, logger="local.access"):
+        response = tiers.predict()
     assert response.headers["server-timing"] == "event;dur=250.00, handler;dur=1750.00"
+    # The access log's integrationLatency is the invocation's time alone, as API Gateway's is Lambda's.
+    assert access_lines(caplog)[0]["integrationLatency"] == "1500"
 
 
 def test_the_function_is_given_its_deployed_timeout(tiers):

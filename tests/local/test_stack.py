@@ -914,6 +914,59 @@ def test_the_log_level_reaches_the_server_and_the_stacks_own_loggers():
     assert done.stdout.split() == [str(logging.DEBUG)], done.stderr
 
 
+def test_log_level_info_shows_the_apis_access_log_pairing_the_two_request_ids():
+    """`--log-level info`: one access line per API answer, as the deployed stage logs it. A prediction's line names
+    the Lambda request id the handler's own lines log (function_request_id); a crashed sandbox's names it too, with
+    Lambda's runtime exit as the integration's error, though the handler logged nothing. The page's files log none."""
+    own = LocalStack("--log-level", "info", "--fault-injection")
+    try:
+        ok = predict(own, photo_bytes("coffee.jpg"))
+        own.set_faults(sandbox_crash=1)
+        crashed = predict(own, photo_bytes("coffee.jpg"))
+        page = httpx.get(f"{own.url}/", timeout=HANG_GUARD_S)
+        assert (ok.status_code, crashed.status_code, page.status_code) == (200, 500, 200), crashed.text
+        wait_until(lambda: own.output().count(" INFO local.access: ") == 2, "the two access lines")
+        output = own.output()
+    finally:
+        own.stop()
+    access = {
+        line["requestId"]: line
+        for line in (
+            json.loads(text.split(" INFO local.access: ", 1)[1])
+            for text in output.splitlines()
+            if " INFO local.access: " in text
+        )
+    }
+    assert set(access) == {ok.headers["apigw-requestid"], crashed.headers["apigw-requestid"]}, output
+    handler_lines = [json.loads(text) for text in output.splitlines() if text.startswith("{")]
+    function_request_id = next(
+        line["function_request_id"]
+        for line in handler_lines
+        if line.get("correlation_id") == ok.headers["apigw-requestid"]
+    )
+    served = access[ok.headers["apigw-requestid"]]
+    assert (served["status"], served["routeKey"], served["integrationErrorMessage"]) == ("200", "POST /predict", "-")
+    assert served["integrationRequestId"] == function_request_id
+    assert served["responseLength"] == str(len(ok.content))
+    failed = access[crashed.headers["apigw-requestid"]]
+    assert failed["status"] == "500" and failed["integrationRequestId"] != "-"
+    assert (
+        f"RequestId: {failed['integrationRequestId']} Error: Runtime exited with error: signal: killed"
+        in (failed["integrationErrorMessage"])
+    )
+
+
+def test_the_default_log_level_keeps_the_access_log_quiet(stack):
+    """`make demo` as it starts (--log-level warning): the access log is INFO, so a prediction adds no line of it."""
+    seen = len(stack.output())
+    assert predict(stack, photo_bytes("coffee.jpg")).status_code == 200
+    stack.set_faults(model_status=500)
+    assert predict(stack, photo_bytes("coffee.jpg")).status_code == 502
+    # The second call's runtime line, a WARNING, is logged after the first call's access line would have been.
+    wait_until(lambda: "WARNING local.runtime: invocation " in stack.output()[seen:], "the runtime tier's WARNING")
+    assert "local.access" not in stack.output()[seen:]
+
+
 def test_ctrl_c_stops_the_stack_cleanly():
     """Ctrl-C on `make demo` reaches the whole process group: a clean exit, no traceback. Started as `make demo |
     tee demo.log` would be, without PYTHONUNBUFFERED: the banner must not wait in stdout's buffer while it serves."""
