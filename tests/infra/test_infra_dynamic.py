@@ -714,10 +714,13 @@ def test_http_api_cors_refresh_of_origins_in_another_order_is_not_drift(aws: Non
 @pytest.mark.parametrize(("field", "value"), [("api_id", "xyz789"), ("region", "eu-west-1")])
 def test_http_api_cors_on_another_api_is_a_new_resource(field: str, value: str) -> None:
     """Another API (a replaced one, or one in another region) gets its CORS from a new resource, and the old
-    resource's delete removes the CORS it set on the old API."""
+    resource's delete removes the CORS it set on the old API: after the new one is in place, as the old API (created
+    before the new one, deleted after it) still serves the pages already open during the update, whose calls need
+    that CORS."""
     old = {"api_id": "abc123", "region": REGION, "origins": ["https://d1.cloudfront.net"]}
     moved = diff_cors(old, {**old, field: value})
     assert moved.changes is True and moved.replaces == [field]
+    assert moved.delete_before_replace is False
 
 
 # API Gateway's answer to a second change to one API while another is under way (HTTP 409).
