@@ -736,6 +736,21 @@ def test_holding_botocore_back_never_switches_on_its_info_lines(proxy_env, capsy
     assert not logging.getLogger("botocore.credentials").isEnabledFor(logging.INFO)
 
 
+def test_a_debug_root_logger_at_load_never_switches_on_botocores_debug_lines(proxy_env):
+    """Lambda's application log level DEBUG sets the root logger so before the module loads: botocore, which
+    inherits it, would log each InvokeEndpoint's parameters (the image), the response bodies and the signed canonical
+    request (the session token) at DEBUG. Held at INFO instead; not at the root's level, as WARNING is held above."""
+    root = logging.getLogger()
+    previous = root.level
+    root.setLevel(logging.DEBUG)
+    try:
+        load_proxy()
+    finally:
+        root.setLevel(previous)
+    for name in ("botocore", "botocore.endpoint", "botocore.parsers", "botocore.auth"):
+        assert not logging.getLogger(name).isEnabledFor(logging.DEBUG), name
+
+
 def test_logs_name_the_request_id_the_client_was_given(proxy, stub, capsys):
     # Without API Gateway's request id the correlation id is empty and the client is given Lambda's request id:
     # the log line must carry that same id, or a user's x-request-id finds nothing in CloudWatch.
