@@ -194,6 +194,8 @@ class Reply:
     # was merely late could still arrive before a starved client noticed its timeout).
     held: bool = False
     delay_s: float = 0.0  # sent this late: an answer that uses up time without reaching a read timeout
+    # Its status and headers sent at once, its body only when the test ends: an answer whose body times out.
+    body_held: bool = False
 
 
 @dataclass
@@ -252,6 +254,8 @@ class FakeRuntime:
                         self.send_header(name, value)
                     self.send_header("Content-Length", str(len(reply.body)))
                     self.end_headers()
+                    if reply.body_held:
+                        runtime.release.wait(timeout=60)
                     self.wfile.write(reply.body)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (read timeout); that is the point of the test

@@ -256,6 +256,19 @@ def test_a_retry_that_got_no_answer_logs_the_answer_before_it(runtime_proxy, fak
     assert line["error"] == "endpoint_timeout" and line.get("endpoint_request_id") == "sm-unavailable", line
 
 
+def test_an_answer_whose_body_timed_out_after_a_retry_logs_its_own_id(runtime_proxy, fake_runtime, monkeypatch, capsys):
+    """The first attempt answered 500 InternalFailure (retried), the second 200 with its headers, and its body then
+    timed out: the id logged is the second answer's, the call the client's 504 came from, not the first's."""
+    monkeypatch.setattr(runtime_proxy, "CLIENT", runtime_proxy.build_client(connect_timeout=1.0, read_timeout=0.3))
+    failure = with_request_id(aws_error_reply(500, "InternalFailure", "oops"), "sm-first")
+    stalled = dataclasses.replace(with_request_id(SUCCESS, "sm-second"), body_held=True)
+    fake_runtime.script(failure, stalled)
+    response = call(runtime_proxy, make_event(body=JPEG))
+    assert response["statusCode"] == 504 and len(fake_runtime.seen) == 2, response["body"]
+    [line] = logged(capsys)
+    assert line["error"] == "endpoint_timeout" and line.get("endpoint_request_id") == "sm-second", line
+
+
 def test_default_budget_allows_the_retry(runtime_proxy, fake_runtime):
     fake_runtime.script(aws_error_reply(500, "InternalFailure", "oops"), SUCCESS)
     response = call(runtime_proxy, make_event(body=JPEG), FakeLambdaContext(remaining_ms=29_000))
