@@ -722,17 +722,22 @@ def test_logs_carry_the_request_id_and_never_the_payload(proxy_env, capsys):
     assert {line.get("status") for line in logs} >= {200, 429, 415, 400}
 
 
-def test_holding_botocore_back_never_switches_on_its_info_lines(proxy_env, capsys):
-    """Lambda's runtime leaves the root logger at WARNING (no application log level set): holding botocore back from
-    DEBUG must not lower it to INFO under that, which put a plain-text "Found credentials in environment variables."
-    among the JSON lines at every cold start."""
+def load_proxy_under_root_level(level: int) -> None:
+    """Load the handler as Lambda's runtime does with the root logger at `level` (its application log level)."""
     root = logging.getLogger()
     previous = root.level
-    root.setLevel(logging.WARNING)
+    root.setLevel(level)
     try:
         load_proxy()
     finally:
         root.setLevel(previous)
+
+
+def test_holding_botocore_back_never_switches_on_its_info_lines(proxy_env, capsys):
+    """Lambda's runtime leaves the root logger at WARNING (no application log level set): holding botocore back from
+    DEBUG must not lower it to INFO under that, which put a plain-text "Found credentials in environment variables."
+    among the JSON lines at every cold start."""
+    load_proxy_under_root_level(logging.WARNING)
     assert not logging.getLogger("botocore.credentials").isEnabledFor(logging.INFO)
 
 
@@ -740,13 +745,7 @@ def test_a_debug_root_logger_at_load_never_switches_on_botocores_debug_lines(pro
     """Lambda's application log level DEBUG sets the root logger so before the module loads: botocore, which
     inherits it, would log each InvokeEndpoint's parameters (the image), the response bodies and the signed canonical
     request (the session token) at DEBUG. Held at INFO instead; not at the root's level, as WARNING is held above."""
-    root = logging.getLogger()
-    previous = root.level
-    root.setLevel(logging.DEBUG)
-    try:
-        load_proxy()
-    finally:
-        root.setLevel(previous)
+    load_proxy_under_root_level(logging.DEBUG)
     for name in ("botocore", "botocore.endpoint", "botocore.parsers", "botocore.auth"):
         assert not logging.getLogger(name).isEnabledFor(logging.DEBUG), name
 

@@ -165,18 +165,9 @@ def tiers():
     own.runtime.close()
 
 
-def asgi(
-    app,
-    method: str,
-    path: str,
-    headers: list[tuple[bytes, bytes]],
-    query: bytes = b"",
-    http_version: str = "1.1",
-    scheme: str = "http",
-    server: tuple[str, int] | None = ("127.0.0.1", 8000),
-) -> list[dict]:
-    """The messages `app` sends for one request with exactly `headers` and an empty body (no `server` in the
-    scope when it is None)."""
+def asgi(app, method: str, path: str, headers: list[tuple[bytes, bytes]], **scope: Any) -> list[dict]:
+    """The messages `app` sends for one request with exactly `headers` and an empty body; `scope`: http_scope's
+    other arguments."""
     sent: list[dict] = []
 
     async def receive():
@@ -185,7 +176,21 @@ def asgi(
     async def send(message):
         sent.append(message)
 
-    scope = {
+    asyncio.run(app(http_scope(method, path, headers, **scope), receive, send))
+    return sent
+
+
+def http_scope(
+    method: str,
+    path: str,
+    headers: list[tuple[bytes, bytes]],
+    query: bytes = b"",
+    http_version: str = "1.1",
+    scheme: str = "http",
+    server: tuple[str, int] | None = ("127.0.0.1", 8000),
+) -> dict:
+    """An ASGI HTTP scope as uvicorn gives one, from this test module's client (no `server` when it is None)."""
+    return {
         "type": "http",
         "http_version": http_version,
         "method": method,
@@ -198,8 +203,6 @@ def asgi(
         "client": CLIENT,
         **({} if server is None else {"server": server}),
     }
-    asyncio.run(app(scope, receive, send))
-    return sent
 
 
 async def stalled_body():
@@ -485,19 +488,7 @@ def test_a_request_cut_short_at_a_stop_logs_the_gateways_503(tiers, caplog):
         async def send(message) -> None:
             sent.append(message)
 
-        scope = {
-            "type": "http",
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": "/predict",
-            "raw_path": b"/predict",
-            "query_string": b"",
-            "root_path": "",
-            "headers": [(b"host", b"127.0.0.1:8000"), (b"content-type", b"image/jpeg")],
-            "client": CLIENT,
-            "server": ("127.0.0.1", 8000),
-        }
+        scope = http_scope("POST", "/predict", [(b"host", b"127.0.0.1:8000"), (b"content-type", b"image/jpeg")])
         request = asyncio.create_task(tiers.app(scope, receive, send))
         await wait_until_async(lambda: tiers.sandboxes.events)
         request.cancel()
@@ -857,19 +848,7 @@ def test_a_client_that_hangs_up_mid_body_is_logged_as_such_not_as_an_answer(tier
 
     path = f"/endpoints/{ENDPOINT}/invocations"
     headers = [(b"host", b"127.0.0.1:8000"), (b"content-type", b"image/jpeg"), (b"content-length", b"10")]
-    scope = {
-        "type": "http",
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": CLIENT,
-        "server": ("127.0.0.1", 8000),
-    }
+    scope = http_scope("POST", path, headers)
     with caplog.at_level(logging.INFO, logger="local.runtime"):
         asyncio.run(tiers.app(scope, receive, send))
     [line] = [r.getMessage() for r in caplog.records if r.name == "local.runtime"]
@@ -2008,19 +1987,8 @@ def test_once_a_stop_has_begun_predict_takes_the_whole_body_before_it_says_so():
         events.append(message["type"])
 
     size = str(sum(map(len, chunks))).encode()
-    scope = {
-        "type": "http",
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/predict",
-        "raw_path": b"/predict",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"127.0.0.1:8000"), (b"content-type", b"image/jpeg"), (b"content-length", size)],
-        "client": CLIENT,
-        "server": ("127.0.0.1", 8000),
-    }
+    headers = [(b"host", b"127.0.0.1:8000"), (b"content-type", b"image/jpeg"), (b"content-length", size)]
+    scope = http_scope("POST", "/predict", headers)
     asyncio.run(stack.app(scope, receive, send))
     assert chunks == [] and events.index("http.response.start") == events.count("body")
     assert stack.sandboxes.events == []
