@@ -24,6 +24,9 @@ ALLOW_REMOTE ?=
 # The stage's throttling (apiThrottleRateLimit/BurstLimit) applies to /predict, as in the cloud; STAGE_THROTTLE=0
 # lifts it, e.g. to drive the demo with a load generator.
 STAGE_THROTTLE ?= 1
+# python -m local's --log-level when set (info shows the API's access log). Not LOG_LEVEL: a shell's LOG_LEVEL is
+# the Lambda function's level (Powertools reads it), and a developer's exported one must not move the server's too.
+SERVER_LOG_LEVEL ?=
 # A yes/no variable (ALLOW_REMOTE, INT8, STAGE_THROTTLE, and CI from the environment) is on when set to anything but
 # empty, 0, false, no or off, in any case: ALLOW_REMOTE=False must not expose the demo, nor INT8=0 ship the int8
 # graph, nor CI=false fail a developer's run. tests/ci.py reads CI by the same rule.
@@ -46,7 +49,7 @@ export MODEL_WEIGHTS
 
 # make's variables are case-sensitive: `make demo port=8001` was silently ignored and the demo started on 8000,
 # `make test pytest_args=-x` ran everything. A command-line variable that is one of ours in another case is refused.
-SETTINGS := PORT HOST RUNTIME ALLOW_REMOTE STAGE_THROTTLE MODEL_WEIGHTS INT8 PYTEST_ARGS PYTHON
+SETTINGS := PORT HOST RUNTIME ALLOW_REMOTE STAGE_THROTTLE SERVER_LOG_LEVEL MODEL_WEIGHTS INT8 PYTEST_ARGS PYTHON
 upper = $(subst a,A,$(subst b,B,$(subst c,C,$(subst d,D,$(subst e,E,$(subst f,F,$(subst g,G,$(subst h,H,$(subst \
   i,I,$(subst j,J,$(subst k,K,$(subst l,L,$(subst m,M,$(subst n,N,$(subst o,O,$(subst p,P,$(subst q,Q,$(subst \
   r,R,$(subst s,S,$(subst t,T,$(subst u,U,$(subst v,V,$(subst w,W,$(subst x,X,$(subst y,Y,$(subst z,Z,$(1)))))))))))))))))))))))))))
@@ -56,7 +59,8 @@ $(foreach v,$(.VARIABLES),$(if $(and $(filter command line,$(origin $(v))),$(fil
 
 # The arguments make demo gives python -m local, and its check below the very same ones.
 DEMO_ARGS = --host $(call quote,$(HOST)) --port $(call quote,$(PORT)) --runtime $(call quote,$(RUNTIME)) \
-  $(if $(call on,$(ALLOW_REMOTE)),--allow-remote) $(if $(call on,$(STAGE_THROTTLE)),,--no-stage-throttle)
+  $(if $(call on,$(ALLOW_REMOTE)),--allow-remote) $(if $(call on,$(STAGE_THROTTLE)),,--no-stage-throttle) \
+  $(if $(strip $(SERVER_LOG_LEVEL)),--log-level $(call quote,$(SERVER_LOG_LEVEL)))
 # make demo refuses a blank HOST, PORT or RUNTIME (python -m local can do nothing with it), naming the first one blank,
 # before the venv and the model are built: it refused after minutes of building them.
 # make help says the same where it named a URL without its host or port (http://127.0.0.1:), or a demo that refuses.
@@ -87,7 +91,7 @@ ORT_WHEEL := onnxruntime-$(ORT_VERSION)-cp312-cp312-manylinux*_x86_64.whl
 .PHONY: help venv model test test-fast lint bench demo loadtest chromium clean
 
 help:
-	@printf 'make demo      %s\n' $(call quote,$(if $(DEMO_REFUSAL),$(DEMO_REFUSAL),the whole stack on http://$(call url_host,$(strip $(HOST))):$(call url_port,$(strip $(PORT))) (PORT=, RUNTIME=inprocess|torchserve, HOST= ALLOW_REMOTE=1, STAGE_THROTTLE=0)))
+	@printf 'make demo      %s\n' $(call quote,$(if $(DEMO_REFUSAL),$(DEMO_REFUSAL),the whole stack on http://$(call url_host,$(strip $(HOST))):$(call url_port,$(strip $(PORT))) (PORT=, RUNTIME=inprocess|torchserve, HOST= ALLOW_REMOTE=1, STAGE_THROTTLE=0, SERVER_LOG_LEVEL=info)))
 	@echo "make test      ruff, then every test (builds venv and model, installs chromium when missing)"
 	@echo "make test-fast unit tests only: no browser, no TorchServe, no local stack, no other Python"
 	@echo "make model     build $(MODEL) (MODEL_WEIGHTS=file.pth for a local state_dict, INT8=1 for int8)"

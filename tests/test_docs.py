@@ -450,7 +450,7 @@ def local_table_problems(text: str, options: dict[str, str | None], makefile: st
         value = defaults[variable].strip()
         if default in ("on", "off"):  # a yes/no switch: off when empty, 0, false, no or off
             value = "off" if value.lower() in ("", "0", "false", "no", "off") else "on"
-        if default != value:
+        if default != (value or "empty"):
             problems.append(f"{variable}: default {default}, the Makefile's is {value or 'empty'}")
         flag = re.match(r"`(--[\w-]+)`", passes)
         if flag is None or flag[1] not in options:

@@ -482,6 +482,7 @@ BAD_DEMO_SETTINGS = pytest.mark.parametrize(
         (["HOST=192.0.2.1"], "refusing to bind 192.0.2.1: the local stack has no authentication."),
         (["HOST=0.0.0.0", "ALLOW_REMOTE=no"], "refusing to bind 0.0.0.0: the local stack has no authentication."),
         (["HOST=myhost.example"], "refusing to bind myhost.example: the local stack has no authentication."),
+        (["SERVER_LOG_LEVEL=loud"], "argument --log-level: invalid choice: 'loud' (choose from 'critical', 'error',"),
     ],
 )
 
@@ -527,6 +528,9 @@ def test_make_help_with_a_bad_value_gives_the_demos_refusal(tmp_path, settings, 
         (["PORT= 65535 "], "--host 127.0.0.1 --port 65535 --runtime inprocess"),
         (["RUNTIME=TorchServe"], "--host 127.0.0.1 --port 8000 --runtime TorchServe"),
         (["STAGE_THROTTLE=0"], "--host 127.0.0.1 --port 8000 --runtime inprocess --no-stage-throttle"),
+        (["SERVER_LOG_LEVEL=info"], "--host 127.0.0.1 --port 8000 --runtime inprocess --log-level info"),
+        (["SERVER_LOG_LEVEL=DEBUG"], "--host 127.0.0.1 --port 8000 --runtime inprocess --log-level DEBUG"),
+        (["SERVER_LOG_LEVEL= "], "--host 127.0.0.1 --port 8000 --runtime inprocess"),
     ],
 )
 def test_demo_with_good_values_builds_and_runs_python_m_local_as_before(tmp_path, settings, argv):
@@ -534,6 +538,17 @@ def test_demo_with_good_values_builds_and_runs_python_m_local_as_before(tmp_path
     run = make("demo", *settings, f"PYTHON={stdlib_python(tmp_path)}", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "python.log").read_text().splitlines() == ["-m model.package", f"-m local {argv}"]
+
+
+def test_a_shells_log_level_is_the_functions_not_the_demo_servers(tmp_path):
+    """A developer's exported LOG_LEVEL is the Lambda function's level (Powertools reads it in the sandboxes); only
+    SERVER_LOG_LEVEL moves python -m local's --log-level."""
+    recording_python(tmp_path)
+    run = make("demo", f"PYTHON={stdlib_python(tmp_path)}", cwd=tmp_path, env={"LOG_LEVEL": "DEBUG"})
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "python.log").read_text().splitlines()[
+        -1
+    ] == "-m local --host 127.0.0.1 --port 8000 --runtime inprocess"
 
 
 @pytest.mark.parametrize("python", ["no local/", "no such python", "old"])
@@ -685,6 +700,7 @@ def test_demo_passes_a_value_with_a_quote_as_that_one_argument(tmp_path, variabl
         ("model", "int8=1", "INT8"),
         ("demo", "runtime=torchserve", "RUNTIME"),
         ("demo", "stage_throttle=0", "STAGE_THROTTLE"),
+        ("demo", "server_log_level=info", "SERVER_LOG_LEVEL"),
         ("demo", "Python=python3.11", "PYTHON"),
     ],
 )
