@@ -389,13 +389,44 @@ def test_the_gateways_own_answers_log_their_status_and_no_integration(
     with caplog.at_level(logging.INFO, logger="local.access"):
         response = tiers.request(method, path, headers=headers, content=JPEG if method == "POST" else None)
     assert response.status_code == status, response.text
+    assert_the_gateways_own_line(caplog, response, method, route_key)
+    assert tiers.sandboxes.events == []
+
+
+def assert_the_gateways_own_line(caplog, response: httpx.Response, method: str, route_key: str) -> None:
+    """The one access line logged is that of `response`, an answer of the gateway's own: its apigw-requestid, method,
+    `route_key`, status and the body bytes the client got (none for HEAD), and `-` for the integration's three."""
     [line] = access_lines(caplog)
     assert line["requestId"] == response.headers["apigw-requestid"]
-    assert (line["httpMethod"], line["routeKey"], line["status"]) == (method, route_key, str(status))
+    assert (line["httpMethod"], line["routeKey"], line["status"]) == (method, route_key, str(response.status_code))
     assert line["responseLength"] == str(len(response.content) if method != "HEAD" else 0)
     integration = ("integrationErrorMessage", "integrationLatency", "integrationRequestId")
     assert [line[key] for key in integration] == ["-", "-", "-"], line
-    assert tiers.sandboxes.events == []
+
+
+@pytest.mark.parametrize("status", [408, 429, 431], ids=["body_too_slow", "throttled", "headers_too_large"])
+def test_the_gateways_refusals_of_a_predict_each_log_one_line_with_the_route_and_no_integration(
+    monkeypatch, caplog, status
+):
+    """The 408, 429 and 431 share the 413's refused() but each has a check of its own before it: each logs its own
+    status on the POST /predict route (the route was matched: AWS throttles a stage per route), and no function ran."""
+    monkeypatch.setattr(server, "BODY_TIMEOUT_S", 0.05)  # the 408's body stalls past it; the others' arrive whole
+    # The 429's: a bucket of one token, never refilled, which a request before the refused one takes.
+    throttle = gateway.StageThrottle(rate=1, burst=1, clock=lambda: 0.0) if status == 429 else None
+    own = InProcessStack(stage_throttle=throttle)
+    try:
+        if throttle is not None:
+            assert own.predict().status_code == 200
+        invoked = len(own.sandboxes.events)
+        headers = {"x-big": "a" * (gateway.MAX_HEADER_BYTES + 1)} if status == 431 else {}
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="local.access"):
+            response = own.predict(body=stalled_body() if status == 408 else JPEG, headers=headers)
+        assert response.status_code == status and set(response.json()) == {"message"}, response.text
+        assert_the_gateways_own_line(caplog, response, "POST", "POST /predict")
+        assert len(own.sandboxes.events) == invoked
+    finally:
+        own.runtime.close()
 
 
 def test_an_injected_sandbox_crash_logs_lambdas_runtime_exit_as_the_integrations_error(tiers, caplog):
