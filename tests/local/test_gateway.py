@@ -400,6 +400,28 @@ def test_the_access_line_gives_each_value_as_http_api_substitutes_its_variable()
     }
 
 
+def test_the_access_line_is_the_deployed_formats_text_with_each_variable_substituted():
+    # HTTP API writes the format's own text with each $context variable replaced: as compact as the format, and a
+    # non-ASCII error message as itself, not \u-escaped (a line that only parses the same would read otherwise).
+    error = gateway.function_error("RequestId: lambda-1 Error: naïve résumé")
+    line = gateway.access_log_line(
+        request_id="req-1",
+        source_ip="192.0.2.7",
+        now=1_700_000_000.0,
+        method="POST",
+        route_key="POST /predict",
+        status=500,
+        response_length=35,
+        integration=gateway.Integration("lambda-1", 42, error),
+    )
+    values = json.loads(line)
+    substituted = access_log_format()
+    for key, variable in json.loads(access_log_format()).items():
+        substituted = substituted.replace(f'"{variable}"', f'"{values[key]}"')
+    assert line == substituted
+    assert "naïve résumé" in line and values["integrationErrorMessage"] == error
+
+
 def test_what_has_no_value_is_a_dash_as_in_http_api_access_logs():
     line = _access_line(route_key=None, status=404, response_length=23, integration=None, source_ip=None)
     assert line["routeKey"] == line["ip"] == "-"
