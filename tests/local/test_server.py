@@ -16,6 +16,7 @@ import logging
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
@@ -345,8 +346,11 @@ def function_error(message: str) -> str:
 
 
 def test_an_answer_of_the_function_logs_the_deployed_access_line_with_what_the_client_got(tiers, monkeypatch, caplog):
-    # A build_event that took its own time, not the request's, would date the event to 1970 here.
+    # A build_event that took its own time, not the request's, would date the event to 1970 here; and one given the
+    # server's clock as it builds the event, or a line dated as it is logged, not at the arrival (AccessRecord's),
+    # would date that one.
     monkeypatch.setattr(gateway, "time", SimpleNamespace(time=lambda: 0.0))
+    monkeypatch.setattr(server, "time", SimpleNamespace(time=lambda: 0.0, perf_counter=time.perf_counter))
     with caplog.at_level(logging.INFO, logger="local.access"):
         response = tiers.predict(headers={"origin": BASE_URL})
     assert response.status_code == 200, response.text
