@@ -2152,11 +2152,17 @@ def test_a_body_over_the_gateways_limit_is_413_before_the_function(tiers, monkey
     assert len(tiers.sandboxes.events) == 2
 
 
-def test_an_event_over_lambdas_limit_is_413_and_the_function_never_runs(tiers, monkeypatch):
+def test_an_event_over_lambdas_limit_is_413_and_the_function_never_runs(tiers, monkeypatch, caplog):
     monkeypatch.setattr(gateway, "LAMBDA_MAX_EVENT_BYTES", 1000)  # a small body, base64-encoded into the event
-    response = tiers.predict(b"x" * 1000)
+    with caplog.at_level(logging.INFO, logger="local.access"):
+        response = tiers.predict(b"x" * 1000)
     assert response.status_code == 413 and response.json() == {"message": "Request Entity Too Large"}
     assert response.headers["apigw-requestid"] and tiers.sandboxes.events == []
+    # Its access line: the route matched, and no invocation, so no integration request id or latency.
+    [line] = access_lines(caplog)
+    assert (line["requestId"], line["status"]) == (response.headers["apigw-requestid"], "413")
+    assert line["routeKey"] == "POST /predict"
+    assert [line[k] for k in ("integrationErrorMessage", "integrationLatency", "integrationRequestId")] == ["-"] * 3
 
 
 def test_an_injected_sandbox_crash_hits_exactly_that_many_invocations(tiers):
