@@ -1990,13 +1990,18 @@ def drained(monkeypatch, request_s: float, grace: float = 0.5, force_exit: bool 
     return seen, said
 
 
-def test_once_a_stop_has_begun_predict_says_so_and_runs_no_function_while_the_runtime_still_answers():
+def test_once_a_stop_has_begun_predict_says_so_and_runs_no_function_while_the_runtime_still_answers(caplog):
     drain = server.Drain()
     stack = InProcessStack(drain=drain)
     drain.stopping = True
     try:
-        response = stack.predict(headers={"origin": BASE_URL})
+        with caplog.at_level(logging.INFO, logger="local.access"):
+            response = stack.predict(headers={"origin": BASE_URL})
         assert response.status_code == 503 and response.json() == {"message": "The local stack is stopping."}
+        # Logged as ShutdownGuard's 503 is: the route's, with no integration.
+        [line] = access_lines(caplog)
+        assert (line["requestId"], line["status"]) == (response.headers["apigw-requestid"], "503")
+        assert (line["routeKey"], line["integrationRequestId"]) == ("POST /predict", "-")
         # The gateway's own answer: its id, no CORS headers; and the connection closes, as the server is going away.
         assert len(response.headers["apigw-requestid"]) == 16 and response.headers["connection"] == "close"
         assert not any(name.startswith("access-control-") for name in response.headers)
