@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -938,6 +939,8 @@ def test_log_level_info_shows_the_apis_access_log_pairing_the_two_request_ids():
         )
     }
     assert set(access) == {ok.headers["apigw-requestid"], crashed.headers["apigw-requestid"]}, output
+    # And no line of uvicorn's own access log (`"GET / HTTP/1.1" 200 OK`), for the page or the API.
+    assert not re.search(r'"[A-Z]+ /\S* HTTP/1\.1" \d{3}', output), output
     handler_lines = [json.loads(text) for text in output.splitlines() if text.startswith("{")]
     function_request_id = next(
         line["function_request_id"]
