@@ -396,6 +396,13 @@ class AccessRecord:
 ACCESS_RECORD = "local.access_record"
 
 
+def source_ip_of(scope) -> str:
+    """$context.identity.sourceIp, the event's requestContext.http.sourceIp and the access log's ip alike: the socket's
+    peer, or this machine for an ASGI server that gives none (a Unix socket, a peer gone before it was asked)."""
+    client = scope.get("client")
+    return client[0] if client else "127.0.0.1"
+
+
 def access_record(request: Request) -> AccessRecord:
     return request.scope[ACCESS_RECORD]
 
@@ -431,11 +438,10 @@ class AccessLog:
             await self.app({**scope, ACCESS_RECORD: record}, receive, logged_send)
         finally:
             if request_id is not None and access_log.isEnabledFor(logging.INFO):
-                client = scope.get("client")
                 access_log.info(
                     gateway.access_log_line(
                         request_id=request_id,
-                        source_ip=client[0] if client else None,
+                        source_ip=source_ip_of(scope),
                         now=record.arrived,
                         method=scope["method"],
                         route_key=record.route_key,
@@ -654,7 +660,7 @@ def create_app(
             query_string=request.scope["query_string"].decode("latin-1"),
             headers=request.headers.items(),
             body=body,
-            source_ip=request.client.host if request.client else "127.0.0.1",
+            source_ip=source_ip_of(request.scope),
             scheme=request.scope["scheme"],  # LoopbackForwardedProto's, behind a TLS-terminating forwarder here
             port=(request.scope.get("server") or ("", 0))[1] or (443 if request.scope["scheme"] == "https" else 80),
             route_key="POST /predict",

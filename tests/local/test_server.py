@@ -538,6 +538,26 @@ def test_a_request_cut_short_at_a_stop_logs_the_gateways_503(tiers, caplog):
     assert line["requestId"] == dict(sent[0]["headers"])[b"apigw-requestid"].decode()
 
 
+def test_a_request_without_a_peer_address_logs_the_events_source_ip(tiers, caplog):
+    """$context.identity.sourceIp is one value: an ASGI server that gives no client (a Unix socket, a peer gone before
+    it was asked) gets the event's stand-in address in the access line too, not "-" beside the event's."""
+    scope = http_scope("POST", "/predict", [(b"host", b"127.0.0.1:8000"), (b"content-type", b"image/jpeg")])
+    del scope["client"]
+    sent: list[dict] = []
+
+    async def receive():
+        return {"type": "http.request", "body": JPEG, "more_body": False}
+
+    async def send(message) -> None:
+        sent.append(message)
+
+    with caplog.at_level(logging.INFO, logger="local.access"):
+        asyncio.run(tiers.app(scope, receive, send))
+    assert sent[0]["status"] == 200
+    [event], [line] = tiers.sandboxes.events, access_lines(caplog)
+    assert line["ip"] == event["requestContext"]["http"]["sourceIp"] == "127.0.0.1"
+
+
 async def wait_until_async(condition, timeout_s: float = HANG_GUARD_S) -> None:
     """Yield to the event loop until `condition()` holds (a hang guard, not a timing)."""
     async with asyncio.timeout(timeout_s):
