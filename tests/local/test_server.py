@@ -2019,9 +2019,7 @@ def test_once_a_stop_has_begun_predict_says_so_and_runs_no_function_while_the_ru
             response = stack.predict(headers={"origin": BASE_URL})
         assert response.status_code == 503 and response.json() == {"message": "The local stack is stopping."}
         # Logged as ShutdownGuard's 503 is: the route's, with no integration.
-        [line] = access_lines(caplog)
-        assert (line["requestId"], line["status"]) == (response.headers["apigw-requestid"], "503")
-        assert (line["routeKey"], line["integrationRequestId"]) == ("POST /predict", "-")
+        assert_the_gateways_own_line(caplog, response, "POST", "POST /predict")
         # The gateway's own answer: its id, no CORS headers; and the connection closes, as the server is going away.
         assert len(response.headers["apigw-requestid"]) == 16 and response.headers["connection"] == "close"
         assert not any(name.startswith("access-control-") for name in response.headers)
@@ -2184,10 +2182,7 @@ def test_an_event_over_lambdas_limit_is_413_and_the_function_never_runs(tiers, m
     assert response.status_code == 413 and response.json() == {"message": "Request Entity Too Large"}
     assert response.headers["apigw-requestid"] and tiers.sandboxes.events == []
     # Its access line: the route matched, and no invocation, so no integration request id or latency.
-    [line] = access_lines(caplog)
-    assert (line["requestId"], line["status"]) == (response.headers["apigw-requestid"], "413")
-    assert line["routeKey"] == "POST /predict"
-    assert [line[k] for k in ("integrationErrorMessage", "integrationLatency", "integrationRequestId")] == ["-"] * 3
+    assert_the_gateways_own_line(caplog, response, "POST", "POST /predict")
 
 
 def test_an_injected_sandbox_crash_hits_exactly_that_many_invocations(tiers):
