@@ -97,13 +97,21 @@ def test_a_content_type_or_accept_over_1024_characters_is_a_validation_error_bef
 
     members = botocore.session.get_session().get_service_model("sagemaker-runtime").operation_model("InvokeEndpoint")
     assert [members.input_shape.members[m].metadata["max"] for m in ("ContentType", "Accept")] == [1024, 1024]
-    for content_type, accept in (("image/jpeg" + " " * 1015, "application/json"), ("image/jpeg", "*/*" + " " * 1022)):
+    for member, content_type, accept in (
+        ("contentType", "image/jpeg" + " " * 1015, "application/json"),
+        ("accept", "image/jpeg", "*/*" + " " * 1022),
+    ):
         runtime = SageMakerRuntime(FixedContainer(), "e", 1)
         try:
             answer = asyncio.run(runtime.invoke("e", b"x", content_type, accept))
         finally:
             runtime.close()
         assert (answer.status, answer.headers["x-amzn-errortype"]) == (400, "ValidationError")
+        # AWS's validation words, naming the member that is too long and its limit.
+        assert json.loads(answer.body)["message"] == (
+            f"1 validation error detected: Value at '{member}' failed to satisfy constraint: Member must have length "
+            "less than or equal to 1024"
+        )
         runtime = SageMakerRuntime(FixedContainer(), "e", 1)
         try:  # exactly 1024 is served
             assert asyncio.run(runtime.invoke("e", b"x", content_type[:1024], accept[:1024])).status == 200
@@ -157,6 +165,39 @@ def test_a_model_errors_message_keeps_its_utf8_text() -> None:
     body = json.loads(model_error("e", "eu-west-1", 400, "café is not a label\n".encode() + b"\xff").body)
     assert body["OriginalMessage"] == "café is not a label\n\ufffd"
     assert 'with message "café is not a label' in body["message"]
+
+
+def test_a_container_being_replaced_names_the_endpoint_that_is_not_ready() -> None:
+    answer = invoke(SageMakerRuntime(FixedContainer(ContainerUnavailable("replacing")), "e", 1))
+    assert json.loads(answer.body)["message"] == "Endpoint e is not ready yet. Try again later."
+
+
+def test_the_request_is_checked_before_any_injected_fault_and_down_comes_before_throttling() -> None:
+    # An unknown endpoint, a target it does not have or an oversize body is the caller's error whatever state the
+    # endpoint is in. An endpoint that is down throttles nothing: the throttled count waits until it is back.
+    faults = Faults(down=True, throttle=1)
+    runtime = SageMakerRuntime(FixedContainer(), "e", 1, max_payload_bytes=1, faults=faults)
+    target = {"x-amzn-sagemaker-target-model": "model.tar.gz"}
+
+    async def answers(down: bool) -> list:
+        faults.down = down
+        calls = [("other", b"x", target), ("e", b"x", target), ("e", b"xx", {}), ("e", b"x", {})]
+        return [await runtime.invoke(name, body, "image/jpeg", "", headers) for name, body, headers in calls]
+
+    try:
+        down = asyncio.run(answers(True))
+        assert json.loads(down[0].body)["message"] == "Endpoint other of account 000000000000 not found."
+        assert "not a multi-model endpoint" in json.loads(down[1].body)["message"]
+        assert "has oversize body" in json.loads(down[2].body)["message"]
+        assert [(a.status, a.headers["x-amzn-errortype"]) for a in down] == [
+            *[(400, "ValidationError")] * 3,
+            (503, "ServiceUnavailable"),
+        ]
+        assert faults.throttle == 1
+        back = asyncio.run(answers(False))
+        assert (back[3].status, back[3].headers["x-amzn-errortype"]) == (400, "ThrottlingException")
+    finally:
+        runtime.close()
 
 
 def test_injected_throttling_lasts_for_the_number_of_invocations_asked() -> None:
