@@ -167,6 +167,18 @@ def test_a_model_errors_message_keeps_its_utf8_text() -> None:
     assert 'with message "café is not a label' in body["message"]
 
 
+def test_an_injected_model_failure_is_a_model_error_of_its_status_and_first_line() -> None:
+    # As the toolkit's error body: the fault's message, then a traceback. Without a message of its own, the
+    # answer says it was injected, so a load test's failures are not taken for the model's.
+    faults = Faults(model_status=503, model_message="GPU fell off the bus")
+    injected = invoke(SageMakerRuntime(FixedContainer(ValueError("the model ran")), "e", 1, faults=faults))
+    body = json.loads(injected.body)
+    assert (injected.status, body["OriginalStatusCode"]) == (424, 503)
+    assert body["OriginalMessage"].startswith("GPU fell off the bus\nTraceback (most recent call last):")
+    default = json.loads(invoke(SageMakerRuntime(FixedContainer(), "e", 1, faults=Faults(model_status=400))).body)
+    assert default["OriginalMessage"].startswith("injected model failure\nTraceback")
+
+
 def test_a_container_being_replaced_names_the_endpoint_that_is_not_ready() -> None:
     answer = invoke(SageMakerRuntime(FixedContainer(ContainerUnavailable("replacing")), "e", 1))
     assert json.loads(answer.body)["message"] == "Endpoint e is not ready yet. Try again later."
@@ -339,6 +351,15 @@ def test_an_injected_delay_past_the_limit_times_out_at_the_limit() -> None:
         runtime.close()
     assert (answer.status, json.loads(answer.body)["OriginalStatusCode"]) == (424, 0)
     assert time.monotonic() - started < 10  # not the 30 s the fault asked for
+
+
+def test_an_injected_delay_within_the_limit_then_answers_as_the_model_or_the_injected_failure_does() -> None:
+    # A slow model, not a timed-out one: after the delay the answer is the model's, or the injected status's.
+    slow = Faults(delay_s=0.01)
+    assert invoke(SageMakerRuntime(FixedContainer(), "e", 1, faults=slow)).status == 200
+    slow_and_failing = Faults(delay_s=0.01, model_status=500)
+    answer = invoke(SageMakerRuntime(FixedContainer(), "e", 1, faults=slow_and_failing))
+    assert (answer.status, json.loads(answer.body)["OriginalStatusCode"]) == (424, 500)
 
 
 def test_the_peak_in_flight_is_the_highest_count_seen_not_the_last() -> None:

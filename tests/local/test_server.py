@@ -2281,6 +2281,8 @@ def test_fault_injection_is_served_only_when_asked_for():
             refused = own.request("POST", "/__local/faults", content=bad, headers=JSON_TYPE)
             assert refused.status_code == 400 and refused.json()["message"], bad
             assert own.runtime.faults == Faults(), bad  # nothing of a refused spec is kept
+            if bad.startswith(b'{"') and b"nope" not in bad:  # a known field of a wrong value: the field is named
+                assert refused.json()["message"].startswith(f"fault {next(iter(json.loads(bad)))} must be "), bad
         accepted = own.request("POST", "/__local/faults", json={"delay_s": 1, "model_status": 599, "down": False})
         assert accepted.status_code == 200 and own.runtime.faults.delay_s == 1
         lowest = own.request("POST", "/__local/faults", json={"model_status": 100})
