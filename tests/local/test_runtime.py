@@ -212,6 +212,33 @@ def test_the_request_is_checked_before_any_injected_fault_and_down_comes_before_
         runtime.close()
 
 
+class MeetingContainer(FixedContainer):
+    """Answers once `parties` invocations are inside it at the same time. The barrier's timeout is a hang guard,
+    not a measure: invocations run one at a time never meet, and break it."""
+
+    def __init__(self, parties: int) -> None:
+        super().__init__()
+        self.barrier = threading.Barrier(parties, timeout=30)
+
+    def invoke(self, body: bytes, content_type: str, accept: str) -> ContainerResponse:
+        self.barrier.wait()
+        return super().invoke(body, content_type, accept)
+
+
+def test_max_concurrency_invocations_run_in_the_model_at_once() -> None:
+    # SageMaker admits MaxConcurrency invocations and runs them together: admitted ones queued behind one model
+    # thread would be answered one after another, each within the limit the load test measures against.
+    runtime = SageMakerRuntime(MeetingContainer(3), "e", max_concurrency=3)
+
+    async def three():
+        return await asyncio.gather(*(runtime.invoke("e", b"x", "image/jpeg", "") for _ in range(3)))
+
+    try:
+        assert [answer.status for answer in asyncio.run(three())] == [200, 200, 200]
+    finally:
+        runtime.close()
+
+
 def test_injected_throttling_lasts_for_the_number_of_invocations_asked() -> None:
     runtime = SageMakerRuntime(FixedContainer(), "e", 1, faults=Faults(throttle=2))
 
