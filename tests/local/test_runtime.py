@@ -148,6 +148,7 @@ def test_a_model_error_names_a_client_or_server_error_by_the_containers_status()
         ("cn-north-1", "aws-cn", "console.amazonaws.cn"),
         ("us-gov-west-1", "aws-us-gov", "console.amazonaws-us-gov.com"),
         ("eusc-de-east-1", "aws-eusc", "console.amazonaws-eusc.eu"),
+        ("us-iso-east-1", "aws-iso", "console.aws.amazon.com"),  # no public console: the commercial host's link
     ],
 )
 def test_a_model_errors_log_arn_and_console_link_are_in_its_regions_partition(region, partition, console) -> None:
@@ -165,6 +166,13 @@ def test_a_model_errors_message_keeps_its_utf8_text() -> None:
     body = json.loads(model_error("e", "eu-west-1", 400, "café is not a label\n".encode() + b"\xff").body)
     assert body["OriginalMessage"] == "café is not a label\n\ufffd"
     assert 'with message "café is not a label' in body["message"]
+
+
+def test_a_containers_error_is_logged_in_the_endpoints_own_region() -> None:
+    # The ModelError's log group and console link are the endpoint's region's, not us-east-1's (the default).
+    failing = FixedContainer(ContainerResponse(500, "text/plain", b"boom"))
+    body = json.loads(invoke(SageMakerRuntime(failing, "e", 1, region="eu-west-1")).body)
+    assert body["LogStreamArn"].startswith("arn:aws:logs:eu-west-1:") and "?region=eu-west-1#" in body["message"]
 
 
 def test_an_injected_model_failure_is_a_model_error_of_its_status_and_first_line() -> None:
