@@ -684,9 +684,34 @@ def test_a_stop_signal_while_multiprocessing_makes_its_dir_leaves_it_to_multipro
     assert not os.path.exists(directory)
 
 
-def test_a_runtime_answer_names_the_models_time_in_server_timing() -> None:
-    answer = invoke(SageMakerRuntime(FixedContainer(), "e", 1))
-    assert answer.status == 200 and re.fullmatch(r"model;dur=\d+\.\d", answer.headers["server-timing"])
+class ClockedContainer(FixedContainer):
+    """Takes `seconds` of a fake clock to answer."""
+
+    def __init__(self, clock: list[float], seconds: float) -> None:
+        super().__init__()
+        self.clock, self.seconds = clock, seconds
+
+    def invoke(self, body: bytes, content_type: str, accept: str) -> ContainerResponse:
+        self.clock[0] += self.seconds
+        return super().invoke(body, content_type, accept)
+
+
+def test_a_runtime_answer_names_the_models_time_in_server_timing(monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from local import runtime as runtime_module
+
+    clock = [100.0]
+    monkeypatch.setattr(runtime_module, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    answer = invoke(SageMakerRuntime(ClockedContainer(clock, 0.25), "e", 1))
+    assert answer.status == 200 and answer.headers["server-timing"] == "model;dur=250.0"  # milliseconds
+
+
+def test_the_runtime_tiers_line_gives_its_time_in_milliseconds() -> None:
+    from local.runtime import RuntimeAnswer, answer_line
+
+    answer = RuntimeAnswer(200, {"x-amzn-requestid": "r-1"}, b"")
+    assert answer_line(answer, 1234.56) == "invocation r-1: 200 in 1234.6 ms"
 
 
 def test_without_the_toolkit_the_scripts_own_error_base_keeps_its_status(tmp_path, monkeypatch) -> None:

@@ -880,9 +880,11 @@ def test_a_failed_calls_runtime_line_shows_where_the_handlers_line_of_it_does(ti
     failed call held an endpoint_request_id, and the runtime's line of that call, at INFO, was not shown."""
     with caplog.at_level(logging.WARNING, logger="local.runtime"):
         ok = tiers.invoke(b"IMAGE-BYTES")
+        tiers.runtime.faults.throttle = 1  # the handler logs a throttled call (its 429) at INFO: so does this tier
+        throttled = tiers.invoke(b"IMAGE-BYTES")
         tiers.container.reply = ContainerResponse(500, "text/plain", b"boom")
         failed = tiers.invoke(b"IMAGE-BYTES")
-    assert (ok.status_code, failed.status_code) == (200, 424)
+    assert (ok.status_code, throttled.status_code, failed.status_code) == (200, 400, 424)
     shown = [r.getMessage() for r in caplog.records if r.name == "local.runtime" and r.levelno >= logging.WARNING]
     assert [line.split(" in ")[0] for line in shown] == [
         f"invocation {failed.headers['x-amzn-requestid']}: 424 ModelError (container status 500)"
