@@ -8,6 +8,7 @@ import re
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -318,6 +319,36 @@ def test_the_in_process_container_calls_the_script_as_the_toolkit_does(tmp_path,
         container.close()
 
 
+def test_torchserves_answer_keeps_its_content_type_and_no_accept_asks_it_for_json(monkeypatch) -> None:
+    """TorchServe's header names come in its own case, and the answer's type is kept whatever it is; an invocation
+    without Accept asks the toolkit for its default, JSON, as the in-process container answers it."""
+    from local import torchserve
+    from local.runtime import TorchServeContainer
+
+    asked: list[str] = []
+    replies = [{"Content-Type": "text/csv"}, {}]
+
+    class Endpoint:
+        def __init__(self, artifact, startup_timeout) -> None:
+            pass
+
+        def start(self) -> Endpoint:
+            return self
+
+        def invoke(self, body: bytes, content_type: str, accept: str):
+            asked.append(accept)
+            return 200, replies.pop(0), b"{}"
+
+        def stop(self) -> None:
+            pass
+
+    monkeypatch.setattr(torchserve, "ManagedEndpoint", Endpoint)
+    container = TorchServeContainer(Path("model.tar.gz"))
+    assert container.invoke(b"x", "image/jpeg", "") == ContainerResponse(200, "text/csv", b"{}")
+    assert container.invoke(b"x", "image/jpeg", "text/csv").content_type == "application/json"  # none given
+    assert asked == ["application/json", "text/csv"]
+
+
 @pytest.mark.parametrize("content", [b"", b"<html>Not Found</html>", b"version https://git-lfs.github.com/spec/v1\n"])
 def test_a_file_that_is_no_archive_is_refused_in_one_line(tmp_path, content) -> None:
     from local.runtime import ModelStartError, extract_artifact
@@ -602,7 +633,6 @@ def test_a_multiprocessing_dir_is_swept_only_when_a_stack_locked_it_and_is_gone(
     import os
     import subprocess
     import sys
-    from pathlib import Path
 
     from local.runtime import hold_owner_lock, sweep_orphaned_multiprocessing_dirs
 
