@@ -110,6 +110,8 @@ def test_origins_spelt_as_browsers_send_them_are_accepted() -> None:
         "https://[::ffff:c000:201]",
         "https://[2001:db8:0:1:1:1:1:1]",  # one zero piece is not shortened
         "https://10.1.2.3x.example",  # a last label that is no number: a name
+        "https://192.168.255.1",  # 255 is a part of an address, not past one
+        "https://[2001:db8:1:2:3:4:5:6]",  # no zero piece: no "::" at all
     ]
     assert validate_settings({"corsExtraOrigins": origins}).cors_extra_origins == tuple(origins)
 
@@ -228,6 +230,8 @@ INVALID = [
     ("corsExtraOrigins", ["https://user@app.example.com"], "https://host"),
     ("corsExtraOrigins", [" https://app.example.com"], "https://host"),  # never equals a browser's Origin
     ("corsExtraOrigins", ["https://app.example.com/"], "no path"),
+    ("corsExtraOrigins", ["https://app.example.com#top"], "no path"),  # a fragment: not the Origin a browser sends
+    ("corsExtraOrigins", ["ftp://app.example.com"], "https://host"),  # no browser sends an ftp:// Origin
     ("corsExtraOrigins", ["http://app.example.com"], "http only for localhost, 127.0.0.1 or [::1])"),
     ("corsExtraOrigins", ["app.example.com"], "https://host"),
     ("corsExtraOrigins", ["https://app.example.com:0"], "https://host"),
@@ -249,6 +253,7 @@ INVALID = [
     ("corsExtraOrigins", ["https://faß.de"], "a host name of ASCII letters, digits, '-', '_' and '.' (punycode, xn--"),
     ("corsExtraOrigins", ["https://σοφς.example"], "a host name of ASCII letters"),
     ("corsExtraOrigins", ["https://a\u200db.example"], "a host name of ASCII letters"),
+    ("corsExtraOrigins", ["https://a\u200cb.example"], "a host name of ASCII letters"),  # not ab.example: another site
     ("corsExtraOrigins", ["https://a.example.com", "https://a.example.com"], "distinct"),
     # Hosts urlsplit takes and no browser ever sends (its URL parser refuses a space or a control character, and
     # decodes %61 to a): deployed, they matched no page's Origin.
@@ -271,6 +276,9 @@ INVALID = [
     # A host ending in a number is read as an IPv4 address, and a browser refuses the URL when it is none.
     ("corsExtraOrigins", ["https://app.123"], "or an IP address"),
     ("corsExtraOrigins", ["https://256.1.1.1"], "or an IP address"),
+    ("corsExtraOrigins", ["https://1.1.1.256"], "or an IP address"),  # a last part past its byte
+    ("corsExtraOrigins", ["https://1.2.3.4.0"], "or an IP address"),  # five parts: no address (was a shift's traceback)
+    ("corsExtraOrigins", ["https://app.0x"], "or an IP address"),  # 0x is the number 0 to a browser's URL parser
     ("logRetentionDays", 10, "one of 1, 3, 5, 7, 14"),
     ("priceClass", "PriceClass_300", "PriceClass_100, PriceClass_200, PriceClass_All"),
     ("customDomain", "Not A Domain", "DNS name"),
