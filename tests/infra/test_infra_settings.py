@@ -508,6 +508,9 @@ def test_every_kind_of_aws_region_code_is_accepted(tmp_path: Path, region: str) 
         ("5e-5", "0.00005"),
         ("1.5e-7", "1.5e-7"),
         ("1e21", "1e+21"),
+        ("1e-6", "0.000001"),  # Go's encoding/json writes an exponent only below 1e-6
+        ("-9223372036854775808", "-9223372036854775808"),  # the least int64: an integer to yaml.v2
+        ("18446744073709551616", "18446744073709552000"),  # past uint64: a float64 to yaml.v2
         ("99999999999999999999", "100000000000000000000"),
         ("18446744073709551615", "18446744073709551615"),
         ("1e400", "1e400"),
@@ -518,6 +521,8 @@ def test_every_kind_of_aws_region_code_is_accepted(tmp_path: Path, region: str) 
         ("y", "true"),
         ("No", "false"),
         ("off", "false"),
+        ("ON", "true"),
+        ("N", "false"),
         ("null", None),
         ("~", None),
         ("", None),
@@ -570,6 +575,18 @@ def test_the_local_stack_reads_a_stack_file_as_pulumi_up_does(tmp_path: Path) ->
         load_stack_file(stack)  # the CLI cannot load it: JSON has no infinity
 
 
+def test_a_stack_files_yaml_merge_key_merges_its_settings(tmp_path: Path) -> None:
+    """yaml.v2 merges `<<: *anchor` into the mapping, so `pulumi up` deploys the anchored settings; read as a plain
+    key "<<", they were ignored and the local stack ran with the defaults."""
+    stack = tmp_path / "Pulumi.merged.yaml"
+    stack.write_text(
+        "shared: &shared\n  mobilenet-serverless:maxConcurrency: 7\n"
+        "config:\n  <<: *shared\n  mobilenet-serverless:alarms: false\n"
+    )
+    settings = load_stack_file(stack)
+    assert (settings.max_concurrency, settings.alarms) == (7, False)
+
+
 @pytest.mark.parametrize(
     ("line", "shown", "allowed"),
     [
@@ -583,6 +600,8 @@ def test_the_local_stack_reads_a_stack_file_as_pulumi_up_does(tmp_path: Path) ->
         ("corsExtraOrigins: '[\"https://a.example\"]'", "'[\"https://a.example\"]'", "a YAML list of strings"),
         ("corsExtraOrigins: [~]", "[None]", "a YAML list of strings"),
         ("endpointName: [a]", "['a']", "text"),
+        # Go's Atoi refuses an integer past int64 (ErrRange), as the CLI then does.
+        ("maxConcurrency: '9223372036854775808'", "'9223372036854775808'", "an integer in ASCII digits"),
     ],
 )
 def test_a_value_pulumi_up_refuses_for_the_type_pulumi_yaml_declares_is_refused(
@@ -606,6 +625,7 @@ def test_a_value_pulumi_up_refuses_for_the_type_pulumi_yaml_declares_is_refused(
         ("customDomain:", "custom_domain", None),
         ("endpointName: null", "endpoint_name", None),  # "" to the CLI, which the program reads as unset
         ("smokeCheck: True", "smoke_check", True),  # the CLI reads it as the boolean true
+        ("maxConcurrency: !!int 7", "max_concurrency", 7),  # an explicit tag: the CLI hands over "7"
         ("alarms: off", "alarms", False),
         ("maxConcurrency: '+7'", "max_concurrency", 7),  # Go's Atoi takes a sign
         ("corsExtraOrigins: []", "cors_extra_origins", ()),
