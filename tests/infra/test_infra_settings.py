@@ -208,6 +208,7 @@ INVALID = [
     ("inferenceImageTag", "2.6.0-cpu-py312\n", "CPU tag"),  # `$` would pass it on into the image URI
     ("inferenceImageTag", "2.6.0-cpu-py312-x/y:latest", "CPU tag"),  # another repository's image in the URI
     ("inferenceImageTag", "1.4.0-cpu-py27", "CPU tag"),  # a Python 2 image cannot run inference.py
+    ("inferenceImageTag", "2.6.0-cpu-py3", "CPU tag"),  # no minor Python version: no such image
     ("inferenceImageTag", "２.６.０-cpu-py312", "CPU tag"),  # fullwidth digits: \d matched them, no tag has them
     # The EC2/ECS/EKS flavour in the same repository: no SageMaker toolkit, so inference.py is never loaded.
     ("inferenceImageTag", "2.6.0-cpu-py312-ec2", "not an -ec2 one"),
@@ -385,6 +386,10 @@ def test_a_renamed_projects_own_keys_are_refused_and_every_other_namespace_left_
         check_project_namespace({**ours, **own}, "imgclass")
     assert f"{', '.join(sorted(own)[:5])} and 2 more would be ignored" in str(err.value)
     assert "Keep `name: mobilenet-serverless` in Pulumi.yaml" in str(err.value)
+    five = dict(list(own.items())[:5])
+    with pytest.raises(SettingsError) as err:
+        check_project_namespace({**ours, **five}, "imgclass")
+    assert f"{', '.join(sorted(five))} would be ignored" in str(err.value)  # every one named, no "and 0 more"
 
 
 def test_default_endpoint_name_is_valid_and_bounded() -> None:
@@ -454,7 +459,18 @@ def test_stack_file_errors_name_the_key(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "region",
-    ["us east", "5", "US-EAST-1", "us-east", "useast-1", "us-east-1\n", "us-east-１", "N. Virginia", ["us-east-1"]],
+    [
+        "us east",
+        "5",
+        "US-EAST-1",
+        "us-east",
+        "us-east-",
+        "useast-1",
+        "us-east-1\n",
+        "us-east-１",
+        "N. Virginia",
+        ["us-east-1"],
+    ],
 )
 def test_an_aws_region_that_is_no_region_code_is_refused_naming_it(tmp_path: Path, region: object) -> None:
     """The local stack loaded the model and then stopped on the handler's "InvalidRegionError: Provided region_name
@@ -689,6 +705,7 @@ def test_project_schema_matches_the_validator() -> None:
 def test_a_signed_integer_string_is_accepted_and_a_negative_one_refused_by_range() -> None:
     assert validate_settings({"maxConcurrency": "+7"}).max_concurrency == 7
     assert validate_settings({"maxConcurrency": " 7\n"}).max_concurrency == 7  # as " true " is a boolean
+    assert validate_settings({"maxConcurrency": 8.0}).max_concurrency == 8  # 2.5 is refused
     with pytest.raises(SettingsError, match=r"maxConcurrency = '-1' is invalid: allowed an integer in 1\.\.200"):
         validate_settings({"maxConcurrency": "-1"})
 
