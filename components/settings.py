@@ -639,7 +639,9 @@ def read_stack_config(path: str | Path) -> Mapping[str, Any]:
     return config
 
 
-_ATOI_RE = re.compile(r"[+-]?[0-9]{1,19}\Z", re.ASCII)
+# Go's Atoi: ASCII digits after an optional sign, leading zeros any number of them (past 18 characters it is
+# ParseInt, which takes "00000000000000000007" as 7); the significant digits, captured, are what int() is given.
+_ATOI_RE = re.compile(r"([+-]?)0*([0-9]{1,19})\Z", re.ASCII)
 
 
 def cli_type_problem(key: str, value: Any) -> str | None:
@@ -654,7 +656,8 @@ def cli_type_problem(key: str, value: Any) -> str | None:
             return None
         kind = "true or false (a boolean; quoted, only in lower case)"
     elif isinstance(default, int):
-        if isinstance(value, str) and _ATOI_RE.match(value) and -(2**63) <= int(value) < 2**63:
+        atoi = _ATOI_RE.match(value) if isinstance(value, str) else None
+        if atoi and -(2**63) <= int(atoi[1] + atoi[2]) < 2**63:
             return None
         kind = "an integer in ASCII digits"
     elif isinstance(default, tuple):

@@ -644,6 +644,8 @@ def test_a_value_pulumi_up_refuses_for_the_type_pulumi_yaml_declares_is_refused(
         ("maxConcurrency: !!int 7", "max_concurrency", 7),  # an explicit tag: the CLI hands over "7"
         ("alarms: off", "alarms", False),
         ("maxConcurrency: '+7'", "max_concurrency", 7),  # Go's Atoi takes a sign
+        # and leading zeros past its 18-character fast path (ParseInt): pulumi up deployed 7, make demo refused it
+        ("maxConcurrency: '00000000000000000007'", "max_concurrency", 7),
         ("corsExtraOrigins: []", "cors_extra_origins", ()),
     ],
 )
