@@ -157,9 +157,22 @@ def _kms_statement(kms_key_arn: str | None, via_service: str | None = None) -> l
     return [statement]
 
 
+# Each partition's DNS suffix for service endpoints (botocore's partitions.json); aws and aws-us-gov use
+# amazonaws.com. A suffix of amazonaws.com in aws-eusc or an ISO partition names no S3 endpoint there, so the key's
+# kms:ViaService condition never matched and the endpoint could not decrypt its own model.
+PARTITION_DNS_SUFFIXES = {
+    "aws-cn": "amazonaws.com.cn",
+    "aws-eusc": "amazonaws.eu",
+    "aws-iso": "c2s.ic.gov",
+    "aws-iso-b": "sc2s.sgov.gov",
+    "aws-iso-e": "cloud.adc-e.uk",
+    "aws-iso-f": "csp.hci.ic.gov",
+}
+
+
 def s3_service_endpoint(partition: str, region: str) -> str:
     """S3's regional endpoint host, the value S3 puts in kms:ViaService when it decrypts for a caller."""
-    return f"s3.{region}.{'amazonaws.com.cn' if partition == 'aws-cn' else 'amazonaws.com'}"
+    return f"s3.{region}.{PARTITION_DNS_SUFFIXES.get(partition, 'amazonaws.com')}"
 
 
 def sagemaker_execution_policy(

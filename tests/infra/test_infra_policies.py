@@ -113,6 +113,31 @@ def test_kms_decrypt_is_added_only_for_the_given_key() -> None:
     assert statement["Condition"]["StringEquals"]["kms:ViaService"] == "s3.cn-north-1.amazonaws.com.cn"
 
 
+@pytest.mark.parametrize(
+    ("partition", "region", "endpoint"),
+    [
+        ("aws", "eu-west-1", "s3.eu-west-1.amazonaws.com"),
+        ("aws-us-gov", "us-gov-west-1", "s3.us-gov-west-1.amazonaws.com"),
+        ("aws-cn", "cn-north-1", "s3.cn-north-1.amazonaws.com.cn"),
+        ("aws-eusc", "eusc-de-east-1", "s3.eusc-de-east-1.amazonaws.eu"),
+        ("aws-iso", "us-iso-east-1", "s3.us-iso-east-1.c2s.ic.gov"),
+        ("aws-iso-b", "us-isob-east-1", "s3.us-isob-east-1.sc2s.sgov.gov"),
+        ("aws-iso-e", "eu-isoe-west-1", "s3.eu-isoe-west-1.cloud.adc-e.uk"),
+        ("aws-iso-f", "us-isof-south-1", "s3.us-isof-south-1.csp.hci.ic.gov"),
+    ],
+)
+def test_kms_via_service_is_s3s_endpoint_in_every_partition(partition: str, region: str, endpoint: str) -> None:
+    """The DNS suffix botocore gives each partition: amazonaws.com outside aws, aws-us-gov and aws-cn named no S3 the
+    condition could match, and SageMaker could not decrypt the artifact (and GovCloud is amazonaws.com, not .cn)."""
+    import botocore.session
+
+    doc = sagemaker_doc(partition=partition, region=region, kms_key_arn=KMS)
+    (statement,) = (s for s in doc["Statement"] if s["Sid"] == "DecryptWithStackKey")
+    assert statement["Condition"] == {"StringEquals": {"kms:ViaService": endpoint}}
+    resolver = botocore.session.get_session().get_component("endpoint_resolver")
+    assert endpoint == f"s3.{region}.{resolver.get_partition_dns_suffix(partition)}"
+
+
 def test_partition_flows_into_every_arn() -> None:
     doc = sagemaker_doc(partition="aws-cn", region="cn-north-1")
     arns = [r for s in doc["Statement"] for r in ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"])]
