@@ -207,11 +207,12 @@ NAME_BUILDERS = [
 ]
 
 
-@pytest.mark.parametrize("value", ["*", ""])
+@pytest.mark.parametrize("value", ["*", "", 42])
 @pytest.mark.parametrize(("field", "build"), NAME_BUILDERS, ids=[f"{f}-{i}" for i, (f, _) in enumerate(NAME_BUILDERS)])
-def test_every_name_builder_refuses_a_wildcard_or_empty_name(field: str, build: Any, value: str) -> None:
+def test_every_name_builder_refuses_a_wildcard_or_empty_name(field: str, build: Any, value: object) -> None:
     """A "*" would widen a grant to every log group, repository or API (or a CloudFront source to any), and an
-    empty name is an ARN AWS refuses halfway through a deploy."""
+    empty name is an ARN AWS refuses halfway through a deploy. A name that is no string (a number) is refused naming
+    the field too, not a TypeError from looking for "*" in it."""
     with pytest.raises(PolicyInputError, match=field):
         build(value)
 
