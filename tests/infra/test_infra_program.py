@@ -400,6 +400,7 @@ def test_a_symlink_loop_where_model_dist_should_be_does_not_stop_another_artifac
         ("same code", None),
         ("another path", None),  # the user's own (a kept deployed.tar.gz): not compared
         ("no code/inference.py", None),  # no build of this checkout, as the tests' stand-ins: not compared
+        ("no model/code in the checkout", None),  # nothing to build it from: not compared (not called stale)
     ],
 )
 def test_only_the_artifact_make_model_builds_is_compared_with_the_checkouts_code(
@@ -417,6 +418,9 @@ def test_only_the_artifact_make_model_builds_is_compared_with_the_checkouts_code
     members["metadata.json"] = json.dumps({"precision": "int8" if case == "int8" else "fp32"}).encode()
     if case == "no code/inference.py":
         del members["code/inference.py"]
+    if case == "no model/code in the checkout":
+        checkout_code.unlink()
+        checkout_code.parent.rmdir()
     tar_gz_of(path, members)
     if refused is None:
         policies.check_artifact(path, built_by_make=built_by_make, built_from=checkout_code)
