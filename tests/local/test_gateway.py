@@ -65,6 +65,11 @@ def test_event_has_the_payload_2_shape():
     assert event["requestContext"]["stage"] == "$default"
 
 
+def test_the_events_epoch_time_keeps_the_milliseconds():
+    # requestContext.timeEpoch is in milliseconds: a request half a second into a second is not at its start.
+    assert _event(now=1_700_000_000.5)["requestContext"]["timeEpoch"] == 1_700_000_000_500
+
+
 def test_the_events_time_is_utc_whatever_the_machines_timezone(monkeypatch):
     """The event's time says +0000: a developer's machine in another timezone must not shift it."""
     import time
@@ -149,6 +154,14 @@ def test_lambda_result_becomes_http():
     assert encoded.body == b"hi"
 
 
+def test_a_result_not_marked_base64_is_its_text_in_utf8():
+    # isBase64Encoded false (not merely absent) leaves a body that happens to be valid base64 as it is, and text is
+    # sent as its UTF-8 bytes, as Lambda hands API Gateway JSON.
+    plain = gateway.response_from_lambda({"statusCode": 200, "body": "aGk=", "isBase64Encoded": False})
+    assert plain.body == b"aGk="
+    assert gateway.response_from_lambda({"statusCode": 200, "body": "café ✓"}).body == "café ✓".encode()
+
+
 @pytest.mark.parametrize(
     ("status", "message"),
     [
@@ -209,6 +222,15 @@ def test_origin_from_host_accepts_only_host_and_port():
     )
     for bad in (None, "", *bad_hosts):
         assert origin_from_host("http", bad) is None, bad
+
+
+def test_with_listed_merges_a_list_header_whatever_the_case_of_its_name():
+    # Vary's name as a function may spell it: one line, lower-cased, the gateway's value added once.
+    headers = [("content-type", "application/json"), ("Vary", "Accept, ORIGIN"), ("VARY", "accept-encoding")]
+    merged = gateway.with_listed(headers, "vary", "origin")
+    assert sorted(merged) == [("content-type", "application/json"), ("vary", "Accept, ORIGIN, accept-encoding")]
+    # Items are split at the commas alone: "accept,origin" already names Origin.
+    assert gateway.with_listed([("vary", "accept,origin")], "vary", "origin") == [("vary", "accept, origin")]
 
 
 def test_lambdas_event_limit_counts_the_serialised_event():
