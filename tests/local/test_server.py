@@ -232,6 +232,7 @@ def test_the_function_gets_the_request_as_an_http_api_event(tiers):
     assert event["queryStringParameters"] == {"top_k": "3", "flag": "", "x": "1,2"}
     assert event["headers"]["x-multi"] == "a,b" and event["headers"]["host"] == "127.0.0.1:8000"
     assert event["cookies"] == ["a=1", "b=2"] and "cookie" not in event["headers"]
+    assert event["headers"]["content-length"] == str(len(JPEG))  # every header the client sent, the last one too
     forwarding = ("x-forwarded-for", "x-forwarded-port", "x-forwarded-proto")
     assert [event["headers"][name] for name in forwarding] == [CLIENT[0], "8000", "http"]
     assert event["headers"]["x-amzn-trace-id"].startswith("Root=1-")
@@ -2192,6 +2193,16 @@ def test_an_injected_sandbox_crash_hits_exactly_that_many_invocations(tiers):
     tiers.predict()
     tiers.predict()
     assert tiers.sandboxes.crashes == [True, False] and tiers.runtime.faults.sandbox_crash == 0
+
+
+def test_an_injected_sandbox_crash_waits_for_an_invocation_past_what_never_reaches_the_function(tiers, monkeypatch):
+    # A crash fault is spent on an invocation: an event over Lambda's limit invokes nothing, so the next one crashes.
+    tiers.runtime.faults.sandbox_crash = 1
+    monkeypatch.setattr(gateway, "LAMBDA_MAX_EVENT_BYTES", 1000)
+    assert tiers.predict(b"x" * 1000).status_code == 413
+    monkeypatch.undo()
+    tiers.predict()
+    assert tiers.sandboxes.crashes == [True] and tiers.runtime.faults.sandbox_crash == 0
 
 
 def test_server_timing_names_the_gateways_time_and_the_functions(tiers, monkeypatch, caplog):
