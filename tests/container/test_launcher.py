@@ -72,6 +72,7 @@ def test_every_listener_is_loopback_on_the_given_ports():
         # while Python still takes UTF-8. An ssh session from a Mac sends LC_CTYPE=UTF-8, which glibc has not.
         {"LC_CTYPE": "UTF-8"},
         {"LANG": "xx_XX.UTF-8"},
+        {"LC_ALL": "C", "LC_CTYPE": "C.UTF-8"},  # LC_ALL wins over LC_CTYPE, for the C library as for the JVM
     ],
 )
 def test_the_jvm_gets_a_utf8_locale_in_place_of_an_ascii_one(env):
@@ -87,6 +88,14 @@ def test_a_utf8_locale_is_kept(env):
 def test_a_locale_of_another_charset_is_kept():
     # Not ours to change: Python names files in it too (and ISO-8859-1, like UTF-8, round-trips any byte).
     assert torchserve.utf8_locale("ISO-8859-1") == {}
+
+
+def test_judging_a_locale_leaves_this_process_in_its_own():
+    # setlocale is process-wide: left at the judged one, this process would decode and name files in another charset.
+    before = locale.setlocale(locale.LC_CTYPE)
+    for env in ({"LC_ALL": "C"}, {"LC_ALL": "C.UTF-8"}, {"LANG": "xx_XX.UTF-8"}):
+        torchserve.ctype_codeset(env)
+        assert locale.setlocale(locale.LC_CTYPE) == before, env
 
 
 def test_every_path_is_inside_the_base_dir():
@@ -385,6 +394,9 @@ def test_an_error_line_is_named_without_the_log_prefix_or_trailing_blanks():
     assert worker_death_cause([failed]) == "no labels"
     # The error line whose message is the failed load's, not whichever error comes first after it.
     assert worker_death_cause([failed, unrelated, named]) == "ModelLoadError: no labels"
+    # The first such line after the failed load: not an earlier one, nor one logged later with the same message.
+    before, after = "x MODEL_LOG - OSError: no labels", "x MODEL_LOG - RuntimeError: no labels"
+    assert worker_death_cause([before, failed, named, after]) == "ModelLoadError: no labels"
 
 
 def test_an_exit_by_sighup_is_a_signal_too():
@@ -606,14 +618,15 @@ def test_a_second_stop_signal_while_stop_waits_for_the_group_does_not_leave_its_
 
 
 # --- the launched entry (_ENTRY), around a stand-in for AWS's toolkit -------------------------------------------
-def stand_in_toolkit(tmp_path: Path) -> dict[str, str]:
+def stand_in_toolkit(tmp_path: Path, namespace: str = "", jvm: str = "import time; time.sleep(600)") -> dict[str, str]:
     """The environment to run _ENTRY with a toolkit whose serving.main() does what the real one does: starts the
     "JVM" (a process whose command line names the toolkit's TS_NAMESPACE), finds it with
-    torchserve._retrieve_ts_server_process(), forwards SIGTERM to it and waits for it; "serving" then holds its pid."""
+    torchserve._retrieve_ts_server_process(), forwards SIGTERM to it and waits for it; "serving" then holds its pid.
+    The "JVM" runs `jvm`; `namespace`, if given, is the toolkit's TS_NAMESPACE."""
     package = tmp_path / "stand-in" / "sagemaker_pytorch_serving_container"
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("")
-    namespace = f"stand-in.ModelServer.{os.getpid()}.{random.randrange(10**9)}"  # matches no other process
+    namespace = namespace or f"stand-in.ModelServer.{os.getpid()}.{random.randrange(10**9)}"  # matches no other
     (package / "torchserve.py").write_text(
         f"TS_CONFIG_FILE = {str(tmp_path / 'etc-sagemaker-ts.properties')!r}\n"
         f"TS_NAMESPACE = {namespace!r}\n"
@@ -629,7 +642,7 @@ def stand_in_toolkit(tmp_path: Path) -> dict[str, str]:
         # Its handler as a checkout under a path that is not ASCII names it; the JVM reads the file as ISO-8859-1.
         "    with open(torchserve.TS_CONFIG_FILE, 'w', encoding='utf-8') as f:\n"
         "        f.write(torchserve._generate_ts_config_properties('/home/józef/😀/handler_service.py'))\n"
-        "    subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)', torchserve.TS_NAMESPACE])\n"
+        f"    subprocess.Popen([sys.executable, '-c', {jvm!r}, torchserve.TS_NAMESPACE])\n"
         "    jvm = torchserve._retrieve_ts_server_process()\n"
         # Forwarded as the toolkit's _add_sigterm_handler does, ignoring an OSError: the JVM got the group's SIGTERM
         # too, and jvm.wait() may have reaped it already (psutil before 7.2.2 waits in waitpid), where psutil's
@@ -670,11 +683,9 @@ def test_the_entry_finds_its_own_jvm_writes_its_config_in_the_base_dir_and_stops
         kill_group(proc)
 
 
-@pytest.mark.timeout(60)
-def test_an_entry_whose_launcher_died_stops_its_group_and_removes_its_dir(tmp_path):
-    # `make demo` killed with SIGKILL (or its Python crashing) never calls stop(): the group must not outlive it.
-    base = tmp_path / "torchserve-x"
-    base.mkdir()
+def orphaned_entry(base: Path, env: dict[str, str]) -> int:
+    """Runs _ENTRY from a launcher process, as `make demo` does, and kills the launcher with SIGKILL once the stand-in
+    serves (no stop() runs): the entry's process group, for the caller to wait on and kill in the end."""
     launcher = (
         "import os, subprocess, sys, time\n"
         f"entry = [sys.executable, '-c', {torchserve._ENTRY!r}, 'ts.properties', str(os.getpid())]\n"
@@ -682,19 +693,63 @@ def test_an_entry_whose_launcher_died_stops_its_group_and_removes_its_dir(tmp_pa
         "print(proc.pid, flush=True)\n"
         "time.sleep(600)\n"
     )
-    with subprocess.Popen(
-        [sys.executable, "-c", launcher], env=stand_in_toolkit(tmp_path), stdout=subprocess.PIPE
-    ) as parent:
-        pgid = int(parent.stdout.readline())
+    with subprocess.Popen([sys.executable, "-c", launcher], env=env, stdout=subprocess.PIPE) as parent:
         try:
+            pgid = int(parent.stdout.readline())
             wait_until((base / "serving").exists, "the stand-in to serve")
-            parent.kill()
-            parent.wait()
-            wait_until(lambda: not torchserve._group_processes(pgid), "the orphaned group to stop")
-            wait_until(lambda: not base.exists(), "the orphaned group's dir to be removed")
+            return pgid
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pgid, signal.SIGKILL)
+            parent.kill()
+
+
+@pytest.mark.timeout(60)
+def test_an_entry_whose_launcher_died_stops_its_group_and_removes_its_dir(tmp_path):
+    # `make demo` killed with SIGKILL (or its Python crashing) never calls stop(): the group must not outlive it.
+    base = tmp_path / "torchserve-x"
+    base.mkdir()
+    pgid = orphaned_entry(base, stand_in_toolkit(tmp_path))
+    try:
+        wait_until(lambda: not torchserve._group_processes(pgid), "the orphaned group to stop")
+        wait_until(lambda: not base.exists(), "the orphaned group's dir to be removed")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+
+
+@pytest.mark.timeout(60)
+def test_an_orphaned_group_whose_jvm_ignores_sigterm_is_killed(tmp_path):
+    # SIGTERM is only asked: a JVM stuck in its shutdown must not outlive `make demo` either (SIGKILL after 10 s).
+    base = tmp_path / "torchserve-x"
+    base.mkdir()
+    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+    pgid = orphaned_entry(base, stand_in_toolkit(tmp_path, jvm=stubborn))
+    try:
+        wait_until(lambda: not torchserve._group_processes(pgid), "the orphaned group to be killed")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+
+
+@pytest.mark.timeout(60)
+def test_the_entry_takes_its_own_groups_jvm_not_another_torchserve_on_the_machine(tmp_path):
+    # Another TorchServe (another checkout's demo, or a stale one from a crashed run) already runs: the entry must
+    # neither take it for its own JVM nor, at stop(), forward it a SIGTERM.
+    base = tmp_path / "torchserve-x"
+    base.mkdir()
+    namespace = f"stand-in.ModelServer.{os.getpid()}.{random.randrange(10**9)}"
+    env = stand_in_toolkit(tmp_path, namespace)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", namespace], start_new_session=True)
+    entry = [sys.executable, "-c", torchserve._ENTRY, str(base / "ts.properties"), str(os.getpid())]
+    proc = subprocess.Popen(entry, cwd=base, env=env, start_new_session=True)
+    try:
+        wait_until(lambda: (base / "serving").exists() or proc.poll() is not None, "the stand-in to serve")
+        jvm = int((base / "serving").read_text())
+        assert jvm != other.pid and jvm in {p.pid for p in torchserve._group_processes(proc.pid)}
+        torchserve._stop(proc, base)
+        assert other.poll() is None, "the other TorchServe was stopped"
+    finally:
+        kill_group(proc)
+        kill_group(other)
 
 
 # --- readiness, with the toolkit's answers scripted ---------------------------------------------------------------
@@ -860,6 +915,29 @@ def test_torchserve_is_reached_directly_whatever_the_shells_proxy_says(monkeypat
         endpoint = TorchServeEndpoint(Path("model.tar.gz"), port=int(url.rsplit(":", 1)[1]))
         assert endpoint._request("GET", "/ping", timeout=5)[0] == 200
     assert (to_torchserve, via_proxy) == (["GET /ping"], [])
+
+
+def test_torchserve_is_reached_directly_when_the_proxy_was_set_before_the_import(monkeypatch):
+    # The shell's proxy is there before `make demo` imports anything: an opener built from the environment at import
+    # (urllib's default ProxyHandler) passed the test above, whose proxy comes later, and sent /ping to the proxy.
+    from tests.proxies import behind_a_proxy, http_server
+
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from local.torchserve import TorchServeEndpoint\n"
+        "print(TorchServeEndpoint(Path('m.tar.gz'), port=int(sys.argv[1]))._request('GET', '/ping', timeout=5)[0])\n"
+    )
+    with behind_a_proxy(monkeypatch) as via_proxy, http_server() as (url, to_torchserve):
+        ran = subprocess.run(
+            [sys.executable, "-c", script, url.rsplit(":", 1)[1]],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=HANG_GUARD_S,
+        )
+    assert ran.returncode == 0, ran.stderr
+    assert (ran.stdout.strip(), to_torchserve, via_proxy) == ("200", ["GET /ping"], [])
 
 
 def test_memory_sums_the_pss_of_the_processes_still_there(monkeypatch):
