@@ -21,6 +21,7 @@ import tempfile
 import threading
 import urllib.error
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import ClassVar
@@ -683,9 +684,13 @@ def test_the_entry_finds_its_own_jvm_writes_its_config_in_the_base_dir_and_stops
         kill_group(proc)
 
 
-def orphaned_entry(base: Path, env: dict[str, str]) -> int:
-    """Runs _ENTRY from a launcher process, as `make demo` does, and kills the launcher with SIGKILL once the stand-in
-    serves (no stop() runs): the entry's process group, for the caller to wait on and kill in the end."""
+@contextlib.contextmanager
+def orphaned_entry(tmp_path: Path, **stand_in) -> Iterator[tuple[int, Path]]:
+    """Runs _ENTRY (around stand_in_toolkit(tmp_path, **stand_in)) from a launcher process, as `make demo` does, and
+    kills the launcher with SIGKILL once the stand-in serves (no stop() runs): the entry's process group and its
+    dir; whatever of the group is left is killed on exit."""
+    base = tmp_path / "torchserve-x"
+    base.mkdir()
     launcher = (
         "import os, subprocess, sys, time\n"
         f"entry = [sys.executable, '-c', {torchserve._ENTRY!r}, 'ts.properties', str(os.getpid())]\n"
@@ -693,41 +698,34 @@ def orphaned_entry(base: Path, env: dict[str, str]) -> int:
         "print(proc.pid, flush=True)\n"
         "time.sleep(600)\n"
     )
+    env = stand_in_toolkit(tmp_path, **stand_in)
     with subprocess.Popen([sys.executable, "-c", launcher], env=env, stdout=subprocess.PIPE) as parent:
+        pgid = int(parent.stdout.readline())
         try:
-            pgid = int(parent.stdout.readline())
-            wait_until((base / "serving").exists, "the stand-in to serve")
-            return pgid
+            try:
+                wait_until((base / "serving").exists, "the stand-in to serve")
+            finally:
+                parent.kill()
+            yield pgid, base
         finally:
-            parent.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
 
 
 @pytest.mark.timeout(60)
 def test_an_entry_whose_launcher_died_stops_its_group_and_removes_its_dir(tmp_path):
     # `make demo` killed with SIGKILL (or its Python crashing) never calls stop(): the group must not outlive it.
-    base = tmp_path / "torchserve-x"
-    base.mkdir()
-    pgid = orphaned_entry(base, stand_in_toolkit(tmp_path))
-    try:
+    with orphaned_entry(tmp_path) as (pgid, base):
         wait_until(lambda: not torchserve._group_processes(pgid), "the orphaned group to stop")
         wait_until(lambda: not base.exists(), "the orphaned group's dir to be removed")
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
 
 
 @pytest.mark.timeout(60)
 def test_an_orphaned_group_whose_jvm_ignores_sigterm_is_killed(tmp_path):
     # SIGTERM is only asked: a JVM stuck in its shutdown must not outlive `make demo` either (SIGKILL after 10 s).
-    base = tmp_path / "torchserve-x"
-    base.mkdir()
     stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
-    pgid = orphaned_entry(base, stand_in_toolkit(tmp_path, jvm=stubborn))
-    try:
+    with orphaned_entry(tmp_path, jvm=stubborn) as (pgid, _):
         wait_until(lambda: not torchserve._group_processes(pgid), "the orphaned group to be killed")
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
 
 
 @pytest.mark.timeout(60)
