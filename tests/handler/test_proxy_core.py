@@ -66,10 +66,12 @@ def test_error_table_statuses_are_the_agreed_ones():
     }
 
 
-def test_retry_after_only_on_throttled_and_not_ready():
+def test_retry_after_only_on_throttled_and_not_ready_and_allow_only_on_405():
     with_retry_after = {code for code in core.ERRORS if "retry-after" in ApiError(code).headers()}
     assert with_retry_after == {"throttled", "model_not_ready"}
     assert int(ApiError("throttled").headers()["retry-after"]) >= 1
+    # Allow belongs to a 405 only (RFC 9110): a 404 for another path is no statement about this one's methods.
+    assert {code for code in core.ERRORS if "allow" in ApiError(code).headers()} == {"method_not_allowed"}
     assert ApiError("method_not_allowed").headers()["allow"] == "POST, OPTIONS"
 
 
@@ -127,11 +129,23 @@ def test_unsupported_bytes_are_not_sniffed_and_are_named(data, name):
     assert name in core.describe_unsupported(data)
 
 
+_EXPORTED_SVG_HEAD = (
+    b'<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n'
+    b"<!-- Created with Inkscape (http://www.inkscape.org/) -->\n"
+    b'<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" "http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd">\n'
+)
+
+
 def test_the_proxy_names_every_refused_format_the_endpoint_names(inference):
     # The two are deployed apart (the function's bundle, the model artifact), so they cannot share the table: a
     # signature or brand added to one only must fail here, or /predict and a direct caller are told different things.
     signatures = [(signature + bytes(16), name) for signature, name in inference.OTHER_IMAGE_SIGNATURES]
-    brands = [(b"\x00\x00\x00\x18ftyp" + brand + bytes(8), name) for brand, name in inference.HEIF_BRANDS.items()]
+    # A brand is named from its box's first 12 bytes: a file cut right after the brand is named too.
+    brands = [
+        (b"\x00\x00\x00\x18ftyp" + brand + rest, name)
+        for brand, name in inference.HEIF_BRANDS.items()
+        for rest in (bytes(8), b"")
+    ]
     for data, name in signatures + brands:
         assert inference.other_image_format(data) == name
         assert core.describe_unsupported(data) in (f"a {name} image", f"an {name} image"), data
@@ -140,6 +154,10 @@ def test_the_proxy_names_every_refused_format_the_endpoint_names(inference):
         (b"  <SVG/>", True),
         (b'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"/>', False),  # XML, not SVG
         (b"<html><body><svg/></body></html>", False),
+        # An editor's export: prolog, comment and doctype before <svg, which still starts in the first 256 bytes.
+        (_EXPORTED_SVG_HEAD + b'<svg xmlns="http://www.w3.org/2000/svg"/>', True),
+        # Past them, the markup is not looked at (both read 256 bytes).
+        (_EXPORTED_SVG_HEAD + b" " * (256 - len(_EXPORTED_SVG_HEAD)) + b"<svg/>", False),
     ]:
         assert (inference.other_image_format(markup) == "SVG") is named, markup
         assert (core.describe_unsupported(markup) == "an SVG image") is named, markup
@@ -472,7 +490,9 @@ def test_json_image_must_be_a_string(image):
 
 @pytest.mark.parametrize("image", ["", "data:image/jpeg;base64,", "  \n "])
 def test_json_empty_image_is_400(image):
-    rejects("bad_request", 400, parse_json, {"image": image})
+    # Told it sent nothing, not that its (absent) base64 is invalid.
+    error = rejects("bad_request", 400, parse_json, {"image": image})
+    assert error.message == "image is empty; send the image as base64."
 
 
 @pytest.mark.parametrize("document", [[1, 2], "image", 5, None])
