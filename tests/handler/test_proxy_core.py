@@ -830,6 +830,12 @@ def test_sanitize_drops_tracebacks_and_redacts_paths_arns_and_accounts():
     assert core.sanitize_model_message("image of 1234567890123 bytes") == "image of 1234567890123 bytes"
 
 
+@pytest.mark.parametrize("partition", ["aws", "aws-cn", "aws-us-gov", "aws-iso-b", "AWS"])
+def test_sanitize_redacts_an_arn_of_any_partition_whole(partition):
+    line = f"cannot read arn:{partition}:s3:::model-bucket-prod,role=Admin from the artifact"
+    assert core.sanitize_model_message(line) == "cannot read [...] from the artifact"
+
+
 def test_sanitize_caps_length_and_rejects_non_text():
     assert core.sanitize_model_message("x" * 5000) == "x" * 197 + "..."  # the whole 200, its last 3 the ellipsis
     # A cut that ends between two words puts the ellipsis after the last word, not after a space.
@@ -941,11 +947,19 @@ def test_model_error_5xx_never_passes_the_model_text():
         # answers without an error code (botocore then names the error by the status).
         ("ValidationError", 400, "Request 6b0c1f0e-5e8e-4b7e-9a11-2f4d6c7e8a11 has oversize body."),
         ("413", 413, "HTTP content length exceeded 5246976 bytes."),
+        # Each of the words that make a ValidationError a size refusal, alone.
+        ("ValidationError", 400, "The request payload exceeds the limit."),
+        ("ValidationError", 400, "The request payload is too large."),
+        ("ValidationError", 400, "Maximum payload size is 4 MB."),
+        ("ValidationError", 400, "Request body of 5000000 bytes refused."),
+        ("ValidationError", 400, "Content-Length 5000000 refused."),
     ],
 )
 def test_endpoint_size_refusals_are_413(code, status, message):
     error = core.map_client_error(code, status, {"Error": {"Code": code, "Message": message}})
     assert (error.status, error.code) == (413, "payload_too_large")
+    # The endpoint refused what the proxy let through: the message says whose limit it was.
+    assert error.message == "The image is too large for the model endpoint."
 
 
 def test_validation_error_about_size_is_413_else_502_without_details():
@@ -999,6 +1013,24 @@ def test_transport_errors(exc, expected):
     error = core.map_transport_error(exc)
     assert (error.status, error.code) == expected
     assert "runtime/x" not in json.dumps(error.body())
+    # The log names the failure's class, which botocore's message alone does not.
+    assert error.detail == f"{type(exc).__name__}: {exc}"
+
+
+@pytest.mark.parametrize(
+    ("response", "expected"),
+    [
+        ({"ResponseMetadata": {"RequestId": "4b1c0d2e-0001"}}, "4b1c0d2e-0001"),
+        # No id to give: None, so the log line has no endpoint_request_id rather than an empty one.
+        ({"ResponseMetadata": {"RequestId": ""}}, None),
+        ({"ResponseMetadata": {"RequestId": 7}}, None),
+        ({"ResponseMetadata": {}}, None),
+        ({"ResponseMetadata": None}, None),
+        ({}, None),
+    ],
+)
+def test_aws_request_id_is_a_non_empty_string_or_none(response, expected):
+    assert core.aws_request_id(response) == expected
 
 
 @pytest.mark.parametrize("status", [400, 413, 415, 422])
@@ -1312,7 +1344,11 @@ def test_printable_excerpt_truncates_only_past_the_limit_and_masks_del():
 def test_endpoint_probabilities_at_the_bounds_are_kept(prob):
     """A probability that underflowed to 0.0 (or saturated to 1.0) is a valid answer, not a model error."""
     raw = json.dumps({"predictions": [{"label": "tabby", "prob": prob}], "model": "mobilenet_v2"}).encode()
-    assert core.parse_endpoint_body(raw, 5) == ([{"label": "tabby", "prob": float(prob)}], "mobilenet_v2")
+    predictions, model = core.parse_endpoint_body(raw, 5)
+    assert (predictions, model) == ([{"label": "tabby", "prob": float(prob)}], "mobilenet_v2")
+    # A float whatever the model wrote: the client's JSON says 1.0, not 1 (a typed client's schema wants a number
+    # with a fraction, and the UI prints what it gets).
+    assert json.dumps(predictions[0]["prob"]) == json.dumps(float(prob))
 
 
 @pytest.mark.parametrize("model", [123, ["mobilenet_v2"], {"name": "x"}, True, None])
