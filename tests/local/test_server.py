@@ -2165,6 +2165,20 @@ def test_a_request_head_of_exactly_the_limit_is_served_and_one_byte_more_is_431(
     assert len(tiers.sandboxes.events) == 1
 
 
+def test_a_head_far_over_the_gateways_limit_still_gets_its_json_431_from_the_served_stack(tiers):
+    """The served stack buffers heads up to MAX_HEAD_BUFFER_BYTES so that one over API Gateway's 10 KB reaches the
+    gateway tier and gets its JSON 431: left at h11's 16 KB, a head that does not arrive whole in one read (asyncio
+    reads at most 256 KB at a time) got uvicorn's 400 instead."""
+    pad = "p" * (1024 * 1024)
+    head = f"POST /predict HTTP/1.1\r\nhost: 127.0.0.1:8000\r\ncontent-length: 0\r\nx-pad: {pad}\r\n\r\n"
+    with served(tiers.app) as address, socket.create_connection(address, timeout=HANG_GUARD_S) as conn:
+        conn.sendall(head.encode())
+        answer, body = parsed_answer(read_answer(conn))
+    assert answer.status_code == 431, body
+    assert json.loads(body) == {"message": "Request Header Fields Too Large"}
+    assert tiers.sandboxes.events == []
+
+
 def test_a_body_over_the_gateways_limit_is_413_before_the_function(tiers, monkeypatch):
     async def streamed(size: int):  # chunked: no Content-Length, so only the streaming count can refuse it
         yield b"x" * size
