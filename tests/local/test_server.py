@@ -2032,6 +2032,33 @@ def test_once_a_stop_has_begun_predict_says_so_and_runs_no_function_while_the_ru
         stack.runtime.close()  # its model thread, idle for the rest of the run otherwise
 
 
+def test_a_predict_request_is_in_flight_for_the_drain_until_it_is_answered():
+    """What a stop waits for: a /predict request running its function is in drain.requests until its answer (left
+    out, a stop found nothing in flight and closed the port under the handlers still calling the runtime tier)."""
+    drain = server.Drain()
+    stack = InProcessStack(drain=drain)
+    invocations: list[Future] = []
+    submit = stack.sandboxes.submit
+    stack.sandboxes.submit = lambda *args, **kwargs: invocations.append(submit(*args, **kwargs)) or invocations[-1]
+    stack.sandboxes.result = Sandboxes.NEVER
+
+    async def predict_while_looking() -> tuple[set, httpx.Response]:
+        transport = httpx.ASGITransport(app=stack.app, client=CLIENT)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+            answer = asyncio.create_task(client.post("/predict", content=JPEG, headers=with_type(())))
+            await wait_until_async(lambda: invocations)
+            in_flight = set(drain.requests)
+            invocations[0].set_result({"statusCode": 200, "body": "done"})
+            return in_flight, await answer
+
+    try:
+        in_flight, response = asyncio.run(predict_while_looking())
+    finally:
+        stack.runtime.close()
+    assert len(in_flight) == 1 and response.status_code == 200 and response.text == "done"
+    assert drain.requests == set()
+
+
 def test_once_a_stop_has_begun_predict_takes_the_whole_body_before_it_says_so():
     # Answered with Connection: close while a photo of a few MB was still arriving, the close reset the connection
     # and a client still sending (http.client, a browser's fetch) saw that reset, not the 503 (5 of 5 at 4 MB).
@@ -2059,6 +2086,26 @@ def test_a_stop_waits_for_the_request_in_flight_and_leaves_uvicorn_the_rest_of_t
     [(stopping, in_flight, left)], said = drained(monkeypatch, request_s=0.1)
     assert stopping and in_flight == 0 and 0.0 < left <= 0.4
     assert said == ["stopping: answering the 1 /predict request in flight first (at most 0.5 s)"]
+
+
+def test_a_stop_announces_how_many_requests_it_waits_for_and_no_limit_without_a_grace_period(monkeypatch):
+    said, drain = [], server.Drain()
+    monkeypatch.setattr(uvicorn.Server, "shutdown", lambda self, sockets=None: asyncio.sleep(0))
+    instance = server.DrainingServer(uvicorn.Config(app=None, timeout_graceful_shutdown=None), drain, said.append)
+
+    async def stop() -> None:
+        async def request() -> None:
+            with drain.tracking():
+                await asyncio.sleep(0.05)
+
+        running = [asyncio.create_task(request()) for _ in range(2)]
+        await asyncio.sleep(0)  # both in flight
+        await instance.shutdown()
+        await asyncio.gather(*running)
+
+    asyncio.run(stop())
+    assert said == ["stopping: answering the 2 /predict requests in flight first"]
+    assert not drain.cut_short and drain.requests == set()
 
 
 def test_a_request_outliving_the_grace_period_is_left_to_uvicorn_with_none_of_it_left(monkeypatch):
