@@ -13,6 +13,7 @@ import errno
 import gzip
 import json
 import logging
+import os
 import re
 import socket
 import threading
@@ -1066,6 +1067,17 @@ def test_a_config_js_left_in_www_is_not_served_by_another_path(tiers, www):
         stale = tiers.request("GET", path)
         assert stale.status_code == 404 and "STALE" not in stale.text, path
     assert "STALE" not in tiers.request("GET", "/config.js").text  # rendered, never the file
+
+
+@pytest.mark.timeout(60)  # reading the pipe would wait for a writer for ever: a hang guard, not a timing
+def test_what_is_not_a_regular_file_is_a_json_404_and_never_read(tiers, www):
+    """Only files are in the bucket (bundle_dir_files): a directory or a named pipe with a served type's name is a
+    404. Opened, the pipe would block the server until something wrote to it."""
+    (www / "folder.js").mkdir()
+    os.mkfifo(www / "pipe.txt")
+    for path in ("/folder.js", "/pipe.txt"):
+        response = tiers.request("GET", path)
+        assert response.status_code == 404 and response.json() == {"message": "Not Found"}, path
 
 
 def test_a_path_that_names_a_file_only_once_normalised_is_a_json_404(tiers, www):
