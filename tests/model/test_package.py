@@ -67,6 +67,23 @@ def test_tarball_bytes_do_not_depend_on_member_order_or_where_it_is_written(tmp_
     assert header[4:8] == b"\0\0\0\0" and not header[3] & gzip.FNAME
 
 
+def test_tarball_bytes_do_not_depend_on_the_locales_codeset(tmp_path):
+    """A code file named in UTF-8 (model/code/données.py) goes in as UTF-8 in any locale: PAX records the name in a
+    header of its own. A GNU or ustar archive encodes it in the locale's codeset, and under an ASCII one fails."""
+    from tests.conftest import run_in_an_ascii_locale
+
+    members = {**MEMBERS, "code/données.py": b"x"}
+    here, ascii_locale = tmp_path / "here.tar.gz", tmp_path / "ascii.tar.gz"
+    package.write_tarball(members, here)
+    script = (
+        "import sys, os; from pathlib import Path; from model import package; "
+        f"package.write_tarball({members!a}, Path(os.fsdecode(sys.argv[1])))"
+    )
+    run_in_an_ascii_locale(script, os.fsencode(ascii_locale))
+    assert ascii_locale.read_bytes() == here.read_bytes()
+    assert "code/données.py" in [name for name, *_ in _listing(here)]
+
+
 def test_tarball_entries_are_sorted_dirs_then_files_root_owned_fixed_modes(tmp_path):
     out = tmp_path / "model.tar.gz"
     package.write_tarball(MEMBERS, out)
@@ -191,6 +208,8 @@ CHANGES = {
     "the installed torch": _another_installed("torch"),
     "the installed torchvision": _another_installed("torchvision"),
     "the installed onnx": _another_installed("onnx"),
+    # bumped when the artifact's layout changes: the same inputs then build another artifact
+    "the build format": lambda i, m: m.setattr(package, "BUILD_FORMAT", package.BUILD_FORMAT + 1),
 }
 
 
@@ -451,7 +470,9 @@ def test_state_dict_bytes_depend_only_on_the_values(tmp_path):
     torch.save({k: v.double() if v.is_floating_point() else v for k, v in reversed(state.items())}, shuffled)
     loaded = [package.load_state_dict(package.WeightsSource(p, "IMAGENET1K_V1")) for p in (plain, shuffled)]
     assert list(loaded[1]) == list(state)
-    assert all(v.dtype == torch.float32 for v in loaded[1].values() if v.is_floating_point())
+    # Every value, the BatchNorms' int64 num_batches_tracked too: model.pth's bytes (and the artifact's sha256, which
+    # rolls the endpoint) are those of a float32 state_dict.
+    assert {v.dtype for v in loaded[1].values()} == {torch.float32}
     assert package.serialize_state_dict(loaded[0]) == package.serialize_state_dict(loaded[1])
 
 
@@ -619,6 +640,19 @@ def test_metadata_follows_the_preset(preset, resize):
         "std": [0.229, 0.224, 0.225],
         "interpolation": "bilinear",
     }
+
+
+def test_int8_calibration_crops_are_the_same_on_every_build():
+    """The int8 scales come from these crops: random ones of a fresh seed would give every `make model INT8=1` another
+    graph, another sha256 and a rolled endpoint from unchanged inputs."""
+    import numpy as np
+
+    meta = package.metadata(package.WeightsSource(None, "IMAGENET1K_V1"))
+    photos = sorted(package.CALIBRATION_DIR.glob("*.jpg"))[:1]
+    first, second = (list(package.calibration_batches(meta, photos)) for _ in range(2))
+    assert len(first) == package.CALIBRATION_CROPS_PER_PHOTO
+    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+    assert not np.array_equal(first[0], first[1])  # crops of the photo, not one view repeated
 
 
 @pytest.mark.parametrize("free", [0, 4 * 1000])
