@@ -531,10 +531,13 @@ def test_a_torn_weights_file_says_what_failed_in_one_sentence(tmp_path):
     assert message.endswith("); save model.state_dict() with torch.save(), not the model")
 
 
-def test_a_saved_list_is_not_a_state_dict(tmp_path):
-    path = tmp_path / "list.pth"
-    torch.save([torch.zeros(1)], path)
-    with pytest.raises(package.BuildInputError, match=r"list\.pth holds a list, not a state_dict"):
+@pytest.mark.parametrize(
+    ("saved", "kind"), [([torch.zeros(1)], "list"), ((torch.zeros(1),), "tuple"), (torch.zeros(1), "Tensor")]
+)
+def test_a_saved_list_tuple_or_tensor_is_not_a_state_dict(tmp_path, saved, kind):
+    path = tmp_path / "saved.pth"
+    torch.save(saved, path)
+    with pytest.raises(package.BuildInputError, match=rf"saved\.pth holds a {kind}, not a state_dict$"):
         _load(path)
 
 
@@ -608,6 +611,19 @@ def test_a_download_cut_off_mid_transfer_is_not_blamed_on_a_cached_copy(tmp_path
     assert download_failure(monkeypatch, http.client.IncompleteRead(b"x" * 10, 90)) == (
         f"could not download {V2_URL} (IncompleteRead: IncompleteRead(10 bytes read, 90 more expected)); {OFFLINE_HINT}"
     )
+
+
+def test_a_download_that_does_not_load_strictly_names_the_preset(monkeypatch):
+    # No file to name: torchvision's weights for the preset are another model's (WEIGHTS_ENUM set for another one).
+    monkeypatch.setattr(
+        torchvision.models.MobileNet_V2_Weights, "get_state_dict", lambda self, **kw: {"head.weight": torch.zeros(1)}
+    )
+    with pytest.raises(package.BuildInputError) as err:
+        package.load_state_dict(package.WeightsSource(None, "IMAGENET1K_V2"))
+    assert str(err.value).startswith(
+        "weights file IMAGENET1K_V2 does not load strictly into torchvision mobilenet_v2: missing keys: "
+    )
+    assert str(err.value).endswith("; unexpected keys: head.weight")
 
 
 @pytest.mark.parametrize("content", [b"", b"not a checkpoint", b"PK\x03\x04 cut short"])
