@@ -15,6 +15,7 @@ import pickle
 import re
 import signal
 import stat
+import subprocess
 import tarfile
 import urllib.error
 import zipfile
@@ -292,6 +293,20 @@ def test_force_rebuilds_and_an_edited_or_lost_artifact_is_rebuilt(stub_build):
     b.out.unlink()
     assert package.build(b.source, b.out, onnx=False)[1] is True
     assert package.build(b.source, b.out, onnx=False)[1] is False
+
+
+def test_the_checksum_file_is_what_sha256sum_checks_and_only_its_exact_hash_counts(stub_build):
+    """model.tar.gz.sha256 is sha256sum's own line, so `sha256sum -c` checks a copied artifact; a hash with anything
+    stuck to it (an edit, a torn write) no longer names the artifact, which is rebuilt."""
+    b = stub_build
+    package.build(b.source, b.out, onnx=False)
+    recorded = b.out.with_name("model.tar.gz.sha256")
+    assert recorded.read_text() == f"{hashlib.sha256(b.out.read_bytes()).hexdigest()}  model.tar.gz\n"
+    checked = subprocess.run(["sha256sum", "-c", recorded.name], cwd=b.out.parent, capture_output=True, text=True)
+    assert (checked.returncode, checked.stdout) == (0, "model.tar.gz: OK\n")
+    digest = recorded.read_text().split()[0]
+    recorded.write_text(f"{digest}0  model.tar.gz\n")
+    assert package.build(b.source, b.out, onnx=False)[1] is True
 
 
 @pytest.mark.parametrize("lost", ["model.tar.gz.inputs", "model.tar.gz.sha256"])
