@@ -331,7 +331,7 @@ class FakeStack:
     """What ManagedEndpoint uses of a TorchServeEndpoint."""
 
     def __init__(self, name: str, exit_code: int | None = None):
-        self.url = self.base = name
+        self.url, self.base = name, Path(f"/tmp/torchserve-{name}")
         self.code = exit_code
         self.stopped = False
 
@@ -342,7 +342,7 @@ class FakeStack:
         return 200, {"Content-Type": "application/json"}, self.url.encode()
 
     def log_tail(self, n):
-        return f"last lines of {self.url}"
+        return f"the last {n} lines of {self.url}'s log"
 
     def stop(self):
         self.stopped = True
@@ -380,9 +380,15 @@ def test_a_failed_replacement_keeps_answering_down_and_is_tried_again(monkeypatc
     wait_until(lambda: managed._current is not None)
     assert managed.invoke(b"x", "image/jpeg")[2] == b"fresh"
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    assert len(errors) == 2, errors
-    assert "was killed by SIGKILL" in errors[0] and "last lines of dead" in errors[0]
-    assert "could not be restarted" in errors[1] and "java exploded" in errors[1]
+    assert errors == [
+        "TorchServe stopped serving (the toolkit process was killed by SIGKILL (it exits when TorchServe's JVM does));"
+        " starting a new one (invocations get 'not ready' meanwhile)\n"
+        "--- last lines of /tmp/torchserve-dead/serve.log ---\nthe last 20 lines of dead's log",
+        "TorchServe could not be restarted (an invocation 1 s on tries again): java exploded",
+    ]
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        "TorchServe is serving again at fresh"
+    ]
     managed.stop()
     assert fresh.stopped
 
@@ -771,7 +777,7 @@ def scripted(tmp_path: Path, answers: dict, *, returncode=None, log=(), startup_
     ep.asked = []
 
     def request(method, path, body=None, headers=None, timeout=60, down_raises=False):
-        ep.asked.append((method, path, headers))
+        ep.asked.append((method, path, headers, body))
         statuses = answers[method]
         status = statuses.pop(0) if len(statuses) > 1 else statuses[0]
         return status, {}, b'{"code": %d}' % status
@@ -785,6 +791,9 @@ def test_ready_once_a_warm_up_is_answered_after_no_worker_yet(tmp_path):
     ep.wait_ready()
     posts = [asked for asked in ep.asked if asked[0] == "POST"]
     assert len(posts) == 3 and posts[0][2] == {"Content-Type": "image/jpeg", "Accept": "application/json"}
+    from PIL import Image
+
+    assert Image.open(io.BytesIO(posts[0][3])).format == "JPEG", "the warm-up is an image the model takes"
 
 
 def test_a_toolkit_that_exited_fails_readiness_with_its_code_last_error_and_log(tmp_path):
@@ -848,6 +857,57 @@ def test_a_failed_warm_up_without_a_death_is_named_by_its_status(tmp_path):
         ep.wait_ready()
 
 
+def test_a_ping_not_answered_200_is_not_ready_and_sends_no_warm_up(tmp_path):
+    # TorchServe's /ping answers 500 "Unhealthy" until its model is registered: no warm-up is sent to it meanwhile.
+    ep = scripted(tmp_path, {"GET": [500], "POST": [200]}, startup_timeout=0)
+    with pytest.raises(TorchServeError, match="not ready after 0 s"):
+        ep.wait_ready()
+    assert [asked[0] for asked in ep.asked] == ["GET"]
+
+
+@pytest.mark.parametrize("hangs", ["GET", "POST"])
+def test_a_stack_that_never_answers_is_given_up_on_within_a_warm_up_of_the_startup_timeout(
+    tmp_path, monkeypatch, hangs
+):
+    """A JVM that takes connections and answers none: each /ping and warm-up waits out its own timeout (the clock is
+    moved by that much), and one as long as an invocation's would have the start-up timeout overshot by a minute."""
+    now = [0.0]
+    clock = SimpleNamespace(monotonic=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    monkeypatch.setattr(torchserve, "time", clock)
+    ep = scripted(tmp_path, {"GET": [200], "POST": [0]}, startup_timeout=10)
+    answers = ep._request
+
+    def request(method, path, body=None, headers=None, timeout=60, down_raises=False):
+        if method != hangs:
+            return answers(method, path, body, headers, timeout, down_raises)
+        now[0] += timeout  # no answer: its whole timeout passes
+        return 0, {}, b""
+
+    ep._request = request
+    with pytest.raises(TorchServeError, match="not ready after 10 s"):
+        ep.wait_ready()
+    assert 10 < now[0] <= 16, f"gave up at {now[0]} s"
+
+
+def test_a_failure_shows_the_last_40_lines_of_the_log_it_names(tmp_path):
+    log = [f"line {i}" for i in range(1, 51)]
+    ep = scripted(tmp_path, {"GET": [0], "POST": [0]}, log=log, startup_timeout=0)
+    with pytest.raises(TorchServeError) as failed:
+        ep.wait_ready()
+    _, header, *tail = str(failed.value).splitlines()
+    assert header == f"--- last lines of {tmp_path}/serve.log ---"
+    assert tail == log[-40:]
+
+
+def test_a_long_warm_up_answer_is_cut_to_200_bytes_in_the_failure(tmp_path):
+    ep = scripted(tmp_path, {"GET": [200], "POST": [500]}, startup_timeout=0)
+    ep._await_worker_death = lambda deadline: None
+    ep._request = lambda method, *args, **kwargs: (200, {}, b"") if method == "GET" else (500, {}, b"x" * 300)
+    with pytest.raises(TorchServeError) as failed:
+        ep.wait_ready()
+    assert str(failed.value).splitlines()[0] == f"warm-up invocation got 500: {b'x' * 200!r}"
+
+
 def test_with_stops_the_endpoint_when_it_does_not_become_ready_and_on_exit(monkeypatch):
     events = []
     monkeypatch.setattr(TorchServeEndpoint, "start", lambda self: events.append("start"))
@@ -876,18 +936,22 @@ def test_with_stops_the_endpoint_when_it_does_not_become_ready_and_on_exit(monke
     assert events == ["start", "stop"]
 
 
-def test_an_http_error_is_its_status_and_body_and_accept_is_sent():
+@pytest.mark.parametrize(
+    ("status", "answer"),
+    [(200, b"label,probability\ntabby,0.9\n"), (415, b"content type 'text/plain' is not one of ...")],
+)
+def test_an_answer_or_http_error_is_its_status_headers_and_body_and_the_request_is_sent_as_given(status, answer):
     seen = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self):
-            seen.append(self.headers["Accept"])
-            self.rfile.read(int(self.headers["Content-Length"]))
-            body = b"content type 'text/plain' is not one of ..."
-            self.send_response(415)
-            self.send_header("Content-Length", str(len(body)))
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append((self.path, self.headers["Content-Type"], self.headers["Accept"], body))
+            self.send_response(status)
+            self.send_header("Content-Type", "text/csv")
+            self.send_header("Content-Length", str(len(answer)))
             self.end_headers()
-            self.wfile.write(body)
+            self.wfile.write(answer)
 
         def log_message(self, *args):
             pass
@@ -897,11 +961,12 @@ def test_an_http_error_is_its_status_and_body_and_accept_is_sent():
         thread.start()
         try:
             endpoint = TorchServeEndpoint(Path("model.tar.gz"), port=httpd.server_address[1])
-            status, headers, body = endpoint.invoke(b"hello", "text/plain", accept="text/csv")
+            answered = endpoint.invoke(b"hello", "text/plain", accept="text/csv")
         finally:
             httpd.shutdown()
-    assert (status, body) == (415, b"content type 'text/plain' is not one of ...")
-    assert headers["Content-Length"] == str(len(body)) and seen == ["text/csv"]
+    assert answered[0] == status and answered[2] == answer
+    assert answered[1]["Content-Type"] == "text/csv" and answered[1]["Content-Length"] == str(len(answer))
+    assert seen == [("/invocations", "text/plain", "text/csv", b"hello")]
 
 
 def test_torchserve_is_reached_directly_whatever_the_shells_proxy_says(monkeypatch):
@@ -961,7 +1026,7 @@ def test_main_serves_until_the_stack_exits_and_names_failures(monkeypatch, capsy
 
         def __init__(self, artifact, *, port, startup_timeout):
             opened.append((artifact, port, startup_timeout))
-            self._proc = Toolkit(returncode=1)
+            self._proc = SimpleNamespace(poll=lambda: None if len(slept) < 2 else 1)  # runs two seconds, then exits
 
         def __enter__(self):
             if opened[-1][1] == 2:
@@ -976,11 +1041,15 @@ def test_main_serves_until_the_stack_exits_and_names_failures(monkeypatch, capsy
         def log_tail(self):
             return "the JVM died"
 
+    slept = []
     monkeypatch.setattr(torchserve, "TorchServeEndpoint", Endpoint)
+    monkeypatch.setattr(torchserve, "time", SimpleNamespace(sleep=slept.append))
     assert torchserve.main(["m.tar.gz", "--port", "1", "--startup-timeout", "7"]) == 1
     assert opened == [(Path("m.tar.gz"), 1, 7.0)]
+    assert slept == [1, 1], "served while the stack ran"
     out, err = capsys.readouterr()
     assert "the JVM died" in err
+    assert "serving m.tar.gz at http://127.0.0.1:1/invocations (ping: http://127.0.0.1:1/ping); Ctrl-C stops" in out
     assert f"logs: {tmp_path}/serve.log" in out, "where to look when it fails"
     assert torchserve.main(["m.tar.gz", "--port", "2"]) == 1
     assert opened[-1][2] == 120, "the default startup timeout"
@@ -1238,6 +1307,62 @@ def test_the_copy_a_stack_killed_outright_left_is_removed_at_the_next_start(tmp_
         assert not left.exists()
     finally:
         managed.stop()
+
+
+@pytest.mark.parametrize("during", ["the copy", "the first start"])
+def test_a_stop_signal_during_the_first_start_leaves_no_copy_of_the_artifact(tmp_path, monkeypatch, during):
+    """Ctrl-C while the artifact is copied or the first stack loads: start() raises, nothing will stop() the endpoint,
+    and the copy must go with it (a live process's copy is no orphan: no later start would remove it)."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    artifact = tmp_path / "model.tar.gz"
+    artifact.write_bytes(b"model")
+    managed = ManagedEndpoint(artifact)
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    if during == "the copy":
+        monkeypatch.setattr(torchserve.shutil, "copyfile", interrupted)
+    else:
+        monkeypatch.setattr(managed, "_launch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        managed.start()
+    assert list(tmp.iterdir()) == []
+
+
+@pytest.mark.timeout(60)
+def test_the_copy_of_a_stack_killed_outright_is_kept_while_it_runs_and_swept_once_it_is_gone(tmp_path):
+    """The copy's directory as a real start names it (the sweep test above makes one up): a sweep by another start
+    leaves it while its process runs, and removes it once a `kill -9` took that process."""
+    from local.runtime import sweep_orphaned_model_dirs
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    artifact = tmp_path / "model.tar.gz"
+    artifact.write_bytes(b"model")
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from local.torchserve import ManagedEndpoint\n"
+        "managed = ManagedEndpoint(Path(sys.argv[1]))\n"
+        "managed._launch = lambda: None\n"
+        "managed.start()\n"
+        "print(managed.artifact, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    with subprocess.Popen(
+        [sys.executable, "-c", script, str(artifact)], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
+    ) as child:
+        try:
+            copy = Path(child.stdout.readline().strip())
+            assert copy.parent.parent == tmp and copy.read_bytes() == b"model"
+            assert sweep_orphaned_model_dirs(tmp) == []
+        finally:
+            child.kill()
+    assert sweep_orphaned_model_dirs(tmp) == [copy.parent]
 
 
 @pytest.mark.parametrize("refused", ["the copy", "the unpack"])
