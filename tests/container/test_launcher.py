@@ -1144,20 +1144,26 @@ def test_a_replacement_in_a_daemon_thread_does_not_hold_up_the_interpreters_exit
 
 
 @pytest.mark.timeout(60)
-def test_a_replacement_that_finishes_after_stop_is_stopped_not_served(monkeypatch):
+@pytest.mark.parametrize("outcome", ["started", "gave up"])
+def test_a_replacement_that_ends_after_stop_is_stopped_not_served_and_logs_no_error(monkeypatch, caplog, outcome):
+    # Ctrl-C while a dead stack is replaced: the start it cuts short is no failure to report.
     fresh = FakeStack("fresh")
     managed = ManagedEndpoint(Path("model.tar.gz"))
 
-    def launch():  # finishes only once stop() has begun
+    def launch():  # ends only once stop() has begun
         wait_until(lambda: managed._closed, "stop() to begin")
+        if outcome == "gave up":
+            raise TorchServeDown("the endpoint is closed")  # as _launch does once stop() has begun
         return fresh
 
     monkeypatch.setattr(managed, "_launch", launch)
     managed._current = FakeStack("dead", exit_code=1)
     with pytest.raises(TorchServeDown):
         managed.invoke(b"x", "image/jpeg")
-    managed.stop()  # returns once the replacement has given up
-    assert fresh.stopped and managed._current is None
+    managed.stop()  # returns once the replacement has ended
+    assert fresh.stopped is (outcome == "started") and managed._current is None
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].startswith("TorchServe stopped serving"), errors
 
 
 def test_after_stop_nothing_is_started_again(monkeypatch):
