@@ -1192,7 +1192,7 @@ def test_port_range_and_log_level_spelling():
     assert parse_args(["--runtime", "TorchServe"]).runtime == "torchserve"  # RUNTIME=TorchServe was refused
 
 
-def test_the_stacks_own_log_lines_carry_their_utc_offset_as_the_handlers_lines_do(monkeypatch):
+def test_the_stacks_own_log_lines_carry_their_utc_offset_as_the_handlers_lines_do(monkeypatch, capsys):
     """`python -m local`'s lines (`... WARNING local.runtime: invocation <id>: ...`) gave the local time without a
     zone, beside the handler's Powertools lines, which give the same time with its offset: outside UTC they read as
     another hour than those, and than the UTC times of the events' requestContext.time and of CloudWatch."""
@@ -1207,13 +1207,18 @@ def test_the_stacks_own_log_lines_carry_their_utc_offset_as_the_handlers_lines_d
     monkeypatch.setenv("TZ", "JST-9")
     time.tzset()
     try:
-        assert main(["--host", "192.0.2.1"]) == 2  # refused (no --allow-remote) once logging is set up
+        # Refused (no --allow-remote) once logging is set up, at --log-level's level.
+        assert main(["--host", "192.0.2.1", "--log-level", "DEBUG"]) == 2
+        assert logging.root.level == logging.DEBUG
         [handler] = logging.root.handlers
         record = logging.LogRecord("local.runtime", logging.WARNING, __file__, 1, "invocation x: 424", None, None)
         record.created, record.msecs = 1_700_000_000.25, 250.0
         powertools_time = LambdaPowertoolsFormatter().formatTime(record)
         assert powertools_time == "2023-11-15 07:13:20,250+0900"
         assert handler.format(record) == f"{powertools_time} WARNING local.runtime: invocation x: 424"
+        capsys.readouterr()
+        handler.handle(record)  # on stderr, as logging.basicConfig's: stdout holds the banner only
+        assert capsys.readouterr() == ("", f"{powertools_time} WARNING local.runtime: invocation x: 424\n")
     finally:
         monkeypatch.undo()
         time.tzset()
@@ -1490,6 +1495,148 @@ def what_main_serves(monkeypatch, tmp_path, *args: str) -> SimpleNamespace:
     return SimpleNamespace(**seen)
 
 
+def what_main_runs(monkeypatch, tmp_path, *args: str, while_serving=None) -> SimpleNamespace:
+    """main() through serving, with stand-ins for the model, the Lambda sandboxes and uvicorn's server (whose run()
+    calls `while_serving(server)`, or returns at once): what it built, what it said, what it closed."""
+    from local import __main__ as cli
+
+    seen = SimpleNamespace(closed=[], stops_asked=[])
+
+    class Model:
+        backend = "fake"
+
+        def __init__(self, _artifact) -> None:
+            pass
+
+        def close(self) -> None:
+            seen.closed.append("model")
+
+    class Sandboxes:
+        def shutdown(self, end_invocations: bool = False) -> None:
+            seen.closed.append("invocations ended" if end_invocations else "sandboxes")
+
+    def start_sandboxes(stack, region):
+        seen.sandbox_region = region
+        return Sandboxes()
+
+    def create_app(stack, runtime, sandboxes, **options):
+        seen.stack, seen.runtime, seen.app_options = stack, runtime, options
+        return server.create_app(stack, runtime, sandboxes, **options)
+
+    class Server:
+        def __init__(self, config, drain, announce, give_up) -> None:
+            self.config, self.give_up = config, give_up
+            seen.server_log_level = config.log_level
+
+        def handle_exit(self, sig, frame) -> None:
+            seen.stops_asked.append(sig)
+
+        def run(self, sockets) -> None:
+            if while_serving is not None:
+                while_serving(self)
+
+    monkeypatch.setattr(cli, "InProcessContainer", Model)
+    monkeypatch.setattr(cli, "start_sandboxes", start_sandboxes)
+    monkeypatch.setattr(cli, "create_app", create_app)
+    monkeypatch.setattr(cli, "DrainingServer", Server)
+    artifact = tmp_path / "model.tar.gz"
+    artifact.write_bytes(b"")
+    seen.status = cli.main(["--port", "0", "--artifact", str(artifact), *args])
+    return seen
+
+
+def test_the_banner_gives_the_stacks_urls_and_what_it_serves_with(monkeypatch, tmp_path, capsys):
+    """What `make demo` prints once it serves: the URLs to open or call, and the stack config's limits."""
+    ran = what_main_runs(monkeypatch, tmp_path)
+    assert ran.status == 0
+    base_url = ran.stack.base_url
+    assert capsys.readouterr().out == (
+        "loading model.tar.gz into the inprocess runtime tier ...\n"
+        "\nmobilenet-serverless local stack (config Pulumi.dev.yaml, model backend fake)\n"
+        f"  site      {base_url}/\n"
+        f"  api       POST {base_url}/predict\n"
+        f"  runtime   POST {base_url}/endpoints/mobilenet-local/invocations (MaxConcurrency 5, serverless memory"
+        " 2048 MB)\n"
+        "  throttle  /predict at 10 requests/s, bursts of 20 (apiThrottleRateLimit/BurstLimit), then API Gateway's"
+        " 429 (STAGE_THROTTLE=0 or --no-stage-throttle lifts it)\n"
+        "  listening on 127.0.0.1 only; Ctrl-C stops\n"
+        "\nstopped\n"
+    )
+    what_main_runs(monkeypatch, tmp_path, "--no-stage-throttle")
+    assert "  throttle  off (--no-stage-throttle): /predict takes any rate\n" in capsys.readouterr().out
+
+
+def test_the_options_and_the_stack_config_reach_the_tiers(monkeypatch, tmp_path):
+    """The stack config's region and MaxConcurrency reach the runtime tier and the sandboxes; --fault-injection
+    and --log-level reach the app and uvicorn; and the open-file limit is raised before serving."""
+    import sys
+
+    raised = []
+    fake = SimpleNamespace(
+        RLIMIT_NOFILE=7,
+        RLIM_INFINITY=-1,
+        getrlimit=lambda which: (1024, 4096),
+        setrlimit=lambda which, limits: raised.append(limits),
+    )
+    monkeypatch.setitem(sys.modules, "resource", fake)
+    stack_file = tmp_path / "Pulumi.x.yaml"
+    stack_file.write_text(
+        (ROOT / "Pulumi.dev.yaml")
+        .read_text()
+        .replace("aws:region: us-east-1", "aws:region: eu-west-1")
+        .replace("maxConcurrency: 5", "maxConcurrency: 3")
+    )
+    ran = what_main_runs(monkeypatch, tmp_path, "--stack-config", str(stack_file))
+    assert (ran.sandbox_region, ran.runtime.region, ran.runtime.max_concurrency) == ("eu-west-1", "eu-west-1", 3)
+    assert (ran.app_options["fault_injection"], ran.server_log_level) == (False, "warning")
+    assert raised == [(4096, 4096)]
+    ran = what_main_runs(monkeypatch, tmp_path, "--fault-injection", "--log-level", "DEBUG")
+    assert (ran.app_options["fault_injection"], ran.server_log_level) == (True, "debug")
+
+
+def test_while_it_serves_a_stop_signal_asks_the_server_to_stop_and_after_it_nothing_is_left_changed(
+    monkeypatch, tmp_path, capsys
+):
+    """Ctrl-C, SIGTERM and SIGHUP (uvicorn handles no SIGHUP) stop the server gracefully; its grace-period overrun
+    is said as the stop's own line; the runtime tier logs at the handler's level (INFO, dev's proxyLogLevel) under
+    --log-level warning. Once main() returns (it may run in a longer-lived process, as here) the model and the
+    sandboxes are closed, and the signal handlers, uvicorn's log and the runtime tier's level are as they were."""
+    import signal
+
+    from local.runtime import STOP_SIGNALS
+
+    uvicorn_log, runtime_log = logging.getLogger("uvicorn.error"), logging.getLogger("local.runtime")
+    cancel = "Cancel %s running task(s), timeout graceful shutdown exceeded"
+    during = {}
+
+    def serving(stack_server) -> None:
+        for sig in sorted(STOP_SIGNALS):
+            signal.raise_signal(sig)
+        uvicorn_log.error(cancel, 2)
+        stack_server.give_up()  # the grace period over: the sandboxes still running those requests are ended
+        during["runtime logs INFO"] = runtime_log.isEnabledFor(logging.INFO)
+
+    for name in ("LOG_LEVEL", "POWERTOOLS_LOG_LEVEL"):  # a shell's would set the handler's level, and so this one
+        monkeypatch.delenv(name, raising=False)
+    before = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    ran = what_main_runs(monkeypatch, tmp_path, while_serving=serving)
+    assert ran.status == 0 and ran.stops_asked == sorted(STOP_SIGNALS)
+    assert during == {"runtime logs INFO": True}
+    assert "stopping: the requests still running after 5 s are cut short" in capsys.readouterr().out
+    assert ran.closed == ["invocations ended", "sandboxes", "model"]
+    assert {sig: signal.getsignal(sig) for sig in STOP_SIGNALS} == before
+    assert runtime_log.level == logging.NOTSET
+    kept = []
+    handler = logging.Handler()
+    handler.emit = kept.append
+    uvicorn_log.addHandler(handler)
+    try:
+        uvicorn_log.error(cancel, 2)
+    finally:
+        uvicorn_log.removeHandler(handler)
+    assert len(kept) == 1, "uvicorn's log is still filtered after main() returned"
+
+
 def test_a_loopback_stack_is_announced_at_its_address_and_takes_the_page_opened_as_localhost(monkeypatch, tmp_path):
     served = what_main_serves(monkeypatch, tmp_path)
     base_url = f"http://127.0.0.1:{served.port}"
@@ -1595,6 +1742,7 @@ def test_an_artifact_path_the_system_cannot_look_up_is_an_error_line_not_a_trace
     err = capsys.readouterr().err
     prefix = f"error: model artifact {artifact} ({named_by}) cannot be read: "
     assert err.startswith(prefix) and why in err.removeprefix(prefix) and err.count("\n") == 1 and err.endswith("\n")
+    assert err.count(str(artifact)) == 1, err  # not again in the reason: "[Errno 36] File name too long: '...'"
 
 
 def test_a_home_folder_in_a_path_option_is_expanded(monkeypatch, tmp_path, capsys):
