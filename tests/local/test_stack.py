@@ -1177,6 +1177,9 @@ def test_only_uvicorns_grace_period_overrun_is_said_as_the_stops_own_line():
     assert overrun.filter(record(logging.ERROR, cancel.msg, 0)) is False and len(said) == 1
     assert overrun.filter(record(logging.ERROR, "Exception in ASGI application")) is True
     assert overrun.filter(record(logging.INFO, "Shutting down")) is True
+    # Both halves of uvicorn's words, not either
+    assert overrun.filter(record(logging.ERROR, "Cancel requested by the client")) is True
+    assert overrun.filter(record(logging.ERROR, "%s: timeout graceful shutdown exceeded", "lifespan")) is True
     assert len(said) == 1
     # ... unless the drain cut /predict requests short itself: they may be over by the time uvicorn counts
     from local.server import Drain
