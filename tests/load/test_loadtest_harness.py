@@ -152,6 +152,7 @@ def test_each_fault_passes_its_designed_answer_and_not_a_near_miss(name):
 
     spec = next(spec for spec in fault_specs(20.0) if spec.name.split(" (")[0] == name)
     status, body, retry_after = DESIGNED[name]
+    assert spec.expected_status == {status}, "one designed status: a slow model's 502 is not its 504"
     assert judge(spec, status, body, retry_after) == (True, "")
     assert not judge(spec, 500 if status != 500 else 502, body, retry_after)[0], "another status"
     if "error" in body:
@@ -878,3 +879,69 @@ def test_the_load_tests_clients_reach_the_stack_directly_whatever_the_shells_pro
         assert lt.retry_like_the_ui(url, b"jpeg", 0, max_tries=1).status == 200
     assert [s.status for s in samples] == [200, 200]
     assert via_proxy == [] and len(seen) == 14
+
+
+@pytest.mark.parametrize(("status", "designed"), [(200, True), (429, True), (0, False), (500, False), (503, False)])
+def test_only_200_and_429_are_designed_load_answers(status, designed):
+    """A 503 (the model not ready) or a 500 under load is a failure, not throttling: 429 is the designed refusal."""
+    summary = summarize([Sample(200, 0.01), Sample(status, 0.01, None if status == 200 else "code")], 1.0, 2)
+    assert summary.unexpected == (0 if designed else 1)
+    assert (load_failures(summary, requested=2, duration_cap_s=60) == []) is designed
+
+
+def test_a_load_that_sent_nothing_within_its_cap_says_no_answer_was_200():
+    empty = summarize([], wall_s=60.0, concurrency=8)
+    assert load_failures(empty, requested=20, duration_cap_s=60) == [
+        "only 0 of 0 load answers were 200: {} {}",
+        "only 0 of 20 requests within 60 s",
+    ]
+
+
+def test_a_fault_answer_that_is_not_a_json_object_is_named_as_such():
+    """The table's FAIL line says what was wrong with the answer: a JSON string body read "no message"."""
+    for spec in (CRASH, MODEL_500):
+        assert judge(spec, 502 if spec is MODEL_500 else 500, "Internal Server Error", None) == (
+            False,
+            "body is not a JSON object",
+        )
+
+
+def test_the_slow_model_fault_outlasts_the_handlers_read_timeout():
+    """Delayed exactly by the read timeout, the model's answer and the handler's timeout race: 504 or 200."""
+    from bench.loadtest import fault_specs
+
+    (slow,) = [spec for spec in fault_specs(7.0) if spec.name.startswith("slow model")]
+    assert slow.faults["delay_s"] > 7.0
+
+
+def test_a_wrong_answer_to_a_fault_is_what_fails_it_even_when_the_stack_does_not_recover(monkeypatch, fake_stack_calls):
+    import httpx
+
+    import bench.loadtest as lt
+
+    _, answers = fake_stack_calls
+    answers.append(httpx.Response(200, json={"predictions": []}))  # the burst throttled nothing
+    not_recovered = (False, "normal request after the fault: 503")
+    monkeypatch.setattr(lt, "normal_requests_succeed", lambda url, image: not_recovered)
+    outcome = lt.run_fault("http://127.0.0.1:9", b"jpeg", THROTTLED)
+    assert not outcome.ok and outcome.note == "status 200, expected [429]"
+
+
+def test_the_broken_artifact_has_no_model_pth_and_a_model_onnx_that_is_not_one(tmp_path):
+    """With model.pth left in, model_fn could fall back to TorchScript and the stack start: the case would then test
+    nothing about a model_fn that fails."""
+    import tarfile
+
+    from bench.loadtest import broken_artifact
+    from tests.conftest import tar_gz_of
+
+    source = tar_gz_of(
+        tmp_path / "model.tar.gz",
+        {"model.onnx": b"\x08\x07onnx", "model.pth": b"weights", "metadata.json": b"{}", "code/inference.py": b"#"},
+    )
+    broken = broken_artifact(source, tmp_path / "broken.tar.gz")
+    with tarfile.open(broken) as tar:
+        files = {m.name.lstrip("./"): tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+    assert sorted(files) == ["code/inference.py", "metadata.json", "model.onnx"]
+    assert files["model.onnx"].startswith(b"this is not an ONNX model")
+    assert (files["metadata.json"], files["code/inference.py"]) == (b"{}", b"#")
