@@ -121,6 +121,10 @@ def test_aarch64_is_named_by_its_architecture_implementer_and_part():
     assert cpu_description(graviton3, 64, "aarch64") == (
         "aarch64 (implementer 0x41, part 0xd40; dot product, I8MM, SVE), 64 vCPU"
     )
+    cortex_a72 = "processor\t: 0\nFeatures\t: fp asimd crc32 cpuid\nCPU implementer\t: 0x41\nCPU part\t: 0xd08\n"
+    assert cpu_description(cortex_a72, 4, "aarch64") == (  # no int8 dot product: said outright, as "no AVX-512" is
+        "aarch64 (implementer 0x41, part 0xd08; no dot product), 4 vCPU"
+    )
 
 
 @pytest.mark.parametrize(
@@ -132,6 +136,8 @@ def test_aarch64_is_named_by_its_architecture_implementer_and_part():
         ("processor\t: 0\ncpu\t\t: POWER9 (raw)\n", 8, "ppc64le", "ppc64le, 8 vCPU"),  # neither x86 nor ARM
         # x86 without a flags line: the extensions are unknown, never said missing
         (ZEN2.split("flags")[0], 2, "x86_64", "AMD EPYC (family 23, model 49), 2 vCPU"),
+        # x86 flags without family, model or name (a trimmed guest's): the extensions alone, after the architecture
+        ("flags\t\t: fpu avx avx2\n", 2, "x86_64", "x86_64 (AVX2, no AVX-512), 2 vCPU"),
     ],
 )
 def test_cpuinfo_that_is_missing_or_unexpected_still_names_the_machine(cpuinfo, cpus, arch, description):
@@ -164,3 +170,19 @@ def test_the_header_reads_avx512_as_the_served_sessions_int8_rule_does(inference
     from bench.machine import AVX512_CORE
 
     assert inference.AVX512_CORE_CPU_FLAGS == AVX512_CORE
+
+
+def test_a_cpuinfo_that_cannot_be_read_or_decoded_still_names_the_machine(monkeypatch, tmp_path):
+    """The header is made after the whole run: a /proc/cpuinfo that raised (denied, or not UTF-8) lost the table."""
+    from bench import machine
+
+    monkeypatch.setattr(machine.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(machine.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(machine, "CPUINFO", tmp_path)  # a folder: IsADirectoryError, an OSError other than missing
+    assert machine.describe() == "x86_64, 2 vCPU"
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_bytes(INTEL.encode().replace(b"Intel(R)", b"Intel\xae"))  # Latin-1's (R): no UTF-8
+    monkeypatch.setattr(machine, "CPUINFO", cpuinfo)
+    assert machine.describe() == (
+        "Intel\ufffd Xeon(R) Processor (family 6, model 167; AVX-512, AVX-512 VNNI, AMX), 2 vCPU"
+    )
