@@ -761,6 +761,44 @@ def test_the_sandboxes_log_at_the_stacks_proxy_log_level_unless_the_shell_asks()
     assert sandbox_environment(stack, "eu-west-1", {"LOG_LEVEL": "DEBUG"})["LOG_LEVEL"] == "DEBUG"
 
 
+# What the README's Environment section passes from the shell besides PATH, POWERTOOLS_* and LOG_LEVEL: the locale,
+# TZ, TMPDIR, the PYTHON* basics, VIRTUAL_ENV and LD_LIBRARY_PATH.
+PROCESS_BASICS = {
+    "LANG": "en_US.UTF-8",
+    "LC_ALL": "C.UTF-8",
+    "LC_CTYPE": "C.UTF-8",
+    "TZ": "Europe/Paris",
+    "TMPDIR": "/var/tmp/stack",
+    "PYTHONPATH": "/opt/extra",
+    "PYTHONUNBUFFERED": "1",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "PYTHONWARNINGS": "ignore::DeprecationWarning",
+    "VIRTUAL_ENV": "/opt/venv",
+    "LD_LIBRARY_PATH": "/opt/lib",
+}
+
+
+def test_the_shells_process_basics_reach_the_sandboxes_but_never_replace_the_functions_own():
+    """Each process basic the README lists reaches the handler as the shell set it: only PATH was checked, so any
+    other could be left out unnoticed. The shell's POWERTOOLS_* pass too, but not over what the component sets: the
+    function's service name, and metrics under MobilenetServerless/local, never the deployed stack's namespace."""
+    from components.settings import load_stack_file
+    from local.server import StackInfo, sandbox_environment
+
+    stack = StackInfo(
+        "http://127.0.0.1:8000", "mobilenet-local", load_stack_file(ROOT / "Pulumi.dev.yaml"), ["http://127.0.0.1:8000"]
+    )
+    shell = {
+        **PROCESS_BASICS,
+        "POWERTOOLS_SERVICE_NAME": "the-shells-service",
+        "POWERTOOLS_METRICS_NAMESPACE": "MobilenetServerless",
+    }
+    env = sandbox_environment(stack, "eu-west-1", shell)
+    assert {name: env.get(name) for name in PROCESS_BASICS} == PROCESS_BASICS
+    assert env["POWERTOOLS_SERVICE_NAME"] == "inference-proxy"
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "MobilenetServerless/local"
+
+
 def test_a_stack_started_from_a_shell_with_real_credentials_still_serves_locally():
     """With the shell's AWS_IGNORE_CONFIGURED_ENDPOINT_URLS the handler sent the image to the real SageMaker
     endpoint (a 503 here); the sandboxes must not see it. (What Python in a sandbox sees, also after its fork
