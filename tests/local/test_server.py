@@ -3062,16 +3062,22 @@ def served_raw(app, raw: bytes) -> tuple[h11.Response, bytes]:
     return asyncio.run(main())
 
 
+def served_event(app, target: bytes) -> dict:
+    """The event the function is handed for a POST of JPEG to `target`, sent as the bytes a client writes."""
+    raw = (
+        b"POST %s HTTP/1.1\r\nhost: 127.0.0.1:8000\r\n" % target
+        + b"content-type: image/jpeg\r\ncontent-length: %d\r\n\r\n" % len(JPEG)
+        + JPEG
+    )
+    head, body = served_raw(app, raw)
+    assert head.status_code == 200, body
+    return json.loads(body)
+
+
 def test_an_absolute_form_request_target_is_routed_like_its_path(tiers):
     # RFC 9112 3.2.2: a server MUST accept absolute-form (what a client sends through an HTTP proxy). The same
     # request in origin-form reaches the function; this one got the gateway's 404.
-    raw = (
-        b"POST HTTP://127.0.0.1:8000/predict?top_k=3 HTTP/1.1\r\nhost: 127.0.0.1:8000\r\n"
-        b"content-type: image/jpeg\r\ncontent-length: %d\r\n\r\n" % len(JPEG) + JPEG
-    )
-    head, body = served_raw(tiers.app, raw)
-    assert head.status_code == 200, body
-    event = json.loads(body)
+    event = served_event(tiers.app, b"HTTP://127.0.0.1:8000/predict?top_k=3")
     assert (event["rawPath"], event["rawQueryString"]) == ("/predict", "top_k=3")
     assert event["requestContext"]["http"]["path"] == "/predict"
     assert base64.b64decode(event["body"]) == JPEG
@@ -3082,13 +3088,7 @@ def test_an_absolute_form_request_target_is_routed_like_its_path(tiers):
 def test_a_percent_encoded_path_reaches_the_function_decoded(tiers):
     # An HTTP API hands the function its path decoded, in rawPath as in requestContext.http.path (live captures,
     # cited in middleapi/standard-server#93: REST APIs and function URLs keep the encoding, HTTP APIs do not).
-    raw = (
-        b"POST /%%70redict HTTP/1.1\r\nhost: 127.0.0.1:8000\r\n"
-        b"content-type: image/jpeg\r\ncontent-length: %d\r\n\r\n" % len(JPEG) + JPEG
-    )
-    head, body = served_raw(tiers.app, raw)
-    assert head.status_code == 200, body
-    event = json.loads(body)
+    event = served_event(tiers.app, b"/%70redict")
     assert event["rawPath"] == event["requestContext"]["http"]["path"] == "/predict"
 
 
