@@ -1559,15 +1559,18 @@ def test_the_banner_gives_the_stacks_urls_and_what_it_serves_with(monkeypatch, t
     ran = what_main_runs(monkeypatch, tmp_path)
     assert ran.status == 0
     base_url = ran.stack.base_url
+    # The dev stack's values as its file has them: a copier who re-measures memorySizeMb keeps this test passing.
+    dev = load_stack_file(ROOT / "Pulumi.dev.yaml")
     assert capsys.readouterr().out == (
         "loading model.tar.gz into the inprocess runtime tier ...\n"
         "\nmobilenet-serverless local stack (config Pulumi.dev.yaml, model backend fake)\n"
         f"  site      {base_url}/\n"
         f"  api       POST {base_url}/predict\n"
-        f"  runtime   POST {base_url}/endpoints/mobilenet-local/invocations (MaxConcurrency 5, serverless memory"
-        " 2048 MB)\n"
-        "  throttle  /predict at 10 requests/s, bursts of 20 (apiThrottleRateLimit/BurstLimit), then API Gateway's"
-        " 429 (STAGE_THROTTLE=0 or --no-stage-throttle lifts it)\n"
+        f"  runtime   POST {base_url}/endpoints/mobilenet-local/invocations (MaxConcurrency {dev.max_concurrency},"
+        f" serverless memory {dev.memory_size_mb} MB)\n"
+        f"  throttle  /predict at {dev.api_throttle_rate_limit} requests/s, bursts of {dev.api_throttle_burst_limit}"
+        " (apiThrottleRateLimit/BurstLimit), then API Gateway's 429 (STAGE_THROTTLE=0 or --no-stage-throttle lifts"
+        " it)\n"
         "  listening on 127.0.0.1 only; Ctrl-C stops\n"
         "\nstopped\n"
     )
@@ -1589,12 +1592,11 @@ def test_the_options_and_the_stack_config_reach_the_tiers(monkeypatch, tmp_path)
     )
     monkeypatch.setitem(sys.modules, "resource", fake)
     stack_file = tmp_path / "Pulumi.x.yaml"
-    stack_file.write_text(
-        (ROOT / "Pulumi.dev.yaml")
-        .read_text()
-        .replace("aws:region: us-east-1", "aws:region: eu-west-1")
-        .replace("maxConcurrency: 5", "maxConcurrency: 3")
-    )
+    text = (ROOT / "Pulumi.dev.yaml").read_text()
+    for key, value in (("aws:region", "eu-west-1"), ("mobilenet-serverless:maxConcurrency", "3")):
+        text, count = re.subn(rf"(?m)^(\s*{key}:).*$", rf"\g<1> {value}", text)
+        assert count == 1, key  # the dev stack's file sets each, whatever its value
+    stack_file.write_text(text)
     ran = what_main_runs(monkeypatch, tmp_path, "--stack-config", str(stack_file))
     assert (ran.sandbox_region, ran.runtime.region, ran.runtime.max_concurrency) == ("eu-west-1", "eu-west-1", 3)
     assert (ran.app_options["fault_injection"], ran.server_log_level) == (False, "warning")
