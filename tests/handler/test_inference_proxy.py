@@ -3,10 +3,12 @@ any AWS call, error mapping, headers, logging hygiene and metrics."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import warnings
+from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
@@ -722,13 +724,16 @@ def test_logs_carry_the_request_id_and_never_the_payload(proxy_env, capsys):
     assert {line.get("status") for line in logs} >= {200, 429, 415, 400}
 
 
-def load_proxy_under_root_level(level: int) -> None:
-    """Load the handler as Lambda's runtime does with the root logger at `level` (its application log level)."""
+@contextlib.contextmanager
+def loaded_under_root_level(level: int) -> Iterator[None]:
+    """Load the handler as Lambda's runtime does with the root logger at `level` (its application log level), which
+    stays so until the block ends: what botocore's loggers inherit is judged under the level they inherit from."""
     root = logging.getLogger()
     previous = root.level
     root.setLevel(level)
     try:
         load_proxy()
+        yield
     finally:
         root.setLevel(previous)
 
@@ -737,17 +742,18 @@ def test_holding_botocore_back_never_switches_on_its_info_lines(proxy_env, capsy
     """Lambda's runtime leaves the root logger at WARNING (no application log level set): holding botocore back from
     DEBUG must not lower it to INFO under that, which put a plain-text "Found credentials in environment variables."
     among the JSON lines at every cold start."""
-    load_proxy_under_root_level(logging.WARNING)
-    assert not logging.getLogger("botocore.credentials").isEnabledFor(logging.INFO)
+    with loaded_under_root_level(logging.WARNING):
+        assert not logging.getLogger("botocore.credentials").isEnabledFor(logging.INFO)
 
 
 def test_a_debug_root_logger_at_load_never_switches_on_botocores_debug_lines(proxy_env):
     """Lambda's application log level DEBUG sets the root logger so before the module loads: botocore, which
     inherits it, would log each InvokeEndpoint's parameters (the image), the response bodies and the signed canonical
-    request (the session token) at DEBUG. Held at INFO instead; not at the root's level, as WARNING is held above."""
-    load_proxy_under_root_level(logging.DEBUG)
-    for name in ("botocore", "botocore.endpoint", "botocore.parsers", "botocore.auth"):
-        assert not logging.getLogger(name).isEnabledFor(logging.DEBUG), name
+    request (the session token) at DEBUG. Held at INFO instead; not at the root's level, as WARNING is held above.
+    Judged while the root is still at DEBUG: a botocore logger left unset inherits the root's level only then."""
+    with loaded_under_root_level(logging.DEBUG):
+        for name in ("botocore", "botocore.endpoint", "botocore.parsers", "botocore.auth"):
+            assert not logging.getLogger(name).isEnabledFor(logging.DEBUG), name
 
 
 def test_logs_name_the_request_id_the_client_was_given(proxy, stub, capsys):
