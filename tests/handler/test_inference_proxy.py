@@ -829,6 +829,16 @@ def test_metrics_report_endpoint_latency_and_errors_by_code(proxy, stub, capsys)
     assert ["ErrorCode", "service"] in [sorted(d) for d in errors[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"]]
 
 
+def test_each_metric_is_published_in_its_unit(proxy, stub, capsys):
+    # CloudWatch keeps a metric's unit with each datum: EndpointLatency's values are milliseconds, and an alarm or a
+    # statistic asked for in one unit does not see data published in another.
+    stub.add_client_error("invoke_endpoint", "ThrottlingException", "Rate exceeded", http_status_code=400)
+    call(proxy, make_event(body=JPEG))
+    emf = [line for line in _log_lines(capsys.readouterr().out) if "_aws" in line]
+    units = {m["Name"]: m["Unit"] for doc in emf for m in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert units == {"Requests": "Count", "EndpointLatency": "Milliseconds", "Errors": "Count"}
+
+
 def test_service_name_and_metrics_namespace_default_to_the_documented_ones(proxy_env, capsys, monkeypatch):
     """README: POWERTOOLS_SERVICE_NAME and POWERTOOLS_METRICS_NAMESPACE default to inference-proxy and
     MobilenetServerless (every other test sets both, so neither default was ever used)."""
@@ -854,6 +864,17 @@ def test_the_errors_metric_carries_the_default_service_dimension(proxy_env, caps
     [errors] = [line for line in _log_lines(capsys.readouterr().out) if "Errors" in line]
     assert errors["service"] == "inference-proxy"
     assert ["ErrorCode", "service"] in [sorted(d) for d in errors["_aws"]["CloudWatchMetrics"][0]["Dimensions"]]
+
+
+def test_the_errors_metric_is_in_the_default_namespace_too(proxy_env, capsys, monkeypatch):
+    # Errors is a metric of its own (single_metric): without POWERTOOLS_METRICS_NAMESPACE it must still be published
+    # in the handler's namespace, beside Requests, and the client still get its error.
+    proxy_env.delenv("POWERTOOLS_METRICS_NAMESPACE")
+    proxy = load_proxy()
+    monkeypatch.setattr(proxy, "CLIENT", NoCallClient())
+    assert_error(call(proxy, make_event(method="GET", body=None)), 405, "method_not_allowed")
+    [errors] = [line for line in _log_lines(capsys.readouterr().out) if "Errors" in line]
+    assert errors["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "MobilenetServerless"
 
 
 def test_a_service_name_set_in_the_environment_names_the_logs_and_metrics(proxy_env, capsys, monkeypatch):
