@@ -189,6 +189,22 @@ def test_a_named_stage_path_without_the_stage_prefix_is_routed(proxy, stub):
     assert call(proxy, event)["statusCode"] == 200
 
 
+def test_a_stage_whose_name_begins_the_route_is_not_cut_from_it(proxy, stub):
+    # Only a leading "/<stage>/" is the stage's: a stage named "pred" under a custom domain (no stage in rawPath)
+    # must not have "/predict" cut to "ict".
+    stub.add_response("invoke_endpoint", endpoint_answer())
+    event = make_event(body=JPEG, stage="pred")
+    event["rawPath"] = "/predict"
+    assert call(proxy, event)["statusCode"] == 200
+
+
+def test_an_event_without_a_stage_is_the_default_stages(proxy, no_call):
+    # The $default stage puts no prefix on rawPath: an event naming no stage has nothing cut from "//predict".
+    event = make_event(path="//predict", body=JPEG)
+    del event["requestContext"]["stage"]
+    assert_error(call(proxy, event), 404, "not_found")
+
+
 def test_request_id_falls_back_to_the_lambda_request_id(proxy, stub):
     stub.add_response("invoke_endpoint", endpoint_answer())
     response = call(proxy, make_event(body=JPEG, request_id=None), FakeLambdaContext(aws_request_id="lambda-1"))
