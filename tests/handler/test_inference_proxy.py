@@ -793,6 +793,7 @@ def test_each_invocation_logs_only_its_own_keys_and_5xx_at_warning(proxy_env, ca
     lines = {line["correlation_id"]: line for line in _log_lines(capsys.readouterr().out) if "status" in line}
     first, second, third = lines["first"], lines["second"], lines["third"]
     assert (first["level"], first["status"], first["image_bytes"]) == ("INFO", 200, len(JPEG))
+    assert (first["image_type"], first["top_k"]) == ("image/jpeg", 5)
     # The 415 is refused before parsing: no image keys, and none left over from the previous invocation.
     assert (second["level"], second["status"]) == ("INFO", 415) and "image_bytes" not in second
     assert (third["level"], third["status"], third["error"]) == ("WARNING", 502, "model_error")
