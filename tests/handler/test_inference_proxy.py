@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
+from aws_lambda_powertools.metrics.provider import cold_start
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
@@ -854,6 +855,19 @@ def test_each_metric_is_published_in_its_unit(proxy, stub, capsys):
     emf = [line for line in _log_lines(capsys.readouterr().out) if "_aws" in line]
     units = {m["Name"]: m["Unit"] for doc in emf for m in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
     assert units == {"Requests": "Count", "EndpointLatency": "Milliseconds", "Errors": "Count"}
+
+
+def test_a_containers_first_invocation_publishes_only_the_documented_metrics(proxy, stub, capsys, monkeypatch):
+    # README: Requests, EndpointLatency and Errors, each a custom metric billed by the month. Powertools tracks the
+    # cold start once per process, so no later test's invocation is a container's first: this one is made so.
+    monkeypatch.setattr(cold_start, "is_cold_start", True)
+    stub.add_response("invoke_endpoint", endpoint_answer())
+    assert call(proxy, make_event(body=JPEG))["statusCode"] == 200
+    emf = [line for line in _log_lines(capsys.readouterr().out) if "_aws" in line]
+    assert {m["Name"] for doc in emf for m in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]} == {
+        "Requests",
+        "EndpointLatency",
+    }
 
 
 def test_service_name_and_metrics_namespace_default_to_the_documented_ones(proxy_env, capsys, monkeypatch):
