@@ -504,6 +504,7 @@ def test_an_event_of_the_wrong_shape_is_400_naming_the_field(proxy, no_call, cap
     out = capsys.readouterr().out
     [failed] = [line for line in _log_lines(out) if line.get("message") == "request failed"]
     assert (failed["level"], failed["status"], failed["error"]) == ("INFO", 400, "bad_request")
+    assert failed["request_id"] == response["headers"]["x-request-id"]  # the id the client can quote
     assert "unhandled error" not in out and "Traceback" not in out
     _assert_no_payload(out, JPEG)
 
