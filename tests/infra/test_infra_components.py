@@ -89,7 +89,8 @@ def test_serverless_endpoint_resources(mocks: RecordingMocks, tmp_path: Path) ->
     own = mocks.one("aws:s3/bucketOwnershipControls:BucketOwnershipControls")
     assert own["rule"] == {"objectOwnership": "BucketOwnerEnforced"}
     sse = mocks.one("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
-    assert sse["rules"][0]["applyServerSideEncryptionByDefault"] == {"sseAlgorithm": "AES256"}
+    # No bucketKeyEnabled: Bucket Keys serve SSE-KMS only; set here, an update of every stack's buckets.
+    assert sse["rules"][0] == {"applyServerSideEncryptionByDefault": {"sseAlgorithm": "AES256"}}
 
     obj = mocks.one("aws:s3/bucketObjectv2:BucketObjectv2")
     assert obj["key"] == key
@@ -365,11 +366,29 @@ def test_inference_api_with_kms_and_x86(mocks: RecordingMocks) -> None:
         ({"extra_origins": ("*",)}, "extra_origins"),
         ({"log_level": "TRACE"}, "log_level"),
         ({"kms_key_arn": "arn:aws:kms:us-east-1:123456789012:alias/my-key"}, "kms_key_arn"),
+        ({"kms_key_arn": ""}, "kms_key_arn"),  # neither a key nor None: the function would deploy without a key
     ],
 )
 def test_inference_api_args_are_validated(overrides: dict[str, Any], field: str) -> None:
     with pytest.raises(InferenceApiArgsError, match=rf"InferenceApiArgs\.{field} = "):
         api_args(**overrides).validate()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [
+        ({"architecture": "arm"}, "architecture = 'arm' is invalid: one of ('arm64', 'x86_64')"),
+        ({"memory_size_mb": 10241}, "memory_size_mb = 10241 is invalid: 128..10240"),
+        ({"throttle_rate_limit": 10001}, "throttle_rate_limit = 10001 is invalid: 1..10000"),
+        ({"throttle_burst_limit": 5001}, "throttle_burst_limit = 5001 is invalid: 1..5000"),
+    ],
+)
+def test_inference_api_args_say_what_a_bad_value_must_be(overrides: dict[str, Any], says: str) -> None:
+    """The message is all a caller of the component gets: the field, its value, and the values AWS takes. A range
+    named wrong (the burst's as the rate's 1..10000) or not at all passed every test, as did a wrong "x86"."""
+    with pytest.raises(InferenceApiArgsError) as err:
+        api_args(**overrides).validate()
+    assert str(err.value) == f"InferenceApiArgs.{says}"
 
 
 @pytest.mark.parametrize(
