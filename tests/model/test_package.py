@@ -461,6 +461,24 @@ def test_the_build_names_its_weights_in_what_the_terminals_codeset_can_write(tmp
     assert "is not a torchvision state_dict" in capsys.readouterr().err  # the build went on to read the file
 
 
+def test_the_build_names_its_weights_whole_on_an_output_that_names_no_codeset(tmp_path, monkeypatch, capsys):
+    """An output that names no encoding (a StringIO a caller reads the build's lines from) takes any text: read as
+    ASCII, poids-δ.pth's id came out as poids-?.pth, another id than the one metadata.json records."""
+    import io
+    import sys
+
+    monkeypatch.setattr(package, "find_ort_wheel", lambda: None)
+    monkeypatch.delenv("MODEL_WEIGHTS", raising=False)
+    weights = tmp_path / "poids-δ.pth"
+    weights.write_bytes(b"not a state_dict")
+    output = io.StringIO()
+    assert output.encoding is None
+    monkeypatch.setattr(sys, "stdout", output)
+    assert package.main(["--weights", str(weights), "--no-onnx", "--out", str(tmp_path / "m.tar.gz")]) == 2
+    assert output.getvalue().startswith("inputs: weights=file:poids-δ.pth@sha256:"), output.getvalue()
+    assert "is not a torchvision state_dict" in capsys.readouterr().err
+
+
 def test_a_weights_file_whose_name_is_not_utf8_is_an_error_naming_it(tmp_path, monkeypatch, capsys):
     """Its name cannot be recorded as UTF-8 text: the build stopped with a UnicodeEncodeError traceback naming no
     file (a UTF-8 locale), or recorded it in whatever the locale's codeset made of it."""
