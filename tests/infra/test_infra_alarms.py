@@ -12,7 +12,7 @@ import pytest
 from components import alarms, policies
 from components.inference_api import InferenceApi, InferenceApiArgsError
 from components.serverless_endpoint import ServerlessEndpoint, ServerlessEndpointArgsError
-from components.settings import SettingsError, validate_settings
+from components.settings import MAX_CONCURRENCY_RANGE, SettingsError, validate_settings
 from tests.infra.conftest import API_ID, REGION, RecordingMocks, settle
 from tests.infra.test_infra_components import api_args, endpoint_args
 
@@ -116,6 +116,25 @@ def test_every_spec_treats_missing_data_as_not_breaching_and_fits_cloudwatch() -
         assert spec.datapoints_to_alarm <= spec.evaluation_periods, spec.key
         assert spec.period_s % 60 == 0 and spec.period_s * spec.evaluation_periods <= 86_400, spec.key
         assert len(spec.alarm_name) <= 255 and len(spec.description) <= 1024, spec.key  # PutMetricAlarm limits
+        assert spec.description.endswith(f"Runbook: {alarms.RUNBOOK}."), spec.key  # the module's promise
+    # Each name keeps the whole endpoint name: two endpoints sharing a prefix must not share an alarm.
+    assert {s.alarm_name for s in specs if s.namespace == "AWS/SageMaker"} == {
+        "e" * 63 + "-invocation-5xx",
+        "e" * 63 + "-model-latency",
+        "e" * 63 + "-concurrency",
+    }
+
+
+def test_the_concurrency_alarm_names_the_highest_max_concurrency() -> None:
+    [spec] = [s for s in alarms.serverless_endpoint_alarms("ep", "/g") if s.key == "concurrency"]
+    assert f"maxConcurrency setting (up to {MAX_CONCURRENCY_RANGE[1]}," in spec.description
+
+
+def test_alarms_must_be_a_bool_not_a_number() -> None:
+    # 1 == True in Python: a caller's alarms=1 would pass as on, and 0 as off, though the message asks for a bool.
+    assert alarms.alarm_inputs_problem(1, None) == ("alarms", "True or False")
+    assert alarms.alarm_inputs_problem(0, None) == ("alarms", "True or False")
+    assert alarms.alarm_inputs_problem(True, None) is None and alarms.alarm_inputs_problem(False, None) is None
 
 
 def test_metric_alarm_args() -> None:
@@ -128,6 +147,9 @@ def test_metric_alarm_args() -> None:
     assert loud["alarm_actions"] == loud["ok_actions"] == [TOPIC]
     with pytest.raises(alarms.AlarmSpecError, match="expected"):
         alarms.metric_alarm_args(spec, {"EndpointName": "ep"}, None)
+    # A dimension more names a series CloudWatch does not have: the alarm would never fire.
+    with pytest.raises(alarms.AlarmSpecError, match="expected"):
+        alarms.metric_alarm_args(spec, {**dims, "Stage": "prod"}, None)
     with pytest.raises(alarms.AlarmSpecError, match="SNS topic ARN"):
         alarms.metric_alarm_args(spec, dims, "arn:aws:sqs:us-east-1:123456789012:queue")
 

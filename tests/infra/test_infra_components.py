@@ -194,11 +194,16 @@ def test_new_artifact_gives_new_model_inputs_but_same_endpoint_name(mocks: Recor
         ({"endpoint_name": "a" + "-b" * 40}, "endpoint_name"),
         ({"artifact_sha256": "xyz"}, "artifact_sha256"),
         ({"artifact_sha256": "a" * 64 + "\n"}, "artifact_sha256"),
+        # Upper-case hex (PowerShell's Get-FileHash prints it) would pass here and fail in artifact_key, after the
+        # bucket and its policy were declared: refused before any resource.
+        ({"artifact_sha256": "A" * 64}, "artifact_sha256"),
         ({"artifact_path": Path("/nonexistent/model.tar.gz")}, "artifact_path"),
         ({"image_tag": ""}, "image_tag"),
         ({"image_tag": "2.6.0-gpu-py312-cu124-ubuntu22.04-sagemaker"}, "image_tag"),  # serverless has no GPU
         ({"image_tag": "2.6.0-cpu-py312-ec2"}, "image_tag"),  # no SageMaker toolkit in the EC2 flavour
         ({"memory_size_mb": 1500}, "memory_size_mb"),
+        ({"memory_size_mb": 512}, "memory_size_mb"),  # below serverless's 1024
+        ({"memory_size_mb": 7168}, "memory_size_mb"),  # above its 6144
         ({"max_concurrency": 0}, "max_concurrency"),
         ({"max_concurrency": 201}, "max_concurrency"),
         ({"provisioned_concurrency": 6}, "provisioned_concurrency"),
@@ -206,11 +211,20 @@ def test_new_artifact_gives_new_model_inputs_but_same_endpoint_name(mocks: Recor
         ({"log_retention_days": 2}, "log_retention_days"),
         ({"kms_key_arn": "alias/my-key"}, "kms_key_arn"),
         ({"kms_key_arn": KMS + "\n"}, "kms_key_arn"),
+        ({"kms_key_arn": ""}, "kms_key_arn"),  # neither a key nor None: it would deploy with no key, and no error
     ],
 )
 def test_serverless_endpoint_args_are_validated(tmp_path: Path, overrides: dict[str, Any], field: str) -> None:
     with pytest.raises(ServerlessEndpointArgsError, match=rf"ServerlessEndpointArgs\.{field} = "):
         endpoint_args(tmp_path, **overrides).validate()
+
+
+def test_a_directory_is_no_artifact(tmp_path: Path) -> None:
+    # exists() would take it, and the upload would fail in the engine, after the bucket was created.
+    with pytest.raises(
+        ServerlessEndpointArgsError, match=r"ServerlessEndpointArgs\.artifact_path = .* not an existing file"
+    ):
+        endpoint_args(tmp_path, artifact_path=tmp_path).validate()
 
 
 def test_a_missing_artifact_names_what_builds_one_not_only_make_model(tmp_path: Path) -> None:
@@ -234,6 +248,9 @@ def test_a_missing_artifact_names_what_builds_one_not_only_make_model(tmp_path: 
         {"max_concurrency": 200},
         {"max_concurrency": 200, "provisioned_concurrency": 200},
         {"max_concurrency": 5, "provisioned_concurrency": 5},
+        # Serverless memory sizes: 1024..6144 MB in 1 GB steps, the smallest and the largest.
+        {"memory_size_mb": 1024},
+        {"memory_size_mb": 6144},
     ],
 )
 def test_serverless_endpoint_args_accept_the_limits_aws_accepts(tmp_path: Path, overrides: dict[str, Any]) -> None:
