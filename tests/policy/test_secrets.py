@@ -32,7 +32,12 @@ def config_js_keys(text: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    "api_url", ["https://abc123defg.execute-api.us-east-1.amazonaws.com", "http://127.0.0.1:8000/"]
+    "api_url",
+    [
+        "https://abc123defg.execute-api.us-east-1.amazonaws.com",
+        "http://127.0.0.1:8000/",
+        "https://api.example.com/Prod",  # a path is case-sensitive: /prod is another stage, or none
+    ],
 )
 def test_config_js_holds_only_the_api_url(api_url: str) -> None:
     assert config_js_keys(render_config_js(api_url)) == {"apiUrl": api_url.rstrip("/")}
@@ -46,10 +51,21 @@ def test_config_js_escapes_a_closing_tag_and_keeps_the_url() -> None:
     assert config_js_keys(text) == {"apiUrl": url}
 
 
+def test_config_js_is_ascii_whatever_the_url_holds() -> None:
+    """Non-ASCII is escaped: the file's bytes mean the same in any charset a browser or proxy decodes them with, and
+    a U+2028 line separator cannot end the string early in a pre-ES2019 engine; JSON still reads the URL back."""
+    url = "https://api.example.com/caf\u00e9/\u2028\u2029"
+    text = render_config_js(url)
+    assert text.isascii()
+    assert config_js_keys(text) == {"apiUrl": url}
+
+
 @pytest.mark.parametrize(
     "api_url",
     [
         "ftp://api.example.com",
+        "wss://api.example.com",  # the UI fetch()es /predict: a WebSocket URL is no URL it can POST to
+        "ws://127.0.0.1:8000",
         "javascript:alert(1)",
         "//api.example.com",
         "https:///predict",  # no host (a browser would take "predict" for one)
