@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 import zipfile
@@ -99,6 +100,9 @@ def test_hidden_files_and_folders_in_handlers_are_skipped_at_any_depth(tmp_path)
 def test_not_a_package_is_an_error(tmp_path):
     with pytest.raises(BundleError, match=r"__init__\.py"):
         lambda_asset_files(tmp_path, distributions=())
+    (tmp_path / "__init__.py").mkdir()  # a folder of that name makes no package either
+    with pytest.raises(BundleError, match=r"__init__\.py"):
+        lambda_asset_files(tmp_path, distributions=())
 
 
 def test_missing_distribution_is_named(tmp_path):
@@ -124,7 +128,9 @@ def test_canonical_name_folds_case_and_separator_runs():
 
 def test_requirements_with_a_true_marker_are_followed_and_a_bad_one_is_named(tmp_path, monkeypatch):
     site = tmp_path / "site"
-    fake_distribution(site, "needs-dist", {"needs/__init__.py": ""}, ('dep-dist; python_version >= "3"',))
+    # An extra's requirement listed before the one that applies (as METADATA may order them): the rest is still read.
+    needs = ('never-dist; extra == "docs"', 'dep-dist; python_version >= "3"')
+    fake_distribution(site, "needs-dist", {"needs/__init__.py": ""}, needs)
     fake_distribution(site, "dep-dist", {"dep/__init__.py": ""}, ('never-dist; python_version < "3"',))
     fake_distribution(site, "broken-dist", {"broken/__init__.py": ""}, ("not a requirement!",))
     monkeypatch.syspath_prepend(str(site))
@@ -140,6 +146,16 @@ def test_compiled_extensions_are_refused(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     with pytest.raises(BundleError, match=r"compiled extension \(abi3/_fast\.abi3\.so\)"):  # no .cpython- tag
         lambda_asset_files(HANDLERS, distributions=("abi3-dist",))
+
+
+@pytest.mark.parametrize("extension", ["_fast.pyd", "libfast.dylib"])
+def test_a_compiled_extension_built_on_windows_or_macos_is_refused(tmp_path, monkeypatch, extension):
+    """A deploy venv on Windows (.pyd) or macOS (.dylib, a library a package loads with ctypes) builds the asset too;
+    neither loads on Lambda's Linux, so the function would fail at its first import instead of `pulumi up` stopping."""
+    fake_distribution(tmp_path / "site", "native-dist", {"native/__init__.py": "", f"native/{extension}": "binary"})
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    with pytest.raises(BundleError, match=rf"compiled extension \(native/{re.escape(extension)}\)"):
+        lambda_asset_files(HANDLERS, distributions=("native-dist",))
 
 
 def test_the_bundle_imports_the_handler_in_a_clean_interpreter(files, tmp_path):
@@ -192,11 +208,14 @@ def fake_distribution(site: Path, name: str, files: dict[str, str | None], requi
 
 
 def test_files_a_record_lists_but_the_install_lacks_are_left_out(tmp_path, monkeypatch):
-    fake_distribution(tmp_path / "site", "leftover-dist", {"leftover/__init__.py": "", "leftover/gone.py": None})
+    listed = {"leftover/__init__.py": "", "leftover/gone.py": None, "leftover/now_a_dir": None}
+    fake_distribution(tmp_path / "site", "leftover-dist", listed)
+    (tmp_path / "site" / "leftover" / "now_a_dir").mkdir()  # a listed file's name, now a directory's
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     files = lambda_asset_files(HANDLERS, distributions=("leftover-dist",))
     assert "leftover/__init__.py" in files
     assert "leftover/gone.py" not in files  # the function's code_files must all exist, or the deploy fails
+    assert "leftover/now_a_dir" not in files  # an archive member must be a file
 
 
 def test_record_paths_outside_site_packages_are_left_out(tmp_path, monkeypatch):
