@@ -523,6 +523,7 @@ def test_static_site_resources(mocks: RecordingMocks, tmp_path: Path) -> None:
     assert config_behavior["viewerProtocolPolicy"] == "redirect-to-https"
     assert config_behavior["responseHeadersPolicyId"] == "site-headers-id"
     assert config_behavior["allowedMethods"] == config_behavior["cachedMethods"] == ["GET", "HEAD"]
+    assert config_behavior["compress"] is True
 
     policy = json.loads(mocks.one("aws:s3/bucketPolicy:BucketPolicy")["policy"])
     assert policy == json.loads(
@@ -557,6 +558,21 @@ def test_static_site_resources(mocks: RecordingMocks, tmp_path: Path) -> None:
         policies.read_site_files(policies.site_files(www)), render_config_js(API_ENDPOINT)
     )
     assert invalidation["content_hash"] == expected_hash
+
+
+def test_a_symlinked_site_file_is_uploaded_with_its_keys_headers(mocks: RecordingMocks, tmp_path: Path) -> None:
+    """The browser asks for the link's key, so the key sets Content-Type and Cache-Control (as it does in the
+    invalidation's content hash), not the name of the file it points at: script.js linked to app.mjs is still app
+    shell, revalidated on every load rather than kept an hour, and favicon.ico linked to logo.png is image/x-icon."""
+    www = make_www(tmp_path / "www", {"index.html": b"<p>", "app.mjs": b"run()", "logo.png": b"\x89PNG"})
+    (www / "script.js").symlink_to("app.mjs")
+    (www / "favicon.ico").symlink_to("logo.png")
+    settle(lambda: StaticSite("site", StaticSiteArgs(api_url=API_ENDPOINT, www_dir=www)).site_url)
+    objects = {o["key"]: o for o in mocks.of_type("aws:s3/bucketObjectv2:BucketObjectv2").values()}
+    assert Path(objects["script.js"]["source"].path) == (www / "app.mjs").resolve()
+    assert objects["script.js"]["contentType"] == "application/javascript; charset=utf-8"
+    assert objects["script.js"]["cacheControl"] == "no-cache"
+    assert objects["favicon.ico"]["contentType"] == "image/x-icon"
 
 
 def test_static_site_custom_domain(mocks: RecordingMocks, tmp_path: Path) -> None:
@@ -597,6 +613,7 @@ def test_static_site_names_fit_cloudfront_with_the_longest_bucket_name(mocks: Re
     ("overrides", "field"),
     [
         ({"www_dir": Path("/nonexistent-www")}, "www_dir"),
+        ({"www_dir": Path(__file__)}, "www_dir"),  # a file: site_files would fail later without naming the field
         ({"price_class": "PriceClass_1"}, "price_class"),
         ({"custom_domain": "a.example.com"}, "certificate_arn"),
         ({"certificate_arn": CERT}, "certificate_arn"),  # a certificate for no domain would be silently unused
