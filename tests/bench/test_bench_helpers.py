@@ -508,7 +508,8 @@ def test_a_ratio_measured_on_a_contended_machine_is_neither_met_nor_passed():
     # the run of 2026-12-01 22:12: served 9.6 vs ORT 8.5 ms in the pair (1.13x), the model alone 2.40 ms after
     assert disturbed(2.6, 2.4) is None
     assert disturbed(3.0, 2.0) is None and disturbed(2.0, 2.9) is None  # 1.5x is the most trusted, either way round
-    assert "ORT took 2.0 ms in the pair and 3.1 ms measured again" in disturbed(2.0, 3.1)
+    assert "ORT took 2.0 ms in the served/ORT pair and 3.1 ms measured again" in disturbed(2.0, 3.1)
+    assert disturbed(5.2, 7.9, "the served path").startswith("the machine was contended: the served path took 5.2 ms")
     report = Report()
     report.check("served vs ORT", "9.6 ms", "8.5 ms", 9.6 / 8.5, 1.2, "<= 1.2x", unreliable=disturbed(8.5, 2.40))
     assert "✅" not in report.rows[0][4] and "unreliable" in report.rows[0][4]
@@ -1678,25 +1679,30 @@ def test_the_12_mp_preprocessing_is_judged_at_4x_faster_with_the_same_top_1(
 
 
 @pytest.mark.parametrize(
-    ("ort_ms", "served_ms", "alone_ms", "naive_ms", "served", "naive"),
+    ("ort_ms", "served_ms", "alone_ms", "naive_ms", "beside_naive_ms", "served", "naive"),
     [
-        (3.0, 3.6, 3.0, 10.8, "1.20x <= 1.2x ✅", "3.00x >= 3x faster ✅"),  # each exactly at its bound: met
-        (3.0, 3.63, 3.0, 10.7, "1.21x <= 1.2x ❌", "2.97x >= 3x faster ❌"),
+        (3.0, 3.6, 3.0, 10.8, 3.6, "1.20x <= 1.2x ✅", "3.00x >= 3x faster ✅"),  # each exactly at its bound: met
+        (3.0, 3.63, 3.0, 10.7, 3.6, "1.21x <= 1.2x ❌", "2.97x >= 3x faster ❌"),
         (
             3.0,
             3.6,
             4.6,
             10.8,
+            3.6,
             "1.20x <= 1.2x ⚠️ unreliable",
             "3.00x >= 3x faster ✅",
         ),  # the model alone 1.53x: contended
+        # the served path 1.5x slower beside the naive path than beside ORT: still judged
+        (3.0, 3.6, 3.0, 16.2, 5.4, "1.20x <= 1.2x ✅", "3.00x >= 3x faster ✅"),
+        # 1.53x slower there: contended, the miss not decided (run 48 came to about 1.5x: 7.8 against 5.2 ms)
+        (3.0, 3.6, 3.0, 13.8, 5.5, "1.20x <= 1.2x ✅", "2.51x >= 3x faster ⚠️ unreliable"),
     ],
 )
 def test_the_served_path_is_judged_at_1_2x_ort_and_3x_faster_than_the_naive_path(
-    monkeypatch, model_dir, ort_ms, served_ms, alone_ms, naive_ms, served, naive
+    monkeypatch, model_dir, ort_ms, served_ms, alone_ms, naive_ms, beside_naive_ms, served, naive
 ):
     """The latency section's two targets, on the real artifact with its timings given: no test ran its verdicts (the
-    mutation audit: their bounds and the contention check could change unnoticed)."""
+    mutation audit: their bounds and the contention checks could change unnoticed)."""
     import sys
 
     import bench.__main__ as bench
@@ -1704,7 +1710,7 @@ def test_the_served_path_is_judged_at_1_2x_ort_and_3x_faster_than_the_naive_path
     medians = iter(
         [
             {"ort": ort_ms, "served": served_ms},
-            {"eager": 12.0, "naive_path": naive_ms, "torchscript": 6.0, "served": 3.6},
+            {"eager": 12.0, "naive_path": naive_ms, "torchscript": 6.0, "served": beside_naive_ms},
         ]
     )
     monkeypatch.setattr(bench, "interleaved_medians", lambda fns, *_, **__: next(medians))
@@ -1724,4 +1730,8 @@ def test_the_served_path_is_judged_at_1_2x_ort_and_3x_faster_than_the_naive_path
     (vs_ort,) = [row for row in report.rows if row[0].startswith("served path (") and "vs ORT fp32" in row[0]]
     (vs_naive,) = [row for row in report.rows if row[0].startswith("served path vs naive eager path")]
     assert (" ".join(vs_ort[3:]), " ".join(vs_naive[3:])) == (served, naive)
+    undecided = [line for line in report.failures if "not decided" in line]
+    assert len(undecided) == served.endswith("unreliable") + naive.endswith("unreliable")
+    if naive.endswith("unreliable"):
+        assert "the served path took 3.6 ms in the served/ORT pair and 5.5 ms measured again" in undecided[0]
     assert report.rows[-1][4] == "< 1e-4, same order ✅"
