@@ -382,6 +382,7 @@ def test_inference_api_with_kms_and_x86(mocks: RecordingMocks) -> None:
         ({"throttle_burst_limit": 9999}, "throttle_burst_limit"),
         ({"extra_origins": ("*",)}, "extra_origins"),
         ({"log_level": "TRACE"}, "log_level"),
+        ({"log_level": "info"}, "log_level"),  # upper case only, as the stack's proxyLogLevel and Lambda's own setting
         ({"kms_key_arn": "arn:aws:kms:us-east-1:123456789012:alias/my-key"}, "kms_key_arn"),
         ({"kms_key_arn": ""}, "kms_key_arn"),  # neither a key nor None: the function would deploy without a key
     ],
