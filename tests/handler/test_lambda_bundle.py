@@ -239,6 +239,21 @@ def test_the_same_file_listed_by_two_distributions_is_bundled_once(tmp_path, mon
     assert {"ns/__init__.py", "ns/one.py", "ns/two.py"} <= set(bundled)
 
 
+def test_the_same_file_reached_through_a_symlinked_folder_is_no_conflict(tmp_path, monkeypatch):
+    """Two site directories where one's package folder links to the other's (a distro's layout, or a venv seeded
+    with links): ns-two's RECORD reaches ns/__init__.py through the link, ns-one's directly. The file is one file."""
+    site, other = tmp_path / "site", tmp_path / "other"
+    fake_distribution(site, "ns-one", {"ns/__init__.py": "", "ns/one.py": ""})
+    other.mkdir()
+    (other / "ns").symlink_to(site / "ns", target_is_directory=True)
+    fake_distribution(other, "ns-two", {"ns/__init__.py": "", "ns/two.py": ""})
+    monkeypatch.syspath_prepend(str(other))
+    monkeypatch.syspath_prepend(str(site))
+    bundled = lambda_asset_files(HANDLERS, distributions=("ns-one", "ns-two"))
+    assert bundled["ns/__init__.py"] == site / "ns" / "__init__.py"
+    assert bundled["ns/two.py"] == site / "ns" / "two.py"  # the archive reads the file, not the link
+
+
 def test_a_distribution_shadowing_the_handler_package_is_refused(tmp_path, monkeypatch):
     fake_distribution(tmp_path / "site", "shadow-dist", {"handlers/__init__.py": "raise SystemExit\n"})
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
