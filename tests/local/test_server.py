@@ -1300,6 +1300,8 @@ def test_a_host_name_in_capitals_or_absolute_is_localhost_still(monkeypatch, tmp
         "x" * 64,
         "box." + "x" * 64,  # no label of 64, the first or any other
         "999.1.1.1.",  # as absolute, its last label is still all digits
+        "box.lan..",  # one final dot makes a name absolute; a second is an empty label
+        "my_box.lan",  # RFC 1123 has no underscore in a host name
         ".".join(["a" * 63] * 3 + ["b" * 62]),  # 254 characters: one more than DNS's longest name
     ],
 )
