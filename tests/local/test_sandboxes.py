@@ -1747,6 +1747,36 @@ def test_a_fork_server_started_again_still_gives_the_sandboxes_only_the_function
     assert not hangup_blocked, "warm() left SIGHUP blocked (it blocks it only while the fork server starts)"
 
 
+def whole_env(event: dict, context) -> dict:
+    """A stand-in handler: the sandbox's whole environment."""
+    return dict(os.environ)
+
+
+_WHOLE_ENV_SCRIPT = """
+import json, os
+from local.sandboxes import LambdaSandboxes
+from tests.local.test_sandboxes import whole_env
+
+if __name__ == "__main__":
+    os.environ["SHELL_SECRET"] = "ghp_from_the_shell"
+    env = {"PATH": os.environ["PATH"], "FUNCTION_ONLY": "yes", "ENDPOINT_NAME": "mobilenet-local",
+           "AWS_DEFAULT_REGION": "us-east-1"}
+    sandboxes = LambdaSandboxes(1, target=whole_env, preload="tests.local.test_sandboxes")
+    sandboxes.warm(env=env)
+    seen = sandboxes.submit({}, None).result(timeout=60)
+    sandboxes.shutdown()
+    print(json.dumps([env, seen]))
+"""
+
+
+def test_a_sandboxs_environment_is_exactly_the_functions(tmp_path):
+    """Not a variable more: the JSON the server hands the fork server its environment in (LOCAL_SANDBOX_ENVIRONMENT)
+    stays out of it, as any variable of the server's does. Only chosen keys were checked, so the handler could see
+    a copy of its whole environment under another name, which no Lambda function has."""
+    env, seen = run_script(tmp_path, _WHOLE_ENV_SCRIPT)
+    assert seen == env
+
+
 def test_only_the_fork_server_adopts_the_functions_environment():
     """Imported anywhere else (the server, a test), local.sandbox_env leaves the environment alone."""
     import json
@@ -1757,13 +1787,13 @@ def test_only_the_fork_server_adopts_the_functions_environment():
 
     script = (
         "import json, os; from local import sandbox_env; "
-        "print(json.dumps([os.environ.get('ONLY'), os.environ.get('SHELL_VALUE')]))"
+        "print(json.dumps([os.environ.get(name) for name in ('ONLY', 'SHELL_VALUE', sandbox_env.VARIABLE)]))"
     )
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "SHELL_VALUE": "kept", sandbox_env.VARIABLE: json.dumps({"ONLY": "function"})}
     done = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == [None, "kept"]
+    assert json.loads(done.stdout) == [None, "kept", env[sandbox_env.VARIABLE]], "nothing changed, the variable neither"
 
 
 _CTRL_C_AS_THE_SANDBOXES_START = """
