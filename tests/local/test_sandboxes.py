@@ -846,6 +846,50 @@ def test_an_oserror_the_handler_raises_at_import_stays_the_handlers(tmp_path):
     assert done.stdout.strip().splitlines()[-1] == "OSError [Errno 5] Input/output error"
 
 
+_PRELOAD_SCRIPT = """
+import json
+from multiprocessing import forkserver
+from local.sandboxes import LambdaSandboxes
+
+if __name__ == "__main__":
+    sandboxes = LambdaSandboxes(1)
+    sandboxes.warm()
+    fork_server = forkserver._forkserver._forkserver_pid
+    sandboxes.shutdown()
+    print(json.dumps(fork_server))
+"""
+
+
+def test_the_fork_server_imports_the_handler_once_for_every_sandbox(tmp_path):
+    """The sandboxes start warm: the handler is imported in the fork server, which each sandbox is forked from. A
+    preload of another module passed every test, as each sandbox then imports the handler itself (warm() does it in
+    the first): every sandbox started cold, paying the handler's import on its first invocation."""
+    import subprocess
+    import sys
+
+    handlers = tmp_path / "shadow" / "handlers"  # the real package, but for an inference_proxy noting who imports it
+    handlers.mkdir(parents=True)
+    (handlers / "__init__.py").write_text("import pkgutil\n\n__path__ = pkgutil.extend_path(__path__, __name__)\n")
+    imports = tmp_path / "imports"
+    (handlers / "inference_proxy.py").write_text(
+        f"import os\n\nwith open({str(imports)!r}, 'a') as log:\n    log.write(f'{{os.getpid()}}\\n')\n"
+    )
+    script = tmp_path / "warm.py"
+    script.write_text(_PRELOAD_SCRIPT)
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": f"{handlers.parent}{os.pathsep}{root}"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    fork_server = int(done.stdout.strip().splitlines()[-1])
+    assert imports.read_text().split() == [str(fork_server)]
+
+
 def test_an_executors_wakeup_waits_for_its_close_and_a_close_for_its_wakeup():
     """The interpreter's exit wakes every executor (_python_exit) as shutdown() lets theirs close their wakeup pipes:
     a close between a wakeup's check and its send raised EBADF, no executor's thread was joined, and 1 run in 50 of
