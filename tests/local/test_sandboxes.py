@@ -1791,9 +1791,12 @@ def test_a_fork_server_started_again_still_gives_the_sandboxes_only_the_function
     assert not hangup_blocked, "warm() left SIGHUP blocked (it blocks it only while the fork server starts)"
 
 
-def whole_env(event: dict, context) -> dict:
-    """A stand-in handler: the sandbox's whole environment."""
-    return dict(os.environ)
+def whole_env(event: dict, context) -> list[dict]:
+    """A stand-in handler: the sandbox's whole environment, as Python in it and a process it starts (env) see it."""
+    import subprocess
+
+    started = subprocess.run(["env"], capture_output=True, text=True, check=True, timeout=60).stdout
+    return [dict(os.environ), dict(line.split("=", 1) for line in started.splitlines())]
 
 
 _WHOLE_ENV_SCRIPT = """
@@ -1807,18 +1810,21 @@ if __name__ == "__main__":
            "AWS_DEFAULT_REGION": "us-east-1"}
     sandboxes = LambdaSandboxes(1, target=whole_env, preload="tests.local.test_sandboxes")
     sandboxes.warm(env=env)
-    seen = sandboxes.submit({}, None).result(timeout=60)
+    seen, started = sandboxes.submit({}, None).result(timeout=60)
     sandboxes.shutdown()
-    print(json.dumps([env, seen]))
+    print(json.dumps([env, seen, started]))
 """
 
 
 def test_a_sandboxs_environment_is_exactly_the_functions(tmp_path):
     """Not a variable more: the JSON the server hands the fork server its environment in (LOCAL_SANDBOX_ENVIRONMENT)
     stays out of it, as any variable of the server's does. Only chosen keys were checked, so the handler could see
-    a copy of its whole environment under another name, which no Lambda function has."""
-    env, seen = run_script(tmp_path, _WHOLE_ENV_SCRIPT)
+    a copy of its whole environment under another name, which no Lambda function has. A process the handler starts
+    (a subprocess, a library's helper) inherits the real environment, not os.environ's mapping: one rebinding
+    os.environ to the function's dict left the shell's there."""
+    env, seen, started = run_script(tmp_path, _WHOLE_ENV_SCRIPT)
     assert seen == env
+    assert started == env
 
 
 def test_only_the_fork_server_adopts_the_functions_environment():
