@@ -35,8 +35,9 @@ def host_address(value: str) -> str:
     with contextlib.suppress(ValueError):
         ipaddress.ip_address(value)
         return value
+    relative = value.removesuffix(".")  # an absolute name's final dot: not one of DNS's 253 characters
     # The last label not all digits (RFC 3696): 999.1.1.1 is no address and no name.
-    if len(value) <= 253 and _HOST_NAME.fullmatch(value) and not value.rstrip(".").rpartition(".")[2].isdigit():
+    if len(relative) <= 253 and _HOST_NAME.fullmatch(value) and not relative.rpartition(".")[2].isdigit():
         name = value.lower()
         return "localhost" if name == "localhost." else name
     raise argparse.ArgumentTypeError(f"{value!r:.60} is not an IP address or host name")

@@ -1272,6 +1272,7 @@ def test_a_bad_argument_is_one_line_naming_it_and_pointing_to_help(capsys, args,
         "my-box.lan",
         "my-box.lan.",
         ".".join(["a" * 63] * 3 + ["b" * 61]),  # 253 characters: DNS's longest name
+        ".".join(["a" * 63] * 3 + ["b" * 61]) + ".",  # the same name, absolute: its final dot is no character of it
     ],
 )
 def test_a_host_is_an_address_or_a_name(host):
@@ -1306,6 +1307,7 @@ def test_a_host_name_in_capitals_or_absolute_is_localhost_still(monkeypatch, tmp
         "box.lan..",  # one final dot makes a name absolute; a second is an empty label
         "my_box.lan",  # RFC 1123 has no underscore in a host name
         ".".join(["a" * 63] * 3 + ["b" * 62]),  # 254 characters: one more than DNS's longest name
+        ".".join(["a" * 63] * 3 + ["b" * 62]) + ".",  # and absolute
     ],
 )
 def test_a_host_that_is_no_address_or_name_is_refused_as_such(host):
