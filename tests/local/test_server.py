@@ -1332,12 +1332,13 @@ def test_python_m_local_arguments_refuses_on_stderr_only_and_passes_a_good_value
     assert capsys.readouterr() == ("", "")
 
 
-def test_python_m_local_starts_the_stack_make_demo_starts():
+def test_python_m_local_starts_the_stack_make_demo_starts(monkeypatch, tmp_path):
     """`make demo` passes its HOST, PORT and RUNTIME; run by hand, `python -m local` must default to the same."""
     import re
 
     makefile = (ROOT / "Makefile").read_text()
     make = dict(re.findall(r"^(HOST|PORT|RUNTIME) \?= (\S+)$", makefile, re.MULTILINE))
+    monkeypatch.chdir(tmp_path)  # run from elsewhere than the project (a default under the current folder passed)
     args = parse_args([])
     assert (args.host, str(args.port), args.runtime) == (make["HOST"], make["PORT"], make["RUNTIME"])
     assert args.stage_throttle and not args.allow_remote and not args.fault_injection
