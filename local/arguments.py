@@ -24,8 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 RUNTIMES = ("inprocess", "torchserve")
 
-# A host name as RFC 1123 has it: dot-separated labels of letters, digits and inner hyphens, an optional final dot.
-_HOST_NAME = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*\.?", re.IGNORECASE)
+# A host name as RFC 1123 has it: dot-separated labels of ASCII letters, digits and inner hyphens, an optional final
+# dot. (re.ASCII: ignoring case, [a-z] also matched the long s and the Kelvin sign.)
+_HOST_NAME = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*\.?", re.IGNORECASE | re.ASCII)
 
 
 def host_address(value: str) -> str:

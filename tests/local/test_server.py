@@ -1306,6 +1306,10 @@ def test_a_host_name_in_capitals_or_absolute_is_localhost_still(monkeypatch, tmp
         "999.1.1.1.",  # as absolute, its last label is still all digits
         "box.lan..",  # one final dot makes a name absolute; a second is an empty label
         "my_box.lan",  # RFC 1123 has no underscore in a host name
+        # Nor a letter outside ASCII, which case-insensitive matching took for one inside: LOCALHOſT (a long s) was
+        # taken as the name localhoſt, then refused as a remote bind; boxK.lan with a Kelvin sign became boxk.lan.
+        "LOCALHO\u017fT",
+        "box\u212a.lan",
         ".".join(["a" * 63] * 3 + ["b" * 62]),  # 254 characters: one more than DNS's longest name
         ".".join(["a" * 63] * 3 + ["b" * 62]) + ".",  # and absolute
     ],
