@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -37,17 +39,87 @@ def test_markdown_has_a_row_per_image_and_a_summary_per_quality():
     assert [line[:7] for line in lines[-3:]] == ["", "- q0.9:", "- q0.95"]  # the summary apart from the table
 
 
+def test_a_whole_quality_is_named_as_the_command_line_takes_it():
+    # q1, as `--qualities 1` and the page's own 0.95 are written: not q1.0; and a size in KB to the tenth, not floored.
+    text = markdown([ImageResult("a.jpg", "tabby", 0.5, (Encoding(1.0, 1536, 0.01, True),))], [1.0])
+    lines = text.splitlines()
+    assert lines[0] == "| image | top-1 from the PNG | q1: KB, largest change, top-1 |"
+    assert lines[2] == "| a.jpg | tabby 0.50 | 1.5, 0.010, same |"
+    assert lines[-1].startswith("- q1: largest change per image median 0.010,")
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
         (["/nonexistent.jpg"], "/nonexistent.jpg: not a file"),
         (["/"], "/: not a file"),
         (["--qualities", "0"], "--qualities 0: must be above 0"),
+        (["--qualities", "1.5"], "--qualities 1.5: must be above 0 and at most 1"),
     ],
 )
 def test_bad_arguments_are_refused_before_anything_starts(argv, message, capsys):
     assert jpeg_quality.main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """main() on a machine that has Chromium and the artifact, with the run itself recorded instead of made."""
+    (tmp_path / "model" / "dist").mkdir(parents=True)
+    (tmp_path / "model" / "dist" / "model.tar.gz").write_bytes(b"")
+    (tmp_path / "chromium").write_bytes(b"")
+    monkeypatch.setattr(jpeg_quality, "ROOT", tmp_path)
+    monkeypatch.setattr(jpeg_quality, "WWW", tmp_path / "www")
+    monkeypatch.setattr(jpeg_quality, "CHROMIUM", tmp_path / "chromium")
+    run = SimpleNamespace(calls=[], results=[], failures=[])
+
+    def measure(images, qualities):
+        run.calls.append((list(images), list(qualities)))
+        return run.results, run.failures
+
+    monkeypatch.setattr(jpeg_quality, "measure", measure)
+    return run
+
+
+def test_by_default_the_sample_photos_are_measured_in_order_at_both_qualities(offline, tmp_path):
+    samples = tmp_path / "www" / "samples"
+    samples.mkdir(parents=True)
+    names = ["k", "c", "p", "a", "m", "e", "x", "b", "h", "t", "d", "r"]  # neither sorted nor reversed
+    for name in names:
+        (samples / f"{name}.jpg").write_bytes(b"")
+    (samples / "logo.png").write_bytes(b"")  # not a sample photo
+    assert jpeg_quality.main([]) == 0
+    # The table's rows in a fixed order whatever order the folder lists them in, and the qualities --help names.
+    assert offline.calls == [([samples / f"{name}.jpg" for name in sorted(names)], [0.9, 0.95])]
+
+
+def test_a_missing_browser_and_model_are_both_named_before_anything_starts(offline, tmp_path, capsys):
+    (tmp_path / "chromium").unlink()
+    (tmp_path / "model" / "dist" / "model.tar.gz").unlink()
+    assert jpeg_quality.main(["/nonexistent.jpg", "--qualities", "2"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: /nonexistent.jpg: not a file",
+        "error: --qualities 2: must be above 0 and at most 1",
+        f"error: {tmp_path / 'chromium'} is missing: run `make chromium`",
+        "error: model/dist/model.tar.gz is missing: run `make model`",
+    ]
+    assert offline.calls == []
+
+
+def test_qualities_given_no_value_are_refused(offline, capsys):
+    with pytest.raises(SystemExit) as exited:  # not a run that measures nothing at no quality
+        jpeg_quality.main(["--qualities"])
+    assert exited.value.code == 2
+    assert "--qualities: expected at least one argument" in capsys.readouterr().err
+    assert offline.calls == []
+
+
+def test_a_run_where_no_image_could_be_decoded_names_them_without_a_table(offline, capsys):
+    offline.failures = ["a.heic: cannot be decoded", "b.tiff: cannot be decoded"]
+    assert jpeg_quality.main([]) == 1  # the summary of no image at all is no median: no traceback either
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == ["error: a.heic: cannot be decoded", "error: b.tiff: cannot be decoded"]
 
 
 @pytest.mark.browser
