@@ -122,26 +122,73 @@ def test_a_run_where_no_image_could_be_decoded_names_them_without_a_table(offlin
     assert err.splitlines() == ["error: a.heic: cannot be decoded", "error: b.tiff: cannot be decoded"]
 
 
+def test_the_page_is_served_on_loopback_quietly_and_only_while_it_is_measured(capsys):
+    import socket
+    import threading
+    import urllib.request
+
+    from tests.waiting import HANG_GUARD_S
+
+    before = set(threading.enumerate())
+    with jpeg_quality.serve_www() as origin:
+        with urllib.request.urlopen(f"{origin}/script.js", timeout=10) as response:  # noqa: S310 (its own server)
+            assert response.read() == (jpeg_quality.WWW / "script.js").read_bytes()
+        port = int(origin.rsplit(":", 1)[1])
+        with pytest.raises(OSError):  # only the loopback address: not every interface the machine has
+            socket.create_connection(("127.0.0.2", port), timeout=5).close()
+    assert capsys.readouterr().err == ""  # no request line in the middle of the run's own errors
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    for thread in set(threading.enumerate()) - before:
+        thread.join(timeout=HANG_GUARD_S)
+        assert not thread.is_alive(), f"{thread.name} still serves a closed socket"
+
+
 @pytest.mark.browser
 @pytest.mark.slow
-def test_a_real_run_through_the_pages_canvas_and_the_model(tmp_path, capsys):
+def test_a_real_run_through_the_pages_canvas_and_the_model(tmp_path, monkeypatch, capsys):
+    import tempfile
+
+    import local.runtime
     from tests.browser.conftest import CHROMIUM, SAMPLES
     from tests.ci import skip_or_fail
 
     if not CHROMIUM.exists():
         skip_or_fail(f"{CHROMIUM} is missing", "CI must install Debian's chromium")
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))  # where the artifact is unpacked (~80 MB)
+    load, sent = local.runtime.load_inference_module, []
+
+    def recording(*args):  # the served model path, noting the size of each body it is given
+        inference = load(*args)
+        input_fn = inference.input_fn
+        monkeypatch.setattr(inference, "input_fn", lambda data, *rest: sent.append(len(data)) or input_fn(data, *rest))
+        return inference
+
+    monkeypatch.setattr(local.runtime, "load_inference_module", recording)
     not_an_image = tmp_path / "notes.jpg"
     not_an_image.write_text("hello")
-    argv = [str(not_an_image), str(SAMPLES / "chelsea.jpg"), "--qualities", "0.5", "1", "0.5"]
-    # The file Chromium cannot decode is named and fails the run, without losing the others' results.
+    no_pixels = tmp_path / "empty.svg"  # Chromium decodes it; the page refuses to draw it (a RangeError)
+    no_pixels.write_text('<svg xmlns="http://www.w3.org/2000/svg" width="0" height="0"></svg>')
+    argv = [str(not_an_image), str(no_pixels), str(SAMPLES / "chelsea.jpg"), "--qualities", "0.5", "1", "0.5"]
+    # The files Chromium cannot decode or the page cannot draw are named and fail the run, without losing the
+    # others' results.
     assert jpeg_quality.main(argv) == 1
     out, err = capsys.readouterr()
-    assert f"error: {not_an_image}: " in err and "cannot be decoded" in err
+    # One line each, and nothing else: not the page's JavaScript stack, nor a line per request the page made.
+    assert err.splitlines() == [
+        f"error: {not_an_image}: Page.evaluate: EncodingError: The source image cannot be decoded.",
+        f"error: {no_pixels}: Page.evaluate: RangeError: image size must be positive, got 0x0",
+    ]
     row = next(line for line in out.splitlines() if line.startswith("| chelsea.jpg |"))
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells[1].startswith("Egyptian cat")
     # 0.5 given twice is measured once.
     (kb_low, change_low, _), (kb_high, change_high, _) = (cell.split(", ") for cell in cells[2:])
+    # The size is the JPEG's the model was given (after the PNG), not that of its base64 on the way from the page.
+    assert len(sent) == 3 and [kb_low, kb_high] == [f"{size / 1024:.1f}" for size in sent[1:]]
     # Quality does what it says: q1 is bigger and closer to the lossless PNG than q0.5.
     assert float(kb_high) > float(kb_low)
     assert float(change_high) < float(change_low)
+    assert list(temp.iterdir()) == []  # the unpacked artifact removed
