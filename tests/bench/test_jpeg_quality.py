@@ -106,6 +106,15 @@ def test_a_missing_browser_and_model_are_both_named_before_anything_starts(offli
     assert offline.calls == []
 
 
+def test_qualities_are_measured_in_the_order_given_each_once(offline, tmp_path, capsys):
+    photo = tmp_path / "a.jpg"
+    photo.write_bytes(b"")
+    assert jpeg_quality.main([str(photo), "--qualities", "1", "0.5", "1"]) == 0
+    assert offline.calls == [([photo], [1, 0.5])]  # the table's columns as the command line gives them
+    assert jpeg_quality.main([str(photo), "--qualities", "2", "2"]) == 2
+    assert capsys.readouterr().err.splitlines() == ["error: --qualities 2: must be above 0 and at most 1"]
+
+
 def test_qualities_given_no_value_are_refused(offline, capsys):
     with pytest.raises(SystemExit) as exited:  # not a run that measures nothing at no quality
         jpeg_quality.main(["--qualities"])
