@@ -186,10 +186,9 @@ def test_a_real_run_through_the_pages_canvas_and_the_model(tmp_path, monkeypatch
     assert jpeg_quality.main(argv) == 1
     out, err = capsys.readouterr()
     # One line each, and nothing else: not the page's JavaScript stack, nor a line per request the page made.
-    assert err.splitlines() == [
-        f"error: {not_an_image}: Page.evaluate: EncodingError: The source image cannot be decoded.",
-        f"error: {no_pixels}: Page.evaluate: RangeError: image size must be positive, got 0x0",
-    ]
+    undecoded, undrawn = err.splitlines()  # the first in Chromium's words, which may change with its version
+    assert undecoded.startswith(f"error: {not_an_image}: ") and undecoded.endswith("cannot be decoded.")
+    assert undrawn == f"error: {no_pixels}: Page.evaluate: RangeError: image size must be positive, got 0x0"
     row = next(line for line in out.splitlines() if line.startswith("| chelsea.jpg |"))
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells[1].startswith("Egyptian cat")
