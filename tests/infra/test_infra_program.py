@@ -27,6 +27,7 @@ from tests.infra.conftest import (
     ACCOUNT,
     API_ENDPOINT,
     CF_DOMAIN,
+    DLC_ACCOUNT,
     DYNAMIC,
     REGION,
     ROOT,
@@ -113,8 +114,13 @@ def test_prod_like_stack(program: Any, mocks: RecordingMocks) -> None:
         smokeCheck=False,
         endpointName="mobilenet-prod",
         alarmTopicArn=TOPIC,
+        inferenceImageTag="2.5.1-cpu-py311-ubuntu22.04-sagemaker",
     )
     assert outputs["site_url"] == "https://classify.example.com"
+    image = mocks.one("aws:sagemaker/model:Model")["primaryContainer"]["image"]
+    assert image == (
+        f"{DLC_ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/pytorch-inference:2.5.1-cpu-py311-ubuntu22.04-sagemaker"
+    )
     assert outputs["endpoint_name"] == "mobilenet-prod"
     variant = mocks.one("aws:sagemaker/endpointConfiguration:EndpointConfiguration")["productionVariants"][0]
     assert variant["serverlessConfig"] == {"memorySizeInMb": 4096, "maxConcurrency": 10, "provisionedConcurrency": 2}
@@ -271,6 +277,17 @@ def test_misspelt_key_only_in_the_engines_config_env_fails_too(
     with pytest.raises(pulumi.RunError, match=r"unknown config key\(s\) mobilenet-serverless:memorySizeMB"):
         program()
     assert mocks.resources == {}
+
+
+def test_a_value_set_for_the_program_wins_over_the_engines_config_env(
+    program: Any, mocks: RecordingMocks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key in both: the value set (set_all_config, as an Automation API program's) is the one pulumi.Config reads,
+    so it is the one validated and deployed, not the PULUMI_CONFIG bag's."""
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps({"mobilenet-serverless:memorySizeMb": "4096"}))
+    program(memorySizeMb=3072)
+    variant = mocks.one("aws:sagemaker/endpointConfiguration:EndpointConfiguration")["productionVariants"][0]
+    assert variant["serverlessConfig"]["memorySizeInMb"] == 3072
 
 
 @pytest.mark.parametrize("route", ["environment", "set_all_config"])
