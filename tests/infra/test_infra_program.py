@@ -7,6 +7,7 @@ import gzip
 import json
 import os
 import re
+import runpy
 import subprocess
 import sys
 import tarfile
@@ -259,8 +260,22 @@ def test_a_site_file_error_fails_the_program_instead_of_hanging(program: Any, mo
     output): an error there must fail the program with its message, not leave the engine waiting forever. Were the
     origins left unresolved, run_main fails at once saying so (this test hung until pytest's timeout)."""
     monkeypatch.delitem(policies.CONTENT_TYPES, ".css")  # as if www/ held a file of a type the site cannot serve
+    raised: list[BaseException] = []
+    run_path = runpy.run_path
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return run_path(*args, **kwargs)
+        except BaseException as error:
+            raised.append(error)
+            raise
+
+    monkeypatch.setattr(runpy, "run_path", recorded)
     with pytest.raises(pulumi.RunError, match=r"'style\.css' has no known content type"):
         program()
+    # The program's own exception, the one `pulumi up` prints (any but a RunError as a Python traceback), not only
+    # the registrations failed with it.
+    assert [type(error) for error in raised] == [pulumi.RunError], raised
 
 
 def test_misspelt_key_in_the_stack_fails_instead_of_deploying_the_default(program: Any, mocks: RecordingMocks) -> None:
