@@ -821,18 +821,18 @@ if __name__ == "__main__":
 """
 
 
-def test_an_oserror_the_handler_raises_at_import_stays_the_handlers(tmp_path):
-    """Only starting the sandbox is the OS's refusal: the handler's own import (run in the sandbox) raising an
-    OSError stops the stack blaming the handler, as any other error of its import."""
+def run_with_a_stand_in_handler(tmp_path: Path, handler_source: str, script_source: str) -> str:
+    """Runs script_source in a fresh interpreter where handlers.inference_proxy is handler_source (the rest of the
+    handlers package is the real one); returns the last line it printed."""
     import subprocess
     import sys
 
-    handlers = tmp_path / "shadow" / "handlers"  # the real package, but for an inference_proxy failing at import
+    handlers = tmp_path / "shadow" / "handlers"
     handlers.mkdir(parents=True)
     (handlers / "__init__.py").write_text("import pkgutil\n\n__path__ = pkgutil.extend_path(__path__, __name__)\n")
-    (handlers / "inference_proxy.py").write_text('raise OSError(5, "Input/output error")\n')
+    (handlers / "inference_proxy.py").write_text(handler_source)
     script = tmp_path / "warm.py"
-    script.write_text(_WARM_SCRIPT)
+    script.write_text(script_source)
     root = Path(__file__).resolve().parents[2]
     done = subprocess.run(
         [sys.executable, str(script)],
@@ -843,7 +843,14 @@ def test_an_oserror_the_handler_raises_at_import_stays_the_handlers(tmp_path):
         timeout=180,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "OSError [Errno 5] Input/output error"
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_an_oserror_the_handler_raises_at_import_stays_the_handlers(tmp_path):
+    """Only starting the sandbox is the OS's refusal: the handler's own import (run in the sandbox) raising an
+    OSError stops the stack blaming the handler, as any other error of its import."""
+    said = run_with_a_stand_in_handler(tmp_path, 'raise OSError(5, "Input/output error")\n', _WARM_SCRIPT)
+    assert said == "OSError [Errno 5] Input/output error"
 
 
 _PRELOAD_SCRIPT = """
@@ -864,29 +871,9 @@ def test_the_fork_server_imports_the_handler_once_for_every_sandbox(tmp_path):
     """The sandboxes start warm: the handler is imported in the fork server, which each sandbox is forked from. A
     preload of another module passed every test, as each sandbox then imports the handler itself (warm() does it in
     the first): every sandbox started cold, paying the handler's import on its first invocation."""
-    import subprocess
-    import sys
-
-    handlers = tmp_path / "shadow" / "handlers"  # the real package, but for an inference_proxy noting who imports it
-    handlers.mkdir(parents=True)
-    (handlers / "__init__.py").write_text("import pkgutil\n\n__path__ = pkgutil.extend_path(__path__, __name__)\n")
-    imports = tmp_path / "imports"
-    (handlers / "inference_proxy.py").write_text(
-        f"import os\n\nwith open({str(imports)!r}, 'a') as log:\n    log.write(f'{{os.getpid()}}\\n')\n"
-    )
-    script = tmp_path / "warm.py"
-    script.write_text(_PRELOAD_SCRIPT)
-    root = Path(__file__).resolve().parents[2]
-    done = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": f"{handlers.parent}{os.pathsep}{root}"},
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert done.returncode == 0, done.stderr
-    fork_server = int(done.stdout.strip().splitlines()[-1])
+    imports = tmp_path / "imports"  # a stand-in inference_proxy notes the pid of each process that imports it
+    noting = f"import os\n\nwith open({str(imports)!r}, 'a') as log:\n    log.write(f'{{os.getpid()}}\\n')\n"
+    fork_server = int(run_with_a_stand_in_handler(tmp_path, noting, _PRELOAD_SCRIPT))
     assert imports.read_text().split() == [str(fork_server)]
 
 
