@@ -192,8 +192,10 @@ def test_smoke_check_fails_with_log_group_pointer_on_bad_reply(aws: None, text_p
     with pytest.raises(SmokeCheckError) as err:
         SmokeCheckProvider().create(dict(SMOKE_PROPS))
     message = str(err.value)
-    assert "mobilenet-test" in message and "not JSON" in message
-    assert "/aws/sagemaker/Endpoints/mobilenet-test" in message and "smokeCheck false" in message
+    # The endpoint by name: the log group, named as well, has "mobilenet-test" in it too.
+    assert "smoke check of SageMaker endpoint 'mobilenet-test' failed: reply is not JSON" in message
+    assert f"`aws logs tail /aws/sagemaker/Endpoints/mobilenet-test --region {REGION} --since 30m`" in message
+    assert "smokeCheck false" in message
     # The component takes it as an argument and reads no config: a program that copied it has its own setting, or none.
     assert "ServerlessEndpointArgs.smoke_check" in message
 
@@ -367,18 +369,24 @@ def test_smoke_check_asks_again_while_the_service_is_unavailable() -> None:
     assert pauses == [15.0]
 
 
-def test_smoke_check_failure_quotes_the_aws_error_message() -> None:
+@pytest.mark.parametrize(
+    ("code", "aws_message"),
+    [
+        ("AccessDeniedException", "User is not authorized to perform: sagemaker:InvokeEndpoint"),
+        ("ValidationError", f"Endpoint e of account {ACCOUNT} not found."),  # no cold start: waiting changes nothing
+    ],
+)
+def test_smoke_check_failure_quotes_the_aws_error_message(code: str, aws_message: str) -> None:
     client = stub_client("sagemaker-runtime")
+    pauses: list[float] = []
     with Stubber(client) as stub:
         stub.add_client_error(
-            "invoke_endpoint",
-            service_error_code="AccessDeniedException",
-            service_message="User is not authorized to perform: sagemaker:InvokeEndpoint",
-            http_status_code=400,
+            "invoke_endpoint", service_error_code=code, service_message=aws_message, http_status_code=400
         )
         with pytest.raises(SmokeCheckError) as err:
-            run_smoke_check(client, "e", "/g", REGION, sleep=lambda _s: None)
-    assert "AccessDeniedException: User is not authorized to perform: sagemaker:InvokeEndpoint" in str(err.value)
+            run_smoke_check(client, "e", "/g", REGION, sleep=pauses.append)
+    assert f"failed: {code}: {aws_message}" in str(err.value)
+    assert pauses == []  # asked once
 
 
 def test_smoke_check_does_not_ask_again_after_a_transport_error() -> None:
@@ -392,6 +400,44 @@ def test_smoke_check_does_not_ask_again_after_a_transport_error() -> None:
     with pytest.raises(SmokeCheckError, match="failed: ReadTimeoutError: Read timeout on endpoint URL"):
         run_smoke_check(Unreachable(), "e", "/g", REGION, sleep=pauses.append)
     assert pauses == []
+
+
+def test_smoke_check_fails_naming_the_log_group_when_the_reply_breaks_off() -> None:
+    """A read timeout while the reply's body streams in, after its headers came, is a failure to get a reply like any
+    other: the check's message with the log group, not botocore's bare exception."""
+
+    class BrokenBody:
+        def read(self) -> bytes:
+            raise ReadTimeoutError(endpoint_url=f"https://runtime.sagemaker.{REGION}.amazonaws.com")
+
+    class BreaksOff:
+        def invoke_endpoint(self, **_kwargs: Any) -> Any:
+            return {"Body": BrokenBody(), "ContentType": "application/json"}
+
+    with pytest.raises(SmokeCheckError, match="failed: ReadTimeoutError: Read timeout on endpoint URL") as err:
+        run_smoke_check(BreaksOff(), "e", "/aws/sagemaker/Endpoints/e", REGION, sleep=lambda _s: None)
+    assert "`aws logs tail /aws/sagemaker/Endpoints/e" in str(err.value)
+
+
+def test_smoke_check_quotes_the_start_of_a_long_reply_or_traceback_line() -> None:
+    """An HTML error page or a long last line of a traceback goes into `pulumi up`'s error by its start, not whole."""
+    with pytest.raises(ValueError, match="not JSON") as not_json:
+        parse_topk_reply(b"<html>" + b"x" * 10_000)
+    with pytest.raises(ValueError, match="'predictions' list") as no_list:
+        parse_topk_reply(json.dumps({"error": "x" * 10_000}).encode())
+    assert len(str(not_json.value)) < 400 and len(str(no_list.value)) < 400
+    client = stub_client("sagemaker-runtime")
+    with Stubber(client) as stub:
+        stub.add_client_error(
+            "invoke_endpoint",
+            service_error_code="ModelError",
+            service_message="Received server error (500) from primary",
+            http_status_code=424,
+            modeled_fields={"OriginalStatusCode": 500, "OriginalMessage": "Traceback\nValueError: " + "x" * 10_000},
+        )
+        with pytest.raises(SmokeCheckError, match="ModelError \\(container status 500\\): ValueError: xxx") as err:
+            run_smoke_check(client, "e", "/g", REGION, sleep=lambda _s: None)
+    assert "x" * 300 not in str(err.value)
 
 
 def test_smoke_check_gives_up_on_a_cold_start_that_never_ends() -> None:
@@ -408,7 +454,7 @@ def test_smoke_check_gives_up_on_a_cold_start_that_never_ends() -> None:
     assert "still not answering after 3 attempts 15 s apart" in message and "container status 0" in message
     # The log group is in the stack's region, which need not be the shell's.
     assert f"`aws logs tail /aws/sagemaker/Endpoints/e --region {REGION} --since 30m`" in message
-    assert f"(region {REGION})" in message
+    assert f"CloudWatch log group /aws/sagemaker/Endpoints/e (region {REGION})" in message
 
 
 def test_the_provider_waits_out_a_cold_start_as_the_readme_says(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -467,6 +513,8 @@ def test_smoke_check_sends_the_contracted_request() -> None:
         (b"\xff\xfe\xfd not UTF-8", "not JSON"),  # a ValueError naming the reply, not a bare UnicodeDecodeError
         (b"[]", "'predictions' list"),
         (b'["predictions"]', "'predictions' list"),  # JSON, but not an object
+        (json.dumps({"predictions": 3}).encode(), "'predictions' list"),  # a ValueError, not len()'s TypeError
+        (json.dumps({"predictions": {"label": "x", "prob": 0.5}}).encode(), "'predictions' list"),  # one, unlisted
         (json.dumps({"predictions": []}).encode(), f"1..{MAX_TOP_K}"),
         (json.dumps({"predictions": [{"label": "x", "prob": 1}] * (MAX_TOP_K + 1)}).encode(), f"1..{MAX_TOP_K}"),
         (json.dumps({"predictions": [{"label": "", "prob": 0.5}]}).encode(), "label"),
@@ -476,6 +524,7 @@ def test_smoke_check_sends_the_contracted_request() -> None:
         (json.dumps({"predictions": [{"label": "x", "prob": "0.5"}]}).encode(), "prob"),
         (json.dumps({"predictions": [{"label": 3, "prob": 0.5}]}).encode(), "label"),
         (json.dumps({"predictions": ["x"]}).encode(), "label"),
+        (json.dumps({"predictions": [{"label": "x", "prob": 0.5}, {"label": "", "prob": 0.3}]}).encode(), "label"),
     ],
 )
 def test_parse_topk_reply_rejects(body: bytes, reason: str) -> None:
