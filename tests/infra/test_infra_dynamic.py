@@ -169,6 +169,7 @@ def config_on_the_same_model(config_name: str, model_name: str) -> None:
 def test_probe_is_a_real_small_jpeg() -> None:
     image = Image.open(io.BytesIO(PROBE_JPEG))
     assert image.format == "JPEG" and image.size == (32, 32)
+    image.load()  # the whole scan decodes (Image.open reads only the header): a truncated probe fails a healthy model
     assert len(PROBE_JPEG) < 4096
 
 
@@ -262,6 +263,9 @@ def test_rollout_check_reports_sagemakers_failure_reason() -> None:
             check_rollout(client, "mobilenet-test", "config-1")
         stub.add_response("describe_endpoint", description, {"EndpointName": "mobilenet-test"})
         assert check_rollout(client, "mobilenet-test", None)["EndpointStatus"] == "InService"  # no config to match
+        stub.add_response("describe_endpoint", description, {"EndpointName": "mobilenet-test"})
+        with pytest.raises(SmokeCheckError, match="not on 'config-10'"):  # another name, which config-1 begins
+            check_rollout(client, "mobilenet-test", "config-10")
 
 
 def test_rollout_check_on_a_failed_endpoint_says_to_delete_and_recreate_it() -> None:
@@ -485,6 +489,28 @@ def test_the_provider_waits_out_a_cold_start_as_the_readme_says(monkeypatch: pyt
         provider.create(dict(SMOKE_PROPS))
     assert pauses == [15.0, 15.0, 15.0]
     assert clients["sagemaker-runtime"].meta.config.read_timeout > 60
+    # A transport error is not asked again by the probe (is_cold_start): botocore must retry it.
+    assert clients["sagemaker-runtime"].meta.config.retries["total_max_attempts"] > 1
+
+
+def test_the_provider_says_how_to_recover_a_failed_endpoint_before_probing_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Failed endpoint fails the probe too, with an error that says nothing of the cure (delete it, refresh, up): the
+    endpoint's state is checked first."""
+    provider = SmokeCheckProvider()
+    session = boto3.session.Session(aws_access_key_id="x", aws_secret_access_key="x")
+
+    def client(service: str, region_name: str | None = None, **kwargs: Any) -> Any:
+        made = session.client(service, region_name=region_name, **kwargs)
+        stub = Stubber(made)  # the runtime client's has nothing queued: an invocation fails the stub
+        if service == "sagemaker":
+            stub.add_response("describe_endpoint", {**_endpoint("config-1", "Failed"), "FailureReason": "no model.pt"})
+        stub.activate()
+        return made
+
+    monkeypatch.setattr(provider, "session", lambda: SimpleNamespace(client=client))
+    with pytest.raises(SmokeCheckError, match=r"'mobilenet-test' is Failed \(no model.pt\)") as err:
+        provider.create(dict(SMOKE_PROPS))
+    assert "aws sagemaker delete-endpoint --endpoint-name mobilenet-test" in str(err.value)
 
 
 def test_smoke_check_sends_the_contracted_request() -> None:
@@ -558,6 +584,14 @@ def test_smoke_check_diff_reruns_only_when_the_deployment_changes(field: str, va
     assert diff_smoke_check(SMOKE_PROPS, dict(SMOKE_PROPS)).changes is False
     changed = SmokeCheckProvider().diff("smoke-mobilenet-test", SMOKE_PROPS, {**SMOKE_PROPS, field: value})
     assert changed.changes is True and changed.replaces == []
+
+
+def test_smoke_check_is_not_run_again_for_the_result_it_recorded() -> None:
+    """Pulumi diffs the new inputs against the outputs the last check recorded, which carry its result: an unchanged
+    deployment must not probe the endpoint again on every `pulumi up`."""
+    recorded = {**SMOKE_PROPS, "top_label": "Egyptian cat", "prediction_count": 2}
+    for news in (dict(SMOKE_PROPS), {**SMOKE_PROPS, "top_label": None, "prediction_count": None}):
+        assert SmokeCheckProvider().diff("smoke-mobilenet-test", recorded, news).changes is False
 
 
 @pytest.mark.parametrize("missing", ["endpoint_name", "region", "log_group"])
