@@ -1369,6 +1369,18 @@ def test_an_answer_cut_off_mid_body_is_told_as_the_network_failing(stub_ui: Any,
     assert ui.is_hidden("#predictions-wrap"), "the cat's predictions beside the coffee photo's error"
 
 
+def test_an_error_answer_cut_off_mid_body_is_told_by_its_status(stub_ui: Any, stub_stack: Any) -> None:
+    # An error's status says enough without its body: a 502 whose body the connection lost is the model failing, not
+    # the network ("Cannot reach the API"), and is not tried again as an API out of reach would be.
+    stub_stack.script({"status": 502, "body": {"error": "model_error", "message": "crashed"}, "cut_short": True})
+    ui = stub_ui.open()
+    ui.upload(CHELSEA)
+    text = ui.wait_error()
+    assert "The model could not answer." in text, text
+    assert "Request id (for support): stub-req-1" in text
+    assert len(stub_stack.predict_requests()) == 1
+
+
 def test_a_browser_without_abortsignal_timeout_classifies_and_still_gives_up(stub_ui: Any, stub_stack: Any) -> None:
     # Safari before 16 (iPhones that stop at iOS 15) has no AbortSignal.timeout, nor abort reasons before 15.4:
     # fetch() threw a TypeError there, told as "Cannot reach the API" for every photo.
