@@ -1251,6 +1251,24 @@ def test_api_gateways_own_503_is_retried_once_then_told(stub_ui: Any, stub_stack
     assert ui.controls_disabled() == [False] * 6
 
 
+@pytest.mark.slow
+def test_each_kind_of_503_keeps_its_own_retries(stub_ui: Any, stub_stack: Any) -> None:
+    # API Gateway's own 503 and the model's warming-up 503 share a status: the gateway's one retry is its own, and
+    # neither kind may spend the other's. A warming-up answer after the gateway's retry, or the gateway's first 503
+    # after a warming-up one, ended the page's tries ("did not answer in time") with tries left to find the model.
+    warming = {
+        "status": 503,
+        "body": {"error": "model_not_ready", "message": "cold start"},
+        "headers": {"Retry-After": "0"},
+    }
+    gateway_timeout = {"status": 503, "body": {"message": "Service Unavailable"}, "headers": {"Retry-After": "0"}}
+    stub_stack.script(warming, gateway_timeout, warming)
+    ui = stub_ui.open()
+    ui.upload(CHELSEA)
+    ui.wait_done()
+    assert len(stub_stack.predict_requests()) == 4, "the 200 the fourth try found"
+
+
 def test_an_error_message_is_shown_as_text_not_html(stub_ui: Any, stub_stack: Any) -> None:
     # The message and the request id come from the API (or whatever answers in its place): never markup.
     stub_stack.script(
