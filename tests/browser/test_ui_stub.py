@@ -1328,6 +1328,55 @@ def test_a_slow_answer_says_the_model_may_be_waking_up(stub_ui: Any, stub_stack:
     assert ui.page.is_hidden("#status-detail"), "the hint goes with the wait"
 
 
+def test_a_slow_retry_keeps_its_try_number_beside_the_hint(stub_ui: Any, stub_stack: Any) -> None:
+    # The hint of a slow answer follows the line it came under: on a retry that is "Try 2 of 4…", not a first try's
+    # "Classifying…", which would tell the visitor the page had started over.
+    ui = stub_ui
+    ui.page.clock.install()
+    gate = threading.Event()
+    warming = {
+        "status": 503,
+        "body": {"error": "model_not_ready", "message": "cold start"},
+        "headers": {"Retry-After": "1"},
+    }
+    stub_stack.script(warming, {"status": 200, "gate": gate})
+    try:
+        ui.open()
+        ui.upload(CHELSEA)
+        expect_status(ui, "warming up, retrying in")
+        ui.page.clock.run_for(2000)  # 1 s, and up to 20% more
+        expect_status(ui, "Try 2 of 4…")
+        ui.page.clock.run_for(5500)
+        ui.page.wait_for_selector("#status-detail:not([hidden])")
+        assert ui.page.inner_text("#status-message") == "Try 2 of 4…"
+        assert "Waking the model up" in ui.page.inner_text("#status-detail")
+    finally:
+        gate.set()
+    ui.wait_done()
+    assert len(stub_stack.predict_requests()) == 2
+
+
+def test_the_round_trip_counts_the_wait_for_the_answer(stub_ui: Any, stub_stack: Any) -> None:
+    # The round trip is timed from the request, not from its answer: timed from the answer, a cold start's long wait
+    # read a few milliseconds beside the server's 41 ms.
+    ui = stub_ui
+    ui.page.clock.install()  # the page's clock: the 3 s below are the test's, not waited out
+    gate = threading.Event()
+    stub_stack.script({"status": 200, "gate": gate})
+    try:
+        ui.open()
+        ui.upload(CHELSEA)
+        expect_status(ui, "Classifying…")
+        ui.page.clock.run_for(3000)
+    finally:
+        gate.set()
+    ui.wait_done()
+    timing = ui.page.inner_text("#timing")
+    found = re.match(r"Round trip ([\d.]+)\u00a0(s|ms)\b", timing)
+    assert found, timing
+    assert float(found[1]) * (1 if found[2] == "s" else 0.001) >= 3.0, timing
+
+
 def test_an_api_that_never_answers_is_given_up_on(stub_ui: Any, stub_stack: Any) -> None:
     # The page's own timeout is handed to the test, which fires it rather than waiting 35 s.
     ui = stub_ui
