@@ -3023,6 +3023,26 @@ def test_each_step_of_the_quality_ladder_is_taken_when_it_is_the_first_that_fits
     assert len(sent) == len(ladder)
 
 
+def test_an_upload_of_exactly_the_budget_is_sent_at_full_quality(stub_ui: Any, stub_stack: Any) -> None:
+    # 60 KB is what an upload may weigh: one that weighs exactly that fits, and is not blurred a step for nothing.
+    # The encoder's output is padded to the budget (bytes after the JPEG's end, which decoders ignore).
+    budget = 60 * 1024
+    stub_ui.page.add_init_script(
+        f"""window.qualities = [];
+        const toBlobPadded = HTMLCanvasElement.prototype.toBlob;
+        HTMLCanvasElement.prototype.toBlob = function (callback, type, quality) {{
+            window.qualities.push(quality);
+            toBlobPadded.call(this, (blob) =>
+                callback(new Blob([blob, new Uint8Array({budget} - blob.size)], {{ type: blob.type }})), type, quality);
+        }};"""
+    )
+    ui = stub_ui.open()
+    body = ui.sent_for(CHELSEA)
+    assert len(body) == budget
+    assert ui.jpeg_quality(body) == 95
+    assert ui.page.evaluate("() => window.qualities") == [0.95]
+
+
 def test_a_probability_of_exactly_one_or_zero_is_an_answer(stub_ui: Any, stub_stack: Any) -> None:
     # A softmax in float32 rounds to 1.0 for a very sure model, and its lower entries underflow to 0.0: the ends of
     # the range are answers, not a malformed body.
