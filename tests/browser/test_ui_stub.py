@@ -788,6 +788,8 @@ TIFF_MM = b"MM\x00*\x00\x00\x00\x08" + bytes(200)
 # AVIF is HEIF too, and lists mif1, but this browser opens AVIF: a broken one is not "a format it cannot open".
 BROKEN_AVIF = b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf" + bytes(2000)
 BROKEN_AVIF_MIF1 = b"\x00\x00\x00\x1cftypmif1\x00\x00\x00\x00mif1avifmiaf" + bytes(2000)
+# An AVIF image sequence says avis, not avif, beside the msf1 a HEIF sequence lists too.
+BROKEN_AVIS = b"\x00\x00\x00\x20ftypavis\x00\x00\x00\x00avismsf1miafMA1B" + bytes(2000)
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"/>'
 
 
@@ -2754,7 +2756,7 @@ def test_cannot_decode_message_knows_every_extension_of_a_format(stub_ui: Any) -
 
 def test_cannot_decode_message_names_the_format_the_first_bytes_say_not_the_name(stub_ui: Any) -> None:
     ui = stub_ui.open()
-    heads = [HEIC, HEIF_MIF1, TIFF, TIFF_MM, BROKEN_AVIF, BROKEN_AVIF_MIF1, b"\xff\xd8\xff\xe0", b""]
+    heads = [HEIC, HEIF_MIF1, TIFF, TIFF_MM, BROKEN_AVIF, BROKEN_AVIF_MIF1, BROKEN_AVIS, b"\xff\xd8\xff\xe0", b""]
     got = ui.page.evaluate(
         """async (heads) => {
             const m = await import("./script.js");
@@ -2765,8 +2767,9 @@ def test_cannot_decode_message_names_the_format_the_first_bytes_say_not_the_name
     )
     generic = run_js(ui, "return m.CANNOT_DECODE_MESSAGE;")
     assert ["HEIC/HEIF" in got[0], "HEIC/HEIF" in got[1], "TIFF" in got[2], "TIFF" in got[3]] == [True] * 4
-    # A broken AVIF or JPEG, or no bytes: nothing to name. Where the bytes are silent, the name still counts.
-    assert got[4:8] == [generic] * 4
+    # A broken AVIF (a still or a sequence) or JPEG, or no bytes: nothing to name. Where the bytes are silent, the
+    # name still counts.
+    assert got[4:9] == [generic] * 5
     assert run_js(ui, 'return m.cannotDecodeMessage("IMG_0001.HEIC", "", new Uint8Array(0));') != generic
 
 
