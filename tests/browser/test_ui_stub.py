@@ -1123,6 +1123,23 @@ def test_a_retry_after_beyond_the_pages_patience_is_told_not_undercut(stub_ui: A
     assert len(stub_stack.predict_requests()) == 1
 
 
+def test_the_wait_before_a_retry_is_told_to_the_nearest_second(stub_ui: Any, stub_stack: Any) -> None:
+    # Retry-After 3 with the most jitter is a 3.6 s wait: "retrying in 4 s", not a "3 s" that runs out before the try.
+    ui = stub_ui
+    ui.page.add_init_script("Math.random = () => 0.999;")
+    ui.page.clock.install()  # the wait is run by the test, not waited for
+    stub_stack.script(
+        {"status": 429, "body": {"error": "throttled", "message": "slow"}, "headers": {"Retry-After": "3"}}
+    )
+    ui.open()
+    ui.upload(CHELSEA)
+    expect_status(ui, "The model is busy, retrying in")
+    assert ui.page.inner_text("#status-message") == "The model is busy, retrying in 4\u00a0s…"
+    ui.page.clock.run_for(4000)
+    ui.wait_done()
+    assert len(stub_stack.predict_requests()) == 2
+
+
 def test_results_and_errors_scroll_into_view_after_focus_returns(make_ui: Any, stub_stack: Any) -> None:
     # On a phone the results are below the fold; giving focus back to the file input must not scroll them away.
     # 400 px tall: the file input and the status region cannot both be on screen, so a focus that scrolls back
