@@ -785,6 +785,9 @@ TIFF = b"II*\x00\x08\x00\x00\x00" + bytes(200)
 # A HEIF whose main brand is the codec-neutral mif1; a big-endian TIFF (MM) as a scanner may write.
 HEIF_MIF1 = b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00mif1heic" + bytes(2000)
 TIFF_MM = b"MM\x00*\x00\x00\x00\x08" + bytes(200)
+# BigTIFF (a scanner's or a microscope's file over 4 GB), in either byte order.
+BIGTIFF = b"II+\x00\x08\x00\x00\x00" + bytes(200)
+BIGTIFF_MM = b"MM\x00+\x00\x08\x00\x00" + bytes(200)
 # AVIF is HEIF too, and lists mif1, but this browser opens AVIF: a broken one is not "a format it cannot open".
 BROKEN_AVIF = b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf" + bytes(2000)
 BROKEN_AVIF_MIF1 = b"\x00\x00\x00\x1cftypmif1\x00\x00\x00\x00mif1avifmiaf" + bytes(2000)
@@ -2773,7 +2776,8 @@ def test_cannot_decode_message_knows_every_extension_of_a_format(stub_ui: Any) -
 
 def test_cannot_decode_message_names_the_format_the_first_bytes_say_not_the_name(stub_ui: Any) -> None:
     ui = stub_ui.open()
-    heads = [HEIC, HEIF_MIF1, TIFF, TIFF_MM, BROKEN_AVIF, BROKEN_AVIF_MIF1, BROKEN_AVIS, b"\xff\xd8\xff\xe0", b""]
+    tiffs = [TIFF, TIFF_MM, BIGTIFF, BIGTIFF_MM]
+    heads = [HEIC, HEIF_MIF1, *tiffs, BROKEN_AVIF, BROKEN_AVIF_MIF1, BROKEN_AVIS, b"\xff\xd8\xff\xe0", b""]
     got = ui.page.evaluate(
         """async (heads) => {
             const m = await import("./script.js");
@@ -2783,10 +2787,11 @@ def test_cannot_decode_message_names_the_format_the_first_bytes_say_not_the_name
         [base64.b64encode(head).decode("ascii") for head in heads],
     )
     generic = run_js(ui, "return m.CANNOT_DECODE_MESSAGE;")
-    assert ["HEIC/HEIF" in got[0], "HEIC/HEIF" in got[1], "TIFF" in got[2], "TIFF" in got[3]] == [True] * 4
+    assert ["HEIC/HEIF" in got[0], "HEIC/HEIF" in got[1]] == [True] * 2
+    assert ["TIFF" in message for message in got[2:6]] == [True] * 4
     # A broken AVIF (a still or a sequence) or JPEG, or no bytes: nothing to name. Where the bytes are silent, the
     # name still counts.
-    assert got[4:9] == [generic] * 5
+    assert got[6:11] == [generic] * 5
     assert run_js(ui, 'return m.cannotDecodeMessage("IMG_0001.HEIC", "", new Uint8Array(0));') != generic
 
 
