@@ -1143,6 +1143,28 @@ def test_the_wait_before_a_retry_is_told_to_the_nearest_second(stub_ui: Any, stu
     assert len(stub_stack.predict_requests()) == 2
 
 
+def test_the_wait_before_a_retry_of_an_api_out_of_reach_is_told_to_the_nearest_second(
+    stub_ui: Any, stub_stack: Any
+) -> None:
+    # Out of reach on the third try, the wait is 4 s and up to 20% more: at the most jitter 4.8 s, "retrying in 5 s".
+    ui = stub_ui
+    ui.page.add_init_script("Math.random = () => 0.999;")
+    ui.page.clock.install()  # the waits are run by the test, not waited for
+    busy = {"status": 429, "body": {"error": "throttled", "message": "x"}, "headers": {"Retry-After": "0"}}
+    stub_stack.script(busy, busy, {"status": 429, "body": {"message": "Too Many Requests"}, "cors": False})
+    ui.open()
+    ui.upload(CHELSEA)
+    expect_status(ui, "The model is busy, retrying in 1\u00a0s…")
+    ui.page.clock.run_for(1300)
+    expect_status(ui, "The model is busy, retrying in 2\u00a0s…")
+    ui.page.clock.run_for(2500)
+    expect_status(ui, "Could not reach the API, retrying in")
+    assert ui.page.inner_text("#status-message") == "Could not reach the API, retrying in 5\u00a0s…"
+    ui.page.clock.run_for(5000)
+    ui.wait_done()
+    assert len(stub_stack.predict_requests()) == 4
+
+
 def test_results_and_errors_scroll_into_view_after_focus_returns(make_ui: Any, stub_stack: Any) -> None:
     # On a phone the results are below the fold; giving focus back to the file input must not scroll them away.
     # 400 px tall: the file input and the status region cannot both be on screen, so a focus that scrolls back
