@@ -1786,6 +1786,30 @@ def test_a_photo_dropped_while_busy_is_not_sent_alongside(stub_ui: Any, stub_sta
     assert "385×256" in ui.page.inner_text("#preview-caption"), "the result is the first photo's"
 
 
+def test_a_folder_dropped_while_busy_leaves_the_photo_being_classified(
+    stub_ui: Any, stub_stack: Any, tmp_path: Path
+) -> None:
+    # A folder is refused as it comes, forgetting the photo it was meant to replace: while a photo is being
+    # classified, that forgot the photo on its way (the picker emptied, the results hidden) and its answer came to
+    # a page that showed none of it.
+    folder = tmp_path / "Holiday 2026"
+    folder.mkdir()
+    gate = threading.Event()
+    stub_stack.script({"status": 200, "gate": gate})
+    ui = stub_ui.open()
+    try:
+        ui.click_sample("chelsea")
+        expect_status(ui, "Classifying…")
+        drop_from_the_desktop(ui, folder)
+        assert ui.page.get_attribute("#status", "data-state") == "busy", ui.status_text()
+    finally:
+        gate.set()
+    ui.wait_done()
+    assert ui.labels()[0] == stub_stack.default_predictions[0]["label"]
+    assert not ui.is_hidden("#results"), "the answer is shown with its photo"
+    assert ui.page.inner_text("#file-chosen") == "Sample chosen: chelsea.jpg"
+
+
 def test_a_photo_dropped_during_a_retrys_wait_keeps_the_retrying_line(stub_ui: Any, stub_stack: Any) -> None:
     # "Still classifying the previous photo" took the place of "retrying in 3 s…" until the try: the visitor lost
     # why nothing happened for those seconds. Both are said now, the retry's line first.
