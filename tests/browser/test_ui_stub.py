@@ -1969,6 +1969,19 @@ def test_each_prediction_is_announced_once(stub_ui: Any, stub_stack: Any) -> Non
     assert ui.page.locator("#predictions").get_by_text("62.0%").count() == 1
 
 
+def test_each_prediction_reads_its_label_then_its_percentage(stub_ui: Any, stub_stack: Any) -> None:
+    # The order a screen reader reads each line in, and the grid's columns are filled in: swapped, a line read
+    # "62.0% stub label one" and put the percentage in the label's wide column.
+    ui = stub_ui.open()
+    ui.click_sample("chelsea")
+    ui.wait_done()
+    lines = [" ".join(text.split()) for text in ui.page.locator("#predictions .prediction").all_inner_texts()]
+    assert lines == [f"{p['label']} {p['prob'] * 100:.1f}%" for p in stub_stack.default_predictions]
+    first = ui.page.locator("#predictions .prediction").first
+    label, value = first.locator(".prediction-label").bounding_box(), first.locator(".prediction-value").bounding_box()
+    assert label and value and label["x"] < value["x"], (label, value)
+
+
 def test_the_results_region_is_named_top_predictions_only_while_it_holds_them(stub_ui: Any, stub_stack: Any) -> None:
     # The sent photo shows before the answer, and stays beside an error the model gave (502): a landmark named
     # "Top predictions" there sent a screen reader user to a region holding only the photo.
