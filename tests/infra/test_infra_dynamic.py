@@ -672,8 +672,9 @@ def test_invalidation_batch_counts_its_paths() -> None:
 
 @pytest.mark.parametrize("paths", [[], ["index.html"], ["/*", ""], ["/*", None]])
 def test_invalidation_refuses_paths_cloudfront_would_reject(paths: list[str]) -> None:
-    with pytest.raises(InvalidationInputError, match="absolute paths"):
+    with pytest.raises(InvalidationInputError, match="absolute paths") as refused:
         invalidation_batch(paths, "ref")
+    assert str(refused.value).endswith(f", got {paths!r}")  # names what it got
 
 
 def test_invalidation_diff_only_on_hash_or_target_change() -> None:
@@ -688,7 +689,7 @@ def test_invalidation_diff_only_on_hash_or_target_change() -> None:
 
 @pytest.mark.parametrize("missing", ["distribution_id", "content_hash"])
 def test_invalidation_requires_inputs(aws: None, missing: str) -> None:
-    with pytest.raises(InvalidationInputError, match=f"{missing} is required"):
+    with pytest.raises(InvalidationInputError, match=f"^{missing} is required, got ''$"):
         InvalidationProvider().create({"distribution_id": "E1", "content_hash": "a" * 64, missing: ""})
 
 
@@ -908,7 +909,7 @@ def test_http_api_cors_refresh_and_delete_fail_unless_the_api_is_gone(monkeypatc
 @pytest.mark.parametrize("missing", ["api_id", "region"])
 def test_http_api_cors_requires_api_id_and_region(aws: None, missing: str) -> None:
     props = {"api_id": "abc123", "region": REGION, "origins": ["https://a.example.com"]}
-    with pytest.raises(HttpApiCorsError, match=f"{missing} is required"):
+    with pytest.raises(HttpApiCorsError, match=f"^{missing} is required, got ''$"):
         HttpApiCorsProvider().create({**props, missing: ""})
 
 
