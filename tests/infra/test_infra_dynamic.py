@@ -38,6 +38,7 @@ from components.dynamic.http_api_cors import (
     CONFLICT_ATTEMPTS,
     HttpApiCorsError,
     HttpApiCorsProvider,
+    cors_rules,
     diff_cors,
 )
 from components.dynamic.invalidation import (
@@ -717,6 +718,23 @@ def test_http_api_cors_create_update_delete(aws: None) -> None:
     assert "CorsConfiguration" not in client.get_api(ApiId=api_id)
     client.delete_api(ApiId=api_id)
     provider.delete(created.id, news)  # the API is already gone: still not an error
+
+
+def test_http_api_cors_records_the_cors_it_set(aws: None) -> None:
+    """The state holds the origins and rules UpdateApi was given: the rules so that a program whose rules differ from
+    those a stack was deployed with puts its own on the next `pulumi up` (the diff compares the recorded rules with the
+    program's), the origins as set, each once."""
+    client = boto3.client("apigatewayv2")
+    api_id = client.create_api(Name="t", ProtocolType="HTTP")["ApiId"]
+    provider = HttpApiCorsProvider()
+    origin = "https://d1.cloudfront.net"
+    props = {"api_id": api_id, "region": REGION, "origins": [origin, origin]}
+    created = provider.create(dict(props))
+    live = client.get_api(ApiId=api_id)["CorsConfiguration"]
+    assert live["AllowOrigins"] == [origin]
+    recorded = {"api_id": api_id, "region": REGION, "origins": [origin], "rules": cors_rules(live)}
+    assert created.outs == recorded
+    assert provider.update(created.id, created.outs, dict(props)).outs == recorded
 
 
 def test_http_api_cors_refresh_sees_a_console_edit_and_up_restores_it(aws: None) -> None:
