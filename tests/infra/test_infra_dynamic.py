@@ -58,6 +58,7 @@ from components.dynamic.smoke_check import (
     rollout_failure_message,
     run_smoke_check,
 )
+from components.policies import PolicyInputError
 from handlers.proxy_core import MAX_TOP_K
 from tests.infra.conftest import ACCOUNT, REGION, ROOT
 
@@ -922,6 +923,49 @@ def test_http_api_cors_refresh_and_delete_fail_unless_the_api_is_gone(monkeypatc
         with pytest.raises(ClientError, match="TooManyRequestsException"):
             provider.delete("abc123-cors", dict(props))
         stub.assert_no_pending_responses()
+
+
+def test_http_api_cors_waits_out_a_concurrent_change_however_its_message_is_cased(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    provider, stub, pauses = _stubbed_cors_provider(monkeypatch)
+    props = {"api_id": "abc123", "region": REGION, "origins": ["https://d1.cloudfront.net"]}
+    with stub:
+        _add_conflict(stub, "update_api", CONCURRENT_MODIFICATION.upper())
+        stub.add_response("update_api", {}, {"ApiId": "abc123", "CorsConfiguration": ANY})
+        provider.create(dict(props))
+        stub.assert_no_pending_responses()
+    assert pauses == [2.0]
+
+
+def test_http_api_cors_raises_an_error_without_an_answer_as_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A timeout or a dropped connection carries no API Gateway answer to read a ConflictException from: it fails the
+    update as itself, neither asked again nor hidden behind an AttributeError raised looking for that answer."""
+    provider = HttpApiCorsProvider()
+    pauses: list[float] = []
+    timeout = ReadTimeoutError(endpoint_url=f"https://apigateway.{REGION}.amazonaws.com")
+
+    def update_api(**_kwargs: Any) -> None:
+        raise timeout
+
+    monkeypatch.setattr(provider, "_client", lambda _region: SimpleNamespace(update_api=update_api))
+    monkeypatch.setattr(provider, "pause", pauses.append, raising=False)
+    props = {"api_id": "abc123", "region": REGION, "origins": ["https://d1.cloudfront.net"]}
+    with pytest.raises(ReadTimeoutError) as raised:
+        provider.update("abc123-cors", dict(props), dict(props))
+    assert raised.value is timeout and pauses == []
+
+
+@pytest.mark.parametrize("origins", [{"origins": []}, {"origins": None}, {}])
+def test_http_api_cors_refuses_no_origins_before_calling_aws(
+    monkeypatch: pytest.MonkeyPatch, origins: dict[str, Any]
+) -> None:
+    provider, stub, pauses = _stubbed_cors_provider(monkeypatch)
+    with stub:
+        with pytest.raises(PolicyInputError, match=r"^origins must name at least one allowed origin$"):
+            provider.create({"api_id": "abc123", "region": REGION, **origins})
+        stub.assert_no_pending_responses()
+    assert pauses == []
 
 
 @pytest.mark.parametrize("missing", ["api_id", "region"])
