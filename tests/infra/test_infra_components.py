@@ -11,6 +11,7 @@ import pulumi_aws as aws
 import pytest
 
 from components import policies
+from components.dynamic.invalidation import CloudFrontInvalidation
 from components.inference_api import InferenceApi, InferenceApiArgs, InferenceApiArgsError
 from components.serverless_endpoint import ServerlessEndpoint, ServerlessEndpointArgs, ServerlessEndpointArgsError
 from components.site_config import CONFIG_JS_CACHE_CONTROL, render_config_js
@@ -559,6 +560,19 @@ def test_static_site_resources(mocks: RecordingMocks, tmp_path: Path) -> None:
         policies.read_site_files(policies.site_files(www)), render_config_js(API_ENDPOINT)
     )
     assert invalidation["content_hash"] == expected_hash
+
+
+def test_an_invalidation_declared_without_paths_invalidates_everything(mocks: RecordingMocks) -> None:
+    """The default paths are the resource's inputs, not only the provider's fallback: an input left empty would be
+    compared with the ["/*"] the provider records, a new invalidation on every `pulumi up`. Its invalidation_id is an
+    output of the resource."""
+
+    def declare() -> pulumi.Output[Any]:
+        invalidation = CloudFrontInvalidation("inv", distribution_id="E2EXAMPLE", content_hash="a" * 64)
+        return invalidation.invalidation_id
+
+    assert settle(declare) is None  # no invalidation under the mocks, but the output exists
+    assert mocks.one(DYNAMIC, "inv")["paths"] == list(policies.INVALIDATION_PATHS) == ["/*"]
 
 
 def test_a_symlinked_site_file_is_uploaded_with_its_keys_headers(mocks: RecordingMocks, tmp_path: Path) -> None:
