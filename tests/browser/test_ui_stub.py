@@ -1765,8 +1765,10 @@ def test_controls_disabled_while_busy_and_restored_after(stub_ui: Any, stub_stac
     assert ui.page.get_attribute("#results", "aria-busy") == "false"
 
 
-def test_a_photo_dropped_while_busy_is_not_sent_alongside(stub_ui: Any, stub_stack: Any) -> None:
+def test_a_photo_dropped_while_busy_is_not_sent_alongside(stub_ui: Any, stub_stack: Any, tmp_path: Path) -> None:
     # The controls are disabled while busy, but a drop or a paste still reaches the page.
+    folder = tmp_path / "Holiday 2026"
+    folder.mkdir()
     gate = threading.Event()
     stub_stack.script({"status": 200, "gate": gate})
     ui = stub_ui.open()
@@ -1778,33 +1780,15 @@ def test_a_photo_dropped_while_busy_is_not_sent_alongside(stub_ui: Any, stub_sta
         # Nothing to classify in these either; the page says so only when it is not busy with a photo.
         ui.page.dispatch_event("#drop-zone", "drop", {"dataTransfer": ui.page.evaluate_handle("new DataTransfer()")})
         ui.paste_bytes("notes.txt", "text/plain", b"shopping list\n")
+        # A folder is refused as it comes, forgetting the photo it was meant to replace: while busy, that forgot the
+        # photo on its way (the picker emptied, the results hidden) and its answer came to a page showing none of it.
+        drop_from_the_desktop(ui, folder)
         assert ui.page.get_attribute("#status", "data-state") == "busy", ui.status_text()
     finally:
         gate.set()
     ui.wait_done()
     assert len(stub_stack.predict_requests()) == 1
     assert "385×256" in ui.page.inner_text("#preview-caption"), "the result is the first photo's"
-
-
-def test_a_folder_dropped_while_busy_leaves_the_photo_being_classified(
-    stub_ui: Any, stub_stack: Any, tmp_path: Path
-) -> None:
-    # A folder is refused as it comes, forgetting the photo it was meant to replace: while a photo is being
-    # classified, that forgot the photo on its way (the picker emptied, the results hidden) and its answer came to
-    # a page that showed none of it.
-    folder = tmp_path / "Holiday 2026"
-    folder.mkdir()
-    gate = threading.Event()
-    stub_stack.script({"status": 200, "gate": gate})
-    ui = stub_ui.open()
-    try:
-        ui.click_sample("chelsea")
-        expect_status(ui, "Classifying…")
-        drop_from_the_desktop(ui, folder)
-        assert ui.page.get_attribute("#status", "data-state") == "busy", ui.status_text()
-    finally:
-        gate.set()
-    ui.wait_done()
     assert ui.labels()[0] == stub_stack.default_predictions[0]["label"]
     assert not ui.is_hidden("#results"), "the answer is shown with its photo"
     assert ui.page.inner_text("#file-chosen") == "Sample chosen: chelsea.jpg"
