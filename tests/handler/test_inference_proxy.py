@@ -119,7 +119,7 @@ def test_raw_jpeg_body_is_forwarded_as_raw_bytes(proxy, stub):
     assert_common_headers(response)
 
 
-def test_total_latency_is_the_whole_invocation_and_endpoint_latency_the_call(proxy, stub, monkeypatch):
+def test_total_latency_is_the_whole_invocation_and_endpoint_latency_the_call(proxy, stub, monkeypatch, capsys):
     # A fake clock: the handler's invocation clock steps 1.23456 s per reading, the endpoint call's 0.01234 s.
     readings = {"monotonic": 0.0, "perf_counter": 0.0}
 
@@ -136,6 +136,9 @@ def test_total_latency_is_the_whole_invocation_and_endpoint_latency_the_call(pro
     latency = response_json(call(proxy, make_event(body=JPEG)))["latency_ms"]
     # Milliseconds to one decimal, as the README's example: the clock read at the start and at the end, once each.
     assert latency == {"total": 1234.6, "endpoint": 12.3}
+    # The EndpointLatency metric is the same call's time, in the milliseconds its unit declares (unrounded).
+    [metric] = [doc["EndpointLatency"] for doc in _log_lines(capsys.readouterr().out) if "EndpointLatency" in doc]
+    assert metric == [pytest.approx(12.34)]
 
 
 def test_json_data_url_png_is_decoded_once_and_sent_with_the_sniffed_type(proxy, stub):
