@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import socket
+from types import SimpleNamespace
 
 from .conftest import (
     ENDPOINT,
@@ -274,6 +275,16 @@ def test_default_budget_allows_the_retry(runtime_proxy, fake_runtime):
     response = call(runtime_proxy, make_event(body=JPEG), FakeLambdaContext(remaining_ms=29_000))
     assert response["statusCode"] == 200
     assert len(fake_runtime.seen) == 2
+
+
+def test_a_context_without_a_remaining_time_is_bounded_by_the_budget_alone(runtime_proxy, fake_runtime):
+    # A caller's context (a test's, a tool's) may lack get_remaining_time_in_millis: the handler's own budget then
+    # bounds the call, which is sent rather than refused as out of time before its first attempt.
+    context = SimpleNamespace(**vars(FakeLambdaContext()))  # its fields, without the method
+    fake_runtime.script(SUCCESS)
+    response = call(runtime_proxy, make_event(body=JPEG), context)
+    assert response["statusCode"] == 200, response["body"]
+    assert len(fake_runtime.seen) == 1
 
 
 def test_debug_logging_never_records_the_image(runtime_proxy, fake_runtime, caplog):
