@@ -263,6 +263,8 @@ def test_origin_header_name_is_matched_case_insensitively(proxy, stub):
         # The $default stage puts no prefix on rawPath: "/$default/" is a path of its own, not a stage to strip.
         (make_event(path="/$default/predict", body=JPEG), 404, "not_found"),
         (make_event(path="/", method="GET", body=None), 404, "not_found"),
+        # A preflight is answered for the route only: another path gets no CORS grant for it.
+        (make_event(path="/other", method="OPTIONS", body=None, content_type=None), 404, "not_found"),
         (make_event(method="GET", body=None), 405, "method_not_allowed"),
         (make_event(method="PUT", body=JPEG), 405, "method_not_allowed"),
         # Allow names POST and OPTIONS only: a HEAD (what a route widened to ANY hands over) is no POST to answer.
