@@ -229,6 +229,14 @@ def test_origin_header_name_is_matched_case_insensitively(proxy, stub):
     assert response["headers"]["access-control-allow-origin"] == "http://127.0.0.1:8080"
 
 
+def test_only_the_origin_header_is_the_origin(proxy, no_call):
+    # A header that merely ends in "origin" (a proxy's x-forwarded-origin) names no browser origin: no CORS grant.
+    event = make_event(body=GIF, origin=None, headers={"x-forwarded-origin": SITE})
+    response = call(proxy, event)
+    assert response["statusCode"] == 415
+    assert "access-control-allow-origin" not in header_names(response)
+
+
 # ---- errors decided before any AWS call -------------------------------------------------------------------
 
 
