@@ -215,6 +215,13 @@ def test_request_id_falls_back_to_the_lambda_request_id(proxy, stub):
     assert response["headers"]["x-request-id"] == "lambda-1"
 
 
+def test_without_any_request_id_each_invocation_gets_its_own(proxy, no_call):
+    # Neither API Gateway's id nor Lambda's: each answer still carries an id of its own, one a user can quote.
+    context = FakeLambdaContext(aws_request_id="")
+    ids = [call(proxy, make_event(body=GIF, request_id=None), context)["headers"]["x-request-id"] for _ in range(2)]
+    assert all(ids) and ids[0] != ids[1], ids
+
+
 def test_the_local_origin_from_allowed_origins_is_echoed(proxy, stub):
     stub.add_response("invoke_endpoint", endpoint_answer())
     response = call(proxy, make_event(body=JPEG, origin="http://127.0.0.1:8080"))
