@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -312,6 +313,7 @@ def test_inference_api_resources(mocks: RecordingMocks) -> None:
 
     api = mocks.one("aws:apigatewayv2/api:Api")
     assert api["protocolType"] == "HTTP"
+    assert api["description"] == "MobileNet V2 classifier: POST /predict"  # how the console's list of APIs names it
     # The API has no custom domain: its execute-api endpoint (api_url, the one config.js names) is the only way in.
     assert api.get("disableExecuteApiEndpoint") in (None, False)
     assert "corsConfiguration" not in api
@@ -349,6 +351,18 @@ def test_inference_api_resources(mocks: RecordingMocks) -> None:
     }
 
 
+def test_inference_api_function_name_is_the_functions_own_output(mocks: RecordingMocks) -> None:
+    """function_name (the proxy_function_name export) is the Function's name as deployed, so whatever reads it waits
+    for the function: the name given in the args, resolved at once, passed every test, though a resource or export
+    built on it would be declared before the function exists, or after its create failed."""
+
+    def declare() -> pulumi.Output[list[str]]:
+        name = InferenceApi("api", api_args()).function_name
+        return pulumi.Output.from_input(name.resources()).apply(lambda found: sorted(r._name for r in found))
+
+    assert settle(declare) == ["api-function"]
+
+
 def test_inference_api_with_kms_and_x86(mocks: RecordingMocks) -> None:
     args = api_args(
         kms_key_arn=KMS, architecture="x86_64", throttle_rate_limit=50, memory_size_mb=1024, log_level="ERROR"
@@ -373,6 +387,8 @@ def test_inference_api_with_kms_and_x86(mocks: RecordingMocks) -> None:
         ({"code_files": {}}, "code_files"),
         ({"code_files": {"handlers/other.py": ROOT / "handlers" / "__init__.py"}}, "code_files"),
         ({"code_files": {"handlers/inference_proxy.py": Path("/nonexistent.py")}}, "code_files"),
+        # exists() would take a directory: Pulumi would fail to archive it in the engine, after the role was created.
+        ({"code_files": {"handlers/inference_proxy.py": ROOT / "handlers"}}, "code_files"),
         ({"architecture": "arm"}, "architecture"),
         ({"memory_size_mb": 127}, "memory_size_mb"),
         ({"memory_size_mb": 10241}, "memory_size_mb"),
@@ -408,6 +424,17 @@ def test_inference_api_args_say_what_a_bad_value_must_be(overrides: dict[str, An
     with pytest.raises(InferenceApiArgsError) as err:
         api_args(**overrides).validate()
     assert str(err.value) == f"InferenceApiArgs.{says}"
+
+
+def test_a_bad_extra_origin_is_reported_as_the_args_error_alone() -> None:
+    """The policy module's error is in the message: chained under it as its cause, a caller (or `pulumi up`'s
+    traceback) saw the same complaint twice, the first from a module the caller never called."""
+    with pytest.raises(InferenceApiArgsError) as err:
+        api_args(extra_origins=("*",)).validate()
+    assert str(err.value) == (
+        "InferenceApiArgs.extra_origins = ('*',) is invalid: allowed origin must be scheme://host[:port], got '*'"
+    )
+    assert "PolicyInputError" not in "".join(traceback.format_exception(err.value))
 
 
 @pytest.mark.parametrize(
