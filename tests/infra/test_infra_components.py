@@ -426,6 +426,17 @@ def test_inference_api_args_say_what_a_bad_value_must_be(overrides: dict[str, An
     assert str(err.value) == f"InferenceApiArgs.{says}"
 
 
+def test_missing_code_files_are_each_named() -> None:
+    """The message is all a caller gets to fix a bundle with: it names every missing entry (up to five), not the
+    first alone, so one run shows what a wrong directory left out."""
+    handler = ROOT / "handlers" / "inference_proxy.py"
+    gone = {f"handlers/{n}.py": Path(f"/nonexistent/{n}.py") for n in ("a", "b", "c", "d", "e", "f")}
+    with pytest.raises(InferenceApiArgsError) as err:
+        api_args(code_files={"handlers/inference_proxy.py": handler, **gone}).validate()
+    names = ["handlers/a.py", "handlers/b.py", "handlers/c.py", "handlers/d.py", "handlers/e.py"]
+    assert str(err.value).endswith(f"is invalid: entries must be existing files; missing: {names}")
+
+
 def test_a_bad_extra_origin_is_reported_as_the_args_error_alone() -> None:
     """The policy module's error is in the message: chained under it as its cause, a caller (or `pulumi up`'s
     traceback) saw the same complaint twice, the first from a module the caller never called."""
