@@ -416,6 +416,14 @@ def test_inference_api_args_are_validated(overrides: dict[str, Any], field: str)
         ({"memory_size_mb": 10241}, "memory_size_mb = 10241 is invalid: 128..10240"),
         ({"throttle_rate_limit": 10001}, "throttle_rate_limit = 10001 is invalid: 1..10000"),
         ({"throttle_burst_limit": 5001}, "throttle_burst_limit = 5001 is invalid: 1..5000"),
+        # In lower case, the level a caller meant is there: the message says which spelling Lambda takes.
+        ({"log_level": "info"}, "log_level = 'info' is invalid: one of DEBUG, INFO, WARNING, ERROR"),
+        # An alias names a key too: the message says why this one is refused (the grants need the key's own ARN).
+        (
+            {"kms_key_arn": "arn:aws:kms:us-east-1:123456789012:alias/my-key"},
+            "kms_key_arn = 'arn:aws:kms:us-east-1:123456789012:alias/my-key' is invalid: a KMS key ARN (not an alias), "
+            "or None",
+        ),
     ],
 )
 def test_inference_api_args_say_what_a_bad_value_must_be(overrides: dict[str, Any], says: str) -> None:
