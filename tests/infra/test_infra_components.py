@@ -416,6 +416,8 @@ def test_inference_api_args_are_validated(overrides: dict[str, Any], field: str)
         ({"memory_size_mb": 10241}, "memory_size_mb = 10241 is invalid: 128..10240"),
         ({"throttle_rate_limit": 10001}, "throttle_rate_limit = 10001 is invalid: 1..10000"),
         ({"throttle_burst_limit": 5001}, "throttle_burst_limit = 5001 is invalid: 1..5000"),
+        ({"function_name": "proxy.v2"}, "function_name = 'proxy.v2' is invalid: 1..64 chars of [A-Za-z0-9_-]"),
+        ({"log_retention_days": 2}, "log_retention_days = 2 is invalid: a CloudWatch retention value"),
         # In lower case, the level a caller meant is there: the message says which spelling Lambda takes.
         ({"log_level": "info"}, "log_level = 'info' is invalid: one of DEBUG, INFO, WARNING, ERROR"),
         # An alias names a key too: the message says why this one is refused (the grants need the key's own ARN).
@@ -443,6 +445,13 @@ def test_missing_code_files_are_each_named() -> None:
         api_args(code_files={"handlers/inference_proxy.py": handler, **gone}).validate()
     names = ["handlers/a.py", "handlers/b.py", "handlers/c.py", "handlers/d.py", "handlers/e.py"]
     assert str(err.value).endswith(f"is invalid: entries must be existing files; missing: {names}")
+
+
+def test_code_files_without_the_handler_name_the_module_lambda_loads() -> None:
+    handler_less = {"handlers/other.py": ROOT / "handlers" / "__init__.py"}
+    with pytest.raises(InferenceApiArgsError) as err:
+        api_args(code_files=handler_less).validate()
+    assert str(err.value).endswith("is invalid: must contain the handler module handlers/inference_proxy.py")
 
 
 def test_a_bad_extra_origin_is_reported_as_the_args_error_alone() -> None:
