@@ -703,6 +703,40 @@ def test_static_site_args_are_validated(tmp_path: Path, overrides: dict[str, Any
         StaticSiteArgs(**{**base, **overrides}).validate()
 
 
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [
+        (
+            {"price_class": "PriceClass_1"},
+            "price_class = 'PriceClass_1' is invalid: one of ('PriceClass_100', 'PriceClass_200', 'PriceClass_All')",
+        ),
+        # A certificate from another region is a real ACM ARN: the message says which region CloudFront takes.
+        (
+            {"custom_domain": "a.example.com", "certificate_arn": CERT.replace("us-east-1", "eu-west-1")},
+            f"certificate_arn = {CERT.replace('us-east-1', 'eu-west-1')!r} is invalid: "
+            "an ACM certificate ARN in us-east-1",
+        ),
+        # Capitals make a DNS name all the same: the message says the field takes lower case only.
+        (
+            {"custom_domain": "App.Example.com", "certificate_arn": CERT},
+            "custom_domain = 'App.Example.com' is invalid: a lower-case DNS name",
+        ),
+        # The value's repr, so a trailing newline (a value read from a file) shows.
+        (
+            {"custom_domain": "a.example.com\n", "certificate_arn": CERT},
+            "custom_domain = 'a.example.com\\n' is invalid: a lower-case DNS name",
+        ),
+    ],
+)
+def test_static_site_args_say_what_a_bad_value_must_be(tmp_path: Path, overrides: dict[str, Any], says: str) -> None:
+    """The message is all a caller of the component gets: the field, its value as written, and what AWS takes. The
+    price classes, the region and lower case left out, or the value printed without its repr, passed every test."""
+    base = {"api_url": API_ENDPOINT, "www_dir": make_www(tmp_path / "www")}
+    with pytest.raises(StaticSiteArgsError) as err:
+        StaticSiteArgs(**{**base, **overrides}).validate()
+    assert str(err.value) == f"StaticSiteArgs.{says}"
+
+
 def _invalidation_hash(
     tmp_path: Path, files: dict[str, bytes], api_url: str, price_class: str = "PriceClass_100"
 ) -> str:
