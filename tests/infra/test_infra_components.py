@@ -513,6 +513,8 @@ def test_static_site_resources(mocks: RecordingMocks, tmp_path: Path) -> None:
         "always",
         "sigv4",
     )
+    # The consoles list OACs and distributions by these: without them, a stack's are told apart by ids alone.
+    assert oac["description"] == "CloudFront reads the private site bucket"
 
     headers_policy = mocks.one("aws:cloudfront/responseHeadersPolicy:ResponseHeadersPolicy")
     headers = headers_policy["securityHeadersConfig"]
@@ -551,6 +553,7 @@ def test_static_site_resources(mocks: RecordingMocks, tmp_path: Path) -> None:
 
     dist = mocks.one("aws:cloudfront/distribution:Distribution")
     assert dist["httpVersion"] == "http2and3"
+    assert dist["comment"] == "mobilenet-serverless web UI"
     assert dist["defaultRootObject"] == "index.html"
     assert dist["priceClass"] == "PriceClass_100"
     assert dist["isIpv6Enabled"] is True and dist["enabled"] is True
