@@ -710,6 +710,10 @@ def test_static_site_args_are_validated(tmp_path: Path, overrides: dict[str, Any
     ("overrides", "says"),
     [
         (
+            {"www_dir": Path("/nonexistent-www")},
+            "www_dir = PosixPath('/nonexistent-www') is invalid: an existing directory",
+        ),
+        (
             {"price_class": "PriceClass_1"},
             "price_class = 'PriceClass_1' is invalid: one of ('PriceClass_100', 'PriceClass_200', 'PriceClass_All')",
         ),
