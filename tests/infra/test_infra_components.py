@@ -517,6 +517,10 @@ def test_static_site_resources(mocks: RecordingMocks, tmp_path: Path) -> None:
     assert oac["description"] == "CloudFront reads the private site bucket"
 
     headers_policy = mocks.one("aws:cloudfront/responseHeadersPolicy:ResponseHeadersPolicy")
+    # The console's list of policies shows the comment: what the policy sends, next to each stack's policy.
+    assert headers_policy["comment"] == (
+        "HSTS, CSP (connect-src = API origin only), nosniff, no framing, no powerful features, COOP, CORP"
+    )
     headers = headers_policy["securityHeadersConfig"]
     assert headers["contentSecurityPolicy"] == {
         "contentSecurityPolicy": policies.content_security_policy(API_ENDPOINT),
