@@ -126,6 +126,8 @@ def test_serverless_endpoint_resources(mocks: RecordingMocks, tmp_path: Path) ->
     role = mocks.one("aws:iam/role:Role")
     assert json.loads(role["assumeRolePolicy"])["Statement"][0]["Principal"] == {"Service": "sagemaker.amazonaws.com"}
     assert "managedPolicyArns" not in role
+    # The role is auto-named (model-role-...): its description is what ties it to its endpoint in the IAM console.
+    assert role["description"] == "SageMaker execution role of endpoint mobilenet-test"
     policy = json.loads(mocks.one("aws:iam/rolePolicy:RolePolicy")["policy"])
     # The current artifact and the previous one (an update's old config still cold-starts from it) are readable.
     [read] = [s for s in policy["Statement"] if s["Sid"] == "ReadModelArtifact"]
@@ -219,6 +221,35 @@ def test_new_artifact_gives_new_model_inputs_but_same_endpoint_name(mocks: Recor
 def test_serverless_endpoint_args_are_validated(tmp_path: Path, overrides: dict[str, Any], field: str) -> None:
     with pytest.raises(ServerlessEndpointArgsError, match=rf"ServerlessEndpointArgs\.{field} = "):
         endpoint_args(tmp_path, **overrides).validate()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [
+        ({"endpoint_name": "bad_name"}, "endpoint_name = 'bad_name' is invalid: 1..63 chars of [a-zA-Z0-9-]"),
+        # Empty is no name: without it the model, its role and its log group were declared for an endpoint of none.
+        ({"endpoint_name": ""}, "endpoint_name = '' is invalid: 1..63 chars of [a-zA-Z0-9-]"),
+        ({"artifact_sha256": "A" * 64}, f"artifact_sha256 = {'A' * 64!r} is invalid: 64 lower-case hex digits"),
+        ({"memory_size_mb": 1500}, "memory_size_mb = 1500 is invalid: one of (1024, 2048, 3072, 4096, 5120, 6144)"),
+        ({"max_concurrency": 201}, "max_concurrency = 201 is invalid: 1..200"),
+        ({"provisioned_concurrency": 6}, "provisioned_concurrency = 6 is invalid: 0..max_concurrency"),
+        ({"log_retention_days": 2}, "log_retention_days = 2 is invalid: a CloudWatch retention value"),
+        # An alias names a key too: the message says why this one is refused (the grants need the key's own ARN).
+        (
+            {"kms_key_arn": "alias/my-key"},
+            "kms_key_arn = 'alias/my-key' is invalid: a KMS key ARN (not an alias), or None",
+        ),
+    ],
+)
+def test_serverless_endpoint_args_say_what_a_bad_value_must_be(
+    tmp_path: Path, overrides: dict[str, Any], says: str
+) -> None:
+    """The message is all a caller of the component gets: the field, its value, and the values AWS takes. Each said
+    less (a range or the memory sizes left out, "a KMS key ARN" without why an alias is not one) and passed every
+    test, which matched the field alone."""
+    with pytest.raises(ServerlessEndpointArgsError) as err:
+        endpoint_args(tmp_path, **overrides).validate()
+    assert str(err.value) == f"ServerlessEndpointArgs.{says}"
 
 
 def test_a_directory_is_no_artifact(tmp_path: Path) -> None:
