@@ -223,6 +223,18 @@ def test_serverless_endpoint_args_are_validated(tmp_path: Path, overrides: dict[
         endpoint_args(tmp_path, **overrides).validate()
 
 
+def test_serverless_endpoint_log_group_name_is_the_log_groups_own_output(mocks: RecordingMocks, tmp_path: Path) -> None:
+    """log_group_name is the LogGroup's name as deployed, so whatever reads it waits for the group: the name computed
+    from the endpoint's, resolved at once, passed every test, though an export or subscription built on it would be
+    declared before the group exists, or after its create failed."""
+
+    def declare() -> pulumi.Output[list[str]]:
+        name = ServerlessEndpoint("model", endpoint_args(tmp_path, smoke_check=False)).log_group_name
+        return pulumi.Output.from_input(name.resources()).apply(lambda found: sorted(r._name for r in found))
+
+    assert settle(declare) == ["model-log-group"]
+
+
 @pytest.mark.parametrize(
     ("overrides", "says"),
     [
