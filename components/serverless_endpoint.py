@@ -58,7 +58,7 @@ class ServerlessEndpointArgs:
             )
 
         if not ENDPOINT_NAME_RE.match(self.endpoint_name or ""):
-            raise fail("endpoint_name", "1..63 chars of [a-zA-Z0-9-]")
+            raise fail("endpoint_name", "1..63 chars of [a-zA-Z0-9-], alphanumeric at both ends")
         if not _SHA256_RE.match(self.artifact_sha256 or ""):
             raise fail("artifact_sha256", "64 lower-case hex digits")
         if not Path(self.artifact_path).is_file():

@@ -235,12 +235,17 @@ def test_serverless_endpoint_log_group_name_is_the_log_groups_own_output(mocks: 
     assert settle(declare) == ["model-log-group"]
 
 
+ENDPOINT_NAME_RULE = "1..63 chars of [a-zA-Z0-9-], alphanumeric at both ends"
+
+
 @pytest.mark.parametrize(
     ("overrides", "says"),
     [
-        ({"endpoint_name": "bad_name"}, "endpoint_name = 'bad_name' is invalid: 1..63 chars of [a-zA-Z0-9-]"),
+        ({"endpoint_name": "bad_name"}, "endpoint_name = 'bad_name' is invalid: " + ENDPOINT_NAME_RULE),
         # Empty is no name: without it the model, its role and its log group were declared for an endpoint of none.
-        ({"endpoint_name": ""}, "endpoint_name = '' is invalid: 1..63 chars of [a-zA-Z0-9-]"),
+        ({"endpoint_name": ""}, "endpoint_name = '' is invalid: " + ENDPOINT_NAME_RULE),
+        # Only [a-zA-Z0-9-], but SageMaker takes no hyphen at either end: the message says so.
+        ({"endpoint_name": "mobilenet-"}, "endpoint_name = 'mobilenet-' is invalid: " + ENDPOINT_NAME_RULE),
         ({"artifact_sha256": "A" * 64}, f"artifact_sha256 = {'A' * 64!r} is invalid: 64 lower-case hex digits"),
         ({"memory_size_mb": 1500}, "memory_size_mb = 1500 is invalid: one of (1024, 2048, 3072, 4096, 5120, 6144)"),
         ({"max_concurrency": 201}, "max_concurrency = 201 is invalid: 1..200"),
