@@ -61,6 +61,12 @@ def api_args(**overrides: Any) -> InferenceApiArgs:
     return InferenceApiArgs(**{**base, **overrides})
 
 
+def resources_behind(output: pulumi.Output[Any]) -> pulumi.Output[list[str]]:
+    """The names of the resources an output waits for (what a resource or export built on it depends on). Read from
+    the SDK's Output.resources() and each resource's _name: an SDK that renames them fails these tests loudly."""
+    return pulumi.Output.from_input(output.resources()).apply(lambda found: sorted(r._name for r in found))
+
+
 # ------------------------------------------------------------------------------ ServerlessEndpoint
 
 
@@ -230,7 +236,7 @@ def test_serverless_endpoint_log_group_name_is_the_log_groups_own_output(mocks: 
 
     def declare() -> pulumi.Output[list[str]]:
         name = ServerlessEndpoint("model", endpoint_args(tmp_path, smoke_check=False)).log_group_name
-        return pulumi.Output.from_input(name.resources()).apply(lambda found: sorted(r._name for r in found))
+        return resources_behind(name)
 
     assert settle(declare) == ["model-log-group"]
 
@@ -406,7 +412,7 @@ def test_inference_api_function_name_is_the_functions_own_output(mocks: Recordin
 
     def declare() -> pulumi.Output[list[str]]:
         name = InferenceApi("api", api_args()).function_name
-        return pulumi.Output.from_input(name.resources()).apply(lambda found: sorted(r._name for r in found))
+        return resources_behind(name)
 
     assert settle(declare) == ["api-function"]
 
