@@ -397,6 +397,19 @@ def test_model_error_passes_only_the_models_first_line(proxy, stub):
         assert leaked not in response["body"]
 
 
+def test_a_model_422_reaches_the_client_as_422(proxy, stub):
+    # invalid_image is 400 in the table and 422 when the model says 422: the response takes the error's status.
+    stub.add_client_error(
+        "invoke_endpoint",
+        "ModelError",
+        "Received client error (422) from primary with message ...",
+        http_status_code=424,
+        modeled_fields={"OriginalStatusCode": 422, "OriginalMessage": "image is too small to classify\n" + TRACEBACK},
+    )
+    response = call(proxy, make_event(body=JPEG))
+    assert assert_error(response, 422, "invalid_image")["message"] == "image is too small to classify"
+
+
 def test_model_crash_is_502_with_a_generic_message(proxy, stub):
     stub.add_client_error(
         "invoke_endpoint",

@@ -1125,6 +1125,17 @@ def test_the_handler_and_the_http_api_agree_on_cors():
     assert headers["access-control-allow-headers"] == ", ".join(api["AllowHeaders"])
     assert headers["access-control-expose-headers"] == ", ".join(api["ExposeHeaders"])
     assert headers["access-control-max-age"] == str(api["MaxAge"])
+    # Nothing the HTTP API does not grant: its AllowCredentials is false, so the handler sends no
+    # access-control-allow-credentials (a site's cookies must never ride along on a cross-origin POST).
+    assert api["AllowCredentials"] is False
+    assert set(headers) == {
+        "vary",
+        "access-control-allow-origin",
+        "access-control-allow-methods",
+        "access-control-allow-headers",
+        "access-control-expose-headers",
+        "access-control-max-age",
+    }
 
 
 def test_cors_matches_an_origin_as_normalized_and_echoes_it_trimmed():
@@ -1137,6 +1148,18 @@ def test_cors_matches_an_origin_as_normalized_and_echoes_it_trimmed():
 @pytest.mark.parametrize("origin", [None, "", "https://evil.example", "https://site.example.evil.com", "null"])
 def test_cors_refuses_other_origins_but_still_varies(origin):
     assert core.cors_headers(origin, ALLOWED) == {"vary": "origin"}
+
+
+def test_http_response_is_an_api_gateway_payload_2_response_with_compact_json():
+    headers = {"x-request-id": "rid-1"}
+    response = core.http_response(200, {"predictions": [{"label": "tabby", "prob": 0.5}], "model": "m"}, headers)
+    assert response == {
+        "statusCode": 200,
+        "headers": {"x-request-id": "rid-1"},
+        "body": '{"predictions":[{"label":"tabby","prob":0.5}],"model":"m"}',
+        "isBase64Encoded": False,
+    }
+    assert core.http_response(204, None, headers)["body"] == ""
 
 
 def test_base_headers():
