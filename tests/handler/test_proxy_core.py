@@ -75,6 +75,22 @@ def test_retry_after_only_on_throttled_and_not_ready_and_allow_only_on_405():
     assert ApiError("method_not_allowed").headers()["allow"] == "POST, OPTIONS"
 
 
+def test_each_default_message_says_what_to_do_next():
+    """The table's texts are what a client reads when nothing more specific is said: what went wrong, then what to
+    do. A retry can cure every 429 and 5xx; one of ours (500, 502) wants the request id the response carries; a
+    request the API cannot route or read points at POST /predict."""
+    messages = {code: spec.message for code, spec in core.ERRORS.items()}
+    for code, message in messages.items():
+        what, _, todo = message.partition("; ")
+        assert what and todo.endswith("."), (code, message)
+    for code in ("throttled", "internal_error", "model_error", "model_not_ready", "endpoint_timeout"):
+        assert "retry" in messages[code], code
+    for code in ("internal_error", "model_error"):
+        assert "report the request id" in messages[code], code
+    for code in ("bad_request", "not_found", "method_not_allowed"):
+        assert "POST /predict" in messages[code], code
+
+
 def test_error_body_is_code_and_message_without_detail():
     error = ApiError("model_error", detail="arn:aws:sagemaker:us-east-1:123456789012:endpoint/x")
     assert error.body() == {"error": "model_error", "message": core.ERRORS["model_error"].message}
@@ -926,6 +942,7 @@ def test_model_error_400_whose_first_line_is_a_traceback_gets_the_generic_messag
         ("400", (400, "invalid_image")),
         (0, (504, "endpoint_timeout")),  # SageMaker's 60 s invocation limit, not the container's answer
         ("0", (504, "endpoint_timeout")),
+        ("", (502, "model_error")),  # no status at all is not SageMaker's timeout (0)
         ("\u0664\u0662\u0662", (502, "model_error")),  # int() reads Arabic-Indic "422"; no HTTP status is written so
     ],
 )
@@ -1026,6 +1043,7 @@ def test_transport_errors(exc, expected):
         ({"ResponseMetadata": {"RequestId": 7}}, None),
         ({"ResponseMetadata": {}}, None),
         ({"ResponseMetadata": None}, None),
+        ({"ResponseMetadata": "4b1c0d2e-0001"}, None),  # not botocore's mapping: no id, and no AttributeError
         ({}, None),
     ],
 )
@@ -1097,6 +1115,10 @@ def test_the_logged_detail_of_an_aws_error_is_capped():
     # The detail goes to the logs whole: an AWS message (which quotes the model's) must not make a line of any size.
     response = {"Error": {"Code": "ValidationError", "Message": "x" * 5000}}
     assert len(core.map_client_error("ValidationError", 400, response).detail) == 1000
+    # The size refusal (413) too, whose message says "exceeds" before the rest.
+    response = {"Error": {"Code": "ValidationError", "Message": "Request payload exceeds the limit: " + "x" * 5000}}
+    too_large = core.map_client_error("ValidationError", 400, response)
+    assert (too_large.status, len(too_large.detail)) == (413, 1000)
     assert len(core.map_transport_error(ReadTimeoutError(endpoint_url="https://runtime/" + "x" * 5000)).detail) == 1000
 
 
