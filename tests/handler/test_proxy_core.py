@@ -835,6 +835,8 @@ TRACEBACK = (
 def test_sanitize_keeps_a_plain_first_line():
     text = "cannot identify image file: truncated JPEG\n" + TRACEBACK
     assert core.sanitize_model_message(text) == "cannot identify image file: truncated JPEG"
+    # The first line with text: a message that starts with a line break still has its reason shown.
+    assert core.sanitize_model_message("\n  \n" + text) == "cannot identify image file: truncated JPEG"
 
 
 def test_sanitize_drops_tracebacks_and_redacts_paths_arns_and_accounts():
@@ -1220,8 +1222,10 @@ def test_missing_endpoint_name_is_a_clear_config_error(env):
 
 @pytest.mark.parametrize("name", ["bad/name", "-lead", "trail-", "a" + "-b" * 40, "x" * 64])
 def test_invalid_endpoint_name_is_a_config_error(name):
-    with pytest.raises(ConfigError, match="ENDPOINT_NAME"):
+    with pytest.raises(ConfigError) as err:
         core.load_config({"ENDPOINT_NAME": name})
+    # The init error is all the operator sees: it quotes the value it refused.
+    assert str(err.value) == f"ENDPOINT_NAME {name!r} is not a valid SageMaker endpoint name"
 
 
 @pytest.mark.parametrize("name", ["e", "a--b", "a" + "-" * 61 + "b", "x" * 63])
@@ -1231,8 +1235,12 @@ def test_valid_endpoint_names_up_to_63_chars_are_accepted(name):
 
 @pytest.mark.parametrize("value", ["0", "-5", "abc", "4194305", "1.5"])
 def test_max_image_bytes_must_be_within_the_sagemaker_limit(value):
-    with pytest.raises(ConfigError, match="MAX_IMAGE_BYTES"):
+    with pytest.raises(ConfigError) as err:
         core.load_config({"ENDPOINT_NAME": "e", "MAX_IMAGE_BYTES": value})
+    # The value refused and the range it must be in, so the fix needs no lookup.
+    assert str(err.value) == (
+        f"MAX_IMAGE_BYTES {value!r} must be an integer from 1 to 4194304 (the SageMaker Serverless request limit)"
+    )
 
 
 def test_max_image_bytes_can_be_lowered():
@@ -1264,8 +1272,12 @@ def test_endpoint_read_timeout_can_be_lowered(value):
 @pytest.mark.parametrize("value", ["0", "0.05", "-1", "10.5", "60", "inf", "nan", "abc"])
 def test_endpoint_read_timeout_outside_the_budget_is_a_config_error(value):
     # Above READ_TIMEOUT_S two attempts no longer fit before API Gateway's 30 s.
-    with pytest.raises(ConfigError, match="ENDPOINT_READ_TIMEOUT_S"):
+    with pytest.raises(ConfigError) as err:
         core.load_config({"ENDPOINT_NAME": "e", "ENDPOINT_READ_TIMEOUT_S": value})
+    assert str(err.value) == (
+        f"ENDPOINT_READ_TIMEOUT_S {value!r} must be a number of seconds from 0.1 to 10 "
+        "(the time budget below API Gateway's 30 s is computed for the maximum)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -1274,8 +1286,12 @@ def test_endpoint_read_timeout_outside_the_budget_is_a_config_error(value):
     ["site.example", "ftp://x.example", "https://x.example/path", "https://x .example"],
 )
 def test_allowed_origins_must_be_origins(value):
-    with pytest.raises(ConfigError, match="ALLOWED_ORIGINS"):
-        core.load_config({"ENDPOINT_NAME": "e", "ALLOWED_ORIGINS": value})
+    with pytest.raises(ConfigError) as err:
+        core.load_config({"ENDPOINT_NAME": "e", "ALLOWED_ORIGINS": f"https://ok.example, {value}"})
+    # The entry at fault, among the others, as written.
+    assert str(err.value) == (
+        f"ALLOWED_ORIGINS entry {value!r} is not an origin; use scheme://host[:port], comma-separated"
+    )
 
 
 @pytest.mark.parametrize(
