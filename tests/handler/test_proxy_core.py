@@ -338,7 +338,7 @@ def test_check_event_text_names_the_field_and_walks_deep_nesting_without_recursi
 
 def test_raw_body_over_the_cap_is_413():
     error = rejects("payload_too_large", 413, parse, JPEG + b"x" * 100, max_image_bytes=100)
-    assert "send at most 100 bytes." in error.message
+    assert error.message == "The request body is too large; send at most 100 bytes."
     assert parse(JPEG[:100], max_image_bytes=100).image == JPEG[:100]
 
 
@@ -354,7 +354,10 @@ def test_the_413_names_a_large_limit_in_mib_too():
 def test_oversized_base64_body_is_413_before_decoding():
     # Not valid base64 at all: only a size check that runs first can answer 413 rather than 400. One character past
     # the cap's base64 length, where the check is: 1,000 characters also passed a check that let six times the cap by.
-    rejects("payload_too_large", 413, parse, "!" * (core.base64_len(100) + 1), is_base64=True, max_image_bytes=100)
+    error = rejects(
+        "payload_too_large", 413, parse, "!" * (core.base64_len(100) + 1), is_base64=True, max_image_bytes=100
+    )
+    assert error.message == "The request body is too large; send at most 100 bytes."
     rejects("bad_request", 400, parse, "!" * core.base64_len(100), is_base64=True, max_image_bytes=100)
 
 
@@ -661,7 +664,9 @@ def test_json_image_over_cap_is_413_and_body_over_json_cap_is_413_before_parsing
     assert parse_json({"image": b64(JPEG + b"x" * 200)}, max_image_bytes=cap).image == JPEG + b"x" * 200
     rejects("payload_too_large", 413, parse_json, {"image": b64(JPEG + b"x" * 201)}, max_image_bytes=cap)
     huge = "x" * (core.json_body_cap(200) + 1)  # not even JSON: only the size check can answer 413
-    rejects("payload_too_large", 413, parse, huge, "application/json", is_base64=False, max_image_bytes=200)
+    error = rejects("payload_too_large", 413, parse, huge, "application/json", is_base64=False, max_image_bytes=200)
+    # Over the body's own cap, the 413 names the body and that cap (8,476 bytes here), not the image's 200.
+    assert error.message == f"The request body is too large; send at most {core.json_body_cap(200):,} bytes."
 
 
 def test_the_json_body_cap_is_the_documented_sum_to_the_byte():
@@ -1303,6 +1308,8 @@ def test_allowed_origins_must_be_origins(value):
         ({"POWERTOOLS_LOG_LEVEL": "", "LOG_LEVEL": "chatty"}, "LOG_LEVEL 'chatty' is not a log level"),
         # Powertools skips an empty POWERTOOLS_LOG_LEVEL, not an empty LOG_LEVEL: "Unknown level: ''".
         ({"LOG_LEVEL": ""}, "LOG_LEVEL '' is not a log level"),
+        # Nor a known name with a space around it (a .env file's stray blank): " INFO" is "Unknown level" too.
+        ({"LOG_LEVEL": " INFO"}, "LOG_LEVEL ' INFO' is not a log level"),
     ],
 )
 def test_a_log_level_powertools_cannot_use_is_a_config_error_naming_the_variable(env, says, monkeypatch):
