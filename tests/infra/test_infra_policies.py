@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -95,6 +96,10 @@ def test_sagemaker_execution_policy_is_exact() -> None:
 
 def test_kms_decrypt_is_added_only_for_the_given_key() -> None:
     assert not any("kms" in json.dumps(s) for s in sagemaker_doc()["Statement"])
+    # An empty key (an unset kmsKeyArn read as "") is no key: a kms:Decrypt on Resource "" is a policy IAM refuses.
+    assert sagemaker_doc(kms_key_arn="") == sagemaker_doc()
+    lambda_doc = json.loads(policies.lambda_execution_policy(**LAMBDA_POLICY_ARGS, kms_key_arn=""))
+    assert [s["Sid"] for s in lambda_doc["Statement"]] == ["FunctionLogs", "InvokeModelEndpoint"]
     with_key = sagemaker_doc(kms_key_arn=KMS)
     kms = [s for s in with_key["Statement"] if s["Sid"] == "DecryptWithStackKey"]
     assert kms == [
@@ -288,6 +293,12 @@ def test_csp_names_a_same_origin_api_self_which_also_covers_ipv6_literals() -> N
         assert "connect-src 'self';" in csp and "[" not in csp
     cross = policies.content_security_policy("https://api.example.com", site_origin="https://d1.cloudfront.net")
     assert "connect-src https://api.example.com;" in cross
+    # The site is compared by its origin, however it is written (the page's own URL), and an empty one is refused
+    # rather than taken for another site.
+    page = policies.content_security_policy("http://127.0.0.1:8000/predict", site_origin="http://127.0.0.1:8000/")
+    assert "connect-src 'self';" in page
+    with pytest.raises(PolicyInputError, match=r"url must be absolute http\(s\), got ''"):
+        policies.content_security_policy("https://api.example.com", site_origin="")
 
 
 def test_permissions_policy_gives_every_powerful_feature_an_empty_allowlist() -> None:
@@ -373,8 +384,13 @@ def test_content_types(path: str, expected: str) -> None:
 
 
 def test_unknown_extension_is_an_error_naming_the_file() -> None:
-    with pytest.raises(PolicyInputError, match=r"'tool\.exe'"):
+    """The file, its extension and every extension the site may ship: what to rename it to, or where to add its type."""
+    with pytest.raises(PolicyInputError) as err:
         policies.content_type_for("tool.exe")
+    assert str(err.value) == (
+        "www file 'tool.exe' has no known content type (extension '.exe'); known: .css, .html, .ico, .jpeg, .jpg, .js, "
+        ".json, .md, .mjs, .png, .svg, .txt, .webmanifest, .webp"
+    )
 
 
 def test_site_files_skip_config_js_and_dotfiles(tmp_path: Path) -> None:
@@ -445,6 +461,13 @@ def test_artifact_key_is_content_addressed(tmp_path: Path) -> None:
     artifact = tmp_path / "model.tar.gz"
     artifact.write_bytes(b"abc")
     assert policies.file_sha256(artifact) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    # The whole file, past its first read: a rebuilt artifact differing only in its last byte is a new key (the same
+    # key would keep the deployed Model and EndpointConfig on the old one).
+    big = bytes(3 << 20)
+    artifact.write_bytes(big)
+    assert policies.file_sha256(artifact) == hashlib.sha256(big).hexdigest()
+    artifact.write_bytes(big[:-1] + b"\x01")
+    assert policies.file_sha256(artifact) == hashlib.sha256(big[:-1] + b"\x01").hexdigest()
     with pytest.raises(policies.ArtifactMissingError, match="make model"):
         policies.file_sha256(tmp_path / "missing.tar.gz")
 
@@ -498,6 +521,10 @@ def test_cache_control() -> None:
     assert policies.cache_control_for("samples/a.jpg") == "public, max-age=3600"
     with pytest.raises(PolicyInputError, match=r"config\.js"):
         policies.cache_control_for("config.js")
+    # Only the top-level config.js is the rendered one: a script of the same name below it is published (site_files)
+    # and cached as the shell's other scripts are, not refused when the site is hashed.
+    assert policies.cache_control_for("samples/config.js") == "no-cache"
+    assert policies.site_content_hash({"samples/config.js": b"1"}, "cfg") != policies.site_content_hash({}, "cfg")
 
 
 def test_s3_prefix_arn_names_a_folder_never_the_whole_bucket() -> None:
