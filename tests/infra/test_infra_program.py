@@ -373,7 +373,8 @@ def test_a_modelartifact_the_system_cannot_read_names_the_setting_without_a_trac
     with pytest.raises(pulumi.RunError) as err:
         program(modelArtifact=str(artifact))
     message = str(err.value)
-    assert message.startswith(f"model artifact {artifact} cannot be read (") and why in message
+    # The system's reason alone ("Permission denied"), not str() of the error, which repeats the path in it.
+    assert message.startswith(f"model artifact {artifact} cannot be read ({why}"), message
     assert message.endswith("): set modelArtifact to a model.tar.gz this user can read")
     assert mocks.resources == {}
 
@@ -433,6 +434,8 @@ def test_a_symlink_loop_where_model_dist_should_be_does_not_stop_another_artifac
         ("another path", None),  # the user's own (a kept deployed.tar.gz): not compared
         ("no code/inference.py", None),  # no build of this checkout, as the tests' stand-ins: not compared
         ("no model/code in the checkout", None),  # nothing to build it from: not compared (not called stale)
+        ("metadata.json no JSON object", "`make model`"),  # read as no precision, not an AttributeError
+        ("code/inference.py no file", None),  # a directory of that name: nothing to compare, not an AttributeError
     ],
 )
 def test_only_the_artifact_make_model_builds_is_compared_with_the_checkouts_code(
@@ -448,12 +451,19 @@ def test_only_the_artifact_make_model_builds_is_compared_with_the_checkouts_code
     path = tmp_path / "deployed.tar.gz" if case == "another path" else built_by_make
     members = {"code/inference.py": b"new\n" if case == "same code" else b"old\n", "code/vendor/x.py": b""}
     members["metadata.json"] = json.dumps({"precision": "int8" if case == "int8" else "fp32"}).encode()
-    if case == "no code/inference.py":
+    if case == "metadata.json no JSON object":
+        members["metadata.json"] = b'["int8"]'
+    if case in ("no code/inference.py", "code/inference.py no file"):
         del members["code/inference.py"]
     if case == "no model/code in the checkout":
         checkout_code.unlink()
         checkout_code.parent.rmdir()
     tar_gz_of(path, members)
+    if case == "code/inference.py no file":
+        with tarfile.open(path, "w:gz") as tar:
+            directory = tarfile.TarInfo("code/inference.py")
+            directory.type = tarfile.DIRTYPE
+            tar.addfile(directory)
     if refused is None:
         policies.check_artifact(path, built_by_make=built_by_make, built_from=checkout_code)
         return
@@ -463,6 +473,21 @@ def test_only_the_artifact_make_model_builds_is_compared_with_the_checkouts_code
         f"model artifact {path} was built from another code/inference.py than {checkout_code} holds now: "
         f"run {refused} to rebuild it"
     )
+
+
+def test_a_damaged_artifact_is_not_called_stale(tmp_path: Path) -> None:
+    """The local stack and the bench ask stale_artifact_reason before anything unpacks the artifact: one cut short is
+    None (what reads it whole says what is wrong with it), not an EOFError traceback."""
+    from tests.conftest import tar_gz_of
+
+    checkout_code = tmp_path / "inference.py"
+    checkout_code.write_bytes(b"new\n")
+    members = {"code/inference.py": b"old\n", "weights.bin": os.urandom(256 * 1024), "metadata.json": b"{}"}
+    whole = tar_gz_of(tmp_path / "whole.tar.gz", members)
+    assert policies.stale_artifact_reason(whole, checkout_code) is not None  # read on past the code, to metadata.json
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    assert policies.stale_artifact_reason(cut, checkout_code) is None
 
 
 @pytest.mark.parametrize(
@@ -489,7 +514,7 @@ def test_a_lambda_asset_the_bundle_refuses_is_its_message_without_a_traceback(
     assert mocks.resources == {}
 
 
-@pytest.mark.parametrize("kind", ["directory", "not an archive"])
+@pytest.mark.parametrize("kind", ["directory", "not an archive", "compress(1)"])
 def test_an_artifact_that_is_no_tar_gz_fails_before_any_resource(
     program: Any, mocks: RecordingMocks, tmp_path: Path, kind: str
 ) -> None:
@@ -499,8 +524,8 @@ def test_an_artifact_that_is_no_tar_gz_fails_before_any_resource(
     if kind == "directory":
         artifact.mkdir()
         says = f"model artifact {artifact} is a directory: set modelArtifact to the model.tar.gz in it"
-    else:
-        artifact.write_bytes((ROOT / "README.md").read_bytes())
+    else:  # README.md, or a model.tar.Z (compress(1)'s magic shares gzip's first byte, 0x1f)
+        artifact.write_bytes(b"\x1f\x9d\x90" * (kind == "compress(1)") + (ROOT / "README.md").read_bytes())
         says = f"model artifact {artifact} is not a tar.gz archive: set modelArtifact to the file `make model` builds"
     with pytest.raises(pulumi.RunError) as err:
         program(modelArtifact=str(artifact))
@@ -510,7 +535,15 @@ def test_an_artifact_that_is_no_tar_gz_fails_before_any_resource(
 
 @pytest.mark.parametrize(
     "kind",
-    ["gzip, no tar", "cut short", "cut in its last file", "corrupt deflate data", "then no gzip member", "overwritten"],
+    [
+        "gzip, no tar",
+        "cut short",
+        "cut in its last file",
+        "a whole gzip of a tar cut short",
+        "corrupt deflate data",
+        "then no gzip member",
+        "overwritten",
+    ],
 )
 def test_a_gzip_artifact_that_is_no_whole_tar_fails_before_any_resource(
     program: Any, mocks: RecordingMocks, tmp_path: Path, kind: str
@@ -533,6 +566,9 @@ def test_a_gzip_artifact_that_is_no_whole_tar_fails_before_any_resource(
         if kind == "cut in its last file":
             whole = gzip.compress((tmp_path / "model.tar").read_bytes())
             artifact.write_bytes(whole[: 3 * len(whole) // 4])
+        elif kind == "a whole gzip of a tar cut short":  # its gzip stream whole: only the walk of headers finds it
+            cut = (tmp_path / "model.tar").read_bytes()
+            artifact.write_bytes(gzip.compress(cut[: 3 * len(cut) // 4]))
         elif kind == "corrupt deflate data":  # then a deflate block of the reserved type: zlib.error
             deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
             body = deflate.compress(head) + deflate.flush(zlib.Z_SYNC_FLUSH) + b"\x07"
