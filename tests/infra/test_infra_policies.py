@@ -341,6 +341,7 @@ def test_csp_refuses_an_api_url_that_is_not_absolute_http(url: str) -> None:
 
 def test_site_origins_put_the_custom_domain_first() -> None:
     assert policies.site_origins("d1.cloudfront.net", None) == ["https://d1.cloudfront.net"]
+    assert policies.site_origins("d1.cloudfront.net", "") == ["https://d1.cloudfront.net"]  # not "https://"
     assert policies.site_origins("d1.cloudfront.net", "demo.example.com") == [
         "https://demo.example.com",
         "https://d1.cloudfront.net",
@@ -358,6 +359,9 @@ def test_http_api_cors_document() -> None:
     }
     with pytest.raises(PolicyInputError, match="at least one"):
         policies.http_api_cors([])
+    for bad in ("*", "https://d1.cloudfront.net/"):  # API Gateway would take either: any site, or no browser's Origin
+        with pytest.raises(PolicyInputError, match="allowed origin"):
+            policies.http_api_cors(["https://d1.cloudfront.net", bad])
 
 
 @pytest.mark.parametrize(
@@ -411,6 +415,16 @@ def test_site_files_skip_config_js_and_dotfiles(tmp_path: Path) -> None:
     (tmp_path / "notes.docx").write_bytes(b"x")
     with pytest.raises(PolicyInputError, match=r"notes\.docx"):
         policies.site_files(tmp_path)
+
+
+def test_site_files_refuse_a_symlink_out_of_www_as_a_policy_input_error(tmp_path: Path) -> None:
+    """__main__ reports a PolicyInputError as its message: any other error is a Python traceback from `pulumi up`."""
+    (tmp_path / "secret.txt").write_text("not the site's")
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "index.html").write_text("<p>hi</p>")
+    (tmp_path / "www" / "notes.txt").symlink_to(tmp_path / "secret.txt")
+    with pytest.raises(PolicyInputError, match=r"notes\.txt is a symlink"):
+        policies.site_files(tmp_path / "www")
 
 
 def test_site_files_refuse_a_missing_www_dir(tmp_path: Path) -> None:

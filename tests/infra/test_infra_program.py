@@ -425,6 +425,23 @@ def test_a_symlink_loop_where_model_dist_should_be_does_not_stop_another_artifac
         policies.check_artifact(tmp_path / "typo.tar.gz", built_by_make=tmp_path / "model/dist/model.tar.gz")
 
 
+def test_the_artifact_make_model_builds_through_a_symlinked_model_dist_is_compared_too(tmp_path: Path) -> None:
+    """model/dist a symlink (to a shared build folder): modelArtifact resolves through it, and the file `make model`
+    writes must be recognised however either side is spelt, or its stale code is deployed without a word."""
+    from tests.conftest import tar_gz_of
+
+    checkout_code = tmp_path / "model/code/inference.py"
+    checkout_code.parent.mkdir(parents=True)
+    checkout_code.write_bytes(b"new\n")
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "model/dist").symlink_to(tmp_path / "shared")
+    built_by_make = tmp_path / "model/dist/model.tar.gz"
+    tar_gz_of(built_by_make, {"code/inference.py": b"old\n"})
+    for spelling in (built_by_make, tmp_path / "shared/model.tar.gz"):
+        with pytest.raises(policies.PolicyInputError, match=r"was built from another code/inference\.py"):
+            policies.check_artifact(spelling, built_by_make=built_by_make, built_from=checkout_code)
+
+
 @pytest.mark.parametrize(
     ("case", "refused"),
     [
