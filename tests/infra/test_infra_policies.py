@@ -149,6 +149,17 @@ def test_partition_flows_into_every_arn() -> None:
     assert all(a == "*" or a.startswith("arn:aws-cn:") for a in arns)
 
 
+def test_the_functions_log_arns_are_in_its_own_partition_and_region() -> None:
+    """The exact-document test runs in aws/us-east-1, where a partition or region fixed to those reads the same: the
+    function could then write no log line anywhere else."""
+    china = {"partition": "aws-cn", "region": "cn-north-1"}
+    endpoint_arn = "arn:aws-cn:sagemaker:cn-north-1:123456789012:endpoint/ep"
+    doc = json.loads(policies.lambda_execution_policy(**{**LAMBDA_POLICY_ARGS, **china, "endpoint_arn": endpoint_arn}))
+    (logs,) = (s for s in doc["Statement"] if s["Sid"] == "FunctionLogs")
+    group = "arn:aws-cn:logs:cn-north-1:123456789012:log-group:/aws/lambda/fn"
+    assert logs["Resource"] == [group, f"{group}:*"]
+
+
 def test_lambda_execution_policy_is_exact() -> None:
     endpoint_arn = "arn:aws:sagemaker:us-east-1:123456789012:endpoint/mobilenet-dev"
     doc = json.loads(
@@ -332,7 +343,15 @@ def test_cors_origins_site_first_deduplicated_and_validated() -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["ftp://api.example.com", "file:///etc/passwd", "//api.example.com", "api.example.com", "https:///x", "https:"],
+    [
+        "ftp://api.example.com",
+        "file:///etc/passwd",
+        "//api.example.com",
+        "api.example.com",
+        "https:///x",
+        "https:",
+        "httpx://api.example.com",  # a scheme that only begins like http's
+    ],
 )
 def test_csp_refuses_an_api_url_that_is_not_absolute_http(url: str) -> None:
     with pytest.raises(PolicyInputError, match="http"):
@@ -431,6 +450,9 @@ def test_site_files_refuse_a_missing_www_dir(tmp_path: Path) -> None:
     # Not an empty site: a wrong path must fail the program rather than publish nothing.
     with pytest.raises(PolicyInputError, match="www_dir"):
         policies.site_files(tmp_path / "missing")
+    (tmp_path / "www.zip").write_bytes(b"PK")  # a file is no www/ either, and is refused as such
+    with pytest.raises(PolicyInputError, match=r"www_dir .*/www\.zip is not a directory\Z"):
+        policies.site_files(tmp_path / "www.zip")
     (tmp_path / "site" / "sub").mkdir(parents=True)
     (tmp_path / "site" / "sub" / "index.html").write_text("<p>not the root's</p>")
     (tmp_path / "site" / ".index.html").write_text("hidden, never published")

@@ -453,6 +453,8 @@ def test_the_artifact_make_model_builds_through_a_symlinked_model_dist_is_compar
         ("no model/code in the checkout", None),  # nothing to build it from: not compared (not called stale)
         ("metadata.json no JSON object", "`make model`"),  # read as no precision, not an AttributeError
         ("code/inference.py no file", None),  # a directory of that name: nothing to compare, not an AttributeError
+        ("changed past its first 4 KiB", "`make model`"),  # the whole file compared, not its head
+        ("the same code past 4 KiB", None),  # read whole, or every longer inference.py would be called stale
     ],
 )
 def test_only_the_artifact_make_model_builds_is_compared_with_the_checkouts_code(
@@ -468,6 +470,9 @@ def test_only_the_artifact_make_model_builds_is_compared_with_the_checkouts_code
     path = tmp_path / "deployed.tar.gz" if case == "another path" else built_by_make
     members = {"code/inference.py": b"new\n" if case == "same code" else b"old\n", "code/vendor/x.py": b""}
     members["metadata.json"] = json.dumps({"precision": "int8" if case == "int8" else "fp32"}).encode()
+    if case in ("changed past its first 4 KiB", "the same code past 4 KiB"):
+        checkout_code.write_bytes(bytes(8192) + b"new\n")
+        members["code/inference.py"] = bytes(8192) + (b"old\n" if case.startswith("changed") else b"new\n")
     if case == "metadata.json no JSON object":
         members["metadata.json"] = b'["int8"]'
     if case in ("no code/inference.py", "code/inference.py no file"):
