@@ -414,6 +414,8 @@ def test_unknown_extension_is_an_error_naming_the_file() -> None:
         "www file 'tool.exe' has no known content type (extension '.exe'); known: .css, .html, .ico, .jpeg, .jpg, .js, "
         ".json, .md, .mjs, .png, .svg, .txt, .webmanifest, .webp"
     )
+    with pytest.raises(PolicyInputError, match=r"^www file 'LICENSE' has no known content type \(extension ''\)"):
+        policies.content_type_for("LICENSE")  # no extension at all: the same refusal, not an IndexError
 
 
 def test_site_files_skip_config_js_and_dotfiles(tmp_path: Path) -> None:
