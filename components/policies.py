@@ -689,7 +689,9 @@ def http_api_cors(origins: Iterable[str]) -> dict[str, Any]:
 
 # The page's shell: revalidated on every load (a 304 when unchanged), as a fresh index.html beside an hour-old
 # script.js or style.css (a deploy that changed them together) would look up elements that are no longer there.
-APP_SHELL_SUFFIXES = (".html", ".js", ".css")
+# Compared as content_type_for reads them (any case), and with .mjs: a Script.JS or an app.mjs module is served as
+# JavaScript, so an hour-old copy of one would break a fresh page just the same.
+APP_SHELL_SUFFIXES = frozenset({".html", ".js", ".mjs", ".css"})
 
 
 def cache_control_for(key: str) -> str:
@@ -697,4 +699,4 @@ def cache_control_for(key: str) -> str:
     photos) may be reused for an hour."""
     if key == CONFIG_JS_KEY:
         raise PolicyInputError("config.js has its own no-cache policy (site_config.CONFIG_JS_CACHE_CONTROL)")
-    return "no-cache" if key.endswith(APP_SHELL_SUFFIXES) else "public, max-age=3600"
+    return "no-cache" if PurePosixPath(key).suffix.lower() in APP_SHELL_SUFFIXES else "public, max-age=3600"

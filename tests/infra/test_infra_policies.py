@@ -556,7 +556,13 @@ def test_access_log_ties_the_clients_request_id_to_the_functions() -> None:
 def test_cache_control() -> None:
     for shell in ("index.html", "script.js", "style.css"):
         assert policies.cache_control_for(shell) == "no-cache", shell
-    assert policies.cache_control_for("samples/a.jpg") == "public, max-age=3600"
+    # Whatever content_type_for serves as the page's HTML, script or style, in any case: an hour-old module or
+    # Script.JS beside a fresh index.html breaks the page as an old script.js would.
+    for shell in ("app.mjs", "Script.JS", "about.HTML", "print.Css"):
+        assert policies.content_type_for(shell).startswith(("text/html", "application/javascript", "text/css")), shell
+        assert policies.cache_control_for(shell) == "no-cache", shell
+    for asset in ("samples/a.jpg", "samples/B.JPG", "manifest.json", "html.png"):
+        assert policies.cache_control_for(asset) == "public, max-age=3600", asset
     with pytest.raises(PolicyInputError, match=r"config\.js"):
         policies.cache_control_for("config.js")
     # Only the top-level config.js is the rendered one: a script of the same name below it is published (site_files)
