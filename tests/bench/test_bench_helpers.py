@@ -25,11 +25,43 @@ def test_no_memory_size_is_recommended_when_even_the_largest_lacks_the_headroom(
 def test_interleaved_medians_alternates_and_settles():
     calls: list[str] = []
     medians = interleaved_medians(
-        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=3, warmup=1, settle=2
+        {"b": lambda: calls.append("b"), "a": lambda: calls.append("a")}, rounds=3, warmup=1, settle=2
     )
     assert set(medians) == {"a", "b"}
-    # warm-up once each, then per round: 2 settle calls + 1 measured call, a before b
-    assert calls == ["a", "b"] + (["a"] * 3 + ["b"] * 3) * 3
+    # warm-up once each, then per round: 2 settle calls + 1 measured call, in the order given (not by name)
+    assert calls == ["b", "a"] + (["b"] * 3 + ["a"] * 3) * 3
+
+
+def test_the_measured_call_is_the_one_after_the_settle_calls_and_only_it_is_timed(monkeypatch):
+    """settle is there so that the measured call follows calls of its own, not the other side's: the calls' order
+    alone cannot tell a settle call after the measured one, or one timed with it, from this."""
+    import bench.__main__ as bench
+
+    clock = [0.0]
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
+
+    def takes(*durations_ms):
+        left = list(durations_ms)
+        return lambda: clock.__setitem__(0, clock[0] + left.pop(0) / 1000)
+
+    # each round: a settle call of 100 ms (the first after a switch is slow), then the measured one
+    medians = bench.interleaved_medians(
+        {"a": takes(100, 2, 100, 2, 100, 2), "b": takes(300, 3, 300, 3, 300, 3)}, rounds=3, warmup=0, settle=1
+    )
+    assert medians == pytest.approx({"a": 2.0, "b": 3.0})
+
+
+def test_the_default_measurement_warms_up_three_times_and_alternates_without_settling():
+    """The defaults are what the 1.2x pair and the local stack's in-process path are measured with: each served call
+    right after a model run (no settle call in between), after three unmeasured calls of each."""
+    from bench.__main__ import median_ms
+
+    calls: list[str] = []
+    interleaved_medians({"ort": lambda: calls.append("ort"), "served": lambda: calls.append("served")}, rounds=2)
+    assert calls == ["ort"] * 3 + ["served"] * 3 + ["ort", "served"] * 2
+    calls.clear()
+    median_ms(lambda: calls.append("path"), repeats=2)
+    assert len(calls) == 3 + 2
 
 
 def test_counting_faults_counts_each_call_that_maps_fresh_pages():
@@ -226,12 +258,13 @@ def test_medians_are_medians_of_the_measured_calls_only(monkeypatch):
         left = list(durations_ms)
         return lambda: clock.__setitem__(0, clock[0] + left.pop(0) / 1000)
 
-    # one warm-up of 500 ms, then 1, 10, 1 ms: median 1 (the mean would be 4; with the warm-up measured, 10)
-    assert bench.median_ms(takes(500, 1, 10, 1), repeats=3, warmup=1) == pytest.approx(1.0)
+    # one warm-up of 500 ms, then 3, 10, 1 ms: median 3 (the mean would be 4.67, the fastest 1; with the warm-up
+    # measured, 10)
+    assert bench.median_ms(takes(500, 3, 10, 1), repeats=3, warmup=1) == pytest.approx(3.0)
     medians = bench.interleaved_medians(
-        {"a": takes(500, 2, 2, 20), "b": takes(900, 3, 30, 3)}, rounds=3, warmup=1, settle=0
+        {"a": takes(500, 2, 1, 20), "b": takes(900, 3, 30, 4)}, rounds=3, warmup=1, settle=0
     )
-    assert medians == pytest.approx({"a": 2.0, "b": 3.0})
+    assert medians == pytest.approx({"a": 2.0, "b": 4.0})
 
 
 def test_results_the_disk_cannot_hold_leave_the_last_ones_whole(monkeypatch, tmp_path, capsys):
