@@ -145,6 +145,11 @@ def test_cpuinfo_that_is_missing_or_unexpected_still_names_the_machine(cpuinfo, 
 
 
 def test_both_headers_describe_the_machine_from_its_cpuinfo(monkeypatch, tmp_path):
+    import platform
+
+    import onnxruntime
+    import torch
+
     import bench.__main__ as bench_main
     from bench import machine
     from bench.loadtest import machine_description
@@ -158,6 +163,12 @@ def test_both_headers_describe_the_machine_from_its_cpuinfo(monkeypatch, tmp_pat
     # os.cpu_count() counts logical CPUs: "cores" said twice the physical ones on a host with hyper-threads.
     assert bench_main.machine().startswith(f"{intel}, 2 vCPU, Python ")
     assert machine_description().startswith(f"{intel}, 2 vCPU, Python ")
+    # then the software the figures depend on, and the threads every side of the bench was given
+    monkeypatch.setattr(bench_main, "THREADS", 3)  # the served session's count, which a cgroup quota may lower
+    assert bench_main.machine() == (
+        f"{intel}, 2 vCPU, Python {platform.python_version()}, torch {torch.__version__}, "
+        f"onnxruntime {onnxruntime.__version__}, 3 threads"
+    )
 
     cpuinfo.unlink()  # unreadable: the header still names what it can
     assert bench_main.machine().startswith("x86_64, 2 vCPU, Python ")
