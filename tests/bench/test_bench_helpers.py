@@ -1726,6 +1726,14 @@ def test_the_12_mp_preprocessing_is_judged_at_4x_faster_with_the_same_top_1(
     assert small[1:] == ("1.00 ms", "2.00 ms torchvision", "2.00x", "")
 
 
+def served_path_parts(alone_ms: float) -> dict[str, float]:
+    """served_path_by_cache_state's medians, the model alone at alone_ms (what the contention check reads)."""
+    parts = dict.fromkeys(("input_fn", "predict_fn", "output_fn"), 1.0) | {"model alone": alone_ms}
+    for name in ("input_fn", "output_fn"):
+        parts |= {f"{name} warm": 0.5, f"{name} read": 0.5, f"{name} spin": 0.5}
+    return parts
+
+
 @pytest.mark.parametrize(
     ("ort_ms", "served_ms", "alone_ms", "naive_ms", "beside_naive_ms", "served", "naive"),
     [
@@ -1762,10 +1770,7 @@ def test_the_served_path_is_judged_at_1_2x_ort_and_3x_faster_than_the_naive_path
         ]
     )
     monkeypatch.setattr(bench, "interleaved_medians", lambda fns, *_, **__: next(medians))
-    parts = dict.fromkeys(("input_fn", "predict_fn", "output_fn"), 1.0) | {"model alone": alone_ms}
-    for name in ("input_fn", "output_fn"):
-        parts |= {f"{name} warm": 0.5, f"{name} read": 0.5, f"{name} spin": 0.5}
-    monkeypatch.setattr(bench, "served_path_by_cache_state", lambda *_: parts)
+    monkeypatch.setattr(bench, "served_path_by_cache_state", lambda *_: served_path_parts(alone_ms))
     monkeypatch.setattr(sys, "path", list(sys.path))  # bench_latency puts the model's code first
     imported = sys.modules.get("inference")
     try:
@@ -1775,6 +1780,11 @@ def test_the_served_path_is_judged_at_1_2x_ort_and_3x_faster_than_the_naive_path
         sys.modules.pop("inference", None)
         if imported is not None:
             sys.modules["inference"] = imported
+    eager, scripted, ort = report.rows[:3]
+    assert eager[:2] == ("1 image, model only: naive eager torchvision", "12.0 ms")
+    # each backend's speed-up over eager: how many times faster, not slower
+    assert scripted[1:] == ("6.0 ms", "12.0 ms eager", "2.00x", "") and "TorchScript" in scripted[0]
+    assert ort[1:] == ("3.0 ms", "12.0 ms eager", "4.00x", "") and "ONNX Runtime" in ort[0]
     (vs_ort,) = [row for row in report.rows if row[0].startswith("served path (") and "vs ORT fp32" in row[0]]
     (vs_naive,) = [row for row in report.rows if row[0].startswith("served path vs naive eager path")]
     assert (" ".join(vs_ort[3:]), " ".join(vs_naive[3:])) == (served, naive)
@@ -1783,6 +1793,77 @@ def test_the_served_path_is_judged_at_1_2x_ort_and_3x_faster_than_the_naive_path
     if naive.endswith("unreliable"):
         assert "the served path took 3.6 ms in the served/ORT pair and 5.5 ms measured again" in undecided[0]
     assert report.rows[-1][4] == "< 1e-4, same order ✅"
+
+
+def latency_inference(monkeypatch, model_dir):
+    """The artifact's inference module, as bench_latency's `import inference` will find it (a fresh one: it imports
+    the model's own), for a test to patch."""
+    import sys
+
+    from local.runtime import load_inference_module
+
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the model's code goes first
+    inference = load_inference_module(model_dir / "code", "bench_latency_inference")
+    monkeypatch.setitem(sys.modules, "inference", inference)
+    return inference
+
+
+def test_the_latency_targets_time_the_whole_served_path_against_the_model_alone(monkeypatch, model_dir):
+    """What each side of the two latency targets runs, and in what order. The 1.2x pair: ORT's run alone against
+    input_fn + predict_fn + output_fn, three warm-ups each, then five rounds a repeat in turn with no settle call (each
+    served call right after a model run, as in a served process). The 3x row's four sides: five settle calls after
+    each switch (eager torch leaves the served path slower for several calls). Every test stubbed these timings
+    whole, so the served path without output_fn, the ORT side timing predict_fn, or the settle calls dropped all
+    passed (the mutation audit)."""
+    import bench.__main__ as bench
+
+    inference = latency_inference(monkeypatch, model_dir)
+    calls: list[str] = []
+
+    def spied(name, fn):
+        return lambda *args: calls.append(name) or fn(*args)
+
+    for name in ("input_fn", "predict_fn", "output_fn"):
+        monkeypatch.setattr(inference, name, spied(name, getattr(inference, name)))
+    model_fn = inference.model_fn
+
+    def spied_model_fn(path):
+        classifier = model_fn(path)
+        classifier.run = spied("model", classifier.run)
+        return classifier
+
+    monkeypatch.setattr(inference, "model_fn", spied_model_fn)
+    measured: list[tuple[list[str], dict[str, list[str]]]] = []
+    real = bench.interleaved_medians
+
+    def interleaved(fns, *args, **kwargs):
+        order: list[str] = []
+        first: dict[str, list[str]] = {}
+
+        def side(name, fn):
+            def run():
+                order.append(name)
+                calls.clear()
+                fn()
+                first.setdefault(name, list(calls))
+
+            return run
+
+        real({name: side(name, fn) for name, fn in fns.items()}, *args, **kwargs)
+        measured.append((order, first))
+        return dict.fromkeys(fns, 1.0)
+
+    monkeypatch.setattr(bench, "interleaved_medians", interleaved)
+    monkeypatch.setattr(bench, "served_path_by_cache_state", lambda *_: served_path_parts(1.0))
+    bench.bench_latency(bench.Report(), model_dir, 1, (bench.PHOTOS / "coffee.jpg").read_bytes())
+
+    (pair, pair_runs), (baselines, baseline_runs) = measured
+    served = ["input_fn", "predict_fn", "model", "output_fn"]
+    assert pair_runs == {"ort": ["model"], "served": served}
+    assert pair == ["ort"] * 3 + ["served"] * 3 + ["ort", "served"] * 5
+    sides = ("eager", "naive_path", "torchscript", "served")
+    assert baseline_runs == {"eager": [], "naive_path": [], "torchscript": [], "served": served}
+    assert baselines == [name for name in sides for _ in range(3)] + [name for name in sides for _ in range(6)]
 
 
 @pytest.mark.parametrize(("rtt_ms", "shown", "verdict"), [(18.0, "15.0", "✅"), (18.04, "15.04", "❌")])
@@ -1834,3 +1915,51 @@ def test_the_local_stack_overhead_is_the_round_trip_minus_the_in_process_path_at
     overhead = report.rows[0]
     assert overhead[0] == "local stack: HTTP round trip through /predict minus in-process path"
     assert overhead[1:] == (f"{shown} ms", f"{rtt_ms:.1f} ms RTT, 3.0 ms in process", "", f"<= 15 ms {verdict}")
+
+
+@pytest.mark.parametrize(
+    ("served", "says", "verdict"),
+    [
+        ("same", "top-5 order same", "✅"),
+        ("top two swapped", "top-5 order DIFFERENT", "❌"),  # each within 1e-9 of eager's, the order not
+        ("top one 2e-4 up", "max |dp| 2.0e-04, top-5 order same", "❌"),
+    ],
+)
+def test_fp32_agreement_needs_both_the_probabilities_within_1e_4_and_the_same_top_5_order(
+    monkeypatch, model_dir, served, says, verdict
+):
+    """The real model agrees on every photo, so neither half of the row's verdict had a test that could fail it: here
+    eager torchvision's logits are given, and the served probabilities are those or one change to them."""
+    from types import SimpleNamespace
+
+    import torch
+
+    import bench.__main__ as bench
+
+    logits = torch.linspace(0.0, 1e-3, 1000).reshape(1, -1)  # distinct, each probability ~1e-3
+
+    class Eager:
+        def load_state_dict(self, state):
+            pass
+
+        def eval(self):
+            pass
+
+        def __call__(self, batch):
+            return logits
+
+    monkeypatch.setattr(bench, "torchvision_reference", lambda meta: (Eager(), lambda img: torch.zeros(3, 224, 224)))
+    probs = torch.softmax(logits, 1).numpy()[0].copy()
+    if served == "top two swapped":
+        probs[[999, 998]] = probs[[998, 999]]
+    elif served == "top one 2e-4 up":
+        probs[999] += 2e-4
+    inference = latency_inference(monkeypatch, model_dir)
+    monkeypatch.setattr(inference, "predict_fn", lambda x, model: SimpleNamespace(probs=probs))
+    monkeypatch.setattr(bench, "interleaved_medians", lambda fns, *_, **__: dict.fromkeys(fns, 1.0))
+    monkeypatch.setattr(bench, "served_path_by_cache_state", lambda *_: served_path_parts(1.0))
+    report = bench.Report()
+    bench.bench_latency(report, model_dir, 1, (bench.PHOTOS / "coffee.jpg").read_bytes())
+    agreement = report.rows[-1]
+    assert agreement[0].startswith("fp32 agreement, end to end")
+    assert agreement[1].endswith(says) and agreement[4] == f"< 1e-4, same order {verdict}", agreement
