@@ -138,6 +138,20 @@ def test_aarch64_is_named_by_its_architecture_implementer_and_part():
         (ZEN2.split("flags")[0], 2, "x86_64", "AMD EPYC (family 23, model 49), 2 vCPU"),
         # x86 flags without family, model or name (a trimmed guest's): the extensions alone, after the architecture
         ("flags\t\t: fpu avx avx2\n", 2, "x86_64", "x86_64 (AVX2, no AVX-512), 2 vCPU"),
+        # ARM without a Features line: implementer and part, the extensions unknown, never said missing
+        (
+            "processor\t: 0\nCPU implementer\t: 0x41\nCPU part\t: 0xd0c\n",
+            2,
+            "aarch64",
+            "aarch64 (implementer 0x41, part 0xd0c), 2 vCPU",
+        ),
+        # a colon inside a value: the field is split at its first one
+        (
+            "model name\t: Vendor: Model 9\nflags\t\t: avx avx2\n",
+            2,
+            "x86_64",
+            "Vendor: Model 9 (AVX2, no AVX-512), 2 vCPU",
+        ),
     ],
 )
 def test_cpuinfo_that_is_missing_or_unexpected_still_names_the_machine(cpuinfo, cpus, arch, description):
