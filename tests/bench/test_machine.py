@@ -145,6 +145,13 @@ def test_aarch64_is_named_by_its_architecture_implementer_and_part():
             "aarch64",
             "aarch64 (implementer 0x41, part 0xd0c), 2 vCPU",
         ),
+        # a field with no value (a guest's blank model) is left out, not printed as "model " with nothing after it
+        (
+            "cpu family\t: 6\nmodel\t\t:\nmodel name\t: Core\nflags\t\t: avx avx2\n",
+            2,
+            "x86_64",
+            "Core (family 6; AVX2, no AVX-512), 2 vCPU",
+        ),
         # a colon inside a value: the field is split at its first one
         (
             "model name\t: Vendor: Model 9\nflags\t\t: avx avx2\n",
