@@ -9,6 +9,7 @@ import json
 import logging
 import sys
 import warnings
+import zlib
 
 import numpy as np
 import pytest
@@ -785,6 +786,12 @@ def test_sixteen_bit_and_float_grey_are_converted_without_fromarrays_deprecated_
         warnings.simplefilter("error", DeprecationWarning)
         rgb = inference._to_rgb(img)
     assert img.mode == mode and [rgb.getpixel((x, 0)) for x in range(3)] == [(255,) * 3, (128,) * 3, (0,) * 3]
+
+
+def test_float_grey_outside_0_to_255_is_clipped_not_wrapped(inference):
+    """An "F" image's levels below 0 are black and above 255 white (a cast alone wraps 300 to 44 and -5 to 251)."""
+    rgb = inference._to_rgb(Image.fromarray(np.array([[-5.0, 300.0, 128.0]], dtype=np.float32)))
+    assert [rgb.getpixel((x, 0)) for x in range(3)] == [(0,) * 3, (255,) * 3, (128,) * 3]
 
 
 def test_sixteen_bit_grey_colour_key_is_white(inference):
@@ -1805,6 +1812,22 @@ def test_a_palette_pngs_last_entry_may_be_its_transparent_one(inference):
     img.putpixel((1, 0), 7)
     body = encode(img, "PNG", transparency=255)
     assert Image.open(io.BytesIO(body)).info["transparency"] == 255
+    decoded = inference.decode_image(body)
+    assert [decoded.getpixel((x, 0)) for x in range(2)] == [(255, 255, 255), (7, 7, 7)]
+
+
+def test_a_palette_pngs_entry_255_keeps_its_alpha_in_a_trns_longer_than_256(inference):
+    """A tRNS past 256 entries is cut to the palette's 256, not 255: entry 255, transparent, composites on white."""
+    img = Image.new("P", (2, 1))
+    img.putpalette(bytes(v for v in range(255) for _ in "RGB") + bytes((10, 20, 30)))  # grey, then a dark blue
+    img.putpixel((0, 0), 255)
+    img.putpixel((1, 0), 7)
+    png = encode(img, "PNG")
+    trns = b"\xff" * 255 + b"\x00" + b"\x80" * 44
+    chunk = len(trns).to_bytes(4, "big") + b"tRNS" + trns + zlib.crc32(b"tRNS" + trns).to_bytes(4, "big")
+    at = png.index(b"IDAT") - 4
+    body = png[:at] + chunk + png[at:]
+    assert Image.open(io.BytesIO(body)).info["transparency"] == trns
     decoded = inference.decode_image(body)
     assert [decoded.getpixel((x, 0)) for x in range(2)] == [(255, 255, 255), (7, 7, 7)]
 
