@@ -8,6 +8,21 @@ from bench.__main__ import counting_faults, interleaved_medians, page_jpeg_quali
 from components.settings import MEMORY_SIZES_MB
 
 
+def fake_clock(monkeypatch) -> list[float]:
+    """The bench's perf_counter reads clock[0] (seconds), which the test's fakes move on."""
+    import bench.__main__ as bench
+
+    clock = [0.0]
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
+    return clock
+
+
+def taking(clock: list[float], *durations_ms: float):
+    """A call that moves the fake clock on by the next of durations_ms each time it is made."""
+    left = list(durations_ms)
+    return lambda: clock.__setitem__(0, clock[0] + left.pop(0) / 1000)
+
+
 @pytest.mark.parametrize(
     "peak_mb, size",
     [(100, 1024), (682, 1024), (683, 2048), (1400, 3072), (2500, 4096), (3000, 5120), (3900, 6144), (4096, 6144)],
@@ -37,16 +52,14 @@ def test_the_measured_call_is_the_one_after_the_settle_calls_and_only_it_is_time
     alone cannot tell a settle call after the measured one, or one timed with it, from this."""
     import bench.__main__ as bench
 
-    clock = [0.0]
-    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
-
-    def takes(*durations_ms):
-        left = list(durations_ms)
-        return lambda: clock.__setitem__(0, clock[0] + left.pop(0) / 1000)
+    clock = fake_clock(monkeypatch)
 
     # each round: a settle call of 100 ms (the first after a switch is slow), then the measured one
     medians = bench.interleaved_medians(
-        {"a": takes(100, 2, 100, 2, 100, 2), "b": takes(300, 3, 300, 3, 300, 3)}, rounds=3, warmup=0, settle=1
+        {"a": taking(clock, 100, 2, 100, 2, 100, 2), "b": taking(clock, 300, 3, 300, 3, 300, 3)},
+        rounds=3,
+        warmup=0,
+        settle=1,
     )
     assert medians == pytest.approx({"a": 2.0, "b": 3.0})
 
@@ -96,8 +109,7 @@ def test_served_path_breakdown_times_each_call_after_what_the_served_path_runs_b
     calls: list[str] = []
     spins: list[float] = []
     monkeypatch.setattr(bench, "spin", lambda seconds: (calls.append("spin"), spins.append(seconds)))
-    clock = [0.0]
-    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
+    clock = fake_clock(monkeypatch)
     model_s = iter([0.002, 0.002, 0.002, 0.002, 0.008, 0.008])  # each round's predict_fn: timed, then at its end
     batch = object()
 
@@ -200,8 +212,7 @@ def test_cold_start_is_the_median_total_of_alternated_fresh_processes(monkeypatc
     # while the sum of the per-part medians would say 2.5 s, a cold start no run had
     served = iter([(1.0, 1.0), (1.0, 5.0), (5.0, 1.0)])
     order: list[str] = []
-    clock = [0.0]
-    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
+    clock = fake_clock(monkeypatch)
 
     def run(cmd, **kwargs):
         script = cmd[-1]
@@ -251,18 +262,13 @@ def test_the_cold_start_rows_put_served_over_naive(monkeypatch, tmp_path, served
 def test_medians_are_medians_of_the_measured_calls_only(monkeypatch):
     import bench.__main__ as bench
 
-    clock = [0.0]
-    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
-
-    def takes(*durations_ms):
-        left = list(durations_ms)
-        return lambda: clock.__setitem__(0, clock[0] + left.pop(0) / 1000)
+    clock = fake_clock(monkeypatch)
 
     # one warm-up of 500 ms, then 3, 10, 1 ms: median 3 (the mean would be 4.67, the fastest 1; with the warm-up
     # measured, 10)
-    assert bench.median_ms(takes(500, 3, 10, 1), repeats=3, warmup=1) == pytest.approx(3.0)
+    assert bench.median_ms(taking(clock, 500, 3, 10, 1), repeats=3, warmup=1) == pytest.approx(3.0)
     medians = bench.interleaved_medians(
-        {"a": takes(500, 2, 1, 20), "b": takes(900, 3, 30, 4)}, rounds=3, warmup=1, settle=0
+        {"a": taking(clock, 500, 2, 1, 20), "b": taking(clock, 900, 3, 30, 4)}, rounds=3, warmup=1, settle=0
     )
     assert medians == pytest.approx({"a": 2.0, "b": 4.0})
 
@@ -1421,8 +1427,7 @@ def test_int8_speed_is_timed_in_turn_with_the_served_fp32_session(monkeypatch, t
     import bench.__main__ as bench
     from model import package
 
-    clock = [0.0]
-    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
+    clock = fake_clock(monkeypatch)
     calls: list[str] = []
     probs = np.arange(10, dtype=np.float32)[None]
 
@@ -1904,11 +1909,9 @@ def local_stack_on_a_fake_clock(monkeypatch, post_ms) -> dict:
 
     import httpx
 
-    import bench.__main__ as bench
     import tests.conftest
 
-    clock = [0.0]
-    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
+    clock = fake_clock(monkeypatch)
     paths: list[int] = []
 
     def output_fn(*_):
