@@ -202,7 +202,11 @@ def test_new_artifact_gives_new_model_inputs_but_same_endpoint_name(mocks: Recor
     [
         ({"endpoint_name": "bad_name"}, "endpoint_name"),
         ({"endpoint_name": "a" + "-b" * 40}, "endpoint_name"),
+        # None (Settings.endpoint_name when a stack sets none, handed on as it is) is refused naming the field, not
+        # met by a TypeError from re.
+        ({"endpoint_name": None}, "endpoint_name"),
         ({"artifact_sha256": "xyz"}, "artifact_sha256"),
+        ({"artifact_sha256": None}, "artifact_sha256"),
         ({"artifact_sha256": "a" * 64 + "\n"}, "artifact_sha256"),
         # Upper-case hex (PowerShell's Get-FileHash prints it) would pass here and fail in artifact_key, after the
         # bucket and its policy were declared: refused before any resource.
