@@ -266,6 +266,12 @@ ENDPOINT_NAME_RULE = "1..63 chars of [a-zA-Z0-9-], alphanumeric at both ends"
             {"kms_key_arn": "alias/my-key"},
             "kms_key_arn = 'alias/my-key' is invalid: a KMS key ARN (not an alias), or None",
         ),
+        # None is allowed too (no topic: the alarms show in the console only), and the message says so.
+        (
+            {"alarm_topic_arn": "ops-alerts"},
+            "alarm_topic_arn = 'ops-alerts' is invalid: an SNS topic ARN "
+            "arn:<partition>:sns:<region>:<account>:<topic>, or None",
+        ),
     ],
 )
 def test_serverless_endpoint_args_say_what_a_bad_value_must_be(
