@@ -863,6 +863,9 @@ def test_a_kms_change_uploads_the_artifact_afresh_under_the_same_key(program: An
     assert with_key["key"] == without_key["key"] and with_key["source"] == without_key["source"]
     changed = sorted(k for k in with_key.keys() | without_key.keys() if with_key.get(k) != without_key.get(k))
     assert changed == ["kmsKeyId", "serverSideEncryption"]
+    # SSE-S3 said outright: serverSideEncryption is optional and computed too, so left unset it would keep the state's
+    # aws:kms, nothing would be replaced, and the artifact would stay under the key the role may no longer decrypt.
+    assert without_key["serverSideEncryption"] == "AES256" and "kmsKeyId" not in without_key
     assert options
     for opts in options:
         assert set(changed) <= set(opts.replace_on_changes or [])
