@@ -12,7 +12,10 @@ from components.policies import cors_allowed_origins, proxy_function_env, site_o
 from components.settings import (
     CONFIG_KEYS,
     ENDPOINT_NAME_RE,
+    LOG_RETENTION_DAYS,
+    MAX_CONCURRENCY_RANGE,
     MAX_EXTRA_ORIGINS_CHARS,
+    MEMORY_SIZES_MB,
     Settings,
     SettingsError,
     check_project_namespace,
@@ -183,6 +186,24 @@ def test_prod_like_config_is_accepted() -> None:
 )
 def test_every_sagemaker_tag_of_the_inference_image_is_accepted(tag: str) -> None:
     assert validate_settings({"inferenceImageTag": tag}).inference_image_tag == tag
+
+
+def test_the_endpoint_and_log_limits_are_those_aws_api_models_declare() -> None:
+    """The memory sizes, MaxConcurrency range and retention days that the settings and ServerlessEndpointArgs accept
+    are the SageMaker and CloudWatch Logs APIs' own (botocore's models of them): 731 days (two years) written as 730
+    passed every test here (README's table, a copy, alone disagreed), and CloudWatch would refuse the log groups."""
+    import botocore.session
+
+    session = botocore.session.get_session()
+    serverless = session.get_service_model("sagemaker").shape_for("ProductionVariantServerlessConfig").members
+    memory, concurrency = serverless["MemorySizeInMB"], serverless["MaxConcurrency"]
+    assert "in 1 GB increments" in memory.documentation
+    assert tuple(range(memory.metadata["min"], memory.metadata["max"] + 1, 1024)) == MEMORY_SIZES_MB
+    assert (concurrency.metadata["min"], concurrency.metadata["max"]) == MAX_CONCURRENCY_RANGE
+    days = session.get_service_model("logs").shape_for("Days").documentation
+    listed = re.search(r"Possible values are: ([0-9, and]+)\.", days)
+    assert listed is not None, days
+    assert tuple(int(value) for value in re.findall(r"[0-9]+", listed.group(1))) == LOG_RETENTION_DAYS
 
 
 def test_proxy_memory_bounds_are_lambdas_own() -> None:
