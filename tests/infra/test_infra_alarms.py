@@ -3,6 +3,7 @@ the alarms / alarmTopicArn settings."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +153,35 @@ def test_metric_alarm_args() -> None:
         alarms.metric_alarm_args(spec, {**dims, "Stage": "prod"}, None)
     with pytest.raises(alarms.AlarmSpecError, match="SNS topic ARN"):
         alarms.metric_alarm_args(spec, dims, "arn:aws:sqs:us-east-1:123456789012:queue")
+    # "" is no topic either: taken for None, the alarm would be declared without actions and nobody told.
+    with pytest.raises(alarms.AlarmSpecError, match="SNS topic ARN"):
+        alarms.metric_alarm_args(spec, dims, "")
+
+
+def test_metric_alarm_args_are_the_specs_own() -> None:
+    """Every argument comes from the spec: the comparison and the treatment of missing data taken from the module's
+    defaults, which every spec here uses, passed every test, though a spec that sets its own would be ignored."""
+    [five_xx] = [s for s in alarms.serverless_endpoint_alarms("ep", "/g") if s.key == "5xx"]
+    spec = dataclasses.replace(
+        five_xx, comparison_operator="GreaterThanThreshold", treat_missing_data="breaching", datapoints_to_alarm=2
+    )
+    dims = {"EndpointName": "ep", "VariantName": "AllTraffic"}
+    assert alarms.metric_alarm_args(spec, dims, TOPIC) == {
+        "name": "ep-invocation-5xx",
+        "alarm_description": five_xx.description,
+        "namespace": "AWS/SageMaker",
+        "metric_name": "Invocation5XXErrors",
+        "dimensions": dims,
+        "statistic": "Sum",
+        "period": 300,
+        "evaluation_periods": 1,
+        "datapoints_to_alarm": 2,
+        "threshold": 3,
+        "comparison_operator": "GreaterThanThreshold",
+        "treat_missing_data": "breaching",
+        "alarm_actions": [TOPIC],
+        "ok_actions": [TOPIC],
+    }
 
 
 # ------------------------------------------------------------------------------------ components
