@@ -184,6 +184,22 @@ def test_metric_alarm_args_are_the_specs_own() -> None:
     }
 
 
+def test_each_description_states_the_window_its_alarm_fires_in() -> None:
+    """The description is what an operator reads: each said another window than its alarm's (3 of 3 periods where
+    the alarm fires on 2, 15 minutes where it looks at 5) and passed every test, which read the thresholds alone."""
+    [api] = [s for s in alarms.inference_api_alarms("fn", "/a", "/l") if s.key == "5xx"]
+    specs = {s.key: s for s in alarms.serverless_endpoint_alarms("ep", "/g")}
+    errors, latency, concurrency = specs["5xx"], specs["latency"], specs["concurrency"]
+    for spec in (api, concurrency):
+        assert spec.period_s == 300, spec.key
+        window = f"in {spec.datapoints_to_alarm} of the last {spec.evaluation_periods} five-minute periods"
+        assert window in spec.description, spec.key
+    assert (errors.evaluation_periods, errors.datapoints_to_alarm) == (1, 1)
+    assert f"with a 5xx in {errors.period_s // 60} minutes" in errors.description
+    assert latency.datapoints_to_alarm == latency.evaluation_periods  # every period in a row
+    assert f"per inference for {latency.period_s * latency.evaluation_periods // 60} minutes" in latency.description
+
+
 # ------------------------------------------------------------------------------------ components
 
 
