@@ -13,7 +13,7 @@ import pytest
 from components import alarms, policies
 from components.inference_api import InferenceApi, InferenceApiArgsError
 from components.serverless_endpoint import ServerlessEndpoint, ServerlessEndpointArgsError
-from components.settings import MAX_CONCURRENCY_RANGE, SettingsError, validate_settings
+from components.settings import CONFIG_KEYS, MAX_CONCURRENCY_RANGE, SettingsError, validate_settings
 from tests.infra.conftest import API_ID, REGION, RecordingMocks, settle
 from tests.infra.test_infra_components import api_args, endpoint_args
 
@@ -129,6 +129,22 @@ def test_every_spec_treats_missing_data_as_not_breaching_and_fits_cloudwatch() -
 def test_the_concurrency_alarm_names_the_highest_max_concurrency() -> None:
     [spec] = [s for s in alarms.serverless_endpoint_alarms("ep", "/g") if s.key == "concurrency"]
     assert f"maxConcurrency setting (up to {MAX_CONCURRENCY_RANGE[1]}," in spec.description
+
+
+def test_a_description_that_says_what_to_change_names_the_stack_setting() -> None:
+    """The latency alarm advising "a larger memory" in place of memorySizeMb passed every test: the operator is told
+    the key to set, and each key named is one the stack takes."""
+    specs = {
+        s.alarm_name: s
+        for s in (*alarms.inference_api_alarms("fn", "/a", "/l"), *alarms.serverless_endpoint_alarms("ep", "/g"))
+    }
+    named = {
+        "fn-throttles": "apiThrottleRateLimit",
+        "ep-model-latency": "memorySizeMb",
+        "ep-concurrency": "maxConcurrency",
+    }
+    for alarm_name, key in named.items():
+        assert key in CONFIG_KEYS and key in specs[alarm_name].description, alarm_name
 
 
 def test_alarms_must_be_a_bool_not_a_number() -> None:
