@@ -219,6 +219,8 @@ def test_new_artifact_gives_new_model_inputs_but_same_endpoint_name(mocks: Recor
         ({"memory_size_mb": 512}, "memory_size_mb"),  # below serverless's 1024
         ({"memory_size_mb": 7168}, "memory_size_mb"),  # above its 6144
         ({"max_concurrency": 0}, "max_concurrency"),
+        # Below 0 the default provisioned_concurrency, 0, exceeds it too: the fault is max_concurrency's, named first.
+        ({"max_concurrency": -1}, "max_concurrency"),
         ({"max_concurrency": 201}, "max_concurrency"),
         ({"provisioned_concurrency": 6}, "provisioned_concurrency"),
         ({"provisioned_concurrency": -1}, "provisioned_concurrency"),
