@@ -277,6 +277,9 @@ def test_serverless_endpoint_alarms(mocks: RecordingMocks, tmp_path: Path) -> No
         assert alarm["treatMissingData"] == "notBreaching"
         assert "unit" not in alarm  # ModelLatency is in microseconds: a unit of Milliseconds would never fire
         assert "alarmActions" not in alarm and "okActions" not in alarm
+        # Whole, to its last sentence: cut at 512 characters (two of these are longer, though under CloudWatch's 1024),
+        # the runbook and the setting to raise were lost, and every test passed.
+        assert alarm["alarmDescription"].endswith(f"Runbook: {alarms.RUNBOOK}."), alarm["name"]
     for alarm in (errors, latency):
         assert "/aws/sagemaker/Endpoints/mobilenet-test" in alarm["alarmDescription"]
     assert "/aws/lambda/mobilenet-test-proxy " in concurrency["alarmDescription"]
