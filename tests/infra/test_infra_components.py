@@ -225,6 +225,15 @@ def test_new_artifact_gives_new_model_inputs_but_same_endpoint_name(mocks: Recor
         ({"provisioned_concurrency": 6}, "provisioned_concurrency"),
         ({"provisioned_concurrency": -1}, "provisioned_concurrency"),
         ({"log_retention_days": 2}, "log_retention_days"),
+        # Not an int: a string or None was a TypeError from the comparison, naming no field, and True (an int, == 1)
+        # passed as 1 slot or 1 day, where the settings refuse `true` for a number; 2.5 slots would reach SageMaker.
+        ({"max_concurrency": 2.5}, "max_concurrency"),
+        ({"max_concurrency": "5"}, "max_concurrency"),
+        ({"max_concurrency": None}, "max_concurrency"),
+        ({"max_concurrency": True}, "max_concurrency"),
+        ({"provisioned_concurrency": None}, "provisioned_concurrency"),
+        ({"provisioned_concurrency": True}, "provisioned_concurrency"),
+        ({"log_retention_days": True}, "log_retention_days"),
         ({"kms_key_arn": "alias/my-key"}, "kms_key_arn"),
         ({"kms_key_arn": KMS + "\n"}, "kms_key_arn"),
         ({"kms_key_arn": ""}, "kms_key_arn"),  # neither a key nor None: it would deploy with no key, and no error
