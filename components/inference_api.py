@@ -21,6 +21,7 @@ from components.settings import (
     PROXY_LOG_LEVELS,
     THROTTLE_BURST_RANGE,
     THROTTLE_RATE_RANGE,
+    is_count,
 )
 from handlers.proxy_core import LAMBDA_TIMEOUT_S
 
@@ -71,13 +72,14 @@ class InferenceApiArgs:
             raise fail("code_files", f"entries must be existing files; missing: {missing[:5]}")
         if self.architecture not in LAMBDA_ARCHITECTURES:
             raise fail("architecture", f"one of {LAMBDA_ARCHITECTURES}")
-        if not LAMBDA_MEMORY_RANGE[0] <= self.memory_size_mb <= LAMBDA_MEMORY_RANGE[1]:
-            raise fail("memory_size_mb", f"{LAMBDA_MEMORY_RANGE[0]}..{LAMBDA_MEMORY_RANGE[1]}")
-        if not THROTTLE_RATE_RANGE[0] <= self.throttle_rate_limit <= THROTTLE_RATE_RANGE[1]:
-            raise fail("throttle_rate_limit", f"{THROTTLE_RATE_RANGE[0]}..{THROTTLE_RATE_RANGE[1]}")
-        if not THROTTLE_BURST_RANGE[0] <= self.throttle_burst_limit <= THROTTLE_BURST_RANGE[1]:
-            raise fail("throttle_burst_limit", f"{THROTTLE_BURST_RANGE[0]}..{THROTTLE_BURST_RANGE[1]}")
-        if self.log_retention_days not in LOG_RETENTION_DAYS:
+        for field, (lo, hi) in (
+            ("memory_size_mb", LAMBDA_MEMORY_RANGE),
+            ("throttle_rate_limit", THROTTLE_RATE_RANGE),
+            ("throttle_burst_limit", THROTTLE_BURST_RANGE),
+        ):
+            if not is_count(value := getattr(self, field)) or not lo <= value <= hi:
+                raise fail(field, f"{lo}..{hi}")
+        if not is_count(self.log_retention_days) or self.log_retention_days not in LOG_RETENTION_DAYS:
             raise fail("log_retention_days", "a CloudWatch retention value")
         if self.log_level not in PROXY_LOG_LEVELS:
             raise fail("log_level", "one of " + ", ".join(PROXY_LOG_LEVELS))

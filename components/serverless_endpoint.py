@@ -21,6 +21,7 @@ from components.settings import (
     MAX_CONCURRENCY_RANGE,
     MEMORY_SIZES_MB,
     image_tag_problem,
+    is_count,
 )
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
@@ -57,9 +58,6 @@ class ServerlessEndpointArgs:
                 f"ServerlessEndpointArgs.{field} = {getattr(self, field)!r} is invalid: {allowed}"
             )
 
-        def whole(value: object) -> bool:  # bool is an int subclass: True for a count is a typo, not 1
-            return isinstance(value, int) and not isinstance(value, bool)
-
         if not ENDPOINT_NAME_RE.match(self.endpoint_name or ""):
             raise fail("endpoint_name", "1..63 chars of [a-zA-Z0-9-], alphanumeric at both ends")
         if not _SHA256_RE.match(self.artifact_sha256 or ""):
@@ -74,14 +72,14 @@ class ServerlessEndpointArgs:
             )
         if problem := image_tag_problem(self.image_tag):
             raise fail("image_tag", problem)
-        if self.memory_size_mb not in MEMORY_SIZES_MB:
+        if not is_count(self.memory_size_mb) or self.memory_size_mb not in MEMORY_SIZES_MB:
             raise fail("memory_size_mb", f"one of {MEMORY_SIZES_MB}")
         lo, hi = MAX_CONCURRENCY_RANGE
-        if not whole(self.max_concurrency) or not lo <= self.max_concurrency <= hi:
+        if not is_count(self.max_concurrency) or not lo <= self.max_concurrency <= hi:
             raise fail("max_concurrency", f"{lo}..{hi}")
-        if not whole(self.provisioned_concurrency) or not 0 <= self.provisioned_concurrency <= self.max_concurrency:
+        if not is_count(self.provisioned_concurrency) or not 0 <= self.provisioned_concurrency <= self.max_concurrency:
             raise fail("provisioned_concurrency", "0..max_concurrency")
-        if not whole(self.log_retention_days) or self.log_retention_days not in LOG_RETENTION_DAYS:
+        if not is_count(self.log_retention_days) or self.log_retention_days not in LOG_RETENTION_DAYS:
             raise fail("log_retention_days", "a CloudWatch retention value")
         if self.kms_key_arn is not None and not KMS_KEY_ARN_RE.match(self.kms_key_arn):
             raise fail("kms_key_arn", "a KMS key ARN (not an alias), or None")

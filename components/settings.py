@@ -186,6 +186,12 @@ def _fail(key: str, value: Any, allowed: str) -> SettingsError:
     return SettingsError(f"{NAMESPACE}{key} = {value!r} is invalid: allowed {allowed}")
 
 
+def is_count(value: object) -> bool:
+    """An int and not a bool: the components' check of a number a program hands them directly (True for a memory size
+    or a throttle is a typo, not 1, and 2.5 or "5" would reach AWS or fail in a comparison naming no field)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _as_int(key: str, value: Any, allowed: str) -> int:
     # bool is an int subclass; `true` for a memory size is a typo, not 1.
     if isinstance(value, bool):

@@ -234,6 +234,8 @@ def test_new_artifact_gives_new_model_inputs_but_same_endpoint_name(mocks: Recor
         ({"provisioned_concurrency": None}, "provisioned_concurrency"),
         ({"provisioned_concurrency": True}, "provisioned_concurrency"),
         ({"log_retention_days": True}, "log_retention_days"),
+        ({"memory_size_mb": 2048.0}, "memory_size_mb"),  # == 2048, so `in` took it: SageMaker's field is an integer
+        ({"memory_size_mb": "2048"}, "memory_size_mb"),
         ({"kms_key_arn": "alias/my-key"}, "kms_key_arn"),
         ({"kms_key_arn": KMS + "\n"}, "kms_key_arn"),
         ({"kms_key_arn": ""}, "kms_key_arn"),  # neither a key nor None: it would deploy with no key, and no error
@@ -472,6 +474,14 @@ def test_inference_api_with_kms_and_x86(mocks: RecordingMocks) -> None:
         ({"throttle_rate_limit": 10001}, "throttle_rate_limit"),
         ({"throttle_burst_limit": 0}, "throttle_burst_limit"),
         ({"throttle_burst_limit": 9999}, "throttle_burst_limit"),
+        # Not an int, as the settings hand them (and ServerlessEndpointArgs asks): None or "256" failed in a comparison
+        # naming no field, True passed as 1 request a second, and 256.5 MB reached Lambda, which takes whole MB.
+        ({"memory_size_mb": "256"}, "memory_size_mb"),
+        ({"memory_size_mb": 256.5}, "memory_size_mb"),
+        ({"throttle_rate_limit": True}, "throttle_rate_limit"),
+        ({"throttle_rate_limit": None}, "throttle_rate_limit"),
+        ({"throttle_burst_limit": 20.0}, "throttle_burst_limit"),
+        ({"log_retention_days": 14.0}, "log_retention_days"),
         ({"extra_origins": ("*",)}, "extra_origins"),
         ({"log_level": "TRACE"}, "log_level"),
         ({"log_level": "info"}, "log_level"),  # upper case only, as the stack's proxyLogLevel and Lambda's own setting
