@@ -297,3 +297,22 @@ def test_a_distribution_that_lists_no_files_is_refused_not_bundled_empty(tmp_pat
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     with pytest.raises(BundleError, match=r"legacy-dist lists no files \(no RECORD\).*ImportError"):
         lambda_asset_files(HANDLERS, distributions=("legacy-dist",))
+
+
+@pytest.mark.timeout(60)  # a resolver that follows a cycle round never returns: a hang guard, not a timing
+def test_distributions_that_require_each_other_are_each_resolved_once(tmp_path, monkeypatch):
+    """Requirement cycles exist among installed distributions (a framework and a plugin that requires it back)."""
+    site = tmp_path / "site"
+    fake_distribution(site, "hen-dist", {"hen/__init__.py": ""}, ("egg-dist",))
+    fake_distribution(site, "egg-dist", {"egg/__init__.py": ""}, ("hen-dist>=1",))
+    monkeypatch.syspath_prepend(str(site))
+    assert [d.metadata["Name"] for d in resolve_distributions(["hen-dist"])] == ["egg-dist", "hen-dist"]
+
+
+def test_a_requirement_on_what_the_runtime_provides_is_left_out_however_it_is_spelt(tmp_path, monkeypatch):
+    """A Requires-Dist line may spell boto3 as Boto3 or python-dateutil as python_dateutil (PEP 503 names are the same
+    name): bundled, this venv's copy would be pinned over the runtime's."""
+    site = tmp_path / "site"
+    fake_distribution(site, "sdk-user", {"sdk_user/__init__.py": ""}, ("Boto3>=1.26", "python_dateutil", "S3Transfer"))
+    monkeypatch.syspath_prepend(str(site))
+    assert [d.metadata["Name"] for d in resolve_distributions(["sdk-user"])] == ["sdk-user"]
