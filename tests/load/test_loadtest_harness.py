@@ -58,6 +58,7 @@ def test_half_the_answers_200_passes_the_load_and_fewer_fail_it():
 
     assert load_failures(of(10), requested=20, duration_cap_s=60) == []
     assert load_failures(of(10), requested=21, duration_cap_s=60) == ["only 20 of 21 requests within 60 s"]
+    assert load_failures(of(10), requested=21, duration_cap_s=120.0) == ["only 20 of 21 requests within 120 s"]
     one_504 = summarize([Sample(200, 0.01)] * 19 + [Sample(504, 20.0, "endpoint_timeout")], 1.0, concurrency=8)
     assert load_failures(one_504, requested=20, duration_cap_s=60) == [
         "1 load answers outside 200/429: {200: 19, 504: 1} {'endpoint_timeout': 1}"
@@ -688,7 +689,7 @@ def test_a_broken_artifact_passes_only_if_the_stack_refuses_to_start_naming_the_
 
         def output(self) -> str:
             return (
-                "loading broken.tar.gz into the inprocess runtime tier ...\n"
+                "loading broken.tar.gz (model.onnx) into the inprocess runtime tier ...\n"
                 f"error: the model endpoint cannot start: model_fn failed: {self.workdir}/model/{choked_on}: garbage\n"
             )
 
@@ -927,7 +928,8 @@ def test_a_wrong_answer_to_a_fault_is_what_fails_it_even_when_the_stack_does_not
     assert not outcome.ok and outcome.note == "status 200, expected [429]"
 
 
-def test_the_broken_artifact_has_no_model_pth_and_a_model_onnx_that_is_not_one(tmp_path):
+@pytest.mark.parametrize("prefix", ["", "./"])  # "./": an artifact packed as `tar -czf model.tar.gz -C dir .`
+def test_the_broken_artifact_has_no_model_pth_and_a_model_onnx_that_is_not_one(tmp_path, prefix):
     """With model.pth left in, model_fn could fall back to TorchScript and the stack start: the case would then test
     nothing about a model_fn that fails."""
     import tarfile
@@ -937,7 +939,15 @@ def test_the_broken_artifact_has_no_model_pth_and_a_model_onnx_that_is_not_one(t
 
     source = tar_gz_of(
         tmp_path / "model.tar.gz",
-        {"model.onnx": b"\x08\x07onnx", "model.pth": b"weights", "metadata.json": b"{}", "code/inference.py": b"#"},
+        {
+            f"{prefix}{name}": data
+            for name, data in {
+                "model.onnx": b"\x08\x07onnx",
+                "model.pth": b"weights",
+                "metadata.json": b"{}",
+                "code/inference.py": b"#",
+            }.items()
+        },
     )
     broken = broken_artifact(source, tmp_path / "broken.tar.gz")
     with tarfile.open(broken) as tar:
@@ -945,3 +955,44 @@ def test_the_broken_artifact_has_no_model_pth_and_a_model_onnx_that_is_not_one(t
     assert sorted(files) == ["code/inference.py", "metadata.json", "model.onnx"]
     assert files["model.onnx"].startswith(b"this is not an ONNX model")
     assert (files["metadata.json"], files["code/inference.py"]) == (b"{}", b"#")
+
+
+def test_a_stack_that_does_not_report_its_peak_in_flight_fails_nothing_and_reads_n_a():
+    """run() reads the peak from the stack's DELETE /__local/faults answer with .get(): a stack that does not report it
+    (a server of another version given with --url) has it unmeasured, which is no failure, and MaxConcurrency is still
+    named beside it."""
+    import dataclasses
+
+    served = summarize([Sample(200, 0.01)] * 4, wall_s=1.0, concurrency=2)
+    summary = dataclasses.replace(served, peak_in_flight=None, max_concurrency=5)
+    assert load_failures(summary, requested=4, duration_cap_s=60.0) == []
+    assert "| runtime tier peak in-flight | n/a (MaxConcurrency 5) |" in render_markdown(summary, [], "cpu")
+    nothing_reached = dataclasses.replace(served, peak_in_flight=0, max_concurrency=5)
+    assert "| runtime tier peak in-flight | 0 (MaxConcurrency 5) |" in render_markdown(nothing_reached, [], "cpu")
+
+
+def test_a_retrying_client_without_retry_after_backs_off_from_half_a_second_to_one(fake_stack_calls):
+    """A 429 without Retry-After (API Gateway's own throttle sends none) is retried after 0.5 s, then 1 s at most: not
+    at once, which only hammers a throttled stack."""
+    import httpx
+
+    import bench.loadtest as lt
+
+    calls, answers = fake_stack_calls
+    answers.extend([httpx.Response(429, json={"message": "Too Many Requests"})] * 3 + [httpx.Response(200, json={})])
+    outcome = lt.retry_like_the_ui("http://127.0.0.1:9", b"jpeg", throttled_attempts=3)
+    assert outcome.ok and outcome.retry_after is None
+    assert [call[1] for call in calls if isinstance(call, tuple) and call[0] == "sleep"] == [0.5, 1.0, 1.0]
+
+
+def test_a_fault_the_gateway_answers_expects_the_gateways_answer(monkeypatch, fake_stack_calls):
+    """The table's "expected" column for the fault with no handler code (the sandbox crash): API Gateway's own 500."""
+    import httpx
+
+    import bench.loadtest as lt
+
+    _, answers = fake_stack_calls
+    answers.append(httpx.Response(500, json={"message": "Internal Server Error"}))
+    monkeypatch.setattr(lt, "normal_requests_succeed", lambda url, image: (True, ""))
+    outcome = lt.run_fault("http://127.0.0.1:9", b"jpeg", CRASH)
+    assert outcome.expected == "500 (gateway)" and outcome.ok
