@@ -46,6 +46,7 @@ def test_summary_counts_statuses_errors_and_unexpected_answers():
     assert summarize([Sample(200, 0.1)] * 2, wall_s=0.5, concurrency=2).throughput_rps == 4.0  # under a second
     assert summary.statuses == {0: 1, 200: 6, 429: 2, 504: 1}
     assert summary.errors == {"ReadTimeout": 1, "endpoint_timeout": 1, "throttled": 2}
+    assert list(summary.errors) == ["ReadTimeout", "endpoint_timeout", "throttled"], "the table's order, not arrival's"
     assert summary.unexpected == 2  # the 504 and the missing answer; 429 is designed
     assert summary.p50_ms == 100.0 and summary.max_ms == 40_000.0
     spread = summarize([Sample(200, ms / 1000) for ms in range(100, 0, -1)], wall_s=1.0, concurrency=1)
@@ -171,8 +172,10 @@ def test_markdown_table_has_the_load_figures_and_one_row_per_fault():
             "slow model", "504 endpoint_timeout", 504, "endpoint_timeout", seconds=20.0, recovered=True, ok=True
         ),
         FaultOutcome("down", "503 model_not_ready", 502, "model_error", recovered=True, note="status 502"),
+        FaultOutcome("crash", "500 (gateway)", 500, None, seconds=0.1, recovered=True, ok=True),
     ]
     table = render_markdown(summary, faults, "test cpu, 2 cores")
+    assert "| crash | 500 (gateway) | 500 | - | 0.1 s | yes | ok |" in table  # no handler code: the status alone
     assert "| requests / concurrent clients | 4 / 8 |" in table
     assert "| statuses | 200: 3, 429: 1 |" in table and "| answers outside 200/429 | 0 |" in table  # by status
     assert "| slow model | 504 endpoint_timeout | 504 endpoint_timeout | - | 20.0 s | yes | ok |" in table
@@ -200,6 +203,7 @@ def test_markdown_table_has_the_latency_throughput_memory_and_in_flight_figures(
     assert "| latency p50 / p95 / p99 / max | 50 / 95 / 99 / 100 ms |" in render_markdown(lows, [], "cpu")
     assert "| runtime tier peak in-flight | n/a |" in render_markdown(lows, [], "cpu")
     assert "| error codes | none |" in render_markdown(lows, [], "cpu")  # every answer a 200
+    assert "| fault |" not in render_markdown(lows, [], "cpu"), "--skip-faults --skip-broken-artifact: no empty table"
     assert "| server peak memory (PSS, sandboxes included) | n/a |" in render_markdown(lows, [], "cpu")
 
 
@@ -656,6 +660,7 @@ def test_a_retrying_client_passes_only_through_429s_then_a_200(fake_stack_calls,
         answers.append(httpx.Response(status, json=body, headers={"retry-after": "2"}))
     outcome = lt.retry_like_the_ui("http://127.0.0.1:9", b"jpeg", throttled_attempts=2)
     assert outcome.ok is ok and outcome.error == f"after {len(statuses)} tries ({statuses})"
+    assert outcome.status == statuses[-1], "the table's observed status is where the retries ended"
     assert [call[1] for call in calls if isinstance(call, tuple) and call[0] == "sleep"] == sleeps
     assert calls[0] == ("set", {"throttle": 2}) and calls[-1] == "clear"
 
@@ -700,6 +705,10 @@ def test_a_broken_artifact_passes_only_if_the_stack_refuses_to_start_naming_the_
     monkeypatch.setattr(lt, "StackProcess", Refusing)
     outcome = lt.broken_artifact_refusal(tmp_path / "model.tar.gz")
     assert outcome.ok is ok and outcome.recovered is ok and stopped == [True]
+    if url is not None:
+        assert outcome.note == f"started and serves at {url}"
+    elif not ok:
+        assert outcome.note.startswith("output did not name the cause:\nloading broken.tar.gz"), outcome.note
     cause = f"the model endpoint cannot start: model_fn failed: /model/{choked_on}: garbage"
     assert outcome.error == f"exit {code}: {cause}"
     assert list(tmp_path.iterdir()) == [], "its work directory is left behind"
@@ -755,11 +764,13 @@ def test_every_fault_gets_a_row_and_any_that_fails_fails_the_run(monkeypatch, ca
     class Sampler:
         def __init__(self, pid):
             assert pid == 4242
+            self.started = False
 
         def start(self) -> None:
-            pass
+            self.started = True
 
         def stop(self) -> float:
+            assert self.started, "stopped without having sampled"  # threading.Thread.join: RuntimeError
             return 321.0
 
     monkeypatch.setattr(lt, "runtime_state", state)
@@ -996,3 +1007,32 @@ def test_a_fault_the_gateway_answers_expects_the_gateways_answer(monkeypatch, fa
     monkeypatch.setattr(lt, "normal_requests_succeed", lambda url, image: (True, ""))
     outcome = lt.run_fault("http://127.0.0.1:9", b"jpeg", CRASH)
     assert outcome.expected == "500 (gateway)" and outcome.ok
+
+
+def test_the_warm_up_sends_requests_and_a_stack_that_fails_them_fails_the_run(monkeypatch, capsys):
+    """Two normal requests before the load: a stack whose model is not ready answers them 503, and the run stops there
+    instead of measuring a load of 503s."""
+    import httpx
+
+    import bench.loadtest as lt
+
+    sent = []
+
+    def post(client, url, image):
+        sent.append(url)
+        return httpx.Response(503, json={"error": "model_not_ready", "message": "starting"})
+
+    monkeypatch.setattr(lt, "runtime_state", lambda url: {})
+    monkeypatch.setattr(lt, "post_image", post)
+    monkeypatch.setattr(lt, "run_load", lambda *args: pytest.fail("a load on a stack that does not answer"))
+    assert lt.main(["--url", "http://127.0.0.1:9", "--skip-faults", "--skip-broken-artifact"]) == 1
+    assert sent == ["http://127.0.0.1:9"]
+    assert capsys.readouterr().err.startswith("error: the stack does not answer normal requests: ")
+
+
+def test_the_tables_header_names_the_python_it_ran_on():
+    import platform
+
+    from bench.loadtest import machine_description
+
+    assert machine_description().endswith(f", Python {platform.python_version()}")
