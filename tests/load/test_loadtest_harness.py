@@ -1036,3 +1036,21 @@ def test_the_tables_header_names_the_python_it_ran_on():
     from bench.loadtest import machine_description
 
     assert machine_description().endswith(f", Python {platform.python_version()}")
+
+
+def test_a_server_gone_mid_load_adds_nothing_and_keeps_the_peak_measured_before():
+    """The server exiting (or its pid gone) under load: that sample is 0 bytes, so the peak sampled before stands; None
+    would stop the sampler and the table would say the memory was never measured ("n/a")."""
+    import os
+
+    import psutil
+
+    from bench.loadtest import MemorySampler
+
+    class Gone(FakeProcess):
+        def children(self, recursive: bool = False) -> list:
+            raise psutil.NoSuchProcess(1)
+
+    sampler = MemorySampler(os.getpid())
+    sampler._root = Gone(100)
+    assert sampler.sample() == 0
