@@ -245,6 +245,24 @@ def fault_specs(read_timeout_s: float) -> list[FaultSpec]:
     ]
 
 
+# The page's retry rule (www/script.js: MAX_ATTEMPTS, MAX_RETRY_DELAY_MS, retryDelayMs), so the retrying fault shows
+# what a visitor's page gets through: a client that retried sooner than Retry-After asks would pass where the page
+# would still be waiting.
+UI_MAX_ATTEMPTS = 4
+UI_MAX_RETRY_DELAY_S = 8.0
+
+
+def ui_retry_delay_s(retry: int, retry_after: str | None) -> float | None:
+    """Seconds before retry number `retry` (1: the first) as the page waits, without its jitter (this is one client):
+    at least what Retry-After asks, doubling from 1 s otherwise, capped; None when Retry-After asks for more than the
+    cap (the page stops and says when to come back). Only delta-seconds count: the proxy sends no HTTP-date."""
+    text = (retry_after or "").strip()
+    asked = float(text) if text.isascii() and text.isdigit() else 0.0
+    if asked > UI_MAX_RETRY_DELAY_S:
+        return None
+    return min(UI_MAX_RETRY_DELAY_S, max(asked, 2.0 ** (retry - 1)))
+
+
 def render_markdown(summary: LoadSummary, faults: list[FaultOutcome], machine: str) -> str:
     statuses = ", ".join(f"{status}: {n}" for status, n in summary.statuses.items())
     errors = ", ".join(f"{code}: {n}" for code, n in summary.errors.items()) or "none"
@@ -480,20 +498,25 @@ def run_fault(url: str, image: bytes, spec: FaultSpec) -> FaultOutcome:
     return outcome
 
 
-def retry_like_the_ui(url: str, image: bytes, throttled_attempts: int, max_tries: int = 5) -> FaultOutcome:
-    """A client that honours Retry-After (capped, as the UI's backoff is) gets through a short burst."""
+def retry_like_the_ui(
+    url: str, image: bytes, throttled_attempts: int, max_tries: int = UI_MAX_ATTEMPTS
+) -> FaultOutcome:
+    """A client that waits as the page does (ui_retry_delay_s: never sooner than Retry-After) gets through a burst."""
     outcome = FaultOutcome("throttling burst, client retries with backoff", "429s then 200")
     set_faults(url, {"throttle": throttled_attempts})
     began = time.perf_counter()
     statuses = []
     with httpx.Client(timeout=CLIENT_TIMEOUT_S, trust_env=False) as client:
-        for attempt in range(max_tries):
+        for attempt in range(1, max_tries + 1):
             response = post_image(client, url, image)
             statuses.append(response.status_code)
             if response.status_code != 429:
                 break
             outcome.retry_after = response.headers.get("retry-after")
-            time.sleep(min(float(outcome.retry_after or 1), 0.5 * 2**attempt))
+            delay = ui_retry_delay_s(attempt, outcome.retry_after)
+            if attempt == max_tries or delay is None:
+                break
+            time.sleep(delay)
     outcome.seconds = time.perf_counter() - began
     outcome.status, outcome.error = statuses[-1], f"after {len(statuses)} tries ({statuses})"
     runtime_state(url)

@@ -643,10 +643,10 @@ def test_a_fault_without_an_answer_fails_and_is_cleared(fake_stack_calls):
 @pytest.mark.parametrize(
     ("statuses", "ok", "sleeps"),
     [
-        ([429, 429, 200], True, [0.5, 1.0]),  # Retry-After 2, backoff capped at 0.5 s, then 1 s
+        ([429, 429, 200], True, [2.0, 2.0]),  # Retry-After 2 outweighs the 1 s backoff, then equals the 2 s one
         ([200], False, []),  # the injected burst did not throttle anything
-        ([429] * 5, False, [0.5, 1.0, 2.0, 2.0, 2.0]),
-        ([429, 503], False, [0.5]),  # the burst ended in another error: no more tries, and not through
+        ([429] * 4, False, [2.0, 2.0, 4.0]),  # the page's 4 attempts, and no wait after the last
+        ([429, 503], False, [2.0]),  # the burst ended in another error: no more tries, and not through
     ],
 )
 def test_a_retrying_client_passes_only_through_429s_then_a_200(fake_stack_calls, statuses, ok, sleeps):
@@ -982,9 +982,9 @@ def test_a_stack_that_does_not_report_its_peak_in_flight_fails_nothing_and_reads
     assert "| runtime tier peak in-flight | 0 (MaxConcurrency 5) |" in render_markdown(nothing_reached, [], "cpu")
 
 
-def test_a_retrying_client_without_retry_after_backs_off_from_half_a_second_to_one(fake_stack_calls):
-    """A 429 without Retry-After (API Gateway's own throttle sends none) is retried after 0.5 s, then 1 s at most: not
-    at once, which only hammers a throttled stack."""
+def test_a_retrying_client_without_retry_after_backs_off_from_one_second_doubling(fake_stack_calls):
+    """A 429 without Retry-After (API Gateway's own throttle sends none) is retried after 1 s, 2 s, 4 s as the page
+    does: not at once, which only hammers a throttled stack."""
     import httpx
 
     import bench.loadtest as lt
@@ -993,7 +993,53 @@ def test_a_retrying_client_without_retry_after_backs_off_from_half_a_second_to_o
     answers.extend([httpx.Response(429, json={"message": "Too Many Requests"})] * 3 + [httpx.Response(200, json={})])
     outcome = lt.retry_like_the_ui("http://127.0.0.1:9", b"jpeg", throttled_attempts=3)
     assert outcome.ok and outcome.retry_after is None
-    assert [call[1] for call in calls if isinstance(call, tuple) and call[0] == "sleep"] == [0.5, 1.0, 1.0]
+    assert [call[1] for call in calls if isinstance(call, tuple) and call[0] == "sleep"] == [1.0, 2.0, 4.0]
+
+
+def test_a_retry_after_longer_than_the_pages_cap_ends_the_tries_as_the_page_does(fake_stack_calls):
+    """The page stops and says when to come back rather than undercut a Retry-After over its cap; a client that
+    retried sooner would pass the fault where a visitor's page gets no answer."""
+    import httpx
+
+    import bench.loadtest as lt
+
+    calls, answers = fake_stack_calls
+    answers.extend([httpx.Response(429, json=THROTTLED_ANSWER, headers={"retry-after": "9"}), httpx.Response(200)])
+    outcome = lt.retry_like_the_ui("http://127.0.0.1:9", b"jpeg", throttled_attempts=1)
+    assert not outcome.ok and outcome.error == "after 1 tries ([429])" and outcome.retry_after == "9"
+    assert [call for call in calls if isinstance(call, tuple) and call[0] == "sleep"] == []
+
+
+@pytest.mark.parametrize(
+    ("retry", "retry_after", "seconds"),
+    [
+        (1, None, 1.0),
+        (2, None, 2.0),
+        (4, None, 8.0),
+        (5, None, 8.0),  # capped
+        (1, "3", 3.0),  # at least what the server asks
+        (3, " 3 ", 4.0),  # or the backoff, when longer
+        (1, "8", 8.0),
+        (1, "9", None),  # over the cap: no retry
+        (1, "Wed, 21 Oct 2026 07:28:00 GMT", 1.0),  # an HTTP-date: the proxy sends none; taken as absent
+        (1, "\u0663", 1.0),  # a digit, but not ASCII: float() would take it, HTTP does not
+        (1, "-5", 1.0),
+    ],
+)
+def test_the_retrying_clients_waits_are_the_pages(retry, retry_after, seconds):
+    from bench.loadtest import ui_retry_delay_s
+
+    assert ui_retry_delay_s(retry, retry_after) == seconds
+
+
+def test_the_retrying_clients_attempts_and_cap_are_script_js_constants():
+    """Copies of www/script.js's MAX_ATTEMPTS and MAX_RETRY_DELAY_MS: one changed alone would have the load test tell
+    what another page does."""
+    from bench.loadtest import ROOT, UI_MAX_ATTEMPTS, UI_MAX_RETRY_DELAY_S
+    from tests.test_docs import script_constants
+
+    page = script_constants((ROOT / "www" / "script.js").read_text(encoding="utf-8"))
+    assert (page["MAX_ATTEMPTS"], page["MAX_RETRY_DELAY_MS"]) == (UI_MAX_ATTEMPTS, UI_MAX_RETRY_DELAY_S * 1000)
 
 
 def test_a_fault_the_gateway_answers_expects_the_gateways_answer(monkeypatch, fake_stack_calls):
