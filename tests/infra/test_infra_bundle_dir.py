@@ -130,14 +130,19 @@ def test_a_link_out_of_the_directory_is_an_error_naming_it_and_the_fix(bundle, t
     assert f"outside {root.resolve()}" in message
 
 
-@pytest.mark.parametrize("case", ["dangling", "loop", "ancestor", "grandparent", "root", "hidden target"])
+@pytest.mark.parametrize(
+    "case", ["dangling", "loop", "ancestor", "grandparent", "root", "hidden target", "hidden folder", "hidden below"]
+)
 def test_dangling_looping_and_hidden_links_are_errors(bundle, case):
     """Skipping them would turn into an ImportError or a missing page after the deploy; following a link to the
-    folder that holds it would never end; a visible name for a hidden file would ship the .env it points at."""
+    folder that holds it would never end; a visible name for a hidden file would ship the .env it points at, at any
+    depth: a file in a hidden folder (.git/config), or a hidden file in a visible one (sub/.env)."""
     build, error, root = bundle
     (root / "sub" / "deep").mkdir(parents=True)
+    (root / ".git").mkdir()
     (root / "page.txt").write_text("P")
-    (root / ".env").write_text("AWS_SECRET_ACCESS_KEY=x")
+    for secret in (".env", ".git/config", "sub/.env"):
+        (root / secret).write_text("AWS_SECRET_ACCESS_KEY=x")
     link = {
         "dangling": ("gone.txt", "missing.txt"),
         "loop": ("a.txt", "b.txt"),
@@ -145,6 +150,8 @@ def test_dangling_looping_and_hidden_links_are_errors(bundle, case):
         "grandparent": ("sub/deep/up", ".."),  # loops through sub/, a folder below the root
         "root": ("all", "."),
         "hidden target": ("env.txt", ".env"),
+        "hidden folder": ("git.txt", ".git/config"),
+        "hidden below": ("env.txt", "sub/.env"),
     }[case]
     if case == "loop":
         (root / "b.txt").symlink_to("a.txt")
