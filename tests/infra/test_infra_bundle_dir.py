@@ -88,6 +88,19 @@ def test_the_directory_itself_may_be_a_link(bundle, tmp_path):
     assert build(tmp_path / "linked") == {"alias.txt": b"P", "page.txt": b"P"}
 
 
+def test_a_hidden_folder_above_the_directory_hides_nothing(bundle, tmp_path):
+    """Hidden names are judged below the directory, a link's target too: a checkout under ~/.local/ or a CI
+    runner's .work/ bundles its links, as it bundles its files."""
+    build, _, _ = bundle
+    root = tmp_path / ".work" / "dir"
+    (root / "samples").mkdir(parents=True)
+    (root / "samples" / "a.txt").write_text("A")
+    (root / "page.txt").write_text("P")
+    (root / "alias.txt").symlink_to("page.txt")
+    (root / "pics").symlink_to("samples", target_is_directory=True)
+    assert build(root) == {"alias.txt": b"P", "page.txt": b"P", "pics/a.txt": b"A", "samples/a.txt": b"A"}
+
+
 def test_files_are_sorted_by_path_and_map_to_the_resolved_target(tmp_path):
     """The documented contract of bundle_dir_files: sorted by the POSIX path (not by walk order, which puts a/b
     before a-b), each to the regular file a link resolves to."""
