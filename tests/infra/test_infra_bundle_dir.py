@@ -128,11 +128,14 @@ def test_a_fifo_is_left_out(tmp_path):
         ("shared", "../outside", True),  # a package shared with another project: left out, an ImportError later
         ("sub/deep.txt", "../../outside/secret.txt", False),
         ("abs.txt", "{tmp}/outside/secret.txt", False),
+        ("old.txt", "../dir-old/secret.txt", False),  # a sibling whose name starts with the directory's: www-old/
     ],
 )
 def test_a_link_out_of_the_directory_is_an_error_naming_it_and_the_fix(bundle, tmp_path, link, target, directory):
     build, error, root = bundle
     (root / "sub").mkdir()
+    (tmp_path / "dir-old").mkdir()
+    (tmp_path / "dir-old" / "secret.txt").write_text("SECRET")
     (root / "page.txt").write_text("P")
     target = target.format(tmp=tmp_path)
     (root / link).symlink_to(target, target_is_directory=directory)
