@@ -103,14 +103,19 @@ def test_a_hidden_folder_above_the_directory_hides_nothing(bundle, tmp_path):
 
 def test_files_are_sorted_by_path_and_map_to_the_resolved_target(tmp_path):
     """The documented contract of bundle_dir_files: sorted by the POSIX path (not by walk order, which puts a/b
-    before a-b), each to the regular file a link resolves to."""
-    (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "b.txt").write_text("B")
-    (tmp_path / "a-b.txt").write_text("AB")
-    (tmp_path / "alias.txt").symlink_to("a-b.txt")
-    files = bundle_dir_files(tmp_path)
-    assert list(files) == ["a-b.txt", "a/b.txt", "alias.txt"]
-    assert files["alias.txt"] == (tmp_path / "a-b.txt").resolve()
+    before a-b), each to the regular file a link resolves to, a file in a linked folder and below a linked root too."""
+    root = tmp_path / "root"
+    (root / "a").mkdir(parents=True)
+    (root / "a" / "b.txt").write_text("B")
+    (root / "a-b.txt").write_text("AB")
+    (root / "alias.txt").symlink_to("a-b.txt")
+    (root / "c").symlink_to("a", target_is_directory=True)
+    files = bundle_dir_files(root)
+    assert list(files) == ["a-b.txt", "a/b.txt", "alias.txt", "c/b.txt"]
+    assert files["alias.txt"] == (root / "a-b.txt").resolve()
+    assert files["c/b.txt"] == (root / "a" / "b.txt").resolve()
+    (tmp_path / "linked").symlink_to(root, target_is_directory=True)
+    assert bundle_dir_files(tmp_path / "linked") == files
 
 
 def test_a_fifo_is_left_out(tmp_path):
