@@ -6,6 +6,7 @@ site bucket (site_files) and model/code/ -> code/ in model.tar.gz (code_files).
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from collections.abc import Callable
@@ -315,9 +316,11 @@ def test_a_link_to_a_file_the_bundle_leaves_out_is_an_error(tmp_path, kind, targ
         build(root)
 
 
-def test_an_entry_that_cannot_be_read_is_an_error_naming_it(bundle, monkeypatch):
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EIO])
+def test_an_entry_that_cannot_be_read_is_an_error_naming_it(bundle, monkeypatch, code):
     """A folder the deployer may list but not search: stat fails with EACCES, which escaped as a bare
-    PermissionError (a traceback from pulumi up) instead of the bundle's error naming the file."""
+    PermissionError (a traceback from pulumi up) instead of the bundle's error naming the file; so does a disk
+    that fails the read (EIO)."""
     build, error, root = bundle
     (root / "page.txt").write_text("P")
     (root / "alias.txt").symlink_to("page.txt")
@@ -325,11 +328,12 @@ def test_an_entry_that_cannot_be_read_is_an_error_naming_it(bundle, monkeypatch)
 
     def refuse(path):
         if path.name in ("page.txt", "alias.txt"):
-            raise PermissionError(13, "Permission denied", str(path))
+            raise OSError(code, os.strerror(code), str(path))
         return is_dir(path)
 
     monkeypatch.setattr(Path, "is_dir", refuse)
-    with pytest.raises(error, match=re.escape(f"cannot read {root.resolve() / 'alias.txt'}: Permission denied")):
+    says = f"cannot read {root.resolve() / 'alias.txt'}: {os.strerror(code)}"
+    with pytest.raises(error, match=re.escape(says)):
         build(root)
 
 
