@@ -1379,6 +1379,33 @@ def test_an_endpoint_on_a_later_page_of_the_listing_keeps_the_version(monkeypatc
         stub.assert_no_pending_responses()
 
 
+@pytest.mark.parametrize("status", ["Failed", "OutOfService", "Creating", "Updating"])
+def test_a_listed_endpoint_keeps_the_model_it_runs_whatever_its_status(
+    monkeypatch: pytest.MonkeyPatch, status: str
+) -> None:
+    """A rename with a memory change whose renamed endpoint failed to start on config-2 (the same Model): recovering
+    it recreates it on config-2, which needs the Model. Any endpoint of the region on it counts, in service or not."""
+    provider, stub = _stubbed_version_provider(monkeypatch)
+    renamed = {**_endpoint("config-2", status), "EndpointName": "mobilenet-renamed"}
+    with stub:
+        stub.add_client_error("describe_endpoint", "ValidationException", "Could not find endpoint mobilenet-test.")
+        stub.add_response("list_endpoints", {"Endpoints": [_summary("mobilenet-renamed")]})
+        stub.add_response("describe_endpoint", renamed, {"EndpointName": "mobilenet-renamed"})
+        stub.add_response(
+            "describe_endpoint_config",
+            {
+                "EndpointConfigName": "config-2",
+                "EndpointConfigArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint-config/config-2",
+                "ProductionVariants": [{"VariantName": "AllTraffic", "ModelName": "model-config-1"}],
+                "CreationTime": "2026-01-01T00:00:00Z",
+            },
+            {"EndpointConfigName": "config-2"},
+        )
+        stub.add_response("delete_endpoint_config", {}, {"EndpointConfigName": "config-1"})
+        provider.delete("config-1", _version("config-1"))  # an unstubbed delete_model would raise here
+        stub.assert_no_pending_responses()
+
+
 # ------------------------------------------------------------------------------------- credentials
 
 
