@@ -1094,6 +1094,18 @@ def test_a_gone_endpoint_keeps_a_model_another_endpoints_second_variant_runs(aws
     assert "config-1" not in configs and "model-config-1" in models
 
 
+def test_a_gone_endpoint_keeps_its_model_while_another_endpoint_runs_on_a_deleted_configuration(aws: None) -> None:
+    """Another endpoint of the region runs on a configuration someone deleted (#40048, or by hand): which Model it
+    runs is unknown, so this version's Model stays, as when its own endpoint does; its configuration is retired."""
+    client = boto3.client("sagemaker", region_name=REGION)
+    serve_config("mobilenet-test", "config-1")
+    client.delete_endpoint(EndpointName="mobilenet-test")
+    serve_config("other", "config-2")
+    client.delete_endpoint_config(EndpointConfigName="config-2")
+    EndpointVersionProvider().delete("config-1", _version("config-1"))
+    assert _sagemaker_names() == (set(), {"model-config-1", "model-config-2"})
+
+
 def test_destroy_retires_the_last_version_after_the_endpoint(aws: None) -> None:
     serve_config("mobilenet-test", "config-1")
     boto3.client("sagemaker", region_name=REGION).delete_endpoint(EndpointName="mobilenet-test")
