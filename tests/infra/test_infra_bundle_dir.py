@@ -316,6 +316,29 @@ def test_a_link_to_a_file_the_bundle_leaves_out_is_an_error(tmp_path, kind, targ
         build(root)
 
 
+@pytest.mark.parametrize(
+    "kind, name, target",
+    [
+        ("site", "config.js", "../outside/secret.txt"),
+        ("lambda", "__pycache__", "../outside"),  # a cache folder shared with another checkout
+        ("lambda", "old.pyc", "gone.pyc"),
+        ("code", "__pycache__", "../outside"),
+        ("code", "old.pyc", "gone.pyc"),
+    ],
+)
+def test_a_name_the_bundle_leaves_out_is_left_out_before_its_link_is_looked_at(tmp_path, kind, name, target):
+    """skip() leaves a file or folder out by its path, whatever it points at: a link out of the directory or a
+    dangling one is no error there, as it is never bundled."""
+    build, _ = BUNDLES[kind]
+    root = tmp_path / "dir"
+    root.mkdir()
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret.txt").write_text("SECRET")
+    (root / "page.txt").write_text("P")
+    (root / name).symlink_to(target)
+    assert build(root) == {"page.txt": b"P"}
+
+
 @pytest.mark.parametrize("code", [errno.EACCES, errno.EIO])
 def test_an_entry_that_cannot_be_read_is_an_error_naming_it(bundle, monkeypatch, code):
     """A folder the deployer may list but not search: stat fails with EACCES, which escaped as a bare
