@@ -442,7 +442,12 @@ def test_inference_api_function_name_is_the_functions_own_output(mocks: Recordin
 
 def test_inference_api_with_kms_and_x86(mocks: RecordingMocks) -> None:
     args = api_args(
-        kms_key_arn=KMS, architecture="x86_64", throttle_rate_limit=50, memory_size_mb=1024, log_level="ERROR"
+        kms_key_arn=KMS,
+        architecture="x86_64",
+        throttle_rate_limit=50,
+        throttle_burst_limit=60,
+        memory_size_mb=1024,
+        log_level="ERROR",
     )
     settle(lambda: InferenceApi("api", args).api_url)
     fn = mocks.one("aws:lambda/function:Function")
@@ -452,7 +457,11 @@ def test_inference_api_with_kms_and_x86(mocks: RecordingMocks) -> None:
     assert {"Sid": "DecryptWithStackKey", "Effect": "Allow", "Action": "kms:Decrypt", "Resource": KMS} in policy[
         "Statement"
     ]
-    assert mocks.one("aws:apigatewayv2/stage:Stage")["defaultRouteSettings"]["throttlingRateLimit"] == 50
+    # Each limit its own setting: the burst is not derived from the rate (every other case had burst = 2 x rate).
+    assert mocks.one("aws:apigatewayv2/stage:Stage")["defaultRouteSettings"] == {
+        "throttlingRateLimit": 50,
+        "throttlingBurstLimit": 60,
+    }
 
 
 @pytest.mark.parametrize(
