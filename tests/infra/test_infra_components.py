@@ -924,6 +924,44 @@ def test_regional_inputs_follow_the_provider_a_component_is_given(tmp_path: Path
     assert_regional_inputs_in(mocks, "eu-west-1")
 
 
+CN_ACCOUNT = "210987654321"
+
+
+class ProviderAccountMocks(ProviderRegionMocks):
+    """getPartition and getCallerIdentity answer for the provider the lookup went through, as getRegion does: one in
+    a China region is in the aws-cn partition, and its credentials are another account's (China accounts are apart)."""
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        name = args.provider.split("::")[-2] if args.provider else ""
+        china = self.resources.get(("pulumi:providers:aws", name), {}).get("region", REGION).startswith("cn-")
+        if args.token == "aws:index/getPartition:getPartition" and china:
+            self.calls.append((args.token, dict(args.args)))
+            return {"partition": "aws-cn", "dnsSuffix": "amazonaws.com.cn", "id": "aws-cn"}, []
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity" and china:
+            self.calls.append((args.token, dict(args.args)))
+            arn = f"arn:aws-cn:iam::{CN_ACCOUNT}:user/test"
+            return {"accountId": CN_ACCOUNT, "arn": arn, "userId": "AIDTEST", "id": CN_ACCOUNT}, []
+        return super().call(args)
+
+
+def test_the_proxys_log_grant_follows_the_account_and_partition_of_the_provider_it_is_given() -> None:
+    """The proxy's policy names its log group by ARN: partition, region and account must all be the ones the function
+    runs in. Looked up through the default provider instead of the component's (opts.providers), the partition and
+    account passed every test, as every mock answered alike: a component given another account's or partition's
+    provider would grant logs on a group of the stack's own account, and the function could write none of its logs."""
+    mocks = ProviderAccountMocks()
+    pulumi.runtime.set_mocks(mocks, project="mobilenet-serverless", stack="dev", preview=False)
+
+    def declare() -> pulumi.Output[Any]:
+        opts = pulumi.ResourceOptions(providers=[aws.Provider("beijing", region="cn-north-1")])
+        return InferenceApi("api", api_args(), opts).api_url
+
+    settle(declare)
+    policy = json.loads(mocks.one("aws:iam/rolePolicy:RolePolicy")["policy"])
+    logs = next(s for s in policy["Statement"] if s["Sid"] == "FunctionLogs")
+    assert logs["Resource"][0] == f"arn:aws-cn:logs:cn-north-1:{CN_ACCOUNT}:log-group:/aws/lambda/mobilenet-test-proxy"
+
+
 @pytest.mark.parametrize("component", ["endpoint", "api", "site"])
 def test_components_refuse_bad_args_before_declaring_anything(
     mocks: RecordingMocks, tmp_path: Path, component: str
