@@ -440,6 +440,26 @@ def test_inference_api_function_name_is_the_functions_own_output(mocks: Recordin
     assert settle(declare) == ["api-function"]
 
 
+def test_the_permission_and_the_stage_wait_for_the_function_and_the_log_group_they_name(mocks: RecordingMocks) -> None:
+    """AWS refuses a permission on a function that does not exist yet (ResourceNotFoundException) and a stage whose
+    access logs go to a group that does not (BadRequestException): each names its target through the target's output.
+    The function's name as given in the args, or the group's ARN built from its name, passed every test (the values
+    are the same), though on a first deploy the permission or the stage would then race the resource it names."""
+    props: dict[str, Any] = {}
+
+    def record(args: pulumi.ResourceTransformationArgs) -> None:
+        props[args.name] = args.props
+
+    def declare() -> pulumi.Output[list[list[str]]]:
+        pulumi.runtime.register_stack_transformation(record)
+        InferenceApi("api", api_args())
+        permission_function = props["api-invoke-permission"]["function"]
+        stage_destination = props["api-stage"]["access_log_settings"].destination_arn
+        return pulumi.Output.all(resources_behind(permission_function), resources_behind(stage_destination))
+
+    assert settle(declare) == [["api-function"], ["api-access-logs"]]
+
+
 def test_inference_api_with_kms_and_x86(mocks: RecordingMocks) -> None:
     args = api_args(
         kms_key_arn=KMS,
