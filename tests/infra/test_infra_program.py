@@ -738,6 +738,25 @@ def test_resource_options_order_the_deploy_and_parent_every_child(program: Any, 
     assert seen["api-http-api"][3] == ["corsConfiguration"]
 
 
+def test_no_resource_is_protected_or_retained_so_destroy_removes_the_stack(program: Any) -> None:
+    """README: `pulumi destroy` deletes the stack's resources, buckets and log groups included. A protected resource
+    fails the destroy (and every replacement of it), and one retained on delete is left behind in the account: the
+    site's bucket, its guards or its files with no stack to remove them. Only the model's artifact, Model and
+    EndpointConfiguration are retained, on purpose (components/serverless_endpoint.py: EndpointVersion deletes the
+    last two once no endpoint runs on them; the bucket's force_destroy takes the artifacts). Options the mocks never
+    see, read through a stack transformation."""
+    flags: dict[str, tuple[bool | None, bool | None]] = {}
+
+    def record(args: pulumi.ResourceTransformationArgs) -> None:
+        opts = args.opts
+        flags[args.name] = (opts.protect, opts.retain_on_delete) if opts else (None, None)
+
+    program(transformation=record)
+    assert {"site-bucket", "site-bucket-public-access", "model-bucket", "site-file-index.html"} <= set(flags)
+    assert [name for name, (protect, _) in flags.items() if protect] == []
+    assert {name for name, (_, retain) in flags.items() if retain} == {"model-artifact", "model-model", "model-config"}
+
+
 def test_no_alarm_is_put_before_the_log_groups_named_after_the_same_function_or_endpoint(program: Any) -> None:
     """Two stacks of a region that want one name (one endpointName in both, or `<project>-<stack>` spelt alike): a
     log group's create fails on the name the other stack holds, an alarm's create (PutMetricAlarm) overwrites the
