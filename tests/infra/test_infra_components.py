@@ -766,6 +766,21 @@ def test_a_symlinked_site_file_is_uploaded_with_its_keys_headers(mocks: Recordin
     assert objects["favicon.ico"]["contentType"] == "image/x-icon"
 
 
+def test_each_site_file_is_one_object_named_after_its_whole_key(mocks: RecordingMocks, tmp_path: Path) -> None:
+    """An object's logical name is its component's name and its key, path and all. A name built otherwise (the folder
+    separator replaced, say) gives samples/a.jpg and samples-a.jpg one name, and changes the name of every file in a
+    folder from one release to the next: Pulumi then puts the new object before deleting the old, which holds the
+    same key, so the deploy ends by deleting the file it has just uploaded."""
+    files = {"index.html": b"<p>", "samples/a.jpg": b"\xff\xd8a", "samples-a.jpg": b"\xff\xd8b"}
+    settle(
+        lambda: (
+            StaticSite("site", StaticSiteArgs(api_url=API_ENDPOINT, www_dir=make_www(tmp_path / "www", files))).site_url
+        )
+    )
+    objects = mocks.of_type("aws:s3/bucketObjectv2:BucketObjectv2")
+    assert {name: o["key"] for name, o in objects.items()} == {f"site-file-{key}": key for key in (*files, "config.js")}
+
+
 def test_static_site_custom_domain(mocks: RecordingMocks, tmp_path: Path) -> None:
     args = StaticSiteArgs(
         api_url=API_ENDPOINT,
