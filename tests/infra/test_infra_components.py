@@ -823,6 +823,7 @@ def test_static_site_names_fit_cloudfront_with_the_longest_bucket_name(mocks: Re
         ({"price_class": "PriceClass_1"}, "price_class"),
         ({"custom_domain": "a.example.com"}, "certificate_arn"),
         ({"certificate_arn": CERT}, "certificate_arn"),  # a certificate for no domain would be silently unused
+        ({"custom_domain": "", "certificate_arn": CERT}, "certificate_arn"),  # an empty domain is no domain either
         (
             {"custom_domain": "a.example.com", "certificate_arn": CERT.replace("us-east-1", "eu-west-1")},
             "certificate_arn",
