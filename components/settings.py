@@ -193,10 +193,7 @@ def is_count(value: object) -> bool:
 
 
 def _as_int(key: str, value: Any, allowed: str) -> int:
-    # bool is an int subclass; `true` for a memory size is a typo, not 1.
-    if isinstance(value, bool):
-        raise _fail(key, value, allowed)
-    if isinstance(value, int):
+    if is_count(value):  # not a bool: `true` for a memory size is a typo, not 1
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
