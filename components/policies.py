@@ -689,9 +689,10 @@ def http_api_cors(origins: Iterable[str]) -> dict[str, Any]:
 
 # The page's shell: revalidated on every load (a 304 when unchanged), as a fresh index.html beside an hour-old
 # script.js or style.css (a deploy that changed them together) would look up elements that are no longer there.
-# Compared as content_type_for reads them (any case), and with .mjs: a Script.JS or an app.mjs module is served as
-# JavaScript, so an hour-old copy of one would break a fresh page just the same.
-APP_SHELL_SUFFIXES = frozenset({".html", ".js", ".mjs", ".css"})
+# Told by what a file is served as, with its suffix read as content_type_for reads it (any case): a Script.JS or an
+# app.mjs module is JavaScript too, and an hour-old copy of one would break a fresh page just the same.
+APP_SHELL_TYPES = frozenset({"text/html", "application/javascript", "text/css"})
+APP_SHELL_SUFFIXES = frozenset(s for s, t in CONTENT_TYPES.items() if t.split(";")[0] in APP_SHELL_TYPES)
 
 
 def cache_control_for(key: str) -> str:
