@@ -297,6 +297,17 @@ def test_event_carries_the_path_callers_address_host_agent_and_blank_query_value
     assert (context["domainName"], context["domainPrefix"]) == ("api.example.com", "api")
 
 
+def test_query_parameters_are_decoded_and_the_raw_query_string_is_as_sent():
+    """On AWS rawQueryString stays percent-encoded (a Rust lambda_http function builds its URI from it, and a decoded
+    space made it refuse the request: ministackorg/ministack#1035), and queryStringParameters hold the decoded values
+    (aws/aws-lambda-dotnet#1901)."""
+    event = _event(query_string="q=a%20b%2Cc&n%C3%A9=%C3%A9t%C3%A9")
+    assert event["rawQueryString"] == "q=a%20b%2Cc&n%C3%A9=%C3%A9t%C3%A9"
+    assert event["queryStringParameters"] == {"q": "a b,c", "né": "été"}
+    # A query of separators alone has no parameters: the field is left out, as for no query at all.
+    assert "queryStringParameters" not in _event(query_string="&")
+
+
 def test_a_result_without_status_code_is_inferred_as_a_200_json_body():
     # Payload 2.0: API Gateway takes any other valid JSON as the body of a 200 application/json answer.
     answer = gateway.response_from_lambda({"predictions": []})
