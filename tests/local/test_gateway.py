@@ -154,6 +154,15 @@ def test_lambda_result_becomes_http():
     assert encoded.body == b"hi"
 
 
+def test_a_results_status_and_header_values_are_taken_as_json_gives_them():
+    """A function's JSON may give the status as text and a header's value as a number: the answer has the status as
+    a number and each value as text. Starlette writes a header's value with str.encode: a number passed on raised
+    AttributeError there, and the function's answer became a traceback."""
+    answer = gateway.response_from_lambda({"statusCode": "201", "headers": {"X-Count": 3}})
+    assert answer.status == 201
+    assert answer.headers == [("x-count", "3")]
+
+
 def test_a_result_not_marked_base64_is_its_text_in_utf8():
     # isBase64Encoded false (not merely absent) leaves a body that happens to be valid base64 as it is, and text is
     # sent as its UTF-8 bytes, as Lambda hands API Gateway JSON.
