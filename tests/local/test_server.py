@@ -1336,6 +1336,18 @@ def test_python_m_local_arguments_refuses_on_stderr_only_and_passes_a_good_value
     assert capsys.readouterr() == ("", "")
 
 
+def test_the_remote_refusal_says_how_to_allow_it_by_hand_and_through_make(capsys):
+    """The refusal is what a newcomer reads after `make demo HOST=0.0.0.0`: it names both ways to allow the bind, the
+    option and make's variable (README: `make demo HOST=0.0.0.0 ALLOW_REMOTE=1`)."""
+    from local.arguments import main as check
+
+    assert check(["--host", "0.0.0.0"]) == 2
+    assert capsys.readouterr().err == (
+        "error: refusing to bind 0.0.0.0: the local stack has no authentication. "
+        "Pass --allow-remote (make demo ALLOW_REMOTE=1) to expose it beyond this machine.\n"
+    )
+
+
 def test_python_m_local_starts_the_stack_make_demo_starts(monkeypatch, tmp_path):
     """`make demo` passes its HOST, PORT and RUNTIME; run by hand, `python -m local` must default to the same."""
     import re
