@@ -111,6 +111,12 @@ def test_a_client_cannot_make_the_gateways_forwarding_headers_say_something_else
     assert headers["x-amzn-trace-id"] == "Root=1-5e9f0c65-1de4d666d4dd26aced652b6c"  # a client's trace is kept
 
 
+def test_an_empty_forwarded_for_from_the_client_leaves_the_peer_alone():
+    # A client's blank X-Forwarded-For names nobody: the header is the peer, not ", <peer>" with an empty first entry.
+    headers = _event(headers=[("X-Forwarded-For", "")], source_ip="192.0.2.7")["headers"]
+    assert headers["x-forwarded-for"] == "192.0.2.7"
+
+
 def test_binary_bodies_are_base64_and_text_bodies_are_not():
     binary = _event()
     assert binary["isBase64Encoded"] is True
