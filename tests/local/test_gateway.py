@@ -117,6 +117,12 @@ def test_an_empty_forwarded_for_from_the_client_leaves_the_peer_alone():
     assert headers["x-forwarded-for"] == "192.0.2.7"
 
 
+def test_a_request_without_host_names_the_domain_localhost():
+    # HTTP/1.0 may leave Host out (the server serves it): the event still names a domain, as AWS's always does.
+    context = _event(headers=[])["requestContext"]
+    assert (context["domainName"], context["domainPrefix"]) == ("localhost", "localhost")
+
+
 def test_binary_bodies_are_base64_and_text_bodies_are_not():
     binary = _event()
     assert binary["isBase64Encoded"] is True
