@@ -178,6 +178,18 @@ class StageThrottle:
         return True
 
 
+# A result whose body is not a string is refused: API Gateway answers its own 500, and its access log gives this as
+# $context.integrationErrorMessage (tried on AWS by aws-lambda-go's maintainer: aws/aws-lambda-go#373).
+WRONG_BODY_TYPE = (
+    "The response from the Lambda function doesn't match the format that API Gateway expects. "
+    'Lambda body contains the wrong type for field "body"'
+)
+
+
+class MalformedResult(ValueError):
+    """A Lambda result API Gateway refuses: its own 500 for the client, the reason for the access log."""
+
+
 @dataclass
 class HttpResponse:
     status: int
@@ -190,7 +202,10 @@ def response_from_lambda(result: object) -> HttpResponse:
     if not isinstance(result, dict) or "statusCode" not in result:
         # Payload 2.0 infers a 200 JSON answer from anything else; our handler never relies on it.
         return HttpResponse(200, [("content-type", "application/json")], json.dumps(result).encode())
-    body = result.get("body") or ""
+    body = result.get("body")
+    if body is not None and not isinstance(body, str):
+        raise MalformedResult(WRONG_BODY_TYPE)
+    body = body or ""
     raw = base64.b64decode(body) if result.get("isBase64Encoded") else str(body).encode("utf-8")
     # Format 2.0 has no multiValueHeaders (repeated values go comma-joined in headers, cookies in cookies).
     headers = [(k.lower(), str(v)) for k, v in (result.get("headers") or {}).items()]

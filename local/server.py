@@ -732,6 +732,15 @@ def create_app(
                 # the stack does not learn why any other sandbox died.
                 why = "with error: signal: killed" if crash else "without providing a reason"
                 failed = gateway.function_error(f"RequestId: {context.aws_request_id} Error: Runtime exited {why}")
+            except gateway.MalformedResult as malformed:  # the function answered, in a shape API Gateway refuses
+                log.error(
+                    "request %s (Lambda RequestId %s): %s (API Gateway answers 500)",
+                    request_id,
+                    context.aws_request_id,
+                    malformed,
+                )
+                answer = gateway.gateway_error(500)
+                failed = str(malformed)
             except Exception as raised:
                 log.exception(
                     "request %s (Lambda RequestId %s): the Lambda handler raised (API Gateway answers 500)",

@@ -175,6 +175,15 @@ def test_a_results_status_and_header_values_are_taken_as_json_gives_them():
     assert answer.headers == [("x-count", "3")]
 
 
+def test_a_result_whose_body_is_not_text_is_refused_as_api_gateway_refuses_it():
+    """API Gateway answers a result whose body is not a string with its own 500 (aws/aws-lambda-go#373): the body of
+    {"statusCode": 200, "body": {"predictions": []}} was sent as Python's repr, {'predictions': []}, with a 200."""
+    for body in ({"predictions": []}, {}, [1], 42, 0, True):
+        with pytest.raises(gateway.MalformedResult, match=r'wrong type for field "body"$'):
+            gateway.response_from_lambda({"statusCode": 200, "body": body})
+    assert gateway.response_from_lambda({"statusCode": 200, "body": None}).body == b""  # null is no body, as absent
+
+
 def test_a_result_not_marked_base64_is_its_text_in_utf8():
     # isBase64Encoded false (not merely absent) leaves a body that happens to be valid base64 as it is, and text is
     # sent as its UTF-8 bytes, as Lambda hands API Gateway JSON.

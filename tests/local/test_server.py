@@ -487,6 +487,22 @@ def test_a_failed_invocation_logs_the_integrations_error(tiers, monkeypatch, cap
         assert line["integrationErrorMessage"] == function_error(error.format(id=lambda_request_id))
 
 
+def test_a_result_whose_body_is_not_text_is_api_gateways_500_with_its_reason_in_the_access_log(tiers, caplog):
+    """The function answered, in a shape API Gateway refuses: its 500, and the access log says why
+    (aws/aws-lambda-go#373), not that the function raised; no traceback, as nothing raised in the function."""
+    tiers.sandboxes.result = {"statusCode": 200, "headers": {"content-type": "application/json"}, "body": {"a": 1}}
+    with caplog.at_level(logging.INFO):
+        response = tiers.predict()
+    assert response.status_code == 500 and response.json() == {"message": "Internal Server Error"}, response.text
+    [line] = access_lines(caplog)
+    assert (line["status"], line["integrationRequestId"]) == ("500", tiers.sandboxes.contexts[0].aws_request_id)
+    assert line["integrationErrorMessage"] == (
+        "The response from the Lambda function doesn't match the format that API Gateway expects. "
+        'Lambda body contains the wrong type for field "body"'
+    )
+    assert not [r for r in caplog.records if r.exc_info], "a traceback for an answer that raised nothing"
+
+
 @pytest.mark.parametrize(
     ("method", "path"),
     [
