@@ -222,6 +222,7 @@ INVALID = [
     ("maxConcurrency", True, "an integer in 1..200"),  # YAML `yes`/`true` is a typo, not 1
     ("maxConcurrency", "+-5", "an integer in 1..200"),
     ("maxConcurrency", "9" * 5000, "an integer in 1..200"),  # past int()'s digit limit: was its ValueError traceback
+    ("maxConcurrency", "1_0", "an integer in 1..200"),  # int() reads it as 10; Go's Atoi (the CLI) refuses it
     ("provisionedConcurrency", -1, "an integer in 0..5"),
     ("provisionedConcurrency", 6, "an integer in 0..5"),
     ("inferenceImageTag", "2.6.0-gpu-py312-cu124", "CPU tag"),
