@@ -540,8 +540,10 @@ def test_every_kind_of_aws_region_code_is_accepted(tmp_path: Path, region: str) 
         ("0123", "83"),
         ("08", "8"),
         ("0o17", "15"),
+        ("007", "7"),  # octal too, its leading zeros any number of them
         ("0b101", "5"),
         (".5", "0.5"),
+        (".5e3", "500"),  # yaml.v2 hands a leading-dot scalar to ParseFloat, exponent and all
         ("-0.0", "0"),
         ("5e-5", "0.00005"),
         ("1.5e-7", "1.5e-7"),
@@ -562,6 +564,8 @@ def test_every_kind_of_aws_region_code_is_accepted(tmp_path: Path, region: str) 
         ("ON", "true"),
         ("N", "false"),
         ("null", None),
+        ("Null", None),
+        ("NULL", None),
         ("~", None),
         ("", None),
         ("2026-02-30", "2026-02-30"),
@@ -574,6 +578,14 @@ def test_a_plain_scalar_is_the_text_the_pulumi_cli_hands_the_program(written: st
     """The CLI reads a stack file with gopkg.in/yaml.v2 (YAML 1.1) and writes a number or boolean back as JSON text
     (sdk/go/common/resource/config/object.go, MarshalString) before the program sees it; a null is "" to it."""
     assert cli_scalar_text(written) == handed
+
+
+@pytest.mark.parametrize("written", [".inf", "+.Inf", "+.INF", "-.inf", ".NaN"])
+def test_a_yaml_infinity_or_nan_is_refused_as_the_pulumi_cli_cannot_read_it(written: str) -> None:
+    """yaml.v2 reads each spelling of YAML 1.1's infinities and NaN as a float, which the CLI cannot write back as
+    JSON and stops on: handed over as text instead, `modelArtifact: +.inf` was a path `make demo` then looked for."""
+    with pytest.raises(ValueError, match=re.escape(f"{written} is a YAML float the Pulumi CLI cannot read")):
+        cli_scalar_text(written)
 
 
 def test_the_local_stack_reads_a_stack_file_as_pulumi_up_does(tmp_path: Path) -> None:
