@@ -669,6 +669,18 @@ def test_a_value_pulumi_up_refuses_for_the_type_pulumi_yaml_declares_is_refused(
     assert str(err.value).endswith("`pulumi up` refuses anything else, a key left empty included)")
 
 
+@pytest.mark.parametrize("text", ["9223372036854775807", "-9223372036854775808", "0009223372036854775807"])
+def test_an_int64_pulumi_up_takes_is_refused_by_the_settings_range(tmp_path: Path, text: str) -> None:
+    """Go's Atoi takes every int64, 19 digits and leading zeros included, so `pulumi up` hands the program these and
+    the program refuses them by the setting's range; refused as "an integer in ASCII digits", a number made of such
+    digits read as a type error the CLI never gives."""
+    stack = tmp_path / "Pulumi.typed.yaml"
+    stack.write_text(f"config:\n  mobilenet-serverless:maxConcurrency: '{text}'\n")
+    with pytest.raises(SettingsError) as err:
+        load_stack_file(stack)
+    assert str(err.value) == f"mobilenet-serverless:maxConcurrency = '{text}' is invalid: allowed an integer in 1..200"
+
+
 @pytest.mark.parametrize(
     ("line", "field", "value"),
     [
