@@ -477,6 +477,9 @@ def test_stack_file_errors_name_the_key(tmp_path: Path) -> None:
     stack.write_text("config:\n  mobilenet-serverless:kmsKeyArn:\n    secure: AAABAC==\n")
     with pytest.raises(SettingsError, match="secret"):
         load_stack_file(stack)
+    stack.write_text("config:\n  mobilenet-serverless:memorySizeMB: 4096\n")  # a misspelt key: not a KeyError
+    with pytest.raises(SettingsError, match=r"unknown config key\(s\) mobilenet-serverless:memorySizeMB; allowed"):
+        load_stack_file(stack)
 
 
 @pytest.mark.parametrize(
