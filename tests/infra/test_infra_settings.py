@@ -522,6 +522,13 @@ def test_a_stack_file_with_no_settings_gives_the_defaults(tmp_path: Path, text: 
     assert load_stack_file(stack) == Settings()
 
 
+@pytest.mark.parametrize("region", [None, ""])
+def test_an_unset_or_empty_aws_region_is_no_region(region: str | None) -> None:
+    """The program's config gives an unset aws:region as None, and one left empty in the stack file as "" (the CLI
+    hands a null over as ""): neither is a region to refuse, nor one a KMS key must live in."""
+    assert validate_settings({"kmsKeyArn": KMS}, region=region).kms_key_arn == KMS
+
+
 @pytest.mark.parametrize("region", ["us-east-1", "us-gov-west-1", "cn-north-1", "ap-southeast-3", "eusc-de-east-1"])
 def test_every_kind_of_aws_region_code_is_accepted(tmp_path: Path, region: str) -> None:
     stack = tmp_path / "Pulumi.ok.yaml"
