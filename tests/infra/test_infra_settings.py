@@ -227,6 +227,7 @@ INVALID = [
     ("provisionedConcurrency", 6, "an integer in 0..5"),
     ("inferenceImageTag", "2.6.0-gpu-py312-cu124", "CPU tag"),
     ("inferenceImageTag", "latest", "CPU tag"),
+    ("inferenceImageTag", 2.6, "CPU tag"),  # a native value of another type: refused naming it, not a TypeError
     ("inferenceImageTag", "2.6.0-cpu-py312\n", "CPU tag"),  # `$` would pass it on into the image URI
     ("inferenceImageTag", "2.6.0-cpu-py312-x/y:latest", "CPU tag"),  # another repository's image in the URI
     ("inferenceImageTag", "1.4.0-cpu-py27", "CPU tag"),  # a Python 2 image cannot run inference.py
@@ -257,6 +258,7 @@ INVALID = [
     ("corsExtraOrigins", ["ftp://app.example.com"], "https://host"),  # no browser sends an ftp:// Origin
     ("corsExtraOrigins", ["http://app.example.com"], "http only for localhost, 127.0.0.1 or [::1])"),
     ("corsExtraOrigins", ["app.example.com"], "https://host"),
+    ("corsExtraOrigins", [443], "https://host"),
     ("corsExtraOrigins", ["https://app.example.com:0"], "https://host"),
     ("corsExtraOrigins", ["http://localhost:0"], "https://host"),
     ("corsExtraOrigins", "not json", "a list of origins"),
@@ -305,6 +307,7 @@ INVALID = [
     ("logRetentionDays", 10, "one of 1, 3, 5, 7, 14"),
     ("priceClass", "PriceClass_300", "PriceClass_100, PriceClass_200, PriceClass_All"),
     ("customDomain", "Not A Domain", "DNS name"),
+    ("customDomain", 5, "DNS name"),
     ("customDomain", "Classify.example.com", "lower-case DNS name"),  # browsers send the Origin lower-cased
     ("customDomain", "classify.example.com\n", "lower-case DNS name"),  # a CloudFront alias CloudFront refuses
     # DNS's limits (63-character labels, 253 characters in all), which CloudFront and ACM enforce mid-deploy.
@@ -317,12 +320,14 @@ INVALID = [
     ("customDomain", "demo-.example.com", "lower-case DNS name"),
     ("customDomain", "192.168.0.10", "lower-case DNS name"),  # an IP address is no CloudFront alias
     ("certificateArn", CERT.replace("us-east-1", "eu-west-1"), "us-east-1"),
+    ("certificateArn", 123456789012, "us-east-1"),
     ("certificateArn", CERT + "\n", "us-east-1"),
     ("certificateArn", CERT.replace("123456789012", "12345"), "us-east-1"),  # an account ID has 12 digits
     ("certificateArn", CERT.replace("123456789012", "١٢٣٤٥٦٧٨٩٠١٢"), "us-east-1"),  # of ASCII digits
     ("certificateArn", CERT.replace("certificate/", "certificate/../"), "us-east-1"),
     ("certificateArn", CERT.replace("arn:aws:", "arn:aws-us-gov:"), "us-east-1"),  # us-east-1 is in aws alone
     ("kmsKeyArn", "alias/my-key", "KMS key ARN"),
+    ("kmsKeyArn", 1234, "KMS key ARN"),
     ("kmsKeyArn", KMS + "\n", "KMS key ARN"),  # Lambda and S3 would refuse it halfway through the deploy
     ("kmsKeyArn", "arn:aws:kms:eu-west-1:123456789012:alias/my-key", "not an alias"),
     ("kmsKeyArn", KMS.replace("123456789012", "12345"), "KMS key ARN"),
@@ -332,7 +337,9 @@ INVALID = [
     ("kmsKeyArn", KMS.replace("arn:aws:", "arn:awss:"), "an ARN whose partition is its region's (eu-west-1 is in aws)"),
     ("kmsKeyArn", KMS.replace("arn:aws:", "arn:aws-cn:"), "an ARN whose partition is its region's"),
     ("smokeCheck", "yes", "true or false"),
+    ("smokeCheck", 1, "true or false"),  # an int is no bool, as a bool is no count
     ("endpointName", "bad_name", "[a-zA-Z0-9-]"),
+    ("endpointName", 12345, "[a-zA-Z0-9-]"),  # a YAML 12345 read natively; load_stack_file hands over "12345"
     ("endpointName", "x" * 64, "1..63"),
     ("endpointName", "a" + "-b" * 40, "1..63"),  # hyphens once slipped past the length bound
     ("endpointName", "a" + "-" * 62 + "b", "1..63"),
@@ -340,6 +347,7 @@ INVALID = [
     ("endpointName", "abc-", "alphanumeric at both ends"),
     ("endpointName", "-abc", "alphanumeric at both ends"),
     ("modelArtifact", "   ", "a path to model.tar.gz"),
+    ("modelArtifact", 5, "a path to model.tar.gz"),
     ("alarms", "on", "true or false"),
     ("alarmTopicArn", "arn:aws:sqs:us-east-1:123456789012:q", "an SNS topic ARN"),
     ("alarmTopicArn", "arn:aws:sns:us-east-1:123456789012:q.fifo", "a standard SNS topic"),
