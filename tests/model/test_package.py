@@ -479,6 +479,30 @@ def test_the_build_names_its_weights_whole_on_an_output_that_names_no_codeset(tm
     assert "is not a torchvision state_dict" in capsys.readouterr().err
 
 
+def test_the_build_names_its_weights_on_an_output_with_no_encoding_attribute(tmp_path, monkeypatch, capsys):
+    """print() takes any object with a write() for sys.stdout (a caller's own writer, as redirect_stdout allows); one
+    with no `encoding` attribute at all names no codeset either, and takes the id whole, not an AttributeError."""
+    import sys
+
+    class Writer:
+        def __init__(self):
+            self.text = ""
+
+        def write(self, text):
+            self.text += text
+            return len(text)
+
+    monkeypatch.setattr(package, "find_ort_wheel", lambda: None)
+    monkeypatch.delenv("MODEL_WEIGHTS", raising=False)
+    weights = tmp_path / "poids-δ.pth"
+    weights.write_bytes(b"not a state_dict")
+    output = Writer()
+    monkeypatch.setattr(sys, "stdout", output)
+    assert package.main(["--weights", str(weights), "--no-onnx", "--out", str(tmp_path / "m.tar.gz")]) == 2
+    assert output.text.startswith("inputs: weights=file:poids-δ.pth@sha256:"), output.text
+    assert "is not a torchvision state_dict" in capsys.readouterr().err
+
+
 def test_a_weights_file_whose_name_is_not_utf8_is_an_error_naming_it(tmp_path, monkeypatch, capsys):
     """Its name cannot be recorded as UTF-8 text: the build stopped with a UnicodeEncodeError traceback naming no
     file (a UTF-8 locale), or recorded it in whatever the locale's codeset made of it."""
