@@ -260,6 +260,9 @@ INVALID = [
     ("corsExtraOrigins", ["app.example.com"], "https://host"),
     ("corsExtraOrigins", [443], "https://host"),
     ("corsExtraOrigins", ["https://app.example.com:0"], "https://host"),
+    # A port urlsplit cannot read: reading .port raises a ValueError, a traceback naming no key unless caught.
+    ("corsExtraOrigins", ["https://app.example.com:abc"], "https://host"),
+    ("corsExtraOrigins", ["https://app.example.com:65536"], "https://host"),
     ("corsExtraOrigins", ["http://localhost:0"], "https://host"),
     ("corsExtraOrigins", "not json", "a list of origins"),
     ("corsExtraOrigins", "[" + "9" * 5000 + "]", "a list of origins"),  # JSON whose number int() refuses
