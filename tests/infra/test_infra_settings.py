@@ -580,6 +580,7 @@ def test_every_kind_of_aws_region_code_is_accepted(tmp_path: Path, region: str) 
         ("yes", "true"),
         ("on", "true"),
         ("y", "true"),
+        ("Y", "true"),
         ("No", "false"),
         ("off", "false"),
         ("ON", "true"),
