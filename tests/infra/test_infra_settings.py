@@ -22,6 +22,7 @@ from components.settings import (
     cli_scalar_text,
     default_endpoint_name,
     function_name_for,
+    is_count,
     load_stack_file,
     validate_settings,
 )
@@ -777,6 +778,7 @@ def test_a_signed_integer_string_is_accepted_and_a_negative_one_refused_by_range
     assert validate_settings({"maxConcurrency": "+7"}).max_concurrency == 7
     assert validate_settings({"maxConcurrency": " 7\n"}).max_concurrency == 7  # as " true " is a boolean
     assert validate_settings({"maxConcurrency": 8.0}).max_concurrency == 8  # 2.5 is refused
+    assert is_count(validate_settings({"maxConcurrency": 8.0}).max_concurrency)  # 8, not 8.0, which components refuse
     with pytest.raises(SettingsError, match=r"maxConcurrency = '-1' is invalid: allowed an integer in 1\.\.200"):
         validate_settings({"maxConcurrency": "-1"})
 
