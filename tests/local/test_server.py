@@ -1256,6 +1256,7 @@ def test_the_stacks_own_log_lines_carry_their_utc_offset_as_the_handlers_lines_d
         (["--port", "abc"], "argument --port: 'abc' is not a port number: use 1-65535, or 0 for a free one"),
         (["--port", "65536"], "argument --port: 65536 is not a port: use 1-65535, or 0 for a free one"),
         (["--port", "80.5"], "argument --port: '80.5' is not a port number: use 1-65535, or 0 for a free one"),
+        (["--port", "0x50"], "argument --port: '0x50' is not a port number: use 1-65535, or 0 for a free one"),
         (["--runtime", "java"], "argument --runtime: invalid choice: 'java'"),
         # uvicorn's level, which logging lacks; and logging's, which uvicorn lacks: either was a traceback at start.
         (["--log-level", "trace"], "argument --log-level: invalid choice: 'trace'"),
