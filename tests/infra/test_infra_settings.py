@@ -415,7 +415,7 @@ def test_a_renamed_projects_own_keys_are_refused_and_every_other_namespace_left_
     ours = {"mobilenet-serverless:maxConcurrency": "7", "aws:region": "us-east-1", "imgclassx:alarms": "false"}
     check_project_namespace(ours, "imgclass")
     check_project_namespace({**ours, "mobilenet-serverless:endpointName": "x"}, "mobilenet-serverless")
-    own = {f"imgclass:{key}": "1" for key in sorted(CONFIG_KEYS)[:7]}
+    own = {f"imgclass:{key}": "1" for key in reversed(sorted(CONFIG_KEYS)[:7])}  # named sorted, not as written
     with pytest.raises(SettingsError) as err:
         check_project_namespace({**ours, **own}, "imgclass")
     assert f"{', '.join(sorted(own)[:5])} and 2 more would be ignored" in str(err.value)
