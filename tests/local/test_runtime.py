@@ -188,6 +188,14 @@ def test_an_injected_model_failure_is_a_model_error_of_its_status_and_first_line
     assert default["OriginalMessage"].startswith("injected model failure\nTraceback")
 
 
+def test_the_endpoint_name_must_match_in_case() -> None:
+    # SageMaker takes an endpoint's name in any case at CreateEndpoint, but InvokeEndpoint must match the case kept:
+    # a caller that gets an answer here under another case meets "not found" once deployed.
+    answer = invoke(SageMakerRuntime(FixedContainer(), "mobilenet-local", 1), name="MobileNet-Local")
+    assert (answer.status, answer.headers["x-amzn-errortype"]) == (400, "ValidationError")
+    assert json.loads(answer.body)["message"] == "Endpoint MobileNet-Local of account 000000000000 not found."
+
+
 def test_a_container_being_replaced_names_the_endpoint_that_is_not_ready() -> None:
     answer = invoke(SageMakerRuntime(FixedContainer(ContainerUnavailable("replacing")), "e", 1))
     assert json.loads(answer.body)["message"] == "Endpoint e is not ready yet. Try again later."
