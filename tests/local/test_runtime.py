@@ -327,6 +327,30 @@ def test_the_in_process_container_calls_the_script_as_the_toolkit_does(tmp_path,
         container.close()
 
 
+def test_the_in_process_container_loads_the_model_once_not_per_invocation(tmp_path, monkeypatch) -> None:
+    # As the toolkit: model_fn at start, then every invocation predicts with that model (a load per call would
+    # read the weights again each time, and answer from a fresh model).
+    import sys
+
+    from local.runtime import InProcessContainer
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "mobilenet_inference", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    script = (
+        "LOADS = []\n"
+        "def model_fn(model_dir):\n    LOADS.append(model_dir)\n    return len(LOADS)\n"
+        "def input_fn(data, content_type):\n    return data\n"
+        "def predict_fn(data, model):\n    return model\n"
+        "def output_fn(prediction, accept):\n    return f'loads={prediction}'\n"
+    )
+    container = InProcessContainer(tar_gz_of(tmp_path / "model.tar.gz", {"code/inference.py": script.encode()}))
+    try:
+        assert [container.invoke(b"x", "image/jpeg", "").body for _ in range(3)] == [b"loads=1"] * 3
+    finally:
+        container.close()
+
+
 def test_torchserves_answer_keeps_its_content_type_and_no_accept_asks_it_for_json(monkeypatch) -> None:
     """TorchServe's header names come in its own case, and the answer's type is kept whatever it is; an invocation
     without Accept asks the toolkit for its default, JSON, as the in-process container answers it."""
