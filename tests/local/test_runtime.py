@@ -473,6 +473,20 @@ def test_the_peak_in_flight_is_the_highest_count_seen_not_the_last() -> None:
         runtime.close()
 
 
+def test_an_invocation_gives_back_its_own_slot_and_no_other() -> None:
+    # One that ends while another still runs leaves that one counted: the cap then admits only the slots truly free.
+    runtime = SageMakerRuntime(FixedContainer(), "e", max_concurrency=2)
+    try:
+        runtime.in_flight = 1  # another invocation still running
+        assert asyncio.run(runtime.invoke("e", b"x", "image/jpeg", "")).status == 200
+        assert runtime.in_flight == 1
+        runtime.in_flight += 1  # a second one starts: the endpoint is full
+        throttled = asyncio.run(runtime.invoke("e", b"x", "image/jpeg", ""))
+        assert (throttled.status, throttled.headers["x-amzn-errortype"]) == (400, "ThrottlingException")
+    finally:
+        runtime.close()
+
+
 class SlowContainer(FixedContainer):
     """Answers after a short while: well within the invocation limit, never within the 1 ms left after a delay
     that used the rest."""
