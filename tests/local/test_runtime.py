@@ -487,6 +487,25 @@ def test_an_invocation_gives_back_its_own_slot_and_no_other() -> None:
         runtime.close()
 
 
+def test_by_default_the_model_gets_sagemakers_60_seconds(monkeypatch) -> None:
+    # The stack builds its runtime without a timeout of its own: the default is what `make demo` gives the model.
+    from types import SimpleNamespace
+
+    from local import runtime as runtime_module
+
+    given: list[float] = []
+    wait_for = asyncio.wait_for
+
+    async def recorded(awaitable, timeout):
+        given.append(timeout)
+        return await wait_for(awaitable, timeout)
+
+    monkeypatch.setattr(runtime_module, "time", SimpleNamespace(perf_counter=lambda: 100.0))  # no time passes
+    monkeypatch.setattr(asyncio, "wait_for", recorded)
+    assert invoke(SageMakerRuntime(FixedContainer(), "e", 1)).status == 200
+    assert given == [60.0]
+
+
 class SlowContainer(FixedContainer):
     """Answers after a short while: well within the invocation limit, never within the 1 ms left after a delay
     that used the rest."""
