@@ -138,6 +138,8 @@ def test_a_model_error_names_a_client_or_server_error_by_the_containers_status()
         answer = model_error("e", "eu-west-1", status, b"first line\nTraceback ...")
         body = json.loads(answer.body)
         assert body["message"].startswith(f'Received {kind} error ({status}) from primary with message "first line')
+        # The whole of it, traceback included, as SageMaker quotes it: the proxy trims it to the first line, not AWS.
+        assert 'with message "first line\nTraceback ...". See https://eu-west-1.' in body["message"]
         assert body["ErrorCode"] == f"{kind.upper()}_ERROR_FROM_MODEL" and body["OriginalStatusCode"] == status
         assert body["LogStreamArn"].startswith("arn:aws:logs:eu-west-1:")
 
