@@ -325,6 +325,10 @@ def test_the_in_process_container_calls_the_script_as_the_toolkit_does(tmp_path,
         # An exception without a message: the toolkit's GenericInferenceToolkitError says "Invalid Request".
         silent = container.invoke(b"x", "image/x-silent", "")
         assert silent.status == 500 and silent.body.startswith(b"Invalid Request\nTraceback (most recent call last)")
+        # Exactly those values are decoded as the toolkit decodes them: a body that is not UTF-8 is its 500, not
+        # replaced characters that reach input_fn as if the client had sent them.
+        undecodable = container.invoke(b"\xff{}", "application/json", "")
+        assert undecodable.status == 500 and undecodable.body.startswith(b"'utf-8' codec can't decode byte 0xff")
     finally:
         container.close()
 
