@@ -278,12 +278,17 @@ except ImportError:
         def __init__(self, status_code, message):
             self.status_code, self.message = status_code, message
 
+class StatusOfItsOwn(Exception):  # a web framework's exception: a status, but no toolkit error
+    status_code, message = 404, "not found"
+
 def model_fn(model_dir):
     return "stub"
 
 def input_fn(data, content_type):
     if content_type == "image/x-refused":
         raise InferenceError(415, "not this type")
+    if content_type == "image/x-own-status":
+        raise StatusOfItsOwn("its own status")
     if content_type == "image/x-crash":
         raise RuntimeError("stub crashed")
     if content_type == "image/x-silent":
@@ -327,6 +332,9 @@ def test_the_in_process_container_calls_the_script_as_the_toolkit_does(tmp_path,
         assert silent.status == 500 and silent.body.startswith(b"Invalid Request\nTraceback (most recent call last)")
         # Exactly those values are decoded as the toolkit decodes them: a body that is not UTF-8 is its 500, not
         # replaced characters that reach input_fn as if the client had sent them.
+        # Only a toolkit error keeps its status: any other exception is a 500, whatever attributes it has.
+        own = container.invoke(b"x", "image/x-own-status", "")
+        assert own.status == 500 and own.body.startswith(b"its own status\nTraceback (most recent call last)")
         undecodable = container.invoke(b"\xff{}", "application/json", "")
         assert undecodable.status == 500 and undecodable.body.startswith(b"'utf-8' codec can't decode byte 0xff")
     finally:
