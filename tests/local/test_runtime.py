@@ -289,6 +289,8 @@ def input_fn(data, content_type):
         raise InferenceError(415, "not this type")
     if content_type == "image/x-own-status":
         raise StatusOfItsOwn("its own status")
+    if content_type == "image/x-label":
+        return "café"
     if content_type == "image/x-crash":
         raise RuntimeError("stub crashed")
     if content_type == "image/x-silent":
@@ -319,6 +321,8 @@ def test_the_in_process_container_calls_the_script_as_the_toolkit_does(tmp_path,
         )
         assert container.invoke(b"\xff", "image/jpeg", "*/*").body == b"bytes application/json"
         assert container.invoke(b"a,b", "text/csv", "text/csv") == ContainerResponse(200, "text/csv", b"str text/csv")
+        # output_fn's text is sent as UTF-8, as TorchServe sends it.
+        assert container.invoke(b"x", "image/x-label", "").body == "café application/json".encode()
         # Only those exact values: a parameter, other capitals or jsonlines leave the body bytes, as in TorchServe
         # (an invalid UTF-8 body with charset=utf-8 is input_fn's 400 there, not a UnicodeDecodeError's 500).
         for undecoded in ("application/json; charset=utf-8", "Application/JSON", "application/jsonlines"):
