@@ -623,6 +623,8 @@ class SageMakerRuntime:
         try:
             if faults.delay_s:
                 await asyncio.sleep(min(faults.delay_s, self.invocation_timeout_s))
+                if faults.delay_s >= self.invocation_timeout_s:  # the model's answer, injected or not, comes too late
+                    raise TimeoutError
             if faults.model_status:
                 trace = 'Traceback (most recent call last):\n  File "/opt/ml/model/code/inference.py", line 1'
                 answer = ContainerResponse(

@@ -469,6 +469,17 @@ def test_an_injected_delay_past_the_limit_times_out_at_the_limit() -> None:
     assert time.monotonic() - started < 10  # not the 30 s the fault asked for
 
 
+def test_an_injected_failure_delayed_past_the_limit_times_out_as_any_slow_model_does() -> None:
+    # The injected status is the model's answer: one that would come after the limit is never seen, SageMaker
+    # answers its timeout (here it was the injected status, at the limit, as though the model had answered in time).
+    faults = Faults(delay_s=30.0, model_status=500)
+    runtime = SageMakerRuntime(FixedContainer(), "e", 1, faults=faults, invocation_timeout_s=0.05)
+    answer = invoke(runtime)
+    assert (answer.status, json.loads(answer.body)["OriginalStatusCode"]) == (424, 0)
+    assert json.loads(answer.body)["OriginalMessage"].startswith("Your invocation timed out")
+    assert runtime.in_flight == 0
+
+
 def test_an_injected_delay_within_the_limit_then_answers_as_the_model_or_the_injected_failure_does() -> None:
     # A slow model, not a timed-out one: after the delay the answer is the model's, or the injected status's.
     slow = Faults(delay_s=0.01)
