@@ -478,6 +478,10 @@ def test_an_injected_failure_delayed_past_the_limit_times_out_as_any_slow_model_
     assert (answer.status, json.loads(answer.body)["OriginalStatusCode"]) == (424, 0)
     assert json.loads(answer.body)["OriginalMessage"].startswith("Your invocation timed out")
     assert runtime.in_flight == 0
+    # One using exactly the whole limit leaves the answer no time either, as a delay before the model does.
+    faults = Faults(delay_s=0.05, model_status=500)
+    exact = invoke(SageMakerRuntime(FixedContainer(), "e", 1, faults=faults, invocation_timeout_s=0.05))
+    assert (exact.status, json.loads(exact.body)["OriginalStatusCode"]) == (424, 0)
 
 
 def test_an_injected_delay_within_the_limit_then_answers_as_the_model_or_the_injected_failure_does() -> None:
