@@ -410,6 +410,16 @@ def test_unknown_key_is_rejected_with_the_known_keys() -> None:
         validate_settings({"memorySizeMB": 2048})
 
 
+def test_unknown_keys_are_named_in_sorted_order() -> None:
+    """One message for every misspelt key, in an order a reader can scan and a rerun repeats: a set's order follows
+    this run's string hashing (eight keys come out sorted by chance once in 40,320 runs)."""
+    typos = [f"{letter}Typo" for letter in "hgfedcba"]
+    with pytest.raises(SettingsError) as err:
+        validate_settings(dict.fromkeys(typos, "1"))
+    named = ", ".join(f"mobilenet-serverless:{key}" for key in sorted(typos))
+    assert str(err.value).startswith(f"unknown config key(s) {named}; allowed keys: ")
+
+
 def test_a_renamed_projects_own_keys_are_refused_and_every_other_namespace_left_alone() -> None:
     """Pulumi.yaml's `config:` block and `pulumi config set <key>` put a renamed project's settings under its name."""
     ours = {"mobilenet-serverless:maxConcurrency": "7", "aws:region": "us-east-1", "imgclassx:alarms": "false"}
