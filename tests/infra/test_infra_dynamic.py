@@ -268,6 +268,12 @@ def test_rollout_check_reports_sagemakers_failure_reason() -> None:
         stub.add_response("describe_endpoint", description, {"EndpointName": "mobilenet-test"})
         with pytest.raises(SmokeCheckError, match="not on 'config-10'"):  # another name, which config-1 begins
             check_rollout(client, "mobilenet-test", "config-10")
+        # And the other way round: an endpoint that fell back on config-10 does not serve config-1, whose name it holds.
+        stub.add_response(
+            "describe_endpoint", {**description, "EndpointConfigName": "config-10"}, {"EndpointName": "mobilenet-test"}
+        )
+        with pytest.raises(SmokeCheckError, match="on endpoint configuration 'config-10', not on 'config-1'"):
+            check_rollout(client, "mobilenet-test", "config-1")
 
 
 def test_rollout_check_on_a_failed_endpoint_says_to_delete_and_recreate_it() -> None:
