@@ -323,6 +323,8 @@ def test_readme_does_not_recover_a_failed_endpoint_by_a_targeted_replacement() -
         ),
         # A long last line goes into `pulumi up`'s error by its start: 300 characters of it.
         ("Traceback\nValueError: " + "x" * 10_000, "ValueError: " + "x" * 288 + ". "),
+        # A container that answered with an empty body: its status still, not an IndexError nor SageMaker's wording.
+        ("", ". "),
     ],
 )
 def test_smoke_check_model_error_reports_the_traceback_tail(original: str, quoted: str) -> None:
