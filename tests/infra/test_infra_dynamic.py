@@ -500,7 +500,7 @@ def test_the_provider_waits_out_a_cold_start_as_the_readme_says(monkeypatch: pyt
     assert pauses == [15.0, 15.0, 15.0]
     assert clients["sagemaker-runtime"].meta.config.read_timeout > 60
     # A transport error is not asked again by the probe (is_cold_start): botocore must retry it.
-    assert clients["sagemaker-runtime"].meta.config.retries["total_max_attempts"] > 1
+    assert clients["sagemaker-runtime"].meta.config.retries["total_max_attempts"] == 4  # 3 retries, as asked
 
 
 def test_the_provider_says_how_to_recover_a_failed_endpoint_before_probing_it(monkeypatch: pytest.MonkeyPatch) -> None:
