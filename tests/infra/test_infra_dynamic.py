@@ -697,6 +697,15 @@ def test_invalidation_diff_only_on_hash_or_target_change() -> None:
     assert new_dist.changes is True and new_dist.replaces == ["distribution_id"]
 
 
+def test_invalidation_without_paths_invalidates_everything(aws: None) -> None:
+    """The provider's own fallback, for inputs that name no paths: everything, recorded as such."""
+    dist = _distribution()
+    created = InvalidationProvider().create({"distribution_id": dist, "content_hash": "a" * 64})
+    assert created.outs["paths"] == ["/*"]
+    [batch] = [i["InvalidationBatch"] for i in _invalidations(dist)]
+    assert batch["Paths"] == {"Quantity": 1, "Items": ["/*"]}
+
+
 @pytest.mark.parametrize("missing", ["distribution_id", "content_hash"])
 def test_invalidation_requires_inputs(aws: None, missing: str) -> None:
     with pytest.raises(InvalidationInputError, match=f"^{missing} is required, got ''$"):
