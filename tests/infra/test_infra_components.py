@@ -13,6 +13,7 @@ import pytest
 
 from components import policies
 from components.dynamic.invalidation import CloudFrontInvalidation
+from components.dynamic.smoke_check import EndpointSmokeCheck
 from components.inference_api import InferenceApi, InferenceApiArgs, InferenceApiArgsError
 from components.serverless_endpoint import ServerlessEndpoint, ServerlessEndpointArgs, ServerlessEndpointArgsError
 from components.site_config import CONFIG_JS_CACHE_CONTROL, render_config_js
@@ -749,6 +750,18 @@ def test_an_invalidation_declared_without_paths_invalidates_everything(mocks: Re
 
     assert settle(declare) is None  # no invalidation under the mocks, but the output exists
     assert mocks.one(DYNAMIC, "inv")["paths"] == list(policies.INVALIDATION_PATHS) == ["/*"]
+
+
+def test_a_smoke_checks_top_label_is_an_output(mocks: RecordingMocks) -> None:
+    """The label the probe got back is an output of the resource, as its class declares, not only a field of the
+    state."""
+
+    def declare() -> pulumi.Output[Any]:
+        check = EndpointSmokeCheck("check", endpoint_name="e", region=REGION, log_group="/g", trigger="config-1")
+        return check.top_label
+
+    assert settle(declare) is None  # no probe under the mocks, but the output exists
+    assert mocks.one(DYNAMIC, "check")["trigger"] == "config-1"
 
 
 def test_a_symlinked_site_file_is_uploaded_with_its_keys_headers(mocks: RecordingMocks, tmp_path: Path) -> None:
