@@ -301,6 +301,12 @@ def test_rollout_check_on_a_failed_endpoint_says_to_delete_and_recreate_it() -> 
     assert message.index("delete-endpoint") < message.index("`pulumi refresh`") < message.index("`pulumi up`.")
     assert "/aws/sagemaker/Endpoints/mobilenet-test" in message
     assert "did not take effect" not in message  # not the rolled-back update's advice
+    # Failed on another configuration than this deployment's: still Failed, and a refresh would not repair it.
+    with Stubber(client) as stub:
+        stub.add_response("describe_endpoint", description, {"EndpointName": "mobilenet-test"})
+        with pytest.raises(SmokeCheckError, match="is Failed") as other:
+            check_rollout(client, "mobilenet-test", "config-2")
+    assert "did not take effect" not in str(other.value) and "aws sagemaker delete-endpoint" in str(other.value)
 
 
 def test_readme_does_not_recover_a_failed_endpoint_by_a_targeted_replacement() -> None:
