@@ -610,6 +610,17 @@ def test_smoke_check_is_not_run_again_for_the_result_it_recorded() -> None:
         assert SmokeCheckProvider().diff("smoke-mobilenet-test", recorded, news).changes is False
 
 
+def test_smoke_check_without_a_trigger_records_none(aws: None, text_probe: None) -> None:
+    """A check given no configuration to match (check_rollout's None) records none, so the next `pulumi up` with the
+    same inputs does not probe again."""
+    queue_endpoint_results(json.dumps(GOOD_REPLY))
+    serve_config("mobilenet-test", "config-1")
+    news = {**SMOKE_PROPS, "trigger": None}
+    created = SmokeCheckProvider().create(dict(news))
+    assert created.outs["trigger"] is None
+    assert diff_smoke_check(created.outs, news).changes is False
+
+
 @pytest.mark.parametrize("missing", ["endpoint_name", "region", "log_group"])
 def test_smoke_check_requires_inputs(aws: None, missing: str) -> None:
     with pytest.raises(SmokeCheckError, match=f"{missing} is required"):
