@@ -14,6 +14,7 @@ report a rollout that did not happen.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import time
 from collections.abc import Callable
@@ -56,6 +57,11 @@ class SmokeCheckError(RuntimeError):
     """The deployed endpoint did not answer the probe with top-k JSON."""
 
 
+# Each prob is a float32 softmax value rounded to 6 decimals (inference.top_k_predictions): MAX_TOP_K of them can
+# exceed 1 by MAX_TOP_K x 5e-7 of rounding and a few float32 ulps; anything past this is no softmax's top-k.
+PROB_SUM_SLACK = 1e-4
+
+
 def parse_topk_reply(body: bytes) -> list[dict[str, Any]]:
     """Return the predictions of a valid reply; raise ValueError saying what is wrong otherwise."""
     try:
@@ -75,6 +81,14 @@ def parse_topk_reply(body: bytes) -> list[dict[str, Any]]:
             or not 0.0 <= prob <= 1.0
         ):
             raise ValueError(f"prediction {item!r} is not {{label: str, prob: 0..1}}")
+    # A top-k of one softmax is ranked and sums to at most 1: an output_fn that lost its ranking or its softmax
+    # (logits squashed into 0..1, another image's probabilities) still passes the checks above.
+    probs = [item["prob"] for item in predictions]
+    for earlier, later in itertools.pairwise(probs):
+        if later > earlier:
+            raise ValueError(f"predictions are not ranked by prob, highest first: {later} follows {earlier}")
+    if sum(probs) > 1.0 + PROB_SUM_SLACK:
+        raise ValueError(f"prediction probs sum to {sum(probs):.6g}, more than one softmax can give (1)")
     return predictions
 
 

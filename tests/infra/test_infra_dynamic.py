@@ -567,6 +567,15 @@ def test_smoke_check_sends_the_contracted_request() -> None:
         (json.dumps({"predictions": [{"label": 3, "prob": 0.5}]}).encode(), "label"),
         (json.dumps({"predictions": ["x"]}).encode(), "label"),
         (json.dumps({"predictions": [{"label": "x", "prob": 0.5}, {"label": "", "prob": 0.3}]}).encode(), "label"),
+        # Well-typed, but no softmax's top-k: unranked, or summing past 1 (logits squashed into 0..1).
+        (
+            json.dumps({"predictions": [{"label": "a", "prob": 0.2}, {"label": "b", "prob": 0.3}]}).encode(),
+            r"not ranked by prob, highest first: 0\.3 follows 0\.2",
+        ),
+        (
+            json.dumps({"predictions": [{"label": "a", "prob": 0.9}, {"label": "b", "prob": 0.2}]}).encode(),
+            r"probs sum to 1\.1, more than one softmax can give",
+        ),
     ],
 )
 def test_parse_topk_reply_rejects(body: bytes, reason: str) -> None:
@@ -580,6 +589,8 @@ def test_parse_topk_reply_rejects(body: bytes, reason: str) -> None:
         [{"label": "x", "prob": 0.05}] * MAX_TOP_K,  # the proxy's top_k maximum
         [{"label": "certain", "prob": 1}, {"label": "never", "prob": 0}],  # JSON numbers without a fraction
         [{"label": "certain", "prob": 1.0}, {"label": "never", "prob": 0.0}],  # a softmax that saturates
+        [{"label": "a", "prob": 0.4}, {"label": "b", "prob": 0.4}, {"label": "c", "prob": 0.2}],  # a tie, kept in order
+        [{"label": "x", "prob": 0.050001}] * MAX_TOP_K,  # 1.00002: each prob's 6-decimal rounding adds up
     ],
 )
 def test_parse_topk_reply_accepts_the_bounds(predictions: list[dict[str, Any]]) -> None:

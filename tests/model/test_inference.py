@@ -632,6 +632,19 @@ def test_reply_carries_the_probabilities_to_a_millionth(inference, classifier):
         assert abs(p["prob"] - probs[classifier.labels.index(p["label"])]) <= 5e-7, p
 
 
+@pytest.mark.parametrize("name", ["probe", "chelsea.jpg", "coffee.jpg", "astronaut.jpg", "rocket.jpg"])
+def test_the_deploys_smoke_check_takes_the_models_widest_reply(inference, classifier, name):
+    """`pulumi up` fails unless the endpoint's reply to its probe is a ranked softmax top-k (parse_topk_reply): the
+    real model's, at the widest top_k the proxy asks for, passes that check on the probe and on every photo."""
+    from components.dynamic.smoke_check import PROBE_JPEG, parse_topk_reply
+    from handlers.proxy_core import MAX_TOP_K
+
+    body = PROBE_JPEG if name == "probe" else photo_bytes(name)
+    data = inference.input_fn(body, "image/jpeg")
+    reply, _ = inference.output_fn(inference.predict_fn(data, classifier), f"application/json;top_k={MAX_TOP_K}")
+    assert len(parse_topk_reply(reply)) == MAX_TOP_K
+
+
 def test_softmax_of_large_logits_is_finite(inference):
     # exp(100) overflows float32: the logits are shifted by their maximum first, whatever range a graph gives.
     probs = inference.softmax(np.array([[100.0, 0.0, -100.0]], dtype=np.float32))
