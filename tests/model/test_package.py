@@ -66,6 +66,8 @@ def test_tarball_bytes_do_not_depend_on_member_order_or_where_it_is_written(tmp_
     # gzip header: MTIME 0 and no FNAME flag, or the build time and the temp file's name would be in the bytes
     header = first.read_bytes()[:10]
     assert header[4:8] == b"\0\0\0\0" and not header[3] & gzip.FNAME
+    # XFL 2: compressed at the highest level; every cold start downloads and unpacks the artifact
+    assert header[8] == 2
 
 
 def test_tarball_bytes_do_not_depend_on_the_locales_codeset(tmp_path):
