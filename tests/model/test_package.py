@@ -337,6 +337,35 @@ def test_the_next_build_removes_the_temp_file_of_one_killed_outright(stub_build,
     assert other.exists()
 
 
+def test_the_temp_file_a_build_writes_is_one_the_next_build_removes(stub_build, monkeypatch):
+    """The next build finds a killed one's leftover by write_tarball's hidden temp file name: a temp file named
+    otherwise (model.tar.gz.*.tmp, not hidden) stayed in model/dist for good, though a hand-made leftover went."""
+    b = stub_build
+    real_gzip = package.gzip.GzipFile
+    written: list[Path] = []
+
+    def recording(*args, fileobj, **kwargs):
+        written.append(Path(fileobj.name))
+        return real_gzip(*args, fileobj=fileobj, **kwargs)
+
+    monkeypatch.setattr(package.gzip, "GzipFile", recording)
+    package.build(b.source, b.out, onnx=False)
+    [temp] = written
+    assert temp.parent == b.out.parent and temp.name.startswith(".")
+    temp.write_bytes(b"half a tarball")  # as kill -9 while it was written leaves it
+    assert package.build(b.source, b.out, onnx=False)[1] is False
+    assert not temp.exists()
+
+
+def test_a_leftover_the_next_build_cannot_remove_does_not_stop_it(stub_build):
+    """A leftover's name on something unlink() refuses (here a folder) is not the build's to fail over."""
+    b = stub_build
+    stuck = b.out.parent / ".model.tar.gz.f0ld3r00.tmp"
+    (stuck / "inside").mkdir(parents=True)
+    assert package.build(b.source, b.out, onnx=False)[1] is True
+    assert stuck.is_dir()
+
+
 def test_a_build_without_the_folders_lock_leaves_temp_files_be(stub_build, monkeypatch):
     """Unlocked (a file system without flock), the temp file may be a live build's, which its rename would miss."""
     b = stub_build
