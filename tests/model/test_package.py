@@ -392,6 +392,19 @@ def test_a_garbled_stamp_or_checksum_rebuilds(stub_build, garbled):
     assert package.build(b.source, b.out, onnx=False)[1] is False
 
 
+def test_a_stamp_with_anything_stuck_to_the_fingerprint_rebuilds(stub_build):
+    """As the .sha256: the stamp is the fingerprint and nothing else (whitespace aside), or the build is stale."""
+    b = stub_build
+    package.build(b.source, b.out, onnx=False)
+    stamp = b.out.with_name("model.tar.gz.inputs")
+    fp = stamp.read_text().strip()
+    stamp.write_text(f"{fp}0\n")
+    assert package.build(b.source, b.out, onnx=False)[1] is True
+    assert stamp.read_text() == f"{fp}\n"
+    stamp.write_text(f"  {fp}  \n\n")
+    assert package.build(b.source, b.out, onnx=False)[1] is False
+
+
 def test_a_failed_build_does_not_make_the_next_one_skip(stub_build, monkeypatch):
     b = stub_build
     package.build(b.source, b.out, onnx=False)
