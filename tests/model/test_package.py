@@ -884,6 +884,9 @@ def test_vendored_files_are_the_runtime_only_under_the_python_tag(tmp_path):
             "onnxruntime/__pycache__/__init__.cpython-312.pyc",
             LINUX_SO,
             "onnxruntime/capi/libonnxruntime.so",
+            "onnxruntime/capi/libonnxruntime_providers_shared.so",
+            "onnxruntime/LICENSE",
+            "onnxruntime/ThirdPartyNotices.txt",
             "onnxruntime/tools/convert.py",
             "onnxruntime/transformers/optimizer.py",
             "onnxruntime/quantization/quantize.py",
@@ -892,9 +895,14 @@ def test_vendored_files_are_the_runtime_only_under_the_python_tag(tmp_path):
         ],
     )
     files = package.vendored_ort_files(wheel)
+    # Only the C API library itself goes, not the library beside it that the extension names; the MIT licence and the
+    # third-party notices go with every copy of the wheel.
     assert sorted(files) == [
         "code/vendor/cp312/onnxruntime-1.31.1.dist-info/METADATA",
+        "code/vendor/cp312/onnxruntime/LICENSE",
+        "code/vendor/cp312/onnxruntime/ThirdPartyNotices.txt",
         "code/vendor/cp312/onnxruntime/__init__.py",
+        "code/vendor/cp312/onnxruntime/capi/libonnxruntime_providers_shared.so",
         f"code/vendor/cp312/{LINUX_SO}",
     ]
     assert files[f"code/vendor/cp312/{LINUX_SO}"] == LINUX_SO.encode()
