@@ -457,6 +457,23 @@ def test_a_stamp_the_disk_cannot_hold_is_the_file_named(stub_build, monkeypatch,
     assert (failed.value.errno, failed.value.filename) == (errno.ENOSPC, str(b.out.parent / stamp))
 
 
+def test_a_stamp_write_error_without_an_errno_keeps_its_own_words(stub_build, monkeypatch):
+    """Only a write error with an errno and no file name is named after the stamp: one in words alone, rebuilt as
+    OSError(None, None, stamp), said "[Errno None] None: .../model.tar.gz.inputs" instead of its words."""
+    b = stub_build
+    real = Path.write_text
+
+    def refused(self, *args, **kwargs):
+        if self.name == "model.tar.gz.inputs":
+            raise OSError("quota exceeded")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", refused)
+    with pytest.raises(OSError) as failed:
+        package.build(b.source, b.out, onnx=False)
+    assert str(failed.value) == "quota exceeded"
+
+
 # --- weights ---------------------------------------------------------------------------------------------------
 def test_weights_id_names_the_file_and_its_contents(tmp_path):
     path = tmp_path / "w.pth"
