@@ -286,6 +286,25 @@ def test_build_ships_what_the_options_ask_for(stub_build):
     assert "model.onnx" not in {name for name, *_ in _listing(b.out)}
 
 
+def test_the_quantiser_takes_the_calibration_photos_in_name_order(stub_build):
+    """The fingerprint hashes the photos in name order, and which random crops a photo gets depends on the order
+    they come in: in the folder's own order (ext4's hash order, another on each file system) the same inputs could
+    build other int8 scales under the same fingerprint."""
+    b = stub_build
+    for name in ("zebra", "tabby", "robin", "hen", "dog", "ant"):  # written in reverse name order
+        (b.photos / f"{name}.jpg").write_bytes(name.encode())
+    package.build(b.source, b.out, onnx=True, int8=True)
+    assert [p.name for p in b.seen["photos"]] == [
+        "ant.jpg",
+        "cat.jpg",
+        "dog.jpg",
+        "hen.jpg",
+        "robin.jpg",
+        "tabby.jpg",
+        "zebra.jpg",
+    ]
+
+
 def test_force_rebuilds_and_an_edited_or_lost_artifact_is_rebuilt(stub_build):
     b = stub_build
     assert package.build(b.source, b.out, onnx=False)[1] is True
