@@ -839,6 +839,26 @@ def test_int8_calibration_failing_in_a_full_tmpdir_names_it(tmp_path, monkeypatc
     assert list(tmp_path.iterdir()) == []
 
 
+def test_int8_refusing_a_graph_in_a_full_tmpdir_says_why_not_that_the_disk_is_full(tmp_path, monkeypatch):
+    """A refusal of the build's own (a graph with too few Convs to keep the first ones float) says why itself however
+    little TMPDIR holds: called a full disk, it sent the user to free room, and the next build said the same."""
+    import tempfile
+
+    import onnx
+    from onnxruntime.quantization import shape_inference
+
+    one_conv = onnx.ModelProto(graph=onnx.GraphProto(node=[onnx.NodeProto(op_type="Conv", name="conv")]))
+
+    def prepared(_source, target, *_args, **_kwargs):
+        Path(target).write_bytes(one_conv.SerializeToString())
+
+    monkeypatch.setattr(shape_inference, "quant_pre_process", prepared)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(package.shutil, "disk_usage", lambda _path: SimpleNamespace(free=0))
+    with pytest.raises(package.BuildInputError, match=r"but vit_b_16's graph has 1 Conv\(s\)"):
+        package.quantize_int8(b"x" * 1000, {"model": "vit_b_16"}, [tmp_path / "photo.jpg"])
+
+
 def test_int8_calibration_failing_for_another_reason_with_room_is_not_called_a_full_disk(tmp_path, monkeypatch):
     """Free space is read after the failure, with the step's own graphs (fp32.onnx, pre.onnx) still in TMPDIR: a
     TMPDIR with room for the whole calibration, failing on an unreadable calibration photo, said "No space left on
