@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sys
 import tempfile
 import threading
 import time
@@ -16,6 +17,17 @@ from handlers import proxy_core
 from local.runtime import ContainerResponse, ContainerUnavailable, Faults, SageMakerRuntime, model_error
 from tests.ci import skip_or_fail
 from tests.conftest import tar_gz_of
+
+
+@pytest.fixture
+def fresh_script(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """What an in-process container changes, put back after the test: sys.path (it puts the artifact's code/ first,
+    as the toolkit does), the script's module (each container imports its own afresh), and where the model is
+    unpacked (tmp_path, for the test to look in)."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "mobilenet_inference", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    return tmp_path
 
 
 class StuckContainer:
@@ -305,13 +317,10 @@ def output_fn(prediction, accept):
 """
 
 
-def test_the_in_process_container_calls_the_script_as_the_toolkit_does(tmp_path, monkeypatch) -> None:
-    import sys
-
+@pytest.mark.usefixtures("fresh_script")
+def test_the_in_process_container_calls_the_script_as_the_toolkit_does(tmp_path) -> None:
     from local.runtime import InProcessContainer
 
-    monkeypatch.setattr(sys, "path", list(sys.path))  # the container puts the script's code/ first, as the toolkit
-    monkeypatch.delitem(sys.modules, "mobilenet_inference", raising=False)
     artifact = tar_gz_of(tmp_path / "model.tar.gz", {"code/inference.py": STUB_INFERENCE.encode()})
     container = InProcessContainer(artifact)
     try:
@@ -334,27 +343,23 @@ def test_the_in_process_container_calls_the_script_as_the_toolkit_does(tmp_path,
         # An exception without a message: the toolkit's GenericInferenceToolkitError says "Invalid Request".
         silent = container.invoke(b"x", "image/x-silent", "")
         assert silent.status == 500 and silent.body.startswith(b"Invalid Request\nTraceback (most recent call last)")
-        # Exactly those values are decoded as the toolkit decodes them: a body that is not UTF-8 is its 500, not
-        # replaced characters that reach input_fn as if the client had sent them.
         # Only a toolkit error keeps its status: any other exception is a 500, whatever attributes it has.
         own = container.invoke(b"x", "image/x-own-status", "")
         assert own.status == 500 and own.body.startswith(b"its own status\nTraceback (most recent call last)")
+        # Exactly those values are decoded as the toolkit decodes them: a body that is not UTF-8 is its 500, not
+        # replaced characters that reach input_fn as if the client had sent them.
         undecodable = container.invoke(b"\xff{}", "application/json", "")
         assert undecodable.status == 500 and undecodable.body.startswith(b"'utf-8' codec can't decode byte 0xff")
     finally:
         container.close()
 
 
-def test_the_in_process_container_loads_the_model_once_not_per_invocation(tmp_path, monkeypatch) -> None:
+@pytest.mark.usefixtures("fresh_script")
+def test_the_in_process_container_loads_the_model_once_not_per_invocation(tmp_path) -> None:
     # As the toolkit: model_fn at start, then every invocation predicts with that model (a load per call would
     # read the weights again each time, and answer from a fresh model).
-    import sys
-
     from local.runtime import InProcessContainer
 
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    monkeypatch.delitem(sys.modules, "mobilenet_inference", raising=False)
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     script = (
         "LOADS = []\n"
         "def model_fn(model_dir):\n    LOADS.append(model_dir)\n    return len(LOADS)\n"
@@ -412,6 +417,7 @@ def test_a_file_that_is_no_archive_is_refused_in_one_line(tmp_path, content) -> 
     assert str(refused.value) == expected
 
 
+@pytest.mark.usefixtures("fresh_script")
 @pytest.mark.parametrize(
     ("script", "says"),
     [
@@ -420,17 +426,12 @@ def test_a_file_that_is_no_archive_is_refused_in_one_line(tmp_path, content) -> 
         ("raise RuntimeError('no GPU here')\n", "RuntimeError: no GPU here"),
     ],
 )
-def test_an_inference_script_that_cannot_be_imported_is_a_model_start_error(tmp_path, monkeypatch, script, says):
+def test_an_inference_script_that_cannot_be_imported_is_a_model_start_error(tmp_path, script, says):
     """An artifact whose code/inference.py fails at import (a missing package, a typo) stops the stack as a
     model_fn failure does, in one line naming the cause: it was an uncaught ImportError or SyntaxError, and
     `make demo` printed its traceback. The unpacked model goes too."""
-    import sys
-
     from local.runtime import InProcessContainer, ModelStartError
 
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    monkeypatch.delitem(sys.modules, "mobilenet_inference", raising=False)
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     artifact = tar_gz_of(tmp_path / "model.tar.gz", {"code/inference.py": script.encode()})
     with pytest.raises(ModelStartError, match=r"cannot import code/inference\.py") as refused:
         InProcessContainer(artifact)
@@ -645,6 +646,7 @@ def test_an_artifact_unpacks_as_the_data_filter_would_where_tarfile_has_no_filte
         assert sorted(p.name for p in tmp_path.rglob("*") if not p.is_dir()) == ["model.tar.gz"]
 
 
+@pytest.mark.usefixtures("fresh_script")
 @pytest.mark.parametrize(
     ("members", "says"),
     [
@@ -656,14 +658,9 @@ def test_an_artifact_unpacks_as_the_data_filter_would_where_tarfile_has_no_filte
     ],
     ids=["no_script", "model_fn_raises_two_lines"],
 )
-def test_an_artifact_the_container_cannot_start_is_refused_in_one_line(tmp_path, monkeypatch, members, says):
-    import sys
-
+def test_an_artifact_the_container_cannot_start_is_refused_in_one_line(tmp_path, members, says):
     from local.runtime import InProcessContainer, ModelStartError
 
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    monkeypatch.delitem(sys.modules, "mobilenet_inference", raising=False)
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     artifact = tar_gz_of(tmp_path / "model.tar.gz", members)
     with pytest.raises(ModelStartError) as refused:
         InProcessContainer(artifact)
@@ -671,17 +668,14 @@ def test_an_artifact_the_container_cannot_start_is_refused_in_one_line(tmp_path,
     assert list(tmp_path.iterdir()) == [artifact]
 
 
-def test_a_closed_container_keeps_no_descriptor_open(tmp_path, monkeypatch) -> None:
+@pytest.mark.usefixtures("fresh_script")
+def test_a_closed_container_keeps_no_descriptor_open(tmp_path) -> None:
     import os
-    import sys
 
     from local.runtime import InProcessContainer
 
     if not os.path.isdir("/proc/self/fd"):
         skip_or_fail("no /proc/self/fd to count descriptors in (not Linux)", "CI must run on Linux")
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    monkeypatch.delitem(sys.modules, "mobilenet_inference", raising=False)
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     artifact = tar_gz_of(tmp_path / "model.tar.gz", {"code/inference.py": STUB_INFERENCE.encode()})
     before = set(os.listdir("/proc/self/fd"))
     InProcessContainer(artifact).close()
@@ -842,17 +836,13 @@ def test_the_runtime_tiers_line_gives_its_time_in_milliseconds() -> None:
     assert answer_line(answer, 1234.56) == "invocation r-1: 200 in 1234.6 ms"
 
 
+@pytest.mark.usefixtures("fresh_script")
 def test_without_the_toolkit_the_scripts_own_error_base_keeps_its_status(tmp_path, monkeypatch) -> None:
     # The toolkit is optional for the in-process runtime: without it, the script's own InferenceError is what keeps
     # a status (415 stays 415), and any other exception is still a 500 (not taken for a toolkit error).
-    import sys
-
     from local.runtime import InProcessContainer
 
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    monkeypatch.delitem(sys.modules, "mobilenet_inference", raising=False)
     monkeypatch.setitem(sys.modules, "sagemaker_inference.errors", None)  # import raises ImportError
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     container = InProcessContainer(tar_gz_of(tmp_path / "model.tar.gz", {"code/inference.py": STUB_INFERENCE.encode()}))
     try:
         assert container.invoke(b"x", "image/x-refused", "").status == 415
@@ -862,16 +852,12 @@ def test_without_the_toolkit_the_scripts_own_error_base_keeps_its_status(tmp_pat
         container.close()
 
 
+@pytest.mark.usefixtures("fresh_script")
 def test_the_inference_script_imports_its_own_modules_from_code(tmp_path, monkeypatch) -> None:
     # The toolkit puts code/ on sys.path before importing SAGEMAKER_PROGRAM: a script may import a module beside it.
-    import sys
-
     from local.runtime import InProcessContainer
 
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    monkeypatch.delitem(sys.modules, "mobilenet_inference", raising=False)
     monkeypatch.delitem(sys.modules, "stub_helpers", raising=False)
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     script = b"from stub_helpers import *\n"
     helpers = STUB_INFERENCE.encode()
     members = {"code/inference.py": script, "code/stub_helpers.py": helpers}
@@ -897,18 +883,15 @@ def test_an_oversize_bodys_message_names_the_request_id_its_header_carries() -> 
     assert message == f"Request {answer.headers['x-amzn-requestid']} has oversize body."
 
 
-def test_a_ctrl_c_while_model_fn_imports_a_c_extension_still_stops_the_start(tmp_path, monkeypatch) -> None:
+@pytest.mark.usefixtures("fresh_script")
+def test_a_ctrl_c_while_model_fn_imports_a_c_extension_still_stops_the_start(tmp_path) -> None:
     """A Ctrl-C during `import onnxruntime` in model_fn comes out of the extension's init as ImportError
     ("initialization failed"), which model_fn takes for a missing runtime: it fell back to TorchScript, and the stack
     the user had just stopped kept loading and served. The signal now waits for model_fn, then stops the start."""
     import signal
-    import sys
 
     from local.runtime import InProcessContainer
 
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    monkeypatch.delitem(sys.modules, "mobilenet_inference", raising=False)
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     script = STUB_INFERENCE.replace(
         'def model_fn(model_dir):\n    return "stub"\n',
         "def model_fn(model_dir):\n"
