@@ -710,16 +710,18 @@ def create_app(
                 )
                 answer = gateway.gateway_error(500)
                 failed = gateway.function_error(f"RequestId: {context.aws_request_id} Error: {timed_out}")
-            except SandboxStartError as start_error:  # no sandbox to run it in: the handler never ran
+            # No sandbox to run it in (the handler never ran), or the function answered in a shape API Gateway refuses.
+            except (SandboxStartError, gateway.MalformedResult) as refused:
                 log.error(
                     "request %s (Lambda RequestId %s): %s (API Gateway answers 500)",
                     request_id,
                     context.aws_request_id,
-                    start_error,
+                    refused,
                 )
                 answer = gateway.gateway_error(500)
-                # Lambda's own failure to start an environment has no documented text here: the local reason stands in.
-                failed = str(start_error)
+                # A malformed result's reason is AWS's access-log text; Lambda's own failure to start an environment
+                # has none documented here, so the local reason stands in.
+                failed = str(refused)
             except BrokenProcessPool:  # Lambda's Runtime.ExitError: this invocation fails, a new sandbox serves next
                 log.error(
                     "request %s (Lambda RequestId %s): the Lambda sandbox exited mid-invocation (API Gateway answers "
@@ -732,15 +734,6 @@ def create_app(
                 # the stack does not learn why any other sandbox died.
                 why = "with error: signal: killed" if crash else "without providing a reason"
                 failed = gateway.function_error(f"RequestId: {context.aws_request_id} Error: Runtime exited {why}")
-            except gateway.MalformedResult as malformed:  # the function answered, in a shape API Gateway refuses
-                log.error(
-                    "request %s (Lambda RequestId %s): %s (API Gateway answers 500)",
-                    request_id,
-                    context.aws_request_id,
-                    malformed,
-                )
-                answer = gateway.gateway_error(500)
-                failed = str(malformed)
             except Exception as raised:
                 log.exception(
                     "request %s (Lambda RequestId %s): the Lambda handler raised (API Gateway answers 500)",
