@@ -1491,6 +1491,15 @@ def test_an_invocation_past_the_functions_timeout_is_stopped_and_its_sandbox_rep
     assert one.size == 1
 
 
+def test_a_sandbox_dying_well_within_the_functions_timeout_is_a_crash_not_a_timeout(one):
+    # The server hands every invocation a context with the function's timeout: a sandbox killed (out of memory) long
+    # before it is Lambda's Runtime.ExitError, not "Task timed out": the log must not send its reader to the timeout.
+    with pytest.raises(BrokenProcessPool):
+        one.submit({"die": True}, SimpleNamespace(timeout_s=60)).result(timeout=60)
+    assert one.submit({}, None).result(timeout=60)
+    assert one.size == 1
+
+
 def test_an_invocation_within_the_functions_timeout_leaves_its_sandbox_running(one):
     context = SimpleNamespace(timeout_s=0.3)
     first = one.submit({}, context).result(timeout=60)
