@@ -441,9 +441,15 @@ def test_a_sandbox_the_os_refuses_its_connection_to_the_fork_server_fails_saying
             " room for the sandboxes' fork server's socket: free some space (or inodes) there, or set TMPDIR to"
             " another directory",
         ),
+        (
+            OSError(errno.EDQUOT, "Disk quota exceeded"),  # the same, in a TMPDIR past the user's quota
+            f"(OSError: [Errno {errno.EDQUOT}] Disk quota exceeded): the temporary directory {tempfile.gettempdir()}"
+            " has no room for the sandboxes' fork server's socket: free some space (or inodes) there, or set TMPDIR to"
+            " another directory",
+        ),
         (OSError(errno.EIO, "Input/output error"), "(OSError: [Errno 5] Input/output error)"),  # no advice to give
     ],
-    ids=["EMFILE", "ENFILE", "EAGAIN", "ENOMEM", "ENOSPC", "other"],
+    ids=["EMFILE", "ENFILE", "EAGAIN", "ENOMEM", "ENOSPC", "EDQUOT", "other"],
 )
 def test_a_new_sandbox_the_os_refuses_fails_the_submit_saying_what_was_refused_and_what_helps(
     one, monkeypatch, error, says
