@@ -1112,6 +1112,12 @@ def test_the_idle_limit_must_be_positive(idle_limit_s):
         LambdaSandboxes(1, idle_limit_s=idle_limit_s)
 
 
+def test_the_idle_limit_may_be_the_longest_wait_there_is():
+    # threading.TIMEOUT_MAX is a wait the reaper can make: a limit of exactly that (never retire, in effect) is valid.
+    pool = LambdaSandboxes(1, idle_limit_s=threading.TIMEOUT_MAX)
+    pool.shutdown()
+
+
 # A retirement a test waits for (with a deadline, not a sleep): short, so the tests do not idle.
 IDLE_S = 0.3
 
