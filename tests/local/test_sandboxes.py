@@ -350,6 +350,20 @@ def test_a_waiting_invocation_the_caller_cancelled_never_runs(one, tmp_path):
     assert not (tmp_path / "ran").exists()
 
 
+def test_a_waiting_invocation_the_caller_cancelled_gets_no_sandbox_when_a_slot_frees(one, tmp_path):
+    # A slot a dead sandbox freed goes to the next invocation still wanted: one cancelled must not get a new sandbox
+    # (its executor's pipes and shared count), left idle and counted for nothing.
+    go = tmp_path / "go"
+    dying = one.submit({"wait_for": str(go), "die": True}, None)
+    abandoned = one.submit({"touch": str(tmp_path / "ran")}, None)
+    assert abandoned.cancel()
+    go.touch()
+    with pytest.raises(BrokenProcessPool):
+        dying.result(timeout=60)
+    assert one.size == 0
+    assert not (tmp_path / "ran").exists()
+
+
 def test_an_invocation_a_sandbox_is_running_cannot_be_cancelled(one, tmp_path):
     """Only a waiting invocation can be taken back. A cancelled request cancels its future (asyncio.wrap_future):
     one a sandbox runs must stay running, or its result lands on a cancelled future (InvalidStateError)."""
