@@ -80,7 +80,9 @@ def test_the_jvm_gets_a_utf8_locale_in_place_of_an_ascii_one(env):
     assert torchserve.utf8_locale(torchserve.ctype_codeset(env)) == {"LC_ALL": "C.UTF-8"}
 
 
-@pytest.mark.parametrize("env", [{"LC_ALL": "", "LC_CTYPE": "C.UTF-8"}, {"LC_ALL": "C.UTF-8", "LANG": "C"}])
+@pytest.mark.parametrize(
+    "env", [{"LC_ALL": "", "LC_CTYPE": "C.UTF-8"}, {"LC_ALL": "C.UTF-8", "LANG": "C"}, {"LANG": "C.UTF-8"}]
+)
 def test_a_utf8_locale_is_kept(env):
     assert torchserve.ctype_codeset(env) == "UTF-8"
     assert torchserve.utf8_locale("UTF-8") == {}
