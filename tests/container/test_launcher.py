@@ -88,6 +88,12 @@ def test_a_utf8_locale_is_kept(env):
     assert torchserve.utf8_locale("UTF-8") == {}
 
 
+@pytest.mark.parametrize("codeset", ["ANSI_X3.4-1968", "US-ASCII"])
+def test_the_c_librarys_names_for_ascii_get_a_utf8_locale(codeset):
+    # glibc's name (ANSI_X3.4-1968) and macOS's (US-ASCII): the C locale on a Mac must not leave the JVM in ASCII.
+    assert torchserve.utf8_locale(codeset) == {"LC_ALL": "C.UTF-8"}
+
+
 def test_a_locale_of_another_charset_is_kept():
     # Not ours to change: Python names files in it too (and ISO-8859-1, like UTF-8, round-trips any byte).
     assert torchserve.utf8_locale("ISO-8859-1") == {}
