@@ -29,6 +29,7 @@ from typing import ClassVar
 import psutil
 import pytest
 
+from components.policies import sagemaker_container_env
 from local import torchserve
 from local.runtime import INVOCATION_TIMEOUT_S
 from local.torchserve import (
@@ -122,6 +123,16 @@ def test_one_worker_modest_heap_and_threads():
     assert env["SAGEMAKER_PROGRAM"] == "inference.py"
     # Its output reaches serve.log as written (readiness reads a worker's death there), and no psutil sweep.
     assert env["PYTHONUNBUFFERED"] == "1" and env["TS_DISABLE_SYSTEM_METRICS"] == "true"
+
+
+def test_torchserve_gets_the_deployed_workers_and_response_timeout():
+    # The deployed container's TS_* settings: one worker per model, and a request SageMaker gave up on at 60 s is not
+    # held for TorchServe's own 120 s (with the only worker, and every request queued behind it).
+    env = serving_env(BASE, 1, 2, (3, 4))
+    deployed = sagemaker_container_env("eu-west-1")
+    assert env["TS_DEFAULT_WORKERS_PER_MODEL"] == deployed["TS_DEFAULT_WORKERS_PER_MODEL"] == "1"
+    timeout = str(int(INVOCATION_TIMEOUT_S))
+    assert env["TS_DEFAULT_RESPONSE_TIMEOUT"] == deployed["TS_DEFAULT_RESPONSE_TIMEOUT"] == timeout
 
 
 def test_free_ports_are_distinct_unprivileged_ports():
