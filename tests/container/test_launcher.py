@@ -666,8 +666,9 @@ def stand_in_toolkit(tmp_path: Path, namespace: str = "", jvm: str = "import tim
         "from sagemaker_pytorch_serving_container import torchserve\n"
         "def main():\n"
         # Its handler as a checkout under a path that is not ASCII names it; the JVM reads the file as ISO-8859-1.
+        # U+0080: the first code unit past ASCII, escaped too.
         "    with open(torchserve.TS_CONFIG_FILE, 'w', encoding='utf-8') as f:\n"
-        "        f.write(torchserve._generate_ts_config_properties('/home/józef/😀/handler_service.py'))\n"
+        "        f.write(torchserve._generate_ts_config_properties('/home/józef/\\x80😀/handler_service.py'))\n"
         f"    subprocess.Popen([sys.executable, '-c', {jvm!r}, torchserve.TS_NAMESPACE])\n"
         "    jvm = torchserve._retrieve_ts_server_process()\n"
         # Forwarded as the toolkit's _add_sigterm_handler does, ignoring an OSError: the JVM got the group's SIGTERM
@@ -700,7 +701,7 @@ def test_the_entry_finds_its_own_jvm_writes_its_config_in_the_base_dir_and_stops
         jvm = int((base / "serving").read_text())
         assert jvm in {p.pid for p in torchserve._group_processes(proc.pid)}
         assert config.exists() and not (tmp_path / "etc-sagemaker-ts.properties").exists()
-        handler = rb"/home/j\u00f3zef/\ud83d\ude00/handler_service.py"
+        handler = rb"/home/j\u00f3zef/\u0080\ud83d\ude00/handler_service.py"
         assert config.read_bytes() == b"default_service_handler=" + handler + b":handle\n", "ASCII, as the JVM reads it"
         torchserve._stop(proc, base)
         assert proc.returncode == 0, "SIGTERM reached the JVM, and the entry exited when it did"
