@@ -644,11 +644,14 @@ def test_a_second_stop_signal_while_stop_waits_for_the_group_does_not_leave_its_
 
 
 # --- the launched entry (_ENTRY), around a stand-in for AWS's toolkit -------------------------------------------
-def stand_in_toolkit(tmp_path: Path, namespace: str = "", jvm: str = "import time; time.sleep(600)") -> dict[str, str]:
+def stand_in_toolkit(
+    tmp_path: Path, namespace: str = "", jvm: str = "import time; time.sleep(600)", before_search: str = ""
+) -> dict[str, str]:
     """The environment to run _ENTRY with a toolkit whose serving.main() does what the real one does: starts the
     "JVM" (a process whose command line names the toolkit's TS_NAMESPACE), finds it with
     torchserve._retrieve_ts_server_process(), forwards SIGTERM to it and waits for it; "serving" then holds its pid.
-    The "JVM" runs `jvm`; `namespace`, if given, is the toolkit's TS_NAMESPACE."""
+    The "JVM" runs `jvm`; `namespace`, if given, is the toolkit's TS_NAMESPACE; `before_search` (lines of main())
+    runs before the search."""
     package = tmp_path / "stand-in" / "sagemaker_pytorch_serving_container"
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("")
@@ -670,6 +673,7 @@ def stand_in_toolkit(tmp_path: Path, namespace: str = "", jvm: str = "import tim
         "    with open(torchserve.TS_CONFIG_FILE, 'w', encoding='utf-8') as f:\n"
         "        f.write(torchserve._generate_ts_config_properties('/home/józef/\\x80😀/handler_service.py'))\n"
         f"    subprocess.Popen([sys.executable, '-c', {jvm!r}, torchserve.TS_NAMESPACE])\n"
+        f"{before_search}"
         "    jvm = torchserve._retrieve_ts_server_process()\n"
         # Forwarded as the toolkit's _add_sigterm_handler does, ignoring an OSError: the JVM got the group's SIGTERM
         # too, and jvm.wait() may have reaped it already (psutil before 7.2.2 waits in waitpid), where psutil's
@@ -706,6 +710,33 @@ def test_the_entry_finds_its_own_jvm_writes_its_config_in_the_base_dir_and_stops
         torchserve._stop(proc, base)
         assert proc.returncode == 0, "SIGTERM reached the JVM, and the entry exited when it did"
         assert not base.exists()
+    finally:
+        kill_group(proc)
+
+
+@pytest.mark.timeout(60)
+def test_the_entry_skips_a_process_gone_between_listing_and_its_group_lookup(tmp_path):
+    # The entry scans every process on the machine: one that exits meanwhile has no group to look up any more.
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # reaped: its pid names no process any more
+    listed_gone_first = (
+        "    import psutil, types\n"
+        "    listing = psutil.process_iter\n"
+        "    info = {'cmdline': [torchserve.TS_NAMESPACE], 'status': 'running'}\n"
+        f"    gone = types.SimpleNamespace(pid={gone.pid}, info=info)\n"
+        "    psutil.process_iter = lambda attrs: iter([gone, *listing(attrs)])\n"
+    )
+    base = tmp_path / "torchserve-x"
+    base.mkdir()
+    entry = [sys.executable, "-c", torchserve._ENTRY, str(base / "ts.properties"), str(os.getpid())]
+    env = stand_in_toolkit(tmp_path, before_search=listed_gone_first)
+    proc = subprocess.Popen(entry, cwd=base, env=env, start_new_session=True)
+    try:
+        wait_until(lambda: (base / "serving").exists() or proc.poll() is not None, "the stand-in to serve")
+        assert (base / "serving").exists(), f"the entry {describe_exit(proc.returncode)} while it searched"
+        assert int((base / "serving").read_text()) in {p.pid for p in torchserve._group_processes(proc.pid)}
+        torchserve._stop(proc, base)
+        assert proc.returncode == 0
     finally:
         kill_group(proc)
 
