@@ -287,6 +287,7 @@ def test_a_busy_port_is_named(monkeypatch):
         (urllib.error.URLError(ConnectionRefusedError(111, "Connection refused")), True),  # nothing listens
         (http.client.RemoteDisconnected("Remote end closed connection without response"), True),
         (ConnectionResetError(104, "Connection reset by peer"), True),
+        (urllib.error.URLError(BrokenPipeError(32, "Broken pipe")), True),  # gone while the image was being sent
         (http.client.IncompleteRead(b"{"), True),  # dropped mid-body
         (TimeoutError("timed out"), False),  # a slow answer is a timeout, not a dead server
         (urllib.error.URLError(TimeoutError("timed out")), False),
