@@ -1496,6 +1496,9 @@ def test_the_stacks_aws_profile_wins_over_the_environments_credentials(
 
     assert access_key(configured(InvalidationProvider(), **{"aws:profile": deploy_profile})) == "deploy-profile-key"
     assert access_key(configured(InvalidationProvider())) == "environment-key"  # boto3's default chain
+    # `pulumi config set aws:profile ""` leaves the aws provider on its default chain: boto3 took "" for a profile
+    # named so, and every create, update and delete raised ProfileNotFound.
+    assert access_key(configured(InvalidationProvider(), **{"aws:profile": ""})) == "environment-key"
     assert access_key(InvalidationProvider()) == "environment-key"  # not configured (tests, older engines)
 
 
