@@ -1690,6 +1690,29 @@ def test_while_it_serves_a_stop_signal_asks_the_server_to_stop_and_after_it_noth
     assert len(kept) == 1, "uvicorn's log is still filtered after main() returned"
 
 
+def test_the_runtime_tier_logs_at_the_handlers_level_from_the_shell_or_at_the_stacks_lower_one(
+    monkeypatch, tmp_path, caplog
+):
+    """The runtime tier's line for an invocation pairs with the handler's: a shell's LOG_LEVEL=DEBUG, which the
+    sandboxes get, shows both at DEBUG under the default --log-level; and so does a root level of DEBUG (what
+    --log-level debug sets) under dev's proxyLogLevel INFO. Read from the stack file alone, or at WARNING whatever
+    the root's, the runtime tier stayed at INFO while the handler (or the server) logged at DEBUG."""
+    runtime_log = logging.getLogger("local.runtime")
+    during = []
+
+    def serving(stack_server) -> None:
+        during.append(runtime_log.isEnabledFor(logging.DEBUG))
+
+    monkeypatch.delenv("POWERTOOLS_LOG_LEVEL", raising=False)
+    monkeypatch.setenv("LOG_LEVEL", "DEBUG")
+    what_main_runs(monkeypatch, tmp_path, while_serving=serving)
+    monkeypatch.delenv("LOG_LEVEL")
+    what_main_runs(monkeypatch, tmp_path, while_serving=serving)
+    caplog.set_level(logging.DEBUG)
+    what_main_runs(monkeypatch, tmp_path, while_serving=serving)
+    assert during == [True, False, True]
+
+
 def test_a_loopback_stack_is_announced_at_its_address_and_takes_the_page_opened_as_localhost(monkeypatch, tmp_path):
     served = what_main_serves(monkeypatch, tmp_path)
     base_url = f"http://127.0.0.1:{served.port}"
