@@ -2838,6 +2838,28 @@ def test_cannot_decode_message_names_the_format_the_first_bytes_say_not_the_name
     assert run_js(ui, 'return m.cannotDecodeMessage("IMG_0001.HEIC", "", new Uint8Array(0));') != generic
 
 
+def test_the_brand_that_names_a_heif_counts_alone_and_last(stub_ui: Any) -> None:
+    # A HEIF whose only brand is the codec-neutral mif1 is still one this browser cannot open; an AVIF whose avif
+    # brand ends the list (after mif1 and miaf) is one it can, and a broken one has no format to name.
+    ui = stub_ui.open()
+    heads = [
+        b"\x00\x00\x00\x14ftypmif1\x00\x00\x00\x00mif1" + bytes(2000),
+        b"\x00\x00\x00\x14ftypmsf1\x00\x00\x00\x00msf1" + bytes(2000),
+        b"\x00\x00\x00\x1cftypmif1\x00\x00\x00\x00mif1miafavif" + bytes(2000),
+    ]
+    got = ui.page.evaluate(
+        """async (heads) => {
+            const m = await import("./script.js");
+            const bytes = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            return heads.map((head) => m.cannotDecodeMessage("IMG_0001.jpg", "image/jpeg", bytes(head)));
+        }""",
+        [base64.b64encode(head).decode("ascii") for head in heads],
+    )
+    generic = run_js(ui, "return m.CANNOT_DECODE_MESSAGE;")
+    assert ["HEIC/HEIF" in message for message in got[:2]] == [True, True]
+    assert got[2] == generic
+
+
 def test_parse_retry_after_rounds_a_date_up_and_refuses_trailing_junk(stub_ui: Any) -> None:
     ui = stub_ui.open()
     got = run_js(
