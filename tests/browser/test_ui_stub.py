@@ -2817,11 +2817,9 @@ def test_cannot_decode_message_knows_every_extension_of_a_format(stub_ui: Any) -
     assert got[6] == run_js(ui, "return m.CANNOT_DECODE_MESSAGE;")
 
 
-def test_cannot_decode_message_names_the_format_the_first_bytes_say_not_the_name(stub_ui: Any) -> None:
-    ui = stub_ui.open()
-    tiffs = [TIFF, TIFF_MM, BIGTIFF, BIGTIFF_MM]
-    heads = [HEIC, HEIF_MIF1, *tiffs, BROKEN_AVIF, BROKEN_AVIF_MIF1, BROKEN_AVIS, b"\xff\xd8\xff\xe0", b""]
-    got = ui.page.evaluate(
+def cannot_decode_messages(ui: Any, heads: list[bytes]) -> list[str]:
+    """The message for a photo named IMG_0001.jpg, sent as image/jpeg, that the browser could not open, by its bytes."""
+    return ui.page.evaluate(
         """async (heads) => {
             const m = await import("./script.js");
             const bytes = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
@@ -2829,6 +2827,13 @@ def test_cannot_decode_message_names_the_format_the_first_bytes_say_not_the_name
         }""",
         [base64.b64encode(head).decode("ascii") for head in heads],
     )
+
+
+def test_cannot_decode_message_names_the_format_the_first_bytes_say_not_the_name(stub_ui: Any) -> None:
+    ui = stub_ui.open()
+    tiffs = [TIFF, TIFF_MM, BIGTIFF, BIGTIFF_MM]
+    heads = [HEIC, HEIF_MIF1, *tiffs, BROKEN_AVIF, BROKEN_AVIF_MIF1, BROKEN_AVIS, b"\xff\xd8\xff\xe0", b""]
+    got = cannot_decode_messages(ui, heads)
     generic = run_js(ui, "return m.CANNOT_DECODE_MESSAGE;")
     assert ["HEIC/HEIF" in got[0], "HEIC/HEIF" in got[1]] == [True] * 2
     assert ["TIFF" in message for message in got[2:6]] == [True] * 4
@@ -2847,14 +2852,7 @@ def test_the_brand_that_names_a_heif_counts_alone_and_last(stub_ui: Any) -> None
         b"\x00\x00\x00\x14ftypmsf1\x00\x00\x00\x00msf1" + bytes(2000),
         b"\x00\x00\x00\x1cftypmif1\x00\x00\x00\x00mif1miafavif" + bytes(2000),
     ]
-    got = ui.page.evaluate(
-        """async (heads) => {
-            const m = await import("./script.js");
-            const bytes = (b64) => Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-            return heads.map((head) => m.cannotDecodeMessage("IMG_0001.jpg", "image/jpeg", bytes(head)));
-        }""",
-        [base64.b64encode(head).decode("ascii") for head in heads],
-    )
+    got = cannot_decode_messages(ui, heads)
     generic = run_js(ui, "return m.CANNOT_DECODE_MESSAGE;")
     assert ["HEIC/HEIF" in message for message in got[:2]] == [True, True]
     assert got[2] == generic
