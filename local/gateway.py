@@ -206,7 +206,7 @@ def response_from_lambda(result: object) -> HttpResponse:
     if body is not None and not isinstance(body, str):
         raise MalformedResult(WRONG_BODY_TYPE)
     body = body or ""
-    raw = base64.b64decode(body) if result.get("isBase64Encoded") else str(body).encode("utf-8")
+    raw = base64.b64decode(body) if result.get("isBase64Encoded") else body.encode("utf-8")
     # Format 2.0 has no multiValueHeaders (repeated values go comma-joined in headers, cookies in cookies).
     headers = [(k.lower(), str(v)) for k, v in (result.get("headers") or {}).items()]
     headers.extend(("set-cookie", c) for c in result.get("cookies") or [])
