@@ -713,6 +713,9 @@ def test_static_site_resources(mocks: RecordingMocks, tmp_path: Path) -> None:
 
     objects = {o["key"]: o for o in mocks.of_type("aws:s3/bucketObjectv2:BucketObjectv2").values()}
     assert set(objects) == {"index.html", "script.js", "style.css", "samples/cat.jpg", "config.js"}
+    # Each into the site's bucket, by its name (a Bucket's id); any other name is a bucket S3 has not got.
+    assert {o["bucket"] for o in objects.values()} == {"site-bucket-a1b2c3"}
+    assert mocks.one("aws:s3/bucketPolicy:BucketPolicy")["bucket"] == "site-bucket-a1b2c3"
     assert objects["index.html"]["contentType"] == "text/html; charset=utf-8"
     assert objects["script.js"]["contentType"] == "application/javascript; charset=utf-8"
     assert objects["style.css"]["contentType"] == "text/css; charset=utf-8"
@@ -792,6 +795,32 @@ def test_each_site_file_is_one_object_named_after_its_whole_key(mocks: Recording
     )
     objects = mocks.of_type("aws:s3/bucketObjectv2:BucketObjectv2")
     assert {name: o["key"] for name, o in objects.items()} == {f"site-file-{key}": key for key in (*files, "config.js")}
+
+
+class DeclarationCountingMocks(RecordingMocks):
+    """The mocks, also listing every (type, name) declared: they take a second declaration of one name, recorded over
+    the first, where Pulumi's engine refuses it ("Duplicate resource URN")."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.declared: list[tuple[str, str]] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        self.declared.append((args.typ, args.name))
+        return super().new_resource(args)
+
+
+def test_each_site_file_is_declared_once(tmp_path: Path) -> None:
+    """index.html goes up on its own, after every file it may load. Declared with the other files as well, it is two
+    resources of one name: `pulumi up` stops on the duplicate URN, and the site is never deployed."""
+    mocks = DeclarationCountingMocks()
+    pulumi.runtime.set_mocks(mocks, project="mobilenet-serverless", stack="dev", preview=False)
+    www = make_www(tmp_path / "www")
+    settle(lambda: StaticSite("site", StaticSiteArgs(api_url=API_ENDPOINT, www_dir=www)).site_url)
+    objects = [name for typ, name in mocks.declared if typ == "aws:s3/bucketObjectv2:BucketObjectv2"]
+    keys = ("config.js", "index.html", "samples/cat.jpg", "script.js", "style.css")
+    assert sorted(objects) == [f"site-file-{key}" for key in keys]
+    assert len(set(mocks.declared)) == len(mocks.declared)
 
 
 def test_static_site_custom_domain(mocks: RecordingMocks, tmp_path: Path) -> None:
