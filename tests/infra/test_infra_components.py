@@ -770,9 +770,12 @@ def test_a_smoke_checks_top_label_is_an_output(mocks: RecordingMocks) -> None:
 def test_a_symlinked_site_file_is_uploaded_with_its_keys_headers(mocks: RecordingMocks, tmp_path: Path) -> None:
     """The browser asks for the link's key, so the key sets Content-Type and Cache-Control (as it does in the
     invalidation's content hash), not the name of the file it points at: script.js linked to app.mjs is still app
-    shell, revalidated on every load rather than kept an hour, and favicon.ico linked to logo.png is image/x-icon."""
-    www = make_www(tmp_path / "www", {"index.html": b"<p>", "app.mjs": b"run()", "logo.png": b"\x89PNG"})
+    shell, revalidated on every load rather than kept an hour, and favicon.ico linked to logo.png is image/x-icon.
+    style.css linked to theme.txt is a stylesheet, app shell too, not text kept an hour as its target's name says."""
+    files = {"index.html": b"<p>", "app.mjs": b"run()", "logo.png": b"\x89PNG", "theme.txt": b"body{}"}
+    www = make_www(tmp_path / "www", files)
     (www / "script.js").symlink_to("app.mjs")
+    (www / "style.css").symlink_to("theme.txt")
     (www / "favicon.ico").symlink_to("logo.png")
     settle(lambda: StaticSite("site", StaticSiteArgs(api_url=API_ENDPOINT, www_dir=www)).site_url)
     objects = {o["key"]: o for o in mocks.of_type("aws:s3/bucketObjectv2:BucketObjectv2").values()}
@@ -780,6 +783,10 @@ def test_a_symlinked_site_file_is_uploaded_with_its_keys_headers(mocks: Recordin
     assert objects["script.js"]["contentType"] == "application/javascript; charset=utf-8"
     assert objects["script.js"]["cacheControl"] == "no-cache"
     assert objects["favicon.ico"]["contentType"] == "image/x-icon"
+    assert (objects["style.css"]["contentType"], objects["style.css"]["cacheControl"]) == (
+        "text/css; charset=utf-8",
+        "no-cache",
+    )
 
 
 def test_each_site_file_is_one_object_named_after_its_whole_key(mocks: RecordingMocks, tmp_path: Path) -> None:
@@ -898,6 +905,11 @@ def test_static_site_args_are_validated(tmp_path: Path, overrides: dict[str, Any
             {"custom_domain": "a.example.com", "certificate_arn": CERT.replace("us-east-1", "eu-west-1")},
             f"certificate_arn = {CERT.replace('us-east-1', 'eu-west-1')!r} is invalid: "
             "an ACM certificate ARN in us-east-1",
+        ),
+        # A domain without its certificate: the message says the two go together.
+        (
+            {"custom_domain": "a.example.com"},
+            "certificate_arn = None is invalid: set exactly when custom_domain is set",
         ),
         # Capitals make a DNS name all the same: the message says the field takes lower case only.
         (
