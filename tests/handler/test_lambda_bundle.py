@@ -67,6 +67,8 @@ def test_bytecode_and_caches_in_handlers_are_skipped(tmp_path):
     (package / "__pycache__" / "inference_proxy.handler-1.py312.nbi").write_bytes(b"\x00")  # numba's cache
     (package / "stale.pyc").write_bytes(b"\x00")
     (package / "stale.pyo").write_bytes(b"\x00")
+    (package / "sub").mkdir()
+    (package / "sub" / "stale.pyc").write_bytes(b"\x00")  # byte code below the top folder, not in a __pycache__
     (package / ".DS_Store").write_bytes(b"\x00")
     files = lambda_asset_files(package, distributions=())
     assert sorted(files) == ["handlers/__init__.py", "handlers/inference_proxy.py"]
@@ -216,6 +218,17 @@ def test_files_a_record_lists_but_the_install_lacks_are_left_out(tmp_path, monke
     assert "leftover/__init__.py" in files
     assert "leftover/gone.py" not in files  # the function's code_files must all exist, or the deploy fails
     assert "leftover/now_a_dir" not in files  # an archive member must be a file
+
+
+def test_a_record_written_with_windows_separators_is_archived_under_posix_paths(tmp_path, monkeypatch):
+    """A RECORD may separate with backslashes (written on Windows, where the deploy venv may be): the member is still
+    winsep/mod.py, which Lambda's Linux imports, not one file named winsep\\mod.py at the root. Here a file of that
+    literal name stands for the one Windows would find."""
+    fake_distribution(tmp_path / "site", "winsep-dist", {"winsep/__init__.py": "", "winsep\\mod.py": "x = 1\n"})
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    bundled = lambda_asset_files(HANDLERS, distributions=("winsep-dist",))
+    assert {name for name in bundled if name.startswith("winsep")} == {"winsep/__init__.py", "winsep/mod.py"}
+    assert bundled["winsep/mod.py"] == tmp_path / "site" / "winsep\\mod.py"
 
 
 def test_record_paths_outside_site_packages_are_left_out(tmp_path, monkeypatch):
