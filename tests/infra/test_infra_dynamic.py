@@ -1361,6 +1361,22 @@ def test_a_failing_retirement_fails_the_delete(monkeypatch: pytest.MonkeyPatch) 
             provider.delete("config-1", _version("config-1"))
 
 
+def test_a_gone_endpoint_and_a_gone_configuration_are_told_however_sagemaker_cases_could_not_find(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SageMaker's "Could not find" is read in any case: an answer cased otherwise is still the endpoint gone (the
+    version retires) and the configuration already deleted (the Model is still deleted), not an error that fails every
+    later `pulumi destroy` or `pulumi up` at its start."""
+    provider, stub = _stubbed_version_provider(monkeypatch)
+    with stub:
+        stub.add_client_error("describe_endpoint", "ValidationException", "could not find endpoint mobilenet-test.")
+        stub.add_response("list_endpoints", {"Endpoints": []})
+        stub.add_client_error("delete_endpoint_config", "ValidationException", "COULD NOT FIND endpoint configuration")
+        stub.add_response("delete_model", {}, {"ModelName": "model-config-1"})
+        provider.delete("config-1", _version("config-1"))
+        stub.assert_no_pending_responses()
+
+
 def test_a_gone_endpoint_whose_region_cannot_be_listed_keeps_the_version(monkeypatch: pytest.MonkeyPatch) -> None:
     """Not knowing whether a renamed endpoint runs on them, nothing is deleted: the delete fails (Pulumi retries)."""
     provider, stub = _stubbed_version_provider(monkeypatch)
