@@ -985,14 +985,18 @@ def assert_regional_inputs_in(mocks: RecordingMocks, region: str) -> None:
 
 
 class ProviderRegionMocks(RecordingMocks):
-    """getRegion answers with the region of the provider the lookup went through (the default one: REGION)."""
+    """getRegion answers with the region of the provider the lookup went through (the default one: REGION), and
+    getPrebuiltEcrImage with that region's registry."""
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        name = args.provider.split("::")[-2] if args.provider else ""  # the URN's name: ...::ireland::<id>
+        region = self.resources.get(("pulumi:providers:aws", name), {}).get("region", REGION)
         if args.token == "aws:index/getRegion:getRegion":
             self.calls.append((args.token, dict(args.args)))
-            name = args.provider.split("::")[-2] if args.provider else ""  # the URN's name: ...::ireland::<id>
-            region = self.resources.get(("pulumi:providers:aws", name), {}).get("region", REGION)
             return {"name": region, "region": region, "id": region}, []
+        if args.token == "aws:sagemaker/getPrebuiltEcrImage:getPrebuiltEcrImage":
+            image, _ = super().call(args)
+            return {**image, "registryPath": image["registryPath"].replace(f".{REGION}.", f".{region}.")}, []
         return super().call(args)
 
 
@@ -1012,6 +1016,11 @@ def test_regional_inputs_follow_the_provider_a_component_is_given(tmp_path: Path
 
     settle(declare)
     assert_regional_inputs_in(mocks, "eu-west-1")
+    # The image too: SageMaker pulls a model's image from its own region's registry only. Looked up through the
+    # default provider, the image passed every test (the mocks answered one region for all), though CreateModel in
+    # eu-west-1 would be handed us-east-1's registry, and `pulumi up` would fail there.
+    image = mocks.one("aws:sagemaker/model:Model")["primaryContainer"]["image"]
+    assert image == f"{DLC_ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/pytorch-inference:2.6.0-cpu-py312"
 
 
 CN_ACCOUNT = "210987654321"
@@ -1050,6 +1059,47 @@ def test_the_proxys_log_grant_follows_the_account_and_partition_of_the_provider_
     policy = json.loads(mocks.one("aws:iam/rolePolicy:RolePolicy")["policy"])
     logs = next(s for s in policy["Statement"] if s["Sid"] == "FunctionLogs")
     assert logs["Resource"][0] == f"arn:aws-cn:logs:cn-north-1:{CN_ACCOUNT}:log-group:/aws/lambda/mobilenet-test-proxy"
+
+
+class ProviderPartitionBucketMocks(ProviderAccountMocks):
+    """A bucket made through a China region's provider has an aws-cn ARN, as S3 reports it."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        rid, outs = super().new_resource(args)
+        name = args.provider.split("::")[-2] if args.provider else ""
+        china = self.resources.get(("pulumi:providers:aws", name), {}).get("region", REGION).startswith("cn-")
+        if args.typ == "aws:s3/bucket:Bucket" and china:
+            outs["arn"] = f"arn:aws-cn:s3:::{outs['bucket']}"
+        return rid, outs
+
+
+def test_the_endpoints_grants_follow_the_account_and_partition_of_the_provider_it_is_given(tmp_path: Path) -> None:
+    """As for the proxy: the SageMaker role's policy names its log group, image repository and artifact prefix by ARN,
+    and the bucket's policy names the bucket. Looked up through the default provider instead of the component's, the
+    partition and account passed every test: a component given a China region's provider would grant its role logs
+    and the artifact in the aws partition and the stack's own account, and the endpoint could neither log nor start."""
+    mocks = ProviderPartitionBucketMocks()
+    pulumi.runtime.set_mocks(mocks, project="mobilenet-serverless", stack="dev", preview=False)
+
+    def declare() -> pulumi.Output[Any]:
+        opts = pulumi.ResourceOptions(providers=[aws.Provider("beijing", region="cn-north-1")])
+        return ServerlessEndpoint("model", endpoint_args(tmp_path), opts).endpoint_name
+
+    settle(declare)
+    policy = json.loads(mocks.one("aws:iam/rolePolicy:RolePolicy")["policy"])
+    assert policy == json.loads(
+        policies.sagemaker_execution_policy(
+            partition="aws-cn",
+            region="cn-north-1",
+            account_id=CN_ACCOUNT,
+            registry_id=DLC_ACCOUNT,
+            repository="pytorch-inference",
+            bucket="model-bucket-a1b2c3",
+            endpoint_name="mobilenet-test",
+        )
+    )
+    bucket_policy = json.loads(mocks.one("aws:s3/bucketPolicy:BucketPolicy")["policy"])
+    assert bucket_policy == json.loads(policies.private_bucket_policy("arn:aws-cn:s3:::model-bucket-a1b2c3"))
 
 
 @pytest.mark.parametrize("component", ["endpoint", "api", "site"])
