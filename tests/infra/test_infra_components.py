@@ -209,6 +209,9 @@ def test_new_artifact_gives_new_model_inputs_but_same_endpoint_name(mocks: Recor
         ({"artifact_sha256": "xyz"}, "artifact_sha256"),
         ({"artifact_sha256": None}, "artifact_sha256"),
         ({"artifact_sha256": "a" * 64 + "\n"}, "artifact_sha256"),
+        # One digit short (a hash cut when pasted) passed here and failed in artifact_key, after the bucket and its
+        # guards were declared: refused before any resource, naming the field.
+        ({"artifact_sha256": "a" * 63}, "artifact_sha256"),
         # Upper-case hex (PowerShell's Get-FileHash prints it) would pass here and fail in artifact_key, after the
         # bucket and its policy were declared: refused before any resource.
         ({"artifact_sha256": "A" * 64}, "artifact_sha256"),
@@ -491,6 +494,10 @@ def test_inference_api_with_kms_and_x86(mocks: RecordingMocks) -> None:
         ({"function_name": "x" * 65}, "function_name"),
         ({"function_name": "proxy\n"}, "function_name"),
         ({"function_name": "proxy.v2"}, "function_name"),  # Lambda takes letters, digits, hyphens, underscores only
+        # Empty is no name (Lambda's minimum is 1): accepted, the role, its policy and a log group "/aws/lambda/" were
+        # declared for it, and CreateFunction failed after them. None was a TypeError from re, naming no field.
+        ({"function_name": ""}, "function_name"),
+        ({"function_name": None}, "function_name"),
         ({"code_files": {}}, "code_files"),
         ({"code_files": {"handlers/other.py": ROOT / "handlers" / "__init__.py"}}, "code_files"),
         ({"code_files": {"handlers/inference_proxy.py": Path("/nonexistent.py")}}, "code_files"),
@@ -528,6 +535,8 @@ def test_inference_api_args_are_validated(overrides: dict[str, Any], field: str)
     ("overrides", "says"),
     [
         ({"architecture": "arm"}, "architecture = 'arm' is invalid: one of ('arm64', 'x86_64')"),
+        # No files at all: the bundle is missing, not only its handler module.
+        ({"code_files": {}}, "code_files = {} is invalid: a non-empty mapping of archive path -> file"),
         ({"memory_size_mb": 10241}, "memory_size_mb = 10241 is invalid: 128..10240"),
         ({"throttle_rate_limit": 10001}, "throttle_rate_limit = 10001 is invalid: 1..10000"),
         ({"throttle_burst_limit": 5001}, "throttle_burst_limit = 5001 is invalid: 1..5000"),
