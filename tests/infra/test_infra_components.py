@@ -262,6 +262,16 @@ def test_serverless_endpoint_log_group_name_is_the_log_groups_own_output(mocks: 
     assert settle(declare) == ["model-log-group"]
 
 
+def test_an_endpoint_is_named_as_given_whatever_its_case(mocks: RecordingMocks, tmp_path: Path) -> None:
+    """SageMaker takes upper-case letters in an endpoint name, and the log group, the role's log grant and the proxy's
+    ENDPOINT_NAME all follow the name as given: an endpoint named otherwise (lower-cased) passed every test, as every
+    name in them was lower case, though it would log to a group of another name, undeclared and not granted."""
+    args = endpoint_args(tmp_path, endpoint_name="MobileNet-Test", smoke_check=False)
+    name = settle(lambda: ServerlessEndpoint("model", args).endpoint_name)
+    assert name == mocks.one("aws:sagemaker/endpoint:Endpoint")["name"] == "MobileNet-Test"
+    assert mocks.one("aws:cloudwatch/logGroup:LogGroup")["name"] == "/aws/sagemaker/Endpoints/MobileNet-Test"
+
+
 ENDPOINT_NAME_RULE = "1..63 chars of [a-zA-Z0-9-], alphanumeric at both ends"
 
 
