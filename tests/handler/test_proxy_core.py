@@ -137,6 +137,7 @@ def test_a_webp_header_of_exactly_twelve_bytes_is_sniffed_as_webp():
         (b"hello world", "not a recognizable image"),
         (b"RIFF\x00\x00\x00\x00WAVEfmt ", "not a recognizable image"),
         (b"RIFX\x00\x00\x00\x00WEBPVP8 ", "not a recognizable image"),  # a WebP is a RIFF file: both tags count
+        (b"RIFF\x00\x00\x00\x00WEBXVP8 ", "not a recognizable image"),  # and all four letters of its form type
         (b"\xff\xd8", "not a recognizable image"),
     ],
 )
@@ -165,6 +166,13 @@ def test_the_proxy_names_every_refused_format_the_endpoint_names(inference):
     for data, name in signatures + brands:
         assert inference.other_image_format(data) == name
         assert core.describe_unsupported(data) in (f"a {name} image", f"an {name} image"), data
+    # Nor names what the endpoint does not: a signature cut short, or its last byte changed, is a format to neither.
+    for signature, _ in inference.OTHER_IMAGE_SIGNATURES:
+        for near in (signature[:-1], signature[:-1] + bytes([signature[-1] ^ 1])):
+            data = near + b"\x01" * 16
+            assert (core.describe_unsupported(data) == core.NOT_RECOGNIZED) is (
+                inference.other_image_format(data) is None
+            ), data
     for markup, named in [
         (b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"/>', True),
         (b"  <SVG/>", True),
@@ -372,8 +380,9 @@ def test_top_k_from_query():
 
 @pytest.mark.parametrize(
     "value",
-    # "\u0663" is an Arabic-Indic 3 (int() takes it); 5000 digits is past int()'s limit, which raises ValueError.
-    ["0", "21", "-1", "abc", "", "3,5", "1e3", "5.0", "9999999999", "\u0663", "1" * 5000],
+    # "\u0663" is an Arabic-Indic 3 (int() takes it); 5000 digits is past int()'s limit, which raises ValueError. "+5"
+    # is no JSON integer either (int() takes it): the query's top_k is written as the body's, a '-' its only sign.
+    ["0", "21", "-1", "abc", "", "3,5", "1e3", "5.0", "9999999999", "\u0663", "1" * 5000, "+5"],
 )
 def test_bad_query_top_k_is_400_naming_top_k(value):
     assert "top_k" in rejects("bad_request", 400, parse, JPEG, query={"top_k": value}).message
@@ -416,6 +425,14 @@ def test_a_repeated_query_top_k_is_told_it_came_comma_joined(value, quoted):
         f"top_k query parameter must be one integer from 1 to 20; got '{quoted}' "
         "(a parameter given more than once arrives comma-joined)."
     )
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/json"])
+def test_a_bad_query_top_k_is_told_before_the_body_and_its_type_are_looked_at(content_type):
+    # The query string is read first: ?top_k=0 is told about top_k whatever the body and its Content-Type (here a
+    # missing one, an unsupported one, and JPEG bytes labelled JSON), as it would be with a good body.
+    error = rejects("bad_request", 400, parse, JPEG, content_type, query={"top_k": "0"})
+    assert error.message == "top_k must be between 1 and 20; got 0."
 
 
 # ---- JSON bodies ------------------------------------------------------------------------------------------
@@ -482,6 +499,9 @@ def test_json_data_url_must_be_base64():
     # Even when the data happens to be valid base64: without ";base64" a data: URL is percent-encoded text.
     assert "base64" in rejects("bad_request", 400, parse_json, {"image": f"data:image/png,{b64(PNG)}"}).message
     rejects("bad_request", 400, parse_json, {"image": "data:image/png;base64"})
+    # base64 is a parameter of its own, not a word within one.
+    named = rejects("bad_request", 400, parse_json, {"image": f"data:image/png;name=base64.png,{b64(PNG)}"})
+    assert "base64" in named.message
 
 
 @pytest.mark.parametrize("image", ["***", "QUJ", "Q===", b64(JPEG)[:-2] + "-_", "QU JD\x00"])
@@ -669,6 +689,15 @@ def test_json_image_over_cap_is_413_and_body_over_json_cap_is_413_before_parsing
     assert error.message == f"The request body is too large; send at most {core.json_body_cap(200):,} bytes."
 
 
+def test_an_oversize_image_of_a_refused_format_is_413_in_a_json_body_as_in_a_raw_one():
+    # The size is judged before the bytes: a raw body over the cap is refused unread, and so is a JSON body's image,
+    # so a client is told the same first thing (too large, not a GIF) however it sent the image.
+    gif = GIF + b"x" * 200
+    rejects("payload_too_large", 413, parse, gif, "application/octet-stream", max_image_bytes=200)
+    error = rejects("payload_too_large", 413, parse_json, {"image": b64(gif)}, max_image_bytes=200)
+    assert error.message == "The image is too large; send at most 200 bytes."
+
+
 def test_the_json_body_cap_is_the_documented_sum_to_the_byte():
     # README: the image's base64 size, room for MIME line breaks (a CRLF, 4 characters in JSON, per 76), plus 8 KiB.
     # For 300 bytes: 400 base64 characters, 6 line breaks, 8,192: 8,616.
@@ -842,10 +871,13 @@ def test_sanitize_keeps_a_plain_first_line():
     assert core.sanitize_model_message(text) == "cannot identify image file: truncated JPEG"
     # The first line with text: a message that starts with a line break still has its reason shown.
     assert core.sanitize_model_message("\n  \n" + text) == "cannot identify image file: truncated JPEG"
+    # And without the spaces that end the line.
+    assert core.sanitize_model_message("truncated JPEG \t\n" + TRACEBACK) == "truncated JPEG"
 
 
 def test_sanitize_drops_tracebacks_and_redacts_paths_arns_and_accounts():
     assert core.sanitize_model_message(TRACEBACK) is None
+    assert core.sanitize_model_message(TRACEBACK.lower()) is None  # a traceback is one in any case
     assert core.sanitize_model_message('  File "/opt/ml/model/code/inference.py", line 3') is None
     line = (
         "bad image at /opt/ml/model/code/inference.py for arn:aws:sagemaker:us-east-1:123456789012:endpoint/x"
@@ -1010,6 +1042,15 @@ def test_a_missing_endpoint_named_with_a_size_word_is_not_413(name):
     missing = {"Error": {"Code": "ValidationError", "Message": f"Endpoint {name} of account 123456789012 not found."}}
     error = core.map_client_error("ValidationError", 400, missing)
     assert (error.status, error.code) == (502, "model_error")
+
+
+def test_an_aws_message_only_at_the_top_level_of_the_response_is_read():
+    # botocore puts a modelled error's members at the response's top level; a Message found only there still decides
+    # a size refusal and is logged.
+    response = {"Error": {"Code": "ValidationError"}, "Message": "Request 1 has oversize body."}
+    error = core.map_client_error("ValidationError", 400, response)
+    assert (error.status, error.code) == (413, "payload_too_large")
+    assert error.detail == "ValidationError (HTTP 400): Request 1 has oversize body."
 
 
 @pytest.mark.parametrize(
