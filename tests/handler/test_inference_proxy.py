@@ -202,9 +202,11 @@ def test_a_stage_whose_name_begins_the_route_is_not_cut_from_it(proxy, stub):
     assert call(proxy, event)["statusCode"] == 200
 
 
-def test_an_event_without_a_stage_is_the_default_stages(proxy, no_call):
-    # The $default stage puts no prefix on rawPath: an event naming no stage has nothing cut from "//predict".
-    event = make_event(path="//predict", body=JPEG)
+@pytest.mark.parametrize("path", ["//predict", "/None/predict"])
+def test_an_event_without_a_stage_is_the_default_stages(proxy, no_call, path):
+    # The $default stage puts no prefix on rawPath: an event naming no stage has nothing cut from "//predict", nor
+    # from "/None/predict" (a missing stage is not one named "None").
+    event = make_event(path=path, body=JPEG)
     del event["requestContext"]["stage"]
     assert_error(call(proxy, event), 404, "not_found")
 
