@@ -725,8 +725,8 @@ def parse_endpoint_body(raw: bytes, top_k: int) -> tuple[list[dict[str, Any]], s
 
 _ARN = re.compile(r"arn:aws[a-z-]*:\S*", re.IGNORECASE)
 _ACCOUNT_ID = re.compile(r"(?<!\d)\d{12}(?!\d)")
-# An absolute path with at least one segment, not preceded by a word char (so "image/jpeg" survives).
-_PATH = re.compile(r"(?<![\w.])(?:[A-Za-z]:)?(?:[/\\][\w.@+~-]+)+[/\\]?")
+# A path with at least one segment, not preceded by a word char (so "image/jpeg" survives); after "./" or "../" too.
+_PATH = re.compile(r"(?<!\w)(?:[A-Za-z]:)?(?:[/\\][\w.@+~-]+)+[/\\]?")
 _REDACTED = "[...]"
 
 

@@ -888,6 +888,11 @@ def test_sanitize_drops_tracebacks_and_redacts_paths_arns_and_accounts():
     for leaked in ("/opt", "inference.py", "arn:aws", "123456789012"):
         assert leaked not in cleaned
     assert "image/jpeg" in cleaned  # a media type is not a path
+    # Nor is a path any less one for being relative: "../../opt/ml/model/model.pt" was shown whole after its dots.
+    for relative in ("cannot open ./code/inference.py", "no such file ../../opt/ml/model/model.pt"):
+        cleaned = core.sanitize_model_message(relative)
+        assert cleaned is not None and cleaned.endswith("[...]")
+        assert not any(leaked in cleaned for leaked in ("inference.py", "/opt", "model.pt")), cleaned
     # An account id is exactly 12 digits: a longer number is not one, and is not cut into one.
     assert core.sanitize_model_message("image of 1234567890123 bytes") == "image of 1234567890123 bytes"
 
