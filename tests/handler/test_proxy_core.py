@@ -139,6 +139,7 @@ def test_a_webp_header_of_exactly_twelve_bytes_is_sniffed_as_webp():
         (b"RIFX\x00\x00\x00\x00WEBPVP8 ", "not a recognizable image"),  # a WebP is a RIFF file: both tags count
         (b"RIFF\x00\x00\x00\x00WEBXVP8 ", "not a recognizable image"),  # and all four letters of its form type
         (b"\xff\xd8", "not a recognizable image"),
+        (b"\x89PNG\r\n\x1a\x00IHDR", "not a recognizable image"),  # PNG's signature is all eight bytes
     ],
 )
 def test_unsupported_bytes_are_not_sniffed_and_are_named(data, name):
@@ -371,6 +372,8 @@ def test_oversized_base64_body_is_413_before_decoding():
 
 def test_invalid_event_base64_is_400():
     rejects("bad_request", 400, parse, "not*base64", is_base64=True)
+    # A non-ASCII character is refused by base64 with a plain ValueError, not binascii.Error: still a 400, not a 500.
+    rejects("bad_request", 400, parse, "QUJD\u00e9", is_base64=True)
 
 
 def test_top_k_from_query():
@@ -504,7 +507,10 @@ def test_json_data_url_must_be_base64():
     assert "base64" in named.message
 
 
-@pytest.mark.parametrize("image", ["***", "QUJ", "Q===", b64(JPEG)[:-2] + "-_", "QU JD\x00"])
+# A form feed after a data: URL's data is no whitespace its base64 may hold (spaces, tabs, line breaks), as inside it.
+@pytest.mark.parametrize(
+    "image", ["***", "QUJ", "Q===", b64(JPEG)[:-2] + "-_", "QU JD\x00", f"data:image/jpeg;base64,{b64(JPEG)}\x0c"]
+)
 def test_json_bad_base64_is_400_naming_image(image):
     assert "image" in rejects("bad_request", 400, parse_json, {"image": image}).message
 
@@ -1126,6 +1132,20 @@ def test_the_logged_detail_of_a_refused_image_is_the_models_reason_without_its_t
     assert detail == (
         f'ModelError (HTTP 424): Received client error ({status}) from primary with message "body is not a readable '
         f"JPEG, PNG or WebP image; container status {status}"
+    )
+
+
+def test_a_refused_images_reason_the_client_is_not_shown_is_logged_without_the_traceback_after_it():
+    # A first line with nothing to show (a bare path: the client gets the table's message) keeps the traceback out of
+    # the log line as a shown reason does.
+    original = "/opt/ml/model/code/inference.py\n" + TRACEBACK * 20
+    response = model_error(400, original)
+    response["Error"]["Message"] = f'Received client error (400) from primary with message "{original}".'
+    error = core.map_client_error("ModelError", 424, response)
+    assert error.message == core.ERRORS["invalid_image"].message
+    assert error.detail == (
+        'ModelError (HTTP 424): Received client error (400) from primary with message "/opt/ml/model/code/inference.py'
+        "; container status 400"
     )
 
 
