@@ -332,6 +332,12 @@ def split_data_url(value: str) -> tuple[str | None, str]:
     params = [p.strip().lower() for p in match.group("params").split(";") if p.strip()]
     if "base64" not in params:
         raise ApiError("bad_request", "image data: URL must be base64-encoded (data:image/jpeg;base64,...).")
+    # RFC 2397 puts ";base64" last; after it, a parameter would make the data percent-encoded text. The endpoint's
+    # inference.py reads it so, and the proxy must not pass what a direct invocation refuses.
+    if params[-1] != "base64":
+        raise ApiError(
+            "bad_request", "image data: URL must end its parameters with ;base64 (data:image/jpeg;base64,...)."
+        )
     declared = match.group("type").strip().lower() or None
     return declared, value[match.end() :]
 

@@ -505,6 +505,9 @@ def test_json_data_url_must_be_base64():
     # base64 is a parameter of its own, not a word within one.
     named = rejects("bad_request", 400, parse_json, {"image": f"data:image/png;name=base64.png,{b64(PNG)}"})
     assert "base64" in named.message
+    # and the last one, as RFC 2397 and the endpoint's inference.py have it.
+    late = rejects("bad_request", 400, parse_json, {"image": f"data:image/png;base64;name=cat.png,{b64(PNG)}"})
+    assert late.message == "image data: URL must end its parameters with ;base64 (data:image/jpeg;base64,...)."
 
 
 # A form feed after a data: URL's data is no whitespace its base64 may hold (spaces, tabs, line breaks), as inside it.
