@@ -31,6 +31,15 @@ def test_summary_is_per_quality():
     assert summary(RESULTS, 0.95).startswith("q0.95: largest change per image median 0.040, mean 0.040, max 0.060;")
 
 
+def test_summary_sizes_are_the_smallest_and_largest_whatever_the_images_order():
+    # The largest JPEG of a run need not be its last image's: a summary that took the last one passed every test.
+    results = [
+        ImageResult(name, "tabby", 0.5, (Encoding(0.9, size, 0.1, True),))
+        for name, size in [("a.jpg", 3072), ("b.jpg", 6144), ("c.jpg", 1024), ("d.jpg", 2048)]
+    ]
+    assert summary(results, 0.9).endswith("; 1.0-6.0 KB")
+
+
 def test_markdown_has_a_row_per_image_and_a_summary_per_quality():
     lines = markdown(RESULTS, [0.9, 0.95]).splitlines()
     assert lines[0].split(" | ")[2:] == ["q0.9: KB, largest change, top-1", "q0.95: KB, largest change, top-1 |"]
@@ -169,10 +178,10 @@ def test_a_real_run_through_the_pages_canvas_and_the_model(tmp_path, monkeypatch
     monkeypatch.setattr(tempfile, "tempdir", str(temp))  # where the artifact is unpacked (~80 MB)
     load, sent = local.runtime.load_inference_module, []
 
-    def recording(*args):  # the served model path, noting the size of each body it is given
+    def recording(*args):  # the served model path, noting each body it is given and the type it is given as
         inference = load(*args)
         input_fn = inference.input_fn
-        monkeypatch.setattr(inference, "input_fn", lambda data, *rest: sent.append(len(data)) or input_fn(data, *rest))
+        monkeypatch.setattr(inference, "input_fn", lambda data, kind: sent.append((data, kind)) or input_fn(data, kind))
         return inference
 
     monkeypatch.setattr(local.runtime, "load_inference_module", recording)
@@ -193,10 +202,16 @@ def test_a_real_run_through_the_pages_canvas_and_the_model(tmp_path, monkeypatch
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     assert cells[1].startswith("Egyptian cat")
     # 0.5 given twice is measured once.
-    (kb_low, change_low, _), (kb_high, change_high, _) = (cell.split(", ") for cell in cells[2:])
+    (kb_low, change_low, _), (kb_high, change_high, top1_high) = (cell.split(", ") for cell in cells[2:])
+    # The figures are against the lossless PNG, sent as one: a JPEG at quality 1 in its place (closer to each JPEG
+    # than the PNG is) passed every test. Each JPEG is sent as one, as the page sends it.
+    assert [kind for _, kind in sent] == ["image/png", "image/jpeg", "image/jpeg"]
+    assert [data[:3] for data, _ in sent] == [b"\x89PN", b"\xff\xd8\xff", b"\xff\xd8\xff"]  # PNG's, JPEG's
     # The size is the JPEG's the model was given (after the PNG), not that of its base64 on the way from the page.
-    assert len(sent) == 3 and [kb_low, kb_high] == [f"{size / 1024:.1f}" for size in sent[1:]]
+    assert len(sent) == 3 and [kb_low, kb_high] == [f"{len(data) / 1024:.1f}" for data, _ in sent[1:]]
     # Quality does what it says: q1 is bigger and closer to the lossless PNG than q0.5.
     assert float(kb_high) > float(kb_low)
     assert float(change_high) < float(change_low)
+    # q1 moves no probability by 0.01 here: the top-1 cell says it stayed (a mutant that said "changed" passed).
+    assert top1_high == "same"
     assert list(temp.iterdir()) == []  # the unpacked artifact removed
