@@ -176,12 +176,13 @@ def test_a_real_run_through_the_pages_canvas_and_the_model(tmp_path, monkeypatch
     temp = tmp_path / "temp"
     temp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temp))  # where the artifact is unpacked (~80 MB)
-    load, sent = local.runtime.load_inference_module, []
+    load, sent, answers = local.runtime.load_inference_module, [], []
 
-    def recording(*args):  # the served model path, noting each body it is given and the type it is given as
+    def recording(*args):  # the served model path, noting each body it is given (and its type) and each answer
         inference = load(*args)
-        input_fn = inference.input_fn
+        input_fn, predict_fn = inference.input_fn, inference.predict_fn
         monkeypatch.setattr(inference, "input_fn", lambda data, kind: sent.append((data, kind)) or input_fn(data, kind))
+        monkeypatch.setattr(inference, "predict_fn", lambda *a: answers.append(predict_fn(*a)) or answers[-1])
         return inference
 
     monkeypatch.setattr(local.runtime, "load_inference_module", recording)
@@ -200,7 +201,8 @@ def test_a_real_run_through_the_pages_canvas_and_the_model(tmp_path, monkeypatch
     assert undrawn == f"error: {no_pixels}: Page.evaluate: RangeError: image size must be positive, got 0x0"
     row = next(line for line in out.splitlines() if line.startswith("| chelsea.jpg |"))
     cells = [cell.strip() for cell in row.strip("|").split("|")]
-    assert cells[1].startswith("Egyptian cat")
+    # The top-1 and its probability are the PNG's (a mutant giving the first class's probability passed every test).
+    assert cells[1] == f"Egyptian cat {answers[0].probs.max():.2f}"
     # 0.5 given twice is measured once.
     (kb_low, change_low, _), (kb_high, change_high, top1_high) = (cell.split(", ") for cell in cells[2:])
     # The figures are against the lossless PNG, sent as one: a JPEG at quality 1 in its place (closer to each JPEG
