@@ -118,8 +118,12 @@ def test_every_spec_treats_missing_data_as_not_breaching_and_fits_cloudwatch() -
         assert spec.period_s % 60 == 0 and spec.period_s * spec.evaluation_periods <= 86_400, spec.key
         assert len(spec.alarm_name) <= 255 and len(spec.description) <= 1024, spec.key  # PutMetricAlarm limits
         assert spec.description.endswith(f"Runbook: {alarms.RUNBOOK}."), spec.key  # the module's promise
-    # Each name keeps the whole endpoint name: two endpoints sharing a prefix must not share an alarm.
-    assert {s.alarm_name for s in specs if s.namespace == "AWS/SageMaker"} == {
+    # Each name keeps the whole endpoint or function name: two stacks sharing a prefix must not share an alarm (a
+    # PutMetricAlarm of one would overwrite the other's). The function's was cut, and every test passed.
+    assert {s.alarm_name for s in specs} == {
+        "f" * 64 + "-api-5xx",
+        "f" * 64 + "-errors",
+        "f" * 64 + "-throttles",
         "e" * 63 + "-invocation-5xx",
         "e" * 63 + "-model-latency",
         "e" * 63 + "-concurrency",
@@ -372,6 +376,17 @@ def test_component_args_refuse_a_topic_without_alarms(tmp_path: Path) -> None:
         endpoint_args(tmp_path, alarms=False, alarm_topic_arn=TOPIC).validate()
     with pytest.raises(InferenceApiArgsError, match=r"InferenceApiArgs\.alarms = "):
         api_args(alarms="false").validate()
+
+
+def test_component_args_tell_a_bad_topic_as_bad_even_without_alarms(tmp_path: Path) -> None:
+    """Checked in the settings' order: the topic itself first. Asked the other way round, a bad topic with alarms off
+    was told only to be None, and every test passed; the settings say what is wrong with it."""
+    with pytest.raises(InferenceApiArgsError, match=r"alarm_topic_arn = 'ops-alerts' is invalid: an SNS topic ARN"):
+        api_args(alarms=False, alarm_topic_arn="ops-alerts").validate()
+    with pytest.raises(ServerlessEndpointArgsError, match=r"alarm_topic_arn = 'ops-alerts' is invalid: an SNS topic"):
+        endpoint_args(tmp_path, alarms=False, alarm_topic_arn="ops-alerts").validate()
+    with pytest.raises(SettingsError, match="an SNS topic ARN"):
+        validate_settings({"alarms": "false", "alarmTopicArn": "ops-alerts"})
 
 
 # ------------------------------------------------------------------------------------------ settings
