@@ -37,15 +37,23 @@ def config_js_keys(text: str) -> dict[str, Any]:
         "https://abc123defg.execute-api.us-east-1.amazonaws.com",
         "http://127.0.0.1:8000/",
         "https://api.example.com/Prod",  # a path is case-sensitive: /prod is another stage, or none
+        "https://api.example.com/Prod//",  # every trailing slash: one left, the UI would call /Prod//predict
     ],
 )
 def test_config_js_holds_only_the_api_url(api_url: str) -> None:
     assert config_js_keys(render_config_js(api_url)) == {"apiUrl": api_url.rstrip("/")}
 
 
-def test_config_js_escapes_a_closing_tag_and_keeps_the_url() -> None:
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://api.example.com/</script><script>alert(1)",
+        # HTML's end tags are case-insensitive: escaping "</script" alone passed every test, and "</SCRIPT>" ends it.
+        "https://api.example.com/</SCRIPT><script>alert(1)",
+    ],
+)
+def test_config_js_escapes_a_closing_tag_and_keeps_the_url(url: str) -> None:
     """The closing-tag sequence is escaped, so the file stays harmless even if inlined; JSON reads it back."""
-    url = "https://api.example.com/</script><script>alert(1)"
     text = render_config_js(url)
     assert "</" not in text
     assert config_js_keys(text) == {"apiUrl": url}
