@@ -171,6 +171,9 @@ def test_metric_alarm_args() -> None:
     # A dimension more names a series CloudWatch does not have: the alarm would never fire.
     with pytest.raises(alarms.AlarmSpecError, match="expected"):
         alarms.metric_alarm_args(spec, {**dims, "Stage": "prod"}, None)
+    # As many dimensions, one of them another's: compared by count alone, it passed every test and named no series.
+    with pytest.raises(alarms.AlarmSpecError, match="expected"):
+        alarms.metric_alarm_args(spec, {"EndpointName": "ep", "Stage": "prod"}, None)
     with pytest.raises(alarms.AlarmSpecError, match="SNS topic ARN"):
         alarms.metric_alarm_args(spec, dims, "arn:aws:sqs:us-east-1:123456789012:queue")
     # "" is no topic either: taken for None, the alarm would be declared without actions and nobody told.
