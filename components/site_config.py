@@ -20,7 +20,7 @@ def render_config_js(api_url: str) -> str:
     parts = urlsplit(api_url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"api_url must be an absolute http(s) URL, got {api_url!r}")
-    if parts.query or parts.fragment:
+    if "?" in api_url or "#" in api_url:  # an empty query or fragment too: parts holds none
         raise ValueError(f"api_url must not carry a query or fragment, got {api_url!r}")
     config = {"apiUrl": api_url.rstrip("/")}
     # json.dumps output is a valid JS literal; "</" is escaped so the file is safe even if inlined.

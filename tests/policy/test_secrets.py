@@ -79,6 +79,9 @@ def test_config_js_is_ascii_whatever_the_url_holds() -> None:
         "https:///predict",  # no host (a browser would take "predict" for one)
         "https://api.example.com/?stage=prod",
         "https://api.example.com/#predict",
+        # An empty query or fragment is one still: the UI would call https://api.example.com/?/predict, the API's root.
+        "https://api.example.com/?",
+        "https://api.example.com/Prod#",
     ],
 )
 def test_config_js_refuses_an_api_url_the_ui_cannot_append_predict_to(api_url: str) -> None:
