@@ -38,6 +38,7 @@ def config_js_keys(text: str) -> dict[str, Any]:
         "http://127.0.0.1:8000/",
         "https://api.example.com/Prod",  # a path is case-sensitive: /prod is another stage, or none
         "https://api.example.com/Prod//",  # every trailing slash: one left, the UI would call /Prod//predict
+        "HTTPS://api.example.com",  # a scheme is case-insensitive (RFC 3986): a browser fetch()es it as https
     ],
 )
 def test_config_js_holds_only_the_api_url(api_url: str) -> None:
