@@ -18,8 +18,10 @@ CONFIG_JS_CACHE_CONTROL = "no-cache, no-store, must-revalidate"
 def render_config_js(api_url: str) -> str:
     """Render config.js for an API base URL (no trailing slash; the UI appends /predict)."""
     parts = urlsplit(api_url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"api_url must be an absolute http(s) URL, got {api_url!r}")
+    if "@" in parts.netloc:  # fetch() refuses a URL with credentials, and config.js is public
+        raise ValueError(f"api_url must not carry a user or password, got {api_url!r}")
     if "?" in api_url or "#" in api_url:  # an empty query or fragment too: parts holds none
         raise ValueError(f"api_url must not carry a query or fragment, got {api_url!r}")
     config = {"apiUrl": api_url.rstrip("/")}

@@ -78,6 +78,11 @@ def test_config_js_is_ascii_whatever_the_url_holds() -> None:
         "javascript:alert(1)",
         "//api.example.com",
         "https:///predict",  # no host (a browser would take "predict" for one)
+        # A port or a user is no host: "netloc" is not empty, and each was rendered into config.js.
+        "https://:443",
+        "https://user@",
+        # fetch() refuses a URL with credentials (a TypeError: no request is sent), and config.js is public.
+        "https://user:secret@api.example.com",
         "https://api.example.com/?stage=prod",
         "https://api.example.com/#predict",
         # An empty query or fragment is one still: the UI would call https://api.example.com/?/predict, the API's root.
