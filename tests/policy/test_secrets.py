@@ -83,6 +83,7 @@ def test_config_js_is_ascii_whatever_the_url_holds() -> None:
         "https://user@",
         # fetch() refuses a URL with credentials (a TypeError: no request is sent), and config.js is public.
         "https://user:secret@api.example.com",
+        "https://user@api.example.com",  # a user alone is credentials to fetch() too
         "https://api.example.com/?stage=prod",
         "https://api.example.com/#predict",
         # An empty query or fragment is one still: the UI would call https://api.example.com/?/predict, the API's root.
