@@ -1007,9 +1007,13 @@ class ProviderRegionMocks(RecordingMocks):
     """getRegion answers with the region of the provider the lookup went through (the default one: REGION), and
     getPrebuiltEcrImage with that region's registry."""
 
+    def provider_region(self, provider: str | None) -> str:
+        """The region of the provider a lookup or a resource went through, given as its reference."""
+        name = provider.split("::")[-2] if provider else ""  # the URN's name: ...::ireland::<id>
+        return self.resources.get(("pulumi:providers:aws", name), {}).get("region", REGION)
+
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        name = args.provider.split("::")[-2] if args.provider else ""  # the URN's name: ...::ireland::<id>
-        region = self.resources.get(("pulumi:providers:aws", name), {}).get("region", REGION)
+        region = self.provider_region(args.provider)
         if args.token == "aws:index/getRegion:getRegion":
             self.calls.append((args.token, dict(args.args)))
             return {"name": region, "region": region, "id": region}, []
@@ -1050,8 +1054,7 @@ class ProviderAccountMocks(ProviderRegionMocks):
     a China region is in the aws-cn partition, and its credentials are another account's (China accounts are apart)."""
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
-        name = args.provider.split("::")[-2] if args.provider else ""
-        china = self.resources.get(("pulumi:providers:aws", name), {}).get("region", REGION).startswith("cn-")
+        china = self.provider_region(args.provider).startswith("cn-")
         if args.token == "aws:index/getPartition:getPartition" and china:
             self.calls.append((args.token, dict(args.args)))
             return {"partition": "aws-cn", "dnsSuffix": "amazonaws.com.cn", "id": "aws-cn"}, []
@@ -1085,8 +1088,7 @@ class ProviderPartitionBucketMocks(ProviderAccountMocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         rid, outs = super().new_resource(args)
-        name = args.provider.split("::")[-2] if args.provider else ""
-        china = self.resources.get(("pulumi:providers:aws", name), {}).get("region", REGION).startswith("cn-")
+        china = self.provider_region(args.provider).startswith("cn-")
         if args.typ == "aws:s3/bucket:Bucket" and china:
             outs["arn"] = f"arn:aws-cn:s3:::{outs['bucket']}"
         return rid, outs
