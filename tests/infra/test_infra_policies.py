@@ -470,6 +470,9 @@ def test_site_content_hash_changes_exactly_with_content() -> None:
     assert policies.site_content_hash(files, "cfg2") != base
     assert policies.site_content_hash({**files, "new.css": b""}, "cfg") != base
     assert policies.site_content_hash({"index.html": b"<p>hi</p>"}, "cfg") != base
+    # A file renamed alone (same bytes and headers, same place in the key order) is a new site: the old name is
+    # deleted from the bucket, and only the invalidation takes it out of the edge caches.
+    assert policies.site_content_hash({"index.html": b"<p>hi</p>", "site.js": b"1"}, "cfg") != base
     # Framing: moving bytes from one file to the next is a different site.
     moved = policies.site_content_hash({"a.js": b"1", "b.js": b"2"}, "")
     assert policies.site_content_hash({"a.js": b"12", "b.js": b""}, "") != moved
