@@ -541,6 +541,8 @@ def test_access_log_format_is_json_with_the_required_fields() -> None:
         "requestId", "ip", "requestTime", "httpMethod", "routeKey", "status",
         "protocol", "responseLength", "integrationErrorMessage", "integrationLatency", "integrationRequestId",
     }  # fmt: skip
+    # API Gateway refuses a format with a line break anywhere but at its end ("Access Log format must be single line").
+    assert "\n" not in policies.access_log_format()
     # Each field the $context variable it is named for (not, say, status from $context.integrationStatus); only the
     # client's address and the function's request id are named apart.
     named_apart = {"ip": "$context.identity.sourceIp", "integrationRequestId": "$context.integration.requestId"}
