@@ -510,6 +510,15 @@ def test_a_damaged_artifact_is_not_called_stale(tmp_path: Path) -> None:
     cut = tmp_path / "cut.tar.gz"
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     assert policies.stale_artifact_reason(cut, checkout_code) is None
+    # Corrupt deflate data past the code (zlib.error) and a gzip of no tar (tarfile.ReadError): None as well.
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    body = deflate.compress(gzip.decompress(whole.read_bytes())[: 128 * 1024]) + deflate.flush(zlib.Z_SYNC_FLUSH)
+    corrupt = tmp_path / "corrupt.tar.gz"
+    corrupt.write_bytes(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff" + body + b"\x07")
+    assert policies.stale_artifact_reason(corrupt, checkout_code) is None
+    no_tar = tmp_path / "no-tar.tar.gz"
+    no_tar.write_bytes(gzip.compress((ROOT / "README.md").read_bytes()))
+    assert policies.stale_artifact_reason(no_tar, checkout_code) is None
 
 
 @pytest.mark.parametrize(
