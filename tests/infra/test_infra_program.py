@@ -574,6 +574,7 @@ def test_an_artifact_that_is_no_tar_gz_fails_before_any_resource(
         "corrupt deflate data",
         "then no gzip member",
         "overwritten",
+        "overwritten past the archive's end",
     ],
 )
 def test_a_gzip_artifact_that_is_no_whole_tar_fails_before_any_resource(
@@ -606,6 +607,14 @@ def test_a_gzip_artifact_that_is_no_whole_tar_fails_before_any_resource(
             artifact.write_bytes(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff" + body)
         elif kind == "then no gzip member":  # bytes where the next gzip member should start: BadGzipFile, an OSError
             artifact.write_bytes(gzip.compress(head, mtime=0) + b"no gzip member")
+        elif kind == "overwritten past the archive's end":
+            # A tar written with a large blocking factor (`tar -b 4096` pads its last record to 2 MiB): a byte of the
+            # padding changed, more than a megabyte past the end-of-archive blocks. Only gzip's CRC at the very end
+            # of the stream tells, and a single read past those blocks stopped short of it.
+            padded = (tmp_path / "model.tar").read_bytes() + bytes(2 << 20)
+            damaged = bytearray(gzip.compress(padded, compresslevel=0, mtime=0))
+            damaged[damaged.rindex(bytes(4096)) + 2048] ^= 0xFF  # stored: a zero of the padding, not a block header
+            artifact.write_bytes(damaged)
         else:  # a byte of the weights changed in place: stored, not deflated, it decodes; only the CRC tells
             damaged = bytearray(gzip.compress((tmp_path / "model.tar").read_bytes(), compresslevel=0, mtime=0))
             # A byte of the weights themselves, found in the stored stream: the middle byte of the gzip fell on a
