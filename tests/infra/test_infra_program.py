@@ -452,6 +452,7 @@ def test_the_artifact_make_model_builds_through_a_symlinked_model_dist_is_compar
         ("no code/inference.py", None),  # no build of this checkout, as the tests' stand-ins: not compared
         ("no model/code in the checkout", None),  # nothing to build it from: not compared (not called stale)
         ("metadata.json no JSON object", "`make model`"),  # read as no precision, not an AttributeError
+        ("metadata.json without precision", "`make model`"),  # none recorded: fp32, the build `make model` makes
         ("code/inference.py no file", None),  # a directory of that name: nothing to compare, not an AttributeError
         ("changed past its first 4 KiB", "`make model`"),  # the whole file compared, not its head
         ("the same code past 4 KiB", None),  # read whole, or every longer inference.py would be called stale
@@ -475,6 +476,8 @@ def test_only_the_artifact_make_model_builds_is_compared_with_the_checkouts_code
         members["code/inference.py"] = bytes(8192) + (b"old\n" if case.startswith("changed") else b"new\n")
     if case == "metadata.json no JSON object":
         members["metadata.json"] = b'["int8"]'
+    if case == "metadata.json without precision":
+        members["metadata.json"] = b"{}"
     if case in ("no code/inference.py", "code/inference.py no file"):
         del members["code/inference.py"]
     if case == "no model/code in the checkout":
