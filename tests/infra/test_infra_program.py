@@ -385,6 +385,7 @@ def test_a_missing_default_artifact_says_make_model(tmp_path: Path, spelling: st
     built_by_make = tmp_path / "model/dist/model.tar.gz"
     (tmp_path / "model/dist").mkdir(parents=True)
     policies.check_artifact(tmp_path / spelling, built_by_make=built_by_make)  # no opinion: file_sha256 reports it
+    policies.check_artifact(tmp_path / spelling)  # nor with no file `make model` builds to compare it with
     with pytest.raises(policies.ArtifactMissingError, match=r"does not exist; run `make model` first\Z"):
         policies.file_sha256(tmp_path / spelling)
 
