@@ -65,6 +65,8 @@ def test_links_inside_the_directory_are_bundled_at_the_links_path(bundle):
     build, _, root = bundle
     (root / "samples").mkdir()
     (root / "samples" / "a.txt").write_text("A")
+    (root / "samples" / "deep").mkdir()  # two folders down, each file keeps its whole path
+    (root / "samples" / "deep" / "d.txt").write_text("D")
     (root / "page.txt").write_text("P")
     (root / "alias.txt").symlink_to("page.txt")
     (root / "samples" / "up.txt").symlink_to("../page.txt")
@@ -73,8 +75,10 @@ def test_links_inside_the_directory_are_bundled_at_the_links_path(bundle):
         "alias.txt": b"P",
         "page.txt": b"P",
         "pics/a.txt": b"A",
+        "pics/deep/d.txt": b"D",
         "pics/up.txt": b"P",
         "samples/a.txt": b"A",
+        "samples/deep/d.txt": b"D",
         "samples/up.txt": b"P",
     }
     assert build(root) == build(root)
