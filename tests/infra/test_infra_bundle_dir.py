@@ -256,6 +256,14 @@ def test_a_file_assets_path_is_its_bytes_read_as_utf8_whatever_the_locales_codes
     assert run_in_an_ascii_locale(script, raw) == ascii([True, os.fsdecode(tmp_path) + "/café.jpg"]) + "\n"
 
 
+def test_a_file_assets_path_is_given_back_the_bytes_the_filesystem_encoding_read(monkeypatch):
+    """Under LANG=en_US.ISO-8859-1 Python reads www/café.jpg as cafÃ©.jpg, with no lone surrogate to tell: only the
+    filesystem encoding gives the name's bytes back, and the text's own UTF-8 bytes name no file. A Latin-1
+    os.fsencode stands in for that locale, which a machine need not have installed."""
+    monkeypatch.setattr("components.bundle_dir.os.fsencode", lambda path: os.fspath(path).encode("latin-1"))
+    assert engine_path(Path("www/cafÃ©.jpg")) == "www/café.jpg"
+
+
 def test_a_file_assets_path_that_is_not_utf8_is_an_error_naming_it():
     assert engine_path(Path("www/index.html")) == "www/index.html"
     assert engine_path("/srv/dépôt/model.tar.gz") == "/srv/dépôt/model.tar.gz"
