@@ -579,6 +579,86 @@ def test_an_artifact_corrupted_in_place_is_refused(tmp_path) -> None:
         extract_artifact(artifact, tmp_path / "unpacked")
 
 
+@pytest.mark.parametrize(
+    ("damage", "says"),
+    [
+        ("gzip_cut_short", "Compressed file ended before the end-of-stream marker was reached"),  # EOFError
+        ("bad_deflate_block", "Error -3 while decompressing data: invalid block type"),  # zlib.error
+        ("tar_cut_short", "unexpected end of data"),  # tarfile.ReadError, of an archive that opened
+    ],
+)
+def test_an_artifact_damaged_past_its_first_member_is_refused_naming_the_damage(tmp_path, damage, says) -> None:
+    """Damage that tarfile meets only while unpacking (a download cut short, a bad block) is tarfile's or zlib's own
+    error, neither an OSError nor a TarError for two of them: it must still stop the start in one line naming the
+    artifact and what is wrong with it, not as an archive that is no tar.gz at all (which it opened as)."""
+    import gzip
+    import io
+    import random
+    import tarfile
+    import zlib
+
+    from local.runtime import ModelStartError, extract_artifact
+
+    tar = io.BytesIO()
+    with tarfile.open(fileobj=tar, mode="w") as out:
+        weights = tarfile.TarInfo("model.onnx")
+        weights.size = 256 * 1024
+        out.addfile(weights, io.BytesIO(random.Random(0).randbytes(weights.size)))  # incompressible
+    if damage == "gzip_cut_short":
+        whole = gzip.compress(tar.getvalue(), mtime=0)
+        content = whole[: len(whole) // 2]
+    elif damage == "bad_deflate_block":  # sound blocks for the first 64 KB, then a block of the reserved type 11
+        deflate = zlib.compressobj(wbits=-15)
+        sound = deflate.compress(tar.getvalue()[: 64 * 1024]) + deflate.flush(zlib.Z_FULL_FLUSH)
+        content = bytes.fromhex("1f8b08000000000000ff") + sound + b"\x07"
+    else:
+        content = gzip.compress(tar.getvalue()[: 128 * 1024], mtime=0)
+    artifact = tmp_path / "model.tar.gz"
+    artifact.write_bytes(content)
+    with pytest.raises(ModelStartError) as refused:
+        extract_artifact(artifact, tmp_path / "unpacked")
+    assert str(refused.value) == f"cannot unpack the model artifact {artifact}: {says}"
+
+
+def test_where_tarfile_has_filters_its_data_filter_unpacks_the_artifact(tmp_path) -> None:
+    """The fallback for a tarfile without filters refuses every link; the data filter, which SageMaker's own
+    unpacking is closer to, takes one that stays inside the model. Where the filter exists, it is what unpacks."""
+    import io
+    import tarfile
+
+    from local.runtime import extract_artifact
+
+    if not hasattr(tarfile, "data_filter"):
+        skip_or_fail("this Python's tarfile has no filters (before 3.11.4)", "CI's Python must be 3.11.4 or later")
+    artifact = tmp_path / "model.tar.gz"
+    with tarfile.open(artifact, "w:gz") as tar:
+        script = tarfile.TarInfo("code/inference.py")
+        script.size = 1
+        tar.addfile(script, io.BytesIO(b"x"))
+        link = tarfile.TarInfo("code/handler.py")
+        link.type, link.linkname = tarfile.SYMTYPE, "inference.py"
+        tar.addfile(link)
+    model_dir = extract_artifact(artifact, tmp_path / "unpacked")
+    assert (model_dir / "code" / "handler.py").is_symlink()
+    assert (model_dir / "code" / "handler.py").read_bytes() == b"x"
+
+
+def test_no_room_with_a_copy_of_the_artifact_counts_the_copy_too(tmp_path) -> None:
+    """The bench keeps a copy of the artifact beside the unpacked model: the room it needs is both, and a figure of
+    the unpacked model alone is one the directory may well have had."""
+    import errno
+    import random
+
+    from local.runtime import no_room_to_unpack
+
+    weights = random.Random(0).randbytes(3_000_000)  # incompressible: the artifact is as large as what it unpacks
+    artifact = tar_gz_of(tmp_path / "model.tar.gz", {"model.onnx": weights})
+    full = OSError(errno.ENOSPC, "No space left on device")
+    with_copy = no_room_to_unpack(artifact, tmp_path, full, copied=True)
+    assert "(3 MB unpacked, 6 MB with the copy of the artifact kept there): No space left on device;" in with_copy
+    assert "(3 MB unpacked): No space left on device;" in no_room_to_unpack(artifact, tmp_path, full)
+
+
 def test_an_artifact_with_a_member_outside_its_directory_is_refused(tmp_path) -> None:
     from local.runtime import ModelStartError, extract_artifact
 
@@ -607,11 +687,14 @@ def test_a_quota_reached_while_unpacking_is_called_a_quota_not_a_full_disk(tmp_p
     assert ": Disk quota exceeded; free some there" in str(refused.value), refused.value
 
 
-@pytest.mark.parametrize("member", ["regular", "setuid", "../escaped.txt", "absolute", "symlink"])
+@pytest.mark.parametrize(
+    "member", ["regular", "setuid", "unreadable", "../escaped.txt", "absolute", "absolute_inside", "symlink"]
+)
 def test_an_artifact_unpacks_as_the_data_filter_would_where_tarfile_has_no_filters(tmp_path, monkeypatch, member):
     # Before 3.11.4 (Debian 12's python3 is 3.11.2) tarfile has no filters and extractall takes no filter=: `make
     # demo` stopped with "TypeError: TarFile.extractall() got an unexpected keyword argument 'filter'".
     import io
+    import os
     import stat
     import tarfile
 
@@ -627,19 +710,29 @@ def test_an_artifact_unpacks_as_the_data_filter_would_where_tarfile_has_no_filte
 
     monkeypatch.delattr(tarfile, "data_filter", raising=False)
     monkeypatch.setattr(tarfile.TarFile, "extractall", extractall)
-    name = {"regular": "code/inference.py", "setuid": "code/run", "absolute": str(tmp_path / "absolute.txt")}
+    # absolute_inside: an absolute name that would land inside the destination is refused all the same.
+    inside = Path(os.path.realpath(tmp_path / "unpacked" / "model" / "absolute.txt"))
+    name = {
+        "regular": "code/inference.py",
+        "setuid": "code/run",
+        "unreadable": "code/weights",
+        "absolute": str(tmp_path / "absolute.txt"),
+        "absolute_inside": str(inside),
+    }
     info = tarfile.TarInfo(name.get(member, member))
     if member == "symlink":
         info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
     else:
-        info.size, info.mode = 1, 0o6777 if member == "setuid" else 0o644
+        # unreadable: as the data filter, the owner may read and write what was unpacked, whatever the archive said.
+        info.size, info.mode = 1, {"setuid": 0o6777, "unreadable": 0o000}.get(member, 0o644)
     artifact = tmp_path / "model.tar.gz"
     with tarfile.open(artifact, "w:gz") as tar:
         tar.addfile(info, io.BytesIO(b"x"))
-    if member in ("regular", "setuid"):
+    if member in ("regular", "setuid", "unreadable"):
         model_dir = extract_artifact(artifact, tmp_path / "unpacked")
         assert (model_dir / info.name).read_bytes() == b"x"
-        assert stat.S_IMODE((model_dir / info.name).stat().st_mode) == (0o755 if member == "setuid" else 0o644)
+        mode = {"setuid": 0o755, "unreadable": 0o600}.get(member, 0o644)
+        assert stat.S_IMODE((model_dir / info.name).stat().st_mode) == mode
     else:
         with pytest.raises(ModelStartError, match=f"^cannot unpack the model artifact {artifact}: '"):
             extract_artifact(artifact, tmp_path / "unpacked")
