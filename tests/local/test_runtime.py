@@ -798,6 +798,45 @@ def test_a_model_dir_is_swept_only_when_its_owner_is_known_to_be_gone(tmp_path, 
     assert unlockable.exists() and someone_elses.exists()
 
 
+def test_a_model_dir_not_locked_yet_is_swept_by_the_pid_in_its_name_and_only_a_name_of_ours(tmp_path) -> None:
+    # A stack killed between mkdtemp and taking its lock leaves a directory with no lock: the pid in its name (our
+    # mkdtemp's prefix, the pid, a dash, mkdtemp's random part) tells whether its owner is gone. A name holding no
+    # pid, or not of that shape, is nothing this tells of, and stays; it must not stop the sweep either.
+    import os
+    import subprocess
+
+    from local.runtime import MODEL_DIR_PREFIX, sweep_orphaned_model_dirs
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    unlocked = tmp_path / f"{MODEL_DIR_PREFIX}{gone.pid}-k2x9q4tz"
+    alive = tmp_path / f"{MODEL_DIR_PREFIX}{os.getpid()}-a7c3m1zz"
+    no_pid = tmp_path / f"{MODEL_DIR_PREFIX}abc-{gone.pid}"
+    no_random_part = tmp_path / f"{MODEL_DIR_PREFIX}{gone.pid}"
+    for path in (unlocked, alive, no_pid, no_random_part):
+        (path / "model").mkdir(parents=True)
+    assert sweep_orphaned_model_dirs(tmp_path) == [unlocked] and not unlocked.exists()
+    assert alive.exists() and no_pid.exists() and no_random_part.exists()
+
+
+def test_a_symlink_named_as_a_model_dir_is_never_followed(tmp_path) -> None:
+    # Only our own directories are swept: a link in TMPDIR (anyone may make one there) to an orphaned model dir is
+    # neither swept through nor reported as swept.
+    import os
+
+    from local.runtime import MODEL_DIR_PREFIX, hold_owner_lock, sweep_orphaned_model_dirs
+
+    elsewhere = tmp_path / "elsewhere"
+    orphan = elsewhere / f"{MODEL_DIR_PREFIX}424246-eee"
+    (orphan / "model").mkdir(parents=True)
+    os.close(hold_owner_lock(orphan))  # its owner died: the lock is free
+    link = tmp_path / "tmp" / f"{MODEL_DIR_PREFIX}424247-fff"
+    link.parent.mkdir()
+    link.symlink_to(orphan, target_is_directory=True)
+    assert sweep_orphaned_model_dirs(link.parent) == []
+    assert link.is_symlink() and (orphan / "model").is_dir()
+
+
 def test_a_model_dir_of_another_user_is_never_swept(tmp_path, monkeypatch) -> None:
     # A shared /tmp: another user's directory is theirs to remove, even with its owner lock free.
     import os
@@ -856,6 +895,7 @@ def test_the_stacks_multiprocessing_dir_is_locked_as_its_own(tmp_path, monkeypat
     lock = runtime._multiprocessing_dir_lock
     try:
         assert directory == made
+        assert sorted(p.name for p in made.iterdir()) == [".owner.lock"]  # the lock, under its name, and nothing else
         assert runtime.sweep_orphaned_multiprocessing_dirs(tmp_path) == []  # locked by this process, alive
         assert runtime.hold_multiprocessing_dir() == directory
         assert runtime._multiprocessing_dir_lock == lock  # once per process: not a descriptor per call
@@ -897,6 +937,46 @@ def test_a_stop_signal_while_multiprocessing_makes_its_dir_leaves_it_to_multipro
         for removal in removals:
             removal()  # as at exit
     assert not os.path.exists(directory)
+
+
+def test_stop_signals_are_held_back_until_the_block_ends_then_the_first_that_came_runs() -> None:
+    import signal
+
+    from local.runtime import stop_signals_held
+
+    ran: list[int] = []
+    handlers = {
+        sig: signal.signal(sig, lambda signum, _frame: ran.append(signum)) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        with stop_signals_held():
+            signal.raise_signal(signal.SIGTERM)
+            signal.raise_signal(signal.SIGINT)
+            assert ran == []
+        assert ran == [signal.SIGTERM]  # one stop is enough: the first asked for it
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
+def test_outside_the_main_thread_stop_signals_are_not_held_and_nothing_fails() -> None:
+    # Only the main thread may set a handler (elsewhere signal.signal raises ValueError): a container started in
+    # another thread must start all the same.
+    from local.runtime import stop_signals_held
+
+    errors: list[BaseException] = []
+
+    def hold() -> None:
+        try:
+            with stop_signals_held():
+                pass
+        except BaseException as e:  # reported below, in the main thread
+            errors.append(e)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    thread.join()
+    assert errors == []
 
 
 class ClockedContainer(FixedContainer):
