@@ -183,6 +183,17 @@ def test_a_model_errors_message_keeps_its_utf8_text() -> None:
     assert 'with message "café is not a label' in body["message"]
 
 
+def test_a_model_errors_original_message_is_the_containers_whole_body() -> None:
+    # A toolkit error body is the message and then the whole traceback, often past a kilobyte: SageMaker hands it
+    # on as it came (the proxy keeps only its first line, not AWS).
+    frame = '  File "/opt/ml/model/code/inference.py", line 1, in predict_fn\n    raise ValueError(message)\n'
+    original = "bad image\nTraceback (most recent call last):\n" + frame * 50
+    assert len(original) > 4096
+    body = json.loads(model_error("e", "eu-west-1", 400, original.encode()).body)
+    assert body["OriginalMessage"] == original
+    assert f'with message "{original}". See https://' in body["message"]
+
+
 def test_a_containers_error_is_logged_in_the_endpoints_own_region() -> None:
     # The ModelError's log group and console link are the endpoint's region's, not us-east-1's (the default).
     failing = FixedContainer(ContainerResponse(500, "text/plain", b"boom"))
@@ -241,6 +252,41 @@ def test_the_request_is_checked_before_any_injected_fault_and_down_comes_before_
         assert (back[3].status, back[3].headers["x-amzn-errortype"]) == (400, "ThrottlingException")
     finally:
         runtime.close()
+
+
+def invoke_with(runtime: SageMakerRuntime, headers: dict[str, str]):
+    try:
+        return asyncio.run(runtime.invoke("e", b"x", "image/jpeg", "", headers))
+    finally:
+        runtime.close()
+
+
+@pytest.mark.parametrize(
+    ("header", "says"),
+    [
+        (
+            "x-amzn-sagemaker-target-model",
+            "Endpoint e is not a multi-model endpoint and does not support target model header.",
+        ),
+        (
+            "x-amzn-sagemaker-inference-component",
+            "Inference Component Name header is not allowed for endpoints to which you dont plan to deploy inference "
+            "components. Please remove the Inference Component Name header and try again.",
+        ),
+        (
+            "x-amzn-sagemaker-target-container-hostname",
+            "Endpoint e is not configured for direct invocation: it takes no TargetContainerHostname.",
+        ),
+    ],
+)
+def test_each_target_this_endpoint_does_not_have_is_a_validation_error(header, says) -> None:
+    # One model, one container, no inference components: a call naming any of them fails here as it would deployed.
+    answer = invoke_with(SageMakerRuntime(FixedContainer(), "e", 1), {header: "x"})
+    assert (answer.status, answer.headers["x-amzn-errortype"]) == (400, "ValidationError")
+    assert json.loads(answer.body)["message"] == says
+    # The variant it has, by name, is no target it lacks.
+    variant = {"x-amzn-sagemaker-target-variant": "AllTraffic"}
+    assert invoke_with(SageMakerRuntime(FixedContainer(), "e", 1), variant).status == 200
 
 
 class MeetingContainer(FixedContainer):
@@ -424,6 +470,7 @@ def test_a_file_that_is_no_archive_is_refused_in_one_line(tmp_path, content) -> 
         ("import numpy_not_installed\n", "ModuleNotFoundError: No module named 'numpy_not_installed'"),
         ("def model_fn(model_dir)\n    return None\n", "SyntaxError: "),
         ("raise RuntimeError('no GPU here')\n", "RuntimeError: no GPU here"),
+        ("raise RuntimeError('no GPU here\\nsee the log')\n", "RuntimeError: no GPU here"),  # its first line only
     ],
 )
 def test_an_inference_script_that_cannot_be_imported_is_a_model_start_error(tmp_path, script, says):
@@ -555,6 +602,32 @@ def test_an_injected_delay_counts_against_the_invocation_limit() -> None:
     runtime = SageMakerRuntime(SlowContainer(), "e", 1, faults=Faults(delay_s=1.0), invocation_timeout_s=1.0)
     answer = invoke(runtime)
     assert (answer.status, json.loads(answer.body)["OriginalStatusCode"]) == (424, 0)
+
+
+def test_after_an_injected_delay_the_model_gets_what_is_left_of_the_limit(monkeypatch) -> None:
+    # The limit covers the whole invocation: after a 20 s delay the model has 40 s of SageMaker's 60, not 60 afresh.
+    # The delay passes on a fake clock, at once.
+    from types import SimpleNamespace
+
+    from local import runtime as runtime_module
+
+    clock = [100.0]
+    given: list[float] = []
+    sleep, wait_for = asyncio.sleep, asyncio.wait_for
+
+    async def slept(seconds: float) -> None:
+        clock[0] += seconds
+        await sleep(0)
+
+    async def recorded(awaitable, timeout):
+        given.append(timeout)
+        return await wait_for(awaitable, timeout)
+
+    monkeypatch.setattr(runtime_module, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    monkeypatch.setattr(asyncio, "sleep", slept)
+    monkeypatch.setattr(asyncio, "wait_for", recorded)
+    assert invoke(SageMakerRuntime(FixedContainer(), "e", 1, faults=Faults(delay_s=20.0))).status == 200
+    assert given == [40.0]
 
 
 def test_an_artifact_corrupted_in_place_is_refused(tmp_path) -> None:
@@ -746,7 +819,7 @@ def test_an_artifact_unpacks_as_the_data_filter_would_where_tarfile_has_no_filte
         ({"model.onnx": b"x"}, "has no code/inference.py"),
         (
             {"code/inference.py": b"def model_fn(model_dir):\n    raise RuntimeError('no weights\\nsee the log')\n"},
-            "model_fn failed for ",
+            "model_fn failed for {artifact}: RuntimeError: no weights",
         ),
     ],
     ids=["no_script", "model_fn_raises_two_lines"],
@@ -757,7 +830,7 @@ def test_an_artifact_the_container_cannot_start_is_refused_in_one_line(tmp_path,
     artifact = tar_gz_of(tmp_path / "model.tar.gz", members)
     with pytest.raises(ModelStartError) as refused:
         InProcessContainer(artifact)
-    assert says in str(refused.value) and "\n" not in str(refused.value), refused.value
+    assert says.format(artifact=artifact) in str(refused.value) and "\n" not in str(refused.value), refused.value
     assert list(tmp_path.iterdir()) == [artifact]
 
 
