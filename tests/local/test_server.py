@@ -909,12 +909,18 @@ def test_a_failed_calls_runtime_line_shows_where_the_handlers_line_of_it_does(ti
         ok = tiers.invoke(b"IMAGE-BYTES")
         tiers.runtime.faults.throttle = 1  # the handler logs a throttled call (its 429) at INFO: so does this tier
         throttled = tiers.invoke(b"IMAGE-BYTES")
+        refused = tiers.invoke(b"x" * 65)  # over this stack's payload limit: a 400 that is no throttling
         tiers.container.reply = ContainerResponse(500, "text/plain", b"boom")
         failed = tiers.invoke(b"IMAGE-BYTES")
-    assert (ok.status_code, throttled.status_code, failed.status_code) == (200, 400, 424)
-    shown = [r.getMessage() for r in caplog.records if r.name == "local.runtime" and r.levelno >= logging.WARNING]
-    assert [line.split(" in ")[0] for line in shown] == [
-        f"invocation {failed.headers['x-amzn-requestid']}: 424 ModelError (container status 500)"
+    assert (ok.status_code, throttled.status_code, refused.status_code, failed.status_code) == (200, 400, 400, 424)
+    shown = [
+        (r.levelno, r.getMessage())
+        for r in caplog.records
+        if r.name == "local.runtime" and r.levelno >= logging.WARNING
+    ]
+    assert [(level, line.split(" in ")[0]) for level, line in shown] == [
+        (logging.WARNING, f"invocation {refused.headers['x-amzn-requestid']}: 400 ValidationError"),
+        (logging.WARNING, f"invocation {failed.headers['x-amzn-requestid']}: 424 ModelError (container status 500)"),
     ]
 
 
@@ -2587,7 +2593,13 @@ def test_fault_injection_is_served_only_when_asked_for():
         assert own.request("GET", "/__local/faults").status_code == 404  # POST and DELETE only
         cleared = own.request("DELETE", "/__local/faults")
         assert cleared.status_code == 200 and cleared.json()["faults"]["sandbox_crash"] == 0
-        ill_typed = (b'{"delay_s": "5"}', b'{"throttle": "x"}', b'{"model_status": "500"}', b'{"down": "no"}')
+        ill_typed = (
+            b'{"delay_s": "5"}',
+            b'{"throttle": "x"}',
+            b'{"model_status": "500"}',
+            b'{"down": "no"}',
+            b'{"down": 1}',
+        )
         fractions = (b'{"throttle": 1.5}', b'{"sandbox_crash": 2.0}')  # counts are whole numbers
         wrong = (b'{"delay_s": -1}', b'{"delay_s": 1e999}', b'{"throttle": true}', b'{"model_status": 99}')
         no_float_holds = b'{"delay_s": 1' + b"0" * 400 + b"}"  # json reads a whole number of any length as an int
@@ -2617,6 +2629,16 @@ def test_fault_injection_is_served_only_when_asked_for():
         assert lowest.status_code == 200 and own.runtime.faults.model_status == 100
         off = own.request("POST", "/__local/faults", json={"model_status": 0})  # 0 is "off", not a status
         assert off.status_code == 200 and own.runtime.faults.model_status == 0
+        none = own.request("POST", "/__local/faults", json={"delay_s": 0, "throttle": 0, "sandbox_crash": 0})
+        assert none.status_code == 200 and own.runtime.faults == Faults()  # 0 is each one's "off"
+        # A refused value is quoted in its first 40 characters of JSON, not echoed whole.
+        long = own.request("POST", "/__local/faults", json={"delay_s": "9" * 100})
+        assert long.json()["message"] == f'fault delay_s must be a number of seconds >= 0, not "{"9" * 39}'
+        listed = own.request("POST", "/__local/faults", json=["delay_s"] * 20)
+        assert (
+            listed.json()["message"]
+            == f"faults must be a JSON object of fields, not {json.dumps(['delay_s'] * 20)[:40]}"
+        )
     finally:
         own.runtime.close()
 
