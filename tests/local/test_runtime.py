@@ -380,7 +380,7 @@ def test_the_in_process_container_calls_the_script_as_the_toolkit_does(tmp_path)
         assert container.invoke(b"x", "image/x-label", "").body == "café application/json".encode()
         # Only those exact values: a parameter, other capitals or jsonlines leave the body bytes, as in TorchServe
         # (an invalid UTF-8 body with charset=utf-8 is input_fn's 400 there, not a UnicodeDecodeError's 500).
-        for undecoded in ("application/json; charset=utf-8", "Application/JSON", "application/jsonlines"):
+        for undecoded in ("application/json; charset=utf-8", "Application/JSON", "application/jsonlines", "text/plain"):
             assert container.invoke(b"\xff{}", undecoded, "").body == b"bytes application/json", undecoded
         refused = container.invoke(b"x", "image/x-refused", "")
         assert refused.status == 415 and refused.body.startswith(b"not this type\nTraceback (most recent call last)")
@@ -438,13 +438,21 @@ def test_torchserves_answer_keeps_its_content_type_and_no_accept_asks_it_for_jso
 
         def invoke(self, body: bytes, content_type: str, accept: str):
             asked.append(accept)
-            return 200, replies.pop(0), b"{}"
+            reply = replies.pop(0)
+            if isinstance(reply, Exception):
+                raise reply
+            return 200, reply, b"{}"
 
         def stop(self) -> None:
             pass
 
     monkeypatch.setattr(torchserve, "ManagedEndpoint", Endpoint)
     container = TorchServeContainer(Path("model.tar.gz"))
+    replies.insert(0, RuntimeError("a bug of ours"))  # only TorchServe being down is "not ready": this is no such
+    with pytest.raises(RuntimeError, match="a bug of ours") as raised:
+        container.invoke(b"x", "image/jpeg", "")
+    assert not isinstance(raised.value, ContainerUnavailable)
+    asked.clear()
     assert container.invoke(b"x", "image/jpeg", "") == ContainerResponse(200, "text/csv", b"{}")
     assert container.invoke(b"x", "image/jpeg", "text/csv").content_type == "application/json"  # none given
     assert asked == ["application/json", "text/csv"]
@@ -846,6 +854,39 @@ def test_a_closed_container_keeps_no_descriptor_open(tmp_path) -> None:
     before = set(os.listdir("/proc/self/fd"))
     InProcessContainer(artifact).close()
     assert set(os.listdir("/proc/self/fd")) == before  # the owner lock went with the directory
+
+
+@pytest.mark.usefixtures("fresh_script")
+def test_a_container_closed_twice_closes_its_lock_once(tmp_path) -> None:
+    # A descriptor closed a second time is EBADF, or worse another file's that took its number since.
+    import os
+
+    from local.runtime import InProcessContainer
+
+    container = InProcessContainer(tar_gz_of(tmp_path / "model.tar.gz", {"code/inference.py": STUB_INFERENCE.encode()}))
+    container.close()
+    other = os.open(tmp_path / "model.tar.gz", os.O_RDONLY)  # the lowest number free: likely the lock's
+    try:
+        container.close()
+        os.fstat(other)  # still open
+    finally:
+        os.close(other)
+
+
+@pytest.mark.usefixtures("fresh_script")
+def test_a_container_starting_sweeps_the_model_dirs_of_stacks_killed_outright(tmp_path) -> None:
+    import os
+
+    from local.runtime import MODEL_DIR_PREFIX, InProcessContainer, hold_owner_lock
+
+    orphan = tmp_path / f"{MODEL_DIR_PREFIX}424248-ggg"
+    (orphan / "model").mkdir(parents=True)
+    os.close(hold_owner_lock(orphan))  # its stack was killed: the lock is free
+    container = InProcessContainer(tar_gz_of(tmp_path / "model.tar.gz", {"code/inference.py": STUB_INFERENCE.encode()}))
+    try:
+        assert not orphan.exists()
+    finally:
+        container.close()
 
 
 def test_a_model_dir_is_swept_only_when_its_owner_is_known_to_be_gone(tmp_path, monkeypatch) -> None:
