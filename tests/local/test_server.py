@@ -2631,6 +2631,8 @@ def test_fault_injection_is_served_only_when_asked_for():
         assert off.status_code == 200 and own.runtime.faults.model_status == 0
         none = own.request("POST", "/__local/faults", json={"delay_s": 0, "throttle": 0, "sandbox_crash": 0})
         assert none.status_code == 200 and own.runtime.faults == Faults()  # 0 is each one's "off"
+        bare = own.request("POST", "/__local/faults", json={"model_status": 500, "model_message": ""})
+        assert bare.status_code == 200 and own.runtime.faults.model_message == ""  # as asked, not the default
         # A refused value is quoted in its first 40 characters of JSON, not echoed whole.
         long = own.request("POST", "/__local/faults", json={"delay_s": "9" * 100})
         assert long.json()["message"] == f'fault delay_s must be a number of seconds >= 0, not "{"9" * 39}'
