@@ -111,12 +111,15 @@ MODEL_500 = FaultSpec("500", {}, frozenset({502}), "model_error", message_must_n
         (THROTTLED, 429, {"error": "model_not_ready", "message": "warming"}, "5", False),  # right status, wrong code
         (THROTTLED, 429, {"error": "throttled", "message": "busy"}, "1.5", False),  # not whole seconds
         (THROTTLED, 429, {"error": "throttled", "message": ""}, "2", False),
+        (THROTTLED, 429, {"message": "Too Many Requests"}, "2", False),  # API Gateway's own 429: no handler code
         (CRASH, 500, {"message": "Internal Server Error"}, None, True),
         (CRASH, 500, {"message": "Lambda died: SIGKILL"}, None, False),
+        (CRASH, 500, {"message": "Internal Server Error: Lambda died: SIGKILL"}, None, False),  # exact, not a prefix
         (MODEL_400, 400, {"error": "invalid_image", "message": "injected: bad"}, None, True),
         (MODEL_400, 400, {"error": "invalid_image", "message": "something else"}, None, False),
         (MODEL_500, 502, {"error": "model_error", "message": "The model failed"}, None, True),
         (MODEL_500, 502, {"error": "model_error", "message": "injected: worker died"}, None, False),
+        (MODEL_500, 502, {"error": "model_error", "message": "The model failed: injected: worker died"}, None, False),
         (MODEL_500, 502, {"error": "model_error", "message": 'x File "/opt/ml/code/inference.py"'}, None, False),
         (MODEL_500, 502, "not an object", None, False),
         (MODEL_500, 502, {"error": "model_error", "message": "Traceback (most recent call last):"}, None, False),
