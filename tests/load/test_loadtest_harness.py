@@ -48,6 +48,8 @@ def test_summary_counts_statuses_errors_and_unexpected_answers():
     assert summary.errors == {"ReadTimeout": 1, "endpoint_timeout": 1, "throttled": 2}
     assert list(summary.errors) == ["ReadTimeout", "endpoint_timeout", "throttled"], "the table's order, not arrival's"
     assert summary.unexpected == 2  # the 504 and the missing answer; 429 is designed
+    timeouts = summarize([Sample(504, 20.0, "endpoint_timeout")] * 3 + [Sample(200, 0.1)], wall_s=1.0, concurrency=2)
+    assert timeouts.unexpected == 3, "answers outside 200/429, not the statuses they had"
     assert summary.p50_ms == 100.0 and summary.max_ms == 40_000.0
     spread = summarize([Sample(200, ms / 1000) for ms in range(100, 0, -1)], wall_s=1.0, concurrency=1)
     assert (spread.p50_ms, spread.p95_ms, spread.p99_ms, spread.max_ms) == pytest.approx((50, 95, 99, 100))
@@ -78,6 +80,7 @@ def test_half_the_answers_200_passes_the_load_and_fewer_fail_it():
         (500, {}, "?"),
         (500, ["not", "an", "object"], "?"),
         (502, b"<html>Bad Gateway</html>", "non-JSON 502"),
+        (204, b"", "non-JSON 204"),  # a success, but not the 200 a prediction is: named like any other answer
     ],
 )
 def test_a_load_answer_is_named_by_its_code_or_the_gateways_message(status, body, error):
@@ -845,7 +848,7 @@ def test_the_load_runs_its_clients_at_once(monkeypatch):
     assert [sample.status for sample in samples] == [200] * 4
 
 
-@pytest.mark.parametrize("status", [400, 429, 503])
+@pytest.mark.parametrize("status", [204, 302, 400, 429, 503])
 def test_after_a_fault_only_200s_are_normal_answers(monkeypatch, status):
     import httpx
 
@@ -983,6 +986,9 @@ def test_a_stack_that_does_not_report_its_peak_in_flight_fails_nothing_and_reads
     assert "| runtime tier peak in-flight | n/a (MaxConcurrency 5) |" in render_markdown(summary, [], "cpu")
     nothing_reached = dataclasses.replace(served, peak_in_flight=0, max_concurrency=5)
     assert "| runtime tier peak in-flight | 0 (MaxConcurrency 5) |" in render_markdown(nothing_reached, [], "cpu")
+    unbounded = dataclasses.replace(served, peak_in_flight=3, max_concurrency=None)  # no MaxConcurrency to exceed
+    assert load_failures(unbounded, requested=4, duration_cap_s=60.0) == []
+    assert "| runtime tier peak in-flight | 3 |" in render_markdown(unbounded, [], "cpu")
 
 
 def test_a_retrying_client_without_retry_after_backs_off_from_one_second_doubling(fake_stack_calls):
