@@ -362,7 +362,7 @@ def test_a_count_or_cap_below_one_is_refused_before_a_stack_starts(capsys, optio
     with pytest.raises(SystemExit) as exit_:
         lt.parse_args([option, value])
     assert exit_.value.code == 2
-    assert f"argument {option}: " in capsys.readouterr().err
+    assert f"argument {option}: must be above 0, got {value}" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv", [["--requests", "0"], ["--pid", "5"], ["--bogus"]])
@@ -1028,6 +1028,7 @@ def test_a_retry_after_longer_than_the_pages_cap_ends_the_tries_as_the_page_does
         (5, None, 8.0),  # capped
         (1, "3", 3.0),  # at least what the server asks
         (3, " 3 ", 4.0),  # or the backoff, when longer
+        (1, " 3 ", 3.0),  # the number within the spaces: the page's parseRetryAfter trims them
         (1, "8", 8.0),
         (1, "9", None),  # over the cap: no retry
         (1, "Wed, 21 Oct 2026 07:28:00 GMT", 1.0),  # an HTTP-date: the proxy sends none; taken as absent
