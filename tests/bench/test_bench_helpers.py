@@ -271,6 +271,10 @@ def test_medians_are_medians_of_the_measured_calls_only(monkeypatch):
         {"a": taking(clock, 500, 2, 1, 20), "b": taking(clock, 900, 3, 30, 4)}, rounds=3, warmup=1, settle=0
     )
     assert medians == pytest.approx({"a": 2.0, "b": 4.0})
+    # an even count (the runs' repeats are): the mean of the middle two, neither one of them
+    assert bench.median_ms(taking(clock, 500, 3, 10, 1, 4), repeats=4, warmup=1) == pytest.approx(3.5)
+    medians = bench.interleaved_medians({"a": taking(clock, 2, 1, 20, 6)}, rounds=4, warmup=0)
+    assert medians == pytest.approx({"a": 4.0})
 
 
 def test_results_the_disk_cannot_hold_leave_the_last_ones_whole(monkeypatch, tmp_path, capsys):
