@@ -152,6 +152,10 @@ def test_aarch64_is_named_by_its_architecture_implementer_and_part():
             "x86_64",
             "Core (family 6; AVX2, no AVX-512), 2 vCPU",
         ),
+        # a blank model name (a guest's) names the architecture, as a missing one does, not "unknown CPU"
+        ("model name\t:\nflags\t\t: avx avx2\n", 2, "x86_64", "x86_64 (AVX2, no AVX-512), 2 vCPU"),
+        # blank lines before the first processor's block do not end it before it begins
+        ("\n\nmodel name\t: Core\nflags\t\t: avx avx2\n", 2, "x86_64", "Core (AVX2, no AVX-512), 2 vCPU"),
         # a colon inside a value: the field is split at its first one
         (
             "model name\t: Vendor: Model 9\nflags\t\t: avx avx2\n",
