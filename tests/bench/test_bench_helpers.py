@@ -571,6 +571,7 @@ def test_a_pipe_inside_a_cell_does_not_split_the_markdown_row():
     assert notes == ["", "- a note"]
     cells = re.split(r"(?<!\\)\|", row)[1:-1]  # how Markdown tables split: on unescaped pipes
     assert len(cells) == 5 and cells[-1].strip() == "< 1e-4, same order ✅"
+    assert cells[1].strip() == r"max \|dp\| 1.2e-06, top-5 order same"  # escaped: Markdown shows the figure's "|"
 
 
 def test_a_ratio_measured_on_a_contended_machine_is_neither_met_nor_passed():
