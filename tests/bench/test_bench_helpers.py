@@ -687,6 +687,22 @@ def test_the_payload_row_is_the_pages_upload_against_the_files_base64_json(monke
     assert report.notes[0].endswith("(shorter side 256, q0.95)")
 
 
+def test_the_rows_send_the_coffee_photo_as_the_page_uploads_it(monkeypatch):
+    """The latency and local stack rows time a request of the 256 px JPEG the page sends, not one of another size."""
+    import io
+
+    from PIL import Image
+
+    import bench.__main__ as bench
+
+    monkeypatch.setattr(bench, "big_photo_bytes", lambda: b"the 12 MP photo")
+    photos = bench.request_photos()
+    assert photos["big"] == b"the 12 MP photo"
+    with Image.open(io.BytesIO(photos["small_jpeg"])) as small, Image.open(bench.PHOTOS / "coffee.jpg") as coffee:
+        assert small.format == "JPEG" and min(small.size) == 256
+        assert small.size == tuple(round(side * 256 / min(coffee.size)) for side in coffee.size)
+
+
 def test_a_serving_stack_that_fails_under_the_memory_benchmark_fails_the_run(monkeypatch):
     import bench.__main__ as bench
     import local.torchserve
