@@ -1970,7 +1970,11 @@ def local_stack_on_a_fake_clock(monkeypatch, post_ms) -> dict:
     return {"small_jpeg": b"jpeg", "inference": inference, "classifier": None}
 
 
-@pytest.mark.parametrize(("rtt_ms", "shown", "verdict"), [(18.0, "15.0", "✅"), (18.04, "15.04", "❌")])
+@pytest.mark.parametrize(
+    ("rtt_ms", "shown", "verdict"),
+    # 18.000000000001: an overhead a float's hair over 15 ms, met at the bound as every target's is (meets)
+    [(18.0, "15.0", "✅"), (18.000000000001, "15.0", "✅"), (18.04, "15.04", "❌")],
+)
 def test_the_local_stack_overhead_is_the_round_trip_minus_the_in_process_path_at_most_15_ms(
     monkeypatch, rtt_ms, shown, verdict
 ):
