@@ -1927,9 +1927,10 @@ def test_the_latency_targets_time_the_whole_served_path_against_the_model_alone(
     assert baselines == [name for name in sides for _ in range(3)] + [name for name in sides for _ in range(6)]
 
 
-def local_stack_on_a_fake_clock(monkeypatch, post_ms) -> dict:
+def local_stack_on_a_fake_clock(monkeypatch, post_ms, status=lambda n: 200) -> dict:
     """bench_local_stack's ctx, with the stack and the clock faked: the in-process path takes 3 ms after three
-    warm-up calls of 100 ms, and the stack answers the n-th POST (from 0, in the order sent) after post_ms(n) ms."""
+    warm-up calls of 100 ms, and the stack answers the n-th POST (from 0, in the order sent) after post_ms(n) ms,
+    with status(n)."""
     import threading
     from types import SimpleNamespace
 
@@ -1960,9 +1961,9 @@ def local_stack_on_a_fake_clock(monkeypatch, post_ms) -> dict:
         def post(self, url, content, headers):
             with lock:
                 clock[0] += post_ms(posts[0]) / 1000
-                posts[0] += 1
+                n, posts[0] = posts[0], posts[0] + 1
             timing = {"server-timing": "event;dur=0.1, handler;dur=1.5"}
-            return SimpleNamespace(status_code=200, text="", headers=timing, json=lambda: answer)
+            return SimpleNamespace(status_code=status(n), text="", headers=timing, json=lambda: answer)
 
     monkeypatch.setattr(httpx, "Client", Client)
     monkeypatch.setattr(tests.conftest, "LocalStack", lambda *_: SimpleNamespace(url="http://stack", stop=lambda: None))
@@ -2004,6 +2005,25 @@ def test_the_throughput_rows_give_the_median_pass_and_the_range(monkeypatch):
     throughput = [row for row in report.rows if row[0].startswith("throughput")]
     assert [row[1] for row in throughput] == ["50.0 req/s (50-100)", "50.0 req/s (50-50)", "50.0 req/s (50-50)"]
     assert throughput[0][2] == "p50 20.0 ms, p99 20.0 ms" and throughput[0][4] == "all 200: 150/150 ✅"
+
+
+def test_one_answer_in_a_level_that_is_not_a_200_fails_its_throughput_row(monkeypatch):
+    """At or below MaxConcurrency (5 in Pulumi.dev.yaml) every answer must be a 200: one 503 in the 150 of the
+    1-client passes fails that row, not a share of them; and its p99 is the 99th percentile of the 200s."""
+    import bench.__main__ as bench
+
+    # 8 round trips and the widest level's warm-up pass (4 x 30), then the 1-client pass that comes first
+    slow = (140, 141)  # 2 of the 149 200s at 100 ms: the p99 (the 148th), not the p95 (the 142nd)
+    ctx = local_stack_on_a_fake_clock(
+        monkeypatch, lambda n: 100.0 if n in slow else 20.0, status=lambda n: 503 if n == 130 else 200
+    )
+    report = bench.Report()
+    bench.bench_local_stack(report, ctx, 1)
+    throughput = [row for row in report.rows if row[0].startswith("throughput")]
+    assert [row[4] for row in throughput] == ["all 200: 149/150 ❌", "all 200: 300/300 ✅", "all 200: 600/600 ✅"]
+    assert throughput[0][2] == "p50 20.0 ms, p99 100.0 ms"  # of the 200s' latencies
+    # and its rate counts the 200s: 29 in the first pass's 760 ms, 38 a second (all 30 would be 39)
+    assert throughput[0][1] == "50.0 req/s (38-50)"
 
 
 @pytest.mark.parametrize(
