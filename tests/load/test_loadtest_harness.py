@@ -365,6 +365,17 @@ def test_a_count_or_cap_below_one_is_refused_before_a_stack_starts(capsys, optio
     assert f"argument {option}: must be above 0, got {value}" in capsys.readouterr().err
 
 
+def test_a_duration_cap_that_is_not_a_number_is_refused_before_a_stack_starts(capsys):
+    """float() takes "nan", which is not above 0 and not at most 0 either: a load capped at nan seconds sends nothing
+    (no time is before its deadline) and fails after the stack's start and warm-up."""
+    from bench import loadtest as lt
+
+    with pytest.raises(SystemExit) as exit_:
+        lt.parse_args(["--duration-cap", "nan"])
+    assert exit_.value.code == 2
+    assert "argument --duration-cap: must be above 0, got nan" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv", [["--requests", "0"], ["--pid", "5"], ["--bogus"]])
 def test_a_refused_argument_is_one_line(capsys, argv):
     """argparse printed its five-line usage block above the error, which then came last; `python -m local` and
