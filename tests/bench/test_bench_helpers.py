@@ -181,7 +181,13 @@ def test_target_verdict_is_inclusive_and_the_printed_ratio_never_contradicts_it(
 
 @pytest.mark.parametrize(
     ("value", "bound", "at_most", "text"),
-    [(15.04, 15, True, "15.04"), (14.96, 15, True, "15.0"), (15.0, 15, True, "15.0"), (12.3, 15, True, "12.3")],
+    [
+        (15.04, 15, True, "15.04"),
+        (14.96, 15, True, "15.0"),
+        (15.0, 15, True, "15.0"),
+        (12.3, 15, True, "12.3"),
+        (15.00004999, 15, True, "15.00005"),  # as many decimals as the verdict needs, not all of repr()'s
+    ],
 )
 def test_a_figure_judged_against_a_bound_is_printed_on_the_side_of_its_verdict(value, bound, at_most, text):
     from bench.__main__ import shown
