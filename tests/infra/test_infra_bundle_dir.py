@@ -259,8 +259,12 @@ def test_a_file_assets_path_is_its_bytes_read_as_utf8_whatever_the_locales_codes
 def test_a_file_assets_path_is_given_back_the_bytes_the_filesystem_encoding_read(monkeypatch):
     """Under LANG=en_US.ISO-8859-1 Python reads www/café.jpg as cafÃ©.jpg, with no lone surrogate to tell: only the
     filesystem encoding gives the name's bytes back, and the text's own UTF-8 bytes name no file. A Latin-1
-    os.fsencode stands in for that locale, which a machine need not have installed."""
-    monkeypatch.setattr("components.bundle_dir.os.fsencode", lambda path: os.fspath(path).encode("latin-1"))
+    os.fsencode stands in for that locale, which a machine need not have installed: the module's alone, not the
+    process's (another thread may encode a name meanwhile)."""
+    from types import SimpleNamespace
+
+    latin1 = SimpleNamespace(fsencode=lambda path: os.fspath(path).encode("latin-1"))
+    monkeypatch.setattr("components.bundle_dir.os", latin1)
     assert engine_path(Path("www/cafÃ©.jpg")) == "www/café.jpg"
 
 
