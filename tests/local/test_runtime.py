@@ -590,7 +590,9 @@ def test_by_default_the_model_gets_sagemakers_60_seconds(monkeypatch) -> None:
         return await wait_for(awaitable, timeout)
 
     monkeypatch.setattr(runtime_module, "time", SimpleNamespace(perf_counter=lambda: 100.0))  # no time passes
-    monkeypatch.setattr(asyncio, "wait_for", recorded)
+    # The runtime's asyncio alone: another thread's wait_for (a server another test left running) is not this call.
+    seen = SimpleNamespace(sleep=asyncio.sleep, wait_for=recorded, get_running_loop=asyncio.get_running_loop)
+    monkeypatch.setattr(runtime_module, "asyncio", seen)
     assert invoke(SageMakerRuntime(FixedContainer(), "e", 1)).status == 200
     assert given == [60.0]
 
