@@ -78,9 +78,9 @@ class FixedContainer:
         pass
 
 
-def invoke(runtime: SageMakerRuntime, body: bytes = b"x", name: str = "e"):
+def invoke(runtime: SageMakerRuntime, body: bytes = b"x", name: str = "e", headers: dict[str, str] | None = None):
     try:
-        return asyncio.run(runtime.invoke(name, body, "image/jpeg", "application/json"))
+        return asyncio.run(runtime.invoke(name, body, "image/jpeg", "application/json", headers))
     finally:
         runtime.close()
 
@@ -254,13 +254,6 @@ def test_the_request_is_checked_before_any_injected_fault_and_down_comes_before_
         runtime.close()
 
 
-def invoke_with(runtime: SageMakerRuntime, headers: dict[str, str]):
-    try:
-        return asyncio.run(runtime.invoke("e", b"x", "image/jpeg", "", headers))
-    finally:
-        runtime.close()
-
-
 @pytest.mark.parametrize(
     ("header", "says"),
     [
@@ -281,12 +274,12 @@ def invoke_with(runtime: SageMakerRuntime, headers: dict[str, str]):
 )
 def test_each_target_this_endpoint_does_not_have_is_a_validation_error(header, says) -> None:
     # One model, one container, no inference components: a call naming any of them fails here as it would deployed.
-    answer = invoke_with(SageMakerRuntime(FixedContainer(), "e", 1), {header: "x"})
+    answer = invoke(SageMakerRuntime(FixedContainer(), "e", 1), headers={header: "x"})
     assert (answer.status, answer.headers["x-amzn-errortype"]) == (400, "ValidationError")
     assert json.loads(answer.body)["message"] == says
     # The variant it has, by name, is no target it lacks.
     variant = {"x-amzn-sagemaker-target-variant": "AllTraffic"}
-    assert invoke_with(SageMakerRuntime(FixedContainer(), "e", 1), variant).status == 200
+    assert invoke(SageMakerRuntime(FixedContainer(), "e", 1), headers=variant).status == 200
 
 
 class MeetingContainer(FixedContainer):
@@ -576,23 +569,34 @@ def test_an_invocation_gives_back_its_own_slot_and_no_other() -> None:
         runtime.close()
 
 
-def test_by_default_the_model_gets_sagemakers_60_seconds(monkeypatch) -> None:
-    # The stack builds its runtime without a timeout of its own: the default is what `make demo` gives the model.
+def model_time_on_a_fake_clock(monkeypatch) -> list[float]:
+    """The runtime on a fake clock that only its own sleeps advance, at once; returns the time limits it gives the
+    model (wait_for's timeouts). Patched on the runtime's module alone: on asyncio itself, the clock would also count
+    the sleeps of servers other tests leave running in their threads (39.6 s given for 40 in CI)."""
     from types import SimpleNamespace
 
     from local import runtime as runtime_module
 
+    clock = [100.0]
     given: list[float] = []
-    wait_for = asyncio.wait_for
+
+    async def slept(seconds: float) -> None:
+        clock[0] += seconds
+        await asyncio.sleep(0)
 
     async def recorded(awaitable, timeout):
         given.append(timeout)
-        return await wait_for(awaitable, timeout)
+        return await asyncio.wait_for(awaitable, timeout)
 
-    monkeypatch.setattr(runtime_module, "time", SimpleNamespace(perf_counter=lambda: 100.0))  # no time passes
-    # The runtime's asyncio alone: another thread's wait_for (a server another test left running) is not this call.
-    seen = SimpleNamespace(sleep=asyncio.sleep, wait_for=recorded, get_running_loop=asyncio.get_running_loop)
-    monkeypatch.setattr(runtime_module, "asyncio", seen)
+    monkeypatch.setattr(runtime_module, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    fakes = SimpleNamespace(sleep=slept, wait_for=recorded, get_running_loop=asyncio.get_running_loop)
+    monkeypatch.setattr(runtime_module, "asyncio", fakes)
+    return given
+
+
+def test_by_default_the_model_gets_sagemakers_60_seconds(monkeypatch) -> None:
+    # The stack builds its runtime without a timeout of its own: the default is what `make demo` gives the model.
+    given = model_time_on_a_fake_clock(monkeypatch)
     assert invoke(SageMakerRuntime(FixedContainer(), "e", 1)).status == 200
     assert given == [60.0]
 
@@ -616,27 +620,7 @@ def test_an_injected_delay_counts_against_the_invocation_limit() -> None:
 
 def test_after_an_injected_delay_the_model_gets_what_is_left_of_the_limit(monkeypatch) -> None:
     # The limit covers the whole invocation: after a 20 s delay the model has 40 s of SageMaker's 60, not 60 afresh.
-    # The delay passes on a fake clock, at once, seen by the runtime alone: a global asyncio.sleep patch also counted
-    # the sleeps of servers other tests leave running in their threads (uvicorn ticks every 0.1 s), 39.6 s given.
-    from types import SimpleNamespace
-
-    from local import runtime as runtime_module
-
-    clock = [100.0]
-    given: list[float] = []
-    sleep, wait_for = asyncio.sleep, asyncio.wait_for
-
-    async def slept(seconds: float) -> None:
-        clock[0] += seconds
-        await sleep(0)
-
-    async def recorded(awaitable, timeout):
-        given.append(timeout)
-        return await wait_for(awaitable, timeout)
-
-    monkeypatch.setattr(runtime_module, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
-    seen = SimpleNamespace(sleep=slept, wait_for=recorded, get_running_loop=asyncio.get_running_loop)
-    monkeypatch.setattr(runtime_module, "asyncio", seen)
+    given = model_time_on_a_fake_clock(monkeypatch)
     assert invoke(SageMakerRuntime(FixedContainer(), "e", 1, faults=Faults(delay_s=20.0))).status == 200
     assert given == [40.0]
 
