@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -88,6 +89,14 @@ def tar_gz_of(path: Path, members: dict[str, bytes]) -> Path:
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return path
+
+
+def gzip_with_a_bad_block(sound: bytes) -> bytes:
+    """A gzip member whose deflate stream holds `sound` whole, then a block of the reserved type 11: reading past
+    `sound` fails with zlib.error ("invalid block type"), as a corrupted download's would."""
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    body = deflate.compress(sound) + deflate.flush(zlib.Z_SYNC_FLUSH)
+    return bytes.fromhex("1f8b08000000000000ff") + body + b"\x07"
 
 
 def build_missing_artifact(weights: str | None) -> None:

@@ -11,7 +11,6 @@ import runpy
 import subprocess
 import sys
 import tarfile
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -505,7 +504,7 @@ def test_only_the_artifact_make_model_builds_is_compared_with_the_checkouts_code
 def test_a_damaged_artifact_is_not_called_stale(tmp_path: Path) -> None:
     """The local stack and the bench ask stale_artifact_reason before anything unpacks the artifact: one cut short is
     None (what reads it whole says what is wrong with it), not an EOFError traceback."""
-    from tests.conftest import tar_gz_of
+    from tests.conftest import gzip_with_a_bad_block, tar_gz_of
 
     checkout_code = tmp_path / "inference.py"
     checkout_code.write_bytes(b"new\n")
@@ -516,10 +515,8 @@ def test_a_damaged_artifact_is_not_called_stale(tmp_path: Path) -> None:
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     assert policies.stale_artifact_reason(cut, checkout_code) is None
     # Corrupt deflate data past the code (zlib.error) and a gzip of no tar (tarfile.ReadError): None as well.
-    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
-    body = deflate.compress(gzip.decompress(whole.read_bytes())[: 128 * 1024]) + deflate.flush(zlib.Z_SYNC_FLUSH)
     corrupt = tmp_path / "corrupt.tar.gz"
-    corrupt.write_bytes(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff" + body + b"\x07")
+    corrupt.write_bytes(gzip_with_a_bad_block(gzip.decompress(whole.read_bytes())[: 128 * 1024]))
     assert policies.stale_artifact_reason(corrupt, checkout_code) is None
     no_tar = tmp_path / "no-tar.tar.gz"
     no_tar.write_bytes(gzip.compress((ROOT / "README.md").read_bytes()))
@@ -587,6 +584,8 @@ def test_a_gzip_artifact_that_is_no_whole_tar_fails_before_any_resource(
 ) -> None:
     """The gzip magic alone let `gzip README.md` and a copy cut short or corrupt through, to be uploaded as the model
     (the endpoint would fail minutes into `pulumi up`), while `make demo` refuses them as no archive it can unpack."""
+    from tests.conftest import gzip_with_a_bad_block
+
     artifact = tmp_path / "model.tar.gz"
     if kind == "gzip, no tar":
         artifact.write_bytes(gzip.compress((ROOT / "README.md").read_bytes()))
@@ -607,9 +606,7 @@ def test_a_gzip_artifact_that_is_no_whole_tar_fails_before_any_resource(
             cut = (tmp_path / "model.tar").read_bytes()
             artifact.write_bytes(gzip.compress(cut[: 3 * len(cut) // 4]))
         elif kind == "corrupt deflate data":  # then a deflate block of the reserved type: zlib.error
-            deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
-            body = deflate.compress(head) + deflate.flush(zlib.Z_SYNC_FLUSH) + b"\x07"
-            artifact.write_bytes(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff" + body)
+            artifact.write_bytes(gzip_with_a_bad_block(head))
         elif kind == "then no gzip member":  # bytes where the next gzip member should start: BadGzipFile, an OSError
             artifact.write_bytes(gzip.compress(head, mtime=0) + b"no gzip member")
         elif kind == "overwritten past the archive's end":

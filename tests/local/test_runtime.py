@@ -16,7 +16,7 @@ import pytest
 from handlers import proxy_core
 from local.runtime import ContainerResponse, ContainerUnavailable, Faults, SageMakerRuntime, model_error
 from tests.ci import skip_or_fail
-from tests.conftest import tar_gz_of
+from tests.conftest import gzip_with_a_bad_block, tar_gz_of
 
 
 @pytest.fixture
@@ -663,7 +663,6 @@ def test_an_artifact_damaged_past_its_first_member_is_refused_naming_the_damage(
     import io
     import random
     import tarfile
-    import zlib
 
     from local.runtime import ModelStartError, extract_artifact
 
@@ -676,9 +675,7 @@ def test_an_artifact_damaged_past_its_first_member_is_refused_naming_the_damage(
         whole = gzip.compress(tar.getvalue(), mtime=0)
         content = whole[: len(whole) // 2]
     elif damage == "bad_deflate_block":  # sound blocks for the first 64 KB, then a block of the reserved type 11
-        deflate = zlib.compressobj(wbits=-15)
-        sound = deflate.compress(tar.getvalue()[: 64 * 1024]) + deflate.flush(zlib.Z_FULL_FLUSH)
-        content = bytes.fromhex("1f8b08000000000000ff") + sound + b"\x07"
+        content = gzip_with_a_bad_block(tar.getvalue()[: 64 * 1024])
     else:
         content = gzip.compress(tar.getvalue()[: 128 * 1024], mtime=0)
     artifact = tmp_path / "model.tar.gz"
