@@ -436,8 +436,10 @@ def refused_target(endpoint: str, headers: Mapping[str, str]) -> RuntimeAnswer |
     have, refused as SageMaker refuses them; None when the request names none. X-Amzn-SageMaker-Target-Variant is
     not among them: AllTraffic is this endpoint's variant, and what SageMaker answers another name is undocumented
     (so is its answer to InferenceId, EnableExplanations and SessionId, which pass as before)."""
-    if headers.get("x-amzn-sagemaker-target-model"):  # aws/amazon-sagemaker-examples#1026: its words
+    fields = {}
+    if headers.get("x-amzn-sagemaker-target-model"):  # aws/amazon-sagemaker-examples#1026 and #1216: its words
         message = f"Endpoint {endpoint} is not a multi-model endpoint and does not support target model header."
+        fields = {"ErrorCode": "TARGET_MODEL_HEADER_NOT_SUPPORTED"}  # beside the message in #1216's answer
     elif headers.get("x-amzn-sagemaker-inference-component"):  # its words, for an endpoint hosting a model
         message = (
             "Inference Component Name header is not allowed for endpoints to which you dont plan to deploy inference "
@@ -448,7 +450,7 @@ def refused_target(endpoint: str, headers: Mapping[str, str]) -> RuntimeAnswer |
         message = f"Endpoint {endpoint} is not configured for direct invocation: it takes no TargetContainerHostname."
     else:
         return None
-    return aws_error(400, "ValidationError", message)
+    return aws_error(400, "ValidationError", message, **fields)
 
 
 def request_id_header(request_id: str | None = None) -> dict[str, str]:

@@ -255,28 +255,31 @@ def test_the_request_is_checked_before_any_injected_fault_and_down_comes_before_
 
 
 @pytest.mark.parametrize(
-    ("header", "says"),
+    ("header", "says", "fields"),
     [
         (
             "x-amzn-sagemaker-target-model",
             "Endpoint e is not a multi-model endpoint and does not support target model header.",
+            {"ErrorCode": "TARGET_MODEL_HEADER_NOT_SUPPORTED"},  # as in aws/amazon-sagemaker-examples#1216
         ),
         (
             "x-amzn-sagemaker-inference-component",
             "Inference Component Name header is not allowed for endpoints to which you dont plan to deploy inference "
             "components. Please remove the Inference Component Name header and try again.",
+            {},
         ),
         (
             "x-amzn-sagemaker-target-container-hostname",
             "Endpoint e is not configured for direct invocation: it takes no TargetContainerHostname.",
+            {},
         ),
     ],
 )
-def test_each_target_this_endpoint_does_not_have_is_a_validation_error(header, says) -> None:
+def test_each_target_this_endpoint_does_not_have_is_a_validation_error(header, says, fields) -> None:
     # One model, one container, no inference components: a call naming any of them fails here as it would deployed.
     answer = invoke(SageMakerRuntime(FixedContainer(), "e", 1), headers={header: "x"})
     assert (answer.status, answer.headers["x-amzn-errortype"]) == (400, "ValidationError")
-    assert json.loads(answer.body)["message"] == says
+    assert json.loads(answer.body) == {"message": says, **fields}
     # The variant it has, by name, is no target it lacks.
     variant = {"x-amzn-sagemaker-target-variant": "AllTraffic"}
     assert invoke(SageMakerRuntime(FixedContainer(), "e", 1), headers=variant).status == 200
