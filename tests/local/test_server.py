@@ -1187,7 +1187,9 @@ def test_api_answers_carry_none_of_the_sites_headers(tiers):
         ("LOCALHOST.:8000", True),
         ("app.localhost:3000", True),
         ("[::1]:8000", True),
+        ("[::ffff:127.0.0.1]:8000", True),  # IPv4-mapped, written with its dotted quad
         ("127.1.2.3", True),
+        ("localhost:65535", True),  # a five-digit port
         ("evillocalhost", False),  # not under .localhost
         ("localhost.rebind.example:8000", False),  # a name that only starts with localhost
         ("127.0.0.1:123456", False),  # not a port
