@@ -2303,6 +2303,31 @@ def test_a_predict_request_is_in_flight_for_the_drain_until_it_is_answered():
     assert drain.requests == set()
 
 
+def test_a_predict_request_cancelled_before_its_answer_is_in_flight_no_more():
+    """However a /predict request ends, the drain stops waiting for it: one cancelled while its function ran (as at a
+    stop) and left in drain.requests would hold the next stop for the whole grace period, for a task long done."""
+    drain = server.Drain()
+    stack = InProcessStack(drain=drain)
+    stack.sandboxes.result = Sandboxes.NEVER
+
+    async def cancel_in_flight() -> int:
+        transport = httpx.ASGITransport(app=stack.app, client=CLIENT)
+        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+            answer = asyncio.create_task(client.post("/predict", content=JPEG, headers=with_type(())))
+            await wait_until_async(lambda: stack.sandboxes.events)
+            in_flight = len(drain.requests)
+            answer.cancel()
+            await asyncio.wait([answer])
+            return in_flight
+
+    try:
+        in_flight = asyncio.run(cancel_in_flight())
+    finally:
+        stack.runtime.close()
+    assert in_flight == 1
+    assert drain.requests == set()
+
+
 def test_once_a_stop_has_begun_predict_takes_the_whole_body_before_it_says_so():
     # Answered with Connection: close while a photo of a few MB was still arriving, the close reset the connection
     # and a client still sending (http.client, a browser's fetch) saw that reset, not the 503 (5 of 5 at 4 MB).
