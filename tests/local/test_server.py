@@ -1087,6 +1087,10 @@ def test_a_link_gets_the_type_and_cache_policy_of_its_own_key(tiers, www):
     assert icon.status_code == 200 and icon.headers["content-type"] == policies.content_type_for("favicon.ico")
     script = tiers.request("GET", "/main.js")
     assert script.headers["cache-control"] == policies.cache_control_for("main.js") == "no-cache"
+    # The key's policy, also where the file it names has the other one (a photo's link to the page).
+    (www / "photo.jpg").symlink_to("index.html")
+    photo = tiers.request("GET", "/photo.jpg")
+    assert photo.headers["cache-control"] == policies.cache_control_for("photo.jpg") == "public, max-age=3600"
 
 
 def test_a_config_js_left_in_www_is_not_served_by_another_path(tiers, www):
