@@ -700,6 +700,22 @@ def test_a_request_framed_by_both_content_length_and_chunked_is_answered_then_it
     assert [seen[0] for seen in tiers.container.seen] == ([payload] if "invocations" in path else [])
 
 
+@pytest.mark.parametrize(("path", "status"), [("/predict", 413), (f"/endpoints/{ENDPOINT}/invocations", 400)])
+def test_a_refusal_closing_a_request_framed_by_both_says_connection_close_once(tiers, monkeypatch, path, status):
+    """A refusal that closes the connection for its own reason (a body over the limit), to a request framed by both
+    Content-Length and chunks, which closes it too: its one Connection header says close, not one per reason."""
+    monkeypatch.setattr(gateway, "MAX_BODY_BYTES", 16)
+    monkeypatch.setattr(tiers.runtime, "max_payload_bytes", 16)
+    framing = "content-length: 4\r\ntransfer-encoding: chunked\r\n"
+    head = f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1:8000\r\ncontent-type: image/jpeg\r\n{framing}\r\n"
+    body = b"28\r\n" + JPEG[:40] + b"\r\n0\r\n\r\n"
+    with served(tiers.app) as address, socket.create_connection(address, timeout=HANG_GUARD_S) as conn:
+        conn.sendall(head.encode() + body)
+        answer, _ = parsed_answer(received_until_closed(conn))
+    assert answer.status_code == status
+    assert [value for name, value in answer.headers if name == b"connection"] == [b"close"], answer.headers
+
+
 def test_the_gateways_own_refusals_carry_its_request_id_but_no_cors(tiers, monkeypatch):
     # API Gateway answers these before any invocation, with its id (which the UI shows). It adds CORS headers only
     # "to the response from an integration" (its HTTP API CORS guide): the local stack must not be kinder.
