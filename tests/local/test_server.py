@@ -2622,6 +2622,14 @@ def test_the_runtime_refuses_an_endpoint_it_does_not_serve(tiers, name):
     assert f"Endpoint {name} of" in response.json()["message"] and tiers.container.seen == []
 
 
+def test_the_runtime_is_handed_the_requests_headers_and_refuses_a_target_it_does_not_have(tiers):
+    """InvokeEndpoint's headers reach the runtime tier: one naming a target model (a multi-model endpoint's) is
+    refused as SageMaker refuses it, and the model never runs."""
+    response = tiers.invoke(b"x", headers={"x-amzn-sagemaker-target-model": "other.tar.gz"})
+    assert response.status_code == 400 and response.headers["x-amzn-errortype"] == "ValidationError"
+    assert "does not support target model header" in response.json()["message"] and tiers.container.seen == []
+
+
 def test_ping_is_200_as_the_containers(tiers):
     assert tiers.request("GET", "/ping").status_code == 200
 
