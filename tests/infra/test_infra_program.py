@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import gzip
+import hashlib
 import json
 import os
 import re
@@ -143,6 +144,17 @@ def test_prod_like_stack(program: Any, mocks: RecordingMocks) -> None:
         document = json.loads(inputs["policy"])
         assert_least_privilege(document)
         assert any(s.get("Action") == "kms:Decrypt" and s["Resource"] == KMS for s in document["Statement"])
+
+
+def test_the_model_is_uploaded_under_the_sha256_of_the_artifact_it_names(
+    program: Any, mocks: RecordingMocks, tmp_path: Path
+) -> None:
+    """The artifact's key, and so the Model's URI, is the digest of the file modelArtifact names: a new build is a new
+    object the endpoint is rebuilt on. Keyed by another file's digest (make model's, where modelArtifact names
+    another), a changed model would be uploaded over the old key and the endpoint left on the old model."""
+    outputs = program()
+    sha256 = hashlib.sha256((tmp_path / "model" / "model.tar.gz").read_bytes()).hexdigest()
+    assert outputs["model_artifact_uri"] == f"s3://model-bucket-a1b2c3/{policies.artifact_key(sha256)}"
 
 
 def test_default_names_carry_the_stack(program: Any) -> None:
