@@ -559,6 +559,23 @@ def test_a_lambda_asset_the_bundle_refuses_is_its_message_without_a_traceback(
     assert mocks.resources == {}
 
 
+def test_an_error_the_user_cannot_act_on_keeps_its_traceback(
+    program: Any, mocks: RecordingMocks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only USER_ERRORS become a pulumi.RunError's message alone: anything else (here the OS failing a read the bundle
+    did not expect to fail) is a fault in the program or the machine, whose traceback is what finds it."""
+    failure = OSError(5, "Input/output error")
+
+    def fail(*_args: Any, **_kwargs: Any) -> dict[str, Path]:
+        raise failure
+
+    monkeypatch.setattr(sys.modules["components.lambda_bundle"], "lambda_asset_files", fail)
+    with pytest.raises(OSError) as err:
+        program()
+    assert err.value is failure
+    assert mocks.resources == {}
+
+
 @pytest.mark.parametrize("kind", ["directory", "not an archive", "compress(1)"])
 def test_an_artifact_that_is_no_tar_gz_fails_before_any_resource(
     program: Any, mocks: RecordingMocks, tmp_path: Path, kind: str
