@@ -20,7 +20,7 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
-from components import lambda_bundle, policies
+from components import lambda_bundle, policies, static_site
 from components.bundle_dir import BundleDirError
 from components.settings import strip_namespace
 from tests.ci import skip_or_fail
@@ -574,6 +574,24 @@ def test_an_error_the_user_cannot_act_on_keeps_its_traceback(
         program()
     assert err.value is failure
     assert mocks.resources == {}
+
+
+def test_an_interruption_while_declaring_the_components_fails_instead_of_hanging(
+    program: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A BaseException that is no Exception (Ctrl-C's KeyboardInterrupt, SystemExit) raised while the site is declared
+    must resolve the API's deferred site origins too: caught as an Exception only, they were left unresolved and
+    `pulumi up` would wait on them forever (run_main says so at once)."""
+
+    class Interrupted(BaseException):
+        pass
+
+    def interrupted(*_args: Any, **_kwargs: Any) -> Any:
+        raise Interrupted
+
+    monkeypatch.setattr(static_site, "StaticSite", interrupted)
+    with pytest.raises(Interrupted):
+        program()
 
 
 @pytest.mark.parametrize("kind", ["directory", "not an archive", "compress(1)"])
