@@ -853,6 +853,8 @@ def test_the_runtime_takes_a_body_of_exactly_its_limit_declared_or_streamed(tier
         refused = tiers.invoke(over)
         assert refused.status_code == 400 and refused.headers["x-amzn-errortype"] == "ValidationError"
         assert refused.json()["message"].endswith("has oversize body.")
+        # Refused at the runtime's own limit, its connection closed: not read on to the gateway's larger one.
+        assert refused.headers["connection"] == "close"
     assert [len(body) for body, _, _ in tiers.container.seen] == [limit, limit]
 
 
