@@ -2896,10 +2896,12 @@ class TimerLog:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.timers: list[tuple[str, asyncio.TimerHandle]] = []
+        self.delays: dict[str, float] = {}  # each timer's delay, by its callback's name
 
     def call_later(self, delay, callback, *args):
         handle = self.loop.call_later(delay, callback, *args)
         self.timers.append((callback.__name__, handle))
+        self.delays[callback.__name__] = delay
         return handle
 
     def pending(self) -> list[str]:
@@ -2929,6 +2931,11 @@ def test_the_protocols_deadlines_stop_once_met_and_when_the_connection_is_lost()
             assert loop.pending() == [], "a complete head leaves no head deadline running"
             protocol.pause_writing()
             assert loop.pending() == ["_write_deadline_passed"]
+            # Each deadline is its own: a reader paused for longer than a head may take is not dropped for it.
+            assert loop.delays == {
+                "_head_too_slow": server.HEAD_TIMEOUT_S,
+                "_write_deadline_passed": server.WRITE_STALL_TIMEOUT_S,
+            }
             protocol.resume_writing()
             assert loop.pending() == [], "writing again leaves no write deadline running"
             answer.set()
