@@ -7,6 +7,7 @@ import dataclasses
 import io
 import json
 import logging
+import re
 import sys
 import warnings
 import zlib
@@ -153,6 +154,18 @@ def test_labels_that_do_not_match_the_graph_fail_model_fn(inference, model_dir, 
     (tmp_path / "model.onnx").symlink_to(model_dir / "model.onnx")
     with pytest.raises(inference.ModelLoadError, match=r"gave shape \(1, 1000\), expected \(1, 999\)"):
         inference.load_classifier(str(tmp_path))
+
+
+@pytest.mark.parametrize("shape", [(2, 1000), (1, 1000, 1)])
+def test_logits_of_one_row_per_class_more_or_another_axis_fail_model_fn(inference, model_dir, monkeypatch, shape):
+    # predict_fn serves the first row as the image's logits, one per label: a graph answering one image with two rows,
+    # or with an axis more, would be served another image's row or a softmax over one value.
+    def onnxruntime(onnx_path, crop):
+        return (lambda batch: np.zeros(shape, np.float32)), "onnxruntime-stub"
+
+    monkeypatch.setattr(inference, "_onnxruntime_backend", onnxruntime)
+    with pytest.raises(inference.ModelLoadError, match=re.escape(f"gave shape {shape}, expected (1, 1000)")):
+        inference.load_classifier(str(model_dir))
 
 
 @pytest.mark.parametrize(
