@@ -610,6 +610,25 @@ def test_model_fn_names_an_architecture_torchvision_cannot_build(inference, mode
         inference.load_classifier(str(tmp_path))
 
 
+def test_the_torchscript_fallback_runs_torch_on_the_model_threads(inference, model_dir, tmp_path, monkeypatch, request):
+    # torch sizes its pool from the host's cores, not the CPU quota: a container allowed 2 of 8 CPUs ran 8 threads
+    # that the kernel throttled in the middle of a run. The thread count is set before anything else is built.
+    import torch
+
+    threads = torch.get_num_threads()
+    request.addfinalizer(lambda: torch.set_num_threads(threads))
+    wanted = 1 if threads != 1 else 2
+    monkeypatch.setattr(inference, "_threads", lambda: wanted)
+    (tmp_path / "metadata.json").write_text(
+        json.dumps({**json.loads((model_dir / "metadata.json").read_text()), "model": "mobilenet_v9"})
+    )
+    (tmp_path / "model.pth").symlink_to(model_dir / "model.pth")
+    monkeypatch.setenv("MODEL_BACKEND", "torchscript")
+    with pytest.raises(inference.ModelLoadError, match="which torchvision cannot build"):
+        inference.load_classifier(str(tmp_path))
+    assert torch.get_num_threads() == wanted
+
+
 @pytest.mark.parametrize("saved", ["list", "tensor"])
 def test_model_fn_names_weights_that_are_not_a_state_dict(inference, model_dir, tmp_path, monkeypatch, saved):
     # torch.load(weights_only=True) reads a saved list or tensor; load_state_dict's TypeError named no file.
