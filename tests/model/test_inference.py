@@ -1156,6 +1156,23 @@ def test_preprocessing_of_an_extreme_aspect_ratio_stays_close(inference, classif
     assert diff.max() <= 1 and np.count_nonzero(diff) < diff.size // 100
 
 
+@pytest.mark.parametrize(("long", "resized"), [(2400, "whole"), (2700, "crop")])
+def test_up_to_8_to_1_the_whole_image_is_resized_and_beyond_it_only_the_crop(inference, classifier, long, resized):
+    # 8:1 is the last ratio whose resized image (2048x256 at most) is made in full, for torchvision's exact pixels;
+    # at 9:1 the crop alone is resampled from its box, so the long image is never materialised.
+    pre = classifier.preprocessing
+    img = photo("chelsea.jpg").resize((long, 300), Image.Resampling.BICUBIC)
+    sizes, real = [], img.resize
+
+    def resize(size, *args, **kwargs):
+        sizes.append(size)
+        return real(size, *args, **kwargs)
+
+    img.resize = resize  # this image's alone
+    assert inference.preprocess(img, pre).shape == (1, pre.crop, pre.crop, 3)
+    assert sizes == [(long * pre.resize // 300, pre.resize) if resized == "whole" else (pre.crop, pre.crop)]
+
+
 def test_extreme_aspect_ratio_is_cheap(inference, classifier):
     body = encode(Image.new("RGB", (20_000, 1), "white"), "PNG")
     assert classify(inference, classifier, body, "image/png")["predictions"]
