@@ -1462,6 +1462,14 @@ def test_an_error_quoting_non_ascii_input_has_an_ascii_reason_phrase(
     assert "\\u4e94" in message or "\\xe9" in message
 
 
+def test_a_long_error_message_is_cut_at_300_characters_and_no_fewer(inference, classifier):
+    # The message is the reply's reason phrase: one short line, yet the 300 characters leave room for the list of
+    # content types that follows a long one quoted.
+    message = _raises(inference, "UnsupportedContentTypeError", 415, b"x", "image/" + "x" * 1000)
+    assert len(message) == 300
+    assert inference.InvalidRequestError("y" * 300).message == "y" * 300
+
+
 def test_pixel_limit_is_inclusive(inference, monkeypatch):
     monkeypatch.setattr(inference, "MAX_PIXELS", 100)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
