@@ -1959,6 +1959,10 @@ def test_what_is_not_single_pass_is_counted(inference):
     assert not inference.single_pass_jpeg(patched(data, sof + 1, 0xC2))  # the same frame, progressive
     assert not inference.single_pass_jpeg(patched(data, sof + 1, 0xC5))  # hierarchical: libjpeg refuses it
     assert inference.single_pass_jpeg(patched(data, sof + 1, 0xC1))  # extended sequential
+    # Arithmetic coded (SOF9): its conditioning table (DAC, FF CC), before the frame or after it, is no frame header.
+    dac, arithmetic = b"\xff\xcc\x00\x04\x00\x01", patched(data, sof + 1, 0xC9)
+    assert inference.single_pass_jpeg(arithmetic[:sof] + dac + arithmetic[sof:])
+    assert inference.single_pass_jpeg(arithmetic[:sos] + dac + arithmetic[sos:])
     twice = data[:sos] + data[sof : sof + 2 + int.from_bytes(data[sof + 2 : sof + 4], "big")] + data[sos:]
     assert not inference.single_pass_jpeg(twice)  # a second frame header
     assert not inference.single_pass_jpeg(data[:sof] + data[sos:])  # a scan without a frame
