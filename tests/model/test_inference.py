@@ -1470,6 +1470,13 @@ def test_a_long_error_message_is_cut_at_300_characters_and_no_fewer(inference, c
     assert inference.InvalidRequestError("y" * 300).message == "y" * 300
 
 
+def test_an_error_message_of_several_lines_is_one_line(inference):
+    # Every message quotes input by its repr today; one that did not would put a line break in the reason phrase,
+    # and the toolkit appends its traceback after the first line.
+    error = inference.InvalidImageError("first line\nsecond\r\n  third\tend")
+    assert error.message == error.phrase == str(error) == "first line second third end"
+
+
 def test_pixel_limit_is_inclusive(inference, monkeypatch):
     monkeypatch.setattr(inference, "MAX_PIXELS", 100)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
