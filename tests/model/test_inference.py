@@ -741,6 +741,7 @@ def test_top_k_from_accept_parameter_and_default(inference, classifier):
         ("application/json;top_k=0000003", 3),  # leading zeros are the same number, however many
         ("application/json ; top_k = 3", 3),  # whitespace around a parameter's name and value is not part of them
         ("application/json;top_k", 5),  # a parameter without '=' has no value: ignored, not an empty top_k
+        ("application/json;charset=utf-8;q=0.9;top_k=4", 4),  # every parameter is read, however many
     ],
 )
 def test_accept_forms(inference, classifier, accept, count):
