@@ -2088,3 +2088,9 @@ def test_predictions_come_most_probable_first(inference, classifier):
     top = inference.top_k_predictions(scores, labels, 500)
     assert [p["prob"] for p in top] == sorted((p["prob"] for p in top), reverse=True)
     assert top[0]["label"] == labels[int(np.argmax(scores))]
+
+
+def test_a_top_k_above_the_number_of_classes_answers_every_class(inference):
+    # A model of 3 classes asked for its top 20: numpy's argpartition raised for a k past the end (a 500).
+    top = inference.top_k_predictions(np.array([0.2, 0.5, 0.3], np.float32), ["a", "b", "c"], 20)
+    assert [p["label"] for p in top] == ["b", "c", "a"]
