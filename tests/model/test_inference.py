@@ -1199,6 +1199,8 @@ def _raises(inference, error, status, body, content_type="image/jpeg"):
     [
         (b"", "image/jpeg", "InvalidImageError", 400, "empty"),
         (b"hello, world", "image/png", "InvalidImageError", 400, "not a readable"),
+        # A str body (the toolkit decodes only UTF-8 types) of any characters is a bad image, never a 500.
+        ("\ud800 \u0101", "image/png", "InvalidImageError", 400, "not a readable"),
         (polyglot(), "image/jpeg", "InvalidImageError", 400, ""),
         (truncated(photo_bytes("coffee.jpg")), "image/jpeg", "InvalidImageError", 400, "truncated"),
         (truncated(encode(photo("coffee.jpg"), "PNG")), "image/png", "InvalidImageError", 400, ""),
