@@ -527,10 +527,15 @@ def test_model_fn_names_the_missing_metadata(inference, tmp_path, a_directory):
     assert str(err.value) == f"cannot read model metadata at {tmp_path / 'metadata.json'}: {why}"
 
 
-def test_model_fn_names_the_missing_weights(inference, model_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("a_directory", [False, True])
+def test_model_fn_names_the_missing_weights(inference, model_dir, tmp_path, monkeypatch, a_directory):
     (tmp_path / "metadata.json").write_bytes((model_dir / "metadata.json").read_bytes())
+    if a_directory:  # not a file torch.load could read: missing too, not an IsADirectoryError of torch's
+        (tmp_path / "model.pth").mkdir()
     monkeypatch.setenv("MODEL_BACKEND", "torchscript")
-    with pytest.raises(inference.ModelLoadError, match=str(tmp_path / "model.pth")):
+    with pytest.raises(
+        inference.ModelLoadError, match=f"^model weights not found at {re.escape(str(tmp_path))}/model.pth$"
+    ):
         inference.load_classifier(str(tmp_path))
 
 
