@@ -54,11 +54,14 @@ def bomb_png(width: int = 30_000, height: int = 30_000) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
 
 
-def text_bomb_png(inflated: int = 2_000_000) -> bytes:
+def text_bomb_png(inflated: int = 2_000_000, after_idat: bool = False) -> bytes:
     """A small PNG with a zTXt chunk (before IDAT) that inflates to `inflated` bytes: past Pillow's MAX_TEXT_CHUNK
-    (1 MB), Image.open itself raises ValueError."""
+    (1 MB), Image.open itself raises ValueError. After IDAT (before IEND), Image.load raises it instead."""
     png = encode(Image.new("RGB", (8, 8)), "PNG")
     ztxt = _png_chunk(b"zTXt", b"comment\x00\x00" + zlib.compress(b"a" * inflated, 9))
+    if after_idat:
+        iend = len(png) - 12  # IEND: its length, type and CRC end the file
+        return png[:iend] + ztxt + png[iend:]
     return png[:33] + ztxt + png[33:]  # after the signature (8) and IHDR (25)
 
 

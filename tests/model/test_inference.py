@@ -1218,6 +1218,8 @@ def _raises(inference, error, status, body, content_type="image/jpeg"):
         (bomb_png(), "image/png", "ImageTooLargeError", 413, "pixels"),
         # Image.open raises ValueError for a text chunk that inflates past Pillow's limit: a bad image, not a 500.
         (text_bomb_png(), "image/png", "InvalidImageError", 400, "not a readable"),
+        # After the pixels Image.load reads it, and raises the same ValueError.
+        (text_bomb_png(after_idat=True), "image/png", "InvalidImageError", 400, "truncated or corrupt"),
         (
             photo_bytes("coffee.jpg"),
             "text/plain",
