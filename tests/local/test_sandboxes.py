@@ -1115,6 +1115,17 @@ def test_a_server_that_exited_unreaped_is_gone_to_its_sandboxes():
     assert sandboxes_module._server_gone(zombie.pid)
 
 
+def test_a_live_server_whose_proc_entry_cannot_be_read_is_not_gone(monkeypatch):
+    """Where there is no /proc (macOS) the zombie check cannot look: a server that answers kill(pid, 0) is alive.
+    Taken for gone, every sandbox there would exit at its first poll, a second after it started."""
+
+    def no_proc(path, *args, **kwargs):
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
+
+    monkeypatch.setattr(sandboxes_module, "open", no_proc, raising=False)  # this module's open, not builtins'
+    assert not sandboxes_module._server_gone(os.getpid())
+
+
 def test_max_sandboxes_must_be_positive():
     with pytest.raises(ValueError, match="max_sandboxes"):
         LambdaSandboxes(0)
