@@ -1213,6 +1213,9 @@ def test_only_uvicorns_grace_period_overrun_is_said_as_the_stops_own_line():
     ]
     # uvicorn's 0 (its wait ran out as the last answer went out): nothing was cut short, nothing to say
     assert overrun.filter(record(logging.ERROR, cancel.msg, 0)) is False and len(said) == 1
+    # but 1 is one request cut short, said as 3 are
+    one: list[str] = []
+    assert GraceOverrun(5, one.append).filter(record(logging.ERROR, cancel.msg, 1)) is False and one == said
     assert overrun.filter(record(logging.ERROR, "Exception in ASGI application")) is True
     assert overrun.filter(record(logging.INFO, "Shutting down")) is True
     # Both halves of uvicorn's words, not either
