@@ -1781,6 +1781,27 @@ def test_a_start_waits_for_its_dead_fork_server_to_exit_and_leaves_it_for_multip
     assert psutil.Process(fork_server).status() == psutil.STATUS_ZOMBIE, "exited, and not reaped"
 
 
+def test_a_dead_fork_server_another_thread_reaped_already_is_gone():
+    """ensure_running, in another sandbox's start, may reap the dead fork server before this start looks: its
+    waitid then raises ChildProcessError. Taken for alive, the start waited out FORK_SERVER_EXIT_WAIT_S and failed,
+    "refused it ... and is still running". (In a process of its own: multiprocessing's fork server is one a process.)"""
+    import subprocess
+    import sys
+
+    script = (
+        "import subprocess, sys\n"
+        "from multiprocessing import forkserver\n"
+        "from local import sandboxes\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'pass'])\n"
+        "child.wait()  # reaped\n"
+        "forkserver._forkserver._forkserver_pid = child.pid\n"
+        "print(sandboxes._fork_server_gone(child.pid, timeout_s=0.05))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "True\n", "")
+
+
 def shown_env(event: dict, context) -> dict:
     """A stand-in handler: what the sandbox's environment holds of the keys asked for."""
     return {k: os.environ.get(k) for k in event["keys"]}
