@@ -366,6 +366,31 @@ def test_a_waiting_invocation_the_caller_cancelled_gets_no_sandbox_when_a_slot_f
     assert not (tmp_path / "ran").exists()
 
 
+def test_a_waiting_invocation_cancelled_just_as_a_sandbox_frees_leaves_that_sandbox_to_the_next(
+    one, tmp_path, monkeypatch
+):
+    """The caller may cancel between the check for a cancelled waiter and the hand-over (a request's future is
+    cancelled from the event loop, without the sandboxes' lock): the sandbox taken for it must idle again, or the
+    slot is gone for good and every later invocation waits for ever."""
+    from concurrent.futures import Future
+
+    class CancelledJustAfterTheCheck(Future):
+        def cancelled(self) -> bool:
+            seen = super().cancelled()
+            self.cancel()  # a waiting one's caller gives up right then (a running one cannot be cancelled)
+            return seen
+
+    monkeypatch.setattr(sandboxes_module, "Future", CancelledJustAfterTheCheck)  # the futures submit() returns
+    go = tmp_path / "go"
+    busy = one.submit({"wait_for": str(go)}, None)
+    given_up = one.submit({"touch": str(tmp_path / "ran")}, None)
+    go.touch()
+    pid = busy.result(timeout=60)
+    assert given_up.cancelled()
+    assert one.submit({}, None).result(timeout=60) == pid  # the same sandbox again
+    assert not (tmp_path / "ran").exists()
+
+
 def test_an_invocation_a_sandbox_is_running_cannot_be_cancelled(one, tmp_path):
     """Only a waiting invocation can be taken back. A cancelled request cancels its future (asyncio.wrap_future):
     one a sandbox runs must stay running, or its result lands on a cancelled future (InvalidStateError)."""
