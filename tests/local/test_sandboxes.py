@@ -44,6 +44,8 @@ def work(event: dict, context) -> int:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGHUP})
     if event.get("die"):
         os.kill(os.getpid(), signal.SIGKILL)  # what the OOM killer does to a Lambda sandbox
+    if event.get("outlive_timeout"):  # disarms the function's timeout, and goes on until it would have stopped it
+        time.sleep(signal.setitimer(signal.ITIMER_REAL, 0)[0])
     if "raise" in event:
         raise RuntimeError(event["raise"])
     if event.get("timer"):  # what is left of the timer that stops it at the function's timeout (0.0: none armed)
@@ -1561,6 +1563,16 @@ def test_the_timer_that_stops_an_invocation_is_armed_at_the_functions_timeout_an
     left = one.submit({"timer": True}, SimpleNamespace(timeout_s=30)).result(timeout=60)
     assert 0 < left <= 30
     assert one.submit({"timer": True}, None).result(timeout=60) == 0.0  # the same sandbox: nothing armed now
+
+
+def test_a_handlers_own_error_after_the_functions_timeout_stays_the_handlers(one):
+    """Only a sandbox that died is one Lambda stopped at the timeout: an error the handler raised (here past the
+    server's deadline, its own timer disarmed) is the handler's, which the log must show, not "Task timed out"."""
+    first = one.submit({}, None).result(timeout=60)
+    late = one.submit({"outlive_timeout": True, "raise": "handler bug"}, SimpleNamespace(timeout_s=0.2))
+    with pytest.raises(RuntimeError, match=r"^handler bug$"):
+        late.result(timeout=60)
+    assert one.submit({}, None).result(timeout=60) == first, "the sandbox lives on"
 
 
 def test_a_sandbox_dying_well_within_the_functions_timeout_is_a_crash_not_a_timeout(one):
