@@ -1144,6 +1144,23 @@ def test_a_server_that_exited_unreaped_is_gone_to_its_sandboxes():
     assert sandboxes_module._server_gone(zombie.pid)
 
 
+def test_a_live_server_whose_name_reads_like_a_zombies_state_is_not_gone():
+    """/proc/<pid>/stat gives the process's name in parentheses, and a name may hold ") Z " itself (a process
+    names itself): its state is the field after the last ")", not the first."""
+    import subprocess
+    import sys
+
+    require_proc("a process's state")
+    named = "open('/proc/self/comm', 'w').write('x) Z (y'); import sys; sys.stdin.read()"
+    server = subprocess.Popen([sys.executable, "-c", named], stdin=subprocess.PIPE)
+    try:
+        wait_until(lambda: psutil.Process(server.pid).name() == "x) Z (y", "the process to name itself")
+        assert not sandboxes_module._server_gone(server.pid)
+    finally:
+        server.stdin.close()
+        server.wait()
+
+
 def test_a_live_server_whose_proc_entry_cannot_be_read_is_not_gone(monkeypatch):
     """Where there is no /proc (macOS) the zombie check cannot look: a server that answers kill(pid, 0) is alive.
     Taken for gone, every sandbox there would exit at its first poll, a second after it started."""
