@@ -983,6 +983,19 @@ def test_shutdown_cancels_waiting_invocations_and_refuses_new_ones(tmp_path):
     assert not (tmp_path / "ran").exists()
 
 
+def test_a_stop_lets_an_invocation_in_flight_finish_and_then_ends_its_sandbox(tmp_path):
+    """shutdown() without end_invocations is the graceful stop: the caller of an invocation already running is still
+    waiting for its answer, which the handler gives; its sandbox ends after it."""
+    pool = sandboxes(1)
+    started, go = tmp_path / "started", tmp_path / "go"
+    busy = pool.submit({"started": str(started), "wait_for": str(go)}, None)
+    wait_until(started.exists, "the invocation to begin")
+    pool.shutdown()
+    go.touch()
+    pid = busy.result(timeout=HANG_GUARD_S)
+    wait_until(lambda: not psutil.pid_exists(pid), "its sandbox to end")
+
+
 def test_a_stop_that_gave_up_on_the_invocations_in_flight_ends_their_sandboxes_at_once(tmp_path):
     """A stop whose grace period ran out has answered their callers: a sandbox left to finish its invocation called the
     runtime tier the stop had closed, and logged "model_not_ready" after "stopped". Ended, it runs nothing more."""
