@@ -1605,6 +1605,32 @@ def test_a_stop_signal_during_the_cleanup_does_not_cut_it_short(monkeypatch, cap
     assert {sig: signal.getsignal(sig) for sig in cli.STOP_SIGNALS} == before
 
 
+def test_a_process_started_during_the_cleanup_can_still_be_stopped(monkeypatch, artifact):
+    """The cleanup holds off a second stop signal with a handler that does nothing, not by ignoring it: an ignored
+    signal stays ignored across exec, so a process started meanwhile (a fork server started again) could not be
+    stopped by Ctrl-C, SIGTERM or SIGHUP."""
+    from local import __main__ as cli
+
+    loaded_model(monkeypatch)
+    ignoring: list[int] = []
+    probe = (
+        "import signal, sys\n"
+        "sys.exit(any(signal.getsignal(s) == signal.SIG_IGN for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)))"
+    )
+
+    class Sandboxes:
+        def shutdown(self) -> None:
+            ignoring.append(subprocess.run([sys.executable, "-c", probe], timeout=60).returncode)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C as the app is put together
+
+    monkeypatch.setattr(cli, "start_sandboxes", lambda stack, region: Sandboxes())
+    monkeypatch.setattr(cli, "create_app", interrupted)
+    assert cli.main(["--port", "0"]) == 0
+    assert ignoring == [0], "a process started during the cleanup ignores the stop signals"
+
+
 @pytest.mark.parametrize(
     ("flags", "fault_injection", "throttled"),
     [((), False, True), (("--fault-injection", "--no-stage-throttle"), True, False)],
