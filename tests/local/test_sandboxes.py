@@ -1115,6 +1115,26 @@ def test_a_sandbox_whose_fork_server_died_before_it_looked_exits():
     assert exit_of_a_sandbox_thread("", "os.getpid()") == (0, "")
 
 
+def test_a_sandbox_whose_fork_server_is_gone_as_it_opens_a_pidfd_exits_at_once():
+    """The fork server's pid no longer a process's when its pidfd is opened (it died as the sandbox started): exit
+    then, not a poll a second later. (5: it polled.)"""
+    reaped = (
+        "import subprocess, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'pass'])\n"
+        "child.wait()\n"
+        "def polled(seconds): os._exit(5)\n"
+        "time.sleep = polled\n"
+    )
+    assert exit_of_a_sandbox_thread(reaped, "child.pid") == (0, "")
+
+
+def test_without_pidfds_a_sandbox_whose_fork_server_died_exits_at_its_next_poll():
+    """Where there is no pidfd (macOS, Linux before 5.3) the sandbox polls, once a second: for its fork server too
+    (here a live process that is not its parent), or one left by a dead fork server idles for as long as the server
+    lives."""
+    assert exit_of_a_sandbox_thread("del os.pidfd_open\n", "os.getpid()") == (0, "")
+
+
 @pytest.mark.parametrize("ends", ["server", "fork server"])
 def test_a_sandbox_waits_for_its_server_and_fork_server_without_waking_and_exits_with_either(ends):
     """An idle stack's sandboxes each woke once a second to look for their server (64 after a load test, never
