@@ -2630,6 +2630,7 @@ def test_the_runtime_is_handed_the_requests_headers_and_refuses_a_target_it_does
     response = tiers.invoke(b"x", headers={"x-amzn-sagemaker-target-model": "other.tar.gz"})
     assert response.status_code == 400 and response.headers["x-amzn-errortype"] == "ValidationError"
     assert "does not support target model header" in response.json()["message"] and tiers.container.seen == []
+    assert response.json()["ErrorCode"] == "TARGET_MODEL_HEADER_NOT_SUPPORTED"  # the body's field too, end to end
 
 
 def test_ping_is_200_as_the_containers(tiers):
