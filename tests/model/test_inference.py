@@ -2081,6 +2081,17 @@ def test_icc_chunk_bytes_that_are_not_chunks_do_not_count(inference, classifier)
     assert inference.png_chunk_count(inference.PNG_SIGNATURE + bytes(4) + b"iCCP", b"iCCP", 5) == 1
 
 
+def test_only_a_png_is_walked_for_colour_profiles(inference, classifier):
+    # A JPEG's bytes read from offset 8 as PNG chunks may name two iCCP chunks (here a comment right after SOI):
+    # a JPEG holds no iCCP chunk, and it is served.
+    chunk = bytes(4) + b"iCCP" + b"crc!"  # a PNG chunk of no data: length, type, CRC
+    comment = b"xx" + chunk * 2
+    jpeg = photo_bytes("coffee.jpg")
+    data = jpeg[:2] + b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment + jpeg[2:]
+    assert inference.png_chunk_count(data, b"iCCP", 5) == 2 and inference.too_many_colour_profiles(data)
+    assert top1(classify(inference, classifier, data)) == "espresso"
+
+
 def test_json_base64_may_hold_spaces_tabs_and_line_breaks(inference, classifier):
     """As in MIME (76 columns) and `base64` CLI output; the proxy tolerates the same, so neither refuses the other's."""
     b64 = base64.b64encode(photo_bytes("coffee.jpg")).decode()
