@@ -1687,12 +1687,17 @@ def test_a_sandbox_whose_fork_server_died_exits_though_its_executor_took_it_for_
 
 
 def fork_server_dies_at_the_connect(
-    monkeypatch, error: type[Exception], times: int, started_again_meanwhile: bool = False
+    monkeypatch,
+    error: type[Exception],
+    times: int,
+    started_again_meanwhile: bool = False,
+    fds_sent: list[list[int]] | None = None,
 ) -> list[int]:
     """multiprocessing's connect to the fork server, for the next `times` sandbox starts, finds it alive (as
     ensure_running does) and then dead: it is killed there, not yet exited nor reaped, and the connect fails as it
     then does. `started_again_meanwhile`: another sandbox's start (in a thread of its own) then reaps it and starts
-    the next fork server, before this start fails. Returns the fork server's pid at each connect."""
+    the next fork server, before this start fails. Returns the fork server's pid at each connect; `fds_sent` gets
+    the descriptors each connect was to pass to the sandbox."""
     from multiprocessing import forkserver
 
     real_connect = forkserver.connect_to_new_process
@@ -1701,6 +1706,8 @@ def fork_server_dies_at_the_connect(
     def connect(fds):
         forkserver.ensure_running()  # as the real one begins; it also starts a fork server that was reaped again
         connects.append(forkserver._forkserver._forkserver_pid)
+        if fds_sent is not None:
+            fds_sent.append(list(fds))
         if len(connects) > times:
             return real_connect(fds)
         os.kill(connects[-1], signal.SIGKILL)
@@ -1719,10 +1726,13 @@ def test_a_sandbox_started_as_its_fork_server_dies_starts_in_the_one_started_aga
     """A fork server killed (or out of memory) is taken for alive until it is reaped: a sandbox started then failed
     (ConnectionRefusedError, or "EOFError: unexpected EOF" where its pid was to come), and its invocation, which it
     never began, with it: a 500 blamed on the handler. Lambda would run it in a new sandbox."""
-    connects = fork_server_dies_at_the_connect(monkeypatch, error, times=1)
+    fds_sent: list[list[int]] = []
+    connects = fork_server_dies_at_the_connect(monkeypatch, error, times=1, fds_sent=fds_sent)
     sandbox = one.submit({}, None).result(timeout=60)
     assert len(connects) == 2 and connects[0] != connects[1], "once more, once the fork server was started again"
     assert psutil.Process(sandbox).ppid() == connects[1]
+    # The start again sends the sandbox its own descriptors, not the failed start's beside them (duplicates it holds)
+    assert len(fds_sent[1]) == len(fds_sent[0]), fds_sent
     assert {signal.SIGINT, signal.SIGHUP} <= blocked_signals(connects[1]), "started again by the retry, as any start"
 
 
