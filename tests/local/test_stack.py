@@ -1605,6 +1605,30 @@ def test_a_stop_signal_during_the_cleanup_does_not_cut_it_short(monkeypatch, cap
     assert {sig: signal.getsignal(sig) for sig in cli.STOP_SIGNALS} == before
 
 
+def test_a_stop_signal_as_the_model_begins_to_load_ends_the_process_as_a_clean_stop(monkeypatch, artifact):
+    """SIGTERM (or SIGHUP) as the loading line is said, before the `try` that catches it, ends the process through
+    the handler's SystemExit: its status is 0, a stop, as everywhere else, not a failure for a supervisor to act on."""
+    import signal
+
+    from local import __main__ as cli
+
+    def say(message: str) -> None:
+        if message.startswith("loading "):
+            signal.raise_signal(signal.SIGTERM)  # its handler runs here, before say returns
+
+    monkeypatch.setattr(cli, "say", say)
+    sockets = bound_sockets(monkeypatch)
+    before = {sig: signal.getsignal(sig) for sig in cli.STOP_SIGNALS}
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            cli.main(["--port", "0"])
+    finally:
+        for sock in sockets:  # the process would end here, and the port with it
+            sock.close()
+    assert stopped.value.code == 0
+    assert {sig: signal.getsignal(sig) for sig in cli.STOP_SIGNALS} == before
+
+
 def test_a_process_started_during_the_cleanup_can_still_be_stopped(monkeypatch, artifact):
     """The cleanup holds off a second stop signal with a handler that does nothing, not by ignoring it: an ignored
     signal stays ignored across exec, so a process started meanwhile (a fork server started again) could not be
