@@ -1939,15 +1939,20 @@ def test_ff_da_bytes_that_are_not_scans_do_not_count(inference, classifier):
     comment = b"\xff\xda" * (inference.MAX_JPEG_SCANS + 1)
     data = encode(photo("coffee.jpg"), "JPEG", progressive=True)
     assert not inference.single_pass_jpeg(data)
-    padded = data[:2] + b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment + data[2:]
+    padded = with_jpeg_comment(data, comment)
     assert padded.count(b"\xff\xda") > inference.MAX_JPEG_SCANS and not inference.too_many_scans(padded)
     assert top1(classify(inference, classifier, padded)) == "espresso"
     assert inference.too_many_scans(many_scans_jpeg(inference.MAX_JPEG_SCANS + 1))
     # At the limit, one FF DA more in a comment makes the quick count pass it, and the walk still finds the limit.
     at_limit = many_scans_jpeg(inference.MAX_JPEG_SCANS)
-    padded = at_limit[:2] + b"\xff\xfe\x00\x04\xff\xda" + at_limit[2:]
+    padded = with_jpeg_comment(at_limit, b"\xff\xda")
     assert inference.jpeg_scan_count(padded) == inference.MAX_JPEG_SCANS and not inference.too_many_scans(padded)
     assert classify(inference, classifier, padded)["predictions"]
+
+
+def with_jpeg_comment(jpeg: bytes, comment: bytes) -> bytes:
+    """The JPEG with a comment segment (FF FE, its length, the bytes) right after SOI."""
+    return jpeg[:2] + b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment + jpeg[2:]
 
 
 def patched(data: bytes, at: int, value: int) -> bytes:
@@ -2086,8 +2091,7 @@ def test_only_a_png_is_walked_for_colour_profiles(inference, classifier):
     # a JPEG holds no iCCP chunk, and it is served.
     chunk = bytes(4) + b"iCCP" + b"crc!"  # a PNG chunk of no data: length, type, CRC
     comment = b"xx" + chunk * 2
-    jpeg = photo_bytes("coffee.jpg")
-    data = jpeg[:2] + b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment + jpeg[2:]
+    data = with_jpeg_comment(photo_bytes("coffee.jpg"), comment)
     assert inference.png_chunk_count(data, b"iCCP", 5) == 2 and inference.too_many_colour_profiles(data)
     assert top1(classify(inference, classifier, data)) == "espresso"
 
