@@ -374,6 +374,10 @@ def test_invalid_event_base64_is_400():
     rejects("bad_request", 400, parse, "not*base64", is_base64=True)
     # A non-ASCII character is refused by base64 with a plain ValueError, not binascii.Error: still a 400, not a 500.
     rejects("bad_request", 400, parse, "QUJD\u00e9", is_base64=True)
+    # A character outside the alphabet is refused, not skipped: skipped, the rest of this body is a valid JPEG.
+    encoded = b64(JPEG)
+    message = rejects("bad_request", 400, parse, f"{encoded[:8]}*{encoded[8:]}", is_base64=True).message
+    assert message == "The request body is not valid base64 (isBase64Encoded)."
 
 
 def test_top_k_from_query():
