@@ -1062,6 +1062,14 @@ def test_a_missing_endpoint_named_with_a_size_word_is_not_413(name):
     assert (error.status, error.code) == (502, "model_error")
 
 
+def test_a_size_refusal_that_says_not_found_before_its_end_is_still_413():
+    # Only a message ending in "not found." is the missing endpoint's; the words elsewhere do not make a size refusal
+    # a 502.
+    message = "Request 1 has oversize body; a part not found in 4194304 bytes."
+    error = core.map_client_error("ValidationError", 400, {"Error": {"Code": "ValidationError", "Message": message}})
+    assert (error.status, error.code) == (413, "payload_too_large")
+
+
 def test_an_aws_message_only_at_the_top_level_of_the_response_is_read():
     # botocore puts a modelled error's members at the response's top level; a Message found only there still decides
     # a size refusal and is logged.
