@@ -751,7 +751,8 @@ def sanitize_model_message(text: Any) -> str | None:
     first = _PATH.sub(_REDACTED, first)
     if len(first) > MODEL_MESSAGE_MAX_CHARS:
         first = first[: MODEL_MESSAGE_MAX_CHARS - 3].rstrip() + "..."
-    if not re.search(r"[A-Za-z]{3}", first.replace(_REDACTED, "")):
+    # Each marker as a space, not dropped: "ab[...]c" has no three letters in a row, and dropping it made "abc".
+    if not re.search(r"[A-Za-z]{3}", first.replace(_REDACTED, " ")):
         return None
     return first
 

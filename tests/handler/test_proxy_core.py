@@ -929,14 +929,11 @@ def test_sanitize_caps_length_and_rejects_non_text():
     assert core.sanitize_model_message("/opt/ml/model: 42 ok") is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: the 3-letter rule drops the [...] markers before it looks, so the letters either side of a "
-    "redacted account id join into a run ('ab' + 'c')",
-)
 def test_letters_either_side_of_a_redaction_are_no_three_letter_reason():
-    # "ab[...]c" keeps runs of two letters and one, as "/opt/ml/model: 42 ok" keeps "ok": no reason left.
+    # "ab[...]c" keeps runs of two letters and one, as "/opt/ml/model: 42 ok" keeps "ok": no reason left. The
+    # letters on one side of a redaction still count by themselves.
     assert core.sanitize_model_message("ab123456789012c") is None
+    assert core.sanitize_model_message("abc123456789012d") == "abc[...]d"
 
 
 @settings(max_examples=300, deadline=None)
