@@ -1863,6 +1863,7 @@ def test_a_jpeg_of_many_scans_is_refused_before_libjpeg_decodes_them(inference, 
             b"\xff\xd8\xff\xda\x00\x08" + b"\x00" * 6 + b"\xff\x00\xff\xd0\xff\xff\xda\x00\x08",
             2,
         ),  # stuffing, RSTn, fill
+        (b"\xff\xd8\xff\xff\xff\xff\xda\x00\x02", 1),  # any number of fill bytes before a marker
         (b"\xff\xd8\xff\xfe\x00\x06\xff\xda\x00\x00\xff\xda", 1),  # a comment holding FF DA is skipped
         (b"\xff\xd8\xff\xda\x00\x08" + b"\x00" * 6 + b"junk\xff\xd9\xff\xda", 1),  # nothing after EOI counts
         (b"\xff\xd8\xff\xda\x00\x08" + b"\x00" * 6 + b"\xff\xd9\x00\x02\xff\xda", 1),  # nor what looks like a length
