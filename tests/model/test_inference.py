@@ -1320,6 +1320,14 @@ def _red(fmt: str, **params) -> bytes:
         ),
         pytest.param(b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"/>', "SVG", id="svg"),
         pytest.param(b'  <svg xmlns="http://www.w3.org/2000/svg"/>', "SVG", id="svg-without-xml-declaration"),
+        # As Inkscape writes one: its root element well past the first 64 bytes, within the 256 looked at.
+        pytest.param(
+            b'<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n'
+            b"<!-- Created with Inkscape (http://www.inkscape.org/) -->\n"
+            b'<svg xmlns="http://www.w3.org/2000/svg"/>',
+            "SVG",
+            id="svg-after-a-comment",
+        ),
     ],
 )
 def test_an_image_format_we_refuse_is_named_in_a_415(inference, classifier, body, name):
