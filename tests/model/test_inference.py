@@ -1210,6 +1210,8 @@ def _raises(inference, error, status, body, content_type="image/jpeg"):
         (b"hello, world", "image/png", "InvalidImageError", 400, "not a readable"),
         # A str body (the toolkit decodes only UTF-8 types) of any characters is a bad image, never a 500.
         ("\ud800 \u0101", "image/png", "InvalidImageError", 400, "not a readable"),
+        # One of characters Latin-1 has none of is no empty body: each is a byte ('?') of a bad image.
+        ("\u0101\u4e94", "image/png", "InvalidImageError", 400, "not a readable"),
         (polyglot(), "image/jpeg", "InvalidImageError", 400, ""),
         (truncated(photo_bytes("coffee.jpg")), "image/jpeg", "InvalidImageError", 400, "truncated"),
         (truncated(encode(photo("coffee.jpg"), "PNG")), "image/png", "InvalidImageError", 400, ""),
