@@ -1450,6 +1450,7 @@ def test_an_accept_top_k_out_of_range_is_quoted_as_sent(inference, classifier, t
         ("application/json;q=0", "UnsupportedAcceptError", 406),  # q=0: explicitly not acceptable
         ("application/json;q=0.000", "UnsupportedAcceptError", 406),  # q is a number: 0.000 is 0
         ("application/json;q=0, */*", "UnsupportedAcceptError", 406),  # the specific range wins over */*
+        ("application/*;q=0, */*", "UnsupportedAcceptError", 406),  # and application/* wins over it too
         ("application/json;top_k=" + "1" * 5000, "InvalidRequestError", 400),  # int() raises past 4300 digits
         ("text/html, */*;q=0", "UnsupportedAcceptError", 406),
     ],
