@@ -1365,6 +1365,14 @@ def test_bytes_of_no_known_image_format_are_a_400(inference, classifier, body):
     assert "not a readable" in _raises(inference, "InvalidImageError", 400, body, "image/png")
 
 
+def test_a_refused_format_sent_as_torchserve_passes_a_body_is_named(inference, classifier):
+    # TorchServe hands the toolkit each raw body as a bytearray, which no dict can look up (unhashable): an iPhone
+    # photo's brand was looked up as one, a TypeError (a 500) where its 415 names it.
+    heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64)
+    message = _raises(inference, "UnsupportedContentTypeError", 415, bytearray(heic), "image/jpeg")
+    assert message.startswith("HEIC images are not accepted")
+
+
 def test_a_refused_image_is_named_without_another_parser_reading_it(inference, classifier, monkeypatch):
     """Only the JPEG, PNG and WebP decoders may see a request's bytes: Pillow's other plugins are parsers of formats
     we never serve (its EPS plugin spent about 3 s of CPU scanning a 4 MB file of comment lines to name it)."""
