@@ -1838,6 +1838,15 @@ def test_cpu_flags_come_from_the_first_cpu_in_proc_cpuinfo(inference, tmp_path):
     assert inference.cpu_flags(str(tmp_path / "absent")) == frozenset()  # macOS: nothing, and no int8 setting
 
 
+def test_cpu_flags_of_a_cpuinfo_not_ascii_or_not_readable(inference, tmp_path):
+    # A model name of any bytes (a vendor's registered sign, a BIOS's garbage) is read past, not a failed model_fn;
+    # a cpuinfo that cannot be read for another reason than its absence (here a directory) is no flags either.
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_bytes(b"processor\t: 0\nmodel name\t: Intel\xc2\xae Xeon\xc2\xae \xff\nflags\t\t: fpu avx2\n")
+    assert inference.cpu_flags(str(cpuinfo)) == {"fpu", "avx2"}
+    assert inference.cpu_flags(str(tmp_path)) == frozenset()
+
+
 @pytest.mark.parametrize("vendored", [True, False])
 def test_the_vendored_packages_for_this_python_come_first(inference, tmp_path, monkeypatch, vendored):
     # model.package unpacks the cp312 onnxruntime wheel in code/vendor/cp312: it must win over any other installed.
