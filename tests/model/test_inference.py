@@ -1783,6 +1783,7 @@ AVX512 = {"avx2", "avx512f", "avx512bw", "avx512dq", "avx512vl"}  # what MLAS ta
         ({"avx2", "amx_int8", "amx_tile"}, True),
         (AVX512 | {"amx_bf16", "amx_tile"}, True),
         ({"avx2", "avx512f", "avx_vnni"}, False),  # AVX-512F alone (no BW/DQ/VL) is not MLAS's AVX-512: AVX-VNNI
+        (AVX512 - {"avx512vl"} | {"avx_vnni"}, False),  # nor is it without VL (a virtual CPU may hide it alone)
         ({"sse4_2"}, False),  # no AVX2: on Linux ONNX Runtime has one kernel for u8s8 and u8u8
         (set(), False),  # macOS, an ARM CPU: no /proc/cpuinfo flags to go by
     ],
