@@ -1094,10 +1094,11 @@ def _accept_top_k(accept: str | None) -> int | None:
             # int() would also take "1_0", non-ASCII digits, and refuse (ValueError) over 4300 digits.
             if not (raw.isascii() and raw.isdigit()):
                 raise InvalidRequestError(f"Accept parameter top_k must be an integer, got {raw!r:.20}")
-            # Leading zeros are the same number (0000003 is 3); a longer one is refused quoting what was sent.
+            # Leading zeros are the same number (0000003 is 3), but one out of range is refused quoting what was
+            # sent: 0100 was refused as "got 100", and only one of 7 digits or more as it came.
             digits = raw.lstrip("0") or "0"
-            value = int(digits) if len(digits) <= 6 else LongJsonInteger(raw)
-            return parse_top_k(value, "Accept parameter top_k")
+            in_range = len(digits) <= len(str(MAX_TOP_K)) and 1 <= int(digits) <= MAX_TOP_K
+            return parse_top_k(int(digits) if in_range else LongJsonInteger(raw), "Accept parameter top_k")
     return None
 
 

@@ -1434,9 +1434,9 @@ def test_a_huge_integer_in_a_field_we_do_not_read_is_ignored(inference, classifi
     assert top1(classify(inference, classifier, body, "application/json")) == "espresso"
 
 
-@pytest.mark.parametrize("top_k", ["21", "1000000", "0001000000", "99999999", "1" * 5000])
+@pytest.mark.parametrize("top_k", ["21", "0100", "00", "1000000", "0001000000", "99999999", "1" * 5000])
 def test_an_accept_top_k_out_of_range_is_quoted_as_sent(inference, classifier, top_k):
-    # A top_k of 7 digits or more was answered "got 21", a number the client never sent.
+    # A top_k of 7 digits or more was answered "got 21", a number the client never sent, and 0100 "got 100".
     prediction = inference.predict_fn(inference.input_fn(photo_bytes("coffee.jpg"), "image/jpeg"), classifier)
     # The message names where the top_k came from: the Accept header, not the JSON body.
     with pytest.raises(
