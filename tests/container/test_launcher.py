@@ -254,7 +254,9 @@ def test_a_temporary_directory_without_a_free_block_or_inode_is_named(tmp_path, 
     import errno
 
     monkeypatch.setenv("JAVA_HOME", "/opt/any-jre")  # get past the java check without needing one
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    tmp = tmp_path / "tmp"  # not the artifact's directory: the line names the one without room
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
 
     def refuse(*_args, **_kwargs):
         raise OSError(errno.EDQUOT, "Disk quota exceeded")
@@ -265,10 +267,24 @@ def test_a_temporary_directory_without_a_free_block_or_inode_is_named(tmp_path, 
     with pytest.raises(TorchServeError) as failed:
         TorchServeEndpoint(artifact).start()
     assert str(failed.value) == (
-        f"no room in {tmp_path} to unpack the model artifact {artifact}: Disk quota exceeded; free some there, or set"
+        f"no room in {tmp} to unpack the model artifact {artifact}: Disk quota exceeded; free some there, or set"
         " TMPDIR to a directory with room"
     )
-    assert list(tmp_path.iterdir()) == [artifact]
+    assert list(tmp.iterdir()) == []
+
+
+def test_a_temporary_directory_refused_for_another_reason_is_that_error(monkeypatch):
+    """Only a TMPDIR without room gets the no-room line: one this user may not write to is its own error."""
+    import errno
+
+    monkeypatch.setenv("JAVA_HOME", "/opt/any-jre")  # get past the java check without needing one
+
+    def refuse(*_args, **_kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(torchserve, "tempfile", SimpleNamespace(mkdtemp=refuse, gettempdir=tempfile.gettempdir))
+    with pytest.raises(PermissionError, match="Permission denied"):
+        TorchServeEndpoint(Path("model.tar.gz")).start()
 
 
 def test_a_busy_port_is_named(monkeypatch):
