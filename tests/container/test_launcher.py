@@ -196,6 +196,7 @@ def test_stop_before_start_is_a_no_op_and_log_tail_is_empty():
     ep.stop()
     ep.stop()
     assert ep.log_tail() == ""
+    assert ep.exit_code() is None, "no toolkit has exited"
 
 
 def test_a_log_that_is_not_utf8_is_still_read(tmp_path):
