@@ -519,6 +519,22 @@ def test_java_on_path_is_enough_without_java_home(launched, tmp_path, monkeypatc
         TorchServeEndpoint(tmp_path / "missing.tar.gz").start()
 
 
+# The locale the toolkit and its JVM run in is judged with the caller's env in: its LC_ALL=C wins over the shell's.
+@pytest.mark.parametrize(("shell", "caller"), [({"LC_ALL": "C"}, {}), ({"LC_ALL": "C.UTF-8"}, {"LC_ALL": "C"})])
+def test_the_toolkit_runs_in_a_utf8_locale_where_its_env_would_make_it_ascii(
+    launched, tmp_path, monkeypatch, shell, caller
+):
+    for name, value in shell.items():
+        monkeypatch.setenv(name, value)
+    artifact = tar_gz_of(tmp_path / "model.tar.gz", {"inference.py": b"# code"})
+    ep = TorchServeEndpoint(artifact, env=caller).start()
+    try:
+        [(_, kwargs)] = launched
+        assert kwargs["env"]["LC_ALL"] == "C.UTF-8"
+    finally:
+        ep.stop()
+
+
 @pytest.mark.parametrize("damage", ["truncated", "corrupt", "escapes"])
 def test_a_damaged_or_escaping_artifact_is_named_and_leaves_nothing(launched, tmp_path, monkeypatch, damage):
     artifact = tar_gz_of(tmp_path / "model.tar.gz", {"inference.py": random.Random(0).randbytes(100_000)})
