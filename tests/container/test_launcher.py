@@ -1207,6 +1207,21 @@ def test_an_invocation_that_finds_the_jvm_gone_has_the_stack_replaced_once(monke
     managed.stop()
 
 
+def test_a_toolkit_that_exited_with_code_0_is_a_dead_stack_too(monkeypatch, caplog):
+    # Its JVM stopped by a SIGTERM from outside the stack: the toolkit exits 0, and nothing serves any more.
+    dead, fresh = FakeStack("dead", exit_code=0), FakeStack("fresh")
+    managed = ManagedEndpoint(Path("model.tar.gz"))
+    monkeypatch.setattr(managed, "_launch", lambda: fresh)
+    managed._current = dead
+    with pytest.raises(TorchServeDown, match="died"):
+        managed.invoke(b"x", "image/jpeg")
+    wait_until(lambda: managed._current is not None, "the replacement")
+    assert dead.stopped and managed.invoke(b"x", "image/jpeg")[2] == b"fresh"
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "(the toolkit process exited with code 0 (it exits" in errors[0], errors
+    managed.stop()
+
+
 def test_a_replacement_in_a_daemon_thread_does_not_hold_up_the_interpreters_exit():
     script = (
         "import threading, time\n"
