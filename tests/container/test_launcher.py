@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import http.server
 import io
@@ -1411,6 +1412,43 @@ def test_the_copy_a_stack_killed_outright_left_is_removed_at_the_next_start(tmp_
     managed.start()
     try:
         assert not left.exists()
+    finally:
+        managed.stop()
+
+
+def torchserves_tmpdir(monkeypatch, tmp: Path) -> None:
+    """`tmp` made the TMPDIR of local.torchserve alone (where it looks tempfile up, so that no other thread's temp
+    files move), with no sweep of the real one."""
+    tmp.mkdir()
+    mkdtemp = functools.partial(tempfile.mkdtemp, dir=tmp)
+    monkeypatch.setattr(torchserve, "tempfile", SimpleNamespace(mkdtemp=mkdtemp, gettempdir=lambda: str(tmp)))
+    monkeypatch.setattr(torchserve, "sweep_orphaned_model_dirs", lambda: [])
+
+
+def test_the_copy_is_locked_as_its_stacks_while_it_serves_and_the_lock_goes_with_stop(tmp_path, monkeypatch):
+    """The owner lock tells another start's sweep the copy is in use (whatever pid namespace it runs in); stop()
+    releases it with the copy, leaving no descriptor open behind a stack that is gone."""
+    import fcntl
+
+    from local.runtime import OWNER_LOCK
+
+    tmp = tmp_path / "tmp"
+    torchserves_tmpdir(monkeypatch, tmp)
+    artifact = tmp_path / "model.tar.gz"
+    artifact.write_bytes(b"model")
+    managed = ManagedEndpoint(artifact)
+    monkeypatch.setattr(managed, "_launch", lambda: FakeStack("first"))
+    managed.start()
+    try:
+        [copy_dir] = tmp.iterdir()
+        lock = os.open(copy_dir / OWNER_LOCK, os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):  # held: another start's sweep leaves the copy alone
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            managed.stop()
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free once stop() is done (the file is gone by then)
+        finally:
+            os.close(lock)
     finally:
         managed.stop()
 
