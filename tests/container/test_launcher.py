@@ -1541,6 +1541,35 @@ def test_a_temporary_directory_without_room_counts_the_copy_in_the_figure(tmp_pa
     assert list(tmp.iterdir()) == []
 
 
+def test_no_room_for_the_unpack_where_no_copy_could_be_kept_counts_no_copy(tmp_path, monkeypatch):
+    """A TMPDIR that takes no lock (flock refused, as some network filesystems do) keeps no copy: when the unpack
+    then finds no room, the figure is the unpacked model's alone, not one with a copy that is not there."""
+    import errno
+
+    from local import runtime
+
+    monkeypatch.setenv("JAVA_HOME", "/opt/any-jre")  # get past the java check without needing one
+    tmp = tmp_path / "tmp"
+    torchserves_tmpdir(monkeypatch, tmp)
+    artifact = tar_gz_of(tmp_path / "model.tar.gz", {"model.onnx": os.urandom(3_000_000)})
+
+    def no_lock(_directory):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    def no_room(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torchserve, "hold_owner_lock", no_lock)
+    monkeypatch.setattr(runtime, "extract_all", no_room)
+    with pytest.raises(TorchServeError) as refusal:
+        ManagedEndpoint(artifact).start()
+    assert str(refusal.value) == (
+        f"no room in {tmp} to unpack the model artifact {artifact} (3 MB unpacked): No space left on device; free"
+        " some there, or set TMPDIR to a directory with room"
+    )
+    assert list(tmp.iterdir()) == []
+
+
 def test_launch_passes_the_startup_timeout_and_returns_the_ready_stack(launching):
     managed = ManagedEndpoint(Path("model.tar.gz"), startup_timeout=7)
     stack = managed._launch()
