@@ -498,6 +498,7 @@ def test_start_runs_the_toolkit_in_its_own_group_with_the_serving_env_and_stop_r
         assert env["PATH"].split(os.pathsep)[0] == os.path.dirname(sys.executable)
         assert (base / "model" / "inference.py").read_bytes() == b"# code"
         assert (base / "tmp").is_dir() and (base / "logs").is_dir()
+        assert base.parent == tmp_path and base.name.startswith("torchserve-"), "in TMPDIR, named for what it holds"
         with pytest.raises(TorchServeError, match="already started"):
             ep.start()
         assert len(launched) == 1
