@@ -431,6 +431,28 @@ def test_a_failed_replacement_keeps_answering_down_and_is_tried_again(monkeypatc
     assert fresh.stopped
 
 
+def test_a_failed_replacement_is_tried_again_10_s_on_by_default(monkeypatch):
+    # A start that fails costs seconds of CPU: not retried by every invocation, nor every second.
+    now = [1000.0]
+    monkeypatch.setattr(torchserve, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    launches = []
+
+    def launch():
+        launches.append(now[0])
+        raise TorchServeError("java exploded")
+
+    managed = ManagedEndpoint(Path("model.tar.gz"))
+    monkeypatch.setattr(managed, "_launch", launch)
+    managed._current = FakeStack("dead", exit_code=1)
+    for moved in (0, 9.9, 0.2):
+        now[0] += moved
+        with pytest.raises(TorchServeDown):
+            managed.invoke(b"x", "image/jpeg")
+        wait_until(lambda: managed._replacer is None, "the attempt, if any, to end")
+    assert launches == pytest.approx([1000.0, 1010.1])
+    managed.stop()
+
+
 def test_an_error_line_is_named_without_the_log_prefix_or_trailing_blanks():
     assert last_error(["x MODEL_LOG - ValueError: bad value   "]) == "ValueError: bad value"
     failed = "x MODEL_LOG - Failed to load model model, exception no labels  "
