@@ -417,6 +417,7 @@ def test_a_failed_replacement_keeps_answering_down_and_is_tried_again(monkeypatc
         managed.invoke(b"x", "image/jpeg")
     wait_until(lambda: managed._current is not None)
     assert managed.invoke(b"x", "image/jpeg")[2] == b"fresh"
+    assert not fresh.stopped, "the replacement it serves was stopped"
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == [
         "TorchServe stopped serving (the toolkit process was killed by SIGKILL (it exits when TorchServe's JVM does));"
