@@ -477,11 +477,13 @@ class Launched:
     options, a process that just waits to be signalled (so stop() acts on a real process group)."""
 
     calls: ClassVar[list] = []
-    popen = subprocess.Popen
+    procs: ClassVar[list] = []
 
     def __new__(cls, args, **kwargs):
         cls.calls.append((args, kwargs))
-        return cls.popen([sys.executable, "-c", "import time; time.sleep(600)"], **kwargs)
+        proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], **kwargs)
+        cls.procs.append(proc)
+        return proc
 
 
 @pytest.fixture
@@ -489,8 +491,19 @@ def launched(monkeypatch, tmp_path):
     monkeypatch.setenv("JAVA_HOME", "/opt/any-jre")
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     monkeypatch.setattr(Launched, "calls", [])
-    monkeypatch.setattr(torchserve.subprocess, "Popen", Launched)
-    return Launched.calls
+    monkeypatch.setattr(Launched, "procs", [])
+    # torchserve's own name for the module, not subprocess.Popen itself (the module it named): a thread of another
+    # fixture starting a process meanwhile would have started a stand-in.
+    module = SimpleNamespace(Popen=Launched, DEVNULL=subprocess.DEVNULL, STDOUT=subprocess.STDOUT)
+    monkeypatch.setattr(torchserve, "subprocess", module)
+    yield Launched.calls
+    # A stand-in that stop() did not end (one started outside its own group, or a cleanup skipped) slept on for ten
+    # minutes after the run, and the test passed: it is killed here, and the test fails.
+    left = [proc for proc in Launched.procs if proc.poll() is None]
+    for proc in left:
+        proc.kill()
+        proc.wait()
+    assert not left, f"{len(left)} stand-in toolkit process(es) outlived the test: stop() left them running"
 
 
 @pytest.mark.timeout(60)  # a process left outside its own group would make stop() wait for ever
