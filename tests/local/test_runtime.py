@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from handlers import proxy_core
+from local import runtime as runtime_module
 from local.runtime import ContainerResponse, ContainerUnavailable, Faults, SageMakerRuntime, model_error
 from tests.ci import skip_or_fail
 from tests.conftest import gzip_with_a_bad_block, tar_gz_of
+
+
+def os_with(**names):
+    """The os module as local.runtime looks it up, with some names replaced: patching os itself reaches every thread
+    of the process (a server or sandbox of another fixture killing its child would get the fake too)."""
+    return SimpleNamespace(**{**{name: getattr(os, name) for name in dir(os) if not name.startswith("__")}, **names})
 
 
 @pytest.fixture
@@ -894,7 +903,7 @@ def test_a_model_dir_is_swept_only_when_its_owner_is_known_to_be_gone(tmp_path, 
     def kill(pid: int, sig: int) -> None:
         raise PermissionError(1, "Operation not permitted")
 
-    monkeypatch.setattr(os, "kill", kill)
+    monkeypatch.setattr(runtime_module, "os", os_with(kill=kill))
     assert sweep_orphaned_model_dirs(tmp_path) == [killed] and not killed.exists()
     assert unlockable.exists() and someone_elses.exists()
 
@@ -947,7 +956,7 @@ def test_a_model_dir_of_another_user_is_never_swept(tmp_path, monkeypatch) -> No
     theirs = tmp_path / f"{MODEL_DIR_PREFIX}424245-ddd"
     (theirs / "model").mkdir(parents=True)
     os.close(hold_owner_lock(theirs))
-    monkeypatch.setattr(os, "getuid", lambda: theirs.stat().st_uid + 1)  # we are someone else
+    monkeypatch.setattr(runtime_module, "os", os_with(getuid=lambda: theirs.stat().st_uid + 1))  # we are someone else
     assert sweep_orphaned_model_dirs(tmp_path) == [] and theirs.exists()
 
 
