@@ -32,7 +32,7 @@ import pytest
 
 from components.policies import sagemaker_container_env
 from local import torchserve
-from local.runtime import INVOCATION_TIMEOUT_S
+from local.runtime import INVOCATION_TIMEOUT_S, sweep_orphaned_model_dirs
 from local.torchserve import (
     WORKER_DIED,
     ManagedEndpoint,
@@ -223,6 +223,16 @@ def test_memory_before_start_is_refused():
         TorchServeEndpoint(Path("missing.tar.gz")).memory_mb()
 
 
+def torchserves_tmpdir(monkeypatch, tmp: Path, *, mkdtemp=None) -> None:
+    """`tmp` made the TMPDIR of local.torchserve alone, where it looks tempfile up: its folders, and its start's sweep
+    of the copies stacks killed outright left, go there, while no other thread's temp files move (tempfile.tempdir
+    set for the process would move them all). `mkdtemp` stands in for tempfile's, to refuse a folder."""
+    tmp.mkdir(exist_ok=True)
+    mkdtemp = mkdtemp or functools.partial(tempfile.mkdtemp, dir=tmp)
+    monkeypatch.setattr(torchserve, "tempfile", SimpleNamespace(mkdtemp=mkdtemp, gettempdir=lambda: str(tmp)))
+    monkeypatch.setattr(torchserve, "sweep_orphaned_model_dirs", functools.partial(sweep_orphaned_model_dirs, tmp))
+
+
 def test_missing_java_is_named(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     monkeypatch.delenv("JAVA_HOME", raising=False)
@@ -233,14 +243,14 @@ def test_missing_java_is_named(monkeypatch):
 def test_java_home_is_enough_without_java_on_path(tmp_path, monkeypatch):
     monkeypatch.setenv("JAVA_HOME", "/opt/any-jre")
     monkeypatch.setenv("PATH", "/nonexistent")
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    torchserves_tmpdir(monkeypatch, tmp_path)
     with pytest.raises(TorchServeError, match="cannot unpack"):  # past the java check
         TorchServeEndpoint(tmp_path / "missing.tar.gz").start()
 
 
 def test_an_unreadable_artifact_is_named_and_leaves_no_temp_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("JAVA_HOME", "/opt/any-jre")  # get past the java check without needing one
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    torchserves_tmpdir(monkeypatch, tmp_path)
     bad = tmp_path / "model.tar.gz"
     bad.write_bytes(b"not a tarball")
     with pytest.raises(TorchServeError, match=r"cannot unpack the model artifact .*model\.tar\.gz") as failed:
@@ -257,13 +267,19 @@ def test_a_temporary_directory_without_a_free_block_or_inode_is_named(tmp_path, 
 
     monkeypatch.setenv("JAVA_HOME", "/opt/any-jre")  # get past the java check without needing one
     tmp = tmp_path / "tmp"  # not the artifact's directory: the line names the one without room
-    tmp.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
 
     def refuse(*_args, **_kwargs):
         raise OSError(errno.EDQUOT, "Disk quota exceeded")
 
-    monkeypatch.setattr(tempfile if refused == "mkdtemp" else Path, refused, refuse)
+    if refused == "mkdtemp":
+        torchserves_tmpdir(monkeypatch, tmp, mkdtemp=refuse)
+    else:  # the folders made in TorchServe's own, through local.torchserve's name for Path (not Path.mkdir itself)
+
+        class RefusingPath(type(Path())):
+            mkdir = refuse
+
+        torchserves_tmpdir(monkeypatch, tmp)
+        monkeypatch.setattr(torchserve, "Path", RefusingPath)
     artifact = tmp_path / "model.tar.gz"
     artifact.write_bytes(b"")
     with pytest.raises(TorchServeError) as failed:
@@ -489,7 +505,7 @@ class Launched:
 @pytest.fixture
 def launched(monkeypatch, tmp_path):
     monkeypatch.setenv("JAVA_HOME", "/opt/any-jre")
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    torchserves_tmpdir(monkeypatch, tmp_path)
     monkeypatch.setattr(Launched, "calls", [])
     monkeypatch.setattr(Launched, "procs", [])
     # torchserve's own name for the module, not subprocess.Popen itself (the module it named): a thread of another
@@ -1373,8 +1389,7 @@ def test_a_replacement_serves_the_model_the_stack_started_with_not_one_rebuilt_s
     instance with the model it was created with. The first stack unpacked model/dist/model.tar.gz itself, a few ms
     after the copy was taken: a rebuild landing in between had it serve another model than its replacements."""
     tmp = tmp_path / "tmp"
-    tmp.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    torchserves_tmpdir(monkeypatch, tmp)
     artifact = tmp_path / "model.tar.gz"
     artifact.write_bytes(b"the model the demo started with")
 
@@ -1423,8 +1438,7 @@ def test_a_damaged_artifact_is_named_as_given_not_as_the_copy_the_first_start_un
     """The first stack unpacks the copy kept in TMPDIR: its refusal must not name that copy, removed by then."""
     monkeypatch.setenv("JAVA_HOME", "/opt/any-jre")  # get past the java check without needing one
     tmp = tmp_path / "tmp"
-    tmp.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    torchserves_tmpdir(monkeypatch, tmp)
     bad = tmp_path / "model.tar.gz"
     bad.write_bytes(b"not a tarball")
     with pytest.raises(TorchServeError) as refusal:
@@ -1438,7 +1452,7 @@ def test_the_copy_a_stack_killed_outright_left_is_removed_at_the_next_start(tmp_
     does the unpacked models of such stacks (README: Stopping)."""
     from local.runtime import MODEL_DIR_PREFIX
 
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    torchserves_tmpdir(monkeypatch, tmp_path)
     left = tmp_path / f"{MODEL_DIR_PREFIX}999999999-killed"  # no such pid, no owner lock
     left.mkdir()
     (left / "model.tar.gz").write_bytes(b"copy")
@@ -1451,15 +1465,6 @@ def test_the_copy_a_stack_killed_outright_left_is_removed_at_the_next_start(tmp_
         assert not left.exists()
     finally:
         managed.stop()
-
-
-def torchserves_tmpdir(monkeypatch, tmp: Path) -> None:
-    """`tmp` made the TMPDIR of local.torchserve alone (where it looks tempfile up, so that no other thread's temp
-    files move), with no sweep of the real one."""
-    tmp.mkdir()
-    mkdtemp = functools.partial(tempfile.mkdtemp, dir=tmp)
-    monkeypatch.setattr(torchserve, "tempfile", SimpleNamespace(mkdtemp=mkdtemp, gettempdir=lambda: str(tmp)))
-    monkeypatch.setattr(torchserve, "sweep_orphaned_model_dirs", lambda: [])
 
 
 def test_the_copy_is_locked_as_its_stacks_while_it_serves_and_the_lock_goes_with_stop(tmp_path, monkeypatch):
@@ -1495,8 +1500,7 @@ def test_a_stop_signal_during_the_first_start_leaves_no_copy_of_the_artifact(tmp
     """Ctrl-C while the artifact is copied or the first stack loads: start() raises, nothing will stop() the endpoint,
     and the copy must go with it (a live process's copy is no orphan: no later start would remove it)."""
     tmp = tmp_path / "tmp"
-    tmp.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    torchserves_tmpdir(monkeypatch, tmp)
     artifact = tmp_path / "model.tar.gz"
     artifact.write_bytes(b"model")
     managed = ManagedEndpoint(artifact)
@@ -1517,8 +1521,6 @@ def test_a_stop_signal_during_the_first_start_leaves_no_copy_of_the_artifact(tmp
 def test_the_copy_of_a_stack_killed_outright_is_kept_while_it_runs_and_swept_once_it_is_gone(tmp_path):
     """The copy's directory as a real start names it (the sweep test above makes one up): a sweep by another start
     leaves it while its process runs, and removes it once a `kill -9` took that process."""
-    from local.runtime import sweep_orphaned_model_dirs
-
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     artifact = tmp_path / "model.tar.gz"
@@ -1558,8 +1560,7 @@ def test_a_temporary_directory_without_room_counts_the_copy_in_the_figure(tmp_pa
 
     monkeypatch.setenv("JAVA_HOME", "/opt/any-jre")  # get past the java check without needing one
     tmp = tmp_path / "tmp"
-    tmp.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    torchserves_tmpdir(monkeypatch, tmp)
     artifact = tar_gz_of(tmp_path / "model.tar.gz", {"model.onnx": os.urandom(3_000_000)})  # ~3 MB compressed too
 
     def no_room(*_args, **_kwargs):
@@ -1677,7 +1678,7 @@ def test_a_stop_signal_while_the_artifact_unpacks_leaves_no_temp_dir(tmp_path, m
     unpacked (a quarter of a second on every start) must take the unpacked model with it: no stop() can, as
     nothing has been started yet, and no later start sweeps torchserve-* directories."""
     monkeypatch.setenv("JAVA_HOME", "/opt/any-jre")  # get past the java check without needing one
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    torchserves_tmpdir(monkeypatch, tmp_path)
     artifact = tmp_path / "model.tar.gz"
     with tarfile.open(artifact, "w:gz") as tar:
         tar.addfile(tarfile.TarInfo("model.onnx"), io.BytesIO(b""))
