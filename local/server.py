@@ -66,6 +66,8 @@ LAMBDA_SANDBOXES = 64
 # connections hold the server's file descriptors (and their buffers) for as long as they like.
 HEAD_TIMEOUT_S = 10.0
 BODY_TIMEOUT_S = 60.0
+# The body of a POST /__local/faults: a few JSON fields, the longest a model message, far under this.
+FAULTS_MAX_BODY_BYTES = 64 * 1024
 # And one that stops reading its answers (e.g. pipelines requests and never reads) is dropped once its answer
 # has not moved for this long (nginx's send_timeout: between two writes, not for the whole answer, so a slow
 # but steady reader of a large answer is never cut).
@@ -885,8 +887,15 @@ def create_app(
         if request.method == "DELETE":
             runtime.faults = Faults()
         else:
+            # Read as /predict reads its body: a stalled one held the connection for ever, and any size was buffered.
             try:
-                runtime.faults = Faults.from_json(json.loads(await request.body()))
+                body = await read_capped(request, FAULTS_MAX_BODY_BYTES)
+            except BodyTimeout:
+                return JSONResponse({"message": gateway.GATEWAY_ERRORS[408]}, status_code=408, headers=CLOSE)
+            if body is None:
+                return JSONResponse({"message": gateway.GATEWAY_ERRORS[413]}, status_code=413, headers=CLOSE)
+            try:
+                runtime.faults = Faults.from_json(json.loads(body))
             # RecursionError: JSON nested deeper than the parser's recursion limit.
             except (ValueError, TypeError, RecursionError) as e:
                 return JSONResponse({"message": str(e)}, status_code=400)

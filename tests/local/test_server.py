@@ -2702,7 +2702,8 @@ def test_fault_injection_is_served_only_when_asked_for():
         wrong = (b'{"delay_s": -1}', b'{"delay_s": 1e999}', b'{"throttle": true}', b'{"model_status": 99}')
         no_float_holds = b'{"delay_s": 1' + b"0" * 400 + b"}"  # json reads a whole number of any length as an int
         out_of_range = (b'{"throttle": -1}', b'{"sandbox_crash": -2}', b'{"model_status": 600}')
-        not_objects = (b"[]", b'["delay_s"]', b"null", b"[" * 100_000)  # a list of known names; nested too deep
+        # A list of known names; nested too deep (within the route's 64 KiB cap).
+        not_objects = (b"[]", b'["delay_s"]', b"null", b"[" * 60_000)
         for bad in (
             b"1",
             b"[1]",
@@ -2779,39 +2780,42 @@ def test_faults_are_refused_when_the_peer_is_unknown():
         own.runtime.close()
 
 
-# Only ends the hang of the route as it is (it waits for the body for ever): 200 times the BODY_TIMEOUT_S set below.
-# Not HANG_GUARD_S, which this expected failure would spend in full on every run.
-FAULTS_STALL_GUARD_S = 10.0
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="/__local/faults reads its body with `await request.body()`, no BODY_TIMEOUT_S: a stalled body holds the "
-    "connection for ever (seen on a running stack: no answer after 90 s), where the README's 'The server itself' "
-    "says a body not complete within 60 s is answered JSON 408",
-)
-def test_a_faults_body_that_stalls_is_answered_408(monkeypatch):
+def test_a_faults_body_that_stalls_is_answered_408_and_one_over_the_cap_413(monkeypatch):
     """The README: "Stalled clients cannot hold the server's descriptors: ... It must complete its body within 60 s,
-    else JSON 408". /predict and the runtime tier read theirs with read_capped; the faults route does not."""
+    else JSON 408". The faults route read its body with `await request.body()`: a stalled one held the connection for
+    ever (seen on a running stack: no answer after 90 s), and a body of any size was buffered whole. It now reads as
+    /predict does, and closes the connection after either refusal (RFC 9110 15.5.9)."""
     monkeypatch.setattr(server, "BODY_TIMEOUT_S", 0.05)
     own = InProcessStack(fault_injection=True, client=LOOPBACK_CLIENT)
 
-    async def send() -> httpx.Response | None:
+    async def send(content) -> httpx.Response | None:
         transport = httpx.ASGITransport(app=own.app, client=own.client)
         async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
-            request = client.post("/__local/faults", content=stalled_body(), headers=JSON_TYPE)
+            request = client.post("/__local/faults", content=content, headers=JSON_TYPE)
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(FAULTS_STALL_GUARD_S):
+                async with asyncio.timeout(HANG_GUARD_S):
                     return await request
             return None
 
+    async def over_the_cap():  # streamed, with no Content-Length to refuse it by
+        yield b'{"model_message": "'
+        yield b"x" * server.FAULTS_MAX_BODY_BYTES
+        yield b'"}'
+
     try:
-        answer = asyncio.run(send())
-        # The guard's cancellation reaches the app, whose ShutdownGuard answers it 503: the route was still waiting.
-        status = None if answer is None else answer.status_code
+        stalled = asyncio.run(send(stalled_body()))
+        # Held until the test's guard, it is None, or the 503 ShutdownGuard gives the guard's cancellation.
+        status = None if stalled is None else stalled.status_code
         assert status == 408, f"{status}: the stalled body held the request until the test's guard"
-        assert answer.json() == {"message": "Request Timeout"}
+        assert stalled.json() == {"message": "Request Timeout"} and stalled.headers["connection"] == "close"
+        large = asyncio.run(send(over_the_cap()))
+        assert (large.status_code, large.json()) == (413, {"message": "Request Entity Too Large"})
+        assert large.headers["connection"] == "close"
         assert own.runtime.faults == Faults()
+        # Just under the cap is read as usual.
+        message = "x" * (server.FAULTS_MAX_BODY_BYTES - len('{"model_message": ""}'))
+        fits = asyncio.run(send(json.dumps({"model_message": message}).encode()))
+        assert fits.status_code == 200 and own.runtime.faults.model_message == message
     finally:
         own.runtime.close()
 
