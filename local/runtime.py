@@ -431,6 +431,12 @@ def aws_error(status: int, code: str, message: str, *, request_id: str | None = 
     return RuntimeAnswer(status, headers, json.dumps(body).encode())
 
 
+def service_unavailable() -> RuntimeAnswer:
+    """SageMaker Runtime's 503 when the endpoint's infrastructure cannot take the call (a fault's `down`, or a call
+    cut short as the stack stops)."""
+    return aws_error(503, "ServiceUnavailable", "The service is unavailable. Please try again later.")
+
+
 def refused_target(endpoint: str, headers: Mapping[str, str]) -> RuntimeAnswer | None:
     """InvokeEndpoint's targets that this endpoint (one model, one container, no inference components) does not
     have, refused as SageMaker refuses them; None when the request names none. X-Amzn-SageMaker-Target-Variant is
@@ -615,7 +621,7 @@ class SageMakerRuntime:
             return self.payload_too_large()
         faults = self.faults
         if faults.down:
-            return aws_error(503, "ServiceUnavailable", "The service is unavailable. Please try again later.")
+            return service_unavailable()
         if faults.throttle > 0:
             faults.throttle -= 1
             return aws_error(400, "ThrottlingException", "Rate exceeded")

@@ -52,7 +52,15 @@ from components.settings import Settings, SettingsError, read_stack_config
 from components.site_config import CONFIG_JS_CACHE_CONTROL, CONFIG_JS_CONTENT_TYPE, render_config_js
 from local import gateway
 from local.arguments import ROOT, is_loopback
-from local.runtime import Faults, RuntimeAnswer, SageMakerRuntime, answer_level, answer_line, aws_error
+from local.runtime import (
+    Faults,
+    RuntimeAnswer,
+    SageMakerRuntime,
+    answer_level,
+    answer_line,
+    aws_error,
+    service_unavailable,
+)
 from local.runtime import log as runtime_log
 from local.sandboxes import LambdaSandboxes, LambdaTimeout, SandboxStartError
 
@@ -66,6 +74,7 @@ LAMBDA_SANDBOXES = 64
 # connections hold the server's file descriptors (and their buffers) for as long as they like.
 HEAD_TIMEOUT_S = 10.0
 BODY_TIMEOUT_S = 60.0
+FAULTS_PATH = "/__local/faults"  # with --fault-injection only
 # The body of a POST /__local/faults: a few JSON fields, the longest a model message, far under this.
 FAULTS_MAX_BODY_BYTES = 64 * 1024
 # And one that stops reading its answers (e.g. pipelines requests and never reads) is dropped once its answer
@@ -454,9 +463,33 @@ class AccessLog:
                 )
 
 
+RUNTIME_PATH = re.compile(r"/endpoints/[^/]+/invocations")
+
+
+def cut_short_answer(path: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """What a request cancelled at a stop is answered (status, raw headers, body), in its tier's words: the runtime
+    tier's InvokeEndpoint gets SageMaker's 503 (with its x-amzn-RequestId; no line in the API's access log), the
+    faults route a plain JSON 503, and the API (/predict, the one route that waits) its gateway's 503 with an
+    apigw-requestid."""
+    if RUNTIME_PATH.fullmatch(path):
+        answer = service_unavailable()
+        status, headers, body = answer.status, list(answer.headers.items()), answer.body
+    elif path == FAULTS_PATH:
+        status, headers = 503, [("content-type", "application/json")]
+        body = json.dumps({"message": STOPPING_MESSAGE}).encode()
+    else:
+        answer = gateway.gateway_error(503)
+        status, headers, body = (
+            answer.status,
+            [*answer.headers, ("apigw-requestid", gateway.new_request_id())],
+            answer.body,
+        )
+    return status, [(name.encode(), value.encode()) for name, value in headers], body
+
+
 class ShutdownGuard:
-    """Requests still running when Ctrl-C's grace period ends are cancelled by uvicorn; answer them in the
-    gateway's JSON (503) instead of uvicorn's traceback and plain-text 500."""
+    """Requests still running when Ctrl-C's grace period ends are cancelled by uvicorn; answer them (503, in their
+    tier's words: cut_short_answer) instead of uvicorn's traceback and plain-text 500."""
 
     def __init__(self, app) -> None:
         self.app = app
@@ -474,12 +507,10 @@ class ShutdownGuard:
         except asyncio.CancelledError:
             if scope["type"] != "http" or started:
                 return
-            answer = gateway.gateway_error(503)
-            answer.headers.append(("apigw-requestid", gateway.new_request_id()))
-            headers = [(k.encode(), v.encode()) for k, v in answer.headers]
+            status, headers, body = cut_short_answer(scope.get("path", ""))
             try:
-                await send({"type": "http.response.start", "status": answer.status, "headers": headers})
-                await send({"type": "http.response.body", "body": answer.body})
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
             except Exception:  # the connection is already gone: nothing left to tell
                 log.debug("could not answer a request cancelled at shutdown")
 
@@ -915,7 +946,7 @@ def create_app(
         Route("/config.js", config_js, methods=["GET"]),
     ]
     if fault_injection:
-        routes.append(Route("/__local/faults", faults, methods=["POST", "DELETE"]))
+        routes.append(Route(FAULTS_PATH, faults, methods=["POST", "DELETE"]))
     routes.append(Route("/{path:path}", site, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]))
     return Starlette(
         routes=routes,

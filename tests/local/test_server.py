@@ -557,16 +557,11 @@ def test_a_request_cut_short_at_a_stop_logs_the_gateways_503(tiers, caplog):
     assert line["requestId"] == dict(sent[0]["headers"])[b"apigw-requestid"].decode()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ShutdownGuard answers every request cancelled at a stop with API Gateway's 503 and an apigw-requestid, "
-    "the runtime tier's too, so AccessLog logs it as the gateway's: a stop cutting short 2 /predict requests logged 4 "
-    "503 lines, 2 of them (POST, routeKey -) the handlers' InvokeEndpoint calls; the README says the access log has "
-    "no line for the runtime tier, whose every answer carries an x-amzn-RequestId",
-)
 def test_a_runtime_call_cut_short_at_a_stop_is_not_logged_as_the_gateways_answer(tiers, caplog):
     """The README's access log: "No line for ... the runtime tier"; its SageMaker Runtime tier: "Every answer
-    carries an x-amzn-RequestId". A call cut short at a stop is no answer of API Gateway's."""
+    carries an x-amzn-RequestId". A call cut short at a stop is no answer of API Gateway's: ShutdownGuard gave it the
+    gateway's 503 and apigw-requestid, and a stop cutting short 2 /predict requests logged 4 lines, 2 of them the
+    handlers' InvokeEndpoint calls (POST, routeKey -). It gets SageMaker's own 503 now."""
     tiers.runtime.faults.delay_s = 3600.0  # the model's answer is still pending when the call is cancelled
     sent: list[dict] = []
 
@@ -592,9 +587,27 @@ def test_a_runtime_call_cut_short_at_a_stop_is_not_logged_as_the_gateways_answer
     with caplog.at_level(logging.INFO, logger="local.access"):
         asyncio.run(run())
     assert access_lines(caplog) == []
-    headers = dict(sent[0]["headers"]) if sent else {}
-    assert b"apigw-requestid" not in headers, headers
-    assert not sent or b"x-amzn-requestid" in headers, headers
+    start, body = sent
+    headers = dict(start["headers"])
+    assert start["status"] == 503 and b"apigw-requestid" not in headers, headers
+    assert headers[b"x-amzn-errortype"] == b"ServiceUnavailable" and b"x-amzn-requestid" in headers, headers
+    assert json.loads(body["body"]) == {"message": "The service is unavailable. Please try again later."}
+
+
+@pytest.mark.parametrize(
+    ("path", "gateways"),
+    [("/predict", True), (f"/endpoints/{ENDPOINT}/invocations", False), ("/__local/faults", False)],
+)
+def test_a_request_cut_short_at_a_stop_is_answered_in_its_tiers_words(path, gateways):
+    status, raw, body = server.cut_short_answer(path)
+    headers = {name.decode(): value.decode() for name, value in raw}
+    assert status == 503
+    assert ("apigw-requestid" in headers) is gateways  # what the access log counts as API Gateway's answer
+    assert ("x-amzn-requestid" in headers) is (path.startswith("/endpoints/"))
+    assert json.loads(body)["message"] == {
+        "/predict": "Service Unavailable",
+        "/__local/faults": server.STOPPING_MESSAGE,
+    }.get(path, "The service is unavailable. Please try again later.")
 
 
 def test_a_request_without_a_peer_address_logs_the_events_source_ip(tiers, caplog):
