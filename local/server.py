@@ -82,7 +82,8 @@ FAULTS_MAX_BODY_BYTES = 64 * 1024
 # but steady reader of a large answer is never cut).
 WRITE_STALL_TIMEOUT_S = 30.0
 # How much of an unfinished request head is buffered: heads up to this size reach the gateway tier, which
-# answers over 10 KB with API Gateway's JSON 431; beyond it uvicorn answers 400 and closes.
+# answers over 10 KB with API Gateway's JSON 431; beyond it uvicorn answers 400 and closes. h11 checks the size
+# only while the head is incomplete after a read (up to 256 KiB): one whose last read completes it passes on.
 MAX_HEAD_BUFFER_BYTES = 2 * 1024 * 1024
 log = logging.getLogger("local")
 # The API stage's access log, one line per API Gateway answer (AccessLog): INFO, so `--log-level info` shows it.
