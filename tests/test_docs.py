@@ -1455,3 +1455,74 @@ def test_every_aws_cli_command_the_readme_gives_exists_and_a_v2_one_is_asked_for
             f"the README gives {sorted(commands & AWS_CLI_V2_ONLY)} (AWS CLI v2 only), and its list of what a deploy "
             "needs does not name the AWS CLI v2"
         )
+
+
+# How the Terraform table's role rows name what each service's actions grant: `ECR pull`, `InvokeEndpoint on one ARN`.
+ROLE_GRANT_WORDS = {
+    "ecr": "ECR pull",
+    "s3": "`models/` prefix",
+    "logs": "own log group",
+    "cloudwatch": "`cloudwatch:PutMetricData`",
+    "sagemaker": "InvokeEndpoint",
+    "kms": "KMS",
+}
+KMS_KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+def table_row(text: str, first_cell: str) -> str:
+    """The row of a Markdown table whose first cell is `first_cell`."""
+    rows = [line for line in text.splitlines() if line.startswith(f"| {first_cell} |")]
+    assert len(rows) == 1, f"expected one table row starting {first_cell!r}, found {len(rows)}"
+    return rows[0]
+
+
+def unnamed_grants(row: str, policy: str) -> list[str]:
+    """The services whose actions the IAM policy document grants and the row does not name (ROLE_GRANT_WORDS)."""
+    services = set()
+    for statement in json.loads(policy)["Statement"]:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        services.update(action.split(":")[0] for action in actions)
+    return sorted(s for s in services if s not in ROLE_GRANT_WORDS or ROLE_GRANT_WORDS[s] not in row)
+
+
+def role_policies() -> dict[str, str]:
+    """The Terraform table's role rows -> the policy the program gives that role, with a KMS key (every grant)."""
+    from components import policies
+
+    return {
+        "`data aws_iam_role` (SageMaker)": policies.sagemaker_execution_policy(
+            partition="aws",
+            region="us-east-1",
+            account_id="123456789012",
+            registry_id="763104351884",
+            repository=policies.DLC_REPOSITORY,
+            bucket="model-bucket",
+            endpoint_name="classifier",
+            kms_key_arn=KMS_KEY,
+        ),
+        "`data aws_iam_role` (Lambda)": policies.lambda_execution_policy(
+            partition="aws",
+            region="us-east-1",
+            account_id="123456789012",
+            log_group_name="/aws/lambda/classifier-proxy",
+            endpoint_arn="arn:aws:sagemaker:us-east-1:123456789012:endpoint/classifier",
+            kms_key_arn=KMS_KEY,
+        ),
+    }
+
+
+def test_the_terraform_tables_role_rows_name_every_service_the_roles_policies_grant():
+    """The SageMaker role's row listed ECR, the models/ prefix, its log group and KMS, and left out the
+    cloudwatch:PutMetricData it also holds (on /aws/sagemaker/Endpoints only): a reader comparing the role with the
+    original's read a grant the row did not give."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = after(readme, "\n## Terraform original → this program\n").split("\n## ")[0]
+    for first_cell, policy in role_policies().items():
+        assert unnamed_grants(table_row(section, first_cell), policy) == [], first_cell
+
+
+def test_a_role_row_that_leaves_a_grant_out_is_caught():
+    policy = role_policies()["`data aws_iam_role` (SageMaker)"]
+    row = "| `data aws_iam_role` (SageMaker) | ECR pull, the stack's `models/` prefix, own log group, optional KMS |"
+    assert unnamed_grants(row, policy) == ["cloudwatch"]
+    assert unnamed_grants(row.replace("KMS", "a key"), policy) == ["cloudwatch", "kms"]
