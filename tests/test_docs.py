@@ -1526,3 +1526,23 @@ def test_a_role_row_that_leaves_a_grant_out_is_caught():
     row = "| `data aws_iam_role` (SageMaker) | ECR pull, the stack's `models/` prefix, own log group, optional KMS |"
     assert unnamed_grants(row, policy) == ["cloudwatch"]
     assert unnamed_grants(row.replace("KMS", "a key"), policy) == ["cloudwatch", "kms"]
+
+
+def test_the_readme_says_what_a_refused_setting_names():
+    """The README said an unknown key or a bad value fails with the key, the value and the allowed range; an unknown
+    key (a misspelt memorySizeMB) is told the key and the keys allowed, and no value."""
+    from components.settings import CONFIG_KEYS, SettingsError, validate_settings
+
+    told = {}
+    for kind, raw in (("unknown", {"memorySizeMB": "2048"}), ("bad", {"memorySizeMb": "2000"})):
+        with pytest.raises(SettingsError) as refused:
+            validate_settings(raw)
+        told[kind] = str(refused.value)
+    assert "mobilenet-serverless:memorySizeMB" in told["unknown"] and "2048" not in told["unknown"]
+    assert all(key in told["unknown"] for key in CONFIG_KEYS)
+    assert all(part in told["bad"] for part in ("mobilenet-serverless:memorySizeMb", "'2000'", "1024, 2048, 3072"))
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert (
+        "A bad value fails with the key, the value and the allowed range, and an unknown key (a misspelt one) with the "
+        "keys allowed" in readme
+    )
