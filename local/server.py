@@ -842,6 +842,11 @@ def create_app(
             render_config_js(origin),
             headers={
                 **security_headers(request),
+                # The distribution's one response headers policy covers /config.js too (CSP and all), as the README
+                # says; a browser ignores a CSP on a script, but a reader comparing the two stacks' answers does not.
+                "content-security-policy": content_security_policy(
+                    origin, site_origin=origin_from_host(request.scope["scheme"], request.headers.get("host"))
+                ),
                 "content-type": CONFIG_JS_CONTENT_TYPE,
                 "cache-control": CONFIG_JS_CACHE_CONTROL,
             },

@@ -1205,6 +1205,8 @@ def test_config_js_carries_the_security_headers_and_is_never_cached(tiers):
     assert response.status_code == 200 and f'"apiUrl": "{BASE_URL}"' in response.text
     assert response.headers["cache-control"] == "no-cache, no-store, must-revalidate"
     assert CDN_SECURITY_HEADERS.items() <= response.headers.items()
+    # CloudFront's one headers policy gives it the page's CSP too (the README: the same values on both).
+    assert response.headers["content-security-policy"] == tiers.request("GET", "/").headers["content-security-policy"]
 
 
 def test_bound_to_every_interface_any_host_is_served_and_a_garbled_one_gets_a_json_400():
