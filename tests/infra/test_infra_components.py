@@ -604,6 +604,9 @@ def test_a_bad_extra_origin_is_reported_as_the_args_error_alone() -> None:
     [
         # Lambda's longest name: what function_name_for makes of a 63-character endpoint name.
         {"function_name": "f" * 64},
+        # Every character Lambda takes in a name, as the message names them: a program of its own that declares the
+        # component (components/__init__.py) may name its function with underscores.
+        {"function_name": "Proxy_v2-a"},
         {"memory_size_mb": 128},
         {"memory_size_mb": 10240},
         # An HTTP API stage may use the whole account default: 10,000 requests/s, bursts of 5,000.
