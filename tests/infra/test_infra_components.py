@@ -572,9 +572,10 @@ def test_inference_api_args_say_what_a_bad_value_must_be(overrides: dict[str, An
 
 def test_missing_code_files_are_each_named() -> None:
     """The message is all a caller gets to fix a bundle with: it names every missing entry (up to five), not the
-    first alone, so one run shows what a wrong directory left out."""
+    first alone, so one run shows what a wrong directory left out. The five are the first in path order, whatever the
+    mapping's order: in this one's, unsorted, they would be f, e, d, c and b."""
     handler = ROOT / "handlers" / "inference_proxy.py"
-    gone = {f"handlers/{n}.py": Path(f"/nonexistent/{n}.py") for n in ("a", "b", "c", "d", "e", "f")}
+    gone = {f"handlers/{n}.py": Path(f"/nonexistent/{n}.py") for n in ("f", "e", "d", "c", "b", "a")}
     with pytest.raises(InferenceApiArgsError) as err:
         api_args(code_files={"handlers/inference_proxy.py": handler, **gone}).validate()
     names = ["handlers/a.py", "handlers/b.py", "handlers/c.py", "handlers/d.py", "handlers/e.py"]
