@@ -389,6 +389,8 @@ def test_inference_api_resources(mocks: RecordingMocks) -> None:
 
     role = mocks.one("aws:iam/role:Role")
     assert json.loads(role["assumeRolePolicy"])["Statement"][0]["Principal"] == {"Service": "lambda.amazonaws.com"}
+    # CreateFunction takes the role's ARN: its id (the name) passed every other test here (a mutation audit's #74).
+    assert fn["role"] == f"arn:aws:iam::{ACCOUNT}:role/api-role-a1b2c3"  # the mocks' auto-name for api-role
     policy = json.loads(mocks.one("aws:iam/rolePolicy:RolePolicy")["policy"])
     invoke = [s for s in policy["Statement"] if s["Action"] == "sagemaker:InvokeEndpoint"]
     assert invoke == [
