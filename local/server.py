@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import ipaddress
 import json
 import logging
@@ -464,6 +465,17 @@ class AccessLog:
                 )
 
 
+def etag_of(body: bytes) -> str:
+    """A site file's ETag, as S3 gives an object put in one part without SSE-KMS: the MD5 of its bytes, quoted."""
+    return f'"{hashlib.md5(body, usedforsecurity=False).hexdigest()}"'
+
+
+def if_none_match_hits(header: str | None, etag: str) -> bool:
+    """Whether an If-None-Match header names this ETag (RFC 9110 13.1.2: `*`, or any listed tag, compared weakly)."""
+    tags = [tag.strip() for tag in (header or "").split(",")]
+    return any(tag == "*" or tag.removeprefix("W/") == etag for tag in tags if tag)
+
+
 RUNTIME_PATH = re.compile(r"/endpoints/[^/]+/invocations")
 
 
@@ -904,7 +916,12 @@ def create_app(
             ),
             "content-type": content_type,
             "cache-control": cache_control_for(relative),
+            "etag": etag_of(body),
         }
+        # A no-cache file is revalidated on every load: unchanged, S3 (through CloudFront) answers the browser's
+        # If-None-Match with a 304 and no body, as the README says of index.html, script.js and style.css.
+        if if_none_match_hits(request.headers.get("if-none-match"), headers["etag"]):
+            return Response(status_code=304, headers={k: v for k, v in headers.items() if k != "content-type"})
         return Response(body, headers=headers)
 
     async def faults(request: Request) -> Response:

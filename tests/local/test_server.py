@@ -1067,6 +1067,23 @@ def test_site_files_get_their_cache_policy_and_head_is_served(tiers, www):
     assert head.status_code == 200 and head.headers["content-type"].startswith("application/javascript")
 
 
+def test_an_unchanged_no_cache_file_is_revalidated_with_a_304(tiers, www):
+    """README: index.html, script.js and style.css are "revalidated on every load, a 304 when unchanged", as S3
+    answers a conditional GET through CloudFront. The local stack sent no ETag, so every load got the whole file."""
+    page = tiers.request("GET", "/app.js")
+    etag = page.headers["etag"]
+    assert page.status_code == 200 and re.fullmatch(r'"[0-9a-f]{32}"', etag)
+    for sent in (etag, f"W/{etag}", f'"other", {etag}', "*"):
+        again = tiers.request("GET", "/app.js", headers={"if-none-match": sent})
+        assert again.status_code == 304 and again.content == b"", sent
+        assert again.headers["etag"] == etag and again.headers["cache-control"] == "no-cache", sent
+        assert CDN_SECURITY_HEADERS.items() <= again.headers.items(), sent
+    (www / "app.js").write_bytes(b"// a new deploy")
+    changed = tiers.request("GET", "/app.js", headers={"if-none-match": etag})
+    assert changed.status_code == 200 and changed.content == b"// a new deploy" and changed.headers["etag"] != etag
+    assert tiers.request("GET", "/app.js", headers={"if-none-match": '"other"'}).status_code == 200
+
+
 def test_a_file_whose_name_is_not_ascii_is_served_whatever_the_locales_codeset(tmp_path):
     """pulumi up keys www/café.jpg by its name's bytes read as UTF-8 (components/bundle_dir.py); under
     LANG=en_US.ISO-8859-1 (Python coerces only C and POSIX to UTF-8) the demo looked for caf\\xe9.jpg and answered
