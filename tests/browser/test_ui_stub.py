@@ -1194,7 +1194,7 @@ def test_a_sample_clears_the_file_input_so_classify_sends_what_the_form_shows(st
     assert ui.page.evaluate("() => document.querySelector('#file-input').value") == ""
 
 
-def test_the_name_beside_the_picker_is_the_photo_classify_sends(
+def test_the_name_under_the_picker_is_the_photo_classify_sends(
     stub_ui: Any, stub_stack: Any, not_an_image: Path
 ) -> None:
     # The native picker named its file beside its button; hidden behind its label, the page names the photo there:
