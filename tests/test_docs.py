@@ -1549,3 +1549,26 @@ def test_the_readme_says_what_a_refused_setting_names():
         "A bad value fails with the key, the value and the allowed range, and an unknown key (a misspelt one) with the "
         "keys allowed" in readme
     )
+
+
+def test_a_preset_added_to_presets_is_a_preset_choice_as_the_readme_says(monkeypatch):
+    """The README said another preset name needs its entry in PRESETS "and in `--preset`'s choices": the choices are
+    PRESETS' keys, so a reader looked for a second place to edit that does not exist."""
+    import argparse
+
+    from model import package
+
+    class Built(Exception):
+        pass
+
+    def stop(parser, *_):
+        raise Built(parser)
+
+    monkeypatch.setitem(package.PRESETS, "IMAGENET1K_SWAG_E2E_V1", {"resize": 384, "crop": 384})
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", stop)
+    with pytest.raises(Built) as built:
+        package.main([])
+    [preset] = [action for action in built.value.args[0]._actions if "--preset" in action.option_strings]
+    assert "IMAGENET1K_SWAG_E2E_V1" in preset.choices
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert "Another preset name needs its own entry there, which also makes it one of `--preset`'s choices." in readme
