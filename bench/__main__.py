@@ -264,6 +264,23 @@ def extract(artifact: Path) -> Path:
     return target
 
 
+def precision_refusal(model_dir: Path) -> str | None:
+    """Why the unpacked artifact is not one the bench measures, or None. Its rows are the fp32 graph's, and its int8
+    row quantises that graph itself: an int8 artifact (`make bench INT8=1`, or `python -m bench` after `make model
+    INT8=1`) had its int8 graph labelled "ONNX Runtime fp32", and quantised again it was refused by ONNX Runtime (two
+    nodes of one name), a failed row and exit 1 after minutes of measuring."""
+    try:
+        precision = json.loads((model_dir / "metadata.json").read_text(encoding="utf-8")).get("precision", "fp32")
+    except (OSError, ValueError, AttributeError):
+        return None  # the sections that read it say what is wrong with it
+    if precision == "fp32":
+        return None
+    return (
+        f"the model artifact is {precision} (built with INT8=1): the bench measures the fp32 graph and quantises it"
+        " for its int8 row itself; run `make bench` without INT8=1, which rebuilds the fp32 artifact first"
+    )
+
+
 def jpeg(img, quality: int = 90) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=quality)
@@ -1236,6 +1253,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: cannot unpack {ARTIFACT}: {' '.join(str(e).split())}: run `make model`", file=sys.stderr)
             return 2
         try:
+            refusal = precision_refusal(model_dir)
+            if refusal is not None:
+                print(f"error: {refusal}", file=sys.stderr)
+                return 2
             run_sections(
                 report,
                 [

@@ -1267,6 +1267,44 @@ def test_an_artifact_built_from_other_code_than_the_checkouts_is_not_measured(mo
     )
 
 
+@pytest.mark.parametrize("precision", ["int8", "fp32"])
+def test_an_int8_artifact_is_refused_before_any_measuring_and_unpacked_nowhere(
+    monkeypatch, tmp_path, capsys, precision
+):
+    """`make bench INT8=1` (or `python -m bench` after `make model INT8=1`) measured the int8 graph as "ONNX Runtime
+    fp32", then quantised it again for the int8 row, which ONNX Runtime refused (two nodes of one name): a failed row
+    and exit 1 after minutes. The README's int8 figures are the fp32 artifact's, quantised by the bench."""
+    import json
+
+    import bench.__main__ as bench
+    from tests.conftest import tar_gz_of
+
+    code = tmp_path / "inference.py"
+    code.write_bytes(b"code\n")
+    meta = json.dumps({"model": "mobilenet_v2", "precision": precision}).encode()
+    artifact = tar_gz_of(tmp_path / "model.tar.gz", {"code/inference.py": b"code\n", "metadata.json": meta})
+    monkeypatch.setattr(bench, "ARTIFACT", artifact)
+    monkeypatch.setattr(bench, "CHECKOUT_CODE", code)
+    unpacked, extract = [], bench.extract
+    monkeypatch.setattr(bench, "extract", lambda path: unpacked.append(extract(path)) or unpacked[-1])
+
+    def measured(*_args, **_kwargs):
+        raise RuntimeError("measured")
+
+    monkeypatch.setattr(bench, "run_sections", measured)
+    if precision == "fp32":  # past the check: the sections run
+        with pytest.raises(RuntimeError, match="measured"):
+            bench.main(["--out", str(tmp_path / "latest.md")])
+    else:
+        assert bench.main(["--out", str(tmp_path / "latest.md")]) == 2
+        assert capsys.readouterr().err == (
+            "error: the model artifact is int8 (built with INT8=1): the bench measures the fp32 graph and quantises"
+            " it for its int8 row itself; run `make bench` without INT8=1, which rebuilds the fp32 artifact first\n"
+        )
+    [model_dir] = unpacked
+    assert not model_dir.exists()  # removed whichever way the run ended
+
+
 def test_a_missing_artifact_is_an_error_line_like_every_other(monkeypatch, tmp_path, capsys):
     """`python -m bench` before `make model`: the one refusal of the bench that did not start with "error:"."""
     import bench.__main__ as bench
