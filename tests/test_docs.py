@@ -73,6 +73,33 @@ def test_the_benchmarks_section_links_its_run_history():
     assert (ROOT / "bench" / "history.md").is_file()
 
 
+def worst_case_quote_problems(readme: str) -> list[str]:
+    """Memory per request against the latest table: the figure it says that table reads for the serving stack's peak
+    plus the worst hostile image's decode must be the table's."""
+    table = after(readme, "\n### Latest run\n").split("\n### ", 1)[0]
+    read = re.findall(r"^\| +serving stack peak \+ the [^|]*\| (\d+) MB \|", table, flags=re.M)
+    section = " ".join(after(prose(readme), "\n### Memory per request\n").split("\n### ", 1)[0].split())
+    quoted = re.findall(r"reads (\d+) MB in the \[Benchmarks\]\(#benchmarks\) table", section)
+    if len(read) == 1 and quoted == read:
+        return []
+    return [f"Memory per request says the Benchmarks table reads {quoted} MB; the table reads {read} MB"]
+
+
+def test_the_memory_section_quotes_the_latest_tables_worst_case():
+    """It said the table read 1867 MB (run 48's, at 495ec64) once the table was run 51's (3575d21), which reads
+    1696 MB."""
+    assert worst_case_quote_problems((ROOT / "README.md").read_text(encoding="utf-8")) == []
+
+
+def test_a_worst_case_quote_that_drifted_is_caught():
+    table = "### Latest run\n\n| figure | ours |\n|---|---|\n|   serving stack peak + the JPEG's decode | 1696 MB | |\n"
+    quote = "# Doc\n\n### Memory per request\n\nIt reads {} MB in the [Benchmarks](#benchmarks)\ntable.\n\n"
+    assert worst_case_quote_problems(quote.format(1696) + table) == []
+    assert worst_case_quote_problems(quote.format(1867) + table) == [
+        "Memory per request says the Benchmarks table reads ['1867'] MB; the table reads ['1696'] MB"
+    ]
+
+
 def test_a_broken_link_is_caught(tmp_path):
     doc = tmp_path / "doc.md"
     doc.write_text("# Title\n\n## A section (opt-in)\n\n[ok](#a-section-opt-in) [gone](#nowhere) [file](missing.md)\n")
