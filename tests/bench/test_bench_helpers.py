@@ -766,6 +766,30 @@ def stub_sections(monkeypatch, tmp_path, **sections):
     return bench
 
 
+def test_an_artifact_built_from_another_inference_py_exits_2_before_measuring(monkeypatch, tmp_path, capsys):
+    """The README's exit status 2 named a missing or damaged artifact and an --out that cannot be written, not this:
+    `python -m bench` after an edit to model/code/inference.py, without `make model`, would measure the old code."""
+    import io
+    import tarfile
+
+    bench = stub_sections(monkeypatch, tmp_path)
+    artifact = tmp_path / "model.tar.gz"
+    with tarfile.open(artifact, "w:gz") as tar:
+        packed = b"# the code the artifact was built from\n"
+        member = tarfile.TarInfo("code/inference.py")
+        member.size = len(packed)
+        tar.addfile(member, io.BytesIO(packed))
+    checkout = tmp_path / "inference.py"
+    checkout.write_text("# the checkout's code, edited since\n", encoding="utf-8")
+    monkeypatch.setattr(bench, "ARTIFACT", artifact)
+    monkeypatch.setattr(bench, "CHECKOUT_CODE", checkout)
+    assert bench.main(["--out", str(tmp_path / "latest.md")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("error: ") and not (tmp_path / "latest.md").exists()
+    checkout.write_bytes(packed)  # the same code: measured
+    assert bench.main(["--out", str(tmp_path / "latest.md")]) == 0
+
+
 def test_a_serving_stack_that_cannot_start_without_java_is_a_skipped_target_that_fails_the_run(
     monkeypatch, tmp_path, capsys
 ):
