@@ -2071,3 +2071,23 @@ def test_with_alarms_off_every_alarm_is_reported(graphs: Mapping[str, Graph]) ->
 
 def test_every_rule_has_a_bad_case() -> None:
     assert {c[2] for c in BAD_CASES} == set(RULES)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="rule 6 lets a key-prefix wildcard through on any bucket and any prefix (_S3_PREFIX_WILDCARD), though the "
+    "README says a wildcard is allowed only in the endpoint's read grant on its own models/ prefix",
+)
+@pytest.mark.parametrize(
+    "resource",
+    ["arn:aws:s3:::another-stacks-bucket/models/*", "arn:aws:s3:::model-bucket-a1b2c3/other/*"],
+    ids=["another-bucket", "another-prefix"],
+)
+def test_a_prefix_wildcard_outside_the_endpoints_own_models_prefix_is_reported(
+    graphs: Mapping[str, Graph], resource: str
+) -> None:
+    """The endpoint's read grant is on its own bucket's models/ prefix: the same wildcard on another bucket's objects,
+    or on another prefix of its own bucket, is wider than a rollout or a rollback needs."""
+    graph = graphs["dev"]
+    bad = mutate(graph, rules.ROLE_POLICY, "model-role-policy", with_policy(lambda st: st[2].update(Resource=resource)))
+    assert any(resource in v for v in RULES["iam"](bad, graph)), f"iam passed a read of {resource}"
