@@ -100,6 +100,51 @@ def test_a_worst_case_quote_that_drifted_is_caught():
     ]
 
 
+# The load tests of the README's "Other runs" made before bench/history.md recorded `make loadtest` (it does since the
+# runs at f539662 on 2026-12-05): their figures are the README's alone.
+LOADTESTS_BEFORE_THE_HISTORY = frozenset(
+    {"", "91a935c", "8c6801a", "799b7e9", "5983014", "dd26a59", "4b117b6", "e6a6734", "7e553bd"}
+)
+
+
+def loadtest_row_problems(readme: str, history: str) -> list[str]:
+    """The README's "Other runs" rows whose throughputs and p99s are not, in that order, a paragraph of the history
+    that names the row's commit."""
+    paragraphs = [" ".join(p.split()) for p in history.split("\n\n")]
+    problems = []
+    for when, commit, rates, p99s in table_after(readme, "Other runs:"):
+        if commit in LOADTESTS_BEFORE_THE_HISTORY:
+            continue
+        *first, last = re.findall(r"\d+(?:\.\d+)?", rates)
+        *first_p99, last_p99 = re.findall(r"\d+", p99s)
+        figures = f"{', '.join(first)} and {last} req/s (p99 {', '.join(first_p99)} and {last_p99} ms"
+        if not any(figures in p and f"at {commit}" in p for p in paragraphs):
+            problems.append(f"{when} at {commit}: no paragraph of bench/history.md at {commit} gives {figures}")
+    return problems
+
+
+def test_the_readmes_load_test_runs_are_the_historys():
+    """The latest load test (b113816, three runs on 2026-12-07) was in the README's Other runs and nowhere in the
+    history, which holds every other run's figures since f539662."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    history = (ROOT / "bench" / "history.md").read_text(encoding="utf-8")
+    assert loadtest_row_problems(readme, history) == []
+
+
+def test_a_load_test_row_the_history_does_not_hold_is_caught():
+    readme = (
+        "# Doc\n\nOther runs:\n\n| When | At | Throughput | p99 |\n|---|---|---|---|\n"
+        "| today | abc1234 | 1.5, 2.5, 3.5 req/s | 10, 20, 30 ms |\n"
+    )
+    held = "Runs at abc1234: 1.5, 2.5 and\n3.5 req/s (p99 10, 20 and 30 ms; none outside 200/429).\n"
+    assert loadtest_row_problems(readme, held) == []
+    assert loadtest_row_problems(readme, held.replace("2.5", "2.4")) == [
+        "today at abc1234: no paragraph of bench/history.md at abc1234 gives "
+        "1.5, 2.5 and 3.5 req/s (p99 10, 20 and 30 ms"
+    ]
+    assert len(loadtest_row_problems(readme, held.replace("abc1234", "def5678"))) == 1
+
+
 def test_a_broken_link_is_caught(tmp_path):
     doc = tmp_path / "doc.md"
     doc.write_text("# Title\n\n## A section (opt-in)\n\n[ok](#a-section-opt-in) [gone](#nowhere) [file](missing.md)\n")
