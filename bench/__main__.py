@@ -56,7 +56,7 @@ from tests.imagegen import normalize
 ROOT = Path(__file__).resolve().parent.parent
 EXIT_STATUS = """exit status: 0 every target met; 1 a target missed or not measured (a row that failed, or one
 skipped with its reason, such as the serving stack's memory without java); 2 the model artifact missing or
-damaged, or built from another inference.py than the checkout's, or --out not writable"""
+damaged, built from another inference.py than the checkout's or int8 (INT8=1), or --out not writable"""
 ARTIFACT = ROOT / "model" / "dist" / "model.tar.gz"
 CHECKOUT_CODE = ROOT / "model" / PACKED_CODE  # what ARTIFACT must hold as code/inference.py
 PHOTOS = ROOT / "tests" / "fixtures" / "images"
