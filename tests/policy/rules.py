@@ -425,6 +425,20 @@ _LOG_STREAMS_WILDCARD = re.compile(r"^arn:aws[a-z-]*:logs:[^:*]+:[^:*]+:log-grou
 _AWS_MANAGED_POLICY = re.compile(r"^arn:aws[a-z-]*:iam::aws:policy/")
 
 
+def _artifact_prefix_wildcards(resources: Sequence[Res]) -> set[str]:
+    """The one S3 key-prefix wildcard rule 6 allows, for each SageMaker model of the stack: the folder its artifact
+    sits in, top level (s3://<bucket>/models/<sha256>/model.tar.gz -> <bucket>/models/*), as ARN suffixes."""
+    found = set()
+    for model in of_type(resources, SM_MODEL):
+        containers = [model.inputs.get("primaryContainer"), *(model.inputs.get("containers") or [])]
+        for container in containers:
+            url = urlsplit(str((container or {}).get("modelDataUrl") or ""))
+            folder, _, rest = url.path.lstrip("/").partition("/")
+            if url.scheme == "s3" and url.netloc and folder and rest:
+                found.add(f":s3:::{url.netloc}/{folder}/*")
+    return found
+
+
 def _allowed_suffix_removed(resource: str) -> str:
     if _S3_PREFIX_WILDCARD.match(resource):
         return resource.removesuffix("*")
@@ -499,6 +513,7 @@ def iam_violations(resources: Sequence[Res]) -> list[str]:
     expected = _role_users(resources, problems)
     owned = _own_log_groups(resources)
     documents = _policy_documents_with_roles(resources, problems)
+    artifact_folders = _artifact_prefix_wildcards(resources)
     for where, document, role in documents:
         for i, statement in enumerate(_statements(document)):
             if statement.get("Effect") != "Allow":
@@ -554,6 +569,15 @@ def iam_violations(resources: Sequence[Res]) -> list[str]:
             partial = [r for r in resources_ if r != "*" and "*" in _allowed_suffix_removed(r)]
             if partial:
                 problems.append(f"{at}: Resource wildcard {partial}")
+            # And that prefix only as the endpoint's read of its own artifacts' folder: the same wildcard on another
+            # bucket's objects, or on another folder of its own bucket, is wider than a rollout or a rollback reads.
+            wide = [
+                r
+                for r in resources_
+                if _S3_PREFIX_WILDCARD.match(r) and not any(r.endswith(folder) for folder in artifact_folders)
+            ]
+            if wide:
+                problems.append(f"{at}: Resource wildcard {wide}, not the folder of this stack's model artifacts")
     managed = [
         (res, arn)
         for res in resources

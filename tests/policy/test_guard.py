@@ -2073,11 +2073,6 @@ def test_every_rule_has_a_bad_case() -> None:
     assert {c[2] for c in BAD_CASES} == set(RULES)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rule 6 lets a key-prefix wildcard through on any bucket and any prefix (_S3_PREFIX_WILDCARD), though the "
-    "README says a wildcard is allowed only in the endpoint's read grant on its own models/ prefix",
-)
 @pytest.mark.parametrize(
     "resource",
     ["arn:aws:s3:::another-stacks-bucket/models/*", "arn:aws:s3:::model-bucket-a1b2c3/other/*"],
