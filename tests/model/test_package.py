@@ -763,6 +763,25 @@ def test_a_download_that_does_not_load_strictly_names_the_preset(monkeypatch):
     assert str(err.value).endswith("; unexpected keys: head.weight")
 
 
+def test_the_download_is_checked_against_its_hash_and_draws_no_progress_bar(monkeypatch):
+    """torch.hub checks a download against the hash in its file name only when asked: unasked, one a proxy or a torn
+    transfer changed was packaged as the model. Its progress bar is torch's, drawn among the build's own lines."""
+    asked = []
+    state = torchvision.models.mobilenet_v2().state_dict()
+
+    class Weights:  # the preset's weights enum member, as the builder's own torchvision_weights returns it
+        url = V2_URL
+
+        def get_state_dict(self, **kwargs):
+            asked.append(kwargs)
+            return state
+
+    monkeypatch.setattr(package, "torchvision_weights", lambda preset: Weights())
+    loaded = package.load_state_dict(package.WeightsSource(None, "IMAGENET1K_V2"))
+    assert asked == [{"progress": False, "check_hash": True}]
+    assert list(loaded) == list(state)
+
+
 @pytest.mark.parametrize("content", [b"", b"not a checkpoint", b"PK\x03\x04 cut short"])
 def test_a_damaged_cached_download_is_named_with_what_to_do(tmp_path, monkeypatch, content):
     # torch.hub loads a cached copy without checking its hash, so a damaged one failed every build with torch's
