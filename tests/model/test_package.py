@@ -10,6 +10,7 @@ import errno
 import gzip
 import hashlib
 import http.client
+import io
 import os
 import pickle
 import re
@@ -713,6 +714,26 @@ def test_values_that_are_no_tensors_are_named_beside_a_shape_mismatch(tmp_path):
 
 V2_URL = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V2.url
 OFFLINE_HINT = "offline, pass a local state_dict with --weights FILE or MODEL_WEIGHTS=FILE"
+
+
+def test_a_state_dict_saved_on_a_gpu_loads_on_a_build_machine_without_one(tmp_path):
+    """model.state_dict() of a net trained on a GPU is saved with every tensor tagged cuda:0, and torch.load puts it
+    back there: on a machine without CUDA that is a RuntimeError, and the file was refused as no state_dict. The
+    tags rewritten here into a CPU save, as torch.save on a GPU machine writes them."""
+    state = torchvision.models.mobilenet_v2().state_dict()
+    saved = io.BytesIO()
+    torch.save(state, saved)
+    path = tmp_path / "trained_on_gpu.pth"
+    with zipfile.ZipFile(saved) as cpu, zipfile.ZipFile(path, "w") as gpu:
+        for entry in cpu.infolist():
+            data = cpu.read(entry)
+            if entry.filename.endswith("/data.pkl"):  # the storages' location, one pickled str: 'cpu' -> 'cuda:0'
+                assert b"X\x03\x00\x00\x00cpu" in data
+                data = data.replace(b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0")
+            gpu.writestr(entry.filename, data)
+    loaded = _load(path)
+    assert {v.device.type for v in loaded.values()} == {"cpu"}
+    assert all(torch.equal(loaded[k], v.to(torch.float32)) for k, v in state.items())
 
 
 def download_failure(monkeypatch, error: Exception) -> str:
