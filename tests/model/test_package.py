@@ -1359,6 +1359,22 @@ def test_cli_resolves_a_relative_out_and_weights_and_reports_the_absolute_out(cl
     assert f"artifact: {cli.tmp.resolve() / 'rel.tar.gz'}\n" in capsys.readouterr().out
 
 
+def test_cli_reports_the_artifact_its_size_and_its_whole_sha256(cli, monkeypatch, capsys):
+    """The last lines of `make model`: the sha256 is the whole one sha256sum gives (the S3 object is keyed by it)."""
+    written = b"x" * 1234
+
+    def build(source, out, **kwargs):
+        out.write_bytes(written)
+        return out, True
+
+    monkeypatch.setattr(package, "build", build)
+    out = cli.tmp / "m.tar.gz"
+    assert package.main(["--no-onnx", "--out", str(out)]) == 0
+    assert capsys.readouterr().out == (
+        f"artifact: {out.resolve()}\nsize: 1,234 bytes\nsha256: {hashlib.sha256(written).hexdigest()}\n"
+    )
+
+
 def test_cli_a_misnamed_file_in_the_wheel_dir_is_one_error_line(tmp_path, monkeypatch, capsys):
     # A layout like the repo's (the help text names the wheel dir relative to the project root)
     monkeypatch.delenv("MODEL_WEIGHTS", raising=False)
