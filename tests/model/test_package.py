@@ -1219,6 +1219,16 @@ def test_cli_a_folder_as_weights_is_one_error_line(cli, capsys):
     assert not cli.calls
 
 
+def test_cli_weights_that_are_neither_a_file_nor_a_folder_are_not_said_to_be_missing(cli, capsys):
+    """A named pipe (or /dev/null, a socket) is there but is no regular file: "does not exist" sent the user looking
+    for a typo in a path that exists."""
+    fifo = cli.tmp / "weights.pipe"
+    os.mkfifo(fifo)
+    assert package.main(["--weights", str(fifo), *cli.out]) == 2
+    assert capsys.readouterr().err == f"error: weights file {fifo.resolve()} (--weights) is not a regular file\n"
+    assert not cli.calls
+
+
 def test_cli_a_folder_as_the_onnxruntime_wheel_is_not_said_to_be_missing(cli, capsys):
     assert package.main(["--onnxruntime-wheel", str(cli.tmp), *cli.out]) == 2
     assert capsys.readouterr().err == f"error: onnxruntime wheel {cli.tmp} is not a regular file\n"
