@@ -377,6 +377,19 @@ def test_the_temp_file_a_build_writes_is_one_the_next_build_removes(stub_build, 
     assert not temp.exists()
 
 
+def test_the_leftover_temp_files_of_an_artifact_whose_name_holds_glob_characters_are_its_own(stub_build):
+    """The leftovers are found by a pattern made of the artifact's name: "model[v2].tar.gz" as a pattern matches
+    "modelv.tar.gz" (another artifact's temp file, removed), and not its own leftovers."""
+    b = stub_build
+    out = b.out.with_name("model[v2].tar.gz")
+    out.parent.mkdir()
+    own, other = out.parent / ".model[v2].tar.gz.k1ll3d9x.tmp", out.parent / ".modelv.tar.gz.l1v3b1ld.tmp"
+    own.write_bytes(b"half a tarball")
+    other.write_bytes(b"another build's")
+    assert package.build(b.source, out, onnx=False)[1] is True
+    assert not own.exists() and other.exists()
+
+
 def test_a_leftover_the_next_build_cannot_remove_does_not_stop_it(stub_build):
     """A leftover's name on something unlink() refuses (here a folder) is not the build's to fail over."""
     b = stub_build
