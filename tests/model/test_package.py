@@ -848,6 +848,17 @@ def test_metadata_follows_the_preset(preset, resize):
     }
 
 
+def test_the_mean_and_std_are_recorded_as_floats_whatever_numbers_the_transforms_hold():
+    """metadata.json gives the normalisation as floats, as torchvision's presets give theirs: a preset of whole
+    numbers (mean 0, std 1, for a net that normalises its input itself) is recorded as 0.0 and 1.0, not 0 and 1."""
+    from torchvision.transforms._presets import ImageClassification
+
+    transforms = ImageClassification(crop_size=224, resize_size=256, mean=(0, 0, 0), std=(1, 1, 1))
+    recorded = package.preset_preprocessing("IMAGENET1K_V1", transforms)
+    assert (recorded["mean"], recorded["std"]) == ([0.0, 0.0, 0.0], [1.0, 1.0, 1.0])
+    assert {type(v) for v in recorded["mean"] + recorded["std"]} == {float}
+
+
 def test_int8_calibration_crops_are_the_same_on_every_build():
     """The int8 scales come from these crops: random ones of a fresh seed would give every `make model INT8=1` another
     graph, another sha256 and a rolled endpoint from unchanged inputs."""
