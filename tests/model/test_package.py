@@ -872,6 +872,25 @@ def test_int8_calibration_crops_are_the_same_on_every_build():
     assert not np.array_equal(first[0], first[1])  # crops of the photo, not one view repeated
 
 
+def test_half_the_int8_calibration_crops_are_mirrored(tmp_path):
+    """Served photos face either way: the calibration sees each photo's crops both ways round, half of them mirrored
+    left to right. A photo black on its left half and white on its right: every crop (at least 0.6 of its width)
+    holds both halves, black on the left unless mirrored."""
+    from PIL import Image
+
+    photo = tmp_path / "halves.png"
+    halves = Image.new("RGB", (200, 200), (255, 255, 255))
+    halves.paste((0, 0, 0), (0, 0, 100, 200))
+    halves.save(photo)
+    meta = package.metadata(package.WeightsSource(None, "IMAGENET1K_V1"))
+    batches = list(package.calibration_batches(meta, [photo]))
+    assert len(batches) == package.CALIBRATION_CROPS_PER_PHOTO
+    left, right = [[int(batch[0, :, column].mean()) for batch in batches] for column in (0, -1)]
+    mirrored = [(lo, hi) == (255, 0) for lo, hi in zip(left, right, strict=True)]
+    assert all((lo, hi) in ((0, 255), (255, 0)) for lo, hi in zip(left, right, strict=True)), (left, right)
+    assert mirrored.count(True) == mirrored.count(False), mirrored
+
+
 @pytest.mark.parametrize("free", [0, 4 * 1000])
 def test_int8_calibration_failing_in_a_full_tmpdir_names_it(tmp_path, monkeypatch, free):
     """With TMPDIR too full for the quantiser's models, `make model INT8=1` ended in a protobuf DecodeError traceback
