@@ -377,6 +377,17 @@ def test_the_temp_file_a_build_writes_is_one_the_next_build_removes(stub_build, 
     assert not temp.exists()
 
 
+def test_a_build_into_folders_that_do_not_exist_yet_makes_them(stub_build):
+    b = stub_build
+    out = b.tmp / "build" / "models" / "v2" / "model.tar.gz"
+    assert package.build(b.source, out, onnx=False)[1] is True
+    assert sorted(p.name for p in out.parent.iterdir()) == [
+        "model.tar.gz",
+        "model.tar.gz.inputs",
+        "model.tar.gz.sha256",
+    ]
+
+
 def test_the_leftover_temp_files_of_an_artifact_whose_name_holds_glob_characters_are_its_own(stub_build):
     """The leftovers are found by a pattern made of the artifact's name: "model[v2].tar.gz" as a pattern matches
     "modelv.tar.gz" (another artifact's temp file, removed), and not its own leftovers."""
