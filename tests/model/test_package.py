@@ -933,6 +933,29 @@ def test_int8_calibration_failing_in_a_full_tmpdir_names_it(tmp_path, monkeypatc
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(("free", "full"), [(2999, True), (3000, False)], ids=["a byte short", "room to the byte"])
+def test_int8_calibration_asks_for_four_graphs_worth_of_room_counting_its_own_files(tmp_path, monkeypatch, free, full):
+    """Four graphs' worth (4000 bytes for a 1000-byte one), the step's own files still in TMPDIR counting as room: a
+    step that fails with its fp32.onnx (1000 bytes) written there and 2999 bytes free was short of room; with 3000
+    free it had room to the byte, and its own error passes on. Not a graph at all, these bytes fail the step.
+    TMPDIR and the disk's free space are the builder's own names for them, replaced."""
+    import tempfile
+
+    workdir = tmp_path / "tmp"
+    workdir.mkdir()
+    monkeypatch.setattr(
+        package, "tempfile", SimpleNamespace(TemporaryDirectory=lambda: tempfile.TemporaryDirectory(dir=workdir))
+    )
+    monkeypatch.setattr(package, "shutil", SimpleNamespace(disk_usage=lambda _path: SimpleNamespace(free=free)))
+    with pytest.raises(Exception) as failed:
+        package.quantize_int8(b"x" * 1000, {}, [tmp_path / "photo.jpg"])
+    disk_full = isinstance(failed.value, OSError) and failed.value.errno == errno.ENOSPC
+    assert disk_full == full, repr(failed.value)
+    if full:
+        assert failed.value.filename == str(workdir)
+    assert list(workdir.iterdir()) == []
+
+
 def test_int8_refusing_a_graph_in_a_full_tmpdir_says_why_not_that_the_disk_is_full(tmp_path, monkeypatch):
     """A refusal of the build's own (a graph with too few Convs to keep the first ones float) says why itself however
     little TMPDIR holds: called a full disk, it sent the user to free room, and the next build said the same."""
