@@ -377,6 +377,21 @@ def test_the_temp_file_a_build_writes_is_one_the_next_build_removes(stub_build, 
     assert not temp.exists()
 
 
+def test_build_says_what_it_builds_from_and_when_it_skips_the_build(stub_build, capsys):
+    """`make model` shows what it packaged: the weights' id and every option, then whether it was up to date."""
+    b = stub_build
+    package.build(b.source, b.out, onnx=True, ort_wheel=b.wheel, int8=True)
+    package.build(b.source, b.out, onnx=True, ort_wheel=b.wheel, int8=True)
+    package.build(b.source, b.out, onnx=True)
+    weights = f"weights={b.source.weights_id} preset=IMAGENET1K_V1"
+    assert capsys.readouterr().out.splitlines() == [
+        f"inputs: {weights} onnx=True int8=True onnxruntime=vendored {WHEEL}",
+        f"inputs: {weights} onnx=True int8=True onnxruntime=vendored {WHEEL}",
+        "up to date, not rebuilt",
+        f"inputs: {weights} onnx=True int8=False onnxruntime=not vendored",
+    ]
+
+
 def test_a_build_into_folders_that_do_not_exist_yet_makes_them(stub_build):
     b = stub_build
     out = b.tmp / "build" / "models" / "v2" / "model.tar.gz"
