@@ -132,6 +132,20 @@ def test_a_failed_rename_leaves_no_temp_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["model.tar.gz"]
 
 
+def test_an_interrupt_while_the_artifact_is_put_in_place_leaves_no_temp_file(tmp_path, monkeypatch):
+    """Ctrl-C (or SIGTERM, which main() turns into the same) after the tarball was written, while it was made readable
+    and renamed over the artifact, left the whole hidden temp file beside it. The builder's own name for os is
+    replaced."""
+
+    def interrupted(path, mode):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(package, "os", SimpleNamespace(chmod=interrupted))
+    with pytest.raises(KeyboardInterrupt):
+        package.write_tarball(MEMBERS, tmp_path / "model.tar.gz")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_folder_the_temp_file_cannot_be_made_in_is_named_not_the_temp_file(tmp_path, monkeypatch):
     """A read-only model/dist said "Read-only file system: .../model/dist/.model.tar.gz.ki4ls48c.tmp": a hidden name
     the user never gave, of a file that is not there."""
