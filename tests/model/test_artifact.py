@@ -623,6 +623,10 @@ def _assert_float_stem_and_per_channel_weights(int8: bytes) -> None:
     # One scale per output channel for every int8 Conv weight, as quantize_int8 asks for.
     scales = [initializers[producer[c.input[1]].input[1]] for c in convs[n:]]
     assert len(scales) == len(convs) - n and all(len(s.dims) == 1 and s.dims[0] > 1 for s in scales)
+    # Signed int8 weights and unsigned uint8 activations, as quantize_int8 asks for: the zero points' types.
+    weights = {initializers[producer[c.input[1]].input[2]].data_type for c in convs[n:]}
+    activations = {initializers[producer[c.input[0]].input[2]].data_type for c in convs[n:]}
+    assert (weights, activations) == ({onnx.TensorProto.INT8}, {onnx.TensorProto.UINT8}), (weights, activations)
 
 
 # --- failures leave nothing half-done, and say what went wrong in one line ---------------------------------
