@@ -579,6 +579,38 @@ def test_int8_agrees_with_fp32_on_views_of_the_photos_it_was_not_calibrated_on(i
     assert np.mean(kl) < 0.02 and top1 >= len(kl) - 3, (np.mean(kl), top1)
 
 
+@pytest.mark.slow
+def test_int8_activation_ranges_leave_out_the_calibration_crops_rarest_values(int8_check, model_dir):
+    """quantize_int8 takes each activation's range from a percentile of what the calibration crops give it, not from
+    their extremes: a rare outlier in one crop no longer widens a whole tensor's scale. The fp32 graph, run on the
+    same crops, gives the extremes; a uint8 scale spans its range in 255 steps, so min-max ranges would span them
+    exactly."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    int8 = onnx.load_from_string(int8_check[0]).graph
+    initializers = {i.name: i for i in int8.initializer}
+    scales = {
+        node.input[0]: float(onnx.numpy_helper.to_array(initializers[node.input[1]]))
+        for node in int8.node
+        if node.op_type == "QuantizeLinear" and node.input[0] not in initializers
+    }
+    fp32 = onnx.load(model_dir / "model.onnx")
+    scales = {name: scale for name, scale in scales.items() if any(name in n.output for n in fp32.graph.node)}
+    assert len(scales) > 40, len(scales)  # MobileNet V2's activations after the float stem, by their fp32 names
+    del fp32.graph.output[:]
+    fp32.graph.output.extend(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None) for name in scales)
+    session = ort.InferenceSession(fp32.SerializeToString(), providers=["CPUExecutionProvider"])
+    meta = json.loads((model_dir / "metadata.json").read_text())
+    low, high = dict.fromkeys(scales, 0.0), dict.fromkeys(scales, 0.0)  # a uint8 range always holds 0
+    for batch in package.calibration_batches(meta, int8_check[3]):
+        for name, values in zip(scales, session.run(list(scales), {"input": batch}), strict=True):
+            low[name], high[name] = min(low[name], float(np.min(values))), max(high[name], float(np.max(values)))
+    narrower = [name for name, scale in scales.items() if scale * 255 < 0.99 * (high[name] - low[name])]
+    assert len(narrower) > len(scales) // 2, (len(narrower), len(scales))
+
+
 @pytest.mark.parametrize("convs", [1, package.INT8_FLOAT_CONVS])
 def test_int8_on_a_graph_with_too_few_convs_to_keep_float_is_one_error_line(tmp_path, convs):
     """INT8_FLOAT_CONVS is MobileNet V2's; another model's graph (a ViT has one Conv) is named, not an IndexError.
