@@ -1077,6 +1077,22 @@ def test_find_ort_wheel_ignores_other_pythons_and_finds_none_in_an_empty_dir(tmp
     assert package.find_ort_wheel() == tmp_path / WHEEL
 
 
+def test_find_ort_wheel_leaves_wheels_for_other_platforms_and_distributions_be(tmp_path, monkeypatch):
+    """model/dist/wheels may hold what pip download fetched for other machines beside the container's wheel: they are
+    not the container's, and not misnamed either (those are refused by name)."""
+    monkeypatch.setattr(package, "WHEEL_DIR", tmp_path)
+    for other in (
+        "onnxruntime-1.40.0-cp312-cp312-manylinux_2_28_aarch64.whl",
+        "onnxruntime-1.40.0-cp312-cp312-musllinux_1_2_x86_64.whl",
+        "onnxruntime-1.40.0-cp312-cp312-macosx_13_0_universal2.whl",
+        "onnxruntime_gpu-1.40.0-cp312-cp312-manylinux_2_28_x86_64.whl",
+    ):
+        (tmp_path / other).write_bytes(b"")
+    assert package.find_ort_wheel() is None
+    (tmp_path / WHEEL).write_bytes(b"")
+    assert package.find_ort_wheel() == tmp_path / WHEEL
+
+
 def test_vendored_files_are_the_runtime_only_under_the_python_tag(tmp_path):
     wheel = _wheel(
         tmp_path / WHEEL,
