@@ -18,7 +18,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -526,13 +526,12 @@ def test_the_sites_files_and_the_runtime_tier_log_no_access_line(tiers, caplog, 
     assert access_lines(caplog) == []
 
 
-def test_a_request_cut_short_at_a_stop_logs_the_gateways_503(tiers, caplog):
-    """ShutdownGuard's 503 is the gateway's answer too: logged, with the route and no integration."""
-    tiers.sandboxes.result = Sandboxes.NEVER
+def cut_short(app, path: str, body: bytes, started: Callable[[], object]) -> list[dict]:
+    """What the app sends for a POST to `path` it is still working on (`started` true) when the stop cancels it."""
     sent: list[dict] = []
 
     async def run() -> None:
-        arrived = [{"type": "http.request", "body": JPEG, "more_body": False}]
+        arrived = [{"type": "http.request", "body": body, "more_body": False}]
 
         async def receive():
             if arrived:
@@ -542,15 +541,22 @@ def test_a_request_cut_short_at_a_stop_logs_the_gateways_503(tiers, caplog):
         async def send(message) -> None:
             sent.append(message)
 
-        scope = http_scope("POST", "/predict", [(b"host", b"127.0.0.1:8000"), (b"content-type", b"image/jpeg")])
-        request = asyncio.create_task(tiers.app(scope, receive, send))
-        await wait_until_async(lambda: tiers.sandboxes.events)
+        scope = http_scope("POST", path, [(b"host", b"127.0.0.1:8000"), (b"content-type", b"image/jpeg")])
+        request = asyncio.create_task(app(scope, receive, send))
+        await wait_until_async(started)
         request.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await request
 
+    asyncio.run(run())
+    return sent
+
+
+def test_a_request_cut_short_at_a_stop_logs_the_gateways_503(tiers, caplog):
+    """ShutdownGuard's 503 is the gateway's answer too: logged, with the route and no integration."""
+    tiers.sandboxes.result = Sandboxes.NEVER
     with caplog.at_level(logging.INFO, logger="local.access"):
-        asyncio.run(run())
+        sent = cut_short(tiers.app, "/predict", JPEG, lambda: tiers.sandboxes.events)
     assert sent[0]["status"] == 503
     [line] = access_lines(caplog)
     assert (line["status"], line["routeKey"], line["integrationRequestId"]) == ("503", "POST /predict", "-")
@@ -563,29 +569,10 @@ def test_a_runtime_call_cut_short_at_a_stop_is_not_logged_as_the_gateways_answer
     gateway's 503 and apigw-requestid, and a stop cutting short 2 /predict requests logged 4 lines, 2 of them the
     handlers' InvokeEndpoint calls (POST, routeKey -). It gets SageMaker's own 503 now."""
     tiers.runtime.faults.delay_s = 3600.0  # the model's answer is still pending when the call is cancelled
-    sent: list[dict] = []
-
-    async def run() -> None:
-        arrived = [{"type": "http.request", "body": JPEG[:16], "more_body": False}]  # under the stand-in's 64 B cap
-
-        async def receive():
-            if arrived:
-                return arrived.pop()
-            await asyncio.Event().wait()
-
-        async def send(message) -> None:
-            sent.append(message)
-
-        path = f"/endpoints/{ENDPOINT}/invocations"
-        scope = http_scope("POST", path, [(b"host", b"127.0.0.1:8000"), (b"content-type", b"image/jpeg")])
-        request = asyncio.create_task(tiers.app(scope, receive, send))
-        await wait_until_async(lambda: tiers.runtime.in_flight)
-        request.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await request
-
+    path = f"/endpoints/{ENDPOINT}/invocations"
     with caplog.at_level(logging.INFO, logger="local.access"):
-        asyncio.run(run())
+        # Under the stand-in container's 64 B cap.
+        sent = cut_short(tiers.app, path, JPEG[:16], lambda: tiers.runtime.in_flight)
     assert access_lines(caplog) == []
     start, body = sent
     headers = dict(start["headers"])
