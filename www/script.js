@@ -429,7 +429,8 @@ export function describeFailure(status, body) {
         return { retry: false, message: withServer("The API is unavailable") };
       }
       // API Gateway's own 503 has no error code: its 29 s integration timeout ran out before the function
-      // answered (the function gives up at ~25 s with its own 504), so each try can take that long: one more.
+      // answered (the function gives up within its 25 s budget with its own 504), so each try can take that
+      // long: one more.
       if (!code) {
         return {
           retry: true,
@@ -458,8 +459,8 @@ export function describeFailure(status, body) {
       return { retry: false, message: withServer("The model could not answer") };
     case 504:
       // Our function's own timeout (not API Gateway's bare 504): typically the first request to an endpoint
-      // that scaled to zero, which is still starting after the function's ~25 s. One more try usually finds it
-      // warm; only one, since each can take that long again.
+      // that scaled to zero, still starting after the function's two 10 s reads (about 20 s). One more try
+      // usually finds it warm; only one, since each can take that long again.
       if (code === "endpoint_timeout") {
         return {
           retry: true,
