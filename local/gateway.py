@@ -236,7 +236,9 @@ def new_request_id() -> str:
 
 
 def gateway_error(status: int) -> HttpResponse:
-    body = json.dumps({"message": GATEWAY_ERRORS[status]}).encode()
+    # Compact, as an HTTP API writes them: AWS's troubleshooting page quotes {"message":"Internal Server Error"}
+    # (the REST API's bodies, {"message": "Internal server error"}, differ in both spacing and case).
+    body = json.dumps({"message": GATEWAY_ERRORS[status]}, separators=(",", ":")).encode()
     return HttpResponse(status, [("content-type", "application/json")], body)
 
 

@@ -206,7 +206,7 @@ def test_a_result_not_marked_base64_is_its_text_in_utf8():
 )
 def test_gateway_errors_use_the_gateway_shape(status, message):
     answer = gateway.gateway_error(status)
-    assert answer.status == status and answer.body == f'{{"message": "{message}"}}'.encode()
+    assert answer.status == status and answer.body == f'{{"message":"{message}"}}'.encode()
     assert answer.headers == [("content-type", "application/json")]
 
 
