@@ -476,6 +476,20 @@ def test_the_permission_and_the_stage_wait_for_the_function_and_the_log_group_th
     assert settle(declare) == [["api-function"], ["api-access-logs"]]
 
 
+def test_the_stages_access_log_format_fits_the_http_apis_template_limits(mocks: RecordingMocks) -> None:
+    """What AWS takes as an HTTP API stage's access log format: at most 3 KB by the quota ("Access log template size",
+    not adjustable: https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-quotas.html), and at most
+    1,024 characters by the API's own model (apigatewayv2 AccessLogSettings.Format is StringWithLengthBetween1And1024,
+    botocore/data/apigatewayv2/2018-11-29/service-2.json), holding $context.requestId ("The format must include at
+    least $context.requestId", the same shape's documentation). Held to the stricter of the two lengths, as the stage
+    receives the format."""
+    settle(lambda: InferenceApi("api", api_args()).api_url)
+    log_format = mocks.one("aws:apigatewayv2/stage:Stage")["accessLogSettings"]["format"]
+    assert "$context.requestId" in log_format
+    assert "\n" not in log_format  # "a single line format"
+    assert 1 <= len(log_format) <= 1024
+
+
 def test_inference_api_with_kms_and_x86(mocks: RecordingMocks) -> None:
     args = api_args(
         kms_key_arn=KMS,
