@@ -146,6 +146,51 @@ def test_prod_like_stack(program: Any, mocks: RecordingMocks) -> None:
         assert any(s.get("Action") == "kms:Decrypt" and s["Resource"] == KMS for s in document["Statement"])
 
 
+# Lambda sets these itself and refuses a function whose configuration names one ("The keys for these environment
+# variables are reserved and can't be set in your function configuration":
+# https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html, "Defined runtime environment variables").
+LAMBDA_RESERVED_ENV = frozenset(
+    {
+        "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_EXECUTION_ENV",
+        "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_LAMBDA_RUNTIME_API",
+        "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR", "TZ",
+    }
+)  # fmt: skip
+
+
+def test_every_environment_variable_is_one_createmodel_and_createfunction_take(
+    program: Any, mocks: RecordingMocks
+) -> None:
+    """The Model's container environment and the proxy's, as the mocks receive them, against botocore's service models
+    (botocore/data/sagemaker/2017-07-24 ContainerDefinition.Environment: at most 100 entries, keys
+    [a-zA-Z_][a-zA-Z0-9_]* and keys and values of at most 1,024 characters; botocore/data/lambda/2015-03-31
+    Environment.Variables: keys [a-zA-Z]([a-zA-Z0-9_])+) and Lambda's reserved keys. A key the builders got wrong (a
+    hyphen, a leading digit or underscore, AWS_REGION for the handler's region) failed only CreateModel or
+    CreateFunction, halfway through the first `pulumi up`."""
+    import botocore.session
+
+    program(**dev_config())
+    session = botocore.session.get_session()
+    model_env = session.get_service_model("sagemaker").shape_for("ContainerDefinition").members["Environment"]
+    lambda_env = session.get_service_model("lambda").shape_for("Environment").members["Variables"]
+
+    env = mocks.one("aws:sagemaker/model:Model")["primaryContainer"]["environment"]
+    assert env == policies.sagemaker_container_env(REGION)  # the builder's, as deployed
+    assert 1 <= len(env) <= model_env.metadata["max"]
+    for key, value in env.items():
+        assert re.fullmatch(model_env.key.metadata["pattern"], key), key
+        assert len(key) <= model_env.key.metadata["max"] and isinstance(value, str), key
+        assert len(value) <= model_env.value.metadata["max"], key
+
+    variables = mocks.one("aws:lambda/function:Function")["environment"]["variables"]
+    assert "ENDPOINT_NAME" in variables  # the proxy's environment, not an empty one
+    for key, value in variables.items():
+        assert re.fullmatch(lambda_env.key.metadata["pattern"], key), key
+        assert key not in LAMBDA_RESERVED_ENV and isinstance(value, str), key
+
+
 def test_the_model_is_uploaded_under_the_sha256_of_the_artifact_it_names(
     program: Any, mocks: RecordingMocks, tmp_path: Path
 ) -> None:
