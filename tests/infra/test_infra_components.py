@@ -903,6 +903,26 @@ def test_static_site_names_fit_cloudfront_with_the_longest_bucket_name(mocks: Re
     assert oac.startswith(bucket) and headers.startswith(bucket)  # still one per bucket, so one per site
 
 
+def test_static_site_comments_fit_cloudfront(mocks: RecordingMocks, tmp_path: Path) -> None:
+    """CloudFront takes at most 128 characters for a response headers policy's comment and for a distribution's ("The
+    comment cannot be longer than 128 characters": ResponseHeadersPolicyConfig.Comment and DistributionConfig.Comment
+    in botocore/data/cloudfront/2020-05-31/service-2.json), and refuses a longer one. The policy's comment lists what
+    it sends, so it grows with each header added; as the resources receive them, custom domain or not."""
+    for name, domain in (("site", None), ("custom", "classify.example.com")):
+        args = StaticSiteArgs(
+            api_url=API_ENDPOINT,
+            www_dir=make_www(tmp_path / name / "www"),
+            custom_domain=domain,
+            certificate_arn=CERT if domain else None,
+        )
+        settle(lambda args=args, name=name: StaticSite(name, args).site_url)
+    policies_ = mocks.of_type("aws:cloudfront/responseHeadersPolicy:ResponseHeadersPolicy").values()
+    distributions = mocks.of_type("aws:cloudfront/distribution:Distribution").values()
+    comments = [p["comment"] for p in policies_] + [d["comment"] for d in distributions]
+    assert len(comments) == 4 and all(comments)
+    assert all(len(comment) <= 128 for comment in comments), [len(c) for c in comments]
+
+
 @pytest.mark.parametrize(
     ("overrides", "field"),
     [
