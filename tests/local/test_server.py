@@ -805,6 +805,32 @@ def test_a_refusal_closing_a_request_framed_by_both_says_connection_close_once(t
     assert [value for name, value in answer.headers if name == b"connection"] == [b"close"], answer.headers
 
 
+@pytest.mark.parametrize("path", ["/predict", f"/endpoints/{ENDPOINT}/invocations"])
+def test_a_body_sent_only_after_100_continue_reaches_the_tier_whole(tiers, path):
+    """curl sends `Expect: 100-continue` for a body over 1 MB and waits for the interim 100 before sending it: a
+    server that never sent one would leave it waiting, then sending the photo anyway, on every large upload."""
+    payload = JPEG[:40]  # within the runtime's limit here
+    head = (
+        f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1:8000\r\ncontent-type: image/jpeg\r\n"
+        f"expect: 100-continue\r\ncontent-length: {len(payload)}\r\n\r\n"
+    )
+    with served(tiers.app) as address, socket.create_connection(address, timeout=HANG_GUARD_S) as conn:
+        conn.sendall(head.encode())
+        interim = b""
+        while b"\r\n\r\n" not in interim:  # nothing of the body is sent until it comes
+            chunk = conn.recv(65536)
+            assert chunk, f"closed instead of 100 Continue: {interim!r}"
+            interim += chunk
+        assert interim.startswith(b"HTTP/1.1 100 ") and interim.endswith(b"\r\n\r\n"), interim
+        conn.sendall(payload)
+        answer, _ = parsed_answer(interim + read_answer(conn))  # a client reads past the interim answer
+    assert answer.status_code == 200
+    assert [base64.b64decode(event["body"]) for event in tiers.sandboxes.events] == (
+        [payload] if path == "/predict" else []
+    )
+    assert [seen[0] for seen in tiers.container.seen] == ([payload] if "invocations" in path else [])
+
+
 def test_the_gateways_own_refusals_carry_its_request_id_but_no_cors(tiers, monkeypatch):
     # API Gateway answers these before any invocation, with its id (which the UI shows). It adds CORS headers only
     # "to the response from an integration" (its HTTP API CORS guide): the local stack must not be kinder.
