@@ -831,6 +831,27 @@ def test_a_body_sent_only_after_100_continue_reaches_the_tier_whole(tiers, path)
     assert [seen[0] for seen in tiers.container.seen] == ([payload] if "invocations" in path else [])
 
 
+@pytest.mark.parametrize(("path", "status"), [("/predict", 413), (f"/endpoints/{ENDPOINT}/invocations", 400)])
+def test_a_body_declared_over_the_limit_with_expect_100_continue_is_refused_before_it_is_asked_for(
+    tiers, monkeypatch, path, status
+):
+    """A client that waits for 100 Continue (curl, for a body over 1 MB) never uploads what would be refused: the
+    refusal is the first and only answer, and the connection closes."""
+    monkeypatch.setattr(gateway, "MAX_BODY_BYTES", 16)
+    monkeypatch.setattr(tiers.runtime, "max_payload_bytes", 16)
+    head = (
+        f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1:8000\r\ncontent-type: image/jpeg\r\n"
+        "expect: 100-continue\r\ncontent-length: 40\r\n\r\n"
+    )
+    with served(tiers.app) as address, socket.create_connection(address, timeout=HANG_GUARD_S) as conn:
+        conn.sendall(head.encode())
+        sent_back = received_until_closed(conn)
+    assert not sent_back.startswith(b"HTTP/1.1 100 "), "the body was asked for"
+    answer, _ = parsed_answer(sent_back)
+    assert answer.status_code == status and (b"connection", b"close") in answer.headers
+    assert tiers.sandboxes.events == [] and tiers.container.seen == []
+
+
 def test_the_gateways_own_refusals_carry_its_request_id_but_no_cors(tiers, monkeypatch):
     # API Gateway answers these before any invocation, with its id (which the UI shows). It adds CORS headers only
     # "to the response from an integration" (its HTTP API CORS guide): the local stack must not be kinder.
