@@ -789,6 +789,27 @@ def test_a_request_framed_by_both_content_length_and_chunked_is_answered_then_it
     assert [seen[0] for seen in tiers.container.seen] == ([payload] if "invocations" in path else [])
 
 
+@pytest.mark.parametrize("path", ["/predict", f"/endpoints/{ENDPOINT}/invocations"])
+def test_a_chunked_body_with_chunk_extensions_and_trailers_reaches_the_tier_as_its_data_alone(tiers, path):
+    """RFC 9112 7.1: a recipient ignores chunk extensions it does not know, and trailer fields are no part of the
+    content (nor of the event's headers). What a client frames so reaches the function or the model as its bytes."""
+    payload = JPEG[:40]  # within the runtime's limit here
+    head = (
+        f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1:8000\r\ncontent-type: image/jpeg\r\n"
+        "transfer-encoding: chunked\r\n\r\n"
+    )
+    body = b"".join(b"%x;note=x\r\n" % len(piece) + piece + b"\r\n" for piece in (payload[:25], payload[25:]))
+    trailer = b"0\r\nx-trailer: 1\r\nx-digest: abc\r\n\r\n"
+    with served(tiers.app) as address, socket.create_connection(address, timeout=HANG_GUARD_S) as conn:
+        conn.sendall(head.encode() + body + trailer)
+        answer, _ = parsed_answer(read_answer(conn))
+    assert answer.status_code == 200
+    events = tiers.sandboxes.events
+    assert [base64.b64decode(event["body"]) for event in events] == ([payload] if path == "/predict" else [])
+    assert not {"x-trailer", "x-digest"} & {name for event in events for name in event["headers"]}
+    assert [seen[0] for seen in tiers.container.seen] == ([payload] if "invocations" in path else [])
+
+
 @pytest.mark.parametrize(("path", "status"), [("/predict", 413), (f"/endpoints/{ENDPOINT}/invocations", 400)])
 def test_a_refusal_closing_a_request_framed_by_both_says_connection_close_once(tiers, monkeypatch, path, status):
     """A refusal that closes the connection for its own reason (a body over the limit), to a request framed by both
