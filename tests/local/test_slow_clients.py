@@ -165,8 +165,28 @@ def test_a_stalled_body_gets_a_json_408(url):
         b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n",
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",  # a TLS hello on the plain port
         b"GET / HTTP/1.1\r\nbad header\r\n\r\n",
+        # Framings a proxy in front could read otherwise (request smuggling): refused, never guessed at.
+        b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 1, 2\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: gzip, chunked\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\ntransfer-encoding: chunked\r\n\r\n",
+        b"POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: identity\r\ncontent-length: 1\r\n\r\nx",
+        b"GET /a\x00b HTTP/1.1\r\nhost: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nhost: x\r\nx-note: a\x00b\r\n\r\n",
+        b"GET / HTTP/1.1\r\n\r\n",
     ],
-    ids=["bad-length", "two-lengths", "tls", "header-without-colon"],
+    ids=[
+        "bad-length",
+        "two-lengths",
+        "tls",
+        "header-without-colon",
+        "length-list-of-two-values",
+        "unsupported-transfer-coding",
+        "transfer-encoding-twice",
+        "identity-transfer-coding",
+        "nul-in-target",
+        "nul-in-header-value",
+        "http-1.1-without-host",
+    ],
 )
 def test_what_is_not_http_gets_a_json_400_and_a_closed_connection(url, raw):
     with connect(url) as conn:
