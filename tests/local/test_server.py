@@ -526,12 +526,6 @@ def test_the_sites_files_and_the_runtime_tier_log_no_access_line(tiers, caplog, 
     assert access_lines(caplog) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the server's own 400 for a garbled chunked body is logged as a 413 of 39 bytes the client never got: "
-    "the gateway tier reads the disconnect uvicorn hands it as a body over the limit, and AccessLog counts the bytes "
-    "of an answer uvicorn dropped",
-)
 def test_the_servers_own_400_for_a_garbled_body_logs_no_access_line(tiers, caplog):
     """README: no access line for "the server's own 400". A /predict whose head parsed and whose chunked body then
     did not: the client gets the server's JSON 400 and nothing else."""
@@ -552,11 +546,6 @@ def test_the_servers_own_400_for_a_garbled_body_logs_no_access_line(tiers, caplo
     assert access_lines(caplog) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a client that hangs up mid-body is logged as the gateway's 413 with the 39 bytes of a body it never got "
-    "(read_capped takes the hang-up for a body over the limit; the runtime tier tells the two apart)",
-)
 def test_a_predict_whose_client_hangs_up_mid_body_is_not_logged_as_a_413_it_was_sent(tiers, caplog):
     """README: responseLength is "the body bytes sent". A client gone before its body arrived was sent nothing,
     and refused nothing for its size."""
