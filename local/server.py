@@ -666,7 +666,10 @@ def create_app(
         request_id = gateway.new_request_id()
         record = access_record(request)
         if request.method == "OPTIONS":  # API Gateway answers it itself, with its id as on every answer of its own
-            preflight = cors_headers(origin)
+            # Only a preflight gets CORS headers: AWS's "For the OPTIONS method, your request must contain an origin
+            # header and an Access-Control-Request-Method header" (Configure CORS for HTTP APIs).
+            asks = request.headers.get("access-control-request-method")
+            preflight = cors_headers(origin) if asks else {}
             if preflight:
                 preflight.update(
                     {

@@ -979,11 +979,6 @@ def test_a_preflight_from_the_site_is_allowed_and_from_elsewhere_is_not(tiers):
     assert [len(i) for i in ids] == [16, 16] and ids[0] != ids[1], ids
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an OPTIONS with an allowed Origin but no Access-Control-Request-Method is answered as a preflight, with "
-    "access-control-allow-origin, -methods, -headers and -max-age: the gateway tier checks the Origin alone",
-)
 def test_an_options_request_without_access_control_request_method_gets_no_cors_headers(tiers):
     """AWS (Configure CORS for HTTP APIs): "To return CORS headers, your request must contain an origin header. For
     the OPTIONS method, your request must contain an origin header and an Access-Control-Request-Method header."
