@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import signal
 import stat
@@ -49,6 +50,10 @@ ACCOUNT = "000000000000"
 log = logging.getLogger("local.runtime")
 MAX_PAYLOAD_BYTES = SAGEMAKER_SERVERLESS_MAX_BYTES  # SageMaker Serverless Inference request limit
 MAX_HEADER_CHARS = 1024  # InvokeEndpoint ContentType / Accept
+# InvokeEndpoint's EndpointName, as botocore's sagemaker-runtime model gives it. AWS checks it; botocore does not.
+ENDPOINT_NAME_MAX_CHARS = 63
+ENDPOINT_NAME_PATTERN = "^[a-zA-Z0-9](-*[a-zA-Z0-9])*"
+_ENDPOINT_NAME_RE = re.compile(ENDPOINT_NAME_PATTERN + r"\Z")
 INVOCATION_TIMEOUT_S = 60.0
 INVOCATION_TIMEOUT_MESSAGE = (
     b"Your invocation timed out while waiting for a response from container primary. Review the latency metrics "
@@ -431,6 +436,23 @@ def aws_error(status: int, code: str, message: str, *, request_id: str | None = 
     return RuntimeAnswer(status, headers, json.dumps(body).encode())
 
 
+def endpoint_name_violations(name: str) -> str | None:
+    """The message of AWS's input validation for an EndpointName outside its model's constraints (a '/' boto3 sent
+    as %2F, a 100 KB name), None for a name that may be some endpoint's. Without the value, as for contentType: a name
+    that long would come back whole."""
+    violations = []
+    if not _ENDPOINT_NAME_RE.match(name):
+        violations.append(f"Member must satisfy regular expression pattern: {ENDPOINT_NAME_PATTERN}")
+    if len(name) > ENDPOINT_NAME_MAX_CHARS:
+        violations.append(f"Member must have length less than or equal to {ENDPOINT_NAME_MAX_CHARS}")
+    if not violations:
+        return None
+    count = f"{len(violations)} validation error{'s' if len(violations) > 1 else ''}"
+    return f"{count} detected: " + "; ".join(
+        f"Value at 'endpointName' failed to satisfy constraint: {violation}" for violation in violations
+    )
+
+
 def service_unavailable() -> RuntimeAnswer:
     """SageMaker Runtime's 503 when the endpoint's infrastructure cannot take the call (a fault's `down`, or a call
     cut short as the stack stops)."""
@@ -601,6 +623,9 @@ class SageMakerRuntime:
     ) -> RuntimeAnswer:
         """`headers`: the request's other InvokeEndpoint headers (lower-case names), those that target a model, a
         component or a container checked (refused_target)."""
+        invalid = endpoint_name_violations(name)
+        if invalid:
+            return aws_error(400, "ValidationError", invalid)
         if name != self.endpoint_name:
             return aws_error(400, "ValidationError", f"Endpoint {name} of account {ACCOUNT} not found.")
         refused = refused_target(name, headers or {})

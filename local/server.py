@@ -476,7 +476,15 @@ def if_none_match_hits(header: str | None, etag: str) -> bool:
     return any(tag == "*" or tag.removeprefix("W/") == etag for tag in tags if tag)
 
 
-RUNTIME_PATH = re.compile(r"/endpoints/[^/]+/invocations")
+RUNTIME_PATH = re.compile(r"/endpoints/.+/invocations")  # the decoded path: a name boto3 sent as a%2Fb is a/b
+RAW_RUNTIME_PATH = re.compile(rb"/endpoints/([^/]*)/invocations")
+
+
+def invoked_endpoint_name(scope) -> str | None:
+    """The EndpointName an InvokeEndpoint path names, percent-decoded from the path as sent (boto3 sends a '/' in it
+    as %2F, which the decoded path cannot tell from two segments); None for a path of more segments, no route."""
+    match = RAW_RUNTIME_PATH.fullmatch(scope.get("raw_path") or scope["path"].encode())
+    return unquote(match.group(1).decode("latin-1")) if match else None
 
 
 def cut_short_answer(path: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
@@ -815,6 +823,9 @@ def create_app(
         return _respond(answer)
 
     async def invocations(request: Request) -> Response:
+        name = invoked_endpoint_name(request.scope)
+        if name is None:  # /endpoints/a/b/invocations: no InvokeEndpoint path, as no other path is
+            return route_not_found()
         started = time.perf_counter()
         close = True  # after a body given up on
         try:
@@ -834,7 +845,7 @@ def create_app(
             else:
                 close = False
                 answer = await runtime.invoke(
-                    request.path_params["name"],
+                    name,
                     body,
                     request.headers.get("content-type", ""),
                     request.headers.get("accept", ""),
@@ -972,7 +983,7 @@ def create_app(
 
     routes = [
         Route("/predict", predict, methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),
-        Route("/endpoints/{name}/invocations", invocations, methods=["POST"]),
+        Route("/endpoints/{name:path}/invocations", invocations, methods=["POST"]),
         Route("/ping", ping, methods=["GET"]),
         Route("/config.js", config_js, methods=["GET"]),
     ]

@@ -141,6 +141,42 @@ def test_a_content_type_or_accept_over_1024_characters_is_a_validation_error_bef
             runtime.close()
 
 
+@pytest.mark.parametrize(
+    ("name", "errors"),
+    [
+        ("a/b", ["pattern"]),  # boto3 sends it as a%2Fb; botocore does not check the pattern
+        ("-e", ["pattern"]),
+        ("e-", ["pattern"]),
+        ("e_1", ["pattern"]),
+        ("", ["pattern"]),
+        ("e" * 64, ["length"]),
+        ("e/" * 40, ["pattern", "length"]),
+    ],
+)
+def test_an_endpoint_name_outside_its_model_is_a_validation_error_before_any_container(name, errors) -> None:
+    import botocore.session
+
+    shape = botocore.session.get_session().get_service_model("sagemaker-runtime").shape_for("EndpointName")
+    assert shape.metadata == {"max": 63, "pattern": "^[a-zA-Z0-9](-*[a-zA-Z0-9])*"}
+    answer = invoke(SageMakerRuntime(FixedContainer(), "e", 1), name=name)
+    assert (answer.status, answer.headers["x-amzn-errortype"]) == (400, "ValidationError")
+    wording = {
+        "pattern": "Member must satisfy regular expression pattern: ^[a-zA-Z0-9](-*[a-zA-Z0-9])*",
+        "length": "Member must have length less than or equal to 63",
+    }
+    count = f"{len(errors)} validation error{'s' if len(errors) > 1 else ''}"
+    # AWS's validation words, one per broken constraint, without the value (a 100 KB name would come back whole).
+    assert json.loads(answer.body)["message"] == f"{count} detected: " + "; ".join(
+        f"Value at 'endpointName' failed to satisfy constraint: {wording[e]}" for e in errors
+    )
+
+
+def test_an_endpoint_name_of_63_characters_in_its_pattern_is_looked_up() -> None:
+    for name in ("e" * 63, "a--b-9"):
+        answer = invoke(SageMakerRuntime(FixedContainer(), "e", 1), name=name)
+        assert json.loads(answer.body)["message"] == f"Endpoint {name} of account {runtime_module.ACCOUNT} not found."
+
+
 def test_a_payload_of_exactly_the_limit_is_served() -> None:
     # The proxy lets through images of exactly MAX_IMAGE_BYTES (4 MiB); the endpoint must take them.
     assert invoke(SageMakerRuntime(FixedContainer(), "e", 1, max_payload_bytes=4), b"four").status == 200

@@ -2798,11 +2798,6 @@ def test_the_runtime_refuses_an_endpoint_it_does_not_serve(tiers, name):
     assert f"Endpoint {name} of" in response.json()["message"] and tiers.container.seen == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the server decodes %2F before routing, so /endpoints/a%2Fb/invocations matches no route and gets API "
-    "Gateway's 404 {'message': 'Not Found'} without an x-amzn-RequestId (boto3: ClientError '404', RequestId None)",
-)
 def test_an_endpoint_name_with_a_slash_is_a_validation_error_like_any_other_name(tiers):
     """README: any other name than the endpoint's gets ValidationError (HTTP 400), and every answer of the runtime
     tier carries an x-amzn-RequestId. boto3 sends EndpointName="a/b" percent-encoded, as /endpoints/a%2Fb/invocations
@@ -2811,6 +2806,15 @@ def test_an_endpoint_name_with_a_slash_is_a_validation_error_like_any_other_name
     assert response.status_code == 400 and response.headers.get("x-amzn-errortype") == "ValidationError", response.text
     assert response.headers.get("x-amzn-requestid")
     assert tiers.container.seen == []
+
+
+@pytest.mark.parametrize("path", ["/endpoints/a/b/invocations", "/endpoints/a%2Fb/invocations/invocations"])
+def test_a_path_of_more_segments_than_invoke_endpoints_is_no_route(tiers, path):
+    """Only an encoded slash belongs to the name: a path whose name would take a segment of its own is no
+    InvokeEndpoint call, and gets API Gateway's 404 as any other path does."""
+    response = tiers.request("POST", path, content=b"x", headers=with_type({}))
+    assert response.status_code == 404 and response.json() == {"message": "Not Found"}, response.text
+    assert "x-amzn-requestid" not in response.headers and tiers.container.seen == []
 
 
 def test_the_runtime_is_handed_the_requests_headers_and_refuses_a_target_it_does_not_have(tiers):
