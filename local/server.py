@@ -350,6 +350,38 @@ class CloseAfterAmbiguousFraming:
         await self.app(scope, receive, closing_send)
 
 
+class CloseBeforeAnUnsentBody:
+    """RFC 9110 10.1.1: a server answering an `Expect: 100-continue` request with a final status before it read the
+    body SHOULD say whether it will close or go on reading; a client told nothing may skip the body and send its next
+    request, which the server then read as that body. Such an answer (a 404, 429, 431 or the Host guard's 403: an
+    answer that asked for the body does not count) says `connection: close`, which uvicorn then closes on."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        expects = scope["type"] == "http" and any(
+            k == b"expect" and v.strip().lower() == b"100-continue" for k, v in scope["headers"]
+        )
+        if not expects:
+            await self.app(scope, receive, send)
+            return
+        asked = False  # the app asked for the body: uvicorn sent 100 Continue, and the client sends it
+
+        async def receiving():
+            nonlocal asked
+            asked = True
+            return await receive()
+
+        async def closing_send(message) -> None:
+            if message["type"] == "http.response.start" and not asked:
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"]
+                message = {**message, "headers": [*headers, (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, receiving, closing_send)
+
+
 class LoopbackForwardedProto:
     """A forwarder on this machine that terminates TLS (Codespaces' port forwarding, a reverse proxy) names the
     browser's scheme in X-Forwarded-Proto: config.js and the CSP must say https://<its host>, or the https page would
@@ -995,6 +1027,7 @@ def create_app(
         exception_handlers={HTTPException: unrouted},
         middleware=[
             Middleware(CloseAfterAmbiguousFraming),
+            Middleware(CloseBeforeAnUnsentBody),
             Middleware(LoopbackForwardedProto),
             Middleware(AbsoluteFormTarget),
             Middleware(LoopbackHostGuard, enabled=bound_to_loopback),

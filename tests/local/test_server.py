@@ -862,6 +862,39 @@ def test_a_body_declared_over_the_limit_with_expect_100_continue_is_refused_befo
     assert tiers.sandboxes.events == [] and tiers.container.seen == []
 
 
+@pytest.mark.parametrize(("method", "path", "status"), [("POST", "/nope", 404), ("PUT", "/predict", 404)])
+def test_a_final_answer_before_an_expected_body_says_it_closes(tiers, method, path, status):
+    """RFC 9110 10.1.1: answered without a 100 Continue, a client may skip its body and send its next request, which
+    the server would read as that body; the answer says it closes, and it does."""
+    head = (
+        f"{method} {path} HTTP/1.1\r\nhost: 127.0.0.1:8000\r\ncontent-type: image/jpeg\r\n"
+        "expect: 100-continue\r\ncontent-length: 40\r\n\r\n"
+    )
+    with served(tiers.app) as address, socket.create_connection(address, timeout=HANG_GUARD_S) as conn:
+        conn.sendall(head.encode())
+        sent_back = received_until_closed(conn)  # returns once the server closes
+    answer, _ = parsed_answer(sent_back)
+    assert answer.status_code == status and (b"connection", b"close") in answer.headers, sent_back
+
+
+def test_an_expected_body_read_after_100_continue_keeps_the_connection(tiers):
+    """The body asked for and sent, the connection serves the next request (no close for a body that came)."""
+    payload = JPEG
+    head = (
+        "POST /predict HTTP/1.1\r\nhost: 127.0.0.1:8000\r\ncontent-type: image/jpeg\r\n"
+        f"expect: 100-continue\r\ncontent-length: {len(payload)}\r\n\r\n"
+    )
+    with served(tiers.app) as address, socket.create_connection(address, timeout=HANG_GUARD_S) as conn:
+        conn.sendall(head.encode())
+        interim = b""
+        while not interim.endswith(b"\r\n\r\n"):
+            interim += conn.recv(1)
+        assert interim.startswith(b"HTTP/1.1 100 "), interim
+        conn.sendall(payload + b"GET /ping HTTP/1.1\r\nhost: 127.0.0.1:8000\r\nconnection: close\r\n\r\n")
+        sent_back = received_until_closed(conn)
+    assert sent_back.count(b"HTTP/1.1 200 ") == 2 and b"connection: close" not in sent_back.split(b"\r\n\r\n")[0]
+
+
 def test_the_gateways_own_refusals_carry_its_request_id_but_no_cors(tiers, monkeypatch):
     # API Gateway answers these before any invocation, with its id (which the UI shows). It adds CORS headers only
     # "to the response from an integration" (its HTTP API CORS guide): the local stack must not be kinder.
