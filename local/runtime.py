@@ -631,10 +631,16 @@ class SageMakerRuntime:
         refused = refused_target(name, headers or {})
         if refused is not None:
             return refused
-        # InvokeEndpoint's ContentType and Accept are at most 1024 characters (botocore's model; AWS checks it, botocore
-        # does not). Longer ones never reach a container there; here TorchServe's HTTP decoder (8 KB of headers) would
-        # answer a bare 400 "Invalid HTTP message." where the in-process runtime answers 200 or the model's 415.
-        for member, value in (("contentType", content_type), ("accept", accept)):
+        # InvokeEndpoint's ContentType, Accept and CustomAttributes are at most 1024 characters (botocore's model; AWS
+        # checks it, botocore does not). Longer ones never reach a container there; here TorchServe's HTTP decoder (8 KB
+        # of headers) would answer a bare 400 "Invalid HTTP message." where the in-process runtime answers 200 or the
+        # model's 415.
+        custom_attributes = (headers or {}).get("x-amzn-sagemaker-custom-attributes")
+        for member, value in (
+            ("contentType", content_type),
+            ("accept", accept),
+            ("customAttributes", custom_attributes),
+        ):
             if len(value or "") > MAX_HEADER_CHARS:
                 return aws_error(
                     400,

@@ -114,18 +114,22 @@ def test_error_statuses_are_the_ones_botocores_model_gives_their_codes() -> None
     assert (throttled.status, throttled.headers["x-amzn-errortype"]) == (400, "ThrottlingException")
 
 
-def test_a_content_type_or_accept_over_1024_characters_is_a_validation_error_before_any_container() -> None:
+def test_a_content_type_accept_or_custom_attributes_over_1024_characters_is_a_validation_error() -> None:
     import botocore.session
 
     members = botocore.session.get_session().get_service_model("sagemaker-runtime").operation_model("InvokeEndpoint")
-    assert [members.input_shape.members[m].metadata["max"] for m in ("ContentType", "Accept")] == [1024, 1024]
-    for member, content_type, accept in (
-        ("contentType", "image/jpeg" + " " * 1015, "application/json"),
-        ("accept", "image/jpeg", "*/*" + " " * 1022),
+    shapes = members.input_shape.members
+    assert [shapes[m].metadata["max"] for m in ("ContentType", "Accept", "CustomAttributes")] == [1024, 1024, 1024]
+    assert shapes["CustomAttributes"].serialization["name"] == "X-Amzn-SageMaker-Custom-Attributes"
+    for member, content_type, accept, attributes in (
+        ("contentType", "image/jpeg" + " " * 1015, "application/json", "a"),
+        ("accept", "image/jpeg", "*/*" + " " * 1022, "a"),
+        ("customAttributes", "image/jpeg", "application/json", "a" * 1025),
     ):
+        headers = {"x-amzn-sagemaker-custom-attributes": attributes}
         runtime = SageMakerRuntime(FixedContainer(), "e", 1)
         try:
-            answer = asyncio.run(runtime.invoke("e", b"x", content_type, accept))
+            answer = asyncio.run(runtime.invoke("e", b"x", content_type, accept, headers))
         finally:
             runtime.close()
         assert (answer.status, answer.headers["x-amzn-errortype"]) == (400, "ValidationError")
@@ -136,7 +140,8 @@ def test_a_content_type_or_accept_over_1024_characters_is_a_validation_error_bef
         )
         runtime = SageMakerRuntime(FixedContainer(), "e", 1)
         try:  # exactly 1024 is served
-            assert asyncio.run(runtime.invoke("e", b"x", content_type[:1024], accept[:1024])).status == 200
+            exactly = {"x-amzn-sagemaker-custom-attributes": attributes[:1024]}
+            assert asyncio.run(runtime.invoke("e", b"x", content_type[:1024], accept[:1024], exactly)).status == 200
         finally:
             runtime.close()
 
