@@ -115,8 +115,11 @@ class StackInfo:
     any_interface: bool = False
 
 
-# host[:port] as a browser sends it in Host: a name or IPv4 address, or a bracketed IPv6 address.
-_HOST_HEADER = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?")
+# host[:port] as a browser sends it in Host: a name or IPv4 address, or a bracketed IPv6 address; a port up to 65535.
+_HOST_HEADER = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]+\])"
+    r"(?::(?:6553[0-5]|655[0-2]\d|65[0-4]\d\d|6[0-4]\d{3}|[1-5]\d{4}|\d{1,4}))?"
+)
 
 
 def origin_from_host(scheme: str, host: str | None) -> str | None:

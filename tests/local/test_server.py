@@ -1422,6 +1422,10 @@ def test_api_answers_carry_none_of_the_sites_headers(tiers):
         ("evillocalhost", False),  # not under .localhost
         ("localhost.rebind.example:8000", False),  # a name that only starts with localhost
         ("127.0.0.1:123456", False),  # not a port
+        ("127.0.0.1:65536", False),  # five digits, but no port either
+        ("127.0.0.1:99999", False),
+        ("127.0.0.1:59999", True),
+        ("127.0.0.1:0", True),
         ("localhost:80:80", False),
         (None, False),
     ],
