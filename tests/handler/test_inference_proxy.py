@@ -500,6 +500,8 @@ def _reshaped(path, value, event=None):
         ("requestContext.stage", 5, "requestContext.stage must be a string, not a number."),
         ("rawPath", MISSING, "rawPath is missing."),
         ("rawPath", 5, "rawPath must be a string (/predict), not a number."),
+        # JSON's 2.5 is a Python float: a number too, never "float".
+        ("rawPath", 2.5, "rawPath must be a string (/predict), not a number."),
         ("headers", ["a"], "headers must be an object of strings, not an array."),
         ("headers", "content-type: image/jpeg", "headers must be an object of strings, not a string."),
         ("headers.content-type", 5, "headers.content-type must be a string, not a number."),
