@@ -916,6 +916,13 @@ def test_sanitize_redacts_an_arn_of_any_partition_whole(partition):
     assert core.sanitize_model_message(line) == "cannot read [...] from the artifact"
 
 
+def test_sanitize_redacts_a_path_whole_whatever_its_segments_hold():
+    # Paths carry '@', '+' and '~' ("torch-2.1.0+cpu", "hub~tmp", "user@host"): each is part of the path, not where it
+    # ends, so nothing after one is shown.
+    line = "cannot load /home/sbx_user1051/.cache/torch-2.1.0+cpu/hub~tmp/jane@example/weights.pth now"
+    assert core.sanitize_model_message(line) == "cannot load [...] now"
+
+
 def test_sanitize_caps_length_and_rejects_non_text():
     assert core.sanitize_model_message("x" * 5000) == "x" * 197 + "..."  # the whole 200, its last 3 the ellipsis
     # A cut that ends between two words puts the ellipsis after the last word, not after a space.
