@@ -923,6 +923,12 @@ def test_sanitize_redacts_a_path_whole_whatever_its_segments_hold():
     assert core.sanitize_model_message(line) == "cannot load [...] now"
 
 
+def test_sanitize_redacts_a_windows_path_with_its_drive_letter():
+    # A model written or tested on Windows names its files so: the drive is part of the path, not left before it.
+    for line in ("cannot open C:\\models\\weights.pth now", "cannot open d:/models/weights.pth now"):
+        assert core.sanitize_model_message(line) == "cannot open [...] now", line
+
+
 def test_sanitize_caps_length_and_rejects_non_text():
     assert core.sanitize_model_message("x" * 5000) == "x" * 197 + "..."  # the whole 200, its last 3 the ellipsis
     # A cut that ends between two words puts the ellipsis after the last word, not after a space.
