@@ -8,6 +8,8 @@ import json
 import socket
 from types import SimpleNamespace
 
+import pytest
+
 from .conftest import (
     ENDPOINT,
     JPEG,
@@ -277,10 +279,12 @@ def test_default_budget_allows_the_retry(runtime_proxy, fake_runtime):
     assert len(fake_runtime.seen) == 2
 
 
-def test_a_context_without_a_remaining_time_is_bounded_by_the_budget_alone(runtime_proxy, fake_runtime):
-    # A caller's context (a test's, a tool's) may lack get_remaining_time_in_millis: the handler's own budget then
-    # bounds the call, which is sent rather than refused as out of time before its first attempt.
-    context = SimpleNamespace(**vars(FakeLambdaContext()))  # its fields, without the method
+@pytest.mark.parametrize("extra", [{}, {"get_remaining_time_in_millis": 29_000}], ids=["missing", "a-value"])
+def test_a_context_without_a_remaining_time_is_bounded_by_the_budget_alone(runtime_proxy, fake_runtime, extra):
+    # A caller's context (a test's, a tool's) may lack get_remaining_time_in_millis, or hold a value by that name
+    # rather than the method: the handler's own budget then bounds the call (the value is not called, which was a
+    # TypeError and a 500), which is sent rather than refused as out of time before its first attempt.
+    context = SimpleNamespace(**vars(FakeLambdaContext()), **extra)  # its fields, without the method
     fake_runtime.script(SUCCESS)
     response = call(runtime_proxy, make_event(body=JPEG), context)
     assert response["statusCode"] == 200, response["body"]
