@@ -340,6 +340,9 @@ INVALID = [
     # A partition the key's region is not in (as alarmTopicArn checks): S3 and Lambda refused it mid-deploy.
     ("kmsKeyArn", KMS.replace("arn:aws:", "arn:awss:"), "an ARN whose partition is its region's (eu-west-1 is in aws)"),
     ("kmsKeyArn", KMS.replace("arn:aws:", "arn:aws-cn:"), "an ARN whose partition is its region's"),
+    # No region at all: read as the aws partition's, it would pass the partition check, and with no aws:region set
+    # nothing else asks where the key lives.
+    ("kmsKeyArn", KMS.replace(":eu-west-1:", "::"), "KMS key ARN"),
     ("smokeCheck", "yes", "true or false"),
     ("smokeCheck", 1, "true or false"),  # an int is no bool, as a bool is no count
     ("endpointName", "bad_name", "[a-zA-Z0-9-]"),
