@@ -308,6 +308,10 @@ INVALID = [
     ("corsExtraOrigins", ["https://1.1.1.256"], "or an IP address"),  # a last part past its byte
     ("corsExtraOrigins", ["https://1.2.3.4.0"], "or an IP address"),  # five parts: no address (was a shift's traceback)
     ("corsExtraOrigins", ["https://app.0x"], "or an IP address"),  # 0x is the number 0 to a browser's URL parser
+    # A last label of digits alone is a number to a browser's URL parser, 09 and 1.2.3.09 octal ones with a 9 in them:
+    # no address, so no host at all (not the name app.09, nor int('9', 8)'s traceback).
+    ("corsExtraOrigins", ["https://app.09"], "or an IP address"),
+    ("corsExtraOrigins", ["https://1.2.3.09"], "or an IP address"),
     ("logRetentionDays", 10, "one of 1, 3, 5, 7, 14"),
     ("priceClass", "PriceClass_300", "PriceClass_100, PriceClass_200, PriceClass_All"),
     ("customDomain", "Not A Domain", "DNS name"),
