@@ -593,16 +593,30 @@ def test_every_kind_of_aws_region_code_is_accepted(tmp_path: Path, region: str) 
         ("99999999999999999999", "100000000000000000000"),
         ("18446744073709551615", "18446744073709551615"),
         ("1e400", "1e400"),
+        # yaml.v2's YAML 1.1 booleans, each spelling it resolves (resolve.go): any other case is text.
         ("true", "true"),
         ("True", "true"),
+        ("TRUE", "true"),
         ("yes", "true"),
+        ("Yes", "true"),
+        ("YES", "true"),
         ("on", "true"),
+        ("On", "true"),
+        ("ON", "true"),
         ("y", "true"),
         ("Y", "true"),
+        ("false", "false"),
+        ("False", "false"),
+        ("FALSE", "false"),
+        ("no", "false"),
         ("No", "false"),
+        ("NO", "false"),
         ("off", "false"),
-        ("ON", "true"),
+        ("Off", "false"),
+        ("OFF", "false"),
+        ("n", "false"),
         ("N", "false"),
+        ("oN", "oN"),
         ("null", None),
         ("Null", None),
         ("NULL", None),
@@ -620,7 +634,9 @@ def test_a_plain_scalar_is_the_text_the_pulumi_cli_hands_the_program(written: st
     assert cli_scalar_text(written) == handed
 
 
-@pytest.mark.parametrize("written", [".inf", "+.Inf", "+.INF", "-.inf", ".NaN"])
+@pytest.mark.parametrize(
+    "written", [".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", "-.inf", "-.Inf", "-.INF", ".nan", ".NaN", ".NAN"]
+)
 def test_a_yaml_infinity_or_nan_is_refused_as_the_pulumi_cli_cannot_read_it(written: str) -> None:
     """yaml.v2 reads each spelling of YAML 1.1's infinities and NaN as a float, which the CLI cannot write back as
     JSON and stops on: handed over as text instead, `modelArtifact: +.inf` was a path `make demo` then looked for."""
