@@ -581,6 +581,9 @@ def test_every_kind_of_aws_region_code_is_accepted(tmp_path: Path, region: str) 
         ("0o17", "15"),
         ("007", "7"),  # octal too, its leading zeros any number of them
         ("0b101", "5"),
+        ("0X10", "16"),  # ParseInt's base prefixes in either case
+        ("0O17", "15"),
+        ("0B101", "5"),
         (".5", "0.5"),
         (".5e3", "500"),  # yaml.v2 hands a leading-dot scalar to ParseFloat, exponent and all
         ("-0.0", "0"),
