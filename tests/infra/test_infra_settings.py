@@ -595,6 +595,9 @@ def test_every_kind_of_aws_region_code_is_accepted(tmp_path: Path, region: str) 
         ("18446744073709551616", "18446744073709552000"),  # past uint64: a float64 to yaml.v2
         ("99999999999999999999", "100000000000000000000"),
         ("18446744073709551615", "18446744073709551615"),
+        # Written with a sign, a number past int64 is a float64 to yaml.v2: ParseUint takes no sign.
+        ("+9223372036854775808", "9223372036854776000"),
+        ("+18446744073709551615", "18446744073709552000"),
         ("1e400", "1e400"),
         # yaml.v2's YAML 1.1 booleans, each spelling it resolves (resolve.go): any other case is text.
         ("true", "true"),
