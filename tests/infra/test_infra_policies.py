@@ -12,6 +12,7 @@ import pytest
 
 from components import policies
 from components.policies import PolicyInputError
+from components.settings import Settings
 from local import torchserve
 
 KMS = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
@@ -600,6 +601,8 @@ def test_proxy_function_env_is_what_the_handler_reads() -> None:
     assert config.endpoint_name == "mobilenet-dev" and config.max_image_bytes == SAGEMAKER_SERVERLESS_MAX_BYTES
     with pytest.raises(PolicyInputError, match="endpoint_name"):
         policies.proxy_function_env("", [])
+    # A caller that names no level (the runtime tests' sandboxes) gets proxyLogLevel's default.
+    assert policies.proxy_function_env("mobilenet-dev", [])["LOG_LEVEL"] == Settings().proxy_log_level == "INFO"
 
 
 def test_api_access_logs_are_named_as_vended_logs() -> None:
