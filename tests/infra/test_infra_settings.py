@@ -751,6 +751,7 @@ def test_an_int64_pulumi_up_takes_is_refused_by_the_settings_range(tmp_path: Pat
         ("smokeCheck: True", "smoke_check", True),  # the CLI reads it as the boolean true
         ("maxConcurrency: !!int 7", "max_concurrency", 7),  # an explicit tag: the CLI hands over "7"
         ("maxConcurrency: !!float 7", "max_concurrency", 7),  # so for !!float: text, never the float 7.0
+        ("endpointName: !!timestamp 2001-12-14", "endpoint_name", "2001-12-14"),  # and !!timestamp: no date object
         ("alarms: off", "alarms", False),
         ("maxConcurrency: '+7'", "max_concurrency", 7),  # Go's Atoi takes a sign
         # and leading zeros past its 18-character fast path (ParseInt): pulumi up deployed 7, make demo refused it
