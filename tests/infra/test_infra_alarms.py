@@ -354,6 +354,7 @@ BAD_TOPICS = [
     "arn:aws:sqs:us-east-1:123456789012:queue",
     "arn:aws:sns:us-east-1:123456789012",
     "arn:aws:sns:us-east-1:12345:topic",
+    "arn:aws:sns:us-east-1:12345678901:topic",  # an account ID has 12 digits, not 11
     "arn:aws:sns:us-east-1:123456789012:bad.name",
     "arn:aws:sns:us-east-1:123456789012:" + "t" * 257,
     "arn:aws-cn:sns:us-east-1:123456789012:topic",  # the China partition has no us-east-1
