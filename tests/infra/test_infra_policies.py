@@ -514,6 +514,19 @@ def test_artifact_key_is_content_addressed(tmp_path: Path) -> None:
         policies.file_sha256(tmp_path / "missing.tar.gz")
 
 
+def test_the_default_artifact_path_holding_no_regular_file_says_make_model(tmp_path: Path) -> None:
+    """A socket (or a FIFO, whose open() would wait forever) where `make model` writes the artifact: check_artifact
+    leaves that path to file_sha256, which says to build it instead of opening it (an OSError traceback, or a hang)."""
+    import socket
+
+    built_by_make = tmp_path / "model.tar.gz"
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(built_by_make))
+        policies.check_artifact(built_by_make, built_by_make=built_by_make)
+        with pytest.raises(policies.ArtifactMissingError, match=r"does not exist; run `make model` first\Z"):
+            policies.file_sha256(built_by_make)
+
+
 def test_container_env_runs_inference_py_with_one_worker() -> None:
     env = policies.sagemaker_container_env("eu-west-1")
     assert env["SAGEMAKER_PROGRAM"] == "inference.py"
