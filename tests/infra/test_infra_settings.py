@@ -283,6 +283,10 @@ INVALID = [
     ("corsExtraOrigins", ["https://σοφς.example"], "a host name of ASCII letters"),
     ("corsExtraOrigins", ["https://a\u200db.example"], "a host name of ASCII letters"),
     ("corsExtraOrigins", ["https://a\u200cb.example"], "a host name of ASCII letters"),  # not ab.example: another site
+    # A host IDNA cannot encode (a label of 64 letters, or an empty one): refused naming the key, not UnicodeError's
+    # traceback.
+    ("corsExtraOrigins", ["https://" + "\u00fc" * 64 + ".example"], "a host name of ASCII letters"),
+    ("corsExtraOrigins", ["https://\u00fc..example"], "a host name of ASCII letters"),
     ("corsExtraOrigins", ["https://a.example.com", "https://a.example.com"], "distinct"),
     # Hosts urlsplit takes and no browser ever sends (its URL parser refuses a space or a control character, and
     # decodes %61 to a): deployed, they matched no page's Origin.
