@@ -116,6 +116,7 @@ def test_origins_spelt_as_browsers_send_them_are_accepted() -> None:
         "https://10.1.2.3x.example",  # a last label that is no number: a name
         "https://192.168.255.1",  # 255 is a part of an address, not past one
         "https://[2001:db8:1:2:3:4:5:6]",  # no zero piece: no "::" at all
+        "https://[2001:db8::]",  # a run of zero pieces to the end: "::" last
     ]
     assert validate_settings({"corsExtraOrigins": origins}).cors_extra_origins == tuple(origins)
 
@@ -306,6 +307,7 @@ INVALID = [
     ("corsExtraOrigins", ["https://[0:0:0:0:0:0:0:1]"], "as a browser sends it, 'https://[::1]'"),
     ("corsExtraOrigins", ["https://[2001:db8:0:0:1:0:0:1]"], "as a browser sends it, 'https://[2001:db8::1:0:0:1]'"),
     ("corsExtraOrigins", ["https://[::ffff:192.0.2.1]"], "as a browser sends it, 'https://[::ffff:c000:201]'"),
+    ("corsExtraOrigins", ["https://[2001:db8:0:0:0:0:0:0]"], "as a browser sends it, 'https://[2001:db8::]'"),
     # A host ending in a number is read as an IPv4 address, and a browser refuses the URL when it is none.
     ("corsExtraOrigins", ["https://app.123"], "or an IP address"),
     ("corsExtraOrigins", ["https://256.1.1.1"], "or an IP address"),
