@@ -437,6 +437,9 @@ def test_a_topic_of_every_region_aws_region_accepts_is_accepted(region: str, par
         *(({"alarmTopicArn": t}, None, "") for t in BAD_TOPICS),
         ({"alarmTopicArn": "arn:aws:sns:eu-west-1:123456789012:ops"}, "us-east-1", "in the stack's region us-east-1"),
         ({"alarmTopicArn": "arn:aws:sns:us-east-1:123456789012:t.fifo"}, None, "a standard SNS topic"),
+        # 256 characters at most, .fifo included: one longer is no topic at all, not a FIFO one.
+        ({"alarmTopicArn": f"arn:aws:sns:us-east-1:123456789012:{'t' * 251}.fifo"}, None, "a standard SNS topic"),
+        ({"alarmTopicArn": f"arn:aws:sns:us-east-1:123456789012:{'t' * 252}.fifo"}, None, "an SNS topic ARN arn:"),
         ({"alarmTopicArn": "arn:aws:sns:cn-north-1:123456789012:t"}, None, "cn-north-1 is in aws-cn"),
         ({"alarmTopicArn": TOPIC, "alarms": False}, None, "unset whenever alarms is false"),
         ({"alarmTopicArn": 42}, None, "an SNS topic ARN"),
