@@ -593,7 +593,7 @@ def test_cache_control() -> None:
 def test_s3_prefix_arn_names_a_folder_never_the_whole_bucket() -> None:
     assert policies.s3_prefix_arn("aws", "b", "models/") == "arn:aws:s3:::b/models/*"
     for bad in ("", "models", "/models/", "*/", "models/*"):
-        with pytest.raises(policies.PolicyInputError):
+        with pytest.raises(policies.PolicyInputError, match=r"^prefix must be "):  # the field, not the bucket
             policies.s3_prefix_arn("aws", "b", bad)
 
 
