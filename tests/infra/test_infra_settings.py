@@ -453,8 +453,9 @@ def test_default_endpoint_name_is_valid_and_bounded() -> None:
     assert default_endpoint_name("mobilenet-serverless", "dev") == "mobilenet-serverless-dev"
     long = default_endpoint_name("mobilenet-serverless", "feature_" + "x" * 80)
     assert len(long) <= 63 and not long.endswith("-") and "_" not in long
-    with pytest.raises(SettingsError, match="cannot derive"):
-        default_endpoint_name("___", "___")
+    with pytest.raises(SettingsError) as err:
+        default_endpoint_name("___", "_-_")
+    assert str(err.value) == "cannot derive an endpoint name from project '___' and stack '_-_'"  # both named
     # The cut (54 characters, before the hyphen and hash fit_name adds) lands on a hyphen: it is dropped rather than
     # doubled or failing the derivation.
     cut = default_endpoint_name("mobilenet-serverless", "a" * 32 + "-" + "b" * 20)
