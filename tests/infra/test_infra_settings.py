@@ -445,6 +445,7 @@ def test_a_renamed_projects_own_keys_are_refused_and_every_other_namespace_left_
         check_project_namespace({**ours, **own}, "imgclass")
     assert f"{', '.join(sorted(own)[:5])} and 2 more would be ignored" in str(err.value)
     assert "Keep `name: mobilenet-serverless` in Pulumi.yaml" in str(err.value)
+    assert "or set each setting as mobilenet-serverless:<key> (`pulumi config set" in str(err.value)  # the other way
     five = dict(list(own.items())[:5])
     with pytest.raises(SettingsError) as err:
         check_project_namespace({**ours, **five}, "imgclass")
