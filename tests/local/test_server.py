@@ -3010,6 +3010,36 @@ def test_a_faults_body_that_stalls_is_answered_408_and_one_over_the_cap_413(monk
         own.runtime.close()
 
 
+@pytest.mark.parametrize("streamed", [False, True], ids=["declared", "streamed"])
+def test_a_faults_body_of_64_kib_is_read_and_one_byte_more_is_413(streamed):
+    """The README's cap is 64 KiB: a body of exactly 65,536 bytes sets its faults, and one of 65,537 is refused, whether
+    its Content-Length says so or it arrives in chunks (the test above measures against the constant, so it held any
+    cap)."""
+    cap = 64 * 1024  # the README's figure, not server.FAULTS_MAX_BODY_BYTES
+    own = InProcessStack(fault_injection=True, client=LOOPBACK_CLIENT)
+
+    def body_of(size: int):
+        body = json.dumps({"model_message": "x" * (size - len('{"model_message": ""}'))}).encode()
+        assert len(body) == size
+        if not streamed:
+            return body
+
+        async def chunks():
+            yield body[: size // 2]
+            yield body[size // 2 :]
+
+        return chunks()
+
+    try:
+        over = own.request("POST", "/__local/faults", content=body_of(cap + 1), headers=JSON_TYPE)
+        assert (over.status_code, over.json()) == (413, {"message": "Request Entity Too Large"}), over.text
+        assert own.runtime.faults == Faults()
+        fits = own.request("POST", "/__local/faults", content=body_of(cap), headers=JSON_TYPE)
+        assert fits.status_code == 200 and len(own.runtime.faults.model_message) == cap - len('{"model_message": ""}')
+    finally:
+        own.runtime.close()
+
+
 @pytest.mark.parametrize(
     "header",
     [
