@@ -276,6 +276,34 @@ def test_an_integration_that_does_not_answer_in_time_is_logged_with_the_request_
     assert "503" in message, message
 
 
+class WaitsRecorded:
+    """Stands in for local.server's own name for asyncio: each wait_for's timeout is recorded, the rest is asyncio's."""
+
+    def __init__(self) -> None:
+        self.timeouts: list[float | None] = []
+
+    def __getattr__(self, name: str):
+        return getattr(asyncio, name)
+
+    async def wait_for(self, awaitable, timeout):
+        self.timeouts.append(timeout)
+        return await asyncio.wait_for(awaitable, timeout)
+
+
+@pytest.mark.timeout(60)
+def test_the_function_is_waited_for_the_integrations_timeout_and_no_longer(tiers, monkeypatch):
+    """The two 503 tests above answer as soon as the (patched) integration timeout passes, but only see that it did:
+    a wait one second longer than it answered the same. The wait is the integration's timeout, answered or not."""
+    waits = WaitsRecorded()
+    monkeypatch.setattr(server, "asyncio", waits)
+    deployed = gateway.INTEGRATION_TIMEOUT_S
+    assert tiers.predict().status_code == 200
+    monkeypatch.setattr(gateway, "INTEGRATION_TIMEOUT_S", 0.05)
+    tiers.sandboxes.result = Sandboxes.NEVER
+    assert tiers.predict().status_code == 503
+    assert waits.timeouts == [deployed, 0.05]
+
+
 @pytest.mark.parametrize(
     "failure",
     [
