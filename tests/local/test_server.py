@@ -663,6 +663,21 @@ def test_a_request_cut_short_at_a_stop_is_answered_in_its_tiers_words(path, gate
     }.get(path, "The service is unavailable. Please try again later.")
 
 
+@pytest.mark.parametrize("level", [logging.WARNING, logging.ERROR])
+def test_above_info_the_access_line_is_not_even_built(tiers, monkeypatch, caplog, level):
+    """The access log is INFO: at the default --log-level warning (or higher) no line is logged, and none is built
+    either, so a request costs nothing for a log nobody reads (a guard on WARNING logged nothing more, and built a
+    line for every request at warning)."""
+    built: list[dict] = []
+    monkeypatch.setattr(gateway, "access_log_line", lambda **fields: built.append(fields) or "{}")
+    with caplog.at_level(level, logger="local.access"):
+        assert tiers.predict().status_code == 200
+    assert built == [] and access_lines(caplog) == []
+    with caplog.at_level(logging.INFO, logger="local.access"):
+        assert tiers.predict().status_code == 200
+    assert len(built) == 1
+
+
 def test_a_request_without_a_peer_address_logs_the_events_source_ip(tiers, caplog):
     """$context.identity.sourceIp is one value: an ASGI server that gives no client (a Unix socket, a peer gone before
     it was asked) gets the event's stand-in address in the access line too, not "-" beside the event's."""
