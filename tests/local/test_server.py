@@ -2443,8 +2443,9 @@ def test_the_callers_body_deadline_overrides_the_default(monkeypatch):
 
 
 # --- the shutdown guard: requests cancelled when Ctrl-C's grace period ends -----------------------------------
-def run_guarded(app, send_fails: bool = False) -> list[dict]:
-    """What server.ShutdownGuard sends for `app` on an HTTP request (its own send raising when `send_fails`)."""
+def run_guarded(app, send_fails: bool = False, error: Exception | None = None) -> list[dict]:
+    """What server.ShutdownGuard sends for `app` on an HTTP request (its own send raising `error`, by default an
+    OSError, when `send_fails`)."""
     sent: list[dict] = []
 
     async def receive():
@@ -2452,7 +2453,7 @@ def run_guarded(app, send_fails: bool = False) -> list[dict]:
 
     async def send(message):
         if send_fails:
-            raise OSError("the connection is gone")
+            raise error or OSError("the connection is gone")
         sent.append(message)
 
     asyncio.run(server.ShutdownGuard(app)({"type": "http"}, receive, send))
@@ -2487,6 +2488,24 @@ def test_a_cancelled_request_whose_client_is_gone_ends_quietly():
         raise asyncio.CancelledError
 
     assert run_guarded(cancelled, send_fails=True) == []  # no exception escapes into uvicorn's log
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        h11.LocalProtocolError("Can't send data when our state is MUST_CLOSE"),
+        RuntimeError("Unexpected ASGI message 'http.response.start' sent, after response already completed."),
+    ],
+    ids=["h11", "asgi_server"],
+)
+def test_a_cancelled_request_that_cannot_be_answered_for_any_reason_ends_quietly(error):
+    """Not only a gone client's OSError: whatever its send raises (h11 refusing to answer into a connection in the
+    wrong state, an ASGI server's own refusal), the stop's answer is given up on, and nothing escapes into the log."""
+
+    async def cancelled(scope, receive, send):
+        raise asyncio.CancelledError
+
+    assert run_guarded(cancelled, send_fails=True, error=error) == []
 
 
 # --- the drain: a stop answers the /predict requests in flight before uvicorn closes the port ----------------------
