@@ -2490,6 +2490,24 @@ def test_a_cancelled_request_whose_client_is_gone_ends_quietly():
     assert run_guarded(cancelled, send_fails=True) == []  # no exception escapes into uvicorn's log
 
 
+def test_a_cancelled_lifespan_is_sent_no_http_answer():
+    """uvicorn's second Ctrl-C cancels the lifespan's task (where lifespan is on): it gets no HTTP 503, which an ASGI
+    server cannot take on a lifespan channel; only an http request cut short is answered."""
+    sent: list[dict] = []
+
+    async def cancelled(scope, receive, send):
+        raise asyncio.CancelledError
+
+    async def receive():
+        return {"type": "lifespan.shutdown"}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(server.ShutdownGuard(cancelled)({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send))
+    assert sent == []
+
+
 @pytest.mark.parametrize(
     "error",
     [
