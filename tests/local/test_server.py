@@ -1173,9 +1173,12 @@ def test_a_failed_calls_runtime_line_shows_where_the_handlers_line_of_it_does(ti
     ]
 
 
-def test_a_client_that_hangs_up_mid_body_is_logged_as_such_not_as_an_answer(tiers, caplog):
+def test_a_client_that_hangs_up_mid_body_is_logged_as_such_not_as_an_answer(tiers, monkeypatch, caplog):
     """A 10-byte call cut after 3 bytes was logged `400 ValidationError`, the 4 MB cap's error, under an id no client
-    ever saw: an operator read a refused payload where the caller had gone away."""
+    ever saw: an operator read a refused payload where the caller had gone away. The line says how long it waited, in
+    milliseconds as every runtime line does (a clock of local.server's own: 0.25 s between the call and the hang-up)."""
+    clock = iter([10.0, 10.25])
+    monkeypatch.setattr(server, "time", SimpleNamespace(perf_counter=lambda: next(clock), time=time.time))
     sent: list[dict] = []
     pending = [{"type": "http.request", "body": b"abc", "more_body": True}, {"type": "http.disconnect"}]
 
@@ -1192,6 +1195,7 @@ def test_a_client_that_hangs_up_mid_body_is_logged_as_such_not_as_an_answer(tier
         asyncio.run(tiers.app(scope, receive, send))
     [line] = [r.getMessage() for r in caplog.records if r.name == "local.runtime"]
     assert "ValidationError" not in line and "the client hung up before its body arrived" in line, line
+    assert line.endswith(" (250.0 ms)"), line
     assert tiers.container.seen == []  # the model never ran
 
 
