@@ -1142,8 +1142,7 @@ def bind(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
-        sock.listen(128)
-        sock.set_inheritable(True)
+        sock.listen(128)  # not inheritable (Python's default): one server process; no child needs the port
     except BaseException:  # a busy port: the caller gets the error, not the socket, so nobody else can close it
         sock.close()
         raise

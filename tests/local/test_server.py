@@ -3516,7 +3516,9 @@ def test_accepted_connections_send_at_once_and_a_restart_can_rebind_at_once():
     # No ~40 ms wait for the client's delayed ACK: asyncio sets TCP_NODELAY on what this socket accepts.
     assert asyncio.run(nodelay_of_an_accepted_connection(sock)) != 0
     # The server closed first, so its side of that connection lingers in TIME_WAIT; a restart binds anyway.
-    server.bind("127.0.0.1", port).close()
+    with server.bind("127.0.0.1", port) as again:
+        # Not inherited: a child started without close_fds would otherwise hold the port after the stack stops.
+        assert not again.get_inheritable()
 
 
 def test_a_port_that_cannot_be_bound_leaves_no_socket_open():
