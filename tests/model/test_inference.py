@@ -1578,6 +1578,27 @@ def test_errors_keep_their_status_in_aws_toolkit(inference):
         assert issubclass(getattr(inference, name), BaseInferenceToolkitError), name
 
 
+def test_errors_keep_their_status_without_aws_toolkit(model_dir):
+    # A venv of requirements.txt alone has no sagemaker-inference: the errors then derive from the module's own
+    # stand-in for the toolkit's class, and the local stack's runtime tier answers with its status_code and message.
+    import subprocess
+
+    script = (
+        "import json, sys; sys.modules['sagemaker_inference'] = None; sys.path.insert(0, sys.argv[1] + '/code')\n"
+        "import inference\n"
+        "names = ['InvalidRequestError', 'UnsupportedAcceptError', 'ImageTooLargeError']\n"
+        "names += ['UnsupportedContentTypeError']\n"
+        "errors = [getattr(inference, name)('caf\\u00e9\\n  sent') for name in names]\n"
+        "shown = [[e.status_code, e.message, e.phrase] for e in errors]\n"
+        "print(json.dumps([inference._ToolkitError.__module__, shown]))"
+    )
+    out = subprocess.run([sys.executable, "-c", script, str(model_dir)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    stand_in, errors = json.loads(out.stdout)
+    assert stand_in == "inference"  # the toolkit's class did not import
+    assert errors == [[status, "caf\\xe9 sent", "caf\\xe9 sent"] for status in (400, 406, 413, 415)]
+
+
 # --- numerics: the served backend against eager torchvision -------------------------------------------------
 def test_backend_agrees_with_eager_torchvision(inference, classifier, model_dir):
     """End to end: the bytes a client sends, served, against torchvision's own transforms + the eager model."""
