@@ -1578,6 +1578,13 @@ def test_errors_keep_their_status_in_aws_toolkit(inference):
         assert issubclass(getattr(inference, name), BaseInferenceToolkitError), name
 
 
+def test_a_model_load_error_is_what_torchserves_worker_reports_as_a_failed_load(inference):
+    """TorchServe's worker (ts/model_service_worker.py) catches a RuntimeError from model_fn and logs "Failed to
+    load model ..., exception <message>", the line local/torchserve.py reads first to say why the stack did not
+    start; any other exception escapes the worker's load instead."""
+    assert issubclass(inference.ModelLoadError, RuntimeError)
+
+
 def test_errors_keep_their_status_without_aws_toolkit(model_dir):
     # A venv of requirements.txt alone has no sagemaker-inference: the errors then derive from the module's own
     # stand-in for the toolkit's class, and the local stack's runtime tier answers with its status_code and message.
