@@ -2044,6 +2044,7 @@ def test_what_is_not_single_pass_is_counted(inference):
     assert not inference.single_pass_jpeg(patched(data, sof + 1, 0xC5))  # hierarchical: libjpeg refuses it
     assert inference.single_pass_jpeg(patched(data, sof + 1, 0xC1))  # extended sequential
     assert inference.single_pass_jpeg(patched(data, sof + 1, 0xC3))  # lossless: sequential, as jdinput.c reads it
+    assert inference.single_pass_jpeg(patched(data, sof + 1, 0xCB))  # and lossless arithmetic coded
     # Arithmetic coded (SOF9): its conditioning table (DAC, FF CC), before the frame or after it, is no frame header.
     dac, arithmetic = b"\xff\xcc\x00\x04\x00\x01", patched(data, sof + 1, 0xC9)
     assert inference.single_pass_jpeg(arithmetic[:sof] + dac + arithmetic[sof:])
