@@ -512,6 +512,15 @@ def test_onnxruntime_telemetry_is_off_in_the_served_process(model_dir, tmp_path)
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == []
 
 
+def test_an_operator_may_turn_onnxruntime_telemetry_on(inference, tmp_path, monkeypatch):
+    # README: ORT_DISABLE_TELEMETRY=1 is set before the import, unless the environment sets it.
+    import os
+
+    monkeypatch.setenv("ORT_DISABLE_TELEMETRY", "0")
+    inference._onnxruntime_backend(identity_graph(tmp_path, 2, [1, 224, 224, 3]), 224)
+    assert os.environ["ORT_DISABLE_TELEMETRY"] == "0"
+
+
 def test_model_fn_names_the_missing_directory(inference, tmp_path):
     with pytest.raises(inference.ModelLoadError, match=f"model directory {tmp_path / 'nope'} does not exist"):
         inference.load_classifier(str(tmp_path / "nope"))
