@@ -160,6 +160,24 @@ def test_model_fn_logs_what_serves_with_which_backend_on_how_many_threads(infere
     assert served == [f"{expected}1250 ms"]
 
 
+def test_the_warm_up_runs_the_model_on_a_request_of_the_crops_size(inference, model_dir, tmp_path, monkeypatch):
+    # The first request is not the slow one only if the warm-up ran what requests send: one uint8 image of the crop.
+    batches = []
+
+    def torchscript(weights_path, model_name, num_classes, pre):
+        def run(batch):
+            batches.append((batch.shape, batch.dtype))
+            return np.zeros((len(batch), num_classes), np.float32)
+
+        return run, "torchscript-stub"
+
+    artifact = edited_artifact(model_dir, tmp_path, lambda pre: pre.update(resize=183, crop=160), "model.pth")
+    monkeypatch.setenv("MODEL_BACKEND", "torchscript")
+    monkeypatch.setattr(inference, "_torchscript_backend", torchscript)
+    inference.load_classifier(artifact)
+    assert batches == [((1, 160, 160, 3), np.uint8)]
+
+
 def test_labels_that_do_not_match_the_graph_fail_model_fn(inference, model_dir, tmp_path):
     meta = json.loads((model_dir / "metadata.json").read_text())
     (tmp_path / "metadata.json").write_text(json.dumps({**meta, "labels": meta["labels"][:999]}))
