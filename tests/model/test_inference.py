@@ -2088,6 +2088,7 @@ def test_what_is_not_single_pass_is_counted(inference):
     assert not inference.single_pass_jpeg(twice)  # a second frame header
     assert not inference.single_pass_jpeg(data[:sof] + data[sos:])  # a scan without a frame
     assert not inference.single_pass_jpeg(data[:sos])  # headers and no scan
+    assert not inference.single_pass_jpeg(data[: sof + 9])  # cut before Nf
     assert not inference.single_pass_jpeg(data[: sos + 4])  # cut before Ns
     # A frame header of length 2 overlapping a scan header, cut before either count: neither is read as the other.
     assert not inference.single_pass_jpeg(b"\xff\xd8\xff\xc0\x00\x02\xff\xda\x00")
