@@ -1957,6 +1957,7 @@ def test_a_jpeg_of_many_scans_is_refused_before_libjpeg_decodes_them(inference, 
         ),  # stuffing, RSTn, fill
         (b"\xff\xd8\xff\xff\xff\xff\xda\x00\x02", 1),  # any number of fill bytes before a marker
         (b"\xff\xd8\xff\xfe\x00\x06\xff\xda\x00\x00\xff\xda", 1),  # a comment holding FF DA is skipped
+        (b"\xff\xd8\xff\xfe\x00\x02\xff\xda\x00\x02", 1),  # an empty comment (its length field alone), then a scan
         (b"\xff\xd8\xff\xda\x00\x08" + b"\x00" * 6 + b"junk\xff\xd9\xff\xda", 1),  # nothing after EOI counts
         (b"\xff\xd8\xff\xda\x00\x08" + b"\x00" * 6 + b"\xff\xd9\x00\x02\xff\xda", 1),  # nor what looks like a length
         (b"\xff\xd8\xff\x01\xff\xd7\xff\xd8\xff\xda\x00\x02", 1),  # TEM, RST7, a stray SOI: no length follows
