@@ -2017,6 +2017,16 @@ def test_a_palette_pngs_entry_255_keeps_its_alpha_in_a_trns_longer_than_256(infe
     assert [decoded.getpixel((x, 0)) for x in range(2)] == [(255, 255, 255), (7, 7, 7)]
 
 
+def test_a_text_chunk_after_the_pixels_pillow_cannot_read_is_a_bad_image(inference, classifier):
+    # Image.load reads the chunks after IDAT, and raises SyntaxError for a zTXt of an unknown compression method (1):
+    # a 400 like any corrupt image, not a 500 with a traceback.
+    png = encode(Image.new("RGB", (8, 8)), "PNG")
+    text = b"comment\x00\x01" + zlib.compress(b"text")
+    chunk = len(text).to_bytes(4, "big") + b"zTXt" + text + zlib.crc32(b"zTXt" + text).to_bytes(4, "big")
+    body = png[:-12] + chunk + png[-12:]  # before IEND: its length, type and CRC end the file
+    assert _raises(inference, "InvalidImageError", 400, body, "image/png") == "image data is truncated or corrupt"
+
+
 def test_colour_data_pillow_cannot_convert_is_an_invalid_image(inference, monkeypatch):
     def broken(img):
         raise ValueError("palette index out of range")
