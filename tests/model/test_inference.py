@@ -1037,6 +1037,19 @@ def test_an_exif_block_pillow_cannot_read_is_ignored(inference, monkeypatch):
     assert inference.decode_image(photo_bytes("chelsea.jpg")).size == (451, 300)
 
 
+@pytest.mark.parametrize(
+    "error",
+    [ValueError("EXIF data is too long"), KeyError(0x0112), OSError("not enough data"), TypeError("bad tag type")],
+)
+def test_an_exif_block_pillow_fails_on_in_any_way_is_ignored(inference, monkeypatch, error):
+    # A phone's malformed EXIF fails Pillow's parser in more ways than SyntaxError: the pixels are still good.
+    def broken(img, in_place=False):
+        raise error
+
+    monkeypatch.setattr(inference, "ImageOps", SimpleNamespace(exif_transpose=broken))
+    assert inference.decode_image(photo_bytes("chelsea.jpg")).size == (451, 300)
+
+
 def test_pillows_warnings_about_a_file_stay_out_of_the_logs(inference):
     # They go to stderr, which the container sends to CloudWatch: 20,000 bad EXIF tags were 42,000 lines for one
     # request.
