@@ -2040,9 +2040,10 @@ def test_a_text_chunk_after_the_pixels_pillow_cannot_read_is_a_bad_image(inferen
     assert _raises(inference, "InvalidImageError", 400, body, "image/png") == "image data is truncated or corrupt"
 
 
-def test_colour_data_pillow_cannot_convert_is_an_invalid_image(inference, monkeypatch):
+@pytest.mark.parametrize("error", [ValueError("palette index out of range"), OSError("broken data stream")])
+def test_colour_data_pillow_cannot_convert_is_an_invalid_image(inference, classifier, monkeypatch, error):
     def broken(img):
-        raise ValueError("palette index out of range")
+        raise error
 
     monkeypatch.setattr(inference, "_to_rgb", broken)
     with pytest.raises(inference.InvalidImageError, match="colour data") as caught:
