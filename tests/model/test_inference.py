@@ -1526,6 +1526,20 @@ def test_bad_accept_is_refused(inference, classifier, accept, error, status, bod
 
 
 @pytest.mark.parametrize(
+    "accept",
+    [
+        "image/avif,image/webp,image/apng,image/svg+xml",  # what a browser's <img> asks for: quoted whole
+        "image/avif,image/webp,image/apng,image/svg+xml,image/*;q=0.8,text/css",  # cut at 60 characters
+    ],
+)
+def test_a_refused_accept_is_quoted_up_to_60_characters(inference, classifier, accept):
+    prediction = inference.predict_fn(inference.input_fn(photo_bytes("coffee.jpg"), "image/jpeg"), classifier)
+    with pytest.raises(inference.UnsupportedAcceptError) as info:
+        inference.output_fn(prediction, accept)
+    assert info.value.message == f"Accept {repr(accept)[:60]} is not supported; ask for application/json"
+
+
+@pytest.mark.parametrize(
     ("body", "content_type", "error", "status"),
     [
         ('{"image": "aGVsbG8=", "top_k": "\u4e94"}', "application/json", "InvalidRequestError", 400),
