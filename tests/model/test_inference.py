@@ -1525,6 +1525,14 @@ def test_bad_accept_is_refused(inference, classifier, accept, error, status, bod
         assert info.value.message.startswith(f"Accept {accept!r} is not supported"), info.value.message
 
 
+def test_an_accept_top_k_that_is_no_number_is_quoted_up_to_20_characters(inference, classifier):
+    # One short reason phrase however long the parameter: "got 'xxx" and no more than 20 characters of its repr.
+    prediction = inference.predict_fn(inference.input_fn(photo_bytes("coffee.jpg"), "image/jpeg"), classifier)
+    with pytest.raises(inference.InvalidRequestError) as info:
+        inference.output_fn(prediction, "application/json;top_k=" + "x" * 100)
+    assert info.value.message == "Accept parameter top_k must be an integer, got '" + "x" * 19
+
+
 @pytest.mark.parametrize(
     "accept",
     [
