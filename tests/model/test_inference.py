@@ -547,9 +547,15 @@ def test_an_operator_may_turn_onnxruntime_telemetry_on(inference, tmp_path, monk
     assert os.environ["ORT_DISABLE_TELEMETRY"] == "0"
 
 
-def test_model_fn_names_the_missing_directory(inference, tmp_path):
-    with pytest.raises(inference.ModelLoadError, match=f"model directory {tmp_path / 'nope'} does not exist"):
+@pytest.mark.parametrize("kind", ["absent", "a file"])
+def test_model_fn_names_the_missing_directory(inference, tmp_path, kind):
+    # A file in its place (the model.tar.gz itself, not where it was extracted) is no model directory either: named
+    # as the directory, not as a metadata.json under a file.
+    if kind == "a file":
+        (tmp_path / "nope").write_bytes(b"")
+    with pytest.raises(inference.ModelLoadError) as err:
         inference.load_classifier(str(tmp_path / "nope"))
+    assert str(err.value) == f"model directory {tmp_path / 'nope'} does not exist"
 
 
 @pytest.mark.parametrize("a_directory", [False, True])
