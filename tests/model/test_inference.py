@@ -691,6 +691,24 @@ def test_model_fn_names_weights_that_are_not_a_state_dict(inference, model_dir, 
         inference.load_classifier(str(tmp_path))
 
 
+def test_weights_saved_on_a_gpu_are_served_on_the_cpu(inference, model_dir, tmp_path, monkeypatch):
+    """A model.pth that torch.save wrote on a GPU machine has every tensor tagged cuda:0, where torch.load puts it
+    back: without CUDA (Serverless Inference has none) model_fn failed. The artifact's CPU save, its tags rewritten
+    as torch.save on a GPU machine writes them."""
+    import zipfile
+
+    (tmp_path / "metadata.json").write_bytes((model_dir / "metadata.json").read_bytes())
+    with zipfile.ZipFile(model_dir / "model.pth") as cpu, zipfile.ZipFile(tmp_path / "model.pth", "w") as gpu:
+        for entry in cpu.infolist():
+            data = cpu.read(entry)
+            if entry.filename.endswith("/data.pkl"):  # the storages' location, one pickled str: 'cpu' -> 'cuda:0'
+                assert b"X\x03\x00\x00\x00cpu" in data
+                data = data.replace(b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0")
+            gpu.writestr(entry.filename, data)
+    monkeypatch.setenv("MODEL_BACKEND", "torchscript")
+    assert inference.load_classifier(str(tmp_path)).backend.startswith("torchscript")
+
+
 # --- the real photos -----------------------------------------------------------------------------------
 def test_cat_photo_is_a_cat(inference, classifier):
     result = classify(inference, classifier, photo_bytes("chelsea.jpg"))
