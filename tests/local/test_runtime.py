@@ -114,6 +114,27 @@ def test_error_statuses_are_the_ones_botocores_model_gives_their_codes() -> None
     assert (throttled.status, throttled.headers["x-amzn-errortype"]) == (400, "ThrottlingException")
 
 
+def test_every_error_answer_is_in_the_json_protocol_botocores_model_names() -> None:
+    # SageMaker Runtime's model says rest-json, JSON version 1.1: each error answer has that media type, the error
+    # type in x-amzn-ErrorType and its message in a JSON object, whichever check or fault gave it.
+    import botocore.session
+
+    metadata = botocore.session.get_session().get_service_model("sagemaker-runtime").metadata
+    answers = [
+        invoke(SageMakerRuntime(FixedContainer(), "e", 1), name="other"),
+        invoke(SageMakerRuntime(FixedContainer(), "e", 1, max_payload_bytes=1), b"xx"),
+        invoke(SageMakerRuntime(FixedContainer(), "e", 1), headers={"x-amzn-sagemaker-target-model": "m.tar.gz"}),
+        invoke(SageMakerRuntime(FixedContainer(), "e", 1, faults=Faults(down=True))),
+        invoke(SageMakerRuntime(FixedContainer(), "e", 1, faults=Faults(throttle=1))),
+        invoke(SageMakerRuntime(FixedContainer(ContainerUnavailable("replacing")), "e", 1)),
+        invoke(SageMakerRuntime(FixedContainer(ContainerResponse(400, "text/plain", b"bad")), "e", 1)),
+    ]
+    assert metadata["protocol"] == "rest-json"
+    for answer in answers:
+        assert answer.headers["content-type"] == f"application/x-amz-json-{metadata['jsonVersion']}"
+        assert answer.headers["x-amzn-errortype"] and json.loads(answer.body)["message"]
+
+
 def test_a_content_type_accept_or_custom_attributes_over_1024_characters_is_a_validation_error() -> None:
     import botocore.session
 
