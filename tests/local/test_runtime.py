@@ -1181,6 +1181,19 @@ def test_the_runtime_tiers_line_gives_its_time_in_milliseconds() -> None:
     assert answer_line(answer, 1234.56) == "invocation r-1: 200 in 1234.6 ms"
 
 
+def test_the_runtime_tiers_line_of_a_model_error_without_its_container_status_still_names_the_error() -> None:
+    # The line is logged for every answer: a ModelError body it cannot read the container status from (not JSON, no
+    # such field, not an object) gives the line without it, never an exception in the request that logs it.
+    from local.runtime import RuntimeAnswer, answer_line
+
+    for body in (b"not json", b"{}", b"[424]"):
+        answer = RuntimeAnswer(424, {"x-amzn-requestid": "r-1", "x-amzn-errortype": "ModelError"}, body)
+        assert answer_line(answer, 5.0) == "invocation r-1: 424 ModelError in 5.0 ms", body
+    answer = model_error("e", "us-east-1", 503, b"busy")
+    answer.headers["x-amzn-requestid"] = "r-2"
+    assert answer_line(answer, 5.0) == "invocation r-2: 424 ModelError (container status 503) in 5.0 ms"
+
+
 @pytest.mark.usefixtures("fresh_script")
 def test_without_the_toolkit_the_scripts_own_error_base_keeps_its_status(tmp_path, monkeypatch) -> None:
     # The toolkit is optional for the in-process runtime: without it, the script's own InferenceError is what keeps
