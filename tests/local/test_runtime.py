@@ -566,6 +566,9 @@ def test_max_concurrency_invocations_in_flight_throttle_the_next_one() -> None:
     runtime.in_flight = 2  # two invocations still running
     throttled = asyncio.run(runtime.invoke("e", b"x", "image/jpeg", "application/json"))
     assert (throttled.status, throttled.headers["x-amzn-errortype"]) == (400, "ThrottlingException")
+    # SageMaker's words, the same as an injected throttle's: the handler quotes them in its 429's detail.
+    injected = invoke(SageMakerRuntime(FixedContainer(), "e", 1, faults=Faults(throttle=1)))
+    assert json.loads(throttled.body) == json.loads(injected.body) == {"message": "Rate exceeded"}
     runtime.in_flight = 1
     assert invoke(runtime).status == 200
 
