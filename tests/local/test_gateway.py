@@ -96,6 +96,14 @@ def test_the_gateway_adds_the_forwarding_headers_and_a_trace_id_as_aws_sample_ev
     assert first != second  # X-Ray's Root=1-<time>-<random>: one a request
 
 
+@pytest.mark.parametrize(("now", "epoch"), [(1_700_000_000.9, "6553f100"), (86_400.0, "00015180")])
+def test_the_trace_ids_time_is_eight_hex_digits_of_the_requests_epoch_second(now, epoch):
+    # X-Ray's trace id is Root=1-<8 hex digits>-<24 hex digits>: the request's epoch second, zero-padded, whatever
+    # the clock the gateway is given.
+    trace = _event(headers=[], now=now)["headers"]["x-amzn-trace-id"]
+    assert re.fullmatch(rf"Root=1-{epoch}-[0-9a-f]{{24}}", trace), trace
+
+
 def test_a_client_cannot_make_the_gateways_forwarding_headers_say_something_else():
     spoofed = [
         ("X-Forwarded-For", "203.0.113.9"),
