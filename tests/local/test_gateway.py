@@ -165,6 +165,12 @@ def test_every_event_the_gateway_builds_passes_the_proxys_shape_check(overrides)
     check_event_shape(_event(**overrides))  # a 400 bad_request would be raised for a shape the proxy refuses
 
 
+def test_the_event_names_the_stage_and_the_api_it_is_given():
+    # The local stack takes the defaults ($default, "local"); a caller naming its own gets them in the event.
+    context = _event(stage="prod", api_id="a1b2c3d4e5")["requestContext"]
+    assert (context["stage"], context["apiId"]) == ("prod", "a1b2c3d4e5")
+
+
 def test_lambda_result_becomes_http():
     result = {"statusCode": 429, "headers": {"Retry-After": "2"}, "body": '{"error": "throttled"}', "cookies": ["c=1"]}
     answer = gateway.response_from_lambda(result)
