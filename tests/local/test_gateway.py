@@ -507,6 +507,13 @@ def test_what_has_no_value_is_a_dash_as_in_http_api_access_logs():
     assert _access_line(response_length=0)["responseLength"] == "0"  # an empty answer's length is 0, not absent
 
 
+def test_the_access_line_names_the_method_as_the_request_sent_it():
+    # $context.httpMethod is the method used: a `post` that no route took (the gateway's 404) is logged as `post`,
+    # not as a POST that met a 404. The event's requestContext.http.method is build_event's own, upper-cased.
+    line = _access_line(method="post", route_key=None, status=404, integration=None)
+    assert (line["httpMethod"], line["routeKey"], line["status"]) == ("post", "-", "404")
+
+
 def test_a_failed_invocation_carries_its_error_and_the_lambda_request_id():
     error = gateway.function_error('RequestId: lambda-1 Error: Task timed out after 29.00 seconds "quoted"')
     line = _access_line(status=500, integration=gateway.Integration("lambda-1", 29_000, error))
