@@ -341,6 +341,14 @@ def test_event_carries_the_path_callers_address_host_agent_and_blank_query_value
     assert (context["domainName"], context["domainPrefix"]) == ("api.example.com", "api")
 
 
+def test_the_events_path_is_the_requests_own_trailing_slash_and_all():
+    # rawPath and requestContext.http.path are the path as the request named it: a route's own matching may ignore a
+    # trailing slash, the event does not drop it.
+    for path in ("/predict/", "/a//b"):
+        event = _event(path=path)
+        assert event["rawPath"] == event["requestContext"]["http"]["path"] == path
+
+
 def test_query_parameters_are_decoded_and_the_raw_query_string_is_as_sent():
     """On AWS rawQueryString stays percent-encoded (a Rust lambda_http function builds its URI from it, and a decoded
     space made it refuse the request: ministackorg/ministack#1035), and queryStringParameters hold the decoded values
