@@ -525,6 +525,25 @@ def test_torchserves_answer_keeps_its_content_type_and_no_accept_asks_it_for_jso
     assert asked == ["application/json", "text/csv"]
 
 
+def test_torchserve_that_cannot_serve_the_artifact_is_a_model_start_error_naming_it(monkeypatch) -> None:
+    # `make demo RUNTIME=torchserve` stops in one line (local.__main__ catches ModelStartError) when TorchServe does
+    # not come up, not with a traceback of whatever the launcher raised.
+    from local import torchserve
+    from local.runtime import ModelStartError, TorchServeContainer
+
+    class Endpoint:
+        def __init__(self, artifact, startup_timeout) -> None:
+            pass
+
+        def start(self) -> None:
+            raise RuntimeError("java 17 or newer is needed")
+
+    monkeypatch.setattr(torchserve, "ManagedEndpoint", Endpoint)
+    with pytest.raises(ModelStartError) as refused:
+        TorchServeContainer(Path("model.tar.gz"))
+    assert str(refused.value) == "TorchServe could not serve model.tar.gz: java 17 or newer is needed"
+
+
 @pytest.mark.parametrize("content", [b"", b"<html>Not Found</html>", b"version https://git-lfs.github.com/spec/v1\n"])
 def test_a_file_that_is_no_archive_is_refused_in_one_line(tmp_path, content) -> None:
     from local.runtime import ModelStartError, extract_artifact
