@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import re
@@ -32,10 +33,12 @@ def os_with(**names):
 def fresh_script(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """What an in-process container changes, put back after the test: sys.path (it puts the artifact's code/ first,
     as the toolkit does), the script's module (each container imports its own afresh), and where the model is
-    unpacked (tmp_path, for the test to look in)."""
+    unpacked (tmp_path, for the test to look in: local.runtime's own tempfile name points there, as tempfile.tempdir
+    set for the process would move every other thread's temporary files too)."""
     monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.delitem(sys.modules, "mobilenet_inference", raising=False)
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    temp = SimpleNamespace(mkdtemp=functools.partial(tempfile.mkdtemp, dir=tmp_path), gettempdir=lambda: str(tmp_path))
+    monkeypatch.setattr(runtime_module, "tempfile", temp)
     return tmp_path
 
 
