@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import zipfile
 import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -79,6 +80,19 @@ def pytest_configure(config: pytest.Config) -> None:
     # proxy: its 502 failed the handler's, the local stack's and the load harness's tests. The proxy itself stays,
     # for what must leave the machine (the pip installs of the other-Python tests).
     os.environ["NO_PROXY"] = os.environ["no_proxy"] = no_proxy_with_loopback(os.environ)
+
+
+def as_saved_on_a_gpu(saved, path: Path) -> Path:
+    """A CPU torch.save (a path or a file object) written to `path` as torch.save on a GPU machine writes it: every
+    storage tagged cuda:0, where torch.load puts it back unless told otherwise."""
+    with zipfile.ZipFile(saved) as cpu, zipfile.ZipFile(path, "w") as gpu:
+        for entry in cpu.infolist():
+            data = cpu.read(entry)
+            if entry.filename.endswith("/data.pkl"):  # the storages' location, one pickled str: 'cpu' -> 'cuda:0'
+                assert b"X\x03\x00\x00\x00cpu" in data
+                data = data.replace(b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0")
+            gpu.writestr(entry.filename, data)
+    return path
 
 
 def tar_gz_of(path: Path, members: dict[str, bytes]) -> Path:

@@ -695,16 +695,10 @@ def test_weights_saved_on_a_gpu_are_served_on_the_cpu(inference, model_dir, tmp_
     """A model.pth that torch.save wrote on a GPU machine has every tensor tagged cuda:0, where torch.load puts it
     back: without CUDA (Serverless Inference has none) model_fn failed. The artifact's CPU save, its tags rewritten
     as torch.save on a GPU machine writes them."""
-    import zipfile
+    from tests.conftest import as_saved_on_a_gpu
 
     (tmp_path / "metadata.json").write_bytes((model_dir / "metadata.json").read_bytes())
-    with zipfile.ZipFile(model_dir / "model.pth") as cpu, zipfile.ZipFile(tmp_path / "model.pth", "w") as gpu:
-        for entry in cpu.infolist():
-            data = cpu.read(entry)
-            if entry.filename.endswith("/data.pkl"):  # the storages' location, one pickled str: 'cpu' -> 'cuda:0'
-                assert b"X\x03\x00\x00\x00cpu" in data
-                data = data.replace(b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0")
-            gpu.writestr(entry.filename, data)
+    as_saved_on_a_gpu(model_dir / "model.pth", tmp_path / "model.pth")
     monkeypatch.setenv("MODEL_BACKEND", "torchscript")
     assert inference.load_classifier(str(tmp_path)).backend.startswith("torchscript")
 

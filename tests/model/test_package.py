@@ -776,15 +776,9 @@ def test_a_state_dict_saved_on_a_gpu_loads_on_a_build_machine_without_one(tmp_pa
     state = torchvision.models.mobilenet_v2().state_dict()
     saved = io.BytesIO()
     torch.save(state, saved)
-    path = tmp_path / "trained_on_gpu.pth"
-    with zipfile.ZipFile(saved) as cpu, zipfile.ZipFile(path, "w") as gpu:
-        for entry in cpu.infolist():
-            data = cpu.read(entry)
-            if entry.filename.endswith("/data.pkl"):  # the storages' location, one pickled str: 'cpu' -> 'cuda:0'
-                assert b"X\x03\x00\x00\x00cpu" in data
-                data = data.replace(b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0")
-            gpu.writestr(entry.filename, data)
-    loaded = _load(path)
+    from tests.conftest import as_saved_on_a_gpu
+
+    loaded = _load(as_saved_on_a_gpu(saved, tmp_path / "trained_on_gpu.pth"))
     assert {v.device.type for v in loaded.values()} == {"cpu"}
     assert all(torch.equal(loaded[k], v.to(torch.float32)) for k, v in state.items())
 
