@@ -592,6 +592,35 @@ def test_a_predict_whose_client_hangs_up_mid_body_is_not_logged_as_a_413_it_was_
     assert "413" not in [line["status"] for line in lines], "logged as a body over the limit"
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="once a stop has begun, /predict reads its body with read_capped, which takes a hang-up for a body over "
+    "the limit and goes on to the 503: it is logged with the bytes uvicorn dropped (da53f40 fixed gateway_tier only)",
+)
+def test_a_predict_whose_client_hangs_up_mid_body_during_a_stop_logs_no_access_line(caplog):
+    """README: no access line for "a POST /predict whose client hung up before its body arrived (nobody is left to
+    answer)". At a stop too: its 503 went nowhere, and a line counting its bytes in responseLength said it was sent."""
+    drain = server.Drain()
+    stack = InProcessStack(drain=drain)
+    drain.stopping = True
+    pending = [{"type": "http.request", "body": b"abc", "more_body": True}, {"type": "http.disconnect"}]
+
+    async def receive() -> dict:
+        return pending.pop(0) if pending else {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:  # uvicorn's send drops what it is given once the client is gone
+        pass
+
+    headers = [(b"host", b"127.0.0.1:8000"), (b"content-type", b"image/jpeg"), (b"content-length", b"20")]
+    try:
+        with caplog.at_level(logging.INFO, logger="local.access"):
+            asyncio.run(stack.app(http_scope("POST", "/predict", headers), receive, send))
+    finally:
+        stack.runtime.close()
+    assert stack.sandboxes.events == []
+    assert access_lines(caplog) == []
+
+
 def cut_short(app, path: str, body: bytes, started: Callable[[], object]) -> list[dict]:
     """What the app sends for a POST to `path` it is still working on (`started` true) when the stop cancels it."""
     sent: list[dict] = []
