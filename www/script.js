@@ -405,7 +405,7 @@ export function describeFailure(status, body) {
   const withServer = (text) => (serverMessage ? `${text}: ${serverMessage}` : `${text}.`);
   switch (status) {
     case 429:
-      // API Gateway's own 429 ({"message": "Too Many Requests"}, no error code) is its stage throttling, the
+      // API Gateway's own 429 ({"message":"Too Many Requests"}, no error code) is its stage throttling, the
       // API's rate limit, refused before the function runs; only the function's 429 (`throttled`) is the model's.
       if (!code) {
         return {
