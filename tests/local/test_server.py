@@ -1537,6 +1537,12 @@ def test_api_answers_carry_none_of_the_sites_headers(tiers):
         ("127.0.0.1:65536", False),  # five digits, but no port either
         ("127.0.0.1:99999", False),
         ("127.0.0.1:59999", True),
+        ("127.0.0.1:65529", True),  # each branch of the 0-65535 pattern held (only 65535 and 59999 were tried)
+        ("127.0.0.1:65499", True),
+        ("127.0.0.1:64999", True),
+        ("127.0.0.1:65540", False),
+        ("127.0.0.1:65600", False),
+        ("127.0.0.1:70000", False),
         ("127.0.0.1:0", True),
         ("localhost:80:80", False),
         (None, False),
