@@ -632,9 +632,10 @@ class SageMakerRuntime:
         if refused is not None:
             return refused
         # InvokeEndpoint's ContentType, Accept and CustomAttributes are at most 1024 characters (botocore's model; AWS
-        # checks it, botocore does not). Longer ones never reach a container there; here TorchServe's HTTP decoder (8 KB
-        # of headers) would answer a bare 400 "Invalid HTTP message." where the in-process runtime answers 200 or the
-        # model's 415.
+        # checks it, botocore does not). Longer ones never reach a container there. Here a long ContentType or Accept
+        # would meet TorchServe's HTTP decoder (8 KB of headers), a bare 400 "Invalid HTTP message." where the
+        # in-process runtime answers 200 or the model's 415; CustomAttributes reaches neither container, so a long
+        # one would be served as if it were not there.
         custom_attributes = (headers or {}).get("x-amzn-sagemaker-custom-attributes")
         for member, value in (
             ("contentType", content_type),
