@@ -160,6 +160,13 @@ class BodyTimeout(Exception):
 CLOSE = {"connection": "close"}
 
 
+def client_gone() -> Response:
+    """The answer to a /predict whose client was gone before its body arrived (a hang-up, or a body the server refused
+    with its own 400): nobody reads it, and an answer of the gateway's (a 413, a stop's 503) made an access line of a
+    refusal nobody got. Without an apigw-requestid it logs none, as the server's own 400 does not."""
+    return Response(status_code=400, headers=CLOSE)
+
+
 async def read_capped(request: Request, limit: int, timeout: float | None = None) -> bytes | None:
     """The request body, or None as soon as it exceeds `limit` (nothing more is buffered).
 
@@ -363,8 +370,15 @@ class CloseBeforeAnUnsentBody:
         self.app = app
 
     async def __call__(self, scope, receive, send) -> None:
-        expects = scope["type"] == "http" and any(
-            k == b"expect" and v.strip().lower() == b"100-continue" for k, v in scope["headers"]
+        # As h11 reads it (has_expect_100_continue): listed among any others, in any case, on HTTP/1.1 only.
+        expects = (
+            scope["type"] == "http"
+            and scope.get("http_version") != "1.0"
+            and any(
+                b"100-continue" in (item.strip().lower() for item in v.split(b","))
+                for k, v in scope["headers"]
+                if k == b"expect"
+            )
         )
         if not expects:
             await self.app(scope, receive, send)
@@ -511,7 +525,8 @@ def if_none_match_hits(header: str | None, etag: str) -> bool:
     return any(tag == "*" or tag.removeprefix("W/") == etag for tag in tags if tag)
 
 
-RUNTIME_PATH = re.compile(r"/endpoints/.+/invocations")  # the decoded path: a name boto3 sent as a%2Fb is a/b
+# The decoded path: a name boto3 sent as a%2Fb is a/b here, and an empty one (EndpointName="") is //.
+RUNTIME_PATH = re.compile(r"/endpoints/.*/invocations")
 RAW_RUNTIME_PATH = re.compile(rb"/endpoints/([^/]*)/invocations")
 
 
@@ -694,8 +709,12 @@ def create_app(
         if drain.stopping:  # API Gateway's own answer (see refused below), for a stop the cloud does not have
             # Its body first: closed with part of it unread, the connection is reset, and a client still sending a
             # photo of a few MB saw that reset instead of this answer. (uvicorn cancels a body slower than the stop.)
-            with contextlib.suppress(BodyTimeout):
-                await read_capped(request, gateway.MAX_BODY_BYTES)
+            try:
+                await read_capped_or_hang_up(request, gateway.MAX_BODY_BYTES)
+            except BodyTimeout:
+                pass
+            except ClientDisconnect:
+                return client_gone()
             answer = gateway.HttpResponse(
                 503, [("content-type", "application/json")], json.dumps({"message": STOPPING_MESSAGE}).encode()
             )
@@ -745,10 +764,7 @@ def create_app(
         except BodyTimeout:
             return refused(408, close=True)
         except ClientDisconnect:
-            # Gone before its body arrived (a hang-up, or a body the server refused with its own 400): nobody reads an
-            # answer, and a refused(413) in the access log read as a body over the limit that was sent 39 bytes.
-            # Without an apigw-requestid it logs no line, as the server's 400 does not.
-            return Response(status_code=400, headers=CLOSE)
+            return client_gone()
         if body is None:
             return refused(413, close=True)
         event = gateway.build_event(

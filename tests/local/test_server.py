@@ -592,11 +592,6 @@ def test_a_predict_whose_client_hangs_up_mid_body_is_not_logged_as_a_413_it_was_
     assert "413" not in [line["status"] for line in lines], "logged as a body over the limit"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="once a stop has begun, /predict reads its body with read_capped, which takes a hang-up for a body over "
-    "the limit and goes on to the 503: it is logged with the bytes uvicorn dropped (da53f40 fixed gateway_tier only)",
-)
 def test_a_predict_whose_client_hangs_up_mid_body_during_a_stop_logs_no_access_line(caplog):
     """README: no access line for "a POST /predict whose client hung up before its body arrived (nobody is left to
     answer)". At a stop too: its 503 went nowhere, and a line counting its bytes in responseLength said it was sent."""
@@ -692,12 +687,6 @@ def test_a_request_cut_short_at_a_stop_is_answered_in_its_tiers_words(path, gate
     }.get(path, "The service is unavailable. Please try again later.")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the route /endpoints/{name:path}/invocations serves an empty name (its ValidationError), but "
-    "cut_short_answer's RUNTIME_PATH /endpoints/.+/invocations does not take it: cut short, it is answered and "
-    "access-logged as API Gateway's 503",
-)
 def test_an_empty_endpoint_name_is_the_runtime_tiers_call_when_cut_short_too(tiers):
     """/endpoints//invocations is served by the runtime tier (SageMaker's ValidationError, with its x-amzn-RequestId),
     so a call there still reading its body at a stop is cut short in SageMaker's words, not the gateway's."""
@@ -967,11 +956,6 @@ def test_a_final_answer_before_an_expected_body_says_it_closes(tiers, method, pa
     assert answer.status_code == status and (b"connection", b"close") in answer.headers, sent_back
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CloseBeforeAnUnsentBody matches the whole Expect value against 100-continue, where h11 (and so uvicorn's "
-    "100 Continue) takes any comma-separated member: `Expect: 100-continue, x` is answered without connection: close",
-)
 def test_a_final_answer_before_an_expected_body_listed_with_another_expectation_says_it_closes(tiers):
     """Expect is a list (RFC 9110 10.1.1, #expectation), and h11 waits for the body of any request whose list names
     100-continue: a 404 before its body is asked for must say it closes, as for a bare `Expect: 100-continue`."""
