@@ -202,7 +202,7 @@ class GraceOverrun(logging.Filter):
             return False
         self.announce(
             f"stopping: the requests still running after {self.grace_s:g} s are cut short "
-            '(API Gateway\'s 503 {"message": "Service Unavailable"})'
+            '(API Gateway\'s 503 {"message":"Service Unavailable"})'
         )
         return False
 

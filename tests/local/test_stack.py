@@ -1183,7 +1183,7 @@ def test_ctrl_c_with_a_request_in_flight_answers_it_in_json_without_a_traceback(
         # shutdown exceeded" (2: the handler's call to the runtime tier counted too).
         assert "ERROR:" not in output and " ERROR " not in output, output
         assert (
-            'stopping: the requests still running after 5 s are cut short (API Gateway\'s 503 {"message": "Service'
+            'stopping: the requests still running after 5 s are cut short (API Gateway\'s 503 {"message":"Service'
             ' Unavailable"})\n'
         ) in output, output
         assert len(answers) == 1 and isinstance(answers[0], httpx.Response), answers
@@ -1208,7 +1208,7 @@ def test_only_uvicorns_grace_period_overrun_is_said_as_the_stops_own_line():
     cancel = record(logging.ERROR, "Cancel %s running task(s), timeout graceful shutdown exceeded", 3)
     assert overrun.filter(cancel) is False
     assert said == [
-        'stopping: the requests still running after 5 s are cut short (API Gateway\'s 503 {"message": '
+        'stopping: the requests still running after 5 s are cut short (API Gateway\'s 503 {"message":'
         '"Service Unavailable"})'
     ]
     # uvicorn's 0 (its wait ran out as the last answer went out): nothing was cut short, nothing to say
