@@ -436,20 +436,31 @@ def aws_error(status: int, code: str, message: str, *, request_id: str | None = 
     return RuntimeAnswer(status, headers, json.dumps(body).encode())
 
 
-def endpoint_name_violations(name: str) -> str | None:
-    """The message of AWS's input validation for an EndpointName outside its model's constraints (a '/' boto3 sent
-    as %2F, a 100 KB name), None for a name that may be some endpoint's. Without the value, as for contentType: a name
-    that long would come back whole."""
+def input_violations(name: str, content_type: str, accept: str, custom_attributes: str | None) -> str | None:
+    """InvokeEndpoint's input validation, which AWS runs before it looks anything up and botocore does not run at all:
+    each member outside its botocore model's constraints (a '/' boto3 sent as %2F in the name, a 100 KB name, a
+    ContentType, Accept or CustomAttributes over 1024 characters or not ASCII), in AWS's words and counted in one
+    message; None when every member holds. Without the values, which AWS quotes for a member not marked sensitive:
+    a 100 KB name would come back whole. Longer headers never reach a container there; here a long ContentType or
+    Accept would meet TorchServe's HTTP decoder (8 KB of headers), a bare 400 "Invalid HTTP message.", and a long
+    CustomAttributes, which reaches neither container, would be served as if it were not there."""
     violations = []
     if not _ENDPOINT_NAME_RE.match(name):
-        violations.append(f"Member must satisfy regular expression pattern: {ENDPOINT_NAME_PATTERN}")
+        violations.append(("endpointName", f"Member must satisfy regular expression pattern: {ENDPOINT_NAME_PATTERN}"))
     if len(name) > ENDPOINT_NAME_MAX_CHARS:
-        violations.append(f"Member must have length less than or equal to {ENDPOINT_NAME_MAX_CHARS}")
+        violations.append(("endpointName", f"Member must have length less than or equal to {ENDPOINT_NAME_MAX_CHARS}"))
+    for member, value in (("contentType", content_type), ("accept", accept), ("customAttributes", custom_attributes)):
+        if not value:
+            continue
+        if not value.isascii():
+            violations.append((member, "Member must satisfy regular expression pattern: \\p{ASCII}*"))
+        if len(value) > MAX_HEADER_CHARS:
+            violations.append((member, f"Member must have length less than or equal to {MAX_HEADER_CHARS}"))
     if not violations:
         return None
     count = f"{len(violations)} validation error{'s' if len(violations) > 1 else ''}"
     return f"{count} detected: " + "; ".join(
-        f"Value at 'endpointName' failed to satisfy constraint: {violation}" for violation in violations
+        f"Value at '{member}' failed to satisfy constraint: {violation}" for member, violation in violations
     )
 
 
@@ -623,7 +634,8 @@ class SageMakerRuntime:
     ) -> RuntimeAnswer:
         """`headers`: the request's other InvokeEndpoint headers (lower-case names), those that target a model, a
         component or a container checked (refused_target)."""
-        invalid = endpoint_name_violations(name)
+        custom_attributes = (headers or {}).get("x-amzn-sagemaker-custom-attributes")
+        invalid = input_violations(name, content_type, accept, custom_attributes)
         if invalid:
             return aws_error(400, "ValidationError", invalid)
         if name != self.endpoint_name:
@@ -631,24 +643,6 @@ class SageMakerRuntime:
         refused = refused_target(name, headers or {})
         if refused is not None:
             return refused
-        # InvokeEndpoint's ContentType, Accept and CustomAttributes are at most 1024 characters (botocore's model; AWS
-        # checks it, botocore does not). Longer ones never reach a container there. Here a long ContentType or Accept
-        # would meet TorchServe's HTTP decoder (8 KB of headers), a bare 400 "Invalid HTTP message." where the
-        # in-process runtime answers 200 or the model's 415; CustomAttributes reaches neither container, so a long
-        # one would be served as if it were not there.
-        custom_attributes = (headers or {}).get("x-amzn-sagemaker-custom-attributes")
-        for member, value in (
-            ("contentType", content_type),
-            ("accept", accept),
-            ("customAttributes", custom_attributes),
-        ):
-            if len(value or "") > MAX_HEADER_CHARS:
-                return aws_error(
-                    400,
-                    "ValidationError",
-                    f"1 validation error detected: Value at '{member}' failed to satisfy constraint: Member must have "
-                    f"length less than or equal to {MAX_HEADER_CHARS}",
-                )
         if len(body) > self.max_payload_bytes:
             return self.payload_too_large()
         faults = self.faults

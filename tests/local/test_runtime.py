@@ -200,6 +200,35 @@ def test_an_endpoint_name_outside_its_model_is_a_validation_error_before_any_con
     )
 
 
+def test_every_member_is_validated_before_the_endpoint_is_looked_up_and_counted_in_one_message() -> None:
+    """AWS validates the whole input first: an unknown endpoint with a ContentType too long is told the validation
+    error, not "not found", and a bad name with a bad header gets both, counted."""
+
+    def answer_to(name: str, content_type: str, accept: str, headers: dict[str, str] | None = None):
+        runtime = SageMakerRuntime(FixedContainer(), "e", 1)
+        try:
+            return asyncio.run(runtime.invoke(name, b"x", content_type, accept, headers))
+        finally:
+            runtime.close()
+
+    answer = answer_to("other", "image/jpeg" + " " * 1015, "")
+    assert json.loads(answer.body)["message"] == (
+        "1 validation error detected: Value at 'contentType' failed to satisfy constraint: Member must have length "
+        "less than or equal to 1024"
+    )
+    headers = {"x-amzn-sagemaker-custom-attributes": "café"}
+    answer = answer_to("a/b", "image/jpeg", "é/*", headers)
+    assert (answer.status, answer.headers["x-amzn-errortype"]) == (400, "ValidationError")
+    assert json.loads(answer.body)["message"] == (
+        "3 validation errors detected: "
+        "Value at 'endpointName' failed to satisfy constraint: Member must satisfy regular expression pattern: "
+        "^[a-zA-Z0-9](-*[a-zA-Z0-9])*; "
+        "Value at 'accept' failed to satisfy constraint: Member must satisfy regular expression pattern: \\p{ASCII}*; "
+        "Value at 'customAttributes' failed to satisfy constraint: Member must satisfy regular expression pattern: "
+        "\\p{ASCII}*"
+    )
+
+
 def test_an_endpoint_name_of_63_characters_in_its_pattern_is_looked_up() -> None:
     for name in ("e" * 63, "a--b-9"):
         answer = invoke(SageMakerRuntime(FixedContainer(), "e", 1), name=name)
