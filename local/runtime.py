@@ -49,7 +49,7 @@ ACCOUNT = "000000000000"
 # One line per InvokeEndpoint answer (answer_line), the SageMaker side of the handler's "request done" line.
 log = logging.getLogger("local.runtime")
 MAX_PAYLOAD_BYTES = SAGEMAKER_SERVERLESS_MAX_BYTES  # SageMaker Serverless Inference request limit
-MAX_HEADER_CHARS = 1024  # InvokeEndpoint ContentType / Accept
+MAX_HEADER_CHARS = 1024  # InvokeEndpoint ContentType / Accept / CustomAttributes
 # InvokeEndpoint's EndpointName, as botocore's sagemaker-runtime model gives it. AWS checks it; botocore does not.
 ENDPOINT_NAME_MAX_CHARS = 63
 ENDPOINT_NAME_PATTERN = "^[a-zA-Z0-9](-*[a-zA-Z0-9])*"
