@@ -335,6 +335,13 @@ class AbsoluteFormTarget:
         await self.app(scope, receive, send)
 
 
+def closing(start: dict) -> dict:
+    """An http.response.start message saying `connection: close` (in place of any connection header), which h11 and
+    uvicorn then close the connection on."""
+    headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"connection"]
+    return {**start, "headers": [*headers, (b"connection", b"close")]}
+
+
 class CloseAfterAmbiguousFraming:
     """RFC 9112 6.3: a request with both Transfer-Encoding and Content-Length is framed by its chunks (h11 does so),
     and the server MUST close the connection after answering it: a proxy in front that framed it by Content-Length
@@ -352,10 +359,7 @@ class CloseAfterAmbiguousFraming:
             return
 
         async def closing_send(message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"]
-                message = {**message, "headers": [*headers, (b"connection", b"close")]}
-            await send(message)
+            await send(closing(message) if message["type"] == "http.response.start" else message)
 
         await self.app(scope, receive, closing_send)
 
@@ -391,10 +395,7 @@ class CloseBeforeAnUnsentBody:
             return await receive()
 
         async def closing_send(message) -> None:
-            if message["type"] == "http.response.start" and not asked:
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"connection"]
-                message = {**message, "headers": [*headers, (b"connection", b"close")]}
-            await send(message)
+            await send(closing(message) if message["type"] == "http.response.start" and not asked else message)
 
         await self.app(scope, receiving, closing_send)
 
