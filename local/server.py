@@ -703,6 +703,16 @@ def create_app(
             "vary": "origin",
         }
 
+    def refusal(status: int, request_id: str | None = None, *, close: bool = False) -> Response:
+        """API Gateway's own answer before any invocation: its id, as on every answer, but no CORS headers (AWS adds
+        those "to the response from an integration", and there is none; a browser page sees a network error, as it
+        would in the cloud). `close` for a body given up on (CLOSE)."""
+        answer = gateway.gateway_error(status)
+        answer.headers.append(("apigw-requestid", request_id or gateway.new_request_id()))
+        if close:
+            answer.headers.extend(CLOSE.items())
+        return _respond(answer)
+
     async def predict(request: Request) -> Response:
         if request.method != "POST":
             return await gateway_tier(request)
@@ -728,6 +738,14 @@ def create_app(
         origin = request.headers.get("origin")
         request_id = gateway.new_request_id()
         record = access_record(request)
+
+        def refused(status: int, *, close: bool = False) -> Response:
+            return refusal(status, request_id, close=close)
+
+        # The 10 KB quota is the API's, not a route's: a head over it is refused whatever its method (a preflight,
+        # a GET, a 50 KB method name) before any route is looked for.
+        if header_bytes(request) > gateway.MAX_HEADER_BYTES:
+            return refused(431)
         if request.method == "OPTIONS":  # API Gateway answers it itself, with its id as on every answer of its own
             # Only a preflight gets CORS headers: AWS's "For the OPTIONS method, your request must contain an origin
             # header and an Access-Control-Request-Method header" (Configure CORS for HTTP APIs).
@@ -742,23 +760,10 @@ def create_app(
                     }
                 )
             return Response(status_code=204, headers={**preflight, "apigw-requestid": request_id})
-
-        def refused(status: int, *, close: bool = False) -> Response:
-            """API Gateway's own answer before any invocation: its id, as on every answer, but no CORS headers
-            (AWS adds those "to the response from an integration", and there is none; a browser page sees a
-            network error, as it would in the cloud). `close` for a body given up on (CLOSE)."""
-            answer = gateway.gateway_error(status)
-            answer.headers.append(("apigw-requestid", request_id))
-            if close:
-                answer.headers.extend(CLOSE.items())
-            return _respond(answer)
-
         if request.method != "POST":  # the cloud API has only the POST /predict route
             return refused(404)
         if stage_throttle is not None and not stage_throttle.admit():
             return refused(429)  # no Retry-After: API Gateway sends none
-        if header_bytes(request) > gateway.MAX_HEADER_BYTES:
-            return refused(431)
         started = time.perf_counter()
         try:
             body = await read_capped_or_hang_up(request, gateway.MAX_BODY_BYTES)
@@ -937,10 +942,8 @@ def create_app(
 
     def route_not_found() -> Response:
         """API Gateway's 404 for a route the API does not have (any other path, or a method other than POST on
-        /predict): its id, as on every answer of its own, and no CORS headers."""
-        answer = gateway.gateway_error(404)
-        answer.headers.append(("apigw-requestid", gateway.new_request_id()))
-        return _respond(answer)
+        /predict)."""
+        return refusal(404)
 
     async def site(request: Request) -> Response:
         relative = request.path_params.get("path", "") or "index.html"
@@ -1030,7 +1033,9 @@ def create_app(
         """What no route takes is the gateway's JSON 404 (API Gateway has no 405), not starlette's plain text: a
         method no route lists (PROPFIND, TRACE, a lower-case "post"), or a request target that is not a path
         (`*`, an authority, an absolute-form URL of another scheme than http:), which uvicorn passes on as the
-        path."""
+        path. On /predict it is the API's: a head over the API's 10 KB quota gets its 431 first, as in gateway_tier."""
+        if request.scope["path"] == "/predict" and header_bytes(request) > gateway.MAX_HEADER_BYTES:
+            return refusal(431)
         return route_not_found()
 
     routes = [

@@ -1103,7 +1103,7 @@ def local_limit_phrases() -> list[str]:
         f"Sandboxes start on demand, up to {server.LAMBDA_SANDBOXES}, forked",
         f"A sandbox idle for {sandboxes.SANDBOX_IDLE_LIMIT_S / 60:g} minutes is retired",
         f"a {mib(gateway.MAX_BODY_BYTES)} MB body limit (413)",
-        f"and {gateway.MAX_HEADER_BYTES / 1024:g} KB of headers (431)",
+        f"and {gateway.MAX_HEADER_BYTES / 1024:g} KB of request line and headers (431",
         f"the deployed {gateway.INTEGRATION_TIMEOUT_S:g} s integration timeout (503)",
         f"A {mib(runtime.MAX_PAYLOAD_BYTES)} MB request cap (`ValidationError`)",
         f"A {runtime.INVOCATION_TIMEOUT_S:g} s invocation timeout",

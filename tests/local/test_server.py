@@ -2853,6 +2853,24 @@ def test_a_request_head_of_exactly_the_limit_is_served_and_one_byte_more_is_431(
     assert len(tiers.sandboxes.events) == 1
 
 
+@pytest.mark.parametrize("method", ["GET", "OPTIONS", "DELETE", "X" * 50_000], ids=["GET", "OPTIONS", "DELETE", "50KB"])
+def test_a_head_over_the_gateways_limit_is_431_whatever_the_method(tiers, method):
+    """The 10 KB is the API's quota, not the POST route's: a preflight, a GET (no route: 404 under the limit) or a
+    50 KB method name over it gets the JSON 431 before any route is looked for."""
+    headers = [
+        (b"host", b"127.0.0.1:8000"),
+        (b"origin", b"http://127.0.0.1:8000"),
+        (b"access-control-request-method", b"POST"),
+        (b"x-pad", b"p" * (gateway.MAX_HEADER_BYTES if len(method) < 100 else 0)),
+    ]
+    sent = asgi(tiers.app, method, "/predict", headers)
+    assert sent[0]["status"] == 431, sent[0]
+    assert json.loads(b"".join(part.get("body", b"") for part in sent[1:])) == {
+        "message": "Request Header Fields Too Large"
+    }
+    assert tiers.sandboxes.events == []
+
+
 def test_a_head_far_over_the_gateways_limit_still_gets_its_json_431_from_the_served_stack(tiers):
     """The served stack buffers heads up to MAX_HEAD_BUFFER_BYTES so that one over API Gateway's 10 KB reaches the
     gateway tier and gets its JSON 431: left at h11's 16 KB, a head that does not arrive whole in one read (asyncio
