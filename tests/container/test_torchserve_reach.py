@@ -1,0 +1,38 @@
+"""Who may drive the TorchServe that `RUNTIME=torchserve` starts. Its listener is on loopback, as the stack's own port
+is, and the README's "Who can reach it" says a loopback stack answers only requests whose Host names this machine (a
+page whose DNS name is re-pointed at 127.0.0.1 still sends its own name). TorchServe's port serves its management API
+too: the toolkit puts both on one address, and its properties leave token authorization off."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.container.conftest import endpoint
+
+pytestmark = [pytest.mark.container, pytest.mark.slow]
+
+REBOUND = {"Host": "rebound.attacker.example"}
+
+
+@pytest.fixture(scope="module")
+def served(artifact):
+    with endpoint(artifact) as ep:
+        ep.wait_ready()
+        yield ep
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="TorchServe's loopback port answers its management API for any Host: a DNS-rebound page can list the "
+    "model and set its worker count (each worker a copy of the model), which the stack's own port refuses with 403",
+)
+def test_a_request_naming_another_host_cannot_drive_torchserves_management_api(served):
+    listed = served._request("GET", "/models", headers=REBOUND)
+    # The count it has (1 worker), so nothing changes: asked with a larger one, TorchServe starts that many workers,
+    # each loading the model.
+    scaled = served._request("PUT", "/models/model?min_worker=1&max_worker=1&synchronous=true", headers=REBOUND)
+    # Refused, or not answered at all (0: a listener moved off TCP); never served.
+    assert not 200 <= listed[0] < 300 and not 200 <= scaled[0] < 300, (
+        f"GET /models: {listed[0]}, PUT /models/model: {scaled[0]}"
+    )
