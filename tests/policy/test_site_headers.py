@@ -116,3 +116,22 @@ def test_index_html_has_no_inline_script_or_style() -> None:
     assert " style=" not in html
     assert "<script>" not in html
     assert not re.search(r"\son[a-z]+\s*=", html), "no inline event handlers"
+
+
+# Markup or code built from strings: a label, message or file name from the API or the user would run or become
+# elements through any of these (the page renders text with textContent). The CSP's script-src 'self' blocks an
+# injected <script> or handler, not the markup itself (a <form>, a <base>, an <img> that leaks a URL).
+DOM_SINKS = re.compile(
+    r"\.(?:inner|outer)HTML\b|insertAdjacentHTML|document\.write|\beval\s*\(|\bFunction\s*\("
+    r"|set(?:Timeout|Interval)\s*\(\s*['\"`]|srcdoc|createContextualFragment|parseFromString|javascript:"
+    r"|\blocation(?:\.href)?\s*=(?!=)"
+)
+
+
+def test_script_js_builds_no_markup_or_code_from_strings() -> None:
+    script = (ROOT / "www" / "script.js").read_text()
+    found = [(number, line.strip()) for number, line in enumerate(script.splitlines(), 1) if DOM_SINKS.search(line)]
+    assert found == []
+    for sink in ("el.innerHTML = s", "x.insertAdjacentHTML('beforeend', s)", "setTimeout('go()', 1)", "location = u"):
+        assert DOM_SINKS.search(sink), sink
+    assert not DOM_SINKS.search("if (location.href === base.href) label.textContent = text;")
