@@ -147,6 +147,9 @@ def java_tool_options(system: str) -> str:
     )
 
 
+MANAGEMENT_SOCKET = "management.sock"
+
+
 def serving_env(base: Path, port: int, metrics_port: int, grpc_ports: tuple[int, int]) -> dict[str, str]:
     """What the toolkit and TorchServe read: every path under `base`, every listener on 127.0.0.1."""
     tmp, logs = base / "tmp", base / "logs"
@@ -157,7 +160,11 @@ def serving_env(base: Path, port: int, metrics_port: int, grpc_ports: tuple[int,
         "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
         # The toolkit writes 0.0.0.0 listeners; its config sets enable_envvars_config=true, so TS_* env wins.
         "TS_INFERENCE_ADDRESS": f"http://127.0.0.1:{port}",
-        "TS_MANAGEMENT_ADDRESS": f"http://127.0.0.1:{port}",
+        # Not on the inference port, where the toolkit puts it (TorchServe checks no Host and the toolkit leaves its
+        # token authorization off): a page whose DNS name is re-pointed at 127.0.0.1 could list the model and set
+        # its worker count, each worker another copy of the model. Nothing here uses it; a socket only this user
+        # can open keeps it off the network (TorchServe takes unix: addresses; a path under 104 bytes, macOS's cap).
+        "TS_MANAGEMENT_ADDRESS": f"unix:{base / MANAGEMENT_SOCKET}",
         "TS_METRICS_ADDRESS": f"http://127.0.0.1:{metrics_port}",
         "TS_GRPC_INFERENCE_ADDRESS": "127.0.0.1",
         "TS_GRPC_MANAGEMENT_ADDRESS": "127.0.0.1",

@@ -56,7 +56,9 @@ BASE = Path("/tmp/torchserve-x")
 def test_every_listener_is_loopback_on_the_given_ports():
     env = serving_env(BASE, 18080, 18082, (17070, 17071))
     assert env["SAGEMAKER_BIND_TO_PORT"] == "18080"
-    assert env["TS_INFERENCE_ADDRESS"] == env["TS_MANAGEMENT_ADDRESS"] == "http://127.0.0.1:18080"
+    assert env["TS_INFERENCE_ADDRESS"] == "http://127.0.0.1:18080"
+    # The management API on a socket in the serving dir (test_torchserve_reach.py: not reachable over TCP at all).
+    assert env["TS_MANAGEMENT_ADDRESS"] == "unix:/tmp/torchserve-x/management.sock"
     assert env["TS_METRICS_ADDRESS"] == "http://127.0.0.1:18082"
     assert env["TS_GRPC_INFERENCE_ADDRESS"] == env["TS_GRPC_MANAGEMENT_ADDRESS"] == "127.0.0.1"
     assert (env["TS_GRPC_INFERENCE_PORT"], env["TS_GRPC_MANAGEMENT_PORT"]) == ("17070", "17071")

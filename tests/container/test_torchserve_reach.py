@@ -1,7 +1,7 @@
 """Who may drive the TorchServe that `RUNTIME=torchserve` starts. Its listener is on loopback, as the stack's own port
 is, and the README's "Who can reach it" says a loopback stack answers only requests whose Host names this machine (a
-page whose DNS name is re-pointed at 127.0.0.1 still sends its own name). TorchServe's port serves its management API
-too: the toolkit puts both on one address, and its properties leave token authorization off."""
+page whose DNS name is re-pointed at 127.0.0.1 still sends its own name). The toolkit puts TorchServe's management
+API on that port too, and its properties leave token authorization off: the stack moves it to a Unix socket."""
 
 from __future__ import annotations
 
@@ -21,12 +21,6 @@ def served(artifact):
         yield ep
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="TorchServe's loopback port answers its management API for any Host: a DNS-rebound page can list the "
-    "model and set its worker count (each worker a copy of the model), which the stack's own port refuses with 403",
-)
 def test_a_request_naming_another_host_cannot_drive_torchserves_management_api(served):
     listed = served._request("GET", "/models", headers=REBOUND)
     # The count it has (1 worker), so nothing changes: asked with a larger one, TorchServe starts that many workers,
