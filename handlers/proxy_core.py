@@ -874,6 +874,8 @@ def map_transport_error(exc: Exception) -> ApiError:
 # 12 + 6 + 2 + 2 + 12 = 34 s, too much, so a before-send hook starts an attempt only if a full attempt
 # still fits before the deadline = min(handler start + 25 s, Lambda end - 2 s). Worst case: InvokeEndpoint
 # returns <= 25 s after the handler started, >= 4 s before the Lambda timeout and 5 s before API Gateway's.
+# That holds for answers that do not trickle in: the read timeout bounds each wait for more bytes (urllib3's
+# "between consecutive read operations"), not an attempt, and the guard only decides whether one starts.
 # The common slow case (one read timeout, short backoff, a second attempt) is 12 + 0.05 + 12 = 24.05 s, so
 # the guard does not cut it. A serverless cold start (10-20 s) keeps going on SageMaker's side after the
 # first attempt times out; the second attempt may meet that container once warm, or (the first request still
