@@ -196,6 +196,10 @@ class Reply:
     delay_s: float = 0.0  # sent this late: an answer that uses up time without reaching a read timeout
     # Its status and headers sent at once, its body only when the test ends: an answer whose body times out.
     body_held: bool = False
+    # Its status and headers (a Content-Length for the whole body) and half its body, then the connection closes.
+    body_cut: bool = False
+    # The connection closes after the request is read, before any status line.
+    hang_up: bool = False
 
 
 @dataclass
@@ -248,6 +252,8 @@ class FakeRuntime:
                     runtime.release.wait(timeout=60)
                 elif reply.delay_s:
                     runtime.release.wait(timeout=reply.delay_s)
+                if reply.hang_up:
+                    return  # this HTTP/1.0 server then closes the connection
                 try:
                     self.send_response(reply.status)
                     for name, value in reply.headers.items():
@@ -256,7 +262,7 @@ class FakeRuntime:
                     self.end_headers()
                     if reply.body_held:
                         runtime.release.wait(timeout=60)
-                    self.wfile.write(reply.body)
+                    self.wfile.write(reply.body[: len(reply.body) // 2] if reply.body_cut else reply.body)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (read timeout); that is the point of the test
 

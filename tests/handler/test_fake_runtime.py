@@ -211,6 +211,31 @@ def test_connection_refused_is_503(proxy_env, capsys):
     assert line["error"] == "model_not_ready" and "endpoint_request_id" not in line
 
 
+def test_a_connection_closed_before_any_answer_is_retried_then_502(runtime_proxy, fake_runtime, capsys):
+    # botocore's ConnectionClosedError: a connection made, then closed with no answer. Not the 503 of an endpoint
+    # that cannot be reached (no connection at all, above); there is no SageMaker id to log.
+    fake_runtime.script(Reply(hang_up=True), Reply(hang_up=True))
+    response = call(runtime_proxy, make_event(body=JPEG))
+    assert response["statusCode"] == 502, response["body"]
+    assert response_json(response)["error"] == "model_error"
+    assert len(fake_runtime.seen) == 2
+    [line] = logged(capsys)
+    assert line["error"] == "model_error" and "endpoint_request_id" not in line, line
+    assert line["detail"].startswith("ConnectionClosedError: ")
+
+
+def test_an_answer_whose_body_is_cut_short_is_502_and_logs_its_id(runtime_proxy, fake_runtime, capsys):
+    # The headers promised the whole body and the connection closed halfway: read after InvokeEndpoint returned,
+    # so botocore does not retry it, and SageMaker answered, so its id is logged.
+    fake_runtime.script(with_request_id(dataclasses.replace(SUCCESS, body_cut=True), "sm-cut"), SUCCESS)
+    response = call(runtime_proxy, make_event(body=JPEG))
+    assert response["statusCode"] == 502, response["body"]
+    assert response_json(response)["error"] == "model_error"
+    assert len(fake_runtime.seen) == 1
+    [line] = logged(capsys)
+    assert line["error"] == "model_error" and line.get("endpoint_request_id") == "sm-cut", line
+
+
 def test_deadline_guard_skips_an_attempt_that_cannot_finish(runtime_proxy, fake_runtime, monkeypatch):
     # Attempts need 0.2 + 0.3 = 0.5 s; 2.4 s left in Lambda leaves 0.4 s after the safety margin.
     monkeypatch.setattr(runtime_proxy, "CLIENT", runtime_proxy.build_client(connect_timeout=0.2, read_timeout=0.3))
