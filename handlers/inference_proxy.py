@@ -152,7 +152,8 @@ def _log_last_answer(answered: list[str | None]) -> None:
 
 def _invoke(request: PredictRequest, start: float, context: Any) -> tuple[bytes, float]:
     """Call the endpoint; returns (body, endpoint milliseconds). Raises ApiError for every failure."""
-    token = _DEADLINE.set(invoke_deadline(start, _remaining_ms(context)))
+    remaining = _remaining_ms(context)
+    token = _DEADLINE.set(invoke_deadline(start, remaining, time.monotonic()))
     answered: list[str | None] = []
     answered_token = _ANSWERED.set(answered)
     began = time.perf_counter()

@@ -891,11 +891,14 @@ API_GATEWAY_LIMIT_S = 30.0
 LAMBDA_TIMEOUT_S = 29
 
 
-def invoke_deadline(start: float, remaining_ms: int | None) -> float:
-    """Monotonic-clock deadline for the whole InvokeEndpoint call, retries included."""
+def invoke_deadline(start: float, remaining_ms: int | None, read_at: float | None = None) -> float:
+    """Monotonic-clock deadline for the whole InvokeEndpoint call, retries included: `INVOKE_BUDGET_S` after the
+    handler's `start`, and at most Lambda's end less the margin, `remaining_ms` counted from when it was read
+    (`read_at`, `start` if not given): counted from `start` after validation, it took that time off twice."""
     deadline = start + INVOKE_BUDGET_S
     if remaining_ms is not None:
-        deadline = min(deadline, start + remaining_ms / 1000.0 - LAMBDA_SAFETY_MARGIN_S)
+        read = start if read_at is None else read_at
+        deadline = min(deadline, read + remaining_ms / 1000.0 - LAMBDA_SAFETY_MARGIN_S)
     return deadline
 
 

@@ -328,11 +328,6 @@ def test_an_answer_whose_body_timed_out_after_a_retry_logs_its_own_id(runtime_pr
     assert line["error"] == "endpoint_timeout" and line.get("endpoint_request_id") == "sm-second", line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_invoke reads the remaining time when it calls the endpoint but adds it to the handler's start: the "
-    "deadline is Lambda end - 2 s less the time validation took, not Lambda end - 2 s",
-)
 def test_the_deadline_is_the_lambdas_end_less_its_margin_however_long_validation_took(
     runtime_proxy, fake_runtime, monkeypatch
 ):

@@ -1480,6 +1480,13 @@ def test_invoke_budget_ends_well_before_lambda_and_api_gateway_limits():
     assert core.invoke_deadline(100.0, 29_000) <= 100.0 + core.LAMBDA_TIMEOUT_S - 2
 
 
+def test_invoke_deadline_counts_the_remaining_lambda_time_from_when_it_was_read():
+    # Read 1 s after the start (validation took that long): Lambda ends 6 s after the start, not 5.
+    assert core.invoke_deadline(10.0, 5_000, read_at=11.0) == pytest.approx(11.0 + 5.0 - core.LAMBDA_SAFETY_MARGIN_S)
+    # The budget is still counted from the start.
+    assert core.invoke_deadline(10.0, 60_000, read_at=11.0) == 10.0 + core.INVOKE_BUDGET_S
+
+
 def test_invoke_deadline_respects_a_short_remaining_lambda_time():
     assert core.invoke_deadline(10.0, 5_000) == pytest.approx(10.0 + 5.0 - core.LAMBDA_SAFETY_MARGIN_S)
     # To the millisecond, not whole seconds: 14,999 ms left is 12.999 s for an attempt, not 12.
