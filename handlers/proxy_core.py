@@ -202,7 +202,8 @@ def load_config(environ: Mapping[str, str]) -> ProxyConfig:
     raw_max = (environ.get("MAX_IMAGE_BYTES") or "").strip()
     max_image_bytes = SAGEMAKER_SERVERLESS_MAX_BYTES
     if raw_max:
-        if not raw_max.isdigit() or not 1 <= int(raw_max) <= SAGEMAKER_SERVERLESS_MAX_BYTES:
+        # ASCII digits only: str.isdigit() is true for '²', which int() refuses, and int() reads Arabic-Indic digits.
+        if not re.fullmatch(r"[0-9]+", raw_max) or not 1 <= int(raw_max) <= SAGEMAKER_SERVERLESS_MAX_BYTES:
             raise ConfigError(
                 f"MAX_IMAGE_BYTES {raw_max!r} must be an integer from 1 to {SAGEMAKER_SERVERLESS_MAX_BYTES} "
                 "(the SageMaker Serverless request limit)"

@@ -1349,12 +1349,7 @@ def test_max_image_bytes_must_be_within_the_sagemaker_limit(value):
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="load_config screens MAX_IMAGE_BYTES with str.isdigit(), which is true for superscript digits that int() "
-    "refuses: the init fails with int()'s ValueError, which names no variable",
-)
-@pytest.mark.parametrize("value", ["\u00b2", "10\u00b3"])
+@pytest.mark.parametrize("value", ["\u00b2", "10\u00b3", "\u0661\u0660"])
 def test_a_max_image_bytes_of_digits_int_cannot_read_is_a_config_error_naming_it(value):
     # str.isdigit() is true for '²' and '³' (Unicode digits that are not decimal); int() raises ValueError on them.
     with pytest.raises(ConfigError) as err:
