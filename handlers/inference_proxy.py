@@ -21,6 +21,7 @@ import uuid
 from typing import Any
 
 import boto3
+import botocore
 from aws_lambda_powertools import Logger, Metrics, single_metric
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
@@ -41,6 +42,7 @@ from handlers.proxy_core import (
     base_headers,
     check_event_shape,
     check_event_text,
+    clip_detail,
     endpoint_accept,
     error_response,
     http_response,
@@ -150,6 +152,19 @@ def _log_last_answer(answered: list[str | None]) -> None:
         logger.append_keys(endpoint_request_id=answered[-1])
 
 
+BOTOCORE_DIR = os.path.dirname(os.path.abspath(botocore.__file__))
+# What botocore's parsers raise on an answer they cannot read (a ModelError whose OriginalStatusCode is no integer,
+# an error body of JSON null): not BotoCoreErrors, so they are caught apart.
+UNREADABLE_ANSWER_ERRORS = (ValueError, TypeError, AttributeError, KeyError, IndexError)
+
+
+def _raised_in(tb: Any, directory: str) -> bool:
+    """Whether the innermost frame of traceback `tb` runs a file under `directory`."""
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(directory + os.sep)
+
+
 def _invoke(request: PredictRequest, start: float, context: Any) -> tuple[bytes, float]:
     """Call the endpoint; returns (body, endpoint milliseconds). Raises ApiError for every failure."""
     remaining = _remaining_ms(context)
@@ -178,6 +193,12 @@ def _invoke(request: PredictRequest, start: float, context: Any) -> tuple[bytes,
     except BotoCoreError as exc:
         _log_last_answer(answered)  # this attempt got none (or its body timed out); an earlier one may have
         raise map_transport_error(exc) from None
+    except UNREADABLE_ANSWER_ERRORS as exc:
+        if not _raised_in(exc.__traceback__, BOTOCORE_DIR):
+            raise  # a bug of ours (in a hook, say): the 500 with its traceback
+        # An invalid answer from upstream (RFC 9110 15.6.3), as a 2xx body that is not top-k JSON is.
+        _log_last_answer(answered)
+        raise ApiError("model_error", detail=clip_detail(f"unreadable answer: {type(exc).__name__}: {exc}")) from None
     finally:
         endpoint_ms = (time.perf_counter() - began) * 1000.0
         metrics.add_metric(name="EndpointLatency", unit=MetricUnit.Milliseconds, value=endpoint_ms)

@@ -151,11 +151,6 @@ def test_internal_failure_is_retried_then_502(runtime_proxy, fake_runtime):
     assert len(fake_runtime.seen) == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="botocore's parser raises ValueError/AttributeError (no BotoCoreError) on these answers, and _invoke "
-    "catches only ClientError and BotoCoreError: the handler's catch-all answers 500 internal_error, 'a bug of ours'",
-)
 @pytest.mark.parametrize(
     "reply",
     [
@@ -180,6 +175,24 @@ def test_an_answer_botocore_cannot_parse_is_a_502_not_a_crash(runtime_proxy, fak
     assert response_json(response)["error"] == "model_error"
     [line] = logged(capsys)
     assert line["error"] == "model_error", line
+
+
+def test_a_value_error_of_our_own_botocore_hook_is_still_the_500_of_a_bug(
+    runtime_proxy, fake_runtime, capsys, monkeypatch
+):
+    """Only botocore's own failures to read an answer are the 502: the same exception raised in one of our hooks
+    (the attempt guard) is a bug of ours, the 500 with its traceback logged."""
+
+    def broken(*args):
+        raise ValueError("a bug in the guard")
+
+    monkeypatch.setattr(runtime_proxy, "attempt_fits", broken)
+    fake_runtime.script(SUCCESS)
+    response = call(runtime_proxy, make_event(body=JPEG))
+    assert response["statusCode"] == 500, response["body"]
+    assert response_json(response)["error"] == "internal_error"
+    assert fake_runtime.seen == []
+    assert "a bug in the guard" in capsys.readouterr().out
 
 
 def test_read_timeout_is_504(runtime_proxy, fake_runtime, monkeypatch):

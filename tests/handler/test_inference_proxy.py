@@ -134,8 +134,10 @@ def test_total_latency_is_the_whole_invocation_and_endpoint_latency_the_call(pro
     monkeypatch.setattr(proxy, "time", fake_time)
     stub.add_response("invoke_endpoint", endpoint_answer())
     latency = response_json(call(proxy, make_event(body=JPEG)))["latency_ms"]
-    # Milliseconds to one decimal, as the README's example: the clock read at the start and at the end, once each.
-    assert latency == {"total": 1234.6, "endpoint": 12.3}
+    # Milliseconds to one decimal, as the README's example: the invocation clock read at the start, when Lambda's
+    # remaining time is read (the deadline counts it from then) and at the end: two steps; the call's clock once
+    # before it and once after.
+    assert latency == {"total": 2469.1, "endpoint": 12.3}
     # The EndpointLatency metric is the same call's time, in the milliseconds its unit declares (unrounded).
     [metric] = [doc["EndpointLatency"] for doc in _log_lines(capsys.readouterr().out) if "EndpointLatency" in doc]
     assert metric == [pytest.approx(12.34)]
