@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 
 import pytest
 from PIL import Image
@@ -209,3 +210,12 @@ def test_a_json_content_type_with_parameters_reaches_input_fn_as_bytes(served):
     status, _, raw = served.invoke(b'{"image": "\xff"}', "application/json; charset=utf-8")
     assert status == 400, raw[:300]
     assert raw.startswith(b"request body is not valid JSON\n")
+
+
+def test_model_fns_line_naming_the_backend_reaches_the_containers_output(served):
+    # What CloudWatch gets is the container's output, where TorchServe copies each line the worker prints as
+    # MODEL_LOG: model_fn's one line names the model, the weights, the backend and its threads.
+    (line,) = [line for line in served._log_lines() if "model_fn: serving" in line]
+    assert re.search(
+        r"MODEL_LOG - model_fn: serving mobilenet_v2 \(.+\) with onnxruntime-[\d.]+ on \d+ threads in \d+ ms$", line
+    ), line
