@@ -499,6 +499,30 @@ def test_the_in_process_container_calls_the_script_as_the_toolkit_does(tmp_path)
         container.close()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="the in-process container hands an application/x-www-form-urlencoded body to input_fn; TorchServe's "
+    "frontend parses it first and answers a bad %-escape with its own 500 (tests/container/test_torchserve.py)",
+)
+@pytest.mark.usefixtures("fresh_script")
+def test_the_in_process_container_answers_a_body_labelled_form_data_that_is_not_as_torchserve_does(tmp_path) -> None:
+    # TorchServe's frontend decodes an application/x-www-form-urlencoded body itself, the type in any case and its
+    # parameters ignored, before the toolkit runs (pytorch/serve's InferenceRequestHandler.parseRequest): a value
+    # with a "%" not followed by two hex digits, as in most images labelled so, is its own 500, and input_fn never
+    # sees the body. The in-process container served it to the script as bytes.
+    from local.runtime import InProcessContainer
+
+    artifact = tar_gz_of(tmp_path / "model.tar.gz", {"code/inference.py": STUB_INFERENCE.encode()})
+    container = InProcessContainer(artifact)
+    try:
+        for content_type in ("application/x-www-form-urlencoded", "Application/X-WWW-Form-Urlencoded; charset=utf-8"):
+            answer = container.invoke(b"a=%zz", content_type, "")
+            assert answer.status == 500, (content_type, answer)
+            assert b"bytes" not in answer.body, content_type  # the stub's input_fn did not run
+    finally:
+        container.close()
+
+
 @pytest.mark.usefixtures("fresh_script")
 def test_the_in_process_container_loads_the_model_once_not_per_invocation(tmp_path) -> None:
     # As the toolkit: model_fn at start, then every invocation predicts with that model (a load per call would
