@@ -538,6 +538,38 @@ def test_onnxruntime_telemetry_is_off_in_the_served_process(model_dir, tmp_path)
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == []
 
 
+def _tree(root):
+    return {p.relative_to(root).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
+
+
+@pytest.mark.parametrize("backend", ["auto", pytest.param("torchscript", marks=pytest.mark.slow)])
+def test_serving_writes_nothing_into_the_model_directory(model_dir, tmp_path, backend):
+    """SageMaker unpacks the artifact into /opt/ml/model and serves it from there, a directory to treat as read-only
+    (AWS: Custom Inference Code with Hosting Services, "How SageMaker AI Loads Your Model Artifacts"). The import,
+    model_fn (either backend) and a request, in a fresh process with the DLC's PYTHONDONTWRITEBYTECODE=1, leave every
+    file there as it was and add none: no byte code, optimised graph or cache beside the model."""
+    import shutil
+    import subprocess
+
+    served = shutil.copytree(model_dir, tmp_path / "model", ignore=shutil.ignore_patterns("__pycache__"))
+    before = _tree(served)
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1] + '/code'); import inference\n"
+        "m = inference.model_fn(sys.argv[1])\n"
+        "data = inference.input_fn(open(sys.argv[2], 'rb').read(), 'image/jpeg')\n"
+        "print(m.backend, inference.output_fn(inference.predict_fn(data, m), 'application/json')[0][:40])"
+    )
+    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1", "MODEL_BACKEND": backend}
+    jpeg = tmp_path / "coffee.jpg"
+    jpeg.write_bytes(photo_bytes("coffee.jpg"))
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(served), str(jpeg)], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("onnxruntime" if backend == "auto" else "torchscript"), out.stdout
+    assert _tree(served) == before
+
+
 def test_an_operator_may_turn_onnxruntime_telemetry_on(inference, tmp_path, monkeypatch):
     # README: ORT_DISABLE_TELEMETRY=1 is set before the import, unless the environment sets it.
     import os
