@@ -49,11 +49,12 @@ def require_serving_stack() -> None:
 
 
 @contextlib.contextmanager
-def endpoint(artifact: Path) -> Iterator[TorchServeEndpoint]:
-    """A started (not yet ready) endpoint, stopped on exit; refuses to overlap another one."""
+def endpoint(artifact: Path, env: dict[str, str] | None = None) -> Iterator[TorchServeEndpoint]:
+    """A started (not yet ready) endpoint, stopped on exit; refuses to overlap another one. `env`: variables for the
+    toolkit's process, over the launcher's."""
     require_serving_stack()
     assert not _live, f"an endpoint from an earlier module is still running at {_live[0].url}"
-    ep = TorchServeEndpoint(artifact, startup_timeout=120).start()
+    ep = TorchServeEndpoint(artifact, startup_timeout=120, env=env).start()
     _live.append(ep)
     try:
         yield ep

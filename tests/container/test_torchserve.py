@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import multiprocessing
 import re
 
 import pytest
@@ -23,9 +24,15 @@ pytestmark = [pytest.mark.container, pytest.mark.slow]
 JSON = "application/json"
 
 
+# What the DLC's entrypoint (deep-learning-containers' torchserve-entrypoint.py) sets before the toolkit starts:
+# SAGEMAKER_MODEL_SERVER_WORKERS, the deployed 1 overwritten with multiprocessing.cpu_count(). At least 2 here, so that
+# one worker is TS_DEFAULT_WORKERS_PER_MODEL's doing: with the launcher's own 1 it was one worker without it too.
+DLC_ENTRYPOINT_ENV = {"SAGEMAKER_MODEL_SERVER_WORKERS": str(max(2, multiprocessing.cpu_count()))}
+
+
 @pytest.fixture(scope="module")
 def served(artifact):
-    with endpoint(artifact) as ep:
+    with endpoint(artifact, env=DLC_ENTRYPOINT_ENV) as ep:
         ep.wait_ready()
         yield ep
 
@@ -176,7 +183,8 @@ def test_gif_is_415_even_when_declared_as_an_image(served):
 
 def test_torchserve_runs_one_worker_with_sagemakers_60_s_timeout(served):
     # The toolkit means default_response_timeout=60 but its properties file eats that line (no newline before it),
-    # and TorchServe kept 120 s; the DLC's entrypoint sets SAGEMAKER_MODEL_SERVER_WORKERS to the CPU count.
+    # and TorchServe kept 120 s; the DLC's entrypoint sets SAGEMAKER_MODEL_SERVER_WORKERS to the CPU count (as the
+    # module's endpoint has it), which TorchServe would run as that many workers: TORCHSERVE_ENV holds both.
     status, _, raw = served._request("GET", "/models/model")
     assert status == 200, raw[:300]
     (model,) = json.loads(raw)
