@@ -350,6 +350,17 @@ def test_serverless_endpoint_args_accept_the_limits_aws_accepts(tmp_path: Path, 
     endpoint_args(tmp_path, **overrides).validate()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="smoke_check is the one ServerlessEndpointArgs field validate() does not check: 'false' (truthy) runs the "
+    "check the caller turned off, and 0 passes as off, where alarms='false' or 0 is refused naming the field",
+)
+@pytest.mark.parametrize("smoke_check", ["false", 0])
+def test_smoke_check_must_be_a_bool_as_alarms_must(tmp_path: Path, smoke_check: Any) -> None:
+    with pytest.raises(ServerlessEndpointArgsError, match=r"ServerlessEndpointArgs\.smoke_check = "):
+        endpoint_args(tmp_path, smoke_check=smoke_check).validate()
+
+
 # ---------------------------------------------------------------------------------- InferenceApi
 
 
