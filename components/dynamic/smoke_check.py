@@ -213,7 +213,8 @@ def check_rollout(client: Any, endpoint_name: str, expected_config: str | None) 
 
 
 def diff_smoke_check(olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-    """Re-run only when what is deployed behind the endpoint changes (its config name or artifact)."""
+    """Re-run when what it probes changes: the endpoint configuration (a new artifact or setting makes a new one), or
+    the endpoint itself (renamed or in another region, so a new endpoint never probed) or its log group."""
     keys = ("endpoint_name", "region", "log_group", "trigger")
     changed = [k for k in keys if olds.get(k) != news.get(k)]
     return DiffResult(changes=bool(changed), replaces=[], delete_before_replace=False)
