@@ -49,8 +49,7 @@ try:
     check_project_namespace(config_bag, pulumi.get_project())
     settings = validate_settings(strip_namespace(config_bag, secret_keys), region=pulumi.Config("aws").get("region"))
     endpoint_name = settings.endpoint_name or default_endpoint_name(pulumi.get_project(), pulumi.get_stack())
-    artifact_path = Path(settings.model_artifact)
-    artifact_path = artifact_path if artifact_path.is_absolute() else ROOT / artifact_path
+    artifact_path = ROOT / settings.model_artifact  # an absolute modelArtifact stays as it is
     policies.check_artifact(
         artifact_path, built_by_make=ROOT / Settings.model_artifact, built_from=ROOT / "model" / policies.PACKED_CODE
     )
