@@ -12,11 +12,13 @@ from pulumi.dynamic import ConfigureRequest, ResourceProvider
 
 
 class AwsProvider(ResourceProvider):
-    """A provider that calls AWS as the same identity as the stack's aws resources.
+    """A provider that calls AWS with the stack's `aws:profile`, as its aws resources do.
 
     The aws provider honours `aws:profile`; boto3 would not see it. Pulumi calls `configure` with the stack's
     configuration when the provider host loads the provider, before any create, update or delete. Without a
-    profile, boto3's default chain (environment, AWS_PROFILE, SSO, instance role), as the aws provider.
+    profile, boto3's default chain (environment, AWS_PROFILE, SSO, instance role), as the aws provider. The other
+    `aws:` credential settings (`assumeRoles`, `accessKey`) reach only the aws resources (README, "Deploy to AWS
+    with Pulumi").
     """
 
     profile: str | None = None  # set in the provider host only, never pickled with the program's instance
