@@ -36,7 +36,8 @@ class ServerlessEndpointArgs:
     endpoint_name: str
     # A model.tar.gz as model/package.py builds it: the container runs its code/inference.py (SAGEMAKER_PROGRAM, in
     # policies.sagemaker_container_env), and with smoke_check on, `pulumi up` fails unless that answers a JPEG sent
-    # with Accept application/json;top_k=5 by {"predictions": [{"label": str, "prob": 0..1}, ...]}.
+    # with Accept application/json;top_k=5 by {"predictions": [{"label": str, "prob": 0..1}, ...]}: 1 to 20 labels,
+    # not empty, ranked highest first, their probs summing to at most 1 (smoke_check.parse_topk_reply).
     artifact_path: Path
     artifact_sha256: str
     image_tag: str
