@@ -618,6 +618,16 @@ def test_site_origins_given_as_a_list_are_validated_naming_the_field() -> None:
         api_args(site_origins=["d1.cloudfront.net"]).validate()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="extra_origins is checked by policies.cors_allowed_origins alone, not settings.validate_origin: "
+    "'https://app.example.com:443' is deployed, and a browser's Origin (no default port) never matches it",
+)
+def test_an_extra_origin_a_browser_never_sends_is_refused_naming_the_field() -> None:
+    with pytest.raises(InferenceApiArgsError, match=r"InferenceApiArgs\.extra_origins = "):
+        api_args(extra_origins=("https://app.example.com:443",)).validate()
+
+
 def test_missing_code_files_are_each_named() -> None:
     """The message is all a caller gets to fix a bundle with: it names every missing entry (up to five), not the
     first alone, so one run shows what a wrong directory left out. The five are the first in path order, whatever the
