@@ -850,6 +850,36 @@ def test_resource_options_order_the_deploy_and_parent_every_child(program: Any, 
     assert seen["api-http-api"][3] == ["corsConfiguration"]
 
 
+def test_no_resource_is_declared_inside_an_apply(program: Any) -> None:
+    """House style: a component declares every child in its __init__, never in an apply(). One declared in an apply
+    runs only once its inputs are known: `pulumi preview` does not show it where they are not, and its own outputs
+    cannot feed what was declared before it. A child is declared inside an apply when no component's __init__ is on
+    the stack that declares it (the engine runs an apply's callback later, from its loop). The dev stack and the
+    default one; a child moved into an apply (the invalidation, on content_hash) fails it."""
+    children: list[str] = []
+    outside: list[str] = []
+
+    def in_a_component_init(frame: Any) -> bool:
+        while frame is not None:
+            component = frame.f_locals.get("self") if frame.f_code.co_name == "__init__" else None
+            if isinstance(component, pulumi.ComponentResource):
+                return True
+            frame = frame.f_back
+        return False
+
+    def record(args: pulumi.ResourceTransformationArgs) -> None:
+        if isinstance(args.resource, pulumi.ComponentResource):
+            return
+        children.append(args.name)
+        if not in_a_component_init(sys._getframe()):
+            outside.append(args.name)
+
+    program(transformation=record, **dev_config())
+    program(transformation=record)
+    assert {"model-smoke-check", "api-cors", "site-file-config.js", "site-invalidation"} <= set(children)
+    assert outside == []
+
+
 def unlisted_classes(table: str, classes: set[tuple[str, bool]]) -> list[str]:
     """The classes (name, is a component) that the README's Terraform table does not name: a resource class as code
     (`aws.cloudwatch.MetricAlarm`, `BucketPolicy`), a component in its Component column."""
