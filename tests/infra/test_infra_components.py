@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import traceback
 from pathlib import Path
@@ -66,6 +67,52 @@ def resources_behind(output: pulumi.Output[Any]) -> pulumi.Output[list[str]]:
     """The names of the resources an output waits for (what a resource or export built on it depends on). Read from
     the SDK's Output.resources() and each resource's _name: an SDK that renames them fails these tests loudly."""
     return pulumi.Output.from_input(output.resources()).apply(lambda found: sorted(r._name for r in found))
+
+
+def component_shapes() -> dict[str, dict[str, Any]]:
+    """Each pulumi.ComponentResource class under components/, read from its source: its file, whether an XxxArgs
+    dataclass stands beside it, its __init__'s first two statements and last one, the outputs it annotates and the
+    ones it registers."""
+    shapes: dict[str, dict[str, Any]] = {}
+    for path in sorted((ROOT / "components").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        classes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
+        for name, node in classes.items():
+            if "pulumi.ComponentResource" not in map(ast.unparse, node.bases):
+                continue
+            args = classes.get(f"{name}Args")
+            [init] = [f for f in node.body if isinstance(f, ast.FunctionDef) and f.name == "__init__"]
+            last = init.body[-1]
+            registered = last.value.args[0] if isinstance(last, ast.Expr) and isinstance(last.value, ast.Call) else None
+            shapes[name] = {
+                "file": path.relative_to(ROOT).as_posix(),
+                "args": args is not None and "dataclass(frozen=True)" in map(ast.unparse, args.decorator_list),
+                "first": [ast.unparse(statement) for statement in init.body[:2]],
+                "last": ast.unparse(last.value.func) if isinstance(last, ast.Expr) else None,
+                "annotated": {a.target.id for a in node.body if isinstance(a, ast.AnnAssign)},
+                "registered": {k.value for k in registered.keys} if isinstance(registered, ast.Dict) else None,
+            }
+    return shapes
+
+
+def test_each_component_keeps_the_house_shape() -> None:
+    """The house rules for components/ (the team's guide, which the README does not hold): one component per file, a
+    frozen XxxArgs dataclass validated before anything registers, the token mobilenet-serverless:index:Xxx,
+    register_outputs as the last line, and as attributes exactly the outputs it registers."""
+    shapes = component_shapes()
+    assert {name: shape["file"] for name, shape in shapes.items()} == {
+        "InferenceApi": "components/inference_api.py",
+        "ServerlessEndpoint": "components/serverless_endpoint.py",
+        "StaticSite": "components/static_site.py",
+    }
+    for name, shape in shapes.items():
+        assert shape["args"], f"{name}Args is not a frozen dataclass beside {name}"
+        assert shape["first"] == [
+            "args.validate()",
+            f"super().__init__('mobilenet-serverless:index:{name}', name, None, opts)",
+        ], name
+        assert shape["last"] == "self.register_outputs", name
+        assert shape["annotated"] == shape["registered"], name
 
 
 # ------------------------------------------------------------------------------ ServerlessEndpoint
