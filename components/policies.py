@@ -601,11 +601,8 @@ def same_path(a: Path, b: Path) -> bool:
 def file_sha256(path: Path) -> str:
     if not path.is_file():
         raise ArtifactMissingError(f"model artifact {path} does not exist; run `make model` first")
-    digest = hashlib.sha256()
     with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def artifact_key(sha256: str) -> str:
