@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import importlib.util
 import io
 import shutil
+import socket
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from local.torchserve import TorchServeEndpoint
+from local.torchserve import MANAGEMENT_SOCKET, TorchServeEndpoint
 from tests.ci import skip_or_fail
 
 # Endpoints these tests started and have not stopped: two must never run at once (CPU, and AWS's toolkit
@@ -61,3 +63,25 @@ def endpoint(artifact: Path, env: dict[str, str] | None = None) -> Iterator[Torc
     finally:
         ep.stop()
         _live.remove(ep)
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: Path) -> None:
+        super().__init__("localhost", timeout=30)
+        self.socket_path = str(path)
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.socket_path)
+
+
+def management(ep: TorchServeEndpoint, method: str, path: str) -> tuple[int, bytes]:
+    """TorchServe's management API, which the launcher serves on a Unix socket in its directory, not over TCP."""
+    conn = _UnixConnection(ep.base / MANAGEMENT_SOCKET)
+    try:
+        conn.request(method, path)
+        answer = conn.getresponse()
+        return answer.status, answer.read()
+    finally:
+        conn.close()

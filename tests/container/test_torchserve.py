@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from handlers.proxy_core import map_client_error
-from tests.container.conftest import endpoint
+from tests.container.conftest import endpoint, management
 from tests.imagegen import CAT_LABELS, bomb_png, encode, photo, photo_bytes
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
@@ -185,7 +185,7 @@ def test_torchserve_runs_one_worker_with_sagemakers_60_s_timeout(served):
     # The toolkit means default_response_timeout=60 but its properties file eats that line (no newline before it),
     # and TorchServe kept 120 s; the DLC's entrypoint sets SAGEMAKER_MODEL_SERVER_WORKERS to the CPU count (as the
     # module's endpoint has it), which TorchServe would run as that many workers: TORCHSERVE_ENV holds both.
-    status, _, raw = served._request("GET", "/models/model")
+    status, raw = management(served, "GET", "/models/model")
     assert status == 200, raw[:300]
     (model,) = json.loads(raw)
     assert model["responseTimeout"] == 60

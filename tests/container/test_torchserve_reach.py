@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.container.conftest import endpoint
+from tests.container.conftest import endpoint, management
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
@@ -30,3 +30,5 @@ def test_a_request_naming_another_host_cannot_drive_torchserves_management_api(s
     assert not 200 <= listed[0] < 300 and not 200 <= scaled[0] < 300, (
         f"GET /models: {listed[0]}, PUT /models/model: {scaled[0]}"
     )
+    # The API is there, on the launcher's Unix socket, which only this user can open.
+    assert management(served, "GET", "/models")[0] == 200
