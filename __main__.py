@@ -22,7 +22,7 @@ from components.settings import (
     strip_namespace,
     validate_settings,
 )
-from components.static_site import StaticSite, StaticSiteArgs
+from components.static_site import StaticSite, StaticSiteArgs, StaticSiteArgsError
 
 ROOT = Path(__file__).resolve().parent
 
@@ -33,7 +33,15 @@ def _reraise(error: BaseException) -> NoReturn:
 
 # What the user can fix (a stack setting, the artifact not built, a file a bundle refuses): its message says what to
 # do. `pulumi up` prints a pulumi.RunError as that message alone, and any other exception as a Python traceback.
-USER_ERRORS = (SettingsError, policies.ArtifactMissingError, policies.PolicyInputError, BundleDirError, BundleError)
+# StaticSiteArgsError: www/ is the user's (a file of no known type, no index.html, one that cannot be read).
+USER_ERRORS = (
+    SettingsError,
+    policies.ArtifactMissingError,
+    policies.PolicyInputError,
+    BundleDirError,
+    BundleError,
+    StaticSiteArgsError,
+)
 
 
 def _reported(error: BaseException) -> BaseException:

@@ -14,6 +14,7 @@ from components import alarms, policies
 from components.bundle_dir import engine_path
 from components.dynamic.http_api_cors import HttpApiCors
 from components.settings import (
+    ENDPOINT_NAME_RE,
     KMS_KEY_ARN_RE,
     LAMBDA_ARCHITECTURES,
     LAMBDA_MEMORY_RANGE,
@@ -22,6 +23,7 @@ from components.settings import (
     THROTTLE_BURST_RANGE,
     THROTTLE_RATE_RANGE,
     is_count,
+    origin_problem,
 )
 from handlers.proxy_core import LAMBDA_TIMEOUT_S
 
@@ -89,6 +91,18 @@ class InferenceApiArgs:
             policies.cors_allowed_origins([], self.extra_origins)
         except policies.PolicyInputError as exc:
             raise fail("extra_origins", str(exc)) from None
+        # Plain values are checked here; Outputs (another component's) only when they resolve.
+        if isinstance(self.endpoint_name, str) and not ENDPOINT_NAME_RE.match(self.endpoint_name):
+            raise fail("endpoint_name", "1..63 chars of [a-zA-Z0-9-], alphanumeric at both ends")
+        for field in ("site_origins", "extra_origins"):
+            value = getattr(self, field)
+            if isinstance(value, pulumi.Output) or any(isinstance(item, pulumi.Output) for item in value or ()):
+                continue
+            if isinstance(value, str) or not isinstance(value, Sequence):
+                raise fail(field, "a list of origins")
+            # As the settings check corsExtraOrigins: an origin spelt otherwise than a browser sends it never matches.
+            if problem := next(filter(None, map(origin_problem, value)), None):
+                raise fail(field, f"allowed {problem}")
         if wrong := alarms.alarm_inputs_problem(self.alarms, self.alarm_topic_arn):
             raise fail(*wrong)
 

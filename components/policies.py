@@ -458,7 +458,15 @@ def site_content_hash(files: Mapping[str, bytes], config_js: str) -> str:
 
 
 def read_site_files(files: Mapping[str, Path]) -> dict[str, bytes]:
-    return {key: path.read_bytes() for key, path in files.items()}
+    """Each file's bytes; one the deployer cannot read (or that went away since site_files) is a PolicyInputError
+    naming it, which stops `pulumi up` in one line rather than a PermissionError's traceback."""
+    contents = {}
+    for key, path in files.items():
+        try:
+            contents[key] = path.read_bytes()
+        except OSError as exc:
+            raise PolicyInputError(f"www file {str(path)!r} cannot be read: {exc.strerror or exc}") from None
+    return contents
 
 
 # ------------------------------------------------------------------------------------------ model

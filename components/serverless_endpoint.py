@@ -71,6 +71,10 @@ class ServerlessEndpointArgs:
                 "not an existing file: name the model.tar.gz that model/package.py builds (in this repository, "
                 "`make model` writes model/dist/model.tar.gz)",
             )
+        # The digest keys the artifact's object and names the Model and configuration: a stale one would put new
+        # bytes under the old key, overwritten in place, with nothing rolled out or smoke-checked.
+        if policies.file_sha256(Path(self.artifact_path)) != self.artifact_sha256:
+            raise fail("artifact_sha256", "not the sha256 of artifact_path's bytes (policies.file_sha256)")
         if problem := image_tag_problem(self.image_tag):
             raise fail("image_tag", problem)
         if not is_count(self.memory_size_mb) or self.memory_size_mb not in MEMORY_SIZES_MB:
@@ -86,6 +90,8 @@ class ServerlessEndpointArgs:
             raise fail("kms_key_arn", "a KMS key ARN (not an alias), or None")
         if wrong := alarms.alarm_inputs_problem(self.alarms, self.alarm_topic_arn):
             raise fail(*wrong)
+        if not isinstance(self.smoke_check, bool):  # "false" is truthy: the check turned off would run
+            raise fail("smoke_check", "True or False")
 
 
 class ServerlessEndpoint(pulumi.ComponentResource):

@@ -242,9 +242,16 @@ def _optional_str(value: Any) -> Any:
 
 def validate_origin(key: str, origin: Any) -> str:
     """An origin is scheme://host[:port] with nothing after it; http only for loopback hosts."""
+    if problem := origin_problem(origin):
+        raise _fail(key, origin, problem)
+    return origin
+
+
+def origin_problem(origin: Any) -> str | None:
+    """What is wrong with `origin` as a CORS origin (validate_origin's rule), as what is allowed; None if nothing."""
     allowed = "https://host[:port] origins (http only for localhost, 127.0.0.1 or [::1]), no path, no wildcard"
     if not isinstance(origin, str) or "*" in origin:
-        raise _fail(key, origin, allowed)
+        return allowed
     try:
         parts = urlsplit(origin)  # raises ValueError for a bracket left open, or brackets round no IPv6 address
         parts.port  # noqa: B018 - raises ValueError for a malformed port
@@ -262,20 +269,16 @@ def validate_origin(key: str, origin: Any) -> str:
         or parts.port == 0  # no page can be served from port 0, so no browser sends it
         or origin != origin.strip()
     ):
-        raise _fail(key, origin, allowed)
+        return allowed
     # CORS (the proxy's and API Gateway's) compares the configured origin with the browser's Origin header, which is
     # always serialized: lower case, an ASCII (punycode) host, no default port. Any other spelling of the same origin
     # is accepted here and deployed, and then never matches: every request from that page fails CORS.
     sent = _serialized_origin(parts.scheme, host, parts.port)
     if sent is None:
-        raise _fail(
-            key,
-            origin,
-            "a host name of ASCII letters, digits, '-', '_' and '.' (punycode, xn--, for others) or an IP address",
-        )
+        return "a host name of ASCII letters, digits, '-', '_' and '.' (punycode, xn--, for others) or an IP address"
     if origin != sent:
-        raise _fail(key, origin, f"the origin as a browser sends it, {sent!r} (lower case, punycode, no default port)")
-    return origin
+        return f"the origin as a browser sends it, {sent!r} (lower case, punycode, no default port)"
+    return None
 
 
 def _serialized_origin(scheme: str, host: str, port: int | None) -> str | None:

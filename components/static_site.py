@@ -36,6 +36,15 @@ class StaticSiteArgs:
 
         if not Path(self.www_dir).is_dir():
             raise fail("www_dir", "an existing directory")
+        try:  # what the site would fail on once declared: no index.html, a file of no known type, an unreadable one
+            policies.read_site_files(policies.site_files(Path(self.www_dir)))
+        except policies.PolicyInputError as exc:
+            raise fail("www_dir", str(exc)) from None
+        if isinstance(self.api_url, str):  # an Output (the API's) is rendered when it resolves
+            try:
+                render_config_js(self.api_url)
+            except ValueError as exc:
+                raise fail("api_url", str(exc)) from None
         if self.price_class not in PRICE_CLASSES:
             raise fail("price_class", f"one of {PRICE_CLASSES}")
         if bool(self.custom_domain) != bool(self.certificate_arn):
