@@ -406,6 +406,9 @@ def load_metadata(model_dir: str) -> dict[str, Any]:
     missing = {"model", "weights", "labels", "preprocessing"} - meta.keys()
     if missing:
         raise ModelLoadError(f"model metadata at {path} lacks {sorted(missing)}")
+    for key in ("model", "weights"):  # each reply names them; "model" is torchvision's name for the fallback
+        if not isinstance(meta[key], str) or not meta[key]:
+            raise ModelLoadError(f"model metadata at {path}: {key} is {meta[key]!r}, not a non-empty string")
     return meta
 
 

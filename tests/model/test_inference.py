@@ -692,11 +692,6 @@ def test_model_fn_names_an_architecture_torchvision_cannot_build(inference, mode
         inference.load_classifier(str(tmp_path))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="metadata.json's model is not checked to be text, as labels are: 7 is served (each reply's model is 7, "
-    "which the proxy shows as unknown), and null fails the TorchScript fallback with AttributeError naming no path",
-)
 @pytest.mark.parametrize(("backend", "name"), [("auto", 7), ("torchscript", None)])
 def test_a_model_name_that_is_not_text_fails_model_fn_naming_the_metadata(
     inference, model_dir, tmp_path, monkeypatch, backend, name
