@@ -90,6 +90,25 @@ class Container(Protocol):
     def close(self) -> None: ...
 
 
+FORM_URLENCODED = "application/x-www-form-urlencoded"
+_BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+
+
+def form_decode_error(body: bytes) -> str | None:
+    """What Netty's form decoder, in TorchServe's frontend, says of a form body it cannot decode (None: it can): an
+    empty name, or a "%" not followed by two hex digits, in a name ("Bad string") or a value (its index). Its words,
+    as TorchServe 0.12 answered each (tests/container/test_torchserve.py)."""
+    for pair in body.split(b"&"):
+        name, has_value, value = pair.partition(b"=")
+        if not name and has_value:
+            return "java.lang.IllegalArgumentException: empty name"
+        if _BAD_ESCAPE.search(name):
+            return f"Bad string: '{name.decode('latin-1')}'"
+        if bad := _BAD_ESCAPE.search(value):
+            return f"Invalid hex byte at index '{bad.start()}' in string: '{value.decode('latin-1')}'"
+    return None
+
+
 def load_inference_module(code_dir: Path, name: str = "mobilenet_inference"):
     """Import an artifact's code/inference.py as the toolkit imports SAGEMAKER_PROGRAM (code/ on sys.path)."""
     if str(code_dir) not in sys.path:
@@ -355,6 +374,12 @@ class InProcessContainer:
 
     def invoke(self, body: bytes, content_type: str, accept: str) -> ContainerResponse:
         m = self.module
+        if content_type.split(";", 1)[0].strip().lower() == FORM_URLENCODED and (refusal := form_decode_error(body)):
+            # TorchServe's frontend decodes such a body itself, before the toolkit runs (pytorch/serve's
+            # InferenceRequestHandler.parseRequest, Netty's form decoder), and answers what it cannot decode with its
+            # own JSON 500. One it can decode reaches input_fn, which refuses the type.
+            error = {"code": 500, "type": "ErrorDataDecoderException", "message": refusal}
+            return ContainerResponse(500, "application/json", (json.dumps(error, indent=2) + "\n").encode())
         try:
             data: bytes | str = body
             if content_type in UTF8_TYPES:
