@@ -1055,6 +1055,67 @@ def test_transparent_png_is_flattened_on_white(stub_ui: Any, stub_stack: Any, tm
         assert max(rgb.getpixel((rgb.width // 2, rgb.height // 2))) < 15
 
 
+def _chelsea_as(mode: str, **save: Any) -> bytes:
+    from PIL import Image
+
+    out = BytesIO()
+    with Image.open(CHELSEA) as src:
+        src.convert(mode).save(out, "JPEG", quality=95, **save)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "mode", "save"),
+    [("cmyk.jpg", "CMYK", {}), ("progressive.jpg", "RGB", {"progressive": True}), ("grey.jpg", "L", {})],
+    ids=["CMYK", "progressive", "greyscale"],
+)
+def test_a_jpeg_as_print_and_web_tools_write_it_is_sent_in_its_colours(
+    stub_ui: Any, stub_stack: Any, name: str, mode: str, save: dict[str, Any]
+) -> None:
+    # A print workflow's CMYK, a web export's progressive scan, a scanner's greyscale: each decoded by the browser
+    # and sent as a 3-channel JPEG in the colours it shows, not inverted (CMYK's Adobe convention) or tinted.
+    from PIL import Image, ImageStat
+
+    data = _chelsea_as(mode, **save)
+    ui = stub_ui.open()
+    ui.upload_bytes(name, "image/jpeg", data)
+    ui.wait_done()
+    [request] = stub_stack.predict_requests()
+    with Image.open(BytesIO(request.body)) as sent, Image.open(BytesIO(data)) as original:
+        assert sent.format == "JPEG" and sent.mode == "RGB" and sent.size == (385, 256), (sent.mode, sent.size)
+        expected = ImageStat.Stat(original.convert("RGB").resize(sent.size)).mean
+        got = ImageStat.Stat(sent).mean
+    assert all(abs(g - e) < 6 for g, e in zip(got, expected, strict=True)), (got, expected)
+
+
+@pytest.mark.parametrize("mode", ["P", "LA"], ids=["palette with a transparent colour", "grey with alpha"])
+def test_every_kind_of_png_transparency_is_flattened_on_white(
+    stub_ui: Any, stub_stack: Any, tmp_path: Path, mode: str
+) -> None:
+    # As test_transparent_png_is_flattened_on_white, for the PNGs whose transparency is not an RGBA alpha channel:
+    # a palette's transparent index (tRNS, what a GIF-era tool or an 8-bit export writes) and greyscale with alpha.
+    from PIL import Image
+
+    png = tmp_path / "cutout.png"
+    if mode == "P":
+        img = Image.new("P", (300, 300), 0)
+        img.putpalette([0, 0, 0] * 256)  # every index black: index 0 only by its transparency
+        img.paste(1, (100, 100, 200, 200))
+        img.save(png, transparency=0)
+    else:
+        img = Image.new("LA", (300, 300), (0, 0))  # transparent black...
+        img.paste((0, 255), (100, 100, 200, 200))  # ...around an opaque black square
+        img.save(png)
+    ui = stub_ui.open()
+    ui.upload(png)
+    ui.wait_done()
+    [request] = stub_stack.predict_requests()
+    with Image.open(BytesIO(request.body)) as sent:
+        rgb = sent.convert("RGB")
+        assert min(rgb.getpixel((5, 5))) > 240, "transparent areas are white, not black"
+        assert max(rgb.getpixel((rgb.width // 2, rgb.height // 2))) < 15
+
+
 def test_a_gateway_error_shows_the_gateways_request_id(stub_ui: Any, stub_stack: Any) -> None:
     # What API Gateway answers itself when the function crashes: no x-request-id, the id as apigw-requestid.
     stub_stack.script(
