@@ -2629,6 +2629,48 @@ def test_page_runs_clean_under_the_cdn_csp(stub_ui: Any, stub_stack: Any, consol
     assert set(styled) == {"bar-fill"}, "only the bar widths, set through CSSOM, carry a style"
 
 
+@pytest.mark.parametrize(
+    "environment",
+    [{}, {"width": 320, "height": 640, "color_scheme": "dark", "forced_colors": "active", "reduced_motion": "reduce"}],
+    ids=["desktop", "phone-dark-forced-colours-less-motion"],
+)
+def test_no_flow_logs_a_warning_or_an_error(make_ui: Any, stub_stack: Any, environment: dict[str, Any]) -> None:
+    # test_page_runs_clean_under_the_cdn_csp keeps the console's errors of a load and a sample; warnings (a deprecation,
+    # an intervention, a CSP report-only line) and the other flows went unseen. The one line allowed is the browser's
+    # own for each error the API was scripted to answer, on /predict.
+    ui = make_ui(stub_stack, **environment)
+    logged: list[str] = []
+
+    def keep(message: Any) -> None:
+        predict_status = message.text.startswith("Failed to load resource") and "/predict" in message.location["url"]
+        if message.type in ("warning", "error") and not predict_status:
+            logged.append(f"{message.type}: {message.text} ({message.location['url']})")
+
+    ui.page.on("console", keep)
+    ui.page.on("pageerror", lambda exc: logged.append(f"pageerror: {exc}"))
+    ui.open()
+    ui.click_sample("astronaut")
+    ui.wait_done()
+    ui.drop(COFFEE)
+    ui.wait_done()
+    ui.paste(CHELSEA)
+    ui.wait_done()
+    ui.upload_bytes("empty.jpg", "image/jpeg", b"")
+    assert "empty" in ui.wait_error()
+    ui.upload_bytes("notes.jpg", "image/jpeg", b"not a photo\n" * 50)
+    assert CANNOT_DECODE in ui.wait_error()
+    stub_stack.script(
+        {"status": 429, "body": {"error": "throttled", "message": "busy"}, "headers": {"Retry-After": "1"}},
+        {"status": 500, "body": {"error": "internal", "message": "stub failure"}},
+    )
+    ui.upload(CHELSEA)
+    assert "internal error" in ui.wait_error()
+    ui.page.route("**/predict*", lambda route: route.abort("internetdisconnected"))
+    ui.click_sample("rocket")
+    assert "Cannot reach the API" in ui.wait_error()
+    assert logged == []
+
+
 def test_config_js_has_run_when_the_module_reading_it_starts(stub_ui: Any) -> None:
     # script.js reads window.APP_CONFIG as it starts. config.js, a classic script before it, runs first; an async one
     # runs whenever it arrives, after the module if it comes late ("The page is not configured").
