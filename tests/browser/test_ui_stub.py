@@ -589,24 +589,35 @@ def test_the_same_photo_picked_again_after_an_error_is_sent_again(stub_ui: Any, 
     # page went on showing the error, as if the pick had not happened. (An error that refuses the file empties the
     # picker, so there a pick again is a `change`.)
     stub_stack.script({"status": 500, "body": {"error": "internal", "message": "stub failure"}})
+    answers = answer_file_pickers(stub_ui)
     ui = stub_ui.open()
     ui.upload(CHELSEA)
     assert "internal error" in ui.wait_error()
-    pick_again(ui, CHELSEA)
+    pick_again(ui, answers, CHELSEA)
     ui.wait_done()
     assert len(stub_stack.predict_requests()) == 2
 
 
-def pick_again(ui: Any, path: Path) -> None:
-    """Picks `path` in the file picker once the page is idle, through the browser's own file selection (as the dialog
-    gives it), and waits for the picker's answer to it: `change`, or Chromium's `cancel` for the file it holds."""
+def answer_file_pickers(ui: Any) -> list[Path]:
+    """The files the page's next file pickers are answered with, in turn: the test appends one before each. Listened
+    for before the page opens, as test_ui_a11y.answer_the_file_picker says why."""
+    answers: list[Path] = []
+    ui.page.on("filechooser", lambda chooser: chooser.set_files(str(answers.pop(0))))
+    return answers
+
+
+def pick_again(ui: Any, answers: list[Path], path: Path) -> None:
+    """Picks `path` as a visitor does, once the page is idle: a click on the picker's button opens the dialog, which
+    answers `path` (answer_file_pickers). Waits for the picker's answer: `change`, or Chromium's `cancel` for the
+    file it holds already."""
     ui.page.wait_for_selector("#classify-form[aria-busy='false']")
     ui.page.evaluate(
         """() => { window.__picked = [];
             for (const type of ["change", "cancel"])
                 document.getElementById("file-input").addEventListener(type, () => window.__picked.push(type)); }"""
     )
-    ui.upload(path)
+    answers.append(path)
+    ui.page.click("label[for=file-input]")
     ui.page.wait_for_function("() => window.__picked.length > 0")
     ui.page.wait_for_selector("#classify-form[aria-busy='false']")
 
@@ -623,9 +634,10 @@ def test_a_photo_edited_and_picked_again_is_not_left_with_its_old_answer(
     # showing the first version's photo and answer as the answer to this pick. Sent again, or told to choose it again
     # (the picker's File is the old version, which no longer reads), either is an answer to what was picked.
     photo = tmp_path / "edited.jpg"
+    answers = answer_file_pickers(stub_ui)
     ui = classified_copy(stub_ui, photo)
     photo.write_bytes(COFFEE.read_bytes())
-    pick_again(ui, photo)
+    pick_again(ui, answers, photo)
     state = ui.wait_state("done", "error")
     sent_again = len(stub_stack.predict_requests()) == 2 and "384×256" in ui.page.inner_text("#preview-caption")
     told_to_choose_again = state == "error" and FILE_CHANGED in ui.status_text()
