@@ -379,6 +379,30 @@ def test_errors_are_announced_and_focus_stays_on_the_control(stub_ui: Any, stub_
     assert_focus_back_on(ui, control)
 
 
+def test_each_step_of_a_retried_request_is_announced_once_in_order(stub_ui: Any, stub_stack: Any) -> None:
+    # The errors and the result are announced (above); so must be what comes between them when the model is busy: the
+    # wait before the next try, and that try, each once, in the order they happen, and none inside aria-busy.
+    stub_stack.script(
+        {"status": 429, "body": {"error": "throttled", "message": "busy"}, "headers": {"Retry-After": "1"}}
+    )
+    ui = stub_ui.open()
+    ui.page.evaluate(LISTEN)
+    press(ui, SAMPLE_BUTTON, "Enter")
+    ui.page.wait_for_function("() => window.__said.some((s) => s.text.startsWith('Most likely:'))")
+    wait_idle(ui)
+    texts = [" ".join(s["text"].split()) for s in said(ui)]
+    expected = [
+        "Shrinking the photo…",
+        "Classifying…",
+        "The model is busy, retrying in",
+        "Try 2 of 4…",
+        "Most likely: stub label one (62.0%).",
+    ]
+    assert len(texts) == len(expected) and all(t.startswith(e) for t, e in zip(texts, expected, strict=True)), texts
+    assert_heard(said(ui))
+    assert_focus_back_on(ui, SAMPLE_BUTTON)
+
+
 # --------------------------------------------------------------------------------------------------
 # The file picker: its label is the button that is seen (WCAG 2.5.3, Label in Name)
 
