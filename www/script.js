@@ -59,6 +59,10 @@ export const FILE_CHANGED_MESSAGE =
 export const NO_FILE_DROPPED_MESSAGE =
   "What was dropped holds no file (a link or text?). Drop a photo file, or save the image first.";
 export const FOLDER_DROPPED_MESSAGE = "That is a folder: open it and drop one photo from it.";
+// A read that never ends: a cloud drive's placeholder the system must fetch first, a network share gone quiet.
+export const FILE_STALLED_MESSAGE =
+  "This file could not be read in time: if it is on a cloud drive or a network share, make sure it is " +
+  "downloaded, then pick it again.";
 export const SAMPLE_NOT_LOADED_MESSAGE =
   "The sample photo could not be downloaded. Check your connection and try again.";
 
@@ -518,6 +522,9 @@ class FileUnreadableError extends Error {}
  * (it was told as "could not open the file: it is not an image the browser can show"). */
 class SampleNotLoadedError extends Error {}
 
+/** A picked, dropped or pasted file whose read did not end in time (FILE_STALLED_MESSAGE). */
+class FileStalledError extends Error {}
+
 class TooManyPixelsError extends Error {
   constructor({ width, height }) {
     super(tooManyPixelsMessage(width, height));
@@ -537,6 +544,12 @@ async function headOf(blob) {
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** node.replaceChildren(...children), which Safari has only from 14 (the page runs from 13.1: headOf's fallback). */
+function replaceContent(node, ...children) {
+  node.textContent = "";
+  node.append(...children);
+}
 
 /** AbortSignal.timeout(ms), made by hand where it is missing (Safari before 16: iPhones that stop at iOS 15). */
 function timeoutSignal(ms) {
@@ -591,14 +604,27 @@ async function decodeUrl(url) {
 /** A sample's pixels. A download that stalls is given up on as the API's answer is: the browser has no timeout of its
  * own for it, and the page stayed "Shrinking the photo…", every control disabled, for as long as it hung. */
 async function decodeSample(src) {
-  let timer;
-  const stalled = new Promise((resolve, reject) => {
-    timer = setTimeout(() => reject(new SampleNotLoadedError()), REQUEST_TIMEOUT_MS);
-  });
   try {
-    return await Promise.race([decodeUrl(src), stalled]);
+    return await withinTime(decodeUrl(src), REQUEST_TIMEOUT_MS, () => new SampleNotLoadedError());
   } catch (err) {
     throw err instanceof NotAnImageError ? new SampleNotLoadedError() : err;
+  }
+}
+
+/** A file's pixels, given up on as a sample's download is: a read the system never completes (a cloud drive's
+ * placeholder) left the page "Shrinking the photo…", every control disabled, until a reload. */
+function decodeFile(file) {
+  return withinTime(decodeBlob(file), REQUEST_TIMEOUT_MS, () => new FileStalledError());
+}
+
+/** `promise`, or the error `late()` makes once `ms` have passed without it settling. */
+async function withinTime(promise, ms, late) {
+  let timer;
+  const stalled = new Promise((resolve, reject) => {
+    timer = setTimeout(() => reject(late()), ms);
+  });
+  try {
+    return await Promise.race([promise, stalled]);
   } finally {
     clearTimeout(timer);
   }
@@ -691,7 +717,7 @@ function init() {
   /** The name under the picker, with a line break allowed between its pieces (style.css's .name-break). */
   function showFileName(prefix, name) {
     const pieces = fileNamePieces(name).flatMap((piece, i) => (i ? [nameBreak(), piece] : [piece]));
-    el.fileChosen.replaceChildren(prefix, ...pieces);
+    replaceContent(el.fileChosen, prefix, ...pieces);
   }
 
   function nameBreak() {
@@ -771,7 +797,7 @@ function init() {
     // Each size kept whole: the centred caption wrapped "78.1" and "KB" onto two lines.
     const caption = `Sent ${width}×${height} JPEG${part}, ${formatBytes(blob.size)}${original}`;
     el.previewCaption.textContent = keepUnitsWhole(caption);
-    el.predictions.replaceChildren();
+    replaceContent(el.predictions);
     el.predictionsWrap.hidden = true;
     // A hidden heading still names a region: "Top predictions" would lead a screen reader to the photo alone.
     el.results.removeAttribute("aria-labelledby");
@@ -801,7 +827,7 @@ function init() {
       li.append(label, value, bar);
       return li;
     });
-    el.predictions.replaceChildren(...items);
+    replaceContent(el.predictions, ...items);
     el.guessNote.hidden = !isGuess(predictions);
     el.predictionsWrap.hidden = false;
     el.results.setAttribute("aria-labelledby", "results-heading");
@@ -891,7 +917,7 @@ function init() {
     }
   }
 
-  const fromFile = (file) => ({ name: file.name, size: file.size, file, decode: () => decodeBlob(file) });
+  const fromFile = (file) => ({ name: file.name, size: file.size, file, decode: () => decodeFile(file) });
   const fromSample = (src) => ({ name: src.split("/").pop(), size: null, decode: () => decodeSample(src) });
 
   /** The sample whose thumbnail was dragged here: a browser drags an image of a page as its address, not a file. */
@@ -943,7 +969,10 @@ function init() {
       // During a retry's wait the line says when the next try is: the notice goes under it, not over it, or the
       // visitor no longer knows why nothing happens for some seconds.
       if (el.status.dataset.state === "retrying") setStatus("retrying", el.statusMessage.textContent, notice);
-      else setStatus("busy", notice);
+      // Likewise the slow answer's hint, which says why the wait is long: the notice goes after it.
+      else if (el.statusDetail.textContent.startsWith(SLOW_ANSWER_HINT)) {
+        setStatus("busy", el.statusMessage.textContent, `${SLOW_ANSWER_HINT} ${notice}`);
+      } else setStatus("busy", notice);
       return;
     }
     // A drop or a paste: the form names the file Classify sends, as for a picked one. A sample: the page has its
@@ -976,6 +1005,10 @@ function init() {
         }
         if (err instanceof FileUnreadableError) {
           refuse(FILE_CHANGED_MESSAGE);
+          return;
+        }
+        if (err instanceof FileStalledError) {
+          refuse(FILE_STALLED_MESSAGE);
           return;
         }
         if (err instanceof SampleNotLoadedError) {
@@ -1012,7 +1045,25 @@ function init() {
     if (current) classify(current);
   });
 
+  // Chromium and Safari fire `cancel`, not `change`, when the dialog answers with the file the picker holds already
+  // (whatwg/html#10724; Chromium compares paths): the same photo picked again after an error, or edited and saved
+  // under its name, did nothing. Emptied as its dialog opens, the picker fires `change` for any pick; a dismissed
+  // dialog (`cancel`) gets the photo put back. Engines without `cancel` on a picker: Chrome before 113 fires `change`
+  // with no file for a dismissed dialog, which forgets the photo as a dismissal there always did; Safari before 16.4
+  // fires nothing, and its picker then shows no file while the line under it still names the photo Classify sends.
+  let heldAsDialogOpened = null;
+  el.fileInput.addEventListener("click", () => {
+    heldAsDialogOpened = (el.fileInput.files && el.fileInput.files[0]) || null;
+    if (heldAsDialogOpened) el.fileInput.value = "";
+  });
+  el.fileInput.addEventListener("cancel", () => {
+    const held = heldAsDialogOpened;
+    heldAsDialogOpened = null;
+    if (held && !(el.fileInput.files && el.fileInput.files[0])) putInPicker(held);
+  });
+
   el.fileInput.addEventListener("change", () => {
+    heldAsDialogOpened = null;
     const file = el.fileInput.files && el.fileInput.files[0];
     // Setting `files` fires no change event in today's Chromium and Firefox, but Chrome and Safari fired one in 2018
     // (w3c/html#1610): the file the page put there itself is being classified already, not to be sent twice.

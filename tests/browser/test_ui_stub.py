@@ -579,10 +579,6 @@ def test_an_emptied_file_picker_forgets_the_photo(stub_ui: Any, stub_stack: Any,
     assert console.errors == [], "the submit with nothing to send failed in the page"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Chromium fires `cancel`, not `change`, for the file the picker already holds: the page does nothing",
-)
 def test_the_same_photo_picked_again_after_an_error_is_sent_again(stub_ui: Any, stub_stack: Any) -> None:
     # After an error a visitor picks the same photo again, to try again as a first pick did. The picker still holds
     # it, and Chromium, seeing the same file chosen, fires `cancel` instead of `change`: nothing was sent, and the
@@ -622,10 +618,6 @@ def pick_again(ui: Any, answers: list[Path], path: Path) -> None:
     ui.page.wait_for_selector("#classify-form[aria-busy='false']")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Chromium fires `cancel` for a file picked again at the same path, edited or not: the old answer stays",
-)
 def test_a_photo_edited_and_picked_again_is_not_left_with_its_old_answer(
     stub_ui: Any, stub_stack: Any, tmp_path: Path
 ) -> None:
@@ -836,9 +828,6 @@ def test_a_sample_whose_download_stalls_is_given_up_on(stub_ui: Any, stub_stack:
     assert stub_stack.predict_requests() == []
 
 
-@pytest.mark.xfail(
-    strict=True, reason="nothing ends a read of a picked file that never completes, as 35 s does a sample's"
-)
 def test_a_picked_file_whose_read_stalls_is_given_up_on(stub_ui: Any, stub_stack: Any) -> None:
     # A file the system must fetch to read (a cloud drive's placeholder, a network share that stopped answering) can
     # leave its read pending: the page stayed "Shrinking the photo…", every control disabled, until a reload, where a
@@ -1077,10 +1066,6 @@ SAFARI_13_1 = (
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="replaceChildren (Safari 14) fails every photo in Safari 13.1, the engine the arrayBuffer fallback is for",
-)
 def test_the_engine_without_blob_array_buffer_classifies_a_photo(stub_ui: Any, stub_stack: Any) -> None:
     # headOf() reads a Blob through a Response where it has no arrayBuffer(), "missing before Safari 14", and the page
     # carries fallbacks for what else Safari 13.1 lacks. But the name under the picker and the predictions are put in
@@ -1693,8 +1678,9 @@ def test_a_browser_without_abortsignal_timeout_classifies_and_still_gives_up(stu
     stub_stack.script({"status": 200, "gate": gate})
     try:
         ui.upload(COFFEE)
-        ui.page.wait_for_function("() => window.__timeouts.length === 2")
-        ui.page.evaluate("() => window.__timeouts[1]()")
+        # Each photo sets two 35 s timers, its file read's (decodeFile) and then its request's: this one's request.
+        ui.page.wait_for_function("() => window.__timeouts.length === 4")
+        ui.page.evaluate("() => window.__timeouts[3]()")
         text = ui.wait_error()
     finally:
         gate.set()
@@ -1992,10 +1978,6 @@ def test_a_photo_dropped_during_a_retrys_wait_keeps_the_retrying_line(stub_ui: A
     assert ui.labels()[0] == stub_stack.default_predictions[0]["label"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the busy notice replaces the slow answer's hint, which the README says an answer still pending shows",
-)
 def test_a_photo_dropped_during_a_slow_answer_keeps_the_waking_up_hint(stub_ui: Any, stub_stack: Any) -> None:
     # The README: "An answer still pending after 5 s adds, after "Classifying…" ...: "Waking the model up: this can
     # take tens of seconds."" A photo dropped then put "Still classifying the previous photo" in the line's place, hint
@@ -2684,26 +2666,22 @@ def test_no_flow_logs_a_warning_or_an_error(make_ui: Any, stub_stack: Any, envir
 
 
 def test_config_js_has_run_when_the_module_reading_it_starts(stub_ui: Any) -> None:
-    # script.js reads window.APP_CONFIG as it starts. config.js, a classic script before it, runs first; an async one
-    # runs whenever it arrives, after the module if it comes late ("The page is not configured").
+    # script.js reads window.APP_CONFIG as it starts. config.js, a deferred classic script before it, runs first
+    # (deferred and module scripts run in document order); an async one runs whenever it arrives, after the module if
+    # it comes late ("The page is not configured").
     ui = stub_ui.open()
     scripts = ui.page.eval_on_selector_all(
-        "script", "(els) => els.map((e) => [e.getAttribute('src'), e.type, e.async])"
+        "script", "(els) => els.map((e) => [e.getAttribute('src'), e.type, e.async, e.defer])"
     )
-    assert scripts == [["config.js", "", False], ["script.js", "module", False]]
+    assert scripts == [["config.js", "", False, True], ["script.js", "module", False, False]]
 
 
-@pytest.mark.slow  # while it fails: the wait below runs out
-@pytest.mark.xfail(
-    strict=True,
-    reason="config.js, a parser-blocking script in <head>, fetched on every visit, keeps the page blank until it comes",
-)
 def test_the_page_says_it_is_loading_while_config_js_is_still_coming(stub_ui: Any, stub_stack: Any) -> None:
     # index.html says "Loading the page…" for as long as the scripts have not run (30 s on a GPRS link), and the README
-    # calls config.js (no-store, fetched on every visit) the file a poor connection most often loses. But it is a
-    # classic script in <head> without defer: the parser stops there until it comes, and the page had no body at all,
-    # blank, for as long as it took. A deferred classic script still runs before the module after it (HTML's "list of
-    # scripts that will execute when the document has finished parsing", in document order).
+    # calls config.js (no-store, fetched on every visit) the file a poor connection most often loses. It was a
+    # classic script in <head> without defer: the parser stopped there until it came, and the page had no body at
+    # all, blank, for as long as it took. A deferred classic script still runs before the module after it (HTML's
+    # "list of scripts that will execute when the document has finished parsing", in document order).
     held: list[Any] = []
     ui = stub_ui
     ui.page.route("**/config.js", lambda route: held.append(route))
