@@ -7,9 +7,11 @@ promise fails on its own and none needs an ONNX export.
 from __future__ import annotations
 
 import errno
+import fcntl
 import gzip
 import hashlib
 import http.client
+import importlib.metadata
 import io
 import os
 import pickle
@@ -110,7 +112,7 @@ def test_a_failed_compression_leaves_no_temp_file(tmp_path, monkeypatch):
     def full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(package.gzip, "GzipFile", full)
+    monkeypatch.setattr(package, "gzip", SimpleNamespace(GzipFile=full))
     with pytest.raises(OSError, match="No space left"):
         package.write_tarball(MEMBERS, tmp_path / "model.tar.gz")
     assert list(tmp_path.iterdir()) == []
@@ -118,8 +120,14 @@ def test_a_failed_compression_leaves_no_temp_file(tmp_path, monkeypatch):
 
 def test_the_temp_file_is_written_beside_the_artifact_not_in_tmpdir(tmp_path, monkeypatch):
     """A rename is atomic only within one file system: a temp file in TMPDIR (often a tmpfs) could not be renamed
-    over an artifact on another one. Here TMPDIR is a folder that does not exist."""
-    monkeypatch.setattr(package.tempfile, "tempdir", str(tmp_path / "elsewhere"))
+    over an artifact on another one. Here TMPDIR is a folder that does not exist: the builder's own tempfile makes
+    its temp files there unless told another folder."""
+    import tempfile
+
+    def in_tmpdir(*, dir=str(tmp_path / "elsewhere"), **kwargs):
+        return tempfile.NamedTemporaryFile(dir=dir, **kwargs)
+
+    monkeypatch.setattr(package, "tempfile", SimpleNamespace(NamedTemporaryFile=in_tmpdir))
     package.write_tarball(MEMBERS, tmp_path / "dist" / "model.tar.gz")
     assert [p.name for p in (tmp_path / "dist").iterdir()] == ["model.tar.gz"]
 
@@ -154,7 +162,7 @@ def test_a_folder_the_temp_file_cannot_be_made_in_is_named_not_the_temp_file(tmp
     def read_only(*, dir, prefix, suffix, **kwargs):
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.path.join(dir, f"{prefix}ki4ls48c{suffix}"))
 
-    monkeypatch.setattr(package.tempfile, "NamedTemporaryFile", read_only)
+    monkeypatch.setattr(package, "tempfile", SimpleNamespace(NamedTemporaryFile=read_only))
     with pytest.raises(OSError) as failed:
         package.write_tarball(MEMBERS, tmp_path / "dist" / "model.tar.gz")
     assert (failed.value.errno, failed.value.filename) == (errno.EROFS, str(tmp_path / "dist"))
@@ -211,8 +219,9 @@ def _another_installed(dist):
     fingerprint went unnoticed."""
 
     def change(inputs, monkeypatch):
-        installed = package.importlib.metadata.version
-        monkeypatch.setattr(package.importlib.metadata, "version", lambda d: "0.0" if d == dist else installed(d))
+        installed = importlib.metadata.version
+        version = SimpleNamespace(version=lambda d: "0.0" if d == dist else installed(d))
+        monkeypatch.setattr(package, "importlib", SimpleNamespace(metadata=version))
 
     return change
 
@@ -259,8 +268,9 @@ def test_calibration_photos_are_an_input_of_int8_builds_only(inputs):
 @pytest.mark.parametrize("dist", ["onnxruntime", "pillow", "numpy"])
 def test_the_quantiser_and_calibration_libraries_are_inputs_of_int8_builds_only(inputs, monkeypatch, dist):
     fp32, int8 = _fp(inputs), _fp(inputs, int8=True)
-    installed = package.importlib.metadata.version
-    monkeypatch.setattr(package.importlib.metadata, "version", lambda d: "0.0" if d == dist else installed(d))
+    installed = importlib.metadata.version
+    version = SimpleNamespace(version=lambda d: "0.0" if d == dist else installed(d))
+    monkeypatch.setattr(package, "importlib", SimpleNamespace(metadata=version))
     assert _fp(inputs) == fp32
     assert _fp(inputs, int8=True) != int8
 
@@ -375,14 +385,14 @@ def test_the_temp_file_a_build_writes_is_one_the_next_build_removes(stub_build, 
     """The next build finds a killed one's leftover by write_tarball's hidden temp file name: a temp file named
     otherwise (model.tar.gz.*.tmp, not hidden) stayed in model/dist for good, though a hand-made leftover went."""
     b = stub_build
-    real_gzip = package.gzip.GzipFile
+    real_gzip = gzip.GzipFile
     written: list[Path] = []
 
     def recording(*args, fileobj, **kwargs):
         written.append(Path(fileobj.name))
         return real_gzip(*args, fileobj=fileobj, **kwargs)
 
-    monkeypatch.setattr(package.gzip, "GzipFile", recording)
+    monkeypatch.setattr(package, "gzip", SimpleNamespace(GzipFile=recording))
     package.build(b.source, b.out, onnx=False)
     [temp] = written
     assert temp.parent == b.out.parent and temp.name.startswith(".")
@@ -449,7 +459,7 @@ def test_a_build_without_the_folders_lock_leaves_temp_files_be(stub_build, monke
     def no_flock(fd, op):
         raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
 
-    monkeypatch.setattr(package.fcntl, "flock", no_flock)
+    monkeypatch.setattr(package, "fcntl", SimpleNamespace(flock=no_flock, LOCK_EX=fcntl.LOCK_EX, LOCK_NB=fcntl.LOCK_NB))
     package.build(b.source, b.out, onnx=False)
     assert live.exists()
 
@@ -505,7 +515,7 @@ def test_a_folder_that_takes_files_but_cannot_be_listed_still_builds(stub_build,
         return real_open(path, flags, *args, **kwargs)
 
     b.out.parent.mkdir(parents=True)
-    monkeypatch.setattr(package.os, "open", unreadable)
+    monkeypatch.setattr(package, "os", SimpleNamespace(**{**vars(os), "open": unreadable}))  # the builder's own os
     assert package.build(b.source, b.out, onnx=False)[1]
     assert _read(b.out, "model.pth")
 
@@ -577,64 +587,59 @@ def test_the_weights_id_reads_the_files_name_as_utf8_whatever_the_locales_codese
     assert run_in_an_ascii_locale(script, raw) == ascii(expected) + "\n"
 
 
-def test_the_build_names_its_weights_in_what_the_terminals_codeset_can_write(tmp_path, monkeypatch, capsys):
+def _first_line_on(tmp_path, monkeypatch, stdout: str) -> tuple[int, str, str]:
+    """package.main's exit code, what it wrote to `stdout` (the source of a sys.stdout a caller gives it, run with
+    io in scope) as ascii(), and its stderr, for poids-δ.pth (not a state_dict). In a Python of its own: sys.stdout
+    is the process's, and replaced here it would be every other thread's too."""
+    import sys
+
+    monkeypatch.delenv("MODEL_WEIGHTS", raising=False)
+    weights = tmp_path / "poids-δ.pth"
+    weights.write_bytes(b"not a state_dict")
+    script = (
+        "import io, sys; from model import package; package.find_ort_wheel = lambda: None; "
+        f"output = {stdout}; real, sys.stdout = sys.stdout, output; "
+        "code = package.main(sys.argv[1:]); sys.stdout = real; "
+        "print(code); print(ascii(output.buffer.getvalue() if hasattr(output, 'buffer') else "
+        "output.getvalue() if hasattr(output, 'getvalue') else output.text))"
+    )
+    argv = ["--weights", str(weights), "--no-onnx", "--out", str(tmp_path / "m.tar.gz")]
+    done = subprocess.run(
+        [sys.executable, "-c", script, *argv], cwd=package.ROOT.parent, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr  # main() returned, whatever its code: it raised nothing
+    code, written = done.stdout.splitlines()
+    return int(code), written, done.stderr
+
+
+def test_the_build_names_its_weights_in_what_the_terminals_codeset_can_write(tmp_path, monkeypatch):
     """poids-δ.pth's id, now its UTF-8 name, under LANG=en_US.ISO-8859-1 (no δ in Latin-1): the build's first line
     must not stop it with a UnicodeEncodeError; the terminal gets "?" for what it cannot show."""
-    import io
-    import sys
-
-    monkeypatch.setattr(package, "find_ort_wheel", lambda: None)
-    monkeypatch.delenv("MODEL_WEIGHTS", raising=False)
-    weights = tmp_path / "poids-δ.pth"
-    weights.write_bytes(b"not a state_dict")
-    terminal = io.TextIOWrapper(io.BytesIO(), encoding="iso-8859-1")
-    monkeypatch.setattr(sys, "stdout", terminal)
-    assert package.main(["--weights", str(weights), "--no-onnx", "--out", str(tmp_path / "m.tar.gz")]) == 2
-    terminal.flush()
-    assert terminal.buffer.getvalue().startswith(b"inputs: weights=file:poids-?.pth@sha256:")
-    assert "is not a torchvision state_dict" in capsys.readouterr().err  # the build went on to read the file
+    terminal = "io.TextIOWrapper(io.BytesIO(), encoding='iso-8859-1', write_through=True)"
+    code, written, err = _first_line_on(tmp_path, monkeypatch, terminal)
+    assert code == 2, err
+    assert written.startswith(ascii(b"inputs: weights=file:poids-?.pth@sha256:")[:-1]), written
+    assert "is not a torchvision state_dict" in err  # the build went on to read the file
 
 
-def test_the_build_names_its_weights_whole_on_an_output_that_names_no_codeset(tmp_path, monkeypatch, capsys):
+def test_the_build_names_its_weights_whole_on_an_output_that_names_no_codeset(tmp_path, monkeypatch):
     """An output that names no encoding (a StringIO a caller reads the build's lines from) takes any text: read as
     ASCII, poids-δ.pth's id came out as poids-?.pth, another id than the one metadata.json records."""
-    import io
-    import sys
-
-    monkeypatch.setattr(package, "find_ort_wheel", lambda: None)
-    monkeypatch.delenv("MODEL_WEIGHTS", raising=False)
-    weights = tmp_path / "poids-δ.pth"
-    weights.write_bytes(b"not a state_dict")
-    output = io.StringIO()
-    assert output.encoding is None
-    monkeypatch.setattr(sys, "stdout", output)
-    assert package.main(["--weights", str(weights), "--no-onnx", "--out", str(tmp_path / "m.tar.gz")]) == 2
-    assert output.getvalue().startswith("inputs: weights=file:poids-δ.pth@sha256:"), output.getvalue()
-    assert "is not a torchvision state_dict" in capsys.readouterr().err
+    assert io.StringIO().encoding is None
+    code, written, err = _first_line_on(tmp_path, monkeypatch, "io.StringIO()")
+    assert code == 2, err
+    assert written.startswith(ascii("inputs: weights=file:poids-δ.pth@sha256:")[:-1]), written
+    assert "is not a torchvision state_dict" in err
 
 
-def test_the_build_names_its_weights_on_an_output_with_no_encoding_attribute(tmp_path, monkeypatch, capsys):
+def test_the_build_names_its_weights_on_an_output_with_no_encoding_attribute(tmp_path, monkeypatch):
     """print() takes any object with a write() for sys.stdout (a caller's own writer, as redirect_stdout allows); one
     with no `encoding` attribute at all names no codeset either, and takes the id whole, not an AttributeError."""
-    import sys
-
-    class Writer:
-        def __init__(self):
-            self.text = ""
-
-        def write(self, text):
-            self.text += text
-            return len(text)
-
-    monkeypatch.setattr(package, "find_ort_wheel", lambda: None)
-    monkeypatch.delenv("MODEL_WEIGHTS", raising=False)
-    weights = tmp_path / "poids-δ.pth"
-    weights.write_bytes(b"not a state_dict")
-    output = Writer()
-    monkeypatch.setattr(sys, "stdout", output)
-    assert package.main(["--weights", str(weights), "--no-onnx", "--out", str(tmp_path / "m.tar.gz")]) == 2
-    assert output.text.startswith("inputs: weights=file:poids-δ.pth@sha256:"), output.text
-    assert "is not a torchvision state_dict" in capsys.readouterr().err
+    writer = "type('Writer', (), {'text': '', 'write': lambda self, t: setattr(self, 'text', self.text + t)})()"
+    code, written, err = _first_line_on(tmp_path, monkeypatch, writer)
+    assert code == 2, err
+    assert written.startswith(ascii("inputs: weights=file:poids-δ.pth@sha256:")[:-1]), written
+    assert "is not a torchvision state_dict" in err
 
 
 def test_a_weights_file_whose_name_is_not_utf8_is_an_error_naming_it(tmp_path, monkeypatch, capsys):
@@ -940,8 +945,10 @@ def test_int8_calibration_failing_in_a_full_tmpdir_names_it(tmp_path, monkeypatc
         raise DecodeError("Error parsing message with type 'onnx.ModelProto'")
 
     monkeypatch.setattr(shape_inference, "quant_pre_process", cut_short)
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    monkeypatch.setattr(package.shutil, "disk_usage", lambda _path: SimpleNamespace(free=free))
+    monkeypatch.setattr(
+        package, "tempfile", SimpleNamespace(TemporaryDirectory=lambda: tempfile.TemporaryDirectory(dir=tmp_path))
+    )
+    monkeypatch.setattr(package, "shutil", SimpleNamespace(disk_usage=lambda _path: SimpleNamespace(free=free)))
     if free:
         with pytest.raises(DecodeError):
             package.quantize_int8(b"x" * 1000, {}, [tmp_path / "photo.jpg"])
@@ -993,8 +1000,10 @@ def test_int8_refusing_a_graph_in_a_full_tmpdir_says_why_not_that_the_disk_is_fu
         Path(target).write_bytes(one_conv.SerializeToString())
 
     monkeypatch.setattr(shape_inference, "quant_pre_process", prepared)
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    monkeypatch.setattr(package.shutil, "disk_usage", lambda _path: SimpleNamespace(free=0))
+    monkeypatch.setattr(
+        package, "tempfile", SimpleNamespace(TemporaryDirectory=lambda: tempfile.TemporaryDirectory(dir=tmp_path))
+    )
+    monkeypatch.setattr(package, "shutil", SimpleNamespace(disk_usage=lambda _path: SimpleNamespace(free=0)))
     with pytest.raises(package.BuildInputError, match=r"but vit_b_16's graph has 1 Conv\(s\)"):
         package.quantize_int8(b"x" * 1000, {"model": "vit_b_16"}, [tmp_path / "photo.jpg"])
 
@@ -1022,8 +1031,10 @@ def test_int8_calibration_failing_for_another_reason_with_room_is_not_called_a_f
         return SimpleNamespace(free=4 * 1000 - held)
 
     monkeypatch.setattr(shape_inference, "quant_pre_process", written_then_refused)
-    monkeypatch.setattr(tempfile, "tempdir", str(workdir))
-    monkeypatch.setattr(package.shutil, "disk_usage", usage)
+    monkeypatch.setattr(
+        package, "tempfile", SimpleNamespace(TemporaryDirectory=lambda: tempfile.TemporaryDirectory(dir=workdir))
+    )
+    monkeypatch.setattr(package, "shutil", SimpleNamespace(disk_usage=usage))
     with pytest.raises(PermissionError) as refused:
         package.quantize_int8(b"x" * 1000, {}, [photo])
     assert refused.value.filename == str(photo)
@@ -1399,7 +1410,7 @@ def test_cli_stopped_by_a_signal_while_writing_leaves_no_temp_file(cli, monkeypa
     """`timeout 60 make demo INT8=1`, a cancelled CI job or a closed terminal stop the build with SIGTERM or SIGHUP:
     killed while the tarball was written, it left a hidden .model.tar.gz.*.tmp in model/dist and said nothing."""
     out = cli.tmp / "dist" / "model.tar.gz"
-    real_gzip = package.gzip.GzipFile
+    real_gzip = gzip.GzipFile
 
     def signalled(*args, **kwargs):
         os.kill(os.getpid(), sig)
@@ -1409,7 +1420,7 @@ def test_cli_stopped_by_a_signal_while_writing_leaves_no_temp_file(cli, monkeypa
         package.write_tarball(MEMBERS, out)
         return out, True
 
-    monkeypatch.setattr(package.gzip, "GzipFile", signalled)
+    monkeypatch.setattr(package, "gzip", SimpleNamespace(GzipFile=signalled))
     monkeypatch.setattr(package, "build", build)
     ignored: list[int] = []
 
