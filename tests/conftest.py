@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable
@@ -199,9 +200,6 @@ class LocalStack:
     """`python -m local` in a child process on a free loopback port (what `make demo` runs)."""
 
     def __init__(self, *args: str, env: dict[str, str] | None = None, stage_throttle: bool = False):
-        import subprocess
-        import tempfile
-
         # The suites send requests back to back, far past the stage's 10 a second: only the tests of that
         # throttling keep it.
         throttle = [] if stage_throttle else ["--no-stage-throttle"]

@@ -237,33 +237,49 @@ def test_more_invocations_in_flight_than_max_concurrency_fails_the_load(monkeypa
     assert run_main_on_a_fake_stack(monkeypatch, [Sample(200, 0.01)] * 20, peak_in_flight=cap + 1) == 1
 
 
+def names_of(module, **replaced):
+    """`module`'s names with `replaced` instead: set on the code under test's own name for it, the module itself,
+    which every other test and thread sees, stays as it is."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(**{**vars(module), **replaced})
+
+
+def in_dir(make, directory):
+    """tempfile's `make` (mkstemp, NamedTemporaryFile) with `directory` for the TMPDIR it would use."""
+    return lambda *args, dir=str(directory), **kwargs: make(*args, dir=dir, **kwargs)
+
+
 @pytest.fixture
 def interrupted_startup(monkeypatch, tmp_path):
-    """`python -m local` replaced by a process that never prints its banner; Ctrl-C arrives while we wait."""
+    """`python -m local` replaced by a process that never prints its banner; Ctrl-C arrives while we wait. Called with
+    the module that starts the stack, whose own sys, subprocess and tempfile are replaced."""
     import subprocess
     import sys
     import tempfile
 
     logs = tmp_path / "tmp"
     logs.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(logs))  # the harness's log files land here
     fake = tmp_path / "python"
     fake.write_text("#!/bin/sh\nexec sleep 60\n")
     fake.chmod(0o755)
-    monkeypatch.setattr(sys, "executable", str(fake))
     started: list[subprocess.Popen] = []
-    real_popen = subprocess.Popen
 
     def popen(*args, **kwargs):
-        started.append(real_popen(*args, **kwargs))
+        started.append(subprocess.Popen(*args, **kwargs))
         return started[-1]
-
-    monkeypatch.setattr(subprocess, "Popen", popen)
 
     def interrupted(self, *args, **kwargs):
         raise KeyboardInterrupt
 
-    yield started, interrupted, logs
+    def start_in(module):
+        in_logs = {name: in_dir(getattr(tempfile, name), logs) for name in ("mkstemp", "NamedTemporaryFile")}
+        monkeypatch.setattr(module, "tempfile", names_of(tempfile, **in_logs))  # the log files land in logs
+        monkeypatch.setattr(module, "sys", names_of(sys, executable=str(fake)))
+        monkeypatch.setattr(module, "subprocess", names_of(subprocess, Popen=popen))
+        return started, interrupted, logs
+
+    yield start_in
     for proc in started:  # whatever the code under test left behind
         if proc.poll() is None:
             proc.kill()
@@ -271,9 +287,10 @@ def interrupted_startup(monkeypatch, tmp_path):
 
 
 def test_ctrl_c_while_the_loadtest_stack_starts_leaves_no_process_or_log(monkeypatch, interrupted_startup):
+    import bench.loadtest
     from bench.loadtest import StackProcess
 
-    started, interrupted, logs = interrupted_startup
+    started, interrupted, logs = interrupted_startup(bench.loadtest)
     monkeypatch.setattr(StackProcess, "_wait", interrupted)
     with pytest.raises(KeyboardInterrupt):
         StackProcess("--fault-injection")
@@ -283,9 +300,10 @@ def test_ctrl_c_while_the_loadtest_stack_starts_leaves_no_process_or_log(monkeyp
 
 
 def test_ctrl_c_while_the_bench_stack_starts_leaves_no_process_or_log(monkeypatch, interrupted_startup):
+    import tests.conftest
     from tests.conftest import LocalStack
 
-    started, interrupted, logs = interrupted_startup
+    started, interrupted, logs = interrupted_startup(tests.conftest)
     monkeypatch.setattr(LocalStack, "_wait_for_url", interrupted)
     with pytest.raises(KeyboardInterrupt):
         LocalStack()
@@ -519,13 +537,14 @@ def test_a_stack_that_exits_before_its_banner_is_no_url_and_its_output_is_kept(m
     import sys
     import tempfile
 
+    import bench.loadtest
     from bench.loadtest import StackProcess
 
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(bench.loadtest, "tempfile", names_of(tempfile, mkstemp=in_dir(tempfile.mkstemp, tmp_path)))
     fake = tmp_path / "python"
     fake.write_text('#!/bin/sh\necho "error: the model endpoint cannot start: model_fn failed"\nexit 1\n')
     fake.chmod(0o755)
-    monkeypatch.setattr(sys, "executable", str(fake))
+    monkeypatch.setattr(bench.loadtest, "sys", names_of(sys, executable=str(fake)))
     stack = StackProcess("--artifact", "broken.tar.gz", timeout=HANG_GUARD_S)
     assert stack.url is None and stack.proc.wait(timeout=HANG_GUARD_S) == 1
     assert stack.proc.args[1:] == ["-m", "local", "--port", "0", "--no-stage-throttle", "--artifact", "broken.tar.gz"]
@@ -607,6 +626,8 @@ THROTTLED_ANSWER = {"error": "throttled", "message": "busy"}
 @pytest.fixture
 def fake_stack_calls(monkeypatch):
     """bench.loadtest's calls to the stack replaced: what it did, in order (`answers`: what /predict answers)."""
+    import time
+
     import httpx
 
     import bench.loadtest as lt
@@ -623,9 +644,9 @@ def fake_stack_calls(monkeypatch):
 
     monkeypatch.setattr(lt, "set_faults", lambda url, faults: calls.append(("set", faults)))
     monkeypatch.setattr(lt, "runtime_state", lambda url: calls.append("clear") or {})
-    monkeypatch.setattr(httpx, "post", post)
+    monkeypatch.setattr(lt, "httpx", names_of(httpx, post=post))
     monkeypatch.setattr(lt, "post_image", lambda client, url, image: post(url))
-    monkeypatch.setattr(lt.time, "sleep", lambda s: calls.append(("sleep", s)))
+    monkeypatch.setattr(lt, "time", names_of(time, sleep=lambda s: calls.append(("sleep", s))))
     return calls, answers
 
 
@@ -701,7 +722,7 @@ def test_a_broken_artifact_passes_only_if_the_stack_refuses_to_start_naming_the_
 
     import bench.loadtest as lt
 
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(lt, "tempfile", names_of(tempfile, mkdtemp=in_dir(tempfile.mkdtemp, tmp_path)))
     stopped = []
 
     class Refusing:
