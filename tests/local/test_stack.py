@@ -1249,17 +1249,22 @@ def test_a_stop_signal_just_as_the_model_directory_is_made_leaves_nothing_behind
     after mkdtemp made the directory but before the container kept its name, it left the directory behind."""
     import signal
     import tempfile
+    from types import SimpleNamespace
+
+    import local.runtime
 
     made: list[str] = []
-    real_mkdtemp = tempfile.mkdtemp
 
     def mkdtemp_then_terminated(**kwargs) -> str:
-        path = real_mkdtemp(dir=tmp_path, **kwargs)
+        path = tempfile.mkdtemp(dir=tmp_path, **kwargs)
         made.append(path)
         os.kill(os.getpid(), signal.SIGTERM)  # its handler runs before this returns, unless the signal is held
         return path
 
-    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp_then_terminated)
+    # The runtime's own tempfile: replaced in the module itself, every other thread's mkdtemp would send the signal
+    monkeypatch.setattr(
+        local.runtime, "tempfile", SimpleNamespace(**{**vars(tempfile), "mkdtemp": mkdtemp_then_terminated})
+    )
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # what local.__main__ installs
     try:
         with pytest.raises(SystemExit):
@@ -1277,36 +1282,51 @@ def test_a_stop_signal_taken_by_another_thread_as_the_model_directory_is_made_le
     its handler here at once, between mkdtemp and the container keeping the name (the test above then failed about
     one run in three)."""
     import signal
+    import socket
     import tempfile
     import threading
+    from types import SimpleNamespace
+
+    import local.runtime
 
     made: list[str] = []
-    real_mkdtemp = tempfile.mkdtemp
     other = threading.Event()
     bystander = threading.Thread(target=other.wait, daemon=True)  # a thread that does not block SIGTERM
     bystander.start()
+    # Written to by the signal's C-level handler in whichever thread takes it, once its Python handler is due: no
+    # sleep to guess when the other thread has taken it.
+    taken, wakeup = socket.socketpair()
+    wakeup.setblocking(False)
+    taken.settimeout(HANG_GUARD_S)
 
     def mkdtemp_then_terminated(**kwargs) -> str:
-        path = real_mkdtemp(dir=tmp_path, **kwargs)
+        path = tempfile.mkdtemp(dir=tmp_path, **kwargs)
         made.append(path)
         os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(0.2)  # the other thread takes it meanwhile; its handler runs here unless deferred
-        return path
+        assert taken.recv(1) == bytes([signal.SIGTERM])  # taken (by the other thread, if this one blocks it)
+        return path  # its handler runs before this returns, here, unless deferred
 
-    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp_then_terminated)
+    # The runtime's own tempfile: replaced in the module itself, every other thread's mkdtemp would send the signal
+    monkeypatch.setattr(
+        local.runtime, "tempfile", SimpleNamespace(**{**vars(tempfile), "mkdtemp": mkdtemp_then_terminated})
+    )
 
     def terminate(*_) -> None:  # what local.__main__ installs
         sys.exit(0)
 
     previous = signal.signal(signal.SIGTERM, terminate)
+    previous_wakeup = signal.set_wakeup_fd(wakeup.fileno(), warn_on_full_buffer=False)
     try:
         with pytest.raises(SystemExit):
             InProcessContainer(artifact)
         assert signal.getsignal(signal.SIGTERM) is terminate  # put back, and it ran
     finally:
+        signal.set_wakeup_fd(previous_wakeup)
         signal.signal(signal.SIGTERM, previous)
         other.set()
         bystander.join()
+        taken.close()
+        wakeup.close()
     assert made and list(tmp_path.iterdir()) == []
 
 
