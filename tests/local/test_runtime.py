@@ -21,12 +21,22 @@ from local import runtime as runtime_module
 from local.runtime import ContainerResponse, ContainerUnavailable, Faults, SageMakerRuntime, model_error
 from tests.ci import skip_or_fail
 from tests.conftest import gzip_with_a_bad_block, tar_gz_of
+from tests.waiting import HANG_GUARD_S
 
 
 def os_with(**names):
     """The os module as local.runtime looks it up, with some names replaced: patching os itself reaches every thread
     of the process (a server or sandbox of another fixture killing its child would get the fake too)."""
     return SimpleNamespace(**{**{name: getattr(os, name) for name in dir(os) if not name.startswith("__")}, **names})
+
+
+def tarfile_opening(cls, *without: str):
+    """The tarfile module as local.runtime looks it up, its archives opened as `cls` (a TarFile with a method
+    replaced) and the names `without` gone: patching TarFile itself reaches every thread of the process too."""
+    import tarfile
+
+    names = {name: getattr(tarfile, name) for name in dir(tarfile) if not name.startswith("__") and name not in without}
+    return SimpleNamespace(**{**names, "open": cls.open})
 
 
 @pytest.fixture
@@ -907,10 +917,11 @@ def test_a_quota_reached_while_unpacking_is_called_a_quota_not_a_full_disk(tmp_p
 
     from local.runtime import ModelStartError, extract_artifact
 
-    def quota(*_args, **_kwargs):
-        raise OSError(errno.EDQUOT, "Disk quota exceeded")
+    class Quota(tarfile.TarFile):
+        def makefile(self, *_args, **_kwargs):
+            raise OSError(errno.EDQUOT, "Disk quota exceeded")
 
-    monkeypatch.setattr(tarfile.TarFile, "makefile", quota)
+    monkeypatch.setattr(runtime_module, "tarfile", tarfile_opening(Quota))
     artifact = tar_gz_of(tmp_path / "model.tar.gz", {"model.onnx": b"x"})
     with pytest.raises(ModelStartError) as refused:
         extract_artifact(artifact, tmp_path / "unpacked")
@@ -931,16 +942,15 @@ def test_an_artifact_unpacks_as_the_data_filter_would_where_tarfile_has_no_filte
 
     from local.runtime import ModelStartError, extract_artifact
 
-    real_extractall = tarfile.TarFile.extractall
     trusted = {"filter": "fully_trusted"} if hasattr(tarfile, "data_filter") else {}  # 3.12+ warns without one
 
-    def extractall(self, path=".", members=None, *, numeric_owner=False, **kwargs):
-        if kwargs:
-            raise TypeError(f"TarFile.extractall() got an unexpected keyword argument {next(iter(kwargs))!r}")
-        return real_extractall(self, path, members, numeric_owner=numeric_owner, **trusted)
+    class Unfiltered(tarfile.TarFile):
+        def extractall(self, path=".", members=None, *, numeric_owner=False, **kwargs):
+            if kwargs:
+                raise TypeError(f"TarFile.extractall() got an unexpected keyword argument {next(iter(kwargs))!r}")
+            return super().extractall(path, members, numeric_owner=numeric_owner, **trusted)  # noqa: S202 - as tarfile
 
-    monkeypatch.delattr(tarfile, "data_filter", raising=False)
-    monkeypatch.setattr(tarfile.TarFile, "extractall", extractall)
+    monkeypatch.setattr(runtime_module, "tarfile", tarfile_opening(Unfiltered, "data_filter"))
     # absolute_inside: an absolute name that would land inside the destination is refused all the same.
     inside = Path(os.path.realpath(tmp_path / "unpacked" / "model" / "absolute.txt"))
     name = {
@@ -1168,38 +1178,47 @@ def test_the_stacks_multiprocessing_dir_is_locked_as_its_own(tmp_path, monkeypat
     assert runtime.sweep_orphaned_multiprocessing_dirs(tmp_path) == [directory]  # as once its process is killed
 
 
-def test_a_stop_signal_while_multiprocessing_makes_its_dir_leaves_it_to_multiprocessing_to_remove(
-    tmp_path, monkeypatch
-) -> None:
+def test_a_stop_signal_while_multiprocessing_makes_its_dir_leaves_it_to_multiprocessing_to_remove(tmp_path) -> None:
     # util.get_temp_dir makes the directory, then registers its removal at exit: a Ctrl-C between the two left an
-    # empty pymp-* directory, unlocked (so no later start removes it either), in TMPDIR for good.
-    import os
-    import signal
-    from multiprocessing import process, util
+    # empty pymp-* directory, unlocked (so no later start removes it either), in TMPDIR for good. get_temp_dir
+    # imports tempfile itself, so only tempfile.mkdtemp can be replaced: in a Python of its own, as here it would be
+    # every other thread's mkdtemp too. Its exit removes the directory, as multiprocessing's does.
+    import subprocess
 
-    from local import runtime
+    from tests.conftest import ROOT
 
-    made: list[str] = []
+    script = """if True:
+        import signal, sys, tempfile
+        from multiprocessing import process, util
+        from local import runtime
 
-    def mkdtemp_then_ctrl_c(*args, **kwargs) -> str:
-        made.append(real_mkdtemp(*args, **kwargs))
-        signal.raise_signal(signal.SIGINT)
-        return made[-1]
+        made = []
+        real_mkdtemp = tempfile.mkdtemp
 
-    real_mkdtemp = tempfile.mkdtemp
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp_then_ctrl_c)
-    monkeypatch.setattr(runtime, "_multiprocessing_dir_lock", None)
-    monkeypatch.setitem(process.current_process()._config, "tempdir", None)
-    with pytest.raises(KeyboardInterrupt):
-        runtime.hold_multiprocessing_dir()
-    [directory] = made
-    removals = [f for f in list(util._finalizer_registry.values()) if directory in (f._args or ())]
-    try:
-        assert process.current_process()._config["tempdir"] == directory and len(removals) == 1
-    finally:
-        for removal in removals:
-            removal()  # as at exit
+        def mkdtemp_then_ctrl_c(*args, **kwargs):
+            made.append(real_mkdtemp(*args, **kwargs))
+            signal.raise_signal(signal.SIGINT)
+            return made[-1]
+
+        tempfile.mkdtemp = mkdtemp_then_ctrl_c
+        try:
+            runtime.hold_multiprocessing_dir()
+        except KeyboardInterrupt:
+            pass
+        else:
+            sys.exit("no KeyboardInterrupt")
+        [directory] = made
+        removals = [f for f in list(util._finalizer_registry.values()) if directory in (f._args or ())]
+        assert process.current_process()._config["tempdir"] == directory and len(removals) == 1, removals
+        print(directory)
+    """
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S
+    )
+    assert done.returncode == 0, done.stderr
+    directory = done.stdout.strip()
+    assert Path(directory).parent == tmp_path
     assert not os.path.exists(directory)
 
 
