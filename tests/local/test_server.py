@@ -37,6 +37,7 @@ from components.command_line import port_number
 from components.policies import PERMISSIONS_POLICY, cors_allowed_origins
 from components.settings import Settings, load_stack_file
 from local import gateway, server
+from local import runtime as runtime_module
 from local.arguments import host_address, parse_args
 from local.runtime import ContainerResponse, ContainerUnavailable, Faults, SageMakerRuntime
 from local.sandboxes import LambdaTimeout, SandboxStartError
@@ -153,6 +154,16 @@ class InProcessStack:
     def invoke(self, body, headers=(), **kwargs) -> httpx.Response:
         path = f"/endpoints/{ENDPOINT}/invocations"
         return self.request("POST", path, content=body, headers=with_type(headers), **kwargs)
+
+
+def tempfile_in(directory: Path, **names):
+    """The tempfile module as local.runtime looks it up, its TMPDIR `directory` and `names` replaced: tempfile's own
+    tempdir (or mkdtemp) set for the process would move (or fail) every other thread's temporary files too."""
+    import functools
+    import tempfile
+
+    own = {"mkdtemp": functools.partial(tempfile.mkdtemp, dir=directory), "gettempdir": lambda: str(directory)}
+    return SimpleNamespace(**{**vars(tempfile), **own, **names})
 
 
 def with_type(headers) -> list[tuple[str, str]]:
@@ -1741,22 +1752,26 @@ def test_the_banner_gives_the_stage_throttle_or_says_it_is_off():
     assert throttled(gateway.StageThrottle(10.0, 20)).startswith("/predict at 10 requests/s, bursts of 20 ")  # not 10.0
 
 
-def test_a_message_to_a_terminal_that_is_gone_is_dropped(monkeypatch):
-    """After SIGHUP closed the terminal, writing "stopped" fails with EIO: the cleanup goes on without it."""
-    import errno
+def test_a_message_to_a_terminal_that_is_gone_is_dropped():
+    """After SIGHUP closed the terminal, writing "stopped" fails with EIO: the cleanup goes on without it. Here the
+    write fails as it does on a pipe no one reads any more (EPIPE), in a Python of its own: sys.stdout is the
+    process's, and replaced here it would be every other thread's too."""
+    import subprocess
     import sys
 
-    from local.__main__ import say
-
-    class Gone:
-        def write(self, text: str) -> int:
-            raise OSError(errno.EIO, "Input/output error")
-
-        def flush(self) -> None:
-            raise OSError(errno.EIO, "Input/output error")
-
-    monkeypatch.setattr(sys, "stdout", Gone())
-    say("stopped")  # no OSError
+    script = (
+        "import os, sys; from local.__main__ import say; say('stopped'); "
+        "sys.stderr.write('went on\\n'); sys.stderr.flush(); os._exit(0)"  # no retry of the write at exit
+    )
+    read, write = os.pipe()
+    os.close(read)  # gone before the message is written
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", script], cwd=ROOT, stdout=write, stderr=subprocess.PIPE, text=True, timeout=60
+        )
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (0, "went on\n")
 
 
 @pytest.mark.parametrize(
@@ -2307,7 +2322,6 @@ def test_a_full_temporary_directory_at_start_names_it_and_does_not_blame_the_art
     changed nothing, and the full directory was not named. Nothing unpacked is left behind."""
     import io
     import tarfile
-    import tempfile
 
     from local import __main__ as cli
 
@@ -2321,12 +2335,14 @@ def test_a_full_temporary_directory_at_start_names_it_and_does_not_blame_the_art
         tar.addfile(info, io.BytesIO(b"\0" * info.size))
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
 
-    def no_room(*_args, **_kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")
+    class NoRoom(tarfile.TarFile):
+        def makefile(self, *_args, **_kwargs):
+            raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(tarfile.TarFile, "makefile", no_room)
+    # The runtime's own tempfile and tarfile: TMPDIR and TarFile set for the process would be every thread's
+    monkeypatch.setattr(runtime_module, "tempfile", tempfile_in(tmp))
+    monkeypatch.setattr(runtime_module, "tarfile", SimpleNamespace(**{**vars(tarfile), "open": NoRoom.open}))
     assert cli.main(["--port", "0", "--stack-config", str(ROOT / "Pulumi.dev.yaml")]) == 1
     err = capsys.readouterr().err
     assert err == (
@@ -2339,7 +2355,6 @@ def test_a_full_temporary_directory_at_start_names_it_and_does_not_blame_the_art
 def test_a_temporary_directory_too_full_for_even_a_directory_names_it_in_one_line(tmp_path, capsys, monkeypatch):
     """A TMPDIR with not a block (or inode) free refuses the directory the model unpacks into, before any byte of
     it: that ended `make demo` in an OSError traceback, not the line a TMPDIR with a little room got."""
-    import tempfile
 
     from local import __main__ as cli
     from tests.conftest import tar_gz_of
@@ -2351,12 +2366,11 @@ def test_a_temporary_directory_too_full_for_even_a_directory_names_it_in_one_lin
     tar_gz_of(artifact, {"model.onnx": b"\0" * 3_000_000})
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
 
     def full(*_args, **_kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp / "mobilenet-model-1-x"))
 
-    monkeypatch.setattr(tempfile, "mkdtemp", full)
+    monkeypatch.setattr(runtime_module, "tempfile", tempfile_in(tmp, mkdtemp=full))  # the runtime's own tempfile
     assert cli.main(["--port", "0", "--stack-config", str(ROOT / "Pulumi.dev.yaml")]) == 1
     assert capsys.readouterr().err == (
         f"error: the model endpoint cannot start: no room in {tmp} to unpack the model artifact {artifact} (3 MB "
@@ -2586,6 +2600,20 @@ def test_a_cancelled_request_that_cannot_be_answered_for_any_reason_ends_quietly
 
 
 # --- the drain: a stop answers the /predict requests in flight before uvicorn closes the port ----------------------
+def draining_server(uvicorn_shutdown: Callable) -> type[server.DrainingServer]:
+    """server.DrainingServer, the uvicorn.Server.shutdown its own ends with `uvicorn_shutdown(self, sockets)`: a class
+    between the two takes it, as uvicorn.Server's own shutdown replaced would be every server's in the process."""
+
+    class UvicornShutdown(uvicorn.Server):
+        async def shutdown(self, sockets=None) -> None:
+            await uvicorn_shutdown(self, sockets)
+
+    class Draining(server.DrainingServer, UvicornShutdown):
+        pass
+
+    return Draining
+
+
 def stop_with_a_request_in_flight(
     drain: server.Drain,
     request_s: float,
@@ -2593,9 +2621,11 @@ def stop_with_a_request_in_flight(
     force_exit: bool = False,
     grace: float = 0.2,
     announce=lambda _: None,
+    uvicorn_shutdown: Callable = lambda self, sockets=None: asyncio.sleep(0),
 ) -> None:
-    """server.DrainingServer stopped with one /predict request in flight that takes `request_s`."""
-    instance = server.DrainingServer(
+    """server.DrainingServer stopped with one /predict request in flight that takes `request_s`, uvicorn's own
+    shutdown `uvicorn_shutdown`."""
+    instance = draining_server(uvicorn_shutdown)(
         uvicorn.Config(app=None, timeout_graceful_shutdown=grace), drain, announce=announce, give_up=give_up
     )
     instance.force_exit = force_exit
@@ -2615,7 +2645,7 @@ def stop_with_a_request_in_flight(
     asyncio.run(stop())
 
 
-def drained(monkeypatch, request_s: float, grace: float = 0.5, force_exit: bool = False) -> tuple[list, list[str]]:
+def drained(request_s: float, grace: float = 0.5, force_exit: bool = False) -> tuple[list, list[str]]:
     """What uvicorn's own shutdown finds once server.DrainingServer has drained one /predict request in flight that
     takes `request_s`: (stopping, requests still in flight, the grace period left it), and what was announced."""
     seen, said = [], []
@@ -2624,8 +2654,9 @@ def drained(monkeypatch, request_s: float, grace: float = 0.5, force_exit: bool 
     async def uvicorn_shutdown(self, sockets=None) -> None:
         seen.append((drain.stopping, len(drain.requests), self.config.timeout_graceful_shutdown))
 
-    monkeypatch.setattr(uvicorn.Server, "shutdown", uvicorn_shutdown)
-    stop_with_a_request_in_flight(drain, request_s, force_exit=force_exit, grace=grace, announce=said.append)
+    stop_with_a_request_in_flight(
+        drain, request_s, force_exit=force_exit, grace=grace, announce=said.append, uvicorn_shutdown=uvicorn_shutdown
+    )
     return seen, said
 
 
@@ -2723,16 +2754,16 @@ def test_once_a_stop_has_begun_predict_takes_the_whole_body_before_it_says_so():
     assert stack.sandboxes.events == []
 
 
-def test_a_stop_waits_for_the_request_in_flight_and_leaves_uvicorn_the_rest_of_the_grace_period(monkeypatch):
-    [(stopping, in_flight, left)], said = drained(monkeypatch, request_s=0.1)
+def test_a_stop_waits_for_the_request_in_flight_and_leaves_uvicorn_the_rest_of_the_grace_period():
+    [(stopping, in_flight, left)], said = drained(request_s=0.1)
     assert stopping and in_flight == 0 and 0.0 < left <= 0.4
     assert said == ["stopping: answering the 1 /predict request in flight first (at most 0.5 s)"]
 
 
-def test_a_stop_announces_how_many_requests_it_waits_for_and_no_limit_without_a_grace_period(monkeypatch):
+def test_a_stop_announces_how_many_requests_it_waits_for_and_no_limit_without_a_grace_period():
     said, drain = [], server.Drain()
-    monkeypatch.setattr(uvicorn.Server, "shutdown", lambda self, sockets=None: asyncio.sleep(0))
-    instance = server.DrainingServer(uvicorn.Config(app=None, timeout_graceful_shutdown=None), drain, said.append)
+    draining = draining_server(lambda self, sockets=None: asyncio.sleep(0))
+    instance = draining(uvicorn.Config(app=None, timeout_graceful_shutdown=None), drain, said.append)
 
     async def stop() -> None:
         async def request() -> None:
@@ -2749,10 +2780,10 @@ def test_a_stop_announces_how_many_requests_it_waits_for_and_no_limit_without_a_
     assert not drain.cut_short and drain.requests == set()
 
 
-def test_a_request_outliving_the_grace_period_is_left_to_uvicorn_with_none_of_it_left(monkeypatch):
+def test_a_request_outliving_the_grace_period_is_left_to_uvicorn_with_none_of_it_left():
     # One grace period in all: uvicorn then cancels what still runs at once (ShutdownGuard answers it), not after
     # waiting a second grace period of its own.
-    [(stopping, in_flight, left)], _ = drained(monkeypatch, request_s=3600)
+    [(stopping, in_flight, left)], _ = drained(request_s=3600)
     assert stopping and in_flight == 1 and left == 0.0
 
 
@@ -2766,13 +2797,13 @@ def test_answers_the_drain_let_through_get_time_to_be_written_even_at_the_deadli
     assert server.grace_left_to_uvicorn(0.3, drained=False) == 0.3
 
 
-def test_a_second_ctrl_c_does_not_wait_for_the_requests_in_flight(monkeypatch):
-    [(stopping, in_flight, left)], said = drained(monkeypatch, request_s=3600, force_exit=True)
+def test_a_second_ctrl_c_does_not_wait_for_the_requests_in_flight():
+    [(stopping, in_flight, left)], said = drained(request_s=3600, force_exit=True)
     assert stopping and in_flight == 1 and left > 0.4 and said == []
 
 
 @pytest.mark.parametrize("force_exit", [False, True])
-def test_requests_given_up_on_are_cancelled_then_their_sandboxes_ended_before_the_port_closes(monkeypatch, force_exit):
+def test_requests_given_up_on_are_cancelled_then_their_sandboxes_ended_before_the_port_closes(force_exit):
     """Left to run past the stop, a /predict request's handler called the runtime tier uvicorn's shutdown had closed,
     and logged "model_not_ready" after "stopped". Its request is cancelled first (ShutdownGuard's 503), as a sandbox
     ended first would fail it with a 500; and all of it before uvicorn's own shutdown closes the port."""
@@ -2782,16 +2813,14 @@ def test_requests_given_up_on_are_cancelled_then_their_sandboxes_ended_before_th
     async def uvicorn_shutdown(self, sockets=None) -> None:
         events.append(("uvicorn", drain.cut_short))
 
-    monkeypatch.setattr(uvicorn.Server, "shutdown", uvicorn_shutdown)
     give_up = lambda: events.append(("give_up", [task.cancelling() for task in drain.requests]))  # noqa: E731
-    stop_with_a_request_in_flight(drain, 3600, give_up, force_exit=force_exit)
+    stop_with_a_request_in_flight(drain, 3600, give_up, force_exit=force_exit, uvicorn_shutdown=uvicorn_shutdown)
     assert events == [("give_up", [1]), ("uvicorn", True)]
 
 
-def test_a_drained_stop_ends_no_sandbox(monkeypatch):
+def test_a_drained_stop_ends_no_sandbox():
     given_up = []
     drain = server.Drain()
-    monkeypatch.setattr(uvicorn.Server, "shutdown", lambda self, sockets=None: asyncio.sleep(0))
     stop_with_a_request_in_flight(drain, 0.05, lambda: given_up.append("give_up"))
     assert given_up == [] and not drain.cut_short
 
