@@ -247,13 +247,17 @@ def test_ci_run_asks_apt_for_chromium_only_where_the_distribution_has_it(tmp_pat
 
 
 def test_no_ipv6_loopback_skips_outside_ci_and_fails_under_it(monkeypatch):
+    import socket
+    from types import SimpleNamespace
+
     import tests.ci
 
     class NoIPv6:
         def __init__(self, *_):
             raise OSError(97, "Address family not supported by protocol")
 
-    monkeypatch.setattr(tests.ci.socket, "socket", NoIPv6)
+    # tests.ci's own socket: socket.socket itself replaced would refuse every other thread's sockets too
+    monkeypatch.setattr(tests.ci, "socket", SimpleNamespace(**{**vars(socket), "socket": NoIPv6}))
     monkeypatch.delenv("CI", raising=False)
     with pytest.raises(pytest.skip.Exception, match="no IPv6 loopback"):
         tests.ci.require_ipv6_loopback()

@@ -2115,8 +2115,9 @@ def test_without_proc_the_tests_that_read_it_are_skipped_saying_so(monkeypatch, 
     import tests.ci
 
     monkeypatch.delenv("CI", raising=False)
-    real_isdir = os.path.isdir
-    monkeypatch.setattr(tests.ci.os.path, "isdir", lambda path: path != "/proc/self" and real_isdir(path))
+    # tests.ci's own os: os.path.isdir itself replaced would be every other thread's too
+    no_proc = SimpleNamespace(**{**vars(os.path), "isdir": lambda path: path != "/proc/self" and os.path.isdir(path)})
+    monkeypatch.setattr(tests.ci, "os", SimpleNamespace(**{**vars(os), "path": no_proc}))
     for reads_proc in (lambda: blocked_signals(os.getpid()), lambda: run_script(tmp_path, _RESTART_SCRIPT)):
         with pytest.raises(pytest.skip.Exception, match=r"^no /proc \(Linux's; macOS has none\) to read "):
             reads_proc()
