@@ -1338,6 +1338,17 @@ def test_a_missing_artifact_is_an_error_line_like_every_other(monkeypatch, tmp_p
     assert capsys.readouterr().err == "error: model/dist/model.tar.gz is missing: run `make model`\n"
 
 
+def tempfile_in(directory, **names):
+    """The tempfile module as bench.__main__ looks it up, its TMPDIR `directory` and `names` replaced: tempfile's own
+    tempdir (or mkdtemp) set for the process would move (or fail) every other thread's temporary files too."""
+    import functools
+    import tempfile
+    from types import SimpleNamespace
+
+    own = {"mkdtemp": functools.partial(tempfile.mkdtemp, dir=directory), "gettempdir": lambda: str(directory)}
+    return SimpleNamespace(**{**vars(tempfile), **own, **names})
+
+
 def test_a_full_temporary_directory_is_named_and_make_model_not_advised(monkeypatch, tmp_path, capsys):
     """A TMPDIR too full for the unpacked model said "cannot unpack model/dist/model.tar.gz: [Errno 28] No space
     left on device: run `make model`": the artifact was sound, and the full directory was not named. The figure counts
@@ -1346,7 +1357,7 @@ def test_a_full_temporary_directory_is_named_and_make_model_not_advised(monkeypa
     import errno
     import os
     import tarfile
-    import tempfile
+    from types import SimpleNamespace
 
     import bench.__main__ as bench
     from tests.conftest import tar_gz_of
@@ -1354,11 +1365,12 @@ def test_a_full_temporary_directory_is_named_and_make_model_not_advised(monkeypa
     artifact = tar_gz_of(tmp_path / "model.tar.gz", {"model.onnx": os.urandom(3_000_000)})  # ~3 MB compressed too
     monkeypatch.setattr(bench, "ARTIFACT", artifact)
 
-    def no_room(*_args, **_kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")
+    class NoRoom(tarfile.TarFile):
+        def makefile(self, *_args, **_kwargs):
+            raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(tarfile.TarFile, "makefile", no_room)
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    monkeypatch.setattr(bench, "tarfile", SimpleNamespace(**{**vars(tarfile), "open": NoRoom.open}))
+    monkeypatch.setattr(bench, "tempfile", tempfile_in(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
     assert bench.main(["--out", str(tmp_path / "latest.md")]) == 2
     assert capsys.readouterr().err == (
@@ -1373,15 +1385,13 @@ def test_a_temporary_directory_too_full_for_even_a_directory_is_named_too(monkey
     # Not a block or inode free: the directory to unpack into is refused first, and that said "cannot unpack
     # model/dist/model.tar.gz: [Errno 28] ...: run `make model`" again.
     import errno
-    import tempfile
 
     import bench.__main__ as bench
 
     def full(*_args, **_kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "tmp" / "bench-model-x"))
 
-    monkeypatch.setattr(tempfile, "mkdtemp", full)
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    monkeypatch.setattr(bench, "tempfile", tempfile_in(tmp_path / "tmp", mkdtemp=full))
     assert bench.main(["--out", str(tmp_path / "latest.md")]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: no room in {tmp_path / 'tmp'} to unpack the model artifact {bench.ARTIFACT} ("), err
@@ -1390,14 +1400,13 @@ def test_a_temporary_directory_too_full_for_even_a_directory_is_named_too(monkey
 def test_an_artifact_that_cannot_be_unpacked_is_refused_and_leaves_nothing_behind(monkeypatch, tmp_path, capsys):
     """A damaged model.tar.gz (a truncated copy; `python -m bench` does not rebuild it as `make bench` does) ended in
     an EOFError traceback and left the part already unpacked in /tmp."""
-    import tempfile
 
     import bench.__main__ as bench
 
     truncated = tmp_path / "model.tar.gz"
     truncated.write_bytes(bench.ARTIFACT.read_bytes()[:200_000])
     monkeypatch.setattr(bench, "ARTIFACT", truncated)
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    monkeypatch.setattr(bench, "tempfile", tempfile_in(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
     assert bench.main(["--out", str(tmp_path / "latest.md")]) == 2
     assert "error: cannot unpack" in capsys.readouterr().err

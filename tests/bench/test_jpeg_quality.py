@@ -165,8 +165,11 @@ def test_the_page_is_served_on_loopback_quietly_and_only_while_it_is_measured(ca
 @pytest.mark.browser
 @pytest.mark.slow
 def test_a_real_run_through_the_pages_canvas_and_the_model(tmp_path, monkeypatch, capsys):
+    import functools
     import tempfile
+    from types import SimpleNamespace
 
+    import bench.__main__
     import local.runtime
     from tests.browser.conftest import CHROMIUM, SAMPLES
     from tests.ci import skip_or_fail
@@ -175,7 +178,10 @@ def test_a_real_run_through_the_pages_canvas_and_the_model(tmp_path, monkeypatch
         skip_or_fail(f"{CHROMIUM} is missing", "CI must install Debian's chromium")
     temp = tmp_path / "temp"
     temp.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(temp))  # where the artifact is unpacked (~80 MB)
+    # Where the artifact is unpacked (~80 MB): bench.__main__'s own tempfile (its extract()), as tempfile.tempdir set
+    # for the process would move every other thread's temporary files too.
+    unpack_here = {"mkdtemp": functools.partial(tempfile.mkdtemp, dir=temp), "gettempdir": lambda: str(temp)}
+    monkeypatch.setattr(bench.__main__, "tempfile", SimpleNamespace(**{**vars(tempfile), **unpack_here}))
     load, sent, answers = local.runtime.load_inference_module, [], []
 
     def recording(*args):  # the served model path, noting each body it is given (and its type) and each answer
