@@ -282,6 +282,14 @@ def stack(live_stack):
     live_stack.clear_faults()
 
 
+def names_of(module, **replaced):
+    """`module`'s names with `replaced` instead, for the code under test's own name for that module: the module
+    itself patched (tempfile.tempdir, subprocess.run, time.sleep) would be every other test's and thread's too."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(**{**vars(module), **replaced})
+
+
 def run_in_an_ascii_locale(script: str, argument: bytes) -> str:
     """`script`'s output from a Python whose locale codeset is ASCII: the C locale with coercion and UTF-8 mode off,
     which every glibc has, stands in for any codeset that is not UTF-8 (LANG=en_US.ISO-8859-1)."""

@@ -6,6 +6,7 @@ import pytest
 
 from bench.__main__ import counting_faults, interleaved_medians, page_jpeg_quality, recommend_memory_mb
 from components.settings import MEMORY_SIZES_MB
+from tests.conftest import names_of
 
 
 def fake_clock(monkeypatch) -> list[float]:
@@ -13,7 +14,7 @@ def fake_clock(monkeypatch) -> list[float]:
     import bench.__main__ as bench
 
     clock = [0.0]
-    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(bench, "time", names_of(bench.time, perf_counter=lambda: clock[0]))
     return clock
 
 
@@ -228,13 +229,13 @@ def test_cold_start_is_the_median_total_of_alternated_fresh_processes(monkeypatc
         sample = {"imports": imports, "load": load, "first": 0.5, "rss_mb": 100.0, "backend": script}
         return SimpleNamespace(returncode=0, stdout=json.dumps(sample) + "\n", stderr="")
 
-    monkeypatch.setattr(bench.subprocess, "run", run)
+    monkeypatch.setattr(bench, "subprocess", names_of(bench.subprocess, run=run))
     medians = bench.cold_runs({"naive": "naive", "served": "served"}, runs=3)
     assert order == ["naive", "served"] * 3  # side by side, not all of one then all of the other
     assert medians["served"]["in_process"] == 6.5 and medians["naive"]["in_process"] == 6.5
     assert medians["served"]["wall"] == pytest.approx(6.75)  # s
     assert (medians["served"]["backend"], medians["naive"]["rss_mb"]) == ("served", 100.0)
-    assert subprocess.run is run
+    assert bench.subprocess.run is run and subprocess.run is not run  # bench's own name, not every thread's
 
 
 @pytest.mark.parametrize(("served_s", "ratio", "verdict"), [(1.0, "0.50x", "✅"), (1.1, "0.55x", "❌")])
@@ -433,7 +434,7 @@ def test_an_out_that_is_a_symlink_is_checked_where_the_table_is_written(monkeypa
             raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(dir))
         return real(*args, dir=dir, **kwargs)
 
-    monkeypatch.setattr(bench.tempfile, "TemporaryFile", refused)
+    monkeypatch.setattr(bench, "tempfile", names_of(bench.tempfile, TemporaryFile=refused))
     assert bench.main(["--quick", "--out", str(out)]) == 2
     assert capsys.readouterr().err == f"error: --out {out}: Read-only file system\n"
     assert measured == []
@@ -457,7 +458,7 @@ def test_a_results_folder_that_refuses_files_is_refused_up_front_with_the_reason
         assert os.fspath(dir) == str(out.parent)
         raise OSError(code, why, str(dir))
 
-    monkeypatch.setattr(bench.tempfile, "TemporaryFile", refused)
+    monkeypatch.setattr(bench, "tempfile", names_of(bench.tempfile, TemporaryFile=refused))
     assert bench.main(["--quick", "--out", str(out)]) == 2
     assert capsys.readouterr().err == f"error: --out {out}: {why}\n"
     assert measured == []
@@ -490,7 +491,7 @@ def test_an_out_that_is_a_pipe_or_a_device_is_not_refused_for_its_folder(monkeyp
             raise OSError(errno.EACCES, os.strerror(errno.EACCES), str(dir))
         return real(*args, dir=dir, **kwargs)
 
-    monkeypatch.setattr(bench.tempfile, "TemporaryFile", refused)
+    monkeypatch.setattr(bench, "tempfile", names_of(bench.tempfile, TemporaryFile=refused))
     try:
         assert bench.main(["--quick", "--out", str(out)]) == 0
     finally:
@@ -510,7 +511,9 @@ def test_a_device_the_user_cannot_write_is_refused_up_front(monkeypatch, tmp_pat
     bench = stub_sections(monkeypatch, tmp_path)
     out = tmp_path / "null"
     out.symlink_to("/dev/null")
-    monkeypatch.setattr(bench.os, "access", lambda path, mode: not (str(path) == "/dev/null" and mode == os.W_OK))
+    monkeypatch.setattr(
+        bench, "os", names_of(bench.os, access=lambda path, mode: not (str(path) == "/dev/null" and mode == os.W_OK))
+    )
     assert bench.main(["--quick", "--out", str(out)]) == 2
     assert capsys.readouterr().err == f"error: --out {out}: Permission denied\n"
 
@@ -556,8 +559,8 @@ def test_a_results_folder_with_inodes_but_no_free_blocks_is_refused_up_front(mon
             raise no_room
         real_fsync(fd)
 
-    monkeypatch.setattr(bench.tempfile, "TemporaryFile", NoFreeBlock)
-    monkeypatch.setattr(bench.os, "fsync", fsync)
+    monkeypatch.setattr(bench, "tempfile", names_of(bench.tempfile, TemporaryFile=NoFreeBlock))
+    monkeypatch.setattr(bench, "os", names_of(bench.os, fsync=fsync))
     assert bench.main(["--quick", "--out", str(out)]) == 2
     assert capsys.readouterr().err == f"error: --out {out}: No space left on device\n"
     assert measured == [] and probes
@@ -628,7 +631,9 @@ def test_a_hostile_decode_that_fails_fails_the_run(monkeypatch, tmp_path, return
 
     monkeypatch.setattr(bench, "hostile_images", lambda: {"tiny PNG": (lambda: Image.new("RGB", (8, 8)), "PNG", {})})
     monkeypatch.setattr(
-        bench.subprocess, "run", lambda argv, **_: subprocess.CompletedProcess(argv, returncode, "", stderr)
+        bench,
+        "subprocess",
+        names_of(bench.subprocess, run=lambda argv, **_: subprocess.CompletedProcess(argv, returncode, "", stderr)),
     )
     report, ctx = bench.Report(), {}
     bench.bench_hostile_image_memory(report, tmp_path, ctx)
@@ -657,7 +662,7 @@ def test_the_worst_hostile_decode_is_the_one_that_adds_the_most_memory(monkeypat
         mb = next(mb for ext, mb in added_mb.items() if f"bench-hostile.{ext}" in argv[-1])
         return subprocess.CompletedProcess(argv, 0, json.dumps({"before": 100.0, "after": 100.0 + mb}) + "\n", "")
 
-    monkeypatch.setattr(bench.subprocess, "run", run)
+    monkeypatch.setattr(bench, "subprocess", names_of(bench.subprocess, run=run))
     report, ctx = bench.Report(), {}
     bench.bench_hostile_image_memory(report, tmp_path, ctx)
     kb = {ext: (tmp_path / f"bench-hostile.{ext}").stat().st_size / 1024 for ext in added_mb}
@@ -724,7 +729,7 @@ def test_a_serving_stack_that_fails_under_the_memory_benchmark_fails_the_run(mon
             return False
 
     monkeypatch.setattr(local.torchserve, "TorchServeEndpoint", Broken)
-    monkeypatch.setattr(bench.shutil, "which", lambda _: "/usr/bin/java")
+    monkeypatch.setattr(bench, "shutil", names_of(bench.shutil, which=lambda _: "/usr/bin/java"))
     report = bench.Report()
     measured_container_memory(bench, report, {"big": b"", "small_jpeg": b""})
     assert report.failures == [
@@ -800,7 +805,7 @@ def test_a_serving_stack_that_cannot_start_without_java_is_a_skipped_target_that
     bench = stub_sections(
         monkeypatch, tmp_path, container_peak=real.bench_container_peak, container_memory=real.bench_container_memory
     )
-    monkeypatch.setattr(bench.shutil, "which", lambda _: None)
+    monkeypatch.setattr(bench, "shutil", names_of(bench.shutil, which=lambda _: None))
     monkeypatch.delenv("JAVA_HOME", raising=False)
     assert bench.main(["--out", str(tmp_path / "latest.md")]) == 1
     out, err = capsys.readouterr()
@@ -960,7 +965,7 @@ def test_a_serving_stack_that_refuses_the_photos_fails_the_memory_row(monkeypatc
             return 415, {}, b"{}"
 
     monkeypatch.setattr(local.torchserve, "TorchServeEndpoint", Refusing)
-    monkeypatch.setattr(bench.shutil, "which", lambda _: "/usr/bin/java")
+    monkeypatch.setattr(bench, "shutil", names_of(bench.shutil, which=lambda _: "/usr/bin/java"))
     report = bench.Report()
     measured_container_memory(bench, report, {"big": b"", "small_jpeg": b"", "bomb_mb": 500.0, "bomb_name": "PNG"})
     assert report.rows[-2][1:] == ("failed: invocation answered 415", "", "", "measured ❌"), report.rows
@@ -972,7 +977,7 @@ def test_the_worst_case_row_is_skipped_not_dropped_when_no_hostile_decode_was_me
     import local.torchserve
 
     monkeypatch.setattr(local.torchserve, "TorchServeEndpoint", Serving)
-    monkeypatch.setattr(bench.shutil, "which", lambda _: "/usr/bin/java")
+    monkeypatch.setattr(bench, "shutil", names_of(bench.shutil, which=lambda _: "/usr/bin/java"))
     report = bench.Report()
     measured_container_memory(bench, report, {"big": b"", "small_jpeg": b""})  # no "bomb_mb": that decode failed
     assert report.rows[-2][1] == "1000 MB" and report.rows[-2][4].endswith("✅"), report.rows
@@ -1010,7 +1015,7 @@ def test_the_serving_stack_peak_is_its_largest_sample(monkeypatch, bomb_mb, wors
     sent: list[bytes] = []
 
     monkeypatch.setattr(local.torchserve, "TorchServeEndpoint", Peaking)
-    monkeypatch.setattr(bench.shutil, "which", lambda _: "/usr/bin/java")
+    monkeypatch.setattr(bench, "shutil", names_of(bench.shutil, which=lambda _: "/usr/bin/java"))
     report = bench.Report()
     ctx = {"big": b"3 MB photo", "small_jpeg": b"256 px", "bomb_mb": bomb_mb, "bomb_name": "PNG"}
     measured_container_memory(bench, report, ctx)
@@ -1034,7 +1039,7 @@ def test_the_serving_stack_peak_is_printed_on_the_side_of_its_verdict(monkeypatc
             return peak_mb
 
     monkeypatch.setattr(local.torchserve, "TorchServeEndpoint", Steady)
-    monkeypatch.setattr(bench.shutil, "which", lambda _: "/usr/bin/java")
+    monkeypatch.setattr(bench, "shutil", names_of(bench.shutil, which=lambda _: "/usr/bin/java"))
     report = bench.Report()
     measured_container_memory(bench, report, {"big": b"", "small_jpeg": b""})
     assert report.rows[-2][1] == printed, report.rows
@@ -1112,7 +1117,11 @@ def test_a_cold_start_process_that_fails_says_which_and_why_on_its_first_line(mo
     import bench.__main__ as bench
 
     stderr = "Traceback (most recent call last):\n  ...\nModuleNotFoundError: No module named 'onnxruntime'\n"
-    monkeypatch.setattr(bench.subprocess, "run", lambda argv, **_: subprocess.CompletedProcess(argv, 1, "", stderr))
+    monkeypatch.setattr(
+        bench,
+        "subprocess",
+        names_of(bench.subprocess, run=lambda argv, **_: subprocess.CompletedProcess(argv, 1, "", stderr)),
+    )
     with pytest.raises(RuntimeError) as failed:
         bench.cold_runs({"served": "script"}, runs=1)
     first, *rest = str(failed.value).splitlines()
@@ -1127,7 +1136,7 @@ def test_java_from_java_home_alone_is_enough_to_measure_the_serving_stack(monkey
     import local.torchserve
 
     monkeypatch.setattr(local.torchserve, "TorchServeEndpoint", Serving)
-    monkeypatch.setattr(bench.shutil, "which", lambda _: None)
+    monkeypatch.setattr(bench, "shutil", names_of(bench.shutil, which=lambda _: None))
     monkeypatch.setenv("JAVA_HOME", "/opt/jdk-17")
     report = bench.Report()
     measured_container_memory(bench, report, {"big": b"", "small_jpeg": b"", "bomb_mb": 500.0, "bomb_name": "PNG"})
@@ -1424,7 +1433,7 @@ def test_a_serving_stack_too_big_for_the_largest_memory_size_fails_its_row(monke
             return 4500.0  # x1.5 = 6750 MB: more than the largest serverless size
 
     monkeypatch.setattr(local.torchserve, "TorchServeEndpoint", Huge)
-    monkeypatch.setattr(bench.shutil, "which", lambda _: "/usr/bin/java")
+    monkeypatch.setattr(bench, "shutil", names_of(bench.shutil, which=lambda _: "/usr/bin/java"))
     # configured at the largest size: only the missing headroom can fail the row (it passed before, at 6144)
     monkeypatch.setattr(bench, "load_stack_file", lambda _: SimpleNamespace(memory_size_mb=6144))
     report = bench.Report()
@@ -1701,7 +1710,7 @@ def test_the_rows_measured_after_a_rebuild_measure_the_model_the_run_started_wit
     monkeypatch.setattr(bench, "ARTIFACT", artifact)
     monkeypatch.setattr(tests.conftest, "LocalStack", local_stack)
     monkeypatch.setattr(local.torchserve, "TorchServeEndpoint", Endpoint)
-    monkeypatch.setattr(bench.shutil, "which", lambda _: "/usr/bin/java")
+    monkeypatch.setattr(bench, "shutil", names_of(bench.shutil, which=lambda _: "/usr/bin/java"))
     bench.main(["--out", str(tmp_path / "latest.md")])
     assert len(served) == 2, capsys.readouterr().err
     assert served == [started_with, started_with], "a row measured the rebuilt model"
@@ -1731,7 +1740,7 @@ def test_without_proc_the_memory_rows_say_so_and_the_cold_start_keeps_its_timing
         sample = {"imports": 1.0, "load": 1.0, "first": 0.5, "rss_mb": None, "backend": "onnxruntime"}
         return SimpleNamespace(returncode=0, stdout=json.dumps(sample) + "\n", stderr="")
 
-    monkeypatch.setattr(bench.subprocess, "run", run)
+    monkeypatch.setattr(bench, "subprocess", names_of(bench.subprocess, run=run))
     report = bench.Report()
     medians = bench.cold_runs({"naive": "naive", "served": "served"}, runs=3)
     assert medians["served"]["in_process"] == 2.5 and medians["served"]["rss_mb"] is None
@@ -1744,7 +1753,7 @@ def test_without_proc_the_memory_rows_say_so_and_the_cold_start_keeps_its_timing
         raise AssertionError("the serving stack was started, to be measured without /proc")
 
     monkeypatch.setattr(local.torchserve, "TorchServeEndpoint", started)
-    monkeypatch.setattr(bench.shutil, "which", lambda _: "/usr/bin/java")
+    monkeypatch.setattr(bench, "shutil", names_of(bench.shutil, which=lambda _: "/usr/bin/java"))
     monkeypatch.setattr(bench, "hostile_images", lambda: started())
     ctx: dict = {"big": b"", "small_jpeg": b""}
     bench.bench_hostile_image_memory(report, tmp_path, ctx)

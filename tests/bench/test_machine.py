@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bench.machine import cpu_description
+from tests.conftest import names_of
 
 # The host of 2026-12-05 (a KVM guest), its first two processors as /proc/cpuinfo gives them, flags in full.
 ZEN2 = """processor	: 0
@@ -182,8 +183,8 @@ def test_both_headers_describe_the_machine_from_its_cpuinfo(monkeypatch, tmp_pat
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(INTEL)
     monkeypatch.setattr(machine, "CPUINFO", cpuinfo)
-    monkeypatch.setattr(machine.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(machine.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(machine, "os", names_of(machine.os, cpu_count=lambda: 2))
+    monkeypatch.setattr(machine, "platform", names_of(machine.platform, machine=lambda: "x86_64"))
     intel = "Intel(R) Xeon(R) Processor (family 6, model 167; AVX-512, AVX-512 VNNI, AMX)"
     # os.cpu_count() counts logical CPUs: "cores" said twice the physical ones on a host with hyper-threads.
     assert bench_main.machine().startswith(f"{intel}, 2 vCPU, Python ")
@@ -212,8 +213,8 @@ def test_a_cpuinfo_that_cannot_be_read_or_decoded_still_names_the_machine(monkey
     """The header is made after the whole run: a /proc/cpuinfo that raised (denied, or not UTF-8) lost the table."""
     from bench import machine
 
-    monkeypatch.setattr(machine.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(machine.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(machine, "os", names_of(machine.os, cpu_count=lambda: 2))
+    monkeypatch.setattr(machine, "platform", names_of(machine.platform, machine=lambda: "x86_64"))
     monkeypatch.setattr(machine, "CPUINFO", tmp_path)  # a folder: IsADirectoryError, an OSError other than missing
     assert machine.describe() == "x86_64, 2 vCPU"
     cpuinfo = tmp_path / "cpuinfo"

@@ -47,7 +47,7 @@ from local.torchserve import (
     worker_death_cause,
 )
 from tests.ci import skip_or_fail
-from tests.conftest import ROOT, tar_gz_of
+from tests.conftest import ROOT, names_of, tar_gz_of
 from tests.waiting import HANG_GUARD_S, wait_until
 
 BASE = Path("/tmp/torchserve-x")
@@ -1511,7 +1511,7 @@ def test_a_stop_signal_during_the_first_start_leaves_no_copy_of_the_artifact(tmp
         raise KeyboardInterrupt
 
     if during == "the copy":
-        monkeypatch.setattr(torchserve.shutil, "copyfile", interrupted)
+        monkeypatch.setattr(torchserve, "shutil", names_of(torchserve.shutil, copyfile=interrupted))
     else:
         monkeypatch.setattr(managed, "_launch", interrupted)
     with pytest.raises(KeyboardInterrupt):
@@ -1569,7 +1569,7 @@ def test_a_temporary_directory_without_room_counts_the_copy_in_the_figure(tmp_pa
         raise OSError(errno.ENOSPC, "No space left on device")
 
     if refused == "the copy":
-        monkeypatch.setattr(torchserve.shutil, "copyfile", no_room)
+        monkeypatch.setattr(torchserve, "shutil", names_of(torchserve.shutil, copyfile=no_room))
     else:
         monkeypatch.setattr(tarfile.TarFile, "makefile", no_room)
     with pytest.raises(TorchServeError) as refusal:
@@ -1701,7 +1701,7 @@ def test_the_jvm_starts_on_an_os_whose_jvm_lacks_the_toolkits_linux_only_flag(mo
     the deployed container's."""
     assert torchserve.java_tool_options("Linux") == torchserve.TORCHSERVE_JAVA_OPTIONS
     java = shutil.which("java") or skip_or_fail("no java on PATH", "CI installs a JRE")
-    monkeypatch.setattr(torchserve.platform, "system", lambda: "Darwin")
+    monkeypatch.setattr(torchserve, "platform", names_of(torchserve.platform, system=lambda: "Darwin"))
     env = {**os.environ, "JAVA_TOOL_OPTIONS": serving_env(BASE, 1, 2, (3, 4))["JAVA_TOOL_OPTIONS"]}
     ran = subprocess.run(
         [java, "-XX:-UseNoSuchFlagOnThisOS", "-version"], env=env, capture_output=True, text=True, timeout=60

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from handlers import proxy_core as core
 from handlers.proxy_core import ApiError, ConfigError, parse_predict_request
+from tests.conftest import names_of
 
 from .conftest import GIF, JPEG, PNG, WEBP, b64
 
@@ -588,7 +589,7 @@ def test_a_json_body_of_many_arrays_and_objects_is_400_before_it_is_parsed(unit,
     assert json.loads(over)["extra"]
     assert over.count("[") + over.count("{") > limit
     # Refused before it is parsed: a parser that ran would build the arrays first.
-    monkeypatch.setattr(core.json, "loads", lambda *args, **kwargs: pytest.fail("parsed"))
+    monkeypatch.setattr(core, "json", names_of(core.json, loads=lambda *args, **kwargs: pytest.fail("parsed")))
     message = rejects("bad_request", 400, parse, over, "application/json", is_base64=False).message
     assert message.startswith(f"The JSON body holds more than {limit:,} arrays and objects")
 

@@ -18,7 +18,7 @@ from components import policies
 from components.bundle_dir import BundleDirError, bundle_dir_files, engine_path
 from components.lambda_bundle import BundleError, lambda_asset_files
 from model import package
-from tests.conftest import run_in_an_ascii_locale
+from tests.conftest import names_of, run_in_an_ascii_locale
 
 Bundle = Callable[[Path], dict[str, bytes]]
 
@@ -306,7 +306,7 @@ def test_a_folder_that_cannot_be_listed_is_an_error_naming_it(bundle, monkeypatc
             raise PermissionError(13, "Permission denied", str(path))
         return scandir(path)
 
-    monkeypatch.setattr("components.bundle_dir.os.scandir", refuse)
+    monkeypatch.setattr("components.bundle_dir.os", names_of(os, scandir=refuse))  # os.scandir is every thread's
     with pytest.raises(error, match=re.escape(f"cannot list {root.resolve() / 'sub'}: Permission denied")):
         build(root)
 

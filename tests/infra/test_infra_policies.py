@@ -14,6 +14,7 @@ from components import policies
 from components.policies import PolicyInputError
 from components.settings import Settings
 from local import torchserve
+from tests.conftest import names_of
 
 KMS = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 SHA = "ab" * 32
@@ -544,7 +545,9 @@ def test_container_env_caps_the_jvm_heap_as_the_memory_figures_were_measured(mon
     # The toolkit's -XX:-UseContainerSupport sizes the default heap from the machine, not the endpoint's memory.
     deployed = policies.sagemaker_container_env("eu-west-1")["JAVA_TOOL_OPTIONS"]
     assert deployed == "-Xmx512m"
-    monkeypatch.setattr(torchserve.platform, "system", lambda: "Linux")  # the container's (macOS adds a flag)
+    monkeypatch.setattr(
+        torchserve, "platform", names_of(torchserve.platform, system=lambda: "Linux")
+    )  # the container's (macOS adds a flag)
     local = torchserve.serving_env(Path("/srv"), 8080, 8082, (7070, 7071))["JAVA_TOOL_OPTIONS"]
     assert local == deployed
 

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile, JpegImagePlugin, PngImagePlugin
 
+from tests.conftest import names_of
 from tests.imagegen import (
     CAT_LABELS,
     animated_gif,
@@ -1896,7 +1897,7 @@ def test_cgroup_cpu_limit_follows_the_process_cgroup(inference, tmp_path, proc, 
     [(2, None, 2), (2, 1.5, 2), (4, 1.0, 1), (2, 0.25, 1), (2, 8.0, 2), (4, 2.2, 3), (0, None, 1)],
 )
 def test_model_threads_follow_a_cpu_quota(inference, monkeypatch, affinity, limit, threads):
-    monkeypatch.setattr(inference.os, "sched_getaffinity", lambda pid: set(range(affinity)))
+    monkeypatch.setattr(inference, "os", names_of(inference.os, sched_getaffinity=lambda pid: set(range(affinity))))
     monkeypatch.setattr(inference, "cgroup_cpu_limit", lambda: limit)
     assert inference._threads() == threads
     import onnxruntime as ort
@@ -1908,8 +1909,8 @@ def test_model_threads_follow_a_cpu_quota(inference, monkeypatch, affinity, limi
 @pytest.mark.parametrize(("cpu_count", "threads"), [(4, 4), (None, 1)])
 def test_model_threads_without_cpu_affinity(inference, monkeypatch, cpu_count, threads):
     # macOS (a local stack) has no sched_getaffinity: the CPU count, or one thread when even that is unknown.
-    monkeypatch.delattr(inference.os, "sched_getaffinity", raising=False)
-    monkeypatch.setattr(inference.os, "cpu_count", lambda: cpu_count)
+    without = {name: value for name, value in vars(inference.os).items() if name != "sched_getaffinity"}
+    monkeypatch.setattr(inference, "os", names_of(SimpleNamespace(**without), cpu_count=lambda: cpu_count))
     monkeypatch.setattr(inference, "cgroup_cpu_limit", lambda: None)
     assert inference._threads() == threads
 
