@@ -183,22 +183,22 @@ def test_both_headers_describe_the_machine_from_its_cpuinfo(monkeypatch, tmp_pat
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(INTEL)
     monkeypatch.setattr(machine, "CPUINFO", cpuinfo)
-    monkeypatch.setattr(machine, "os", names_of(machine.os, cpu_count=lambda: 2))
-    monkeypatch.setattr(machine, "platform", names_of(machine.platform, machine=lambda: "x86_64"))
+    monkeypatch.setattr(machine, "os", names_of(machine.os, cpu_count=lambda: 6))
+    monkeypatch.setattr(machine, "platform", names_of(machine.platform, machine=lambda: "aarch64"))
     intel = "Intel(R) Xeon(R) Processor (family 6, model 167; AVX-512, AVX-512 VNNI, AMX)"
     # os.cpu_count() counts logical CPUs: "cores" said twice the physical ones on a host with hyper-threads.
-    assert bench_main.machine().startswith(f"{intel}, 2 vCPU, Python ")
-    assert machine_description().startswith(f"{intel}, 2 vCPU, Python ")
+    assert bench_main.machine().startswith(f"{intel}, 6 vCPU, Python ")
+    assert machine_description().startswith(f"{intel}, 6 vCPU, Python ")
     # then the software the figures depend on, and the threads every side of the bench was given
     monkeypatch.setattr(bench_main, "THREADS", 3)  # the served session's count, which a cgroup quota may lower
     assert bench_main.machine() == (
-        f"{intel}, 2 vCPU, Python {platform.python_version()}, torch {torch.__version__}, "
+        f"{intel}, 6 vCPU, Python {platform.python_version()}, torch {torch.__version__}, "
         f"onnxruntime {onnxruntime.__version__}, 3 threads"
     )
 
     cpuinfo.unlink()  # unreadable: the header still names what it can
-    assert bench_main.machine().startswith("x86_64, 2 vCPU, Python ")
-    assert machine_description().startswith("x86_64, 2 vCPU, Python ")
+    assert bench_main.machine().startswith("aarch64, 6 vCPU, Python ")
+    assert machine_description().startswith("aarch64, 6 vCPU, Python ")
 
 
 def test_the_header_reads_avx512_as_the_served_sessions_int8_rule_does(inference):
@@ -213,13 +213,13 @@ def test_a_cpuinfo_that_cannot_be_read_or_decoded_still_names_the_machine(monkey
     """The header is made after the whole run: a /proc/cpuinfo that raised (denied, or not UTF-8) lost the table."""
     from bench import machine
 
-    monkeypatch.setattr(machine, "os", names_of(machine.os, cpu_count=lambda: 2))
-    monkeypatch.setattr(machine, "platform", names_of(machine.platform, machine=lambda: "x86_64"))
+    monkeypatch.setattr(machine, "os", names_of(machine.os, cpu_count=lambda: 6))
+    monkeypatch.setattr(machine, "platform", names_of(machine.platform, machine=lambda: "aarch64"))
     monkeypatch.setattr(machine, "CPUINFO", tmp_path)  # a folder: IsADirectoryError, an OSError other than missing
-    assert machine.describe() == "x86_64, 2 vCPU"
+    assert machine.describe() == "aarch64, 6 vCPU"
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_bytes(INTEL.encode().replace(b"Intel(R)", b"Intel\xae"))  # Latin-1's (R): no UTF-8
     monkeypatch.setattr(machine, "CPUINFO", cpuinfo)
     assert machine.describe() == (
-        "Intel\ufffd Xeon(R) Processor (family 6, model 167; AVX-512, AVX-512 VNNI, AMX), 2 vCPU"
+        "Intel\ufffd Xeon(R) Processor (family 6, model 167; AVX-512, AVX-512 VNNI, AMX), 6 vCPU"
     )
