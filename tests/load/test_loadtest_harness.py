@@ -18,6 +18,7 @@ from bench.loadtest import (
     render_markdown,
     summarize,
 )
+from tests.conftest import names_of
 from tests.waiting import HANG_GUARD_S
 
 
@@ -235,14 +236,6 @@ def test_more_invocations_in_flight_than_max_concurrency_fails_the_load(monkeypa
     cap = load_stack_file(ROOT / "Pulumi.dev.yaml").max_concurrency
     assert run_main_on_a_fake_stack(monkeypatch, [Sample(200, 0.01)] * 20, peak_in_flight=cap) == 0
     assert run_main_on_a_fake_stack(monkeypatch, [Sample(200, 0.01)] * 20, peak_in_flight=cap + 1) == 1
-
-
-def names_of(module, **replaced):
-    """`module`'s names with `replaced` instead: set on the code under test's own name for it, the module itself,
-    which every other test and thread sees, stays as it is."""
-    from types import SimpleNamespace
-
-    return SimpleNamespace(**{**vars(module), **replaced})
 
 
 def in_dir(make, directory):
