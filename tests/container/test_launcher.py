@@ -30,6 +30,7 @@ from typing import ClassVar
 import psutil
 import pytest
 
+import local.runtime
 from components.policies import sagemaker_container_env
 from local import torchserve
 from local.runtime import INVOCATION_TIMEOUT_S, sweep_orphaned_model_dirs
@@ -591,6 +592,12 @@ def test_the_toolkit_runs_in_a_utf8_locale_where_its_env_would_make_it_ascii(
         ep.stop()
 
 
+def tarfile_opening(**methods):
+    """tarfile as local.runtime looks it up (the unpacking torchserve's start calls), its archives opened as a TarFile
+    with `methods` instead: TarFile's own methods replaced would be every thread's archives'."""
+    return names_of(tarfile, open=type("Faulty", (tarfile.TarFile,), methods).open)
+
+
 @pytest.mark.parametrize("damage", ["truncated", "corrupt", "escapes"])
 def test_a_damaged_or_escaping_artifact_is_named_and_leaves_nothing(launched, tmp_path, monkeypatch, damage):
     artifact = tar_gz_of(tmp_path / "model.tar.gz", {"inference.py": random.Random(0).randbytes(100_000)})
@@ -601,7 +608,7 @@ def test_a_damaged_or_escaping_artifact_is_named_and_leaves_nothing(launched, tm
         def undecodable(*args, **kwargs):
             raise zlib.error("Error -3 while decompressing data: invalid distance too far back")
 
-        monkeypatch.setattr(tarfile.TarFile, "extractall", undecodable)
+        monkeypatch.setattr(local.runtime, "tarfile", tarfile_opening(extractall=undecodable))
     else:  # a member outside the model dir
         artifact = tar_gz_of(tmp_path / "model.tar.gz", {"../escaped.py": b"# not ours"})
     with pytest.raises(TorchServeError, match="cannot unpack the model artifact"):
@@ -1556,7 +1563,6 @@ def test_a_temporary_directory_without_room_counts_the_copy_in_the_figure(tmp_pa
     MB copy went in and the 60 MB unpack did not, and the line gave "60 MB unpacked", a figure the directory had room
     for, when the start needs both; a copy refused too was named with the unpacked size alone."""
     import errno
-    import tarfile
 
     from tests.conftest import tar_gz_of
 
@@ -1571,7 +1577,7 @@ def test_a_temporary_directory_without_room_counts_the_copy_in_the_figure(tmp_pa
     if refused == "the copy":
         monkeypatch.setattr(torchserve, "shutil", names_of(torchserve.shutil, copyfile=no_room))
     else:
-        monkeypatch.setattr(tarfile.TarFile, "makefile", no_room)
+        monkeypatch.setattr(local.runtime, "tarfile", tarfile_opening(makefile=no_room))
     with pytest.raises(TorchServeError) as refusal:
         ManagedEndpoint(artifact).start()
     assert str(refusal.value) == (
@@ -1689,7 +1695,7 @@ def test_a_stop_signal_while_the_artifact_unpacks_leaves_no_temp_dir(tmp_path, m
         (Path(path) / "model.onnx").write_bytes(b"half")
         raise stop
 
-    monkeypatch.setattr(tarfile.TarFile, "extractall", interrupted)
+    monkeypatch.setattr(local.runtime, "tarfile", tarfile_opening(extractall=interrupted))
     with pytest.raises(stop):
         TorchServeEndpoint(artifact).start()
     assert list(tmp_path.iterdir()) == [artifact]
