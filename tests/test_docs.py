@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.ci import skip_or_fail
-from tests.conftest import ROOT
+from tests.conftest import ROOT, names_of
 
 DOCS = ("README.md", "bench/history.md")
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")  # link text may span lines
@@ -460,9 +460,11 @@ def local_options() -> dict[str, str | None]:
     import argparse
     from unittest import mock
 
+    from components.command_line import OneLineErrorParser
     from local.__main__ import parse_args
 
-    with mock.patch.object(argparse.ArgumentParser, "parse_args", lambda parser, *_: parser):
+    # The stack's own parser class: argparse.ArgumentParser.parse_args itself is every parser's in the process
+    with mock.patch.object(OneLineErrorParser, "parse_args", lambda parser, *_: parser):
         parser = parse_args([])
     options: dict[str, str | None] = {}
     for action in parser._actions:
@@ -996,8 +998,11 @@ CLI_MODULES = {
 def cli_parsers() -> dict:
     """Each CLI's argparse parser, as its main() builds it (stopped there: nothing runs)."""
     import argparse
+    import contextlib
     import importlib
     from unittest import mock
+
+    from components.command_line import OneLineErrorParser
 
     class Built(Exception):
         pass
@@ -1005,10 +1010,21 @@ def cli_parsers() -> dict:
     def stop(parser, *_):
         raise Built(parser)
 
+    class Stopped(argparse.ArgumentParser):
+        parse_args = stop
+
+    # Each CLI's own parser class (bench.jpeg_quality's through its own argparse name): argparse.ArgumentParser's
+    # parse_args itself is every parser's in the process.
     parsers = {}
     for name, module in CLI_MODULES.items():
-        with mock.patch.object(argparse.ArgumentParser, "parse_args", stop), pytest.raises(Built) as built:
-            importlib.import_module(module).main([])
+        cli = importlib.import_module(module)
+        own = names_of(argparse, ArgumentParser=Stopped)
+        with (
+            mock.patch.object(OneLineErrorParser, "parse_args", stop),
+            mock.patch.object(cli, "argparse", own) if hasattr(cli, "argparse") else contextlib.nullcontext(),
+            pytest.raises(Built) as built,
+        ):
+            cli.main([])
         parsers[name] = built.value.args[0]
     return parsers
 
@@ -1626,8 +1642,7 @@ def test_the_readme_says_what_a_refused_setting_names():
 def test_a_preset_added_to_presets_is_a_preset_choice_as_the_readme_says(monkeypatch):
     """The README said another preset name needs its entry in PRESETS "and in `--preset`'s choices": the choices are
     PRESETS' keys, so a reader looked for a second place to edit that does not exist."""
-    import argparse
-
+    from components.command_line import OneLineErrorParser
     from model import package
 
     class Built(Exception):
@@ -1637,7 +1652,7 @@ def test_a_preset_added_to_presets_is_a_preset_choice_as_the_readme_says(monkeyp
         raise Built(parser)
 
     monkeypatch.setitem(package.PRESETS, "IMAGENET1K_SWAG_E2E_V1", {"resize": 384, "crop": 384})
-    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", stop)
+    monkeypatch.setattr(OneLineErrorParser, "parse_args", stop)  # the builder's own: ArgumentParser's is everyone's
     with pytest.raises(Built) as built:
         package.main([])
     [preset] = [action for action in built.value.args[0]._actions if "--preset" in action.option_strings]
