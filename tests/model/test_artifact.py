@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import tarfile
@@ -14,6 +15,7 @@ from components.bundle_dir import BundleDirError
 from local.runtime import extract_all
 from model import package
 from tests.ci import skip_or_fail
+from tests.conftest import names_of
 
 REQUIRED = {"model.pth", "model.onnx", "metadata.json", "code/inference.py"}
 
@@ -667,10 +669,11 @@ def test_an_interrupted_write_keeps_the_old_artifact_and_leaves_no_temp_file(tmp
     package.write_tarball({"a.txt": b"old"}, out)
     before = out.read_bytes()
 
-    def interrupted(self, data):
-        raise KeyboardInterrupt
+    class Interrupted(gzip.GzipFile):  # the builder's own gzip's: GzipFile.write itself is every thread's
+        def write(self, data):
+            raise KeyboardInterrupt
 
-    monkeypatch.setattr(package.gzip.GzipFile, "write", interrupted)
+    monkeypatch.setattr(package, "gzip", names_of(gzip, GzipFile=Interrupted))
     with pytest.raises(KeyboardInterrupt):
         package.write_tarball({"a.txt": b"new"}, out)
     assert out.read_bytes() == before
