@@ -2017,10 +2017,11 @@ def test_the_vendored_packages_for_this_python_come_first(inference, tmp_path, m
     if vendored:
         vendor.mkdir(parents=True)
     monkeypatch.setattr(inference, "__file__", str(tmp_path / "code" / "inference.py"))
-    monkeypatch.setattr(sys, "path", ["/site-packages"])
+    path = ["/site-packages"]
+    monkeypatch.setattr(inference, "sys", names_of(sys, path=path))  # its own sys: sys.path is every thread's imports'
     inference._add_vendored_packages()
     inference._add_vendored_packages()  # model_fn again in the same worker: the path is not added twice
-    assert sys.path == ([str(vendor), "/site-packages"] if vendored else ["/site-packages"])
+    assert path == ([str(vendor), "/site-packages"] if vendored else ["/site-packages"])
 
 
 @pytest.mark.parametrize("name", ["coffee.jpg", "astronaut.jpg", "chelsea.jpg", "rocket.jpg"])
