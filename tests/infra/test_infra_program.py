@@ -20,10 +20,12 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
+import tests.infra.conftest
 from components import lambda_bundle, policies, static_site
 from components.bundle_dir import BundleDirError
 from components.settings import strip_namespace
 from tests.ci import skip_or_fail
+from tests.conftest import names_of
 from tests.infra.conftest import (
     ACCOUNT,
     API_ENDPOINT,
@@ -326,7 +328,8 @@ def test_a_site_file_error_fails_the_program_instead_of_hanging(program: Any, mo
             raised.append(error)
             raise
 
-    monkeypatch.setattr(runpy, "run_path", recorded)
+    # run_main's own runpy (tests/infra/conftest.py's): runpy.run_path itself is every thread's
+    monkeypatch.setattr(tests.infra.conftest, "runpy", names_of(runpy, run_path=recorded))
     with pytest.raises(pulumi.RunError, match=r"'style\.css' has no known content type"):
         program()
     # The program's own exception, the one `pulumi up` prints (any but a RunError as a Python traceback), not only
