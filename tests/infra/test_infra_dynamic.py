@@ -598,6 +598,11 @@ def test_smoke_check_sends_the_contracted_request() -> None:
             json.dumps({"predictions": [{"label": "a", "prob": 0.9}, {"label": "b", "prob": 0.2}]}).encode(),
             r"probs sum to 1\.1, more than one softmax can give",
         ),
+        # The slack is the rounding of MAX_TOP_K six-decimal probs (about 1e-5), no more: 1.001 is refused too.
+        (
+            json.dumps({"predictions": [{"label": "a", "prob": 0.6}, {"label": "b", "prob": 0.401}]}).encode(),
+            r"probs sum to 1\.001, more than one softmax can give",
+        ),
     ],
 )
 def test_parse_topk_reply_rejects(body: bytes, reason: str) -> None:
