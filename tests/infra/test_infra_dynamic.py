@@ -16,6 +16,7 @@ from typing import Any
 import boto3
 import pytest
 import requests
+from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError, ProfileNotFound, ReadTimeoutError
 from botocore.stub import ANY, Stubber
 from moto import mock_aws
@@ -529,6 +530,52 @@ def test_the_provider_waits_out_a_cold_start_as_the_readme_says(monkeypatch: pyt
     assert clients["sagemaker-runtime"].meta.config.read_timeout > 60
     # A transport error is not asked again by the probe (is_cold_start): botocore must retry it.
     assert clients["sagemaker-runtime"].meta.config.retries["total_max_attempts"] == 4  # 3 retries, as asked
+
+
+class _RawBody:
+    """The raw stream of a botocore AWSResponse made up in a test."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def stream(self, **_kwargs: Any) -> Iterator[bytes]:
+        yield self.body
+
+
+def test_the_provider_sends_a_model_not_ready_probe_again_only_15_s_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's "up to 4 attempts, 15 s apart" is what the endpoint sees: botocore's own retries, which resend a
+    transport error, leave SageMaker's ModelNotReadyException (HTTP 429) to the probe. Its legacy retry mode resends
+    every 429 at once, so each attempt was 4 invocations a second or so apart, 16 in all. Answered below the Stubber
+    (botocore's before-send), so that botocore's retries run."""
+    provider = SmokeCheckProvider()
+    session = boto3.session.Session(aws_access_key_id="x", aws_secret_access_key="x")
+    sent: list[str] = []
+
+    def not_ready(request: Any, **_kwargs: Any) -> AWSResponse:
+        sent.append(request.url)
+        headers = {"x-amzn-ErrorType": "ModelNotReadyException", "Content-Type": "application/json"}
+        return AWSResponse(request.url, 429, headers, _RawBody(b'{"message": "Model is not ready"}'))
+
+    def client(service: str, region_name: str | None = None, **kwargs: Any) -> Any:
+        made = session.client(service, region_name=region_name, **kwargs)
+        if service == "sagemaker":
+            stub = Stubber(made)
+            stub.add_response("describe_endpoint", _endpoint("config-1"))
+            stub.activate()
+        else:
+            made.meta.events.register("before-send.sagemaker-runtime.InvokeEndpoint", not_ready)
+        return made
+
+    monkeypatch.setattr(provider, "session", lambda: SimpleNamespace(client=client))
+    pauses: list[float] = []
+    monkeypatch.setattr(
+        "components.dynamic.smoke_check.run_smoke_check",
+        lambda *args, **kwargs: run_smoke_check(*args, **kwargs, sleep=pauses.append),
+    )
+    with pytest.raises(SmokeCheckError, match="after 4 attempts 15 s apart: ModelNotReadyException"):
+        provider.create(dict(SMOKE_PROPS))
+    assert pauses == [15.0, 15.0, 15.0]
+    assert len(sent) == 4  # one invocation per attempt
 
 
 def test_the_provider_says_how_to_recover_a_failed_endpoint_before_probing_it(monkeypatch: pytest.MonkeyPatch) -> None:
