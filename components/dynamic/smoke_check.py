@@ -207,9 +207,23 @@ def check_rollout(client: Any, endpoint_name: str, expected_config: str | None) 
         region = getattr(getattr(client, "meta", None), "region_name", None)
         raise SmokeCheckError(failed_endpoint_message(endpoint_name, description, region))
     on_expected = not expected_config or description.get("EndpointConfigName") == expected_config
-    if description.get("EndpointStatus") != "InService" or not on_expected:
+    if not on_expected:
         raise SmokeCheckError(rollout_failure_message(endpoint_name, expected_config or "", description))
+    if description.get("EndpointStatus") != "InService":
+        raise SmokeCheckError(not_in_service_message(endpoint_name, description))
     return description
+
+
+def not_in_service_message(endpoint_name: str, description: dict[str, Any]) -> str:
+    """On the configuration this deployment made, but not InService (SageMaker's own maintenance, SystemUpdating,
+    which "does not change any customer-specified values such as ... model", or another update under way): the
+    rollout took effect, and its configuration is the one the endpoint runs on, never to be deleted."""
+    return (
+        f"SageMaker endpoint {endpoint_name!r} is {description.get('EndpointStatus')} on endpoint configuration "
+        f"{description.get('EndpointConfigName')!r}, the one this deployment made, not InService, so its smoke check "
+        f"cannot run now. Wait for it (`aws sagemaker wait endpoint-in-service --endpoint-name {endpoint_name}`), "
+        "then run `pulumi up` again, which runs the check again (a check that failed is never recorded as passed)."
+    )
 
 
 def diff_smoke_check(olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:

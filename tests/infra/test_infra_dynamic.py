@@ -310,11 +310,6 @@ def test_rollout_check_on_a_failed_endpoint_says_to_delete_and_recreate_it() -> 
     assert "did not take effect" not in str(other.value) and "aws sagemaker delete-endpoint" in str(other.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="check_rollout words any endpoint not InService as a rolled-back update, even on the configuration this "
-    "deployment created: 'on endpoint configuration 'config-1', not on 'config-1'', and it says to delete config-1",
-)
 @pytest.mark.parametrize("status", ["SystemUpdating", "Updating", "OutOfService"])
 def test_an_endpoint_between_states_on_the_new_configuration_is_not_called_rolled_back(status: str) -> None:
     """SageMaker's maintenance (SystemUpdating: "does not change any customer-specified values such as ... model"),
