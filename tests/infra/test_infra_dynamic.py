@@ -514,17 +514,23 @@ def test_the_provider_waits_out_a_cold_start_as_the_readme_says(monkeypatch: pyt
         return made
 
     monkeypatch.setattr(provider, "session", lambda: SimpleNamespace(client=client))
-    pauses: list[float] = []
-    monkeypatch.setattr(
-        "components.dynamic.smoke_check.run_smoke_check",
-        lambda *args, **kwargs: run_smoke_check(*args, **kwargs, sleep=pauses.append),
-    )
+    pauses = pauses_recorded(monkeypatch)
     with pytest.raises(SmokeCheckError, match="still not answering after 4 attempts 15 s apart"):
         provider.create(dict(SMOKE_PROPS))
     assert pauses == [15.0, 15.0, 15.0]
     assert clients["sagemaker-runtime"].meta.config.read_timeout > 60
     # A transport error is not asked again by the probe (is_cold_start): botocore must retry it.
     assert clients["sagemaker-runtime"].meta.config.retries["total_max_attempts"] == 4  # 3 retries, as asked
+
+
+def pauses_recorded(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The pauses the provider's smoke check takes between attempts, recorded instead of slept."""
+    pauses: list[float] = []
+    monkeypatch.setattr(
+        "components.dynamic.smoke_check.run_smoke_check",
+        lambda *args, **kwargs: run_smoke_check(*args, **kwargs, sleep=pauses.append),
+    )
+    return pauses
 
 
 class _RawBody:
@@ -562,11 +568,7 @@ def test_the_provider_sends_a_model_not_ready_probe_again_only_15_s_apart(monkey
         return made
 
     monkeypatch.setattr(provider, "session", lambda: SimpleNamespace(client=client))
-    pauses: list[float] = []
-    monkeypatch.setattr(
-        "components.dynamic.smoke_check.run_smoke_check",
-        lambda *args, **kwargs: run_smoke_check(*args, **kwargs, sleep=pauses.append),
-    )
+    pauses = pauses_recorded(monkeypatch)
     with pytest.raises(SmokeCheckError, match="after 4 attempts 15 s apart: ModelNotReadyException"):
         provider.create(dict(SMOKE_PROPS))
     assert pauses == [15.0, 15.0, 15.0]
