@@ -148,6 +148,22 @@ def java_tool_options(system: str) -> str:
 
 
 MANAGEMENT_SOCKET = "management.sock"
+# Where TorchServe can listen on a Unix socket: Netty needs its native transport for one, and TorchServe 0.12's jar
+# carries epoll's for Linux x86_64 and aarch64 and kqueue's for macOS x86_64 only (not Apple silicon's).
+UNIX_SOCKET_PLATFORMS = frozenset({("Linux", "x86_64"), ("Linux", "aarch64"), ("Darwin", "x86_64")})
+UNIX_SOCKET_PATH_MAX = 103  # bytes: sockaddr_un's sun_path is 104 on macOS (108 on Linux), its NUL included
+
+
+def management_address(base: Path, port: int, system: str, machine: str) -> str:
+    """TorchServe's management API: a socket in `base`, which only this user can open, where the platform has one
+    (UNIX_SOCKET_PLATFORMS) and its path fits; else the inference port, where the toolkit puts it. There TorchServe
+    checks no Host and the toolkit leaves its token authorization off: a page whose DNS name is re-pointed at
+    127.0.0.1 could list the model and set its worker count, each worker another copy of the model. Nothing here
+    uses the API."""
+    path = base / MANAGEMENT_SOCKET
+    if (system, machine) in UNIX_SOCKET_PLATFORMS and len(os.fsencode(path)) <= UNIX_SOCKET_PATH_MAX:
+        return f"unix:{path}"
+    return f"http://127.0.0.1:{port}"
 
 
 def serving_env(base: Path, port: int, metrics_port: int, grpc_ports: tuple[int, int]) -> dict[str, str]:
@@ -160,11 +176,7 @@ def serving_env(base: Path, port: int, metrics_port: int, grpc_ports: tuple[int,
         "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
         # The toolkit writes 0.0.0.0 listeners; its config sets enable_envvars_config=true, so TS_* env wins.
         "TS_INFERENCE_ADDRESS": f"http://127.0.0.1:{port}",
-        # Not on the inference port, where the toolkit puts it (TorchServe checks no Host and the toolkit leaves its
-        # token authorization off): a page whose DNS name is re-pointed at 127.0.0.1 could list the model and set
-        # its worker count, each worker another copy of the model. Nothing here uses it; a socket only this user
-        # can open keeps it off the network (TorchServe takes unix: addresses; a path under 104 bytes, macOS's cap).
-        "TS_MANAGEMENT_ADDRESS": f"unix:{base / MANAGEMENT_SOCKET}",
+        "TS_MANAGEMENT_ADDRESS": management_address(base, port, platform.system(), platform.machine()),
         "TS_METRICS_ADDRESS": f"http://127.0.0.1:{metrics_port}",
         "TS_GRPC_INFERENCE_ADDRESS": "127.0.0.1",
         "TS_GRPC_MANAGEMENT_ADDRESS": "127.0.0.1",

@@ -6,13 +6,14 @@ import contextlib
 import http.client
 import importlib.util
 import io
+import platform
 import shutil
 import socket
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from local.torchserve import MANAGEMENT_SOCKET, TorchServeEndpoint
+from local.torchserve import MANAGEMENT_SOCKET, TorchServeEndpoint, management_address
 from tests.ci import skip_or_fail
 
 # Endpoints these tests started and have not stopped: two must never run at once (CPU, and AWS's toolkit
@@ -77,7 +78,12 @@ class _UnixConnection(http.client.HTTPConnection):
 
 
 def management(ep: TorchServeEndpoint, method: str, path: str) -> tuple[int, bytes]:
-    """TorchServe's management API, which the launcher serves on a Unix socket in its directory, not over TCP."""
+    """TorchServe's management API, which the launcher serves on a Unix socket in its directory where the platform
+    has one (local.torchserve.management_address), else on the inference port."""
+    address = management_address(ep.base, ep.port, platform.system(), platform.machine())
+    if address.startswith("http:"):
+        status, _, body = ep._request(method, path)
+        return status, body
     conn = _UnixConnection(ep.base / MANAGEMENT_SOCKET)
     try:
         conn.request(method, path)

@@ -10,6 +10,7 @@ import io
 import locale
 import logging
 import os
+import platform
 import random
 import re
 import shutil
@@ -44,6 +45,7 @@ from local.torchserve import (
     describe_exit,
     free_ports,
     last_error,
+    management_address,
     serving_env,
     worker_death_cause,
 )
@@ -54,12 +56,31 @@ from tests.waiting import HANG_GUARD_S, wait_until
 BASE = Path("/tmp/torchserve-x")
 
 
+@pytest.mark.parametrize(
+    ("system", "machine", "base", "address"),
+    [
+        ("Linux", "x86_64", BASE, "unix:/tmp/torchserve-x/management.sock"),
+        ("Linux", "aarch64", BASE, "unix:/tmp/torchserve-x/management.sock"),
+        ("Darwin", "x86_64", BASE, "unix:/tmp/torchserve-x/management.sock"),
+        # No native transport in TorchServe's jar for these: a unix: address would stop TorchServe at start.
+        ("Darwin", "arm64", BASE, "http://127.0.0.1:18080"),
+        ("Linux", "ppc64le", BASE, "http://127.0.0.1:18080"),
+        # A socket path over macOS's 104-byte sun_path (a long TMPDIR) cannot be bound either.
+        ("Linux", "x86_64", Path("/" + "t" * 87), "http://127.0.0.1:18080"),
+        ("Linux", "x86_64", Path("/" + "t" * 86), "unix:/" + "t" * 86 + "/management.sock"),
+    ],
+)
+def test_management_address(system, machine, base, address):
+    """Off the inference port (which checks no Host) wherever TorchServe can listen on a Unix socket."""
+    assert management_address(base, 18080, system, machine) == address
+
+
 def test_every_listener_is_loopback_on_the_given_ports():
     env = serving_env(BASE, 18080, 18082, (17070, 17071))
     assert env["SAGEMAKER_BIND_TO_PORT"] == "18080"
     assert env["TS_INFERENCE_ADDRESS"] == "http://127.0.0.1:18080"
-    # The management API on a socket in the serving dir (test_torchserve_reach.py: not reachable over TCP at all).
-    assert env["TS_MANAGEMENT_ADDRESS"] == "unix:/tmp/torchserve-x/management.sock"
+    # The management API where management_address puts it on this machine (test_management_address below).
+    assert env["TS_MANAGEMENT_ADDRESS"] == management_address(BASE, 18080, platform.system(), platform.machine())
     assert env["TS_METRICS_ADDRESS"] == "http://127.0.0.1:18082"
     assert env["TS_GRPC_INFERENCE_ADDRESS"] == env["TS_GRPC_MANAGEMENT_ADDRESS"] == "127.0.0.1"
     assert (env["TS_GRPC_INFERENCE_PORT"], env["TS_GRPC_MANAGEMENT_PORT"]) == ("17070", "17071")

@@ -5,8 +5,12 @@ API on that port too, and its properties leave token authorization off: the stac
 
 from __future__ import annotations
 
+import platform
+
 import pytest
 
+from local.torchserve import management_address
+from tests.ci import skip_or_fail
 from tests.container.conftest import endpoint, management
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
@@ -22,6 +26,12 @@ def served(artifact):
 
 
 def test_a_request_naming_another_host_cannot_drive_torchserves_management_api(served):
+    if not management_address(served.base, served.port, platform.system(), platform.machine()).startswith("unix:"):
+        # Apple silicon's: TorchServe's jar has no Unix sockets there, and the API stays where the toolkit puts it.
+        skip_or_fail(
+            f"TorchServe has no Unix socket for its management API on {platform.system()} {platform.machine()}",
+            "run CI on Linux (x86_64 or aarch64)",
+        )
     listed = served._request("GET", "/models", headers=REBOUND)
     # The count it has (1 worker), so nothing changes: asked with a larger one, TorchServe starts that many workers,
     # each loading the model.
