@@ -7,6 +7,8 @@ import contextlib
 import io
 import json
 import logging
+import subprocess
+import sys
 import warnings
 from collections.abc import Iterator
 from types import SimpleNamespace
@@ -24,6 +26,7 @@ from .conftest import (
     JPEG,
     PIXELS,
     PNG,
+    REPO_ROOT,
     SITE,
     WEBP,
     FakeLambdaContext,
@@ -809,6 +812,34 @@ def test_a_debug_root_logger_at_load_never_switches_on_botocores_debug_lines(pro
     with loaded_under_root_level(logging.DEBUG):
         for name in ("botocore", "botocore.endpoint", "botocore.parsers", "botocore.auth"):
             assert not logging.getLogger(name).isEnabledFor(logging.DEBUG), name
+
+
+# One process as one Lambda container: its first invocation, then its second (Powertools keeps the cold start in a
+# module global of its own, which a test in this process cannot reset).
+CONTAINER = """
+import json, sys
+from handlers import inference_proxy
+from tests.handler.conftest import FakeLambdaContext, make_event
+
+for number in (1, 2):
+    event = make_event(method="OPTIONS", body=None, request_id=f"apigw-{number}")
+    inference_proxy.handler(event, FakeLambdaContext(aws_request_id=f"lambda-{number}"))
+"""
+
+
+def test_every_line_marks_the_cold_start_and_names_lambdas_request_id(proxy_env):
+    """README: a sandbox's first invocation logs cold_start: true; every line carries Lambda's request id
+    (function_request_id), which the access log's integrationRequestId names. Only Lambda's first invocation of a
+    container is cold: a slow first answer is told from a slow endpoint by it."""
+    run = subprocess.run(
+        [sys.executable, "-c", CONTAINER], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    lines = [line for line in _log_lines(run.stdout) if "level" in line]
+    assert [(line["request_id"], line["function_request_id"], line["cold_start"]) for line in lines] == [
+        ("apigw-1", "lambda-1", True),
+        ("apigw-2", "lambda-2", False),
+    ]
 
 
 def test_logs_name_the_request_id_the_client_was_given(proxy, stub, capsys):
