@@ -887,6 +887,49 @@ def test_a_refusal_is_logged_with_the_reason_the_client_was_given(proxy, no_call
     assert no_call.calls == 0
 
 
+@pytest.mark.parametrize(
+    ("code", "http_status", "fields", "status", "error", "level"),
+    [
+        # The concurrency alarm's description and README row: each 429 throttled has its line, at INFO.
+        ("ThrottlingException", 400, {}, 429, "throttled", "INFO"),
+        # The model refused the image: the client's to fix, whatever status the model chose.
+        (
+            "ModelError",
+            424,
+            {"OriginalStatusCode": 422, "OriginalMessage": "Image too small"},
+            422,
+            "invalid_image",
+            "INFO",
+        ),
+        (
+            "ModelError",
+            424,
+            {"OriginalStatusCode": 503, "OriginalMessage": "no worker"},
+            503,
+            "model_not_ready",
+            "WARNING",
+        ),
+        (
+            "ModelError",
+            424,
+            {"OriginalStatusCode": 0, "OriginalMessage": "timed out"},
+            504,
+            "endpoint_timeout",
+            "WARNING",
+        ),
+    ],
+    ids=["429", "model-422", "model-503", "model-timeout"],
+)
+def test_a_failed_requests_line_is_at_info_below_500_and_at_warning_from_it(
+    proxy, stub, capsys, code, http_status, fields, status, error, level
+):
+    # README "Logs": 5xx at WARNING, 4xx at INFO, by the status the client got (not by who caused it).
+    stub.add_client_error("invoke_endpoint", code, "message", http_status_code=http_status, modeled_fields=fields)
+    assert call(proxy, make_event(body=JPEG))["statusCode"] == status
+    [failed] = [line for line in _log_lines(capsys.readouterr().out) if line.get("message") == "request failed"]
+    assert (failed["level"], failed["status"], failed["error"]) == (level, status, error)
+
+
 def test_a_generic_answer_adds_no_reason_to_the_log(proxy, stub, capsys):
     stub.add_client_error("invoke_endpoint", "ThrottlingException", "Rate exceeded", http_status_code=400)
     call(proxy, make_event(body=JPEG))
