@@ -177,6 +177,27 @@ def test_an_answer_botocore_cannot_parse_is_a_502_not_a_crash(runtime_proxy, fak
     assert line["error"] == "model_error", line
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="botocore's parser raises before its needs-retry event, the one hook that records an answer's id: the "
+    "line of an answer it cannot read has no endpoint_request_id, though SageMaker sent one",
+)
+def test_an_answer_botocore_cannot_parse_still_logs_sagemakers_request_id(runtime_proxy, fake_runtime, capsys):
+    """README "Logs and metrics": once SageMaker answered, with a prediction or an error, the line holds its id of the
+    call (x-amzn-RequestId). An answer that botocore cannot read is the one most worth an AWS Support case."""
+    unreadable = Reply(
+        424,
+        b'{"OriginalStatusCode": "4xx", "OriginalMessage": "bad", "Message": "bad"}',
+        {"Content-Type": "application/json", "x-amzn-ErrorType": "ModelError"},
+    )
+    fake_runtime.script(with_request_id(unreadable, "sm-unreadable"))
+    response = call(runtime_proxy, make_event(body=JPEG))
+    assert response["statusCode"] == 502 and len(fake_runtime.seen) == 1, response["body"]
+    [line] = logged(capsys)
+    assert line["error"] == "model_error" and line["detail"].startswith("unreadable answer: ValueError"), line
+    assert line.get("endpoint_request_id") == "sm-unreadable", line
+
+
 def test_a_value_error_of_our_own_botocore_hook_is_still_the_500_of_a_bug(
     runtime_proxy, fake_runtime, capsys, monkeypatch
 ):
