@@ -1053,3 +1053,25 @@ def test_every_invocation_publishes_a_request_count_so_the_flush_is_never_empty(
     assert response["statusCode"] == 204
     emf = [line for line in _log_lines(capsys.readouterr().out) if "_aws" in line]
     assert [doc["Requests"] for doc in emf] == [[1.0]]
+
+
+@pytest.mark.parametrize(
+    ("event", "status", "code"),
+    [
+        (make_event(body=GIF, content_type="image/gif"), 415, "unsupported_media_type"),
+        (json_event({"image": "not base64!"}), 400, "bad_request"),
+        (make_event(method="OPTIONS", body=None), 204, None),
+    ],
+    ids=["415", "400", "preflight"],
+)
+def test_a_request_that_never_calls_the_endpoint_publishes_no_endpoint_latency(
+    proxy, no_call, capsys, event, status, code
+):
+    # EndpointLatency is the InvokeEndpoint call's time: a request answered before any call has none, and a sample for
+    # it would pull the metric's average toward 0 ms. It is counted in Requests, and a refusal in Errors by its code.
+    assert call(proxy, event)["statusCode"] == status
+    emf = [line for line in _log_lines(capsys.readouterr().out) if "_aws" in line]
+    names = [m["Name"] for doc in emf for m in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]]
+    assert sorted(names) == sorted(["Requests"] + (["Errors"] if code else []))
+    assert [doc["ErrorCode"] for doc in emf if "Errors" in doc] == ([code] if code else [])
+    assert no_call.calls == 0
