@@ -93,7 +93,7 @@ def inference_api_alarms(function_name: str, access_log_group: str, function_log
             description=(
                 f"POST /predict answered {API_5XX_THRESHOLD} or more 5xx in 2 of the last 3 five-minute periods. "
                 f"Read the access log {access_log_group} (status, integrationErrorMessage) and the proxy's log "
-                f"{function_log_group} (code: model_error 502, model_not_ready 503, endpoint_timeout 504). "
+                f"{function_log_group} (its field error: model_error 502, model_not_ready 503, endpoint_timeout 504). "
                 f"Runbook: {RUNBOOK}."
             ),
         ),

@@ -12,6 +12,7 @@ a message naming the variable) and the sagemaker-runtime client, reused across i
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import functools
 import json
 import logging
@@ -70,10 +71,19 @@ SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "inference-proxy"
 logger = Logger(service=SERVICE, json_serializer=functools.partial(json.dumps, default=str, separators=(",", ":")))
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "MobilenetServerless", service=SERVICE)
 
-# The per-invocation deadline, read by the before-send hook that botocore runs before every attempt.
-_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("invoke_deadline", default=None)
-# SageMaker's id of each answer the current invocation's attempts got, in order (the needs-retry hook's record).
-_ANSWERED: contextvars.ContextVar[list[str | None] | None] = contextvars.ContextVar("answered", default=None)
+
+@dataclasses.dataclass
+class _Call:
+    """One InvokeEndpoint call as botocore's hooks see it: the deadline the before-send hook holds each attempt to,
+    how many attempts it let go (none when it refused the first), and SageMaker's id of each answer they got, in
+    order (the before-parse hook's record, made before botocore parses the answer, which may fail)."""
+
+    deadline: float | None
+    sent: int = 0
+    answered: list[str] = dataclasses.field(default_factory=list)
+
+
+_CALL: contextvars.ContextVar[_Call | None] = contextvars.ContextVar("invoke_call", default=None)
 
 
 class InvokeBudgetExceeded(Exception):
@@ -99,22 +109,28 @@ def build_client(*, connect_timeout: float = CONNECT_TIMEOUT_S, read_timeout: fl
     attempt_s = connect_timeout + read_timeout
 
     def guard_attempt(**_: Any) -> None:
-        deadline = _DEADLINE.get()
-        if deadline is not None and not attempt_fits(time.monotonic(), deadline, attempt_s):
+        call = _CALL.get()
+        if call is None:
+            return
+        if call.deadline is not None and not attempt_fits(time.monotonic(), call.deadline, attempt_s):
             raise InvokeBudgetExceeded(f"an attempt needs {attempt_s:.1f} s and the deadline is closer")
+        call.sent += 1
 
-    def note_answer(response: Any = None, **_: Any) -> None:
-        # Botocore asks needs-retry after every attempt, with (http response, parsed) when one came: the id of an
-        # answer whose retry was then refused by the guard or got no answer, which the exception does not carry.
-        answered = _ANSWERED.get()
-        if answered is not None and response is not None:
-            answered.append(aws_request_id(response[1]))
+    def note_answer(response_dict: Any = None, **_: Any) -> None:
+        # Botocore emits before-parse for every HTTP answer an attempt gets, before its parser reads it: the id of an
+        # answer whose retry was then refused by the guard or got no answer, or that botocore could not parse, which
+        # the exception does not carry. (Its headers are case-insensitive, as botocore's own parsers read them.)
+        call = _CALL.get()
+        headers = response_dict.get("headers") if isinstance(response_dict, dict) else None
+        request_id = headers.get("x-amzn-requestid") if headers is not None else None
+        if call is not None and isinstance(request_id, str) and request_id:
+            call.answered.append(request_id)
 
     # On the generic event, registered after the adaptive mode's rate limiter: botocore runs handlers of a more
     # specific event name first, which would approve an attempt before the limiter's wait (up to 2 s) was spent.
     # The client only ever calls InvokeEndpoint.
     client.meta.events.register("before-send", guard_attempt)
-    client.meta.events.register("needs-retry", note_answer)  # returns None: never decides a retry
+    client.meta.events.register("before-parse", note_answer)
     return client
 
 
@@ -145,11 +161,11 @@ def _origin(event: dict[str, Any]) -> str | None:
     return None
 
 
-def _log_last_answer(answered: list[str | None]) -> None:
+def _log_last_answer(call: _Call) -> None:
     """The id of the last answer SageMaker gave this call, for a failure that is not an answer. Nothing when no
     attempt got one: the key stays out of the line (or keeps the id of an answer whose body then timed out)."""
-    if answered and answered[-1]:
-        logger.append_keys(endpoint_request_id=answered[-1])
+    if call.answered:
+        logger.append_keys(endpoint_request_id=call.answered[-1])
 
 
 BOTOCORE_DIR = os.path.dirname(os.path.abspath(botocore.__file__))
@@ -168,10 +184,10 @@ def _raised_in(tb: Any, directory: str) -> bool:
 def _invoke(request: PredictRequest, start: float, context: Any) -> tuple[bytes, float]:
     """Call the endpoint; returns (body, endpoint milliseconds). Raises ApiError for every failure."""
     remaining = _remaining_ms(context)
-    token = _DEADLINE.set(invoke_deadline(start, remaining, time.monotonic()))
-    answered: list[str | None] = []
-    answered_token = _ANSWERED.set(answered)
+    call = _Call(deadline=invoke_deadline(start, remaining, time.monotonic()))
+    token = _CALL.set(call)
     began = time.perf_counter()
+    never_sent = False
     try:
         response = CLIENT.invoke_endpoint(
             EndpointName=CONFIG.endpoint_name,
@@ -188,22 +204,23 @@ def _invoke(request: PredictRequest, start: float, context: Any) -> tuple[bytes,
         status = (exc.response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
         raise map_client_error(str(error.get("Code") or ""), status, exc.response) from None
     except InvokeBudgetExceeded as exc:
-        _log_last_answer(answered)  # of the attempt whose retry the guard refused; none if it refused the first
+        never_sent = not call.sent
+        _log_last_answer(call)  # of the attempt whose retry the guard refused; none if it refused the first
         raise ApiError("endpoint_timeout", detail=str(exc)) from None
     except BotoCoreError as exc:
-        _log_last_answer(answered)  # this attempt got none (or its body timed out); an earlier one may have
+        _log_last_answer(call)  # this attempt got none (or its body timed out); an earlier one may have
         raise map_transport_error(exc) from None
     except UNREADABLE_ANSWER_ERRORS as exc:
         if not _raised_in(exc.__traceback__, BOTOCORE_DIR):
             raise  # a bug of ours (in a hook, say): the 500 with its traceback
         # An invalid answer from upstream (RFC 9110 15.6.3), as a 2xx body that is not top-k JSON is.
-        _log_last_answer(answered)
+        _log_last_answer(call)
         raise ApiError("model_error", detail=clip_detail(f"unreadable answer: {type(exc).__name__}: {exc}")) from None
     finally:
         endpoint_ms = (time.perf_counter() - began) * 1000.0
-        metrics.add_metric(name="EndpointLatency", unit=MetricUnit.Milliseconds, value=endpoint_ms)
-        _ANSWERED.reset(answered_token)
-        _DEADLINE.reset(token)
+        if not never_sent:  # a call the deadline guard refused outright never reached the endpoint: no latency sample
+            metrics.add_metric(name="EndpointLatency", unit=MetricUnit.Milliseconds, value=endpoint_ms)
+        _CALL.reset(token)
     return body, endpoint_ms
 
 
@@ -285,7 +302,7 @@ def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return response
     except Exception:
         # Log the traceback for us; the client gets the generic JSON answer and the request id.
-        logger.exception("unhandled error")
+        logger.exception("unhandled error", extra={"status": 500, "error": "internal_error"})
         _count_error("internal_error")
         return error_response(ApiError("internal_error"), headers)
     logger.info("request done", extra={"status": response["statusCode"]})

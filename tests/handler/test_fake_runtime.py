@@ -177,11 +177,6 @@ def test_an_answer_botocore_cannot_parse_is_a_502_not_a_crash(runtime_proxy, fak
     assert line["error"] == "model_error", line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="botocore's parser raises before its needs-retry event, the one hook that records an answer's id: the "
-    "line of an answer it cannot read has no endpoint_request_id, though SageMaker sent one",
-)
 def test_an_answer_botocore_cannot_parse_still_logs_sagemakers_request_id(runtime_proxy, fake_runtime, capsys):
     """README "Logs and metrics": once SageMaker answered, with a prediction or an error, the line holds its id of the
     call (x-amzn-RequestId). An answer that botocore cannot read is the one most worth an AWS Support case."""
@@ -310,11 +305,6 @@ def test_deadline_guard_skips_an_attempt_that_cannot_finish(runtime_proxy, fake_
     assert fake_runtime.seen == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_invoke publishes EndpointLatency in its finally, also for a call the deadline guard refused before any "
-    "attempt was sent: a near-0 ms sample of an endpoint never reached",
-)
 def test_a_call_the_deadline_guard_never_sent_publishes_no_endpoint_latency(
     runtime_proxy, fake_runtime, monkeypatch, capsys
 ):

@@ -944,11 +944,6 @@ def test_unhandled_error_logs_do_not_contain_the_payload(proxy, monkeypatch, cap
     _assert_no_payload(capsys.readouterr().out, JPEG)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the handler logs its own 500 as 'unhandled error' with no status or error key: a Logs Insights filter on "
-    "status or error (as on every other answered request's line) misses exactly the handler's bugs",
-)
 def test_the_unhandled_errors_line_carries_the_status_and_error_code_the_client_got(proxy, monkeypatch, capsys):
     # README "Logs and metrics": a line holds the status and the error code. Every other answer's line does ("request
     # done", "request failed"), so an on-call query for the 5xx the API alarm counted filters on status >= 500.
