@@ -80,7 +80,7 @@ class _Call:
 
     deadline: float | None
     sent: int = 0
-    answered: list[str] = dataclasses.field(default_factory=list)
+    answered: list[str | None] = dataclasses.field(default_factory=list)
 
 
 _CALL: contextvars.ContextVar[_Call | None] = contextvars.ContextVar("invoke_call", default=None)
@@ -123,8 +123,8 @@ def build_client(*, connect_timeout: float = CONNECT_TIMEOUT_S, read_timeout: fl
         call = _CALL.get()
         headers = response_dict.get("headers") if isinstance(response_dict, dict) else None
         request_id = headers.get("x-amzn-requestid") if headers is not None else None
-        if call is not None and isinstance(request_id, str) and request_id:
-            call.answered.append(request_id)
+        if call is not None:  # None for an answer without one: an earlier answer's id is not this one's
+            call.answered.append(request_id if isinstance(request_id, str) and request_id else None)
 
     # On the generic event, registered after the adaptive mode's rate limiter: botocore runs handlers of a more
     # specific event name first, which would approve an attempt before the limiter's wait (up to 2 s) was spent.
@@ -164,7 +164,7 @@ def _origin(event: dict[str, Any]) -> str | None:
 def _log_last_answer(call: _Call) -> None:
     """The id of the last answer SageMaker gave this call, for a failure that is not an answer. Nothing when no
     attempt got one: the key stays out of the line (or keeps the id of an answer whose body then timed out)."""
-    if call.answered:
+    if call.answered and call.answered[-1]:
         logger.append_keys(endpoint_request_id=call.answered[-1])
 
 

@@ -255,6 +255,26 @@ def test_the_log_lines_carry_sagemakers_request_id(runtime_proxy, fake_runtime, 
     assert line["status"] == 200 and "endpoint_request_id" not in line
 
 
+def test_a_retried_calls_last_answer_without_an_id_logs_none_not_the_answer_before_it(
+    runtime_proxy, fake_runtime, capsys
+):
+    """The id is of the answer the client's status came from: a retry answered by a front end that sent no
+    x-amzn-RequestId leaves the key out, never the first attempt's id, which is another answer's."""
+    failure = aws_error_reply(500, "InternalFailure", "An internal error occurred")
+    # The retry's answer is one botocore cannot parse, so its id can only come from the hooks' record.
+    unreadable = Reply(
+        424,
+        b'{"OriginalStatusCode": "4xx", "OriginalMessage": "bad", "Message": "bad"}',
+        {"Content-Type": "application/json", "x-amzn-ErrorType": "ModelError"},
+    )
+    fake_runtime.script(with_request_id(failure, "sm-first"), unreadable)
+    response = call(runtime_proxy, make_event(body=JPEG))
+    assert response["statusCode"] == 502, response["body"]
+    assert len(fake_runtime.seen) == 2
+    [line] = logged(capsys)
+    assert line["detail"].startswith("unreadable answer") and "endpoint_request_id" not in line, line
+
+
 def test_connection_refused_is_503(proxy_env, capsys):
     # Bound but not listening: connections are refused, and no other process can take the port meanwhile (a port
     # closed again before the call could be listened on by then).
