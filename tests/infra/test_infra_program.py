@@ -213,6 +213,24 @@ def test_default_names_carry_the_stack(program: Any) -> None:
     assert outputs["proxy_function_name"] == "mobilenet-serverless-staging-proxy"
 
 
+def test_a_renamed_stack_keeps_every_fixed_name_when_endpointname_holds_the_old_one(program: Any) -> None:
+    """`pulumi stack rename dev prod` changes pulumi.get_stack(), and with it the default endpoint name: the next
+    `pulumi up` would rename the endpoint, the proxy, their log groups (the old ones deleted with their logs) and the
+    alarms. README: set endpointName to the old name first, and every fixed name stays as it was."""
+
+    def fixed_names(stack: str, **config: Any) -> dict[str, str]:
+        mocks = RecordingMocks()
+        pulumi.runtime.set_mocks(mocks, project="mobilenet-serverless", stack=stack, preview=False)
+        program(**config)
+        return {name: inputs["name"] for (_, name), inputs in mocks.resources.items() if "name" in inputs}
+
+    before = fixed_names("dev")
+    assert {"model-endpoint", "api-function", "model-log-group", "api-access-logs", "api-alarm-5xx"} <= set(before)
+    renamed = fixed_names("prod")
+    assert sorted(name for name in before if renamed[name] != before[name])  # the default follows the stack
+    assert fixed_names("prod", endpointName=before["model-endpoint"]) == before
+
+
 def test_a_setting_under_a_renamed_projects_own_name_stops_the_program(
     program: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
