@@ -213,6 +213,32 @@ def test_default_names_carry_the_stack(program: Any) -> None:
     assert outputs["proxy_function_name"] == "mobilenet-serverless-staging-proxy"
 
 
+def test_two_stacks_in_one_account_share_no_name_the_program_sets(program: Any) -> None:
+    """dev and prod in one account and region: a name the program sets itself (not one of Pulumi's auto-names, which
+    end in a random suffix) that both stacks set alike fails the second `pulumi up` creating it (a log group, the
+    endpoint, the function), or hands it the first stack's (an alarm: PutMetricAlarm overwrites one of that name, and
+    the second stack's destroy deletes it). IAM names are global to the account: no role is named. Only names scoped
+    to something of the stack's own may repeat: the stage's `$default` (one per API), and the origin access control
+    and response headers policy (named after the stack's auto-named site bucket)."""
+
+    def names(stack: str) -> dict[tuple[str, str], str]:
+        mocks = RecordingMocks()
+        pulumi.runtime.set_mocks(mocks, project="mobilenet-serverless", stack=stack, preview=False)
+        program()
+        return {key: inputs["name"] for key, inputs in mocks.resources.items() if "name" in inputs}
+
+    dev, prod = names("dev"), names("prod")
+    assert dev.keys() == prod.keys()
+    assert not [key for key in dev if key[0] in ("aws:iam/role:Role", "aws:iam/rolePolicy:RolePolicy")]
+    scoped = {"api-stage", "site-oac", "site-headers"}
+    assert {name for _, name in dev} >= scoped
+    bucket = "site-bucket-a1b2c3"  # the mocks' auto-name of the site bucket, alike in both stacks
+    assert all(value.startswith(bucket) for (_, name), value in dev.items() if name in ("site-oac", "site-headers"))
+    shared = sorted(name for (typ, name), value in dev.items() if name not in scoped and prod[(typ, name)] == value)
+    assert shared == []
+    assert len(dev) - len(scoped) == 11  # 3 log groups, 6 alarms, the function and the endpoint
+
+
 def test_a_renamed_stack_keeps_every_fixed_name_when_endpointname_holds_the_old_one(program: Any) -> None:
     """`pulumi stack rename dev prod` changes pulumi.get_stack(), and with it the default endpoint name: the next
     `pulumi up` would rename the endpoint, the proxy, their log groups (the old ones deleted with their logs) and the
