@@ -1579,6 +1579,35 @@ def test_an_endpoint_on_a_later_page_of_the_listing_keeps_the_version(monkeypatc
         stub.assert_no_pending_responses()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="an endpoint SageMaker is deleting, listed when the version's own endpoint is gone, counts as running on "
+    "the configuration: after a rename, `pulumi destroy` may keep the configuration and Model for good (lifecycle "
+    "review)",
+)
+def test_a_listed_endpoint_sagemaker_is_deleting_does_not_keep_the_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The version's own endpoint is waited for while it is Deleting; one it lists is not, and counts as running on
+    config-1. After an endpointName change it is this stack's old endpoint: the version, updated in place, names the
+    new one. `pulumi destroy` soon after that rename (the old endpoint was deleted at its end, the aws provider
+    returning once Deleting), or after a rename whose new endpoint was refused (the old and the new maxConcurrency must
+    fit in the quota together, README): the version finds no endpoint of the new name, lists the old one still
+    Deleting on config-1, and keeps config-1 and its Model, which nothing tracks after the destroy. An endpoint being
+    deleted runs nothing again (SageMaker has no undo for DeleteEndpoint)."""
+    provider, stub = _stubbed_version_provider(monkeypatch)
+    monkeypatch.setattr(provider, "pause", lambda _seconds: None)
+    version = {**_version("config-1"), "endpoint_name": "mobilenet-renamed"}
+    with stub:
+        stub.add_client_error("describe_endpoint", "ValidationException", "Could not find endpoint mobilenet-renamed.")
+        stub.add_response(
+            "list_endpoints", {"Endpoints": [{**_summary("mobilenet-test"), "EndpointStatus": "Deleting"}]}
+        )
+        stub.add_response("describe_endpoint", _endpoint("config-1", "Deleting"), {"EndpointName": "mobilenet-test"})
+        stub.add_response("delete_endpoint_config", {}, {"EndpointConfigName": "config-1"})
+        stub.add_response("delete_model", {}, {"ModelName": "model-config-1"})
+        provider.delete("config-1", version)
+        stub.assert_no_pending_responses()
+
+
 @pytest.mark.parametrize("status", ["Failed", "OutOfService", "Creating", "Updating"])
 def test_a_listed_endpoint_keeps_the_model_it_runs_whatever_its_status(
     monkeypatch: pytest.MonkeyPatch, status: str
