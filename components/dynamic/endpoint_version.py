@@ -140,6 +140,8 @@ class EndpointVersionProvider(AwsProvider):
                     if not _not_found(e):  # deleted since the listing: it runs nothing
                         raise
                     continue
+                if endpoint.get("EndpointStatus") == "Deleting":  # it will never run anything again
+                    continue
                 _status, running_config, running_models = self._running(client, endpoint, config_name, model_name)
                 used_config = used_config or running_config == config_name
                 used_model = used_model or running_config == config_name or model_name in running_models

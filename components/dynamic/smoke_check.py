@@ -92,12 +92,21 @@ def parse_topk_reply(body: bytes) -> list[dict[str, Any]]:
     return predictions
 
 
-def failure_message(endpoint_name: str, log_group: str, region: str, reason: str) -> str:
+def failure_message(
+    endpoint_name: str, log_group: str, region: str, reason: str, config_name: str | None = None
+) -> str:
+    """The probe is sent only once the endpoint is InService on the new configuration (check_rollout): by then it
+    serves the model that failed, and a failed `pulumi up` rolls nothing back. So the message says how to go back,
+    not how to deploy anyway."""
+    on = f" on endpoint configuration {config_name!r}" if config_name else ""
     return (
         f"smoke check of SageMaker endpoint {endpoint_name!r} failed: {reason}. "
+        f"The endpoint already serves this model{on}: a failed `pulumi up` rolls nothing back. "
         f"The container's logs are in CloudWatch log group {log_group} (region {region}); "
-        f"`aws logs tail {log_group} --region {region} --since 30m` shows model_fn errors. "
-        "Set mobilenet-serverless:smokeCheck false (ServerlessEndpointArgs.smoke_check) to deploy anyway."
+        f"`aws logs tail {log_group} --region {region} --since 30m` shows model_fn errors. To go back, set "
+        "mobilenet-serverless:modelArtifact (ServerlessEndpointArgs.artifact_path) to the previous model.tar.gz (the "
+        "bucket keeps each one under models/<sha256>/) and run `pulumi up`; mobilenet-serverless:smokeCheck false "
+        "(ServerlessEndpointArgs.smoke_check) only skips this check."
     )
 
 
@@ -133,6 +142,7 @@ def run_smoke_check(
     attempts: int = COLD_START_ATTEMPTS,
     pause_s: float = COLD_START_PAUSE_S,
     sleep: Callable[[float], None] = time.sleep,
+    config_name: str | None = None,
 ) -> dict[str, Any]:
     """Invoke and validate, asking again while a cold start is in the way; `client` is a sagemaker-runtime
     client (a moto or stubbed one in tests)."""
@@ -154,11 +164,11 @@ def run_smoke_check(
             reason = _error_reason(exc)
             if cold_start:
                 reason = f"still not answering after {attempts} attempts {pause_s:.0f} s apart: {reason}"
-            raise SmokeCheckError(failure_message(endpoint_name, log_group, region, reason)) from exc
+            raise SmokeCheckError(failure_message(endpoint_name, log_group, region, reason, config_name)) from exc
     try:
         predictions = parse_topk_reply(body)
     except ValueError as exc:
-        raise SmokeCheckError(failure_message(endpoint_name, log_group, region, str(exc))) from exc
+        raise SmokeCheckError(failure_message(endpoint_name, log_group, region, str(exc), config_name)) from exc
     return {"top_label": predictions[0]["label"], "prediction_count": len(predictions)}
 
 
@@ -242,13 +252,21 @@ class SmokeCheckProvider(AwsProvider):
             if not props.get(field):
                 raise SmokeCheckError(f"{field} is required, got {props.get(field)!r}")
         # `trigger` is the name of the EndpointConfiguration the endpoint was just updated to.
-        check_rollout(self.client("sagemaker", region=props["region"]), props["endpoint_name"], props.get("trigger"))
+        serving = check_rollout(
+            self.client("sagemaker", region=props["region"]), props["endpoint_name"], props.get("trigger")
+        )
         client = self.client(
             "sagemaker-runtime",
             region=props["region"],
             config=Config(read_timeout=READ_TIMEOUT_S, retries={"max_attempts": 3, "mode": "standard"}),
         )
-        result = run_smoke_check(client, props["endpoint_name"], props["log_group"], props["region"])
+        result = run_smoke_check(
+            client,
+            props["endpoint_name"],
+            props["log_group"],
+            props["region"],
+            config_name=serving.get("EndpointConfigName"),
+        )
         keep = {k: props.get(k) for k in ("endpoint_name", "region", "log_group", "trigger")}
         return {**keep, **result}
 

@@ -204,12 +204,6 @@ def test_smoke_check_fails_with_log_group_pointer_on_bad_reply(aws: None, text_p
     assert "ServerlessEndpointArgs.smoke_check" in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a smoke check failing after the rollout took effect says 'smokeCheck false ... to deploy anyway', as if "
-    "the model had been held back; the endpoint already serves it, and the message says neither that nor how to go "
-    "back (lifecycle review)",
-)
 def test_a_failed_smoke_check_says_the_endpoint_already_serves_the_model_that_failed_it(
     aws: None, text_probe: None
 ) -> None:
@@ -1579,12 +1573,6 @@ def test_an_endpoint_on_a_later_page_of_the_listing_keeps_the_version(monkeypatc
         stub.assert_no_pending_responses()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an endpoint SageMaker is deleting, listed when the version's own endpoint is gone, counts as running on "
-    "the configuration: after a rename, `pulumi destroy` may keep the configuration and Model for good (lifecycle "
-    "review)",
-)
 def test_a_listed_endpoint_sagemaker_is_deleting_does_not_keep_the_version(monkeypatch: pytest.MonkeyPatch) -> None:
     """The version's own endpoint is waited for while it is Deleting; one it lists is not, and counts as running on
     config-1. After an endpointName change it is this stack's old endpoint: the version, updated in place, names the
