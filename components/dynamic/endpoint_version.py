@@ -12,6 +12,12 @@ or concurrency change keeps the Model). The Endpoint depends on it, so `pulumi d
 and then both. When the endpoint is gone (destroy, or a rename in the same update), it keeps whatever another
 endpoint of the region still runs on.
 
+Each version also records, when it is created, the configuration (and its Models) the endpoint runs then: the one
+its rollout supersedes. Its delete retires those too, on the same rules. Their own version usually has by then; but
+after an update that failed before the endpoint moved, the next `pulumi up` deletes that version first (Pulumi runs
+pending deletes before anything else), which keeps what the endpoint still runs, and then moves the endpoint: this
+record is what is left to retire them, at a later rollout or `pulumi destroy`.
+
 The aws provider's Endpoint delete returns as soon as DescribeEndpoint says Deleting: its wait for the deletion
 counts that status as gone (terraform-provider-aws internal/service/sagemaker/endpoint.go, findEndpointByName; the
 "Cannot create already existing endpoint" of #40080). So the endpoint is usually still Deleting here, on this very
@@ -31,6 +37,8 @@ from components.dynamic import AwsProvider
 # Any other status means the endpoint may still switch to, or fall back on, the configuration.
 SETTLED_STATUSES = frozenset({"InService", "Failed", "OutOfService"})
 REQUIRED = ("endpoint_name", "region", "config_name", "model_name")
+# What the endpoint ran when the version was created, kept through updates: see EndpointVersionProvider.create.
+SUPERSEDED = ("superseded_config", "superseded_models")
 # How long an endpoint SageMaker is deleting is waited for: 10 minutes, as the aws provider's own wait.
 DELETING_POLL_S = 10.0
 DELETING_POLLS = 60
@@ -96,13 +104,31 @@ class EndpointVersionProvider(AwsProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         outs = self._outs(props)
-        return CreateResult(id_=outs["config_name"], outs=outs)
+        return CreateResult(id_=outs["config_name"], outs={**outs, **self._superseded(outs)})
+
+    def _superseded(self, outs: dict[str, Any]) -> dict[str, Any]:
+        """The configuration (and its Models) the endpoint runs as this version is created, if another: the one this
+        rollout supersedes. Its own version retires it at the end of a rollout that succeeds. But after an update that
+        failed before the endpoint moved, the next `pulumi up` deletes that version first, which rightly keeps what the
+        endpoint still runs; once the endpoint moves, only this record is left to retire it."""
+        client = self.client("sagemaker", region=outs["region"])
+        try:
+            endpoint = client.describe_endpoint(EndpointName=outs["endpoint_name"])
+        except client.exceptions.ClientError as e:
+            if not _not_found(e):
+                raise
+            return {}  # the first rollout: the endpoint is created after this
+        running_config = endpoint.get("EndpointConfigName")
+        if not running_config or running_config == outs["config_name"]:
+            return {}
+        _status, _config, models = self._running(client, endpoint, outs["config_name"], "")
+        return {"superseded_config": running_config, "superseded_models": sorted(m for m in models if m)}
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         return diff_endpoint_version(olds, news)
 
-    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        return UpdateResult(outs=self._outs(news))
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult(outs={**self._outs(news), **{k: olds[k] for k in SUPERSEDED if k in olds}})
 
     @staticmethod
     def _running(
@@ -166,8 +192,18 @@ class EndpointVersionProvider(AwsProvider):
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         client = self.client("sagemaker", region=props["region"])
-        config_name, model_name = props["config_name"], props["model_name"]
         endpoint = self._endpoint_unless_deleted(client, props)
+        self._retire(client, endpoint, props["config_name"], props["model_name"])
+        superseded = props.get("superseded_config")
+        if superseded and superseded != props["config_name"]:
+            # Usually its own version retired it already (then each delete below finds nothing); kept, as its own
+            # are, if the endpoint still runs on it. A configuration without a Model of its own retires alone.
+            for model_name in props.get("superseded_models") or [None]:
+                self._retire(client, endpoint, superseded, model_name)
+
+    def _retire(self, client: Any, endpoint: dict[str, Any] | None, config_name: str, model_name: str | None) -> None:
+        """Deletes the configuration and the model, each unless the endpoint (or, when it is gone, any endpoint of
+        the region) runs on it; a model of None is none to delete."""
         if endpoint is None:
             used_config, used_model = self._used_elsewhere(client, config_name, model_name)
             delete_config, delete_model = not used_config, not used_model
@@ -176,7 +212,7 @@ class EndpointVersionProvider(AwsProvider):
             delete_config, delete_model = what_to_retire(config_name, model_name, running)
         calls = [
             (delete_config, client.delete_endpoint_config, {"EndpointConfigName": config_name}),
-            (delete_model, client.delete_model, {"ModelName": model_name}),
+            (delete_model and model_name is not None, client.delete_model, {"ModelName": model_name}),
         ]
         for wanted, call, kwargs in calls:
             if not wanted:

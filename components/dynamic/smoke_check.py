@@ -183,10 +183,9 @@ def rollout_failure_message(endpoint_name: str, expected_config: str, descriptio
         "and its Model only once the endpoint runs on another one. Fix the cause (see the endpoint's log group), then "
         "run `pulumi up --refresh`: the aws provider has recorded the endpoint as updated to "
         f"{expected_config!r}, so a plain `pulumi up` sees nothing to change and does not ask SageMaker again (only "
-        "a new model or setting, which makes a new configuration, is rolled out without the refresh). After that "
-        f"rollout, {actual!r} and its Model are no longer tracked: delete them "
-        f"with `aws sagemaker delete-endpoint-config --endpoint-config-name {actual}` and `aws sagemaker "
-        "delete-model` on the ModelName that `describe-endpoint-config` shows."
+        "a new model or setting, which makes a new configuration, is rolled out without the refresh). "
+        f"{actual!r} and its Model stay recorded (by the new configuration's version): the program deletes them once "
+        "the endpoint runs on another configuration, at a later rollout or `pulumi destroy`; nothing to delete by hand."
     )
 
 

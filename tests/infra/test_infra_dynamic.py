@@ -227,7 +227,8 @@ def test_a_failed_smoke_check_says_the_endpoint_already_serves_the_model_that_fa
 def test_smoke_check_fails_when_sagemaker_rolled_the_update_back(aws: None, text_probe: None) -> None:
     """A new EndpointConfiguration that fails to start: SageMaker puts the endpoint back InService on the old one and
     the aws provider reports the update as done. The probe would pass against the old model; the check must fail
-    the deployment, and say how to delete the configuration the endpoint fell back on once it is no longer used."""
+    the deployment, and say that the configuration the endpoint fell back on is retired once no longer used (the new
+    configuration's version recorded it), not send the deployer to delete it by hand."""
     queue_endpoint_results(json.dumps(GOOD_REPLY), json.dumps(GOOD_REPLY))
     serve_config("mobilenet-test", "config-1")
     provider = SmokeCheckProvider()
@@ -236,7 +237,8 @@ def test_smoke_check_fails_when_sagemaker_rolled_the_update_back(aws: None, text
         provider.update(created.id, created.outs, {**SMOKE_PROPS, "trigger": "config-2"})
     message = str(err.value)
     assert "'config-1'" in message and "'config-2'" in message and "did not take effect" in message
-    assert "delete-endpoint-config --endpoint-config-name config-1" in message
+    assert "'config-1' and its Model stay recorded" in message and "nothing to delete by hand" in message
+    assert "delete-endpoint-config" not in message
 
 
 def test_a_rolled_back_update_is_retried_with_a_refresh() -> None:
@@ -1187,12 +1189,6 @@ def test_a_rename_with_a_memory_change_keeps_the_model_the_renamed_endpoint_runs
     assert _sagemaker_names() == ({"config-2"}, {"model-config-1"})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a version whose delete keeps the configuration the endpoint still runs hands it to no one: after an "
-    "update that failed before the endpoint ran on its new configuration, config-1 and its Model outlive `pulumi "
-    "destroy` (lifecycle review)",
-)
 def test_destroy_retires_a_configuration_the_endpoint_still_ran_when_its_version_went(aws: None) -> None:
     """An update made config-2 and its version, then failed before the endpoint ran on config-2: UpdateEndpoint
     refused (a quota), another resource failing first (the engine starts no step after an error), an interrupt, or
@@ -1212,6 +1208,19 @@ def test_destroy_retires_a_configuration_the_endpoint_still_ran_when_its_version
     boto3.client("sagemaker", region_name=REGION).delete_endpoint(EndpointName="mobilenet-test")  # `pulumi destroy`
     provider.delete("config-2", version_2)
     assert _sagemaker_names() == (set(), set())
+
+
+def test_a_version_deleted_while_the_endpoint_runs_what_it_superseded_keeps_that(aws: None) -> None:
+    """The record of what a version superseded retires nothing the endpoint still runs: a rollout that never took
+    effect (its version deleted as the stack goes back) leaves the endpoint's configuration and Model alone."""
+    serve_config("mobilenet-test", "config-1")
+    provider = EndpointVersionProvider()
+    serve_config("mobilenet-test", "config-2")
+    serve_config("mobilenet-test", "config-1")  # rolled back: the endpoint runs config-1
+    version_2 = provider.create(_version("config-2")).outs
+    assert version_2["superseded_config"] == "config-1"
+    provider.delete("config-2", version_2)
+    assert _sagemaker_names() == ({"config-1"}, {"model-config-1"})
 
 
 def test_a_gone_endpoint_keeps_what_another_endpoint_runs_on(aws: None) -> None:
@@ -1340,7 +1349,7 @@ def test_endpoint_version_diff_replaces_only_for_a_new_configuration_or_model() 
 
 
 @pytest.mark.parametrize("missing", ["endpoint_name", "region", "config_name", "model_name"])
-def test_endpoint_version_requires_inputs(missing: str) -> None:
+def test_endpoint_version_requires_inputs(aws: None, missing: str) -> None:
     with pytest.raises(EndpointVersionError, match=f"^{missing} is required, got ''$"):
         EndpointVersionProvider().create({**_version("config-1"), missing: ""})
     assert EndpointVersionProvider().create(_version("config-1")).id == "config-1"
@@ -1348,14 +1357,22 @@ def test_endpoint_version_requires_inputs(missing: str) -> None:
         EndpointVersionProvider().update("config-1", _version("config-1"), {**_version("config-1"), missing: ""})
 
 
-def test_endpoint_version_records_every_field_its_delete_reads() -> None:
+def test_endpoint_version_records_every_field_its_delete_reads(aws: None) -> None:
     """Pulumi hands the delete the outs create or update returned, not the program's inputs: one left out of them
     (model_name) failed every later delete with a KeyError, and a renamed endpoint or another region recorded by
-    the update is where the delete looks."""
+    the update is where the delete looks. So is what the endpoint ran when the version was created, which an update
+    keeps (a first rollout, whose endpoint does not exist yet, records none)."""
     version = _version("config-1")
     assert EndpointVersionProvider().create(dict(version)).outs == version
     moved = {**version, "endpoint_name": "mobilenet-renamed", "region": "eu-west-1"}
     assert EndpointVersionProvider().update("config-1", version, dict(moved)).outs == moved
+    serve_config("mobilenet-test", "config-1")
+    created = EndpointVersionProvider().create(_version("config-2")).outs
+    superseded = {"superseded_config": "config-1", "superseded_models": ["model-config-1"]}
+    assert created == {**_version("config-2"), **superseded}
+    moved = {**_version("config-2"), "endpoint_name": "mobilenet-renamed"}
+    assert EndpointVersionProvider().update("config-2", created, dict(moved)).outs == {**moved, **superseded}
+    assert EndpointVersionProvider().create(_version("config-1")).outs == _version("config-1")  # what it runs
 
 
 def _stubbed_version_provider(monkeypatch: pytest.MonkeyPatch) -> tuple[EndpointVersionProvider, Stubber]:
