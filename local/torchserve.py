@@ -243,8 +243,28 @@ def worker_death_cause(log_lines: list[str]) -> str | None:
             named = [m.group(0) for m in map(_ERROR_LINE.search, log_lines[i:]) if m and m.group(2).strip() == message]
             return named[0] if named else message
         if WORKER_DIED in line:
-            return last_error(log_lines[:i]) or "the worker died without logging an error"
+            # TorchServe logs the death with exc_info (ts/model_service_worker.py): its traceback follows the line,
+            # and that traceback's last error is the cause. Without one, an error logged before it explains it.
+            after = _traceback_after(log_lines[i + 1 :])
+            return last_error(after) or last_error(log_lines[:i]) or "the worker died without logging an error"
     return None
+
+
+_TRACEBACK_PARTS = ("Traceback (most recent call last)", "  ", "The above exception", "During handling of the above")
+
+
+def _traceback_after(log_lines: list[str]) -> list[str]:
+    """The traceback that starts on the first of `log_lines`, as far as it goes: its frames, its error lines and
+    the lines that chain them; nothing when the first line starts none."""
+    if not log_lines or "Traceback (most recent call last)" not in log_lines[0]:
+        return []
+    block = []
+    for line in log_lines:
+        message = line.split("MODEL_LOG - ", 1)[-1]
+        if not (message == "" or message.startswith(_TRACEBACK_PARTS) or _ERROR_LINE.search(message)):
+            break
+        block.append(line)
+    return block
 
 
 def connection_lost(error: Exception) -> bool:

@@ -192,13 +192,6 @@ def test_a_failed_load_is_named_by_its_message_with_the_class_when_logged():
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="worker_death_cause looks for the error before TorchServe's 'Backend worker process died.' line, but the "
-    "worker writes that line first and its traceback after it (logging.error(..., exc_info=True)): a worker that "
-    "died of anything but a RuntimeError in load_model is 'the worker died without logging an error', under "
-    "'(model_fn failed)', as with --runtime torchserve and a TMPDIR of 70 to 75 characters (AF_UNIX path too long)",
-)
 def test_a_worker_death_is_named_by_the_traceback_logged_after_it():
     # What TorchServe 0.12 wrote (ts/model_service_worker.py, the except at its end) for a TMPDIR 72 characters long:
     # the worker's socket, <TMPDIR>/torchserve-xxxxxxxx/tmp/.ts.sock.9000, is over sun_path's 107 bytes.
@@ -212,6 +205,26 @@ def test_a_worker_death_is_named_by_the_traceback_logged_after_it():
         prefix + "OSError: AF_UNIX path too long",
     ]
     assert worker_death_cause(log) == "OSError: AF_UNIX path too long"
+
+
+def test_a_worker_death_is_named_by_the_last_error_of_its_chained_traceback_and_no_later_line():
+    prefix = "2026-01-01T00:00:00,000 [INFO ] W-9000-model_1.0-stdout MODEL_LOG - "
+    log = [
+        prefix + "ValueError: logged before the death, by something else",
+        prefix + WORKER_DIED,
+        prefix + "Traceback (most recent call last):",
+        prefix + '  File "/v/site-packages/ts/model_service_worker.py", line 249, in run_server',
+        prefix + "OSError: [Errno 98] Address already in use",
+        prefix + "",
+        prefix + "During handling of the above exception, another exception occurred:",
+        prefix + "",
+        prefix + "Traceback (most recent call last):",
+        prefix + '  File "/v/site-packages/ts/model_service_worker.py", line 260, in run_server',
+        prefix + "RuntimeError: the worker could not listen",
+        prefix + "Starting a new worker",
+        prefix + "KeyError: from the next worker's run",
+    ]
+    assert worker_death_cause(log) == "RuntimeError: the worker could not listen"
 
 
 def test_no_worker_death_no_cause():
