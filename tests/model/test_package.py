@@ -175,7 +175,10 @@ def test_an_artifact_that_cannot_be_replaced_is_named_not_the_temp_file(tmp_path
     def immutable(self, target):
         raise OSError(errno.EPERM, os.strerror(errno.EPERM), str(self), None, str(target))
 
-    monkeypatch.setattr(Path, "replace", immutable)
+    class ImmutableTarget(type(Path())):  # the builder's own Path (its temp file's), not Path.replace itself
+        replace = immutable
+
+    monkeypatch.setattr(package, "Path", ImmutableTarget)
     out = tmp_path / "model.tar.gz"
     with pytest.raises(OSError) as failed:
         package.write_tarball(MEMBERS, out)
@@ -521,39 +524,37 @@ def test_a_folder_that_takes_files_but_cannot_be_listed_still_builds(stub_build,
 
 
 @pytest.mark.parametrize("stamp", ["model.tar.gz.inputs", "model.tar.gz.sha256"])
-def test_a_stamp_the_disk_cannot_hold_is_the_file_named(stub_build, monkeypatch, stamp):
+def test_a_stamp_the_disk_cannot_hold_is_the_file_named(stub_build, stamp):
     """A write that fails names no file: with model.tar.gz written whole and no room left for its .inputs (a 20 MB
     tmpfs), the build said "No space left on device: .../model.tar.gz", the one file that had been written."""
     import errno
 
     b = stub_build
-    real = Path.write_text
 
-    def full(self, *args, **kwargs):
-        if self.name == stamp:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as a write() that fails: no file name
-        return real(self, *args, **kwargs)
+    class Full(type(Path())):  # --out's path, whose stamps are its siblings: not Path.write_text itself
+        def write_text(self, *args, **kwargs):
+            if self.name == stamp:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as a write() that fails: no file name
+            return super().write_text(*args, **kwargs)
 
-    monkeypatch.setattr(Path, "write_text", full)
     with pytest.raises(OSError) as failed:
-        package.build(b.source, b.out, onnx=False)
+        package.build(b.source, Full(b.out), onnx=False)
     assert (failed.value.errno, failed.value.filename) == (errno.ENOSPC, str(b.out.parent / stamp))
 
 
-def test_a_stamp_write_error_without_an_errno_keeps_its_own_words(stub_build, monkeypatch):
+def test_a_stamp_write_error_without_an_errno_keeps_its_own_words(stub_build):
     """Only a write error with an errno and no file name is named after the stamp: one in words alone, rebuilt as
     OSError(None, None, stamp), said "[Errno None] None: .../model.tar.gz.inputs" instead of its words."""
     b = stub_build
-    real = Path.write_text
 
-    def refused(self, *args, **kwargs):
-        if self.name == "model.tar.gz.inputs":
-            raise OSError("quota exceeded")
-        return real(self, *args, **kwargs)
+    class Refused(type(Path())):  # --out's path, whose stamps are its siblings: not Path.write_text itself
+        def write_text(self, *args, **kwargs):
+            if self.name == "model.tar.gz.inputs":
+                raise OSError("quota exceeded")
+            return super().write_text(*args, **kwargs)
 
-    monkeypatch.setattr(Path, "write_text", refused)
     with pytest.raises(OSError) as failed:
-        package.build(b.source, b.out, onnx=False)
+        package.build(b.source, Refused(b.out), onnx=False)
     assert str(failed.value) == "quota exceeded"
 
 
@@ -788,13 +789,25 @@ def test_a_state_dict_saved_on_a_gpu_loads_on_a_build_machine_without_one(tmp_pa
     assert all(torch.equal(loaded[k], v.to(torch.float32)) for k, v in state.items())
 
 
+def with_download(monkeypatch, get_state_dict) -> None:
+    """The builder's own torchvision_weights answers the preset's weights as torchvision's does, with
+    `get_state_dict` for their download: the enum's get_state_dict itself would be every thread's."""
+    real = package.torchvision_weights
+
+    def weights(preset):
+        found = real(preset)
+        return SimpleNamespace(url=found.url, get_state_dict=get_state_dict)
+
+    monkeypatch.setattr(package, "torchvision_weights", weights)
+
+
 def download_failure(monkeypatch, error: Exception) -> str:
     """The build's message when torchvision's download of the V2 weights raises `error`."""
 
-    def fail(self, *args, **kwargs):
+    def fail(**kwargs):
         raise error
 
-    monkeypatch.setattr(torchvision.models.MobileNet_V2_Weights, "get_state_dict", fail)
+    with_download(monkeypatch, fail)
     with pytest.raises(package.BuildInputError) as err:
         package.load_state_dict(package.WeightsSource(None, "IMAGENET1K_V2"))
     return str(err.value)
@@ -825,9 +838,7 @@ def test_a_download_cut_off_mid_transfer_is_not_blamed_on_a_cached_copy(tmp_path
 
 def test_a_download_that_does_not_load_strictly_names_the_preset(monkeypatch):
     # No file to name: torchvision's weights for the preset are another model's (WEIGHTS_ENUM set for another one).
-    monkeypatch.setattr(
-        torchvision.models.MobileNet_V2_Weights, "get_state_dict", lambda self, **kw: {"head.weight": torch.zeros(1)}
-    )
+    with_download(monkeypatch, lambda **kw: {"head.weight": torch.zeros(1)})
     with pytest.raises(package.BuildInputError) as err:
         package.load_state_dict(package.WeightsSource(None, "IMAGENET1K_V2"))
     assert str(err.value).startswith(
