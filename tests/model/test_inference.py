@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import inspect
 import io
 import json
 import logging
@@ -933,7 +934,7 @@ def test_sixteen_bit_and_float_grey_are_converted_without_fromarrays_deprecated_
             warnings.warn("'mode' parameter is deprecated (Pillow 11.3)", DeprecationWarning, stacklevel=2)
         return fromarray(obj, mode)
 
-    monkeypatch.setattr(Image, "fromarray", as_pillow_11_3)
+    monkeypatch.setattr(inference, "Image", names_of(Image, fromarray=as_pillow_11_3))  # the serving code's own
     img = fromarray(np.array([[65535, 128 * 257, 0]], dtype=np.uint16))
     img = img if mode == "I;16" else img.convert("I") if mode == "I" else img.convert("F").point(lambda v: v / 257)
     with warnings.catch_warnings():
@@ -1067,15 +1068,22 @@ def test_colour_key_and_palette_transparency_composite_without_a_full_size_rgba_
     expected.paste(rgba, (0, 0), rgba)
     assert 0 < np.count_nonzero(np.asarray(rgba)[..., 3] < 255) < img.width * img.height
 
+    # The conversions of the decoded image and of each block of its rows are spied on, each image's own convert:
+    # Image.Image.convert itself would be every thread's.
     converted = []
-    convert = Image.Image.convert
 
-    def spy(self, mode=None, *args, **kwargs):
-        converted.append((mode, self.width * self.height))
-        return convert(self, mode, *args, **kwargs)
+    def spied(img):
+        def convert(mode=None, *args, **kwargs):
+            converted.append((mode, img.width * img.height))
+            return type(img).convert(img, mode, *args, **kwargs)
 
+        img.convert = convert
+        return img
+
+    row_blocks = inference._row_blocks
     monkeypatch.setattr(inference, "BLOCK_PIXELS", 1000, raising=False)
-    monkeypatch.setattr(Image.Image, "convert", spy)
+    monkeypatch.setattr(inference, "Image", names_of(Image, open=lambda *a, **kw: spied(Image.open(*a, **kw))))
+    monkeypatch.setattr(inference, "_row_blocks", lambda img: ((top, spied(rows)) for top, rows in row_blocks(img)))
     decoded = inference.decode_image(body)
     assert np.array_equal(np.asarray(decoded), np.asarray(expected))
     assert max(pixels for to, pixels in converted if to == "RGBA") <= 1000, converted
@@ -1097,7 +1105,7 @@ def test_an_exif_block_pillow_cannot_read_is_ignored(inference, monkeypatch):
     def broken(img, in_place=False):
         raise SyntaxError("not a TIFF file (header b'' not valid)")
 
-    monkeypatch.setattr(inference.ImageOps, "exif_transpose", broken)
+    monkeypatch.setattr(inference, "ImageOps", names_of(inference.ImageOps, exif_transpose=broken))
     assert inference.decode_image(photo_bytes("chelsea.jpg")).size == (451, 300)
 
 
@@ -1495,7 +1503,7 @@ def test_a_refused_image_is_named_without_another_parser_reading_it(inference, c
         opened.append(formats)
         return real_open(fp, mode, formats)
 
-    monkeypatch.setattr(inference.Image, "open", recording_open)
+    monkeypatch.setattr(inference, "Image", names_of(Image, open=recording_open))  # the serving code's own
     eps = b"%!PS-Adobe-3.0 EPSF-3.0\n" + b"%%comment line\n" * 1000
     assert _raises(inference, "UnsupportedContentTypeError", 415, eps).startswith("EPS images are not accepted")
     assert opened and all(formats is not None and set(formats) <= {"JPEG", "PNG", "WEBP"} for formats in opened)
@@ -1646,7 +1654,6 @@ def test_an_error_message_of_several_lines_is_one_line(inference):
 
 def test_pixel_limit_is_inclusive(inference, monkeypatch):
     monkeypatch.setattr(inference, "MAX_PIXELS", 100)
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
     assert inference.decode_image(encode(Image.new("RGB", (10, 10)), "PNG")).size == (10, 10)
     with pytest.raises(inference.ImageTooLargeError) as info:
         inference.decode_image(encode(Image.new("RGB", (101, 1)), "PNG"))
@@ -1663,9 +1670,9 @@ def test_the_pixel_limit_is_the_readmes_fifty_million(inference):
 
 def test_pixel_limit_holds_without_pillows_own_check(inference, monkeypatch):
     # Image.MAX_IMAGE_PIXELS is a process-wide setting any other import may change (None turns Pillow's check off):
-    # the limit is decode_image's own, not only Pillow's.
+    # the limit is decode_image's own, not only Pillow's. Pillow's stays at 50,000,000 here, far above 101 pixels
+    # (set to None it would be every thread's).
     monkeypatch.setattr(inference, "MAX_PIXELS", 100)
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
     assert inference.decode_image(encode(Image.new("RGB", (10, 10)), "PNG")).size == (10, 10)
     with pytest.raises(inference.ImageTooLargeError, match="image is 101x1; the limit is 100 pixels") as info:
         inference.decode_image(encode(Image.new("RGB", (101, 1)), "PNG"))
@@ -1973,17 +1980,13 @@ def test_model_fns_onnxruntime_session_goes_by_this_cpus_flags(inference, tmp_pa
     # served session ignoring the CPU.
     import onnxruntime as ort
 
-    built = []
-
-    def session(path, sess_options, providers):
-        built.append(sess_options)
-        return real(path, sess_options=sess_options, providers=providers)
-
-    real = ort.InferenceSession
-    monkeypatch.setattr(ort, "InferenceSession", session)
+    # The session the backend serves, as its run() holds it: onnxruntime's own InferenceSession replaced would be
+    # every thread's.
     monkeypatch.setattr(inference, "cpu_flags", lambda: frozenset(flags))
-    inference._onnxruntime_backend(identity_graph(tmp_path, 2, [1, 224, 224, 3]), 224)
-    [opts] = built
+    run, _ = inference._onnxruntime_backend(identity_graph(tmp_path, 2, [1, 224, 224, 3]), 224)
+    session = inspect.getclosurevars(run).nonlocals["session"]
+    assert isinstance(session, ort.InferenceSession)
+    opts = session.get_session_options()
     if exact:
         assert opts.get_session_config_entry("session.x64quantprecision") == "1"
     else:
@@ -2240,14 +2243,17 @@ def test_a_jpeg_goes_to_libjpeg_in_one_read_and_decodes_to_pillows_pixels(infere
     assert len(data) > 4 * ImageFile.MAXBLOCK and Image.open(io.BytesIO(data)).format == image_format
     expected = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
     reads = []
-    read = JpegImagePlugin.JpegImageFile.load_read
 
-    def counted(self, read_bytes):
-        chunk = read(self, read_bytes)
-        reads.append(len(chunk))
-        return chunk
+    def counted(img):  # the decoded image's own load_read: JpegImageFile.load_read itself is every thread's
+        def load_read(read_bytes):
+            chunk = JpegImagePlugin.JpegImageFile.load_read(img, read_bytes)
+            reads.append(len(chunk))
+            return chunk
 
-    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "load_read", counted)
+        img.load_read = load_read
+        return img
+
+    monkeypatch.setattr(inference, "Image", names_of(Image, open=lambda *a, **kw: counted(Image.open(*a, **kw))))
     decoded = inference.decode_image(data)
     assert len(reads) == 1 and reads[0] > 4 * ImageFile.MAXBLOCK
     assert np.array_equal(np.asarray(decoded), expected)
