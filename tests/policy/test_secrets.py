@@ -13,6 +13,7 @@ import boto3
 import pytest
 
 from components.site_config import render_config_js
+from tests.conftest import names_of
 from tests.handler.conftest import JPEG, FakeLambdaContext, FakeRuntime, load_proxy, make_event, model_error_reply
 from tests.infra.conftest import ROOT
 from tests.policy import rules
@@ -222,10 +223,12 @@ def test_model_error_logs_carry_no_credentials(
     proxy_env.setenv("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
     proxy_env.setenv("AWS_SESSION_TOKEN", SESSION_TOKEN)
     proxy_env.setenv("LOG_LEVEL", log_level)
-    # boto3's default session caches the credentials it resolved first (in an earlier test); start a
-    # fresh one so the client really is built from the environment above.
-    proxy_env.setattr(boto3, "DEFAULT_SESSION", None)
+    # boto3's default session caches the credentials it resolved first (in an earlier test): the handler's client
+    # is built again through the handler's own boto3 name, from a fresh session of its own, so that it really is
+    # built from the environment above (boto3.DEFAULT_SESSION reset would be every thread's).
     proxy = load_proxy()
+    proxy_env.setattr(proxy, "boto3", names_of(boto3, client=boto3.session.Session().client))
+    proxy_env.setattr(proxy, "CLIENT", proxy.build_client(read_timeout=proxy.CONFIG.read_timeout_s))
     fake_runtime.script(model_error_reply(status, message))
     response = proxy.handler(make_event(body=JPEG), FakeLambdaContext())
 
