@@ -294,12 +294,13 @@ def test_results_the_disk_cannot_hold_leave_the_last_ones_whole(monkeypatch, tmp
     out = tmp_path / "latest.md"
     out.write_text("the last run's table\n", encoding="utf-8")
 
-    def half_then_full(self, data, *args, **kwargs):
-        with open(self, "w", encoding="utf-8") as f:
-            f.write(data[: len(data) // 2])
-        raise OSError(errno.ENOSPC, "No space left on device")
+    class HalfThenFull(type(pathlib.Path())):
+        def write_text(self, data, *args, **kwargs):
+            with open(self, "w", encoding="utf-8") as f:
+                f.write(data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(pathlib.Path, "write_text", half_then_full)
+    out_parsed_as(monkeypatch, bench, HalfThenFull)
     assert bench.main(["--out", str(out)]) == 2
     assert f"error: could not write {out}: No space left on device\n" in capsys.readouterr().err
     assert out.read_bytes() == b"the last run's table\n"
@@ -367,14 +368,14 @@ def test_results_through_a_symlink_are_written_beside_the_file_it_points_to(monk
     target.write_text("the last run's table\n", encoding="utf-8")
     out = tmp_path / "links" / "latest.md"
     out.symlink_to(target)
-    write_text = pathlib.Path.write_text
 
-    def read_only_links(self, *args, **kwargs):
-        if self.parent == out.parent:
-            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
-        return write_text(self, *args, **kwargs)
+    class ReadOnlyLinks(type(pathlib.Path())):
+        def write_text(self, *args, **kwargs):
+            if self.parent == out.parent:
+                raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+            return super().write_text(*args, **kwargs)
 
-    monkeypatch.setattr(pathlib.Path, "write_text", read_only_links)
+    out_parsed_as(monkeypatch, bench, ReadOnlyLinks)
     assert bench.main(["--out", str(out)]) == 0, capsys.readouterr().err
     assert out.is_symlink() and "| latency row |" in target.read_text(encoding="utf-8")
     assert sorted(p.name for p in target.parent.iterdir()) == ["latest.md"]
@@ -391,10 +392,17 @@ def test_results_path_that_is_a_symlink_loop_is_an_error_line_not_a_traceback(mo
     import os
     import pathlib
 
-    if resolve == "Python 3.13's":
-        monkeypatch.setattr(pathlib.Path, "resolve", lambda self, strict=False: type(self)(os.path.realpath(self)))
+    as_3_13 = resolve == "Python 3.13's"
+
+    class Resolving(type(pathlib.Path())):  # --out's own resolve(): pathlib.Path.resolve itself is every thread's
+        if as_3_13:
+
+            def resolve(self, strict=False):
+                return type(self)(os.path.realpath(self))
+
     bench = stub_sections(monkeypatch, tmp_path)
-    out = tmp_path / "latest.md"
+    out_parsed_as(monkeypatch, bench, Resolving)
+    out = Resolving(tmp_path / "latest.md")
     out.symlink_to(out)
     assert bench.main(["--out", str(out)]) == 2
     assert capsys.readouterr().err == f"error: --out {out}: Too many levels of symbolic links\n"
@@ -746,6 +754,13 @@ def measured_container_memory(bench, report, ctx: dict) -> None:
     """The serving stack's peak, as the run measures it first, and its rows, as the table prints them last."""
     bench.bench_container_peak(ctx)
     bench.bench_container_memory(report, ctx)
+
+
+def out_parsed_as(monkeypatch, bench, path_type) -> None:
+    """main()'s --out parsed as a `path_type`, a Path subclass holding the fake, through bench's own table_file:
+    pathlib.Path's own write_text or resolve replaced would be every thread's."""
+    table_file = bench.table_file
+    monkeypatch.setattr(bench, "table_file", lambda value: path_type(table_file(value)))
 
 
 def stub_sections(monkeypatch, tmp_path, **sections):
