@@ -365,14 +365,14 @@ def test_an_entry_that_cannot_be_read_is_an_error_naming_it(bundle, monkeypatch,
     build, error, root = bundle
     (root / "page.txt").write_text("P")
     (root / "alias.txt").symlink_to("page.txt")
-    is_dir = Path.is_dir
 
-    def refuse(path):
-        if path.name in ("page.txt", "alias.txt"):
-            raise OSError(code, os.strerror(code), str(path))
-        return is_dir(path)
+    class Refusing(type(Path())):  # the walk's own Path (its entries'): Path.is_dir itself is every thread's
+        def is_dir(self):
+            if self.name in ("page.txt", "alias.txt"):
+                raise OSError(code, os.strerror(code), str(self))
+            return super().is_dir()
 
-    monkeypatch.setattr(Path, "is_dir", refuse)
+    monkeypatch.setattr("components.bundle_dir.Path", Refusing)
     says = f"cannot read {root.resolve() / 'alias.txt'}: {os.strerror(code)}"
     with pytest.raises(error, match=re.escape(says)):
         build(root)
@@ -382,13 +382,13 @@ def test_a_link_that_cannot_be_resolved_for_permissions_is_not_called_missing(bu
     build, error, root = bundle
     (root / "page.txt").write_text("P")
     (root / "alias.txt").symlink_to("page.txt")
-    resolve = Path.resolve
 
-    def refuse(path, strict=False):
-        if path.name == "alias.txt":
-            raise PermissionError(13, "Permission denied", str(path))
-        return resolve(path, strict=strict)
+    class Refusing(type(Path())):  # the walk's own Path (its entries'): Path.resolve itself is every thread's
+        def resolve(self, strict=False):
+            if self.name == "alias.txt":
+                raise PermissionError(13, "Permission denied", str(self))
+            return super().resolve(strict=strict)
 
-    monkeypatch.setattr(Path, "resolve", refuse)
+    monkeypatch.setattr("components.bundle_dir.Path", Refusing)
     with pytest.raises(error, match=re.escape(f"cannot read {root.resolve() / 'alias.txt'}: Permission denied")):
         build(root)
