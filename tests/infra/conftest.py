@@ -20,6 +20,8 @@ from typing import Any
 import pulumi
 import pytest
 
+from tests.conftest import names_of
+
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -202,9 +204,29 @@ def make_www(directory: Path, files: dict[str, bytes] | None = None) -> Path:
     return directory
 
 
+# What __main__.py's own imports of these modules get instead of them (a test puts a copy holding its fake here, with
+# monkeypatch.setitem and names_of): the module itself patched (pathlib.Path.open, pulumi.export) would be every
+# thread's. Its pulumi is always run_main's copy, which records the exports and the deferred outputs.
+PROGRAM_IMPORTS: dict[str, Any] = {}
+
+
+def program_globals(imports: dict[str, Any]) -> dict[str, Any]:
+    """Globals to run __main__.py in, its `import X` and `from X import y` of a module named in `imports` answered by
+    that copy (a dotted `import X.y` still binds the real X: __main__.py has none)."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def importing(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
+        if level == 0 and name in imports:
+            return imports[name]
+        return real_import(name, globals, locals, fromlist, level)
+
+    return {"__builtins__": {**vars(builtins), "__import__": importing}}
+
+
 def run_main(
     mocks: RecordingMocks,
-    monkeypatch: pytest.MonkeyPatch,
     config: dict[str, Any],
     transformation: Callable[[pulumi.ResourceTransformationArgs], None] | None = None,
 ) -> dict[str, Any]:
@@ -221,14 +243,15 @@ def run_main(
     flat["aws:region"] = REGION
     pulumi.runtime.set_all_config(flat)
     exports: dict[str, Any] = {}
-    monkeypatch.setattr(pulumi, "export", lambda name, value: exports.__setitem__(name, value))
-    unresolved = track_deferred_outputs(monkeypatch)
+    unresolved, deferred_output = tracked_deferred_outputs()
+    own_pulumi = names_of(pulumi, export=exports.__setitem__, deferred_output=deferred_output)
+    program = program_globals({**PROGRAM_IMPORTS, "pulumi": own_pulumi})
 
     def declare() -> pulumi.Output[dict[str, Any]]:
         if transformation is not None:
             pulumi.runtime.register_stack_transformation(transformation)
         try:
-            runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+            runpy.run_path(str(ROOT / "__main__.py"), init_globals=program, run_name="__main__")
         except BaseException as error:
             if unresolved:  # resources wait on them: the engine, and this test, would wait forever
                 failure = AssertionError(
@@ -279,13 +302,12 @@ def declare_dev_stack(artifact: Path) -> dict[str, Any]:
     asyncio.set_event_loop(ENGINE_LOOP)
     mocks = _install()
     config = strip_namespace(yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text(encoding="utf-8"))["config"])
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        run_main(mocks, monkeypatch, {**config, "modelArtifact": str(artifact)})
+    run_main(mocks, {**config, "modelArtifact": str(artifact)})
     return comparable_inputs(mocks)
 
 
-def track_deferred_outputs(monkeypatch: pytest.MonkeyPatch) -> list[Callable[[Any], None]]:
-    """pulumi.deferred_output, recording the resolvers not called yet: the list returned shrinks as they are."""
+def tracked_deferred_outputs() -> tuple[list[Callable[[Any], None]], Callable[[], Any]]:
+    """(the resolvers not called yet, a pulumi.deferred_output that records them): the list shrinks as they are."""
     unresolved: list[Callable[[Any], None]] = []
     deferred_output = pulumi.deferred_output
 
@@ -299,8 +321,7 @@ def track_deferred_outputs(monkeypatch: pytest.MonkeyPatch) -> list[Callable[[An
         unresolved.append(tracked_resolve)
         return output, tracked_resolve
 
-    monkeypatch.setattr(pulumi, "deferred_output", tracked)
-    return unresolved
+    return unresolved, tracked
 
 
 def fake_lambda_asset_files(
@@ -328,6 +349,6 @@ def program(mocks: RecordingMocks, monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
 
     def run(transformation: Any = None, **config: Any) -> dict[str, Any]:
         config.setdefault("modelArtifact", str(artifact))
-        return run_main(mocks, monkeypatch, config, transformation)
+        return run_main(mocks, config, transformation)
 
     return run

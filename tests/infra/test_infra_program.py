@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import json
 import os
+import pathlib
 import re
 import runpy
 import subprocess
@@ -32,6 +33,7 @@ from tests.infra.conftest import (
     CF_DOMAIN,
     DLC_ACCOUNT,
     DYNAMIC,
+    PROGRAM_IMPORTS,
     REGION,
     ROOT,
     RecordingMocks,
@@ -264,8 +266,8 @@ def test_a_setting_under_a_renamed_projects_own_name_stops_the_program(
     which the program, reading mobilenet-serverless:<key> only, ignored, and deployed without the key, in silence."""
     mocks = RecordingMocks()
     pulumi.runtime.set_mocks(mocks, project="imgclass", stack="prod", preview=False)
-    # How the engine hands the program a stack's config: PULUMI_CONFIG, which get_config_env reads.
-    monkeypatch.setattr(pulumi.runtime.config, "get_config_env", lambda: {"imgclass:kmsKeyArn": KMS})
+    # How the engine hands the program a stack's config: PULUMI_CONFIG, which get_config_env reads at each call.
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps({"imgclass:kmsKeyArn": KMS}))
     with pytest.raises(pulumi.RunError) as err:
         program()
     assert "Pulumi.yaml names this project 'imgclass'" in str(err.value)
@@ -279,7 +281,7 @@ def test_a_renamed_project_with_its_settings_under_mobilenet_serverless_deploys(
     """Set as mobilenet-serverless:<key>, a renamed project's settings are read; its names carry its own name."""
     mocks = RecordingMocks()
     pulumi.runtime.set_mocks(mocks, project="imgclass", stack="prod", preview=False)
-    monkeypatch.setattr(pulumi.runtime.config, "get_config_env", lambda: {"aws:region": REGION})
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps({"aws:region": REGION}))  # as the engine hands it over
     outputs = program(maxConcurrency=7)
     assert outputs["endpoint_name"] == "imgclass-prod"
     variant = mocks.one("aws:sagemaker/endpointConfiguration:EndpointConfiguration")["productionVariants"][0]
@@ -296,7 +298,14 @@ def test_every_component_records_the_outputs_it_exposes(program: Any, monkeypatc
         registered[component] = dict(outputs)
         register(component, outputs)
 
-    monkeypatch.setattr(pulumi.ComponentResource, "register_outputs", record)
+    def subclasses(cls: type) -> list[type]:
+        return [cls, *(sub for direct in cls.__subclasses__() for sub in subclasses(direct))]
+
+    # On each of this project's components (every ComponentResource subclass of components/, as __main__.py imports
+    # them): pulumi.ComponentResource's own register_outputs replaced would be every thread's.
+    for component_class in subclasses(pulumi.ComponentResource):
+        if component_class.__module__.startswith("components."):
+            monkeypatch.setattr(component_class, "register_outputs", record)
     program()
     assert {type(c).__name__ for c in registered} == {"ServerlessEndpoint", "InferenceApi", "StaticSite"}
     for component, outputs in registered.items():
@@ -465,14 +474,14 @@ def test_a_modelartifact_the_system_cannot_read_names_the_setting_without_a_trac
     artifact = tmp_path / name
     if why == "Permission denied":  # the tests may run as root, whom no file refuses
         artifact, _ = make_artifact(tmp_path)
-        open_file = Path.open
 
-        def refuse(self: Path, *args: Any, **kwargs: Any) -> Any:
-            if self == artifact:
-                raise PermissionError(13, "Permission denied", str(self))
-            return open_file(self, *args, **kwargs)
+        class Refusing(type(Path())):  # __main__.py's own Path, which its artifact path is made of
+            def open(self, *args: Any, **kwargs: Any) -> Any:
+                if self == artifact:
+                    raise PermissionError(13, "Permission denied", str(self))
+                return super().open(*args, **kwargs)
 
-        monkeypatch.setattr(Path, "open", refuse)
+        monkeypatch.setitem(PROGRAM_IMPORTS, "pathlib", names_of(pathlib, Path=Refusing))
     with pytest.raises(pulumi.RunError) as err:
         program(modelArtifact=str(artifact))
     message = str(err.value)
@@ -499,10 +508,12 @@ def test_the_artifact_make_model_builds_from_other_code_than_the_checkouts_fails
     """model/code/inference.py edited (or changed by a pull) and `pulumi up` run without `make model` first: the old
     code in model/dist/model.tar.gz was deployed without a word. The edit is simulated: the checkout is not written."""
     checkout_code = ROOT / "model" / "code" / "inference.py"
-    read_bytes = Path.read_bytes
-    monkeypatch.setattr(
-        Path, "read_bytes", lambda self: read_bytes(self) + (b"# edited\n" if self == checkout_code else b"")
-    )
+
+    class Edited(type(Path())):  # __main__.py's own Path, which the checkout's code path is made of
+        def read_bytes(self) -> bytes:
+            return super().read_bytes() + (b"# edited\n" if self == checkout_code else b"")
+
+    monkeypatch.setitem(PROGRAM_IMPORTS, "pathlib", names_of(pathlib, Path=Edited))
     with tarfile.open(artifact) as tar:
         int8 = json.loads(tar.extractfile("metadata.json").read()).get("precision") == "int8"  # a `make model INT8=1`
     with pytest.raises(pulumi.RunError) as err:
@@ -772,11 +783,9 @@ def test_a_gzip_artifact_that_is_no_whole_tar_fails_before_any_resource(
     assert mocks.resources == {}
 
 
-def test_relative_artifact_path_resolves_against_the_project_root(
-    mocks: RecordingMocks, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_relative_artifact_path_resolves_against_the_project_root(mocks: RecordingMocks) -> None:
     with pytest.raises(pulumi.RunError) as err:
-        run_main(mocks, monkeypatch, {"modelArtifact": "model/dist/does-not-exist.tar.gz"})
+        run_main(mocks, {"modelArtifact": "model/dist/does-not-exist.tar.gz"})
     assert str(ROOT / "model/dist/does-not-exist.tar.gz") in str(err.value)
 
 

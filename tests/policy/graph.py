@@ -122,7 +122,7 @@ def run_program(stack: str, config: Mapping[str, Any], workdir: Path) -> Graph:
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(sys.modules, "components.lambda_bundle", lambda_bundle_stub())
         try:
-            exports = run_main(mocks, mp, full)
+            exports = run_main(mocks, full)
         finally:
             pulumi.runtime.set_all_config({})
     return mocks.graph(full, exports)
