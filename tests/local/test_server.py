@@ -43,7 +43,7 @@ from local.runtime import ContainerResponse, ContainerUnavailable, Faults, SageM
 from local.sandboxes import LambdaTimeout, SandboxStartError
 from local.server import StackInfo, create_app, names_this_machine
 from tests.ci import require_ipv6_loopback
-from tests.conftest import ROOT
+from tests.conftest import ROOT, names_of
 from tests.waiting import HANG_GUARD_S, wait_until
 
 BASE_URL = "http://127.0.0.1:8000"
@@ -1575,33 +1575,34 @@ def test_the_stacks_own_log_lines_carry_their_utc_offset_as_the_handlers_lines_d
     """`python -m local`'s lines (`... WARNING local.runtime: invocation <id>: ...`) gave the local time without a
     zone, beside the handler's Powertools lines, which give the same time with its offset: outside UTC they read as
     another hour than those, and than the UTC times of the events' requestContext.time and of CloudWatch."""
-    import time
-
     from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 
-    from local.__main__ import main
+    import local.__main__
 
-    level = logging.root.level
-    monkeypatch.setattr(logging.root, "handlers", [])  # so that main()'s logging.basicConfig applies, as in a shell
-    monkeypatch.setenv("TZ", "JST-9")
-    time.tzset()
-    try:
-        # Refused (no --allow-remote) once logging is set up, at --log-level's level.
-        assert main(["--host", "192.0.2.1", "--log-level", "DEBUG"]) == 2
-        assert logging.root.level == logging.DEBUG
-        [handler] = logging.root.handlers
-        record = logging.LogRecord("local.runtime", logging.WARNING, __file__, 1, "invocation x: 424", None, None)
-        record.created, record.msecs = 1_700_000_000.25, 250.0
-        powertools_time = LambdaPowertoolsFormatter().formatTime(record)
-        assert powertools_time == "2023-11-15 07:13:20,250+0900"
-        assert handler.format(record) == f"{powertools_time} WARNING local.runtime: invocation x: 424"
-        capsys.readouterr()
-        handler.handle(record)  # on stderr, as logging.basicConfig's: stdout holds the banner only
-        assert capsys.readouterr() == ("", f"{powertools_time} WARNING local.runtime: invocation x: 424\n")
-    finally:
-        monkeypatch.undo()
-        time.tzset()
-        logging.root.setLevel(level)
+    # What main() asks logging.basicConfig for, through local.__main__'s own logging name: the root logger's handlers
+    # and level themselves are every thread's. The zone is JST (+0900) through each formatter's own converter: TZ
+    # set and time.tzset() would be every thread's local time.
+    configured = []
+    monkeypatch.setattr(local.__main__, "logging", names_of(logging, basicConfig=lambda **kw: configured.append(kw)))
+
+    def in_jst(seconds):
+        return time.struct_time((*time.gmtime(seconds + 9 * 3600)[:8], 0, "JST", 9 * 3600))
+
+    # Refused (no --allow-remote) once logging is set up, at --log-level's level.
+    assert local.__main__.main(["--host", "192.0.2.1", "--log-level", "DEBUG"]) == 2
+    [kwargs] = configured
+    assert kwargs["level"] == "DEBUG"
+    [handler] = kwargs["handlers"]
+    record = logging.LogRecord("local.runtime", logging.WARNING, __file__, 1, "invocation x: 424", None, None)
+    record.created, record.msecs = 1_700_000_000.25, 250.0
+    powertools = LambdaPowertoolsFormatter()
+    powertools.converter = handler.formatter.converter = in_jst
+    powertools_time = powertools.formatTime(record)
+    assert powertools_time == "2023-11-15 07:13:20,250+0900"
+    assert handler.format(record) == f"{powertools_time} WARNING local.runtime: invocation x: 424"
+    capsys.readouterr()
+    handler.handle(record)  # on stderr, as logging.basicConfig's: stdout holds the banner only
+    assert capsys.readouterr() == ("", f"{powertools_time} WARNING local.runtime: invocation x: 424\n")
 
 
 @pytest.mark.parametrize(
@@ -1981,16 +1982,12 @@ def test_the_banner_gives_the_stacks_urls_and_what_it_serves_with(monkeypatch, t
 def test_the_options_and_the_stack_config_reach_the_tiers(monkeypatch, tmp_path):
     """The stack config's region and MaxConcurrency reach the runtime tier and the sandboxes; --fault-injection
     and --log-level reach the app and uvicorn; and the open-file limit is raised before serving."""
-    import sys
+    import local.__main__
 
+    # local.__main__'s own raise_open_file_limit (the tests above hold what it sets): a fake resource module in
+    # sys.modules would be every thread's import of it.
     raised = []
-    fake = SimpleNamespace(
-        RLIMIT_NOFILE=7,
-        RLIM_INFINITY=-1,
-        getrlimit=lambda which: (1024, 4096),
-        setrlimit=lambda which, limits: raised.append(limits),
-    )
-    monkeypatch.setitem(sys.modules, "resource", fake)
+    monkeypatch.setattr(local.__main__, "raise_open_file_limit", lambda: raised.append("raised"))
     stack_file = tmp_path / "Pulumi.x.yaml"
     text = (ROOT / "Pulumi.dev.yaml").read_text()
     for key, value in (("aws:region", "eu-west-1"), ("mobilenet-serverless:maxConcurrency", "3")):
@@ -2000,7 +1997,7 @@ def test_the_options_and_the_stack_config_reach_the_tiers(monkeypatch, tmp_path)
     ran = what_main_runs(monkeypatch, tmp_path, "--stack-config", str(stack_file))
     assert (ran.sandbox_region, ran.runtime.region, ran.runtime.max_concurrency) == ("eu-west-1", "eu-west-1", 3)
     assert (ran.app_options["fault_injection"], ran.server_log_level) == (False, "warning")
-    assert raised == [(4096, 4096)]
+    assert raised == ["raised"]
     ran = what_main_runs(monkeypatch, tmp_path, "--fault-injection", "--log-level", "DEBUG")
     assert (ran.app_options["fault_injection"], ran.server_log_level) == (True, "debug")
 
