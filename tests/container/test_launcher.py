@@ -716,13 +716,19 @@ def test_stop_kills_a_group_that_ignores_sigterm_reaps_it_and_removes_its_dir(tm
 
 
 def test_a_process_gone_between_listing_and_its_group_lookup_is_left_out(monkeypatch):
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()  # reaped: its pid names no process any more
-    me = psutil.Process()
-    me.info = {"status": psutil.STATUS_RUNNING}
-    listed = SimpleNamespace(pid=gone.pid, info={"status": psutil.STATUS_RUNNING})
-    monkeypatch.setattr(psutil, "process_iter", lambda attrs: iter([listed, me]))
-    assert torchserve._group_processes(os.getpgid(0)) == [me]
+    import errno
+
+    # Every process listed but this one is gone by the time its group is looked up, through local.torchserve's own
+    # os (os.getpgid of a reaped pid raises ProcessLookupError): psutil.process_iter replaced would be every thread's.
+    me = os.getpid()
+
+    def getpgid(pid):
+        if pid != me:
+            raise ProcessLookupError(errno.ESRCH, os.strerror(errno.ESRCH))
+        return os.getpgid(pid)
+
+    monkeypatch.setattr(torchserve, "os", names_of(os, getpgid=getpgid))
+    assert [proc.pid for proc in torchserve._group_processes(os.getpgid(0))] == [me]
 
 
 @pytest.mark.timeout(60)
