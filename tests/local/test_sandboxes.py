@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import platform
 import re
@@ -12,6 +13,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool, _ExecutorManagerThread
 from pathlib import Path
@@ -24,7 +26,7 @@ import pytest
 from local import sandboxes as sandboxes_module
 from local.sandboxes import SANDBOX_IDLE_LIMIT_S, LambdaSandboxes, LambdaTimeout, SandboxStartError
 from tests.ci import require_proc, skip_or_fail
-from tests.conftest import process_group_members
+from tests.conftest import names_of, process_group_members
 from tests.waiting import HANG_GUARD_S, wait_until
 
 
@@ -181,6 +183,15 @@ def test_an_invocation_sent_to_a_sandbox_that_died_unnoticed_runs_in_a_new_one(o
     assert one.submit({}, None).result(timeout=60) == second
 
 
+def on_every_sandbox(monkeypatch, pool: LambdaSandboxes, name: str, method: Callable[..., Any]) -> None:
+    """`method` (self first) as `name` of each sandbox of `pool`, those it holds and those it starts from now on
+    (through local.sandboxes' own name for ProcessPoolExecutor): ProcessPoolExecutor's own would be every thread's
+    and every other pool's."""
+    monkeypatch.setattr(sandboxes_module, "ProcessPoolExecutor", type("Hooked", (ProcessPoolExecutor,), {name: method}))
+    for sandbox in list(pool._sandboxes):
+        monkeypatch.setattr(sandbox, name, functools.partial(method, sandbox))
+
+
 def submits_return_once_begun(monkeypatch, pool: LambdaSandboxes) -> None:
     """Each invocation handed to a sandbox is begun there before the hand-over returns, as a sandbox quick enough
     may: whether it began must be told by the count taken before."""
@@ -193,7 +204,7 @@ def submits_return_once_begun(monkeypatch, pool: LambdaSandboxes) -> None:
             wait_until(lambda: begun.value > 0 or inner.done(), "the sandbox to begin the invocation")
         return inner
 
-    monkeypatch.setattr(ProcessPoolExecutor, "submit", submit)
+    on_every_sandbox(monkeypatch, pool, "submit", submit)
 
 
 @pytest.mark.parametrize("begun_at_once", [False, True], ids=["begun_later", "begun_at_once"])
@@ -269,7 +280,7 @@ def test_a_rerun_keeps_the_dead_sandboxs_slot_from_other_invocations(one, monkey
     os.kill(first, signal.SIGSTOP)
     try:
         invocation = one.submit({}, None)
-        monkeypatch.setattr(ProcessPoolExecutor, "shutdown", shutdown)
+        on_every_sandbox(monkeypatch, one, "shutdown", shutdown)
     finally:
         os.kill(first, signal.SIGKILL)
     second = invocation.result(timeout=60)
@@ -334,7 +345,7 @@ def test_a_rerun_its_new_sandbox_refuses_fails_and_frees_its_slot(one, monkeypat
                 raise OSError(24, "Too many open files")
             return real_submit(self, fn, *args, **kwargs)
 
-        monkeypatch.setattr(ProcessPoolExecutor, "submit", refuse_once)
+        on_every_sandbox(monkeypatch, one, "submit", refuse_once)
     finally:
         os.kill(first, signal.SIGKILL)
     with pytest.raises(SandboxStartError, match=REFUSED_EMFILE):
@@ -426,7 +437,7 @@ def test_a_sandbox_the_os_refuses_to_start_fails_its_invocation_and_frees_its_sl
             raise OSError(24, "Too many open files")
         return real_submit(self, fn, *args, **kwargs)
 
-    monkeypatch.setattr(ProcessPoolExecutor, "submit", refuse_once)
+    on_every_sandbox(monkeypatch, one, "submit", refuse_once)
     with pytest.raises(SandboxStartError, match=REFUSED_EMFILE) as refused_start:
         one.submit({}, None).result(timeout=60)
     assert isinstance(refused_start.value.__cause__, OSError), "the OS's own error, for a traceback's reader"
@@ -437,19 +448,22 @@ def test_a_sandbox_the_os_refuses_to_start_fails_its_invocation_and_frees_its_sl
 
 def test_a_sandbox_the_os_refuses_its_connection_to_the_fork_server_fails_saying_what_helps(one, monkeypatch):
     """The new sandbox's socket or pipes to the fork server (EMFILE): the OS's refusal, not the fork server's, so
-    no wait for a fork server to die and no 'its fork server refused it', but what helps."""
-    from multiprocessing import forkserver
+    no wait for a fork server to die and no 'its fork server refused it', but what helps. Refused as multiprocessing
+    starts the sandbox, below local.sandboxes' own _SandboxPopen (a subclass of it whose base refuses once):
+    forkserver.connect_to_new_process replaced would be every thread's fork-server starts."""
+    from multiprocessing import popen_forkserver
 
-    real_connect = forkserver.connect_to_new_process
     refused: list = []
 
-    def refuse_once(fds):
-        if not refused:
-            refused.append(fds)
-            raise OSError(errno.EMFILE, "Too many open files")
-        return real_connect(fds)
+    class RefusedOnce(popen_forkserver.Popen):
+        def _launch(self, process_obj):
+            if not refused:
+                refused.append(process_obj)
+                raise OSError(errno.EMFILE, "Too many open files")
+            return super()._launch(process_obj)
 
-    monkeypatch.setattr(forkserver, "connect_to_new_process", refuse_once)
+    sandbox_popen = type("SandboxPopen", (sandboxes_module._SandboxPopen, RefusedOnce), {})
+    monkeypatch.setattr(sandboxes_module, "_SandboxPopen", sandbox_popen)
     with pytest.raises(SandboxStartError, match=REFUSED_EMFILE):
         one.submit({}, None).result(timeout=60)
     assert refused and one.size == 0
@@ -775,7 +789,7 @@ def test_an_invocation_waiting_for_the_slot_the_os_refused_a_sandbox_for_runs(on
             raise OSError(24, "Too many open files")
         return real_submit(self, fn, *args, **kwargs)
 
-    monkeypatch.setattr(ProcessPoolExecutor, "submit", refuse_once)
+    on_every_sandbox(monkeypatch, one, "submit", refuse_once)
     with pytest.raises(SandboxStartError, match=REFUSED_EMFILE):
         one.submit({}, None).result(timeout=60)
     assert waiting[0].result(timeout=60), "it waits for a slot that is free"
@@ -795,7 +809,7 @@ def test_a_waiting_invocation_runs_when_the_one_before_it_is_refused_its_start(o
             raise OSError(24, "Too many open files")
         return real_submit(self, fn, *args, **kwargs)
 
-    monkeypatch.setattr(ProcessPoolExecutor, "submit", refuse_once)
+    on_every_sandbox(monkeypatch, one, "submit", refuse_once)
     go.touch()
     assert busy.result(timeout=60)
     with pytest.raises(SandboxStartError, match=REFUSED_EMFILE):
@@ -837,13 +851,14 @@ def test_a_warm_start_the_os_refuses_says_so_without_blaming_the_handler(one, mo
         raise refusal
 
     real_submit = ProcessPoolExecutor.submit
-    if step == "fork server":
-        monkeypatch.setattr(forkserver, "ensure_running", refuse)
+    if step == "fork server":  # local.sandboxes' own forkserver: forkserver.ensure_running itself is every thread's
+        monkeypatch.setattr(sandboxes_module, "forkserver", names_of(forkserver, ensure_running=refuse))
     elif step == "executor":
         monkeypatch.setattr(one, "_new_sandbox", refuse)
     else:
-        monkeypatch.setattr(
-            ProcessPoolExecutor,
+        on_every_sandbox(
+            monkeypatch,
+            one,
             "submit",
             lambda self, fn, *a: refuse() if fn is sandboxes_module._import_handler else real_submit(self, fn, *a),
         )
