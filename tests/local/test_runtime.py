@@ -20,7 +20,7 @@ from handlers import proxy_core
 from local import runtime as runtime_module
 from local.runtime import ContainerResponse, ContainerUnavailable, Faults, SageMakerRuntime, model_error
 from tests.ci import skip_or_fail
-from tests.conftest import gzip_with_a_bad_block, names_of, tar_gz_of
+from tests.conftest import ROOT, gzip_with_a_bad_block, names_of, tar_gz_of
 from tests.waiting import HANG_GUARD_S
 
 
@@ -1160,28 +1160,43 @@ def test_a_multiprocessing_dir_is_swept_only_when_a_stack_locked_it_and_is_gone(
         os.close(held)
 
 
-def test_the_stacks_multiprocessing_dir_is_locked_as_its_own(tmp_path, monkeypatch) -> None:
-    import os
-    from multiprocessing import process
+def test_the_stacks_multiprocessing_dir_is_locked_as_its_own(tmp_path) -> None:
+    # In a Python of its own: multiprocessing's temporary directory set here would be every thread's (the fork
+    # server's socket is made there).
+    import subprocess
 
-    from local import runtime
-
-    # As multiprocessing's util.get_temp_dir made it (set here, not made by it: its exit handler would remove it).
+    # As multiprocessing's util.get_temp_dir made it (set there, not made by it: its exit handler would remove it).
     made = tmp_path / "pymp-k2x9q4tz"
     made.mkdir()
-    monkeypatch.setitem(process.current_process()._config, "tempdir", str(made))
-    monkeypatch.setattr(runtime, "_multiprocessing_dir_lock", None)
-    directory = runtime.hold_multiprocessing_dir()
-    lock = runtime._multiprocessing_dir_lock
-    try:
-        assert directory == made
-        assert sorted(p.name for p in made.iterdir()) == [".owner.lock"]  # the lock, under its name, and nothing else
-        assert runtime.sweep_orphaned_multiprocessing_dirs(tmp_path) == []  # locked by this process, alive
-        assert runtime.hold_multiprocessing_dir() == directory
-        assert runtime._multiprocessing_dir_lock == lock  # once per process: not a descriptor per call
-    finally:
-        os.close(lock)
-    assert runtime.sweep_orphaned_multiprocessing_dirs(tmp_path) == [directory]  # as once its process is killed
+    script = f"""
+import json, os
+from multiprocessing import process
+from pathlib import Path
+from local import runtime
+process.current_process()._config["tempdir"] = {str(made)!r}
+directory = runtime.hold_multiprocessing_dir()
+lock = runtime._multiprocessing_dir_lock
+seen = {{
+    "directory": str(directory),
+    "held": sorted(p.name for p in directory.iterdir()),  # the lock, under its name, and nothing else
+    "swept while alive": [str(p) for p in runtime.sweep_orphaned_multiprocessing_dirs(Path({str(tmp_path)!r}))],
+    "again": str(runtime.hold_multiprocessing_dir()),
+    "same lock": runtime._multiprocessing_dir_lock == lock,  # once per process: not a descriptor per call
+}}
+os.close(lock)
+seen["swept once gone"] = [str(p) for p in runtime.sweep_orphaned_multiprocessing_dirs(Path({str(tmp_path)!r}))]
+print(json.dumps(seen))
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "directory": str(made),
+        "held": [".owner.lock"],
+        "swept while alive": [],  # locked by this process, alive
+        "again": str(made),
+        "same lock": True,
+        "swept once gone": [str(made)],  # as once its process is killed
+    }
 
 
 def test_a_stop_signal_while_multiprocessing_makes_its_dir_leaves_it_to_multiprocessing_to_remove(tmp_path) -> None:
@@ -1311,20 +1326,29 @@ def test_the_runtime_tiers_line_of_a_model_error_without_its_container_status_st
     assert answer_line(answer, 5.0) == "invocation r-2: 424 ModelError (container status 503) in 5.0 ms"
 
 
-@pytest.mark.usefixtures("fresh_script")
-def test_without_the_toolkit_the_scripts_own_error_base_keeps_its_status(tmp_path, monkeypatch) -> None:
+def test_without_the_toolkit_the_scripts_own_error_base_keeps_its_status(tmp_path) -> None:
     # The toolkit is optional for the in-process runtime: without it, the script's own InferenceError is what keeps
-    # a status (415 stays 415), and any other exception is still a 500 (not taken for a toolkit error).
-    from local.runtime import InProcessContainer
+    # a status (415 stays 415), and any other exception is still a 500 (not taken for a toolkit error). In a Python
+    # of its own: the toolkit's import made to fail here (sys.modules) would fail every thread's import of it.
+    import subprocess
 
-    monkeypatch.setitem(sys.modules, "sagemaker_inference.errors", None)  # import raises ImportError
-    container = InProcessContainer(tar_gz_of(tmp_path / "model.tar.gz", {"code/inference.py": STUB_INFERENCE.encode()}))
-    try:
-        assert container.invoke(b"x", "image/x-refused", "").status == 415
-        crashed = container.invoke(b"x", "image/x-crash", "")
-        assert crashed.status == 500 and crashed.body.startswith(b"stub crashed\n")
-    finally:
-        container.close()
+    artifact = tar_gz_of(tmp_path / "model.tar.gz", {"code/inference.py": STUB_INFERENCE.encode()})
+    script = f"""
+import sys, tempfile
+from pathlib import Path
+sys.modules["sagemaker_inference.errors"] = None  # import raises ImportError
+tempfile.tempdir = {str(tmp_path)!r}  # where the model is unpacked
+from local.runtime import InProcessContainer
+container = InProcessContainer(Path({str(artifact)!r}))
+try:
+    refused, crashed = (container.invoke(b"x", kind, "") for kind in ("image/x-refused", "image/x-crash"))
+    print(refused.status, crashed.status, crashed.body.startswith(b"stub crashed\\n"))
+finally:
+    container.close()
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["415", "500", "True"]
 
 
 @pytest.mark.usefixtures("fresh_script")
