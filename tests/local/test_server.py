@@ -1784,63 +1784,56 @@ def test_a_message_to_a_terminal_that_is_gone_is_dropped():
         (4096, 4096, None),  # nothing to raise
     ],
 )
-def test_the_open_file_limit_is_raised_to_the_hard_limit(monkeypatch, soft, hard, wanted):
+def test_the_open_file_limit_is_raised_to_the_hard_limit(soft, hard, wanted):
+    infinity = -1
+    set_to = limits_set_by_raise_open_file_limit((soft, infinity if hard == "infinity" else hard))
+    expected = None if wanted is None else [infinity if v == "infinity" else v for v in wanted]
+    assert set_to == ([] if expected is None else [expected])
+
+
+def limits_set_by_raise_open_file_limit(limits: tuple[int, int], refusal: str = "", refused_above: int = -1) -> list:
+    """The limits local.__main__'s raise_open_file_limit set, run in a Python of its own whose resource module is a
+    fake reporting `limits` (soft, hard; -1 is RLIM_INFINITY): a fake in this process's sys.modules would be every
+    thread's import of resource. setrlimit raises `refusal` (an expression) for a soft limit above
+    `refused_above`."""
+    import subprocess
     import sys
 
-    from local.__main__ import raise_open_file_limit
-
-    infinity = -1
-    set_to = []
-    fake = SimpleNamespace(
-        RLIMIT_NOFILE=7,
-        RLIM_INFINITY=infinity,
-        getrlimit=lambda which: (soft, infinity if hard == "infinity" else hard),
-        setrlimit=lambda which, limits: set_to.append(limits),
-    )
-    monkeypatch.setitem(sys.modules, "resource", fake)
-    raise_open_file_limit()
-    expected = None if wanted is None else tuple(infinity if v == "infinity" else v for v in wanted)
-    assert set_to == ([] if expected is None else [expected])
+    script = f"""
+import errno, json, sys, types
+set_to = []
+def setrlimit(which, limits):
+    if {bool(refusal)!r} and limits[0] > {refused_above!r}:
+        raise {refusal or "None"}
+    set_to.append(list(limits))
+sys.modules["resource"] = types.SimpleNamespace(
+    RLIMIT_NOFILE=7, RLIM_INFINITY=-1, getrlimit=lambda which: {tuple(limits)!r}, setrlimit=setrlimit
+)
+from local.__main__ import raise_open_file_limit
+raise_open_file_limit()  # no ValueError, no OSError
+print(json.dumps(set_to))
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
 
 
 @pytest.mark.parametrize(
     "refusal",
     [
-        ValueError("not allowed to raise maximum limit"),  # macOS, above its own cap
-        OSError(errno.EFAULT, "Bad address"),  # any errno but EINVAL and EPERM comes as an OSError
+        'ValueError("not allowed to raise maximum limit")',  # macOS, above its own cap
+        'OSError(errno.EFAULT, "Bad address")',  # any errno but EINVAL and EPERM comes as an OSError
     ],
 )
-def test_an_open_file_limit_the_system_refuses_to_raise_is_kept(monkeypatch, refusal):
-    import sys
-
-    from local.__main__ import raise_open_file_limit
-
-    def refuse(which, limits):
-        raise refusal
-
-    fake = SimpleNamespace(RLIMIT_NOFILE=7, RLIM_INFINITY=-1, getrlimit=lambda which: (256, -1), setrlimit=refuse)
-    monkeypatch.setitem(sys.modules, "resource", fake)
-    raise_open_file_limit()  # no ValueError, no OSError
+def test_an_open_file_limit_the_system_refuses_to_raise_is_kept(refusal):
+    assert limits_set_by_raise_open_file_limit((256, -1), refusal) == []
 
 
-def test_an_open_file_limit_above_macos_cap_falls_back_to_its_open_max(monkeypatch):
+def test_an_open_file_limit_above_macos_cap_falls_back_to_its_open_max():
     """macOS reports no hard limit but refuses more than its per-process cap (10240 on many Macs): the demo kept the
     256 descriptors it started with."""
-    import sys
-
-    from local.__main__ import raise_open_file_limit
-
-    set_to = []
-
-    def capped(which, limits):
-        if limits[0] > 10240:
-            raise ValueError("current limit exceeds maximum limit")
-        set_to.append(limits)
-
-    fake = SimpleNamespace(RLIMIT_NOFILE=7, RLIM_INFINITY=-1, getrlimit=lambda which: (256, -1), setrlimit=capped)
-    monkeypatch.setitem(sys.modules, "resource", fake)
-    raise_open_file_limit()
-    assert set_to == [(10240, -1)]
+    refusal = 'ValueError("current limit exceeds maximum limit")'
+    assert limits_set_by_raise_open_file_limit((256, -1), refusal, refused_above=10240) == [[10240, -1]]
 
 
 @pytest.mark.parametrize(
