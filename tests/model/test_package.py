@@ -941,37 +941,70 @@ def test_half_the_int8_calibration_crops_are_mirrored(tmp_path):
     assert mirrored.count(True) == mirrored.count(False), mirrored
 
 
+def quantized_with_shape_inference(tmp_path, step: str, usage: str, meta: dict | None = None) -> dict:
+    """What package.quantize_int8 of a 1000-byte graph raised (its type's name and its errno, strerror, filename,
+    message), run in a Python of its own where onnx's shape inference step (quant_pre_process) is `step`, the source
+    of a function of (source, target) that may use workdir and photo; the builder's own TMPDIR is workdir
+    (tmp_path/tmp), and its own shutil.disk_usage is `usage`, the source of a function of the path. quantize_int8
+    imports quant_pre_process inside it, with no name of the builder's to replace, and onnxruntime's own replaced
+    here would be every thread's."""
+    import json
+    import subprocess
+    import sys
+    import textwrap
+
+    workdir, photo = tmp_path / "tmp", tmp_path / "photo.jpg"
+    workdir.mkdir(exist_ok=True)
+    script = f"""
+import errno, json, tempfile
+from pathlib import Path
+from types import SimpleNamespace
+from onnxruntime.quantization import shape_inference
+from model import package
+workdir, photo = Path({str(workdir)!r}), Path({str(photo)!r})
+{textwrap.dedent(step)}
+{textwrap.dedent(usage)}
+shape_inference.quant_pre_process = step
+package.tempfile = SimpleNamespace(TemporaryDirectory=lambda: tempfile.TemporaryDirectory(dir=workdir))
+package.shutil = SimpleNamespace(disk_usage=usage)
+try:
+    package.quantize_int8(b"x" * 1000, {meta or {}!r}, [photo])
+    print("null")
+except Exception as e:
+    fields = {{name: getattr(e, name, None) for name in ("errno", "strerror", "filename")}}
+    print(json.dumps({{"type": type(e).__name__, "message": str(e), **fields}}))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=package.ROOT.parent, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
 @pytest.mark.parametrize("free", [0, 4 * 1000])
-def test_int8_calibration_failing_in_a_full_tmpdir_names_it(tmp_path, monkeypatch, free):
+def test_int8_calibration_failing_in_a_full_tmpdir_names_it(tmp_path, free):
     """With TMPDIR too full for the quantiser's models, `make model INT8=1` ended in a protobuf DecodeError traceback
     (onnx's shape inference had left a model cut short there), or said "No space left on device: <--out>", a path
     on another disk with room. Simulated: the step fails as it did, and the disk has less than four graphs' worth
     free; with that much free, the failure is not the disk's and passes on as it is."""
-    import tempfile
+    cut_short = """
+        def step(_source, _target, *_args, **_kwargs):
+            from google.protobuf.message import DecodeError
 
-    from google.protobuf.message import DecodeError
-    from onnxruntime.quantization import shape_inference
-
-    def cut_short(_source, _target, *_args, **_kwargs):
-        raise DecodeError("Error parsing message with type 'onnx.ModelProto'")
-
-    monkeypatch.setattr(shape_inference, "quant_pre_process", cut_short)
-    monkeypatch.setattr(
-        package, "tempfile", SimpleNamespace(TemporaryDirectory=lambda: tempfile.TemporaryDirectory(dir=tmp_path))
+            raise DecodeError("Error parsing message with type 'onnx.ModelProto'")
+    """
+    raised = quantized_with_shape_inference(
+        tmp_path, cut_short, f"def usage(_path): return SimpleNamespace(free={free})"
     )
-    monkeypatch.setattr(package, "shutil", SimpleNamespace(disk_usage=lambda _path: SimpleNamespace(free=free)))
     if free:
-        with pytest.raises(DecodeError):
-            package.quantize_int8(b"x" * 1000, {}, [tmp_path / "photo.jpg"])
+        assert raised["type"] == "DecodeError"
         return
-    with pytest.raises(OSError) as full:
-        package.quantize_int8(b"x" * 1000, {}, [tmp_path / "photo.jpg"])
-    assert (full.value.errno, full.value.strerror, full.value.filename) == (
+    assert (raised["errno"], raised["strerror"], raised["filename"]) == (
         28,
         "No space left on device",
-        str(tmp_path),
+        str(tmp_path / "tmp"),
     )
-    assert list(tmp_path.iterdir()) == []
+    assert list((tmp_path / "tmp").iterdir()) == []
 
 
 @pytest.mark.parametrize(("free", "full"), [(2999, True), (3000, False)], ids=["a byte short", "room to the byte"])
@@ -997,58 +1030,40 @@ def test_int8_calibration_asks_for_four_graphs_worth_of_room_counting_its_own_fi
     assert list(workdir.iterdir()) == []
 
 
-def test_int8_refusing_a_graph_in_a_full_tmpdir_says_why_not_that_the_disk_is_full(tmp_path, monkeypatch):
+def test_int8_refusing_a_graph_in_a_full_tmpdir_says_why_not_that_the_disk_is_full(tmp_path):
     """A refusal of the build's own (a graph with too few Convs to keep the first ones float) says why itself however
     little TMPDIR holds: called a full disk, it sent the user to free room, and the next build said the same."""
-    import tempfile
+    prepared = """
+        def step(_source, target, *_args, **_kwargs):
+            import onnx
 
-    import onnx
-    from onnxruntime.quantization import shape_inference
-
-    one_conv = onnx.ModelProto(graph=onnx.GraphProto(node=[onnx.NodeProto(op_type="Conv", name="conv")]))
-
-    def prepared(_source, target, *_args, **_kwargs):
-        Path(target).write_bytes(one_conv.SerializeToString())
-
-    monkeypatch.setattr(shape_inference, "quant_pre_process", prepared)
-    monkeypatch.setattr(
-        package, "tempfile", SimpleNamespace(TemporaryDirectory=lambda: tempfile.TemporaryDirectory(dir=tmp_path))
+            one_conv = onnx.ModelProto(graph=onnx.GraphProto(node=[onnx.NodeProto(op_type="Conv", name="conv")]))
+            Path(target).write_bytes(one_conv.SerializeToString())
+    """
+    raised = quantized_with_shape_inference(
+        tmp_path, prepared, "def usage(_path): return SimpleNamespace(free=0)", {"model": "vit_b_16"}
     )
-    monkeypatch.setattr(package, "shutil", SimpleNamespace(disk_usage=lambda _path: SimpleNamespace(free=0)))
-    with pytest.raises(package.BuildInputError, match=r"but vit_b_16's graph has 1 Conv\(s\)"):
-        package.quantize_int8(b"x" * 1000, {"model": "vit_b_16"}, [tmp_path / "photo.jpg"])
+    assert raised["type"] == "BuildInputError"
+    assert re.search(r"but vit_b_16's graph has 1 Conv\(s\)", raised["message"]), raised
 
 
-def test_int8_calibration_failing_for_another_reason_with_room_is_not_called_a_full_disk(tmp_path, monkeypatch):
+def test_int8_calibration_failing_for_another_reason_with_room_is_not_called_a_full_disk(tmp_path):
     """Free space is read after the failure, with the step's own graphs (fp32.onnx, pre.onnx) still in TMPDIR: a
     TMPDIR with room for the whole calibration, failing on an unreadable calibration photo, said "No space left on
     device: <TMPDIR>" and named no photo. Simulated: the disk has room for four graphs before the build, and the
     failure comes once two are written."""
-    import errno
-    import tempfile
-
-    from onnxruntime.quantization import shape_inference
-
-    photo = tmp_path / "photo.jpg"
-    workdir = tmp_path / "tmp"
-    workdir.mkdir()
-
-    def written_then_refused(source, target, *_args, **_kwargs):
-        Path(target).write_bytes(Path(source).read_bytes())
-        raise PermissionError(errno.EACCES, "Permission denied", str(photo))
-
-    def usage(_path):  # the room there was before the build, less what the build holds there now
-        held = sum(f.stat().st_size for f in workdir.rglob("*") if f.is_file())
-        return SimpleNamespace(free=4 * 1000 - held)
-
-    monkeypatch.setattr(shape_inference, "quant_pre_process", written_then_refused)
-    monkeypatch.setattr(
-        package, "tempfile", SimpleNamespace(TemporaryDirectory=lambda: tempfile.TemporaryDirectory(dir=workdir))
-    )
-    monkeypatch.setattr(package, "shutil", SimpleNamespace(disk_usage=usage))
-    with pytest.raises(PermissionError) as refused:
-        package.quantize_int8(b"x" * 1000, {}, [photo])
-    assert refused.value.filename == str(photo)
+    written_then_refused = """
+        def step(source, target, *_args, **_kwargs):
+            Path(target).write_bytes(Path(source).read_bytes())
+            raise PermissionError(errno.EACCES, "Permission denied", str(photo))
+    """
+    usage = """
+        def usage(_path):  # the room there was before the build, less what the build holds there now
+            held = sum(f.stat().st_size for f in workdir.rglob("*") if f.is_file())
+            return SimpleNamespace(free=4 * 1000 - held)
+    """
+    raised = quantized_with_shape_inference(tmp_path, written_then_refused, usage)
+    assert (raised["type"], raised["filename"]) == ("PermissionError", str(tmp_path / "photo.jpg"))
 
 
 def test_int8_without_calibration_photos_is_refused():
