@@ -3,14 +3,12 @@ any AWS call, error mapping, headers, logging hygiene and metrics."""
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import logging
 import subprocess
 import sys
 import warnings
-from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
@@ -782,26 +780,33 @@ def test_logs_carry_the_request_id_and_never_the_payload(proxy_env, capsys):
     assert {line.get("status") for line in logs} >= {200, 429, 415, 400}
 
 
-@contextlib.contextmanager
-def loaded_under_root_level(level: int) -> Iterator[None]:
-    """Load the handler as Lambda's runtime does with the root logger at `level` (its application log level), which
-    stays so until the block ends: what botocore's loggers inherit is judged under the level they inherit from."""
-    root = logging.getLogger()
-    previous = root.level
-    root.setLevel(level)
-    try:
-        load_proxy()
-        yield
-    finally:
-        root.setLevel(previous)
+def enabled_once_loaded_under_root_level(level: int, names: tuple[str, ...], at: int) -> dict[str, bool]:
+    """Whether each logger in `names` logs at level `at` once the handler is loaded as Lambda's runtime loads it,
+    with the root logger at `level` (its application log level), judged while the root is still so: what botocore's
+    loggers inherit is judged under the level they inherit from. In a Python of its own, with this environment: the
+    root logger's level set here would be every thread's."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    script = f"""
+import json, logging
+logging.getLogger().setLevel({level})
+import handlers.inference_proxy
+print(json.dumps({{name: logging.getLogger(name).isEnabledFor({at}) for name in {list(names)!r}}}))
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
 
 
-def test_holding_botocore_back_never_switches_on_its_info_lines(proxy_env, capsys):
+def test_holding_botocore_back_never_switches_on_its_info_lines(proxy_env):
     """Lambda's runtime leaves the root logger at WARNING (no application log level set): holding botocore back from
     DEBUG must not lower it to INFO under that, which put a plain-text "Found credentials in environment variables."
     among the JSON lines at every cold start."""
-    with loaded_under_root_level(logging.WARNING):
-        assert not logging.getLogger("botocore.credentials").isEnabledFor(logging.INFO)
+    names = ("botocore.credentials",)
+    assert enabled_once_loaded_under_root_level(logging.WARNING, names, logging.INFO) == dict.fromkeys(names, False)
 
 
 def test_a_debug_root_logger_at_load_never_switches_on_botocores_debug_lines(proxy_env):
@@ -809,9 +814,8 @@ def test_a_debug_root_logger_at_load_never_switches_on_botocores_debug_lines(pro
     inherits it, would log each InvokeEndpoint's parameters (the image), the response bodies and the signed canonical
     request (the session token) at DEBUG. Held at INFO instead; not at the root's level, as WARNING is held above.
     Judged while the root is still at DEBUG: a botocore logger left unset inherits the root's level only then."""
-    with loaded_under_root_level(logging.DEBUG):
-        for name in ("botocore", "botocore.endpoint", "botocore.parsers", "botocore.auth"):
-            assert not logging.getLogger(name).isEnabledFor(logging.DEBUG), name
+    names = ("botocore", "botocore.endpoint", "botocore.parsers", "botocore.auth")
+    assert enabled_once_loaded_under_root_level(logging.DEBUG, names, logging.DEBUG) == dict.fromkeys(names, False)
 
 
 # One process as one Lambda container: its first invocation, then its second (Powertools keeps the cold start in a
