@@ -1539,46 +1539,65 @@ def test_an_int8_failure_takes_only_its_own_rows(monkeypatch, tmp_path, capsys):
     assert "latency row" in out and "skipped" not in out
 
 
-def test_int8_speed_is_timed_in_turn_with_the_served_fp32_session(monkeypatch, tmp_path):
+def test_int8_speed_is_timed_in_turn_with_the_served_fp32_session(tmp_path):
     """The int8 row's ratio was set against fp32's time from the latency pair: measured earlier in the run and right
-    after the served path's glue, while int8 ran back to back later. Both sides are now timed here, in turn."""
-    from types import SimpleNamespace
-
-    import numpy as np
-    import onnxruntime
+    after the served path's glue, while int8 ran back to back later. Both sides are now timed here, in turn. In a
+    Python of its own: bench_int8 imports onnxruntime inside it, with no name of bench's to replace, and
+    onnxruntime.InferenceSession replaced here would be every thread's."""
+    import json
+    import subprocess
+    import sys
 
     import bench.__main__ as bench
-    from model import package
 
-    clock = fake_clock(monkeypatch)
-    calls: list[str] = []
-    probs = np.arange(10, dtype=np.float32)[None]
+    script = f"""
+import json
+from pathlib import Path
+from types import SimpleNamespace
 
-    def takes(name: str, ms: float, out):
-        def run(*_):
-            calls.append(name)
-            clock[0] += ms / 1000
-            return out
+import numpy as np
+import onnxruntime
 
-        return run
+import bench.__main__ as bench
+from model import package
+from tests.conftest import names_of
 
-    class Session:  # its top 5 [1, 0, 9, 8, 7] against fp32's [9, 8, 7, 6, 5]: top-1 differs, 3 of 5 shared
-        def __init__(self, *_, **__):
-            self.run = takes("int8", 2.0, [np.roll(probs, 2)])
+clock = [0.0]
+bench.time = names_of(bench.time, perf_counter=lambda: clock[0])  # the bench's perf_counter reads clock[0]
+calls = []
+probs = np.arange(10, dtype=np.float32)[None]
 
-    monkeypatch.setattr(package, "quantize_int8", lambda onnx, meta, photos: b"int8 graph")
-    monkeypatch.setattr(onnxruntime, "InferenceSession", Session)
-    (tmp_path / "model.onnx").write_bytes(b"fp32 graph")
-    classifier = SimpleNamespace(preprocessing=None, run=takes("fp32", 4.0, probs))
-    inference = SimpleNamespace(
-        ort_session_options=lambda ort, threads: None, decode_image=lambda data: data, preprocess=lambda img, pre: img
-    )
-    report = bench.Report()
-    bench.bench_int8(report, tmp_path, {}, classifier, inference, repeats=3)
-    assert calls[-12:] == ["fp32", "int8"] * 6  # the timed rounds: side by side, not one block after the other
-    assert report.rows[0][1:4] == ("2.0 ms", "4.0 ms fp32", "2.00x"), report.rows
+def takes(name, ms, out):
+    def run(*_):
+        calls.append(name)
+        clock[0] += ms / 1000
+        return out
+
+    return run
+
+class Session:  # its top 5 [1, 0, 9, 8, 7] against fp32's [9, 8, 7, 6, 5]: top-1 differs, 3 of 5 shared
+    def __init__(self, *_, **__):
+        self.run = takes("int8", 2.0, [np.roll(probs, 2)])
+
+package.quantize_int8 = lambda onnx, meta, photos: b"int8 graph"
+onnxruntime.InferenceSession = Session
+Path({str(tmp_path / "model.onnx")!r}).write_bytes(b"fp32 graph")
+classifier = SimpleNamespace(preprocessing=None, run=takes("fp32", 4.0, probs))
+inference = SimpleNamespace(
+    ort_session_options=lambda ort, threads: None, decode_image=lambda data: data, preprocess=lambda img, pre: img
+)
+report = bench.Report()
+bench.bench_int8(report, Path({str(tmp_path)!r}), {{}}, classifier, inference, repeats=3)
+print(json.dumps({{"calls": calls[-12:], "rows": [list(row) for row in report.rows]}}))
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=bench.ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    ran = json.loads(done.stdout.splitlines()[-1])
+    assert ran["calls"] == ["fp32", "int8"] * 6  # the timed rounds: side by side, not one block after the other
+    rows = ran["rows"]
+    assert rows[0][1:4] == ["2.0 ms", "4.0 ms fp32", "2.00x"], rows
     photos = len(list(bench.PHOTOS.glob("*.jpg")))
-    assert report.rows[1][1] == f"top-1 0/{photos}, top-5 overlap {3 * photos}/{5 * photos}", report.rows
+    assert rows[1][1] == f"top-1 0/{photos}, top-5 overlap {3 * photos}/{5 * photos}", rows
 
 
 @pytest.mark.parametrize("before", [None, "onnxruntime"])
@@ -2030,12 +2049,13 @@ def test_the_latency_targets_time_the_whole_served_path_against_the_model_alone(
 
 def local_stack_on_a_fake_clock(monkeypatch, post_ms, status=lambda n: 200) -> dict:
     """bench_local_stack's ctx, with the stack and the clock faked: the in-process path takes 3 ms after three
-    warm-up calls of 100 ms, and the stack answers the n-th POST (from 0, in the order sent) after post_ms(n) ms,
-    with status(n)."""
+    warm-up calls of 100 ms, and the stack answers the n-th POST (from 0, in the order taken) after post_ms(n) ms,
+    with status(n). The stack is an HTTP server of the test's own on 127.0.0.1, which moves the clock on as it takes
+    each POST: httpx.Client replaced (bench_local_stack imports httpx inside it) would be every thread's."""
+    import http.server
+    import json
     import threading
     from types import SimpleNamespace
-
-    import httpx
 
     import tests.conftest
 
@@ -2047,27 +2067,33 @@ def local_stack_on_a_fake_clock(monkeypatch, post_ms, status=lambda n: 200) -> d
         clock[0] += (100.0 if len(paths) <= 3 else 3.0) / 1000
 
     posts, lock = [0], threading.Lock()  # the throughput passes post from several threads
-    answer = {"latency_ms": {"total": 2.0, "endpoint": 1.0}}
+    answer = json.dumps({"latency_ms": {"total": 2.0, "endpoint": 1.0}}).encode()
 
-    class Client:
-        def __init__(self, **_):
-            pass
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *_):
-            return False
-
-        def post(self, url, content, headers):
+    class Stack(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["content-length"]))
             with lock:
                 clock[0] += post_ms(posts[0]) / 1000
                 n, posts[0] = posts[0], posts[0] + 1
-            timing = {"server-timing": "event;dur=0.1, handler;dur=1.5"}
-            return SimpleNamespace(status_code=status(n), text="", headers=timing, json=lambda: answer)
+            self.send_response(status(n))
+            self.send_header("server-timing", "event;dur=0.1, handler;dur=1.5")
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
 
-    monkeypatch.setattr(httpx, "Client", Client)
-    monkeypatch.setattr(tests.conftest, "LocalStack", lambda *_: SimpleNamespace(url="http://stack", stop=lambda: None))
+        def log_message(self, *_):  # not on stderr
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stack)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def stop():
+        server.shutdown()
+        server.server_close()
+
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setattr(tests.conftest, "LocalStack", lambda *_: SimpleNamespace(url=url, stop=stop))
     inference = SimpleNamespace(input_fn=lambda *a: None, predict_fn=lambda *a: None, output_fn=output_fn)
     return {"small_jpeg": b"jpeg", "inference": inference, "classifier": None}
 
