@@ -573,3 +573,21 @@ def test_a_string_result_without_status_code_is_the_body_itself():
         [("content-type", "application/json")],
         b"Hello from Lambda!",
     )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="LambdaContext.memory_limit_in_mb is the int it is given; Lambda's Python runtime reads it from "
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE, a string, which Powertools logs as function_memory_size",
+)
+def test_the_contexts_memory_size_is_text_as_lambdas_python_runtime_gives_it():
+    """Lambda's Python runtime builds the context from its environment: `self.memory_limit_in_mb =
+    os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")` (aws/aws-lambda-python-runtime-interface-client,
+    awslambdaric/lambda_context.py), so it is "256", not 256. Powertools' Logger passes it through as every line's
+    function_memory_size (aws_lambda_powertools/logging/lambda_context.py), so a local line said 256 where the
+    deployed one says "256", though function_context promises local lines that read like deployed ones."""
+    from aws_lambda_powertools.logging.lambda_context import build_lambda_context_model
+
+    context = gateway.function_context("r", endpoint_name="mobilenet-local", region="us-east-1", memory_limit_in_mb=256)
+    assert context.memory_limit_in_mb == "256"
+    assert build_lambda_context_model(context).function_memory_size == "256"
