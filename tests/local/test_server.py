@@ -542,6 +542,40 @@ def test_a_result_whose_body_is_not_text_is_api_gateways_500_with_its_reason_in_
     assert not [r for r in caplog.records if r.exc_info], "a traceback for an answer that raised nothing"
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="only a non-string body is a MalformedResult: any other result API Gateway refuses (a status that is no "
+    "number, headers that are no object, a body marked base64 that is not) fails in response_from_lambda with a "
+    "Python error, logged as the handler having raised, with a traceback and a Lambda function error as the access "
+    "log's integrationErrorMessage",
+)
+@pytest.mark.parametrize(
+    "result",
+    [
+        {"statusCode": "ok", "body": "{}"},
+        {"statusCode": 200, "headers": ["content-type: application/json"], "body": "{}"},
+        {"statusCode": 200, "isBase64Encoded": True, "body": "aGk"},  # no padding: binascii.Error
+    ],
+    ids=["status-not-a-number", "headers-a-list", "base64-that-is-not"],
+)
+def test_any_result_api_gateway_refuses_is_its_500_logged_as_a_refused_answer_not_a_raise(tiers, caplog, result):
+    """As for a body that is no string (above): the function returned, so nothing raised in it. Its access line
+    gave "The Lambda function returned the following error: Incorrect padding. ...", the words of a function error
+    (the handler raised), and the server's line said "the Lambda handler raised" over a traceback of the gateway's
+    own code. HTTP API's words for an answer it cannot use start "The response from the Lambda function doesn't
+    match the format that API Gateway expects" (aws/aws-lambda-go#373; Troubleshooting issues with HTTP API Lambda
+    integrations)."""
+    tiers.sandboxes.result = result
+    with caplog.at_level(logging.INFO):
+        response = tiers.predict()
+    assert response.status_code == 500 and response.json() == {"message": "Internal Server Error"}, response.text
+    [line] = access_lines(caplog)
+    assert line["integrationErrorMessage"].startswith(
+        "The response from the Lambda function doesn't match the format that API Gateway expects."
+    ), line
+    assert not [r for r in caplog.records if r.exc_info], "a traceback for an answer that raised nothing"
+
+
 @pytest.mark.parametrize(
     ("method", "path"),
     [
