@@ -748,6 +748,49 @@ def test_the_sandbox_environment_is_the_functions_not_the_developers():
     assert env["PATH"] == "/usr/bin" and "HOME" not in env
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="sandbox_environment gives the component's variables, credentials, region and the shell's basics, but "
+    "none of the variables Lambda's runtime defines for every function (AWS_LAMBDA_FUNCTION_NAME, _HANDLER, ...)",
+)
+def test_the_sandbox_environment_has_the_variables_lambda_defines_for_every_function():
+    """Lambda sets these in every execution environment, and a function cannot set them itself ("Defined runtime
+    environment variables", https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html). Code that tells
+    Lambda from elsewhere by them (Powertools' Tracer reads LAMBDA_TASK_ROOT, botocore's user agent AWS_EXECUTION_ENV)
+    or names its function by them ran as if not on Lambda. Lambda's Python runtime builds the context's name, memory
+    size, version and log group from the same variables (awslambdaric/lambda_context.py), so they agree with it."""
+    from components.inference_api import HANDLER, RUNTIME
+    from components.policies import lambda_log_group_name
+    from components.settings import function_name_for, load_stack_file
+    from local.server import StackInfo, sandbox_environment
+
+    settings = load_stack_file(ROOT / "Pulumi.dev.yaml")
+    stack = StackInfo("http://127.0.0.1:8000", "mobilenet-local", settings, ["http://127.0.0.1:8000"])
+    env = sandbox_environment(stack, "eu-west-1", {"PATH": "/usr/bin"})
+    name = function_name_for("mobilenet-local")
+    assert {key: env.get(key) for key in DEFINED_BY_LAMBDA} == {
+        "_HANDLER": HANDLER,
+        "AWS_EXECUTION_ENV": f"AWS_Lambda_{RUNTIME}",
+        "AWS_LAMBDA_FUNCTION_NAME": name,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(settings.proxy_memory_size_mb),
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_LOG_GROUP_NAME": lambda_log_group_name(name),
+        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+    }
+    assert env.get("LAMBDA_TASK_ROOT"), "the function's code directory"
+
+
+DEFINED_BY_LAMBDA = (
+    "_HANDLER",
+    "AWS_EXECUTION_ENV",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+    "AWS_LAMBDA_INITIALIZATION_TYPE",
+)
+
+
 def test_the_sandboxes_log_at_the_stacks_proxy_log_level_unless_the_shell_asks():
     import dataclasses
 
