@@ -606,3 +606,34 @@ def test_the_context_has_every_property_lambda_documents_for_python():
     context = gateway.function_context("r", endpoint_name="mobilenet-local", region="us-east-1", memory_limit_in_mb=256)
     assert context.client_context is None
     assert (context.identity.cognito_identity_id, context.identity.cognito_identity_pool_id) == (None, None)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="response_from_lambda sends str() of any header value and iterates `cookies` whatever its type: true, "
+    "null, a list or an object reach the client as Python's text of them, and a cookie string as one Set-Cookie "
+    "per character",
+)
+@pytest.mark.parametrize(
+    ("result", "json_text"),
+    [
+        ({"headers": {"x-flag": True}}, "true"),
+        ({"headers": {"x-none": None}}, None),
+        ({"headers": {"x-list": ["a", "b"]}}, "a,b"),
+        ({"headers": {"x-object": {"a": 1}}}, None),
+        ({"cookies": "a=b"}, "a=b"),
+    ],
+    ids=["true", "null", "list", "object", "cookies-a-string"],
+)
+def test_a_results_values_never_reach_the_client_as_pythons_text_of_them(result, json_text):
+    """The result is JSON (Lambda hands API Gateway the function's return serialised), and API Gateway is no Python:
+    whatever it makes of a header value that is no string or number, or of `cookies` that is no array (AWS's format
+    has "cookies": ["cookie1", "cookie2"], http-api-develop-integrations-lambda.html), it is not "True", "None",
+    "['a', 'b']" or three Set-Cookie headers "a", "=" and "b". Acceptable: the result refused (its 500, as for a body
+    of the wrong type, aws/aws-lambda-go#373), or the value in JSON's words (`json_text`), or the header left out."""
+    try:
+        answer = gateway.response_from_lambda({"statusCode": 200, "body": "", **result})
+    except gateway.MalformedResult:
+        return
+    sent = [(k, v) for k, v in answer.headers if k.startswith("x-") or k == "set-cookie"]
+    assert sent in ([], [(sent[0][0], json_text)] if sent else []), sent
