@@ -9,6 +9,7 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
+import datetime
 import errno
 import gzip
 import json
@@ -574,6 +575,36 @@ def test_any_result_api_gateway_refuses_is_its_500_logged_as_a_refused_answer_no
         "The response from the Lambda function doesn't match the format that API Gateway expects."
     ), line
     assert not [r for r in caplog.records if r.exc_info], "a traceback for an answer that raised nothing"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the sandbox hands its result back pickled, never as JSON: a value JSON cannot carry reaches the gateway "
+    "as the Python object (a datetime header sent as its str(), bytes refused as a body of the wrong type), where "
+    "Lambda's runtime fails the invocation with Runtime.MarshalError",
+)
+@pytest.mark.parametrize(
+    "result",
+    [
+        {"statusCode": 200, "headers": {"x-when": datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)}, "body": "{}"},
+        {"statusCode": 200, "body": b"{}"},
+        {"statusCode": 200, "cookies": {"a=1"}, "body": "{}"},
+    ],
+    ids=["a-datetime-header", "a-bytes-body", "cookies-a-set"],
+)
+def test_a_result_json_cannot_carry_fails_the_invocation_as_lambdas_runtime_does(tiers, caplog, result):
+    """Lambda's Python runtime serialises what the handler returns, and one it cannot is a function error:
+    `raise FaultException(FaultException.MARSHAL_ERROR, "Unable to marshal response: {}".format(str(e)))`
+    (aws/aws-lambda-python-runtime-interface-client, awslambdaric/lambda_runtime_marshaller.py), so API Gateway gets
+    no result at all, answers its 500, and logs Lambda's error. A handler change returning a datetime worked here."""
+    tiers.sandboxes.result = result
+    with caplog.at_level(logging.INFO, logger="local.access"):
+        response = tiers.predict()
+    assert response.status_code == 500 and response.json() == {"message": "Internal Server Error"}, response.text
+    [line] = access_lines(caplog)
+    assert line["integrationErrorMessage"].startswith(
+        "The Lambda function returned the following error: Unable to marshal response: "
+    ), line
 
 
 def answer_to_a_predict(app) -> bytes:
