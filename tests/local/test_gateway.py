@@ -637,3 +637,15 @@ def test_a_results_values_never_reach_the_client_as_pythons_text_of_them(result,
         return
     sent = [(k, v) for k, v in answer.headers if k.startswith("x-") or k == "set-cookie"]
     assert sent in ([], [(sent[0][0], json_text)] if sent else []), sent
+
+
+def test_every_cookie_header_goes_to_cookies_and_every_result_cookie_is_a_set_cookie_of_its_own():
+    """AWS's payload 2.0: "All cookie headers in the request are combined with commas and added to the cookies field.
+    In the response to the client, each cookie becomes a set-cookie header" (http-api-develop-integrations-lambda.html).
+    A client may send Cookie on several lines (HTTP/2 splits it so), and Set-Cookie cannot be comma-joined (RFC 6265
+    3: "Origin servers SHOULD NOT fold multiple Set-Cookie header fields into a single header field")."""
+    event = _event(headers=[("Cookie", "a=1"), ("content-type", "image/jpeg"), ("cookie", "b=2; c=3")])
+    assert event["cookies"] == ["a=1", "b=2", "c=3"] and "cookie" not in event["headers"]
+    result = {"statusCode": 200, "cookies": ["a=1; Path=/", "b=2; Expires=Wed, 21 Oct 2015 07:28:00 GMT"]}
+    answer = gateway.response_from_lambda(result)
+    assert [v for k, v in answer.headers if k == "set-cookie"] == result["cookies"]
