@@ -12,7 +12,9 @@ access log line (access_log_line).
 from __future__ import annotations
 
 import base64
+import binascii
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -30,6 +32,9 @@ MAX_BODY_BYTES = 10 * 1024 * 1024
 # 413 itself: a raw image body is base64-encoded into the event, so from about 4.7 MB it never reaches the function,
 # though API Gateway accepts 10 MB.
 LAMBDA_MAX_EVENT_BYTES = 6 * 1024 * 1024
+# Lambda's synchronous response limit, as its error gives it: "Response payload size exceeded maximum allowed payload
+# size (6291556 bytes)." (Lambda quotas, "Invocation payload (request and response)").
+LAMBDA_MAX_RESPONSE_BYTES = 6_291_556
 MAX_HEADER_BYTES = 10 * 1024  # request line + headers
 PROTOCOL = "HTTP/1.1"  # the event's requestContext.http.protocol and the access log's $context.protocol
 INTEGRATION_TIMEOUT_S = float(LAMBDA_TIMEOUT_S)  # what components.inference_api configures on the integration
@@ -180,14 +185,59 @@ class StageThrottle:
 
 # A result whose body is not a string is refused: API Gateway answers its own 500, and its access log gives this as
 # $context.integrationErrorMessage (tried on AWS by aws-lambda-go's maintainer: aws/aws-lambda-go#373).
-WRONG_BODY_TYPE = (
-    "The response from the Lambda function doesn't match the format that API Gateway expects. "
-    'Lambda body contains the wrong type for field "body"'
-)
+MALFORMED = "The response from the Lambda function doesn't match the format that API Gateway expects."
+WRONG_BODY_TYPE = f'{MALFORMED} Lambda body contains the wrong type for field "body"'
+# RFC 9110 5.1 (a name is a token) and 5.5 (no CR, LF or NUL in a value): what HTTP cannot carry.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE = re.compile(r"[\r\n\x00]")
+# API Gateway frames its own answers: a function's framing headers are not passed on.
+_FRAMING = frozenset({"content-length", "transfer-encoding"})
 
 
 class MalformedResult(ValueError):
     """A Lambda result API Gateway refuses: its own 500 for the client, the reason for the access log."""
+
+
+class LambdaFunctionError(RuntimeError):
+    """The invocation failed in Lambda after the handler returned (a result JSON cannot carry, or one over the
+    response limit): a function error, API Gateway's 500; the message is Lambda's errorMessage."""
+
+
+def marshal(result: object) -> object:
+    """The result as Lambda hands it to API Gateway: serialised as JSON by the runtime (awslambdaric's
+    lambda_runtime_marshaller: "Unable to marshal response: ..."), within the response limit, and read back."""
+    try:
+        text = json.dumps(result)
+    except (TypeError, ValueError) as e:
+        raise LambdaFunctionError(f"Unable to marshal response: {e}") from None
+    if len(text.encode("utf-8", "surrogatepass")) > LAMBDA_MAX_RESPONSE_BYTES:
+        raise LambdaFunctionError(
+            f"Response payload size exceeded maximum allowed payload size ({LAMBDA_MAX_RESPONSE_BYTES} bytes)."
+        )
+    return json.loads(text)
+
+
+def _status(value: object) -> int:
+    """statusCode as API Gateway takes it: a number, or a string of digits ("201"), of an HTTP status (RFC 9110 15)."""
+    digits = isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 3
+    if digits or (isinstance(value, float) and value.is_integer()):
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 100 <= value <= 599:
+        raise MalformedResult(f"{MALFORMED} statusCode {value!r} is no HTTP status")
+    return value
+
+
+def _header_value(name: str, value: object) -> str | None:
+    """A header value in JSON's words (a number, true or false), None for null (left out); refused otherwise."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        value = "true" if value else "false"
+    elif isinstance(value, int | float):
+        value = json.dumps(value)
+    if not isinstance(value, str) or _BAD_VALUE.search(value):
+        raise MalformedResult(f"{MALFORMED} header {name!r} has a value HTTP cannot carry")
+    return value
 
 
 @dataclass
@@ -198,19 +248,43 @@ class HttpResponse:
 
 
 def response_from_lambda(result: object) -> HttpResponse:
-    """Turn a Lambda proxy result (payload 2.0) into the HTTP response API Gateway sends."""
+    """Turn a Lambda proxy result (payload 2.0) into the HTTP response API Gateway sends. Raises
+    LambdaFunctionError for what Lambda itself fails, MalformedResult for what API Gateway refuses."""
+    result = marshal(result)
     if not isinstance(result, dict) or "statusCode" not in result:
-        # Payload 2.0 infers a 200 JSON answer from anything else; our handler never relies on it.
-        return HttpResponse(200, [("content-type", "application/json")], json.dumps(result).encode())
+        # Payload 2.0 infers a 200 JSON answer from anything else, a string being the body itself (AWS's table of
+        # format 2.0 responses); our handler never relies on it.
+        body = result if isinstance(result, str) else json.dumps(result)
+        return HttpResponse(200, [("content-type", "application/json")], body.encode("utf-8", "surrogatepass"))
+    status = _status(result["statusCode"])
     body = result.get("body")
     if body is not None and not isinstance(body, str):
         raise MalformedResult(WRONG_BODY_TYPE)
     body = body or ""
-    raw = base64.b64decode(body) if result.get("isBase64Encoded") else body.encode("utf-8")
+    if result.get("isBase64Encoded") is True:
+        try:
+            raw = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise MalformedResult(f"{MALFORMED} the body is marked isBase64Encoded and is not base64") from None
+    else:
+        raw = body.encode("utf-8", "surrogatepass")
+    given = result.get("headers") or {}
+    cookies = result.get("cookies") or []
+    if not isinstance(given, dict) or not isinstance(cookies, list):
+        raise MalformedResult(f"{MALFORMED} headers must be an object and cookies an array")
     # Format 2.0 has no multiValueHeaders (repeated values go comma-joined in headers, cookies in cookies).
-    headers = [(k.lower(), str(v)) for k, v in (result.get("headers") or {}).items()]
-    headers.extend(("set-cookie", c) for c in result.get("cookies") or [])
-    return HttpResponse(int(result["statusCode"]), headers, raw)
+    headers = []
+    for name, value in given.items():
+        if not _HEADER_NAME.fullmatch(name):
+            raise MalformedResult(f"{MALFORMED} header name {name!r} is no HTTP token")
+        text = _header_value(name, value)
+        if text is not None and name.lower() not in _FRAMING:
+            headers.append((name.lower(), text))
+    for cookie in cookies:
+        if not isinstance(cookie, str) or _BAD_VALUE.search(cookie):
+            raise MalformedResult(f"{MALFORMED} a cookie is no string HTTP can carry")
+        headers.append(("set-cookie", cookie))
+    return HttpResponse(status, headers, raw)
 
 
 def with_listed(headers: list[tuple[str, str]], name: str, value: str) -> list[tuple[str, str]]:
@@ -243,19 +317,31 @@ def gateway_error(status: int) -> HttpResponse:
 
 
 @dataclass
+class CognitoIdentity:
+    """The context's identity: for an API Gateway invocation Lambda's Python runtime gives both ids as None."""
+
+    cognito_identity_id: str | None = None
+    cognito_identity_pool_id: str | None = None
+
+
+@dataclass
 class LambdaContext:
     """Lambda's context object with the attributes a deployed function's has. The handler reads aws_request_id and
-    the remaining time, Powertools' logger the name, memory size, ARN and request id; the version and the log group
-    and stream are for any other code, as in Lambda. The remaining time counts down from `timeout_s`."""
+    the remaining time, Powertools' logger the name, memory size, ARN and request id; the version, the log group
+    and stream, the identity and the client context are for any other code, as in Lambda. The memory size is text, as
+    Lambda's Python runtime reads it from AWS_LAMBDA_FUNCTION_MEMORY_SIZE (awslambdaric/lambda_context.py). The
+    remaining time counts down from `timeout_s`."""
 
     aws_request_id: str
     function_name: str = "mobilenet-local-proxy"
     function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 256
+    memory_limit_in_mb: str = "256"
     timeout_s: float = float(LAMBDA_TIMEOUT_S)
     invoked_function_arn: str = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:mobilenet-local-proxy"
     log_group_name: str = "/aws/lambda/mobilenet-local-proxy"
     log_stream_name: str = "local"
+    identity: CognitoIdentity = field(default_factory=CognitoIdentity)
+    client_context: None = None
     started: float = field(default_factory=time.monotonic)
 
     def get_remaining_time_in_millis(self) -> int:
@@ -270,7 +356,7 @@ def function_context(aws_request_id: str, *, endpoint_name: str, region: str, me
     return LambdaContext(
         aws_request_id=aws_request_id,
         function_name=name,
-        memory_limit_in_mb=memory_limit_in_mb,
+        memory_limit_in_mb=str(memory_limit_in_mb),
         invoked_function_arn=f"arn:{partition_for_region(region)}:lambda:{region}:{ACCOUNT}:function:{name}",
         log_group_name=lambda_log_group_name(name),
     )

@@ -841,6 +841,15 @@ def create_app(
                 # A malformed result's reason is AWS's access-log text; Lambda's own failure to start an environment
                 # has none documented here, so the local reason stands in.
                 failed = str(refused)
+            except gateway.LambdaFunctionError as failure:  # Lambda failed it after the handler returned
+                log.error(
+                    "request %s (Lambda RequestId %s): the Lambda invocation failed: %s (API Gateway answers 500)",
+                    request_id,
+                    context.aws_request_id,
+                    failure,
+                )
+                answer = gateway.gateway_error(500)
+                failed = gateway.function_error(str(failure))
             except BrokenProcessPool:  # Lambda's Runtime.ExitError: this invocation fails, a new sandbox serves next
                 log.error(
                     "request %s (Lambda RequestId %s): the Lambda sandbox exited mid-invocation (API Gateway answers "

@@ -557,11 +557,6 @@ def test_a_field_the_deployed_format_gains_shows_up_locally_or_fails(monkeypatch
         _access_line()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="response_from_lambda json.dumps every result without statusCode, so a string comes back in quotes; "
-    "AWS's own example gives the string itself as the body (http-api-develop-integrations-lambda.html)",
-)
 def test_a_string_result_without_status_code_is_the_body_itself():
     """Payload 2.0's inference, as AWS's table shows it: the function's output "Hello from Lambda!" is interpreted as
     {"statusCode": 200, "body": "Hello from Lambda!", "headers": {"Content-Type": "application/json"}}: the string is
@@ -575,11 +570,6 @@ def test_a_string_result_without_status_code_is_the_body_itself():
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LambdaContext.memory_limit_in_mb is the int it is given; Lambda's Python runtime reads it from "
-    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE, a string, which Powertools logs as function_memory_size",
-)
 def test_the_contexts_memory_size_is_text_as_lambdas_python_runtime_gives_it():
     """Lambda's Python runtime builds the context from its environment: `self.memory_limit_in_mb =
     os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")` (aws/aws-lambda-python-runtime-interface-client,
@@ -593,11 +583,6 @@ def test_the_contexts_memory_size_is_text_as_lambdas_python_runtime_gives_it():
     assert build_lambda_context_model(context).function_memory_size == "256"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LambdaContext has no identity and no client_context, two of the properties AWS documents for the "
-    "Python context object; code reading either raised AttributeError locally, a 500 it does not get on Lambda",
-)
 def test_the_context_has_every_property_lambda_documents_for_python():
     """AWS's list (https://docs.aws.amazon.com/lambda/latest/dg/python-context.html) includes `identity` and
     `client_context`. For an API Gateway invocation Lambda's runtime gives an identity whose two ids are None and no
@@ -608,12 +593,6 @@ def test_the_context_has_every_property_lambda_documents_for_python():
     assert (context.identity.cognito_identity_id, context.identity.cognito_identity_pool_id) == (None, None)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="response_from_lambda sends str() of any header value and iterates `cookies` whatever its type: true, "
-    "null, a list or an object reach the client as Python's text of them, and a cookie string as one Set-Cookie "
-    "per character",
-)
 @pytest.mark.parametrize(
     ("result", "json_text"),
     [
