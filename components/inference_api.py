@@ -28,8 +28,8 @@ from components.settings import (
 from handlers.proxy_core import LAMBDA_TIMEOUT_S
 
 _FUNCTION_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
-HANDLER = "handlers.inference_proxy.handler"
-RUNTIME = "python3.13"
+HANDLER = policies.LAMBDA_HANDLER
+RUNTIME = policies.LAMBDA_RUNTIME
 
 
 class InferenceApiArgsError(ValueError):

@@ -653,6 +653,12 @@ def sagemaker_container_env(region: str) -> dict[str, str]:
     }
 
 
+# The proxy function's handler and runtime: the component deploys them, the local stack's sandboxes name them in the
+# variables Lambda defines for every function.
+LAMBDA_HANDLER = "handlers.inference_proxy.handler"
+LAMBDA_RUNTIME = "python3.13"
+
+
 def proxy_function_env(
     endpoint_name: str,
     allowed_origins: Iterable[str],

@@ -43,13 +43,16 @@ from components.policies import (
     CONTENT_TYPES,
     CROSS_ORIGIN_OPENER_POLICY,
     CROSS_ORIGIN_RESOURCE_POLICY,
+    LAMBDA_HANDLER,
+    LAMBDA_RUNTIME,
     PERMISSIONS_POLICY,
     cache_control_for,
     content_security_policy,
     http_api_cors,
+    lambda_log_group_name,
     proxy_function_env,
 )
-from components.settings import Settings, SettingsError, read_stack_config
+from components.settings import Settings, SettingsError, function_name_for, read_stack_config
 from components.site_config import CONFIG_JS_CACHE_CONTROL, CONFIG_JS_CONTENT_TYPE, render_config_js
 from local import gateway
 from local.arguments import ROOT, is_loopback
@@ -1117,9 +1120,28 @@ def sandbox_environment(stack: StackInfo, region: str, parent: Mapping[str, str]
             # No ~/.aws either: its profile could name other credentials or ignore the endpoint URL above.
             "AWS_CONFIG_FILE": os.devnull,
             "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            **lambda_defined_environment(stack),
         }
     )
     return env
+
+
+def lambda_defined_environment(stack: StackInfo) -> dict[str, str]:
+    """The variables Lambda defines in every function's environment ("Defined runtime environment variables",
+    https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html), as the deployed proxy gets them: code
+    that tells Lambda from elsewhere by them (botocore's user agent reads AWS_EXECUTION_ENV) or names its function by
+    them runs as deployed. They agree with the context function_context gives the handler."""
+    name = function_name_for(stack.endpoint_name)
+    return {
+        "_HANDLER": LAMBDA_HANDLER,
+        "AWS_EXECUTION_ENV": f"AWS_Lambda_{LAMBDA_RUNTIME}",
+        "AWS_LAMBDA_FUNCTION_NAME": name,
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(stack.settings.proxy_memory_size_mb),
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_LOG_GROUP_NAME": lambda_log_group_name(name),
+        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+        "LAMBDA_TASK_ROOT": str(ROOT),  # the project: the bundle's handlers/ and its packages, as /var/task holds them
+    }
 
 
 def runtime_log_level(sandbox_env: Mapping[str, str], server_level: int) -> int:

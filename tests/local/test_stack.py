@@ -748,11 +748,6 @@ def test_the_sandbox_environment_is_the_functions_not_the_developers():
     assert env["PATH"] == "/usr/bin" and "HOME" not in env
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sandbox_environment gives the component's variables, credentials, region and the shell's basics, but "
-    "none of the variables Lambda's runtime defines for every function (AWS_LAMBDA_FUNCTION_NAME, _HANDLER, ...)",
-)
 def test_the_sandbox_environment_has_the_variables_lambda_defines_for_every_function():
     """Lambda sets these in every execution environment, and a function cannot set them itself ("Defined runtime
     environment variables", https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html). Code that tells
