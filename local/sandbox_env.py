@@ -7,6 +7,10 @@ the handler, which reads its configuration at import, this replaces the fork ser
 function's, and every sandbox forked from it inherits that. The fork server is single-threaded while it preloads,
 so replacing os.environ there races nothing. (The initial environment block the kernel shows in /proc/<pid>/environ
 is not rewritten: Python code in a sandbox, boto3 included, sees only the function's environment.)
+
+It also gives them Lambda's stdout and stderr, which never refuse a write: the sandboxes share the server's, and once
+nobody reads those (`make demo | head`, a stopped `tee`), a print (Powertools' metrics flush) raised BrokenPipeError
+in the handler and every request failed. The function's lines are only lost then, as a log nobody reads is.
 """
 
 from __future__ import annotations
@@ -31,4 +35,38 @@ def _adopt_function_environment() -> None:
     os.environ.update(json.loads(wanted))
 
 
+class LambdaStream:
+    """A text stream whose writes never fail for want of a reader: after a broken pipe it drops what it is given."""
+
+    def __init__(self, stream: object) -> None:
+        self._stream = stream
+        self._gone = False
+
+    def write(self, text: str) -> int:
+        if not self._gone:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._gone = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._gone = True
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._stream, name)
+
+
+def _adopt_lambda_streams() -> None:
+    if os.environ.get(VARIABLE) is None or not _is_fork_server():
+        return
+    sys.stdout = LambdaStream(sys.stdout)
+    sys.stderr = LambdaStream(sys.stderr)
+
+
+_adopt_lambda_streams()  # first: the environment's check reads VARIABLE, which it clears
 _adopt_function_environment()

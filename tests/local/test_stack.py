@@ -1064,12 +1064,6 @@ def test_ctrl_c_stops_the_stack_cleanly():
         own.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the sandboxes write the handler's log lines and metrics to the server's stdout: once nobody reads it "
-    "(make demo | head, a tee that was stopped), Powertools' print raises BrokenPipeError in the handler and every "
-    "/predict is API Gateway's 500, with a traceback in the log; Lambda's stdout never refuses a write",
-)
 def test_predict_still_answers_once_nobody_reads_the_stacks_output():
     """`make demo | head -20` for the banner: once head exits, every write to that pipe fails (EPIPE). The server's
     own lines survive it (say()); the function's are only lost, as a log nobody reads is."""
