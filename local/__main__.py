@@ -207,6 +207,37 @@ class GraceOverrun(logging.Filter):
         return False
 
 
+class AcceptRefusals(logging.Filter):
+    """asyncio's `socket.accept() out of system resource`, logged with a traceback when the open-file limit refuses a
+    connection, at most once a `every_s` seconds, without the traceback, saying how many it left out. Past EMFILE,
+    asyncio's accept loop (CPython 3.11-3.13, selector_events._accept_connection) logs it once per slot of uvicorn's
+    backlog (2048) and arms as many retries, each of which logs as many again: tens of thousands of tracebacks a
+    second, for a stack that serves again once the connections close. Every other record passes."""
+
+    def __init__(self, every_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self.every_s = every_s
+        self.clock = clock
+        self.last: float | None = None
+        self.left_out = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("socket.accept() out of system resource"):
+            return True
+        now = self.clock()
+        if self.last is not None and now - self.last < self.every_s:
+            self.left_out += 1
+            return False
+        self.last, left_out, self.left_out = now, self.left_out, 0
+        record.exc_info = record.exc_text = None
+        record.msg = (
+            "socket.accept() out of system resource: the open-file limit refuses new connections until some close"
+            + (f" ({left_out} more such refusals not logged)" if left_out else "")
+        )
+        record.args = ()
+        return True
+
+
 def serve(
     args: argparse.Namespace, settings: Settings, artifact: Path, sock: socket.socket, stack: StackInfo, where: str
 ) -> int:
@@ -232,6 +263,8 @@ def serve(
         return 0
     runtime = sandboxes = overrun = None
     uvicorn_log = logging.getLogger("uvicorn.error")
+    refusals = AcceptRefusals()
+    logging.getLogger("asyncio").addFilter(refusals)
     try:  # a stop signal from here on lands in this `try`, whose `finally` closes the loaded model
         runtime = SageMakerRuntime(container, stack.endpoint_name, settings.max_concurrency, region=region)
         sandboxes = start_sandboxes(stack, region)
@@ -299,6 +332,7 @@ def serve(
         else:
             container.close()
         sock.close()
+        logging.getLogger("asyncio").removeFilter(refusals)  # main() may run inside a longer-lived process
         if overrun is not None:  # main() may run inside a longer-lived process (the tests)
             uvicorn_log.removeFilter(overrun)
         runtime_log.setLevel(logging.NOTSET)

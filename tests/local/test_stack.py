@@ -1317,6 +1317,34 @@ def test_a_client_that_never_sends_its_request_is_dropped(stack):
     assert predict(stack, photo_bytes("coffee.jpg")).status_code == 200
 
 
+def test_accept_refusals_are_logged_once_a_second_without_their_traceback_and_say_how_many_were_left_out():
+    import logging
+
+    from local.__main__ import AcceptRefusals
+
+    now = [100.0]
+    refusals = AcceptRefusals(every_s=1.0, clock=lambda: now[0])
+
+    def refusal():
+        try:
+            raise OSError(24, "Too many open files")
+        except OSError:
+            exc_info = sys.exc_info()
+        message = "socket.accept() out of system resource\nsocket: <socket fd=7>\nexception: OSError(24)"
+        return logging.LogRecord("asyncio", logging.ERROR, __file__, 1, message, (), exc_info)
+
+    first = refusal()
+    assert refusals.filter(first) is True and first.exc_info is None
+    assert first.getMessage().startswith("socket.accept() out of system resource") and "not logged" not in first.msg
+    now[0] += 0.5
+    assert refusals.filter(refusal()) is False and refusals.filter(refusal()) is False
+    now[0] += 0.6
+    later = refusal()
+    assert refusals.filter(later) is True and "(2 more such refusals not logged)" in later.getMessage()
+    other = logging.LogRecord("asyncio", logging.ERROR, __file__, 1, "Task exception was never retrieved", (), None)
+    assert refusals.filter(other) is True and other.msg == "Task exception was never retrieved"
+
+
 _OPEN_FILES_CAPPED = """
 import resource, runpy, sys
 
@@ -1326,12 +1354,6 @@ runpy.run_module("local", run_name="__main__", alter_sys=True)
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="past the open-file limit, asyncio's accept loop (CPython 3.11 to 3.13) does not stop at EMFILE: each "
-    "round logs 'socket.accept() out of system resource' with a traceback once per slot of uvicorn's backlog (2048) "
-    "and arms as many retries, each of which runs such a round again: 57,286 tracebacks (25 MB) in 2.5 s here",
-)
 def test_connections_past_the_open_file_limit_are_logged_once_each_at_most(tmp_path):
     """Every connection holds a descriptor. Past the limit the OS refuses to accept more, which the log may say, but
     not thousands of times over with a traceback each; and the stack serves again once they close."""
