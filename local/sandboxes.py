@@ -739,7 +739,14 @@ class LambdaSandboxes:
                 with contextlib.suppress(OSError):
                     process.kill()
         for sandbox in sandboxes:
+            processes = list((getattr(sandbox, "_processes", None) or {}).values())  # shutdown() drops them
             sandbox.shutdown(wait=False, cancel_futures=True)
+            # One held by SIGSTOP (a debugger, a shell's job control) would never read that stop, and the server's
+            # exit joins its executor: resumed, it takes the stop and exits (a no-op for one that runs).
+            for process in processes:
+                if process.pid:
+                    with contextlib.suppress(OSError):
+                        os.kill(process.pid, signal.SIGCONT)
         # The sandboxes it is retiring right now are shut down when this returns, as the others are.
         if reaper is not None and reaper is not threading.current_thread():
             reaper.join()

@@ -1486,12 +1486,6 @@ def test_a_stop_signal_taken_by_another_thread_as_the_model_directory_is_made_le
     assert made and list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a sandbox that is stopped (SIGSTOP, a debugger) never takes its executor's stop, and the server's exit "
-    "joins that executor: the stack says 'stopped', removes the model and then hangs; a second Ctrl-C prints an "
-    "'Exception ignored ... SystemExit' traceback and leaves the fork server and the sandbox behind",
-)
 def test_a_stop_ends_a_sandbox_that_is_itself_stopped(tmp_path):
     """README: Ctrl-C, SIGTERM and SIGHUP stop it cleanly at any point, and sandboxes exit with the server. A sandbox
     held by SIGSTOP (or a debugger) reads no stop from its executor; the server must still end it (SIGKILL ends a
