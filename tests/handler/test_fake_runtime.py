@@ -163,8 +163,10 @@ def test_internal_failure_is_retried_then_502(runtime_proxy, fake_runtime):
         # An error whose JSON body is not an object (a front end's): botocore calls .get on it, AttributeError.
         Reply(400, b"null", {"Content-Type": "application/json"}),
         Reply(400, b"[]", {"Content-Type": "application/json"}),
+        # An error type that is no text: botocore looks for "#" in it, TypeError.
+        Reply(400, b'{"__type": 5}', {"Content-Type": "application/json"}),
     ],
-    ids=["model-error-status-not-an-integer", "error-body-null", "error-body-an-array"],
+    ids=["model-error-status-not-an-integer", "error-body-null", "error-body-an-array", "error-type-a-number"],
 )
 def test_an_answer_botocore_cannot_parse_is_a_502_not_a_crash(runtime_proxy, fake_runtime, capsys, reply):
     # The README's 500 is a bug of ours (traceback logged); an answer the endpoint's side got wrong is its 502
