@@ -709,16 +709,27 @@ def test_model_fn_names_an_architecture_torchvision_cannot_build(inference, mode
         inference.load_classifier(str(tmp_path))
 
 
-@pytest.mark.parametrize(("backend", "name"), [("auto", 7), ("torchscript", None)])
+@pytest.mark.parametrize(
+    ("backend", "key", "value"),
+    [
+        ("auto", "model", 7),
+        ("torchscript", "model", None),
+        # Each reply names the weights too: 7 or "" was served as the reply's weights, as the model's name was.
+        ("auto", "model", ""),
+        ("auto", "weights", 7),
+        ("auto", "weights", ""),
+    ],
+)
 def test_a_model_name_that_is_not_text_fails_model_fn_naming_the_metadata(
-    inference, model_dir, tmp_path, monkeypatch, backend, name
+    inference, model_dir, tmp_path, monkeypatch, backend, key, value
 ):
     meta = json.loads((model_dir / "metadata.json").read_text())
-    (tmp_path / "metadata.json").write_text(json.dumps({**meta, "model": name}))
+    (tmp_path / "metadata.json").write_text(json.dumps({**meta, key: value}))
     (tmp_path / "model.onnx").symlink_to(model_dir / "model.onnx")
     (tmp_path / "model.pth").symlink_to(model_dir / "model.pth")
     monkeypatch.setenv("MODEL_BACKEND", backend)
-    with pytest.raises(inference.ModelLoadError, match=re.escape(f"metadata at {tmp_path / 'metadata.json'}")):
+    said = f"metadata at {tmp_path / 'metadata.json'}: {key} is {value!r}, not a non-empty string"
+    with pytest.raises(inference.ModelLoadError, match=re.escape(said)):
         inference.load_classifier(str(tmp_path))
 
 
