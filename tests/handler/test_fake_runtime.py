@@ -195,6 +195,17 @@ def test_an_answer_botocore_cannot_parse_still_logs_sagemakers_request_id(runtim
     assert line.get("endpoint_request_id") == "sm-unreadable", line
 
 
+@pytest.mark.parametrize("retried", [False, True], ids=["first-answer", "after-a-retried-500"])
+def test_an_answer_botocore_cannot_parse_is_logged_with_its_request_id(runtime_proxy, fake_runtime, capsys, retried):
+    unreadable = with_request_id(Reply(400, b"null", {"Content-Type": "application/json"}), "sm-unreadable")
+    failure = with_request_id(aws_error_reply(500, "InternalFailure", "An internal error occurred"), "sm-first")
+    fake_runtime.script(*([failure] if retried else []), unreadable)
+    response = call(runtime_proxy, make_event(body=JPEG))
+    assert response["statusCode"] == 502, response["body"]
+    [line] = logged(capsys)
+    assert line["error"] == "model_error" and line.get("endpoint_request_id") == "sm-unreadable", line
+
+
 def test_a_value_error_of_our_own_botocore_hook_is_still_the_500_of_a_bug(
     runtime_proxy, fake_runtime, capsys, monkeypatch
 ):
