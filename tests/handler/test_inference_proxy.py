@@ -6,11 +6,14 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import subprocess
 import sys
+import types
 import warnings
 from types import SimpleNamespace
 
+import botocore
 import pytest
 from aws_lambda_powertools.metrics.provider import cold_start
 from botocore.response import StreamingBody
@@ -1074,3 +1077,21 @@ def test_a_request_that_never_calls_the_endpoint_publishes_no_endpoint_latency(
     assert sorted(names) == sorted(["Requests"] + (["Errors"] if code else []))
     assert [doc["ErrorCode"] for doc in emf if "Errors" in doc] == ([code] if code else [])
     assert no_call.calls == 0
+
+
+def raised_from(filename: str) -> BaseException:
+    """A ValueError whose innermost frame runs `filename` (compiled under that name; no such file need exist)."""
+    try:
+        types.FunctionType(compile("raise ValueError('unreadable')", filename, "exec"), {})()
+    except ValueError as exc:
+        return exc
+    raise AssertionError("not raised")
+
+
+def test_only_a_frame_in_botocores_own_directory_is_an_unreadable_answer(proxy):
+    """The 502 is for botocore's parsers alone: a frame in another library beside it (urllib3, or a package whose
+    name merely begins with botocore's) raised something of ours or theirs, the 500 of a bug."""
+    botocore_dir = os.path.dirname(os.path.abspath(botocore.__file__))
+    assert proxy._raised_in(raised_from(f"{botocore_dir}/parsers.py").__traceback__, proxy.BOTOCORE_DIR)
+    for elsewhere in (f"{botocore_dir}_stubs/parsers.py", f"{botocore_dir}/../urllib3/util/url.py"):
+        assert not proxy._raised_in(raised_from(elsewhere).__traceback__, proxy.BOTOCORE_DIR), elsewhere
