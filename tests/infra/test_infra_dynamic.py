@@ -347,6 +347,9 @@ def test_an_endpoint_between_states_on_the_new_configuration_is_not_called_rolle
     assert f"'mobilenet-test' is {status}" in message
     assert "not on 'config-1'" not in message and "did not take effect" not in message
     assert "delete-endpoint-config --endpoint-config-name config-1" not in message
+    # What to do instead: wait for InService, then `pulumi up` again, which runs the check again.
+    assert "`aws sagemaker wait endpoint-in-service --endpoint-name mobilenet-test`" in message
+    assert message.index("endpoint-in-service") < message.index("run `pulumi up` again")
 
 
 def test_readme_does_not_recover_a_failed_endpoint_by_a_targeted_replacement() -> None:
