@@ -682,6 +682,15 @@ def test_site_origins_given_as_a_list_are_validated_naming_the_field() -> None:
         api_args(site_origins=["d1.cloudfront.net"]).validate()
 
 
+@pytest.mark.parametrize("value", ["https://d1.cloudfront.net", None, {"https://d1.cloudfront.net"}])
+def test_site_origins_that_are_not_a_list_are_told_so(value: Any) -> None:
+    """One origin as text (each of its characters was judged an origin), none, or a set (in no order: the CORS list
+    and ALLOWED_ORIGINS would change from run to run) is not a list: the message says so."""
+    with pytest.raises(InferenceApiArgsError) as err:
+        api_args(site_origins=value).validate()
+    assert str(err.value) == f"InferenceApiArgs.site_origins = {value!r} is invalid: a list of origins"
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="origins given as no list at all (5, None) fail validate() with a TypeError naming no field: "
