@@ -680,6 +680,13 @@ def test_a_site_file_that_cannot_be_read_is_named_in_one_line(tmp_path: Path) ->
 def test_site_origins_given_as_a_list_are_validated_naming_the_field() -> None:
     with pytest.raises(InferenceApiArgsError, match=r"InferenceApiArgs\.site_origins = \['d1\.cloudfront\.net'\]"):
         api_args(site_origins=["d1.cloudfront.net"]).validate()
+    # Every one, not the first alone: a custom domain's origin comes first (policies.site_origins).
+    with pytest.raises(InferenceApiArgsError) as err:
+        api_args(site_origins=["https://app.example.com", "https://D1.cloudfront.net"]).validate()
+    assert str(err.value).endswith(
+        "is invalid: allowed the origin as a browser sends it, 'https://d1.cloudfront.net' (lower case, punycode, "
+        "no default port)"
+    )
 
 
 @pytest.mark.parametrize("value", ["https://d1.cloudfront.net", None, {"https://d1.cloudfront.net"}])
