@@ -19,6 +19,7 @@ from components.inference_api import InferenceApi, InferenceApiArgs, InferenceAp
 from components.serverless_endpoint import ServerlessEndpoint, ServerlessEndpointArgs, ServerlessEndpointArgsError
 from components.site_config import CONFIG_JS_CACHE_CONTROL, render_config_js
 from components.static_site import StaticSite, StaticSiteArgs, StaticSiteArgsError
+from tests.conftest import names_of
 from tests.infra.conftest import (
     ACCOUNT,
     API_ENDPOINT,
@@ -1354,6 +1355,25 @@ def test_a_www_dir_the_site_cannot_serve_is_refused_before_declaring_anything(
     with pytest.raises(StaticSiteArgsError, match=r"StaticSiteArgs\.www_dir = "):
         settle(declare)
     assert declared == []
+
+
+def test_a_www_file_that_cannot_be_read_is_refused_naming_the_field(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """validate() reads every file site_files lists, as StaticSite will: one that cannot be read (the deployer may not,
+    or it went away since it was listed; root reads any, so the read is of a path that is gone) is the args' error."""
+    import components.static_site as static_site
+
+    www = make_www(tmp_path / "www")
+    gone = www / "gone.html"
+
+    def read_one_gone(files: dict[str, Path]) -> dict[str, bytes]:
+        return policies.read_site_files({**files, "gone.html": gone})
+
+    monkeypatch.setattr(static_site, "policies", names_of(policies, read_site_files=read_one_gone))
+    with pytest.raises(StaticSiteArgsError) as err:
+        StaticSiteArgs(api_url=API_ENDPOINT, www_dir=www).validate()
+    assert str(err.value).startswith(f"StaticSiteArgs.www_dir = {www!r} is invalid: www file {str(gone)!r} cannot be ")
 
 
 def test_components_settle_after_an_earlier_test_left_the_thread_without_a_loop(request, tmp_path: Path) -> None:
