@@ -68,6 +68,8 @@ BASE = Path("/tmp/torchserve-x")
         # A socket path over macOS's 104-byte sun_path (a long TMPDIR) cannot be bound either.
         ("Linux", "x86_64", Path("/" + "t" * 87), "http://127.0.0.1:18080"),
         ("Linux", "x86_64", Path("/" + "t" * 86), "unix:/" + "t" * 86 + "/management.sock"),
+        # Bytes, not characters: 61 characters, but 105 bytes in UTF-8.
+        ("Linux", "x86_64", Path("/" + "é" * 44), "http://127.0.0.1:18080"),
     ],
 )
 def test_management_address(system, machine, base, address):
