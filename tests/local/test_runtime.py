@@ -520,6 +520,10 @@ def test_the_in_process_container_calls_the_script_as_the_toolkit_does(tmp_path)
         (b"a=b", None),
         (b"", None),
         (b"a=%e9&b", None),
+        # What Netty's decoder in TorchServe 0.12's jar said of each (HttpPostRequestDecoder run on the body).
+        (b"a=%ez", "Invalid hex byte at index '0' in string: '%ez'"),  # one hex digit is not an escape
+        (b"a=%E9", None),  # upper-case hex is
+        (b"a=b&c=%zz", "Invalid hex byte at index '0' in string: '%zz'"),  # any pair, not the first alone
     ],
 )
 def test_form_decode_error_says_what_torchserves_form_decoder_said(body, said) -> None:
