@@ -532,6 +532,30 @@ def test_form_decode_error_says_what_torchserves_form_decoder_said(body, said) -
     assert form_decode_error(body) == said
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="form_decode_error splits on '&' and checks every name and value; Netty's decoder in TorchServe 0.12's "
+    "jar never decodes a last name with no '=', stops at a line feed in a value and refuses a lone carriage return, "
+    "refuses an empty name before '&' too, and quotes the bytes as UTF-8: a body it lets through gets our 500, "
+    "and one it refuses our 415",
+)
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [  # what Netty's HttpPostRequestDecoder, from TorchServe 0.12's model-server.jar, said of each body
+        (b"%zz", None),
+        (b"a=b&%zz", None),
+        (b"a=b\n%zz", None),
+        (b"a=b\rc", "Bad end of line"),
+        (b"a=b&&", "java.lang.IllegalArgumentException: empty name"),
+        (b"a=\xc3\xa9%zz", "Invalid hex byte at index '2' in string: '\u00e9%zz'"),
+    ],
+)
+def test_form_decode_error_follows_nettys_form_decoder_past_the_first_escape(body, said) -> None:
+    from local.runtime import form_decode_error
+
+    assert form_decode_error(body) == said
+
+
 @pytest.mark.usefixtures("fresh_script")
 def test_the_in_process_container_answers_a_body_labelled_form_data_that_is_not_as_torchserve_does(tmp_path) -> None:
     # TorchServe's frontend decodes an application/x-www-form-urlencoded body itself, the type in any case and its
