@@ -2996,6 +2996,15 @@ def test_a_head_over_the_gateways_limit_is_431_whatever_the_method(tiers, method
     assert tiers.sandboxes.events == []
 
 
+def test_a_head_over_the_gateways_limit_off_predict_is_not_the_apis_431(tiers):
+    """Only /predict is the API's: a method no route lists, with a head over 10 KB, on any other path is the 404 of
+    a route not found, as the site's files and the runtime tier have no such limit (README, "a request to /predict,
+    whatever its method, gets the gateway tier's JSON 431")."""
+    sent = asgi(tiers.app, "X" * 50_000, "/nope", [(b"host", b"127.0.0.1:8000")])
+    assert sent[0]["status"] == 404, sent[0]
+    assert tiers.sandboxes.events == []
+
+
 def test_a_head_far_over_the_gateways_limit_still_gets_its_json_431_from_the_served_stack(tiers):
     """The served stack buffers heads up to MAX_HEAD_BUFFER_BYTES so that one over API Gateway's 10 KB reaches the
     gateway tier and gets its JSON 431: left at h11's 16 KB, a head that does not arrive whole in one read (asyncio
