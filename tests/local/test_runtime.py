@@ -575,6 +575,25 @@ def test_the_in_process_container_answers_a_body_labelled_form_data_that_is_not_
         container.close()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="invoke strips the media type before comparing it: 'application/x-www-form-urlencoded ; charset=utf-8' "
+    "is decoded as a form and its bad escape is our 500, where TorchServe's parseRequest compares Netty's "
+    "HttpUtil.getMimeType, which keeps the space before ';' (not a form: the body reaches the toolkit)",
+)
+@pytest.mark.usefixtures("fresh_script")
+def test_a_media_type_with_a_space_before_its_parameters_is_no_form_to_torchserve(tmp_path) -> None:
+    from local.runtime import InProcessContainer
+
+    artifact = tar_gz_of(tmp_path / "model.tar.gz", {"code/inference.py": STUB_INFERENCE.encode()})
+    container = InProcessContainer(artifact)
+    try:
+        answer = container.invoke(b"a=%zz", "application/x-www-form-urlencoded ; charset=utf-8", "")
+        assert b"ErrorDataDecoderException" not in answer.body, answer
+    finally:
+        container.close()
+
+
 @pytest.mark.usefixtures("fresh_script")
 def test_the_in_process_container_loads_the_model_once_not_per_invocation(tmp_path) -> None:
     # As the toolkit: model_fn at start, then every invocation predicts with that model (a load per call would
