@@ -618,6 +618,21 @@ def pick_again(ui: Any, answers: list[Path], path: Path) -> None:
     ui.page.wait_for_selector("#classify-form[aria-busy='false']")
 
 
+def test_a_dismissed_file_dialog_leaves_the_photo_in_the_picker(stub_ui: Any, stub_stack: Any) -> None:
+    # The picker is emptied as its dialog opens (so that the same photo picked again is a `change`): a dialog
+    # dismissed instead must put the photo back, or the picker names no file while Classify sends one. Playwright
+    # can only answer a dialog with files (a `change`), so the dismissal is the `cancel` a browser fires for one.
+    ui = stub_ui.open()
+    ui.upload(CHELSEA)
+    ui.wait_done()
+    with ui.page.expect_file_chooser():
+        ui.page.click("label[for=file-input]")
+    ui.page.dispatch_event("#file-input", "cancel")
+    names = ui.page.evaluate("() => [...document.getElementById('file-input').files].map((f) => f.name)")
+    assert names == ["chelsea.jpg"]
+    assert ui.page.is_enabled("#classify-button")
+
+
 def test_a_photo_edited_and_picked_again_is_not_left_with_its_old_answer(
     stub_ui: Any, stub_stack: Any, tmp_path: Path
 ) -> None:
