@@ -87,19 +87,26 @@ class InferenceApiArgs:
             raise fail("log_level", "one of " + ", ".join(PROXY_LOG_LEVELS))
         if self.kms_key_arn is not None and not KMS_KEY_ARN_RE.match(self.kms_key_arn):
             raise fail("kms_key_arn", "a KMS key ARN (not an alias), or None")
-        try:
-            policies.cors_allowed_origins([], self.extra_origins)
-        except policies.PolicyInputError as exc:
-            raise fail("extra_origins", str(exc)) from None
         # Plain values are checked here; Outputs (another component's) only when they resolve.
-        if isinstance(self.endpoint_name, str) and not ENDPOINT_NAME_RE.match(self.endpoint_name):
-            raise fail("endpoint_name", "1..63 chars of [a-zA-Z0-9-], alphanumeric at both ends")
-        for field in ("site_origins", "extra_origins"):
-            value = getattr(self, field)
-            if isinstance(value, pulumi.Output) or any(isinstance(item, pulumi.Output) for item in value or ()):
-                continue
+        plain = {
+            field: value
+            for field in ("site_origins", "extra_origins")
+            if not isinstance(value := getattr(self, field), pulumi.Output)
+        }
+        for field, value in plain.items():
             if isinstance(value, str) or not isinstance(value, Sequence):
                 raise fail(field, "a list of origins")
+        try:
+            policies.cors_allowed_origins([], plain.get("extra_origins", []))
+        except policies.PolicyInputError as exc:
+            raise fail("extra_origins", str(exc)) from None
+        if not isinstance(self.endpoint_name, pulumi.Output) and not (
+            isinstance(self.endpoint_name, str) and ENDPOINT_NAME_RE.match(self.endpoint_name)
+        ):
+            raise fail("endpoint_name", "1..63 chars of [a-zA-Z0-9-], alphanumeric at both ends")
+        for field, value in plain.items():
+            if any(isinstance(item, pulumi.Output) for item in value):
+                continue
             # As the settings check corsExtraOrigins: an origin spelt otherwise than a browser sends it never matches.
             if problem := next(filter(None, map(origin_problem, value)), None):
                 raise fail(field, f"allowed {problem}")

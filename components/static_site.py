@@ -40,7 +40,9 @@ class StaticSiteArgs:
             policies.read_site_files(policies.site_files(Path(self.www_dir)))
         except policies.PolicyInputError as exc:
             raise fail("www_dir", str(exc)) from None
-        if isinstance(self.api_url, str):  # an Output (the API's) is rendered when it resolves
+        if not isinstance(self.api_url, pulumi.Output):  # an Output (the API's) is rendered when it resolves
+            if not isinstance(self.api_url, str):
+                raise fail("api_url", "the API's https URL")
             try:
                 render_config_js(self.api_url)
             except ValueError as exc:

@@ -650,12 +650,6 @@ def test_an_endpoint_name_given_as_text_is_validated_naming_the_field() -> None:
         api_args(endpoint_name="bad_name").validate()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an endpoint_name that is neither text nor an Output (None, 7) passes validate(), which checks a str "
-    "alone: it fails only inside the function's environment apply, after the log group, role and policy are "
-    "declared, as proxy_function_env's PolicyInputError naming no field (ServerlessEndpointArgs refuses None)",
-)
 @pytest.mark.parametrize("name", [None, 7])
 def test_an_endpoint_name_that_is_not_text_is_refused_naming_the_field(name: Any) -> None:
     with pytest.raises(InferenceApiArgsError, match=rf"InferenceApiArgs\.endpoint_name = {name!r} is invalid"):
@@ -703,12 +697,6 @@ def test_site_origins_that_are_not_a_list_are_told_so(value: Any) -> None:
     assert str(err.value) == f"InferenceApiArgs.site_origins = {value!r} is invalid: a list of origins"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="origins given as no list at all (5, None) fail validate() with a TypeError naming no field: "
-    "site_origins' 'a list of origins' check comes after any() has iterated the value, and extra_origins' after "
-    "cors_allowed_origins has unpacked it",
-)
 @pytest.mark.parametrize(("field", "value"), [("site_origins", 5), ("extra_origins", None), ("extra_origins", 5)])
 def test_origins_that_are_no_list_at_all_are_refused_naming_the_field(field: str, value: Any) -> None:
     with pytest.raises(InferenceApiArgsError, match=rf"InferenceApiArgs\.{field} = {value!r} is invalid"):
@@ -1131,12 +1119,6 @@ def test_an_api_url_given_as_text_is_validated_naming_the_field(tmp_path: Path) 
         args.validate()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an api_url that is neither text nor an Output (None, 7) passes validate(), which renders a str alone: "
-    "StaticSite declares the bucket, its guards, the OAC and the headers policy before render_config_js fails "
-    "inside an apply (a ValueError for None, an AttributeError for 7), naming no field",
-)
 @pytest.mark.parametrize("api_url", [None, 7])
 def test_an_api_url_that_is_not_text_is_refused_naming_the_field(tmp_path: Path, api_url: Any) -> None:
     args = StaticSiteArgs(api_url=api_url, www_dir=make_www(tmp_path / "www"))
