@@ -95,17 +95,38 @@ _BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 
 
 def form_decode_error(body: bytes) -> str | None:
-    """What Netty's form decoder, in TorchServe's frontend, says of a form body it cannot decode (None: it can): an
-    empty name, or a "%" not followed by two hex digits, in a name ("Bad string") or a value (its index). Its words,
-    as TorchServe 0.12 answered each (tests/container/test_torchserve.py)."""
-    for pair in body.split(b"&"):
-        name, has_value, value = pair.partition(b"=")
-        if not name and has_value:
-            return "java.lang.IllegalArgumentException: empty name"
-        if _BAD_ESCAPE.search(name):
-            return f"Bad string: '{name.decode('latin-1')}'"
-        if bad := _BAD_ESCAPE.search(value):
-            return f"Invalid hex byte at index '{bad.start()}' in string: '{value.decode('latin-1')}'"
+    """What Netty's form decoder, in TorchServe's frontend, says of a form body it cannot decode (None: it can), as
+    TorchServe 0.12's HttpPostRequestDecoder reads one: names end at '=' or '&', values at '&', a line feed or a
+    carriage return and line feed (the rest is its epilogue, never read); a carriage return before anything else is
+    "Bad end of line"; a last name with no '=' is never decoded. A decoded name that is empty is "empty name", a '%'
+    not followed by two hex digits is "Bad string" in a name and its byte index in a value, the bytes quoted as
+    UTF-8. Its words, as TorchServe 0.12 answered each (tests/container/test_torchserve.py, and the jar's decoder)."""
+    first, in_value = 0, False
+    for i, byte in enumerate(body):
+        if not in_value and byte in b"=&":
+            if problem := _form_name_error(body[first:i]):
+                return problem
+            in_value, first = byte == ord("="), i + 1
+        elif in_value and byte == ord("&"):
+            if problem := _form_value_error(body[first:i]):
+                return problem
+            in_value, first = False, i + 1
+        elif in_value and byte == ord("\r") and body[i + 1 : i + 2] not in (b"\n", b""):
+            return "Bad end of line"
+        elif in_value and byte in b"\r\n":
+            return _form_value_error(body[first:i])
+    return _form_value_error(body[first:]) if in_value else None
+
+
+def _form_name_error(name: bytes) -> str | None:
+    if _BAD_ESCAPE.search(name):
+        return f"Bad string: '{name.decode('utf-8', 'replace')}'"
+    return None if name else "java.lang.IllegalArgumentException: empty name"
+
+
+def _form_value_error(value: bytes) -> str | None:
+    if bad := _BAD_ESCAPE.search(value):
+        return f"Invalid hex byte at index '{bad.start()}' in string: '{value.decode('utf-8', 'replace')}'"
     return None
 
 
@@ -374,7 +395,7 @@ class InProcessContainer:
 
     def invoke(self, body: bytes, content_type: str, accept: str) -> ContainerResponse:
         m = self.module
-        if content_type.split(";", 1)[0].strip().lower() == FORM_URLENCODED and (refusal := form_decode_error(body)):
+        if content_type.split(";", 1)[0].lower() == FORM_URLENCODED and (refusal := form_decode_error(body)):
             # TorchServe's frontend decodes such a body itself, before the toolkit runs (pytorch/serve's
             # InferenceRequestHandler.parseRequest, Netty's form decoder), and answers what it cannot decode with its
             # own JSON 500. One it can decode reaches input_fn, which refuses the type.

@@ -532,13 +532,6 @@ def test_form_decode_error_says_what_torchserves_form_decoder_said(body, said) -
     assert form_decode_error(body) == said
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="form_decode_error splits on '&' and checks every name and value; Netty's decoder in TorchServe 0.12's "
-    "jar never decodes a last name with no '=', stops at a line feed in a value and refuses a lone carriage return, "
-    "refuses an empty name before '&' too, and quotes the bytes as UTF-8: a body it lets through gets our 500, "
-    "and one it refuses our 415",
-)
 @pytest.mark.parametrize(
     ("body", "said"),
     [  # what Netty's HttpPostRequestDecoder, from TorchServe 0.12's model-server.jar, said of each body
@@ -575,12 +568,6 @@ def test_the_in_process_container_answers_a_body_labelled_form_data_that_is_not_
         container.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="invoke strips the media type before comparing it: 'application/x-www-form-urlencoded ; charset=utf-8' "
-    "is decoded as a form and its bad escape is our 500, where TorchServe's parseRequest compares Netty's "
-    "HttpUtil.getMimeType, which keeps the space before ';' (not a form: the body reaches the toolkit)",
-)
 @pytest.mark.usefixtures("fresh_script")
 def test_a_media_type_with_a_space_before_its_parameters_is_no_form_to_torchserve(tmp_path) -> None:
     from local.runtime import InProcessContainer
