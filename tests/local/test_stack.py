@@ -1064,11 +1064,23 @@ def test_ctrl_c_stops_the_stack_cleanly():
         own.stop()
 
 
+def interrupt_group(proc: subprocess.Popen) -> None:
+    """Ctrl-C to a stack started in a session of its own, and its end awaited (killed if it hangs)."""
+    import os
+    import signal
+
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout=HANG_GUARD_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def test_predict_still_answers_once_nobody_reads_the_stacks_output():
     """`make demo | head -20` for the banner: once head exits, every write to that pipe fails (EPIPE). The server's
     own lines survive it (say()); the function's are only lost, as a log nobody reads is."""
     import os
-    import signal
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "local", "--port", "0", "--no-stage-throttle"],
@@ -1091,12 +1103,7 @@ def test_predict_still_answers_once_nobody_reads_the_stacks_output():
         )
         assert response.status_code == 200, response.text
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=HANG_GUARD_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        interrupt_group(proc)
 
 
 def test_ctrl_c_while_python_imports_the_stack_exits_quietly():
@@ -1358,7 +1365,6 @@ def test_connections_past_the_open_file_limit_are_logged_once_each_at_most(tmp_p
     """Every connection holds a descriptor. Past the limit the OS refuses to accept more, which the log may say, but
     not thousands of times over with a traceback each; and the stack serves again once they close."""
     import os
-    import signal
     import socket
 
     log = tmp_path / "stack.log"
@@ -1390,12 +1396,7 @@ def test_connections_past_the_open_file_limit_are_logged_once_each_at_most(tmp_p
     finally:
         for connection in held:
             connection.close()
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=HANG_GUARD_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        interrupt_group(proc)
     refusals = log.read_text(errors="replace").count("socket.accept() out of system resource")
     assert refusals <= connections, f"{refusals} lines for {connections} connections"
 
