@@ -10,9 +10,9 @@ from pulumi.runtime import config as runtime_config
 
 from components import policies
 from components.bundle_dir import BundleDirError
-from components.inference_api import InferenceApi, InferenceApiArgs
+from components.inference_api import InferenceApi, InferenceApiArgs, InferenceApiArgsError
 from components.lambda_bundle import BundleError, lambda_asset_files
-from components.serverless_endpoint import ServerlessEndpoint, ServerlessEndpointArgs
+from components.serverless_endpoint import ServerlessEndpoint, ServerlessEndpointArgs, ServerlessEndpointArgsError
 from components.settings import (
     Settings,
     SettingsError,
@@ -34,6 +34,8 @@ def _reraise(error: BaseException) -> NoReturn:
 # What the user can fix (a stack setting, the artifact not built, a file a bundle refuses): its message says what to
 # do. `pulumi up` prints a pulumi.RunError as that message alone, and any other exception as a Python traceback.
 # StaticSiteArgsError: www/ is the user's (a file of no known type, no index.html, one that cannot be read).
+# ServerlessEndpointArgsError: the artifact changed while `pulumi up` read it (a `make model` meanwhile), so its
+# digest is no longer the file's; InferenceApiArgsError likewise for what the settings cannot already refuse.
 USER_ERRORS = (
     SettingsError,
     policies.ArtifactMissingError,
@@ -41,6 +43,8 @@ USER_ERRORS = (
     BundleDirError,
     BundleError,
     StaticSiteArgsError,
+    ServerlessEndpointArgsError,
+    InferenceApiArgsError,
 )
 
 
@@ -66,23 +70,26 @@ try:
 except USER_ERRORS as error:
     raise _reported(error) from error
 
-model = ServerlessEndpoint(
-    "model",
-    ServerlessEndpointArgs(
-        endpoint_name=endpoint_name,
-        artifact_path=artifact_path,
-        artifact_sha256=artifact_sha256,
-        image_tag=settings.inference_image_tag,
-        memory_size_mb=settings.memory_size_mb,
-        max_concurrency=settings.max_concurrency,
-        provisioned_concurrency=settings.provisioned_concurrency,
-        log_retention_days=settings.log_retention_days,
-        kms_key_arn=settings.kms_key_arn,
-        smoke_check=settings.smoke_check,
-        alarms=settings.alarms,
-        alarm_topic_arn=settings.alarm_topic_arn,
-    ),
-)
+try:
+    model = ServerlessEndpoint(
+        "model",
+        ServerlessEndpointArgs(
+            endpoint_name=endpoint_name,
+            artifact_path=artifact_path,
+            artifact_sha256=artifact_sha256,
+            image_tag=settings.inference_image_tag,
+            memory_size_mb=settings.memory_size_mb,
+            max_concurrency=settings.max_concurrency,
+            provisioned_concurrency=settings.provisioned_concurrency,
+            log_retention_days=settings.log_retention_days,
+            kms_key_arn=settings.kms_key_arn,
+            smoke_check=settings.smoke_check,
+            alarms=settings.alarms,
+            alarm_topic_arn=settings.alarm_topic_arn,
+        ),
+    )
+except USER_ERRORS as error:
+    raise _reported(error) from error
 
 # The API's CORS needs the site origin and the site's CSP needs the API origin; the site origin is
 # handed to the API as a deferred output (the resources themselves stay acyclic, see http_api_cors).

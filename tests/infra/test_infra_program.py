@@ -662,6 +662,26 @@ def test_a_lambda_asset_the_bundle_refuses_is_its_message_without_a_traceback(
     assert mocks.resources == {}
 
 
+def test_an_artifact_that_changes_while_the_program_reads_it_is_its_message_without_a_traceback(
+    program: Any, mocks: RecordingMocks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `make model` while `pulumi up` reads the artifact: the program's digest is no longer the file's, which
+    ServerlessEndpointArgs.validate() refuses before any resource. The user can act on it (run `pulumi up` again), so
+    it is a pulumi.RunError's message alone, not a traceback ending in ServerlessEndpointArgsError."""
+    real = policies.file_sha256
+    calls: list[Path] = []
+
+    def read_before_the_change(path: Path) -> str:
+        calls.append(path)
+        return "0" * 64 if len(calls) == 1 else real(path)  # the program's read, then validate()'s
+
+    monkeypatch.setattr(policies, "file_sha256", read_before_the_change)
+    with pytest.raises(pulumi.RunError) as err:
+        program()
+    assert str(err.value).startswith("ServerlessEndpointArgs.artifact_sha256 = '" + "0" * 64), err.value
+    assert len(calls) == 2 and mocks.resources == {}
+
+
 def test_an_error_the_user_cannot_act_on_keeps_its_traceback(
     program: Any, mocks: RecordingMocks, monkeypatch: pytest.MonkeyPatch
 ) -> None:
