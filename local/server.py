@@ -805,9 +805,15 @@ def create_app(
             if crash:
                 runtime.faults.sandbox_crash -= 1
             invoked = time.perf_counter()
+
+            async def invoke() -> object:
+                # Handed over off the event loop: a new sandbox's start waits for the fork server, and one that does
+                # not answer (SIGSTOP, a debugger) would hold up every connection, not only this invocation.
+                handed_over = await asyncio.to_thread(sandboxes.submit, event, context, crash=crash)
+                return await asyncio.wrap_future(handed_over)
+
             try:
-                invocation = asyncio.wrap_future(sandboxes.submit(event, context, crash=crash))
-                result = await asyncio.wait_for(invocation, timeout=gateway.INTEGRATION_TIMEOUT_S)
+                result = await asyncio.wait_for(invoke(), timeout=gateway.INTEGRATION_TIMEOUT_S)
                 answer = gateway.response_from_lambda(result)
             # The handler logged nothing for these, so each line names the request: the client's apigw-requestid
             # (the access log's requestId, at --log-level info) and, as Lambda's own lines do, Lambda's request id.

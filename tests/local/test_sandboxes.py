@@ -1612,42 +1612,6 @@ def test_an_injected_crash_kills_the_sandbox_it_lands_on(one):
     assert one.submit({}, None).result(timeout=60) != first
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="submit() starts a new sandbox in its caller's thread, and waits there for the fork server to send the "
-    "sandbox's pid: the server calls it on its event loop, so a fork server that does not answer (SIGSTOP, a "
-    "debugger) froze the whole stack (/ping, the site, the runtime tier, Ctrl-C) until it answered",
-)
-def test_a_fork_server_that_does_not_answer_holds_up_only_the_invocation_that_needs_a_new_sandbox(tmp_path):
-    """The server hands invocations over on its event loop: one that waits there for a sandbox's start waits with it
-    every other connection, the runtime tier the running sandboxes call included. It must wait in its Future."""
-    from multiprocessing import forkserver
-
-    pool = sandboxes(2)
-    started, gate = tmp_path / "started", tmp_path / "gate"
-    fork_server = None
-    handed_over: list = []
-    submitting = threading.Thread(target=lambda: handed_over.append(pool.submit({}, None)), daemon=True)
-    try:
-        busy = pool.submit({"started": str(started), "wait_for": str(gate)}, None)
-        wait_until(started.exists, "the first sandbox to begin its invocation")
-        fork_server = forkserver._forkserver._forkserver_pid
-        os.kill(fork_server, signal.SIGSTOP)  # the second invocation needs a new sandbox, which it cannot fork now
-        submitting.start()
-        submitting.join(timeout=10)  # a hang guard: the hand-over itself takes milliseconds
-        assert not submitting.is_alive(), "submit() waited for the fork server to start the new sandbox"
-        os.kill(fork_server, signal.SIGCONT)
-        gate.touch()
-        assert busy.result(timeout=HANG_GUARD_S) != handed_over[0].result(timeout=HANG_GUARD_S)
-    finally:
-        if fork_server is not None:
-            os.kill(fork_server, signal.SIGCONT)
-        gate.touch()
-        if submitting.ident is not None:
-            submitting.join(timeout=HANG_GUARD_S)
-        pool.shutdown()
-
-
 def test_an_invocation_past_the_functions_timeout_is_stopped_and_its_sandbox_replaced(one, tmp_path):
     # Lambda stops a handler at the function's timeout and gives the next invocation a new sandbox; one left
     # running held its sandbox for as long as it liked (a stuck handler, one slot fewer each time).

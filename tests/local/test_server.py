@@ -3058,6 +3058,37 @@ def test_an_event_over_lambdas_limit_is_413_and_the_function_never_runs(tiers, m
     assert_the_gateways_own_line(caplog, response, "POST", "POST /predict")
 
 
+def test_an_invocation_waiting_for_its_sandbox_to_start_holds_up_no_other_request(tiers, monkeypatch):
+    """A new sandbox's start waits for the Lambda fork server to send its pid: one that does not answer (SIGSTOP, a
+    debugger) froze the whole stack, /ping, the site, the runtime tier the running sandboxes call, and Ctrl-C, as the
+    invocation was handed over on the event loop (chaos review). Only that invocation may wait."""
+    started, release = threading.Event(), threading.Event()
+    hand_over = tiers.sandboxes.submit
+
+    def slow_start(event, context, *, crash=False):
+        started.set()
+        release.wait(HANG_GUARD_S)
+        return hand_over(event, context, crash=crash)
+
+    monkeypatch.setattr(tiers.sandboxes, "submit", slow_start)
+    answers: list[httpx.Response] = []
+    with served(tiers.app) as (host, port):
+        url = f"http://{host}:{port}"
+        headers = {"content-type": "image/jpeg"}
+        predicting = threading.Thread(
+            target=lambda: answers.append(httpx.post(f"{url}/predict", content=JPEG, headers=headers, timeout=90))
+        )
+        predicting.start()
+        try:
+            assert started.wait(HANG_GUARD_S), "the invocation never reached the sandboxes"
+            # Well under slow_start's wait: an event loop held by it answers nothing before then.
+            assert httpx.get(f"{url}/ping", timeout=10).status_code == 200
+        finally:
+            release.set()
+            predicting.join(HANG_GUARD_S)
+    assert [answer.status_code for answer in answers] == [200]
+
+
 def test_a_result_over_lambdas_response_limit_is_api_gateways_500(tiers):
     """Lambda's synchronous response is capped at 6 MB (Lambda quotas, "Invocation payload (request and response)"):
     a bigger one fails the invocation with "Response payload size exceeded maximum allowed payload size (6291556
