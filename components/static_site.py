@@ -238,6 +238,7 @@ class StaticSite(pulumi.ComponentResource):
             distribution_id=distribution.id,
             content_hash=content_hash,
             paths=list(policies.INVALIDATION_PATHS),
+            region=aws.get_region_output(opts=pulumi.InvokeOptions(parent=self)).region,
             opts=pulumi.ResourceOptions(parent=self, depends_on=objects),
         )
 

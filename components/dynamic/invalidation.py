@@ -39,7 +39,9 @@ class InvalidationProvider(AwsProvider):
         paths = list(props.get("paths") or INVALIDATION_PATHS)
         # The hash plus a nonce: CloudFront rejects a reused CallerReference with a different batch.
         reference = f"{props['content_hash'][:32]}-{uuid.uuid4().hex[:12]}"
-        client = self.client("cloudfront")
+        # The stack's region picks the partition's CloudFront endpoint (cloudfront.amazonaws.com for every aws region,
+        # cloudfront.cn-northwest-1.amazonaws.com.cn for aws-cn); without it boto3 takes the deployer's default region.
+        client = self.client("cloudfront", region=props.get("region") or None)
         reply = client.create_invalidation(
             DistributionId=props["distribution_id"], InvalidationBatch=invalidation_batch(paths, reference)
         )
@@ -47,6 +49,7 @@ class InvalidationProvider(AwsProvider):
             "distribution_id": props["distribution_id"],
             "content_hash": props["content_hash"],
             "paths": paths,
+            "region": props.get("region"),
             "invalidation_id": reply["Invalidation"]["Id"],
         }
 
@@ -75,6 +78,7 @@ class CloudFrontInvalidation(Resource):
         distribution_id: pulumi.Input[str],
         content_hash: pulumi.Input[str],
         paths: list[str] | None = None,
+        region: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(
@@ -84,6 +88,7 @@ class CloudFrontInvalidation(Resource):
                 "distribution_id": distribution_id,
                 "content_hash": content_hash,
                 "paths": list(paths or INVALIDATION_PATHS),
+                "region": region,
                 "invalidation_id": None,
             },
             opts,

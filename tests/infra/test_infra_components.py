@@ -897,6 +897,7 @@ def test_static_site_resources(mocks: RecordingMocks, tmp_path: Path) -> None:
     invalidation = mocks.one(DYNAMIC, "site-invalidation")
     assert invalidation["distribution_id"] == "E2EXAMPLE"
     assert invalidation["paths"] == ["/*"]
+    assert invalidation["region"] == REGION  # the partition's CloudFront endpoint, not the deployer's default region
     expected_hash = policies.site_content_hash(
         policies.read_site_files(policies.site_files(www)), render_config_js(API_ENDPOINT)
     )

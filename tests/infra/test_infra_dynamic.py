@@ -783,6 +783,28 @@ def test_invalidation_create_update_delete(aws: None) -> None:
     assert len(_invalidations(dist)) == 2  # invalidations are events; delete creates nothing
 
 
+def test_invalidation_calls_the_cloudfront_of_the_stacks_partition(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CloudFront is one endpoint per partition: boto3 picks it from the client's region, so without the stack's a
+    deployer whose default region is elsewhere (an aws-cn stack deployed from a machine set to us-east-1) called the
+    commercial endpoint with China credentials."""
+    dist = _distribution()
+    provider = InvalidationProvider()
+    asked: list[str | None] = []
+    real = provider.client
+
+    def client(service: str, region: str | None = None, **kwargs: Any) -> Any:
+        asked.append(region)
+        return real(service, region=region, **kwargs)
+
+    monkeypatch.setattr(provider, "client", client)
+    created = provider.create({"distribution_id": dist, "content_hash": "a" * 64, "region": "eu-west-1"})
+    assert asked == ["eu-west-1"] and created.outs["region"] == "eu-west-1"
+    china = real("cloudfront", region="cn-north-1").meta.endpoint_url
+    assert china.endswith(".amazonaws.com.cn") and real("cloudfront", region="eu-west-1").meta.endpoint_url == (
+        "https://cloudfront.amazonaws.com"
+    )
+
+
 def test_invalidation_of_new_paths_for_unchanged_content_is_a_new_batch(aws: None) -> None:
     # CloudFront refuses a CallerReference it has seen with a different batch (InvalidationBatchAlreadyExists): the
     # same content hash must not give the same reference.
