@@ -226,7 +226,15 @@ def check_rollout(client: Any, endpoint_name: str, expected_config: str | None) 
 def not_in_service_message(endpoint_name: str, description: dict[str, Any]) -> str:
     """On the configuration this deployment made, but not InService (SageMaker's own maintenance, SystemUpdating,
     which "does not change any customer-specified values such as ... model", or another update under way): the
-    rollout took effect, and its configuration is the one the endpoint runs on, never to be deleted."""
+    rollout took effect, and its configuration is the one the endpoint runs on, never to be deleted. One being
+    deleted (by hand, or by another tool) will never be InService again: it must be gone and made anew."""
+    if description.get("EndpointStatus") == "Deleting":
+        return (
+            f"SageMaker endpoint {endpoint_name!r} is Deleting (deleted outside this deployment), so it will not "
+            "serve again and its smoke check cannot run. Once it is gone (`aws sagemaker wait endpoint-deleted "
+            f"--endpoint-name {endpoint_name}`), run `pulumi refresh` (the endpoint leaves the state), then "
+            "`pulumi up`, which creates it again and runs the check."
+        )
     return (
         f"SageMaker endpoint {endpoint_name!r} is {description.get('EndpointStatus')} on endpoint configuration "
         f"{description.get('EndpointConfigName')!r}, the one this deployment made, not InService, so its smoke check "

@@ -332,6 +332,21 @@ def test_rollout_check_on_a_failed_endpoint_says_to_delete_and_recreate_it() -> 
     assert "did not take effect" not in str(other.value) and "aws sagemaker delete-endpoint" in str(other.value)
 
 
+def test_an_endpoint_being_deleted_is_not_waited_for_but_made_anew() -> None:
+    """An endpoint deleted outside this deployment is Deleting on its configuration: it will never be InService again,
+    so waiting for it (the advice for one between states) never ends; it must be gone, leave the state, and be
+    created again."""
+    client = stub_client("sagemaker")
+    with Stubber(client) as stub:
+        stub.add_response("describe_endpoint", _endpoint("config-1", "Deleting"), {"EndpointName": "mobilenet-test"})
+        with pytest.raises(SmokeCheckError) as err:
+            check_rollout(client, "mobilenet-test", "config-1")
+    message = str(err.value)
+    assert "'mobilenet-test' is Deleting" in message and "endpoint-in-service" not in message
+    assert "`aws sagemaker wait endpoint-deleted --endpoint-name mobilenet-test`" in message
+    assert message.index("endpoint-deleted") < message.index("`pulumi refresh`") < message.index("`pulumi up`")
+
+
 @pytest.mark.parametrize("status", ["SystemUpdating", "Updating", "OutOfService"])
 def test_an_endpoint_between_states_on_the_new_configuration_is_not_called_rolled_back(status: str) -> None:
     """SageMaker's maintenance (SystemUpdating: "does not change any customer-specified values such as ... model"),
