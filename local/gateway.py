@@ -204,17 +204,18 @@ class LambdaFunctionError(RuntimeError):
 
 
 def marshal(result: object) -> object:
-    """The result as Lambda hands it to API Gateway: serialised as JSON by the runtime (awslambdaric's
-    lambda_runtime_marshaller: "Unable to marshal response: ..."), within the response limit, and read back."""
+    """The result as Lambda hands it to API Gateway: serialised as UTF-8 JSON by the runtime (awslambdaric's
+    lambda_runtime_marshaller: "Unable to marshal response: ..."; a lone surrogate cannot be UTF-8), within the
+    response limit, and read back."""
     try:
-        text = json.dumps(result)
-    except (TypeError, ValueError) as e:
+        payload = json.dumps(result, ensure_ascii=False).encode("utf-8")
+    except (TypeError, ValueError) as e:  # UnicodeEncodeError is a ValueError
         raise LambdaFunctionError(f"Unable to marshal response: {e}") from None
-    if len(text.encode("utf-8", "surrogatepass")) > LAMBDA_MAX_RESPONSE_BYTES:
+    if len(payload) > LAMBDA_MAX_RESPONSE_BYTES:
         raise LambdaFunctionError(
             f"Response payload size exceeded maximum allowed payload size ({LAMBDA_MAX_RESPONSE_BYTES} bytes)."
         )
-    return json.loads(text)
+    return json.loads(payload)
 
 
 def _status(value: object) -> int:
@@ -255,7 +256,7 @@ def response_from_lambda(result: object) -> HttpResponse:
         # Payload 2.0 infers a 200 JSON answer from anything else, a string being the body itself (AWS's table of
         # format 2.0 responses); our handler never relies on it.
         body = result if isinstance(result, str) else json.dumps(result)
-        return HttpResponse(200, [("content-type", "application/json")], body.encode("utf-8", "surrogatepass"))
+        return HttpResponse(200, [("content-type", "application/json")], body.encode("utf-8"))
     status = _status(result["statusCode"])
     body = result.get("body")
     if body is not None and not isinstance(body, str):
@@ -267,7 +268,7 @@ def response_from_lambda(result: object) -> HttpResponse:
         except (binascii.Error, ValueError):
             raise MalformedResult(f"{MALFORMED} the body is marked isBase64Encoded and is not base64") from None
     else:
-        raw = body.encode("utf-8", "surrogatepass")
+        raw = body.encode("utf-8")
     given = result.get("headers") or {}
     cookies = result.get("cookies") or []
     if not isinstance(given, dict) or not isinstance(cookies, list):

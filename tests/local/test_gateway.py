@@ -618,6 +618,15 @@ def test_a_results_values_never_reach_the_client_as_pythons_text_of_them(result,
     assert sent in ([], [(sent[0][0], json_text)] if sent else []), sent
 
 
+@pytest.mark.parametrize("result", [{"statusCode": 200, "body": "\ud800"}, "a lone \udfff"], ids=["body", "string"])
+def test_a_result_utf_8_cannot_carry_fails_as_lambdas_marshalling_does(result):
+    """Lambda's runtime sends the result as UTF-8 JSON: a lone surrogate cannot be encoded, and the invocation fails
+    ("Unable to marshal response: ..."), a function error, rather than reaching the client as bytes no UTF-8 reader
+    accepts."""
+    with pytest.raises(gateway.LambdaFunctionError, match=r"^Unable to marshal response: .*surrogates not allowed"):
+        gateway.response_from_lambda(result)
+
+
 def test_every_cookie_header_goes_to_cookies_and_every_result_cookie_is_a_set_cookie_of_its_own():
     """AWS's payload 2.0: "All cookie headers in the request are combined with commas and added to the cookies field.
     In the response to the client, each cookie becomes a set-cookie header" (http-api-develop-integrations-lambda.html).
