@@ -9,8 +9,9 @@ so replacing os.environ there races nothing. (The initial environment block the 
 is not rewritten: Python code in a sandbox, boto3 included, sees only the function's environment.)
 
 It also gives them Lambda's stdout and stderr, which never refuse a write: the sandboxes share the server's, and once
-nobody reads those (`make demo | head`, a stopped `tee`), a print (Powertools' metrics flush) raised BrokenPipeError
-in the handler and every request failed. The function's lines are only lost then, as a log nobody reads is.
+nobody reads those (`make demo | head`, a stopped `tee`, a closed terminal), a print (Powertools' metrics flush)
+raised BrokenPipeError (or EIO) in the handler and every request failed. The function's lines are only lost then,
+as a log nobody reads is.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def _adopt_function_environment() -> None:
 
 
 class LambdaStream:
-    """A text stream whose writes never fail for want of a reader: after a broken pipe it drops what it is given."""
+    """A text stream whose writes never fail for want of a reader: after one failed (a broken pipe, a closed
+    terminal's EIO) it drops what it is given."""
 
     def __init__(self, stream: object) -> None:
         self._stream = stream
@@ -46,7 +48,7 @@ class LambdaStream:
         if not self._gone:
             try:
                 return self._stream.write(text)
-            except BrokenPipeError:
+            except OSError:  # a broken pipe, or EIO from a terminal that was closed (SIGHUP)
                 self._gone = True
         return len(text)
 
@@ -54,7 +56,7 @@ class LambdaStream:
         if not self._gone:
             try:
                 self._stream.flush()
-            except BrokenPipeError:
+            except OSError:
                 self._gone = True
 
     def __getattr__(self, name: str) -> object:
