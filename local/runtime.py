@@ -97,10 +97,11 @@ _BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 def form_decode_error(body: bytes) -> str | None:
     """What Netty's form decoder, in TorchServe's frontend, says of a form body it cannot decode (None: it can), as
     TorchServe 0.12's HttpPostRequestDecoder reads one: names end at '=' or '&', values at '&', a line feed or a
-    carriage return and line feed (the rest is its epilogue, never read); a carriage return before anything else is
-    "Bad end of line"; a last name with no '=' is never decoded. A decoded name that is empty is "empty name", a '%'
-    not followed by two hex digits is "Bad string" in a name and its byte index in a value, the bytes quoted as
-    UTF-8. Its words, as TorchServe 0.12 answered each (tests/container/test_torchserve.py, and the jar's decoder)."""
+    carriage return and line feed (the rest is its epilogue, never read); in a value, a carriage return that a line
+    feed does not follow is "Bad end of line"; a last name with no '=' is never decoded. A decoded name that is
+    empty is "empty name", a '%' not followed by two hex digits is "Bad string" in a name and its byte index in a
+    value, the bytes quoted as UTF-8. Its words, as TorchServe 0.12 answered each (tests/container/test_torchserve.py,
+    and the jar's decoder)."""
     first, in_value = 0, False
     for i, byte in enumerate(body):
         if not in_value and byte in b"=&":
