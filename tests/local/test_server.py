@@ -3062,12 +3062,13 @@ def test_an_invocation_waiting_for_its_sandbox_to_start_holds_up_no_other_reques
     """A new sandbox's start waits for the Lambda fork server to send its pid: one that does not answer (SIGSTOP, a
     debugger) froze the whole stack, /ping, the site, the runtime tier the running sandboxes call, and Ctrl-C, as the
     invocation was handed over on the event loop (chaos review). Only that invocation may wait."""
-    started, release = threading.Event(), threading.Event()
+    started, release, gave_up = threading.Event(), threading.Event(), threading.Event()
     hand_over = tiers.sandboxes.submit
 
     def slow_start(event, context, *, crash=False):
         started.set()
-        release.wait(HANG_GUARD_S)
+        if not release.wait(HANG_GUARD_S):
+            gave_up.set()  # nobody released it: what answered meanwhile waited for this
         return hand_over(event, context, crash=crash)
 
     monkeypatch.setattr(tiers.sandboxes, "submit", slow_start)
@@ -3081,8 +3082,9 @@ def test_an_invocation_waiting_for_its_sandbox_to_start_holds_up_no_other_reques
         predicting.start()
         try:
             assert started.wait(HANG_GUARD_S), "the invocation never reached the sandboxes"
-            # Well under slow_start's wait: an event loop held by it answers nothing before then.
-            assert httpx.get(f"{url}/ping", timeout=10).status_code == 200
+            # An event loop held by slow_start answers /ping only once slow_start gives up waiting.
+            assert httpx.get(f"{url}/ping", timeout=2 * HANG_GUARD_S).status_code == 200
+            assert not gave_up.is_set(), "/ping answered only once the invocation's hand-over ended"
         finally:
             release.set()
             predicting.join(HANG_GUARD_S)
